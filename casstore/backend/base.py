@@ -1,0 +1,177 @@
+"""The backend contract: named bytes on some storage, and nothing more.
+
+A backend stores opaque byte strings under ``/``-separated keys such as
+``chunks/ab/cd/<digest>``. It knows nothing of digests, recipes or runs. The
+contract is six primitives (see :class:`Backend`); everything else is derived
+here, once. Capabilities are data (``supports_atomic_create``, ``durable``), so
+callers and tests branch on flags, never on the class.
+
+Every error a backend raises is a :class:`casstore.exceptions.CasstoreError`:
+foreign errors (``OSError`` from the disk, botocore, aiohttp) are translated at
+this edge and never reach the layers above.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from casstore.exceptions import InvalidInputError
+
+__all__ = ["Backend", "ObjectInfo", "validate_key"]
+
+_KEY_SEGMENT = re.compile(r"^[A-Za-z0-9._@=+-]+$")
+
+
+def validate_key(key: str) -> str:
+    """Check that ``key`` is a safe relative object name and return it.
+
+    Keys are built by casstore itself (digests, hashed names), so a bad key is a
+    bug or a tampered record; either way it must never address anything outside
+    the store root.
+    """
+    if not isinstance(key, str) or not key:
+        raise InvalidInputError(f"object key must be a non-empty string, got {key!r}")
+    for part in key.split("/"):
+        if part in ("", ".", "..") or not _KEY_SEGMENT.match(part):
+            raise InvalidInputError(
+                f"unsafe object key {key!r}: each '/'-separated part must be a plain name "
+                "of letters, digits and ._@=+-"
+            )
+    return key
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a backend knows of a stored object: its size and last-modified time (epoch seconds)."""
+
+    key: str
+    size: int
+    mtime: float
+
+
+class Backend(abc.ABC):
+    """Named byte strings with atomic create-if-absent.
+
+    Subclasses implement the primitives ``_put_if_absent``, ``_put_blob``, ``_get``,
+    ``_list``, ``_delete`` and ``_info``; the public methods validate keys and are
+    what callers use.
+    """
+
+    #: ``put_if_absent`` is atomic across threads, processes and (for remote stores) machines.
+    supports_atomic_create: bool = False
+    #: After ``flush()`` returns, everything written before it survives a power loss.
+    durable: bool = False
+    #: Number of requests worth running concurrently (1 for a local disk).
+    concurrency: int = 1
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    # ---- primitives --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _put_if_absent(self, key: str, data: bytes) -> bool: ...
+
+    @abc.abstractmethod
+    def _put_blob(self, key: str, data: bytes) -> bool: ...
+
+    @abc.abstractmethod
+    def _get(self, key: str, start: int | None, end: int | None) -> bytes: ...
+
+    @abc.abstractmethod
+    def _list(self, prefix: str) -> Iterator[str]: ...
+
+    @abc.abstractmethod
+    def _delete(self, key: str) -> None: ...
+
+    @abc.abstractmethod
+    def _info(self, key: str) -> ObjectInfo: ...
+
+    # ---- the public contract -------------------------------------------------------
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create ``key`` holding ``data`` unless it exists; return whether this call created it.
+
+        Exactly one of any number of racing callers gets ``True``; readers never see a
+        partly written object.
+
+        >>> b.put_if_absent("runs/r1/meta", b"...")   # doctest: +SKIP
+        True
+        """
+        return self._put_if_absent(validate_key(key), bytes(data))
+
+    def put_blob(self, key: str, data: bytes | memoryview) -> bool:
+        """Store ``data`` under ``key``, idempotently; return whether this call wrote it.
+
+        For content-addressed keys, where any two writers write the same bytes: an
+        existing object is left as it is (and freshened, see :meth:`touch`).
+        """
+        return self._put_blob(validate_key(key), data)
+
+    def get(self, key: str) -> bytes:
+        """Return the whole object; :class:`ObjectNotFoundError` if there is none."""
+        return self._get(validate_key(key), None, None)
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Return bytes ``[start, end)`` of the object."""
+        if start < 0 or end < start:
+            raise InvalidInputError(f"bad byte range [{start}, {end}) for {key!r}")
+        return self._get(validate_key(key), start, end)
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key``."""
+        return self.exists_many([key])[0]
+
+    def exists_many(self, keys: Sequence[str]) -> list[bool]:
+        """Whether each key exists, in order. Backends override this to batch requests."""
+        for k in keys:
+            validate_key(k)
+        if self.concurrency <= 1 or len(keys) <= 1:
+            return [self._exists(k) for k in keys]
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(self._exists, keys))
+
+    def _exists(self, key: str) -> bool:
+        from casstore.exceptions import ObjectNotFoundError
+
+        try:
+            self._info(key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Yield every key that starts with ``prefix`` (recursively), in no set order."""
+        if prefix:
+            head = prefix.rstrip("/")
+            if head:
+                validate_key(head)
+        return self._list(prefix)
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing a missing key is not an error."""
+        self._delete(validate_key(key))
+
+    def info(self, key: str) -> ObjectInfo:
+        """Size and modification time of ``key``; :class:`ObjectNotFoundError` if missing."""
+        return self._info(validate_key(key))
+
+    def touch(self, key: str) -> None:
+        """Freshen ``key``: set its modification time to now (used by garbage collection's
+        grace period, so an object a writer has just deduplicated against is kept)."""
+        validate_key(key)
+
+    def flush(self) -> None:
+        """Durability barrier: everything written before the call survives a power loss
+        once it returns (on backends where ``durable`` is true). Callers flush data
+        before publishing a record that references it."""
+
+    def close(self) -> None:
+        """Release resources (thread pools, sessions)."""

@@ -1,0 +1,70 @@
+"""The objects layer: chunking, hashing, file recipes and verified streaming I/O.
+
+>>> from casstore.objects import open_store
+>>> objects = open_store("memory://doc-objects")
+>>> digest, size = objects.put_bytes(b"hello")
+>>> digest
+'ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f'
+>>> objects.get_bytes(digest)
+b'hello'
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from casstore.backend import Backend, LocalBackend, open_backend
+from casstore.exceptions import StoreConfigError
+from casstore.objects.chunking import DEFAULT_CHUNKER, Chunker, ChunkerParams
+from casstore.objects.config import CONFIG_KEY, StoreConfig, load_or_create_config
+from casstore.objects.digest import check_digest, hash_bytes, is_digest
+from casstore.objects.recipes import Recipe
+from casstore.objects.store import EMPTY_DIGEST, ObjectStore, Stored, chunk_key, recipe_key
+
+__all__ = [
+    "open_store",
+    "open_objects",
+    "ObjectStore",
+    "Stored",
+    "Recipe",
+    "Chunker",
+    "ChunkerParams",
+    "DEFAULT_CHUNKER",
+    "StoreConfig",
+    "EMPTY_DIGEST",
+    "hash_bytes",
+    "check_digest",
+    "is_digest",
+    "chunk_key",
+    "recipe_key",
+]
+
+
+def open_objects(backend: Backend, *, chunker: ChunkerParams | None = None, create: bool = True) -> ObjectStore:
+    """The object store on an open backend, creating its config if the store is new."""
+    if isinstance(backend, LocalBackend) and not backend.exists(CONFIG_KEY):
+        entries = [e for e in os.listdir(backend.root) if not e.startswith(".")]
+        if entries and not create:
+            raise StoreConfigError(f"{backend.root!r} is not a casstore store (it has no {CONFIG_KEY})")
+        if entries:
+            raise StoreConfigError(
+                f"{backend.root!r} is a non-empty directory that is not a casstore store (no {CONFIG_KEY}); "
+                "refusing to write into it. Point the store at a new or empty directory."
+            )
+    if not create and not backend.exists(CONFIG_KEY):
+        raise StoreConfigError(f"no casstore store at {backend.url!r} (no {CONFIG_KEY})")
+    return ObjectStore(backend, load_or_create_config(backend, chunker))
+
+
+def open_store(
+    url: str | os.PathLike[str],
+    storage_options: dict[str, Any] | None = None,
+    *,
+    chunker: ChunkerParams | None = None,
+    create: bool = True,
+    durable: bool | None = None,
+) -> ObjectStore:
+    """Open (or create) the object store at a URL or local path."""
+    backend = open_backend(url, storage_options, durable=durable)
+    return open_objects(backend, chunker=chunker, create=create)

@@ -1,0 +1,50 @@
+"""Canonical encoding of records: msgpack with sorted keys and fixed types.
+
+Equal records give equal bytes, so a record's BLAKE3 is a stable name for it.
+Every record carries a format version ``v``; fields are only ever added, with
+defaults, never changed in meaning.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgpack
+
+from casstore.exceptions import CorruptRecordError, InvalidInputError
+
+__all__ = ["pack", "unpack", "canonical"]
+
+
+def canonical(obj: Any) -> Any:
+    """Normalise ``obj`` to the canonical form: dicts with sorted str keys, lists for tuples."""
+    if isinstance(obj, dict):
+        out = {}
+        for k in sorted(obj, key=lambda k: (str(k))):
+            if not isinstance(k, str):
+                raise InvalidInputError(f"record keys must be strings, got {k!r}")
+            out[k] = canonical(obj[k])
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [canonical(x) for x in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, bytes, int)):
+        return obj
+    if isinstance(obj, float):
+        if math.isnan(obj):
+            return float("nan")
+        return obj
+    raise InvalidInputError(f"cannot encode a value of type {type(obj).__name__} in a record: {obj!r}")
+
+
+def pack(obj: Any) -> bytes:
+    """Canonical msgpack bytes of ``obj``."""
+    return msgpack.packb(canonical(obj), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack(data: bytes, what: str = "record") -> Any:
+    """Decode a record; :class:`~casstore.exceptions.CorruptRecordError` names ``what`` if it is not valid msgpack."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.UnpackException, TypeError) as e:
+        raise CorruptRecordError(f"{what} is not a valid casstore record ({e}); the store may be corrupt") from e

@@ -1,0 +1,47 @@
+"""BLAKE3 digests: the names of everything stored."""
+
+from __future__ import annotations
+
+import re
+
+from blake3 import blake3
+
+from casstore.exceptions import InvalidDigestError
+
+__all__ = ["DIGEST_HEX_LEN", "hash_bytes", "new_hasher", "check_digest", "is_digest", "fanout_key"]
+
+DIGEST_HEX_LEN = 64
+_DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+# blake3 spreads a buffer over threads only when that pays (its own heuristics)
+_THREADS_MIN = 1 << 20
+
+
+def hash_bytes(data: bytes | bytearray | memoryview) -> str:
+    """The 64-hex BLAKE3 digest of ``data`` (what ``b3sum`` prints)."""
+    if len(data) >= _THREADS_MIN:
+        return blake3(data, max_threads=blake3.AUTO).hexdigest()
+    return blake3(data).hexdigest()
+
+
+def new_hasher() -> blake3:
+    """An incremental BLAKE3 hasher that may use several threads on large updates."""
+    return blake3(max_threads=blake3.AUTO)
+
+
+def is_digest(s: object) -> bool:
+    """Whether ``s`` is a 64-character lowercase hex string."""
+    return isinstance(s, str) and bool(_DIGEST_RE.match(s))
+
+
+def check_digest(s: object, what: str = "digest") -> str:
+    """Return ``s`` if it is a valid digest, else raise :class:`InvalidDigestError`."""
+    if isinstance(s, str) and _DIGEST_RE.match(s.strip().lower()):
+        return s.strip().lower()
+    raise InvalidDigestError(
+        f"{what} {s!r} is not a BLAKE3 digest: expected 64 hex characters, as printed by `b3sum`"
+    )
+
+
+def fanout_key(kind: str, digest: str) -> str:
+    """Object key for a content-addressed object: ``<kind>/ab/cd/<digest>``."""
+    return f"{kind}/{digest[0:2]}/{digest[2:4]}/{digest}"
