@@ -1,0 +1,7 @@
+"""casstore: a content-addressed, verified, deduplicated artifact store for ML runs."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
