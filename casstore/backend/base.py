@@ -31,15 +31,16 @@ def validate_key(key: str) -> str:
 
     Keys are built by casstore itself (digests, hashed names), so a bad key is a
     bug or a tampered record; either way it must never address anything outside
-    the store root.
+    the store root. A part may not start with ``.``: backends keep such names for
+    their temporary files, which are never listed.
     """
     if not isinstance(key, str) or not key:
         raise InvalidInputError(f"object key must be a non-empty string, got {key!r}")
     for part in key.split("/"):
-        if part in ("", ".", "..") or not _KEY_SEGMENT.match(part):
+        if not _KEY_SEGMENT.match(part) or part.startswith("."):
             raise InvalidInputError(
                 f"unsafe object key {key!r}: each '/'-separated part must be a plain name "
-                "of letters, digits and ._@=+-"
+                "of letters, digits and ._@=+-, not starting with '.'"
             )
     return key
 
@@ -148,11 +149,13 @@ class Backend(abc.ABC):
         return True
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        """Yield every key that starts with ``prefix`` (recursively), in no set order."""
+        """Yield every key that starts with ``prefix`` (recursively), in no set order.
+
+        ``prefix`` is ``""``, a key, a key's first parts with a trailing ``/``, or a
+        partial name (``"runs/ab"`` yields ``runs/ab/...`` and ``runs/abc/...``).
+        """
         if prefix:
-            head = prefix.rstrip("/")
-            if head:
-                validate_key(head)
+            validate_key(prefix[:-1] if prefix.endswith("/") else prefix)
         return self._list(prefix)
 
     def delete(self, key: str) -> None:
@@ -165,7 +168,8 @@ class Backend(abc.ABC):
 
     def touch(self, key: str) -> None:
         """Freshen ``key``: set its modification time to now (used by garbage collection's
-        grace period, so an object a writer has just deduplicated against is kept)."""
+        grace period, so an object a writer has just deduplicated against is kept).
+        Touching a missing key does nothing."""
         validate_key(key)
 
     def flush(self) -> None:

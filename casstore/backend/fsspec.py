@@ -26,6 +26,8 @@ from casstore.exceptions import ObjectNotFoundError, StoreUnavailableError
 
 __all__ = ["FsspecBackend", "MemoryBackend"]
 
+_CLIP_RANGES_ABOVE = 64 << 20
+
 
 class FsspecBackend(Backend):
     """Objects as files of an fsspec file system under ``root``."""
@@ -45,12 +47,20 @@ class FsspecBackend(Backend):
     def _unavailable(self, key: str, e: Exception) -> StoreUnavailableError:
         return StoreUnavailableError(f"store {self.url!r}: cannot access {key!r}: {type(e).__name__}: {e}")
 
+    def _pipe(self, path: str, data: bytes, mode: str) -> None:
+        try:
+            self.fs.pipe_file(path, data, mode=mode)
+        except FileNotFoundError:
+            # file systems with real directories (local, sftp) want the parent made first
+            self.fs.makedirs(path.rpartition("/")[0], exist_ok=True)
+            self.fs.pipe_file(path, data, mode=mode)
+
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         try:
             if self.fs.exists(path):
                 return False
-            self.fs.pipe_file(path, data, mode="create")
+            self._pipe(path, data, "create")
         except FileExistsError:
             return False
         except OSError as e:
@@ -62,7 +72,7 @@ class FsspecBackend(Backend):
         try:
             if self.fs.exists(path):
                 return False
-            self.fs.pipe_file(path, bytes(data))
+            self._pipe(path, bytes(data), "overwrite")
         except OSError as e:
             raise self._unavailable(key, e) from e
         return True
@@ -70,10 +80,17 @@ class FsspecBackend(Backend):
     def _get(self, key: str, start: int | None, end: int | None) -> bytes:
         path = self._path(key)
         try:
+            if start is not None and end is not None and end - start > _CLIP_RANGES_ABOVE:
+                # some file systems allocate the whole requested length before reading
+                end = min(end, int(self.fs.size(path)))
+                if end <= start:
+                    return b""
             data: bytes = self.fs.cat_file(path, start=start, end=end)
             return data
         except FileNotFoundError as e:
             raise ObjectNotFoundError(f"no object {key!r} in store {self.url!r}") from e
+        except IsADirectoryError as e:
+            raise ObjectNotFoundError(f"no object {key!r} in store {self.url!r} (it is a directory)") from e
         except OSError as e:
             raise self._unavailable(key, e) from e
 
@@ -113,6 +130,23 @@ class FsspecBackend(Backend):
         if info.get("type") == "directory":
             raise ObjectNotFoundError(f"no object {key!r} in store {self.url!r} (it is a directory)")
         return ObjectInfo(key, int(info.get("size") or 0), _mtime(info))
+
+    def touch(self, key: str) -> None:
+        # docstring inherited
+        super().touch(key)
+        path = self._path(key)
+        try:
+            if not self.fs.exists(path):
+                return
+            try:
+                self.fs.touch(path, truncate=False)
+            except (NotImplementedError, ValueError, TypeError):
+                # no in-place touch: rewrite the same bytes (objects here are immutable)
+                self.fs.pipe_file(path, self.fs.cat_file(path))
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise self._unavailable(key, e) from e
 
 
 def _mtime(info: dict[str, Any]) -> float:

@@ -21,6 +21,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import stat
 import threading
 import uuid
 from collections.abc import Iterator
@@ -157,9 +158,12 @@ class LocalBackend(Backend):
             with open(path, "rb") as f:
                 if start is None:
                     return f.read()
+                stop = min(end if end is not None else start, os.fstat(f.fileno()).st_size)
+                if stop <= start:
+                    return b""
                 f.seek(start)
-                return f.read(max(0, (end or 0) - start))
-        except FileNotFoundError as e:
+                return f.read(stop - start)
+        except (FileNotFoundError, NotADirectoryError) as e:
             raise ObjectNotFoundError(f"no object {key!r} in store {self.root!r}") from e
         except IsADirectoryError as e:
             raise ObjectNotFoundError(f"no object {key!r} in store {self.root!r} (it is a directory)") from e
@@ -192,8 +196,12 @@ class LocalBackend(Backend):
     def _info(self, key: str) -> ObjectInfo:
         try:
             st = os.stat(self._path(key))
-        except FileNotFoundError as e:
+        except (FileNotFoundError, NotADirectoryError) as e:
             raise ObjectNotFoundError(f"no object {key!r} in store {self.root!r}") from e
+        except OSError as e:
+            raise self._wrap(key, e) from e
+        if not stat.S_ISREG(st.st_mode):
+            raise ObjectNotFoundError(f"no object {key!r} in store {self.root!r} (it is a directory)")
         return ObjectInfo(key, st.st_size, st.st_mtime)
 
     # ---- extras ----------------------------------------------------------------------
