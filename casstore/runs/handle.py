@@ -1,0 +1,366 @@
+"""Writing to a run: the :class:`RunHandle`.
+
+Every write follows one order: data first (chunks, recipe), then a durability
+barrier (``objects.flush()``), then the record that references it, created with
+the backend's atomic create-if-absent. A path, param or model name is bound once:
+the same value again is a no-op, a different one raises
+:class:`~casstore.exceptions.ImmutableArtifactError`. Many handles, threads and
+processes may write one run at once; each race has exactly one winner.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat as stat_mod
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from casstore._paths import clean_artifact_path
+from casstore.exceptions import (
+    CasstoreError,
+    ImmutableArtifactError,
+    InvalidInputError,
+    LocalFileError,
+    ObjectNotFoundError,
+    RunStateError,
+)
+from casstore.objects import Stored
+from casstore.objects.codec import pack
+from casstore.objects.digest import check_digest, hash_bytes
+from casstore.runs import layout
+from casstore.runs.layout import RECORD_VERSION, check_name, now_ms
+from casstore.runs.metrics import MetricBuffer, register_flushable
+from casstore.runs.records import ArtifactEntry, decode_record
+from casstore.runs.state import manifest_of, read_live_state
+
+if TYPE_CHECKING:
+    from casstore.runs.store import RunStore
+
+__all__ = ["RunHandle", "RUN_STATUSES", "SMALL_FILE"]
+
+#: statuses a run can be sealed with (MLflow's terminal statuses)
+RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
+#: files up to this size are read in one go and stored with ``put_bytes`` (one chunk)
+SMALL_FILE = 256 * 1024
+
+
+class RunHandle:
+    """A writer on one unsealed run. Thread-safe."""
+
+    def __init__(self, store: RunStore, run_id: str, meta: dict[str, Any]) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.experiment_id: str = meta["experiment_id"]
+        self.meta = meta
+        self._backend = store.backend
+        self._objects = store.objects
+        self._metrics = MetricBuffer(store.metric_flush_points, store.metric_flush_seconds)
+        self._write_lock = threading.Lock()  # serialises metric segment writes and the seal
+        self._known: dict[str, dict[str, Any]] = {layout.run_meta_key(run_id): meta}
+        self._known_lock = threading.Lock()
+        self._digest: str | None = None
+        register_flushable(self)
+
+    def __repr__(self) -> str:
+        return f"RunHandle({self.run_id!r}, store={self.store.url!r})"
+
+    # ---- state -------------------------------------------------------------------
+
+    @property
+    def sealed(self) -> bool:
+        """Whether the run is sealed (asks the store unless this handle sealed it)."""
+        if self._digest is None:
+            seal = self.store.seal_record(self.run_id)
+            if seal is not None:
+                self._digest = str(seal["digest"])
+        return self._digest is not None
+
+    def _check_open(self) -> None:
+        if self._digest is not None:
+            raise self._sealed_error()
+        sealed, deleted = self._backend.exists_many([layout.seal_key(self.run_id), layout.deleted_key(self.run_id)])
+        if sealed:
+            raise self._sealed_error()
+        if deleted:
+            raise RunStateError(f"run {self.run_id} is deleted; it accepts nothing more")
+
+    def _sealed_error(self) -> RunStateError:
+        return RunStateError(
+            f"run {self.run_id} is ended and sealed; it accepts nothing more. "
+            "Start a new run (start_run()) to log more."
+        )
+
+    def _check_in_seal(self, kind: str, name: str) -> None:
+        """After a write: if the run was sealed meanwhile, the write counts only if the seal has it."""
+        if not self._backend.exists(layout.seal_key(self.run_id)):
+            return
+        view = self.store.get_run(self.run_id)
+        held = {"artifacts": view.artifacts, "params": view.params, "models": view.models}.get(kind, {})
+        if name not in held:
+            raise RunStateError(
+                f"run {self.run_id} was ended by another writer while {kind[:-1]} {name!r} was being logged; "
+                "the run's seal does not include it. Log it in a new run."
+            )
+
+    def _remember(self, key: str, rec: dict[str, Any]) -> None:
+        with self._known_lock:
+            self._known[key] = rec
+
+    def _bind(self, key: str, rec: dict[str, Any], field: str, what: str, hint: str = "") -> dict[str, Any]:
+        """Create ``key`` holding ``rec`` unless bound; return the bound record (ours or an equal one)."""
+        if self._backend.put_if_absent(key, pack(rec)):
+            self._remember(key, rec)
+            return rec
+        existing = decode_record(self._backend.get(key), f"record {key}")
+        if existing.get(field) != rec[field]:
+            raise ImmutableArtifactError(what, str(existing.get(field)), str(rec[field]), hint)
+        self._remember(key, existing)
+        return existing
+
+    # ---- artifacts ---------------------------------------------------------------
+
+    def _bind_entry(self, path: str, stored: Stored) -> ArtifactEntry:
+        entry = ArtifactEntry(path, stored.digest, stored.size, "file", now_ms())
+        rec = entry.to_record()
+        bound = self._bind(
+            layout.artifact_key(self.run_id, path), rec, "digest",
+            f"artifact {path!r} of run {self.run_id}",
+            "A run's artifacts are immutable: log the new content under another path, or in a new run.",
+        )
+        if bound is rec:
+            return entry
+        return ArtifactEntry(path, bound["digest"], int(bound["size"]), str(bound.get("kind", "file")),
+                             int(bound.get("logged_at", 0)))
+
+    def _put_local(self, local_path: str | os.PathLike[str]) -> Stored:
+        """Store a local file's content (small files in one read, large ones streamed)."""
+        path = os.fspath(local_path)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError as e:
+            raise LocalFileError(f"cannot log {path!r}: no such file") from e
+        except OSError as e:
+            raise LocalFileError(f"cannot log {path!r}: {e.strerror or e}") from e
+        if stat_mod.S_ISDIR(st.st_mode):
+            raise LocalFileError(f"cannot log {path!r}: it is a directory, not a file (log directories with log_artifacts)")
+        if stat_mod.S_ISREG(st.st_mode) and st.st_size <= SMALL_FILE:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
+            return self._objects.put_bytes(data)
+        return self._objects.put_file(path)
+
+    def log_file(self, artifact_path: str, local_path: str | os.PathLike[str]) -> ArtifactEntry:
+        """Store a local file and bind it at ``artifact_path``."""
+        return self.log_files([(artifact_path, os.fspath(local_path))])[0]
+
+    def log_bytes(self, artifact_path: str, data: bytes) -> ArtifactEntry:
+        """Store ``data`` and bind it at ``artifact_path``."""
+        path = clean_artifact_path(artifact_path)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidInputError(f"log_bytes needs bytes for {path!r}, got {type(data).__name__}")
+        self._check_open()
+        stored = self._objects.put_bytes(data)
+        self._objects.flush()
+        entry = self._bind_entry(path, stored)
+        self._check_in_seal("artifacts", path)
+        return entry
+
+    def bind_artifact(self, artifact_path: str, digest: str, size: int) -> ArtifactEntry:
+        """Bind content already in the store (by digest) at ``artifact_path``."""
+        path = clean_artifact_path(artifact_path)
+        digest = check_digest(digest)
+        try:
+            recipe = self._objects.recipe(digest)
+        except ObjectNotFoundError as e:
+            raise ObjectNotFoundError(
+                f"cannot bind {path!r} to {digest}: the store holds no file with that digest; store it first"
+            ) from e
+        if recipe.size != size:
+            raise InvalidInputError(f"cannot bind {path!r}: file {digest} has {recipe.size} bytes, not {size}")
+        self._check_open()
+        self._objects.flush()
+        entry = self._bind_entry(path, Stored(digest, size))
+        self._check_in_seal("artifacts", path)
+        return entry
+
+    def log_files(self, items: list[tuple[str, str]], workers: int | None = None) -> list[ArtifactEntry]:
+        """Store and bind many ``(artifact_path, local_path)`` pairs with one durability barrier.
+
+        Every file is stored before anything is bound: if any file cannot be read, nothing
+        is bound. A path already bound to other content raises after the others are bound.
+        """
+        paths = [clean_artifact_path(p) for p, _ in items]
+        locals_ = [os.fspath(lp) for _, lp in items]
+        self._check_open()
+        n = len(items)
+        if workers is None:
+            workers = self.store.io_workers
+        pool = ThreadPoolExecutor(min(workers, n), thread_name_prefix="casstore-log") if n >= 8 and workers > 1 else None
+        try:
+            stored = list(pool.map(self._put_local, locals_)) if pool else [self._put_local(p) for p in locals_]
+            self._objects.flush()
+            errors: list[CasstoreError] = []
+
+            def bind(i: int) -> ArtifactEntry | None:
+                try:
+                    return self._bind_entry(paths[i], stored[i])
+                except ImmutableArtifactError as e:
+                    errors.append(e)
+                    return None
+
+            bound = list(pool.map(bind, range(n))) if pool else [bind(i) for i in range(n)]
+        finally:
+            if pool:
+                pool.shutdown(wait=True)
+        if errors:
+            raise errors[0]
+        if n:
+            self._check_in_seal("artifacts", paths[-1])
+        return [b for b in bound if b is not None]
+
+    # ---- models ------------------------------------------------------------------
+
+    def add_model(self, name: str, entry: dict[str, Any]) -> str:
+        """Store a model entry and bind it under ``name``; return the model digest."""
+        name = clean_artifact_path(name, "model name")
+        self._check_open()
+        digest = self.store.put_model_entry(entry)
+        self._objects.flush()
+        self._bind(
+            layout.model_ref_key(self.run_id, name),
+            {"v": RECORD_VERSION, "name": name, "digest": digest, "logged_at": now_ms()},
+            "digest", f"model {name!r} of run {self.run_id}",
+            "A logged model is immutable: log the new model under another name, or in a new run.",
+        )
+        self._check_in_seal("models", name)
+        return digest
+
+    # ---- params and tags -----------------------------------------------------------
+
+    def log_param(self, key: str, value: str) -> None:
+        """Bind a param; the same value again is a no-op, a different one raises."""
+        key = check_name("param", key)
+        value = str(value)
+        self._check_open()
+        self._bind(
+            layout.param_key(self.run_id, key), {"v": RECORD_VERSION, "key": key, "value": value},
+            "value", f"param {key!r} of run {self.run_id}",
+            "Params are immutable within a run: log the new value under another key, or start a new run.",
+        )
+        self._check_in_seal("params", key)
+
+    def set_tag(self, key: str, value: str) -> None:
+        """Set a tag (tags may change while the run is open; the latest value wins)."""
+        key = check_name("tag", key)
+        value = str(value)
+        self._check_open()
+        k = layout.tag_key(self.run_id, key)
+        rec = {"v": RECORD_VERSION, "key": key, "value": value, "time": now_ms()}
+        self._backend.put_if_absent(k, pack(rec))
+        self._remember(k, rec)
+
+    # ---- metrics -----------------------------------------------------------------
+
+    def log_metric(self, key: str, value: float, step: int = 0, timestamp_ms: int | None = None) -> None:
+        """Buffer one metric point; it is written with the next batch."""
+        check_name("metric", key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            try:
+                value = float(value)
+            except (TypeError, ValueError) as e:
+                raise InvalidInputError(
+                    f"metric {key!r} must be a number, got {type(value).__name__} {value!r}"
+                ) from e
+        value = float(value)
+        if isinstance(step, bool) or not isinstance(step, int):
+            if isinstance(step, float) and step.is_integer():
+                step = int(step)
+            else:
+                raise InvalidInputError(f"metric {key!r}: step must be an integer, got {step!r}")
+        ts = now_ms() if timestamp_ms is None else timestamp_ms
+        if isinstance(ts, bool) or not isinstance(ts, int):
+            if isinstance(ts, float) and math.isfinite(ts):
+                ts = int(ts)
+            else:
+                raise InvalidInputError(f"metric {key!r}: timestamp must be integer milliseconds, got {ts!r}")
+        if self._digest is not None:
+            raise self._sealed_error()
+        if self._metrics.add((key, value, step, ts)):
+            self.flush_metrics()
+
+    def flush_metrics(self) -> None:
+        """Write the buffered points as one metrics segment."""
+        with self._write_lock:
+            points = self._metrics.take()
+            if not points:
+                return
+            try:
+                if self._digest is not None or self._backend.exists(layout.seal_key(self.run_id)):
+                    raise RunStateError(
+                        f"run {self.run_id} was ended and sealed while {len(points)} metric point(s) were "
+                        "buffered; they were not recorded. Log them in a new run."
+                    )
+                key = layout.metric_segment_key(self.run_id)
+                rec = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
+                self._backend.put_if_absent(key, pack(rec))
+            except RunStateError:
+                raise
+            except BaseException:
+                self._metrics.put_back(points)
+                raise
+            self._remember(key, rec)
+
+    def _flush_if_due(self) -> None:
+        if self._metrics.due():
+            self.flush_metrics()
+
+    def _flush_at_exit(self) -> None:
+        self.flush_metrics()
+
+    def _forget_after_fork(self) -> None:
+        # points buffered by the parent are the parent's to write
+        self._metrics = MetricBuffer(self.store.metric_flush_points, self.store.metric_flush_seconds)
+        self._write_lock = threading.Lock()
+        self._known_lock = threading.Lock()
+
+    # ---- the seal ----------------------------------------------------------------
+
+    def end(self, status: str = "FINISHED") -> str:
+        """Seal the run with ``status``; return the run digest.
+
+        Idempotent: if the run is already sealed (by this or another writer), its existing
+        digest is returned. The first seal wins.
+        """
+        if status not in RUN_STATUSES:
+            raise InvalidInputError(f"cannot end run {self.run_id} with status {status!r}: use one of {RUN_STATUSES}")
+        if self._digest is not None:
+            return self._digest
+        try:
+            self.flush_metrics()
+        except RunStateError:
+            pass  # sealed by someone else: their seal stands
+        with self._write_lock:
+            seal = self.store.seal_record(self.run_id)
+            if seal is not None:
+                self._digest = str(seal["digest"])
+                return self._digest
+            with self._known_lock:
+                known = dict(self._known)
+            state = read_live_state(self._backend, self.run_id, known)
+            end_time = now_ms()
+            data = pack(manifest_of(state, status, end_time))
+            digest = hash_bytes(data)
+            self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
+            self._backend.flush()
+            seal_rec = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time}
+            if self._backend.put_if_absent(layout.seal_key(self.run_id), pack(seal_rec)):
+                self._backend.flush()
+                self._digest = digest
+            else:
+                self._digest = str(self.store.seal_record(self.run_id)["digest"])  # type: ignore[index]
+            return self._digest

@@ -1,0 +1,196 @@
+"""Where runs and experiments live on the store (see docs/design.md, "Runs").
+
+Every user-chosen name (artifact path, param or tag key, experiment or model name)
+is mapped to a fixed-length hex key, so no name can form an unsafe object key; the
+record stored under it carries the real name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+
+from blake3 import blake3
+
+from casstore.exceptions import InvalidInputError
+from casstore.objects.digest import fanout_key
+
+__all__ = [
+    "RECORD_VERSION",
+    "DEFAULT_EXPERIMENT_ID",
+    "DEFAULT_EXPERIMENT_NAME",
+    "name_key",
+    "new_run_id",
+    "new_experiment_id",
+    "check_run_id",
+    "is_run_id",
+    "check_experiment_id",
+    "now_ms",
+    "unique_suffix",
+    "run_prefix",
+    "run_meta_key",
+    "artifact_key",
+    "param_key",
+    "tag_prefix",
+    "tag_key",
+    "metrics_prefix",
+    "metric_segment_key",
+    "model_ref_key",
+    "manifest_key",
+    "seal_key",
+    "deleted_key",
+    "experiment_meta_key",
+    "experiment_name_key",
+    "experiment_runs_prefix",
+    "experiment_run_key",
+    "model_entry_key",
+    "check_name",
+    "MAX_NAME_LEN",
+]
+
+RECORD_VERSION = 1
+DEFAULT_EXPERIMENT_ID = "0"
+DEFAULT_EXPERIMENT_NAME = "Default"
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_EXPERIMENT_ID = re.compile(r"^(?:[0-9]{1,20}|[0-9a-f]{32})$")
+
+
+def name_key(name: str) -> str:
+    """First 32 hex of the BLAKE3 of the UTF-8 name: a safe, fixed-length object name."""
+    return blake3(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def new_experiment_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_run_id(s: object) -> bool:
+    return isinstance(s, str) and bool(_RUN_ID.match(s))
+
+
+def check_run_id(run_id: object) -> str:
+    """Return ``run_id`` if it is a well-formed run id (32 lowercase hex), else raise."""
+    if isinstance(run_id, str) and _RUN_ID.match(run_id):
+        return run_id
+    raise InvalidInputError(
+        f"{run_id!r} is not a run id: run ids are 32 lowercase hex characters, as in run.info.run_id"
+    )
+
+
+def check_experiment_id(experiment_id: object) -> str:
+    if isinstance(experiment_id, int) and not isinstance(experiment_id, bool) and experiment_id >= 0:
+        experiment_id = str(experiment_id)
+    if isinstance(experiment_id, str) and _EXPERIMENT_ID.match(experiment_id):
+        return experiment_id
+    raise InvalidInputError(
+        f"{experiment_id!r} is not an experiment id: expected a decimal string such as '0' or "
+        "32 hex characters, as in experiment.experiment_id"
+    )
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def unique_suffix() -> str:
+    """A name unique to this writer and instant that sorts by time: ``<time_ns>-<pid>-<rand>``."""
+    return f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def run_prefix(run_id: str) -> str:
+    return f"runs/{run_id}/"
+
+
+def run_meta_key(run_id: str) -> str:
+    return f"runs/{run_id}/meta"
+
+
+def artifact_key(run_id: str, path: str) -> str:
+    return f"runs/{run_id}/artifacts/{name_key(path)}"
+
+
+def param_key(run_id: str, key: str) -> str:
+    return f"runs/{run_id}/params/{name_key(key)}"
+
+
+def tag_prefix(run_id: str, key: str) -> str:
+    return f"runs/{run_id}/tags/{name_key(key)}/"
+
+
+def tag_key(run_id: str, key: str) -> str:
+    return tag_prefix(run_id, key) + unique_suffix()
+
+
+def metrics_prefix(run_id: str) -> str:
+    return f"runs/{run_id}/metrics/"
+
+
+def metric_segment_key(run_id: str) -> str:
+    return metrics_prefix(run_id) + unique_suffix()
+
+
+def model_ref_key(run_id: str, name: str) -> str:
+    return f"runs/{run_id}/models/{name_key(name)}"
+
+
+def manifest_key(run_id: str, digest: str) -> str:
+    return f"runs/{run_id}/manifests/{digest}"
+
+
+def seal_key(run_id: str) -> str:
+    return f"runs/{run_id}/seal"
+
+
+def deleted_key(run_id: str) -> str:
+    return f"runs/{run_id}/deleted"
+
+
+def experiment_meta_key(experiment_id: str) -> str:
+    return f"experiments/{experiment_id}/meta"
+
+
+def experiment_name_key(name: str) -> str:
+    return f"experiments/names/{name_key(name)}"
+
+
+def experiment_runs_prefix(experiment_id: str) -> str:
+    return f"experiments/{experiment_id}/runs/"
+
+
+def experiment_run_key(experiment_id: str, run_id: str) -> str:
+    return f"experiments/{experiment_id}/runs/{run_id}"
+
+
+def model_entry_key(digest: str) -> str:
+    return fanout_key("models", digest)
+
+
+_NAME = re.compile(r"^[/\w.\- :]+$")
+MAX_NAME_LEN = 250
+
+
+def check_name(kind: str, name: object) -> str:
+    """Check a param, metric or tag key (MLflow's rules): letters, digits, ``_ - . / : `` and space,
+    at most 250 characters, and no ``..`` or empty part that could alias another name as a path."""
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"{kind} key must be a non-empty string, got {name!r}")
+    if len(name) > MAX_NAME_LEN:
+        raise InvalidInputError(f"{kind} key {name[:40]!r}... is longer than {MAX_NAME_LEN} characters")
+    if not _NAME.match(name):
+        raise InvalidInputError(
+            f"invalid {kind} key {name!r}: keys may only contain letters, digits, underscores (_), "
+            "dashes (-), periods (.), spaces ( ), colons (:) and slashes (/)"
+        )
+    if name.startswith("/") or any(p in ("", ".", "..") for p in name.split("/")):
+        raise InvalidInputError(
+            f"invalid {kind} key {name!r}: a key may not start with '/' or have an empty, '.' or '..' part "
+            "(it would name the same file as another key)"
+        )
+    return name

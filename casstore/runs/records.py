@@ -1,0 +1,129 @@
+"""What the runs layer hands out: experiments, artifact entries, model refs, run views.
+
+Also the decoding of stored run records, which checks each field's type so a
+damaged or forged record is a :class:`CorruptRecordError`, never a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from casstore.exceptions import CorruptRecordError
+from casstore.objects.codec import unpack
+
+__all__ = ["Experiment", "ArtifactEntry", "ModelRef", "MetricPoint", "RunView", "decode_record", "field_of"]
+
+#: one logged metric value: ``(key, value, step, timestamp_ms)``
+MetricPoint = tuple[str, float, int, int]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment: a named group of runs (MLflow's ``Experiment`` shape)."""
+
+    experiment_id: str
+    name: str
+    tags: dict[str, str] = field(default_factory=dict)
+    creation_time: int = 0
+    lifecycle_stage: str = "active"
+    artifact_location: str = ""
+
+    @property
+    def last_update_time(self) -> int:
+        return self.creation_time
+
+
+@dataclass(frozen=True)
+class ArtifactEntry:
+    """One bound artifact: ``path`` in the run, the BLAKE3 ``digest`` and ``size`` of its content."""
+
+    path: str
+    digest: str
+    size: int
+    kind: str = "file"
+    logged_at: int = 0
+
+    def to_record(self) -> dict[str, Any]:
+        return {"v": 1, "path": self.path, "kind": self.kind, "digest": self.digest, "size": self.size,
+                "logged_at": self.logged_at}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model logged in a run: its name (directory) and the digest of its model entry."""
+
+    name: str
+    digest: str
+    logged_at: int = 0
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A read-only picture of a run: from its verified manifest if sealed, else from its live records."""
+
+    run_id: str
+    run_name: str
+    experiment_id: str
+    status: str
+    start_time: int
+    end_time: int | None
+    digest: str | None
+    sealed: bool
+    deleted: bool
+    params: dict[str, str]
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    artifacts: dict[str, ArtifactEntry]
+    models: dict[str, ModelRef]
+    points: tuple[MetricPoint, ...] = ()
+
+    def metric_history(self, key: str) -> list[tuple[float, int, int]]:
+        """Every value logged for ``key`` as ``(value, step, timestamp)``, by step then time."""
+        hist = [(v, s, t) for k, v, s, t in self.points if k == key]
+        hist.sort(key=lambda p: (p[1], p[2]))
+        return hist
+
+
+def latest_metrics(points: tuple[MetricPoint, ...] | list[MetricPoint]) -> dict[str, float]:
+    """The latest value of each metric: greatest step, then greatest timestamp, then last logged."""
+    best: dict[str, tuple[int, int, int, float]] = {}
+    for i, (k, v, s, t) in enumerate(points):
+        cand = (s, t, i, v)
+        cur = best.get(k)
+        if cur is None or cand[:3] > cur[:3]:
+            best[k] = cand
+    return {k: c[3] for k, c in sorted(best.items())}
+
+
+def decode_record(data: bytes, where: str) -> dict[str, Any]:
+    """Decode a stored record and check it is a mapping with a supported version."""
+    rec = unpack(data, where)
+    if not isinstance(rec, dict):
+        raise CorruptRecordError(f"{where} is not a record (expected a map); the store may be corrupt")
+    v = rec.get("v")
+    if not isinstance(v, int) or v < 1:
+        raise CorruptRecordError(f"{where} has no valid format version; the store may be corrupt")
+    return rec
+
+
+_TYPES: Mapping[str, type | tuple[type, ...]] = {
+    "str": str,
+    "int": int,
+    "float": (int, float),
+    "dict": dict,
+    "list": list,
+}
+
+
+def field_of(rec: Mapping[str, Any], name: str, kind: str, where: str, *, optional: bool = False) -> Any:
+    """``rec[name]`` checked to be of ``kind`` ("str", "int", "float", "dict", "list")."""
+    if name not in rec or rec[name] is None:
+        if optional:
+            return None
+        raise CorruptRecordError(f"{where} lacks the field {name!r}; the store may be corrupt")
+    value = rec[name]
+    if isinstance(value, bool) or not isinstance(value, _TYPES[kind]):
+        raise CorruptRecordError(f"{where}: field {name!r} should be {kind}, got {type(value).__name__}")
+    return value

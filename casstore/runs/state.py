@@ -1,0 +1,232 @@
+"""A run's content, read from its live records or from its sealed manifest.
+
+Both sources decode into one :class:`RunState`, so a run looks the same before and
+after it is sealed. The manifest is the canonical msgpack of the state plus the
+status and end time; its BLAKE3 is the run digest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from casstore._paths import clean_artifact_path
+from casstore.backend import Backend
+from casstore.exceptions import CorruptRecordError, InvalidInputError, ObjectNotFoundError
+from casstore.objects.digest import is_digest
+from casstore.runs.layout import RECORD_VERSION, name_key, run_prefix
+from casstore.runs.records import ArtifactEntry, MetricPoint, ModelRef, decode_record, field_of
+
+__all__ = ["RunState", "read_live_state", "state_from_manifest", "manifest_of"]
+
+
+@dataclass
+class RunState:
+    """Everything recorded for a run."""
+
+    run_id: str
+    meta: dict[str, Any]
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    points: list[MetricPoint] = field(default_factory=list)
+    artifacts: dict[str, ArtifactEntry] = field(default_factory=dict)
+    models: dict[str, ModelRef] = field(default_factory=dict)
+
+    @property
+    def experiment_id(self) -> str:
+        return str(self.meta["experiment_id"])
+
+    @property
+    def start_time(self) -> int:
+        return int(self.meta["start_time"])
+
+    @property
+    def run_name(self) -> str:
+        return self.tags.get("mlflow.runName") or str(self.meta.get("run_name") or "")
+
+
+def check_meta(meta: dict[str, Any], where: str) -> dict[str, Any]:
+    field_of(meta, "run_id", "str", where)
+    field_of(meta, "experiment_id", "str", where)
+    field_of(meta, "start_time", "int", where)
+    field_of(meta, "run_name", "str", where, optional=True)
+    tags = field_of(meta, "tags", "dict", where, optional=True) or {}
+    for k, v in tags.items():
+        if not isinstance(v, str):
+            raise CorruptRecordError(f"{where}: tag {k!r} has a non-string value")
+    return meta
+
+
+def _checked_path(path: str, where: str) -> str:
+    try:
+        clean = clean_artifact_path(path)
+    except InvalidInputError as e:
+        raise CorruptRecordError(f"{where} holds an unsafe path ({e}); the record was tampered with") from e
+    if clean != path:
+        raise CorruptRecordError(f"{where} holds a non-canonical path {path!r}; the record was tampered with")
+    return path
+
+
+def _artifact(rec: Mapping[str, Any], where: str) -> ArtifactEntry:
+    path = _checked_path(field_of(rec, "path", "str", where), where)
+    digest = field_of(rec, "digest", "str", where)
+    if not is_digest(digest):
+        raise CorruptRecordError(f"{where}: {digest!r} is not a BLAKE3 digest")
+    size = field_of(rec, "size", "int", where)
+    kind = field_of(rec, "kind", "str", where, optional=True) or "file"
+    logged = field_of(rec, "logged_at", "int", where, optional=True) or 0
+    return ArtifactEntry(path, digest, size, kind, logged)
+
+
+def _points(rec: Mapping[str, Any], where: str) -> list[MetricPoint]:
+    out: list[MetricPoint] = []
+    for p in field_of(rec, "points", "list", where):
+        if (
+            not isinstance(p, list) or len(p) != 4 or not isinstance(p[0], str)
+            or not isinstance(p[1], (int, float)) or not isinstance(p[2], int) or not isinstance(p[3], int)
+        ):
+            raise CorruptRecordError(f"{where}: malformed metric point {p!r}")
+        out.append((p[0], float(p[1]), p[2], p[3]))
+    return out
+
+
+def _get_many(backend: Backend, keys: list[str]) -> list[bytes | None]:
+    """The objects under ``keys``, ``None`` for those that vanished; concurrent on remote stores."""
+
+    def one(k: str) -> bytes | None:
+        try:
+            return backend.get(k)
+        except ObjectNotFoundError:
+            return None
+
+    if backend.concurrency <= 1 or len(keys) <= 1:
+        return [one(k) for k in keys]
+    with ThreadPoolExecutor(backend.concurrency, thread_name_prefix="casstore-read") as pool:
+        return list(pool.map(one, keys))
+
+
+def read_live_state(
+    backend: Backend, run_id: str, known: Mapping[str, dict[str, Any]] | None = None,
+    keys: Iterable[str] | None = None,
+) -> RunState:
+    """Read a run from its records. ``known`` maps keys to records already in hand (they are
+    immutable, so they need not be read again)."""
+    prefix = run_prefix(run_id)
+    all_keys = sorted(keys if keys is not None else backend.list(prefix))
+    known = known or {}
+    want = [k for k in all_keys if k not in known and _kind(k, prefix) in _DECODED]
+    fetched = dict(zip(want, _get_many(backend, want)))
+
+    def rec(k: str) -> dict[str, Any] | None:
+        if k in known:
+            return known[k]
+        data = fetched.get(k)
+        return None if data is None else decode_record(data, f"record {k}")
+
+    meta_key = prefix + "meta"
+    meta = rec(meta_key) if meta_key in all_keys else None
+    if meta is None:
+        raise ObjectNotFoundError(f"no run {run_id} in this store (no {meta_key})")
+    state = RunState(run_id, check_meta(meta, f"record {meta_key}"))
+    state.tags.update(meta.get("tags") or {})
+    tag_latest: dict[str, tuple[str, str]] = {}
+    for k in all_keys:
+        kind = _kind(k, prefix)
+        if kind not in _DECODED:
+            continue
+        r = rec(k)
+        if r is None:
+            continue
+        where = f"record {k}"
+        last = k.rsplit("/", 1)[-1]
+        if kind == "artifacts":
+            e = _artifact(r, where)
+            if name_key(e.path) != last:
+                raise CorruptRecordError(f"{where} names path {e.path!r}, which does not belong under this key")
+            state.artifacts[e.path] = e
+        elif kind == "params":
+            key = field_of(r, "key", "str", where)
+            if name_key(key) != last:
+                raise CorruptRecordError(f"{where} names param {key!r}, which does not belong under this key")
+            state.params[key] = field_of(r, "value", "str", where)
+        elif kind == "tags":
+            key = field_of(r, "key", "str", where)
+            value = field_of(r, "value", "str", where)
+            if name_key(key) != k.split("/")[-2]:
+                raise CorruptRecordError(f"{where} names tag {key!r}, which does not belong under this key")
+            cur = tag_latest.get(key)
+            if cur is None or last > cur[0]:
+                tag_latest[key] = (last, value)
+        elif kind == "metrics":
+            state.points.extend(_points(r, where))
+        elif kind == "models":
+            name = _checked_path(field_of(r, "name", "str", where), where)
+            digest = field_of(r, "digest", "str", where)
+            if not is_digest(digest) or name_key(name) != last:
+                raise CorruptRecordError(f"{where} is not a valid model reference")
+            state.models[name] = ModelRef(name, digest, field_of(r, "logged_at", "int", where, optional=True) or 0)
+    for key, (_, value) in tag_latest.items():
+        state.tags[key] = value
+    return state
+
+
+_DECODED = frozenset({"meta", "artifacts", "params", "tags", "metrics", "models"})
+
+
+def _kind(key: str, prefix: str) -> str:
+    return key[len(prefix):].split("/", 1)[0]
+
+
+def manifest_of(state: RunState, status: str, end_time: int) -> dict[str, Any]:
+    """The manifest (the seal's content) of a run in ``state``."""
+    return {
+        "v": RECORD_VERSION,
+        "run_id": state.run_id,
+        "meta": state.meta,
+        "status": status,
+        "end_time": end_time,
+        "params": dict(state.params),
+        "tags": dict(state.tags),
+        "metrics": [list(p) for p in state.points],
+        "artifacts": {
+            p: {"digest": e.digest, "size": e.size, "kind": e.kind, "logged_at": e.logged_at}
+            for p, e in state.artifacts.items()
+        },
+        "models": {n: m.digest for n, m in state.models.items()},
+        "model_times": {n: m.logged_at for n, m in state.models.items()},
+    }
+
+
+def state_from_manifest(man: dict[str, Any], run_id: str, where: str) -> tuple[RunState, str, int]:
+    """Decode a verified manifest; returns the state, the status and the end time."""
+    if field_of(man, "run_id", "str", where) != run_id:
+        raise CorruptRecordError(f"{where} belongs to run {man.get('run_id')!r}, not {run_id}")
+    meta = check_meta(field_of(man, "meta", "dict", where), f"{where} (meta)")
+    state = RunState(run_id, meta)
+    _str_map(field_of(man, "params", "dict", where), state.params, f"{where} (params)")
+    _str_map(field_of(man, "tags", "dict", where), state.tags, f"{where} (tags)")
+    state.points = _points({"points": field_of(man, "metrics", "list", where)}, where)
+    for path, a in field_of(man, "artifacts", "dict", where).items():
+        if not isinstance(a, dict):
+            raise CorruptRecordError(f"{where}: artifact {path!r} is malformed")
+        state.artifacts[path] = _artifact({**a, "path": path}, f"{where} (artifact {path!r})")
+    times = field_of(man, "model_times", "dict", where, optional=True) or {}
+    for name, digest in field_of(man, "models", "dict", where).items():
+        _checked_path(name, where)
+        if not is_digest(digest):
+            raise CorruptRecordError(f"{where}: model {name!r} has no valid digest")
+        t = times.get(name, 0)
+        state.models[name] = ModelRef(name, digest, t if isinstance(t, int) else 0)
+    status = field_of(man, "status", "str", where)
+    end_time = field_of(man, "end_time", "int", where)
+    return state, status, end_time
+
+
+def _str_map(src: dict[Any, Any], dst: dict[str, str], where: str) -> None:
+    for k, v in src.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise CorruptRecordError(f"{where}: entry {k!r} is not a string pair")
+        dst[k] = v
+

@@ -1,0 +1,347 @@
+"""The run store: experiments and runs on top of the object store.
+
+>>> from casstore.runs import open_run_store
+>>> store = open_run_store("memory://doc-runs")
+>>> h = store.create_run(store.get_or_create_experiment("demo"), run_name="first")
+>>> h.log_param("lr", "0.1")
+>>> entry = h.log_bytes("notes.txt", b"hello")
+>>> digest = h.end()
+>>> view = store.get_run(h.run_id)
+>>> (view.status, view.params["lr"], view.artifacts["notes.txt"].size, view.digest == digest)
+('FINISHED', '0.1', 5, True)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Any
+
+from casstore.exceptions import (
+    CorruptRecordError,
+    IntegrityError,
+    InvalidInputError,
+    ObjectNotFoundError,
+    RunStateError,
+)
+from casstore.objects import ObjectStore, open_store
+from casstore.objects.codec import pack, unpack
+from casstore.objects.digest import check_digest, hash_bytes, is_digest
+from casstore.runs import layout
+from casstore.runs.handle import RunHandle
+from casstore.runs.layout import (
+    DEFAULT_EXPERIMENT_ID,
+    DEFAULT_EXPERIMENT_NAME,
+    RECORD_VERSION,
+    check_experiment_id,
+    check_name,
+    check_run_id,
+    now_ms,
+)
+from casstore.runs.metrics import FLUSH_POINTS, FLUSH_SECONDS
+from casstore.runs.records import Experiment, RunView, decode_record, field_of, latest_metrics
+from casstore.runs.state import RunState, read_live_state, state_from_manifest
+
+__all__ = ["RunStore", "open_run_store"]
+
+
+def open_run_store(uri: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> RunStore:
+    """Open (or create) the store at ``uri`` (a local path or any fsspec URL) for runs."""
+    return RunStore(open_store(uri, storage_options))
+
+
+class RunStore:
+    """Experiments and runs in one casstore store."""
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        *,
+        metric_flush_points: int = FLUSH_POINTS,
+        metric_flush_seconds: float = FLUSH_SECONDS,
+        io_workers: int | None = None,
+    ) -> None:
+        self.objects = objects
+        self.backend = objects.backend
+        self.url = self.backend.url
+        self.metric_flush_points = metric_flush_points
+        self.metric_flush_seconds = metric_flush_seconds
+        #: threads used to store many files at once (log_files)
+        self.io_workers = io_workers or (self.backend.concurrency if self.backend.concurrency > 1 else 4)
+        self._handles: dict[str, weakref.WeakSet[RunHandle]] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RunStore({self.url!r})"
+
+    # ---- experiments ---------------------------------------------------------------
+
+    def create_experiment(self, name: str, tags: dict[str, str] | None = None) -> str:
+        """Create an experiment; :class:`InvalidInputError` if the name is taken."""
+        exp_id, created = self._create_experiment(name, tags)
+        if not created:
+            raise InvalidInputError(
+                f"experiment {name!r} already exists (id {exp_id}); use get_experiment_by_name or set_experiment"
+            )
+        return exp_id
+
+    def get_or_create_experiment(self, name: str) -> str:
+        """The id of the experiment named ``name``, created if missing (race-safe)."""
+        return self._create_experiment(name, None)[0]
+
+    def _create_experiment(self, name: str, tags: dict[str, str] | None) -> tuple[str, bool]:
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInputError(f"experiment name must be a non-empty string, got {name!r}")
+        found = self._experiment_id_of(name)
+        if found is not None:
+            return found, False
+        tags = _check_tags(tags)
+        exp_id = DEFAULT_EXPERIMENT_ID if name == DEFAULT_EXPERIMENT_NAME else layout.new_experiment_id()
+        meta = {"v": RECORD_VERSION, "experiment_id": exp_id, "name": name, "created": now_ms(), "tags": tags}
+        self.backend.put_if_absent(layout.experiment_meta_key(exp_id), pack(meta))
+        self.backend.flush()
+        rec = {"v": RECORD_VERSION, "name": name, "experiment_id": exp_id}
+        if self.backend.put_if_absent(layout.experiment_name_key(name), pack(rec)):
+            self.backend.flush()
+            return exp_id, True
+        found = self._experiment_id_of(name)
+        if found is None:  # pragma: no cover - the name record cannot vanish
+            raise CorruptRecordError(f"experiment name record for {name!r} vanished")
+        return found, False
+
+    def _experiment_id_of(self, name: str) -> str | None:
+        key = layout.experiment_name_key(name)
+        try:
+            rec = decode_record(self.backend.get(key), f"record {key}")
+        except ObjectNotFoundError:
+            return None
+        if field_of(rec, "name", "str", key) != name:
+            raise CorruptRecordError(f"record {key} names experiment {rec['name']!r}, not {name!r}")
+        return check_experiment_id(field_of(rec, "experiment_id", "str", key))
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        """The experiment with this id; :class:`ObjectNotFoundError` if there is none."""
+        exp_id = check_experiment_id(experiment_id)
+        key = layout.experiment_meta_key(exp_id)
+        try:
+            rec = decode_record(self.backend.get(key), f"record {key}")
+        except ObjectNotFoundError as e:
+            raise ObjectNotFoundError(f"no experiment with id {exp_id!r} in store {self.url}") from e
+        tags = field_of(rec, "tags", "dict", key, optional=True) or {}
+        return Experiment(
+            experiment_id=exp_id,
+            name=field_of(rec, "name", "str", key),
+            tags={str(k): str(v) for k, v in tags.items()},
+            creation_time=field_of(rec, "created", "int", key, optional=True) or 0,
+            artifact_location=self.url,
+        )
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        """The experiment named ``name``, or ``None``."""
+        exp_id = self._experiment_id_of(name)
+        return None if exp_id is None else self.get_experiment(exp_id)
+
+    def list_experiments(self) -> list[Experiment]:
+        """Every experiment, oldest first."""
+        out = []
+        for key in sorted(self.backend.list("experiments/names/")):
+            rec = decode_record(self.backend.get(key), f"record {key}")
+            try:
+                out.append(self.get_experiment(field_of(rec, "experiment_id", "str", key)))
+            except ObjectNotFoundError:
+                continue
+        out.sort(key=lambda e: (e.creation_time, e.experiment_id))
+        return out
+
+    # ---- runs --------------------------------------------------------------------
+
+    def create_run(
+        self,
+        experiment_id: str,
+        run_name: str | None = None,
+        tags: dict[str, str] | None = None,
+        start_time: int | None = None,
+    ) -> RunHandle:
+        """Start a new run in an experiment; return a handle to write to it."""
+        exp_id = check_experiment_id(experiment_id)
+        if exp_id == DEFAULT_EXPERIMENT_ID:
+            self.get_or_create_experiment(DEFAULT_EXPERIMENT_NAME)
+        else:
+            self.get_experiment(exp_id)
+        if run_name is not None and not isinstance(run_name, str):
+            raise InvalidInputError(f"run_name must be a string, got {type(run_name).__name__}")
+        start = now_ms() if start_time is None else start_time
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise InvalidInputError(f"start_time must be integer milliseconds since the epoch, got {start!r}")
+        run_id = layout.new_run_id()
+        meta = {
+            "v": RECORD_VERSION,
+            "run_id": run_id,
+            "experiment_id": exp_id,
+            "run_name": run_name or "",
+            "start_time": start,
+            "tags": _check_tags(tags),
+        }
+        if not self.backend.put_if_absent(layout.run_meta_key(run_id), pack(meta)):
+            raise RunStateError(f"run id {run_id} is already taken (this should never happen); try again")
+        self.backend.put_if_absent(
+            layout.experiment_run_key(exp_id, run_id), pack({"v": RECORD_VERSION, "run_id": run_id, "start_time": start})
+        )
+        return self._track(RunHandle(self, run_id, meta))
+
+    def open_run(self, run_id: str) -> RunHandle:
+        """A handle to resume writing an unsealed run."""
+        run_id = check_run_id(run_id)
+        meta = self._meta(run_id)
+        seal = self.seal_record(run_id)
+        if seal is not None:
+            raise RunStateError(
+                f"run {run_id} is ended and sealed (status {seal['status']}); it cannot be resumed. "
+                "Start a new run to log more."
+            )
+        if self.is_deleted(run_id):
+            raise RunStateError(f"run {run_id} is deleted; it cannot be resumed")
+        return self._track(RunHandle(self, run_id, meta))
+
+    def _meta(self, run_id: str) -> dict[str, Any]:
+        key = layout.run_meta_key(run_id)
+        try:
+            return decode_record(self.backend.get(key), f"record {key}")
+        except ObjectNotFoundError as e:
+            raise ObjectNotFoundError(f"no run {run_id} in store {self.url}") from e
+
+    def _track(self, handle: RunHandle) -> RunHandle:
+        with self._lock:
+            self._handles.setdefault(handle.run_id, weakref.WeakSet()).add(handle)
+        return handle
+
+    def _flush_local(self, run_id: str) -> None:
+        """Write metrics that handles of this process still buffer for ``run_id``."""
+        with self._lock:
+            handles = list(self._handles.get(run_id, ()))
+        for h in handles:
+            try:
+                h.flush_metrics()
+            except RunStateError:
+                pass
+
+    def seal_record(self, run_id: str) -> dict[str, Any] | None:
+        """The run's seal record ``{digest, status, end_time}``, or ``None`` if it is not sealed."""
+        key = layout.seal_key(run_id)
+        try:
+            rec = decode_record(self.backend.get(key), f"record {key}")
+        except ObjectNotFoundError:
+            return None
+        digest = field_of(rec, "digest", "str", key)
+        if not is_digest(digest):
+            raise CorruptRecordError(f"record {key}: {digest!r} is not a BLAKE3 digest")
+        field_of(rec, "status", "str", key)
+        return rec
+
+    def read_manifest(self, run_id: str, digest: str) -> dict[str, Any]:
+        """A sealed run's manifest, re-hashed against ``digest`` before it is decoded."""
+        key = layout.manifest_key(run_id, digest)
+        try:
+            data = self.backend.get(key)
+        except ObjectNotFoundError as e:
+            raise CorruptRecordError(
+                f"run {run_id} is sealed with digest {digest} but its manifest {key} is missing; the store is damaged"
+            ) from e
+        actual = hash_bytes(data)
+        if actual != digest:
+            raise IntegrityError(f"manifest {key} of run {run_id}", digest, actual)
+        return decode_record(data, f"manifest {key}")
+
+    def get_run(self, run_id: str) -> RunView:
+        """A sealed run from its verified manifest; an open run from its live records."""
+        run_id = check_run_id(run_id)
+        self._flush_local(run_id)
+        seal = self.seal_record(run_id)
+        end_time: int | None
+        if seal is not None:
+            digest: str | None = str(seal["digest"])
+            man = self.read_manifest(run_id, str(digest))
+            state, status, end_time = state_from_manifest(man, run_id, f"manifest of run {run_id}")
+        else:
+            digest, status, end_time = None, "RUNNING", None
+            try:
+                state = read_live_state(self.backend, run_id)
+            except ObjectNotFoundError as e:
+                raise ObjectNotFoundError(f"no run {run_id} in store {self.url}") from e
+        return _view(state, status, end_time, digest, self.is_deleted(run_id))
+
+    def list_run_ids(self, experiment_id: str | None = None) -> list[str]:
+        """Ids of the runs of one experiment, or of all experiments."""
+        prefix = "experiments/" if experiment_id is None else layout.experiment_runs_prefix(check_experiment_id(experiment_id))
+        out = set()
+        for key in self.backend.list(prefix):
+            parts = key.split("/")
+            if len(parts) == 4 and parts[2] == "runs" and layout.is_run_id(parts[3]):
+                out.add(parts[3])
+        return sorted(out)
+
+    def delete_run(self, run_id: str, reason: str = "") -> None:
+        """Mark a run deleted (a record, never a silent removal); deleting twice is a no-op."""
+        run_id = check_run_id(run_id)
+        self._meta(run_id)
+        rec = {"v": RECORD_VERSION, "time": now_ms(), "reason": str(reason)}
+        self.backend.put_if_absent(layout.deleted_key(run_id), pack(rec))
+
+    def is_deleted(self, run_id: str) -> bool:
+        return self.backend.exists(layout.deleted_key(check_run_id(run_id)))
+
+    # ---- model entries -------------------------------------------------------------
+
+    def put_model_entry(self, entry: dict[str, Any]) -> str:
+        """Store a model entry (canonical msgpack) under its BLAKE3; return the digest."""
+        if not isinstance(entry, dict):
+            raise InvalidInputError(f"a model entry must be a dict, got {type(entry).__name__}")
+        data = pack(entry)
+        digest = hash_bytes(data)
+        self.backend.put_blob(layout.model_entry_key(digest), data)
+        return digest
+
+    def load_model_entry(self, model_digest: str) -> dict[str, Any]:
+        """A model entry, re-hashed against its digest before it is decoded."""
+        digest = check_digest(model_digest, "model digest")
+        key = layout.model_entry_key(digest)
+        try:
+            data = self.backend.get(key)
+        except ObjectNotFoundError as e:
+            raise ObjectNotFoundError(f"no model entry {digest} in store {self.url}") from e
+        actual = hash_bytes(data)
+        if actual != digest:
+            raise IntegrityError(f"model entry {key}", digest, actual)
+        entry = unpack(data, f"model entry {key}")
+        if not isinstance(entry, dict):
+            raise CorruptRecordError(f"model entry {key} is not a map")
+        return entry
+
+
+def _check_tags(tags: dict[str, str] | None) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict):
+        raise InvalidInputError(f"tags must be a dict of strings, got {type(tags).__name__}")
+    return {check_name("tag", k): str(v) for k, v in tags.items()}
+
+
+def _view(state: RunState, status: str, end_time: int | None, digest: str | None, deleted: bool) -> RunView:
+    return RunView(
+        run_id=state.run_id,
+        run_name=state.run_name,
+        experiment_id=state.experiment_id,
+        status=status,
+        start_time=state.start_time,
+        end_time=end_time,
+        digest=digest,
+        sealed=digest is not None,
+        deleted=deleted,
+        params=dict(state.params),
+        tags=dict(state.tags),
+        metrics=latest_metrics(state.points),
+        artifacts=dict(state.artifacts),
+        models=dict(state.models),
+        points=tuple(state.points),
+    )
