@@ -68,6 +68,9 @@ class Backend(abc.ABC):
     durable: bool = False
     #: Number of requests worth running concurrently (1 for a local disk).
     concurrency: int = 1
+    #: ``delete_if_stale`` is exact: no ``touch`` that returned True is ever followed by the
+    #: loss of the object it touched (otherwise a window of one round trip remains).
+    exact_stale_delete: bool = False
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -166,11 +169,39 @@ class Backend(abc.ABC):
         """Size and modification time of ``key``; :class:`ObjectNotFoundError` if missing."""
         return self._info(validate_key(key))
 
-    def touch(self, key: str) -> None:
+    def touch(self, key: str) -> bool:
         """Freshen ``key``: set its modification time to now (used by garbage collection's
         grace period, so an object a writer has just deduplicated against is kept).
-        Touching a missing key does nothing."""
+        Return whether the object exists; touching a missing key creates nothing.
+
+        A writer that deduplicates against an existing object touches it and, when
+        ``touch`` returns False (garbage collection removed it meanwhile), writes it anew.
+        """
         validate_key(key)
+        return self._exists(key)
+
+    def delete_if_stale(self, key: str, older_than: float) -> bool:
+        """Delete ``key`` unless it was created or touched at or after ``older_than`` (epoch
+        seconds, the store's clock); return whether this call deleted it.
+
+        Garbage collection's only way to delete content. Here the check and the delete
+        are two requests; backends with ``exact_stale_delete`` make them one step.
+        """
+        from casstore.exceptions import ObjectNotFoundError
+
+        validate_key(key)
+        try:
+            if self._info(key).mtime >= older_than:
+                return False
+        except ObjectNotFoundError:
+            return False
+        self._delete(key)
+        return True
+
+    def clean_tmp(self, older_than: float) -> int:
+        """Remove what killed writers left behind (temporary files) older than ``older_than``
+        and finish interrupted stale deletes; return how many files were handled."""
+        return 0
 
     def flush(self) -> None:
         """Durability barrier: everything written before the call survives a power loss

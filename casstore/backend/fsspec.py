@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from casstore.backend.base import Backend, ObjectInfo
+from casstore.backend.base import Backend, ObjectInfo, validate_key
 from casstore.exceptions import ObjectNotFoundError, StoreUnavailableError
 
 __all__ = ["FsspecBackend", "MemoryBackend"]
@@ -70,7 +70,7 @@ class FsspecBackend(Backend):
     def _put_blob(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         try:
-            if self.fs.exists(path):
+            if self.fs.exists(path) and self.touch(key):
                 return False
             self._pipe(path, bytes(data), "overwrite")
         except OSError as e:
@@ -131,22 +131,23 @@ class FsspecBackend(Backend):
             raise ObjectNotFoundError(f"no object {key!r} in store {self.url!r} (it is a directory)")
         return ObjectInfo(key, int(info.get("size") or 0), _mtime(info))
 
-    def touch(self, key: str) -> None:
+    def touch(self, key: str) -> bool:
         # docstring inherited
-        super().touch(key)
+        validate_key(key)
         path = self._path(key)
         try:
             if not self.fs.exists(path):
-                return
+                return False
             try:
                 self.fs.touch(path, truncate=False)
             except (NotImplementedError, ValueError, TypeError):
                 # no in-place touch: rewrite the same bytes (objects here are immutable)
                 self.fs.pipe_file(path, self.fs.cat_file(path))
         except FileNotFoundError:
-            return
+            return False
         except OSError as e:
             raise self._unavailable(key, e) from e
+        return True
 
 
 def _mtime(info: dict[str, Any]) -> float:
@@ -165,8 +166,10 @@ class MemoryBackend(FsspecBackend):
     """Objects in fsspec's process-local memory file system (``memory://name``)."""
 
     supports_atomic_create = True
+    exact_stale_delete = True  # check and delete under the one lock that touch also takes
     concurrency = 1
     _lock = threading.Lock()  # one for all: the memory file system is shared by the process
+    _touched: dict[str, float] = {}  # full path -> last touch, shared like the file system
 
     def __init__(self, root: str) -> None:
         import fsspec
@@ -174,7 +177,6 @@ class MemoryBackend(FsspecBackend):
         fs = fsspec.filesystem("memory")
         root = "/" + root.strip("/")
         super().__init__(fs, root, url=f"memory:/{root}")
-        self._touched: dict[str, float] = {}
 
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         with self._lock:
@@ -182,16 +184,16 @@ class MemoryBackend(FsspecBackend):
             if self.fs.exists(path):
                 return False
             self.fs.pipe_file(path, bytes(data))
-            self._touched[key] = time.time()
+            self._touched[path] = time.time()
             return True
 
     def _put_blob(self, key: str, data: bytes) -> bool:
         with self._lock:
             if self.fs.exists(self._path(key)):
-                self._touched[key] = time.time()
+                self._touched[self._path(key)] = time.time()
                 return False
             self.fs.pipe_file(self._path(key), bytes(data))
-            self._touched[key] = time.time()
+            self._touched[self._path(key)] = time.time()
             return True
 
     def _list(self, prefix: str) -> Iterator[str]:
@@ -202,15 +204,31 @@ class MemoryBackend(FsspecBackend):
     def _delete(self, key: str) -> None:
         with self._lock:
             super()._delete(key)
-            self._touched.pop(key, None)
+            self._touched.pop(self._path(key), None)
 
     def _info(self, key: str) -> ObjectInfo:
         info = super()._info(key)
-        return ObjectInfo(key, info.size, self._touched.get(key, info.mtime))
+        return ObjectInfo(key, info.size, self._touched.get(self._path(key), info.mtime))
 
-    def touch(self, key: str) -> None:
+    def touch(self, key: str) -> bool:
         # docstring inherited
-        super().touch(key)
+        validate_key(key)
         with self._lock:
             if self.fs.exists(self._path(key)):
-                self._touched[key] = time.time()
+                self._touched[self._path(key)] = time.time()
+                return True
+            return False
+
+    def delete_if_stale(self, key: str, older_than: float) -> bool:
+        # docstring inherited
+        validate_key(key)
+        with self._lock:
+            try:
+                info = super()._info(key)
+            except ObjectNotFoundError:
+                return False
+            if self._touched.get(self._path(key), info.mtime) >= older_than:
+                return False
+            self.fs.rm_file(self._path(key))
+            self._touched.pop(self._path(key), None)
+            return True

@@ -26,12 +26,13 @@ import threading
 import uuid
 from collections.abc import Iterator
 
-from casstore.backend.base import Backend, ObjectInfo
+from casstore.backend.base import Backend, ObjectInfo, validate_key
 from casstore.exceptions import ObjectNotFoundError, StoreUnavailableError
 
 __all__ = ["LocalBackend"]
 
 TMP_PREFIX = ".tmp-"
+_QUARANTINE_PREFIX = TMP_PREFIX + "gcq-"  # an object renamed aside by delete_if_stale
 
 
 def _load_syncfs() -> object | None:
@@ -52,6 +53,7 @@ class LocalBackend(Backend):
     """Objects as files under a root directory."""
 
     supports_atomic_create = True
+    exact_stale_delete = True
     concurrency = 1
 
     def __init__(self, root: str | os.PathLike[str], *, durable: bool = True) -> None:
@@ -142,8 +144,7 @@ class LocalBackend(Backend):
     def _put_blob(self, key: str, data: bytes) -> bool:
         final = self._path(key)
         try:
-            if os.path.exists(final):
-                self._freshen(final)
+            if os.path.exists(final) and self._freshen(final):
                 return False
             tmp = self._write_tmp(final, data)
             os.replace(tmp, final)
@@ -206,16 +207,77 @@ class LocalBackend(Backend):
 
     # ---- extras ----------------------------------------------------------------------
 
-    def _freshen(self, path: str) -> None:
+    def _freshen(self, path: str) -> bool:
         try:
             os.utime(path)
+        except FileNotFoundError:
+            return False  # removed by gc since it was seen: the caller writes it anew
         except OSError:
-            pass
+            return os.path.isfile(path)  # e.g. a read-only store: it exists, unfreshened
+        return True
 
-    def touch(self, key: str) -> None:
+    def touch(self, key: str) -> bool:
         # docstring inherited
-        super().touch(key)
-        self._freshen(self._path(key))
+        validate_key(key)
+        return self._freshen(self._path(key))
+
+    def delete_if_stale(self, key: str, older_than: float) -> bool:
+        # docstring inherited
+        # Exact: the object is first renamed aside (atomic), so a writer's utime either
+        # reaches the inode before (and the mtime read below sees it) or fails with
+        # ENOENT after (and the writer writes the object anew). A fresh object is put back.
+        validate_key(key)
+        final = self._path(key)
+        d, name = os.path.split(final)
+        aside = os.path.join(d, f"{_QUARANTINE_PREFIX}{int(older_than * 1e9)}-{uuid.uuid4().hex[:8]}-{name}")
+        try:
+            os.rename(final, aside)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as e:
+            raise self._wrap(key, e) from e
+        return self._settle(aside, final, older_than)
+
+    def _settle(self, aside: str, final: str, older_than: float) -> bool:
+        """Finish a stale delete: put the object back if it was touched at or after
+        ``older_than``, else remove it. Return whether it was removed."""
+        try:
+            fresh = os.stat(aside).st_mtime >= older_than
+            if fresh:
+                try:
+                    os.link(aside, final)
+                except FileExistsError:
+                    pass  # a writer stored it again meanwhile: same bytes
+            os.unlink(aside)
+        except FileNotFoundError:
+            return False  # another gc settled it
+        except OSError as e:
+            raise StoreUnavailableError(f"local store {self.root!r}: cannot finish deleting {final!r}: {e}") from e
+        return not fresh
+
+    def clean_tmp(self, older_than: float) -> int:
+        # docstring inherited
+        n = 0
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            for name in filenames:
+                if not name.startswith(TMP_PREFIX):
+                    continue
+                p = os.path.join(dirpath, name)
+                if name.startswith(_QUARANTINE_PREFIX):
+                    # a stale delete interrupted between its rename and its decision
+                    stamp, _, rest = name[len(_QUARANTINE_PREFIX):].partition("-")
+                    original = rest.partition("-")[2]
+                    if stamp.isdigit() and original:
+                        self._settle(p, os.path.join(dirpath, original), int(stamp) / 1e9)
+                        n += 1
+                    continue
+                try:
+                    if os.stat(p).st_mtime < older_than:
+                        _unlink_quietly(p)
+                        n += 1
+                except FileNotFoundError:
+                    continue
+        return n
 
     def flush(self) -> None:
         # docstring inherited
