@@ -81,14 +81,13 @@ class _ChunkSink:
         uniq: dict[str, bytes] = dict(batch)
         keys = [chunk_key(d) for d in uniq]
         present = self.backend.exists_many(keys)
-        missing = [(k, uniq[d]) for k, d, p in zip(keys, uniq, present) if not p]
-        for k, d, p in zip(keys, uniq, present):
-            if p:
-                self.backend.touch(k)
-        if not missing:
-            return
         if self.pool is None:
             self.pool = ThreadPoolExecutor(self.backend.concurrency, thread_name_prefix="casstore-put")
+        # an existing chunk is freshened (gc's grace period); one gc removed meanwhile is sent again
+        touched = iter(list(self.pool.map(self.backend.touch, [k for k, p in zip(keys, present) if p])))
+        missing = [(k, uniq[d]) for k, d, p in zip(keys, uniq, present) if not p or next(touched) is False]
+        if not missing:
+            return
         futs = [self.pool.submit(self.backend.put_blob, k, data) for k, data in missing]
         for f in futs:
             f.result()
@@ -126,8 +125,7 @@ class ObjectStore:
         """Store ``data``; return its ``(digest, size)``."""
         view = memoryview(data).cast("B")
         digest = hash_bytes(view)
-        if self.has_file(digest):
-            self.backend.touch(recipe_key(digest))
+        if self.touch_file(digest):
             return Stored(digest, len(view))
         sink = _ChunkSink(self)
         chunks: list[tuple[str, int]] = []
@@ -159,8 +157,7 @@ class ObjectStore:
         finally:
             sink.close()
         digest = whole.hexdigest()
-        if not self.has_file(digest):
-            self._put_recipe(digest, Recipe(size, tuple(chunks)))
+        self._put_recipe(digest, Recipe(size, tuple(chunks)))  # or freshen the existing one
         return Stored(digest, size)
 
     def put_file(self, path: str | os.PathLike[str], progress: Progress | None = None) -> Stored:
@@ -190,8 +187,7 @@ class ObjectStore:
                 digest = self._hash_file(f, st.st_size)
             except OSError as e:
                 raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
-            if self.has_file(digest):
-                self.backend.touch(recipe_key(digest))
+            if self.touch_file(digest):
                 if progress:
                     progress(st.st_size)
                 return Stored(digest, st.st_size)
@@ -254,6 +250,12 @@ class ObjectStore:
         self.backend.flush()
 
     # ---- reading -----------------------------------------------------------------
+
+    def touch_file(self, digest: str) -> bool:
+        """Freshen a stored file's recipe before a new reference to it is published (garbage
+        collection keeps what was touched within its grace period, and the recipe keeps its
+        chunks); False if the store has no such file."""
+        return self.backend.touch(recipe_key(check_digest(digest)))
 
     def has_file(self, digest: str) -> bool:
         """Whether the store holds a recipe for ``digest``."""
