@@ -176,6 +176,8 @@ class RunHandle:
         digest = check_digest(digest)
         try:
             recipe = self._objects.recipe(digest)
+            if not self._objects.touch_file(digest):  # freshened: gc keeps what is re-referenced
+                raise ObjectNotFoundError(f"file {digest} was removed while being bound")
         except ObjectNotFoundError as e:
             raise ObjectNotFoundError(
                 f"cannot bind {path!r} to {digest}: the store holds no file with that digest; store it first"
