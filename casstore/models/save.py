@@ -1,0 +1,226 @@
+"""Logging a prepared model directory into a run: files, entry, registration.
+
+A flavor (``casstore.sklearn``) serializes its model into a directory and says
+which flavors it offers; this module does the rest, the same for every flavor:
+the input example and the signature inferred from it, ``code/``, the environment
+files, ``MLmodel``, the files as run artifacts (one durability barrier), the model
+entry (:meth:`RunHandle.add_model`) and, if asked, a registry version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from casstore._paths import clean_artifact_path
+from casstore.exceptions import InvalidInputError, LocalFileError
+from casstore.models import mlmodel
+from casstore.models.entry import FileRef, ModelEntry, check_metadata
+from casstore.models.signature import ModelSignature, infer_schema
+
+if TYPE_CHECKING:
+    from casstore.registry.store import Registry
+    from casstore.runs import RunHandle
+
+__all__ = ["ModelInfo", "PreparedModel", "prepare_example_and_signature", "copy_code_paths", "log_prepared_model"]
+
+CODE_DIR = "code"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``log_model`` returns (MLflow's ``ModelInfo`` fields, plus ``model_digest``)."""
+
+    model_uri: str
+    model_digest: str
+    run_id: str
+    artifact_path: str
+    flavors: dict[str, dict[str, Any]]
+    signature: ModelSignature | None
+    utc_time_created: str
+    model_uuid: str
+    registered_model_version: int | None = None
+    requirements: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+    saved_input_example_info: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.artifact_path
+
+    @property
+    def signature_dict(self) -> dict[str, Any] | None:
+        return self.signature.to_dict() if self.signature else None
+
+    @property
+    def cas_uri(self) -> str:
+        """``cas:<model_digest>``: this model, by digest alone."""
+        return f"cas:{self.model_digest}"
+
+
+@dataclass
+class PreparedModel:
+    """A flavor's model directory, ready to log."""
+
+    model_dir: str
+    #: flavors as recorded in the model entry (what casstore loads with)
+    flavors: dict[str, dict[str, Any]]
+    #: flavors as written to ``MLmodel`` (what MLflow loads with)
+    mlmodel_flavors: dict[str, dict[str, Any]]
+    requirements: list[str]
+    signature: ModelSignature | None = None
+    input_example_info: dict[str, Any] | None = None
+
+
+def prepare_example_and_signature(
+    model_dir: str, input_example: Any, signature: ModelSignature | None | bool, predict: Callable[[Any], Any] | None
+) -> tuple[ModelSignature | None, dict[str, Any] | None]:
+    """Save the input example; with no signature given, infer one from the example
+    (its output from ``predict``, if that works on the example)."""
+    if signature is not None and signature is not False and not isinstance(signature, ModelSignature):
+        raise InvalidInputError(f"signature must be a ModelSignature (see casstore.models.infer_signature), got {type(signature).__name__}")
+    info = mlmodel.save_input_example(model_dir, input_example) if input_example is not None else None
+    if signature is False:
+        return None, info
+    if signature is None and input_example is not None:
+        example = mlmodel.load_input_example(os.path.join(model_dir, mlmodel.INPUT_EXAMPLE), info or {})
+        outputs = None
+        if predict is not None:
+            try:
+                outputs = infer_schema(predict(example))
+            except Exception:  # noqa: BLE001 - the output schema is optional; inputs still describe the model
+                outputs = None
+        return ModelSignature(infer_schema(example), outputs), info
+    return (signature if isinstance(signature, ModelSignature) else None), info
+
+
+def copy_code_paths(model_dir: str, code_paths: Sequence[str | os.PathLike[str]] | None) -> str | None:
+    """Copy local code files or directories into ``<model_dir>/code``; return ``"code"`` or None."""
+    if not code_paths:
+        return None
+    if isinstance(code_paths, (str, os.PathLike)):
+        raise InvalidInputError("code_paths must be a list of paths, not a single path")
+    dest = os.path.join(model_dir, CODE_DIR)
+    os.makedirs(dest, exist_ok=True)
+    for p in code_paths:
+        src = os.fspath(p)
+        target = os.path.join(dest, os.path.basename(os.path.normpath(src)))
+        if os.path.exists(target):
+            raise InvalidInputError(f"code_paths: two entries are named {os.path.basename(target)!r}")
+        try:
+            if os.path.isdir(src):
+                shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copy2(src, target)
+        except OSError as e:
+            raise LocalFileError(f"cannot copy code path {src!r} into the model: {e.strerror or e}") from e
+    return CODE_DIR
+
+
+def _model_files(model_dir: str) -> list[tuple[str, str]]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(model_dir):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            full = os.path.join(dirpath, fn)
+            out.append((os.path.relpath(full, model_dir).replace(os.sep, "/"), full))
+    return out
+
+
+def _casstore_version() -> str:
+    from casstore import __version__
+
+    return __version__
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def log_prepared_model(
+    handle: RunHandle,
+    prepared: PreparedModel,
+    name: str,
+    *,
+    metadata: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    registry: Registry | None = None,
+    registered_model_name: str | None = None,
+) -> ModelInfo:
+    """Write the environment files and ``MLmodel``, log every file of the model directory
+    under ``<name>/`` in the run, then the model entry; register it if asked."""
+    name = clean_artifact_path(name, "model name")
+    metadata = check_metadata(metadata)
+    if tags is not None and (not isinstance(tags, dict) or not all(isinstance(k, str) for k in tags)):
+        raise InvalidInputError(f"model tags must be a dict of str to str, got {tags!r}")
+    tags = {k: str(v) for k, v in (tags or {}).items()}
+    d = prepared.model_dir
+    created = _utc_now()
+    model_uuid = uuid.uuid4().hex
+    env = mlmodel.write_env_files(d, prepared.requirements)
+    ml_flavors = {k: dict(v) for k, v in prepared.mlmodel_flavors.items()}
+    if "python_function" in ml_flavors:
+        ml_flavors["python_function"]["env"] = env
+    size = sum(os.path.getsize(f) for _, f in _model_files(d))
+    fields: dict[str, Any] = {
+        "artifact_path": name,
+        "flavors": ml_flavors,
+        "run_id": handle.run_id,
+        "utc_time_created": created,
+        "model_uuid": model_uuid,
+        "model_size_bytes": size,
+        "casstore_version": _casstore_version(),
+    }
+    if prepared.signature is not None:
+        fields["signature"] = prepared.signature.to_dict()
+    if prepared.input_example_info is not None:
+        fields["saved_input_example_info"] = prepared.input_example_info
+    if metadata is not None:
+        fields["metadata"] = metadata
+    mlmodel.write_mlmodel(d, fields)
+
+    files = _model_files(d)
+    bound = handle.log_files([(f"{name}/{rel}", full) for rel, full in files])
+    refs = {rel: FileRef(rel, b.digest, b.size) for (rel, _), b in zip(files, bound)}
+    entry = ModelEntry(
+        name=name,
+        flavors=prepared.flavors,
+        files=refs,
+        run_id=handle.run_id,
+        created=created,
+        signature=prepared.signature.to_dict() if prepared.signature else None,
+        input_example=prepared.input_example_info,
+        requirements=prepared.requirements,
+        metadata=metadata,
+        tags=tags,
+    )
+    digest = handle.add_model(name, entry.to_dict())
+    version = None
+    if registered_model_name is not None:
+        if registry is None:
+            from casstore.registry.store import Registry
+
+            registry = Registry(handle.store.backend)
+        mv = registry.create_version(
+            registered_model_name, digest, source=f"runs:/{handle.run_id}/{name}", run_id=handle.run_id
+        )
+        version = mv.version
+    return ModelInfo(
+        model_uri=f"runs:/{handle.run_id}/{name}",
+        model_digest=digest,
+        run_id=handle.run_id,
+        artifact_path=name,
+        flavors=prepared.flavors,
+        signature=prepared.signature,
+        utc_time_created=created,
+        model_uuid=model_uuid,
+        registered_model_version=version,
+        requirements=list(prepared.requirements),
+        metadata=metadata,
+        saved_input_example_info=prepared.input_example_info,
+    )

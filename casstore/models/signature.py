@@ -1,0 +1,344 @@
+"""Model signatures: what a model takes and returns, in MLflow's JSON form.
+
+A :class:`Schema` is a list of :class:`ColSpec` (named, typed columns, inferred from
+pandas) or of :class:`TensorSpec` (dtype and shape, inferred from numpy). A
+:class:`ModelSignature` pairs an input and an output schema. ``to_dict`` gives
+exactly MLflow's ``MLmodel`` form, so a signature written here is read by MLflow.
+
+>>> import numpy as np
+>>> sig = infer_signature(np.zeros((3, 4)), np.zeros(3, dtype="int64"))
+>>> sig.inputs
+[TensorSpec(dtype=float64, shape=(-1, 4))]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from casstore.exceptions import CorruptRecordError, InvalidInputError
+
+__all__ = ["DataType", "ColSpec", "TensorSpec", "Schema", "ModelSignature", "infer_signature", "infer_schema"]
+
+
+class DataType:
+    """MLflow's column types, with the numpy dtype each one holds."""
+
+    boolean = "boolean"
+    integer = "integer"
+    long = "long"
+    float = "float"
+    double = "double"
+    string = "string"
+    binary = "binary"
+    datetime = "datetime"
+
+    ALL = ("boolean", "integer", "long", "float", "double", "string", "binary", "datetime")
+    NUMPY = {
+        "boolean": "bool",
+        "integer": "int32",
+        "long": "int64",
+        "float": "float32",
+        "double": "float64",
+        "string": "object",
+        "binary": "object",
+        "datetime": "datetime64[ns]",
+    }
+
+
+def _check_type(t: object) -> str:
+    if isinstance(t, str) and t in DataType.ALL:
+        return t
+    raise InvalidInputError(f"unknown column type {t!r}; expected one of {', '.join(DataType.ALL)}")
+
+
+@dataclass(frozen=True)
+class ColSpec:
+    """A column: its MLflow type (``"double"``, ``"long"``, ``"string"``...), optional name."""
+
+    type: str
+    name: str | None = None
+    required: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "type", _check_type(getattr(self.type, "name", self.type)))
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": self.type}
+        if self.name is not None:
+            d["name"] = self.name
+        d["required"] = self.required
+        return d
+
+    def __repr__(self) -> str:
+        opt = "" if self.required else " (optional)"
+        return f"{self.name!r}: {self.type}{opt}" if self.name is not None else f"{self.type}{opt}"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor: numpy dtype name and shape, ``-1`` for a dimension of any size."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        dtype = self.dtype
+        try:
+            import numpy as np
+
+            dtype = np.dtype(dtype).name
+        except ImportError:  # pragma: no cover - numpy comes with every flavor
+            dtype = str(dtype)
+        except TypeError as e:
+            raise InvalidInputError(f"TensorSpec dtype {self.dtype!r} is not a numpy dtype: {e}") from e
+        shape = tuple(int(s) for s in self.shape)
+        if any(s < -1 for s in shape):
+            raise InvalidInputError(f"TensorSpec shape {shape} is invalid: dimensions are sizes or -1")
+        object.__setattr__(self, "dtype", dtype)
+        object.__setattr__(self, "shape", shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": "tensor", "tensor-spec": {"dtype": self.dtype, "shape": list(self.shape)}}
+        if self.name is not None:
+            d["name"] = self.name
+        return d
+
+    def __repr__(self) -> str:
+        head = f"{self.name!r}: " if self.name is not None else ""
+        return f"{head}TensorSpec(dtype={self.dtype}, shape={self.shape})"
+
+
+Spec = ColSpec | TensorSpec
+
+
+def _spec_from_dict(d: object) -> Spec:
+    if not isinstance(d, dict) or "type" not in d:
+        raise CorruptRecordError(f"a schema entry must be an object with a 'type', got {d!r}")
+    if d["type"] == "tensor":
+        ts = d.get("tensor-spec")
+        if not isinstance(ts, dict) or "dtype" not in ts or "shape" not in ts:
+            raise CorruptRecordError(f"tensor schema entry lacks its 'tensor-spec' dtype and shape: {d!r}")
+        return TensorSpec(ts["dtype"], tuple(ts["shape"]), d.get("name"))
+    try:
+        return ColSpec(d["type"], d.get("name"), bool(d.get("required", True)))
+    except InvalidInputError as e:
+        raise CorruptRecordError(f"bad schema entry {d!r}: {e}") from e
+
+
+class Schema:
+    """An ordered list of column specs, or of tensor specs (not a mix)."""
+
+    def __init__(self, inputs: Sequence[Spec]) -> None:
+        specs = list(inputs)
+        if not specs:
+            raise InvalidInputError("a Schema needs at least one ColSpec or TensorSpec")
+        kinds = {type(s) for s in specs}
+        if not kinds <= {ColSpec, TensorSpec}:
+            raise InvalidInputError(f"a Schema holds ColSpec or TensorSpec entries, got {sorted(k.__name__ for k in kinds)}")
+        if len(kinds) > 1:
+            raise InvalidInputError("a Schema cannot mix ColSpec and TensorSpec entries")
+        named = [s.name is not None for s in specs]
+        if any(named) and not all(named):
+            raise InvalidInputError("either every entry of a Schema has a name or none has")
+        names = [s.name for s in specs if s.name is not None]
+        if len(set(names)) != len(names):
+            raise InvalidInputError(f"duplicate names in Schema: {names}")
+        self.inputs: list[Spec] = specs
+
+    def __iter__(self) -> Iterator[Spec]:
+        return iter(self.inputs)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Schema) and self.inputs == other.inputs
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.inputs))
+
+    def __repr__(self) -> str:
+        return repr(self.inputs)
+
+    def is_tensor_spec(self) -> bool:
+        return isinstance(self.inputs[0], TensorSpec)
+
+    def has_input_names(self) -> bool:
+        return self.inputs[0].name is not None
+
+    def input_names(self) -> list[str | int]:
+        return [s.name if s.name is not None else i for i, s in enumerate(self.inputs)]
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [s.to_dict() for s in self.inputs]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str | list[Any]) -> Schema:
+        try:
+            items = json.loads(text) if isinstance(text, str) else text
+        except json.JSONDecodeError as e:
+            raise CorruptRecordError(f"schema is not valid JSON: {e}") from e
+        if not isinstance(items, list):
+            raise CorruptRecordError(f"a schema is a JSON list, got {type(items).__name__}")
+        try:
+            return cls([_spec_from_dict(d) for d in items])
+        except InvalidInputError as e:
+            raise CorruptRecordError(f"bad schema {text!r}: {e}") from e
+
+
+class ModelSignature:
+    """A model's input and output schemas (``params`` are not supported yet)."""
+
+    def __init__(self, inputs: Schema | None = None, outputs: Schema | None = None, params: None = None) -> None:
+        if inputs is not None and not isinstance(inputs, Schema):
+            raise InvalidInputError(f"ModelSignature inputs must be a Schema, got {type(inputs).__name__}")
+        if outputs is not None and not isinstance(outputs, Schema):
+            raise InvalidInputError(f"ModelSignature outputs must be a Schema, got {type(outputs).__name__}")
+        if params is not None:
+            raise InvalidInputError("inference params in a signature are not supported by casstore; pass params=None")
+        if inputs is None and outputs is None:
+            raise InvalidInputError("a ModelSignature needs inputs, outputs or both")
+        self.inputs = inputs
+        self.outputs = outputs
+        self.params = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        """MLflow's form: each schema as a JSON string."""
+        return {
+            "inputs": self.inputs.to_json() if self.inputs is not None else None,
+            "outputs": self.outputs.to_json() if self.outputs is not None else None,
+            "params": None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: object) -> ModelSignature:
+        if not isinstance(d, dict):
+            raise CorruptRecordError(f"a signature is an object with 'inputs' and 'outputs', got {d!r}")
+        ins = d.get("inputs")
+        outs = d.get("outputs")
+        return cls(Schema.from_json(ins) if ins else None, Schema.from_json(outs) if outs else None)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ModelSignature) and self.inputs == other.inputs and self.outputs == other.outputs
+
+    def __hash__(self) -> int:
+        return hash((self.inputs, self.outputs))
+
+    def __repr__(self) -> str:
+        return f"inputs:\n  {self.inputs!r}\noutputs:\n  {self.outputs!r}\nparams:\n  None\n"
+
+
+# ---- inference ---------------------------------------------------------------
+
+
+def _numpy_type(dtype: Any, values: Any = None, where: str = "input") -> str:
+    """MLflow column type for a numpy dtype (object dtype: from the values)."""
+    kind, size = dtype.kind, dtype.itemsize
+    if kind == "b":
+        return DataType.boolean
+    if kind == "i":
+        return DataType.integer if size <= 4 else DataType.long
+    if kind == "u":
+        return DataType.integer if size <= 2 else DataType.long
+    if kind == "f":
+        return DataType.float if size <= 4 else DataType.double
+    if kind == "U":
+        return DataType.string
+    if kind == "S":
+        return DataType.binary
+    if kind == "M":
+        return DataType.datetime
+    if kind == "O" and values is not None:
+        seen = {type(v) for v in values if v is not None and v == v}
+        if seen and all(issubclass(t, str) for t in seen):
+            return DataType.string
+        if seen and all(issubclass(t, (bytes, bytearray)) for t in seen):
+            return DataType.binary
+        if seen and all(issubclass(t, bool) for t in seen):
+            return DataType.boolean
+        raise InvalidInputError(
+            f"cannot infer a column type for {where}: its values are of types "
+            f"{sorted(t.__name__ for t in seen) or ['(none)']}; give the column one type (str, bytes, bool or a number)"
+        )
+    raise InvalidInputError(f"cannot infer a column type for {where} of dtype {dtype}")
+
+
+def _pandas() -> Any:
+    try:
+        import pandas as pd
+    except ImportError:
+        return None
+    return pd
+
+
+def _col_type(series: Any, name: str) -> str:
+    import numpy as np
+
+    dtype = series.dtype
+    if not isinstance(dtype, np.dtype):
+        # pandas extension dtypes (string, Int64, boolean, ...)
+        kind = getattr(dtype, "kind", "O")
+        if kind in "biuf":
+            return _numpy_type(np.dtype(getattr(dtype, "numpy_dtype", "O")), where=f"column {name!r}")
+        if kind == "M":
+            return DataType.datetime
+        return _numpy_type(np.dtype("O"), series.dropna().to_numpy(dtype=object), f"column {name!r}")
+    return _numpy_type(dtype, series.to_numpy() if dtype.kind == "O" else None, f"column {name!r}")
+
+
+def infer_schema(data: Any) -> Schema:
+    """The schema of one example of model input or output."""
+    import numpy as np
+
+    pd = _pandas()
+    if pd is not None and isinstance(data, pd.DataFrame):
+        return Schema([ColSpec(_col_type(data[c], str(c)), str(c)) for c in data.columns])
+    if pd is not None and isinstance(data, pd.Series):
+        name = None if data.name is None else str(data.name)
+        return Schema([ColSpec(_col_type(data, name or "series"), name)])
+    if isinstance(data, dict):
+        if not data:
+            raise InvalidInputError("cannot infer a schema from an empty dict")
+        if all(isinstance(v, np.ndarray) for v in data.values()):
+            return Schema([_tensor_spec(v, str(k)) for k, v in data.items()])
+        if pd is not None:
+            return infer_schema(pd.DataFrame({k: v if isinstance(v, (list, tuple, np.ndarray)) else [v] for k, v in data.items()}))
+    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data) and pd is not None:
+        return infer_schema(pd.DataFrame(data))
+    if isinstance(data, str):
+        return Schema([ColSpec(DataType.string)])
+    if hasattr(data, "toarray") and hasattr(data, "dtype") and hasattr(data, "shape"):  # scipy sparse
+        return Schema([TensorSpec(np.dtype(data.dtype).name, (-1, *data.shape[1:]))])
+    if isinstance(data, (list, tuple, np.ndarray)):
+        arr = np.asarray(data)
+        if arr.dtype.kind == "O" and arr.ndim == 1:
+            return Schema([ColSpec(_numpy_type(arr.dtype, arr, "input"))])
+        return Schema([_tensor_spec(arr)])
+    raise InvalidInputError(
+        f"cannot infer a schema from a {type(data).__name__}; "
+        "pass a numpy array, a pandas DataFrame or Series, a list, or a dict of arrays"
+    )
+
+
+def _tensor_spec(arr: Any, name: str | None = None) -> TensorSpec:
+    if arr.ndim == 0:
+        raise InvalidInputError(f"cannot infer a tensor schema from a 0-d array{f' {name!r}' if name else ''}")
+    return TensorSpec(arr.dtype.name, (-1, *arr.shape[1:]), name)
+
+
+def infer_signature(model_input: Any = None, model_output: Any = None, params: None = None) -> ModelSignature:
+    """Infer a :class:`ModelSignature` from example input and output (numpy or pandas)."""
+    if params is not None:
+        raise InvalidInputError("inference params in a signature are not supported by casstore; pass params=None")
+    if model_input is None and model_output is None:
+        raise InvalidInputError("infer_signature needs a model input, a model output, or both")
+    ins = infer_schema(model_input) if model_input is not None else None
+    outs = infer_schema(model_output) if model_output is not None else None
+    return ModelSignature(ins, outs)

@@ -1,0 +1,245 @@
+"""The scikit-learn flavor: log, load and serve sklearn models.
+
+>>> import casstore as mlflow, casstore.sklearn                  # doctest: +SKIP
+>>> info = mlflow.sklearn.log_model(model, name="clf")           # doctest: +SKIP
+>>> mlflow.sklearn.load_model(info.model_uri).predict(X)         # doctest: +SKIP
+
+The model is serialized with cloudpickle (default), pickle or skops. Loading
+verifies every file against the model entry (and a registry version's pin)
+before it is deserialized. A skops model is built only from the types skops
+trusts plus those you name in ``skops_trusted_types`` at load time.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from casstore.exceptions import CorruptRecordError, InvalidInputError
+from casstore.models import _context
+from casstore.models.fetch import FetchedModel, fetch_model_uri
+from casstore.models.mlmodel import python_version
+from casstore.models.requirements import pickle_modules, pin_requirements, resolve_requirements, skops_modules
+from casstore.models.save import ModelInfo, PreparedModel, copy_code_paths, log_prepared_model, prepare_example_and_signature
+from casstore.models.serialization import (
+    CLOUDPICKLE,
+    DEFAULT_FORMAT,
+    FORMATS,
+    PICKLE,
+    SKOPS,
+    check_format,
+    dump_model,
+    load_model_file,
+    model_file_name,
+    skops_untrusted_types,
+)
+from casstore.models.signature import ModelSignature
+
+if TYPE_CHECKING:
+    from casstore.runs import RunStore
+
+__all__ = [
+    "FLAVOR_NAME",
+    "SERIALIZATION_FORMAT_CLOUDPICKLE",
+    "SERIALIZATION_FORMAT_PICKLE",
+    "SERIALIZATION_FORMAT_SKOPS",
+    "SUPPORTED_SERIALIZATION_FORMATS",
+    "log_model",
+    "load_model",
+]
+
+FLAVOR_NAME = "sklearn"
+SERIALIZATION_FORMAT_CLOUDPICKLE = CLOUDPICKLE
+SERIALIZATION_FORMAT_PICKLE = PICKLE
+SERIALIZATION_FORMAT_SKOPS = SKOPS
+SUPPORTED_SERIALIZATION_FORMATS = list(FORMATS)
+_DEFAULT_NAME = "model"
+
+
+def _sklearn() -> Any:
+    try:
+        import sklearn
+    except ImportError as e:
+        raise InvalidInputError("the sklearn flavor needs scikit-learn: pip install 'casstore[sklearn]'") from e
+    return sklearn
+
+
+def _model_name(name: str | None, artifact_path: str | None) -> str:
+    if artifact_path is not None:
+        warnings.warn(
+            "log_model(artifact_path=...) is deprecated; pass the model's name as `name` (or as the second argument)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if name is not None and name != artifact_path:
+            raise InvalidInputError(f"log_model got name={name!r} and artifact_path={artifact_path!r}; pass only name")
+        return artifact_path
+    return name if name is not None else _DEFAULT_NAME
+
+
+def _prepare(
+    sk_model: Any,
+    model_dir: str,
+    *,
+    serialization_format: str,
+    signature: ModelSignature | None | bool,
+    input_example: Any,
+    pip_requirements: object,
+    extra_pip_requirements: object,
+    code_paths: Sequence[str | os.PathLike[str]] | None,
+    skops_trusted_types: Sequence[str] | None,
+    pyfunc_predict_fn: str,
+) -> PreparedModel:
+    sklearn = _sklearn()
+    fmt = check_format(serialization_format)
+    data_file = model_file_name(fmt)
+    data_path = os.path.join(model_dir, data_file)
+    dump_model(sk_model, data_path, fmt)
+    needs = ["scikit-learn"] + (["cloudpickle"] if fmt == CLOUDPICKLE else []) + (["skops"] if fmt == SKOPS else [])
+    if fmt == SKOPS:
+        modules = skops_modules(data_path)
+    else:
+        with open(data_path, "rb") as f:
+            modules = pickle_modules(f)
+    predict = getattr(sk_model, pyfunc_predict_fn, None)
+    signature, example_info = prepare_example_and_signature(model_dir, input_example, signature, predict)
+    if signature is not None and signature.inputs is not None and not signature.inputs.is_tensor_spec():
+        needs.append("pandas")  # column signatures are checked with pandas
+    requirements = resolve_requirements(pin_requirements(modules, needs), pip_requirements, extra_pip_requirements)
+    code = copy_code_paths(model_dir, code_paths)
+    sk_conf: dict[str, Any] = {
+        "pickled_model": data_file,
+        "serialization_format": fmt,
+        "sklearn_version": sklearn.__version__,
+        "code": code,
+    }
+    flavors: dict[str, dict[str, Any]] = {FLAVOR_NAME: dict(sk_conf)}
+    if fmt == SKOPS:
+        flavors[FLAVOR_NAME]["skops_untrusted_types"] = skops_untrusted_types(data_path)
+    ml_flavors: dict[str, dict[str, Any]] = {
+        FLAVOR_NAME: {**sk_conf, "skops_trusted_types": list(skops_trusted_types) if skops_trusted_types else None}
+    }
+    if callable(predict):
+        pf = {"model_path": data_file, "predict_fn": pyfunc_predict_fn, "python_version": python_version(), "code": code}
+        flavors["python_function"] = {"loader_module": __name__, **pf}
+        ml_flavors["python_function"] = {"loader_module": "mlflow.sklearn", **pf}
+    return PreparedModel(model_dir, flavors, ml_flavors, requirements, signature, example_info)
+
+
+def log_model(
+    sk_model: Any,
+    name: str | None = None,
+    *,
+    artifact_path: str | None = None,
+    signature: ModelSignature | None | bool = None,
+    input_example: Any = None,
+    registered_model_name: str | None = None,
+    serialization_format: str = DEFAULT_FORMAT,
+    pip_requirements: Sequence[str] | str | None = None,
+    extra_pip_requirements: Sequence[str] | str | None = None,
+    code_paths: Sequence[str | os.PathLike[str]] | None = None,
+    metadata: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    skops_trusted_types: Sequence[str] | None = None,
+    pyfunc_predict_fn: str = "predict",
+) -> ModelInfo:
+    """Log a scikit-learn model as ``name`` in the active run (or in a run of its own
+    when none is active) and return its :class:`ModelInfo`.
+
+    ``signature=None`` with an ``input_example`` infers the signature from the example;
+    ``registered_model_name`` also registers the model as the next version of that name.
+    ``skops_trusted_types`` is only written to ``MLmodel`` for MLflow's loader; casstore
+    asks for the trusted types when the model is loaded.
+    """
+    model_name = _model_name(name, artifact_path)
+    with tempfile.TemporaryDirectory(prefix="casstore-model-") as d:
+        prepared = _prepare(
+            sk_model,
+            d,
+            serialization_format=serialization_format,
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=pip_requirements,
+            extra_pip_requirements=extra_pip_requirements,
+            code_paths=code_paths,
+            skops_trusted_types=skops_trusted_types,
+            pyfunc_predict_fn=pyfunc_predict_fn,
+        )
+        with _context.logging_run() as handle:
+            return log_prepared_model(
+                handle, prepared, model_name, metadata=metadata, tags=tags, registered_model_name=registered_model_name
+            )
+
+
+# ---- loading ---------------------------------------------------------------------------
+
+_CODE_DIRS: list[str] = []
+
+
+def _cleanup_code_dirs() -> None:
+    for d in _CODE_DIRS:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_cleanup_code_dirs)
+
+
+def _add_code(fetched: FetchedModel, code: object) -> None:
+    """Put the model's verified ``code/`` on ``sys.path`` (kept until the process exits)."""
+    if not code:
+        return
+    if code != "code" or not any(p.startswith("code/") for p in fetched.entry.files):
+        raise CorruptRecordError(f"model {fetched.entry.name!r} names code directory {code!r} that it does not hold")
+    keep = tempfile.mkdtemp(prefix="casstore-code-")
+    _CODE_DIRS.append(keep)
+    shutil.copytree(os.path.join(fetched.path, "code"), keep, dirs_exist_ok=True)
+    if keep not in sys.path:
+        sys.path.insert(0, keep)
+
+
+def _load_from_fetched(fetched: FetchedModel, skops_trusted_types: Sequence[str] | None = None) -> Any:
+    entry = fetched.entry
+    conf = entry.flavor(FLAVOR_NAME)
+    data_file = conf.get("pickled_model")
+    if not isinstance(data_file, str) or data_file not in entry.files:
+        raise CorruptRecordError(f"model {entry.name!r}: its sklearn flavor names {data_file!r}, which is not one of its verified files")
+    fmt = conf.get("serialization_format", PICKLE)
+    if fmt not in FORMATS:
+        raise CorruptRecordError(f"model {entry.name!r} has unknown serialization format {fmt!r}")
+    _sklearn()
+    _add_code(fetched, conf.get("code"))
+    return load_model_file(os.path.join(fetched.path, *data_file.split("/")), fmt, skops_trusted_types)
+
+
+def _load_pyfunc_from_fetched(fetched: FetchedModel, skops_trusted_types: Sequence[str] | None = None) -> Any:
+    """The pyfunc loader: the estimator itself (its ``predict_fn`` is called)."""
+    return _load_from_fetched(fetched, skops_trusted_types)
+
+
+def load_model(
+    model_uri: str,
+    dst_path: str | os.PathLike[str] | None = None,
+    *,
+    skops_trusted_types: Sequence[str] | None = None,
+    store: RunStore | None = None,
+) -> Any:
+    """Load a scikit-learn model from ``runs:/``, ``models:/`` or ``cas:`` URIs.
+
+    Every file is verified against the model entry, and the entry against the registry
+    pin, before the model is deserialized; a mismatch raises ``IntegrityError``.
+    ``dst_path`` keeps the verified model directory there (default: a temp directory,
+    removed after loading).
+    """
+    store = store or _context.current_store()
+    fetched = fetch_model_uri(model_uri, store, dest=os.fspath(dst_path) if dst_path is not None else None)
+    try:
+        return _load_from_fetched(fetched, skops_trusted_types)
+    finally:
+        if dst_path is None:
+            fetched.cleanup()
