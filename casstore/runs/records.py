@@ -79,6 +79,11 @@ class RunView:
     models: dict[str, ModelRef]
     points: tuple[MetricPoint, ...] = ()
 
+    @property
+    def artifact_uri(self) -> str:
+        """Where the run's artifacts are addressed: ``runs:/<run_id>``."""
+        return f"runs:/{self.run_id}"
+
     def metric_history(self, key: str) -> list[tuple[float, int, int]]:
         """Every value logged for ``key`` as ``(value, step, timestamp)``, by step then time."""
         hist = [(v, s, t) for k, v, s, t in self.points if k == key]

@@ -28,7 +28,7 @@ from casstore.exceptions import (
 from casstore.objects import ObjectStore, open_store
 from casstore.objects.codec import pack, unpack
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
-from casstore.runs import layout
+from casstore.runs import layout, search
 from casstore.runs.handle import RunHandle
 from casstore.runs.layout import (
     DEFAULT_EXPERIMENT_ID,
@@ -281,6 +281,39 @@ class RunStore:
                 out.add(parts[3])
         return sorted(out)
 
+    def search_runs(
+        self,
+        experiment_ids: list[str] | None = None,
+        filter_string: str | None = "",
+        order_by: list[str] | None = None,
+        max_results: int | None = None,
+        deleted: bool | None = False,
+    ) -> list[RunView]:
+        """Runs of the given experiments (all if ``None``) that match an MLflow filter string,
+        sorted by ``order_by`` then newest first. ``deleted``: ``False`` active runs only,
+        ``True`` deleted runs only, ``None`` both."""
+        comparisons = search.parse_filter(filter_string)
+        keys = search.parse_order_by(order_by)
+        if max_results is not None and (isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 0):
+            raise InvalidInputError(f"max_results must be a non-negative integer, got {max_results!r}")
+        ids: list[str] = []
+        for exp in [None] if experiment_ids is None else experiment_ids:
+            ids.extend(self.list_run_ids(exp))
+        views = []
+        for run_id in dict.fromkeys(ids):
+            try:
+                view = self.get_run(run_id)
+            except ObjectNotFoundError:
+                continue  # an index entry whose run meta never reached the disk
+            if deleted is not None and view.deleted != deleted:
+                continue
+            if search.matches(comparisons, lambda entity, key, v=view: run_value(v, entity, key)):
+                views.append(view)
+        views.sort(key=lambda v: v.run_id)
+        views.sort(key=lambda v: v.start_time, reverse=True)
+        views = search.sort_items(views, keys, run_value)
+        return views if max_results is None else views[:max_results]
+
     def delete_run(self, run_id: str, reason: str = "") -> None:
         """Mark a run deleted (a record, never a silent removal); deleting twice is a no-op."""
         run_id = check_run_id(run_id)
@@ -317,6 +350,21 @@ class RunStore:
         if not isinstance(entry, dict):
             raise CorruptRecordError(f"model entry {key} is not a map")
         return entry
+
+
+def run_value(view: RunView, entity: str, key: str) -> Any:
+    """A run's value for a search identifier (``None`` if it has none)."""
+    if entity == "metrics":
+        return view.metrics.get(key)
+    if entity == "params":
+        return view.params.get(key)
+    if entity == "tags":
+        return view.tags.get(key)
+    if key == "user_id":
+        return view.tags.get("mlflow.user", "")
+    if key == "artifact_uri":
+        return view.artifact_uri
+    return getattr(view, key, None)
 
 
 def _check_tags(tags: dict[str, str] | None) -> dict[str, str]:

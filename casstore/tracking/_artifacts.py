@@ -1,0 +1,259 @@
+"""Artifact helpers shared by the fluent API, the client and ``casstore.artifacts``:
+walking local directories, rendering text/dicts/figures/images, listing and
+downloading a run's artifacts."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from casstore._paths import clean_artifact_path, clean_optional_path, join_artifact_path, safe_destination
+from casstore.exceptions import InvalidInputError, LocalFileError, ObjectNotFoundError
+from casstore.runs import ArtifactEntry, RunHandle, RunStore, RunView
+from casstore.tracking.entities import FileInfo
+
+__all__ = [
+    "log_local",
+    "log_local_dir",
+    "dict_bytes",
+    "figure_bytes",
+    "image_bytes",
+    "list_entries",
+    "download",
+    "read_bytes",
+    "parse_dict",
+]
+
+
+def walk_dir(local_dir: str, prefix: str) -> list[tuple[str, str]]:
+    """``(artifact_path, local_path)`` of every file under ``local_dir`` (symlinked files are
+    followed, symlinked directories are not), with paths under ``prefix``."""
+    items = []
+    for dirpath, dirnames, filenames in os.walk(local_dir):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, local_dir)
+        parts = [] if rel == "." else rel.split(os.sep)
+        for name in sorted(filenames):
+            local = os.path.join(dirpath, name)
+            if not os.path.isfile(local):
+                continue  # a dangling link, a socket or a fifo
+            items.append((join_artifact_path(prefix, "/".join([*parts, name])), local))
+    return items
+
+
+def log_local_dir(handle: RunHandle, local_dir: str | os.PathLike[str], artifact_path: str | None) -> list[ArtifactEntry]:
+    """Log the contents of ``local_dir`` under ``artifact_path`` (MLflow's ``log_artifacts``)."""
+    local_dir = os.fspath(local_dir)
+    if not os.path.exists(local_dir):
+        raise LocalFileError(f"cannot log {local_dir!r}: no such directory")
+    if not os.path.isdir(local_dir):
+        raise LocalFileError(f"cannot log {local_dir!r} with log_artifacts: it is a file (use log_artifact)")
+    prefix = clean_optional_path(artifact_path, "artifact_path")
+    return handle.log_files(walk_dir(local_dir, prefix))
+
+
+def log_local(handle: RunHandle, local_path: str | os.PathLike[str], artifact_path: str | None) -> list[ArtifactEntry]:
+    """Log a file as ``<artifact_path>/<name>``, or a directory as the tree ``<artifact_path>/<dirname>/...``."""
+    local = os.fspath(local_path)
+    if os.path.isdir(local):
+        name = os.path.basename(os.path.normpath(os.path.abspath(local)))
+        if not name:
+            raise LocalFileError(f"cannot log the root directory {local!r}; name a directory below it")
+        return log_local_dir(handle, local, join_artifact_path(artifact_path, name))
+    name = os.path.basename(local)
+    if not name:
+        raise LocalFileError(f"cannot log {local!r}: it names no file")
+    return [handle.log_file(join_artifact_path(artifact_path, name), local)]
+
+
+# ---- rendering -------------------------------------------------------------------------
+
+
+def _suffix(artifact_file: str) -> str:
+    return os.path.splitext(artifact_file)[1].lower()
+
+
+def dict_bytes(dictionary: Any, artifact_file: str) -> bytes:
+    """JSON (indented) by default, YAML for ``.yaml``/``.yml`` (as MLflow's ``log_dict``)."""
+    if _suffix(artifact_file) in (".yaml", ".yml"):
+        import yaml
+
+        return yaml.safe_dump(dictionary, indent=2, default_flow_style=False, sort_keys=False).encode()
+    try:
+        return json.dumps(dictionary, indent=2).encode()
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"log_dict cannot write {artifact_file!r} as JSON: {e}") from e
+
+
+def parse_dict(data: bytes, path: str) -> Any:
+    """Read JSON or YAML (by suffix; JSON first, YAML second when the suffix says neither)."""
+    import yaml
+
+    text = data.decode("utf-8")
+    if _suffix(path) in (".yaml", ".yml"):
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise InvalidInputError(f"{path!r} is not valid YAML: {e}") from e
+    try:
+        return json.loads(text)
+    except ValueError as json_err:
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise InvalidInputError(f"{path!r} is neither valid JSON nor YAML: {json_err}") from json_err
+
+
+def figure_bytes(figure: Any, artifact_file: str, save_kwargs: dict[str, Any] | None = None) -> bytes:
+    """A matplotlib figure saved in the format its suffix names, or a plotly figure as HTML."""
+    suffix = _suffix(artifact_file)
+    if hasattr(figure, "savefig"):
+        buf = io.BytesIO()
+        kwargs = {"format": suffix.lstrip(".") or "png", **(save_kwargs or {})}
+        try:
+            figure.savefig(buf, **kwargs)
+        except ValueError as e:
+            raise InvalidInputError(f"cannot save the figure as {artifact_file!r}: {e}") from e
+        return buf.getvalue()
+    if hasattr(figure, "to_html") and suffix in (".html", ".htm"):
+        return str(figure.to_html(**(save_kwargs or {}))).encode()
+    if hasattr(figure, "to_image"):
+        return bytes(figure.to_image(format=suffix.lstrip(".") or "png", **(save_kwargs or {})))
+    raise InvalidInputError(
+        f"log_figure takes a matplotlib or plotly figure, got {type(figure).__name__}; "
+        "install matplotlib (pip install matplotlib) and pass a Figure"
+    )
+
+
+def image_bytes(image: Any, artifact_file: str) -> bytes:
+    """A numpy array (H x W, H x W x 1/3/4; uint8, or floats in [0, 1]) or a PIL image, encoded
+    in the format the suffix names (PNG by default)."""
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise InvalidInputError("log_image needs Pillow: pip install pillow") from e
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(_to_uint8(image))
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+           ".webp": "WEBP"}.get(_suffix(artifact_file), "PNG")
+    if fmt == "JPEG" and image.mode in ("RGBA", "LA", "P"):
+        image = image.convert("RGB")
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _to_uint8(image: Any) -> Any:
+    import numpy as np
+
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise InvalidInputError(
+            f"log_image takes an array of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {arr.shape}"
+        )
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.integer):
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise InvalidInputError("log_image: integer pixel values must be within [0, 255]")
+        return arr.astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        if arr.size and (not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1):
+            raise InvalidInputError("log_image: float pixel values must be finite and within [0, 1]")
+        return (arr * 255).round().astype(np.uint8)
+    raise InvalidInputError(f"log_image cannot use an array of dtype {arr.dtype}")
+
+
+# ---- listing and reading -------------------------------------------------------------------
+
+
+def list_entries(view: RunView, path: str | None = None) -> list[FileInfo]:
+    """The files and directories directly under ``path`` in a run (MLflow's ``list_artifacts``)."""
+    base = clean_optional_path(path)
+    prefix = base + "/" if base else ""
+    files: dict[str, FileInfo] = {}
+    dirs: set[str] = set()
+    for p, e in view.artifacts.items():
+        if not p.startswith(prefix):
+            continue
+        head, sep, _ = p[len(prefix):].partition("/")
+        if sep:
+            dirs.add(prefix + head)
+        else:
+            files[p] = FileInfo(p, False, e.size, e.digest)
+    out = [FileInfo(d, True, None, None) for d in dirs if d not in files] + list(files.values())
+    return sorted(out, key=lambda f: f.path)
+
+
+def _entry(view: RunView, path: str) -> ArtifactEntry:
+    try:
+        return view.artifacts[clean_artifact_path(path)]
+    except KeyError:
+        raise ObjectNotFoundError(f"run {view.run_id} has no artifact file {path!r}") from None
+
+
+def read_bytes(store: RunStore, view: RunView, path: str) -> bytes:
+    """An artifact's whole content, verified."""
+    return store.objects.get_bytes(_entry(view, path).digest)
+
+
+def _selected(view: RunView, path: str) -> list[ArtifactEntry]:
+    if path in view.artifacts:
+        return [view.artifacts[path]]
+    prefix = path + "/" if path else ""
+    chosen = [e for p, e in sorted(view.artifacts.items()) if p.startswith(prefix)]
+    if not chosen:
+        where = f"at {path!r}" if path else "at all"
+        raise ObjectNotFoundError(f"run {view.run_id} has no artifacts {where}")
+    paths = {e.path for e in chosen}
+    for e in chosen:
+        parts = e.path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in paths:
+                raise InvalidInputError(
+                    f"cannot download run {view.run_id}: {'/'.join(parts[:i])!r} is both a file and a directory "
+                    f"(it holds {e.path!r}); download the two paths separately"
+                )
+    return chosen
+
+
+def download(store: RunStore, view: RunView, artifact_path: str | None, dst_path: str | os.PathLike[str] | None) -> str:
+    """Download a file or a directory of a run under ``dst_path`` (a new temp dir if ``None``),
+    keeping its artifact path; return the local path. Every file is verified; none is
+    written outside ``dst_path``."""
+    path = clean_optional_path(artifact_path)
+    chosen = _selected(view, path)
+    if dst_path is None:
+        dst = tempfile.mkdtemp(prefix="casstore-download-")
+    else:
+        dst = os.path.abspath(os.fspath(dst_path))
+        if os.path.exists(dst) and not os.path.isdir(dst):
+            raise LocalFileError(f"download destination {dst!r} exists and is not a directory")
+        os.makedirs(dst, exist_ok=True)
+    targets = [(e, safe_destination(dst, e.path)) for e in chosen]  # all checked before any write
+
+    def fetch(item: tuple[ArtifactEntry, str]) -> None:
+        entry, target = item
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        store.objects.get_file(entry.digest, target)
+
+    _run_all(fetch, targets, store.io_workers if len(targets) > 8 else 1)
+    return os.path.join(dst, *path.split("/")) if path else dst
+
+
+def _run_all(fn: Any, items: Iterable[Any], workers: int) -> None:
+    items = list(items)
+    if workers <= 1:
+        for it in items:
+            fn(it)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="casstore-get") as pool:
+        for _ in pool.map(fn, items):
+            pass
