@@ -44,7 +44,8 @@ __all__ = [
 def open_objects(backend: Backend, *, chunker: ChunkerParams | None = None, create: bool = True) -> ObjectStore:
     """The object store on an open backend, creating its config if the store is new."""
     if isinstance(backend, LocalBackend) and not backend.exists(CONFIG_KEY):
-        entries = [e for e in os.listdir(backend.root) if not e.startswith(".")]
+        # the config itself may appear meanwhile: a concurrent opener is creating the store
+        entries = [e for e in os.listdir(backend.root) if not e.startswith(".") and e != CONFIG_KEY]
         if entries and not create:
             raise StoreConfigError(f"{backend.root!r} is not a casstore store (it has no {CONFIG_KEY})")
         if entries:

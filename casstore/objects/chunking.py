@@ -67,9 +67,9 @@ class ChunkerParams:
             raise StoreConfigError(f"{where}: chunker sizes must satisfy min <= avg <= max, got {self}")
         if self.avg_size & (self.avg_size - 1):
             raise StoreConfigError(f"{where}: chunker avg_size must be a power of two, got {self.avg_size}")
-        if self.normalization not in (0, 1, 2, 3):
+        if isinstance(self.normalization, bool) or self.normalization not in (0, 1, 2, 3):
             raise StoreConfigError(f"{where}: chunker normalization must be 0..3, got {self.normalization!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise StoreConfigError(f"{where}: chunker seed must be a non-negative integer, got {self.seed!r}")
 
 

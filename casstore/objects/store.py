@@ -13,6 +13,7 @@ between the two (the durability barrier).
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import stat as stat_mod
 import threading
@@ -22,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, NamedTuple
 
 from casstore.backend.base import Backend
-from casstore.exceptions import IntegrityError, LocalFileError, ObjectNotFoundError
+from casstore.exceptions import CasstoreError, IntegrityError, LocalFileError, ObjectNotFoundError
 from casstore.objects.chunking import Chunker
 from casstore.objects.config import StoreConfig
 from casstore.objects.digest import check_digest, fanout_key, hash_bytes, new_hasher
@@ -31,6 +32,9 @@ from casstore.objects.recipes import Recipe
 __all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST", "chunk_key", "recipe_key"]
 
 EMPTY_DIGEST = hash_bytes(b"")
+
+# block size of the hashing pass over a local file (two such buffers are in use)
+_READ_BLOCK = 8 << 20
 
 Progress = Callable[[int], None]
 
@@ -204,18 +208,26 @@ class ObjectStore:
             return stored
 
     def _hash_file(self, f: IO[bytes], size: int) -> str:
+        """BLAKE3 of an open file, reading one block while the previous one is hashed.
+
+        Two reused buffers bound the memory (a memory map of the whole file would count
+        its size in the resident set, and would kill the process with SIGBUS if the file
+        were truncated meanwhile)."""
         h = new_hasher()
         if size == 0:
             return h.hexdigest()
-        try:
-            h.update_mmap(f.name)  # type: ignore[attr-defined]
-            return h.hexdigest()
-        except (OSError, ValueError, AttributeError, TypeError):
-            h = new_hasher()
-            f.seek(0)
-            for block in iter(lambda: f.read(8 << 20), b""):
-                h.update(block)
-            return h.hexdigest()
+        bufs = (bytearray(_READ_BLOCK), bytearray(_READ_BLOCK))
+        pending: Future[object] | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="casstore-hash") as pool:
+            for i in itertools.count():
+                view = memoryview(bufs[i % 2])
+                n = f.readinto(view)  # type: ignore[attr-defined]
+                if pending is not None:
+                    pending.result()
+                if not n:
+                    break
+                pending = pool.submit(h.update, view[:n])
+        return h.hexdigest()
 
     def _chunk_seekable(self, f: IO[bytes], expected: str, progress: Progress | None) -> Stored:
         """Second pass over a new file: chunk, hash and store, re-hashing the whole file in a
@@ -284,15 +296,20 @@ class ObjectStore:
         except ObjectNotFoundError as e:
             raise ObjectNotFoundError(f"chunk {digest} is missing from store {self.backend.url}") from e
         actual = hash_bytes(data)
-        if actual != digest or (length is not None and len(data) != length):
+        if actual != digest:
             raise IntegrityError(f"chunk {key}", digest, actual)
+        if length is not None and len(data) != length:
+            raise IntegrityError(f"chunk {key}", digest, actual, f"it has {len(data)} bytes, the recipe says {length}")
         return data
 
     def iter_file(self, digest: str, progress: Progress | None = None) -> Iterator[bytes]:
         """Yield a stored file's content chunk by chunk, each verified before it is yielded;
-        the whole-file digest is checked after the last chunk."""
+        the whole-file digest is checked after the last chunk. A malformed digest or a
+        missing file raises here, before anything is yielded."""
         digest = check_digest(digest)
-        recipe = self.recipe(digest)
+        return self._iter_verified(digest, self.recipe(digest), progress)
+
+    def _iter_verified(self, digest: str, recipe: Recipe, progress: Progress | None) -> Iterator[bytes]:
         whole = new_hasher()
         for data in self._fetch_chunks(recipe.chunks):
             whole.update(data)
@@ -337,20 +354,23 @@ class ObjectStore:
     def get_file(self, digest: str, dest: str | os.PathLike[str], progress: Progress | None = None) -> None:
         """Write a stored file to ``dest``: into a temp file beside it, renamed into place only
         after the whole content verified. ``dest`` is never left partly written."""
+        chunks = self.iter_file(digest, progress)  # a bad or unknown digest fails before any write
         dest = os.fspath(dest)
         d = os.path.dirname(os.path.abspath(dest))
-        os.makedirs(d, exist_ok=True)
         tmp = os.path.join(d, f".{os.path.basename(dest)}.casstore-{uuid.uuid4().hex[:12]}.part")
         try:
+            os.makedirs(d, exist_ok=True)
             with open(tmp, "wb") as out:
-                for data in self.iter_file(digest, progress):
+                for data in chunks:
                     out.write(data)
             os.replace(tmp, dest)
-        except BaseException:
+        except BaseException as e:
             try:
                 os.unlink(tmp)
-            except FileNotFoundError:
+            except OSError:
                 pass
+            if isinstance(e, OSError) and not isinstance(e, CasstoreError):
+                raise LocalFileError(f"cannot write {dest!r}: {e.strerror or e}") from e
             raise
 
     def verify_file(self, digest: str) -> None:

@@ -1,0 +1,314 @@
+"""The objects layer: exact round trips, BLAKE3 names, deduplication, verified reads."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import fsspec
+import pytest
+from blake3 import blake3
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from casstore.backend import FsspecBackend
+from casstore.exceptions import CorruptRecordError, IntegrityError, LocalFileError, ObjectNotFoundError
+from casstore.objects import EMPTY_DIGEST, ChunkerParams, ObjectStore, chunk_key, open_objects, open_store, recipe_key
+from casstore.objects.codec import pack
+from casstore.testing import strategies as cst
+
+# hypothesis examples share a module-scoped store: content addressing makes that safe
+SHARED = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+# a few KiB per chunk: megabyte files still make hundreds of chunks, quickly
+MID_CHUNKER = ChunkerParams(min_size=4096, avg_size=16384, max_size=65536)
+
+
+def random_bytes(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def stored_keys(objects: ObjectStore, prefix: str) -> set[str]:
+    return set(objects.backend.list(prefix))
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Files a download may have left behind in ``directory``."""
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.fixture(scope="module", params=["local", "memory", "fsspec"])
+def shared_objects(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """One store per backend kind, small chunks; fsspec (concurrency 8) takes the batched paths."""
+    if request.param == "local":
+        objects = open_store(tmp_path_factory.mktemp("local") / "store", chunker=cst.SMALL_CHUNKER)
+    elif request.param == "memory":
+        objects = open_store(f"memory://objects-{os.getpid()}-{id(request)}", chunker=cst.SMALL_CHUNKER)
+    else:
+        backend = FsspecBackend(fsspec.filesystem("file"), str(tmp_path_factory.mktemp("fsspec") / "store"))
+        objects = open_objects(backend, chunker=cst.SMALL_CHUNKER)
+    yield objects
+    if request.param == "memory":
+        for key in list(objects.backend.list()):
+            objects.backend.delete(key)
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("scratch")
+
+
+@pytest.fixture
+def objects(tmp_path: Path) -> ObjectStore:
+    return open_store(tmp_path / "store", chunker=MID_CHUNKER)
+
+
+# ---- round trips and names --------------------------------------------------------------
+
+
+@SHARED
+@given(data=cst.file_contents())
+def test_any_bytes_round_trip_through_every_put_and_get(shared_objects: ObjectStore, scratch: Path, data: bytes) -> None:
+    expected = blake3(data).hexdigest()  # what `b3sum` prints for the file
+    src = scratch / f"src-{expected}"
+    src.write_bytes(data)
+
+    assert shared_objects.put_bytes(data) == (expected, len(data))
+    assert shared_objects.put_file(src) == (expected, len(data))
+    assert shared_objects.put_stream(io.BytesIO(data)) == (expected, len(data))
+
+    assert shared_objects.get_bytes(expected) == data
+    assert b"".join(shared_objects.iter_file(expected)) == data
+    dest = scratch / "out" / f"dest-{expected}"
+    shared_objects.get_file(expected, dest)
+    assert dest.read_bytes() == data
+    with shared_objects.open(expected) as f:
+        head = f.read(100)
+        assert head + f.read() == data
+    shared_objects.verify_file(expected)
+
+
+@SHARED
+@given(data=cst.file_contents(), params=cst.small_chunker_params())
+def test_chunks_cover_the_file_in_order_for_any_chunker(tmp_path: Path, data: bytes, params: ChunkerParams) -> None:
+    objects = open_store(f"memory://chunker-{blake3(repr(params).encode() + data).hexdigest()}", chunker=params)
+    try:
+        digest, size = objects.put_bytes(data)
+        recipe = objects.recipe(digest)
+        assert recipe.size == size == len(data)
+        pos = 0
+        for chunk_digest, length in recipe.chunks:
+            piece = data[pos : pos + length]
+            assert blake3(piece).hexdigest() == chunk_digest
+            assert length <= params.max_size
+            pos += length
+        assert pos == len(data)
+        # every chunk but the last respects the minimum
+        assert all(n >= params.min_size for _, n in recipe.chunks[:-1])
+    finally:
+        for key in list(objects.backend.list()):
+            objects.backend.delete(key)
+
+
+def test_the_empty_file_has_the_empty_digest(objects: ObjectStore, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert objects.put_file(empty) == (EMPTY_DIGEST, 0)
+    assert EMPTY_DIGEST == blake3(b"").hexdigest()
+    assert objects.recipe(EMPTY_DIGEST).chunks == ()
+    objects.get_file(EMPTY_DIGEST, tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == b""
+
+
+def test_progress_reports_every_byte(objects: ObjectStore, tmp_path: Path) -> None:
+    data = random_bytes(300_000, 1)
+    src = tmp_path / "f"
+    src.write_bytes(data)
+    seen: list[int] = []
+    digest, _ = objects.put_file(src, progress=seen.append)
+    assert sum(seen) == len(data)
+    seen.clear()
+    objects.put_file(src, progress=seen.append)  # already stored: reported at once
+    assert sum(seen) == len(data)
+    seen.clear()
+    objects.get_file(digest, tmp_path / "out", progress=seen.append)
+    assert sum(seen) == len(data)
+
+
+# ---- deduplication ------------------------------------------------------------------------
+
+
+@SHARED
+@given(data=cst.file_contents())
+def test_storing_again_adds_no_object(shared_objects: ObjectStore, scratch: Path, data: bytes) -> None:
+    shared_objects.put_bytes(data)
+    chunks, files = stored_keys(shared_objects, "chunks/"), stored_keys(shared_objects, "files/")
+    written = shared_objects.chunks_written
+    src = scratch / f"again-{blake3(data).hexdigest()}"
+    src.write_bytes(data)
+    shared_objects.put_bytes(data)
+    shared_objects.put_file(src)
+    shared_objects.put_stream(io.BytesIO(data))
+    assert stored_keys(shared_objects, "chunks/") == chunks
+    assert stored_keys(shared_objects, "files/") == files
+    assert shared_objects.chunks_written == written
+
+
+def test_identical_content_in_two_files_is_stored_once(objects: ObjectStore) -> None:
+    common = random_bytes(1 << 20, 2)
+    objects.put_bytes(random_bytes(100_000, 3) + common)
+    before = objects.bytes_written
+    objects.put_bytes(random_bytes(100_000, 4) + common)
+    assert objects.bytes_written - before < 250_000  # the new head and a chunk or two at the seam
+
+
+@pytest.mark.parametrize(
+    "edit",
+    ["insert 17 bytes in the middle", "overwrite 1000 bytes in the middle", "append 64 KiB", "prepend 100 bytes",
+     "delete 5000 bytes in the middle"],
+)
+def test_a_small_edit_leaves_most_chunks_shared(objects: ObjectStore, edit: str) -> None:
+    v1 = random_bytes(4 << 20, 5)
+    mid = len(v1) // 2
+    v2 = {
+        "insert 17 bytes in the middle": v1[:mid] + b"x" * 17 + v1[mid:],
+        "overwrite 1000 bytes in the middle": v1[:mid] + bytes(1000) + v1[mid + 1000 :],
+        "append 64 KiB": v1 + random_bytes(64 << 10, 6),
+        "prepend 100 bytes": b"p" * 100 + v1,
+        "delete 5000 bytes in the middle": v1[:mid] + v1[mid + 5000 :],
+    }[edit]
+    d1, _ = objects.put_bytes(v1)
+    written = objects.bytes_written
+    d2, _ = objects.put_bytes(v2)
+    new_bytes = objects.bytes_written - written
+    old_chunks = set(objects.chunk_digests(d1))
+    v2_chunks = objects.chunk_digests(d2)
+    shared = sum(1 for c in v2_chunks if c in old_chunks)
+    assert shared / len(v2_chunks) > 0.97, f"{edit}: only {shared} of {len(v2_chunks)} chunks shared"
+    assert new_bytes < 4 * MID_CHUNKER.max_size + (64 << 10), f"{edit}: {new_bytes} new bytes stored"
+    assert objects.get_bytes(d2) == v2
+
+
+# ---- verification on read -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corruptible(tmp_path_factory: pytest.TempPathFactory) -> tuple[ObjectStore, str, bytes, Path]:
+    root = tmp_path_factory.mktemp("corrupt") / "store"
+    objects = open_store(root, chunker=cst.SMALL_CHUNKER)
+    data = random_bytes(20_000, 7)
+    digest, _ = objects.put_bytes(data)
+    return objects, digest, data, root
+
+
+def _object_path(root: Path, key: str) -> Path:
+    return root.joinpath(*key.split("/"))
+
+
+def _assert_every_read_fails(objects: ObjectStore, digest: str, dest_dir: Path, error: type[Exception]) -> Exception:
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    before = leftovers(dest_dir)
+    with pytest.raises(error) as caught:
+        objects.get_bytes(digest)
+    with pytest.raises(error):
+        objects.get_file(digest, dest_dir / "model.bin")
+    assert leftovers(dest_dir) == before, "a failed download left a file behind"
+    with pytest.raises(error), objects.open(digest) as f:
+        f.read()
+    with pytest.raises(error):
+        objects.verify_file(digest)
+    return caught.value
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(0, 10_000), offset=st.integers(0, 10_000), mask=st.integers(1, 255))
+def test_any_flipped_byte_in_a_chunk_is_detected(
+    corruptible: tuple[ObjectStore, str, bytes, Path], tmp_path: Path, which: int, offset: int, mask: int
+) -> None:
+    objects, digest, data, root = corruptible
+    chunks = objects.recipe(digest).chunks
+    chunk, length = chunks[which % len(chunks)]
+    path = _object_path(root, chunk_key(chunk))
+    original = path.read_bytes()
+    assert len(original) == length
+    pos = offset % length
+    damaged = bytearray(original)
+    damaged[pos] ^= mask
+    path.write_bytes(bytes(damaged))
+    try:
+        err = _assert_every_read_fails(objects, digest, tmp_path / f"dl-{which}-{offset}-{mask}", IntegrityError)
+        assert isinstance(err, IntegrityError)
+        assert chunk in err.obj
+        assert err.expected == chunk
+        assert err.actual == blake3(bytes(damaged)).hexdigest()
+        assert chunk in str(err) and err.actual in str(err)
+    finally:
+        path.write_bytes(original)
+    assert objects.get_bytes(digest) == data
+
+
+@pytest.mark.parametrize("damage", ["truncate", "extend", "empty", "delete"])
+def test_a_damaged_or_missing_chunk_is_detected(
+    corruptible: tuple[ObjectStore, str, bytes, Path], tmp_path: Path, damage: str
+) -> None:
+    objects, digest, data, root = corruptible
+    chunk, _ = objects.recipe(digest).chunks[1]
+    path = _object_path(root, chunk_key(chunk))
+    original = path.read_bytes()
+    if damage == "delete":
+        path.unlink()
+    else:
+        path.write_bytes({"truncate": original[:-1], "extend": original + b"\0", "empty": b""}[damage])
+    try:
+        error = ObjectNotFoundError if damage == "delete" else IntegrityError
+        err = _assert_every_read_fails(objects, digest, tmp_path / "dl", error)
+        assert chunk in str(err)
+    finally:
+        path.write_bytes(original)
+    assert objects.get_bytes(digest) == data
+
+
+def _tampered_recipes(objects: ObjectStore, digest: str) -> dict[str, tuple[bytes, type[Exception]]]:
+    chunks = [list(c) for c in objects.recipe(digest).chunks]
+    size = sum(n for _, n in chunks)
+    other_digest, other_size = objects.put_bytes(b"another file entirely, of a different size")
+    other = [list(c) for c in objects.recipe(other_digest).chunks]
+    return {
+        "garbage": (b"\x00\xffnot msgpack", CorruptRecordError),
+        "not a recipe": (pack({"v": 1, "hello": "world"}), CorruptRecordError),
+        "newer version": (pack({"v": 99, "size": size, "chunks": chunks}), CorruptRecordError),
+        "sizes do not add up": (pack({"v": 1, "size": size + 1, "chunks": chunks}), CorruptRecordError),
+        "path instead of digest": (pack({"v": 1, "size": 3, "chunks": [["../../../etc/passwd", 3]]}), CorruptRecordError),
+        "chunks swapped": (pack({"v": 1, "size": size, "chunks": [chunks[1], chunks[0], *chunks[2:]]}), IntegrityError),
+        "last chunk dropped": (pack({"v": 1, "size": size - chunks[-1][1], "chunks": chunks[:-1]}), IntegrityError),
+        "another file's chunks": (pack({"v": 1, "size": other_size, "chunks": other}), IntegrityError),
+        "wrong chunk length": (
+            pack({"v": 1, "size": size + 1, "chunks": [[chunks[0][0], chunks[0][1] + 1], *chunks[1:]]}),
+            IntegrityError,
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["garbage", "not a recipe", "newer version", "sizes do not add up", "path instead of digest", "chunks swapped",
+     "last chunk dropped", "another file's chunks", "wrong chunk length"],
+)
+def test_a_tampered_recipe_is_detected(
+    corruptible: tuple[ObjectStore, str, bytes, Path], tmp_path: Path, tamper: str
+) -> None:
+    objects, digest, data, root = corruptible
+    path = _object_path(root, recipe_key(digest))
+    original = path.read_bytes()
+    forged, error = _tampered_recipes(objects, digest)[tamper]
+    path.write_bytes(forged)
+    try:
+        err = _assert_every_read_fails(objects, digest, tmp_path / "dl", error)
+        named = [digest] + [c for c, _ in objects.recipe(digest).chunks] if error is IntegrityError else [digest]
+        assert any(name in str(err) for name in named), f"the error does not name the object: {err}"
+    finally:
+        path.write_bytes(original)
+    assert objects.get_bytes(digest) == data

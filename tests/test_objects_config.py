@@ -1,0 +1,167 @@
+"""The store config (casstore.json): refused when this casstore cannot honour it, created once."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from casstore.exceptions import StoreConfigError
+from casstore.objects import DEFAULT_CHUNKER, ChunkerParams, StoreConfig, open_store
+from casstore.objects.config import CONFIG_KEY
+
+
+def good_config() -> dict[str, Any]:
+    return json.loads(StoreConfig(created=1700000000.0).to_json())
+
+
+def with_changes(**changes: Any) -> bytes:
+    d = good_config()
+    for dotted, value in changes.items():
+        target = d
+        *path, last = dotted.split("__")
+        for part in path:
+            target = target[part]
+        if value is _DROP:
+            del target[last]
+        else:
+            target[last] = value
+    return json.dumps(d).encode()
+
+
+_DROP = object()
+
+BAD_CONFIGS = {
+    "newer format version": with_changes(version=2),
+    "version zero": with_changes(version=0),
+    "version as a string": with_changes(version="1"),
+    "unknown hash": with_changes(hash="sha256"),
+    "no hash": with_changes(hash=_DROP),
+    "not a casstore config": with_changes(format="zarr"),
+    "no format": with_changes(format=_DROP),
+    "unknown chunking algorithm": with_changes(chunker__algorithm="rabin"),
+    "unknown chunker setting": with_changes(chunker__window=48),
+    "chunker not an object": with_changes(chunker=[1, 2, 3]),
+    "avg not a power of two": with_changes(chunker__avg_size=1_000_000),
+    "min above avg": with_changes(chunker__min_size=2 << 20, chunker__max_size=8 << 20),
+    "max below avg": with_changes(chunker__max_size=512 << 10),
+    "avg too large": with_changes(chunker__avg_size=64 << 20, chunker__max_size=16 << 20),
+    "min too small": with_changes(chunker__min_size=8),
+    "size as a string": with_changes(chunker__min_size="262144"),
+    "size as a bool": with_changes(chunker__min_size=True),
+    "normalization as a bool": with_changes(chunker__normalization=True),
+    "seed as a bool": with_changes(chunker__seed=True),
+    "seed as a float": with_changes(chunker__seed=1.5),
+    "normalization out of range": with_changes(chunker__normalization=9),
+    "negative seed": with_changes(chunker__seed=-1),
+    "malformed JSON": b'{"format": "casstore", "version": 1,',
+    "empty file": b"",
+    "binary garbage": bytes(range(256)),
+    "JSON list": b"[1, 2, 3]",
+    "JSON string": b'"casstore"',
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_a_config_this_casstore_cannot_honour_is_refused(tmp_path: Path, case: str) -> None:
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / CONFIG_KEY).write_bytes(BAD_CONFIGS[case])
+    with pytest.raises(StoreConfigError) as caught:
+        open_store(root)
+    assert CONFIG_KEY in str(caught.value), f"the error does not say where: {caught.value}"
+    assert sorted(p.name for p in root.iterdir()) == [CONFIG_KEY], "opening a refused store wrote into it"
+    assert (root / CONFIG_KEY).read_bytes() == BAD_CONFIGS[case]
+
+
+def test_the_good_config_used_above_opens(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / CONFIG_KEY).write_bytes(with_changes())
+    assert open_store(root).config == StoreConfig(created=1700000000.0)
+
+
+def test_a_newer_version_says_to_upgrade(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_KEY).write_bytes(with_changes(version=7))
+    with pytest.raises(StoreConfigError, match="Upgrade casstore"):
+        open_store(tmp_path)
+
+
+def test_the_chunker_of_an_existing_store_is_kept_and_cannot_be_changed(tmp_path: Path) -> None:
+    small = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
+    created = open_store(tmp_path / "s", chunker=small).config
+    assert open_store(tmp_path / "s").config == created
+    assert open_store(tmp_path / "s", chunker=small).config == created
+    with pytest.raises(StoreConfigError, match="fixed when a store is created"):
+        open_store(tmp_path / "s", chunker=DEFAULT_CHUNKER)
+
+
+def test_opening_with_create_false_refuses_a_missing_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreConfigError):
+        open_store(tmp_path / "nothing-here", create=False)
+    with pytest.raises(StoreConfigError):
+        open_store("memory://no-store-here", create=False)
+    assert not (tmp_path / "nothing-here" / CONFIG_KEY).exists()
+
+
+def test_a_non_empty_directory_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    (tmp_path / "data").mkdir()
+    with pytest.raises(StoreConfigError, match="not a casstore store"):
+        open_store(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("attempt", range(10))
+def test_threads_creating_one_store_agree_on_its_config(tmp_path: Path, attempt: int) -> None:
+    root = tmp_path / "store"
+    n = 16
+    barrier = threading.Barrier(n)
+    configs: list[StoreConfig] = []
+    errors: list[BaseException] = []
+
+    def opener() -> None:
+        try:
+            barrier.wait(timeout=30)
+            configs.append(open_store(root).config)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=opener) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    on_disk = StoreConfig.from_json((root / CONFIG_KEY).read_bytes(), "test")
+    assert configs == [on_disk] * n
+
+
+def _open_and_report(root: str, barrier: Any, results: Any) -> None:
+    try:
+        barrier.wait(timeout=60)
+        results.put(open_store(root).config.to_json())
+    except BaseException as e:
+        results.put(f"{type(e).__name__}: {e}".encode())
+
+
+def test_processes_creating_one_store_agree_on_its_config(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    ctx = multiprocessing.get_context("spawn")
+    n = 4
+    barrier = ctx.Barrier(n)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_open_and_report, args=(str(root), barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        reports = [results.get(timeout=120) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+    assert reports == [(root / CONFIG_KEY).read_bytes()] * n
