@@ -78,7 +78,8 @@ class _State:
     description: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     deleted_versions: set[int] = field(default_factory=set)
-    version_tags: dict[int, dict[str, str]] = field(default_factory=dict)
+    #: per version, tag changes in order: (key, value), value None for a deletion
+    version_tag_ops: dict[int, list[tuple[str, str | None]]] = field(default_factory=dict)
     version_desc: dict[int, str | None] = field(default_factory=dict)
     version_updated: dict[int, int] = field(default_factory=dict)
 
@@ -186,9 +187,9 @@ class Registry:
             if ev.op == "delete_version":
                 st.deleted_versions.add(ver)
             elif ev.op == "set_version_tag":
-                st.version_tags.setdefault(ver, {})[str(f.get("key"))] = str(f.get("value"))
+                st.version_tag_ops.setdefault(ver, []).append((str(f.get("key")), str(f.get("value"))))
             elif ev.op == "delete_version_tag":
-                st.version_tags.setdefault(ver, {}).pop(str(f.get("key")), None)
+                st.version_tag_ops.setdefault(ver, []).append((str(f.get("key")), None))
             elif ev.op == "set_version_description":
                 st.version_desc[ver] = f.get("description")
 
@@ -207,8 +208,12 @@ class Registry:
 
     def _version(self, st: _State, rec: dict[str, Any], aliases: dict[str, int]) -> ModelVersion:
         n = int(rec["version"])
-        tags = dict(rec.get("tags") or {})
-        tags.update(st.version_tags.get(n, {}))
+        tags = {str(k): str(v) for k, v in (rec.get("tags") or {}).items()}
+        for key, value in st.version_tag_ops.get(n, []):
+            if value is None:
+                tags.pop(key, None)
+            else:
+                tags[key] = value
         created = int(rec.get("created", 0))
         return ModelVersion(
             name=st.name,

@@ -1,0 +1,214 @@
+"""The registry over a backend: numbering, pins, aliases with history, tags, deletions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from casstore.exceptions import CorruptRecordError, InvalidDigestError, InvalidInputError, ObjectNotFoundError
+from casstore.objects import open_store
+from casstore.registry import Registry
+from casstore.registry import layout as L
+
+ROOT = Path(__file__).resolve().parents[1]
+D1, D2, D3 = ("1" * 64), ("2" * 64), ("3" * 64)
+
+
+@pytest.fixture(params=["local", "memory"])
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Registry:
+    url = str(tmp_path / "store") if request.param == "local" else f"memory://registry-{os.getpid()}-{time.time_ns()}"
+    return Registry(open_store(url).backend)
+
+
+def test_versions_are_numbered_from_one_and_pin_their_digest(registry: Registry) -> None:
+    v1 = registry.create_version("fraud", D1, source="runs:/" + "a" * 32 + "/m", run_id="a" * 32)
+    v2 = registry.create_version("fraud", D2)
+    assert (v1.version, v2.version) == (1, 2)
+    assert registry.get_version("fraud", 1).model_digest == D1
+    assert registry.get_version("fraud", "2").model_digest == D2
+    assert registry.get_version("fraud", 1).run_id == "a" * 32
+    assert registry.latest_version("fraud").version == 2
+    assert [v.version for v in registry.list_versions("fraud")] == [1, 2]
+
+
+def test_a_version_record_is_never_rewritten(registry: Registry) -> None:
+    registry.create_version("fraud", D1)
+    assert registry.backend.put_if_absent(L.version_key("fraud", 1), b"other") is False
+    assert registry.get_version("fraud", 1).model_digest == D1
+
+
+def test_create_model_twice_is_an_error_and_get_unknown_is_not_found(registry: Registry) -> None:
+    registry.create_model("m", tags={"team": "risk"}, description="first")
+    rm = registry.get_model("m")
+    assert (rm.tags, rm.description, rm.latest_versions) == ({"team": "risk"}, "first", [])
+    with pytest.raises(InvalidInputError, match="already exists"):
+        registry.create_model("m")
+    with pytest.raises(ObjectNotFoundError, match="no registered model named 'nope'"):
+        registry.get_model("nope")
+    with pytest.raises(ObjectNotFoundError, match="no version 9"):
+        registry.get_version("m", 9)
+
+
+def test_bad_names_aliases_versions_and_digests_are_refused(registry: Registry) -> None:
+    for bad in ("", " x", "a/b", "a@b", "tab\tname"):
+        with pytest.raises(InvalidInputError):
+            registry.create_model(bad)
+    registry.create_version("m", D1)
+    for alias in ("latest", "v3", "has space", ""):
+        with pytest.raises(InvalidInputError):
+            registry.set_alias("m", alias, 1)
+    for version in (0, -1, "x", True):
+        with pytest.raises(InvalidInputError):
+            registry.get_version("m", version)  # type: ignore[arg-type]
+    with pytest.raises(InvalidDigestError):
+        registry.create_version("m", "abc")
+
+
+def test_aliases_move_and_keep_an_append_only_history(registry: Registry) -> None:
+    for d in (D1, D2, D3):
+        registry.create_version("m", d)
+    registry.set_alias("m", "champion", 1)
+    registry.set_alias("m", "champion", 3)
+    registry.set_alias("m", "challenger", 2)
+    assert registry.get_version_by_alias("m", "champion").version == 3
+    assert registry.get_model("m").aliases == {"champion": 3, "challenger": 2}
+    assert registry.get_version("m", 3).aliases == ["champion"]
+    registry.delete_alias("m", "champion")
+    with pytest.raises(ObjectNotFoundError, match="no alias 'champion'"):
+        registry.get_version_by_alias("m", "champion")
+    hist = registry.alias_history("m", "champion")
+    assert [e.version for e in hist] == [1, 3, None]
+    assert [e.seq for e in hist] == [1, 2, 3]
+    assert {e.alias for e in registry.alias_history("m")} == {"champion", "challenger"}
+
+
+def test_alias_to_a_missing_version_is_refused(registry: Registry) -> None:
+    registry.create_version("m", D1)
+    with pytest.raises(ObjectNotFoundError):
+        registry.set_alias("m", "prod", 2)
+
+
+def test_tags_and_descriptions_of_models_and_versions(registry: Registry) -> None:
+    registry.create_version("m", D1, tags={"stage": "candidate"}, description="initial")
+    registry.set_model_tag("m", "owner", "ana")
+    registry.set_version_tag("m", 1, "validated", "yes")
+    registry.set_version_description("m", 1, "validated on holdout")
+    registry.set_model_description("m", "fraud model")
+    mv = registry.get_version("m", 1)
+    assert mv.tags == {"stage": "candidate", "validated": "yes"}
+    assert mv.description == "validated on holdout"
+    registry.delete_version_tag("m", 1, "stage")
+    registry.delete_model_tag("m", "owner")
+    assert registry.get_version("m", 1).tags == {"validated": "yes"}
+    rm = registry.get_model("m")
+    assert (rm.tags, rm.description) == ({}, "fraud model")
+    with pytest.raises(ObjectNotFoundError):
+        registry.delete_model_tag("m", "owner")
+    ops = [e.op for e in registry.history("m")]
+    assert ops == ["set_tag", "set_version_tag", "set_version_description", "set_description",
+                   "delete_version_tag", "delete_tag"]
+
+
+def test_deleting_a_version_is_recorded_and_its_number_never_reused(registry: Registry) -> None:
+    registry.create_version("m", D1)
+    registry.create_version("m", D2)
+    registry.set_alias("m", "prod", 2)
+    registry.delete_version("m", 2, reason="leaked labels")
+    with pytest.raises(ObjectNotFoundError, match="was deleted"):
+        registry.get_version("m", 2)
+    assert registry.get_version("m", 2, include_deleted=True).model_digest == D2
+    assert registry.latest_version("m").version == 1
+    assert registry.get_model("m").aliases == {}
+    ev = registry.history("m")[-1]
+    assert (ev.op, ev.fields["version"], ev.fields["reason"]) == ("delete_version", 2, "leaked labels")
+    assert registry.create_version("m", D3).version == 3
+
+
+def test_deleting_a_model_is_recorded_and_recreating_it_continues_numbering(registry: Registry) -> None:
+    registry.create_version("m", D1, )
+    registry.set_model_tag("m", "k", "v")
+    registry.delete_model("m", reason="retired")
+    with pytest.raises(ObjectNotFoundError, match="was deleted"):
+        registry.get_model("m")
+    assert [m.name for m in registry.list_models()] == []
+    assert [m.name for m in registry.list_models(include_deleted=True)] == ["m"]
+    v = registry.create_version("m", D2)
+    assert v.version == 2
+    assert registry.get_model("m").tags == {}
+    with pytest.raises(ObjectNotFoundError):
+        registry.get_version("m", 1)
+    assert [e.op for e in registry.history("m")][-2:] == ["delete_model", "create_model"]
+
+
+def test_a_corrupt_version_record_is_reported(registry: Registry) -> None:
+    registry.create_model("m")
+    registry.backend.put_if_absent(L.version_key("m", 1), b"\xc1 not msgpack")
+    with pytest.raises(CorruptRecordError):
+        registry.get_version("m", 1)
+
+
+def test_concurrent_threads_get_distinct_consecutive_versions(registry: Registry) -> None:
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(5):
+            n = registry.create_version("m", D1).version
+            with lock:
+                got.append(n)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(1, 21))
+
+
+_WORKER = textwrap.dedent(
+    """
+    import os, sys, time
+    from casstore.backend import open_backend
+    from casstore.registry import Registry
+    store, go, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    reg = Registry(open_backend(store))
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    print(" ".join(str(reg.create_version("fraud", "%064x" % os.getpid()).version) for _ in range(n)))
+    """
+)
+
+
+def test_concurrent_processes_get_distinct_consecutive_versions(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    open_store(store)
+    go = tmp_path / "go"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WORKER, str(store), str(go), "5"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    time.sleep(0.5)
+    go.touch()
+    versions: list[int] = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        versions += [int(x) for x in out.split()]
+    assert sorted(versions) == list(range(1, 21))
+    reg = Registry(open_store(store).backend)
+    records = reg.list_versions("fraud")
+    assert [v.version for v in records] == list(range(1, 21))
+    # each version pins the digest of the process that created it
+    by_digest: dict[str, int] = {}
+    for v in records:
+        by_digest[v.model_digest] = by_digest.get(v.model_digest, 0) + 1
+    assert sorted(by_digest.values()) == [5, 5, 5, 5]
