@@ -112,4 +112,8 @@ __all__ = [
 ]
 
 # ---- models and registry (casstore.models, casstore.registry) --------------------------------
+from casstore import models, pyfunc, sklearn  # noqa: E402
+from casstore.registry.fluent import register_model  # noqa: E402
+
+__all__ += ["models", "pyfunc", "sklearn", "register_model"]
 # ---- end of models and registry ----------------------------------------------------------------

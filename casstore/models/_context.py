@@ -1,4 +1,7 @@
-"""Where the models layer meets the tracking API: the current store and the run to log into."""
+"""Where the models layer meets the tracking API: the current store and the run to log into.
+
+The tracking API sits above this layer, so it is imported when first needed.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +16,10 @@ __all__ = ["current_store", "logging_run"]
 
 
 def current_store() -> RunStore:
-    """The run store of the current tracking URI."""
-    from casstore.tracking.uri import get_store
+    """The store of the active run, else of the current tracking URI."""
+    from casstore.tracking.fluent import active_client
 
-    return get_store()
-
-
-def _handle(store: RunStore, run_id: str) -> RunHandle:
-    from casstore.tracking.uri import cached_handle, remember_handle
-
-    return cached_handle(store, run_id) or remember_handle(store, store.open_run(run_id))
+    return active_client().store
 
 
 @contextmanager
@@ -33,7 +30,7 @@ def logging_run() -> Iterator[RunHandle]:
 
     run = fluent.active_run()
     if run is not None:
-        yield _handle(current_store(), run.info.run_id)
+        yield fluent.active_client()._handle(run.info.run_id)
         return
     with fluent.start_run() as own:
-        yield _handle(current_store(), own.info.run_id)
+        yield fluent.active_client()._handle(own.info.run_id)

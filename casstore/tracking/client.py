@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from casstore.exceptions import InvalidInputError
+from casstore.registry.client import RegistryClient
 from casstore.runs import DEFAULT_EXPERIMENT_ID, Experiment, RunHandle, RunStore
 from casstore.runs.layout import check_run_id
 from casstore.runs.search import EXPERIMENT_ATTRIBUTES, matches, parse_filter, parse_order_by, sort_items
@@ -252,7 +253,7 @@ def _random_name() -> str:
 # ---- Client: the tracking methods, plus the registry's (mixed in below) ----------------------
 
 
-class Client(TrackingClient):
+class Client(RegistryClient, TrackingClient):
     """MLflow's ``MlflowClient``: tracking methods, and registry methods where installed."""
 
 
