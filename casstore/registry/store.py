@@ -25,7 +25,7 @@ from typing import Any
 from casstore.backend.base import Backend
 from casstore.exceptions import CorruptRecordError, InvalidInputError, ObjectNotFoundError, StoreUnavailableError
 from casstore.objects.codec import pack, unpack
-from casstore.objects.digest import check_digest, is_digest
+from casstore.objects.digest import check_digest, fanout_key, is_digest
 from casstore.registry import layout as L
 from casstore.registry.entities import AliasEvent, ModelVersion, RegisteredModel, RegistryEvent
 
@@ -371,6 +371,8 @@ class Registry:
         if description is not None and not isinstance(description, str):
             raise InvalidInputError(f"description must be a string, got {type(description).__name__}")
         self.create_model(name, exist_ok=True)
+        # freshen the pinned entry: gc keeps what a new record references (docs/design.md)
+        self.backend.touch(fanout_key("models", model_digest))
         created = _now_ms()
 
         def build(n: int) -> dict[str, Any]:
