@@ -54,7 +54,12 @@ def clean_artifact_path(path: str | os.PathLike[str], what: str = "artifact path
         raise _refuse(path, what, "it contains '..'")
     if not parts:
         raise _refuse(path, what, "it names no file")
-    return "/".join(parts)
+    clean = "/".join(parts)
+    if _DRIVE.match(clean):
+        raise _refuse(path, what, "it is absolute")
+    if not clean.strip():
+        raise _refuse(path, what, "it is empty")
+    return clean
 
 
 def clean_optional_path(path: str | os.PathLike[str] | None, what: str = "artifact path") -> str:

@@ -31,7 +31,7 @@ from casstore.objects.codec import pack
 from casstore.objects.digest import check_digest, hash_bytes
 from casstore.runs import layout
 from casstore.runs.layout import RECORD_VERSION, check_name, now_ms
-from casstore.runs.metrics import MetricBuffer, register_flushable
+from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
 from casstore.runs.records import ArtifactEntry, decode_record
 from casstore.runs.state import manifest_of, read_live_state
 
@@ -292,7 +292,9 @@ class RunHandle:
                 raise InvalidInputError(f"metric {key!r}: timestamp must be integer milliseconds, got {ts!r}")
         if self._digest is not None:
             raise self._sealed_error()
-        if self._metrics.add((key, value, step, ts)):
+        due = self._metrics.add((key, value, step, ts))
+        hold(self)
+        if due:
             self.flush_metrics()
 
     def flush_metrics(self) -> None:
@@ -300,6 +302,7 @@ class RunHandle:
         with self._write_lock:
             points = self._metrics.take()
             if not points:
+                release(self)
                 return
             try:
                 if self._digest is not None or self._backend.exists(layout.seal_key(self.run_id)):
@@ -311,11 +314,14 @@ class RunHandle:
                 rec = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
                 self._backend.put_if_absent(key, pack(rec))
             except RunStateError:
+                release(self)
                 raise
             except BaseException:
                 self._metrics.put_back(points)
                 raise
             self._remember(key, rec)
+            if not len(self._metrics):
+                release(self)
 
     def _flush_if_due(self) -> None:
         if self._metrics.due():

@@ -3,7 +3,8 @@
 A run handle buffers ``(key, value, step, timestamp)`` points and writes them as
 one ``runs/<id>/metrics/<segment>`` object when ``flush_points`` are waiting, when
 the oldest waiting point is ``flush_seconds`` old (checked on each log and by one
-background thread), when the run ends, and at interpreter exit. A process killed
+background thread), when the run ends, and at interpreter exit (also the exit of a
+``multiprocessing`` child, which skips ``atexit``). A process killed
 with SIGKILL loses at most the points logged since the last batch. A forked child
 starts with an empty buffer, so no point is written twice.
 """
@@ -20,7 +21,7 @@ from typing import Protocol
 
 from casstore.runs.records import MetricPoint
 
-__all__ = ["MetricBuffer", "register_flushable", "FLUSH_POINTS", "FLUSH_SECONDS"]
+__all__ = ["MetricBuffer", "register_flushable", "hold", "release", "FLUSH_POINTS", "FLUSH_SECONDS"]
 
 FLUSH_POINTS = 1000
 FLUSH_SECONDS = 5.0
@@ -72,6 +73,8 @@ class Flushable(Protocol):
 
 
 _LIVE: weakref.WeakSet[Flushable] = weakref.WeakSet()
+#: writers with buffered points, held strongly so a dropped handle still gets flushed
+_PENDING: dict[int, Flushable] = {}
 _LIVE_LOCK = threading.Lock()
 _thread: threading.Thread | None = None
 
@@ -86,9 +89,20 @@ def register_flushable(obj: Flushable) -> None:
             _thread.start()
 
 
+def hold(obj: Flushable) -> None:
+    """Keep ``obj`` alive until :func:`release`: it has points to write."""
+    with _LIVE_LOCK:
+        _PENDING[id(obj)] = obj
+
+
+def release(obj: Flushable) -> None:
+    with _LIVE_LOCK:
+        _PENDING.pop(id(obj), None)
+
+
 def _snapshot() -> list[Flushable]:
     with _LIVE_LOCK:
-        return list(_LIVE)
+        return list({id(o): o for o in [*_LIVE, *_PENDING.values()]}.values())
 
 
 def _flusher() -> None:
@@ -117,6 +131,26 @@ def _flush_all_at_exit() -> None:
             _warn(f"casstore: buffered metrics could not be written at exit: {type(e).__name__}: {e}")
 
 
+class _Anchor:
+    """Keeps the multiprocessing after-fork hook registered (its registry holds weak refs)."""
+
+
+_ANCHOR = _Anchor()
+
+
+def _register_multiprocessing_exit(_: object = None) -> None:
+    # multiprocessing children leave through os._exit, which skips atexit; they run
+    # multiprocessing's exit finalizers instead. A child's bootstrap clears the finalizers
+    # it inherited and then runs the after-fork hooks, which register ours again.
+    from multiprocessing import util
+
+    util.Finalize(None, _flush_all_at_exit, exitpriority=100)
+
+
+_register_multiprocessing_exit()
+__import__("multiprocessing.util").util.register_after_fork(_ANCHOR, _register_multiprocessing_exit)
+
+
 def _after_fork_in_child() -> None:
     # another thread may have held these at the fork: start the child with fresh ones
     global _thread, _LIVE_LOCK
@@ -124,6 +158,7 @@ def _after_fork_in_child() -> None:
     _LIVE_LOCK = threading.Lock()
     for obj in list(_LIVE):
         obj._forget_after_fork()
+    _PENDING.clear()
 
 
 if hasattr(os, "register_at_fork"):

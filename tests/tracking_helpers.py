@@ -1,0 +1,48 @@
+"""Fixtures and helpers shared by the runs, tracking and artifacts tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import casstore
+from casstore.tracking import fluent, uri
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh local store as the tracking URI, in a fresh working directory; no run active."""
+    monkeypatch.chdir(tmp_path)
+    for var in ("CASSTORE_TRACKING_URI", fluent.EXPERIMENT_NAME_ENV, fluent.EXPERIMENT_ID_ENV):
+        monkeypatch.delenv(var, raising=False)
+    fluent._reset()
+    store = str(tmp_path / "store")
+    casstore.set_tracking_uri(store)
+    yield store
+    while casstore.active_run() is not None:
+        casstore.end_run()
+    fluent._reset()
+    uri._reset_tracking_uri()
+
+
+def run_python(code: str, *args: str, cwd: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run Python code in a fresh interpreter that imports this checkout of casstore."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    path.write_bytes(data)
+    return path
