@@ -41,8 +41,13 @@ __all__ = [
 ]
 
 
-def open_objects(backend: Backend, *, chunker: ChunkerParams | None = None, create: bool = True) -> ObjectStore:
-    """The object store on an open backend, creating its config if the store is new."""
+def open_objects(
+    backend: Backend, *, chunker: ChunkerParams | None = None, create: bool = True, max_in_flight: int | None = None
+) -> ObjectStore:
+    """The object store on an open backend, creating its config if the store is new.
+
+    ``max_in_flight`` bounds the chunks held at once by a remote upload or download
+    (default: ``CASSTORE_MAX_IN_FLIGHT``, else twice the backend's concurrency)."""
     if isinstance(backend, LocalBackend) and not backend.exists(CONFIG_KEY):
         # the config itself may appear meanwhile: a concurrent opener is creating the store
         entries = [e for e in os.listdir(backend.root) if not e.startswith(".") and e != CONFIG_KEY]
@@ -55,7 +60,7 @@ def open_objects(backend: Backend, *, chunker: ChunkerParams | None = None, crea
             )
     if not create and not backend.exists(CONFIG_KEY):
         raise StoreConfigError(f"no casstore store at {backend.url!r} (no {CONFIG_KEY})")
-    return ObjectStore(backend, load_or_create_config(backend, chunker))
+    return ObjectStore(backend, load_or_create_config(backend, chunker), max_in_flight=max_in_flight)
 
 
 def open_store(
@@ -65,7 +70,8 @@ def open_store(
     chunker: ChunkerParams | None = None,
     create: bool = True,
     durable: bool | None = None,
+    max_in_flight: int | None = None,
 ) -> ObjectStore:
     """Open (or create) the object store at a URL or local path."""
     backend = open_backend(url, storage_options, durable=durable)
-    return open_objects(backend, chunker=chunker, create=create)
+    return open_objects(backend, chunker=chunker, create=create, max_in_flight=max_in_flight)

@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, NamedTuple
 
 from casstore.backend.base import Backend
-from casstore.exceptions import CasstoreError, IntegrityError, LocalFileError, ObjectNotFoundError
+from casstore.exceptions import CasstoreError, IntegrityError, InvalidInputError, LocalFileError, ObjectNotFoundError
 from casstore.objects.chunking import Chunker
 from casstore.objects.config import StoreConfig
 from casstore.objects.digest import check_digest, fanout_key, hash_bytes, new_hasher
@@ -52,6 +52,25 @@ class Stored(NamedTuple):
 
     digest: str
     size: int
+
+
+def _max_in_flight(given: int | None, backend: Backend) -> int:
+    """Chunks held for a batched upload or prefetched on a read: the argument, else
+    ``CASSTORE_MAX_IN_FLIGHT``, else twice the backend's concurrency (at least 4)."""
+    where = "max_in_flight"
+    value: object = given
+    if value is None:
+        value = os.environ.get("CASSTORE_MAX_IN_FLIGHT", "").strip() or None
+        where = "CASSTORE_MAX_IN_FLIGHT"
+    if value is None:
+        return max(4, 2 * backend.concurrency)
+    try:
+        n = int(str(value))
+    except ValueError:
+        n = 0
+    if isinstance(value, bool) or n < 1:
+        raise InvalidInputError(f"{where}={value!r}: the number of chunks in flight must be a positive integer")
+    return n
 
 
 class _ChunkSink:
@@ -112,7 +131,7 @@ class ObjectStore:
         self.backend = backend
         self.config = config
         self.chunker = Chunker(config.chunker)
-        self.max_in_flight = max_in_flight or max(4, 2 * backend.concurrency)
+        self.max_in_flight = _max_in_flight(max_in_flight, backend)
         self._lock = threading.Lock()
         #: chunks and bytes this store object has written (not deduplicated away)
         self.chunks_written = 0

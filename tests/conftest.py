@@ -1,0 +1,51 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from s3_server import S3Target
+
+# ---- S3: a real S3 HTTP server on loopback, or the endpoint the user names ---------------
+
+
+@pytest.fixture(scope="session")
+def s3_target() -> Iterator[S3Target]:
+    """moto's S3 server in a child process on 127.0.0.1 with a bucket; or, when
+    ``CASSTORE_TEST_S3_URL=s3://bucket/prefix`` is set, that store (credentials, region and
+    endpoint from the standard AWS variables, e.g. ``AWS_ENDPOINT_URL`` for MinIO)."""
+    from s3_server import DUMMY_CREDENTIALS, TARGET_ENV, LoopbackS3, make_bucket
+
+    external = os.environ.get(TARGET_ENV, "").strip()
+    if external:
+        if not external.startswith("s3://"):
+            pytest.fail(f"{TARGET_ENV} must be an s3://bucket/prefix URL, got {external!r}")
+        yield S3Target(external, os.environ.get("AWS_ENDPOINT_URL") or None)
+        return
+    with LoopbackS3() as server:
+        make_bucket(server.endpoint_url, "casstore-test")
+        env = dict(DUMMY_CREDENTIALS, AWS_ENDPOINT_URL=server.endpoint_url)
+        yield S3Target("s3://casstore-test", server.endpoint_url, env, loopback=True)
+
+
+@pytest.fixture
+def s3_env(s3_target: S3Target, monkeypatch: pytest.MonkeyPatch) -> S3Target:
+    """The S3 target, with its credentials and endpoint in the environment (as a user sets them)."""
+    for k, v in s3_target.env.items():
+        monkeypatch.setenv(k, v)
+    return s3_target
+
+
+@pytest.fixture
+def s3_url(s3_env: S3Target) -> Iterator[str]:
+    """A fresh, empty S3 store URL; on an external endpoint its objects are removed afterwards."""
+    url = s3_env.fresh_url()
+    yield url
+    if not s3_env.loopback:
+        from casstore.backend import open_backend
+
+        backend = open_backend(url, {"allow_unsafe_create": True})
+        for key in list(backend.list()):
+            backend.delete(key)

@@ -1,0 +1,240 @@
+"""The S3 backend against a real S3 HTTP server on loopback (or the endpoint in
+``CASSTORE_TEST_S3_URL``): the conformance suite, the open-time probe of conditional
+writes, configuration from the standard AWS settings, and clear errors."""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from collections.abc import Callable, Iterator
+
+import pytest
+from s3_server import FaultProxy, S3Target
+
+from casstore.backend import Backend, open_backend
+from casstore.backend.s3 import PROBE_DIR, S3Backend
+from casstore.exceptions import InvalidInputError, StoreConfigError, StoreUnavailableError
+from casstore.objects import open_store
+from casstore.testing.conformance import BackendConformance
+
+
+class TestS3Backend(BackendConformance):
+    @pytest.fixture
+    def backend(self, s3_url: str) -> Iterator[Backend]:
+        b = open_backend(s3_url)
+        yield b
+        b.close()
+
+    @pytest.fixture
+    def backend_factory(self, s3_url: str) -> Callable[[], Backend]:
+        # the children inherit the environment: endpoint and credentials as a user sets them
+        return functools.partial(open_backend, s3_url)
+
+
+def _loopback_only(target: S3Target) -> None:
+    if not target.loopback:
+        pytest.skip("needs the loopback S3 server (plays a misbehaving service through a proxy)")
+
+
+@pytest.fixture
+def proxy(s3_env: S3Target) -> Iterator[FaultProxy]:
+    if not (s3_env.endpoint_url or "").startswith("http://"):
+        pytest.skip("the test proxy forwards plain HTTP only")
+    with FaultProxy(s3_env.endpoint_url or "") as p:
+        yield p
+
+
+def _raw_keys(backend: S3Backend) -> list[str]:
+    """Every object under the store's prefix, probe objects included (straight from S3)."""
+    return sorted(backend.fs.find(f"{backend.bucket}/{backend.prefix}", withdirs=False))
+
+
+# ---- the open-time probe -------------------------------------------------------------------
+
+
+def test_opening_probes_conditional_writes_and_leaves_nothing(s3_url: str) -> None:
+    backend = open_backend(s3_url)
+    assert isinstance(backend, S3Backend)
+    assert backend.supports_atomic_create is True
+    assert _raw_keys(backend) == []
+    assert list(backend.list()) == []
+
+
+def test_a_service_that_ignores_if_none_match_is_refused(s3_env: S3Target, proxy: FaultProxy) -> None:
+    _loopback_only(s3_env)
+    proxy.conditions = "ignore"
+    with pytest.raises(StoreConfigError, match="ignores conditional writes.*allow_unsafe_create"):
+        open_backend(s3_env.fresh_url(), {"endpoint_url": proxy.endpoint_url})
+
+
+def test_a_service_that_rejects_if_none_match_is_refused(s3_env: S3Target, proxy: FaultProxy) -> None:
+    _loopback_only(s3_env)
+    proxy.conditions = "reject"
+    with pytest.raises(StoreConfigError, match="does not support conditional writes"):
+        open_backend(s3_env.fresh_url(), {"endpoint_url": proxy.endpoint_url})
+
+
+@pytest.mark.parametrize("how", ["storage_options", "url", "env"])
+def test_the_weaker_mode_is_an_explicit_choice(
+    s3_env: S3Target, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    _loopback_only(s3_env)
+    proxy.conditions = "ignore"
+    url, opts = s3_env.fresh_url(), {"endpoint_url": proxy.endpoint_url}
+    if how == "storage_options":
+        opts["allow_unsafe_create"] = True
+    elif how == "url":
+        url += "?allow_unsafe_create=true"
+    else:
+        monkeypatch.setenv("CASSTORE_S3_ALLOW_UNSAFE_CREATE", "1")
+    backend = open_backend(url, opts)
+    assert backend.supports_atomic_create is False
+    # still create-if-absent for a single writer (check, then write)
+    assert backend.put_if_absent("runs/r/meta", b"one") is True
+    assert backend.put_if_absent("runs/r/meta", b"two") is False
+    assert backend.get("runs/r/meta") == b"one"
+    assert backend.put_blob("chunks/aa/bb/x", b"x") is True
+    assert backend.put_blob("chunks/aa/bb/x", b"x") is False
+
+
+def test_a_service_that_honours_the_condition_keeps_atomic_create_even_when_unsafe_is_allowed(s3_url: str) -> None:
+    backend = open_backend(s3_url, {"allow_unsafe_create": True})
+    assert backend.supports_atomic_create is True
+
+
+# ---- configuration -------------------------------------------------------------------------
+
+
+def test_endpoint_from_storage_options_instead_of_the_environment(
+    s3_env: S3Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _loopback_only(s3_env)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    url = s3_env.fresh_url()
+    backend = open_backend(url, {"endpoint_url": s3_env.endpoint_url, "concurrency": 3, "max_attempts": 2})
+    assert (backend.concurrency, backend.max_attempts) == (3, 2)  # type: ignore[attr-defined]
+    assert backend.put_if_absent("a/b", b"x") is True
+    assert open_backend(url, {"endpoint_url": s3_env.endpoint_url}).get("a/b") == b"x"
+
+
+@pytest.mark.parametrize(
+    ("url", "opts", "match"),
+    [
+        ("s3://", {}, "names no bucket"),
+        ("s3:///prefix", {}, "names no bucket"),
+        ("s3://bucket/a/../b", {}, "unsafe"),
+        ("s3://bucket/p?colour=blue", {}, "unknown option 'colour'"),
+        ("s3://bucket/p?allow_unsafe_create=perhaps", {}, "not a boolean"),
+        ("s3://bucket/p", {"concurrency": 0}, "positive integer"),
+        ("s3://bucket/p", {"max_attempts": "many"}, "positive integer"),
+        ("s3://bucket/p", {"no_such_s3fs_option": 1}, "bad storage_options"),
+    ],
+)
+def test_bad_urls_and_options_are_refused_clearly(url: str, opts: dict[str, object], match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        open_backend(url, opts)
+
+
+def test_a_missing_bucket_says_so(s3_env: S3Target) -> None:
+    _loopback_only(s3_env)
+    with pytest.raises(StoreUnavailableError, match="bucket 'no-such-bucket-here' does not exist"):
+        open_backend("s3://no-such-bucket-here/p")
+
+
+def test_missing_credentials_say_how_to_provide_them(s3_env: S3Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    _loopback_only(s3_env)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(StoreUnavailableError, match="no AWS credentials found.*AWS_ACCESS_KEY_ID"):
+        open_backend(s3_env.fresh_url(), {"skip_instance_cache": True})
+
+
+def test_an_unreachable_endpoint_is_reported_after_retries() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    opts = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "k", "secret": "s", "max_attempts": 2}
+    with pytest.raises(StoreUnavailableError, match="after 2 attempts.*AWS_ENDPOINT_URL") as info:
+        open_backend("s3://bucket/p", opts)
+    assert isinstance(info.value, OSError)
+
+
+# ---- consistency across handles ------------------------------------------------------------
+
+
+def test_a_second_handle_sees_writes_at_once(s3_url: str) -> None:
+    one = open_backend(s3_url, {"skip_instance_cache": True})
+    two = open_backend(s3_url, {"skip_instance_cache": True})
+    assert list(two.list("runs/")) == [] and two.exists("runs/r/meta") is False
+    one.put_if_absent("runs/r/meta", b"m")
+    assert two.exists("runs/r/meta") is True
+    assert list(two.list("runs/")) == ["runs/r/meta"]
+    one.delete("runs/r/meta")
+    assert two.exists("runs/r/meta") is False
+    assert list(two.list("runs/")) == []
+
+
+# ---- the objects layer on S3 ---------------------------------------------------------------
+
+
+def test_files_round_trip_verified_and_only_missing_chunks_travel(
+    s3_env: S3Target, proxy: FaultProxy, tmp_path: os.PathLike[str]
+) -> None:
+    objects = open_store(s3_env.fresh_url(), {"endpoint_url": proxy.endpoint_url}, max_in_flight=8)
+    data = bytearray(os.urandom(6 << 20))
+    src = os.path.join(tmp_path, "weights.bin")
+    with open(src, "wb") as f:
+        f.write(data)
+    proxy.reset_counts()
+    digest, size = objects.put_file(src)
+    n_chunks = len(objects.recipe(digest).chunks)
+    assert n_chunks > 2
+    assert proxy.count("PUT", "chunks") == n_chunks
+    # many chunk objects in parallel, never one big body
+    assert proxy.max_put_body <= objects.config.chunker.max_size
+    assert proxy.max_concurrent_puts > 1
+    dest = os.path.join(tmp_path, "out.bin")
+    objects.get_file(digest, dest)
+    with open(dest, "rb") as f:
+        assert f.read() == data
+
+    # the same file again: no chunk is sent
+    proxy.reset_counts()
+    assert objects.put_file(src) == (digest, size)
+    assert proxy.count("PUT", "chunks") == 0
+    assert proxy.count("HEAD", "chunks") == 0
+
+    # a small change in the middle: only the chunks around it are sent
+    data[3 << 20 : (3 << 20) + 100] = os.urandom(100)
+    with open(src, "wb") as f:
+        f.write(data)
+    proxy.reset_counts()
+    digest2, _ = objects.put_file(src)
+    assert 1 <= proxy.count("PUT", "chunks") <= 2
+    assert objects.get_bytes(digest2) == bytes(data)
+
+
+def test_max_in_flight_comes_from_the_argument_or_the_environment(
+    s3_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert open_store(s3_url, max_in_flight=3).max_in_flight == 3
+    monkeypatch.setenv("CASSTORE_MAX_IN_FLIGHT", "5")
+    assert open_store(s3_url).max_in_flight == 5
+    monkeypatch.setenv("CASSTORE_MAX_IN_FLIGHT", "none")
+    with pytest.raises(InvalidInputError, match="CASSTORE_MAX_IN_FLIGHT"):
+        open_store(s3_url)
+    with pytest.raises(InvalidInputError, match="max_in_flight"):
+        open_store(s3_url, max_in_flight=0)
+
+
+def test_probe_objects_never_show_in_listings(s3_url: str) -> None:
+    backend = open_backend(s3_url)
+    assert isinstance(backend, S3Backend)
+    # a probe object left by a writer killed mid-probe
+    backend.fs.pipe_file(f"{backend.bucket}/{backend.prefix}/{PROBE_DIR}/leftover", b"x")
+    backend.put_blob("chunks/aa/bb/c", b"c")
+    assert list(backend.list()) == ["chunks/aa/bb/c"]
