@@ -1,0 +1,3 @@
+from casstore.cli import main
+
+main()

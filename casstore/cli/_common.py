@@ -1,0 +1,207 @@
+"""What every command shares: the ``--store``/``--debug`` options, opening the store,
+tables, JSON, sizes and times, and progress bars that show only on a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from casstore.exceptions import InvalidInputError, ObjectNotFoundError
+
+__all__ = [
+    "common_options",
+    "open_runs",
+    "resolve_run_id",
+    "emit_json",
+    "print_table",
+    "human_size",
+    "fmt_time",
+    "Progress",
+    "is_interactive",
+    "DEBUG_KEY",
+    "STORE_KEY",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEBUG_KEY = "casstore.debug"
+STORE_KEY = "casstore.store"
+STORE_ENV = "CASSTORE_TRACKING_URI"
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta[DEBUG_KEY] = True
+    return value
+
+
+def common_options(fn: F) -> F:
+    """Add ``--store URI`` and ``--debug`` to a command."""
+    fn = click.option(
+        "--store", "store", metavar="URI", default=None,
+        help=f"The store: a local path or any fsspec URL (default: ${STORE_ENV}, else ./casstore).",
+    )(fn)
+    fn = click.option(
+        "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+        help="Show the full traceback of an error.",
+    )(fn)
+    return fn
+
+
+def store_uri(store: str | None) -> str:
+    """The store to use: the command's ``--store``, the group's, the environment, ``./casstore``."""
+    from casstore.tracking.uri import get_tracking_uri
+
+    ctx = click.get_current_context(silent=True)
+    return store or (ctx.meta.get(STORE_KEY) if ctx else None) or get_tracking_uri()
+
+
+def open_runs(store: str | None, *, create: bool = False) -> Any:
+    """The run store at ``store`` (or the default). A store that does not exist yet is an
+    error, except for commands that write (``create``)."""
+    from casstore.objects import open_store
+    from casstore.runs import RunStore
+
+    uri = store_uri(store)
+    if not create and "://" not in uri and not os.path.isdir(uri):
+        raise ObjectNotFoundError(
+            f"no casstore store at {uri!r} (the directory does not exist); pass --store URI or set ${STORE_ENV}"
+        )
+    return RunStore(open_store(uri, create=create))
+
+
+def resolve_run_id(runs: Any, text: str) -> str:
+    """A full run id from a full id or a unique prefix of at least 6 characters."""
+    from casstore.runs.layout import is_run_id
+
+    t = text.strip().lower()
+    if is_run_id(t):
+        return t
+    if len(t) < 6 or any(c not in "0123456789abcdef" for c in t):
+        raise InvalidInputError(
+            f"{text!r} is not a run id: give the 32-character id, or a unique prefix of at least 6 characters "
+            "(see `casstore runs`)"
+        )
+    matches = sorted({k.split("/")[1] for k in runs.backend.list(f"runs/{t[:2]}") if k.split("/")[1].startswith(t)})
+    if not matches:
+        raise ObjectNotFoundError(f"no run whose id starts with {t!r} in store {runs.url}")
+    if len(matches) > 1:
+        raise InvalidInputError(f"run id prefix {t!r} is ambiguous: it matches {', '.join(m[:12] for m in matches[:5])}...")
+    return str(matches[0])
+
+
+def emit_json(obj: Any) -> None:
+    """Print ``obj`` as JSON on stdout."""
+    click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
+
+
+def is_interactive(stream: Any = None) -> bool:
+    """Whether to draw progress bars and colours: a terminal, and not CI."""
+    stream = stream or sys.stderr
+    if os.environ.get("CI"):
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None,
+                right: Sequence[str] = ()) -> None:
+    """A table: drawn with rich on a terminal, plain aligned columns (never truncated) in a pipe."""
+    cells = [["" if c is None else str(c) for c in row] for row in rows]
+    if is_interactive(sys.stdout):
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
+        for h in headers:
+            table.add_column(h, justify="right" if h in right else "left", overflow="fold")
+        for row in cells:
+            table.add_row(*row)
+        Console().print(table)
+        return
+    if title:
+        click.echo(title)
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    fmt = [(str.rjust if h in right else str.ljust) for h in headers]
+    lines = [headers] + cells
+    for row in lines:
+        click.echo("  ".join(f(c, w) for f, c, w in zip(fmt, row, widths)).rstrip())
+
+
+def human_size(n: float) -> str:
+    """``1.5 MiB``-style size."""
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def fmt_time(ms: int | None) -> str:
+    """An epoch-milliseconds time as local ISO date and time (``-`` if unknown)."""
+    if not ms:
+        return "-"
+    return _dt.datetime.fromtimestamp(ms / 1000).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+class Progress:
+    """Progress bars on stderr when it is a terminal (and not CI); silent otherwise.
+
+    ``callback(stage, advance, total)`` fits the maintenance functions: a stage starts
+    with ``advance=0`` and its total; :meth:`task` counts anything (bytes, files).
+    """
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.enabled = is_interactive() if enabled is None else enabled
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self._progress = RichProgress(
+                TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+                console=Console(stderr=True), transient=True,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def callback(self, stage: str, advance: int = 0, total: int | None = None) -> None:
+        if self._progress is None:
+            return
+        task = self._tasks.get(stage)
+        if task is None:
+            task = self._tasks[stage] = self._progress.add_task(stage, total=total)
+        if advance:
+            self._progress.advance(task, advance)
+        elif total is not None:
+            self._progress.update(task, total=total)
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        """One bar for the duration of the block; yields ``advance(n)``."""
+        if self._progress is None:
+            yield lambda n: None
+            return
+        task = self._progress.add_task(description, total=total)
+        try:
+            yield functools.partial(self._progress.advance, task)
+        finally:
+            self._progress.remove_task(task)

@@ -1,0 +1,185 @@
+"""Maintenance commands: ``verify``, ``du`` and ``gc``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+import click
+
+from casstore.cli._common import Progress, common_options, emit_json, human_size, open_runs, print_table, resolve_run_id
+
+__all__ = ["COMMANDS", "print_problems"]
+
+
+def print_problems(report: Any) -> None:
+    """Each problem on one line, then what it affects, indented."""
+    from casstore.maintenance.verify import describe_affected
+
+    for p in report.problems:
+        click.echo(f"{p.kind.upper()} {p.object}: {p.detail}")
+        for a in p.affects:
+            click.echo(f"    affects {describe_affected(a)}")
+
+
+@click.command("verify", epilog="""\b
+Examples:
+  casstore verify --all                 # every chunk, recipe, manifest, model and registry pin
+  casstore verify 3f2a9c 8e1d07         # what these runs reference, file by file
+  casstore verify --all --json > verify.json; echo $?
+\b
+Exit status: 0 when everything verifies, 1 when anything is corrupt or missing.
+""")
+@click.argument("run_ids", nargs=-1, metavar="[RUN...]")
+@click.option("--all", "all_", is_flag=True, help="Verify the whole store.")
+@click.option("--deep", is_flag=True,
+              help="With --all, also re-hash every file's whole content against its digest (reads shared chunks again).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@common_options
+def verify_cmd(run_ids: tuple[str, ...], all_: bool, deep: bool, as_json: bool, store: str | None) -> None:
+    """Re-hash stored data and check every record that points at it.
+
+    With --all: every chunk is re-hashed once, every file recipe checked against its
+    chunks, every model entry against its digest, every sealed run's manifest against
+    its seal, and every registry version's pinned model. With RUN ids: every file
+    those runs reference is read and re-hashed, chunk by chunk and whole.
+
+    Each problem names the object and the runs, artifacts, models and registry
+    versions it affects.
+    """
+    from casstore.maintenance.verify import verify_store
+
+    if bool(run_ids) == all_:
+        raise click.UsageError("give run ids to verify, or --all for the whole store (not both)")
+    runs = open_runs(store)
+    ids = None if all_ else [resolve_run_id(runs, r) for r in run_ids]
+    with Progress() as progress:
+        report = verify_store(runs, ids, deep=deep, progress=progress.callback)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        print_problems(report)
+        c = report.checked
+        summary = (f"{c.get('chunks', 0)} chunks ({human_size(c.get('bytes', 0))}), {c.get('files', 0)} files, "
+                   f"{c.get('models', 0)} models, {c.get('runs', 0)} runs, {c.get('registry_versions', 0)} registry versions")
+        if report.ok:
+            click.echo(f"OK: verified {summary} in {report.seconds:.1f}s")
+        else:
+            click.echo(f"FAILED: {len(report.problems)} problem(s) in {summary}", err=True)
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+@click.command("du", epilog="""\b
+Examples:
+  casstore du                       # every live run, per experiment and per run
+  casstore du 3f2a9c 8e1d07 --json
+""")
+@click.argument("run_ids", nargs=-1, metavar="[RUN...]")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many of the most shared files and chunks to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@common_options
+def du_cmd(run_ids: tuple[str, ...], top: int, as_json: bool, store: str | None) -> None:
+    """Space used: logical bytes (what runs reference) against physical (what is stored).
+
+    Per experiment and per run: logical bytes, unique bytes (distinct chunks) and
+    exclusive bytes (chunks no other live run or registered model needs: what
+    deleting the run and running gc would reclaim), the dedup ratio, and the most
+    shared files and chunks.
+    """
+    from casstore.maintenance.du import disk_usage
+
+    runs = open_runs(store)
+    ids = [resolve_run_id(runs, r) for r in run_ids] or None
+    with Progress() as progress:
+        report = disk_usage(runs, ids, top=top, progress=progress.callback)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    t = report.total
+    click.echo(f"logical {human_size(t.logical)}  physical {human_size(t.physical)}  dedup ratio {t.ratio:.2f}x  "
+               f"({t.runs} runs)")
+    s = report.store
+    click.echo(f"store: {human_size(s['stored_bytes'])} in {s['chunks']} chunks; "
+               f"{human_size(s['unreferenced_bytes'])} referenced by no live run or registered model "
+               f"({s['deleted_runs']} deleted runs)")
+    if report.experiments:
+        click.echo()
+        print_table(["experiment", "runs", "logical", "physical", "ratio"],
+                    [(g.name, g.runs, human_size(g.logical), human_size(g.physical), f"{g.ratio:.2f}x")
+                     for g in report.experiments], right=("runs", "logical", "physical", "ratio"))
+    if report.runs:
+        click.echo()
+        print_table(["run", "name", "files", "logical", "unique", "exclusive", "ratio"],
+                    [(u.run_id, u.run_name, u.files, human_size(u.logical), human_size(u.unique),
+                      human_size(u.exclusive), f"{u.ratio:.2f}x") for u in report.runs],
+                    right=("files", "logical", "unique", "exclusive", "ratio"))
+    if report.top_files:
+        click.echo()
+        print_table(["shared file", "size", "bindings", "runs", "saved", "example path"],
+                    [(f["digest"][:16], human_size(f["size"]), f["bindings"], f["runs"], human_size(f["saved"]), f["path"])
+                     for f in report.top_files], right=("size", "bindings", "runs", "saved"))
+    if report.top_chunks:
+        click.echo()
+        print_table(["shared chunk", "size", "files", "runs", "saved"],
+                    [(c["digest"][:16], human_size(c["size"]), c["files"], c["runs"], human_size(c["saved"]))
+                     for c in report.top_chunks], right=("size", "files", "runs", "saved"))
+    if report.unreadable_runs:
+        click.echo(f"\n{len(report.unreadable_runs)} run(s) could not be read (run `casstore verify --all`): "
+                   + ", ".join(r[:12] for r in report.unreadable_runs[:5]), err=True)
+
+
+@click.command("gc", epilog="""\b
+Examples:
+  casstore gc --dry-run             # what would be deleted now, and marked for later
+  casstore gc                       # sweep what earlier runs marked, mark what is garbage now
+  casstore gc --grace 1h
+\b
+An object is deleted only by a later gc run, at least the grace period after an
+earlier run found it unreferenced, and only if no writer created or reused it in
+between. Run gc periodically (e.g. daily) to reclaim space.
+""")
+@click.option("--dry-run", is_flag=True, help="Change nothing; say what would be deleted and marked.")
+@click.option("--grace", default="24h", show_default=True, metavar="DURATION",
+              help="Objects created or reused within this time are never removed (e.g. 24h, 30m, 7d, 0s).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@common_options
+def gc_cmd(dry_run: bool, grace: str, as_json: bool, store: str | None) -> None:
+    """Collect garbage: delete data no live run and no registered model version references.
+
+    Safe while other processes write: two-phase mark and sweep with a grace period;
+    see docs/design.md, "Garbage collection", for the argument.
+    """
+    from casstore.maintenance.gc import collect_garbage, format_duration, parse_duration
+
+    seconds = parse_duration(grace)
+    runs = open_runs(store)
+    with Progress() as progress:
+        report = collect_garbage(runs.backend, grace=seconds, dry_run=dry_run, progress=progress.callback)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    verb = "would delete" if dry_run else "deleted"
+    d = report.deleted
+    click.echo(f"{verb} {report.deleted_total} objects ({human_size(report.deleted_bytes)}): "
+               f"{d['chunks']} chunks, {d['files']} files, {d['models']} model entries")
+    if report.kept_fresh:
+        click.echo(f"kept {report.kept_fresh} marked objects that were reused or referenced since they were marked")
+    m = report.marked
+    mverb = "would mark" if dry_run else "marked"
+    click.echo(f"{mverb} {report.marked_total} unreferenced objects ({human_size(report.marked_bytes)}): "
+               f"{m['chunks']} chunks, {m['files']} files, {m['models']} model entries")
+    if report.next_sweep is not None and report.marked_total:
+        when = _dt.datetime.fromtimestamp(report.next_sweep).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(f"a gc run after {when} (grace {format_duration(report.grace)}) deletes those still unreferenced")
+    if report.tmp_removed:
+        click.echo(f"removed {report.tmp_removed} temporary files left by interrupted writers")
+    if not report.exact and not dry_run:
+        click.echo("note: this backend re-checks each object just before deleting it, not atomically with it; "
+                   "see docs/design.md", err=True)
+
+
+
+
+COMMANDS = [verify_cmd, du_cmd, gc_cmd]

@@ -1,0 +1,259 @@
+"""Space accounting: what runs reference (logical bytes) against what is stored (physical).
+
+Logical bytes count every artifact a run binds at its full size, as a plain copy
+per run would store it. Physical bytes count each distinct chunk once. A run's
+*unique* bytes are the distinct chunks it references; its *exclusive* bytes are the
+chunks no other live run or registry version references, which is what deleting the
+run (and collecting garbage) would give back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from casstore.exceptions import CasstoreError
+from casstore.maintenance.scan import content_key, read_many, recipe_chunks, scan_store
+
+if TYPE_CHECKING:
+    from casstore.runs import RunStore
+
+__all__ = ["RunUsage", "GroupUsage", "DuReport", "disk_usage"]
+
+Progress = Callable[[str, int, int | None], None]
+REGISTRY_OWNER = "registry"
+
+
+@dataclass
+class RunUsage:
+    run_id: str
+    run_name: str
+    experiment_id: str
+    files: int
+    logical: int
+    unique: int
+    exclusive: int
+
+    @property
+    def ratio(self) -> float:
+        return self.logical / self.unique if self.unique else 1.0
+
+
+@dataclass
+class GroupUsage:
+    """Totals over a set of runs (an experiment, or the selection)."""
+
+    name: str
+    experiment_id: str
+    runs: int
+    logical: int
+    physical: int
+
+    @property
+    def ratio(self) -> float:
+        return self.logical / self.physical if self.physical else 1.0
+
+
+@dataclass
+class DuReport:
+    total: GroupUsage
+    experiments: list[GroupUsage] = field(default_factory=list)
+    runs: list[RunUsage] = field(default_factory=list)
+    top_files: list[dict[str, Any]] = field(default_factory=list)
+    top_chunks: list[dict[str, Any]] = field(default_factory=list)
+    store: dict[str, int] = field(default_factory=dict)
+    unreadable_runs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        def group(g: GroupUsage) -> dict[str, Any]:
+            return {**asdict(g), "dedup_ratio": round(g.ratio, 4)}
+
+        return {
+            "total": group(self.total),
+            "experiments": [group(g) for g in self.experiments],
+            "runs": [{**asdict(r), "dedup_ratio": round(r.ratio, 4)} for r in self.runs],
+            "top_files": self.top_files,
+            "top_chunks": self.top_chunks,
+            "store": dict(self.store),
+            "unreadable_runs": list(self.unreadable_runs),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def disk_usage(
+    runs: RunStore,
+    run_ids: Sequence[str] | None = None,
+    *,
+    top: int = 10,
+    progress: Progress | None = None,
+) -> DuReport:
+    """Account for the space of the given runs (every live run if ``None``).
+
+    Exclusive bytes are always computed against every live run and registry version of
+    the store, so they say what deleting a run would really reclaim.
+    """
+    t0 = time.perf_counter()
+
+    def tick(stage: str, advance: int = 0, total: int | None = None) -> None:
+        if progress:
+            progress(stage, advance, total)
+
+    backend = runs.backend
+    tick("listing")
+    scan = scan_store(backend)
+    live_ids = sorted(r.run_id for r in scan.live_runs() if "meta" in r.by_kind)
+    selected = set(live_ids) if run_ids is None else set(run_ids)
+
+    # every live run's bindings: needed for exclusivity even when only some are shown
+    bindings: dict[str, dict[str, tuple[str, int]]] = {}
+    names: dict[str, tuple[str, str]] = {}
+    unreadable: list[str] = []
+    tick("reading runs", 0, len(live_ids))
+    for run_id in sorted(set(live_ids) | selected):
+        tick("reading runs", 1)
+        try:
+            view = runs.get_run(run_id)
+        except CasstoreError:
+            unreadable.append(run_id)
+            continue
+        bindings[run_id] = {p: (a.digest, a.size) for p, a in view.artifacts.items()}
+        names[run_id] = (view.run_name, view.experiment_id)
+
+    # registry versions keep their model's files alive even without their run
+    registry_files = _registry_files(runs)
+
+    # recipes of every bound file: which chunks, how long
+    all_files = {d for b in bindings.values() for d, _ in b.values()} | registry_files
+    file_chunks: dict[str, list[tuple[str, int]]] = {}
+    ordered = sorted(all_files & scan.content["files"])
+    tick("reading recipes", 0, len(ordered))
+    for key, data in read_many(backend, [content_key("files", d) for d in ordered], lambda n: tick("reading recipes", n)):
+        if data is not None:
+            file_chunks[key.rpartition("/")[2]] = recipe_chunks(data, f"recipe {key}")
+
+    chunk_len: dict[str, int] = {}
+    for chunks in file_chunks.values():
+        for c, n in chunks:
+            chunk_len[c] = n
+    # owners of each chunk: live runs and the registry
+    owners: dict[str, set[str]] = defaultdict(set)
+    run_chunks: dict[str, set[str]] = {}
+    for run_id, b in bindings.items():
+        cs = {c for d, _ in b.values() for c, _n in file_chunks.get(d, ())}
+        run_chunks[run_id] = cs
+        for c in cs:
+            owners[c].add(run_id)
+    for d in registry_files:
+        for c, _n in file_chunks.get(d, ()):
+            owners[c].add(REGISTRY_OWNER)
+
+    usages = []
+    for run_id in sorted(selected & set(bindings)):
+        cs = run_chunks[run_id]
+        usages.append(RunUsage(
+            run_id=run_id,
+            run_name=names[run_id][0],
+            experiment_id=names[run_id][1],
+            files=len(bindings[run_id]),
+            logical=sum(size for _d, size in bindings[run_id].values()),
+            unique=sum(chunk_len[c] for c in cs),
+            exclusive=sum(chunk_len[c] for c in cs if owners[c] == {run_id}),
+        ))
+
+    by_exp: dict[str, list[RunUsage]] = defaultdict(list)
+    for u in usages:
+        by_exp[u.experiment_id].append(u)
+    exp_names = _experiment_names(runs)
+    experiments = []
+    for exp_id, us in sorted(by_exp.items(), key=lambda kv: exp_names.get(kv[0], kv[0])):
+        cs = set().union(*(run_chunks[u.run_id] for u in us))
+        experiments.append(GroupUsage(exp_names.get(exp_id, exp_id), exp_id, len(us), sum(u.logical for u in us),
+                                      sum(chunk_len[c] for c in cs)))
+    sel_chunks = set().union(*(run_chunks[u.run_id] for u in usages)) if usages else set()
+    total = GroupUsage("total", "", len(usages), sum(u.logical for u in usages), sum(chunk_len[c] for c in sel_chunks))
+
+    # what is shared most within the selection
+    file_refs: Counter[str] = Counter()
+    file_runs: dict[str, set[str]] = defaultdict(set)
+    file_size: dict[str, int] = {}
+    file_path: dict[str, str] = {}
+    for u in usages:
+        for path, (d, size) in sorted(bindings[u.run_id].items()):
+            file_refs[d] += 1
+            file_runs[d].add(u.run_id)
+            file_size[d] = size
+            file_path.setdefault(d, path)
+    top_files = sorted(
+        ({"digest": d, "size": file_size[d], "bindings": n, "runs": len(file_runs[d]), "path": file_path[d],
+          "saved": (n - 1) * file_size[d]} for d, n in file_refs.items() if n > 1),
+        key=lambda x: (-x["saved"], x["digest"]),
+    )[:top]
+    chunk_files: Counter[str] = Counter()
+    for d in file_refs:
+        for c in {c for c, _n in file_chunks.get(d, ())}:
+            chunk_files[c] += 1
+    top_chunks = sorted(
+        ({"digest": c, "size": chunk_len[c], "files": n, "runs": len(owners[c] - {REGISTRY_OWNER}),
+          "saved": (n - 1) * chunk_len[c]} for c, n in chunk_files.items() if n > 1),
+        key=lambda x: (-x["saved"], x["digest"]),
+    )[:top]
+
+    # the store as a whole: what is stored, and what no live run or registry version needs
+    tick("measuring the store", 0, len(scan.content["chunks"]))
+    stored = 0
+    for c in scan.content["chunks"]:
+        tick("measuring the store", 1)
+        n = chunk_len.get(c)
+        if n is None:
+            try:
+                n = backend.info(content_key("chunks", c)).size
+            except CasstoreError:
+                n = 0
+        stored += n
+    referenced = sum(chunk_len[c] for c in owners if c in scan.content["chunks"])
+    store = {
+        "chunks": len(scan.content["chunks"]),
+        "files": len(scan.content["files"]),
+        "models": len(scan.content["models"]),
+        "runs": len(scan.runs),
+        "deleted_runs": len(scan.deleted_runs()),
+        "stored_bytes": stored,
+        "referenced_bytes": referenced,
+        "unreferenced_bytes": stored - referenced,
+        "logical_bytes": sum(size for b in bindings.values() for _d, size in b.values()),
+    }
+    return DuReport(total, experiments, usages, top_files, top_chunks, store, unreadable, time.perf_counter() - t0)
+
+
+def _registry_files(runs: RunStore) -> set[str]:
+    """Digests of the files of every model a live registry version pins."""
+    try:
+        from casstore.registry import Registry
+    except ImportError:  # pragma: no cover
+        return set()
+    reg = Registry(runs.backend)
+    out: set[str] = set()
+    try:
+        digests = {mv.model_digest for m in reg.list_models() for mv in reg.list_versions(m.name)}
+    except CasstoreError:
+        return out
+    for d in digests:
+        try:
+            entry = runs.load_model_entry(d)
+        except CasstoreError:
+            continue
+        files = entry.get("files")
+        if isinstance(files, dict):
+            out.update(f["digest"] for f in files.values() if isinstance(f, dict) and isinstance(f.get("digest"), str))
+    return out
+
+
+def _experiment_names(runs: RunStore) -> dict[str, str]:
+    try:
+        return {e.experiment_id: e.name for e in runs.list_experiments()}
+    except CasstoreError:
+        return {}

@@ -1,0 +1,330 @@
+"""Garbage collection: two-phase mark and sweep that is safe beside running writers.
+
+A gc run does, in order (see docs/design.md, "Garbage collection", for the argument):
+
+1. reads the store's clock (the mtime of a probe object), so every time below is
+   compared with object times in one clock;
+2. lists the store and reads every root record: the reference records and manifests
+   of every run without a ``deleted`` marker, every registry record, and records under
+   prefixes it does not know;
+3. **sweeps** the candidates of earlier runs whose grace period is over: an object
+   listed in a candidates record marked at ``T`` is deleted only if it is still
+   unreachable now, nothing kept refers to it, and it was neither created nor
+   freshened since ``T`` (mtime before ``T - CLOCK_SLACK``). Deletion goes through
+   :meth:`Backend.delete_if_stale`, which re-checks the mtime at the last moment
+   (exactly, on backends with ``exact_stale_delete``); referrers go first (models,
+   then file recipes, then chunks) so a recipe kept at the last moment keeps its chunks;
+4. **marks** everything unreachable now in a new candidates record
+   ``gc/candidates/<stamp>`` with the time of step 1;
+5. removes temporary files of killed writers older than the grace period (at least an
+   hour), and records the run in ``gc/log/<stamp>``.
+
+So an object is removed only by a second gc run, at least ``grace`` after the first
+saw it unreferenced, and only if no writer touched it in between.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from casstore.backend.base import Backend
+from casstore.exceptions import CasstoreError, CorruptRecordError, InvalidInputError, ObjectNotFoundError
+from casstore.maintenance.scan import (
+    CONTENT_KINDS,
+    closure,
+    content_key,
+    read_many,
+    recipe_chunks,
+    digests_in,
+    root_digests,
+    scan_store,
+)
+from casstore.objects.codec import pack, unpack
+from casstore.objects.digest import is_digest
+
+__all__ = ["DEFAULT_GRACE", "CLOCK_SLACK", "GcReport", "collect_garbage", "parse_duration", "format_duration"]
+
+#: objects created or re-referenced within this many seconds are never removed
+DEFAULT_GRACE = 24 * 3600.0
+#: margin for timestamp granularity and small clock steps (S3 keeps whole seconds)
+CLOCK_SLACK = 1.0
+#: temporary files younger than this are never removed, whatever the grace period
+MIN_TMP_AGE = 3600.0
+
+CANDIDATES_PREFIX = "gc/candidates/"
+LOG_PREFIX = "gc/log/"
+CLOCK_PREFIX = "gc/clock/"
+RECORD_VERSION = 1
+
+Progress = Callable[[str, int, int | None], None]
+"""``progress(stage, advance, total)``: a stage starts with ``advance=0`` and its total."""
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``24h``, ``30m``, ``1h30m``, ``2d``, ``0s`` or ``90`` (seconds).
+
+    >>> parse_duration("1h30m")
+    5400.0
+    """
+    s = str(text).strip().lower().replace(" ", "")
+    if re.fullmatch(r"\d+(?:\.\d+)?", s):
+        return float(s)
+    pos, total = 0, 0.0
+    for m in _DURATION_PART.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not s or pos != len(s):
+        raise InvalidInputError(
+            f"{text!r} is not a duration: use a number with a unit, such as 24h, 30m, 1h30m, 7d or 0s"
+        )
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """A short human form: ``1d2h``, ``30m``, ``0s``."""
+    s = int(round(seconds))
+    if s <= 0:
+        return "0s"
+    out = []
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if s >= n:
+            out.append(f"{s // n}{unit}")
+            s %= n
+    return "".join(out[:2])
+
+
+@dataclass
+class GcReport:
+    """What a gc run found and did. Sizes are in bytes, times in epoch seconds (store clock)."""
+
+    dry_run: bool
+    grace: float
+    started: float
+    objects: dict[str, int] = field(default_factory=dict)  # kind -> present at the scan
+    runs: int = 0
+    deleted_runs: int = 0
+    deleted: dict[str, int] = field(default_factory=lambda: {k: 0 for k in CONTENT_KINDS})
+    deleted_bytes: int = 0
+    kept_fresh: int = 0  # due candidates kept: created, freshened or referenced since marked
+    marked: dict[str, int] = field(default_factory=lambda: {k: 0 for k in CONTENT_KINDS})
+    marked_bytes: int = 0
+    pending_records: int = 0  # candidates records whose grace period is not over
+    next_sweep: float | None = None  # when the earliest pending record becomes due
+    tmp_removed: int = 0
+    exact: bool = False  # the backend's stale delete is exact (no race window at all)
+
+    @property
+    def deleted_total(self) -> int:
+        return sum(self.deleted.values())
+
+    @property
+    def marked_total(self) -> int:
+        return sum(self.marked.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["deleted_total"] = self.deleted_total
+        d["marked_total"] = self.marked_total
+        return d
+
+
+@dataclass
+class _Candidates:
+    key: str
+    marked_at: float
+    digests: dict[str, list[str]]
+
+
+def _stamp() -> str:
+    return f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def store_clock(backend: Backend) -> float:
+    """The store's current time: the mtime the backend gives a probe object just written."""
+    key = CLOCK_PREFIX + _stamp()
+    backend.put_blob(key, b"")
+    try:
+        t = backend.info(key).mtime
+    finally:
+        backend.delete(key)
+    return t if t > 0 else time.time()
+
+
+def _load_candidates(backend: Backend) -> list[_Candidates]:
+    out = []
+    keys = sorted(backend.list(CANDIDATES_PREFIX))
+    for key, data in read_many(backend, keys):
+        if data is None:
+            continue
+        try:
+            rec = unpack(data, key)
+            marked = float(rec["marked_at"])
+            digests = {k: [d for d in rec["candidates"].get(k, []) if is_digest(d)] for k in CONTENT_KINDS}
+        except (CorruptRecordError, KeyError, TypeError, ValueError, AttributeError):
+            # a damaged candidates record only delays collection: drop it, the next run re-marks
+            out.append(_Candidates(key, float("inf"), {k: [] for k in CONTENT_KINDS}))
+            continue
+        out.append(_Candidates(key, marked, digests))
+    return out
+
+
+def collect_garbage(
+    backend: Backend,
+    *,
+    grace: float = DEFAULT_GRACE,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> GcReport:
+    """Run one gc pass over the store on ``backend`` (see the module docstring).
+
+    With ``dry_run`` nothing is written or deleted: the report says what a real run
+    would delete now and mark for later.
+    """
+    if grace < 0:
+        raise InvalidInputError(f"the grace period must not be negative, got {grace}s")
+
+    def tick(stage: str, advance: int = 0, total: int | None = None) -> None:
+        if progress:
+            progress(stage, advance, total)
+
+    now = time.time() if dry_run else store_clock(backend)
+    report = GcReport(dry_run=dry_run, grace=grace, started=now, exact=bool(getattr(backend, "exact_stale_delete", False)))
+
+    tick("listing")
+    records = _load_candidates(backend)
+    due = [r for r in records if r.marked_at + grace <= now]
+    pending = [r for r in records if r not in due]
+    report.pending_records = len(pending)
+    if pending:
+        report.next_sweep = min(r.marked_at for r in pending) + grace
+    scan = scan_store(backend)
+    present = scan.content
+    report.objects = {k: len(v) for k, v in present.items()}
+    report.runs = len(scan.runs)
+    report.deleted_runs = len(scan.deleted_runs())
+
+    pins = registry_pins(backend)
+    roots_keys = [k for k in scan.root_keys() if pins is None or not k.startswith("registry/")]
+    tick("reading roots", 0, len(roots_keys))
+    roots = root_digests(backend, roots_keys, lambda n: tick("reading roots", n))
+    roots |= pins or set()
+    tick("tracing references")
+    live = closure(backend, present, roots)
+
+    # ---- sweep: candidates of earlier runs whose grace period is over --------------------
+    threshold: dict[tuple[str, str], float] = {}
+    for rec in due:
+        for kind, digests in rec.digests.items():
+            for d in digests:
+                k = (kind, d)
+                threshold[k] = min(threshold.get(k, rec.marked_at), rec.marked_at)
+    sweep = {kind: {d for (k, d) in threshold if k == kind and d in present[kind] and d not in live[kind]}
+             for kind in CONTENT_KINDS}
+    if any(sweep.values()):
+        # whatever is not swept stays, and so does everything it refers to
+        others = {kind: present[kind] - sweep[kind] for kind in ("models", "files")}
+        keep = closure(backend, present, roots, seed_objects=others)
+        gone: dict[str, set[str]] = {kind: set() for kind in CONTENT_KINDS}
+        total = sum(len(v) for v in sweep.values())
+        tick("deleting", 0, total)
+        for kind in CONTENT_KINDS:
+            todo = sorted(sweep[kind] - keep[kind])
+            report.kept_fresh += len(sweep[kind]) - len(todo)
+            kept_now: list[str] = []
+            for d in todo:
+                key = content_key(kind, d)
+                limit = threshold[(kind, d)] - CLOCK_SLACK
+                tick("deleting", 1)
+                try:
+                    info = backend.info(key)
+                except ObjectNotFoundError:
+                    continue
+                if info.mtime >= limit:
+                    kept_now.append(d)
+                    continue
+                if dry_run:
+                    gone[kind].add(d)
+                    report.deleted[kind] += 1
+                    report.deleted_bytes += info.size
+                    continue
+                if backend.delete_if_stale(key, limit):
+                    gone[kind].add(d)
+                    report.deleted[kind] += 1
+                    report.deleted_bytes += info.size
+                else:
+                    kept_now.append(d)
+            report.kept_fresh += len(kept_now)
+            if kept_now and kind != "chunks":
+                # touched at the last moment: what it refers to must stay as well
+                _keep_references(backend, kind, kept_now, keep)
+        for kind in CONTENT_KINDS:
+            present[kind] -= gone[kind]
+    if not dry_run:
+        for rec in due:
+            backend.delete(rec.key)
+
+    # ---- mark: everything unreachable now, for a later run --------------------------------
+    marked = {kind: sorted(present[kind] - live[kind]) for kind in CONTENT_KINDS}
+    report.marked = {k: len(v) for k, v in marked.items()}
+    if any(marked.values()):
+        keys = [content_key(kind, d) for kind in CONTENT_KINDS for d in marked[kind]]
+        tick("measuring garbage", 0, len(keys))
+        for key in keys:
+            tick("measuring garbage", 1)
+            try:
+                report.marked_bytes += backend.info(key).size
+            except ObjectNotFoundError:
+                pass
+        if not dry_run:
+            backend.put_if_absent(
+                CANDIDATES_PREFIX + _stamp(),
+                pack({"v": RECORD_VERSION, "marked_at": now, "grace": grace, "candidates": marked}),
+            )
+            if report.next_sweep is None:
+                report.next_sweep = now + grace
+
+    if not dry_run:
+        tick("cleaning temporary files")
+        report.tmp_removed = backend.clean_tmp(now - max(grace, MIN_TMP_AGE))
+        backend.put_if_absent(LOG_PREFIX + _stamp(), pack({"v": RECORD_VERSION, **report.to_dict()}))
+    return report
+
+
+def registry_pins(backend: Backend) -> set[str] | None:
+    """Model digests pinned by live registry versions, or ``None`` if the registry cannot be
+    read as such (then every digest in every registry record counts, to be safe)."""
+    try:
+        from casstore.registry import Registry
+
+        reg = Registry(backend)
+        return {mv.model_digest for m in reg.list_models() for mv in reg.list_versions(m.name)}
+    except (ImportError, CasstoreError):
+        return None
+
+
+def _keep_references(backend: Backend, kind: str, digests: list[str], keep: dict[str, set[str]]) -> None:
+    """Add what the kept model entries or recipes refer to to ``keep``."""
+    for key, data in read_many(backend, [content_key(kind, d) for d in digests]):
+        if data is None:
+            continue
+        if kind == "models":
+            for d in digests_in(data):
+                for k in CONTENT_KINDS:
+                    keep[k].add(d)
+            # a kept model's files keep their chunks
+            files = [d for d in digests_in(data)]
+            _keep_references(backend, "files", files, keep)
+        else:
+            for d, _n in recipe_chunks(data, f"recipe {key}"):
+                keep["chunks"].add(d)

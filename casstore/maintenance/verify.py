@@ -1,0 +1,451 @@
+"""Verification: re-hash what is stored and check every record that points at it.
+
+``verify_store(runs)`` (the whole store) re-hashes every chunk once, checks every
+file recipe against the chunks it lists (present, of the recorded length), every
+model entry against its digest, every sealed run's manifest against its seal, every
+artifact and model a run binds, and every registry version's pinned model. With
+``deep``, every file's content is also re-hashed as a whole against its digest (this
+reads shared chunks once per file that uses them).
+
+``verify_store(runs, run_ids=[...])`` checks only what those runs reference, always
+deeply: each of their files is read and re-hashed chunk by chunk and as a whole.
+
+Each problem names the damaged or missing object and what it affects: the runs and
+artifact paths, the logged models and the registry versions that depend on it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from blake3 import blake3
+
+from casstore.exceptions import CasstoreError, CorruptRecordError, IntegrityError, ObjectNotFoundError
+from casstore.maintenance.scan import content_key, read_many, scan_store
+from casstore.objects.codec import unpack
+from casstore.objects.recipes import Recipe
+
+if TYPE_CHECKING:
+    from casstore.runs import RunStore
+
+__all__ = ["Problem", "VerifyReport", "verify_store", "describe_affected"]
+
+Progress = Callable[[str, int, int | None], None]
+
+
+@dataclass
+class Problem:
+    """One damaged or missing object and what depends on it."""
+
+    object: str  # store key, e.g. chunks/ab/cd/<digest>
+    kind: str  # corrupt | missing | mismatch | unreadable
+    detail: str
+    affects: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"object": self.object, "kind": self.kind, "detail": self.detail, "affects": list(self.affects)}
+
+
+@dataclass
+class VerifyReport:
+    """What was checked and what was found. ``ok`` is true only when nothing is wrong."""
+
+    scope: str  # "all" or "runs"
+    deep: bool
+    checked: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    skipped_deleted_runs: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "scope": self.scope,
+            "deep": self.deep,
+            "checked": dict(self.checked),
+            "problems": [p.to_dict() for p in self.problems],
+            "skipped_deleted_runs": self.skipped_deleted_runs,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def describe_affected(a: dict[str, Any]) -> str:
+    """One line for an affected item, e.g. ``run 3f2a... artifact model/weights.bin``."""
+    if "artifact" in a:
+        return f"run {a['run']} artifact {a['artifact']}"
+    if "model" in a:
+        return f"run {a['run']} model {a['model']}"
+    if "registered_model" in a:
+        return f"registered model {a['registered_model']} version {a['version']}"
+    if "run" in a:
+        return f"run {a['run']}"
+    if "model_entry" in a:
+        return f"model entry {a['model_entry']}"
+    return ", ".join(f"{k} {v}" for k, v in a.items())
+
+
+def _hash_object(backend: Any, key: str) -> tuple[str, int] | None:
+    """``(digest, size)`` of a stored object, or ``None`` if it is missing."""
+    try:
+        data = backend.get(key)
+    except ObjectNotFoundError:
+        return None
+    if len(data) >= 1 << 22:
+        return blake3(data, max_threads=blake3.AUTO).hexdigest(), len(data)
+    return blake3(data).hexdigest(), len(data)
+
+
+def _workers(backend: Any) -> int:
+    if backend.concurrency > 1:
+        return int(backend.concurrency)
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+class _Checker:
+    """Collects problems by object and the reverse references that say what they affect."""
+
+    def __init__(self, runs: RunStore, progress: Progress | None) -> None:
+        self.runs = runs
+        self.backend = runs.backend
+        self.progress = progress
+        self.problems: dict[str, Problem] = {}
+        self.bad: dict[str, set[str]] = {"chunks": set(), "files": set(), "models": set()}
+        self.chunk_size: dict[str, int] = {}
+        self.file_chunks: dict[str, list[tuple[str, int]]] = {}
+        # reverse references: what to name when an object is damaged
+        self.file_users: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.model_users: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.model_files: dict[str, list[str]] = {}
+        self.checked: dict[str, int] = defaultdict(int)
+
+    def tick(self, stage: str, advance: int = 0, total: int | None = None) -> None:
+        if self.progress:
+            self.progress(stage, advance, total)
+
+    def problem(self, key: str, kind: str, detail: str, affects: Iterable[dict[str, Any]] = ()) -> None:
+        p = self.problems.get(key)
+        if p is None:
+            p = self.problems[key] = Problem(key, kind, detail)
+        for a in affects:
+            if a not in p.affects:
+                p.affects.append(a)
+
+    # ---- content ---------------------------------------------------------------------
+
+    def hash_chunks(self, digests: Sequence[str]) -> None:
+        """Re-hash chunks (each read once), concurrently."""
+        self.tick("hashing chunks", 0, len(digests))
+        keys = [content_key("chunks", d) for d in digests]
+        with ThreadPoolExecutor(_workers(self.backend), thread_name_prefix="casstore-verify") as pool:
+            for d, key, res in zip(digests, keys, pool.map(lambda k: _hash_object(self.backend, k), keys)):
+                self.tick("hashing chunks", 1)
+                self.checked["chunks"] += 1
+                if res is None:
+                    self.bad["chunks"].add(d)
+                    self.problem(key, "missing", "the chunk is missing")
+                    continue
+                actual, size = res
+                self.checked["bytes"] += size
+                self.chunk_size[d] = size
+                if actual != d:
+                    self.bad["chunks"].add(d)
+                    self.problem(key, "corrupt", f"its bytes hash to {actual}, not to the digest that names it")
+
+    def _read_recipe(self, d: str, key: str, data: bytes | None) -> Recipe | None:
+        self.checked["files"] += 1
+        if data is None:
+            self.bad["files"].add(d)
+            self.problem(key, "missing", "the file recipe is missing")
+            return None
+        try:
+            recipe = Recipe.decode(data, f"recipe {key}")
+        except CorruptRecordError as e:
+            self.bad["files"].add(d)
+            self.problem(key, "corrupt", str(e))
+            return None
+        self.file_chunks[d] = list(recipe.chunks)
+        return recipe
+
+    def check_recipes(self, digests: Sequence[str]) -> None:
+        """Check each recipe against the chunks already hashed: each is present, sound and
+        of the length the recipe records."""
+        self.tick("checking files", 0, len(digests))
+        keys = [content_key("files", d) for d in digests]
+        for (key, data), d in zip(read_many(self.backend, keys), digests):
+            self.tick("checking files", 1)
+            recipe = self._read_recipe(d, key, data)
+            if recipe is None:
+                continue
+            for c, n in recipe.chunks:
+                if c in self.bad["chunks"]:
+                    self.bad["files"].add(d)
+                elif c not in self.chunk_size:
+                    self.bad["files"].add(d)
+                    self.bad["chunks"].add(c)
+                    self.problem(content_key("chunks", c), "missing", "the chunk is missing")
+                elif self.chunk_size[c] != n:
+                    self.bad["files"].add(d)
+                    self.problem(key, "mismatch", f"chunk {c} has {self.chunk_size[c]} bytes, the recipe says {n}")
+
+    def check_files_deep(self, digests: Sequence[str]) -> None:
+        """Read each file through its recipe: every chunk re-hashed (once per store) and the
+        whole content re-hashed against the file's digest. Files are checked concurrently."""
+        self.tick("checking files", 0, len(digests))
+        keys = [content_key("files", d) for d in digests]
+        recipes = []
+        for (key, data), d in zip(read_many(self.backend, keys), digests):
+            recipe = self._read_recipe(d, key, data)
+            if recipe is None:
+                self.tick("checking files", 1)
+            else:
+                recipes.append((d, key, recipe))
+        with ThreadPoolExecutor(_workers(self.backend), thread_name_prefix="casstore-verify") as pool:
+            for d, (found, counts) in zip([r[0] for r in recipes], pool.map(lambda r: self._stream_file(*r), recipes)):
+                self.tick("checking files", 1)
+                for name, n in counts.items():
+                    self.checked[name] += n
+                for key, kind, detail in found:
+                    self.bad["files"].add(d)
+                    if key.startswith("chunks/"):
+                        self.bad["chunks"].add(key.rpartition("/")[2])
+                    self.problem(key, kind, detail)
+
+    def _stream_file(self, d: str, key: str, recipe: Recipe) -> tuple[list[tuple[str, str, str]], dict[str, int]]:
+        """Problems found reading one file, as ``(object, kind, detail)``, and what was checked."""
+        found: list[tuple[str, str, str]] = []
+        counts = {"chunks": 0, "bytes": 0, "deep_bytes": 0}
+        whole = blake3(max_threads=blake3.AUTO)
+        for c, n in recipe.chunks:
+            ckey = content_key("chunks", c)
+            try:
+                data = self.backend.get(ckey)
+            except ObjectNotFoundError:
+                found.append((ckey, "missing", "the chunk is missing"))
+                return found, counts
+            if c not in self.chunk_size:
+                actual = blake3(data).hexdigest()
+                if actual != c:
+                    found.append((ckey, "corrupt", f"its bytes hash to {actual}, not to the digest that names it"))
+                    return found, counts
+                self.chunk_size[c] = len(data)
+                counts["chunks"] += 1
+                counts["bytes"] += len(data)
+            if len(data) != n:
+                found.append((key, "mismatch", f"chunk {c} has {len(data)} bytes, the recipe says {n}"))
+                return found, counts
+            whole.update(data)
+        counts["deep_bytes"] += recipe.size
+        actual = whole.hexdigest()
+        if actual != d:
+            found.append((key, "corrupt", f"its chunks make up content that hashes to {actual}, not to the file's digest"))
+        return found, counts
+
+    def check_models(self, digests: Sequence[str], *, require: bool = False) -> None:
+        """Check model entries against their digests and the files they list."""
+        from casstore.models.entry import ModelEntry
+
+        self.tick("checking models", 0, len(digests))
+        keys = [content_key("models", d) for d in digests]
+        for (key, data), d in zip(read_many(self.backend, keys), digests):
+            self.tick("checking models", 1)
+            self.checked["models"] += 1
+            if data is None:
+                self.bad["models"].add(d)
+                self.problem(key, "missing", "the model entry is missing")
+                continue
+            actual = blake3(data).hexdigest()
+            if actual != d:
+                self.bad["models"].add(d)
+                self.problem(key, "corrupt", f"its bytes hash to {actual}, not to the model digest that names it")
+                continue
+            try:
+                entry = ModelEntry.from_dict(unpack(data, f"model entry {key}"), f"model entry {key}")
+            except CorruptRecordError as e:
+                self.bad["models"].add(d)
+                self.problem(key, "corrupt", str(e))
+                continue
+            self.model_files[d] = [f.digest for f in entry.files.values()]
+            for f in entry.files.values():
+                self.file_users[f.digest].append({"model_entry": d, "file": f.path})
+
+    # ---- records ---------------------------------------------------------------------
+
+    def check_runs(self, run_ids: Sequence[str]) -> tuple[set[str], set[str], int]:
+        """Check each run's seal, manifest and records; return the file and model digests
+        they bind and how many were skipped as deleted."""
+        from casstore.runs import layout
+
+        files: set[str] = set()
+        models: set[str] = set()
+        skipped = 0
+        self.tick("checking runs", 0, len(run_ids))
+        for run_id in run_ids:
+            self.tick("checking runs", 1)
+            if self.runs.is_deleted(run_id):
+                skipped += 1
+                continue
+            self.checked["runs"] += 1
+            who = {"run": run_id}
+            try:
+                view = self.runs.get_run(run_id)
+            except IntegrityError as e:
+                self.problem(_seal_object(self.runs, run_id), "corrupt", str(e), [who])
+                continue
+            except ObjectNotFoundError as e:
+                self.problem(layout.run_meta_key(run_id), "missing", str(e), [who])
+                continue
+            except CasstoreError as e:
+                self.problem(_seal_object(self.runs, run_id), "unreadable", str(e), [who])
+                continue
+            if view.sealed:
+                self.checked["manifests"] += 1
+            for path, entry in view.artifacts.items():
+                self.file_users[entry.digest].append({"run": run_id, "artifact": path})
+                files.add(entry.digest)
+            for name, ref in view.models.items():
+                self.model_users[ref.digest].append({"run": run_id, "model": name})
+                models.add(ref.digest)
+        return files, models, skipped
+
+    def check_registry(self, only_models: set[str] | None = None) -> set[str]:
+        """Record which live registry versions pin which model; return the pinned digests."""
+        pinned: set[str] = set()
+        try:
+            from casstore.registry import Registry
+        except ImportError:  # pragma: no cover - the registry is part of casstore
+            return pinned
+        reg = Registry(self.backend)
+        try:
+            names = [m.name for m in reg.list_models()]
+        except CasstoreError as e:
+            self.problem("registry/", "unreadable", str(e))
+            return pinned
+        for name in names:
+            try:
+                versions = reg.list_versions(name)
+            except CasstoreError as e:
+                self.problem(f"registry/{name}", "unreadable", str(e), [{"registered_model": name, "version": "*"}])
+                continue
+            for mv in versions:
+                if only_models is not None and mv.model_digest not in only_models:
+                    continue
+                self.checked["registry_versions"] += 1
+                self.model_users[mv.model_digest].append({"registered_model": name, "version": mv.version})
+                pinned.add(mv.model_digest)
+        return pinned
+
+    # ---- results ---------------------------------------------------------------------
+
+    def finish(self) -> list[Problem]:
+        """Attach to each problem what depends on the damaged object, through recipes,
+        model entries, runs and registry versions."""
+        chunk_files: dict[str, list[str]] = defaultdict(list)
+        if self.bad["chunks"]:
+            for f, chunks in self.file_chunks.items():
+                for c, _n in chunks:
+                    if c in self.bad["chunks"]:
+                        chunk_files[c].append(f)
+        for p in self.problems.values():
+            kind, _, rest = p.object.partition("/")
+            digest = rest.rpartition("/")[2]
+            files: list[str] = []
+            models: list[str] = []
+            if kind == "chunks":
+                files = chunk_files.get(digest, [])
+            elif kind == "files":
+                files = [digest]
+            elif kind == "models":
+                models = [digest]
+            for f in files:
+                for user in self.file_users.get(f, []):
+                    if "model_entry" in user:
+                        models.append(user["model_entry"])
+                    else:
+                        _add(p, user)
+                if not self.file_users.get(f):
+                    _add(p, {"file": f})
+            for m in dict.fromkeys(models):
+                users = self.model_users.get(m, [])
+                for user in users:
+                    _add(p, user)
+                if not users:
+                    _add(p, {"model_entry": m})
+        return sorted(self.problems.values(), key=lambda p: p.object)
+
+
+def _add(p: Problem, a: dict[str, Any]) -> None:
+    if a not in p.affects:
+        p.affects.append(a)
+
+
+def _seal_object(runs: RunStore, run_id: str) -> str:
+    from casstore.runs import layout
+
+    seal = None
+    try:
+        seal = runs.seal_record(run_id)
+    except CasstoreError:
+        return layout.seal_key(run_id)
+    if seal is None:
+        return f"runs/{run_id}/"
+    return layout.manifest_key(run_id, str(seal["digest"]))
+
+
+def verify_store(
+    runs: RunStore,
+    run_ids: Sequence[str] | None = None,
+    *,
+    deep: bool = False,
+    progress: Progress | None = None,
+) -> VerifyReport:
+    """Verify the whole store (``run_ids=None``) or what the given runs reference."""
+    t0 = time.perf_counter()
+    c = _Checker(runs, progress)
+    if run_ids is None:
+        c.tick("listing")
+        scan = scan_store(runs.backend)
+        if deep:
+            c.check_files_deep(sorted(scan.content["files"]))
+            c.hash_chunks(sorted(scan.content["chunks"] - set(c.chunk_size) - c.bad["chunks"]))
+        else:
+            c.hash_chunks(sorted(scan.content["chunks"]))
+            c.check_recipes(sorted(scan.content["files"]))
+        c.check_models(sorted(scan.content["models"]))
+        files, models, skipped = c.check_runs(sorted(scan.runs))
+        pinned = c.check_registry()
+        report = VerifyReport("all", deep, skipped_deleted_runs=skipped)
+        present_files, present_models = scan.content["files"], scan.content["models"]
+    else:
+        files, models, skipped = c.check_runs(list(dict.fromkeys(run_ids)))
+        pinned = c.check_registry(only_models=models)
+        c.check_models(sorted(models))
+        for m in models:
+            files.update(c.model_files.get(m, []))
+        ordered = sorted(files)
+        present_files = {f for f, ok in zip(ordered, runs.backend.exists_many([content_key("files", f) for f in ordered])) if ok}
+        c.check_files_deep(sorted(present_files))
+        present_models = set(c.model_files) | c.bad["models"]
+        report = VerifyReport("runs", True, skipped_deleted_runs=skipped)
+    # references to objects the store does not hold at all
+    for f in sorted(files - present_files):
+        c.problem(content_key("files", f), "missing", "no recipe for this file: its content is not in the store")
+    for m in sorted((models | pinned) - present_models):
+        c.problem(content_key("models", m), "missing", "the model entry is not in the store")
+    for m, mfiles in c.model_files.items():
+        for f in mfiles:
+            if f not in present_files and run_ids is None:
+                c.problem(content_key("files", f), "missing", "no recipe for this file: its content is not in the store")
+    report.problems = c.finish()
+    report.checked = dict(c.checked)
+    report.seconds = time.perf_counter() - t0
+    return report
