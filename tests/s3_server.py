@@ -30,6 +30,7 @@ import socketserver
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable
@@ -172,7 +173,10 @@ class FaultProxy:
 
     ``fail_rate`` answers that share of requests itself (503 SlowDown or 500
     InternalError, alternately); ``drop_rate`` closes the connection before
-    forwarding; ``lose_reply_rate`` forwards and then closes without replying.
+    forwarding; ``lose_reply_rate`` forwards and then closes without replying;
+    ``stall_rate`` holds a request ``stall_seconds`` before forwarding it (longer than
+    the client's read timeout: the client gives up, the request still lands).
+    A request whose body arrives incomplete (its sender died) is never forwarded.
     ``forward_limit`` set to ``n`` lets ``n`` more PUTs through, then drops every
     request until it is set back to ``None``. ``conditions`` plays a service that
     ``"ignore"``s ``If-None-Match`` (strips it; the loopback server does not check
@@ -187,6 +191,8 @@ class FaultProxy:
         self.fail_rate = 0.0
         self.drop_rate = 0.0
         self.lose_reply_rate = 0.0
+        self.stall_rate = 0.0
+        self.stall_seconds = 2.0
         self.forward_limit: int | None = None
         self.conditions = "honour"
         #: the most PUTs in flight at once, and the largest PUT body seen
@@ -245,6 +251,16 @@ class FaultProxy:
                 if (method is None or m == method) and (area is None or a == area)
             )
 
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no PUT is being relayed (a dead client's last requests have landed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._puts_in_flight == 0:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError("the proxy is still relaying PUTs")
+
     def reset_counts(self) -> None:
         with self._lock:
             self.requests.clear()
@@ -280,10 +296,12 @@ class FaultProxy:
             r -= self.drop_rate
             if r < self.lose_reply_rate:
                 return "lose"
+            r -= self.lose_reply_rate
+            if r < self.stall_rate:
+                return "stall"
             return "forward"
 
     def _relay(self, h: Any) -> None:
-        body = _read_body(h)
         method = h.command
         kind = "COPY" if "x-amz-copy-source" in h.headers else method  # a copy is a PUT with no body
         with self._lock:
@@ -291,8 +309,14 @@ class FaultProxy:
             if method == "PUT":
                 self._puts_in_flight += 1
                 self.max_concurrent_puts = max(self.max_concurrent_puts, self._puts_in_flight)
-                self.max_put_body = max(self.max_put_body, len(body))
         try:
+            body = _read_body(h)
+            if body is None:  # the sender died mid-body: nothing to forward
+                h.close_connection = True
+                return
+            if method == "PUT":
+                with self._lock:
+                    self.max_put_body = max(self.max_put_body, len(body))
             self._relay_body(h, method, body)
         finally:
             if method == "PUT":
@@ -319,8 +343,10 @@ class FaultProxy:
             code, status = ("SlowDown", 503) if slow else ("InternalError", 500)
             self._reply_error(h, status, code)
             return
+        if action == "stall":
+            time.sleep(self.stall_seconds)
         status, reason, headers, payload = self._forward(h, method, body)
-        if action == "lose":
+        if action in ("lose", "stall"):
             h.close_connection = True
             return
         h.send_response(status, reason)
@@ -378,16 +404,21 @@ class FaultProxy:
         self.close()
 
 
-def _read_body(h: Any) -> bytes:
-    """The request body, de-chunked if it came with ``Transfer-Encoding: chunked``."""
+def _read_body(h: Any) -> bytes | None:
+    """The request body, de-chunked if it came with ``Transfer-Encoding: chunked``;
+    None if the connection ended before the whole body arrived."""
     length = h.headers.get("Content-Length")
     if length is not None:
-        return bytes(h.rfile.read(int(length)))
+        body = bytes(h.rfile.read(int(length)))
+        return body if len(body) == int(length) else None
     if h.headers.get("Transfer-Encoding", "").lower() != "chunked":
         return b""
     out = bytearray()
     while True:
-        size = int(h.rfile.readline().split(b";")[0].strip() or b"0", 16)
+        line = h.rfile.readline()
+        if not line:
+            return None
+        size = int(line.split(b";")[0].strip() or b"0", 16)
         if size == 0:
             while h.rfile.readline() not in (b"\r\n", b"\n", b""):
                 pass

@@ -33,8 +33,10 @@ __all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST", "chunk_key", "recipe_key"]
 
 EMPTY_DIGEST = hash_bytes(b"")
 
-# block size of the hashing pass over a local file (two such buffers are in use)
+# reads go in blocks of this size (at least two maximum chunks): two buffers for the
+# hashing pass over a local file, a ring of _RING for the storing pass
 _READ_BLOCK = 8 << 20
+_RING = 3
 
 Progress = Callable[[int], None]
 
@@ -52,6 +54,42 @@ class Stored(NamedTuple):
 
     digest: str
     size: int
+
+
+def _filler(stream: IO[bytes]) -> Callable[[memoryview], int]:
+    """A function that fills a buffer from ``stream`` and returns how many bytes it got
+    (fewer than asked only at the end of the stream)."""
+    readinto = getattr(stream, "readinto", None)
+
+    def fill(buf: memoryview) -> int:
+        got = 0
+        while got < len(buf):
+            if readinto is not None:
+                n = readinto(buf[got:])
+            else:
+                data = stream.read(len(buf) - got)
+                n = len(data)
+                buf[got : got + n] = data
+            if not n:
+                break
+            got += n
+        return got
+
+    return fill
+
+
+def _wait_all(futures: list[Future[object]]) -> None:
+    """Wait for every future (raising the first error) and forget them."""
+    try:
+        for f in futures:
+            f.result()
+    finally:
+        futures.clear()
+
+
+def _changed(before: os.stat_result, after: os.stat_result) -> bool:
+    """Whether a file was written to between two ``fstat`` calls."""
+    return (before.st_size, before.st_mtime_ns, before.st_ctime_ns) != (after.st_size, after.st_mtime_ns, after.st_ctime_ns)
 
 
 def _max_in_flight(given: int | None, backend: Backend) -> int:
@@ -164,29 +202,17 @@ class ObjectStore:
 
     def put_stream(self, stream: IO[bytes], progress: Progress | None = None) -> Stored:
         """Store everything read from a binary stream, in one pass."""
-        whole = new_hasher()
-        size = 0
-        chunks: list[tuple[str, int]] = []
-        sink = _ChunkSink(self)
-        try:
-            for ch in self.chunker.cut_stream(stream):
-                whole.update(ch)
-                d = hash_bytes(ch)
-                chunks.append((d, len(ch)))
-                size += len(ch)
-                sink.add(d, ch)
-                if progress:
-                    progress(len(ch))
-        finally:
-            sink.close()
-        digest = whole.hexdigest()
-        self._put_recipe(digest, Recipe(size, tuple(chunks)))  # or freshen the existing one
-        return Stored(digest, size)
+        stored, recipe = self._store_stream(stream, progress)
+        self._put_recipe(stored.digest, recipe)  # or freshen the existing one
+        return stored
 
     def put_file(self, path: str | os.PathLike[str], progress: Progress | None = None) -> Stored:
         """Store a local file; return its ``(digest, size)``.
 
-        Content the store already has costs one hash pass and one existence check.
+        New content is read once (chunked, hashed and written in one pass). Content the
+        store already has costs one hash pass and one existence check: when the file's
+        first chunk is stored already, the whole file is hashed first, and nothing more
+        is done if the store has it. A file that changes meanwhile is refused.
         """
         path = os.fspath(path)
         try:
@@ -200,31 +226,44 @@ class ObjectStore:
         except OSError as e:
             raise LocalFileError(f"cannot log {path!r}: {e.strerror or e}") from e
         with f:
-            st = os.fstat(f.fileno())
-            if stat_mod.S_ISDIR(st.st_mode):
+            before = os.fstat(f.fileno())
+            if stat_mod.S_ISDIR(before.st_mode):
                 raise LocalFileError(f"cannot log {path!r}: it is a directory, not a file")
-            if not stat_mod.S_ISREG(st.st_mode):
+            if not stat_mod.S_ISREG(before.st_mode):
                 # a pipe or device: one streaming pass
                 return self.put_stream(f, progress)
             try:
-                digest = self._hash_file(f, st.st_size)
+                expected = None
+                if self._first_chunk_stored(f):
+                    expected = self._hash_file(f, before.st_size)
+                    if self.touch_file(expected):
+                        if progress:
+                            progress(before.st_size)
+                        return Stored(expected, before.st_size)
+                    f.seek(0)
+                stored, recipe = self._store_stream(f, progress)
+                after = os.fstat(f.fileno())
+            except CasstoreError:
+                raise  # the store failed (StoreUnavailableError is an OSError too), not the file
             except OSError as e:
                 raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
-            if self.touch_file(digest):
-                if progress:
-                    progress(st.st_size)
-                return Stored(digest, st.st_size)
-            f.seek(0)
-            try:
-                stored = self._chunk_seekable(f, digest, progress)
-            except OSError as e:
-                raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
-            if stored.digest != digest:
+            if (expected is not None and stored.digest != expected) or stored.size != after.st_size or _changed(before, after):
                 raise LocalFileError(
-                    f"{path!r} changed while it was being stored (its digest went from {digest} to "
-                    f"{stored.digest}); nothing was recorded. Log it again once it is no longer being written."
+                    f"{path!r} changed while it was being stored (size {before.st_size} -> {after.st_size}, "
+                    f"read {stored.size} bytes); nothing was recorded. Log it again once it is no longer being written."
                 )
+            self._put_recipe(stored.digest, recipe)  # or freshen the existing one
             return stored
+
+    def _first_chunk_stored(self, f: IO[bytes]) -> bool:
+        """Whether the file's first chunk is in the store: the hint that the whole file may
+        be (a wrong guess costs time, never correctness). Leaves ``f`` at its start."""
+        head = f.read(self.config.chunker.max_size)  # enough to cut the first chunk exactly
+        f.seek(0)
+        if not head:
+            return False
+        first = next(iter(self.chunker.cut_buffer(head)))
+        return self.backend.exists(chunk_key(hash_bytes(first)))
 
     def _hash_file(self, f: IO[bytes], size: int) -> str:
         """BLAKE3 of an open file, reading one block while the previous one is hashed.
@@ -248,30 +287,66 @@ class ObjectStore:
                 pending = pool.submit(h.update, view[:n])
         return h.hexdigest()
 
-    def _chunk_seekable(self, f: IO[bytes], expected: str, progress: Progress | None) -> Stored:
-        """Second pass over a new file: chunk, hash and store, re-hashing the whole file in a
-        helper thread (BLAKE3 releases the GIL) so a concurrent change is detected."""
+    def _store_stream(self, stream: IO[bytes], progress: Progress | None) -> tuple[Stored, Recipe]:
+        """The storing pass: cut, hash and store the chunks of a stream; return its digest,
+        size and recipe (the caller writes the recipe).
+
+        Work overlaps in threads (BLAKE3, reads and writes release the GIL): one reads
+        ahead, one hashes the whole stream block by block, this one cuts and hashes
+        chunks, and on a local disk one writes them. Blocks go into a small ring of
+        buffers, each with ``max_size`` bytes in front for the previous block's uncut
+        tail, so only that tail is ever copied. A buffer is refilled only once the hash
+        and the writes reading it are done.
+        """
+        reserve = self.config.chunker.max_size
+        block = max(_READ_BLOCK, 2 * reserve)
+        ring = [bytearray(reserve + block) for _ in range(_RING)]
+        users: list[list[Future[object]]] = [[] for _ in ring]
         whole = new_hasher()
         chunks: list[tuple[str, int]] = []
         size = 0
         sink = _ChunkSink(self)
-        with ThreadPoolExecutor(1, thread_name_prefix="casstore-hash") as pool:
-            try:
-                for ch in self.chunker.cut_stream(f):
-                    fut: Future[object] = pool.submit(whole.update, ch)
-                    d = hash_bytes(ch)
-                    fut.result()
+        fill = _filler(stream)
+        reader = ThreadPoolExecutor(1, thread_name_prefix="casstore-read")
+        hasher = ThreadPoolExecutor(1, thread_name_prefix="casstore-hash")
+        writer = None if sink.batched else ThreadPoolExecutor(1, thread_name_prefix="casstore-write")
+        try:
+            reading = reader.submit(fill, memoryview(ring[0])[reserve:])
+            tail = memoryview(b"")
+            for i in itertools.count():
+                buf = memoryview(ring[i % _RING])
+                n = reading.result()
+                final = n < block
+                start = reserve - len(tail)
+                buf[start:reserve] = tail  # tail points into the previous buffer, still untouched
+                if n:
+                    users[i % _RING].append(hasher.submit(whole.update, buf[reserve : reserve + n]))
+                if not final:
+                    _wait_all(users[(i + 1) % _RING])
+                    reading = reader.submit(fill, memoryview(ring[(i + 1) % _RING])[reserve:])
+                view = buf[start : reserve + n]
+                cut, used = self.chunker.cut_block(view, final)
+                for ch in cut:
+                    d = hash_bytes(ch, parallel=False)
                     chunks.append((d, len(ch)))
                     size += len(ch)
-                    sink.add(d, ch)
+                    if writer is None:
+                        sink.add(d, ch)  # copies what it keeps
+                    else:
+                        users[i % _RING].append(writer.submit(sink.add, d, ch))
                     if progress:
                         progress(len(ch))
-            finally:
-                sink.close()
-        digest = whole.hexdigest()
-        if digest == expected:
-            self._put_recipe(digest, Recipe(size, tuple(chunks)))
-        return Stored(digest, size)
+                tail = view[used:]
+                if final:
+                    break
+            for u in users:
+                _wait_all(u)
+            sink.close()
+        finally:
+            for pool in (reader, hasher, writer):
+                if pool is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
+        return Stored(whole.hexdigest(), size), Recipe(size, tuple(chunks))
 
     def _put_recipe(self, digest: str, recipe: Recipe) -> None:
         self.backend.put_blob(recipe_key(digest), recipe.encode())

@@ -1,0 +1,194 @@
+"""Faults between casstore and S3: a loopback proxy in front of the S3 server fails,
+drops, stalls or loses the replies of a share of requests. Puts and gets succeed
+through retries; races stay exact; an upload cut off midway (by the network, or by
+SIGKILL) leaves only whole, verified objects, and running it again sends only what
+is missing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from blake3 import blake3
+from s3_server import FaultProxy, S3Target
+
+from casstore.backend import Backend, open_backend
+from casstore.exceptions import StoreUnavailableError
+from casstore.objects import ObjectStore, open_store
+from casstore.objects.recipes import Recipe
+from casstore.runs import open_run_store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def proxy(s3_env: S3Target) -> Iterator[FaultProxy]:
+    if not (s3_env.endpoint_url or "").startswith("http://"):
+        pytest.skip("the fault proxy forwards plain HTTP only")
+    with FaultProxy(s3_env.endpoint_url or "", seed=5) as p:
+        yield p
+
+
+def _random_file(path: Path, size: int, seed: int) -> bytes:
+    import random
+
+    data = random.Random(seed).randbytes(size)
+    path.write_bytes(data)
+    return data
+
+
+def _assert_only_whole_objects(direct: Backend) -> set[str]:
+    """Every chunk hashes to its name; every recipe's chunks are all there. Returns the chunk digests."""
+    chunks = set()
+    for key in direct.list("chunks/"):
+        name = key.rsplit("/", 1)[-1]
+        assert blake3(direct.get(key)).hexdigest() == name, f"{key} is not whole"
+        chunks.add(name)
+    for key in direct.list("files/"):
+        recipe = Recipe.decode(direct.get(key), key)
+        missing = [d for d, _ in recipe.chunks if d not in chunks]
+        assert not missing, f"recipe {key} is visible but {len(missing)} of its chunks are not"
+    return chunks
+
+
+def test_puts_and_gets_succeed_through_injected_faults(s3_env: S3Target, proxy: FaultProxy, tmp_path: Path) -> None:
+    url = s3_env.fresh_url()
+    store = open_run_store(url, {"endpoint_url": proxy.endpoint_url, "max_attempts": 12})
+    proxy.fail_rate, proxy.drop_rate, proxy.lose_reply_rate = 0.15, 0.05, 0.05
+    handle = store.create_run(store.get_or_create_experiment("faults"))
+    big = _random_file(tmp_path / "big.bin", 5 << 20, seed=1)
+    handle.log_file("big.bin", tmp_path / "big.bin")
+    for i in range(8):
+        handle.log_bytes(f"small/{i}.txt", f"small file {i}".encode())
+        handle.log_param(f"p{i}", str(i))
+    digest = handle.end()
+
+    view = store.get_run(handle.run_id)
+    assert view.digest == digest and view.params == {f"p{i}": str(i) for i in range(8)}
+    store.objects.get_file(view.artifacts["big.bin"].digest, tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == big
+    for i in range(8):
+        assert store.objects.get_bytes(view.artifacts[f"small/{i}.txt"].digest) == f"small file {i}".encode()
+    assert sum(proxy.faults.values()) >= 20, f"too few faults were injected to show anything: {proxy.faults}"
+    assert {"fail", "drop", "lose"} <= set(proxy.faults)
+    _assert_only_whole_objects(open_backend(url))
+
+
+def test_races_stay_exact_when_replies_are_lost_or_late(s3_env: S3Target, proxy: FaultProxy) -> None:
+    opts = {"endpoint_url": proxy.endpoint_url, "max_attempts": 12, "config_kwargs": {"read_timeout": 0.5}}
+    backend = open_backend(s3_env.fresh_url(), opts)
+    proxy.lose_reply_rate, proxy.stall_rate, proxy.stall_seconds = 0.25, 0.1, 1.0
+    n_threads, rounds = 6, 4
+    won: dict[tuple[int, int], bool] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n_threads)
+
+    def racer(t: int) -> None:
+        try:
+            for r in range(rounds):
+                barrier.wait(timeout=120)
+                won[(t, r)] = backend.put_if_absent(f"runs/race/{r}", f"writer {t}".encode())
+        except BaseException as e:
+            errors.append(e)
+            barrier.abort()
+
+    threads = [threading.Thread(target=racer, args=(t,)) for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=300)
+    assert not errors, errors
+    assert proxy.faults["lose"] + proxy.faults["stall"] > 0
+    for r in range(rounds):
+        winners = [t for t in range(n_threads) if won[(t, r)]]
+        assert len(winners) == 1, f"round {r}: {len(winners)} winners"
+        assert backend.get(f"runs/race/{r}") == f"writer {winners[0]}".encode()
+
+
+def _upload_again_sends_only_the_rest(
+    objects: ObjectStore, proxy: FaultProxy, direct: Backend, src: Path, data: bytes
+) -> None:
+    present = _assert_only_whole_objects(direct)
+    assert list(direct.list("files/")) == [], "a recipe was published for an unfinished upload"
+    proxy.reset_counts()
+    digest, size = objects.put_file(src)
+    n_chunks = len(objects.recipe(digest).chunks)
+    assert 0 < len(present) < n_chunks, "the upload was not cut off midway"
+    assert proxy.count("PUT", "chunks") == n_chunks - len(present)
+    assert objects.get_bytes(digest) == data and size == len(data)
+
+
+def test_an_upload_cut_off_by_the_network_completes_when_run_again(
+    s3_env: S3Target, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    url = s3_env.fresh_url()
+    objects = open_store(url, {"endpoint_url": proxy.endpoint_url, "max_attempts": 2}, max_in_flight=4)
+    data = _random_file(tmp_path / "w.bin", 10 << 20, seed=2)
+    proxy.forward_limit = 3  # then the network goes away
+    with pytest.raises(StoreUnavailableError, match="after 2 attempts"):
+        objects.put_file(tmp_path / "w.bin")
+    proxy.forward_limit = None
+    proxy.wait_idle()
+    _upload_again_sends_only_the_rest(objects, proxy, open_backend(url), tmp_path / "w.bin", data)
+
+
+_CHILD = """
+import sys
+from casstore.runs import open_run_store
+store = open_run_store(sys.argv[1], {"endpoint_url": sys.argv[2]})
+store.open_run(sys.argv[3]).log_file("model/weights.bin", sys.argv[4])
+print("finished", flush=True)
+"""
+
+
+def test_a_writer_killed_midway_leaves_whole_objects_and_a_rerun_completes(
+    s3_env: S3Target, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    url = s3_env.fresh_url()
+    store = open_run_store(url, {"endpoint_url": proxy.endpoint_url})
+    run_id = store.create_run(store.get_or_create_experiment("killed")).run_id
+    data = _random_file(tmp_path / "weights.bin", 10 << 20, seed=3)
+    proxy.reset_counts()
+    proxy.forward_limit = 4  # the writer stalls, retrying, after a few chunks: kill it there
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, url, proxy.endpoint_url, run_id, str(tmp_path / "weights.bin")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while proxy.count("PUT", "chunks") < 4 and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert child.poll() is None, f"the writer exited early: {child.communicate()}"
+        time.sleep(0.2)  # let it reach the dropped requests
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.communicate()
+    proxy.forward_limit = None
+    time.sleep(0.2)
+    proxy.wait_idle()
+
+    direct = open_backend(url)
+    assert "model/weights.bin" not in store.get_run(run_id).artifacts
+    handle = store.open_run(run_id)
+    objects = handle.store.objects
+    present = _assert_only_whole_objects(direct)
+    proxy.reset_counts()
+    entry = handle.log_file("model/weights.bin", tmp_path / "weights.bin")
+    n_chunks = len(objects.recipe(entry.digest).chunks)
+    assert 0 < len(present) < n_chunks
+    assert proxy.count("PUT", "chunks") == n_chunks - len(present)
+    handle.end()
+    assert store.objects.get_bytes(store.get_run(run_id).artifacts["model/weights.bin"].digest) == data
