@@ -107,6 +107,28 @@ class Chunker:
         for ch in self._cdc.cut_buf(buf):
             yield ch.data
 
+    def cut_block(self, block: memoryview, final: bool) -> tuple[list[memoryview], int]:
+        """Cut the chunks of one block of a longer stream that what follows cannot change.
+
+        Return them and the number of bytes they cover; the rest of ``block`` must come
+        again at the start of the next block. With ``final`` (nothing follows) the whole
+        block is cut. A cut looks at most ``max_size`` bytes past a chunk's start, so the
+        chunks are exactly those of :meth:`cut_buffer` over the whole stream.
+
+        >>> c = Chunker(ChunkerParams(min_size=64, avg_size=256, max_size=1024))
+        >>> data = bytes(range(256)) * 20
+        >>> chunks, used = c.cut_block(memoryview(data)[:3000], final=False)
+        >>> used <= 3000 - 1024 + max(len(ch) for ch in chunks)
+        True
+        """
+        chunks: list[memoryview] = []
+        horizon = len(block) - self.params.max_size
+        for ch in self._cdc.cut_buf(block):
+            if not final and ch.offset > horizon:
+                return chunks, ch.offset
+            chunks.append(ch.data)
+        return chunks, len(block)
+
     def cut_stream(self, stream: IO[bytes]) -> Iterator[memoryview]:
         """Yield chunks of a binary stream. Each memoryview is valid only until the next
         one is requested; memory stays at about two maximum-size chunks."""

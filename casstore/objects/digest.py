@@ -16,16 +16,19 @@ _DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 _THREADS_MIN = 1 << 20
 
 
-def hash_bytes(data: bytes | bytearray | memoryview) -> str:
-    """The 64-hex BLAKE3 digest of ``data`` (what ``b3sum`` prints)."""
-    if len(data) >= _THREADS_MIN:
+def hash_bytes(data: bytes | bytearray | memoryview, *, parallel: bool = True) -> str:
+    """The 64-hex BLAKE3 digest of ``data`` (what ``b3sum`` prints).
+
+    ``parallel=False`` keeps to the calling thread, for callers that already keep every
+    core busy (the GIL is released either way)."""
+    if parallel and len(data) >= _THREADS_MIN:
         return blake3(data, max_threads=blake3.AUTO).hexdigest()
     return blake3(data).hexdigest()
 
 
-def new_hasher() -> blake3:
+def new_hasher(*, parallel: bool = True) -> blake3:
     """An incremental BLAKE3 hasher that may use several threads on large updates."""
-    return blake3(max_threads=blake3.AUTO)
+    return blake3(max_threads=blake3.AUTO) if parallel else blake3()
 
 
 def is_digest(s: object) -> bool:

@@ -12,6 +12,7 @@ between the two (the durability barrier).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import os
@@ -341,6 +342,11 @@ class ObjectStore:
                     break
             for u in users:
                 _wait_all(u)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                sink.close()  # shut its threads down; the first error is the one to report
+            raise
+        else:
             sink.close()
         finally:
             for pool in (reader, hasher, writer):
