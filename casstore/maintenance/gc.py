@@ -184,15 +184,17 @@ def collect_garbage(
     *,
     grace: float = DEFAULT_GRACE,
     dry_run: bool = False,
+    slack: float = CLOCK_SLACK,
     progress: Progress | None = None,
 ) -> GcReport:
     """Run one gc pass over the store on ``backend`` (see the module docstring).
 
     With ``dry_run`` nothing is written or deleted: the report says what a real run
-    would delete now and mark for later.
+    would delete now and mark for later. ``slack`` widens the freshness check against
+    timestamp granularity and clock steps.
     """
-    if grace < 0:
-        raise InvalidInputError(f"the grace period must not be negative, got {grace}s")
+    if grace < 0 or slack < 0:
+        raise InvalidInputError(f"the grace period and slack must not be negative, got {grace}s and {slack}s")
 
     def tick(stage: str, advance: int = 0, total: int | None = None) -> None:
         if progress:
@@ -244,7 +246,7 @@ def collect_garbage(
             kept_now: list[str] = []
             for d in todo:
                 key = content_key(kind, d)
-                limit = threshold[(kind, d)] - CLOCK_SLACK
+                limit = threshold[(kind, d)] - slack
                 tick("deleting", 1)
                 try:
                     info = backend.info(key)

@@ -1,0 +1,117 @@
+"""A process logging while another collects garbage loses nothing.
+
+The writer keeps logging versions of a few contents (so it deduplicates, at file and at
+chunk level, against data that deleted runs left behind and that gc has marked) and
+deletes half of its runs; the collector runs gc in a loop with a short grace period.
+Afterwards every run that was not deleted must read back whole and verified.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from casstore.maintenance.gc import collect_garbage
+from casstore.maintenance.verify import verify_store
+from casstore.objects import ChunkerParams, open_store
+from casstore.runs import RunStore
+
+SMALL = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
+
+
+def _store(url: str) -> RunStore:
+    return RunStore(open_store(url, chunker=SMALL))
+
+
+def writer(url: str, seed: int, seconds: float, results: Any) -> None:
+    """For ``seconds``: each run logs a new content and an older one (or an edit of it) that
+    runs deleted a moment ago left behind, so it is garbage that gc has just marked or is
+    sweeping. About a third of the runs are kept; the others are deleted at once."""
+    try:
+        rng = random.Random(seed)
+        store = _store(url)
+        exp = store.get_or_create_experiment("race")
+        bases: list[bytes] = []
+        logged: list[tuple[str, bool, dict[str, str]]] = []
+        stop = time.monotonic() + seconds
+        while time.monotonic() < stop:
+            bases.append(rng.randbytes(24_000))
+            old = rng.choice(bases[-14:-3] or bases)
+            if rng.random() < 0.5:  # an edit: shares most chunks with the garbage version
+                at = rng.randrange(len(old))
+                old = old[:at] + rng.randbytes(8) + old[at:]
+            h = store.create_run(exp)
+            files = {"new.bin": h.log_bytes("new.bin", bases[-1]).digest,
+                     "old.bin": h.log_bytes("old.bin", old).digest}
+            h.end()
+            keep = rng.random() < 0.35
+            if not keep:
+                store.delete_run(h.run_id, "race test")
+            logged.append((h.run_id, not keep, files))
+            time.sleep(rng.random() * 0.06)
+        results.put(("writer", logged, None))
+    except BaseException as e:  # reported to the parent, which fails the test with it
+        results.put(("writer", [], f"{type(e).__name__}: {e}"))
+
+
+def collector(url: str, seconds: float, results: Any) -> None:
+    """Collect garbage in a loop with a short grace period for ``seconds``."""
+    try:
+        store = _store(url)
+        deleted = kept = passes = 0
+        stop = time.monotonic() + seconds
+        while time.monotonic() < stop:
+            r = collect_garbage(store.backend, grace=0.3, slack=0.0)
+            deleted += r.deleted_total
+            kept += r.kept_fresh
+            passes += 1
+        results.put(("gc", {"deleted": deleted, "kept": kept, "passes": passes}, None))
+    except BaseException as e:
+        results.put(("gc", {}, f"{type(e).__name__}: {e}"))
+
+
+@pytest.mark.parametrize("round_", [1, 2])
+def test_a_writer_racing_gc_loses_nothing(tmp_path: Path, round_: int) -> None:
+    url = str(tmp_path / "store")
+    _store(url)  # create the store with the small chunker before the racers open it
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    seconds = 4.0
+    procs = [
+        ctx.Process(target=writer, args=(url, round_, seconds, results)),
+        ctx.Process(target=collector, args=(url, seconds + 1.0, results)),
+    ]
+    for p in procs:
+        p.start()
+    got = {}
+    for _ in procs:
+        who, value, err = results.get(timeout=120)
+        assert err is None, f"{who} failed: {err}"
+        got[who] = value
+    for p in procs:
+        p.join(timeout=60)
+
+    store = _store(url)
+    logged = got["writer"]
+    live = [run_id for run_id, deleted, _ in logged if not deleted]
+    assert live and len(live) < len(logged)
+    assert got["gc"]["deleted"] > 0, "gc deleted nothing: the race was not exercised"
+    report = verify_store(store, live)
+    assert report.ok, [p.to_dict() for p in report.problems]
+    for run_id, deleted, files in logged:
+        if deleted:
+            continue
+        view = store.get_run(run_id)
+        assert {p: a.digest for p, a in view.artifacts.items()} == files
+        for digest in files.values():
+            store.objects.verify_file(digest)
+    # and once the writer is gone, gc converges on exactly what the live runs need
+    for _ in range(2):
+        collect_garbage(store.backend, grace=0, slack=0)
+        time.sleep(0.02)
+    assert verify_store(store).ok

@@ -1,0 +1,161 @@
+"""`casstore verify` finds a flipped byte, a deleted chunk, a tampered manifest, a damaged
+recipe or model entry, and names what each affects; exit status 1 for any of them."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from casstore.cli import cli
+from casstore.maintenance.verify import verify_store
+from casstore.objects import ChunkerParams, open_store
+from casstore.objects.digest import fanout_key
+from casstore.runs import RunStore
+
+SMALL = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
+
+
+class Fixture:
+    def __init__(self, root: Path) -> None:
+        rng = random.Random(7)
+        self.root = root
+        self.store = RunStore(open_store(str(root), chunker=SMALL))
+        exp = self.store.get_or_create_experiment("verify")
+        self.shared = rng.randbytes(40_000)
+        a = self.store.create_run(exp, run_name="a")
+        a.log_bytes("data/shared.bin", self.shared)
+        a.log_bytes("only_a.txt", b"a" * 3000)
+        self.a_digest = a.end()
+        b = self.store.create_run(exp, run_name="b")
+        b.log_bytes("copy/shared.bin", self.shared)
+        b.log_bytes("only_b.bin", rng.randbytes(20_000))
+        b.end()
+        self.a, self.b = a.run_id, b.run_id
+        self.shared_digest = self.store.get_run(self.a).artifacts["data/shared.bin"].digest
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def shared_chunk(self) -> str:
+        return self.store.objects.chunk_digests(self.shared_digest)[1]
+
+    def verify(self, *args: str) -> tuple[int, str, str]:
+        r = CliRunner().invoke(cli, ["verify", "--store", str(self.root), *args])
+        return r.exit_code, r.stdout, r.stderr
+
+
+@pytest.fixture
+def fx(tmp_path: Path) -> Fixture:
+    return Fixture(tmp_path / "store")
+
+
+def test_a_sound_store_verifies_with_exit_0(fx: Fixture) -> None:
+    code, out, _ = fx.verify("--all")
+    assert code == 0 and out.startswith("OK: verified")
+    code, out, _ = fx.verify("--all", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["ok"] is True and report["problems"] == []
+    assert report["checked"]["runs"] == 2 and report["checked"]["manifests"] == 2
+    assert report["checked"]["chunks"] == len(list(fx.store.objects.iter_chunks()))
+    assert fx.verify(fx.a)[0] == 0
+    assert fx.verify("--all", "--deep")[0] == 0
+
+
+def test_a_flipped_byte_in_a_chunk(fx: Fixture) -> None:
+    chunk = fx.shared_chunk()
+    p = fx.path(fanout_key("chunks", chunk))
+    data = bytearray(p.read_bytes())
+    data[100] ^= 0x01
+    p.write_bytes(bytes(data))
+    code, out, err = fx.verify("--all")
+    assert code == 1
+    assert f"CORRUPT chunks/{chunk[:2]}/{chunk[2:4]}/{chunk}" in out
+    assert f"affects run {fx.a} artifact data/shared.bin" in out
+    assert f"affects run {fx.b} artifact copy/shared.bin" in out
+    assert "FAILED" in err
+    # a run's own verification finds it too, and so does the JSON report
+    code, out, _ = fx.verify(fx.b, "--json")
+    report = json.loads(out)
+    assert code == 1 and report["ok"] is False
+    (problem,) = report["problems"]
+    assert problem["kind"] == "corrupt" and problem["object"].endswith(chunk)
+    assert {"run": fx.b, "artifact": "copy/shared.bin"} in problem["affects"]
+
+
+def test_a_deleted_chunk(fx: Fixture) -> None:
+    chunk = fx.shared_chunk()
+    fx.path(fanout_key("chunks", chunk)).unlink()
+    code, out, _ = fx.verify("--all")
+    assert code == 1
+    assert f"MISSING chunks/{chunk[:2]}/{chunk[2:4]}/{chunk}" in out
+    assert f"affects run {fx.a} artifact data/shared.bin" in out
+    assert fx.verify(fx.a)[0] == 1
+    assert fx.verify(fx.a, fx.b)[0] == 1
+
+
+def test_a_tampered_manifest(fx: Fixture) -> None:
+    key = f"runs/{fx.a}/manifests/{fx.a_digest}"
+    p = fx.path(key)
+    p.write_bytes(p.read_bytes().replace(b"only_a.txt", b"only_X.txt"))
+    code, out, _ = fx.verify("--all")
+    assert code == 1
+    assert f"CORRUPT {key}" in out and f"affects run {fx.a}" in out
+    code, out, _ = fx.verify(fx.a, "--json")
+    assert code == 1 and json.loads(out)["problems"][0]["object"] == key
+    assert fx.verify(fx.b)[0] == 0  # the other run is untouched
+
+
+def test_a_damaged_recipe_and_a_recipe_that_lies(fx: Fixture) -> None:
+    from casstore.objects.recipes import Recipe
+
+    only_b = fx.store.get_run(fx.b).artifacts["only_b.bin"].digest
+    fx.path(fanout_key("files", only_b)).write_bytes(b"\x93garbage")
+    code, out, _ = fx.verify("--all")
+    assert code == 1 and f"CORRUPT files/{only_b[:2]}/{only_b[2:4]}/{only_b}" in out
+    assert f"affects run {fx.b} artifact only_b.bin" in out
+
+    # a well-formed recipe listing real chunks of other content: only a deep check sees it
+    other = fx.store.objects.recipe(fx.shared_digest)
+    fx.path(fanout_key("files", only_b)).write_bytes(Recipe(other.size, other.chunks).encode())
+    assert fx.verify("--all")[0] == 0
+    code, out, _ = fx.verify("--all", "--deep")
+    assert code == 1 and "not to the file's digest" in out
+    assert fx.verify(fx.b)[0] == 1  # run scope always re-hashes whole files
+
+
+def test_a_missing_recipe_and_a_damaged_model_entry(fx: Fixture) -> None:
+    from casstore.registry import Registry
+
+    h = fx.store.create_run(fx.store.get_or_create_experiment("verify"))
+    w = h.log_bytes("m/model.bin", b"weights" * 500)
+    entry = {"v": 1, "kind": "model", "name": "m", "run_id": h.run_id, "created": "", "flavors": {"python_function": {}},
+             "files": {"model.bin": {"digest": w.digest, "size": w.size}}}
+    model = h.add_model("m", entry)
+    h.end()
+    Registry(fx.store.backend).create_version("fraud", model, run_id=h.run_id)
+    assert fx.verify("--all")[0] == 0
+    p = fx.path(fanout_key("models", model))
+    p.write_bytes(p.read_bytes() + b" ")
+    code, out, _ = fx.verify("--all")
+    assert code == 1 and f"CORRUPT models/{model[:2]}/{model[2:4]}/{model}" in out
+    assert f"affects run {h.run_id} model m" in out
+    assert "affects registered model fraud version 1" in out
+    fx.path(fanout_key("files", w.digest)).unlink()
+    code, out, _ = fx.verify(h.run_id)
+    assert code == 1 and f"MISSING files/{w.digest[:2]}/{w.digest[2:4]}/{w.digest}" in out
+
+
+def test_deleted_runs_are_skipped(fx: Fixture) -> None:
+    fx.store.delete_run(fx.a)
+    fx.path(fanout_key("files", fx.store.get_run(fx.a).artifacts["only_a.txt"].digest)).unlink()
+    report = verify_store(fx.store)
+    assert report.ok and report.skipped_deleted_runs == 1
+
+
+def test_verify_needs_runs_or_all(fx: Fixture) -> None:
+    code, _, err = fx.verify()
+    assert code == 2 and "--all" in err
