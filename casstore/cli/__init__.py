@@ -94,9 +94,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from casstore.cli import audit, maintenance, models, runs
+    from casstore.cli import audit, maintenance, migrate, models, runs
 
-    for mod in (runs, audit, maintenance, models):
+    for mod in (runs, audit, maintenance, models, migrate):
         for command in mod.COMMANDS:
             cli.add_command(command)
 
