@@ -1,0 +1,159 @@
+"""casstore on S3 against s3fs's ``put_file``, through a real S3 server on loopback.
+
+Starts moto's S3 server in a child process on 127.0.0.1 (see ``tests/s3_server.py``),
+then, for a fresh random file (256 MiB; ``--quick``: 16 MiB), per repetition:
+
+* peer: ``s3fs.S3FileSystem.put_file`` of the file (s3fs defaults: multipart, 10 parts
+  at once) to a new key;
+* casstore fresh: ``log_file`` of the file into a run of a new, empty store;
+* casstore re-log: ``log_file`` of the same file into a new run of that store (only
+  existence checks and the records travel).
+
+Prints medians, the ratios against the peer, and the HTTP requests per logged GiB
+(counted with botocore's ``before-send`` event, so retries count too).
+
+Goals: fresh / put_file <= 1.0; put_file / re-log >= 5.
+
+    python benchmarks/bench_s3.py            # 256 MiB, 3 repetitions
+    python benchmarks/bench_s3.py --quick    # 16 MiB, 2 repetitions
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from s3_server import DUMMY_CREDENTIALS, LoopbackS3, make_bucket  # noqa: E402
+
+from casstore.runs import open_run_store  # noqa: E402
+
+BUCKET = "casstore-bench"
+
+
+class RequestCounter:
+    """Counts the HTTP requests an s3fs/aiobotocore client sends."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    def attach(self, fs: Any) -> None:
+        fs.connect()
+        fs.s3.meta.events.register("before-send.s3", self._hook)
+
+    def _hook(self, request: Any, **kwargs: Any) -> None:
+        method = "COPY" if "x-amz-copy-source" in request.headers else request.method
+        self.counts[method] += 1
+
+    def take(self) -> collections.Counter[str]:
+        out, self.counts = self.counts, collections.Counter()
+        return out
+
+
+def _write_random(path: Path, size: int) -> None:
+    block = 8 << 20
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(block, left)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def run(size: int, repeat: int) -> dict[str, Any]:
+    import s3fs
+
+    results: dict[str, list[float]] = collections.defaultdict(list)
+    requests: dict[str, collections.Counter[str]] = {}
+    with tempfile.TemporaryDirectory(prefix="casstore-bench-s3-") as tmp, LoopbackS3() as server:
+        os.environ.update(DUMMY_CREDENTIALS)
+        os.environ["AWS_ENDPOINT_URL"] = server.endpoint_url
+        make_bucket(server.endpoint_url, BUCKET)
+        src = Path(tmp) / "weights.bin"
+        _write_random(src, size)
+
+        peer = s3fs.S3FileSystem(endpoint_url=server.endpoint_url, skip_instance_cache=True)
+        peer_counter = RequestCounter()
+        peer_counter.attach(peer)
+        cas_counter = RequestCounter()
+        for rep in range(repeat):
+            key = f"{BUCKET}/peer-{rep}/weights.bin"
+            t0 = time.perf_counter()
+            peer.put_file(str(src), key)
+            results["peer put_file"].append(time.perf_counter() - t0)
+            requests["peer put_file"] = peer_counter.take()
+
+            store = open_run_store(f"s3://{BUCKET}/store-{rep}")
+            if rep == 0:
+                cas_counter.attach(store.backend.fs)  # type: ignore[attr-defined]
+            experiment = store.get_or_create_experiment("bench")
+            first = store.create_run(experiment)
+            cas_counter.take()
+            t0 = time.perf_counter()
+            entry = first.log_file("weights.bin", src)
+            results["casstore fresh"].append(time.perf_counter() - t0)
+            requests["casstore fresh"] = cas_counter.take()
+            first.end()
+
+            second = store.create_run(experiment)
+            cas_counter.take()
+            t0 = time.perf_counter()
+            again = second.log_file("weights.bin", src)
+            results["casstore re-log"].append(time.perf_counter() - t0)
+            requests["casstore re-log"] = cas_counter.take()
+            second.end()
+            if again.digest != entry.digest:
+                raise SystemExit("re-logged digest differs: the benchmark is broken")
+
+            peer.rm(key)
+            peer.rm(f"{BUCKET}/store-{rep}", recursive=True)
+            print(
+                f"  rep {rep + 1}/{repeat}: peer {results['peer put_file'][-1]:.2f} s, "
+                f"fresh {results['casstore fresh'][-1]:.2f} s, re-log {results['casstore re-log'][-1]:.3f} s",
+                flush=True,
+            )
+    return {"times": results, "requests": requests}
+
+
+def report(size: int, repeat: int, out: dict[str, Any]) -> None:
+    times = {k: statistics.median(v) for k, v in out["times"].items()}
+    gib = size / (1 << 30)
+    mib = size / (1 << 20)
+    print(f"\nfile: {mib:.0f} MiB of random bytes; median of {repeat} repetitions")
+    print(f"{'':18} {'seconds':>9} {'MiB/s':>8} {'requests':>9} {'req/GiB':>9}   by method")
+    for name in ("peer put_file", "casstore fresh", "casstore re-log"):
+        req = out["requests"][name]
+        total = sum(req.values())
+        methods = ", ".join(f"{m} {n}" for m, n in sorted(req.items()))
+        print(
+            f"{name:18} {times[name]:9.3f} {mib / times[name]:8.1f} {total:9d} {total / gib:9.0f}   {methods}"
+        )
+    fresh = times["casstore fresh"] / times["peer put_file"]
+    relog = times["peer put_file"] / times["casstore re-log"]
+    print(f"\nfresh / put_file   = {fresh:.2f}  (goal <= 1.0: {'met' if fresh <= 1.0 else 'NOT met'})")
+    print(f"put_file / re-log  = {relog:.1f}x (goal >= 5x: {'met' if relog >= 5 else 'NOT met'})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="16 MiB, 2 repetitions")
+    parser.add_argument("--size-mib", type=int, default=None, help="file size in MiB (default 256)")
+    parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 3)")
+    args = parser.parse_args(argv)
+    size = (args.size_mib or (16 if args.quick else 256)) << 20
+    repeat = args.repeat or (2 if args.quick else 3)
+    out = run(size, repeat)
+    report(size, repeat, out)
+
+
+if __name__ == "__main__":
+    main()
