@@ -31,21 +31,23 @@ def s3_target() -> Iterator[S3Target]:
 
 
 @pytest.fixture
-def s3_env(s3_target: S3Target, monkeypatch: pytest.MonkeyPatch) -> S3Target:
-    """The S3 target, with its credentials and endpoint in the environment (as a user sets them)."""
+def s3_env(s3_target: S3Target, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Target]:
+    """The S3 target, with its credentials and endpoint in the environment (as a user sets
+    them). On an external endpoint, the stores a test opened under it are removed afterwards."""
     for k, v in s3_target.env.items():
         monkeypatch.setenv(k, v)
-    return s3_target
+    first = len(s3_target.issued)
+    yield s3_target
+    if not s3_target.loopback:
+        from casstore.backend import open_backend
+
+        for url in s3_target.issued[first:]:
+            backend = open_backend(url, {"allow_unsafe_create": True})
+            for key in list(backend.list()):
+                backend.delete(key)
 
 
 @pytest.fixture
-def s3_url(s3_env: S3Target) -> Iterator[str]:
-    """A fresh, empty S3 store URL; on an external endpoint its objects are removed afterwards."""
-    url = s3_env.fresh_url()
-    yield url
-    if not s3_env.loopback:
-        from casstore.backend import open_backend
-
-        backend = open_backend(url, {"allow_unsafe_create": True})
-        for key in list(backend.list()):
-            backend.delete(key)
+def s3_url(s3_env: S3Target) -> str:
+    """A fresh, empty S3 store URL."""
+    return s3_env.fresh_url()

@@ -59,10 +59,14 @@ class S3Target:
     endpoint_url: str | None
     env: dict[str, str] = field(default_factory=dict)
     loopback: bool = False
+    #: every URL handed out, so that what the tests wrote on an external endpoint is removed
+    issued: list[str] = field(default_factory=list)
 
     def fresh_url(self, tag: str = "t") -> str:
         """A new, empty store URL under the base."""
-        return f"{self.base_url.rstrip('/')}/{tag}-{uuid.uuid4().hex[:12]}"
+        url = f"{self.base_url.rstrip('/')}/{tag}-{uuid.uuid4().hex[:12]}"
+        self.issued.append(url)
+        return url
 
 
 class AtomicConditionalWrites:
@@ -195,6 +199,8 @@ class FaultProxy:
         self.stall_seconds = 2.0
         self.forward_limit: int | None = None
         self.conditions = "honour"
+        #: answer every PUT with 403 AccessDenied (read-only credentials)
+        self.deny_puts = False
         #: the most PUTs in flight at once, and the largest PUT body seen
         self.max_concurrent_puts = 0
         self.max_put_body = 0
@@ -324,6 +330,9 @@ class FaultProxy:
                     self._puts_in_flight -= 1
 
     def _relay_body(self, h: Any, method: str, body: bytes) -> None:
+        if self.deny_puts and method == "PUT":
+            self._reply_error(h, 403, "AccessDenied")
+            return
         if "If-None-Match" in h.headers and method == "PUT":
             if self.conditions == "ignore":
                 del h.headers["If-None-Match"]

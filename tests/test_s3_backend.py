@@ -98,6 +98,22 @@ def test_the_weaker_mode_is_an_explicit_choice(
     assert backend.put_blob("chunks/aa/bb/x", b"x") is False
 
 
+def test_read_only_credentials_open_and_read_and_a_write_says_access_denied(
+    s3_env: S3Target, proxy: FaultProxy
+) -> None:
+    _loopback_only(s3_env)
+    url = s3_env.fresh_url()
+    open_backend(url).put_if_absent("runs/r/meta", b"written earlier")
+    proxy.deny_puts = True  # plays credentials with read access only
+    reader = open_backend(url, {"endpoint_url": proxy.endpoint_url})
+    assert reader.get("runs/r/meta") == b"written earlier"
+    with pytest.raises(StoreUnavailableError, match="refused \\(AccessDenied\\).*s3:PutObject"):
+        reader.put_if_absent("runs/r/other", b"x")
+    proxy.deny_puts = False  # write access granted: the deferred probe runs, then the write
+    assert reader.put_if_absent("runs/r/other", b"x") is True
+    assert reader.supports_atomic_create is True
+
+
 def test_a_service_that_honours_the_condition_keeps_atomic_create_even_when_unsafe_is_allowed(s3_url: str) -> None:
     backend = open_backend(s3_url, {"allow_unsafe_create": True})
     assert backend.supports_atomic_create is True

@@ -279,10 +279,10 @@ class S3Backend(Backend):
             what = "ignores" if outcome == _IGNORED else "does not support"
             raise StoreConfigError(
                 f"the S3 service behind {self.url} {what} conditional writes (PutObject with If-None-Match: *), "
-                "so concurrent writers could overwrite each other's run records. Use a service that supports "
-                "them (AWS S3, recent MinIO, Ceph RGW >= 18, R2), or accept last-writer-wins for racing "
-                "writers with allow_unsafe_create=true (storage_options, URL query ?allow_unsafe_create=true, "
-                "or CASSTORE_S3_ALLOW_UNSAFE_CREATE=1)."
+                "so concurrent writers could overwrite each other's run records. Use a service (or a version "
+                "of it) that honours them, as AWS S3 does; or, if only one writer at a time uses this store, "
+                "accept last-writer-wins for racing writers with allow_unsafe_create=true (storage_options, "
+                "URL query ?allow_unsafe_create=true, or CASSTORE_S3_ALLOW_UNSAFE_CREATE=1)."
             )
         self.supports_atomic_create = False
         self._conditional = outcome == _IGNORED
