@@ -352,6 +352,7 @@ class RunHandle:
             self.flush_metrics()
         except RunStateError:
             pass  # sealed by someone else: their seal stands
+        self.store._flush_local(self.run_id)  # points other handles of this process still hold
         with self._write_lock:
             seal = self.store.seal_record(self.run_id)
             if seal is not None:

@@ -1,0 +1,240 @@
+"""Tracking: casstore vs MLflow 3.x on artifact and metric logging, side by side in one run.
+
+MLflow runs with a sqlite backend (``sqlite:///<dir>/mlflow.db``) and artifacts in a
+local directory; casstore with a local store. Three measurements, each repeated
+``--repeat`` times on fresh stores (casstore and MLflow alternate who goes first);
+medians are printed with the ratio casstore / MLflow:
+
+1. ``log_artifacts`` of a directory of 10,000 files of 4 KiB (``--quick``: 1,000).
+   Goal: casstore <= 1.5x MLflow's time. casstore hashes each file, stores it and
+   binds it with a crash-safe record, with one durability barrier for the batch;
+   it is also shown with the barrier off (``CASSTORE_DURABLE=0``). The seal
+   (``end_run``) is timed apart.
+2. Re-logging, in a new run, a 256 MiB file (``--quick``: 32 MiB) that differs from
+   one logged earlier in 1 MiB. Goal: >= 4x faster than MLflow's ``log_artifact``;
+   casstore's store grows by < 5% of the file (MLflow's by 100%).
+3. 10,000 ``log_metric`` calls (``--quick``: 1,000), then ``end_run``.
+   Goal: no slower than MLflow.
+
+    python benchmarks/bench_tracking.py [--quick] [--repeat 3] [--only artifacts,relog,metrics]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def dir_size(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(dirpath, f)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def quiet_mlflow() -> Any:
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import mlflow
+    except ImportError:
+        sys.exit("MLflow is needed for this benchmark: pip install 'casstore[bench]' (or pip install 'mlflow>=3.0')")
+    return mlflow
+
+
+class Side:
+    """One tool's store in its own directory, with a run open for each measurement."""
+
+    def __init__(self, name: str, root: Path) -> None:
+        self.name = name
+        self.root = root
+        root.mkdir(parents=True)
+
+
+class Casstore(Side):
+    def __init__(self, root: Path, durable: bool = True) -> None:
+        super().__init__("casstore" if durable else "casstore (no barrier)", root)
+        import casstore
+        from casstore.tracking import fluent
+
+        os.environ["CASSTORE_DURABLE"] = "1" if durable else "0"
+        fluent._reset()
+        self.m = casstore
+        casstore.set_tracking_uri(str(root / "store"))
+        casstore.set_experiment("bench")
+
+    def store_size(self) -> int:
+        return dir_size(self.root / "store")
+
+
+class Mlflow(Side):
+    def __init__(self, root: Path) -> None:
+        super().__init__("mlflow", root)
+        self.m = mlflow = quiet_mlflow()
+        mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+        exp = mlflow.create_experiment("bench", artifact_location=(root / "mlartifacts").as_uri())
+        mlflow.set_experiment(experiment_id=exp)
+
+    def store_size(self) -> int:
+        return dir_size(self.root / "mlartifacts")
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def make_small_files(d: Path, n: int, size: int) -> None:
+    for i in range(n):
+        sub = d / f"part{i // 1000:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"file{i:05d}.bin").write_bytes(os.urandom(size))
+
+
+def bench_log_artifacts(work: Path, n: int, repeat: int) -> list[dict[str, Any]]:
+    src = work / "small"
+    make_small_files(src, n, 4096)
+    results: dict[str, dict[str, list[float]]] = {}
+    for r in range(repeat):
+        order: list[Callable[[Path], Side]] = [Casstore, lambda p: Casstore(p, durable=False), Mlflow]
+        if r % 2:
+            order.reverse()
+        for make in order:
+            side = make(work / f"la-{r}-{len(results)}-{time.monotonic_ns()}")
+            m = side.m
+            m.start_run()
+            t_log = timed(lambda: m.log_artifacts(str(src), "data"))
+            t_end = timed(m.end_run)
+            res = results.setdefault(side.name, {"log": [], "end": []})
+            res["log"].append(t_log)
+            res["end"].append(t_end)
+            shutil.rmtree(side.root)
+    return [{"tool": k, **{f: statistics.median(v) for f, v in res.items()}} for k, res in results.items()]
+
+
+def bench_relog(work: Path, size: int, repeat: int) -> list[dict[str, Any]]:
+    import numpy as np
+
+    a = work / "a" / "model.bin"
+    b = work / "b" / "model.bin"
+    a.parent.mkdir()
+    b.parent.mkdir()
+    data = bytearray(np.random.default_rng(1).integers(0, 256, size, dtype=np.uint8).tobytes())
+    a.write_bytes(data)
+    mid = size // 2
+    data[mid:mid + (1 << 20)] = os.urandom(1 << 20)
+    b.write_bytes(data)
+    del data
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in range(repeat):
+        order: list[Callable[[Path], Side]] = [Casstore, Mlflow]
+        if r % 2:
+            order.reverse()
+        for make in order:
+            side = make(work / f"relog-{r}-{time.monotonic_ns()}")
+            m = side.m
+            with m.start_run():
+                m.log_artifact(str(a), "model")
+            before = side.store_size()
+            with m.start_run():
+                t = timed(lambda: m.log_artifact(str(b), "model"))
+            grown = side.store_size() - before
+            res = out.setdefault(side.name, {"relog": [], "growth": []})
+            res["relog"].append(t)
+            res["growth"].append(grown)
+            shutil.rmtree(side.root)
+    return [{"tool": k, **{f: statistics.median(v) for f, v in res.items()}} for k, res in out.items()]
+
+
+def bench_metrics(work: Path, n: int, repeat: int) -> list[dict[str, Any]]:
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in range(repeat):
+        order: list[Callable[[Path], Side]] = [Casstore, Mlflow]
+        if r % 2:
+            order.reverse()
+        for make in order:
+            side = make(work / f"metrics-{r}-{time.monotonic_ns()}")
+            m = side.m
+            m.start_run()
+
+            def log() -> None:
+                for i in range(n):
+                    m.log_metric("loss", 1.0 / (i + 1), step=i)
+
+            t_log = timed(log)
+            t_end = timed(m.end_run)
+            res = out.setdefault(side.name, {"log": [], "end": []})
+            res["log"].append(t_log)
+            res["end"].append(t_end)
+            shutil.rmtree(side.root)
+    return [{"tool": k, **{f: statistics.median(v) for f, v in res.items()}} for k, res in out.items()]
+
+
+def ratio(rows: list[dict[str, Any]], tool: str, field: str, base: str = "mlflow") -> float:
+    by = {r["tool"]: r for r in rows}
+    return float(by[tool][field] / by[base][field])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes (CI)")
+    ap.add_argument("--repeat", type=int, default=None, help="repetitions per measurement (default 3, quick 1)")
+    ap.add_argument("--only", default="artifacts,relog,metrics")
+    ap.add_argument("--workdir", default=None, help="where to create the stores (default: a temp dir)")
+    args = ap.parse_args()
+    repeat = args.repeat or (1 if args.quick else 3)
+    files = 1000 if args.quick else 10_000
+    size = (32 if args.quick else 256) << 20
+    points = 1000 if args.quick else 10_000
+    quiet_mlflow()
+    work = Path(tempfile.mkdtemp(prefix="bench-tracking-", dir=args.workdir))
+    only = set(args.only.split(","))
+    print(f"bench_tracking: {'quick' if args.quick else 'full'} sizes, medians of {repeat}, workdir {work}")
+    try:
+        if "artifacts" in only:
+            rows = bench_log_artifacts(work, files, repeat)
+            print(f"\n1. log_artifacts of {files:,} files of 4 KiB (end_run timed apart)")
+            for r in rows:
+                print(f"   {r['tool']:<24} log_artifacts {r['log']:7.3f} s   end_run {r['end']:6.3f} s")
+            print(f"   ratio casstore/mlflow: {ratio(rows, 'casstore', 'log'):.2f}x "
+                  f"(no barrier: {ratio(rows, 'casstore (no barrier)', 'log'):.2f}x; goal <= 1.5x)")
+        if "relog" in only:
+            rows = bench_relog(work, size, repeat)
+            print(f"\n2. re-log of a {size >> 20} MiB file that differs from an earlier one in 1 MiB")
+            for r in rows:
+                print(f"   {r['tool']:<24} log_artifact {r['relog']:7.3f} s   store growth {r['growth'] / 2**20:8.2f} MiB "
+                      f"({100 * r['growth'] / size:5.1f}% of the file)")
+            print(f"   speed-up over mlflow: {1 / ratio(rows, 'casstore', 'relog'):.2f}x (goal >= 4x); "
+                  f"casstore growth {100 * [r for r in rows if r['tool'] == 'casstore'][0]['growth'] / size:.2f}% "
+                  "(goal < 5%)")
+        if "metrics" in only:
+            rows = bench_metrics(work, points, repeat)
+            print(f"\n3. {points:,} log_metric calls, then end_run")
+            for r in rows:
+                print(f"   {r['tool']:<24} log_metric x{points} {r['log']:7.3f} s   end_run {r['end']:6.3f} s")
+            print(f"   ratio casstore/mlflow: {ratio(rows, 'casstore', 'log'):.4f}x for the calls (goal <= 1x)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
