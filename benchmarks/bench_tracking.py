@@ -110,25 +110,31 @@ def make_small_files(d: Path, n: int, size: int) -> None:
         (sub / f"file{i:05d}.bin").write_bytes(os.urandom(size))
 
 
+def alternate(work: Path, repeat: int, makers: list[Callable[[Path], Side]],
+              measure: Callable[[Side], dict[str, float]]) -> list[dict[str, Any]]:
+    """Run ``measure`` on a fresh store of each side, ``repeat`` times, alternating who goes
+    first; return the median of each field per side."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in range(repeat):
+        for make in makers if r % 2 == 0 else makers[::-1]:
+            side = make(work / f"side-{time.monotonic_ns()}")
+            for field, value in measure(side).items():
+                out.setdefault(side.name, {}).setdefault(field, []).append(value)
+            shutil.rmtree(side.root)
+    return [{"tool": k, **{f: statistics.median(v) for f, v in res.items()}} for k, res in out.items()]
+
+
 def bench_log_artifacts(work: Path, n: int, repeat: int) -> list[dict[str, Any]]:
     src = work / "small"
     make_small_files(src, n, 4096)
-    results: dict[str, dict[str, list[float]]] = {}
-    for r in range(repeat):
-        order: list[Callable[[Path], Side]] = [Casstore, lambda p: Casstore(p, durable=False), Mlflow]
-        if r % 2:
-            order.reverse()
-        for make in order:
-            side = make(work / f"la-{r}-{len(results)}-{time.monotonic_ns()}")
-            m = side.m
-            m.start_run()
-            t_log = timed(lambda: m.log_artifacts(str(src), "data"))
-            t_end = timed(m.end_run)
-            res = results.setdefault(side.name, {"log": [], "end": []})
-            res["log"].append(t_log)
-            res["end"].append(t_end)
-            shutil.rmtree(side.root)
-    return [{"tool": k, **{f: statistics.median(v) for f, v in res.items()}} for k, res in results.items()]
+
+    def measure(side: Side) -> dict[str, float]:
+        m = side.m
+        m.start_run()
+        t_log = timed(lambda: m.log_artifacts(str(src), "data"))
+        return {"log": t_log, "end": timed(m.end_run)}
+
+    return alternate(work, repeat, [Casstore, lambda p: Casstore(p, durable=False), Mlflow], measure)
 
 
 def bench_relog(work: Path, size: int, repeat: int) -> list[dict[str, Any]]:
@@ -144,49 +150,32 @@ def bench_relog(work: Path, size: int, repeat: int) -> list[dict[str, Any]]:
     data[mid:mid + (1 << 20)] = os.urandom(1 << 20)
     b.write_bytes(data)
     del data
-    out: dict[str, dict[str, list[float]]] = {}
-    for r in range(repeat):
-        order: list[Callable[[Path], Side]] = [Casstore, Mlflow]
-        if r % 2:
-            order.reverse()
-        for make in order:
-            side = make(work / f"relog-{r}-{time.monotonic_ns()}")
-            m = side.m
-            with m.start_run():
-                m.log_artifact(str(a), "model")
-            before = side.store_size()
-            with m.start_run():
-                t = timed(lambda: m.log_artifact(str(b), "model"))
-            grown = side.store_size() - before
-            res = out.setdefault(side.name, {"relog": [], "growth": []})
-            res["relog"].append(t)
-            res["growth"].append(grown)
-            shutil.rmtree(side.root)
-    return [{"tool": k, **{f: statistics.median(v) for f, v in res.items()}} for k, res in out.items()]
+
+    def measure(side: Side) -> dict[str, float]:
+        m = side.m
+        with m.start_run():
+            m.log_artifact(str(a), "model")
+        before = side.store_size()
+        with m.start_run():
+            t = timed(lambda: m.log_artifact(str(b), "model"))
+        return {"relog": t, "growth": side.store_size() - before}
+
+    return alternate(work, repeat, [Casstore, Mlflow], measure)
 
 
 def bench_metrics(work: Path, n: int, repeat: int) -> list[dict[str, Any]]:
-    out: dict[str, dict[str, list[float]]] = {}
-    for r in range(repeat):
-        order: list[Callable[[Path], Side]] = [Casstore, Mlflow]
-        if r % 2:
-            order.reverse()
-        for make in order:
-            side = make(work / f"metrics-{r}-{time.monotonic_ns()}")
-            m = side.m
-            m.start_run()
+    def measure(side: Side) -> dict[str, float]:
+        m = side.m
+        m.start_run()
 
-            def log() -> None:
-                for i in range(n):
-                    m.log_metric("loss", 1.0 / (i + 1), step=i)
+        def log() -> None:
+            for i in range(n):
+                m.log_metric("loss", 1.0 / (i + 1), step=i)
 
-            t_log = timed(log)
-            t_end = timed(m.end_run)
-            res = out.setdefault(side.name, {"log": [], "end": []})
-            res["log"].append(t_log)
-            res["end"].append(t_end)
-            shutil.rmtree(side.root)
-    return [{"tool": k, **{f: statistics.median(v) for f, v in res.items()}} for k, res in out.items()]
+        t_log = timed(log)
+        return {"log": t_log, "end": timed(m.end_run)}
+
+    return alternate(work, repeat, [Casstore, Mlflow], measure)
 
 
 def ratio(rows: list[dict[str, Any]], tool: str, field: str, base: str = "mlflow") -> float:

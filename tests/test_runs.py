@@ -216,6 +216,12 @@ def test_end_with_a_bad_status_is_refused(store: RunStore) -> None:
     assert h.end("FAILED") and store.get_run(h.run_id).status == "FAILED"
 
 
+def _replace(store: RunStore, key: str, data: bytes) -> None:
+    """Tamper with a stored object, as an attacker or a bad disk would."""
+    store.backend.delete(key)
+    store.backend.put_blob(key, data)
+
+
 def test_tampered_manifest_is_detected(store: RunStore) -> None:
     h = store.create_run("0")
     h.log_param("p", "1")
@@ -223,8 +229,7 @@ def test_tampered_manifest_is_detected(store: RunStore) -> None:
     key = layout.manifest_key(h.run_id, digest)
     data = bytearray(store.backend.get(key))
     data[-1] ^= 1
-    store.backend.delete(key)
-    store.backend.put_blob(key, bytes(data))
+    _replace(store, key, bytes(data))
     with pytest.raises(IntegrityError, match=digest):
         store.get_run(h.run_id)
 
@@ -233,9 +238,7 @@ def test_tampered_model_entry_is_detected(store: RunStore) -> None:
     h = store.create_run("0")
     d = h.add_model("m", {"flavors": {"sklearn": {}}})
     assert store.load_model_entry(d) == {"flavors": {"sklearn": {}}}
-    key = layout.model_entry_key(d)
-    store.backend.delete(key)
-    store.backend.put_blob(key, pack({"flavors": {"evil": {}}}))
+    _replace(store, layout.model_entry_key(d), pack({"flavors": {"evil": {}}}))
     with pytest.raises(IntegrityError):
         store.load_model_entry(d)
     with pytest.raises(ImmutableArtifactError, match="model 'm'"):

@@ -86,34 +86,27 @@ def test_metrics_history_and_batches(tracking: str) -> None:
             casstore.log_metric("bad", "NaN-ish")  # type: ignore[arg-type]
 
 
-def test_metrics_survive_process_exit_without_end_run(tracking: str) -> None:
+_EXIT_WITHOUT_END = "run = mlflow.start_run()\nprint(run.info.run_id)\nlog()\n"
+_FAIL_INSIDE = "with mlflow.start_run() as run:\n    print(run.info.run_id, flush=True)\n    log()\n    raise SystemExit(3)\n"
+
+
+@pytest.mark.parametrize(
+    "body, exit_code, status",
+    [(_EXIT_WITHOUT_END, 0, "FINISHED"), (_FAIL_INSIDE, 3, "FAILED")],
+    ids=["exit-without-end_run", "failed-run"],
+)
+def test_buffered_metrics_survive_the_end_of_the_process(tracking: str, body: str, exit_code: int, status: str) -> None:
     code = (
         "import sys, casstore as mlflow\n"
         "mlflow.set_tracking_uri(sys.argv[1])\n"
-        "run = mlflow.start_run()\n"
-        "print(run.info.run_id)\n"
-        "for i in range(10): mlflow.log_metric('m', float(i), step=i)\n"
-    )
-    out = run_python(code, tracking)
-    assert out.returncode == 0, out.stderr
-    run = casstore.get_run(out.stdout.strip())
-    assert run.info.status == "FINISHED"  # ended at exit, as MLflow does
-    assert len(casstore.get_metric_history(run.info.run_id, "m")) == 10
-
-
-def test_metrics_survive_a_failed_run(tracking: str) -> None:
-    code = (
-        "import sys, casstore as mlflow\n"
-        "mlflow.set_tracking_uri(sys.argv[1])\n"
-        "with mlflow.start_run() as run:\n"
-        "    print(run.info.run_id, flush=True)\n"
+        "def log():\n"
         "    for i in range(7): mlflow.log_metric('m', float(i), step=i)\n"
-        "    raise SystemExit(3)\n"
-    )
+    ) + body
     out = run_python(code, tracking)
-    assert out.returncode == 3, out.stderr
+    assert out.returncode == exit_code, out.stderr
     run = casstore.get_run(out.stdout.strip())
-    assert run.info.status == "FAILED" and len(casstore.get_metric_history(run.info.run_id, "m")) == 7
+    assert run.info.status == status  # an open run is ended at exit, as MLflow does
+    assert len(casstore.get_metric_history(run.info.run_id, "m")) == 7
 
 
 def test_tags_and_reproducibility_context(tracking: str) -> None:

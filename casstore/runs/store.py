@@ -242,16 +242,22 @@ class RunStore:
     def read_manifest(self, run_id: str, digest: str) -> dict[str, Any]:
         """A sealed run's manifest, re-hashed against ``digest`` before it is decoded."""
         key = layout.manifest_key(run_id, digest)
+        missing = CorruptRecordError(
+            f"run {run_id} is sealed with digest {digest} but its manifest {key} is missing; the store is damaged"
+        )
+        data = self._get_verified(key, digest, f"manifest {key} of run {run_id}", missing)
+        return decode_record(data, f"manifest {key}")
+
+    def _get_verified(self, key: str, digest: str, what: str, missing: Exception) -> bytes:
+        """The object under ``key``, re-hashed against ``digest`` (IntegrityError naming ``what``)."""
         try:
             data = self.backend.get(key)
         except ObjectNotFoundError as e:
-            raise CorruptRecordError(
-                f"run {run_id} is sealed with digest {digest} but its manifest {key} is missing; the store is damaged"
-            ) from e
+            raise missing from e
         actual = hash_bytes(data)
         if actual != digest:
-            raise IntegrityError(f"manifest {key} of run {run_id}", digest, actual)
-        return decode_record(data, f"manifest {key}")
+            raise IntegrityError(what, digest, actual)
+        return data
 
     def get_run(self, run_id: str) -> RunView:
         """A sealed run from its verified manifest; an open run from its live records."""
@@ -339,13 +345,8 @@ class RunStore:
         """A model entry, re-hashed against its digest before it is decoded."""
         digest = check_digest(model_digest, "model digest")
         key = layout.model_entry_key(digest)
-        try:
-            data = self.backend.get(key)
-        except ObjectNotFoundError as e:
-            raise ObjectNotFoundError(f"no model entry {digest} in store {self.url}") from e
-        actual = hash_bytes(data)
-        if actual != digest:
-            raise IntegrityError(f"model entry {key}", digest, actual)
+        missing = ObjectNotFoundError(f"no model entry {digest} in store {self.url}")
+        data = self._get_verified(key, digest, f"model entry {key}", missing)
         entry = unpack(data, f"model entry {key}")
         if not isinstance(entry, dict):
             raise CorruptRecordError(f"model entry {key} is not a map")
