@@ -8,7 +8,6 @@ import random
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,9 @@ from blake3 import blake3
 from click.testing import CliRunner, Result
 
 from casstore.cli import cli
-from casstore.objects import ChunkerParams, open_store
+from casstore.objects import open_store
 from casstore.runs import RunStore
-
-SMALL = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
+from test_gc import SMALL, age
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -329,14 +327,6 @@ def test_du_accounts_logical_and_physical_bytes(st: Store) -> None:
 
 
 # ---- gc --------------------------------------------------------------------------------------------------
-
-
-def age(root: Path, seconds: float = 3600) -> None:
-    past = time.time() - seconds
-    for kind in ("chunks", "files", "models"):
-        for p in (root / kind).rglob("*"):
-            if p.is_file():
-                os.utime(p, (past, past))
 
 
 def test_gc_after_delete_run_reclaims_only_what_nothing_needs(st: Store) -> None:

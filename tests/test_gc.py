@@ -16,7 +16,6 @@ from casstore.maintenance.gc import collect_garbage, format_duration, parse_dura
 from casstore.maintenance.scan import scan_store
 from casstore.maintenance.verify import verify_store
 from casstore.objects import ChunkerParams, open_store
-from casstore.objects.store import chunk_key, recipe_key
 from casstore.runs import RunStore
 
 SMALL = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
@@ -59,6 +58,15 @@ def needed(store: RunStore, run_ids: list[str]) -> dict[str, set[str]]:
         for m in view.models.values():
             out["models"].add(m.digest)
     return out
+
+
+def with_garbage(root: Path, rng: random.Random, *, aged: bool = True) -> RunStore:
+    """A store whose only run is deleted (its data is garbage), aged past any grace period."""
+    store = small_store(str(root))
+    store.delete_run(log_run(store, {"a.bin": rng.randbytes(30_000)}))
+    if aged:
+        age(root)
+    return store
 
 
 @pytest.fixture
@@ -111,10 +119,7 @@ def test_two_runs_remove_exactly_the_unreferenced_objects(tmp_path: Path, rng: r
 
 
 def test_nothing_is_deleted_before_the_grace_period(tmp_path: Path, rng: random.Random) -> None:
-    store = small_store(str(tmp_path / "s"))
-    gone = log_run(store, {"a.bin": rng.randbytes(30_000)})
-    store.delete_run(gone)
-    age(tmp_path / "s")
+    store = with_garbage(tmp_path / "s", rng)
     before = content(store)
     r1 = collect_garbage(store.backend, grace=3600)
     r2 = collect_garbage(store.backend, grace=3600)
@@ -125,9 +130,7 @@ def test_nothing_is_deleted_before_the_grace_period(tmp_path: Path, rng: random.
 
 def test_recently_written_garbage_is_kept(tmp_path: Path, rng: random.Random) -> None:
     """Objects younger than the grace period (plus slack) stay, even when unreferenced."""
-    store = small_store(str(tmp_path / "s"))
-    gone = log_run(store, {"a.bin": rng.randbytes(30_000)})
-    store.delete_run(gone)
+    store = with_garbage(tmp_path / "s", rng, aged=False)
     before = content(store)
     collect_garbage(store.backend, grace=0)
     r = collect_garbage(store.backend, grace=0)
@@ -208,10 +211,7 @@ def test_registered_model_keeps_a_deleted_runs_model_files(tmp_path: Path, rng: 
 
 
 def test_dry_run_changes_nothing(tmp_path: Path, rng: random.Random) -> None:
-    store = small_store(str(tmp_path / "s"))
-    gone = log_run(store, {"a.bin": rng.randbytes(30_000)})
-    store.delete_run(gone)
-    age(tmp_path / "s")
+    store = with_garbage(tmp_path / "s", rng)
     collect_garbage(store.backend, grace=0)
     listing = sorted(store.backend.list(""))
     r = collect_garbage(store.backend, grace=0, dry_run=True)
@@ -220,10 +220,7 @@ def test_dry_run_changes_nothing(tmp_path: Path, rng: random.Random) -> None:
 
 
 def test_a_damaged_candidates_record_only_delays_collection(tmp_path: Path, rng: random.Random) -> None:
-    store = small_store(str(tmp_path / "s"))
-    gone = log_run(store, {"a.bin": rng.randbytes(30_000)})
-    store.delete_run(gone)
-    age(tmp_path / "s")
+    store = with_garbage(tmp_path / "s", rng)
     collect_garbage(store.backend, grace=0)
     (key,) = list(store.backend.list("gc/candidates/"))
     (tmp_path / "s" / key).write_bytes(b"\xc1 not msgpack")

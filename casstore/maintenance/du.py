@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from casstore.exceptions import CasstoreError
-from casstore.maintenance.scan import content_key, read_many, recipe_chunks, scan_store
+from casstore.maintenance.scan import content_key, read_many, recipe_chunks
 
 if TYPE_CHECKING:
     from casstore.runs import RunStore
@@ -104,24 +105,24 @@ def disk_usage(
 
     backend = runs.backend
     tick("listing")
-    scan = scan_store(backend)
-    live_ids = sorted(r.run_id for r in scan.live_runs() if "meta" in r.by_kind)
-    selected = set(live_ids) if run_ids is None else set(run_ids)
+    ids = sorted(set(runs.list_run_ids()) | set(run_ids or ()))
 
     # every live run's bindings: needed for exclusivity even when only some are shown
     bindings: dict[str, dict[str, tuple[str, int]]] = {}
     names: dict[str, tuple[str, str]] = {}
     unreadable: list[str] = []
-    tick("reading runs", 0, len(live_ids))
-    for run_id in sorted(set(live_ids) | selected):
+    deleted_runs = 0
+    tick("reading runs", 0, len(ids))
+    for run_id, view in _views(runs, ids):
         tick("reading runs", 1)
-        try:
-            view = runs.get_run(run_id)
-        except CasstoreError:
+        if view is None:
             unreadable.append(run_id)
-            continue
-        bindings[run_id] = {p: (a.digest, a.size) for p, a in view.artifacts.items()}
-        names[run_id] = (view.run_name, view.experiment_id)
+        elif view.deleted:
+            deleted_runs += 1
+        else:
+            bindings[run_id] = {p: (a.digest, a.size) for p, a in view.artifacts.items()}
+            names[run_id] = (view.run_name, view.experiment_id)
+    selected = set(bindings) if run_ids is None else set(run_ids)
 
     # registry versions keep their model's files alive even without their run
     registry_files = _registry_files(runs)
@@ -129,7 +130,7 @@ def disk_usage(
     # recipes of every bound file: which chunks, how long
     all_files = {d for b in bindings.values() for d, _ in b.values()} | registry_files
     file_chunks: dict[str, list[tuple[str, int]]] = {}
-    ordered = sorted(all_files & scan.content["files"])
+    ordered = sorted(all_files)
     tick("reading recipes", 0, len(ordered))
     for key, data in read_many(backend, [content_key("files", d) for d in ordered], lambda n: tick("reading recipes", n)):
         if data is not None:
@@ -203,9 +204,11 @@ def disk_usage(
     )[:top]
 
     # the store as a whole: what is stored, and what no live run or registry version needs
-    tick("measuring the store", 0, len(scan.content["chunks"]))
+    tick("measuring the store")
+    stored_chunks = [k.rpartition("/")[2] for k in backend.list("chunks/")]
+    tick("measuring the store", 0, len(stored_chunks))
     stored = 0
-    for c in scan.content["chunks"]:
+    for c in stored_chunks:
         tick("measuring the store", 1)
         n = chunk_len.get(c)
         if n is None:
@@ -214,19 +217,32 @@ def disk_usage(
             except CasstoreError:
                 n = 0
         stored += n
-    referenced = sum(chunk_len[c] for c in owners if c in scan.content["chunks"])
+    present = set(stored_chunks)
+    referenced = sum(chunk_len[c] for c in owners if c in present)
     store = {
-        "chunks": len(scan.content["chunks"]),
-        "files": len(scan.content["files"]),
-        "models": len(scan.content["models"]),
-        "runs": len(scan.runs),
-        "deleted_runs": len(scan.deleted_runs()),
+        "chunks": len(stored_chunks),
+        "models": sum(1 for _ in backend.list("models/")),
+        "runs": len(ids),
+        "deleted_runs": deleted_runs,
         "stored_bytes": stored,
         "referenced_bytes": referenced,
         "unreferenced_bytes": stored - referenced,
         "logical_bytes": sum(size for b in bindings.values() for _d, size in b.values()),
     }
     return DuReport(total, experiments, usages, top_files, top_chunks, store, unreadable, time.perf_counter() - t0)
+
+
+def _views(runs: RunStore, ids: Sequence[str]) -> Iterator[tuple[str, Any]]:
+    """``(run_id, view or None)`` for each run, read by a few threads (reads release the GIL)."""
+
+    def one(run_id: str) -> tuple[str, Any]:
+        try:
+            return run_id, runs.get_run(run_id)
+        except CasstoreError:
+            return run_id, None
+
+    with ThreadPoolExecutor(max(2, runs.backend.concurrency), thread_name_prefix="casstore-du") as pool:
+        yield from pool.map(one, ids)
 
 
 def _registry_files(runs: RunStore) -> set[str]:

@@ -1,0 +1,208 @@
+"""The `casstore` command on large stores: verify against one-pass BLAKE3, runs and du on many runs.
+
+1. ``casstore verify --all`` over a store of 2 GiB of chunks (``--quick``: 256 MiB),
+   side by side with the floor: one BLAKE3 pass (all cores) over the same bytes, read
+   from the same files. Goal: verify within 1.5x of the floor. Both read from a warm
+   page cache (each is run once before timing); the command is timed as a real
+   process, interpreter start included, and also as a library call.
+2. ``casstore runs`` and ``casstore du`` (table and ``--json``) over a store of 10,000
+   runs (``--quick``: 1,000), each with params, metrics and two artifacts (one shared by
+   the runs of its experiment). Goal: each under 5 s on a local store.
+
+Stores are generated through the runs layer into ``--workdir`` (kept, and reused by
+later invocations with the same sizes). Medians of ``--repeat`` timings are printed.
+
+    python benchmarks/bench_cli.py [--quick] [--repeat 5] [--only verify,runs] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+GIB = 1 << 30
+FILE_SIZE = 64 << 20
+
+
+def median_time(fn: Callable[[], object], repeat: int) -> float:
+    fn()  # warm-up: page cache, imports
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def cli(*args: str) -> Callable[[], None]:
+    """A run of the real command in a new process; output goes to a pipe, as in a script."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CI": "1"}
+    argv = [sys.executable, "-c", "from casstore.cli import main; main()", *args]
+
+    def go() -> None:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        if p.returncode != 0:
+            raise SystemExit(f"{' '.join(args)} failed ({p.returncode}): {p.stderr.decode()[-500:]}")
+
+    return go
+
+
+# ---- verify ----------------------------------------------------------------------------------
+
+
+def build_verify_store(root: Path, size: int) -> None:
+    from casstore.runs import open_run_store
+
+    marker = root / ".complete"
+    if marker.exists():
+        return
+    os.environ["CASSTORE_DURABLE"] = "0"
+    store = open_run_store(str(root))
+    exp = store.get_or_create_experiment("bench-verify")
+    rng = random.Random(42)
+    h = store.create_run(exp, run_name="data")
+    for i in range(max(1, size // FILE_SIZE)):
+        h.log_bytes(f"part-{i:04d}.bin", rng.randbytes(FILE_SIZE))
+    h.end()
+    marker.write_text("ok\n")
+
+
+def chunk_paths(root: Path) -> list[str]:
+    out = []
+    for dirpath, _dirs, files in os.walk(root / "chunks"):
+        out.extend(os.path.join(dirpath, f) for f in files if not f.startswith("."))
+    return sorted(out)
+
+
+def one_pass_blake3(paths: list[str]) -> Callable[[], str]:
+    from blake3 import blake3
+
+    def go() -> str:
+        h = blake3(max_threads=blake3.AUTO)
+        for p in paths:
+            with open(p, "rb") as f:
+                h.update(f.read())
+        return h.hexdigest()
+
+    return go
+
+
+def bench_verify(work: Path, quick: bool, repeat: int) -> list[tuple[str, float, str]]:
+    size = (256 << 20) if quick else 2 * GIB
+    root = work / f"verify-{size >> 20}MiB"
+    t = time.perf_counter()
+    build_verify_store(root, size)
+    print(f"verify store: {size >> 20} MiB at {root} (ready in {time.perf_counter() - t:.1f}s)", flush=True)
+    paths = chunk_paths(root)
+    stored = sum(os.path.getsize(p) for p in paths)
+    floor = median_time(one_pass_blake3(paths), repeat)
+
+    def library() -> None:
+        from casstore.maintenance.verify import verify_store
+        from casstore.objects import open_store
+        from casstore.runs import RunStore
+
+        report = verify_store(RunStore(open_store(str(root), create=False)))
+        if not report.ok:
+            raise SystemExit("the benchmark store does not verify")
+
+    command = median_time(cli("verify", "--all", "--store", str(root)), repeat)
+    lib = median_time(library, repeat)
+    gbs = stored / GIB
+    return [
+        (f"one-pass BLAKE3 over {len(paths)} chunk files ({gbs:.2f} GiB)", floor, f"{gbs / floor:.2f} GiB/s"),
+        ("casstore verify --all (process)", command, f"{command / floor:.2f}x the floor (goal <= 1.5x)"),
+        ("verify_store() (library call)", lib, f"{lib / floor:.2f}x the floor"),
+    ]
+
+
+# ---- runs and du ----------------------------------------------------------------------------
+
+
+def _make_runs(root: str, worker: int, count: int, experiments: int) -> None:
+    os.environ["CASSTORE_DURABLE"] = "0"
+    from casstore.runs import open_run_store
+
+    store = open_run_store(root)
+    rng = random.Random(1000 + worker)
+    exps = [store.get_or_create_experiment(f"exp-{i:02d}") for i in range(experiments)]
+    datasets = [random.Random(i).randbytes(64 << 10) for i in range(experiments)]
+    for n in range(count):
+        e = n % experiments
+        h = store.create_run(exps[e], run_name=f"run-{worker}-{n}")
+        h.log_param("lr", str(rng.choice([0.1, 0.01, 0.001])))
+        h.log_param("depth", str(rng.randint(2, 12)))
+        h.log_param("seed", str(n))
+        h.log_metric("loss", rng.random(), 0, 0)
+        h.log_metric("auc", rng.random(), 0, 0)
+        h.log_bytes("data/train.csv", datasets[e])
+        h.log_bytes("model.bin", rng.randbytes(2048))
+        h.end()
+
+
+def build_runs_store(root: Path, runs: int, workers: int = 2) -> None:
+    marker = root / ".complete"
+    if marker.exists():
+        return
+    from casstore.runs import open_run_store
+
+    open_run_store(str(root))
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_make_runs, args=(str(root), w, runs // workers, 10)) for w in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        if p.exitcode != 0:
+            raise SystemExit("generating the runs store failed")
+    marker.write_text("ok\n")
+
+
+def bench_runs(work: Path, quick: bool, repeat: int) -> list[tuple[str, float, str]]:
+    n = 1000 if quick else 10_000
+    root = work / f"runs-{n}"
+    t = time.perf_counter()
+    build_runs_store(root, n)
+    print(f"runs store: {n} runs at {root} (ready in {time.perf_counter() - t:.1f}s)", flush=True)
+    rows = []
+    for args in (["runs"], ["runs", "--json"], ["du"], ["du", "--json"]):
+        secs = median_time(cli(*args, "--store", str(root)), repeat)
+        rows.append((f"casstore {' '.join(args)} ({n} runs)", secs, f"{secs / 5:.2f}x the 5 s budget"))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes (256 MiB, 1,000 runs)")
+    ap.add_argument("--repeat", type=int, default=5, help="timed repetitions (median printed)")
+    ap.add_argument("--only", default="verify,runs", help="comma-separated: verify, runs")
+    ap.add_argument("--workdir", default=None, help="where to build (and keep) the benchmark stores")
+    args = ap.parse_args()
+    work = Path(args.workdir or os.path.join(tempfile.gettempdir(), "casstore-bench-cli"))
+    work.mkdir(parents=True, exist_ok=True)
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    rows: list[tuple[str, float, str]] = []
+    if "verify" in only:
+        rows += bench_verify(work, args.quick, args.repeat)
+    if "runs" in only:
+        rows += bench_runs(work, args.quick, args.repeat)
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measurement':<{width}}  {'median':>9}  note")
+    for name, secs, note in rows:
+        print(f"{name:<{width}}  {secs:8.3f}s  {note}")
+
+
+if __name__ == "__main__":
+    main()
