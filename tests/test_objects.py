@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from casstore.backend import FsspecBackend
 from casstore.exceptions import CorruptRecordError, IntegrityError, LocalFileError, ObjectNotFoundError
-from casstore.objects import EMPTY_DIGEST, ChunkerParams, ObjectStore, chunk_key, open_objects, open_store, recipe_key
+from casstore.objects import EMPTY_DIGEST, Chunker, ChunkerParams, ObjectStore, chunk_key, open_objects, open_store, recipe_key
 from casstore.objects.codec import pack
 from casstore.testing import strategies as cst
 
@@ -111,6 +111,40 @@ def test_chunks_cover_the_file_in_order_for_any_chunker(tmp_path: Path, data: by
     finally:
         for key in list(objects.backend.list()):
             objects.backend.delete(key)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=cst.file_contents(max_size=24 * 1024), pieces=st.lists(st.integers(1, 6000), min_size=1, max_size=40))
+def test_cutting_block_by_block_gives_the_chunks_of_the_whole(data: bytes, pieces: list[int]) -> None:
+    chunker = Chunker(cst.SMALL_CHUNKER)
+    expected = [bytes(ch) for ch in chunker.cut_buffer(data)]
+    got: list[bytes] = []
+    tail, pos, i = b"", 0, 0
+    while True:
+        step = pieces[i % len(pieces)]
+        i += 1
+        block = tail + data[pos : pos + step]
+        pos += step
+        final = pos >= len(data)
+        cut, used = chunker.cut_block(memoryview(block), final)
+        got.extend(bytes(ch) for ch in cut)
+        assert b"".join(bytes(ch) for ch in cut) == block[:used]
+        tail = block[used:]
+        if final:
+            break
+    assert tail == b""
+    assert got == expected
+
+
+def test_a_file_of_many_read_blocks_has_the_chunks_of_the_whole(objects: ObjectStore, tmp_path: Path) -> None:
+    data = random_bytes(20 << 20, 8)  # several read blocks, so chunks straddle block edges
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    digest, size = objects.put_file(src)
+    assert (digest, size) == (blake3(data).hexdigest(), len(data))
+    whole = [(blake3(ch).hexdigest(), len(ch)) for ch in Chunker(MID_CHUNKER).cut_buffer(data)]
+    assert list(objects.recipe(digest).chunks) == whole
+    assert objects.get_bytes(digest) == data
 
 
 def test_the_empty_file_has_the_empty_digest(objects: ObjectStore, tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def test_a_fifo_is_stored_from_a_single_pass(objects: ObjectStore, tmp_path: Pat
 
 def test_a_file_changed_while_it_is_stored_is_refused_and_not_recorded(objects: ObjectStore, tmp_path: Path) -> None:
     f = tmp_path / "growing.bin"
-    original = random.Random(2).randbytes(300_000)
+    original = random.Random(2).randbytes(12 << 20)  # larger than a read block: the streaming pass
     f.write_bytes(original)
     changed = False
 
@@ -97,7 +97,7 @@ def test_a_file_changed_while_it_is_stored_is_refused_and_not_recorded(objects: 
         if not changed:
             changed = True
             with open(f, "r+b") as w:
-                w.seek(200_000)
+                w.seek(10 << 20)
                 w.write(b"\xff" * 1000)
 
     recipes = sorted(objects.backend.list("files/"))

@@ -20,6 +20,15 @@ _CHILD = textwrap.dedent(
     from casstore.objects import open_store
 
     def peak_mib():
+        # VmHWM: this process's own peak. ru_maxrss would also count the parent's resident
+        # set at fork time, which Linux carries over exec
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
     src, store, dest = sys.argv[1:4]

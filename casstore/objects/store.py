@@ -233,6 +233,8 @@ class ObjectStore:
             if not stat_mod.S_ISREG(before.st_mode):
                 # a pipe or device: one streaming pass
                 return self.put_stream(f, progress)
+            if before.st_size <= _READ_BLOCK:
+                return self._put_small_file(f, path, before, progress)
             try:
                 expected = None
                 if self._first_chunk_stored(f):
@@ -255,6 +257,23 @@ class ObjectStore:
                 )
             self._put_recipe(stored.digest, recipe)  # or freshen the existing one
             return stored
+
+    def _put_small_file(self, f: IO[bytes], path: str, before: os.stat_result, progress: Progress | None) -> Stored:
+        """A file of at most one read block: read whole, then stored as bytes."""
+        try:
+            data = f.read(_READ_BLOCK + 1)
+            after = os.fstat(f.fileno())
+        except OSError as e:
+            raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
+        if len(data) != after.st_size or _changed(before, after):
+            raise LocalFileError(
+                f"{path!r} changed while it was being stored (size {before.st_size} -> {after.st_size}); "
+                "nothing was recorded. Log it again once it is no longer being written."
+            )
+        stored = self.put_bytes(data)
+        if progress:
+            progress(stored.size)
+        return stored
 
     def _first_chunk_stored(self, f: IO[bytes]) -> bool:
         """Whether the file's first chunk is in the store: the hint that the whole file may
@@ -303,7 +322,7 @@ class ObjectStore:
         block = max(_READ_BLOCK, 2 * reserve)
         ring = [bytearray(reserve + block) for _ in range(_RING)]
         users: list[list[Future[object]]] = [[] for _ in ring]
-        whole = new_hasher()
+        whole = new_hasher(parallel=False)  # its own thread: the other cores are busy already
         chunks: list[tuple[str, int]] = []
         size = 0
         sink = _ChunkSink(self)

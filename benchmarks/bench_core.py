@@ -1,0 +1,304 @@
+"""Core store against its peers, side by side in one run: fresh data, data already stored, memory.
+
+    python benchmarks/bench_core.py            # 1 GiB (2 GiB for memory), median of 5
+    python benchmarks/bench_core.py --quick    # 64 MiB, median of 2 (what CI may run)
+
+1. A fresh file into a new local store (``put_file`` then the durability barrier
+   ``flush``), against ``shutil.copyfile`` + ``os.fsync`` of the copy (a durable copy)
+   and against plain ``copyfile``. Goal: casstore / durable copy <= 1.25.
+2. The same file again into the same store, against ``copyfile`` and against one
+   BLAKE3 pass over the file (the floor: ``b3sum`` speed). Goal: >= 4x faster than copyfile.
+3. Peak resident memory of a child process that stores a file and reads it back.
+   Goal: <= 200 MiB for 2 GiB.
+
+Fairness: the data is random (incompressible, no repeats), generated once. Every
+timed run writes to a new destination on the same file system as the source; before
+each one, ``os.sync()`` flushes earlier writes (nobody pays for another's write-back)
+and the source is brought into the page cache by reading it through (``--cold``
+evicts it with ``posix_fadvise(DONTNEED)`` instead, so everyone reads it from disk).
+The peers take turns in a rotating order within each repeat; figures are medians.
+CPU seconds (user + system of this process) are printed beside wall time: on a
+shared machine they move less than wall time does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from blake3 import blake3  # noqa: E402
+
+from casstore.objects import open_store  # noqa: E402
+
+MIB = 1 << 20
+
+
+# ---- measuring --------------------------------------------------------------------------
+
+
+@dataclass
+class Timing:
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    def median(self) -> float:
+        return statistics.median(self.wall)
+
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu)
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(into: Timing, fn: Callable[[], object]) -> None:
+    c0, t0 = _cpu(), time.perf_counter()
+    fn()
+    into.wall.append(time.perf_counter() - t0)
+    into.cpu.append(_cpu() - c0)
+
+
+def make_random_file(path: Path, size: int, seed: bytes) -> None:
+    """Incompressible, never-repeating bytes: the BLAKE3 extendable output of ``seed``."""
+    xof = blake3(seed)
+    block = 16 * MIB
+    with open(path, "wb") as f:
+        for off in range(0, size, block):
+            f.write(xof.digest(length=min(block, size - off), seek=off))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def prepare_source(path: Path, cold: bool) -> None:
+    """Same starting point for every peer: earlier writes flushed, the source cached (or not)."""
+    os.sync()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if cold:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        else:
+            while os.read(fd, 16 * MIB):
+                pass
+    finally:
+        os.close(fd)
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---- the benchmarks ---------------------------------------------------------------------------
+
+
+def bench_fresh(src: Path, work: Path, repeats: int, cold: bool) -> dict[str, Timing]:
+    peers: dict[str, Callable[[Path], object]] = {
+        "casstore put_file + flush": lambda out: _casstore_fresh(src, out, durable=True),
+        "copyfile + fsync": lambda out: (shutil.copyfile(src, out), fsync_path(out)),
+        "copyfile": lambda out: shutil.copyfile(src, out),
+        "casstore put_file (durable=False)": lambda out: _casstore_fresh(src, out, durable=False),
+    }
+    results = {name: Timing() for name in peers}
+    names = list(peers)
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            out = work / "out"
+            prepare_source(src, cold)
+            timed(results[name], lambda: peers[name](out))
+            _remove(out)
+    return results
+
+
+def _casstore_fresh(src: Path, store: Path, durable: bool) -> None:
+    objects = open_store(store, durable=durable)
+    objects.put_file(src)
+    objects.flush()
+
+
+def bench_again(src: Path, work: Path, repeats: int, cold: bool) -> dict[str, Timing]:
+    store = work / "store-again"
+    objects = open_store(store)
+    digest, _ = objects.put_file(src)
+    objects.flush()
+
+    def again(_out: Path) -> None:
+        if objects.put_file(src).digest != digest:
+            raise RuntimeError("the digest changed between two puts of one file")
+
+    def hash_only(_out: Path) -> None:
+        h = blake3(max_threads=blake3.AUTO)
+        h.update_mmap(src)
+        h.hexdigest()
+
+    peers: dict[str, Callable[[Path], object]] = {
+        "casstore put_file (stored already)": again,
+        "copyfile": lambda out: shutil.copyfile(src, out),
+        "blake3 of the file (b3sum floor)": hash_only,
+    }
+    results = {name: Timing() for name in peers}
+    names = list(peers)
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            out = work / "out"
+            prepare_source(src, cold)
+            timed(results[name], lambda: peers[name](out))
+            _remove(out)
+    _remove(store)
+    return results
+
+
+_RSS_CHILD = textwrap.dedent(
+    """
+    import json, resource, sys, time
+    sys.path.insert(0, sys.argv[4])
+    from casstore.objects import open_store
+
+    def peak():
+        # VmHWM: this process's own peak. ru_maxrss would also count the parent's resident
+        # set at fork time, which Linux carries over exec
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+    src, store, dest = sys.argv[1:4]
+    objects = open_store(store)
+    base = peak()
+    t0 = time.perf_counter()
+    digest, size = objects.put_file(src)
+    objects.flush()
+    t1 = time.perf_counter()
+    after_put = peak()
+    objects.get_file(digest, dest)
+    t2 = time.perf_counter()
+    print(json.dumps({"base": base, "after_put": after_put, "after_get": peak(),
+                      "put_s": t1 - t0, "get_s": t2 - t1, "size": size}))
+    """
+)
+
+
+def bench_rss(src: Path, work: Path) -> dict[str, float]:
+    prepare_source(src, cold=False)
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_CHILD, str(src), str(work / "store-rss"), str(work / "back.bin"), str(REPO)],
+        capture_output=True, text=True, check=True,
+    )
+    report: dict[str, float] = json.loads(out.stdout)
+    if blake3_file(work / "back.bin") != blake3_file(src):
+        raise RuntimeError("the file read back differs from the one stored")
+    _remove(work / "store-rss")
+    _remove(work / "back.bin")
+    return report
+
+
+def blake3_file(path: Path) -> str:
+    h = blake3(max_threads=blake3.AUTO)
+    h.update_mmap(path)
+    return h.hexdigest()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+# ---- report -------------------------------------------------------------------------------------
+
+
+def _row(name: str, t: Timing, size: int) -> str:
+    return f"  {name:38s} {t.median():8.3f} s  {size / t.median() / MIB:8.0f} MiB/s   cpu {t.cpu_median():6.2f} s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="64 MiB files, 2 repeats")
+    ap.add_argument("--size-mib", type=int, help="size of the file for timings (default 1024)")
+    ap.add_argument("--rss-size-mib", type=int, help="size of the file for the memory check (default 2048)")
+    ap.add_argument("--repeats", type=int, help="repeats per peer; the median is reported (default 5)")
+    ap.add_argument("--dir", type=Path, help="working directory (default: a new one under the system temp dir)")
+    ap.add_argument("--cold", action="store_true", help="evict the source from the page cache before each run")
+    ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = ap.parse_args(argv)
+    size = (args.size_mib or (64 if args.quick else 1024)) * MIB
+    rss_size = (args.rss_size_mib or (64 if args.quick else 2048)) * MIB
+    repeats = args.repeats or (2 if args.quick else 5)
+
+    work = Path(tempfile.mkdtemp(prefix="casstore-bench-", dir=args.dir))
+    try:
+        src = work / "src.bin"
+        make_random_file(src, size, b"bench_core source")
+        print(f"casstore core benchmark: {size // MIB} MiB, median of {repeats}, "
+              f"{'cold' if args.cold else 'warm'} page cache, {os.cpu_count()} CPUs, "
+              f"load {os.getloadavg()[0]:.1f}, {platform.python_implementation()} {platform.python_version()}")
+
+        fresh = bench_fresh(src, work, repeats, args.cold)
+        print("\n1. fresh file into a new local store")
+        for name, t in fresh.items():
+            print(_row(name, t, size))
+        durable_ratio = fresh["casstore put_file + flush"].median() / fresh["copyfile + fsync"].median()
+        plain_ratio = fresh["casstore put_file (durable=False)"].median() / fresh["copyfile"].median()
+        print(f"  casstore / durable copy = {durable_ratio:.2f}   (goal <= 1.25: {'met' if durable_ratio <= 1.25 else 'MISSED'})")
+        print(f"  casstore (durable=False) / copyfile = {plain_ratio:.2f}")
+
+        again = bench_again(src, work, repeats, args.cold)
+        print("\n2. the same file again into the same store")
+        for name, t in again.items():
+            print(_row(name, t, size))
+        speedup = again["copyfile"].median() / again["casstore put_file (stored already)"].median()
+        floor = again["casstore put_file (stored already)"].median() / again["blake3 of the file (b3sum floor)"].median()
+        print(f"  copyfile / casstore = {speedup:.2f}x faster   (goal >= 4: {'met' if speedup >= 4 else 'MISSED'})")
+        print(f"  casstore / one BLAKE3 pass = {floor:.2f}")
+        _remove(src)
+
+        rss_src = work / "rss.bin"
+        make_random_file(rss_src, rss_size, b"bench_core memory")
+        rss = bench_rss(rss_src, work)
+        print(f"\n3. peak memory storing and reading back {rss_size // MIB} MiB (child process)")
+        print(f"  peak RSS {rss['after_get']:.0f} MiB (after start-up {rss['base']:.0f} MiB, after put "
+              f"{rss['after_put']:.0f} MiB); put {rss['put_s']:.2f} s, get {rss['get_s']:.2f} s"
+              f"   (goal <= 200 MiB: {'met' if rss['after_get'] <= 200 else 'MISSED'})")
+
+        if args.json:
+            args.json.write_text(json.dumps({
+                "date": time.strftime("%Y-%m-%d"), "size_mib": size // MIB, "rss_size_mib": rss_size // MIB,
+                "repeats": repeats, "cold": args.cold, "cpus": os.cpu_count(),
+                "fresh": {k: {"median_s": v.median(), "cpu_s": v.cpu_median(), "all_s": v.wall} for k, v in fresh.items()},
+                "again": {k: {"median_s": v.median(), "cpu_s": v.cpu_median(), "all_s": v.wall} for k, v in again.items()},
+                "ratios": {"casstore_over_durable_copy": durable_ratio, "nondurable_over_copyfile": plain_ratio,
+                           "copyfile_over_again": speedup, "again_over_hash": floor},
+                "rss": rss,
+            }, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
