@@ -259,3 +259,12 @@ def test_docstring_examples_run(name: str, tmp_path: Path, monkeypatch: pytest.M
         assert failed == 0, f"{failed} docstring example(s) of {name} failed (see the output above)"
     finally:
         _reset_casstore()
+
+
+def test_troubleshooting_covers_every_error_class() -> None:
+    from casstore import exceptions
+
+    text = (DOCS / "troubleshooting.md").read_text(encoding="utf-8")
+    headed = set(re.findall(r"^#+ `(\w+)`", text, re.M))
+    classes = {n for n in exceptions.__all__ if n not in ("CasstoreError", "MlflowException")}
+    assert classes <= headed, f"error classes without a section in docs/troubleshooting.md: {sorted(classes - headed)}"
