@@ -65,7 +65,7 @@ def test_storing_and_reading_a_64_mib_file_stays_within_a_bounded_memory(tmp_pat
     report = json.loads(out.stdout)
     assert report["same"]
     assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
-    # about 16 MiB is expected (read buffers and a few chunks of up to 4 MiB); the bound is
-    # generous, yet holding the 64 MiB file whole (say, memory-mapping it) exceeds it
+    # about 36 MiB is expected (the storing pass's three 8 MiB read blocks, each with a
+    # 4 MiB margin); the bound is generous, yet holding the 64 MiB file whole exceeds it
     for phase in ("put", "get", "again"):
-        assert report[phase] < 40, f"peak RSS grew by {report[phase]:.0f} MiB while {phase!r} ({report})"
+        assert report[phase] < 52, f"peak RSS grew by {report[phase]:.0f} MiB while {phase!r} ({report})"
