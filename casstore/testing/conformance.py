@@ -286,6 +286,28 @@ class BackendConformance:
         assert backend.exists("t/missing") is False
         assert list(backend.list("t/")) == []
 
+    def test_touch_reports_whether_the_object_exists(self, backend: Backend) -> None:
+        backend.put_blob("t/here", b"x")
+        assert backend.touch("t/here") is True
+        assert backend.touch("t/missing") is False
+        backend.delete("t/here")
+        assert backend.touch("t/here") is False
+
+    def test_delete_if_stale_deletes_only_what_was_not_touched_since(self, backend: Backend) -> None:
+        backend.put_blob("g/stale", b"old")
+        backend.put_blob("g/fresh", b"old too, but touched")
+        threshold = max(backend.info("g/stale").mtime, backend.info("g/fresh").mtime) + 1e-6
+        deadline = time.monotonic() + 5  # stores with one-second mtimes need a second or two
+        while backend.touch("g/fresh") and backend.info("g/fresh").mtime < threshold:
+            assert time.monotonic() < deadline, "touch did not move the mtime past the threshold"
+            time.sleep(0.05)
+        assert backend.delete_if_stale("g/stale", threshold) is True
+        assert backend.delete_if_stale("g/stale", threshold) is False
+        assert backend.delete_if_stale("g/fresh", threshold) is False
+        assert backend.delete_if_stale("g/never", threshold) is False
+        assert sorted(backend.list("g/")) == ["g/fresh"]
+        assert backend.get("g/fresh") == b"old too, but touched"
+
     # ---- listing ---------------------------------------------------------------------------
 
     def test_list_of_an_empty_store_is_empty(self, backend: Backend) -> None:
