@@ -65,7 +65,7 @@ def cli(*args: str) -> Callable[[], None]:
 def build_verify_store(root: Path, size: int) -> None:
     from casstore.runs import open_run_store
 
-    marker = root / ".complete"
+    marker = root.with_name(root.name + ".complete")  # beside the store, not in it
     if marker.exists():
         return
     os.environ["CASSTORE_DURABLE"] = "0"
@@ -153,7 +153,7 @@ def _make_runs(root: str, worker: int, count: int, experiments: int) -> None:
 
 
 def build_runs_store(root: Path, runs: int, workers: int = 2) -> None:
-    marker = root / ".complete"
+    marker = root.with_name(root.name + ".complete")  # beside the store, not in it
     if marker.exists():
         return
     from casstore.runs import open_run_store

@@ -129,6 +129,8 @@ def scan_store(backend: Backend) -> StoreScan:
     runs: dict[str, RunKeys] = {}
     other: list[str] = []
     for key in backend.list(""):
+        if key.startswith(".") or "/." in key:
+            continue  # not a casstore object (no key part may start with '.')
         top, _, rest = key.partition("/")
         if top in content:
             name = rest.rpartition("/")[2]
