@@ -34,10 +34,13 @@ __all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST", "chunk_key", "recipe_key"]
 
 EMPTY_DIGEST = hash_bytes(b"")
 
-# reads go in blocks of this size (at least two maximum chunks): two buffers for the
-# hashing pass over a local file, a ring of _RING for the storing pass
+# the storing pass reads blocks of this size (at least two maximum chunks) into a ring
+# of _RING buffers; a file no larger than one block is read whole
 _READ_BLOCK = 8 << 20
 _RING = 3
+# the hashing pass reads larger blocks (BLAKE3 spreads each over the cores) into two
+# buffers, which weigh less than the storing pass's ring: the peak does not grow
+_HASH_BLOCK = 16 << 20
 
 Progress = Callable[[int], None]
 
@@ -294,7 +297,7 @@ class ObjectStore:
         h = new_hasher()
         if size == 0:
             return h.hexdigest()
-        bufs = (bytearray(_READ_BLOCK), bytearray(_READ_BLOCK))
+        bufs = (bytearray(_HASH_BLOCK), bytearray(_HASH_BLOCK))
         pending: Future[object] | None = None
         with ThreadPoolExecutor(1, thread_name_prefix="casstore-hash") as pool:
             for i in itertools.count():
