@@ -15,6 +15,7 @@ from tracking_helpers import tracking  # noqa: F401  (fixture)
 import casstore
 import casstore.sklearn
 from casstore.exceptions import IntegrityError
+from casstore.models import fetch
 from casstore.objects import chunk_key, recipe_key
 from casstore.runs.layout import model_entry_key
 from casstore.tracking.uri import get_store
@@ -36,8 +37,13 @@ class MarkingModel:
         Path(os.environ[MARK_ENV]).write_text("unpickled")
 
 
-@pytest.fixture
-def marked(tracking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, casstore.models.ModelInfo]]:
+@pytest.fixture(params=["get_file", "pipelined"])
+def marked(request: pytest.FixtureRequest, tracking: str, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, casstore.models.ModelInfo]]:
+    """A registered model that leaves a mark when unpickled; fetched through ``get_file``
+    or through the pipelined reader used for large files."""
+    if request.param == "pipelined":
+        monkeypatch.setattr(fetch, "PARALLEL_MIN", 0)
     mark = tmp_path / "mark"
     monkeypatch.setenv(MARK_ENV, str(mark))
     scratch = tmp_path / "scratch"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from casstore.exceptions import InvalidInputError
-from casstore.models.signature import ColSpec, DataType, Schema, TensorSpec
+from casstore.models.signature import ColSpec, DataType, Schema, TensorSpec, optional_pandas
 
 __all__ = ["enforce_schema"]
 
@@ -43,7 +43,7 @@ def _enforce_tensors(data: Any, schema: Schema) -> Any:
     spec = specs[0]
     if isinstance(data, dict) and spec.name is not None and spec.name in data:
         data = data[spec.name]
-    pd = _pandas()
+    pd = optional_pandas()
     if pd is not None and isinstance(data, pd.DataFrame):
         data = data.to_numpy()
     elif isinstance(data, (list, tuple)):
@@ -95,18 +95,10 @@ def _check_dtype(dtype: Any, spec: TensorSpec) -> Any:
 # ---- columns -------------------------------------------------------------------------
 
 
-def _pandas() -> Any:
-    try:
-        import pandas as pd
-    except ImportError:
-        return None
-    return pd
-
-
 def _enforce_columns(data: Any, schema: Schema) -> Any:
     import numpy as np
 
-    pd = _pandas()
+    pd = optional_pandas()
     specs: list[ColSpec] = [s for s in schema if isinstance(s, ColSpec)]
     named = schema.has_input_names()
     if pd is None:

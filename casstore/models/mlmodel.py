@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from casstore.exceptions import InvalidInputError
+from casstore.models.signature import optional_pandas
 
 __all__ = [
     "MLMODEL",
@@ -100,10 +101,7 @@ def save_input_example(model_dir: str, example: Any) -> dict[str, Any]:
     """Write the input example as MLflow does; return MLflow's ``saved_input_example_info``."""
     import numpy as np
 
-    try:
-        import pandas as pd
-    except ImportError:
-        pd = None
+    pd = optional_pandas()
     info: dict[str, Any] = {"artifact_path": INPUT_EXAMPLE, "serving_input_path": SERVING_INPUT_EXAMPLE}
     if isinstance(example, dict) and not all(isinstance(v, np.ndarray) for v in example.values()) and pd is not None:
         example = pd.DataFrame({k: v if isinstance(v, (list, tuple, np.ndarray)) else [v] for k, v in example.items()})

@@ -270,7 +270,8 @@ def _numpy_type(dtype: Any, values: Any = None, where: str = "input") -> str:
     raise InvalidInputError(f"cannot infer a column type for {where} of dtype {dtype}")
 
 
-def _pandas() -> Any:
+def optional_pandas() -> Any:
+    """The pandas module, or None where it is not installed."""
     try:
         import pandas as pd
     except ImportError:
@@ -297,7 +298,7 @@ def infer_schema(data: Any) -> Schema:
     """The schema of one example of model input or output."""
     import numpy as np
 
-    pd = _pandas()
+    pd = optional_pandas()
     if pd is not None and isinstance(data, pd.DataFrame):
         return Schema([ColSpec(_col_type(data[c], str(c)), str(c)) for c in data.columns])
     if pd is not None and isinstance(data, pd.Series):
