@@ -370,3 +370,23 @@ def test_models_commands(st: Store) -> None:
     assert "champion->1" in ok(run("models", "list", store=st.root)).stdout
     r = run("models", "show", "models:/nope/1", store=st.root)
     assert r.exit_code == 1 and r.stderr.startswith("casstore: error:")
+
+
+def test_progress_bars_only_on_a_terminal_outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from casstore.cli._common import Progress, is_interactive
+
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("CI", raising=False)
+    with open(os.devnull, "w") as devnull:
+        assert is_interactive(Tty()) and not is_interactive(devnull)
+    monkeypatch.setenv("CI", "true")
+    assert not is_interactive(Tty())
+    with Progress() as p:  # disabled: callbacks are no-ops
+        p.callback("stage", 0, 10)
+        p.callback("stage", 5)
+        with p.task("bytes", 100) as advance:
+            advance(50)
+    assert not p.enabled
