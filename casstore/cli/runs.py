@@ -251,7 +251,7 @@ def cat_cmd(run: str, path: str, store: str | None) -> None:
     entry = view.artifacts.get(p)
     if entry is None:
         raise ObjectNotFoundError(f"run {view.run_id} has no artifact file {p!r} (see `casstore ls {view.run_id[:8]}`)")
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer
     for data in runs.objects.iter_file(entry.digest):
         out.write(data)
     out.flush()
