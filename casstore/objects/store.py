@@ -116,54 +116,93 @@ def _max_in_flight(given: int | None, backend: Backend) -> int:
 
 
 class _ChunkSink:
-    """Sends chunks to the backend: directly on a local disk, in checked and concurrent
-    batches on remote stores. At most ``window`` chunk copies are held at once."""
+    """Sends chunks to the backend: directly on a local disk; on remote stores in batches,
+    each checked with one ``exists_many``, whose missing chunks are uploaded concurrently
+    while the next batch is cut. At most ``window`` chunk copies are held at once."""
 
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
         self.backend = store.backend
         self.batched = self.backend.concurrency > 1
         self.window = max(2, store.max_in_flight)
+        # two batches in flight: one uploading while the next is cut and checked
+        self.batch_size = max(1, min(self.backend.concurrency, self.window // 2))
         self.pending: list[tuple[str, bytes]] = []
-        self.pending_bytes = 0
-        self.max_pending_bytes = self.window * store.config.chunker.max_size
-        self.pool: ThreadPoolExecutor | None = None
+        self.slots = threading.Semaphore(self.window)
+        self.pool: ThreadPoolExecutor | None = None  # puts and touches
+        self.checks: ThreadPoolExecutor | None = None  # one batch each: check, then send
+        self.running: list[Future[None]] = []
 
     def add(self, digest: str, data: memoryview) -> None:
         if not self.batched:
             if self.backend.put_blob(chunk_key(digest), data):
                 self.store._count(1, len(data))
             return
+        self._raise_failed()
+        self.slots.acquire()  # blocks while ``window`` chunks are held
         self.pending.append((digest, bytes(data)))
-        self.pending_bytes += len(data)
-        if len(self.pending) >= self.window or self.pending_bytes >= self.max_pending_bytes:
-            self.drain()
+        if len(self.pending) >= self.batch_size:
+            self._submit()
 
-    def drain(self) -> None:
+    def _submit(self) -> None:
         if not self.pending:
             return
-        batch, self.pending, self.pending_bytes = self.pending, [], 0
-        uniq: dict[str, bytes] = dict(batch)
-        keys = [chunk_key(d) for d in uniq]
-        present = self.backend.exists_many(keys)
-        if self.pool is None:
+        batch, self.pending = self.pending, []
+        if self.pool is None or self.checks is None:
             self.pool = ThreadPoolExecutor(self.backend.concurrency, thread_name_prefix="casstore-put")
-        # an existing chunk is freshened (gc's grace period); one gc removed meanwhile is sent again
-        touched = iter(list(self.pool.map(self.backend.touch, [k for k, p in zip(keys, present) if p])))
-        missing = [(k, uniq[d]) for k, d, p in zip(keys, uniq, present) if not p or next(touched) is False]
-        if not missing:
-            return
-        futs = [self.pool.submit(self.backend.put_blob, k, data) for k, data in missing]
-        for f in futs:
+            self.checks = ThreadPoolExecutor(2, thread_name_prefix="casstore-check")
+        self.running.append(self.checks.submit(self._send, batch, self.pool))
+
+    def _raise_failed(self) -> None:
+        done = [f for f in self.running if f.done()]
+        self.running = [f for f in self.running if not f.done()]
+        for f in done:
             f.result()
-        self.store._count(len(missing), sum(len(d) for _, d in missing))
+
+    def _send(self, batch: list[tuple[str, bytes]], pool: ThreadPoolExecutor) -> None:
+        held = len(batch)
+        try:
+            uniq: dict[str, bytes] = dict(batch)
+            keys = [chunk_key(d) for d in uniq]
+            present = self.backend.exists_many(keys)
+            # an existing chunk is freshened (gc's grace period); one gc removed meanwhile is sent again
+            touched = iter(list(pool.map(self.backend.touch, [k for k, p in zip(keys, present) if p])))
+            missing = [(k, uniq[d]) for k, d, p in zip(keys, uniq, present) if not p or next(touched) is False]
+            if held > len(missing):
+                self.slots.release(held - len(missing))
+            held = len(missing)
+            futs = [pool.submit(self._put, k, data) for k, data in missing]
+            held = 0  # each put gives its slot back
+            for f in futs:
+                f.result()
+            self.store._count(len(missing), sum(len(d) for _, d in missing))
+        finally:
+            if held:
+                self.slots.release(held)
+
+    def _put(self, key: str, data: bytes) -> None:
+        try:
+            self.backend.put_blob(key, data)
+        finally:
+            self.slots.release()
 
     def close(self) -> None:
+        """Send what is pending and wait for every batch; raise the first error."""
         try:
-            self.drain()
+            self._submit()
+            running, self.running = self.running, []
+            errors = []
+            for f in running:
+                try:
+                    f.result()
+                except BaseException as e:
+                    errors.append(e)
+            if errors:
+                raise errors[0]
         finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True)
+            for pool in (self.checks, self.pool):
+                if pool is not None:
+                    pool.shutdown(wait=True)
 
 
 class ObjectStore:
