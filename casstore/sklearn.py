@@ -40,6 +40,7 @@ from casstore.models.serialization import (
     skops_untrusted_types,
 )
 from casstore.models.signature import ModelSignature
+from casstore.registry.layout import check_model_name
 
 if TYPE_CHECKING:
     from casstore.runs import RunStore
@@ -158,6 +159,8 @@ def log_model(
     asks for the trusted types when the model is loaded.
     """
     model_name = _model_name(name, artifact_path)
+    if registered_model_name is not None:
+        check_model_name(registered_model_name)  # refuse a bad name before anything is logged
     with tempfile.TemporaryDirectory(prefix="casstore-model-") as d:
         prepared = _prepare(
             sk_model,

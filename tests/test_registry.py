@@ -212,3 +212,29 @@ def test_concurrent_processes_get_distinct_consecutive_versions(tmp_path: Path) 
     for v in records:
         by_digest[v.model_digest] = by_digest.get(v.model_digest, 0) + 1
     assert sorted(by_digest.values()) == [5, 5, 5, 5]
+
+
+def test_on_s3_concurrent_writers_get_distinct_consecutive_versions(s3_url: str) -> None:
+    from casstore.backend import open_backend
+
+    backend = open_backend(s3_url)
+    assert backend.supports_atomic_create
+    registries = [Registry(open_backend(s3_url)) for _ in range(4)]
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def work(reg: Registry) -> None:
+        for _ in range(3):
+            n = reg.create_version("fraud", D1).version
+            with lock:
+                got.append(n)
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in registries]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(1, 13))
+    reg = Registry(backend)
+    reg.set_alias("fraud", "prod", 12)
+    assert reg.get_version_by_alias("fraud", "prod").model_digest == D1

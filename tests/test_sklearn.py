@@ -233,3 +233,10 @@ def test_load_model_errors_are_clear(tracking: str, forest: RandomForestClassifi
     with pytest.raises(InvalidInputError, match="unknown scheme"):
         casstore.pyfunc.load_model("s3://bucket/model")
     assert not os.path.exists(os.path.join(tracking, "nope"))
+
+
+def test_a_bad_registered_model_name_is_refused_before_logging(tracking: str, forest: RandomForestClassifier) -> None:
+    with pytest.raises(InvalidInputError, match="registered model name"):
+        casstore.sklearn.log_model(forest, "clf", registered_model_name="a/b")
+    assert casstore.active_run() is None
+    assert get_store().list_run_ids() == []
