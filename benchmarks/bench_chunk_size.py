@@ -10,7 +10,8 @@ data, every version is stored in turn into one fresh local store, and we measure
   1.00 means nothing was shared);
 - objects per GiB: chunk objects written per GiB of new data, and what their PUTs cost
   on S3 at $5 per million requests;
-- ingest: MiB/s of storing the first version (new data, local disk, not durable).
+- ingest: MiB/s of storing the first version (new data, local disk, not durable), and
+  the CPU seconds it took per GiB (steadier than wall time on a shared machine).
 
 The data:
 
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import pickle
+import resource
 import shutil
 import statistics
 import sys
@@ -97,14 +99,16 @@ def appended(size: int, versions: int) -> list[bytes]:
 def measure(versions: list[bytes], avg: int, work: Path, repeats: int) -> dict[str, float]:
     """Store every version in turn into a fresh store; report dedup, objects and ingest speed."""
     ingest: list[float] = []
+    cpu: list[float] = []
     for _ in range(repeats):
         store = work / "store"
         objects = open_store(store, chunker=params_for(avg), durable=False)
         src = work / "v.bin"
         src.write_bytes(versions[0])
-        t0 = time.perf_counter()
+        c0, t0 = _cpu(), time.perf_counter()
         objects.put_file(src)
         ingest.append(len(versions[0]) / (time.perf_counter() - t0) / MIB)
+        cpu.append((_cpu() - c0) / (len(versions[0]) / (1 << 30)))
         first_chunks, first_bytes = objects.chunks_written, objects.bytes_written
         for v in versions[1:]:
             src.write_bytes(v)
@@ -119,8 +123,14 @@ def measure(versions: list[bytes], avg: int, work: Path, repeats: int) -> dict[s
         "added_objects_per_gib_of_versions": added_chunks / (later_size / (1 << 30)),
         "put_cost_per_gib_usd": first_chunks / (len(versions[0]) / (1 << 30)) * PUT_COST_PER_MILLION / 1e6,
         "ingest_mib_s": statistics.median(ingest),
+        "ingest_cpu_s_per_gib": statistics.median(cpu),
         "first_size_mib": len(versions[0]) / MIB,
     }
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def datasets(quick: bool) -> Iterator[tuple[str, Callable[[], list[bytes]]]]:
@@ -151,13 +161,13 @@ def main(argv: list[str] | None = None) -> int:
             versions = make()
             sizes = ", ".join(f"{len(v) / MIB:.1f}" for v in versions)
             print(f"\n{name}: {len(versions)} versions of {sizes} MiB")
-            print(f"  {'avg chunk':>9s}  {'dedup':>6s}  {'objects/GiB':>11s}  {'PUT $/GiB':>9s}  {'added obj/GiB':>13s}  {'ingest MiB/s':>12s}")
+            print(f"  {'avg chunk':>9s}  {'dedup':>6s}  {'objects/GiB':>11s}  {'PUT $/GiB':>9s}  {'added obj/GiB':>13s}  {'ingest MiB/s':>12s}  {'CPU s/GiB':>9s}")
             results[name] = {}
             for avg in AVG_SIZES:
                 r = measure(versions, avg, work, repeats)
                 results[name][f"{avg >> 10} KiB"] = r
                 print(f"  {avg >> 10:>5d} KiB  {r['dedup']:6.3f}  {r['first_objects_per_gib']:11.0f}  "
-                      f"{r['put_cost_per_gib_usd']:9.4f}  {r['added_objects_per_gib_of_versions']:13.0f}  {r['ingest_mib_s']:12.0f}")
+                      f"{r['put_cost_per_gib_usd']:9.4f}  {r['added_objects_per_gib_of_versions']:13.0f}  {r['ingest_mib_s']:12.0f}  {r['ingest_cpu_s_per_gib']:9.2f}")
         if args.json:
             args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "quick": args.quick,
                                              "repeats": repeats, "results": results}, indent=2))

@@ -65,7 +65,8 @@ def test_storing_and_reading_a_64_mib_file_stays_within_a_bounded_memory(tmp_pat
     report = json.loads(out.stdout)
     assert report["same"]
     assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
-    # about 36 MiB is expected (the storing pass's three 8 MiB read blocks, each with a
-    # 4 MiB margin); the bound is generous, yet holding the 64 MiB file whole exceeds it
+    # about 42 MiB is expected: the storing pass's three 8 MiB read blocks, each with a
+    # 4 MiB margin (kept for the next put), and a few chunks being read back; the bound
+    # is generous, yet holding the 64 MiB file whole exceeds it
     for phase in ("put", "get", "again"):
-        assert report[phase] < 52, f"peak RSS grew by {report[phase]:.0f} MiB while {phase!r} ({report})"
+        assert report[phase] < 56, f"peak RSS grew by {report[phase]:.0f} MiB while {phase!r} ({report})"

@@ -34,13 +34,11 @@ __all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST", "chunk_key", "recipe_key"]
 
 EMPTY_DIGEST = hash_bytes(b"")
 
-# the storing pass reads blocks of this size (at least two maximum chunks) into a ring
-# of _RING buffers; a file no larger than one block is read whole
+# reads go in blocks of this size (at least two maximum chunks) into buffers kept for
+# the next put: a ring of _RING for the storing pass, two of them for the hashing pass;
+# a file no larger than one block is read whole
 _READ_BLOCK = 8 << 20
 _RING = 3
-# the hashing pass reads larger blocks (BLAKE3 spreads each over the cores) into two
-# buffers, which weigh less than the storing pass's ring: the peak does not grow
-_HASH_BLOCK = 16 << 20
 
 Progress = Callable[[int], None]
 
@@ -214,6 +212,7 @@ class ObjectStore:
         self.chunker = Chunker(config.chunker)
         self.max_in_flight = _max_in_flight(max_in_flight, backend)
         self._lock = threading.Lock()
+        self._idle: list[bytearray] = []  # read buffers kept for the next put (see _take_buffers)
         #: chunks and bytes this store object has written (not deduplicated away)
         self.chunks_written = 0
         self.bytes_written = 0
@@ -336,17 +335,20 @@ class ObjectStore:
         h = new_hasher()
         if size == 0:
             return h.hexdigest()
-        bufs = (bytearray(_HASH_BLOCK), bytearray(_HASH_BLOCK))
+        bufs = self._take_buffers(2)
         pending: Future[object] | None = None
-        with ThreadPoolExecutor(1, thread_name_prefix="casstore-hash") as pool:
-            for i in itertools.count():
-                view = memoryview(bufs[i % 2])
-                n = f.readinto(view)  # type: ignore[attr-defined]
-                if pending is not None:
-                    pending.result()
-                if not n:
-                    break
-                pending = pool.submit(h.update, view[:n])
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="casstore-hash") as pool:
+                for i in itertools.count():
+                    view = memoryview(bufs[i % 2])
+                    n = f.readinto(view)  # type: ignore[attr-defined]
+                    if pending is not None:
+                        pending.result()
+                    if not n:
+                        break
+                    pending = pool.submit(h.update, view[:n])
+        finally:
+            self._keep_buffers(bufs)  # the pool is shut down: no thread reads them
         return h.hexdigest()
 
     def _store_stream(self, stream: IO[bytes], progress: Progress | None) -> tuple[Stored, Recipe]:
@@ -361,8 +363,8 @@ class ObjectStore:
         and the writes reading it are done.
         """
         reserve = self.config.chunker.max_size
-        block = max(_READ_BLOCK, 2 * reserve)
-        ring = [bytearray(reserve + block) for _ in range(_RING)]
+        block = self._buffer_size() - reserve
+        ring = self._take_buffers(_RING)
         users: list[list[Future[object]]] = [[] for _ in ring]
         whole = new_hasher(parallel=False)  # its own thread: the other cores are busy already
         chunks: list[tuple[str, int]] = []
@@ -413,7 +415,25 @@ class ObjectStore:
             for pool in (reader, hasher, writer):
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
+            self._keep_buffers(ring)  # no thread reads them any more
         return Stored(whole.hexdigest(), size), Recipe(size, tuple(chunks))
+
+    def _buffer_size(self) -> int:
+        """One read buffer: a block of at least two maximum chunks, after a margin of one."""
+        max_size = self.config.chunker.max_size
+        return max_size + max(_READ_BLOCK, 2 * max_size)
+
+    def _take_buffers(self, count: int) -> list[bytearray]:
+        """``count`` read buffers: idle ones first (fresh ones cost tens of MiB of page
+        faults per put), then new ones. Concurrent puts each get their own."""
+        with self._lock:
+            bufs, self._idle = self._idle[:count], self._idle[count:]
+        return bufs + [bytearray(self._buffer_size()) for _ in range(count - len(bufs))]
+
+    def _keep_buffers(self, bufs: list[bytearray]) -> None:
+        """Keep up to one ring of buffers for the next put; memory stays one ring."""
+        with self._lock:
+            self._idle = (self._idle + bufs)[:_RING]
 
     def _put_recipe(self, digest: str, recipe: Recipe) -> None:
         self.backend.put_blob(recipe_key(digest), recipe.encode())
