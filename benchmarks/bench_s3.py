@@ -9,12 +9,15 @@ then, for a fresh random file (256 MiB; ``--quick``: 16 MiB), per repetition:
 * casstore re-log: ``log_file`` of the same file into a new run of that store (only
   existence checks and the records travel).
 
-Prints medians, the ratios against the peer, and the HTTP requests per logged GiB
-(counted with botocore's ``before-send`` event, so retries count too).
+Then, for information, downloads: s3fs ``get_file`` against casstore's verified
+``get_file``. Prints medians (wall time, and the CPU time of the client and server
+processes together, steadier on a busy machine), the ratios against the peer, and
+the HTTP requests per logged GiB (counted with botocore's ``before-send`` event, so
+retries count too).
 
 Goals: fresh / put_file <= 1.0; put_file / re-log >= 5.
 
-    python benchmarks/bench_s3.py            # 256 MiB, 3 repetitions
+    python benchmarks/bench_s3.py            # 256 MiB, 5 repetitions
     python benchmarks/bench_s3.py --quick    # 16 MiB, 2 repetitions
 """
 
@@ -72,7 +75,10 @@ def _write_random(path: Path, size: int) -> None:
 def run(size: int, repeat: int) -> dict[str, Any]:
     import s3fs
 
+    import psutil
+
     results: dict[str, list[float]] = collections.defaultdict(list)
+    cpu: dict[str, list[float]] = collections.defaultdict(list)
     requests: dict[str, collections.Counter[str]] = {}
     with tempfile.TemporaryDirectory(prefix="casstore-bench-s3-") as tmp, LoopbackS3() as server:
         os.environ.update(DUMMY_CREDENTIALS)
@@ -81,15 +87,25 @@ def run(size: int, repeat: int) -> dict[str, Any]:
         src = Path(tmp) / "weights.bin"
         _write_random(src, size)
 
+        me, srv = psutil.Process(), psutil.Process(server.proc.pid)
+
+        def timed(name: str, fn: Any) -> Any:
+            """Run ``fn``; record its wall time and the CPU time of both processes."""
+            c0, s0 = me.cpu_times(), srv.cpu_times()
+            t0 = time.perf_counter()
+            out = fn()
+            results[name].append(time.perf_counter() - t0)
+            c1, s1 = me.cpu_times(), srv.cpu_times()
+            cpu[name].append((c1.user + c1.system - c0.user - c0.system) + (s1.user + s1.system - s0.user - s0.system))
+            return out
+
         peer = s3fs.S3FileSystem(endpoint_url=server.endpoint_url, skip_instance_cache=True)
         peer_counter = RequestCounter()
         peer_counter.attach(peer)
         cas_counter = RequestCounter()
         for rep in range(repeat):
             key = f"{BUCKET}/peer-{rep}/weights.bin"
-            t0 = time.perf_counter()
-            peer.put_file(str(src), key)
-            results["peer put_file"].append(time.perf_counter() - t0)
+            timed("peer put_file", lambda: peer.put_file(str(src), key))
             requests["peer put_file"] = peer_counter.take()
 
             store = open_run_store(f"s3://{BUCKET}/store-{rep}")
@@ -98,59 +114,71 @@ def run(size: int, repeat: int) -> dict[str, Any]:
             experiment = store.get_or_create_experiment("bench")
             first = store.create_run(experiment)
             cas_counter.take()
-            t0 = time.perf_counter()
-            entry = first.log_file("weights.bin", src)
-            results["casstore fresh"].append(time.perf_counter() - t0)
+            entry = timed("casstore fresh", lambda: first.log_file("weights.bin", src))
             requests["casstore fresh"] = cas_counter.take()
             first.end()
 
             second = store.create_run(experiment)
             cas_counter.take()
-            t0 = time.perf_counter()
-            again = second.log_file("weights.bin", src)
-            results["casstore re-log"].append(time.perf_counter() - t0)
+            again = timed("casstore re-log", lambda: second.log_file("weights.bin", src))
             requests["casstore re-log"] = cas_counter.take()
             second.end()
             if again.digest != entry.digest:
                 raise SystemExit("re-logged digest differs: the benchmark is broken")
 
+            # downloads, for information: s3fs get_file, and casstore's verified get_file
+            timed("peer get_file", lambda: peer.get_file(key, str(Path(tmp) / "peer.out")))
+            requests["peer get_file"] = peer_counter.take()
+            cas_counter.take()
+            timed("casstore get_file", lambda: store.objects.get_file(entry.digest, Path(tmp) / "cas.out"))
+            requests["casstore get_file"] = cas_counter.take()
+            for name in ("peer.out", "cas.out"):
+                (Path(tmp) / name).unlink()
+
             peer.rm(key)
             peer.rm(f"{BUCKET}/store-{rep}", recursive=True)
             print(
                 f"  rep {rep + 1}/{repeat}: peer {results['peer put_file'][-1]:.2f} s, "
-                f"fresh {results['casstore fresh'][-1]:.2f} s, re-log {results['casstore re-log'][-1]:.3f} s",
+                f"fresh {results['casstore fresh'][-1]:.2f} s, re-log {results['casstore re-log'][-1]:.3f} s; "
+                f"get: peer {results['peer get_file'][-1]:.2f} s, casstore {results['casstore get_file'][-1]:.2f} s",
                 flush=True,
             )
-    return {"times": results, "requests": requests}
+    return {"times": results, "cpu": cpu, "requests": requests}
 
 
 def report(size: int, repeat: int, out: dict[str, Any]) -> None:
     times = {k: statistics.median(v) for k, v in out["times"].items()}
+    cpu = {k: statistics.median(v) for k, v in out["cpu"].items()}
     gib = size / (1 << 30)
     mib = size / (1 << 20)
     print(f"\nfile: {mib:.0f} MiB of random bytes; median of {repeat} repetitions")
-    print(f"{'':18} {'seconds':>9} {'MiB/s':>8} {'requests':>9} {'req/GiB':>9}   by method")
-    for name in ("peer put_file", "casstore fresh", "casstore re-log"):
+    print(f"{'':18} {'seconds':>9} {'MiB/s':>8} {'CPU s':>7} {'requests':>9} {'req/GiB':>9}   by method")
+    for name in ("peer put_file", "casstore fresh", "casstore re-log", "peer get_file", "casstore get_file"):
         req = out["requests"][name]
         total = sum(req.values())
         methods = ", ".join(f"{m} {n}" for m, n in sorted(req.items()))
         print(
-            f"{name:18} {times[name]:9.3f} {mib / times[name]:8.1f} {total:9d} {total / gib:9.0f}   {methods}"
+            f"{name:18} {times[name]:9.3f} {mib / times[name]:8.1f} {cpu[name]:7.2f} {total:9d} {total / gib:9.0f}   {methods}"
         )
+    if size < 256 << 20:
+        print(f"\n(quick run: the goals below are set for a 256 MiB file; at {mib:.0f} MiB the fixed cost of each request dominates)")
     fresh = times["casstore fresh"] / times["peer put_file"]
     relog = times["peer put_file"] / times["casstore re-log"]
     print(f"\nfresh / put_file   = {fresh:.2f}  (goal <= 1.0: {'met' if fresh <= 1.0 else 'NOT met'})")
     print(f"put_file / re-log  = {relog:.1f}x (goal >= 5x: {'met' if relog >= 5 else 'NOT met'})")
+    print(f"CPU, fresh / put_file = {cpu['casstore fresh'] / cpu['peer put_file']:.2f} (client and server processes)")
+    get = times["casstore get_file"] / times["peer get_file"]
+    print(f"get_file / s3fs    = {get:.2f}  (for information: casstore verifies every chunk)")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="16 MiB, 2 repetitions")
     parser.add_argument("--size-mib", type=int, default=None, help="file size in MiB (default 256)")
-    parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 3)")
+    parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 5)")
     args = parser.parse_args(argv)
     size = (args.size_mib or (16 if args.quick else 256)) << 20
-    repeat = args.repeat or (2 if args.quick else 3)
+    repeat = args.repeat or (2 if args.quick else 5)
     out = run(size, repeat)
     report(size, repeat, out)
 
