@@ -10,7 +10,6 @@ processes may write one run at once; each race has exactly one winner.
 
 from __future__ import annotations
 
-import math
 import os
 import stat as stat_mod
 import threading
@@ -97,8 +96,8 @@ class RunHandle:
         if not self._backend.exists(layout.seal_key(self.run_id)):
             return
         view = self.store.get_run(self.run_id)
-        held = {"artifacts": view.artifacts, "params": view.params, "models": view.models}.get(kind, {})
-        if name not in held:
+        held: dict[str, dict[str, Any]] = {"artifacts": view.artifacts, "params": view.params, "models": view.models}
+        if name not in held.get(kind, {}):
             raise RunStateError(
                 f"run {self.run_id} was ended by another writer while {kind[:-1]} {name!r} was being logged; "
                 "the run's seal does not include it. Log it in a new run."
@@ -279,17 +278,8 @@ class RunHandle:
                     f"metric {key!r} must be a number, got {type(value).__name__} {value!r}"
                 ) from e
         value = float(value)
-        if isinstance(step, bool) or not isinstance(step, int):
-            if isinstance(step, float) and step.is_integer():
-                step = int(step)
-            else:
-                raise InvalidInputError(f"metric {key!r}: step must be an integer, got {step!r}")
-        ts = now_ms() if timestamp_ms is None else timestamp_ms
-        if isinstance(ts, bool) or not isinstance(ts, int):
-            if isinstance(ts, float) and math.isfinite(ts):
-                ts = int(ts)
-            else:
-                raise InvalidInputError(f"metric {key!r}: timestamp must be integer milliseconds, got {ts!r}")
+        step = _whole(step, f"metric {key!r}: step must be an integer")
+        ts = now_ms() if timestamp_ms is None else _whole(timestamp_ms, f"metric {key!r}: timestamp must be integer ms")
         if self._digest is not None:
             raise self._sealed_error()
         due = self._metrics.add((key, value, step, ts))
@@ -373,3 +363,12 @@ class RunHandle:
             else:
                 self._digest = str(self.store.seal_record(self.run_id)["digest"])  # type: ignore[index]
             return self._digest
+
+
+def _whole(n: object, msg: str) -> int:
+    """``n`` as an int if it is a whole number (an int, or a float such as ``3.0``)."""
+    if isinstance(n, int) and not isinstance(n, bool):
+        return n
+    if isinstance(n, float) and n.is_integer():
+        return int(n)
+    raise InvalidInputError(f"{msg}, got {n!r}")

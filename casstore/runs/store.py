@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import weakref
@@ -313,7 +314,7 @@ class RunStore:
                 continue  # an index entry whose run meta never reached the disk
             if deleted is not None and view.deleted != deleted:
                 continue
-            if search.matches(comparisons, lambda entity, key, v=view: run_value(v, entity, key)):
+            if search.matches(comparisons, functools.partial(run_value, view)):
                 views.append(view)
         views.sort(key=lambda v: v.run_id)
         views.sort(key=lambda v: v.start_time, reverse=True)

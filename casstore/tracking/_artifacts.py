@@ -83,7 +83,7 @@ def dict_bytes(dictionary: Any, artifact_file: str) -> bytes:
     if _suffix(artifact_file) in (".yaml", ".yml"):
         import yaml
 
-        return yaml.safe_dump(dictionary, indent=2, default_flow_style=False, sort_keys=False).encode()
+        return str(yaml.safe_dump(dictionary, indent=2, default_flow_style=False, sort_keys=False)).encode()
     try:
         return json.dumps(dictionary, indent=2).encode()
     except (TypeError, ValueError) as e:

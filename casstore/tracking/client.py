@@ -17,6 +17,7 @@ mixin from ``casstore.registry``.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -85,7 +86,7 @@ class TrackingClient:
         """Experiments matching a filter on ``name``, ``experiment_id``, ``creation_time`` or ``tags.<key>``."""
         comparisons = parse_filter(filter_string, EXPERIMENT_ATTRIBUTES)
         keys = parse_order_by(order_by, EXPERIMENT_ATTRIBUTES)
-        exps = [e for e in self.store.list_experiments() if matches(comparisons, lambda ent, k, e=e: _exp_value(e, ent, k))]
+        exps = [e for e in self.store.list_experiments() if matches(comparisons, functools.partial(_exp_value, e))]
         if view_type == ViewType.DELETED_ONLY:
             exps = []
         exps = sort_items(exps, keys, _exp_value, EXPERIMENT_ATTRIBUTES)

@@ -36,11 +36,9 @@ KEY_LIBRARIES = {
 def _source() -> str:
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None) if main is not None else None
-    if path and not path.startswith("<"):
-        return os.path.abspath(path)
-    if path:
-        return path
-    return sys.argv[0] if sys.argv and sys.argv[0] else "<interactive>"
+    if isinstance(path, str) and path:
+        return path if path.startswith("<") else os.path.abspath(path)
+    return str(sys.argv[0]) if sys.argv and sys.argv[0] else "<interactive>"
 
 
 @functools.lru_cache(maxsize=8)
