@@ -106,6 +106,10 @@ def disk_usage(
     backend = runs.backend
     tick("listing")
     ids = sorted(set(runs.list_run_ids()) | set(run_ids or ()))
+    # list the stored chunks meanwhile (it waits on the disk or the network, not the CPU)
+    lister = ThreadPoolExecutor(1, thread_name_prefix="casstore-du-list")
+    chunk_listing = lister.submit(lambda: [k.rpartition("/")[2] for k in backend.list("chunks/")])
+    lister.shutdown(wait=False)
 
     # every live run's bindings: needed for exclusivity even when only some are shown
     bindings: dict[str, dict[str, tuple[str, int]]] = {}
@@ -127,10 +131,15 @@ def disk_usage(
     # registry versions keep their model's files alive even without their run
     registry_files = _registry_files(runs)
 
-    # recipes of every bound file: which chunks, how long
-    all_files = {d for b in bindings.values() for d, _ in b.values()} | registry_files
-    file_chunks: dict[str, list[tuple[str, int]]] = {}
-    ordered = sorted(all_files)
+    # recipes of every bound file: which chunks, how long. A file no longer than the
+    # chunker's minimum is one chunk, named like the file: no recipe needs reading.
+    sizes = {d: size for b in bindings.values() for d, size in b.values()}
+    all_files = set(sizes) | registry_files
+    small = runs.objects.config.chunker.min_size
+    file_chunks: dict[str, list[tuple[str, int]]] = {
+        d: [(d, sizes[d])] for d in all_files if 0 < sizes.get(d, 0) <= small
+    }
+    ordered = sorted(all_files - set(file_chunks))
     tick("reading recipes", 0, len(ordered))
     for key, data in read_many(backend, [content_key("files", d) for d in ordered], lambda n: tick("reading recipes", n)):
         if data is not None:
@@ -205,7 +214,7 @@ def disk_usage(
 
     # the store as a whole: what is stored, and what no live run or registry version needs
     tick("measuring the store")
-    stored_chunks = [k.rpartition("/")[2] for k in backend.list("chunks/")]
+    stored_chunks = chunk_listing.result()
     tick("measuring the store", 0, len(stored_chunks))
     stored = 0
     for c in stored_chunks:
