@@ -154,22 +154,27 @@ def test_a_corrupt_version_record_is_reported(registry: Registry) -> None:
         registry.get_version("m", 1)
 
 
-def test_concurrent_threads_get_distinct_consecutive_versions(registry: Registry) -> None:
+def _register_from_threads(registries: list[Registry], each: int) -> list[int]:
+    """Each registry, in a thread of its own, registers ``each`` versions of 'fraud' at once."""
     got: list[int] = []
     lock = threading.Lock()
 
-    def work() -> None:
-        for _ in range(5):
-            n = registry.create_version("m", D1).version
+    def work(reg: Registry) -> None:
+        for _ in range(each):
+            n = reg.create_version("fraud", D1).version
             with lock:
                 got.append(n)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
+    threads = [threading.Thread(target=work, args=(r,)) for r in registries]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(got) == list(range(1, 21))
+    return sorted(got)
+
+
+def test_concurrent_threads_get_distinct_consecutive_versions(registry: Registry) -> None:
+    assert _register_from_threads([registry] * 4, 5) == list(range(1, 21))
 
 
 _WORKER = textwrap.dedent(
@@ -220,21 +225,7 @@ def test_on_s3_concurrent_writers_get_distinct_consecutive_versions(s3_url: str)
     backend = open_backend(s3_url)
     assert backend.supports_atomic_create
     registries = [Registry(open_backend(s3_url)) for _ in range(4)]
-    got: list[int] = []
-    lock = threading.Lock()
-
-    def work(reg: Registry) -> None:
-        for _ in range(3):
-            n = reg.create_version("fraud", D1).version
-            with lock:
-                got.append(n)
-
-    threads = [threading.Thread(target=work, args=(r,)) for r in registries]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(got) == list(range(1, 13))
+    assert _register_from_threads(registries, 3) == list(range(1, 13))
     reg = Registry(backend)
     reg.set_alias("fraud", "prod", 12)
     assert reg.get_version_by_alias("fraud", "prod").model_digest == D1
