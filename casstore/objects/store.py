@@ -476,7 +476,7 @@ class ObjectStore:
             data = self.backend.get(key)
         except ObjectNotFoundError as e:
             raise ObjectNotFoundError(f"chunk {digest} is missing from store {self.backend.url}") from e
-        actual = hash_bytes(data)
+        actual = hash_bytes(data, parallel=False)  # reads overlap in threads already
         if actual != digest:
             raise IntegrityError(f"chunk {key}", digest, actual)
         if length is not None and len(data) != length:
@@ -491,23 +491,32 @@ class ObjectStore:
         return self._iter_verified(digest, self.recipe(digest), progress)
 
     def _iter_verified(self, digest: str, recipe: Recipe, progress: Progress | None) -> Iterator[bytes]:
-        whole = new_hasher()
-        for data in self._fetch_chunks(recipe.chunks):
-            whole.update(data)
-            if progress:
-                progress(len(data))
-            yield data
+        # the whole-file hash runs in a thread of its own, one chunk behind at most
+        whole = new_hasher(parallel=False)
+        with ThreadPoolExecutor(1, thread_name_prefix="casstore-hash") as hasher:
+            pending: Future[object] | None = None
+            for data in self._fetch_chunks(recipe.chunks):
+                if pending is not None:
+                    pending.result()
+                pending = hasher.submit(whole.update, data)
+                if progress:
+                    progress(len(data))
+                yield data
+            if pending is not None:
+                pending.result()
         actual = whole.hexdigest()
         if actual != digest:
             raise IntegrityError(f"file {digest}", digest, actual, "its chunks do not make up the recorded file")
 
     def _fetch_chunks(self, chunks: Sequence[tuple[str, int]]) -> Iterator[bytes]:
-        if self.backend.concurrency <= 1 or len(chunks) <= 1:
+        """The chunks, in order, each verified; read ahead by worker threads (on a local
+        disk one, two chunks ahead, so reading and hashing overlap with their use)."""
+        if len(chunks) <= 1:
             for d, n in chunks:
                 yield self.read_chunk(d, n)
             return
-        window = self.max_in_flight
-        with ThreadPoolExecutor(self.backend.concurrency, thread_name_prefix="casstore-get") as pool:
+        window = self.max_in_flight if self.backend.concurrency > 1 else 2
+        with ThreadPoolExecutor(max(1, self.backend.concurrency), thread_name_prefix="casstore-get") as pool:
             futs: list[Future[bytes]] = []
             it = iter(chunks)
             for d, n in it:
