@@ -159,3 +159,17 @@ def test_deleted_runs_are_skipped(fx: Fixture) -> None:
 def test_verify_needs_runs_or_all(fx: Fixture) -> None:
     code, _, err = fx.verify()
     assert code == 2 and "--all" in err
+
+
+def test_verify_on_s3_finds_a_deleted_chunk(s3_url: str) -> None:
+    store = RunStore(open_store(s3_url, chunker=SMALL))
+    h = store.create_run(store.get_or_create_experiment("s3"))
+    entry = h.log_bytes("data.bin", random.Random(1).randbytes(30_000))
+    h.end()
+    assert verify_store(store).ok
+    chunk = store.objects.chunk_digests(entry.digest)[0]
+    store.backend.delete(fanout_key("chunks", chunk))
+    r = CliRunner().invoke(cli, ["verify", "--all", "--json", "--store", s3_url])
+    report = json.loads(r.stdout)
+    assert r.exit_code == 1 and report["problems"][0]["object"] == fanout_key("chunks", chunk)
+    assert {"run": h.run_id, "artifact": "data.bin"} in report["problems"][0]["affects"]
