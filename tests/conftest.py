@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from s3_server import S3Target
+from s3_server import FaultProxy, S3Target
 
 # ---- S3: a real S3 HTTP server on loopback, or the endpoint the user names ---------------
 
@@ -51,3 +51,12 @@ def s3_env(s3_target: S3Target, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3T
 def s3_url(s3_env: S3Target) -> str:
     """A fresh, empty S3 store URL."""
     return s3_env.fresh_url()
+
+
+@pytest.fixture
+def s3_proxy(s3_env: S3Target) -> Iterator[FaultProxy]:
+    """A counting, fault-injecting proxy in front of the S3 endpoint (no faults until asked)."""
+    if not (s3_env.endpoint_url or "").startswith("http://"):
+        pytest.skip("the test proxy forwards plain HTTP only")
+    with FaultProxy(s3_env.endpoint_url or "", seed=5) as proxy:
+        yield proxy

@@ -37,14 +37,6 @@ def _loopback_only(target: S3Target) -> None:
         pytest.skip("needs the loopback S3 server (plays a misbehaving service through a proxy)")
 
 
-@pytest.fixture
-def proxy(s3_env: S3Target) -> Iterator[FaultProxy]:
-    if not (s3_env.endpoint_url or "").startswith("http://"):
-        pytest.skip("the test proxy forwards plain HTTP only")
-    with FaultProxy(s3_env.endpoint_url or "") as p:
-        yield p
-
-
 def _raw_keys(backend: S3Backend) -> list[str]:
     """Every object under the store's prefix, probe objects included (straight from S3)."""
     return sorted(backend.fs.find(f"{backend.bucket}/{backend.prefix}", withdirs=False))
@@ -61,27 +53,27 @@ def test_opening_probes_conditional_writes_and_leaves_nothing(s3_url: str) -> No
     assert list(backend.list()) == []
 
 
-def test_a_service_that_ignores_if_none_match_is_refused(s3_env: S3Target, proxy: FaultProxy) -> None:
+def test_a_service_that_ignores_if_none_match_is_refused(s3_env: S3Target, s3_proxy: FaultProxy) -> None:
     _loopback_only(s3_env)
-    proxy.conditions = "ignore"
+    s3_proxy.conditions = "ignore"
     with pytest.raises(StoreConfigError, match="ignores conditional writes.*allow_unsafe_create"):
-        open_backend(s3_env.fresh_url(), {"endpoint_url": proxy.endpoint_url})
+        open_backend(s3_env.fresh_url(), {"endpoint_url": s3_proxy.endpoint_url})
 
 
-def test_a_service_that_rejects_if_none_match_is_refused(s3_env: S3Target, proxy: FaultProxy) -> None:
+def test_a_service_that_rejects_if_none_match_is_refused(s3_env: S3Target, s3_proxy: FaultProxy) -> None:
     _loopback_only(s3_env)
-    proxy.conditions = "reject"
+    s3_proxy.conditions = "reject"
     with pytest.raises(StoreConfigError, match="does not support conditional writes"):
-        open_backend(s3_env.fresh_url(), {"endpoint_url": proxy.endpoint_url})
+        open_backend(s3_env.fresh_url(), {"endpoint_url": s3_proxy.endpoint_url})
 
 
 @pytest.mark.parametrize("how", ["storage_options", "url", "env"])
 def test_the_weaker_mode_is_an_explicit_choice(
-    s3_env: S3Target, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch, how: str
+    s3_env: S3Target, s3_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     _loopback_only(s3_env)
-    proxy.conditions = "ignore"
-    url, opts = s3_env.fresh_url(), {"endpoint_url": proxy.endpoint_url}
+    s3_proxy.conditions = "ignore"
+    url, opts = s3_env.fresh_url(), {"endpoint_url": s3_proxy.endpoint_url}
     if how == "storage_options":
         opts["allow_unsafe_create"] = True
     elif how == "url":
@@ -99,17 +91,17 @@ def test_the_weaker_mode_is_an_explicit_choice(
 
 
 def test_read_only_credentials_open_and_read_and_a_write_says_access_denied(
-    s3_env: S3Target, proxy: FaultProxy
+    s3_env: S3Target, s3_proxy: FaultProxy
 ) -> None:
     _loopback_only(s3_env)
     url = s3_env.fresh_url()
     open_backend(url).put_if_absent("runs/r/meta", b"written earlier")
-    proxy.deny_puts = True  # plays credentials with read access only
-    reader = open_backend(url, {"endpoint_url": proxy.endpoint_url})
+    s3_proxy.deny_puts = True  # plays credentials with read access only
+    reader = open_backend(url, {"endpoint_url": s3_proxy.endpoint_url})
     assert reader.get("runs/r/meta") == b"written earlier"
     with pytest.raises(StoreUnavailableError, match="refused \\(AccessDenied\\).*s3:PutObject"):
         reader.put_if_absent("runs/r/other", b"x")
-    proxy.deny_puts = False  # write access granted: the deferred probe runs, then the write
+    s3_proxy.deny_puts = False  # write access granted: the deferred probe runs, then the write
     assert reader.put_if_absent("runs/r/other", b"x") is True
     assert reader.supports_atomic_create is True
 
@@ -198,39 +190,39 @@ def test_a_second_handle_sees_writes_at_once(s3_url: str) -> None:
 
 
 def test_files_round_trip_verified_and_only_missing_chunks_travel(
-    s3_env: S3Target, proxy: FaultProxy, tmp_path: os.PathLike[str]
+    s3_env: S3Target, s3_proxy: FaultProxy, tmp_path: os.PathLike[str]
 ) -> None:
-    objects = open_store(s3_env.fresh_url(), {"endpoint_url": proxy.endpoint_url}, max_in_flight=8)
+    objects = open_store(s3_env.fresh_url(), {"endpoint_url": s3_proxy.endpoint_url}, max_in_flight=8)
     data = bytearray(os.urandom(6 << 20))
     src = os.path.join(tmp_path, "weights.bin")
     with open(src, "wb") as f:
         f.write(data)
-    proxy.reset_counts()
+    s3_proxy.reset_counts()
     digest, size = objects.put_file(src)
     n_chunks = len(objects.recipe(digest).chunks)
     assert n_chunks > 2
-    assert proxy.count("PUT", "chunks") == n_chunks
+    assert s3_proxy.count("PUT", "chunks") == n_chunks
     # many chunk objects in parallel, never one big body
-    assert proxy.max_put_body <= objects.config.chunker.max_size
-    assert proxy.max_concurrent_puts > 1
+    assert s3_proxy.max_put_body <= objects.config.chunker.max_size
+    assert s3_proxy.max_concurrent_puts > 1
     dest = os.path.join(tmp_path, "out.bin")
     objects.get_file(digest, dest)
     with open(dest, "rb") as f:
         assert f.read() == data
 
     # the same file again: no chunk is sent
-    proxy.reset_counts()
+    s3_proxy.reset_counts()
     assert objects.put_file(src) == (digest, size)
-    assert proxy.count("PUT", "chunks") == 0
-    assert proxy.count() <= 4, proxy.requests  # existence checks and a freshen, whatever the size
+    assert s3_proxy.count("PUT", "chunks") == 0
+    assert s3_proxy.count() <= 4, s3_proxy.requests  # existence checks and a freshen, whatever the size
 
     # a small change in the middle: only the chunks around it are sent
     data[3 << 20 : (3 << 20) + 100] = os.urandom(100)
     with open(src, "wb") as f:
         f.write(data)
-    proxy.reset_counts()
+    s3_proxy.reset_counts()
     digest2, _ = objects.put_file(src)
-    assert 1 <= proxy.count("PUT", "chunks") <= 2
+    assert 1 <= s3_proxy.count("PUT", "chunks") <= 2
     assert objects.get_bytes(digest2) == bytes(data)
 
 

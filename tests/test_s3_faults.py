@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,6 @@ from casstore.runs import open_run_store
 from casstore.testing.conformance import BackendConformance
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def proxy(s3_env: S3Target) -> Iterator[FaultProxy]:
-    if not (s3_env.endpoint_url or "").startswith("http://"):
-        pytest.skip("the fault proxy forwards plain HTTP only")
-    with FaultProxy(s3_env.endpoint_url or "", seed=5) as p:
-        yield p
 
 
 def _random_file(path: Path, size: int, seed: int) -> bytes:
@@ -58,10 +49,10 @@ def _assert_only_whole_objects(direct: Backend) -> set[str]:
     return chunks
 
 
-def test_puts_and_gets_succeed_through_injected_faults(s3_env: S3Target, proxy: FaultProxy, tmp_path: Path) -> None:
+def test_puts_and_gets_succeed_through_injected_faults(s3_env: S3Target, s3_proxy: FaultProxy, tmp_path: Path) -> None:
     url = s3_env.fresh_url()
-    store = open_run_store(url, {"endpoint_url": proxy.endpoint_url, "max_attempts": 12})
-    proxy.fail_rate, proxy.drop_rate, proxy.lose_reply_rate = 0.15, 0.05, 0.05
+    store = open_run_store(url, {"endpoint_url": s3_proxy.endpoint_url, "max_attempts": 12})
+    s3_proxy.fail_rate, s3_proxy.drop_rate, s3_proxy.lose_reply_rate = 0.15, 0.05, 0.05
     handle = store.create_run(store.get_or_create_experiment("faults"))
     big = _random_file(tmp_path / "big.bin", 5 << 20, seed=1)
     handle.log_file("big.bin", tmp_path / "big.bin")
@@ -76,52 +67,51 @@ def test_puts_and_gets_succeed_through_injected_faults(s3_env: S3Target, proxy: 
     assert (tmp_path / "back.bin").read_bytes() == big
     for i in range(8):
         assert store.objects.get_bytes(view.artifacts[f"small/{i}.txt"].digest) == f"small file {i}".encode()
-    assert sum(proxy.faults.values()) >= 20, f"too few faults were injected to show anything: {proxy.faults}"
-    assert {"fail", "drop", "lose"} <= set(proxy.faults)
+    assert sum(s3_proxy.faults.values()) >= 20, f"too few faults were injected to show anything: {s3_proxy.faults}"
+    assert {"fail", "drop", "lose"} <= set(s3_proxy.faults)
     _assert_only_whole_objects(open_backend(url))
 
 
-def test_races_stay_exact_when_replies_are_lost_or_late(s3_env: S3Target, proxy: FaultProxy) -> None:
+def test_races_stay_exact_when_replies_are_lost_or_late(s3_env: S3Target, s3_proxy: FaultProxy) -> None:
     """The conformance suite's thread race, through a proxy that loses replies (the
     request landed, the sender cannot know) and holds requests past the client's timeout."""
-    opts = {"endpoint_url": proxy.endpoint_url, "max_attempts": 12, "config_kwargs": {"read_timeout": 0.5}}
+    opts = {"endpoint_url": s3_proxy.endpoint_url, "max_attempts": 12, "config_kwargs": {"read_timeout": 0.5}}
     backend = open_backend(s3_env.fresh_url(), opts)
-    proxy.lose_reply_rate, proxy.stall_rate, proxy.stall_seconds = 0.2, 0.03, 1.0
+    s3_proxy.lose_reply_rate, s3_proxy.stall_rate, s3_proxy.stall_seconds = 0.2, 0.03, 1.0
     BackendConformance().test_put_if_absent_under_threads_has_exactly_one_winner(backend)
-    assert proxy.faults["lose"] > 0 and proxy.faults["stall"] > 0, proxy.faults
+    assert s3_proxy.faults["lose"] > 0 and s3_proxy.faults["stall"] > 0, s3_proxy.faults
 
 
 def _upload_again_sends_only_the_rest(
-    objects: ObjectStore, proxy: FaultProxy, direct: Backend, src: Path, data: bytes
+    objects: ObjectStore, s3_proxy: FaultProxy, direct: Backend, src: Path, data: bytes
 ) -> None:
     present = _assert_only_whole_objects(direct)
     assert list(direct.list("files/")) == [], "a recipe was published for an unfinished upload"
-    proxy.reset_counts()
+    s3_proxy.reset_counts()
     digest, size = objects.put_file(src)
     n_chunks = len(objects.recipe(digest).chunks)
     assert 0 < len(present) < n_chunks, "the upload was not cut off midway"
-    assert proxy.count("PUT", "chunks") == n_chunks - len(present)
+    assert s3_proxy.count("PUT", "chunks") == n_chunks - len(present)
     assert objects.get_bytes(digest) == data and size == len(data)
 
 
 def test_an_upload_cut_off_by_the_network_completes_when_run_again(
-    s3_env: S3Target, proxy: FaultProxy, tmp_path: Path
+    s3_env: S3Target, s3_proxy: FaultProxy, tmp_path: Path
 ) -> None:
     url = s3_env.fresh_url()
-    objects = open_store(url, {"endpoint_url": proxy.endpoint_url, "max_attempts": 2}, max_in_flight=4)
+    objects = open_store(url, {"endpoint_url": s3_proxy.endpoint_url, "max_attempts": 2}, max_in_flight=4)
     data = _random_file(tmp_path / "w.bin", 10 << 20, seed=2)
-    proxy.forward_limit = 3  # then the network goes away
+    s3_proxy.forward_limit = 3  # then the network goes away
     with pytest.raises(StoreUnavailableError, match="after 2 attempts"):
         objects.put_file(tmp_path / "w.bin")
-    proxy.forward_limit = None
-    proxy.wait_idle()
-    _upload_again_sends_only_the_rest(objects, proxy, open_backend(url), tmp_path / "w.bin", data)
+    s3_proxy.forward_limit = None
+    s3_proxy.wait_idle()
+    _upload_again_sends_only_the_rest(objects, s3_proxy, open_backend(url), tmp_path / "w.bin", data)
 
 
 _CHILD = """
 import sys
 from casstore.runs import open_run_store
-from casstore.testing.conformance import BackendConformance
 store = open_run_store(sys.argv[1], {"endpoint_url": sys.argv[2]})
 store.open_run(sys.argv[3]).log_file("model/weights.bin", sys.argv[4])
 print("finished", flush=True)
@@ -129,17 +119,17 @@ print("finished", flush=True)
 
 
 def test_a_writer_killed_midway_leaves_whole_objects_and_a_rerun_completes(
-    s3_env: S3Target, proxy: FaultProxy, tmp_path: Path
+    s3_env: S3Target, s3_proxy: FaultProxy, tmp_path: Path
 ) -> None:
     url = s3_env.fresh_url()
-    store = open_run_store(url, {"endpoint_url": proxy.endpoint_url})
+    store = open_run_store(url, {"endpoint_url": s3_proxy.endpoint_url})
     run_id = store.create_run(store.get_or_create_experiment("killed")).run_id
     data = _random_file(tmp_path / "weights.bin", 10 << 20, seed=3)
-    proxy.reset_counts()
-    proxy.forward_limit = 4  # the writer stalls, retrying, after a few chunks: kill it there
+    s3_proxy.reset_counts()
+    s3_proxy.forward_limit = 4  # the writer stalls, retrying, after a few chunks: kill it there
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, url, proxy.endpoint_url, run_id, str(tmp_path / "weights.bin")],
+        [sys.executable, "-c", _CHILD, url, s3_proxy.endpoint_url, run_id, str(tmp_path / "weights.bin")],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -148,7 +138,7 @@ def test_a_writer_killed_midway_leaves_whole_objects_and_a_rerun_completes(
     )
     try:
         deadline = time.monotonic() + 120
-        while proxy.count("PUT", "chunks") < 4 and child.poll() is None and time.monotonic() < deadline:
+        while s3_proxy.count("PUT", "chunks") < 4 and child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert child.poll() is None, f"the writer exited early: {child.communicate()}"
         time.sleep(0.2)  # let it reach the dropped requests
@@ -156,19 +146,19 @@ def test_a_writer_killed_midway_leaves_whole_objects_and_a_rerun_completes(
     finally:
         child.kill()
         child.communicate()
-    proxy.forward_limit = None
+    s3_proxy.forward_limit = None
     time.sleep(0.2)
-    proxy.wait_idle()
+    s3_proxy.wait_idle()
 
     direct = open_backend(url)
     assert "model/weights.bin" not in store.get_run(run_id).artifacts
     handle = store.open_run(run_id)
     objects = handle.store.objects
     present = _assert_only_whole_objects(direct)
-    proxy.reset_counts()
+    s3_proxy.reset_counts()
     entry = handle.log_file("model/weights.bin", tmp_path / "weights.bin")
     n_chunks = len(objects.recipe(entry.digest).chunks)
     assert 0 < len(present) < n_chunks
-    assert proxy.count("PUT", "chunks") == n_chunks - len(present)
+    assert s3_proxy.count("PUT", "chunks") == n_chunks - len(present)
     handle.end()
     assert store.objects.get_bytes(store.get_run(run_id).artifacts["model/weights.bin"].digest) == data
