@@ -8,6 +8,7 @@ import multiprocessing
 import random
 from typing import Any
 
+import pytest
 from blake3 import blake3
 
 from casstore.exceptions import ImmutableArtifactError
@@ -46,6 +47,7 @@ def _writer(url: str, run_id: str, writer: int, barrier: Any, results: Any) -> N
     results.put(report)
 
 
+@pytest.mark.slow
 def test_processes_logging_to_one_run_on_s3_lose_nothing(s3_url: str) -> None:
     store = open_run_store(s3_url)
     run_id = store.create_run(store.get_or_create_experiment("many-writers")).run_id
