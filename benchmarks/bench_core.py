@@ -119,6 +119,12 @@ def bench_fresh(src: Path, work: Path, repeats: int, cold: bool) -> dict[str, Ti
         "copyfile": lambda out: shutil.copyfile(src, out),
         "casstore put_file (durable=False)": lambda out: _casstore_fresh(src, out, durable=False),
     }
+    return run_peers(peers, src, work, repeats, cold)
+
+
+def run_peers(peers: dict[str, Callable[[Path], object]], src: Path, work: Path, repeats: int, cold: bool) -> dict[str, Timing]:
+    """Time each peer ``repeats`` times, taking turns in a rotating order; each run writes
+    to ``work/out``, which is removed after it."""
     results = {name: Timing() for name in peers}
     names = list(peers)
     for r in range(repeats):
@@ -156,35 +162,17 @@ def bench_again(src: Path, work: Path, repeats: int, cold: bool) -> dict[str, Ti
         "copyfile": lambda out: shutil.copyfile(src, out),
         "blake3 of the file (b3sum floor)": hash_only,
     }
-    results = {name: Timing() for name in peers}
-    names = list(peers)
-    for r in range(repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            out = work / "out"
-            prepare_source(src, cold)
-            timed(results[name], lambda: peers[name](out))
-            _remove(out)
+    results = run_peers(peers, src, work, repeats, cold)
     _remove(store)
     return results
 
 
 _RSS_CHILD = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
     sys.path.insert(0, sys.argv[4])
     from casstore.objects import open_store
-
-    def peak():
-        # VmHWM: this process's own peak. ru_maxrss would also count the parent's resident
-        # set at fork time, which Linux carries over exec
-        try:
-            with open("/proc/self/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    from casstore.testing.processes import peak_rss_mib as peak
 
     src, store, dest = sys.argv[1:4]
     objects = open_store(store)

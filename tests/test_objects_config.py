@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 from casstore.exceptions import StoreConfigError
 from casstore.objects import DEFAULT_CHUNKER, ChunkerParams, StoreConfig, open_store
 from casstore.objects.config import CONFIG_KEY
+from casstore.testing.processes import run_racers
 
 
 def good_config() -> dict[str, Any]:
@@ -152,16 +152,5 @@ def _open_and_report(root: str, barrier: Any, results: Any) -> None:
 
 def test_processes_creating_one_store_agree_on_its_config(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    ctx = multiprocessing.get_context("spawn")
-    n = 4
-    barrier = ctx.Barrier(n)
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_open_and_report, args=(str(root), barrier, results)) for _ in range(n)]
-    for p in procs:
-        p.start()
-    try:
-        reports = [results.get(timeout=120) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-    assert reports == [(root / CONFIG_KEY).read_bytes()] * n
+    reports = run_racers(_open_and_report, [(str(root),)] * 4)
+    assert reports == [(root / CONFIG_KEY).read_bytes()] * 4

@@ -16,33 +16,22 @@ MIB = 1 << 20
 
 _CHILD = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     from casstore.objects import open_store
-
-    def peak_mib():
-        # VmHWM: this process's own peak. ru_maxrss would also count the parent's resident
-        # set at fork time, which Linux carries over exec
-        try:
-            with open("/proc/self/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    from casstore.testing.processes import peak_rss_mib
 
     src, store, dest = sys.argv[1:4]
     objects = open_store(store)
     objects.get_bytes(objects.put_bytes(b"warm up every code path once" * 1000).digest)
-    base = peak_mib()
+    base = peak_rss_mib()
     digest, size = objects.put_file(src)
     objects.flush()
-    after_put = peak_mib()
+    after_put = peak_rss_mib()
     objects.get_file(digest, dest)
-    after_get = peak_mib()
+    after_get = peak_rss_mib()
     digest_again, _ = objects.put_file(src)  # already stored: the hash-only path
     print(json.dumps({"base": base, "put": after_put - base, "get": after_get - base,
-                      "again": peak_mib() - base, "digest": digest, "same": digest_again == digest}))
+                      "again": peak_rss_mib() - base, "digest": digest, "same": digest_again == digest}))
     """
 )
 

@@ -2,17 +2,15 @@
 
 ``casstore.testing.conformance.BackendConformance`` is what a new backend must pass;
 ``casstore.testing.strategies`` holds the shared hypothesis strategies. Both need
-the test extra: ``pip install 'casstore[test]'``.
+the test extra: ``pip install 'casstore[test]'``. ``casstore.testing.processes`` helps
+run and measure work in other processes (no extra needed).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 
-if importlib.util.find_spec("pytest") is not None:  # pragma: no branch
-    import pytest
-
-    # plain asserts in the shipped suite report their operands, as in a test module
-    pytest.register_assert_rewrite("casstore.testing.conformance")
+if "pytest" in sys.modules:  # under pytest: plain asserts in the suite report their operands
+    sys.modules["pytest"].register_assert_rewrite("casstore.testing.conformance")
 
 __all__: list[str] = []

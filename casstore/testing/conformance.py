@@ -35,7 +35,6 @@ models (a dict, a set), never with another backend.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 import time
@@ -56,6 +55,7 @@ from casstore.backend.base import Backend
 from casstore.exceptions import CasstoreError, InvalidInputError, ObjectNotFoundError
 from casstore.testing import strategies as cst
 from casstore.testing._race import put_if_absent_worker
+from casstore.testing.processes import run_racers
 
 __all__ = ["BackendConformance"]
 
@@ -159,26 +159,11 @@ class BackendConformance:
         if backend_factory is None:
             pytest.skip("no backend_factory fixture: the store cannot be opened from another process")
         n_procs, rounds = 4, 24
-        ctx = multiprocessing.get_context("spawn")
-        barrier = ctx.Barrier(n_procs)
-        results = ctx.Queue()
         keys = [f"prace/k{r}" for r in range(rounds)]
         # a wakeup from the barrier is staggered by up to a millisecond or so: objects of
         # a MiB keep the race window open that long
         tokens = [f"process {i};".encode() * 100_000 for i in range(n_procs)]
-        procs = [
-            ctx.Process(target=put_if_absent_worker, args=(backend_factory, keys, tok, barrier, results))
-            for tok in tokens
-        ]
-        for p in procs:
-            p.start()
-        try:
-            reports = [results.get(timeout=180) for _ in procs]
-        finally:
-            for p in procs:
-                p.join(timeout=30)
-                if p.is_alive():
-                    p.kill()
+        reports = run_racers(put_if_absent_worker, [(backend_factory, keys, tok) for tok in tokens])
         failures = [err for _tok, _won, err in reports if err]
         assert not failures, f"a racing process failed: {failures}"
         won = {tok: w for tok, w, _err in reports}
