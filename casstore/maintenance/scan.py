@@ -29,6 +29,7 @@ __all__ = [
     "closure",
     "content_key",
     "digests_in",
+    "list_content",
     "read_many",
     "recipe_chunks",
     "root_digests",
@@ -148,6 +149,15 @@ def scan_store(backend: Backend) -> StoreScan:
             continue
         other.append(key)
     return StoreScan(content, runs, other)
+
+
+def list_content(backend: Backend) -> dict[str, set[str]]:
+    """The digests of every stored chunk, file recipe and model entry (no run records listed)."""
+    out: dict[str, set[str]] = {}
+    for kind in CONTENT_KINDS:
+        names = (k.rpartition("/")[2] for k in backend.list(kind + "/"))
+        out[kind] = {d for d in names if is_digest(d)}
+    return out
 
 
 def root_digests(backend: Backend, keys: Sequence[str], progress: Progress | None = None) -> set[str]:

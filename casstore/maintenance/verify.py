@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from blake3 import blake3
 
 from casstore.exceptions import CasstoreError, CorruptRecordError, IntegrityError, ObjectNotFoundError
-from casstore.maintenance.scan import content_key, read_many, scan_store
+from casstore.maintenance.scan import content_key, list_content, read_many
 from casstore.objects.codec import unpack
 from casstore.objects.recipes import Recipe
 
@@ -413,18 +413,18 @@ def verify_store(
     c = _Checker(runs, progress)
     if run_ids is None:
         c.tick("listing")
-        scan = scan_store(runs.backend)
+        content = list_content(runs.backend)
         if deep:
-            c.check_files_deep(sorted(scan.content["files"]))
-            c.hash_chunks(sorted(scan.content["chunks"] - set(c.chunk_size) - c.bad["chunks"]))
+            c.check_files_deep(sorted(content["files"]))
+            c.hash_chunks(sorted(content["chunks"] - set(c.chunk_size) - c.bad["chunks"]))
         else:
-            c.hash_chunks(sorted(scan.content["chunks"]))
-            c.check_recipes(sorted(scan.content["files"]))
-        c.check_models(sorted(scan.content["models"]))
-        files, models, skipped = c.check_runs(sorted(scan.runs))
+            c.hash_chunks(sorted(content["chunks"]))
+            c.check_recipes(sorted(content["files"]))
+        c.check_models(sorted(content["models"]))
+        files, models, skipped = c.check_runs(runs.list_run_ids())
         pinned = c.check_registry()
         report = VerifyReport("all", deep, skipped_deleted_runs=skipped)
-        present_files, present_models = scan.content["files"], scan.content["models"]
+        present_files, present_models = content["files"], content["models"]
     else:
         files, models, skipped = c.check_runs(list(dict.fromkeys(run_ids)))
         pinned = c.check_registry(only_models=models)
