@@ -564,7 +564,8 @@ def page_block(res: Results, images: list[tuple[str, str]], img_rel: str) -> str
             lines += ["Goals:", ""] + [f"- `{gl}`" for gl in r.goals] + [""]
         lines += ["??? abstract \"Output\"", "", "    ```text"]
         lines += [("    " + ln).rstrip() for ln in r.output.splitlines()] + ["    ```", ""]
-    lines += [END]
+    lines += ["The sections after this one are written with each script, with the sizes and dates they "
+              "state; the figures above are from the latest `run_all.py`.", "", END]
     return "\n".join(lines) + "\n"
 
 
@@ -577,11 +578,7 @@ def write_page(path: Path, block: str) -> None:
         text = head + block.rstrip("\n") + tail
     else:
         kept = re.sub(r"\A\s*# Benchmarks[^\n]*\n", "", old).strip()
-        text = "# Benchmarks\n\n" + block
-        if kept:
-            text += ("\n## Notes from each benchmark\n\nThe sections below were written with each script, with "
-                     "the sizes and dates they state; the figures above are from the latest `run_all.py`.\n\n"
-                     + re.sub(r"^## ", "### ", kept, flags=re.M) + "\n")
+        text = "# Benchmarks\n\n" + block + ("\n" + kept + "\n" if kept else "")
     path.write_text(text, encoding="utf-8")
 
 

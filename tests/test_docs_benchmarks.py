@@ -41,7 +41,7 @@ def test_the_generated_block_replaces_itself_and_keeps_hand_written_sections(tmp
     run_all.write_page(page, run_all.page_block(_results(run_all), [], "img"))
     first = page.read_text()
     assert first.startswith("# Benchmarks\n") and first.count(run_all.BEGIN) == 1
-    assert "Measured by hand on 2026-11-20: 1.10x." in first and "### Core store" in first
+    assert "Measured by hand on 2026-11-20: 1.10x." in first and "\n## Core store\n" in first
     assert "| 2 | 17.0 | 10.0 | 17.0 |" in first  # the growth table, MLflow column included
 
     res = _results(run_all, mlflow=False)
