@@ -70,16 +70,20 @@ class S3Target:
 
 
 class AtomicConditionalWrites:
-    """WSGI middleware: serve conditional writes one at a time, so check and write are one step."""
+    """WSGI middleware: conditional writes to one key are served one at a time, so their
+    check and write are one step (writes to different keys still run in parallel)."""
+
+    STRIPES = 64
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
-        self.lock = threading.Lock()
+        self.locks = [threading.Lock() for _ in range(self.STRIPES)]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         conditional = "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MATCH" in environ
         if conditional and environ.get("REQUEST_METHOD") in ("PUT", "POST"):
-            with self.lock:
+            key = environ.get("PATH_INFO", "")
+            with self.locks[hash(key) % self.STRIPES]:
                 return list(self.app(environ, start_response))
         return self.app(environ, start_response)
 
