@@ -69,6 +69,16 @@ def with_garbage(root: Path, rng: random.Random, *, aged: bool = True) -> RunSto
     return store
 
 
+def marked_garbage(root: Path, data: bytes) -> RunStore:
+    """A store where ``data`` was logged by a run since deleted, and a first gc marked it."""
+    store = small_store(str(root))
+    store.delete_run(log_run(store, {"a.bin": data}))
+    age(root)
+    first = collect_garbage(store.backend, grace=0)
+    assert first.marked["files"] == 1
+    return store
+
+
 @pytest.fixture
 def rng() -> random.Random:
     return random.Random(1234)
@@ -140,13 +150,8 @@ def test_recently_written_garbage_is_kept(tmp_path: Path, rng: random.Random) ->
 
 def test_content_reused_after_marking_survives_the_sweep(tmp_path: Path, rng: random.Random) -> None:
     """A writer that deduplicates against marked garbage freshens it, so the sweep keeps it."""
-    store = small_store(str(tmp_path / "s"))
     data = rng.randbytes(50_000)
-    gone = log_run(store, {"a.bin": data})
-    store.delete_run(gone)
-    age(tmp_path / "s")
-    first = collect_garbage(store.backend, grace=0)
-    assert first.marked["files"] == 1
+    store = marked_garbage(tmp_path / "s", data)
     reborn = log_run(store, {"again.bin": data})  # dedup hit on the marked recipe: touched
     second = collect_garbage(store.backend, grace=0)
     assert second.deleted_total == 0
@@ -155,12 +160,8 @@ def test_content_reused_after_marking_survives_the_sweep(tmp_path: Path, rng: ra
 
 
 def test_chunk_reused_by_another_file_after_marking_survives(tmp_path: Path, rng: random.Random) -> None:
-    store = small_store(str(tmp_path / "s"))
     data = rng.randbytes(80_000)
-    gone = log_run(store, {"a.bin": data})
-    store.delete_run(gone)
-    age(tmp_path / "s")
-    collect_garbage(store.backend, grace=0)
+    store = marked_garbage(tmp_path / "s", data)
     edited = data[:40_000] + b"changed" + data[40_000:]  # shares most chunks with the garbage file
     reborn = log_run(store, {"edited.bin": edited})
     r = collect_garbage(store.backend, grace=0)
