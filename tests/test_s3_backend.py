@@ -5,9 +5,11 @@ writes, configuration from the standard AWS settings, and clear errors."""
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import socket
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from s3_server import FaultProxy, S3Target
@@ -184,6 +186,27 @@ def test_a_second_handle_sees_writes_at_once(s3_url: str) -> None:
     one.delete("runs/r/meta")
     assert two.exists("runs/r/meta") is False
     assert list(two.list("runs/")) == []
+
+
+def _use_in_child(backend: Backend, queue: Any) -> None:
+    try:
+        queue.put((backend.get("a/parent"), backend.put_if_absent("a/child", b"from the child")))
+    except BaseException as e:
+        queue.put(repr(e))
+
+
+def test_a_store_opened_before_a_fork_works_in_the_child(s3_url: str) -> None:
+    backend = open_backend(s3_url)
+    backend.put_if_absent("a/parent", b"from the parent")
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_use_in_child, args=(backend, queue))
+    child.start()
+    try:
+        assert queue.get(timeout=60) == (b"from the parent", True)
+    finally:
+        child.join(timeout=30)
+    assert backend.get("a/child") == b"from the child"
 
 
 # ---- the objects layer on S3 ---------------------------------------------------------------

@@ -35,6 +35,7 @@ environment) before the rest goes to s3fs:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import threading
@@ -225,13 +226,23 @@ class S3Backend(Backend):
         self.max_attempts = _positive_int(
             own.get("max_attempts", os.environ.get("CASSTORE_S3_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)), "max_attempts"
         )
-        self.fs = self._make_fs(opts)
-        self._conditional = True  # send If-None-Match on creates
+        self._fs_options = opts
+        self._fs = self._make_fs(dict(opts))
+        self._pid = os.getpid()
         self._allow_unsafe = allow_unsafe
         self._probe_pending = False
         self._probe(deferrable=True)
 
     # ---- setup -------------------------------------------------------------------
+
+    @property
+    def fs(self) -> Any:
+        """The s3fs file system of this process (a forked child builds its own: s3fs's
+        event loop and connections do not survive a fork)."""
+        if self._pid != os.getpid():
+            self._fs = self._make_fs(dict(self._fs_options))
+            self._pid = os.getpid()
+        return self._fs
 
     def _make_fs(self, opts: dict[str, Any]) -> Any:
         try:
@@ -273,7 +284,6 @@ class S3Backend(Backend):
         self._probe_pending = False
         if outcome == _HONOURED:
             self.supports_atomic_create = True
-            self._conditional = True
             return
         if not self._allow_unsafe:
             what = "ignores" if outcome == _IGNORED else "does not support"
@@ -284,8 +294,7 @@ class S3Backend(Backend):
                 "accept last-writer-wins for racing writers with allow_unsafe_create=true (storage_options, "
                 "URL query ?allow_unsafe_create=true, or CASSTORE_S3_ALLOW_UNSAFE_CREATE=1)."
             )
-        self.supports_atomic_create = False
-        self._conditional = outcome == _IGNORED
+        self.supports_atomic_create = False  # creates check, then write (no If-None-Match)
 
     async def _probe_async(self) -> str:
         key = f"{PROBE_DIR}/{uuid.uuid4().hex}"
@@ -302,12 +311,14 @@ class S3Backend(Backend):
                     return _REJECTED
                 raise
 
+        if await self._retrying(f"probe {key!r}", lambda: put(b"casstore probe 1\n")) == _REJECTED:
+            return _REJECTED
         try:
-            if await self._retrying(f"probe {key!r}", lambda: put(b"casstore probe 1\n")) == _REJECTED:
-                return _REJECTED
             second = await self._retrying(f"probe {key!r}", lambda: put(b"casstore probe 2\n"))
         finally:
-            await self._retrying(f"delete {key!r}", lambda: self._delete_async(key))
+            # a probe object left behind (no s3:DeleteObject, say) is harmless: listings skip it
+            with contextlib.suppress(StoreUnavailableError):
+                await self._retrying(f"delete {key!r}", lambda: self._delete_async(key))
         return {"refused": _HONOURED, "created": _IGNORED}.get(second, second)
 
     def _require_writable(self) -> None:
@@ -354,7 +365,7 @@ class S3Backend(Backend):
                 await asyncio.sleep(_backoff(n))
 
     def _endpoint(self) -> str:
-        fs = getattr(self, "fs", None)
+        fs = getattr(self, "_fs", None)
         s3 = getattr(fs, "_s3", None)
         url = getattr(getattr(s3, "meta", None), "endpoint_url", None) or getattr(fs, "endpoint_url", None)
         return str(url or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3")
@@ -527,7 +538,7 @@ class S3Backend(Backend):
 
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         self._require_writable()
-        if self._conditional and self.supports_atomic_create:
+        if self.supports_atomic_create:
             return self._sync(self._create_async, key, data, exact=True)
         # weaker mode (explicitly allowed): check, then write
         if self._exists(key):
@@ -539,7 +550,7 @@ class S3Backend(Backend):
         self._require_writable()
         body = data if isinstance(data, bytes) else bytes(data)
         for _ in range(3):
-            if self._conditional and self.supports_atomic_create:
+            if self.supports_atomic_create:
                 if self._sync(self._create_async, key, body, exact=False):
                     return True
             elif not self._exists(key):
