@@ -454,28 +454,38 @@ class Results:
         what = f"store size after {len(g['casstore'])} versions of a {MODEL_MIB[self.mode]} MiB model file"
         if "mlflow" in g:
             rows.append((what, f"{g['casstore'][-1] / MIB:.0f} MiB", f"MLflow: {g['mlflow'][-1] / MIB:.0f} MiB",
-                         f"{g['casstore'][-1] / g['mlflow'][-1]:.2f}"))
+                         ratio(g['casstore'][-1] / g['mlflow'][-1])))
         else:
             rows.append((what + " (MLflow not installed: against the versions' total size)",
                          f"{g['casstore'][-1] / MIB:.0f} MiB", f"full copies: {g['logical'][-1] / MIB:.0f} MiB",
-                         f"{g['casstore'][-1] / g['logical'][-1]:.2f}"))
+                         ratio(g['casstore'][-1] / g['logical'][-1])))
         big = max(self.ingest["shutil.copyfile"])
         i = {k: v[big] for k, v in self.ingest.items()}
         new, again = i["casstore, new content"], i["casstore, already stored"]
         rows.append((f"time to log a new {big} MiB file (durable)", f"{new:.0f} MiB/s",
-                     f"shutil.copyfile: {i['shutil.copyfile']:.0f} MiB/s", f"{i['shutil.copyfile'] / new:.2f}"))
+                     f"shutil.copyfile: {i['shutil.copyfile']:.0f} MiB/s", ratio(i['shutil.copyfile'] / new)))
         rows.append((f"time to log the same {big} MiB file again", f"{again:.0f} MiB/s",
-                     f"shutil.copyfile: {i['shutil.copyfile']:.0f} MiB/s", f"{i['shutil.copyfile'] / again:.2f}"))
+                     f"shutil.copyfile: {i['shutil.copyfile']:.0f} MiB/s", ratio(i['shutil.copyfile'] / again)))
         rows.append((f"time to log the same {big} MiB file again", f"{again:.0f} MiB/s",
-                     f"one BLAKE3 pass: {i['one BLAKE3 pass']:.0f} MiB/s", f"{i['one BLAKE3 pass'] / again:.2f}"))
+                     f"one BLAKE3 pass: {i['one BLAKE3 pass']:.0f} MiB/s", ratio(i['one BLAKE3 pass'] / again)))
         if self.s3:
             m = max(self.s3["peer put_file"])
             s = {k: v[m][0] for k, v in self.s3.items()}
             rows.append((f"S3 requests per GiB, new {m} MiB file", f"{s['casstore fresh']:.0f}",
-                         f"s3fs put_file: {s['peer put_file']:.0f}", f"{s['casstore fresh'] / s['peer put_file']:.2f}"))
+                         f"s3fs put_file: {s['peer put_file']:.0f}", ratio(s['casstore fresh'] / s['peer put_file'])))
             rows.append((f"S3 requests per GiB, the same {m} MiB file again", f"{s['casstore re-log']:.0f}",
-                         f"s3fs put_file: {s['peer put_file']:.0f}", f"{s['casstore re-log'] / s['peer put_file']:.3f}"))
+                         f"s3fs put_file: {s['peer put_file']:.0f}", ratio(s['casstore re-log'] / s['peer put_file'])))
+            v = {k: v[m][1] for k, v in self.s3.items()}
+            rows.append((f"time to log a new {m} MiB file to S3", f"{v['casstore fresh']:.0f} MiB/s",
+                         f"s3fs put_file: {v['peer put_file']:.0f} MiB/s", ratio(v['peer put_file'] / v['casstore fresh'])))
+            rows.append((f"time to log the same {m} MiB file again to S3", f"{v['casstore re-log']:.0f} MiB/s",
+                         f"s3fs put_file: {v['peer put_file']:.0f} MiB/s", ratio(v['peer put_file'] / v['casstore re-log'])))
         return rows
+
+
+def ratio(x: float) -> str:
+    """A ratio with two significant decimals (``0.21``, ``5.75``, ``0.011``)."""
+    return f"{x:.2f}" if x >= 0.095 else f"{x:.2g}"
 
 
 def md_table(headers: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
