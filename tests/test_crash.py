@@ -1,7 +1,8 @@
 """Crash safety: a writer killed with SIGKILL at any moment leaves a consistent store.
 
 A child process stores a 48 MiB file into a local store (small chunks, so there are
-hundreds of objects) and is killed at seeded random moments. After each kill the
+hundreds of objects) and is killed at seeded random moments: once it has chunked a
+random part of the file (its writes still in flight), or a random time after it started. After each kill the
 store is checked from the outside, reading the files on disk with msgpack and
 BLAKE3 and never with casstore: every visible chunk hashes to its name, every
 visible recipe decodes and its chunks exist and make up the file it names. Then
@@ -33,14 +34,20 @@ MIB = 1 << 20
 
 _CHILD = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from casstore.objects import ChunkerParams, open_store
     print("ready", flush=True)
-    start = time.perf_counter()
     objects = open_store(sys.argv[1], chunker=ChunkerParams(min_size=16384, avg_size=65536, max_size=262144))
-    digest, size = objects.put_file(sys.argv[2])
+    done = 0
+
+    def report(n):
+        global done
+        done += n
+        print(done, flush=True)
+
+    digest, size = objects.put_file(sys.argv[2], progress=report)
     objects.flush()
-    print("done", digest, time.perf_counter() - start, flush=True)
+    print("done", digest, flush=True)
     """
 )
 
@@ -55,20 +62,29 @@ def _spawn(store: Path, src: Path) -> subprocess.Popen[str]:
     return proc
 
 
-def _store_to_completion(store: Path, src: Path) -> tuple[str, float]:
+def _store_to_completion(store: Path, src: Path) -> str:
     proc = _spawn(store, src)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, f"storing did not complete (exit {proc.returncode})"
-    _, digest, seconds = out.split()
-    return digest, float(seconds)
+    return out.split()[-1]
 
 
-def _kill_after(store: Path, src: Path, delay: float) -> int:
+def _kill_at(store: Path, src: Path, moment: tuple[str, float]) -> bool:
+    """Kill a storing child at ``("bytes", n)``: once it has chunked ``n`` bytes (its
+    writes are still in flight), or at ``("seconds", t)`` after it started. Return
+    whether it was killed before it finished."""
     proc = _spawn(store, src)
-    time.sleep(delay)
+    assert proc.stdout is not None
+    kind, at = moment
+    if kind == "seconds":
+        time.sleep(at)
+    else:
+        for line in proc.stdout:
+            if line.startswith("done") or int(line) >= at:
+                break
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
-    return proc.returncode
+    return proc.returncode == -signal.SIGKILL
 
 
 def _visible(root: Path, kind: str) -> dict[str, Path]:
@@ -106,28 +122,28 @@ def check_consistent(root: Path, where: str) -> tuple[int, int]:
 def test_a_writer_killed_at_any_moment_leaves_a_consistent_store(tmp_path: Path) -> None:
     src = tmp_path / "model.bin"
     rng = random.Random(SEED)
+    size = 48 * MIB
     with open(src, "wb") as f:
-        for _ in range(48):
+        for _ in range(size // MIB):
             f.write(rng.randbytes(MIB))
     expected = blake3(src.read_bytes()).hexdigest()
 
-    # how long an uninterrupted store takes here, so the kills land inside it
-    digest, duration = _store_to_completion(tmp_path / "calibration", src)
-    assert digest == expected
-    check_consistent(tmp_path / "calibration", "after an uninterrupted store")
-
-    # kills into fresh stores (first writes), then repeatedly into one store (resumed work)
-    plan = [(tmp_path / f"fresh{i}", rng.uniform(0, 1.2 * duration)) for i in range(4)]
-    plan += [(tmp_path / "resumed", rng.uniform(0, 1.2 * duration)) for _ in range(5)]
+    # into fresh stores: at any point of the storing pass, after its last chunk (the last
+    # writes, the recipe and the flush still to come), or while it starts
+    plan: list[tuple[Path, tuple[str, float]]] = [(tmp_path / f"fresh{i}", ("bytes", rng.uniform(0, size))) for i in range(3)]
+    plan += [(tmp_path / "fresh3", ("bytes", size)), (tmp_path / "fresh4", ("seconds", rng.uniform(0, 0.3)))]
+    # repeatedly into one store, each time further on: a resumed put hashes the file first
+    # (its first chunk is there), then stores what is missing
+    plan += [(tmp_path / "resumed", ("bytes", at)) for at in sorted(rng.uniform(0, size) for _ in range(3))]
+    plan += [(tmp_path / "resumed", ("bytes", size)), (tmp_path / "resumed", ("seconds", rng.uniform(0, 0.3)))]
     killed = 0
-    for i, (store, delay) in enumerate(plan):
-        code = _kill_after(store, src, delay)
-        killed += code == -signal.SIGKILL
-        check_consistent(store, f"after kill {i} at {delay:.3f}s (seed {SEED})")
+    for i, (store, moment) in enumerate(plan):
+        killed += _kill_at(store, src, moment)
+        check_consistent(store, f"after kill {i} at {moment} (seed {SEED})")
     assert killed >= len(plan) // 2, "most writers finished before the kill: the kills did not test anything"
 
     for store in (tmp_path / "fresh0", tmp_path / "resumed"):
-        digest, _ = _store_to_completion(store, src)
+        digest = _store_to_completion(store, src)
         assert digest == expected
         check_consistent(store, "after storing again")
         objects = open_store(store)
