@@ -72,7 +72,8 @@ def _write_random(path: Path, size: int) -> None:
             left -= n
 
 
-def run(size: int, repeat: int) -> dict[str, Any]:
+def run(size: int, repeat: int, downloads: bool = False) -> dict[str, Any]:
+    """Measure; ``{"times": {name: [s]}, "cpu": {name: [s]}, "requests": {name: Counter}}``."""
     import s3fs
 
     import psutil
@@ -103,6 +104,16 @@ def run(size: int, repeat: int) -> dict[str, Any]:
         peer_counter = RequestCounter()
         peer_counter.attach(peer)
         cas_counter = RequestCounter()
+
+        def download(key: str, digest: str, store: Any) -> None:
+            timed("peer get_file", lambda: peer.get_file(key, str(Path(tmp) / "peer.out")))
+            requests["peer get_file"] = peer_counter.take()
+            cas_counter.take()
+            timed("casstore get_file", lambda: store.objects.get_file(digest, Path(tmp) / "cas.out"))
+            requests["casstore get_file"] = cas_counter.take()
+            for name in ("peer.out", "cas.out"):
+                (Path(tmp) / name).unlink()
+
         for rep in range(repeat):
             key = f"{BUCKET}/peer-{rep}/weights.bin"
             timed("peer put_file", lambda: peer.put_file(str(src), key))
@@ -127,20 +138,19 @@ def run(size: int, repeat: int) -> dict[str, Any]:
                 raise SystemExit("re-logged digest differs: the benchmark is broken")
 
             # downloads, for information: s3fs get_file, and casstore's verified get_file
-            timed("peer get_file", lambda: peer.get_file(key, str(Path(tmp) / "peer.out")))
-            requests["peer get_file"] = peer_counter.take()
-            cas_counter.take()
-            timed("casstore get_file", lambda: store.objects.get_file(entry.digest, Path(tmp) / "cas.out"))
-            requests["casstore get_file"] = cas_counter.take()
-            for name in ("peer.out", "cas.out"):
-                (Path(tmp) / name).unlink()
+            if downloads:
+                download(key, entry.digest, store)
 
             peer.rm(key)
             peer.rm(f"{BUCKET}/store-{rep}", recursive=True)
+            gets = (
+                f"; get: peer {results['peer get_file'][-1]:.2f} s, casstore {results['casstore get_file'][-1]:.2f} s"
+                if downloads
+                else ""
+            )
             print(
                 f"  rep {rep + 1}/{repeat}: peer {results['peer put_file'][-1]:.2f} s, "
-                f"fresh {results['casstore fresh'][-1]:.2f} s, re-log {results['casstore re-log'][-1]:.3f} s; "
-                f"get: peer {results['peer get_file'][-1]:.2f} s, casstore {results['casstore get_file'][-1]:.2f} s",
+                f"fresh {results['casstore fresh'][-1]:.2f} s, re-log {results['casstore re-log'][-1]:.3f} s{gets}",
                 flush=True,
             )
     return {"times": results, "cpu": cpu, "requests": requests}
@@ -154,6 +164,8 @@ def report(size: int, repeat: int, out: dict[str, Any]) -> None:
     print(f"\nfile: {mib:.0f} MiB of random bytes; median of {repeat} repetitions")
     print(f"{'':18} {'seconds':>9} {'MiB/s':>8} {'CPU s':>7} {'requests':>9} {'req/GiB':>9}   by method")
     for name in ("peer put_file", "casstore fresh", "casstore re-log", "peer get_file", "casstore get_file"):
+        if name not in out["requests"]:
+            continue
         req = out["requests"][name]
         total = sum(req.values())
         methods = ", ".join(f"{m} {n}" for m, n in sorted(req.items()))
@@ -167,8 +179,9 @@ def report(size: int, repeat: int, out: dict[str, Any]) -> None:
     print(f"\nfresh / put_file   = {fresh:.2f}  (goal <= 1.0: {'met' if fresh <= 1.0 else 'NOT met'})")
     print(f"put_file / re-log  = {relog:.1f}x (goal >= 5x: {'met' if relog >= 5 else 'NOT met'})")
     print(f"CPU, fresh / put_file = {cpu['casstore fresh'] / cpu['peer put_file']:.2f} (client and server processes)")
-    get = times["casstore get_file"] / times["peer get_file"]
-    print(f"get_file / s3fs    = {get:.2f}  (for information: casstore verifies every chunk)")
+    if "peer get_file" in times:
+        get = times["casstore get_file"] / times["peer get_file"]
+        print(f"get_file / s3fs    = {get:.2f}  (for information: casstore verifies every chunk)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -176,10 +189,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="16 MiB, 2 repetitions")
     parser.add_argument("--size-mib", type=int, default=None, help="file size in MiB (default 256)")
     parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 5)")
+    parser.add_argument("--no-downloads", action="store_true", help="skip the download comparison")
     args = parser.parse_args(argv)
     size = (args.size_mib or (16 if args.quick else 256)) << 20
     repeat = args.repeat or (2 if args.quick else 5)
-    out = run(size, repeat)
+    out = run(size, repeat, downloads=not args.no_downloads)
     report(size, repeat, out)
 
 

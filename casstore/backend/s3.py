@@ -436,7 +436,11 @@ class S3Backend(Backend):
             async with sem:
                 return await self._head_async(key) is not None
 
-        return list(await asyncio.gather(*(one(k) for k in keys)))
+        found = await asyncio.gather(*(one(k) for k in keys), return_exceptions=True)
+        for f in found:  # every request has finished: report the first failure
+            if isinstance(f, BaseException):
+                raise f
+        return [bool(f) for f in found]
 
     async def _create_async(self, key: str, data: bytes, *, exact: bool) -> bool:
         """Conditional PUT; whether this call created the object.
