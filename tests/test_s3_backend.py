@@ -269,3 +269,45 @@ def test_probe_objects_never_show_in_listings(s3_url: str) -> None:
     backend.fs.pipe_file(f"{backend.bucket}/{backend.prefix}/{PROBE_DIR}/leftover", b"x")
     backend.put_blob("chunks/aa/bb/c", b"c")
     assert list(backend.list()) == ["chunks/aa/bb/c"]
+
+
+_MEMORY_CHILD = r"""
+import os, sys
+from casstore.objects import open_store
+
+def peak_mib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmHWM"))
+
+objects = open_store(sys.argv[1], max_in_flight=4)
+objects.put_bytes(os.urandom(1 << 20))  # clients, pools and buffers exist from here on
+base = peak_mib()
+digest, _ = objects.put_file(sys.argv[2])
+after_put = peak_mib()
+objects.get_file(digest, sys.argv[2] + ".back")
+print(base, after_put, peak_mib())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak resident set from /proc")
+def test_upload_and_download_memory_is_bounded_by_chunks_in_flight_not_file_size(
+    s3_url: str, tmp_path: os.PathLike[str]
+) -> None:
+    import subprocess
+    import sys
+
+    src = os.path.join(tmp_path, "big.bin")
+    with open(src, "wb") as f:
+        for _ in range(16):
+            f.write(os.urandom(8 << 20))  # 128 MiB
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, s3_url, src], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    base, after_put, after_get = map(int, proc.stdout.split())
+    # a few read buffers and 4 chunks (at most 4 MiB each), far below the 128 MiB file
+    assert after_put - base < 80, f"uploading 128 MiB raised the peak resident set by {after_put - base} MiB"
+    assert after_get - base < 80, f"downloading 128 MiB raised the peak resident set by {after_get - base} MiB"
+    with open(src, "rb") as a, open(src + ".back", "rb") as b:
+        assert a.read() == b.read()
