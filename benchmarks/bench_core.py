@@ -220,8 +220,10 @@ def _remove(path: Path) -> None:
 # ---- report -------------------------------------------------------------------------------------
 
 
-def _row(name: str, t: Timing, size: int) -> str:
-    return f"  {name:38s} {t.median():8.3f} s  {size / t.median() / MIB:8.0f} MiB/s   cpu {t.cpu_median():6.2f} s"
+def print_timings(title: str, results: dict[str, Timing], size: int) -> None:
+    print(f"\n{title}")
+    for name, t in results.items():
+        print(f"  {name:38s} {t.median():8.3f} s  {size / t.median() / MIB:8.0f} MiB/s   cpu {t.cpu_median():6.2f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,18 +249,14 @@ def main(argv: list[str] | None = None) -> int:
               f"load {os.getloadavg()[0]:.1f}, {platform.python_implementation()} {platform.python_version()}")
 
         fresh = bench_fresh(src, work, repeats, args.cold)
-        print("\n1. fresh file into a new local store")
-        for name, t in fresh.items():
-            print(_row(name, t, size))
+        print_timings("1. fresh file into a new local store", fresh, size)
         durable_ratio = fresh["casstore put_file + flush"].median() / fresh["copyfile + fsync"].median()
         plain_ratio = fresh["casstore put_file (durable=False)"].median() / fresh["copyfile"].median()
         print(f"  casstore / durable copy = {durable_ratio:.2f}   (goal <= 1.25: {'met' if durable_ratio <= 1.25 else 'MISSED'})")
         print(f"  casstore (durable=False) / copyfile = {plain_ratio:.2f}")
 
         again = bench_again(src, work, repeats, args.cold)
-        print("\n2. the same file again into the same store")
-        for name, t in again.items():
-            print(_row(name, t, size))
+        print_timings("2. the same file again into the same store", again, size)
         speedup = again["copyfile"].median() / again["casstore put_file (stored already)"].median()
         floor = again["casstore put_file (stored already)"].median() / again["blake3 of the file (b3sum floor)"].median()
         print(f"  copyfile / casstore = {speedup:.2f}x faster   (goal >= 4: {'met' if speedup >= 4 else 'MISSED'})")
