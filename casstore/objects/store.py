@@ -39,6 +39,9 @@ EMPTY_DIGEST = hash_bytes(b"")
 # a file no larger than one block is read whole
 _READ_BLOCK = 8 << 20
 _RING = 3
+# threads writing chunks to a local disk: a write through the page cache costs about as
+# much CPU as cutting and hashing, so one writer would be the slowest step
+_WRITERS = 2
 
 Progress = Callable[[int], None]
 
@@ -373,7 +376,7 @@ class ObjectStore:
         fill = _filler(stream)
         reader = ThreadPoolExecutor(1, thread_name_prefix="casstore-read")
         hasher = ThreadPoolExecutor(1, thread_name_prefix="casstore-hash")
-        writer = None if sink.batched else ThreadPoolExecutor(1, thread_name_prefix="casstore-write")
+        writer = None if sink.batched else ThreadPoolExecutor(_WRITERS, thread_name_prefix="casstore-write")
         try:
             reading = reader.submit(fill, memoryview(ring[0])[reserve:])
             tail = memoryview(b"")
