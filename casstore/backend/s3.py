@@ -550,7 +550,7 @@ class S3Backend(Backend):
         self._sync(self._put_async, key, data)
         return True
 
-    def _put_blob(self, key: str, data: bytes | memoryview) -> bool:  # type: ignore[override]
+    def _put_blob(self, key: str, data: bytes | memoryview) -> bool:
         self._require_writable()
         body = data if isinstance(data, bytes) else bytes(data)
         for _ in range(3):
@@ -611,7 +611,7 @@ class S3Backend(Backend):
             return []
         return self._sync(self._exists_all, list(keys))
 
-    def touch(self, key: str) -> bool:  # type: ignore[override]
+    def touch(self, key: str) -> bool:
         # docstring inherited
         validate_key(key)
         self._require_writable()
