@@ -176,7 +176,17 @@ class ScriptRun:
     @property
     def goals(self) -> list[str]:
         """The lines where the script compares a ratio with its goal."""
-        return [ln.strip() for ln in self.output.splitlines() if re.search(r"\bgoal\b", ln, re.I)]
+        out, in_table = [], False
+        for ln in self.output.splitlines():
+            cells = ln.strip()
+            if in_table and cells.startswith("|"):
+                if not re.fullmatch(r"[|\-: ]+", cells):
+                    out.append(cells)  # a row of a table whose header names the goals
+                continue
+            in_table = cells.startswith("|") and bool(re.search(r"\bgoal\b", cells, re.I))
+            if in_table or re.search(r"\bgoal\b", ln, re.I):
+                out.append(cells)
+        return out
 
     @property
     def method(self) -> str:
