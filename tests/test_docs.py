@@ -51,7 +51,7 @@ EXECUTED = {"python", "bash"}
 NOT_EXECUTED = {"text", "mermaid", "json", "yaml", ""}
 README_COMMANDS = (
     'pip install ".[sklearn]" && cd examples && python quickstart.py\n'
-    'pip install -U pip && pip install -e ".[test]" && python -m pytest\n'
+    'pip install -U pip && pip install ".[test]" && python -m pytest\n'
 )
 #: at most this many skipped blocks in all the docs (each needs its reason in the page)
 MAX_SKIPPED = 6
