@@ -137,21 +137,24 @@ class RunHandle:
         """Store a local file's content (small files in one read, large ones streamed)."""
         path = os.fspath(local_path)
         try:
-            st = os.stat(path)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError as e:
             raise LocalFileError(f"cannot log {path!r}: no such file") from e
+        except IsADirectoryError as e:
+            raise LocalFileError(f"cannot log {path!r}: it is a directory, not a file (log directories with log_artifacts)") from e
         except OSError as e:
             raise LocalFileError(f"cannot log {path!r}: {e.strerror or e}") from e
-        if stat_mod.S_ISDIR(st.st_mode):
-            raise LocalFileError(f"cannot log {path!r}: it is a directory, not a file (log directories with log_artifacts)")
-        if stat_mod.S_ISREG(st.st_mode) and st.st_size <= SMALL_FILE:
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()
-            except OSError as e:
-                raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
-            return self._objects.put_bytes(data)
-        return self._objects.put_file(path)
+        try:
+            st = os.fstat(fd)
+            if stat_mod.S_ISDIR(st.st_mode):
+                raise LocalFileError(f"cannot log {path!r}: it is a directory, not a file (log directories with log_artifacts)")
+            small = stat_mod.S_ISREG(st.st_mode) and st.st_size <= SMALL_FILE
+            data = _read_all(fd, st.st_size) if small else b""
+        except OSError as e:
+            raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
+        finally:
+            os.close(fd)
+        return self._objects.put_bytes(data) if small else self._objects.put_file(path)
 
     def log_file(self, artifact_path: str, local_path: str | os.PathLike[str]) -> ArtifactEntry:
         """Store a local file and bind it at ``artifact_path``."""
@@ -372,3 +375,15 @@ def _whole(n: object, msg: str) -> int:
     if isinstance(n, float) and n.is_integer():
         return int(n)
     raise InvalidInputError(f"{msg}, got {n!r}")
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """Everything readable from ``fd`` (``size`` is a hint: a file may grow meanwhile)."""
+    parts = []
+    want = max(size, 1)
+    while True:
+        block = os.read(fd, want)
+        if not block:
+            return b"".join(parts)
+        parts.append(block)
+        want = 1 << 16
