@@ -19,7 +19,7 @@ from typing import Any
 
 from casstore.exceptions import InvalidInputError
 from casstore.runs import RunView
-from casstore.tracking import _artifacts, fluent
+from casstore.tracking import _artifacts
 from casstore.tracking.client import Client
 from casstore.tracking.entities import FileInfo
 from casstore.tracking.uri import parse_runs_uri
@@ -42,7 +42,7 @@ def _locate(
         path = artifact_path or ""
     else:
         raise InvalidInputError("name the artifact: pass artifact_uri='runs:/<run_id>/<path>' or run_id=...")
-    client = Client(tracking_uri) if tracking_uri is not None else fluent.active_client()
+    client = Client(tracking_uri)
     return client, client.store.get_run(run_id), path
 
 

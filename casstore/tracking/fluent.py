@@ -232,16 +232,23 @@ def last_active_run() -> Run | None:
 
 
 def get_run(run_id: str | None = None) -> Run:
-    """A run by id; without an id, the active run, else the last active run."""
+    """A run by id (in the current tracking store); without an id, the active run, else the
+    last active run."""
     if run_id is not None:
-        return active_client().get_run(run_id)
+        return _client().get_run(run_id)
+    rid, client = _current_run()
+    return client.get_run(rid)
+
+
+def _current_run() -> tuple[str, Client]:
+    """The active run, else the last active run, with the client of its store."""
     st = _stack()
     if st:
-        return st[-1][1].get_run(st[-1][0].info.run_id)
+        return st[-1][0].info.run_id, st[-1][1]
     last = _last_active
     if last is None:
-        raise RunStateError("get_run() without a run id needs an active or a previous run; pass a run id")
-    return last[1].get_run(last[0])
+        raise RunStateError("there is no active or previous run in this process; pass a run id")
+    return last
 
 
 def delete_run(run_id: str) -> None:
@@ -250,7 +257,7 @@ def delete_run(run_id: str) -> None:
 
 def _run_for_write(run_id: str | None = None) -> tuple[str, Client]:
     if run_id is not None:
-        return check_run_id(run_id), active_client()
+        return check_run_id(run_id), _client()
     st = _stack()
     if not st:
         start_run()
@@ -302,7 +309,7 @@ def set_tags(tags: dict[str, Any], synchronous: bool | None = None) -> None:
 
 
 def get_metric_history(run_id: str, key: str) -> list[Metric]:
-    return active_client().get_metric_history(run_id, key)
+    return _client().get_metric_history(run_id, key)
 
 
 # ---- artifacts --------------------------------------------------------------------------------
@@ -348,8 +355,9 @@ def log_image(image: Any, artifact_file: str | None = None, run_id: str | None =
 def list_artifacts(run_id: str | None = None, path: str | None = None) -> list[FileInfo]:
     """Artifacts directly under ``path`` of a run (default: the active or last run)."""
     if run_id is None:
-        run_id = get_run().info.run_id
-    return active_client().list_artifacts(run_id, path)
+        rid, client = _current_run()
+        return client.list_artifacts(rid, path)
+    return _client().list_artifacts(run_id, path)
 
 
 def get_artifact_uri(artifact_path: str | None = None) -> str:
