@@ -307,3 +307,17 @@ def test_forked_child_does_not_rewrite_the_parents_buffer(tmp_path: Path) -> Non
     h.end()
     keys = [k for k, *_ in store.get_run(h.run_id).points]
     assert sorted(keys) == ["child", "parent"]
+
+
+def test_a_write_racing_the_seal_is_refused_not_lost(store: RunStore) -> None:
+    a = store.create_run("0")
+    store.open_run(a.run_id).end()  # another writer seals the run...
+    a._check_open = lambda: None  # type: ignore[method-assign]  # ...after a's check, before its write
+    with pytest.raises(RunStateError, match="seal does not include"):
+        a.log_param("late", "1")
+    with pytest.raises(RunStateError, match="seal does not include"):
+        a.log_bytes("late.txt", b"x")
+    with pytest.raises(RunStateError, match="seal does not include"):
+        a.set_tag("late", "v")
+    view = store.get_run(a.run_id)
+    assert view.params == {} and view.artifacts == {} and "late" not in view.tags

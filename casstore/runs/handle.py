@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ from casstore.objects.digest import check_digest, hash_bytes
 from casstore.runs import layout
 from casstore.runs.layout import RECORD_VERSION, check_name, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
-from casstore.runs.records import ArtifactEntry, decode_record
+from casstore.runs.records import ArtifactEntry, MetricPoint, decode_record
 from casstore.runs.state import manifest_of, read_live_state
 
 if TYPE_CHECKING:
@@ -91,16 +92,21 @@ class RunHandle:
             "Start a new run (start_run()) to log more."
         )
 
-    def _check_in_seal(self, kind: str, name: str) -> None:
-        """After a write: if the run was sealed meanwhile, the write counts only if the seal has it."""
+    def _check_in_seal(self, kind: str, names: list[str], values: dict[str, str] | None = None) -> None:
+        """After a write: if the run was sealed meanwhile, the write counts only if the seal has it
+        (``names`` present under ``kind``; for tags, with the ``values`` written)."""
         if not self._backend.exists(layout.seal_key(self.run_id)):
             return
-        view = self.store.get_run(self.run_id)
-        held: dict[str, dict[str, Any]] = {"artifacts": view.artifacts, "params": view.params, "models": view.models}
-        if name not in held.get(kind, {}):
+        view = self.store.get_run(self.run_id, flush=False)
+        held: dict[str, dict[str, Any]] = {
+            "artifacts": view.artifacts, "params": view.params, "models": view.models, "tags": view.tags,
+        }
+        missing = [n for n in names if n not in held[kind] or (values is not None and held[kind][n] != values[n])]
+        if missing:
             raise RunStateError(
-                f"run {self.run_id} was ended by another writer while {kind[:-1]} {name!r} was being logged; "
-                "the run's seal does not include it. Log it in a new run."
+                f"run {self.run_id} was ended by another writer while {kind} {missing[:3]!r} "
+                f"{'were' if len(missing) > 1 else 'was'} being logged; the run's seal does not include "
+                f"{len(missing)} of them. Log them in a new run."
             )
 
     def _remember(self, key: str, rec: dict[str, Any]) -> None:
@@ -169,7 +175,7 @@ class RunHandle:
         stored = self._objects.put_bytes(data)
         self._objects.flush()
         entry = self._bind_entry(path, stored)
-        self._check_in_seal("artifacts", path)
+        self._check_in_seal("artifacts", [path])
         return entry
 
     def bind_artifact(self, artifact_path: str, digest: str, size: int) -> ArtifactEntry:
@@ -189,7 +195,7 @@ class RunHandle:
         self._check_open()
         self._objects.flush()
         entry = self._bind_entry(path, Stored(digest, size))
-        self._check_in_seal("artifacts", path)
+        self._check_in_seal("artifacts", [path])
         return entry
 
     def log_files(self, items: list[tuple[str, str]], workers: int | None = None) -> list[ArtifactEntry]:
@@ -224,7 +230,7 @@ class RunHandle:
         if errors:
             raise errors[0]
         if n:
-            self._check_in_seal("artifacts", paths[-1])
+            self._check_in_seal("artifacts", paths)
         return [b for b in bound if b is not None]
 
     # ---- models ------------------------------------------------------------------
@@ -241,7 +247,7 @@ class RunHandle:
             "digest", f"model {name!r} of run {self.run_id}",
             "A logged model is immutable: log the new model under another name, or in a new run.",
         )
-        self._check_in_seal("models", name)
+        self._check_in_seal("models", [name])
         return digest
 
     # ---- params and tags -----------------------------------------------------------
@@ -256,7 +262,7 @@ class RunHandle:
             "value", f"param {key!r} of run {self.run_id}",
             "Params are immutable within a run: log the new value under another key, or start a new run.",
         )
-        self._check_in_seal("params", key)
+        self._check_in_seal("params", [key])
 
     def set_tag(self, key: str, value: str) -> None:
         """Set a tag (tags may change while the run is open; the latest value wins)."""
@@ -267,6 +273,7 @@ class RunHandle:
         rec = {"v": RECORD_VERSION, "key": key, "value": value, "time": now_ms()}
         self._backend.put_if_absent(k, pack(rec))
         self._remember(k, rec)
+        self._check_in_seal("tags", [key], {key: value})
 
     # ---- metrics -----------------------------------------------------------------
 
@@ -306,6 +313,8 @@ class RunHandle:
                 key = layout.metric_segment_key(self.run_id)
                 rec = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
                 self._backend.put_if_absent(key, pack(rec))
+                if self._digest is None and self._backend.exists(layout.seal_key(self.run_id)):
+                    self._check_points_sealed(points)
             except RunStateError:
                 release(self)
                 raise
@@ -315,6 +324,16 @@ class RunHandle:
             self._remember(key, rec)
             if not len(self._metrics):
                 release(self)
+
+    def _check_points_sealed(self, points: list[MetricPoint]) -> None:
+        """The run was sealed while a segment was written: fail unless the seal holds its points."""
+        sealed = Counter(self.store.get_run(self.run_id, flush=False).points)
+        lost = sum(1 for p, n in Counter(points).items() if sealed[p] < n)
+        if lost:
+            raise RunStateError(
+                f"run {self.run_id} was ended by another writer while {len(points)} metric point(s) were being "
+                f"written; the run's seal lacks {lost} of them. Log them in a new run."
+            )
 
     def _flush_if_due(self) -> None:
         if self._metrics.due():

@@ -260,10 +260,12 @@ class RunStore:
             raise IntegrityError(what, digest, actual)
         return data
 
-    def get_run(self, run_id: str) -> RunView:
-        """A sealed run from its verified manifest; an open run from its live records."""
+    def get_run(self, run_id: str, *, flush: bool = True) -> RunView:
+        """A sealed run from its verified manifest; an open run from its live records (after
+        writing the metrics this process still buffers for it, unless ``flush`` is false)."""
         run_id = check_run_id(run_id)
-        self._flush_local(run_id)
+        if flush:
+            self._flush_local(run_id)
         seal = self.seal_record(run_id)
         end_time: int | None
         if seal is not None:
