@@ -121,7 +121,7 @@ def test_log_text_dict_and_load_back(tracking: str) -> None:
         casstore.log_text(b"bytes", "x.txt")  # type: ignore[arg-type]
 
 
-def test_log_figure_and_image(tracking: str) -> None:
+def test_log_figure_and_image(tracking: str, tmp_path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,7 +145,7 @@ def test_log_figure_and_image(tracking: str) -> None:
     rid = run.info.run_id
     files = {f.path: f for f in casstore.list_artifacts(rid, "plots")}
     assert set(files) == {"plots/line.png", "plots/line.svg"}
-    png = casstore.artifacts.download_artifacts(f"runs:/{rid}/plots/line.png")
+    png = casstore.artifacts.download_artifacts(f"runs:/{rid}/plots/line.png", dst_path=tmp_path / "dl")
     assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     img = casstore.artifacts.load_image(f"runs:/{rid}/images/black.png")
     assert img.size == (9, 8)
