@@ -11,7 +11,6 @@ processes may write one run at once; each race has exactly one winner.
 from __future__ import annotations
 
 import os
-import stat as stat_mod
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,6 @@ from casstore.exceptions import (
     CasstoreError,
     ImmutableArtifactError,
     InvalidInputError,
-    LocalFileError,
     ObjectNotFoundError,
     RunStateError,
 )
@@ -38,12 +36,10 @@ from casstore.runs.state import manifest_of, read_live_state
 if TYPE_CHECKING:
     from casstore.runs.store import RunStore
 
-__all__ = ["RunHandle", "RUN_STATUSES", "SMALL_FILE"]
+__all__ = ["RunHandle", "RUN_STATUSES"]
 
 #: statuses a run can be sealed with (MLflow's terminal statuses)
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
-#: files up to this size are read in one go and stored with ``put_bytes`` (one chunk)
-SMALL_FILE = 256 * 1024
 
 
 class RunHandle:
@@ -140,27 +136,8 @@ class RunHandle:
                              int(bound.get("logged_at", 0)))
 
     def _put_local(self, local_path: str | os.PathLike[str]) -> Stored:
-        """Store a local file's content (small files in one read, large ones streamed)."""
-        path = os.fspath(local_path)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError as e:
-            raise LocalFileError(f"cannot log {path!r}: no such file") from e
-        except IsADirectoryError as e:
-            raise LocalFileError(f"cannot log {path!r}: it is a directory, not a file (log directories with log_artifacts)") from e
-        except OSError as e:
-            raise LocalFileError(f"cannot log {path!r}: {e.strerror or e}") from e
-        try:
-            st = os.fstat(fd)
-            if stat_mod.S_ISDIR(st.st_mode):
-                raise LocalFileError(f"cannot log {path!r}: it is a directory, not a file (log directories with log_artifacts)")
-            small = stat_mod.S_ISREG(st.st_mode) and st.st_size <= SMALL_FILE
-            data = _read_all(fd, st.st_size) if small else b""
-        except OSError as e:
-            raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
-        finally:
-            os.close(fd)
-        return self._objects.put_bytes(data) if small else self._objects.put_file(path)
+        """Store a local file's content (``put_file`` reads small files whole, streams large ones)."""
+        return self._objects.put_file(local_path)
 
     def log_file(self, artifact_path: str, local_path: str | os.PathLike[str]) -> ArtifactEntry:
         """Store a local file and bind it at ``artifact_path``."""
@@ -396,13 +373,3 @@ def _whole(n: object, msg: str) -> int:
     raise InvalidInputError(f"{msg}, got {n!r}")
 
 
-def _read_all(fd: int, size: int) -> bytes:
-    """Everything readable from ``fd`` (``size`` is a hint: a file may grow meanwhile)."""
-    parts = []
-    want = max(size, 1)
-    while True:
-        block = os.read(fd, want)
-        if not block:
-            return b"".join(parts)
-        parts.append(block)
-        want = 1 << 16
