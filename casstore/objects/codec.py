@@ -47,4 +47,8 @@ def unpack(data: bytes, what: str = "record") -> Any:
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=True)
     except (ValueError, msgpack.UnpackException, TypeError) as e:
-        raise CorruptRecordError(f"{what} is not a valid casstore record ({e}); the store may be corrupt") from e
+        reason = str(e) or type(e).__name__
+        raise CorruptRecordError(
+            f"{what} is not a valid casstore record ({reason}); the store may be corrupt: "
+            "run `casstore verify --all` to see what it affects"
+        ) from e
