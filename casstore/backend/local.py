@@ -325,18 +325,6 @@ class LocalBackend(Backend):
         for d in dirs:
             _fsync_path(d)
 
-    def tmp_files(self, older_than: float) -> Iterator[str]:
-        """Paths of temporary files left by killed writers, older than ``older_than`` (epoch)."""
-        for dirpath, _dirnames, filenames in os.walk(self.root):
-            for name in filenames:
-                if name.startswith(TMP_PREFIX):
-                    p = os.path.join(dirpath, name)
-                    try:
-                        if os.stat(p).st_mtime < older_than:
-                            yield p
-                    except FileNotFoundError:
-                        continue
-
 
 def _unlink_quietly(path: str) -> None:
     try:

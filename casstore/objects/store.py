@@ -237,7 +237,8 @@ class ObjectStore:
         chunks: list[tuple[str, int]] = []
         try:
             for ch in self.chunker.cut_buffer(view):
-                d = hash_bytes(ch)
+                # content that is one chunk is named by the digest already computed
+                d = digest if len(ch) == len(view) else hash_bytes(ch)
                 chunks.append((d, len(ch)))
                 sink.add(d, ch)
         finally:
