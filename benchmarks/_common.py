@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -16,3 +20,44 @@ def dir_size(path: Path) -> int:
             except FileNotFoundError:
                 pass
     return total
+
+
+# ---- scratch space ----------------------------------------------------------------------------
+#
+# This machine's file system (ext4 without a journal) skips the inodes freed in the last
+# minute or more when it allocates a new one, testing each on every create: after a
+# benchmark deletes a store of thousands of chunk files, creating a file costs about
+# 0.8 ms instead of 25 us for minutes. A benchmark that deleted one peer's output before
+# timing the next would charge that to whoever creates the most files. So outputs are
+# only emptied during a run (truncating frees the disk space, not the inode) and deleted
+# once everything is measured: at the end of the script, or when run_all.py sets
+# CASSTORE_BENCH_TRASH, at the end of the whole run.
+
+TRASH_ENV = "CASSTORE_BENCH_TRASH"
+
+
+def discard(path: Path) -> None:
+    """Free the space of a benchmark output without freeing its inodes (see above)."""
+    if path.is_dir():
+        for dirpath, _, files in os.walk(path):
+            for f in files:
+                os.truncate(os.path.join(dirpath, f), 0)
+    elif path.exists():
+        os.truncate(path, 0)
+
+
+@contextlib.contextmanager
+def scratch(prefix: str, parent: Path | None = None) -> Iterator[Path]:
+    """A new working directory, deleted when the run is over (see above)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield work
+    finally:
+        trash = os.environ.get(TRASH_ENV)
+        try:
+            if not (trash and Path(trash).is_dir()):
+                raise FileNotFoundError(trash)
+            discard(work)
+            os.rename(work, Path(trash) / work.name)
+        except OSError:  # not run by run_all.py, or its trash is on another file system
+            shutil.rmtree(work, ignore_errors=True)

@@ -12,7 +12,10 @@
    Goal: <= 200 MiB for 2 GiB.
 
 Fairness: the data is random (incompressible, no repeats), generated once. Every
-timed run writes to a new destination on the same file system as the source; before
+timed run writes to a new destination on the same file system as the source, which is
+emptied afterwards but deleted only when the script ends (``_common.discard``: on a file
+system without a journal, deleting thousands of files slows the creations that follow,
+and that would be charged to the peer that creates the most files); before
 each one, ``os.sync()`` flushes earlier writes (nobody pays for another's write-back)
 and the source is brought into the page cache by reading it through (``--cold``
 evicts it with ``posix_fadvise(DONTNEED)`` instead, so everyone reads it from disk).
@@ -32,7 +35,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -42,6 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _common import discard, scratch  # noqa: E402
 from blake3 import blake3  # noqa: E402
 
 from casstore.objects import open_store  # noqa: E402
@@ -124,15 +127,15 @@ def bench_fresh(src: Path, work: Path, repeats: int, cold: bool) -> dict[str, Ti
 
 def run_peers(peers: dict[str, Callable[[Path], object]], src: Path, work: Path, repeats: int, cold: bool) -> dict[str, Timing]:
     """Time each peer ``repeats`` times, taking turns in a rotating order; each run writes
-    to ``work/out``, which is removed after it."""
+    to a new ``work/out-<peer>-<repeat>``, emptied after it (see ``_common.discard``)."""
     results = {name: Timing() for name in peers}
     names = list(peers)
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            out = work / "out"
+            out = work / f"out-{names.index(name)}-{r}"
             prepare_source(src, cold)
             timed(results[name], lambda: peers[name](out))
-            _remove(out)
+            discard(out)
     return results
 
 
@@ -163,7 +166,7 @@ def bench_again(src: Path, work: Path, repeats: int, cold: bool) -> dict[str, Ti
         "blake3 of the file (b3sum floor)": hash_only,
     }
     results = run_peers(peers, src, work, repeats, cold)
-    _remove(store)
+    discard(store)
     return results
 
 
@@ -199,8 +202,8 @@ def bench_rss(src: Path, work: Path) -> dict[str, float]:
     report: dict[str, float] = json.loads(out.stdout)
     if blake3_file(work / "back.bin") != blake3_file(src):
         raise RuntimeError("the file read back differs from the one stored")
-    _remove(work / "store-rss")
-    _remove(work / "back.bin")
+    discard(work / "store-rss")
+    discard(work / "back.bin")
     return report
 
 
@@ -208,13 +211,6 @@ def blake3_file(path: Path) -> str:
     h = blake3(max_threads=blake3.AUTO)
     h.update_mmap(path)
     return h.hexdigest()
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
 
 
 # ---- report -------------------------------------------------------------------------------------
@@ -240,8 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     rss_size = (args.rss_size_mib or (64 if args.quick else 2048)) * MIB
     repeats = args.repeats or (2 if args.quick else 5)
 
-    work = Path(tempfile.mkdtemp(prefix="casstore-bench-", dir=args.dir))
-    try:
+    with scratch("casstore-bench-", args.dir) as work:
         src = work / "src.bin"
         make_random_file(src, size, b"bench_core source")
         print(f"casstore core benchmark: {size // MIB} MiB, median of {repeats}, "
@@ -261,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         floor = again["casstore put_file (stored already)"].median() / again["blake3 of the file (b3sum floor)"].median()
         print(f"  copyfile / casstore = {speedup:.2f}x faster   (goal >= 4: {'met' if speedup >= 4 else 'MISSED'})")
         print(f"  casstore / one BLAKE3 pass = {floor:.2f}")
-        _remove(src)
+        discard(src)
 
         rss_src = work / "rss.bin"
         make_random_file(rss_src, rss_size, b"bench_core memory")
@@ -281,8 +276,6 @@ def main(argv: list[str] | None = None) -> int:
                            "copyfile_over_again": speedup, "again_over_hash": floor},
                 "rss": rss,
             }, indent=2))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

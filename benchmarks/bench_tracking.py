@@ -24,17 +24,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import dir_size  # noqa: E402
+from _common import dir_size, discard, scratch  # noqa: E402
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -112,7 +110,7 @@ def alternate(work: Path, repeat: int, makers: list[Callable[[Path], Side]],
             side = make(work / f"side-{time.monotonic_ns()}")
             for field, value in measure(side).items():
                 out.setdefault(side.name, {}).setdefault(field, []).append(value)
-            shutil.rmtree(side.root)
+            discard(side.root)  # deleted at the end (see _common.discard)
     return [{"tool": k, **{f: statistics.median(v) for f, v in res.items()}} for k, res in out.items()]
 
 
@@ -187,10 +185,9 @@ def main() -> None:
     size = (32 if args.quick else 256) << 20
     points = 1000 if args.quick else 10_000
     quiet_mlflow()
-    work = Path(tempfile.mkdtemp(prefix="bench-tracking-", dir=args.workdir))
     only = set(args.only.split(","))
-    print(f"bench_tracking: {'quick' if args.quick else 'full'} sizes, medians of {repeat}, workdir {work}")
-    try:
+    with scratch("bench-tracking-", args.workdir) as work:
+        print(f"bench_tracking: {'quick' if args.quick else 'full'} sizes, medians of {repeat}, workdir {work}")
         if "artifacts" in only:
             rows = bench_log_artifacts(work, files, repeat)
             print(f"\n1. log_artifacts of {files:,} files of 4 KiB (end_run timed apart)")
@@ -213,8 +210,6 @@ def main() -> None:
             for r in rows:
                 print(f"   {r['tool']:<24} log_metric x{points} {r['log']:7.3f} s   end_run {r['end']:6.3f} s")
             print(f"   ratio casstore/mlflow: {ratio(rows, 'casstore', 'log'):.4f}x for the calls (goal <= 1x)")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
