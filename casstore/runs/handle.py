@@ -187,6 +187,10 @@ class RunHandle:
         n = len(items)
         if workers is None:
             workers = self.store.io_workers
+            if self._backend.concurrency == 1 and n and _mean_size(locals_) < _THREADS_MIN_MEAN_SIZE:
+                # small files on a local disk: each is a few system calls, and threads
+                # would mostly take turns on the interpreter lock
+                workers = 1
         pool = ThreadPoolExecutor(min(workers, n), thread_name_prefix="casstore-log") if n >= 8 and workers > 1 else None
         try:
             stored = list(pool.map(self._put_local, locals_)) if pool else [self._put_local(p) for p in locals_]
@@ -362,6 +366,22 @@ class RunHandle:
             else:
                 self._digest = str(self.store.seal_record(self.run_id)["digest"])  # type: ignore[index]
             return self._digest
+
+
+#: on a local disk, log_files stores files one at a time unless they average this size
+_THREADS_MIN_MEAN_SIZE = 256 << 10
+
+
+def _mean_size(paths: list[str]) -> float:
+    """Mean size of the files (those that cannot be stat'ed count as empty: storing
+    them reports the error)."""
+    total = 0
+    for p in paths:
+        try:
+            total += os.stat(p).st_size
+        except OSError:
+            pass
+    return total / len(paths)
 
 
 def _whole(n: object, msg: str) -> int:

@@ -1,0 +1,117 @@
+"""The local backend writes large objects with O_DIRECT where the file system allows it,
+and ordinary writes elsewhere; either way the bytes and lengths are exact."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from casstore.backend import local as local_mod
+from casstore.backend.local import DIRECT_MIN, LocalBackend
+from casstore.objects import open_store
+
+def _direct_supported(d: Path) -> bool:
+    if not getattr(os, "O_DIRECT", 0):
+        return False
+    p = d / "probe"
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+    except OSError:
+        return False
+    os.close(fd)
+    p.unlink()
+    return True
+
+
+@pytest.mark.parametrize("size", [DIRECT_MIN, DIRECT_MIN + 1, 3 * DIRECT_MIN - 4095, (4 << 20) + 123])
+def test_large_objects_round_trip_with_their_exact_length(tmp_path: Path, size: int) -> None:
+    backend = LocalBackend(tmp_path / "store")
+    data = os.urandom(size)
+    assert backend.put_blob("chunks/ab/cd/x", memoryview(data)[: size])
+    path = tmp_path / "store" / "chunks" / "ab" / "cd" / "x"
+    assert path.stat().st_size == size
+    assert backend.get("chunks/ab/cd/x") == data
+    assert backend.get_range("chunks/ab/cd/x", 5, 17) == data[5:17]
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")], "a temporary file was left"
+
+
+def test_direct_writes_are_used_where_supported(tmp_path: Path) -> None:
+    if not _direct_supported(tmp_path):
+        pytest.skip("this file system refuses O_DIRECT")
+    backend = LocalBackend(tmp_path / "store")
+    backend.put_blob("chunks/00/00/big", os.urandom(DIRECT_MIN + 10))
+    assert backend._direct, "the backend gave up direct writes on a file system that supports them"
+
+
+@pytest.mark.parametrize("refused_at", ["open", "write"])
+def test_a_file_system_that_refuses_o_direct_gets_ordinary_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused_at: str
+) -> None:
+    """Some file systems refuse O_DIRECT when the file is opened, others on the first write
+    (EINVAL either way): the object is then written through the page cache, and so are the
+    next ones."""
+    real_open, real_write = os.open, os.write
+    direct_fds: set[int] = set()
+
+    def open_(path, flags, *args):  # type: ignore[no-untyped-def]
+        if flags & os.O_DIRECT:
+            if refused_at == "open":
+                raise OSError(22, "Invalid argument")
+            fd = real_open(path, flags, *args)
+            direct_fds.add(fd)
+            return fd
+        fd = real_open(path, flags, *args)
+        direct_fds.discard(fd)  # a number reused after a direct file was closed
+        return fd
+
+    def write(fd, data):  # type: ignore[no-untyped-def]
+        if fd in direct_fds:
+            raise OSError(22, "Invalid argument")
+        return real_write(fd, data)
+
+    if not getattr(os, "O_DIRECT", 0):
+        pytest.skip("no O_DIRECT on this platform")
+    monkeypatch.setattr(local_mod.os, "open", open_)
+    monkeypatch.setattr(local_mod.os, "write", write)
+    objects = open_store(tmp_path / "store")
+    data = os.urandom(3 << 20)
+    digest, size = objects.put_bytes(data)
+    objects.flush()
+    assert objects.backend._direct is False  # type: ignore[attr-defined]
+    assert objects.get_bytes(digest) == data and size == len(data)
+    assert not [p for p in (tmp_path / "store").rglob(".tmp-*")], "a temporary file was left"
+
+
+def test_casstore_direct_io_0_turns_direct_writes_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASSTORE_DIRECT_IO", "0")
+    opened_direct = []
+    real_open = os.open
+
+    def spy(path, flags, *args):  # type: ignore[no-untyped-def]
+        if flags & getattr(os, "O_DIRECT", 0):
+            opened_direct.append(path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(local_mod.os, "open", spy)
+    objects = open_store(tmp_path / "store")
+    data = os.urandom(3 << 20)
+    digest, _ = objects.put_bytes(data)
+    assert objects.get_bytes(digest) == data
+    assert opened_direct == []
+
+
+def test_a_failed_direct_write_leaves_no_object_and_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = LocalBackend(tmp_path / "store")
+    if not backend._direct:
+        pytest.skip("no O_DIRECT here")
+
+    def full(fd: int, length: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local_mod.os, "ftruncate", full)
+    with pytest.raises(Exception, match="no space left"):
+        backend.put_blob("chunks/ab/cd/y", os.urandom(DIRECT_MIN * 2))
+    d = tmp_path / "store" / "chunks" / "ab" / "cd"
+    assert list(d.iterdir()) == []
