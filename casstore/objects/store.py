@@ -83,6 +83,13 @@ def _filler(stream: IO[bytes]) -> Callable[[memoryview], int]:
     return fill
 
 
+def _name_and_add(sink: _ChunkSink, chunk: memoryview) -> str:
+    """Hash a chunk, hand it to ``sink``, return its digest (a writer thread's job)."""
+    digest = hash_bytes(chunk, parallel=False)
+    sink.add(digest, chunk)
+    return digest
+
+
 def _wait_all(futures: list[Future[object]]) -> None:
     """Wait for every future (raising the first error) and forget them."""
     try:
@@ -360,8 +367,8 @@ class ObjectStore:
         size and recipe (the caller writes the recipe).
 
         Work overlaps in threads (BLAKE3, reads and writes release the GIL): one reads
-        ahead, one hashes the whole stream block by block, this one cuts and hashes
-        chunks, and on a local disk one writes them. Blocks go into a small ring of
+        ahead, one hashes the whole stream block by block, this one cuts chunks (and
+        on remote stores hashes them), and on a local disk two hash and write them. Blocks go into a small ring of
         buffers, each with ``max_size`` bytes in front for the previous block's uncut
         tail, so only that tail is ever copied. A buffer is refilled only once the hash
         and the writes reading it are done.
@@ -371,7 +378,7 @@ class ObjectStore:
         ring = self._take_buffers(_RING)
         users: list[list[Future[object]]] = [[] for _ in ring]
         whole = new_hasher(parallel=False)  # its own thread: the other cores are busy already
-        chunks: list[tuple[str, int]] = []
+        chunks: list[tuple[str | Future[str], int]] = []
         size = 0
         sink = _ChunkSink(self)
         fill = _filler(stream)
@@ -395,13 +402,16 @@ class ObjectStore:
                 view = buf[start : reserve + n]
                 cut, used = self.chunker.cut_block(view, final)
                 for ch in cut:
-                    d = hash_bytes(ch, parallel=False)
-                    chunks.append((d, len(ch)))
                     size += len(ch)
                     if writer is None:
+                        d = hash_bytes(ch, parallel=False)
+                        chunks.append((d, len(ch)))
                         sink.add(d, ch)  # copies what it keeps
                     else:
-                        users[i % _RING].append(writer.submit(sink.add, d, ch))
+                        # a writer names the chunk, then stores it: this thread only cuts
+                        named = writer.submit(_name_and_add, sink, ch)
+                        users[i % _RING].append(named)
+                        chunks.append((named, len(ch)))
                     if progress:
                         progress(len(ch))
                 tail = view[used:]
@@ -420,7 +430,8 @@ class ObjectStore:
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
             self._keep_buffers(ring)  # no thread reads them any more
-        return Stored(whole.hexdigest(), size), Recipe(size, tuple(chunks))
+        named = tuple((d if isinstance(d, str) else d.result(), n) for d, n in chunks)
+        return Stored(whole.hexdigest(), size), Recipe(size, named)
 
     def _buffer_size(self) -> int:
         """One read buffer: a block of at least two maximum chunks, after a margin of one."""
