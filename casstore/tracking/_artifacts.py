@@ -32,17 +32,22 @@ __all__ = [
 
 def walk_dir(local_dir: str, prefix: str) -> list[tuple[str, str]]:
     """``(artifact_path, local_path)`` of every file under ``local_dir`` (symlinked files are
-    followed, symlinked directories are not), with paths under ``prefix``."""
-    items = []
-    for dirpath, dirnames, filenames in os.walk(local_dir):
-        dirnames.sort()
-        rel = os.path.relpath(dirpath, local_dir)
-        parts = [] if rel == "." else rel.split(os.sep)
-        for name in sorted(filenames):
-            local = os.path.join(dirpath, name)
-            if not os.path.isfile(local):
-                continue  # a dangling link, a socket or a fifo
-            items.append((join_artifact_path(prefix, "/".join([*parts, name])), local))
+    followed, symlinked directories are not), with paths under ``prefix`` (already clean).
+    The paths are checked when they are logged (``RunHandle.log_files``)."""
+    items: list[tuple[str, str]] = []
+    pending = [(local_dir, prefix)]
+    while pending:
+        directory, under = pending.pop()
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        subdirs = []
+        for e in entries:
+            rel = f"{under}/{e.name}" if under else e.name
+            if e.is_dir(follow_symlinks=False):
+                subdirs.append((e.path, rel))
+            elif e.is_file():  # not a dangling link, a socket or a fifo
+                items.append((rel, e.path))
+        pending.extend(reversed(subdirs))  # depth first, in name order: as os.walk lists them
     return items
 
 
