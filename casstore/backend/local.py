@@ -1,8 +1,9 @@
 """A store in a local directory.
 
 Atomicity: every object is written to a temporary file in its final directory and
-then published in one step: ``os.link`` for create-if-absent (fails if the name
-exists, so exactly one racer wins) and ``os.replace`` for content-addressed blobs.
+then published in one step: ``renameat2(RENAME_NOREPLACE)`` for create-if-absent
+(fails if the name exists, so exactly one racer wins; ``os.link`` where the file
+system lacks it) and ``os.replace`` for content-addressed blobs.
 A process killed at any instant leaves at most a ``.tmp-*`` file, which readers
 never see and garbage collection removes.
 
@@ -75,6 +76,24 @@ def _load_start_writeback() -> object | None:
 
 
 _SYNC_FILE_RANGE = _load_start_writeback()
+
+
+def _load_renameat2() -> object | None:
+    """``renameat2(AT_FDCWD, old, AT_FDCWD, new, RENAME_NOREPLACE)``: publish a file under a
+    name only if the name is free, in one call (Linux 3.15+, glibc 2.28+); None elsewhere."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+        fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        fn.restype = ctypes.c_int
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+_RENAMEAT2 = _load_renameat2()
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
 _SYNC_FILE_RANGE_WRITE = 2
 # smaller objects are left to the barrier: starting the write-back of each one is an I/O
 # request of its own (on a virtual disk, an exit to the host), which costs more than
@@ -118,6 +137,7 @@ class LocalBackend(Backend):
         self._dirty = False
         self._direct = bool(_O_DIRECT) and os.environ.get("CASSTORE_DIRECT_IO", "1").strip() != "0"
         self._aligned = _AlignedBuffers()
+        self._noreplace = _RENAMEAT2 is not None
         try:
             os.makedirs(root, exist_ok=True)
         except OSError as e:
@@ -229,15 +249,34 @@ class LocalBackend(Backend):
             return False
         try:
             tmp = self._write_tmp(final, data)
-            try:
-                os.link(tmp, final)
-            except FileExistsError:
+            if not self._publish_if_absent(tmp, final):
                 return False
-            finally:
-                _unlink_quietly(tmp)
         except OSError as e:
             raise self._wrap(key, e) from e
         self._mark_dirty(final)
+        return True
+
+    def _publish_if_absent(self, tmp: str, final: str) -> bool:
+        """Give ``tmp`` the name ``final`` unless that name exists (then drop ``tmp``):
+        one ``renameat2(RENAME_NOREPLACE)`` where the file system has it, else a link
+        and an unlink."""
+        if self._noreplace:
+            if _RENAMEAT2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(final), _RENAME_NOREPLACE) == 0:  # type: ignore[operator]
+                return True
+            err = ctypes.get_errno()
+            if err == errno.EEXIST:
+                _unlink_quietly(tmp)
+                return False
+            if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+                _unlink_quietly(tmp)
+                raise OSError(err, os.strerror(err), final)
+            self._noreplace = False  # this file system has no RENAME_NOREPLACE: link instead
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            return False
+        finally:
+            _unlink_quietly(tmp)
         return True
 
     def _put_blob(self, key: str, data: bytes) -> bool:

@@ -1,5 +1,6 @@
-"""The local backend writes large objects with O_DIRECT where the file system allows it,
-and ordinary writes elsewhere; either way the bytes and lengths are exact."""
+"""How the local backend writes: large objects with O_DIRECT where the file system allows it
+(ordinary writes elsewhere), create-if-absent with renameat2 where it can (a link elsewhere);
+either way the bytes, lengths and outcomes are exact and no temporary file is left."""
 
 from __future__ import annotations
 
@@ -115,3 +116,29 @@ def test_a_failed_direct_write_leaves_no_object_and_no_temporary_file(tmp_path: 
         backend.put_blob("chunks/ab/cd/y", os.urandom(DIRECT_MIN * 2))
     d = tmp_path / "store" / "chunks" / "ab" / "cd"
     assert list(d.iterdir()) == []
+
+
+def _renameat2_refused(*args: object) -> int:
+    """A file system without RENAME_NOREPLACE: renameat2 fails with EINVAL."""
+    import ctypes
+    import errno
+
+    ctypes.set_errno(errno.EINVAL)
+    return -1
+
+
+@pytest.mark.parametrize("noreplace", ["renameat2", "refused"])
+def test_create_if_absent_publishes_once_and_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, noreplace: str
+) -> None:
+    if noreplace == "refused":
+        monkeypatch.setattr(local_mod, "_RENAMEAT2", _renameat2_refused)
+    backend = LocalBackend(tmp_path / "store")
+    if noreplace == "renameat2" and not backend._noreplace:
+        pytest.skip("no renameat2 here")
+    assert backend.put_if_absent("runs/r/artifacts/a", b"first") is True
+    assert backend.put_if_absent("runs/r/artifacts/a", b"second") is False
+    assert backend.get("runs/r/artifacts/a") == b"first"
+    assert backend._noreplace is (noreplace == "renameat2")
+    assert backend.put_if_absent("runs/r/artifacts/b", b"third") is True  # the fallback keeps working
+    assert sorted(p.name for p in (tmp_path / "store" / "runs" / "r" / "artifacts").iterdir()) == ["a", "b"]
