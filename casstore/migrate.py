@@ -29,13 +29,16 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from casstore.exceptions import InvalidInputError, LocalFileError, RunStateError
 from casstore.runs import DEFAULT_EXPERIMENT_NAME, RunHandle, RunStore
 from casstore.runs.records import ArtifactEntry
+
+if TYPE_CHECKING:
+    from casstore.objects import ObjectStore
 
 __all__ = ["ImportedRun", "SOURCE_TAG", "import_artifact_dir", "import_mlflow_run", "import_mlflow_experiment"]
 
@@ -76,9 +79,12 @@ def _requirements(model_dir: str) -> list[str]:
     return [ln for ln in lines if ln and not ln.startswith(("#", "-"))]
 
 
-def _model_entry(model_dir: str, name: str, run_id: str, files: dict[str, ArtifactEntry]) -> dict[str, Any] | None:
+def _model_entry(
+    model_dir: str, name: str, run_id: str, files: dict[str, ArtifactEntry], objects: ObjectStore
+) -> dict[str, Any] | None:
     """A casstore model entry for an MLflow model directory with an ``sklearn`` flavor, or
-    None for another flavor. ``files`` maps each path inside the directory to its binding."""
+    None for another flavor. ``files`` maps each path inside the directory to its binding;
+    each file's recipe is pinned (checked against the local file, as ``log_model`` does)."""
     from casstore.models.entry import FileRef, ModelEntry
 
     try:
@@ -115,7 +121,10 @@ def _model_entry(model_dir: str, name: str, run_id: str, files: dict[str, Artifa
     entry = ModelEntry(
         name=name,
         flavors=out,
-        files={p: FileRef(p, e.digest, e.size) for p, e in sorted(files.items())},
+        files={
+            p: FileRef(p, e.digest, e.size, objects.recipe_pin(e.digest, os.path.join(model_dir, *p.split("/"))))
+            for p, e in sorted(files.items())
+        },
         run_id=run_id,
         created=str(ml.get("utc_time_created") or ""),
         signature=signature if isinstance(signature, dict) else None,
@@ -149,7 +158,8 @@ def _log_tree(handle: RunHandle, root: str) -> tuple[list[ArtifactEntry], tuple[
         name = rel or "model"
         prefix = rel + "/" if rel else ""
         files = {p[len(prefix):]: e for p, e in by_path.items() if p.startswith(prefix)}
-        entry = _model_entry(os.path.join(root, *rel.split("/")) if rel else root, name, handle.run_id, files)
+        model_dir = os.path.join(root, *rel.split("/")) if rel else root
+        entry = _model_entry(model_dir, name, handle.run_id, files, handle.store.objects)
         if entry is not None:
             handle.add_model(name, entry)
             models.append(name)

@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from casstore._paths import safe_destination
 from casstore.exceptions import CorruptRecordError, InvalidInputError
 from casstore.models import _context
 from casstore.models.fetch import FetchedModel, fetch_model_uri
@@ -201,7 +202,11 @@ def _add_code(fetched: FetchedModel, code: object) -> None:
         raise CorruptRecordError(f"model {fetched.entry.name!r} names code directory {code!r} that it does not hold")
     keep = tempfile.mkdtemp(prefix="casstore-code-")
     _CODE_DIRS.append(keep)
-    shutil.copytree(os.path.join(fetched.path, "code"), keep, dirs_exist_ok=True)
+    for rel in sorted(p for p in fetched.entry.files if p.startswith("code/")):
+        target = safe_destination(keep, rel[len("code/") :])
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with fetched.take(rel) as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out)
     if keep not in sys.path:
         sys.path.insert(0, keep)
 
@@ -217,7 +222,8 @@ def _load_from_fetched(fetched: FetchedModel, skops_trusted_types: Sequence[str]
         raise CorruptRecordError(f"model {entry.name!r} has unknown serialization format {fmt!r}")
     _sklearn()
     _add_code(fetched, conf.get("code"))
-    return load_model_file(os.path.join(fetched.path, *data_file.split("/")), fmt, skops_trusted_types)
+    with fetched.take(data_file) as f:
+        return load_model_file(f, fmt, skops_trusted_types)
 
 
 def _load_pyfunc_from_fetched(fetched: FetchedModel, skops_trusted_types: Sequence[str] | None = None) -> Any:
@@ -236,8 +242,9 @@ def load_model(
 
     Every file is verified against the model entry, and the entry against the registry
     pin, before the model is deserialized; a mismatch raises ``IntegrityError``.
-    ``dst_path`` keeps the verified model directory there (default: a temp directory,
-    removed after loading).
+    ``dst_path`` keeps the verified model directory there (default: none is kept; a
+    large model file is held in memory, the others go to a temp directory removed
+    after loading).
     """
     store = store or _context.current_store()
     fetched = fetch_model_uri(model_uri, store, dest=os.fspath(dst_path) if dst_path is not None else None)

@@ -257,6 +257,13 @@ def _assert_every_read_fails(objects: ObjectStore, digest: str, dest_dir: Path, 
     return caught.value
 
 
+def _assert_reading_the_chunks_fails(objects: ObjectStore, digest: str, error: type[Exception]) -> None:
+    """``read_chunks`` (which trusts the recipe, not the whole) still checks every chunk."""
+    with pytest.raises(error):
+        for _ in objects.read_chunks(objects.recipe(digest).chunks):
+            pass
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(which=st.integers(0, 10_000), offset=st.integers(0, 10_000), mask=st.integers(1, 255))
 def test_any_flipped_byte_in_a_chunk_is_detected(
@@ -274,6 +281,7 @@ def test_any_flipped_byte_in_a_chunk_is_detected(
     path.write_bytes(bytes(damaged))
     try:
         err = _assert_every_read_fails(objects, digest, tmp_path / f"dl-{which}-{offset}-{mask}", IntegrityError)
+        _assert_reading_the_chunks_fails(objects, digest, IntegrityError)
         assert isinstance(err, IntegrityError)
         assert chunk in err.obj
         assert err.expected == chunk
@@ -299,6 +307,7 @@ def test_a_damaged_or_missing_chunk_is_detected(
     try:
         error = ObjectNotFoundError if damage == "delete" else IntegrityError
         err = _assert_every_read_fails(objects, digest, tmp_path / "dl", error)
+        _assert_reading_the_chunks_fails(objects, digest, error)
         assert chunk in str(err)
     finally:
         path.write_bytes(original)
@@ -346,3 +355,51 @@ def test_a_tampered_recipe_is_detected(
     finally:
         path.write_bytes(original)
     assert objects.get_bytes(digest) == data
+
+
+# ---- pinned recipes and reading chunks ---------------------------------------------------
+
+
+@settings(SHARED, max_examples=15)
+@given(data=st.binary(max_size=200_000))
+def test_read_chunks_gives_the_chunks_in_order(shared_objects: ObjectStore, data: bytes) -> None:
+    digest, _ = shared_objects.put_bytes(data)
+    assert b"".join(shared_objects.read_chunks(shared_objects.recipe(digest).chunks)) == data
+
+
+def test_a_recipe_pin_is_the_digest_of_the_recipe_checked_against_the_file(
+    corruptible: tuple[ObjectStore, str, bytes, Path], tmp_path: Path
+) -> None:
+    objects, digest, data, root = corruptible
+    local = tmp_path / "f"
+    local.write_bytes(data)
+    pin = objects.recipe_pin(digest, local)
+    assert pin == blake3(_object_path(root, recipe_key(digest)).read_bytes()).hexdigest()
+    assert objects.recipe(digest, pin=pin) == objects.recipe(digest)
+    for other in (data[:-1], data + b"\0", data[:100] + bytes([data[100] ^ 1]) + data[101:]):
+        local.write_bytes(other)
+        with pytest.raises(IntegrityError, match=recipe_key(digest)):
+            objects.recipe_pin(digest, local)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["garbage", "not a recipe", "newer version", "sizes do not add up", "path instead of digest", "chunks swapped",
+     "last chunk dropped", "another file's chunks", "wrong chunk length"],
+)
+def test_a_recipe_that_is_not_its_pin_is_refused_before_it_is_decoded(
+    corruptible: tuple[ObjectStore, str, bytes, Path], tamper: str
+) -> None:
+    objects, digest, data, root = corruptible
+    path = _object_path(root, recipe_key(digest))
+    original = path.read_bytes()
+    pin = blake3(original).hexdigest()
+    forged, _ = _tampered_recipes(objects, digest)[tamper]
+    path.write_bytes(forged)
+    try:
+        with pytest.raises(IntegrityError) as caught:
+            objects.recipe(digest, pin=pin)
+        assert caught.value.expected == pin and caught.value.actual == blake3(forged).hexdigest()
+        assert recipe_key(digest) in caught.value.obj
+    finally:
+        path.write_bytes(original)

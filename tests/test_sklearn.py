@@ -19,7 +19,7 @@ from tracking_helpers import tracking  # noqa: F401  (fixture)
 import casstore
 import casstore.sklearn
 from casstore.exceptions import ImmutableArtifactError, InvalidInputError
-from casstore.models import ModelSignature, infer_signature
+from casstore.models import ModelSignature, fetch, infer_signature
 from casstore.models.entry import entry_digest
 from casstore.objects import hash_bytes
 from casstore.tracking.uri import get_store
@@ -176,7 +176,7 @@ def test_pyfunc_enforces_tensor_signature(tracking: str, forest: RandomForestCla
     assert loaded.model_digest == info.model_digest
 
 
-def test_skops_asks_for_trusted_types_at_load(tracking: str, forest: RandomForestClassifier) -> None:
+def test_skops_asks_for_trusted_types_at_load(tracking: str, forest: RandomForestClassifier, where: str) -> None:
     pytest.importorskip("skops")
     with casstore.start_run():
         info = casstore.sklearn.log_model(
@@ -199,7 +199,14 @@ def test_skops_asks_for_trusted_types_at_load(tracking: str, forest: RandomFores
     assert any(r.startswith("skops==") for r in info.requirements)
 
 
-def test_code_paths_travel_with_the_model(tracking: str, tmp_path: Path) -> None:
+@pytest.fixture(params=["disk", "memory"])
+def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Load models with their files written to a private directory, or all held in memory."""
+    monkeypatch.setattr(fetch, "HOLD_MIN", 0 if request.param == "memory" else 1 << 40)
+    return str(request.param)
+
+
+def test_code_paths_travel_with_the_model(tracking: str, tmp_path: Path, where: str) -> None:
     code = tmp_path / "src" / "casstore_test_custom_model.py"
     code.parent.mkdir()
     code.write_text(textwrap.dedent(
@@ -220,7 +227,10 @@ def test_code_paths_travel_with_the_model(tracking: str, tmp_path: Path) -> None
         sys.modules.pop("casstore_test_custom_model", None)
     code.unlink()
     assert "code/casstore_test_custom_model.py" in _entry(info)["files"]
-    assert casstore.pyfunc.load_model(info.model_uri).predict([[1, 2]]) == [6]
+    try:
+        assert casstore.pyfunc.load_model(info.model_uri).predict([[1, 2]]) == [6]
+    finally:
+        sys.modules.pop("casstore_test_custom_model", None)
 
 
 def test_load_model_errors_are_clear(tracking: str, forest: RandomForestClassifier) -> None:

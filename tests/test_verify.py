@@ -149,6 +149,35 @@ def test_a_missing_recipe_and_a_damaged_model_entry(fx: Fixture) -> None:
     assert code == 1 and f"MISSING files/{w.digest[:2]}/{w.digest[2:4]}/{w.digest}" in out
 
 
+def test_a_recipe_that_is_not_the_one_a_model_pins(fx: Fixture) -> None:
+    from blake3 import blake3
+
+    from casstore.objects.recipes import Recipe
+
+    data = random.Random(3).randbytes(30_000)
+    h = fx.store.create_run(fx.store.get_or_create_experiment("verify"))
+    w = h.log_bytes("m/model.bin", data)
+    recipe_path = fx.path(fanout_key("files", w.digest))
+    pin = blake3(recipe_path.read_bytes()).hexdigest()
+    entry = {"v": 1, "kind": "model", "name": "m", "run_id": h.run_id, "created": "", "flavors": {"python_function": {}},
+             "files": {"model.bin": {"digest": w.digest, "size": w.size, "recipe": pin}}}
+    model = h.add_model("m", entry)
+    h.end()
+    assert fx.verify("--all")[0] == 0 and fx.verify(h.run_id)[0] == 0
+    # the same content cut elsewhere: the file reads back whole, but it is not the recipe the model pins
+    halves = [fx.store.objects.put_bytes(part).digest for part in (data[:15_000], data[15_000:])]
+    chunks = fx.store.objects.recipe(halves[0]).chunks + fx.store.objects.recipe(halves[1]).chunks
+    assert chunks != fx.store.objects.recipe(w.digest).chunks
+    recipe_path.write_bytes(Recipe(len(data), chunks).encode())
+    assert fx.store.objects.get_bytes(w.digest) == data
+    for args in (["--all"], ["--all", "--deep"], [h.run_id]):
+        code, out, _ = fx.verify(*args)
+        assert code == 1 and f"MISMATCH models/{model[:2]}/{model[2:4]}/{model}" in out, (args, out)
+        assert f"pins recipe {pin}" in out and f"affects run {h.run_id} model m" in out
+        # the file itself is sound: the model is the one problem
+        assert [p["object"] for p in json.loads(fx.verify(*args, "--json")[1])["problems"]] == [fanout_key("models", model)]
+
+
 def test_deleted_runs_are_skipped(fx: Fixture) -> None:
     fx.store.delete_run(fx.a)
     fx.path(fanout_key("files", fx.store.get_run(fx.a).artifacts["only_a.txt"].digest)).unlink()

@@ -2,10 +2,10 @@
 
 ``verify_store(runs)`` (the whole store) re-hashes every chunk once, checks every
 file recipe against the chunks it lists (present, of the recorded length), every
-model entry against its digest, every sealed run's manifest against its seal, every
-artifact and model a run binds, and every registry version's pinned model. With
-``deep``, every file's content is also re-hashed as a whole against its digest (this
-reads shared chunks once per file that uses them).
+model entry against its digest and the recipes it pins, every sealed run's manifest
+against its seal, every artifact and model a run binds, and every registry version's
+pinned model. With ``deep``, every file's content is also re-hashed as a whole against
+its digest (this reads shared chunks once per file that uses them).
 
 ``verify_store(runs, run_ids=[...])`` checks only what those runs reference, always
 deeply: each of their files is read and re-hashed chunk by chunk and as a whole.
@@ -126,6 +126,9 @@ class _Checker:
         self.file_users: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.model_users: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.model_files: dict[str, list[str]] = {}
+        # BLAKE3 of each recipe read, and the recipe digests model entries pin
+        self.recipe_digest: dict[str, str] = {}
+        self.model_pins: dict[str, list[tuple[str, str, str]]] = {}  # model -> [(path, file, pin)]
         self.checked: dict[str, int] = defaultdict(int)
 
     def tick(self, stage: str, advance: int = 0, total: int | None = None) -> None:
@@ -167,6 +170,7 @@ class _Checker:
             self.bad["files"].add(d)
             self.problem(key, "missing", "the file recipe is missing")
             return None
+        self.recipe_digest[d] = blake3(data).hexdigest()
         try:
             recipe = Recipe.decode(data, f"recipe {key}")
         except CorruptRecordError as e:
@@ -275,8 +279,21 @@ class _Checker:
                 self.problem(key, "corrupt", str(e))
                 continue
             self.model_files[d] = [f.digest for f in entry.files.values()]
+            self.model_pins[d] = [(f.path, f.digest, f.recipe) for f in entry.files.values() if f.recipe is not None]
             for f in entry.files.values():
                 self.file_users[f.digest].append({"model_entry": d, "file": f.path})
+
+    def check_pins(self) -> None:
+        """Check the recipe each model entry pins against the recipe read: a model whose
+        pinned recipe differs cannot be loaded (even if the recipe makes up the file)."""
+        for m, pins in sorted(self.model_pins.items()):
+            for path, f, pin in sorted(pins):
+                actual = self.recipe_digest.get(f)
+                if actual is not None and actual != pin:
+                    self.problem(
+                        content_key("models", m), "mismatch",
+                        f"file {path!r} pins recipe {pin}, but recipe {content_key('files', f)} hashes to {actual}",
+                    )
 
     # ---- records ---------------------------------------------------------------------
 
@@ -436,6 +453,7 @@ def verify_store(
         c.check_files_deep(sorted(present_files))
         present_models = set(c.model_files) | c.bad["models"]
         report = VerifyReport("runs", True, skipped_deleted_runs=skipped)
+    c.check_pins()
     # references to objects the store does not hold at all
     for f in sorted(files - present_files):
         c.problem(content_key("files", f), "missing", "no recipe for this file: its content is not in the store")

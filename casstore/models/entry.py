@@ -9,10 +9,13 @@ this entry, which lists every file with its digest and says how to load it::
      input_example: {artifact_path, type, ...} | None,
      requirements: ["scikit-learn==1.5.2", ...],
      metadata: {...} | None, tags: {str: str},
-     files: {"model.pkl": {digest, size}, "MLmodel": {...}, ...}}
+     files: {"model.pkl": {digest, size, recipe}, "MLmodel": {...}, ...}}
 
 The entry is stored as canonical msgpack (``objects/codec.py``); the BLAKE3 of those
-bytes is the model digest, which a registry version pins.
+bytes is the model digest, which a registry version pins. A file's ``recipe`` (absent
+from entries logged before casstore recorded it) is the BLAKE3 of its stored recipe's
+bytes: pinned by the model digest, it lets a loader trust the chunk list, so chunks
+verified one by one make up the file without hashing the whole again.
 """
 
 from __future__ import annotations
@@ -37,11 +40,19 @@ def entry_digest(entry: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class FileRef:
-    """One file of a model: its path inside the model directory, digest and size."""
+    """One file of a model: its path inside the model directory, digest and size, and
+    the BLAKE3 of its recipe's stored bytes (None in entries logged without it)."""
 
     path: str
     digest: str
     size: int
+    recipe: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"digest": self.digest, "size": self.size}
+        if self.recipe is not None:
+            d["recipe"] = self.recipe  # absent, not nil, so entries without it keep their bytes
+        return d
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,7 @@ class ModelEntry:
             "requirements": list(self.requirements),
             "metadata": self.metadata,
             "tags": dict(self.tags),
-            "files": {p: {"digest": f.digest, "size": f.size} for p, f in sorted(self.files.items())},
+            "files": {p: f.to_dict() for p, f in sorted(self.files.items())},
         }
 
     @property
@@ -115,9 +126,15 @@ class ModelEntry:
                 clean = clean_artifact_path(p, "model file path")
             except UnsafePathError as e:
                 raise CorruptRecordError(f"{where} lists an unsafe file path: {e}") from e
-            if clean != p or not isinstance(f, dict) or not is_digest(f.get("digest")) or not isinstance(f.get("size"), int):
+            if (
+                clean != p
+                or not isinstance(f, dict)
+                or not is_digest(f.get("digest"))
+                or not isinstance(f.get("size"), int)
+                or ("recipe" in f and not is_digest(f["recipe"]))
+            ):
                 raise CorruptRecordError(f"{where} has a malformed file record for {p!r}: {f!r}")
-            refs[p] = FileRef(p, f["digest"], f["size"])
+            refs[p] = FileRef(p, f["digest"], f["size"], f.get("recipe"))
         for fl, conf in flavors.items():
             if not isinstance(fl, str) or not isinstance(conf, dict):
                 raise CorruptRecordError(f"{where} has a malformed flavor {fl!r}")

@@ -6,55 +6,132 @@ The order is the integrity rule of the registry (guarantee 7):
    run's model reference; ``cas:`` -> as given);
 2. load the entry with :meth:`RunStore.load_model_entry`, which re-hashes it
    against that digest;
-3. write every file the entry lists into a private directory, each chunk and
-   each whole file checked against the entry's digests (``ObjectStore.get_file``);
-4. only then may a flavor deserialize anything.
+3. fetch every file the entry lists, verified in full before the next step: the
+   file's recipe against the recipe digest the entry pins (``FileRef.recipe``), then
+   every chunk against the recipe (digest and length). The entry is authenticated by
+   the model digest, so the pinned recipe is too, and the chunks it lists, each
+   verified, make up the file: the whole is not hashed again. A file whose entry has
+   no pin (logged before casstore recorded them) is hashed whole against its digest
+   as well, as :meth:`ObjectStore.get_file` does;
+4. only then may a flavor deserialize anything, reading each file through
+   :meth:`FetchedModel.take`.
+
+Where the files go: without ``dest``, files of at least :data:`HOLD_MIN` bytes (a
+model's data file) are held in memory as their verified chunks, the largest first,
+up to :func:`memory_budget` bytes in all, so a large model is not copied into a temp
+file and read back. The chunks are read by the loading thread and hashed by worker
+threads (:meth:`ObjectStore.read_chunks`), and :meth:`FetchedModel.take` lets each go
+once read: the memory they take is handed back to the allocator while the model is
+unpickled, which reuses it, so a load peaks near the size of the model rather than
+twice it. Every other file, and every file when ``dest`` is given, is written into
+the model directory under a temporary name, renamed into place once verified.
 
 A tampered byte anywhere raises :class:`~casstore.exceptions.IntegrityError` in
-steps 2 or 3, and the private directory is removed.
+steps 2 or 3; then nothing is held and the private directory is removed.
 """
 
 from __future__ import annotations
 
-import itertools
+import io
 import os
 import shutil
 import tempfile
+import uuid
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING
 
 from casstore._paths import safe_destination
-from casstore.exceptions import IntegrityError
+from casstore.exceptions import CasstoreError, IntegrityError, InvalidInputError, LocalFileError
 from casstore.models.entry import FileRef, ModelEntry
 from casstore.models.uri import Resolved, resolve_model_uri
 from casstore.objects import ObjectStore
 from casstore.objects.digest import new_hasher
+from casstore.objects.recipes import Recipe
 
 if TYPE_CHECKING:
     from casstore.registry.store import Registry
     from casstore.runs import RunStore
 
-__all__ = ["FetchedModel", "fetch_model", "fetch_model_uri", "load_entry"]
+__all__ = ["FetchedModel", "fetch_model", "fetch_model_uri", "load_entry", "memory_budget"]
 
-#: files at least this large have their chunks read and verified by worker threads,
-#: overlapped with the whole-file hash (model data files run to hundreds of MB)
-PARALLEL_MIN = 8 << 20
-_READ_AHEAD = 4
+#: without a destination directory, files at least this large are held in memory ...
+HOLD_MIN = 8 << 20
+#: ... up to this many bytes in all (and a quarter of the physical memory); larger
+#: models are written to the private directory and read from there
+MEMORY_MAX = 2 << 30
+
+
+def memory_budget() -> int:
+    """How many bytes of a model's files a load may hold in memory."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return MEMORY_MAX
+    return min(MEMORY_MAX, physical // 4) if physical > 0 else MEMORY_MAX
 
 
 @dataclass
 class FetchedModel:
-    """A model's verified files in ``path`` (a private directory), and its entry."""
+    """A model's verified files, and its entry: the files in ``held`` are in memory, the
+    others in ``path`` (a private directory unless the caller gave one)."""
 
     path: str
     entry: ModelEntry
     model_digest: str
     resolved: Resolved | None = None
+    #: model file path -> its verified chunks, in order
+    held: dict[str, list[bytes]] = field(default_factory=dict)
+    _taken: set[str] = field(default_factory=set, init=False, repr=False)
+
+    def take(self, rel: str) -> IO[bytes]:
+        """A binary file object over the verified model file ``rel``. A file held in memory
+        can be taken once: its chunks are let go as they are read."""
+        if rel not in self.entry.files:
+            raise InvalidInputError(f"model {self.entry.name!r} has no file {rel!r}")
+        chunks = self.held.pop(rel, None)
+        if chunks is not None:
+            self._taken.add(rel)
+            return io.BufferedReader(_HeldFile(chunks), buffer_size=1 << 16)
+        if rel in self._taken:
+            raise InvalidInputError(f"model file {rel!r} was held in memory and has been read already")
+        return open(os.path.join(self.path, *rel.split("/")), "rb")
 
     def cleanup(self) -> None:
+        self.held.clear()
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+class _HeldFile(io.RawIOBase):
+    """A file held as its chunks, read once from the start; each chunk is dropped once read."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = deque(chunks)
+        chunks.clear()  # this reader holds the only references now
+        self._view = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        out = memoryview(b).cast("B")
+        got = 0
+        while got < len(out):
+            if not self._view:
+                if not self._chunks:
+                    break
+                self._view = memoryview(self._chunks.popleft())
+            n = min(len(out) - got, len(self._view))
+            out[got : got + n] = self._view[:n]
+            self._view = self._view[n:]
+            got += n
+        return got
+
+    def close(self) -> None:
+        self._chunks.clear()
+        self._view = memoryview(b"")
+        super().close()
 
 
 def load_entry(store: RunStore, model_digest: str) -> ModelEntry:
@@ -64,55 +141,86 @@ def load_entry(store: RunStore, model_digest: str) -> ModelEntry:
 
 
 def fetch_model(store: RunStore, model_digest: str, dest: str | None = None) -> FetchedModel:
-    """Verify and write every file of the model into ``dest`` (default: a new private
-    temp directory, removed again if anything fails)."""
+    """Fetch every file of the model, verified: the large ones held in memory when
+    ``dest`` is None, the others written into ``dest`` (default: a new private temp
+    directory, removed again if anything fails)."""
     entry = load_entry(store, model_digest)
     private = dest is None
     path = tempfile.mkdtemp(prefix="casstore-model-") if dest is None else os.fspath(dest)
+    fetched = FetchedModel(path, entry, model_digest)
+    hold = _to_hold(entry, memory_budget()) if private else set()
     try:
         os.makedirs(path, exist_ok=True)
         for rel, ref in sorted(entry.files.items()):
             target = safe_destination(path, rel)
-            _write_verified(store.objects, ref, target)
-            size = os.path.getsize(target)
-            if size != ref.size:
-                raise IntegrityError(f"model file {rel}", ref.digest, ref.digest, f"size {size} != recorded {ref.size}")
+            if rel in hold:
+                fetched.held[rel] = list(_verified_chunks(store.objects, ref))
+            else:
+                _write_verified(store.objects, ref, target)
     except BaseException:
+        fetched.held.clear()
         if private:
             shutil.rmtree(path, ignore_errors=True)
         raise
-    return FetchedModel(path, entry, model_digest)
+    return fetched
 
 
-def _write_verified(objects: ObjectStore, ref: FileRef, target: str) -> None:
-    """Write one model file to ``target`` with every chunk and the whole verified: as
-    ``ObjectStore.get_file`` does, but on a large file chunk reads and their hashes run in
-    two worker threads while this thread hashes the whole (BLAKE3 releases the GIL)."""
-    if ref.size < PARALLEL_MIN:
-        objects.get_file(ref.digest, target)
-        return
-    recipe = objects.recipe(ref.digest)
-    whole = new_hasher()
-    tmp = f"{target}.casstore-part"
+def _to_hold(entry: ModelEntry, budget: int) -> set[str]:
+    """The files to hold in memory: from HOLD_MIN bytes up, the largest first, while they fit."""
+    hold = set()
+    for rel, ref in sorted(entry.files.items(), key=lambda item: (-item[1].size, item[0])):
+        if HOLD_MIN <= ref.size <= budget:
+            hold.add(rel)
+            budget -= ref.size
+    return hold
+
+
+def _recipe(objects: ObjectStore, ref: FileRef) -> Recipe:
+    """The file's recipe, checked against the entry's pin and recorded size."""
     try:
-        with ThreadPoolExecutor(2, thread_name_prefix="casstore-fetch") as pool, open(tmp, "wb") as out:
-            todo = iter(recipe.chunks)
-            window: deque[Future[bytes]] = deque(pool.submit(objects.read_chunk, d, n) for d, n in itertools.islice(todo, _READ_AHEAD))
-            while window:
-                data = window.popleft().result()
-                for d, n in itertools.islice(todo, 1):
-                    window.append(pool.submit(objects.read_chunk, d, n))
-                whole.update(data)
-                out.write(data)
+        recipe = objects.recipe(ref.digest, pin=ref.recipe)
+    except IntegrityError as e:
+        raise IntegrityError(
+            f"model file {ref.path!r} ({e.obj})", e.expected, e.actual, "its recipe is not the one the model entry pins"
+        ) from e
+    if recipe.size != ref.size:
+        raise IntegrityError(f"model file {ref.path!r}", ref.digest, ref.digest, f"size {recipe.size} != recorded {ref.size}")
+    return recipe
+
+
+def _verified_chunks(objects: ObjectStore, ref: FileRef) -> Iterator[bytes]:
+    """The file's chunks in order, each verified against its recipe (read by this thread,
+    hashed by workers: :meth:`ObjectStore.read_chunks`); unless the recipe is pinned, the
+    whole is hashed too and checked after the last chunk."""
+    recipe = _recipe(objects, ref)
+    whole = new_hasher() if ref.recipe is None else None
+    for data in objects.read_chunks(recipe.chunks):
+        if whole is not None:
+            whole.update(data)
+        yield data
+    if whole is not None:
         actual = whole.hexdigest()
         if actual != ref.digest:
             raise IntegrityError(f"file {ref.digest}", ref.digest, actual, "its chunks do not make up the recorded file")
+
+
+def _write_verified(objects: ObjectStore, ref: FileRef, target: str) -> None:
+    """Write one model file to ``target``: into a temp file beside it, renamed into place
+    once the whole file verified."""
+    tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.casstore-{uuid.uuid4().hex[:12]}.part")
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(tmp, "wb") as out:
+            for data in _verified_chunks(objects, ref):
+                out.write(data)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and not isinstance(e, CasstoreError):
+            raise LocalFileError(f"cannot write {target!r}: {e.strerror or e}") from e
         raise
 
 

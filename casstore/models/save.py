@@ -186,7 +186,9 @@ def log_prepared_model(
 
     files = _model_files(d)
     bound = handle.log_files([(f"{name}/{rel}", full) for rel, full in files])
-    refs = {rel: FileRef(rel, b.digest, b.size) for (rel, _), b in zip(files, bound)}
+    # pin each file's recipe, checked against the local file, so loads need not hash files whole
+    objects = handle.store.objects
+    refs = {rel: FileRef(rel, b.digest, b.size, objects.recipe_pin(b.digest, full)) for (rel, full), b in zip(files, bound)}
     entry = ModelEntry(
         name=name,
         flavors=prepared.flavors,

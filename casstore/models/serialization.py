@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 from casstore.exceptions import InvalidInputError
 
@@ -74,22 +74,24 @@ def skops_untrusted_types(path: str | os.PathLike[str]) -> list[str]:
     return sorted(_skops().get_untrusted_types(file=os.fspath(path)))
 
 
-def load_model_file(path: str | os.PathLike[str], fmt: str, skops_trusted_types: Sequence[str] | None = None) -> Any:
-    """Deserialize a model file. Callers verify the file's digest first."""
+def load_model_file(f: IO[bytes], fmt: str, skops_trusted_types: Sequence[str] | None = None) -> Any:
+    """Deserialize a model from the binary file object ``f``. Callers verify every byte
+    of the file first."""
     fmt = check_format(fmt)
     if fmt == SKOPS:
+        skops = _skops()
         trusted = _check_trusted(skops_trusted_types)
-        untrusted = [t for t in skops_untrusted_types(path) if t not in trusted]
+        data = f.read()
+        untrusted = [t for t in sorted(skops.get_untrusted_types(data=data)) if t not in trusted]
         if untrusted:
             raise InvalidInputError(
                 f"this skops model holds types that are not trusted: {untrusted}. skops builds only the "
                 "types you trust; if you trust this model's source, load it with "
                 f"skops_trusted_types={untrusted!r}"
             )
-        return _skops().load(os.fspath(path), trusted=trusted or None)
-    with open(path, "rb") as f:
-        if fmt == CLOUDPICKLE:
-            import cloudpickle
+        return skops.loads(data, trusted=trusted or None)
+    if fmt == CLOUDPICKLE:
+        import cloudpickle
 
-            return cloudpickle.load(f)
-        return pickle.load(f)
+        return cloudpickle.load(f)
+    return pickle.load(f)

@@ -4,6 +4,10 @@
 each chunk and the whole file by BLAKE3, store only the chunks the store lacks,
 then the file's recipe. Reads re-hash every chunk before it is used and the
 whole file at the end. Memory stays bounded by a few chunks whatever the size.
+A caller that holds the BLAKE3 of a file's recipe bytes from an authenticated
+record (a model entry's pin, see :meth:`ObjectStore.recipe_pin`) checks the recipe
+against it instead (``recipe(digest, pin=...)``) and reads the chunks it lists
+with :meth:`ObjectStore.read_chunks`, which verifies each one.
 
 Write order: chunks, then the recipe (so a visible recipe's chunks are there).
 Callers that publish a record referencing a file call :meth:`ObjectStore.flush`
@@ -19,6 +23,7 @@ import os
 import stat as stat_mod
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, NamedTuple
@@ -42,6 +47,8 @@ _RING = 3
 # threads writing chunks to a local disk: a write through the page cache costs about as
 # much CPU as cutting and hashing, so one writer would be the slowest step
 _WRITERS = 2
+# threads hashing chunks that the caller reads (read_chunks on a local store)
+_HASHERS = 2
 
 Progress = Callable[[int], None]
 
@@ -474,29 +481,101 @@ class ObjectStore:
         keys = [recipe_key(check_digest(d)) for d in digests]
         return [d for d, ok in zip(digests, self.backend.exists_many(keys)) if not ok]
 
-    def recipe(self, digest: str) -> Recipe:
-        """The recipe of a stored file; :class:`ObjectNotFoundError` if there is none."""
+    def recipe(self, digest: str, *, pin: str | None = None) -> Recipe:
+        """The recipe of a stored file; :class:`ObjectNotFoundError` if there is none.
+
+        ``pin`` is the BLAKE3 of the recipe's bytes as a model entry records it (see
+        :meth:`recipe_pin`): the bytes are checked against it before they are decoded, and
+        a mismatch is an :class:`IntegrityError`. A recipe that matches its pin lists the
+        chunks that make up the file, so chunks verified one by one verify the file."""
         digest = check_digest(digest)
         key = recipe_key(digest)
+        data = self._recipe_bytes(digest)
+        if pin is not None:
+            actual = hash_bytes(data)
+            if actual != pin:
+                raise IntegrityError(f"recipe {key}", pin, actual, "it is not the recipe pinned for this file")
+        return Recipe.decode(data, f"recipe {key}")
+
+    def _recipe_bytes(self, digest: str) -> bytes:
         try:
-            data = self.backend.get(key)
+            return self.backend.get(recipe_key(digest))
         except ObjectNotFoundError as e:
             raise ObjectNotFoundError(f"no file with digest {digest} in store {self.backend.url}") from e
-        return Recipe.decode(data, f"recipe {key}")
+
+    def recipe_pin(self, digest: str, path: str | os.PathLike[str]) -> str:
+        """The BLAKE3 of the stored recipe of ``digest``, once its chunks are checked to make
+        up the local file ``path`` (each chunk's length and digest): what a writer that has
+        just stored ``path`` records to pin the recipe. :class:`IntegrityError` if the stored
+        recipe does not describe the file."""
+        digest = check_digest(digest)
+        key = recipe_key(digest)
+        data = self._recipe_bytes(digest)
+        recipe = Recipe.decode(data, f"recipe {key}")
+        path = os.fspath(path)
+        try:
+            with open(path, "rb") as f, ThreadPoolExecutor(2, thread_name_prefix="casstore-pin") as pool:
+                window: list[tuple[str, Future[str]]] = []
+                for d, n in recipe.chunks:
+                    piece = f.read(n)
+                    if len(piece) != n:
+                        raise IntegrityError(f"recipe {key}", digest, digest, f"it lists more bytes than {path!r} holds")
+                    window.append((d, pool.submit(hash_bytes, piece, parallel=False)))
+                    if len(window) > 4:
+                        _check_piece(key, *window.pop(0))
+                for item in window:
+                    _check_piece(key, *item)
+                if f.read(1):
+                    raise IntegrityError(f"recipe {key}", digest, digest, f"it lists fewer bytes than {path!r} holds")
+        except OSError as e:
+            raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
+        return hash_bytes(data)
 
     def read_chunk(self, digest: str, length: int | None = None) -> bytes:
         """One chunk's bytes, verified against its digest."""
-        key = chunk_key(digest)
+        data = self._get_chunk(digest)
+        return self._checked_chunk(digest, length, data, hash_bytes(data, parallel=False))  # reads overlap in threads already
+
+    def _get_chunk(self, digest: str) -> bytes:
+        """One chunk's bytes as stored, not verified yet."""
         try:
-            data = self.backend.get(key)
+            return self.backend.get(chunk_key(digest))
         except ObjectNotFoundError as e:
             raise ObjectNotFoundError(f"chunk {digest} is missing from store {self.backend.url}") from e
-        actual = hash_bytes(data, parallel=False)  # reads overlap in threads already
+
+    def _checked_chunk(self, digest: str, length: int | None, data: bytes, actual: str) -> bytes:
+        """``data``, once its BLAKE3 ``actual`` and its length are those the recipe gives."""
         if actual != digest:
-            raise IntegrityError(f"chunk {key}", digest, actual)
+            raise IntegrityError(f"chunk {chunk_key(digest)}", digest, actual)
         if length is not None and len(data) != length:
-            raise IntegrityError(f"chunk {key}", digest, actual, f"it has {len(data)} bytes, the recipe says {length}")
+            raise IntegrityError(f"chunk {chunk_key(digest)}", digest, actual, f"it has {len(data)} bytes, the recipe says {length}")
         return data
+
+    def read_chunks(self, chunks: Sequence[tuple[str, int]]) -> Iterator[bytes]:
+        """The chunks ``(digest, length)`` in order, each verified before it is yielded; the
+        whole they make up is not checked (see :meth:`iter_file`, and :meth:`recipe` with a pin).
+
+        On a remote store worker threads read and hash them ahead. On a local one the
+        calling thread reads them and worker threads hash them, a few ahead: the memory the
+        chunks take is then allocated by the caller's thread, so a caller that keeps many
+        of them and frees them as it allocates (a model being unpickled) reuses that memory
+        rather than faulting in as much again."""
+        if self.backend.concurrency > 1 or len(chunks) <= 1:
+            return self._fetch_chunks(chunks)
+        return self._read_here(chunks)
+
+    def _read_here(self, chunks: Sequence[tuple[str, int]]) -> Iterator[bytes]:
+        with ThreadPoolExecutor(_HASHERS, thread_name_prefix="casstore-verify") as pool:
+            pending: deque[tuple[str, int, bytes, Future[str]]] = deque()
+            for d, n in chunks:
+                data = self._get_chunk(d)
+                pending.append((d, n, data, pool.submit(hash_bytes, data, parallel=False)))
+                if len(pending) > 2 * _HASHERS:
+                    d, n, data, hashed = pending.popleft()
+                    yield self._checked_chunk(d, n, data, hashed.result())
+            while pending:
+                d, n, data, hashed = pending.popleft()
+                yield self._checked_chunk(d, n, data, hashed.result())
 
     def iter_file(self, digest: str, progress: Progress | None = None) -> Iterator[bytes]:
         """Yield a stored file's content chunk by chunk, each verified before it is yielded;
@@ -596,6 +675,12 @@ class ObjectStore:
         """Digests of every stored chunk."""
         for k in self.backend.list("chunks/"):
             yield k.rsplit("/", 1)[-1]
+
+
+def _check_piece(key: str, digest: str, hashed: Future[str]) -> None:
+    actual = hashed.result()
+    if actual != digest:
+        raise IntegrityError(f"recipe {key}", digest, actual, "a chunk it lists is not the content being stored")
 
 
 class _VerifiedRaw(io.RawIOBase):
