@@ -16,8 +16,6 @@ import casstore
 import casstore.sklearn
 from casstore.exceptions import IntegrityError
 from casstore.models import fetch
-from casstore.objects import chunk_key, recipe_key
-from casstore.runs.layout import model_entry_key
 from casstore.tracking.uri import get_store
 
 MARK_ENV = "CASSTORE_TEST_UNPICKLE_MARK"
@@ -60,6 +58,18 @@ def marked(request: pytest.FixtureRequest, tracking: str, tmp_path: Path,
 
 def _local(key: str) -> Path:
     return Path(get_store().backend.root, *key.split("/"))  # type: ignore[attr-defined]
+
+
+def chunk_key(digest: str) -> str:
+    return get_store().objects.layout.chunk_key(digest)
+
+
+def recipe_key(digest: str) -> str:
+    return get_store().objects.layout.recipe_key(digest)
+
+
+def model_entry_key(digest: str) -> str:
+    return get_store().objects.layout.model_key(digest)
 
 
 def _flip(path: Path) -> bytes:
@@ -122,10 +132,12 @@ def test_a_swapped_recipe_is_caught_by_the_whole_file_digest(marked: tuple[Path,
     mark, info = marked
     entry = get_store().load_model_entry(info.model_digest)
     model_file = _local(recipe_key(entry["files"]["model.pkl"]["digest"]))
-    other = _local(recipe_key(entry["files"]["MLmodel"]["digest"]))
+    # MLmodel is one chunk, stored without a recipe: its recipe is that chunk
+    other = get_store().objects.recipe(entry["files"]["MLmodel"]["digest"])
+    assert len(other.chunks) == 1
     original = model_file.read_bytes()
     os.chmod(model_file, 0o644)
-    model_file.write_bytes(other.read_bytes())  # valid chunks, wrong file
+    model_file.write_bytes(other.encode())  # a valid chunk, wrong file
     try:
         with pytest.raises(IntegrityError):
             casstore.sklearn.load_model("models:/marked/1")

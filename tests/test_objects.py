@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from casstore.backend import FsspecBackend
 from casstore.exceptions import CorruptRecordError, IntegrityError, LocalFileError, ObjectNotFoundError
-from casstore.objects import EMPTY_DIGEST, Chunker, ChunkerParams, ObjectStore, chunk_key, open_objects, open_store, recipe_key
+from casstore.objects import EMPTY_DIGEST, Chunker, ChunkerParams, ObjectStore, open_objects, open_store
 from casstore.objects.codec import pack
 from casstore.testing import strategies as cst
 
@@ -265,7 +265,7 @@ def test_any_flipped_byte_in_a_chunk_is_detected(
     objects, digest, data, root = corruptible
     chunks = objects.recipe(digest).chunks
     chunk, length = chunks[which % len(chunks)]
-    path = _object_path(root, chunk_key(chunk))
+    path = _object_path(root, objects.layout.chunk_key(chunk))
     original = path.read_bytes()
     assert len(original) == length
     pos = offset % length
@@ -290,7 +290,7 @@ def test_a_damaged_or_missing_chunk_is_detected(
 ) -> None:
     objects, digest, data, root = corruptible
     chunk, _ = objects.recipe(digest).chunks[1]
-    path = _object_path(root, chunk_key(chunk))
+    path = _object_path(root, objects.layout.chunk_key(chunk))
     original = path.read_bytes()
     if damage == "delete":
         path.unlink()
@@ -335,7 +335,7 @@ def test_a_tampered_recipe_is_detected(
     corruptible: tuple[ObjectStore, str, bytes, Path], tmp_path: Path, tamper: str
 ) -> None:
     objects, digest, data, root = corruptible
-    path = _object_path(root, recipe_key(digest))
+    path = _object_path(root, objects.layout.recipe_key(digest))
     original = path.read_bytes()
     forged, error = _tampered_recipes(objects, digest)[tamper]
     path.write_bytes(forged)

@@ -238,7 +238,7 @@ def test_tampered_model_entry_is_detected(store: RunStore) -> None:
     h = store.create_run("0")
     d = h.add_model("m", {"flavors": {"sklearn": {}}})
     assert store.load_model_entry(d) == {"flavors": {"sklearn": {}}}
-    _replace(store, layout.model_entry_key(d), pack({"flavors": {"evil": {}}}))
+    _replace(store, store.objects.layout.model_key(d), pack({"flavors": {"evil": {}}}))
     with pytest.raises(IntegrityError):
         store.load_model_entry(d)
     with pytest.raises(ImmutableArtifactError, match="model 'm'"):

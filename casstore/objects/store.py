@@ -2,7 +2,9 @@
 
 ``put_file``/``put_bytes``/``put_stream`` cut content into FastCDC chunks, name
 each chunk and the whole file by BLAKE3, store only the chunks the store lacks,
-then the file's recipe. Reads re-hash every chunk before it is used and the
+then the file's recipe. A file that is exactly one chunk has no recipe in a
+version-2 store: its digest is its chunk's, so the chunk object is the file (see
+:mod:`casstore.objects.layout`). Reads re-hash every chunk before it is used and the
 whole file at the end. Memory stays bounded by a few chunks whatever the size.
 
 Write order: chunks, then the recipe (so a visible recipe's chunks are there).
@@ -27,10 +29,10 @@ from casstore.backend.base import Backend
 from casstore.exceptions import CasstoreError, IntegrityError, InvalidInputError, LocalFileError, ObjectNotFoundError
 from casstore.objects.chunking import Chunker
 from casstore.objects.config import StoreConfig
-from casstore.objects.digest import check_digest, fanout_key, hash_bytes, new_hasher
+from casstore.objects.digest import check_digest, hash_bytes, new_hasher
 from casstore.objects.recipes import Recipe
 
-__all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST", "chunk_key", "recipe_key"]
+__all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST"]
 
 EMPTY_DIGEST = hash_bytes(b"")
 
@@ -44,14 +46,6 @@ _RING = 3
 _WRITERS = 2
 
 Progress = Callable[[int], None]
-
-
-def chunk_key(digest: str) -> str:
-    return fanout_key("chunks", digest)
-
-
-def recipe_key(digest: str) -> str:
-    return fanout_key("files", digest)
 
 
 class Stored(NamedTuple):
@@ -124,6 +118,7 @@ class _ChunkSink:
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
         self.backend = store.backend
+        self.chunk_key = store.layout.chunk_key
         self.batched = self.backend.concurrency > 1
         self.window = max(2, store.max_in_flight)
         # two batches in flight: one uploading while the next is cut and checked
@@ -136,7 +131,7 @@ class _ChunkSink:
 
     def add(self, digest: str, data: memoryview) -> None:
         if not self.batched:
-            if self.backend.put_blob(chunk_key(digest), data):
+            if self.backend.put_blob(self.chunk_key(digest), data):
                 self.store._count(1, len(data))
             return
         self._raise_failed()
@@ -164,7 +159,7 @@ class _ChunkSink:
         held = len(batch)
         try:
             uniq: dict[str, bytes] = dict(batch)
-            keys = [chunk_key(d) for d in uniq]
+            keys = [self.chunk_key(d) for d in uniq]
             present = self.backend.exists_many(keys)
             # an existing chunk is freshened (gc's grace period); one gc removed meanwhile is sent again
             touched = iter(list(pool.map(self.backend.touch, [k for k, p in zip(keys, present) if p])))
@@ -212,6 +207,8 @@ class ObjectStore:
     def __init__(self, backend: Backend, config: StoreConfig, *, max_in_flight: int | None = None) -> None:
         self.backend = backend
         self.config = config
+        #: where content objects live, and whether a one-chunk file gets a recipe
+        self.layout = config.layout
         self.chunker = Chunker(config.chunker)
         self.max_in_flight = _max_in_flight(max_in_flight, backend)
         self._lock = threading.Lock()
@@ -231,7 +228,7 @@ class ObjectStore:
         """Store ``data``; return its ``(digest, size)``."""
         view = memoryview(data).cast("B")
         digest = hash_bytes(view)
-        if self.touch_file(digest):
+        if self._freshen_stored(digest, len(view)):
             return Stored(digest, len(view))
         sink = _ChunkSink(self)
         chunks: list[tuple[str, int]] = []
@@ -284,7 +281,7 @@ class ObjectStore:
                 expected = None
                 if self._first_chunk_stored(f):
                     expected = self._hash_file(f, before.st_size)
-                    if self.touch_file(expected):
+                    if self._freshen_stored(expected, before.st_size):
                         if progress:
                             progress(before.st_size)
                         return Stored(expected, before.st_size)
@@ -328,7 +325,7 @@ class ObjectStore:
         if not head:
             return False
         first = next(iter(self.chunker.cut_buffer(head)))
-        return self.backend.exists(chunk_key(hash_bytes(first)))
+        return self.backend.exists(self.layout.chunk_key(hash_bytes(first)))
 
     def _hash_file(self, f: IO[bytes], size: int) -> str:
         """BLAKE3 of an open file, reading one block while the previous one is hashed.
@@ -440,7 +437,25 @@ class ObjectStore:
             self._idle = (self._idle + bufs)[:_RING]
 
     def _put_recipe(self, digest: str, recipe: Recipe) -> None:
-        self.backend.put_blob(recipe_key(digest), recipe.encode())
+        """Write (or freshen) a file's recipe, its chunks being stored; in a version-2 store,
+        not for a file that is one chunk: that chunk, of the file's digest, is the file."""
+        if not self.layout.recipe_for_one_chunk and _is_own_chunk(digest, recipe):
+            return
+        self.backend.put_blob(self.layout.recipe_key(digest), recipe.encode())
+
+    def _freshen_stored(self, digest: str, size: int) -> bool:
+        """Freshen the file ``digest`` of ``size`` bytes if the store holds it as this store's
+        version writes it; False if it must be stored. In version 1 that is its recipe. In
+        version 2 a file no larger than the chunker's maximum may be one chunk, so its chunk
+        is tried first (a file of at most the minimum is certainly one chunk, so a recipe is
+        not looked for), and the empty file and larger ones have a recipe."""
+        recipe = self.layout.recipe_key(digest)
+        params = self.config.chunker
+        if self.layout.recipe_for_one_chunk or not 0 < size <= params.max_size:
+            return self.backend.touch(recipe)
+        if self.backend.touch(self.layout.chunk_key(digest)):
+            return True
+        return size > params.min_size and self.backend.touch(recipe)
 
     def flush(self) -> None:
         """Durability barrier: data written so far survives a power loss once this returns."""
@@ -448,34 +463,49 @@ class ObjectStore:
 
     # ---- reading -----------------------------------------------------------------
 
+    def _file_keys(self, digest: str) -> tuple[str, str]:
+        """The keys a stored file is found under, the likelier first: its recipe, or its
+        chunk (a file of one chunk, stored without a recipe in a version-2 store)."""
+        recipe, chunk = self.layout.recipe_key(digest), self.layout.chunk_key(digest)
+        return (recipe, chunk) if self.layout.recipe_for_one_chunk else (chunk, recipe)
+
     def touch_file(self, digest: str) -> bool:
-        """Freshen a stored file's recipe before a new reference to it is published (garbage
-        collection keeps what was touched within its grace period, and the recipe keeps its
-        chunks); False if the store has no such file."""
-        return self.backend.touch(recipe_key(check_digest(digest)))
+        """Freshen a stored file before a new reference to it is published (garbage
+        collection keeps what was touched within its grace period): its recipe, which keeps
+        its chunks, or the chunk that is the file. False if the store has no such file."""
+        return any(self.backend.touch(k) for k in self._file_keys(check_digest(digest)))
 
     def has_file(self, digest: str) -> bool:
-        """Whether the store holds a recipe for ``digest``."""
-        return self.backend.exists(recipe_key(check_digest(digest)))
+        """Whether the store holds the file ``digest``: a recipe, or a chunk of that digest."""
+        return any(self.backend.exists(k) for k in self._file_keys(check_digest(digest)))
 
     def missing_files(self, digests: Sequence[str]) -> list[str]:
-        """The digests in ``digests`` the store has no recipe for."""
-        keys = [recipe_key(check_digest(d)) for d in digests]
-        return [d for d, ok in zip(digests, self.backend.exists_many(keys)) if not ok]
+        """The digests in ``digests`` the store holds neither a recipe nor a chunk of."""
+        keys = [self._file_keys(check_digest(d)) for d in digests]
+        found = self.backend.exists_many([k[0] for k in keys])
+        rest = [i for i, ok in enumerate(found) if not ok]
+        for i, ok in zip(rest, self.backend.exists_many([keys[i][1] for i in rest])):
+            found[i] = ok
+        return [d for d, ok in zip(digests, found) if not ok]
 
     def recipe(self, digest: str) -> Recipe:
-        """The recipe of a stored file; :class:`ObjectNotFoundError` if there is none."""
+        """The recipe of a stored file; :class:`ObjectNotFoundError` if there is none. A file
+        stored as one chunk of its own digest, without a recipe, has a recipe of that chunk."""
         digest = check_digest(digest)
-        key = recipe_key(digest)
-        try:
-            data = self.backend.get(key)
-        except ObjectNotFoundError as e:
-            raise ObjectNotFoundError(f"no file with digest {digest} in store {self.backend.url}") from e
-        return Recipe.decode(data, f"recipe {key}")
+        chunk = self.layout.chunk_key(digest)
+        for key in self._file_keys(digest):
+            try:
+                if key == chunk:
+                    size = self.backend.info(key).size
+                    return Recipe(size, ((digest, size),))
+                return Recipe.decode(self.backend.get(key), f"recipe {key}")
+            except ObjectNotFoundError:
+                continue
+        raise ObjectNotFoundError(f"no file with digest {digest} in store {self.backend.url}")
 
     def read_chunk(self, digest: str, length: int | None = None) -> bytes:
         """One chunk's bytes, verified against its digest."""
-        key = chunk_key(digest)
+        key = self.layout.chunk_key(digest)
         try:
             data = self.backend.get(key)
         except ObjectNotFoundError as e:
@@ -495,6 +525,13 @@ class ObjectStore:
         return self._iter_verified(digest, self.recipe(digest), progress)
 
     def _iter_verified(self, digest: str, recipe: Recipe, progress: Progress | None) -> Iterator[bytes]:
+        if _is_own_chunk(digest, recipe):
+            # one chunk of the file's own digest: verifying the chunk verifies the file
+            data = self.read_chunk(digest, recipe.size)
+            if progress:
+                progress(len(data))
+            yield data
+            return
         # the whole-file hash runs in a thread of its own, one chunk behind at most
         whole = new_hasher(parallel=False)
         with ThreadPoolExecutor(1, thread_name_prefix="casstore-hash") as hasher:
@@ -577,14 +614,23 @@ class ObjectStore:
         return [d for d, _ in self.recipe(digest).chunks]
 
     def iter_recipes(self) -> Iterable[str]:
-        """Digests of every stored file."""
-        for k in self.backend.list("files/"):
-            yield k.rsplit("/", 1)[-1]
+        """Digests of every stored recipe (a file of one chunk may have none: see :meth:`recipe`)."""
+        return self._iter_kind("files")
 
     def iter_chunks(self) -> Iterable[str]:
         """Digests of every stored chunk."""
-        for k in self.backend.list("chunks/"):
-            yield k.rsplit("/", 1)[-1]
+        return self._iter_kind("chunks")
+
+    def _iter_kind(self, kind: str) -> Iterator[str]:
+        for k in self.backend.list(kind + "/"):
+            parsed = self.layout.parse(k)
+            if parsed is not None:
+                yield parsed[1]
+
+
+def _is_own_chunk(digest: str, recipe: Recipe) -> bool:
+    """Whether a file is exactly one chunk, whose digest is then the file's."""
+    return len(recipe.chunks) == 1 and recipe.chunks[0][0] == digest
 
 
 class _VerifiedRaw(io.RawIOBase):
