@@ -303,7 +303,7 @@ class ObjectStore:
     def _put_small_file(self, f: IO[bytes], path: str, before: os.stat_result, progress: Progress | None) -> Stored:
         """A file of at most one read block: read whole, then stored as bytes."""
         try:
-            data = f.read(_READ_BLOCK + 1)
+            data = f.read(before.st_size + 1)  # one more byte shows a file that grew
             after = os.fstat(f.fileno())
         except OSError as e:
             raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
