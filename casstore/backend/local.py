@@ -9,8 +9,10 @@ never see and garbage collection removes.
 Durability: writes are not flushed one by one. :meth:`LocalBackend.flush` is a
 barrier that flushes every write since the last barrier with a single
 ``syncfs(2)`` of the store's file system (``fsync`` of each pending file where
-``syncfs`` is unavailable). Each write starts its own write-back at once
-(``sync_file_range``, without waiting), so the barrier mostly finds it done.
+``syncfs`` is unavailable). Each write of 64 KiB or more starts its own
+write-back at once (``sync_file_range``, without waiting), so the barrier mostly
+finds it done; smaller objects are left to the barrier, which writes them together
+(a write-back started for each of thousands of small files cost more than it saved).
 The layers above call it before they publish a record
 that references new data, so a power loss can never leave a record pointing at
 lost bytes. ``durable=False`` (or ``CASSTORE_DURABLE=0``) turns the barrier into a
@@ -66,6 +68,8 @@ def _load_start_writeback() -> object | None:
 
 _SYNC_FILE_RANGE = _load_start_writeback()
 _SYNC_FILE_RANGE_WRITE = 2
+#: objects smaller than this are flushed by the barrier alone (see the module docstring)
+_WRITEBACK_MIN = 64 << 10
 
 
 class LocalBackend(Backend):
@@ -121,7 +125,7 @@ class LocalBackend(Backend):
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
-            if self.durable and _SYNC_FILE_RANGE is not None:
+            if self.durable and _SYNC_FILE_RANGE is not None and len(data) >= _WRITEBACK_MIN:
                 # start the write-back now, so the disk works while the caller goes on and
                 # the barrier (flush) finds little left to do; an error shows at the barrier
                 _SYNC_FILE_RANGE(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
