@@ -19,7 +19,6 @@ from casstore.exceptions import (
     ObjectNotFoundError,
     UnsafePathError,
 )
-from casstore.objects import chunk_key
 from casstore.tracking.uri import get_store
 
 from tracking_helpers import tracking, write  # noqa: F401  (fixture)
@@ -212,7 +211,7 @@ def test_corrupt_chunk_fails_the_download_and_leaves_nothing(tracking: str, tmp_
         casstore.log_text("precious data", "data.txt")
     store = get_store()
     digest = store.get_run(run.info.run_id).artifacts["data.txt"].digest
-    chunk = Path(store.backend.root) / chunk_key(digest)  # type: ignore[attr-defined]
+    chunk = Path(store.backend.root) / store.objects.layout.chunk_key(digest)  # type: ignore[attr-defined]
     chunk.write_bytes(b"precious dAta")
     dst = tmp_path / "dst"
     with pytest.raises(IntegrityError):

@@ -199,10 +199,8 @@ def test_get_a_file_and_a_directory(st: Store, tmp_path: Path) -> None:
 
 
 def test_get_never_leaves_an_unverified_file(st: Store, tmp_path: Path) -> None:
-    from casstore.objects.digest import fanout_key
-
     chunk = st.runs.objects.chunk_digests(blake3(st.big).hexdigest())[-1]
-    p = st.root / fanout_key("chunks", chunk)
+    p = st.root / st.runs.objects.layout.chunk_key(chunk)
     p.write_bytes(b"X" + p.read_bytes()[1:])
     r = run("get", st.a, "data/big.bin", "-o", str(tmp_path / "x.bin"), store=st.root)
     assert r.exit_code == 1 and "integrity check failed" in r.stderr
@@ -280,9 +278,8 @@ def test_audit_json_markdown_and_text(st: Store) -> None:
 
 
 def test_audit_of_a_damaged_run_fails(st: Store) -> None:
-    from casstore.objects.digest import fanout_key
-
-    (st.root / fanout_key("files", blake3(b"first run\n").hexdigest())).unlink()
+    # a small file is stored as its one chunk, with no recipe: that object is the file
+    (st.root / st.runs.objects.layout.chunk_key(blake3(b"first run\n").hexdigest())).unlink()
     r = run("audit", st.a, "--json", store=st.root)
     assert r.exit_code == 1
     v = json.loads(r.stdout)["verification"]
@@ -326,6 +323,45 @@ def test_du_accounts_logical_and_physical_bytes(st: Store) -> None:
     assert [r["run_id"] for r in one["runs"]] == [st.c]
 
 
+def test_du_counts_files_stored_as_one_chunk(tmp_path: Path) -> None:
+    """Files of one chunk have no recipe (format version 2): du sizes them from the chunk
+    that is the file, whether it is small enough to be sure of that or not."""
+    from casstore.maintenance.du import disk_usage
+    from casstore.registry import Registry
+
+    store = RunStore(open_store(str(tmp_path / "s"), chunker=SMALL))
+    one, other, weights = (random.Random(n).randbytes(size) for n, size in ((5000, 5000), (4096, 4096), (11, 6000)))
+    big = random.Random(1).randbytes(40_000)
+    exp = store.get_or_create_experiment("du")
+    a = store.create_run(exp)
+    for path, data in (("one.bin", one), ("tiny.txt", b"0123456789"), ("big.bin", big)):
+        a.log_bytes(path, data)
+    a.end()
+    b = store.create_run(exp)
+    b.log_bytes("one.bin", one)
+    b.log_bytes("other.bin", other)
+    b.end()
+    c = store.create_run(exp)
+    w = c.log_bytes("m/model.bin", weights)
+    model = c.add_model("m", {"v": 1, "kind": "model", "files": {"model.bin": {"digest": w.digest, "size": w.size}}})
+    c.end()
+    Registry(store.backend).create_version("m", model)
+    store.delete_run(c.run_id)  # its model file stays, for the registry
+    assert list(store.backend.list("files/")) == [store.objects.layout.recipe_key(blake3(big).hexdigest())]
+
+    r = disk_usage(store)
+    runs = {u.run_id: u for u in r.runs}
+    assert (runs[a.run_id].logical, runs[a.run_id].unique, runs[a.run_id].exclusive) == (45_010, 45_010, 40_010)
+    assert (runs[b.run_id].logical, runs[b.run_id].unique, runs[b.run_id].exclusive) == (9096, 9096, 4096)
+    assert (r.total.logical, r.total.physical) == (54_106, 49_106)
+    assert r.store["chunks"] == 4 + len(store.objects.chunk_digests(blake3(big).hexdigest()))
+    assert r.store["stored_bytes"] == 49_106 + 6000
+    assert r.store["referenced_bytes"] == 49_106 + 6000 and r.store["unreferenced_bytes"] == 0
+    assert r.store["models"] == 1
+    (top,) = r.top_files
+    assert top["digest"] == blake3(one).hexdigest() and top["bindings"] == 2 and top["saved"] == 5000
+
+
 # ---- gc --------------------------------------------------------------------------------------------------
 
 
@@ -342,8 +378,10 @@ def test_gc_after_delete_run_reclaims_only_what_nothing_needs(st: Store) -> None
     for field in ("deleted", "deleted_bytes", "deleted_total", "marked", "marked_bytes", "kept_fresh", "grace",
                   "started", "pending_records", "exact"):
         assert field in g
-    assert g["deleted"]["files"] == 2 and g["exact"]
-    assert g["deleted_bytes"] > before["unreferenced_bytes"]  # the chunks, and the two recipes
+    # the edited file's recipe; extra.csv, one chunk, had none: its chunk was the file
+    assert g["deleted"]["files"] == 1 and g["exact"]
+    assert not st.runs.objects.has_file(blake3(b"x,y\n1,2\n").hexdigest())
+    assert g["deleted_bytes"] > before["unreferenced_bytes"]  # the chunks, and the recipe
     after = json.loads(ok(run("du", "--json", store=st.root)).stdout)["store"]
     assert after["unreferenced_bytes"] == 0
     assert ok(run("verify", "--all", store=st.root)).stdout.startswith("OK")

@@ -98,12 +98,16 @@ def _visible(root: Path, kind: str) -> dict[str, Path]:
 def check_consistent(root: Path, where: str) -> tuple[int, int]:
     """Assert the store at ``root`` is consistent; return the numbers of chunks and recipes."""
     config = root / "casstore.json"
+    version = 2
     if config.exists():
-        assert json.loads(config.read_bytes())["format"] == "casstore", f"{where}: casstore.json is partial"
+        cfg = json.loads(config.read_bytes())
+        assert cfg["format"] == "casstore", f"{where}: casstore.json is partial"
+        version = cfg["version"]
     chunks = _visible(root, "chunks")
     for name, path in chunks.items():
         assert blake3(path.read_bytes()).hexdigest() == name, f"{where}: chunk {name} is partial or corrupt"
-        assert path.parent.name == name[2:4] and path.parent.parent.name == name[:2], f"{where}: misplaced {name}"
+        fanout = [name[:2]] if version >= 2 else [name[:2], name[2:4]]  # format version 1: ab/cd/
+        assert list(path.relative_to(root / "chunks").parts[:-1]) == fanout, f"{where}: misplaced {name}"
     recipes = _visible(root, "files")
     for name, path in recipes.items():
         recipe = msgpack.unpackb(path.read_bytes(), raw=False)  # a partial recipe does not decode

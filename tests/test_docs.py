@@ -229,6 +229,29 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
         pytest.skip(f"every other example ran; not run for lack of a module: {', '.join(missing)}")
 
 
+def test_the_format_pages_reader_reads_a_version_1_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/format.md's reader handles both store versions: the page runs above on a new
+    (version-2) store; here on a version-1 store, as casstore created them before."""
+    from casstore.objects import StoreConfig
+
+    (tmp_path / "casstore").mkdir()
+    (tmp_path / "casstore" / "casstore.json").write_bytes(StoreConfig(version=1).to_json())
+    for k in [k for k in os.environ if k.startswith(("CASSTORE_", "MLFLOW_"))]:
+        monkeypatch.delenv(k)
+    monkeypatch.chdir(tmp_path)
+    _reset_casstore()
+    namespace: dict[str, object] = {"__name__": "__docs__"}
+    try:
+        for b in blocks(DOCS / "format.md"):
+            if b.lang == "python":
+                exec(compile(b.code, f"{b.page}:{b.line}", "exec"), namespace)  # noqa: S102 - the docs' own example
+    finally:
+        _reset_casstore()
+    assert namespace["config"]["version"] == 1  # type: ignore[index]
+    notes = namespace["manifest"]["artifacts"]["notes.txt"]["digest"]  # type: ignore[index]
+    assert (tmp_path / "casstore" / "files" / notes[:2] / notes[2:4] / notes).is_file(), "version 1 keeps every recipe"
+
+
 # ---- docstring examples of the modules in the API reference ------------------------------------
 
 API_MODULES = sorted({m for m in re.findall(r"^::: ([\w.]+)", (DOCS / "api.md").read_text(), re.M)})

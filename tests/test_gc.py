@@ -1,5 +1,7 @@
 """Garbage collection: exactly the unreferenced objects go, after two runs and the grace
-period; whatever a live run, a registry version or a recent writer uses stays."""
+period; whatever a live run, a registry version or a recent writer uses stays. That
+includes files stored as one chunk without a recipe (format version 2), and version-1
+stores with their two-level fan-out."""
 
 from __future__ import annotations
 
@@ -9,13 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
+from blake3 import blake3
 
 from casstore.backend import LocalBackend, MemoryBackend
 from casstore.exceptions import InvalidInputError
 from casstore.maintenance.gc import collect_garbage, format_duration, parse_duration
 from casstore.maintenance.scan import scan_store
 from casstore.maintenance.verify import verify_store
-from casstore.objects import ChunkerParams, open_store
+from casstore.objects import ChunkerParams, StoreConfig, open_store
 from casstore.runs import RunStore
 
 SMALL = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
@@ -35,7 +38,7 @@ def age(root: Path, seconds: float = 3600) -> None:
 
 
 def content(store: RunStore) -> dict[str, set[str]]:
-    return scan_store(store.backend).content
+    return scan_store(store.backend, store.objects.layout).content
 
 
 def log_run(store: RunStore, files: dict[str, bytes], *, end: bool = True) -> str:
@@ -53,8 +56,10 @@ def needed(store: RunStore, run_ids: list[str]) -> dict[str, set[str]]:
     for r in run_ids:
         view = store.get_run(r)
         for a in view.artifacts.values():
-            out["files"].add(a.digest)
-            out["chunks"].update(store.objects.chunk_digests(a.digest))
+            chunks = store.objects.chunk_digests(a.digest)
+            if chunks != [a.digest] or store.objects.layout.recipe_for_one_chunk:
+                out["files"].add(a.digest)  # a recipe (none for a file that is its one chunk, in version 2)
+            out["chunks"].update(chunks)
         for m in view.models.values():
             out["models"].add(m.digest)
     return out
@@ -228,6 +233,67 @@ def test_a_damaged_candidates_record_only_delays_collection(tmp_path: Path, rng:
     r = collect_garbage(store.backend, grace=0)
     assert r.deleted_total == 0 and r.marked_total > 0
     assert collect_garbage(store.backend, grace=0).deleted_total > 0
+
+
+# ---- files stored as one chunk, and version-1 stores --------------------------------------------
+
+
+def test_files_of_one_chunk_are_kept_while_live_and_collected_when_not(tmp_path: Path, rng: random.Random) -> None:
+    store = small_store(str(tmp_path / "s"))
+    kept_small, gone_small, shared_small = rng.randbytes(900), rng.randbytes(800), rng.randbytes(700)
+    keep = log_run(store, {"k.txt": kept_small, "shared.txt": shared_small, "big.bin": rng.randbytes(30_000)})
+    gone = log_run(store, {"g.txt": gone_small, "shared.txt": shared_small})
+    digests = {name: blake3(data).hexdigest() for name, data in
+               (("kept", kept_small), ("gone", gone_small), ("shared", shared_small))}
+    before = content(store)
+    for d in digests.values():
+        assert d in before["chunks"] and d not in before["files"], "a one-chunk file is its chunk, with no recipe"
+    store.delete_run(gone)
+    age(tmp_path / "s")
+    first = collect_garbage(store.backend, grace=0)
+    assert first.marked == {"models": 0, "files": 0, "chunks": 1}
+    second = collect_garbage(store.backend, grace=0)
+    assert second.deleted == {"models": 0, "files": 0, "chunks": 1}
+    after = content(store)
+    assert digests["kept"] in after["chunks"] and digests["shared"] in after["chunks"]
+    assert digests["gone"] not in after["chunks"]
+    assert after == needed(store, [keep])
+    assert store.objects.get_bytes(digests["kept"]) == kept_small
+    assert verify_store(store).ok
+
+
+def test_a_one_chunk_file_stored_again_after_marking_survives_the_sweep(tmp_path: Path, rng: random.Random) -> None:
+    data = rng.randbytes(900)
+    store = small_store(str(tmp_path / "s"))
+    store.delete_run(log_run(store, {"a.txt": data}))
+    age(tmp_path / "s")
+    assert collect_garbage(store.backend, grace=0).marked["chunks"] == 1
+    # a writer stores it again and has not bound it yet: the chunk that is the file was freshened
+    written = store.objects.chunks_written
+    store.objects.put_bytes(data)
+    assert store.objects.chunks_written == written
+    second = collect_garbage(store.backend, grace=0)
+    assert second.deleted_total == 0 and second.kept_fresh == 1
+    reborn = log_run(store, {"again.txt": data})
+    assert store.objects.get_bytes(store.get_run(reborn).artifacts["again.txt"].digest) == data
+    assert verify_store(store).ok
+
+
+def test_gc_of_a_version_1_store(tmp_path: Path, rng: random.Random) -> None:
+    root = tmp_path / "s"
+    LocalBackend(root).put_if_absent("casstore.json", StoreConfig(version=1, chunker=SMALL).to_json())
+    store = small_store(str(root))
+    assert store.objects.layout.recipe_for_one_chunk
+    keep = log_run(store, {"k.txt": rng.randbytes(900), "big.bin": rng.randbytes(30_000)})
+    store.delete_run(log_run(store, {"g.txt": rng.randbytes(800), "big2.bin": rng.randbytes(30_000)}))
+    age(root)
+    collect_garbage(store.backend, grace=0)
+    second = collect_garbage(store.backend, grace=0)
+    assert second.deleted["files"] == 2 and second.deleted["chunks"] > 1
+    assert content(store) == needed(store, [keep])
+    assert all(len(k.split("/")) == 4 for k in store.backend.list("chunks/"))
+    assert all(len(k.split("/")) == 4 for k in store.backend.list("files/"))
+    assert verify_store(store).ok
 
 
 # ---- the backend primitives gc relies on ------------------------------------------------------

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from casstore.backend import FsspecBackend
 from casstore.exceptions import CorruptRecordError, IntegrityError, LocalFileError, ObjectNotFoundError
-from casstore.objects import EMPTY_DIGEST, Chunker, ChunkerParams, ObjectStore, chunk_key, open_objects, open_store, recipe_key
+from casstore.objects import EMPTY_DIGEST, Chunker, ChunkerParams, ObjectStore, open_objects, open_store
 from casstore.objects.codec import pack
 from casstore.testing import strategies as cst
 
@@ -272,7 +272,7 @@ def test_any_flipped_byte_in_a_chunk_is_detected(
     objects, digest, data, root = corruptible
     chunks = objects.recipe(digest).chunks
     chunk, length = chunks[which % len(chunks)]
-    path = _object_path(root, chunk_key(chunk))
+    path = _object_path(root, objects.layout.chunk_key(chunk))
     original = path.read_bytes()
     assert len(original) == length
     pos = offset % length
@@ -298,7 +298,7 @@ def test_a_damaged_or_missing_chunk_is_detected(
 ) -> None:
     objects, digest, data, root = corruptible
     chunk, _ = objects.recipe(digest).chunks[1]
-    path = _object_path(root, chunk_key(chunk))
+    path = _object_path(root, objects.layout.chunk_key(chunk))
     original = path.read_bytes()
     if damage == "delete":
         path.unlink()
@@ -344,7 +344,7 @@ def test_a_tampered_recipe_is_detected(
     corruptible: tuple[ObjectStore, str, bytes, Path], tmp_path: Path, tamper: str
 ) -> None:
     objects, digest, data, root = corruptible
-    path = _object_path(root, recipe_key(digest))
+    path = _object_path(root, objects.layout.recipe_key(digest))
     original = path.read_bytes()
     forged, error = _tampered_recipes(objects, digest)[tamper]
     path.write_bytes(forged)
@@ -374,11 +374,11 @@ def test_a_recipe_pin_is_the_digest_of_the_recipe_checked_against_the_file(
     local = tmp_path / "f"
     local.write_bytes(data)
     pin = objects.recipe_pin(digest, local)
-    assert pin == blake3(_object_path(root, recipe_key(digest)).read_bytes()).hexdigest()
+    assert pin == blake3(_object_path(root, objects.layout.recipe_key(digest)).read_bytes()).hexdigest()
     assert objects.recipe(digest, pin=pin) == objects.recipe(digest)
     for other in (data[:-1], data + b"\0", data[:100] + bytes([data[100] ^ 1]) + data[101:]):
         local.write_bytes(other)
-        with pytest.raises(IntegrityError, match=recipe_key(digest)):
+        with pytest.raises(IntegrityError, match=objects.layout.recipe_key(digest)):
             objects.recipe_pin(digest, local)
 
 
@@ -391,7 +391,7 @@ def test_a_recipe_that_is_not_its_pin_is_refused_before_it_is_decoded(
     corruptible: tuple[ObjectStore, str, bytes, Path], tamper: str
 ) -> None:
     objects, digest, data, root = corruptible
-    path = _object_path(root, recipe_key(digest))
+    path = _object_path(root, objects.layout.recipe_key(digest))
     original = path.read_bytes()
     pin = blake3(original).hexdigest()
     forged, _ = _tampered_recipes(objects, digest)[tamper]
@@ -400,6 +400,6 @@ def test_a_recipe_that_is_not_its_pin_is_refused_before_it_is_decoded(
         with pytest.raises(IntegrityError) as caught:
             objects.recipe(digest, pin=pin)
         assert caught.value.expected == pin and caught.value.actual == blake3(forged).hexdigest()
-        assert recipe_key(digest) in caught.value.obj
+        assert objects.layout.recipe_key(digest) in caught.value.obj
     finally:
         path.write_bytes(original)

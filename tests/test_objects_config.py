@@ -36,7 +36,7 @@ def with_changes(**changes: Any) -> bytes:
 _DROP = object()
 
 BAD_CONFIGS = {
-    "newer format version": with_changes(version=2),
+    "newer format version": with_changes(version=3),
     "version zero": with_changes(version=0),
     "version as a string": with_changes(version="1"),
     "unknown hash": with_changes(hash="sha256"),
@@ -83,6 +83,15 @@ def test_the_good_config_used_above_opens(tmp_path: Path) -> None:
     root.mkdir()
     (root / CONFIG_KEY).write_bytes(with_changes())
     assert open_store(root).config == StoreConfig(created=1700000000.0)
+
+
+def test_a_new_store_has_version_2_and_a_version_1_store_keeps_its_version(tmp_path: Path) -> None:
+    assert json.loads((open_store(tmp_path / "new").backend.get(CONFIG_KEY)))["version"] == 2
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / CONFIG_KEY).write_bytes(with_changes(version=1))
+    assert open_store(old).config.version == 1
+    assert (old / CONFIG_KEY).read_bytes() == with_changes(version=1), "opening rewrote the config"
 
 
 def test_a_newer_version_says_to_upgrade(tmp_path: Path) -> None:

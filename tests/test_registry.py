@@ -222,7 +222,7 @@ def test_concurrent_processes_get_distinct_consecutive_versions(tmp_path: Path) 
 def test_on_s3_concurrent_writers_get_distinct_consecutive_versions(s3_url: str) -> None:
     from casstore.backend import open_backend
 
-    backend = open_backend(s3_url)
+    backend = open_store(s3_url).backend  # a registry lives in a store: its config says where model entries are
     assert backend.supports_atomic_create
     registries = [Registry(open_backend(s3_url)) for _ in range(4)]
     assert _register_from_threads(registries, 3) == list(range(1, 13))

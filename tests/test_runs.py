@@ -125,6 +125,33 @@ def test_log_files_binds_a_batch_with_one_barrier(store: RunStore, tmp_path: Pat
         assert store.objects.get_bytes(view.artifacts[p].digest) == Path(local).read_bytes()
 
 
+def test_log_files_uses_threads_on_a_local_disk_only_for_large_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import casstore.runs.handle as handle_module
+
+    pools: list[int] = []
+    real_pool = handle_module.ThreadPoolExecutor
+
+    def counting_pool(workers: int, **kw: object) -> object:
+        pools.append(workers)
+        return real_pool(workers, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(handle_module, "ThreadPoolExecutor", counting_pool)
+    store = open_run_store(tmp_path / "store")
+    h = store.create_run("0")
+    small = [(f"s/{i}.txt", str(write(tmp_path / f"s{i}.txt", f"small {i}"))) for i in range(20)]
+    h.log_files(small)
+    assert pools == [], "small files on a local disk are stored by the calling thread"
+    big = [(f"b/{i}.bin", str(tmp_path / f"b{i}.bin")) for i in range(8)]
+    for i, (_, p) in enumerate(big):
+        Path(p).write_bytes(os.urandom(300_000) + bytes([i]))
+    h.log_files(big)
+    assert pools == [store.io_workers]
+    h.log_files(small + [("x.txt", small[0][1])], workers=2)  # an explicit number is kept
+    assert pools[-1] == 2
+
+
 def test_log_files_binds_nothing_if_a_file_is_missing(store: RunStore, tmp_path: Path) -> None:
     h = store.create_run("0")
     items = [("a.txt", str(write(tmp_path / "a.txt", "a"))), ("b.txt", str(tmp_path / "missing.txt"))]
@@ -238,7 +265,7 @@ def test_tampered_model_entry_is_detected(store: RunStore) -> None:
     h = store.create_run("0")
     d = h.add_model("m", {"flavors": {"sklearn": {}}})
     assert store.load_model_entry(d) == {"flavors": {"sklearn": {}}}
-    _replace(store, layout.model_entry_key(d), pack({"flavors": {"evil": {}}}))
+    _replace(store, store.objects.layout.model_key(d), pack({"flavors": {"evil": {}}}))
     with pytest.raises(IntegrityError):
         store.load_model_entry(d)
     with pytest.raises(ImmutableArtifactError, match="model 'm'"):

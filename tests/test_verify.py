@@ -1,5 +1,7 @@
 """`casstore verify` finds a flipped byte, a deleted chunk, a tampered manifest, a damaged
-recipe or model entry, and names what each affects; exit status 1 for any of them."""
+recipe or model entry, and names what each affects; exit status 1 for any of them. Small
+files are stored as one chunk with no recipe (format version 2): the same damage to that
+chunk is found too."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from click.testing import CliRunner
 from casstore.cli import cli
 from casstore.maintenance.verify import verify_store
 from casstore.objects import ChunkerParams, open_store
-from casstore.objects.digest import fanout_key
 from casstore.runs import RunStore
 
 SMALL = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
@@ -39,6 +40,9 @@ class Fixture:
 
     def path(self, key: str) -> Path:
         return self.root / key
+
+    def key(self, kind: str, digest: str) -> str:
+        return self.store.objects.layout.key(kind, digest)
 
     def shared_chunk(self) -> str:
         return self.store.objects.chunk_digests(self.shared_digest)[1]
@@ -67,13 +71,13 @@ def test_a_sound_store_verifies_with_exit_0(fx: Fixture) -> None:
 
 def test_a_flipped_byte_in_a_chunk(fx: Fixture) -> None:
     chunk = fx.shared_chunk()
-    p = fx.path(fanout_key("chunks", chunk))
+    p = fx.path(fx.key("chunks", chunk))
     data = bytearray(p.read_bytes())
     data[100] ^= 0x01
     p.write_bytes(bytes(data))
     code, out, err = fx.verify("--all")
     assert code == 1
-    assert f"CORRUPT chunks/{chunk[:2]}/{chunk[2:4]}/{chunk}" in out
+    assert f"CORRUPT chunks/{chunk[:2]}/{chunk}" in out
     assert f"affects run {fx.a} artifact data/shared.bin" in out
     assert f"affects run {fx.b} artifact copy/shared.bin" in out
     assert "FAILED" in err
@@ -88,10 +92,10 @@ def test_a_flipped_byte_in_a_chunk(fx: Fixture) -> None:
 
 def test_a_deleted_chunk(fx: Fixture) -> None:
     chunk = fx.shared_chunk()
-    fx.path(fanout_key("chunks", chunk)).unlink()
+    fx.path(fx.key("chunks", chunk)).unlink()
     code, out, _ = fx.verify("--all")
     assert code == 1
-    assert f"MISSING chunks/{chunk[:2]}/{chunk[2:4]}/{chunk}" in out
+    assert f"MISSING chunks/{chunk[:2]}/{chunk}" in out
     assert f"affects run {fx.a} artifact data/shared.bin" in out
     assert fx.verify(fx.a)[0] == 1
     assert fx.verify(fx.a, fx.b)[0] == 1
@@ -113,21 +117,21 @@ def test_a_damaged_recipe_and_a_recipe_that_lies(fx: Fixture) -> None:
     from casstore.objects.recipes import Recipe
 
     only_b = fx.store.get_run(fx.b).artifacts["only_b.bin"].digest
-    fx.path(fanout_key("files", only_b)).write_bytes(b"\x93garbage")
+    fx.path(fx.key("files", only_b)).write_bytes(b"\x93garbage")
     code, out, _ = fx.verify("--all")
-    assert code == 1 and f"CORRUPT files/{only_b[:2]}/{only_b[2:4]}/{only_b}" in out
+    assert code == 1 and f"CORRUPT files/{only_b[:2]}/{only_b}" in out
     assert f"affects run {fx.b} artifact only_b.bin" in out
 
     # a well-formed recipe listing real chunks of other content: only a deep check sees it
     other = fx.store.objects.recipe(fx.shared_digest)
-    fx.path(fanout_key("files", only_b)).write_bytes(Recipe(other.size, other.chunks).encode())
+    fx.path(fx.key("files", only_b)).write_bytes(Recipe(other.size, other.chunks).encode())
     assert fx.verify("--all")[0] == 0
     code, out, _ = fx.verify("--all", "--deep")
     assert code == 1 and "not to the file's digest" in out
     assert fx.verify(fx.b)[0] == 1  # run scope always re-hashes whole files
 
 
-def test_a_missing_recipe_and_a_damaged_model_entry(fx: Fixture) -> None:
+def test_a_missing_file_and_a_damaged_model_entry(fx: Fixture) -> None:
     from casstore.registry import Registry
 
     h = fx.store.create_run(fx.store.get_or_create_experiment("verify"))
@@ -138,15 +142,19 @@ def test_a_missing_recipe_and_a_damaged_model_entry(fx: Fixture) -> None:
     h.end()
     Registry(fx.store.backend).create_version("fraud", model, run_id=h.run_id)
     assert fx.verify("--all")[0] == 0
-    p = fx.path(fanout_key("models", model))
+    p = fx.path(fx.key("models", model))
     p.write_bytes(p.read_bytes() + b" ")
     code, out, _ = fx.verify("--all")
-    assert code == 1 and f"CORRUPT models/{model[:2]}/{model[2:4]}/{model}" in out
+    assert code == 1 and f"CORRUPT models/{model[:2]}/{model}" in out
     assert f"affects run {h.run_id} model m" in out
     assert "affects registered model fraud version 1" in out
-    fx.path(fanout_key("files", w.digest)).unlink()
+    # the model file is one chunk, stored with no recipe: without that chunk it is missing
+    assert not fx.path(fx.key("files", w.digest)).exists()
+    fx.path(fx.key("chunks", w.digest)).unlink()
     code, out, _ = fx.verify(h.run_id)
-    assert code == 1 and f"MISSING files/{w.digest[:2]}/{w.digest[2:4]}/{w.digest}" in out
+    assert code == 1 and f"MISSING files/{w.digest[:2]}/{w.digest}" in out
+    code, out, _ = fx.verify("--all")
+    assert code == 1 and f"MISSING files/{w.digest[:2]}/{w.digest}" in out
 
 
 def test_a_recipe_that_is_not_the_one_a_model_pins(fx: Fixture) -> None:
@@ -157,7 +165,7 @@ def test_a_recipe_that_is_not_the_one_a_model_pins(fx: Fixture) -> None:
     data = random.Random(3).randbytes(30_000)
     h = fx.store.create_run(fx.store.get_or_create_experiment("verify"))
     w = h.log_bytes("m/model.bin", data)
-    recipe_path = fx.path(fanout_key("files", w.digest))
+    recipe_path = fx.path(fx.store.objects.layout.recipe_key(w.digest))
     pin = blake3(recipe_path.read_bytes()).hexdigest()
     entry = {"v": 1, "kind": "model", "name": "m", "run_id": h.run_id, "created": "", "flavors": {"python_function": {}},
              "files": {"model.bin": {"digest": w.digest, "size": w.size, "recipe": pin}}}
@@ -172,17 +180,46 @@ def test_a_recipe_that_is_not_the_one_a_model_pins(fx: Fixture) -> None:
     assert fx.store.objects.get_bytes(w.digest) == data
     for args in (["--all"], ["--all", "--deep"], [h.run_id]):
         code, out, _ = fx.verify(*args)
-        assert code == 1 and f"MISMATCH models/{model[:2]}/{model[2:4]}/{model}" in out, (args, out)
+        assert code == 1 and f"MISMATCH {fx.store.objects.layout.model_key(model)}" in out, (args, out)
         assert f"pins recipe {pin}" in out and f"affects run {h.run_id} model m" in out
         # the file itself is sound: the model is the one problem
-        assert [p["object"] for p in json.loads(fx.verify(*args, "--json")[1])["problems"]] == [fanout_key("models", model)]
+        assert [p["object"] for p in json.loads(fx.verify(*args, "--json")[1])["problems"]] == [fx.store.objects.layout.model_key(model)]
 
 
 def test_deleted_runs_are_skipped(fx: Fixture) -> None:
     fx.store.delete_run(fx.a)
-    fx.path(fanout_key("files", fx.store.get_run(fx.a).artifacts["only_a.txt"].digest)).unlink()
+    fx.path(fx.key("chunks", fx.store.get_run(fx.a).artifacts["only_a.txt"].digest)).unlink()  # a one-chunk file
     report = verify_store(fx.store)
     assert report.ok and report.skipped_deleted_runs == 1
+
+
+def test_a_flipped_byte_in_a_file_stored_as_one_chunk(fx: Fixture) -> None:
+    digest = fx.store.get_run(fx.a).artifacts["only_a.txt"].digest
+    assert not fx.path(fx.key("files", digest)).exists(), "a one-chunk file has no recipe"
+    p = fx.path(fx.key("chunks", digest))
+    data = bytearray(p.read_bytes())
+    data[7] ^= 0x20
+    p.write_bytes(bytes(data))
+    for args in (("--all",), ("--all", "--deep"), (fx.a,)):
+        code, out, _ = fx.verify(*args, "--json")
+        report = json.loads(out)
+        assert code == 1, args
+        (problem,) = report["problems"]
+        assert problem["kind"] == "corrupt" and problem["object"] == f"chunks/{digest[:2]}/{digest}", args
+        assert problem["affects"] == [{"run": fx.a, "artifact": "only_a.txt"}], args
+    assert fx.verify(fx.b)[0] == 0
+
+
+def test_a_missing_file_stored_as_one_chunk(fx: Fixture) -> None:
+    digest = fx.store.get_run(fx.a).artifacts["only_a.txt"].digest
+    fx.path(fx.key("chunks", digest)).unlink()
+    for args in (("--all",), ("--all", "--deep"), (fx.a,)):
+        code, out, _ = fx.verify(*args, "--json")
+        report = json.loads(out)
+        assert code == 1, args
+        (problem,) = report["problems"]
+        assert problem["kind"] == "missing" and problem["object"] == f"files/{digest[:2]}/{digest}", args
+        assert {"run": fx.a, "artifact": "only_a.txt"} in problem["affects"], args
 
 
 def test_verify_needs_runs_or_all(fx: Fixture) -> None:
@@ -197,8 +234,8 @@ def test_verify_on_s3_finds_a_deleted_chunk(s3_url: str) -> None:
     h.end()
     assert verify_store(store).ok
     chunk = store.objects.chunk_digests(entry.digest)[0]
-    store.backend.delete(fanout_key("chunks", chunk))
+    store.backend.delete(store.objects.layout.chunk_key(chunk))
     r = CliRunner().invoke(cli, ["verify", "--all", "--json", "--store", s3_url])
     report = json.loads(r.stdout)
-    assert r.exit_code == 1 and report["problems"][0]["object"] == fanout_key("chunks", chunk)
+    assert r.exit_code == 1 and report["problems"][0]["object"] == store.objects.layout.chunk_key(chunk)
     assert {"run": h.run_id, "artifact": "data.bin"} in report["problems"][0]["affects"]

@@ -34,7 +34,7 @@ def build_audit(runs: Any, run_id: str) -> dict[str, Any]:
     view = runs.get_run(run_id)
     exp = {e.experiment_id: e.name for e in runs.list_experiments()}.get(view.experiment_id)
     code, env, other = _tag_groups(view.tags)
-    reg = Registry(runs.backend)
+    reg = Registry(runs.backend, runs.objects.layout)
     pins: dict[str, list[dict[str, Any]]] = {}
     for m in reg.list_models():
         for mv in reg.list_versions(m.name):

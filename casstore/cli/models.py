@@ -14,7 +14,7 @@ __all__ = ["COMMANDS"]
 def _registry(runs: Any) -> Any:
     from casstore.registry import Registry
 
-    return Registry(runs.backend)
+    return Registry(runs.backend, runs.objects.layout)
 
 
 def _version_dict(mv: Any) -> dict[str, Any]:

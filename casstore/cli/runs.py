@@ -421,7 +421,7 @@ def _pinned_versions(runs: Any, view: Any) -> list[tuple[str, int]]:
     digests = {ref.digest for ref in view.models.values()}
     if not digests:
         return []
-    reg = Registry(runs.backend)
+    reg = Registry(runs.backend, runs.objects.layout)
     return [(mv.name, mv.version) for m in reg.list_models() for mv in reg.list_versions(m.name)
             if mv.model_digest in digests]
 

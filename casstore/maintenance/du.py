@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from casstore.exceptions import CasstoreError
-from casstore.maintenance.scan import content_key, read_many, recipe_chunks
+from casstore.maintenance.scan import read_many, recipe_chunks
 
 if TYPE_CHECKING:
     from casstore.runs import RunStore
@@ -104,11 +104,16 @@ def disk_usage(
             progress(stage, advance, total)
 
     backend = runs.backend
+    layout = runs.objects.layout
     tick("listing")
     ids = sorted(set(runs.list_run_ids()) | set(run_ids or ()))
+
+    def listed(kind: str) -> list[str]:
+        return [p[1] for p in map(layout.parse, backend.list(kind + "/")) if p is not None]
+
     # list the stored chunks meanwhile (it waits on the disk or the network, not the CPU)
     lister = ThreadPoolExecutor(1, thread_name_prefix="casstore-du-list")
-    chunk_listing = lister.submit(lambda: [k.rpartition("/")[2] for k in backend.list("chunks/")])
+    chunk_listing = lister.submit(listed, "chunks")
     lister.shutdown(wait=False)
 
     # every live run's bindings: needed for exclusivity even when only some are shown
@@ -132,7 +137,8 @@ def disk_usage(
     registry_files = _registry_files(runs)
 
     # recipes of every bound file: which chunks, how long. A file no longer than the
-    # chunker's minimum is one chunk, named like the file: no recipe needs reading.
+    # chunker's minimum is one chunk, named like the file: no recipe needs reading. A file
+    # with no recipe whose chunk is stored is that chunk (version 2 stores such files so).
     sizes = {d: size for b in bindings.values() for d, size in b.values()}
     all_files = set(sizes) | registry_files
     small = runs.objects.config.chunker.min_size
@@ -141,9 +147,24 @@ def disk_usage(
     }
     ordered = sorted(all_files - set(file_chunks))
     tick("reading recipes", 0, len(ordered))
-    for key, data in read_many(backend, [content_key("files", d) for d in ordered], lambda n: tick("reading recipes", n)):
+    keys = [layout.recipe_key(d) for d in ordered]
+    no_recipe = []
+    for d, (key, data) in zip(ordered, read_many(backend, keys, lambda n: tick("reading recipes", n))):
         if data is not None:
-            file_chunks[key.rpartition("/")[2]] = recipe_chunks(data, f"recipe {key}")
+            file_chunks[d] = recipe_chunks(data, f"recipe {key}")
+        else:
+            no_recipe.append(d)
+    if no_recipe:
+        stored_set = set(chunk_listing.result())
+        for d in no_recipe:
+            if d in stored_set:
+                n = sizes.get(d)
+                if n is None:  # a file of a registered model only: its chunk says how long
+                    try:
+                        n = backend.info(layout.chunk_key(d)).size
+                    except CasstoreError:
+                        continue
+                file_chunks[d] = [(d, n)]
 
     chunk_len: dict[str, int] = {}
     for chunks in file_chunks.values():
@@ -222,7 +243,7 @@ def disk_usage(
         n = chunk_len.get(c)
         if n is None:
             try:
-                n = backend.info(content_key("chunks", c)).size
+                n = backend.info(layout.chunk_key(c)).size
             except CasstoreError:
                 n = 0
         stored += n
@@ -230,7 +251,7 @@ def disk_usage(
     referenced = sum(chunk_len[c] for c in owners if c in present)
     store = {
         "chunks": len(stored_chunks),
-        "models": sum(1 for _ in backend.list("models/")),
+        "models": len(listed("models")),
         "runs": len(ids),
         "deleted_runs": deleted_runs,
         "stored_bytes": stored,
@@ -260,7 +281,7 @@ def _registry_files(runs: RunStore) -> set[str]:
         from casstore.registry import Registry
     except ImportError:  # pragma: no cover
         return set()
-    reg = Registry(runs.backend)
+    reg = Registry(runs.backend, runs.objects.layout)
     out: set[str] = set()
     try:
         digests = {mv.model_digest for m in reg.list_models() for mv in reg.list_versions(m.name)}

@@ -21,6 +21,10 @@ A gc run does, in order (see docs/design.md, "Garbage collection", for the argum
 
 So an object is removed only by a second gc run, at least ``grace`` after the first
 saw it unreferenced, and only if no writer touched it in between.
+
+A referenced file digest keeps an object of that name of any kind, so a file stored
+as one chunk without a recipe (version-2 stores) keeps that chunk. Object keys come
+from the store's layout, read from its config (gc refuses a store it cannot read).
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ from casstore.exceptions import CasstoreError, CorruptRecordError, InvalidInputE
 from casstore.maintenance.scan import (
     CONTENT_KINDS,
     closure,
-    content_key,
     read_many,
     recipe_chunks,
     digests_in,
@@ -46,7 +49,9 @@ from casstore.maintenance.scan import (
     scan_store,
 )
 from casstore.objects.codec import pack, unpack
+from casstore.objects.config import read_config
 from casstore.objects.digest import is_digest
+from casstore.objects.layout import ContentLayout
 
 __all__ = ["DEFAULT_GRACE", "CLOCK_SLACK", "GcReport", "collect_garbage", "parse_duration", "format_duration"]
 
@@ -200,6 +205,7 @@ def collect_garbage(
         if progress:
             progress(stage, advance, total)
 
+    layout = read_config(backend).layout
     now = time.time() if dry_run else store_clock(backend)
     report = GcReport(dry_run=dry_run, grace=grace, started=now, exact=bool(getattr(backend, "exact_stale_delete", False)))
 
@@ -210,7 +216,7 @@ def collect_garbage(
     report.pending_records = len(pending)
     if pending:
         report.next_sweep = min(r.marked_at for r in pending) + grace
-    scan = scan_store(backend)
+    scan = scan_store(backend, layout)
     present = scan.content
     report.objects = {k: len(v) for k, v in present.items()}
     report.runs = len(scan.runs)
@@ -222,7 +228,7 @@ def collect_garbage(
     roots = root_digests(backend, roots_keys, lambda n: tick("reading roots", n))
     roots |= pins or set()
     tick("tracing references")
-    live = closure(backend, present, roots)
+    live = closure(backend, layout, present, roots)
 
     # ---- sweep: candidates of earlier runs whose grace period is over --------------------
     threshold: dict[tuple[str, str], float] = {}
@@ -236,7 +242,7 @@ def collect_garbage(
     if any(sweep.values()):
         # whatever is not swept stays, and so does everything it refers to
         others = {kind: present[kind] - sweep[kind] for kind in ("models", "files")}
-        keep = closure(backend, present, roots, seed_objects=others)
+        keep = closure(backend, layout, present, roots, seed_objects=others)
         gone: dict[str, set[str]] = {kind: set() for kind in CONTENT_KINDS}
         total = sum(len(v) for v in sweep.values())
         tick("deleting", 0, total)
@@ -245,7 +251,7 @@ def collect_garbage(
             report.kept_fresh += len(sweep[kind]) - len(todo)
             kept_now: list[str] = []
             for d in todo:
-                key = content_key(kind, d)
+                key = layout.key(kind, d)
                 limit = threshold[(kind, d)] - slack
                 tick("deleting", 1)
                 try:
@@ -269,7 +275,7 @@ def collect_garbage(
             report.kept_fresh += len(kept_now)
             if kept_now and kind != "chunks":
                 # touched at the last moment: what it refers to must stay as well
-                _keep_references(backend, kind, kept_now, keep)
+                _keep_references(backend, layout, kind, kept_now, keep)
         for kind in CONTENT_KINDS:
             present[kind] -= gone[kind]
     if not dry_run:
@@ -280,7 +286,7 @@ def collect_garbage(
     marked = {kind: sorted(present[kind] - live[kind]) for kind in CONTENT_KINDS}
     report.marked = {k: len(v) for k, v in marked.items()}
     if any(marked.values()):
-        keys = [content_key(kind, d) for kind in CONTENT_KINDS for d in marked[kind]]
+        keys = [layout.key(kind, d) for kind in CONTENT_KINDS for d in marked[kind]]
         tick("measuring garbage", 0, len(keys))
         for key in keys:
             tick("measuring garbage", 1)
@@ -315,9 +321,11 @@ def registry_pins(backend: Backend) -> set[str] | None:
         return None
 
 
-def _keep_references(backend: Backend, kind: str, digests: list[str], keep: dict[str, set[str]]) -> None:
+def _keep_references(
+    backend: Backend, layout: ContentLayout, kind: str, digests: list[str], keep: dict[str, set[str]]
+) -> None:
     """Add what the kept model entries or recipes refer to to ``keep``."""
-    for key, data in read_many(backend, [content_key(kind, d) for d in digests]):
+    for key, data in read_many(backend, [layout.key(kind, d) for d in digests]):
         if data is None:
             continue
         if kind == "models":
@@ -326,7 +334,7 @@ def _keep_references(backend: Backend, kind: str, digests: list[str], keep: dict
                     keep[k].add(d)
             # a kept model's files keep their chunks
             files = [d for d in digests_in(data)]
-            _keep_references(backend, "files", files, keep)
+            _keep_references(backend, layout, "files", files, keep)
         else:
             for d, _n in recipe_chunks(data, f"recipe {key}"):
                 keep["chunks"].add(d)

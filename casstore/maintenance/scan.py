@@ -5,7 +5,12 @@ is deliberately format-agnostic: every 64-hex BLAKE3 digest that appears anywher
 a root record (an artifact record, a model record, a manifest, a registry record, or
 a record under a prefix this version does not know) keeps any chunk, file or model
 entry of that name. Over-counting (a tag value that happens to look like a digest)
-only keeps a few more bytes; under-counting would lose data.
+only keeps a few more bytes; under-counting would lose data. That rule also keeps a
+file stored as one chunk without a recipe (version-2 stores): its digest names the
+chunk that is the file.
+
+Content objects are found and named through the store's
+:class:`~casstore.objects.ContentLayout` (the fan-out depends on the format version).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 
 from casstore.backend.base import Backend
 from casstore.exceptions import CorruptRecordError, ObjectNotFoundError
-from casstore.objects.digest import fanout_key, is_digest
+from casstore.objects.layout import CONTENT_KINDS, ContentLayout
 from casstore.objects.recipes import Recipe
 
 __all__ = [
@@ -27,7 +32,6 @@ __all__ = [
     "RunKeys",
     "StoreScan",
     "closure",
-    "content_key",
     "digests_in",
     "list_content",
     "read_many",
@@ -36,8 +40,6 @@ __all__ = [
     "scan_store",
 ]
 
-#: object kinds named by their own digest, in the order gc sweeps them (referrers first)
-CONTENT_KINDS = ("models", "files", "chunks")
 #: a 64-hex digest inside raw record bytes (msgpack stores str as plain UTF-8)
 DIGEST_BYTES_RE = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
@@ -47,11 +49,6 @@ _NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstor
 _RUN_KINDS_WITHOUT_REFS = frozenset({"meta", "params", "tags", "metrics", "seal", "deleted"})
 
 Progress = Callable[[int], None]
-
-
-def content_key(kind: str, digest: str) -> str:
-    """``chunks/ab/cd/<digest>`` (or ``files/...``, ``models/...``)."""
-    return fanout_key(kind, digest)
 
 
 def digests_in(data: bytes) -> set[str]:
@@ -124,8 +121,8 @@ class StoreScan:
         return keys + self.other_roots
 
 
-def scan_store(backend: Backend) -> StoreScan:
-    """List the whole store once and sort what is there."""
+def scan_store(backend: Backend, layout: ContentLayout) -> StoreScan:
+    """List the whole store once and sort what is there (content objects in ``layout``)."""
     content: dict[str, set[str]] = {kind: set() for kind in CONTENT_KINDS}
     runs: dict[str, RunKeys] = {}
     other: list[str] = []
@@ -134,9 +131,9 @@ def scan_store(backend: Backend) -> StoreScan:
             continue  # not a casstore object (no key part may start with '.')
         top, _, rest = key.partition("/")
         if top in content:
-            name = rest.rpartition("/")[2]
-            if is_digest(name):
-                content[top].add(name)
+            parsed = layout.parse(key)
+            if parsed is not None:
+                content[top].add(parsed[1])
             continue
         if top == "runs":
             run_id, _, sub = rest.partition("/")
@@ -151,12 +148,14 @@ def scan_store(backend: Backend) -> StoreScan:
     return StoreScan(content, runs, other)
 
 
-def list_content(backend: Backend) -> dict[str, set[str]]:
+def list_content(backend: Backend, layout: ContentLayout) -> dict[str, set[str]]:
     """The digests of every stored chunk, file recipe and model entry (no run records listed)."""
-    out: dict[str, set[str]] = {}
+    out: dict[str, set[str]] = {kind: set() for kind in CONTENT_KINDS}
     for kind in CONTENT_KINDS:
-        names = (k.rpartition("/")[2] for k in backend.list(kind + "/"))
-        out[kind] = {d for d in names if is_digest(d)}
+        for key in backend.list(kind + "/"):
+            parsed = layout.parse(key)
+            if parsed is not None:
+                out[kind].add(parsed[1])
     return out
 
 
@@ -180,6 +179,7 @@ def recipe_chunks(data: bytes, where: str) -> list[tuple[str, int]]:
 
 def closure(
     backend: Backend,
+    layout: ContentLayout,
     present: dict[str, set[str]],
     seeds: Iterable[str],
     *,
@@ -189,8 +189,9 @@ def closure(
     """The content objects reachable from ``seeds`` (digests named by root records) and from
     ``seed_objects`` (objects kept for another reason, whose references must stay too).
 
-    A digest keeps an object of that name of any kind. Model entries are followed to the
-    digests they mention, file recipes to their chunks. Returns kind -> live digests.
+    A digest keeps an object of that name of any kind: so a file stored as one chunk
+    without a recipe keeps its chunk. Model entries are followed to the digests they
+    mention, file recipes to their chunks. Returns kind -> live digests.
     """
     live: dict[str, set[str]] = {kind: set() for kind in CONTENT_KINDS}
     pending = set(seeds)
@@ -203,15 +204,16 @@ def closure(
         batch = sorted(todo_models - live["models"])
         live["models"] |= todo_models
         todo_models = set()
-        for _key, data in read_many(backend, [content_key("models", d) for d in batch], progress):
+        for _key, data in read_many(backend, [layout.model_key(d) for d in batch], progress):
             if data is None:
                 continue
             refs = digests_in(data)
             pending |= refs
             todo_models |= (refs & present["models"]) - live["models"]
     live["files"] = (pending & present["files"]) | (extra_files & present["files"])
+    # a live file digest with no recipe is a file of one chunk: that chunk is the file
     chunks = (pending | extra_chunks) & present["chunks"]
-    keys = [content_key("files", d) for d in sorted(live["files"])]
+    keys = [layout.recipe_key(d) for d in sorted(live["files"])]
     for key, data in read_many(backend, keys, progress):
         if data is None:
             continue

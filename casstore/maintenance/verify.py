@@ -10,6 +10,10 @@ its digest (this reads shared chunks once per file that uses them).
 ``verify_store(runs, run_ids=[...])`` checks only what those runs reference, always
 deeply: each of their files is read and re-hashed chunk by chunk and as a whole.
 
+A file with no recipe whose chunk of the same digest is stored is that one chunk
+(version-2 stores write small files so): re-hashing the chunk verifies the file. A
+bound file with neither is missing.
+
 Each problem names the damaged or missing object and what it affects: the runs and
 artifact paths, the logged models and the registry versions that depend on it.
 """
@@ -27,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from blake3 import blake3
 
 from casstore.exceptions import CasstoreError, CorruptRecordError, IntegrityError, ObjectNotFoundError
-from casstore.maintenance.scan import content_key, list_content, read_many
+from casstore.maintenance.scan import list_content, read_many
 from casstore.objects.codec import unpack
 from casstore.objects.recipes import Recipe
 
@@ -37,13 +41,14 @@ if TYPE_CHECKING:
 __all__ = ["Problem", "VerifyReport", "verify_store", "describe_affected"]
 
 Progress = Callable[[str, int, int | None], None]
+_NO_FILE = "no recipe for this file and no chunk of its digest: its content is not in the store"
 
 
 @dataclass
 class Problem:
     """One damaged or missing object and what depends on it."""
 
-    object: str  # store key, e.g. chunks/ab/cd/<digest>
+    object: str  # store key, e.g. chunks/ab/<digest>
     kind: str  # corrupt | missing | mismatch | unreadable
     detail: str
     affects: list[dict[str, Any]] = field(default_factory=list)
@@ -117,6 +122,7 @@ class _Checker:
     def __init__(self, runs: RunStore, progress: Progress | None) -> None:
         self.runs = runs
         self.backend = runs.backend
+        self.layout = runs.objects.layout
         self.progress = progress
         self.problems: dict[str, Problem] = {}
         self.bad: dict[str, set[str]] = {"chunks": set(), "files": set(), "models": set()}
@@ -148,7 +154,7 @@ class _Checker:
     def hash_chunks(self, digests: Sequence[str]) -> None:
         """Re-hash chunks (each read once), concurrently."""
         self.tick("hashing chunks", 0, len(digests))
-        keys = [content_key("chunks", d) for d in digests]
+        keys = [self.layout.chunk_key(d) for d in digests]
         with ThreadPoolExecutor(_workers(self.backend), thread_name_prefix="casstore-verify") as pool:
             for d, key, res in zip(digests, keys, pool.map(lambda k: _hash_object(self.backend, k), keys)):
                 self.tick("hashing chunks", 1)
@@ -184,7 +190,7 @@ class _Checker:
         """Check each recipe against the chunks already hashed: each is present, sound and
         of the length the recipe records."""
         self.tick("checking files", 0, len(digests))
-        keys = [content_key("files", d) for d in digests]
+        keys = [self.layout.recipe_key(d) for d in digests]
         for (key, data), d in zip(read_many(self.backend, keys), digests):
             self.tick("checking files", 1)
             recipe = self._read_recipe(d, key, data)
@@ -196,7 +202,7 @@ class _Checker:
                 elif c not in self.chunk_size:
                     self.bad["files"].add(d)
                     self.bad["chunks"].add(c)
-                    self.problem(content_key("chunks", c), "missing", "the chunk is missing")
+                    self.problem(self.layout.chunk_key(c), "missing", "the chunk is missing")
                 elif self.chunk_size[c] != n:
                     self.bad["files"].add(d)
                     self.problem(key, "mismatch", f"chunk {c} has {self.chunk_size[c]} bytes, the recipe says {n}")
@@ -205,7 +211,7 @@ class _Checker:
         """Read each file through its recipe: every chunk re-hashed (once per store) and the
         whole content re-hashed against the file's digest. Files are checked concurrently."""
         self.tick("checking files", 0, len(digests))
-        keys = [content_key("files", d) for d in digests]
+        keys = [self.layout.recipe_key(d) for d in digests]
         recipes = []
         for (key, data), d in zip(read_many(self.backend, keys), digests):
             recipe = self._read_recipe(d, key, data)
@@ -220,8 +226,9 @@ class _Checker:
                     self.checked[name] += n
                 for key, kind, detail in found:
                     self.bad["files"].add(d)
-                    if key.startswith("chunks/"):
-                        self.bad["chunks"].add(key.rpartition("/")[2])
+                    parsed = self.layout.parse(key)
+                    if parsed is not None and parsed[0] == "chunks":
+                        self.bad["chunks"].add(parsed[1])
                     self.problem(key, kind, detail)
 
     def _stream_file(self, d: str, key: str, recipe: Recipe) -> tuple[list[tuple[str, str, str]], dict[str, int]]:
@@ -230,7 +237,7 @@ class _Checker:
         counts = {"chunks": 0, "bytes": 0, "deep_bytes": 0}
         whole = blake3(max_threads=blake3.AUTO)
         for c, n in recipe.chunks:
-            ckey = content_key("chunks", c)
+            ckey = self.layout.chunk_key(c)
             try:
                 data = self.backend.get(ckey)
             except ObjectNotFoundError:
@@ -259,7 +266,7 @@ class _Checker:
         from casstore.models.entry import ModelEntry
 
         self.tick("checking models", 0, len(digests))
-        keys = [content_key("models", d) for d in digests]
+        keys = [self.layout.model_key(d) for d in digests]
         for (key, data), d in zip(read_many(self.backend, keys), digests):
             self.tick("checking models", 1)
             self.checked["models"] += 1
@@ -291,9 +298,18 @@ class _Checker:
                 actual = self.recipe_digest.get(f)
                 if actual is not None and actual != pin:
                     self.problem(
-                        content_key("models", m), "mismatch",
-                        f"file {path!r} pins recipe {pin}, but recipe {content_key('files', f)} hashes to {actual}",
+                        self.layout.model_key(m), "mismatch",
+                        f"file {path!r} pins recipe {pin}, but recipe {self.layout.recipe_key(f)} hashes to {actual}",
                     )
+
+    def check_one_chunk_files(self, digests: Iterable[str]) -> None:
+        """Count files stored as one chunk of their own digest (no recipe), whose chunks are
+        hashed already: each is sound if its chunk is."""
+        for d in digests:
+            self.checked["files"] += 1
+            self.file_chunks[d] = [(d, self.chunk_size.get(d, 0))]
+            if d in self.bad["chunks"]:
+                self.bad["files"].add(d)
 
     # ---- records ---------------------------------------------------------------------
 
@@ -341,7 +357,7 @@ class _Checker:
             from casstore.registry import Registry
         except ImportError:  # pragma: no cover - the registry is part of casstore
             return pinned
-        reg = Registry(self.backend)
+        reg = Registry(self.backend, self.runs.objects.layout)
         try:
             names = [m.name for m in reg.list_models()]
         except CasstoreError as e:
@@ -373,8 +389,7 @@ class _Checker:
                     if c in self.bad["chunks"]:
                         chunk_files[c].append(f)
         for p in self.problems.values():
-            kind, _, rest = p.object.partition("/")
-            digest = rest.rpartition("/")[2]
+            kind, digest = self.layout.parse(p.object) or ("", "")
             files: list[str] = []
             models: list[str] = []
             if kind == "chunks":
@@ -428,9 +443,10 @@ def verify_store(
     """Verify the whole store (``run_ids=None``) or what the given runs reference."""
     t0 = time.perf_counter()
     c = _Checker(runs, progress)
+    layout = runs.objects.layout
     if run_ids is None:
         c.tick("listing")
-        content = list_content(runs.backend)
+        content = list_content(runs.backend, layout)
         if deep:
             c.check_files_deep(sorted(content["files"]))
             c.hash_chunks(sorted(content["chunks"] - set(c.chunk_size) - c.bad["chunks"]))
@@ -441,7 +457,11 @@ def verify_store(
         files, models, skipped = c.check_runs(runs.list_run_ids())
         pinned = c.check_registry()
         report = VerifyReport("all", deep, skipped_deleted_runs=skipped)
-        present_files, present_models = content["files"], content["models"]
+        # referenced files without a recipe whose chunk is stored: their chunk is the file
+        referenced = files.union(*c.model_files.values())
+        one_chunk = (referenced - content["files"]) & content["chunks"]
+        c.check_one_chunk_files(sorted(one_chunk))
+        present_files, present_models = content["files"] | one_chunk, content["models"]
     else:
         files, models, skipped = c.check_runs(list(dict.fromkeys(run_ids)))
         pinned = c.check_registry(only_models=models)
@@ -449,20 +469,25 @@ def verify_store(
         for m in models:
             files.update(c.model_files.get(m, []))
         ordered = sorted(files)
-        present_files = {f for f, ok in zip(ordered, runs.backend.exists_many([content_key("files", f) for f in ordered])) if ok}
-        c.check_files_deep(sorted(present_files))
+        with_recipe = {f for f, ok in zip(ordered, runs.backend.exists_many([layout.recipe_key(f) for f in ordered])) if ok}
+        c.check_files_deep(sorted(with_recipe))
+        rest = sorted(files - with_recipe)
+        one_chunk = {f for f, ok in zip(rest, runs.backend.exists_many([layout.chunk_key(f) for f in rest])) if ok}
+        c.hash_chunks(sorted(one_chunk - set(c.chunk_size) - c.bad["chunks"]))
+        c.check_one_chunk_files(sorted(one_chunk))
+        present_files = with_recipe | one_chunk
         present_models = set(c.model_files) | c.bad["models"]
         report = VerifyReport("runs", True, skipped_deleted_runs=skipped)
     c.check_pins()
     # references to objects the store does not hold at all
     for f in sorted(files - present_files):
-        c.problem(content_key("files", f), "missing", "no recipe for this file: its content is not in the store")
+        c.problem(layout.recipe_key(f), "missing", _NO_FILE)
     for m in sorted((models | pinned) - present_models):
-        c.problem(content_key("models", m), "missing", "the model entry is not in the store")
+        c.problem(layout.model_key(m), "missing", "the model entry is not in the store")
     for m, mfiles in c.model_files.items():
         for f in mfiles:
             if f not in present_files and run_ids is None:
-                c.problem(content_key("files", f), "missing", "no recipe for this file: its content is not in the store")
+                c.problem(layout.recipe_key(f), "missing", _NO_FILE)
     report.problems = c.finish()
     report.checked = dict(c.checked)
     report.seconds = time.perf_counter() - t0

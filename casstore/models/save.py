@@ -207,7 +207,7 @@ def log_prepared_model(
         if registry is None:
             from casstore.registry.store import Registry
 
-            registry = Registry(handle.store.backend)
+            registry = Registry(handle.store.backend, handle.store.objects.layout)
         mv = registry.create_version(
             registered_model_name, digest, source=f"runs:/{handle.run_id}/{name}", run_id=handle.run_id
         )

@@ -121,7 +121,7 @@ def resolve_model_uri(uri: str, store: RunStore, registry: Registry | None = Non
     if registry is None:
         from casstore.registry.store import Registry
 
-        registry = Registry(store.backend)
+        registry = Registry(store.backend, store.objects.layout)
     name = p.name or ""
     if p.version is not None:
         mv = registry.get_version(name, p.version)

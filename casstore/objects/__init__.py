@@ -19,8 +19,9 @@ from casstore.exceptions import StoreConfigError
 from casstore.objects.chunking import DEFAULT_CHUNKER, Chunker, ChunkerParams
 from casstore.objects.config import CONFIG_KEY, StoreConfig, load_or_create_config
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
+from casstore.objects.layout import ContentLayout
 from casstore.objects.recipes import Recipe
-from casstore.objects.store import EMPTY_DIGEST, ObjectStore, Stored, chunk_key, recipe_key
+from casstore.objects.store import EMPTY_DIGEST, ObjectStore, Stored
 
 __all__ = [
     "open_store",
@@ -32,12 +33,11 @@ __all__ = [
     "ChunkerParams",
     "DEFAULT_CHUNKER",
     "StoreConfig",
+    "ContentLayout",
     "EMPTY_DIGEST",
     "hash_bytes",
     "check_digest",
     "is_digest",
-    "chunk_key",
-    "recipe_key",
 ]
 
 

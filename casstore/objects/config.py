@@ -4,6 +4,9 @@ It fixes what every writer must agree on: the format version, the hash and the
 chunker parameters. It is created with create-if-absent, so concurrent first
 writers agree on one config; a store whose config this code cannot honour is
 refused with :class:`StoreConfigError`.
+
+New stores get format version 2; stores of version 1 are read and written in their own
+layout (see :mod:`casstore.objects.layout`), so older casstore can still read them.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from typing import Any
 from casstore.backend.base import Backend
 from casstore.exceptions import ObjectNotFoundError, StoreConfigError
 from casstore.objects.chunking import DEFAULT_CHUNKER, ChunkerParams
+from casstore.objects.layout import ContentLayout
 
-__all__ = ["CONFIG_KEY", "FORMAT_VERSION", "StoreConfig", "load_or_create_config"]
+__all__ = ["CONFIG_KEY", "FORMAT_VERSION", "StoreConfig", "load_or_create_config", "read_config"]
 
 CONFIG_KEY = "casstore.json"
 FORMAT_NAME = "casstore"
-FORMAT_VERSION = 1
+#: the version of new stores, and the highest this casstore reads (it reads 1 too)
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,11 @@ class StoreConfig:
     hash: str = "blake3"
     chunker: ChunkerParams = DEFAULT_CHUNKER
     created: float = field(default_factory=time.time)
+
+    @property
+    def layout(self) -> ContentLayout:
+        """Where this store's content objects live (depends on the format version)."""
+        return ContentLayout(self.version)
 
     def to_json(self) -> bytes:
         d: dict[str, Any] = {
@@ -62,6 +72,15 @@ class StoreConfig:
         chunker = ChunkerParams.from_dict(d.get("chunker", {}), where)
         created = d.get("created", 0.0)
         return cls(version=version, hash="blake3", chunker=chunker, created=float(created))
+
+
+def read_config(backend: Backend) -> StoreConfig:
+    """The config of an existing store; :class:`StoreConfigError` if there is none."""
+    where = f"{backend.url}/{CONFIG_KEY}"
+    try:
+        return StoreConfig.from_json(backend.get(CONFIG_KEY), where)
+    except ObjectNotFoundError as e:
+        raise StoreConfigError(f"no casstore store at {backend.url!r} (no {CONFIG_KEY})") from e
 
 
 def load_or_create_config(backend: Backend, wanted: ChunkerParams | None = None) -> StoreConfig:

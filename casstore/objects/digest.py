@@ -8,7 +8,7 @@ from blake3 import blake3
 
 from casstore.exceptions import InvalidDigestError
 
-__all__ = ["DIGEST_HEX_LEN", "hash_bytes", "new_hasher", "check_digest", "is_digest", "fanout_key"]
+__all__ = ["DIGEST_HEX_LEN", "hash_bytes", "new_hasher", "check_digest", "is_digest"]
 
 DIGEST_HEX_LEN = 64
 _DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -44,7 +44,3 @@ def check_digest(s: object, what: str = "digest") -> str:
         f"{what} {s!r} is not a BLAKE3 digest: expected 64 hex characters, as printed by `b3sum`"
     )
 
-
-def fanout_key(kind: str, digest: str) -> str:
-    """Object key for a content-addressed object: ``<kind>/ab/cd/<digest>``."""
-    return f"{kind}/{digest[0:2]}/{digest[2:4]}/{digest}"

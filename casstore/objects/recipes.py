@@ -1,7 +1,9 @@
 """File recipes: the ordered list of chunks a file is made of.
 
-A recipe is stored under ``files/ab/cd/<file digest>`` as the canonical msgpack of
-``{"v": 1, "size": <bytes>, "chunks": [[<chunk digest>, <length>], ...]}``.
+A recipe is stored under ``files/ab/<file digest>`` (``files/ab/cd/...`` in a version-1
+store) as the canonical msgpack of
+``{"v": 1, "size": <bytes>, "chunks": [[<chunk digest>, <length>], ...]}``. In a
+version-2 store a file that is exactly one chunk has no recipe: its chunk is the file.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 ``put_file``/``put_bytes``/``put_stream`` cut content into FastCDC chunks, name
 each chunk and the whole file by BLAKE3, store only the chunks the store lacks,
-then the file's recipe. Reads re-hash every chunk before it is used and the
+then the file's recipe. A file that is exactly one chunk has no recipe in a
+version-2 store: its digest is its chunk's, so the chunk object is the file (see
+:mod:`casstore.objects.layout`). Reads re-hash every chunk before it is used and the
 whole file at the end. Memory stays bounded by a few chunks whatever the size.
 A caller that holds the BLAKE3 of a file's recipe bytes from an authenticated
 record (a model entry's pin, see :meth:`ObjectStore.recipe_pin`) checks the recipe
@@ -32,10 +34,10 @@ from casstore.backend.base import Backend
 from casstore.exceptions import CasstoreError, IntegrityError, InvalidInputError, LocalFileError, ObjectNotFoundError
 from casstore.objects.chunking import Chunker
 from casstore.objects.config import StoreConfig
-from casstore.objects.digest import check_digest, fanout_key, hash_bytes, new_hasher
+from casstore.objects.digest import check_digest, hash_bytes, new_hasher
 from casstore.objects.recipes import Recipe
 
-__all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST", "chunk_key", "recipe_key"]
+__all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST"]
 
 EMPTY_DIGEST = hash_bytes(b"")
 
@@ -51,14 +53,6 @@ _WRITERS = 2
 _HASHERS = 2
 
 Progress = Callable[[int], None]
-
-
-def chunk_key(digest: str) -> str:
-    return fanout_key("chunks", digest)
-
-
-def recipe_key(digest: str) -> str:
-    return fanout_key("files", digest)
 
 
 class Stored(NamedTuple):
@@ -138,6 +132,7 @@ class _ChunkSink:
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
         self.backend = store.backend
+        self.chunk_key = store.layout.chunk_key
         self.batched = self.backend.concurrency > 1
         self.window = max(2, store.max_in_flight)
         # two batches in flight: one uploading while the next is cut and checked
@@ -150,7 +145,7 @@ class _ChunkSink:
 
     def add(self, digest: str, data: memoryview) -> None:
         if not self.batched:
-            if self.backend.put_blob(chunk_key(digest), data):
+            if self.backend.put_blob(self.chunk_key(digest), data):
                 self.store._count(1, len(data))
             return
         self._raise_failed()
@@ -178,7 +173,7 @@ class _ChunkSink:
         held = len(batch)
         try:
             uniq: dict[str, bytes] = dict(batch)
-            keys = [chunk_key(d) for d in uniq]
+            keys = [self.chunk_key(d) for d in uniq]
             present = self.backend.exists_many(keys)
             # an existing chunk is freshened (gc's grace period); one gc removed meanwhile is sent again
             touched = iter(list(pool.map(self.backend.touch, [k for k, p in zip(keys, present) if p])))
@@ -226,6 +221,8 @@ class ObjectStore:
     def __init__(self, backend: Backend, config: StoreConfig, *, max_in_flight: int | None = None) -> None:
         self.backend = backend
         self.config = config
+        #: where content objects live, and whether a one-chunk file gets a recipe
+        self.layout = config.layout
         self.chunker = Chunker(config.chunker)
         self.max_in_flight = _max_in_flight(max_in_flight, backend)
         self._lock = threading.Lock()
@@ -245,7 +242,7 @@ class ObjectStore:
         """Store ``data``; return its ``(digest, size)``."""
         view = memoryview(data).cast("B")
         digest = hash_bytes(view)
-        if self.touch_file(digest):
+        if self._freshen_stored(digest, len(view)):
             return Stored(digest, len(view))
         sink = _ChunkSink(self)
         chunks: list[tuple[str, int]] = []
@@ -298,7 +295,7 @@ class ObjectStore:
                 expected = None
                 if self._first_chunk_stored(f):
                     expected = self._hash_file(f, before.st_size)
-                    if self.touch_file(expected):
+                    if self._freshen_stored(expected, before.st_size):
                         if progress:
                             progress(before.st_size)
                         return Stored(expected, before.st_size)
@@ -320,7 +317,7 @@ class ObjectStore:
     def _put_small_file(self, f: IO[bytes], path: str, before: os.stat_result, progress: Progress | None) -> Stored:
         """A file of at most one read block: read whole, then stored as bytes."""
         try:
-            data = f.read(before.st_size + 1)  # one byte more shows a file that grew
+            data = f.read(before.st_size + 1)  # one more byte shows a file that grew
             after = os.fstat(f.fileno())
         except OSError as e:
             raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
@@ -342,7 +339,7 @@ class ObjectStore:
         if not head:
             return False
         first = next(iter(self.chunker.cut_buffer(head)))
-        return self.backend.exists(chunk_key(hash_bytes(first)))
+        return self.backend.exists(self.layout.chunk_key(hash_bytes(first)))
 
     def _hash_file(self, f: IO[bytes], size: int) -> str:
         """BLAKE3 of an open file, reading one block while the previous one is hashed.
@@ -458,7 +455,25 @@ class ObjectStore:
             self._idle = (self._idle + bufs)[:_RING]
 
     def _put_recipe(self, digest: str, recipe: Recipe) -> None:
-        self.backend.put_blob(recipe_key(digest), recipe.encode())
+        """Write (or freshen) a file's recipe, its chunks being stored; in a version-2 store,
+        not for a file that is one chunk: that chunk, of the file's digest, is the file."""
+        if not self.layout.recipe_for_one_chunk and _is_own_chunk(digest, recipe):
+            return
+        self.backend.put_blob(self.layout.recipe_key(digest), recipe.encode())
+
+    def _freshen_stored(self, digest: str, size: int) -> bool:
+        """Freshen the file ``digest`` of ``size`` bytes if the store holds it as this store's
+        version writes it; False if it must be stored. In version 1 that is its recipe. In
+        version 2 a file no larger than the chunker's maximum may be one chunk, so its chunk
+        is tried first (a file of at most the minimum is certainly one chunk, so a recipe is
+        not looked for), and the empty file and larger ones have a recipe."""
+        recipe = self.layout.recipe_key(digest)
+        params = self.config.chunker
+        if self.layout.recipe_for_one_chunk or not 0 < size <= params.max_size:
+            return self.backend.touch(recipe)
+        if self.backend.touch(self.layout.chunk_key(digest)):
+            return True
+        return size > params.min_size and self.backend.touch(recipe)
 
     def flush(self) -> None:
         """Durability barrier: data written so far survives a power loss once this returns."""
@@ -466,51 +481,78 @@ class ObjectStore:
 
     # ---- reading -----------------------------------------------------------------
 
+    def _file_keys(self, digest: str) -> tuple[str, str]:
+        """The keys a stored file is found under, the likelier first: its recipe, or its
+        chunk (a file of one chunk, stored without a recipe in a version-2 store)."""
+        recipe, chunk = self.layout.recipe_key(digest), self.layout.chunk_key(digest)
+        return (recipe, chunk) if self.layout.recipe_for_one_chunk else (chunk, recipe)
+
     def touch_file(self, digest: str) -> bool:
-        """Freshen a stored file's recipe before a new reference to it is published (garbage
-        collection keeps what was touched within its grace period, and the recipe keeps its
-        chunks); False if the store has no such file."""
-        return self.backend.touch(recipe_key(check_digest(digest)))
+        """Freshen a stored file before a new reference to it is published (garbage
+        collection keeps what was touched within its grace period): its recipe, which keeps
+        its chunks, or the chunk that is the file. False if the store has no such file."""
+        return any(self.backend.touch(k) for k in self._file_keys(check_digest(digest)))
 
     def has_file(self, digest: str) -> bool:
-        """Whether the store holds a recipe for ``digest``."""
-        return self.backend.exists(recipe_key(check_digest(digest)))
+        """Whether the store holds the file ``digest``: a recipe, or a chunk of that digest."""
+        return any(self.backend.exists(k) for k in self._file_keys(check_digest(digest)))
 
     def missing_files(self, digests: Sequence[str]) -> list[str]:
-        """The digests in ``digests`` the store has no recipe for."""
-        keys = [recipe_key(check_digest(d)) for d in digests]
-        return [d for d, ok in zip(digests, self.backend.exists_many(keys)) if not ok]
+        """The digests in ``digests`` the store holds neither a recipe nor a chunk of."""
+        keys = [self._file_keys(check_digest(d)) for d in digests]
+        found = self.backend.exists_many([k[0] for k in keys])
+        rest = [i for i, ok in enumerate(found) if not ok]
+        for i, ok in zip(rest, self.backend.exists_many([keys[i][1] for i in rest])):
+            found[i] = ok
+        return [d for d, ok in zip(digests, found) if not ok]
 
     def recipe(self, digest: str, *, pin: str | None = None) -> Recipe:
-        """The recipe of a stored file; :class:`ObjectNotFoundError` if there is none.
+        """The recipe of a stored file; :class:`ObjectNotFoundError` if there is none. A file
+        stored as one chunk of its own digest, without a recipe, has a recipe of that chunk.
 
         ``pin`` is the BLAKE3 of the recipe's bytes as a model entry records it (see
         :meth:`recipe_pin`): the bytes are checked against it before they are decoded, and
         a mismatch is an :class:`IntegrityError`. A recipe that matches its pin lists the
         chunks that make up the file, so chunks verified one by one verify the file."""
         digest = check_digest(digest)
-        key = recipe_key(digest)
-        data = self._recipe_bytes(digest)
         if pin is not None:
+            key = self.layout.recipe_key(digest)
+            data = self._recipe_bytes(digest)
             actual = hash_bytes(data)
             if actual != pin:
                 raise IntegrityError(f"recipe {key}", pin, actual, "it is not the recipe pinned for this file")
-        return Recipe.decode(data, f"recipe {key}")
+            return Recipe.decode(data, f"recipe {key}")
+        chunk = self.layout.chunk_key(digest)
+        for key in self._file_keys(digest):
+            try:
+                if key == chunk:
+                    size = self.backend.info(key).size
+                    return Recipe(size, ((digest, size),))
+                return Recipe.decode(self.backend.get(key), f"recipe {key}")
+            except ObjectNotFoundError:
+                continue
+        raise ObjectNotFoundError(f"no file with digest {digest} in store {self.backend.url}")
 
     def _recipe_bytes(self, digest: str) -> bytes:
         try:
-            return self.backend.get(recipe_key(digest))
+            return self.backend.get(self.layout.recipe_key(digest))
         except ObjectNotFoundError as e:
-            raise ObjectNotFoundError(f"no file with digest {digest} in store {self.backend.url}") from e
+            raise ObjectNotFoundError(f"no recipe for file {digest} in store {self.backend.url}") from e
 
-    def recipe_pin(self, digest: str, path: str | os.PathLike[str]) -> str:
+    def recipe_pin(self, digest: str, path: str | os.PathLike[str]) -> str | None:
         """The BLAKE3 of the stored recipe of ``digest``, once its chunks are checked to make
         up the local file ``path`` (each chunk's length and digest): what a writer that has
-        just stored ``path`` records to pin the recipe. :class:`IntegrityError` if the stored
-        recipe does not describe the file."""
+        just stored ``path`` records to pin the recipe. None for a file stored as one chunk
+        without a recipe: that chunk, verified, is the file, so there is nothing to pin.
+        :class:`IntegrityError` if the stored recipe does not describe the file."""
         digest = check_digest(digest)
-        key = recipe_key(digest)
-        data = self._recipe_bytes(digest)
+        key = self.layout.recipe_key(digest)
+        try:
+            data = self.backend.get(key)
+        except ObjectNotFoundError:
+            if self.backend.exists(self.layout.chunk_key(digest)):
+                return None
+            raise ObjectNotFoundError(f"no file with digest {digest} in store {self.backend.url}") from None
         recipe = Recipe.decode(data, f"recipe {key}")
         path = os.fspath(path)
         try:
@@ -539,16 +581,16 @@ class ObjectStore:
     def _get_chunk(self, digest: str) -> bytes:
         """One chunk's bytes as stored, not verified yet."""
         try:
-            return self.backend.get(chunk_key(digest))
+            return self.backend.get(self.layout.chunk_key(digest))
         except ObjectNotFoundError as e:
             raise ObjectNotFoundError(f"chunk {digest} is missing from store {self.backend.url}") from e
 
     def _checked_chunk(self, digest: str, length: int | None, data: bytes, actual: str) -> bytes:
         """``data``, once its BLAKE3 ``actual`` and its length are those the recipe gives."""
         if actual != digest:
-            raise IntegrityError(f"chunk {chunk_key(digest)}", digest, actual)
+            raise IntegrityError(f"chunk {self.layout.chunk_key(digest)}", digest, actual)
         if length is not None and len(data) != length:
-            raise IntegrityError(f"chunk {chunk_key(digest)}", digest, actual, f"it has {len(data)} bytes, the recipe says {length}")
+            raise IntegrityError(f"chunk {self.layout.chunk_key(digest)}", digest, actual, f"it has {len(data)} bytes, the recipe says {length}")
         return data
 
     def read_chunks(self, chunks: Sequence[tuple[str, int]]) -> Iterator[bytes]:
@@ -585,6 +627,13 @@ class ObjectStore:
         return self._iter_verified(digest, self.recipe(digest), progress)
 
     def _iter_verified(self, digest: str, recipe: Recipe, progress: Progress | None) -> Iterator[bytes]:
+        if _is_own_chunk(digest, recipe):
+            # one chunk of the file's own digest: verifying the chunk verifies the file
+            data = self.read_chunk(digest, recipe.size)
+            if progress:
+                progress(len(data))
+            yield data
+            return
         # the whole-file hash runs in a thread of its own, one chunk behind at most
         whole = new_hasher(parallel=False)
         with ThreadPoolExecutor(1, thread_name_prefix="casstore-hash") as hasher:
@@ -667,14 +716,23 @@ class ObjectStore:
         return [d for d, _ in self.recipe(digest).chunks]
 
     def iter_recipes(self) -> Iterable[str]:
-        """Digests of every stored file."""
-        for k in self.backend.list("files/"):
-            yield k.rsplit("/", 1)[-1]
+        """Digests of every stored recipe (a file of one chunk may have none: see :meth:`recipe`)."""
+        return self._iter_kind("files")
 
     def iter_chunks(self) -> Iterable[str]:
         """Digests of every stored chunk."""
-        for k in self.backend.list("chunks/"):
-            yield k.rsplit("/", 1)[-1]
+        return self._iter_kind("chunks")
+
+    def _iter_kind(self, kind: str) -> Iterator[str]:
+        for k in self.backend.list(kind + "/"):
+            parsed = self.layout.parse(k)
+            if parsed is not None:
+                yield parsed[1]
+
+
+def _is_own_chunk(digest: str, recipe: Recipe) -> bool:
+    """Whether a file is exactly one chunk, whose digest is then the file's."""
+    return len(recipe.chunks) == 1 and recipe.chunks[0][0] == digest
 
 
 def _check_piece(key: str, digest: str, hashed: Future[str]) -> None:

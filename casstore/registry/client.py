@@ -105,7 +105,7 @@ class RegistryClient:
         """The registry on this client's store."""
         reg: Registry | None = self.__dict__.get("_registry")
         if reg is None or reg.backend is not self.store.backend:
-            reg = Registry(self.store.backend)
+            reg = Registry(self.store.backend, self.store.objects.layout)
             self.__dict__["_registry"] = reg
         return reg
 

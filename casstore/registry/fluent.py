@@ -22,4 +22,4 @@ def register_model(
     from casstore.models._context import current_store
 
     store = current_store()
-    return register_model_version(store, Registry(store.backend), model_uri, name, tags=tags)
+    return register_model_version(store, Registry(store.backend, store.objects.layout), model_uri, name, tags=tags)

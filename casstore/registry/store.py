@@ -25,7 +25,9 @@ from typing import Any
 from casstore.backend.base import Backend
 from casstore.exceptions import CorruptRecordError, InvalidInputError, ObjectNotFoundError, StoreUnavailableError
 from casstore.objects.codec import pack, unpack
-from casstore.objects.digest import check_digest, fanout_key, is_digest
+from casstore.objects.config import read_config
+from casstore.objects.digest import check_digest, is_digest
+from casstore.objects.layout import ContentLayout
 from casstore.registry import layout as L
 from casstore.registry.entities import AliasEvent, ModelVersion, RegisteredModel, RegistryEvent
 
@@ -85,10 +87,20 @@ class _State:
 
 
 class Registry:
-    """Registered models, versions, aliases and their histories on one store."""
+    """Registered models, versions, aliases and their histories on one store.
 
-    def __init__(self, backend: Backend) -> None:
+    ``layout`` says where the store keeps model entries; by default it is read from the
+    store's config when first needed."""
+
+    def __init__(self, backend: Backend, layout: ContentLayout | None = None) -> None:
         self.backend = backend
+        self._layout = layout
+
+    @property
+    def layout(self) -> ContentLayout:
+        if self._layout is None:
+            self._layout = read_config(self.backend).layout
+        return self._layout
 
     # ---- low-level records ------------------------------------------------------------
 
@@ -372,7 +384,7 @@ class Registry:
             raise InvalidInputError(f"description must be a string, got {type(description).__name__}")
         self.create_model(name, exist_ok=True)
         # freshen the pinned entry: gc keeps what a new record references (docs/design.md)
-        self.backend.touch(fanout_key("models", model_digest))
+        self.backend.touch(self.layout.model_key(model_digest))
         created = _now_ms()
 
         def build(n: int) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 Every user-chosen name (artifact path, param or tag key, experiment or model name)
 is mapped to a fixed-length hex key, so no name can form an unsafe object key; the
-record stored under it carries the real name.
+record stored under it carries the real name. Content objects (chunks, recipes and
+model entries) are not here: their keys depend on the store's format version, which
+:class:`casstore.objects.ContentLayout` knows.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import uuid
 from blake3 import blake3
 
 from casstore.exceptions import InvalidInputError
-from casstore.objects.digest import fanout_key
 
 __all__ = [
     "RECORD_VERSION",
@@ -45,7 +46,6 @@ __all__ = [
     "experiment_name_key",
     "experiment_runs_prefix",
     "experiment_run_key",
-    "model_entry_key",
     "check_name",
     "MAX_NAME_LEN",
 ]
@@ -166,10 +166,6 @@ def experiment_runs_prefix(experiment_id: str) -> str:
 
 def experiment_run_key(experiment_id: str, run_id: str) -> str:
     return f"experiments/{experiment_id}/runs/{run_id}"
-
-
-def model_entry_key(digest: str) -> str:
-    return fanout_key("models", digest)
 
 
 _NAME = re.compile(r"^[/\w.\- :]+$")

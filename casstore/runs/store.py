@@ -341,13 +341,13 @@ class RunStore:
             raise InvalidInputError(f"a model entry must be a dict, got {type(entry).__name__}")
         data = pack(entry)
         digest = hash_bytes(data)
-        self.backend.put_blob(layout.model_entry_key(digest), data)
+        self.backend.put_blob(self.objects.layout.model_key(digest), data)
         return digest
 
     def load_model_entry(self, model_digest: str) -> dict[str, Any]:
         """A model entry, re-hashed against its digest before it is decoded."""
         digest = check_digest(model_digest, "model digest")
-        key = layout.model_entry_key(digest)
+        key = self.objects.layout.model_key(digest)
         missing = ObjectNotFoundError(f"no model entry {digest} in store {self.url}")
         data = self._get_verified(key, digest, f"model entry {key}", missing)
         entry = unpack(data, f"model entry {key}")

@@ -1,0 +1,74 @@
+"""Where content objects live: the one place that knows a store version's key layout.
+
+Content objects (chunks, file recipes, model entries) are named by their BLAKE3 digest
+and spread over fan-out directories. The layout depends on the store's format version
+(``casstore.json``):
+
+- version 1: ``<kind>/<d[0:2]>/<d[2:4]>/<d>``, and every file has a recipe;
+- version 2: ``<kind>/<d[0:2]>/<d>`` (256 directories per kind), and a file that is
+  exactly one chunk has no recipe: its digest is its chunk's digest, so the chunk
+  object *is* the file.
+
+Readers of either version accept a file with no recipe whose chunk of the same digest
+is stored (see :meth:`casstore.objects.ObjectStore.recipe`).
+
+>>> ContentLayout(2).chunk_key("ab" * 32)[:12]
+'chunks/ab/ab'
+>>> ContentLayout(1).parse("files/ab/ab/" + "ab" * 32) == ("files", "ab" * 32)
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from casstore.objects.digest import is_digest
+
+__all__ = ["CONTENT_KINDS", "ContentLayout"]
+
+#: object kinds named by their own digest, referrers first (the order gc sweeps them)
+CONTENT_KINDS = ("models", "files", "chunks")
+
+
+@dataclass(frozen=True)
+class ContentLayout:
+    """The content key layout of a store of format ``version`` (1 or 2)."""
+
+    version: int
+
+    @property
+    def levels(self) -> int:
+        """Fan-out directory levels between a kind and its objects: 2 in version 1, else 1."""
+        return 2 if self.version < 2 else 1
+
+    @property
+    def recipe_for_one_chunk(self) -> bool:
+        """Whether a file of exactly one chunk gets a recipe too (version 1, so that older
+        casstore can read it), or is stored as its chunk alone (version 2)."""
+        return self.version < 2
+
+    def key(self, kind: str, digest: str) -> str:
+        """The key of content object ``digest`` of ``kind`` (``chunks``, ``files`` or ``models``)."""
+        if self.levels == 1:
+            return f"{kind}/{digest[0:2]}/{digest}"
+        return f"{kind}/{digest[0:2]}/{digest[2:4]}/{digest}"
+
+    def chunk_key(self, digest: str) -> str:
+        return self.key("chunks", digest)
+
+    def recipe_key(self, digest: str) -> str:
+        return self.key("files", digest)
+
+    def model_key(self, digest: str) -> str:
+        return self.key("models", digest)
+
+    def parse(self, key: str) -> tuple[str, str] | None:
+        """``(kind, digest)`` of a listed key in this layout's fan-out, else ``None`` (another
+        prefix, a foreign name, or an object at the other version's depth)."""
+        parts = key.split("/")
+        if len(parts) != self.levels + 2 or parts[0] not in CONTENT_KINDS:
+            return None
+        digest = parts[-1]
+        if not is_digest(digest) or any(p != digest[2 * i : 2 * i + 2] for i, p in enumerate(parts[1:-1])):
+            return None
+        return parts[0], digest
