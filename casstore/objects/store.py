@@ -45,10 +45,12 @@ EMPTY_DIGEST = hash_bytes(b"")
 # the next put: a ring of _RING for the storing pass, two of them for the hashing pass;
 # a file no larger than one block is read whole
 _READ_BLOCK = 8 << 20
-_RING = 3
-# threads writing chunks to a local disk: a write through the page cache costs about as
-# much CPU as cutting and hashing, so one writer would be the slowest step
-_WRITERS = 2
+_RING = 5
+# threads hashing and writing chunks to a local disk: direct writes wait on the disk, so
+# more writers than cores keep it busy while the others hash; each holds its chunks'
+# block, hence a ring of a few more blocks than two (measured on 2 cores: 4 writers and
+# 5 blocks stored 1 GiB 20% faster than 2 and 3)
+_WRITERS = 4
 # threads hashing chunks that the caller reads (read_chunks on a local store)
 _HASHERS = 2
 
