@@ -42,9 +42,9 @@ def write_random_file(path: Path, size: int) -> None:
             f.write(os.urandom(MIB))
 
 
-def test_storing_and_reading_a_64_mib_file_stays_within_a_bounded_memory(tmp_path: Path) -> None:
+def test_storing_and_reading_a_160_mib_file_stays_within_a_bounded_memory(tmp_path: Path) -> None:
     src = tmp_path / "big.bin"
-    write_random_file(src, 64 * MIB)
+    write_random_file(src, 160 * MIB)
     env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, str(src), str(tmp_path / "store"), str(tmp_path / "back.bin")],
@@ -54,8 +54,8 @@ def test_storing_and_reading_a_64_mib_file_stays_within_a_bounded_memory(tmp_pat
     report = json.loads(out.stdout)
     assert report["same"]
     assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
-    # about 42 MiB is expected: the storing pass's three 8 MiB read blocks, each with a
-    # 4 MiB margin (kept for the next put), and a few chunks being read back; the bound
-    # is generous, yet holding the 64 MiB file whole exceeds it
+    # about 70 MiB is expected: the storing pass's five 8 MiB read blocks, each with a
+    # 4 MiB margin (kept for the next put), an aligned buffer per chunk writer, and a few
+    # chunks being read back; the bound is generous, yet holding the file whole exceeds it
     for phase in ("put", "get", "again"):
-        assert report[phase] < 56, f"peak RSS grew by {report[phase]:.0f} MiB while {phase!r} ({report})"
+        assert report[phase] < 100, f"peak RSS grew by {report[phase]:.0f} MiB while {phase!r} ({report})"
