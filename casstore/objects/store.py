@@ -381,12 +381,14 @@ class ObjectStore:
         """
         reserve = self.config.chunker.max_size
         block = self._buffer_size() - reserve
-        ring = self._take_buffers(_RING)
+        sink = _ChunkSink(self)
+        # remote stores copy the chunks they hold (max_in_flight): three blocks suffice
+        ring = self._take_buffers(_RING if not sink.batched else 3)
+        nbufs = len(ring)
         users: list[list[Future[object]]] = [[] for _ in ring]
         whole = new_hasher(parallel=False)  # its own thread: the other cores are busy already
         chunks: list[tuple[str | Future[str], int]] = []
         size = 0
-        sink = _ChunkSink(self)
         fill = _filler(stream)
         reader = ThreadPoolExecutor(1, thread_name_prefix="casstore-read")
         hasher = ThreadPoolExecutor(1, thread_name_prefix="casstore-hash")
@@ -395,16 +397,16 @@ class ObjectStore:
             reading = reader.submit(fill, memoryview(ring[0])[reserve:])
             tail = memoryview(b"")
             for i in itertools.count():
-                buf = memoryview(ring[i % _RING])
+                buf = memoryview(ring[i % nbufs])
                 n = reading.result()
                 final = n < block
                 start = reserve - len(tail)
                 buf[start:reserve] = tail  # tail points into the previous buffer, still untouched
                 if n:
-                    users[i % _RING].append(hasher.submit(whole.update, buf[reserve : reserve + n]))
+                    users[i % nbufs].append(hasher.submit(whole.update, buf[reserve : reserve + n]))
                 if not final:
-                    _wait_all(users[(i + 1) % _RING])
-                    reading = reader.submit(fill, memoryview(ring[(i + 1) % _RING])[reserve:])
+                    _wait_all(users[(i + 1) % nbufs])
+                    reading = reader.submit(fill, memoryview(ring[(i + 1) % nbufs])[reserve:])
                 view = buf[start : reserve + n]
                 cut, used = self.chunker.cut_block(view, final)
                 for ch in cut:
@@ -416,7 +418,7 @@ class ObjectStore:
                     else:
                         # a writer names the chunk, then stores it: this thread only cuts
                         named = writer.submit(_name_and_add, sink, ch)
-                        users[i % _RING].append(named)
+                        users[i % nbufs].append(named)
                         chunks.append((named, len(ch)))
                     if progress:
                         progress(len(ch))
