@@ -48,50 +48,26 @@ TMP_PREFIX = ".tmp-"
 _QUARANTINE_PREFIX = TMP_PREFIX + "gcq-"  # an object renamed aside by delete_if_stale
 
 
-def _load_syncfs() -> object | None:
+def _libc_function(name: str, *argtypes: type) -> object | None:
+    """The C library's function ``name`` (returning an int, setting errno), or None where
+    this platform's C library lacks it."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.syncfs
-        fn.argtypes = [ctypes.c_int]
-        fn.restype = ctypes.c_int
-        return fn
+        fn = getattr(libc, name)
     except (OSError, AttributeError):
         return None
+    fn.argtypes = list(argtypes)
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
 
 
-_SYNCFS = _load_syncfs()
-
-
-def _load_start_writeback() -> object | None:
-    """``sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)``: start writing a file's dirty
-    pages out without waiting (Linux); None where it is not available."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
-        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-        fn.restype = ctypes.c_int
-        return fn
-    except (OSError, AttributeError):
-        return None
-
-
-_SYNC_FILE_RANGE = _load_start_writeback()
-
-
-def _load_renameat2() -> object | None:
-    """``renameat2(AT_FDCWD, old, AT_FDCWD, new, RENAME_NOREPLACE)``: publish a file under a
-    name only if the name is free, in one call (Linux 3.15+, glibc 2.28+); None elsewhere."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.renameat2
-        fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-        fn.restype = ctypes.c_int
-        return fn
-    except (OSError, AttributeError):
-        return None
-
-
-_RENAMEAT2 = _load_renameat2()
+_SYNCFS = _libc_function("syncfs", ctypes.c_int)
+#: ``sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)``: start writing a file's dirty pages
+#: out without waiting (Linux)
+_SYNC_FILE_RANGE = _libc_function("sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+#: ``renameat2(AT_FDCWD, old, AT_FDCWD, new, RENAME_NOREPLACE)``: publish a file under a name
+#: only if the name is free, in one call (Linux 3.15+, glibc 2.28+)
+_RENAMEAT2 = _libc_function("renameat2", ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 _SYNC_FILE_RANGE_WRITE = 2

@@ -108,12 +108,9 @@ def disk_usage(
     tick("listing")
     ids = sorted(set(runs.list_run_ids()) | set(run_ids or ()))
 
-    def listed(kind: str) -> list[str]:
-        return [p[1] for p in map(layout.parse, backend.list(kind + "/")) if p is not None]
-
     # list the stored chunks meanwhile (it waits on the disk or the network, not the CPU)
     lister = ThreadPoolExecutor(1, thread_name_prefix="casstore-du-list")
-    chunk_listing = lister.submit(listed, "chunks")
+    chunk_listing = lister.submit(lambda: list(layout.stored(backend, "chunks")))
     lister.shutdown(wait=False)
 
     # every live run's bindings: needed for exclusivity even when only some are shown
@@ -251,7 +248,7 @@ def disk_usage(
     referenced = sum(chunk_len[c] for c in owners if c in present)
     store = {
         "chunks": len(stored_chunks),
-        "models": len(listed("models")),
+        "models": sum(1 for _ in layout.stored(backend, "models")),
         "runs": len(ids),
         "deleted_runs": deleted_runs,
         "stored_bytes": stored,

@@ -150,13 +150,7 @@ def scan_store(backend: Backend, layout: ContentLayout) -> StoreScan:
 
 def list_content(backend: Backend, layout: ContentLayout) -> dict[str, set[str]]:
     """The digests of every stored chunk, file recipe and model entry (no run records listed)."""
-    out: dict[str, set[str]] = {kind: set() for kind in CONTENT_KINDS}
-    for kind in CONTENT_KINDS:
-        for key in backend.list(kind + "/"):
-            parsed = layout.parse(key)
-            if parsed is not None:
-                out[kind].add(parsed[1])
-    return out
+    return {kind: set(layout.stored(backend, kind)) for kind in CONTENT_KINDS}
 
 
 def root_digests(backend: Backend, keys: Sequence[str], progress: Progress | None = None) -> set[str]:

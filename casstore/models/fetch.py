@@ -36,19 +36,18 @@ import io
 import os
 import shutil
 import tempfile
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
 from casstore._paths import safe_destination
-from casstore.exceptions import CasstoreError, IntegrityError, InvalidInputError, LocalFileError
+from casstore.exceptions import IntegrityError, InvalidInputError
 from casstore.models.entry import FileRef, ModelEntry
 from casstore.models.uri import Resolved, resolve_model_uri
 from casstore.objects import ObjectStore
-from casstore.objects.digest import new_hasher
 from casstore.objects.recipes import Recipe
+from casstore.objects.store import write_chunks
 
 if TYPE_CHECKING:
     from casstore.registry.store import Registry
@@ -156,7 +155,7 @@ def fetch_model(store: RunStore, model_digest: str, dest: str | None = None) -> 
             if rel in hold:
                 fetched.held[rel] = list(_verified_chunks(store.objects, ref))
             else:
-                _write_verified(store.objects, ref, target)
+                write_chunks(_verified_chunks(store.objects, ref), target)
     except BaseException:
         fetched.held.clear()
         if private:
@@ -189,39 +188,10 @@ def _recipe(objects: ObjectStore, ref: FileRef) -> Recipe:
 
 
 def _verified_chunks(objects: ObjectStore, ref: FileRef) -> Iterator[bytes]:
-    """The file's chunks in order, each verified against its recipe (read by this thread,
-    hashed by workers: :meth:`ObjectStore.read_chunks`); unless the recipe is pinned, the
-    whole is hashed too and checked after the last chunk."""
-    recipe = _recipe(objects, ref)
-    whole = new_hasher() if ref.recipe is None else None
-    for data in objects.read_chunks(recipe.chunks):
-        if whole is not None:
-            whole.update(data)
-        yield data
-    if whole is not None:
-        actual = whole.hexdigest()
-        if actual != ref.digest:
-            raise IntegrityError(f"file {ref.digest}", ref.digest, actual, "its chunks do not make up the recorded file")
-
-
-def _write_verified(objects: ObjectStore, ref: FileRef, target: str) -> None:
-    """Write one model file to ``target``: into a temp file beside it, renamed into place
-    once the whole file verified."""
-    tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.casstore-{uuid.uuid4().hex[:12]}.part")
-    try:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(tmp, "wb") as out:
-            for data in _verified_chunks(objects, ref):
-                out.write(data)
-        os.replace(tmp, target)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError) and not isinstance(e, CasstoreError):
-            raise LocalFileError(f"cannot write {target!r}: {e.strerror or e}") from e
-        raise
+    """The file's chunks in order, each verified against its recipe; unless the recipe is
+    pinned, the whole is hashed too and checked after the last chunk
+    (:meth:`ObjectStore.iter_by_recipe`)."""
+    return objects.iter_by_recipe(ref.digest, _recipe(objects, ref), pinned=ref.recipe is not None)
 
 
 def fetch_model_uri(uri: str, store: RunStore, registry: Registry | None = None, dest: str | None = None) -> FetchedModel:

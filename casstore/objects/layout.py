@@ -20,9 +20,14 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from casstore.objects.digest import is_digest
+
+if TYPE_CHECKING:
+    from casstore.backend.base import Backend
 
 __all__ = ["CONTENT_KINDS", "ContentLayout"]
 
@@ -72,3 +77,11 @@ class ContentLayout:
         if not is_digest(digest) or any(p != digest[2 * i : 2 * i + 2] for i, p in enumerate(parts[1:-1])):
             return None
         return parts[0], digest
+
+    def stored(self, backend: Backend, kind: str) -> Iterator[str]:
+        """The digests of the objects of ``kind`` stored in this layout (other keys under
+        the kind's prefix are skipped)."""
+        for key in backend.list(kind + "/"):
+            parsed = self.parse(key)
+            if parsed is not None:
+                yield parsed[1]

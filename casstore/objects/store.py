@@ -28,7 +28,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from casstore.backend.base import Backend
 from casstore.exceptions import CasstoreError, IntegrityError, InvalidInputError, LocalFileError, ObjectNotFoundError
@@ -37,7 +37,7 @@ from casstore.objects.config import StoreConfig
 from casstore.objects.digest import check_digest, hash_bytes, new_hasher
 from casstore.objects.recipes import Recipe
 
-__all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST"]
+__all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST", "write_chunks"]
 
 EMPTY_DIGEST = hash_bytes(b"")
 
@@ -93,7 +93,7 @@ def _name_and_add(sink: _ChunkSink, chunk: memoryview) -> str:
     return digest
 
 
-def _wait_all(futures: list[Future[object]]) -> None:
+def _wait_all(futures: list[Future[Any]]) -> None:
     """Wait for every future (raising the first error) and forget them."""
     try:
         for f in futures:
@@ -374,9 +374,9 @@ class ObjectStore:
 
         Work overlaps in threads (BLAKE3, reads and writes release the GIL): one reads
         ahead, one hashes the whole stream block by block, this one cuts chunks (and
-        on remote stores hashes them), and on a local disk two hash and write them. Blocks go into a small ring of
-        buffers, each with ``max_size`` bytes in front for the previous block's uncut
-        tail, so only that tail is ever copied. A buffer is refilled only once the hash
+        on remote stores hashes them), and on a local disk ``_WRITERS`` threads hash and
+        write them. Blocks go into a small ring of buffers, each with ``max_size`` bytes
+        in front for the previous block's uncut tail, so only that tail is ever copied. A buffer is refilled only once the hash
         and the writes reading it are done.
         """
         reserve = self.config.chunker.max_size
@@ -385,7 +385,7 @@ class ObjectStore:
         # remote stores copy the chunks they hold (max_in_flight): three blocks suffice
         ring = self._take_buffers(_RING if not sink.batched else 3)
         nbufs = len(ring)
-        users: list[list[Future[object]]] = [[] for _ in ring]
+        users: list[list[Future[Any]]] = [[] for _ in ring]
         whole = new_hasher(parallel=False)  # its own thread: the other cores are busy already
         chunks: list[tuple[str | Future[str], int]] = []
         size = 0
@@ -438,8 +438,8 @@ class ObjectStore:
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
             self._keep_buffers(ring)  # no thread reads them any more
-        named = tuple((d if isinstance(d, str) else d.result(), n) for d, n in chunks)
-        return Stored(whole.hexdigest(), size), Recipe(size, named)
+        listed = tuple((d if isinstance(d, str) else d.result(), n) for d, n in chunks)
+        return Stored(whole.hexdigest(), size), Recipe(size, listed)
 
     def _buffer_size(self) -> int:
         """One read buffer: a block of at least two maximum chunks, after a margin of one."""
@@ -628,15 +628,26 @@ class ObjectStore:
         the whole-file digest is checked after the last chunk. A malformed digest or a
         missing file raises here, before anything is yielded."""
         digest = check_digest(digest)
-        return self._iter_verified(digest, self.recipe(digest), progress)
+        return self.iter_by_recipe(digest, self.recipe(digest), progress=progress)
 
-    def _iter_verified(self, digest: str, recipe: Recipe, progress: Progress | None) -> Iterator[bytes]:
+    def iter_by_recipe(
+        self, digest: str, recipe: Recipe, *, pinned: bool = False, progress: Progress | None = None
+    ) -> Iterator[bytes]:
+        """Yield the file ``digest`` through ``recipe`` (from :meth:`recipe`), each chunk
+        verified before it is yielded. The whole is hashed against ``digest`` as well, unless
+        ``pinned``: a recipe that matched its pin lists the chunks that make up the file."""
         if _is_own_chunk(digest, recipe):
             # one chunk of the file's own digest: verifying the chunk verifies the file
             data = self.read_chunk(digest, recipe.size)
             if progress:
                 progress(len(data))
             yield data
+            return
+        if pinned:
+            for data in self.read_chunks(recipe.chunks):
+                if progress:
+                    progress(len(data))
+                yield data
             return
         # the whole-file hash runs in a thread of its own, one chunk behind at most
         whole = new_hasher(parallel=False)
@@ -692,23 +703,7 @@ class ObjectStore:
         """Write a stored file to ``dest``: into a temp file beside it, renamed into place only
         after the whole content verified. ``dest`` is never left partly written."""
         chunks = self.iter_file(digest, progress)  # a bad or unknown digest fails before any write
-        dest = os.fspath(dest)
-        d = os.path.dirname(os.path.abspath(dest))
-        tmp = os.path.join(d, f".{os.path.basename(dest)}.casstore-{uuid.uuid4().hex[:12]}.part")
-        try:
-            os.makedirs(d, exist_ok=True)
-            with open(tmp, "wb") as out:
-                for data in chunks:
-                    out.write(data)
-            os.replace(tmp, dest)
-        except BaseException as e:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            if isinstance(e, OSError) and not isinstance(e, CasstoreError):
-                raise LocalFileError(f"cannot write {dest!r}: {e.strerror or e}") from e
-            raise
+        write_chunks(chunks, dest)
 
     def verify_file(self, digest: str) -> None:
         """Re-hash every chunk of a stored file and the whole; raise on any mismatch."""
@@ -721,17 +716,35 @@ class ObjectStore:
 
     def iter_recipes(self) -> Iterable[str]:
         """Digests of every stored recipe (a file of one chunk may have none: see :meth:`recipe`)."""
-        return self._iter_kind("files")
+        return self.layout.stored(self.backend, "files")
 
     def iter_chunks(self) -> Iterable[str]:
         """Digests of every stored chunk."""
-        return self._iter_kind("chunks")
+        return self.layout.stored(self.backend, "chunks")
 
-    def _iter_kind(self, kind: str) -> Iterator[str]:
-        for k in self.backend.list(kind + "/"):
-            parsed = self.layout.parse(k)
-            if parsed is not None:
-                yield parsed[1]
+
+
+def write_chunks(chunks: Iterable[bytes], dest: str | os.PathLike[str]) -> None:
+    """Write ``chunks`` (a verifying iterator) to ``dest``: into a temp file beside it,
+    renamed into place only once the iterator is exhausted without error, so ``dest`` is
+    never left partly written."""
+    dest = os.fspath(dest)
+    d = os.path.dirname(os.path.abspath(dest))
+    tmp = os.path.join(d, f".{os.path.basename(dest)}.casstore-{uuid.uuid4().hex[:12]}.part")
+    try:
+        os.makedirs(d, exist_ok=True)
+        with open(tmp, "wb") as out:
+            for data in chunks:
+                out.write(data)
+        os.replace(tmp, dest)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError) and not isinstance(e, CasstoreError):
+            raise LocalFileError(f"cannot write {dest!r}: {e.strerror or e}") from e
+        raise
 
 
 def _is_own_chunk(digest: str, recipe: Recipe) -> bool:

@@ -391,5 +391,3 @@ def _whole(n: object, msg: str) -> int:
     if isinstance(n, float) and n.is_integer():
         return int(n)
     raise InvalidInputError(f"{msg}, got {n!r}")
-
-
