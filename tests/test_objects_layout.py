@@ -99,10 +99,10 @@ def test_a_small_file_is_one_object_and_storing_it_again_writes_nothing(
     assert objects.put_stream(io.BytesIO(data)).digest == digest  # a stream is cut: its chunk is freshened
     assert on_disk(root) == {f"chunks/{digest[:2]}/{digest}"}
     # a put of bytes or of a file finds the chunk that is the file and stops there
-    def no_write(key: str, data: bytes) -> bool:
-        raise AssertionError(f"{key} was written again")
+    def no_write(final: str, data: bytes) -> str:
+        raise AssertionError(f"{final} was written again")
 
-    monkeypatch.setattr(objects.backend, "put_blob", no_write)
+    monkeypatch.setattr(objects.backend, "_write_tmp", no_write)
     assert objects.put_bytes(data).digest == digest and objects.put_file(src).digest == digest
     assert objects.chunks_written == 1 and path.stat().st_ino == inode, "the stored chunk was written again"
     assert not [p for p in root.rglob(".tmp-*")]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import itertools
 import mmap
 import os
 import stat
@@ -83,6 +84,27 @@ _ALIGN = 4096  # buffer address and write length: a multiple of any disk's logic
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
+class _TmpNames:
+    """Names for temporary files: a random per-process prefix and a counter, cheaper than a
+    UUID per file (no system call); a fork starts the child on a prefix of its own.
+    ``O_EXCL`` still refuses any name that exists."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = f"{TMP_PREFIX}{os.getpid():x}{os.urandom(6).hex()}-"
+        self.counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter)}"
+
+
+_TMP_NAMES = _TmpNames()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_TMP_NAMES.reset)
+
+
 class _AlignedBuffers(threading.local):
     """One page-aligned buffer per writing thread, grown to the largest object seen."""
 
@@ -127,6 +149,8 @@ class LocalBackend(Backend):
     # ---- helpers -----------------------------------------------------------------
 
     def _path(self, key: str) -> str:
+        if os.sep == "/":
+            return f"{self.root}/{key}"  # a validated key is '/'-separated plain names
         return os.path.join(self.root, *key.split("/"))
 
     def _ensure_dir(self, d: str) -> None:
@@ -138,15 +162,17 @@ class LocalBackend(Backend):
     def _create_tmp(self, final: str, flags: int = 0) -> tuple[str, int]:
         d = os.path.dirname(final)
         self._ensure_dir(d)
-        tmp = os.path.join(d, f"{TMP_PREFIX}{uuid.uuid4().hex}")
-        flags |= os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        tmp = os.path.join(d, _TMP_NAMES.next())
+        flags |= os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
             return tmp, os.open(tmp, flags, 0o644)
         except FileNotFoundError:
             # the directory vanished (e.g. removed by gc after our cache saw it)
             self._made_dirs.discard(d)
             self._ensure_dir(d)
-            return tmp, os.open(tmp, flags, 0o644)
+        except FileExistsError:
+            tmp = os.path.join(d, f"{TMP_PREFIX}{uuid.uuid4().hex}")  # a left-over of a killed writer
+        return tmp, os.open(tmp, flags, 0o644)
 
     def _write_tmp_direct(self, final: str, data: bytes | memoryview) -> str | None:
         """Write ``data`` to a new temporary file with O_DIRECT (see the module docstring);
@@ -221,8 +247,6 @@ class LocalBackend(Backend):
 
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         final = self._path(key)
-        if os.path.lexists(final):
-            return False
         try:
             tmp = self._write_tmp(final, data)
             if not self._publish_if_absent(tmp, final):
@@ -258,7 +282,7 @@ class LocalBackend(Backend):
     def _put_blob(self, key: str, data: bytes) -> bool:
         final = self._path(key)
         try:
-            if os.path.exists(final) and self._freshen(final):
+            if self._freshen(final):  # it exists (and is now fresh)
                 return False
             tmp = self._write_tmp(final, data)
             os.replace(tmp, final)

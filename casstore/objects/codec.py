@@ -19,16 +19,24 @@ __all__ = ["pack", "unpack", "canonical"]
 
 def canonical(obj: Any) -> Any:
     """Normalise ``obj`` to the canonical form: dicts with sorted str keys, lists for tuples."""
+    t = type(obj)
+    if t is str or t is int or t is bytes or obj is None or t is bool:
+        return obj  # the common cases first: records are mostly flat dicts of these
     if isinstance(obj, dict):
-        out = {}
-        for k in sorted(obj, key=lambda k: (str(k))):
+        keys = list(obj)
+        for k in keys:
             if not isinstance(k, str):
                 raise InvalidInputError(f"record keys must be strings, got {k!r}")
-            out[k] = canonical(obj[k])
+        keys.sort()
+        out = {}
+        for k in keys:
+            v = obj[k]
+            t = type(v)
+            out[k] = v if t is str or t is int or t is bytes or v is None or t is bool else canonical(v)
         return out
     if isinstance(obj, (list, tuple)):
         return [canonical(x) for x in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, bytes, int)):
+    if isinstance(obj, bool) or isinstance(obj, (str, bytes, int)):
         return obj
     if isinstance(obj, float):
         if math.isnan(obj):

@@ -102,6 +102,22 @@ def _wait_all(futures: list[Future[Any]]) -> None:
         futures.clear()
 
 
+def _read_upto(fd: int, n: int) -> bytes:
+    """Up to ``n`` bytes from ``fd``: fewer only at its end."""
+    data = os.read(fd, n)
+    if len(data) in (0, n):
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        more = os.read(fd, n - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
 def _changed(before: os.stat_result, after: os.stat_result) -> bool:
     """Whether a file was written to between two ``fstat`` calls."""
     return (before.st_size, before.st_mtime_ns, before.st_ctime_ns) != (after.st_size, after.st_mtime_ns, after.st_ctime_ns)
@@ -244,6 +260,11 @@ class ObjectStore:
         """Store ``data``; return its ``(digest, size)``."""
         view = memoryview(data).cast("B")
         digest = hash_bytes(view)
+        if not self.layout.recipe_for_one_chunk and 0 < len(view) <= self.config.chunker.min_size:
+            # certainly one chunk, the file itself: one idempotent put (it freshens a stored one)
+            if self.backend.put_blob(self.layout.chunk_key(digest), view):
+                self._count(1, len(view))
+            return Stored(digest, len(view))
         if self._freshen_stored(digest, len(view)):
             return Stored(digest, len(view))
         sink = _ChunkSink(self)
@@ -275,7 +296,7 @@ class ObjectStore:
         """
         path = os.fspath(path)
         try:
-            f = open(path, "rb")
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError as e:
             raise LocalFileError(f"cannot log {path!r}: no such file") from e
         except IsADirectoryError as e:
@@ -284,15 +305,22 @@ class ObjectStore:
             raise LocalFileError(f"cannot log {path!r}: permission denied") from e
         except OSError as e:
             raise LocalFileError(f"cannot log {path!r}: {e.strerror or e}") from e
-        with f:
-            before = os.fstat(f.fileno())
+        owned = True  # until a file object takes the descriptor over
+        try:
+            before = os.fstat(fd)
             if stat_mod.S_ISDIR(before.st_mode):
                 raise LocalFileError(f"cannot log {path!r}: it is a directory, not a file")
+            if stat_mod.S_ISREG(before.st_mode) and before.st_size <= _READ_BLOCK:
+                return self._put_small_file(fd, path, before, progress)
+            f = open(fd, "rb")
+            owned = False
+        finally:
+            if owned:
+                os.close(fd)
+        with f:
             if not stat_mod.S_ISREG(before.st_mode):
                 # a pipe or device: one streaming pass
                 return self.put_stream(f, progress)
-            if before.st_size <= _READ_BLOCK:
-                return self._put_small_file(f, path, before, progress)
             try:
                 expected = None
                 if self._first_chunk_stored(f):
@@ -316,11 +344,11 @@ class ObjectStore:
             self._put_recipe(stored.digest, recipe)  # or freshen the existing one
             return stored
 
-    def _put_small_file(self, f: IO[bytes], path: str, before: os.stat_result, progress: Progress | None) -> Stored:
-        """A file of at most one read block: read whole, then stored as bytes."""
+    def _put_small_file(self, fd: int, path: str, before: os.stat_result, progress: Progress | None) -> Stored:
+        """A file of at most one read block (open as ``fd``): read whole, then stored as bytes."""
         try:
-            data = f.read(before.st_size + 1)  # one more byte shows a file that grew
-            after = os.fstat(f.fileno())
+            data = _read_upto(fd, before.st_size + 1)  # one more byte shows a file that grew
+            after = os.fstat(fd)
         except OSError as e:
             raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
         if len(data) != after.st_size or _changed(before, after):
