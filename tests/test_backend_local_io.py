@@ -142,3 +142,34 @@ def test_create_if_absent_publishes_once_and_leaves_no_temporary_file(
     assert backend._noreplace is (noreplace == "renameat2")
     assert backend.put_if_absent("runs/r/artifacts/b", b"third") is True  # the fallback keeps working
     assert sorted(p.name for p in (tmp_path / "store" / "runs" / "r" / "artifacts").iterdir()) == ["a", "b"]
+
+
+def test_a_temporary_name_left_by_a_killed_writer_does_not_block_a_write(tmp_path: Path) -> None:
+    """Temporary names come from a per-process prefix and a counter; a leftover file that
+    happens to hold the next name (a writer killed mid-write, a reused pid) is stepped around."""
+    backend = LocalBackend(tmp_path / "store")
+    d = tmp_path / "store" / "chunks" / "ab"
+    d.mkdir(parents=True)
+    names = local_mod._TMP_NAMES
+    upcoming = f"{names.prefix}{next(names.counter) + 1}"  # the name the next write will try
+    (d / upcoming).write_bytes(b"left over")
+    assert backend.put_blob("chunks/ab/x", b"content")
+    assert backend.put_if_absent("chunks/ab/y", b"record")
+    assert backend.get("chunks/ab/x") == b"content" and backend.get("chunks/ab/y") == b"record"
+    assert (d / upcoming).read_bytes() == b"left over", "another writer's temporary file was touched"
+    assert sorted(p.name for p in d.iterdir()) == sorted(["x", "y", upcoming])
+
+
+def test_a_forked_child_names_its_temporary_files_apart_from_its_parent(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports its prefix and exits at once
+        os.close(read_end)
+        os.write(write_end, local_mod._TMP_NAMES.prefix.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as r:
+        child_prefix = r.read().decode()
+    os.waitpid(pid, 0)
+    assert child_prefix.startswith(local_mod.TMP_PREFIX)
+    assert child_prefix != local_mod._TMP_NAMES.prefix
