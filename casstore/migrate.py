@@ -151,10 +151,16 @@ def _log_tree(handle: RunHandle, root: str) -> tuple[list[ArtifactEntry], tuple[
     sklearn MLmodel directory. Returns the bindings and the model names."""
     from casstore.tracking._artifacts import walk_dir
 
-    entries = handle.log_files(walk_dir(root, ""))
+    model_dirs = _model_dirs(root)
+    prefixes = tuple(rel + "/" if rel else "" for rel in model_dirs)
+    items = walk_dir(root, "")
+    # a model's files are files of the object store (its entry names them by digest); the
+    # other small files may be held in their run records
+    entries = handle.log_files([it for it in items if it[0].startswith(prefixes)], inline=False)
+    entries += handle.log_files([it for it in items if not it[0].startswith(prefixes)])
     by_path = {e.path: e for e in entries}
     models = []
-    for rel in _model_dirs(root):
+    for rel in model_dirs:
         name = rel or "model"
         prefix = rel + "/" if rel else ""
         files = {p[len(prefix):]: e for p, e in by_path.items() if p.startswith(prefix)}

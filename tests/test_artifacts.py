@@ -19,9 +19,10 @@ from casstore.exceptions import (
     ObjectNotFoundError,
     UnsafePathError,
 )
+from casstore.objects.layout import INLINE_MAX
 from casstore.tracking.uri import get_store
 
-from tracking_helpers import tracking, write  # noqa: F401  (fixture)
+from tracking_helpers import corrupt_artifact, tracking, write  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -206,13 +207,14 @@ def test_download_never_writes_through_a_planted_symlink(tracking: str, tmp_path
     assert list(outside.iterdir()) == []
 
 
-def test_corrupt_chunk_fails_the_download_and_leaves_nothing(tracking: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [13, 40_000], ids=["held-in-its-record", "stored-as-chunks"])
+def test_a_corrupt_artifact_fails_the_download_and_leaves_nothing(tracking: str, tmp_path: Path, size: int) -> None:
+    text = ("precious data " * (size // 14 + 1))[:size]
     with casstore.start_run() as run:
-        casstore.log_text("precious data", "data.txt")
+        casstore.log_text(text, "data.txt")
     store = get_store()
-    digest = store.get_run(run.info.run_id).artifacts["data.txt"].digest
-    chunk = Path(store.backend.root) / store.objects.layout.chunk_key(digest)  # type: ignore[attr-defined]
-    chunk.write_bytes(b"precious dAta")
+    assert store.get_run(run.info.run_id).artifacts["data.txt"].inline == (size <= INLINE_MAX)
+    corrupt_artifact(store, run.info.run_id, "data.txt", at=size // 2)
     dst = tmp_path / "dst"
     with pytest.raises(IntegrityError):
         casstore.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=dst)

@@ -48,7 +48,7 @@ class Store:
         a.log_metric("auc", 0.91, 0, 1)
         a.log_bytes("data/big.bin", self.big)
         a.log_bytes("notes.txt", b"first run\n")
-        a.log_bytes("m/model.bin", b"weights-v1" * 300)
+        a.bind_artifact("m/model.bin", *self.runs.objects.put_bytes(b"weights-v1" * 300))  # a model's file is stored
         w = self.runs.get_run(a.run_id).artifacts["m/model.bin"]
         entry = {"v": 1, "kind": "model", "name": "m", "run_id": a.run_id, "created": "2025-01-01",
                  "flavors": {"python_function": {"loader_module": "casstore.sklearn"}, "sklearn": {"version": "1.5"}},
@@ -278,8 +278,11 @@ def test_audit_json_markdown_and_text(st: Store) -> None:
 
 
 def test_audit_of_a_damaged_run_fails(st: Store) -> None:
-    # a small file is stored as its one chunk, with no recipe: that object is the file
-    (st.root / st.runs.objects.layout.chunk_key(blake3(b"first run\n").hexdigest())).unlink()
+    # a small artifact is held in its binding record (format version 3): that object is the file
+    from casstore.runs import layout
+
+    assert st.runs.get_run(st.a).artifacts["notes.txt"].inline
+    (st.root / layout.artifact_key(st.a, "notes.txt")).unlink()
     r = run("audit", st.a, "--json", store=st.root)
     assert r.exit_code == 1
     v = json.loads(r.stdout)["verification"]
@@ -316,7 +319,9 @@ def test_du_accounts_logical_and_physical_bytes(st: Store) -> None:
     top = d["top_files"][0]
     assert top["digest"] == blake3(st.big).hexdigest() and top["bindings"] == 2 and top["saved"] == len(st.big)
     assert d["top_chunks"] and d["store"]["unreferenced_bytes"] == 0
-    assert d["store"]["stored_bytes"] == total["physical"]
+    # physical: the chunks, and the small artifacts held in run records (notes.txt, extra.csv)
+    assert d["store"]["inline_bytes"] == 10 + 8
+    assert d["store"]["stored_bytes"] + d["store"]["inline_bytes"] == total["physical"]
     text = ok(run("du", store=st.root)).stdout
     assert "dedup ratio" in text and "baseline" in text and "fraud" in text
     one = json.loads(ok(run("du", st.c[:8], "--json", store=st.root)).stdout)
@@ -326,10 +331,15 @@ def test_du_accounts_logical_and_physical_bytes(st: Store) -> None:
 def test_du_counts_files_stored_as_one_chunk(tmp_path: Path) -> None:
     """Files of one chunk have no recipe (format version 2): du sizes them from the chunk
     that is the file, whether it is small enough to be sure of that or not."""
+    from casstore.backend import LocalBackend
     from casstore.maintenance.du import disk_usage
+    from casstore.objects import StoreConfig
+    from casstore.objects.config import CONFIG_KEY
     from casstore.registry import Registry
 
+    LocalBackend(tmp_path / "s").put_if_absent(CONFIG_KEY, StoreConfig(version=2, chunker=SMALL).to_json())
     store = RunStore(open_store(str(tmp_path / "s"), chunker=SMALL))
+    assert store.objects.config.version == 2
     one, other, weights = (random.Random(n).randbytes(size) for n, size in ((5000, 5000), (4096, 4096), (11, 6000)))
     big = random.Random(1).randbytes(40_000)
     exp = store.get_or_create_experiment("du")

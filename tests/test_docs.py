@@ -229,13 +229,14 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
         pytest.skip(f"every other example ran; not run for lack of a module: {', '.join(missing)}")
 
 
-def test_the_format_pages_reader_reads_a_version_1_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """docs/format.md's reader handles both store versions: the page runs above on a new
-    (version-2) store; here on a version-1 store, as casstore created them before."""
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_format_pages_reader_reads_an_older_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int) -> None:
+    """docs/format.md's reader handles every store version: the page runs above on a new
+    (version-3) store; here on a version-1 or version-2 store, as casstore created them before."""
     from casstore.objects import StoreConfig
 
     (tmp_path / "casstore").mkdir()
-    (tmp_path / "casstore" / "casstore.json").write_bytes(StoreConfig(version=1).to_json())
+    (tmp_path / "casstore" / "casstore.json").write_bytes(StoreConfig(version=version).to_json())
     for k in [k for k in os.environ if k.startswith(("CASSTORE_", "MLFLOW_"))]:
         monkeypatch.delenv(k)
     monkeypatch.chdir(tmp_path)
@@ -247,9 +248,14 @@ def test_the_format_pages_reader_reads_a_version_1_store(tmp_path: Path, monkeyp
                 exec(compile(b.code, f"{b.page}:{b.line}", "exec"), namespace)  # noqa: S102 - the docs' own example
     finally:
         _reset_casstore()
-    assert namespace["config"]["version"] == 1  # type: ignore[index]
-    notes = namespace["manifest"]["artifacts"]["notes.txt"]["digest"]  # type: ignore[index]
-    assert (tmp_path / "casstore" / "files" / notes[:2] / notes[2:4] / notes).is_file(), "version 1 keeps every recipe"
+    assert namespace["config"]["version"] == version  # type: ignore[index]
+    notes = namespace["manifest"]["artifacts"]["notes.txt"]  # type: ignore[index]
+    assert notes["kind"] == "file", "before version 3, a small artifact is a file of the store"
+    d = notes["digest"]
+    if version == 1:
+        assert (tmp_path / "casstore" / "files" / d[:2] / d[2:4] / d).is_file(), "version 1 keeps every recipe"
+    else:
+        assert (tmp_path / "casstore" / "chunks" / d[:2] / d).is_file(), "version 2 stores a small file as its chunk"
 
 
 # ---- docstring examples of the modules in the API reference ------------------------------------

@@ -42,9 +42,11 @@ def content(store: RunStore) -> dict[str, set[str]]:
 
 
 def log_run(store: RunStore, files: dict[str, bytes], *, end: bool = True) -> str:
+    """A run binding ``files``, each stored in the object store (what gc collects; a small
+    artifact logged with ``log_bytes`` is held in its run record instead)."""
     h = store.create_run(store.get_or_create_experiment("gc"))
     for path, data in files.items():
-        h.log_bytes(path, data)
+        h.bind_artifact(path, *store.objects.put_bytes(data))
     if end:
         h.end()
     return h.run_id
@@ -56,6 +58,8 @@ def needed(store: RunStore, run_ids: list[str]) -> dict[str, set[str]]:
     for r in run_ids:
         view = store.get_run(r)
         for a in view.artifacts.values():
+            if a.inline:
+                continue  # held in its run record, no content object
             chunks = store.objects.chunk_digests(a.digest)
             if chunks != [a.digest] or store.objects.layout.recipe_for_one_chunk:
                 out["files"].add(a.digest)  # a recipe (none for a file that is its one chunk, in version 2)

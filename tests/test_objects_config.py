@@ -11,7 +11,7 @@ import pytest
 
 from casstore.exceptions import StoreConfigError
 from casstore.objects import DEFAULT_CHUNKER, ChunkerParams, StoreConfig, open_store
-from casstore.objects.config import CONFIG_KEY
+from casstore.objects.config import CONFIG_KEY, FORMAT_VERSION
 from casstore.testing.processes import run_racers
 
 
@@ -36,7 +36,7 @@ def with_changes(**changes: Any) -> bytes:
 _DROP = object()
 
 BAD_CONFIGS = {
-    "newer format version": with_changes(version=3),
+    "newer format version": with_changes(version=FORMAT_VERSION + 1),
     "version zero": with_changes(version=0),
     "version as a string": with_changes(version="1"),
     "unknown hash": with_changes(hash="sha256"),
@@ -85,13 +85,14 @@ def test_the_good_config_used_above_opens(tmp_path: Path) -> None:
     assert open_store(root).config == StoreConfig(created=1700000000.0)
 
 
-def test_a_new_store_has_version_2_and_a_version_1_store_keeps_its_version(tmp_path: Path) -> None:
-    assert json.loads((open_store(tmp_path / "new").backend.get(CONFIG_KEY)))["version"] == 2
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_new_store_has_version_3_and_an_older_store_keeps_its_version(tmp_path: Path, version: int) -> None:
+    assert json.loads((open_store(tmp_path / "new").backend.get(CONFIG_KEY)))["version"] == 3
     old = tmp_path / "old"
     old.mkdir()
-    (old / CONFIG_KEY).write_bytes(with_changes(version=1))
-    assert open_store(old).config.version == 1
-    assert (old / CONFIG_KEY).read_bytes() == with_changes(version=1), "opening rewrote the config"
+    (old / CONFIG_KEY).write_bytes(with_changes(version=version))
+    assert open_store(old).config.version == version
+    assert (old / CONFIG_KEY).read_bytes() == with_changes(version=version), "opening rewrote the config"
 
 
 def test_a_newer_version_says_to_upgrade(tmp_path: Path) -> None:

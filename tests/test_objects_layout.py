@@ -19,7 +19,7 @@ from blake3 import blake3
 from casstore.backend import LocalBackend, MemoryBackend
 from casstore.exceptions import InvalidInputError, ObjectNotFoundError
 from casstore.objects import EMPTY_DIGEST, ChunkerParams, ContentLayout, ObjectStore, Recipe, StoreConfig, open_store
-from casstore.objects.config import CONFIG_KEY
+from casstore.objects.config import CONFIG_KEY, FORMAT_VERSION
 from casstore.runs import RunStore
 
 SMALL = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
@@ -32,10 +32,10 @@ def random_bytes(n: int, seed: int) -> bytes:
 
 
 def open_version(url: str, version: int) -> ObjectStore:
-    """A store of the given format version (a version-1 store: as an older casstore made it)."""
-    if version == 1:
+    """A store of the given format version (an older version: as an older casstore made it)."""
+    if version < FORMAT_VERSION:
         backend = LocalBackend(url) if "://" not in url else MemoryBackend(url)
-        backend.put_if_absent(CONFIG_KEY, StoreConfig(version=1, chunker=SMALL).to_json())
+        backend.put_if_absent(CONFIG_KEY, StoreConfig(version=version, chunker=SMALL).to_json())
     return open_store(url, chunker=SMALL)
 
 
@@ -68,7 +68,8 @@ def test_the_layout_of_each_version() -> None:
 
 def test_a_new_store_uses_the_one_level_fan_out(tmp_path: Path) -> None:
     objects = open_store(tmp_path / "s", chunker=SMALL)
-    assert objects.config.version == 2 and objects.layout == ContentLayout(2)
+    assert objects.config.version == FORMAT_VERSION == 3 and objects.layout == ContentLayout(3)
+    assert objects.layout.levels == 1 and not objects.layout.recipe_for_one_chunk
     big = objects.put_bytes(random_bytes(60_000, 1))
     keys = on_disk(tmp_path / "s")
     chunks = objects.chunk_digests(big.digest)
@@ -237,7 +238,7 @@ def test_runs_on_a_version_1_store_read_back(tmp_path: Path) -> None:
 
 def test_logging_small_files_creates_one_object_each(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    store = RunStore(open_store(root, chunker=SMALL))
+    store = RunStore(open_version(str(root), 2))
     src = tmp_path / "src"
     src.mkdir()
     for i in range(20):

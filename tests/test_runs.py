@@ -122,7 +122,7 @@ def test_log_files_binds_a_batch_with_one_barrier(store: RunStore, tmp_path: Pat
     assert [e.path for e in entries] == [p for p, _ in files]
     view = store.get_run(h.run_id)
     for p, local in files:
-        assert store.objects.get_bytes(view.artifacts[p].digest) == Path(local).read_bytes()
+        assert store.artifact_bytes(h.run_id, view.artifacts[p]) == Path(local).read_bytes()
 
 
 def test_log_files_uses_threads_on_a_local_disk_only_for_large_files(

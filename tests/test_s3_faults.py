@@ -66,7 +66,7 @@ def test_puts_and_gets_succeed_through_injected_faults(s3_env: S3Target, s3_prox
     store.objects.get_file(view.artifacts["big.bin"].digest, tmp_path / "back.bin")
     assert (tmp_path / "back.bin").read_bytes() == big
     for i in range(8):
-        assert store.objects.get_bytes(view.artifacts[f"small/{i}.txt"].digest) == f"small file {i}".encode()
+        assert store.artifact_bytes(handle.run_id, view.artifacts[f"small/{i}.txt"]) == f"small file {i}".encode()
     assert sum(s3_proxy.faults.values()) >= 20, f"too few faults were injected to show anything: {s3_proxy.faults}"
     assert {"fail", "drop", "lose"} <= set(s3_proxy.faults)
     _assert_only_whole_objects(open_backend(url))

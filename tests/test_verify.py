@@ -29,7 +29,8 @@ class Fixture:
         self.shared = rng.randbytes(40_000)
         a = self.store.create_run(exp, run_name="a")
         a.log_bytes("data/shared.bin", self.shared)
-        a.log_bytes("only_a.txt", b"a" * 3000)
+        a.bind_artifact("only_a.txt", *self.store.objects.put_bytes(b"a" * 3000))  # a stored one-chunk file
+        a.log_bytes("notes.txt", b"held in its run record\n")  # a small artifact, inline
         self.a_digest = a.end()
         b = self.store.create_run(exp, run_name="b")
         b.log_bytes("copy/shared.bin", self.shared)
@@ -135,7 +136,7 @@ def test_a_missing_file_and_a_damaged_model_entry(fx: Fixture) -> None:
     from casstore.registry import Registry
 
     h = fx.store.create_run(fx.store.get_or_create_experiment("verify"))
-    w = h.log_bytes("m/model.bin", b"weights" * 500)
+    w = h.bind_artifact("m/model.bin", *fx.store.objects.put_bytes(b"weights" * 500))
     entry = {"v": 1, "kind": "model", "name": "m", "run_id": h.run_id, "created": "", "flavors": {"python_function": {}},
              "files": {"model.bin": {"digest": w.digest, "size": w.size}}}
     model = h.add_model("m", entry)
@@ -220,6 +221,28 @@ def test_a_missing_file_stored_as_one_chunk(fx: Fixture) -> None:
         (problem,) = report["problems"]
         assert problem["kind"] == "missing" and problem["object"] == f"files/{digest[:2]}/{digest}", args
         assert {"run": fx.a, "artifact": "only_a.txt"} in problem["affects"], args
+
+
+@pytest.mark.parametrize("damage", ["flipped", "missing"])
+def test_a_damaged_artifact_held_in_its_run_record(fx: Fixture, damage: str) -> None:
+    from casstore.objects.codec import pack, unpack
+    from casstore.runs import layout
+
+    assert fx.store.get_run(fx.a).artifacts["notes.txt"].inline
+    assert fx.verify("--all")[0] == 0 and fx.verify(fx.a)[0] == 0
+    key = layout.artifact_key(fx.a, "notes.txt")
+    if damage == "flipped":  # still a well-formed record, with one byte of its content changed
+        rec = unpack(fx.path(key).read_bytes())
+        fx.path(key).write_bytes(pack({**rec, "data": rec["data"].replace(b"record", b"rekord")}))
+    else:
+        fx.path(key).unlink()
+    for args in (("--all",), ("--all", "--deep"), (fx.a,)):
+        code, out, _ = fx.verify(*args, "--json")
+        assert code == 1, args
+        (problem,) = json.loads(out)["problems"]
+        assert problem["object"] == key and problem["kind"] == ("corrupt" if damage == "flipped" else "missing"), args
+        assert problem["affects"] == [{"run": fx.a, "artifact": "notes.txt"}], args
+    assert fx.verify(fx.b)[0] == 0
 
 
 def test_verify_needs_runs_or_all(fx: Fixture) -> None:

@@ -46,3 +46,25 @@ def write(path: Path, data: bytes | str) -> Path:
         data = data.encode()
     path.write_bytes(data)
     return path
+
+
+def corrupt_artifact(store: object, run_id: str, path: str, at: int = 0) -> None:
+    """Flip one byte of a run's artifact where its content is stored: in its binding record
+    for an inline artifact (the record stays valid msgpack), else in its first chunk."""
+    from casstore.objects.codec import pack, unpack
+    from casstore.runs import layout
+
+    entry = store.get_run(run_id).artifacts[path]  # type: ignore[attr-defined]
+    root = Path(store.backend.root)  # type: ignore[attr-defined]
+    if entry.inline:
+        target = root / layout.artifact_key(run_id, path)
+        rec = unpack(target.read_bytes())
+        data = bytearray(rec["data"])
+        data[at] ^= 0x01
+        target.write_bytes(pack({**rec, "data": bytes(data)}))
+        return
+    chunk = store.objects.chunk_digests(entry.digest)[0]  # type: ignore[attr-defined]
+    target = root / store.objects.layout.chunk_key(chunk)  # type: ignore[attr-defined]
+    data = bytearray(target.read_bytes())
+    data[at] ^= 0x01
+    target.write_bytes(bytes(data))

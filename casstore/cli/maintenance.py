@@ -101,7 +101,8 @@ def du_cmd(run_ids: tuple[str, ...], top: int, as_json: bool, store: str | None)
     click.echo(f"logical {human_size(t.logical)}  physical {human_size(t.physical)}  dedup ratio {t.ratio:.2f}x  "
                f"({t.runs} runs)")
     s = report.store
-    click.echo(f"store: {human_size(s['stored_bytes'])} in {s['chunks']} chunks; "
+    held = f" and {human_size(s['inline_bytes'])} of small artifacts in their run records" if s.get("inline_bytes") else ""
+    click.echo(f"store: {human_size(s['stored_bytes'])} in {s['chunks']} chunks{held}; "
                f"{human_size(s['unreferenced_bytes'])} referenced by no live run or registered model "
                f"({s['deleted_runs']} deleted runs)")
     if report.experiments:

@@ -252,7 +252,7 @@ def cat_cmd(run: str, path: str, store: str | None) -> None:
     if entry is None:
         raise ObjectNotFoundError(f"run {view.run_id} has no artifact file {p!r} (see `casstore ls {view.run_id[:8]}`)")
     out = sys.stdout.buffer
-    for data in runs.objects.iter_file(entry.digest):
+    for data in runs.artifact_chunks(view.run_id, entry):
         out.write(data)
     out.flush()
 
@@ -302,7 +302,7 @@ def get_cmd(run: str, path: str, dest: str | None, store: str | None) -> None:
     total = sum(a.size for a, _ in items)
     with Progress() as progress, progress.task(f"downloading {len(items)} file(s)", total) as advance:
         for entry, target in items:
-            runs.objects.get_file(entry.digest, target, advance)
+            runs.artifact_to_file(view.run_id, entry, target, advance)
     for entry, target in items:
         click.echo(f"{target}  {human_size(entry.size)}  {entry.digest}")
 

@@ -4,7 +4,10 @@ Logical bytes count every artifact a run binds at its full size, as a plain copy
 per run would store it. Physical bytes count each distinct chunk once. A run's
 *unique* bytes are the distinct chunks it references; its *exclusive* bytes are the
 chunks no other live run or registry version references, which is what deleting the
-run (and collecting garbage) would give back.
+run (and collecting garbage) would give back. A small artifact held in its own binding
+record (``inline``, version-3 stores) belongs to its run alone: it counts in the run's
+logical and unique bytes, and in physical bytes, but not in exclusive ones, since a
+deleted run keeps its records (deletion is recorded, not erased).
 """
 
 from __future__ import annotations
@@ -115,6 +118,8 @@ def disk_usage(
 
     # every live run's bindings: needed for exclusivity even when only some are shown
     bindings: dict[str, dict[str, tuple[str, int]]] = {}
+    inline: dict[str, int] = {}  # run -> bytes of its artifacts held in their records
+    inline_files: dict[str, int] = {}
     names: dict[str, tuple[str, str]] = {}
     unreadable: list[str] = []
     deleted_runs = 0
@@ -126,7 +131,9 @@ def disk_usage(
         elif view.deleted:
             deleted_runs += 1
         else:
-            bindings[run_id] = {p: (a.digest, a.size) for p, a in view.artifacts.items()}
+            bindings[run_id] = {p: (a.digest, a.size) for p, a in view.artifacts.items() if not a.inline}
+            inline[run_id] = sum(a.size for a in view.artifacts.values() if a.inline)
+            inline_files[run_id] = sum(1 for a in view.artifacts.values() if a.inline)
             names[run_id] = (view.run_name, view.experiment_id)
     selected = set(bindings) if run_ids is None else set(run_ids)
 
@@ -186,9 +193,9 @@ def disk_usage(
             run_id=run_id,
             run_name=names[run_id][0],
             experiment_id=names[run_id][1],
-            files=len(bindings[run_id]),
-            logical=sum(size for _d, size in bindings[run_id].values()),
-            unique=sum(chunk_len[c] for c in cs),
+            files=len(bindings[run_id]) + inline_files[run_id],
+            logical=sum(size for _d, size in bindings[run_id].values()) + inline[run_id],
+            unique=sum(chunk_len[c] for c in cs) + inline[run_id],
             exclusive=sum(chunk_len[c] for c in cs if owners[c] == {run_id}),
         ))
 
@@ -200,9 +207,10 @@ def disk_usage(
     for exp_id, us in sorted(by_exp.items(), key=lambda kv: exp_names.get(kv[0], kv[0])):
         cs = set().union(*(run_chunks[u.run_id] for u in us))
         experiments.append(GroupUsage(exp_names.get(exp_id, exp_id), exp_id, len(us), sum(u.logical for u in us),
-                                      sum(chunk_len[c] for c in cs)))
+                                      sum(chunk_len[c] for c in cs) + sum(inline[u.run_id] for u in us)))
     sel_chunks = set().union(*(run_chunks[u.run_id] for u in usages)) if usages else set()
-    total = GroupUsage("total", "", len(usages), sum(u.logical for u in usages), sum(chunk_len[c] for c in sel_chunks))
+    total = GroupUsage("total", "", len(usages), sum(u.logical for u in usages),
+                       sum(chunk_len[c] for c in sel_chunks) + sum(inline[u.run_id] for u in usages))
 
     # what is shared most within the selection
     file_refs: Counter[str] = Counter()
@@ -254,7 +262,8 @@ def disk_usage(
         "stored_bytes": stored,
         "referenced_bytes": referenced,
         "unreferenced_bytes": stored - referenced,
-        "logical_bytes": sum(size for b in bindings.values() for _d, size in b.values()),
+        "logical_bytes": sum(size for b in bindings.values() for _d, size in b.values()) + sum(inline.values()),
+        "inline_bytes": sum(inline.values()),
     }
     return DuReport(total, experiments, usages, top_files, top_chunks, store, unreadable, time.perf_counter() - t0)
 

@@ -36,7 +36,7 @@ from casstore.objects.codec import unpack
 from casstore.objects.recipes import Recipe
 
 if TYPE_CHECKING:
-    from casstore.runs import RunStore
+    from casstore.runs import ArtifactEntry, RunStore
 
 __all__ = ["Problem", "VerifyReport", "verify_store", "describe_affected"]
 
@@ -343,12 +343,31 @@ class _Checker:
             if view.sealed:
                 self.checked["manifests"] += 1
             for path, entry in view.artifacts.items():
+                if entry.inline:
+                    self.check_inline(run_id, entry)
+                    continue
                 self.file_users[entry.digest].append({"run": run_id, "artifact": path})
                 files.add(entry.digest)
             for name, ref in view.models.items():
                 self.model_users[ref.digest].append({"run": run_id, "model": name})
                 models.add(ref.digest)
         return files, models, skipped
+
+    def check_inline(self, run_id: str, entry: ArtifactEntry) -> None:
+        """Check an artifact held in its binding record against the run's entry for it."""
+        from casstore.runs import layout
+
+        self.checked["files"] += 1
+        self.checked["bytes"] += entry.size
+        who = [{"run": run_id, "artifact": entry.path}]
+        try:
+            self.runs.inline_data(run_id, entry)
+        except IntegrityError as e:
+            self.problem(layout.artifact_key(run_id, entry.path), "corrupt", str(e), who)
+        except ObjectNotFoundError as e:
+            self.problem(layout.artifact_key(run_id, entry.path), "missing", str(e), who)
+        except CasstoreError as e:
+            self.problem(layout.artifact_key(run_id, entry.path), "unreadable", str(e), who)
 
     def check_registry(self, only_models: set[str] | None = None) -> set[str]:
         """Record which live registry versions pin which model; return the pinned digests."""

@@ -185,7 +185,8 @@ def log_prepared_model(
     mlmodel.write_mlmodel(d, fields)
 
     files = _model_files(d)
-    bound = handle.log_files([(f"{name}/{rel}", full) for rel, full in files])
+    # files of the object store, never inline: the model entry names each by its digest alone
+    bound = handle.log_files([(f"{name}/{rel}", full) for rel, full in files], inline=False)
     # pin each file's recipe, checked against the local file, so loads need not hash files whole
     objects = handle.store.objects
     refs = {rel: FileRef(rel, b.digest, b.size, objects.recipe_pin(b.digest, full)) for (rel, full), b in zip(files, bound)}

@@ -7,7 +7,11 @@ and spread over fan-out directories. The layout depends on the store's format ve
 - version 1: ``<kind>/<d[0:2]>/<d[2:4]>/<d>``, and every file has a recipe;
 - version 2: ``<kind>/<d[0:2]>/<d>`` (256 directories per kind), and a file that is
   exactly one chunk has no recipe: its digest is its chunk's digest, so the chunk
-  object *is* the file.
+  object *is* the file;
+- version 3: the content layout of version 2; in addition a run's artifact of at most
+  :data:`INLINE_MAX` bytes may be held in its own binding record (kind ``inline``, see
+  :mod:`casstore.runs.layout`) rather than as a content object: one object per small
+  artifact instead of two.
 
 Readers of either version accept a file with no recipe whose chunk of the same digest
 is stored (see :meth:`casstore.objects.ObjectStore.recipe`).
@@ -29,15 +33,17 @@ from casstore.objects.digest import is_digest
 if TYPE_CHECKING:
     from casstore.backend.base import Backend
 
-__all__ = ["CONTENT_KINDS", "ContentLayout"]
+__all__ = ["CONTENT_KINDS", "INLINE_MAX", "ContentLayout"]
 
 #: object kinds named by their own digest, referrers first (the order gc sweeps them)
 CONTENT_KINDS = ("models", "files", "chunks")
+#: in a version-3 store, artifacts up to this size are held in their binding record
+INLINE_MAX = 16 << 10
 
 
 @dataclass(frozen=True)
 class ContentLayout:
-    """The content key layout of a store of format ``version`` (1 or 2)."""
+    """The content key layout of a store of format ``version`` (1, 2 or 3)."""
 
     version: int
 
@@ -51,6 +57,12 @@ class ContentLayout:
         """Whether a file of exactly one chunk gets a recipe too (version 1, so that older
         casstore can read it), or is stored as its chunk alone (version 2)."""
         return self.version < 2
+
+    @property
+    def inline_max(self) -> int:
+        """The largest artifact held in its binding record rather than as content objects:
+        :data:`INLINE_MAX` from version 3 on, 0 (none) before."""
+        return INLINE_MAX if self.version >= 3 else 0
 
     def key(self, kind: str, digest: str) -> str:
         """The key of content object ``digest`` of ``kind`` (``chunks``, ``files`` or ``models``)."""

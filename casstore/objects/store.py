@@ -102,6 +102,45 @@ def _wait_all(futures: list[Future[Any]]) -> None:
         futures.clear()
 
 
+def _open_local(path: str) -> tuple[int, os.stat_result]:
+    """Open a local file to be stored: its descriptor and status; :class:`LocalFileError`
+    saying what is wrong (missing, a directory, not readable)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as e:
+        raise LocalFileError(f"cannot log {path!r}: no such file") from e
+    except IsADirectoryError as e:
+        raise LocalFileError(f"cannot log {path!r}: it is a directory, not a file (log directories with log_artifacts)") from e
+    except PermissionError as e:
+        raise LocalFileError(f"cannot log {path!r}: permission denied") from e
+    except OSError as e:
+        raise LocalFileError(f"cannot log {path!r}: {e.strerror or e}") from e
+    try:
+        st = os.fstat(fd)
+        if stat_mod.S_ISDIR(st.st_mode):
+            raise LocalFileError(f"cannot log {path!r}: it is a directory, not a file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def _read_whole(fd: int, path: str, before: os.stat_result) -> bytes:
+    """All of a regular file open as ``fd`` (status ``before``); :class:`LocalFileError` if
+    it cannot be read or changes while it is read."""
+    try:
+        data = _read_upto(fd, before.st_size + 1)  # one more byte shows a file that grew
+        after = os.fstat(fd)
+    except OSError as e:
+        raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
+    if len(data) != after.st_size or _changed(before, after):
+        raise LocalFileError(
+            f"{path!r} changed while it was being stored (size {before.st_size} -> {after.st_size}); "
+            "nothing was recorded. Log it again once it is no longer being written."
+        )
+    return data
+
+
 def _read_upto(fd: int, n: int) -> bytes:
     """Up to ``n`` bytes from ``fd``: fewer only at its end."""
     data = os.read(fd, n)
@@ -295,23 +334,14 @@ class ObjectStore:
         is done if the store has it. A file that changes meanwhile is refused.
         """
         path = os.fspath(path)
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError as e:
-            raise LocalFileError(f"cannot log {path!r}: no such file") from e
-        except IsADirectoryError as e:
-            raise LocalFileError(f"cannot log {path!r}: it is a directory, not a file (log directories with log_artifacts)") from e
-        except PermissionError as e:
-            raise LocalFileError(f"cannot log {path!r}: permission denied") from e
-        except OSError as e:
-            raise LocalFileError(f"cannot log {path!r}: {e.strerror or e}") from e
+        fd, before = _open_local(path)
         owned = True  # until a file object takes the descriptor over
         try:
-            before = os.fstat(fd)
-            if stat_mod.S_ISDIR(before.st_mode):
-                raise LocalFileError(f"cannot log {path!r}: it is a directory, not a file")
             if stat_mod.S_ISREG(before.st_mode) and before.st_size <= _READ_BLOCK:
-                return self._put_small_file(fd, path, before, progress)
+                stored = self.put_bytes(_read_whole(fd, path, before))
+                if progress:
+                    progress(stored.size)
+                return stored
             f = open(fd, "rb")
             owned = False
         finally:
@@ -344,22 +374,18 @@ class ObjectStore:
             self._put_recipe(stored.digest, recipe)  # or freshen the existing one
             return stored
 
-    def _put_small_file(self, fd: int, path: str, before: os.stat_result, progress: Progress | None) -> Stored:
-        """A file of at most one read block (open as ``fd``): read whole, then stored as bytes."""
+    def read_small_file(self, path: str | os.PathLike[str], limit: int) -> bytes | None:
+        """The content of the regular file ``path`` if it has at most ``limit`` bytes, read
+        with the checks of :meth:`put_file` (missing, unreadable, a directory, changed while
+        read: :class:`LocalFileError`); None for a larger file or one that is not regular."""
+        path = os.fspath(path)
+        fd, before = _open_local(path)
         try:
-            data = _read_upto(fd, before.st_size + 1)  # one more byte shows a file that grew
-            after = os.fstat(fd)
-        except OSError as e:
-            raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
-        if len(data) != after.st_size or _changed(before, after):
-            raise LocalFileError(
-                f"{path!r} changed while it was being stored (size {before.st_size} -> {after.st_size}); "
-                "nothing was recorded. Log it again once it is no longer being written."
-            )
-        stored = self.put_bytes(data)
-        if progress:
-            progress(stored.size)
-        return stored
+            if not stat_mod.S_ISREG(before.st_mode) or before.st_size > limit:
+                return None
+            return _read_whole(fd, path, before)
+        finally:
+            os.close(fd)
 
     def _first_chunk_stored(self, f: IO[bytes]) -> bool:
         """Whether the file's first chunk is in the store: the hint that the whole file may

@@ -2,7 +2,9 @@
 
 Every write follows one order: data first (chunks, recipe), then a durability
 barrier (``objects.flush()``), then the record that references it, created with
-the backend's atomic create-if-absent. A path, param or model name is bound once:
+the backend's atomic create-if-absent. A small artifact in a version-3 store is
+its record alone: the record holds the content (kind ``inline``), so there is
+nothing to flush before it. A path, param or model name is bound once:
 the same value again is a no-op, a different one raises
 :class:`~casstore.exceptions.ImmutableArtifactError`. Many handles, threads and
 processes may write one run at once; each race has exactly one winner.
@@ -26,11 +28,11 @@ from casstore.exceptions import (
 )
 from casstore.objects import Stored
 from casstore.objects.codec import pack
-from casstore.objects.digest import check_digest, hash_bytes
+from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout
 from casstore.runs.layout import RECORD_VERSION, check_name, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
-from casstore.runs.records import ArtifactEntry, MetricPoint, decode_record
+from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, decode_record
 from casstore.runs.state import manifest_of, read_live_state
 
 if TYPE_CHECKING:
@@ -114,12 +116,15 @@ class RunHandle:
         with self._known_lock:
             self._known[key] = rec
 
-    def _bind(self, key: str, rec: dict[str, Any], field: str, what: str, hint: str = "") -> dict[str, Any]:
-        """Create ``key`` holding ``rec`` unless bound; return the bound record (ours or an equal one)."""
-        if self._backend.put_if_absent(key, pack(rec)):
+    def _bind(self, key: str, rec: dict[str, Any], field: str, what: str, hint: str = "",
+              payload: bytes | None = None) -> dict[str, Any]:
+        """Create ``key`` holding ``rec`` (and ``payload`` as its ``data`` field) unless bound;
+        return the bound record (ours or an equal one), without its data."""
+        if self._backend.put_if_absent(key, pack(rec if payload is None else {**rec, "data": payload})):
             self._remember(key, rec)
             return rec
         existing = decode_record(self._backend.get(key), f"record {key}")
+        existing.pop("data", None)
         if existing.get(field) != rec[field]:
             raise ImmutableArtifactError(what, str(existing.get(field)), str(rec[field]), hint)
         self._remember(key, existing)
@@ -127,22 +132,29 @@ class RunHandle:
 
     # ---- artifacts ---------------------------------------------------------------
 
-    def _bind_entry(self, path: str, stored: Stored) -> ArtifactEntry:
-        entry = ArtifactEntry(path, stored.digest, stored.size, "file", now_ms())
+    def _bind_entry(self, path: str, stored: Stored, inline: bytes | None = None) -> ArtifactEntry:
+        """Bind ``path`` to stored content, or to ``inline`` content held in the record itself."""
+        entry = ArtifactEntry(path, stored.digest, stored.size, "file" if inline is None else INLINE, now_ms())
         rec = entry.to_record()
         bound = self._bind(
             layout.artifact_key(self.run_id, path), rec, "digest",
             f"artifact {path!r} of run {self.run_id}",
             "A run's artifacts are immutable: log the new content under another path, or in a new run.",
+            payload=inline,
         )
         if bound is rec:
             return entry
         return ArtifactEntry(path, bound["digest"], int(bound["size"]), str(bound.get("kind", "file")),
                              int(bound.get("logged_at", 0)))
 
-    def _put_local(self, local_path: str | os.PathLike[str]) -> Stored:
-        """Store a local file's content (``put_file`` reads small files whole, streams large ones)."""
-        return self._objects.put_file(local_path)
+    def _put_local(self, local_path: str, inline_max: int) -> tuple[Stored, bytes | None]:
+        """Store a local file's content (``put_file`` reads small files whole, streams large
+        ones); a file of at most ``inline_max`` bytes is read, not stored: its record holds it."""
+        if inline_max:
+            data = self._objects.read_small_file(local_path, inline_max)
+            if data is not None:
+                return Stored(hash_bytes(data), len(data)), data
+        return self._objects.put_file(local_path), None
 
     def log_file(self, artifact_path: str, local_path: str | os.PathLike[str]) -> ArtifactEntry:
         """Store a local file and bind it at ``artifact_path``."""
@@ -154,9 +166,13 @@ class RunHandle:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidInputError(f"log_bytes needs bytes for {path!r}, got {type(data).__name__}")
         self._check_open()
-        stored = self._objects.put_bytes(data)
-        self._objects.flush()
-        entry = self._bind_entry(path, stored)
+        if len(data) <= self._objects.layout.inline_max:
+            content = bytes(data)
+            entry = self._bind_entry(path, Stored(hash_bytes(content), len(content)), content)
+        else:
+            stored = self._objects.put_bytes(data)
+            self._objects.flush()
+            entry = self._bind_entry(path, stored)
         self._check_in_seal("artifacts", [path])
         return entry
 
@@ -195,27 +211,35 @@ class RunHandle:
                 pass  # storing it reports the problem
         return total >= POOL_MIN_AVERAGE_SIZE * max(1, len(sample))
 
-    def log_files(self, items: list[tuple[str, str]], workers: int | None = None) -> list[ArtifactEntry]:
+    def log_files(self, items: list[tuple[str, str]], workers: int | None = None, *,
+                  inline: bool = True) -> list[ArtifactEntry]:
         """Store and bind many ``(artifact_path, local_path)`` pairs with one durability barrier.
 
         Every file is stored before anything is bound: if any file cannot be read, nothing
         is bound. A path already bound to other content raises after the others are bound.
+        In a version-3 store a file of up to ``layout.inline_max`` bytes is held in its
+        record (kind ``inline``) unless ``inline`` is false (a model's files, which a model
+        entry names by digest, must be files of the object store).
         """
         paths = [clean_artifact_path(p) for p, _ in items]
         locals_ = [os.fspath(lp) for _, lp in items]
         self._check_open()
         n = len(items)
+        inline_max = self._objects.layout.inline_max if inline else 0
         if workers is None:
             workers = self.store.io_workers if n >= 8 and self._pool_pays(locals_) else 1
         pool = ThreadPoolExecutor(min(workers, n), thread_name_prefix="casstore-log") if n >= 8 and workers > 1 else None
         try:
-            stored = list(pool.map(self._put_local, locals_)) if pool else [self._put_local(p) for p in locals_]
+            if pool:
+                stored = list(pool.map(self._put_local, locals_, [inline_max] * n))
+            else:
+                stored = [self._put_local(p, inline_max) for p in locals_]
             self._objects.flush()
             errors: list[CasstoreError] = []
 
             def bind(i: int) -> ArtifactEntry | None:
                 try:
-                    return self._bind_entry(paths[i], stored[i])
+                    return self._bind_entry(paths[i], *stored[i])
                 except ImmutableArtifactError as e:
                     errors.append(e)
                     return None
@@ -236,6 +260,16 @@ class RunHandle:
         """Store a model entry and bind it under ``name``; return the model digest."""
         name = clean_artifact_path(name, "model name")
         self._check_open()
+        files = entry.get("files") if isinstance(entry, dict) else None
+        if isinstance(files, dict):
+            named = {str(f["digest"]): rel for rel, f in files.items() if isinstance(f, dict) and is_digest(f.get("digest"))}
+            missing = self._objects.missing_files(sorted(named))
+            if missing:
+                raise InvalidInputError(
+                    f"model {name!r} names file {named[missing[0]]!r} ({missing[0]}), which the object store does not "
+                    "hold: a model's files must be stored files (log them with log_files(..., inline=False)), "
+                    "not artifacts held in their run records"
+                )
         digest = self.store.put_model_entry(entry)
         self._objects.flush()
         self._bind(

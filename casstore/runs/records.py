@@ -13,7 +13,10 @@ from typing import Any
 from casstore.exceptions import CorruptRecordError
 from casstore.objects.codec import unpack
 
-__all__ = ["Experiment", "ArtifactEntry", "ModelRef", "MetricPoint", "RunView", "decode_record", "field_of"]
+__all__ = ["Experiment", "ArtifactEntry", "INLINE", "ModelRef", "MetricPoint", "RunView", "decode_record", "field_of"]
+
+#: the kind of an artifact whose content its binding record holds
+INLINE = "inline"
 
 #: one logged metric value: ``(key, value, step, timestamp_ms)``
 MetricPoint = tuple[str, float, int, int]
@@ -37,13 +40,22 @@ class Experiment:
 
 @dataclass(frozen=True)
 class ArtifactEntry:
-    """One bound artifact: ``path`` in the run, the BLAKE3 ``digest`` and ``size`` of its content."""
+    """One bound artifact: ``path`` in the run, the BLAKE3 ``digest`` and ``size`` of its content.
+
+    ``kind`` says where the content is: ``file``, a file of the object store (by digest);
+    ``inline``, the ``data`` field of the artifact's own binding record (a small artifact in
+    a version-3 store), checked against ``digest`` when read."""
 
     path: str
     digest: str
     size: int
     kind: str = "file"
     logged_at: int = 0
+
+    @property
+    def inline(self) -> bool:
+        """Whether the content is held in the artifact's binding record."""
+        return self.kind == INLINE
 
     def to_record(self) -> dict[str, Any]:
         return {"v": 1, "path": self.path, "kind": self.kind, "digest": self.digest, "size": self.size,

@@ -17,6 +17,7 @@ import functools
 import os
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from casstore.exceptions import (
@@ -27,6 +28,7 @@ from casstore.exceptions import (
     RunStateError,
 )
 from casstore.objects import ObjectStore, open_store
+from casstore.objects.store import Progress, write_chunks
 from casstore.objects.codec import pack, unpack
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout, search
@@ -41,7 +43,7 @@ from casstore.runs.layout import (
     now_ms,
 )
 from casstore.runs.metrics import FLUSH_POINTS, FLUSH_SECONDS
-from casstore.runs.records import Experiment, RunView, decode_record, field_of, latest_metrics
+from casstore.runs.records import ArtifactEntry, Experiment, RunView, decode_record, field_of, latest_metrics
 from casstore.runs.state import RunState, read_live_state, state_from_manifest
 
 __all__ = ["RunStore", "open_run_store"]
@@ -248,6 +250,51 @@ class RunStore:
         )
         data = self._get_verified(key, digest, f"manifest {key} of run {run_id}", missing)
         return decode_record(data, f"manifest {key}")
+
+    # ---- artifact content ------------------------------------------------------------
+
+    def artifact_chunks(self, run_id: str, entry: ArtifactEntry, progress: Progress | None = None) -> Iterator[bytes]:
+        """An artifact's content, verified, piece by piece: from the object store for a
+        file, from its binding record for an inline artifact. A missing or corrupt
+        artifact raises before anything is yielded."""
+        if not entry.inline:
+            return self.objects.iter_file(entry.digest, progress)
+        data = self.inline_data(run_id, entry)
+        if progress:
+            progress(len(data))
+        return iter([data])
+
+    def artifact_bytes(self, run_id: str, entry: ArtifactEntry) -> bytes:
+        """An artifact's whole content, verified."""
+        if entry.inline:
+            return self.inline_data(run_id, entry)
+        return self.objects.get_bytes(entry.digest)
+
+    def artifact_to_file(self, run_id: str, entry: ArtifactEntry, dest: str | os.PathLike[str],
+                         progress: Progress | None = None) -> None:
+        """Write an artifact to ``dest``, renamed into place only once verified."""
+        write_chunks(self.artifact_chunks(run_id, entry, progress), dest)
+
+    def inline_data(self, run_id: str, entry: ArtifactEntry) -> bytes:
+        """The content an inline artifact's binding record holds, checked against the
+        entry (its digest and size): :class:`IntegrityError` on any difference."""
+        key = layout.artifact_key(run_id, entry.path)
+        try:
+            raw = self.backend.get(key)
+        except ObjectNotFoundError as e:
+            raise ObjectNotFoundError(
+                f"artifact {entry.path!r} of run {run_id} is held in its record {key}, which is missing; "
+                "the store is damaged: run `casstore verify --all`"
+            ) from e
+        rec = decode_record(raw, f"record {key}")
+        data = rec.get("data")
+        if not isinstance(data, bytes):
+            raise CorruptRecordError(f"record {key} of inline artifact {entry.path!r} holds no content")
+        actual = hash_bytes(data)
+        if actual != entry.digest or len(data) != entry.size or rec.get("path") != entry.path:
+            detail = f"{len(data)} bytes, {entry.size} recorded" if len(data) != entry.size else ""
+            raise IntegrityError(f"artifact {entry.path!r} of run {run_id} (record {key})", entry.digest, actual, detail)
+        return data
 
     def _get_verified(self, key: str, digest: str, what: str, missing: Exception) -> bytes:
         """The object under ``key``, re-hashed against ``digest`` (IntegrityError naming ``what``)."""

@@ -206,7 +206,7 @@ def _entry(view: RunView, path: str) -> ArtifactEntry:
 
 def read_bytes(store: RunStore, view: RunView, path: str) -> bytes:
     """An artifact's whole content, verified."""
-    return store.objects.get_bytes(_entry(view, path).digest)
+    return store.artifact_bytes(view.run_id, _entry(view, path))
 
 
 def _selected(view: RunView, path: str) -> list[ArtifactEntry]:
@@ -247,7 +247,7 @@ def download(store: RunStore, view: RunView, artifact_path: str | None, dst_path
     def fetch(item: tuple[ArtifactEntry, str]) -> None:
         entry, target = item
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        store.objects.get_file(entry.digest, target)
+        store.artifact_to_file(view.run_id, entry, target)
 
     _run_all(fetch, targets, store.io_workers if len(targets) > 8 else 1)
     return os.path.join(dst, *path.split("/")) if path else dst
