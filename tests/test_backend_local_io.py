@@ -173,3 +173,45 @@ def test_a_forked_child_names_its_temporary_files_apart_from_its_parent(tmp_path
     os.waitpid(pid, 0)
     assert child_prefix.startswith(local_mod.TMP_PREFIX)
     assert child_prefix != local_mod._TMP_NAMES.prefix
+
+
+def test_prefetch_never_fails_and_leaves_objects_as_they_are(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "store")
+    backend.put_blob("chunks/ab/x", b"bytes")
+    backend.prefetch(["chunks/ab/x", "chunks/ab/missing", "chunks/zz/y"])  # a missing one is reported when read
+    assert backend.get("chunks/ab/x") == b"bytes"
+    assert sorted(p.name for p in (tmp_path / "store" / "chunks" / "ab").iterdir()) == ["x"]
+
+
+def test_a_local_read_of_many_chunks_asks_for_each_ahead_of_reading_it(tmp_path: Path) -> None:
+    """Cold chunks are read ahead (posix_fadvise WILLNEED) a window in advance: each is
+    prefetched before it is read, never more than the window ahead, in order."""
+    from casstore.objects import store as store_mod
+
+    objects = open_store(tmp_path / "s")
+    data = os.urandom(12 << 20)
+    digest = objects.put_bytes(data).digest
+    chunks = objects.recipe(digest).chunks
+    assert len(chunks) > store_mod._PREFETCH // 2
+    events: list[tuple[str, str]] = []
+    real_prefetch, real_get = objects.backend.prefetch, objects.backend.get
+
+    def prefetch(keys: list[str]) -> None:
+        events.extend(("prefetch", k) for k in keys)
+        real_prefetch(keys)
+
+    def get(key: str) -> bytes:
+        events.append(("get", key))
+        return real_get(key)
+
+    objects.backend.prefetch = prefetch  # type: ignore[method-assign]
+    objects.backend.get = get  # type: ignore[method-assign]
+    assert b"".join(objects.read_chunks(chunks)) == data
+    keys = [objects.layout.chunk_key(d) for d, _ in chunks]
+    fetched = [k for e, k in events if e == "prefetch"]
+    assert fetched == keys, "every chunk is prefetched once, in order"
+    for i, k in enumerate(keys):
+        read_at = events.index(("get", k))
+        assert events.index(("prefetch", k)) < read_at, f"chunk {i} was read before it was asked for"
+        ahead = sum(1 for e, _ in events[:read_at] if e == "prefetch") - i
+        assert ahead <= store_mod._PREFETCH

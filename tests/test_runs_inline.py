@@ -172,3 +172,20 @@ def test_gc_and_du_with_inline_artifacts(tmp_path: Path) -> None:
     assert usage.unique == usage.logical and usage.exclusive == INLINE_MAX + 10, "a run's records stay when it is deleted"
     assert r.store["inline_bytes"] == len(b"kept small")
     assert r.total.physical == r.store["stored_bytes"] + len(b"kept small")
+
+
+def test_diff_of_a_changed_inline_artifact_reports_no_chunks_and_no_error(tmp_path: Path) -> None:
+    from casstore.cli.audit import build_diff
+
+    store = RunStore(open_store(str(tmp_path / "s")))
+    exp = store.get_or_create_experiment("diff")
+    ids = []
+    for text in (b"threshold: 0.5\n", b"threshold: 0.7\n"):
+        h = store.create_run(exp)
+        h.log_bytes("config.yaml", text)
+        h.end()
+        ids.append(h.run_id)
+    d = build_diff(store, *ids)
+    ch = d["artifacts"]["changed"]["config.yaml"]
+    assert ch["a"]["digest"] == blake3(b"threshold: 0.5\n").hexdigest()
+    assert ch["shared_chunks"] is None and "error" not in ch

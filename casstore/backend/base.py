@@ -133,6 +133,11 @@ class Backend(abc.ABC):
         """Whether an object is stored under ``key``."""
         return self.exists_many([key])[0]
 
+    def prefetch(self, keys: Sequence[str]) -> None:
+        """Hint that these objects will be read soon, in this order. A local disk starts
+        reading them into its cache without waiting; elsewhere this does nothing. Never
+        fails: a missing object is reported when it is read."""
+
     def exists_many(self, keys: Sequence[str]) -> list[bool]:
         """Whether each key exists, in order. Backends override this to batch requests."""
         for k in keys:

@@ -227,6 +227,9 @@ def build_diff(runs: Any, run_a: str, run_b: str) -> dict[str, Any]:
     arts_b = {p: {"digest": e.digest, "size": e.size} for p, e in vb.artifacts.items()}
     arts = _diff_maps(arts_a, arts_b)
     for path, ch in arts["changed"].items():
+        if va.artifacts[path].inline or vb.artifacts[path].inline:
+            ch["shared_chunks"] = None  # held in a run record: no chunks to share
+            continue
         ch.update(_shared_chunks(runs, ch["a"]["digest"], ch["b"]["digest"]))
     return {
         "a": {"run_id": va.run_id, "run_name": va.run_name, "digest": va.digest},

@@ -53,6 +53,8 @@ _RING = 5
 _WRITERS = 4
 # threads hashing chunks that the caller reads (read_chunks on a local store)
 _HASHERS = 2
+#: chunks a local reader asks the disk for ahead of the one it reads (Backend.prefetch)
+_PREFETCH = 16
 
 Progress = Callable[[int], None]
 
@@ -664,10 +666,20 @@ class ObjectStore:
             return self._fetch_chunks(chunks)
         return self._read_here(chunks)
 
+    def _prefetching(self, chunks: Sequence[tuple[str, int]]) -> Iterator[tuple[str, int]]:
+        """``chunks`` in order, each asked of the backend (:meth:`Backend.prefetch`) a window
+        of :data:`_PREFETCH` chunks before it is yielded: cold chunks are read ahead."""
+        keys = [self.layout.chunk_key(d) for d, _ in chunks]
+        self.backend.prefetch(keys[:_PREFETCH])
+        for i, chunk in enumerate(chunks):
+            if i + _PREFETCH < len(keys):
+                self.backend.prefetch(keys[i + _PREFETCH : i + _PREFETCH + 1])
+            yield chunk
+
     def _read_here(self, chunks: Sequence[tuple[str, int]]) -> Iterator[bytes]:
         with ThreadPoolExecutor(_HASHERS, thread_name_prefix="casstore-verify") as pool:
             pending: deque[tuple[str, int, bytes, Future[str]]] = deque()
-            for d, n in chunks:
+            for d, n in self._prefetching(chunks):
                 data = self._get_chunk(d)
                 pending.append((d, n, data, pool.submit(hash_bytes, data, parallel=False)))
                 if len(pending) > 2 * _HASHERS:
@@ -730,7 +742,7 @@ class ObjectStore:
         window = self.max_in_flight if self.backend.concurrency > 1 else 2
         with ThreadPoolExecutor(max(1, self.backend.concurrency), thread_name_prefix="casstore-get") as pool:
             futs: list[Future[bytes]] = []
-            it = iter(chunks)
+            it = self._prefetching(chunks)
             for d, n in it:
                 futs.append(pool.submit(self.read_chunk, d, n))
                 if len(futs) >= window:
