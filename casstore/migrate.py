@@ -108,7 +108,7 @@ def _model_entry(
 
         conf["skops_untrusted_types"] = skops_untrusted_types(os.path.join(model_dir, *sk["pickled_model"].split("/")))
     out: dict[str, dict[str, Any]] = {"sklearn": conf}
-    pf = flavors.get("python_function")
+    pf = flavors.get("python_function") if isinstance(flavors, dict) else None
     if isinstance(pf, dict):
         out["python_function"] = {
             "loader_module": "casstore.sklearn",

@@ -67,7 +67,7 @@ class FsspecBackend(Backend):
             raise self._unavailable(key, e) from e
         return True
 
-    def _put_blob(self, key: str, data: bytes) -> bool:
+    def _put_blob(self, key: str, data: bytes | memoryview) -> bool:
         path = self._path(key)
         try:
             if self.fs.exists(path) and self.touch(key):
@@ -187,7 +187,7 @@ class MemoryBackend(FsspecBackend):
             self._touched[path] = time.time()
             return True
 
-    def _put_blob(self, key: str, data: bytes) -> bool:
+    def _put_blob(self, key: str, data: bytes | memoryview) -> bool:
         with self._lock:
             if self.fs.exists(self._path(key)):
                 self._touched[self._path(key)] = time.time()

@@ -280,7 +280,7 @@ class LocalBackend(Backend):
             _unlink_quietly(tmp)
         return True
 
-    def _put_blob(self, key: str, data: bytes) -> bool:
+    def _put_blob(self, key: str, data: bytes | memoryview) -> bool:
         final = self._path(key)
         try:
             if self._freshen(final):  # it exists (and is now fresh)

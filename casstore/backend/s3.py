@@ -595,7 +595,7 @@ class S3Backend(Backend):
         if head is None:
             raise ObjectNotFoundError(f"no object {key!r} in store {self.url}")
         modified = head.get("LastModified")
-        mtime = modified.timestamp() if hasattr(modified, "timestamp") else time.time()
+        mtime = modified.timestamp() if modified is not None and hasattr(modified, "timestamp") else time.time()
         return ObjectInfo(key, int(head.get("ContentLength") or 0), mtime)
 
     def _exists(self, key: str) -> bool:

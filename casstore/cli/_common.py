@@ -132,7 +132,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title:
         click.echo(title)
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     fmt = [(str.rjust if h in right else str.ljust) for h in headers]
-    lines = [headers] + cells
+    lines = [list(headers), *cells]
     for row in lines:
         click.echo("  ".join(f(c, w) for f, c, w in zip(fmt, row, widths)).rstrip())
 

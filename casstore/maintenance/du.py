@@ -223,20 +223,16 @@ def disk_usage(
             file_runs[d].add(u.run_id)
             file_size[d] = size
             file_path.setdefault(d, path)
-    top_files = sorted(
-        ({"digest": d, "size": file_size[d], "bindings": n, "runs": len(file_runs[d]), "path": file_path[d],
-          "saved": (n - 1) * file_size[d]} for d, n in file_refs.items() if n > 1),
-        key=lambda x: (-x["saved"], x["digest"]),
-    )[:top]
+    shared_files = sorted(((d, n) for d, n in file_refs.items() if n > 1), key=lambda dn: (-(dn[1] - 1) * file_size[dn[0]], dn[0]))
+    top_files = [{"digest": d, "size": file_size[d], "bindings": n, "runs": len(file_runs[d]), "path": file_path[d],
+                  "saved": (n - 1) * file_size[d]} for d, n in shared_files[:top]]
     chunk_files: Counter[str] = Counter()
     for d in file_refs:
         for c in {c for c, _n in file_chunks.get(d, ())}:
             chunk_files[c] += 1
-    top_chunks = sorted(
-        ({"digest": c, "size": chunk_len[c], "files": n, "runs": len(owners[c] - {REGISTRY_OWNER}),
-          "saved": (n - 1) * chunk_len[c]} for c, n in chunk_files.items() if n > 1),
-        key=lambda x: (-x["saved"], x["digest"]),
-    )[:top]
+    shared_chunks = sorted(((c, n) for c, n in chunk_files.items() if n > 1), key=lambda cn: (-(cn[1] - 1) * chunk_len[cn[0]], cn[0]))
+    top_chunks = [{"digest": c, "size": chunk_len[c], "files": n, "runs": len(owners[c] - {REGISTRY_OWNER}),
+                   "saved": (n - 1) * chunk_len[c]} for c, n in shared_chunks[:top]]
 
     # the store as a whole: what is stored, and what no live run or registry version needs
     tick("measuring the store")

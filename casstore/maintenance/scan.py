@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -177,7 +177,7 @@ def closure(
     present: dict[str, set[str]],
     seeds: Iterable[str],
     *,
-    seed_objects: dict[str, Iterable[str]] | None = None,
+    seed_objects: Mapping[str, Iterable[str]] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, set[str]]:
     """The content objects reachable from ``seeds`` (digests named by root records) and from

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from casstore.exceptions import InvalidInputError
@@ -129,7 +130,7 @@ class RegistryClient:
     ) -> list[RegisteredModel]:
         """Registered models matching ``filter_string`` (``name LIKE 'fraud%' AND tags.team = 'risk'``)."""
         comps = parse_filter(filter_string, MODEL_ATTRIBUTES)
-        found = [m for m in self.registry.list_models() if matches(comps, lambda e, k, m=m: _model_value(m, e, k))]
+        found = [m for m in self.registry.list_models() if matches(comps, functools.partial(_model_value, m))]
         keys = parse_order_by(order_by or ["name ASC"], MODEL_ATTRIBUTES)
         found = sort_items(found, keys, _model_value, MODEL_ATTRIBUTES)
         n = _limit(max_results)
@@ -196,7 +197,7 @@ class RegistryClient:
                 versions = self.registry.list_versions(name)
             except FileNotFoundError:
                 continue
-            found.extend(v for v in versions if matches(comps, lambda e, k, v=v: _version_value(v, e, k)))
+            found.extend(v for v in versions if matches(comps, functools.partial(_version_value, v)))
         keys = parse_order_by(order_by or ["name ASC", "version_number DESC"], VERSION_ATTRIBUTES)
         found = sort_items(found, keys, _version_value, VERSION_ATTRIBUTES)
         n = _limit(max_results)

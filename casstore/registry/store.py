@@ -492,7 +492,7 @@ class Registry:
     def versions_pinning(self, model_digest: str) -> list[ModelVersion]:
         """Every live version (of any model) that pins ``model_digest``."""
         model_digest = check_digest(model_digest, "model digest")
-        out = []
+        out: list[ModelVersion] = []
         for rm in self.list_models():
             out.extend(v for v in self.list_versions(rm.name) if v.model_digest == model_digest)
         return out
