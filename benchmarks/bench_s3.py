@@ -10,7 +10,9 @@ then, for a fresh random file (256 MiB; ``--quick``: 16 MiB), per repetition:
   existence checks and the records travel).
 
 Then, for information, downloads: s3fs ``get_file`` against casstore's verified
-``get_file``. Prints medians (wall time, and the CPU time of the client and server
+``get_file``; and a directory of small files (200 of 4 KiB; ``--quick``: 50): s3fs
+``put(recursive=True)`` against casstore's ``log_files`` of the same tree into a run
+(a small artifact is one object, its run record, in a version-3 store). Prints medians (wall time, and the CPU time of the client and server
 processes together, steadier on a busy machine), the ratios against the peer, and
 the HTTP requests per logged GiB (counted with botocore's ``before-send`` event, so
 retries count too).
@@ -72,8 +74,9 @@ def _write_random(path: Path, size: int) -> None:
             left -= n
 
 
-def run(size: int, repeat: int, downloads: bool = False) -> dict[str, Any]:
-    """Measure; ``{"times": {name: [s]}, "cpu": {name: [s]}, "requests": {name: Counter}}``."""
+def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0) -> dict[str, Any]:
+    """Measure; ``{"times": {name: [s]}, "cpu": {name: [s]}, "requests": {name: Counter}}``.
+    With ``small_files``, also log a directory of that many 4 KiB files each repetition."""
     import s3fs
 
     import psutil
@@ -87,6 +90,10 @@ def run(size: int, repeat: int, downloads: bool = False) -> dict[str, Any]:
         make_bucket(server.endpoint_url, BUCKET)
         src = Path(tmp) / "weights.bin"
         _write_random(src, size)
+        small = Path(tmp) / "small"
+        for i in range(small_files):
+            (small / f"part{i // 100}").mkdir(parents=True, exist_ok=True)
+            (small / f"part{i // 100}" / f"f{i:04d}.bin").write_bytes(os.urandom(4096))
 
         me, srv = psutil.Process(), psutil.Process(server.proc.pid)
 
@@ -141,7 +148,20 @@ def run(size: int, repeat: int, downloads: bool = False) -> dict[str, Any]:
             if downloads:
                 download(key, entry.digest, store)
 
-            peer.rm(key)
+            if small_files:
+                from casstore.tracking._artifacts import walk_dir
+
+                timed("peer put small files", lambda: peer.put(str(small), f"{BUCKET}/peer-{rep}/small", recursive=True))
+                requests["peer put small files"] = peer_counter.take()
+                third = store.create_run(experiment)
+                cas_counter.take()
+                timed("casstore small files", lambda: third.log_files(walk_dir(str(small), "small")))
+                requests["casstore small files"] = cas_counter.take()
+                third.end()
+                peer.rm(f"{BUCKET}/peer-{rep}", recursive=True)
+
+            if peer.exists(key):
+                peer.rm(key)
             peer.rm(f"{BUCKET}/store-{rep}", recursive=True)
             gets = (
                 f"; get: peer {results['peer get_file'][-1]:.2f} s, casstore {results['casstore get_file'][-1]:.2f} s"
@@ -182,6 +202,15 @@ def report(size: int, repeat: int, out: dict[str, Any]) -> None:
     if "peer get_file" in times:
         get = times["casstore get_file"] / times["peer get_file"]
         print(f"get_file / s3fs    = {get:.2f}  (for information: casstore verifies every chunk)")
+    if "casstore small files" in times:
+        n = out["small_files"]
+        print(f"\n{n} files of 4 KiB (for information)")
+        for name in ("peer put small files", "casstore small files"):
+            req = out["requests"][name]
+            total = sum(req.values())
+            methods = ", ".join(f"{m} {c}" for m, c in sorted(req.items()))
+            print(f"{name:22} {times[name]:7.3f} s  {total:6d} requests ({total / n:.2f} per file: {methods})")
+        print(f"casstore / s3fs    = {times['casstore small files'] / times['peer put small files']:.2f} (time)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,10 +219,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size-mib", type=int, default=None, help="file size in MiB (default 256)")
     parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 5)")
     parser.add_argument("--no-downloads", action="store_true", help="skip the download comparison")
+    parser.add_argument("--small-files", type=int, default=None,
+                        help="how many 4 KiB files to log as a directory (default 200, --quick 50; 0: skip)")
     args = parser.parse_args(argv)
     size = (args.size_mib or (16 if args.quick else 256)) << 20
     repeat = args.repeat or (2 if args.quick else 5)
-    out = run(size, repeat, downloads=not args.no_downloads)
+    small = args.small_files if args.small_files is not None else (50 if args.quick else 200)
+    out = run(size, repeat, downloads=not args.no_downloads, small_files=small)
+    out["small_files"] = small
     report(size, repeat, out)
 
 
