@@ -110,24 +110,27 @@ class Chunker:
     def cut_block(self, block: memoryview, final: bool) -> tuple[list[memoryview], int]:
         """Cut the chunks of one block of a longer stream that what follows cannot change.
 
-        Return them and the number of bytes they cover; the rest of ``block`` must come
-        again at the start of the next block. With ``final`` (nothing follows) the whole
-        block is cut. A cut looks at most ``max_size`` bytes past a chunk's start, so the
-        chunks are exactly those of :meth:`cut_buffer` over the whole stream.
+        Return them and the number of bytes they cover; the rest of ``block`` (less than
+        ``max_size`` bytes) must come again at the start of the next block. With ``final``
+        (nothing follows) the whole block is cut. A cut point is decided by the bytes
+        between the chunk's start and the cut alone (a hash match, or ``max_size``), so
+        every chunk that ends before the block does is a chunk of :meth:`cut_buffer` over
+        the whole stream; only the last, cut short by the block's end, is held back (and
+        cut again, whole, at the start of the next block).
 
         >>> c = Chunker(ChunkerParams(min_size=64, avg_size=256, max_size=1024))
         >>> data = bytes(range(256)) * 20
         >>> chunks, used = c.cut_block(memoryview(data)[:3000], final=False)
-        >>> used <= 3000 - 1024 + max(len(ch) for ch in chunks)
+        >>> used == sum(len(ch) for ch in chunks) and 0 < 3000 - used <= 1024
         True
         """
         chunks: list[memoryview] = []
-        horizon = len(block) - self.params.max_size
+        end = len(block)
         for ch in self._cdc.cut_buf(block):
-            if not final and ch.offset > horizon:
+            if not final and ch.offset + len(ch.data) >= end:
                 return chunks, ch.offset
             chunks.append(ch.data)
-        return chunks, len(block)
+        return chunks, end
 
     def cut_stream(self, stream: IO[bytes]) -> Iterator[memoryview]:
         """Yield chunks of a binary stream. Each memoryview is valid only until the next
