@@ -13,7 +13,7 @@ from blake3 import blake3
 
 import casstore
 from casstore.backend import LocalBackend
-from casstore.exceptions import ImmutableArtifactError, IntegrityError, InvalidInputError, ObjectNotFoundError
+from casstore.exceptions import ImmutableArtifactError, IntegrityError, InvalidInputError, LocalFileError, ObjectNotFoundError
 from casstore.maintenance.du import disk_usage
 from casstore.maintenance.gc import collect_garbage
 from casstore.maintenance.verify import verify_store
@@ -189,3 +189,35 @@ def test_diff_of_a_changed_inline_artifact_reports_no_chunks_and_no_error(tmp_pa
     ch = d["artifacts"]["changed"]["config.yaml"]
     assert ch["a"]["digest"] == blake3(b"threshold: 0.5\n").hexdigest()
     assert ch["shared_chunks"] is None and "error" not in ch
+
+
+def test_many_small_files_are_read_again_past_the_memory_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small files' content is held between reading and binding only up to a bound; past
+    it, a file is read again when it is bound, and refused if it changed meanwhile."""
+    import casstore.runs.handle as handle_mod
+
+    monkeypatch.setattr(handle_mod, "INLINE_HELD_MAX", 100)
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {f"f{i}.txt": f"content of file {i}\n".encode() * 3 for i in range(6)}  # 60+ bytes each
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    store = RunStore(open_store(str(tmp_path / "s")))
+    h = store.create_run(store.get_or_create_experiment("bound"))
+    entries = h.log_files([(name, str(src / name)) for name in files])
+    assert all(e.inline for e in entries)
+    view = store.get_run(h.run_id)
+    assert {p: store.artifact_bytes(h.run_id, e) for p, e in view.artifacts.items()} == files
+
+    # a file written between its hashing and its binding is refused, not bound to other bytes
+    h2 = store.create_run(store.get_or_create_experiment("bound"))
+    real_flush = store.objects.flush
+
+    def flush_then_write() -> None:
+        real_flush()
+        (src / "f5.txt").write_bytes(b"changed after it was hashed\n")
+
+    monkeypatch.setattr(store.objects, "flush", flush_then_write)
+    with pytest.raises(LocalFileError, match="changed while it was being logged"):
+        h2.log_files([(name, str(src / name)) for name in files])
+    assert "f5.txt" not in store.get_run(h2.run_id).artifacts

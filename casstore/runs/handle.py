@@ -23,6 +23,7 @@ from casstore.exceptions import (
     CasstoreError,
     ImmutableArtifactError,
     InvalidInputError,
+    LocalFileError,
     ObjectNotFoundError,
     RunStateError,
 )
@@ -47,6 +48,10 @@ RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
 #: them cost more than they overlap (4 threads took twice one thread's time for 4 KiB
 #: files on two cores, and broke even at 256 KiB; 1 MiB files gained a third)
 POOL_MIN_AVERAGE_SIZE = 256 << 10
+#: small files' content held in memory between reading them and binding them in their
+#: records; past this, a file's content is read again when it is bound (and checked)
+INLINE_HELD_MAX = 64 << 20
+_READ_AGAIN = object()  # stands for content let go after hashing, to be read again
 
 
 class RunHandle:
@@ -230,16 +235,31 @@ class RunHandle:
             workers = self.store.io_workers if n >= 8 and self._pool_pays(locals_) else 1
         pool = ThreadPoolExecutor(min(workers, n), thread_name_prefix="casstore-log") if n >= 8 and workers > 1 else None
         try:
-            if pool:
-                stored = list(pool.map(self._put_local, locals_, [inline_max] * n))
-            else:
-                stored = [self._put_local(p, inline_max) for p in locals_]
+            results = pool.map(self._put_local, locals_, [inline_max] * n) if pool else (
+                self._put_local(p, inline_max) for p in locals_)
+            stored: list[tuple[Stored, object]] = []
+            held = 0
+            for done, data in results:
+                kept: object = data
+                if data is not None:
+                    held += len(data)
+                    if held > INLINE_HELD_MAX:
+                        kept = _READ_AGAIN  # hashed already: read again when bound
+                stored.append((done, kept))
             self._objects.flush()
             errors: list[CasstoreError] = []
 
             def bind(i: int) -> ArtifactEntry | None:
+                done, data = stored[i]
+                if data is _READ_AGAIN:
+                    data = self._objects.read_small_file(locals_[i], inline_max)
+                    if data is None or hash_bytes(data) != done.digest:
+                        raise LocalFileError(
+                            f"{locals_[i]!r} changed while it was being logged (its content is no longer what was "
+                            f"hashed, {done.digest}); it was not bound. Log it again once it is no longer being written."
+                        )
                 try:
-                    return self._bind_entry(paths[i], *stored[i])
+                    return self._bind_entry(paths[i], done, data if isinstance(data, bytes) else None)
                 except ImmutableArtifactError as e:
                     errors.append(e)
                     return None
