@@ -17,6 +17,8 @@ from casstore.maintenance.verify import verify_store
 from casstore.objects import ChunkerParams, open_store
 from casstore.runs import RunStore
 
+from tracking_helpers import corrupt_artifact
+
 SMALL = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
 
 
@@ -225,15 +227,13 @@ def test_a_missing_file_stored_as_one_chunk(fx: Fixture) -> None:
 
 @pytest.mark.parametrize("damage", ["flipped", "missing"])
 def test_a_damaged_artifact_held_in_its_run_record(fx: Fixture, damage: str) -> None:
-    from casstore.objects.codec import pack, unpack
     from casstore.runs import layout
 
     assert fx.store.get_run(fx.a).artifacts["notes.txt"].inline
     assert fx.verify("--all")[0] == 0 and fx.verify(fx.a)[0] == 0
     key = layout.artifact_key(fx.a, "notes.txt")
     if damage == "flipped":  # still a well-formed record, with one byte of its content changed
-        rec = unpack(fx.path(key).read_bytes())
-        fx.path(key).write_bytes(pack({**rec, "data": rec["data"].replace(b"record", b"rekord")}))
+        corrupt_artifact(fx.store, fx.a, "notes.txt", at=7)
     else:
         fx.path(key).unlink()
     for args in (("--all",), ("--all", "--deep"), (fx.a,)):

@@ -337,6 +337,25 @@ class ObjectStore:
         """
         path = os.fspath(path)
         fd, before = _open_local(path)
+        return self._put_open(fd, path, before, progress)
+
+    def put_or_read(self, path: str | os.PathLike[str], limit: int) -> tuple[Stored, bytes | None]:
+        """Store a local file as :meth:`put_file` does, unless it is a regular file of at
+        most ``limit`` bytes (``limit`` > 0): that one is only read, with the same checks,
+        and its content returned beside its ``(digest, size)``, for the caller to keep
+        (an artifact held in its run record). One open either way."""
+        path = os.fspath(path)
+        fd, before = _open_local(path)
+        if limit > 0 and stat_mod.S_ISREG(before.st_mode) and before.st_size <= limit:
+            try:
+                data = _read_whole(fd, path, before)
+            finally:
+                os.close(fd)
+            return Stored(hash_bytes(data), len(data)), data
+        return self._put_open(fd, path, before, None), None
+
+    def _put_open(self, fd: int, path: str, before: os.stat_result, progress: Progress | None) -> Stored:
+        """:meth:`put_file` of the file open as ``fd`` (status ``before``), which this closes."""
         owned = True  # until a file object takes the descriptor over
         try:
             if stat_mod.S_ISREG(before.st_mode) and before.st_size <= _READ_BLOCK:
@@ -525,15 +544,13 @@ class ObjectStore:
         """Freshen the file ``digest`` of ``size`` bytes if the store holds it as this store's
         version writes it; False if it must be stored. In version 1 that is its recipe. In
         version 2 a file no larger than the chunker's maximum may be one chunk, so its chunk
-        is tried first (a file of at most the minimum is certainly one chunk, so a recipe is
-        not looked for), and the empty file and larger ones have a recipe."""
+        is tried first, then its recipe; the empty file and larger ones have a recipe. (A
+        file of at most the minimum, certainly one chunk, never comes here: ``put_bytes``
+        puts its chunk at once.)"""
         recipe = self.layout.recipe_key(digest)
-        params = self.config.chunker
-        if self.layout.recipe_for_one_chunk or not 0 < size <= params.max_size:
+        if self.layout.recipe_for_one_chunk or not 0 < size <= self.config.chunker.max_size:
             return self.backend.touch(recipe)
-        if self.backend.touch(self.layout.chunk_key(digest)):
-            return True
-        return size > params.min_size and self.backend.touch(recipe)
+        return self.backend.touch(self.layout.chunk_key(digest)) or self.backend.touch(recipe)
 
     def flush(self) -> None:
         """Durability barrier: data written so far survives a power loss once this returns."""

@@ -152,14 +152,6 @@ class RunHandle:
         return ArtifactEntry(path, bound["digest"], int(bound["size"]), str(bound.get("kind", "file")),
                              int(bound.get("logged_at", 0)))
 
-    def _put_local(self, local_path: str, inline_max: int) -> tuple[Stored, bytes | None]:
-        """Store a local file's content (``put_file`` reads small files whole, streams large
-        ones); a file of at most ``inline_max`` bytes is read, not stored: its record holds it."""
-        if inline_max:
-            data = self._objects.read_small_file(local_path, inline_max)
-            if data is not None:
-                return Stored(hash_bytes(data), len(data)), data
-        return self._objects.put_file(local_path), None
 
     def log_file(self, artifact_path: str, local_path: str | os.PathLike[str]) -> ArtifactEntry:
         """Store a local file and bind it at ``artifact_path``."""
@@ -235,8 +227,8 @@ class RunHandle:
             workers = self.store.io_workers if n >= 8 and self._pool_pays(locals_) else 1
         pool = ThreadPoolExecutor(min(workers, n), thread_name_prefix="casstore-log") if n >= 8 and workers > 1 else None
         try:
-            results = pool.map(self._put_local, locals_, [inline_max] * n) if pool else (
-                self._put_local(p, inline_max) for p in locals_)
+            results = pool.map(self._objects.put_or_read, locals_, [inline_max] * n) if pool else (
+                self._objects.put_or_read(p, inline_max) for p in locals_)
             stored: list[tuple[Stored, object]] = []
             held = 0
             for done, data in results:

@@ -266,9 +266,7 @@ class RunStore:
 
     def artifact_bytes(self, run_id: str, entry: ArtifactEntry) -> bytes:
         """An artifact's whole content, verified."""
-        if entry.inline:
-            return self.inline_data(run_id, entry)
-        return self.objects.get_bytes(entry.digest)
+        return b"".join(self.artifact_chunks(run_id, entry))
 
     def artifact_to_file(self, run_id: str, entry: ArtifactEntry, dest: str | os.PathLike[str],
                          progress: Progress | None = None) -> None:
