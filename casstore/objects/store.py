@@ -35,6 +35,7 @@ from casstore.exceptions import CasstoreError, IntegrityError, InvalidInputError
 from casstore.objects.chunking import Chunker
 from casstore.objects.config import StoreConfig
 from casstore.objects.digest import check_digest, hash_bytes, new_hasher
+from casstore.objects.mapped import hash_mapped
 from casstore.objects.recipes import Recipe
 
 __all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST", "write_chunks"]
@@ -46,6 +47,10 @@ EMPTY_DIGEST = hash_bytes(b"")
 # a file no larger than one block is read whole
 _READ_BLOCK = 8 << 20
 _RING = 5
+# the hashing pass reads in blocks this small, which stay in the processor's cache
+# from the read to the hash (measured: 1 GiB from the page cache hashed 20% faster
+# than in blocks of 12 MiB)
+_HASH_BLOCK = 4 << 20
 # threads hashing and writing chunks to a local disk: direct writes wait on the disk, so
 # more writers than cores keep it busy while the others hash; each holds its chunks'
 # block, hence a ring of a few more blocks than two (measured on 2 cores: 4 writers and
@@ -376,7 +381,9 @@ class ObjectStore:
                 expected = None
                 if self._first_chunk_stored(f):
                     expected = self._hash_file(f, before.st_size)
-                    if self._freshen_stored(expected, before.st_size):
+                    # a file written to meanwhile goes on to the storing pass, which refuses it
+                    unchanged = not _changed(before, os.fstat(f.fileno()))
+                    if unchanged and self._freshen_stored(expected, before.st_size):
                         if progress:
                             progress(before.st_size)
                         return Stored(expected, before.st_size)
@@ -419,20 +426,26 @@ class ObjectStore:
         return self.backend.exists(self.layout.chunk_key(hash_bytes(first)))
 
     def _hash_file(self, f: IO[bytes], size: int) -> str:
-        """BLAKE3 of an open file, reading one block while the previous one is hashed.
+        """BLAKE3 of an open local file, from its start: in place through memory maps while
+        a read lease keeps writers out (:mod:`casstore.objects.mapped`), else (or for what
+        is left when a writer comes) by reading one block while the previous one is hashed.
 
-        Two reused buffers bound the memory (a memory map of the whole file would count
-        its size in the resident set, and would kill the process with SIGBUS if the file
-        were truncated meanwhile)."""
+        The maps are a window at a time and the reads go into two reused buffers, so the
+        memory is bounded. Blocks of a few MiB stay in the processor's cache between the
+        read and the hash, which larger ones would not."""
         h = new_hasher()
         if size == 0:
             return h.hexdigest()
+        done = hash_mapped(f.fileno(), h)
+        if done == size:
+            return h.hexdigest()  # size and content cannot change while the lease is held
+        f.seek(done)
         bufs = self._take_buffers(2)
         pending: Future[object] | None = None
         try:
             with ThreadPoolExecutor(1, thread_name_prefix="casstore-hash") as pool:
                 for i in itertools.count():
-                    view = memoryview(bufs[i % 2])
+                    view = memoryview(bufs[i % 2])[:_HASH_BLOCK]
                     n = f.readinto(view)  # type: ignore[attr-defined]
                     if pending is not None:
                         pending.result()
