@@ -50,6 +50,7 @@ _SLOW = 0.25
 _SETLEASE: int = getattr(fcntl, "F_SETLEASE", -1)
 _GETLEASE: int = getattr(fcntl, "F_GETLEASE", -1)
 _SETSIG: int = getattr(fcntl, "F_SETSIG", -1)
+_WILLNEED: int | None = getattr(os, "POSIX_FADV_WILLNEED", None)
 
 
 class _Hasher(Protocol):
@@ -95,7 +96,15 @@ def hash_mapped(fd: int, hasher: _Hasher, *, first: int = FIRST_WINDOW, window: 
         while done < size:
             n = min(step, size - done)
             start = time.monotonic()
-            with mmap.mmap(fd, n, prot=mmap.PROT_READ, offset=done) as view:
+            if _WILLNEED is not None:
+                # read from disk what is not in memory, this window and the next, ahead of the hash
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(fd, done, n + window, _WILLNEED)
+            try:
+                view = mmap.mmap(fd, n, prot=mmap.PROT_READ, offset=done)
+            except OSError:
+                break  # a file that cannot be mapped (some file systems): the rest is read
+            with view:
                 hasher.update(view)
             done += n
             if fcntl.fcntl(fd, _GETLEASE) != fcntl.F_RDLCK:
