@@ -98,6 +98,15 @@ def test_no_lease_when_the_program_handles_both_signals(leased_dir: Path) -> Non
     assert digest == blake3(path.read_bytes()).hexdigest()
 
 
+def test_maps_can_be_turned_off(leased_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = leased_dir / "f.bin"
+    path.write_bytes(os.urandom(3 * PAGE))
+    monkeypatch.setenv("CASSTORE_MAP_FILES", "0")
+    digest, done = _digest_mapped(path)
+    assert done == 0
+    assert digest == blake3(path.read_bytes()).hexdigest()
+
+
 _TRUNCATE = "import sys; open(sys.argv[1], 'r+b').truncate(0)"
 
 

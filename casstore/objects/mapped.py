@@ -19,8 +19,9 @@ small (4 MiB, then 16 MiB: as fast as larger ones here), which bounds the memory
 and a window that comes slowly (a cold, slow disk) ends the mapping.
 
 Where no lease can be had (another platform, a file system without leases, a file
-open for writing or owned by another user, both signals handled), nothing is mapped:
-:func:`hash_mapped` returns 0 and the caller reads the whole file.
+open for writing or owned by another user, both signals handled), or with
+``CASSTORE_MAP_FILES=0``, nothing is mapped: :func:`hash_mapped` returns 0 and the
+caller reads the whole file.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ def hash_mapped(fd: int, hasher: _Hasher, *, first: int = FIRST_WINDOW, window: 
     start, through memory maps under a read lease; return how many bytes were fed. Fewer
     than the file holds when a writer came to wait (the lease is then given up), when a
     window came slowly, or 0 when no lease could be had: the caller hashes the rest
-    (from that offset) by reading it."""
-    if not leases_supported():
+    (from that offset) by reading it (and always 0 with ``CASSTORE_MAP_FILES=0``)."""
+    if not leases_supported() or os.environ.get("CASSTORE_MAP_FILES", "1").strip().lower() in ("0", "false", "no", "off"):
         return 0
     sig = _quiet_signal()
     if sig is None:
