@@ -11,16 +11,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from casstore._env import env_on
 from casstore.backend.base import Backend, ObjectInfo, validate_key
 from casstore.backend.fsspec import FsspecBackend, MemoryBackend
 from casstore.backend.local import LocalBackend
 from casstore.exceptions import InvalidInputError, StoreUnavailableError
 
 __all__ = ["Backend", "ObjectInfo", "LocalBackend", "MemoryBackend", "FsspecBackend", "open_backend", "validate_key"]
-
-
-def _env_durable() -> bool:
-    return os.environ.get("CASSTORE_DURABLE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def open_backend(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, *, durable: bool | None = None) -> Backend:
@@ -30,7 +27,7 @@ def open_backend(url: str | os.PathLike[str], storage_options: dict[str, Any] | 
         raise InvalidInputError(f"store URL must be a non-empty string or path, got {url!r}")
     opts = dict(storage_options or {})
     if durable is None:
-        durable = _env_durable()
+        durable = env_on("CASSTORE_DURABLE")
     if "://" not in url:
         return LocalBackend(url, durable=durable)
     protocol, _, rest = url.partition("://")

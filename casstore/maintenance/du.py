@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -86,6 +86,13 @@ class DuReport:
             "unreadable_runs": list(self.unreadable_runs),
             "seconds": round(self.seconds, 3),
         }
+
+
+def _most_saved(counts: Counter[str], size: Mapping[str, int], top: int) -> list[tuple[str, int]]:
+    """The ``top`` digests counted more than once with their counts, most bytes saved by
+    sharing first (``(count - 1) * size``), then by digest."""
+    shared = ((d, n) for d, n in counts.items() if n > 1)
+    return sorted(shared, key=lambda dn: (-(dn[1] - 1) * size[dn[0]], dn[0]))[:top]
 
 
 def disk_usage(
@@ -223,16 +230,14 @@ def disk_usage(
             file_runs[d].add(u.run_id)
             file_size[d] = size
             file_path.setdefault(d, path)
-    shared_files = sorted(((d, n) for d, n in file_refs.items() if n > 1), key=lambda dn: (-(dn[1] - 1) * file_size[dn[0]], dn[0]))
     top_files = [{"digest": d, "size": file_size[d], "bindings": n, "runs": len(file_runs[d]), "path": file_path[d],
-                  "saved": (n - 1) * file_size[d]} for d, n in shared_files[:top]]
+                  "saved": (n - 1) * file_size[d]} for d, n in _most_saved(file_refs, file_size, top)]
     chunk_files: Counter[str] = Counter()
     for d in file_refs:
         for c in {c for c, _n in file_chunks.get(d, ())}:
             chunk_files[c] += 1
-    shared_chunks = sorted(((c, n) for c, n in chunk_files.items() if n > 1), key=lambda cn: (-(cn[1] - 1) * chunk_len[cn[0]], cn[0]))
     top_chunks = [{"digest": c, "size": chunk_len[c], "files": n, "runs": len(owners[c] - {REGISTRY_OWNER}),
-                   "saved": (n - 1) * chunk_len[c]} for c, n in shared_chunks[:top]]
+                   "saved": (n - 1) * chunk_len[c]} for c, n in _most_saved(chunk_files, chunk_len, top)]
 
     # the store as a whole: what is stored, and what no live run or registry version needs
     tick("measuring the store")

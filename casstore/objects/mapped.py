@@ -33,6 +33,8 @@ import signal
 import time
 from typing import Protocol
 
+from casstore._env import env_on
+
 try:
     import fcntl
 except ImportError:  # not POSIX
@@ -78,7 +80,7 @@ def hash_mapped(fd: int, hasher: _Hasher, *, first: int = FIRST_WINDOW, window: 
     than the file holds when a writer came to wait (the lease is then given up), when a
     window came slowly, or 0 when no lease could be had: the caller hashes the rest
     (from that offset) by reading it (and always 0 with ``CASSTORE_MAP_FILES=0``)."""
-    if not leases_supported() or os.environ.get("CASSTORE_MAP_FILES", "1").strip().lower() in ("0", "false", "no", "off"):
+    if not leases_supported() or not env_on("CASSTORE_MAP_FILES"):
         return 0
     sig = _quiet_signal()
     if sig is None:

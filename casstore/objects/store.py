@@ -820,7 +820,6 @@ class ObjectStore:
         return self.layout.stored(self.backend, "chunks")
 
 
-
 def write_chunks(chunks: Iterable[bytes], dest: str | os.PathLike[str]) -> None:
     """Write ``chunks`` (a verifying iterator) to ``dest``: into a temp file beside it,
     renamed into place only once the iterator is exhausted without error, so ``dest`` is

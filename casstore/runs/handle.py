@@ -152,7 +152,6 @@ class RunHandle:
         return ArtifactEntry(path, bound["digest"], int(bound["size"]), str(bound.get("kind", "file")),
                              int(bound.get("logged_at", 0)))
 
-
     def log_file(self, artifact_path: str, local_path: str | os.PathLike[str]) -> ArtifactEntry:
         """Store a local file and bind it at ``artifact_path``."""
         return self.log_files([(artifact_path, os.fspath(local_path))])[0]
