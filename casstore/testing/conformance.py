@@ -425,7 +425,8 @@ class BackendConformance:
 
     def test_behaves_like_a_dict(self, backend: Backend) -> None:
         machine = type("DictModelMachine", (_DictModelMachine,), {"backend": backend})
-        run_state_machine_as_test(
+        # older hypothesis releases leave this function unannotated
+        run_state_machine_as_test(  # type: ignore[no-untyped-call, unused-ignore]
             machine,
             settings=settings(
                 max_examples=int(os.environ.get("CASSTORE_CONFORMANCE_EXAMPLES", "20")),
