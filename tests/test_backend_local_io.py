@@ -85,8 +85,9 @@ def test_a_file_system_that_refuses_o_direct_gets_ordinary_writes(
     assert not [p for p in (tmp_path / "store").rglob(".tmp-*")], "a temporary file was left"
 
 
-def test_casstore_direct_io_0_turns_direct_writes_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CASSTORE_DIRECT_IO", "0")
+@pytest.mark.parametrize("off", ["0", "off"])
+def test_casstore_direct_io_0_turns_direct_writes_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, off: str) -> None:
+    monkeypatch.setenv("CASSTORE_DIRECT_IO", off)
     opened_direct = []
     real_open = os.open
 

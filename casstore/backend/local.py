@@ -40,6 +40,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 
+from casstore._env import env_on
 from casstore.backend.base import Backend, ObjectInfo, validate_key
 from casstore.exceptions import ObjectNotFoundError, StoreUnavailableError
 
@@ -134,7 +135,7 @@ class LocalBackend(Backend):
         self._lock = threading.Lock()
         self._pending: list[str] = []  # written since the last flush (fallback without syncfs)
         self._dirty = False
-        self._direct = bool(_O_DIRECT) and os.environ.get("CASSTORE_DIRECT_IO", "1").strip() != "0"
+        self._direct = bool(_O_DIRECT) and env_on("CASSTORE_DIRECT_IO")
         self._aligned = _AlignedBuffers()
         self._noreplace = _RENAMEAT2 is not None
         try:

@@ -133,6 +133,11 @@ def _open_local(path: str) -> tuple[int, os.stat_result]:
     return fd, st
 
 
+def _is_small(before: os.stat_result, limit: int) -> bool:
+    """Whether the file of status ``before`` is a regular file of at most ``limit`` (> 0) bytes."""
+    return limit > 0 and stat_mod.S_ISREG(before.st_mode) and before.st_size <= limit
+
+
 def _read_whole(fd: int, path: str, before: os.stat_result) -> bytes:
     """All of a regular file open as ``fd`` (status ``before``); :class:`LocalFileError` if
     it cannot be read or changes while it is read."""
@@ -352,13 +357,13 @@ class ObjectStore:
         (an artifact held in its run record). One open either way."""
         path = os.fspath(path)
         fd, before = _open_local(path)
-        if limit > 0 and stat_mod.S_ISREG(before.st_mode) and before.st_size <= limit:
-            try:
-                data = _read_whole(fd, path, before)
-            finally:
-                os.close(fd)
-            return Stored(hash_bytes(data), len(data)), data
-        return self._put_open(fd, path, before, None), None
+        if not _is_small(before, limit):
+            return self._put_open(fd, path, before, None), None
+        try:
+            data = _read_whole(fd, path, before)
+        finally:
+            os.close(fd)
+        return Stored(hash_bytes(data), len(data)), data
 
     def _put_open(self, fd: int, path: str, before: os.stat_result, progress: Progress | None) -> Stored:
         """:meth:`put_file` of the file open as ``fd`` (status ``before``), which this closes."""
@@ -410,9 +415,7 @@ class ObjectStore:
         path = os.fspath(path)
         fd, before = _open_local(path)
         try:
-            if not stat_mod.S_ISREG(before.st_mode) or before.st_size > limit:
-                return None
-            return _read_whole(fd, path, before)
+            return _read_whole(fd, path, before) if _is_small(before, limit) else None
         finally:
             os.close(fd)
 
