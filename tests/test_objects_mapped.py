@@ -4,12 +4,14 @@ is read instead."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,8 @@ from hypothesis import strategies as st
 import casstore.objects.store as store_mod
 from casstore.exceptions import LocalFileError
 from casstore.objects import open_store
-from casstore.objects.mapped import hash_mapped, leases_supported
+from casstore.objects.chunking import ChunkerParams
+from casstore.objects.mapped import FileLease, hash_leased, hash_mapped, leases_supported
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -166,14 +169,124 @@ def test_a_file_truncated_during_a_restore_is_refused_not_a_crash(leased_dir: Pa
     objects.put_file(path)
     writers: list[_WriterArrives] = []
 
-    def hash_while_a_writer_comes(fd: int, hasher: object) -> int:
+    def hash_while_a_writer_comes(lease: FileLease, hasher: object) -> int:
         writers.append(_WriterArrives(path, hasher))
-        return hash_mapped(fd, writers[-1], first=4 << 20)
+        return hash_leased(lease, writers[-1], first=4 << 20)
 
-    monkeypatch.setattr(store_mod, "hash_mapped", hash_while_a_writer_comes)
+    monkeypatch.setattr(store_mod, "hash_leased", hash_while_a_writer_comes)
     with pytest.raises(LocalFileError, match="changed while it was being stored"):
         objects.put_file(path)
     w = writers[0]
     assert w.writer is not None and w.writer.wait(30) == 0
     assert w.writer_was_held
     assert path.stat().st_size == 0
+
+
+# ---- the storing pass over maps: a new version of a stored file -------------------------
+
+SMALL = ChunkerParams(min_size=4096, avg_size=16384, max_size=65536)  # some 600 chunks a file
+BIG = 9 << 20  # past one read block, so the first chunk is looked up and the file hashed first
+
+
+def _versions(seed: int, edits: int) -> tuple[bytes, bytes]:
+    """A file and a new version of it: the same first bytes, ``edits`` regions rewritten."""
+    rng = random.Random(seed)
+    old = rng.randbytes(BIG)
+    new = bytearray(old)
+    for _ in range(edits):
+        at = rng.randrange(64 << 10, BIG - 4096)
+        new[at : at + rng.randrange(1, 4096)] = rng.randbytes(rng.randrange(1, 4096))  # sizes may differ
+    return old, bytes(new)
+
+
+def _store_both(root: Path, old: bytes, new: bytes, name: str) -> tuple[object, object]:
+    """Store ``old``, then ``new`` from a file; return the store and what put_file returned."""
+    objects = open_store(root / name, chunker=SMALL)
+    objects.put_bytes(old)
+    path = root / f"{name}.bin"
+    path.write_bytes(new)
+    return objects, objects.put_file(path)
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), edits=st.integers(1, 4), window=st.sampled_from([3, 5, 16]))
+def test_a_new_version_stored_through_maps_is_stored_as_by_reads(
+    leased_dir: Path, monkeypatch: pytest.MonkeyPatch, seed: int, edits: int, window: int
+) -> None:
+    old, new = _versions(seed, edits)
+    # many windows (of at least two maximum chunks and a page), cut at their edges
+    monkeypatch.setattr(store_mod, "_MAP_WINDOW", window * (64 << 10))
+    read_passes = []
+    real = store_mod.ObjectStore._store_stream
+    def counted(self: object, stream: object, *a: object) -> object:
+        if isinstance(stream, io.BufferedReader):  # a file read, not the old version's bytes
+            read_passes.append(1)
+        return real(self, stream, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_mod.ObjectStore, "_store_stream", counted)
+    root = leased_dir / uuid.uuid4().hex  # a new pair of stores for each example
+    mapped_store, mapped = _store_both(root, old, new, "mapped")
+    assert read_passes == []  # cut where it lies, under the lease
+    with monkeypatch.context() as within:  # this example only
+        within.setenv("CASSTORE_MAP_FILES", "0")
+        read_store, read = _store_both(root, old, new, "read")
+    assert read_passes == [1]
+    assert mapped == read and mapped.digest == blake3(new).hexdigest()  # type: ignore[attr-defined]
+    assert mapped_store.recipe(mapped.digest) == read_store.recipe(read.digest)  # type: ignore[attr-defined]
+    assert mapped_store.chunks_written == read_store.chunks_written  # type: ignore[attr-defined]
+    assert mapped_store.get_bytes(mapped.digest) == new  # type: ignore[attr-defined]
+
+
+def test_a_mapped_storing_pass_that_stops_is_finished_by_reading(leased_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old, new = _versions(7, 3)
+    monkeypatch.setattr(store_mod, "_MAP_WINDOW", 256 << 10)
+    objects = open_store(leased_dir / "store", chunker=SMALL)
+    objects.put_bytes(old)
+    path = leased_dir / "new.bin"
+    path.write_bytes(new)
+    windows: list[int] = []
+    real_cut = objects.chunker.cut_block
+
+    def cut(block: memoryview, final: bool) -> tuple[list[memoryview], int]:
+        windows.append(len(block))
+        return real_cut(block, final)
+
+    real_intact = FileLease.intact
+    monkeypatch.setattr(objects.chunker, "cut_block", cut)
+    # the lease is lost after the mapped pass's first window (as if a writer came)
+    monkeypatch.setattr(FileLease, "intact", lambda self: real_intact(self) and not windows)
+    reported: list[int] = []
+    stored = objects.put_file(path, progress=reported.append)
+    assert windows[0] <= 256 << 10 and windows[1] > 256 << 10  # one mapped window, then a read block
+    assert stored.digest == blake3(new).hexdigest() and stored.size == len(new)
+    assert objects.get_bytes(stored.digest) == new
+    assert sum(reported) == len(new)  # what the mapped pass reported is not reported again
+
+
+def test_a_writer_during_the_mapped_storing_pass_waits_one_window(leased_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old, new = _versions(11, 2)
+    objects = open_store(leased_dir / "store", chunker=SMALL)
+    objects.put_bytes(old)
+    path = leased_dir / "new.bin"
+    path.write_bytes(new)
+    monkeypatch.setattr(store_mod, "_MAP_WINDOW", 256 << 10)
+    arrives = _WriterArrives(path)
+    windows = []
+    real_cut = objects.chunker.cut_block
+
+    def cut_while_a_writer_comes(block: memoryview, final: bool) -> tuple[list[memoryview], int]:
+        windows.append(len(block))
+        if len(windows) == 2:
+            arrives.update(b"")  # the truncating process starts, and the kernel holds it
+        return real_cut(block, final)
+
+    monkeypatch.setattr(objects.chunker, "cut_block", cut_while_a_writer_comes)
+    with pytest.raises(LocalFileError, match="changed while it was being stored"):
+        objects.put_file(path)
+    assert arrives.writer is not None and arrives.writer.wait(30) == 0
+    assert arrives.writer_was_held
+    assert path.stat().st_size == 0
+    # the mapped pass stopped after that window (its windows are the small ones); the
+    # reading pass saw the file change
+    assert len([n for n in windows if 0 < n <= 256 << 10]) == 2
+    assert objects.put_bytes(old).digest == blake3(old).hexdigest()  # the store still works

@@ -1,4 +1,8 @@
-"""Hashing a local file in place: memory maps, made safe by a read lease.
+"""Reading a local file in place: memory maps, made safe by a read lease.
+
+The object store hashes a file it may hold already through maps (:func:`hash_mapped`,
+:func:`hash_leased`), and, when the store lacks that content, cuts and stores it from
+maps under the same lease (:class:`FileLease`, used by ``ObjectStore._store_leased``).
 
 Reading a file into a buffer copies every byte out of the page cache, and on two cores
 that copy and the cache misses it causes cost about half as much again as BLAKE3
@@ -21,7 +25,7 @@ and a window that comes slowly (a cold, slow disk) ends the mapping.
 Where no lease can be had (another platform, a file system without leases, a file
 open for writing or owned by another user, both signals handled), or with
 ``CASSTORE_MAP_FILES=0``, nothing is mapped: :func:`hash_mapped` returns 0 and the
-caller reads the whole file.
+caller reads the whole file (and stores it by reading it).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ try:
 except ImportError:  # not POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["hash_mapped", "leases_supported"]
+__all__ = ["FileLease", "hash_leased", "hash_mapped", "leases_supported"]
 
 #: the first window
 FIRST_WINDOW = 4 << 20
@@ -48,7 +52,7 @@ FIRST_WINDOW = 4 << 20
 WINDOW = 16 << 20
 # a window that took longer ends the mapping, so a writer never waits long (a window
 # after one that came in time comes in a few seconds even from a slow disk)
-_SLOW = 0.25
+SLOW = 0.25
 
 _SETLEASE: int = getattr(fcntl, "F_SETLEASE", -1)
 _GETLEASE: int = getattr(fcntl, "F_GETLEASE", -1)
@@ -74,50 +78,91 @@ def _quiet_signal() -> int | None:
     return None
 
 
+class FileLease:
+    """A read lease on a file open as ``fd`` (read-only), held from ``with`` to its end
+    while nobody comes to write, and maps of the file while it holds.
+
+    ``held`` says whether the lease was granted (never with ``CASSTORE_MAP_FILES=0``);
+    :meth:`intact`, whether it still holds: once a writer waits it does not, and the
+    holder must drop every map it made and leave the ``with`` block soon."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.held = False
+        self.size = 0
+
+    def __enter__(self) -> FileLease:
+        if not leases_supported() or not env_on("CASSTORE_MAP_FILES"):
+            return self
+        sig = _quiet_signal()
+        if sig is None:
+            return self
+        try:
+            fcntl.fcntl(self.fd, _SETSIG, sig)
+            fcntl.fcntl(self.fd, _SETLEASE, fcntl.F_RDLCK)
+        except OSError:  # open for writing somewhere, not the owner, no leases on this file system
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(self.fd, _SETSIG, 0)
+            return self
+        self.held = True
+        self.size = os.fstat(self.fd).st_size  # fixed while the lease is held
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.held:
+            return
+        self.held = False
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self.fd, _SETLEASE, fcntl.F_UNLCK)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self.fd, _SETSIG, 0)
+
+    def intact(self) -> bool:
+        """Whether the lease still holds: granted, and no writer waiting."""
+        return self.held and fcntl.fcntl(self.fd, _GETLEASE) == fcntl.F_RDLCK
+
+    def map(self, offset: int, length: int, ahead: int = 0) -> mmap.mmap | None:
+        """A read-only map of ``length`` bytes from ``offset`` (a multiple of
+        ``mmap.ALLOCATIONGRANULARITY``), the disk asked first for them and ``ahead`` bytes
+        more; None if the file cannot be mapped (some file systems)."""
+        if _WILLNEED is not None:
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self.fd, offset, length + ahead, _WILLNEED)
+        try:
+            return mmap.mmap(self.fd, length, prot=mmap.PROT_READ, offset=offset)
+        except OSError:
+            return None
+
+
 def hash_mapped(fd: int, hasher: _Hasher, *, first: int = FIRST_WINDOW, window: int = WINDOW) -> int:
     """Feed ``hasher`` the file open as ``fd`` (read-only, at any position) from its
     start, through memory maps under a read lease; return how many bytes were fed. Fewer
     than the file holds when a writer came to wait (the lease is then given up), when a
     window came slowly, or 0 when no lease could be had: the caller hashes the rest
     (from that offset) by reading it (and always 0 with ``CASSTORE_MAP_FILES=0``)."""
-    if not leases_supported() or not env_on("CASSTORE_MAP_FILES"):
+    with FileLease(fd) as lease:
+        return hash_leased(lease, hasher, first=first, window=window)
+
+
+def hash_leased(lease: FileLease, hasher: _Hasher, *, first: int = FIRST_WINDOW, window: int = WINDOW) -> int:
+    """:func:`hash_mapped` under a lease the caller holds (and may hold on for more work
+    on the file, if this hashed all of it: ``lease.size`` bytes)."""
+    if not lease.held:
         return 0
-    sig = _quiet_signal()
-    if sig is None:
-        return 0
-    try:
-        fcntl.fcntl(fd, _SETSIG, sig)
-        fcntl.fcntl(fd, _SETLEASE, fcntl.F_RDLCK)
-    except OSError:  # open for writing somewhere, not the owner, no leases on this file system
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(fd, _SETSIG, 0)
-        return 0
-    try:
-        size = os.fstat(fd).st_size  # fixed while the lease is held
-        done = 0
-        step = first
-        while done < size:
-            n = min(step, size - done)
-            start = time.monotonic()
-            if _WILLNEED is not None:
-                # read from disk what is not in memory, this window and the next, ahead of the hash
-                with contextlib.suppress(OSError):
-                    os.posix_fadvise(fd, done, n + window, _WILLNEED)
-            try:
-                view = mmap.mmap(fd, n, prot=mmap.PROT_READ, offset=done)
-            except OSError:
-                break  # a file that cannot be mapped (some file systems): the rest is read
-            with view:
-                hasher.update(view)
-            done += n
-            if fcntl.fcntl(fd, _GETLEASE) != fcntl.F_RDLCK:
-                break  # a writer waits
-            if time.monotonic() - start > _SLOW:
-                break  # a slow file (a cold, slow disk): read the rest, so no writer waits long
-            step = window
-        return done
-    finally:
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(fd, _SETLEASE, fcntl.F_UNLCK)
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(fd, _SETSIG, 0)
+    done = 0
+    step = first
+    while done < lease.size:
+        n = min(step, lease.size - done)
+        start = time.monotonic()
+        view = lease.map(done, n, ahead=window)  # read ahead: this window and the next
+        if view is None:
+            break  # the rest is read
+        with view:
+            hasher.update(view)
+        done += n
+        if not lease.intact():
+            break  # a writer waits
+        if time.monotonic() - start > SLOW:
+            break  # a slow file (a cold, slow disk): read the rest, so no writer waits long
+        step = window
+    return done

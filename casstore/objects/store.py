@@ -21,9 +21,11 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import mmap
 import os
 import stat as stat_mod
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,7 +37,8 @@ from casstore.exceptions import CasstoreError, IntegrityError, InvalidInputError
 from casstore.objects.chunking import Chunker
 from casstore.objects.config import StoreConfig
 from casstore.objects.digest import check_digest, hash_bytes, new_hasher
-from casstore.objects.mapped import hash_mapped
+from casstore.objects import mapped as mapped_mod
+from casstore.objects.mapped import FileLease, hash_leased
 from casstore.objects.recipes import Recipe
 
 __all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST", "write_chunks"]
@@ -51,6 +54,9 @@ _RING = 5
 # from the read to the hash (measured: 1 GiB from the page cache hashed 20% faster
 # than in blocks of 12 MiB)
 _HASH_BLOCK = 4 << 20
+# a storing pass over a mapped file (``_store_leased``) cuts it a window of this size at a
+# time, three at most mapped at once while their chunks are written
+_MAP_WINDOW = 16 << 20
 # threads hashing and writing chunks to a local disk: direct writes wait on the disk, so
 # more writers than cores keep it busy while the others hash; each holds its chunks'
 # block, hence a ring of a few more blocks than two (measured on 2 cores: 4 writers and
@@ -192,6 +198,20 @@ def _max_in_flight(given: int | None, backend: Backend) -> int:
     if isinstance(value, bool) or n < 1:
         raise InvalidInputError(f"{where}={value!r}: the number of chunks in flight must be a positive integer")
     return n
+
+
+class _Skipping:
+    """A progress callback that passes on what is reported after the first ``skip`` bytes."""
+
+    def __init__(self, progress: Progress, skip: int) -> None:
+        self.progress = progress
+        self.skip = skip
+
+    def __call__(self, n: int) -> None:
+        passed = max(0, n - self.skip)
+        self.skip -= n - passed
+        if passed:
+            self.progress(passed)
 
 
 class _ChunkSink:
@@ -386,13 +406,23 @@ class ObjectStore:
             try:
                 expected = None
                 if self._first_chunk_stored(f):
-                    expected = self._hash_file(f, before.st_size)
-                    # a file written to meanwhile goes on to the storing pass, which refuses it
-                    unchanged = not _changed(before, os.fstat(f.fileno()))
-                    if unchanged and self._freshen_stored(expected, before.st_size):
-                        if progress:
-                            progress(before.st_size)
-                        return Stored(expected, before.st_size)
+                    h = new_hasher()
+                    with FileLease(f.fileno()) as lease:
+                        done = hash_leased(lease, h)
+                        if lease.held and done == lease.size:
+                            # all of it hashed in place, under the lease: while it holds, the
+                            # file is what was hashed, and the storing pass may map it too
+                            expected = h.hexdigest()
+                            found = self._reuse_stored(f, before, expected, progress)
+                            if found is None:
+                                found, progress = self._store_leased(lease, before, expected, progress)
+                            if found is not None:
+                                return found
+                    if expected is None:
+                        expected = self._hash_rest(f, h, done)
+                        found = self._reuse_stored(f, before, expected, progress)
+                        if found is not None:
+                            return found
                     f.seek(0)
                 stored, recipe = self._store_stream(f, progress)
                 after = os.fstat(f.fileno())
@@ -429,20 +459,21 @@ class ObjectStore:
         first = next(iter(self.chunker.cut_buffer(head)))
         return self.backend.exists(self.layout.chunk_key(hash_bytes(first)))
 
-    def _hash_file(self, f: IO[bytes], size: int) -> str:
-        """BLAKE3 of an open local file, from its start: in place through memory maps while
-        a read lease keeps writers out (:mod:`casstore.objects.mapped`), else (or for what
-        is left when a writer comes) by reading one block while the previous one is hashed.
+    def _reuse_stored(self, f: IO[bytes], before: os.stat_result, digest: str, progress: Progress | None) -> Stored | None:
+        """The file open as ``f`` (status ``before``), hashed to ``digest``, if the store
+        holds that content (freshened) and the file was not written to meanwhile; None if
+        it must be stored (a file that changed goes on to the storing pass, which refuses it)."""
+        if _changed(before, os.fstat(f.fileno())) or not self._freshen_stored(digest, before.st_size):
+            return None
+        if progress:
+            progress(before.st_size)
+        return Stored(digest, before.st_size)
 
-        The maps are a window at a time and the reads go into two reused buffers, so the
-        memory is bounded. Blocks of a few MiB stay in the processor's cache between the
-        read and the hash, which larger ones would not."""
-        h = new_hasher()
-        if size == 0:
-            return h.hexdigest()
-        done = hash_mapped(f.fileno(), h)
-        if done == size:
-            return h.hexdigest()  # size and content cannot change while the lease is held
+    def _hash_rest(self, f: IO[bytes], h: Any, done: int) -> str:
+        """Finish ``h``, the BLAKE3 of an open local file fed its first ``done`` bytes (in
+        place, :func:`hash_leased`), by reading the rest: one block is read while the
+        previous one is hashed. The reads go into two reused buffers of a few MiB, which
+        stay in the processor's cache between the read and the hash."""
         f.seek(done)
         bufs = self._take_buffers(2)
         pending: Future[object] | None = None
@@ -458,7 +489,65 @@ class ObjectStore:
                     pending = pool.submit(h.update, view[:n])
         finally:
             self._keep_buffers(bufs)  # the pool is shut down: no thread reads them
-        return h.hexdigest()
+        return str(h.hexdigest())
+
+    def _store_leased(
+        self, lease: FileLease, before: os.stat_result, digest: str, progress: Progress | None
+    ) -> tuple[Stored | None, Progress | None]:
+        """The storing pass over memory maps, for a local file hashed whole to ``digest``
+        under ``lease`` (still held): its chunks are cut where they lie in the page cache,
+        and neither copied into buffers nor hashed whole again, since the lease keeps the
+        file as it was hashed. This is the pass of a file that is mostly stored already (a
+        new version of a large file), where those two costs are most of the work.
+
+        Returns the stored file, or None when this pass cannot be used or must stop (a
+        remote store, which batches its chunks; a writer waiting for the lease; a slow
+        window; a file that cannot be mapped): the caller then stores the file by reading
+        it. Writes in flight are waited for before a map is let go, so a writer waits for
+        one window and those writes. The second value is the progress callback the
+        caller's pass reports to: it skips what this pass reported already."""
+        size = lease.size
+        if self.backend.concurrency > 1 or _changed(before, os.fstat(lease.fd)) or not lease.intact():
+            return None, progress
+        sink = _ChunkSink(self)
+        chunks: list[tuple[Future[str], int]] = []
+        live: deque[tuple[list[Future[str]], mmap.mmap]] = deque()  # maps the writers may still read
+        pos = 0
+        complete = False
+        writer = ThreadPoolExecutor(_WRITERS, thread_name_prefix="casstore-write")
+        try:
+            while pos < size:
+                start = time.monotonic()
+                base = pos - pos % mmap.ALLOCATIONGRANULARITY
+                n = min(base + _MAP_WINDOW, size) - base
+                window = lease.map(base, n, ahead=_MAP_WINDOW)
+                if window is None:
+                    break
+                cut, used = self.chunker.cut_block(memoryview(window)[pos - base :], final=base + n == size)
+                named = [writer.submit(_name_and_add, sink, ch) for ch in cut]
+                chunks += zip(named, map(len, cut))
+                del cut  # the writers hold the chunks they have yet to write
+                live.append((named, window))
+                if len(live) > 2:
+                    _wait_all(live.popleft()[0])  # and its map goes with its last view
+                pos += used
+                if progress:
+                    progress(used)
+                if not lease.intact() or time.monotonic() - start > mapped_mod.SLOW:
+                    break
+            if pos == size:  # all of it cut while the lease held
+                for named, _ in live:
+                    _wait_all(named)
+                complete = True
+        finally:
+            writer.shutdown(wait=True)  # no writer reads a map once this returns
+            live.clear()
+            sink.close()
+        if not complete:
+            return None, _Skipping(progress, pos) if progress else None
+        recipe = Recipe(size, tuple((d.result(), n) for d, n in chunks))
+        self._put_recipe(digest, recipe)  # or freshen the existing one
+        return Stored(digest, size), progress
 
     def _store_stream(self, stream: IO[bytes], progress: Progress | None) -> tuple[Stored, Recipe]:
         """The storing pass: cut, hash and store the chunks of a stream; return its digest,
