@@ -185,6 +185,15 @@ def test_a_file_truncated_during_a_restore_is_refused_not_a_crash(leased_dir: Pa
 # ---- the storing pass over maps: a new version of a stored file -------------------------
 
 SMALL = ChunkerParams(min_size=4096, avg_size=16384, max_size=65536)  # some 600 chunks a file
+
+
+@pytest.fixture
+def patient(leased_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``leased_dir``, and no window counts as slow: on a busy machine a window of the
+    hashing or storing pass may take long, which would hand the file to the reading pass
+    (that rule is the same as for the hashing pass, tested above)."""
+    monkeypatch.setattr(store_mod.mapped_mod, "SLOW", 600.0)
+    return leased_dir
 BIG = 9 << 20  # past one read block, so the first chunk is looked up and the file hashed first
 
 
@@ -211,7 +220,7 @@ def _store_both(root: Path, old: bytes, new: bytes, name: str) -> tuple[object, 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1), edits=st.integers(1, 4), window=st.sampled_from([3, 5, 16]))
 def test_a_new_version_stored_through_maps_is_stored_as_by_reads(
-    leased_dir: Path, monkeypatch: pytest.MonkeyPatch, seed: int, edits: int, window: int
+    patient: Path, monkeypatch: pytest.MonkeyPatch, seed: int, edits: int, window: int
 ) -> None:
     old, new = _versions(seed, edits)
     # many windows (of at least two maximum chunks and a page), cut at their edges
@@ -224,7 +233,7 @@ def test_a_new_version_stored_through_maps_is_stored_as_by_reads(
         return real(self, stream, *a)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store_mod.ObjectStore, "_store_stream", counted)
-    root = leased_dir / uuid.uuid4().hex  # a new pair of stores for each example
+    root = patient / uuid.uuid4().hex  # a new pair of stores for each example
     mapped_store, mapped = _store_both(root, old, new, "mapped")
     assert read_passes == []  # cut where it lies, under the lease
     with monkeypatch.context() as within:  # this example only
@@ -237,12 +246,12 @@ def test_a_new_version_stored_through_maps_is_stored_as_by_reads(
     assert mapped_store.get_bytes(mapped.digest) == new  # type: ignore[attr-defined]
 
 
-def test_a_mapped_storing_pass_that_stops_is_finished_by_reading(leased_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_mapped_storing_pass_that_stops_is_finished_by_reading(patient: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     old, new = _versions(7, 3)
     monkeypatch.setattr(store_mod, "_MAP_WINDOW", 256 << 10)
-    objects = open_store(leased_dir / "store", chunker=SMALL)
+    objects = open_store(patient / "store", chunker=SMALL)
     objects.put_bytes(old)
-    path = leased_dir / "new.bin"
+    path = patient / "new.bin"
     path.write_bytes(new)
     windows: list[int] = []
     real_cut = objects.chunker.cut_block
@@ -263,11 +272,11 @@ def test_a_mapped_storing_pass_that_stops_is_finished_by_reading(leased_dir: Pat
     assert sum(reported) == len(new)  # what the mapped pass reported is not reported again
 
 
-def test_a_writer_during_the_mapped_storing_pass_waits_one_window(leased_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_writer_during_the_mapped_storing_pass_waits_one_window(patient: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     old, new = _versions(11, 2)
-    objects = open_store(leased_dir / "store", chunker=SMALL)
+    objects = open_store(patient / "store", chunker=SMALL)
     objects.put_bytes(old)
-    path = leased_dir / "new.bin"
+    path = patient / "new.bin"
     path.write_bytes(new)
     monkeypatch.setattr(store_mod, "_MAP_WINDOW", 256 << 10)
     arrives = _WriterArrives(path)
