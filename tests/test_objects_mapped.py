@@ -23,6 +23,7 @@ import casstore.objects.store as store_mod
 from casstore.exceptions import LocalFileError
 from casstore.objects import open_store
 from casstore.objects.chunking import ChunkerParams
+from casstore.objects import mapped as mapped_mod
 from casstore.objects.mapped import FileLease, hash_leased, hash_mapped, leases_supported
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -192,7 +193,7 @@ def patient(leased_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """``leased_dir``, and no window counts as slow: on a busy machine a window of the
     hashing or storing pass may take long, which would hand the file to the reading pass
     (that rule is the same as for the hashing pass, tested above)."""
-    monkeypatch.setattr(store_mod.mapped_mod, "SLOW", 600.0)
+    monkeypatch.setattr(mapped_mod, "SLOW", 600.0)
     return leased_dir
 BIG = 9 << 20  # past one read block, so the first chunk is looked up and the file hashed first
 
@@ -264,12 +265,10 @@ def test_a_mapped_storing_pass_that_stops_is_finished_by_reading(patient: Path, 
     monkeypatch.setattr(objects.chunker, "cut_block", cut)
     # the lease is lost after the mapped pass's first window (as if a writer came)
     monkeypatch.setattr(FileLease, "intact", lambda self: real_intact(self) and not windows)
-    reported: list[int] = []
-    stored = objects.put_file(path, progress=reported.append)
+    stored = objects.put_file(path)
     assert windows[0] <= 256 << 10 and windows[1] > 256 << 10  # one mapped window, then a read block
     assert stored.digest == blake3(new).hexdigest() and stored.size == len(new)
     assert objects.get_bytes(stored.digest) == new
-    assert sum(reported) == len(new)  # what the mapped pass reported is not reported again
 
 
 def test_a_writer_during_the_mapped_storing_pass_waits_one_window(patient: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -299,3 +298,60 @@ def test_a_writer_during_the_mapped_storing_pass_waits_one_window(patient: Path,
     # reading pass saw the file change
     assert len([n for n in windows if 0 < n <= 256 << 10]) == 2
     assert objects.put_bytes(old).digest == blake3(old).hexdigest()  # the store still works
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), size=st.integers(BIG, BIG + (1 << 20)), window=st.sampled_from([3, 5, 16]))
+def test_a_new_file_stored_through_maps_is_stored_as_by_reads(
+    patient: Path, monkeypatch: pytest.MonkeyPatch, seed: int, size: int, window: int
+) -> None:
+    data = random.Random(seed).randbytes(size)
+    monkeypatch.setattr(store_mod, "_MAP_WINDOW", window * (64 << 10))
+    read_passes = []
+    real = store_mod.ObjectStore._store_stream
+
+    def counted(self: object, stream: object, *a: object) -> object:
+        read_passes.append(1)
+        return real(self, stream, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_mod.ObjectStore, "_store_stream", counted)
+    root = patient / uuid.uuid4().hex
+    path = root / "new.bin"
+    root.mkdir()
+    path.write_bytes(data)
+    mapped_store = open_store(root / "mapped", chunker=SMALL)
+    mapped = mapped_store.put_file(path)
+    assert read_passes == []  # cut and hashed where it lies, under the lease
+    with monkeypatch.context() as within:
+        within.setenv("CASSTORE_MAP_FILES", "0")
+        read_store = open_store(root / "read", chunker=SMALL)
+        read = read_store.put_file(path)
+    assert read_passes == [1]
+    assert mapped == read and mapped.digest == blake3(data).hexdigest()
+    assert mapped_store.recipe(mapped.digest) == read_store.recipe(read.digest)
+    assert mapped_store.chunks_written == read_store.chunks_written
+    assert mapped_store.get_bytes(mapped.digest) == data
+
+
+def test_a_progress_callback_never_runs_under_a_lease(patient: Path) -> None:
+    """A callback may open the file for writing (here: it does); under this process's own
+    lease that open would wait for the lease to time out (45 s). With a callback, files
+    are stored by reading them, and a file the callback changed is refused."""
+    old, new = _versions(5, 2)
+    objects = open_store(patient / "store", chunker=SMALL)
+    objects.put_bytes(old)
+    for name, data in (("new.bin", new), ("fresh.bin", random.Random(9).randbytes(BIG))):
+        path = patient / name
+        path.write_bytes(data)
+        struck: list[float] = []
+
+        def strike(_n: int) -> None:
+            if not struck:
+                start = time.monotonic()
+                with open(path, "r+b") as w:
+                    w.write(b"changed")
+                struck.append(time.monotonic() - start)
+
+        with pytest.raises(LocalFileError, match="changed while it was being stored"):
+            objects.put_file(path, progress=strike)
+        assert struck and struck[0] < 5, f"the callback's open waited {struck[0]:.1f} s for a lease"

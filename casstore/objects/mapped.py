@@ -1,8 +1,9 @@
 """Reading a local file in place: memory maps, made safe by a read lease.
 
 The object store hashes a file it may hold already through maps (:func:`hash_mapped`,
-:func:`hash_leased`), and, when the store lacks that content, cuts and stores it from
-maps under the same lease (:class:`FileLease`, used by ``ObjectStore._store_leased``).
+:func:`hash_leased`), and stores content it lacks from maps under a lease as well
+(:class:`FileLease`, used by ``ObjectStore._store_leased``): cut, and hashed by chunk
+and whole, where the file lies in the page cache.
 
 Reading a file into a buffer copies every byte out of the page cache, and on two cores
 that copy and the cache misses it causes cost about half as much again as BLAKE3

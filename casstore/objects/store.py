@@ -200,20 +200,6 @@ def _max_in_flight(given: int | None, backend: Backend) -> int:
     return n
 
 
-class _Skipping:
-    """A progress callback that passes on what is reported after the first ``skip`` bytes."""
-
-    def __init__(self, progress: Progress, skip: int) -> None:
-        self.progress = progress
-        self.skip = skip
-
-    def __call__(self, n: int) -> None:
-        passed = max(0, n - self.skip)
-        self.skip -= n - passed
-        if passed:
-            self.progress(passed)
-
-
 class _ChunkSink:
     """Sends chunks to the backend: directly on a local disk; on remote stores in batches,
     each checked with one ``exists_many``, whose missing chunks are uploaded concurrently
@@ -405,6 +391,9 @@ class ObjectStore:
                 return self.put_stream(f, progress)
             try:
                 expected = None
+                result: tuple[Stored, Recipe] | None = None  # from a storing pass over maps
+                # (never with a progress callback, which must not run while this process
+                # holds a lease: one that opened the file for writing would wait for it)
                 if self._first_chunk_stored(f):
                     h = new_hasher()
                     with FileLease(f.fileno()) as lease:
@@ -414,17 +403,22 @@ class ObjectStore:
                             # file is what was hashed, and the storing pass may map it too
                             expected = h.hexdigest()
                             found = self._reuse_stored(f, before, expected, progress)
-                            if found is None:
-                                found, progress = self._store_leased(lease, before, expected, progress)
                             if found is not None:
                                 return found
+                            if progress is None:
+                                result = self._store_leased(lease, before, expected)
                     if expected is None:
                         expected = self._hash_rest(f, h, done)
                         found = self._reuse_stored(f, before, expected, progress)
                         if found is not None:
                             return found
+                elif progress is None:
+                    with FileLease(f.fileno()) as lease:
+                        result = self._store_leased(lease, before, None)
+                if result is None:
                     f.seek(0)
-                stored, recipe = self._store_stream(f, progress)
+                    result = self._store_stream(f, progress)
+                stored, recipe = result
                 after = os.fstat(f.fileno())
             except CasstoreError:
                 raise  # the store failed (StoreUnavailableError is an OSError too), not the file
@@ -491,30 +485,31 @@ class ObjectStore:
             self._keep_buffers(bufs)  # the pool is shut down: no thread reads them
         return str(h.hexdigest())
 
-    def _store_leased(
-        self, lease: FileLease, before: os.stat_result, digest: str, progress: Progress | None
-    ) -> tuple[Stored | None, Progress | None]:
-        """The storing pass over memory maps, for a local file hashed whole to ``digest``
-        under ``lease`` (still held): its chunks are cut where they lie in the page cache,
-        and neither copied into buffers nor hashed whole again, since the lease keeps the
-        file as it was hashed. This is the pass of a file that is mostly stored already (a
-        new version of a large file), where those two costs are most of the work.
+    def _store_leased(self, lease: FileLease, before: os.stat_result, digest: str | None) -> tuple[Stored, Recipe] | None:
+        """The storing pass over memory maps of a local file under ``lease`` (held): its
+        chunks are cut where they lie in the page cache, not copied into buffers, and
+        hashed and written by the writer threads. A file hashed whole to ``digest`` under
+        this lease (a new version of a large file, mostly stored already) is not hashed
+        whole again, since the lease kept it as it was hashed; with ``digest`` None (new
+        content) a thread hashes the whole from the same maps.
 
-        Returns the stored file, or None when this pass cannot be used or must stop (a
-        remote store, which batches its chunks; a writer waiting for the lease; a slow
-        window; a file that cannot be mapped): the caller then stores the file by reading
-        it. Writes in flight are waited for before a map is let go, so a writer waits for
-        one window and those writes. The second value is the progress callback the
-        caller's pass reports to: it skips what this pass reported already."""
+        Returns the file's ``(digest, size)`` and recipe, as :meth:`_store_stream` does (the
+        caller checks the file and writes the recipe), or None when this pass cannot be
+        used or must stop (a remote store, which batches its chunks; a writer waiting for
+        the lease; a slow window; a file that cannot be mapped): the caller then stores
+        the file by reading it. Writes in flight are waited for before a map is let go,
+        so a writer waits for one window and those writes."""
         size = lease.size
-        if self.backend.concurrency > 1 or _changed(before, os.fstat(lease.fd)) or not lease.intact():
-            return None, progress
+        if self.backend.concurrency > 1 or not lease.intact() or _changed(before, os.fstat(lease.fd)):
+            return None
         sink = _ChunkSink(self)
         chunks: list[tuple[Future[str], int]] = []
-        live: deque[tuple[list[Future[str]], mmap.mmap]] = deque()  # maps the writers may still read
-        pos = 0
+        live: deque[tuple[list[Future[Any]], mmap.mmap]] = deque()  # maps the writers may still read
+        pos = hashed = 0
         complete = False
         writer = ThreadPoolExecutor(_WRITERS, thread_name_prefix="casstore-write")
+        whole = new_hasher(parallel=False) if digest is None else None
+        hasher = ThreadPoolExecutor(1, thread_name_prefix="casstore-hash") if whole is not None else None
         try:
             while pos < size:
                 start = time.monotonic()
@@ -527,12 +522,14 @@ class ObjectStore:
                 named = [writer.submit(_name_and_add, sink, ch) for ch in cut]
                 chunks += zip(named, map(len, cut))
                 del cut  # the writers hold the chunks they have yet to write
-                live.append((named, window))
+                users: list[Future[Any]] = list(named)
+                if whole is not None and hasher is not None:  # what this window adds, in order
+                    users.append(hasher.submit(whole.update, memoryview(window)[hashed - base : n]))
+                    hashed = base + n
+                live.append((users, window))
                 if len(live) > 2:
                     _wait_all(live.popleft()[0])  # and its map goes with its last view
                 pos += used
-                if progress:
-                    progress(used)
                 if not lease.intact() or time.monotonic() - start > mapped_mod.SLOW:
                     break
             if pos == size:  # all of it cut while the lease held
@@ -540,14 +537,17 @@ class ObjectStore:
                     _wait_all(named)
                 complete = True
         finally:
-            writer.shutdown(wait=True)  # no writer reads a map once this returns
+            for pool in (writer, hasher):
+                if pool is not None:
+                    pool.shutdown(wait=True)  # no thread reads a map once this returns
             live.clear()
             sink.close()
         if not complete:
-            return None, _Skipping(progress, pos) if progress else None
-        recipe = Recipe(size, tuple((d.result(), n) for d, n in chunks))
-        self._put_recipe(digest, recipe)  # or freshen the existing one
-        return Stored(digest, size), progress
+            return None
+        if whole is not None:
+            digest = str(whole.hexdigest())
+        assert digest is not None
+        return Stored(digest, size), Recipe(size, tuple((d.result(), n) for d, n in chunks))
 
     def _store_stream(self, stream: IO[bytes], progress: Progress | None) -> tuple[Stored, Recipe]:
         """The storing pass: cut, hash and store the chunks of a stream; return its digest,
