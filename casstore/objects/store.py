@@ -533,8 +533,8 @@ class ObjectStore:
                 if not lease.intact() or time.monotonic() - start > mapped_mod.SLOW:
                     break
             if pos == size:  # all of it cut while the lease held
-                for named, _ in live:
-                    _wait_all(named)
+                for users, _ in live:
+                    _wait_all(users)
                 complete = True
         finally:
             for pool in (writer, hasher):
