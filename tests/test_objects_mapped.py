@@ -24,7 +24,7 @@ from casstore.exceptions import LocalFileError
 from casstore.objects import open_store
 from casstore.objects.chunking import ChunkerParams
 from casstore.objects import mapped as mapped_mod
-from casstore.objects.mapped import FileLease, hash_leased, hash_mapped, leases_supported
+from casstore.objects.mapped import FileLease, hash_leased, leases_supported
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -53,6 +53,12 @@ def leased_dir(tmp_path: Path) -> Path:
     if not (leases_supported() and _lease_granted(probe)):
         pytest.skip("this platform or file system grants no read leases; files are read instead")
     return tmp_path
+
+
+def hash_mapped(fd: int, hasher: object, **windows: int) -> int:
+    """Hash ``fd`` through maps under a lease of its own, given up at the end."""
+    with FileLease(fd) as lease:
+        return hash_leased(lease, hasher, **windows)  # type: ignore[arg-type]
 
 
 def _digest_mapped(path: Path, **windows: int) -> tuple[str, int]:
@@ -209,6 +215,21 @@ def _versions(seed: int, edits: int) -> tuple[bytes, bytes]:
     return old, bytes(new)
 
 
+def _count_read_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one each time a file is stored by reading it (the storing pass
+    over a stream, fed a file rather than bytes)."""
+    passes: list[int] = []
+    real = store_mod.ObjectStore._store_stream
+
+    def counted(self: object, stream: object, *a: object) -> object:
+        if isinstance(stream, io.BufferedReader):  # a file read, not put_bytes' bytes
+            passes.append(1)
+        return real(self, stream, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_mod.ObjectStore, "_store_stream", counted)
+    return passes
+
+
 def _store_both(root: Path, old: bytes, new: bytes, name: str) -> tuple[object, object]:
     """Store ``old``, then ``new`` from a file; return the store and what put_file returned."""
     objects = open_store(root / name, chunker=SMALL)
@@ -226,14 +247,7 @@ def test_a_new_version_stored_through_maps_is_stored_as_by_reads(
     old, new = _versions(seed, edits)
     # many windows (of at least two maximum chunks and a page), cut at their edges
     monkeypatch.setattr(store_mod, "_MAP_WINDOW", window * (64 << 10))
-    read_passes = []
-    real = store_mod.ObjectStore._store_stream
-    def counted(self: object, stream: object, *a: object) -> object:
-        if isinstance(stream, io.BufferedReader):  # a file read, not the old version's bytes
-            read_passes.append(1)
-        return real(self, stream, *a)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(store_mod.ObjectStore, "_store_stream", counted)
+    read_passes = _count_read_passes(monkeypatch)
     root = patient / uuid.uuid4().hex  # a new pair of stores for each example
     mapped_store, mapped = _store_both(root, old, new, "mapped")
     assert read_passes == []  # cut where it lies, under the lease
@@ -307,14 +321,7 @@ def test_a_new_file_stored_through_maps_is_stored_as_by_reads(
 ) -> None:
     data = random.Random(seed).randbytes(size)
     monkeypatch.setattr(store_mod, "_MAP_WINDOW", window * (64 << 10))
-    read_passes = []
-    real = store_mod.ObjectStore._store_stream
-
-    def counted(self: object, stream: object, *a: object) -> object:
-        read_passes.append(1)
-        return real(self, stream, *a)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(store_mod.ObjectStore, "_store_stream", counted)
+    read_passes = _count_read_passes(monkeypatch)
     root = patient / uuid.uuid4().hex
     path = root / "new.bin"
     root.mkdir()

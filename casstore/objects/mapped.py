@@ -1,7 +1,7 @@
 """Reading a local file in place: memory maps, made safe by a read lease.
 
-The object store hashes a file it may hold already through maps (:func:`hash_mapped`,
-:func:`hash_leased`), and stores content it lacks from maps under a lease as well
+The object store hashes a file it may hold already through maps (:func:`hash_leased`),
+and stores content it lacks from maps under a lease as well
 (:class:`FileLease`, used by ``ObjectStore._store_leased``): cut, and hashed by chunk
 and whole, where the file lies in the page cache.
 
@@ -25,7 +25,7 @@ and a window that comes slowly (a cold, slow disk) ends the mapping.
 
 Where no lease can be had (another platform, a file system without leases, a file
 open for writing or owned by another user, both signals handled), or with
-``CASSTORE_MAP_FILES=0``, nothing is mapped: :func:`hash_mapped` returns 0 and the
+``CASSTORE_MAP_FILES=0``, nothing is mapped: :func:`hash_leased` returns 0 and the
 caller reads the whole file (and stores it by reading it).
 """
 
@@ -45,7 +45,7 @@ try:
 except ImportError:  # not POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FileLease", "hash_leased", "hash_mapped", "leases_supported"]
+__all__ = ["FileLease", "hash_leased", "leases_supported"]
 
 #: the first window
 FIRST_WINDOW = 4 << 20
@@ -135,19 +135,13 @@ class FileLease:
             return None
 
 
-def hash_mapped(fd: int, hasher: _Hasher, *, first: int = FIRST_WINDOW, window: int = WINDOW) -> int:
-    """Feed ``hasher`` the file open as ``fd`` (read-only, at any position) from its
-    start, through memory maps under a read lease; return how many bytes were fed. Fewer
-    than the file holds when a writer came to wait (the lease is then given up), when a
-    window came slowly, or 0 when no lease could be had: the caller hashes the rest
-    (from that offset) by reading it (and always 0 with ``CASSTORE_MAP_FILES=0``)."""
-    with FileLease(fd) as lease:
-        return hash_leased(lease, hasher, first=first, window=window)
-
-
 def hash_leased(lease: FileLease, hasher: _Hasher, *, first: int = FIRST_WINDOW, window: int = WINDOW) -> int:
-    """:func:`hash_mapped` under a lease the caller holds (and may hold on for more work
-    on the file, if this hashed all of it: ``lease.size`` bytes)."""
+    """Feed ``hasher`` the file under ``lease`` from its start, through memory maps;
+    return how many bytes were fed. Fewer than the file holds when a writer came to wait,
+    when a window came slowly, or 0 when no lease was granted (always with
+    ``CASSTORE_MAP_FILES=0``): the caller gives the lease up and hashes the rest (from
+    that offset) by reading it. When all ``lease.size`` bytes were fed, the caller may
+    hold on to the lease for more work on the file as it was hashed."""
     if not lease.held:
         return 0
     done = 0

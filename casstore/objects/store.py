@@ -500,13 +500,12 @@ class ObjectStore:
         the file by reading it. Writes in flight are waited for before a map is let go,
         so a writer waits for one window and those writes."""
         size = lease.size
-        if self.backend.concurrency > 1 or not lease.intact() or _changed(before, os.fstat(lease.fd)):
-            return None
         sink = _ChunkSink(self)
+        if sink.batched or not lease.intact() or _changed(before, os.fstat(lease.fd)):
+            return None
         chunks: list[tuple[Future[str], int]] = []
         live: deque[tuple[list[Future[Any]], mmap.mmap]] = deque()  # maps the writers may still read
         pos = hashed = 0
-        complete = False
         writer = ThreadPoolExecutor(_WRITERS, thread_name_prefix="casstore-write")
         whole = new_hasher(parallel=False) if digest is None else None
         hasher = ThreadPoolExecutor(1, thread_name_prefix="casstore-hash") if whole is not None else None
@@ -535,14 +534,13 @@ class ObjectStore:
             if pos == size:  # all of it cut while the lease held
                 for users, _ in live:
                     _wait_all(users)
-                complete = True
         finally:
             for pool in (writer, hasher):
                 if pool is not None:
                     pool.shutdown(wait=True)  # no thread reads a map once this returns
             live.clear()
             sink.close()
-        if not complete:
+        if pos != size:
             return None
         if whole is not None:
             digest = str(whole.hexdigest())
