@@ -49,7 +49,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _common import discard, scratch  # noqa: E402
+from _common import blake3_file, discard, scratch  # noqa: E402
 from blake3 import blake3  # noqa: E402
 
 from casstore.objects import open_store  # noqa: E402
@@ -199,9 +199,7 @@ def bench_again(src: Path, work: Path, repeats: int, cold: bool) -> dict[str, Ti
             raise RuntimeError("the digest changed between two puts of one file")
 
     def hash_only(_out: Path) -> None:
-        h = blake3(max_threads=blake3.AUTO)
-        h.update_mmap(src)
-        h.hexdigest()
+        blake3_file(src)
 
     peers: dict[str, Callable[[Path], object]] = {
         "casstore put_file (stored already)": again,
@@ -248,12 +246,6 @@ def bench_rss(src: Path, work: Path) -> dict[str, float]:
     discard(work / "store-rss")
     discard(work / "back.bin")
     return report
-
-
-def blake3_file(path: Path) -> str:
-    h = blake3(max_threads=blake3.AUTO)
-    h.update_mmap(path)
-    return h.hexdigest()
 
 
 # ---- report -------------------------------------------------------------------------------------

@@ -379,3 +379,24 @@ def test_gc_on_s3_removes_exactly_the_unreferenced_objects(s3_url: str, rng: ran
     want = needed(store, [keep])
     assert left["files"] == want["files"] and left["chunks"] == want["chunks"]
     assert verify_store(store).ok
+
+
+def test_gc_drops_the_hints_of_the_files_it_collects(tmp_path: Path, rng: random.Random) -> None:
+    """A large file leaves a hint (``hints/<first chunk>/<size>-<file>``) by which its next
+    version finds its recipe; once gc has taken the file, its hint goes too."""
+    store = small_store(str(tmp_path / "s"))
+    kept, dropped = rng.randbytes(9 << 20), rng.randbytes(9 << 20)
+    log_run(store, {"kept.bin": kept})
+    gone = log_run(store, {"dropped.bin": dropped})
+
+    def hinted() -> set[str]:
+        return {h[2] for k in store.backend.list("hints/") if (h := store.objects.layout.parse_hint(k))}
+
+    assert hinted() == {blake3(kept).hexdigest(), blake3(dropped).hexdigest()}
+    store.delete_run(gone, "test")
+    age(tmp_path / "s")
+    collect_garbage(store.backend, grace=0)
+    assert len(hinted()) == 2  # marked, not deleted
+    collect_garbage(store.backend, grace=0)
+    assert hinted() == {blake3(kept).hexdigest()}
+    assert verify_store(store).ok

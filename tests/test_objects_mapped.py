@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 import casstore.objects.store as store_mod
 from casstore.exceptions import LocalFileError
-from casstore.objects import open_store
+from casstore.objects import ObjectStore, open_store
+from casstore.objects.store import Stored
 from casstore.objects.chunking import ChunkerParams
 from casstore.objects import mapped as mapped_mod
 from casstore.objects.mapped import FileLease, hash_leased, leases_supported
@@ -230,10 +231,20 @@ def _count_read_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return passes
 
 
-def _store_both(root: Path, old: bytes, new: bytes, name: str) -> tuple[object, object]:
-    """Store ``old``, then ``new`` from a file; return the store and what put_file returned."""
+def _forget_hints(objects: ObjectStore) -> None:
+    """Delete the store's similarity hints: a new version is then stored as a new file
+    whose first chunk is stored (the pass over maps that cuts every chunk)."""
+    for key in list(objects.backend.list("hints/")):
+        objects.backend.delete(key)
+
+
+def _store_both(root: Path, old: bytes, new: bytes, name: str, hints: bool = False) -> tuple[ObjectStore, Stored]:
+    """Store ``old``, then ``new`` from a file; return the store and what put_file returned.
+    Without ``hints``, the store forgets that ``new`` may be a version of ``old``."""
     objects = open_store(root / name, chunker=SMALL)
     objects.put_bytes(old)
+    if not hints:
+        _forget_hints(objects)
     path = root / f"{name}.bin"
     path.write_bytes(new)
     return objects, objects.put_file(path)
@@ -255,10 +266,10 @@ def test_a_new_version_stored_through_maps_is_stored_as_by_reads(
         within.setenv("CASSTORE_MAP_FILES", "0")
         read_store, read = _store_both(root, old, new, "read")
     assert read_passes == [1]
-    assert mapped == read and mapped.digest == blake3(new).hexdigest()  # type: ignore[attr-defined]
-    assert mapped_store.recipe(mapped.digest) == read_store.recipe(read.digest)  # type: ignore[attr-defined]
-    assert mapped_store.chunks_written == read_store.chunks_written  # type: ignore[attr-defined]
-    assert mapped_store.get_bytes(mapped.digest) == new  # type: ignore[attr-defined]
+    assert mapped == read and mapped.digest == blake3(new).hexdigest()
+    assert mapped_store.recipe(mapped.digest) == read_store.recipe(read.digest)
+    assert mapped_store.chunks_written == read_store.chunks_written
+    assert mapped_store.get_bytes(mapped.digest) == new
 
 
 def test_a_mapped_storing_pass_that_stops_is_finished_by_reading(patient: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,6 +277,7 @@ def test_a_mapped_storing_pass_that_stops_is_finished_by_reading(patient: Path, 
     monkeypatch.setattr(store_mod, "_MAP_WINDOW", 256 << 10)
     objects = open_store(patient / "store", chunker=SMALL)
     objects.put_bytes(old)
+    _forget_hints(objects)
     path = patient / "new.bin"
     path.write_bytes(new)
     windows: list[int] = []
@@ -289,6 +301,7 @@ def test_a_writer_during_the_mapped_storing_pass_waits_one_window(patient: Path,
     old, new = _versions(11, 2)
     objects = open_store(patient / "store", chunker=SMALL)
     objects.put_bytes(old)
+    _forget_hints(objects)
     path = patient / "new.bin"
     path.write_bytes(new)
     monkeypatch.setattr(store_mod, "_MAP_WINDOW", 256 << 10)
@@ -362,3 +375,117 @@ def test_a_progress_callback_never_runs_under_a_lease(patient: Path) -> None:
         with pytest.raises(LocalFileError, match="changed while it was being stored"):
             objects.put_file(path, progress=strike)
         assert struck and struck[0] < 5, f"the callback's open waited {struck[0]:.1f} s for a lease"
+
+
+# ---- a new version stored by following the recipe of the version before --------------
+
+
+def _like_passes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """A list that grows by one each time a file is stored by following a similar file's
+    recipe: whether that pass went to the end (or stopped, leaving the file to another)."""
+    passes: list[bool] = []
+    real = store_mod.ObjectStore._store_like
+
+    def counted(self: ObjectStore, *a: object) -> object:
+        result = real(self, *a)  # type: ignore[arg-type]
+        passes.append(result is not None)
+        return result
+
+    monkeypatch.setattr(store_mod.ObjectStore, "_store_like", counted)
+    return passes
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), edits=st.integers(1, 4), kind=st.sampled_from(["resized", "same size", "appended"]),
+       window=st.sampled_from([3, 5, 16]))
+def test_a_new_version_that_follows_the_recipe_before_is_stored_as_by_reads(
+    patient: Path, monkeypatch: pytest.MonkeyPatch, seed: int, edits: int, kind: str, window: int
+) -> None:
+    """Chunks laid where the version before had them and checked by their hash give the
+    recipe cutting gives: for an edit that keeps the size (the whole is hashed first, as
+    it may be stored), one that does not (one pass, the whole hashed beside it), and
+    bytes appended (the last chunk before, cut by the end of the file, is cut again)."""
+    old, new = _versions(seed, edits)
+    rng = random.Random(seed)
+    if kind == "same size":
+        edited = bytearray(old)
+        for _ in range(edits):
+            at = rng.randrange(64 << 10, BIG - 4096)
+            edited[at : at + 100] = rng.randbytes(100)
+        new = bytes(edited)
+    elif kind == "appended":
+        new = old + rng.randbytes(rng.randrange(1, 200_000))
+    monkeypatch.setattr(store_mod, "_MAP_WINDOW", window * (64 << 10))
+    read_passes = _count_read_passes(monkeypatch)
+    like_passes = _like_passes(monkeypatch)
+    root = patient / uuid.uuid4().hex
+    like_store, like = _store_both(root, old, new, "like", hints=True)
+    assert like_passes == [True] and read_passes == []
+    with monkeypatch.context() as within:
+        within.setenv("CASSTORE_MAP_FILES", "0")
+        read_store, read = _store_both(root, old, new, "read", hints=True)
+    assert like_passes == [True] and read_passes == [1]
+    assert like == read and like.digest == blake3(new).hexdigest()
+    assert like_store.recipe(like.digest) == read_store.recipe(read.digest)
+    assert like_store.chunks_written == read_store.chunks_written
+    assert like_store.get_bytes(like.digest) == new
+    # and the new version is a hint for the next one
+    first = like_store.recipe(like.digest).chunks[0][0]
+    assert (len(new), like.digest) in like_store._hints(first, len(new))
+
+
+def test_a_hint_to_a_file_that_shares_only_its_first_chunk_costs_time_not_correctness(
+    patient: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(3)
+    old = rng.randbytes(BIG)
+    new = old[: 64 << 10] + rng.randbytes(BIG + 5000)  # the same first chunk, nothing after
+    like_passes = _like_passes(monkeypatch)
+    like_store, like = _store_both(patient, old, new, "like", hints=True)
+    plain_store, plain = _store_both(patient, old, new, "plain")
+    assert like_passes == [True]
+    assert like == plain and like.digest == blake3(new).hexdigest()
+    assert like_store.recipe(like.digest) == plain_store.recipe(plain.digest)
+    assert like_store.get_bytes(like.digest) == new
+
+
+def test_a_hint_whose_file_is_gone_is_passed_over(patient: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old, new = _versions(21, 2)
+    objects = open_store(patient / "store", chunker=SMALL)
+    gone = objects.put_bytes(old)
+    objects.backend.delete(objects.layout.recipe_key(gone.digest))  # as if gc took the file, not its hint
+    like_passes = _like_passes(monkeypatch)
+    path = patient / "new.bin"
+    path.write_bytes(new)
+    stored = objects.put_file(path)
+    assert like_passes == []  # no recipe to follow: the file is cut as a new one
+    assert stored.digest == blake3(new).hexdigest() and objects.get_bytes(stored.digest) == new
+
+
+def test_a_pass_that_follows_a_recipe_and_loses_its_lease_is_finished_by_reading(
+    patient: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = _versions(13, 2)
+    new += b"longer"  # a new size: one pass, the whole hashed beside it
+    monkeypatch.setattr(store_mod, "_MAP_WINDOW", 256 << 10)
+    objects = open_store(patient / "store", chunker=SMALL)
+    objects.put_bytes(old)
+    path = patient / "new.bin"
+    path.write_bytes(new)
+    like_passes = _like_passes(monkeypatch)
+    read_passes = _count_read_passes(monkeypatch)
+    maps: list[int] = []
+    real_map = FileLease.map
+
+    def counted_map(self: FileLease, offset: int, length: int, ahead: int = 0) -> object:
+        maps.append(offset)
+        return real_map(self, offset, length, ahead)
+
+    real_intact = FileLease.intact
+    monkeypatch.setattr(FileLease, "map", counted_map)
+    # the lease is lost once the pass has mapped its second window (as if a writer came)
+    monkeypatch.setattr(FileLease, "intact", lambda self: real_intact(self) and len(maps) < 2)
+    stored = objects.put_file(path)
+    assert like_passes == [False] and read_passes == [1]
+    assert stored.digest == blake3(new).hexdigest() and objects.get_bytes(stored.digest) == new
+    assert objects.recipe(stored.digest) == store_mod.ObjectStore._store_stream(objects, io.BytesIO(new), None)[1]

@@ -8,9 +8,13 @@ A process killed at any instant leaves at most a ``.tmp-*`` file, which readers
 never see and garbage collection removes.
 
 Durability: writes are not flushed one by one. :meth:`LocalBackend.flush` is a
-barrier that flushes every write since the last barrier with a single
-``syncfs(2)`` of the store's file system (``fsync`` of each pending file where
-``syncfs`` is unavailable). The layers above call it before they publish a record
+barrier that flushes every write since the last barrier: a few files (at most
+:data:`FSYNC_MAX`) are flushed each with ``fsync``, with the directories on their
+paths; more, with a single ``syncfs(2)`` of the store's file system (``fsync`` of
+each pending file where ``syncfs`` is unavailable). ``syncfs`` also writes whatever
+else is waiting on that file system (a model file just saved by the training script,
+say), so it is kept for large batches, where one call saves thousands.
+The layers above call it before they publish a record
 that references new data, so a power loss can never leave a record pointing at
 lost bytes. ``durable=False`` (or ``CASSTORE_DURABLE=0``) turns the barrier into a
 no-op, for scratch stores where speed matters more than surviving a power cut.
@@ -64,6 +68,9 @@ def _libc_function(name: str, *argtypes: type) -> object | None:
 
 
 _SYNCFS = _libc_function("syncfs", ctypes.c_int)
+#: a barrier over at most this many files written since the last one flushes each of
+#: them (and the directories on their paths); over more, the whole file system at once
+FSYNC_MAX = 16
 #: ``sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)``: start writing a file's dirty pages
 #: out without waiting (Linux)
 _SYNC_FILE_RANGE = _libc_function("sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
@@ -133,7 +140,7 @@ class LocalBackend(Backend):
         self.durable = durable
         self._made_dirs: set[str] = set()
         self._lock = threading.Lock()
-        self._pending: list[str] = []  # written since the last flush (fallback without syncfs)
+        self._pending: list[str] = []  # written since the last flush (the first FSYNC_MAX + 1 only, with syncfs)
         self._dirty = False
         self._direct = bool(_O_DIRECT) and env_on("CASSTORE_DIRECT_IO")
         self._aligned = _AlignedBuffers()
@@ -237,7 +244,7 @@ class LocalBackend(Backend):
             return
         with self._lock:
             self._dirty = True
-            if _SYNCFS is None:
+            if _SYNCFS is None or len(self._pending) <= FSYNC_MAX:
                 self._pending.append(path)
 
     def _wrap(self, key: str, e: OSError) -> Exception:
@@ -445,7 +452,7 @@ class LocalBackend(Backend):
             if not self._dirty:
                 return
             pending, self._pending, self._dirty = self._pending, [], False
-        if _SYNCFS is not None:
+        if _SYNCFS is not None and len(pending) > FSYNC_MAX:
             fd = os.open(self.root, os.O_RDONLY)
             try:
                 if _SYNCFS(fd) != 0:  # type: ignore[operator]
@@ -456,8 +463,11 @@ class LocalBackend(Backend):
         dirs = set()
         for p in pending:
             _fsync_path(p)
-            dirs.add(os.path.dirname(p))
-        for d in dirs:
+            d = os.path.dirname(p)
+            while d not in dirs and len(d) >= len(self.root):  # its directory, made anew maybe, up to the root
+                dirs.add(d)
+                d = os.path.dirname(d)
+        for d in sorted(dirs, key=len, reverse=True):
             _fsync_path(d)
 
 

@@ -281,6 +281,12 @@ def collect_garbage(
     if not dry_run:
         for rec in due:
             backend.delete(rec.key)
+        # a similarity hint whose file is gone leads nowhere; hints are guesses, so one
+        # dropped wrongly (its file stored since the listing) costs a later put only time
+        for key in scan.hints:
+            hint = layout.parse_hint(key)
+            if hint is None or hint[2] not in present["files"]:
+                backend.delete(key)
 
     # ---- mark: everything unreachable now, for a later run --------------------------------
     marked = {kind: sorted(present[kind] - live[kind]) for kind in CONTENT_KINDS}

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from casstore.backend.base import Backend
 from casstore.exceptions import CorruptRecordError, ObjectNotFoundError
-from casstore.objects.layout import CONTENT_KINDS, ContentLayout
+from casstore.objects.layout import CONTENT_KINDS, HINTS, ContentLayout
 from casstore.objects.recipes import Recipe
 
 __all__ = [
@@ -44,7 +44,7 @@ __all__ = [
 DIGEST_BYTES_RE = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
 # top-level prefixes that hold no references to content
-_NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstore.json")
+_NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstore.json", HINTS)
 # per-run record kinds that hold no references to content (values are user strings or numbers)
 _RUN_KINDS_WITHOUT_REFS = frozenset({"meta", "params", "tags", "metrics", "seal", "deleted"})
 
@@ -107,6 +107,7 @@ class StoreScan:
     content: dict[str, set[str]]  # kind -> digests
     runs: dict[str, RunKeys]
     other_roots: list[str]  # registry records and unknown prefixes
+    hints: list[str] = field(default_factory=list)  # similarity hints (not roots: they keep nothing)
 
     def live_runs(self) -> list[RunKeys]:
         return [r for r in self.runs.values() if not r.deleted]
@@ -126,6 +127,7 @@ def scan_store(backend: Backend, layout: ContentLayout) -> StoreScan:
     content: dict[str, set[str]] = {kind: set() for kind in CONTENT_KINDS}
     runs: dict[str, RunKeys] = {}
     other: list[str] = []
+    hints: list[str] = []
     for key in backend.list(""):
         if key.startswith(".") or "/." in key:
             continue  # not a casstore object (no key part may start with '.')
@@ -142,10 +144,13 @@ def scan_store(backend: Backend, layout: ContentLayout) -> StoreScan:
             kind = sub.partition("/")[0]
             runs.setdefault(run_id, RunKeys(run_id)).by_kind[kind].append(key)
             continue
+        if top == HINTS:
+            hints.append(key)
+            continue
         if top in _NON_ROOT_PREFIXES:
             continue
         other.append(key)
-    return StoreScan(content, runs, other)
+    return StoreScan(content, runs, other, hints)
 
 
 def list_content(backend: Backend, layout: ContentLayout) -> dict[str, set[str]]:

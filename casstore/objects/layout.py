@@ -33,12 +33,15 @@ from casstore.objects.digest import is_digest
 if TYPE_CHECKING:
     from casstore.backend.base import Backend
 
-__all__ = ["CONTENT_KINDS", "INLINE_MAX", "ContentLayout"]
+__all__ = ["CONTENT_KINDS", "HINTS", "INLINE_MAX", "ContentLayout"]
 
 #: object kinds named by their own digest, referrers first (the order gc sweeps them)
 CONTENT_KINDS = ("models", "files", "chunks")
 #: in a version-3 store, artifacts up to this size are held in their binding record
 INLINE_MAX = 16 << 10
+#: the prefix of similarity hints: ``hints/<first chunk>/<size>-<file>``, an empty object
+#: saying that the stored file ``<file>`` of ``<size>`` bytes begins with that chunk
+HINTS = "hints"
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,25 @@ class ContentLayout:
 
     def model_key(self, digest: str) -> str:
         return self.key("models", digest)
+
+    def hint_prefix(self, first: str) -> str:
+        """Where the hints of the stored files that begin with chunk ``first`` are listed."""
+        return f"{HINTS}/{first}/"
+
+    def hint_key(self, first: str, size: int, digest: str) -> str:
+        """The hint that the stored file ``digest`` of ``size`` bytes begins with chunk ``first``."""
+        return f"{HINTS}/{first}/{size}-{digest}"
+
+    @staticmethod
+    def parse_hint(key: str) -> tuple[str, int, str] | None:
+        """``(first chunk, size, file)`` of a listed hint key, else None."""
+        parts = key.split("/")
+        if len(parts) != 3 or parts[0] != HINTS:
+            return None
+        size, _, digest = parts[2].partition("-")
+        if not (is_digest(parts[1]) and is_digest(digest) and size.isascii() and size.isdigit()):
+            return None
+        return parts[1], int(size), digest
 
     def parse(self, key: str) -> tuple[str, str] | None:
         """``(kind, digest)`` of a listed key in this layout's fan-out, else ``None`` (another

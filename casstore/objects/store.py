@@ -65,6 +65,10 @@ _MAP_WINDOW = 16 << 20
 _WRITERS = 6
 # threads hashing chunks that the caller reads (read_chunks on a local store)
 _HASHERS = 2
+# hints tried, closest in size first, before a new version is cut as usual
+_HINTS_TRIED = 3
+# chunks in a row that are not where a similar file's recipe says before it is no longer followed
+_MISSES_MAX = 8
 #: chunks a local reader asks the disk for ahead of the one it reads (Backend.prefetch)
 _PREFETCH = 16
 
@@ -105,6 +109,15 @@ def _name_and_add(sink: _ChunkSink, chunk: memoryview) -> str:
     digest = hash_bytes(chunk, parallel=False)
     sink.add(digest, chunk)
     return digest
+
+
+def _same_and_add(sink: _ChunkSink, chunk: memoryview, digest: str) -> bool:
+    """Whether ``chunk`` hashes to ``digest``; if so it is handed to ``sink`` (which freshens
+    the stored chunk, or writes it again if gc took it)."""
+    if hash_bytes(chunk, parallel=False) != digest:
+        return False
+    sink.add(digest, chunk)
+    return True
 
 
 def _wait_all(futures: list[Future[Any]]) -> None:
@@ -394,7 +407,18 @@ class ObjectStore:
                 result: tuple[Stored, Recipe] | None = None  # from a storing pass over maps
                 # (never with a progress callback, which must not run while this process
                 # holds a lease: one that opened the file for writing would wait for it)
-                if self._first_chunk_stored(f):
+                first = self._first_chunk_stored(f)
+                hints = self._hints(first, before.st_size) if first is not None and progress is None else []
+                if hints and all(n != before.st_size for n, _ in hints):
+                    # a new version of a stored file (none of its size): stored in one pass
+                    # that follows the closest one's recipe and hashes the whole beside it
+                    like = self._first_recipe(hints)
+                    if like is not None:
+                        with FileLease(f.fileno()) as lease:
+                            if lease.held:
+                                result = self._store_like(lease, before, None, like)
+                    first = None if result is not None else first
+                if first is not None and result is None:
                     h = new_hasher()
                     with FileLease(f.fileno()) as lease:
                         done = hash_leased(lease, h)
@@ -406,13 +430,17 @@ class ObjectStore:
                             if found is not None:
                                 return found
                             if progress is None:
-                                result = self._store_leased(lease, before, expected)
+                                like = self._first_recipe(hints)
+                                if like is not None:
+                                    result = self._store_like(lease, before, expected, like)
+                                if result is None:
+                                    result = self._store_leased(lease, before, expected)
                     if expected is None:
                         expected = self._hash_rest(f, h, done)
                         found = self._reuse_stored(f, before, expected, progress)
                         if found is not None:
                             return found
-                elif progress is None:
+                elif progress is None and result is None:
                     with FileLease(f.fileno()) as lease:
                         result = self._store_leased(lease, before, None)
                 if result is None:
@@ -443,15 +471,37 @@ class ObjectStore:
         finally:
             os.close(fd)
 
-    def _first_chunk_stored(self, f: IO[bytes]) -> bool:
-        """Whether the file's first chunk is in the store: the hint that the whole file may
-        be (a wrong guess costs time, never correctness). Leaves ``f`` at its start."""
+    def _first_chunk_stored(self, f: IO[bytes]) -> str | None:
+        """The digest of the file's first chunk if it is in the store: the hint that the
+        whole file may be, or a version of it (a wrong guess costs time, never
+        correctness); else None. Leaves ``f`` at its start."""
         head = f.read(self.config.chunker.max_size)  # enough to cut the first chunk exactly
         f.seek(0)
         if not head:
-            return False
-        first = next(iter(self.chunker.cut_buffer(head)))
-        return self.backend.exists(self.layout.chunk_key(hash_bytes(first)))
+            return None
+        first = hash_bytes(next(iter(self.chunker.cut_buffer(head))))
+        return first if self.backend.exists(self.layout.chunk_key(first)) else None
+
+    def _hints(self, first: str, size: int) -> list[tuple[int, str]]:
+        """The stored files that begin with chunk ``first``, as their hints name them
+        (:meth:`_put_recipe`): ``(size, digest)``, the closest in size to ``size`` first."""
+        found = []
+        for key in self.backend.list(self.layout.hint_prefix(first)):
+            hint = self.layout.parse_hint(key)
+            if hint is not None and hint[0] == first:
+                found.append((abs(hint[1] - size), hint[1], hint[2]))
+        return [(n, d) for _, n, d in sorted(found)]
+
+    def _first_recipe(self, hints: list[tuple[int, str]]) -> Recipe | None:
+        """The recipe of the first of ``hints`` (:meth:`_hints`) that leads to one, of the
+        first :data:`_HINTS_TRIED`; None if none does. A hint is only a guess: what is taken
+        from it is checked."""
+        for _, digest in hints[:_HINTS_TRIED]:
+            try:
+                return self.recipe(digest)
+            except CasstoreError:
+                continue  # its file is gone (gc) or its recipe damaged: the next one
+        return None
 
     def _reuse_stored(self, f: IO[bytes], before: os.stat_result, digest: str, progress: Progress | None) -> Stored | None:
         """The file open as ``f`` (status ``before``), hashed to ``digest``, if the store
@@ -547,6 +597,110 @@ class ObjectStore:
         assert digest is not None
         return Stored(digest, size), Recipe(size, tuple((d.result(), n) for d, n in chunks))
 
+    def _store_like(self, lease: FileLease, before: os.stat_result, digest: str | None, like: Recipe) -> tuple[Stored, Recipe] | None:
+        """The storing pass for a new version of a stored file, under ``lease`` (held):
+        ``like`` is the recipe of a stored file that begins as this one does (found by
+        :meth:`_hints`). A file hashed whole to ``digest`` under this lease is not hashed
+        whole again; with ``digest`` None a thread hashes the whole from the same maps.
+
+        A cut is decided by the bytes from the chunk's start to the cut alone, so where
+        this file holds, from a cut on, the bytes of a chunk of ``like`` (not its last,
+        which the end of that file cut), the chunker would cut that chunk here too. So the
+        chunks of ``like`` are laid from each cut and checked by their hash, in worker
+        threads, rather than found by cutting; where one does not match, the chunker cuts
+        as usual until a chunk it cuts is a chunk of ``like`` (or starts where one did,
+        the edit having kept its size) and the guesses go on from there. The recipe is the
+        one cutting the whole file would give; only cutting is saved, and the chunks
+        hashed once. After :data:`_MISSES_MAX` misses in a row the rest is cut.
+
+        Returns as :meth:`_store_leased`, and None where it cannot be used or must stop."""
+        size = lease.size
+        sink = _ChunkSink(self)
+        if sink.batched or not lease.intact() or _changed(before, os.fstat(lease.fd)):
+            return None
+        max_size = self.config.chunker.max_size
+        old = like.chunks
+        offsets = list(itertools.accumulate((n for _, n in old), initial=0))  # where each chunk of ``like`` starts
+        starts = {o: i for i, o in enumerate(offsets[:-1])}
+        after = {d: i + 1 for i, (d, _) in reversed(list(enumerate(old)))}  # past the first place of each chunk
+        out: list[tuple[str, int]] = []
+        pos = base = 0
+        shift = 0  # ``like``'s offset less this file's, as of the last chunk found in both
+        nxt: int | None = 0  # the chunk of ``like`` guessed to start at ``pos``, if any
+        misses = 0  # chunks cut in a row without finding ``like`` again
+        view: memoryview | None = None
+        span = max(_MAP_WINDOW, 2 * max_size)  # a window holds a whole chunk from any cut in its first half
+        start = time.monotonic()
+        pool = ThreadPoolExecutor(_HASHERS, thread_name_prefix="casstore-hash")
+        whole = new_hasher(parallel=False) if digest is None else None
+        hasher = ThreadPoolExecutor(1, thread_name_prefix="casstore-hash") if whole is not None else None
+        hashed = 0  # what the whole hash has been handed
+        try:
+            while pos < size:
+                if view is None or pos + min(max_size, size - pos) > base + len(view):
+                    start = time.monotonic()
+                    base = pos - pos % mmap.ALLOCATIONGRANULARITY
+                    window = lease.map(base, min(base + span, size) - base, ahead=span)
+                    if window is None:
+                        return None
+                    view = memoryview(window)
+                    del window  # the map goes with the last view of it
+                    if whole is not None and hasher is not None:  # what this window adds, in order
+                        hasher.submit(whole.update, view[hashed - base :])
+                        hashed = base + len(view)
+                end = base + len(view)
+                guesses: list[tuple[str, int, Future[bool]]] = []
+                k = nxt if misses < _MISSES_MAX else None
+                p = pos
+                while k is not None and k < len(old):
+                    d, n = old[k]
+                    if p + n > end or n > max_size or (k == len(old) - 1 and p + n != size):
+                        break  # past this window; too long to be this store's; cut by the end of ``like``
+                    guesses.append((d, n, pool.submit(_same_and_add, sink, view[p - base : p + n - base], d)))
+                    p += n
+                    k += 1
+                hits = 0
+                for d, n, same in guesses:  # in order, up to the first miss
+                    if not same.result():
+                        break
+                    out.append((d, n))
+                    pos += n
+                    hits += 1
+                for _, _, same in guesses[hits:]:
+                    if not same.cancel():
+                        same.result()  # no thread reads this window once it is let go
+                if hits:
+                    misses = 0
+                    assert nxt is not None
+                    nxt += hits
+                missed = hits < len(guesses)
+                if not missed and nxt is not None and nxt < len(old) and max_size >= old[nxt][1] > end - pos and end < size:
+                    continue  # the next guess runs past this window: map the next one
+                if pos < size:
+                    if pos + min(max_size, size - pos) > end:
+                        continue  # the chunk to cut runs past this window
+                    chunk = next(iter(self.chunker.cut_buffer(view[pos - base : min(pos + max_size, size) - base])))
+                    d = _name_and_add(sink, chunk)
+                    out.append((d, len(chunk)))
+                    pos += len(chunk)
+                    if d in after:  # found in ``like`` again: go on from there
+                        nxt, misses = after[d], 0
+                        shift = offsets[nxt] - pos
+                    else:  # an edit of the same size leaves the cuts after it where they were
+                        nxt, misses = starts.get(pos + shift), misses + 1
+                if not lease.intact() or time.monotonic() - start > mapped_mod.SLOW:
+                    return None
+        finally:
+            for executor in (pool, hasher):
+                if executor is not None:
+                    executor.shutdown(wait=True)  # no thread reads a map once this returns
+            view = None
+            sink.close()
+        if whole is not None:
+            digest = str(whole.hexdigest())
+        assert digest is not None
+        return Stored(digest, size), Recipe(size, tuple(out))
+
     def _store_stream(self, stream: IO[bytes], progress: Progress | None) -> tuple[Stored, Recipe]:
         """The storing pass: cut, hash and store the chunks of a stream; return its digest,
         size and recipe (the caller writes the recipe).
@@ -639,10 +793,16 @@ class ObjectStore:
 
     def _put_recipe(self, digest: str, recipe: Recipe) -> None:
         """Write (or freshen) a file's recipe, its chunks being stored; in a version-2 store,
-        not for a file that is one chunk: that chunk, of the file's digest, is the file."""
+        not for a file that is one chunk: that chunk, of the file's digest, is the file.
+
+        A file larger than a read block gets a hint as well (an empty object named by its
+        first chunk, its size and its digest), by which a later version of it, which
+        begins with the same chunk, finds this recipe (:meth:`_similar_recipe`)."""
         if not self.layout.recipe_for_one_chunk and _is_own_chunk(digest, recipe):
             return
         self.backend.put_blob(self.layout.recipe_key(digest), recipe.encode())
+        if recipe.size > _READ_BLOCK and len(recipe.chunks) > 1:
+            self.backend.put_blob(self.layout.hint_key(recipe.chunks[0][0], recipe.size, digest), b"")
 
     def _freshen_stored(self, digest: str, size: int) -> bool:
         """Freshen the file ``digest`` of ``size`` bytes if the store holds it as this store's
