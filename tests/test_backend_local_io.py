@@ -216,3 +216,40 @@ def test_a_local_read_of_many_chunks_asks_for_each_ahead_of_reading_it(tmp_path:
         assert events.index(("prefetch", k)) < read_at, f"chunk {i} was read before it was asked for"
         ahead = sum(1 for e, _ in events[:read_at] if e == "prefetch") - i
         assert ahead <= store_mod._PREFETCH
+
+
+@pytest.mark.parametrize("written", [3, local_mod.FSYNC_MAX, local_mod.FSYNC_MAX + 1, 40])
+def test_a_barrier_syncs_its_own_few_files_and_the_file_system_for_many(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: int
+) -> None:
+    """A barrier over a few new objects flushes those files and the directories on their
+    paths (not whatever else waits on the file system, such as a model file just saved);
+    over more, one syncfs of the file system."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+    whole: list[int] = []
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(local_mod.os, "fsync", fsync)
+    if local_mod._SYNCFS is not None:
+        real_syncfs = local_mod._SYNCFS
+        monkeypatch.setattr(local_mod, "_SYNCFS", lambda fd: whole.append(fd) or real_syncfs(fd))
+    root = tmp_path / "store"
+    backend = LocalBackend(root)
+    keys = [f"chunks/{i:02x}/obj{i}" for i in range(written)]
+    for k in keys:
+        backend.put_blob(k, b"data")
+    backend.flush()
+    if written <= local_mod.FSYNC_MAX or local_mod._SYNCFS is None:
+        assert not whole
+        assert {str(root / k) for k in keys} <= set(synced)
+        assert {str(root / "chunks"), str(root)} <= set(synced)  # new directories reach the disk too
+        assert all(str(root / os.path.dirname(k)) in synced for k in keys)
+    else:
+        assert len(whole) == 1 and not synced
+    synced.clear()
+    backend.flush()  # nothing written since: nothing to do
+    assert not synced and len(whole) <= 1

@@ -410,15 +410,14 @@ class ObjectStore:
                 first = self._first_chunk_stored(f)
                 hints = self._hints(first, before.st_size) if first is not None and progress is None else []
                 if hints and all(n != before.st_size for n, _ in hints):
-                    # a new version of a stored file (none of its size): stored in one pass
-                    # that follows the closest one's recipe and hashes the whole beside it
+                    # a new version of a stored file, of another size than any: stored in one
+                    # pass that follows the closest one's recipe and hashes the whole beside it
                     like = self._first_recipe(hints)
                     if like is not None:
                         with FileLease(f.fileno()) as lease:
                             if lease.held:
                                 result = self._store_like(lease, before, None, like)
-                    first = None if result is not None else first
-                if first is not None and result is None:
+                if result is None and first is not None:
                     h = new_hasher()
                     with FileLease(f.fileno()) as lease:
                         done = hash_leased(lease, h)
@@ -440,7 +439,7 @@ class ObjectStore:
                         found = self._reuse_stored(f, before, expected, progress)
                         if found is not None:
                             return found
-                elif progress is None and result is None:
+                elif result is None and progress is None:
                     with FileLease(f.fileno()) as lease:
                         result = self._store_leased(lease, before, None)
                 if result is None:
@@ -484,7 +483,11 @@ class ObjectStore:
 
     def _hints(self, first: str, size: int) -> list[tuple[int, str]]:
         """The stored files that begin with chunk ``first``, as their hints name them
-        (:meth:`_put_recipe`): ``(size, digest)``, the closest in size to ``size`` first."""
+        (:meth:`_put_recipe`): ``(size, digest)``, the closest in size to ``size`` first.
+        None looked for where they would not be followed (a store that batches its chunks,
+        such as S3, where no pass over maps is taken)."""
+        if self.backend.concurrency > 1:
+            return []
         found = []
         for key in self.backend.list(self.layout.hint_prefix(first)):
             hint = self.layout.parse_hint(key)
@@ -797,11 +800,12 @@ class ObjectStore:
 
         A file larger than a read block gets a hint as well (an empty object named by its
         first chunk, its size and its digest), by which a later version of it, which
-        begins with the same chunk, finds this recipe (:meth:`_similar_recipe`)."""
+        begins with the same chunk, finds this recipe (:meth:`_hints`); not in a store
+        that batches its chunks, where no one follows them."""
         if not self.layout.recipe_for_one_chunk and _is_own_chunk(digest, recipe):
             return
         self.backend.put_blob(self.layout.recipe_key(digest), recipe.encode())
-        if recipe.size > _READ_BLOCK and len(recipe.chunks) > 1:
+        if recipe.size > _READ_BLOCK and len(recipe.chunks) > 1 and self.backend.concurrency <= 1:
             self.backend.put_blob(self.layout.hint_key(recipe.chunks[0][0], recipe.size, digest), b"")
 
     def _freshen_stored(self, digest: str, size: int) -> bool:
