@@ -657,8 +657,8 @@ class ObjectStore:
                 p = pos
                 while k is not None and k < len(old):
                     d, n = old[k]
-                    if p + n > end or n > max_size or (k == len(old) - 1 and p + n != size):
-                        break  # past this window; too long to be this store's; cut by the end of ``like``
+                    if p + n > end or not 0 < n <= max_size or (k == len(old) - 1 and p + n != size):
+                        break  # past this window; no chunk this store cuts; cut by the end of ``like``
                     guesses.append((d, n, pool.submit(_same_and_add, sink, view[p - base : p + n - base], d)))
                     p += n
                     k += 1
