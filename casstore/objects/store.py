@@ -213,6 +213,38 @@ def _max_in_flight(given: int | None, backend: Backend) -> int:
     return n
 
 
+class _HashBeside:
+    """The whole-file BLAKE3 of a file a storing pass maps a window at a time, hashed in a
+    thread of its own, each byte once and in order; nothing to do when the digest is known
+    already (the file was hashed whole under the same lease)."""
+
+    def __init__(self, digest: str | None) -> None:
+        self.digest = digest
+        self._whole = new_hasher(parallel=False) if digest is None else None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="casstore-hash") if digest is None else None
+        self._hashed = 0  # what the hash has been handed
+
+    def add(self, window: memoryview, base: int) -> Future[Any] | None:
+        """Hand the hash what ``window``, the file from offset ``base``, adds to what it
+        was handed before; the future of that work (which reads the window), or None."""
+        if self._pool is None or self._whole is None:
+            return None
+        done = self._pool.submit(self._whole.update, window[self._hashed - base :])
+        self._hashed = base + len(window)
+        return done
+
+    def close(self) -> None:
+        """Wait for the hash: no thread reads a window once this returns."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def result(self) -> str:
+        if self._whole is not None:
+            return str(self._whole.hexdigest())
+        assert self.digest is not None
+        return self.digest
+
+
 class _ChunkSink:
     """Sends chunks to the backend: directly on a local disk; on remote stores in batches,
     each checked with one ``exists_many``, whose missing chunks are uploaded concurrently
@@ -222,7 +254,7 @@ class _ChunkSink:
         self.store = store
         self.backend = store.backend
         self.chunk_key = store.layout.chunk_key
-        self.batched = self.backend.concurrency > 1
+        self.batched = store._batched
         self.window = max(2, store.max_in_flight)
         # two batches in flight: one uploading while the next is cut and checked
         self.batch_size = max(1, min(self.backend.concurrency, self.window // 2))
@@ -320,6 +352,13 @@ class ObjectStore:
         self.chunks_written = 0
         self.bytes_written = 0
 
+    @property
+    def _batched(self) -> bool:
+        """Whether chunks go to the backend in batches of concurrent requests (a remote
+        store), rather than one by one from the writer threads (a local disk): then no
+        storing pass over maps is taken, and no hint is written or followed."""
+        return self.backend.concurrency > 1
+
     def _count(self, chunks: int, nbytes: int) -> None:
         with self._lock:
             self.chunks_written += chunks
@@ -409,6 +448,7 @@ class ObjectStore:
                 # holds a lease: one that opened the file for writing would wait for it)
                 first = self._first_chunk_stored(f)
                 hints = self._hints(first, before.st_size) if first is not None and progress is None else []
+                like: Recipe | None = None  # the recipe a new version follows, read once needed
                 if hints and all(n != before.st_size for n, _ in hints):
                     # a new version of a stored file, of another size than any: stored in one
                     # pass that follows the closest one's recipe and hashes the whole beside it
@@ -429,7 +469,8 @@ class ObjectStore:
                             if found is not None:
                                 return found
                             if progress is None:
-                                like = self._first_recipe(hints)
+                                if like is None:
+                                    like = self._first_recipe(hints)
                                 if like is not None:
                                     result = self._store_like(lease, before, expected, like)
                                 if result is None:
@@ -486,7 +527,7 @@ class ObjectStore:
         (:meth:`_put_recipe`): ``(size, digest)``, the closest in size to ``size`` first.
         None looked for where they would not be followed (a store that batches its chunks,
         such as S3, where no pass over maps is taken)."""
-        if self.backend.concurrency > 1:
+        if self._batched:
             return []
         found = []
         for key in self.backend.list(self.layout.hint_prefix(first)):
@@ -553,15 +594,14 @@ class ObjectStore:
         the file by reading it. Writes in flight are waited for before a map is let go,
         so a writer waits for one window and those writes."""
         size = lease.size
-        sink = _ChunkSink(self)
-        if sink.batched or not lease.intact() or _changed(before, os.fstat(lease.fd)):
+        sink = self._mapped_sink(lease, before)
+        if sink is None:
             return None
         chunks: list[tuple[Future[str], int]] = []
         live: deque[tuple[list[Future[Any]], mmap.mmap]] = deque()  # maps the writers may still read
-        pos = hashed = 0
+        pos = 0
         writer = ThreadPoolExecutor(_WRITERS, thread_name_prefix="casstore-write")
-        whole = new_hasher(parallel=False) if digest is None else None
-        hasher = ThreadPoolExecutor(1, thread_name_prefix="casstore-hash") if whole is not None else None
+        whole = _HashBeside(digest)
         try:
             while pos < size:
                 start = time.monotonic()
@@ -575,9 +615,9 @@ class ObjectStore:
                 chunks += zip(named, map(len, cut))
                 del cut  # the writers hold the chunks they have yet to write
                 users: list[Future[Any]] = list(named)
-                if whole is not None and hasher is not None:  # what this window adds, in order
-                    users.append(hasher.submit(whole.update, memoryview(window)[hashed - base : n]))
-                    hashed = base + n
+                hashing = whole.add(memoryview(window), base)
+                if hashing is not None:
+                    users.append(hashing)
                 live.append((users, window))
                 if len(live) > 2:
                     _wait_all(live.popleft()[0])  # and its map goes with its last view
@@ -588,17 +628,21 @@ class ObjectStore:
                 for users, _ in live:
                     _wait_all(users)
         finally:
-            for pool in (writer, hasher):
-                if pool is not None:
-                    pool.shutdown(wait=True)  # no thread reads a map once this returns
+            writer.shutdown(wait=True)  # no thread reads a map once this returns
+            whole.close()
             live.clear()
             sink.close()
         if pos != size:
             return None
-        if whole is not None:
-            digest = str(whole.hexdigest())
-        assert digest is not None
-        return Stored(digest, size), Recipe(size, tuple((d.result(), n) for d, n in chunks))
+        return Stored(whole.result(), size), Recipe(size, tuple((d.result(), n) for d, n in chunks))
+
+    def _mapped_sink(self, lease: FileLease, before: os.stat_result) -> _ChunkSink | None:
+        """The chunk sink of a storing pass over maps of the file under ``lease``, or None
+        where no such pass may be taken: a store that batches its chunks, the lease lost,
+        the file changed since ``before``."""
+        if self._batched or not lease.intact() or _changed(before, os.fstat(lease.fd)):
+            return None
+        return _ChunkSink(self)
 
     def _store_like(self, lease: FileLease, before: os.stat_result, digest: str | None, like: Recipe) -> tuple[Stored, Recipe] | None:
         """The storing pass for a new version of a stored file, under ``lease`` (held):
@@ -618,8 +662,8 @@ class ObjectStore:
 
         Returns as :meth:`_store_leased`, and None where it cannot be used or must stop."""
         size = lease.size
-        sink = _ChunkSink(self)
-        if sink.batched or not lease.intact() or _changed(before, os.fstat(lease.fd)):
+        sink = self._mapped_sink(lease, before)
+        if sink is None:
             return None
         max_size = self.config.chunker.max_size
         old = like.chunks
@@ -635,9 +679,7 @@ class ObjectStore:
         span = max(_MAP_WINDOW, 2 * max_size)  # a window holds a whole chunk from any cut in its first half
         start = time.monotonic()
         pool = ThreadPoolExecutor(_HASHERS, thread_name_prefix="casstore-hash")
-        whole = new_hasher(parallel=False) if digest is None else None
-        hasher = ThreadPoolExecutor(1, thread_name_prefix="casstore-hash") if whole is not None else None
-        hashed = 0  # what the whole hash has been handed
+        whole = _HashBeside(digest)
         try:
             while pos < size:
                 if view is None or pos + min(max_size, size - pos) > base + len(view):
@@ -648,9 +690,7 @@ class ObjectStore:
                         return None
                     view = memoryview(window)
                     del window  # the map goes with the last view of it
-                    if whole is not None and hasher is not None:  # what this window adds, in order
-                        hasher.submit(whole.update, view[hashed - base :])
-                        hashed = base + len(view)
+                    whole.add(view, base)
                 end = base + len(view)
                 guesses: list[tuple[str, int, Future[bool]]] = []
                 k = nxt if misses < _MISSES_MAX else None
@@ -694,15 +734,11 @@ class ObjectStore:
                 if not lease.intact() or time.monotonic() - start > mapped_mod.SLOW:
                     return None
         finally:
-            for executor in (pool, hasher):
-                if executor is not None:
-                    executor.shutdown(wait=True)  # no thread reads a map once this returns
+            pool.shutdown(wait=True)  # no thread reads a map once this returns
+            whole.close()
             view = None
             sink.close()
-        if whole is not None:
-            digest = str(whole.hexdigest())
-        assert digest is not None
-        return Stored(digest, size), Recipe(size, tuple(out))
+        return Stored(whole.result(), size), Recipe(size, tuple(out))
 
     def _store_stream(self, stream: IO[bytes], progress: Progress | None) -> tuple[Stored, Recipe]:
         """The storing pass: cut, hash and store the chunks of a stream; return its digest,
@@ -805,7 +841,7 @@ class ObjectStore:
         if not self.layout.recipe_for_one_chunk and _is_own_chunk(digest, recipe):
             return
         self.backend.put_blob(self.layout.recipe_key(digest), recipe.encode())
-        if recipe.size > _READ_BLOCK and len(recipe.chunks) > 1 and self.backend.concurrency <= 1:
+        if recipe.size > _READ_BLOCK and len(recipe.chunks) > 1 and not self._batched:
             self.backend.put_blob(self.layout.hint_key(recipe.chunks[0][0], recipe.size, digest), b"")
 
     def _freshen_stored(self, digest: str, size: int) -> bool:
