@@ -57,8 +57,13 @@ def discard(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def scratch(prefix: str, parent: Path | None = None) -> Iterator[Path]:
-    """A new working directory, deleted when the run is over (see above)."""
+def scratch(prefix: str, parent: str | Path | None = None) -> Iterator[Path]:
+    """A new working directory, deleted when the run is over (see above).
+
+    ``parent`` (a script's ``--dir``) is created when it does not exist yet.
+    """
+    if parent is not None:
+        Path(parent).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         yield work

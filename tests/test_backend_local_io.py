@@ -5,12 +5,14 @@ either way the bytes, lengths and outcomes are exact and no temporary file is le
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from casstore.backend import local as local_mod
 from casstore.backend.local import DIRECT_MIN, LocalBackend
+from casstore.exceptions import StoreUnavailableError
 from casstore.objects import open_store
 
 def _direct_supported(d: Path) -> bool:
@@ -253,3 +255,26 @@ def test_a_barrier_syncs_its_own_few_files_and_the_file_system_for_many(
     synced.clear()
     backend.flush()  # nothing written since: nothing to do
     assert not synced and len(whole) <= 1
+
+
+@pytest.mark.skipif(local_mod._SYNCFS is None, reason="no syncfs on this system")
+def test_a_barrier_whose_syncfs_fails_syncs_every_file_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed syncfs is not taken for a flush: the barrier falls back to sync()."""
+    synced: list[str] = []
+    monkeypatch.setattr(local_mod, "_SYNCFS", lambda fd: -1)
+    monkeypatch.setattr(local_mod.os, "sync", lambda: synced.append("sync"))
+    backend = LocalBackend(tmp_path / "store")
+    for i in range(local_mod.FSYNC_MAX + 1):
+        backend.put_blob(f"chunks/{i:02x}/obj{i}", b"data")
+    backend.flush()
+    assert synced == ["sync"]
+
+
+def test_a_barrier_on_a_store_that_is_gone_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    backend = LocalBackend(root)
+    for i in range(local_mod.FSYNC_MAX + 1):
+        backend.put_blob(f"chunks/{i:02x}/obj{i}", b"data")
+    shutil.rmtree(root)
+    with pytest.raises(StoreUnavailableError, match="durability barrier failed"):
+        backend.flush()

@@ -226,6 +226,28 @@ def test_a_small_edit_leaves_most_chunks_shared(objects: ObjectStore, edit: str)
     assert objects.get_bytes(d2) == v2
 
 
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    where=st.floats(0.05, 0.95),
+    inserted=st.binary(min_size=1, max_size=64),
+)
+def test_inserting_a_few_bytes_anywhere_leaves_most_chunks_shared(
+    objects: ObjectStore, seed: int, where: float, inserted: bytes
+) -> None:
+    """Content-defined chunking: an insertion changes the chunks around it, not the rest."""
+    v1 = random_bytes(2 << 20, seed)
+    at = int(len(v1) * where)
+    v2 = v1[:at] + inserted + v1[at:]
+    d1, _ = objects.put_bytes(v1)
+    d2, _ = objects.put_bytes(v2)
+    old_chunks = set(objects.chunk_digests(d1))
+    v2_chunks = objects.chunk_digests(d2)
+    changed = sum(1 for c in v2_chunks if c not in old_chunks)
+    assert changed / len(v2_chunks) < 0.05, f"{changed} of {len(v2_chunks)} chunks changed by {len(inserted)} bytes at {at}"
+    assert objects.get_bytes(d2) == v2
+
+
 # ---- verification on read -----------------------------------------------------------------
 
 
@@ -323,6 +345,8 @@ def _tampered_recipes(objects: ObjectStore, digest: str) -> dict[str, tuple[byte
         "garbage": (b"\x00\xffnot msgpack", CorruptRecordError),
         "not a recipe": (pack({"v": 1, "hello": "world"}), CorruptRecordError),
         "newer version": (pack({"v": 99, "size": size, "chunks": chunks}), CorruptRecordError),
+        "version zero": (pack({"v": 0, "size": size, "chunks": chunks}), CorruptRecordError),
+        "negative version": (pack({"v": -2, "size": size, "chunks": chunks}), CorruptRecordError),
         "sizes do not add up": (pack({"v": 1, "size": size + 1, "chunks": chunks}), CorruptRecordError),
         "path instead of digest": (pack({"v": 1, "size": 3, "chunks": [["../../../etc/passwd", 3]]}), CorruptRecordError),
         "chunks swapped": (pack({"v": 1, "size": size, "chunks": [chunks[1], chunks[0], *chunks[2:]]}), IntegrityError),

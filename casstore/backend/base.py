@@ -45,6 +45,11 @@ def validate_key(key: str) -> str:
     return key
 
 
+def nbytes(data: bytes | memoryview) -> int:
+    """The length in bytes of an object's data."""
+    return data.nbytes if isinstance(data, memoryview) else len(data)
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     """What a backend knows of a stored object: its size and last-modified time (epoch seconds)."""
@@ -66,6 +71,11 @@ class Backend(abc.ABC):
     supports_atomic_create: bool = False
     #: After ``flush()`` returns, everything written before it survives a power loss.
     durable: bool = False
+    #: An object is whole from the moment it can be seen, and stays so: publication is
+    #: atomic and an acknowledged write is never lost (S3, memory). Where this is false,
+    #: a writer that deduplicates against an object checks its length first (a power loss
+    #: can leave a local file without its data; generic fsspec writes in place).
+    whole_objects: bool = False
     #: Number of requests worth running concurrently (1 for a local disk).
     concurrency: int = 1
     #: ``delete_if_stale`` is exact: no ``touch`` that returned True is ever followed by the
@@ -115,7 +125,10 @@ class Backend(abc.ABC):
         """Store ``data`` under ``key``, idempotently; return whether this call wrote it.
 
         For content-addressed keys, where any two writers write the same bytes: an
-        existing object is left as it is (and freshened, see :meth:`touch`).
+        existing object of the same length is left as it is (and freshened, see
+        :meth:`touch`). One of another length cannot hold these bytes (a partial object
+        that a killed writer or a power loss left, or a copy damaged since) and is
+        replaced, so storing content again repairs it.
         """
         return self._put_blob(validate_key(key), data)
 
@@ -140,21 +153,28 @@ class Backend(abc.ABC):
 
     def exists_many(self, keys: Sequence[str]) -> list[bool]:
         """Whether each key exists, in order. Backends override this to batch requests."""
+        return [size is not None for size in self.sizes_many(keys)]
+
+    def sizes_many(self, keys: Sequence[str]) -> list[int | None]:
+        """The size of each object, in order; None where there is none."""
         for k in keys:
             validate_key(k)
         if self.concurrency <= 1 or len(keys) <= 1:
-            return [self._exists(k) for k in keys]
+            return [self._stored_size(k) for k in keys]
         with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(self._exists, keys))
+            return list(pool.map(self._stored_size, keys))
 
     def _exists(self, key: str) -> bool:
+        return self._stored_size(key) is not None
+
+    def _stored_size(self, key: str) -> int | None:
+        """The size of the object ``key``; None if there is none."""
         from casstore.exceptions import ObjectNotFoundError
 
         try:
-            self._info(key)
+            return self._info(key).size
         except ObjectNotFoundError:
-            return False
-        return True
+            return None
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Yield every key that starts with ``prefix`` (recursively), in no set order.

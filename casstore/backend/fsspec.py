@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from casstore.backend.base import Backend, ObjectInfo, validate_key
+from casstore.backend.base import Backend, ObjectInfo, nbytes, validate_key
 from casstore.exceptions import ObjectNotFoundError, StoreUnavailableError
 
 __all__ = ["FsspecBackend", "MemoryBackend"]
@@ -70,8 +70,8 @@ class FsspecBackend(Backend):
     def _put_blob(self, key: str, data: bytes | memoryview) -> bool:
         path = self._path(key)
         try:
-            if self.fs.exists(path) and self.touch(key):
-                return False
+            if self._stored_size(key) == nbytes(data) and self.touch(key):
+                return False  # stored whole (a partial object a killed writer left is replaced)
             self._pipe(path, bytes(data), "overwrite")
         except OSError as e:
             raise self._unavailable(key, e) from e
@@ -166,6 +166,7 @@ class MemoryBackend(FsspecBackend):
     """Objects in fsspec's process-local memory file system (``memory://name``)."""
 
     supports_atomic_create = True
+    whole_objects = True  # written under one lock, in memory
     exact_stale_delete = True  # check and delete under the one lock that touch also takes
     concurrency = 1
     _lock = threading.Lock()  # one for all: the memory file system is shared by the process
@@ -189,7 +190,7 @@ class MemoryBackend(FsspecBackend):
 
     def _put_blob(self, key: str, data: bytes | memoryview) -> bool:
         with self._lock:
-            if self.fs.exists(self._path(key)):
+            if self._stored_size(key) == nbytes(data):
                 self._touched[self._path(key)] = time.time()
                 return False
             self.fs.pipe_file(self._path(key), bytes(data))

@@ -45,7 +45,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 
 from casstore._env import env_on
-from casstore.backend.base import Backend, ObjectInfo, validate_key
+from casstore.backend.base import Backend, ObjectInfo, nbytes, validate_key
 from casstore.exceptions import ObjectNotFoundError, StoreUnavailableError
 
 __all__ = ["LocalBackend"]
@@ -291,7 +291,7 @@ class LocalBackend(Backend):
     def _put_blob(self, key: str, data: bytes | memoryview) -> bool:
         final = self._path(key)
         try:
-            if self._freshen(final):  # it exists (and is now fresh)
+            if self._freshen(final, nbytes(data)):  # it exists, whole (and is now fresh)
                 return False
             tmp = self._write_tmp(final, data)
             os.replace(tmp, final)
@@ -339,6 +339,13 @@ class LocalBackend(Backend):
     def _exists(self, key: str) -> bool:
         return os.path.isfile(self._path(key))
 
+    def _stored_size(self, key: str) -> int | None:
+        try:
+            st = os.stat(self._path(key))
+        except OSError:  # as os.path.isfile: missing, or not reachable
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
     def _list(self, prefix: str) -> Iterator[str]:
         # walk from the deepest directory that the prefix names completely
         head, _, _ = prefix.rpartition("/")
@@ -372,14 +379,19 @@ class LocalBackend(Backend):
 
     # ---- extras ----------------------------------------------------------------------
 
-    def _freshen(self, path: str) -> bool:
+    def _freshen(self, path: str, size: int | None = None) -> bool:
+        """Freshen ``path``; whether it exists (with ``size``, of that many bytes)."""
         try:
             os.utime(path)
+            return size is None or os.stat(path).st_size == size
         except FileNotFoundError:
             return False  # removed by gc since it was seen: the caller writes it anew
-        except OSError:
-            return os.path.isfile(path)  # e.g. a read-only store: it exists, unfreshened
-        return True
+        except OSError:  # e.g. a read-only store: it may exist, unfreshened
+            try:
+                st = os.stat(path)
+            except OSError:
+                return False
+            return stat.S_ISREG(st.st_mode) and (size is None or st.st_size == size)
 
     def touch(self, key: str) -> bool:
         # docstring inherited
@@ -452,14 +464,28 @@ class LocalBackend(Backend):
             if not self._dirty:
                 return
             pending, self._pending, self._dirty = self._pending, [], False
-        if _SYNCFS is not None and len(pending) > FSYNC_MAX:
-            fd = os.open(self.root, os.O_RDONLY)
-            try:
-                if _SYNCFS(fd) != 0:  # type: ignore[operator]
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            return
+        try:
+            if _SYNCFS is not None and len(pending) > FSYNC_MAX:
+                self._syncfs()
+            else:
+                self._fsync_each(pending)
+        except OSError as e:
+            with self._lock:  # not flushed: the next barrier tries these again
+                self._pending[:0], self._dirty = pending, True
+            raise StoreUnavailableError(f"local store {self.root!r}: the durability barrier failed: {e}") from e
+
+    def _syncfs(self) -> None:
+        """One ``syncfs`` of the store's file system. Where that call fails, ``sync`` of every
+        file system (an ``fsync`` of the root alone would not flush the files' data, and
+        only the first files written are listed for flushing one by one)."""
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            if _SYNCFS(fd) != 0:  # type: ignore[operator]
+                os.sync()
+        finally:
+            os.close(fd)
+
+    def _fsync_each(self, pending: list[str]) -> None:
         dirs = set()
         for p in pending:
             _fsync_path(p)

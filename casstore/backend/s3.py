@@ -195,6 +195,8 @@ class S3Backend(Backend):
     supports_atomic_create = True
     #: S3 acknowledges a PUT once the object is stored redundantly
     durable = True
+    #: a PUT is atomic: an object is seen whole or not at all
+    whole_objects = True
     concurrency = DEFAULT_CONCURRENCY
 
     def __init__(self, location: str, storage_options: dict[str, Any] | None = None) -> None:
@@ -560,7 +562,11 @@ class S3Backend(Backend):
             elif not self._exists(key):
                 self._sync(self._put_async, key, body)
                 return True
-            if self._sync(self._touch_async, key):  # freshened: garbage collection keeps it
+            size = self._stored_size(key)
+            if size is not None and size != len(body):  # not these bytes: a damaged copy
+                self._sync(self._put_async, key, body)
+                return True
+            if size is not None and self._sync(self._touch_async, key):  # freshened: garbage collection keeps it
                 return False
             # deleted between the two requests (garbage collection): write it anew
         raise StoreUnavailableError(

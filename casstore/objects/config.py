@@ -59,8 +59,14 @@ class StoreConfig:
             raise StoreConfigError(f"{where} is not valid JSON ({e}); restore it from a backup") from e
         if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
             raise StoreConfigError(f"{where} is not a casstore config (no \"format\": \"casstore\")")
+        unknown = sorted(set(d) - _CONFIG_KEYS)
+        if unknown:
+            raise StoreConfigError(
+                f"{where}: unknown setting(s) {', '.join(map(repr, unknown))}: this casstore "
+                "cannot honour them. Upgrade casstore (pip install -U casstore) to open the store."
+            )
         version = d.get("version")
-        if not isinstance(version, int) or version < 1:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise StoreConfigError(f"{where}: bad format version {version!r}")
         if version > FORMAT_VERSION:
             raise StoreConfigError(
@@ -71,7 +77,13 @@ class StoreConfig:
             raise StoreConfigError(f"{where}: hash {d.get('hash')!r} is not supported (only 'blake3')")
         chunker = ChunkerParams.from_dict(d.get("chunker", {}), where)
         created = d.get("created", 0.0)
+        if isinstance(created, bool) or not isinstance(created, (int, float)):
+            raise StoreConfigError(f"{where}: \"created\" is {created!r}, not a time in seconds; restore it from a backup")
         return cls(version=version, hash="blake3", chunker=chunker, created=float(created))
+
+
+#: every key of ``casstore.json``; any other is a setting this casstore cannot honour
+_CONFIG_KEYS = frozenset({"format", "version", "hash", "chunker", "created"})
 
 
 def read_config(backend: Backend) -> StoreConfig:

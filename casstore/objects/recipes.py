@@ -32,6 +32,8 @@ class Recipe:
     def decode(cls, data: bytes, where: str) -> Recipe:
         d: Any = unpack(data, where)
         try:
+            if isinstance(d["v"], bool) or not isinstance(d["v"], int) or d["v"] < 1:
+                raise CorruptRecordError(f"{where}: recipe version {d['v']!r} is not valid")
             if d["v"] > RECIPE_VERSION:
                 raise CorruptRecordError(f"{where}: recipe version {d['v']} is newer than this casstore reads; upgrade casstore")
             size = d["size"]

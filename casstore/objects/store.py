@@ -33,7 +33,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any, NamedTuple
 
 from casstore.backend.base import Backend
-from casstore.exceptions import CasstoreError, IntegrityError, InvalidInputError, LocalFileError, ObjectNotFoundError
+from casstore.exceptions import (
+    CasstoreError,
+    CorruptRecordError,
+    IntegrityError,
+    InvalidInputError,
+    LocalFileError,
+    ObjectNotFoundError,
+)
 from casstore.objects.chunking import Chunker
 from casstore.objects.config import StoreConfig
 from casstore.objects.digest import check_digest, hash_bytes, new_hasher
@@ -295,7 +302,10 @@ class _ChunkSink:
         try:
             uniq: dict[str, bytes] = dict(batch)
             keys = [self.chunk_key(d) for d in uniq]
-            present = self.backend.exists_many(keys)
+            if self.backend.whole_objects:
+                present = self.backend.exists_many(keys)
+            else:  # a chunk of another length is partial: sent again, put_blob replaces it
+                present = [n == len(data) for n, data in zip(self.backend.sizes_many(keys), uniq.values())]
             # an existing chunk is freshened (gc's grace period); one gc removed meanwhile is sent again
             touched = iter(list(pool.map(self.backend.touch, [k for k, p in zip(keys, present) if p])))
             missing = [(k, uniq[d]) for k, d, p in zip(keys, uniq, present) if not p or next(touched) is False]
@@ -852,9 +862,37 @@ class ObjectStore:
         file of at most the minimum, certainly one chunk, never comes here: ``put_bytes``
         puts its chunk at once.)"""
         recipe = self.layout.recipe_key(digest)
-        if self.layout.recipe_for_one_chunk or not 0 < size <= self.config.chunker.max_size:
-            return self.backend.touch(recipe)
-        return self.backend.touch(self.layout.chunk_key(digest)) or self.backend.touch(recipe)
+        if not self.layout.recipe_for_one_chunk and 0 < size <= self.config.chunker.max_size:
+            chunk = self.layout.chunk_key(digest)
+            if self.backend.touch(chunk):
+                return self._whole(chunk, size)  # if not, storing the file again replaces it
+        return self.backend.touch(recipe) and self._whole_by_recipe(digest, size)
+
+    def _whole(self, key: str, size: int) -> bool:
+        """Whether the object ``key`` holds ``size`` bytes, where an object may be partial: a
+        power loss can leave a local file under its name without its data, and a generic
+        fsspec file system publishes non-atomically. Where every object is whole once seen
+        (``Backend.whole_objects``), that is not asked."""
+        return self.backend.whole_objects or self.backend.sizes_many([key]) == [size]
+
+    def _whole_by_recipe(self, digest: str, size: int) -> bool:
+        """Whether the stored recipe of the file ``digest`` of ``size`` bytes, and each chunk
+        it lists, is whole (see :meth:`_whole`), before a writer takes the file as stored.
+        A damaged recipe is removed, so that storing the file again writes it anew."""
+        if self.backend.whole_objects:
+            return True
+        key = self.layout.recipe_key(digest)
+        try:
+            recipe = Recipe.decode(self.backend.get(key), f"recipe {key}")
+        except ObjectNotFoundError:
+            return False
+        except CorruptRecordError:
+            recipe = None
+        if recipe is None or recipe.size != size:
+            self.backend.delete(key)
+            return False
+        sizes = self.backend.sizes_many([self.layout.chunk_key(d) for d, _ in recipe.chunks])
+        return all(got == n for got, (_, n) in zip(sizes, recipe.chunks))
 
     def flush(self) -> None:
         """Durability barrier: data written so far survives a power loss once this returns."""

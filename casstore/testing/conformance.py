@@ -182,10 +182,20 @@ class BackendConformance:
         assert backend.get("chunks/ab/cd/x") == data
         assert sorted(backend.list("chunks/")) == ["chunks/ab/cd/x"]
 
-    def test_put_blob_leaves_an_existing_object_as_it_is(self, backend: Backend) -> None:
+    def test_put_blob_leaves_an_existing_object_of_that_length_as_it_is(self, backend: Backend) -> None:
         backend.put_blob("b/obj", b"original")
-        backend.put_blob("b/obj", b"other bytes")
+        assert backend.put_blob("b/obj", b"ORIGINAL") is False
         assert backend.get("b/obj") == b"original"
+
+    @pytest.mark.parametrize("left", [b"", b"partial"])
+    def test_put_blob_replaces_an_existing_object_of_another_length(self, backend: Backend, left: bytes) -> None:
+        """What a killed writer or a power loss can leave under a name (nothing, or the
+        start of the bytes) is not taken for the object: storing it again repairs it."""
+        whole = b"partial object, written whole"
+        assert backend.put_if_absent("b/obj", left) is True
+        assert backend.put_blob("b/obj", memoryview(whole)) is True
+        assert backend.get("b/obj") == whole
+        assert backend.put_blob("b/obj", whole) is False
 
     def test_put_blob_accepts_memoryview_slices(self, backend: Backend) -> None:
         buf = bytearray(os.urandom(10_000))
