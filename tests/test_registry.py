@@ -14,6 +14,7 @@ import pytest
 
 from casstore.exceptions import CorruptRecordError, InvalidDigestError, InvalidInputError, ObjectNotFoundError
 from casstore.objects import open_store
+from casstore.objects.codec import unpack
 from casstore.registry import Registry
 from casstore.registry import layout as L
 
@@ -145,6 +146,74 @@ def test_deleting_a_model_is_recorded_and_recreating_it_continues_numbering(regi
     with pytest.raises(ObjectNotFoundError):
         registry.get_version("m", 1)
     assert [e.op for e in registry.history("m")][-2:] == ["delete_model", "create_model"]
+
+
+def test_deleting_an_aliased_version_records_the_alias_removal_with_its_reason(registry: Registry) -> None:
+    registry.create_version("m", D1)
+    registry.create_version("m", D2)
+    registry.set_alias("m", "champ", 2)
+    registry.set_alias("m", "other", 1)
+    registry.delete_version("m", 2, reason="leaked labels")
+    hist = registry.alias_history("m", "champ")
+    assert [(e.version, e.reason) for e in hist] == [(2, None), (None, "version 2 was deleted: leaked labels")]
+    assert hist[1].time >= hist[0].time and hist[1].seq == 2
+    assert [e.version for e in registry.alias_history("m", "other")] == [1]  # untouched
+    registry.delete_version("m", 1)
+    assert [(e.version, e.reason) for e in registry.alias_history("m", "other")] == [(1, None), (None, "version 1 was deleted")]
+    registry.create_version("m", D3)
+    registry.set_alias("m", "champ", 3)
+    assert [e.version for e in registry.alias_history("m", "champ")] == [2, None, 3]
+
+
+def test_deleting_a_model_records_the_removal_of_each_live_alias(registry: Registry) -> None:
+    for d in (D1, D2, D3):
+        registry.create_version("m", d)
+    registry.set_alias("m", "champ", 3)
+    registry.set_alias("m", "gone", 2)
+    registry.delete_version("m", 2)  # "gone" is removed here, and not a second time below
+    registry.delete_alias("m", "champ")
+    registry.set_alias("m", "champ", 1)
+    registry.delete_model("m", reason="retired")
+    champ = registry.alias_history("m", "champ")
+    assert [(e.version, e.reason) for e in champ] == [
+        (3, None), (None, None), (1, None), (None, "registered model 'm' was deleted: retired")
+    ]
+    assert [(e.version, e.reason) for e in registry.alias_history("m", "gone")] == [(2, None), (None, "version 2 was deleted")]
+
+
+def test_an_interrupted_version_deletion_leaves_the_alias_removal_recorded_and_can_be_retried(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.create_version("m", D1)
+    registry.set_alias("m", "champ", 1)
+
+    def crash(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("crash before the deletion event")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(registry, "_append_event", crash)
+        with pytest.raises(RuntimeError):
+            registry.delete_version("m", 1)
+    # never an alias that stopped resolving with nothing on its record
+    assert [e.version for e in registry.alias_history("m", "champ")] == [1, None]
+    registry.delete_version("m", 1)
+    assert [e.version for e in registry.alias_history("m", "champ")] == [1, None]
+    assert [e.op for e in registry.history("m")] == ["delete_version"]
+
+
+def test_a_recreated_model_is_created_at_its_recreation(registry: Registry) -> None:
+    registry.create_version("m", D1)
+    first = registry.get_model("m").creation_timestamp
+    registry.delete_model("m")
+    time.sleep(0.01)
+    again = registry.create_model("m")
+    recreated = registry.history("m")[-1]
+    assert recreated.op == "create_model"
+    assert again.creation_timestamp == recreated.time > first
+    assert again.last_updated_timestamp >= again.creation_timestamp
+    # the original creation stays on record: the model record is never rewritten
+    assert unpack(registry.backend.get(L.model_key("m")), "model record")["created"] == first
+    assert registry.create_version("m", D2).version == 2
 
 
 def test_a_corrupt_version_record_is_reported(registry: Registry) -> None:

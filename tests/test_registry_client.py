@@ -104,6 +104,21 @@ def test_client_deletions_are_recorded(logged: casstore.models.ModelInfo) -> Non
     assert [e.op for e in c.get_registered_model_history("fraud")] == ["delete_version", "delete_model"]
 
 
+def test_client_alias_history_records_an_alias_removed_by_a_deletion(logged: casstore.models.ModelInfo) -> None:
+    c = casstore.Client()
+    c.create_model_version("fraud", logged.model_uri)
+    c.create_model_version("fraud", logged.model_uri)
+    c.set_registered_model_alias("fraud", "champ", 2)
+    c.delete_model_version("fraud", 2)
+    assert c.get_registered_model("fraud").aliases == {}
+    hist = c.get_registered_model_alias_history("fraud", "champ")
+    assert [(e.version, e.reason) for e in hist] == [(2, None), (None, "version 2 was deleted")]
+    created = c.get_registered_model("fraud").creation_timestamp
+    c.delete_registered_model("fraud")
+    time.sleep(0.01)
+    assert c.create_registered_model("fraud").creation_timestamp > created
+
+
 def test_search_registered_models_and_versions(logged: casstore.models.ModelInfo) -> None:
     c = casstore.Client()
     c.create_registered_model("fraud-eu", tags={"team": "risk"})

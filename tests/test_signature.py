@@ -134,3 +134,66 @@ def test_named_tensors_need_every_key() -> None:
     assert set(out) == {"a", "b"}
     with pytest.raises(InvalidInputError, match=r"missing inputs \['b'\]"):
         enforce_schema({"a": np.zeros((3, 2))}, schema)
+
+
+# ---- text tensors -----------------------------------------------------------------------
+
+
+def test_string_and_bytes_arrays_give_str_and_bytes_tensors_of_any_width() -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.tree import DecisionTreeClassifier
+
+    iris = load_iris()
+    labels = DecisionTreeClassifier(random_state=0).fit(iris.data, iris.target_names[iris.target]).predict(iris.data)
+    sig = infer_signature(iris.data, labels)
+    assert sig.outputs == Schema([TensorSpec("str", (-1,))])
+    assert infer_schema(np.array(["a", "bb"])).inputs == [TensorSpec("str", (-1,))]
+    assert infer_schema(np.array([["a", "b"]], dtype="<U320")).inputs == [TensorSpec("str", (-1, 2))]
+    assert infer_schema(np.array([b"a"])).inputs == [TensorSpec("bytes", (-1,))]
+    assert TensorSpec(np.dtype("<U7"), (-1,)).dtype == "str"  # type: ignore[arg-type]  # MLflow users pass dtypes
+    assert json.loads(sig.to_dict()["outputs"]) == [{"type": "tensor", "tensor-spec": {"dtype": "str", "shape": [-1]}}]
+    assert ModelSignature.from_dict(sig.to_dict()) == sig
+
+
+def test_a_one_dimensional_object_array_gives_an_object_tensor() -> None:
+    docs = np.array(["good movie", "bad film"], dtype=object)
+    assert infer_schema(docs).inputs == [TensorSpec("object", (-1,))]
+    assert infer_schema(np.array([1, "a", None], dtype=object)).inputs == [TensorSpec("object", (-1,))]
+    # a list is a column of values, as in MLflow
+    assert infer_schema(["a", None]).inputs == [ColSpec("string")]
+
+
+@pytest.mark.filterwarnings("ignore")  # MLflow's own warnings
+@pytest.mark.parametrize("example", [
+    np.array(["a", "bb"]), np.array([b"a"]), np.array([["x", "y"]]), np.array(["a", "b"], dtype=object),
+    np.array([["a"]], dtype=object),
+], ids=["str", "bytes", "str-2d", "object", "object-2d"])
+def test_text_array_signatures_are_mlflow_s(example: np.ndarray) -> None:
+    mlflow_models = pytest.importorskip("mlflow.models")
+    assert infer_signature(example).to_dict() == mlflow_models.infer_signature(example).to_dict()
+
+
+def test_a_str_tensor_takes_unicode_arrays_of_any_width_unchanged() -> None:
+    schema = Schema([TensorSpec("str", (-1,))])
+    for arr in (np.array(["a"]), np.array(["a much longer text than the example"]), np.array(["a", "b"], dtype=object)):
+        assert enforce_schema(arr, schema) is arr
+    assert enforce_schema(["a", "b"], schema).tolist() == ["a", "b"]
+    with pytest.raises(InvalidInputError, match=r"expected dtype str, got int64; convert it with arr.astype\(str\)"):
+        enforce_schema(np.array([1, 2]), schema)
+    with pytest.raises(InvalidInputError, match=r"expected dtype str, got \|S1"):
+        enforce_schema(np.array([b"a"]), schema)
+    with pytest.raises(InvalidInputError, match=r"object array with a value of type int \(3\)"):
+        enforce_schema(np.array(["a", 3], dtype=object), schema)
+
+
+def test_a_bytes_tensor_takes_byte_string_arrays_of_any_width_unchanged() -> None:
+    schema = Schema([TensorSpec("bytes", (-1,))])
+    for arr in (np.array([b"a"]), np.array([b"abcdefgh"]), np.array([b"a"], dtype=object)):
+        assert enforce_schema(arr, schema) is arr
+    with pytest.raises(InvalidInputError, match="expected dtype bytes, got <U1"):
+        enforce_schema(np.array(["a"]), schema)
+
+
+def test_an_object_tensor_passes_a_text_array_unchanged() -> None:
+    docs = np.array(["good movie", "bad film"], dtype=object)
+    assert enforce_schema(docs, Schema([TensorSpec("object", (-1,))])) is docs

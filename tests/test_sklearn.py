@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +21,7 @@ from tracking_helpers import tracking  # noqa: F401  (fixture)
 import casstore
 import casstore.sklearn
 from casstore.exceptions import ImmutableArtifactError, InvalidInputError
-from casstore.models import ModelSignature, fetch, infer_signature
+from casstore.models import ModelSignature, TensorSpec, fetch, infer_signature
 from casstore.models.entry import entry_digest
 from casstore.objects import hash_bytes
 from casstore.tracking.uri import get_store
@@ -250,3 +252,53 @@ def test_a_bad_registered_model_name_is_refused_before_logging(tracking: str, fo
         casstore.sklearn.log_model(forest, "clf", registered_model_name="a/b")
     assert casstore.active_run() is None
     assert get_store().list_run_ids() == []
+
+
+# ---- text models -----------------------------------------------------------------------
+
+DOCS = np.array(["good movie", "bad movie", "great film", "awful film"] * 5)
+DOC_LABELS = np.array([1, 0, 1, 0] * 5)
+
+
+@pytest.fixture(scope="module")
+def text_pipeline() -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(DOCS, DOC_LABELS)
+
+
+@pytest.mark.parametrize("example, dtype", [
+    (DOCS[:2], "str"), (DOCS[:2].astype(object), "object"), (list(DOCS[:2]), "str"),
+], ids=["str-ndarray", "object-ndarray", "list-of-str"])
+def test_text_pipeline_logs_with_a_text_example_and_predicts_from_it(
+    tracking: str, text_pipeline: Any, example: Any, dtype: str
+) -> None:
+    info = casstore.sklearn.log_model(text_pipeline, name="txt", input_example=example)
+    assert info.signature is not None and info.signature.inputs.inputs == [TensorSpec(dtype, (-1,))]
+    loaded = casstore.pyfunc.load_model(info.model_uri)
+    expected = text_pipeline.predict(np.asarray(example))
+    assert np.array_equal(loaded.predict(example), expected)
+    assert np.array_equal(loaded.predict(DOCS), text_pipeline.predict(DOCS))
+
+
+def test_text_pipeline_with_an_object_array_signature_gets_the_array_unchanged(tracking: str, text_pipeline: Any) -> None:
+    docs = DOCS.astype(object)
+    sig = infer_signature(docs, text_pipeline.predict(docs))
+    info = casstore.sklearn.log_model(text_pipeline, name="txt", signature=sig)
+    loaded = casstore.pyfunc.load_model(info.model_uri)
+    assert np.array_equal(loaded.predict(docs[:4]), text_pipeline.predict(docs[:4]))
+
+
+def test_an_example_keeps_its_numpy_dtype_in_the_inferred_signature(tracking: str, forest: RandomForestClassifier) -> None:
+    info = casstore.sklearn.log_model(forest, "clf", input_example=X[:2].astype("float32"))
+    assert info.signature is not None and info.signature.inputs.inputs == [TensorSpec("float32", (-1, 4))]
+
+
+def test_model_info_carries_the_tags_and_the_creation_time(tracking: str, forest: RandomForestClassifier) -> None:
+    before = time.time_ns() // 1_000_000
+    info = casstore.sklearn.log_model(forest, "clf", tags={"team": "risk", "n": 3})  # type: ignore[dict-item]
+    after = time.time_ns() // 1_000_000
+    assert info.tags == {"team": "risk", "n": "3"} == _entry(info)["tags"]
+    assert before <= info.creation_timestamp <= after
+    assert casstore.sklearn.log_model(forest, "plain").tags == {}

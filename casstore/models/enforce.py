@@ -61,8 +61,37 @@ def _enforce_tensor(arr: Any, spec: TensorSpec) -> Any:
     if not isinstance(arr, np.ndarray):
         raise _fail(f"expected a numpy array{_named(spec)}, got {type(arr).__name__}")
     _check_shape(arr.shape, spec)
+    if spec.dtype in _TEXT:
+        _check_text(arr, spec)
+        return arr
     target = _check_dtype(arr.dtype, spec)
     return arr if arr.dtype == target else arr.astype(target)
+
+
+#: text tensor dtypes: the numpy kind of any width that holds them, and the Python type
+_TEXT: dict[str, tuple[str, type]] = {"str": ("U", str), "bytes": ("S", bytes)}
+_NONE = object()
+
+
+def _check_text(arr: Any, spec: TensorSpec) -> None:
+    """A ``str`` tensor takes a unicode array of any width, or an object array holding
+    only ``str`` (``bytes`` likewise); both pass unchanged, since no cast is needed."""
+    kind, pytype = _TEXT[spec.dtype]
+    if arr.dtype.kind == kind:
+        return
+    if arr.dtype.kind == "O":
+        bad = next((v for v in arr.ravel() if not isinstance(v, pytype)), _NONE)
+        if bad is _NONE:
+            return
+        raise _fail(
+            f"expected {spec.dtype} values{_named(spec)}, got an object array with a value of type "
+            f"{type(bad).__name__} ({bad!r}); give only {pytype.__name__} values"
+        )
+    how = "arr.astype(str)" if spec.dtype == "str" else "np.char.encode(arr, 'utf-8')"
+    raise _fail(
+        f"expected dtype {spec.dtype}{_named(spec)}, got {arr.dtype}; "
+        f"convert it with {how} if that is what you mean"
+    )
 
 
 def _named(spec: TensorSpec) -> str:

@@ -27,6 +27,7 @@ __all__ = [
     "INPUT_EXAMPLE",
     "write_mlmodel",
     "write_env_files",
+    "input_example_data",
     "save_input_example",
     "python_version",
 ]
@@ -97,16 +98,27 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
+def input_example_data(example: Any) -> Any:
+    """The input example as it is saved and as a signature is inferred from: a dict of
+    columns or a Series becomes a DataFrame; anything else is kept as given (so a numpy
+    example keeps its dtype, which its JSON form does not record)."""
+    import numpy as np
+
+    pd = optional_pandas()
+    if isinstance(example, dict) and not all(isinstance(v, np.ndarray) for v in example.values()) and pd is not None:
+        return pd.DataFrame({k: v if isinstance(v, (list, tuple, np.ndarray)) else [v] for k, v in example.items()})
+    if pd is not None and isinstance(example, pd.Series):
+        return example.to_frame()
+    return example
+
+
 def save_input_example(model_dir: str, example: Any) -> dict[str, Any]:
     """Write the input example as MLflow does; return MLflow's ``saved_input_example_info``."""
     import numpy as np
 
     pd = optional_pandas()
     info: dict[str, Any] = {"artifact_path": INPUT_EXAMPLE, "serving_input_path": SERVING_INPUT_EXAMPLE}
-    if isinstance(example, dict) and not all(isinstance(v, np.ndarray) for v in example.values()) and pd is not None:
-        example = pd.DataFrame({k: v if isinstance(v, (list, tuple, np.ndarray)) else [v] for k, v in example.items()})
-    if pd is not None and isinstance(example, pd.Series):
-        example = example.to_frame()
+    example = input_example_data(example)
     if pd is not None and isinstance(example, pd.DataFrame):
         split = json.loads(example.to_json(orient="split", index=False, date_format="iso"))
         body: Any = {"columns": split["columns"], "data": split["data"]}
@@ -133,19 +145,3 @@ def save_input_example(model_dir: str, example: Any) -> dict[str, Any]:
     except (TypeError, ValueError) as e:
         raise InvalidInputError(f"the input example cannot be written as JSON: {e}") from e
     return info
-
-
-def load_input_example(path: str, info: dict[str, Any]) -> Any:
-    """Read back an input example written by :func:`save_input_example`."""
-    import numpy as np
-
-    with open(path, encoding="utf-8") as f:
-        body = json.load(f)
-    kind = info.get("type")
-    if kind == "dataframe":
-        import pandas as pd
-
-        return pd.DataFrame(body["data"], columns=body["columns"])
-    if kind == "json_object":
-        return {k: np.asarray(v) for k, v in body.items()}
-    return np.asarray(body)

@@ -30,11 +30,16 @@ if TYPE_CHECKING:
 __all__ = ["ModelInfo", "PreparedModel", "prepare_example_and_signature", "copy_code_paths", "log_prepared_model"]
 
 CODE_DIR = "code"
+#: how ``utc_time_created`` is written (MLflow's form), always in UTC
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What ``log_model`` returns (MLflow's ``ModelInfo`` fields, plus ``model_digest``)."""
+    """What ``log_model`` returns (MLflow's ``ModelInfo`` fields, plus ``model_digest``).
+
+    ``tags`` are the tags given to ``log_model``, as the model entry records them."""
 
     model_uri: str
     model_digest: str
@@ -48,10 +53,17 @@ class ModelInfo:
     requirements: list[str] = field(default_factory=list)
     metadata: dict[str, Any] | None = None
     saved_input_example_info: dict[str, Any] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.artifact_path
+
+    @property
+    def creation_timestamp(self) -> int:
+        """When the model was logged, in milliseconds since the epoch (``utc_time_created``)."""
+        t = dt.datetime.strptime(self.utc_time_created, _TIME_FORMAT).replace(tzinfo=dt.timezone.utc)
+        return (t - _EPOCH) // dt.timedelta(milliseconds=1)
 
     @property
     def signature_dict(self) -> dict[str, Any] | None:
@@ -80,15 +92,16 @@ class PreparedModel:
 def prepare_example_and_signature(
     model_dir: str, input_example: Any, signature: ModelSignature | None | bool, predict: Callable[[Any], Any] | None
 ) -> tuple[ModelSignature | None, dict[str, Any] | None]:
-    """Save the input example; with no signature given, infer one from the example
-    (its output from ``predict``, if that works on the example)."""
+    """Save the input example; with no signature given, infer one from the example as
+    given (not from its JSON form, which loses numpy dtypes such as ``object`` or
+    ``float32``), and its output from ``predict`` of the example, if that works."""
     if signature is not None and signature is not False and not isinstance(signature, ModelSignature):
         raise InvalidInputError(f"signature must be a ModelSignature (see casstore.models.infer_signature), got {type(signature).__name__}")
     info = mlmodel.save_input_example(model_dir, input_example) if input_example is not None else None
     if signature is False:
         return None, info
     if signature is None and input_example is not None:
-        example = mlmodel.load_input_example(os.path.join(model_dir, mlmodel.INPUT_EXAMPLE), info or {})
+        example = mlmodel.input_example_data(input_example)
         outputs = None
         if predict is not None:
             try:
@@ -139,7 +152,7 @@ def _casstore_version() -> str:
 
 
 def _utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return dt.datetime.now(dt.timezone.utc).strftime(_TIME_FORMAT)
 
 
 def log_prepared_model(
@@ -226,4 +239,5 @@ def log_prepared_model(
         requirements=list(prepared.requirements),
         metadata=metadata,
         saved_input_example_info=prepared.input_example_info,
+        tags=dict(tags),
     )

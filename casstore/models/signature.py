@@ -79,7 +79,11 @@ class ColSpec:
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A tensor: numpy dtype name and shape, ``-1`` for a dimension of any size."""
+    """A tensor: numpy dtype name and shape, ``-1`` for a dimension of any size.
+
+    Strings of any width are ``"str"`` and byte strings ``"bytes"``, as in MLflow:
+    ``TensorSpec("<U12", (-1,))`` has dtype ``"str"``.
+    """
 
     dtype: str
     shape: tuple[int, ...]
@@ -90,11 +94,14 @@ class TensorSpec:
         try:
             import numpy as np
 
-            dtype = np.dtype(dtype).name
+            dtype = _dtype_name(np.dtype(dtype))
         except ImportError:  # pragma: no cover - numpy comes with every flavor
             dtype = str(dtype)
         except TypeError as e:
-            raise InvalidInputError(f"TensorSpec dtype {self.dtype!r} is not a numpy dtype: {e}") from e
+            raise InvalidInputError(
+                f"TensorSpec dtype {self.dtype!r} is not a numpy dtype: {e}; "
+                "give a numpy dtype or its name, such as 'float64', 'str' or 'bytes'"
+            ) from e
         shape = tuple(int(s) for s in self.shape)
         if any(s < -1 for s in shape):
             raise InvalidInputError(f"TensorSpec shape {shape} is invalid: dimensions are sizes or -1")
@@ -110,6 +117,16 @@ class TensorSpec:
     def __repr__(self) -> str:
         head = f"{self.name!r}: " if self.name is not None else ""
         return f"{head}TensorSpec(dtype={self.dtype}, shape={self.shape})"
+
+
+def _dtype_name(dtype: Any) -> str:
+    """A numpy dtype's name in a signature: its width dropped for strings (``"str"``,
+    ``"bytes"``), since a width such as ``str320`` is no dtype numpy can read back."""
+    if dtype.kind == "U":
+        return "str"
+    if dtype.kind == "S":
+        return "bytes"
+    return str(dtype.name)
 
 
 Spec = ColSpec | TensorSpec
@@ -316,10 +333,12 @@ def infer_schema(data: Any) -> Schema:
     if isinstance(data, str):
         return Schema([ColSpec(DataType.string)])
     if hasattr(data, "toarray") and hasattr(data, "dtype") and hasattr(data, "shape"):  # scipy sparse
-        return Schema([TensorSpec(np.dtype(data.dtype).name, (-1, *data.shape[1:]))])
+        return Schema([TensorSpec(_dtype_name(np.dtype(data.dtype)), (-1, *data.shape[1:]))])
     if isinstance(data, (list, tuple, np.ndarray)):
         arr = np.asarray(data)
-        if arr.dtype.kind == "O" and arr.ndim == 1:
+        if arr.dtype.kind == "O" and arr.ndim == 1 and not isinstance(data, np.ndarray):
+            # a list of str, bytes or bools with None among them: one column (MLflow's reading);
+            # a 1-D object ndarray stays a tensor and reaches the model as it is
             return Schema([ColSpec(_numpy_type(arr.dtype, arr, "input"))])
         return Schema([_tensor_spec(arr)])
     raise InvalidInputError(
@@ -331,7 +350,7 @@ def infer_schema(data: Any) -> Schema:
 def _tensor_spec(arr: Any, name: str | None = None) -> TensorSpec:
     if arr.ndim == 0:
         raise InvalidInputError(f"cannot infer a tensor schema from a 0-d array{f' {name!r}' if name else ''}")
-    return TensorSpec(arr.dtype.name, (-1, *arr.shape[1:]), name)
+    return TensorSpec(_dtype_name(arr.dtype), (-1, *arr.shape[1:]), name)
 
 
 def infer_signature(model_input: Any = None, model_output: Any = None, params: None = None) -> ModelSignature:

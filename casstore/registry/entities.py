@@ -52,7 +52,10 @@ class RegisteredModel:
 
 @dataclass(frozen=True)
 class AliasEvent:
-    """One move of an alias: it pointed at ``version`` (None: it was deleted) from ``time`` (ms)."""
+    """One move of an alias: it pointed at ``version`` (None: it was removed) from ``time`` (ms).
+
+    ``reason`` says why an alias was removed by a deletion, such as
+    ``"version 2 was deleted"`` (None for moves and for ``delete_registered_model_alias``)."""
 
     name: str
     alias: str
@@ -60,6 +63,7 @@ class AliasEvent:
     version: int | None
     time: int
     user_id: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 
     registry/<model_key>/model                     {v, name, created}                 create-if-absent
     registry/<model_key>/versions/<n>              the version record, pinned digest   create-if-absent, never rewritten
-    registry/<model_key>/aliases/<alias_key>/<seq> {v, alias, version | None, time}   append-only alias history
+    registry/<model_key>/aliases/<alias_key>/<seq> {v, alias, version | None, time[, reason]}  append-only alias history
     registry/<model_key>/events/<seq>              {v, op, time, ...}                 append-only: tags, descriptions,
                                                                                       deletions, re-creations
 

@@ -51,6 +51,11 @@ def _user() -> str | None:
         return None
 
 
+def _removal_reason(what: str, reason: object) -> str:
+    """The reason recorded for an alias removed by a deletion: what was deleted, and why."""
+    return f"{what}: {reason}" if reason else what
+
+
 def _check_tag(key: object, value: object = "") -> tuple[str, str]:
     if not isinstance(key, str) or not key or len(key) > MAX_TAG_KEY:
         raise InvalidInputError(f"tag key must be a non-empty string of at most {MAX_TAG_KEY} characters, got {key!r}")
@@ -186,7 +191,9 @@ class Registry:
             st.deleted = True
             st.deleted_versions.update(range(1, int(f.get("max_version", 0)) + 1))
         elif ev.op == "create_model":
+            # re-created after a deletion: a new model under the old name, created now
             st.deleted = False
+            st.created = ev.time
             st.tags, st.description = {}, None
         elif ev.op == "set_tag":
             st.tags[str(f.get("key"))] = str(f.get("value"))
@@ -257,7 +264,9 @@ class Registry:
                 alias, ver = rec.get("alias"), rec.get("version")
                 if not isinstance(alias, str) or not (ver is None or isinstance(ver, int)):
                     raise CorruptRecordError(f"alias record {prefix}{akey}/{n} is malformed: {rec!r}")
-                events.append(AliasEvent(name, alias, n, ver, int(rec.get("time", 0)), rec.get("user")))
+                reason = rec.get("reason")
+                events.append(AliasEvent(name, alias, n, ver, int(rec.get("time", 0)), rec.get("user"),
+                                         None if reason is None else str(reason)))
             if events:
                 out[events[-1].alias] = events
         return out
@@ -335,10 +344,15 @@ class Registry:
         return out
 
     def delete_model(self, name: str, reason: str = "") -> None:
-        """Delete a registered model and all its versions, as a recorded event."""
-        self._state(name)
+        """Delete a registered model and all its versions, as a recorded event; every
+        alias it had is recorded as removed in that alias's history."""
+        st = self._state(name)
         nums = self._version_numbers(name)
+        live = set(nums) - st.deleted_versions
+        why = _removal_reason(f"registered model {name!r} was deleted", reason)
+        self._unset_aliases(name, live, why)
         self._append_event(name, "delete_model", reason=str(reason), max_version=nums[-1] if nums else 0)
+        self._unset_aliases(name, live, why)
 
     def set_model_tag(self, name: str, key: str, value: str) -> None:
         key, value = _check_tag(key, value)
@@ -431,9 +445,13 @@ class Registry:
         return self._version(st, self._version_record(name, live[-1]), self._aliases(st))
 
     def delete_version(self, name: str, version: int | str, reason: str = "") -> None:
-        """Delete a version, as a recorded event; its number is never reused."""
+        """Delete a version, as a recorded event; its number is never reused. An alias
+        pointing at it is recorded as removed in that alias's history."""
         mv = self.get_version(name, version)
+        why = _removal_reason(f"version {mv.version} was deleted", reason)
+        self._unset_aliases(name, {mv.version}, why)
         self._append_event(name, "delete_version", version=mv.version, reason=str(reason))
+        self._unset_aliases(name, {mv.version}, why)
 
     def set_version_tag(self, name: str, version: int | str, key: str, value: str) -> None:
         key, value = _check_tag(key, value)
@@ -468,9 +486,23 @@ class Registry:
             raise ObjectNotFoundError(f"registered model {name!r} has no alias {alias!r}")
         self._append_alias(name, alias, None)
 
-    def _append_alias(self, name: str, alias: str, version: int | None) -> None:
-        rec = {"v": RECORD_VERSION, "alias": alias, "version": version, "time": _now_ms(), "user": _user()}
+    def _append_alias(self, name: str, alias: str, version: int | None, reason: str | None = None) -> None:
+        rec: dict[str, Any] = {"v": RECORD_VERSION, "alias": alias, "version": version, "time": _now_ms(), "user": _user()}
+        if reason is not None:
+            rec["reason"] = reason
         self._create_next(L.alias_prefix(name, alias), lambda n: rec, f"move of alias {alias!r} of model {name!r}")
+
+    def _unset_aliases(self, name: str, versions: set[int], reason: str) -> None:
+        """Record the removal (``version: None``, with ``reason``) of every alias whose
+        history ends at one of ``versions``.
+
+        A deletion calls this before its event, so that a crash between the two leaves
+        the alias removed on the record rather than silently unresolvable, and again
+        after it, for an alias moved onto the version in between."""
+        for alias, events in self._alias_histories(name).items():
+            v = events[-1].version
+            if v is not None and v in versions:
+                self._append_alias(name, alias, None, reason)
 
     def get_version_by_alias(self, name: str, alias: str) -> ModelVersion:
         alias = L.check_alias(alias)
