@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -54,17 +57,45 @@ def test_a_directory_is_refused(objects: ObjectStore, tmp_path: Path) -> None:
     assert store_contents(objects) == before
 
 
+_UNREADABLE_CHILD = """
+import sys
+from casstore.exceptions import LocalFileError
+from casstore.objects import open_store
+objects = open_store(sys.argv[1])
+before = sorted(objects.backend.list())
+try:
+    objects.put_file(sys.argv[2])
+except LocalFileError as e:
+    print("refused:", e)
+print("unchanged" if sorted(objects.backend.list()) == before else "changed")
+"""
+
+
 def test_an_unreadable_file_is_refused(objects: ObjectStore, tmp_path: Path) -> None:
     f = tmp_path / "secret.bin"
     f.write_bytes(b"x" * 100_000)
     f.chmod(0)
     try:
-        if os.access(f, os.R_OK):
-            pytest.skip("running with privileges that read any file (root)")
-        before = store_contents(objects)
-        with pytest.raises(LocalFileError, match="permission denied"):
-            objects.put_file(f)
-        assert store_contents(objects) == before
+        if not os.access(f, os.R_OK):
+            before = store_contents(objects)
+            with pytest.raises(LocalFileError, match="permission denied"):
+                objects.put_file(f)
+            assert store_contents(objects) == before
+            return
+        # root reads any file: try it in a child without the capabilities that allow that
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running with privileges that read any file (root), and no setpriv to drop them")
+        store = objects.backend.url.removeprefix("file://")
+        out = subprocess.run(
+            [setpriv, "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c", _UNREADABLE_CHILD,
+             store, str(f)],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        assert out.returncode == 0, out.stderr
+        assert "refused:" in out.stdout and "permission denied" in out.stdout, out.stdout
+        assert out.stdout.rstrip().endswith("unchanged")
     finally:
         f.chmod(0o600)
 
