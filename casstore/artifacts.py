@@ -84,8 +84,9 @@ def load_text(artifact_uri: str) -> str:
         raise InvalidInputError(f"artifact {path!r} is not UTF-8 text ({e})") from e
 
 
-def load_dict(artifact_uri: str) -> Any:
-    """An artifact written as JSON or YAML (``log_dict`` writes either), parsed."""
+def load_dict(artifact_uri: str) -> dict[Any, Any]:
+    """An artifact written as a JSON or YAML mapping (``log_dict`` writes either), parsed;
+    :class:`~casstore.exceptions.InvalidInputError` if it holds anything else (text, a list)."""
     data, path = _read(artifact_uri)
     try:
         return _artifacts.parse_dict(data, path)

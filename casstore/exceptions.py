@@ -13,6 +13,7 @@
     │   ├── UnsafePathError       an artifact path that is absolute, has '..', or escapes its root
     │   └── LocalFileError        a local file that is missing, a directory, or unreadable
     ├── ImmutableArtifactError    a different value at a name that is already bound
+    │   └── ArtifactPathConflictError  an artifact path that would be both a file and a directory
     └── RunStateError             the run is sealed, not active, or in the wrong state
 
 Each message says what went wrong, where, and what to do. Callers may catch the
@@ -33,6 +34,7 @@ __all__ = [
     "UnsafePathError",
     "LocalFileError",
     "ImmutableArtifactError",
+    "ArtifactPathConflictError",
     "RunStateError",
     "MlflowException",
 ]
@@ -109,6 +111,35 @@ class ImmutableArtifactError(CasstoreError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.what, self.existing, self.new))
+
+
+class ArtifactPathConflictError(ImmutableArtifactError):
+    """An artifact path that would make one name of a run both a file and a directory.
+
+    ``path`` is the path being logged; ``bound`` the path of the run it conflicts with:
+    either the file that ``path`` would lie under, or a file under ``path`` (which makes
+    ``path`` a directory).
+    """
+
+    def __init__(self, run_id: str, path: str, bound: str) -> None:
+        self.run_id = run_id
+        self.path = path
+        self.bound = bound
+        self.what = f"artifact {path!r} of run {run_id}"
+        self.existing = bound
+        self.new = path
+        if path.startswith(bound + "/"):
+            why = f"{bound!r} is already a file of that run, so it cannot also be a directory holding {path!r}"
+        else:
+            why = f"{path!r} is already a directory of that run (it holds {bound!r}), so it cannot also be a file"
+        CasstoreError.__init__(
+            self,
+            f"cannot log artifact {path!r} in run {run_id}: {why}. A run's artifact paths are immutable: "
+            "log it under another path, or in a new run.",
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.run_id, self.path, self.bound))
 
 
 class RunStateError(CasstoreError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from blake3 import blake3
 
 import casstore
 from casstore.exceptions import (
+    ArtifactPathConflictError,
     ImmutableArtifactError,
     IntegrityError,
     InvalidInputError,
@@ -19,10 +21,12 @@ from casstore.exceptions import (
     ObjectNotFoundError,
     UnsafePathError,
 )
+from casstore.objects.codec import pack
 from casstore.objects.layout import INLINE_MAX
+from casstore.runs import ArtifactEntry, layout
 from casstore.tracking.uri import get_store
 
-from tracking_helpers import corrupt_artifact, tracking, write  # noqa: F401  (fixture)
+from tracking_helpers import corrupt_artifact, run_python, tracking, write  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -152,6 +156,48 @@ def test_log_figure_and_image(tracking: str, tmp_path: Path) -> None:
     assert casstore.artifacts.load_image(f"runs:/{rid}/images/grey.png").getpixel((0, 0)) == 128
 
 
+def test_log_image_with_a_key_writes_an_image_series_as_mlflow_3(tracking: str) -> None:
+    import numpy as np
+
+    img = np.zeros((10, 40, 3), dtype=np.uint8)
+    with casstore.start_run() as run:
+        casstore.log_image(img, key="val/sample", step=np.int64(3), timestamp=1_700_000_000_000)
+        casstore.log_image(img, key="val/sample")  # step 0, timestamp now
+        with pytest.raises(InvalidInputError, match="artifact_file alone"):
+            casstore.log_image(img, "x.png", step=1)
+        with pytest.raises(InvalidInputError, match="exactly one of artifact_file"):
+            casstore.log_image(img)
+        with pytest.raises(InvalidInputError, match="key 'a:b' is invalid"):
+            casstore.log_image(img, key="a:b")
+        with pytest.raises(InvalidInputError, match="step must be an integer"):
+            casstore.log_image(img, key="val", step=1.5)
+    rid = run.info.run_id
+    names = [f.path for f in casstore.list_artifacts(rid, "images")]
+    uuid = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    first = [n for n in names if "+step+3+" in n]
+    assert len(names) == 4 and len(first) == 2
+    png = next(n for n in first if n.endswith(".png"))
+    assert re.fullmatch(rf"images/val~sample\+step\+3\+timestamp\+1700000000000\+{uuid}\.png", png)
+    preview = png[: -len(".png")] + "+compressed.webp"
+    assert preview in first
+    assert all(re.fullmatch(rf"images/val~sample\+step\+0\+timestamp\+\d{{13}}\+{uuid}(\+compressed\.webp|\.png)", n)
+               for n in names if n not in first)
+    assert casstore.artifacts.load_image(f"runs:/{rid}/{png}").size == (40, 10)
+    assert casstore.artifacts.load_image(f"runs:/{rid}/{preview}").size == (256, 64)  # MLflow's preview
+    assert casstore.get_run(rid).data.tags["mlflow.loggedImages"] == "True"
+
+
+@pytest.mark.parametrize("name,content,kind", [
+    ("notes.txt", "hello world", "a str"), ("list.yaml", "- 1\n- 2\n", "a list"),
+    ("list.json", "[1, 2]", "a list"), ("empty.yaml", "", "nothing"), ("number.json", "3", "a int"),
+])
+def test_load_dict_refuses_content_that_is_not_a_mapping(tracking: str, name: str, content: str, kind: str) -> None:
+    with casstore.start_run() as run:
+        casstore.log_text(content, name)
+    with pytest.raises(InvalidInputError, match=f"{name}' does not hold a JSON or YAML mapping \\(it parses to {kind}\\)"):
+        casstore.artifacts.load_dict(f"runs:/{run.info.run_id}/{name}")
+
+
 def test_list_artifacts_entries(tracking: str, tree: Path) -> None:
     with casstore.start_run() as run:
         casstore.log_artifacts(tree)
@@ -223,14 +269,92 @@ def test_a_corrupt_artifact_fails_the_download_and_leaves_nothing(tracking: str,
         casstore.artifacts.load_text(f"runs:/{run.info.run_id}/data.txt")
 
 
-def test_file_and_directory_at_one_name_cannot_be_downloaded_together(tracking: str, tmp_path: Path) -> None:
+def _bind_as_an_older_casstore(run_id: str, path: str, data: bytes) -> None:
+    """Bind ``path`` the way casstore did before file/directory conflicts were refused: the
+    inline binding record alone, no check, no directory marker."""
+    entry = ArtifactEntry(path, blake3(data).hexdigest(), len(data), "inline", 1)
+    get_store().backend.put_if_absent(layout.artifact_key(run_id, path), pack({**entry.to_record(), "data": data}))
+
+
+def test_a_legacy_run_with_a_file_and_directory_at_one_name_is_listed_whole_and_downloaded_apart(
+    tracking: str, tmp_path: Path
+) -> None:
     with casstore.start_run() as run:
         casstore.log_text("file", "a")
-        casstore.log_text("inside", "a/b")
+        _bind_as_an_older_casstore(run.info.run_id, "a/b", b"inside")
+    rid = run.info.run_id
+    assert [(f.path, f.is_dir) for f in casstore.list_artifacts(rid)] == [("a", False), ("a", True)]
+    assert [f.path for f in casstore.list_artifacts(rid, "a")] == ["a/b"]
     with pytest.raises(InvalidInputError, match="both a file and a directory"):
-        casstore.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=tmp_path / "d")
-    got = casstore.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="a/b", dst_path=tmp_path / "e")
+        casstore.artifacts.download_artifacts(run_id=rid, dst_path=tmp_path / "d")
+    got = casstore.artifacts.download_artifacts(run_id=rid, artifact_path="a/b", dst_path=tmp_path / "e")
     assert Path(got).read_text() == "inside"
+    got = casstore.artifacts.download_artifacts(run_id=rid, artifact_path="a", dst_path=tmp_path / "f")
+    assert Path(got).read_text() == "file"
+
+
+@pytest.mark.parametrize("first,second", [("model", "model/weights.txt"), ("model/weights.txt", "model"),
+                                          ("a", "a/b/c.txt"), ("a/b/c.txt", "a")])
+def test_a_file_and_a_directory_at_one_name_are_refused_in_either_order(tracking: str, tmp_path: Path,
+                                                                        first: str, second: str) -> None:
+    with casstore.start_run() as run:
+        casstore.log_text("first", first)
+        with pytest.raises(ArtifactPathConflictError) as e:
+            casstore.log_text("second", second)
+        assert first in str(e.value) and second in str(e.value) and run.info.run_id in str(e.value)
+        assert isinstance(e.value, ImmutableArtifactError)
+        with pytest.raises(ArtifactPathConflictError):  # also in a batch, and as a large file
+            casstore.log_artifact(write(tmp_path / "big" / os.path.basename(second), os.urandom(INLINE_MAX + 1)),
+                                  os.path.dirname(second) or None)
+    assert _paths(run.info.run_id) == [first]
+    casstore.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=tmp_path / "whole")
+
+
+def test_a_conflict_is_seen_from_another_process(tracking: str, tmp_path: Path) -> None:
+    with casstore.start_run() as run:
+        casstore.log_text("w", "model/weights.txt")
+        casstore.log_text("f", "notes")
+        code = (
+            "import sys, casstore\n"
+            "from casstore.exceptions import ArtifactPathConflictError\n"
+            "c = casstore.MlflowClient(sys.argv[1])\n"
+            "for path in ('model', 'notes/more.txt'):\n"
+            "    try:\n"
+            "        c.log_text(sys.argv[2], 'x', path)\n"
+            "        print('bound', path)\n"
+            "    except ArtifactPathConflictError as e:\n"
+            "        print('refused', path, '|', e)\n"
+        )
+        out = run_python(code, tracking, run.info.run_id)
+        assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("refused model |") and "'model/weights.txt'" in lines[0]
+    assert lines[1].startswith("refused notes/more.txt |") and "'notes' is already a file" in lines[1]
+    assert _paths(run.info.run_id) == ["model/weights.txt", "notes"]
+
+
+def test_a_failed_log_leaves_its_path_free(tracking: str, tmp_path: Path) -> None:
+    with casstore.start_run() as run:
+        with pytest.raises(LocalFileError):
+            casstore.log_artifact(tmp_path / "missing.txt", "out")
+        with pytest.raises(LocalFileError):
+            casstore.log_artifact(tmp_path / "gone.txt")
+        casstore.log_text("a file after all", "out")  # no file was bound under out/
+        casstore.log_text("a directory after all", "gone.txt/inner.txt")
+    assert _paths(run.info.run_id) == ["gone.txt/inner.txt", "out"]
+
+
+def test_directory_markers_stay_out_of_the_seal(tracking: str) -> None:
+    with casstore.start_run() as run:
+        casstore.log_text("w", "model/sub/weights.txt")
+    store = get_store()
+    rid = run.info.run_id
+    markers = sorted(store.backend.list(layout.dirs_prefix(rid)))
+    assert markers == sorted(layout.dir_marker_key(rid, d) for d in ("model", "model/sub"))
+    seal = store.seal_record(rid)
+    manifest = store.read_manifest(rid, seal["digest"])  # type: ignore[index]
+    assert list(manifest["artifacts"]) == ["model/sub/weights.txt"]
+    assert "dirs" not in str(sorted(manifest))
 
 
 def test_get_artifact_uri(tracking: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 from blake3 import blake3
 
 from casstore.exceptions import (
+    ArtifactPathConflictError,
     CorruptRecordError,
     ImmutableArtifactError,
     IntegrityError,
@@ -55,6 +56,67 @@ def test_experiments_are_created_once_per_name(store: RunStore) -> None:
         store.get_experiment("12345")
     with pytest.raises(InvalidInputError):
         store.get_experiment("../x")
+
+
+def test_default_experiment_is_visible_on_a_fresh_store_without_writing_anything(store: RunStore) -> None:
+    before = sorted(store.backend.list())
+    default = store.get_experiment("0")
+    assert (default.experiment_id, default.name) == ("0", "Default")
+    assert default.creation_time == int(store.objects.config.created * 1000)
+    assert store.get_experiment_by_name("Default") == default
+    assert store.list_experiments() == [default]
+    assert sorted(store.backend.list()) == before  # a read-only store can show it too
+    with pytest.raises(InvalidInputError, match="'Default' already exists"):
+        store.create_experiment("Default")
+    store.create_run("0")  # writes Default's records: what reads showed stays the same
+    assert store.get_experiment("0") == default and store.list_experiments() == [default]
+    assert store.backend.exists(layout.experiment_meta_key("0"))
+
+
+def _second_writer(store: RunStore) -> RunStore:
+    """The same store and run opened afresh, as another process would (no claims shared)."""
+    other = open_run_store(store.url)
+    assert other is not store
+    return other
+
+
+def test_another_writer_sees_a_directory_made_by_a_file_under_it(store: RunStore, tmp_path: Path) -> None:
+    h = store.create_run("0")
+    h.log_bytes("model/weights.txt", b"w")
+    h.log_bytes("ds/0/x.txt", b"x")
+    other = _second_writer(store).open_run(h.run_id)
+    with pytest.raises(ArtifactPathConflictError, match="'model' is already a directory .*it holds 'model/weights.txt'"):
+        other.log_bytes("model", b"file")
+    with pytest.raises(ArtifactPathConflictError, match="'ds/0' is already a directory"):
+        other.bind_artifact("ds/0", h.log_bytes("big.bin", os.urandom(20_000)).digest, 20_000)
+    for n in (20, 40):  # a large batch lists the markers once: hashes its paths, or reads few markers
+        many = [(f"f{i}", str(write(tmp_path / f"f{i}", str(i)))) for i in range(n)] + [("ds", str(tmp_path / "f0"))]
+        with pytest.raises(ArtifactPathConflictError, match="'ds' is already a directory"):
+            other.log_files(many)
+    assert sorted(store.get_run(h.run_id).artifacts) == ["big.bin", "ds/0/x.txt", "model/weights.txt"]
+
+
+def test_another_writer_sees_a_file_that_a_new_path_would_lie_under(store: RunStore, tmp_path: Path) -> None:
+    h = store.create_run("0")
+    h.log_bytes("notes", b"n")
+    other = _second_writer(store).open_run(h.run_id)
+    with pytest.raises(ArtifactPathConflictError, match="'notes' is already a file of that run"):
+        other.log_bytes("notes/more/deep.txt", b"x")
+    with pytest.raises(ArtifactPathConflictError, match="'notes' is already a file"):
+        other.log_files([("notes/a.txt", str(write(tmp_path / "a.txt", "a")))])
+    assert not list(store.backend.list(layout.dirs_prefix(h.run_id)))  # refused before any marker
+    other.log_bytes("notes", b"n")  # the same content again is still a no-op
+    assert sorted(store.get_run(h.run_id).artifacts) == ["notes"]
+
+
+def test_a_batch_that_is_both_a_file_and_a_directory_is_refused_whole(store: RunStore, tmp_path: Path) -> None:
+    h = store.create_run("0")
+    a = str(write(tmp_path / "a", "a"))
+    with pytest.raises(ArtifactPathConflictError, match="'out' is already a file"):
+        h.log_files([("out", a), ("ok.txt", a), ("out/x", a)])
+    assert store.get_run(h.run_id).artifacts == {}
+    h.log_files([("out/x", a), ("out/y/z", a)])
+    assert sorted(store.get_run(h.run_id).artifacts) == ["out/x", "out/y/z"]
 
 
 def test_param_bound_once(store: RunStore) -> None:
@@ -339,7 +401,7 @@ def test_forked_child_does_not_rewrite_the_parents_buffer(tmp_path: Path) -> Non
 def test_a_write_racing_the_seal_is_refused_not_lost(store: RunStore) -> None:
     a = store.create_run("0")
     store.open_run(a.run_id).end()  # another writer seals the run...
-    a._check_open = lambda: None  # type: ignore[method-assign]  # ...after a's check, before its write
+    a._check_open = lambda also=(): {}  # type: ignore[method-assign,misc]  # ...after a's check, before its write
     with pytest.raises(RunStateError, match="seal does not include"):
         a.log_param("late", "1")
     with pytest.raises(RunStateError, match="seal does not include"):

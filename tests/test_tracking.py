@@ -55,6 +55,67 @@ def test_end_run_with_status_and_nested_runs(tracking: str) -> None:
     casstore.end_run()  # no active run: no-op
 
 
+def test_last_active_run_is_the_run_ended_last_so_the_parent_after_a_nested_child(tracking: str) -> None:
+    assert casstore.last_active_run() is None
+    with casstore.start_run() as parent:
+        assert casstore.last_active_run().info.run_id == parent.info.run_id  # type: ignore[union-attr]
+        with casstore.start_run(nested=True) as child:
+            assert casstore.get_run().info.run_id == child.info.run_id  # the active run
+        assert casstore.last_active_run().info.run_id == parent.info.run_id  # type: ignore[union-attr]
+        assert casstore.get_run().info.run_id == parent.info.run_id
+    last = casstore.last_active_run()
+    assert last is not None and last.info.run_id == parent.info.run_id and last.info.status == "FINISHED"
+    assert casstore.get_run().info.run_id == parent.info.run_id
+    assert [f.path for f in casstore.list_artifacts()] == []  # the same run
+    started = casstore.start_run()
+    casstore.end_run()
+    assert casstore.last_active_run().info.run_id == started.info.run_id  # type: ignore[union-attr]
+
+
+def test_a_started_run_that_has_not_ended_is_not_the_last_in_another_thread(tracking: str) -> None:
+    import threading
+
+    run = casstore.start_run()
+    seen: list[object] = []
+    t = threading.Thread(target=lambda: seen.append(casstore.last_active_run()))
+    t.start()
+    t.join()
+    casstore.end_run()
+    assert seen == [None]
+    assert casstore.last_active_run().info.run_id == run.info.run_id  # type: ignore[union-attr]
+
+
+def test_numpy_numbers_are_accepted_for_metric_values_steps_and_timestamps(tracking: str) -> None:
+    import numpy as np
+
+    with casstore.start_run() as run:
+        casstore.log_metric("loss", np.float32(0.5), step=np.int64(2), timestamp=np.int32(1234))
+        casstore.log_metrics({"acc": np.float64(0.75)}, step=np.uint8(3))
+        casstore.MlflowClient().log_metric(run.info.run_id, "c", np.int64(4), step=np.int16(5))
+        casstore.log_metric("whole", 1.0, step=4.0)
+        for bad in (True, np.bool_(True), 2.5, "3", np.uint64(2**64 - 1)):
+            with pytest.raises(InvalidInputError, match="step must"):
+                casstore.log_metric("loss", 1.0, step=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="timestamp \\(ms\\) must be an integer"):
+            casstore.log_metric("loss", 1.0, timestamp=1.5)  # type: ignore[arg-type]
+    hist = casstore.get_metric_history(run.info.run_id, "loss")
+    assert [(m.value, m.step, m.timestamp) for m in hist] == [(0.5, 2, 1234)]
+    assert type(hist[0].step) is int and type(hist[0].timestamp) is int
+    assert casstore.get_run(run.info.run_id).data.metrics == {"acc": 0.75, "c": 4.0, "loss": 0.5, "whole": 1.0}
+
+
+def test_default_experiment_is_there_before_any_run(tracking: str) -> None:
+    assert [(e.experiment_id, e.name) for e in casstore.search_experiments()] == [("0", "Default")]
+    assert casstore.get_experiment_by_name("Default").experiment_id == "0"  # type: ignore[union-attr]
+    assert casstore.get_experiment("0").name == "Default"
+    assert casstore.set_experiment(experiment_id="0").name == "Default"
+    assert casstore.search_runs(experiment_names=["Default"]) == []
+    with casstore.start_run() as run:
+        pass
+    assert run.info.experiment_id == "0"
+    assert [e.name for e in casstore.search_experiments()] == ["Default"]
+
+
 def test_get_run_without_any_run_is_a_clear_error(tracking: str) -> None:
     with pytest.raises(RunStateError, match="pass a run id"):
         casstore.get_run()

@@ -8,6 +8,13 @@ nothing to flush before it. A path, param or model name is bound once:
 the same value again is a no-op, a different one raises
 :class:`~casstore.exceptions.ImmutableArtifactError`. Many handles, threads and
 processes may write one run at once; each race has exactly one winner.
+
+An artifact path is a file or a directory, never both (``model`` and
+``model/weights.txt`` are refused together, with
+:class:`~casstore.exceptions.ArtifactPathConflictError`). Within one process this
+is exact (:class:`~casstore.runs.claims.PathClaims`); across processes a writer
+checks the run's records just before binding: no directory marker at a new file's
+path, no file bound at a directory it makes, whose marker it then creates.
 """
 
 from __future__ import annotations
@@ -15,12 +22,15 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from casstore._paths import clean_artifact_path
 from casstore.exceptions import (
+    ArtifactPathConflictError,
     CasstoreError,
+    CorruptRecordError,
     ImmutableArtifactError,
     InvalidInputError,
     LocalFileError,
@@ -31,7 +41,8 @@ from casstore.objects import Stored
 from casstore.objects.codec import pack
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout
-from casstore.runs.layout import RECORD_VERSION, check_name, now_ms
+from casstore.runs.claims import directories
+from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
 from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, decode_record
 from casstore.runs.state import manifest_of, read_live_state
@@ -52,6 +63,9 @@ POOL_MIN_AVERAGE_SIZE = 256 << 10
 #: records; past this, a file's content is read again when it is bound (and checked)
 INLINE_HELD_MAX = 64 << 20
 _READ_AGAIN = object()  # stands for content let go after hashing, to be read again
+#: a batch of more new paths than this lists the run's directory markers once instead of
+#: asking for the marker at each path
+LIST_MARKERS_OVER = 16
 
 
 class RunHandle:
@@ -69,6 +83,7 @@ class RunHandle:
         self._known: dict[str, dict[str, Any]] = {layout.run_meta_key(run_id): meta}
         self._known_lock = threading.Lock()
         self._digest: str | None = None
+        self._claims = store.path_claims(run_id)
         register_flushable(self)
 
     def __repr__(self) -> str:
@@ -85,14 +100,17 @@ class RunHandle:
                 self._digest = str(seal["digest"])
         return self._digest is not None
 
-    def _check_open(self) -> None:
+    def _check_open(self, also: Sequence[str] = ()) -> dict[str, bool]:
+        """Raise unless the run is open; return whether each key of ``also`` exists (asked
+        in the same batch)."""
         if self._digest is not None:
             raise self._sealed_error()
-        sealed, deleted = self._backend.exists_many([layout.seal_key(self.run_id), layout.deleted_key(self.run_id)])
-        if sealed:
+        found = self._backend.exists_many([layout.seal_key(self.run_id), layout.deleted_key(self.run_id), *also])
+        if found[0]:
             raise self._sealed_error()
-        if deleted:
+        if found[1]:
             raise RunStateError(f"run {self.run_id} is deleted; it accepts nothing more")
+        return dict(zip(also, found[2:]))
 
     def _sealed_error(self) -> RunStateError:
         return RunStateError(
@@ -137,6 +155,77 @@ class RunHandle:
 
     # ---- artifacts ---------------------------------------------------------------
 
+    def _path_keys(self, new: list[str], paths: list[str]) -> list[str]:
+        """The keys :meth:`_settle_paths` asks about: the directory markers at the ``new``
+        paths, and the file bindings at the directories ``paths`` make that this process has
+        not seen marked."""
+        dirs = self._claims.unmarked(directories(paths))
+        return ([layout.dir_marker_key(self.run_id, p) for p in new]
+                + [layout.artifact_key(self.run_id, d) for d in dirs])
+
+    def _settle_paths(self, new: list[str], paths: list[str], seen: dict[str, bool] | None = None) -> None:
+        """Just before ``paths`` are bound (``new``: those this process newly claimed), refuse
+        them if the store's records make one a directory (a marker at it) or put one under a
+        file (a binding at a directory it makes); then create the marker of each directory
+        they make, outermost first. ``seen``: existence already asked (:meth:`_check_open`).
+        Raises :class:`ArtifactPathConflictError` with nothing written."""
+        seen = dict(seen or {})
+        first = directories(paths)
+        dirs = self._claims.unmarked(first)
+        listed = len(new) > LIST_MARKERS_OVER
+        markers = [] if listed else [layout.dir_marker_key(self.run_id, p) for p in new]
+        files = [layout.artifact_key(self.run_id, d) for d in dirs]
+        ask = [k for k in markers + files if k not in seen]
+        if ask:
+            seen.update(zip(ask, self._backend.exists_many(ask)))
+        if listed:
+            marked = self._marked_among(new)
+        else:
+            marked = [p for p, k in zip(new, markers) if seen[k]]
+        for d, k in zip(dirs, files):
+            if seen[k]:
+                raise ArtifactPathConflictError(self.run_id, first[d], d)
+        for p in marked:
+            if not self._backend.exists(layout.artifact_key(self.run_id, p)):  # bound already: the binding decides
+                raise ArtifactPathConflictError(self.run_id, p, self._file_under(p))
+        for d in dirs:
+            rec = {"v": RECORD_VERSION, "path": d, "file": first[d]}
+            self._backend.put_if_absent(layout.dir_marker_key(self.run_id, d), pack(rec))
+        self._claims.mark(dirs)
+
+    def _marked_among(self, new: list[str]) -> list[str]:
+        """Those of ``new`` that have a directory marker, from one listing of the markers: by
+        their records' paths if there are few (the usual case: a run makes few directories),
+        else by hashing each of ``new``."""
+        held = {k.rsplit("/", 1)[-1]: k for k in self._backend.list(layout.dirs_prefix(self.run_id))}
+        if not held:
+            return []
+        if len(held) <= len(new) // 8:
+            named: set[str] = set()
+            for last, key in held.items():
+                try:
+                    path = decode_record(self._backend.get(key), f"record {key}").get("path")
+                except ObjectNotFoundError:
+                    continue
+                except CorruptRecordError:
+                    break  # hash every path instead
+                if not isinstance(path, str) or name_key(path) != last:
+                    break  # an odd record: hash every path instead
+                named.add(path)
+            else:
+                return [p for p in new if p in named]
+        return [p for p in new if name_key(p) in held]
+
+    def _file_under(self, path: str) -> str:
+        """The file named by the directory marker at ``path`` (the first logged under it)."""
+        key = layout.dir_marker_key(self.run_id, path)
+        try:
+            rec = decode_record(self._backend.get(key), f"record {key}")
+        except (ObjectNotFoundError, CorruptRecordError):
+            return f"{path}/..."
+        file = rec.get("file")
+        return file if isinstance(file, str) and file.startswith(path + "/") else f"{path}/..."
+
     def _bind_entry(self, path: str, stored: Stored, inline: bytes | None = None) -> ArtifactEntry:
         """Bind ``path`` to stored content, or to ``inline`` content held in the record itself."""
         entry = ArtifactEntry(path, stored.digest, stored.size, "file" if inline is None else INLINE, now_ms())
@@ -161,14 +250,20 @@ class RunHandle:
         path = clean_artifact_path(artifact_path)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidInputError(f"log_bytes needs bytes for {path!r}, got {type(data).__name__}")
-        self._check_open()
-        if len(data) <= self._objects.layout.inline_max:
-            content = bytes(data)
-            entry = self._bind_entry(path, Stored(hash_bytes(content), len(content)), content)
-        else:
-            stored = self._objects.put_bytes(data)
-            self._objects.flush()
-            entry = self._bind_entry(path, stored)
+        new = self._claims.claim([path])
+        try:
+            seen = self._check_open(self._path_keys(new, [path]))
+            if len(data) <= self._objects.layout.inline_max:
+                content = bytes(data)
+                stored, inline = Stored(hash_bytes(content), len(content)), content
+            else:
+                stored, inline = self._objects.put_bytes(data), None
+                self._objects.flush()
+            self._settle_paths(new, [path], seen)
+        except BaseException:
+            self._claims.release(new)
+            raise
+        entry = self._bind_entry(path, stored, inline)
         self._check_in_seal("artifacts", [path])
         return entry
 
@@ -186,8 +281,14 @@ class RunHandle:
             ) from e
         if recipe.size != size:
             raise InvalidInputError(f"cannot bind {path!r}: file {digest} has {recipe.size} bytes, not {size}")
-        self._check_open()
-        self._objects.flush()
+        new = self._claims.claim([path])
+        try:
+            seen = self._check_open(self._path_keys(new, [path]))
+            self._objects.flush()
+            self._settle_paths(new, [path], seen)
+        except BaseException:
+            self._claims.release(new)
+            raise
         entry = self._bind_entry(path, Stored(digest, size))
         self._check_in_seal("artifacts", [path])
         return entry
@@ -212,7 +313,9 @@ class RunHandle:
         """Store and bind many ``(artifact_path, local_path)`` pairs with one durability barrier.
 
         Every file is stored before anything is bound: if any file cannot be read, nothing
-        is bound. A path already bound to other content raises after the others are bound.
+        is bound. A path already bound to other content raises after the others are bound;
+        a path that would be both a file and a directory (among ``items`` or with the run's
+        paths) raises before anything is stored.
         In a version-3 store a file of up to ``layout.inline_max`` bytes is held in its
         record (kind ``inline``) unless ``inline`` is false (a model's files, which a model
         entry names by digest, must be files of the object store).
@@ -224,6 +327,8 @@ class RunHandle:
         inline_max = self._objects.layout.inline_max if inline else 0
         if workers is None:
             workers = self.store.io_workers if n >= 8 and self._pool_pays(locals_) else 1
+        new = self._claims.claim(paths)
+        binding: set[str] = set()  # paths whose binding was tried: their claims stay
         pool = ThreadPoolExecutor(min(workers, n), thread_name_prefix="casstore-log") if n >= 8 and workers > 1 else None
         try:
             results = pool.map(self._objects.put_or_read, locals_, [inline_max] * n) if pool else (
@@ -238,6 +343,7 @@ class RunHandle:
                         kept = _READ_AGAIN  # hashed already: read again when bound
                 stored.append((done, kept))
             self._objects.flush()
+            self._settle_paths(new, paths)
             errors: list[CasstoreError] = []
 
             def bind(i: int) -> ArtifactEntry | None:
@@ -249,6 +355,7 @@ class RunHandle:
                             f"{locals_[i]!r} changed while it was being logged (its content is no longer what was "
                             f"hashed, {done.digest}); it was not bound. Log it again once it is no longer being written."
                         )
+                binding.add(paths[i])
                 try:
                     return self._bind_entry(paths[i], done, data if isinstance(data, bytes) else None)
                 except ImmutableArtifactError as e:
@@ -256,6 +363,9 @@ class RunHandle:
                     return None
 
             bound = list(pool.map(bind, range(n))) if pool else [bind(i) for i in range(n)]
+        except BaseException:
+            self._claims.release(p for p in new if p not in binding)
+            raise
         finally:
             if pool:
                 pool.shutdown(wait=True)
@@ -330,8 +440,8 @@ class RunHandle:
                     f"metric {key!r} must be a number, got {type(value).__name__} {value!r}"
                 ) from e
         value = float(value)
-        step = _whole(step, f"metric {key!r}: step must be an integer")
-        ts = now_ms() if timestamp_ms is None else _whole(timestamp_ms, f"metric {key!r}: timestamp must be integer ms")
+        step = check_whole(step, f"metric {key!r}: step")
+        ts = now_ms() if timestamp_ms is None else check_whole(timestamp_ms, f"metric {key!r}: timestamp (ms)")
         if self._digest is not None:
             raise self._sealed_error()
         due = self._metrics.add((key, value, step, ts))
@@ -428,11 +538,3 @@ class RunHandle:
                 self._digest = str(self.store.seal_record(self.run_id)["digest"])  # type: ignore[index]
             return self._digest
 
-
-def _whole(n: object, msg: str) -> int:
-    """``n`` as an int if it is a whole number (an int, or a float such as ``3.0``)."""
-    if isinstance(n, int) and not isinstance(n, bool):
-        return n
-    if isinstance(n, float) and n.is_integer():
-        return int(n)
-    raise InvalidInputError(f"{msg}, got {n!r}")

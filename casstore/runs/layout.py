@@ -9,6 +9,7 @@ model entries) are not here: their keys depend on the store's format version, wh
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 import time
@@ -33,6 +34,8 @@ __all__ = [
     "run_prefix",
     "run_meta_key",
     "artifact_key",
+    "dirs_prefix",
+    "dir_marker_key",
     "param_key",
     "tag_prefix",
     "tag_key",
@@ -47,6 +50,7 @@ __all__ = [
     "experiment_runs_prefix",
     "experiment_run_key",
     "check_name",
+    "check_whole",
     "MAX_NAME_LEN",
 ]
 
@@ -114,6 +118,15 @@ def run_meta_key(run_id: str) -> str:
 
 def artifact_key(run_id: str, path: str) -> str:
     return f"runs/{run_id}/artifacts/{name_key(path)}"
+
+
+def dirs_prefix(run_id: str) -> str:
+    return f"runs/{run_id}/dirs/"
+
+
+def dir_marker_key(run_id: str, path: str) -> str:
+    """The marker record of a directory of a run's artifacts (written before its first file)."""
+    return f"runs/{run_id}/dirs/{name_key(path)}"
 
 
 def param_key(run_id: str, key: str) -> str:
@@ -190,3 +203,26 @@ def check_name(kind: str, name: object) -> str:
             "(it would name the same file as another key)"
         )
     return name
+
+
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def check_whole(n: object, what: str) -> int:
+    """``n`` as an int: an integer of any type ``operator.index`` takes (``int``, ``numpy.int64``,
+    ...) but not a bool, or a float with no fractional part (``3.0``); within int64, as MLflow
+    stores steps and timestamps. ``what`` names the value in the error."""
+    value: int | None = None
+    if isinstance(n, float):
+        if n.is_integer():
+            value = int(n)
+    elif not isinstance(n, bool):
+        try:
+            value = operator.index(n)  # type: ignore[arg-type]
+        except TypeError:
+            value = None
+    if value is None:
+        raise InvalidInputError(f"{what} must be an integer, got {type(n).__name__} {n!r}")
+    if not _INT64[0] <= value <= _INT64[1]:
+        raise InvalidInputError(f"{what} must fit in 64 bits (as MLflow stores it), got {value}")
+    return value

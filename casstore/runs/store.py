@@ -32,6 +32,7 @@ from casstore.objects.store import Progress, write_chunks
 from casstore.objects.codec import pack, unpack
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout, search
+from casstore.runs.claims import PathClaims
 from casstore.runs.handle import RunHandle
 from casstore.runs.layout import (
     DEFAULT_EXPERIMENT_ID,
@@ -73,6 +74,7 @@ class RunStore:
         #: threads used to store many files at once (log_files)
         self.io_workers = io_workers or (self.backend.concurrency if self.backend.concurrency > 1 else 4)
         self._handles: dict[str, weakref.WeakSet[RunHandle]] = {}
+        self._claims: weakref.WeakValueDictionary[str, PathClaims] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -81,7 +83,13 @@ class RunStore:
     # ---- experiments ---------------------------------------------------------------
 
     def create_experiment(self, name: str, tags: dict[str, str] | None = None) -> str:
-        """Create an experiment; :class:`InvalidInputError` if the name is taken."""
+        """Create an experiment; :class:`InvalidInputError` if the name is taken (``Default``
+        always is: every store has it)."""
+        if name == DEFAULT_EXPERIMENT_NAME:
+            raise InvalidInputError(
+                f"experiment {name!r} already exists (id {DEFAULT_EXPERIMENT_ID}): every store has it. "
+                "Use it with set_experiment, or create an experiment under another name"
+            )
         exp_id, created = self._create_experiment(name, tags)
         if not created:
             raise InvalidInputError(
@@ -100,8 +108,11 @@ class RunStore:
         if found is not None:
             return found, False
         tags = _check_tags(tags)
-        exp_id = DEFAULT_EXPERIMENT_ID if name == DEFAULT_EXPERIMENT_NAME else layout.new_experiment_id()
-        meta = {"v": RECORD_VERSION, "experiment_id": exp_id, "name": name, "created": now_ms(), "tags": tags}
+        if name == DEFAULT_EXPERIMENT_NAME:  # what reads showed before it was written
+            exp_id, created = DEFAULT_EXPERIMENT_ID, self._default_experiment().creation_time
+        else:
+            exp_id, created = layout.new_experiment_id(), now_ms()
+        meta = {"v": RECORD_VERSION, "experiment_id": exp_id, "name": name, "created": created, "tags": tags}
         self.backend.put_if_absent(layout.experiment_meta_key(exp_id), pack(meta))
         self.backend.flush()
         rec = {"v": RECORD_VERSION, "name": name, "experiment_id": exp_id}
@@ -123,13 +134,26 @@ class RunStore:
             raise CorruptRecordError(f"record {key} names experiment {rec['name']!r}, not {name!r}")
         return check_experiment_id(field_of(rec, "experiment_id", "str", key))
 
+    def _default_experiment(self) -> Experiment:
+        """``Default`` as it is before its records are written (by its first run): every store
+        shows it, created when the store was."""
+        return Experiment(
+            experiment_id=DEFAULT_EXPERIMENT_ID,
+            name=DEFAULT_EXPERIMENT_NAME,
+            creation_time=int(self.objects.config.created * 1000),
+            artifact_location=self.url,
+        )
+
     def get_experiment(self, experiment_id: str) -> Experiment:
-        """The experiment with this id; :class:`ObjectNotFoundError` if there is none."""
+        """The experiment with this id; :class:`ObjectNotFoundError` if there is none.
+        ``Default`` (id ``"0"``) is there in every store, written or not."""
         exp_id = check_experiment_id(experiment_id)
         key = layout.experiment_meta_key(exp_id)
         try:
             rec = decode_record(self.backend.get(key), f"record {key}")
         except ObjectNotFoundError as e:
+            if exp_id == DEFAULT_EXPERIMENT_ID:
+                return self._default_experiment()
             raise ObjectNotFoundError(f"no experiment with id {exp_id!r} in store {self.url}") from e
         tags = field_of(rec, "tags", "dict", key, optional=True) or {}
         return Experiment(
@@ -141,12 +165,14 @@ class RunStore:
         )
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
-        """The experiment named ``name``, or ``None``."""
+        """The experiment named ``name``, or ``None`` (never for ``Default``)."""
         exp_id = self._experiment_id_of(name)
+        if exp_id is None and name == DEFAULT_EXPERIMENT_NAME:
+            exp_id = DEFAULT_EXPERIMENT_ID
         return None if exp_id is None else self.get_experiment(exp_id)
 
     def list_experiments(self) -> list[Experiment]:
-        """Every experiment, oldest first."""
+        """Every experiment, oldest first (``Default`` among them, written or not)."""
         out = []
         for key in sorted(self.backend.list("experiments/names/")):
             rec = decode_record(self.backend.get(key), f"record {key}")
@@ -154,6 +180,8 @@ class RunStore:
                 out.append(self.get_experiment(field_of(rec, "experiment_id", "str", key)))
             except ObjectNotFoundError:
                 continue
+        if not any(e.experiment_id == DEFAULT_EXPERIMENT_ID for e in out):
+            out.append(self.get_experiment(DEFAULT_EXPERIMENT_ID))
         out.sort(key=lambda e: (e.creation_time, e.experiment_id))
         return out
 
@@ -213,6 +241,15 @@ class RunStore:
             return decode_record(self.backend.get(key), f"record {key}")
         except ObjectNotFoundError as e:
             raise ObjectNotFoundError(f"no run {run_id} in store {self.url}") from e
+
+    def path_claims(self, run_id: str) -> PathClaims:
+        """The artifact paths of ``run_id`` claimed by this process's writers, shared by all
+        its handles (kept while a handle holds it)."""
+        with self._lock:
+            claims = self._claims.get(run_id)
+            if claims is None:
+                claims = self._claims[run_id] = PathClaims(run_id)
+            return claims
 
     def _track(self, handle: RunHandle) -> RunHandle:
         with self._lock:

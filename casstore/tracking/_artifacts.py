@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
+import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,6 +25,8 @@ __all__ = [
     "dict_bytes",
     "figure_bytes",
     "image_bytes",
+    "image_series_files",
+    "IMAGE_PREVIEW_SIZE",
     "list_entries",
     "download",
     "read_bytes",
@@ -95,23 +99,34 @@ def dict_bytes(dictionary: Any, artifact_file: str) -> bytes:
         raise InvalidInputError(f"log_dict cannot write {artifact_file!r} as JSON: {e}") from e
 
 
-def parse_dict(data: bytes, path: str) -> Any:
-    """Read JSON or YAML (by suffix; JSON first, YAML second when the suffix says neither)."""
+def parse_dict(data: bytes, path: str) -> dict[Any, Any]:
+    """Read a JSON or YAML mapping (by suffix; JSON first, YAML second when the suffix says
+    neither). Content that parses to anything but a mapping (plain text reads as a YAML
+    string, ``- 1`` as a list) is refused."""
     import yaml
 
     text = data.decode("utf-8")
+    value: Any
     if _suffix(path) in (".yaml", ".yml"):
         try:
-            return yaml.safe_load(text)
+            value = yaml.safe_load(text)
         except yaml.YAMLError as e:
             raise InvalidInputError(f"{path!r} is not valid YAML: {e}") from e
-    try:
-        return json.loads(text)
-    except ValueError as json_err:
+    else:
         try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise InvalidInputError(f"{path!r} is neither valid JSON nor YAML: {json_err}") from json_err
+            value = json.loads(text)
+        except ValueError as json_err:
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError:
+                raise InvalidInputError(f"{path!r} is neither valid JSON nor YAML: {json_err}") from json_err
+    if not isinstance(value, dict):
+        kind = "nothing" if value is None else f"a {type(value).__name__}"
+        raise InvalidInputError(
+            f"{path!r} does not hold a JSON or YAML mapping (it parses to {kind}), so load_dict cannot "
+            "return it; read it with load_text"
+        )
+    return value
 
 
 def figure_bytes(figure: Any, artifact_file: str, save_kwargs: dict[str, Any] | None = None) -> bytes:
@@ -135,22 +150,55 @@ def figure_bytes(figure: Any, artifact_file: str, save_kwargs: dict[str, Any] | 
     )
 
 
-def image_bytes(image: Any, artifact_file: str) -> bytes:
-    """A numpy array (H x W, H x W x 1/3/4; uint8, or floats in [0, 1]) or a PIL image, encoded
-    in the format the suffix names (PNG by default)."""
+#: the longer side of the preview written beside each image of a series (MLflow's UI shows it)
+IMAGE_PREVIEW_SIZE = 256
+_IMAGE_KEY = re.compile(r"^[a-zA-Z0-9_\-./ ]+$")
+
+
+def _pil_image(image: Any) -> Any:
+    """A numpy array (H x W, H x W x 1/3/4; uint8, or floats in [0, 1]) or a PIL image, as a PIL image."""
     try:
         from PIL import Image
     except ImportError as e:
         raise InvalidInputError("log_image needs Pillow: pip install pillow") from e
-    if not isinstance(image, Image.Image):
-        image = Image.fromarray(_to_uint8(image))
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
-           ".webp": "WEBP"}.get(_suffix(artifact_file), "PNG")
+    return image if isinstance(image, Image.Image) else Image.fromarray(_to_uint8(image))
+
+
+def _encode(image: Any, fmt: str) -> bytes:
     if fmt == "JPEG" and image.mode in ("RGBA", "LA", "P"):
         image = image.convert("RGB")
     buf = io.BytesIO()
     image.save(buf, format=fmt)
     return buf.getvalue()
+
+
+def image_bytes(image: Any, artifact_file: str) -> bytes:
+    """A numpy array (H x W, H x W x 1/3/4; uint8, or floats in [0, 1]) or a PIL image, encoded
+    in the format the suffix names (PNG by default)."""
+    image = _pil_image(image)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+           ".webp": "WEBP"}.get(_suffix(artifact_file), "PNG")
+    return _encode(image, fmt)
+
+
+def image_series_files(image: Any, key: str, step: int, timestamp: int) -> list[tuple[str, bytes]]:
+    """The two files MLflow 3's ``log_image(image, key=, step=, timestamp=)`` writes for one image
+    of a series: ``images/<key>+step+<step>+timestamp+<timestamp>+<uuid>.png``, the image, and
+    the same name ending ``+compressed.webp``, a preview scaled to 256 pixels on its longer side.
+    A ``/`` in the key becomes ``~``, so each series is one directory level."""
+    if not isinstance(key, str) or not _IMAGE_KEY.match(key):
+        raise InvalidInputError(
+            f"log_image key {key!r} is invalid: a key may only contain letters, digits, underscores (_), "
+            "dashes (-), periods (.), spaces ( ) and slashes (/)"
+        )
+    image = _pil_image(image)
+    width, height = image.size
+    if width > height:
+        size = (IMAGE_PREVIEW_SIZE, int(height * IMAGE_PREVIEW_SIZE / width))
+    else:
+        size = (int(width * IMAGE_PREVIEW_SIZE / height), IMAGE_PREVIEW_SIZE)
+    name = f"images/{key.replace('/', '~')}+step+{step}+timestamp+{timestamp}+{uuid.uuid4()}"
+    return [(f"{name}.png", _encode(image, "PNG")), (f"{name}+compressed.webp", _encode(image.resize(size), "WEBP"))]
 
 
 def _to_uint8(image: Any) -> Any:
@@ -193,8 +241,9 @@ def list_entries(view: RunView, path: str | None = None) -> list[FileInfo]:
             dirs.add(prefix + head)
         else:
             files[p] = FileInfo(p, False, e.size, e.digest)
-    out = [FileInfo(d, True, None, None) for d in dirs if d not in files] + list(files.values())
-    return sorted(out, key=lambda f: f.path)
+    # a name that is both (a run logged before such paths were refused) is listed as both
+    out = [FileInfo(d, True, None, None) for d in dirs] + list(files.values())
+    return sorted(out, key=lambda f: (f.path, f.is_dir))
 
 
 def _entry(view: RunView, path: str) -> ArtifactEntry:

@@ -25,13 +25,16 @@ from typing import Any
 from casstore.exceptions import InvalidInputError
 from casstore.registry.client import RegistryClient
 from casstore.runs import DEFAULT_EXPERIMENT_ID, Experiment, RunHandle, RunStore
-from casstore.runs.layout import check_run_id
+from casstore.runs.layout import check_run_id, check_whole, now_ms
 from casstore.runs.search import EXPERIMENT_ATTRIBUTES, matches, parse_filter, parse_order_by, sort_items
 from casstore.tracking import _artifacts, uri
 from casstore.tracking.context import context_tags
 from casstore.tracking.entities import FileInfo, Metric, Param, Run, RunStatus, RunTag, ViewType
 
-__all__ = ["TrackingClient", "Client", "MlflowClient"]
+__all__ = ["TrackingClient", "Client", "MlflowClient", "LOGGED_IMAGES_TAG"]
+
+#: the tag MLflow sets on a run that has logged an image series (``log_image(key=...)``)
+LOGGED_IMAGES_TAG = "mlflow.loggedImages"
 
 
 class TrackingClient:
@@ -217,10 +220,34 @@ class TrackingClient:
     ) -> None:
         self._handle(run_id).log_bytes(artifact_file, _artifacts.figure_bytes(figure, artifact_file, save_kwargs))
 
-    def log_image(self, run_id: str, image: Any, artifact_file: str | None = None) -> None:
-        if artifact_file is None:
-            raise InvalidInputError("log_image needs artifact_file, such as 'images/sample.png'")
-        self._handle(run_id).log_bytes(artifact_file, _artifacts.image_bytes(image, artifact_file))
+    def log_image(
+        self, run_id: str, image: Any, artifact_file: str | None = None, key: str | None = None,
+        step: int | None = None, timestamp: int | None = None, synchronous: bool | None = None,
+    ) -> None:
+        """Log a numpy array or PIL image, as MLflow 3: with ``artifact_file``, as that file;
+        with ``key``, as the image at ``step`` (default 0) and ``timestamp`` (ms, default now)
+        of a series, written under ``images/`` with a preview (and the tag
+        ``mlflow.loggedImages``). Give exactly one of ``artifact_file`` and ``key``."""
+        if artifact_file is not None:
+            if (key, step, timestamp) != (None, None, None):
+                raise InvalidInputError(
+                    "log_image takes artifact_file alone (a static image), or key with step and timestamp "
+                    "(an image series), not both"
+                )
+            self._handle(run_id).log_bytes(artifact_file, _artifacts.image_bytes(image, artifact_file))
+            return
+        if key is None:
+            raise InvalidInputError(
+                "log_image needs exactly one of artifact_file (a static image, such as 'images/sample.png') "
+                "or key (an image series, with step and timestamp)"
+            )
+        at = 0 if step is None else check_whole(step, f"log_image {key!r}: step")
+        ts = now_ms() if timestamp is None else check_whole(timestamp, f"log_image {key!r}: timestamp (ms)")
+        files = _artifacts.image_series_files(image, key, at, ts)
+        h = self._handle(run_id)
+        for path, data in files:
+            h.log_bytes(path, data)
+        h.set_tag(LOGGED_IMAGES_TAG, "True")
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
         """Files (with size and BLAKE3 digest) and directories directly under ``path``."""

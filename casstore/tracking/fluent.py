@@ -2,7 +2,8 @@
 
 Each thread has its own stack of active runs (as in MLflow). Logging with no
 active run starts one, which ends (``FINISHED``) when the process exits, as in
-MLflow. ``get_run()`` without an id means the active run, else the last one.
+MLflow. ``get_run()`` without an id means the active run, else the run this process
+ended last (MLflow's ``last_active_run``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ _local = threading.local()
 _state_lock = threading.Lock()
 #: every run started by this process and not yet ended: run_id -> (run, client)
 _open_runs: dict[str, tuple[ActiveRun, Client]] = {}
+#: the run this process ended last (by end_run or leaving its ``with`` block)
 _last_active: tuple[str, Client] | None = None
 #: ("name", name) or ("id", experiment_id), as set by set_experiment
 _active_experiment: tuple[str, str] | None = None
@@ -151,7 +153,6 @@ def start_run(
     Leaving the ``with`` block ends the run: ``FINISHED``, or ``FAILED`` if an exception
     escaped it (``KILLED`` on Ctrl-C). A sealed run cannot be resumed.
     """
-    global _last_active
     st = _stack()
     if st and not nested:
         raise RunStateError(
@@ -174,7 +175,6 @@ def start_run(
     st.append((active, client))
     with _state_lock:
         _open_runs[run.info.run_id] = (active, client)
-        _last_active = (run.info.run_id, client)
     return active
 
 
@@ -205,13 +205,16 @@ def end_run(status: str = RunStatus.FINISHED) -> None:
 
 
 def _end_run_of(run_id: str, status: str) -> None:
+    global _last_active
     st = _stack()
     entry = next((e for e in st if e[0].info.run_id == run_id), None)
     with _state_lock:
         found = _open_runs.pop(run_id, None)
+        pair = entry or found
+        if pair is not None:
+            _last_active = (run_id, pair[1])
     if entry is not None:
         st.remove(entry)
-    pair = entry or found
     if pair is None:
         return  # already ended
     pair[1].set_terminated(run_id, status)
@@ -224,16 +227,19 @@ def active_run() -> ActiveRun | None:
 
 
 def last_active_run() -> Run | None:
-    """The run most recently started by this process (active or ended), freshly read."""
+    """This thread's active run if there is one, else the run this process ended last
+    (``None`` if none has ended), freshly read. As MLflow: after a parent run with a nested
+    child ends, the parent, which ended after the child."""
+    st = _stack()
+    if st:
+        return st[-1][1].get_run(st[-1][0].info.run_id)
     last = _last_active
-    if last is None:
-        return None
-    return last[1].get_run(last[0])
+    return None if last is None else last[1].get_run(last[0])
 
 
 def get_run(run_id: str | None = None) -> Run:
     """A run by id (in the current tracking store); without an id, the active run, else the
-    last active run."""
+    run this process ended last (see :func:`last_active_run`)."""
     if run_id is not None:
         return _client().get_run(run_id)
     rid, client = _current_run()
@@ -241,13 +247,13 @@ def get_run(run_id: str | None = None) -> Run:
 
 
 def _current_run() -> tuple[str, Client]:
-    """The active run, else the last active run, with the client of its store."""
+    """The active run, else the run this process ended last, with the client of its store."""
     st = _stack()
     if st:
         return st[-1][0].info.run_id, st[-1][1]
     last = _last_active
     if last is None:
-        raise RunStateError("there is no active or previous run in this process; pass a run id")
+        raise RunStateError("there is no active run and no run has ended in this process; pass a run id")
     return last
 
 
@@ -346,10 +352,15 @@ def log_figure(
     client.log_figure(rid, figure, artifact_file, save_kwargs=save_kwargs)
 
 
-def log_image(image: Any, artifact_file: str | None = None, run_id: str | None = None) -> None:
-    """Log a numpy array or PIL image (Pillow needed)."""
+def log_image(
+    image: Any, artifact_file: str | None = None, key: str | None = None, step: int | None = None,
+    timestamp: int | None = None, synchronous: bool | None = None, *, run_id: str | None = None,
+) -> None:
+    """Log a numpy array or PIL image (Pillow needed): as the file ``artifact_file``, or, with
+    ``key`` (and ``step``, ``timestamp``), as one image of a series under ``images/`` (as MLflow 3).
+    Give exactly one of ``artifact_file`` and ``key``."""
     rid, client = _run_for_write(run_id)
-    client.log_image(rid, image, artifact_file)
+    client.log_image(rid, image, artifact_file, key, step, timestamp, synchronous)
 
 
 def list_artifacts(run_id: str | None = None, path: str | None = None) -> list[FileInfo]:
