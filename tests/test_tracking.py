@@ -382,3 +382,14 @@ def test_client_on_another_store(tracking: str, tmp_path: Path) -> None:
     assert (tmp_path / "elsewhere" / "runs" / run.info.run_id / "seal").exists()
     with pytest.raises(ObjectNotFoundError):
         casstore.get_run(run.info.run_id)  # not in the tracking store
+
+
+def test_end_run_with_an_unknown_status_is_refused_and_the_run_stays_active(tracking: str) -> None:
+    run = casstore.start_run()
+    with pytest.raises(InvalidInputError, match="BOGUS"):
+        casstore.end_run(status="BOGUS")
+    active = casstore.active_run()
+    assert active is not None and active.info.run_id == run.info.run_id
+    casstore.log_param("still", "open")
+    casstore.end_run()
+    assert casstore.get_run(run.info.run_id).info.status == "FINISHED"

@@ -198,7 +198,13 @@ def _resume(client: Client, run_id: str, experiment_id: str | None, run_name: st
 
 
 def end_run(status: str = RunStatus.FINISHED) -> None:
-    """End and seal this thread's active run (no-op without one)."""
+    """End and seal this thread's active run (no-op without one). ``status`` is one of
+    ``FINISHED``, ``FAILED`` and ``KILLED``; another is refused with the run still active."""
+    if not RunStatus.is_terminated(status):
+        raise InvalidInputError(
+            f"end_run status {status!r} is not a status a run ends with; use one of "
+            f"{RunStatus.FINISHED!r}, {RunStatus.FAILED!r} or {RunStatus.KILLED!r}"
+        )
     st = _stack()
     if st:
         _end_run_of(st[-1][0].info.run_id, status)
