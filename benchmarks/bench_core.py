@@ -165,17 +165,27 @@ def bench_fresh(src: Path, work: Path, repeats: int, cold: bool) -> dict[str, Ti
     }
     if hasattr(os, "O_DIRECT"):
         peers[DISK_FLOOR] = lambda out: _direct_writes(src, out)
-    return run_peers(peers, src, work, repeats, cold)
+    return run_peers("fresh", peers, src, work, repeats, cold)
 
 
-def run_peers(peers: dict[str, Callable[[Path], object]], src: Path, work: Path, repeats: int, cold: bool) -> dict[str, Timing]:
+def run_peers(
+    part: str, peers: dict[str, Callable[[Path], object]], src: Path, work: Path, repeats: int, cold: bool
+) -> dict[str, Timing]:
     """Time each peer ``repeats`` times, taking turns in a rotating order; each run writes
-    to a new ``work/out-<peer>-<repeat>``, emptied after it (see ``_common.discard``)."""
+    to a new ``work/<part>-<peer>-<repeat>``, emptied after it (see ``_common.discard``).
+
+    New means never created before in this run: a copy over a file that an earlier part
+    left emptied is three to six times slower on ext4, which flushes a file truncated to
+    zero and written again when it is closed (``auto_da_alloc``). Until 2026-12-03 both
+    parts wrote ``out-<peer>-<repeat>``, so part 2's ``copyfile`` wrote over part 1's
+    emptied copies and paid that flush."""
     results = {name: Timing() for name in peers}
     names = list(peers)
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            out = work / f"out-{names.index(name)}-{r}"
+            out = work / f"{part}-{names.index(name)}-{r}"
+            if out.exists():
+                raise RuntimeError(f"{out} exists: every timed run must write to a new destination")
             prepare_source(src, cold)
             timed(results[name], lambda: peers[name](out))
             discard(out)
@@ -206,7 +216,7 @@ def bench_again(src: Path, work: Path, repeats: int, cold: bool) -> dict[str, Ti
         "copyfile": lambda out: shutil.copyfile(src, out),
         "blake3 of the file (b3sum floor)": hash_only,
     }
-    results = run_peers(peers, src, work, repeats, cold)
+    results = run_peers("again", peers, src, work, repeats, cold)
     discard(store)
     return results
 
