@@ -60,11 +60,14 @@ def discard(path: Path) -> None:
 def scratch(prefix: str, parent: str | Path | None = None) -> Iterator[Path]:
     """A new working directory, deleted when the run is over (see above).
 
-    ``parent`` (a script's ``--dir``) is created when it does not exist yet.
+    ``parent`` (a script's ``--dir``) is created when it does not exist yet. Unless
+    ``CASSTORE_CACHE_DIR`` is set, casstore's stat cache goes there too for the run (and
+    the processes it starts), not into the user's cache.
     """
     if parent is not None:
         Path(parent).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.environ.setdefault("CASSTORE_CACHE_DIR", str(work / "cache"))
     try:
         yield work
     finally:

@@ -8,6 +8,19 @@ from collections.abc import Iterator
 import pytest
 from s3_server import FaultProxy, S3Target
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests' stat cache (``casstore.objects.statcache``) is their own, not the user's;
+    child processes the tests start inherit it."""
+    old = os.environ.get("CASSTORE_CACHE_DIR")
+    os.environ["CASSTORE_CACHE_DIR"] = str(tmp_path_factory.mktemp("casstore-cache"))
+    yield
+    if old is None:
+        os.environ.pop("CASSTORE_CACHE_DIR", None)
+    else:
+        os.environ["CASSTORE_CACHE_DIR"] = old
+
+
 # ---- S3: a real S3 HTTP server on loopback, or the endpoint the user names ---------------
 
 

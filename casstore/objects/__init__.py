@@ -21,6 +21,7 @@ from casstore.objects.config import CONFIG_KEY, StoreConfig, load_or_create_conf
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.objects.layout import ContentLayout
 from casstore.objects.recipes import Recipe
+from casstore.objects.statcache import StatCache
 from casstore.objects.store import EMPTY_DIGEST, ObjectStore, Stored
 
 __all__ = [
@@ -42,12 +43,20 @@ __all__ = [
 
 
 def open_objects(
-    backend: Backend, *, chunker: ChunkerParams | None = None, create: bool = True, max_in_flight: int | None = None
+    backend: Backend,
+    *,
+    chunker: ChunkerParams | None = None,
+    create: bool = True,
+    max_in_flight: int | None = None,
+    stat_cache: StatCache | bool = True,
 ) -> ObjectStore:
     """The object store on an open backend, creating its config if the store is new.
 
     ``max_in_flight`` bounds the chunks held at once by a remote upload or download
-    (default: ``CASSTORE_MAX_IN_FLIGHT``, else twice the backend's concurrency)."""
+    (default: ``CASSTORE_MAX_IN_FLIGHT``, else twice the backend's concurrency).
+    ``stat_cache``: the record of hashed local files that spares hashing an unchanged one
+    again (:mod:`casstore.objects.statcache`); True for this user's (unless
+    ``CASSTORE_STAT_CACHE=0``), False to hash every file."""
     if isinstance(backend, LocalBackend) and not backend.exists(CONFIG_KEY):
         # the config itself may appear meanwhile: a concurrent opener is creating the store
         entries = [e for e in os.listdir(backend.root) if not e.startswith(".") and e != CONFIG_KEY]
@@ -60,7 +69,7 @@ def open_objects(
             )
     if not create and not backend.exists(CONFIG_KEY):
         raise StoreConfigError(f"no casstore store at {backend.url!r} (no {CONFIG_KEY})")
-    return ObjectStore(backend, load_or_create_config(backend, chunker), max_in_flight=max_in_flight)
+    return ObjectStore(backend, load_or_create_config(backend, chunker), max_in_flight=max_in_flight, stat_cache=stat_cache)
 
 
 def open_store(
@@ -71,7 +80,9 @@ def open_store(
     create: bool = True,
     durable: bool | None = None,
     max_in_flight: int | None = None,
+    stat_cache: StatCache | bool = True,
 ) -> ObjectStore:
-    """Open (or create) the object store at a URL or local path."""
+    """Open (or create) the object store at a URL or local path (the options as for
+    :func:`open_objects`)."""
     backend = open_backend(url, storage_options, durable=durable)
-    return open_objects(backend, chunker=chunker, create=create, max_in_flight=max_in_flight)
+    return open_objects(backend, chunker=chunker, create=create, max_in_flight=max_in_flight, stat_cache=stat_cache)

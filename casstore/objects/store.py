@@ -47,6 +47,7 @@ from casstore.objects.digest import check_digest, hash_bytes, new_hasher
 from casstore.objects import mapped as mapped_mod
 from casstore.objects.mapped import FileLease, hash_leased
 from casstore.objects.recipes import Recipe
+from casstore.objects.statcache import StatCache, default_stat_cache
 
 __all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST", "write_chunks"]
 
@@ -349,8 +350,15 @@ class _ChunkSink:
 class ObjectStore:
     """Chunked, verified, deduplicated file objects on a backend."""
 
-    def __init__(self, backend: Backend, config: StoreConfig, *, max_in_flight: int | None = None) -> None:
+    def __init__(
+        self, backend: Backend, config: StoreConfig, *, max_in_flight: int | None = None, stat_cache: StatCache | bool = True
+    ) -> None:
         self.backend = backend
+        #: the record of hashed local files (:mod:`casstore.objects.statcache`): True for this
+        #: user's (unless ``CASSTORE_STAT_CACHE=0``), False for none
+        self.stat_cache: StatCache | None = (
+            default_stat_cache() if stat_cache is True else stat_cache if isinstance(stat_cache, StatCache) else None
+        )
         self.config = config
         #: where content objects live, and whether a one-chunk file gets a recipe
         self.layout = config.layout
@@ -413,6 +421,10 @@ class ObjectStore:
         store already has costs one hash pass and one existence check: when the file's
         first chunk is stored already, the whole file is hashed first, and nothing more
         is done if the store has it. A file that changes meanwhile is refused.
+
+        A file of at least 8 MiB that this machine hashed before and that is unchanged
+        since (its status as then, see :mod:`casstore.objects.statcache`) is not read at
+        all when the store holds its content whole: one lookup and the store's checks.
         """
         path = os.fspath(path)
         fd, before = _open_local(path)
@@ -451,64 +463,80 @@ class ObjectStore:
             if not stat_mod.S_ISREG(before.st_mode):
                 # a pipe or device: one streaming pass
                 return self.put_stream(f, progress)
-            try:
-                expected = None
-                result: tuple[Stored, Recipe] | None = None  # from a storing pass over maps
-                # (never with a progress callback, which must not run while this process
-                # holds a lease: one that opened the file for writing would wait for it)
-                first = self._first_chunk_stored(f)
-                hints = self._hints(first, before.st_size) if first is not None and progress is None else []
-                like: Recipe | None = None  # the recipe a new version follows, read once needed
-                if hints and all(n != before.st_size for n, _ in hints):
-                    # a new version of a stored file, of another size than any: stored in one
-                    # pass that follows the closest one's recipe and hashes the whole beside it
-                    like = self._first_recipe(hints)
-                    if like is not None:
-                        with FileLease(f.fileno()) as lease:
-                            if lease.held:
-                                result = self._store_like(lease, before, None, like)
-                if result is None and first is not None:
-                    h = new_hasher()
+            cache = self.stat_cache
+            if cache is not None:
+                known = cache.lookup(before)  # hashed before, unchanged since
+                found = self._reuse_stored(f, before, known, progress) if known is not None else None
+                if found is not None:
+                    return found
+            started = time.time_ns()
+            stored = self._put_regular(f, path, before, progress)
+            if cache is not None:
+                cache.record(before, stored.digest, started)
+            return stored
+
+    def _put_regular(self, f: IO[bytes], path: str, before: os.stat_result, progress: Progress | None) -> Stored:
+        """:meth:`put_file` of the regular file larger than one read block open as ``f``
+        (status ``before``): its ``(digest, size)``, hashed from its bytes, once the store
+        holds it; :class:`LocalFileError` if it changed meanwhile."""
+        try:
+            expected = None
+            result: tuple[Stored, Recipe] | None = None  # from a storing pass over maps
+            # (never with a progress callback, which must not run while this process
+            # holds a lease: one that opened the file for writing would wait for it)
+            first = self._first_chunk_stored(f)
+            hints = self._hints(first, before.st_size) if first is not None and progress is None else []
+            like: Recipe | None = None  # the recipe a new version follows, read once needed
+            if hints and all(n != before.st_size for n, _ in hints):
+                # a new version of a stored file, of another size than any: stored in one
+                # pass that follows the closest one's recipe and hashes the whole beside it
+                like = self._first_recipe(hints)
+                if like is not None:
                     with FileLease(f.fileno()) as lease:
-                        done = hash_leased(lease, h)
-                        if lease.held and done == lease.size:
-                            # all of it hashed in place, under the lease: while it holds, the
-                            # file is what was hashed, and the storing pass may map it too
-                            expected = h.hexdigest()
-                            found = self._reuse_stored(f, before, expected, progress)
-                            if found is not None:
-                                return found
-                            if progress is None:
-                                if like is None:
-                                    like = self._first_recipe(hints)
-                                if like is not None:
-                                    result = self._store_like(lease, before, expected, like)
-                                if result is None:
-                                    result = self._store_leased(lease, before, expected)
-                    if expected is None:
-                        expected = self._hash_rest(f, h, done)
+                        if lease.held:
+                            result = self._store_like(lease, before, None, like)
+            if result is None and first is not None:
+                h = new_hasher()
+                with FileLease(f.fileno()) as lease:
+                    done = hash_leased(lease, h)
+                    if lease.held and done == lease.size:
+                        # all of it hashed in place, under the lease: while it holds, the
+                        # file is what was hashed, and the storing pass may map it too
+                        expected = h.hexdigest()
                         found = self._reuse_stored(f, before, expected, progress)
                         if found is not None:
                             return found
-                elif result is None and progress is None:
-                    with FileLease(f.fileno()) as lease:
-                        result = self._store_leased(lease, before, None)
-                if result is None:
-                    f.seek(0)
-                    result = self._store_stream(f, progress)
-                stored, recipe = result
-                after = os.fstat(f.fileno())
-            except CasstoreError:
-                raise  # the store failed (StoreUnavailableError is an OSError too), not the file
-            except OSError as e:
-                raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
-            if (expected is not None and stored.digest != expected) or stored.size != after.st_size or _changed(before, after):
-                raise LocalFileError(
-                    f"{path!r} changed while it was being stored (size {before.st_size} -> {after.st_size}, "
-                    f"read {stored.size} bytes); nothing was recorded. Log it again once it is no longer being written."
-                )
-            self._put_recipe(stored.digest, recipe)  # or freshen the existing one
-            return stored
+                        if progress is None:
+                            if like is None:
+                                like = self._first_recipe(hints)
+                            if like is not None:
+                                result = self._store_like(lease, before, expected, like)
+                            if result is None:
+                                result = self._store_leased(lease, before, expected)
+                if expected is None:
+                    expected = self._hash_rest(f, h, done)
+                    found = self._reuse_stored(f, before, expected, progress)
+                    if found is not None:
+                        return found
+            elif result is None and progress is None:
+                with FileLease(f.fileno()) as lease:
+                    result = self._store_leased(lease, before, None)
+            if result is None:
+                f.seek(0)
+                result = self._store_stream(f, progress)
+            stored, recipe = result
+            after = os.fstat(f.fileno())
+        except CasstoreError:
+            raise  # the store failed (StoreUnavailableError is an OSError too), not the file
+        except OSError as e:
+            raise LocalFileError(f"cannot read {path!r}: {e.strerror or e}") from e
+        if (expected is not None and stored.digest != expected) or stored.size != after.st_size or _changed(before, after):
+            raise LocalFileError(
+                f"{path!r} changed while it was being stored (size {before.st_size} -> {after.st_size}, "
+                f"read {stored.size} bytes); nothing was recorded. Log it again once it is no longer being written."
+            )
+        self._put_recipe(stored.digest, recipe)  # or freshen the existing one
+        return stored
 
     def read_small_file(self, path: str | os.PathLike[str], limit: int) -> bytes | None:
         """The content of the regular file ``path`` if it has at most ``limit`` bytes, read
