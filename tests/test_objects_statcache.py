@@ -10,6 +10,7 @@ cannot be used costs speed, never a failed put.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -230,3 +231,34 @@ def test_logging_an_unchanged_file_in_a_new_run(tracking: str, tmp_path: Path, s
         casstore.log_artifact(str(src))
     [entry] = casstore.MlflowClient().list_artifacts(run.info.run_id)
     assert (entry.path, entry.digest, entry.file_size) == ("data.bin", digest, SIZE)
+
+
+def _put_in_child(store: str, src: str, cache_path: str, out: "multiprocessing.Queue[object]") -> None:
+    cache = _FORKED[cache_path]
+    try:
+        out.put((cache.lookup(os.stat(src)), open_store(store, stat_cache=cache).put_file(src).digest))
+    except BaseException as e:  # reported to the parent, which fails the test
+        out.put(repr(e))
+
+
+_FORKED: dict[str, StatCache] = {}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_uses_its_own_connection(tmp_path: Path, cache: StatCache, settled: None) -> None:
+    """A worker forked from a process that used the cache (a data loader, a pool) uses it too."""
+    import multiprocessing
+
+    src = tmp_path / "model.bin"
+    digest = _write(src, b"one")
+    open_store(tmp_path / "store", stat_cache=cache).put_file(src)
+    assert cache.lookup(os.stat(src)) == digest  # the parent's connection is open
+    _FORKED[cache.path] = cache
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_put_in_child, args=(str(tmp_path / "store"), str(src), cache.path, out))
+    child.start()
+    got = out.get(timeout=60)
+    child.join(60)
+    assert got == (digest, digest) and child.exitcode == 0
+    assert cache.lookup(os.stat(src)) == digest  # and the parent's still works

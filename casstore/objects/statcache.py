@@ -38,6 +38,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 
 from casstore._env import env_on
 
@@ -93,8 +94,8 @@ class StatCache:
         self.path = path
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        self._pid = -1
         self._broken = False
+        _caches.add(self)
 
     def __repr__(self) -> str:
         return f"StatCache({self.path!r})"
@@ -104,7 +105,7 @@ class StatCache:
         the database proved unusable, which was logged."""
         if self._broken:
             return None
-        if self._db is not None and self._pid == os.getpid():
+        if self._db is not None:
             return self._db
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -118,7 +119,7 @@ class StatCache:
             self._broken = True
             log.warning("casstore: the stat cache %s cannot be used (%s); every file is hashed", self.path, e)
             return None
-        self._db, self._pid = db, os.getpid()
+        self._db = db
         return db
 
     def lookup(self, st: os.stat_result) -> str | None:
@@ -161,13 +162,31 @@ class StatCache:
 
     def close(self) -> None:
         with self._lock:
-            if self._db is not None and self._pid == os.getpid():
+            if self._db is not None:
                 self._db.close()
             self._db = None
 
 
 _shared: dict[str, StatCache] = {}
 _shared_lock = threading.Lock()
+_caches: weakref.WeakSet[StatCache] = weakref.WeakSet()
+_inherited: list[sqlite3.Connection] = []  # a parent's connections, never used or closed in the child
+
+
+def _after_fork_in_child() -> None:
+    """A child starts with locks no thread of its own holds and opens its own connections
+    (SQLite forbids using a parent's; closing one could disturb the parent's)."""
+    global _shared_lock
+    _shared_lock = threading.Lock()
+    for cache in list(_caches):
+        cache._lock = threading.Lock()
+        if cache._db is not None:
+            _inherited.append(cache._db)
+            cache._db = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def default_stat_cache() -> StatCache | None:
