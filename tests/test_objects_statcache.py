@@ -262,3 +262,24 @@ def test_a_forked_child_uses_its_own_connection(tmp_path: Path, cache: StatCache
     child.join(60)
     assert got == (digest, digest) and child.exitcode == 0
     assert cache.lookup(os.stat(src)) == digest  # and the parent's still works
+
+
+def test_a_database_locked_by_another_process_is_a_miss_then_a_new_try(tmp_path: Path, cache: StatCache, settled: None) -> None:
+    """Many training processes starting at once: one that finds the database locked hashes
+    its file and uses the cache on its next one, with no warning."""
+    import sqlite3
+
+    src = tmp_path / "model.bin"
+    digest = _write(src, b"one")
+    os.makedirs(os.path.dirname(cache.path))
+    holder = sqlite3.connect(cache.path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # what a writer in another process holds
+    try:
+        assert cache.lookup(os.stat(src)) is None
+        assert not cache._broken
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    objects = open_store(tmp_path / "store", stat_cache=cache)
+    assert objects.put_file(src).digest == digest
+    assert cache.lookup(os.stat(src)) == digest

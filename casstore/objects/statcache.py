@@ -107,6 +107,7 @@ class StatCache:
             return None
         if self._db is not None:
             return self._db
+        db = None
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             db = sqlite3.connect(self.path, timeout=0.5, isolation_level=None, check_same_thread=False)
@@ -115,7 +116,17 @@ class StatCache:
             db.executescript(_SCHEMA)
             cutoff = time.time_ns() - KEEP_DAYS * _DAY_NS
             db.execute("DELETE FROM hashed WHERE used_ns < ?", (cutoff,))
+        except sqlite3.OperationalError as e:
+            if db is not None:
+                db.close()
+            if "locked" in str(e) or "busy" in str(e):
+                return None  # other processes are opening it too: a miss now, a new try next time
+            self._broken = True
+            log.warning("casstore: the stat cache %s cannot be used (%s); every file is hashed", self.path, e)
+            return None
         except (sqlite3.Error, OSError) as e:
+            if db is not None:
+                db.close()
             self._broken = True
             log.warning("casstore: the stat cache %s cannot be used (%s); every file is hashed", self.path, e)
             return None
