@@ -90,6 +90,10 @@ def test_the_weaker_mode_is_an_explicit_choice(
     assert backend.get("runs/r/meta") == b"one"
     assert backend.put_blob("chunks/aa/bb/x", b"x") is True
     assert backend.put_blob("chunks/aa/bb/x", b"x") is False
+    # and an object of another length (a partial one) is replaced, as in the atomic mode
+    assert backend.put_if_absent("chunks/aa/bb/y", b"par") is True
+    assert backend.put_blob("chunks/aa/bb/y", b"partial, now whole") is True
+    assert backend.get("chunks/aa/bb/y") == b"partial, now whole"
 
 
 def test_read_only_credentials_open_and_read_and_a_write_says_access_denied(

@@ -126,6 +126,16 @@ class _AlignedBuffers(threading.local):
         return buf
 
 
+def _file_size(path: str) -> int | None:
+    """The size of the regular file ``path``; None if there is none (as ``os.path.isfile``:
+    missing, not reachable, or not a regular file)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
 class LocalBackend(Backend):
     """Objects as files under a root directory."""
 
@@ -340,11 +350,7 @@ class LocalBackend(Backend):
         return os.path.isfile(self._path(key))
 
     def _stored_size(self, key: str) -> int | None:
-        try:
-            st = os.stat(self._path(key))
-        except OSError:  # as os.path.isfile: missing, or not reachable
-            return None
-        return st.st_size if stat.S_ISREG(st.st_mode) else None
+        return _file_size(self._path(key))
 
     def _list(self, prefix: str) -> Iterator[str]:
         # walk from the deepest directory that the prefix names completely
@@ -387,11 +393,8 @@ class LocalBackend(Backend):
         except FileNotFoundError:
             return False  # removed by gc since it was seen: the caller writes it anew
         except OSError:  # e.g. a read-only store: it may exist, unfreshened
-            try:
-                st = os.stat(path)
-            except OSError:
-                return False
-            return stat.S_ISREG(st.st_mode) and (size is None or st.st_size == size)
+            found = _file_size(path)
+            return found is not None and (size is None or found == size)
 
     def touch(self, key: str) -> bool:
         # docstring inherited

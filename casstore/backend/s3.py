@@ -556,17 +556,18 @@ class S3Backend(Backend):
         self._require_writable()
         body = data if isinstance(data, bytes) else bytes(data)
         for _ in range(3):
-            if self.supports_atomic_create:
-                if self._sync(self._create_async, key, body, exact=False):
+            if self.supports_atomic_create and self._sync(self._create_async, key, body, exact=False):
+                return True
+            size = self._stored_size(key)  # one HEAD: whether it is there, and its length
+            if size is None:
+                if not self.supports_atomic_create:  # weaker mode (explicitly allowed): check, then write
+                    self._sync(self._put_async, key, body)
                     return True
-            elif not self._exists(key):
+                continue  # deleted since the create was refused (garbage collection): create it anew
+            if size != len(body):  # not these bytes: a damaged copy
                 self._sync(self._put_async, key, body)
                 return True
-            size = self._stored_size(key)
-            if size is not None and size != len(body):  # not these bytes: a damaged copy
-                self._sync(self._put_async, key, body)
-                return True
-            if size is not None and self._sync(self._touch_async, key):  # freshened: garbage collection keeps it
+            if self._sync(self._touch_async, key):  # freshened: garbage collection keeps it
                 return False
             # deleted between the two requests (garbage collection): write it anew
         raise StoreUnavailableError(

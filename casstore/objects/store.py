@@ -422,7 +422,7 @@ class ObjectStore:
         first chunk is stored already, the whole file is hashed first, and nothing more
         is done if the store has it. A file that changes meanwhile is refused.
 
-        A file of at least 8 MiB that this machine hashed before and that is unchanged
+        A file larger than 8 MiB that this machine hashed before and that is unchanged
         since (its status as then, see :mod:`casstore.objects.statcache`) is not read at
         all when the store holds its content whole: one lookup and the store's checks.
         """

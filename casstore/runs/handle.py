@@ -155,13 +155,21 @@ class RunHandle:
 
     # ---- artifacts ---------------------------------------------------------------
 
+    def _path_questions(self, new: list[str], paths: list[str]) -> tuple[dict[str, str], list[str], list[str], list[str]]:
+        """What :meth:`_settle_paths` asks the store: the directories ``paths`` make (each with
+        its first path), those this process has not seen marked, the keys of the directory
+        markers at the ``new`` paths (none for a batch large enough to list the markers
+        instead) and the keys of the file bindings at the unmarked directories."""
+        first = directories(paths)
+        dirs = self._claims.unmarked(first)
+        markers = [] if len(new) > LIST_MARKERS_OVER else [layout.dir_marker_key(self.run_id, p) for p in new]
+        return first, dirs, markers, [layout.artifact_key(self.run_id, d) for d in dirs]
+
     def _path_keys(self, new: list[str], paths: list[str]) -> list[str]:
-        """The keys :meth:`_settle_paths` asks about: the directory markers at the ``new``
-        paths, and the file bindings at the directories ``paths`` make that this process has
-        not seen marked."""
-        dirs = self._claims.unmarked(directories(paths))
-        return ([layout.dir_marker_key(self.run_id, p) for p in new]
-                + [layout.artifact_key(self.run_id, d) for d in dirs])
+        """The keys :meth:`_settle_paths` asks about (:meth:`_path_questions`), to be asked
+        ahead in another batch."""
+        _, _, markers, files = self._path_questions(new, paths)
+        return markers + files
 
     def _settle_paths(self, new: list[str], paths: list[str], seen: dict[str, bool] | None = None) -> None:
         """Just before ``paths`` are bound (``new``: those this process newly claimed), refuse
@@ -170,15 +178,11 @@ class RunHandle:
         they make, outermost first. ``seen``: existence already asked (:meth:`_check_open`).
         Raises :class:`ArtifactPathConflictError` with nothing written."""
         seen = dict(seen or {})
-        first = directories(paths)
-        dirs = self._claims.unmarked(first)
-        listed = len(new) > LIST_MARKERS_OVER
-        markers = [] if listed else [layout.dir_marker_key(self.run_id, p) for p in new]
-        files = [layout.artifact_key(self.run_id, d) for d in dirs]
+        first, dirs, markers, files = self._path_questions(new, paths)
         ask = [k for k in markers + files if k not in seen]
         if ask:
             seen.update(zip(ask, self._backend.exists_many(ask)))
-        if listed:
+        if len(new) > LIST_MARKERS_OVER:
             marked = self._marked_among(new)
         else:
             marked = [p for p, k in zip(new, markers) if seen[k]]

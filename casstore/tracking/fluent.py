@@ -236,11 +236,8 @@ def last_active_run() -> Run | None:
     """This thread's active run if there is one, else the run this process ended last
     (``None`` if none has ended), freshly read. As MLflow: after a parent run with a nested
     child ends, the parent, which ended after the child."""
-    st = _stack()
-    if st:
-        return st[-1][1].get_run(st[-1][0].info.run_id)
-    last = _last_active
-    return None if last is None else last[1].get_run(last[0])
+    current = _current_or_last()
+    return None if current is None else current[1].get_run(current[0])
 
 
 def get_run(run_id: str | None = None) -> Run:
@@ -252,15 +249,21 @@ def get_run(run_id: str | None = None) -> Run:
     return client.get_run(rid)
 
 
-def _current_run() -> tuple[str, Client]:
-    """The active run, else the run this process ended last, with the client of its store."""
+def _current_or_last() -> tuple[str, Client] | None:
+    """This thread's active run, else the run this process ended last (None if neither),
+    with the client of its store."""
     st = _stack()
     if st:
         return st[-1][0].info.run_id, st[-1][1]
-    last = _last_active
-    if last is None:
+    return _last_active
+
+
+def _current_run() -> tuple[str, Client]:
+    """:func:`_current_or_last`, which must be a run."""
+    current = _current_or_last()
+    if current is None:
         raise RunStateError("there is no active run and no run has ended in this process; pass a run id")
-    return last
+    return current
 
 
 def delete_run(run_id: str) -> None:
