@@ -9,13 +9,15 @@ side in one process:
   goal: casstore's growth <= 30% of MLflow's;
 - time per ``log_model`` call; goal: no slower than MLflow's;
 - ``load_model`` of the last model, casstore's verification included; goal: no
-  slower than 1.2x MLflow's.
+  slower than 1.2x MLflow's. Timed twice: ``--repeat`` loads in this process, and
+  ``--fresh`` loads each in a new process (a server loading its model once: the
+  allocator has not grown a heap yet), its imports done before the clock starts.
 
 Both sides use cloudpickle (MLflow's default for sklearn is skops, which needs trusted
 types at log time) and their default requirement inference. Timings are medians of
-``--repeat`` loads; each log is timed once per run (one run per model).
+``--repeat`` loads (and of ``--fresh`` processes); each log is timed once per run.
 
-    python benchmarks/bench_models.py [--quick] [--size-mb 200] [--runs 5] [--repeat 3]
+    python benchmarks/bench_models.py [--quick] [--size-mb 200] [--runs 5] [--repeat 3] [--fresh 3]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import pickle
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -78,12 +81,47 @@ def quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+# a new process that loads a tiny model (so that each side has set up its store and done
+# its lazy imports), then the model, and prints how long the second load took
+_FRESH_LOAD = """
+import sys, time
+who, tiny, uri, tracking = sys.argv[1:5]
+import sklearn.ensemble  # the model's own modules, imported as the server would have
+if who == "casstore":
+    import casstore, casstore.sklearn
+    casstore.set_tracking_uri(tracking)
+    load = casstore.sklearn.load_model
+else:
+    import logging, os, warnings
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+    warnings.filterwarnings("ignore")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    import mlflow, mlflow.sklearn
+    mlflow.set_tracking_uri(tracking)
+    load = mlflow.sklearn.load_model
+load(tiny)
+t = time.perf_counter()
+model = load(uri)
+print(time.perf_counter() - t)
+"""
+
+
+def fresh_load(who: str, tiny: str, uri: str, tracking: str) -> float:
+    """Seconds one ``load_model`` of ``uri`` took in a new process (after one of ``tiny``)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", _FRESH_LOAD, who, tiny, uri, tracking], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"the {who} load in a new process failed:\n{out.stderr}")
+    return float(out.stdout.split()[-1])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small model (about 12 MB), for CI")
     ap.add_argument("--size-mb", type=float, default=None, help="pickled size of the first model (default 200, quick 12)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=3, help="load_model repetitions (median)")
+    ap.add_argument("--fresh", type=int, default=3, help="loads each in a new process (median; 0: none)")
     ap.add_argument("--workdir", type=Path, default=None, help="where the two stores go (default: a temp dir)")
     args = ap.parse_args()
     size_mb = args.size_mb or (12.0 if args.quick else 200.0)
@@ -166,6 +204,21 @@ def main() -> int:
             assert m.n_estimators == forest.n_estimators
             del m
     load_c, load_m = statistics.median(loads["casstore"]), statistics.median(loads["mlflow"])
+    fresh: dict[str, list[float]] = {"casstore": [], "mlflow": []}
+    if args.fresh:
+        from sklearn.tree import DecisionTreeRegressor
+
+        tiny = DecisionTreeRegressor(max_depth=2).fit(X, y)
+        with casstore.start_run():
+            cas_tiny = casstore.sklearn.log_model(tiny, name="tiny").model_uri
+        with mlflow.start_run():
+            ml_tiny = mlflow.sklearn.log_model(tiny, name="tiny", serialization_format="cloudpickle").model_uri
+    for i in range(args.fresh):
+        for who in (["casstore", "mlflow"] if i % 2 == 0 else ["mlflow", "casstore"]):
+            if who == "casstore":
+                fresh[who].append(fresh_load(who, cas_tiny, cas_uri, str(cas_dir)))
+            else:
+                fresh[who].append(fresh_load(who, ml_tiny, ml_uri, f"sqlite:///{ml_dir}/mlflow.db"))
 
     print()
     growth_ratio = cas_growth / ml_growth
@@ -174,6 +227,9 @@ def main() -> int:
         ("log_model time (median per run)", f"{log_c:.2f} s vs {log_m:.2f} s", log_c / log_m, 1.0),
         ("load_model of the last model (median)", f"{load_c:.2f} s vs {load_m:.2f} s", load_c / load_m, 1.2),
     ]
+    if args.fresh:
+        fresh_c, fresh_m = statistics.median(fresh["casstore"]), statistics.median(fresh["mlflow"])
+        checks.append(("load_model in a new process (median)", f"{fresh_c:.2f} s vs {fresh_m:.2f} s", fresh_c / fresh_m, 1.2))
     print("| measure | casstore vs MLflow | ratio | goal | met |")
     print("|---|---|---|---|---|")
     ok = True
@@ -183,6 +239,9 @@ def main() -> int:
         print(f"| {what} | {figures} | {ratio:.2f} | <= {goal:.2f} | {'yes' if met else 'NO'} |")
     print(f"\nload times: casstore {', '.join(f'{t:.2f}' for t in loads['casstore'])} s; "
           f"MLflow {', '.join(f'{t:.2f}' for t in loads['mlflow'])} s")
+    if args.fresh:
+        print(f"in new processes: casstore {', '.join(f'{t:.2f}' for t in fresh['casstore'])} s; "
+              f"MLflow {', '.join(f'{t:.2f}' for t in fresh['mlflow'])} s")
     if size_mb < 100:
         # a small model pays a fixed cost per run (the chunk holding the changed header, the
         # chunk at the old end) that a 200 MB model does not notice

@@ -198,18 +198,18 @@ def test_a_local_read_of_many_chunks_asks_for_each_ahead_of_reading_it(tmp_path:
     chunks = objects.recipe(digest).chunks
     assert len(chunks) > store_mod._PREFETCH // 2
     events: list[tuple[str, str]] = []
-    real_prefetch, real_get = objects.backend.prefetch, objects.backend.get
+    real_prefetch, real_get_into = objects.backend.prefetch, objects.backend.get_into
 
     def prefetch(keys: list[str]) -> None:
         events.extend(("prefetch", k) for k in keys)
         real_prefetch(keys)
 
-    def get(key: str) -> bytes:
+    def get_into(key: str, buf: bytearray) -> bytes | bytearray:
         events.append(("get", key))
-        return real_get(key)
+        return real_get_into(key, buf)
 
     objects.backend.prefetch = prefetch  # type: ignore[method-assign]
-    objects.backend.get = get  # type: ignore[method-assign]
+    objects.backend.get_into = get_into  # type: ignore[method-assign]
     assert b"".join(objects.read_chunks(chunks)) == data
     keys = [objects.layout.chunk_key(d) for d, _ in chunks]
     fetched = [k for e, k in events if e == "prefetch"]
@@ -279,3 +279,45 @@ def test_a_barrier_on_a_store_that_is_gone_says_so(tmp_path: Path) -> None:
     shutil.rmtree(root)
     with pytest.raises(StoreUnavailableError, match="durability barrier failed"):
         backend.flush()
+
+
+def test_a_read_into_a_buffer_never_gives_bytes_it_did_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that is shorter when read than its size said (it shrank between the two)
+    gives the bytes read, not the rest of the buffer's old memory; the store's length
+    check then refuses the chunk."""
+    backend = LocalBackend(tmp_path / "store")
+    backend.put_blob("chunks/ab/x", b"0123456789")
+    real_fstat = os.fstat
+
+    def fstat_before_it_shrank(fd: int) -> os.stat_result:
+        st = real_fstat(fd)
+        fields = list(st)
+        fields[6] = 16  # st_size
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(local_mod.os, "fstat", fstat_before_it_shrank)
+    buf = bytearray(b"S" * 16)
+    got = backend.get_into("chunks/ab/x", buf)
+    assert bytes(got) == b"0123456789"
+    assert got is not buf
+
+
+def test_a_read_into_a_buffer_of_the_object_size_fills_that_buffer(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "store")
+    data = random.Random(3).randbytes(3 << 20)
+    backend.put_blob("chunks/ab/x", data)
+    buf = bytearray(len(data))
+    assert backend.get_into("chunks/ab/x", buf) is buf
+    assert buf == data
+
+
+@pytest.mark.parametrize("n", [0, 1, 4095, 1 << 20])
+def test_an_unfilled_buffer_has_the_size_asked_and_is_writable(n: int) -> None:
+    from casstore._buffers import unfilled
+
+    buf = unfilled(n)
+    assert type(buf) is bytearray and len(buf) == n
+    buf[:] = b"\x01" * n
+    assert buf.count(1) == n
+    with pytest.raises(ValueError):
+        unfilled(-1)

@@ -136,6 +136,15 @@ class Backend(abc.ABC):
         """Return the whole object; :class:`ObjectNotFoundError` if there is none."""
         return self._get(validate_key(key), None, None)
 
+    def get_into(self, key: str, buf: bytearray) -> bytes | bytearray:
+        """Return the whole object, read into ``buf`` (and ``buf`` returned) when it has
+        exactly ``len(buf)`` bytes, so the caller chooses the memory that holds it; as new
+        bytes otherwise, and on a backend that cannot read into a buffer (as :meth:`get`)."""
+        return self._get_into(validate_key(key), buf)
+
+    def _get_into(self, key: str, buf: bytearray) -> bytes | bytearray:
+        return self._get(key, None, None)
+
     def get_range(self, key: str, start: int, end: int) -> bytes:
         """Return bytes ``[start, end)`` of the object."""
         if start < 0 or end < start:

@@ -33,9 +33,11 @@ barrier mostly finds it done; small objects are always left to the barrier.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
+import io
 import itertools
 import mmap
 import os
@@ -310,23 +312,35 @@ class LocalBackend(Backend):
         self._mark_dirty(final)
         return True
 
-    def _get(self, key: str, start: int | None, end: int | None) -> bytes:
-        path = self._path(key)
+    @contextlib.contextmanager
+    def _reading(self, key: str) -> Iterator[io.BufferedReader]:
+        """The object ``key`` open for reading; a missing object raises ObjectNotFoundError."""
         try:
-            with open(path, "rb") as f:
-                if start is None:
-                    return f.read()
-                stop = min(end if end is not None else start, os.fstat(f.fileno()).st_size)
-                if stop <= start:
-                    return b""
-                f.seek(start)
-                return f.read(stop - start)
+            with open(self._path(key), "rb") as f:
+                yield f
         except (FileNotFoundError, NotADirectoryError) as e:
             raise ObjectNotFoundError(f"no object {key!r} in store {self.root!r}") from e
         except IsADirectoryError as e:
             raise ObjectNotFoundError(f"no object {key!r} in store {self.root!r} (it is a directory)") from e
         except OSError as e:
             raise self._wrap(key, e) from e
+
+    def _get(self, key: str, start: int | None, end: int | None) -> bytes:
+        with self._reading(key) as f:
+            if start is None:
+                return f.read()
+            stop = min(end if end is not None else start, os.fstat(f.fileno()).st_size)
+            if stop <= start:
+                return b""
+            f.seek(start)
+            return f.read(stop - start)
+
+    def _get_into(self, key: str, buf: bytearray) -> bytes | bytearray:
+        with self._reading(key) as f:
+            if os.fstat(f.fileno()).st_size != len(buf):
+                return f.read()
+            got = f.readinto(buf)  # buffered: reads until buf is full or the file ends
+            return buf if got == len(buf) else bytes(memoryview(buf)[:got])  # never bytes it did not read
 
     def prefetch(self, keys: Sequence[str]) -> None:
         # docstring inherited: posix_fadvise(WILLNEED) queues the reads and returns, so a

@@ -19,11 +19,11 @@ The order is the integrity rule of the registry (guarantee 7):
 Where the files go: without ``dest``, files of at least :data:`HOLD_MIN` bytes (a
 model's data file) are held in memory as their verified chunks, the largest first,
 up to :func:`memory_budget` bytes in all, so a large model is not copied into a temp
-file and read back. The chunks are read by the loading thread and hashed by worker
-threads (:meth:`ObjectStore.read_chunks`), and :meth:`FetchedModel.take` lets each go
-once read: the memory they take is handed back to the allocator while the model is
-unpickled, which reuses it, so a load peaks near the size of the model rather than
-twice it. Every other file, and every file when ``dest`` is given, is written into
+file and read back. Worker threads read and hash the chunks into memory the loading
+thread allocates (:meth:`ObjectStore.read_chunks`), and :meth:`FetchedModel.take` lets
+each go once read: the memory they take is handed back to the loading thread's
+allocator while the model is unpickled, which reuses it, so a load peaks near the size
+of the model rather than twice it and faults in little more memory than it. Every other file, and every file when ``dest`` is given, is written into
 the model directory under a temporary name, renamed into place once verified.
 
 A tampered byte anywhere raises :class:`~casstore.exceptions.IntegrityError` in
@@ -32,7 +32,6 @@ steps 2 or 3; then nothing is held and the private directory is removed.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import tempfile
@@ -47,7 +46,7 @@ from casstore.models.entry import FileRef, ModelEntry
 from casstore.models.uri import Resolved, resolve_model_uri
 from casstore.objects import ObjectStore
 from casstore.objects.recipes import Recipe
-from casstore.objects.store import write_chunks
+from casstore.objects.store import open_chunks, write_chunks
 
 if TYPE_CHECKING:
     from casstore.registry.store import Registry
@@ -81,7 +80,7 @@ class FetchedModel:
     model_digest: str
     resolved: Resolved | None = None
     #: model file path -> its verified chunks, in order
-    held: dict[str, list[bytes]] = field(default_factory=dict)
+    held: dict[str, list[bytes | bytearray]] = field(default_factory=dict)
     _taken: set[str] = field(default_factory=set, init=False, repr=False)
 
     def take(self, rel: str) -> IO[bytes]:
@@ -92,7 +91,7 @@ class FetchedModel:
         chunks = self.held.pop(rel, None)
         if chunks is not None:
             self._taken.add(rel)
-            return io.BufferedReader(_HeldFile(chunks), buffer_size=1 << 16)
+            return open_chunks(_let_go(chunks), buffer_size=1 << 16)
         if rel in self._taken:
             raise InvalidInputError(f"model file {rel!r} was held in memory and has been read already")
         return open(os.path.join(self.path, *rel.split("/")), "rb")
@@ -102,35 +101,12 @@ class FetchedModel:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-class _HeldFile(io.RawIOBase):
-    """A file held as its chunks, read once from the start; each chunk is dropped once read."""
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self._chunks = deque(chunks)
-        chunks.clear()  # this reader holds the only references now
-        self._view = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        out = memoryview(b).cast("B")
-        got = 0
-        while got < len(out):
-            if not self._view:
-                if not self._chunks:
-                    break
-                self._view = memoryview(self._chunks.popleft())
-            n = min(len(out) - got, len(self._view))
-            out[got : got + n] = self._view[:n]
-            self._view = self._view[n:]
-            got += n
-        return got
-
-    def close(self) -> None:
-        self._chunks.clear()
-        self._view = memoryview(b"")
-        super().close()
+def _let_go(chunks: list[bytes | bytearray]) -> Iterator[bytes | bytearray]:
+    """The chunks in order, each dropped from here once given (the list is emptied)."""
+    queue = deque(chunks)
+    chunks.clear()  # the queue holds the only references now
+    while queue:
+        yield queue.popleft()
 
 
 def load_entry(store: RunStore, model_digest: str) -> ModelEntry:
@@ -187,7 +163,7 @@ def _recipe(objects: ObjectStore, ref: FileRef) -> Recipe:
     return recipe
 
 
-def _verified_chunks(objects: ObjectStore, ref: FileRef) -> Iterator[bytes]:
+def _verified_chunks(objects: ObjectStore, ref: FileRef) -> Iterator[bytes | bytearray]:
     """The file's chunks in order, each verified against its recipe; unless the recipe is
     pinned, the whole is hashed too and checked after the last chunk
     (:meth:`ObjectStore.iter_by_recipe`)."""

@@ -218,6 +218,16 @@ class BackendConformance:
             assert isinstance(info.value, FileNotFoundError)
             assert isinstance(info.value, CasstoreError)
 
+    @pytest.mark.parametrize("room", [0, 1, 999, 1000, 1001, 4096])
+    def test_get_into_gives_the_whole_object_whatever_the_buffer(self, backend: Backend, room: int) -> None:
+        data = os.urandom(1000)
+        backend.put_blob("r/into", data)
+        buf = bytearray(b"\xee" * room)
+        got = backend.get_into("r/into", buf)
+        assert bytes(got) == data, "the object's bytes, never the buffer's old ones"
+        with pytest.raises(ObjectNotFoundError):
+            backend.get_into("absent/into", bytearray(1000))
+
     def test_a_directory_prefix_is_not_an_object(self, backend: Backend) -> None:
         backend.put_blob("dir/sub/leaf", b"x")
         assert backend.exists_many(["dir", "dir/sub", "dir/sub/leaf"]) == [False, False, True]
