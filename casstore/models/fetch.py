@@ -22,9 +22,11 @@ up to :func:`memory_budget` bytes in all, so a large model is not copied into a 
 file and read back. Worker threads read and hash the chunks into memory the loading
 thread allocates (:meth:`ObjectStore.read_chunks`), and :meth:`FetchedModel.take` lets
 each go once read: the memory they take is handed back to the loading thread's
-allocator while the model is unpickled, which reuses it, so a load peaks near the size
-of the model rather than twice it and faults in little more memory than it. Every other file, and every file when ``dest`` is given, is written into
-the model directory under a temporary name, renamed into place once verified.
+allocator while the model is unpickled, which reuses it for the byte strings the
+unpickler reads (and keeps until it returns). So a load holds and faults in no more
+memory than ``pickle.load`` of the file would. Every other file, and every file when
+``dest`` is given, is written into the model directory under a temporary name, renamed
+into place once verified.
 
 A tampered byte anywhere raises :class:`~casstore.exceptions.IntegrityError` in
 steps 2 or 3; then nothing is held and the private directory is removed.
