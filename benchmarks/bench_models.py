@@ -213,12 +213,10 @@ def main() -> int:
             cas_tiny = casstore.sklearn.log_model(tiny, name="tiny").model_uri
         with mlflow.start_run():
             ml_tiny = mlflow.sklearn.log_model(tiny, name="tiny", serialization_format="cloudpickle").model_uri
+        targets = {"casstore": (cas_tiny, cas_uri, str(cas_dir)), "mlflow": (ml_tiny, ml_uri, f"sqlite:///{ml_dir}/mlflow.db")}
     for i in range(args.fresh):
         for who in (["casstore", "mlflow"] if i % 2 == 0 else ["mlflow", "casstore"]):
-            if who == "casstore":
-                fresh[who].append(fresh_load(who, cas_tiny, cas_uri, str(cas_dir)))
-            else:
-                fresh[who].append(fresh_load(who, ml_tiny, ml_uri, f"sqlite:///{ml_dir}/mlflow.db"))
+            fresh[who].append(fresh_load(who, *targets[who]))
 
     print()
     growth_ratio = cas_growth / ml_growth

@@ -116,17 +116,11 @@ class StatCache:
             db.executescript(_SCHEMA)
             cutoff = time.time_ns() - KEEP_DAYS * _DAY_NS
             db.execute("DELETE FROM hashed WHERE used_ns < ?", (cutoff,))
-        except sqlite3.OperationalError as e:
-            if db is not None:
-                db.close()
-            if "locked" in str(e) or "busy" in str(e):
-                return None  # other processes are opening it too: a miss now, a new try next time
-            self._broken = True
-            log.warning("casstore: the stat cache %s cannot be used (%s); every file is hashed", self.path, e)
-            return None
         except (sqlite3.Error, OSError) as e:
             if db is not None:
                 db.close()
+            if isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e)):
+                return None  # other processes are opening it too: a miss now, a new try next time
             self._broken = True
             log.warning("casstore: the stat cache %s cannot be used (%s); every file is hashed", self.path, e)
             return None

@@ -1100,7 +1100,7 @@ class ObjectStore:
         the whole-file digest is checked after the last chunk. A malformed digest or a
         missing file raises here, before anything is yielded."""
         digest = check_digest(digest)
-        return self._iter_whole(digest, self.recipe(digest), progress)
+        return _reporting(self._iter_whole(digest, self.recipe(digest)), progress)
 
     def iter_by_recipe(
         self, digest: str, recipe: Recipe, *, pinned: bool = False, progress: Progress | None = None
@@ -1111,16 +1111,13 @@ class ObjectStore:
         which are then read as :meth:`read_chunks` reads them."""
         if pinned and not _is_own_chunk(digest, recipe):
             return _reporting(self.read_chunks(recipe.chunks), progress)
-        return self._iter_whole(digest, recipe, progress)
+        return _reporting(self._iter_whole(digest, recipe), progress)
 
-    def _iter_whole(self, digest: str, recipe: Recipe, progress: Progress | None) -> Iterator[bytes]:
+    def _iter_whole(self, digest: str, recipe: Recipe) -> Iterator[bytes]:
         """The file through its recipe, each chunk verified and the whole hashed against ``digest``."""
         if _is_own_chunk(digest, recipe):
             # one chunk of the file's own digest: verifying the chunk verifies the file
-            data = self.read_chunk(digest, recipe.size)
-            if progress:
-                progress(len(data))
-            yield data
+            yield self.read_chunk(digest, recipe.size)
             return
         # the whole-file hash runs in a thread of its own, one chunk behind at most
         whole = new_hasher(parallel=False)
@@ -1130,8 +1127,6 @@ class ObjectStore:
                 if pending is not None:
                     pending.result()
                 pending = hasher.submit(whole.update, data)
-                if progress:
-                    progress(len(data))
                 yield data
             if pending is not None:
                 pending.result()
