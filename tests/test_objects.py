@@ -427,3 +427,24 @@ def test_a_recipe_that_is_not_its_pin_is_refused_before_it_is_decoded(
         assert objects.layout.recipe_key(digest) in caught.value.obj
     finally:
         path.write_bytes(original)
+
+
+def test_a_self_checking_record_refuses_any_changed_byte() -> None:
+    from casstore.exceptions import CorruptRecordError
+    from casstore.objects.codec import pack_checked, unpack_checked
+
+    rec = {"v": 1, "points": [["loss", 1.0, 3, 1700000000000]], "key": "lr"}
+    data = pack_checked(rec)
+    assert unpack_checked(data, "segment") == rec
+    for i in range(len(data)):
+        bad = bytearray(data)
+        bad[i] ^= 0x01
+        try:
+            got = unpack_checked(bytes(bad), "segment")
+        except CorruptRecordError:
+            continue
+        # a flip may only go unnoticed if it removed the check field itself (an old record's shape)
+        assert got != rec and "b3" not in got, f"byte {i} flipped was served as a value"
+    assert unpack_checked(pack(rec), "old record") == rec, "a record written before checks existed still reads"
+    with pytest.raises(CorruptRecordError, match="no 'b3' check field"):
+        unpack_checked(pack(rec), "segment", required=True)

@@ -11,10 +11,14 @@ import math
 from typing import Any
 
 import msgpack
+from blake3 import blake3
 
 from casstore.exceptions import CorruptRecordError, InvalidInputError
 
-__all__ = ["pack", "unpack", "canonical"]
+__all__ = ["pack", "unpack", "canonical", "pack_checked", "unpack_checked", "CHECK_FIELD"]
+
+#: the field of a self-checking record that holds the BLAKE3 of the record without it
+CHECK_FIELD = "b3"
 
 
 def canonical(obj: Any) -> Any:
@@ -60,3 +64,41 @@ def unpack(data: bytes, what: str = "record") -> Any:
             f"{what} is not a valid casstore record ({reason}); the store may be corrupt: "
             "run `casstore verify --all` to see what it affects"
         ) from e
+
+
+def pack_checked(obj: dict[str, Any]) -> bytes:
+    """Canonical msgpack of ``obj`` plus a ``b3`` field: the BLAKE3 of the record without it.
+
+    A reader (:func:`unpack_checked`) recomputes it, so any damage to the record's bytes
+    is found before a value is used, whatever name the record is stored under.
+    """
+    if CHECK_FIELD in obj:
+        raise InvalidInputError(f"a self-checking record cannot have its own {CHECK_FIELD!r} field")
+    body = canonical(obj)
+    return pack({**body, CHECK_FIELD: blake3(pack(body)).hexdigest()})
+
+
+def unpack_checked(data: bytes, what: str = "record", *, required: bool = False) -> Any:
+    """Decode a record written by :func:`pack_checked` and check its ``b3`` field.
+
+    A record without the field (written before records checked themselves) is returned
+    as it is unless ``required``; a wrong or malformed check is a
+    :class:`~casstore.exceptions.CorruptRecordError` naming ``what``.
+    """
+    rec = unpack(data, what)
+    if not isinstance(rec, dict):
+        return rec  # the caller's type check names it
+    check = rec.pop(CHECK_FIELD, None)
+    if check is None:
+        if required:
+            raise CorruptRecordError(
+                f"{what} has no {CHECK_FIELD!r} check field, which records of its kind carry; the store may be "
+                "corrupt: run `casstore verify --all` to see what it affects"
+            )
+        return rec
+    if not isinstance(check, str) or blake3(pack(rec)).hexdigest() != check:
+        raise CorruptRecordError(
+            f"{what} does not match its own BLAKE3 check: its bytes were changed after it was written; "
+            "run `casstore verify --all` to see what it affects"
+        )
+    return rec
