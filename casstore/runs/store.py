@@ -25,6 +25,7 @@ from casstore.exceptions import (
     IntegrityError,
     InvalidInputError,
     ObjectNotFoundError,
+    ResourceAlreadyExistsError,
     RunStateError,
 )
 from casstore.objects import ObjectStore, open_store
@@ -86,13 +87,13 @@ class RunStore:
         """Create an experiment; :class:`InvalidInputError` if the name is taken (``Default``
         always is: every store has it)."""
         if name == DEFAULT_EXPERIMENT_NAME:
-            raise InvalidInputError(
+            raise ResourceAlreadyExistsError(
                 f"experiment {name!r} already exists (id {DEFAULT_EXPERIMENT_ID}): every store has it. "
                 "Use it with set_experiment, or create an experiment under another name"
             )
         exp_id, created = self._create_experiment(name, tags)
         if not created:
-            raise InvalidInputError(
+            raise ResourceAlreadyExistsError(
                 f"experiment {name!r} already exists (id {exp_id}); use get_experiment_by_name or set_experiment"
             )
         return exp_id
