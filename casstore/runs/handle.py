@@ -431,6 +431,23 @@ class RunHandle:
         self._remember(k, rec)
         self._check_in_seal("tags", [key], {key: value})
 
+    def delete_tag(self, key: str) -> None:
+        """Delete a tag: a tag record marked ``deleted`` (the latest record wins, so setting the
+        tag again brings it back). :class:`ObjectNotFoundError` if the run has no such tag."""
+        key = check_name("tag", key)
+        self._check_open()
+        if key not in self.store.get_run(self.run_id, flush=False).tags:
+            raise ObjectNotFoundError(f"run {self.run_id} has no tag {key!r} to delete")
+        k = layout.tag_key(self.run_id, key)
+        rec = {"v": RECORD_VERSION, "key": key, "value": "", "time": now_ms(), "deleted": True}
+        self._backend.put_if_absent(k, pack(rec))
+        self._remember(k, rec)
+        if self._backend.exists(layout.seal_key(self.run_id)) and key in self.store.get_run(self.run_id, flush=False).tags:
+            raise RunStateError(
+                f"run {self.run_id} was ended by another writer while tag {key!r} was being deleted; "
+                "its seal still holds the tag"
+            )
+
     # ---- metrics -----------------------------------------------------------------
 
     def log_metric(self, key: str, value: float, step: int = 0, timestamp_ms: int | None = None) -> None:

@@ -173,6 +173,16 @@ def experiment_name_key(name: str) -> str:
     return f"experiments/names/{name_key(name)}"
 
 
+def experiment_events_prefix(experiment_id: str) -> str:
+    return f"experiments/{experiment_id}/events/"
+
+
+def experiment_event_key(experiment_id: str) -> str:
+    """A new event of an experiment (tag set or deleted, renamed, deleted, restored); the
+    events, read in key order, give its current state."""
+    return experiment_events_prefix(experiment_id) + unique_suffix()
+
+
 def experiment_runs_prefix(experiment_id: str) -> str:
     return f"experiments/{experiment_id}/runs/"
 

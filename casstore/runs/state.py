@@ -131,7 +131,7 @@ def read_live_state(
         raise ObjectNotFoundError(f"no run {run_id} in this store (no {meta_key})")
     state = RunState(run_id, check_meta(meta, f"record {meta_key}"))
     state.tags.update(meta.get("tags") or {})
-    tag_latest: dict[str, tuple[str, str]] = {}
+    tag_latest: dict[str, tuple[str, str | None]] = {}
     for k in all_keys:
         kind = _kind(k, prefix)
         if kind not in _DECODED:
@@ -158,7 +158,7 @@ def read_live_state(
                 raise CorruptRecordError(f"{where} names tag {key!r}, which does not belong under this key")
             cur = tag_latest.get(key)
             if cur is None or last > cur[0]:
-                tag_latest[key] = (last, value)
+                tag_latest[key] = (last, None if r.get("deleted") is True else value)
         elif kind == "metrics":
             state.points.extend(_points(r, where))
         elif kind == "models":
@@ -167,8 +167,11 @@ def read_live_state(
             if not is_digest(digest) or name_key(name) != last:
                 raise CorruptRecordError(f"{where} is not a valid model reference")
             state.models[name] = ModelRef(name, digest, field_of(r, "logged_at", "int", where, optional=True) or 0)
-    for key, (_, value) in tag_latest.items():
-        state.tags[key] = value
+    for key, (_, latest) in tag_latest.items():
+        if latest is None:  # deleted (delete_tag)
+            state.tags.pop(key, None)
+        else:
+            state.tags[key] = latest
     return state
 
 

@@ -8,9 +8,14 @@ digest of each artifact (``FileInfo.digest``).
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
+
+from casstore.exceptions import InvalidInputError
 
 from casstore.runs import Experiment, RunView
 
@@ -26,7 +31,40 @@ __all__ = [
     "RunStatus",
     "ViewType",
     "Experiment",
+    "PagedList",
 ]
+
+T = TypeVar("T")
+
+
+class PagedList(list[T]):
+    """One page of a client search (MLflow's ``PagedList``): a list, and ``token``, which
+    asks for the next page (``None`` on the last)."""
+
+    def __init__(self, items: Iterable[T], token: str | None) -> None:
+        super().__init__(items)
+        self.token = token
+
+    @staticmethod
+    def offset_of(page_token: str | None) -> int:
+        """Where the page a token asks for starts (0 without one)."""
+        if not page_token:
+            return 0
+        try:
+            offset = json.loads(base64.urlsafe_b64decode(page_token.encode()))["offset"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise InvalidInputError(f"invalid page_token {page_token!r}: pass the token of the previous page") from e
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidInputError(f"invalid page_token {page_token!r}: pass the token of the previous page")
+        return offset
+
+    @classmethod
+    def page(cls, found: list[T], offset: int, max_results: int | None) -> PagedList[T]:
+        """The page of ``found`` (which may hold one item beyond it) from ``offset`` on."""
+        if max_results is None or len(found) <= offset + max_results:
+            return cls(found[offset:], None)
+        token = base64.urlsafe_b64encode(json.dumps({"offset": offset + max_results}).encode()).decode()
+        return cls(found[offset : offset + max_results], token)
 
 
 class RunStatus:
@@ -45,6 +83,22 @@ class RunStatus:
     @staticmethod
     def all_status() -> list[str]:
         return ["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"]
+
+    @staticmethod
+    def to_string(status: str | int) -> str:
+        """The status's name (MLflow's statuses are numbers; casstore's are their names)."""
+        if isinstance(status, int) and not isinstance(status, bool) and 1 <= status <= 5:
+            return RunStatus.all_status()[status - 1]
+        if status in RunStatus.all_status():
+            return str(status)
+        raise InvalidInputError(f"could not get the string of run status {status!r}; it is one of {RunStatus.all_status()}")
+
+    @staticmethod
+    def from_string(status_str: str) -> str:
+        """The status named ``status_str`` (as casstore keeps it: the name)."""
+        if status_str not in RunStatus.all_status():
+            raise InvalidInputError(f"could not get run status for {status_str!r}; it is one of {RunStatus.all_status()}")
+        return status_str
 
 
 class ViewType:
