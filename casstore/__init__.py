@@ -35,6 +35,8 @@ from casstore.tracking.fluent import (
     flush_async_logging,
     get_parent_run,
     load_table,
+    log_input,
+    log_inputs,
     log_table,
     search_model_versions,
     search_registered_models,
@@ -66,12 +68,13 @@ from casstore.tracking.fluent import (
 )
 from casstore.tracking.uri import get_registry_uri, get_tracking_uri, is_tracking_uri_set, set_registry_uri, set_tracking_uri
 
-from casstore import artifacts  # noqa: E402  (needs the tracking API above)
+from casstore import artifacts, data  # noqa: E402  (need the tracking API above)
 
 __all__ = [
     "__version__",
     # modules
     "artifacts",
+    "data",
     "exceptions",
     # store selection
     "set_tracking_uri",
@@ -118,6 +121,8 @@ __all__ = [
     "log_image",
     "log_table",
     "load_table",
+    "log_input",
+    "log_inputs",
     "list_artifacts",
     "get_artifact_uri",
     # entities and the client

@@ -192,3 +192,40 @@ def test_uri_reset_leaves_no_registry_uri(tracking: str) -> None:
     uri._reset_tracking_uri()
     fluent._reset()
     assert uri._registry_uri is None
+
+
+def test_dataset_inputs_are_recorded_with_content_digests(tracking: str) -> None:
+    import pandas as pd
+    from blake3 import blake3
+
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, 1, 0]})
+    ds = casstore.data.from_pandas(frame, source="data/train.csv", targets="y", name="train")
+    same = casstore.data.from_pandas(frame.copy(), name="again")
+    assert ds.digest == same.digest and len(ds.digest) == 64
+    assert ds.digest != casstore.data.from_pandas(frame.assign(x=[1.0, 2.0, 4.0])).digest
+    arr = np.arange(6, dtype=np.int64).reshape(3, 2)
+    nds = casstore.data.from_numpy(arr, name="arr")
+    expected = blake3(b"casstore-ndarray-v1\n<i8\n[3, 2]\n" + arr.tobytes()).hexdigest()
+    assert nds.digest == expected  # what the docs say the digest covers
+    with pytest.raises(InvalidInputError, match="digest"):
+        casstore.data.from_numpy(arr, digest="abc")
+    with casstore.start_run() as run:
+        casstore.log_input(ds, context="training", tags={"split": "a"})
+        casstore.log_input(ds, context="training")  # again: a no-op
+        casstore.log_inputs([nds], contexts=["eval"])
+        live = casstore.get_run(run.info.run_id).inputs.dataset_inputs
+        assert [d.dataset.name for d in live] == ["train", "arr"]
+    inputs = casstore.get_run(run.info.run_id).inputs.dataset_inputs  # from the sealed manifest
+    assert [(d.dataset.name, d.dataset.digest) for d in inputs] == [("train", ds.digest), ("arr", nds.digest)]
+    first = {t.key: t.value for t in inputs[0].tags}
+    assert first == {"split": "a", "mlflow.data.context": "training"}
+    assert inputs[0].dataset.source_type == "local" and '"num_rows": 3' in inputs[0].dataset.profile
+    with pytest.raises(MlflowException):
+        casstore.MlflowClient().log_input(run.info.run_id, ds)  # sealed
+
+
+def test_manifest_of_a_run_without_inputs_is_unchanged(tracking: str) -> None:
+    from casstore.runs.state import RunState, manifest_of
+
+    state = RunState("a" * 32, {"run_id": "a" * 32, "experiment_id": "0", "start_time": 1})
+    assert "inputs" not in manifest_of(state, "FINISHED", 2)

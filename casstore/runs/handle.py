@@ -45,7 +45,7 @@ from casstore.runs.claims import directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
 from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, decode_record
-from casstore.runs.state import manifest_of, read_live_state
+from casstore.runs.state import INPUT_FIELDS, check_input, manifest_of, read_live_state
 
 if TYPE_CHECKING:
     from casstore.runs.store import RunStore
@@ -430,6 +430,25 @@ class RunHandle:
         self._backend.put_if_absent(k, pack(rec))
         self._remember(k, rec)
         self._check_in_seal("tags", [key], {key: value})
+
+    def log_input(self, record: dict[str, Any]) -> None:
+        """Record a dataset the run used: ``name``, ``digest``, ``source_type``, ``source``,
+        ``schema``, ``profile``, ``context`` (strings) and ``tags``. Once per digest and
+        context: the same again is a no-op."""
+        rec: dict[str, Any] = {"v": RECORD_VERSION, **{k: str(record.get(k, "")) for k in INPUT_FIELDS},
+               "tags": {str(k): str(v) for k, v in (record.get("tags") or {}).items()}, "logged_at": now_ms()}
+        check_input(rec, "dataset input")
+        self._check_open()
+        k = layout.input_key(self.run_id, rec["digest"], rec["context"])
+        if self._backend.put_if_absent(k, pack(rec)):
+            self._remember(k, rec)
+        if self._backend.exists(layout.seal_key(self.run_id)):
+            view = self.store.get_run(self.run_id, flush=False)
+            if not any(i["digest"] == rec["digest"] and i["context"] == rec["context"] for i in view.inputs):
+                raise RunStateError(
+                    f"run {self.run_id} was ended by another writer while dataset {rec['name']!r} was being logged; "
+                    "its seal does not include it. Log it in a new run."
+                )
 
     def delete_tag(self, key: str) -> None:
         """Delete a tag: a tag record marked ``deleted`` (the latest record wins, so setting the

@@ -141,6 +141,11 @@ def tag_key(run_id: str, key: str) -> str:
     return tag_prefix(run_id, key) + unique_suffix()
 
 
+def input_key(run_id: str, dataset_digest: str, context: str) -> str:
+    """A dataset the run used (``log_input``), once per dataset digest and context."""
+    return f"runs/{run_id}/inputs/{name_key(dataset_digest + '/' + context)}"
+
+
 def metrics_prefix(run_id: str) -> str:
     return f"runs/{run_id}/metrics/"
 

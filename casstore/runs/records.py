@@ -88,6 +88,8 @@ class RunView:
     artifacts: dict[str, ArtifactEntry]
     models: dict[str, ModelRef]
     points: tuple[MetricPoint, ...] = ()
+    #: datasets the run used (``log_input``), as their records say
+    inputs: tuple[dict[str, Any], ...] = ()
 
     @property
     def artifact_uri(self) -> str:

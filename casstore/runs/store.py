@@ -551,4 +551,5 @@ def _view(state: RunState, status: str, end_time: int | None, digest: str | None
         artifacts=dict(state.artifacts),
         models=dict(state.models),
         points=tuple(state.points),
+        inputs=tuple(dict(i) for i in state.inputs),
     )

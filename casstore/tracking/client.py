@@ -30,7 +30,18 @@ from casstore.runs.layout import check_name, check_run_id, check_whole, now_ms
 from casstore.runs.search import EXPERIMENT_ATTRIBUTES, matches, parse_filter, parse_order_by, sort_items
 from casstore.tracking import _artifacts, uri
 from casstore.tracking.context import context_tags
-from casstore.tracking.entities import FileInfo, Metric, PagedList, Param, Run, RunStatus, RunTag, ViewType
+from casstore.tracking.entities import (
+    CONTEXT_TAG,
+    DatasetInput,
+    FileInfo,
+    Metric,
+    PagedList,
+    Param,
+    Run,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
 
 __all__ = ["TrackingClient", "Client", "MlflowClient", "LOGGED_IMAGES_TAG"]
 
@@ -239,6 +250,28 @@ class TrackingClient:
         """The run named by the run's ``mlflow.parentRunId`` tag (``None`` without one)."""
         parent = self.get_run(run_id).data.tags.get("mlflow.parentRunId")
         return None if parent is None else self.get_run(parent)
+
+    def log_input(self, run_id: str, dataset: Any, context: str | None = None, tags: dict[str, str] | None = None) -> None:
+        """Record a dataset (``casstore.data.from_pandas``/``from_numpy``) the run used, with
+        its ``context`` (``"training"``, ``"eval"``, ...)."""
+        to_dict = getattr(dataset, "to_dict", None)
+        if not callable(to_dict) or not hasattr(dataset, "digest"):
+            raise InvalidInputError(
+                f"log_input takes a dataset from casstore.data.from_pandas or from_numpy, got {type(dataset).__name__}"
+            )
+        self._handle(run_id).log_input({**to_dict(), "context": context or "", "tags": dict(tags or {})})
+
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput] | None = None, models: Sequence[Any] | None = None) -> None:
+        """Record dataset inputs given as MLflow's ``DatasetInput`` entities."""
+        if models:
+            raise InvalidInputError("log_inputs: model inputs are not recorded by casstore; log datasets only")
+        h = self._handle(run_id)
+        for di in datasets or []:
+            tags = {t.key: t.value for t in di.tags}
+            context = tags.pop(CONTEXT_TAG, "")
+            d = di.dataset
+            h.log_input({"name": d.name, "digest": d.digest, "source_type": d.source_type, "source": d.source,
+                         "schema": d.schema, "profile": d.profile, "context": context, "tags": tags})
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every value logged for a metric, by step then time."""

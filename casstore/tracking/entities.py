@@ -32,7 +32,58 @@ __all__ = [
     "ViewType",
     "Experiment",
     "PagedList",
+    "DatasetEntity",
+    "InputTag",
+    "DatasetInput",
+    "RunInputs",
 ]
+
+#: the input tag MLflow keeps a dataset's context in ("training", "eval", ...)
+CONTEXT_TAG = "mlflow.data.context"
+
+
+@dataclass(frozen=True)
+class DatasetEntity:
+    """A dataset as a run records it (MLflow's ``mlflow.entities.Dataset``); ``digest`` is
+    the BLAKE3 of its content."""
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema: str = ""
+    profile: str = ""
+
+
+@dataclass(frozen=True)
+class InputTag:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """A dataset a run used, and its tags (``mlflow.data.context`` holds the context)."""
+
+    dataset: DatasetEntity
+    tags: list[InputTag] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run used: ``dataset_inputs`` (``log_input``)."""
+
+    dataset_inputs: list[DatasetInput] = field(default_factory=list)
+    model_inputs: list[Any] = field(default_factory=list)
+
+
+def dataset_input(rec: dict[str, Any]) -> DatasetInput:
+    """A dataset input record of the runs layer as MLflow's entity."""
+    ds = DatasetEntity(rec["name"], rec["digest"], rec["source_type"], rec["source"], rec["schema"], rec["profile"])
+    tags = [InputTag(k, v) for k, v in sorted(rec.get("tags", {}).items())]
+    if rec.get("context"):
+        tags.append(InputTag(CONTEXT_TAG, rec["context"]))
+    return DatasetInput(ds, tags)
 
 T = TypeVar("T")
 
@@ -137,11 +188,17 @@ class RunData:
 
 
 class Run:
-    """A run: ``info`` (identity, status, times, digest) and ``data`` (params, metrics, tags)."""
+    """A run: ``info`` (identity, status, times, digest), ``data`` (params, metrics, tags)
+    and ``inputs`` (the datasets it used)."""
 
-    def __init__(self, run_info: RunInfo, run_data: RunData) -> None:
+    def __init__(self, run_info: RunInfo, run_data: RunData, run_inputs: RunInputs | None = None) -> None:
         self._info = run_info
         self._data = run_data
+        self._inputs = run_inputs or RunInputs()
+
+    @property
+    def inputs(self) -> RunInputs:
+        return self._inputs
 
     @property
     def info(self) -> RunInfo:
@@ -159,7 +216,8 @@ class Run:
 
     @classmethod
     def from_view(cls, view: RunView) -> Run:
-        return cls(run_info(view), RunData(dict(view.params), dict(view.metrics), dict(view.tags)))
+        inputs = RunInputs([dataset_input(i) for i in view.inputs])
+        return cls(run_info(view), RunData(dict(view.params), dict(view.metrics), dict(view.tags)), inputs)
 
 
 def run_info(view: RunView) -> RunInfo:
@@ -182,7 +240,7 @@ class ActiveRun(Run):
     ``FINISHED`` normally, ``FAILED`` on an exception, ``KILLED`` on Ctrl-C."""
 
     def __init__(self, run: Run) -> None:
-        super().__init__(run.info, run.data)
+        super().__init__(run.info, run.data, run.inputs)
 
     def __enter__(self) -> ActiveRun:
         return self

@@ -60,6 +60,8 @@ __all__ = [
     "RunOperations",
     "log_table",
     "load_table",
+    "log_input",
+    "log_inputs",
     "search_registered_models",
     "search_model_versions",
 ]
@@ -471,6 +473,30 @@ def log_image(
     Give exactly one of ``artifact_file`` and ``key``."""
     rid, client = _run_for_write(run_id)
     client.log_image(rid, image, artifact_file, key, step, timestamp, synchronous)
+
+
+def log_input(dataset: Any, context: str | None = None, tags: dict[str, str] | None = None, model: Any = None) -> None:
+    """Record a dataset (``casstore.data.from_pandas``/``from_numpy``) the active run used."""
+    if model is not None:
+        raise InvalidInputError("log_input: model inputs are not recorded by casstore; log the dataset alone")
+    rid, client = _run_for_write()
+    client.log_input(rid, dataset, context, tags)
+
+
+def log_inputs(
+    datasets: Sequence[Any] | None = None, contexts: Sequence[str | None] | None = None,
+    tags_list: Sequence[dict[str, str] | None] | None = None, models: Sequence[Any] | None = None,
+) -> None:
+    """Record several datasets the active run used (``contexts`` and ``tags_list`` pair with them)."""
+    datasets = list(datasets or [])
+    contexts = list(contexts) if contexts is not None else [None] * len(datasets)
+    tags_list = list(tags_list) if tags_list is not None else [None] * len(datasets)
+    if len(contexts) != len(datasets) or len(tags_list) != len(datasets):
+        raise InvalidInputError("log_inputs: datasets, contexts and tags_list must have the same length")
+    for ds, ctx, tg in zip(datasets, contexts, tags_list):
+        log_input(ds, ctx, tg, None)
+    if models:
+        raise InvalidInputError("log_inputs: model inputs are not recorded by casstore; log datasets only")
 
 
 def log_table(data: Any, artifact_file: str, run_id: str | None = None) -> None:
