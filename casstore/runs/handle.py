@@ -71,9 +71,12 @@ LIST_MARKERS_OVER = 16
 class RunHandle:
     """A writer on one unsealed run. Thread-safe."""
 
-    def __init__(self, store: RunStore, run_id: str, meta: dict[str, Any]) -> None:
+    def __init__(self, store: RunStore, run_id: str, meta: dict[str, Any], generation: int = 0) -> None:
         self.store = store
         self.run_id = run_id
+        #: which end of the run this handle writes towards (0 unless it was resumed after ending)
+        self.generation = generation
+        self._seal_key = layout.seal_key(run_id, generation)
         self.experiment_id: str = meta["experiment_id"]
         self.meta = meta
         self._backend = store.backend
@@ -95,7 +98,7 @@ class RunHandle:
     def sealed(self) -> bool:
         """Whether the run is sealed (asks the store unless this handle sealed it)."""
         if self._digest is None:
-            seal = self.store.seal_record(self.run_id)
+            seal = self.store._seal_at(self.run_id, self.generation)
             if seal is not None:
                 self._digest = str(seal["digest"])
         return self._digest is not None
@@ -105,7 +108,7 @@ class RunHandle:
         in the same batch)."""
         if self._digest is not None:
             raise self._sealed_error()
-        found = self._backend.exists_many([layout.seal_key(self.run_id), layout.deleted_key(self.run_id), *also])
+        found = self._backend.exists_many([self._seal_key, layout.deleted_key(self.run_id), *also])
         if found[0]:
             raise self._sealed_error()
         if found[1]:
@@ -121,7 +124,7 @@ class RunHandle:
     def _check_in_seal(self, kind: str, names: list[str], values: dict[str, str] | None = None) -> None:
         """After a write: if the run was sealed meanwhile, the write counts only if the seal has it
         (``names`` present under ``kind``; for tags, with the ``values`` written)."""
-        if not self._backend.exists(layout.seal_key(self.run_id)):
+        if not self._backend.exists(self._seal_key):
             return
         view = self.store.get_run(self.run_id, flush=False)
         held: dict[str, dict[str, Any]] = {
@@ -442,7 +445,7 @@ class RunHandle:
         k = layout.input_key(self.run_id, rec["digest"], rec["context"])
         if self._backend.put_if_absent(k, pack(rec)):
             self._remember(k, rec)
-        if self._backend.exists(layout.seal_key(self.run_id)):
+        if self._backend.exists(self._seal_key):
             view = self.store.get_run(self.run_id, flush=False)
             if not any(i["digest"] == rec["digest"] and i["context"] == rec["context"] for i in view.inputs):
                 raise RunStateError(
@@ -461,7 +464,7 @@ class RunHandle:
         rec = {"v": RECORD_VERSION, "key": key, "value": "", "time": now_ms(), "deleted": True}
         self._backend.put_if_absent(k, pack(rec))
         self._remember(k, rec)
-        if self._backend.exists(layout.seal_key(self.run_id)) and key in self.store.get_run(self.run_id, flush=False).tags:
+        if self._backend.exists(self._seal_key) and key in self.store.get_run(self.run_id, flush=False).tags:
             raise RunStateError(
                 f"run {self.run_id} was ended by another writer while tag {key!r} was being deleted; "
                 "its seal still holds the tag"
@@ -497,7 +500,7 @@ class RunHandle:
                 release(self)
                 return
             try:
-                if self._digest is not None or self._backend.exists(layout.seal_key(self.run_id)):
+                if self._digest is not None or self._backend.exists(self._seal_key):
                     raise RunStateError(
                         f"run {self.run_id} was ended and sealed while {len(points)} metric point(s) were "
                         "buffered; they were not recorded. Log them in a new run."
@@ -505,7 +508,7 @@ class RunHandle:
                 key = layout.metric_segment_key(self.run_id)
                 rec = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
                 self._backend.put_if_absent(key, pack(rec))
-                if self._digest is None and self._backend.exists(layout.seal_key(self.run_id)):
+                if self._digest is None and self._backend.exists(self._seal_key):
                     self._check_points_sealed(points)
             except RunStateError:
                 release(self)
@@ -558,7 +561,7 @@ class RunHandle:
             pass  # sealed by someone else: their seal stands
         self.store._flush_local(self.run_id)  # points other handles of this process still hold
         with self._write_lock:
-            seal = self.store.seal_record(self.run_id)
+            seal = self.store._seal_at(self.run_id, self.generation)
             if seal is not None:
                 self._digest = str(seal["digest"])
                 return self._digest
@@ -566,15 +569,24 @@ class RunHandle:
                 known = dict(self._known)
             state = read_live_state(self._backend, self.run_id, known)
             end_time = now_ms()
-            data = pack(manifest_of(state, status, end_time))
+            manifest = manifest_of(state, status, end_time)
+            if self.generation > 0:  # resumed after ending: chain to the seal it followed
+                previous = self.store._seal_at(self.run_id, self.generation - 1)
+                if previous is None:
+                    raise CorruptRecordError(
+                        f"run {self.run_id} was resumed into generation {self.generation} but its seal "
+                        f"{layout.seal_key(self.run_id, self.generation - 1)} is missing; the store is damaged"
+                    )
+                manifest.update(generation=self.generation, previous=str(previous["digest"]))
+            data = pack(manifest)
             digest = hash_bytes(data)
             self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
             self._backend.flush()
             seal_rec = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time}
-            if self._backend.put_if_absent(layout.seal_key(self.run_id), pack(seal_rec)):
+            if self._backend.put_if_absent(self._seal_key, pack(seal_rec)):
                 self._backend.flush()
                 self._digest = digest
             else:
-                self._digest = str(self.store.seal_record(self.run_id)["digest"])  # type: ignore[index]
+                self._digest = str(self.store._seal_at(self.run_id, self.generation)["digest"])  # type: ignore[index]
             return self._digest
 

@@ -44,6 +44,8 @@ __all__ = [
     "model_ref_key",
     "manifest_key",
     "seal_key",
+    "reopen_prefix",
+    "reopen_key",
     "deleted_key",
     "experiment_meta_key",
     "experiment_name_key",
@@ -162,8 +164,20 @@ def manifest_key(run_id: str, digest: str) -> str:
     return f"runs/{run_id}/manifests/{digest}"
 
 
-def seal_key(run_id: str) -> str:
-    return f"runs/{run_id}/seal"
+def seal_key(run_id: str, generation: int = 0) -> str:
+    """The seal of a run's ``generation``: 0 is its first end (``seal``); a run resumed
+    after it ended is sealed again under ``seals/<generation>``."""
+    return f"runs/{run_id}/seal" if generation == 0 else f"runs/{run_id}/seals/{generation:08d}"
+
+
+def reopen_prefix(run_id: str) -> str:
+    return f"runs/{run_id}/reopened/"
+
+
+def reopen_key(run_id: str, generation: int) -> str:
+    """The marker that opened ``generation`` of a run (``>= 1``): it was resumed after the
+    seal of ``generation - 1``."""
+    return f"{reopen_prefix(run_id)}{generation:08d}"
 
 
 def deleted_key(run_id: str) -> str:

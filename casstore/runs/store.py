@@ -298,15 +298,50 @@ class RunStore:
         """A handle to resume writing an unsealed run."""
         run_id = check_run_id(run_id)
         meta = self._meta(run_id)
-        seal = self.seal_record(run_id)
+        generation = self.generation(run_id)
+        seal = self._seal_at(run_id, generation)
         if seal is not None:
             raise RunStateError(
-                f"run {run_id} is ended and sealed (status {seal['status']}); it cannot be resumed. "
-                "Start a new run to log more."
+                f"run {run_id} is ended and sealed (status {seal['status']}); reopen it with "
+                "RunStore.reopen_run (start_run(run_id=...)) to log more, or start a new run."
             )
         if self.is_deleted(run_id):
             raise RunStateError(f"run {run_id} is deleted; it cannot be resumed")
-        return self._track(RunHandle(self, run_id, meta))
+        return self._track(RunHandle(self, run_id, meta, generation))
+
+    def reopen_run(self, run_id: str) -> RunHandle:
+        """Resume a run, ended or not. An ended run gets a new generation: the marker
+        ``reopened/<g>`` (naming the digest it follows) opens it, and its next end writes
+        ``seals/<g>``, whose manifest names the previous run digest. Nothing recorded is
+        removed or rebound, so every earlier run digest stays verifiable."""
+        run_id = check_run_id(run_id)
+        self._meta(run_id)
+        if self.is_deleted(run_id):
+            raise RunStateError(f"run {run_id} is deleted; it cannot be resumed")
+        seal = self.seal_record(run_id)
+        if seal is None:
+            return self.open_run(run_id)
+        g = int(seal["generation"]) + 1
+        rec = {"v": RECORD_VERSION, "after": str(seal["digest"]), "time": now_ms()}
+        self.backend.put_if_absent(layout.reopen_key(run_id, g), pack(rec))  # a concurrent resume made it: the same
+        self.backend.flush()
+        return self.open_run(run_id)
+
+    def generation(self, run_id: str) -> int:
+        """How many times the run was resumed after ending (0 for most runs)."""
+        keys = self.backend.list(layout.reopen_prefix(run_id))
+        gens = [int(k.rsplit("/", 1)[-1]) for k in keys if k.rsplit("/", 1)[-1].isdigit()]
+        return max(gens, default=0)
+
+    def seal_history(self, run_id: str) -> list[dict[str, Any]]:
+        """Every seal of the run, oldest first: ``{generation, digest, status, end_time}``,
+        each digest naming a manifest that stays verifiable."""
+        out = []
+        for g in range(self.generation(run_id) + 1):
+            rec = self._seal_at(run_id, g)
+            if rec is not None:
+                out.append(rec)
+        return out
 
     def _meta(self, run_id: str) -> dict[str, Any]:
         key = layout.run_meta_key(run_id)
@@ -340,8 +375,12 @@ class RunStore:
                 pass
 
     def seal_record(self, run_id: str) -> dict[str, Any] | None:
-        """The run's seal record ``{digest, status, end_time}``, or ``None`` if it is not sealed."""
-        key = layout.seal_key(run_id)
+        """The seal of the run's current generation ``{digest, status, end_time, generation}``,
+        or ``None`` if it is open (never ended, or resumed since)."""
+        return self._seal_at(run_id, self.generation(run_id))
+
+    def _seal_at(self, run_id: str, generation: int) -> dict[str, Any] | None:
+        key = layout.seal_key(run_id, generation)
         try:
             rec = decode_record(self.backend.get(key), f"record {key}")
         except ObjectNotFoundError:
@@ -350,7 +389,7 @@ class RunStore:
         if not is_digest(digest):
             raise CorruptRecordError(f"record {key}: {digest!r} is not a BLAKE3 digest")
         field_of(rec, "status", "str", key)
-        return rec
+        return {**rec, "generation": generation}
 
     def read_manifest(self, run_id: str, digest: str) -> dict[str, Any]:
         """A sealed run's manifest, re-hashed against ``digest`` before it is decoded."""

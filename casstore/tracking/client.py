@@ -180,10 +180,16 @@ class TrackingClient:
         h = uri.cached_handle(self.store, run_id)
         if h is None:
             if self.store.seal_record(run_id) is not None:
-                return  # already sealed: ending again is a no-op
+                return  # already sealed: ending again is a no-op (resume it first to log more)
             h = self.store.open_run(run_id)
         h.end(status)
         uri.forget_handle(self.store, run_id)
+
+    def get_run_seals(self, run_id: str) -> list[dict[str, Any]]:
+        """Every seal of a run, oldest first (``generation``, ``digest``, ``status``,
+        ``end_time``): more than one for a run resumed after it ended. Each manifest after
+        the first names the digest before it (``previous``), and each stays verifiable."""
+        return self.store.seal_history(check_run_id(run_id))
 
     def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
         if name is not None:

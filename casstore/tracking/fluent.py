@@ -73,6 +73,10 @@ SEARCH_MAX_RESULTS_PANDAS = 100_000
 RUN_NOTE_TAG = "mlflow.note.content"
 PARENT_RUN_TAG = "mlflow.parentRunId"
 
+#: a run to resume by the next start_run() without a run id (then unset), casstore's and MLflow's
+RUN_ID_ENV = "CASSTORE_RUN_ID"
+MLFLOW_RUN_ID_ENV = "MLFLOW_RUN_ID"
+
 EXPERIMENT_NAME_ENV = "CASSTORE_EXPERIMENT_NAME"
 EXPERIMENT_ID_ENV = "CASSTORE_EXPERIMENT_ID"
 
@@ -196,10 +200,13 @@ def start_run(
     description: str | None = None,
     log_system_metrics: bool | None = None,
 ) -> ActiveRun:
-    """Start a new run, or resume an open one by ``run_id``; use it as a context manager.
+    """Start a new run, or resume one by ``run_id`` (else by ``CASSTORE_RUN_ID`` or
+    ``MLFLOW_RUN_ID``, read once); use it as a context manager.
 
     Leaving the ``with`` block ends the run: ``FINISHED``, or ``FAILED`` if an exception
-    escaped it (``KILLED`` on Ctrl-C). A sealed run cannot be resumed.
+    escaped it (``KILLED`` on Ctrl-C). Resuming an ended run reopens it without changing
+    anything it holds: params and artifacts stay bound, and ending it again writes a new
+    seal whose manifest names the previous run digest (``Client().get_run_seals``).
     """
     st = _stack()
     if st and not nested:
@@ -221,14 +228,19 @@ def start_run(
             f"the active run {st[-1][0].info.run_id} is not the parent_run_id {parent_run_id} given; "
             "end it with end_run() first, or start the run nested under it"
         )
-    parent = parent_run_id or (st[-1][0].info.run_id if st and nested else None)
-    if parent:
-        if client.get_run(parent).info.lifecycle_stage == "deleted":
-            raise RunStateError(f"cannot start a run under parent run {parent}: it is deleted")
-        tags[PARENT_RUN_TAG] = parent
+    if run_id is None:
+        for var in (RUN_ID_ENV, MLFLOW_RUN_ID_ENV):
+            if os.environ.get(var):
+                run_id = os.environ.pop(var)  # as MLflow: the variable resumes one run
+                break
     if run_id is not None:
         run = _resume(client, check_run_id(run_id), experiment_id, run_name, tags)
     else:
+        parent = parent_run_id or (st[-1][0].info.run_id if st and nested else None)
+        if parent:
+            if client.get_run(parent).info.lifecycle_stage == "deleted":
+                raise RunStateError(f"cannot start a run under parent run {parent}: it is deleted")
+            tags[PARENT_RUN_TAG] = parent
         exp_id = str(experiment_id) if experiment_id is not None else _active_experiment_id(client)
         run = client.create_run(exp_id, tags=tags, run_name=run_name)
     active = ActiveRun(run)
@@ -240,16 +252,17 @@ def start_run(
 
 def _resume(client: Client, run_id: str, experiment_id: str | None, run_name: str | None, tags: dict[str, str]) -> Run:
     view = client.store.get_run(run_id)
-    if view.sealed:
-        raise RunStateError(
-            f"run {run_id} is ended and sealed (status {view.status}); it cannot be resumed. "
-            "Start a new run to log more."
-        )
+    if view.deleted:
+        raise RunStateError(f"cannot resume run {run_id}: it is deleted")
     if experiment_id is not None and str(experiment_id) != view.experiment_id:
         raise InvalidInputError(
             f"run {run_id} belongs to experiment {view.experiment_id}, not {experiment_id}"
         )
-    client._handle(run_id)
+    if view.sealed:
+        uri.forget_handle(client.store, run_id)
+        uri.remember_handle(client.store, client.store.reopen_run(run_id))
+    else:
+        client._handle(run_id)
     if run_name is not None:
         tags["mlflow.runName"] = run_name
     for k, v in tags.items():
