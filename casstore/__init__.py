@@ -145,5 +145,30 @@ __all__ = [
 from casstore import models, pyfunc, sklearn  # noqa: E402
 from casstore.registry.fluent import register_model  # noqa: E402
 
-__all__ += ["models", "pyfunc", "sklearn", "register_model", "search_registered_models", "search_model_versions"]
+__all__ += ["models", "pyfunc", "sklearn", "register_model", "search_registered_models", "search_model_versions", "autolog"]
+
+
+def autolog(
+    log_input_examples: bool = False,
+    log_model_signatures: bool = True,
+    log_models: bool = True,
+    log_datasets: bool = True,
+    disable: bool = False,
+    exclusive: bool = False,
+    disable_for_unsupported_versions: bool = False,
+    silent: bool = False,
+    extra_tags: dict[str, str] | None = None,
+    exclude_flavors: list[str] | None = None,
+) -> None:
+    """Autologging for every library casstore has a flavor for (scikit-learn), as MLflow's
+    ``mlflow.autolog``; ``disable=True`` turns it off."""
+    import importlib.util
+
+    if (exclude_flavors and "sklearn" in exclude_flavors) or importlib.util.find_spec("sklearn") is None:
+        return  # as MLflow: a library that is not installed is not autologged
+    sklearn.autolog(
+        log_input_examples=log_input_examples, log_model_signatures=log_model_signatures, log_models=log_models,
+        log_datasets=log_datasets, disable=disable, exclusive=exclusive,
+        disable_for_unsupported_versions=disable_for_unsupported_versions, silent=silent, extra_tags=extra_tags,
+    )
 # ---- end of models and registry ----------------------------------------------------------------

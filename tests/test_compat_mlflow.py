@@ -449,8 +449,8 @@ def test_log_input_records_the_dataset(ml: types.ModuleType) -> None:
 # ---- models and registry (test_client.py: registered models, versions, aliases) ---------------------------
 
 
-class _AddN:
-    """A python model class shared by both sides (each wraps it in its own PythonModel)."""
+#: given, so MLflow does not infer requirements (a subprocess per model, seconds each)
+REQS = ["scikit-learn", "pandas"]
 
 
 def _python_model(ml: types.ModuleType, n: int) -> object:
@@ -467,8 +467,8 @@ def _python_model(ml: types.ModuleType, n: int) -> object:
 def test_custom_python_model_round_trip(ml: types.ModuleType) -> None:
     frame = pd.DataFrame({"a": [1.0, 2.0]})
     with ml.start_run():
-        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 5), input_example=frame)
-        bare = ml.pyfunc.log_model(name="add_n_bare", python_model=_python_model(ml, 1))
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 5), input_example=frame, pip_requirements=REQS)
+        bare = ml.pyfunc.log_model(name="add_n_bare", python_model=_python_model(ml, 1), pip_requirements=REQS)
     loaded = ml.pyfunc.load_model(info.model_uri)
     assert loaded.predict(frame)["a"].tolist() == [6.0, 7.0]
     assert info.signature.inputs.input_names() == ["a"]
@@ -486,7 +486,7 @@ def test_sklearn_model_logged_registered_and_loaded_by_alias(ml: types.ModuleTyp
     clf = LogisticRegression(max_iter=300).fit(X, y)
     name = f"iris-{_exp_id(ml)}"
     with ml.start_run():
-        info = ml.sklearn.log_model(clf, name="model", registered_model_name=name, input_example=X[:3])
+        info = ml.sklearn.log_model(clf, name="model", registered_model_name=name, input_example=X[:3], pip_requirements=REQS)
     assert info.registered_model_version == 1
     client = ml.MlflowClient()
     client.set_registered_model_alias(name, "champion", 1)
@@ -508,7 +508,83 @@ def test_save_model_and_load_the_directory(ml: types.ModuleType, tmp_path: Path)
 
     X = np.arange(10.0).reshape(-1, 1)
     lr = LinearRegression().fit(X, 2 * X.ravel())
-    ml.sklearn.save_model(lr, str(tmp_path / "saved"))
+    ml.sklearn.save_model(lr, str(tmp_path / "saved"), pip_requirements=REQS)
     assert ml.sklearn.load_model(str(tmp_path / "saved")).predict([[3.0]]).tolist() == pytest.approx([6.0])
     with pytest.raises(ml.exceptions.MlflowException):
-        ml.sklearn.save_model(lr, str(tmp_path / "saved"))  # the directory exists
+        ml.sklearn.save_model(lr, str(tmp_path / "saved"), pip_requirements=REQS)  # the directory exists
+
+
+# ---- autologging (tests/sklearn/test_sklearn_autolog.py: params, training metrics, searches) -------------
+
+
+@pytest.fixture
+def autologging(ml: types.ModuleType) -> object:
+    # models are left out here (MLflow infers each one's requirements in a subprocess, seconds
+    # each); tests/test_sklearn_autolog.py checks the models casstore logs
+    ml.sklearn.autolog(log_models=False)
+    yield ml
+    ml.sklearn.autolog(disable=True)
+
+
+def test_autolog_records_params_metrics_and_tags(autologging: types.ModuleType) -> None:
+    ml = autologging
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    with ml.start_run() as run:
+        LogisticRegression(C=0.5, max_iter=300).fit(X, y)
+    got = ml.get_run(run.info.run_id)
+    assert got.data.params["C"] == "0.5" and got.data.params["max_iter"] == "300"
+    assert {"training_accuracy_score", "training_precision_score", "training_recall_score", "training_f1_score",
+            "training_log_loss", "training_roc_auc", "training_score"} <= set(got.data.metrics)
+    assert got.data.tags["estimator_name"] == "LogisticRegression"
+    assert got.data.tags["estimator_class"] == "sklearn.linear_model._logistic.LogisticRegression"
+    assert got.data.metrics["training_score"] == pytest.approx(got.data.metrics["training_accuracy_score"])
+
+
+def test_autolog_regressor_metrics_and_a_run_of_its_own(autologging: types.ModuleType) -> None:
+    ml = autologging
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import ElasticNet
+
+    X, y = load_diabetes(return_X_y=True)
+    ElasticNet(alpha=0.1).fit(X, y)  # no active run: autologging starts one, and ends it
+    assert ml.active_run() is None
+    [run] = ml.search_runs(output_format="list")
+    assert run.info.status == "FINISHED" and run.data.params["alpha"] == "0.1"
+    assert {"training_mean_squared_error", "training_root_mean_squared_error", "training_mean_absolute_error",
+            "training_r2_score", "training_score"} <= set(run.data.metrics)
+
+
+def test_autolog_grid_search_makes_child_runs(autologging: types.ModuleType) -> None:
+    ml = autologging
+    from sklearn.datasets import load_iris
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    X, y = load_iris(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), SVC())
+    search = GridSearchCV(pipe, {"svc__C": [0.1, 1.0, 10.0]}, cv=3)
+    with ml.start_run() as parent:
+        search.fit(X, y)
+    got = ml.get_run(parent.info.run_id)
+    assert got.data.params["best_svc__C"] == str(search.best_params_["svc__C"])
+    assert got.data.metrics["best_cv_score"] == pytest.approx(search.best_score_)
+    children = ml.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", output_format="list")
+    assert len(children) == 3
+    assert {c.data.params["svc__C"] for c in children} == {"0.1", "1.0", "10.0"}
+    assert all("mean_test_score" in c.data.metrics for c in children)
+    assert "cv_results.csv" in [f.path for f in ml.MlflowClient().list_artifacts(parent.info.run_id)]
+
+
+def test_autolog_disable_stops_logging(ml: types.ModuleType) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    ml.sklearn.autolog()
+    ml.sklearn.autolog(disable=True)
+    with ml.start_run() as run:
+        LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0])
+    assert ml.get_run(run.info.run_id).data.params == {}
