@@ -68,13 +68,14 @@ from casstore.tracking.fluent import (
 )
 from casstore.tracking.uri import get_registry_uri, get_tracking_uri, is_tracking_uri_set, set_registry_uri, set_tracking_uri
 
-from casstore import artifacts, data  # noqa: E402  (need the tracking API above)
+from casstore import artifacts, data, entities  # noqa: E402  (need the tracking API above)
 
 __all__ = [
     "__version__",
     # modules
     "artifacts",
     "data",
+    "entities",
     "exceptions",
     # store selection
     "set_tracking_uri",

@@ -83,9 +83,9 @@ def test_search_experiments_by_view_type(ml: types.ModuleType) -> None:
         return {(e.experiment_id, e.lifecycle_stage) for e in client.search_experiments(view_type=view_type)
                 if e.experiment_id == exp_id}
 
-    assert stages(ml.entities.ViewType.ACTIVE_ONLY if hasattr(ml, "entities") else ml.ViewType.ACTIVE_ONLY) == {(exp_id, "active")}
+    vt = ml.entities.ViewType
+    assert stages(vt.ACTIVE_ONLY) == {(exp_id, "active")}
     client.delete_experiment(exp_id)
-    vt = ml.ViewType if hasattr(ml, "ViewType") else ml.entities.ViewType
     assert stages(vt.ACTIVE_ONLY) == set()
     assert stages(vt.ALL) == {(exp_id, "deleted")}
     assert stages(vt.DELETED_ONLY) == {(exp_id, "deleted")}
@@ -120,8 +120,7 @@ def test_start_run_context_manager(ml: types.ModuleType) -> None:
         persisted = ml.MlflowClient().get_run(first_uuid)
         assert persisted is not None and persisted.info.run_id == first_uuid
     finished = ml.MlflowClient().get_run(first_uuid)
-    assert finished.info.status == ml.entities.RunStatus.to_string(ml.entities.RunStatus.FINISHED) if not ml.IS_CASSTORE \
-        else finished.info.status == ml.RunStatus.to_string(ml.RunStatus.FINISHED)
+    assert finished.info.status == ml.entities.RunStatus.to_string(ml.entities.RunStatus.FINISHED)
     with pytest.raises(Exception, match="Failing run!"):
         with ml.start_run() as second_run:
             second_run_id = second_run.info.run_id
@@ -195,8 +194,7 @@ def test_log_metrics_share_one_step(ml: types.ModuleType, step: int | None) -> N
 
 
 def test_log_batch(ml: types.ModuleType) -> None:
-    Metric, Param, RunTag = (ml.entities.Metric, ml.entities.Param, ml.entities.RunTag) if not ml.IS_CASSTORE \
-        else (ml.Metric, ml.Param, ml.RunTag)
+    Metric, Param, RunTag = ml.entities.Metric, ml.entities.Param, ml.entities.RunTag
     t = int(time.time() * 1000)
     metrics = [Metric(key="metric-key0", value=1.0, timestamp=t, step=0), Metric(key="metric-key1", value=4.0, timestamp=t, step=1)]
     params = [Param(key="param-key0", value="param-val0"), Param(key="param-key1", value="param-val1")]
@@ -300,7 +298,7 @@ def test_delete_run_hides_it_from_searches(ml: types.ModuleType) -> None:
     with ml.start_run() as gone:
         pass
     ml.delete_run(gone.info.run_id)
-    vt = ml.entities.ViewType if not ml.IS_CASSTORE else ml.ViewType
+    vt = ml.entities.ViewType
     active = ml.search_runs(output_format="list")
     assert [r.info.run_id for r in active] == [keep.info.run_id]
     everything = ml.search_runs(run_view_type=vt.ALL, output_format="list")
@@ -319,7 +317,7 @@ def test_logging_calls_with_synchronous_false_return_waitables(ml: types.ModuleT
 
 
 def test_run_status_strings(ml: types.ModuleType) -> None:
-    RunStatus = ml.entities.RunStatus if not ml.IS_CASSTORE else ml.RunStatus
+    RunStatus = ml.entities.RunStatus
     assert RunStatus.to_string(RunStatus.FINISHED) == "FINISHED"
     assert RunStatus.to_string(RunStatus.from_string("KILLED")) == "KILLED"
     assert RunStatus.is_terminated(RunStatus.FAILED) and not RunStatus.is_terminated(RunStatus.RUNNING)
