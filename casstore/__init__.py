@@ -29,15 +29,19 @@ from casstore.tracking.fluent import (
     active_run,
     create_experiment,
     delete_experiment,
+    delete_experiment_tag,
     delete_run,
     delete_tag,
     end_run,
+    flush_artifact_async_logging,
     flush_async_logging,
     get_parent_run,
     load_table,
     log_input,
     log_inputs,
     log_table,
+    restore_experiment,
+    restore_run,
     search_model_versions,
     search_registered_models,
     set_experiment_tag,
@@ -62,6 +66,7 @@ from casstore.tracking.fluent import (
     search_experiments,
     search_runs,
     set_experiment,
+    set_model_version_tag,
     set_tag,
     set_tags,
     start_run,
@@ -93,6 +98,8 @@ __all__ = [
     "set_experiment_tag",
     "set_experiment_tags",
     "delete_experiment",
+    "restore_experiment",
+    "delete_experiment_tag",
     # runs
     "start_run",
     "end_run",
@@ -102,7 +109,9 @@ __all__ = [
     "delete_run",
     "search_runs",
     "get_parent_run",
+    "restore_run",
     "flush_async_logging",
+    "flush_artifact_async_logging",
     "RunOperations",
     # params, metrics, tags
     "log_param",
@@ -146,7 +155,8 @@ __all__ = [
 from casstore import models, pyfunc, sklearn  # noqa: E402
 from casstore.registry.fluent import register_model  # noqa: E402
 
-__all__ += ["models", "pyfunc", "sklearn", "register_model", "search_registered_models", "search_model_versions", "autolog"]
+__all__ += ["models", "pyfunc", "sklearn", "register_model", "search_registered_models", "search_model_versions", "set_model_version_tag",
+            "autolog"]
 
 
 def autolog(
