@@ -175,7 +175,7 @@ def test_mlflow_server_uris_are_refused_with_what_to_use(tracking: str, mlflow_u
 
 def test_mlflow_environment_variables_are_honoured(tmp_path: Path) -> None:
     env = {"MLFLOW_TRACKING_URI": f"file:{tmp_path / 'store'}", "MLFLOW_EXPERIMENT_NAME": "from-mlflow-env",
-           "CASSTORE_TRACKING_URI": ""}
+           "CASSTORE_TRACKING_URI": "", "MLFLOW_EXPERIMENT_ID": ""}
     code = ("import casstore as mlflow\n"
             "with mlflow.start_run() as r: pass\n"
             "print(mlflow.get_experiment(r.info.experiment_id).name, mlflow.is_tracking_uri_set())")

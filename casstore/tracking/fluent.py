@@ -84,6 +84,12 @@ MLFLOW_RUN_ID_ENV = "MLFLOW_RUN_ID"
 
 EXPERIMENT_NAME_ENV = "CASSTORE_EXPERIMENT_NAME"
 EXPERIMENT_ID_ENV = "CASSTORE_EXPERIMENT_ID"
+#: MLflow's MLFLOW_EXPERIMENT_ID / _NAME as the process had them when casstore was imported
+#: (MLflow's own set_experiment writes them later, in a process that uses both)
+_MLFLOW_EXPERIMENT_ENV: tuple[str, str] | None = (
+    ("id", os.environ["MLFLOW_EXPERIMENT_ID"]) if os.environ.get("MLFLOW_EXPERIMENT_ID")
+    else ("name", os.environ["MLFLOW_EXPERIMENT_NAME"]) if os.environ.get("MLFLOW_EXPERIMENT_NAME") else None
+)
 
 _logger = logging.getLogger("casstore")
 _local = threading.local()
@@ -174,13 +180,12 @@ def restore_run(run_id: str) -> None:
 def _active_experiment_id(client: Client) -> str:
     chosen = _active_experiment
     if chosen is None:
-        for id_var, name_var in ((EXPERIMENT_ID_ENV, EXPERIMENT_NAME_ENV), ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")):
-            if os.environ.get(id_var):
-                chosen = ("id", os.environ[id_var])
-            elif os.environ.get(name_var):
-                chosen = ("name", os.environ[name_var])
-            if chosen is not None:
-                break
+        if os.environ.get(EXPERIMENT_ID_ENV):
+            chosen = ("id", os.environ[EXPERIMENT_ID_ENV])
+        elif os.environ.get(EXPERIMENT_NAME_ENV):
+            chosen = ("name", os.environ[EXPERIMENT_NAME_ENV])
+        elif _MLFLOW_EXPERIMENT_ENV is not None:
+            chosen = _MLFLOW_EXPERIMENT_ENV
     if chosen is None:
         return DEFAULT_EXPERIMENT_ID
     kind, value = chosen
