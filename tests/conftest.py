@@ -21,6 +21,18 @@ def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ["CASSTORE_CACHE_DIR"] = old
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_variables_kept_to_their_test() -> Iterator[None]:
+    """MLflow run in this process (``set_tracking_uri``, ``set_experiment``) writes MLFLOW_*
+    variables into the environment; put it back after each test, so none reaches a later
+    test or the processes it starts."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    for k in [k for k in os.environ if k.startswith("MLFLOW_") and k not in before]:
+        del os.environ[k]
+    os.environ.update(before)
+
+
 # ---- S3: a real S3 HTTP server on loopback, or the endpoint the user names ---------------
 
 
