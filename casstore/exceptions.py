@@ -16,6 +16,9 @@
     │   └── ArtifactPathConflictError  an artifact path that would be both a file and a directory
     └── RunStateError             the run is sealed, not active, or in the wrong state
 
+    DamagedRunWarning (UserWarning)  a run was skipped, or shown without the records that
+                                     failed their checks (each one named)
+
 Each message says what went wrong, where, and what to do. Callers may catch the
 builtin classes (``FileNotFoundError``, ``ValueError``, ``OSError``) where those fit.
 """
@@ -37,6 +40,7 @@ __all__ = [
     "ArtifactPathConflictError",
     "RunStateError",
     "MlflowException",
+    "DamagedRunWarning",
 ]
 
 
@@ -148,3 +152,8 @@ class RunStateError(CasstoreError):
 
 # MLflow code catches ``mlflow.exceptions.MlflowException``; let it catch ours.
 MlflowException = CasstoreError
+
+
+class DamagedRunWarning(UserWarning):
+    """A run was skipped by a listing, or read without the records that failed their checks;
+    the message names each and what it affects (``casstore verify --all`` lists them all)."""

@@ -18,7 +18,7 @@ from casstore.cli._common import (
     print_table,
     resolve_run_id,
 )
-from casstore.exceptions import InvalidInputError, LocalFileError, ObjectNotFoundError
+from casstore.exceptions import CorruptRecordError, IntegrityError, InvalidInputError, LocalFileError, ObjectNotFoundError
 
 __all__ = ["COMMANDS", "run_dict", "short"]
 
@@ -403,12 +403,16 @@ def delete_run_cmd(run: str, reason: str, store: str | None) -> None:
 
     runs = open_runs(store)
     run_id = resolve_run_id(runs, run)
-    view = runs.get_run(run_id)
-    if view.deleted:
+    if runs.is_deleted(run_id):
         click.echo(f"run {run_id} was already deleted", err=True)
         return
+    try:
+        view = runs.get_run(run_id)
+    except (CorruptRecordError, IntegrityError) as e:  # a damaged run can be deleted all the same
+        click.echo(f"warning: run {run_id} cannot be read ({e}); deleting it", err=True)
+        view = None
     runs.delete_run(run_id, reason)
-    pinned = _pinned_versions(runs, view)
+    pinned = _pinned_versions(runs, view) if view is not None else []
     click.echo(f"run {run_id} deleted" + (f" ({reason})" if reason else ""))
     for name, version in pinned:
         click.echo(f"  its model is pinned by registered model {name} version {version}: those files stay")

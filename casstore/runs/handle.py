@@ -44,7 +44,7 @@ from casstore.runs import layout
 from casstore.runs.claims import directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
-from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, decode_record
+from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, decode_record, encode_record
 from casstore.runs.state import manifest_of, read_live_state
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class RunHandle:
         (``names`` present under ``kind``; for tags, with the ``values`` written)."""
         if not self._backend.exists(layout.seal_key(self.run_id)):
             return
-        view = self.store.get_run(self.run_id, flush=False)
+        view = self.store.get_run(self.run_id, flush=False, warn=False)
         held: dict[str, dict[str, Any]] = {
             "artifacts": view.artifacts, "params": view.params, "models": view.models, "tags": view.tags,
         }
@@ -143,7 +143,7 @@ class RunHandle:
               payload: bytes | None = None) -> dict[str, Any]:
         """Create ``key`` holding ``rec`` (and ``payload`` as its ``data`` field) unless bound;
         return the bound record (ours or an equal one), without its data."""
-        if self._backend.put_if_absent(key, pack(rec if payload is None else {**rec, "data": payload})):
+        if self._backend.put_if_absent(key, encode_record(rec if payload is None else {**rec, "data": payload})):
             self._remember(key, rec)
             return rec
         existing = decode_record(self._backend.get(key), f"record {key}")
@@ -194,7 +194,7 @@ class RunHandle:
                 raise ArtifactPathConflictError(self.run_id, p, self._file_under(p))
         for d in dirs:
             rec = {"v": RECORD_VERSION, "path": d, "file": first[d]}
-            self._backend.put_if_absent(layout.dir_marker_key(self.run_id, d), pack(rec))
+            self._backend.put_if_absent(layout.dir_marker_key(self.run_id, d), encode_record(rec))
         self._claims.mark(dirs)
 
     def _marked_among(self, new: list[str]) -> list[str]:
@@ -427,7 +427,7 @@ class RunHandle:
         self._check_open()
         k = layout.tag_key(self.run_id, key)
         rec = {"v": RECORD_VERSION, "key": key, "value": value, "time": now_ms()}
-        self._backend.put_if_absent(k, pack(rec))
+        self._backend.put_if_absent(k, encode_record(rec))
         self._remember(k, rec)
         self._check_in_seal("tags", [key], {key: value})
 
@@ -468,7 +468,7 @@ class RunHandle:
                     )
                 key = layout.metric_segment_key(self.run_id)
                 rec = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
-                self._backend.put_if_absent(key, pack(rec))
+                self._backend.put_if_absent(key, encode_record(rec))
                 if self._digest is None and self._backend.exists(layout.seal_key(self.run_id)):
                     self._check_points_sealed(points)
             except RunStateError:
@@ -483,7 +483,7 @@ class RunHandle:
 
     def _check_points_sealed(self, points: list[MetricPoint]) -> None:
         """The run was sealed while a segment was written: fail unless the seal holds its points."""
-        sealed = Counter(self.store.get_run(self.run_id, flush=False).points)
+        sealed = Counter(self.store.get_run(self.run_id, flush=False, warn=False).points)
         lost = sum(1 for p, n in Counter(points).items() if sealed[p] < n)
         if lost:
             raise RunStateError(
@@ -535,7 +535,7 @@ class RunHandle:
             self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
             self._backend.flush()
             seal_rec = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time}
-            if self._backend.put_if_absent(layout.seal_key(self.run_id), pack(seal_rec)):
+            if self._backend.put_if_absent(layout.seal_key(self.run_id), encode_record(seal_rec)):
                 self._backend.flush()
                 self._digest = digest
             else:

@@ -17,7 +17,7 @@ from casstore.backend import Backend
 from casstore.exceptions import CorruptRecordError, InvalidInputError, ObjectNotFoundError
 from casstore.objects.digest import is_digest
 from casstore.runs.layout import RECORD_VERSION, name_key, run_prefix
-from casstore.runs.records import ArtifactEntry, MetricPoint, ModelRef, decode_record, field_of
+from casstore.runs.records import ArtifactEntry, DamagedRecord, MetricPoint, ModelRef, decode_record, field_of
 
 __all__ = ["RunState", "read_live_state", "state_from_manifest", "manifest_of"]
 
@@ -33,6 +33,8 @@ class RunState:
     points: list[MetricPoint] = field(default_factory=list)
     artifacts: dict[str, ArtifactEntry] = field(default_factory=dict)
     models: dict[str, ModelRef] = field(default_factory=dict)
+    #: records that failed their checks, left out of the state
+    damaged: list[DamagedRecord] = field(default_factory=list)
 
     @property
     def experiment_id(self) -> str:
@@ -134,42 +136,51 @@ def read_live_state(
     tag_latest: dict[str, tuple[str, str]] = {}
     for k in all_keys:
         kind = _kind(k, prefix)
-        if kind not in _DECODED:
+        if kind not in _DECODED or k == meta_key:
             continue
-        r = rec(k)
-        if r is None:
-            continue
-        where = f"record {k}"
-        last = k.rsplit("/", 1)[-1]
-        if kind == "artifacts":
-            e = _artifact(r, where)
-            if name_key(e.path) != last:
-                raise CorruptRecordError(f"{where} names path {e.path!r}, which does not belong under this key")
-            state.artifacts[e.path] = e
-        elif kind == "params":
-            key = field_of(r, "key", "str", where)
-            if name_key(key) != last:
-                raise CorruptRecordError(f"{where} names param {key!r}, which does not belong under this key")
-            state.params[key] = field_of(r, "value", "str", where)
-        elif kind == "tags":
-            key = field_of(r, "key", "str", where)
-            value = field_of(r, "value", "str", where)
-            if name_key(key) != k.split("/")[-2]:
-                raise CorruptRecordError(f"{where} names tag {key!r}, which does not belong under this key")
-            cur = tag_latest.get(key)
-            if cur is None or last > cur[0]:
-                tag_latest[key] = (last, value)
-        elif kind == "metrics":
-            state.points.extend(_points(r, where))
-        elif kind == "models":
-            name = _checked_path(field_of(r, "name", "str", where), where)
-            digest = field_of(r, "digest", "str", where)
-            if not is_digest(digest) or name_key(name) != last:
-                raise CorruptRecordError(f"{where} is not a valid model reference")
-            state.models[name] = ModelRef(name, digest, field_of(r, "logged_at", "int", where, optional=True) or 0)
+        try:
+            _take(state, tag_latest, k, kind, rec(k))
+        except CorruptRecordError as e:
+            # one damaged record costs what it holds, not the run
+            state.damaged.append(DamagedRecord(k, str(e)))
     for key, (_, value) in tag_latest.items():
         state.tags[key] = value
     return state
+
+
+def _take(state: RunState, tag_latest: dict[str, tuple[str, str]], k: str, kind: str,
+          r: dict[str, Any] | None) -> None:
+    """Add what the record ``r`` under ``k`` holds to ``state`` (``CorruptRecordError`` if malformed)."""
+    if r is None:
+        return
+    where = f"record {k}"
+    last = k.rsplit("/", 1)[-1]
+    if kind == "artifacts":
+        e = _artifact(r, where)
+        if name_key(e.path) != last:
+            raise CorruptRecordError(f"{where} names path {e.path!r}, which does not belong under this key")
+        state.artifacts[e.path] = e
+    elif kind == "params":
+        key = field_of(r, "key", "str", where)
+        if name_key(key) != last:
+            raise CorruptRecordError(f"{where} names param {key!r}, which does not belong under this key")
+        state.params[key] = field_of(r, "value", "str", where)
+    elif kind == "tags":
+        key = field_of(r, "key", "str", where)
+        value = field_of(r, "value", "str", where)
+        if name_key(key) != k.split("/")[-2]:
+            raise CorruptRecordError(f"{where} names tag {key!r}, which does not belong under this key")
+        cur = tag_latest.get(key)
+        if cur is None or last > cur[0]:
+            tag_latest[key] = (last, value)
+    elif kind == "metrics":
+        state.points.extend(_points(r, where))
+    elif kind == "models":
+        name = _checked_path(field_of(r, "name", "str", where), where)
+        digest = field_of(r, "digest", "str", where)
+        if not is_digest(digest) or name_key(name) != last:
+            raise CorruptRecordError(f"{where} is not a valid model reference")
+        state.models[name] = ModelRef(name, digest, field_of(r, "logged_at", "int", where, optional=True) or 0)
 
 
 _DECODED = frozenset({"meta", "artifacts", "params", "tags", "metrics", "models"})
@@ -196,6 +207,8 @@ def manifest_of(state: RunState, status: str, end_time: int) -> dict[str, Any]:
         },
         "models": {n: m.digest for n, m in state.models.items()},
         "model_times": {n: m.logged_at for n, m in state.models.items()},
+        # records that failed their checks when the run was sealed (left out above)
+        **({"damaged": {d.key: d.detail for d in state.damaged}} if state.damaged else {}),
     }
 
 
@@ -219,6 +232,8 @@ def state_from_manifest(man: dict[str, Any], run_id: str, where: str) -> tuple[R
             raise CorruptRecordError(f"{where}: model {name!r} has no valid digest")
         t = times.get(name, 0)
         state.models[name] = ModelRef(name, digest, t if isinstance(t, int) else 0)
+    damaged = field_of(man, "damaged", "dict", where, optional=True) or {}
+    state.damaged = [DamagedRecord(str(k), str(v)) for k, v in damaged.items()]
     status = field_of(man, "status", "str", where)
     end_time = field_of(man, "end_time", "int", where)
     return state, status, end_time

@@ -16,12 +16,15 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Iterator
 from typing import Any
 
 from casstore.exceptions import (
+    CasstoreError,
     CorruptRecordError,
+    DamagedRunWarning,
     IntegrityError,
     InvalidInputError,
     ObjectNotFoundError,
@@ -44,7 +47,7 @@ from casstore.runs.layout import (
     now_ms,
 )
 from casstore.runs.metrics import FLUSH_POINTS, FLUSH_SECONDS
-from casstore.runs.records import ArtifactEntry, Experiment, RunView, decode_record, field_of, latest_metrics
+from casstore.runs.records import ArtifactEntry, DamagedRecord, Experiment, RunView, decode_record, encode_record, field_of, latest_metrics
 from casstore.runs.state import RunState, read_live_state, state_from_manifest
 
 __all__ = ["RunStore", "open_run_store"]
@@ -113,10 +116,10 @@ class RunStore:
         else:
             exp_id, created = layout.new_experiment_id(), now_ms()
         meta = {"v": RECORD_VERSION, "experiment_id": exp_id, "name": name, "created": created, "tags": tags}
-        self.backend.put_if_absent(layout.experiment_meta_key(exp_id), pack(meta))
+        self.backend.put_if_absent(layout.experiment_meta_key(exp_id), encode_record(meta))
         self.backend.flush()
         rec = {"v": RECORD_VERSION, "name": name, "experiment_id": exp_id}
-        if self.backend.put_if_absent(layout.experiment_name_key(name), pack(rec)):
+        if self.backend.put_if_absent(layout.experiment_name_key(name), encode_record(rec)):
             self.backend.flush()
             return exp_id, True
         found = self._experiment_id_of(name)
@@ -214,10 +217,10 @@ class RunStore:
             "start_time": start,
             "tags": _check_tags(tags),
         }
-        if not self.backend.put_if_absent(layout.run_meta_key(run_id), pack(meta)):
+        if not self.backend.put_if_absent(layout.run_meta_key(run_id), encode_record(meta)):
             raise RunStateError(f"run id {run_id} is already taken (this should never happen); try again")
         self.backend.put_if_absent(
-            layout.experiment_run_key(exp_id, run_id), pack({"v": RECORD_VERSION, "run_id": run_id, "start_time": start})
+            layout.experiment_run_key(exp_id, run_id), encode_record({"v": RECORD_VERSION, "run_id": run_id, "start_time": start})
         )
         return self._track(RunHandle(self, run_id, meta))
 
@@ -342,25 +345,72 @@ class RunStore:
             raise IntegrityError(what, digest, actual)
         return data
 
-    def get_run(self, run_id: str, *, flush: bool = True) -> RunView:
+    def get_run(self, run_id: str, *, flush: bool = True, warn: bool = True) -> RunView:
         """A sealed run from its verified manifest; an open run from its live records (after
-        writing the metrics this process still buffers for it, unless ``flush`` is false)."""
+        writing the metrics this process still buffers for it, unless ``flush`` is false).
+
+        A damaged run gives what can be verified: a record that fails its checks is left out
+        and named in ``view.damaged``; a sealed run whose manifest does not verify is shown
+        from its own records (each checks itself), which the seal then does not vouch for.
+        With ``warn``, a :class:`DamagedRunWarning` names what was left out. A run whose
+        meta record is damaged cannot be shown at all (:class:`CorruptRecordError`)."""
         run_id = check_run_id(run_id)
         if flush:
             self._flush_local(run_id)
-        seal = self.seal_record(run_id)
+        view = self._read_run(run_id)
+        if warn and view.damaged:
+            warnings.warn(DamagedRunWarning(
+                f"run {run_id}: {len(view.damaged)} record(s) failed their checks and what they hold is not shown: "
+                + "; ".join(d.describe() for d in view.damaged[:3])
+                + ". Restore them from a backup (`casstore verify --all` lists every damaged object)."), stacklevel=2)
+        return view
+
+    def _read_run(self, run_id: str) -> RunView:
+        damaged: list[DamagedRecord] = []
+        try:
+            seal = self.seal_record(run_id)
+        except CorruptRecordError as e:
+            seal = self._seal_from_manifests(run_id)
+            damaged.append(DamagedRecord(layout.seal_key(run_id), str(e)))
         end_time: int | None
+        digest: str | None = None
         if seal is not None:
-            digest: str | None = str(seal["digest"])
-            man = self.read_manifest(run_id, str(digest))
-            state, status, end_time = state_from_manifest(man, run_id, f"manifest of run {run_id}")
-        else:
-            digest, status, end_time = None, "RUNNING", None
+            digest = str(seal["digest"])
             try:
-                state = read_live_state(self.backend, run_id)
-            except ObjectNotFoundError as e:
-                raise ObjectNotFoundError(f"no run {run_id} in store {self.url}") from e
-        return _view(state, status, end_time, digest, self.is_deleted(run_id))
+                man = self.read_manifest(run_id, digest)
+                state, status, end_time = state_from_manifest(man, run_id, f"manifest of run {run_id}")
+            except (IntegrityError, CorruptRecordError) as e:
+                state = self._live_state(run_id)
+                status, end_time = str(seal.get("status", "FINISHED")), seal.get("end_time")
+                damaged.append(DamagedRecord(layout.manifest_key(run_id, digest), (
+                    f"{e}; the run is shown from its own records (each checks itself), which the seal does not "
+                    "vouch for")))
+        elif damaged:  # a damaged seal and no manifest that verifies
+            state = self._live_state(run_id)
+            status, end_time = "FINISHED", None
+        else:
+            status, end_time = "RUNNING", None
+            state = self._live_state(run_id)
+        return _view(state, status, end_time, digest, self.is_deleted(run_id), damaged)
+
+    def _live_state(self, run_id: str) -> RunState:
+        try:
+            return read_live_state(self.backend, run_id)
+        except ObjectNotFoundError as e:
+            raise ObjectNotFoundError(f"no run {run_id} in store {self.url}") from e
+
+    def _seal_from_manifests(self, run_id: str) -> dict[str, Any] | None:
+        """When the seal is damaged: the one manifest of the run that hashes to its name, as
+        a seal (``None`` if there is not exactly one)."""
+        found = []
+        for key in self.backend.list(f"runs/{run_id}/manifests/"):
+            digest = key.rsplit("/", 1)[-1]
+            try:
+                man = self.read_manifest(run_id, digest)
+            except (IntegrityError, CorruptRecordError, ObjectNotFoundError):
+                continue
+            found.append({"digest": digest, "status": man.get("status"), "end_time": man.get("end_time")})
+        return found[0] if len(found) == 1 else None
 
     def list_run_ids(self, experiment_id: str | None = None) -> list[str]:
         """Ids of the runs of one experiment, or of all experiments."""
@@ -396,6 +446,11 @@ class RunStore:
                 view = self.get_run(run_id)
             except ObjectNotFoundError:
                 continue  # an index entry whose run meta never reached the disk
+            except CasstoreError as e:
+                warnings.warn(DamagedRunWarning(
+                    f"run {run_id} is skipped: it cannot be read ({e}). Restore its damaged records from a backup "
+                    "(`casstore verify --all` lists them)"), stacklevel=2)
+                continue
             if deleted is not None and view.deleted != deleted:
                 continue
             if search.matches(comparisons, functools.partial(run_value, view)):
@@ -408,9 +463,10 @@ class RunStore:
     def delete_run(self, run_id: str, reason: str = "") -> None:
         """Mark a run deleted (a record, never a silent removal); deleting twice is a no-op."""
         run_id = check_run_id(run_id)
-        self._meta(run_id)
+        if not self.backend.exists(layout.run_meta_key(run_id)):  # a damaged run can be deleted too
+            raise ObjectNotFoundError(f"no run {run_id} in store {self.url}")
         rec = {"v": RECORD_VERSION, "time": now_ms(), "reason": str(reason)}
-        self.backend.put_if_absent(layout.deleted_key(run_id), pack(rec))
+        self.backend.put_if_absent(layout.deleted_key(run_id), encode_record(rec))
 
     def is_deleted(self, run_id: str) -> bool:
         return self.backend.exists(layout.deleted_key(check_run_id(run_id)))
@@ -461,7 +517,8 @@ def _check_tags(tags: dict[str, str] | None) -> dict[str, str]:
     return {check_name("tag", k): str(v) for k, v in tags.items()}
 
 
-def _view(state: RunState, status: str, end_time: int | None, digest: str | None, deleted: bool) -> RunView:
+def _view(state: RunState, status: str, end_time: int | None, digest: str | None, deleted: bool,
+          damaged: list[DamagedRecord] | None = None) -> RunView:
     return RunView(
         run_id=state.run_id,
         run_name=state.run_name,
@@ -478,4 +535,5 @@ def _view(state: RunState, status: str, end_time: int | None, digest: str | None
         artifacts=dict(state.artifacts),
         models=dict(state.models),
         points=tuple(state.points),
+        damaged=tuple([*(damaged or []), *state.damaged]),
     )

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from casstore._paths import clean_artifact_path, clean_optional_path, join_artifact_path, safe_destination
-from casstore.exceptions import InvalidInputError, LocalFileError, ObjectNotFoundError
+from casstore.exceptions import CorruptRecordError, InvalidInputError, LocalFileError, ObjectNotFoundError
 from casstore.runs import ArtifactEntry, RunHandle, RunStore, RunView
 from casstore.tracking.entities import FileInfo
 
@@ -247,10 +247,13 @@ def list_entries(view: RunView, path: str | None = None) -> list[FileInfo]:
 
 
 def _entry(view: RunView, path: str) -> ArtifactEntry:
-    try:
-        return view.artifacts[clean_artifact_path(path)]
-    except KeyError:
-        raise ObjectNotFoundError(f"run {view.run_id} has no artifact file {path!r}") from None
+    clean = clean_artifact_path(path)
+    if clean in view.artifacts:
+        return view.artifacts[clean]
+    damage = view.artifact_damage(clean)
+    if damage is not None:
+        raise CorruptRecordError(f"artifact {clean!r} of run {view.run_id} cannot be read: {damage.detail}")
+    raise ObjectNotFoundError(f"run {view.run_id} has no artifact file {path!r}")
 
 
 def read_bytes(store: RunStore, view: RunView, path: str) -> bytes:
