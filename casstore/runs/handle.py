@@ -46,6 +46,7 @@ from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_k
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
 from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, decode_record, encode_record
 from casstore.runs.state import manifest_of, read_live_state
+from casstore.runs.wal import WalWriter
 
 if TYPE_CHECKING:
     from casstore.runs.store import RunStore
@@ -84,6 +85,7 @@ class RunHandle:
         self._known_lock = threading.Lock()
         self._digest: str | None = None
         self._claims = store.path_claims(run_id)
+        self._wal: WalWriter | None = None  # this handle's metric log, opened at its first point
         register_flushable(self)
 
     def __repr__(self) -> str:
@@ -448,15 +450,21 @@ class RunHandle:
         ts = now_ms() if timestamp_ms is None else check_whole(timestamp_ms, f"metric {key!r}: timestamp (ms)")
         if self._digest is not None:
             raise self._sealed_error()
-        due = self._metrics.add((key, value, step, ts))
+        due = self._metrics.add((key, value, step, ts), self._wal_writer())
         hold(self)
         if due:
             self.flush_metrics()
 
+    def _wal_writer(self) -> WalWriter | None:
+        with self._known_lock:
+            if self._wal is None and self.store.wal is not None:
+                self._wal = self.store.wal.writer(self.run_id)
+            return self._wal
+
     def flush_metrics(self) -> None:
         """Write the buffered points as one metrics segment."""
         with self._write_lock:
-            points = self._metrics.take()
+            points, seqs = self._metrics.take()
             if not points:
                 release(self)
                 return
@@ -467,7 +475,9 @@ class RunHandle:
                         "buffered; they were not recorded. Log them in a new run."
                     )
                 key = layout.metric_segment_key(self.run_id)
-                rec = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
+                rec: dict[str, Any] = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
+                if self._wal is not None and seqs[0] >= 0:
+                    rec["wal"] = [self._wal.name, seqs[0], seqs[-1]]  # the logged points it carries
                 self._backend.put_if_absent(key, encode_record(rec))
                 if self._digest is None and self._backend.exists(layout.seal_key(self.run_id)):
                     self._check_points_sealed(points)
@@ -475,7 +485,7 @@ class RunHandle:
                 release(self)
                 raise
             except BaseException:
-                self._metrics.put_back(points)
+                self._metrics.put_back(points, seqs)
                 raise
             self._remember(key, rec)
             if not len(self._metrics):
@@ -497,9 +507,20 @@ class RunHandle:
 
     def _flush_at_exit(self) -> None:
         self.flush_metrics()
+        self._close_wal()
+
+    def _close_wal(self) -> None:
+        """Close this handle's metric log, removing it: every point in it is in a segment."""
+        with self._known_lock:
+            if self._wal is not None and not len(self._metrics):
+                self._wal.close(remove=True)
+                self._wal = None
 
     def _forget_after_fork(self) -> None:
-        # points buffered by the parent are the parent's to write
+        # points buffered by the parent are the parent's to write, its log too
+        if self._wal is not None:
+            self._wal.forget()
+            self._wal = None
         self._metrics = MetricBuffer(self.store.metric_flush_points, self.store.metric_flush_seconds)
         self._write_lock = threading.Lock()
         self._known_lock = threading.Lock()
@@ -525,10 +546,11 @@ class RunHandle:
             seal = self.store.seal_record(self.run_id)
             if seal is not None:
                 self._digest = str(seal["digest"])
+                self._close_wal()
                 return self._digest
             with self._known_lock:
                 known = dict(self._known)
-            state = read_live_state(self._backend, self.run_id, known)
+            state = read_live_state(self._backend, self.run_id, known, wal=self.store.wal)
             end_time = now_ms()
             data = pack(manifest_of(state, status, end_time))
             digest = hash_bytes(data)
@@ -538,7 +560,9 @@ class RunHandle:
             if self._backend.put_if_absent(layout.seal_key(self.run_id), encode_record(seal_rec)):
                 self._backend.flush()
                 self._digest = digest
+                self.store.discard_dead_logs(self.run_id)  # their points are in the manifest
             else:
                 self._digest = str(self.store.seal_record(self.run_id)["digest"])  # type: ignore[index]
-            return self._digest
+        self._close_wal()
+        return self._digest
 

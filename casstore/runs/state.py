@@ -17,6 +17,7 @@ from casstore.backend import Backend
 from casstore.exceptions import CorruptRecordError, InvalidInputError, ObjectNotFoundError
 from casstore.objects.digest import is_digest
 from casstore.runs.layout import RECORD_VERSION, name_key, run_prefix
+from casstore.runs.wal import Covered, WalDir
 from casstore.runs.records import ArtifactEntry, DamagedRecord, MetricPoint, ModelRef, decode_record, field_of
 
 __all__ = ["RunState", "read_live_state", "state_from_manifest", "manifest_of"]
@@ -35,6 +36,8 @@ class RunState:
     models: dict[str, ModelRef] = field(default_factory=dict)
     #: records that failed their checks, left out of the state
     damaged: list[DamagedRecord] = field(default_factory=list)
+    #: the write-ahead log numbers the metric segments read carry, per log
+    covered: Covered = field(default_factory=dict)
 
     @property
     def experiment_id(self) -> str:
@@ -111,10 +114,11 @@ def _get_many(backend: Backend, keys: list[str]) -> list[bytes | None]:
 
 def read_live_state(
     backend: Backend, run_id: str, known: Mapping[str, dict[str, Any]] | None = None,
-    keys: Iterable[str] | None = None,
+    keys: Iterable[str] | None = None, wal: WalDir | None = None,
 ) -> RunState:
     """Read a run from its records. ``known`` maps keys to records already in hand (they are
-    immutable, so they need not be read again)."""
+    immutable, so they need not be read again). With ``wal``, the points of its metric logs
+    that no segment carries yet are added (see :mod:`casstore.runs.wal`)."""
     prefix = run_prefix(run_id)
     all_keys = sorted(keys if keys is not None else backend.list(prefix))
     known = known or {}
@@ -145,6 +149,8 @@ def read_live_state(
             state.damaged.append(DamagedRecord(k, str(e)))
     for key, (_, value) in tag_latest.items():
         state.tags[key] = value
+    if wal is not None:
+        state.points.extend(wal.pending(run_id, state.covered))
     return state
 
 
@@ -174,7 +180,14 @@ def _take(state: RunState, tag_latest: dict[str, tuple[str, str]], k: str, kind:
         if cur is None or last > cur[0]:
             tag_latest[key] = (last, value)
     elif kind == "metrics":
-        state.points.extend(_points(r, where))
+        points = _points(r, where)
+        logged = r.get("wal")
+        if logged is not None:
+            if not (isinstance(logged, list) and len(logged) == 3 and isinstance(logged[0], str)
+                    and all(isinstance(n, int) and not isinstance(n, bool) for n in logged[1:])):
+                raise CorruptRecordError(f"{where}: malformed write-ahead log range {logged!r}")
+            state.covered.setdefault(logged[0], []).append((logged[1], logged[2]))
+        state.points.extend(points)
     elif kind == "models":
         name = _checked_path(field_of(r, "name", "str", where), where)
         digest = field_of(r, "digest", "str", where)

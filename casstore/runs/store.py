@@ -47,8 +47,9 @@ from casstore.runs.layout import (
     now_ms,
 )
 from casstore.runs.metrics import FLUSH_POINTS, FLUSH_SECONDS
-from casstore.runs.records import ArtifactEntry, DamagedRecord, Experiment, RunView, decode_record, encode_record, field_of, latest_metrics
+from casstore.runs.records import ArtifactEntry, DamagedRecord, Experiment, MetricPoint, RunView, decode_record, encode_record, field_of, latest_metrics
 from casstore.runs.state import RunState, read_live_state, state_from_manifest
+from casstore.runs.wal import WalDir, wal_dir_for
 
 __all__ = ["RunStore", "open_run_store"]
 
@@ -79,6 +80,8 @@ class RunStore:
         self._handles: dict[str, weakref.WeakSet[RunHandle]] = {}
         self._claims: weakref.WeakValueDictionary[str, PathClaims] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
+        #: where writers keep their metric write-ahead logs (None: a memory store)
+        self.wal: WalDir | None = wal_dir_for(self.backend)
 
     def __repr__(self) -> str:
         return f"RunStore({self.url!r})"
@@ -236,7 +239,29 @@ class RunStore:
             )
         if self.is_deleted(run_id):
             raise RunStateError(f"run {run_id} is deleted; it cannot be resumed")
+        self.replay_dead_logs(run_id)
         return self._track(RunHandle(self, run_id, meta))
+
+    def replay_dead_logs(self, run_id: str) -> int:
+        """Write the points of the metric logs of dead writers of ``run_id`` that no segment
+        carries as segments, and remove those logs; return how many points were written."""
+        if self.wal is None or not self.wal.names(run_id):
+            return 0
+
+        def covered() -> dict[str, list[tuple[int, int]]]:
+            return read_live_state(self.backend, run_id).covered
+
+        def write(name: str, entries: list[tuple[int, MetricPoint]]) -> None:
+            seqs = [s for s, _p in entries]
+            rec = {"v": RECORD_VERSION, "points": [list(p) for _s, p in entries], "wal": [name, min(seqs), max(seqs)]}
+            self.backend.put_if_absent(layout.metric_segment_key(run_id), encode_record(rec))
+
+        return self.wal.replay_dead(run_id, covered, write)
+
+    def discard_dead_logs(self, run_id: str) -> None:
+        """Remove the metric logs of dead writers of a sealed run (its manifest has their points)."""
+        if self.wal is not None and self.wal.names(run_id):
+            self.wal.replay_dead(run_id, dict, lambda name, entries: None)
 
     def _meta(self, run_id: str) -> dict[str, Any]:
         key = layout.run_meta_key(run_id)
@@ -324,7 +349,16 @@ class RunStore:
                 f"artifact {entry.path!r} of run {run_id} is held in its record {key}, which is missing; "
                 "the store is damaged: run `casstore verify --all`"
             ) from e
-        rec = decode_record(raw, f"record {key}")
+        try:
+            rec = decode_record(raw, f"record {key}")
+        except CorruptRecordError as e:  # its content is not to be trusted: say what it hashes to now
+            try:
+                held = unpack(raw).get("data")
+                actual = hash_bytes(held) if isinstance(held, bytes) else "no content"
+            except (CorruptRecordError, AttributeError):
+                actual = "an unreadable record"
+            raise IntegrityError(f"artifact {entry.path!r} of run {run_id} (record {key})", entry.digest, actual,
+                                 str(e)) from e
         data = rec.get("data")
         if not isinstance(data, bytes):
             raise CorruptRecordError(f"record {key} of inline artifact {entry.path!r} holds no content")
@@ -395,7 +429,7 @@ class RunStore:
 
     def _live_state(self, run_id: str) -> RunState:
         try:
-            return read_live_state(self.backend, run_id)
+            return read_live_state(self.backend, run_id, wal=self.wal)
         except ObjectNotFoundError as e:
             raise ObjectNotFoundError(f"no run {run_id} in store {self.url}") from e
 
