@@ -18,6 +18,8 @@
 
     DamagedRunWarning (UserWarning)  a run was skipped, or shown without the records that
                                      failed their checks (each one named)
+    LinkWarning (UserWarning)        a logged directory's symbolic links that point outside it
+                                     (logged) or to directories (not followed), each one named
 
 Each message says what went wrong, where, and what to do. Callers may catch the
 builtin classes (``FileNotFoundError``, ``ValueError``, ``OSError``) where those fit.
@@ -41,6 +43,7 @@ __all__ = [
     "RunStateError",
     "MlflowException",
     "DamagedRunWarning",
+    "LinkWarning",
 ]
 
 
@@ -157,3 +160,8 @@ MlflowException = CasstoreError
 class DamagedRunWarning(UserWarning):
     """A run was skipped by a listing, or read without the records that failed their checks;
     the message names each and what it affects (``casstore verify --all`` lists them all)."""
+
+
+class LinkWarning(UserWarning):
+    """A directory being logged has symbolic links that point outside it (their files are
+    logged) or to directories (not followed); the message names each."""
