@@ -28,7 +28,7 @@ from casstore.exceptions import (
     RunStateError,
 )
 from casstore.objects import ObjectStore, open_store
-from casstore.objects.store import Progress, write_chunks
+from casstore.objects.reading import Progress, write_chunks
 from casstore.objects.codec import pack, unpack
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout, search
