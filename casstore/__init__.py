@@ -12,7 +12,6 @@ from casstore import exceptions
 from casstore.runs import Experiment
 from casstore.tracking.client import Client, MlflowClient
 from casstore.tracking.entities import (
-    ActiveRun,
     FileInfo,
     Metric,
     Param,
@@ -24,6 +23,7 @@ from casstore.tracking.entities import (
     ViewType,
 )
 from casstore.tracking.fluent import (
+    ActiveRun,
     active_run,
     create_experiment,
     delete_run,

@@ -24,7 +24,7 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from casstore._paths import clean_artifact_path
 from casstore.exceptions import (
@@ -37,20 +37,18 @@ from casstore.exceptions import (
     ObjectNotFoundError,
     RunStateError,
 )
-from casstore.objects import Stored
+from casstore.backend.base import Backend
+from casstore.objects import ObjectStore, Stored
 from casstore.objects.codec import pack
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout
-from casstore.runs.claims import directories
+from casstore.runs.claims import PathClaims, directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
-from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, decode_record
+from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, RunView, decode_record
 from casstore.runs.state import manifest_of, read_live_state
 
-if TYPE_CHECKING:
-    from casstore.runs.store import RunStore
-
-__all__ = ["RunHandle", "RUN_STATUSES"]
+__all__ = ["RunHandle", "RunOwner", "RUN_STATUSES"]
 
 #: statuses a run can be sealed with (MLflow's terminal statuses)
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -68,10 +66,33 @@ _READ_AGAIN = object()  # stands for content let go after hashing, to be read ag
 LIST_MARKERS_OVER = 16
 
 
+class RunOwner(Protocol):
+    """What a handle needs of the store that opened it (:class:`~casstore.runs.store.RunStore`
+    is one): the store below, its settings, and the reads and records a writer shares with
+    the other handles of the process."""
+
+    backend: Backend
+    objects: ObjectStore
+    url: str
+    metric_flush_points: int
+    metric_flush_seconds: float
+    io_workers: int
+
+    def path_claims(self, run_id: str) -> PathClaims: ...
+
+    def seal_record(self, run_id: str) -> dict[str, Any] | None: ...
+
+    def get_run(self, run_id: str, *, flush: bool = True) -> RunView: ...
+
+    def put_model_entry(self, entry: dict[str, Any]) -> str: ...
+
+    def _flush_local(self, run_id: str) -> None: ...
+
+
 class RunHandle:
     """A writer on one unsealed run. Thread-safe."""
 
-    def __init__(self, store: RunStore, run_id: str, meta: dict[str, Any]) -> None:
+    def __init__(self, store: RunOwner, run_id: str, meta: dict[str, Any]) -> None:
         self.store = store
         self.run_id = run_id
         self.experiment_id: str = meta["experiment_id"]

@@ -12,6 +12,7 @@ import atexit
 import os
 import threading
 from collections.abc import Sequence
+from types import TracebackType
 from typing import Any
 
 from casstore.exceptions import InvalidInputError, ObjectNotFoundError, RunStateError
@@ -19,7 +20,7 @@ from casstore.runs import DEFAULT_EXPERIMENT_ID, Experiment
 from casstore.runs.layout import check_run_id
 from casstore.tracking import uri
 from casstore.tracking.client import Client
-from casstore.tracking.entities import ActiveRun, FileInfo, Metric, Run, RunStatus, ViewType
+from casstore.tracking.entities import FileInfo, Metric, Run, RunStatus, ViewType
 
 __all__ = [
     "set_experiment",
@@ -54,6 +55,29 @@ __all__ = [
 
 EXPERIMENT_NAME_ENV = "CASSTORE_EXPERIMENT_NAME"
 EXPERIMENT_ID_ENV = "CASSTORE_EXPERIMENT_ID"
+
+
+class ActiveRun(Run):
+    """The run returned by ``start_run``; as a context manager it ends the run on exit:
+    ``FINISHED`` normally, ``FAILED`` on an exception, ``KILLED`` on Ctrl-C."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(run.info, run.data)
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            status = RunStatus.FINISHED
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = RunStatus.KILLED
+        else:
+            status = RunStatus.FAILED
+        _end_run_of(self.info.run_id, status)
+
 
 _local = threading.local()
 _state_lock = threading.Lock()
