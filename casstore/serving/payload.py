@@ -140,8 +140,7 @@ def _json(text: str, schema: Schema | None) -> Parsed:
     forms = [k for k in FORMATS if k in doc]
     unknown = [k for k in doc if k not in FORMATS and k != PARAMS]
     if unknown:
-        names = ", ".join(_name(k, 40) for k in unknown[:5])
-        raise ScoringError(f"{_REQUIRED}; it has unknown keys {names}")
+        raise ScoringError(f"{_REQUIRED}; it has {len(unknown)} other key{'s' if len(unknown) > 1 else ''}")
     if len(forms) != 1:
         raise ScoringError(f"{_REQUIRED}; it has {len(forms)} of them{': ' + ', '.join(forms) if forms else ''}")
     params = doc.get(PARAMS)
@@ -182,7 +181,7 @@ def _split(value: object) -> Any:
     if "data" not in value or extra:
         raise ScoringError(
             "dataframe_split must have 'data' and optionally 'columns' and 'index'"
-            + (f"; it has unknown keys {', '.join(_name(k, 40) for k in extra[:5])}" if extra else "; it has no 'data'")
+            + (f"; it has {len(extra)} other key{'s' if len(extra) > 1 else ''}" if extra else "; it has no 'data'")
         )
     data, columns, index = value["data"], value.get("columns"), value.get("index")
     if not isinstance(data, list):

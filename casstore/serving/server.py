@@ -66,7 +66,8 @@ def _setup_logging(level: str) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s casstore[%(process)d] %(levelname)s %(message)s"))
         logger.addHandler(handler)
-    logger.setLevel(level.upper())
+    # the start, the address and every swap are always said; the level quiets the rest
+    logger.setLevel(min(logging.INFO, logging.getLevelName(level.upper())))
     logger.propagate = False
 
 
