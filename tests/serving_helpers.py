@@ -56,11 +56,11 @@ class Reply:
         return json.loads(self.body)
 
 
-def request(port: int, method: str, path: str, body: bytes | str | dict[str, Any] | None = None,
+def request(port: int, method: str, path: str, body: bytes | str | dict[str, Any] | list[Any] | None = None,
             content_type: str | None = "application/json", headers: dict[str, str] | None = None,
             timeout: float = 30) -> Reply:
     """One HTTP request on a new connection to 127.0.0.1:port."""
-    if isinstance(body, dict):
+    if isinstance(body, (dict, list)):
         body = json.dumps(body)
     if isinstance(body, str):
         body = body.encode("utf-8")

@@ -230,6 +230,12 @@ def _typed_value(value: Any, schema: Schema | None, form: str) -> Any:
             return _typed_columns(value, schema, form)
         if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
             return _typed_frame(_records(value, form), schema)
+        if schema.has_input_names():
+            raise ScoringError(
+                f"this model takes named columns {schema.input_names()}; send {form} as an object of columns or a list "
+                "of records (or dataframe_split with its columns): rows without names are not matched to columns by position",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
         return _typed_frame(_rows(value, schema, form), schema)
     specs = [s for s in schema if isinstance(s, TensorSpec)] if schema is not None else []
     if isinstance(value, dict):
