@@ -31,7 +31,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import yaml
 
 from casstore.exceptions import InvalidInputError, LocalFileError, RunStateError
 from casstore.runs import DEFAULT_EXPERIMENT_NAME, RunHandle, RunStore
@@ -70,69 +69,21 @@ def _store(tracking_uri: str | os.PathLike[str] | None) -> RunStore:
 # ---- models ----------------------------------------------------------------------------------
 
 
-def _requirements(model_dir: str) -> list[str]:
-    try:
-        with open(os.path.join(model_dir, "requirements.txt"), encoding="utf-8") as f:
-            lines = [ln.strip() for ln in f]
-    except FileNotFoundError:
-        return []
-    return [ln for ln in lines if ln and not ln.startswith(("#", "-"))]
-
-
 def _model_entry(
     model_dir: str, name: str, run_id: str, files: dict[str, ArtifactEntry], objects: ObjectStore
 ) -> dict[str, Any] | None:
     """A casstore model entry for an MLflow model directory with an ``sklearn`` flavor, or
     None for another flavor. ``files`` maps each path inside the directory to its binding;
     each file's recipe is pinned (checked against the local file, as ``log_model`` does)."""
-    from casstore.models.entry import FileRef, ModelEntry
+    from casstore.models.entry import FileRef
+    from casstore.models.mlmodel import entry_from_mlmodel
 
-    try:
-        with open(os.path.join(model_dir, "MLmodel"), encoding="utf-8") as f:
-            ml = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as e:
-        raise LocalFileError(f"cannot read the MLmodel file of {model_dir!r}: {e}") from e
-    flavors = ml.get("flavors") if isinstance(ml, dict) else None
-    sk = flavors.get("sklearn") if isinstance(flavors, dict) else None
-    if not isinstance(sk, dict) or sk.get("pickled_model") not in files:
-        return None
-    fmt = str(sk.get("serialization_format") or "cloudpickle")
-    conf: dict[str, Any] = {
-        "pickled_model": sk["pickled_model"],
-        "serialization_format": fmt,
-        "sklearn_version": str(sk.get("sklearn_version") or ""),
-        "code": sk.get("code"),
-    }
-    if fmt == "skops":
-        from casstore.models.serialization import skops_untrusted_types
+    def ref(p: str) -> FileRef:
+        e = files[p]
+        return FileRef(p, e.digest, e.size, objects.recipe_pin(e.digest, os.path.join(model_dir, *p.split("/"))))
 
-        conf["skops_untrusted_types"] = skops_untrusted_types(os.path.join(model_dir, *sk["pickled_model"].split("/")))
-    out: dict[str, dict[str, Any]] = {"sklearn": conf}
-    pf = flavors.get("python_function") if isinstance(flavors, dict) else None
-    if isinstance(pf, dict):
-        out["python_function"] = {
-            "loader_module": "casstore.sklearn",
-            "model_path": pf.get("model_path", sk["pickled_model"]),
-            "predict_fn": pf.get("predict_fn", "predict"),
-            "python_version": str(pf.get("python_version") or ""),
-            "code": pf.get("code"),
-        }
-    signature = ml.get("signature")
-    entry = ModelEntry(
-        name=name,
-        flavors=out,
-        files={
-            p: FileRef(p, e.digest, e.size, objects.recipe_pin(e.digest, os.path.join(model_dir, *p.split("/"))))
-            for p, e in sorted(files.items())
-        },
-        run_id=run_id,
-        created=str(ml.get("utc_time_created") or ""),
-        signature=signature if isinstance(signature, dict) else None,
-        input_example=ml.get("saved_input_example_info") if isinstance(ml.get("saved_input_example_info"), dict) else None,
-        requirements=_requirements(model_dir),
-        metadata=ml.get("metadata") if isinstance(ml.get("metadata"), dict) else None,
-    )
-    return entry.to_dict()
+    entry = entry_from_mlmodel(model_dir, name, files, ref, run_id)
+    return entry.to_dict() if entry is not None else None
 
 
 def _model_dirs(root: str) -> list[str]:

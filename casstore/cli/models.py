@@ -38,9 +38,12 @@ Examples:
   casstore models versions fraud
   casstore models show models:/fraud@champion
   casstore models alias fraud champion 3
+  casstore models serve -m models:/fraud@champion --port 5001
+  casstore models predict -m models:/fraud/3 -i batch.csv -o predictions.json
 """)
 def models_group() -> None:
-    """Registered models: list them, their versions, show one, move an alias."""
+    """Registered models: list them, their versions, show one, move an alias, serve and
+    score them."""
 
 
 @models_group.command("list")
@@ -147,6 +150,106 @@ def alias_cmd(name: str, alias: str, version: str, store: str | None) -> None:
     reg.set_alias(name, alias, version)
     mv = reg.get_version_by_alias(name, alias)
     click.echo(f"models:/{name}@{alias} -> version {mv.version} ({mv.model_digest})")
+
+
+_URI_HELP = (
+    "The model: runs:/<run>/<name>, models:/<name>/<version>, models:/<name>@<alias>, "
+    "models:/<name>/latest, cas:<model digest>, or a local MLflow model directory."
+)
+
+
+def _opener(store: str | None, uri: str) -> Any:
+    """Opens the store for ``uri`` (none for a local model directory), in any process or
+    thread: the store's location is settled here, once."""
+    from casstore.cli._common import store_uri
+    from casstore.serving.model import is_local_dir
+
+    if is_local_dir(uri):
+        return None
+    location = store_uri(store)
+    open_runs(location)  # a missing store is an error now, not in a worker
+    return lambda: open_runs(location)
+
+
+@models_group.command("serve", context_settings={"help_option_names": ["--help"]})
+@click.option("-m", "--model-uri", "model_uri", required=True, metavar="MODEL_URI", help=_URI_HELP)
+@click.option("-h", "--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("-p", "--port", default=5001, show_default=True, type=click.IntRange(0, 65535), help="The port to listen on.")
+@click.option("-w", "--workers", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Worker processes; each holds the model in memory (shared copy-on-write until written to).")
+@click.option("--follow-alias", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", default=None,
+              help="Re-resolve an alias (or latest) every SECONDS; swap in a new version once it is fetched and verified.")
+@click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=64, show_default=True,
+              help="The largest request body read, in MiB; larger requests get 413.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60, show_default=True,
+              help="Seconds a prediction may take; a request that takes longer gets 504.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
+              show_default=True, help="What the server logs on stderr (info logs every request).")
+@common_options
+def serve_cmd(model_uri: str, host: str, port: int, workers: int, follow_alias: float | None, max_body_mb: float,
+              timeout: float, log_level: str, store: str | None) -> None:
+    """Serve a model over HTTP: MLflow's scoring protocol and the Open Inference Protocol.
+
+    The model is fetched and every byte verified before it is unpickled; a tampered
+    file stops the server before it starts. Every response carries the model's digest
+    (X-Casstore-Model-Digest) and registry version (X-Casstore-Model-Version).
+
+    \b
+    GET  /ping, /health, /version
+    POST /invocations            application/json or text/csv, as MLflow's server
+    GET  /v2/health/ready, /v2/models/<name>
+    POST /v2/models/<name>/infer
+    """
+    from casstore.serving import require_serving
+
+    require_serving()
+    from casstore.serving.server import ServeOptions, serve
+
+    options = ServeOptions(host=host, port=port, workers=workers, follow_alias=follow_alias,
+                           max_body=int(max_body_mb * (1 << 20)), timeout=timeout, log_level=log_level)
+    serve(model_uri, _opener(store, model_uri), options)
+
+
+@models_group.command("predict")
+@click.option("-m", "--model-uri", "model_uri", required=True, metavar="MODEL_URI", help=_URI_HELP)
+@click.option("-i", "--input-path", "input_path", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="The input: a JSON file in a form /invocations takes, or a CSV file with a header row ('-': stdin).")
+@click.option("-o", "--output-path", "output_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Where to write the predictions as JSON (default: stdout).")
+@click.option("-t", "--content-type", type=click.Choice(["json", "csv"]), default=None,
+              help="The input's format (default: csv for a .csv file, else json).")
+@common_options
+def predict_cmd(model_uri: str, input_path: str, output_path: str | None, content_type: str | None,
+                store: str | None) -> None:
+    """Score a file of inputs with a model, as the server would answer it.
+
+    The model is fetched and verified before it is unpickled; the input is read and
+    checked against its signature as /invocations does.
+    """
+    from casstore.exceptions import LocalFileError
+    from casstore.serving import require_serving
+
+    require_serving()
+    from casstore.serving.model import load_served
+    from casstore.serving.payload import CSV, JSON
+
+    kind = content_type or ("csv" if input_path.lower().endswith(".csv") else "json")
+    try:
+        with click.open_file(input_path, "rb") as f:
+            body = f.read()
+    except OSError as e:
+        raise LocalFileError(f"cannot read the input {input_path!r}: {e.strerror or e}") from e
+    model = load_served(model_uri, _opener(store, model_uri))
+    out = model.invoke(body, CSV if kind == "csv" else JSON)
+    if output_path is None:
+        click.echo(out.decode("utf-8"))
+        return
+    try:
+        with open(output_path, "wb") as f:
+            f.write(out + b"\n")
+    except OSError as e:
+        raise LocalFileError(f"cannot write the predictions to {output_path!r}: {e.strerror or e}") from e
+    click.echo(f"wrote predictions for {model_uri} (digest {model.digest}) to {output_path}", err=True)
 
 
 COMMANDS = [models_group]
