@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
@@ -171,7 +171,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 names = {k.lower() for k, _ in headers}
-                extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
                          (b"cross-origin-opener-policy", b"same-origin")]
                 if b"content-security-policy" not in names:
                     extra += [(b"content-security-policy", PAGE_CSP.encode()), (b"x-frame-options", b"SAMEORIGIN")]
@@ -256,7 +256,6 @@ def create_app(
         return error_page(request, exc.status_code, "Error", str(exc.detail))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error at %s", request.url.path)
         return error_page(request, 500, "Unexpected error", f"{type(exc).__name__}: {exc} (see the server's log)")
 
     # ---- pages --------------------------------------------------------------------------
@@ -286,7 +285,7 @@ def create_app(
         state = {"filter": filter_string, "order": order, "deleted": "1" if show_deleted else "",
                  "hide": ",".join(hidden), "size": "" if size == PAGE_SIZE else str(size)}
         return render(request, "experiment.html", exp=exp, page=page, error=error, state=state, hidden=set(hidden),
-                      first_page=not q.get("page"), status=400 if error else 200)
+                      first_page=not q.get("page"))
 
     def run_page(request: Request) -> Response:
         view = data.run(request.path_params["run_id"])
@@ -297,7 +296,7 @@ def create_app(
         for k, _v, _s, _t in view.points:
             histories[k] = histories.get(k, 0) + 1
         return render(request, "run.html", run=view, exp_name=data.experiment_name(view.experiment_id),
-                      tree=artifact_tree(view.artifacts), code=code, env_tags=env_tags, other=other,
+                      root=artifact_tree(view.artifacts), code=code, env_tags=env_tags, other=other,
                       histories=histories, total_size=sum(a.size for a in view.artifacts.values()))
 
     def artifact_page(request: Request) -> Response:
@@ -388,8 +387,8 @@ def create_app(
 
     async def start_verify(request: Request) -> Response:
         _same_origin(request)
-        form = await request.form()
-        run_id = str(form.get("run") or "").strip() or None
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+        run_id = (form.get("run") or [""])[0].strip() or None
         from starlette.concurrency import run_in_threadpool
 
         job = await run_in_threadpool(data.start_verify, run_id)
