@@ -4,6 +4,7 @@ deleted run, and a registered model with an alias."""
 
 from __future__ import annotations
 
+import random
 import struct
 import zlib
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ def make_ui_store(root: Path) -> UIStore:
         client.log_dict(rid, {"C": c, "solver": solver}, "config.json")
         handle = client._handle(rid)
         handle.log_bytes("plots/sample.png", png_bytes())
-        weights = (bytes(range(256)) * 4096 * 3)[: 3 << 20]
+        weights = random.Random(7).randbytes(3 << 20)  # several chunks
         handle.log_bytes("model/weights.bin", weights if i < 2 else weights[::-1])
         client.set_terminated(rid)
         runs.append(rid)

@@ -117,7 +117,7 @@ class Series:
 
     def downsampled(self, x: str = "step", buckets: int = CHART_BUCKETS) -> dict[str, Any]:
         """The series for a chart: ``x`` is ``step`` or ``time`` (seconds since the first
-        point). At most ``2 * buckets`` points: each bucket of equal x range keeps its
+        point). At most ``2 * buckets + 2`` points: each bucket of equal x range keeps its
         lowest and its highest value, in x order, so peaks and dips stay visible."""
         xs: Sequence[float]
         if x == "time":
@@ -147,7 +147,8 @@ class Series:
                     if ys[j] > ys[imax]:
                         imax = j
                     j += 1
-                for k in sorted({imin, imax}):
+                keep = {imin, imax} | ({0} if i == 0 else set()) | ({n - 1} if j == n else set())
+                for k in sorted(keep):  # the ends stay too, so the chart spans the whole series
                     out_x.append(xs[k])
                     out_y.append(_finite(ys[k]))
                 i = j
