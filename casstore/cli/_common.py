@@ -143,8 +143,10 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title:
         from rich.table import Table
 
         table = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
-        for h in headers:
-            table.add_column(h, justify="right" if h in right else "left", overflow="fold")
+        for i, h in enumerate(headers):
+            # a column of single words (ids, digests) is never broken; free text folds to fit
+            whole = all(" " not in row[i] for row in cells)
+            table.add_column(h, justify="right" if h in right else "left", overflow="fold", no_wrap=whole)
         for row in cells:
             table.add_row(*row)
         Console().print(table)
