@@ -57,6 +57,10 @@ class Problem:
         return {"object": self.object, "kind": self.kind, "detail": self.detail, "affects": list(self.affects)}
 
 
+#: the counters of a report's ``checked``, each present (zero when nothing of its kind was checked)
+CHECKED = ("chunks", "bytes", "files", "models", "runs", "manifests", "registry_versions", "deep_bytes")
+
+
 @dataclass
 class VerifyReport:
     """What was checked and what was found. ``ok`` is true only when nothing is wrong."""
@@ -77,7 +81,7 @@ class VerifyReport:
             "ok": self.ok,
             "scope": self.scope,
             "deep": self.deep,
-            "checked": dict(self.checked),
+            "checked": {**dict.fromkeys(CHECKED, 0), **self.checked},
             "problems": [p.to_dict() for p in self.problems],
             "skipped_deleted_runs": self.skipped_deleted_runs,
             "seconds": round(self.seconds, 3),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -334,7 +334,7 @@ class RunHandle:
         return total >= POOL_MIN_AVERAGE_SIZE * max(1, len(sample))
 
     def log_files(self, items: list[tuple[str, str]], workers: int | None = None, *,
-                  inline: bool = True) -> list[ArtifactEntry]:
+                  inline: bool = True, progress: Callable[[int], None] | None = None) -> list[ArtifactEntry]:
         """Store and bind many ``(artifact_path, local_path)`` pairs with one durability barrier.
 
         Every file is stored before anything is bound: if any file cannot be read, nothing
@@ -343,7 +343,8 @@ class RunHandle:
         paths) raises before anything is stored.
         In a version-3 store a file of up to ``layout.inline_max`` bytes is held in its
         record (kind ``inline``) unless ``inline`` is false (a model's files, which a model
-        entry names by digest, must be files of the object store).
+        entry names by digest, must be files of the object store). ``progress`` is told the
+        bytes of each file as they are stored (from several threads when ``workers`` > 1).
         """
         paths = [clean_artifact_path(p) for p, _ in items]
         locals_ = [os.fspath(lp) for _, lp in items]
@@ -356,8 +357,8 @@ class RunHandle:
         binding: set[str] = set()  # paths whose binding was tried: their claims stay
         pool = ThreadPoolExecutor(min(workers, n), thread_name_prefix="casstore-log") if n >= 8 and workers > 1 else None
         try:
-            results = pool.map(self._objects.put_or_read, locals_, [inline_max] * n) if pool else (
-                self._objects.put_or_read(p, inline_max) for p in locals_)
+            results = pool.map(self._objects.put_or_read, locals_, [inline_max] * n, [progress] * n) if pool else (
+                self._objects.put_or_read(p, inline_max, progress) for p in locals_)
             stored: list[tuple[Stored, object]] = []
             held = 0
             for done, data in results:
