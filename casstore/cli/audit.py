@@ -64,6 +64,8 @@ def build_audit(runs: Any, run_id: str) -> dict[str, Any]:
         "casstore_version": __version__,
         "store": runs.url,
         "run": run,
+        # a run resumed after it ended has one seal per end, each manifest naming the one before
+        "seals": [{k: s[k] for k in ("generation", "digest", "status", "end_time")} for s in runs.seal_history(run_id)],
         "params": dict(sorted(view.params.items())),
         "metrics": dict(sorted(view.metrics.items())),
         "tags": {"code": code, "environment": env, "other": other},
@@ -92,6 +94,12 @@ def _markdown(a: dict[str, Any]) -> str:
         f"- **Report**: generated {a['generated_at']} by casstore {a['casstore_version']}",
         "",
     ]
+    if len(a["seals"]) > 1:
+        out += ["## Seals (the run was resumed after it ended)", "",
+                "Each seal's manifest names the digest of the seal before it; every one stays verifiable.", "",
+                "| end | status | ended | run digest |", "|---:|---|---|---|"]
+        out += [f"| {x['generation']} | {x['status']} | {fmt_time(x['end_time'])} | `{x['digest']}` |" for x in a["seals"]]
+        out.append("")
     out += _md_kv("Parameters", a["params"])
     out += _md_kv("Metrics (latest values)", a["metrics"])
     out += _md_kv("Code version", a["tags"]["code"])
@@ -153,6 +161,9 @@ def _text(a: dict[str, Any]) -> str:
         f"start / end  {fmt_time(r['start_time'])} / {fmt_time(r['end_time'])}",
         f"verification {'PASSED' if v['ok'] else 'FAILED'} ({_checked(v)})",
     ]
+    if len(a["seals"]) > 1:
+        lines += ["", "seals (resumed after ending; each manifest names the digest before it)"]
+        lines += [f"  {x['generation']}  {x['status']:<8} {fmt_time(x['end_time'])}  {x['digest']}" for x in a["seals"]]
     for title, d in (("params", a["params"]), ("metrics", a["metrics"]), ("code", a["tags"]["code"]),
                      ("environment", a["tags"]["environment"]), ("other tags", a["tags"]["other"])):
         if d:
