@@ -38,6 +38,8 @@ class RunState:
     damaged: list[DamagedRecord] = field(default_factory=list)
     #: the write-ahead log numbers the metric segments read carry, per log
     covered: Covered = field(default_factory=dict)
+    #: datasets the run used (``log_input``): records with name, digest, source, context, ...
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def experiment_id(self) -> str:
@@ -137,7 +139,7 @@ def read_live_state(
         raise ObjectNotFoundError(f"no run {run_id} in this store (no {meta_key})")
     state = RunState(run_id, check_meta(meta, f"record {meta_key}"))
     state.tags.update(meta.get("tags") or {})
-    tag_latest: dict[str, tuple[str, str]] = {}
+    tag_latest: dict[str, tuple[str, str | None]] = {}
     for k in all_keys:
         kind = _kind(k, prefix)
         if kind not in _DECODED or k == meta_key:
@@ -147,14 +149,18 @@ def read_live_state(
         except CorruptRecordError as e:
             # one damaged record costs what it holds, not the run
             state.damaged.append(DamagedRecord(k, str(e)))
-    for key, (_, value) in tag_latest.items():
-        state.tags[key] = value
+    state.inputs.sort(key=lambda i: (i["logged_at"], i["digest"], i["context"]))
+    for key, (_, latest) in tag_latest.items():
+        if latest is None:  # deleted (delete_tag)
+            state.tags.pop(key, None)
+        else:
+            state.tags[key] = latest
     if wal is not None:
         state.points.extend(wal.pending(run_id, state.covered))
     return state
 
 
-def _take(state: RunState, tag_latest: dict[str, tuple[str, str]], k: str, kind: str,
+def _take(state: RunState, tag_latest: dict[str, tuple[str, str | None]], k: str, kind: str,
           r: dict[str, Any] | None) -> None:
     """Add what the record ``r`` under ``k`` holds to ``state`` (``CorruptRecordError`` if malformed)."""
     if r is None:
@@ -178,7 +184,7 @@ def _take(state: RunState, tag_latest: dict[str, tuple[str, str]], k: str, kind:
             raise CorruptRecordError(f"{where} names tag {key!r}, which does not belong under this key")
         cur = tag_latest.get(key)
         if cur is None or last > cur[0]:
-            tag_latest[key] = (last, value)
+            tag_latest[key] = (last, None if r.get("deleted") is True else value)
     elif kind == "metrics":
         points = _points(r, where)
         logged = r.get("wal")
@@ -194,9 +200,25 @@ def _take(state: RunState, tag_latest: dict[str, tuple[str, str]], k: str, kind:
         if not is_digest(digest) or name_key(name) != last:
             raise CorruptRecordError(f"{where} is not a valid model reference")
         state.models[name] = ModelRef(name, digest, field_of(r, "logged_at", "int", where, optional=True) or 0)
+    elif kind == "inputs":
+        state.inputs.append(check_input(r, where))
 
 
-_DECODED = frozenset({"meta", "artifacts", "params", "tags", "metrics", "models"})
+_DECODED = frozenset({"meta", "artifacts", "params", "tags", "metrics", "models", "inputs"})
+
+#: the fields of a dataset input record, all strings but ``logged_at``
+INPUT_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile", "context")
+
+
+def check_input(r: dict[str, Any], where: str) -> dict[str, Any]:
+    """A dataset input record, checked: its string fields, ``tags`` and ``logged_at``."""
+    out: dict[str, Any] = {k: field_of(r, k, "str", where) for k in INPUT_FIELDS}
+    tags = field_of(r, "tags", "dict", where, optional=True) or {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise CorruptRecordError(f"{where}: dataset input tags are not strings")
+    out["tags"] = dict(tags)
+    out["logged_at"] = field_of(r, "logged_at", "int", where)
+    return out
 
 
 def _kind(key: str, prefix: str) -> str:
@@ -222,6 +244,8 @@ def manifest_of(state: RunState, status: str, end_time: int) -> dict[str, Any]:
         "model_times": {n: m.logged_at for n, m in state.models.items()},
         # records that failed their checks when the run was sealed (left out above)
         **({"damaged": {d.key: d.detail for d in state.damaged}} if state.damaged else {}),
+        # absent without inputs, so manifests of runs without any keep their bytes
+        **({"inputs": [dict(i) for i in state.inputs]} if state.inputs else {}),
     }
 
 
@@ -245,6 +269,10 @@ def state_from_manifest(man: dict[str, Any], run_id: str, where: str) -> tuple[R
             raise CorruptRecordError(f"{where}: model {name!r} has no valid digest")
         t = times.get(name, 0)
         state.models[name] = ModelRef(name, digest, t if isinstance(t, int) else 0)
+    for i, rec in enumerate(field_of(man, "inputs", "list", where, optional=True) or []):
+        if not isinstance(rec, dict):
+            raise CorruptRecordError(f"{where}: dataset input {i} is malformed")
+        state.inputs.append(check_input(rec, f"{where} (input {i})"))
     damaged = field_of(man, "damaged", "dict", where, optional=True) or {}
     state.damaged = [DamagedRecord(str(k), str(v)) for k, v in damaged.items()]
     status = field_of(man, "status", "str", where)
