@@ -58,7 +58,10 @@ class Problem:
 
 
 #: the counters of a report's ``checked``, each present (zero when nothing of its kind was checked)
-CHECKED = ("chunks", "bytes", "files", "models", "runs", "manifests", "registry_versions", "deep_bytes")
+#: (``records``: run, experiment and registry records checked by ``--all``; ``records_unchecked``:
+#: those among them written before records carried their own check, which can only be decoded)
+CHECKED = ("chunks", "bytes", "files", "models", "runs", "manifests", "registry_versions", "deep_bytes",
+           "records", "records_unchecked")
 
 
 @dataclass
