@@ -170,7 +170,7 @@ class SeaweedS3:
         self.ports: dict[str, int] = {}
         self.endpoint_url = ""
         try:
-            for attempt in range(3):  # a port taken between choosing and binding it: choose again
+            for _ in range(3):  # a port taken between choosing and binding it: choose again
                 if self._start(config, timeout):
                     return
                 self._kill()

@@ -111,10 +111,10 @@ _DENIED_CODES = frozenset(
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 _UNSUPPORTED_CODES = frozenset({"501", "NotImplemented", "InvalidArgument", "InvalidRequest"})
 
-# (file-system token, bucket, prefix) -> probe outcome, so a process probes each store once
 #: user metadata naming the writer of a created object (resolves lost replies exactly)
 _WRITER_META = "casstore-writer"
 
+# (file-system key, bucket, prefix) -> probe outcome, so a process probes each store once
 _PROBED: dict[tuple[str, str, str], str] = {}
 _PROBE_LOCK = threading.Lock()
 
