@@ -42,7 +42,7 @@ def _tracking_environment_restored() -> Iterator[None]:
 # proxy in front of the server (``s3_proxy``) run against moto only. With
 # ``CASSTORE_TEST_S3_URL`` set, they all run once, against that store.
 
-S3_SERVERS = ("moto",)
+S3_SERVERS = ("moto", "seaweedfs")
 _S3_FIXTURES = {"moto": "moto_s3", "seaweedfs": "seaweed_s3", "external": "external_s3"}
 
 
