@@ -15,7 +15,9 @@ Measured, the peers interleaved:
 - time from start to the first 200 on ``/ping`` for a model of ``--big-mb`` MB (a
   brute-force KNeighborsRegressor holding its training data), casstore's fetch and
   verification of every byte included; median of ``--starts`` starts per peer,
-  alternating; goal: no slower than MLflow's.
+  alternating; goal: no slower than MLflow's;
+- the memory of that model served with ``--mem-workers`` workers: the proportional set
+  size (PSS) of every process of each server, summed (no goal: what workers cost).
 
 The load generator is bounded: it stops by itself after its time, and every request has
 a timeout. Failed requests are counted and printed (and must be none).
@@ -85,9 +87,18 @@ def ping(port: int) -> bool:
         return False
 
 
+def pss_mb(pid: int) -> float:
+    """The proportional set size of a process and its descendants, in MB (each shared
+    page counted once across them)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    return sum(p.memory_full_info().pss for p in [root, *root.children(recursive=True)]) / 1e6
+
+
 @contextmanager
-def server(peer: str, target: str, store: str, work: Path, workers: int, timeout: float = 600) -> Iterator[tuple[int, float]]:
-    """A started server (its port, and seconds from spawn to the first 200 on /ping)."""
+def server(peer: str, target: str, store: str, work: Path, workers: int, timeout: float = 600) -> Iterator[tuple[int, float, int]]:
+    """A started server: its port, seconds from spawn to the first 200 on /ping, its pid."""
     port = free_port()
     started = time.perf_counter()
     proc = subprocess.Popen(command(peer, target, store, port, workers), stdout=subprocess.DEVNULL,
@@ -99,7 +110,7 @@ def server(peer: str, target: str, store: str, work: Path, workers: int, timeout
             if time.perf_counter() - started > timeout:
                 raise RuntimeError(f"{peer}'s server did not answer /ping within {timeout:.0f} s")
             time.sleep(0.01)
-        yield port, time.perf_counter() - started
+        yield port, time.perf_counter() - started, proc.pid
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -220,6 +231,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="worker processes of each server (1)")
     ap.add_argument("--big-mb", type=float, default=None, help="size of the model whose start is timed (200)")
     ap.add_argument("--starts", type=int, default=None, help="starts timed per peer (3)")
+    ap.add_argument("--mem-workers", type=int, default=2, help="workers when the big model's memory is measured (2)")
     ap.add_argument("--dir", default=None, help="where to work (default: a temp directory)")
     args = ap.parse_args()
     n = args.requests or (200 if args.quick else 2000)
@@ -240,8 +252,8 @@ def main() -> None:
         lat: dict[str, list[float]] = {p: [] for p in PEERS}
         tput: dict[str, list[tuple[int, int, float]]] = {p: [] for p in PEERS}
         failed = {p: 0 for p in PEERS}
-        with server("casstore", targets["casstore"], m["store"], work, args.workers) as (cport, _), \
-                server("mlflow", targets["mlflow"], m["store"], work, args.workers) as (mport, _):
+        with server("casstore", targets["casstore"], m["store"], work, args.workers) as (cport, _, _), \
+                server("mlflow", targets["mlflow"], m["store"], work, args.workers) as (mport, _, _):
             ports = {"casstore": cport, "mlflow": mport}
             for p in PEERS:
                 sequential(ports[p], 50)  # warm up
@@ -259,8 +271,16 @@ def main() -> None:
         big = {"casstore": m["big_uri"], "mlflow": m["big"]}
         for _ in range(starts):
             for p in PEERS:
-                with server(p, big[p], m["store"], work, 1) as (_, secs):
+                with server(p, big[p], m["store"], work, 1) as (_, secs, _):
                     start[p].append(secs)
+        mem: dict[str, float] = {}
+        for p in PEERS:
+            with server(p, big[p], m["store"], work, args.mem_workers) as (port, _, pid):
+                deadline = time.monotonic() + 120  # every worker up: /ping answered as often as there are workers
+                while time.monotonic() < deadline and sum(ping(port) for _ in range(4 * args.mem_workers)) < 4 * args.mem_workers:
+                    time.sleep(0.2)
+                time.sleep(1.0)
+                mem[p] = pss_mb(pid)
 
     rps = {p: sum(d for d, _, _ in tput[p]) / sum(s for _, _, s in tput[p]) for p in PEERS}
     p50 = {p: pct(lat[p], 0.5) * 1e3 for p in PEERS}
@@ -275,6 +295,8 @@ def main() -> None:
           f"{rps['casstore'] / rps['mlflow']:.2f} |")
     print(f"| start to first 200 on /ping, {int(m['big_bytes']) / 1e6:,.0f} MB model | {st['casstore']:.2f} s | "
           f"{st['mlflow']:.2f} s | {st['casstore'] / st['mlflow']:.2f} |")
+    print(f"| memory of the {int(m['big_bytes']) / 1e6:,.0f} MB model, {args.mem_workers} workers (PSS) | "
+          f"{mem['casstore']:,.0f} MB | {mem['mlflow']:,.0f} MB | {mem['casstore'] / mem['mlflow']:.2f} |")
     print(f"\nstarts: casstore {', '.join(f'{t:.2f}' for t in start['casstore'])} s; "
           f"MLflow {', '.join(f'{t:.2f}' for t in start['mlflow'])} s")
     print(f"failed requests: casstore {failed['casstore']}, MLflow {failed['mlflow']}")
