@@ -148,7 +148,7 @@ def log_models(work: Path, big_mb: float) -> dict[str, str]:
     X, y = load_iris(return_X_y=True)
     df = pd.DataFrame(X, columns=COLS)
     small = LogisticRegression(max_iter=300).fit(df, y)
-    rows = max(1, int(big_mb * 1e6 / (8 * 4)))
+    rows = max(1, int(big_mb * 1e6 / (8 * 5)))  # four float64 features and a float64 target a row
     rng = np.random.default_rng(0)
     big_X = pd.DataFrame(rng.random((rows, 4)), columns=COLS)
     big = KNeighborsRegressor(algorithm="brute").fit(big_X, rng.random(rows))
