@@ -13,7 +13,6 @@ from casstore.exceptions import MlflowException
 from casstore.runs import Experiment
 from casstore.tracking.client import Client, MlflowClient
 from casstore.tracking.entities import (
-    ActiveRun,
     FileInfo,
     Metric,
     Param,
@@ -25,6 +24,7 @@ from casstore.tracking.entities import (
     ViewType,
 )
 from casstore.tracking.fluent import (
+    ActiveRun,
     RunOperations,
     active_run,
     create_experiment,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from casstore.runs import Experiment
 from casstore.tracking.entities import (
-    ActiveRun,
     DatasetEntity,
     DatasetInput,
     FileInfo,
@@ -21,6 +20,7 @@ from casstore.tracking.entities import (
     RunTag,
     ViewType,
 )
+from casstore.tracking.fluent import ActiveRun
 
 __all__ = [
     "ActiveRun",

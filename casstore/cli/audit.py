@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from casstore.cli._common import common_options, emit_json, fmt_time, human_size, open_runs, resolve_run_id
+from casstore.cli._common import columns, common_options, emit_json, fmt_time, human_size, open_runs, resolve_run_id
 from casstore.cli.runs import run_dict
 from casstore.exceptions import CasstoreError
 
@@ -169,7 +169,7 @@ def _text(a: dict[str, Any]) -> str:
         if d:
             lines += ["", title] + [f"  {k} = {val}" for k, val in d.items()]
     lines += ["", "artifacts (size, BLAKE3: check with b3sum)"]
-    lines += [f"  {x['path']}  {x['size']}  {x['blake3']}" for x in a["artifacts"]] or ["  (none)"]
+    lines += columns([(x["path"], x["size"], x["blake3"]) for x in a["artifacts"]], right=[1], indent="  ") or ["  (none)"]
     for m in a["models"]:
         lines += ["", f"model {m['name']}  {m['digest']}"]
         if "error" in m:
@@ -311,10 +311,10 @@ def diff_cmd(run_a: str, run_b: str, as_json: bool, store: str | None) -> None:
     if arts["added"] or arts["removed"] or arts["changed"]:
         any_diff = True
         click.echo("\nartifacts")
-        for p, e in arts["removed"].items():
-            click.echo(f"  - {p}  {human_size(e['size'])}  {e['digest']}")
-        for p, e in arts["added"].items():
-            click.echo(f"  + {p}  {human_size(e['size'])}  {e['digest']}")
+        rows = [(f"- {p}", human_size(e["size"]), e["digest"]) for p, e in arts["removed"].items()]
+        rows += [(f"+ {p}", human_size(e["size"]), e["digest"]) for p, e in arts["added"].items()]
+        for line in columns(rows, right=[1], indent="  "):
+            click.echo(line)
         for p, ch in arts["changed"].items():
             shared = ""
             if ch.get("shared_chunks") is not None:

@@ -45,7 +45,7 @@ from casstore.tracking.entities import (
     ViewType,
 )
 
-__all__ = ["TrackingClient", "Client", "MlflowClient", "LOGGED_IMAGES_TAG"]
+__all__ = ["TrackingClient", "Client", "MlflowClient", "LOGGED_IMAGES_TAG", "new_run_tags"]
 
 #: the tag MLflow sets on a run that has logged an image series (``log_image(key=...)``)
 LOGGED_IMAGES_TAG = "mlflow.loggedImages"
@@ -150,10 +150,7 @@ class TrackingClient:
         run_name: str | None = None,
     ) -> Run:
         """Start a run; it records the reproducibility context (source, git, versions) as tags."""
-        all_tags = context_tags()
-        all_tags.update({k: str(v) for k, v in (tags or {}).items()})
-        run_name = run_name or all_tags.get("mlflow.runName") or _random_name()
-        all_tags["mlflow.runName"] = run_name
+        run_name, all_tags = new_run_tags(tags, run_name)
         exp_id = DEFAULT_EXPERIMENT_ID if experiment_id is None else str(experiment_id)
         if self.store.get_experiment(exp_id).lifecycle_stage == "deleted":
             raise InvalidInputError(
@@ -479,6 +476,17 @@ _ADJ = ("amber", "bold", "calm", "deft", "eager", "fond", "gentle", "honest", "k
         "noble", "patient", "quick", "rustic", "steady", "tidy", "vivid", "wise", "zesty")
 _NOUN = ("otter", "heron", "lynx", "badger", "finch", "marten", "ibis", "newt", "panda", "quail", "raven",
          "sparrow", "tapir", "urchin", "vole", "wren", "yak", "zebra", "gecko", "koala")
+
+
+def new_run_tags(tags: dict[str, Any] | None, run_name: str | None) -> tuple[str, dict[str, str]]:
+    """The name and tags of a new run, as the API gives them (``casstore log`` too): the
+    reproducibility context, then ``tags``, and ``mlflow.runName``: ``run_name``, else the
+    one ``tags`` give, else a random name as MLflow picks one."""
+    all_tags = context_tags()
+    all_tags.update({k: str(v) for k, v in (tags or {}).items()})
+    name = run_name or all_tags.get("mlflow.runName") or _random_name()
+    all_tags["mlflow.runName"] = name
+    return name, all_tags
 
 
 def _random_name() -> str:

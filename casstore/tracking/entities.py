@@ -1,9 +1,10 @@
 """MLflow-shaped objects the tracking API returns: ``Run``, ``RunInfo``, ``RunData``,
-``ActiveRun``, ``FileInfo``, ``Metric``, ``Param``, ``RunTag``, ``RunStatus``, ``ViewType``.
+``FileInfo``, ``Metric``, ``Param``, ``RunTag``, ``RunStatus``, ``ViewType``.
 
 Field names follow MLflow's, so code written against ``mlflow.entities`` reads
 them unchanged; casstore adds the run digest (``RunInfo.digest``) and the BLAKE3
-digest of each artifact (``FileInfo.digest``).
+digest of each artifact (``FileInfo.digest``). ``ActiveRun``, the run ``start_run``
+returns, is the fluent API's (:mod:`casstore.tracking.fluent`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import base64
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from types import TracebackType
 from typing import Any, TypeVar
 
 from casstore.exceptions import InvalidInputError
@@ -23,7 +23,6 @@ __all__ = [
     "Run",
     "RunInfo",
     "RunData",
-    "ActiveRun",
     "FileInfo",
     "Metric",
     "Param",
@@ -234,30 +233,6 @@ def run_info(view: RunView) -> RunInfo:
         lifecycle_stage="deleted" if view.deleted else "active",
         digest=view.digest,
     )
-
-
-class ActiveRun(Run):
-    """The run returned by ``start_run``; as a context manager it ends the run on exit:
-    ``FINISHED`` normally, ``FAILED`` on an exception, ``KILLED`` on Ctrl-C."""
-
-    def __init__(self, run: Run) -> None:
-        super().__init__(run.info, run.data, run.inputs)
-
-    def __enter__(self) -> ActiveRun:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        from casstore.tracking import fluent
-
-        if exc_type is None:
-            status = RunStatus.FINISHED
-        elif issubclass(exc_type, KeyboardInterrupt):
-            status = RunStatus.KILLED
-        else:
-            status = RunStatus.FAILED
-        fluent._end_run_of(self.info.run_id, status)
 
 
 @dataclass(frozen=True)

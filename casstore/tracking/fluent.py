@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from types import TracebackType
 from typing import Any
 
 from casstore.exceptions import InvalidInputError, RunStateError
@@ -20,7 +21,7 @@ from casstore.runs import DEFAULT_EXPERIMENT_ID, Experiment
 from casstore.runs.layout import check_run_id
 from casstore.tracking import uri
 from casstore.tracking.client import Client
-from casstore.tracking.entities import ActiveRun, FileInfo, Metric, Run, RunStatus, ViewType
+from casstore.tracking.entities import FileInfo, Metric, Run, RunStatus, ViewType
 
 __all__ = [
     "set_experiment",
@@ -93,6 +94,29 @@ _MLFLOW_EXPERIMENT_ENV: tuple[str, str] | None = (
     ("id", os.environ["MLFLOW_EXPERIMENT_ID"]) if os.environ.get("MLFLOW_EXPERIMENT_ID")
     else ("name", os.environ["MLFLOW_EXPERIMENT_NAME"]) if os.environ.get("MLFLOW_EXPERIMENT_NAME") else None
 )
+
+
+class ActiveRun(Run):
+    """The run returned by ``start_run``; as a context manager it ends the run on exit:
+    ``FINISHED`` normally, ``FAILED`` on an exception, ``KILLED`` on Ctrl-C."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(run.info, run.data, run.inputs)
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            status = RunStatus.FINISHED
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = RunStatus.KILLED
+        else:
+            status = RunStatus.FAILED
+        _end_run_of(self.info.run_id, status)
+
 
 _logger = logging.getLogger("casstore")
 _local = threading.local()
