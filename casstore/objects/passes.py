@@ -34,6 +34,7 @@ from casstore.objects.digest import hash_bytes, new_hasher
 from casstore.objects.layout import ContentLayout
 from casstore.objects.localfiles import changed
 from casstore.objects.mapped import FileLease
+from casstore.objects.packs import PackWriter
 from casstore.objects.reading import Progress
 from casstore.objects.recipes import Recipe
 
@@ -169,6 +170,11 @@ class _ChunkSink:
         self.running: list[Future[None]] = []
 
     def add(self, digest: str, data: memoryview) -> None:
+        packs = self.passes.packs
+        if packs is not None:  # into the open pack, unless a stored pack has it (freshened)
+            if packs.add(digest, data):
+                self.passes.count(1, len(data))
+            return
         if not self.batched:
             if self.backend.put_blob(self.chunk_key(digest), data):
                 self.passes.count(1, len(data))
@@ -248,15 +254,19 @@ class StoringPasses:
     """The storing passes of one object store, with what they share: the read buffers kept
     from one put for the next, and the count of what they wrote."""
 
-    def __init__(self, backend: Backend, layout: ContentLayout, chunker: Chunker, max_in_flight: int) -> None:
+    def __init__(
+        self, backend: Backend, layout: ContentLayout, chunker: Chunker, max_in_flight: int, packs: PackWriter | None = None
+    ) -> None:
         self.backend = backend
+        #: where new chunks go in a store of the packs layout
+        self.packs = packs
         self.layout = layout
         self.chunker = chunker
         self.max_in_flight = max_in_flight
         #: chunks go to the backend in batches of concurrent requests (a remote store), rather
         #: than one by one from the writer threads (a local disk): then no storing pass over
         #: maps is taken
-        self.batched = backend.concurrency > 1
+        self.batched = backend.concurrency > 1 or packs is not None
         self._lock = threading.Lock()
         self._idle: list[bytearray] = []  # read buffers kept for the next put (see take_buffers)
         #: chunks and bytes written (not deduplicated away)

@@ -1,0 +1,328 @@
+"""Stores of the packs layout: chunks in packs, an index beside them, every read verified.
+
+A pack's bytes, its header and its index are checked against what the format says; a
+flipped byte inside a pack or an index, and a truncated pack, are found and named and
+nothing wrong is served; a writer killed (SIGKILL, a real process) while packing loses
+nothing a record references, and storing the same files again sends only what is
+missing; the same runs on S3 (moto and SeaweedFS) with their request counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from blake3 import blake3
+
+from casstore.exceptions import CorruptRecordError, IntegrityError, StoreConfigError
+from casstore.objects import ObjectStore, open_store
+from casstore.objects.codec import unpack_checked
+from casstore.objects.config import StoreConfig
+from casstore.objects.packs import INDEX_PREFIX, MAGIC, PACK_CHUNKER, decode_index, parse_pack_tail, read_pack_header
+from casstore.runs import RunStore
+
+
+def _bytes(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+@pytest.fixture
+def packed(tmp_path: Path) -> ObjectStore:
+    return open_store(tmp_path / "store", layout="packs", stat_cache=False)
+
+
+def _keys(store: ObjectStore, prefix: str) -> list[str]:
+    return sorted(store.backend.list(prefix))
+
+
+def _raw_path(store: ObjectStore, key: str) -> Path:
+    return Path(store.backend.root) / key  # type: ignore[attr-defined]
+
+
+def test_a_packed_store_keeps_chunks_in_packs_named_by_their_bytes(packed: ObjectStore, tmp_path: Path) -> None:
+    big, small = _bytes(5 << 20, 1), _bytes(40_000, 2)
+    a, b = packed.put_bytes(big), packed.put_bytes(small)
+    packed.flush()
+    assert _keys(packed, "chunks/") == []  # no loose chunk
+    packs = _keys(packed, "packs/")
+    # two packs: the big file's, published before its recipe, and the small one's at the barrier
+    assert len(packs) == 2
+    entries = []
+    for key in packs:
+        data = _raw_path(packed, key).read_bytes()
+        assert blake3(data).hexdigest() == key.rsplit("/", 1)[1]
+        assert data.endswith(MAGIC)
+        got = parse_pack_tail(data, len(data), key)
+        assert not isinstance(got, int)
+        for d, off, n in got:
+            assert blake3(data[off : off + n]).hexdigest() == d
+        entries += got
+    assert b.digest in {d for d, _, _ in entries}
+    assert sum(n for _, _, n in entries) == len(big) + len(small)
+    # indexes are named by their BLAKE3 and self-checking; together they list every chunk
+    listed = {}
+    for key in _keys(packed, INDEX_PREFIX):
+        raw = _raw_path(packed, key).read_bytes()
+        assert blake3(raw).hexdigest() == key[len(INDEX_PREFIX) :]
+        unpack_checked(raw, key, required=True)
+        for p, size, es in decode_index(raw, key):
+            assert size == (_raw_path(packed, f"packs/{p[:2]}/{p}")).stat().st_size
+            listed.update({d: (p, off, n) for d, off, n in es})
+    assert set(listed) == {d for d, _, _ in entries}
+    # a new process (another ObjectStore) reads both, verified
+    again = open_store(tmp_path / "store", stat_cache=False)
+    assert again.get_bytes(a.digest) == big and again.get_bytes(b.digest) == small
+    assert again.config.chunker == PACK_CHUNKER
+
+
+def test_the_config_names_the_layout_and_older_casstore_refuses_it(packed: ObjectStore, tmp_path: Path) -> None:
+    raw = _raw_path(packed, "casstore.json").read_bytes()
+    assert b'"layout": "packs"' in raw
+    # casstore before the packs layout knew exactly these settings and refused any other
+    older_keys = {"format", "version", "hash", "chunker", "created"}
+    import json
+
+    assert set(json.loads(raw)) - older_keys == {"layout"}
+    with pytest.raises(StoreConfigError, match="layout 'zip'"):
+        StoreConfig.from_json(raw.replace(b'"packs"', b'"zip"'), "casstore.json")
+    # a loose store stays loose, and a packed one packed: a mismatch is refused, never mixed
+    loose = open_store(tmp_path / "loose", stat_cache=False)
+    assert b"layout" not in _raw_path(loose, "casstore.json").read_bytes()
+    with pytest.raises(StoreConfigError, match="pack-store"):
+        open_store(tmp_path / "loose", layout="packs")
+    with pytest.raises(StoreConfigError, match="packed store stays packed"):
+        open_store(tmp_path / "store", layout="loose")
+
+
+def test_a_new_version_of_a_file_writes_only_its_new_chunks(packed: ObjectStore) -> None:
+    v1 = bytearray(_bytes(24 << 20, 3))
+    packed.put_bytes(v1)
+    packed.flush()
+    before = packed.bytes_written
+    v1[10 << 20 : 11 << 20] = _bytes(1 << 20, 4)
+    d2 = packed.put_bytes(v1)
+    packed.flush()
+    assert (packed.bytes_written - before) < 3 << 20  # 1 MiB changed, plus the chunks it touches
+    assert packed.get_bytes(d2.digest) == bytes(v1)
+
+
+def test_a_flipped_byte_inside_a_pack_is_found_and_named(packed: ObjectStore, tmp_path: Path) -> None:
+    data = _bytes(3 << 20, 5)
+    stored = packed.put_bytes(data)
+    packed.flush()
+    key = _keys(packed, "packs/")[0]
+    path = _raw_path(packed, key)
+    raw = bytearray(path.read_bytes())
+    raw[1 << 20] ^= 0x01
+    path.write_bytes(bytes(raw))
+    reader = open_store(tmp_path / "store", stat_cache=False)
+    with pytest.raises(IntegrityError, match=key) as info:
+        reader.get_bytes(stored.digest)
+    assert "chunk" in str(info.value)
+    dest = tmp_path / "out.bin"
+    with pytest.raises(IntegrityError):
+        reader.get_file(stored.digest, dest)
+    assert not dest.exists()  # nothing wrong served, not even a partial file
+    assert os.listdir(tmp_path) == sorted(os.listdir(tmp_path))  # no temp file left either
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")]
+
+
+def test_a_flipped_byte_inside_an_index_is_named_and_the_packs_are_read_from_their_headers(
+    packed: ObjectStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = _bytes(3 << 20, 6)
+    stored = packed.put_bytes(data)
+    packed.flush()
+    (index_key,) = _keys(packed, INDEX_PREFIX)
+    path = _raw_path(packed, index_key)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x20
+    path.write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING, logger="casstore.objects.packs"):
+        reader = open_store(tmp_path / "store", stat_cache=False)
+        assert reader.get_bytes(stored.digest) == data  # from the pack's own header, verified
+    assert index_key in caplog.text
+    assert reader.packs is not None and index_key[len(INDEX_PREFIX) :] in reader.packs.damaged
+
+
+def test_a_damaged_index_that_still_hashes_to_its_name_cannot_serve_wrong_bytes(packed: ObjectStore, tmp_path: Path) -> None:
+    """An index is never the source of truth: one that points a chunk at the wrong bytes
+    (a buggy writer) leads to an integrity error, not to those bytes."""
+    a = packed.put_bytes(_bytes(200_000, 7))
+    b = packed.put_bytes(_bytes(200_000, 8))
+    packed.flush()
+    (index_key,) = _keys(packed, INDEX_PREFIX)
+    packs = decode_index(_raw_path(packed, index_key).read_bytes(), index_key)
+    from casstore.objects.packs import encode_index
+
+    swapped = [(p, n, [(d, *next((o, m) for e, o, m in es if e != d)) for d, _, _ in es]) for p, n, es in packs]
+    lying = encode_index(swapped)
+    packed.backend.delete(index_key)
+    packed.backend.put_blob(INDEX_PREFIX + blake3(lying).hexdigest(), lying)
+    reader = open_store(tmp_path / "store", stat_cache=False)
+    for stored in (a, b):
+        with pytest.raises(IntegrityError):
+            reader.get_bytes(stored.digest)
+
+
+def test_a_truncated_pack_is_found_and_named(packed: ObjectStore, tmp_path: Path) -> None:
+    data = _bytes(6 << 20, 9)
+    stored = packed.put_bytes(data)
+    packed.flush()
+    key = _keys(packed, "packs/")[0]
+    path = _raw_path(packed, key)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    reader = open_store(tmp_path / "store", stat_cache=False)
+    with pytest.raises(IntegrityError, match=key):
+        reader.get_bytes(stored.digest)
+    # its header is gone with its tail: reading it says so, by name
+    with pytest.raises(CorruptRecordError, match="truncated"):
+        read_pack_header(reader.backend, key)
+
+
+def test_a_pack_without_its_index_is_described_by_its_header(packed: ObjectStore, tmp_path: Path) -> None:
+    """A writer killed between a pack and its index leaves a pack no index lists: readers
+    and writers still find its chunks (the index is rebuilt from the packs)."""
+    data = _bytes(2 << 20, 10)
+    stored = packed.put_bytes(data)
+    packed.flush()
+    for key in _keys(packed, INDEX_PREFIX):
+        packed.backend.delete(key)
+    writer = open_store(tmp_path / "store", stat_cache=False)
+    assert writer.get_bytes(stored.digest) == data
+    writer.put_bytes(data)
+    writer.flush()
+    assert writer.bytes_written == 0
+
+
+# ---- a writer killed while packing (real processes) -------------------------------------------------
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from casstore.objects import open_store
+    from casstore.runs import RunStore
+    store = RunStore(open_store(sys.argv[1], layout="packs", stat_cache=False))
+    run = store.create_run(store.get_or_create_experiment("kill"))
+    print(run.run_id, flush=True)
+    for path in sys.argv[2:]:
+        run.log_file(path.rsplit("/", 1)[1], path)
+        print("bound", path, flush=True)
+    run.end()
+    print("ended", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_writer_killed_while_packing_loses_nothing_referenced_and_resumes(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    files = []
+    for i in range(6):
+        p = tmp_path / f"f{i}.bin"
+        p.write_bytes(_bytes(rng.randrange(1 << 20, 6 << 20), seed * 100 + i))
+        files.append(p)
+    root = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(root), *map(str, files)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    run_id = proc.stdout.readline().strip()
+    time.sleep(rng.uniform(0.05, 0.6))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    store = RunStore(open_store(root, stat_cache=False))
+    view = store.get_run(run_id)
+    for path, entry in view.artifacts.items():
+        assert store.artifact_bytes(run_id, entry) == (tmp_path / path).read_bytes()  # every bound file, whole
+    # storing everything again sends only the chunks no published pack holds
+    objects = store.objects
+    assert objects.packs is not None
+    objects.packs.load()
+    missing = 0
+    for p in files:
+        data = p.read_bytes()
+        for ch in objects.chunker.cut_buffer(data):
+            d = blake3(ch).hexdigest()
+            if objects.packs.get(d) is None:
+                missing += len(ch)
+    run = store.create_run(store.get_or_create_experiment("kill"))
+    for p in files:
+        run.log_file(p.name, p)
+    run.end()
+    assert objects.bytes_written == missing
+    for p in files:
+        entry = store.get_run(run.run_id).artifacts[p.name]
+        assert store.artifact_bytes(run.run_id, entry) == p.read_bytes()
+
+
+# ---- S3: moto and SeaweedFS --------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["moto_s3", "seaweed_s3"])
+def any_s3(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    target = request.getfixturevalue(request.param)
+    for k, v in target.env.items():
+        monkeypatch.setenv(k, v)
+    yield target.fresh_url("packs")
+
+
+def _count_requests(store: ObjectStore) -> dict[str, int]:
+    counts: dict[str, int] = {}
+
+    def hook(request: object, **kwargs: object) -> None:
+        headers = getattr(request, "headers", {})
+        method = "COPY" if "x-amz-copy-source" in headers else str(getattr(request, "method", "?"))
+        counts[method] = counts.get(method, 0) + 1
+
+    fs = store.backend.fs  # type: ignore[attr-defined]
+    fs.connect()
+    fs.s3.meta.events.register("before-send.s3", hook)
+    return counts
+
+
+def test_s3_packed_store_logs_relogs_and_reads_in_few_requests(any_s3: str, tmp_path: Path) -> None:
+    src = tmp_path / "weights.bin"
+    data = bytearray(_bytes(40 << 20, 11))
+    src.write_bytes(data)
+    objects = open_store(any_s3, layout="packs", stat_cache=False)
+    counts = _count_requests(objects)
+    store = RunStore(objects)
+    exp = store.get_or_create_experiment("s3")
+    first = store.create_run(exp)
+    counts.clear()
+    entry = first.log_file("weights.bin", src)
+    fresh = sum(counts.values())
+    first.end()
+    # 3 packs of 16 MiB, one index, one recipe, and a few for the records and checks
+    assert len(list(objects.backend.list("packs/"))) == 3
+    assert fresh <= 3 + 1 + 1 + 8, counts
+    v1 = bytes(data)
+    data[20 << 20 : 21 << 20] = _bytes(1 << 20, 12)
+    src.write_bytes(data)
+    second = store.create_run(exp)
+    counts.clear()
+    again = second.log_file("weights.bin", src)
+    relog = dict(counts)
+    second.end()
+    # one new pack and its index, the recipe, a touch of each of the 3 old packs, records
+    assert sum(relog.values()) <= 1 + 1 + 1 + 3 + 8, relog
+    reader = open_store(any_s3, stat_cache=False)
+    counts = _count_requests(reader)
+    dest = tmp_path / "out.bin"
+    reader.get_file(again.digest, dest)
+    assert dest.read_bytes() == bytes(data)
+    # two listings (indexes, packs), the two index objects, the recipe, and one ranged read per
+    # run of adjacent chunks: 3 old packs, the 1 MiB changed in a new one, which splits one run
+    assert counts.get("GET", 0) <= 2 + 2 + 1 + 5, counts
+    assert blake3(reader.get_bytes(entry.digest)).hexdigest() == entry.digest == blake3(v1).hexdigest()
