@@ -326,3 +326,81 @@ def test_s3_packed_store_logs_relogs_and_reads_in_few_requests(any_s3: str, tmp_
     # run of adjacent chunks: 3 old packs, the 1 MiB changed in a new one, which splits one run
     assert counts.get("GET", 0) <= 2 + 2 + 1 + 5, counts
     assert blake3(reader.get_bytes(entry.digest)).hexdigest() == entry.digest == blake3(v1).hexdigest()
+
+
+# ---- garbage collection: live fraction, repacking, the grace protocol ---------------------------------
+
+
+def _logged(tmp_path: Path, names: list[str], seed: int) -> list[Path]:
+    out = []
+    for i, name in enumerate(names):
+        p = tmp_path / name
+        p.write_bytes(_bytes(60_000, seed + i))  # one chunk each (at most the chunker's minimum)
+        out.append(p)
+    return out
+
+
+def test_gc_repacks_a_mostly_dead_pack_and_a_writer_deduplicating_against_it_loses_nothing(tmp_path: Path) -> None:
+    from casstore.maintenance.gc import collect_garbage
+
+    a, b, c = _logged(tmp_path, ["a.bin", "b.bin", "c.bin"], 20)
+    store = RunStore(open_store(tmp_path / "store", layout="packs", stat_cache=False))
+    exp = store.get_or_create_experiment("gc")
+    first = store.create_run(exp)
+    entries = first.log_files([(p.name, str(p)) for p in (a, b, c)])
+    first.end()
+    (old_pack,) = _keys(store.objects, "packs/")  # one batch, one pack
+    keeper = store.create_run(exp)
+    keeper.bind_artifact("a.bin", entries[0].digest, entries[0].size)
+    keeper.end()
+    store.delete_run(first.run_id, "test")
+
+    r1 = collect_garbage(store.backend, grace=0, slack=0)
+    assert r1.repacked == 1 and r1.pack_live_fraction is not None and r1.pack_live_fraction < 0.5
+    assert len(_keys(store.objects, "packs/")) == 2  # the old one stays until a later run
+    # a writer deduplicates against b's chunk, in the pack gc has just marked: it freshens it
+    writer = RunStore(open_store(tmp_path / "store", stat_cache=False))
+    again = writer.create_run(writer.get_or_create_experiment("gc"))
+    again.log_file("b.bin", b)
+    again.end()
+    assert writer.objects.bytes_written == 0  # deduplicated, not written again
+
+    r2 = collect_garbage(store.backend, grace=0, slack=0)
+    assert r2.packs_deleted == 0 and r2.packs_kept_fresh == 1
+    assert old_pack in _keys(store.objects, "packs/")
+    reader = RunStore(open_store(tmp_path / "store", stat_cache=False))
+    for run_id, path in ((keeper.run_id, a), (again.run_id, b)):
+        entry = reader.get_run(run_id).artifacts[path.name]
+        assert reader.artifact_bytes(run_id, entry) == path.read_bytes()
+
+
+def test_gc_deletes_a_repacked_pack_and_readers_find_its_chunks_in_the_new_one(tmp_path: Path) -> None:
+    from casstore.maintenance.gc import collect_garbage
+    from casstore.maintenance.verify import verify_store
+
+    a, b, c = _logged(tmp_path, ["a.bin", "b.bin", "c.bin"], 30)
+    store = RunStore(open_store(tmp_path / "store", layout="packs", stat_cache=False))
+    exp = store.get_or_create_experiment("gc")
+    first = store.create_run(exp)
+    entries = first.log_files([(p.name, str(p)) for p in (a, b, c)])
+    first.end()
+    keeper = store.create_run(exp)
+    keeper.bind_artifact("a.bin", entries[0].digest, entries[0].size)
+    keeper.end()
+    stale_reader = open_store(tmp_path / "store", stat_cache=False)
+    assert stale_reader.get_bytes(entries[0].digest) == a.read_bytes()  # its index read now
+    store.delete_run(first.run_id, "test")
+    (old_pack,) = _keys(store.objects, "packs/")
+    before = sum(store.backend.info(k).size for k in _keys(store.objects, "packs/"))
+    assert collect_garbage(store.backend, grace=0, slack=0).repacked == 1
+    time.sleep(0.01)
+    r = collect_garbage(store.backend, grace=0, slack=0)
+    assert r.packs_deleted == 1 and r.indexes_rewritten >= 1
+    packs = _keys(store.objects, "packs/")
+    assert old_pack not in packs and len(packs) == 1
+    assert sum(store.backend.info(k).size for k in packs) < before / 2
+    # a reader that had the old index finds the pack gone, reads the indexes again, and goes on
+    assert stale_reader.get_bytes(entries[0].digest) == a.read_bytes()
+    assert open_store(tmp_path / "store", stat_cache=False).get_bytes(entries[0].digest) == a.read_bytes()
+    report = verify_store(RunStore(open_store(tmp_path / "store", stat_cache=False)))
+    assert report.ok, [p.to_dict() for p in report.problems]

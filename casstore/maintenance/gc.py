@@ -51,7 +51,7 @@ from casstore.maintenance.scan import (
 from casstore.objects.codec import pack, unpack
 from casstore.objects.config import read_config
 from casstore.objects.digest import is_digest
-from casstore.objects.layout import ContentLayout
+from casstore.objects.layout import PACKS, ContentLayout
 
 __all__ = ["DEFAULT_GRACE", "CLOCK_SLACK", "GcReport", "collect_garbage", "parse_duration", "format_duration"]
 
@@ -127,6 +127,13 @@ class GcReport:
     pending_records: int = 0  # candidates records whose grace period is not over
     next_sweep: float | None = None  # when the earliest pending record becomes due
     tmp_removed: int = 0
+    #: packs (a store of the packs layout): present, live fraction, repacked, deleted
+    packs: int = 0
+    pack_live_fraction: float | None = None
+    repacked: int = 0
+    packs_deleted: int = 0
+    packs_kept_fresh: int = 0
+    indexes_rewritten: int = 0
     exact: bool = False  # the backend's stale delete is exact (no race window at all)
 
     @property
@@ -175,10 +182,10 @@ def _load_candidates(backend: Backend) -> list[_Candidates]:
         try:
             rec = unpack(data, key)
             marked = float(rec["marked_at"])
-            digests = {k: [d for d in rec["candidates"].get(k, []) if is_digest(d)] for k in CONTENT_KINDS}
+            digests = {k: [d for d in rec["candidates"].get(k, []) if is_digest(d)] for k in (*CONTENT_KINDS, PACKS)}
         except (CorruptRecordError, KeyError, TypeError, ValueError, AttributeError):
             # a damaged candidates record only delays collection: drop it, the next run re-marks
-            out.append(_Candidates(key, float("inf"), {k: [] for k in CONTENT_KINDS}))
+            out.append(_Candidates(key, float("inf"), {k: [] for k in (*CONTENT_KINDS, PACKS)}))
             continue
         out.append(_Candidates(key, marked, digests))
     return out
@@ -229,6 +236,21 @@ def collect_garbage(
     roots |= pins or set()
     tick("tracing references")
     live = closure(backend, layout, present, roots)
+    pack_live: set[str] = set()
+    pindex = None
+    if layout.packed:
+        from casstore.maintenance import packgc
+
+        tick("reading pack indexes")
+        pindex = packgc.load_packs(backend, layout, scan.packs)
+        packed_chunks = set(pindex.chunks())
+        # a chunk in a pack counts as live while any stored recipe or model entry names it
+        # (a recipe swept now frees its chunks at a later run)
+        pack_live = closure(
+            backend, layout, {**present, "chunks": present["chunks"] | packed_chunks}, roots,
+            seed_objects={"models": present["models"], "files": present["files"]},
+        )["chunks"]
+        report.packs = len(pindex.packs)
 
     # ---- sweep: candidates of earlier runs whose grace period is over --------------------
     threshold: dict[tuple[str, str], float] = {}
@@ -288,11 +310,40 @@ def collect_garbage(
             if hint is None or hint[2] not in present["files"]:
                 backend.delete(key)
 
+    marked_packs: list[str] = []
+    if pindex is not None:
+        from casstore.maintenance import packgc
+
+        due_packs: dict[str, float] = {}
+        for rec in due:
+            for d in rec.digests.get(PACKS, []):
+                due_packs[d] = min(due_packs.get(d, rec.marked_at), rec.marked_at)
+        if due_packs:
+            tick("deleting packs")
+            gone_packs, freed, kept = packgc.sweep_packs(backend, layout, pindex, due_packs, pack_live, slack, dry_run)
+            report.packs_deleted, report.packs_kept_fresh = len(gone_packs), kept
+            report.deleted_bytes += freed
+            if not dry_run:
+                for p in gone_packs:
+                    pindex.forget_pack(p)
+                report.indexes_rewritten = packgc.rewrite_indexes(backend, pindex, gone_packs, set(pindex.packs))
+        plan = packgc.plan_packs(pindex, pack_live)
+        report.pack_live_fraction = plan.live_bytes / plan.total_bytes if plan.total_bytes else None
+        marked_packs = list(plan.dead)
+        if plan.repack and not dry_run:
+            tick("repacking")
+            moved = packgc.repack(backend, layout, pindex, plan.repack, pack_live)
+            report.repacked = len(moved)
+            marked_packs += moved
+
     # ---- mark: everything unreachable now, for a later run --------------------------------
     marked = {kind: sorted(present[kind] - live[kind]) for kind in CONTENT_KINDS}
     report.marked = {k: len(v) for k, v in marked.items()}
+    if marked_packs:
+        marked[PACKS] = sorted(marked_packs)
+        report.marked[PACKS] = len(marked_packs)
     if any(marked.values()):
-        keys = [layout.key(kind, d) for kind in CONTENT_KINDS for d in marked[kind]]
+        keys = [layout.key(kind, d) for kind in marked for d in marked[kind]]
         tick("measuring garbage", 0, len(keys))
         for key in keys:
             tick("measuring garbage", 1)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from casstore.backend.base import Backend
 from casstore.exceptions import CorruptRecordError, ObjectNotFoundError
-from casstore.objects.layout import CONTENT_KINDS, HINTS, ContentLayout
+from casstore.objects.layout import CONTENT_KINDS, HINTS, PACKS, ContentLayout
 from casstore.objects.recipes import Recipe
 
 __all__ = [
@@ -44,7 +44,7 @@ __all__ = [
 DIGEST_BYTES_RE = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
 # top-level prefixes that hold no references to content
-_NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstore.json")
+_NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstore.json", "packs", "index")
 # per-run record kinds that hold no references to content (values are user strings or numbers)
 _RUN_KINDS_WITHOUT_REFS = frozenset({"meta", "params", "tags", "metrics", "seal", "deleted", "dirs"})
 
@@ -108,6 +108,7 @@ class StoreScan:
     runs: dict[str, RunKeys]
     other_roots: list[str]  # registry records and unknown prefixes
     hints: list[str] = field(default_factory=list)  # similarity hints (not roots: they keep nothing)
+    packs: set[str] = field(default_factory=set)  # packs (a store of the packs layout)
 
     def live_runs(self) -> list[RunKeys]:
         return [r for r in self.runs.values() if not r.deleted]
@@ -128,6 +129,7 @@ def scan_store(backend: Backend, layout: ContentLayout) -> StoreScan:
     runs: dict[str, RunKeys] = {}
     other: list[str] = []
     hints: list[str] = []
+    packs: set[str] = set()
     for key in backend.list(""):
         if key.startswith(".") or "/." in key:
             continue  # not a casstore object (no key part may start with '.')
@@ -147,10 +149,15 @@ def scan_store(backend: Backend, layout: ContentLayout) -> StoreScan:
         if top == HINTS:
             hints.append(key)
             continue
+        if top == PACKS:
+            parsed = layout.parse(key)
+            if parsed is not None:
+                packs.add(parsed[1])
+            continue
         if top in _NON_ROOT_PREFIXES:
             continue
         other.append(key)
-    return StoreScan(content, runs, other, hints)
+    return StoreScan(content, runs, other, hints, packs)
 
 
 def list_content(backend: Backend, layout: ContentLayout) -> dict[str, set[str]]:

@@ -156,7 +156,7 @@ class _Checker:
         self.tick("hashing chunks", 0, len(digests))
         keys = [self.layout.chunk_key(d) for d in digests]
         with ThreadPoolExecutor(_workers(self.backend), thread_name_prefix="casstore-verify") as pool:
-            for d, key, res in zip(digests, keys, pool.map(lambda k: _hash_object(self.backend, k), keys)):
+            for d, key, res in zip(digests, keys, pool.map(self._hash_chunk, digests)):
                 self.tick("hashing chunks", 1)
                 self.checked["chunks"] += 1
                 if res is None:
@@ -169,6 +169,16 @@ class _Checker:
                 if actual != d:
                     self.bad["chunks"].add(d)
                     self.problem(key, "corrupt", f"its bytes hash to {actual}, not to the digest that names it")
+
+    def _hash_chunk(self, digest: str) -> tuple[str, int] | None:
+        """``(BLAKE3, size)`` of the chunk as stored (loose, or in a pack), None if missing."""
+        if self.runs.objects.packs is None:
+            return _hash_object(self.backend, self.layout.chunk_key(digest))
+        try:
+            _where, data = self.runs.objects.stored_chunk(digest)
+        except ObjectNotFoundError:
+            return None
+        return blake3(data).hexdigest(), len(data)
 
     def _read_recipe(self, d: str, key: str, data: bytes | None) -> Recipe | None:
         self.checked["files"] += 1
@@ -239,7 +249,7 @@ class _Checker:
         for c, n in recipe.chunks:
             ckey = self.layout.chunk_key(c)
             try:
-                data = self.backend.get(ckey)
+                data = self.runs.objects.stored_chunk(c)[1]
             except ObjectNotFoundError:
                 found.append((ckey, "missing", "the chunk is missing"))
                 return found, counts
@@ -466,6 +476,8 @@ def verify_store(
     if run_ids is None:
         c.tick("listing")
         content = list_content(runs.backend, layout)
+        if runs.objects.packs is not None:
+            content["chunks"] |= set(runs.objects.iter_chunks())
         if deep:
             c.check_files_deep(sorted(content["files"]))
             c.hash_chunks(sorted(content["chunks"] - set(c.chunk_size) - c.bad["chunks"]))
@@ -491,7 +503,10 @@ def verify_store(
         with_recipe = {f for f, ok in zip(ordered, runs.backend.exists_many([layout.recipe_key(f) for f in ordered])) if ok}
         c.check_files_deep(sorted(with_recipe))
         rest = sorted(files - with_recipe)
-        one_chunk = {f for f, ok in zip(rest, runs.backend.exists_many([layout.chunk_key(f) for f in rest])) if ok}
+        if runs.objects.packs is not None:
+            one_chunk = set(rest) - set(runs.objects.missing_files(rest))
+        else:
+            one_chunk = {f for f, ok in zip(rest, runs.backend.exists_many([layout.chunk_key(f) for f in rest])) if ok}
         c.hash_chunks(sorted(one_chunk - set(c.chunk_size) - c.bad["chunks"]))
         c.check_one_chunk_files(sorted(one_chunk))
         present_files = with_recipe | one_chunk

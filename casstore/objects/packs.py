@@ -189,6 +189,7 @@ class PackIndex:
         self.layout = layout
         self._lock = threading.Lock()
         self._chunks: dict[str, Location] = {}
+        self._entries: dict[str, Entries] = {}  # pack -> its chunks, to find another home for a chunk
         #: pack digest -> size, of every pack known
         self.packs: dict[str, int] = {}
         #: index digest -> the packs it lists, of every valid index loaded
@@ -214,6 +215,7 @@ class PackIndex:
     def add(self, pack: str, size: int, entries: Entries) -> None:
         with self._lock:
             self.packs[pack] = size
+            self._entries[pack] = list(entries)
             for d, off, n in entries:
                 self._chunks.setdefault(d, Location(pack, off, n))
 
@@ -222,8 +224,19 @@ class PackIndex:
         elsewhere at the next :meth:`load`, or written anew."""
         with self._lock:
             self.packs.pop(pack, None)
-            for d in [d for d, loc in self._chunks.items() if loc.pack == pack]:
-                del self._chunks[d]
+            lost = {d for d, _, _ in self._entries.pop(pack, [])}
+            for d in lost:
+                if d in self._chunks and self._chunks[d].pack == pack:
+                    del self._chunks[d]
+            for other, entries in self._entries.items():  # another pack that holds the chunk
+                for d, off, n in entries:
+                    if d in lost and d not in self._chunks:
+                        self._chunks[d] = Location(other, off, n)
+
+    def entries(self, pack: str) -> Entries:
+        """The chunks of a known pack, as its index (or header) lists them."""
+        with self._lock:
+            return list(self._entries.get(pack, []))
 
     def load(self) -> None:
         """Merge every index object in the store (those cached locally are not fetched),
@@ -379,9 +392,11 @@ class PackWriter:
             self.index.forget_pack(loc.pack)  # removed by gc since the index was read
         return False
 
-    def add(self, digest: str, data: bytes | bytearray | memoryview) -> bool:
-        """Store a chunk unless the store has it; return whether it went into a new pack."""
-        if self.has(digest):
+    def add(self, digest: str, data: bytes | bytearray | memoryview, *, copy: bool = False) -> bool:
+        """Store a chunk unless the store has it; return whether it went into a new pack.
+        With ``copy`` (garbage collection repacking a pack) it goes into a new pack anyway,
+        and the pack it is copied from is not freshened."""
+        if not copy and self.has(digest):
             return False
         with self._lock:
             if digest in self._pending:

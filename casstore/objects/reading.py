@@ -70,6 +70,18 @@ class ObjectReader:
             loc = self.packs.get(digest)
         return loc
 
+    def stored_chunk(self, digest: str) -> tuple[str, bytes]:
+        """Where the chunk is (its key, or its pack and byte range) and its bytes as stored,
+        *not* verified: for a checker that hashes them itself. :class:`ObjectNotFoundError`
+        if the store has no such chunk."""
+        loc = self._locate(digest, reload=True)
+        if loc is None:
+            key = self.layout.chunk_key(digest)
+            return key, self.backend.get(key)
+        key = self.layout.pack_key(loc.pack)
+        return f"{key} (bytes {loc.offset} to {loc.offset + loc.length})", self.backend.get_range(
+            key, loc.offset, loc.offset + loc.length)
+
     def _has_chunk(self, digest: str) -> bool:
         """Whether the store holds the chunk: in a pack, or as a loose object."""
         return self._locate(digest) is not None or self.backend.exists(self.layout.chunk_key(digest))
