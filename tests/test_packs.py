@@ -137,7 +137,7 @@ def test_a_flipped_byte_inside_a_pack_is_found_and_named(packed: ObjectStore, tm
 
 
 def test_a_flipped_byte_inside_an_index_is_named_and_the_packs_are_read_from_their_headers(
-    packed: ObjectStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    packed: ObjectStore, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = _bytes(3 << 20, 6)
     stored = packed.put_bytes(data)
@@ -147,11 +147,16 @@ def test_a_flipped_byte_inside_an_index_is_named_and_the_packs_are_read_from_the
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0x20
     path.write_bytes(bytes(raw))
+    monkeypatch.setenv("CASSTORE_CACHE_DIR", str(tmp_path / "another-machine"))  # the writer's cache is good
     with caplog.at_level(logging.WARNING, logger="casstore.objects.packs"):
         reader = open_store(tmp_path / "store", stat_cache=False)
         assert reader.get_bytes(stored.digest) == data  # from the pack's own header, verified
     assert index_key in caplog.text
     assert reader.packs is not None and index_key[len(INDEX_PREFIX) :] in reader.packs.damaged
+    from casstore.maintenance.verify import verify_store
+
+    report = verify_store(RunStore(reader))
+    assert [(p.object, p.kind) for p in report.problems] == [(index_key, "corrupt")]
 
 
 def test_a_damaged_index_that_still_hashes_to_its_name_cannot_serve_wrong_bytes(packed: ObjectStore, tmp_path: Path) -> None:
@@ -404,3 +409,85 @@ def test_gc_deletes_a_repacked_pack_and_readers_find_its_chunks_in_the_new_one(t
     assert open_store(tmp_path / "store", stat_cache=False).get_bytes(entries[0].digest) == a.read_bytes()
     report = verify_store(RunStore(open_store(tmp_path / "store", stat_cache=False)))
     assert report.ok, [p.to_dict() for p in report.problems]
+
+
+# ---- converting a store of loose chunks ---------------------------------------------------------------
+
+_CONVERT = textwrap.dedent(
+    """
+    import sys
+    from casstore.backend import open_backend
+    from casstore.maintenance import topacks
+    topacks._BATCH_BYTES = 256 << 10  # publish often, so a kill leaves some of the work done
+    print("start", flush=True)
+    topacks.convert_to_packs(open_backend(sys.argv[1]))
+    print("done", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_converting_a_store_killed_half_way_and_resumed_keeps_every_run(tmp_path: Path, seed: int) -> None:
+    from casstore.maintenance.topacks import convert_to_packs
+    from casstore.maintenance.verify import verify_store
+    from casstore.objects import ChunkerParams
+
+    small = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
+    root = tmp_path / "store"
+    store = RunStore(open_store(root, chunker=small, stat_cache=False))
+    exp = store.get_or_create_experiment("convert")
+    expected: dict[str, dict[str, bytes]] = {}
+    for r in range(4):
+        run = store.create_run(exp)
+        files = {f"f{i}.bin": _bytes(300_000 + 7_000 * i, seed * 50 + r * 10 + i) for i in range(3)}
+        for name, data in files.items():
+            run.log_bytes(name, data)
+        run.end()
+        expected[run.run_id] = files
+    loose_before = len(_keys(store.objects, "chunks/"))
+    assert loose_before > 500
+
+    proc = subprocess.Popen([sys.executable, "-c", _CONVERT, str(root)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    time.sleep(random.Random(seed).uniform(0.1, 0.4))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+
+    def check_runs() -> None:
+        reader = RunStore(open_store(root, stat_cache=False))
+        for run_id, files in expected.items():
+            view = reader.get_run(run_id)
+            for name, data in files.items():
+                assert reader.artifact_bytes(run_id, view.artifacts[name]) == data
+
+    check_runs()  # whole at the point it was killed
+    report = convert_to_packs(open_store(root, stat_cache=False).backend)
+    assert report.damaged == []
+    packed = open_store(root, stat_cache=False)
+    assert packed.config.content_layout == "packs" and packed.config.chunker == small
+    assert _keys(packed, "chunks/") == []
+    check_runs()
+    assert verify_store(RunStore(packed)).ok
+    # converting again finds nothing to do
+    again = convert_to_packs(packed.backend)
+    assert again.packed_chunks == 0 and again.loose_deleted == 0 and not again.config_switched
+
+
+def test_converting_names_a_damaged_loose_chunk_and_leaves_it(tmp_path: Path) -> None:
+    from casstore.maintenance.topacks import convert_to_packs
+
+    store = open_store(tmp_path / "store", stat_cache=False)
+    good, bad = store.put_bytes(_bytes(50_000, 1)), store.put_bytes(_bytes(50_000, 2))
+    key = store.layout.chunk_key(bad.digest)
+    path = _raw_path(store, key)
+    raw = bytearray(path.read_bytes())
+    raw[10] ^= 1
+    path.write_bytes(bytes(raw))
+    report = convert_to_packs(store.backend)
+    assert report.damaged == [key]
+    packed = open_store(tmp_path / "store", stat_cache=False)
+    assert packed.get_bytes(good.digest) == _bytes(50_000, 1)
+    with pytest.raises(IntegrityError, match=key):
+        packed.get_bytes(bad.digest)  # still there, still found damaged: nothing wrong served

@@ -1,4 +1,4 @@
-"""Maintenance commands: ``verify``, ``du`` and ``gc``."""
+"""Maintenance commands: ``verify``, ``du``, ``gc`` and ``pack-store``."""
 
 from __future__ import annotations
 
@@ -183,4 +183,39 @@ def gc_cmd(dry_run: bool, grace: str, as_json: bool, store: str | None) -> None:
 
 
 
-COMMANDS = [verify_cmd, du_cmd, gc_cmd]
+@click.command("pack-store", epilog="""\b
+Examples:
+  casstore pack-store --store s3://bucket/team    # convert a store of loose chunks to packs
+\b
+Safe to interrupt: run it again and it goes on from where it stopped. The store reads
+whole at every point. Casstore releases without packs refuse the store afterwards.
+""")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@common_options
+def pack_store_cmd(as_json: bool, store: str | None) -> None:
+    """Convert a store of loose chunks to the packs layout, in place, verifying each chunk.
+
+    Loose chunks are copied into packs (each verified first), the store's config is
+    switched to the packs layout, chunks written meanwhile are packed too, and each loose
+    chunk is removed once its copy in a pack has been read back and verified.
+    """
+    from casstore.maintenance.topacks import convert_to_packs
+
+    runs = open_runs(store)
+    with Progress() as progress:
+        report = convert_to_packs(runs.backend, progress=progress.callback)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    click.echo(f"packed {report.packed_chunks} chunks ({human_size(report.packed_bytes)}) into "
+               f"{report.packs_written} packs; {report.already_packed} were packed already; "
+               f"removed {report.loose_deleted} loose chunks")
+    if report.config_switched:
+        click.echo("the store now has the packs layout")
+    for key in report.damaged:
+        click.echo(f"DAMAGED {key}: left as it is; run `casstore verify --all`", err=True)
+    if report.damaged:
+        raise SystemExit(1)
+
+
+COMMANDS = [verify_cmd, du_cmd, gc_cmd, pack_store_cmd]

@@ -170,6 +170,25 @@ class _Checker:
                     self.bad["chunks"].add(d)
                     self.problem(key, "corrupt", f"its bytes hash to {actual}, not to the digest that names it")
 
+    def check_pack_indexes(self) -> None:
+        """Each index object of a packed store, as stored (not a local cache): its bytes
+        must hash to its name and decode; one that does not is named (readers skip it and
+        read the packs' own headers)."""
+        from casstore.objects.packs import INDEX_PREFIX, decode_index
+
+        keys = sorted(self.backend.list(INDEX_PREFIX))
+        for key, data in read_many(self.backend, keys):
+            if data is None:
+                continue
+            actual = blake3(data).hexdigest()
+            if actual != key[len(INDEX_PREFIX):]:
+                self.problem(key, "corrupt", f"its bytes hash to {actual}, not to the digest that names it")
+                continue
+            try:
+                decode_index(data, key)
+            except CorruptRecordError as e:
+                self.problem(key, "corrupt", str(e))
+
     def _hash_chunk(self, digest: str) -> tuple[str, int] | None:
         """``(BLAKE3, size)`` of the chunk as stored (loose, or in a pack), None if missing."""
         if self.runs.objects.packs is None:
@@ -478,6 +497,7 @@ def verify_store(
         content = list_content(runs.backend, layout)
         if runs.objects.packs is not None:
             content["chunks"] |= set(runs.objects.iter_chunks())
+            c.check_pack_indexes()
         if deep:
             c.check_files_deep(sorted(content["files"]))
             c.hash_chunks(sorted(content["chunks"] - set(c.chunk_size) - c.bad["chunks"]))
