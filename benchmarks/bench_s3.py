@@ -80,7 +80,18 @@ def _write_random(path: Path, size: int) -> None:
             left -= n
 
 
-def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, packs: bool = True) -> dict[str, Any]:
+def _server(name: str) -> Any:
+    """The S3 server to measure against: moto's (``moto``) or SeaweedFS (``seaweedfs``, a
+    separate implementation with storage of its own), started on loopback."""
+    if name == "seaweedfs":
+        from seaweed import SeaweedS3
+
+        return SeaweedS3()
+    return LoopbackS3()
+
+
+def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, packs: bool = True,
+        server_name: str = "moto") -> dict[str, Any]:
     """Measure; ``{"times": {name: [s]}, "cpu": {name: [s]}, "requests": {name: Counter}}``.
     With ``small_files``, also log a directory of that many 4 KiB files each repetition."""
     import s3fs
@@ -90,10 +101,13 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, p
     results: dict[str, list[float]] = collections.defaultdict(list)
     cpu: dict[str, list[float]] = collections.defaultdict(list)
     requests: dict[str, collections.Counter[str]] = {}
-    with tempfile.TemporaryDirectory(prefix="casstore-bench-s3-") as tmp, LoopbackS3() as server:
+    with tempfile.TemporaryDirectory(prefix="casstore-bench-s3-") as tmp, _server(server_name) as server:
         os.environ.update(DUMMY_CREDENTIALS)
         os.environ["AWS_ENDPOINT_URL"] = server.endpoint_url
-        make_bucket(server.endpoint_url, BUCKET)
+        if server_name == "seaweedfs":
+            server.make_bucket(BUCKET)
+        else:
+            make_bucket(server.endpoint_url, BUCKET)
         src = Path(tmp) / "weights.bin"
         _write_random(src, size)
         changed = Path(tmp) / "changed" / "weights.bin"
@@ -225,7 +239,7 @@ def report(size: int, repeat: int, out: dict[str, Any]) -> None:
     cpu = {k: statistics.median(v) for k, v in out["cpu"].items()}
     gib = size / (1 << 30)
     mib = size / (1 << 20)
-    print(f"\nfile: {mib:.0f} MiB of random bytes; median of {repeat} repetitions")
+    print(f"\nfile: {mib:.0f} MiB of random bytes; median of {repeat} repetitions; server: {out.get('server', 'moto')}")
     print(f"{'':18} {'seconds':>9} {'MiB/s':>8} {'CPU s':>7} {'requests':>9} {'req/GiB':>9}   by method")
     for name in ("peer put_file", "casstore fresh", "packs fresh", "casstore re-log", "casstore changed", "packs changed",
                  "peer get_file", "casstore get_file", "packs get_file"):
@@ -275,6 +289,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="16 MiB, 2 repetitions")
     parser.add_argument("--size-mib", type=int, default=None, help="file size in MiB (default 256)")
     parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 5)")
+    parser.add_argument("--server", choices=("moto", "seaweedfs"), default="moto",
+                        help="the S3 server on loopback (default: moto)")
     parser.add_argument("--no-packs", action="store_true", help="skip the store of the packs layout")
     parser.add_argument("--no-downloads", action="store_true", help="skip the download comparison")
     parser.add_argument("--small-files", type=int, default=None,
@@ -283,8 +299,10 @@ def main(argv: list[str] | None = None) -> None:
     size = (args.size_mib or (16 if args.quick else 256)) << 20
     repeat = args.repeat or (2 if args.quick else 5)
     small = args.small_files if args.small_files is not None else (50 if args.quick else 200)
-    out = run(size, repeat, downloads=not args.no_downloads, small_files=small, packs=not args.no_packs)
+    out = run(size, repeat, downloads=not args.no_downloads, small_files=small, packs=not args.no_packs,
+              server_name=args.server)
     out["small_files"] = small
+    out["server"] = args.server
     report(size, repeat, out)
 
 
