@@ -163,19 +163,24 @@ class ObjectStore(ObjectReader):
         fd, before = open_local(path)
         return self._put_open(fd, path, before, progress)
 
-    def put_or_read(self, path: str | os.PathLike[str], limit: int) -> tuple[Stored, bytes | None]:
+    def put_or_read(
+        self, path: str | os.PathLike[str], limit: int, progress: Progress | None = None
+    ) -> tuple[Stored, bytes | None]:
         """Store a local file as :meth:`put_file` does, unless it is a regular file of at
         most ``limit`` bytes (``limit`` > 0): that one is only read, with the same checks,
         and its content returned beside its ``(digest, size)``, for the caller to keep
-        (an artifact held in its run record). One open either way."""
+        (an artifact held in its run record). One open either way. ``progress`` is told
+        the bytes as they are stored (or read)."""
         path = os.fspath(path)
         fd, before = open_local(path)
         if not is_small(before, limit):
-            return self._put_open(fd, path, before, None), None
+            return self._put_open(fd, path, before, progress), None
         try:
             data = read_whole(fd, path, before)
         finally:
             os.close(fd)
+        if progress:
+            progress(len(data))
         return Stored(hash_bytes(data), len(data)), data
 
     def _put_open(self, fd: int, path: str, before: os.stat_result, progress: Progress | None) -> Stored:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -46,7 +46,7 @@ from casstore.runs.claims import PathClaims, directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
 from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, RunView, decode_record
-from casstore.runs.state import manifest_of, read_live_state
+from casstore.runs.state import INPUT_FIELDS, check_input, manifest_of, read_live_state
 
 __all__ = ["RunHandle", "RunOwner", "RUN_STATUSES"]
 
@@ -80,7 +80,7 @@ class RunOwner(Protocol):
 
     def path_claims(self, run_id: str) -> PathClaims: ...
 
-    def seal_record(self, run_id: str) -> dict[str, Any] | None: ...
+    def _seal_at(self, run_id: str, generation: int) -> dict[str, Any] | None: ...
 
     def get_run(self, run_id: str, *, flush: bool = True) -> RunView: ...
 
@@ -92,9 +92,12 @@ class RunOwner(Protocol):
 class RunHandle:
     """A writer on one unsealed run. Thread-safe."""
 
-    def __init__(self, store: RunOwner, run_id: str, meta: dict[str, Any]) -> None:
+    def __init__(self, store: RunOwner, run_id: str, meta: dict[str, Any], generation: int = 0) -> None:
         self.store = store
         self.run_id = run_id
+        #: which end of the run this handle writes towards (0 unless it was resumed after ending)
+        self.generation = generation
+        self._seal_key = layout.seal_key(run_id, generation)
         self.experiment_id: str = meta["experiment_id"]
         self.meta = meta
         self._backend = store.backend
@@ -116,7 +119,7 @@ class RunHandle:
     def sealed(self) -> bool:
         """Whether the run is sealed (asks the store unless this handle sealed it)."""
         if self._digest is None:
-            seal = self.store.seal_record(self.run_id)
+            seal = self.store._seal_at(self.run_id, self.generation)
             if seal is not None:
                 self._digest = str(seal["digest"])
         return self._digest is not None
@@ -126,7 +129,7 @@ class RunHandle:
         in the same batch)."""
         if self._digest is not None:
             raise self._sealed_error()
-        found = self._backend.exists_many([layout.seal_key(self.run_id), layout.deleted_key(self.run_id), *also])
+        found = self._backend.exists_many([self._seal_key, layout.deleted_key(self.run_id), *also])
         if found[0]:
             raise self._sealed_error()
         if found[1]:
@@ -142,7 +145,7 @@ class RunHandle:
     def _check_in_seal(self, kind: str, names: list[str], values: dict[str, str] | None = None) -> None:
         """After a write: if the run was sealed meanwhile, the write counts only if the seal has it
         (``names`` present under ``kind``; for tags, with the ``values`` written)."""
-        if not self._backend.exists(layout.seal_key(self.run_id)):
+        if not self._backend.exists(self._seal_key):
             return
         view = self.store.get_run(self.run_id, flush=False)
         held: dict[str, dict[str, Any]] = {
@@ -334,7 +337,7 @@ class RunHandle:
         return total >= POOL_MIN_AVERAGE_SIZE * max(1, len(sample))
 
     def log_files(self, items: list[tuple[str, str]], workers: int | None = None, *,
-                  inline: bool = True) -> list[ArtifactEntry]:
+                  inline: bool = True, progress: Callable[[int], None] | None = None) -> list[ArtifactEntry]:
         """Store and bind many ``(artifact_path, local_path)`` pairs with one durability barrier.
 
         Every file is stored before anything is bound: if any file cannot be read, nothing
@@ -343,7 +346,8 @@ class RunHandle:
         paths) raises before anything is stored.
         In a version-3 store a file of up to ``layout.inline_max`` bytes is held in its
         record (kind ``inline``) unless ``inline`` is false (a model's files, which a model
-        entry names by digest, must be files of the object store).
+        entry names by digest, must be files of the object store). ``progress`` is told the
+        bytes of each file as they are stored (from several threads when ``workers`` > 1).
         """
         paths = [clean_artifact_path(p) for p, _ in items]
         locals_ = [os.fspath(lp) for _, lp in items]
@@ -356,8 +360,8 @@ class RunHandle:
         binding: set[str] = set()  # paths whose binding was tried: their claims stay
         pool = ThreadPoolExecutor(min(workers, n), thread_name_prefix="casstore-log") if n >= 8 and workers > 1 else None
         try:
-            results = pool.map(self._objects.put_or_read, locals_, [inline_max] * n) if pool else (
-                self._objects.put_or_read(p, inline_max) for p in locals_)
+            results = pool.map(self._objects.put_or_read, locals_, [inline_max] * n, [progress] * n) if pool else (
+                self._objects.put_or_read(p, inline_max, progress) for p in locals_)
             stored: list[tuple[Stored, object]] = []
             held = 0
             for done, data in results:
@@ -452,6 +456,42 @@ class RunHandle:
         self._remember(k, rec)
         self._check_in_seal("tags", [key], {key: value})
 
+    def log_input(self, record: dict[str, Any]) -> None:
+        """Record a dataset the run used: ``name``, ``digest``, ``source_type``, ``source``,
+        ``schema``, ``profile``, ``context`` (strings) and ``tags``. Once per digest and
+        context: the same again is a no-op."""
+        rec: dict[str, Any] = {"v": RECORD_VERSION, **{k: str(record.get(k, "")) for k in INPUT_FIELDS},
+               "tags": {str(k): str(v) for k, v in (record.get("tags") or {}).items()}, "logged_at": now_ms()}
+        check_input(rec, "dataset input")
+        self._check_open()
+        k = layout.input_key(self.run_id, rec["digest"], rec["context"])
+        if self._backend.put_if_absent(k, pack(rec)):
+            self._remember(k, rec)
+        if self._backend.exists(self._seal_key):
+            view = self.store.get_run(self.run_id, flush=False)
+            if not any(i["digest"] == rec["digest"] and i["context"] == rec["context"] for i in view.inputs):
+                raise RunStateError(
+                    f"run {self.run_id} was ended by another writer while dataset {rec['name']!r} was being logged; "
+                    "its seal does not include it. Log it in a new run."
+                )
+
+    def delete_tag(self, key: str) -> None:
+        """Delete a tag: a tag record marked ``deleted`` (the latest record wins, so setting the
+        tag again brings it back). :class:`ObjectNotFoundError` if the run has no such tag."""
+        key = check_name("tag", key)
+        self._check_open()
+        if key not in self.store.get_run(self.run_id, flush=False).tags:
+            raise ObjectNotFoundError(f"run {self.run_id} has no tag {key!r} to delete")
+        k = layout.tag_key(self.run_id, key)
+        rec = {"v": RECORD_VERSION, "key": key, "value": "", "time": now_ms(), "deleted": True}
+        self._backend.put_if_absent(k, pack(rec))
+        self._remember(k, rec)
+        if self._backend.exists(self._seal_key) and key in self.store.get_run(self.run_id, flush=False).tags:
+            raise RunStateError(
+                f"run {self.run_id} was ended by another writer while tag {key!r} was being deleted; "
+                "its seal still holds the tag"
+            )
+
     # ---- metrics -----------------------------------------------------------------
 
     def log_metric(self, key: str, value: float, step: int = 0, timestamp_ms: int | None = None) -> None:
@@ -482,7 +522,7 @@ class RunHandle:
                 release(self)
                 return
             try:
-                if self._digest is not None or self._backend.exists(layout.seal_key(self.run_id)):
+                if self._digest is not None or self._backend.exists(self._seal_key):
                     raise RunStateError(
                         f"run {self.run_id} was ended and sealed while {len(points)} metric point(s) were "
                         "buffered; they were not recorded. Log them in a new run."
@@ -490,7 +530,7 @@ class RunHandle:
                 key = layout.metric_segment_key(self.run_id)
                 rec = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
                 self._backend.put_if_absent(key, pack(rec))
-                if self._digest is None and self._backend.exists(layout.seal_key(self.run_id)):
+                if self._digest is None and self._backend.exists(self._seal_key):
                     self._check_points_sealed(points)
             except RunStateError:
                 release(self)
@@ -543,7 +583,7 @@ class RunHandle:
             pass  # sealed by someone else: their seal stands
         self.store._flush_local(self.run_id)  # points other handles of this process still hold
         with self._write_lock:
-            seal = self.store.seal_record(self.run_id)
+            seal = self.store._seal_at(self.run_id, self.generation)
             if seal is not None:
                 self._digest = str(seal["digest"])
                 return self._digest
@@ -551,15 +591,27 @@ class RunHandle:
                 known = dict(self._known)
             state = read_live_state(self._backend, self.run_id, known)
             end_time = now_ms()
-            data = pack(manifest_of(state, status, end_time))
+            manifest = manifest_of(state, status, end_time)
+            if self.generation > 0:  # resumed after ending: chain to the seal it followed
+                previous = self.store._seal_at(self.run_id, self.generation - 1)
+                if previous is None:
+                    raise CorruptRecordError(
+                        f"run {self.run_id} was resumed into generation {self.generation} but its seal "
+                        f"{layout.seal_key(self.run_id, self.generation - 1)} is missing; the store is damaged"
+                    )
+                manifest.update(generation=self.generation, previous=str(previous["digest"]))
+            data = pack(manifest)
             digest = hash_bytes(data)
             self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
             self._backend.flush()
             seal_rec = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time}
-            if self._backend.put_if_absent(layout.seal_key(self.run_id), pack(seal_rec)):
+            if self._backend.put_if_absent(self._seal_key, pack(seal_rec)):
                 self._backend.flush()
                 self._digest = digest
             else:
-                self._digest = str(self.store.seal_record(self.run_id)["digest"])  # type: ignore[index]
+                won = self.store._seal_at(self.run_id, self.generation)
+                if won is None:
+                    raise CorruptRecordError(f"run {self.run_id}: {self._seal_key} was refused as taken but cannot be read")
+                self._digest = str(won["digest"])
             return self._digest
 

@@ -32,10 +32,8 @@ class Experiment:
     creation_time: int = 0
     lifecycle_stage: str = "active"
     artifact_location: str = ""
-
-    @property
-    def last_update_time(self) -> int:
-        return self.creation_time
+    #: when it last changed (a tag, its name, deletion); its creation time if never
+    last_update_time: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,6 +88,8 @@ class RunView:
     artifacts: dict[str, ArtifactEntry]
     models: dict[str, ModelRef]
     points: tuple[MetricPoint, ...] = ()
+    #: datasets the run used (``log_input``), as their records say
+    inputs: tuple[dict[str, Any], ...] = ()
 
     @property
     def artifact_uri(self) -> str:
