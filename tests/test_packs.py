@@ -491,3 +491,36 @@ def test_converting_names_a_damaged_loose_chunk_and_leaves_it(tmp_path: Path) ->
     assert packed.get_bytes(good.digest) == _bytes(50_000, 1)
     with pytest.raises(IntegrityError, match=key):
         packed.get_bytes(bad.digest)  # still there, still found damaged: nothing wrong served
+
+
+def test_gc_on_s3_repacks_and_deletes_packs_and_keeps_what_a_writer_reuses(any_s3: str, tmp_path: Path) -> None:
+    """On S3 (whole-second times): a dead pack is marked, then deleted by a later run; a
+    pack a writer reused after it was marked is kept; every live file reads whole."""
+    from casstore.maintenance.gc import collect_garbage
+
+    a, b, c = _logged(tmp_path, ["a.bin", "b.bin", "c.bin"], 40)
+    store = RunStore(open_store(any_s3, layout="packs", stat_cache=False))
+    exp = store.get_or_create_experiment("gc")
+    dead = store.create_run(exp)
+    dead.log_files([(c.name, str(c))])  # a pack of its own, all dead once the run is deleted
+    dead.end()
+    first = store.create_run(exp)
+    first.log_files([(p.name, str(p)) for p in (a, b)])
+    first.end()
+    store.delete_run(dead.run_id, "test")
+    store.delete_run(first.run_id, "test")
+    time.sleep(1.1)  # S3 keeps whole seconds: the mark must come after the packs' times
+    r1 = collect_garbage(store.backend, grace=0, slack=0)
+    assert r1.marked.get("packs") == 2
+    time.sleep(1.1)
+    writer = RunStore(open_store(any_s3, stat_cache=False))
+    kept = writer.create_run(writer.get_or_create_experiment("gc"))
+    kept.log_file("a.bin", a)  # deduplicated against a pack gc has marked: freshens it
+    kept.end()
+    assert writer.objects.bytes_written == 0
+    r2 = collect_garbage(store.backend, grace=0, slack=0)
+    assert r2.packs_deleted == 1 and r2.packs_kept_fresh == 1
+    reader = RunStore(open_store(any_s3, stat_cache=False))
+    entry = reader.get_run(kept.run_id).artifacts["a.bin"]
+    assert reader.artifact_bytes(kept.run_id, entry) == a.read_bytes()
+    assert len(list(reader.backend.list("packs/"))) == 1
