@@ -7,8 +7,8 @@ For each chunker, the unique bytes stored after all five, over the size of one v
 loose-chunk default (FastCDC 256 KiB / 1 MiB / 4 MiB), the pack default, and, on paper,
 restic's (a Rabin chunker of 512 KiB min / 1 MiB average / 8 MiB max, whose figure for
 this data, 1.033x, was measured with restic 0.14: restic is not installed here).
-With ``--store`` the five versions are also stored into a packed store in memory and its
-bytes (packs, headers, index, recipes) counted, the true growth.
+The five versions are also stored into a store of the packs layout (in memory) and all
+its bytes (packs, headers, index, recipes) counted: the store's true growth.
 
     python benchmarks/bench_packs_dedup.py          # 256 MiB
     python benchmarks/bench_packs_dedup.py --quick  # 64 MiB
@@ -17,9 +17,9 @@ bytes (packs, headers, index, recipes) counted, the true growth.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,54 +39,60 @@ CHUNKERS = {
 }
 
 
-def versions(size: int, count: int = 5, seed: int = 7) -> list[bytes]:
+COUNT = 5
+
+
+def versions(size: int, seed: int = 7) -> Iterator[bytearray]:
+    """The five versions in turn, one buffer changed in place (the same bytes every call)."""
     rng = random.Random(seed)
-    cur = bytearray(os.urandom(size))
-    out = [bytes(cur)]
-    for _ in range(count - 1):
+    cur = bytearray(size)
+    for i in range(0, size, 1 << 20):
+        cur[i : i + (1 << 20)] = rng.randbytes(min(1 << 20, size - i))
+    yield cur
+    for _ in range(COUNT - 1):
         at = rng.randrange(0, size - (1 << 20))
         cur[at : at + (1 << 20)] = rng.randbytes(1 << 20)
-        out.append(bytes(cur))
-    return out
+        yield cur
 
 
-def growth(params: ChunkerParams, vs: list[bytes]) -> tuple[float, int]:
+def growth(params: ChunkerParams, size: int) -> tuple[float, int]:
     chunker = Chunker(params)
     seen: dict[str, int] = {}
     count = 0
-    for v in vs:
+    for v in versions(size):
         for ch in chunker.cut_buffer(v):
             count += 1
             seen.setdefault(hash_bytes(ch, parallel=False), len(ch))
-    return sum(seen.values()) / len(vs[0]), count // len(vs)
+    return sum(seen.values()) / size, count // COUNT
 
 
-def stored_growth(vs: list[bytes]) -> float:
+def stored_growth(size: int) -> float:
     store = open_store(f"memory://dedup-{random.getrandbits(32)}", layout="packs", stat_cache=False)
     backend = store.backend
-    for v in vs:
+    for v in versions(size):
         store.put_bytes(v)
         store.flush()
     total = sum(backend.info(k).size for k in backend.list("") if not k.startswith("casstore.json"))
-    return total / len(vs[0])
+    return total / size
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="64 MiB")
     parser.add_argument("--size-mib", type=int, default=None)
-    parser.add_argument("--store", action="store_true", help="also store the versions in a packed store (memory)")
     args = parser.parse_args(argv)
     size = (args.size_mib or (64 if args.quick else 256)) << 20
-    vs = versions(size)
     print(f"five versions of a {size >> 20} MiB file, 1 MiB overwritten in each")
     print(f"{'chunker':22} {'avg chunk':>10} {'chunks/version':>15} {'growth':>8} {'vs restic':>10}")
     for name, params in CHUNKERS.items():
-        g, n = growth(params, vs)
+        g, n = growth(params, size)
         print(f"{name:22} {params.avg_size >> 10:>7} KiB {n:>15} {g:>7.3f}x {g / RESTIC_GROWTH:>9.3f}")
     print(f"{'restic 0.14 (paper)':22} {1024:>7} KiB {'':>15} {RESTIC_GROWTH:>7.3f}x {1.0:>9.3f}")
-    if args.store:
-        print(f"packed store, all objects counted: {stored_growth(vs):.3f}x")
+    stored = stored_growth(size)
+    print(f"\npacks store, every object counted (packs, headers, index, recipe): {stored:.3f}x")
+    judged = (f"(goal <= {RESTIC_GROWTH}: {'met' if stored <= RESTIC_GROWTH else 'MISSED'})" if size == 256 << 20
+             else f"(goal <= {RESTIC_GROWTH}: not judged at {size >> 20} MiB; restic's figure is for 256 MiB)")
+    print(f"packs store growth = {stored:.3f}x against restic's {RESTIC_GROWTH}x {judged}")
 
 
 if __name__ == "__main__":

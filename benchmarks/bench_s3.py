@@ -265,14 +265,24 @@ def report(size: int, repeat: int, out: dict[str, Any]) -> None:
         def reqs(name: str) -> int:
             return sum(out["requests"][name].values())
 
+        def judged(ok: bool, goal: str) -> str:
+            if size < 256 << 20:
+                return f"(goal {goal}: not judged at {mib:.0f} MiB)"
+            return f"(goal {goal}: {'met' if ok else 'MISSED'})"
+
         peer_req = reqs("peer put_file")
-        print(f"\npacks fresh / put_file   = {times['packs fresh'] / times['peer put_file']:.2f} (goal <= 1.2), "
-              f"requests {reqs('packs fresh')} against {peer_req} (goal <= 2x + 12 = {2 * peer_req + 12})")
-        print(f"put_file / packs changed = {times['peer put_file'] / times['packs changed']:.1f}x (goal >= 10x), "
-              f"requests {reqs('packs changed')} (goal <= 20; loose: {reqs('casstore changed')})")
+        fresh_p = times["packs fresh"] / times["peer put_file"]
+        changed_p = times["peer put_file"] / times["packs changed"]
+        print(f"\npacks fresh / put_file          = {fresh_p:.2f} {judged(fresh_p <= 1.2, '<= 1.2')}")
+        print(f"packs fresh requests            = {reqs('packs fresh')} against put_file's {peer_req} "
+              f"{judged(reqs('packs fresh') <= 2 * peer_req + 12, '<= 2x + 12')}")
+        print(f"put_file / packs changed        = {changed_p:.1f}x {judged(changed_p >= 10, '>= 10x')}")
+        print(f"packs changed requests          = {reqs('packs changed')} (loose: {reqs('casstore changed')}) "
+              f"{judged(reqs('packs changed') <= 20, '<= 20')}")
         if "packs get_file" in times:
-            print(f"packs get_file / s3fs   = {times['packs get_file'] / times['peer get_file']:.2f} (goal <= 1.2), "
-                  f"requests {reqs('packs get_file')} against {reqs('peer get_file')}")
+            get_p = times["packs get_file"] / times["peer get_file"]
+            print(f"packs get_file / s3fs get_file  = {get_p:.2f}, requests {reqs('packs get_file')} against "
+                  f"{reqs('peer get_file')} {judged(get_p <= 1.2, '<= 1.2')}")
     if "casstore small files" in times:
         n = out["small_files"]
         print(f"\n{n} files of 4 KiB (for information)")

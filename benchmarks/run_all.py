@@ -92,6 +92,9 @@ SCRIPTS = (
            ("--quick", "--runs", "3", "--repeat", "1", "--fresh", "1"), needs="mlflow"),
     Script("bench_s3.py", ("--size-mib", "128", "--repeat", "3")),
     Script("bench_cli.py", ("--quick", "--repeat", "3"), ("--quick", "--repeat", "1")),
+    Script("bench_packs_dedup.py", ()),
+    Script("bench_packs_local.py", ("--repeat", "3")),
+    Script("bench_packs_index.py", ()),
 )
 VERSIONS = {"full": 10, "quick": 3}
 MODEL_MIB = {"full": 64, "quick": 8}

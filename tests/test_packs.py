@@ -27,7 +27,7 @@ from casstore.exceptions import CorruptRecordError, IntegrityError, StoreConfigE
 from casstore.objects import ObjectStore, open_store
 from casstore.objects.codec import unpack_checked
 from casstore.objects.config import StoreConfig
-from casstore.objects.packs import INDEX_PREFIX, MAGIC, PACK_CHUNKER, decode_index, parse_pack_tail, read_pack_header
+from casstore.objects.packs import INDEX_PREFIX, MAGIC, PACK_CHUNKER, PACK_TARGET, SPAN_MAX, coalesce, decode_index, parse_pack_tail, read_pack_header
 from casstore.runs import RunStore
 
 
@@ -298,7 +298,7 @@ def _count_requests(store: ObjectStore) -> dict[str, int]:
 
 def test_s3_packed_store_logs_relogs_and_reads_in_few_requests(any_s3: str, tmp_path: Path) -> None:
     src = tmp_path / "weights.bin"
-    data = bytearray(_bytes(40 << 20, 11))
+    data = bytearray(_bytes(5 * PACK_TARGET // 2, 11))
     src.write_bytes(data)
     objects = open_store(any_s3, layout="packs", stat_cache=False)
     counts = _count_requests(objects)
@@ -309,11 +309,11 @@ def test_s3_packed_store_logs_relogs_and_reads_in_few_requests(any_s3: str, tmp_
     entry = first.log_file("weights.bin", src)
     fresh = sum(counts.values())
     first.end()
-    # 3 packs of 16 MiB, one index, one recipe, and a few for the records and checks
+    # 3 packs, one index, one recipe, and a few for the records and checks
     assert len(list(objects.backend.list("packs/"))) == 3
     assert fresh <= 3 + 1 + 1 + 8, counts
     v1 = bytes(data)
-    data[20 << 20 : 21 << 20] = _bytes(1 << 20, 12)
+    data[PACK_TARGET + (4 << 20) : PACK_TARGET + (5 << 20)] = _bytes(1 << 20, 12)
     src.write_bytes(data)
     second = store.create_run(exp)
     counts.clear()
@@ -328,8 +328,12 @@ def test_s3_packed_store_logs_relogs_and_reads_in_few_requests(any_s3: str, tmp_
     reader.get_file(again.digest, dest)
     assert dest.read_bytes() == bytes(data)
     # two listings (indexes, packs), the two index objects, the recipe, and one ranged read per
-    # run of adjacent chunks: 3 old packs, the 1 MiB changed in a new one, which splits one run
-    assert counts.get("GET", 0) <= 2 + 2 + 1 + 5, counts
+    # run of adjacent chunks of a pack (up to 16 MiB): the 1 MiB changed, in a new pack, splits one
+    assert reader.packs is not None
+    recipe = reader.recipe(again.digest)
+    spans = coalesce([(d, n, reader.packs.get(d)) for d, n in recipe.chunks])
+    assert len(spans) <= (5 * PACK_TARGET // 2) // SPAN_MAX + 4 < len(recipe.chunks) // 10
+    assert counts.get("GET", 0) <= 2 + 2 + 1 + len(spans), counts  # index objects cached here are not read
     assert blake3(reader.get_bytes(entry.digest)).hexdigest() == entry.digest == blake3(v1).hexdigest()
 
 

@@ -90,7 +90,8 @@ class ObjectReader:
         """The keys a stored file is found under, the likelier first: its recipe, or its
         chunk (a file of one chunk, stored without a recipe in a version-2 store)."""
         recipe, chunk = self.layout.recipe_key(digest), self.layout.chunk_key(digest)
-        return (recipe, chunk) if self.layout.recipe_for_one_chunk else (chunk, recipe)
+        # in a packs store a loose chunk is rare (a store being converted): the recipe first
+        return (recipe, chunk) if self.layout.recipe_for_one_chunk or self.layout.packed else (chunk, recipe)
 
     def has_file(self, digest: str) -> bool:
         """Whether the store holds the file ``digest``: a recipe, or a chunk of that digest."""
@@ -197,7 +198,8 @@ class ObjectReader:
         if len(spans) == 1:
             yield from self._read_span(spans[0])
             return
-        window = max(2, self.max_in_flight // 4) if self.backend.concurrency > 1 else 2
+        # runs of up to 16 MiB each: four at once on a remote store (64 MiB held at most)
+        window = 4 if self.backend.concurrency > 1 else 2
         with ThreadPoolExecutor(max(2, min(self.backend.concurrency, window)), thread_name_prefix="casstore-get") as pool:
             futs: deque[Future[list[bytes]]] = deque()
             it = iter(spans)
