@@ -528,3 +528,25 @@ def test_gc_on_s3_repacks_and_deletes_packs_and_keeps_what_a_writer_reuses(any_s
     entry = reader.get_run(kept.run_id).artifacts["a.bin"]
     assert reader.artifact_bytes(kept.run_id, entry) == a.read_bytes()
     assert len(list(reader.backend.list("packs/"))) == 1
+
+
+def test_gc_replaces_only_the_indexes_that_list_a_deleted_pack(packed: ObjectStore, tmp_path: Path) -> None:
+    """An index naming a deleted pack is replaced by one of its other packs (new first); an
+    index gc's listing did not know (a writer's, published meanwhile) is left alone."""
+    from casstore.maintenance.packgc import load_packs, rewrite_indexes
+
+    first = packed.put_bytes(_bytes(100_000, 50))
+    second = packed.put_bytes(_bytes(100_000, 51))
+    packed.flush()  # one pack, one index, both chunks
+    (shared,) = _keys(packed, INDEX_PREFIX)
+    third = packed.put_bytes(_bytes(100_000, 52))
+    packed.flush()  # a second pack and its own index
+    index = load_packs(packed.backend, packed.layout)
+    assert len(index.packs) == 2
+    doomed = next(p for p in index.packs if {d for d, _, _ in index.entries(p)} == {first.digest, second.digest})
+    other_index = next(k for k in _keys(packed, INDEX_PREFIX) if k != shared)
+    packed.backend.delete(packed.layout.pack_key(doomed))
+    assert rewrite_indexes(packed.backend, index, {doomed}) == 1
+    assert _keys(packed, INDEX_PREFIX) == [other_index]  # the shared one held only the doomed pack
+    reader = open_store(tmp_path / "store", stat_cache=False)
+    assert reader.get_bytes(third.digest) == _bytes(100_000, 52)

@@ -242,7 +242,7 @@ def collect_garbage(
         from casstore.maintenance import packgc
 
         tick("reading pack indexes")
-        pindex = packgc.load_packs(backend, layout, scan.packs)
+        pindex = packgc.load_packs(backend, layout)
         packed_chunks = set(pindex.chunks())
         # a chunk in a pack counts as live while any stored recipe or model entry names it
         # (a recipe swept now frees its chunks at a later run)
@@ -250,7 +250,7 @@ def collect_garbage(
             backend, layout, {**present, "chunks": present["chunks"] | packed_chunks}, roots,
             seed_objects={"models": present["models"], "files": present["files"]},
         )["chunks"]
-        report.packs = len(pindex.packs)
+        report.packs = len(scan.packs)
 
     # ---- sweep: candidates of earlier runs whose grace period is over --------------------
     threshold: dict[tuple[str, str], float] = {}
@@ -318,16 +318,17 @@ def collect_garbage(
         for rec in due:
             for d in rec.digests.get(PACKS, []):
                 due_packs[d] = min(due_packs.get(d, rec.marked_at), rec.marked_at)
+        gone_packs: set[str] = set()
         if due_packs:
             tick("deleting packs")
             gone_packs, freed, kept = packgc.sweep_packs(backend, layout, pindex, due_packs, pack_live, slack, dry_run)
             report.packs_deleted, report.packs_kept_fresh = len(gone_packs), kept
             report.deleted_bytes += freed
             if not dry_run:
+                report.indexes_rewritten = packgc.rewrite_indexes(backend, pindex, gone_packs)
                 for p in gone_packs:
                     pindex.forget_pack(p)
-                report.indexes_rewritten = packgc.rewrite_indexes(backend, pindex, gone_packs, set(pindex.packs))
-        plan = packgc.plan_packs(pindex, pack_live)
+        plan = packgc.plan_packs(pindex, pack_live, scan.packs - gone_packs)
         report.pack_live_fraction = plan.live_bytes / plan.total_bytes if plan.total_bytes else None
         marked_packs = list(plan.dead)
         if plan.repack and not dry_run:

@@ -52,20 +52,19 @@ class PackPlan:
     total_bytes: int = 0
 
 
-def load_packs(backend: Backend, layout: ContentLayout, listed: set[str]) -> PackIndex:
-    """The merged index of the packs present at the listing ``listed`` (every index read,
-    and the header of each pack none lists)."""
+def load_packs(backend: Backend, layout: ContentLayout) -> PackIndex:
+    """The merged index of the store's packs (every index read, and the header of each pack
+    none lists). It may know packs written after the store was listed: gc plans only for
+    the packs of its listing, and keeps every pack it did not list."""
     index = PackIndex(backend, layout)
     index.load()
-    for p in list(index.packs):
-        if p not in listed:
-            index.forget_pack(p)
     return index
 
 
-def plan_packs(index: PackIndex, live: set[str]) -> PackPlan:
+def plan_packs(index: PackIndex, live: set[str], listed: set[str]) -> PackPlan:
+    """Live fractions of the packs of ``listed`` (the store's listing) that ``index`` knows."""
     plan = PackPlan()
-    for p in sorted(index.packs):
+    for p in sorted(listed & set(index.packs)):
         entries = index.entries(p)
         total = sum(n for _, _, n in entries)
         used = sum(n for d, _, n in entries if d in live)
@@ -150,14 +149,16 @@ def sweep_packs(
     return gone, freed, kept
 
 
-def rewrite_indexes(backend: Backend, index: PackIndex, gone: set[str], present: set[str]) -> int:
-    """Replace each index object that lists a pack no longer present: the new index (of the
-    packs that remain) first, then the old one is deleted. Returns how many were replaced."""
+def rewrite_indexes(backend: Backend, index: PackIndex, gone: set[str]) -> int:
+    """Replace each index object that lists a pack this gc run deleted (``gone``): the new
+    index (of the other packs it lists) first, then the old one is deleted. An index that
+    lists no deleted pack is left alone, whatever it lists (a writer's new packs). Returns
+    how many were replaced."""
     replaced = 0
     for digest, packs in sorted(index.indexes.items()):
-        if all(p in present and p not in gone for p in packs):
+        if not any(p in gone for p in packs):
             continue
-        remaining = [(p, index.packs[p], index.entries(p)) for p in packs if p in present and p not in gone and p in index.packs]
+        remaining = [(p, index.packs[p], index.entries(p)) for p in packs if p not in gone and p in index.packs]
         if remaining:
             data = encode_index(remaining)
             backend.put_blob(INDEX_PREFIX + hash_bytes(data), data)
