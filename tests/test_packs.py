@@ -550,3 +550,16 @@ def test_gc_replaces_only_the_indexes_that_list_a_deleted_pack(packed: ObjectSto
     assert _keys(packed, INDEX_PREFIX) == [other_index]  # the shared one held only the doomed pack
     reader = open_store(tmp_path / "store", stat_cache=False)
     assert reader.get_bytes(third.digest) == _bytes(100_000, 52)
+
+
+def test_du_counts_the_chunks_in_packs(packed: ObjectStore) -> None:
+    from casstore.maintenance.du import disk_usage
+
+    runs = RunStore(packed)
+    run = runs.create_run(runs.get_or_create_experiment("du"))
+    run.log_bytes("a.bin", _bytes(3 << 20, 60))
+    run.log_bytes("b.bin", _bytes(100_000, 61))
+    run.end()
+    report = disk_usage(runs).to_dict()
+    assert report["store"]["stored_bytes"] == (3 << 20) + 100_000
+    assert report["store"]["unreferenced_bytes"] == 0
