@@ -563,3 +563,24 @@ def test_du_counts_the_chunks_in_packs(packed: ObjectStore) -> None:
     report = disk_usage(runs).to_dict()
     assert report["store"]["stored_bytes"] == (3 << 20) + 100_000
     assert report["store"]["unreferenced_bytes"] == 0
+
+
+def test_verify_finds_a_flipped_byte_inside_a_pack(packed: ObjectStore) -> None:
+    from casstore.maintenance.verify import verify_store
+
+    runs = RunStore(packed)
+    run = runs.create_run(runs.get_or_create_experiment("verify"))
+    run.log_bytes("a.bin", _bytes(2 << 20, 70))
+    run.end()
+    assert verify_store(runs).ok
+    key = _keys(packed, "packs/")[0]
+    path = _raw_path(packed, key)
+    raw = bytearray(path.read_bytes())
+    raw[(1 << 20) + 17] ^= 0x80
+    path.write_bytes(bytes(raw))
+    for deep in (False, True):
+        report = verify_store(RunStore(open_store(_raw_path(packed, ""), stat_cache=False)), deep=deep)
+        assert not report.ok
+        assert {p.kind for p in report.problems} == {"corrupt"}
+        assert any(key in p.detail for p in report.problems)  # the pack is named
+        assert any(a.get("run") == run.run_id for p in report.problems for a in p.affects)

@@ -167,12 +167,12 @@ class _Checker:
                     self.bad["chunks"].add(d)
                     self.problem(key, "missing", "the chunk is missing")
                     continue
-                actual, size = res
+                actual, size, where = res
                 self.checked["bytes"] += size
                 self.chunk_size[d] = size
                 if actual != d:
                     self.bad["chunks"].add(d)
-                    self.problem(key, "corrupt", f"its bytes hash to {actual}, not to the digest that names it")
+                    self.problem(key, "corrupt", f"its bytes{where} hash to {actual}, not to the digest that names it")
 
     def check_pack_indexes(self) -> None:
         """Each index object of a packed store, as stored (not a local cache): its bytes
@@ -193,15 +193,17 @@ class _Checker:
             except CorruptRecordError as e:
                 self.problem(key, "corrupt", str(e))
 
-    def _hash_chunk(self, digest: str) -> tuple[str, int] | None:
-        """``(BLAKE3, size)`` of the chunk as stored (loose, or in a pack), None if missing."""
+    def _hash_chunk(self, digest: str) -> tuple[str, int, str] | None:
+        """``(BLAKE3, size, where)`` of the chunk as stored (loose, or in a pack: ``where``
+        names the pack and the bytes), None if missing."""
         if self.runs.objects.packs is None:
-            return _hash_object(self.backend, self.layout.chunk_key(digest))
+            found = _hash_object(self.backend, self.layout.chunk_key(digest))
+            return None if found is None else (*found, "")
         try:
-            _where, data = self.runs.objects.stored_chunk(digest)
+            where, data = self.runs.objects.stored_chunk(digest)
         except ObjectNotFoundError:
             return None
-        return blake3(data).hexdigest(), len(data)
+        return blake3(data).hexdigest(), len(data), "" if where.startswith("chunks/") else f" (in {where})"
 
     def _read_recipe(self, d: str, key: str, data: bytes | None) -> Recipe | None:
         self.checked["files"] += 1
@@ -272,14 +274,15 @@ class _Checker:
         for c, n in recipe.chunks:
             ckey = self.layout.chunk_key(c)
             try:
-                data = self.runs.objects.stored_chunk(c)[1]
+                where, data = self.runs.objects.stored_chunk(c)
+                where = "" if where.startswith("chunks/") else f" (in {where})"
             except ObjectNotFoundError:
                 found.append((ckey, "missing", "the chunk is missing"))
                 return found, counts
             if c not in self.chunk_size:
                 actual = blake3(data).hexdigest()
                 if actual != c:
-                    found.append((ckey, "corrupt", f"its bytes hash to {actual}, not to the digest that names it"))
+                    found.append((ckey, "corrupt", f"its bytes{where} hash to {actual}, not to the digest that names it"))
                     return found, counts
                 self.chunk_size[c] = len(data)
                 counts["chunks"] += 1
