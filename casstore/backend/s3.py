@@ -259,6 +259,10 @@ class S3Backend(Backend):
         config.setdefault("retries", {"mode": "standard", "total_max_attempts": 1})
         config.setdefault("max_pool_connections", max(10, self.concurrency))
         opts["use_listings_cache"] = False  # never answer from a stale listing
+        # a file system of its own: s3fs hands out a cached instance for equal options, whose
+        # client kept the endpoint and credentials the environment gave when it was made, so
+        # a store opened after AWS_ENDPOINT_URL changed would talk to the old endpoint
+        opts.setdefault("skip_instance_cache", True)
         try:
             fs = s3fs.S3FileSystem(config_kwargs=config, **opts)
             fs.connect()  # builds the client (no request yet): unknown options fail here
