@@ -1,6 +1,6 @@
 """Store growth for five versions of one large file, 1 MiB overwritten in each, by chunk size.
 
-The data of restic's measurement: a file of random bytes (256 MiB; ``--quick``: 64 MiB),
+The data of restic's measurement: a file of random bytes (256 MiB; ``--quick``: 32 MiB),
 then four more versions, each the one before with 1 MiB overwritten at a random offset.
 For each chunker, the unique bytes stored after all five, over the size of one version
 (1.0 would be perfect, 5.0 no deduplication at all). The chunkers compared: casstore's
@@ -11,7 +11,7 @@ The five versions are also stored into a store of the packs layout (in memory) a
 its bytes (packs, headers, index, recipes) counted: the store's true growth.
 
     python benchmarks/bench_packs_dedup.py          # 256 MiB
-    python benchmarks/bench_packs_dedup.py --quick  # 64 MiB
+    python benchmarks/bench_packs_dedup.py --quick  # 32 MiB
 """
 
 from __future__ import annotations
@@ -78,10 +78,10 @@ def stored_growth(size: int) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="64 MiB")
+    parser.add_argument("--quick", action="store_true", help="32 MiB")
     parser.add_argument("--size-mib", type=int, default=None)
     args = parser.parse_args(argv)
-    size = (args.size_mib or (64 if args.quick else 256)) << 20
+    size = (args.size_mib or (32 if args.quick else 256)) << 20
     print(f"five versions of a {size >> 20} MiB file, 1 MiB overwritten in each")
     print(f"{'chunker':22} {'avg chunk':>10} {'chunks/version':>15} {'growth':>8} {'vs restic':>10}")
     for name, params in CHUNKERS.items():
