@@ -45,8 +45,9 @@ from casstore.runs import layout
 from casstore.runs.claims import PathClaims, directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
-from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, RunView, decode_record
+from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, RunView, decode_record, encode_record
 from casstore.runs.state import INPUT_FIELDS, check_input, manifest_of, read_live_state
+from casstore.runs.wal import WalDir, WalWriter
 
 __all__ = ["RunHandle", "RunOwner", "RUN_STATUSES"]
 
@@ -77,12 +78,16 @@ class RunOwner(Protocol):
     metric_flush_points: int
     metric_flush_seconds: float
     io_workers: int
+    #: where writers keep their metric write-ahead logs (None: none kept)
+    wal: WalDir | None
 
     def path_claims(self, run_id: str) -> PathClaims: ...
 
     def _seal_at(self, run_id: str, generation: int) -> dict[str, Any] | None: ...
 
-    def get_run(self, run_id: str, *, flush: bool = True) -> RunView: ...
+    def get_run(self, run_id: str, *, flush: bool = True, warn: bool = True) -> RunView: ...
+
+    def discard_dead_logs(self, run_id: str) -> None: ...
 
     def put_model_entry(self, entry: dict[str, Any]) -> str: ...
 
@@ -108,6 +113,7 @@ class RunHandle:
         self._known_lock = threading.Lock()
         self._digest: str | None = None
         self._claims = store.path_claims(run_id)
+        self._wal: WalWriter | None = None  # this handle's metric log, opened at its first point
         register_flushable(self)
 
     def __repr__(self) -> str:
@@ -147,7 +153,7 @@ class RunHandle:
         (``names`` present under ``kind``; for tags, with the ``values`` written)."""
         if not self._backend.exists(self._seal_key):
             return
-        view = self.store.get_run(self.run_id, flush=False)
+        view = self.store.get_run(self.run_id, flush=False, warn=False)
         held: dict[str, dict[str, Any]] = {
             "artifacts": view.artifacts, "params": view.params, "models": view.models, "tags": view.tags,
         }
@@ -167,7 +173,7 @@ class RunHandle:
               payload: bytes | None = None) -> dict[str, Any]:
         """Create ``key`` holding ``rec`` (and ``payload`` as its ``data`` field) unless bound;
         return the bound record (ours or an equal one), without its data."""
-        if self._backend.put_if_absent(key, pack(rec if payload is None else {**rec, "data": payload})):
+        if self._backend.put_if_absent(key, encode_record(rec if payload is None else {**rec, "data": payload})):
             self._remember(key, rec)
             return rec
         existing = decode_record(self._backend.get(key), f"record {key}")
@@ -218,7 +224,7 @@ class RunHandle:
                 raise ArtifactPathConflictError(self.run_id, p, self._file_under(p))
         for d in dirs:
             rec = {"v": RECORD_VERSION, "path": d, "file": first[d]}
-            self._backend.put_if_absent(layout.dir_marker_key(self.run_id, d), pack(rec))
+            self._backend.put_if_absent(layout.dir_marker_key(self.run_id, d), encode_record(rec))
         self._claims.mark(dirs)
 
     def _marked_among(self, new: list[str]) -> list[str]:
@@ -452,7 +458,7 @@ class RunHandle:
         self._check_open()
         k = layout.tag_key(self.run_id, key)
         rec = {"v": RECORD_VERSION, "key": key, "value": value, "time": now_ms()}
-        self._backend.put_if_absent(k, pack(rec))
+        self._backend.put_if_absent(k, encode_record(rec))
         self._remember(k, rec)
         self._check_in_seal("tags", [key], {key: value})
 
@@ -465,10 +471,10 @@ class RunHandle:
         check_input(rec, "dataset input")
         self._check_open()
         k = layout.input_key(self.run_id, rec["digest"], rec["context"])
-        if self._backend.put_if_absent(k, pack(rec)):
+        if self._backend.put_if_absent(k, encode_record(rec)):
             self._remember(k, rec)
         if self._backend.exists(self._seal_key):
-            view = self.store.get_run(self.run_id, flush=False)
+            view = self.store.get_run(self.run_id, flush=False, warn=False)
             if not any(i["digest"] == rec["digest"] and i["context"] == rec["context"] for i in view.inputs):
                 raise RunStateError(
                     f"run {self.run_id} was ended by another writer while dataset {rec['name']!r} was being logged; "
@@ -480,13 +486,13 @@ class RunHandle:
         tag again brings it back). :class:`ObjectNotFoundError` if the run has no such tag."""
         key = check_name("tag", key)
         self._check_open()
-        if key not in self.store.get_run(self.run_id, flush=False).tags:
+        if key not in self.store.get_run(self.run_id, flush=False, warn=False).tags:
             raise ObjectNotFoundError(f"run {self.run_id} has no tag {key!r} to delete")
         k = layout.tag_key(self.run_id, key)
         rec = {"v": RECORD_VERSION, "key": key, "value": "", "time": now_ms(), "deleted": True}
-        self._backend.put_if_absent(k, pack(rec))
+        self._backend.put_if_absent(k, encode_record(rec))
         self._remember(k, rec)
-        if self._backend.exists(self._seal_key) and key in self.store.get_run(self.run_id, flush=False).tags:
+        if self._backend.exists(self._seal_key) and key in self.store.get_run(self.run_id, flush=False, warn=False).tags:
             raise RunStateError(
                 f"run {self.run_id} was ended by another writer while tag {key!r} was being deleted; "
                 "its seal still holds the tag"
@@ -509,15 +515,21 @@ class RunHandle:
         ts = now_ms() if timestamp_ms is None else check_whole(timestamp_ms, f"metric {key!r}: timestamp (ms)")
         if self._digest is not None:
             raise self._sealed_error()
-        due = self._metrics.add((key, value, step, ts))
+        due = self._metrics.add((key, value, step, ts), self._wal_writer())
         hold(self)
         if due:
             self.flush_metrics()
 
+    def _wal_writer(self) -> WalWriter | None:
+        with self._known_lock:
+            if self._wal is None and self.store.wal is not None:
+                self._wal = self.store.wal.writer(self.run_id)
+            return self._wal
+
     def flush_metrics(self) -> None:
         """Write the buffered points as one metrics segment."""
         with self._write_lock:
-            points = self._metrics.take()
+            points, seqs = self._metrics.take()
             if not points:
                 release(self)
                 return
@@ -528,15 +540,17 @@ class RunHandle:
                         "buffered; they were not recorded. Log them in a new run."
                     )
                 key = layout.metric_segment_key(self.run_id)
-                rec = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
-                self._backend.put_if_absent(key, pack(rec))
+                rec: dict[str, Any] = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
+                if self._wal is not None and seqs[0] >= 0:
+                    rec["wal"] = [self._wal.name, seqs[0], seqs[-1]]  # the logged points it carries
+                self._backend.put_if_absent(key, encode_record(rec))
                 if self._digest is None and self._backend.exists(self._seal_key):
                     self._check_points_sealed(points)
             except RunStateError:
                 release(self)
                 raise
             except BaseException:
-                self._metrics.put_back(points)
+                self._metrics.put_back(points, seqs)
                 raise
             self._remember(key, rec)
             if not len(self._metrics):
@@ -544,7 +558,7 @@ class RunHandle:
 
     def _check_points_sealed(self, points: list[MetricPoint]) -> None:
         """The run was sealed while a segment was written: fail unless the seal holds its points."""
-        sealed = Counter(self.store.get_run(self.run_id, flush=False).points)
+        sealed = Counter(self.store.get_run(self.run_id, flush=False, warn=False).points)
         lost = sum(1 for p, n in Counter(points).items() if sealed[p] < n)
         if lost:
             raise RunStateError(
@@ -558,9 +572,20 @@ class RunHandle:
 
     def _flush_at_exit(self) -> None:
         self.flush_metrics()
+        self._close_wal()
+
+    def _close_wal(self) -> None:
+        """Close this handle's metric log, removing it: every point in it is in a segment."""
+        with self._known_lock:
+            if self._wal is not None and not len(self._metrics):
+                self._wal.close(remove=True)
+                self._wal = None
 
     def _forget_after_fork(self) -> None:
-        # points buffered by the parent are the parent's to write
+        # points buffered by the parent are the parent's to write, its log too
+        if self._wal is not None:
+            self._wal.forget()
+            self._wal = None
         self._metrics = MetricBuffer(self.store.metric_flush_points, self.store.metric_flush_seconds)
         self._write_lock = threading.Lock()
         self._known_lock = threading.Lock()
@@ -586,10 +611,11 @@ class RunHandle:
             seal = self.store._seal_at(self.run_id, self.generation)
             if seal is not None:
                 self._digest = str(seal["digest"])
+                self._close_wal()
                 return self._digest
             with self._known_lock:
                 known = dict(self._known)
-            state = read_live_state(self._backend, self.run_id, known)
+            state = read_live_state(self._backend, self.run_id, known, wal=self.store.wal)
             end_time = now_ms()
             manifest = manifest_of(state, status, end_time)
             if self.generation > 0:  # resumed after ending: chain to the seal it followed
@@ -605,13 +631,15 @@ class RunHandle:
             self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
             self._backend.flush()
             seal_rec = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time}
-            if self._backend.put_if_absent(self._seal_key, pack(seal_rec)):
+            if self._backend.put_if_absent(self._seal_key, encode_record(seal_rec)):
                 self._backend.flush()
                 self._digest = digest
+                self.store.discard_dead_logs(self.run_id)  # their points are in the manifest
             else:
                 won = self.store._seal_at(self.run_id, self.generation)
                 if won is None:
                     raise CorruptRecordError(f"run {self.run_id}: {self._seal_key} was refused as taken but cannot be read")
                 self._digest = str(won["digest"])
-            return self._digest
+        self._close_wal()
+        return self._digest
 
