@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 __all__ = ["ImportedRun", "SOURCE_TAG", "import_artifact_dir", "import_mlflow_run", "import_mlflow_experiment"]
 
 #: the tag naming where an imported run came from: ``mlflow:<run id>`` or ``dir:<path>``
+#: the tag by which MLflow names a nested run's parent
+PARENT_TAG = "mlflow.parentRunId"
 SOURCE_TAG = "casstore.import.source"
 _MLFLOW_URI_TAG = "casstore.import.mlflow_tracking_uri"
 _ENDED = ("FINISHED", "FAILED", "KILLED")
@@ -236,7 +238,9 @@ def import_mlflow_run(
     one). Name, start time, status, params, tags, every metric point (value, step,
     timestamp), artifacts and logged models are copied; the new run gets its own id and
     is tagged ``casstore.import.source = mlflow:<run id>``. A run already imported into
-    that experiment is returned as it is (``already_imported=True``).
+    that experiment is returned as it is (``already_imported=True``). A child run's
+    parent is imported first (or found, if it was), and the child's ``mlflow.parentRunId``
+    names the parent's new id.
     """
     client = _mlflow_client(mlflow_tracking_uri)
     run = client.get_run(mlflow_run_id)
@@ -258,6 +262,8 @@ def import_mlflow_run(
         handle = store.open_run(found)  # an interrupted import: bindings are idempotent
     else:
         tags = {k: str(v) for k, v in run.data.tags.items()}
+        if tags.get(PARENT_TAG):
+            tags[PARENT_TAG] = _imported_parent(tags[PARENT_TAG], mlflow_run_id, mlflow_tracking_uri, experiment, tracking_uri)
         tags.update({SOURCE_TAG: source, _MLFLOW_URI_TAG: str(client.tracking_uri)})
         handle = store.create_run(exp_id, run_name=run.info.run_name, tags=tags, start_time=int(run.info.start_time))
         for k, v in run.data.params.items():
@@ -273,6 +279,16 @@ def import_mlflow_run(
             client.download_artifacts(mlflow_run_id, "", root)
         _download_logged_models(client, run, root)
         return _finish(store, handle, source, root, status)
+
+
+def _imported_parent(parent: str, child: str, mlflow_tracking_uri: str | None, experiment: str | None,
+                     tracking_uri: str | os.PathLike[str] | None) -> str:
+    """The casstore id of the MLflow run ``parent`` of ``child``, importing it if it was not."""
+    try:
+        return import_mlflow_run(parent, mlflow_tracking_uri=mlflow_tracking_uri, experiment=experiment,
+                                 tracking_uri=tracking_uri).run_id
+    except RunStateError as e:
+        raise RunStateError(f"cannot import MLflow run {child}: its parent run cannot be imported yet: {e}") from e
 
 
 def import_mlflow_experiment(

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from casstore.cli._common import common_options, emit_json, fmt_time, human_size, open_runs, print_table
+from casstore.cli._common import columns, common_options, echo_files, emit_json, fmt_time, human_size, open_runs, print_table
 
 __all__ = ["COMMANDS"]
 
@@ -107,7 +107,7 @@ def show_cmd(model_uri: str, as_json: bool, store: str | None) -> None:
         "name": entry.name,
         "run_id": entry.run_id,
         "created": entry.created,
-        "flavors": entry.flavors,
+        "flavors": _mlmodel_flavors(runs, entry),
         "requirements": list(entry.requirements),
         "signature": entry.signature,
         "files": {p: {"digest": f.digest, "size": f.size} for p, f in sorted(entry.files.items())},
@@ -116,39 +116,70 @@ def show_cmd(model_uri: str, as_json: bool, store: str | None) -> None:
     if as_json:
         emit_json(d)
         return
-    click.echo(f"model        {entry.name}")
-    click.echo(f"digest       {resolved.model_digest}")
-    click.echo(f"run          {entry.run_id or '-'}")
-    click.echo(f"created      {entry.created or '-'}")
-    click.echo(f"flavors      {', '.join(sorted(entry.flavors))}")
-    click.echo(f"requirements {', '.join(entry.requirements) or '-'}")
+    lines = [
+        ("model", entry.name),
+        ("digest", resolved.model_digest),
+        ("run", entry.run_id or "-"),
+        ("created", entry.created or "-"),
+        ("flavors", ", ".join(sorted(entry.flavors))),
+        ("requirements", ", ".join(entry.requirements) or "-"),
+    ]
     if entry.signature:
-        click.echo(f"signature    inputs {_sig(entry.signature.get('inputs'))} -> outputs {_sig(entry.signature.get('outputs'))}")
-    click.echo(f"registry     {', '.join(f'{mv.name} v{mv.version}' for mv in pins) or 'none'}")
+        lines += [("signature", f"inputs   {_schema(entry.signature.get('inputs'))}"),
+                  ("", f"outputs  {_schema(entry.signature.get('outputs'))}")]
+    lines.append(("registry", ", ".join(f"{mv.name} v{mv.version}" for mv in pins) or "none"))
+    for line in columns(lines):
+        click.echo(line)
     click.echo(f"\nfiles ({len(entry.files)}, {human_size(entry.size)})")
-    for p, f in sorted(entry.files.items()):
-        click.echo(f"  {p}  {human_size(f.size)}  {f.digest}")
+    echo_files((p, f.size, f.digest) for p, f in sorted(entry.files.items()))
 
 
-def _sig(part: Any) -> str:
+def _schema(part: Any) -> str:
+    """A signature's inputs or outputs, every column or tensor of it: never cut short."""
+    from casstore.exceptions import CorruptRecordError
+    from casstore.models.signature import Schema
+
     if not part:
         return "-"
-    if isinstance(part, list):
-        return f"[{len(part)} fields]"
-    return str(part)[:60]
+    try:
+        return ", ".join(repr(spec) for spec in Schema.from_json(part))
+    except CorruptRecordError:
+        return str(part)  # not a schema casstore reads: shown as recorded
+
+
+def _mlmodel_flavors(runs: Any, entry: Any) -> Any:
+    """The flavors as the model's ``MLmodel`` file gives them (what MLflow's tools read:
+    ``loader_module: mlflow.sklearn``), read verified from the store; the entry's own
+    when the model has no readable ``MLmodel``."""
+    import yaml
+
+    ref = entry.files.get("MLmodel")
+    if ref is None:
+        return entry.flavors
+    try:
+        ml = yaml.safe_load(runs.objects.get_bytes(ref.digest))
+    except yaml.YAMLError:
+        return entry.flavors
+    flavors = ml.get("flavors") if isinstance(ml, dict) else None
+    return flavors if isinstance(flavors, dict) else entry.flavors
 
 
 @models_group.command("alias")
 @click.argument("name")
 @click.argument("alias")
 @click.argument("version")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: the alias and the version it now points at.")
 @common_options
-def alias_cmd(name: str, alias: str, version: str, store: str | None) -> None:
+def alias_cmd(name: str, alias: str, version: str, as_json: bool, store: str | None) -> None:
     """Point ALIAS of registered model NAME at VERSION (recorded in the alias's history)."""
     runs = open_runs(store)
     reg = _registry(runs)
     reg.set_alias(name, alias, version)
     mv = reg.get_version_by_alias(name, alias)
+    if as_json:
+        emit_json({"name": name, "alias": alias, "version": mv.version, "model_digest": mv.model_digest,
+                   "model_uri": f"models:/{name}@{alias}"})
+        return
     click.echo(f"models:/{name}@{alias} -> version {mv.version} ({mv.model_digest})")
 
 

@@ -48,7 +48,7 @@ from casstore.models.entry import FileRef, ModelEntry
 from casstore.models.uri import Resolved, resolve_model_uri
 from casstore.objects import ObjectStore
 from casstore.objects.recipes import Recipe
-from casstore.objects.store import open_chunks, write_chunks
+from casstore.objects.reading import open_chunks, write_chunks
 
 if TYPE_CHECKING:
     from casstore.registry.store import Registry

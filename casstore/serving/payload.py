@@ -67,13 +67,8 @@ class ScoringError(InvalidInputError):
     (bounded, and never holding the request's values)."""
 
     def __init__(self, message: str, *, status: int = 400, error_code: str = BAD_REQUEST) -> None:
-        super().__init__(bounded(message))
+        super().__init__(bounded(message), error_code=error_code)
         self.status = status
-        self.error_code = error_code
-
-    @property
-    def message(self) -> str:
-        return str(self)
 
 
 @dataclass(frozen=True)
