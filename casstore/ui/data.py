@@ -161,9 +161,9 @@ def _series_of(view: RunView) -> dict[str, Series]:
         by_key.setdefault(k, []).append((s, t, v))
     out = {}
     for k, pts in by_key.items():
-        pts.sort(key=lambda p: (p[0], p[1]))
-        out[k] = Series(view.run_id, k, array("d", (p[0] for p in pts)), array("d", (p[1] for p in pts)),
-                        array("d", (p[2] for p in pts)))
+        pts.sort()  # by step, then time (tuples compare in C: no key function)
+        steps, times, values = zip(*pts)
+        out[k] = Series(view.run_id, k, array("d", steps), array("d", times), array("d", values))
     return out
 
 
@@ -559,6 +559,10 @@ class UIData:
             job.error = f"{type(e).__name__}: {e}"
         job.stage = "done"
         job.finished = time.time()
+
+    def jobs(self) -> list[Job]:
+        """The verifications this server started, newest first."""
+        return list(self._jobs.values())[::-1]
 
     def job(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
