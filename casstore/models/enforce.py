@@ -80,12 +80,12 @@ def _check_text(arr: Any, spec: TensorSpec) -> None:
     if arr.dtype.kind == kind:
         return
     if arr.dtype.kind == "O":
-        bad = next((v for v in arr.ravel() if not isinstance(v, pytype)), _NONE)
+        at, bad = next(((i, v) for i, v in enumerate(arr.ravel()) if not isinstance(v, pytype)), (-1, _NONE))
         if bad is _NONE:
             return
         raise _fail(
             f"expected {spec.dtype} values{_named(spec)}, got an object array with a value of type "
-            f"{type(bad).__name__} ({bad!r}); give only {pytype.__name__} values"
+            f"{type(bad).__name__} (at flat index {at}); give only {pytype.__name__} values"
         )
     how = "arr.astype(str)" if spec.dtype == "str" else "np.char.encode(arr, 'utf-8')"
     raise _fail(
@@ -151,22 +151,26 @@ def _enforce_columns(data: Any, schema: Schema) -> Any:
     if not isinstance(data, pd.DataFrame):
         raise _fail(f"expected a pandas DataFrame with columns {_names(specs)}, got {type(data).__name__}")
     if named:
-        have = {str(c) for c in data.columns}
+        columns = list(data.columns)
+        have = {str(c) for c in columns}
         missing = [s.name for s in specs if s.name not in have and s.required]
         if missing:
-            raise _fail(f"missing columns {missing}; expected {_names(specs)}, got {[str(c) for c in data.columns]}")
-        data = data.rename(columns={c: str(c) for c in data.columns})
+            raise _fail(f"missing columns {missing}; expected {_names(specs)}, got {data.shape[1]} columns")
         keep = [s.name for s in specs if s.name in have]
-        data = data[keep]
+        if columns != keep:  # extra, reordered or non-str column names
+            data = data.rename(columns={c: str(c) for c in columns})[keep]
     elif data.shape[1] != len(specs):
         raise _fail(f"expected {len(specs)} columns, got {data.shape[1]}")
-    out = {}
+    out, changed = {}, False
     for i, s in enumerate(specs):
         col = s.name if named else data.columns[i]
         if col not in data.columns:
             continue
-        out[col] = _enforce_column(data[col], s, col)
-    return pd.DataFrame(out, index=data.index)
+        given = data[col]
+        out[col] = _enforce_column(given, s, col)
+        changed = changed or out[col] is not given
+    # a frame whose every column already fits is passed on as it is
+    return pd.DataFrame(out, index=data.index) if changed else data
 
 
 def _names(specs: list[ColSpec]) -> str:
@@ -192,9 +196,9 @@ def _enforce_column(col: Any, spec: ColSpec, name: object) -> Any:
     t = spec.type
     if t in (DataType.string, DataType.binary):
         want = str if t == DataType.string else (bytes, bytearray)
-        bad = [v for v in col.dropna() if not isinstance(v, want)]
+        bad = [(i, v) for i, v in enumerate(col.dropna()) if not isinstance(v, want)]
         if bad:
-            raise _fail(f"column {name!r} must hold {t} values, got {type(bad[0]).__name__} ({bad[0]!r})")
+            raise _fail(f"column {name!r} must hold {t} values, got {type(bad[0][1]).__name__} (in row {bad[0][0]} of its values)")
         return col
     target = np.dtype(DataType.NUMPY[t])
     if dtype == target:

@@ -22,9 +22,9 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from casstore._paths import clean_artifact_path
 from casstore.exceptions import (
@@ -37,20 +37,19 @@ from casstore.exceptions import (
     ObjectNotFoundError,
     RunStateError,
 )
-from casstore.objects import Stored
+from casstore.backend.base import Backend
+from casstore.objects import ObjectStore, Stored
 from casstore.objects.codec import pack
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout
-from casstore.runs.claims import directories
+from casstore.runs.claims import PathClaims, directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
-from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, decode_record
-from casstore.runs.state import manifest_of, read_live_state
+from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, RunView, decode_record, encode_record
+from casstore.runs.state import INPUT_FIELDS, check_input, manifest_of, read_live_state
+from casstore.runs.wal import WalDir, WalWriter
 
-if TYPE_CHECKING:
-    from casstore.runs.store import RunStore
-
-__all__ = ["RunHandle", "RUN_STATUSES"]
+__all__ = ["RunHandle", "RunOwner", "RUN_STATUSES"]
 
 #: statuses a run can be sealed with (MLflow's terminal statuses)
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -68,12 +67,42 @@ _READ_AGAIN = object()  # stands for content let go after hashing, to be read ag
 LIST_MARKERS_OVER = 16
 
 
+class RunOwner(Protocol):
+    """What a handle needs of the store that opened it (:class:`~casstore.runs.store.RunStore`
+    is one): the store below, its settings, and the reads and records a writer shares with
+    the other handles of the process."""
+
+    backend: Backend
+    objects: ObjectStore
+    url: str
+    metric_flush_points: int
+    metric_flush_seconds: float
+    io_workers: int
+    #: where writers keep their metric write-ahead logs (None: none kept)
+    wal: WalDir | None
+
+    def path_claims(self, run_id: str) -> PathClaims: ...
+
+    def _seal_at(self, run_id: str, generation: int) -> dict[str, Any] | None: ...
+
+    def get_run(self, run_id: str, *, flush: bool = True, warn: bool = True) -> RunView: ...
+
+    def discard_dead_logs(self, run_id: str) -> None: ...
+
+    def put_model_entry(self, entry: dict[str, Any]) -> str: ...
+
+    def _flush_local(self, run_id: str) -> None: ...
+
+
 class RunHandle:
     """A writer on one unsealed run. Thread-safe."""
 
-    def __init__(self, store: RunStore, run_id: str, meta: dict[str, Any]) -> None:
+    def __init__(self, store: RunOwner, run_id: str, meta: dict[str, Any], generation: int = 0) -> None:
         self.store = store
         self.run_id = run_id
+        #: which end of the run this handle writes towards (0 unless it was resumed after ending)
+        self.generation = generation
+        self._seal_key = layout.seal_key(run_id, generation)
         self.experiment_id: str = meta["experiment_id"]
         self.meta = meta
         self._backend = store.backend
@@ -84,6 +113,7 @@ class RunHandle:
         self._known_lock = threading.Lock()
         self._digest: str | None = None
         self._claims = store.path_claims(run_id)
+        self._wal: WalWriter | None = None  # this handle's metric log, opened at its first point
         register_flushable(self)
 
     def __repr__(self) -> str:
@@ -95,7 +125,7 @@ class RunHandle:
     def sealed(self) -> bool:
         """Whether the run is sealed (asks the store unless this handle sealed it)."""
         if self._digest is None:
-            seal = self.store.seal_record(self.run_id)
+            seal = self.store._seal_at(self.run_id, self.generation)
             if seal is not None:
                 self._digest = str(seal["digest"])
         return self._digest is not None
@@ -105,7 +135,7 @@ class RunHandle:
         in the same batch)."""
         if self._digest is not None:
             raise self._sealed_error()
-        found = self._backend.exists_many([layout.seal_key(self.run_id), layout.deleted_key(self.run_id), *also])
+        found = self._backend.exists_many([self._seal_key, layout.deleted_key(self.run_id), *also])
         if found[0]:
             raise self._sealed_error()
         if found[1]:
@@ -121,9 +151,9 @@ class RunHandle:
     def _check_in_seal(self, kind: str, names: list[str], values: dict[str, str] | None = None) -> None:
         """After a write: if the run was sealed meanwhile, the write counts only if the seal has it
         (``names`` present under ``kind``; for tags, with the ``values`` written)."""
-        if not self._backend.exists(layout.seal_key(self.run_id)):
+        if not self._backend.exists(self._seal_key):
             return
-        view = self.store.get_run(self.run_id, flush=False)
+        view = self.store.get_run(self.run_id, flush=False, warn=False)
         held: dict[str, dict[str, Any]] = {
             "artifacts": view.artifacts, "params": view.params, "models": view.models, "tags": view.tags,
         }
@@ -143,7 +173,7 @@ class RunHandle:
               payload: bytes | None = None) -> dict[str, Any]:
         """Create ``key`` holding ``rec`` (and ``payload`` as its ``data`` field) unless bound;
         return the bound record (ours or an equal one), without its data."""
-        if self._backend.put_if_absent(key, pack(rec if payload is None else {**rec, "data": payload})):
+        if self._backend.put_if_absent(key, encode_record(rec if payload is None else {**rec, "data": payload})):
             self._remember(key, rec)
             return rec
         existing = decode_record(self._backend.get(key), f"record {key}")
@@ -194,7 +224,7 @@ class RunHandle:
                 raise ArtifactPathConflictError(self.run_id, p, self._file_under(p))
         for d in dirs:
             rec = {"v": RECORD_VERSION, "path": d, "file": first[d]}
-            self._backend.put_if_absent(layout.dir_marker_key(self.run_id, d), pack(rec))
+            self._backend.put_if_absent(layout.dir_marker_key(self.run_id, d), encode_record(rec))
         self._claims.mark(dirs)
 
     def _marked_among(self, new: list[str]) -> list[str]:
@@ -313,7 +343,7 @@ class RunHandle:
         return total >= POOL_MIN_AVERAGE_SIZE * max(1, len(sample))
 
     def log_files(self, items: list[tuple[str, str]], workers: int | None = None, *,
-                  inline: bool = True) -> list[ArtifactEntry]:
+                  inline: bool = True, progress: Callable[[int], None] | None = None) -> list[ArtifactEntry]:
         """Store and bind many ``(artifact_path, local_path)`` pairs with one durability barrier.
 
         Every file is stored before anything is bound: if any file cannot be read, nothing
@@ -322,7 +352,8 @@ class RunHandle:
         paths) raises before anything is stored.
         In a version-3 store a file of up to ``layout.inline_max`` bytes is held in its
         record (kind ``inline``) unless ``inline`` is false (a model's files, which a model
-        entry names by digest, must be files of the object store).
+        entry names by digest, must be files of the object store). ``progress`` is told the
+        bytes of each file as they are stored (from several threads when ``workers`` > 1).
         """
         paths = [clean_artifact_path(p) for p, _ in items]
         locals_ = [os.fspath(lp) for _, lp in items]
@@ -335,8 +366,8 @@ class RunHandle:
         binding: set[str] = set()  # paths whose binding was tried: their claims stay
         pool = ThreadPoolExecutor(min(workers, n), thread_name_prefix="casstore-log") if n >= 8 and workers > 1 else None
         try:
-            results = pool.map(self._objects.put_or_read, locals_, [inline_max] * n) if pool else (
-                self._objects.put_or_read(p, inline_max) for p in locals_)
+            results = pool.map(self._objects.put_or_read, locals_, [inline_max] * n, [progress] * n) if pool else (
+                self._objects.put_or_read(p, inline_max, progress) for p in locals_)
             stored: list[tuple[Stored, object]] = []
             held = 0
             for done, data in results:
@@ -427,9 +458,45 @@ class RunHandle:
         self._check_open()
         k = layout.tag_key(self.run_id, key)
         rec = {"v": RECORD_VERSION, "key": key, "value": value, "time": now_ms()}
-        self._backend.put_if_absent(k, pack(rec))
+        self._backend.put_if_absent(k, encode_record(rec))
         self._remember(k, rec)
         self._check_in_seal("tags", [key], {key: value})
+
+    def log_input(self, record: dict[str, Any]) -> None:
+        """Record a dataset the run used: ``name``, ``digest``, ``source_type``, ``source``,
+        ``schema``, ``profile``, ``context`` (strings) and ``tags``. Once per digest and
+        context: the same again is a no-op."""
+        rec: dict[str, Any] = {"v": RECORD_VERSION, **{k: str(record.get(k, "")) for k in INPUT_FIELDS},
+               "tags": {str(k): str(v) for k, v in (record.get("tags") or {}).items()}, "logged_at": now_ms()}
+        check_input(rec, "dataset input")
+        self._check_open()
+        k = layout.input_key(self.run_id, rec["digest"], rec["context"])
+        if self._backend.put_if_absent(k, encode_record(rec)):
+            self._remember(k, rec)
+        if self._backend.exists(self._seal_key):
+            view = self.store.get_run(self.run_id, flush=False, warn=False)
+            if not any(i["digest"] == rec["digest"] and i["context"] == rec["context"] for i in view.inputs):
+                raise RunStateError(
+                    f"run {self.run_id} was ended by another writer while dataset {rec['name']!r} was being logged; "
+                    "its seal does not include it. Log it in a new run."
+                )
+
+    def delete_tag(self, key: str) -> None:
+        """Delete a tag: a tag record marked ``deleted`` (the latest record wins, so setting the
+        tag again brings it back). :class:`ObjectNotFoundError` if the run has no such tag."""
+        key = check_name("tag", key)
+        self._check_open()
+        if key not in self.store.get_run(self.run_id, flush=False, warn=False).tags:
+            raise ObjectNotFoundError(f"run {self.run_id} has no tag {key!r} to delete")
+        k = layout.tag_key(self.run_id, key)
+        rec = {"v": RECORD_VERSION, "key": key, "value": "", "time": now_ms(), "deleted": True}
+        self._backend.put_if_absent(k, encode_record(rec))
+        self._remember(k, rec)
+        if self._backend.exists(self._seal_key) and key in self.store.get_run(self.run_id, flush=False, warn=False).tags:
+            raise RunStateError(
+                f"run {self.run_id} was ended by another writer while tag {key!r} was being deleted; "
+                "its seal still holds the tag"
+            )
 
     # ---- metrics -----------------------------------------------------------------
 
@@ -448,34 +515,42 @@ class RunHandle:
         ts = now_ms() if timestamp_ms is None else check_whole(timestamp_ms, f"metric {key!r}: timestamp (ms)")
         if self._digest is not None:
             raise self._sealed_error()
-        due = self._metrics.add((key, value, step, ts))
+        due = self._metrics.add((key, value, step, ts), self._wal_writer())
         hold(self)
         if due:
             self.flush_metrics()
 
+    def _wal_writer(self) -> WalWriter | None:
+        with self._known_lock:
+            if self._wal is None and self.store.wal is not None:
+                self._wal = self.store.wal.writer(self.run_id)
+            return self._wal
+
     def flush_metrics(self) -> None:
         """Write the buffered points as one metrics segment."""
         with self._write_lock:
-            points = self._metrics.take()
+            points, seqs = self._metrics.take()
             if not points:
                 release(self)
                 return
             try:
-                if self._digest is not None or self._backend.exists(layout.seal_key(self.run_id)):
+                if self._digest is not None or self._backend.exists(self._seal_key):
                     raise RunStateError(
                         f"run {self.run_id} was ended and sealed while {len(points)} metric point(s) were "
                         "buffered; they were not recorded. Log them in a new run."
                     )
                 key = layout.metric_segment_key(self.run_id)
-                rec = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
-                self._backend.put_if_absent(key, pack(rec))
-                if self._digest is None and self._backend.exists(layout.seal_key(self.run_id)):
+                rec: dict[str, Any] = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
+                if self._wal is not None and seqs[0] >= 0:
+                    rec["wal"] = [self._wal.name, seqs[0], seqs[-1]]  # the logged points it carries
+                self._backend.put_if_absent(key, encode_record(rec))
+                if self._digest is None and self._backend.exists(self._seal_key):
                     self._check_points_sealed(points)
             except RunStateError:
                 release(self)
                 raise
             except BaseException:
-                self._metrics.put_back(points)
+                self._metrics.put_back(points, seqs)
                 raise
             self._remember(key, rec)
             if not len(self._metrics):
@@ -483,7 +558,7 @@ class RunHandle:
 
     def _check_points_sealed(self, points: list[MetricPoint]) -> None:
         """The run was sealed while a segment was written: fail unless the seal holds its points."""
-        sealed = Counter(self.store.get_run(self.run_id, flush=False).points)
+        sealed = Counter(self.store.get_run(self.run_id, flush=False, warn=False).points)
         lost = sum(1 for p, n in Counter(points).items() if sealed[p] < n)
         if lost:
             raise RunStateError(
@@ -497,9 +572,20 @@ class RunHandle:
 
     def _flush_at_exit(self) -> None:
         self.flush_metrics()
+        self._close_wal()
+
+    def _close_wal(self) -> None:
+        """Close this handle's metric log, removing it: every point in it is in a segment."""
+        with self._known_lock:
+            if self._wal is not None and not len(self._metrics):
+                self._wal.close(remove=True)
+                self._wal = None
 
     def _forget_after_fork(self) -> None:
-        # points buffered by the parent are the parent's to write
+        # points buffered by the parent are the parent's to write, its log too
+        if self._wal is not None:
+            self._wal.forget()
+            self._wal = None
         self._metrics = MetricBuffer(self.store.metric_flush_points, self.store.metric_flush_seconds)
         self._write_lock = threading.Lock()
         self._known_lock = threading.Lock()
@@ -522,23 +608,38 @@ class RunHandle:
             pass  # sealed by someone else: their seal stands
         self.store._flush_local(self.run_id)  # points other handles of this process still hold
         with self._write_lock:
-            seal = self.store.seal_record(self.run_id)
+            seal = self.store._seal_at(self.run_id, self.generation)
             if seal is not None:
                 self._digest = str(seal["digest"])
+                self._close_wal()
                 return self._digest
             with self._known_lock:
                 known = dict(self._known)
-            state = read_live_state(self._backend, self.run_id, known)
+            state = read_live_state(self._backend, self.run_id, known, wal=self.store.wal)
             end_time = now_ms()
-            data = pack(manifest_of(state, status, end_time))
+            manifest = manifest_of(state, status, end_time)
+            if self.generation > 0:  # resumed after ending: chain to the seal it followed
+                previous = self.store._seal_at(self.run_id, self.generation - 1)
+                if previous is None:
+                    raise CorruptRecordError(
+                        f"run {self.run_id} was resumed into generation {self.generation} but its seal "
+                        f"{layout.seal_key(self.run_id, self.generation - 1)} is missing; the store is damaged"
+                    )
+                manifest.update(generation=self.generation, previous=str(previous["digest"]))
+            data = pack(manifest)
             digest = hash_bytes(data)
             self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
             self._backend.flush()
             seal_rec = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time}
-            if self._backend.put_if_absent(layout.seal_key(self.run_id), pack(seal_rec)):
+            if self._backend.put_if_absent(self._seal_key, encode_record(seal_rec)):
                 self._backend.flush()
                 self._digest = digest
+                self.store.discard_dead_logs(self.run_id)  # their points are in the manifest
             else:
-                self._digest = str(self.store.seal_record(self.run_id)["digest"])  # type: ignore[index]
-            return self._digest
+                won = self.store._seal_at(self.run_id, self.generation)
+                if won is None:
+                    raise CorruptRecordError(f"run {self.run_id}: {self._seal_key} was refused as taken but cannot be read")
+                self._digest = str(won["digest"])
+        self._close_wal()
+        return self._digest
 

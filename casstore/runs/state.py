@@ -17,7 +17,8 @@ from casstore.backend import Backend
 from casstore.exceptions import CorruptRecordError, InvalidInputError, ObjectNotFoundError
 from casstore.objects.digest import is_digest
 from casstore.runs.layout import RECORD_VERSION, name_key, run_prefix
-from casstore.runs.records import ArtifactEntry, MetricPoint, ModelRef, decode_record, field_of
+from casstore.runs.wal import Covered, WalDir
+from casstore.runs.records import ArtifactEntry, DamagedRecord, MetricPoint, ModelRef, decode_record, field_of
 
 __all__ = ["RunState", "read_live_state", "state_from_manifest", "manifest_of"]
 
@@ -33,6 +34,12 @@ class RunState:
     points: list[MetricPoint] = field(default_factory=list)
     artifacts: dict[str, ArtifactEntry] = field(default_factory=dict)
     models: dict[str, ModelRef] = field(default_factory=dict)
+    #: records that failed their checks, left out of the state
+    damaged: list[DamagedRecord] = field(default_factory=list)
+    #: the write-ahead log numbers the metric segments read carry, per log
+    covered: Covered = field(default_factory=dict)
+    #: datasets the run used (``log_input``): records with name, digest, source, context, ...
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def experiment_id(self) -> str:
@@ -109,10 +116,11 @@ def _get_many(backend: Backend, keys: list[str]) -> list[bytes | None]:
 
 def read_live_state(
     backend: Backend, run_id: str, known: Mapping[str, dict[str, Any]] | None = None,
-    keys: Iterable[str] | None = None,
+    keys: Iterable[str] | None = None, wal: WalDir | None = None,
 ) -> RunState:
     """Read a run from its records. ``known`` maps keys to records already in hand (they are
-    immutable, so they need not be read again)."""
+    immutable, so they need not be read again). With ``wal``, the points of its metric logs
+    that no segment carries yet are added (see :mod:`casstore.runs.wal`)."""
     prefix = run_prefix(run_id)
     all_keys = sorted(keys if keys is not None else backend.list(prefix))
     known = known or {}
@@ -131,48 +139,86 @@ def read_live_state(
         raise ObjectNotFoundError(f"no run {run_id} in this store (no {meta_key})")
     state = RunState(run_id, check_meta(meta, f"record {meta_key}"))
     state.tags.update(meta.get("tags") or {})
-    tag_latest: dict[str, tuple[str, str]] = {}
+    tag_latest: dict[str, tuple[str, str | None]] = {}
     for k in all_keys:
         kind = _kind(k, prefix)
-        if kind not in _DECODED:
+        if kind not in _DECODED or k == meta_key:
             continue
-        r = rec(k)
-        if r is None:
-            continue
-        where = f"record {k}"
-        last = k.rsplit("/", 1)[-1]
-        if kind == "artifacts":
-            e = _artifact(r, where)
-            if name_key(e.path) != last:
-                raise CorruptRecordError(f"{where} names path {e.path!r}, which does not belong under this key")
-            state.artifacts[e.path] = e
-        elif kind == "params":
-            key = field_of(r, "key", "str", where)
-            if name_key(key) != last:
-                raise CorruptRecordError(f"{where} names param {key!r}, which does not belong under this key")
-            state.params[key] = field_of(r, "value", "str", where)
-        elif kind == "tags":
-            key = field_of(r, "key", "str", where)
-            value = field_of(r, "value", "str", where)
-            if name_key(key) != k.split("/")[-2]:
-                raise CorruptRecordError(f"{where} names tag {key!r}, which does not belong under this key")
-            cur = tag_latest.get(key)
-            if cur is None or last > cur[0]:
-                tag_latest[key] = (last, value)
-        elif kind == "metrics":
-            state.points.extend(_points(r, where))
-        elif kind == "models":
-            name = _checked_path(field_of(r, "name", "str", where), where)
-            digest = field_of(r, "digest", "str", where)
-            if not is_digest(digest) or name_key(name) != last:
-                raise CorruptRecordError(f"{where} is not a valid model reference")
-            state.models[name] = ModelRef(name, digest, field_of(r, "logged_at", "int", where, optional=True) or 0)
-    for key, (_, value) in tag_latest.items():
-        state.tags[key] = value
+        try:
+            _take(state, tag_latest, k, kind, rec(k))
+        except CorruptRecordError as e:
+            # one damaged record costs what it holds, not the run
+            state.damaged.append(DamagedRecord(k, str(e)))
+    state.inputs.sort(key=lambda i: (i["logged_at"], i["digest"], i["context"]))
+    for key, (_, latest) in tag_latest.items():
+        if latest is None:  # deleted (delete_tag)
+            state.tags.pop(key, None)
+        else:
+            state.tags[key] = latest
+    if wal is not None:
+        state.points.extend(wal.pending(run_id, state.covered))
     return state
 
 
-_DECODED = frozenset({"meta", "artifacts", "params", "tags", "metrics", "models"})
+def _take(state: RunState, tag_latest: dict[str, tuple[str, str | None]], k: str, kind: str,
+          r: dict[str, Any] | None) -> None:
+    """Add what the record ``r`` under ``k`` holds to ``state`` (``CorruptRecordError`` if malformed)."""
+    if r is None:
+        return
+    where = f"record {k}"
+    last = k.rsplit("/", 1)[-1]
+    if kind == "artifacts":
+        e = _artifact(r, where)
+        if name_key(e.path) != last:
+            raise CorruptRecordError(f"{where} names path {e.path!r}, which does not belong under this key")
+        state.artifacts[e.path] = e
+    elif kind == "params":
+        key = field_of(r, "key", "str", where)
+        if name_key(key) != last:
+            raise CorruptRecordError(f"{where} names param {key!r}, which does not belong under this key")
+        state.params[key] = field_of(r, "value", "str", where)
+    elif kind == "tags":
+        key = field_of(r, "key", "str", where)
+        value = field_of(r, "value", "str", where)
+        if name_key(key) != k.split("/")[-2]:
+            raise CorruptRecordError(f"{where} names tag {key!r}, which does not belong under this key")
+        cur = tag_latest.get(key)
+        if cur is None or last > cur[0]:
+            tag_latest[key] = (last, None if r.get("deleted") is True else value)
+    elif kind == "metrics":
+        points = _points(r, where)
+        logged = r.get("wal")
+        if logged is not None:
+            if not (isinstance(logged, list) and len(logged) == 3 and isinstance(logged[0], str)
+                    and all(isinstance(n, int) and not isinstance(n, bool) for n in logged[1:])):
+                raise CorruptRecordError(f"{where}: malformed write-ahead log range {logged!r}")
+            state.covered.setdefault(logged[0], []).append((logged[1], logged[2]))
+        state.points.extend(points)
+    elif kind == "models":
+        name = _checked_path(field_of(r, "name", "str", where), where)
+        digest = field_of(r, "digest", "str", where)
+        if not is_digest(digest) or name_key(name) != last:
+            raise CorruptRecordError(f"{where} is not a valid model reference")
+        state.models[name] = ModelRef(name, digest, field_of(r, "logged_at", "int", where, optional=True) or 0)
+    elif kind == "inputs":
+        state.inputs.append(check_input(r, where))
+
+
+_DECODED = frozenset({"meta", "artifacts", "params", "tags", "metrics", "models", "inputs"})
+
+#: the fields of a dataset input record, all strings but ``logged_at``
+INPUT_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile", "context")
+
+
+def check_input(r: dict[str, Any], where: str) -> dict[str, Any]:
+    """A dataset input record, checked: its string fields, ``tags`` and ``logged_at``."""
+    out: dict[str, Any] = {k: field_of(r, k, "str", where) for k in INPUT_FIELDS}
+    tags = field_of(r, "tags", "dict", where, optional=True) or {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise CorruptRecordError(f"{where}: dataset input tags are not strings")
+    out["tags"] = dict(tags)
+    out["logged_at"] = field_of(r, "logged_at", "int", where)
+    return out
 
 
 def _kind(key: str, prefix: str) -> str:
@@ -196,6 +242,10 @@ def manifest_of(state: RunState, status: str, end_time: int) -> dict[str, Any]:
         },
         "models": {n: m.digest for n, m in state.models.items()},
         "model_times": {n: m.logged_at for n, m in state.models.items()},
+        # records that failed their checks when the run was sealed (left out above)
+        **({"damaged": {d.key: d.detail for d in state.damaged}} if state.damaged else {}),
+        # absent without inputs, so manifests of runs without any keep their bytes
+        **({"inputs": [dict(i) for i in state.inputs]} if state.inputs else {}),
     }
 
 
@@ -219,6 +269,12 @@ def state_from_manifest(man: dict[str, Any], run_id: str, where: str) -> tuple[R
             raise CorruptRecordError(f"{where}: model {name!r} has no valid digest")
         t = times.get(name, 0)
         state.models[name] = ModelRef(name, digest, t if isinstance(t, int) else 0)
+    for i, rec in enumerate(field_of(man, "inputs", "list", where, optional=True) or []):
+        if not isinstance(rec, dict):
+            raise CorruptRecordError(f"{where}: dataset input {i} is malformed")
+        state.inputs.append(check_input(rec, f"{where} (input {i})"))
+    damaged = field_of(man, "damaged", "dict", where, optional=True) or {}
+    state.damaged = [DamagedRecord(str(k), str(v)) for k, v in damaged.items()]
     status = field_of(man, "status", "str", where)
     end_time = field_of(man, "end_time", "int", where)
     return state, status, end_time

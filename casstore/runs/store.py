@@ -16,19 +16,23 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Iterator
 from typing import Any
 
 from casstore.exceptions import (
+    CasstoreError,
     CorruptRecordError,
+    DamagedRunWarning,
     IntegrityError,
     InvalidInputError,
     ObjectNotFoundError,
+    ResourceAlreadyExistsError,
     RunStateError,
 )
 from casstore.objects import ObjectStore, open_store
-from casstore.objects.store import Progress, write_chunks
+from casstore.objects.reading import Progress, write_chunks
 from casstore.objects.codec import pack, unpack
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout, search
@@ -44,8 +48,9 @@ from casstore.runs.layout import (
     now_ms,
 )
 from casstore.runs.metrics import FLUSH_POINTS, FLUSH_SECONDS
-from casstore.runs.records import ArtifactEntry, Experiment, RunView, decode_record, field_of, latest_metrics
+from casstore.runs.records import ArtifactEntry, DamagedRecord, Experiment, MetricPoint, RunView, decode_record, encode_record, field_of, latest_metrics
 from casstore.runs.state import RunState, read_live_state, state_from_manifest
+from casstore.runs.wal import WalDir, wal_dir_for
 
 __all__ = ["RunStore", "open_run_store"]
 
@@ -76,6 +81,8 @@ class RunStore:
         self._handles: dict[str, weakref.WeakSet[RunHandle]] = {}
         self._claims: weakref.WeakValueDictionary[str, PathClaims] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
+        #: where writers keep their metric write-ahead logs (None: a memory store)
+        self.wal: WalDir | None = wal_dir_for(self.backend)
 
     def __repr__(self) -> str:
         return f"RunStore({self.url!r})"
@@ -86,13 +93,13 @@ class RunStore:
         """Create an experiment; :class:`InvalidInputError` if the name is taken (``Default``
         always is: every store has it)."""
         if name == DEFAULT_EXPERIMENT_NAME:
-            raise InvalidInputError(
+            raise ResourceAlreadyExistsError(
                 f"experiment {name!r} already exists (id {DEFAULT_EXPERIMENT_ID}): every store has it. "
                 "Use it with set_experiment, or create an experiment under another name"
             )
         exp_id, created = self._create_experiment(name, tags)
         if not created:
-            raise InvalidInputError(
+            raise ResourceAlreadyExistsError(
                 f"experiment {name!r} already exists (id {exp_id}); use get_experiment_by_name or set_experiment"
             )
         return exp_id
@@ -106,6 +113,12 @@ class RunStore:
             raise InvalidInputError(f"experiment name must be a non-empty string, got {name!r}")
         found = self._experiment_id_of(name)
         if found is not None:
+            now = self.get_experiment(found).name
+            if now != name:
+                raise ResourceAlreadyExistsError(
+                    f"experiment name {name!r} is bound to experiment {found}, since renamed to {now!r}: "
+                    "an experiment name names one experiment for good; choose another name"
+                )
             return found, False
         tags = _check_tags(tags)
         if name == DEFAULT_EXPERIMENT_NAME:  # what reads showed before it was written
@@ -113,10 +126,10 @@ class RunStore:
         else:
             exp_id, created = layout.new_experiment_id(), now_ms()
         meta = {"v": RECORD_VERSION, "experiment_id": exp_id, "name": name, "created": created, "tags": tags}
-        self.backend.put_if_absent(layout.experiment_meta_key(exp_id), pack(meta))
+        self.backend.put_if_absent(layout.experiment_meta_key(exp_id), encode_record(meta))
         self.backend.flush()
         rec = {"v": RECORD_VERSION, "name": name, "experiment_id": exp_id}
-        if self.backend.put_if_absent(layout.experiment_name_key(name), pack(rec)):
+        if self.backend.put_if_absent(layout.experiment_name_key(name), encode_record(rec)):
             self.backend.flush()
             return exp_id, True
         found = self._experiment_id_of(name)
@@ -142,6 +155,7 @@ class RunStore:
             name=DEFAULT_EXPERIMENT_NAME,
             creation_time=int(self.objects.config.created * 1000),
             artifact_location=self.url,
+            last_update_time=int(self.objects.config.created * 1000),
         )
 
     def get_experiment(self, experiment_id: str) -> Experiment:
@@ -155,35 +169,100 @@ class RunStore:
             if exp_id == DEFAULT_EXPERIMENT_ID:
                 return self._default_experiment()
             raise ObjectNotFoundError(f"no experiment with id {exp_id!r} in store {self.url}") from e
-        tags = field_of(rec, "tags", "dict", key, optional=True) or {}
+        tags = {str(k): str(v) for k, v in (field_of(rec, "tags", "dict", key, optional=True) or {}).items()}
+        name = field_of(rec, "name", "str", key)
+        stage, updated = "active", field_of(rec, "created", "int", key, optional=True) or 0
+        for ev in self._experiment_events(exp_id):
+            op = ev.get("op")
+            if op == "set_tag":
+                tags[str(ev.get("key"))] = str(ev.get("value"))
+            elif op == "delete_tag":
+                tags.pop(str(ev.get("key")), None)
+            elif op == "rename":
+                name = str(ev.get("name"))
+            elif op in ("delete", "restore"):
+                stage = "deleted" if op == "delete" else "active"
+            t = ev.get("time")
+            updated = max(updated, t if isinstance(t, int) else 0)
         return Experiment(
             experiment_id=exp_id,
-            name=field_of(rec, "name", "str", key),
-            tags={str(k): str(v) for k, v in tags.items()},
+            name=name,
+            tags=tags,
             creation_time=field_of(rec, "created", "int", key, optional=True) or 0,
+            lifecycle_stage=stage,
             artifact_location=self.url,
+            last_update_time=updated,
+        )
+
+    def _experiment_events(self, exp_id: str) -> list[dict[str, Any]]:
+        keys = sorted(self.backend.list(layout.experiment_events_prefix(exp_id)))
+        return [decode_record(self.backend.get(k), f"record {k}") for k in keys]
+
+    def add_experiment_event(self, experiment_id: str, op: str, **fields: str) -> Experiment:
+        """Record a change of an experiment: ``set_tag``/``delete_tag`` (``key``, ``value``),
+        ``rename`` (``name``), ``delete`` or ``restore``. Nothing is overwritten: the
+        experiment's events, in order, give its state."""
+        exp = self.get_experiment(experiment_id)
+        if exp.experiment_id == DEFAULT_EXPERIMENT_ID and not self.backend.exists(layout.experiment_meta_key(DEFAULT_EXPERIMENT_ID)):
+            self._create_experiment(DEFAULT_EXPERIMENT_NAME, None)  # its records, before an event names it
+        if op == "delete" and exp.experiment_id == DEFAULT_EXPERIMENT_ID:
+            raise InvalidInputError("the Default experiment (id '0') cannot be deleted")
+        if op == "delete_tag" and fields.get("key") not in exp.tags:
+            raise ObjectNotFoundError(f"experiment {exp.experiment_id} has no tag {fields.get('key')!r}")
+        if op == "rename":
+            new = fields.get("name", "")
+            if not isinstance(new, str) or not new.strip():
+                raise InvalidInputError(f"experiment name must be a non-empty string, got {new!r}")
+            if new != exp.name:
+                self._claim_name(new, exp.experiment_id)
+        if op in ("delete", "restore") and (exp.lifecycle_stage == "deleted") == (op == "delete"):
+            raise RunStateError(f"experiment {exp.experiment_id} is already {'deleted' if op == 'delete' else 'active'}")
+        rec = {"v": RECORD_VERSION, "op": op, "time": now_ms(), **fields}
+        self.backend.put_if_absent(layout.experiment_event_key(exp.experiment_id), encode_record(rec))
+        return self.get_experiment(exp.experiment_id)
+
+    def _claim_name(self, name: str, exp_id: str) -> None:
+        """Bind ``name`` to the experiment ``exp_id`` (a rename): refused if another
+        experiment holds it, or held it (a name is bound to one experiment for good)."""
+        holder = self._experiment_id_of(name)
+        if holder is None and name != DEFAULT_EXPERIMENT_NAME:
+            rec = {"v": RECORD_VERSION, "name": name, "experiment_id": exp_id}
+            if self.backend.put_if_absent(layout.experiment_name_key(name), encode_record(rec)):
+                self.backend.flush()
+                return
+            holder = self._experiment_id_of(name)
+        if holder == exp_id:
+            return
+        raise ResourceAlreadyExistsError(
+            f"experiment name {name!r} is bound to experiment {holder or DEFAULT_EXPERIMENT_ID}: "
+            "an experiment name names one experiment for good; choose another name"
         )
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
-        """The experiment named ``name``, or ``None`` (never for ``Default``)."""
+        """The experiment named ``name`` now, or ``None`` (never for ``Default``)."""
         exp_id = self._experiment_id_of(name)
         if exp_id is None and name == DEFAULT_EXPERIMENT_NAME:
             exp_id = DEFAULT_EXPERIMENT_ID
-        return None if exp_id is None else self.get_experiment(exp_id)
+        if exp_id is None:
+            return None
+        exp = self.get_experiment(exp_id)
+        return exp if exp.name == name else None  # renamed since
 
     def list_experiments(self) -> list[Experiment]:
-        """Every experiment, oldest first (``Default`` among them, written or not)."""
-        out = []
+        """Every experiment (deleted ones too), oldest first (``Default`` among them, written or not)."""
+        out: dict[str, Experiment] = {}
         for key in sorted(self.backend.list("experiments/names/")):
             rec = decode_record(self.backend.get(key), f"record {key}")
+            exp_id = field_of(rec, "experiment_id", "str", key)
+            if exp_id in out:
+                continue  # a name it had before a rename
             try:
-                out.append(self.get_experiment(field_of(rec, "experiment_id", "str", key)))
+                out[exp_id] = self.get_experiment(exp_id)
             except ObjectNotFoundError:
                 continue
-        if not any(e.experiment_id == DEFAULT_EXPERIMENT_ID for e in out):
-            out.append(self.get_experiment(DEFAULT_EXPERIMENT_ID))
-        out.sort(key=lambda e: (e.creation_time, e.experiment_id))
-        return out
+        if DEFAULT_EXPERIMENT_ID not in out:
+            out[DEFAULT_EXPERIMENT_ID] = self.get_experiment(DEFAULT_EXPERIMENT_ID)
+        return sorted(out.values(), key=lambda e: (e.creation_time, e.experiment_id))
 
     # ---- runs --------------------------------------------------------------------
 
@@ -214,10 +293,10 @@ class RunStore:
             "start_time": start,
             "tags": _check_tags(tags),
         }
-        if not self.backend.put_if_absent(layout.run_meta_key(run_id), pack(meta)):
+        if not self.backend.put_if_absent(layout.run_meta_key(run_id), encode_record(meta)):
             raise RunStateError(f"run id {run_id} is already taken (this should never happen); try again")
         self.backend.put_if_absent(
-            layout.experiment_run_key(exp_id, run_id), pack({"v": RECORD_VERSION, "run_id": run_id, "start_time": start})
+            layout.experiment_run_key(exp_id, run_id), encode_record({"v": RECORD_VERSION, "run_id": run_id, "start_time": start})
         )
         return self._track(RunHandle(self, run_id, meta))
 
@@ -225,15 +304,72 @@ class RunStore:
         """A handle to resume writing an unsealed run."""
         run_id = check_run_id(run_id)
         meta = self._meta(run_id)
-        seal = self.seal_record(run_id)
+        generation = self.generation(run_id)
+        seal = self._seal_at(run_id, generation)
         if seal is not None:
             raise RunStateError(
-                f"run {run_id} is ended and sealed (status {seal['status']}); it cannot be resumed. "
-                "Start a new run to log more."
+                f"run {run_id} is ended and sealed (status {seal['status']}); reopen it with "
+                "RunStore.reopen_run (start_run(run_id=...)) to log more, or start a new run."
             )
         if self.is_deleted(run_id):
             raise RunStateError(f"run {run_id} is deleted; it cannot be resumed")
-        return self._track(RunHandle(self, run_id, meta))
+        self.replay_dead_logs(run_id)
+        return self._track(RunHandle(self, run_id, meta, generation))
+
+    def reopen_run(self, run_id: str) -> RunHandle:
+        """Resume a run, ended or not. An ended run gets a new generation: the marker
+        ``reopened/<g>`` (naming the digest it follows) opens it, and its next end writes
+        ``seals/<g>``, whose manifest names the previous run digest. Nothing recorded is
+        removed or rebound, so every earlier run digest stays verifiable."""
+        run_id = check_run_id(run_id)
+        self._meta(run_id)
+        if self.is_deleted(run_id):
+            raise RunStateError(f"run {run_id} is deleted; it cannot be resumed")
+        seal = self.seal_record(run_id)
+        if seal is None:
+            return self.open_run(run_id)
+        g = int(seal["generation"]) + 1
+        rec = {"v": RECORD_VERSION, "after": str(seal["digest"]), "time": now_ms()}
+        self.backend.put_if_absent(layout.reopen_key(run_id, g), encode_record(rec))  # a concurrent resume made it: the same
+        self.backend.flush()
+        return self.open_run(run_id)
+
+    def generation(self, run_id: str) -> int:
+        """How many times the run was resumed after ending (0 for most runs)."""
+        keys = self.backend.list(layout.reopen_prefix(run_id))
+        gens = [int(k.rsplit("/", 1)[-1]) for k in keys if k.rsplit("/", 1)[-1].isdigit()]
+        return max(gens, default=0)
+
+    def seal_history(self, run_id: str) -> list[dict[str, Any]]:
+        """Every seal of the run, oldest first: ``{generation, digest, status, end_time}``,
+        each digest naming a manifest that stays verifiable."""
+        out = []
+        for g in range(self.generation(run_id) + 1):
+            rec = self._seal_at(run_id, g)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def replay_dead_logs(self, run_id: str) -> int:
+        """Write the points of the metric logs of dead writers of ``run_id`` that no segment
+        carries as segments, and remove those logs; return how many points were written."""
+        if self.wal is None or not self.wal.names(run_id):
+            return 0
+
+        def covered() -> dict[str, list[tuple[int, int]]]:
+            return read_live_state(self.backend, run_id).covered
+
+        def write(name: str, entries: list[tuple[int, MetricPoint]]) -> None:
+            seqs = [s for s, _p in entries]
+            rec = {"v": RECORD_VERSION, "points": [list(p) for _s, p in entries], "wal": [name, min(seqs), max(seqs)]}
+            self.backend.put_if_absent(layout.metric_segment_key(run_id), encode_record(rec))
+
+        return self.wal.replay_dead(run_id, covered, write)
+
+    def discard_dead_logs(self, run_id: str) -> None:
+        """Remove the metric logs of dead writers of a sealed run (its manifest has their points)."""
+        if self.wal is not None and self.wal.names(run_id):
+            self.wal.replay_dead(run_id, dict, lambda name, entries: None)
 
     def _meta(self, run_id: str) -> dict[str, Any]:
         key = layout.run_meta_key(run_id)
@@ -267,8 +403,12 @@ class RunStore:
                 pass
 
     def seal_record(self, run_id: str) -> dict[str, Any] | None:
-        """The run's seal record ``{digest, status, end_time}``, or ``None`` if it is not sealed."""
-        key = layout.seal_key(run_id)
+        """The seal of the run's current generation ``{digest, status, end_time, generation}``,
+        or ``None`` if it is open (never ended, or resumed since)."""
+        return self._seal_at(run_id, self.generation(run_id))
+
+    def _seal_at(self, run_id: str, generation: int) -> dict[str, Any] | None:
+        key = layout.seal_key(run_id, generation)
         try:
             rec = decode_record(self.backend.get(key), f"record {key}")
         except ObjectNotFoundError:
@@ -277,7 +417,7 @@ class RunStore:
         if not is_digest(digest):
             raise CorruptRecordError(f"record {key}: {digest!r} is not a BLAKE3 digest")
         field_of(rec, "status", "str", key)
-        return rec
+        return {**rec, "generation": generation}
 
     def read_manifest(self, run_id: str, digest: str) -> dict[str, Any]:
         """A sealed run's manifest, re-hashed against ``digest`` before it is decoded."""
@@ -321,7 +461,16 @@ class RunStore:
                 f"artifact {entry.path!r} of run {run_id} is held in its record {key}, which is missing; "
                 "the store is damaged: run `casstore verify --all`"
             ) from e
-        rec = decode_record(raw, f"record {key}")
+        try:
+            rec = decode_record(raw, f"record {key}")
+        except CorruptRecordError as e:  # its content is not to be trusted: say what it hashes to now
+            try:
+                held = unpack(raw).get("data")
+                actual = hash_bytes(held) if isinstance(held, bytes) else "no content"
+            except (CorruptRecordError, AttributeError):
+                actual = "an unreadable record"
+            raise IntegrityError(f"artifact {entry.path!r} of run {run_id} (record {key})", entry.digest, actual,
+                                 str(e)) from e
         data = rec.get("data")
         if not isinstance(data, bytes):
             raise CorruptRecordError(f"record {key} of inline artifact {entry.path!r} holds no content")
@@ -342,25 +491,75 @@ class RunStore:
             raise IntegrityError(what, digest, actual)
         return data
 
-    def get_run(self, run_id: str, *, flush: bool = True) -> RunView:
+    def get_run(self, run_id: str, *, flush: bool = True, warn: bool = True) -> RunView:
         """A sealed run from its verified manifest; an open run from its live records (after
-        writing the metrics this process still buffers for it, unless ``flush`` is false)."""
+        writing the metrics this process still buffers for it, unless ``flush`` is false).
+
+        A damaged run gives what can be verified: a record that fails its checks is left out
+        and named in ``view.damaged``; a sealed run whose manifest does not verify is shown
+        from its own records (each checks itself), which the seal then does not vouch for.
+        With ``warn``, a :class:`DamagedRunWarning` names what was left out. A run whose
+        meta record is damaged cannot be shown at all (:class:`CorruptRecordError`)."""
         run_id = check_run_id(run_id)
         if flush:
             self._flush_local(run_id)
-        seal = self.seal_record(run_id)
+        view = self._read_run(run_id)
+        if warn and view.damaged:
+            warnings.warn(DamagedRunWarning(
+                f"run {run_id}: {len(view.damaged)} record(s) failed their checks and what they hold is not shown: "
+                + "; ".join(d.describe() for d in view.damaged[:3])
+                + ". Restore them from a backup (`casstore verify --all` lists every damaged object)."), stacklevel=2)
+        return view
+
+    def _read_run(self, run_id: str) -> RunView:
+        damaged: list[DamagedRecord] = []
+        try:
+            seal = self.seal_record(run_id)
+        except CorruptRecordError as e:
+            generation = self.generation(run_id)
+            seal = self._seal_from_manifests(run_id, generation)
+            damaged.append(DamagedRecord(layout.seal_key(run_id, generation), str(e)))
         end_time: int | None
+        digest: str | None = None
         if seal is not None:
-            digest: str | None = str(seal["digest"])
-            man = self.read_manifest(run_id, str(digest))
-            state, status, end_time = state_from_manifest(man, run_id, f"manifest of run {run_id}")
-        else:
-            digest, status, end_time = None, "RUNNING", None
+            digest = str(seal["digest"])
             try:
-                state = read_live_state(self.backend, run_id)
-            except ObjectNotFoundError as e:
-                raise ObjectNotFoundError(f"no run {run_id} in store {self.url}") from e
-        return _view(state, status, end_time, digest, self.is_deleted(run_id))
+                man = self.read_manifest(run_id, digest)
+                state, status, end_time = state_from_manifest(man, run_id, f"manifest of run {run_id}")
+            except (IntegrityError, CorruptRecordError) as e:
+                state = self._live_state(run_id)
+                status, end_time = str(seal.get("status", "FINISHED")), seal.get("end_time")
+                damaged.append(DamagedRecord(layout.manifest_key(run_id, digest), (
+                    f"{e}; the run is shown from its own records (each checks itself), which the seal does not "
+                    "vouch for")))
+        elif damaged:  # a damaged seal and no manifest that verifies
+            state = self._live_state(run_id)
+            status, end_time = "FINISHED", None
+        else:
+            status, end_time = "RUNNING", None
+            state = self._live_state(run_id)
+        return _view(state, status, end_time, digest, self.is_deleted(run_id), damaged)
+
+    def _live_state(self, run_id: str) -> RunState:
+        try:
+            return read_live_state(self.backend, run_id, wal=self.wal)
+        except ObjectNotFoundError as e:
+            raise ObjectNotFoundError(f"no run {run_id} in store {self.url}") from e
+
+    def _seal_from_manifests(self, run_id: str, generation: int) -> dict[str, Any] | None:
+        """When the seal is damaged: the one manifest of the run's ``generation`` that hashes
+        to its name, as a seal (``None`` if there is not exactly one)."""
+        found = []
+        for key in self.backend.list(f"runs/{run_id}/manifests/"):
+            digest = key.rsplit("/", 1)[-1]
+            try:
+                man = self.read_manifest(run_id, digest)
+            except (IntegrityError, CorruptRecordError, ObjectNotFoundError):
+                continue
+            if man.get("generation", 0) != generation:
+                continue
+            found.append({"digest": digest, "status": man.get("status"), "end_time": man.get("end_time")})
+        return found[0] if len(found) == 1 else None
 
     def list_run_ids(self, experiment_id: str | None = None) -> list[str]:
         """Ids of the runs of one experiment, or of all experiments."""
@@ -396,6 +595,11 @@ class RunStore:
                 view = self.get_run(run_id)
             except ObjectNotFoundError:
                 continue  # an index entry whose run meta never reached the disk
+            except CasstoreError as e:
+                warnings.warn(DamagedRunWarning(
+                    f"run {run_id} is skipped: it cannot be read ({e}). Restore its damaged records from a backup "
+                    "(`casstore verify --all` lists them)"), stacklevel=2)
+                continue
             if deleted is not None and view.deleted != deleted:
                 continue
             if search.matches(comparisons, functools.partial(run_value, view)):
@@ -408,9 +612,10 @@ class RunStore:
     def delete_run(self, run_id: str, reason: str = "") -> None:
         """Mark a run deleted (a record, never a silent removal); deleting twice is a no-op."""
         run_id = check_run_id(run_id)
-        self._meta(run_id)
+        if not self.backend.exists(layout.run_meta_key(run_id)):  # a damaged run can be deleted too
+            raise ObjectNotFoundError(f"no run {run_id} in store {self.url}")
         rec = {"v": RECORD_VERSION, "time": now_ms(), "reason": str(reason)}
-        self.backend.put_if_absent(layout.deleted_key(run_id), pack(rec))
+        self.backend.put_if_absent(layout.deleted_key(run_id), encode_record(rec))
 
     def is_deleted(self, run_id: str) -> bool:
         return self.backend.exists(layout.deleted_key(check_run_id(run_id)))
@@ -461,7 +666,8 @@ def _check_tags(tags: dict[str, str] | None) -> dict[str, str]:
     return {check_name("tag", k): str(v) for k, v in tags.items()}
 
 
-def _view(state: RunState, status: str, end_time: int | None, digest: str | None, deleted: bool) -> RunView:
+def _view(state: RunState, status: str, end_time: int | None, digest: str | None, deleted: bool,
+          damaged: list[DamagedRecord] | None = None) -> RunView:
     return RunView(
         run_id=state.run_id,
         run_name=state.run_name,
@@ -478,4 +684,6 @@ def _view(state: RunState, status: str, end_time: int | None, digest: str | None
         artifacts=dict(state.artifacts),
         models=dict(state.models),
         points=tuple(state.points),
+        inputs=tuple(dict(i) for i in state.inputs),
+        damaged=tuple([*(damaged or []), *state.damaged]),
     )
