@@ -19,9 +19,9 @@ times each:
 - **peak memory** of each server (VmHWM; MLflow's summed over its processes).
 
 casstore's first page right after the server starts (its cache of run summaries is read
-then) and its first chart request (the runs are read then) are reported on their own.
-Goals: the table at most 0.5 s and no slower than MLflow; chart data at most 1 s; peak
-memory under 500 MiB.
+then) and its first chart request (the 5 runs are read then) are reported on their own.
+Goals: the table at most 0.5 s and no slower than MLflow; chart data at most 1 s, the
+first request for runs not read yet included; peak memory under 500 MiB.
 """
 
 from __future__ import annotations
@@ -307,21 +307,22 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"runs table, first page of {PAGE} ({shown} shown by casstore, {ml_shown} by MLflow), "
               f"filter {FILTER!r}, order {ORDER!r}:")
-        print(f"  casstore ui (HTML page)          {med['cas_table'] * 1000:8.1f} ms   goal <= 500 ms: "
-              f"{'met' if med['cas_table'] <= 0.5 else 'MISSED'}")
+        print(f"  casstore ui (HTML page)          {med['cas_table'] * 1000:8.1f} ms   (goal <= 500 ms: "
+              f"{'met' if med['cas_table'] <= 0.5 else 'MISSED'})")
         print(f"  mlflow server runs/search (JSON) {med['ml_table'] * 1000:8.1f} ms")
-        print(f"  casstore / mlflow                {med['cas_table'] / med['ml_table']:8.2f}x   goal <= 1: "
-              f"{'met' if med['cas_table'] <= med['ml_table'] else 'MISSED'}")
+        print(f"  casstore / mlflow                {med['cas_table'] / med['ml_table']:8.2f}x   (goal <= 1: "
+              f"{'met' if med['cas_table'] <= med['ml_table'] else 'MISSED'})")
         print(f"  casstore's first page after start (reads {a.runs} run summaries): {cold_table:.2f} s "
               f"({cold_since_start:.1f} s from the server's start)")
         print(f"chart data, {CHART_RUNS} runs x {a.points} points of 'loss' ({max(sizes)} points each served by casstore):")
-        print(f"  casstore ui /api/metrics         {med['cas_chart'] * 1000:8.1f} ms   goal <= 1000 ms: "
-              f"{'met' if med['cas_chart'] <= 1.0 else 'MISSED'}")
+        print(f"  casstore ui /api/metrics         {med['cas_chart'] * 1000:8.1f} ms   (goal <= 1000 ms: "
+              f"{'met' if med['cas_chart'] <= 1.0 else 'MISSED'})")
         print(f"  mlflow get-history-bulk-interval {med['ml_chart'] * 1000:8.1f} ms")
         print(f"  casstore / mlflow                {med['cas_chart'] / med['ml_chart']:8.2f}x")
-        print(f"  casstore's first chart request (reads the 5 runs): {cold_chart:.2f} s")
+        print(f"  casstore's first request for them (reads the 5 runs): {cold_chart * 1000:8.1f} ms   (goal <= 1000 ms: "
+              f"{'met' if cold_chart <= 1.0 else 'MISSED'})")
         print("peak memory (VmHWM):")
-        print(f"  casstore ui                      {cas_mem / MIB:8.0f} MiB   goal < 500 MiB: {'met' if cas_mem < 500 * MIB else 'MISSED'}")
+        print(f"  casstore ui                      {cas_mem / MIB:8.0f} MiB   (goal < 500 MiB: {'met' if cas_mem < 500 * MIB else 'MISSED'})")
         print(f"  mlflow server --workers 1        {ml_mem / MIB:8.0f} MiB (all its processes)")
         print(f"  casstore / mlflow                {cas_mem / ml_mem:8.2f}x", flush=True)
 

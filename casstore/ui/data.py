@@ -73,6 +73,8 @@ class RunPage:
 @dataclass
 class _Experiment:
     summaries: dict[str, RunView] = field(default_factory=dict)
+    param_keys: list[str] = field(default_factory=list)  # of every run, the table's columns
+    metric_keys: list[str] = field(default_factory=list)
     refreshed: float = 0.0
     refreshing: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -323,6 +325,9 @@ class UIData:
         for run_id, is_deleted in zip(keep, deleted):
             v = old[run_id]
             new[run_id] = v if v.deleted == is_deleted else dataclasses.replace(v, deleted=is_deleted)
+        if fresh or len(new) != len(old):  # a run's params and metrics are fixed once it is sealed
+            ent.param_keys = sorted({k for v in new.values() for k in v.params})
+            ent.metric_keys = sorted({k for v in new.values() for k in v.metrics})
         ent.summaries = new
         ent.refreshed = started
 
@@ -369,10 +374,8 @@ class UIData:
                     break
         page = views[start:start + page_size]
         more = start + page_size < len(views)
-        params = sorted({k for v in every for k in v.params})
-        metrics = sorted({k for v in every for k in v.metrics})
         return RunPage(page, len(views), _encode_token(start + len(page), page[-1].run_id) if more and page else None,
-                       params, metrics, ent.refreshed)
+                       ent.param_keys, ent.metric_keys, ent.refreshed)
 
     # ---- runs ------------------------------------------------------------------------
 
