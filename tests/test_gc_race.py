@@ -63,15 +63,14 @@ def collector(url: str, seconds: float, results: Any) -> None:
     """Collect garbage in a loop with a short grace period for ``seconds``."""
     try:
         store = _store(url)
-        deleted = kept = passes = blocked = 0
+        deleted = kept = passes = 0
         stop = time.monotonic() + seconds
         while time.monotonic() < stop:
             r = collect_garbage(store.backend, grace=0.3, slack=0.0)
             deleted += r.deleted_total
             kept += r.kept_fresh
             passes += 1
-            blocked += not r.ok
-        results.put(("gc", {"deleted": deleted, "kept": kept, "passes": passes, "blocked": blocked}, None))
+        results.put(("gc", {"deleted": deleted, "kept": kept, "passes": passes}, None))
     except BaseException as e:
         results.put(("gc", {}, f"{type(e).__name__}: {e}"))
 
@@ -102,8 +101,6 @@ def test_a_writer_racing_gc_loses_nothing(tmp_path: Path, round_: int) -> None:
     live = [run_id for run_id, deleted, _ in logged if not deleted]
     assert live and len(live) < len(logged)
     assert got["gc"]["deleted"] > 0, "gc deleted nothing: the race was not exercised"
-    # a record published while gc lists, whose content the listing missed, is no damage
-    assert got["gc"]["blocked"] == 0, "gc was blocked by a busy writer"
     report = verify_store(store, live)
     assert report.ok, [p.to_dict() for p in report.problems]
     for run_id, deleted, files in logged:
