@@ -195,3 +195,21 @@ def test_on_a_full_tmpfs(tmpfs: Path, tmp_path: Path) -> None:
     b.end()
     assert verify_store(store).ok
     assert os.statvfs(tmpfs).f_bavail * os.statvfs(tmpfs).f_frsize > MiB
+
+
+def test_recordings_of_what_a_log_creates_nest(tmp_path: Path) -> None:
+    """A log records what it creates (to remove it if it fails) inside any recording its
+    caller keeps: each sees every object created within it."""
+    from casstore.backend.base import recording_creations
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(random.Random(6).randbytes(3 * MiB))
+    store = quota_store(tmp_path / "s", 64 * MiB)
+    h = store.create_run("0")
+    with recording_creations() as outer:
+        h.log_file("big.bin", big)
+        with recording_creations() as inner:
+            h.log_bytes("more.bin", random.Random(7).randbytes(MiB))
+    made = content(store)
+    keys = {store.objects.layout.key(kind, d) for kind, ds in made.items() for d in ds}
+    assert {k for k, _m in outer} == keys and 0 < len(inner) < len(outer)

@@ -25,17 +25,19 @@ from casstore.exceptions import CasstoreError, InvalidInputError
 
 __all__ = ["Backend", "ObjectInfo", "validate_key", "recording_creations"]
 
-#: the objects ``put_blob`` created in this context, with their mtimes, while recorded
-_CREATED: contextvars.ContextVar[list[tuple[str, float]] | None] = contextvars.ContextVar("casstore_created", default=None)
+#: the lists recording the objects ``put_blob`` creates in this context (innermost last)
+_CREATED: contextvars.ContextVar[tuple[list[tuple[str, float]], ...]] = contextvars.ContextVar(
+    "casstore_created", default=())
 
 
 @contextlib.contextmanager
 def recording_creations() -> Iterator[list[tuple[str, float]]]:
     """Record ``(key, mtime)`` of every object :meth:`Backend.put_blob` creates in this
     context (and in the tasks it hands to pools with ``contextvars.copy_context().run``),
-    so that a failed log can remove what it alone created."""
+    so that a failed log can remove what it alone created. Recordings nest: an object is
+    recorded in every one open around its creation."""
     created: list[tuple[str, float]] = []
-    token = _CREATED.set(created)
+    token = _CREATED.set((*_CREATED.get(), created))
     try:
         yield created
     finally:
@@ -149,12 +151,14 @@ class Backend(abc.ABC):
         replaced, so storing content again repairs it.
         """
         wrote = self._put_blob(validate_key(key), data)
-        created = _CREATED.get()
-        if wrote and created is not None:
+        recordings = _CREATED.get()
+        if wrote and recordings:
             try:
-                created.append((key, self._info(key).mtime))
+                made = (key, self._info(key).mtime)
             except CasstoreError:
-                pass  # gone already (gc of a just-written object cannot happen: it is fresh)
+                return wrote  # gone already (gc of a just-written object cannot happen: it is fresh)
+            for created in recordings:
+                created.append(made)
         return wrote
 
     def free_bytes(self) -> int | None:
