@@ -203,8 +203,17 @@ def test_a_damaged_seal_or_manifest_shows_what_verifies(pop: Populated) -> None:
     assert [d.kind for d in view.damaged] == ["seal"]  # the one manifest that verifies is used
 
 
+def test_a_damaged_meta_of_an_open_run_is_rebuilt_from_the_experiment_index(pop: Populated) -> None:
+    pop.flip(pop.key_of["run meta"], 20)
+    with pytest.warns(DamagedRunWarning, match="meta"):
+        view = pop.store.get_run(pop.open)
+    assert view.params == {"p": "1"} and set(view.artifacts) == {"a.txt", "b.txt"} and view.run_name == ""
+    assert [d.key for d in view.damaged] == [pop.key_of["run meta"]]
+
+
 def test_listings_skip_an_unreadable_run_with_a_warning_naming_it(pop: Populated) -> None:
     pop.flip(pop.key_of["run meta"], 20)
+    pop.flip(pop.key_of["experiment index"], 20)  # nothing else says what the run is
     with pytest.warns(DamagedRunWarning, match=f"run {pop.open} is skipped"):
         views = pop.store.search_runs(None)
     assert [v.run_id for v in views] == [pop.sealed]
@@ -223,9 +232,22 @@ def test_a_run_that_cannot_be_read_can_still_be_deleted(pop: Populated) -> None:
 
     pop.flip(pop.key_of["file artifact record"], 25)
     pop.flip(pop.key_of["run meta"], 20)
+    pop.flip(pop.key_of["experiment index"], 20)
     assert not collect_garbage(pop.store.backend, grace=0).ok
     r = CliRunner().invoke(cli, ["delete-run", pop.open, "--reason", "damaged", "--store", str(pop.root)])
     assert r.exit_code == 0 and "cannot be read" in r.stderr
     r = CliRunner().invoke(cli, ["delete-run", pop.sealed, "--store", str(pop.root)])
     assert r.exit_code == 0, r.output
     assert collect_garbage(pop.store.backend, grace=0).ok
+
+
+def test_verify_command_notes_records_without_their_own_check(pop: Populated) -> None:
+    r = CliRunner().invoke(cli, ["verify", "--all", "--store", str(pop.root)])
+    assert r.exit_code == 0 and r.stdout.startswith("OK: verified") and r.stderr == ""
+    key = pop.key_of["param"]
+    rec = unpack((pop.root / key).read_bytes())
+    rec.pop(CHECK_FIELD)
+    (pop.root / key).write_bytes(pack(rec))
+    r = CliRunner().invoke(cli, ["verify", "--all", "--store", str(pop.root)])
+    assert r.exit_code == 0 and r.stdout.startswith("OK: verified")
+    assert "note: 1 record(s) were written by an older casstore" in r.stderr

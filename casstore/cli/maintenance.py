@@ -65,12 +65,12 @@ def verify_cmd(run_ids: tuple[str, ...], all_: bool, deep: bool, as_json: bool, 
                    + (f", {c['records']} records" if c.get("records") else ""))
         if report.ok:
             click.echo(f"OK: verified {summary} in {report.seconds:.1f}s")
+        else:
+            click.echo(f"FAILED: {len(report.problems)} problem(s) in {summary}", err=True)
         if c.get("records_unchecked"):
             click.echo(f"note: {c['records_unchecked']} record(s) were written by an older casstore without their own "
                        "check: they were decoded and type-checked, but a changed byte in them can only be found where "
                        "another digest covers it (a sealed run's manifest)", err=True)
-        else:
-            click.echo(f"FAILED: {len(report.problems)} problem(s) in {summary}", err=True)
     if not report.ok:
         raise click.exceptions.Exit(1)
 
@@ -141,6 +141,7 @@ Examples:
   casstore gc --dry-run             # what would be deleted now, and marked for later
   casstore gc                       # sweep what earlier runs marked, mark what is garbage now
   casstore gc --grace 1h
+  casstore gc --no-writers          # the store is idle: reclaim everything unreferenced now
 \b
 An object is deleted only by a later gc run, at least the grace period after an
 earlier run found it unreferenced, and only if no writer created or reused it in
@@ -152,9 +153,12 @@ or registry record) cannot be read or proven; gc then deletes and marks nothing.
 @click.option("--dry-run", is_flag=True, help="Change nothing; say what would be deleted and marked.")
 @click.option("--grace", default="24h", show_default=True, metavar="DURATION",
               help="Objects created or reused within this time are never removed (e.g. 24h, 30m, 7d, 0s).")
+@click.option("--no-writers", is_flag=True,
+              help="Promise that no one writes to the store while gc runs: delete what is unreferenced now, in "
+                   "this one run, without waiting for a grace period. Refused while a writer is seen.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @common_options
-def gc_cmd(dry_run: bool, grace: str, as_json: bool, store: str | None) -> None:
+def gc_cmd(dry_run: bool, grace: str, no_writers: bool, as_json: bool, store: str | None) -> None:
     """Collect garbage: delete data no live run and no registered model version references.
 
     Safe while other processes write: two-phase mark and sweep with a grace period;
@@ -165,7 +169,8 @@ def gc_cmd(dry_run: bool, grace: str, as_json: bool, store: str | None) -> None:
     seconds = parse_duration(grace)
     runs = open_runs(store)
     with Progress() as progress:
-        report = collect_garbage(runs.backend, grace=seconds, dry_run=dry_run, progress=progress.callback)
+        report = collect_garbage(runs.backend, grace=seconds, dry_run=dry_run, progress=progress.callback,
+                                 no_writers=no_writers)
     if as_json:
         emit_json(report.to_dict())
         if report.blocked:

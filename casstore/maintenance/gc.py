@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from casstore.backend.base import Backend
-from casstore.exceptions import CasstoreError, CorruptRecordError, InvalidInputError, ObjectNotFoundError
+from casstore.exceptions import CasstoreError, CorruptRecordError, InvalidInputError, ObjectNotFoundError, RunStateError
 from casstore.maintenance.scan import (
     CONTENT_KINDS,
     Blocker,
@@ -206,12 +206,19 @@ def collect_garbage(
     dry_run: bool = False,
     slack: float = CLOCK_SLACK,
     progress: Progress | None = None,
+    no_writers: bool = False,
 ) -> GcReport:
     """Run one gc pass over the store on ``backend`` (see the module docstring).
 
     With ``dry_run`` nothing is written or deleted: the report says what a real run
     would delete now and mark for later. ``slack`` widens the freshness check against
     timestamp granularity and clock steps.
+
+    ``no_writers`` is the caller's promise that no one writes to the store while this
+    runs: what is unreferenced now (and proven so) is deleted in this one run, without a
+    mark and a grace period; only objects touched in the last ``slack`` seconds stay. gc
+    refuses (:class:`RunStateError`) when it sees a writer: a live metric log of this
+    machine (a process logging to the store holds one).
     """
     if grace < 0 or slack < 0:
         raise InvalidInputError(f"the grace period and slack must not be negative, got {grace}s and {slack}s")
@@ -221,6 +228,8 @@ def collect_garbage(
             progress(stage, advance, total)
 
     layout = read_config(backend).layout
+    if no_writers:
+        _refuse_if_writing(backend)
     now = time.time() if dry_run else store_clock(backend)
     report = GcReport(dry_run=dry_run, grace=grace, started=now, exact=bool(getattr(backend, "exact_stale_delete", False)))
 
@@ -274,6 +283,9 @@ def collect_garbage(
             backend, layout, stored, roots, seed_objects={"models": present["models"], "files": present["files"]},
         )["chunks"]
 
+    if no_writers:  # promised: nothing unreferenced now is about to be referenced
+        due = [*due, _Candidates("", now, {kind: sorted(present[kind] - live[kind]) for kind in CONTENT_KINDS})]
+
     # ---- sweep: candidates of earlier runs whose grace period is over --------------------
     threshold: dict[tuple[str, str], float] = {}
     for rec in due:
@@ -324,7 +336,8 @@ def collect_garbage(
             present[kind] -= gone[kind]
     if not dry_run:
         for rec in due:
-            backend.delete(rec.key)
+            if rec.key:
+                backend.delete(rec.key)
         # a similarity hint whose file is gone leads nowhere; hints are guesses, so one
         # dropped wrongly (its file stored since the listing) costs a later put only time
         for key in scan.hints:
@@ -387,6 +400,20 @@ def collect_garbage(
         report.tmp_removed = backend.clean_tmp(now - max(grace, MIN_TMP_AGE))
         backend.put_if_absent(LOG_PREFIX + _stamp(), pack({"v": RECORD_VERSION, **report.to_dict()}))
     return report
+
+
+def _refuse_if_writing(backend: Backend) -> None:
+    """For ``no_writers``: raise if a writer is seen (a live metric log of this machine)."""
+    from casstore.runs.wal import wal_dir_for
+
+    wal = wal_dir_for(backend)
+    live = wal.live() if wal is not None else []
+    if live:
+        raise RunStateError(
+            f"gc --no-writers: a writer is active on this store (it holds the metric log {live[0]}, run "
+            f"{live[0].split('/')[0]}{f' and {len(live) - 1} more' if len(live) > 1 else ''}); nothing was deleted. "
+            "Run gc without --no-writers (safe beside writers), or once they have ended."
+        )
 
 
 def registry_pins(backend: Backend) -> dict[str, str]:

@@ -19,12 +19,14 @@ path, no file bound at a directory it makes, whose marker it then creates.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import Any, Protocol, TypeVar
 
 from casstore._paths import clean_artifact_path
 from casstore.exceptions import (
@@ -36,8 +38,9 @@ from casstore.exceptions import (
     LocalFileError,
     ObjectNotFoundError,
     RunStateError,
+    StoreFullError,
 )
-from casstore.backend.base import Backend
+from casstore.backend.base import Backend, recording_creations
 from casstore.objects import ObjectStore, Stored
 from casstore.objects.codec import pack
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
@@ -65,6 +68,54 @@ _READ_AGAIN = object()  # stands for content let go after hashing, to be read ag
 #: a batch of more new paths than this lists the run's directory markers once instead of
 #: asking for the marker at each path
 LIST_MARKERS_OVER = 16
+
+
+T = TypeVar("T")
+#: an object whose mtime is less than this past the mtime it was created with was not touched since
+_UNCHANGED = 0.0005
+
+
+def _all_or_none(futures: list[Future[T]]) -> list[T]:
+    """The results of ``futures``; at the first failure, those not started are cancelled and
+    the running ones awaited (so nothing is written after the caller cleans up), then the
+    first error is raised."""
+    _done, running = wait(futures, return_when=FIRST_EXCEPTION)
+    for f in running:
+        f.cancel()
+    wait(running)
+    for f in futures:
+        if not f.cancelled() and f.exception() is not None:
+            raise f.exception()  # type: ignore[misc]
+    return [f.result() for f in futures]
+
+
+def _local_sizes(paths: list[str]) -> int:
+    total = 0
+    for p in paths:
+        try:
+            total += os.stat(p).st_size
+        except OSError:
+            pass
+    return total
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def _full_store(url: str, e: StoreFullError, needed: int, files: int, freed: int, free: int | None) -> StoreFullError:
+    """The error of a log that found the store full: what was needed, what is free, what was
+    removed, and how to make room."""
+    have = f", and {_mib(free)} are free" if free is not None else ""
+    why = "its disk quota is used up" if "quota" in str(e) else "no space is left on its device"
+    return StoreFullError(
+        f"the store {url} is full ({why}): logging {files} file(s) needs up to {_mib(needed)} (less what the store "
+        f"already holds){have}. What this log had written ({_mib(freed)}) was removed again. To make room: delete "
+        "runs you no longer need (`casstore delete-run`) and run `casstore gc`, which frees their data after the "
+        "grace period, or at once with `casstore gc --no-writers` while no one writes to the store; or give the "
+        "store more space. Then log again.",
+        needed=needed, free=free,
+    )
 
 
 class RunOwner(Protocol):
@@ -291,8 +342,9 @@ class RunHandle:
                 content = bytes(data)
                 stored, inline = Stored(hash_bytes(content), len(content)), content
             else:
-                stored, inline = self._objects.put_bytes(data), None
-                self._objects.flush()
+                with self._storing(lambda: len(data), 1):
+                    stored, inline = self._objects.put_bytes(data), None
+                    self._objects.flush()
             self._settle_paths(new, [path], seen)
         except BaseException:
             self._claims.release(new)
@@ -366,18 +418,23 @@ class RunHandle:
         binding: set[str] = set()  # paths whose binding was tried: their claims stay
         pool = ThreadPoolExecutor(min(workers, n), thread_name_prefix="casstore-log") if n >= 8 and workers > 1 else None
         try:
-            results = pool.map(self._objects.put_or_read, locals_, [inline_max] * n, [progress] * n) if pool else (
-                self._objects.put_or_read(p, inline_max, progress) for p in locals_)
             stored: list[tuple[Stored, object]] = []
-            held = 0
-            for done, data in results:
-                kept: object = data
-                if data is not None:
-                    held += len(data)
-                    if held > INLINE_HELD_MAX:
-                        kept = _READ_AGAIN  # hashed already: read again when bound
-                stored.append((done, kept))
-            self._objects.flush()
+            with self._storing(lambda: _local_sizes(locals_), n):
+                if pool:  # each task in a copy of this context: the objects it creates are recorded
+                    results: Iterable[tuple[Stored, bytes | None]] = _all_or_none([
+                        pool.submit(contextvars.copy_context().run, self._objects.put_or_read, p, inline_max, progress)
+                        for p in locals_])
+                else:
+                    results = (self._objects.put_or_read(p, inline_max, progress) for p in locals_)
+                held = 0
+                for done, data in results:
+                    kept: object = data
+                    if data is not None:
+                        held += len(data)
+                        if held > INLINE_HELD_MAX:
+                            kept = _READ_AGAIN  # hashed already: read again when bound
+                    stored.append((done, kept))
+                self._objects.flush()
             self._settle_paths(new, paths)
             errors: list[CasstoreError] = []
 
@@ -409,6 +466,37 @@ class RunHandle:
         if n:
             self._check_in_seal("artifacts", paths)
         return [b for b in bound if b is not None]
+
+    @contextlib.contextmanager
+    def _storing(self, needed: Callable[[], int], files: int) -> Iterator[None]:
+        """Store content for a log: if it fails, remove the objects this call alone created
+        (nothing references them yet) and, for a full store, say how much was needed."""
+        with recording_creations() as created:
+            try:
+                yield
+            except BaseException as e:
+                freed = self._remove_created(created)
+                if isinstance(e, StoreFullError):
+                    raise _full_store(self.store.url, e, needed(), files, freed, self._backend.free_bytes()) from e
+                raise
+
+    def _remove_created(self, created: list[tuple[str, float]]) -> int:
+        """Remove the objects of ``created`` that no one reused since (their mtime unchanged:
+        a writer that deduplicates touches what it reuses, moving its mtime, see gc's protocol);
+        referrers (hints, recipes) before chunks. Only where the check and the delete are one
+        step (``exact_stale_delete``); elsewhere gc collects them. Returns the bytes freed."""
+        if not getattr(self._backend, "exact_stale_delete", False):
+            return 0
+        order = {"hints": 0, "files": 1, "models": 2}
+        freed = 0
+        for key, mtime in sorted(created, key=lambda c: order.get(c[0].split("/", 1)[0], 3)):
+            try:
+                size = self._backend.info(key).size
+                if self._backend.delete_if_stale(key, mtime + _UNCHANGED):
+                    freed += size
+            except CasstoreError:
+                continue  # gone, or unreadable: gc settles it
+        return freed
 
     # ---- models ------------------------------------------------------------------
 

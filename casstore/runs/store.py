@@ -545,6 +545,31 @@ class RunStore:
             return read_live_state(self.backend, run_id, wal=self.wal)
         except ObjectNotFoundError as e:
             raise ObjectNotFoundError(f"no run {run_id} in store {self.url}") from e
+        except CorruptRecordError as e:  # the meta record: rebuilt from the experiment's index, if it can be
+            meta = self._meta_from_index(run_id)
+            if meta is None:
+                raise
+            state = read_live_state(self.backend, run_id, {layout.run_meta_key(run_id): meta}, wal=self.wal)
+            state.damaged.insert(0, DamagedRecord(layout.run_meta_key(run_id), (
+                f"{e}; the run's experiment and start time are taken from the experiment's index, its name and "
+                "system tags are lost")))
+            return state
+
+    def _meta_from_index(self, run_id: str) -> dict[str, Any] | None:
+        """What the experiment index says of a run whose meta record is damaged: its
+        experiment and start time (``None`` if no index record of it reads)."""
+        for key in self.backend.list("experiments/"):
+            parts = key.split("/")
+            if len(parts) != 4 or parts[2] != "runs" or parts[3] != run_id:
+                continue
+            try:
+                rec = decode_record(self.backend.get(key), f"record {key}")
+                start = field_of(rec, "start_time", "int", key)
+            except (CorruptRecordError, ObjectNotFoundError):
+                continue
+            return {"v": RECORD_VERSION, "run_id": run_id, "experiment_id": parts[1], "run_name": "",
+                    "start_time": start, "tags": {}}
+        return None
 
     def _seal_from_manifests(self, run_id: str, generation: int) -> dict[str, Any] | None:
         """When the seal is damaged: the one manifest of the run's ``generation`` that hashes

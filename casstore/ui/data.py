@@ -32,6 +32,7 @@ import json
 import threading
 import time
 import uuid
+import warnings
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from casstore._paths import clean_artifact_path, clean_optional_path
-from casstore.exceptions import CasstoreError, InvalidInputError, ObjectNotFoundError
+from casstore.exceptions import CasstoreError, DamagedRunWarning, InvalidInputError, ObjectNotFoundError
 from casstore.runs import RunStore, layout, search
 from casstore.runs.records import ArtifactEntry, Experiment, RunView
 from casstore.runs.store import run_value
@@ -333,11 +334,12 @@ class UIData:
 
     def _read_summary(self, run_id: str) -> RunView | None:
         try:
-            return _summary(self.runs.get_run(run_id, flush=False))
+            return _summary(self.runs.get_run(run_id, flush=False, warn=False))
         except ObjectNotFoundError:
             return None  # an index entry whose run meta never reached the store
-        except CasstoreError:
-            return None  # damaged: its own page says how (and `casstore verify` finds it)
+        except CasstoreError as e:  # damaged: skipped, said once per refresh in the server's log
+            warnings.warn(DamagedRunWarning(f"run {run_id} is skipped: it cannot be read ({e})"), stacklevel=2)
+            return None
 
     def search(
         self,
