@@ -35,6 +35,7 @@ from casstore.tracking.fluent import (
     end_run,
     flush_artifact_async_logging,
     flush_async_logging,
+    get_logged_model,
     get_parent_run,
     load_table,
     log_input,
@@ -42,10 +43,12 @@ from casstore.tracking.fluent import (
     log_table,
     restore_experiment,
     restore_run,
+    search_logged_models,
     search_model_versions,
     search_registered_models,
     set_experiment_tag,
     set_experiment_tags,
+    set_logged_model_tags,
     get_artifact_uri,
     get_experiment,
     get_experiment_by_name,
@@ -156,7 +159,7 @@ from casstore import models, pyfunc, sklearn  # noqa: E402
 from casstore.registry.fluent import register_model  # noqa: E402
 
 __all__ += ["models", "pyfunc", "sklearn", "register_model", "search_registered_models", "search_model_versions", "set_model_version_tag",
-            "autolog"]
+            "get_logged_model", "search_logged_models", "set_logged_model_tags", "autolog"]
 
 
 def autolog(

@@ -55,16 +55,9 @@ __all__ = [
     "MlflowException",
     "DamagedRunWarning",
     "LinkWarning",
-    "INTERNAL_ERROR",
-    "INVALID_PARAMETER_VALUE",
-    "INVALID_STATE",
-    "RESOURCE_DOES_NOT_EXIST",
-    "RESOURCE_ALREADY_EXISTS",
-    "DATA_LOSS",
-    "TEMPORARILY_UNAVAILABLE",
-    "BAD_REQUEST",
 ]
 
+# MLflow's error codes, as ``error_code`` holds them
 INTERNAL_ERROR = "INTERNAL_ERROR"
 INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
 INVALID_STATE = "INVALID_STATE"

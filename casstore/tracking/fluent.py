@@ -70,6 +70,9 @@ __all__ = [
     "log_inputs",
     "search_registered_models",
     "search_model_versions",
+    "get_logged_model",
+    "search_logged_models",
+    "set_logged_model_tags",
 ]
 
 #: search_runs' default max_results (MLflow's, for its DataFrame output)
@@ -85,6 +88,12 @@ MLFLOW_RUN_ID_ENV = "MLFLOW_RUN_ID"
 
 EXPERIMENT_NAME_ENV = "CASSTORE_EXPERIMENT_NAME"
 EXPERIMENT_ID_ENV = "CASSTORE_EXPERIMENT_ID"
+#: MLflow's MLFLOW_EXPERIMENT_ID / _NAME as the process had them when casstore was imported
+#: (MLflow's own set_experiment writes them later, in a process that uses both)
+_MLFLOW_EXPERIMENT_ENV: tuple[str, str] | None = (
+    ("id", os.environ["MLFLOW_EXPERIMENT_ID"]) if os.environ.get("MLFLOW_EXPERIMENT_ID")
+    else ("name", os.environ["MLFLOW_EXPERIMENT_NAME"]) if os.environ.get("MLFLOW_EXPERIMENT_NAME") else None
+)
 
 
 class ActiveRun(Run):
@@ -198,13 +207,12 @@ def restore_run(run_id: str) -> None:
 def _active_experiment_id(client: Client) -> str:
     chosen = _active_experiment
     if chosen is None:
-        for id_var, name_var in ((EXPERIMENT_ID_ENV, EXPERIMENT_NAME_ENV), ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")):
-            if os.environ.get(id_var):
-                chosen = ("id", os.environ[id_var])
-            elif os.environ.get(name_var):
-                chosen = ("name", os.environ[name_var])
-            if chosen is not None:
-                break
+        if os.environ.get(EXPERIMENT_ID_ENV):
+            chosen = ("id", os.environ[EXPERIMENT_ID_ENV])
+        elif os.environ.get(EXPERIMENT_NAME_ENV):
+            chosen = ("name", os.environ[EXPERIMENT_NAME_ENV])
+        elif _MLFLOW_EXPERIMENT_ENV is not None:
+            chosen = _MLFLOW_EXPERIMENT_ENV
     if chosen is None:
         return DEFAULT_EXPERIMENT_ID
     kind, value = chosen
@@ -588,6 +596,37 @@ def get_artifact_uri(artifact_path: str | None = None) -> str:
 
 
 # ---- search ----------------------------------------------------------------------------------------
+
+
+def get_logged_model(model_id: str) -> Any:
+    """A logged model by its id (its model digest: ``info.model_id``)."""
+    return _client().get_logged_model(model_id)
+
+
+def search_logged_models(
+    experiment_ids: list[str] | None = None, filter_string: str | None = None, datasets: Any = None,
+    max_results: int | None = None, order_by: list[Any] | None = None, output_format: str = "pandas",
+) -> Any:
+    """Models logged by the runs of the active experiment (or ``experiment_ids``), as
+    MLflow 3: a DataFrame by default, ``output_format="list"`` for ``LoggedModel`` objects."""
+    if datasets:
+        raise InvalidInputError("search_logged_models: datasets= is not supported; filter on params or metrics")
+    if output_format not in ("list", "pandas"):
+        raise InvalidInputError(f"unsupported output_format {output_format!r}: use 'pandas' or 'list'")
+    client = _client()
+    ids = list(experiment_ids) if experiment_ids else [_active_experiment_id(client)]
+    models = client.search_logged_models(ids, filter_string, max_results, order_by)
+    if output_format == "list":
+        return models
+    pd = _pandas()
+    return pd.DataFrame([m.to_dictionary() for m in models],
+                        columns=["model_id", "name", "experiment_id", "source_run_id", "creation_timestamp",
+                                 "tags", "params", "metrics", "status", "model_type"])
+
+
+def set_logged_model_tags(model_id: str, tags: dict[str, Any]) -> None:
+    """Refused: see :meth:`Client.set_logged_model_tags`."""
+    _client().set_logged_model_tags(model_id, tags)
 
 
 def search_registered_models(
