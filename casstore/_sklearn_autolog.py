@@ -50,6 +50,8 @@ class _Config:
     registered_model_name: str | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
     serialization_format: str = "cloudpickle"
+    #: the flavor's ``log_model`` (``casstore.sklearn.log_model``), handed in by it
+    log_model: Callable[..., Any] | None = None
 
 
 _config: _Config | None = None
@@ -72,8 +74,10 @@ def autolog(
     registered_model_name: str | None = None,
     pos_label: Any = None,
     extra_tags: dict[str, str] | None = None,
+    log_model: Callable[..., Any] | None = None,
 ) -> None:
-    """Turn scikit-learn autologging on (or off with ``disable=True``); see the module docstring."""
+    """Turn scikit-learn autologging on (or off with ``disable=True``); see the module docstring.
+    ``log_model`` is the flavor's, which ``casstore.sklearn.autolog`` hands in."""
     global _config
     with _lock:
         if disable:
@@ -86,7 +90,7 @@ def autolog(
             raise InvalidInputError(f"max_tuning_runs must be a non-negative integer or None, got {max_tuning_runs!r}")
         _config = _Config(log_input_examples, log_model_signatures, log_models, log_datasets, max_tuning_runs,
                           registered_model_name, {str(k): str(v) for k, v in (extra_tags or {}).items()},
-                          serialization_format)
+                          serialization_format, log_model)
         if not _patched:
             _patch()
 
@@ -266,8 +270,10 @@ def _training_metrics(estimator: Any, X: Any, y: Any) -> dict[str, float]:
 
 
 def _log_model(config: _Config, estimator: Any, X: Any, name: str, registered_model_name: str | None) -> None:
-    from casstore import sklearn as flavor
     from casstore.models.signature import infer_signature
+
+    if config.log_model is None:
+        raise InvalidInputError("sklearn autologging logs models through casstore.sklearn.autolog(); call that")
 
     example = _head(X)
     signature: Any = False
@@ -276,7 +282,7 @@ def _log_model(config: _Config, estimator: Any, X: Any, name: str, registered_mo
             signature = infer_signature(example, estimator.predict(example))
         except Exception:  # noqa: BLE001 - a model whose output cannot be described is logged without a signature
             signature = False
-    flavor.log_model(
+    config.log_model(
         estimator, name=name, signature=signature,
         input_example=example if config.log_input_examples else None,
         serialization_format=config.serialization_format, registered_model_name=registered_model_name,

@@ -298,5 +298,5 @@ def autolog(
         disable_for_unsupported_versions=disable_for_unsupported_versions, silent=silent,
         max_tuning_runs=max_tuning_runs, log_post_training_metrics=log_post_training_metrics,
         serialization_format=serialization_format, registered_model_name=registered_model_name,
-        pos_label=pos_label, extra_tags=extra_tags,
+        pos_label=pos_label, extra_tags=extra_tags, log_model=log_model,
     )
