@@ -386,7 +386,10 @@ def test_workers_are_processes_that_share_the_port_and_stop_together(models: Mod
 
     with Server("models:/sleepy/1", models.store, "--workers", "2", "--log-level", "warning",
                 log=models.root / "workers.log") as server:
-        workers = psutil.Process(server.proc.pid).children()
+        # the server answers once its first worker is up; the second may still be starting
+        deadline = time.monotonic() + 20
+        while len(workers := psutil.Process(server.proc.pid).children()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert len(workers) == 2
         # two requests that each sleep 1 s are answered side by side by the two processes
         results: list[Any] = []
