@@ -237,7 +237,7 @@ class S3Backend(Backend):
         self._probe_pending = True
         self._probe_lock = threading.Lock()
 
-    @property  # type: ignore[override]
+    @property
     def supports_atomic_create(self) -> bool:
         """Whether create-if-absent is atomic here: asking probes the service (a write) if
         this process has not yet."""

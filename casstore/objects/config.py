@@ -5,8 +5,9 @@ chunker parameters. It is created with create-if-absent, so concurrent first
 writers agree on one config; a store whose config this code cannot honour is
 refused with :class:`StoreConfigError`.
 
-New stores get format version 3; stores of versions 1 and 2 are read and written in
-their own layout (see :mod:`casstore.objects.layout`), so older casstore can still read them.
+New stores get format version 4; stores of versions 1 to 3 are read and written in
+their own layout (see :mod:`casstore.objects.layout`, and :mod:`casstore.runs.batches` for
+the run records of version 4), so older casstore can still read them.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ __all__ = ["CONFIG_KEY", "FORMAT_VERSION", "StoreConfig", "load_or_create_config
 
 CONFIG_KEY = "casstore.json"
 FORMAT_NAME = "casstore"
-#: the version of new stores, and the highest this casstore reads (it reads 1 and 2 too)
-FORMAT_VERSION = 3
+#: the version of new stores, and the highest this casstore reads (it reads 1 to 3 too)
+FORMAT_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ HINTS = "hints"
 
 @dataclass(frozen=True)
 class ContentLayout:
-    """The content key layout of a store of format ``version`` (1, 2 or 3)."""
+    """The content key layout of a store of format ``version`` (1 to 4; 4 keeps 3's content layout)."""
 
     version: int
 

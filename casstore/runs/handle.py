@@ -20,9 +20,11 @@ path, no file bound at a directory it makes, whose marker it then creates.
 from __future__ import annotations
 
 import os
+import random
 import threading
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -36,21 +38,25 @@ from casstore.exceptions import (
     LocalFileError,
     ObjectNotFoundError,
     RunStateError,
+    StoreUnavailableError,
 )
 from casstore.objects import Stored
-from casstore.objects.codec import pack
+from casstore.objects.codec import pack, pack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout
+from casstore.runs.batches import BATCHED_FROM, Batch, Folded, batch_key, batch_number, batches_prefix, decode_batch, fold
 from casstore.runs.claims import directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
 from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, decode_record
-from casstore.runs.state import manifest_of, read_live_state
+from casstore.runs.state import get_many, manifest_of, read_live_state
 
 if TYPE_CHECKING:
     from casstore.runs.store import RunStore
 
 __all__ = ["RunHandle", "RUN_STATUSES"]
+
+_PARAM_HINT = "Params are immutable within a run: log the new value under another key, or start a new run."
 
 #: statuses a run can be sealed with (MLflow's terminal statuses)
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -66,6 +72,9 @@ _READ_AGAIN = object()  # stands for content let go after hashing, to be read ag
 #: a batch of more new paths than this lists the run's directory markers once instead of
 #: asking for the marker at each path
 LIST_MARKERS_OVER = 16
+#: tries at numbering a batch before giving up (each lost race means another writer's
+#: batch landed first; the registry's numbering allows as many)
+BATCH_ATTEMPTS = 200
 
 
 class RunHandle:
@@ -84,6 +93,10 @@ class RunHandle:
         self._known_lock = threading.Lock()
         self._digest: str | None = None
         self._claims = store.path_claims(run_id)
+        #: version 4: params, tags and metrics go in numbered batch records (runs/batches.py)
+        self._batched = store.objects.config.version >= BATCHED_FROM
+        self._batches: dict[int, Batch] = {}  # immutable: each read at most once
+        self._batch_lock = threading.Lock()
         register_flushable(self)
 
     def __repr__(self) -> str:
@@ -410,31 +423,131 @@ class RunHandle:
 
     def log_param(self, key: str, value: str) -> None:
         """Bind a param; the same value again is a no-op, a different one raises."""
-        key = check_name("param", key)
-        value = str(value)
-        self._check_open()
-        self._bind(
-            layout.param_key(self.run_id, key), {"v": RECORD_VERSION, "key": key, "value": value},
-            "value", f"param {key!r} of run {self.run_id}",
-            "Params are immutable within a run: log the new value under another key, or start a new run.",
-        )
-        self._check_in_seal("params", [key])
+        self.log_batch(params={key: value})
 
     def set_tag(self, key: str, value: str) -> None:
         """Set a tag (tags may change while the run is open; the latest value wins)."""
-        key = check_name("tag", key)
-        value = str(value)
+        self.log_batch(tags={key: value})
+
+    def log_batch(self, params: Mapping[str, object] | None = None, tags: Mapping[str, object] | None = None,
+                  metrics: Iterable[tuple[str, float, int, int | None]] = ()) -> None:
+        """Bind params, set tags and record metric points ``(key, value, step, timestamp_ms)``
+        at once, with one check that the run is open. In a version-4 store it is one batch
+        record (metric points included); before, one record per param and tag (the points
+        are buffered). A param bound before to another value raises
+        :class:`ImmutableArtifactError` and, in a version-4 store, nothing is written."""
+        ps = {check_name("param", k): str(v) for k, v in (params or {}).items()}
+        ts = {check_name("tag", k): str(v) for k, v in (tags or {}).items()}
+        points = [self._point(k, v, s, t) for k, v, s, t in metrics]
+        if self._digest is not None:
+            raise self._sealed_error()
+        if self._batched:
+            if ps or ts or points:
+                self._append(ps, ts, points)
+            return
         self._check_open()
-        k = layout.tag_key(self.run_id, key)
-        rec = {"v": RECORD_VERSION, "key": key, "value": value, "time": now_ms()}
-        self._backend.put_if_absent(k, pack(rec))
-        self._remember(k, rec)
-        self._check_in_seal("tags", [key], {key: value})
+        for key, value in ps.items():
+            self._bind(
+                layout.param_key(self.run_id, key), {"v": RECORD_VERSION, "key": key, "value": value},
+                "value", f"param {key!r} of run {self.run_id}", _PARAM_HINT,
+            )
+        for key, value in ts.items():
+            k = layout.tag_key(self.run_id, key)
+            rec = {"v": RECORD_VERSION, "key": key, "value": value, "time": now_ms()}
+            self._backend.put_if_absent(k, pack(rec))
+            self._remember(k, rec)
+        if ps:
+            self._check_in_seal("params", list(ps))
+        if ts:
+            self._check_in_seal("tags", list(ts), ts)
+        for p in points:
+            self._buffer(p)
+
+    # ---- batches (version 4) -------------------------------------------------------
+
+    def _sync_batches(self, keys: Iterable[str]) -> Folded:
+        """Read the batch records among ``keys`` this handle has not read yet; fold them all."""
+        prefix = batches_prefix(self.run_id)
+        listed: dict[int, str] = {}
+        for k in keys:
+            n = batch_number(k) if k.startswith(prefix) else None
+            if n is not None:
+                listed[n] = k
+        want = [n for n in sorted(listed) if n not in self._batches]
+        for n, data in zip(want, get_many(self._backend, [listed[n] for n in want])):
+            if data is None:
+                raise CorruptRecordError(f"batch record {listed[n]} was listed and then vanished; batches are never removed")
+            self._batches[n] = decode_batch(data, listed[n], n)
+        return fold({n: self._batches[n] for n in listed})
+
+    def _refuse_fenced(self, folded: Folded) -> None:
+        if folded.fence is not None:
+            if folded.fence.deleted is not None:
+                raise RunStateError(f"run {self.run_id} is deleted; it accepts nothing more")
+            raise self._sealed_error()
+
+    def _append(self, params: dict[str, str], tags: dict[str, str], points: list[MetricPoint]) -> None:
+        """Write one batch record numbered after every batch there is (list, create
+        ``max + 1``, on a lost race list again). Its params are checked against the batches
+        below it first: a param bound there to another value raises, with nothing written;
+        those bound to the same value are left out. A run fenced (ended or deleted) below
+        the number refuses the batch."""
+        with self._batch_lock:
+            for attempt in range(BATCH_ATTEMPTS):
+                folded = self._sync_batches(self._backend.list(batches_prefix(self.run_id)))
+                self._refuse_fenced(folded)
+                fresh = {}
+                for key, value in params.items():
+                    bound = folded.params.get(key)
+                    if bound is None:
+                        fresh[key] = value
+                    elif bound != value:
+                        raise ImmutableArtifactError(f"param {key!r} of run {self.run_id}", bound, value, _PARAM_HINT)
+                if not fresh and not tags and not points:
+                    return  # bound already, to the same values
+                batch = Batch(folded.top + 1, fresh, list(tags.items()), points, time=now_ms())
+                if self._backend.put_if_absent(batch_key(self.run_id, batch.n), batch.to_bytes()):
+                    self._batches[batch.n] = batch
+                    return
+                time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))  # another writer's batch took it
+        raise StoreUnavailableError(
+            f"run {self.run_id}: could not number a batch record in {BATCH_ATTEMPTS} tries, as many other "
+            "writers logged to the run at once; try again"
+        )
+
+    def fence_deleted(self, reason: str) -> None:
+        """Version 4: append the batch that marks the run deleted (nothing numbered after it
+        counts), unless the run is fenced already."""
+        with self._batch_lock:
+            for attempt in range(BATCH_ATTEMPTS):
+                folded = self._sync_batches(self._backend.list(batches_prefix(self.run_id)))
+                if folded.fence is not None:
+                    return
+                batch = Batch(folded.top + 1, deleted={"time": now_ms(), "reason": reason}, time=now_ms())
+                if self._backend.put_if_absent(batch_key(self.run_id, batch.n), batch.to_bytes()):
+                    self._batches[batch.n] = batch
+                    return
+                time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))
+        raise StoreUnavailableError(f"run {self.run_id}: could not number the deletion's batch record; try again")
 
     # ---- metrics -----------------------------------------------------------------
 
     def log_metric(self, key: str, value: float, step: int = 0, timestamp_ms: int | None = None) -> None:
         """Buffer one metric point; it is written with the next batch."""
+        point = self._point(key, value, step, timestamp_ms)
+        if self._digest is not None:
+            raise self._sealed_error()
+        self._buffer(point)
+
+    def _buffer(self, point: MetricPoint) -> None:
+        due = self._metrics.add(point)
+        hold(self)
+        if due:
+            self.flush_metrics()
+
+    @staticmethod
+    def _point(key: str, value: float, step: int | None, timestamp_ms: int | None) -> MetricPoint:
+        """A checked metric point (``step`` None is 0, ``timestamp_ms`` None is now)."""
         check_name("metric", key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             try:
@@ -444,14 +557,9 @@ class RunHandle:
                     f"metric {key!r} must be a number, got {type(value).__name__} {value!r}"
                 ) from e
         value = float(value)
-        step = check_whole(step, f"metric {key!r}: step")
+        at = check_whole(0 if step is None else step, f"metric {key!r}: step")
         ts = now_ms() if timestamp_ms is None else check_whole(timestamp_ms, f"metric {key!r}: timestamp (ms)")
-        if self._digest is not None:
-            raise self._sealed_error()
-        due = self._metrics.add((key, value, step, ts))
-        hold(self)
-        if due:
-            self.flush_metrics()
+        return (key, value, at, ts)
 
     def flush_metrics(self) -> None:
         """Write the buffered points as one metrics segment."""
@@ -459,6 +567,21 @@ class RunHandle:
             points = self._metrics.take()
             if not points:
                 release(self)
+                return
+            if self._batched:
+                try:
+                    self._append({}, {}, points)
+                except RunStateError:
+                    release(self)
+                    raise RunStateError(
+                        f"run {self.run_id} was ended or deleted while {len(points)} metric point(s) were "
+                        "buffered; they were not recorded. Log them in a new run."
+                    ) from None
+                except BaseException:
+                    self._metrics.put_back(points)
+                    raise
+                if not len(self._metrics):
+                    release(self)
                 return
             try:
                 if self._digest is not None or self._backend.exists(layout.seal_key(self.run_id)):
@@ -521,6 +644,8 @@ class RunHandle:
         except RunStateError:
             pass  # sealed by someone else: their seal stands
         self.store._flush_local(self.run_id)  # points other handles of this process still hold
+        if self._batched:
+            return self._end_batched(status)
         with self._write_lock:
             seal = self.store.seal_record(self.run_id)
             if seal is not None:
@@ -542,3 +667,67 @@ class RunHandle:
                 self._digest = str(self.store.seal_record(self.run_id)["digest"])  # type: ignore[index]
             return self._digest
 
+
+    def _end_batched(self, status: str) -> str:
+        """Version 4: list the run once, append the closing batch (with the points still
+        buffered) numbered after every batch, then create the seal, which holds the
+        manifest of everything the batches below the close and the run's other records say.
+        A closing batch already there (an end that stopped before its seal) is completed
+        with its own status and end time; a seal already there is the run's."""
+        with self._write_lock, self._batch_lock:
+            points = self._metrics.take()
+            release(self)
+            for attempt in range(BATCH_ATTEMPTS):
+                keys = sorted(self._backend.list(layout.run_prefix(self.run_id)))
+                if layout.seal_key(self.run_id) in keys:
+                    seal = self.store.seal_record(self.run_id)
+                    if seal is not None:
+                        self._digest = str(seal["digest"])
+                        if points:
+                            raise RunStateError(
+                                f"run {self.run_id} was ended by another writer while {len(points)} metric point(s) "
+                                "were buffered; they were not recorded. Log them in a new run."
+                            )
+                        return self._digest
+                folded = self._sync_batches(keys)
+                fence = folded.fence
+                if fence is not None and fence.deleted is not None:
+                    raise RunStateError(f"run {self.run_id} is deleted; it cannot be ended")
+                with self._known_lock:
+                    known = dict(self._known)
+                state = read_live_state(self._backend, self.run_id, known, keys, batches=self._batches)
+                if fence is None:
+                    end_time = now_ms()
+                    close = Batch(folded.top + 1, points=points, close={"status": status, "end_time": end_time},
+                                  time=end_time)
+                    state.points.extend(points)
+                    if not self._backend.put_if_absent(batch_key(self.run_id, close.n), close.to_bytes()):
+                        state.points[len(state.points) - len(points):] = []
+                        time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))
+                        continue
+                    self._batches[close.n] = close
+                    self._backend.flush()  # the close before the seal: no batch after it counts
+                else:
+                    assert fence.close is not None
+                    status, end_time = str(fence.close["status"]), int(fence.close["end_time"])
+                    if points:
+                        self._metrics.put_back(points)  # not in the close: refused below, after the seal
+                        points = []
+                manifest = pack(manifest_of(state, status, end_time))
+                digest = hash_bytes(manifest)
+                seal = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time,
+                        "manifest": manifest}
+                if self._backend.put_if_absent(layout.seal_key(self.run_id), pack_checked(seal)):
+                    self._backend.flush()
+                    self._digest = digest
+                    self.store.publish_summary(self.run_id, state, status, end_time, digest)
+                else:
+                    self._digest = str(self.store.seal_record(self.run_id)["digest"])  # type: ignore[index]
+                lost = self._metrics.take()
+                if lost:
+                    raise RunStateError(
+                        f"run {self.run_id} was ended by another writer while {len(lost)} metric point(s) were "
+                        "buffered; they were not recorded. Log them in a new run."
+                    )
+                return self._digest
+        raise StoreUnavailableError(f"run {self.run_id}: could not number its closing batch record; try again")

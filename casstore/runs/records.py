@@ -90,6 +90,16 @@ class RunView:
     artifacts: dict[str, ArtifactEntry]
     models: dict[str, ModelRef]
     points: tuple[MetricPoint, ...] = ()
+    #: a search result's artifact count and bytes (its ``artifacts`` are not listed)
+    counts: tuple[int, int] | None = None
+
+    @property
+    def artifact_count(self) -> int:
+        return self.counts[0] if self.counts is not None else len(self.artifacts)
+
+    @property
+    def artifact_bytes(self) -> int:
+        return self.counts[1] if self.counts is not None else sum(a.size for a in self.artifacts.values())
 
     @property
     def artifact_uri(self) -> str:

@@ -16,6 +16,7 @@ from casstore._paths import clean_artifact_path
 from casstore.backend import Backend
 from casstore.exceptions import CorruptRecordError, InvalidInputError, ObjectNotFoundError
 from casstore.objects.digest import is_digest
+from casstore.runs.batches import Batch, batch_number, decode_batch, fold
 from casstore.runs.layout import RECORD_VERSION, name_key, run_prefix
 from casstore.runs.records import ArtifactEntry, MetricPoint, ModelRef, decode_record, field_of
 
@@ -92,7 +93,7 @@ def _points(rec: Mapping[str, Any], where: str) -> list[MetricPoint]:
     return out
 
 
-def _get_many(backend: Backend, keys: list[str]) -> list[bytes | None]:
+def get_many(backend: Backend, keys: list[str]) -> list[bytes | None]:
     """The objects under ``keys``, ``None`` for those that vanished; concurrent on remote stores."""
 
     def one(k: str) -> bytes | None:
@@ -109,15 +110,26 @@ def _get_many(backend: Backend, keys: list[str]) -> list[bytes | None]:
 
 def read_live_state(
     backend: Backend, run_id: str, known: Mapping[str, dict[str, Any]] | None = None,
-    keys: Iterable[str] | None = None,
+    keys: Iterable[str] | None = None, batches: Mapping[int, Batch] | None = None,
 ) -> RunState:
-    """Read a run from its records. ``known`` maps keys to records already in hand (they are
-    immutable, so they need not be read again)."""
+    """Read a run from its records. ``known`` maps keys to records already in hand, and
+    ``batches`` batch records by number (they are immutable, so they need not be read again).
+    The batch records of a version-4 store are folded over the per-key records (which such a
+    store has only for runs begun before it was upgraded)."""
     prefix = run_prefix(run_id)
     all_keys = sorted(keys if keys is not None else backend.list(prefix))
     known = known or {}
+    batches = dict(batches or {})
+    batch_keys = {n: k for k in all_keys if _kind(k, prefix) == "batches" and (n := batch_number(k)) is not None}
     want = [k for k in all_keys if k not in known and _kind(k, prefix) in _DECODED]
-    fetched = dict(zip(want, _get_many(backend, want)))
+    want += [k for n, k in batch_keys.items() if n not in batches]
+    fetched = dict(zip(want, get_many(backend, want)))
+    for n, k in batch_keys.items():
+        if n not in batches:
+            data = fetched.get(k)
+            if data is None:
+                raise CorruptRecordError(f"batch record {k} was listed and then vanished; batches are never removed")
+            batches[n] = decode_batch(data, k, n)
 
     def rec(k: str) -> dict[str, Any] | None:
         if k in known:
@@ -169,6 +181,11 @@ def read_live_state(
             state.models[name] = ModelRef(name, digest, field_of(r, "logged_at", "int", where, optional=True) or 0)
     for key, (_, value) in tag_latest.items():
         state.tags[key] = value
+    folded = fold({n: batches[n] for n in batch_keys})
+    for key, value in folded.params.items():
+        state.params.setdefault(key, value)
+    state.tags.update(folded.tags)
+    state.points.extend(folded.points)
     return state
 
 

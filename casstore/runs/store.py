@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import weakref
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from casstore.exceptions import (
+    CasstoreError,
     CorruptRecordError,
     IntegrityError,
     InvalidInputError,
@@ -29,9 +29,11 @@ from casstore.exceptions import (
 )
 from casstore.objects import ObjectStore, open_store
 from casstore.objects.store import Progress, write_chunks
-from casstore.objects.codec import pack, unpack
+from casstore.objects.codec import pack, unpack, unpack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout, search
+from casstore.runs import index as run_index
+from casstore.runs.batches import BATCHED_FROM
 from casstore.runs.claims import PathClaims
 from casstore.runs.handle import RunHandle
 from casstore.runs.layout import (
@@ -76,6 +78,10 @@ class RunStore:
         self._handles: dict[str, weakref.WeakSet[RunHandle]] = {}
         self._claims: weakref.WeakValueDictionary[str, PathClaims] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
+        #: version 4: params, tags and metrics in numbered batch records, the manifest in the seal
+        self.batched = objects.config.version >= BATCHED_FROM
+        self._experiments_seen: set[str] = set()  # experiments are never removed: asked once
+        self._index: run_index.RunIndex | None = None
 
     def __repr__(self) -> str:
         return f"RunStore({self.url!r})"
@@ -196,10 +202,12 @@ class RunStore:
     ) -> RunHandle:
         """Start a new run in an experiment; return a handle to write to it."""
         exp_id = check_experiment_id(experiment_id)
-        if exp_id == DEFAULT_EXPERIMENT_ID:
-            self.get_or_create_experiment(DEFAULT_EXPERIMENT_NAME)
-        else:
-            self.get_experiment(exp_id)
+        if exp_id not in self._experiments_seen:
+            if exp_id == DEFAULT_EXPERIMENT_ID:
+                self.get_or_create_experiment(DEFAULT_EXPERIMENT_NAME)
+            else:
+                self.get_experiment(exp_id)
+            self._experiments_seen.add(exp_id)
         if run_name is not None and not isinstance(run_name, str):
             raise InvalidInputError(f"run_name must be a string, got {type(run_name).__name__}")
         start = now_ms() if start_time is None else start_time
@@ -270,17 +278,33 @@ class RunStore:
         """The run's seal record ``{digest, status, end_time}``, or ``None`` if it is not sealed."""
         key = layout.seal_key(run_id)
         try:
-            rec = decode_record(self.backend.get(key), f"record {key}")
+            data = self.backend.get(key)
         except ObjectNotFoundError:
             return None
+        # version 4's seal holds the manifest and checks itself
+        rec = unpack_checked(data, f"record {key}", required=self.batched)
+        if not isinstance(rec, dict):
+            raise CorruptRecordError(f"record {key} is not a record (expected a map); the store may be corrupt")
         digest = field_of(rec, "digest", "str", key)
         if not is_digest(digest):
             raise CorruptRecordError(f"record {key}: {digest!r} is not a BLAKE3 digest")
         field_of(rec, "status", "str", key)
+        manifest = rec.get("manifest")
+        if manifest is not None and not isinstance(manifest, bytes):
+            raise CorruptRecordError(f"record {key}: its manifest is not bytes")
         return rec
 
-    def read_manifest(self, run_id: str, digest: str) -> dict[str, Any]:
-        """A sealed run's manifest, re-hashed against ``digest`` before it is decoded."""
+    def read_manifest(self, run_id: str, digest: str, seal: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A sealed run's manifest, re-hashed against ``digest`` before it is decoded: held
+        in the ``seal`` record (version 4; read if not given), else ``manifests/<digest>``."""
+        if seal is None and self.batched:
+            seal = self.seal_record(run_id)
+        if seal is not None and isinstance(seal.get("manifest"), bytes):
+            data = seal["manifest"]
+            actual = hash_bytes(data)
+            if actual != digest:
+                raise IntegrityError(f"manifest in the seal of run {run_id}", digest, actual)
+            return decode_record(data, f"manifest in the seal of run {run_id}")
         key = layout.manifest_key(run_id, digest)
         missing = CorruptRecordError(
             f"run {run_id} is sealed with digest {digest} but its manifest {key} is missing; the store is damaged"
@@ -352,7 +376,7 @@ class RunStore:
         end_time: int | None
         if seal is not None:
             digest: str | None = str(seal["digest"])
-            man = self.read_manifest(run_id, str(digest))
+            man = self.read_manifest(run_id, str(digest), seal)
             state, status, end_time = state_from_manifest(man, run_id, f"manifest of run {run_id}")
         else:
             digest, status, end_time = None, "RUNNING", None
@@ -372,6 +396,24 @@ class RunStore:
                 out.add(parts[3])
         return sorted(out)
 
+    @property
+    def index(self) -> run_index.RunIndex:
+        """The local cache of run summaries that searches run on (see :mod:`casstore.runs.index`)."""
+        with self._lock:
+            if self._index is None:
+                self._index = run_index.RunIndex(self)
+            return self._index
+
+    def publish_summary(self, run_id: str, state: RunState, status: str, end_time: int, digest: str) -> None:
+        """Version 4: publish the summary of a run just sealed to the search index (a
+        failure costs later searches a read of the run, never a wrong answer: it is said
+        and passed over)."""
+        view = _view(state, status, end_time, digest, False)
+        try:
+            run_index.publish(self, [run_index.summary_of(view)])
+        except CasstoreError as e:
+            run_index.log.warning("casstore: run %s is sealed, but its search summary was not published: %s", run_id, e)
+
     def search_runs(
         self,
         experiment_ids: list[str] | None = None,
@@ -379,36 +421,49 @@ class RunStore:
         order_by: list[str] | None = None,
         max_results: int | None = None,
         deleted: bool | None = False,
-    ) -> list[RunView]:
+        page_token: str | None = None,
+    ) -> run_index.Page:
         """Runs of the given experiments (all if ``None``) that match an MLflow filter string,
         sorted by ``order_by`` then newest first. ``deleted``: ``False`` active runs only,
-        ``True`` deleted runs only, ``None`` both."""
+        ``True`` deleted runs only, ``None`` both. Without ``max_results``, every match;
+        with it, a page of at most that many, whose ``token`` (``None`` on the last page)
+        is the ``page_token`` of the next. Results carry each run's info, params, tags and
+        latest metrics (as MLflow's do); :meth:`get_run` has its artifacts and history.
+        Answered from the search index, checked against the runs (see ``runs/index.py``)."""
         comparisons = search.parse_filter(filter_string)
         keys = search.parse_order_by(order_by)
         if max_results is not None and (isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 0):
             raise InvalidInputError(f"max_results must be a non-negative integer, got {max_results!r}")
+        query = repr((experiment_ids, [str(c) for c in comparisons], [str(k) for k in keys], deleted))
+        offset = run_index.token_offset(query, page_token)
         ids: list[str] = []
         for exp in [None] if experiment_ids is None else experiment_ids:
             ids.extend(self.list_run_ids(exp))
-        views = []
-        for run_id in dict.fromkeys(ids):
-            try:
-                view = self.get_run(run_id)
-            except ObjectNotFoundError:
-                continue  # an index entry whose run meta never reached the disk
-            if deleted is not None and view.deleted != deleted:
-                continue
-            if search.matches(comparisons, functools.partial(run_value, view)):
-                views.append(view)
-        views.sort(key=lambda v: v.run_id)
-        views.sort(key=lambda v: v.start_time, reverse=True)
-        views = search.sort_items(views, keys, run_value)
-        return views if max_results is None else views[:max_results]
+        ids = list(dict.fromkeys(ids))
+        self._flush_local_all()
+        idx = self.index
+        idx.refresh(ids)
+        views, more = idx.search(ids, comparisons, keys, deleted, max_results, offset)
+        page = run_index.Page(views)
+        if more and max_results is not None:
+            page.token = run_index.page_token(query, offset + max_results)
+        return page
+
+    def _flush_local_all(self) -> None:
+        """Write the metrics every handle of this process buffers (a search sees them)."""
+        with self._lock:
+            run_ids = list(self._handles)
+        for run_id in run_ids:
+            self._flush_local(run_id)
 
     def delete_run(self, run_id: str, reason: str = "") -> None:
         """Mark a run deleted (a record, never a silent removal); deleting twice is a no-op."""
         run_id = check_run_id(run_id)
-        self._meta(run_id)
+        meta = self._meta(run_id)
+        if self.batched:
+            if self.seal_record(run_id) is None:
+                RunHandle(self, run_id, meta).fence_deleted(str(reason))  # no batch after it counts
+            run_index.publish(self, [run_index.deletion_summary(run_id)])  # before the marker: see runs/index.py
         rec = {"v": RECORD_VERSION, "time": now_ms(), "reason": str(reason)}
         self.backend.put_if_absent(layout.deleted_key(run_id), pack(rec))
 

@@ -1,0 +1,147 @@
+"""A run's params, tags and metrics as numbered batch records (store format version 4).
+
+One logging call (``log_params``, ``set_tags``, ``log_batch``, a metrics flush, the end of
+a run) writes one record, ``runs/<run_id>/batches/<n>``, numbered gap-free as registry
+versions are: a writer lists the batches, creates ``n = max + 1`` with create-if-absent,
+and on losing the race lists again. Because every number is created only after a listing
+that showed the one below it, a writer that wins ``n`` has seen every batch below ``n``
+in the listing it numbered from; it checks its params against them before writing, so a
+param bound twice with different values is refused with exactly one winner (the lowest
+batch binding it), and readers ignore a binding that an earlier batch made differently.
+
+A batch may *fence* the run: ``close`` (the run's end, with its status and end time) or
+``deleted``. Nothing numbered after a fence counts, and a writer that finds one refuses to
+write; so a write that wins its number before the close is in the seal, with no check
+after the write. See docs/design.md ("Runs, version 4") for the argument in full.
+
+>>> b = Batch(1, params={"lr": "0.1"}, tags=[("team", "a")], points=[("loss", 0.5, 0, 7)])
+>>> decode_batch(b.to_bytes(), "runs/x/batches/0000000001", 1) == b
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from casstore.exceptions import CorruptRecordError
+from casstore.objects.codec import pack_checked, unpack_checked
+from casstore.runs.records import MetricPoint, field_of
+
+__all__ = [
+    "BATCHED_FROM",
+    "Batch",
+    "Folded",
+    "batches_prefix",
+    "batch_key",
+    "batch_number",
+    "decode_batch",
+    "fold",
+]
+
+#: the store format version from which runs write batch records
+BATCHED_FROM = 4
+_DIGITS = 10
+
+
+def batches_prefix(run_id: str) -> str:
+    return f"runs/{run_id}/batches/"
+
+
+def batch_key(run_id: str, n: int) -> str:
+    return f"runs/{run_id}/batches/{n:0{_DIGITS}d}"
+
+
+def batch_number(key: str) -> int | None:
+    """The number of a batch key, ``None`` for anything else under the prefix."""
+    last = key.rsplit("/", 1)[-1]
+    if len(last) != _DIGITS or not last.isdigit():
+        return None
+    return int(last)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch record: params to bind, tags to set (in order), metric points, and
+    possibly a fence (``close``: ``{status, end_time}``; ``deleted``: ``{time, reason}``)."""
+
+    n: int
+    params: dict[str, str] = field(default_factory=dict)
+    tags: list[tuple[str, str]] = field(default_factory=list)
+    points: list[MetricPoint] = field(default_factory=list)
+    close: dict[str, Any] | None = None
+    deleted: dict[str, Any] | None = None
+    time: int = 0
+
+    @property
+    def fence(self) -> bool:
+        return self.close is not None or self.deleted is not None
+
+    def to_bytes(self) -> bytes:
+        rec: dict[str, Any] = {
+            "v": 1, "n": self.n, "time": self.time, "params": self.params,
+            "tags": [list(t) for t in self.tags], "metrics": [list(p) for p in self.points],
+        }
+        if self.close is not None:
+            rec["close"] = self.close
+        if self.deleted is not None:
+            rec["deleted"] = self.deleted
+        return pack_checked(rec)
+
+
+def decode_batch(data: bytes, where: str, n: int) -> Batch:
+    """Decode and check a batch record found under number ``n``."""
+    rec = unpack_checked(data, f"record {where}", required=True)
+    if not isinstance(rec, dict) or not isinstance(rec.get("v"), int) or rec["v"] < 1:
+        raise CorruptRecordError(f"record {where} is not a batch record; the store may be corrupt")
+    if field_of(rec, "n", "int", where) != n:
+        raise CorruptRecordError(f"record {where} says it is batch {rec['n']}, not {n}")
+    params = field_of(rec, "params", "dict", where)
+    tags = field_of(rec, "tags", "list", where)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
+        raise CorruptRecordError(f"{where}: a param is not a string pair")
+    if not all(isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in tags):
+        raise CorruptRecordError(f"{where}: a tag is not a string pair")
+    points: list[MetricPoint] = []
+    for p in field_of(rec, "metrics", "list", where):
+        if (not isinstance(p, list) or len(p) != 4 or not isinstance(p[0], str) or isinstance(p[1], bool)
+                or not isinstance(p[1], (int, float)) or not isinstance(p[2], int) or not isinstance(p[3], int)):
+            raise CorruptRecordError(f"{where}: malformed metric point {p!r}")
+        points.append((p[0], float(p[1]), p[2], p[3]))
+    close = field_of(rec, "close", "dict", where, optional=True)
+    if close is not None:
+        field_of(close, "status", "str", where)
+        field_of(close, "end_time", "int", where)
+    deleted = field_of(rec, "deleted", "dict", where, optional=True)
+    return Batch(n, dict(params), [(k, v) for k, v in tags], points, close, deleted,
+                 field_of(rec, "time", "int", where, optional=True) or 0)
+
+
+@dataclass
+class Folded:
+    """What a run's batches say, in number order up to the first fence: the params (the
+    first binding of each key), the tags (the last value), the metric points, the fence."""
+
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    points: list[MetricPoint] = field(default_factory=list)
+    fence: Batch | None = None
+    top: int = 0
+
+
+def fold(batches: Mapping[int, Batch] | Iterable[Batch]) -> Folded:
+    """Fold batches in number order; a binding that an earlier batch made differently, and
+    everything numbered after a fence, are ignored."""
+    items = sorted(batches.values() if isinstance(batches, Mapping) else batches, key=lambda b: b.n)
+    out = Folded(top=items[-1].n if items else 0)
+    for b in items:
+        for k, v in b.params.items():
+            out.params.setdefault(k, v)
+        for k, v in b.tags:
+            out.tags[k] = v
+        out.points.extend(b.points)
+        if b.fence:
+            out.fence = b
+            break
+    return out
