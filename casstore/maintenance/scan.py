@@ -44,9 +44,10 @@ __all__ = [
 DIGEST_BYTES_RE = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
 # top-level prefixes that hold no references to content
-_NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstore.json")
-# per-run record kinds that hold no references to content (values are user strings or numbers)
-_RUN_KINDS_WITHOUT_REFS = frozenset({"meta", "params", "tags", "metrics", "seal", "deleted", "dirs"})
+_NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstore.json", "index")
+# per-run record kinds that hold no references to content (values are user strings or numbers);
+# a seal of version 4 holds the run's manifest, so seals are read as roots
+_RUN_KINDS_WITHOUT_REFS = frozenset({"meta", "params", "tags", "metrics", "deleted", "dirs", "batches"})
 
 Progress = Callable[[int], None]
 

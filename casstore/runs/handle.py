@@ -48,7 +48,7 @@ from casstore.runs.batches import BATCHED_FROM, Batch, Folded, batch_key, batch_
 from casstore.runs.claims import directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
-from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, decode_record
+from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, RunView, decode_record
 from casstore.runs.state import get_many, manifest_of, read_live_state
 
 if TYPE_CHECKING:
@@ -101,6 +101,13 @@ class RunHandle:
 
     def __repr__(self) -> str:
         return f"RunHandle({self.run_id!r}, store={self.store.url!r})"
+
+    def initial_view(self) -> RunView:
+        """The run as it was created (its meta and tags), without reading the store."""
+        tags = dict(self.meta.get("tags") or {})
+        name = tags.get("mlflow.runName") or str(self.meta.get("run_name") or "")
+        return RunView(self.run_id, name, self.experiment_id, "RUNNING", int(self.meta["start_time"]), None, None,
+                       False, False, {}, tags, {}, {}, {})
 
     # ---- state -------------------------------------------------------------------
 

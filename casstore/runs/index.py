@@ -141,11 +141,12 @@ def publish(store: RunStore, summaries: list[dict[str, Any]]) -> None:
             log.info("casstore: index compaction skipped: %s", e)
 
 
-def compact(store: RunStore, fan_in: int = FAN_IN) -> int:
+def compact(store: RunStore, fan_in: int | None = None) -> int:
     """Merge every level holding ``fan_in`` segments or more into one segment of the next
     level, deleting the merged ones; return how many segments were merged. A damaged
     segment is deleted (its runs are read from the store until a rebuild summarises them)."""
     backend = store.backend
+    fan_in = fan_in or FAN_IN
     by_level: dict[int, list[str]] = {}
     for key in backend.list(INDEX_PREFIX):
         lv = _level(key)

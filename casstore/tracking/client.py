@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from casstore.exceptions import InvalidInputError
 from casstore.registry.client import RegistryClient
@@ -31,7 +31,19 @@ from casstore.tracking import _artifacts, uri
 from casstore.tracking.context import context_tags
 from casstore.tracking.entities import FileInfo, Metric, Param, Run, RunStatus, RunTag, ViewType
 
-__all__ = ["TrackingClient", "Client", "MlflowClient", "LOGGED_IMAGES_TAG"]
+__all__ = ["TrackingClient", "Client", "MlflowClient", "LOGGED_IMAGES_TAG", "PagedList", "SEARCH_MAX_RESULTS_DEFAULT"]
+
+#: the page size of ``Client.search_runs`` when none is given (MLflow's)
+SEARCH_MAX_RESULTS_DEFAULT = 1000
+T = TypeVar("T")
+
+
+class PagedList(list[T]):
+    """A page of results; ``token`` is the ``page_token`` of the next page (``None``: no more)."""
+
+    def __init__(self, items: Iterable[T], token: str | None) -> None:
+        super().__init__(items)
+        self.token = token
 
 #: the tag MLflow sets on a run that has logged an image series (``log_image(key=...)``)
 LOGGED_IMAGES_TAG = "mlflow.loggedImages"
@@ -112,7 +124,7 @@ class TrackingClient:
         exp_id = DEFAULT_EXPERIMENT_ID if experiment_id is None else str(experiment_id)
         handle = self.store.create_run(exp_id, run_name=run_name, tags=all_tags, start_time=start_time)
         uri.remember_handle(self.store, handle)
-        return self.get_run(handle.run_id)
+        return Run.from_view(handle.initial_view())  # what it holds: no need to read it back
 
     def get_run(self, run_id: str) -> Run:
         """The run: from its verified manifest if sealed, else from its live records."""
@@ -152,17 +164,20 @@ class TrackingClient:
         experiment_ids: Sequence[str] | str | None = None,
         filter_string: str = "",
         run_view_type: int = ViewType.ACTIVE_ONLY,
-        max_results: int = 1000,
+        max_results: int | None = SEARCH_MAX_RESULTS_DEFAULT,
         order_by: list[str] | None = None,
         page_token: str | None = None,
-    ) -> list[Run]:
-        """Runs matching an MLflow filter string, ordered by ``order_by`` then newest first."""
+    ) -> PagedList[Run]:
+        """Runs matching an MLflow filter string, ordered by ``order_by`` then newest first:
+        a page of at most ``max_results`` (every match if ``None``) whose ``token`` is the
+        ``page_token`` of the next page (``None`` after the last), as MLflow's."""
         ids = [experiment_ids] if isinstance(experiment_ids, str) else experiment_ids
         deleted = {ViewType.ACTIVE_ONLY: False, ViewType.DELETED_ONLY: True, ViewType.ALL: None}.get(run_view_type, False)
-        views = self.store.search_runs(
-            None if ids is None else [str(i) for i in ids], filter_string, order_by, max_results, deleted
+        page = self.store.search_runs(
+            None if ids is None else [str(i) for i in ids], filter_string, order_by, max_results, deleted,
+            page_token=page_token,
         )
-        return [Run.from_view(v) for v in views]
+        return PagedList([Run.from_view(v) for v in page], page.token)
 
     # ---- params, metrics, tags --------------------------------------------------------
 
@@ -181,13 +196,16 @@ class TrackingClient:
         self, run_id: str, metrics: Iterable[Metric] = (), params: Iterable[Param] = (), tags: Iterable[RunTag] = (),
         synchronous: bool | None = None,
     ) -> None:
-        h = self._handle(run_id)
+        """Params, tags and metrics in one write (one batch record in a version-4 store)."""
+        ps: dict[str, str] = {}
         for p in params:
-            h.log_param(p.key, str(p.value))
-        for t in tags:
-            h.set_tag(t.key, str(t.value))
-        for m in metrics:
-            h.log_metric(m.key, m.value, m.step, m.timestamp)
+            value = str(p.value)
+            if ps.setdefault(p.key, value) != value:
+                raise InvalidInputError(
+                    f"log_batch got param {p.key!r} twice, with values {ps[p.key]!r} and {value!r}; a param has one value"
+                )
+        ts = {t.key: str(t.value) for t in tags}
+        self._handle(run_id).log_batch(ps, ts, [(m.key, m.value, m.step, m.timestamp) for m in metrics])
 
     def set_tag(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> None:
         self._handle(run_id).set_tag(key, str(value))

@@ -19,7 +19,7 @@ from casstore.runs import DEFAULT_EXPERIMENT_ID, Experiment
 from casstore.runs.layout import check_run_id
 from casstore.tracking import uri
 from casstore.tracking.client import Client
-from casstore.tracking.entities import ActiveRun, FileInfo, Metric, Run, RunStatus, ViewType
+from casstore.tracking.entities import ActiveRun, FileInfo, Metric, Param, Run, RunStatus, RunTag, ViewType
 
 __all__ = [
     "set_experiment",
@@ -192,8 +192,7 @@ def _resume(client: Client, run_id: str, experiment_id: str | None, run_name: st
     client._handle(run_id)
     if run_name is not None:
         tags["mlflow.runName"] = run_name
-    for k, v in tags.items():
-        client.set_tag(run_id, k, v)
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     return client.get_run(run_id)
 
 
@@ -290,8 +289,7 @@ def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
 
 def log_params(params: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None) -> None:
     rid, client = _run_for_write(run_id)
-    for k, v in params.items():
-        client.log_param(rid, k, v)
+    client.log_batch(rid, params=[Param(k, str(v)) for k, v in params.items()])
 
 
 def log_metric(
@@ -319,8 +317,7 @@ def set_tag(key: str, value: Any, synchronous: bool | None = None) -> None:
 
 def set_tags(tags: dict[str, Any], synchronous: bool | None = None) -> None:
     run_id, client = _run_for_write()
-    for k, v in tags.items():
-        client.set_tag(run_id, k, v)
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 def get_metric_history(run_id: str, key: str) -> list[Metric]:
@@ -393,7 +390,7 @@ def search_runs(
     experiment_ids: Sequence[str] | str | None = None,
     filter_string: str = "",
     run_view_type: int = ViewType.ACTIVE_ONLY,
-    max_results: int = 1000,
+    max_results: int | None = None,
     order_by: list[str] | None = None,
     output_format: str = "list",
     search_all_experiments: bool = False,
@@ -402,7 +399,8 @@ def search_runs(
     """Runs matching MLflow's filter grammar, as a list of ``Run`` or (``output_format="pandas"``) a DataFrame.
 
     Without ``experiment_ids`` or ``experiment_names``, searches the active experiment
-    (all experiments with ``search_all_experiments=True``).
+    (all experiments with ``search_all_experiments=True``). Without ``max_results``, every
+    matching run (as MLflow's), else at most that many.
     """
     if output_format not in ("list", "pandas"):
         raise InvalidInputError(f"output_format must be 'list' or 'pandas', got {output_format!r}")
