@@ -646,13 +646,14 @@ class RunHandle:
             raise InvalidInputError(f"cannot end run {self.run_id} with status {status!r}: use one of {RUN_STATUSES}")
         if self._digest is not None:
             return self._digest
+        if self._batched:  # this handle's points go in the closing batch
+            self.store._flush_local(self.run_id, but=self)
+            return self._end_batched(status)
         try:
             self.flush_metrics()
         except RunStateError:
             pass  # sealed by someone else: their seal stands
         self.store._flush_local(self.run_id)  # points other handles of this process still hold
-        if self._batched:
-            return self._end_batched(status)
         with self._write_lock:
             seal = self.store.seal_record(self.run_id)
             if seal is not None:

@@ -124,6 +124,7 @@ class RunStore:
         rec = {"v": RECORD_VERSION, "name": name, "experiment_id": exp_id}
         if self.backend.put_if_absent(layout.experiment_name_key(name), pack(rec)):
             self.backend.flush()
+            self._experiments_seen.add(exp_id)
             return exp_id, True
         found = self._experiment_id_of(name)
         if found is None:  # pragma: no cover - the name record cannot vanish
@@ -264,10 +265,10 @@ class RunStore:
             self._handles.setdefault(handle.run_id, weakref.WeakSet()).add(handle)
         return handle
 
-    def _flush_local(self, run_id: str) -> None:
-        """Write metrics that handles of this process still buffer for ``run_id``."""
+    def _flush_local(self, run_id: str, but: RunHandle | None = None) -> None:
+        """Write metrics that handles of this process (``but`` one) still buffer for ``run_id``."""
         with self._lock:
-            handles = list(self._handles.get(run_id, ()))
+            handles = [h for h in self._handles.get(run_id, ()) if h is not but]
         for h in handles:
             try:
                 h.flush_metrics()
