@@ -9,10 +9,10 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from casstore import exceptions
+from casstore.exceptions import MlflowException
 from casstore.runs import Experiment
 from casstore.tracking.client import Client, MlflowClient
 from casstore.tracking.entities import (
-    ActiveRun,
     FileInfo,
     Metric,
     Param,
@@ -24,10 +24,24 @@ from casstore.tracking.entities import (
     ViewType,
 )
 from casstore.tracking.fluent import (
+    ActiveRun,
+    RunOperations,
     active_run,
     create_experiment,
+    delete_experiment,
     delete_run,
+    delete_tag,
     end_run,
+    flush_async_logging,
+    get_parent_run,
+    load_table,
+    log_input,
+    log_inputs,
+    log_table,
+    search_model_versions,
+    search_registered_models,
+    set_experiment_tag,
+    set_experiment_tags,
     get_artifact_uri,
     get_experiment,
     get_experiment_by_name,
@@ -52,24 +66,32 @@ from casstore.tracking.fluent import (
     set_tags,
     start_run,
 )
-from casstore.tracking.uri import get_tracking_uri, set_tracking_uri
+from casstore.tracking.uri import get_registry_uri, get_tracking_uri, is_tracking_uri_set, set_registry_uri, set_tracking_uri
 
-from casstore import artifacts  # noqa: E402  (needs the tracking API above)
+from casstore import artifacts, data  # noqa: E402  (need the tracking API above)
 
 __all__ = [
     "__version__",
     # modules
     "artifacts",
+    "data",
     "exceptions",
     # store selection
     "set_tracking_uri",
     "get_tracking_uri",
+    "is_tracking_uri_set",
+    "set_registry_uri",
+    "get_registry_uri",
+    "MlflowException",
     # experiments
     "set_experiment",
     "create_experiment",
     "get_experiment",
     "get_experiment_by_name",
     "search_experiments",
+    "set_experiment_tag",
+    "set_experiment_tags",
+    "delete_experiment",
     # runs
     "start_run",
     "end_run",
@@ -78,6 +100,9 @@ __all__ = [
     "get_run",
     "delete_run",
     "search_runs",
+    "get_parent_run",
+    "flush_async_logging",
+    "RunOperations",
     # params, metrics, tags
     "log_param",
     "log_params",
@@ -86,6 +111,7 @@ __all__ = [
     "get_metric_history",
     "set_tag",
     "set_tags",
+    "delete_tag",
     # artifacts
     "log_artifact",
     "log_artifacts",
@@ -93,6 +119,10 @@ __all__ = [
     "log_dict",
     "log_figure",
     "log_image",
+    "log_table",
+    "load_table",
+    "log_input",
+    "log_inputs",
     "list_artifacts",
     "get_artifact_uri",
     # entities and the client
@@ -115,5 +145,5 @@ __all__ = [
 from casstore import models, pyfunc, sklearn  # noqa: E402
 from casstore.registry.fluent import register_model  # noqa: E402
 
-__all__ += ["models", "pyfunc", "sklearn", "register_model"]
+__all__ += ["models", "pyfunc", "sklearn", "register_model", "search_registered_models", "search_model_versions"]
 # ---- end of models and registry ----------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 ::
 
-    CasstoreError
+    CasstoreError (= MlflowException)
     ├── StoreConfigError          the store's casstore.json is missing, malformed or unsupported
     ├── StoreUnavailableError     the store URL cannot be reached or opened (also OSError)
     ├── ObjectNotFoundError       no object, record, run or model by that name (also FileNotFoundError)
     ├── IntegrityError            stored bytes do not hash to the digest that names them
     ├── CorruptRecordError        a stored record cannot be decoded or is malformed
     ├── InvalidInputError         bad input from the caller (also ValueError)
+    │   ├── ResourceAlreadyExistsError  a name that is taken (experiment, registered model, model directory)
     │   ├── InvalidDigestError    a string that is not a 64-hex BLAKE3 digest
     │   ├── UnsafePathError       an artifact path that is absolute, has '..', or escapes its root
     │   └── LocalFileError        a local file that is missing, a directory, or unreadable
@@ -18,6 +19,13 @@
 
 Each message says what went wrong, where, and what to do. Callers may catch the
 builtin classes (``FileNotFoundError``, ``ValueError``, ``OSError``) where those fit.
+
+MLflow code catches ``MlflowException`` and reads its ``error_code``: ``CasstoreError`` is
+``MlflowException`` here, and each class carries the code MLflow gives the same failure
+(``RESOURCE_DOES_NOT_EXIST`` for a missing run, ``INVALID_PARAMETER_VALUE`` for bad input,
+``RESOURCE_ALREADY_EXISTS`` for a taken name, ...), as a string, as MLflow's ``error_code``.
+``MlflowException(message, error_code=...)`` can be raised as in MLflow (the code given as
+its name, or as MLflow's protobuf number).
 """
 
 from __future__ import annotations
@@ -36,24 +44,85 @@ __all__ = [
     "ImmutableArtifactError",
     "ArtifactPathConflictError",
     "RunStateError",
+    "ResourceAlreadyExistsError",
     "MlflowException",
+    "INTERNAL_ERROR",
+    "INVALID_PARAMETER_VALUE",
+    "INVALID_STATE",
+    "RESOURCE_DOES_NOT_EXIST",
+    "RESOURCE_ALREADY_EXISTS",
+    "DATA_LOSS",
+    "TEMPORARILY_UNAVAILABLE",
+    "BAD_REQUEST",
 ]
+
+INTERNAL_ERROR = "INTERNAL_ERROR"
+INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
+INVALID_STATE = "INVALID_STATE"
+RESOURCE_DOES_NOT_EXIST = "RESOURCE_DOES_NOT_EXIST"
+RESOURCE_ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
+DATA_LOSS = "DATA_LOSS"
+TEMPORARILY_UNAVAILABLE = "TEMPORARILY_UNAVAILABLE"
+BAD_REQUEST = "BAD_REQUEST"
+
+#: MLflow's protobuf numbers of the codes above (``mlflow.protos.databricks_pb2``)
+_CODE_NUMBERS = {
+    1: INTERNAL_ERROR, 1000: INVALID_PARAMETER_VALUE, 1003: INVALID_STATE, 1011: DATA_LOSS,
+    3001: RESOURCE_ALREADY_EXISTS, 3002: RESOURCE_DOES_NOT_EXIST, 2: TEMPORARILY_UNAVAILABLE, 4: BAD_REQUEST,
+}
+_HTTP_STATUS = {
+    INVALID_PARAMETER_VALUE: 400, BAD_REQUEST: 400, RESOURCE_ALREADY_EXISTS: 400,
+    RESOURCE_DOES_NOT_EXIST: 404, TEMPORARILY_UNAVAILABLE: 503,
+}
 
 
 class CasstoreError(Exception):
-    """Root of every error casstore raises."""
+    """Root of every error casstore raises (also ``MlflowException``).
+
+    ``error_code`` is MLflow's name for the failure (``RESOURCE_DOES_NOT_EXIST`` ...):
+    each class has its own, and ``error_code=`` (a name or MLflow's number) overrides it.
+    """
+
+    #: MLflow's error code for this kind of failure
+    error_code: str = INTERNAL_ERROR
+
+    def __init__(self, message: object = "", error_code: str | int | None = None, **kwargs: object) -> None:
+        super().__init__(message)
+        self.message = str(message)
+        if error_code is not None:
+            self.error_code = _CODE_NUMBERS.get(error_code, INTERNAL_ERROR) if isinstance(error_code, int) else str(error_code)
+
+    def get_http_status_code(self) -> int:
+        """The HTTP status MLflow's server answers this error with."""
+        return _HTTP_STATUS.get(self.error_code, 500)
+
+    def serialize_as_json(self) -> str:
+        import json
+
+        return json.dumps({"error_code": self.error_code, "message": self.message})
+
+    @classmethod
+    def invalid_parameter_value(cls, message: object, **kwargs: object) -> CasstoreError:
+        """An error with code ``INVALID_PARAMETER_VALUE`` (MLflow's constructor of that name)."""
+        return cls(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 class StoreConfigError(CasstoreError):
     """The store's configuration cannot be honoured by this version of casstore."""
 
+    error_code = INVALID_STATE
+
 
 class StoreUnavailableError(CasstoreError, OSError):
     """The store URL cannot be reached or opened."""
 
+    error_code = TEMPORARILY_UNAVAILABLE
+
 
 class ObjectNotFoundError(CasstoreError, FileNotFoundError):
     """An object, record, run or model that was asked for does not exist."""
+
+    error_code = RESOURCE_DOES_NOT_EXIST
 
 
 class IntegrityError(CasstoreError):
@@ -61,6 +130,8 @@ class IntegrityError(CasstoreError):
 
     ``obj`` names the object, ``expected`` and ``actual`` are the two digests.
     """
+
+    error_code = DATA_LOSS
 
     def __init__(self, obj: str, expected: str, actual: str, detail: str = "") -> None:
         self.obj = obj
@@ -80,9 +151,13 @@ class IntegrityError(CasstoreError):
 class CorruptRecordError(CasstoreError):
     """A stored record cannot be decoded or lacks required fields: the store is damaged."""
 
+    error_code = DATA_LOSS
+
 
 class InvalidInputError(CasstoreError, ValueError):
     """Bad input from the caller."""
+
+    error_code = INVALID_PARAMETER_VALUE
 
 
 class InvalidDigestError(InvalidInputError):
@@ -99,6 +174,8 @@ class LocalFileError(InvalidInputError):
 
 class ImmutableArtifactError(CasstoreError):
     """A name that is already bound was given a different value."""
+
+    error_code = INVALID_PARAMETER_VALUE
 
     def __init__(self, what: str, existing: str, new: str, hint: str = "") -> None:
         self.what = what
@@ -142,9 +219,18 @@ class ArtifactPathConflictError(ImmutableArtifactError):
         return (type(self), (self.run_id, self.path, self.bound))
 
 
+class ResourceAlreadyExistsError(InvalidInputError):
+    """A name that is already taken: an experiment, a registered model, a model directory."""
+
+    error_code = RESOURCE_ALREADY_EXISTS
+
+
 class RunStateError(CasstoreError):
     """The run is sealed, not active, or otherwise in the wrong state for the call."""
+
+    error_code = INVALID_STATE
 
 
 # MLflow code catches ``mlflow.exceptions.MlflowException``; let it catch ours.
 MlflowException = CasstoreError
+"""MLflow's name for :class:`CasstoreError`: ``except MlflowException`` catches every casstore error."""

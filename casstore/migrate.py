@@ -31,7 +31,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import yaml
 
 from casstore.exceptions import InvalidInputError, LocalFileError, RunStateError
 from casstore.runs import DEFAULT_EXPERIMENT_NAME, RunHandle, RunStore
@@ -43,6 +42,8 @@ if TYPE_CHECKING:
 __all__ = ["ImportedRun", "SOURCE_TAG", "import_artifact_dir", "import_mlflow_run", "import_mlflow_experiment"]
 
 #: the tag naming where an imported run came from: ``mlflow:<run id>`` or ``dir:<path>``
+#: the tag by which MLflow names a nested run's parent
+PARENT_TAG = "mlflow.parentRunId"
 SOURCE_TAG = "casstore.import.source"
 _MLFLOW_URI_TAG = "casstore.import.mlflow_tracking_uri"
 _ENDED = ("FINISHED", "FAILED", "KILLED")
@@ -70,69 +71,21 @@ def _store(tracking_uri: str | os.PathLike[str] | None) -> RunStore:
 # ---- models ----------------------------------------------------------------------------------
 
 
-def _requirements(model_dir: str) -> list[str]:
-    try:
-        with open(os.path.join(model_dir, "requirements.txt"), encoding="utf-8") as f:
-            lines = [ln.strip() for ln in f]
-    except FileNotFoundError:
-        return []
-    return [ln for ln in lines if ln and not ln.startswith(("#", "-"))]
-
-
 def _model_entry(
     model_dir: str, name: str, run_id: str, files: dict[str, ArtifactEntry], objects: ObjectStore
 ) -> dict[str, Any] | None:
     """A casstore model entry for an MLflow model directory with an ``sklearn`` flavor, or
     None for another flavor. ``files`` maps each path inside the directory to its binding;
     each file's recipe is pinned (checked against the local file, as ``log_model`` does)."""
-    from casstore.models.entry import FileRef, ModelEntry
+    from casstore.models.entry import FileRef
+    from casstore.models.mlmodel import entry_from_mlmodel
 
-    try:
-        with open(os.path.join(model_dir, "MLmodel"), encoding="utf-8") as f:
-            ml = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as e:
-        raise LocalFileError(f"cannot read the MLmodel file of {model_dir!r}: {e}") from e
-    flavors = ml.get("flavors") if isinstance(ml, dict) else None
-    sk = flavors.get("sklearn") if isinstance(flavors, dict) else None
-    if not isinstance(sk, dict) or sk.get("pickled_model") not in files:
-        return None
-    fmt = str(sk.get("serialization_format") or "cloudpickle")
-    conf: dict[str, Any] = {
-        "pickled_model": sk["pickled_model"],
-        "serialization_format": fmt,
-        "sklearn_version": str(sk.get("sklearn_version") or ""),
-        "code": sk.get("code"),
-    }
-    if fmt == "skops":
-        from casstore.models.serialization import skops_untrusted_types
+    def ref(p: str) -> FileRef:
+        e = files[p]
+        return FileRef(p, e.digest, e.size, objects.recipe_pin(e.digest, os.path.join(model_dir, *p.split("/"))))
 
-        conf["skops_untrusted_types"] = skops_untrusted_types(os.path.join(model_dir, *sk["pickled_model"].split("/")))
-    out: dict[str, dict[str, Any]] = {"sklearn": conf}
-    pf = flavors.get("python_function") if isinstance(flavors, dict) else None
-    if isinstance(pf, dict):
-        out["python_function"] = {
-            "loader_module": "casstore.sklearn",
-            "model_path": pf.get("model_path", sk["pickled_model"]),
-            "predict_fn": pf.get("predict_fn", "predict"),
-            "python_version": str(pf.get("python_version") or ""),
-            "code": pf.get("code"),
-        }
-    signature = ml.get("signature")
-    entry = ModelEntry(
-        name=name,
-        flavors=out,
-        files={
-            p: FileRef(p, e.digest, e.size, objects.recipe_pin(e.digest, os.path.join(model_dir, *p.split("/"))))
-            for p, e in sorted(files.items())
-        },
-        run_id=run_id,
-        created=str(ml.get("utc_time_created") or ""),
-        signature=signature if isinstance(signature, dict) else None,
-        input_example=ml.get("saved_input_example_info") if isinstance(ml.get("saved_input_example_info"), dict) else None,
-        requirements=_requirements(model_dir),
-        metadata=ml.get("metadata") if isinstance(ml.get("metadata"), dict) else None,
-    )
-    return entry.to_dict()
+    entry = entry_from_mlmodel(model_dir, name, files, ref, run_id)
+    return entry.to_dict() if entry is not None else None
 
 
 def _model_dirs(root: str) -> list[str]:
@@ -285,7 +238,9 @@ def import_mlflow_run(
     one). Name, start time, status, params, tags, every metric point (value, step,
     timestamp), artifacts and logged models are copied; the new run gets its own id and
     is tagged ``casstore.import.source = mlflow:<run id>``. A run already imported into
-    that experiment is returned as it is (``already_imported=True``).
+    that experiment is returned as it is (``already_imported=True``). A child run's
+    parent is imported first (or found, if it was), and the child's ``mlflow.parentRunId``
+    names the parent's new id.
     """
     client = _mlflow_client(mlflow_tracking_uri)
     run = client.get_run(mlflow_run_id)
@@ -307,6 +262,8 @@ def import_mlflow_run(
         handle = store.open_run(found)  # an interrupted import: bindings are idempotent
     else:
         tags = {k: str(v) for k, v in run.data.tags.items()}
+        if tags.get(PARENT_TAG):
+            tags[PARENT_TAG] = _imported_parent(tags[PARENT_TAG], mlflow_run_id, mlflow_tracking_uri, experiment, tracking_uri)
         tags.update({SOURCE_TAG: source, _MLFLOW_URI_TAG: str(client.tracking_uri)})
         handle = store.create_run(exp_id, run_name=run.info.run_name, tags=tags, start_time=int(run.info.start_time))
         for k, v in run.data.params.items():
@@ -322,6 +279,16 @@ def import_mlflow_run(
             client.download_artifacts(mlflow_run_id, "", root)
         _download_logged_models(client, run, root)
         return _finish(store, handle, source, root, status)
+
+
+def _imported_parent(parent: str, child: str, mlflow_tracking_uri: str | None, experiment: str | None,
+                     tracking_uri: str | os.PathLike[str] | None) -> str:
+    """The casstore id of the MLflow run ``parent`` of ``child``, importing it if it was not."""
+    try:
+        return import_mlflow_run(parent, mlflow_tracking_uri=mlflow_tracking_uri, experiment=experiment,
+                                 tracking_uri=tracking_uri).run_id
+    except RunStateError as e:
+        raise RunStateError(f"cannot import MLflow run {child}: its parent run cannot be imported yet: {e}") from e
 
 
 def import_mlflow_experiment(

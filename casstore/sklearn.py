@@ -12,22 +12,27 @@ trusts plus those you name in ``skops_trusted_types`` at load time.
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
-import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from casstore._paths import safe_destination
 from casstore.exceptions import CorruptRecordError, InvalidInputError
 from casstore.models import _context
-from casstore.models.fetch import FetchedModel, fetch_model_uri
+from casstore.models.fetch import FetchedModel
 from casstore.models.mlmodel import python_version
 from casstore.models.requirements import pickle_modules, pin_requirements, resolve_requirements, skops_modules
-from casstore.models.save import ModelInfo, PreparedModel, copy_code_paths, log_prepared_model, prepare_example_and_signature
+from casstore.models.local import add_code_to_path, fetch_model_or_dir
+from casstore.models.save import (
+    ModelInfo,
+    PreparedModel,
+    copy_code_paths,
+    log_prepared_model,
+    new_model_dir,
+    prepare_example_and_signature,
+    save_prepared_model,
+)
 from casstore.models.serialization import (
     CLOUDPICKLE,
     DEFAULT_FORMAT,
@@ -53,6 +58,7 @@ __all__ = [
     "SERIALIZATION_FORMAT_SKOPS",
     "SUPPORTED_SERIALIZATION_FORMATS",
     "log_model",
+    "save_model",
     "load_model",
 ]
 
@@ -181,35 +187,45 @@ def log_model(
             )
 
 
+def save_model(
+    sk_model: Any,
+    path: str | os.PathLike[str],
+    conda_env: object = None,
+    code_paths: Sequence[str | os.PathLike[str]] | None = None,
+    mlflow_model: object = None,
+    serialization_format: str = DEFAULT_FORMAT,
+    signature: ModelSignature | None | bool = None,
+    input_example: Any = None,
+    pip_requirements: Sequence[str] | str | None = None,
+    extra_pip_requirements: Sequence[str] | str | None = None,
+    pyfunc_predict_fn: str = "predict",
+    metadata: dict[str, Any] | None = None,
+    skops_trusted_types: Sequence[str] | None = None,
+) -> str:
+    """Save a scikit-learn model as a model directory at ``path`` (which must not exist, or
+    be empty), readable by :func:`load_model` and by MLflow; return its model digest.
+
+    The directory holds the model entry (``casstore-model.msgpack``), so a load checks
+    every file against it before unpickling."""
+    if conda_env is not None or mlflow_model is not None:
+        raise InvalidInputError("save_model: conda_env and mlflow_model are not supported; use pip_requirements")
+    with new_model_dir(path) as d:
+        prepared = _prepare(
+            sk_model,
+            d,
+            serialization_format=serialization_format,
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=pip_requirements,
+            extra_pip_requirements=extra_pip_requirements,
+            code_paths=code_paths,
+            skops_trusted_types=skops_trusted_types,
+            pyfunc_predict_fn=pyfunc_predict_fn,
+        )
+        return save_prepared_model(prepared, metadata)
+
+
 # ---- loading ---------------------------------------------------------------------------
-
-_CODE_DIRS: list[str] = []
-
-
-def _cleanup_code_dirs() -> None:
-    for d in _CODE_DIRS:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-atexit.register(_cleanup_code_dirs)
-
-
-def _add_code(fetched: FetchedModel, code: object) -> None:
-    """Put the model's verified ``code/`` on ``sys.path`` (kept until the process exits)."""
-    if not code:
-        return
-    if code != "code" or not any(p.startswith("code/") for p in fetched.entry.files):
-        raise CorruptRecordError(f"model {fetched.entry.name!r} names code directory {code!r} that it does not hold")
-    keep = tempfile.mkdtemp(prefix="casstore-code-")
-    _CODE_DIRS.append(keep)
-    for rel in sorted(p for p in fetched.entry.files if p.startswith("code/")):
-        target = safe_destination(keep, rel[len("code/") :])
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with fetched.take(rel) as src, open(target, "wb") as out:
-            shutil.copyfileobj(src, out)
-    if keep not in sys.path:
-        sys.path.insert(0, keep)
-
 
 def _load_from_fetched(fetched: FetchedModel, skops_trusted_types: Sequence[str] | None = None) -> Any:
     entry = fetched.entry
@@ -221,7 +237,7 @@ def _load_from_fetched(fetched: FetchedModel, skops_trusted_types: Sequence[str]
     if fmt not in FORMATS:
         raise CorruptRecordError(f"model {entry.name!r} has unknown serialization format {fmt!r}")
     _sklearn()
-    _add_code(fetched, conf.get("code"))
+    add_code_to_path(fetched, conf.get("code"))
     with fetched.take(data_file) as f:
         return load_model_file(f, fmt, skops_trusted_types)
 
@@ -232,13 +248,14 @@ def _load_pyfunc_from_fetched(fetched: FetchedModel, skops_trusted_types: Sequen
 
 
 def load_model(
-    model_uri: str,
+    model_uri: str | os.PathLike[str],
     dst_path: str | os.PathLike[str] | None = None,
     *,
     skops_trusted_types: Sequence[str] | None = None,
     store: RunStore | None = None,
 ) -> Any:
-    """Load a scikit-learn model from ``runs:/``, ``models:/`` or ``cas:`` URIs.
+    """Load a scikit-learn model from ``runs:/``, ``models:/`` or ``cas:`` URIs, or from a
+    local model directory (``save_model``'s, or one MLflow wrote).
 
     Every file is verified against the model entry, and the entry against the registry
     pin, before the model is deserialized; a mismatch raises ``IntegrityError``.
@@ -246,8 +263,7 @@ def load_model(
     large model file is held in memory, the others go to a temp directory removed
     after loading).
     """
-    store = store or _context.current_store()
-    fetched = fetch_model_uri(model_uri, store, dest=os.fspath(dst_path) if dst_path is not None else None)
+    fetched = fetch_model_or_dir(model_uri, store, dest=os.fspath(dst_path) if dst_path is not None else None)
     try:
         return _load_from_fetched(fetched, skops_trusted_types)
     finally:

@@ -37,5 +37,5 @@ print(f"config {config}; weights downloaded to {local}")
 # logging the same content again in a new run stores nothing new
 with mlflow.start_run(run_name="demo again"):
     mlflow.log_artifact(weights)
-print("best run by loss:", mlflow.search_runs(filter_string="metrics.loss < 0.5", order_by=["metrics.loss ASC"])[0].info.run_id)
+print("best run by loss:", mlflow.search_runs(filter_string="metrics.loss < 0.5", order_by=["metrics.loss ASC"]).iloc[0]["run_id"])
 shutil.rmtree(workdir)

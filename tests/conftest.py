@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from s3_server import FaultProxy, S3Target
+from seaweed import ReadOnlyBucket, SeaweedS3
 
 @pytest.fixture(autouse=True, scope="session")
 def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
@@ -21,26 +22,101 @@ def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ["CASSTORE_CACHE_DIR"] = old
 
 
-# ---- S3: a real S3 HTTP server on loopback, or the endpoint the user names ---------------
+# ---- S3: real S3 HTTP servers on loopback, or the endpoint the user names ---------------
+#
+# Every test that takes ``s3_url``, ``s3_env`` or ``s3_target`` runs twice: against moto's
+# S3 server (tests/s3_server.py) and against SeaweedFS (tests/seaweed.py), a separate S3
+# implementation with storage of its own. Tests that put the fault-injecting, counting
+# proxy in front of the server (``s3_proxy``) run against moto only. With
+# ``CASSTORE_TEST_S3_URL`` set, they all run once, against that store.
+
+S3_SERVERS = ("moto",)
+_S3_FIXTURES = {"moto": "moto_s3", "seaweedfs": "seaweed_s3", "external": "external_s3"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "s3_target" not in metafunc.fixturenames:
+        return
+    from s3_server import TARGET_ENV
+
+    if os.environ.get(TARGET_ENV, "").strip():
+        servers: tuple[str, ...] = ("external",)
+    elif "s3_proxy" in metafunc.fixturenames:
+        servers = ("moto",)  # fault injection and request counting
+    else:
+        servers = S3_SERVERS
+    metafunc.parametrize("s3_target", servers, indirect=True)
 
 
 @pytest.fixture(scope="session")
-def s3_target() -> Iterator[S3Target]:
-    """moto's S3 server in a child process on 127.0.0.1 with a bucket; or, when
-    ``CASSTORE_TEST_S3_URL=s3://bucket/prefix`` is set, that store (credentials, region and
-    endpoint from the standard AWS variables, e.g. ``AWS_ENDPOINT_URL`` for MinIO)."""
-    from s3_server import DUMMY_CREDENTIALS, TARGET_ENV, LoopbackS3, make_bucket
+def moto_s3() -> Iterator[S3Target]:
+    """moto's S3 server in a child process on 127.0.0.1, with a bucket and dummy credentials."""
+    from s3_server import DUMMY_CREDENTIALS, LoopbackS3, make_bucket
 
-    external = os.environ.get(TARGET_ENV, "").strip()
-    if external:
-        if not external.startswith("s3://"):
-            pytest.fail(f"{TARGET_ENV} must be an s3://bucket/prefix URL, got {external!r}")
-        yield S3Target(external, os.environ.get("AWS_ENDPOINT_URL") or None)
-        return
     with LoopbackS3() as server:
         make_bucket(server.endpoint_url, "casstore-test")
         env = dict(DUMMY_CREDENTIALS, AWS_ENDPOINT_URL=server.endpoint_url)
-        yield S3Target("s3://casstore-test", server.endpoint_url, env, loopback=True)
+        yield S3Target("s3://casstore-test", server.endpoint_url, env, loopback=True, server="moto")
+
+
+@pytest.fixture(scope="session")
+def seaweed_server() -> Iterator[SeaweedS3]:
+    """SeaweedFS (``weed server -s3``) on 127.0.0.1 for the whole session, killed at its end.
+    Fails with an install hint if the ``weed`` binary is missing."""
+    from seaweed import WeedMissingError
+
+    try:
+        server = SeaweedS3()
+    except WeedMissingError as e:
+        missing = str(e)
+    else:
+        with server:
+            yield server
+        return
+    pytest.fail(missing, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3(seaweed_server: SeaweedS3) -> S3Target:
+    """A bucket on the session's SeaweedFS, with administrator credentials."""
+    bucket = seaweed_server.make_bucket("casstore-test")
+    return S3Target(f"s3://{bucket}", seaweed_server.endpoint_url, seaweed_server.env(), loopback=True, server="seaweedfs")
+
+
+@pytest.fixture
+def s3_read_only(seaweed_server: SeaweedS3) -> ReadOnlyBucket:
+    """A fresh bucket on SeaweedFS with an empty store URL in it (``.url``), and two identities:
+    ``.writer`` may do anything, ``.reader`` may only read and list; a PUT, copy or DELETE
+    signed by the reader is refused (403 AccessDenied). Fill the store with
+    ``.env(.writer)`` or ``.storage_options(.writer)``, then run what must only read with
+    the reader's. (Opening a store with read-only credentials tries one probe PUT, which is
+    refused and deferred to the first write: see docs/remote-stores.md.)"""
+    return seaweed_server.read_only_bucket()
+
+
+@pytest.fixture(scope="session")
+def external_s3() -> S3Target:
+    """The store named by ``CASSTORE_TEST_S3_URL`` (credentials, region and endpoint from the
+    standard AWS variables, e.g. ``AWS_ENDPOINT_URL`` for MinIO)."""
+    from s3_server import TARGET_ENV
+
+    external = os.environ.get(TARGET_ENV, "").strip()
+    if not external.startswith("s3://"):
+        pytest.fail(f"{TARGET_ENV} must be an s3://bucket/prefix URL, got {external!r}")
+    return S3Target(external, os.environ.get("AWS_ENDPOINT_URL") or None)
+
+
+@pytest.fixture
+def s3_target(request: pytest.FixtureRequest) -> S3Target:
+    """The S3 server a test runs against (see ``pytest_generate_tests``): moto or SeaweedFS on
+    loopback, or the store in ``CASSTORE_TEST_S3_URL``. Looked up without a parameter
+    (``request.getfixturevalue``), it is moto, or the external store when one is named."""
+    from s3_server import TARGET_ENV
+
+    default = "external" if os.environ.get(TARGET_ENV, "").strip() else "moto"
+    server = getattr(request, "param", default)
+    target: S3Target = request.getfixturevalue(_S3_FIXTURES[server])
+    return target
 
 
 @pytest.fixture

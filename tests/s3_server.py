@@ -61,6 +61,8 @@ class S3Target:
     loopback: bool = False
     #: every URL handed out, so that what the tests wrote on an external endpoint is removed
     issued: list[str] = field(default_factory=list)
+    #: which server: "moto", "seaweedfs", or "external" (the store in CASSTORE_TEST_S3_URL)
+    server: str = "external"
 
     def fresh_url(self, tag: str = "t") -> str:
         """A new, empty store URL under the base."""

@@ -190,13 +190,13 @@ def test_prefetch_never_fails_and_leaves_objects_as_they_are(tmp_path: Path) -> 
 def test_a_local_read_of_many_chunks_asks_for_each_ahead_of_reading_it(tmp_path: Path) -> None:
     """Cold chunks are read ahead (posix_fadvise WILLNEED) a window in advance: each is
     prefetched before it is read, never more than the window ahead, in order."""
-    from casstore.objects import store as store_mod
+    from casstore.objects import reading as reading_mod
 
     objects = open_store(tmp_path / "s")
     data = random.Random(12).randbytes(12 << 20)  # fixed bytes: a fixed number of chunks (random ones gave 8 once)
     digest = objects.put_bytes(data).digest
     chunks = objects.recipe(digest).chunks
-    assert len(chunks) > store_mod._PREFETCH // 2
+    assert len(chunks) > reading_mod._PREFETCH // 2
     events: list[tuple[str, str]] = []
     real_prefetch, real_get_into = objects.backend.prefetch, objects.backend.get_into
 
@@ -218,7 +218,7 @@ def test_a_local_read_of_many_chunks_asks_for_each_ahead_of_reading_it(tmp_path:
         read_at = events.index(("get", k))
         assert events.index(("prefetch", k)) < read_at, f"chunk {i} was read before it was asked for"
         ahead = sum(1 for e, _ in events[:read_at] if e == "prefetch") - i
-        assert ahead <= store_mod._PREFETCH
+        assert ahead <= reading_mod._PREFETCH
 
 
 @pytest.mark.parametrize("written", [3, local_mod.FSYNC_MAX, local_mod.FSYNC_MAX + 1, 40])

@@ -194,3 +194,42 @@ def test_import_mlflow_command_imports_a_directory(tmp_path: os.PathLike[str]) -
     assert casstore.Client(store).get_run(run["run_id"]).info.digest == run["digest"]
     bad = subprocess.run([sys.executable, "-m", "casstore.cli", "--store", store, "import-mlflow"], capture_output=True, text=True)
     assert bad.returncode == 2 and "exactly one" in bad.stderr
+
+
+@needs_mlflow
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")  # MLflow's own deprecation and future warnings
+def test_an_imported_child_run_names_its_new_parent(tmp_path: os.PathLike[str]) -> None:
+    import json
+
+    import mlflow
+    from click.testing import CliRunner
+
+    from casstore.cli import cli
+
+    uri = "sqlite:///" + os.path.join(tmp_path, "mlflow.db")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        mlflow.set_experiment("sweep")
+        with mlflow.start_run(run_name="parent") as parent:
+            with mlflow.start_run(run_name="child", nested=True) as child:
+                mlflow.log_param("lr", 0.1)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    store = os.path.join(tmp_path, "store")
+
+    def imported(*args: str) -> list[dict[str, object]]:
+        r = CliRunner().invoke(cli, ["--store", store, "import-mlflow", *args, "--mlflow-uri", uri, "--json"])
+        assert r.exit_code == 0, (r.stdout, r.stderr)
+        return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+    [got_child] = imported(child.info.run_id)  # the child alone: its parent comes along
+    client = casstore.Client(store)
+    new_child = client.get_run(str(got_child["run_id"]))
+    new_parent = client.get_run(new_child.data.tags["mlflow.parentRunId"])
+    assert new_parent.data.tags["casstore.import.source"] == f"mlflow:{parent.info.run_id}"
+    assert new_parent.info.run_name == "parent" and new_parent.info.run_id != parent.info.run_id
+    both = {str(r["source"]): r for r in imported("--experiment", "sweep")}  # again, the whole experiment
+    assert all(r["already_imported"] for r in both.values())
+    assert both[f"mlflow:{parent.info.run_id}"]["run_id"] == new_parent.info.run_id

@@ -19,6 +19,7 @@ from blake3 import blake3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import casstore.objects.passes as passes_mod
 import casstore.objects.store as store_mod
 from casstore.exceptions import LocalFileError
 from casstore.objects import ObjectStore, open_store
@@ -220,14 +221,14 @@ def _count_read_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """A list that grows by one each time a file is stored by reading it (the storing pass
     over a stream, fed a file rather than bytes)."""
     passes: list[int] = []
-    real = store_mod.ObjectStore._store_stream
+    real = passes_mod.StoringPasses.store_stream
 
     def counted(self: object, stream: object, *a: object) -> object:
         if isinstance(stream, io.BufferedReader):  # a file read, not put_bytes' bytes
             passes.append(1)
         return real(self, stream, *a)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store_mod.ObjectStore, "_store_stream", counted)
+    monkeypatch.setattr(passes_mod.StoringPasses, "store_stream", counted)
     return passes
 
 
@@ -257,7 +258,7 @@ def test_a_new_version_stored_through_maps_is_stored_as_by_reads(
 ) -> None:
     old, new = _versions(seed, edits)
     # many windows (of at least two maximum chunks and a page), cut at their edges
-    monkeypatch.setattr(store_mod, "_MAP_WINDOW", window * (64 << 10))
+    monkeypatch.setattr(passes_mod, "_MAP_WINDOW", window * (64 << 10))
     read_passes = _count_read_passes(monkeypatch)
     root = patient / uuid.uuid4().hex  # a new pair of stores for each example
     mapped_store, mapped = _store_both(root, old, new, "mapped")
@@ -274,7 +275,7 @@ def test_a_new_version_stored_through_maps_is_stored_as_by_reads(
 
 def test_a_mapped_storing_pass_that_stops_is_finished_by_reading(patient: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     old, new = _versions(7, 3)
-    monkeypatch.setattr(store_mod, "_MAP_WINDOW", 256 << 10)
+    monkeypatch.setattr(passes_mod, "_MAP_WINDOW", 256 << 10)
     objects = open_store(patient / "store", chunker=SMALL)
     objects.put_bytes(old)
     _forget_hints(objects)
@@ -304,7 +305,7 @@ def test_a_writer_during_the_mapped_storing_pass_waits_one_window(patient: Path,
     _forget_hints(objects)
     path = patient / "new.bin"
     path.write_bytes(new)
-    monkeypatch.setattr(store_mod, "_MAP_WINDOW", 256 << 10)
+    monkeypatch.setattr(passes_mod, "_MAP_WINDOW", 256 << 10)
     arrives = _WriterArrives(path)
     windows = []
     real_cut = objects.chunker.cut_block
@@ -333,7 +334,7 @@ def test_a_new_file_stored_through_maps_is_stored_as_by_reads(
     patient: Path, monkeypatch: pytest.MonkeyPatch, seed: int, size: int, window: int
 ) -> None:
     data = random.Random(seed).randbytes(size)
-    monkeypatch.setattr(store_mod, "_MAP_WINDOW", window * (64 << 10))
+    monkeypatch.setattr(passes_mod, "_MAP_WINDOW", window * (64 << 10))
     read_passes = _count_read_passes(monkeypatch)
     root = patient / uuid.uuid4().hex
     path = root / "new.bin"
@@ -384,14 +385,14 @@ def _like_passes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """A list that grows by one each time a file is stored by following a similar file's
     recipe: whether that pass went to the end (or stopped, leaving the file to another)."""
     passes: list[bool] = []
-    real = store_mod.ObjectStore._store_like
+    real = passes_mod.StoringPasses.store_like
 
-    def counted(self: ObjectStore, *a: object) -> object:
+    def counted(self: passes_mod.StoringPasses, *a: object) -> object:
         result = real(self, *a)  # type: ignore[arg-type]
         passes.append(result is not None)
         return result
 
-    monkeypatch.setattr(store_mod.ObjectStore, "_store_like", counted)
+    monkeypatch.setattr(passes_mod.StoringPasses, "store_like", counted)
     return passes
 
 
@@ -415,7 +416,7 @@ def test_a_new_version_that_follows_the_recipe_before_is_stored_as_by_reads(
         new = bytes(edited)
     elif kind == "appended":
         new = old + rng.randbytes(rng.randrange(1, 200_000))
-    monkeypatch.setattr(store_mod, "_MAP_WINDOW", window * (64 << 10))
+    monkeypatch.setattr(passes_mod, "_MAP_WINDOW", window * (64 << 10))
     read_passes = _count_read_passes(monkeypatch)
     like_passes = _like_passes(monkeypatch)
     root = patient / uuid.uuid4().hex
@@ -467,7 +468,7 @@ def test_a_pass_that_follows_a_recipe_and_loses_its_lease_is_finished_by_reading
 ) -> None:
     old, new = _versions(13, 2)
     new += b"longer"  # a new size: one pass, the whole hashed beside it
-    monkeypatch.setattr(store_mod, "_MAP_WINDOW", 256 << 10)
+    monkeypatch.setattr(passes_mod, "_MAP_WINDOW", 256 << 10)
     objects = open_store(patient / "store", chunker=SMALL)
     objects.put_bytes(old)
     path = patient / "new.bin"
@@ -488,4 +489,4 @@ def test_a_pass_that_follows_a_recipe_and_loses_its_lease_is_finished_by_reading
     stored = objects.put_file(path)
     assert like_passes == [False] and read_passes == [1]
     assert stored.digest == blake3(new).hexdigest() and objects.get_bytes(stored.digest) == new
-    assert objects.recipe(stored.digest) == store_mod.ObjectStore._store_stream(objects, io.BytesIO(new), None)[1]
+    assert objects.recipe(stored.digest) == objects._passes.store_stream(io.BytesIO(new), None)[1]

@@ -109,7 +109,7 @@ def test_default_experiment_is_there_before_any_run(tracking: str) -> None:
     assert casstore.get_experiment_by_name("Default").experiment_id == "0"  # type: ignore[union-attr]
     assert casstore.get_experiment("0").name == "Default"
     assert casstore.set_experiment(experiment_id="0").name == "Default"
-    assert casstore.search_runs(experiment_names=["Default"]) == []
+    assert casstore.search_runs(experiment_names=["Default"], output_format="list") == []
     with casstore.start_run() as run:
         pass
     assert run.info.experiment_id == "0"
@@ -206,7 +206,7 @@ def test_git_commit_and_dirty_state_are_recorded(tracking: str, tmp_path: Path) 
     assert casstore.get_run(out.stdout.strip()).data.tags["casstore.git.dirty"] == "true"
 
 
-def test_resume_an_open_run_but_not_a_sealed_one(tracking: str) -> None:
+def test_resume_an_open_run(tracking: str) -> None:
     run = casstore.start_run()
     casstore.log_param("a", 1)
     rid = run.info.run_id
@@ -216,8 +216,7 @@ def test_resume_an_open_run_but_not_a_sealed_one(tracking: str) -> None:
         casstore.log_param("b", 2)
     done = casstore.get_run(rid)
     assert done.data.params == {"a": "1", "b": "2"} and done.info.status == "FINISHED"
-    with pytest.raises(RunStateError, match="sealed"):
-        casstore.start_run(run_id=rid)
+    assert len(casstore.MlflowClient().get_run_seals(rid)) == 1  # resumed before it ended: one seal
     with pytest.raises(ObjectNotFoundError):
         casstore.start_run(run_id="f" * 32)
     with pytest.raises(InvalidInputError, match="not a run id"):
@@ -270,27 +269,32 @@ def test_search_runs_filters_orders_and_frames(tracking: str) -> None:
         ids[c] = run.info.run_id
     with casstore.start_run(run_name="no metric"):
         casstore.log_param("C", "x")
-    got = casstore.search_runs(filter_string="metrics.accuracy > 0.85", order_by=["metrics.accuracy DESC"])
+    got = casstore.search_runs(filter_string="metrics.accuracy > 0.85", order_by=["metrics.accuracy DESC"], output_format="list")
     assert [r.info.run_id for r in got] == [ids["1.0"], ids["10"]]
-    got = casstore.search_runs(order_by=["metrics.accuracy ASC"], max_results=10)
+    got = casstore.search_runs(order_by=["metrics.accuracy ASC"], max_results=10, output_format="list")
     assert [r.data.params["C"] for r in got] == ["0.1", "10", "1.0", "x"]  # the run without it comes last
-    got = casstore.search_runs(filter_string="params.C = '0.1' AND attributes.status = 'FINISHED'")
+    got = casstore.search_runs(filter_string="params.C = '0.1' AND attributes.status = 'FINISHED'", output_format="list")
     assert [r.info.run_id for r in got] == [ids["0.1"]]
-    got = casstore.search_runs(filter_string="tags.mlflow.runName LIKE 'C=1%'")
+    got = casstore.search_runs(filter_string="tags.mlflow.runName LIKE 'C=1%'", output_format="list")
     assert {r.info.run_id for r in got} == {ids["1.0"], ids["10"]}
     assert len(casstore.search_runs(max_results=2)) == 2
-    frame = casstore.search_runs(filter_string="metrics.accuracy >= 0.9", output_format="pandas")
+    frame = casstore.search_runs(filter_string="metrics.accuracy >= 0.9")  # a DataFrame by default, as MLflow
     assert set(frame["run_id"]) == {ids["1.0"], ids["10"]}
     assert {"metrics.accuracy", "params.C", "tags.mlflow.runName", "digest"} <= set(frame.columns)
+    assert list(frame.columns[:6]) == ["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"]
+    assert frame.sort_values("metrics.accuracy").iloc[0]["params.C"] == "10"
     empty = casstore.search_runs(filter_string="metrics.accuracy > 5", output_format="pandas")
     assert len(empty) == 0 and "run_id" in empty.columns
     with pytest.raises(InvalidInputError, match="invalid search filter"):
         casstore.search_runs(filter_string="metrics.accuracy >> 1")
     with pytest.raises(InvalidInputError, match="output_format"):
         casstore.search_runs(output_format="csv")
-    assert casstore.search_runs(experiment_ids=["0"], search_all_experiments=True)
-    with pytest.raises(ObjectNotFoundError):
-        casstore.search_runs(experiment_names=["absent"])
+    assert len(casstore.search_runs(experiment_ids=["0"], search_all_experiments=True)) == 4
+    # as MLflow: a name with no experiment is skipped (with a warning); ids and names together are refused
+    assert casstore.search_runs(experiment_names=["absent"], output_format="list") == []
+    assert len(casstore.search_runs(experiment_names=["absent", "Default", None])) == 4
+    with pytest.raises(InvalidInputError, match="not both"):
+        casstore.search_runs(experiment_ids=["0"], experiment_names=["Default"])
 
 
 def test_tracking_uri_setting_env_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh local store as the tracking URI, in a fresh working directory; no run active."""
     monkeypatch.chdir(tmp_path)
-    for var in ("CASSTORE_TRACKING_URI", fluent.EXPERIMENT_NAME_ENV, fluent.EXPERIMENT_ID_ENV):
+    for var in ("CASSTORE_TRACKING_URI", "MLFLOW_TRACKING_URI", fluent.EXPERIMENT_NAME_ENV, fluent.EXPERIMENT_ID_ENV,
+                "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "CASSTORE_RUN_ID"):
         monkeypatch.delenv(var, raising=False)
     fluent._reset()
     store = str(tmp_path / "store")

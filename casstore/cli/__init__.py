@@ -2,7 +2,7 @@
 
 Thin wiring of the layers below, one module per command group:
 ``runs.py`` (runs, show, ls, cat, get, log, delete-run), ``audit.py`` (audit, diff),
-``maintenance.py`` (verify, du, gc) and ``models.py`` (models ...). An error is one
+``maintenance.py`` (verify, du, gc), ``models.py`` (models ...) and ``ui.py`` (ui). An error is one
 line on stderr and a non-zero exit status; ``--debug`` shows the traceback instead.
 """
 
@@ -94,9 +94,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from casstore.cli import audit, maintenance, migrate, models, runs
+    from casstore.cli import audit, maintenance, migrate, models, runs, ui
 
-    for mod in (runs, audit, maintenance, models, migrate):
+    for mod in (runs, audit, maintenance, models, migrate, ui):
         for command in mod.COMMANDS:
             cli.add_command(command)
 

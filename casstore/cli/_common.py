@@ -9,12 +9,12 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import click
 
-from casstore.exceptions import InvalidInputError, ObjectNotFoundError
+from casstore.exceptions import InvalidInputError, LocalFileError, ObjectNotFoundError
 
 __all__ = [
     "common_options",
@@ -22,6 +22,8 @@ __all__ = [
     "resolve_run_id",
     "emit_json",
     "print_table",
+    "columns",
+    "echo_files",
     "human_size",
     "fmt_time",
     "Progress",
@@ -70,11 +72,30 @@ def open_runs(store: str | None, *, create: bool = False) -> Any:
     from casstore.runs import RunStore
 
     uri = store_uri(store)
-    if not create and "://" not in uri and not os.path.isdir(uri):
-        raise ObjectNotFoundError(
-            f"no casstore store at {uri!r} (the directory does not exist); pass --store URI or set ${STORE_ENV}"
-        )
+    if "://" not in uri or uri.startswith("file://"):
+        _check_local_store(uri.removeprefix("file://"), create)
     return RunStore(open_store(uri, create=create))
+
+
+def _check_local_store(path: str, create: bool) -> None:
+    """A clear error for a local store path that cannot be a store: a regular file, a path
+    through a file, or (for a command that only reads) a directory that does not exist."""
+    if os.path.isdir(path):
+        return
+    if os.path.exists(path):
+        raise LocalFileError(
+            f"--store {path!r} is a file, not a store directory; pass the directory of a store "
+            f"(or a new directory to create one) with --store or ${STORE_ENV}"
+        )
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise LocalFileError(f"--store {path!r} lies under {parent!r}, which is a file, not a directory")
+    if not create:
+        raise ObjectNotFoundError(
+            f"no casstore store at {path!r} (the directory does not exist); pass --store URI or set ${STORE_ENV}"
+        )
 
 
 def resolve_run_id(runs: Any, text: str) -> str:
@@ -122,19 +143,35 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title:
         from rich.table import Table
 
         table = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
-        for h in headers:
-            table.add_column(h, justify="right" if h in right else "left", overflow="fold")
+        for i, h in enumerate(headers):
+            # a column of single words (ids, digests) is never broken; free text folds to fit
+            whole = all(" " not in row[i] for row in cells)
+            table.add_column(h, justify="right" if h in right else "left", overflow="fold", no_wrap=whole)
         for row in cells:
             table.add_row(*row)
         Console().print(table)
         return
     if title:
         click.echo(title)
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    fmt = [(str.rjust if h in right else str.ljust) for h in headers]
-    lines = [list(headers), *cells]
-    for row in lines:
-        click.echo("  ".join(f(c, w) for f, c, w in zip(fmt, row, widths)).rstrip())
+    for line in columns([list(headers), *cells], right=[i for i, h in enumerate(headers) if h in right]):
+        click.echo(line)
+
+
+def columns(rows: Sequence[Sequence[Any]], *, right: Sequence[int] = (), indent: str = "") -> list[str]:
+    """``rows`` as lines of aligned columns, two spaces apart, never truncated: the columns
+    numbered in ``right`` (sizes, counts) aligned to the right, the others to the left."""
+    cells = [["" if c is None else str(c) for c in row] for row in rows]
+    if not cells:
+        return []
+    widths = [max(len(r[i]) for r in cells if i < len(r)) for i in range(max(map(len, cells)))]
+    return [indent + "  ".join((c.rjust if i in right else c.ljust)(widths[i]) for i, c in enumerate(row)).rstrip()
+            for row in cells]
+
+
+def echo_files(files: Iterable[tuple[str, int, str]], indent: str = "  ") -> None:
+    """Files as aligned columns: name, size (to the right), BLAKE3 digest."""
+    for line in columns([(name, human_size(size), digest) for name, size, digest in files], right=[1], indent=indent):
+        click.echo(line)
 
 
 def human_size(n: float) -> str:
@@ -195,10 +232,11 @@ class Progress:
             self._progress.update(task, total=total)
 
     @contextlib.contextmanager
-    def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-        """One bar for the duration of the block; yields ``advance(n)``."""
+    def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
+        """One bar for the duration of the block; yields ``advance(n)``, or None when no bar
+        is drawn (then the work needs no callback: a file is stored the fastest way)."""
         if self._progress is None:
-            yield lambda n: None
+            yield None
             return
         task = self._progress.add_task(description, total=total)
         try:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from casstore.cli._common import common_options, emit_json, fmt_time, human_size, open_runs, resolve_run_id
+from casstore.cli._common import columns, common_options, emit_json, fmt_time, human_size, open_runs, resolve_run_id
 from casstore.cli.runs import run_dict
 from casstore.exceptions import CasstoreError
 
@@ -64,6 +64,8 @@ def build_audit(runs: Any, run_id: str) -> dict[str, Any]:
         "casstore_version": __version__,
         "store": runs.url,
         "run": run,
+        # a run resumed after it ended has one seal per end, each manifest naming the one before
+        "seals": [{k: s[k] for k in ("generation", "digest", "status", "end_time")} for s in runs.seal_history(run_id)],
         "params": dict(sorted(view.params.items())),
         "metrics": dict(sorted(view.metrics.items())),
         "tags": {"code": code, "environment": env, "other": other},
@@ -92,6 +94,12 @@ def _markdown(a: dict[str, Any]) -> str:
         f"- **Report**: generated {a['generated_at']} by casstore {a['casstore_version']}",
         "",
     ]
+    if len(a["seals"]) > 1:
+        out += ["## Seals (the run was resumed after it ended)", "",
+                "Each seal's manifest names the digest of the seal before it; every one stays verifiable.", "",
+                "| end | status | ended | run digest |", "|---:|---|---|---|"]
+        out += [f"| {x['generation']} | {x['status']} | {fmt_time(x['end_time'])} | `{x['digest']}` |" for x in a["seals"]]
+        out.append("")
     out += _md_kv("Parameters", a["params"])
     out += _md_kv("Metrics (latest values)", a["metrics"])
     out += _md_kv("Code version", a["tags"]["code"])
@@ -153,12 +161,15 @@ def _text(a: dict[str, Any]) -> str:
         f"start / end  {fmt_time(r['start_time'])} / {fmt_time(r['end_time'])}",
         f"verification {'PASSED' if v['ok'] else 'FAILED'} ({_checked(v)})",
     ]
+    if len(a["seals"]) > 1:
+        lines += ["", "seals (resumed after ending; each manifest names the digest before it)"]
+        lines += [f"  {x['generation']}  {x['status']:<8} {fmt_time(x['end_time'])}  {x['digest']}" for x in a["seals"]]
     for title, d in (("params", a["params"]), ("metrics", a["metrics"]), ("code", a["tags"]["code"]),
                      ("environment", a["tags"]["environment"]), ("other tags", a["tags"]["other"])):
         if d:
             lines += ["", title] + [f"  {k} = {val}" for k, val in d.items()]
     lines += ["", "artifacts (size, BLAKE3: check with b3sum)"]
-    lines += [f"  {x['path']}  {x['size']}  {x['blake3']}" for x in a["artifacts"]] or ["  (none)"]
+    lines += columns([(x["path"], x["size"], x["blake3"]) for x in a["artifacts"]], right=[1], indent="  ") or ["  (none)"]
     for m in a["models"]:
         lines += ["", f"model {m['name']}  {m['digest']}"]
         if "error" in m:
@@ -300,10 +311,10 @@ def diff_cmd(run_a: str, run_b: str, as_json: bool, store: str | None) -> None:
     if arts["added"] or arts["removed"] or arts["changed"]:
         any_diff = True
         click.echo("\nartifacts")
-        for p, e in arts["removed"].items():
-            click.echo(f"  - {p}  {human_size(e['size'])}  {e['digest']}")
-        for p, e in arts["added"].items():
-            click.echo(f"  + {p}  {human_size(e['size'])}  {e['digest']}")
+        rows = [(f"- {p}", human_size(e["size"]), e["digest"]) for p, e in arts["removed"].items()]
+        rows += [(f"+ {p}", human_size(e["size"]), e["digest"]) for p, e in arts["added"].items()]
+        for line in columns(rows, right=[1], indent="  "):
+            click.echo(line)
         for p, ch in arts["changed"].items():
             shared = ""
             if ch.get("shared_chunks") is not None:

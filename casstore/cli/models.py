@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from casstore.cli._common import common_options, emit_json, fmt_time, human_size, open_runs, print_table
+from casstore.cli._common import columns, common_options, echo_files, emit_json, fmt_time, human_size, open_runs, print_table
 
 __all__ = ["COMMANDS"]
 
@@ -38,9 +38,12 @@ Examples:
   casstore models versions fraud
   casstore models show models:/fraud@champion
   casstore models alias fraud champion 3
+  casstore models serve -m models:/fraud@champion --port 5001
+  casstore models predict -m models:/fraud/3 -i batch.csv -o predictions.json
 """)
 def models_group() -> None:
-    """Registered models: list them, their versions, show one, move an alias."""
+    """Registered models: list them, their versions, show one, move an alias, serve and
+    score them."""
 
 
 @models_group.command("list")
@@ -104,7 +107,7 @@ def show_cmd(model_uri: str, as_json: bool, store: str | None) -> None:
         "name": entry.name,
         "run_id": entry.run_id,
         "created": entry.created,
-        "flavors": entry.flavors,
+        "flavors": _mlmodel_flavors(runs, entry),
         "requirements": list(entry.requirements),
         "signature": entry.signature,
         "files": {p: {"digest": f.digest, "size": f.size} for p, f in sorted(entry.files.items())},
@@ -113,40 +116,171 @@ def show_cmd(model_uri: str, as_json: bool, store: str | None) -> None:
     if as_json:
         emit_json(d)
         return
-    click.echo(f"model        {entry.name}")
-    click.echo(f"digest       {resolved.model_digest}")
-    click.echo(f"run          {entry.run_id or '-'}")
-    click.echo(f"created      {entry.created or '-'}")
-    click.echo(f"flavors      {', '.join(sorted(entry.flavors))}")
-    click.echo(f"requirements {', '.join(entry.requirements) or '-'}")
+    lines = [
+        ("model", entry.name),
+        ("digest", resolved.model_digest),
+        ("run", entry.run_id or "-"),
+        ("created", entry.created or "-"),
+        ("flavors", ", ".join(sorted(entry.flavors))),
+        ("requirements", ", ".join(entry.requirements) or "-"),
+    ]
     if entry.signature:
-        click.echo(f"signature    inputs {_sig(entry.signature.get('inputs'))} -> outputs {_sig(entry.signature.get('outputs'))}")
-    click.echo(f"registry     {', '.join(f'{mv.name} v{mv.version}' for mv in pins) or 'none'}")
+        lines += [("signature", f"inputs   {_schema(entry.signature.get('inputs'))}"),
+                  ("", f"outputs  {_schema(entry.signature.get('outputs'))}")]
+    lines.append(("registry", ", ".join(f"{mv.name} v{mv.version}" for mv in pins) or "none"))
+    for line in columns(lines):
+        click.echo(line)
     click.echo(f"\nfiles ({len(entry.files)}, {human_size(entry.size)})")
-    for p, f in sorted(entry.files.items()):
-        click.echo(f"  {p}  {human_size(f.size)}  {f.digest}")
+    echo_files((p, f.size, f.digest) for p, f in sorted(entry.files.items()))
 
 
-def _sig(part: Any) -> str:
+def _schema(part: Any) -> str:
+    """A signature's inputs or outputs, every column or tensor of it: never cut short."""
+    from casstore.exceptions import CorruptRecordError
+    from casstore.models.signature import Schema
+
     if not part:
         return "-"
-    if isinstance(part, list):
-        return f"[{len(part)} fields]"
-    return str(part)[:60]
+    try:
+        return ", ".join(repr(spec) for spec in Schema.from_json(part))
+    except CorruptRecordError:
+        return str(part)  # not a schema casstore reads: shown as recorded
+
+
+def _mlmodel_flavors(runs: Any, entry: Any) -> Any:
+    """The flavors as the model's ``MLmodel`` file gives them (what MLflow's tools read:
+    ``loader_module: mlflow.sklearn``), read verified from the store; the entry's own
+    when the model has no readable ``MLmodel``."""
+    import yaml
+
+    ref = entry.files.get("MLmodel")
+    if ref is None:
+        return entry.flavors
+    try:
+        ml = yaml.safe_load(runs.objects.get_bytes(ref.digest))
+    except yaml.YAMLError:
+        return entry.flavors
+    flavors = ml.get("flavors") if isinstance(ml, dict) else None
+    return flavors if isinstance(flavors, dict) else entry.flavors
 
 
 @models_group.command("alias")
 @click.argument("name")
 @click.argument("alias")
 @click.argument("version")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: the alias and the version it now points at.")
 @common_options
-def alias_cmd(name: str, alias: str, version: str, store: str | None) -> None:
+def alias_cmd(name: str, alias: str, version: str, as_json: bool, store: str | None) -> None:
     """Point ALIAS of registered model NAME at VERSION (recorded in the alias's history)."""
     runs = open_runs(store)
     reg = _registry(runs)
     reg.set_alias(name, alias, version)
     mv = reg.get_version_by_alias(name, alias)
+    if as_json:
+        emit_json({"name": name, "alias": alias, "version": mv.version, "model_digest": mv.model_digest,
+                   "model_uri": f"models:/{name}@{alias}"})
+        return
     click.echo(f"models:/{name}@{alias} -> version {mv.version} ({mv.model_digest})")
+
+
+_URI_HELP = (
+    "The model: runs:/<run>/<name>, models:/<name>/<version>, models:/<name>@<alias>, "
+    "models:/<name>/latest, cas:<model digest>, or a local MLflow model directory."
+)
+
+
+def _opener(store: str | None, uri: str) -> Any:
+    """Opens the store for ``uri`` (none for a local model directory), in any process or
+    thread: the store's location is settled here, once."""
+    from casstore.cli._common import store_uri
+    from casstore.serving.model import is_local_dir
+
+    if is_local_dir(uri):
+        return None
+    location = store_uri(store)
+    open_runs(location)  # a missing store is an error now, not in a worker
+    return lambda: open_runs(location)
+
+
+@models_group.command("serve", context_settings={"help_option_names": ["--help"]})
+@click.option("-m", "--model-uri", "model_uri", required=True, metavar="MODEL_URI", help=_URI_HELP)
+@click.option("-h", "--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("-p", "--port", default=5001, show_default=True, type=click.IntRange(0, 65535), help="The port to listen on.")
+@click.option("-w", "--workers", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Worker processes; each holds the model in memory (shared copy-on-write until written to).")
+@click.option("--follow-alias", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", default=None,
+              help="Re-resolve an alias (or latest) every SECONDS; swap in a new version once it is fetched and verified.")
+@click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=64, show_default=True,
+              help="The largest request body read, in MiB; larger requests get 413.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60, show_default=True,
+              help="Seconds a prediction may take; a request that takes longer gets 504.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
+              show_default=True, help="What the server logs on stderr (info logs every request).")
+@common_options
+def serve_cmd(model_uri: str, host: str, port: int, workers: int, follow_alias: float | None, max_body_mb: float,
+              timeout: float, log_level: str, store: str | None) -> None:
+    """Serve a model over HTTP: MLflow's scoring protocol and the Open Inference Protocol.
+
+    The model is fetched and every byte verified before it is unpickled; a tampered
+    file stops the server before it starts. Every response carries the model's digest
+    (X-Casstore-Model-Digest) and registry version (X-Casstore-Model-Version).
+
+    \b
+    GET  /ping, /health, /version
+    POST /invocations            application/json or text/csv, as MLflow's server
+    GET  /v2/health/ready, /v2/models/<name>
+    POST /v2/models/<name>/infer
+    """
+    from casstore.serving import require_serving
+
+    require_serving()
+    from casstore.serving.server import ServeOptions, serve
+
+    options = ServeOptions(host=host, port=port, workers=workers, follow_alias=follow_alias,
+                           max_body=int(max_body_mb * (1 << 20)), timeout=timeout, log_level=log_level)
+    serve(model_uri, _opener(store, model_uri), options)
+
+
+@models_group.command("predict")
+@click.option("-m", "--model-uri", "model_uri", required=True, metavar="MODEL_URI", help=_URI_HELP)
+@click.option("-i", "--input-path", "input_path", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="The input: a JSON file in a form /invocations takes, or a CSV file with a header row ('-': stdin).")
+@click.option("-o", "--output-path", "output_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Where to write the predictions as JSON (default: stdout).")
+@click.option("-t", "--content-type", type=click.Choice(["json", "csv"]), default=None,
+              help="The input's format (default: csv for a .csv file, else json).")
+@common_options
+def predict_cmd(model_uri: str, input_path: str, output_path: str | None, content_type: str | None,
+                store: str | None) -> None:
+    """Score a file of inputs with a model, as the server would answer it.
+
+    The model is fetched and verified before it is unpickled; the input is read and
+    checked against its signature as /invocations does.
+    """
+    from casstore.exceptions import LocalFileError
+    from casstore.serving import require_serving
+
+    require_serving()
+    from casstore.serving.model import load_served
+    from casstore.serving.payload import CSV, JSON
+
+    kind = content_type or ("csv" if input_path.lower().endswith(".csv") else "json")
+    try:
+        with click.open_file(input_path, "rb") as f:
+            body = f.read()
+    except OSError as e:
+        raise LocalFileError(f"cannot read the input {input_path!r}: {e.strerror or e}") from e
+    model = load_served(model_uri, _opener(store, model_uri))
+    out = model.invoke(body, CSV if kind == "csv" else JSON)
+    if output_path is None:
+        click.echo(out.decode("utf-8"))
+        return
+    try:
+        with open(output_path, "wb") as f:
+            f.write(out + b"\n")
+    except OSError as e:
+        raise LocalFileError(f"cannot write the predictions to {output_path!r}: {e.strerror or e}") from e
+    click.echo(f"wrote predictions for {model_uri} (digest {model.digest}) to {output_path}", err=True)
 
 
 COMMANDS = [models_group]

@@ -10,7 +10,9 @@ import click
 
 from casstore.cli._common import (
     Progress,
+    columns,
     common_options,
+    echo_files,
     emit_json,
     fmt_time,
     human_size,
@@ -165,12 +167,11 @@ def show_cmd(run: str, as_json: bool, store: str | None) -> None:
     if view.artifacts:
         total = sum(a.size for a in view.artifacts.values())
         click.echo(f"\nartifacts ({len(view.artifacts)}, {human_size(total)})")
-        for p, a in sorted(view.artifacts.items()):
-            click.echo(f"  {p}  {human_size(a.size)}  {a.digest}")
+        echo_files((p, a.size, a.digest) for p, a in sorted(view.artifacts.items()))
     if view.models:
         click.echo(f"\nmodels ({len(view.models)})")
-        for name, ref in sorted(view.models.items()):
-            click.echo(f"  {name}  {ref.digest}")
+        for line in columns([(name, ref.digest) for name, ref in sorted(view.models.items())], indent="  "):
+            click.echo(line)
 
 
 def _section(title: str, d: dict[str, Any]) -> None:
@@ -262,14 +263,17 @@ Examples:
   casstore get 3f2a9c model/weights.bin              # -> ./weights.bin
   casstore get 3f2a9c model -o ./model-v3             # a directory
   casstore get 3f2a9c -o ./run-files                  # every artifact
+  casstore get 3f2a9c model --json | jq -r '.[].file'  # the paths written
 """)
 @click.argument("run")
 @click.argument("path", required=False, default="")
 @click.option("-o", "--output", "dest", metavar="DEST", default=None,
               help="Where to write: a file path for a file, a directory otherwise "
                    "(default: the artifact's name, or the run id, in the current directory).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: each file written (artifact path, file written, size, digest).")
 @common_options
-def get_cmd(run: str, path: str, dest: str | None, store: str | None) -> None:
+def get_cmd(run: str, path: str, dest: str | None, as_json: bool, store: str | None) -> None:
     """Download an artifact file, a directory of artifacts, or all of a run's artifacts.
 
     Every file is verified before it appears at its destination; none is written
@@ -303,8 +307,10 @@ def get_cmd(run: str, path: str, dest: str | None, store: str | None) -> None:
     with Progress() as progress, progress.task(f"downloading {len(items)} file(s)", total) as advance:
         for entry, target in items:
             runs.artifact_to_file(view.run_id, entry, target, advance)
-    for entry, target in items:
-        click.echo(f"{target}  {human_size(entry.size)}  {entry.digest}")
+    if as_json:
+        emit_json([{"path": e.path, "file": target, "size": e.size, "digest": e.digest} for e, target in items])
+        return
+    echo_files(((target, e.size, e.digest) for e, target in items), indent="")
 
 
 # ---- log -----------------------------------------------------------------------------------
@@ -338,7 +344,7 @@ def log_cmd(files: tuple[str, ...], run: str | None, artifact_path: str | None, 
     from casstore.cli._common import open_runs
     from casstore.runs import DEFAULT_EXPERIMENT_NAME
     from casstore.tracking._artifacts import walk_dir
-    from casstore.tracking.context import context_tags
+    from casstore.tracking.client import new_run_tags
 
     items: list[tuple[str, str]] = []
     for f in files:
@@ -357,17 +363,13 @@ def log_cmd(files: tuple[str, ...], run: str | None, artifact_path: str | None, 
         new = False
     else:
         exp_id = runs.get_or_create_experiment(experiment or DEFAULT_EXPERIMENT_NAME)
-        tags = {**context_tags(), "mlflow.source.name": "casstore log"}
-        handle = runs.create_run(exp_id, run_name=run_name, tags=tags)
+        name, tags = new_run_tags({"mlflow.source.name": "casstore log"}, run_name)
+        handle = runs.create_run(exp_id, run_name=name, tags=tags)
         new = True
-    sizes = [os.path.getsize(lp) for _, lp in items]
-    entries = []
-    batch = 16
+    total = sum(os.path.getsize(lp) for _, lp in items)
     try:
-        with Progress() as progress, progress.task(f"logging {len(items)} file(s)", sum(sizes)) as advance:
-            for i in range(0, len(items), batch):
-                entries.extend(handle.log_files(items[i:i + batch]))
-                advance(sum(sizes[i:i + batch]))
+        with Progress() as progress, progress.task(f"logging {len(items)} file(s)", total) as advance:
+            entries = handle.log_files(items, progress=advance)
     except BaseException:
         if new:
             handle.end("FAILED")
@@ -377,8 +379,7 @@ def log_cmd(files: tuple[str, ...], run: str | None, artifact_path: str | None, 
         emit_json({"run_id": handle.run_id, "digest": digest, "sealed": digest is not None,
                    "artifacts": [{"path": e.path, "size": e.size, "digest": e.digest} for e in entries]})
         return
-    for e in entries:
-        click.echo(f"{e.path}  {human_size(e.size)}  {e.digest}")
+    echo_files(((e.path, e.size, e.digest) for e in entries), indent="")
     click.echo(f"run {handle.run_id}" + (f" sealed, digest {digest}" if digest else " (open)"))
 
 
@@ -392,8 +393,10 @@ Examples:
 """)
 @click.argument("run")
 @click.option("--reason", default="", help="Why the run is deleted (kept in the deletion record).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: the run, whether it was deleted now, and the registry versions that keep its model.")
 @common_options
-def delete_run_cmd(run: str, reason: str, store: str | None) -> None:
+def delete_run_cmd(run: str, reason: str, as_json: bool, store: str | None) -> None:
     """Mark a run deleted (a record with time and reason; nothing is removed yet).
 
     `casstore gc` later reclaims the space of data that no live run and no registered
@@ -405,10 +408,17 @@ def delete_run_cmd(run: str, reason: str, store: str | None) -> None:
     run_id = resolve_run_id(runs, run)
     view = runs.get_run(run_id)
     if view.deleted:
-        click.echo(f"run {run_id} was already deleted", err=True)
+        if as_json:
+            emit_json({"run_id": run_id, "deleted": True, "already_deleted": True, "reason": reason, "pinned_by": []})
+        else:
+            click.echo(f"run {run_id} was already deleted", err=True)
         return
     runs.delete_run(run_id, reason)
     pinned = _pinned_versions(runs, view)
+    if as_json:
+        emit_json({"run_id": run_id, "deleted": True, "already_deleted": False, "reason": reason,
+                   "pinned_by": [{"name": name, "version": version} for name, version in pinned]})
+        return
     click.echo(f"run {run_id} deleted" + (f" ({reason})" if reason else ""))
     for name, version in pinned:
         click.echo(f"  its model is pinned by registered model {name} version {version}: those files stay")

@@ -57,6 +57,10 @@ class Problem:
         return {"object": self.object, "kind": self.kind, "detail": self.detail, "affects": list(self.affects)}
 
 
+#: the counters of a report's ``checked``, each present (zero when nothing of its kind was checked)
+CHECKED = ("chunks", "bytes", "files", "models", "runs", "manifests", "registry_versions", "deep_bytes")
+
+
 @dataclass
 class VerifyReport:
     """What was checked and what was found. ``ok`` is true only when nothing is wrong."""
@@ -77,7 +81,7 @@ class VerifyReport:
             "ok": self.ok,
             "scope": self.scope,
             "deep": self.deep,
-            "checked": dict(self.checked),
+            "checked": {**dict.fromkeys(CHECKED, 0), **self.checked},
             "problems": [p.to_dict() for p in self.problems],
             "skipped_deleted_runs": self.skipped_deleted_runs,
             "seconds": round(self.seconds, 3),
@@ -342,6 +346,7 @@ class _Checker:
                 continue
             if view.sealed:
                 self.checked["manifests"] += 1
+            self.check_earlier_seals(run_id, who)
             for path, entry in view.artifacts.items():
                 if entry.inline:
                     self.check_inline(run_id, entry)
@@ -352,6 +357,24 @@ class _Checker:
                 self.model_users[ref.digest].append({"run": run_id, "model": name})
                 models.add(ref.digest)
         return files, models, skipped
+
+    def check_earlier_seals(self, run_id: str, who: dict[str, Any]) -> None:
+        """A run resumed after it ended: re-hash the manifest of every earlier seal too, and
+        check that each later manifest names the digest before it."""
+        from casstore.runs import layout
+
+        seals = self.runs.seal_history(run_id)
+        for before, seal in zip(seals, seals[1:]):
+            key = layout.manifest_key(run_id, str(seal["digest"]))
+            try:
+                self.runs.read_manifest(run_id, str(before["digest"]))
+                self.checked["manifests"] += 1
+                if self.runs.read_manifest(run_id, str(seal["digest"])).get("previous") != before["digest"]:
+                    self.problem(key, "corrupt", f"manifest {key} does not name the seal before it ({before['digest']})", [who])
+            except IntegrityError as e:
+                self.problem(layout.manifest_key(run_id, str(before["digest"])), "corrupt", str(e), [who])
+            except CasstoreError as e:
+                self.problem(layout.manifest_key(run_id, str(before["digest"])), "unreadable", str(e), [who])
 
     def check_inline(self, run_id: str, entry: ArtifactEntry) -> None:
         """Check an artifact held in its binding record against the run's entry for it."""

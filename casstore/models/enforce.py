@@ -80,12 +80,12 @@ def _check_text(arr: Any, spec: TensorSpec) -> None:
     if arr.dtype.kind == kind:
         return
     if arr.dtype.kind == "O":
-        bad = next((v for v in arr.ravel() if not isinstance(v, pytype)), _NONE)
+        at, bad = next(((i, v) for i, v in enumerate(arr.ravel()) if not isinstance(v, pytype)), (-1, _NONE))
         if bad is _NONE:
             return
         raise _fail(
             f"expected {spec.dtype} values{_named(spec)}, got an object array with a value of type "
-            f"{type(bad).__name__} ({bad!r}); give only {pytype.__name__} values"
+            f"{type(bad).__name__} (at flat index {at}); give only {pytype.__name__} values"
         )
     how = "arr.astype(str)" if spec.dtype == "str" else "np.char.encode(arr, 'utf-8')"
     raise _fail(
@@ -154,7 +154,7 @@ def _enforce_columns(data: Any, schema: Schema) -> Any:
         have = {str(c) for c in data.columns}
         missing = [s.name for s in specs if s.name not in have and s.required]
         if missing:
-            raise _fail(f"missing columns {missing}; expected {_names(specs)}, got {[str(c) for c in data.columns]}")
+            raise _fail(f"missing columns {missing}; expected {_names(specs)}, got {data.shape[1]} columns")
         data = data.rename(columns={c: str(c) for c in data.columns})
         keep = [s.name for s in specs if s.name in have]
         data = data[keep]
@@ -192,9 +192,9 @@ def _enforce_column(col: Any, spec: ColSpec, name: object) -> Any:
     t = spec.type
     if t in (DataType.string, DataType.binary):
         want = str if t == DataType.string else (bytes, bytearray)
-        bad = [v for v in col.dropna() if not isinstance(v, want)]
+        bad = [(i, v) for i, v in enumerate(col.dropna()) if not isinstance(v, want)]
         if bad:
-            raise _fail(f"column {name!r} must hold {t} values, got {type(bad[0]).__name__} ({bad[0]!r})")
+            raise _fail(f"column {name!r} must hold {t} values, got {type(bad[0][1]).__name__} (in row {bad[0][0]} of its values)")
         return col
     target = np.dtype(DataType.NUMPY[t])
     if dtype == target:

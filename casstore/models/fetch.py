@@ -43,18 +43,18 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
 from casstore._paths import safe_destination
-from casstore.exceptions import IntegrityError, InvalidInputError
+from casstore.exceptions import IntegrityError, InvalidInputError, LocalFileError
 from casstore.models.entry import FileRef, ModelEntry
 from casstore.models.uri import Resolved, resolve_model_uri
 from casstore.objects import ObjectStore
 from casstore.objects.recipes import Recipe
-from casstore.objects.store import open_chunks, write_chunks
+from casstore.objects.reading import open_chunks, write_chunks
 
 if TYPE_CHECKING:
     from casstore.registry.store import Registry
     from casstore.runs import RunStore
 
-__all__ = ["FetchedModel", "fetch_model", "fetch_model_uri", "load_entry", "memory_budget"]
+__all__ = ["FetchedModel", "fetch_model", "fetch_model_uri", "load_entry", "memory_budget", "read_model_dir"]
 
 #: without a destination directory, files at least this large are held in memory ...
 HOLD_MIN = 8 << 20
@@ -178,3 +178,45 @@ def fetch_model_uri(uri: str, store: RunStore, registry: Registry | None = None,
     fetched = fetch_model(store, resolved.model_digest, dest)
     fetched.resolved = resolved
     return fetched
+
+
+def read_model_dir(model_dir: str, read_size: int = 8 << 20) -> FetchedModel:
+    """A local MLflow model directory (``MLmodel`` with an ``sklearn`` flavor) as a
+    :class:`FetchedModel`: each file read once into memory and hashed as it is read, so
+    the bytes the flavor deserializes are the bytes the model digest names. Nothing
+    vouches for a local directory; its digest (of the entry built from ``MLmodel`` and
+    the files' BLAKE3 digests) says which bytes were loaded."""
+    from casstore.models.entry import FileRef
+    from casstore.models.mlmodel import MLMODEL, entry_from_mlmodel
+    from casstore.objects.digest import new_hasher
+
+    root = os.path.abspath(model_dir)
+    if not os.path.isfile(os.path.join(root, MLMODEL)):
+        raise LocalFileError(f"{model_dir!r} is not an MLflow model directory: it has no {MLMODEL} file")
+    held: dict[str, list[bytes | bytearray]] = {}
+    refs: dict[str, FileRef] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            full = os.path.join(dirpath, fn)
+            if not os.path.isfile(full):
+                continue
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            hasher, size = new_hasher(), 0
+            chunks: list[bytes | bytearray] = []
+            try:
+                with open(full, "rb") as f:
+                    while block := f.read(read_size):
+                        hasher.update(block)
+                        chunks.append(block)
+                        size += len(block)
+            except OSError as e:
+                raise LocalFileError(f"cannot read model file {full!r}: {e}") from e
+            held[rel] = chunks
+            refs[rel] = FileRef(rel, hasher.hexdigest(), size)
+    entry = entry_from_mlmodel(root, os.path.basename(root) or "model", refs, refs.__getitem__, None)
+    if entry is None:
+        raise InvalidInputError(
+            f"{model_dir!r} is not a model casstore can load: its {MLMODEL} has no sklearn flavor whose model file is in the directory"
+        )
+    return FetchedModel(tempfile.mkdtemp(prefix="casstore-model-"), entry, entry.digest, held=held)

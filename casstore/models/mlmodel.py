@@ -12,12 +12,16 @@ import importlib.metadata as md
 import json
 import os
 import platform
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from casstore.exceptions import InvalidInputError
+from casstore.exceptions import InvalidInputError, LocalFileError
 from casstore.models.signature import optional_pandas
+
+if TYPE_CHECKING:
+    from casstore.models.entry import FileRef, ModelEntry
 
 __all__ = [
     "MLMODEL",
@@ -30,6 +34,7 @@ __all__ = [
     "input_example_data",
     "save_input_example",
     "python_version",
+    "entry_from_mlmodel",
 ]
 
 MLMODEL = "MLmodel"
@@ -145,3 +150,68 @@ def save_input_example(model_dir: str, example: Any) -> dict[str, Any]:
     except (TypeError, ValueError) as e:
         raise InvalidInputError(f"the input example cannot be written as JSON: {e}") from e
     return info
+
+
+def _requirements(model_dir: str) -> list[str]:
+    try:
+        with open(os.path.join(model_dir, REQUIREMENTS), encoding="utf-8") as f:
+            lines = [ln.strip() for ln in f]
+    except FileNotFoundError:
+        return []
+    return [ln for ln in lines if ln and not ln.startswith(("#", "-"))]
+
+
+def entry_from_mlmodel(
+    model_dir: str, name: str, paths: Iterable[str], file_ref: Callable[[str], FileRef], run_id: str | None
+) -> ModelEntry | None:
+    """The casstore model entry of an MLflow model directory with an ``sklearn`` flavor
+    (loaded by ``casstore.sklearn``), or None for another flavor. ``paths`` are the files
+    inside the directory ('/'-separated); ``file_ref(path)`` gives each one's
+    :class:`FileRef`, asked for only when the directory is a model casstore loads."""
+    paths = sorted(paths)
+    from casstore.models.entry import ModelEntry
+
+    try:
+        with open(os.path.join(model_dir, MLMODEL), encoding="utf-8") as f:
+            ml = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        raise LocalFileError(f"cannot read the MLmodel file of {model_dir!r}: {e}") from e
+    flavors = ml.get("flavors") if isinstance(ml, dict) else None
+    sk = flavors.get("sklearn") if isinstance(flavors, dict) else None
+    if not isinstance(ml, dict) or not isinstance(sk, dict) or sk.get("pickled_model") not in paths:
+        return None
+    fmt = str(sk.get("serialization_format") or "cloudpickle")
+    conf: dict[str, Any] = {
+        "pickled_model": sk["pickled_model"],
+        "serialization_format": fmt,
+        "sklearn_version": str(sk.get("sklearn_version") or ""),
+        "code": sk.get("code"),
+    }
+    if fmt == "skops":
+        from casstore.models.serialization import skops_untrusted_types
+
+        conf["skops_untrusted_types"] = skops_untrusted_types(os.path.join(model_dir, *sk["pickled_model"].split("/")))
+    out: dict[str, dict[str, Any]] = {"sklearn": conf}
+    pf = flavors.get("python_function") if isinstance(flavors, dict) else None
+    if isinstance(pf, dict):
+        out["python_function"] = {
+            "loader_module": "casstore.sklearn",
+            "model_path": pf.get("model_path", sk["pickled_model"]),
+            "predict_fn": pf.get("predict_fn", "predict"),
+            "python_version": str(pf.get("python_version") or ""),
+            "code": pf.get("code"),
+        }
+    signature = ml.get("signature")
+    example = ml.get("saved_input_example_info")
+    metadata = ml.get("metadata")
+    return ModelEntry(
+        name=name,
+        flavors=out,
+        files={p: file_ref(p) for p in paths},
+        run_id=run_id,
+        created=str(ml.get("utc_time_created") or ""),
+        signature=signature if isinstance(signature, dict) else None,
+        input_example=example if isinstance(example, dict) else None,
+        requirements=_requirements(model_dir),
+        metadata=metadata if isinstance(metadata, dict) else None,
+    )

@@ -68,18 +68,29 @@ class PyFuncModel:
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         """Check ``data`` against the input schema (converting only where no value can
         change), then call the model. A mismatch is an :class:`InvalidInputError`."""
-        if params:
-            raise InvalidInputError("this model takes no inference params (signatures with params are not supported)")
+        takes_params = getattr(self._impl, "takes_params", False) is True
+        if params and not takes_params:
+            raise InvalidInputError(
+                "this model takes no inference params: only a python_model's predict is given params"
+            )
         schema = self.metadata.get_input_schema()
         if schema is not None:
             data = enforce_schema(data, schema)
+        if takes_params:
+            return getattr(self._impl, self._predict_fn)(data, params)
         return getattr(self._impl, self._predict_fn)(data)
 
     def get_raw_model(self) -> Any:
-        """The underlying model object (for sklearn: the estimator)."""
-        return self._impl
+        """The underlying model object (for sklearn: the estimator; for a custom model, the
+        ``PythonModel`` instance)."""
+        return getattr(self._impl, "python_model", self._impl)
 
-    unwrap_python_model = get_raw_model
+    def unwrap_python_model(self) -> Any:
+        """The ``PythonModel`` instance of a custom model (MLflow's name)."""
+        inner = getattr(self._impl, "python_model", None)
+        if inner is None:
+            raise InvalidInputError("this model is not a custom python model; use get_raw_model()")
+        return inner
 
     def __repr__(self) -> str:
         return (

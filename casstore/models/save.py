@@ -13,23 +13,29 @@ import datetime as dt
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from casstore._paths import clean_artifact_path
-from casstore.exceptions import InvalidInputError, LocalFileError
+from casstore.exceptions import InvalidInputError, LocalFileError, ResourceAlreadyExistsError
 from casstore.models import mlmodel
-from casstore.models.entry import FileRef, ModelEntry, check_metadata
+from casstore.models.entry import FileRef, ModelEntry, check_metadata, entry_digest
 from casstore.models.signature import ModelSignature, infer_schema
 
 if TYPE_CHECKING:
     from casstore.registry.store import Registry
     from casstore.runs import RunHandle
 
-__all__ = ["ModelInfo", "PreparedModel", "prepare_example_and_signature", "copy_code_paths", "log_prepared_model"]
+__all__ = [
+    "ModelInfo", "PreparedModel", "ENTRY_FILE", "prepare_example_and_signature", "copy_code_paths",
+    "write_model_metadata", "save_prepared_model", "log_prepared_model", "new_model_dir",
+]
 
 CODE_DIR = "code"
+#: where ``save_model`` puts the model entry in a local model directory (not one of its files)
+ENTRY_FILE = "casstore-model.msgpack"
 #: how ``utc_time_created`` is written (MLflow's form), always in UTC
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -155,6 +161,107 @@ def _utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime(_TIME_FORMAT)
 
 
+def write_model_metadata(
+    prepared: PreparedModel, name: str, run_id: str | None, metadata: dict[str, Any] | None
+) -> tuple[str, str]:
+    """Write the environment files and ``MLmodel`` into the model directory; return the
+    creation time and the model's uuid, as ``MLmodel`` records them."""
+    d = prepared.model_dir
+    created = _utc_now()
+    model_uuid = uuid.uuid4().hex
+    env = mlmodel.write_env_files(d, prepared.requirements)
+    ml_flavors = {k: dict(v) for k, v in prepared.mlmodel_flavors.items()}
+    if "python_function" in ml_flavors:
+        ml_flavors["python_function"]["env"] = env
+    size = sum(os.path.getsize(f) for _, f in _model_files(d))
+    fields: dict[str, Any] = {
+        "artifact_path": name,
+        "flavors": ml_flavors,
+        "utc_time_created": created,
+        "model_uuid": model_uuid,
+        "model_size_bytes": size,
+        "casstore_version": _casstore_version(),
+    }
+    if run_id is not None:
+        fields["run_id"] = run_id
+    if prepared.signature is not None:
+        fields["signature"] = prepared.signature.to_dict()
+    if prepared.input_example_info is not None:
+        fields["saved_input_example_info"] = prepared.input_example_info
+    if metadata is not None:
+        fields["metadata"] = metadata
+    mlmodel.write_mlmodel(d, fields)
+    return created, model_uuid
+
+
+def _entry(
+    prepared: PreparedModel, name: str, refs: dict[str, FileRef], run_id: str | None, created: str,
+    metadata: dict[str, Any] | None, tags: dict[str, str],
+) -> ModelEntry:
+    return ModelEntry(
+        name=name,
+        flavors=prepared.flavors,
+        files=refs,
+        run_id=run_id,
+        created=created,
+        signature=prepared.signature.to_dict() if prepared.signature else None,
+        input_example=prepared.input_example_info,
+        requirements=prepared.requirements,
+        metadata=metadata,
+        tags=tags,
+    )
+
+
+def save_prepared_model(prepared: PreparedModel, metadata: dict[str, Any] | None = None) -> str:
+    """Finish a model directory saved to a local path (``save_model``): ``MLmodel``, the
+    environment files, and the model entry in :data:`ENTRY_FILE`, which lists every file
+    with its BLAKE3 digest so a load verifies them; return the model digest."""
+    from casstore.objects.codec import pack
+
+    metadata = check_metadata(metadata)
+    name = os.path.basename(os.path.normpath(prepared.model_dir)) or "model"
+    created, _ = write_model_metadata(prepared, name, None, metadata)
+    refs = {rel: FileRef(rel, *_hash_file(full)) for rel, full in _model_files(prepared.model_dir)}
+    entry = _entry(prepared, name, refs, None, created, metadata, {})
+    raw = entry.to_dict()
+    with open(os.path.join(prepared.model_dir, ENTRY_FILE), "wb") as f:
+        f.write(pack(raw))
+    return entry_digest(raw)
+
+
+@contextmanager
+def new_model_dir(path: str | os.PathLike[str]) -> Iterator[str]:
+    """The directory ``save_model`` writes into: created, and refused if it exists and is
+    not empty (as MLflow refuses it); removed again if saving fails."""
+    target = os.path.abspath(os.fspath(path))
+    if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
+        raise ResourceAlreadyExistsError(
+            f"cannot save a model to {target!r}: the path already exists and is not an empty directory; "
+            "choose a new path"
+        )
+    try:
+        os.makedirs(target, exist_ok=True)
+    except OSError as e:
+        raise LocalFileError(f"cannot create the model directory {target!r}: {e.strerror or e}") from e
+    try:
+        yield target
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+def _hash_file(path: str) -> tuple[str, int]:
+    from casstore.objects.digest import new_hasher
+
+    h = new_hasher()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+            size += len(block)
+    return h.hexdigest(), size
+
+
 def log_prepared_model(
     handle: RunHandle,
     prepared: PreparedModel,
@@ -173,29 +280,7 @@ def log_prepared_model(
         raise InvalidInputError(f"model tags must be a dict of str to str, got {tags!r}")
     tags = {k: str(v) for k, v in (tags or {}).items()}
     d = prepared.model_dir
-    created = _utc_now()
-    model_uuid = uuid.uuid4().hex
-    env = mlmodel.write_env_files(d, prepared.requirements)
-    ml_flavors = {k: dict(v) for k, v in prepared.mlmodel_flavors.items()}
-    if "python_function" in ml_flavors:
-        ml_flavors["python_function"]["env"] = env
-    size = sum(os.path.getsize(f) for _, f in _model_files(d))
-    fields: dict[str, Any] = {
-        "artifact_path": name,
-        "flavors": ml_flavors,
-        "run_id": handle.run_id,
-        "utc_time_created": created,
-        "model_uuid": model_uuid,
-        "model_size_bytes": size,
-        "casstore_version": _casstore_version(),
-    }
-    if prepared.signature is not None:
-        fields["signature"] = prepared.signature.to_dict()
-    if prepared.input_example_info is not None:
-        fields["saved_input_example_info"] = prepared.input_example_info
-    if metadata is not None:
-        fields["metadata"] = metadata
-    mlmodel.write_mlmodel(d, fields)
+    created, model_uuid = write_model_metadata(prepared, name, handle.run_id, metadata)
 
     files = _model_files(d)
     # files of the object store, never inline: the model entry names each by its digest alone
@@ -203,18 +288,7 @@ def log_prepared_model(
     # pin each file's recipe, checked against the local file, so loads need not hash files whole
     objects = handle.store.objects
     refs = {rel: FileRef(rel, b.digest, b.size, objects.recipe_pin(b.digest, full)) for (rel, full), b in zip(files, bound)}
-    entry = ModelEntry(
-        name=name,
-        flavors=prepared.flavors,
-        files=refs,
-        run_id=handle.run_id,
-        created=created,
-        signature=prepared.signature.to_dict() if prepared.signature else None,
-        input_example=prepared.input_example_info,
-        requirements=prepared.requirements,
-        metadata=metadata,
-        tags=tags,
-    )
+    entry = _entry(prepared, name, refs, handle.run_id, created, metadata, tags)
     digest = handle.add_model(name, entry.to_dict())
     version = None
     if registered_model_name is not None:

@@ -2,7 +2,7 @@
 
 The object store hashes a file it may hold already through maps (:func:`hash_leased`),
 and stores content it lacks from maps under a lease as well
-(:class:`FileLease`, used by ``ObjectStore._store_leased``): cut, and hashed by chunk
+(:class:`FileLease`, used by ``StoringPasses.store_leased``): cut, and hashed by chunk
 and whole, where the file lies in the page cache.
 
 Reading a file into a buffer copies every byte out of the page cache, and on two cores

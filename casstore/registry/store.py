@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from casstore.backend.base import Backend
-from casstore.exceptions import CorruptRecordError, InvalidInputError, ObjectNotFoundError, StoreUnavailableError
+from casstore.exceptions import (
+    CorruptRecordError,
+    InvalidInputError,
+    ObjectNotFoundError,
+    ResourceAlreadyExistsError,
+    StoreUnavailableError,
+)
 from casstore.objects.codec import pack, unpack
 from casstore.objects.config import read_config
 from casstore.objects.digest import check_digest, is_digest
@@ -296,7 +302,7 @@ class Registry:
             if not st.deleted:
                 if exist_ok:
                     return self.get_model(name)
-                raise InvalidInputError(f"registered model {name!r} already exists; register a new version of it instead")
+                raise ResourceAlreadyExistsError(f"registered model {name!r} already exists; register a new version of it instead")
             self._append_event(name, "create_model")
         if description is not None:
             self._append_event(name, "set_description", description=description)

@@ -68,11 +68,14 @@ class Batch:
 
     n: int
     params: dict[str, str] = field(default_factory=dict)
-    tags: list[tuple[str, str]] = field(default_factory=list)
+    #: tags set, in order; a value ``None`` deletes the tag
+    tags: list[tuple[str, str | None]] = field(default_factory=list)
     points: list[MetricPoint] = field(default_factory=list)
     close: dict[str, Any] | None = None
     deleted: dict[str, Any] | None = None
     time: int = 0
+    #: the generation written for: 0, or the number of times the run was resumed after ending
+    g: int = 0
 
     @property
     def fence(self) -> bool:
@@ -81,7 +84,7 @@ class Batch:
     def to_bytes(self) -> bytes:
         rec: dict[str, Any] = {
             "v": 1, "n": self.n, "time": self.time, "params": self.params,
-            "tags": [list(t) for t in self.tags], "metrics": [list(p) for p in self.points],
+            "tags": [list(t) for t in self.tags], "metrics": [list(p) for p in self.points], "g": self.g,
         }
         if self.close is not None:
             rec["close"] = self.close
@@ -101,7 +104,8 @@ def decode_batch(data: bytes, where: str, n: int) -> Batch:
     tags = field_of(rec, "tags", "list", where)
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
         raise CorruptRecordError(f"{where}: a param is not a string pair")
-    if not all(isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in tags):
+    if not all(isinstance(t, list) and len(t) == 2 and isinstance(t[0], str) and (t[1] is None or isinstance(t[1], str))
+               for t in tags):
         raise CorruptRecordError(f"{where}: a tag is not a string pair")
     points: list[MetricPoint] = []
     for p in field_of(rec, "metrics", "list", where):
@@ -115,33 +119,49 @@ def decode_batch(data: bytes, where: str, n: int) -> Batch:
         field_of(close, "end_time", "int", where)
     deleted = field_of(rec, "deleted", "dict", where, optional=True)
     return Batch(n, dict(params), [(k, v) for k, v in tags], points, close, deleted,
-                 field_of(rec, "time", "int", where, optional=True) or 0)
+                 field_of(rec, "time", "int", where, optional=True) or 0, field_of(rec, "g", "int", where, optional=True) or 0)
 
 
 @dataclass
 class Folded:
-    """What a run's batches say, in number order up to the first fence: the params (the
-    first binding of each key), the tags (the last value), the metric points, the fence."""
+    """What a run's batches say, in number order: the params (the first binding of each
+    key), the tags (the last value; ``None``: deleted), the metric points, the closing batch
+    of each generation, the deleting batch. A batch written for a generation that a batch
+    numbered before it had closed does not count, nor does anything after the deleting one."""
 
     params: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str | None] = field(default_factory=dict)
     points: list[MetricPoint] = field(default_factory=list)
-    fence: Batch | None = None
+    closes: dict[int, Batch] = field(default_factory=dict)
+    deleted: Batch | None = None
     top: int = 0
 
+    @property
+    def closed_through(self) -> int:
+        """The latest generation closed (-1: none)."""
+        return max(self.closes, default=-1)
 
-def fold(batches: Mapping[int, Batch] | Iterable[Batch]) -> Folded:
-    """Fold batches in number order; a binding that an earlier batch made differently, and
-    everything numbered after a fence, are ignored."""
+    def refuses(self, generation: int) -> bool:
+        """Whether a batch for ``generation`` numbered after these would not count."""
+        return self.deleted is not None or self.closed_through >= generation
+
+
+def fold(batches: Mapping[int, Batch] | Iterable[Batch], upto: int | None = None) -> Folded:
+    """Fold batches (numbered at most ``upto``) in number order."""
     items = sorted(batches.values() if isinstance(batches, Mapping) else batches, key=lambda b: b.n)
     out = Folded(top=items[-1].n if items else 0)
     for b in items:
+        if (upto is not None and b.n > upto) or out.deleted is not None:
+            break
+        if b.g <= out.closed_through:
+            continue  # written for a generation already ended
         for k, v in b.params.items():
             out.params.setdefault(k, v)
-        for k, v in b.tags:
-            out.tags[k] = v
+        for k, t in b.tags:
+            out.tags[k] = t
         out.points.extend(b.points)
-        if b.fence:
-            out.fence = b
-            break
+        if b.close is not None:
+            out.closes[b.g] = b
+        if b.deleted is not None:
+            out.deleted = b
     return out

@@ -24,9 +24,9 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from casstore._paths import clean_artifact_path
 from casstore.exceptions import (
@@ -40,21 +40,19 @@ from casstore.exceptions import (
     RunStateError,
     StoreUnavailableError,
 )
-from casstore.objects import Stored
+from casstore.backend.base import Backend
+from casstore.objects import ObjectStore, Stored
 from casstore.objects.codec import pack, pack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout
 from casstore.runs.batches import BATCHED_FROM, Batch, Folded, batch_key, batch_number, batches_prefix, decode_batch, fold
-from casstore.runs.claims import directories
+from casstore.runs.claims import PathClaims, directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
 from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, RunView, decode_record
-from casstore.runs.state import get_many, manifest_of, read_live_state
+from casstore.runs.state import INPUT_FIELDS, RunState, check_input, get_many, manifest_of, read_live_state
 
-if TYPE_CHECKING:
-    from casstore.runs.store import RunStore
-
-__all__ = ["RunHandle", "RUN_STATUSES"]
+__all__ = ["RunHandle", "RunOwner", "RUN_STATUSES"]
 
 _PARAM_HINT = "Params are immutable within a run: log the new value under another key, or start a new run."
 
@@ -77,12 +75,40 @@ LIST_MARKERS_OVER = 16
 BATCH_ATTEMPTS = 200
 
 
+class RunOwner(Protocol):
+    """What a handle needs of the store that opened it (:class:`~casstore.runs.store.RunStore`
+    is one): the store below, its settings, and the reads and records a writer shares with
+    the other handles of the process."""
+
+    backend: Backend
+    objects: ObjectStore
+    url: str
+    metric_flush_points: int
+    metric_flush_seconds: float
+    io_workers: int
+
+    def path_claims(self, run_id: str) -> PathClaims: ...
+
+    def _seal_at(self, run_id: str, generation: int) -> dict[str, Any] | None: ...
+
+    def get_run(self, run_id: str, *, flush: bool = True) -> RunView: ...
+
+    def put_model_entry(self, entry: dict[str, Any]) -> str: ...
+
+    def _flush_local(self, run_id: str, but: RunHandle | None = None) -> None: ...
+
+    def publish_summary(self, run_id: str, state: RunState, status: str, end_time: int, digest: str) -> None: ...
+
+
 class RunHandle:
     """A writer on one unsealed run. Thread-safe."""
 
-    def __init__(self, store: RunStore, run_id: str, meta: dict[str, Any]) -> None:
+    def __init__(self, store: RunOwner, run_id: str, meta: dict[str, Any], generation: int = 0) -> None:
         self.store = store
         self.run_id = run_id
+        #: which end of the run this handle writes towards (0 unless it was resumed after ending)
+        self.generation = generation
+        self._seal_key = layout.seal_key(run_id, generation)
         self.experiment_id: str = meta["experiment_id"]
         self.meta = meta
         self._backend = store.backend
@@ -115,7 +141,7 @@ class RunHandle:
     def sealed(self) -> bool:
         """Whether the run is sealed (asks the store unless this handle sealed it)."""
         if self._digest is None:
-            seal = self.store.seal_record(self.run_id)
+            seal = self.store._seal_at(self.run_id, self.generation)
             if seal is not None:
                 self._digest = str(seal["digest"])
         return self._digest is not None
@@ -125,7 +151,7 @@ class RunHandle:
         in the same batch)."""
         if self._digest is not None:
             raise self._sealed_error()
-        found = self._backend.exists_many([layout.seal_key(self.run_id), layout.deleted_key(self.run_id), *also])
+        found = self._backend.exists_many([self._seal_key, layout.deleted_key(self.run_id), *also])
         if found[0]:
             raise self._sealed_error()
         if found[1]:
@@ -141,7 +167,7 @@ class RunHandle:
     def _check_in_seal(self, kind: str, names: list[str], values: dict[str, str] | None = None) -> None:
         """After a write: if the run was sealed meanwhile, the write counts only if the seal has it
         (``names`` present under ``kind``; for tags, with the ``values`` written)."""
-        if not self._backend.exists(layout.seal_key(self.run_id)):
+        if not self._backend.exists(self._seal_key):
             return
         view = self.store.get_run(self.run_id, flush=False)
         held: dict[str, dict[str, Any]] = {
@@ -333,7 +359,7 @@ class RunHandle:
         return total >= POOL_MIN_AVERAGE_SIZE * max(1, len(sample))
 
     def log_files(self, items: list[tuple[str, str]], workers: int | None = None, *,
-                  inline: bool = True) -> list[ArtifactEntry]:
+                  inline: bool = True, progress: Callable[[int], None] | None = None) -> list[ArtifactEntry]:
         """Store and bind many ``(artifact_path, local_path)`` pairs with one durability barrier.
 
         Every file is stored before anything is bound: if any file cannot be read, nothing
@@ -342,7 +368,8 @@ class RunHandle:
         paths) raises before anything is stored.
         In a version-3 store a file of up to ``layout.inline_max`` bytes is held in its
         record (kind ``inline``) unless ``inline`` is false (a model's files, which a model
-        entry names by digest, must be files of the object store).
+        entry names by digest, must be files of the object store). ``progress`` is told the
+        bytes of each file as they are stored (from several threads when ``workers`` > 1).
         """
         paths = [clean_artifact_path(p) for p, _ in items]
         locals_ = [os.fspath(lp) for _, lp in items]
@@ -355,8 +382,8 @@ class RunHandle:
         binding: set[str] = set()  # paths whose binding was tried: their claims stay
         pool = ThreadPoolExecutor(min(workers, n), thread_name_prefix="casstore-log") if n >= 8 and workers > 1 else None
         try:
-            results = pool.map(self._objects.put_or_read, locals_, [inline_max] * n) if pool else (
-                self._objects.put_or_read(p, inline_max) for p in locals_)
+            results = pool.map(self._objects.put_or_read, locals_, [inline_max] * n, [progress] * n) if pool else (
+                self._objects.put_or_read(p, inline_max, progress) for p in locals_)
             stored: list[tuple[Stored, object]] = []
             held = 0
             for done, data in results:
@@ -488,12 +515,12 @@ class RunHandle:
         return fold({n: self._batches[n] for n in listed})
 
     def _refuse_fenced(self, folded: Folded) -> None:
-        if folded.fence is not None:
-            if folded.fence.deleted is not None:
-                raise RunStateError(f"run {self.run_id} is deleted; it accepts nothing more")
+        if folded.deleted is not None:
+            raise RunStateError(f"run {self.run_id} is deleted; it accepts nothing more")
+        if folded.refuses(self.generation):
             raise self._sealed_error()
 
-    def _append(self, params: dict[str, str], tags: dict[str, str], points: list[MetricPoint]) -> None:
+    def _append(self, params: dict[str, str], tags: Mapping[str, str | None], points: list[MetricPoint]) -> None:
         """Write one batch record numbered after every batch there is (list, create
         ``max + 1``, on a lost race list again). Its params are checked against the batches
         below it first: a param bound there to another value raises, with nothing written;
@@ -512,7 +539,7 @@ class RunHandle:
                         raise ImmutableArtifactError(f"param {key!r} of run {self.run_id}", bound, value, _PARAM_HINT)
                 if not fresh and not tags and not points:
                     return  # bound already, to the same values
-                batch = Batch(folded.top + 1, fresh, list(tags.items()), points, time=now_ms())
+                batch = Batch(folded.top + 1, fresh, list(tags.items()), points, time=now_ms(), g=self.generation)
                 if self._backend.put_if_absent(batch_key(self.run_id, batch.n), batch.to_bytes()):
                     self._batches[batch.n] = batch
                     return
@@ -528,14 +555,56 @@ class RunHandle:
         with self._batch_lock:
             for attempt in range(BATCH_ATTEMPTS):
                 folded = self._sync_batches(self._backend.list(batches_prefix(self.run_id)))
-                if folded.fence is not None:
+                if folded.deleted is not None or folded.refuses(self.generation):
                     return
-                batch = Batch(folded.top + 1, deleted={"time": now_ms(), "reason": reason}, time=now_ms())
+                batch = Batch(folded.top + 1, deleted={"time": now_ms(), "reason": reason}, time=now_ms(),
+                              g=self.generation)
                 if self._backend.put_if_absent(batch_key(self.run_id, batch.n), batch.to_bytes()):
                     self._batches[batch.n] = batch
                     return
                 time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))
         raise StoreUnavailableError(f"run {self.run_id}: could not number the deletion's batch record; try again")
+
+    def log_input(self, record: dict[str, Any]) -> None:
+        """Record a dataset the run used: ``name``, ``digest``, ``source_type``, ``source``,
+        ``schema``, ``profile``, ``context`` (strings) and ``tags``. Once per digest and
+        context: the same again is a no-op."""
+        rec: dict[str, Any] = {"v": RECORD_VERSION, **{k: str(record.get(k, "")) for k in INPUT_FIELDS},
+               "tags": {str(k): str(v) for k, v in (record.get("tags") or {}).items()}, "logged_at": now_ms()}
+        check_input(rec, "dataset input")
+        self._check_open()
+        k = layout.input_key(self.run_id, rec["digest"], rec["context"])
+        if self._backend.put_if_absent(k, pack(rec)):
+            self._remember(k, rec)
+        if self._backend.exists(self._seal_key):
+            view = self.store.get_run(self.run_id, flush=False)
+            if not any(i["digest"] == rec["digest"] and i["context"] == rec["context"] for i in view.inputs):
+                raise RunStateError(
+                    f"run {self.run_id} was ended by another writer while dataset {rec['name']!r} was being logged; "
+                    "its seal does not include it. Log it in a new run."
+                )
+
+    def delete_tag(self, key: str) -> None:
+        """Delete a tag: a tag record marked ``deleted`` (the latest record wins, so setting the
+        tag again brings it back). :class:`ObjectNotFoundError` if the run has no such tag."""
+        key = check_name("tag", key)
+        if self._batched:
+            if key not in self.store.get_run(self.run_id, flush=False).tags:
+                raise ObjectNotFoundError(f"run {self.run_id} has no tag {key!r} to delete")
+            self._append({}, {key: None}, [])
+            return
+        self._check_open()
+        if key not in self.store.get_run(self.run_id, flush=False).tags:
+            raise ObjectNotFoundError(f"run {self.run_id} has no tag {key!r} to delete")
+        k = layout.tag_key(self.run_id, key)
+        rec = {"v": RECORD_VERSION, "key": key, "value": "", "time": now_ms(), "deleted": True}
+        self._backend.put_if_absent(k, pack(rec))
+        self._remember(k, rec)
+        if self._backend.exists(self._seal_key) and key in self.store.get_run(self.run_id, flush=False).tags:
+            raise RunStateError(
+                f"run {self.run_id} was ended by another writer while tag {key!r} was being deleted; "
+                "its seal still holds the tag"
+            )
 
     # ---- metrics -----------------------------------------------------------------
 
@@ -591,7 +660,7 @@ class RunHandle:
                     release(self)
                 return
             try:
-                if self._digest is not None or self._backend.exists(layout.seal_key(self.run_id)):
+                if self._digest is not None or self._backend.exists(self._seal_key):
                     raise RunStateError(
                         f"run {self.run_id} was ended and sealed while {len(points)} metric point(s) were "
                         "buffered; they were not recorded. Log them in a new run."
@@ -599,7 +668,7 @@ class RunHandle:
                 key = layout.metric_segment_key(self.run_id)
                 rec = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
                 self._backend.put_if_absent(key, pack(rec))
-                if self._digest is None and self._backend.exists(layout.seal_key(self.run_id)):
+                if self._digest is None and self._backend.exists(self._seal_key):
                     self._check_points_sealed(points)
             except RunStateError:
                 release(self)
@@ -655,7 +724,7 @@ class RunHandle:
             pass  # sealed by someone else: their seal stands
         self.store._flush_local(self.run_id)  # points other handles of this process still hold
         with self._write_lock:
-            seal = self.store.seal_record(self.run_id)
+            seal = self.store._seal_at(self.run_id, self.generation)
             if seal is not None:
                 self._digest = str(seal["digest"])
                 return self._digest
@@ -663,32 +732,44 @@ class RunHandle:
                 known = dict(self._known)
             state = read_live_state(self._backend, self.run_id, known)
             end_time = now_ms()
-            data = pack(manifest_of(state, status, end_time))
+            manifest = manifest_of(state, status, end_time)
+            if self.generation > 0:  # resumed after ending: chain to the seal it followed
+                previous = self.store._seal_at(self.run_id, self.generation - 1)
+                if previous is None:
+                    raise CorruptRecordError(
+                        f"run {self.run_id} was resumed into generation {self.generation} but its seal "
+                        f"{layout.seal_key(self.run_id, self.generation - 1)} is missing; the store is damaged"
+                    )
+                manifest.update(generation=self.generation, previous=str(previous["digest"]))
+            data = pack(manifest)
             digest = hash_bytes(data)
             self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
             self._backend.flush()
             seal_rec = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time}
-            if self._backend.put_if_absent(layout.seal_key(self.run_id), pack(seal_rec)):
+            if self._backend.put_if_absent(self._seal_key, pack(seal_rec)):
                 self._backend.flush()
                 self._digest = digest
             else:
-                self._digest = str(self.store.seal_record(self.run_id)["digest"])  # type: ignore[index]
+                won = self.store._seal_at(self.run_id, self.generation)
+                if won is None:
+                    raise CorruptRecordError(f"run {self.run_id}: {self._seal_key} was refused as taken but cannot be read")
+                self._digest = str(won["digest"])
             return self._digest
 
 
     def _end_batched(self, status: str) -> str:
-        """Version 4: list the run once, append the closing batch (with the points still
-        buffered) numbered after every batch, then create the seal, which holds the
-        manifest of everything the batches below the close and the run's other records say.
-        A closing batch already there (an end that stopped before its seal) is completed
+        """Version 4: list the run once, append the closing batch of this generation (with
+        the points still buffered) numbered after every batch, then create the seal, which
+        holds the manifest of what the batches up to the close and the run's other records
+        say. A closing batch already there (an end that stopped before its seal) is completed
         with its own status and end time; a seal already there is the run's."""
         with self._write_lock, self._batch_lock:
             points = self._metrics.take()
             release(self)
             for attempt in range(BATCH_ATTEMPTS):
                 keys = sorted(self._backend.list(layout.run_prefix(self.run_id)))
-                if layout.seal_key(self.run_id) in keys:
-                    seal = self.store.seal_record(self.run_id)
+                if self._seal_key in keys:
+                    seal = self.store._seal_at(self.run_id, self.generation)
                     if seal is not None:
                         self._digest = str(seal["digest"])
                         if points:
@@ -698,39 +779,48 @@ class RunHandle:
                             )
                         return self._digest
                 folded = self._sync_batches(keys)
-                fence = folded.fence
-                if fence is not None and fence.deleted is not None:
+                if folded.deleted is not None:
                     raise RunStateError(f"run {self.run_id} is deleted; it cannot be ended")
+                close = folded.closes.get(self.generation)
                 with self._known_lock:
                     known = dict(self._known)
-                state = read_live_state(self._backend, self.run_id, known, keys, batches=self._batches)
-                if fence is None:
+                if close is None:
                     end_time = now_ms()
                     close = Batch(folded.top + 1, points=points, close={"status": status, "end_time": end_time},
-                                  time=end_time)
-                    state.points.extend(points)
+                                  time=end_time, g=self.generation)
                     if not self._backend.put_if_absent(batch_key(self.run_id, close.n), close.to_bytes()):
-                        state.points[len(state.points) - len(points):] = []
                         time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))
                         continue
                     self._batches[close.n] = close
                     self._backend.flush()  # the close before the seal: no batch after it counts
-                else:
-                    assert fence.close is not None
-                    status, end_time = str(fence.close["status"]), int(fence.close["end_time"])
-                    if points:
-                        self._metrics.put_back(points)  # not in the close: refused below, after the seal
-                        points = []
-                manifest = pack(manifest_of(state, status, end_time))
-                digest = hash_bytes(manifest)
-                seal = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time,
-                        "manifest": manifest}
-                if self._backend.put_if_absent(layout.seal_key(self.run_id), pack_checked(seal)):
+                    keys.append(batch_key(self.run_id, close.n))
+                elif points:
+                    self._metrics.put_back(points)  # not in the close: refused below, after the seal
+                    points = []
+                status, end_time = str(close.close["status"]), int(close.close["end_time"])  # type: ignore[index]
+                state = read_live_state(self._backend, self.run_id, known, keys, batches=self._batches,
+                                        batches_upto=close.n)
+                manifest = manifest_of(state, status, end_time)
+                if self.generation > 0:  # resumed after ending: chain to the seal it followed
+                    previous = self.store._seal_at(self.run_id, self.generation - 1)
+                    if previous is None:
+                        raise CorruptRecordError(
+                            f"run {self.run_id} was resumed into generation {self.generation} but its seal "
+                            f"{layout.seal_key(self.run_id, self.generation - 1)} is missing; the store is damaged"
+                        )
+                    manifest.update(generation=self.generation, previous=str(previous["digest"]))
+                data = pack(manifest)
+                digest = hash_bytes(data)
+                seal = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time, "manifest": data}
+                if self._backend.put_if_absent(self._seal_key, pack_checked(seal)):
                     self._backend.flush()
                     self._digest = digest
                     self.store.publish_summary(self.run_id, state, status, end_time, digest)
                 else:
-                    self._digest = str(self.store.seal_record(self.run_id)["digest"])  # type: ignore[index]
+                    won = self.store._seal_at(self.run_id, self.generation)
+                    if won is None:
+                        raise CorruptRecordError(f"run {self.run_id}: {self._seal_key} was refused as taken but cannot be read")
+                    self._digest = str(won["digest"])
                 lost = self._metrics.take()
                 if lost:
                     raise RunStateError(

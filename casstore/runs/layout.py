@@ -44,6 +44,8 @@ __all__ = [
     "model_ref_key",
     "manifest_key",
     "seal_key",
+    "reopen_prefix",
+    "reopen_key",
     "deleted_key",
     "experiment_meta_key",
     "experiment_name_key",
@@ -141,6 +143,11 @@ def tag_key(run_id: str, key: str) -> str:
     return tag_prefix(run_id, key) + unique_suffix()
 
 
+def input_key(run_id: str, dataset_digest: str, context: str) -> str:
+    """A dataset the run used (``log_input``), once per dataset digest and context."""
+    return f"runs/{run_id}/inputs/{name_key(dataset_digest + '/' + context)}"
+
+
 def metrics_prefix(run_id: str) -> str:
     return f"runs/{run_id}/metrics/"
 
@@ -157,8 +164,20 @@ def manifest_key(run_id: str, digest: str) -> str:
     return f"runs/{run_id}/manifests/{digest}"
 
 
-def seal_key(run_id: str) -> str:
-    return f"runs/{run_id}/seal"
+def seal_key(run_id: str, generation: int = 0) -> str:
+    """The seal of a run's ``generation``: 0 is its first end (``seal``); a run resumed
+    after it ended is sealed again under ``seals/<generation>``."""
+    return f"runs/{run_id}/seal" if generation == 0 else f"runs/{run_id}/seals/{generation:08d}"
+
+
+def reopen_prefix(run_id: str) -> str:
+    return f"runs/{run_id}/reopened/"
+
+
+def reopen_key(run_id: str, generation: int) -> str:
+    """The marker that opened ``generation`` of a run (``>= 1``): it was resumed after the
+    seal of ``generation - 1``."""
+    return f"{reopen_prefix(run_id)}{generation:08d}"
 
 
 def deleted_key(run_id: str) -> str:
@@ -171,6 +190,16 @@ def experiment_meta_key(experiment_id: str) -> str:
 
 def experiment_name_key(name: str) -> str:
     return f"experiments/names/{name_key(name)}"
+
+
+def experiment_events_prefix(experiment_id: str) -> str:
+    return f"experiments/{experiment_id}/events/"
+
+
+def experiment_event_key(experiment_id: str) -> str:
+    """A new event of an experiment (tag set or deleted, renamed, deleted, restored); the
+    events, read in key order, give its current state."""
+    return experiment_events_prefix(experiment_id) + unique_suffix()
 
 
 def experiment_runs_prefix(experiment_id: str) -> str:

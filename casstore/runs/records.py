@@ -32,10 +32,8 @@ class Experiment:
     creation_time: int = 0
     lifecycle_stage: str = "active"
     artifact_location: str = ""
-
-    @property
-    def last_update_time(self) -> int:
-        return self.creation_time
+    #: when it last changed (a tag, its name, deletion); its creation time if never
+    last_update_time: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,6 +98,8 @@ class RunView:
     @property
     def artifact_bytes(self) -> int:
         return self.counts[1] if self.counts is not None else sum(a.size for a in self.artifacts.values())
+    #: datasets the run used (``log_input``), as their records say
+    inputs: tuple[dict[str, Any], ...] = ()
 
     @property
     def artifact_uri(self) -> str:

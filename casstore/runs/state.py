@@ -34,6 +34,8 @@ class RunState:
     points: list[MetricPoint] = field(default_factory=list)
     artifacts: dict[str, ArtifactEntry] = field(default_factory=dict)
     models: dict[str, ModelRef] = field(default_factory=dict)
+    #: datasets the run used (``log_input``): records with name, digest, source, context, ...
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def experiment_id(self) -> str:
@@ -111,6 +113,7 @@ def get_many(backend: Backend, keys: list[str]) -> list[bytes | None]:
 def read_live_state(
     backend: Backend, run_id: str, known: Mapping[str, dict[str, Any]] | None = None,
     keys: Iterable[str] | None = None, batches: Mapping[int, Batch] | None = None,
+    batches_upto: int | None = None,
 ) -> RunState:
     """Read a run from its records. ``known`` maps keys to records already in hand, and
     ``batches`` batch records by number (they are immutable, so they need not be read again).
@@ -143,7 +146,7 @@ def read_live_state(
         raise ObjectNotFoundError(f"no run {run_id} in this store (no {meta_key})")
     state = RunState(run_id, check_meta(meta, f"record {meta_key}"))
     state.tags.update(meta.get("tags") or {})
-    tag_latest: dict[str, tuple[str, str]] = {}
+    tag_latest: dict[str, tuple[str, str | None]] = {}
     for k in all_keys:
         kind = _kind(k, prefix)
         if kind not in _DECODED:
@@ -170,7 +173,7 @@ def read_live_state(
                 raise CorruptRecordError(f"{where} names tag {key!r}, which does not belong under this key")
             cur = tag_latest.get(key)
             if cur is None or last > cur[0]:
-                tag_latest[key] = (last, value)
+                tag_latest[key] = (last, None if r.get("deleted") is True else value)
         elif kind == "metrics":
             state.points.extend(_points(r, where))
         elif kind == "models":
@@ -179,17 +182,41 @@ def read_live_state(
             if not is_digest(digest) or name_key(name) != last:
                 raise CorruptRecordError(f"{where} is not a valid model reference")
             state.models[name] = ModelRef(name, digest, field_of(r, "logged_at", "int", where, optional=True) or 0)
-    for key, (_, value) in tag_latest.items():
-        state.tags[key] = value
-    folded = fold({n: batches[n] for n in batch_keys})
+        elif kind == "inputs":
+            state.inputs.append(check_input(r, where))
+    state.inputs.sort(key=lambda i: (i["logged_at"], i["digest"], i["context"]))
+    for key, (_, latest) in tag_latest.items():
+        if latest is None:  # deleted (delete_tag)
+            state.tags.pop(key, None)
+        else:
+            state.tags[key] = latest
+    folded = fold({n: batches[n] for n in batch_keys}, batches_upto)
     for key, value in folded.params.items():
         state.params.setdefault(key, value)
-    state.tags.update(folded.tags)
+    for key, latest in folded.tags.items():
+        if latest is None:  # deleted (delete_tag)
+            state.tags.pop(key, None)
+        else:
+            state.tags[key] = latest
     state.points.extend(folded.points)
     return state
 
 
-_DECODED = frozenset({"meta", "artifacts", "params", "tags", "metrics", "models"})
+_DECODED = frozenset({"meta", "artifacts", "params", "tags", "metrics", "models", "inputs"})
+
+#: the fields of a dataset input record, all strings but ``logged_at``
+INPUT_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile", "context")
+
+
+def check_input(r: dict[str, Any], where: str) -> dict[str, Any]:
+    """A dataset input record, checked: its string fields, ``tags`` and ``logged_at``."""
+    out: dict[str, Any] = {k: field_of(r, k, "str", where) for k in INPUT_FIELDS}
+    tags = field_of(r, "tags", "dict", where, optional=True) or {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise CorruptRecordError(f"{where}: dataset input tags are not strings")
+    out["tags"] = dict(tags)
+    out["logged_at"] = field_of(r, "logged_at", "int", where)
+    return out
 
 
 def _kind(key: str, prefix: str) -> str:
@@ -213,6 +240,8 @@ def manifest_of(state: RunState, status: str, end_time: int) -> dict[str, Any]:
         },
         "models": {n: m.digest for n, m in state.models.items()},
         "model_times": {n: m.logged_at for n, m in state.models.items()},
+        # absent without inputs, so manifests of runs without any keep their bytes
+        **({"inputs": [dict(i) for i in state.inputs]} if state.inputs else {}),
     }
 
 
@@ -236,6 +265,10 @@ def state_from_manifest(man: dict[str, Any], run_id: str, where: str) -> tuple[R
             raise CorruptRecordError(f"{where}: model {name!r} has no valid digest")
         t = times.get(name, 0)
         state.models[name] = ModelRef(name, digest, t if isinstance(t, int) else 0)
+    for i, rec in enumerate(field_of(man, "inputs", "list", where, optional=True) or []):
+        if not isinstance(rec, dict):
+            raise CorruptRecordError(f"{where}: dataset input {i} is malformed")
+        state.inputs.append(check_input(rec, f"{where} (input {i})"))
     status = field_of(man, "status", "str", where)
     end_time = field_of(man, "end_time", "int", where)
     return state, status, end_time

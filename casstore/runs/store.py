@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -25,10 +26,11 @@ from casstore.exceptions import (
     IntegrityError,
     InvalidInputError,
     ObjectNotFoundError,
+    ResourceAlreadyExistsError,
     RunStateError,
 )
 from casstore.objects import ObjectStore, open_store
-from casstore.objects.store import Progress, write_chunks
+from casstore.objects.reading import Progress, write_chunks
 from casstore.objects.codec import pack, unpack, unpack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout, search
@@ -49,7 +51,10 @@ from casstore.runs.metrics import FLUSH_POINTS, FLUSH_SECONDS
 from casstore.runs.records import ArtifactEntry, Experiment, RunView, decode_record, field_of, latest_metrics
 from casstore.runs.state import RunState, read_live_state, state_from_manifest
 
-__all__ = ["RunStore", "open_run_store"]
+__all__ = ["RunStore", "open_run_store", "ACTIVE_FOR"]
+
+#: seconds an experiment seen active is taken as active when runs are created in it
+ACTIVE_FOR = 10.0
 
 
 def open_run_store(uri: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> RunStore:
@@ -81,6 +86,7 @@ class RunStore:
         #: version 4: params, tags and metrics in numbered batch records, the manifest in the seal
         self.batched = objects.config.version >= BATCHED_FROM
         self._experiments_seen: set[str] = set()  # experiments are never removed: asked once
+        self._active_seen: dict[str, float] = {}  # experiment -> when it was last seen active
         self._index: run_index.RunIndex | None = None
 
     def __repr__(self) -> str:
@@ -92,13 +98,13 @@ class RunStore:
         """Create an experiment; :class:`InvalidInputError` if the name is taken (``Default``
         always is: every store has it)."""
         if name == DEFAULT_EXPERIMENT_NAME:
-            raise InvalidInputError(
+            raise ResourceAlreadyExistsError(
                 f"experiment {name!r} already exists (id {DEFAULT_EXPERIMENT_ID}): every store has it. "
                 "Use it with set_experiment, or create an experiment under another name"
             )
         exp_id, created = self._create_experiment(name, tags)
         if not created:
-            raise InvalidInputError(
+            raise ResourceAlreadyExistsError(
                 f"experiment {name!r} already exists (id {exp_id}); use get_experiment_by_name or set_experiment"
             )
         return exp_id
@@ -112,6 +118,12 @@ class RunStore:
             raise InvalidInputError(f"experiment name must be a non-empty string, got {name!r}")
         found = self._experiment_id_of(name)
         if found is not None:
+            now = self.get_experiment(found).name
+            if now != name:
+                raise ResourceAlreadyExistsError(
+                    f"experiment name {name!r} is bound to experiment {found}, since renamed to {now!r}: "
+                    "an experiment name names one experiment for good; choose another name"
+                )
             return found, False
         tags = _check_tags(tags)
         if name == DEFAULT_EXPERIMENT_NAME:  # what reads showed before it was written
@@ -125,6 +137,7 @@ class RunStore:
         if self.backend.put_if_absent(layout.experiment_name_key(name), pack(rec)):
             self.backend.flush()
             self._experiments_seen.add(exp_id)
+            self._active_seen[exp_id] = time.monotonic()
             return exp_id, True
         found = self._experiment_id_of(name)
         if found is None:  # pragma: no cover - the name record cannot vanish
@@ -149,6 +162,7 @@ class RunStore:
             name=DEFAULT_EXPERIMENT_NAME,
             creation_time=int(self.objects.config.created * 1000),
             artifact_location=self.url,
+            last_update_time=int(self.objects.config.created * 1000),
         )
 
     def get_experiment(self, experiment_id: str) -> Experiment:
@@ -162,35 +176,116 @@ class RunStore:
             if exp_id == DEFAULT_EXPERIMENT_ID:
                 return self._default_experiment()
             raise ObjectNotFoundError(f"no experiment with id {exp_id!r} in store {self.url}") from e
-        tags = field_of(rec, "tags", "dict", key, optional=True) or {}
+        tags = {str(k): str(v) for k, v in (field_of(rec, "tags", "dict", key, optional=True) or {}).items()}
+        name = field_of(rec, "name", "str", key)
+        stage, updated = "active", field_of(rec, "created", "int", key, optional=True) or 0
+        for ev in self._experiment_events(exp_id):
+            op = ev.get("op")
+            if op == "set_tag":
+                tags[str(ev.get("key"))] = str(ev.get("value"))
+            elif op == "delete_tag":
+                tags.pop(str(ev.get("key")), None)
+            elif op == "rename":
+                name = str(ev.get("name"))
+            elif op in ("delete", "restore"):
+                stage = "deleted" if op == "delete" else "active"
+            t = ev.get("time")
+            updated = max(updated, t if isinstance(t, int) else 0)
         return Experiment(
             experiment_id=exp_id,
-            name=field_of(rec, "name", "str", key),
-            tags={str(k): str(v) for k, v in tags.items()},
+            name=name,
+            tags=tags,
             creation_time=field_of(rec, "created", "int", key, optional=True) or 0,
+            lifecycle_stage=stage,
             artifact_location=self.url,
+            last_update_time=updated,
         )
 
+    def _experiment_events(self, exp_id: str) -> list[dict[str, Any]]:
+        keys = sorted(self.backend.list(layout.experiment_events_prefix(exp_id)))
+        return [decode_record(self.backend.get(k), f"record {k}") for k in keys]
+
+    def add_experiment_event(self, experiment_id: str, op: str, **fields: str) -> Experiment:
+        """Record a change of an experiment: ``set_tag``/``delete_tag`` (``key``, ``value``),
+        ``rename`` (``name``), ``delete`` or ``restore``. Nothing is overwritten: the
+        experiment's events, in order, give its state."""
+        exp = self.get_experiment(experiment_id)
+        if exp.experiment_id == DEFAULT_EXPERIMENT_ID and not self.backend.exists(layout.experiment_meta_key(DEFAULT_EXPERIMENT_ID)):
+            self._create_experiment(DEFAULT_EXPERIMENT_NAME, None)  # its records, before an event names it
+        if op == "delete" and exp.experiment_id == DEFAULT_EXPERIMENT_ID:
+            raise InvalidInputError("the Default experiment (id '0') cannot be deleted")
+        if op == "delete_tag" and fields.get("key") not in exp.tags:
+            raise ObjectNotFoundError(f"experiment {exp.experiment_id} has no tag {fields.get('key')!r}")
+        if op == "rename":
+            new = fields.get("name", "")
+            if not isinstance(new, str) or not new.strip():
+                raise InvalidInputError(f"experiment name must be a non-empty string, got {new!r}")
+            if new != exp.name:
+                self._claim_name(new, exp.experiment_id)
+        if op in ("delete", "restore") and (exp.lifecycle_stage == "deleted") == (op == "delete"):
+            raise RunStateError(f"experiment {exp.experiment_id} is already {'deleted' if op == 'delete' else 'active'}")
+        rec = {"v": RECORD_VERSION, "op": op, "time": now_ms(), **fields}
+        self.backend.put_if_absent(layout.experiment_event_key(exp.experiment_id), pack(rec))
+        self._active_seen.pop(exp.experiment_id, None)
+        return self.get_experiment(exp.experiment_id)
+
+    def _claim_name(self, name: str, exp_id: str) -> None:
+        """Bind ``name`` to the experiment ``exp_id`` (a rename): refused if another
+        experiment holds it, or held it (a name is bound to one experiment for good)."""
+        holder = self._experiment_id_of(name)
+        if holder is None and name != DEFAULT_EXPERIMENT_NAME:
+            rec = {"v": RECORD_VERSION, "name": name, "experiment_id": exp_id}
+            if self.backend.put_if_absent(layout.experiment_name_key(name), pack(rec)):
+                self.backend.flush()
+                return
+            holder = self._experiment_id_of(name)
+        if holder == exp_id:
+            return
+        raise ResourceAlreadyExistsError(
+            f"experiment name {name!r} is bound to experiment {holder or DEFAULT_EXPERIMENT_ID}: "
+            "an experiment name names one experiment for good; choose another name"
+        )
+
+    def experiment_is_active(self, experiment_id: str) -> bool:
+        """Whether the experiment is not deleted; an answer of yes is kept for
+        :data:`ACTIVE_FOR` seconds (creating many runs asks the store once in a while, not
+        once a run: a deletion by another process is seen within that time)."""
+        exp_id = check_experiment_id(experiment_id)
+        now = time.monotonic()
+        if now - self._active_seen.get(exp_id, -ACTIVE_FOR) < ACTIVE_FOR:
+            return True
+        active = self.get_experiment(exp_id).lifecycle_stage != "deleted"
+        if active:
+            self._active_seen[exp_id] = now
+        else:
+            self._active_seen.pop(exp_id, None)
+        return active
+
     def get_experiment_by_name(self, name: str) -> Experiment | None:
-        """The experiment named ``name``, or ``None`` (never for ``Default``)."""
+        """The experiment named ``name`` now, or ``None`` (never for ``Default``)."""
         exp_id = self._experiment_id_of(name)
         if exp_id is None and name == DEFAULT_EXPERIMENT_NAME:
             exp_id = DEFAULT_EXPERIMENT_ID
-        return None if exp_id is None else self.get_experiment(exp_id)
+        if exp_id is None:
+            return None
+        exp = self.get_experiment(exp_id)
+        return exp if exp.name == name else None  # renamed since
 
     def list_experiments(self) -> list[Experiment]:
-        """Every experiment, oldest first (``Default`` among them, written or not)."""
-        out = []
+        """Every experiment (deleted ones too), oldest first (``Default`` among them, written or not)."""
+        out: dict[str, Experiment] = {}
         for key in sorted(self.backend.list("experiments/names/")):
             rec = decode_record(self.backend.get(key), f"record {key}")
+            exp_id = field_of(rec, "experiment_id", "str", key)
+            if exp_id in out:
+                continue  # a name it had before a rename
             try:
-                out.append(self.get_experiment(field_of(rec, "experiment_id", "str", key)))
+                out[exp_id] = self.get_experiment(exp_id)
             except ObjectNotFoundError:
                 continue
-        if not any(e.experiment_id == DEFAULT_EXPERIMENT_ID for e in out):
-            out.append(self.get_experiment(DEFAULT_EXPERIMENT_ID))
-        out.sort(key=lambda e: (e.creation_time, e.experiment_id))
-        return out
+        if DEFAULT_EXPERIMENT_ID not in out:
+            out[DEFAULT_EXPERIMENT_ID] = self.get_experiment(DEFAULT_EXPERIMENT_ID)
+        return sorted(out.values(), key=lambda e: (e.creation_time, e.experiment_id))
 
     # ---- runs --------------------------------------------------------------------
 
@@ -234,15 +329,50 @@ class RunStore:
         """A handle to resume writing an unsealed run."""
         run_id = check_run_id(run_id)
         meta = self._meta(run_id)
-        seal = self.seal_record(run_id)
+        generation = self.generation(run_id)
+        seal = self._seal_at(run_id, generation)
         if seal is not None:
             raise RunStateError(
-                f"run {run_id} is ended and sealed (status {seal['status']}); it cannot be resumed. "
-                "Start a new run to log more."
+                f"run {run_id} is ended and sealed (status {seal['status']}); reopen it with "
+                "RunStore.reopen_run (start_run(run_id=...)) to log more, or start a new run."
             )
         if self.is_deleted(run_id):
             raise RunStateError(f"run {run_id} is deleted; it cannot be resumed")
-        return self._track(RunHandle(self, run_id, meta))
+        return self._track(RunHandle(self, run_id, meta, generation))
+
+    def reopen_run(self, run_id: str) -> RunHandle:
+        """Resume a run, ended or not. An ended run gets a new generation: the marker
+        ``reopened/<g>`` (naming the digest it follows) opens it, and its next end writes
+        ``seals/<g>``, whose manifest names the previous run digest. Nothing recorded is
+        removed or rebound, so every earlier run digest stays verifiable."""
+        run_id = check_run_id(run_id)
+        self._meta(run_id)
+        if self.is_deleted(run_id):
+            raise RunStateError(f"run {run_id} is deleted; it cannot be resumed")
+        seal = self.seal_record(run_id)
+        if seal is None:
+            return self.open_run(run_id)
+        g = int(seal["generation"]) + 1
+        rec = {"v": RECORD_VERSION, "after": str(seal["digest"]), "time": now_ms()}
+        self.backend.put_if_absent(layout.reopen_key(run_id, g), pack(rec))  # a concurrent resume made it: the same
+        self.backend.flush()
+        return self.open_run(run_id)
+
+    def generation(self, run_id: str) -> int:
+        """How many times the run was resumed after ending (0 for most runs)."""
+        keys = self.backend.list(layout.reopen_prefix(run_id))
+        gens = [int(k.rsplit("/", 1)[-1]) for k in keys if k.rsplit("/", 1)[-1].isdigit()]
+        return max(gens, default=0)
+
+    def seal_history(self, run_id: str) -> list[dict[str, Any]]:
+        """Every seal of the run, oldest first: ``{generation, digest, status, end_time}``,
+        each digest naming a manifest that stays verifiable."""
+        out = []
+        for g in range(self.generation(run_id) + 1):
+            rec = self._seal_at(run_id, g)
+            if rec is not None:
+                out.append(rec)
+        return out
 
     def _meta(self, run_id: str) -> dict[str, Any]:
         key = layout.run_meta_key(run_id)
@@ -276,8 +406,12 @@ class RunStore:
                 pass
 
     def seal_record(self, run_id: str) -> dict[str, Any] | None:
-        """The run's seal record ``{digest, status, end_time}``, or ``None`` if it is not sealed."""
-        key = layout.seal_key(run_id)
+        """The seal of the run's current generation ``{digest, status, end_time, generation}``,
+        or ``None`` if it is open (never ended, or resumed since)."""
+        return self._seal_at(run_id, self.generation(run_id))
+
+    def _seal_at(self, run_id: str, generation: int) -> dict[str, Any] | None:
+        key = layout.seal_key(run_id, generation)
         try:
             data = self.backend.get(key)
         except ObjectNotFoundError:
@@ -293,13 +427,16 @@ class RunStore:
         manifest = rec.get("manifest")
         if manifest is not None and not isinstance(manifest, bytes):
             raise CorruptRecordError(f"record {key}: its manifest is not bytes")
-        return rec
+        return {**rec, "generation": generation}
 
     def read_manifest(self, run_id: str, digest: str, seal: dict[str, Any] | None = None) -> dict[str, Any]:
         """A sealed run's manifest, re-hashed against ``digest`` before it is decoded: held
         in the ``seal`` record (version 4; read if not given), else ``manifests/<digest>``."""
-        if seal is None and self.batched:
-            seal = self.seal_record(run_id)
+        if seal is None and self.batched:  # the seal of the generation that has this digest
+            for g in range(self.generation(run_id), -1, -1):
+                seal = self._seal_at(run_id, g)
+                if seal is not None and seal["digest"] == digest:
+                    break
         if seal is not None and isinstance(seal.get("manifest"), bytes):
             data = seal["manifest"]
             actual = hash_bytes(data)
@@ -463,7 +600,7 @@ class RunStore:
         meta = self._meta(run_id)
         if self.batched:
             if self.seal_record(run_id) is None:
-                RunHandle(self, run_id, meta).fence_deleted(str(reason))  # no batch after it counts
+                RunHandle(self, run_id, meta, self.generation(run_id)).fence_deleted(str(reason))  # no batch after it counts
             run_index.publish(self, [run_index.deletion_summary(run_id)])  # before the marker: see runs/index.py
         rec = {"v": RECORD_VERSION, "time": now_ms(), "reason": str(reason)}
         self.backend.put_if_absent(layout.deleted_key(run_id), pack(rec))
@@ -534,4 +671,5 @@ def _view(state: RunState, status: str, end_time: int | None, digest: str | None
         artifacts=dict(state.artifacts),
         models=dict(state.models),
         points=tuple(state.points),
+        inputs=tuple(dict(i) for i in state.inputs),
     )

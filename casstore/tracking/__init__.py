@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from casstore.tracking.client import Client, MlflowClient, TrackingClient
-from casstore.tracking.entities import ActiveRun, FileInfo, Metric, Param, Run, RunData, RunInfo, RunStatus, RunTag, ViewType
+from casstore.tracking.entities import FileInfo, Metric, Param, Run, RunData, RunInfo, RunStatus, RunTag, ViewType
 from casstore.tracking.fluent import *  # noqa: F403
+from casstore.tracking.fluent import ActiveRun
 from casstore.tracking.fluent import __all__ as _fluent_all
-from casstore.tracking.uri import get_tracking_uri, is_tracking_uri_set, set_tracking_uri
+from casstore.tracking.uri import get_registry_uri, get_tracking_uri, is_tracking_uri_set, set_registry_uri, set_tracking_uri
 
 __all__ = [
     *_fluent_all,
@@ -26,4 +27,6 @@ __all__ = [
     "get_tracking_uri",
     "set_tracking_uri",
     "is_tracking_uri_set",
+    "set_registry_uri",
+    "get_registry_uri",
 ]

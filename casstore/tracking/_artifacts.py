@@ -311,3 +311,42 @@ def _run_all(fn: Any, items: Iterable[Any], workers: int) -> None:
     with ThreadPoolExecutor(workers, thread_name_prefix="casstore-get") as pool:
         for _ in pool.map(fn, items):
             pass
+
+
+def pandas_for(what: str) -> Any:
+    """pandas, or a clear error naming the call that needs it."""
+    try:
+        import pandas
+    except ImportError as e:
+        raise InvalidInputError(f"{what} needs pandas: pip install 'casstore[pandas]'") from e
+    return pandas
+
+
+def table_bytes(data: Any, artifact_file: str) -> bytes:
+    """A table as ``log_table`` stores it: JSON in pandas' ``split`` form, or Parquet."""
+    pd = pandas_for("log_table")
+    if not artifact_file.endswith((".json", ".parquet")):
+        raise InvalidInputError(f"log_table: artifact file {artifact_file!r} must end in .json or .parquet")
+    if isinstance(data, dict):
+        try:
+            data = pd.DataFrame(data)
+        except ValueError:  # scalars only: one row
+            data = pd.DataFrame([data])
+    if not isinstance(data, pd.DataFrame):
+        raise InvalidInputError(f"log_table takes a pandas DataFrame or a dict of columns, got {type(data).__name__}")
+    if artifact_file.endswith(".parquet"):
+        buf = io.BytesIO()
+        data.to_parquet(buf, index=False)
+        return buf.getvalue()
+    try:
+        return str(data.to_json(orient="split", index=False, date_format="iso")).encode("utf-8")
+    except (TypeError, ValueError, OverflowError) as e:
+        raise InvalidInputError(f"log_table: the table cannot be written as JSON: {e}") from e
+
+
+def read_table(data: bytes, artifact_file: str) -> Any:
+    """A table ``log_table`` stored, as a DataFrame."""
+    pd = pandas_for("load_table")
+    if artifact_file.endswith(".parquet"):
+        return pd.read_parquet(io.BytesIO(data))
+    return pd.read_json(io.StringIO(data.decode("utf-8")), orient="split")

@@ -18,35 +18,40 @@ mixin from ``casstore.registry``.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
-from casstore.exceptions import InvalidInputError
+from casstore.exceptions import InvalidInputError, ObjectNotFoundError
 from casstore.registry.client import RegistryClient
 from casstore.runs import DEFAULT_EXPERIMENT_ID, Experiment, RunHandle, RunStore
-from casstore.runs.layout import check_run_id, check_whole, now_ms
+from casstore.runs.layout import check_name, check_run_id, check_whole, now_ms
 from casstore.runs.search import EXPERIMENT_ATTRIBUTES, matches, parse_filter, parse_order_by, sort_items
 from casstore.tracking import _artifacts, uri
 from casstore.tracking.context import context_tags
-from casstore.tracking.entities import FileInfo, Metric, Param, Run, RunStatus, RunTag, ViewType
+from casstore.tracking.entities import (
+    CONTEXT_TAG,
+    DatasetInput,
+    FileInfo,
+    Metric,
+    PagedList,
+    Param,
+    Run,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
 
-__all__ = ["TrackingClient", "Client", "MlflowClient", "LOGGED_IMAGES_TAG", "PagedList", "SEARCH_MAX_RESULTS_DEFAULT"]
+__all__ = ["TrackingClient", "Client", "MlflowClient", "LOGGED_IMAGES_TAG", "new_run_tags"]
 
 #: the page size of ``Client.search_runs`` when none is given (MLflow's)
 SEARCH_MAX_RESULTS_DEFAULT = 1000
-T = TypeVar("T")
-
-
-class PagedList(list[T]):
-    """A page of results; ``token`` is the ``page_token`` of the next page (``None``: no more)."""
-
-    def __init__(self, items: Iterable[T], token: str | None) -> None:
-        super().__init__(items)
-        self.token = token
 
 #: the tag MLflow sets on a run that has logged an image series (``log_image(key=...)``)
 LOGGED_IMAGES_TAG = "mlflow.loggedImages"
+#: the tag listing a run's tables (``log_table``), as MLflow writes it
+LOGGED_ARTIFACTS_TAG = "mlflow.loggedArtifacts"
 
 
 class TrackingClient:
@@ -81,8 +86,14 @@ class TrackingClient:
     def create_experiment(
         self, name: str, artifact_location: str | None = None, tags: dict[str, Any] | None = None
     ) -> str:
-        """Create an experiment; return its id. ``artifact_location`` is not used: artifacts
-        always live in the store."""
+        """Create an experiment; return its id. Artifacts always live in the store, content
+        addressed, so an ``artifact_location`` is refused (rather than ignored)."""
+        if artifact_location is not None:
+            raise InvalidInputError(
+                f"create_experiment got artifact_location={artifact_location!r}, which casstore cannot honour: "
+                f"every artifact is stored in the tracking store ({self.store.url}), named by its digest. "
+                "Omit artifact_location, or set the tracking URI to where artifacts should go"
+            )
         return self.store.create_experiment(name, {k: str(v) for k, v in (tags or {}).items()})
 
     def get_experiment(self, experiment_id: str) -> Experiment:
@@ -97,15 +108,38 @@ class TrackingClient:
         max_results: int | None = None,
         filter_string: str | None = None,
         order_by: list[str] | None = None,
-    ) -> list[Experiment]:
+        page_token: str | None = None,
+    ) -> PagedList[Experiment]:
         """Experiments matching a filter on ``name``, ``experiment_id``, ``creation_time`` or ``tags.<key>``."""
         comparisons = parse_filter(filter_string, EXPERIMENT_ATTRIBUTES)
         keys = parse_order_by(order_by, EXPERIMENT_ATTRIBUTES)
-        exps = [e for e in self.store.list_experiments() if matches(comparisons, functools.partial(_exp_value, e))]
-        if view_type == ViewType.DELETED_ONLY:
-            exps = []
+        stages = {ViewType.ACTIVE_ONLY: ("active",), ViewType.DELETED_ONLY: ("deleted",)}.get(view_type, ("active", "deleted"))
+        exps = [
+            e for e in self.store.list_experiments()
+            if e.lifecycle_stage in stages and matches(comparisons, functools.partial(_exp_value, e))
+        ]
         exps = sort_items(exps, keys, _exp_value, EXPERIMENT_ATTRIBUTES)
-        return exps if max_results is None else exps[:max_results]
+        return PagedList.page(exps, PagedList.offset_of(page_token), max_results)
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+        """Set a tag of an experiment (recorded as an event; the latest value wins)."""
+        check_name("tag", key)
+        self.store.add_experiment_event(str(experiment_id), "set_tag", key=key, value=str(value))
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        self.store.add_experiment_event(str(experiment_id), "delete_tag", key=key)
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        """Mark an experiment deleted (recorded; its runs stay, ``restore_experiment`` undoes it)."""
+        self.store.add_experiment_event(str(experiment_id), "delete")
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        self.store.add_experiment_event(str(experiment_id), "restore")
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        """Give an experiment a new name. The old name stays bound to it (names are never
+        reused for another experiment)."""
+        self.store.add_experiment_event(str(experiment_id), "rename", name=new_name)
 
     # ---- runs ----------------------------------------------------------------------------
 
@@ -117,11 +151,13 @@ class TrackingClient:
         run_name: str | None = None,
     ) -> Run:
         """Start a run; it records the reproducibility context (source, git, versions) as tags."""
-        all_tags = context_tags()
-        all_tags.update({k: str(v) for k, v in (tags or {}).items()})
-        run_name = run_name or all_tags.get("mlflow.runName") or _random_name()
-        all_tags["mlflow.runName"] = run_name
+        run_name, all_tags = new_run_tags(tags, run_name)
         exp_id = DEFAULT_EXPERIMENT_ID if experiment_id is None else str(experiment_id)
+        if not self.store.experiment_is_active(exp_id):
+            raise InvalidInputError(
+                f"experiment {exp_id} is deleted; a run can be created only in an active experiment "
+                "(restore_experiment brings it back)"
+            )
         handle = self.store.create_run(exp_id, run_name=run_name, tags=all_tags, start_time=start_time)
         uri.remember_handle(self.store, handle)
         return Run.from_view(handle.initial_view())  # what it holds: no need to read it back
@@ -144,10 +180,16 @@ class TrackingClient:
         h = uri.cached_handle(self.store, run_id)
         if h is None:
             if self.store.seal_record(run_id) is not None:
-                return  # already sealed: ending again is a no-op
+                return  # already sealed: ending again is a no-op (resume it first to log more)
             h = self.store.open_run(run_id)
         h.end(status)
         uri.forget_handle(self.store, run_id)
+
+    def get_run_seals(self, run_id: str) -> list[dict[str, Any]]:
+        """Every seal of a run, oldest first (``generation``, ``digest``, ``status``,
+        ``end_time``): more than one for a run resumed after it ended. Each manifest after
+        the first names the digest before it (``previous``), and each stays verifiable."""
+        return self.store.seal_history(check_run_id(run_id))
 
     def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
         if name is not None:
@@ -210,6 +252,37 @@ class TrackingClient:
     def set_tag(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> None:
         self._handle(run_id).set_tag(key, str(value))
 
+    def delete_tag(self, run_id: str, key: str) -> None:
+        """Delete a tag of an open run (recorded; setting it again brings it back)."""
+        self._handle(run_id).delete_tag(key)
+
+    def get_parent_run(self, run_id: str) -> Run | None:
+        """The run named by the run's ``mlflow.parentRunId`` tag (``None`` without one)."""
+        parent = self.get_run(run_id).data.tags.get("mlflow.parentRunId")
+        return None if parent is None else self.get_run(parent)
+
+    def log_input(self, run_id: str, dataset: Any, context: str | None = None, tags: dict[str, str] | None = None) -> None:
+        """Record a dataset (``casstore.data.from_pandas``/``from_numpy``) the run used, with
+        its ``context`` (``"training"``, ``"eval"``, ...)."""
+        to_dict = getattr(dataset, "to_dict", None)
+        if not callable(to_dict) or not hasattr(dataset, "digest"):
+            raise InvalidInputError(
+                f"log_input takes a dataset from casstore.data.from_pandas or from_numpy, got {type(dataset).__name__}"
+            )
+        self._handle(run_id).log_input({**to_dict(), "context": context or "", "tags": dict(tags or {})})
+
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput] | None = None, models: Sequence[Any] | None = None) -> None:
+        """Record dataset inputs given as MLflow's ``DatasetInput`` entities."""
+        if models:
+            raise InvalidInputError("log_inputs: model inputs are not recorded by casstore; log datasets only")
+        h = self._handle(run_id)
+        for di in datasets or []:
+            tags = {t.key: t.value for t in di.tags}
+            context = tags.pop(CONTEXT_TAG, "")
+            d = di.dataset
+            h.log_input({"name": d.name, "digest": d.digest, "source_type": d.source_type, "source": d.source,
+                         "schema": d.schema, "profile": d.profile, "context": context, "tags": tags})
+
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every value logged for a metric, by step then time."""
         view = self.store.get_run(run_id)
@@ -267,6 +340,47 @@ class TrackingClient:
             h.log_bytes(path, data)
         h.set_tag(LOGGED_IMAGES_TAG, "True")
 
+    def log_table(self, run_id: str, data: Any, artifact_file: str) -> None:
+        """Log a DataFrame (or a dict of columns) as a table artifact (``.json`` in pandas'
+        ``split`` form, or ``.parquet``), as MLflow 3, and list it in ``mlflow.loggedArtifacts``.
+        A table file is bound once: where MLflow appends the rows of a second log to the
+        same file, casstore refuses other content there (log it under another file)."""
+        payload = _artifacts.table_bytes(data, artifact_file)
+        h = self._handle(run_id)
+        h.log_bytes(artifact_file, payload)
+        listed = json.loads(self.get_run(run_id).data.tags.get(LOGGED_ARTIFACTS_TAG, "[]"))
+        entry = {"path": artifact_file, "type": "table"}
+        if entry not in listed:
+            h.set_tag(LOGGED_ARTIFACTS_TAG, json.dumps([*listed, entry]))
+
+    def load_table(
+        self, experiment_id: str, artifact_file: str, run_ids: list[str] | None = None,
+        extra_columns: list[str] | None = None,
+    ) -> Any:
+        """The rows of the table ``artifact_file`` of every run (of ``run_ids``, or of the
+        experiment's runs that logged it) as one DataFrame; ``extra_columns`` (such as
+        ``run_id``) add run attributes to each row."""
+        pd = _artifacts.pandas_for("load_table")
+        if run_ids is None:
+            runs = [r for r in self.search_runs([experiment_id], max_results=100_000)
+                    if {"path": artifact_file, "type": "table"} in json.loads(r.data.tags.get(LOGGED_ARTIFACTS_TAG, "[]"))]
+            run_ids = [r.info.run_id for r in runs]
+        frames = []
+        for rid in run_ids:
+            view = self.store.get_run(rid)
+            entry = view.artifacts.get(artifact_file)
+            if entry is None:
+                continue
+            frame = _artifacts.read_table(self.store.artifact_bytes(rid, entry), artifact_file)
+            for col in extra_columns or []:
+                if col != "run_id":
+                    raise InvalidInputError(f"load_table: unknown extra column {col!r}; casstore adds 'run_id'")
+                frame[col] = rid
+            frames.append(frame)
+        if not frames:
+            raise ObjectNotFoundError(f"no run of experiment {experiment_id} has a table {artifact_file!r}")
+        return pd.concat(frames, ignore_index=True)
+
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
         """Files (with size and BLAKE3 digest) and directories directly under ``path``."""
         return _artifacts.list_entries(self.store.get_run(run_id), path)
@@ -288,6 +402,17 @@ _ADJ = ("amber", "bold", "calm", "deft", "eager", "fond", "gentle", "honest", "k
         "noble", "patient", "quick", "rustic", "steady", "tidy", "vivid", "wise", "zesty")
 _NOUN = ("otter", "heron", "lynx", "badger", "finch", "marten", "ibis", "newt", "panda", "quail", "raven",
          "sparrow", "tapir", "urchin", "vole", "wren", "yak", "zebra", "gecko", "koala")
+
+
+def new_run_tags(tags: dict[str, Any] | None, run_name: str | None) -> tuple[str, dict[str, str]]:
+    """The name and tags of a new run, as the API gives them (``casstore log`` too): the
+    reproducibility context, then ``tags``, and ``mlflow.runName``: ``run_name``, else the
+    one ``tags`` give, else a random name as MLflow picks one."""
+    all_tags = context_tags()
+    all_tags.update({k: str(v) for k, v in (tags or {}).items()})
+    name = run_name or all_tags.get("mlflow.runName") or _random_name()
+    all_tags["mlflow.runName"] = name
+    return name, all_tags
 
 
 def _random_name() -> str:

@@ -1,16 +1,21 @@
 """MLflow-shaped objects the tracking API returns: ``Run``, ``RunInfo``, ``RunData``,
-``ActiveRun``, ``FileInfo``, ``Metric``, ``Param``, ``RunTag``, ``RunStatus``, ``ViewType``.
+``FileInfo``, ``Metric``, ``Param``, ``RunTag``, ``RunStatus``, ``ViewType``.
 
 Field names follow MLflow's, so code written against ``mlflow.entities`` reads
 them unchanged; casstore adds the run digest (``RunInfo.digest``) and the BLAKE3
-digest of each artifact (``FileInfo.digest``).
+digest of each artifact (``FileInfo.digest``). ``ActiveRun``, the run ``start_run``
+returns, is the fluent API's (:mod:`casstore.tracking.fluent`).
 """
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
+
+from casstore.exceptions import InvalidInputError
 
 from casstore.runs import Experiment, RunView
 
@@ -18,7 +23,6 @@ __all__ = [
     "Run",
     "RunInfo",
     "RunData",
-    "ActiveRun",
     "FileInfo",
     "Metric",
     "Param",
@@ -26,7 +30,91 @@ __all__ = [
     "RunStatus",
     "ViewType",
     "Experiment",
+    "PagedList",
+    "DatasetEntity",
+    "InputTag",
+    "DatasetInput",
+    "RunInputs",
 ]
+
+#: the input tag MLflow keeps a dataset's context in ("training", "eval", ...)
+CONTEXT_TAG = "mlflow.data.context"
+
+
+@dataclass(frozen=True)
+class DatasetEntity:
+    """A dataset as a run records it (MLflow's ``mlflow.entities.Dataset``); ``digest`` is
+    the BLAKE3 of its content."""
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema: str = ""
+    profile: str = ""
+
+
+@dataclass(frozen=True)
+class InputTag:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """A dataset a run used, and its tags (``mlflow.data.context`` holds the context)."""
+
+    dataset: DatasetEntity
+    tags: list[InputTag] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run used: ``dataset_inputs`` (``log_input``)."""
+
+    dataset_inputs: list[DatasetInput] = field(default_factory=list)
+    model_inputs: list[Any] = field(default_factory=list)
+
+
+def dataset_input(rec: dict[str, Any]) -> DatasetInput:
+    """A dataset input record of the runs layer as MLflow's entity."""
+    ds = DatasetEntity(rec["name"], rec["digest"], rec["source_type"], rec["source"], rec["schema"], rec["profile"])
+    tags = [InputTag(k, v) for k, v in sorted(rec.get("tags", {}).items())]
+    if rec.get("context"):
+        tags.append(InputTag(CONTEXT_TAG, rec["context"]))
+    return DatasetInput(ds, tags)
+
+T = TypeVar("T")
+
+
+class PagedList(list[T]):
+    """One page of a client search (MLflow's ``PagedList``): a list, and ``token``, which
+    asks for the next page (``None`` on the last)."""
+
+    def __init__(self, items: Iterable[T], token: str | None) -> None:
+        super().__init__(items)
+        self.token = token
+
+    @staticmethod
+    def offset_of(page_token: str | None) -> int:
+        """Where the page a token asks for starts (0 without one)."""
+        if not page_token:
+            return 0
+        try:
+            offset = json.loads(base64.urlsafe_b64decode(page_token.encode()))["offset"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise InvalidInputError(f"invalid page_token {page_token!r}: pass the token of the previous page") from e
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidInputError(f"invalid page_token {page_token!r}: pass the token of the previous page")
+        return offset
+
+    @classmethod
+    def page(cls, found: list[T], offset: int, max_results: int | None) -> PagedList[T]:
+        """The page of ``found`` (which may hold one item beyond it) from ``offset`` on."""
+        if max_results is None or len(found) <= offset + max_results:
+            return cls(found[offset:], None)
+        token = base64.urlsafe_b64encode(json.dumps({"offset": offset + max_results}).encode()).decode()
+        return cls(found[offset : offset + max_results], token)
 
 
 class RunStatus:
@@ -45,6 +133,22 @@ class RunStatus:
     @staticmethod
     def all_status() -> list[str]:
         return ["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"]
+
+    @staticmethod
+    def to_string(status: str | int) -> str:
+        """The status's name (MLflow's statuses are numbers; casstore's are their names)."""
+        if isinstance(status, int) and not isinstance(status, bool) and 1 <= status <= 5:
+            return RunStatus.all_status()[status - 1]
+        if status in RunStatus.all_status():
+            return str(status)
+        raise InvalidInputError(f"could not get the string of run status {status!r}; it is one of {RunStatus.all_status()}")
+
+    @staticmethod
+    def from_string(status_str: str) -> str:
+        """The status named ``status_str`` (as casstore keeps it: the name)."""
+        if status_str not in RunStatus.all_status():
+            raise InvalidInputError(f"could not get run status for {status_str!r}; it is one of {RunStatus.all_status()}")
+        return status_str
 
 
 class ViewType:
@@ -83,11 +187,17 @@ class RunData:
 
 
 class Run:
-    """A run: ``info`` (identity, status, times, digest) and ``data`` (params, metrics, tags)."""
+    """A run: ``info`` (identity, status, times, digest), ``data`` (params, metrics, tags)
+    and ``inputs`` (the datasets it used)."""
 
-    def __init__(self, run_info: RunInfo, run_data: RunData) -> None:
+    def __init__(self, run_info: RunInfo, run_data: RunData, run_inputs: RunInputs | None = None) -> None:
         self._info = run_info
         self._data = run_data
+        self._inputs = run_inputs or RunInputs()
+
+    @property
+    def inputs(self) -> RunInputs:
+        return self._inputs
 
     @property
     def info(self) -> RunInfo:
@@ -105,7 +215,8 @@ class Run:
 
     @classmethod
     def from_view(cls, view: RunView) -> Run:
-        return cls(run_info(view), RunData(dict(view.params), dict(view.metrics), dict(view.tags)))
+        inputs = RunInputs([dataset_input(i) for i in view.inputs])
+        return cls(run_info(view), RunData(dict(view.params), dict(view.metrics), dict(view.tags)), inputs)
 
 
 def run_info(view: RunView) -> RunInfo:
@@ -121,30 +232,6 @@ def run_info(view: RunView) -> RunInfo:
         lifecycle_stage="deleted" if view.deleted else "active",
         digest=view.digest,
     )
-
-
-class ActiveRun(Run):
-    """The run returned by ``start_run``; as a context manager it ends the run on exit:
-    ``FINISHED`` normally, ``FAILED`` on an exception, ``KILLED`` on Ctrl-C."""
-
-    def __init__(self, run: Run) -> None:
-        super().__init__(run.info, run.data)
-
-    def __enter__(self) -> ActiveRun:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        from casstore.tracking import fluent
-
-        if exc_type is None:
-            status = RunStatus.FINISHED
-        elif issubclass(exc_type, KeyboardInterrupt):
-            status = RunStatus.KILLED
-        else:
-            status = RunStatus.FAILED
-        fluent._end_run_of(self.info.run_id, status)
 
 
 @dataclass(frozen=True)

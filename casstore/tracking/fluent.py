@@ -9,17 +9,19 @@ ended last (MLflow's ``last_active_run``).
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 from collections.abc import Sequence
+from types import TracebackType
 from typing import Any
 
-from casstore.exceptions import InvalidInputError, ObjectNotFoundError, RunStateError
+from casstore.exceptions import InvalidInputError, RunStateError
 from casstore.runs import DEFAULT_EXPERIMENT_ID, Experiment
 from casstore.runs.layout import check_run_id
 from casstore.tracking import uri
 from casstore.tracking.client import Client
-from casstore.tracking.entities import ActiveRun, FileInfo, Metric, Param, Run, RunStatus, RunTag, ViewType
+from casstore.tracking.entities import FileInfo, Metric, Param, Run, RunStatus, RunTag, ViewType
 
 __all__ = [
     "set_experiment",
@@ -50,11 +52,59 @@ __all__ = [
     "get_artifact_uri",
     "search_runs",
     "active_client",
+    "set_experiment_tag",
+    "set_experiment_tags",
+    "delete_experiment",
+    "delete_tag",
+    "get_parent_run",
+    "flush_async_logging",
+    "RunOperations",
+    "log_table",
+    "load_table",
+    "log_input",
+    "log_inputs",
+    "search_registered_models",
+    "search_model_versions",
 ]
+
+#: search_runs' default max_results (MLflow's, for its DataFrame output)
+SEARCH_MAX_RESULTS_PANDAS = 100_000
+
+#: the tags MLflow keeps a run's description and its parent in
+RUN_NOTE_TAG = "mlflow.note.content"
+PARENT_RUN_TAG = "mlflow.parentRunId"
+
+#: a run to resume by the next start_run() without a run id (then unset), casstore's and MLflow's
+RUN_ID_ENV = "CASSTORE_RUN_ID"
+MLFLOW_RUN_ID_ENV = "MLFLOW_RUN_ID"
 
 EXPERIMENT_NAME_ENV = "CASSTORE_EXPERIMENT_NAME"
 EXPERIMENT_ID_ENV = "CASSTORE_EXPERIMENT_ID"
 
+
+class ActiveRun(Run):
+    """The run returned by ``start_run``; as a context manager it ends the run on exit:
+    ``FINISHED`` normally, ``FAILED`` on an exception, ``KILLED`` on Ctrl-C."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(run.info, run.data, run.inputs)
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            status = RunStatus.FINISHED
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = RunStatus.KILLED
+        else:
+            status = RunStatus.FAILED
+        _end_run_of(self.info.run_id, status)
+
+
+_logger = logging.getLogger("casstore")
 _local = threading.local()
 _state_lock = threading.Lock()
 #: every run started by this process and not yet ended: run_id -> (run, client)
@@ -93,21 +143,47 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
     client = _client()
     if experiment_name is not None:
         exp_id = client.store.get_or_create_experiment(experiment_name)
-        _active_experiment = ("name", experiment_name)
     else:
         exp_id = str(experiment_id)
-        client.get_experiment(exp_id)  # raises if there is none
-        _active_experiment = ("id", exp_id)
-    return client.get_experiment(exp_id)
+    exp = client.get_experiment(exp_id)  # raises if there is none
+    if exp.lifecycle_stage == "deleted":
+        raise InvalidInputError(
+            f"cannot set the deleted experiment {exp.name!r} (id {exp_id}) as the active experiment; "
+            "restore it with Client().restore_experiment, or choose another"
+        )
+    _active_experiment = ("name", experiment_name) if experiment_name is not None else ("id", exp_id)
+    return exp
+
+
+def set_experiment_tag(key: str, value: Any) -> None:
+    """Set a tag of the active experiment."""
+    client = _client()
+    client.set_experiment_tag(_active_experiment_id(client), key, value)
+
+
+def set_experiment_tags(tags: dict[str, Any]) -> None:
+    """Set tags of the active experiment."""
+    client = _client()
+    exp_id = _active_experiment_id(client)
+    for k, v in tags.items():
+        client.set_experiment_tag(exp_id, k, v)
+
+
+def delete_experiment(experiment_id: str) -> None:
+    """Mark an experiment deleted (``Client().restore_experiment`` undoes it)."""
+    _client().delete_experiment(experiment_id)
 
 
 def _active_experiment_id(client: Client) -> str:
     chosen = _active_experiment
     if chosen is None:
-        if os.environ.get(EXPERIMENT_ID_ENV):
-            chosen = ("id", os.environ[EXPERIMENT_ID_ENV])
-        elif os.environ.get(EXPERIMENT_NAME_ENV):
-            chosen = ("name", os.environ[EXPERIMENT_NAME_ENV])
+        for id_var, name_var in ((EXPERIMENT_ID_ENV, EXPERIMENT_NAME_ENV), ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")):
+            if os.environ.get(id_var):
+                chosen = ("id", os.environ[id_var])
+            elif os.environ.get(name_var):
+                chosen = ("name", os.environ[name_var])
+            if chosen is not None:
+                break
     if chosen is None:
         return DEFAULT_EXPERIMENT_ID
     kind, value = chosen
@@ -132,7 +208,7 @@ def search_experiments(
     filter_string: str | None = None,
     order_by: list[str] | None = None,
 ) -> list[Experiment]:
-    return _client().search_experiments(view_type, max_results, filter_string, order_by)
+    return list(_client().search_experiments(view_type, max_results, filter_string, order_by))
 
 
 # ---- runs ---------------------------------------------------------------------------------------
@@ -148,10 +224,13 @@ def start_run(
     description: str | None = None,
     log_system_metrics: bool | None = None,
 ) -> ActiveRun:
-    """Start a new run, or resume an open one by ``run_id``; use it as a context manager.
+    """Start a new run, or resume one by ``run_id`` (else by ``CASSTORE_RUN_ID`` or
+    ``MLFLOW_RUN_ID``, read once); use it as a context manager.
 
     Leaving the ``with`` block ends the run: ``FINISHED``, or ``FAILED`` if an exception
-    escaped it (``KILLED`` on Ctrl-C). A sealed run cannot be resumed.
+    escaped it (``KILLED`` on Ctrl-C). Resuming an ended run reopens it without changing
+    anything it holds: params and artifacts stay bound, and ending it again writes a new
+    seal whose manifest names the previous run digest (``Client().get_run_seals``).
     """
     st = _stack()
     if st and not nested:
@@ -161,14 +240,31 @@ def start_run(
         )
     client = _client()
     tags = {k: str(v) for k, v in (tags or {}).items()}
-    parent = parent_run_id or (st[-1][0].info.run_id if st and nested else None)
-    if parent:
-        tags["mlflow.parentRunId"] = parent
-    if description is not None:
-        tags["mlflow.note.content"] = str(description)
+    if description:
+        if RUN_NOTE_TAG in tags:
+            raise InvalidInputError(
+                f"start_run got a description and the tag {RUN_NOTE_TAG!r}, which holds the description: "
+                "give only one of them"
+            )
+        tags[RUN_NOTE_TAG] = str(description)
+    if parent_run_id and st and parent_run_id != st[-1][0].info.run_id:
+        raise InvalidInputError(
+            f"the active run {st[-1][0].info.run_id} is not the parent_run_id {parent_run_id} given; "
+            "end it with end_run() first, or start the run nested under it"
+        )
+    if run_id is None:
+        for var in (RUN_ID_ENV, MLFLOW_RUN_ID_ENV):
+            if os.environ.get(var):
+                run_id = os.environ.pop(var)  # as MLflow: the variable resumes one run
+                break
     if run_id is not None:
         run = _resume(client, check_run_id(run_id), experiment_id, run_name, tags)
     else:
+        parent = parent_run_id or (st[-1][0].info.run_id if st and nested else None)
+        if parent:
+            if client.get_run(parent).info.lifecycle_stage == "deleted":
+                raise RunStateError(f"cannot start a run under parent run {parent}: it is deleted")
+            tags[PARENT_RUN_TAG] = parent
         exp_id = str(experiment_id) if experiment_id is not None else _active_experiment_id(client)
         run = client.create_run(exp_id, tags=tags, run_name=run_name)
     active = ActiveRun(run)
@@ -180,16 +276,17 @@ def start_run(
 
 def _resume(client: Client, run_id: str, experiment_id: str | None, run_name: str | None, tags: dict[str, str]) -> Run:
     view = client.store.get_run(run_id)
-    if view.sealed:
-        raise RunStateError(
-            f"run {run_id} is ended and sealed (status {view.status}); it cannot be resumed. "
-            "Start a new run to log more."
-        )
+    if view.deleted:
+        raise RunStateError(f"cannot resume run {run_id}: it is deleted")
     if experiment_id is not None and str(experiment_id) != view.experiment_id:
         raise InvalidInputError(
             f"run {run_id} belongs to experiment {view.experiment_id}, not {experiment_id}"
         )
-    client._handle(run_id)
+    if view.sealed:
+        uri.forget_handle(client.store, run_id)
+        uri.remember_handle(client.store, client.store.reopen_run(run_id))
+    else:
+        client._handle(run_id)
     if run_name is not None:
         tags["mlflow.runName"] = run_name
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
@@ -281,43 +378,86 @@ def _run_for_write(run_id: str | None = None) -> tuple[str, Client]:
 # ---- params, metrics, tags --------------------------------------------------------------------
 
 
+def _done(synchronous: bool | None, value: Any = None) -> Any:
+    """What a logging call returns: with ``synchronous=False``, a :class:`RunOperations`
+    (its ``wait()`` returns at once: the write is done when the call returns, as casstore
+    writes records synchronously and buffers only metric points, which
+    :func:`flush_async_logging` writes), else ``value``."""
+    return RunOperations() if synchronous is False else value
+
+
 def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
     """Record a param of the active run; the same value again is a no-op, another value raises."""
     run_id, client = _run_for_write()
-    return client.log_param(run_id, key, value)
+    return _done(synchronous, client.log_param(run_id, key, value))
 
 
-def log_params(params: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None) -> None:
+def log_params(params: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None) -> Any:
     rid, client = _run_for_write(run_id)
     client.log_batch(rid, params=[Param(k, str(v)) for k, v in params.items()])
+    return _done(synchronous)
 
 
 def log_metric(
     key: str, value: float, step: int | None = None, synchronous: bool | None = None,
-    timestamp: int | None = None, run_id: str | None = None,
-) -> None:
+    timestamp: int | None = None, run_id: str | None = None, model_id: str | None = None,
+    dataset: Any = None,
+) -> Any:
     """Record a metric value (buffered and written in batches; nothing is lost at the run's end or exit)."""
     rid, client = _run_for_write(run_id)
     client.log_metric(rid, key, value, timestamp, step)
+    return _done(synchronous)
 
 
 def log_metrics(
     metrics: dict[str, float], step: int | None = None, synchronous: bool | None = None,
-    run_id: str | None = None, timestamp: int | None = None,
-) -> None:
+    run_id: str | None = None, timestamp: int | None = None, model_id: str | None = None,
+    dataset: Any = None,
+) -> Any:
     rid, client = _run_for_write(run_id)
     for k, v in metrics.items():
         client.log_metric(rid, k, v, timestamp, step)
+    return _done(synchronous)
 
 
-def set_tag(key: str, value: Any, synchronous: bool | None = None) -> None:
+def set_tag(key: str, value: Any, synchronous: bool | None = None) -> Any:
     run_id, client = _run_for_write()
     client.set_tag(run_id, key, value)
+    return _done(synchronous)
 
 
-def set_tags(tags: dict[str, Any], synchronous: bool | None = None) -> None:
+def set_tags(tags: dict[str, Any], synchronous: bool | None = None) -> Any:
     run_id, client = _run_for_write()
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    return _done(synchronous)
+
+
+def delete_tag(key: str) -> None:
+    """Delete a tag of the active run (recorded: the run's records keep the tag's history)."""
+    run_id, client = _run_for_write()
+    client.delete_tag(run_id, key)
+
+
+def flush_async_logging() -> None:
+    """Write every metric point this process has buffered, for every open run."""
+    with _state_lock:
+        pending = list(_open_runs.items())
+    for run_id, (_, client) in pending:
+        h = uri.cached_handle(client.store, run_id)
+        if h is not None:
+            h.flush_metrics()
+
+
+class RunOperations:
+    """What a logging call with ``synchronous=False`` returns (MLflow's ``RunOperations``)."""
+
+    def wait(self) -> None:
+        """Return once the logging is done (it is: casstore's writes return when done)."""
+
+
+def get_parent_run(run_id: str) -> Run | None:
+    """The parent of a nested run (``None`` for a top-level run)."""
+    return _client().get_parent_run(run_id)
 
 
 def get_metric_history(run_id: str, key: str) -> list[Metric]:
@@ -369,6 +509,42 @@ def log_image(
     client.log_image(rid, image, artifact_file, key, step, timestamp, synchronous)
 
 
+def log_input(dataset: Any, context: str | None = None, tags: dict[str, str] | None = None, model: Any = None) -> None:
+    """Record a dataset (``casstore.data.from_pandas``/``from_numpy``) the active run used."""
+    if model is not None:
+        raise InvalidInputError("log_input: model inputs are not recorded by casstore; log the dataset alone")
+    rid, client = _run_for_write()
+    client.log_input(rid, dataset, context, tags)
+
+
+def log_inputs(
+    datasets: Sequence[Any] | None = None, contexts: Sequence[str | None] | None = None,
+    tags_list: Sequence[dict[str, str] | None] | None = None, models: Sequence[Any] | None = None,
+) -> None:
+    """Record several datasets the active run used (``contexts`` and ``tags_list`` pair with them)."""
+    datasets = list(datasets or [])
+    contexts = list(contexts) if contexts is not None else [None] * len(datasets)
+    tags_list = list(tags_list) if tags_list is not None else [None] * len(datasets)
+    if len(contexts) != len(datasets) or len(tags_list) != len(datasets):
+        raise InvalidInputError("log_inputs: datasets, contexts and tags_list must have the same length")
+    for ds, ctx, tg in zip(datasets, contexts, tags_list):
+        log_input(ds, ctx, tg, None)
+    if models:
+        raise InvalidInputError("log_inputs: model inputs are not recorded by casstore; log datasets only")
+
+
+def log_table(data: Any, artifact_file: str, run_id: str | None = None) -> None:
+    """Log a DataFrame or a dict of columns as a table (``.json`` or ``.parquet``)."""
+    rid, client = _run_for_write(run_id)
+    client.log_table(rid, data, artifact_file)
+
+
+def load_table(artifact_file: str, run_ids: list[str] | None = None, extra_columns: list[str] | None = None) -> Any:
+    """The rows of a table logged by the active experiment's runs (or by ``run_ids``), as one DataFrame."""
+    client = _client()
+    return client.load_table(_active_experiment_id(client), artifact_file, run_ids, extra_columns)
+
+
 def list_artifacts(run_id: str | None = None, path: str | None = None) -> list[FileInfo]:
     """Artifacts directly under ``path`` of a run (default: the active or last run)."""
     if run_id is None:
@@ -386,65 +562,110 @@ def get_artifact_uri(artifact_path: str | None = None) -> str:
 # ---- search ----------------------------------------------------------------------------------------
 
 
+def search_registered_models(
+    max_results: int | None = None, filter_string: str | None = None, order_by: list[str] | None = None
+) -> list[Any]:
+    """Registered models matching ``filter_string`` (``name LIKE 'fraud%'``), as MLflow's fluent call."""
+    return list(_client().search_registered_models(filter_string, max_results, order_by))
+
+
+def search_model_versions(
+    max_results: int | None = None, filter_string: str | None = None, order_by: list[str] | None = None
+) -> list[Any]:
+    """Model versions matching ``filter_string`` (``name = 'fraud'``), as MLflow's fluent call."""
+    return list(_client().search_model_versions(filter_string, max_results, order_by))
+
+
+
+
 def search_runs(
     experiment_ids: Sequence[str] | str | None = None,
     filter_string: str = "",
     run_view_type: int = ViewType.ACTIVE_ONLY,
-    max_results: int | None = None,
+    max_results: int = SEARCH_MAX_RESULTS_PANDAS,
     order_by: list[str] | None = None,
-    output_format: str = "list",
+    output_format: str = "pandas",
     search_all_experiments: bool = False,
     experiment_names: list[str] | None = None,
 ) -> Any:
-    """Runs matching MLflow's filter grammar, as a list of ``Run`` or (``output_format="pandas"``) a DataFrame.
+    """Runs matching MLflow's filter grammar, as MLflow returns them: a pandas DataFrame
+    (one row per run: ``run_id``, ``experiment_id``, ``status``, ``artifact_uri``,
+    ``start_time``, ``end_time``, ``digest``, then ``metrics.*``, ``params.*``, ``tags.*``),
+    or with ``output_format="list"`` a list of :class:`Run`.
 
     Without ``experiment_ids`` or ``experiment_names``, searches the active experiment
-    (all experiments with ``search_all_experiments=True``). Without ``max_results``, every
-    matching run (as MLflow's), else at most that many.
+    (all experiments with ``search_all_experiments=True``). A name with no experiment is
+    skipped with a warning, as in MLflow.
     """
     if output_format not in ("list", "pandas"):
-        raise InvalidInputError(f"output_format must be 'list' or 'pandas', got {output_format!r}")
+        raise InvalidInputError(
+            f"unsupported output_format {output_format!r}: search_runs returns 'pandas' (a DataFrame, the default) or 'list'"
+        )
+    if experiment_ids and experiment_names:
+        raise InvalidInputError("search_runs takes experiment_ids or experiment_names, but not both")
+    if output_format == "pandas":
+        pd = _pandas()  # before searching: a missing pandas is said at once
     client = _client()
     ids: list[str] | None
     if experiment_names:
         ids = []
         for name in experiment_names:
+            if name is None:
+                continue
             exp = client.get_experiment_by_name(name)
             if exp is None:
-                raise ObjectNotFoundError(f"no experiment named {name!r} in store {client.store.url}")
-            ids.append(exp.experiment_id)
-    elif experiment_ids is not None:
+                _logger.warning("no experiment named %r in store %s; it is not searched", name, client.store.url)
+            else:
+                ids.append(exp.experiment_id)
+    elif experiment_ids:
         ids = [experiment_ids] if isinstance(experiment_ids, str) else [str(i) for i in experiment_ids]
     elif search_all_experiments:
         ids = None
     else:
         ids = [_active_experiment_id(client)]
-    runs = client.search_runs(ids, filter_string, run_view_type, max_results, order_by)
+    runs = [] if ids == [] else client.search_runs(ids, filter_string, run_view_type, max_results, order_by)
     if output_format == "pandas":
-        return _to_frame(runs)
-    return runs
+        return runs_frame(list(runs), pd)
+    return list(runs)
 
 
-def _to_frame(runs: list[Run]) -> Any:
+def _pandas() -> Any:
     try:
-        import pandas as pd
+        import pandas
     except ImportError as e:
-        raise InvalidInputError("output_format='pandas' needs pandas: pip install 'casstore[pandas]'") from e
-    base = ["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time", "digest"]
-    rows = []
+        raise InvalidInputError(
+            "search_runs returns a pandas DataFrame by default, and pandas is not installed: "
+            "pip install 'casstore[pandas]', or pass output_format='list' for a list of Run objects"
+        ) from e
+    return pandas
+
+
+#: the columns every runs frame has, in order (MLflow's, and the run digest)
+FRAME_COLUMNS = ["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time", "digest"]
+
+
+def runs_frame(runs: list[Run], pd: Any) -> Any:
+    """Runs as MLflow's search_runs frame: a missing metric is NaN, a missing param or tag None."""
+    import numpy as np
+
+    cols: dict[str, list[Any]] = {c: [] for c in FRAME_COLUMNS}
     for r in runs:
-        row: dict[str, Any] = {
-            "run_id": r.info.run_id, "experiment_id": r.info.experiment_id, "status": r.info.status,
-            "artifact_uri": r.info.artifact_uri,
-            "start_time": pd.to_datetime(r.info.start_time, unit="ms", utc=True),
-            "end_time": pd.to_datetime(r.info.end_time, unit="ms", utc=True) if r.info.end_time else pd.NaT,
-            "digest": r.info.digest,
-        }
-        row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
-        row.update({f"params.{k}": v for k, v in r.data.params.items()})
-        row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
-        rows.append(row)
-    return pd.DataFrame(rows, columns=None if rows else base)
+        cols["run_id"].append(r.info.run_id)
+        cols["experiment_id"].append(r.info.experiment_id)
+        cols["status"].append(r.info.status)
+        cols["artifact_uri"].append(r.info.artifact_uri)
+        cols["start_time"].append(pd.to_datetime(r.info.start_time, unit="ms", utc=True))
+        cols["end_time"].append(pd.to_datetime(r.info.end_time, unit="ms", utc=True) if r.info.end_time else pd.NaT)
+        cols["digest"].append(r.info.digest)
+    parts: list[tuple[str, Any, list[dict[str, Any]]]] = [
+        ("metrics.", np.nan, [dict(r.data.metrics) for r in runs]),
+        ("params.", None, [dict(r.data.params) for r in runs]),
+        ("tags.", None, [dict(r.data.tags) for r in runs]),
+    ]
+    for prefix, null, values in parts:
+        for k in sorted({k for v in values for k in v}):
+            cols[prefix + k] = [v.get(k, null) for v in values]
+    return pd.DataFrame(cols)
 
 
 @atexit.register

@@ -1,9 +1,15 @@
 """Which store the tracking API talks to, and ``runs:/`` URIs.
 
 The tracking URI is, in order: what :func:`set_tracking_uri` set, the environment
-variable ``CASSTORE_TRACKING_URI``, or ``./casstore``. A relative local path is
-resolved against the current directory when the store is used. Any fsspec URL
-works (``memory://x``, ``s3://bucket/prefix``, ``file:///abs/path``).
+variable ``CASSTORE_TRACKING_URI``, MLflow's ``MLFLOW_TRACKING_URI``, or ``./casstore``.
+A relative local path is resolved against the current directory when the store is
+used. Any fsspec URL works (``memory://x``, ``s3://bucket/prefix``, ``file:///abs/path``,
+``file:./dir``). URIs of MLflow's servers and databases (``sqlite:``, ``postgresql:``,
+``mysql:``, ``http(s):``, ``databricks``) are refused with a message saying what to use:
+casstore has no server or database, its store is a directory or an object-store URL.
+
+The registry lives in the tracking store (a version pins a model entry of that store),
+so :func:`set_registry_uri` takes only a URI naming that same store.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ __all__ = [
     "set_tracking_uri",
     "get_tracking_uri",
     "is_tracking_uri_set",
+    "set_registry_uri",
+    "get_registry_uri",
     "resolve_store_uri",
     "get_store",
     "parse_runs_uri",
@@ -31,11 +39,31 @@ __all__ = [
 
 DEFAULT_TRACKING_URI = "./casstore"
 TRACKING_URI_ENV = "CASSTORE_TRACKING_URI"
+#: MLflow's variable, honoured when ``CASSTORE_TRACKING_URI`` is unset
+MLFLOW_TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+#: schemes of MLflow's tracking servers and databases: casstore cannot serve them
+_SERVER_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mssql", "http", "https", "databricks",
+                   "databricks-uc", "uc")
+
+_registry_uri: str | None = None
 
 _tracking_uri: str | None = None
 _stores: dict[str, RunStore] = {}
 _handles: dict[tuple[str, str], RunHandle] = {}
 _lock = threading.RLock()
+
+
+def _check_servable(uri: str, where: str) -> None:
+    """Refuse the URI of an MLflow server or database, saying what to use instead."""
+    scheme = uri.strip().partition(":")[0].lower().split("+", 1)[0]
+    if scheme in _SERVER_SCHEMES and (":" in uri or scheme.startswith("databricks")):
+        raise InvalidInputError(
+            f"{where} {uri!r} names an MLflow tracking server or database, which casstore does not talk to: "
+            "a casstore store is a directory or an object-store URL, with no server "
+            "(for example ./casstore, /data/store, s3://bucket/prefix). Set CASSTORE_TRACKING_URI or call "
+            "set_tracking_uri with one; to bring runs over from MLflow, run "
+            f"`casstore import-mlflow --mlflow-uri {uri}`"
+        )
 
 
 def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
@@ -45,24 +73,49 @@ def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
         uri = os.fspath(uri)
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidInputError(f"tracking URI must be a non-empty string or path, got {uri!r}")
+    _check_servable(uri, "tracking URI")
     _tracking_uri = uri
+
+
+def set_registry_uri(uri: str | os.PathLike[str]) -> None:
+    """Name the registry's store: casstore keeps the registry in the tracking store, so
+    ``uri`` must name that store (anything else is refused)."""
+    global _registry_uri
+    text = os.fspath(uri) if isinstance(uri, os.PathLike) else uri
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInputError(f"registry URI must be a non-empty string or path, got {uri!r}")
+    _check_servable(text, "registry URI")
+    if resolve_store_uri(text) != resolve_store_uri(get_tracking_uri()):
+        raise InvalidInputError(
+            f"registry URI {text!r} is not the tracking store {get_tracking_uri()!r}: casstore keeps registered "
+            "models in the store that holds their runs (a version pins a model of that store). "
+            "Use set_tracking_uri to change both"
+        )
+    _registry_uri = text
+
+
+def get_registry_uri() -> str:
+    """The registry URI: as set by :func:`set_registry_uri`, else the tracking URI."""
+    return _registry_uri if _registry_uri is not None else get_tracking_uri()
 
 
 def get_tracking_uri() -> str:
     """The current tracking URI, as set (relative paths are resolved when the store is used)."""
     if _tracking_uri is not None:
         return _tracking_uri
-    return os.environ.get(TRACKING_URI_ENV) or DEFAULT_TRACKING_URI
+    return os.environ.get(TRACKING_URI_ENV) or os.environ.get(MLFLOW_TRACKING_URI_ENV) or DEFAULT_TRACKING_URI
 
 
 def is_tracking_uri_set() -> bool:
-    return _tracking_uri is not None or bool(os.environ.get(TRACKING_URI_ENV))
+    """Whether a tracking URI was set (by :func:`set_tracking_uri` or the environment)."""
+    return _tracking_uri is not None or bool(os.environ.get(TRACKING_URI_ENV) or os.environ.get(MLFLOW_TRACKING_URI_ENV))
 
 
 def _reset_tracking_uri() -> None:
-    """Forget :func:`set_tracking_uri` (tests)."""
-    global _tracking_uri
+    """Forget :func:`set_tracking_uri` and :func:`set_registry_uri` (tests)."""
+    global _tracking_uri, _registry_uri
     _tracking_uri = None
+    _registry_uri = None
 
 
 def resolve_store_uri(uri: str | os.PathLike[str] | None = None) -> str:
@@ -70,6 +123,9 @@ def resolve_store_uri(uri: str | os.PathLike[str] | None = None) -> str:
     uri = os.fspath(uri) if uri is not None else get_tracking_uri()
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidInputError(f"tracking URI must be a non-empty string or path, got {uri!r}")
+    _check_servable(uri, "tracking URI")
+    if uri.startswith("file:") and not uri.startswith("file://"):
+        return os.path.abspath(os.path.expanduser(uri[len("file:"):] or "."))
     if "://" not in uri:
         return os.path.abspath(os.path.expanduser(uri))
     scheme, _, rest = uri.partition("://")

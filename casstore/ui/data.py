@@ -1,0 +1,572 @@
+"""Everything the web UI reads from a store, in one place.
+
+The pages never touch the store themselves: they ask a :class:`UIData`. It only
+reads (runs, the registry, space accounting, a gc dry run, verification), so the
+UI cannot change a store.
+
+Speed: the runs table of a large experiment is served from a cache of run
+*summaries* (each run without its metric history and artifact list), held in this
+process and rebuilt from the store, never the source of truth. An experiment's
+summaries are read once, the first time it is shown (or when the server starts);
+after that a request older than ``refresh_seconds`` starts a refresh in the
+background and is answered from what is cached, so no page waits on the store.
+A refresh lists the experiment's run index once, reads the runs it has not seen
+and the runs still open, and asks which runs carry a deletion marker. Filters and
+sorting are casstore's own search grammar and order (``casstore.runs.search``),
+applied to the cached summaries as ``RunStore.search_runs`` applies them.
+
+Metric charts: a run's metric points are read once per run digest (a sealed run
+never changes) and kept as arrays of doubles in a small LRU, then cut to a fixed
+number of buckets, keeping each bucket's minimum and maximum, so a chart of a
+100,000-point history keeps its shape in a thousand points.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import functools
+import json
+import threading
+import time
+import uuid
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from casstore._paths import clean_artifact_path, clean_optional_path
+from casstore.exceptions import CasstoreError, InvalidInputError, ObjectNotFoundError
+from casstore.runs import RunStore, layout, search
+from casstore.runs.records import ArtifactEntry, Experiment, RunView
+from casstore.runs.store import run_value
+
+__all__ = ["UIData", "RunPage", "Series", "Job", "ArtifactNode", "artifact_tree", "PAGE_SIZE", "MAX_PAGE_SIZE"]
+
+PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+#: buckets a chart is cut into (each gives at most its minimum and its maximum)
+CHART_BUCKETS = 600
+#: metric points kept in memory across runs (three doubles each)
+SERIES_CACHE_POINTS = 4_000_000
+
+
+# ---- the runs table ------------------------------------------------------------------------
+
+
+@dataclass
+class RunPage:
+    """One page of an experiment's runs table."""
+
+    runs: list[RunView]
+    total: int  # runs matching the filter
+    next_token: str | None
+    param_keys: list[str]
+    metric_keys: list[str]
+    as_of: float  # when the summaries were read from the store (epoch seconds)
+
+
+@dataclass
+class _Experiment:
+    summaries: dict[str, RunView] = field(default_factory=dict)
+    refreshed: float = 0.0
+    refreshing: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _summary(view: RunView) -> RunView:
+    """A run without what the table does not show (its metric points, artifact records)."""
+    return dataclasses.replace(view, points=(), artifacts={})
+
+
+def _encode_token(offset: int, last_run: str) -> str:
+    raw = json.dumps({"o": offset, "r": last_run}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        d = json.loads(raw)
+        offset, last = d["o"], d["r"]
+        if not isinstance(offset, int) or offset < 0 or not isinstance(last, str):
+            raise ValueError(d)
+    except (ValueError, KeyError, TypeError, binascii.Error) as e:
+        raise InvalidInputError(f"page token {token[:40]!r} is not one this server gave; start from the first page") from e
+    return offset, last
+
+
+# ---- metric series -------------------------------------------------------------------------
+
+
+@dataclass
+class Series:
+    """One metric of one run: steps, times (ms) and values, ordered by step then time."""
+
+    run_id: str
+    key: str
+    steps: array[float]
+    times: array[float]
+    values: array[float]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def downsampled(self, x: str = "step", buckets: int = CHART_BUCKETS) -> dict[str, Any]:
+        """The series for a chart: ``x`` is ``step`` or ``time`` (seconds since the first
+        point). At most ``2 * buckets + 2`` points: each bucket of equal x range keeps its
+        lowest and its highest value, in x order, so peaks and dips stay visible."""
+        xs: Sequence[float]
+        if x == "time":
+            t0 = min(self.times) if self.times else 0.0
+            pairs = sorted(zip(((t - t0) / 1000.0 for t in self.times), self.values))
+            xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+        elif x == "step":
+            xs, ys = self.steps, self.values
+        else:
+            raise InvalidInputError(f"x must be 'step' or 'time', got {x!r}")
+        n = len(ys)
+        out_x: list[float] = []
+        out_y: list[float | None] = []
+        if n <= 2 * buckets:
+            out_x, out_y = list(xs), [_finite(v) for v in ys]
+        else:
+            lo, hi = xs[0], xs[-1]
+            width = (hi - lo) / buckets or 1.0
+            i = 0
+            while i < n:
+                b = min(int((xs[i] - lo) / width), buckets - 1)
+                j = i
+                imin = imax = i
+                while j < n and min(int((xs[j] - lo) / width), buckets - 1) == b:
+                    if ys[j] < ys[imin]:
+                        imin = j
+                    if ys[j] > ys[imax]:
+                        imax = j
+                    j += 1
+                keep = {imin, imax} | ({0} if i == 0 else set()) | ({n - 1} if j == n else set())
+                for k in sorted(keep):  # the ends stay too, so the chart spans the whole series
+                    out_x.append(xs[k])
+                    out_y.append(_finite(ys[k]))
+                i = j
+        return {"run_id": self.run_id, "key": self.key, "x": x, "points": n, "sampled": len(out_x) < n,
+                "xs": out_x, "ys": out_y}
+
+
+def _finite(v: float) -> float | None:
+    return v if v == v and v not in (float("inf"), float("-inf")) else None
+
+
+def _series_of(view: RunView) -> dict[str, Series]:
+    by_key: dict[str, list[tuple[int, int, float]]] = {}
+    for k, v, s, t in view.points:
+        by_key.setdefault(k, []).append((s, t, v))
+    out = {}
+    for k, pts in by_key.items():
+        pts.sort(key=lambda p: (p[0], p[1]))
+        out[k] = Series(view.run_id, k, array("d", (p[0] for p in pts)), array("d", (p[1] for p in pts)),
+                        array("d", (p[2] for p in pts)))
+    return out
+
+
+# ---- artifacts -----------------------------------------------------------------------------
+
+
+@dataclass
+class ArtifactNode:
+    """A directory of a run's artifact tree (files are :class:`ArtifactEntry`)."""
+
+    name: str
+    path: str
+    dirs: list[ArtifactNode] = field(default_factory=list)
+    files: list[ArtifactEntry] = field(default_factory=list)
+    size: int = 0
+    count: int = 0
+
+
+def artifact_tree(artifacts: dict[str, ArtifactEntry]) -> ArtifactNode:
+    """The run's artifacts as a tree of directories, each with its total size and file count."""
+    root = ArtifactNode("", "")
+    index = {"": root}
+    for path in sorted(artifacts):
+        entry = artifacts[path]
+        parts = path.split("/")
+        node = root
+        for i in range(len(parts) - 1):
+            sub = "/".join(parts[: i + 1])
+            child = index.get(sub)
+            if child is None:
+                child = index[sub] = ArtifactNode(parts[i], sub)
+                node.dirs.append(child)
+            node = child
+        node.files.append(entry)
+        for i in range(len(parts)):
+            n = index.get("/".join(parts[:i]))
+            if n is not None:
+                n.size += entry.size
+                n.count += 1
+    return root
+
+
+# ---- background jobs (verify) --------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """A verification started from the store page: progress while it runs, then its report."""
+
+    id: str
+    what: str
+    run_id: str | None
+    started: float
+    stage: str = "starting"
+    done: int = 0
+    total: int | None = None
+    finished: float | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "what": self.what, "run_id": self.run_id, "stage": self.stage, "done": self.done,
+                "total": self.total, "finished": self.finished is not None, "result": self.result,
+                "error": self.error, "seconds": round((self.finished or time.time()) - self.started, 2)}
+
+
+# ---- the data source -----------------------------------------------------------------------
+
+
+class UIData:
+    """What the UI shows of one store, read-only.
+
+    >>> from casstore.runs import open_run_store
+    >>> store = open_run_store("memory://doc-ui")
+    >>> h = store.create_run(store.get_or_create_experiment("demo"), run_name="first")
+    >>> h.log_metric("acc", 0.9, 0, 0)
+    >>> digest = h.end()
+    >>> page = UIData(store).search(store.get_or_create_experiment("demo"), "metrics.acc > 0.5")
+    >>> [r.run_name for r in page.runs]
+    ['first']
+    """
+
+    def __init__(self, runs: RunStore, *, refresh_seconds: float = 5.0, workers: int | None = None) -> None:
+        self.runs = runs
+        self.url = runs.url
+        self.refresh_seconds = refresh_seconds
+        self._workers = workers or (runs.backend.concurrency if runs.backend.concurrency > 1 else 4)
+        self._experiments: dict[str, _Experiment] = {}
+        self._lock = threading.Lock()
+        self._series: OrderedDict[tuple[str, str | None], dict[str, Series]] = OrderedDict()
+        self._series_points = 0
+        self._series_lock = threading.Lock()
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._cached: dict[str, tuple[float, Any]] = {}
+
+    # ---- experiments ------------------------------------------------------------------
+
+    def experiments(self) -> list[tuple[Experiment, int]]:
+        """Every experiment with its number of runs (deleted ones included), newest first."""
+        out = []
+        for exp in reversed(self.runs.list_experiments()):
+            out.append((exp, len(self.runs.list_run_ids(exp.experiment_id))))
+        return out
+
+    def experiment(self, experiment_id: str) -> Experiment:
+        """The experiment; :class:`ObjectNotFoundError` naming it if the store has none."""
+        try:
+            return self.runs.get_experiment(experiment_id)
+        except InvalidInputError as e:
+            raise ObjectNotFoundError(f"no experiment with id {experiment_id!r} in store {self.url}") from e
+
+    def warm(self) -> None:
+        """Read every experiment's run summaries (the server does this when it starts)."""
+        for exp in self.runs.list_experiments():
+            self._summaries(exp.experiment_id)
+
+    def _entry(self, exp_id: str) -> _Experiment:
+        with self._lock:
+            return self._experiments.setdefault(exp_id, _Experiment())
+
+    def _summaries(self, exp_id: str) -> _Experiment:
+        """The experiment's cached summaries: read now if never read, else refreshed in the
+        background once older than ``refresh_seconds``."""
+        ent = self._entry(exp_id)
+        with ent.lock:
+            if ent.refreshed == 0.0:
+                self._refresh(exp_id, ent)
+                return ent
+            stale = time.time() - ent.refreshed > self.refresh_seconds
+            if stale and not ent.refreshing:
+                ent.refreshing = True
+                threading.Thread(target=self._refresh_in_background, args=(exp_id, ent),
+                                 name="casstore-ui-refresh", daemon=True).start()
+        return ent
+
+    def _refresh_in_background(self, exp_id: str, ent: _Experiment) -> None:
+        try:
+            self._refresh(exp_id, ent)
+        except CasstoreError:  # the next request tries again; pages keep what they had
+            pass
+        finally:
+            ent.refreshing = False
+
+    def _refresh(self, exp_id: str, ent: _Experiment) -> None:
+        started = time.time()
+        ids = self.runs.list_run_ids(exp_id)
+        old = ent.summaries
+        todo = [r for r in ids if r not in old or not old[r].sealed]
+        fresh: dict[str, RunView] = {}
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="casstore-ui-read") as pool:
+            for run_id, view in zip(todo, pool.map(self._read_summary, todo)):
+                if view is not None:
+                    fresh[run_id] = view
+            keep = [r for r in ids if r not in fresh and r in old]
+            deleted = self.runs.backend.exists_many([layout.deleted_key(r) for r in keep])
+        new = dict(fresh)
+        for run_id, is_deleted in zip(keep, deleted):
+            v = old[run_id]
+            new[run_id] = v if v.deleted == is_deleted else dataclasses.replace(v, deleted=is_deleted)
+        ent.summaries = new
+        ent.refreshed = started
+
+    def _read_summary(self, run_id: str) -> RunView | None:
+        try:
+            return _summary(self.runs.get_run(run_id, flush=False))
+        except ObjectNotFoundError:
+            return None  # an index entry whose run meta never reached the store
+        except CasstoreError:
+            return None  # damaged: its own page says how (and `casstore verify` finds it)
+
+    def search(
+        self,
+        experiment_id: str,
+        filter_string: str = "",
+        order_by: str | None = None,
+        *,
+        deleted: bool = False,
+        page_size: int = PAGE_SIZE,
+        token: str | None = None,
+    ) -> RunPage:
+        """One page of an experiment's runs that match an MLflow filter, in ``order_by``
+        order then newest first (as ``RunStore.search_runs``). ``deleted``: deleted runs
+        too. :class:`InvalidInputError` with the parser's message for a bad filter."""
+        self.experiment(experiment_id)
+        comparisons = search.parse_filter(filter_string or "")
+        keys = search.parse_order_by([order_by] if order_by else None)
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise InvalidInputError(f"page size must be from 1 to {MAX_PAGE_SIZE}, got {page_size}")
+        ent = self._summaries(experiment_id)
+        every = list(ent.summaries.values())
+        views = [v for v in every
+                 if (deleted or not v.deleted) and search.matches(comparisons, functools.partial(run_value, v))]
+        views.sort(key=lambda v: v.run_id)
+        views.sort(key=lambda v: v.start_time, reverse=True)
+        views = search.sort_items(views, keys, run_value)
+        start = 0
+        if token:
+            offset, last = _decode_token(token)
+            start = offset
+            for i in range(max(0, offset - page_size), min(len(views), offset + page_size)):
+                if views[i].run_id == last:  # keyset: go on after the last run shown, wherever it is now
+                    start = i + 1
+                    break
+        page = views[start:start + page_size]
+        more = start + page_size < len(views)
+        params = sorted({k for v in every for k in v.params})
+        metrics = sorted({k for v in every for k in v.metrics})
+        return RunPage(page, len(views), _encode_token(start + len(page), page[-1].run_id) if more and page else None,
+                       params, metrics, ent.refreshed)
+
+    # ---- runs ------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> RunView:
+        """A whole run (verified manifest if sealed); 404-style error naming it if absent."""
+        try:
+            return self.runs.get_run(run_id, flush=False)
+        except InvalidInputError as e:
+            raise ObjectNotFoundError(f"no run {run_id!r} in store {self.url} (a run id is 32 hex digits)") from e
+
+    def experiment_name(self, experiment_id: str) -> str:
+        try:
+            return self.runs.get_experiment(experiment_id).name
+        except CasstoreError:
+            return experiment_id
+
+    def series(self, run_id: str, key: str) -> Series:
+        """One metric's history of a run (cached per run digest)."""
+        run_series = self._run_series(run_id)
+        s = run_series.get(key)
+        if s is None:
+            raise ObjectNotFoundError(f"run {run_id} has no metric {key!r}")
+        return s
+
+    def _run_series(self, run_id: str) -> dict[str, Series]:
+        seal = self.runs.seal_record(layout.check_run_id(run_id)) if layout.is_run_id(run_id) else None
+        cache_key = (run_id, str(seal["digest"]) if seal else None)
+        with self._series_lock:
+            hit = self._series.get(cache_key)
+            if hit is not None:
+                self._series.move_to_end(cache_key)
+                return hit
+        built = _series_of(self.run(run_id))
+        if seal is None:
+            return built  # an open run changes: read it each time
+        points = sum(len(s) for s in built.values())
+        with self._series_lock:
+            self._series[cache_key] = built
+            self._series_points += points
+            while self._series_points > SERIES_CACHE_POINTS and len(self._series) > 1:
+                _, dropped = self._series.popitem(last=False)
+                self._series_points -= sum(len(s) for s in dropped.values())
+        return built
+
+    # ---- artifacts -------------------------------------------------------------------
+
+    def artifact(self, view: RunView, path: str) -> ArtifactEntry:
+        """The artifact file at ``path`` (checked: no ``..``, no absolute path)."""
+        p = clean_artifact_path(path)
+        entry = view.artifacts.get(p)
+        if entry is None:
+            raise ObjectNotFoundError(f"run {view.run_id} has no artifact file {p!r}")
+        return entry
+
+    def artifacts_under(self, view: RunView, path: str) -> list[ArtifactEntry]:
+        """Every artifact file under the directory ``path`` ("" for the whole run)."""
+        base = clean_optional_path(path)
+        prefix = base + "/" if base else ""
+        chosen = [a for p, a in sorted(view.artifacts.items()) if p.startswith(prefix)]
+        if not chosen:
+            raise ObjectNotFoundError(
+                f"run {view.run_id} has no artifact directory {base!r}" if base else f"run {view.run_id} has no artifacts"
+            )
+        return chosen
+
+    def read_artifact(self, view: RunView, entry: ArtifactEntry, limit: int) -> bytes:
+        """The artifact's content, verified whole; :class:`InvalidInputError` beyond ``limit`` bytes."""
+        if entry.size > limit:
+            raise InvalidInputError(
+                f"artifact {entry.path!r} is {entry.size} bytes, more than the {limit} a preview reads; download it instead"
+            )
+        return self.runs.artifact_bytes(view.run_id, entry)
+
+    def artifact_chunks(self, view: RunView, entry: ArtifactEntry) -> Iterator[bytes]:
+        """The artifact's content, each piece verified before it is yielded."""
+        return self.runs.artifact_chunks(view.run_id, entry)
+
+    # ---- compare, diff, audit --------------------------------------------------------
+
+    def diff(self, run_a: str, run_b: str) -> dict[str, Any]:
+        """What differs between two runs (``casstore diff``), plus the artifacts both hold alike."""
+        from casstore.cli.audit import build_diff
+
+        d = build_diff(self.runs, run_a, run_b)
+        va, vb = self.run(run_a), self.run(run_b)
+        d["same"] = {p: {"digest": e.digest, "size": e.size} for p, e in sorted(va.artifacts.items())
+                     if p in vb.artifacts and vb.artifacts[p].digest == e.digest}
+        return d
+
+    def audit(self, run_id: str) -> dict[str, Any]:
+        """What ``casstore audit`` reports for a run (reads and re-hashes every file of it)."""
+        from casstore.cli.audit import build_audit
+
+        self.run(run_id)
+        return build_audit(self.runs, run_id)
+
+    # ---- registry --------------------------------------------------------------------
+
+    @functools.cached_property
+    def registry(self) -> Any:
+        from casstore.registry import Registry
+
+        return Registry(self.runs.backend, self.runs.objects.layout)
+
+    def models(self) -> list[Any]:
+        """Every live registered model."""
+        return list(self.registry.list_models())
+
+    def model(self, name: str) -> dict[str, Any]:
+        """A registered model with its versions (deleted ones marked), alias history and
+        events; each version with its model entry (signature, requirements) or the error
+        reading it gave."""
+        from casstore.models.entry import ModelEntry
+
+        try:
+            model = self.registry.get_model(name)
+        except (ObjectNotFoundError, InvalidInputError) as e:
+            raise ObjectNotFoundError(f"no registered model named {name!r} in store {self.url}") from e
+        versions = []
+        for v in reversed(self.registry.list_versions(name, include_deleted=True)):
+            item: dict[str, Any] = {"version": v, "entry": None, "error": None}
+            try:
+                item["entry"] = ModelEntry.from_dict(self.runs.load_model_entry(v.model_digest),
+                                                     f"model entry {v.model_digest}")
+            except CasstoreError as e:
+                item["error"] = str(e)
+            versions.append(item)
+        return {"model": model, "versions": versions, "aliases": self.registry.alias_history(name),
+                "events": self.registry.history(name)}
+
+    # ---- store -----------------------------------------------------------------------
+
+    def _memo(self, key: str, seconds: float, compute: Callable[[], Any]) -> tuple[Any, float]:
+        hit = self._cached.get(key)
+        now = time.time()
+        if hit is not None and now - hit[0] < seconds:
+            return hit[1], hit[0]
+        value = compute()
+        self._cached[key] = (now, value)
+        return value, now
+
+    def usage(self) -> tuple[dict[str, Any], float]:
+        """``casstore du`` of the store (computed at most once a minute) and when it was."""
+        from casstore.maintenance.du import disk_usage
+
+        return self._memo("du", 60.0, lambda: disk_usage(self.runs, top=10).to_dict())
+
+    def gc_dry_run(self) -> tuple[dict[str, Any], float]:
+        """What ``casstore gc --dry-run`` reports (computed at most once a minute); writes nothing."""
+        from casstore.maintenance.gc import collect_garbage
+
+        return self._memo("gc", 60.0, lambda: collect_garbage(self.runs.backend, dry_run=True).to_dict())
+
+    def start_verify(self, run_id: str | None) -> Job:
+        """Start verifying the store (``run_id`` None) or one run, in a thread; a verify of
+        the same scope still running is returned instead of starting another."""
+        if run_id is not None:
+            self.run(run_id)
+        with self._lock:
+            for job in self._jobs.values():
+                if job.finished is None and job.run_id == run_id:
+                    return job
+            job = Job(uuid.uuid4().hex, f"run {run_id}" if run_id else "the whole store", run_id, time.time())
+            self._jobs[job.id] = job
+            while len(self._jobs) > 50:
+                self._jobs.popitem(last=False)
+        threading.Thread(target=self._verify, args=(job,), name="casstore-ui-verify", daemon=True).start()
+        return job
+
+    def _verify(self, job: Job) -> None:
+        from casstore.maintenance.verify import verify_store
+
+        def progress(stage: str, advance: int, total: int | None) -> None:
+            if stage != job.stage:
+                job.stage, job.done, job.total = stage, 0, None
+            job.done += advance
+            if total is not None:
+                job.total = total
+
+        try:
+            report = verify_store(self.runs, None if job.run_id is None else [job.run_id], progress=progress)
+            job.result = report.to_dict()
+        except Exception as e:  # noqa: BLE001 - reported on the page, the server goes on
+            job.error = f"{type(e).__name__}: {e}"
+        job.stage = "done"
+        job.finished = time.time()
+
+    def job(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise ObjectNotFoundError(f"no verification {job_id!r} on this server (it keeps the last 50 until it stops)")
+        return job

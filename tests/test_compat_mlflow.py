@@ -1,0 +1,514 @@
+"""MLflow's behaviour and casstore's, side by side: each test runs once against MLflow
+(sqlite) and once against casstore, with the same body and the same assertions.
+
+The scenarios port the behaviours MLflow's own tests check in ``tests/tracking/test_tracking.py``
+(fluent API) and ``tests/tracking/test_client.py`` (client), written anew for both sides; where
+casstore refuses by design what MLflow allows, the test says so in one ``if ml.IS_CASSTORE``
+branch (see docs/coming-from-mlflow.md, "Compatibility suite").
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from compat_harness import error_code, ml, mlflow_db  # noqa: F401  (fixtures)
+
+
+def _client(ml: types.ModuleType) -> object:
+    return ml.MlflowClient()  # type: ignore[attr-defined]
+
+
+def _exp_id(ml: types.ModuleType) -> str:
+    with ml.start_run() as r:  # type: ignore[attr-defined]
+        pass
+    return str(r.info.experiment_id)
+
+
+# ---- experiments (test_tracking.py: test_create_experiment*, test_set_experiment*, test_list_experiments) ----
+
+
+@pytest.mark.parametrize("name", [None, "", 123, [], {1: 2}])
+def test_create_experiment_refuses_bad_names(ml: types.ModuleType, name: object) -> None:
+    with pytest.raises(ml.exceptions.MlflowException):  # type: ignore[attr-defined]
+        ml.create_experiment(name)  # type: ignore[attr-defined]
+
+
+def test_create_experiment_with_duplicate_name(ml: types.ModuleType) -> None:
+    exp_id = ml.create_experiment("popular_name-" + _exp_id(ml))
+    name = ml.get_experiment(exp_id).name
+    with pytest.raises(ml.exceptions.MlflowException) as e:
+        ml.create_experiment(name)
+    assert error_code(e.value) == "RESOURCE_ALREADY_EXISTS"
+    ml.MlflowClient().delete_experiment(exp_id)
+    with pytest.raises(ml.exceptions.MlflowException):
+        ml.create_experiment(name)
+
+
+def test_set_experiment_creates_and_activates(ml: types.ModuleType) -> None:
+    name = "random_exp-" + _exp_id(ml)
+    exp_id = ml.create_experiment(name)
+    ml.set_experiment(name)
+    with ml.start_run() as run:
+        assert run.info.experiment_id == exp_id
+    another = name + "-another"
+    ml.set_experiment(another)
+    exp2 = ml.MlflowClient().get_experiment_by_name(another)
+    with ml.start_run() as another_run:
+        assert another_run.info.experiment_id == exp2.experiment_id
+
+
+def test_set_experiment_with_deleted_experiment_name(ml: types.ModuleType) -> None:
+    name = "dead_exp-" + _exp_id(ml)
+    ml.set_experiment(name)
+    with ml.start_run() as run:
+        exp_id = run.info.experiment_id
+    ml.MlflowClient().delete_experiment(exp_id)
+    with pytest.raises(ml.exceptions.MlflowException):
+        ml.set_experiment(name)
+
+
+def test_search_experiments_by_view_type(ml: types.ModuleType) -> None:
+    base = _exp_id(ml)
+    exp_id = ml.create_experiment(f"exp_1-{base}")
+    client = ml.MlflowClient()
+
+    def stages(view_type: int) -> set[tuple[str, str]]:
+        return {(e.experiment_id, e.lifecycle_stage) for e in client.search_experiments(view_type=view_type)
+                if e.experiment_id == exp_id}
+
+    assert stages(ml.entities.ViewType.ACTIVE_ONLY if hasattr(ml, "entities") else ml.ViewType.ACTIVE_ONLY) == {(exp_id, "active")}
+    client.delete_experiment(exp_id)
+    vt = ml.ViewType if hasattr(ml, "ViewType") else ml.entities.ViewType
+    assert stages(vt.ACTIVE_ONLY) == set()
+    assert stages(vt.ALL) == {(exp_id, "deleted")}
+    assert stages(vt.DELETED_ONLY) == {(exp_id, "deleted")}
+    client.restore_experiment(exp_id)
+    assert stages(vt.ACTIVE_ONLY) == {(exp_id, "active")}
+
+
+def test_get_experiment_by_name_of_a_missing_name_is_none(ml: types.ModuleType) -> None:
+    assert ml.get_experiment_by_name("no-such-experiment-anywhere") is None
+
+
+def test_experiment_tags_and_renaming(ml: types.ModuleType) -> None:
+    exp_id = _exp_id(ml)
+    ml.set_experiment_tag("team", "risk")
+    ml.set_experiment_tags({"stage": "dev", "n": 3})
+    exp = ml.get_experiment(exp_id)
+    assert {k: exp.tags[k] for k in ("team", "stage", "n")} == {"team": "risk", "stage": "dev", "n": "3"}
+    client = ml.MlflowClient()
+    client.delete_experiment_tag(exp_id, "team")
+    assert "team" not in ml.get_experiment(exp_id).tags
+    new_name = f"renamed-{exp_id}"
+    client.rename_experiment(exp_id, new_name)
+    assert ml.get_experiment_by_name(new_name).experiment_id == exp_id
+
+
+# ---- runs (test_tracking.py: test_start_run_context_manager, test_start_and_end_run, ...) ----------------
+
+
+def test_start_run_context_manager(ml: types.ModuleType) -> None:
+    with ml.start_run() as first_run:
+        first_uuid = first_run.info.run_id
+        persisted = ml.MlflowClient().get_run(first_uuid)
+        assert persisted is not None and persisted.info.run_id == first_uuid
+    finished = ml.MlflowClient().get_run(first_uuid)
+    assert finished.info.status == ml.entities.RunStatus.to_string(ml.entities.RunStatus.FINISHED) if not ml.IS_CASSTORE \
+        else finished.info.status == ml.RunStatus.to_string(ml.RunStatus.FINISHED)
+    with pytest.raises(Exception, match="Failing run!"):
+        with ml.start_run() as second_run:
+            second_run_id = second_run.info.run_id
+            raise Exception("Failing run!")
+    assert second_run_id != first_uuid
+    assert ml.MlflowClient().get_run(second_run_id).info.status == "FAILED"
+
+
+def test_start_run_while_a_run_is_active_is_refused(ml: types.ModuleType) -> None:
+    with ml.start_run():
+        with pytest.raises(Exception, match="already active"):
+            ml.start_run()
+
+
+def test_end_run_with_a_status(ml: types.ModuleType) -> None:
+    run = ml.start_run()
+    ml.end_run(status="KILLED")
+    assert ml.get_run(run.info.run_id).info.status == "KILLED"
+    assert ml.active_run() is None
+    ml.end_run()  # no active run: nothing happens
+
+
+def test_start_and_end_run_metrics(ml: types.ModuleType) -> None:
+    with ml.start_run() as active_run:
+        ml.log_metric("name_1", 25)
+    finished = ml.MlflowClient().get_run(active_run.info.run_id)
+    assert len(finished.data.metrics) == 1
+    assert finished.data.metrics["name_1"] == 25
+
+
+def test_metric_timestamps_lie_within_the_run(ml: types.ModuleType) -> None:
+    with ml.start_run() as active_run:
+        ml.log_metric("name_1", 25)
+        ml.log_metric("name_1", 30)
+        run_id = active_run.info.run_id
+    client = ml.MlflowClient()
+    history = client.get_metric_history(run_id, "name_1")
+    finished = client.get_run(run_id)
+    assert len(history) == 2
+    assert all(finished.info.start_time <= m.timestamp <= finished.info.end_time for m in history)
+
+
+def test_log_metric_latest_value_and_history(ml: types.ModuleType) -> None:
+    with ml.start_run() as active_run:
+        run_id = active_run.info.run_id
+        ml.log_metric("name_1", 25, timestamp=123000)
+        ml.log_metric("name_2", -3, timestamp=123000)
+        ml.log_metric("name_1", 30, 5, timestamp=123000)
+        ml.log_metric("name_1", 40, -2, timestamp=123000)
+        ml.log_metric("nested/nested/name", 40)
+    finished = ml.MlflowClient().get_run(run_id)
+    assert len(finished.data.metrics) == 3
+    expected = {"name_1": 30, "name_2": -3, "nested/nested/name": 40}
+    for key, value in finished.data.metrics.items():
+        assert expected[key] == value
+    history = ml.MlflowClient().get_metric_history(run_id, "name_1")
+    assert {(m.value, m.timestamp, m.step) for m in history} == {(25, 123000, 0), (30, 123000, 5), (40, 123000, -2)}
+
+
+@pytest.mark.parametrize("step", [None, -10, 5])
+def test_log_metrics_share_one_step(ml: types.ModuleType, step: int | None) -> None:
+    expected = {"name_1": 30, "name_2": -3, "nested/nested/name": 40}
+    with ml.start_run() as active_run:
+        ml.log_metrics(expected, step=step)
+    client = ml.MlflowClient()
+    finished = client.get_run(active_run.info.run_id)
+    assert finished.data.metrics == expected
+    for key in expected:
+        [m] = client.get_metric_history(active_run.info.run_id, key)
+        assert m.step == (step if step is not None else 0)
+
+
+def test_log_batch(ml: types.ModuleType) -> None:
+    Metric, Param, RunTag = (ml.entities.Metric, ml.entities.Param, ml.entities.RunTag) if not ml.IS_CASSTORE \
+        else (ml.Metric, ml.Param, ml.RunTag)
+    t = int(time.time() * 1000)
+    metrics = [Metric(key="metric-key0", value=1.0, timestamp=t, step=0), Metric(key="metric-key1", value=4.0, timestamp=t, step=1)]
+    params = [Param(key="param-key0", value="param-val0"), Param(key="param-key1", value="param-val1")]
+    tags = [RunTag(key="tag-key0", value="tag-val0"), RunTag(key="tag-key1", value="tag-val1")]
+    with ml.start_run() as active_run:
+        run_id = active_run.info.run_id
+        ml.MlflowClient().log_batch(run_id=run_id, metrics=metrics, params=params, tags=tags)
+    client = ml.MlflowClient()
+    finished = client.get_run(run_id)
+    assert finished.data.metrics == {"metric-key0": 1.0, "metric-key1": 4.0}
+    assert {(m.value, m.timestamp, m.step) for m in client.get_metric_history(run_id, "metric-key1")} == {(4.0, t, 1)}
+    assert finished.data.params == {"param-key0": "param-val0", "param-key1": "param-val1"}
+    assert {k: finished.data.tags[k] for k in ("tag-key0", "tag-key1")} == {"tag-key0": "tag-val0", "tag-key1": "tag-val1"}
+
+
+def test_set_tags_are_strings(ml: types.ModuleType) -> None:
+    with ml.start_run() as active_run:
+        ml.set_tags({"name_1": "c", "name_2": "b", "nested/nested/name": 5})
+    tags = ml.MlflowClient().get_run(active_run.info.run_id).data.tags
+    assert {k: tags[k] for k in ("name_1", "name_2", "nested/nested/name")} == {"name_1": "c", "name_2": "b", "nested/nested/name": "5"}
+
+
+def test_system_tags_include_mlflows(ml: types.ModuleType) -> None:
+    with ml.start_run(run_name="tagged") as run:
+        pass
+    tags = ml.get_run(run.info.run_id).data.tags
+    assert {"mlflow.user", "mlflow.source.name", "mlflow.source.type", "mlflow.runName"} <= set(tags)
+    assert tags["mlflow.runName"] == "tagged" and tags["mlflow.source.type"] == "LOCAL"
+
+
+def test_log_metric_validation(ml: types.ModuleType) -> None:
+    with ml.start_run() as active_run:
+        with pytest.raises(ml.exceptions.MlflowException) as e:
+            ml.log_metric("name_1", "apple")
+    assert error_code(e.value) == "INVALID_PARAMETER_VALUE"
+    assert len(ml.MlflowClient().get_run(active_run.info.run_id).data.metrics) == 0
+
+
+def test_log_param_and_params(ml: types.ModuleType) -> None:
+    with ml.start_run() as active_run:
+        ml.log_param("name_1", "a")
+        ml.log_params({"name_2": "b", "nested/nested/name": 5})
+    assert ml.MlflowClient().get_run(active_run.info.run_id).data.params == {
+        "name_1": "a", "name_2": "b", "nested/nested/name": "5"}
+
+
+def test_changing_a_param_is_refused(ml: types.ModuleType) -> None:
+    with ml.start_run():
+        ml.log_param("lr", 0.1)
+        ml.log_param("lr", 0.1)  # the same value again is fine
+        with pytest.raises(ml.exceptions.MlflowException) as e:
+            ml.log_param("lr", 0.2)
+    assert error_code(e.value) == "INVALID_PARAMETER_VALUE"
+
+
+def test_get_run_of_a_missing_run(ml: types.ModuleType) -> None:
+    with pytest.raises(ml.exceptions.MlflowException) as e:
+        ml.get_run("f" * 32)
+    assert error_code(e.value) == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_nested_runs_parent_and_last_active(ml: types.ModuleType) -> None:
+    with ml.start_run() as parent:
+        with ml.start_run(nested=True) as child:
+            assert ml.active_run().info.run_id == child.info.run_id
+        assert ml.active_run().info.run_id == parent.info.run_id
+    assert ml.get_run(child.info.run_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert ml.get_parent_run(child.info.run_id).info.run_id == parent.info.run_id
+    assert ml.get_parent_run(parent.info.run_id) is None
+    assert ml.last_active_run().info.run_id == parent.info.run_id
+
+
+def test_start_run_with_parent_run_id(ml: types.ModuleType) -> None:
+    with ml.start_run() as parent:
+        pass
+    with ml.start_run(parent_run_id=parent.info.run_id) as child:
+        pass
+    assert ml.get_run(child.info.run_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
+
+
+def test_description_is_the_note_tag(ml: types.ModuleType) -> None:
+    with ml.start_run(description="a careful run") as run:
+        pass
+    assert ml.get_run(run.info.run_id).data.tags["mlflow.note.content"] == "a careful run"
+    with pytest.raises(ml.exceptions.MlflowException) as e:
+        ml.start_run(description="x", tags={"mlflow.note.content": "y"})
+    assert error_code(e.value) == "INVALID_PARAMETER_VALUE"
+
+
+def test_delete_tag(ml: types.ModuleType) -> None:
+    with ml.start_run() as run:
+        ml.set_tags({"engineering": "ML Platform", "engineering_remote": "ML Platform"})
+        ml.delete_tag("engineering_remote")
+    tags = ml.get_run(run.info.run_id).data.tags
+    assert "engineering" in tags and "engineering_remote" not in tags
+
+
+def test_delete_run_hides_it_from_searches(ml: types.ModuleType) -> None:
+    with ml.start_run() as keep:
+        pass
+    with ml.start_run() as gone:
+        pass
+    ml.delete_run(gone.info.run_id)
+    vt = ml.entities.ViewType if not ml.IS_CASSTORE else ml.ViewType
+    active = ml.search_runs(output_format="list")
+    assert [r.info.run_id for r in active] == [keep.info.run_id]
+    everything = ml.search_runs(run_view_type=vt.ALL, output_format="list")
+    assert {r.info.run_id: r.info.lifecycle_stage for r in everything} == {keep.info.run_id: "active", gone.info.run_id: "deleted"}
+
+
+def test_logging_calls_with_synchronous_false_return_waitables(ml: types.ModuleType) -> None:
+    with ml.start_run() as run:
+        ops = [ml.log_metric("m", 1.0, synchronous=False), ml.log_param("p", "v", synchronous=False),
+               ml.set_tag("t", "v", synchronous=False)]
+        for op in ops:
+            op.wait()
+        ml.flush_async_logging()
+    got = ml.get_run(run.info.run_id).data
+    assert got.metrics == {"m": 1.0} and got.params == {"p": "v"} and got.tags["t"] == "v"
+
+
+def test_run_status_strings(ml: types.ModuleType) -> None:
+    RunStatus = ml.entities.RunStatus if not ml.IS_CASSTORE else ml.RunStatus
+    assert RunStatus.to_string(RunStatus.FINISHED) == "FINISHED"
+    assert RunStatus.to_string(RunStatus.from_string("KILLED")) == "KILLED"
+    assert RunStatus.is_terminated(RunStatus.FAILED) and not RunStatus.is_terminated(RunStatus.RUNNING)
+
+
+def test_resuming_an_ended_run(ml: types.ModuleType) -> None:
+    with ml.start_run() as run:
+        ml.log_param("a", 1)
+    with ml.start_run(run_id=run.info.run_id):
+        ml.log_metric("later", 2.0)
+    got = ml.get_run(run.info.run_id)
+    assert got.info.status == "FINISHED" and got.data.metrics == {"later": 2.0} and got.data.params == {"a": "1"}
+
+
+# ---- search_runs (test_tracking.py: test_search_runs*, fluent search_runs) ---------------------------------
+
+
+def _three_runs(ml: types.ModuleType) -> dict[str, str]:
+    ids = {}
+    for c, acc in (("0.1", 0.8), ("1.0", 0.95), ("10", 0.9)):
+        with ml.start_run(run_name=f"C={c}") as run:
+            ml.log_param("C", c)
+            ml.log_metric("accuracy", acc)
+            ml.set_tag("family", "logreg")
+        ids[c] = run.info.run_id
+    return ids
+
+
+def test_search_runs_returns_a_dataframe(ml: types.ModuleType) -> None:
+    ids = _three_runs(ml)
+    df = ml.search_runs(order_by=["metrics.accuracy DESC"])
+    assert isinstance(df, pd.DataFrame)
+    assert list(df["run_id"]) == [ids["1.0"], ids["10"], ids["0.1"]]
+    assert {"run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time",
+            "metrics.accuracy", "params.C", "tags.family", "tags.mlflow.runName"} <= set(df.columns)
+    assert df.iloc[0]["params.C"] == "1.0" and df["metrics.accuracy"].max() == 0.95
+    assert set(df["status"]) == {"FINISHED"}
+
+
+def test_search_runs_filter_and_list_output(ml: types.ModuleType) -> None:
+    ids = _three_runs(ml)
+    got = ml.search_runs(filter_string="metrics.accuracy > 0.85 and params.C != '10'", output_format="list")
+    assert [r.info.run_id for r in got] == [ids["1.0"]]
+    got = ml.search_runs(filter_string="tags.mlflow.runName LIKE 'C=1%'", output_format="list")
+    assert {r.info.run_id for r in got} == {ids["1.0"], ids["10"]}
+    assert len(ml.search_runs(max_results=2, output_format="list")) == 2
+    empty = ml.search_runs(filter_string="metrics.accuracy > 5")
+    assert len(empty) == 0 and "run_id" in empty.columns
+
+
+def test_search_runs_by_experiment_names(ml: types.ModuleType) -> None:
+    ids = _three_runs(ml)
+    name = ml.get_experiment(ml.get_run(ids["10"]).info.experiment_id).name
+    assert len(ml.search_runs(experiment_names=[name])) == 3
+    with pytest.raises(ml.exceptions.MlflowException) as e:
+        ml.search_runs(experiment_ids=["0"], experiment_names=[name])
+    assert error_code(e.value) == "INVALID_PARAMETER_VALUE"
+    assert len(ml.search_runs(experiment_names=["no-such-experiment"])) == 0
+
+
+def test_client_search_runs_pages(ml: types.ModuleType) -> None:
+    ids = _three_runs(ml)
+    exp_id = ml.get_run(ids["10"]).info.experiment_id
+    client = ml.MlflowClient()
+    first = client.search_runs([exp_id], max_results=2)
+    assert len(first) == 2 and first.token
+    rest = client.search_runs([exp_id], max_results=2, page_token=first.token)
+    assert len(rest) == 1 and not rest.token
+    assert {r.info.run_id for r in [*first, *rest]} == set(ids.values())
+
+
+# ---- artifacts (test_tracking.py: test_log_artifact*, test_log_text, test_log_dict, test_log_table) -------
+
+
+def test_artifacts_logged_listed_and_read_back(ml: types.ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("alpha")
+    (tmp_path / "data" / "sub").mkdir()
+    (tmp_path / "data" / "sub" / "b.txt").write_text("beta")
+    with ml.start_run() as run:
+        ml.log_artifact(str(tmp_path / "data" / "a.txt"))
+        ml.log_artifacts(str(tmp_path / "data"), artifact_path="all")
+        ml.log_text("hello", "notes/hello.txt")
+        ml.log_dict({"k": [1, 2]}, "config.json")
+    rid = run.info.run_id
+    top = sorted((f.path, f.is_dir) for f in ml.MlflowClient().list_artifacts(rid))
+    assert top == [("a.txt", False), ("all", True), ("config.json", False), ("notes", True)]
+    assert sorted(f.path for f in ml.MlflowClient().list_artifacts(rid, "all")) == ["all/a.txt", "all/sub"]
+    assert ml.artifacts.load_text(f"runs:/{rid}/notes/hello.txt") == "hello"
+    assert ml.artifacts.load_dict(f"runs:/{rid}/config.json") == {"k": [1, 2]}
+    local = ml.artifacts.download_artifacts(run_id=rid, artifact_path="all", dst_path=str(tmp_path / "out"))
+    assert (Path(local) / "sub" / "b.txt").read_text() == "beta"
+
+
+def test_logging_other_content_at_a_logged_path(ml: types.ModuleType) -> None:
+    with ml.start_run() as run:
+        ml.log_text("v1", "report.txt")
+        if ml.IS_CASSTORE:  # an artifact path is bound once
+            with pytest.raises(ml.exceptions.ImmutableArtifactError):
+                ml.log_text("v2", "report.txt")
+        else:
+            ml.log_text("v2", "report.txt")
+    assert ml.artifacts.load_text(f"runs:/{run.info.run_id}/report.txt") == ("v1" if ml.IS_CASSTORE else "v2")
+
+
+def test_log_table_and_load_table(ml: types.ModuleType) -> None:
+    table = {"inputs": ["What is MLflow?", "What is casstore?"], "outputs": ["a platform", "a store"]}
+    with ml.start_run() as run:
+        ml.log_table(data=table, artifact_file="qa.json")
+    tags = ml.get_run(run.info.run_id).data.tags
+    assert json.loads(tags["mlflow.loggedArtifacts"]) == [{"path": "qa.json", "type": "table"}]
+    loaded = ml.load_table("qa.json", run_ids=[run.info.run_id], extra_columns=["run_id"])
+    assert loaded["inputs"].tolist() == table["inputs"] and set(loaded["run_id"]) == {run.info.run_id}
+
+
+def test_log_input_records_the_dataset(ml: types.ModuleType) -> None:
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, 1, 0]})
+    dataset = ml.data.from_pandas(df, source="data/train.csv", targets="y", name="train")
+    with ml.start_run() as run:
+        ml.log_input(dataset, context="training")
+    [di] = ml.get_run(run.info.run_id).inputs.dataset_inputs
+    assert di.dataset.name == "train" and di.dataset.digest == dataset.digest
+    assert {t.key: t.value for t in di.tags}["mlflow.data.context"] == "training"
+    assert json.loads(di.dataset.profile)["num_rows"] == 3
+
+
+# ---- models and registry (test_client.py: registered models, versions, aliases) ---------------------------
+
+
+class _AddN:
+    """A python model class shared by both sides (each wraps it in its own PythonModel)."""
+
+
+def _python_model(ml: types.ModuleType, n: int) -> object:
+    class AddN(ml.pyfunc.PythonModel):  # type: ignore[name-defined,misc]
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def predict(self, context: object, model_input: pd.DataFrame, params: dict[str, int] | None = None) -> pd.DataFrame:
+            return model_input.apply(lambda column: column + self.n + (params or {}).get("extra", 0))
+
+    return AddN(n)
+
+
+def test_custom_python_model_round_trip(ml: types.ModuleType) -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 5), input_example=frame)
+        bare = ml.pyfunc.log_model(name="add_n_bare", python_model=_python_model(ml, 1))
+    loaded = ml.pyfunc.load_model(info.model_uri)
+    assert loaded.predict(frame)["a"].tolist() == [6.0, 7.0]
+    assert info.signature.inputs.input_names() == ["a"]
+    # casstore hands inference params to predict; MLflow drops those its signature does not
+    # declare (here: all; it infers a signature from the type hints), with a warning
+    got = ml.pyfunc.load_model(bare.model_uri).predict(frame, params={"extra": 10})["a"].tolist()
+    assert got == ([12.0, 13.0] if ml.IS_CASSTORE else [2.0, 3.0])
+
+
+def test_sklearn_model_logged_registered_and_loaded_by_alias(ml: types.ModuleType) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    clf = LogisticRegression(max_iter=300).fit(X, y)
+    name = f"iris-{_exp_id(ml)}"
+    with ml.start_run():
+        info = ml.sklearn.log_model(clf, name="model", registered_model_name=name, input_example=X[:3])
+    assert info.registered_model_version == 1
+    client = ml.MlflowClient()
+    client.set_registered_model_alias(name, "champion", 1)
+    client.set_model_version_tag(name, "1", "validated", "yes")
+    mv = client.get_model_version_by_alias(name, "champion")
+    assert mv.version in (1, "1") and mv.tags["validated"] == "yes"
+    assert [m.name for m in client.search_registered_models(filter_string=f"name = '{name}'")] == [name]
+    assert len(client.search_model_versions(f"name = '{name}'")) == 1
+    client.delete_model_version_tag(name, "1", "validated")
+    assert "validated" not in client.get_model_version(name, "1").tags
+    model = ml.sklearn.load_model(f"models:/{name}@champion")
+    assert (model.predict(X) == clf.predict(X)).all()
+    pyfunc = ml.pyfunc.load_model(f"models:/{name}/1")
+    assert (pyfunc.predict(X) == clf.predict(X)).all()
+
+
+def test_save_model_and_load_the_directory(ml: types.ModuleType, tmp_path: Path) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(10.0).reshape(-1, 1)
+    lr = LinearRegression().fit(X, 2 * X.ravel())
+    ml.sklearn.save_model(lr, str(tmp_path / "saved"))
+    assert ml.sklearn.load_model(str(tmp_path / "saved")).predict([[3.0]]).tolist() == pytest.approx([6.0])
+    with pytest.raises(ml.exceptions.MlflowException):
+        ml.sklearn.save_model(lr, str(tmp_path / "saved"))  # the directory exists

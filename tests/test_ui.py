@@ -1,0 +1,516 @@
+"""The web UI in process (starlette's TestClient): every page, escaping, sandboxing,
+downloads, path traversal, damage, bad input, paging, and that it never writes."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from blake3 import blake3
+from ui_fixtures import HOSTILE, UIStore, make_ui_store
+
+pytest.importorskip("starlette")  # the ui extra is part of the test extra: CI has it
+
+from starlette.testclient import TestClient  # noqa: E402
+
+from casstore.runs import open_run_store  # noqa: E402
+from casstore.ui import create_app  # noqa: E402
+from casstore.ui.app import ARTIFACT_CSP, STATIC, TEMPLATES  # noqa: E402
+from casstore.ui.data import Series, UIData  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ui_store(tmp_path_factory: pytest.TempPathFactory) -> UIStore:
+    return make_ui_store(tmp_path_factory.mktemp("ui"))
+
+
+@pytest.fixture(scope="module")
+def client(ui_store: UIStore) -> Iterator[TestClient]:
+    with TestClient(create_app(open_run_store(str(ui_store.path)))) as c:
+        yield c
+
+
+def _pages(s: UIStore) -> list[str]:
+    r0, r1, r2 = s.runs
+    return [
+        "/", f"/experiments/{s.experiment_id}", f"/experiments/{s.hostile_experiment_id}",
+        f"/experiments/{s.experiment_id}?deleted=1&order=metrics.acc+DESC&filter=metrics.acc+%3E+0",
+        f"/runs/{r0}", f"/runs/{s.hostile_run}", f"/runs/{r0}/artifacts/data/curve.csv",
+        f"/runs/{r0}/artifacts/plots/sample.png", f"/runs/{r0}/artifacts/config.json", f"/runs/{r0}/artifacts/notes.txt",
+        f"/runs/{r0}/artifacts/model/weights.bin", f"/runs/{s.hostile_run}/artifacts/table.csv",
+        f"/runs/{s.hostile_run}/artifacts/report.html", f"/runs/{s.hostile_run}/artifacts/{HOSTILE}.txt",
+        f"/compare?run={r0}&run={r1}&run={r2}", f"/compare?run={r0}&run={s.hostile_run}", "/models",
+        f"/models/{s.model_name}", "/store", f"/runs/{r0}/audit", f"/runs/{s.hostile_run}/audit",
+    ]
+
+
+def test_every_page_renders(client: TestClient, ui_store: UIStore) -> None:
+    for url in _pages(ui_store):
+        r = client.get(url)
+        assert r.status_code == 200, (url, r.text[:500])
+        assert r.headers["content-type"].startswith("text/html")
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+
+
+def test_store_strings_are_escaped_everywhere(client: TestClient, ui_store: UIStore) -> None:
+    """Run and experiment names, params, tags, artifact names and contents hold <script>:
+    every page shows them as text, and the only scripts are the UI's own file."""
+    for url in _pages(ui_store):
+        html = client.get(url).text
+        assert "<script>alert" not in html, url
+        assert re.findall(r"<script\b[^>]*>", html) in ([], ['<script src="/static/app.js?v=' + html.split("app.js?v=")[1].split('"')[0] + '" defer>'],
+                                                        ['<script src="/static/app.js?v=' + html.split("app.js?v=")[1].split('"')[0] + '" defer>',
+                                                         '<script type="application/json" id="scatter-data">']), url
+    run = client.get(f"/runs/{ui_store.hostile_run}").text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in run
+    assert 'href="javascript' not in run  # a tag value is a link only when it is http(s)
+    assert '<a href="https://example.org/repo"' in client.get(f"/runs/{ui_store.runs[0]}").text
+    compare = client.get(f"/compare?run={ui_store.runs[0]}&run={ui_store.hostile_run}").text
+    data = compare.split('id="scatter-data">')[1].split("</script>")[0]
+    assert "<" not in data and "\\u003cscript\\u003e" in data  # JSON in the page is escaped too
+    txt = client.get(f"/runs/{ui_store.hostile_run}/artifacts/{HOSTILE}.txt").text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;\n</pre>" in txt
+
+
+def test_html_and_svg_artifacts_are_sandboxed(client: TestClient, ui_store: UIStore) -> None:
+    for name, media in (("report.html", "text/html"), ("figure.svg", "image/svg+xml")):
+        r = client.get(f"/runs/{ui_store.hostile_run}/raw/{name}")
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith(media)
+        csp = r.headers["content-security-policy"]
+        assert csp == ARTIFACT_CSP and csp.startswith("sandbox;") and "allow-scripts" not in csp
+        assert "script-src" not in csp and "default-src 'none'" in csp
+        assert r.headers["x-content-type-options"] == "nosniff"
+    page = client.get(f"/runs/{ui_store.hostile_run}/artifacts/report.html").text
+    assert re.search(r'<iframe class="sandboxed" sandbox=""', page)
+
+
+def test_csv_json_and_image_previews(client: TestClient, ui_store: UIStore) -> None:
+    r0 = ui_store.runs[0]
+    csv_page = client.get(f"/runs/{r0}/artifacts/data/curve.csv").text
+    assert "<th>step</th><th>loss</th>" in csv_page and "<td>0.25</td>" in csv_page
+    assert '"solver": "lbfgs"' in client.get(f"/runs/{r0}/artifacts/config.json").text.replace("&#34;", '"')
+    img = client.get(f"/runs/{r0}/raw/plots/sample.png")
+    assert img.headers["content-type"] == "image/png" and img.content.startswith(b"\x89PNG")
+    assert "no preview" in client.get(f"/runs/{r0}/artifacts/model/weights.bin").text.lower()
+
+
+def test_download_of_a_file_streams_the_verified_bytes(client: TestClient, ui_store: UIStore) -> None:
+    r = client.get(f"/runs/{ui_store.runs[0]}/download/model/weights.bin")
+    assert r.status_code == 200
+    assert blake3(r.content).hexdigest() == ui_store.big_digest == r.headers["x-casstore-blake3"]
+    assert r.headers["content-disposition"].startswith('attachment; filename="weights.bin"')
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_download_of_a_directory_and_a_run_is_a_zip(client: TestClient, ui_store: UIStore) -> None:
+    store = open_run_store(str(ui_store.path))
+    view = store.get_run(ui_store.runs[0])
+    r = client.get(f"/runs/{ui_store.runs[0]}/download/model")
+    assert r.headers["content-disposition"].startswith('attachment; filename="model.zip"')
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        assert z.namelist() == ["weights.bin"]
+        assert blake3(z.read("weights.bin")).hexdigest() == ui_store.big_digest
+    r = client.get(f"/runs/{ui_store.runs[0]}/download")
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        assert sorted(z.namelist()) == sorted(view.artifacts)
+        for path, entry in view.artifacts.items():
+            assert blake3(z.read(path)).hexdigest() == entry.digest
+
+
+@pytest.mark.parametrize("url", [
+    "/runs/{run}/artifacts/../../casstore.json",
+    "/runs/{run}/artifacts/..%2f..%2fcasstore.json",
+    "/runs/{run}/artifacts/%2e%2e/%2e%2e/casstore.json",
+    "/runs/{run}/raw//etc/passwd",
+    "/runs/{run}/raw/..%2F..%2F..%2Fetc%2Fpasswd",
+    "/runs/{run}/download/../../../casstore.json",
+    "/runs/{run}/download/..%2f..%2f..%2fcasstore.json",
+    "/runs/..%2f..%2fcasstore.json",
+    "/runs/{run}/artifacts/notes.txt%00.png",
+    "/static/../casstore.json",
+    "/static/..%2f..%2fpyproject.toml",
+    "/static/%2e%2e/app.py",
+    "/models/..%2f..%2fcasstore.json",
+])
+def test_no_url_reads_outside_the_store_or_the_run(client: TestClient, ui_store: UIStore, url: str) -> None:
+    r = client.get(url.format(run=ui_store.runs[0]))
+    assert r.status_code in (400, 404), (url, r.status_code)
+    for secret in ('"format": "casstore"', "root:x:0:0", "[build-system]", "def create_app"):
+        assert secret not in r.text
+
+
+def test_unknown_things_are_404_pages_that_say_what(client: TestClient, ui_store: UIStore) -> None:
+    cases = {
+        "/runs/" + "0" * 32: "no run 00000000000000000000000000000000",
+        "/runs/not-a-run": "no run 'not-a-run'",
+        "/experiments/" + "f" * 32: "no experiment with id",
+        "/experiments/bogus": "no experiment with id 'bogus'",
+        "/models/no-such-model": "no registered model named 'no-such-model'",
+        f"/runs/{ui_store.runs[0]}/artifacts/missing.txt": "has no artifact file 'missing.txt'",
+        f"/runs/{ui_store.runs[0]}/download/nothing/here": "has no artifact directory 'nothing/here'",
+        "/no/such/page": "there is no page at /no/such/page",
+    }
+    for url, message in cases.items():
+        r = client.get(url)
+        assert r.status_code == 404, url
+        assert message in r.text.replace("&#39;", "'"), (url, r.text[:800])
+    r = client.get("/api/metrics?run=" + "0" * 32 + "&key=acc")
+    assert r.json()["series"][0]["missing"] is True
+
+
+def test_a_malformed_filter_shows_the_parser_message_inline(client: TestClient, ui_store: UIStore) -> None:
+    r = client.get(f"/experiments/{ui_store.experiment_id}", params={"filter": "metrics.acc >> 1"})
+    assert r.status_code == 200
+    assert 'class="error filter-error"' in r.text
+    assert "invalid search filter &#39;metrics.acc &gt;&gt; 1&#39;" in r.text
+    assert 'value="metrics.acc &gt;&gt; 1"' in r.text  # kept in the box to correct
+    r = client.get(f"/experiments/{ui_store.experiment_id}", params={"order": "nonsense.x DESC"})
+    assert "unknown entity" in r.text
+
+
+def test_deleted_runs_are_hidden_unless_asked(client: TestClient, ui_store: UIStore) -> None:
+    url = f"/experiments/{ui_store.experiment_id}"
+    assert ui_store.deleted_run not in client.get(url).text
+    shown = client.get(url, params={"deleted": "1"}).text
+    assert ui_store.deleted_run in shown and "DELETED" in shown
+
+
+def test_filter_and_sort_follow_mlflow_search(client: TestClient, ui_store: UIStore) -> None:
+    r = client.get(f"/experiments/{ui_store.experiment_id}",
+                   params={"filter": "params.solver = 'lbfgs' and metrics.acc > 0", "order": "metrics.acc ASC"})
+    names = re.findall(r'<td data-col="run_name" class=""><a href="[^"]+">([^<]+)</a>', r.text)
+    assert names == ["run-1", "run-0"]
+    assert "2 runs match" in r.text
+
+
+def test_keyset_paging_covers_every_run_once(tmp_path: Path) -> None:
+    store = open_run_store(str(tmp_path / "s"))
+    exp = store.get_or_create_experiment("many")
+    made = []
+    for i in range(23):
+        h = store.create_run(exp, run_name=f"r{i}", start_time=1_000 + i)
+        h.log_metric("m", float(i % 5), 0, 0)
+        h.end()
+        made.append(h.run_id)
+    data = UIData(store)
+    seen: list[str] = []
+    token = None
+    while True:
+        page = data.search(exp, "", "metrics.m DESC", page_size=10, token=token)
+        seen += [v.run_id for v in page.runs]
+        token = page.next_token
+        if token is None:
+            break
+    assert len(seen) == 23 and set(seen) == set(made)
+    with TestClient(create_app(store)) as c:
+        r = c.get(f"/experiments/{exp}", params={"size": "10"})
+        nxt = re.search(r'rel="next" href="([^"]+)"', r.text)
+        assert nxt and "Next 10 runs" in r.text
+        page2 = c.get(nxt.group(1).replace("&amp;", "&")).text
+        assert "first page" in page2
+        bad = c.get(f"/experiments/{exp}", params={"page": "garbage!"})
+        assert "is not one this server gave" in bad.text
+
+
+def test_metric_charts_are_downsampled_keeping_the_shape(tmp_path: Path) -> None:
+    store = open_run_store(str(tmp_path / "s"))
+    exp = store.get_or_create_experiment("long")
+    h = store.create_run(exp, run_name="long")
+    n = 100_000
+    for i in range(n):
+        h.log_metric("loss", 1.0 if i == 77_777 else (-1.0 if i == 12_345 else (i % 100) / 1000), i, 1_000 + i)
+    h.end()
+    with TestClient(create_app(store)) as c:
+        d = c.get("/api/metrics", params={"run": h.run_id, "key": "loss"}).json()["series"][0]
+        assert d["points"] == n and d["sampled"] and len(d["xs"]) <= 2 * 600 + 2
+        assert max(d["ys"]) == 1.0 and min(d["ys"]) == -1.0  # the spike and the dip survive
+        assert d["xs"] == sorted(d["xs"])
+        t = c.get("/api/metrics", params={"run": h.run_id, "key": "loss", "x": "time"}).json()["series"][0]
+        assert t["xs"][0] == 0.0 and t["xs"][-1] == pytest.approx((n - 1) / 1000)
+        full = c.get("/api/metric-history", params={"run": h.run_id, "key": "loss"})
+        lines = full.text.splitlines()
+        assert lines[0] == "step,timestamp,value" and len(lines) == n + 1
+        assert full.headers["content-disposition"].startswith("attachment")
+
+
+def test_series_of_few_points_is_not_sampled() -> None:
+    from array import array
+
+    s = Series("r", "k", array("d", [0, 1, 2]), array("d", [5, 6, 7]), array("d", [1.0, float("nan"), 3.0]))
+    d = s.downsampled()
+    assert d["ys"] == [1.0, None, 3.0] and not d["sampled"]
+
+
+def _corrupt_chunk_of(ui_store: UIStore, digest: str, which: int) -> bytes:
+    store = open_run_store(str(ui_store.path))
+    chunks = store.objects.recipe(digest).chunks
+    key = store.objects.layout.chunk_key(chunks[which][0])
+    path = ui_store.path / key
+    original = path.read_bytes()
+    path.write_bytes(b"\0" * 16 + original[16:])
+    return original
+
+
+def test_a_corrupt_chunk_gives_an_error_page_and_the_server_goes_on(ui_store: UIStore) -> None:
+    store = open_run_store(str(ui_store.path))
+    digest = ui_store.big_digest
+    chunks = store.objects.recipe(digest).chunks
+    assert len(chunks) >= 2
+    first = store.objects.layout.chunk_key(chunks[0][0])
+    original = _corrupt_chunk_of(ui_store, digest, 0)
+    try:
+        with TestClient(create_app(store), raise_server_exceptions=False) as c:
+            r = c.get(f"/runs/{ui_store.runs[0]}/download/model/weights.bin")
+            assert r.status_code == 500
+            assert "The store is damaged" in r.text and chunks[0][0][:16] in r.text
+            assert "casstore verify" in r.text
+            z = c.get(f"/runs/{ui_store.runs[0]}/download/model")
+            assert z.status_code == 500 and "The store is damaged" in z.text
+            assert c.get("/").status_code == 200
+            assert c.get(f"/runs/{ui_store.runs[0]}").status_code == 200
+    finally:
+        (ui_store.path / first).write_bytes(original)
+
+
+def test_damage_found_mid_stream_cuts_the_download_short(ui_store: UIStore, tmp_path: Path) -> None:
+    """A real server: the first chunk is good and sent, the last is corrupt: the response
+    ends early (the client sees a failed download), and no byte of the bad chunk is sent."""
+    import urllib.request
+
+    store = open_run_store(str(ui_store.path))
+    chunks = store.objects.recipe(ui_store.big_digest).chunks
+    last = store.objects.layout.chunk_key(chunks[-1][0])
+    original = _corrupt_chunk_of(ui_store, ui_store.big_digest, -1)
+    try:
+        with _server(ui_store.path, tmp_path) as base:
+            good = b"".join(store.objects.read_chunk(d, n) for d, n in chunks[:-1])
+            got = b""
+            with urllib.request.urlopen(f"{base}/runs/{ui_store.runs[0]}/download/model/weights.bin") as resp:
+                declared = int(resp.headers["content-length"])
+                while True:
+                    part = resp.read(1 << 16)
+                    if not part:  # the server closed the connection
+                        break
+                    got += part
+            assert declared == sum(n for _, n in chunks) and len(got) < declared  # a failed download
+            assert good.startswith(got) and len(got) < sum(n for _, n in chunks)
+            with urllib.request.urlopen(base + "/") as resp:
+                assert resp.status == 200
+    finally:
+        (ui_store.path / last).write_bytes(original)
+
+
+class _server:
+    """`casstore ui` in its own process on a free port."""
+
+    def __init__(self, store: Path, tmp: Path, *extra: str) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.args = [sys.executable, "-m", "casstore.cli", "ui", "--store", str(store), "--port", str(self.port), *extra]
+        self.log = tmp / f"server-{self.port}.log"
+
+    def __enter__(self) -> str:
+        import time
+        import urllib.request
+
+        self.out = open(self.log, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(self.args, stdout=self.out, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/", timeout=2):
+                    return base
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(self.log.read_text()) from None
+                time.sleep(0.1)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.out.close()
+
+
+def test_the_ui_never_writes_to_the_store(ui_store: UIStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = open_run_store(str(ui_store.path))
+    backend = store.backend
+    writes: list[str] = []
+    for name in ("_put_if_absent", "_put_blob", "_delete", "touch", "delete_if_stale", "clean_tmp"):
+        monkeypatch.setattr(backend, name, lambda *a, _n=name, **k: writes.append(f"{_n}{a[:1]}"))
+    with TestClient(create_app(store)) as c:
+        for url in _pages(ui_store):
+            assert c.get(url).status_code == 200, url
+        r = c.post("/store/verify", data={"run": ""}, follow_redirects=True)
+        assert r.status_code == 200
+        job = r.url.path.rsplit("/", 1)[-1]
+        _wait_for(c, job)
+        c.get(f"/runs/{ui_store.runs[0]}/download")
+    assert writes == []
+
+
+def _wait_for(c: TestClient, job: str) -> dict[str, Any]:
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        d: dict[str, Any] = c.get(f"/api/jobs/{job}").json()
+        if d["finished"]:
+            return d
+        time.sleep(0.05)
+    raise AssertionError("the verification did not finish")
+
+
+def test_verify_from_the_page_reports_as_the_cli(client: TestClient, ui_store: UIStore) -> None:
+    r = client.post("/store/verify", data={"run": ui_store.runs[0]}, follow_redirects=False)
+    assert r.status_code == 303
+    job = r.headers["location"].rsplit("/", 1)[-1]
+    d = _wait_for(client, job)
+    assert d["result"]["ok"] and d["result"]["scope"] == "runs"
+    page = client.get(r.headers["location"]).text
+    assert "OK: verified" in page
+    # a post from another site starts nothing
+    assert client.post("/store/verify", data={"run": ""}, headers={"origin": "https://evil.example"}).status_code == 403
+    assert "no run" in client.post("/store/verify", data={"run": "0" * 32}).text
+
+
+def test_verify_names_the_damage(ui_store: UIStore) -> None:
+    store = open_run_store(str(ui_store.path))
+    first = store.objects.layout.chunk_key(store.objects.recipe(ui_store.big_digest).chunks[0][0])
+    original = _corrupt_chunk_of(ui_store, ui_store.big_digest, 0)
+    try:
+        with TestClient(create_app(store)) as c:
+            r = c.post("/store/verify", data={"run": ui_store.runs[0]})
+            job = str(r.url).rsplit("/", 1)[-1]
+            d = _wait_for(c, job)
+            assert not d["result"]["ok"]
+            page = c.get(f"/store/verify/{job}").text
+            assert "FAILED" in page and first in page and "model/weights.bin" in page
+    finally:
+        (ui_store.path / first).write_bytes(original)
+
+
+def test_store_page_shows_usage_and_the_gc_dry_run(client: TestClient) -> None:
+    page = client.get("/store").text
+    assert "dedup ratio" in page and "Most shared files" in page and "would delete now" in page
+    assert "weights.bin" in page  # shared by two runs
+
+
+def test_model_page(client: TestClient, ui_store: UIStore) -> None:
+    page = client.get(f"/models/{ui_store.model_name}").text
+    assert "@champion" in page and "pinned model digest" in page and "scikit-learn" in page
+    assert page.count("source-run") == 2
+    assert re.search(r"<strong>inputs</strong>", page)  # the signature
+    assert "models:/fraud-model/2" in page
+
+
+def test_links_work_behind_a_url_prefix(ui_store: UIStore) -> None:
+    with TestClient(create_app(open_run_store(str(ui_store.path))), root_path="/ui") as c:
+        page = c.get(f"/experiments/{ui_store.experiment_id}").text
+        hrefs = re.findall(r'(?:href|src|action)="([^"#]+)"', page)
+        own = [h for h in hrefs if not h.startswith("http")]
+        assert own and all(h.startswith("/ui/") for h in own), own
+
+
+def test_loopback_server_refuses_other_host_names(ui_store: UIStore) -> None:
+    app = create_app(open_run_store(str(ui_store.path)), allowed_hosts=["127.0.0.1", "localhost"])
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        assert c.get("/").status_code == 200
+        assert c.get("/", headers={"host": "attacker.example"}).status_code == 400
+
+
+def test_static_assets_are_cached_by_content_hash(client: TestClient) -> None:
+    page = client.get("/").text
+    css = re.search(r'href="(/static/app\.css\?v=[0-9a-f]{12})"', page)
+    assert css
+    r = client.get(css.group(1))
+    assert "immutable" in r.headers["cache-control"]
+    assert "immutable" not in client.get("/static/app.css?v=old").headers.get("cache-control", "")
+
+
+def test_nothing_is_loaded_from_elsewhere() -> None:
+    """Every script, style and font ships in the package: no page or asset names another host."""
+    for path in list(TEMPLATES.iterdir()) + list(STATIC.iterdir()):
+        text = path.read_text(encoding="utf-8")
+        urls = re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s\"')]*", text)
+        assert all(u == "http://www.w3.org/2000/svg" for u in urls), (path.name, urls)
+
+
+def test_the_wheel_ships_templates_and_static_files(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                    str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=300)
+    wheel = next(tmp_path.glob("casstore-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = [f"casstore/ui/{d.name}/{p.name}" for d in (TEMPLATES, STATIC) for p in d.iterdir() if p.is_file()]
+    assert len(shipped) > 10
+    assert not [n for n in shipped if n not in names]
+
+
+def test_memory_store(tmp_path: Path) -> None:
+    store = open_run_store("memory://ui-test")
+    exp = store.get_or_create_experiment("mem")
+    h = store.create_run(exp, run_name="in-memory")
+    h.log_bytes("a.txt", b"hello")
+    h.end()
+    with TestClient(create_app(store)) as c:
+        assert "in-memory" in c.get(f"/experiments/{exp}").text
+        assert c.get(f"/runs/{h.run_id}/download/a.txt").content == b"hello"
+
+
+def test_s3_store(s3_url: str) -> None:
+    store = open_run_store(s3_url)
+    exp = store.get_or_create_experiment("remote")
+    h = store.create_run(exp, run_name="on-s3")
+    h.log_param("p", "1")
+    h.log_bytes("big.bin", bytes(range(256)) * 2000)
+    h.end()
+    with TestClient(create_app(open_run_store(s3_url))) as c:
+        assert "on-s3" in c.get(f"/experiments/{exp}").text
+        r = c.get(f"/runs/{h.run_id}/download/big.bin")
+        assert r.content == bytes(range(256)) * 2000
+
+
+def test_cli_binds_loopback_and_warns_loudly_otherwise(ui_store: UIStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    import uvicorn
+
+    from casstore.cli import cli
+    from casstore.cli.ui import is_loopback
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    r = CliRunner().invoke(cli, ["ui", "--store", str(ui_store.path)])
+    assert r.exit_code == 0, r.output
+    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 5000
+    assert "WARNING" not in r.output
+    r = CliRunner().invoke(cli, ["ui", "--store", str(ui_store.path), "--host", "0.0.0.0", "--port", "8080"])
+    assert r.exit_code == 0 and calls[-1]["host"] == "0.0.0.0"
+    assert "WARNING: serving on 0.0.0.0:8080" in r.output and "no login" in r.output
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.5") and not is_loopback("example.org")
+    r = CliRunner().invoke(cli, ["ui", "--store", str(ui_store.path / "nope")])
+    assert r.exit_code == 1 and "no casstore store" in r.output
+
+
+def test_data_module_doctest() -> None:
+    import doctest
+
+    import casstore.ui.data
+
+    assert doctest.testmod(casstore.ui.data).failed == 0
