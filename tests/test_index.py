@@ -5,6 +5,7 @@ read-only searching on S3."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
@@ -17,11 +18,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from s3_server import FaultProxy, S3Target
+from seaweed import ReadOnlyBucket
 from tracking_helpers import REPO, old_store
 
 import casstore
 from casstore.cli import cli
-from casstore.exceptions import InvalidInputError
+from casstore.exceptions import InvalidInputError, StoreUnavailableError
 from casstore.objects.codec import pack_checked
 from casstore.runs import index, open_run_store, search
 from casstore.runs.records import RunView
@@ -276,3 +278,25 @@ def test_reading_an_s3_store_sends_no_write_and_works_with_read_only_credentials
     writes = sum(s3_proxy.count(m) for m in ("PUT", "POST", "DELETE", "COPY"))
     assert writes == 0, dict(s3_proxy.requests)
     assert s3_proxy.count() > 0
+
+
+def test_read_only_credentials_on_seaweedfs_list_search_show_and_verify(s3_read_only: ReadOnlyBucket) -> None:
+    writer = open_run_store(s3_read_only.url, s3_read_only.storage_options(s3_read_only.writer))
+    ids = _runs(writer, 4, exp=writer.get_or_create_experiment("ro"))
+    writer.delete_run(ids[3])
+    env = {**os.environ, **s3_read_only.env(s3_read_only.reader)}
+
+    def cli_run(*args: str) -> subprocess.CompletedProcess[str]:  # a process of its own: the reader's credentials
+        return subprocess.run([sys.executable, "-m", "casstore.cli", *args, "--store", s3_read_only.url], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    out = cli_run("runs", "--filter", "params.i != '0'", "--json")
+    assert out.returncode == 0, out.stderr
+    assert sorted(r["run_id"] for r in json.loads(out.stdout)) == sorted(ids[1:3])
+    for args in (["show", ids[0]], ["verify", ids[1]], ["ls", ids[2]], ["runs", "--deleted"]):
+        r = cli_run(*args)
+        assert r.returncode == 0, (args, r.stderr)
+    reader = open_run_store(s3_read_only.url, s3_read_only.storage_options(s3_read_only.reader))
+    assert [v.run_id for v in reader.search_runs(None, "params.i = '2'")] == [ids[2]]
+    with pytest.raises(StoreUnavailableError, match="AccessDenied"):  # a write says why it cannot
+        reader.create_run("0")
