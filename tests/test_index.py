@@ -42,6 +42,7 @@ def _runs(store: RunStore, n: int, exp: str = "0", seed: int = 0) -> list[str]:
         h.log_batch(params={"i": str(i), "solver": rng.choice(["lbfgs", "adam"])}, tags={"team": rng.choice("ab")},
                     metrics=[("acc", rng.random(), 0, 1)])
         h.end()
+        index.flush_pending(store)  # a segment per run (a writer publishes a second's runs together)
         ids.append(h.run_id)
     return ids
 

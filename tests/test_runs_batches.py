@@ -37,8 +37,11 @@ def test_a_logging_call_is_one_batch_record_and_the_run_reads_back(tmp_path: Pat
     c.log_metric(run_id, "loss", 0.5, step=3)
     c.set_terminated(run_id)
     keys = _run_keys(c.store, run_id)
-    # meta, two batches (the second holds only the tag), the closing batch with the buffered point, the seal
-    assert keys == ["batches/0000000001", "batches/0000000002", "batches/0000000003", "meta", "seal"]
+    # meta, two batches (the second holds only the tag), the closing batch with the buffered point, the
+    # manifest (also held in the seal, for b3sum) and the seal
+    digest = c.get_run(run_id).info.digest
+    assert keys == ["batches/0000000001", "batches/0000000002", "batches/0000000003", f"manifests/{digest}", "meta",
+                    "seal"]
     run = c.get_run(run_id)
     assert run.data.params == PARAMS and run.data.tags["stage"] == "prod" and run.data.tags["team"] == "a"
     assert run.data.metrics == {**{m.key: m.value for m in METRICS}, "loss": 0.5}
@@ -190,3 +193,41 @@ def test_a_run_on_s3_costs_at_most_ten_requests_and_reading_it_three(
     s3_proxy.reset_counts()
     run = c.store.get_run(run_id)
     assert s3_proxy.count() <= 3 and run.params == PARAMS and run.sealed
+
+
+# ---- upgrading a version-3 store --------------------------------------------------------------------------
+
+
+def test_upgrade_converts_a_version_3_store_and_its_runs_keep_their_rules(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from casstore.cli import cli
+    from casstore.objects.config import read_config
+
+    url = old_store(tmp_path / "s")
+    old = open_run_store(url)
+    sealed = old.create_run("0", run_name="sealed")
+    sealed.log_batch(params={"a": "1"}, tags={"t": "x"}, metrics=[("m", 1.0, 0, 5)])
+    digest = sealed.end()
+    still_open = old.create_run("0", run_name="open")
+    still_open.log_batch(params={"lr": "0.1"}, tags={"stage": "dev"}, metrics=[("m", 2.0, 0, 5)])
+    still_open.flush_metrics()
+    gone = old.create_run("0", run_name="gone")
+    old.delete_run(gone.run_id)
+    r = CliRunner().invoke(cli, ["upgrade", "--store", url])
+    assert r.exit_code == 0, r.output
+    assert "from format version 3 to 4: 1 open run(s) given their batch record, 2 run(s) in the search index" in r.output
+    store = open_run_store(url)
+    assert read_config(store.backend).version == 4 and store.batched
+    assert store.get_run(sealed.run_id).digest == digest  # a sealed run is as it was
+    h = store.open_run(still_open.run_id)
+    with pytest.raises(ImmutableArtifactError, match="lr"):
+        h.log_param("lr", "0.2")  # the param it had is checked by the new format's writers
+    h.log_param("new", "1")
+    h.end()
+    view = store.get_run(still_open.run_id)
+    assert view.params == {"lr": "0.1", "new": "1"} and view.tags["stage"] == "dev"
+    assert [p[1] for p in view.points] == [2.0]  # its metric segment is read once, not twice
+    got = {v.run_name for v in store.search_runs()}
+    assert got == {"sealed", "open"} and store.index.last["runs_read"] == 1  # the index had the sealed run
+    assert CliRunner().invoke(cli, ["upgrade", "--store", url]).exit_code != 0  # already version 4

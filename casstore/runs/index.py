@@ -29,6 +29,7 @@ read-only credentials.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import logging
@@ -139,6 +140,63 @@ def publish(store: RunStore, summaries: list[dict[str, Any]]) -> None:
             compact(store)
         except CasstoreError as e:  # a compaction is an optimisation: the next writer tries again
             log.info("casstore: index compaction skipped: %s", e)
+
+
+#: seconds a writer holds the summaries of the runs it ended before publishing them together
+PUBLISH_DELAY = 1.0
+_pending: dict[int, tuple[RunStore, list[dict[str, Any]]]] = {}
+_pending_lock = threading.Lock()
+_timer: threading.Timer | None = None
+
+
+def publish_soon(store: RunStore, summary: dict[str, Any]) -> None:
+    """Publish ``summary`` within :data:`PUBLISH_DELAY` seconds, in one segment with the other
+    summaries this process has by then (a process ending many runs writes a segment a
+    second, not one a run). A process killed before loses them: its runs are then read
+    from the store by searches, as runs no segment covers are."""
+    global _timer, _at_exit
+    with _pending_lock:
+        if not _at_exit:  # registered after the store's file system was opened, so run before its own exit hooks
+            atexit.register(flush_pending)
+            _at_exit = True
+        _pending.setdefault(id(store), (store, []))[1].append(summary)
+        if _timer is None:
+            _timer = threading.Timer(PUBLISH_DELAY, flush_pending)
+            _timer.daemon = True
+            _timer.start()
+
+
+def flush_pending(store: RunStore | None = None) -> None:
+    """Publish the summaries waiting in this process (for ``store`` only, if given)."""
+    global _timer
+    with _pending_lock:
+        if store is None:
+            todo = list(_pending.values())
+            _pending.clear()
+            _timer = None
+        else:
+            entry = _pending.pop(id(store), None)
+            todo = [entry] if entry else []
+    for st, summaries in todo:
+        try:
+            publish(st, summaries)
+        except CasstoreError as e:
+            log.warning("casstore: %d run summaries were not published to the search index (%s); searches "
+                        "read those runs from the store", len(summaries), e)
+
+
+_at_exit = False
+
+
+def _forget_pending_after_fork() -> None:
+    global _timer, _pending_lock
+    _pending.clear()  # the parent's to publish
+    _timer = None
+    _pending_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pending_after_fork)
 
 
 def compact(store: RunStore, fan_in: int | None = None) -> int:

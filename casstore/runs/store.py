@@ -31,7 +31,7 @@ from casstore.exceptions import (
 )
 from casstore.objects import ObjectStore, open_store
 from casstore.objects.reading import Progress, write_chunks
-from casstore.objects.codec import pack, unpack, unpack_checked
+from casstore.objects.codec import CHECK_FIELD, pack, unpack, unpack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout, search
 from casstore.runs import index as run_index
@@ -416,8 +416,10 @@ class RunStore:
             data = self.backend.get(key)
         except ObjectNotFoundError:
             return None
-        # version 4's seal holds the manifest and checks itself
-        rec = unpack_checked(data, f"record {key}", required=self.batched)
+        # version 4's seal holds the manifest and checks itself; a seal from before has neither
+        rec = unpack(data, f"record {key}")
+        if isinstance(rec, dict) and ("manifest" in rec or CHECK_FIELD in rec):
+            rec = unpack_checked(data, f"record {key}", required=True)
         if not isinstance(rec, dict):
             raise CorruptRecordError(f"record {key} is not a record (expected a map); the store may be corrupt")
         digest = field_of(rec, "digest", "str", key)
@@ -543,14 +545,10 @@ class RunStore:
             return self._index
 
     def publish_summary(self, run_id: str, state: RunState, status: str, end_time: int, digest: str) -> None:
-        """Version 4: publish the summary of a run just sealed to the search index (a
+        """Version 4: publish the summary of a run just sealed to the search index, soon (a
         failure costs later searches a read of the run, never a wrong answer: it is said
         and passed over)."""
-        view = _view(state, status, end_time, digest, False)
-        try:
-            run_index.publish(self, [run_index.summary_of(view)])
-        except CasstoreError as e:
-            run_index.log.warning("casstore: run %s is sealed, but its search summary was not published: %s", run_id, e)
+        run_index.publish_soon(self, run_index.summary_of(_view(state, status, end_time, digest, False)))
 
     def search_runs(
         self,
@@ -579,6 +577,7 @@ class RunStore:
             ids.extend(self.list_run_ids(exp))
         ids = list(dict.fromkeys(ids))
         self._flush_local_all()
+        run_index.flush_pending(self)  # this process's searches see what it has just ended
         idx = self.index
         idx.refresh(ids)
         views, more = idx.search(ids, comparisons, keys, deleted, max_results, offset)
