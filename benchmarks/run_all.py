@@ -92,6 +92,8 @@ SCRIPTS = (
            ("--quick", "--runs", "3", "--repeat", "1", "--fresh", "1"), needs="mlflow"),
     Script("bench_s3.py", ("--size-mib", "128", "--repeat", "3")),
     Script("bench_cli.py", ("--quick", "--repeat", "3"), ("--quick", "--repeat", "1")),
+    Script("bench_serving.py", (), needs="mlflow"),
+    Script("bench_ui.py", ("--runs", "10000", "--points", "100000", "--repeat", "5"), needs="mlflow"),
 )
 VERSIONS = {"full": 10, "quick": 3}
 MODEL_MIB = {"full": 64, "quick": 8}

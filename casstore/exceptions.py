@@ -17,6 +17,11 @@
     │   └── ArtifactPathConflictError  an artifact path that would be both a file and a directory
     └── RunStateError             the run is sealed, not active, or in the wrong state
 
+    DamagedRunWarning (UserWarning)  a run was skipped, or shown without the records that
+                                     failed their checks (each one named)
+    LinkWarning (UserWarning)        a logged directory's symbolic links that point outside it
+                                     (logged) or to directories (not followed), each one named
+
 Each message says what went wrong, where, and what to do. Callers may catch the
 builtin classes (``FileNotFoundError``, ``ValueError``, ``OSError``) where those fit.
 
@@ -46,6 +51,8 @@ __all__ = [
     "RunStateError",
     "ResourceAlreadyExistsError",
     "MlflowException",
+    "DamagedRunWarning",
+    "LinkWarning",
     "INTERNAL_ERROR",
     "INVALID_PARAMETER_VALUE",
     "INVALID_STATE",
@@ -234,3 +241,13 @@ class RunStateError(CasstoreError):
 # MLflow code catches ``mlflow.exceptions.MlflowException``; let it catch ours.
 MlflowException = CasstoreError
 """MLflow's name for :class:`CasstoreError`: ``except MlflowException`` catches every casstore error."""
+
+
+class DamagedRunWarning(UserWarning):
+    """A run was skipped by a listing, or read without the records that failed their checks;
+    the message names each and what it affects (``casstore verify --all`` lists them all)."""
+
+
+class LinkWarning(UserWarning):
+    """A directory being logged has symbolic links that point outside it (their files are
+    logged) or to directories (not followed); the message names each."""

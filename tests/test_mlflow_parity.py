@@ -229,3 +229,30 @@ def test_manifest_of_a_run_without_inputs_is_unchanged(tracking: str) -> None:
 
     state = RunState("a" * 32, {"run_id": "a" * 32, "experiment_id": "0", "start_time": 1})
     assert "inputs" not in manifest_of(state, "FINISHED", 2)
+
+
+def test_restore_run_is_refused_with_why(tracking: str) -> None:
+    with casstore.start_run() as run:
+        pass
+    casstore.restore_run(run.info.run_id)  # an active run: nothing to do, as MLflow
+    casstore.delete_run(run.info.run_id)
+    with pytest.raises(MlflowException, match="cannot be restored.*casstore gc"):
+        casstore.restore_run(run.info.run_id)
+    assert casstore.get_run(run.info.run_id).info.lifecycle_stage == "deleted"
+
+
+def test_fluent_experiment_and_version_helpers(tracking: str) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    exp = casstore.set_experiment("helpers")
+    casstore.set_experiment_tag("k", "v")
+    casstore.delete_experiment_tag("k")
+    assert casstore.get_experiment(exp.experiment_id).tags == {}
+    casstore.delete_experiment(exp.experiment_id)
+    casstore.restore_experiment(exp.experiment_id)
+    with casstore.start_run():
+        casstore.sklearn.log_model(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), name="m",
+                                   registered_model_name="helpers-model")
+    casstore.set_model_version_tag("helpers-model", "1", "ok", "yes")
+    assert casstore.MlflowClient().get_model_version("helpers-model", 1).tags == {"ok": "yes"}
+    casstore.flush_artifact_async_logging()

@@ -106,7 +106,7 @@ def test_sklearn_save_model_and_local_directory_loads(tmp_path: Path) -> None:
 
 
 def test_model_directories_cross_between_mlflow_and_casstore(tmp_path: Path) -> None:
-    mlflow = pytest.importorskip("mlflow")
+    import mlflow  # in the test extra
     from sklearn.linear_model import LinearRegression
 
     X = np.arange(10.0).reshape(-1, 1)

@@ -61,9 +61,14 @@ def verify_cmd(run_ids: tuple[str, ...], all_: bool, deep: bool, as_json: bool, 
         print_problems(report)
         c = report.checked
         summary = (f"{c.get('chunks', 0)} chunks ({human_size(c.get('bytes', 0))}), {c.get('files', 0)} files, "
-                   f"{c.get('models', 0)} models, {c.get('runs', 0)} runs, {c.get('registry_versions', 0)} registry versions")
+                   f"{c.get('models', 0)} models, {c.get('runs', 0)} runs, {c.get('registry_versions', 0)} registry versions"
+                   + (f", {c['records']} records" if c.get("records") else ""))
         if report.ok:
             click.echo(f"OK: verified {summary} in {report.seconds:.1f}s")
+        if c.get("records_unchecked"):
+            click.echo(f"note: {c['records_unchecked']} record(s) were written by an older casstore without their own "
+                       "check: they were decoded and type-checked, but a changed byte in them can only be found where "
+                       "another digest covers it (a sealed run's manifest)", err=True)
         else:
             click.echo(f"FAILED: {len(report.problems)} problem(s) in {summary}", err=True)
     if not report.ok:
@@ -140,6 +145,9 @@ Examples:
 An object is deleted only by a later gc run, at least the grace period after an
 earlier run found it unreferenced, and only if no writer created or reused it in
 between. Run gc periodically (e.g. daily) to reclaim space.
+\b
+Exit status: 1 when a live reference (a run record, manifest, recipe, model entry
+or registry record) cannot be read or proven; gc then deletes and marks nothing.
 """)
 @click.option("--dry-run", is_flag=True, help="Change nothing; say what would be deleted and marked.")
 @click.option("--grace", default="24h", show_default=True, metavar="DURATION",
@@ -160,7 +168,18 @@ def gc_cmd(dry_run: bool, grace: str, as_json: bool, store: str | None) -> None:
         report = collect_garbage(runs.backend, grace=seconds, dry_run=dry_run, progress=progress.callback)
     if as_json:
         emit_json(report.to_dict())
+        if report.blocked:
+            raise click.exceptions.Exit(1)
         return
+    if report.blocked:
+        for b in report.blocked:
+            click.echo(f"UNPROVEN {b['object']}: {b['detail']}\n    affects {b['affects']}")
+        click.echo(
+            f"gc deleted and marked nothing: {len(report.blocked)} live reference(s) could not be read or proven, "
+            "and what they reference cannot be told from garbage. Restore the damaged objects from a backup "
+            "(`casstore verify --all` lists them), or delete the runs they belong to (`casstore delete-run`), "
+            "then run gc again.", err=True)
+        raise click.exceptions.Exit(1)
     verb = "would delete" if dry_run else "deleted"
     d = report.deleted
     click.echo(f"{verb} {report.deleted_total} objects ({human_size(report.deleted_bytes)}): "

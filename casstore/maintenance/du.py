@@ -13,13 +13,14 @@ deleted run keeps its records (deletion is recorded, not erased).
 from __future__ import annotations
 
 import time
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from casstore.exceptions import CasstoreError
+from casstore.exceptions import CasstoreError, DamagedRunWarning
 from casstore.maintenance.scan import read_many, recipe_chunks
 
 if TYPE_CHECKING:
@@ -272,14 +273,21 @@ def disk_usage(
 def _views(runs: RunStore, ids: Sequence[str]) -> Iterator[tuple[str, Any]]:
     """``(run_id, view or None)`` for each run, read by a few threads (reads release the GIL)."""
 
-    def one(run_id: str) -> tuple[str, Any]:
+    def one(run_id: str) -> tuple[str, Any, Exception | None]:
         try:
-            return run_id, runs.get_run(run_id)
-        except CasstoreError:
-            return run_id, None
+            return run_id, runs.get_run(run_id, warn=False), None
+        except CasstoreError as e:
+            return run_id, None, e
 
     with ThreadPoolExecutor(max(2, runs.backend.concurrency), thread_name_prefix="casstore-du") as pool:
-        yield from pool.map(one, ids)
+        for run_id, view, error in pool.map(one, ids):
+            if error is not None:
+                warnings.warn(DamagedRunWarning(f"run {run_id} is skipped: it cannot be read ({error})"), stacklevel=3)
+            elif view.damaged:
+                warnings.warn(DamagedRunWarning(
+                    f"run {run_id} is counted without {len(view.damaged)} record(s) that failed their checks: "
+                    + "; ".join(d.describe() for d in view.damaged[:3])), stacklevel=3)
+            yield run_id, view
 
 
 def _registry_files(runs: RunStore) -> set[str]:

@@ -41,11 +41,12 @@ from casstore.backend.base import Backend
 from casstore.exceptions import CasstoreError, CorruptRecordError, InvalidInputError, ObjectNotFoundError
 from casstore.maintenance.scan import (
     CONTENT_KINDS,
+    Blocker,
     closure,
     read_many,
+    read_roots,
     recipe_chunks,
     digests_in,
-    root_digests,
     scan_store,
 )
 from casstore.objects.codec import pack, unpack
@@ -128,6 +129,13 @@ class GcReport:
     next_sweep: float | None = None  # when the earliest pending record becomes due
     tmp_removed: int = 0
     exact: bool = False  # the backend's stale delete is exact (no race window at all)
+    #: live references that could not be read or proven: while there is any, nothing is deleted or marked
+    blocked: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every live reference was proven (a blocked run deletes nothing)."""
+        return not self.blocked
 
     @property
     def deleted_total(self) -> int:
@@ -222,13 +230,23 @@ def collect_garbage(
     report.runs = len(scan.runs)
     report.deleted_runs = len(scan.deleted_runs())
 
-    pins = registry_pins(backend)
-    roots_keys = [k for k in scan.root_keys() if pins is None or not k.startswith("registry/")]
+    # registry records are read through the registry (a deleted version pins nothing)
+    roots_keys = [k for k in scan.root_keys() if not k.startswith("registry/")]
     tick("reading roots", 0, len(roots_keys))
-    roots = root_digests(backend, roots_keys, lambda n: tick("reading roots", n))
-    roots |= pins or set()
+    found = read_roots(backend, roots_keys, lambda n: tick("reading roots", n))
+    try:
+        found.models.update(registry_pins(backend))
+    except CasstoreError as e:
+        found.blockers.append(Blocker("registry/", str(e), "the registry"))
+    roots = found.digests | set(found.models)
     tick("tracing references")
-    live = closure(backend, layout, present, roots)
+    live = closure(backend, layout, present, roots, prove=found)
+    report.blocked = [b.to_dict() for b in found.blockers]
+    if report.blocked:
+        # a reference that cannot be read may reach any object: delete nothing, mark nothing
+        if not dry_run:
+            backend.put_if_absent(LOG_PREFIX + _stamp(), pack({"v": RECORD_VERSION, **report.to_dict()}))
+        return report
 
     # ---- sweep: candidates of earlier runs whose grace period is over --------------------
     threshold: dict[tuple[str, str], float] = {}
@@ -315,16 +333,15 @@ def collect_garbage(
     return report
 
 
-def registry_pins(backend: Backend) -> set[str] | None:
-    """Model digests pinned by live registry versions, or ``None`` if the registry cannot be
-    read as such (then every digest in every registry record counts, to be safe)."""
-    try:
-        from casstore.registry import Registry
+def registry_pins(backend: Backend) -> dict[str, str]:
+    """Model digests pinned by live registry versions, each with the version that pins it.
+    A registry that cannot be read raises (:class:`CasstoreError`): gc must then keep
+    everything, since any record it could not read may pin any model."""
+    from casstore.registry import Registry
 
-        reg = Registry(backend)
-        return {mv.model_digest for m in reg.list_models() for mv in reg.list_versions(m.name)}
-    except (ImportError, CasstoreError):
-        return None
+    reg = Registry(backend)
+    return {mv.model_digest: f"registered model {m.name!r} version {mv.version}"
+            for m in reg.list_models() for mv in reg.list_versions(m.name)}
 
 
 def _keep_references(

@@ -58,7 +58,10 @@ class Problem:
 
 
 #: the counters of a report's ``checked``, each present (zero when nothing of its kind was checked)
-CHECKED = ("chunks", "bytes", "files", "models", "runs", "manifests", "registry_versions", "deep_bytes")
+#: (``records``: run, experiment and registry records checked by ``--all``; ``records_unchecked``:
+#: those among them written before records carried their own check, which can only be decoded)
+CHECKED = ("chunks", "bytes", "files", "models", "runs", "manifests", "registry_versions", "deep_bytes",
+           "records", "records_unchecked")
 
 
 @dataclass
@@ -98,6 +101,10 @@ def describe_affected(a: dict[str, Any]) -> str:
         return f"registered model {a['registered_model']} version {a['version']}"
     if "run" in a:
         return f"run {a['run']}"
+    if "registry" in a:
+        return f"registered model records {a['registry']}"
+    if "experiment" in a:
+        return f"experiment {a['experiment']}"
     if "model_entry" in a:
         return f"model entry {a['model_entry']}"
     return ", ".join(f"{k} {v}" for k, v in a.items())
@@ -150,8 +157,7 @@ class _Checker:
         if p is None:
             p = self.problems[key] = Problem(key, kind, detail)
         for a in affects:
-            if a not in p.affects:
-                p.affects.append(a)
+            _add(p, a)
 
     # ---- content ---------------------------------------------------------------------
 
@@ -334,7 +340,7 @@ class _Checker:
             self.checked["runs"] += 1
             who = {"run": run_id}
             try:
-                view = self.runs.get_run(run_id)
+                view = self.runs.get_run(run_id, warn=False)
             except IntegrityError as e:
                 self.problem(_seal_object(self.runs, run_id), "corrupt", str(e), [who])
                 continue
@@ -346,6 +352,8 @@ class _Checker:
                 continue
             if view.sealed:
                 self.checked["manifests"] += 1
+            for d in view.damaged:
+                self.problem(d.key, "corrupt", d.detail, [who])
             self.check_earlier_seals(run_id, who)
             for path, entry in view.artifacts.items():
                 if entry.inline:
@@ -363,7 +371,10 @@ class _Checker:
         check that each later manifest names the digest before it."""
         from casstore.runs import layout
 
-        seals = self.runs.seal_history(run_id)
+        try:
+            seals = self.runs.seal_history(run_id)
+        except CorruptRecordError:
+            return  # a damaged seal: named by the check of the run's records
         for before, seal in zip(seals, seals[1:]):
             key = layout.manifest_key(run_id, str(seal["digest"]))
             try:
@@ -385,12 +396,43 @@ class _Checker:
         who = [{"run": run_id, "artifact": entry.path}]
         try:
             self.runs.inline_data(run_id, entry)
-        except IntegrityError as e:
+        except (IntegrityError, CorruptRecordError) as e:
             self.problem(layout.artifact_key(run_id, entry.path), "corrupt", str(e), who)
         except ObjectNotFoundError as e:
             self.problem(layout.artifact_key(run_id, entry.path), "missing", str(e), who)
         except CasstoreError as e:
             self.problem(layout.artifact_key(run_id, entry.path), "unreadable", str(e), who)
+
+    def check_records(self) -> None:
+        """Check every record of the store's runs (live ones: loose records of sealed runs
+        too), experiments and registry: each decodes and its own check holds; a manifest
+        hashes to its name. Records written before records carried a check can only be
+        decoded: they are counted as ``records_unchecked``."""
+        from casstore.runs.records import record_is_checked
+
+        listed = [k for prefix in ("runs/", "experiments/", "registry/") for k in self.backend.list(prefix)]
+        deleted = {k.split("/")[1] for k in listed if k.startswith("runs/") and k.endswith("/deleted")}
+        keys = [k for k in listed if not (k.startswith("runs/") and k.split("/")[1] in deleted)
+                and k.split("/")[2:3] != ["wal"]]
+        self.tick("checking records", 0, len(keys))
+        for key, data in read_many(self.backend, keys):
+            self.tick("checking records", 1)
+            parts = key.split("/")
+            who = [{"run": parts[1]}] if parts[0] == "runs" else [{"registry": "/".join(parts[:2])}] \
+                if parts[0] == "registry" else [{"experiment": parts[1]}]
+            if data is None:
+                continue  # records are never removed; a listing raced nothing
+            self.checked["records"] += 1
+            if parts[0] == "runs" and len(parts) == 4 and parts[2] == "manifests":
+                actual = blake3(data).hexdigest()
+                if actual != parts[3]:
+                    self.problem(key, "corrupt", f"its bytes hash to {actual}, not to the digest that names it", who)
+                continue
+            try:
+                if not record_is_checked(data, f"record {key}"):
+                    self.checked["records_unchecked"] += 1
+            except CorruptRecordError as e:
+                self.problem(key, "corrupt", str(e), who)
 
     def check_registry(self, only_models: set[str] | None = None) -> set[str]:
         """Record which live registry versions pin which model; return the pinned digests."""
@@ -458,8 +500,15 @@ class _Checker:
 
 
 def _add(p: Problem, a: dict[str, Any]) -> None:
-    if a not in p.affects:
-        p.affects.append(a)
+    """Add ``a`` to what ``p`` affects; a whole run is not named again beside a part of it."""
+    if a in p.affects:
+        return
+    if list(a) == ["run"]:
+        if any(b.get("run") == a["run"] for b in p.affects):
+            return
+    elif "run" in a:
+        p.affects[:] = [b for b in p.affects if b != {"run": a["run"]}]
+    p.affects.append(a)
 
 
 def _seal_object(runs: RunStore, run_id: str) -> str:
@@ -497,6 +546,7 @@ def verify_store(
             c.check_recipes(sorted(content["files"]))
         c.check_models(sorted(content["models"]))
         files, models, skipped = c.check_runs(runs.list_run_ids())
+        c.check_records()
         pinned = c.check_registry()
         report = VerifyReport("all", deep, skipped_deleted_runs=skipped)
         # referenced files without a recipe whose chunk is stored: their chunk is the file

@@ -49,8 +49,9 @@ from casstore.runs.batches import BATCHED_FROM, Batch, Folded, batch_key, batch_
 from casstore.runs.claims import PathClaims, directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
-from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, RunView, decode_record
+from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, RunView, decode_record, encode_record
 from casstore.runs.state import INPUT_FIELDS, RunState, check_input, get_many, manifest_of, read_live_state
+from casstore.runs.wal import WalDir, WalWriter
 
 __all__ = ["RunHandle", "RunOwner", "RUN_STATUSES"]
 
@@ -86,12 +87,16 @@ class RunOwner(Protocol):
     metric_flush_points: int
     metric_flush_seconds: float
     io_workers: int
+    #: where writers keep their metric write-ahead logs (None: none kept)
+    wal: WalDir | None
 
     def path_claims(self, run_id: str) -> PathClaims: ...
 
     def _seal_at(self, run_id: str, generation: int) -> dict[str, Any] | None: ...
 
-    def get_run(self, run_id: str, *, flush: bool = True) -> RunView: ...
+    def get_run(self, run_id: str, *, flush: bool = True, warn: bool = True) -> RunView: ...
+
+    def discard_dead_logs(self, run_id: str) -> None: ...
 
     def put_model_entry(self, entry: dict[str, Any]) -> str: ...
 
@@ -123,6 +128,7 @@ class RunHandle:
         self._batched = store.objects.config.version >= BATCHED_FROM
         self._batches: dict[int, Batch] = {}  # immutable: each read at most once
         self._batch_lock = threading.Lock()
+        self._wal: WalWriter | None = None  # this handle's metric log, opened at its first point
         register_flushable(self)
 
     def __repr__(self) -> str:
@@ -169,7 +175,7 @@ class RunHandle:
         (``names`` present under ``kind``; for tags, with the ``values`` written)."""
         if not self._backend.exists(self._seal_key):
             return
-        view = self.store.get_run(self.run_id, flush=False)
+        view = self.store.get_run(self.run_id, flush=False, warn=False)
         held: dict[str, dict[str, Any]] = {
             "artifacts": view.artifacts, "params": view.params, "models": view.models, "tags": view.tags,
         }
@@ -189,7 +195,7 @@ class RunHandle:
               payload: bytes | None = None) -> dict[str, Any]:
         """Create ``key`` holding ``rec`` (and ``payload`` as its ``data`` field) unless bound;
         return the bound record (ours or an equal one), without its data."""
-        if self._backend.put_if_absent(key, pack(rec if payload is None else {**rec, "data": payload})):
+        if self._backend.put_if_absent(key, encode_record(rec if payload is None else {**rec, "data": payload})):
             self._remember(key, rec)
             return rec
         existing = decode_record(self._backend.get(key), f"record {key}")
@@ -240,7 +246,7 @@ class RunHandle:
                 raise ArtifactPathConflictError(self.run_id, p, self._file_under(p))
         for d in dirs:
             rec = {"v": RECORD_VERSION, "path": d, "file": first[d]}
-            self._backend.put_if_absent(layout.dir_marker_key(self.run_id, d), pack(rec))
+            self._backend.put_if_absent(layout.dir_marker_key(self.run_id, d), encode_record(rec))
         self._claims.mark(dirs)
 
     def _marked_among(self, new: list[str]) -> list[str]:
@@ -488,7 +494,7 @@ class RunHandle:
         for key, value in ts.items():
             k = layout.tag_key(self.run_id, key)
             rec = {"v": RECORD_VERSION, "key": key, "value": value, "time": now_ms()}
-            self._backend.put_if_absent(k, pack(rec))
+            self._backend.put_if_absent(k, encode_record(rec))
             self._remember(k, rec)
         if ps:
             self._check_in_seal("params", list(ps))
@@ -520,12 +526,13 @@ class RunHandle:
         if folded.refuses(self.generation):
             raise self._sealed_error()
 
-    def _append(self, params: dict[str, str], tags: Mapping[str, str | None], points: list[MetricPoint]) -> None:
+    def _append(self, params: dict[str, str], tags: Mapping[str, str | None], points: list[MetricPoint],
+                logged: tuple[str, int, int] | None = None) -> None:
         """Write one batch record numbered after every batch there is (list, create
         ``max + 1``, on a lost race list again). Its params are checked against the batches
         below it first: a param bound there to another value raises, with nothing written;
         those bound to the same value are left out. A run fenced (ended or deleted) below
-        the number refuses the batch."""
+        the number refuses the batch. ``logged``: the write-ahead log range ``points`` are."""
         with self._batch_lock:
             for attempt in range(BATCH_ATTEMPTS):
                 folded = self._sync_batches(self._backend.list(batches_prefix(self.run_id)))
@@ -539,7 +546,8 @@ class RunHandle:
                         raise ImmutableArtifactError(f"param {key!r} of run {self.run_id}", bound, value, _PARAM_HINT)
                 if not fresh and not tags and not points:
                     return  # bound already, to the same values
-                batch = Batch(folded.top + 1, fresh, list(tags.items()), points, time=now_ms(), g=self.generation)
+                batch = Batch(folded.top + 1, fresh, list(tags.items()), points, time=now_ms(), g=self.generation,
+                              wal=logged)
                 if self._backend.put_if_absent(batch_key(self.run_id, batch.n), batch.to_bytes()):
                     self._batches[batch.n] = batch
                     return
@@ -574,10 +582,10 @@ class RunHandle:
         check_input(rec, "dataset input")
         self._check_open()
         k = layout.input_key(self.run_id, rec["digest"], rec["context"])
-        if self._backend.put_if_absent(k, pack(rec)):
+        if self._backend.put_if_absent(k, encode_record(rec)):
             self._remember(k, rec)
         if self._backend.exists(self._seal_key):
-            view = self.store.get_run(self.run_id, flush=False)
+            view = self.store.get_run(self.run_id, flush=False, warn=False)
             if not any(i["digest"] == rec["digest"] and i["context"] == rec["context"] for i in view.inputs):
                 raise RunStateError(
                     f"run {self.run_id} was ended by another writer while dataset {rec['name']!r} was being logged; "
@@ -589,18 +597,18 @@ class RunHandle:
         tag again brings it back). :class:`ObjectNotFoundError` if the run has no such tag."""
         key = check_name("tag", key)
         if self._batched:
-            if key not in self.store.get_run(self.run_id, flush=False).tags:
+            if key not in self.store.get_run(self.run_id, flush=False, warn=False).tags:
                 raise ObjectNotFoundError(f"run {self.run_id} has no tag {key!r} to delete")
             self._append({}, {key: None}, [])
             return
         self._check_open()
-        if key not in self.store.get_run(self.run_id, flush=False).tags:
+        if key not in self.store.get_run(self.run_id, flush=False, warn=False).tags:
             raise ObjectNotFoundError(f"run {self.run_id} has no tag {key!r} to delete")
         k = layout.tag_key(self.run_id, key)
         rec = {"v": RECORD_VERSION, "key": key, "value": "", "time": now_ms(), "deleted": True}
-        self._backend.put_if_absent(k, pack(rec))
+        self._backend.put_if_absent(k, encode_record(rec))
         self._remember(k, rec)
-        if self._backend.exists(self._seal_key) and key in self.store.get_run(self.run_id, flush=False).tags:
+        if self._backend.exists(self._seal_key) and key in self.store.get_run(self.run_id, flush=False, warn=False).tags:
             raise RunStateError(
                 f"run {self.run_id} was ended by another writer while tag {key!r} was being deleted; "
                 "its seal still holds the tag"
@@ -616,7 +624,8 @@ class RunHandle:
         self._buffer(point)
 
     def _buffer(self, point: MetricPoint) -> None:
-        due = self._metrics.add(point)
+        """Append the point to this handle's write-ahead log, then buffer it."""
+        due = self._metrics.add(point, self._wal_writer())
         hold(self)
         if due:
             self.flush_metrics()
@@ -637,24 +646,33 @@ class RunHandle:
         ts = now_ms() if timestamp_ms is None else check_whole(timestamp_ms, f"metric {key!r}: timestamp (ms)")
         return (key, value, at, ts)
 
+    def _wal_writer(self) -> WalWriter | None:
+        with self._known_lock:
+            if self._wal is None and self.store.wal is not None:
+                self._wal = self.store.wal.writer(self.run_id)
+            return self._wal
+
     def flush_metrics(self) -> None:
         """Write the buffered points as one metrics segment."""
         with self._write_lock:
-            points = self._metrics.take()
+            points, seqs = self._metrics.take()
             if not points:
                 release(self)
                 return
             if self._batched:
                 try:
-                    self._append({}, {}, points)
+                    self._append({}, {}, points, self._logged(seqs))
                 except RunStateError:
                     release(self)
+                    if self._backend.exists(self._seal_key):  # an end here may have taken them from the log
+                        self._check_points_sealed(points)
+                        return
                     raise RunStateError(
                         f"run {self.run_id} was ended or deleted while {len(points)} metric point(s) were "
                         "buffered; they were not recorded. Log them in a new run."
                     ) from None
                 except BaseException:
-                    self._metrics.put_back(points)
+                    self._metrics.put_back(points, seqs)
                     raise
                 if not len(self._metrics):
                     release(self)
@@ -666,23 +684,32 @@ class RunHandle:
                         "buffered; they were not recorded. Log them in a new run."
                     )
                 key = layout.metric_segment_key(self.run_id)
-                rec = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
-                self._backend.put_if_absent(key, pack(rec))
+                rec: dict[str, Any] = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
+                logged = self._logged(seqs)
+                if logged is not None:
+                    rec["wal"] = list(logged)  # the logged points it carries
+                self._backend.put_if_absent(key, encode_record(rec))
                 if self._digest is None and self._backend.exists(self._seal_key):
                     self._check_points_sealed(points)
             except RunStateError:
                 release(self)
                 raise
             except BaseException:
-                self._metrics.put_back(points)
+                self._metrics.put_back(points, seqs)
                 raise
             self._remember(key, rec)
             if not len(self._metrics):
                 release(self)
 
+    def _logged(self, seqs: list[int]) -> tuple[str, int, int] | None:
+        """The range of this handle's write-ahead log that points numbered ``seqs`` are."""
+        if self._wal is None or not seqs or seqs[0] < 0:
+            return None
+        return (self._wal.name, seqs[0], seqs[-1])
+
     def _check_points_sealed(self, points: list[MetricPoint]) -> None:
         """The run was sealed while a segment was written: fail unless the seal holds its points."""
-        sealed = Counter(self.store.get_run(self.run_id, flush=False).points)
+        sealed = Counter(self.store.get_run(self.run_id, flush=False, warn=False).points)
         lost = sum(1 for p, n in Counter(points).items() if sealed[p] < n)
         if lost:
             raise RunStateError(
@@ -696,9 +723,20 @@ class RunHandle:
 
     def _flush_at_exit(self) -> None:
         self.flush_metrics()
+        self._close_wal()
+
+    def _close_wal(self) -> None:
+        """Close this handle's metric log, removing it: every point in it is in a segment."""
+        with self._known_lock:
+            if self._wal is not None and not len(self._metrics):
+                self._wal.close(remove=True)
+                self._wal = None
 
     def _forget_after_fork(self) -> None:
-        # points buffered by the parent are the parent's to write
+        # points buffered by the parent are the parent's to write, its log too
+        if self._wal is not None:
+            self._wal.forget()
+            self._wal = None
         self._metrics = MetricBuffer(self.store.metric_flush_points, self.store.metric_flush_seconds)
         self._write_lock = threading.Lock()
         self._known_lock = threading.Lock()
@@ -727,10 +765,11 @@ class RunHandle:
             seal = self.store._seal_at(self.run_id, self.generation)
             if seal is not None:
                 self._digest = str(seal["digest"])
+                self._close_wal()
                 return self._digest
             with self._known_lock:
                 known = dict(self._known)
-            state = read_live_state(self._backend, self.run_id, known)
+            state = read_live_state(self._backend, self.run_id, known, wal=self.store.wal)
             end_time = now_ms()
             manifest = manifest_of(state, status, end_time)
             if self.generation > 0:  # resumed after ending: chain to the seal it followed
@@ -746,15 +785,17 @@ class RunHandle:
             self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
             self._backend.flush()
             seal_rec = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time}
-            if self._backend.put_if_absent(self._seal_key, pack(seal_rec)):
+            if self._backend.put_if_absent(self._seal_key, encode_record(seal_rec)):
                 self._backend.flush()
                 self._digest = digest
+                self.store.discard_dead_logs(self.run_id)  # their points are in the manifest
             else:
                 won = self.store._seal_at(self.run_id, self.generation)
                 if won is None:
                     raise CorruptRecordError(f"run {self.run_id}: {self._seal_key} was refused as taken but cannot be read")
                 self._digest = str(won["digest"])
-            return self._digest
+        self._close_wal()
+        return self._digest
 
 
     def _end_batched(self, status: str) -> str:
@@ -764,7 +805,7 @@ class RunHandle:
         say. A closing batch already there (an end that stopped before its seal) is completed
         with its own status and end time; a seal already there is the run's."""
         with self._write_lock, self._batch_lock:
-            points = self._metrics.take()
+            points, seqs = self._metrics.take()
             release(self)
             for attempt in range(BATCH_ATTEMPTS):
                 keys = sorted(self._backend.list(layout.run_prefix(self.run_id)))
@@ -772,11 +813,9 @@ class RunHandle:
                     seal = self.store._seal_at(self.run_id, self.generation)
                     if seal is not None:
                         self._digest = str(seal["digest"])
-                        if points:
-                            raise RunStateError(
-                                f"run {self.run_id} was ended by another writer while {len(points)} metric point(s) "
-                                "were buffered; they were not recorded. Log them in a new run."
-                            )
+                        if points:  # an end on this machine may have taken them from the log
+                            self._check_points_sealed(points)
+                        self._close_wal()
                         return self._digest
                 folded = self._sync_batches(keys)
                 if folded.deleted is not None:
@@ -787,7 +826,7 @@ class RunHandle:
                 if close is None:
                     end_time = now_ms()
                     close = Batch(folded.top + 1, points=points, close={"status": status, "end_time": end_time},
-                                  time=end_time, g=self.generation)
+                                  time=end_time, g=self.generation, wal=self._logged(seqs))
                     if not self._backend.put_if_absent(batch_key(self.run_id, close.n), close.to_bytes()):
                         time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))
                         continue
@@ -795,11 +834,12 @@ class RunHandle:
                     self._backend.flush()  # the close before the seal: no batch after it counts
                     keys.append(batch_key(self.run_id, close.n))
                 elif points:
-                    self._metrics.put_back(points)  # not in the close: refused below, after the seal
+                    self._metrics.put_back(points, seqs)  # not in the close: checked below, after the seal
                     points = []
                 status, end_time = str(close.close["status"]), int(close.close["end_time"])  # type: ignore[index]
+                # with the logged points no batch carries (dead writers' and live ones' on this machine)
                 state = read_live_state(self._backend, self.run_id, known, keys, batches=self._batches,
-                                        batches_upto=close.n)
+                                        batches_upto=close.n, wal=self.store.wal)
                 manifest = manifest_of(state, status, end_time)
                 if self.generation > 0:  # resumed after ending: chain to the seal it followed
                     previous = self.store._seal_at(self.run_id, self.generation - 1)
@@ -814,20 +854,19 @@ class RunHandle:
                 # the manifest as an object of its own too: what audits check with b3sum alone
                 self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
                 seal = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time, "manifest": data}
-                if self._backend.put_if_absent(self._seal_key, pack_checked(seal)):
+                if self._backend.put_if_absent(self._seal_key, encode_record(seal)):
                     self._backend.flush()
                     self._digest = digest
+                    self.store.discard_dead_logs(self.run_id)  # their points are in the manifest
                     self.store.publish_summary(self.run_id, state, status, end_time, digest)
                 else:
                     won = self.store._seal_at(self.run_id, self.generation)
                     if won is None:
                         raise CorruptRecordError(f"run {self.run_id}: {self._seal_key} was refused as taken but cannot be read")
                     self._digest = str(won["digest"])
-                lost = self._metrics.take()
-                if lost:
-                    raise RunStateError(
-                        f"run {self.run_id} was ended by another writer while {len(lost)} metric point(s) were "
-                        "buffered; they were not recorded. Log them in a new run."
-                    )
+                lost, _ = self._metrics.take()
+                if lost:  # not in the close: in the seal only if an end here took them from the log
+                    self._check_points_sealed(lost)
+                self._close_wal()
                 return self._digest
         raise StoreUnavailableError(f"run {self.run_id}: could not number its closing batch record; try again")

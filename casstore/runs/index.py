@@ -39,13 +39,20 @@ import re
 import sqlite3
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from blake3 import blake3
 
-from casstore.exceptions import CasstoreError, CorruptRecordError, InvalidInputError, ObjectNotFoundError
+from casstore.exceptions import (
+    CasstoreError,
+    CorruptRecordError,
+    DamagedRunWarning,
+    InvalidInputError,
+    ObjectNotFoundError,
+)
 from casstore.objects.codec import pack, pack_checked, unpack, unpack_checked
 from casstore.runs import layout
 from casstore.runs.records import ModelRef, RunView
@@ -420,6 +427,11 @@ class RunIndex:
                 return self.store.get_run(rid)
             except ObjectNotFoundError:
                 return None  # an index entry whose run meta never reached the disk
+            except CasstoreError as e:
+                warnings.warn(DamagedRunWarning(
+                    f"run {rid} is skipped: it cannot be read ({e}). Restore its damaged records from a backup "
+                    "(`casstore verify --all` lists them)"), stacklevel=2)
+                return None
 
         workers = self.store.backend.concurrency
         if workers <= 1 or len(run_ids) <= 1:

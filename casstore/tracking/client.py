@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from casstore.exceptions import InvalidInputError, ObjectNotFoundError
+from casstore.exceptions import InvalidInputError, ObjectNotFoundError, RunStateError
 from casstore.registry.client import RegistryClient
 from casstore.runs import DEFAULT_EXPERIMENT_ID, Experiment, RunHandle, RunStore
 from casstore.runs.layout import check_name, check_run_id, check_whole, now_ms
@@ -200,6 +200,20 @@ class TrackingClient:
     def delete_run(self, run_id: str) -> None:
         """Mark a run deleted (recorded in the store, never silent; its data stays until gc)."""
         self.store.delete_run(run_id)
+
+    def restore_run(self, run_id: str) -> None:
+        """Refused: a deleted run stays deleted. Its deletion lets ``casstore gc`` (of this or
+        an earlier casstore, on any machine sharing the store) reclaim its content, so the
+        run may already have lost what it pinned; bringing it back could only show a run
+        whose files cannot be read."""
+        view = self.store.get_run(check_run_id(run_id))
+        if not view.deleted:
+            return  # as MLflow: restoring an active run changes nothing
+        raise RunStateError(
+            f"run {run_id} is deleted and cannot be restored: once deleted, a run's content may be reclaimed by "
+            "`casstore gc`. Its records stay readable (get_run, search_runs with ViewType.ALL); to keep working "
+            "from it, start a new run"
+        )
 
     def search_runs(
         self,

@@ -55,6 +55,11 @@ __all__ = [
     "set_experiment_tag",
     "set_experiment_tags",
     "delete_experiment",
+    "restore_experiment",
+    "delete_experiment_tag",
+    "restore_run",
+    "flush_artifact_async_logging",
+    "set_model_version_tag",
     "delete_tag",
     "get_parent_run",
     "flush_async_logging",
@@ -170,8 +175,24 @@ def set_experiment_tags(tags: dict[str, Any]) -> None:
 
 
 def delete_experiment(experiment_id: str) -> None:
-    """Mark an experiment deleted (``Client().restore_experiment`` undoes it)."""
+    """Mark an experiment deleted (:func:`restore_experiment` undoes it)."""
     _client().delete_experiment(experiment_id)
+
+
+def restore_experiment(experiment_id: str) -> None:
+    """Make a deleted experiment active again."""
+    _client().restore_experiment(experiment_id)
+
+
+def delete_experiment_tag(key: str) -> None:
+    """Delete a tag of the active experiment."""
+    client = _client()
+    client.delete_experiment_tag(_active_experiment_id(client), key)
+
+
+def restore_run(run_id: str) -> None:
+    """Refused: see :meth:`Client.restore_run`."""
+    _client().restore_run(run_id)
 
 
 def _active_experiment_id(client: Client) -> str:
@@ -438,6 +459,10 @@ def delete_tag(key: str) -> None:
     client.delete_tag(run_id, key)
 
 
+def flush_artifact_async_logging() -> None:
+    """Nothing to wait for: casstore stores an artifact before ``log_artifact`` returns."""
+
+
 def flush_async_logging() -> None:
     """Write every metric point this process has buffered, for every open run."""
     with _state_lock:
@@ -567,6 +592,11 @@ def search_registered_models(
 ) -> list[Any]:
     """Registered models matching ``filter_string`` (``name LIKE 'fraud%'``), as MLflow's fluent call."""
     return list(_client().search_registered_models(filter_string, max_results, order_by))
+
+
+def set_model_version_tag(name: str, version: int | str | None = None, key: str | None = None, value: Any = None) -> None:
+    """Set a tag of a registered model version."""
+    _client().set_model_version_tag(name, version, key, value)
 
 
 def search_model_versions(

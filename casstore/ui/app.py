@@ -292,7 +292,7 @@ def create_app(
         from casstore.cli.audit import _tag_groups
 
         code, env_tags, other = _tag_groups(view.tags)
-        histories = {}
+        histories: dict[str, int] = {}
         for k, _v, _s, _t in view.points:
             histories[k] = histories.get(k, 0) + 1
         return render(request, "run.html", run=view, exp_name=data.experiment_name(view.experiment_id),

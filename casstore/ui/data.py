@@ -24,6 +24,7 @@ number of buckets, keeping each bucket's minimum and maximum, so a chart of a
 from __future__ import annotations
 
 import base64
+import bisect
 import binascii
 import dataclasses
 import functools
@@ -120,6 +121,7 @@ class Series:
         point). At most ``2 * buckets + 2`` points: each bucket of equal x range keeps its
         lowest and its highest value, in x order, so peaks and dips stay visible."""
         xs: Sequence[float]
+        ys: Sequence[float]
         if x == "time":
             t0 = min(self.times) if self.times else 0.0
             pairs = sorted(zip(((t - t0) / 1000.0 for t in self.times), self.values))
@@ -129,25 +131,18 @@ class Series:
         else:
             raise InvalidInputError(f"x must be 'step' or 'time', got {x!r}")
         n = len(ys)
-        out_x: list[float] = []
-        out_y: list[float | None] = []
         if n <= 2 * buckets:
             out_x, out_y = list(xs), [_finite(v) for v in ys]
         else:
-            lo, hi = xs[0], xs[-1]
-            width = (hi - lo) / buckets or 1.0
+            out_x, out_y = [], []
+            lo, width = xs[0], ((xs[-1] - xs[0]) / buckets) or 1.0
             i = 0
             while i < n:
-                b = min(int((xs[i] - lo) / width), buckets - 1)
-                j = i
-                imin = imax = i
-                while j < n and min(int((xs[j] - lo) / width), buckets - 1) == b:
-                    if ys[j] < ys[imin]:
-                        imin = j
-                    if ys[j] > ys[imax]:
-                        imax = j
-                    j += 1
-                keep = {imin, imax} | ({0} if i == 0 else set()) | ({n - 1} if j == n else set())
+                b = int((xs[i] - lo) / width) + 1  # the bucket's end, in widths from the start
+                j = max(i + 1, bisect.bisect_left(xs, lo + b * width, i)) if b < buckets else n
+                span = range(i, j)
+                keep = {min(span, key=ys.__getitem__), max(span, key=ys.__getitem__)}
+                keep |= ({0} if i == 0 else set()) | ({n - 1} if j == n else set())
                 for k in sorted(keep):  # the ends stay too, so the chart spans the whole series
                     out_x.append(xs[k])
                     out_y.append(_finite(ys[k]))
