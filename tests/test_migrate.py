@@ -193,7 +193,6 @@ def test_import_mlflow_command_imports_a_directory(tmp_path: os.PathLike[str]) -
     assert bad.returncode == 2 and "exactly one" in bad.stderr
 
 
-@needs_mlflow
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")  # MLflow's own deprecation and future warnings
 def test_an_imported_child_run_names_its_new_parent(tmp_path: os.PathLike[str]) -> None:
