@@ -65,12 +65,12 @@ def verify_cmd(run_ids: tuple[str, ...], all_: bool, deep: bool, as_json: bool, 
                    + (f", {c['records']} records" if c.get("records") else ""))
         if report.ok:
             click.echo(f"OK: verified {summary} in {report.seconds:.1f}s")
+        else:
+            click.echo(f"FAILED: {len(report.problems)} problem(s) in {summary}", err=True)
         if c.get("records_unchecked"):
             click.echo(f"note: {c['records_unchecked']} record(s) were written by an older casstore without their own "
                        "check: they were decoded and type-checked, but a changed byte in them can only be found where "
                        "another digest covers it (a sealed run's manifest)", err=True)
-        else:
-            click.echo(f"FAILED: {len(report.problems)} problem(s) in {summary}", err=True)
     if not report.ok:
         raise click.exceptions.Exit(1)
 
