@@ -97,7 +97,8 @@ class RunOwner(Protocol):
 
     def _flush_local(self, run_id: str, but: RunHandle | None = None) -> None: ...
 
-    def publish_summary(self, run_id: str, state: RunState, status: str, end_time: int, digest: str) -> None: ...
+    def publish_summary(self, run_id: str, state: RunState, status: str, end_time: int, digest: str,
+                        generation: int = 0) -> None: ...
 
 
 class RunHandle:
@@ -817,7 +818,7 @@ class RunHandle:
                 if self._backend.put_if_absent(self._seal_key, pack_checked(seal)):
                     self._backend.flush()
                     self._digest = digest
-                    self.store.publish_summary(self.run_id, state, status, end_time, digest)
+                    self.store.publish_summary(self.run_id, state, status, end_time, digest, self.generation)
                 else:
                     won = self.store._seal_at(self.run_id, self.generation)
                     if won is None:

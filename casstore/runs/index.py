@@ -63,7 +63,7 @@ INDEX_PREFIX = "index/runs/"
 FAN_IN = 16
 #: a writer looks for segments to merge after one publication in this many (on average)
 COMPACT_EVERY = 8
-_SCHEMA = 1
+_SCHEMA = 2
 _SEGMENT = re.compile(r"^(\d{1,2})-([0-9]{20}-\d+-[0-9a-f]{8})$")
 
 
@@ -76,9 +76,11 @@ def _level(key: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def summary_of(view: RunView) -> dict[str, Any]:
-    """A run's summary (what the index holds of it), from its view."""
+def summary_of(view: RunView, generation: int = 0) -> dict[str, Any]:
+    """A run's summary (what the index holds of it), from its view of ``generation`` (the
+    times the run was resumed after ending)."""
     return {
+        "generation": generation,
         "run_id": view.run_id, "experiment_id": view.experiment_id, "run_name": view.run_name,
         "status": view.status, "start_time": view.start_time, "end_time": view.end_time,
         "digest": view.digest, "deleted": view.deleted, "params": dict(view.params),
@@ -264,7 +266,8 @@ _DDL = """
 CREATE TABLE IF NOT EXISTS runs (
   run_id TEXT PRIMARY KEY, experiment_id TEXT, run_name TEXT, status TEXT, start_time INTEGER,
   end_time INTEGER, digest TEXT, user_id TEXT, deleted INTEGER NOT NULL DEFAULT 0,
-  sealed INTEGER NOT NULL DEFAULT 0, verified INTEGER NOT NULL DEFAULT 0, body BLOB);
+  sealed INTEGER NOT NULL DEFAULT 0, verified INTEGER NOT NULL DEFAULT 0, body BLOB,
+  generation INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS claims (run_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS params (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tags (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key)) WITHOUT ROWID;
@@ -362,9 +365,10 @@ class RunIndex:
         for table in ("params", "tags", "metrics"):
             db.execute(f"DELETE FROM {table} WHERE run_id = ?", (rid,))
         db.execute(
-            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (rid, s["experiment_id"], s["run_name"], s["status"], s["start_time"], s.get("end_time"),
-             s.get("digest"), s["tags"].get("mlflow.user", ""), int(deleted), int(sealed), int(verified), pack(s)),
+             s.get("digest"), s["tags"].get("mlflow.user", ""), int(deleted), int(sealed), int(verified), pack(s),
+             int(s.get("generation") or 0)),
         )
         db.executemany("INSERT INTO params VALUES (?,?,?)", [(rid, k, v) for k, v in s["params"].items()])
         db.executemany("INSERT INTO tags VALUES (?,?,?)", [(rid, k, v) for k, v in s["tags"].items()])
@@ -375,16 +379,19 @@ class RunIndex:
 
     # ---- bringing the cache up to date ----------------------------------------------------
 
-    def refresh(self, run_ids: Sequence[str]) -> None:
-        """Make the cache answer for exactly ``run_ids`` (the runs the store lists): merge new
-        segments, read the runs no sealed summary covers, check deletion claims."""
+    def refresh(self, run_ids: Sequence[str], resumed: Mapping[str, int] | None = None) -> None:
+        """Make the cache answer for exactly ``run_ids`` (the runs the store lists; ``resumed``:
+        the generation each resumed one was resumed into): merge new segments, read the runs
+        no sealed summary of their current generation covers, check deletion claims."""
+        resumed = resumed or {}
         store = self.store
         stats = {"segments_read": 0, "segments_damaged": 0, "runs_read": 0, "claims_checked": 0}
         with self._lock:
             db = self._connect()
             if store.batched:
                 self._merge_segments(db, stats)
-            known = {r[0]: (r[1], r[2]) for r in db.execute("SELECT run_id, sealed, deleted FROM runs")}
+            known = {r[0]: (int(r[1] and r[3] >= resumed.get(r[0], 0)), r[2])
+                     for r in db.execute("SELECT run_id, sealed, deleted, generation FROM runs")}
             claims = {r[0] for r in db.execute("SELECT run_id FROM claims")}
             to_read = [r for r in run_ids if not known.get(r, (0, 0))[0]]
             # a sealed run changes only by deletion: a version-4 store publishes each deletion
@@ -408,7 +415,8 @@ class RunIndex:
                 db.execute("BEGIN")
                 for v in views:
                     if v is not None:
-                        self._put(db, summary_of(v), sealed=v.sealed, verified=v.sealed, deleted=v.deleted)
+                        self._put(db, summary_of(v, resumed.get(v.run_id, 0)), sealed=v.sealed, verified=v.sealed,
+                                  deleted=v.deleted)
                         if v.deleted:
                             db.execute("DELETE FROM claims WHERE run_id = ?", (v.run_id,))
                 db.execute("COMMIT")
@@ -447,8 +455,10 @@ class RunIndex:
                     log.warning("casstore: %s; it is left out and its runs are read from the store", e)
                     continue
                 for s in summaries:
-                    row = db.execute("SELECT sealed, deleted FROM runs WHERE run_id = ?", (s["run_id"],)).fetchone()
-                    if "digest" in s and (row is None or not row[0]):
+                    row = db.execute("SELECT sealed, deleted, generation FROM runs WHERE run_id = ?",
+                                     (s["run_id"],)).fetchone()
+                    newer = row is None or not row[0] or int(s.get("generation") or 0) > row[2]
+                    if "digest" in s and newer:
                         self._put(db, s, sealed=True, verified=False, deleted=False)
                     if s.get("deleted") and not (row is not None and row[1]):
                         db.execute("INSERT OR IGNORE INTO claims VALUES (?)", (s["run_id"],))
@@ -503,7 +513,8 @@ class RunIndex:
             except ObjectNotFoundError:
                 db.execute("DELETE FROM runs WHERE run_id = ?", (s["run_id"],))
                 continue
-            self._put(db, summary_of(v), sealed=v.sealed, verified=v.sealed, deleted=v.deleted)
+            self._put(db, summary_of(v, int(s.get("generation") or 0)), sealed=v.sealed, verified=v.sealed,
+                      deleted=v.deleted)
         db.execute("COMMIT")
         return ok
 
