@@ -793,7 +793,8 @@ class RunHandle:
                         time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))
                         continue
                     self._batches[close.n] = close
-                    self._backend.flush()  # the close before the seal: no batch after it counts
+                    # no barrier here: on S3 the close is stored before the seal is sent; on a local
+                    # disk a power loss ends every writer, and no handle opens a sealed generation
                     keys.append(batch_key(self.run_id, close.n))
                 elif points:
                     self._metrics.put_back(points)  # not in the close: refused below, after the seal

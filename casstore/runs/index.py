@@ -62,7 +62,7 @@ INDEX_PREFIX = "index/runs/"
 #: segments of one level merged into one of the next
 FAN_IN = 16
 #: a writer looks for segments to merge after one publication in this many (on average)
-COMPACT_EVERY = 8
+COMPACT_EVERY = 2
 _SCHEMA = 2
 _SEGMENT = re.compile(r"^(\d{1,2})-([0-9]{20}-\d+-[0-9a-f]{8})$")
 
@@ -493,13 +493,14 @@ class RunIndex:
             return True
         summaries = [unpack(body, "index summary") for body, _, _ in rows]
 
-        def digest_of(rid: str) -> str | None:
-            seal = self.store.seal_record(rid)
+        def digest_of(s: dict[str, Any]) -> str | None:
+            # the seal of the summary's generation (a later one is known from the listing of runs)
+            seal = self.store._seal_at(s["run_id"], int(s.get("generation") or 0))
             return None if seal is None else str(seal["digest"])
 
         workers = max(1, min(self.store.backend.concurrency, len(summaries)))
         with ThreadPoolExecutor(workers, thread_name_prefix="casstore-index") as pool:
-            digests = list(pool.map(digest_of, [s["run_id"] for s in summaries]))
+            digests = list(pool.map(digest_of, summaries))
         ok = True
         db.execute("BEGIN")
         for s, digest in zip(summaries, digests):
