@@ -4,7 +4,7 @@ Every run has 20 params, 10 metrics and 2 tags (plus the tags each tool sets its
 logged as a user does: ``start_run``, ``log_params``, ``log_metrics``, ``set_tags``,
 ``end_run``. Four parts, in one script run:
 
-1. **Local**, ``--runs`` runs (default 10,000; ``--quick`` 1,000) in each tool, created in
+1. **Local**, ``--runs`` runs (default 10,000; ``--quick`` 300) in each tool, created in
    alternating blocks of 250 so both see the same machine: the time per run, the disk
    used (allocated blocks, and the bytes of the files), also for a store of format
    version 3 (casstore before batch records), then ``get_run`` and a filtered,
@@ -315,7 +315,7 @@ def main() -> None:
     ap.add_argument("--only", default="local,s3,growth")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
-    n = args.runs or (1000 if args.quick else 10_000)
+    n = args.runs or (300 if args.quick else 10_000)
     s3 = [int(x) for x in (args.s3_runs or ("200" if args.quick else "1000,10000")).split(",")]
     synthetic = args.synthetic or (20_000 if args.quick else 1_000_000)
     only = set(args.only.split(","))

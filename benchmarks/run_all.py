@@ -92,6 +92,8 @@ SCRIPTS = (
            ("--quick", "--runs", "3", "--repeat", "1", "--fresh", "1"), needs="mlflow"),
     Script("bench_s3.py", ("--size-mib", "128", "--repeat", "3")),
     Script("bench_cli.py", ("--quick", "--repeat", "3"), ("--quick", "--repeat", "1")),
+    Script("bench_search.py", ("--runs", "1000", "--s3-runs", "1000", "--synthetic", "100000"),
+           ("--quick", "--repeat", "1"), needs="mlflow"),
 )
 VERSIONS = {"full": 10, "quick": 3}
 MODEL_MIB = {"full": 64, "quick": 8}
