@@ -97,6 +97,10 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t
 
 
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
 def verdict(ok: bool, goal: str) -> str:
     return f"(goal {goal}: {'met' if ok else 'MISSED'})"
 
@@ -191,7 +195,7 @@ def part_s3(n_runs: list[int], ref: dict[str, float] | None) -> None:
     from casstore.tracking.entities import Metric, Param, RunTag
 
     os.environ.update(DUMMY_CREDENTIALS)
-    print("\n2. S3 (moto's server on loopback, requests counted by a proxy)")
+    say("\n2. S3 (moto's server on loopback, requests counted by a proxy)")
     with LoopbackS3() as server, FaultProxy(server.endpoint_url) as proxy:
         make_bucket(server.endpoint_url, "bench")
         opts = {"endpoint_url": proxy.endpoint_url}
@@ -224,13 +228,13 @@ def part_s3(n_runs: list[int], ref: dict[str, float] | None) -> None:
             total = time.perf_counter() - t_all
             reqs = statistics.median(counts)
             mean_reqs = sum(counts) / len(counts)
-            print(f"   {n:>6,} runs: create a run {statistics.median(times) * 1000:6.1f} ms, {reqs:.0f} requests "
+            say(f"   {n:>6,} runs: create a run {statistics.median(times) * 1000:6.1f} ms, {reqs:.0f} requests "
                   f"(mean {mean_reqs:.2f} with the index's publishing and merging) "
                   f"{verdict(reqs <= 10, '<= 10 requests')}"
                   + (f"; mlflow local {ref['mlflow_create_ms']:.1f} ms" if ref else ""))
             proxy.reset_counts()
             c.get_run(run_id)
-            print(f"   {n:>6,} runs: get_run {proxy.count()} requests {verdict(proxy.count() <= 3, '<= 3 requests')}")
+            say(f"   {n:>6,} runs: get_run {proxy.count()} requests {verdict(proxy.count() <= 3, '<= 3 requests')}")
             for label in ("cold", "warm"):
                 reader = Client(f"s3://bench/runs-{n}", storage_options=opts)
                 if label == "cold":
@@ -242,9 +246,9 @@ def part_s3(n_runs: list[int], ref: dict[str, float] | None) -> None:
                 limit = 1.0 if label == "warm" else 5.0
                 judged = f"<= 20 requests, <= {limit:.0f} s at 10,000 runs"
                 ok = proxy.count() <= 20 and (t <= limit or n < 10_000)
-                print(f"   {n:>6,} runs: filtered search, {label} cache: {t * 1000:7.0f} ms, {proxy.count()} requests "
+                say(f"   {n:>6,} runs: filtered search, {label} cache: {t * 1000:7.0f} ms, {proxy.count()} requests "
                       f"{verdict(ok, judged)}" + (f"; mlflow local {ref['mlflow_search_ms']:.0f} ms" if ref else ""))
-            print(f"   {n:>6,} runs: created in {total:.0f} s; the index has {len(list(c.store.backend.list('index/')))} "
+            say(f"   {n:>6,} runs: created in {total:.0f} s; the index has {len(list(c.store.backend.list('index/')))} "
                   "segments")
 
 
@@ -287,7 +291,7 @@ def part_growth(work: Path, n: int) -> None:
         if published in milestones:
             keys = list(backend.list(index.INDEX_PREFIX))
             size = sum(backend.info(k).size for k in keys)
-            print(f"   {published:>9,} runs: {len(keys):3d} segments, {size / 2**20:8.1f} MiB "
+            say(f"   {published:>9,} runs: {len(keys):3d} segments, {size / 2**20:8.1f} MiB "
                   f"({size / published:.0f} B a run); publishing and merging so far {t_pub:6.1f} s, "
                   f"{requests / published:.3f} requests a run")
     reader = open_run_store(work / "synthetic")

@@ -148,6 +148,7 @@ def publish(store: RunStore, summaries: list[dict[str, Any]]) -> None:
 PUBLISH_DELAY = 1.0
 _pending: dict[int, tuple[RunStore, list[dict[str, Any]]]] = {}
 _pending_lock = threading.Lock()
+_publish_lock = threading.Lock()
 _timer: threading.Timer | None = None
 
 
@@ -181,7 +182,8 @@ def flush_pending(store: RunStore | None = None) -> None:
             todo = [entry] if entry else []
     for st, summaries in todo:
         try:
-            publish(st, summaries)
+            with _publish_lock:  # one publication (and merge) at a time in a process
+                publish(st, summaries)
         except CasstoreError as e:
             log.warning("casstore: %d run summaries were not published to the search index (%s); searches "
                         "read those runs from the store", len(summaries), e)
@@ -191,10 +193,11 @@ _at_exit = False
 
 
 def _forget_pending_after_fork() -> None:
-    global _timer, _pending_lock
+    global _timer, _pending_lock, _publish_lock
     _pending.clear()  # the parent's to publish
     _timer = None
     _pending_lock = threading.Lock()
+    _publish_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
