@@ -159,8 +159,10 @@ def publish_soon(store: RunStore, summary: dict[str, Any]) -> None:
     from the store by searches, as runs no segment covers are."""
     global _timer, _at_exit
     with _pending_lock:
-        if not _at_exit:  # registered after the store's file system was opened, so run before its own exit hooks
-            atexit.register(flush_pending)
+        if not _at_exit:
+            # registered now, after the store's file system and its thread pools were set up, and
+            # with the hooks that run before those pools are shut down (latest registered first)
+            getattr(threading, "_register_atexit", atexit.register)(flush_pending)
             _at_exit = True
         _pending.setdefault(id(store), (store, []))[1].append(summary)
         if _timer is None:
