@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 import weakref
 from collections.abc import Iterator
@@ -539,7 +540,7 @@ class RunStore:
         prefix = "experiments/" if experiment_id is None else layout.experiment_runs_prefix(check_experiment_id(experiment_id))
         out = set()
         resumed: dict[str, int] = {}
-        for key in self.backend.list(prefix):
+        for key in self._list_keys(prefix, split=experiment_id is not None):
             parts = key.split("/")
             if len(parts) != 4 or parts[2] != "runs":
                 continue
@@ -549,6 +550,16 @@ class RunStore:
                 rid, g = parts[3][:32], int(parts[3][34:])
                 resumed[rid] = max(g, resumed.get(rid, 0))
         return sorted(out), resumed
+
+    def _list_keys(self, prefix: str, split: bool) -> list[str]:
+        """The keys under ``prefix``; on a remote store, with ``split`` (the keys go on with a
+        run id), as 16 listings run at once, one per first hex digit: 10,000 runs take the
+        time of one listing page, not ten."""
+        if not split or self.backend.concurrency <= 1:
+            return list(self.backend.list(prefix))
+        with ThreadPoolExecutor(16, thread_name_prefix="casstore-list") as pool:
+            parts = pool.map(lambda h: list(self.backend.list(prefix + h)), "0123456789abcdef")
+            return [k for part in parts for k in part]
 
     @property
     def index(self) -> run_index.RunIndex:
