@@ -366,20 +366,29 @@ class RunIndex:
 
     def _put(self, db: sqlite3.Connection, s: Mapping[str, Any], *, sealed: bool, verified: bool,
              deleted: bool) -> None:
-        rid = s["run_id"]
+        self._put_many(db, [(s, sealed, verified, deleted)])
+
+    @staticmethod
+    def _put_many(db: sqlite3.Connection, items: Sequence[tuple[Mapping[str, Any], bool, bool, bool]]) -> None:
+        """Store summaries ``(summary, sealed, verified, deleted)``, replacing what the cache had
+        of their runs, in a few statements."""
+        ids = [(s["run_id"],) for s, _, _, _ in items]
         for table in ("params", "tags", "metrics"):
-            db.execute(f"DELETE FROM {table} WHERE run_id = ?", (rid,))
-        db.execute(
+            db.executemany(f"DELETE FROM {table} WHERE run_id = ?", ids)
+        db.executemany(
             "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (rid, s["experiment_id"], s["run_name"], s["status"], s["start_time"], s.get("end_time"),
-             s.get("digest"), s["tags"].get("mlflow.user", ""), int(deleted), int(sealed), int(verified), pack(s),
-             int(s.get("generation") or 0)),
+            [(s["run_id"], s["experiment_id"], s["run_name"], s["status"], s["start_time"], s.get("end_time"),
+              s.get("digest"), s["tags"].get("mlflow.user", ""), int(deleted), int(sealed), int(verified), pack(s),
+              int(s.get("generation") or 0)) for s, sealed, verified, deleted in items],
         )
-        db.executemany("INSERT INTO params VALUES (?,?,?)", [(rid, k, v) for k, v in s["params"].items()])
-        db.executemany("INSERT INTO tags VALUES (?,?,?)", [(rid, k, v) for k, v in s["tags"].items()])
+        db.executemany("INSERT INTO params VALUES (?,?,?)",
+                       [(s["run_id"], k, v) for s, _, _, _ in items for k, v in s["params"].items()])
+        db.executemany("INSERT INTO tags VALUES (?,?,?)",
+                       [(s["run_id"], k, v) for s, _, _, _ in items for k, v in s["tags"].items()])
         db.executemany(
             "INSERT INTO metrics VALUES (?,?,?)",
-            [(rid, k, None if isinstance(v, float) and math.isnan(v) else v) for k, v in s["metrics"].items()],
+            [(s["run_id"], k, None if isinstance(v, float) and math.isnan(v) else v)
+             for s, _, _, _ in items for k, v in s["metrics"].items()],
         )
 
     # ---- bringing the cache up to date ----------------------------------------------------
@@ -459,14 +468,19 @@ class RunIndex:
                     stats["segments_damaged"] += 1
                     log.warning("casstore: %s; it is left out and its runs are read from the store", e)
                     continue
-                for s in summaries:
-                    row = db.execute("SELECT sealed, deleted, generation FROM runs WHERE run_id = ?",
-                                     (s["run_id"],)).fetchone()
-                    newer = row is None or not row[0] or int(s.get("generation") or 0) > row[2]
-                    if "digest" in s and newer:
-                        self._put(db, s, sealed=True, verified=False, deleted=False)
-                    if s.get("deleted") and not (row is not None and row[1]):
-                        db.execute("INSERT OR IGNORE INTO claims VALUES (?)", (s["run_id"],))
+                rows = {r[0]: r[1:] for r in db.execute(
+                    "SELECT run_id, sealed, deleted, generation FROM runs WHERE run_id IN (SELECT value FROM json_each(?))",
+                    (json.dumps([x["run_id"] for x in summaries]),))}
+                fresh: dict[str, dict[str, Any]] = {}
+                for x in summaries:
+                    row = rows.get(x["run_id"])
+                    newer = row is None or not row[0] or int(x.get("generation") or 0) > row[2]
+                    had = fresh.get(x["run_id"])
+                    if "digest" in x and newer and (had is None or int(x.get("generation") or 0) >= int(had.get("generation") or 0)):
+                        fresh[x["run_id"]] = x  # the latest generation of a run's summaries in the segment
+                    if x.get("deleted") and not (row is not None and row[1]):
+                        db.execute("INSERT OR IGNORE INTO claims VALUES (?)", (x["run_id"],))
+                self._put_many(db, [(x, True, False, False) for x in fresh.values()])
                 db.execute("INSERT OR IGNORE INTO segments VALUES (?)", (key,))
             db.execute("DELETE FROM segments WHERE name NOT IN (SELECT value FROM json_each(?))", (json.dumps(listed),))
             db.execute("COMMIT")
