@@ -301,3 +301,17 @@ def test_read_only_credentials_on_seaweedfs_list_search_show_and_verify(s3_read_
     assert [v.run_id for v in reader.search_runs(None, "params.i = '2'")] == [ids[2]]
     with pytest.raises(StoreUnavailableError, match="AccessDenied"):  # a write says why it cannot
         reader.create_run("0")
+
+
+def test_a_resumed_run_is_read_again_until_its_new_summary(tmp_path: Path) -> None:
+    store = open_run_store(tmp_path / "s")
+    (a,) = _runs(store, 1)
+    reader = _fresh_reader(str(tmp_path / "s"))
+    assert [v.status for v in reader.search_runs()] == ["FINISHED"]
+    h = store.reopen_run(a)
+    h.log_param("later", "1")
+    assert [(v.status, v.params.get("later")) for v in reader.search_runs()] == [("RUNNING", "1")]
+    h.end("KILLED")
+    index.flush_pending(store)
+    assert [(v.status, v.params.get("later")) for v in reader.search_runs()] == [("KILLED", "1")]
+    assert reader.index.last["runs_read"] == 0  # the new generation's summary, from its segment

@@ -40,7 +40,7 @@ def test_a_logging_call_is_one_batch_record_and_the_run_reads_back(tmp_path: Pat
     # meta, two batches (the second holds only the tag), the closing batch with the buffered point, the
     # manifest (also held in the seal, for b3sum) and the seal
     digest = c.get_run(run_id).info.digest
-    assert keys == ["batches/0000000001", "batches/0000000002", "batches/0000000003", f"manifests/{digest}", "meta",
+    assert keys == ["batch-0000000001", "batch-0000000002", "batch-0000000003", f"manifests/{digest}", "meta",
                     "seal"]
     run = c.get_run(run_id)
     assert run.data.params == PARAMS and run.data.tags["stage"] == "prod" and run.data.tags["team"] == "a"
@@ -56,7 +56,7 @@ def test_a_param_bound_to_another_value_refuses_the_whole_batch(tmp_path: Path) 
     h.log_batch(params={"lr": "0.1"})
     with pytest.raises(ImmutableArtifactError, match="lr"):
         h.log_batch(params={"lr": "0.2", "other": "x"}, tags={"t": "1"})
-    assert [k for k in _run_keys(store, h.run_id) if k.startswith("batches/")] == ["batches/0000000001"]
+    assert [k for k in _run_keys(store, h.run_id) if k.startswith("batch-")] == ["batch-0000000001"]
     with pytest.raises(InvalidInputError, match="twice"):
         Client(str(tmp_path / "s")).log_batch(h.run_id, params=[Param("a", "1"), Param("a", "2")])
     view = store.get_run(h.run_id)
@@ -89,12 +89,12 @@ def test_a_damaged_batch_costs_what_it_holds_and_is_named(tmp_path: Path) -> Non
     h.log_batch(params={"other": "1"}, tags={"t": "x"})
     path = tmp_path / "s" / batch_key(h.run_id, 1)
     path.write_bytes(path.read_bytes().replace(b"0.1", b"0.7"))
-    with pytest.warns(DamagedRunWarning, match="batches/0000000001.*does not match its own BLAKE3"):
+    with pytest.warns(DamagedRunWarning, match="batch-0000000001.*does not match its own BLAKE3"):
         view = store.get_run(h.run_id)
     assert view.params == {"other": "1"} and view.tags["t"] == "x"  # the rest of the run is shown
     assert [d.key for d in view.damaged] == [batch_key(h.run_id, 1)]
     # a writer cannot check its params or a fence against it: it refuses, naming it
-    with pytest.raises(CorruptRecordError, match="batches/0000000001.*does not match its own BLAKE3"):
+    with pytest.raises(CorruptRecordError, match="batch-0000000001.*does not match its own BLAKE3"):
         store.open_run(h.run_id).log_param("lr", "0.2")
 
 
@@ -116,6 +116,7 @@ def test_an_older_store_keeps_one_record_per_param_and_tag(tmp_path: Path) -> No
     h.log_batch(params={"a": "1", "b": "2"}, tags={"t": "x"}, metrics=[("m", 1.0, 0, None)])
     digest = h.end()
     kinds = sorted({k.split("/")[0] for k in _run_keys(store, h.run_id)})
+    assert not any(k.startswith("batch-") for k in kinds)
     assert kinds == ["manifests", "meta", "metrics", "params", "seal", "tags"]
     assert store.backend.get(layout.manifest_key(h.run_id, digest))
     assert store.get_run(h.run_id).params == {"a": "1", "b": "2"}

@@ -53,7 +53,9 @@ DIGEST_BYTES_RE = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 _NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstore.json", "index", "wal")
 # per-run record kinds that hold no references to content (values are user strings or numbers);
 # a seal of version 4 holds the run's manifest, so seals are read as roots
-_RUN_KINDS_WITHOUT_REFS = frozenset({"meta", "params", "tags", "metrics", "deleted", "dirs", "batches"})
+_RUN_KINDS_WITHOUT_REFS = frozenset({"meta", "params", "tags", "metrics", "deleted", "dirs"})
+#: version 4's batch records (``batch-<n>``): params, tags and metric points, no references
+_BATCH_KIND = "batch-"
 
 Progress = Callable[[int], None]
 
@@ -104,7 +106,8 @@ class RunKeys:
 
     def reference_keys(self) -> list[str]:
         """Keys of this run's records that may reference content."""
-        return [k for kind, keys in self.by_kind.items() if kind not in _RUN_KINDS_WITHOUT_REFS for k in keys]
+        return [k for kind, keys in self.by_kind.items()
+                if kind not in _RUN_KINDS_WITHOUT_REFS and not kind.startswith(_BATCH_KIND) for k in keys]
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """A run's params, tags and metrics as numbered batch records (store format version 4).
 
 One logging call (``log_params``, ``set_tags``, ``log_batch``, a metrics flush, the end of
-a run, the replay of a dead writer's metric log) writes one record, ``runs/<run_id>/batches/<n>``, numbered gap-free as registry
+a run, the replay of a dead writer's metric log) writes one record, ``runs/<run_id>/batch-<n>``
+(10 digits: beside the run's other records, not in a directory of their own, which would
+cost a directory per run on a local disk), numbered gap-free as registry
 versions are: a writer lists the batches, creates ``n = max + 1`` with create-if-absent,
 and on losing the race lists again. Because every number is created only after a listing
 that showed the one below it, a writer that wins ``n`` has seen every batch below ``n``
@@ -16,7 +18,7 @@ after the write. A batch carrying points from a writer's metric write-ahead log 
 range of the log it carries (``"wal": [writer, first, last]``), as a metrics segment does. See docs/design.md ("Runs, version 4") for the argument in full.
 
 >>> b = Batch(1, params={"lr": "0.1"}, tags=[("team", "a")], points=[("loss", 0.5, 0, 7)])
->>> decode_batch(b.to_bytes(), "runs/x/batches/0000000001", 1) == b
+>>> decode_batch(b.to_bytes(), "runs/x/batch-0000000001", 1) == b
 True
 """
 
@@ -47,16 +49,16 @@ _DIGITS = 10
 
 
 def batches_prefix(run_id: str) -> str:
-    return f"runs/{run_id}/batches/"
+    return f"runs/{run_id}/batch-"
 
 
 def batch_key(run_id: str, n: int) -> str:
-    return f"runs/{run_id}/batches/{n:0{_DIGITS}d}"
+    return f"runs/{run_id}/batch-{n:0{_DIGITS}d}"
 
 
 def batch_number(key: str) -> int | None:
     """The number of a batch key, ``None`` for anything else under the prefix."""
-    last = key.rsplit("/", 1)[-1]
+    last = key.rsplit("/", 1)[-1].removeprefix("batch-")
     if len(last) != _DIGITS or not last.isdigit():
         return None
     return int(last)

@@ -102,7 +102,8 @@ class RunOwner(Protocol):
 
     def _flush_local(self, run_id: str, but: RunHandle | None = None) -> None: ...
 
-    def publish_summary(self, run_id: str, state: RunState, status: str, end_time: int, digest: str) -> None: ...
+    def publish_summary(self, run_id: str, state: RunState, status: str, end_time: int, digest: str,
+                        generation: int = 0) -> None: ...
 
 
 class RunHandle:
@@ -831,7 +832,8 @@ class RunHandle:
                         time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))
                         continue
                     self._batches[close.n] = close
-                    self._backend.flush()  # the close before the seal: no batch after it counts
+                    # no barrier here: on S3 the close is stored before the seal is sent; on a local
+                    # disk a power loss ends every writer, and no handle opens a sealed generation
                     keys.append(batch_key(self.run_id, close.n))
                 elif points:
                     self._metrics.put_back(points, seqs)  # not in the close: checked below, after the seal
@@ -858,7 +860,7 @@ class RunHandle:
                     self._backend.flush()
                     self._digest = digest
                     self.store.discard_dead_logs(self.run_id)  # their points are in the manifest
-                    self.store.publish_summary(self.run_id, state, status, end_time, digest)
+                    self.store.publish_summary(self.run_id, state, status, end_time, digest, self.generation)
                 else:
                     won = self.store._seal_at(self.run_id, self.generation)
                     if won is None:

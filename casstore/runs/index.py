@@ -69,8 +69,8 @@ INDEX_PREFIX = "index/runs/"
 #: segments of one level merged into one of the next
 FAN_IN = 16
 #: a writer looks for segments to merge after one publication in this many (on average)
-COMPACT_EVERY = 8
-_SCHEMA = 1
+COMPACT_EVERY = 2
+_SCHEMA = 2
 _SEGMENT = re.compile(r"^(\d{1,2})-([0-9]{20}-\d+-[0-9a-f]{8})$")
 
 
@@ -83,9 +83,11 @@ def _level(key: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def summary_of(view: RunView) -> dict[str, Any]:
-    """A run's summary (what the index holds of it), from its view."""
+def summary_of(view: RunView, generation: int = 0) -> dict[str, Any]:
+    """A run's summary (what the index holds of it), from its view of ``generation`` (the
+    times the run was resumed after ending)."""
     return {
+        "generation": generation,
         "run_id": view.run_id, "experiment_id": view.experiment_id, "run_name": view.run_name,
         "status": view.status, "start_time": view.start_time, "end_time": view.end_time,
         "digest": view.digest, "deleted": view.deleted, "params": dict(view.params),
@@ -153,6 +155,7 @@ def publish(store: RunStore, summaries: list[dict[str, Any]]) -> None:
 PUBLISH_DELAY = 1.0
 _pending: dict[int, tuple[RunStore, list[dict[str, Any]]]] = {}
 _pending_lock = threading.Lock()
+_publish_lock = threading.Lock()
 _timer: threading.Timer | None = None
 
 
@@ -163,8 +166,10 @@ def publish_soon(store: RunStore, summary: dict[str, Any]) -> None:
     from the store by searches, as runs no segment covers are."""
     global _timer, _at_exit
     with _pending_lock:
-        if not _at_exit:  # registered after the store's file system was opened, so run before its own exit hooks
-            atexit.register(flush_pending)
+        if not _at_exit:
+            # registered now, after the store's file system and its thread pools were set up, and
+            # with the hooks that run before those pools are shut down (latest registered first)
+            getattr(threading, "_register_atexit", atexit.register)(flush_pending)
             _at_exit = True
         _pending.setdefault(id(store), (store, []))[1].append(summary)
         if _timer is None:
@@ -186,7 +191,8 @@ def flush_pending(store: RunStore | None = None) -> None:
             todo = [entry] if entry else []
     for st, summaries in todo:
         try:
-            publish(st, summaries)
+            with _publish_lock:  # one publication (and merge) at a time in a process
+                publish(st, summaries)
         except CasstoreError as e:
             log.warning("casstore: %d run summaries were not published to the search index (%s); searches "
                         "read those runs from the store", len(summaries), e)
@@ -196,10 +202,11 @@ _at_exit = False
 
 
 def _forget_pending_after_fork() -> None:
-    global _timer, _pending_lock
+    global _timer, _pending_lock, _publish_lock
     _pending.clear()  # the parent's to publish
     _timer = None
     _pending_lock = threading.Lock()
+    _publish_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -271,7 +278,8 @@ _DDL = """
 CREATE TABLE IF NOT EXISTS runs (
   run_id TEXT PRIMARY KEY, experiment_id TEXT, run_name TEXT, status TEXT, start_time INTEGER,
   end_time INTEGER, digest TEXT, user_id TEXT, deleted INTEGER NOT NULL DEFAULT 0,
-  sealed INTEGER NOT NULL DEFAULT 0, verified INTEGER NOT NULL DEFAULT 0, body BLOB);
+  sealed INTEGER NOT NULL DEFAULT 0, verified INTEGER NOT NULL DEFAULT 0, body BLOB,
+  generation INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS claims (run_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS params (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tags (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key)) WITHOUT ROWID;
@@ -365,33 +373,46 @@ class RunIndex:
 
     def _put(self, db: sqlite3.Connection, s: Mapping[str, Any], *, sealed: bool, verified: bool,
              deleted: bool) -> None:
-        rid = s["run_id"]
+        self._put_many(db, [(s, sealed, verified, deleted)])
+
+    @staticmethod
+    def _put_many(db: sqlite3.Connection, items: Sequence[tuple[Mapping[str, Any], bool, bool, bool]]) -> None:
+        """Store summaries ``(summary, sealed, verified, deleted)``, replacing what the cache had
+        of their runs, in a few statements."""
+        ids = [(s["run_id"],) for s, _, _, _ in items]
         for table in ("params", "tags", "metrics"):
-            db.execute(f"DELETE FROM {table} WHERE run_id = ?", (rid,))
-        db.execute(
-            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (rid, s["experiment_id"], s["run_name"], s["status"], s["start_time"], s.get("end_time"),
-             s.get("digest"), s["tags"].get("mlflow.user", ""), int(deleted), int(sealed), int(verified), pack(s)),
+            db.executemany(f"DELETE FROM {table} WHERE run_id = ?", ids)
+        db.executemany(
+            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(s["run_id"], s["experiment_id"], s["run_name"], s["status"], s["start_time"], s.get("end_time"),
+              s.get("digest"), s["tags"].get("mlflow.user", ""), int(deleted), int(sealed), int(verified), pack(s),
+              int(s.get("generation") or 0)) for s, sealed, verified, deleted in items],
         )
-        db.executemany("INSERT INTO params VALUES (?,?,?)", [(rid, k, v) for k, v in s["params"].items()])
-        db.executemany("INSERT INTO tags VALUES (?,?,?)", [(rid, k, v) for k, v in s["tags"].items()])
+        db.executemany("INSERT INTO params VALUES (?,?,?)",
+                       [(s["run_id"], k, v) for s, _, _, _ in items for k, v in s["params"].items()])
+        db.executemany("INSERT INTO tags VALUES (?,?,?)",
+                       [(s["run_id"], k, v) for s, _, _, _ in items for k, v in s["tags"].items()])
         db.executemany(
             "INSERT INTO metrics VALUES (?,?,?)",
-            [(rid, k, None if isinstance(v, float) and math.isnan(v) else v) for k, v in s["metrics"].items()],
+            [(s["run_id"], k, None if isinstance(v, float) and math.isnan(v) else v)
+             for s, _, _, _ in items for k, v in s["metrics"].items()],
         )
 
     # ---- bringing the cache up to date ----------------------------------------------------
 
-    def refresh(self, run_ids: Sequence[str]) -> None:
-        """Make the cache answer for exactly ``run_ids`` (the runs the store lists): merge new
-        segments, read the runs no sealed summary covers, check deletion claims."""
+    def refresh(self, run_ids: Sequence[str], resumed: Mapping[str, int] | None = None) -> None:
+        """Make the cache answer for exactly ``run_ids`` (the runs the store lists; ``resumed``:
+        the generation each resumed one was resumed into): merge new segments, read the runs
+        no sealed summary of their current generation covers, check deletion claims."""
+        resumed = resumed or {}
         store = self.store
         stats = {"segments_read": 0, "segments_damaged": 0, "runs_read": 0, "claims_checked": 0}
         with self._lock:
             db = self._connect()
             if store.batched:
                 self._merge_segments(db, stats)
-            known = {r[0]: (r[1], r[2]) for r in db.execute("SELECT run_id, sealed, deleted FROM runs")}
+            known = {r[0]: (int(r[1] and r[3] >= resumed.get(r[0], 0)), r[2])
+                     for r in db.execute("SELECT run_id, sealed, deleted, generation FROM runs")}
             claims = {r[0] for r in db.execute("SELECT run_id FROM claims")}
             to_read = [r for r in run_ids if not known.get(r, (0, 0))[0]]
             # a sealed run changes only by deletion: a version-4 store publishes each deletion
@@ -415,7 +436,8 @@ class RunIndex:
                 db.execute("BEGIN")
                 for v in views:
                     if v is not None:
-                        self._put(db, summary_of(v), sealed=v.sealed, verified=v.sealed, deleted=v.deleted)
+                        self._put(db, summary_of(v, resumed.get(v.run_id, 0)), sealed=v.sealed, verified=v.sealed,
+                                  deleted=v.deleted)
                         if v.deleted:
                             db.execute("DELETE FROM claims WHERE run_id = ?", (v.run_id,))
                 db.execute("COMMIT")
@@ -458,12 +480,19 @@ class RunIndex:
                     stats["segments_damaged"] += 1
                     log.warning("casstore: %s; it is left out and its runs are read from the store", e)
                     continue
-                for s in summaries:
-                    row = db.execute("SELECT sealed, deleted FROM runs WHERE run_id = ?", (s["run_id"],)).fetchone()
-                    if "digest" in s and (row is None or not row[0]):
-                        self._put(db, s, sealed=True, verified=False, deleted=False)
-                    if s.get("deleted") and not (row is not None and row[1]):
-                        db.execute("INSERT OR IGNORE INTO claims VALUES (?)", (s["run_id"],))
+                rows = {r[0]: r[1:] for r in db.execute(
+                    "SELECT run_id, sealed, deleted, generation FROM runs WHERE run_id IN (SELECT value FROM json_each(?))",
+                    (json.dumps([x["run_id"] for x in summaries]),))}
+                fresh: dict[str, dict[str, Any]] = {}
+                for x in summaries:
+                    row = rows.get(x["run_id"])
+                    newer = row is None or not row[0] or int(x.get("generation") or 0) > row[2]
+                    had = fresh.get(x["run_id"])
+                    if "digest" in x and newer and (had is None or int(x.get("generation") or 0) >= int(had.get("generation") or 0)):
+                        fresh[x["run_id"]] = x  # the latest generation of a run's summaries in the segment
+                    if x.get("deleted") and not (row is not None and row[1]):
+                        db.execute("INSERT OR IGNORE INTO claims VALUES (?)", (x["run_id"],))
+                self._put_many(db, [(x, True, False, False) for x in fresh.values()])
                 db.execute("INSERT OR IGNORE INTO segments VALUES (?)", (key,))
             db.execute("DELETE FROM segments WHERE name NOT IN (SELECT value FROM json_each(?))", (json.dumps(listed),))
             db.execute("COMMIT")
@@ -495,13 +524,14 @@ class RunIndex:
             return True
         summaries = [unpack(body, "index summary") for body, _, _ in rows]
 
-        def digest_of(rid: str) -> str | None:
-            seal = self.store.seal_record(rid)
+        def digest_of(s: dict[str, Any]) -> str | None:
+            # the seal of the summary's generation (a later one is known from the listing of runs)
+            seal = self.store._seal_at(s["run_id"], int(s.get("generation") or 0))
             return None if seal is None else str(seal["digest"])
 
         workers = max(1, min(self.store.backend.concurrency, len(summaries)))
         with ThreadPoolExecutor(workers, thread_name_prefix="casstore-index") as pool:
-            digests = list(pool.map(digest_of, [s["run_id"] for s in summaries]))
+            digests = list(pool.map(digest_of, summaries))
         ok = True
         db.execute("BEGIN")
         for s, digest in zip(summaries, digests):
@@ -515,7 +545,8 @@ class RunIndex:
             except ObjectNotFoundError:
                 db.execute("DELETE FROM runs WHERE run_id = ?", (s["run_id"],))
                 continue
-            self._put(db, summary_of(v), sealed=v.sealed, verified=v.sealed, deleted=v.deleted)
+            self._put(db, summary_of(v, int(s.get("generation") or 0)), sealed=v.sealed, verified=v.sealed,
+                      deleted=v.deleted)
         db.execute("COMMIT")
         return ok
 

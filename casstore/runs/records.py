@@ -85,7 +85,8 @@ class DamagedRecord:
         """The record kind: ``artifacts``, ``params``, ``tags``, ``metrics``, ``batches``, ``models``,
         ``manifests``, ``seal``."""
         parts = self.key.split("/")
-        return parts[2] if len(parts) > 2 else ""
+        kind = parts[2] if len(parts) > 2 else ""
+        return "batches" if kind.startswith("batch-") else kind  # version 4's runs/<id>/batch-<n>
 
     def describe(self) -> str:
         what = {"artifacts": "an artifact (its path is in the damaged record)", "params": "a param",

@@ -130,7 +130,7 @@ def read_live_state(
     all_keys = sorted(keys if keys is not None else backend.list(prefix))
     known = known or {}
     batches = dict(batches or {})
-    batch_keys = {n: k for k in all_keys if _kind(k, prefix) == "batches" and (n := batch_number(k)) is not None}
+    batch_keys = {n: k for k in all_keys if _kind(k, prefix).startswith("batch-") and (n := batch_number(k)) is not None}
     want = [k for k in all_keys if k not in known and _kind(k, prefix) in _DECODED]
     want += [k for n, k in batch_keys.items() if n not in batches]
     fetched = dict(zip(want, get_many(backend, want)))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 import warnings
 import weakref
@@ -360,6 +361,10 @@ class RunStore:
             return self.open_run(run_id)
         g = int(seal["generation"]) + 1
         rec = {"v": RECORD_VERSION, "after": str(seal["digest"]), "time": now_ms()}
+        # first beside the experiment's index entry: searches read the run again from then on
+        meta = self._meta(run_id)
+        self.backend.put_if_absent(layout.experiment_reopen_key(str(meta["experiment_id"]), run_id, g),
+                                   encode_record(rec))
         self.backend.put_if_absent(layout.reopen_key(run_id, g), encode_record(rec))  # a concurrent resume made it: the same
         self.backend.flush()
         return self.open_run(run_id)
@@ -627,13 +632,34 @@ class RunStore:
 
     def list_run_ids(self, experiment_id: str | None = None) -> list[str]:
         """Ids of the runs of one experiment, or of all experiments."""
+        return self._list_runs(experiment_id)[0]
+
+    def _list_runs(self, experiment_id: str | None = None) -> tuple[list[str], dict[str, int]]:
+        """The run ids of one experiment (or all), and the latest generation each resumed
+        run was resumed into, from one listing."""
         prefix = "experiments/" if experiment_id is None else layout.experiment_runs_prefix(check_experiment_id(experiment_id))
         out = set()
-        for key in self.backend.list(prefix):
+        resumed: dict[str, int] = {}
+        for key in self._list_keys(prefix, split=experiment_id is not None):
             parts = key.split("/")
-            if len(parts) == 4 and parts[2] == "runs" and layout.is_run_id(parts[3]):
+            if len(parts) != 4 or parts[2] != "runs":
+                continue
+            if layout.is_run_id(parts[3]):
                 out.add(parts[3])
-        return sorted(out)
+            elif len(parts[3]) == 42 and parts[3][32:34] == ".g" and parts[3][34:].isdigit():
+                rid, g = parts[3][:32], int(parts[3][34:])
+                resumed[rid] = max(g, resumed.get(rid, 0))
+        return sorted(out), resumed
+
+    def _list_keys(self, prefix: str, split: bool) -> list[str]:
+        """The keys under ``prefix``; on a remote store, with ``split`` (the keys go on with a
+        run id), as 16 listings run at once, one per first hex digit: 10,000 runs take the
+        time of one listing page, not ten."""
+        if not split or self.backend.concurrency <= 1:
+            return list(self.backend.list(prefix))
+        with ThreadPoolExecutor(16, thread_name_prefix="casstore-list") as pool:
+            parts = pool.map(lambda h: list(self.backend.list(prefix + h)), "0123456789abcdef")
+            return [k for part in parts for k in part]
 
     @property
     def index(self) -> run_index.RunIndex:
@@ -643,11 +669,13 @@ class RunStore:
                 self._index = run_index.RunIndex(self)
             return self._index
 
-    def publish_summary(self, run_id: str, state: RunState, status: str, end_time: int, digest: str) -> None:
+    def publish_summary(self, run_id: str, state: RunState, status: str, end_time: int, digest: str,
+                        generation: int = 0) -> None:
         """Version 4: publish the summary of a run just sealed to the search index, soon (a
         failure costs later searches a read of the run, never a wrong answer: it is said
         and passed over)."""
-        run_index.publish_soon(self, run_index.summary_of(_view(state, status, end_time, digest, False)))
+        view = _view(state, status, end_time, digest, False)
+        run_index.publish_soon(self, run_index.summary_of(view, generation))
 
     def search_runs(
         self,
@@ -672,13 +700,16 @@ class RunStore:
         query = repr((experiment_ids, [str(c) for c in comparisons], [str(k) for k in keys], deleted))
         offset = run_index.token_offset(query, page_token)
         ids: list[str] = []
+        resumed: dict[str, int] = {}
         for exp in [None] if experiment_ids is None else experiment_ids:
-            ids.extend(self.list_run_ids(exp))
+            some, gens = self._list_runs(exp)
+            ids.extend(some)
+            resumed.update(gens)
         ids = list(dict.fromkeys(ids))
         self._flush_local_all()
         run_index.flush_pending(self)  # this process's searches see what it has just ended
         idx = self.index
-        idx.refresh(ids)
+        idx.refresh(ids, resumed)
         views, more = idx.search(ids, comparisons, keys, deleted, max_results, offset)
         page = run_index.Page(views)
         if more and max_results is not None:
