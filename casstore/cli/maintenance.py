@@ -242,4 +242,24 @@ def pack_store_cmd(as_json: bool, store: str | None) -> None:
         raise SystemExit(1)
 
 
-COMMANDS = [verify_cmd, du_cmd, gc_cmd, pack_store_cmd]
+@click.command("upgrade", epilog="""\b
+Examples:
+  casstore upgrade --store s3://team-bucket/ml
+\b
+Upgrades a store of format version 3 to version 4: a run's params, tags and metrics in
+one record per logging call, the manifest in the seal, and a search index beside the
+store. No content is rewritten. Run it while no other process writes to the store; an
+interrupted upgrade is run again. casstore releases before version 4 cannot open the
+store afterwards.
+""")
+@common_options
+def upgrade_cmd(store: str | None) -> None:
+    """Upgrade the store to the current format version (4)."""
+    from casstore.maintenance.upgrade import upgrade_store
+
+    report = upgrade_store(open_runs(store))
+    click.echo(f"upgraded from format version {report.from_version} to {report.to_version}: "
+               f"{report.open_runs} open run(s) given their batch record, {report.summaries} run(s) in the search index")
+
+
+COMMANDS = [verify_cmd, du_cmd, gc_cmd, pack_store_cmd, upgrade_cmd]

@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from blake3 import blake3
 
@@ -50,8 +51,11 @@ DIGEST_BYTES_RE = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
 # top-level prefixes that hold no references to content
 _NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstore.json", "wal", "packs", "index")
-# per-run record kinds that hold no references to content (values are user strings or numbers)
-_RUN_KINDS_WITHOUT_REFS = frozenset({"meta", "params", "tags", "metrics", "seal", "deleted", "dirs"})
+# per-run record kinds that hold no references to content (values are user strings or numbers);
+# a seal of version 4 holds the run's manifest, so seals are read as roots
+_RUN_KINDS_WITHOUT_REFS = frozenset({"meta", "params", "tags", "metrics", "deleted", "dirs"})
+#: version 4's batch records (``batch-<n>``): params, tags and metric points, no references
+_BATCH_KIND = "batch-"
 
 Progress = Callable[[int], None]
 
@@ -102,7 +106,8 @@ class RunKeys:
 
     def reference_keys(self) -> list[str]:
         """Keys of this run's records that may reference content."""
-        return [k for kind, keys in self.by_kind.items() if kind not in _RUN_KINDS_WITHOUT_REFS for k in keys]
+        return [k for kind, keys in self.by_kind.items()
+                if kind not in _RUN_KINDS_WITHOUT_REFS and not kind.startswith(_BATCH_KIND) for k in keys]
 
 
 @dataclass
@@ -218,13 +223,24 @@ def _read_root(key: str, data: bytes, roots: Roots) -> None:
 
     parts = key.split("/")
     kind = parts[2] if parts[0] == "runs" and len(parts) > 3 else ""
+    if parts[0] == "runs" and len(parts) in (3, 4) and parts[2] in ("seal", "seals"):
+        kind = "seal"
     who = _who(key)
     try:
+        man: dict[str, Any] | None = None
         if kind == "manifests":
             actual = blake3(data).hexdigest()
             if actual != parts[3]:
                 raise CorruptRecordError(f"manifest {key} hashes to {actual}, not to the digest that names it")
             man = decode_record(data, f"manifest {key}")
+        elif kind == "seal":  # checks itself; version 4's holds the manifest its digest names
+            seal = decode_record(data, f"record {key}")
+            held = seal.get("manifest")
+            if held is not None:
+                if not isinstance(held, bytes) or blake3(held).hexdigest() != seal.get("digest"):
+                    raise CorruptRecordError(f"record {key}: the manifest it holds does not hash to its digest")
+                man = decode_record(held, f"manifest in {key}")
+        if man is not None:
             for path, a in field_of(man, "artifacts", "dict", key).items():
                 if not isinstance(a, dict) or not isinstance(a.get("digest"), str):
                     raise CorruptRecordError(f"manifest {key}: artifact {path!r} is malformed")

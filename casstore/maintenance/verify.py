@@ -407,6 +407,21 @@ class _Checker:
             seals = self.runs.seal_history(run_id)
         except CorruptRecordError:
             return  # a damaged seal: named by the check of the run's records
+        if self.runs.batched:  # the manifest objects beside the seals that hold them: what audits hash
+            for seal in seals:
+                key = layout.manifest_key(run_id, str(seal["digest"]))
+                try:
+                    data = self.backend.get(key)
+                except ObjectNotFoundError as e:
+                    if "manifest" in seal:  # a version-4 end writes it before its seal
+                        self.problem(key, "missing", str(e), [who])
+                    continue
+                except CasstoreError as e:
+                    self.problem(key, "unreadable", str(e), [who])
+                    continue
+                if blake3(data).hexdigest() != seal["digest"]:
+                    self.problem(key, "corrupt", f"its bytes hash to {blake3(data).hexdigest()}, not to the digest "
+                                 "that names it (the seal's copy verifies)", [who])
         for before, seal in zip(seals, seals[1:]):
             key = layout.manifest_key(run_id, str(seal["digest"]))
             try:

@@ -7,8 +7,10 @@ refused with :class:`StoreConfigError`.
 
 A store may say ``"layout": "packs"``: its chunks live in packs (see
 :mod:`casstore.objects.packs`). Older casstore refuses that setting, as it refuses any
-it does not know. New stores get format version 3; stores of versions 1 and 2 are read and written in
-their own layout (see :mod:`casstore.objects.layout`), so older casstore can still read them.
+it does not know. New stores get format version 4; stores of versions 1 to 3 are read and
+written in their own layout (see :mod:`casstore.objects.layout`, and
+:mod:`casstore.runs.batches` for the run records of version 4), so older casstore can
+still read them.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ __all__ = ["CONFIG_KEY", "FORMAT_VERSION", "LAYOUTS", "StoreConfig", "load_or_cr
 
 CONFIG_KEY = "casstore.json"
 FORMAT_NAME = "casstore"
-#: the version of new stores, and the highest this casstore reads (it reads 1 and 2 too)
-FORMAT_VERSION = 3
+#: the version of new stores, and the highest this casstore reads (it reads 1 to 3 too)
+FORMAT_VERSION = 4
 #: the content layouts: ``loose`` (one object per chunk, the default; not written into the
 #: config, so older casstore reads such stores) and ``packs``
 LAYOUTS = ("loose", "packs")

@@ -48,8 +48,9 @@ HINTS = "hints"
 
 @dataclass(frozen=True)
 class ContentLayout:
-    """The content key layout of a store of format ``version`` (1, 2 or 3); ``packed`` when
-    its chunks live in packs (``"layout": "packs"`` in its config) rather than one object each."""
+    """The content key layout of a store of format ``version`` (1 to 4; 4 keeps 3's content
+    layout); ``packed`` when its chunks live in packs (``"layout": "packs"`` in its config)
+    rather than one object each."""
 
     version: int
     packed: bool = False
