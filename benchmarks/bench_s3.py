@@ -21,6 +21,11 @@ retries count too).
 
 Goals: fresh / put_file <= 1.0; put_file / re-log >= 5.
 
+Each repetition also logs the file into a store of the packs layout (``packs fresh``),
+then a copy with 1 MiB overwritten in the middle into a new run of it (``packs
+changed``), and downloads it verified (``packs get_file``); the loose store gets the
+same changed copy (``casstore changed``), so the two layouts are side by side.
+
     python benchmarks/bench_s3.py                       # 256 MiB, 5 repetitions, both servers
     python benchmarks/bench_s3.py --quick               # 16 MiB, 2 repetitions
     python benchmarks/bench_s3.py --server seaweedfs    # one server only
@@ -76,7 +81,8 @@ class RequestCounter:
 
     def attach(self, fs: Any) -> None:
         fs.connect()
-        fs.s3.meta.events.register("before-send.s3", self._hook)
+        # once per client: s3fs caches its file systems, so stores of one bucket share one
+        fs.s3.meta.events.register("before-send.s3", self._hook, unique_id=f"casstore-bench-{id(self)}")
 
     def _hook(self, request: Any, **kwargs: Any) -> None:
         method = "COPY" if "x-amz-copy-source" in request.headers else request.method
@@ -97,10 +103,11 @@ def _write_random(path: Path, size: int) -> None:
             left -= n
 
 
-def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, server: str = "moto") -> dict[str, Any]:
+def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, server: str = "moto",
+        packs: bool = True) -> dict[str, Any]:
     """Measure on S3 server ``server``; ``{"times": {name: [s]}, "cpu": {name: [s]}, "requests":
     {name: Counter}}``. With ``small_files``, also log a directory of that many 4 KiB files each
-    repetition."""
+    repetition; with ``packs``, a store of the packs layout beside the loose one."""
     import s3fs
 
     import psutil
@@ -113,6 +120,12 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         src = Path(tmp) / "weights.bin"
         _write_random(src, size)
+        changed = Path(tmp) / "changed" / "weights.bin"
+        changed.parent.mkdir()
+        with open(src, "rb") as f_in, open(changed, "wb") as f_out:
+            f_out.write(f_in.read())
+            f_out.seek(size // 2)
+            f_out.write(os.urandom(min(1 << 20, size // 4)))
         small = Path(tmp) / "small"
         for i in range(small_files):
             (small / f"part{i // 100}").mkdir(parents=True, exist_ok=True)
@@ -167,9 +180,41 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
             if again.digest != entry.digest:
                 raise SystemExit("re-logged digest differs: the benchmark is broken")
 
+            third = store.create_run(experiment)
+            cas_counter.take()
+            timed("casstore changed", lambda: third.log_file("weights.bin", changed))
+            requests["casstore changed"] = cas_counter.take()
+            third.end()
+
             # downloads, for information: s3fs get_file, and casstore's verified get_file
             if downloads:
                 download(key, entry.digest, store)
+
+            if packs:
+                from casstore.objects import open_store
+                from casstore.runs import RunStore
+
+                pstore = RunStore(open_store(f"s3://{BUCKET}/packs-{rep}", layout="packs", stat_cache=False))
+                cas_counter.attach(pstore.backend.fs)  # type: ignore[attr-defined]
+                pexp = pstore.get_or_create_experiment("bench")
+                prun = pstore.create_run(pexp)
+                cas_counter.take()
+                pentry = timed("packs fresh", lambda: prun.log_file("weights.bin", src))
+                requests["packs fresh"] = cas_counter.take()
+                prun.end()
+                prun = pstore.create_run(pexp)
+                cas_counter.take()
+                timed("packs changed", lambda: prun.log_file("weights.bin", changed))
+                requests["packs changed"] = cas_counter.take()
+                prun.end()
+                if downloads:
+                    reader = open_store(f"s3://{BUCKET}/packs-{rep}", stat_cache=False)
+                    cas_counter.attach(reader.backend.fs)  # type: ignore[attr-defined]
+                    cas_counter.take()
+                    timed("packs get_file", lambda: reader.get_file(pentry.digest, Path(tmp) / "packs.out"))
+                    requests["packs get_file"] = cas_counter.take()
+                    (Path(tmp) / "packs.out").unlink()
+                peer.rm(f"{BUCKET}/packs-{rep}", recursive=True)
 
             if small_files:
                 from casstore.tracking._artifacts import walk_dir
@@ -207,7 +252,8 @@ def report(size: int, repeat: int, out: dict[str, Any], server: str = "moto") ->
     mib = size / (1 << 20)
     print(f"\n{server}: file of {mib:.0f} MiB of random bytes; median of {repeat} repetitions")
     print(f"{'':18} {'seconds':>9} {'MiB/s':>8} {'CPU s':>7} {'requests':>9} {'req/GiB':>9}   by method")
-    for name in ("peer put_file", "casstore fresh", "casstore re-log", "peer get_file", "casstore get_file"):
+    for name in ("peer put_file", "casstore fresh", "packs fresh", "casstore re-log", "casstore changed", "packs changed",
+                 "peer get_file", "casstore get_file", "packs get_file"):
         if name not in out["requests"]:
             continue
         req = out["requests"][name]
@@ -227,6 +273,30 @@ def report(size: int, repeat: int, out: dict[str, Any], server: str = "moto") ->
     if "peer get_file" in times:
         get = ratios["get_file / s3fs get_file"] = times["casstore get_file"] / times["peer get_file"]
         print(f"get_file / s3fs    = {get:.2f}  (for information: casstore verifies every chunk)")
+    if "packs fresh" in times:
+        def reqs(name: str) -> int:
+            return sum(out["requests"][name].values())
+
+        def judged(ok: bool, goal: str) -> str:
+            if size < 256 << 20:
+                return f"(goal {goal}: not judged at {mib:.0f} MiB)"
+            return f"(goal {goal}: {'met' if ok else 'MISSED'})"
+
+        peer_req = reqs("peer put_file")
+        fresh_p = times["packs fresh"] / times["peer put_file"]
+        changed_p = times["peer put_file"] / times["packs changed"]
+        ratios["packs fresh / put_file"] = fresh_p
+        ratios["put_file / packs changed"] = changed_p
+        print(f"\npacks fresh / put_file          = {fresh_p:.2f} {judged(fresh_p <= 1.2, '<= 1.2')}")
+        print(f"packs fresh requests            = {reqs('packs fresh')} against put_file's {peer_req} "
+              f"{judged(reqs('packs fresh') <= 2 * peer_req + 12, '<= 2x + 12')}")
+        print(f"put_file / packs changed        = {changed_p:.1f}x {judged(changed_p >= 10, '>= 10x')}")
+        print(f"packs changed requests          = {reqs('packs changed')} (loose: {reqs('casstore changed')}) "
+              f"{judged(reqs('packs changed') <= 20, '<= 20')}")
+        if "packs get_file" in times:
+            get_p = ratios["packs get_file / s3fs get_file"] = times["packs get_file"] / times["peer get_file"]
+            print(f"packs get_file / s3fs get_file  = {get_p:.2f}, requests {reqs('packs get_file')} against "
+                  f"{reqs('peer get_file')} {judged(get_p <= 1.2, '<= 1.2')}")
     if "casstore small files" in times:
         n = out["small_files"]
         print(f"\n{n} files of 4 KiB (for information)")
@@ -255,6 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="16 MiB, 2 repetitions")
     parser.add_argument("--size-mib", type=int, default=None, help="file size in MiB (default 256)")
     parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 5)")
+    parser.add_argument("--no-packs", action="store_true", help="skip the store of the packs layout")
     parser.add_argument("--no-downloads", action="store_true", help="skip the download comparison")
     parser.add_argument("--small-files", type=int, default=None,
                         help="how many 4 KiB files to log as a directory (default 200, --quick 50; 0: skip)")
@@ -267,7 +338,8 @@ def main(argv: list[str] | None = None) -> None:
     ratios = {}
     for server in SERVERS if args.server == "both" else (args.server,):
         print(f"{server}:", flush=True)
-        out = run(size, repeat, downloads=not args.no_downloads, small_files=small, server=server)
+        out = run(size, repeat, downloads=not args.no_downloads, small_files=small, server=server,
+                  packs=not args.no_packs)
         out["small_files"] = small
         ratios[server] = report(size, repeat, out, server)
     if len(ratios) > 1:

@@ -50,8 +50,7 @@ class _Config:
     registered_model_name: str | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
     serialization_format: str = "cloudpickle"
-    #: the sklearn flavor's ``log_model`` (given by ``casstore.sklearn.autolog``, so this
-    #: module need not import the flavor that imports it)
+    #: the flavor's ``log_model`` (``casstore.sklearn.log_model``), handed in by it
     log_model: Callable[..., Any] | None = None
 
 
@@ -75,11 +74,10 @@ def autolog(
     registered_model_name: str | None = None,
     pos_label: Any = None,
     extra_tags: dict[str, str] | None = None,
-    *,
     log_model: Callable[..., Any] | None = None,
 ) -> None:
-    """Turn scikit-learn autologging on (or off with ``disable=True``); see the module
-    docstring. ``log_model`` logs a fitted model (the sklearn flavor's)."""
+    """Turn scikit-learn autologging on (or off with ``disable=True``); see the module docstring.
+    ``log_model`` is the flavor's, which ``casstore.sklearn.autolog`` hands in."""
     global _config
     with _lock:
         if disable:
@@ -90,8 +88,6 @@ def autolog(
             raise InvalidInputError("autolog(exclusive=True) is not supported: casstore logs into the active run")
         if max_tuning_runs is not None and (not isinstance(max_tuning_runs, int) or max_tuning_runs < 0):
             raise InvalidInputError(f"max_tuning_runs must be a non-negative integer or None, got {max_tuning_runs!r}")
-        if log_models and log_model is None:
-            raise InvalidInputError("autolog(log_models=True) needs the flavor's log_model: use casstore.sklearn.autolog")
         _config = _Config(log_input_examples, log_model_signatures, log_models, log_datasets, max_tuning_runs,
                           registered_model_name, {str(k): str(v) for k, v in (extra_tags or {}).items()},
                           serialization_format, log_model)
@@ -277,7 +273,7 @@ def _log_model(config: _Config, estimator: Any, X: Any, name: str, registered_mo
     from casstore.models.signature import infer_signature
 
     if config.log_model is None:
-        return
+        raise InvalidInputError("sklearn autologging logs models through casstore.sklearn.autolog(); call that")
 
     example = _head(X)
     signature: Any = False

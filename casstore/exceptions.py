@@ -5,6 +5,7 @@
     CasstoreError (= MlflowException)
     ├── StoreConfigError          the store's casstore.json is missing, malformed or unsupported
     ├── StoreUnavailableError     the store URL cannot be reached or opened (also OSError)
+    │   └── StoreFullError        the store's disk is full (or over quota)
     ├── ObjectNotFoundError       no object, record, run or model by that name (also FileNotFoundError)
     ├── IntegrityError            stored bytes do not hash to the digest that names them
     ├── CorruptRecordError        a stored record cannot be decoded or is malformed
@@ -39,6 +40,7 @@ __all__ = [
     "CasstoreError",
     "StoreConfigError",
     "StoreUnavailableError",
+    "StoreFullError",
     "ObjectNotFoundError",
     "IntegrityError",
     "CorruptRecordError",
@@ -117,6 +119,17 @@ class StoreUnavailableError(CasstoreError, OSError):
     """The store URL cannot be reached or opened."""
 
     error_code = TEMPORARILY_UNAVAILABLE
+
+
+class StoreFullError(StoreUnavailableError):
+    """No space is left on the store's device (or its quota is used up). ``needed`` and
+    ``free`` are in bytes when known."""
+
+    def __init__(self, message: object = "", needed: int | None = None, free: int | None = None,
+                 **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.needed = needed
+        self.free = free
 
 
 class ObjectNotFoundError(CasstoreError, FileNotFoundError):

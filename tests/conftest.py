@@ -101,8 +101,8 @@ def s3_read_only(seaweed_server: SeaweedS3) -> ReadOnlyBucket:
     ``.writer`` may do anything, ``.reader`` may only read and list; a PUT, copy or DELETE
     signed by the reader is refused (403 AccessDenied). Fill the store with
     ``.env(.writer)`` or ``.storage_options(.writer)``, then run what must only read with
-    the reader's. (Opening a store with read-only credentials tries one probe PUT, which is
-    refused and deferred to the first write: see docs/remote-stores.md.)"""
+    the reader's. (Opening a store sends no write: the probe of conditional writes waits for
+    the first write: see docs/remote-stores.md.)"""
     return seaweed_server.read_only_bucket()
 
 

@@ -205,3 +205,26 @@ def test_damage_in_a_deleted_run_does_not_block(tmp_path: Path) -> None:
     assert collect_garbage(store.backend, grace=0, slack=0).ok
     r = collect_garbage(store.backend, grace=0, slack=0)
     assert r.ok and r.deleted["files"] == 1
+
+
+def test_content_the_listing_missed_is_asked_for_again_not_called_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer publishes a record after its content: gc's one listing can show the record
+    and miss the content (written while the listing went by). That is no damage: gc asks
+    for such objects again before it blocks."""
+    import casstore.maintenance.gc as gc_mod
+
+    d = populated(str(tmp_path / "s"), random.Random(8))
+    real = gc_mod.scan_store
+    recipe = d.keys["recipe"].rsplit("/", 1)[-1]
+
+    def listing_that_missed_it(backend: Backend, lay: object) -> object:
+        scan = real(backend, lay)  # type: ignore[arg-type]
+        scan.content["files"].discard(recipe)
+        return scan
+
+    monkeypatch.setattr(gc_mod, "scan_store", listing_that_missed_it)
+    r = collect_garbage(d.store.backend, grace=0, slack=0)
+    assert r.ok, r.blocked
+    # the same gone for real blocks
+    d.store.backend.delete(d.keys["recipe"])
+    assert not collect_garbage(d.store.backend, grace=0, slack=0).ok

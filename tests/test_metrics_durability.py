@@ -83,8 +83,13 @@ def test_sigkilled_writers_points_are_read_then_replayed_once(where: str, tmp_pa
     assert points_of(url, run_id) == want
 
 
-def test_a_new_writer_replays_a_killed_ones_log_and_the_seal_holds_each_point_once(tmp_path: Path) -> None:
-    url = str(tmp_path / "store")
+@pytest.mark.parametrize("version", [3, 4], ids=["segments", "batches"])
+def test_a_new_writer_replays_a_killed_ones_log_and_the_seal_holds_each_point_once(tmp_path: Path, version: int) -> None:
+    """Both layouts: metric segments (version 3) and batch records (version 4) name the log
+    range they carry, and the replay writes one that says so."""
+    from tracking_helpers import old_store
+
+    url = old_store(tmp_path / "store", version) if version < 4 else str(tmp_path / "store")
     run_id = open_run_store(url).create_run("0").run_id
     p = spawn(url, run_id, 100, "hang", tmp_path / "cache")
     assert p.stdout is not None and p.stdout.readline().strip() == "logged"
@@ -92,6 +97,9 @@ def test_a_new_writer_replays_a_killed_ones_log_and_the_seal_holds_each_point_on
     assert len(wal_files(tmp_path / "store" / "wal")) == 1
     h = open_run_store(url).open_run(run_id)  # the next writer replays the dead log
     assert not wal_files(tmp_path / "store" / "wal")
+    from casstore.runs.state import read_live_state
+
+    assert read_live_state(h.store.backend, run_id).covered  # what was written names its log range
     h.log_metric("m", 100.0, step=100)
     h.end()
     assert points_of(url, run_id) == Counter({(float(i), i): 1 for i in range(101)})

@@ -2,7 +2,8 @@
 
 Every record kind written (run meta, params, tags, metric segments, artifact records,
 model references, directory markers, seals, deletion markers, experiments, registry
-models, versions, aliases and events) carries its own BLAKE3; every byte flipped in any
+models, versions, aliases and events; in a version-4 store the batch records that hold
+params, tags and metric points) carries its own BLAKE3; every byte flipped in any
 of them is refused when read, never returned as a value, and `verify --all` names it and
 what it affects. Records written before checks existed still read. One damaged record
 costs what it holds: its run is shown without it (and says so), listings skip a run
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,9 +24,11 @@ from casstore.exceptions import CorruptRecordError, DamagedRunWarning
 from casstore.maintenance.du import disk_usage
 from casstore.maintenance.verify import verify_store
 from casstore.objects import ChunkerParams, open_store
+from casstore.objects.config import CONFIG_KEY, StoreConfig
 from casstore.objects.codec import CHECK_FIELD, pack, unpack
 from casstore.registry import Registry
 from casstore.runs import RunStore, layout
+from casstore.runs.batches import BATCHED_FROM, Batch, batch_number, batches_prefix, decode_batch
 from casstore.runs.records import decode_record
 
 SMALL = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
@@ -33,9 +37,14 @@ SMALL = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
 class Populated:
     """A store with one record of every kind (and a second run to show damage stays put)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, version: int) -> None:
         self.root = root
+        self.version = version
+        if version < BATCHED_FROM:  # as an older casstore made it
+            root.mkdir(parents=True)
+            (root / CONFIG_KEY).write_bytes(StoreConfig(version=version, chunker=SMALL).to_json())
         self.store = store = RunStore(open_store(str(root), chunker=SMALL), metric_flush_points=2)
+        assert store.batched == (version >= BATCHED_FROM)
         exp = store.get_or_create_experiment("records")
         h = store.create_run(exp, run_name="sealed", tags={"t0": "x"})
         h.log_param("lr", "0.1")
@@ -63,11 +72,19 @@ class Populated:
         reg.create_version("fraud", model, source="runs:/x/m")
         reg.set_model_tag("fraud", "k", "v")
         reg.set_alias("fraud", "champion", 1)
+        if store.batched:  # params, tags and points are in batch records
+            param, tag, segment = (self._batch_with(self.open, lambda b: "p" in b.params),
+                                   self._batch_with(self.sealed, lambda b: ("team", "a") in b.tags),
+                                   self._batch_with(self.open, lambda b: bool(b.points)))
+        else:
+            param = layout.param_key(self.open, "p")
+            tag = next(iter(store.backend.list(layout.tag_prefix(self.sealed, "team"))))
+            segment = next(iter(store.backend.list(layout.metrics_prefix(self.open))))
         self.key_of = {
             "run meta": layout.run_meta_key(self.open),
-            "param": layout.param_key(self.open, "p"),
-            "tag": next(iter(store.backend.list(layout.tag_prefix(self.sealed, "team")))),
-            "metric segment": next(iter(store.backend.list(layout.metrics_prefix(self.open)))),
+            "param": param,
+            "tag": tag,
+            "metric segment": segment,
             "artifact record": layout.artifact_key(self.open, "a.txt"),
             "file artifact record": layout.artifact_key(self.sealed, "dir/big.bin"),
             "model reference": layout.model_ref_key(self.sealed, "m"),
@@ -82,6 +99,10 @@ class Populated:
             "registry event": next(iter(store.backend.list(f"registry/{layout.name_key('fraud')}/events/"))),
         }
 
+    def _batch_with(self, run_id: str, holds: Callable[[Batch], bool]) -> str:
+        keys = sorted(self.store.backend.list(batches_prefix(run_id)))
+        return next(k for k in keys if holds(decode_batch(self.store.backend.get(k), k, batch_number(k) or 0)))
+
     def records(self) -> list[str]:
         keys = [k for p in ("runs/", "experiments/", "registry/") for k in self.store.backend.list(p)]
         return [k for k in keys if "/manifests/" not in k]
@@ -93,15 +114,24 @@ class Populated:
         path.write_bytes(bytes(data))
 
 
+@pytest.fixture(params=[3, 4], ids=["v3", "v4"])
+def pop(tmp_path: Path, request: pytest.FixtureRequest) -> Populated:
+    """Both layouts: per-key records (version 3) and batch records (version 4)."""
+    return Populated(tmp_path / "s", request.param)
+
+
 @pytest.fixture
-def pop(tmp_path: Path) -> Populated:
-    return Populated(tmp_path / "s")
+def pop3(tmp_path: Path) -> Populated:
+    """Version 3 only: a version-4 store was never written without checks."""
+    return Populated(tmp_path / "s", 3)
 
 
 def test_every_record_kind_carries_its_check(pop: Populated) -> None:
     keys = pop.records()
     kinds = {k.split("/")[2] if k.startswith("runs/") else k.split("/")[0] for k in keys}
-    assert {"meta", "params", "tags", "metrics", "artifacts", "models", "dirs", "seal", "deleted"} <= kinds
+    kinds = {"batches" if k.startswith("batch-") else k for k in kinds}  # version 4's batch-<n>
+    per_run = {"batches"} if pop.store.batched else {"params", "tags", "metrics"}
+    assert {"meta", "artifacts", "models", "dirs", "seal", "deleted"} | per_run <= kinds
     for key in keys:
         assert CHECK_FIELD in unpack((pop.root / key).read_bytes()), key
 
@@ -163,9 +193,10 @@ def test_a_damaged_registry_version_is_refused_not_served(pop: Populated) -> Non
         Registry(pop.store.backend).get_version("fraud", 1)
 
 
-def test_records_written_before_checks_still_read_and_verify_counts_them(pop: Populated) -> None:
+def test_records_written_before_checks_still_read_and_verify_counts_them(pop3: Populated) -> None:
     """An older casstore wrote records without `b3`: they read as before; verify counts them
     as unchecked (decoded and type-checked only), which is not a problem."""
+    pop = pop3
     for key in pop.records():
         rec = unpack((pop.root / key).read_bytes())
         rec.pop(CHECK_FIELD)
@@ -203,8 +234,17 @@ def test_a_damaged_seal_or_manifest_shows_what_verifies(pop: Populated) -> None:
     assert [d.kind for d in view.damaged] == ["seal"]  # the one manifest that verifies is used
 
 
+def test_a_damaged_meta_of_an_open_run_is_rebuilt_from_the_experiment_index(pop: Populated) -> None:
+    pop.flip(pop.key_of["run meta"], 20)
+    with pytest.warns(DamagedRunWarning, match="meta"):
+        view = pop.store.get_run(pop.open)
+    assert view.params == {"p": "1"} and set(view.artifacts) == {"a.txt", "b.txt"} and view.run_name == ""
+    assert [d.key for d in view.damaged] == [pop.key_of["run meta"]]
+
+
 def test_listings_skip_an_unreadable_run_with_a_warning_naming_it(pop: Populated) -> None:
     pop.flip(pop.key_of["run meta"], 20)
+    pop.flip(pop.key_of["experiment index"], 20)  # nothing else says what the run is
     with pytest.warns(DamagedRunWarning, match=f"run {pop.open} is skipped"):
         views = pop.store.search_runs(None)
     assert [v.run_id for v in views] == [pop.sealed]
@@ -223,9 +263,22 @@ def test_a_run_that_cannot_be_read_can_still_be_deleted(pop: Populated) -> None:
 
     pop.flip(pop.key_of["file artifact record"], 25)
     pop.flip(pop.key_of["run meta"], 20)
+    pop.flip(pop.key_of["experiment index"], 20)
     assert not collect_garbage(pop.store.backend, grace=0).ok
     r = CliRunner().invoke(cli, ["delete-run", pop.open, "--reason", "damaged", "--store", str(pop.root)])
     assert r.exit_code == 0 and "cannot be read" in r.stderr
     r = CliRunner().invoke(cli, ["delete-run", pop.sealed, "--store", str(pop.root)])
     assert r.exit_code == 0, r.output
     assert collect_garbage(pop.store.backend, grace=0).ok
+
+
+def test_verify_command_notes_records_without_their_own_check(pop: Populated) -> None:
+    r = CliRunner().invoke(cli, ["verify", "--all", "--store", str(pop.root)])
+    assert r.exit_code == 0 and r.stdout.startswith("OK: verified") and r.stderr == ""
+    key = pop.key_of["param"]
+    rec = unpack((pop.root / key).read_bytes())
+    rec.pop(CHECK_FIELD)
+    (pop.root / key).write_bytes(pack(rec))
+    r = CliRunner().invoke(cli, ["verify", "--all", "--store", str(pop.root)])
+    assert r.exit_code == 0 and r.stdout.startswith("OK: verified")
+    assert "note: 1 record(s) were written by an older casstore" in r.stderr

@@ -55,26 +55,34 @@ def _raw_keys(backend: S3Backend) -> list[str]:
 # ---- the open-time probe -------------------------------------------------------------------
 
 
-def test_opening_probes_conditional_writes_and_leaves_nothing(s3_url: str) -> None:
-    backend = open_backend(s3_url)
+def test_opening_sends_no_write_and_the_first_write_probes_and_leaves_nothing(
+    s3_env: S3Target, s3_proxy: FaultProxy
+) -> None:
+    _loopback_only(s3_env)
+    backend = open_backend(s3_env.fresh_url(), {"endpoint_url": s3_proxy.endpoint_url})
     assert isinstance(backend, S3Backend)
-    assert backend.supports_atomic_create is True
-    assert _raw_keys(backend) == []
     assert list(backend.list()) == []
+    assert s3_proxy.count("PUT") == s3_proxy.count("DELETE") == 0  # opening and reading write nothing
+    assert backend.put_if_absent("runs/r/meta", b"x") is True
+    assert s3_proxy.count("PUT") == 3  # the probe's two conditional writes, then the write
+    assert backend.supports_atomic_create is True
+    assert [k.rsplit("/", 1)[-1] for k in _raw_keys(backend)] == ["meta"]
 
 
 def test_a_service_that_ignores_if_none_match_is_refused(s3_env: S3Target, s3_proxy: FaultProxy) -> None:
     _loopback_only(s3_env)
     s3_proxy.conditions = "ignore"
+    backend = open_backend(s3_env.fresh_url(), {"endpoint_url": s3_proxy.endpoint_url})
+    assert list(backend.list()) == []  # reading needs no conditional write
     with pytest.raises(StoreConfigError, match="ignores conditional writes.*allow_unsafe_create"):
-        open_backend(s3_env.fresh_url(), {"endpoint_url": s3_proxy.endpoint_url})
+        backend.put_if_absent("runs/r/meta", b"x")
 
 
 def test_a_service_that_rejects_if_none_match_is_refused(s3_env: S3Target, s3_proxy: FaultProxy) -> None:
     _loopback_only(s3_env)
     s3_proxy.conditions = "reject"
     with pytest.raises(StoreConfigError, match="does not support conditional writes"):
-        open_backend(s3_env.fresh_url(), {"endpoint_url": s3_proxy.endpoint_url})
+        open_backend(s3_env.fresh_url(), {"endpoint_url": s3_proxy.endpoint_url}).put_blob("chunks/aa/x", b"x")
 
 
 @pytest.mark.parametrize("how", ["storage_options", "url", "env"])
@@ -161,7 +169,7 @@ def test_bad_urls_and_options_are_refused_clearly(url: str, opts: dict[str, obje
 def test_a_missing_bucket_says_so(s3_env: S3Target) -> None:
     _loopback_only(s3_env)
     with pytest.raises(StoreUnavailableError, match="bucket 'no-such-bucket-here' does not exist"):
-        open_backend("s3://no-such-bucket-here/p")
+        list(open_backend("s3://no-such-bucket-here/p").list())  # opening sends nothing: the first request says
 
 
 def test_missing_credentials_say_how_to_provide_them(s3_env: S3Target, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,7 +180,7 @@ def test_missing_credentials_say_how_to_provide_them(s3_env: S3Target, monkeypat
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(StoreUnavailableError, match="no AWS credentials found.*AWS_ACCESS_KEY_ID"):
-        open_backend(s3_env.fresh_url(), {"skip_instance_cache": True})
+        list(open_backend(s3_env.fresh_url(), {"skip_instance_cache": True}).list())
 
 
 def test_an_unreachable_endpoint_is_reported_after_retries() -> None:
@@ -181,7 +189,7 @@ def test_an_unreachable_endpoint_is_reported_after_retries() -> None:
         port = s.getsockname()[1]  # closed again: nothing listens there
     opts = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "k", "secret": "s", "max_attempts": 2}
     with pytest.raises(StoreUnavailableError, match="after 2 attempts.*AWS_ENDPOINT_URL") as info:
-        open_backend("s3://bucket/p", opts)
+        open_backend("s3://bucket/p", opts).exists("casstore.json")
     assert isinstance(info.value, OSError)
 
 

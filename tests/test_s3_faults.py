@@ -126,7 +126,7 @@ def test_a_writer_killed_midway_leaves_whole_objects_and_a_rerun_completes(
     run_id = store.create_run(store.get_or_create_experiment("killed")).run_id
     data = _random_file(tmp_path / "weights.bin", 10 << 20, seed=3)
     s3_proxy.reset_counts()
-    s3_proxy.forward_limit = 4  # the writer stalls, retrying, after a few chunks: kill it there
+    s3_proxy.forward_limit = 6  # the writer's probe (two PUTs) and a few chunks, then it stalls, retrying: kill it there
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD, url, s3_proxy.endpoint_url, run_id, str(tmp_path / "weights.bin")],

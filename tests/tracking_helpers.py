@@ -71,3 +71,12 @@ def corrupt_artifact(store: object, run_id: str, path: str, at: int = 0) -> None
     data = bytearray(target.read_bytes())
     data[at] ^= 0x01
     target.write_bytes(bytes(data))
+
+
+def old_store(path: Path, version: int = 3) -> str:
+    """A new local store of an older format version, as an older casstore made it."""
+    from casstore.objects.config import CONFIG_KEY, StoreConfig
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / CONFIG_KEY).write_bytes(StoreConfig(version=version).to_json())
+    return str(path)

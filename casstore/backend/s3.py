@@ -8,11 +8,12 @@ the standard AWS configuration (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``,
 Create-if-absent is S3's conditional write, ``PutObject`` with ``If-None-Match: *``:
 the service decides atomically, so racing writers on any number of machines get
 exactly one winner. Some S3-compatible services ignore the condition; the store is
-probed once when it is opened (a probe object is written twice under
-``<prefix>/.casstore-probe/``; the second write must be refused) and a store whose
-service does not honour it is refused with :class:`StoreConfigError`, unless the
-caller opts into the weaker mode (``allow_unsafe_create``), where
-``supports_atomic_create`` is false.
+probed once, before this process first writes to it (a probe object is written twice
+under ``<prefix>/.casstore-probe/``; the second write must be refused), and a store
+whose service does not honour it is refused with :class:`StoreConfigError`, unless
+the caller opts into the weaker mode (``allow_unsafe_create``), where
+``supports_atomic_create`` is false. Opening a store and reading it send no write, so
+listing, searching, showing and verifying work with read-only credentials.
 
 Transient failures (5xx, throttling, timeouts, dropped connections) are retried with
 exponential backoff and full jitter; 403, 404 and 412 never are. botocore's own
@@ -58,7 +59,7 @@ __all__ = ["S3Backend", "PROBE_DIR"]
 
 T = TypeVar("T")
 
-#: where the open-time probe writes, under the store's prefix
+#: where the probe before the first write writes, under the store's prefix
 PROBE_DIR = ".casstore-probe"
 DEFAULT_CONCURRENCY = 16
 DEFAULT_MAX_ATTEMPTS = 8
@@ -212,7 +213,6 @@ class S3Backend(Backend):
     S3Backend('s3://my-bucket/team/store')
     """
 
-    supports_atomic_create = True
     #: S3 acknowledges a PUT once the object is stored redundantly
     durable = True
     #: a PUT is atomic: an object is seen whole or not at all
@@ -252,8 +252,21 @@ class S3Backend(Backend):
         self._fs = self._make_fs(dict(opts))
         self._pid = os.getpid()
         self._allow_unsafe = allow_unsafe
-        self._probe_pending = False
-        self._probe(deferrable=True)
+        self._atomic = True
+        #: probed before the first write, never at open: a reader sends no write
+        self._probe_pending = True
+        self._probe_lock = threading.Lock()
+
+    @property
+    def supports_atomic_create(self) -> bool:
+        """Whether create-if-absent is atomic here: asking probes the service (a write) if
+        this process has not yet."""
+        self._require_writable()
+        return self._atomic
+
+    @supports_atomic_create.setter
+    def supports_atomic_create(self, value: bool) -> None:
+        self._atomic = value
 
     # ---- setup -------------------------------------------------------------------
 
@@ -264,6 +277,7 @@ class S3Backend(Backend):
         if self._pid != os.getpid():
             self._fs = self._make_fs(dict(self._fs_options))
             self._pid = os.getpid()
+            self._probe_lock = threading.Lock()  # another thread may have held it at the fork
         return self._fs
 
     def _make_fs(self, opts: dict[str, Any]) -> Any:
@@ -303,24 +317,17 @@ class S3Backend(Backend):
                 fs = _FILESYSTEMS.setdefault(key, fs)
         return fs
 
-    def _probe(self, *, deferrable: bool) -> None:
-        token = (self._fs_key, self.bucket, self.prefix)
+    def _probe(self) -> None:
+        token = (self._fs_key, self.bucket, self.prefix)  # the client's options and environment
         with _PROBE_LOCK:
             outcome = _PROBED.get(token)
         if outcome is None:
-            try:
-                outcome = self._sync(self._probe_async)
-            except StoreUnavailableError as e:
-                if not deferrable or _error_code(e.__cause__ or e)[0] not in _DENIED_CODES:
-                    raise
-                # read-only credentials: reading works; probe again before the first write
-                self._probe_pending = True
-                return
+            outcome = self._sync(self._probe_async)  # read-only credentials: AccessDenied, probed again next write
             with _PROBE_LOCK:
                 _PROBED[token] = outcome
         self._probe_pending = False
         if outcome == _HONOURED:
-            self.supports_atomic_create = True
+            self._atomic = True
             return
         if not self._allow_unsafe:
             what = "ignores" if outcome == _IGNORED else "does not support"
@@ -331,7 +338,7 @@ class S3Backend(Backend):
                 "accept last-writer-wins for racing writers with allow_unsafe_create=true (storage_options, "
                 "URL query ?allow_unsafe_create=true, or CASSTORE_S3_ALLOW_UNSAFE_CREATE=1)."
             )
-        self.supports_atomic_create = False  # creates check, then write (no If-None-Match)
+        self._atomic = False  # creates check, then write (no If-None-Match)
 
     async def _probe_async(self) -> str:
         key = f"{PROBE_DIR}/{uuid.uuid4().hex}"
@@ -360,7 +367,9 @@ class S3Backend(Backend):
 
     def _require_writable(self) -> None:
         if self._probe_pending:
-            self._probe(deferrable=False)
+            with self._probe_lock:  # writer threads wait for one probe
+                if self._probe_pending:
+                    self._probe()
 
     # ---- plumbing ----------------------------------------------------------------
 
@@ -579,7 +588,7 @@ class S3Backend(Backend):
 
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         self._require_writable()
-        if self.supports_atomic_create:
+        if self._atomic:
             return self._sync(self._create_async, key, data, exact=True)
         # weaker mode (explicitly allowed): check, then write
         if self._exists(key):
@@ -591,11 +600,11 @@ class S3Backend(Backend):
         self._require_writable()
         body = data if isinstance(data, bytes) else bytes(data)
         for _ in range(3):
-            if self.supports_atomic_create and self._sync(self._create_async, key, body, exact=False):
+            if self._atomic and self._sync(self._create_async, key, body, exact=False):
                 return True
             size = self._stored_size(key)  # one HEAD: whether it is there, and its length
             if size is None:
-                if not self.supports_atomic_create:  # weaker mode (explicitly allowed): check, then write
+                if not self._atomic:  # weaker mode (explicitly allowed): check, then write
                     self._sync(self._put_async, key, body)
                     return True
                 continue  # deleted since the create was refused (garbage collection): create it anew

@@ -58,8 +58,8 @@ def run_dict(view: Any, experiment_name: str | None = None) -> dict[str, Any]:
         "params": dict(view.params),
         "metrics": dict(view.metrics),
         "tags": dict(view.tags),
-        "artifacts": len(view.artifacts),
-        "artifact_bytes": sum(a.size for a in view.artifacts.values()),
+        "artifacts": view.artifact_count,
+        "artifact_bytes": view.artifact_bytes,
         "models": {name: ref.digest for name, ref in view.models.items()},
     }
 

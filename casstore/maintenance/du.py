@@ -121,7 +121,14 @@ def disk_usage(
 
     # list the stored chunks meanwhile (it waits on the disk or the network, not the CPU)
     lister = ThreadPoolExecutor(1, thread_name_prefix="casstore-du-list")
-    chunk_listing = lister.submit(lambda: list(layout.stored(backend, "chunks")))
+    objects = runs.objects
+    # every stored chunk: loose, and in a packs store in packs too
+    chunk_listing = lister.submit(lambda: list(objects.iter_chunks()))
+
+    def chunk_size(d: str) -> int:
+        loc = objects.packs.get(d) if objects.packs is not None else None
+        return loc.length if loc is not None else backend.info(layout.chunk_key(d)).size
+
     lister.shutdown(wait=False)
 
     # every live run's bindings: needed for exclusivity even when only some are shown
@@ -173,7 +180,7 @@ def disk_usage(
                 n = sizes.get(d)
                 if n is None:  # a file of a registered model only: its chunk says how long
                     try:
-                        n = backend.info(layout.chunk_key(d)).size
+                        n = chunk_size(d)
                     except CasstoreError:
                         continue
                 file_chunks[d] = [(d, n)]
@@ -250,7 +257,7 @@ def disk_usage(
         n = chunk_len.get(c)
         if n is None:
             try:
-                n = backend.info(layout.chunk_key(c)).size
+                n = chunk_size(c)
             except CasstoreError:
                 n = 0
         stored += n

@@ -20,12 +20,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from blake3 import blake3
 
 from casstore.backend.base import Backend
 from casstore.exceptions import CasstoreError, CorruptRecordError, ObjectNotFoundError
-from casstore.objects.layout import CONTENT_KINDS, HINTS, ContentLayout
+from casstore.objects.layout import CONTENT_KINDS, HINTS, PACKS, ContentLayout
 from casstore.objects.recipes import Recipe
 
 __all__ = [
@@ -49,9 +50,12 @@ __all__ = [
 DIGEST_BYTES_RE = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
 # top-level prefixes that hold no references to content
-_NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstore.json", "wal")
-# per-run record kinds that hold no references to content (values are user strings or numbers)
-_RUN_KINDS_WITHOUT_REFS = frozenset({"meta", "params", "tags", "metrics", "seal", "deleted", "dirs"})
+_NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstore.json", "wal", "packs", "index")
+# per-run record kinds that hold no references to content (values are user strings or numbers);
+# a seal of version 4 holds the run's manifest, so seals are read as roots
+_RUN_KINDS_WITHOUT_REFS = frozenset({"meta", "params", "tags", "metrics", "deleted", "dirs"})
+#: version 4's batch records (``batch-<n>``): params, tags and metric points, no references
+_BATCH_KIND = "batch-"
 
 Progress = Callable[[int], None]
 
@@ -102,7 +106,8 @@ class RunKeys:
 
     def reference_keys(self) -> list[str]:
         """Keys of this run's records that may reference content."""
-        return [k for kind, keys in self.by_kind.items() if kind not in _RUN_KINDS_WITHOUT_REFS for k in keys]
+        return [k for kind, keys in self.by_kind.items()
+                if kind not in _RUN_KINDS_WITHOUT_REFS and not kind.startswith(_BATCH_KIND) for k in keys]
 
 
 @dataclass
@@ -113,6 +118,7 @@ class StoreScan:
     runs: dict[str, RunKeys]
     other_roots: list[str]  # registry records and unknown prefixes
     hints: list[str] = field(default_factory=list)  # similarity hints (not roots: they keep nothing)
+    packs: set[str] = field(default_factory=set)  # packs (a store of the packs layout)
 
     def live_runs(self) -> list[RunKeys]:
         return [r for r in self.runs.values() if not r.deleted]
@@ -133,6 +139,7 @@ def scan_store(backend: Backend, layout: ContentLayout) -> StoreScan:
     runs: dict[str, RunKeys] = {}
     other: list[str] = []
     hints: list[str] = []
+    packs: set[str] = set()
     for key in backend.list(""):
         if key.startswith(".") or "/." in key:
             continue  # not a casstore object (no key part may start with '.')
@@ -152,10 +159,15 @@ def scan_store(backend: Backend, layout: ContentLayout) -> StoreScan:
         if top == HINTS:
             hints.append(key)
             continue
+        if top == PACKS:
+            parsed = layout.parse(key)
+            if parsed is not None:
+                packs.add(parsed[1])
+            continue
         if top in _NON_ROOT_PREFIXES:
             continue
         other.append(key)
-    return StoreScan(content, runs, other, hints)
+    return StoreScan(content, runs, other, hints, packs)
 
 
 def list_content(backend: Backend, layout: ContentLayout) -> dict[str, set[str]]:
@@ -211,13 +223,24 @@ def _read_root(key: str, data: bytes, roots: Roots) -> None:
 
     parts = key.split("/")
     kind = parts[2] if parts[0] == "runs" and len(parts) > 3 else ""
+    if parts[0] == "runs" and len(parts) in (3, 4) and parts[2] in ("seal", "seals"):
+        kind = "seal"
     who = _who(key)
     try:
+        man: dict[str, Any] | None = None
         if kind == "manifests":
             actual = blake3(data).hexdigest()
             if actual != parts[3]:
                 raise CorruptRecordError(f"manifest {key} hashes to {actual}, not to the digest that names it")
             man = decode_record(data, f"manifest {key}")
+        elif kind == "seal":  # checks itself; version 4's holds the manifest its digest names
+            seal = decode_record(data, f"record {key}")
+            held = seal.get("manifest")
+            if held is not None:
+                if not isinstance(held, bytes) or blake3(held).hexdigest() != seal.get("digest"):
+                    raise CorruptRecordError(f"record {key}: the manifest it holds does not hash to its digest")
+                man = decode_record(held, f"manifest in {key}")
+        if man is not None:
             for path, a in field_of(man, "artifacts", "dict", key).items():
                 if not isinstance(a, dict) or not isinstance(a.get("digest"), str):
                     raise CorruptRecordError(f"manifest {key}: artifact {path!r} is malformed")
@@ -309,14 +332,18 @@ def closure(
     live["files"] = (pending & present["files"]) | (extra_files & present["files"])
     # a live file digest with no recipe is a file of one chunk: that chunk is the file
     chunks = (pending | extra_chunks) & present["chunks"]
+    # referenced objects the listing did not show: created since (a writer publishes a
+    # record after its content), or missing; asked again below
+    unlisted: list[tuple[list[str], Blocker]] = []
     if blockers is not None:
         for d, who in sorted(models_needed.items()):
             if d not in present["models"]:
-                blockers.append(Blocker(layout.model_key(d), "the model entry is not in the store", who))
+                unlisted.append(([layout.model_key(d)], Blocker(layout.model_key(d), "the model entry is not in the store", who)))
         for d, who in sorted(files_needed.items()):
             if d not in present["files"] and d not in present["chunks"]:
-                blockers.append(Blocker(layout.recipe_key(d), "the file's recipe is missing (and it is no stored "
-                                        "chunk): which chunks it needs is unknown", who))
+                unlisted.append(([layout.recipe_key(d), layout.chunk_key(d)], Blocker(
+                    layout.recipe_key(d), "the file's recipe is missing (and it is no stored chunk): which chunks "
+                    "it needs is unknown", who)))
     keys = [layout.recipe_key(d) for d in sorted(live["files"])]
     for key, data in read_many(backend, keys, progress):
         if data is None:
@@ -327,7 +354,19 @@ def closure(
         chunks.update(d for d, _n in listed)
         if blockers is not None:
             who = files_needed.get(key.rsplit("/", 1)[-1], "a live file")
-            _prove_recipe(key, data, listed, present["chunks"], blockers, who)
+            try:
+                Recipe.decode(data, f"recipe {key}")
+            except CorruptRecordError as e:
+                blockers.append(Blocker(key, f"{e}: which chunks the file needs is not known for certain", who))
+                continue
+            for d, _n in listed:
+                if d not in present["chunks"]:
+                    unlisted.append(([layout.chunk_key(d)], Blocker(
+                        key, f"the recipe lists chunk {d}, which the store does not hold: it may be damaged", who)))
+    if blockers is not None and unlisted:
+        flat = [k for ks, _b in unlisted for k in ks]
+        there = dict(zip(flat, backend.exists_many(flat)))
+        blockers.extend(b for ks, b in unlisted if not any(there[k] for k in ks))
     live["chunks"] = chunks & present["chunks"]
     return live
 
@@ -352,17 +391,3 @@ def _prove_model(key: str, data: bytes, models_needed: dict[str, str],
                 files_needed.setdefault(f["digest"], f"{who} file {rel}")
     except CorruptRecordError as e:
         blockers.append(Blocker(key, str(e), who))
-
-
-def _prove_recipe(key: str, data: bytes, listed: list[tuple[str, int]], chunks: set[str],
-                  blockers: list[Blocker], who: str) -> None:
-    """A live recipe must decode and every chunk it lists must be stored."""
-    try:
-        Recipe.decode(data, f"recipe {key}")
-    except CorruptRecordError as e:
-        blockers.append(Blocker(key, f"{e}: which chunks the file needs is not known for certain", who))
-        return
-    missing = [d for d, _n in listed if d not in chunks]
-    if missing:
-        blockers.append(Blocker(key, f"the recipe lists {len(missing)} chunk(s) the store does not hold "
-                                f"(first {missing[0]}): it may be damaged", who))

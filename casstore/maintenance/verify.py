@@ -166,19 +166,50 @@ class _Checker:
         self.tick("hashing chunks", 0, len(digests))
         keys = [self.layout.chunk_key(d) for d in digests]
         with ThreadPoolExecutor(_workers(self.backend), thread_name_prefix="casstore-verify") as pool:
-            for d, key, res in zip(digests, keys, pool.map(lambda k: _hash_object(self.backend, k), keys)):
+            for d, key, res in zip(digests, keys, pool.map(self._hash_chunk, digests)):
                 self.tick("hashing chunks", 1)
                 self.checked["chunks"] += 1
                 if res is None:
                     self.bad["chunks"].add(d)
                     self.problem(key, "missing", "the chunk is missing")
                     continue
-                actual, size = res
+                actual, size, where = res
                 self.checked["bytes"] += size
                 self.chunk_size[d] = size
                 if actual != d:
                     self.bad["chunks"].add(d)
-                    self.problem(key, "corrupt", f"its bytes hash to {actual}, not to the digest that names it")
+                    self.problem(key, "corrupt", f"its bytes{where} hash to {actual}, not to the digest that names it")
+
+    def check_pack_indexes(self) -> None:
+        """Each index object of a packed store, as stored (not a local cache): its bytes
+        must hash to its name and decode; one that does not is named (readers skip it and
+        read the packs' own headers)."""
+        from casstore.objects.packs import INDEX_PREFIX, decode_index
+
+        keys = sorted(self.backend.list(INDEX_PREFIX))
+        for key, data in read_many(self.backend, keys):
+            if data is None:
+                continue
+            actual = blake3(data).hexdigest()
+            if actual != key[len(INDEX_PREFIX):]:
+                self.problem(key, "corrupt", f"its bytes hash to {actual}, not to the digest that names it")
+                continue
+            try:
+                decode_index(data, key)
+            except CorruptRecordError as e:
+                self.problem(key, "corrupt", str(e))
+
+    def _hash_chunk(self, digest: str) -> tuple[str, int, str] | None:
+        """``(BLAKE3, size, where)`` of the chunk as stored (loose, or in a pack: ``where``
+        names the pack and the bytes), None if missing."""
+        if self.runs.objects.packs is None:
+            found = _hash_object(self.backend, self.layout.chunk_key(digest))
+            return None if found is None else (*found, "")
+        try:
+            where, data = self.runs.objects.stored_chunk(digest)
+        except ObjectNotFoundError:
+            return None
+        return blake3(data).hexdigest(), len(data), "" if where.startswith("chunks/") else f" (in {where})"
 
     def _read_recipe(self, d: str, key: str, data: bytes | None) -> Recipe | None:
         self.checked["files"] += 1
@@ -249,14 +280,15 @@ class _Checker:
         for c, n in recipe.chunks:
             ckey = self.layout.chunk_key(c)
             try:
-                data = self.backend.get(ckey)
+                where, data = self.runs.objects.stored_chunk(c)
+                where = "" if where.startswith("chunks/") else f" (in {where})"
             except ObjectNotFoundError:
                 found.append((ckey, "missing", "the chunk is missing"))
                 return found, counts
             if c not in self.chunk_size:
                 actual = blake3(data).hexdigest()
                 if actual != c:
-                    found.append((ckey, "corrupt", f"its bytes hash to {actual}, not to the digest that names it"))
+                    found.append((ckey, "corrupt", f"its bytes{where} hash to {actual}, not to the digest that names it"))
                     return found, counts
                 self.chunk_size[c] = len(data)
                 counts["chunks"] += 1
@@ -375,6 +407,21 @@ class _Checker:
             seals = self.runs.seal_history(run_id)
         except CorruptRecordError:
             return  # a damaged seal: named by the check of the run's records
+        if self.runs.batched:  # the manifest objects beside the seals that hold them: what audits hash
+            for seal in seals:
+                key = layout.manifest_key(run_id, str(seal["digest"]))
+                try:
+                    data = self.backend.get(key)
+                except ObjectNotFoundError as e:
+                    if "manifest" in seal:  # a version-4 end writes it before its seal
+                        self.problem(key, "missing", str(e), [who])
+                    continue
+                except CasstoreError as e:
+                    self.problem(key, "unreadable", str(e), [who])
+                    continue
+                if blake3(data).hexdigest() != seal["digest"]:
+                    self.problem(key, "corrupt", f"its bytes hash to {blake3(data).hexdigest()}, not to the digest "
+                                 "that names it (the seal's copy verifies)", [who])
         for before, seal in zip(seals, seals[1:]):
             key = layout.manifest_key(run_id, str(seal["digest"]))
             try:
@@ -538,6 +585,9 @@ def verify_store(
     if run_ids is None:
         c.tick("listing")
         content = list_content(runs.backend, layout)
+        if runs.objects.packs is not None:
+            content["chunks"] |= set(runs.objects.iter_chunks())
+            c.check_pack_indexes()
         if deep:
             c.check_files_deep(sorted(content["files"]))
             c.hash_chunks(sorted(content["chunks"] - set(c.chunk_size) - c.bad["chunks"]))
@@ -564,7 +614,10 @@ def verify_store(
         with_recipe = {f for f, ok in zip(ordered, runs.backend.exists_many([layout.recipe_key(f) for f in ordered])) if ok}
         c.check_files_deep(sorted(with_recipe))
         rest = sorted(files - with_recipe)
-        one_chunk = {f for f, ok in zip(rest, runs.backend.exists_many([layout.chunk_key(f) for f in rest])) if ok}
+        if runs.objects.packs is not None:
+            one_chunk = set(rest) - set(runs.objects.missing_files(rest))
+        else:
+            one_chunk = {f for f, ok in zip(rest, runs.backend.exists_many([layout.chunk_key(f) for f in rest])) if ok}
         c.hash_chunks(sorted(one_chunk - set(c.chunk_size) - c.bad["chunks"]))
         c.check_one_chunk_files(sorted(one_chunk))
         present_files = with_recipe | one_chunk

@@ -19,12 +19,16 @@ path, no file bound at a directory it makes, whose marker it then creates.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+import random
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import Any, Protocol, TypeVar
 
 from casstore._paths import clean_artifact_path
 from casstore.exceptions import (
@@ -36,20 +40,25 @@ from casstore.exceptions import (
     LocalFileError,
     ObjectNotFoundError,
     RunStateError,
+    StoreFullError,
+    StoreUnavailableError,
 )
-from casstore.backend.base import Backend
+from casstore.backend.base import Backend, recording_creations
 from casstore.objects import ObjectStore, Stored
-from casstore.objects.codec import pack
+from casstore.objects.codec import pack, pack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout
+from casstore.runs.batches import BATCHED_FROM, Batch, Folded, batch_key, batch_number, batches_prefix, decode_batch, fold
 from casstore.runs.claims import PathClaims, directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
 from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, RunView, decode_record, encode_record
-from casstore.runs.state import INPUT_FIELDS, check_input, manifest_of, read_live_state
+from casstore.runs.state import INPUT_FIELDS, RunState, check_input, get_many, manifest_of, read_live_state
 from casstore.runs.wal import WalDir, WalWriter
 
 __all__ = ["RunHandle", "RunOwner", "RUN_STATUSES"]
+
+_PARAM_HINT = "Params are immutable within a run: log the new value under another key, or start a new run."
 
 #: statuses a run can be sealed with (MLflow's terminal statuses)
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -65,6 +74,57 @@ _READ_AGAIN = object()  # stands for content let go after hashing, to be read ag
 #: a batch of more new paths than this lists the run's directory markers once instead of
 #: asking for the marker at each path
 LIST_MARKERS_OVER = 16
+#: tries at numbering a batch before giving up (each lost race means another writer's
+#: batch landed first; the registry's numbering allows as many)
+BATCH_ATTEMPTS = 200
+
+
+T = TypeVar("T")
+#: an object whose mtime is less than this past the mtime it was created with was not touched since
+_UNCHANGED = 0.0005
+
+
+def _all_or_none(futures: list[Future[T]]) -> list[T]:
+    """The results of ``futures``; at the first failure, those not started are cancelled and
+    the running ones awaited (so nothing is written after the caller cleans up), then the
+    first error is raised."""
+    _done, running = wait(futures, return_when=FIRST_EXCEPTION)
+    for f in running:
+        f.cancel()
+    wait(running)
+    for f in futures:
+        if not f.cancelled() and f.exception() is not None:
+            raise f.exception()  # type: ignore[misc]
+    return [f.result() for f in futures]
+
+
+def _local_sizes(paths: list[str]) -> int:
+    total = 0
+    for p in paths:
+        try:
+            total += os.stat(p).st_size
+        except OSError:
+            pass
+    return total
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def _full_store(url: str, e: StoreFullError, needed: int, files: int, freed: int, free: int | None) -> StoreFullError:
+    """The error of a log that found the store full: what was needed, what is free, what was
+    removed, and how to make room."""
+    have = f", and {_mib(free)} are free" if free is not None else ""
+    why = "its disk quota is used up" if "quota" in str(e) else "no space is left on its device"
+    return StoreFullError(
+        f"the store {url} is full ({why}): logging {files} file(s) needs up to {_mib(needed)} (less what the store "
+        f"already holds){have}. What this log had written ({_mib(freed)}) was removed again. To make room: delete "
+        "runs you no longer need (`casstore delete-run`) and run `casstore gc`, which frees their data after the "
+        "grace period, or at once with `casstore gc --no-writers` while no one writes to the store; or give the "
+        "store more space. Then log again.",
+        needed=needed, free=free,
+    )
 
 
 class RunOwner(Protocol):
@@ -91,7 +151,10 @@ class RunOwner(Protocol):
 
     def put_model_entry(self, entry: dict[str, Any]) -> str: ...
 
-    def _flush_local(self, run_id: str) -> None: ...
+    def _flush_local(self, run_id: str, but: RunHandle | None = None) -> None: ...
+
+    def publish_summary(self, run_id: str, state: RunState, status: str, end_time: int, digest: str,
+                        generation: int = 0) -> None: ...
 
 
 class RunHandle:
@@ -113,11 +176,22 @@ class RunHandle:
         self._known_lock = threading.Lock()
         self._digest: str | None = None
         self._claims = store.path_claims(run_id)
+        #: version 4: params, tags and metrics go in numbered batch records (runs/batches.py)
+        self._batched = store.objects.config.version >= BATCHED_FROM
+        self._batches: dict[int, Batch] = {}  # immutable: each read at most once
+        self._batch_lock = threading.Lock()
         self._wal: WalWriter | None = None  # this handle's metric log, opened at its first point
         register_flushable(self)
 
     def __repr__(self) -> str:
         return f"RunHandle({self.run_id!r}, store={self.store.url!r})"
+
+    def initial_view(self) -> RunView:
+        """The run as it was created (its meta and tags), without reading the store."""
+        tags = dict(self.meta.get("tags") or {})
+        name = tags.get("mlflow.runName") or str(self.meta.get("run_name") or "")
+        return RunView(self.run_id, name, self.experiment_id, "RUNNING", int(self.meta["start_time"]), None, None,
+                       False, False, {}, tags, {}, {}, {})
 
     # ---- state -------------------------------------------------------------------
 
@@ -291,8 +365,9 @@ class RunHandle:
                 content = bytes(data)
                 stored, inline = Stored(hash_bytes(content), len(content)), content
             else:
-                stored, inline = self._objects.put_bytes(data), None
-                self._objects.flush()
+                with self._storing(lambda: len(data), 1):
+                    stored, inline = self._objects.put_bytes(data), None
+                    self._objects.flush()
             self._settle_paths(new, [path], seen)
         except BaseException:
             self._claims.release(new)
@@ -366,18 +441,23 @@ class RunHandle:
         binding: set[str] = set()  # paths whose binding was tried: their claims stay
         pool = ThreadPoolExecutor(min(workers, n), thread_name_prefix="casstore-log") if n >= 8 and workers > 1 else None
         try:
-            results = pool.map(self._objects.put_or_read, locals_, [inline_max] * n, [progress] * n) if pool else (
-                self._objects.put_or_read(p, inline_max, progress) for p in locals_)
             stored: list[tuple[Stored, object]] = []
-            held = 0
-            for done, data in results:
-                kept: object = data
-                if data is not None:
-                    held += len(data)
-                    if held > INLINE_HELD_MAX:
-                        kept = _READ_AGAIN  # hashed already: read again when bound
-                stored.append((done, kept))
-            self._objects.flush()
+            with self._storing(lambda: _local_sizes(locals_), n):
+                if pool:  # each task in a copy of this context: the objects it creates are recorded
+                    results: Iterable[tuple[Stored, bytes | None]] = _all_or_none([
+                        pool.submit(contextvars.copy_context().run, self._objects.put_or_read, p, inline_max, progress)
+                        for p in locals_])
+                else:
+                    results = (self._objects.put_or_read(p, inline_max, progress) for p in locals_)
+                held = 0
+                for done, data in results:
+                    kept: object = data
+                    if data is not None:
+                        held += len(data)
+                        if held > INLINE_HELD_MAX:
+                            kept = _READ_AGAIN  # hashed already: read again when bound
+                    stored.append((done, kept))
+                self._objects.flush()
             self._settle_paths(new, paths)
             errors: list[CasstoreError] = []
 
@@ -410,6 +490,37 @@ class RunHandle:
             self._check_in_seal("artifacts", paths)
         return [b for b in bound if b is not None]
 
+    @contextlib.contextmanager
+    def _storing(self, needed: Callable[[], int], files: int) -> Iterator[None]:
+        """Store content for a log: if it fails, remove the objects this call alone created
+        (nothing references them yet) and, for a full store, say how much was needed."""
+        with recording_creations() as created:
+            try:
+                yield
+            except BaseException as e:
+                freed = self._remove_created(created)
+                if isinstance(e, StoreFullError):
+                    raise _full_store(self.store.url, e, needed(), files, freed, self._backend.free_bytes()) from e
+                raise
+
+    def _remove_created(self, created: list[tuple[str, float]]) -> int:
+        """Remove the objects of ``created`` that no one reused since (their mtime unchanged:
+        a writer that deduplicates touches what it reuses, moving its mtime, see gc's protocol);
+        referrers (hints, recipes) before chunks. Only where the check and the delete are one
+        step (``exact_stale_delete``); elsewhere gc collects them. Returns the bytes freed."""
+        if not getattr(self._backend, "exact_stale_delete", False):
+            return 0
+        order = {"hints": 0, "files": 1, "models": 2}
+        freed = 0
+        for key, mtime in sorted(created, key=lambda c: order.get(c[0].split("/", 1)[0], 3)):
+            try:
+                size = self._backend.info(key).size
+                if self._backend.delete_if_stale(key, mtime + _UNCHANGED):
+                    freed += size
+            except CasstoreError:
+                continue  # gone, or unreadable: gc settles it
+        return freed
+
     # ---- models ------------------------------------------------------------------
 
     def add_model(self, name: str, entry: dict[str, Any]) -> str:
@@ -441,26 +552,115 @@ class RunHandle:
 
     def log_param(self, key: str, value: str) -> None:
         """Bind a param; the same value again is a no-op, a different one raises."""
-        key = check_name("param", key)
-        value = str(value)
-        self._check_open()
-        self._bind(
-            layout.param_key(self.run_id, key), {"v": RECORD_VERSION, "key": key, "value": value},
-            "value", f"param {key!r} of run {self.run_id}",
-            "Params are immutable within a run: log the new value under another key, or start a new run.",
-        )
-        self._check_in_seal("params", [key])
+        self.log_batch(params={key: value})
 
     def set_tag(self, key: str, value: str) -> None:
         """Set a tag (tags may change while the run is open; the latest value wins)."""
-        key = check_name("tag", key)
-        value = str(value)
+        self.log_batch(tags={key: value})
+
+    def log_batch(self, params: Mapping[str, object] | None = None, tags: Mapping[str, object] | None = None,
+                  metrics: Iterable[tuple[str, float, int, int | None]] = ()) -> None:
+        """Bind params, set tags and record metric points ``(key, value, step, timestamp_ms)``
+        at once, with one check that the run is open. In a version-4 store it is one batch
+        record (metric points included); before, one record per param and tag (the points
+        are buffered). A param bound before to another value raises
+        :class:`ImmutableArtifactError` and, in a version-4 store, nothing is written."""
+        ps = {check_name("param", k): str(v) for k, v in (params or {}).items()}
+        ts = {check_name("tag", k): str(v) for k, v in (tags or {}).items()}
+        points = [self._point(k, v, s, t) for k, v, s, t in metrics]
+        if self._digest is not None:
+            raise self._sealed_error()
+        if self._batched:
+            if ps or ts or points:
+                self._append(ps, ts, points)
+            return
         self._check_open()
-        k = layout.tag_key(self.run_id, key)
-        rec = {"v": RECORD_VERSION, "key": key, "value": value, "time": now_ms()}
-        self._backend.put_if_absent(k, encode_record(rec))
-        self._remember(k, rec)
-        self._check_in_seal("tags", [key], {key: value})
+        for key, value in ps.items():
+            self._bind(
+                layout.param_key(self.run_id, key), {"v": RECORD_VERSION, "key": key, "value": value},
+                "value", f"param {key!r} of run {self.run_id}", _PARAM_HINT,
+            )
+        for key, value in ts.items():
+            k = layout.tag_key(self.run_id, key)
+            rec = {"v": RECORD_VERSION, "key": key, "value": value, "time": now_ms()}
+            self._backend.put_if_absent(k, encode_record(rec))
+            self._remember(k, rec)
+        if ps:
+            self._check_in_seal("params", list(ps))
+        if ts:
+            self._check_in_seal("tags", list(ts), ts)
+        for p in points:
+            self._buffer(p)
+
+    # ---- batches (version 4) -------------------------------------------------------
+
+    def _sync_batches(self, keys: Iterable[str]) -> Folded:
+        """Read the batch records among ``keys`` this handle has not read yet; fold them all."""
+        prefix = batches_prefix(self.run_id)
+        listed: dict[int, str] = {}
+        for k in keys:
+            n = batch_number(k) if k.startswith(prefix) else None
+            if n is not None:
+                listed[n] = k
+        want = [n for n in sorted(listed) if n not in self._batches]
+        for n, data in zip(want, get_many(self._backend, [listed[n] for n in want])):
+            if data is None:
+                raise CorruptRecordError(f"batch record {listed[n]} was listed and then vanished; batches are never removed")
+            self._batches[n] = decode_batch(data, listed[n], n)
+        return fold({n: self._batches[n] for n in listed})
+
+    def _refuse_fenced(self, folded: Folded) -> None:
+        if folded.deleted is not None:
+            raise RunStateError(f"run {self.run_id} is deleted; it accepts nothing more")
+        if folded.refuses(self.generation):
+            raise self._sealed_error()
+
+    def _append(self, params: dict[str, str], tags: Mapping[str, str | None], points: list[MetricPoint],
+                logged: tuple[str, int, int] | None = None) -> None:
+        """Write one batch record numbered after every batch there is (list, create
+        ``max + 1``, on a lost race list again). Its params are checked against the batches
+        below it first: a param bound there to another value raises, with nothing written;
+        those bound to the same value are left out. A run fenced (ended or deleted) below
+        the number refuses the batch. ``logged``: the write-ahead log range ``points`` are."""
+        with self._batch_lock:
+            for attempt in range(BATCH_ATTEMPTS):
+                folded = self._sync_batches(self._backend.list(batches_prefix(self.run_id)))
+                self._refuse_fenced(folded)
+                fresh = {}
+                for key, value in params.items():
+                    bound = folded.params.get(key)
+                    if bound is None:
+                        fresh[key] = value
+                    elif bound != value:
+                        raise ImmutableArtifactError(f"param {key!r} of run {self.run_id}", bound, value, _PARAM_HINT)
+                if not fresh and not tags and not points:
+                    return  # bound already, to the same values
+                batch = Batch(folded.top + 1, fresh, list(tags.items()), points, time=now_ms(), g=self.generation,
+                              wal=logged)
+                if self._backend.put_if_absent(batch_key(self.run_id, batch.n), batch.to_bytes()):
+                    self._batches[batch.n] = batch
+                    return
+                time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))  # another writer's batch took it
+        raise StoreUnavailableError(
+            f"run {self.run_id}: could not number a batch record in {BATCH_ATTEMPTS} tries, as many other "
+            "writers logged to the run at once; try again"
+        )
+
+    def fence_deleted(self, reason: str) -> None:
+        """Version 4: append the batch that marks the run deleted (nothing numbered after it
+        counts), unless the run is fenced already."""
+        with self._batch_lock:
+            for attempt in range(BATCH_ATTEMPTS):
+                folded = self._sync_batches(self._backend.list(batches_prefix(self.run_id)))
+                if folded.deleted is not None or folded.refuses(self.generation):
+                    return
+                batch = Batch(folded.top + 1, deleted={"time": now_ms(), "reason": reason}, time=now_ms(),
+                              g=self.generation)
+                if self._backend.put_if_absent(batch_key(self.run_id, batch.n), batch.to_bytes()):
+                    self._batches[batch.n] = batch
+                    return
+                time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))
+        raise StoreUnavailableError(f"run {self.run_id}: could not number the deletion's batch record; try again")
 
     def log_input(self, record: dict[str, Any]) -> None:
         """Record a dataset the run used: ``name``, ``digest``, ``source_type``, ``source``,
@@ -485,6 +685,11 @@ class RunHandle:
         """Delete a tag: a tag record marked ``deleted`` (the latest record wins, so setting the
         tag again brings it back). :class:`ObjectNotFoundError` if the run has no such tag."""
         key = check_name("tag", key)
+        if self._batched:
+            if key not in self.store.get_run(self.run_id, flush=False, warn=False).tags:
+                raise ObjectNotFoundError(f"run {self.run_id} has no tag {key!r} to delete")
+            self._append({}, {key: None}, [])
+            return
         self._check_open()
         if key not in self.store.get_run(self.run_id, flush=False, warn=False).tags:
             raise ObjectNotFoundError(f"run {self.run_id} has no tag {key!r} to delete")
@@ -502,6 +707,21 @@ class RunHandle:
 
     def log_metric(self, key: str, value: float, step: int = 0, timestamp_ms: int | None = None) -> None:
         """Buffer one metric point; it is written with the next batch."""
+        point = self._point(key, value, step, timestamp_ms)
+        if self._digest is not None:
+            raise self._sealed_error()
+        self._buffer(point)
+
+    def _buffer(self, point: MetricPoint) -> None:
+        """Append the point to this handle's write-ahead log, then buffer it."""
+        due = self._metrics.add(point, self._wal_writer())
+        hold(self)
+        if due:
+            self.flush_metrics()
+
+    @staticmethod
+    def _point(key: str, value: float, step: int | None, timestamp_ms: int | None) -> MetricPoint:
+        """A checked metric point (``step`` None is 0, ``timestamp_ms`` None is now)."""
         check_name("metric", key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             try:
@@ -511,14 +731,9 @@ class RunHandle:
                     f"metric {key!r} must be a number, got {type(value).__name__} {value!r}"
                 ) from e
         value = float(value)
-        step = check_whole(step, f"metric {key!r}: step")
+        at = check_whole(0 if step is None else step, f"metric {key!r}: step")
         ts = now_ms() if timestamp_ms is None else check_whole(timestamp_ms, f"metric {key!r}: timestamp (ms)")
-        if self._digest is not None:
-            raise self._sealed_error()
-        due = self._metrics.add((key, value, step, ts), self._wal_writer())
-        hold(self)
-        if due:
-            self.flush_metrics()
+        return (key, value, at, ts)
 
     def _wal_writer(self) -> WalWriter | None:
         with self._known_lock:
@@ -533,6 +748,24 @@ class RunHandle:
             if not points:
                 release(self)
                 return
+            if self._batched:
+                try:
+                    self._append({}, {}, points, self._logged(seqs))
+                except RunStateError:
+                    release(self)
+                    if self._backend.exists(self._seal_key):  # an end here may have taken them from the log
+                        self._check_points_sealed(points)
+                        return
+                    raise RunStateError(
+                        f"run {self.run_id} was ended or deleted while {len(points)} metric point(s) were "
+                        "buffered; they were not recorded. Log them in a new run."
+                    ) from None
+                except BaseException:
+                    self._metrics.put_back(points, seqs)
+                    raise
+                if not len(self._metrics):
+                    release(self)
+                return
             try:
                 if self._digest is not None or self._backend.exists(self._seal_key):
                     raise RunStateError(
@@ -541,8 +774,9 @@ class RunHandle:
                     )
                 key = layout.metric_segment_key(self.run_id)
                 rec: dict[str, Any] = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
-                if self._wal is not None and seqs[0] >= 0:
-                    rec["wal"] = [self._wal.name, seqs[0], seqs[-1]]  # the logged points it carries
+                logged = self._logged(seqs)
+                if logged is not None:
+                    rec["wal"] = list(logged)  # the logged points it carries
                 self._backend.put_if_absent(key, encode_record(rec))
                 if self._digest is None and self._backend.exists(self._seal_key):
                     self._check_points_sealed(points)
@@ -555,6 +789,12 @@ class RunHandle:
             self._remember(key, rec)
             if not len(self._metrics):
                 release(self)
+
+    def _logged(self, seqs: list[int]) -> tuple[str, int, int] | None:
+        """The range of this handle's write-ahead log that points numbered ``seqs`` are."""
+        if self._wal is None or not seqs or seqs[0] < 0:
+            return None
+        return (self._wal.name, seqs[0], seqs[-1])
 
     def _check_points_sealed(self, points: list[MetricPoint]) -> None:
         """The run was sealed while a segment was written: fail unless the seal holds its points."""
@@ -602,6 +842,9 @@ class RunHandle:
             raise InvalidInputError(f"cannot end run {self.run_id} with status {status!r}: use one of {RUN_STATUSES}")
         if self._digest is not None:
             return self._digest
+        if self._batched:  # this handle's points go in the closing batch
+            self.store._flush_local(self.run_id, but=self)
+            return self._end_batched(status)
         try:
             self.flush_metrics()
         except RunStateError:
@@ -643,3 +886,77 @@ class RunHandle:
         self._close_wal()
         return self._digest
 
+
+    def _end_batched(self, status: str) -> str:
+        """Version 4: list the run once, append the closing batch of this generation (with
+        the points still buffered) numbered after every batch, then create the seal, which
+        holds the manifest of what the batches up to the close and the run's other records
+        say. A closing batch already there (an end that stopped before its seal) is completed
+        with its own status and end time; a seal already there is the run's."""
+        with self._write_lock, self._batch_lock:
+            points, seqs = self._metrics.take()
+            release(self)
+            for attempt in range(BATCH_ATTEMPTS):
+                keys = sorted(self._backend.list(layout.run_prefix(self.run_id)))
+                if self._seal_key in keys:
+                    seal = self.store._seal_at(self.run_id, self.generation)
+                    if seal is not None:
+                        self._digest = str(seal["digest"])
+                        if points:  # an end on this machine may have taken them from the log
+                            self._check_points_sealed(points)
+                        self._close_wal()
+                        return self._digest
+                folded = self._sync_batches(keys)
+                if folded.deleted is not None:
+                    raise RunStateError(f"run {self.run_id} is deleted; it cannot be ended")
+                close = folded.closes.get(self.generation)
+                with self._known_lock:
+                    known = dict(self._known)
+                if close is None:
+                    end_time = now_ms()
+                    close = Batch(folded.top + 1, points=points, close={"status": status, "end_time": end_time},
+                                  time=end_time, g=self.generation, wal=self._logged(seqs))
+                    if not self._backend.put_if_absent(batch_key(self.run_id, close.n), close.to_bytes()):
+                        time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))
+                        continue
+                    self._batches[close.n] = close
+                    # no barrier here: on S3 the close is stored before the seal is sent; on a local
+                    # disk a power loss ends every writer, and no handle opens a sealed generation
+                    keys.append(batch_key(self.run_id, close.n))
+                elif points:
+                    self._metrics.put_back(points, seqs)  # not in the close: checked below, after the seal
+                    points = []
+                status, end_time = str(close.close["status"]), int(close.close["end_time"])  # type: ignore[index]
+                # with the logged points no batch carries (dead writers' and live ones' on this machine)
+                state = read_live_state(self._backend, self.run_id, known, keys, batches=self._batches,
+                                        batches_upto=close.n, wal=self.store.wal)
+                manifest = manifest_of(state, status, end_time)
+                if self.generation > 0:  # resumed after ending: chain to the seal it followed
+                    previous = self.store._seal_at(self.run_id, self.generation - 1)
+                    if previous is None:
+                        raise CorruptRecordError(
+                            f"run {self.run_id} was resumed into generation {self.generation} but its seal "
+                            f"{layout.seal_key(self.run_id, self.generation - 1)} is missing; the store is damaged"
+                        )
+                    manifest.update(generation=self.generation, previous=str(previous["digest"]))
+                data = pack(manifest)
+                digest = hash_bytes(data)
+                # the manifest as an object of its own too: what audits check with b3sum alone
+                self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
+                seal = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time, "manifest": data}
+                if self._backend.put_if_absent(self._seal_key, encode_record(seal)):
+                    self._backend.flush()
+                    self._digest = digest
+                    self.store.discard_dead_logs(self.run_id)  # their points are in the manifest
+                    self.store.publish_summary(self.run_id, state, status, end_time, digest, self.generation)
+                else:
+                    won = self.store._seal_at(self.run_id, self.generation)
+                    if won is None:
+                        raise CorruptRecordError(f"run {self.run_id}: {self._seal_key} was refused as taken but cannot be read")
+                    self._digest = str(won["digest"])
+                lost, _ = self._metrics.take()
+                if lost:  # not in the close: in the seal only if an end here took them from the log
+                    self._check_points_sealed(lost)
+                self._close_wal()
+                return self._digest
+        raise StoreUnavailableError(f"run {self.run_id}: could not number its closing batch record; try again")

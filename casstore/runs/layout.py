@@ -210,6 +210,12 @@ def experiment_run_key(experiment_id: str, run_id: str) -> str:
     return f"experiments/{experiment_id}/runs/{run_id}"
 
 
+def experiment_reopen_key(experiment_id: str, run_id: str, generation: int) -> str:
+    """Beside a run's index entry: the run was resumed into ``generation`` (so a search's one
+    listing of the experiment's runs tells which cached summaries a resumption made stale)."""
+    return f"experiments/{experiment_id}/runs/{run_id}.g{generation:08d}"
+
+
 _NAME = re.compile(r"^[/\w.\- :]+$")
 MAX_NAME_LEN = 250
 

@@ -82,13 +82,16 @@ class DamagedRecord:
 
     @property
     def kind(self) -> str:
-        """The record kind: ``artifacts``, ``params``, ``tags``, ``metrics``, ``models``, ``manifests``, ``seal``."""
+        """The record kind: ``artifacts``, ``params``, ``tags``, ``metrics``, ``batches``, ``models``,
+        ``manifests``, ``seal``."""
         parts = self.key.split("/")
-        return parts[2] if len(parts) > 2 else ""
+        kind = parts[2] if len(parts) > 2 else ""
+        return "batches" if kind.startswith("batch-") else kind  # version 4's runs/<id>/batch-<n>
 
     def describe(self) -> str:
         what = {"artifacts": "an artifact (its path is in the damaged record)", "params": "a param",
                 "tags": "a tag value", "metrics": "a batch of metric points", "models": "a logged model",
+                "batches": "the params, tags and metric points of one logging call (a batch record)",
                 "manifests": "the sealed manifest", "seal": "the seal"}.get(self.kind, "a record")
         return f"{self.key} ({what}): {self.detail}"
 
@@ -112,6 +115,16 @@ class RunView:
     artifacts: dict[str, ArtifactEntry]
     models: dict[str, ModelRef]
     points: tuple[MetricPoint, ...] = ()
+    #: a search result's artifact count and bytes (its ``artifacts`` are not listed)
+    counts: tuple[int, int] | None = None
+
+    @property
+    def artifact_count(self) -> int:
+        return self.counts[0] if self.counts is not None else len(self.artifacts)
+
+    @property
+    def artifact_bytes(self) -> int:
+        return self.counts[1] if self.counts is not None else sum(a.size for a in self.artifacts.values())
     #: datasets the run used (``log_input``), as their records say
     inputs: tuple[dict[str, Any], ...] = ()
     #: records that failed their checks: what they hold is not in this view

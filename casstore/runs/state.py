@@ -16,6 +16,7 @@ from casstore._paths import clean_artifact_path
 from casstore.backend import Backend
 from casstore.exceptions import CorruptRecordError, InvalidInputError, ObjectNotFoundError
 from casstore.objects.digest import is_digest
+from casstore.runs.batches import Batch, batch_number, decode_batch, fold
 from casstore.runs.layout import RECORD_VERSION, name_key, run_prefix
 from casstore.runs.wal import Covered, WalDir
 from casstore.runs.records import ArtifactEntry, DamagedRecord, MetricPoint, ModelRef, decode_record, field_of
@@ -99,7 +100,7 @@ def _points(rec: Mapping[str, Any], where: str) -> list[MetricPoint]:
     return out
 
 
-def _get_many(backend: Backend, keys: list[str]) -> list[bytes | None]:
+def get_many(backend: Backend, keys: list[str]) -> list[bytes | None]:
     """The objects under ``keys``, ``None`` for those that vanished; concurrent on remote stores."""
 
     def one(k: str) -> bytes | None:
@@ -116,16 +117,33 @@ def _get_many(backend: Backend, keys: list[str]) -> list[bytes | None]:
 
 def read_live_state(
     backend: Backend, run_id: str, known: Mapping[str, dict[str, Any]] | None = None,
-    keys: Iterable[str] | None = None, wal: WalDir | None = None,
+    keys: Iterable[str] | None = None, batches: Mapping[int, Batch] | None = None,
+    batches_upto: int | None = None, wal: WalDir | None = None,
 ) -> RunState:
-    """Read a run from its records. ``known`` maps keys to records already in hand (they are
-    immutable, so they need not be read again). With ``wal``, the points of its metric logs
-    that no segment carries yet are added (see :mod:`casstore.runs.wal`)."""
+    """Read a run from its records. ``known`` maps keys to records already in hand, and
+    ``batches`` batch records by number (they are immutable, so they need not be read again).
+    The batch records of a version-4 store are folded over the per-key records (which such a
+    store has only for runs begun before it was upgraded). A record or batch that fails its
+    checks is left out and named in ``damaged``. With ``wal``, the points of its metric logs
+    that no segment or batch carries yet are added (see :mod:`casstore.runs.wal`)."""
     prefix = run_prefix(run_id)
     all_keys = sorted(keys if keys is not None else backend.list(prefix))
     known = known or {}
+    batches = dict(batches or {})
+    batch_keys = {n: k for k in all_keys if _kind(k, prefix).startswith("batch-") and (n := batch_number(k)) is not None}
     want = [k for k in all_keys if k not in known and _kind(k, prefix) in _DECODED]
-    fetched = dict(zip(want, _get_many(backend, want)))
+    want += [k for n, k in batch_keys.items() if n not in batches]
+    fetched = dict(zip(want, get_many(backend, want)))
+    damaged: list[DamagedRecord] = []
+    for n, k in batch_keys.items():
+        if n not in batches:
+            data = fetched.get(k)
+            if data is None:
+                raise CorruptRecordError(f"batch record {k} was listed and then vanished; batches are never removed")
+            try:
+                batches[n] = decode_batch(data, k, n)
+            except CorruptRecordError as e:
+                damaged.append(DamagedRecord(k, str(e)))  # costs what it holds, not the run
 
     def rec(k: str) -> dict[str, Any] | None:
         if k in known:
@@ -138,6 +156,7 @@ def read_live_state(
     if meta is None:
         raise ObjectNotFoundError(f"no run {run_id} in this store (no {meta_key})")
     state = RunState(run_id, check_meta(meta, f"record {meta_key}"))
+    state.damaged.extend(damaged)
     state.tags.update(meta.get("tags") or {})
     tag_latest: dict[str, tuple[str, str | None]] = {}
     for k in all_keys:
@@ -155,6 +174,19 @@ def read_live_state(
             state.tags.pop(key, None)
         else:
             state.tags[key] = latest
+    folded = fold({n: batches[n] for n in batch_keys if n in batches}, batches_upto)
+    for key, value in folded.params.items():
+        state.params.setdefault(key, value)
+    for key, latest in folded.tags.items():
+        if latest is None:  # deleted (delete_tag)
+            state.tags.pop(key, None)
+        else:
+            state.tags[key] = latest
+    state.points.extend(folded.points)
+    for n in batch_keys:
+        logged = batches[n].wal if n in batches else None
+        if logged is not None:  # counted or not, a batch's logged points are not pending any more
+            state.covered.setdefault(logged[0], []).append((logged[1], logged[2]))
     if wal is not None:
         state.points.extend(wal.pending(run_id, state.covered))
     return state

@@ -13,9 +13,10 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
+import time
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -33,9 +34,11 @@ from casstore.exceptions import (
 )
 from casstore.objects import ObjectStore, open_store
 from casstore.objects.reading import Progress, write_chunks
-from casstore.objects.codec import pack, unpack
+from casstore.objects.codec import CHECK_FIELD, pack, unpack, unpack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout, search
+from casstore.runs import index as run_index
+from casstore.runs.batches import BATCHED_FROM
 from casstore.runs.claims import PathClaims
 from casstore.runs.handle import RunHandle
 from casstore.runs.layout import (
@@ -52,7 +55,10 @@ from casstore.runs.records import ArtifactEntry, DamagedRecord, Experiment, Metr
 from casstore.runs.state import RunState, read_live_state, state_from_manifest
 from casstore.runs.wal import WalDir, wal_dir_for
 
-__all__ = ["RunStore", "open_run_store"]
+__all__ = ["RunStore", "open_run_store", "ACTIVE_FOR"]
+
+#: seconds an experiment seen active is taken as active when runs are created in it
+ACTIVE_FOR = 10.0
 
 
 def open_run_store(uri: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> RunStore:
@@ -81,6 +87,11 @@ class RunStore:
         self._handles: dict[str, weakref.WeakSet[RunHandle]] = {}
         self._claims: weakref.WeakValueDictionary[str, PathClaims] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
+        #: version 4: params, tags and metrics in numbered batch records, the manifest in the seal
+        self.batched = objects.config.version >= BATCHED_FROM
+        self._experiments_seen: set[str] = set()  # experiments are never removed: asked once
+        self._active_seen: dict[str, float] = {}  # experiment -> when it was last seen active
+        self._index: run_index.RunIndex | None = None
         #: where writers keep their metric write-ahead logs (None: a memory store)
         self.wal: WalDir | None = wal_dir_for(self.backend)
 
@@ -131,6 +142,8 @@ class RunStore:
         rec = {"v": RECORD_VERSION, "name": name, "experiment_id": exp_id}
         if self.backend.put_if_absent(layout.experiment_name_key(name), encode_record(rec)):
             self.backend.flush()
+            self._experiments_seen.add(exp_id)
+            self._active_seen[exp_id] = time.monotonic()
             return exp_id, True
         found = self._experiment_id_of(name)
         if found is None:  # pragma: no cover - the name record cannot vanish
@@ -219,6 +232,7 @@ class RunStore:
             raise RunStateError(f"experiment {exp.experiment_id} is already {'deleted' if op == 'delete' else 'active'}")
         rec = {"v": RECORD_VERSION, "op": op, "time": now_ms(), **fields}
         self.backend.put_if_absent(layout.experiment_event_key(exp.experiment_id), encode_record(rec))
+        self._active_seen.pop(exp.experiment_id, None)
         return self.get_experiment(exp.experiment_id)
 
     def _claim_name(self, name: str, exp_id: str) -> None:
@@ -237,6 +251,21 @@ class RunStore:
             f"experiment name {name!r} is bound to experiment {holder or DEFAULT_EXPERIMENT_ID}: "
             "an experiment name names one experiment for good; choose another name"
         )
+
+    def experiment_is_active(self, experiment_id: str) -> bool:
+        """Whether the experiment is not deleted; an answer of yes is kept for
+        :data:`ACTIVE_FOR` seconds (creating many runs asks the store once in a while, not
+        once a run: a deletion by another process is seen within that time)."""
+        exp_id = check_experiment_id(experiment_id)
+        now = time.monotonic()
+        if now - self._active_seen.get(exp_id, -ACTIVE_FOR) < ACTIVE_FOR:
+            return True
+        active = self.get_experiment(exp_id).lifecycle_stage != "deleted"
+        if active:
+            self._active_seen[exp_id] = now
+        else:
+            self._active_seen.pop(exp_id, None)
+        return active
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         """The experiment named ``name`` now, or ``None`` (never for ``Default``)."""
@@ -275,10 +304,12 @@ class RunStore:
     ) -> RunHandle:
         """Start a new run in an experiment; return a handle to write to it."""
         exp_id = check_experiment_id(experiment_id)
-        if exp_id == DEFAULT_EXPERIMENT_ID:
-            self.get_or_create_experiment(DEFAULT_EXPERIMENT_NAME)
-        else:
-            self.get_experiment(exp_id)
+        if exp_id not in self._experiments_seen:
+            if exp_id == DEFAULT_EXPERIMENT_ID:
+                self.get_or_create_experiment(DEFAULT_EXPERIMENT_NAME)
+            else:
+                self.get_experiment(exp_id)
+            self._experiments_seen.add(exp_id)
         if run_name is not None and not isinstance(run_name, str):
             raise InvalidInputError(f"run_name must be a string, got {type(run_name).__name__}")
         start = now_ms() if start_time is None else start_time
@@ -330,6 +361,10 @@ class RunStore:
             return self.open_run(run_id)
         g = int(seal["generation"]) + 1
         rec = {"v": RECORD_VERSION, "after": str(seal["digest"]), "time": now_ms()}
+        # first beside the experiment's index entry: searches read the run again from then on
+        meta = self._meta(run_id)
+        self.backend.put_if_absent(layout.experiment_reopen_key(str(meta["experiment_id"]), run_id, g),
+                                   encode_record(rec))
         self.backend.put_if_absent(layout.reopen_key(run_id, g), encode_record(rec))  # a concurrent resume made it: the same
         self.backend.flush()
         return self.open_run(run_id)
@@ -359,12 +394,23 @@ class RunStore:
         def covered() -> dict[str, list[tuple[int, int]]]:
             return read_live_state(self.backend, run_id).covered
 
+        handle = RunHandle(self, run_id, self._meta(run_id), self.generation(run_id)) if self.batched else None
+
         def write(name: str, entries: list[tuple[int, MetricPoint]]) -> None:
             seqs = [s for s, _p in entries]
-            rec = {"v": RECORD_VERSION, "points": [list(p) for _s, p in entries], "wal": [name, min(seqs), max(seqs)]}
+            points = [p for _s, p in entries]
+            if handle is not None:  # version 4: one batch record carrying the range
+                handle._append({}, {}, points, (name, min(seqs), max(seqs)))
+                return
+            rec = {"v": RECORD_VERSION, "points": [list(p) for p in points], "wal": [name, min(seqs), max(seqs)]}
             self.backend.put_if_absent(layout.metric_segment_key(run_id), encode_record(rec))
 
-        return self.wal.replay_dead(run_id, covered, write)
+        try:
+            return self.wal.replay_dead(run_id, covered, write)
+        except RunStateError:
+            # version 4, a run fenced by a close whose seal is not written yet: the log stays,
+            # and the end that completes the seal takes its points
+            return 0
 
     def discard_dead_logs(self, run_id: str) -> None:
         """Remove the metric logs of dead writers of a sealed run (its manifest has their points)."""
@@ -392,10 +438,10 @@ class RunStore:
             self._handles.setdefault(handle.run_id, weakref.WeakSet()).add(handle)
         return handle
 
-    def _flush_local(self, run_id: str) -> None:
-        """Write metrics that handles of this process still buffer for ``run_id``."""
+    def _flush_local(self, run_id: str, but: RunHandle | None = None) -> None:
+        """Write metrics that handles of this process (``but`` one) still buffer for ``run_id``."""
         with self._lock:
-            handles = list(self._handles.get(run_id, ()))
+            handles = [h for h in self._handles.get(run_id, ()) if h is not but]
         for h in handles:
             try:
                 h.flush_metrics()
@@ -410,17 +456,40 @@ class RunStore:
     def _seal_at(self, run_id: str, generation: int) -> dict[str, Any] | None:
         key = layout.seal_key(run_id, generation)
         try:
-            rec = decode_record(self.backend.get(key), f"record {key}")
+            data = self.backend.get(key)
         except ObjectNotFoundError:
             return None
+        rec = decode_record(data, f"record {key}")
+        if "manifest" in rec:  # version 4's seal holds the manifest and must check itself
+            unpack_checked(data, f"record {key}", required=True)
         digest = field_of(rec, "digest", "str", key)
         if not is_digest(digest):
             raise CorruptRecordError(f"record {key}: {digest!r} is not a BLAKE3 digest")
         field_of(rec, "status", "str", key)
+        manifest = rec.get("manifest")
+        if manifest is not None and not isinstance(manifest, bytes):
+            raise CorruptRecordError(f"record {key}: its manifest is not bytes")
         return {**rec, "generation": generation}
 
-    def read_manifest(self, run_id: str, digest: str) -> dict[str, Any]:
-        """A sealed run's manifest, re-hashed against ``digest`` before it is decoded."""
+    def read_manifest(self, run_id: str, digest: str, seal: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A sealed run's manifest, re-hashed against ``digest`` before it is decoded: held
+        in the ``seal`` record (version 4; read if not given), else ``manifests/<digest>``."""
+        if seal is None and self.batched:  # the seal of the generation that has this digest
+            for g in range(self.generation(run_id), -1, -1):
+                try:
+                    seal = self._seal_at(run_id, g)
+                except CorruptRecordError:
+                    seal = None  # a damaged seal: the manifest object is read instead
+                if seal is not None and seal["digest"] == digest:
+                    break
+            else:
+                seal = None
+        if seal is not None and isinstance(seal.get("manifest"), bytes):
+            data = seal["manifest"]
+            actual = hash_bytes(data)
+            if actual != digest:
+                raise IntegrityError(f"manifest in the seal of run {run_id}", digest, actual)
+            return decode_record(data, f"manifest in the seal of run {run_id}")
         key = layout.manifest_key(run_id, digest)
         missing = CorruptRecordError(
             f"run {run_id} is sealed with digest {digest} but its manifest {key} is missing; the store is damaged"
@@ -524,7 +593,7 @@ class RunStore:
         if seal is not None:
             digest = str(seal["digest"])
             try:
-                man = self.read_manifest(run_id, digest)
+                man = self.read_manifest(run_id, digest, seal)
                 state, status, end_time = state_from_manifest(man, run_id, f"manifest of run {run_id}")
             except (IntegrityError, CorruptRecordError) as e:
                 state = self._live_state(run_id)
@@ -545,6 +614,31 @@ class RunStore:
             return read_live_state(self.backend, run_id, wal=self.wal)
         except ObjectNotFoundError as e:
             raise ObjectNotFoundError(f"no run {run_id} in store {self.url}") from e
+        except CorruptRecordError as e:  # the meta record: rebuilt from the experiment's index, if it can be
+            meta = self._meta_from_index(run_id)
+            if meta is None:
+                raise
+            state = read_live_state(self.backend, run_id, {layout.run_meta_key(run_id): meta}, wal=self.wal)
+            state.damaged.insert(0, DamagedRecord(layout.run_meta_key(run_id), (
+                f"{e}; the run's experiment and start time are taken from the experiment's index, its name and "
+                "system tags are lost")))
+            return state
+
+    def _meta_from_index(self, run_id: str) -> dict[str, Any] | None:
+        """What the experiment index says of a run whose meta record is damaged: its
+        experiment and start time (``None`` if no index record of it reads)."""
+        for key in self.backend.list("experiments/"):
+            parts = key.split("/")
+            if len(parts) != 4 or parts[2] != "runs" or parts[3] != run_id:
+                continue
+            try:
+                rec = decode_record(self.backend.get(key), f"record {key}")
+                start = field_of(rec, "start_time", "int", key)
+            except (CorruptRecordError, ObjectNotFoundError):
+                continue
+            return {"v": RECORD_VERSION, "run_id": run_id, "experiment_id": parts[1], "run_name": "",
+                    "start_time": start, "tags": {}}
+        return None
 
     def _seal_from_manifests(self, run_id: str, generation: int) -> dict[str, Any] | None:
         """When the seal is damaged: the one manifest of the run's ``generation`` that hashes
@@ -563,13 +657,50 @@ class RunStore:
 
     def list_run_ids(self, experiment_id: str | None = None) -> list[str]:
         """Ids of the runs of one experiment, or of all experiments."""
+        return self._list_runs(experiment_id)[0]
+
+    def _list_runs(self, experiment_id: str | None = None) -> tuple[list[str], dict[str, int]]:
+        """The run ids of one experiment (or all), and the latest generation each resumed
+        run was resumed into, from one listing."""
         prefix = "experiments/" if experiment_id is None else layout.experiment_runs_prefix(check_experiment_id(experiment_id))
         out = set()
-        for key in self.backend.list(prefix):
+        resumed: dict[str, int] = {}
+        for key in self._list_keys(prefix, split=experiment_id is not None):
             parts = key.split("/")
-            if len(parts) == 4 and parts[2] == "runs" and layout.is_run_id(parts[3]):
+            if len(parts) != 4 or parts[2] != "runs":
+                continue
+            if layout.is_run_id(parts[3]):
                 out.add(parts[3])
-        return sorted(out)
+            elif len(parts[3]) == 42 and parts[3][32:34] == ".g" and parts[3][34:].isdigit():
+                rid, g = parts[3][:32], int(parts[3][34:])
+                resumed[rid] = max(g, resumed.get(rid, 0))
+        return sorted(out), resumed
+
+    def _list_keys(self, prefix: str, split: bool) -> list[str]:
+        """The keys under ``prefix``; on a remote store, with ``split`` (the keys go on with a
+        run id), as 16 listings run at once, one per first hex digit: 10,000 runs take the
+        time of one listing page, not ten."""
+        if not split or self.backend.concurrency <= 1:
+            return list(self.backend.list(prefix))
+        with ThreadPoolExecutor(16, thread_name_prefix="casstore-list") as pool:
+            parts = pool.map(lambda h: list(self.backend.list(prefix + h)), "0123456789abcdef")
+            return [k for part in parts for k in part]
+
+    @property
+    def index(self) -> run_index.RunIndex:
+        """The local cache of run summaries that searches run on (see :mod:`casstore.runs.index`)."""
+        with self._lock:
+            if self._index is None:
+                self._index = run_index.RunIndex(self)
+            return self._index
+
+    def publish_summary(self, run_id: str, state: RunState, status: str, end_time: int, digest: str,
+                        generation: int = 0) -> None:
+        """Version 4: publish the summary of a run just sealed to the search index, soon (a
+        failure costs later searches a read of the run, never a wrong answer: it is said
+        and passed over)."""
+        view = _view(state, status, end_time, digest, False)
+        run_index.publish_soon(self, run_index.summary_of(view, generation))
 
     def search_runs(
         self,
@@ -578,44 +709,65 @@ class RunStore:
         order_by: list[str] | None = None,
         max_results: int | None = None,
         deleted: bool | None = False,
-    ) -> list[RunView]:
+        page_token: str | None = None,
+    ) -> run_index.Page:
         """Runs of the given experiments (all if ``None``) that match an MLflow filter string,
         sorted by ``order_by`` then newest first. ``deleted``: ``False`` active runs only,
-        ``True`` deleted runs only, ``None`` both."""
+        ``True`` deleted runs only, ``None`` both. Without ``max_results``, every match;
+        with it, a page of at most that many, whose ``token`` (``None`` on the last page)
+        is the ``page_token`` of the next. Results carry each run's info, params, tags and
+        latest metrics (as MLflow's do); :meth:`get_run` has its artifacts and history.
+        Answered from the search index, checked against the runs (see ``runs/index.py``)."""
         comparisons = search.parse_filter(filter_string)
         keys = search.parse_order_by(order_by)
         if max_results is not None and (isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 0):
             raise InvalidInputError(f"max_results must be a non-negative integer, got {max_results!r}")
+        query = repr((experiment_ids, [str(c) for c in comparisons], [str(k) for k in keys], deleted))
+        offset = run_index.token_offset(query, page_token)
         ids: list[str] = []
+        resumed: dict[str, int] = {}
         for exp in [None] if experiment_ids is None else experiment_ids:
-            ids.extend(self.list_run_ids(exp))
-        views = []
-        for run_id in dict.fromkeys(ids):
-            try:
-                view = self.get_run(run_id)
-            except ObjectNotFoundError:
-                continue  # an index entry whose run meta never reached the disk
-            except CasstoreError as e:
-                warnings.warn(DamagedRunWarning(
-                    f"run {run_id} is skipped: it cannot be read ({e}). Restore its damaged records from a backup "
-                    "(`casstore verify --all` lists them)"), stacklevel=2)
-                continue
-            if deleted is not None and view.deleted != deleted:
-                continue
-            if search.matches(comparisons, functools.partial(run_value, view)):
-                views.append(view)
-        views.sort(key=lambda v: v.run_id)
-        views.sort(key=lambda v: v.start_time, reverse=True)
-        views = search.sort_items(views, keys, run_value)
-        return views if max_results is None else views[:max_results]
+            some, gens = self._list_runs(exp)
+            ids.extend(some)
+            resumed.update(gens)
+        ids = list(dict.fromkeys(ids))
+        self._flush_local_all()
+        run_index.flush_pending(self)  # this process's searches see what it has just ended
+        idx = self.index
+        idx.refresh(ids, resumed)
+        views, more = idx.search(ids, comparisons, keys, deleted, max_results, offset)
+        page = run_index.Page(views)
+        if more and max_results is not None:
+            page.token = run_index.page_token(query, offset + max_results)
+        return page
+
+    def _flush_local_all(self) -> None:
+        """Write the metrics every handle of this process buffers (a search sees them)."""
+        with self._lock:
+            run_ids = list(self._handles)
+        for run_id in run_ids:
+            self._flush_local(run_id)
 
     def delete_run(self, run_id: str, reason: str = "") -> None:
         """Mark a run deleted (a record, never a silent removal); deleting twice is a no-op."""
         run_id = check_run_id(run_id)
         if not self.backend.exists(layout.run_meta_key(run_id)):  # a damaged run can be deleted too
             raise ObjectNotFoundError(f"no run {run_id} in store {self.url}")
+        if self.batched:
+            self._fence_deleted(run_id, str(reason))
+            run_index.publish(self, [run_index.deletion_summary(run_id)])  # before the marker: see runs/index.py
         rec = {"v": RECORD_VERSION, "time": now_ms(), "reason": str(reason)}
         self.backend.put_if_absent(layout.deleted_key(run_id), encode_record(rec))
+
+    def _fence_deleted(self, run_id: str, reason: str) -> None:
+        """Version 4: the batch that fences an open run being deleted (no batch after it
+        counts). A run whose seal, meta or batches fail their checks gets none: writers
+        refuse such a run already, and the deletion marker is what readers go by."""
+        try:
+            if self.seal_record(run_id) is None:
+                RunHandle(self, run_id, self._meta(run_id), self.generation(run_id)).fence_deleted(reason)
+        except CorruptRecordError:
+            pass
 
     def is_deleted(self, run_id: str) -> bool:
         return self.backend.exists(layout.deleted_key(check_run_id(run_id)))

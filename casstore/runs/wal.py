@@ -202,6 +202,26 @@ class WalDir:
             pass  # not empty (a live writer) or gone
         return n
 
+    def live(self) -> list[str]:
+        """The logs whose writer is alive (it holds the lock), as ``<run_id>/<writer>``."""
+        out = []
+        for run_id in self.runs():
+            for name in self.names(run_id):
+                try:
+                    fd = os.open(os.path.join(self._run_dir(run_id), name), os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except OSError as e:
+                    if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        out.append(f"{run_id}/{name}")
+                    else:
+                        raise
+                finally:
+                    os.close(fd)
+        return out
+
     def runs(self) -> list[str]:
         """Run ids that have logs here."""
         try:

@@ -144,6 +144,9 @@ def _supervise(sock: socket.socket, slot: ModelSlot, open_store: StoreOpener | N
         # a signal that arrives while forking waits: the child must not run the
         # supervisor's handler, and the supervisor must know the child to pass it on
         signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        if stopping:  # a stop came after the decision to replace a worker: no new one
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            return
         pid = os.fork()
         if pid == 0:  # the worker
             code: int | str | None = 1

@@ -47,6 +47,9 @@ from casstore.tracking.entities import (
 
 __all__ = ["TrackingClient", "Client", "MlflowClient", "LOGGED_IMAGES_TAG", "new_run_tags"]
 
+#: the page size of ``Client.search_runs`` when none is given (MLflow's)
+SEARCH_MAX_RESULTS_DEFAULT = 1000
+
 #: the tag MLflow sets on a run that has logged an image series (``log_image(key=...)``)
 LOGGED_IMAGES_TAG = "mlflow.loggedImages"
 #: the tag listing a run's tables (``log_table``), as MLflow writes it
@@ -152,14 +155,14 @@ class TrackingClient:
         """Start a run; it records the reproducibility context (source, git, versions) as tags."""
         run_name, all_tags = new_run_tags(tags, run_name)
         exp_id = DEFAULT_EXPERIMENT_ID if experiment_id is None else str(experiment_id)
-        if self.store.get_experiment(exp_id).lifecycle_stage == "deleted":
+        if not self.store.experiment_is_active(exp_id):
             raise InvalidInputError(
                 f"experiment {exp_id} is deleted; a run can be created only in an active experiment "
                 "(restore_experiment brings it back)"
             )
         handle = self.store.create_run(exp_id, run_name=run_name, tags=all_tags, start_time=start_time)
         uri.remember_handle(self.store, handle)
-        return self.get_run(handle.run_id)
+        return Run.from_view(handle.initial_view())  # what it holds: no need to read it back
 
     def get_run(self, run_id: str) -> Run:
         """The run: from its verified manifest if sealed, else from its live records."""
@@ -219,19 +222,20 @@ class TrackingClient:
         experiment_ids: Sequence[str] | str | None = None,
         filter_string: str = "",
         run_view_type: int = ViewType.ACTIVE_ONLY,
-        max_results: int = 1000,
+        max_results: int | None = SEARCH_MAX_RESULTS_DEFAULT,
         order_by: list[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[Run]:
         """Runs matching an MLflow filter string, ordered by ``order_by`` then newest first:
-        one page of ``max_results`` (its ``token`` asks for the next page)."""
+        a page of at most ``max_results`` (every match if ``None``) whose ``token`` is the
+        ``page_token`` of the next page (``None`` after the last), as MLflow's."""
         ids = [experiment_ids] if isinstance(experiment_ids, str) else experiment_ids
         deleted = {ViewType.ACTIVE_ONLY: False, ViewType.DELETED_ONLY: True, ViewType.ALL: None}.get(run_view_type, False)
-        offset = PagedList.offset_of(page_token)
-        views = self.store.search_runs(
-            None if ids is None else [str(i) for i in ids], filter_string, order_by, offset + max_results + 1, deleted
+        page = self.store.search_runs(
+            None if ids is None else [str(i) for i in ids], filter_string, order_by, max_results, deleted,
+            page_token=page_token,
         )
-        return PagedList.page([Run.from_view(v) for v in views], offset, max_results)
+        return PagedList([Run.from_view(v) for v in page], page.token)
 
     # ---- params, metrics, tags --------------------------------------------------------
 
@@ -250,13 +254,16 @@ class TrackingClient:
         self, run_id: str, metrics: Iterable[Metric] = (), params: Iterable[Param] = (), tags: Iterable[RunTag] = (),
         synchronous: bool | None = None,
     ) -> None:
-        h = self._handle(run_id)
+        """Params, tags and metrics in one write (one batch record in a version-4 store)."""
+        ps: dict[str, str] = {}
         for p in params:
-            h.log_param(p.key, str(p.value))
-        for t in tags:
-            h.set_tag(t.key, str(t.value))
-        for m in metrics:
-            h.log_metric(m.key, m.value, m.step, m.timestamp)
+            value = str(p.value)
+            if ps.setdefault(p.key, value) != value:
+                raise InvalidInputError(
+                    f"log_batch got param {p.key!r} twice, with values {ps[p.key]!r} and {value!r}; a param has one value"
+                )
+        ts = {t.key: str(t.value) for t in tags}
+        self._handle(run_id).log_batch(ps, ts, [(m.key, m.value, m.step, m.timestamp) for m in metrics])
 
     def set_tag(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> None:
         self._handle(run_id).set_tag(key, str(value))

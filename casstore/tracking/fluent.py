@@ -21,7 +21,7 @@ from casstore.runs import DEFAULT_EXPERIMENT_ID, Experiment
 from casstore.runs.layout import check_run_id
 from casstore.tracking import uri
 from casstore.tracking.client import Client
-from casstore.tracking.entities import FileInfo, Metric, Run, RunStatus, ViewType
+from casstore.tracking.entities import FileInfo, Metric, Param, Run, RunStatus, RunTag, ViewType
 
 __all__ = [
     "set_experiment",
@@ -318,8 +318,7 @@ def _resume(client: Client, run_id: str, experiment_id: str | None, run_name: st
         client._handle(run_id)
     if run_name is not None:
         tags["mlflow.runName"] = run_name
-    for k, v in tags.items():
-        client.set_tag(run_id, k, v)
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     return client.get_run(run_id)
 
 
@@ -424,8 +423,7 @@ def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
 
 def log_params(params: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None) -> Any:
     rid, client = _run_for_write(run_id)
-    for k, v in params.items():
-        client.log_param(rid, k, v)
+    client.log_batch(rid, params=[Param(k, str(v)) for k, v in params.items()])
     return _done(synchronous)
 
 
@@ -459,8 +457,7 @@ def set_tag(key: str, value: Any, synchronous: bool | None = None) -> Any:
 
 def set_tags(tags: dict[str, Any], synchronous: bool | None = None) -> Any:
     run_id, client = _run_for_write()
-    for k, v in tags.items():
-        client.set_tag(run_id, k, v)
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
     return _done(synchronous)
 
 

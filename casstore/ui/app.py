@@ -383,7 +383,7 @@ def create_app(
     def store(request: Request) -> Response:
         du, du_at = data.usage()
         gc, gc_at = data.gc_dry_run()
-        return render(request, "store.html", du=du, du_at=du_at, gc=gc, gc_at=gc_at, jobs=list(data._jobs.values())[::-1])
+        return render(request, "store.html", du=du, du_at=du_at, gc=gc, gc_at=gc_at, jobs=data.jobs())
 
     async def start_verify(request: Request) -> Response:
         _same_origin(request)

@@ -32,6 +32,7 @@ import json
 import threading
 import time
 import uuid
+import warnings
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from casstore._paths import clean_artifact_path, clean_optional_path
-from casstore.exceptions import CasstoreError, InvalidInputError, ObjectNotFoundError
+from casstore.exceptions import CasstoreError, DamagedRunWarning, InvalidInputError, ObjectNotFoundError
 from casstore.runs import RunStore, layout, search
 from casstore.runs.records import ArtifactEntry, Experiment, RunView
 from casstore.runs.store import run_value
@@ -73,6 +74,8 @@ class RunPage:
 @dataclass
 class _Experiment:
     summaries: dict[str, RunView] = field(default_factory=dict)
+    param_keys: list[str] = field(default_factory=list)  # of every run, the table's columns
+    metric_keys: list[str] = field(default_factory=list)
     refreshed: float = 0.0
     refreshing: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -161,9 +164,9 @@ def _series_of(view: RunView) -> dict[str, Series]:
         by_key.setdefault(k, []).append((s, t, v))
     out = {}
     for k, pts in by_key.items():
-        pts.sort(key=lambda p: (p[0], p[1]))
-        out[k] = Series(view.run_id, k, array("d", (p[0] for p in pts)), array("d", (p[1] for p in pts)),
-                        array("d", (p[2] for p in pts)))
+        pts.sort()  # by step, then time (tuples compare in C: no key function)
+        steps, times, values = zip(*pts)
+        out[k] = Series(view.run_id, k, array("d", steps), array("d", times), array("d", values))
     return out
 
 
@@ -323,16 +326,20 @@ class UIData:
         for run_id, is_deleted in zip(keep, deleted):
             v = old[run_id]
             new[run_id] = v if v.deleted == is_deleted else dataclasses.replace(v, deleted=is_deleted)
+        if fresh or len(new) != len(old):  # a run's params and metrics are fixed once it is sealed
+            ent.param_keys = sorted({k for v in new.values() for k in v.params})
+            ent.metric_keys = sorted({k for v in new.values() for k in v.metrics})
         ent.summaries = new
         ent.refreshed = started
 
     def _read_summary(self, run_id: str) -> RunView | None:
         try:
-            return _summary(self.runs.get_run(run_id, flush=False))
+            return _summary(self.runs.get_run(run_id, flush=False, warn=False))
         except ObjectNotFoundError:
             return None  # an index entry whose run meta never reached the store
-        except CasstoreError:
-            return None  # damaged: its own page says how (and `casstore verify` finds it)
+        except CasstoreError as e:  # damaged: skipped, said once per refresh in the server's log
+            warnings.warn(DamagedRunWarning(f"run {run_id} is skipped: it cannot be read ({e})"), stacklevel=2)
+            return None
 
     def search(
         self,
@@ -369,10 +376,8 @@ class UIData:
                     break
         page = views[start:start + page_size]
         more = start + page_size < len(views)
-        params = sorted({k for v in every for k in v.params})
-        metrics = sorted({k for v in every for k in v.metrics})
         return RunPage(page, len(views), _encode_token(start + len(page), page[-1].run_id) if more and page else None,
-                       params, metrics, ent.refreshed)
+                       ent.param_keys, ent.metric_keys, ent.refreshed)
 
     # ---- runs ------------------------------------------------------------------------
 
@@ -559,6 +564,10 @@ class UIData:
             job.error = f"{type(e).__name__}: {e}"
         job.stage = "done"
         job.finished = time.time()
+
+    def jobs(self) -> list[Job]:
+        """The verifications this server started, newest first."""
+        return list(self._jobs.values())[::-1]
 
     def job(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)

@@ -1,0 +1,180 @@
+"""A run's params, tags and metrics as numbered batch records (store format version 4).
+
+One logging call (``log_params``, ``set_tags``, ``log_batch``, a metrics flush, the end of
+a run, the replay of a dead writer's metric log) writes one record, ``runs/<run_id>/batch-<n>``
+(10 digits: beside the run's other records, not in a directory of their own, which would
+cost a directory per run on a local disk), numbered gap-free as registry
+versions are: a writer lists the batches, creates ``n = max + 1`` with create-if-absent,
+and on losing the race lists again. Because every number is created only after a listing
+that showed the one below it, a writer that wins ``n`` has seen every batch below ``n``
+in the listing it numbered from; it checks its params against them before writing, so a
+param bound twice with different values is refused with exactly one winner (the lowest
+batch binding it), and readers ignore a binding that an earlier batch made differently.
+
+A batch may *fence* the run: ``close`` (the run's end, with its status and end time) or
+``deleted``. Nothing numbered after a fence counts, and a writer that finds one refuses to
+write; so a write that wins its number before the close is in the seal, with no check
+after the write. A batch carrying points from a writer's metric write-ahead log names the
+range of the log it carries (``"wal": [writer, first, last]``), as a metrics segment does. See docs/design.md ("Runs, version 4") for the argument in full.
+
+>>> b = Batch(1, params={"lr": "0.1"}, tags=[("team", "a")], points=[("loss", 0.5, 0, 7)])
+>>> decode_batch(b.to_bytes(), "runs/x/batch-0000000001", 1) == b
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from casstore.exceptions import CorruptRecordError
+from casstore.objects.codec import pack_checked, unpack_checked
+from casstore.runs.records import MetricPoint, field_of
+
+__all__ = [
+    "BATCHED_FROM",
+    "Batch",
+    "Folded",
+    "batches_prefix",
+    "batch_key",
+    "batch_number",
+    "decode_batch",
+    "fold",
+]
+
+#: the store format version from which runs write batch records
+BATCHED_FROM = 4
+_DIGITS = 10
+
+
+def batches_prefix(run_id: str) -> str:
+    return f"runs/{run_id}/batch-"
+
+
+def batch_key(run_id: str, n: int) -> str:
+    return f"runs/{run_id}/batch-{n:0{_DIGITS}d}"
+
+
+def batch_number(key: str) -> int | None:
+    """The number of a batch key, ``None`` for anything else under the prefix."""
+    last = key.rsplit("/", 1)[-1].removeprefix("batch-")
+    if len(last) != _DIGITS or not last.isdigit():
+        return None
+    return int(last)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch record: params to bind, tags to set (in order), metric points, and
+    possibly a fence (``close``: ``{status, end_time}``; ``deleted``: ``{time, reason}``)."""
+
+    n: int
+    params: dict[str, str] = field(default_factory=dict)
+    #: tags set, in order; a value ``None`` deletes the tag
+    tags: list[tuple[str, str | None]] = field(default_factory=list)
+    points: list[MetricPoint] = field(default_factory=list)
+    close: dict[str, Any] | None = None
+    deleted: dict[str, Any] | None = None
+    time: int = 0
+    #: the generation written for: 0, or the number of times the run was resumed after ending
+    g: int = 0
+    #: the write-ahead log range the points carry, ``(writer, first, last)`` (casstore/runs/wal.py)
+    wal: tuple[str, int, int] | None = None
+
+    @property
+    def fence(self) -> bool:
+        return self.close is not None or self.deleted is not None
+
+    def to_bytes(self) -> bytes:
+        rec: dict[str, Any] = {
+            "v": 1, "n": self.n, "time": self.time, "params": self.params,
+            "tags": [list(t) for t in self.tags], "metrics": [list(p) for p in self.points], "g": self.g,
+        }
+        if self.close is not None:
+            rec["close"] = self.close
+        if self.deleted is not None:
+            rec["deleted"] = self.deleted
+        if self.wal is not None:
+            rec["wal"] = list(self.wal)
+        return pack_checked(rec)
+
+
+def decode_batch(data: bytes, where: str, n: int) -> Batch:
+    """Decode and check a batch record found under number ``n``."""
+    rec = unpack_checked(data, f"record {where}", required=True)
+    if not isinstance(rec, dict) or not isinstance(rec.get("v"), int) or rec["v"] < 1:
+        raise CorruptRecordError(f"record {where} is not a batch record; the store may be corrupt")
+    if field_of(rec, "n", "int", where) != n:
+        raise CorruptRecordError(f"record {where} says it is batch {rec['n']}, not {n}")
+    params = field_of(rec, "params", "dict", where)
+    tags = field_of(rec, "tags", "list", where)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
+        raise CorruptRecordError(f"{where}: a param is not a string pair")
+    if not all(isinstance(t, list) and len(t) == 2 and isinstance(t[0], str) and (t[1] is None or isinstance(t[1], str))
+               for t in tags):
+        raise CorruptRecordError(f"{where}: a tag is not a string pair")
+    points: list[MetricPoint] = []
+    for p in field_of(rec, "metrics", "list", where):
+        if (not isinstance(p, list) or len(p) != 4 or not isinstance(p[0], str) or isinstance(p[1], bool)
+                or not isinstance(p[1], (int, float)) or not isinstance(p[2], int) or not isinstance(p[3], int)):
+            raise CorruptRecordError(f"{where}: malformed metric point {p!r}")
+        points.append((p[0], float(p[1]), p[2], p[3]))
+    close = field_of(rec, "close", "dict", where, optional=True)
+    if close is not None:
+        field_of(close, "status", "str", where)
+        field_of(close, "end_time", "int", where)
+    deleted = field_of(rec, "deleted", "dict", where, optional=True)
+    logged = rec.get("wal")
+    if logged is not None and not (
+            isinstance(logged, list) and len(logged) == 3 and isinstance(logged[0], str)
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in logged[1:])):
+        raise CorruptRecordError(f"{where}: malformed write-ahead log range {logged!r}")
+    return Batch(n, dict(params), [(k, v) for k, v in tags], points, close, deleted,
+                 field_of(rec, "time", "int", where, optional=True) or 0, field_of(rec, "g", "int", where, optional=True) or 0,
+                 None if logged is None else (logged[0], logged[1], logged[2]))
+
+
+@dataclass
+class Folded:
+    """What a run's batches say, in number order: the params (the first binding of each
+    key), the tags (the last value; ``None``: deleted), the metric points, the closing batch
+    of each generation, the deleting batch. A batch written for a generation that a batch
+    numbered before it had closed does not count, nor does anything after the deleting one."""
+
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str | None] = field(default_factory=dict)
+    points: list[MetricPoint] = field(default_factory=list)
+    closes: dict[int, Batch] = field(default_factory=dict)
+    deleted: Batch | None = None
+    top: int = 0
+
+    @property
+    def closed_through(self) -> int:
+        """The latest generation closed (-1: none)."""
+        return max(self.closes, default=-1)
+
+    def refuses(self, generation: int) -> bool:
+        """Whether a batch for ``generation`` numbered after these would not count."""
+        return self.deleted is not None or self.closed_through >= generation
+
+
+def fold(batches: Mapping[int, Batch] | Iterable[Batch], upto: int | None = None) -> Folded:
+    """Fold batches (numbered at most ``upto``) in number order."""
+    items = sorted(batches.values() if isinstance(batches, Mapping) else batches, key=lambda b: b.n)
+    out = Folded(top=items[-1].n if items else 0)
+    for b in items:
+        if (upto is not None and b.n > upto) or out.deleted is not None:
+            break
+        if b.g <= out.closed_through:
+            continue  # written for a generation already ended
+        for k, v in b.params.items():
+            out.params.setdefault(k, v)
+        for k, t in b.tags:
+            out.tags[k] = t
+        out.points.extend(b.points)
+        if b.close is not None:
+            out.closes[b.g] = b
+        if b.deleted is not None:
+            out.deleted = b
+    return out
