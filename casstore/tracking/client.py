@@ -421,7 +421,8 @@ class TrackingClient:
             raise InvalidInputError("search_logged_models: order_by is not supported; models come newest first")
         comps = parse_filter(filter_string, LOGGED_MODEL_ATTRIBUTES)
         found: list[LoggedModel] = []
-        for view in self.store.search_runs(None if experiment_ids is None else [str(i) for i in experiment_ids]):
+        for found_run in self.store.search_runs(None if experiment_ids is None else [str(i) for i in experiment_ids]):
+            view = self.store.get_run(found_run.run_id)  # a search result does not carry models or metric history
             for name, ref in sorted(view.models.items()):
                 model = _logged_model(view, name, ref.digest, load_entry(self.store, ref.digest).tags, ref.logged_at)
                 if matches(comps, functools.partial(_logged_model_value, model)):
