@@ -43,6 +43,7 @@ def recording_creations() -> Iterator[list[tuple[str, float]]]:
     finally:
         _CREATED.reset(token)
 
+
 _KEY_SEGMENT = re.compile(r"^[A-Za-z0-9._@=+-]+$")
 
 
