@@ -153,7 +153,9 @@ class Backend(abc.ABC):
         """
         wrote = self._put_blob(validate_key(key), data)
         recordings = _CREATED.get()
-        if wrote and recordings:
+        # recorded only where a failed log removes them (exact stale deletes): elsewhere the
+        # mtime would cost a request per object, and gc collects them
+        if wrote and recordings and self.exact_stale_delete:
             try:
                 made = (key, self._info(key).mtime)
             except CasstoreError:
