@@ -43,6 +43,7 @@ def recording_creations() -> Iterator[list[tuple[str, float]]]:
     finally:
         _CREATED.reset(token)
 
+
 _KEY_SEGMENT = re.compile(r"^[A-Za-z0-9._@=+-]+$")
 
 
@@ -152,7 +153,9 @@ class Backend(abc.ABC):
         """
         wrote = self._put_blob(validate_key(key), data)
         recordings = _CREATED.get()
-        if wrote and recordings:
+        # recorded only where a failed log removes them (exact stale deletes): elsewhere the
+        # mtime would cost a request per object, and gc collects them
+        if wrote and recordings and self.exact_stale_delete:
             try:
                 made = (key, self._info(key).mtime)
             except CasstoreError:
