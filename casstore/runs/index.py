@@ -41,18 +41,31 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from blake3 import blake3
 
+from casstore.backend.base import Backend
 from casstore.exceptions import CasstoreError, CorruptRecordError, InvalidInputError, ObjectNotFoundError
+from casstore.objects import ObjectStore
 from casstore.objects.codec import pack, pack_checked, unpack, unpack_checked
 from casstore.runs import layout
 from casstore.runs.records import ModelRef, RunView
 from casstore.runs.search import RUN_ATTRIBUTES, Comparison, OrderKey, like_to_regex
 
-if TYPE_CHECKING:
-    from casstore.runs.store import RunStore
+
+
+class RunStore(Protocol):
+    """What the index needs of the run store (:class:`casstore.runs.store.RunStore` is one)."""
+
+    backend: Backend
+    objects: ObjectStore
+    url: str
+    batched: bool
+
+    def get_run(self, run_id: str, *, flush: bool = True) -> RunView: ...
+
+    def _seal_at(self, run_id: str, generation: int) -> dict[str, Any] | None: ...
 
 __all__ = ["INDEX_PREFIX", "FAN_IN", "COMPACT_EVERY", "RunIndex", "summary_of", "segment_key", "Page"]
 
