@@ -1,7 +1,9 @@
-"""casstore on S3 against s3fs's ``put_file``, through a real S3 server on loopback.
+"""casstore on S3 against s3fs's ``put_file``, through real S3 servers on loopback.
 
-Starts moto's S3 server in a child process on 127.0.0.1 (see ``tests/s3_server.py``),
-then, for a fresh random file (256 MiB; ``--quick``: 16 MiB), per repetition:
+Starts an S3 server on 127.0.0.1: SeaweedFS (``weed server -s3``, see ``tests/seaweed.py``),
+a separate S3 implementation with storage of its own, and moto's S3 server in a child
+process (``tests/s3_server.py``), one after the other (``--server`` picks one), then, for
+a fresh random file (256 MiB; ``--quick``: 16 MiB), per repetition:
 
 * peer: ``s3fs.S3FileSystem.put_file`` of the file (s3fs defaults: multipart, 10 parts
   at once) to a new key;
@@ -19,19 +21,27 @@ retries count too).
 
 Goals: fresh / put_file <= 1.0; put_file / re-log >= 5.
 
-    python benchmarks/bench_s3.py            # 256 MiB, 5 repetitions
-    python benchmarks/bench_s3.py --quick    # 16 MiB, 2 repetitions
+Each repetition also logs the file into a store of the packs layout (``packs fresh``),
+then a copy with 1 MiB overwritten in the middle into a new run of it (``packs
+changed``), and downloads it verified (``packs get_file``); the loose store gets the
+same changed copy (``casstore changed``), so the two layouts are side by side.
+
+    python benchmarks/bench_s3.py                       # 256 MiB, 5 repetitions, both servers
+    python benchmarks/bench_s3.py --quick               # 16 MiB, 2 repetitions
+    python benchmarks/bench_s3.py --server seaweedfs    # one server only
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +49,28 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from s3_server import DUMMY_CREDENTIALS, LoopbackS3, make_bucket  # noqa: E402
+from seaweed import ADMIN, SeaweedS3  # noqa: E402
 
 from casstore.runs import open_run_store  # noqa: E402
 
 BUCKET = "casstore-bench"
+SERVERS = ("seaweedfs", "moto")
+
+
+@contextlib.contextmanager
+def loopback_server(name: str) -> Iterator[tuple[str, int]]:
+    """Start S3 server ``name`` on loopback with ``BUCKET``; yield (endpoint URL, its process id)."""
+    if name == "moto":
+        with LoopbackS3() as moto:
+            make_bucket(moto.endpoint_url, BUCKET)
+            yield moto.endpoint_url, moto.proc.pid
+    elif name == "seaweedfs":
+        with SeaweedS3() as weed:
+            assert weed.proc is not None and ADMIN.env()["AWS_ACCESS_KEY_ID"] == DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"]
+            weed.make_bucket(BUCKET)
+            yield weed.endpoint_url, weed.proc.pid
+    else:
+        raise ValueError(f"unknown S3 server {name!r}; choose from {', '.join(SERVERS)}")
 
 
 class RequestCounter:
@@ -53,7 +81,8 @@ class RequestCounter:
 
     def attach(self, fs: Any) -> None:
         fs.connect()
-        fs.s3.meta.events.register("before-send.s3", self._hook)
+        # once per client: s3fs caches its file systems, so stores of one bucket share one
+        fs.s3.meta.events.register("before-send.s3", self._hook, unique_id=f"casstore-bench-{id(self)}")
 
     def _hook(self, request: Any, **kwargs: Any) -> None:
         method = "COPY" if "x-amz-copy-source" in request.headers else request.method
@@ -74,9 +103,11 @@ def _write_random(path: Path, size: int) -> None:
             left -= n
 
 
-def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0) -> dict[str, Any]:
-    """Measure; ``{"times": {name: [s]}, "cpu": {name: [s]}, "requests": {name: Counter}}``.
-    With ``small_files``, also log a directory of that many 4 KiB files each repetition."""
+def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, server: str = "moto",
+        packs: bool = True) -> dict[str, Any]:
+    """Measure on S3 server ``server``; ``{"times": {name: [s]}, "cpu": {name: [s]}, "requests":
+    {name: Counter}}``. With ``small_files``, also log a directory of that many 4 KiB files each
+    repetition; with ``packs``, a store of the packs layout beside the loose one."""
     import s3fs
 
     import psutil
@@ -84,18 +115,23 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0) -
     results: dict[str, list[float]] = collections.defaultdict(list)
     cpu: dict[str, list[float]] = collections.defaultdict(list)
     requests: dict[str, collections.Counter[str]] = {}
-    with tempfile.TemporaryDirectory(prefix="casstore-bench-s3-") as tmp, LoopbackS3() as server:
+    with tempfile.TemporaryDirectory(prefix="casstore-bench-s3-") as tmp, loopback_server(server) as (endpoint, pid):
         os.environ.update(DUMMY_CREDENTIALS)
-        os.environ["AWS_ENDPOINT_URL"] = server.endpoint_url
-        make_bucket(server.endpoint_url, BUCKET)
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
         src = Path(tmp) / "weights.bin"
         _write_random(src, size)
+        changed = Path(tmp) / "changed" / "weights.bin"
+        changed.parent.mkdir()
+        with open(src, "rb") as f_in, open(changed, "wb") as f_out:
+            f_out.write(f_in.read())
+            f_out.seek(size // 2)
+            f_out.write(os.urandom(min(1 << 20, size // 4)))
         small = Path(tmp) / "small"
         for i in range(small_files):
             (small / f"part{i // 100}").mkdir(parents=True, exist_ok=True)
             (small / f"part{i // 100}" / f"f{i:04d}.bin").write_bytes(os.urandom(4096))
 
-        me, srv = psutil.Process(), psutil.Process(server.proc.pid)
+        me, srv = psutil.Process(), psutil.Process(pid)
 
         def timed(name: str, fn: Any) -> Any:
             """Run ``fn``; record its wall time and the CPU time of both processes."""
@@ -107,7 +143,7 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0) -
             cpu[name].append((c1.user + c1.system - c0.user - c0.system) + (s1.user + s1.system - s0.user - s0.system))
             return out
 
-        peer = s3fs.S3FileSystem(endpoint_url=server.endpoint_url, skip_instance_cache=True)
+        peer = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
         peer_counter = RequestCounter()
         peer_counter.attach(peer)
         cas_counter = RequestCounter()
@@ -144,9 +180,41 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0) -
             if again.digest != entry.digest:
                 raise SystemExit("re-logged digest differs: the benchmark is broken")
 
+            third = store.create_run(experiment)
+            cas_counter.take()
+            timed("casstore changed", lambda: third.log_file("weights.bin", changed))
+            requests["casstore changed"] = cas_counter.take()
+            third.end()
+
             # downloads, for information: s3fs get_file, and casstore's verified get_file
             if downloads:
                 download(key, entry.digest, store)
+
+            if packs:
+                from casstore.objects import open_store
+                from casstore.runs import RunStore
+
+                pstore = RunStore(open_store(f"s3://{BUCKET}/packs-{rep}", layout="packs", stat_cache=False))
+                cas_counter.attach(pstore.backend.fs)  # type: ignore[attr-defined]
+                pexp = pstore.get_or_create_experiment("bench")
+                prun = pstore.create_run(pexp)
+                cas_counter.take()
+                pentry = timed("packs fresh", lambda: prun.log_file("weights.bin", src))
+                requests["packs fresh"] = cas_counter.take()
+                prun.end()
+                prun = pstore.create_run(pexp)
+                cas_counter.take()
+                timed("packs changed", lambda: prun.log_file("weights.bin", changed))
+                requests["packs changed"] = cas_counter.take()
+                prun.end()
+                if downloads:
+                    reader = open_store(f"s3://{BUCKET}/packs-{rep}", stat_cache=False)
+                    cas_counter.attach(reader.backend.fs)  # type: ignore[attr-defined]
+                    cas_counter.take()
+                    timed("packs get_file", lambda: reader.get_file(pentry.digest, Path(tmp) / "packs.out"))
+                    requests["packs get_file"] = cas_counter.take()
+                    (Path(tmp) / "packs.out").unlink()
+                peer.rm(f"{BUCKET}/packs-{rep}", recursive=True)
 
             if small_files:
                 from casstore.tracking._artifacts import walk_dir
@@ -176,14 +244,16 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0) -
     return {"times": results, "cpu": cpu, "requests": requests}
 
 
-def report(size: int, repeat: int, out: dict[str, Any]) -> None:
+def report(size: int, repeat: int, out: dict[str, Any], server: str = "moto") -> dict[str, float]:
+    """Print one server's figures; return its ratios (for the summary across servers)."""
     times = {k: statistics.median(v) for k, v in out["times"].items()}
     cpu = {k: statistics.median(v) for k, v in out["cpu"].items()}
     gib = size / (1 << 30)
     mib = size / (1 << 20)
-    print(f"\nfile: {mib:.0f} MiB of random bytes; median of {repeat} repetitions")
+    print(f"\n{server}: file of {mib:.0f} MiB of random bytes; median of {repeat} repetitions")
     print(f"{'':18} {'seconds':>9} {'MiB/s':>8} {'CPU s':>7} {'requests':>9} {'req/GiB':>9}   by method")
-    for name in ("peer put_file", "casstore fresh", "casstore re-log", "peer get_file", "casstore get_file"):
+    for name in ("peer put_file", "casstore fresh", "packs fresh", "casstore re-log", "casstore changed", "packs changed",
+                 "peer get_file", "casstore get_file", "packs get_file"):
         if name not in out["requests"]:
             continue
         req = out["requests"][name]
@@ -196,12 +266,37 @@ def report(size: int, repeat: int, out: dict[str, Any]) -> None:
         print(f"\n(quick run: the goals below are set for a 256 MiB file; at {mib:.0f} MiB the fixed cost of each request dominates)")
     fresh = times["casstore fresh"] / times["peer put_file"]
     relog = times["peer put_file"] / times["casstore re-log"]
+    ratios = {"fresh / put_file": fresh, "put_file / re-log": relog}
     print(f"\nfresh / put_file   = {fresh:.2f}  (goal <= 1.0: {'met' if fresh <= 1.0 else 'NOT met'})")
     print(f"put_file / re-log  = {relog:.1f}x (goal >= 5x: {'met' if relog >= 5 else 'NOT met'})")
     print(f"CPU, fresh / put_file = {cpu['casstore fresh'] / cpu['peer put_file']:.2f} (client and server processes)")
     if "peer get_file" in times:
-        get = times["casstore get_file"] / times["peer get_file"]
+        get = ratios["get_file / s3fs get_file"] = times["casstore get_file"] / times["peer get_file"]
         print(f"get_file / s3fs    = {get:.2f}  (for information: casstore verifies every chunk)")
+    if "packs fresh" in times:
+        def reqs(name: str) -> int:
+            return sum(out["requests"][name].values())
+
+        def judged(ok: bool, goal: str) -> str:
+            if size < 256 << 20:
+                return f"(goal {goal}: not judged at {mib:.0f} MiB)"
+            return f"(goal {goal}: {'met' if ok else 'MISSED'})"
+
+        peer_req = reqs("peer put_file")
+        fresh_p = times["packs fresh"] / times["peer put_file"]
+        changed_p = times["peer put_file"] / times["packs changed"]
+        ratios["packs fresh / put_file"] = fresh_p
+        ratios["put_file / packs changed"] = changed_p
+        print(f"\npacks fresh / put_file          = {fresh_p:.2f} {judged(fresh_p <= 1.2, '<= 1.2')}")
+        print(f"packs fresh requests            = {reqs('packs fresh')} against put_file's {peer_req} "
+              f"{judged(reqs('packs fresh') <= 2 * peer_req + 12, '<= 2x + 12')}")
+        print(f"put_file / packs changed        = {changed_p:.1f}x {judged(changed_p >= 10, '>= 10x')}")
+        print(f"packs changed requests          = {reqs('packs changed')} (loose: {reqs('casstore changed')}) "
+              f"{judged(reqs('packs changed') <= 20, '<= 20')}")
+        if "packs get_file" in times:
+            get_p = ratios["packs get_file / s3fs get_file"] = times["packs get_file"] / times["peer get_file"]
+            print(f"packs get_file / s3fs get_file  = {get_p:.2f}, requests {reqs('packs get_file')} against "
+                  f"{reqs('peer get_file')} {judged(get_p <= 1.2, '<= 1.2')}")
     if "casstore small files" in times:
         n = out["small_files"]
         print(f"\n{n} files of 4 KiB (for information)")
@@ -210,7 +305,19 @@ def report(size: int, repeat: int, out: dict[str, Any]) -> None:
             total = sum(req.values())
             methods = ", ".join(f"{m} {c}" for m, c in sorted(req.items()))
             print(f"{name:22} {times[name]:7.3f} s  {total:6d} requests ({total / n:.2f} per file: {methods})")
-        print(f"casstore / s3fs    = {times['casstore small files'] / times['peer put small files']:.2f} (time)")
+        small = ratios[f"{n} small files / s3fs put"] = times["casstore small files"] / times["peer put small files"]
+        print(f"casstore / s3fs    = {small:.2f} (time)")
+    return ratios
+
+
+def summary(ratios: dict[str, dict[str, float]]) -> None:
+    """The ratios of every server side by side."""
+    servers = list(ratios)
+    rows = list(dict.fromkeys(k for r in ratios.values() for k in r))
+    print("\nsummary: casstore against s3fs, by server")
+    print(f"{'':28}" + "".join(f"{s:>11}" for s in servers))
+    for row in rows:
+        print(f"{row:28}" + "".join(f"{ratios[s][row]:11.2f}" if row in ratios[s] else f"{'':11}" for s in servers))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -218,16 +325,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="16 MiB, 2 repetitions")
     parser.add_argument("--size-mib", type=int, default=None, help="file size in MiB (default 256)")
     parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 5)")
+    parser.add_argument("--no-packs", action="store_true", help="skip the store of the packs layout")
     parser.add_argument("--no-downloads", action="store_true", help="skip the download comparison")
     parser.add_argument("--small-files", type=int, default=None,
                         help="how many 4 KiB files to log as a directory (default 200, --quick 50; 0: skip)")
+    parser.add_argument("--server", choices=(*SERVERS, "both"), default="both",
+                        help="the S3 server on loopback (default: both, SeaweedFS first)")
     args = parser.parse_args(argv)
     size = (args.size_mib or (16 if args.quick else 256)) << 20
     repeat = args.repeat or (2 if args.quick else 5)
     small = args.small_files if args.small_files is not None else (50 if args.quick else 200)
-    out = run(size, repeat, downloads=not args.no_downloads, small_files=small)
-    out["small_files"] = small
-    report(size, repeat, out)
+    ratios = {}
+    for server in SERVERS if args.server == "both" else (args.server,):
+        print(f"{server}:", flush=True)
+        out = run(size, repeat, downloads=not args.no_downloads, small_files=small, server=server,
+                  packs=not args.no_packs)
+        out["small_files"] = small
+        ratios[server] = report(size, repeat, out, server)
+    if len(ratios) > 1:
+        summary(ratios)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,11 @@ SCRIPTS = (
            ("--quick", "--runs", "3", "--repeat", "1", "--fresh", "1"), needs="mlflow"),
     Script("bench_s3.py", ("--size-mib", "128", "--repeat", "3")),
     Script("bench_cli.py", ("--quick", "--repeat", "3"), ("--quick", "--repeat", "1")),
+    Script("bench_serving.py", (), needs="mlflow"),
+    Script("bench_ui.py", ("--runs", "10000", "--points", "100000", "--repeat", "5"), needs="mlflow"),
+    Script("bench_packs_dedup.py", ()),
+    Script("bench_packs_local.py", ("--repeat", "3")),
+    Script("bench_packs_index.py", ()),
     Script("bench_search.py", ("--runs", "1000", "--s3-runs", "1000", "--synthetic", "100000"),
            ("--quick", "--repeat", "1"), needs="mlflow"),
 )

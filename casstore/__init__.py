@@ -29,19 +29,26 @@ from casstore.tracking.fluent import (
     active_run,
     create_experiment,
     delete_experiment,
+    delete_experiment_tag,
     delete_run,
     delete_tag,
     end_run,
+    flush_artifact_async_logging,
     flush_async_logging,
+    get_logged_model,
     get_parent_run,
     load_table,
     log_input,
     log_inputs,
     log_table,
+    restore_experiment,
+    restore_run,
+    search_logged_models,
     search_model_versions,
     search_registered_models,
     set_experiment_tag,
     set_experiment_tags,
+    set_logged_model_tags,
     get_artifact_uri,
     get_experiment,
     get_experiment_by_name,
@@ -62,19 +69,21 @@ from casstore.tracking.fluent import (
     search_experiments,
     search_runs,
     set_experiment,
+    set_model_version_tag,
     set_tag,
     set_tags,
     start_run,
 )
 from casstore.tracking.uri import get_registry_uri, get_tracking_uri, is_tracking_uri_set, set_registry_uri, set_tracking_uri
 
-from casstore import artifacts, data  # noqa: E402  (need the tracking API above)
+from casstore import artifacts, data, entities  # noqa: E402  (need the tracking API above)
 
 __all__ = [
     "__version__",
     # modules
     "artifacts",
     "data",
+    "entities",
     "exceptions",
     # store selection
     "set_tracking_uri",
@@ -92,6 +101,8 @@ __all__ = [
     "set_experiment_tag",
     "set_experiment_tags",
     "delete_experiment",
+    "restore_experiment",
+    "delete_experiment_tag",
     # runs
     "start_run",
     "end_run",
@@ -101,7 +112,9 @@ __all__ = [
     "delete_run",
     "search_runs",
     "get_parent_run",
+    "restore_run",
     "flush_async_logging",
+    "flush_artifact_async_logging",
     "RunOperations",
     # params, metrics, tags
     "log_param",
@@ -145,5 +158,31 @@ __all__ = [
 from casstore import models, pyfunc, sklearn  # noqa: E402
 from casstore.registry.fluent import register_model  # noqa: E402
 
-__all__ += ["models", "pyfunc", "sklearn", "register_model", "search_registered_models", "search_model_versions"]
+__all__ += ["models", "pyfunc", "sklearn", "register_model", "search_registered_models", "search_model_versions", "set_model_version_tag",
+            "get_logged_model", "search_logged_models", "set_logged_model_tags", "autolog"]
+
+
+def autolog(
+    log_input_examples: bool = False,
+    log_model_signatures: bool = True,
+    log_models: bool = True,
+    log_datasets: bool = True,
+    disable: bool = False,
+    exclusive: bool = False,
+    disable_for_unsupported_versions: bool = False,
+    silent: bool = False,
+    extra_tags: dict[str, str] | None = None,
+    exclude_flavors: list[str] | None = None,
+) -> None:
+    """Autologging for every library casstore has a flavor for (scikit-learn), as MLflow's
+    ``mlflow.autolog``; ``disable=True`` turns it off."""
+    import importlib.util
+
+    if (exclude_flavors and "sklearn" in exclude_flavors) or importlib.util.find_spec("sklearn") is None:
+        return  # as MLflow: a library that is not installed is not autologged
+    sklearn.autolog(
+        log_input_examples=log_input_examples, log_model_signatures=log_model_signatures, log_models=log_models,
+        log_datasets=log_datasets, disable=disable, exclusive=exclusive,
+        disable_for_unsupported_versions=disable_for_unsupported_versions, silent=silent, extra_tags=extra_tags,
+    )
 # ---- end of models and registry ----------------------------------------------------------------

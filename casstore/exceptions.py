@@ -5,6 +5,7 @@
     CasstoreError (= MlflowException)
     ├── StoreConfigError          the store's casstore.json is missing, malformed or unsupported
     ├── StoreUnavailableError     the store URL cannot be reached or opened (also OSError)
+    │   └── StoreFullError        the store's disk is full (or over quota)
     ├── ObjectNotFoundError       no object, record, run or model by that name (also FileNotFoundError)
     ├── IntegrityError            stored bytes do not hash to the digest that names them
     ├── CorruptRecordError        a stored record cannot be decoded or is malformed
@@ -16,6 +17,11 @@
     ├── ImmutableArtifactError    a different value at a name that is already bound
     │   └── ArtifactPathConflictError  an artifact path that would be both a file and a directory
     └── RunStateError             the run is sealed, not active, or in the wrong state
+
+    DamagedRunWarning (UserWarning)  a run was skipped, or shown without the records that
+                                     failed their checks (each one named)
+    LinkWarning (UserWarning)        a logged directory's symbolic links that point outside it
+                                     (logged) or to directories (not followed), each one named
 
 Each message says what went wrong, where, and what to do. Callers may catch the
 builtin classes (``FileNotFoundError``, ``ValueError``, ``OSError``) where those fit.
@@ -34,6 +40,7 @@ __all__ = [
     "CasstoreError",
     "StoreConfigError",
     "StoreUnavailableError",
+    "StoreFullError",
     "ObjectNotFoundError",
     "IntegrityError",
     "CorruptRecordError",
@@ -46,16 +53,11 @@ __all__ = [
     "RunStateError",
     "ResourceAlreadyExistsError",
     "MlflowException",
-    "INTERNAL_ERROR",
-    "INVALID_PARAMETER_VALUE",
-    "INVALID_STATE",
-    "RESOURCE_DOES_NOT_EXIST",
-    "RESOURCE_ALREADY_EXISTS",
-    "DATA_LOSS",
-    "TEMPORARILY_UNAVAILABLE",
-    "BAD_REQUEST",
+    "DamagedRunWarning",
+    "LinkWarning",
 ]
 
+# MLflow's error codes, as ``error_code`` holds them
 INTERNAL_ERROR = "INTERNAL_ERROR"
 INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
 INVALID_STATE = "INVALID_STATE"
@@ -117,6 +119,17 @@ class StoreUnavailableError(CasstoreError, OSError):
     """The store URL cannot be reached or opened."""
 
     error_code = TEMPORARILY_UNAVAILABLE
+
+
+class StoreFullError(StoreUnavailableError):
+    """No space is left on the store's device (or its quota is used up). ``needed`` and
+    ``free`` are in bytes when known."""
+
+    def __init__(self, message: object = "", needed: int | None = None, free: int | None = None,
+                 **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.needed = needed
+        self.free = free
 
 
 class ObjectNotFoundError(CasstoreError, FileNotFoundError):
@@ -234,3 +247,13 @@ class RunStateError(CasstoreError):
 # MLflow code catches ``mlflow.exceptions.MlflowException``; let it catch ours.
 MlflowException = CasstoreError
 """MLflow's name for :class:`CasstoreError`: ``except MlflowException`` catches every casstore error."""
+
+
+class DamagedRunWarning(UserWarning):
+    """A run was skipped by a listing, or read without the records that failed their checks;
+    the message names each and what it affects (``casstore verify --all`` lists them all)."""
+
+
+class LinkWarning(UserWarning):
+    """A directory being logged has symbolic links that point outside it (their files are
+    logged) or to directories (not followed); the message names each."""

@@ -60,6 +60,7 @@ __all__ = [
     "log_model",
     "save_model",
     "load_model",
+    "autolog",
 ]
 
 FLAVOR_NAME = "sklearn"
@@ -269,3 +270,33 @@ def load_model(
     finally:
         if dst_path is None:
             fetched.cleanup()
+
+
+def autolog(
+    log_input_examples: bool = False,
+    log_model_signatures: bool = True,
+    log_models: bool = True,
+    log_datasets: bool = True,
+    disable: bool = False,
+    exclusive: bool = False,
+    disable_for_unsupported_versions: bool = False,
+    silent: bool = False,
+    max_tuning_runs: int | None = 5,
+    log_post_training_metrics: bool = True,
+    serialization_format: str = SERIALIZATION_FORMAT_CLOUDPICKLE,
+    registered_model_name: str | None = None,
+    pos_label: Any = None,
+    extra_tags: dict[str, str] | None = None,
+) -> None:
+    """Record every scikit-learn ``fit``: params, training metrics, the model, searches'
+    child runs (see ``casstore/_sklearn_autolog.py``); ``disable=True`` turns it off."""
+    from casstore._sklearn_autolog import autolog as _autolog
+
+    _autolog(
+        log_input_examples=log_input_examples, log_model_signatures=log_model_signatures, log_models=log_models,
+        log_datasets=log_datasets, disable=disable, exclusive=exclusive,
+        disable_for_unsupported_versions=disable_for_unsupported_versions, silent=silent,
+        max_tuning_runs=max_tuning_runs, log_post_training_metrics=log_post_training_metrics,
+        serialization_format=serialization_format, registered_model_name=registered_model_name,
+        pos_label=pos_label, extra_tags=extra_tags, log_model=log_model,
+    )

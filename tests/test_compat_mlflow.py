@@ -83,9 +83,9 @@ def test_search_experiments_by_view_type(ml: types.ModuleType) -> None:
         return {(e.experiment_id, e.lifecycle_stage) for e in client.search_experiments(view_type=view_type)
                 if e.experiment_id == exp_id}
 
-    assert stages(ml.entities.ViewType.ACTIVE_ONLY if hasattr(ml, "entities") else ml.ViewType.ACTIVE_ONLY) == {(exp_id, "active")}
+    vt = ml.entities.ViewType
+    assert stages(vt.ACTIVE_ONLY) == {(exp_id, "active")}
     client.delete_experiment(exp_id)
-    vt = ml.ViewType if hasattr(ml, "ViewType") else ml.entities.ViewType
     assert stages(vt.ACTIVE_ONLY) == set()
     assert stages(vt.ALL) == {(exp_id, "deleted")}
     assert stages(vt.DELETED_ONLY) == {(exp_id, "deleted")}
@@ -120,8 +120,7 @@ def test_start_run_context_manager(ml: types.ModuleType) -> None:
         persisted = ml.MlflowClient().get_run(first_uuid)
         assert persisted is not None and persisted.info.run_id == first_uuid
     finished = ml.MlflowClient().get_run(first_uuid)
-    assert finished.info.status == ml.entities.RunStatus.to_string(ml.entities.RunStatus.FINISHED) if not ml.IS_CASSTORE \
-        else finished.info.status == ml.RunStatus.to_string(ml.RunStatus.FINISHED)
+    assert finished.info.status == ml.entities.RunStatus.to_string(ml.entities.RunStatus.FINISHED)
     with pytest.raises(Exception, match="Failing run!"):
         with ml.start_run() as second_run:
             second_run_id = second_run.info.run_id
@@ -195,8 +194,7 @@ def test_log_metrics_share_one_step(ml: types.ModuleType, step: int | None) -> N
 
 
 def test_log_batch(ml: types.ModuleType) -> None:
-    Metric, Param, RunTag = (ml.entities.Metric, ml.entities.Param, ml.entities.RunTag) if not ml.IS_CASSTORE \
-        else (ml.Metric, ml.Param, ml.RunTag)
+    Metric, Param, RunTag = ml.entities.Metric, ml.entities.Param, ml.entities.RunTag
     t = int(time.time() * 1000)
     metrics = [Metric(key="metric-key0", value=1.0, timestamp=t, step=0), Metric(key="metric-key1", value=4.0, timestamp=t, step=1)]
     params = [Param(key="param-key0", value="param-val0"), Param(key="param-key1", value="param-val1")]
@@ -300,7 +298,7 @@ def test_delete_run_hides_it_from_searches(ml: types.ModuleType) -> None:
     with ml.start_run() as gone:
         pass
     ml.delete_run(gone.info.run_id)
-    vt = ml.entities.ViewType if not ml.IS_CASSTORE else ml.ViewType
+    vt = ml.entities.ViewType
     active = ml.search_runs(output_format="list")
     assert [r.info.run_id for r in active] == [keep.info.run_id]
     everything = ml.search_runs(run_view_type=vt.ALL, output_format="list")
@@ -319,7 +317,7 @@ def test_logging_calls_with_synchronous_false_return_waitables(ml: types.ModuleT
 
 
 def test_run_status_strings(ml: types.ModuleType) -> None:
-    RunStatus = ml.entities.RunStatus if not ml.IS_CASSTORE else ml.RunStatus
+    RunStatus = ml.entities.RunStatus
     assert RunStatus.to_string(RunStatus.FINISHED) == "FINISHED"
     assert RunStatus.to_string(RunStatus.from_string("KILLED")) == "KILLED"
     assert RunStatus.is_terminated(RunStatus.FAILED) and not RunStatus.is_terminated(RunStatus.RUNNING)
@@ -449,8 +447,8 @@ def test_log_input_records_the_dataset(ml: types.ModuleType) -> None:
 # ---- models and registry (test_client.py: registered models, versions, aliases) ---------------------------
 
 
-class _AddN:
-    """A python model class shared by both sides (each wraps it in its own PythonModel)."""
+#: given, so MLflow does not infer requirements (a subprocess per model, seconds each)
+REQS = ["scikit-learn", "pandas"]
 
 
 def _python_model(ml: types.ModuleType, n: int) -> object:
@@ -467,8 +465,8 @@ def _python_model(ml: types.ModuleType, n: int) -> object:
 def test_custom_python_model_round_trip(ml: types.ModuleType) -> None:
     frame = pd.DataFrame({"a": [1.0, 2.0]})
     with ml.start_run():
-        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 5), input_example=frame)
-        bare = ml.pyfunc.log_model(name="add_n_bare", python_model=_python_model(ml, 1))
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 5), input_example=frame, pip_requirements=REQS)
+        bare = ml.pyfunc.log_model(name="add_n_bare", python_model=_python_model(ml, 1), pip_requirements=REQS)
     loaded = ml.pyfunc.load_model(info.model_uri)
     assert loaded.predict(frame)["a"].tolist() == [6.0, 7.0]
     assert info.signature.inputs.input_names() == ["a"]
@@ -486,7 +484,7 @@ def test_sklearn_model_logged_registered_and_loaded_by_alias(ml: types.ModuleTyp
     clf = LogisticRegression(max_iter=300).fit(X, y)
     name = f"iris-{_exp_id(ml)}"
     with ml.start_run():
-        info = ml.sklearn.log_model(clf, name="model", registered_model_name=name, input_example=X[:3])
+        info = ml.sklearn.log_model(clf, name="model", registered_model_name=name, input_example=X[:3], pip_requirements=REQS)
     assert info.registered_model_version == 1
     client = ml.MlflowClient()
     client.set_registered_model_alias(name, "champion", 1)
@@ -508,7 +506,83 @@ def test_save_model_and_load_the_directory(ml: types.ModuleType, tmp_path: Path)
 
     X = np.arange(10.0).reshape(-1, 1)
     lr = LinearRegression().fit(X, 2 * X.ravel())
-    ml.sklearn.save_model(lr, str(tmp_path / "saved"))
+    ml.sklearn.save_model(lr, str(tmp_path / "saved"), pip_requirements=REQS)
     assert ml.sklearn.load_model(str(tmp_path / "saved")).predict([[3.0]]).tolist() == pytest.approx([6.0])
     with pytest.raises(ml.exceptions.MlflowException):
-        ml.sklearn.save_model(lr, str(tmp_path / "saved"))  # the directory exists
+        ml.sklearn.save_model(lr, str(tmp_path / "saved"), pip_requirements=REQS)  # the directory exists
+
+
+# ---- autologging (tests/sklearn/test_sklearn_autolog.py: params, training metrics, searches) -------------
+
+
+@pytest.fixture
+def autologging(ml: types.ModuleType) -> object:
+    # models are left out here (MLflow infers each one's requirements in a subprocess, seconds
+    # each); tests/test_sklearn_autolog.py checks the models casstore logs
+    ml.sklearn.autolog(log_models=False)
+    yield ml
+    ml.sklearn.autolog(disable=True)
+
+
+def test_autolog_records_params_metrics_and_tags(autologging: types.ModuleType) -> None:
+    ml = autologging
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    with ml.start_run() as run:
+        LogisticRegression(C=0.5, max_iter=300).fit(X, y)
+    got = ml.get_run(run.info.run_id)
+    assert got.data.params["C"] == "0.5" and got.data.params["max_iter"] == "300"
+    assert {"training_accuracy_score", "training_precision_score", "training_recall_score", "training_f1_score",
+            "training_log_loss", "training_roc_auc", "training_score"} <= set(got.data.metrics)
+    assert got.data.tags["estimator_name"] == "LogisticRegression"
+    assert got.data.tags["estimator_class"] == "sklearn.linear_model._logistic.LogisticRegression"
+    assert got.data.metrics["training_score"] == pytest.approx(got.data.metrics["training_accuracy_score"])
+
+
+def test_autolog_regressor_metrics_and_a_run_of_its_own(autologging: types.ModuleType) -> None:
+    ml = autologging
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import ElasticNet
+
+    X, y = load_diabetes(return_X_y=True)
+    ElasticNet(alpha=0.1).fit(X, y)  # no active run: autologging starts one, and ends it
+    assert ml.active_run() is None
+    [run] = ml.search_runs(output_format="list")
+    assert run.info.status == "FINISHED" and run.data.params["alpha"] == "0.1"
+    assert {"training_mean_squared_error", "training_root_mean_squared_error", "training_mean_absolute_error",
+            "training_r2_score", "training_score"} <= set(run.data.metrics)
+
+
+def test_autolog_grid_search_makes_child_runs(autologging: types.ModuleType) -> None:
+    ml = autologging
+    from sklearn.datasets import load_iris
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    X, y = load_iris(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), SVC())
+    search = GridSearchCV(pipe, {"svc__C": [0.1, 1.0, 10.0]}, cv=3)
+    with ml.start_run() as parent:
+        search.fit(X, y)
+    got = ml.get_run(parent.info.run_id)
+    assert got.data.params["best_svc__C"] == str(search.best_params_["svc__C"])
+    assert got.data.metrics["best_cv_score"] == pytest.approx(search.best_score_)
+    children = ml.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", output_format="list")
+    assert len(children) == 3
+    assert {c.data.params["svc__C"] for c in children} == {"0.1", "1.0", "10.0"}
+    assert all("mean_test_score" in c.data.metrics for c in children)
+    assert "cv_results.csv" in [f.path for f in ml.MlflowClient().list_artifacts(parent.info.run_id)]
+
+
+def test_autolog_disable_stops_logging(ml: types.ModuleType) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    ml.sklearn.autolog()
+    ml.sklearn.autolog(disable=True)
+    with ml.start_run() as run:
+        LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0])
+    assert ml.get_run(run.info.run_id).data.params == {}

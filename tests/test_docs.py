@@ -229,14 +229,17 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
         pytest.skip(f"every other example ran; not run for lack of a module: {', '.join(missing)}")
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_the_format_pages_reader_reads_an_older_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int) -> None:
+@pytest.mark.parametrize("version", [1, 2, "packs"])
+def test_the_format_pages_reader_reads_an_older_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      version: int | str) -> None:
     """docs/format.md's reader handles every store version: the page runs above on a new
-    (version-3) store; here on a version-1 or version-2 store, as casstore created them before."""
+    (version-3) store; here on a version-1 or version-2 store, as casstore created them before,
+    and on a store of the packs layout."""
     from casstore.objects import StoreConfig
 
     (tmp_path / "casstore").mkdir()
-    (tmp_path / "casstore" / "casstore.json").write_bytes(StoreConfig(version=version).to_json())
+    config = StoreConfig(content_layout="packs") if version == "packs" else StoreConfig(version=int(version))
+    (tmp_path / "casstore" / "casstore.json").write_bytes(config.to_json())
     for k in [k for k in os.environ if k.startswith(("CASSTORE_", "MLFLOW_"))]:
         monkeypatch.delenv(k)
     monkeypatch.chdir(tmp_path)
@@ -248,6 +251,9 @@ def test_the_format_pages_reader_reads_an_older_store(tmp_path: Path, monkeypatc
                 exec(compile(b.code, f"{b.page}:{b.line}", "exec"), namespace)  # noqa: S102 - the docs' own example
     finally:
         _reset_casstore()
+    if version == "packs":
+        assert namespace["packed"] and not (tmp_path / "casstore" / "chunks").exists()
+        return
     assert namespace["config"]["version"] == version  # type: ignore[index]
     notes = namespace["manifest"]["artifacts"]["notes.txt"]  # type: ignore[index]
     assert notes["kind"] == "file", "before version 3, a small artifact is a file of the store"

@@ -24,8 +24,8 @@ from casstore.runs import RunStore
 SMALL = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
 
 
-def _store(url: str) -> RunStore:
-    return RunStore(open_store(url, chunker=SMALL))
+def _store(url: str, layout: str | None = None) -> RunStore:
+    return RunStore(open_store(url, chunker=SMALL, layout=layout))
 
 
 def writer(url: str, seed: int, seconds: float, results: Any) -> None:
@@ -63,22 +63,28 @@ def collector(url: str, seconds: float, results: Any) -> None:
     """Collect garbage in a loop with a short grace period for ``seconds``."""
     try:
         store = _store(url)
-        deleted = kept = passes = 0
+        deleted = kept = passes = packs_deleted = repacked = 0
         stop = time.monotonic() + seconds
         while time.monotonic() < stop:
             r = collect_garbage(store.backend, grace=0.3, slack=0.0)
             deleted += r.deleted_total
-            kept += r.kept_fresh
+            kept += r.kept_fresh + r.packs_kept_fresh
+            packs_deleted += r.packs_deleted
+            repacked += r.repacked
             passes += 1
-        results.put(("gc", {"deleted": deleted, "kept": kept, "passes": passes}, None))
+        results.put(("gc", {"deleted": deleted, "kept": kept, "passes": passes, "packs_deleted": packs_deleted,
+                            "repacked": repacked}, None))
     except BaseException as e:
         results.put(("gc", {}, f"{type(e).__name__}: {e}"))
 
 
+@pytest.mark.parametrize("layout", ["loose", "packs"])
 @pytest.mark.parametrize("round_", [1, 2])
-def test_a_writer_racing_gc_loses_nothing(tmp_path: Path, round_: int) -> None:
+def test_a_writer_racing_gc_loses_nothing(tmp_path: Path, round_: int, layout: str) -> None:
+    """In a store of the packs layout the writer deduplicates against chunks in packs that
+    gc marks, repacks and deletes meanwhile."""
     url = str(tmp_path / "store")
-    _store(url)  # create the store with the small chunker before the racers open it
+    _store(url, layout)  # create the store with the small chunker before the racers open it
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     seconds = 4.0
@@ -101,6 +107,8 @@ def test_a_writer_racing_gc_loses_nothing(tmp_path: Path, round_: int) -> None:
     live = [run_id for run_id, deleted, _ in logged if not deleted]
     assert live and len(live) < len(logged)
     assert got["gc"]["deleted"] > 0, "gc deleted nothing: the race was not exercised"
+    if layout == "packs":
+        assert got["gc"]["packs_deleted"] > 0, got["gc"]
     report = verify_store(store, live)
     assert report.ok, [p.to_dict() for p in report.problems]
     for run_id, deleted, files in logged:

@@ -3,7 +3,6 @@ MLflow is installed, whole runs read through MLflow's own client."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import textwrap
 
@@ -126,11 +125,9 @@ def test_missing_directory_is_a_clear_error(tmp_path: os.PathLike[str]) -> None:
     assert not os.path.exists(os.path.join(tmp_path, "store", "runs"))
 
 
-needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
-                                  reason="MLflow is not installed (pip install 'casstore[bench]')")
+# MLflow is in the test extra: the tests below run wherever the tests do, CI included
 
 
-@needs_mlflow
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")  # MLflow's own deprecation and future warnings
 def test_mlflow_runs_are_copied_whole_and_importing_again_is_a_no_op(tmp_path: os.PathLike[str]) -> None:
@@ -196,7 +193,6 @@ def test_import_mlflow_command_imports_a_directory(tmp_path: os.PathLike[str]) -
     assert bad.returncode == 2 and "exactly one" in bad.stderr
 
 
-@needs_mlflow
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")  # MLflow's own deprecation and future warnings
 def test_an_imported_child_run_names_its_new_parent(tmp_path: os.PathLike[str]) -> None:

@@ -175,7 +175,7 @@ def test_mlflow_server_uris_are_refused_with_what_to_use(tracking: str, mlflow_u
 
 def test_mlflow_environment_variables_are_honoured(tmp_path: Path) -> None:
     env = {"MLFLOW_TRACKING_URI": f"file:{tmp_path / 'store'}", "MLFLOW_EXPERIMENT_NAME": "from-mlflow-env",
-           "CASSTORE_TRACKING_URI": ""}
+           "CASSTORE_TRACKING_URI": "", "MLFLOW_EXPERIMENT_ID": ""}
     code = ("import casstore as mlflow\n"
             "with mlflow.start_run() as r: pass\n"
             "print(mlflow.get_experiment(r.info.experiment_id).name, mlflow.is_tracking_uri_set())")
@@ -229,3 +229,51 @@ def test_manifest_of_a_run_without_inputs_is_unchanged(tracking: str) -> None:
 
     state = RunState("a" * 32, {"run_id": "a" * 32, "experiment_id": "0", "start_time": 1})
     assert "inputs" not in manifest_of(state, "FINISHED", 2)
+
+
+def test_restore_run_is_refused_with_why(tracking: str) -> None:
+    with casstore.start_run() as run:
+        pass
+    casstore.restore_run(run.info.run_id)  # an active run: nothing to do, as MLflow
+    casstore.delete_run(run.info.run_id)
+    with pytest.raises(MlflowException, match="cannot be restored.*casstore gc"):
+        casstore.restore_run(run.info.run_id)
+    assert casstore.get_run(run.info.run_id).info.lifecycle_stage == "deleted"
+
+
+def test_fluent_experiment_and_version_helpers(tracking: str) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    exp = casstore.set_experiment("helpers")
+    casstore.set_experiment_tag("k", "v")
+    casstore.delete_experiment_tag("k")
+    assert casstore.get_experiment(exp.experiment_id).tags == {}
+    casstore.delete_experiment(exp.experiment_id)
+    casstore.restore_experiment(exp.experiment_id)
+    with casstore.start_run():
+        casstore.sklearn.log_model(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), name="m",
+                                   registered_model_name="helpers-model")
+    casstore.set_model_version_tag("helpers-model", "1", "ok", "yes")
+    assert casstore.MlflowClient().get_model_version("helpers-model", 1).tags == {"ok": "yes"}
+    casstore.flush_artifact_async_logging()
+
+
+def test_logged_models_as_mlflow_3_names_them(tracking: str) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = np.arange(20.0).reshape(-1, 2), np.array([0, 1] * 5)
+    with casstore.start_run() as run:
+        casstore.log_param("C", 0.5)
+        casstore.log_metric("acc", 0.9)
+        info = casstore.sklearn.log_model(LogisticRegression(C=0.5).fit(X, y), name="clf", tags={"team": "risk"})
+    assert info.model_id == info.model_digest
+    got = casstore.get_logged_model(info.model_id)
+    assert (got.name, got.source_run_id, got.params, got.tags) == ("clf", run.info.run_id, {"C": "0.5"}, {"team": "risk"})
+    assert [m.value for m in got.metrics] == [0.9] and got.model_uri == f"models:/{info.model_id}"
+    loaded = casstore.sklearn.load_model(f"models:/{info.model_id}")  # MLflow 3's URI of a logged model
+    assert (loaded.predict(X) == y).mean() > 0.4
+    frame = casstore.search_logged_models(filter_string="metrics.acc > 0.5 AND name = 'clf'")
+    assert frame["model_id"].tolist() == [info.model_id]
+    assert casstore.search_logged_models(filter_string="params.C = '2'", output_format="list") == []
+    with pytest.raises(InvalidInputError, match="digest pins"):
+        casstore.set_logged_model_tags(info.model_id, {"x": "y"})

@@ -106,7 +106,7 @@ def test_sklearn_save_model_and_local_directory_loads(tmp_path: Path) -> None:
 
 
 def test_model_directories_cross_between_mlflow_and_casstore(tmp_path: Path) -> None:
-    mlflow = pytest.importorskip("mlflow")
+    import mlflow  # in the test extra
     from sklearn.linear_model import LinearRegression
 
     X = np.arange(10.0).reshape(-1, 1)
@@ -121,3 +121,16 @@ def test_model_directories_cross_between_mlflow_and_casstore(tmp_path: Path) -> 
         warnings.simplefilter("ignore")
         loaded = mlflow.sklearn.load_model(str(tmp_path / "by-casstore"))
     assert loaded.predict([[1.0]]).tolist() == pytest.approx([3.0])
+
+
+def test_artifacts_given_as_run_uris_are_copied_into_the_model(tracking: str) -> None:
+    with casstore.start_run() as source:
+        casstore.log_text("7", "settings/offset.txt")
+    with casstore.start_run():
+        info = casstore.pyfunc.log_model(
+            name="m", python_model=AddN(1), artifacts={"offset": f"runs:/{source.info.run_id}/settings/offset.txt"},
+        )
+    model = casstore.pyfunc.load_model(info.model_uri)
+    assert model.predict(pd.DataFrame({"a": [0.0]}))["a"].tolist() == [8.0]
+    conf = model.metadata.flavors["python_function"]["artifacts"]["offset"]
+    assert conf == {"path": "artifacts/offset.txt", "uri": f"runs:/{source.info.run_id}/settings/offset.txt"}

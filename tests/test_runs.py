@@ -11,6 +11,7 @@ import pytest
 from blake3 import blake3
 
 from casstore.exceptions import (
+    DamagedRunWarning,
     ArtifactPathConflictError,
     CorruptRecordError,
     ImmutableArtifactError,
@@ -323,14 +324,24 @@ def test_tampered_manifest_is_detected(store: RunStore) -> None:
         seal = store.backend.get(layout.seal_key(h.run_id))
         _replace(store, layout.seal_key(h.run_id), seal.replace(b"FINISHED", b"FINISHEX"))
         with pytest.raises(CorruptRecordError, match="does not match its own BLAKE3"):
-            store.get_run(h.run_id)
+            store.seal_record(h.run_id)
+        # the run is shown from the manifest object beside the seal, which verifies, and says the seal failed
+        with pytest.warns(DamagedRunWarning, match="does not match its own BLAKE3"):
+            view = store.get_run(h.run_id)
+        assert view.params == {"p": "1"} and view.status == "FINISHED" and view.digest == digest
+        assert [d.key for d in view.damaged] == [layout.seal_key(h.run_id)]
         return
     key = layout.manifest_key(h.run_id, digest)
     data = bytearray(store.backend.get(key))
     data[-1] ^= 1
     _replace(store, key, bytes(data))
     with pytest.raises(IntegrityError, match=digest):
-        store.get_run(h.run_id)
+        store.read_manifest(h.run_id, digest)
+    # the run is shown from its own records (each checks itself), and says the manifest failed
+    with pytest.warns(DamagedRunWarning, match=key):
+        view = store.get_run(h.run_id)
+    assert view.params == {"p": "1"} and view.status == "FINISHED" and view.sealed
+    assert [d.key for d in view.damaged] == [key] and digest in view.damaged[0].detail
 
 
 def test_tampered_model_entry_is_detected(store: RunStore) -> None:
@@ -348,9 +359,12 @@ def test_forged_record_with_an_unsafe_path_is_refused(store: RunStore) -> None:
     h = store.create_run("0")
     stored = store.objects.put_bytes(b"x")
     evil = {"v": 1, "path": "../../etc/passwd", "kind": "file", "digest": stored.digest, "size": 1, "logged_at": 0}
-    store.backend.put_if_absent(layout.artifact_key(h.run_id, "../../etc/passwd"), pack(evil))
-    with pytest.raises(CorruptRecordError, match="unsafe path"):
-        store.get_run(h.run_id)
+    key = layout.artifact_key(h.run_id, "../../etc/passwd")
+    store.backend.put_if_absent(key, pack(evil))
+    h.log_bytes("fine.txt", b"fine")
+    with pytest.warns(DamagedRunWarning, match="unsafe path"):
+        view = store.get_run(h.run_id)
+    assert list(view.artifacts) == ["fine.txt"] and [d.key for d in view.damaged] == [key]
 
 
 def test_record_under_the_wrong_key_is_refused(store: RunStore) -> None:
@@ -358,8 +372,9 @@ def test_record_under_the_wrong_key_is_refused(store: RunStore) -> None:
     stored = store.objects.put_bytes(b"x")
     rec = {"v": 1, "path": "a.txt", "kind": "file", "digest": stored.digest, "size": 1, "logged_at": 0}
     store.backend.put_if_absent(layout.artifact_key(h.run_id, "b.txt"), pack(rec))
-    with pytest.raises(CorruptRecordError, match="does not belong"):
-        store.get_run(h.run_id)
+    with pytest.warns(DamagedRunWarning, match="does not belong"):
+        view = store.get_run(h.run_id)
+    assert not view.artifacts and view.artifact_damage("b.txt") is not None
 
 
 def test_delete_is_recorded_and_stops_writes(store: RunStore) -> None:

@@ -80,16 +80,22 @@ def test_readers_ignore_a_binding_an_earlier_batch_made_differently_and_batches_
     assert view.params == {"lr": "0.1", "new": "1"}
 
 
-def test_a_damaged_batch_is_refused_by_name(tmp_path: Path) -> None:
-    from casstore.exceptions import CorruptRecordError
+def test_a_damaged_batch_costs_what_it_holds_and_is_named(tmp_path: Path) -> None:
+    from casstore.exceptions import CorruptRecordError, DamagedRunWarning
 
     store = open_run_store(tmp_path / "s")
     h = store.create_run("0")
     h.log_param("lr", "0.1")
+    h.log_batch(params={"other": "1"}, tags={"t": "x"})
     path = tmp_path / "s" / batch_key(h.run_id, 1)
     path.write_bytes(path.read_bytes().replace(b"0.1", b"0.7"))
+    with pytest.warns(DamagedRunWarning, match="batch-0000000001.*does not match its own BLAKE3"):
+        view = store.get_run(h.run_id)
+    assert view.params == {"other": "1"} and view.tags["t"] == "x"  # the rest of the run is shown
+    assert [d.key for d in view.damaged] == [batch_key(h.run_id, 1)]
+    # a writer cannot check its params or a fence against it: it refuses, naming it
     with pytest.raises(CorruptRecordError, match="batch-0000000001.*does not match its own BLAKE3"):
-        store.get_run(h.run_id)
+        store.open_run(h.run_id).log_param("lr", "0.2")
 
 
 def test_a_deleted_open_run_is_fenced(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from blake3 import blake3
 
 import casstore
 from casstore.backend import LocalBackend
-from casstore.exceptions import ImmutableArtifactError, IntegrityError, InvalidInputError, LocalFileError, ObjectNotFoundError
+from casstore.exceptions import CorruptRecordError, DamagedRunWarning, ImmutableArtifactError, IntegrityError, InvalidInputError, LocalFileError, ObjectNotFoundError
 from casstore.maintenance.du import disk_usage
 from casstore.maintenance.gc import collect_garbage
 from casstore.maintenance.verify import verify_store
@@ -80,13 +80,15 @@ def test_the_seal_pins_inline_artifacts_and_reads_check_them(tracking: str, tmp_
     entry = man["artifacts"]["config.json"]
     assert entry["kind"] == "inline" and entry["digest"] == blake3(json.dumps({"lr": 0.1}, indent=2).encode()).hexdigest()
     assert casstore.artifacts.load_dict(f"runs:/{run_id}/config.json") == {"lr": 0.1}
-    # a record rewritten whole, content and digest alike, still disagrees with the sealed manifest
+    # a record rewritten whole, content, digest and its own check alike, still disagrees with
+    # the sealed manifest
     key = Path(tracking) / layout.artifact_key(run_id, "config.json")
     rec = unpack(key.read_bytes())
+    rec.pop("b3")
     forged = b'{"lr": 9.9}'
-    from casstore.objects.codec import pack
+    from casstore.objects.codec import pack_checked
 
-    key.write_bytes(pack({**rec, "data": forged, "digest": blake3(forged).hexdigest(), "size": len(forged)}))
+    key.write_bytes(pack_checked({**rec, "data": forged, "digest": blake3(forged).hexdigest(), "size": len(forged)}))
     with pytest.raises(IntegrityError) as caught:
         casstore.artifacts.load_dict(f"runs:/{run_id}/config.json")
     assert caught.value.expected == entry["digest"] and caught.value.actual == blake3(forged).hexdigest()
@@ -101,9 +103,14 @@ def test_the_seal_pins_inline_artifacts_and_reads_check_them(tracking: str, tmp_
 def test_a_flipped_byte_in_an_open_runs_inline_artifact_is_caught(tracking: str) -> None:
     run = casstore.start_run()
     casstore.log_text("the data of an open run", "open.txt")
+    casstore.log_text("a sibling", "sibling.txt")
     corrupt_artifact(get_store(), run.info.run_id, "open.txt", at=4)
-    with pytest.raises(IntegrityError):
+    # the record checks itself: the damage is found before its content is used, and
+    # costs that artifact only
+    with pytest.warns(DamagedRunWarning), pytest.raises(CorruptRecordError, match="open.txt.*BLAKE3 check"):
         casstore.artifacts.load_text(f"runs:/{run.info.run_id}/open.txt")
+    with pytest.warns(DamagedRunWarning):
+        assert casstore.artifacts.load_text(f"runs:/{run.info.run_id}/sibling.txt") == "a sibling"
     casstore.end_run()
 
 

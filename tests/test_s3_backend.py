@@ -40,8 +40,16 @@ def _loopback_only(target: S3Target) -> None:
 
 
 def _raw_keys(backend: S3Backend) -> list[str]:
-    """Every object under the store's prefix, probe objects included (straight from S3)."""
-    return sorted(backend.fs.find(f"{backend.bucket}/{backend.prefix}", withdirs=False))
+    """Every object under the store's prefix, probe objects included (straight from S3's
+    listing: s3fs's ``find`` would also report the empty directories SeaweedFS keeps)."""
+    import boto3
+
+    client = boto3.client("s3")  # endpoint and credentials from the environment, as the store's
+    try:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=backend.bucket, Prefix=f"{backend.prefix}/")
+        return sorted(o["Key"] for page in pages for o in page.get("Contents") or ())
+    finally:
+        client.close()
 
 
 # ---- the open-time probe -------------------------------------------------------------------
@@ -198,6 +206,34 @@ def test_a_second_handle_sees_writes_at_once(s3_url: str) -> None:
     one.delete("runs/r/meta")
     assert two.exists("runs/r/meta") is False
     assert list(two.list("runs/")) == []
+
+
+def test_a_store_opened_after_the_environment_changed_uses_the_new_endpoint_and_credentials(
+    moto_s3: S3Target, seaweed_s3: S3Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint and credentials are read when a store is opened, not when the first
+    store with the same options was (s3fs would hand back that store's client)."""
+    from seaweed import READER
+
+    def use(env: dict[str, str]) -> None:
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+
+    url = moto_s3.fresh_url()
+    assert seaweed_s3.base_url == moto_s3.base_url  # one URL, two servers
+    use(moto_s3.env)
+    assert open_backend(url).put_if_absent("k", b"on moto") is True
+    use(seaweed_s3.env)
+    on_seaweed = open_backend(url)
+    assert on_seaweed.exists("k") is False
+    assert on_seaweed.put_if_absent("k", b"on seaweedfs") is True
+    use(READER.env())  # read-only credentials on the same endpoint
+    reader = open_backend(url)
+    assert reader.get("k") == b"on seaweedfs"
+    with pytest.raises(StoreUnavailableError, match=r"refused \(AccessDenied\)"):
+        reader.put_if_absent("k2", b"x")
+    use(moto_s3.env)
+    assert open_backend(url).get("k") == b"on moto"
 
 
 def _use_in_child(backend: Backend, queue: Any) -> None:

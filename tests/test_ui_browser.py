@@ -109,21 +109,27 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(target / f"ui-{name}.png"), full_page=True)
 
 
+def _navigate(page: Any, locator: Any) -> None:
+    """Click what loads a new page, and wait for that page (a busy machine is slow)."""
+    with page.expect_navigation():
+        locator.click()
+
+
 def _rows(page: Any) -> list[str]:
     return [t.strip() for t in page.locator("#runs-table tbody td[data-col=run_name]").all_inner_texts()]
 
 
 def test_runs_table_filters_sorts_and_hides_columns(page: Any, ui_store: UIStore) -> None:
     page.goto("/")
-    page.get_by_role("link", name="fraud", exact=True).click()
+    _navigate(page, page.get_by_role("link", name="fraud", exact=True))
     assert _rows(page) == ["train-1", "train-0", "run-2", "run-1", "run-0"]  # newest first; the deleted run hidden
     page.fill("input[name=filter]", "metrics.acc > 0.5 and params.solver = 'lbfgs'")
-    page.get_by_role("button", name="Search").click()
+    _navigate(page, page.get_by_role("button", name="Search"))
     assert sorted(_rows(page)) == ["run-0", "run-1"]
-    page.locator("#runs-table thead a", has_text="acc").click()  # sort by acc, highest first
+    _navigate(page, page.locator("#runs-table thead a", has_text="acc"))  # sort by acc, highest first
     assert _rows(page) == ["run-0", "run-1"]
     assert "order=metrics.acc+DESC" in page.url
-    page.locator("#runs-table thead a", has_text="acc").click()
+    _navigate(page, page.locator("#runs-table thead a", has_text="acc"))
     assert _rows(page) == ["run-1", "run-0"]
     # hide a column: gone from the table, and kept in the URL
     page.locator("details.columns summary").click()
@@ -134,12 +140,12 @@ def test_runs_table_filters_sorts_and_hides_columns(page: Any, ui_store: UIStore
     assert not page.locator("#runs-table thead th[data-col='params.C']").is_visible()
     # a malformed filter: the parser's message, inline
     page.fill("input[name=filter]", "metrics.acc >> 1")
-    page.get_by_role("button", name="Search").click()
+    _navigate(page, page.get_by_role("button", name="Search"))
     assert "invalid search filter" in page.locator(".filter-error").inner_text()
     page.fill("input[name=filter]", "")
-    page.get_by_role("button", name="Search").click()
+    _navigate(page, page.get_by_role("button", name="Search"))
     page.check("input[name=deleted]")
-    page.get_by_role("button", name="Search").click()
+    _navigate(page, page.get_by_role("button", name="Search"))
     assert "deleted-run" in _rows(page)
     page.goto(f"/experiments/{ui_store.experiment_id}?filter=params.solver+%3D+%27lbfgs%27&order=metrics.acc+DESC")
     shot(page, "runs")
@@ -149,7 +155,7 @@ def test_compare_three_runs(page: Any, ui_store: UIStore) -> None:
     page.goto(f"/experiments/{ui_store.experiment_id}")
     for name in ("run-0", "run-1", "run-2"):
         page.locator("#runs-table tbody tr", has_text=name).locator("input[name=run]").check()
-    page.get_by_role("button", name="Compare 3 runs").click()
+    _navigate(page, page.get_by_role("button", name="Compare 3 runs"))
     assert page.url.count("run=") == 3
     differs = page.locator("#compare-table tr.differs th").all_inner_texts()
     assert "C" in differs and "solver" in differs and "acc" in differs
@@ -164,11 +170,11 @@ def test_compare_three_runs(page: Any, ui_store: UIStore) -> None:
     # artifact diff of two runs with digests
     page.select_option("select[name=a]", ui_store.runs[0])
     page.select_option("select[name=b]", ui_store.runs[1])
-    page.get_by_role("button", name="Diff").click()
+    _navigate(page, page.get_by_role("button", name="Diff"))
     assert page.locator("#artifact-diff tr.same", has_text="model/weights.bin").count() == 1  # runs 0 and 1 share it
     assert page.locator("#artifact-diff tr.changed", has_text="config.json").count() == 1
     page.select_option("select[name=b]", ui_store.runs[2])
-    page.get_by_role("button", name="Diff").click()
+    _navigate(page, page.get_by_role("button", name="Diff"))
     changed = page.locator("#artifact-diff tr.changed", has_text="model/weights.bin")
     assert changed.count() == 1 and len(re.findall(r"\b[0-9a-f]{16}\b", changed.inner_text())) == 2  # both digests
     page.goto(page.url.split("&a=")[0])
@@ -178,18 +184,18 @@ def test_compare_three_runs(page: Any, ui_store: UIStore) -> None:
 
 def test_run_page_previews_csv_and_png(page: Any, ui_store: UIStore) -> None:
     page.goto(f"/experiments/{ui_store.experiment_id}")
-    page.get_by_role("link", name="run-0", exact=True).click()
+    _navigate(page, page.get_by_role("link", name="run-0", exact=True))
     assert ui_store.runs[0] in page.url
     assert page.locator("text=yes").first.is_visible()  # sealed
     page.wait_for_selector("figure.chart[data-key=acc] svg path")
     shot(page, "run")
-    page.get_by_role("link", name="curve.csv").click()
+    _navigate(page, page.get_by_role("link", name="curve.csv"))
     cells = page.locator("table.csv-preview tbody td").all_inner_texts()
     assert cells[:2] == ["0", "1.0"]
     assert page.locator("table.csv-preview thead th").all_inner_texts() == ["step", "loss"]
     shot(page, "artifact-csv")
     page.go_back()
-    page.get_by_role("link", name="sample.png").click()
+    _navigate(page, page.get_by_role("link", name="sample.png"))
     img = page.locator("img.image-preview")
     img.wait_for()
     page.wait_for_function("document.querySelector('img.image-preview').complete")
@@ -210,14 +216,14 @@ def test_download_is_the_stored_file(page: Any, ui_store: UIStore, tmp_path: Pat
 
 def test_registered_model_and_its_source_run(page: Any, ui_store: UIStore) -> None:
     page.goto("/")
-    page.get_by_role("link", name="Models", exact=True).click()
-    page.get_by_role("link", name=ui_store.model_name).click()
+    _navigate(page, page.get_by_role("link", name="Models", exact=True))
+    _navigate(page, page.get_by_role("link", name=ui_store.model_name))
     assert page.locator("section#v2 .chip", has_text="@champion").count() == 1
     history = page.locator("#alias-history tbody tr").all_inner_texts()
     assert len(history) == 2 and "v1" in history[0] and "v2" in history[1]
     assert "scikit-learn" in page.locator("section#v2 ul.reqs").inner_text()
     shot(page, "model")
-    page.locator("section#v2 a.source-run").click()
+    _navigate(page, page.locator("section#v2 a.source-run"))
     assert page.locator("h1").inner_text().startswith("train-1")
 
 
@@ -233,7 +239,7 @@ def test_store_page_and_a_verify_started_from_it(page: Any) -> None:
 
 def test_audit_page(page: Any, ui_store: UIStore) -> None:
     page.goto(f"/runs/{ui_store.runs[0]}")
-    page.get_by_role("link", name="Audit report").click()
+    _navigate(page, page.get_by_role("link", name="Audit report"))
     assert page.locator("#audit-verification").inner_text().startswith("PASSED")
     shot(page, "audit")
 
@@ -254,8 +260,7 @@ def test_hostile_content_stays_text(page: Any, ui_store: UIStore) -> None:
     # the file '<script>alert("x")</script>.txt' is 'script>.txt' in the directory '<script>alert("x")<'
     for name in ("report.html", "figure.svg", "table.csv", "script>.txt"):
         page.goto(f"/runs/{ui_store.hostile_run}")
-        page.get_by_role("link", name=name, exact=True).click()
-        page.wait_for_load_state("load")
+        _navigate(page, page.get_by_role("link", name=name, exact=True))
         assert page.title() != "pwned"
     page.goto(f"/runs/{ui_store.hostile_run}/artifacts/report.html")
     frame = page.frame_locator("iframe.sandboxed")

@@ -110,8 +110,8 @@ def test_a_tampered_manifest(fx: Fixture) -> None:
     p.write_bytes(p.read_bytes().replace(b"only_a.txt", b"only_X.txt"))
     code, out, _ = fx.verify("--all")
     assert code == 1
-    # the seal's own check fails before its manifest is read
-    assert f"UNREADABLE {key}" in out and "does not match its own BLAKE3" in out and f"affects run {fx.a}" in out
+    # the seal's own check fails before its manifest is read: a damaged record
+    assert f"CORRUPT {key}" in out and "does not match its own BLAKE3" in out and f"affects run {fx.a}" in out
     code, out, _ = fx.verify(fx.a, "--json")
     assert code == 1 and json.loads(out)["problems"][0]["object"] == key
     assert fx.verify(fx.b)[0] == 0  # the other run is untouched

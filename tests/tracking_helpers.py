@@ -35,8 +35,10 @@ def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 def run_python(code: str, *args: str, cwd: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
                timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run Python code in a fresh interpreter that imports this checkout of casstore."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
+    """Run Python code in a fresh interpreter that imports this checkout of casstore. MLflow's
+    variables are left out unless ``env`` gives them (MLflow run in this process sets them)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    full_env = {**inherited, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
     return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
 

@@ -14,14 +14,34 @@ this edge and never reach the layers above.
 from __future__ import annotations
 
 import abc
+import contextlib
+import contextvars
 import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from casstore.exceptions import InvalidInputError
+from casstore.exceptions import CasstoreError, InvalidInputError
 
-__all__ = ["Backend", "ObjectInfo", "validate_key"]
+__all__ = ["Backend", "ObjectInfo", "validate_key", "recording_creations"]
+
+#: the lists recording the objects ``put_blob`` creates in this context (innermost last)
+_CREATED: contextvars.ContextVar[tuple[list[tuple[str, float]], ...]] = contextvars.ContextVar(
+    "casstore_created", default=())
+
+
+@contextlib.contextmanager
+def recording_creations() -> Iterator[list[tuple[str, float]]]:
+    """Record ``(key, mtime)`` of every object :meth:`Backend.put_blob` creates in this
+    context (and in the tasks it hands to pools with ``contextvars.copy_context().run``),
+    so that a failed log can remove what it alone created. Recordings nest: an object is
+    recorded in every one open around its creation."""
+    created: list[tuple[str, float]] = []
+    token = _CREATED.set((*_CREATED.get(), created))
+    try:
+        yield created
+    finally:
+        _CREATED.reset(token)
 
 _KEY_SEGMENT = re.compile(r"^[A-Za-z0-9._@=+-]+$")
 
@@ -130,7 +150,20 @@ class Backend(abc.ABC):
         that a killed writer or a power loss left, or a copy damaged since) and is
         replaced, so storing content again repairs it.
         """
-        return self._put_blob(validate_key(key), data)
+        wrote = self._put_blob(validate_key(key), data)
+        recordings = _CREATED.get()
+        if wrote and recordings:
+            try:
+                made = (key, self._info(key).mtime)
+            except CasstoreError:
+                return wrote  # gone already (gc of a just-written object cannot happen: it is fresh)
+            for created in recordings:
+                created.append(made)
+        return wrote
+
+    def free_bytes(self) -> int | None:
+        """Bytes free on the store's device for this writer; ``None`` where unknown (remote stores)."""
+        return None
 
     def get(self, key: str) -> bytes:
         """Return the whole object; :class:`ObjectNotFoundError` if there is none."""

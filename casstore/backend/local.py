@@ -43,12 +43,13 @@ import mmap
 import os
 import stat
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 
 from casstore._env import env_on
 from casstore.backend.base import Backend, ObjectInfo, nbytes, validate_key
-from casstore.exceptions import ObjectNotFoundError, StoreUnavailableError
+from casstore.exceptions import ObjectNotFoundError, StoreFullError, StoreUnavailableError
 
 __all__ = ["LocalBackend"]
 
@@ -88,6 +89,8 @@ _SYNC_FILE_RANGE_WRITE = 2
 _EARLY_WRITEBACK_MIN = 256 << 10
 
 
+#: a touch moves an object's mtime at least this far past its old one
+_FRESHEN_STEP_NS = 1_000_000
 #: objects at least this large are written with O_DIRECT where the file system allows
 DIRECT_MIN = 256 << 10
 _ALIGN = 4096  # buffer address and write length: a multiple of any disk's logical block
@@ -260,8 +263,10 @@ class LocalBackend(Backend):
                 self._pending.append(path)
 
     def _wrap(self, key: str, e: OSError) -> Exception:
-        if e.errno == errno.ENOSPC:
-            return StoreUnavailableError(f"no space left on the device of store {self.root!r} writing {key!r}")
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = self.free_bytes()
+            what = "no space left on the device" if e.errno == errno.ENOSPC else "the disk quota is used up"
+            return StoreFullError(f"{what} of store {self.root!r} writing {key!r} ({free} bytes free)", free=free)
         return StoreUnavailableError(f"local store {self.root!r}: cannot access {key!r}: {e}")
 
     # ---- primitives --------------------------------------------------------------
@@ -402,8 +407,15 @@ class LocalBackend(Backend):
     def _freshen(self, path: str, size: int | None = None) -> bool:
         """Freshen ``path``; whether it exists (with ``size``, of that many bytes)."""
         try:
-            os.utime(path)
-            return size is None or os.stat(path).st_size == size
+            st = os.stat(path)
+            # strictly later than before, even within one tick of the file system's clock, so
+            # a writer that removes what it alone created (a failed log) sees any reuse
+            t = max(time.time_ns(), st.st_mtime_ns + _FRESHEN_STEP_NS)
+            try:
+                os.utime(path, ns=(t, t))
+            except PermissionError:  # another user's file: only "now" may be set
+                os.utime(path)
+            return size is None or st.st_size == size
         except FileNotFoundError:
             return False  # removed by gc since it was seen: the caller writes it anew
         except OSError:  # e.g. a read-only store: it may exist, unfreshened
@@ -414,6 +426,14 @@ class LocalBackend(Backend):
         # docstring inherited
         validate_key(key)
         return self._freshen(self._path(key))
+
+    def free_bytes(self) -> int | None:
+        # docstring inherited
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
 
     def delete_if_stale(self, key: str, older_than: float) -> bool:
         # docstring inherited

@@ -112,12 +112,32 @@ _DENIED_CODES = frozenset(
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 _UNSUPPORTED_CODES = frozenset({"501", "NotImplemented", "InvalidArgument", "InvalidRequest"})
 
-# (file-system token, bucket, prefix) -> probe outcome, so a process probes each store once
 #: user metadata naming the writer of a created object (resolves lost replies exactly)
 _WRITER_META = "casstore-writer"
 
+# (file-system key, bucket, prefix) -> probe outcome, so a process probes each store once
 _PROBED: dict[tuple[str, str, str], str] = {}
 _PROBE_LOCK = threading.Lock()
+
+#: what botocore reads from the environment when it builds a client: endpoint, credentials,
+#: profile, region. s3fs hands back the file system it made earlier in the process for the
+#: same arguments even when these have changed since, so casstore keys its own reuse by them.
+_CLIENT_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
+# (process, arguments and environment) -> s3fs file system
+_FILESYSTEMS: dict[tuple[int, str], Any] = {}
+_FS_LOCK = threading.Lock()
 _HONOURED, _IGNORED, _REJECTED = "honoured", "ignored", "rejected"
 
 
@@ -268,22 +288,37 @@ class S3Backend(Backend):
                 f"cannot open {self.url}: S3 stores need s3fs, which is not installed. "
                 "Install it with: pip install 'casstore[s3]'"
             ) from e
+        from fsspec.utils import tokenize
+
         config = dict(opts.pop("config_kwargs", None) or {})
         # one retry layer (ours, with jitter and create-resolution), unless the caller asks for botocore's
         config.setdefault("retries", {"mode": "standard", "total_max_attempts": 1})
         config.setdefault("max_pool_connections", max(10, self.concurrency))
         opts["use_listings_cache"] = False  # never answer from a stale listing
+        reuse = not opts.pop("skip_instance_cache", False)
+        env = [os.environ.get(k) for k in _CLIENT_ENV]
+        key = (os.getpid(), tokenize(sorted(opts.items(), key=str), sorted(config.items(), key=str), env))
+        self._fs_key = key[1]
+        with _FS_LOCK:
+            fs = _FILESYSTEMS.get(key) if reuse else None
+        if fs is not None:
+            return fs
         try:
-            fs = s3fs.S3FileSystem(config_kwargs=config, **opts)
+            fs = s3fs.S3FileSystem(config_kwargs=config, skip_instance_cache=True, **opts)
             fs.connect()  # builds the client (no request yet): unknown options fail here
         except TypeError as e:
             raise InvalidInputError(f"bad storage_options for {self.url}: {e}") from e
         except Exception as e:
             raise self._translate(e, "opening the store", 1) from e
+        if reuse:
+            with _FS_LOCK:
+                for stale in [k for k in _FILESYSTEMS if k[0] != key[0]]:  # a parent's, before a fork
+                    del _FILESYSTEMS[stale]
+                fs = _FILESYSTEMS.setdefault(key, fs)
         return fs
 
     def _probe(self) -> None:
-        token = (str(getattr(self.fs, "_fs_token", id(self.fs))), self.bucket, self.prefix)
+        token = (self._fs_key, self.bucket, self.prefix)  # the client's options and environment
         with _PROBE_LOCK:
             outcome = _PROBED.get(token)
         if outcome is None:

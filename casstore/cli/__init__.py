@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
 
 from casstore.cli._common import DEBUG_KEY, STORE_KEY
 from casstore import __version__
-from casstore.exceptions import CasstoreError
+from casstore.exceptions import CasstoreError, DamagedRunWarning
 
 __all__ = ["cli", "main"]
 
@@ -30,6 +31,11 @@ class CommandFailed(click.ClickException):
         click.echo(f"casstore: error: {self.format_message()}", err=True)
 
 
+def _show_damage(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """A warning (a damaged run skipped or shown in part) as one line on stderr."""
+    click.echo(f"warning: {_one_line(str(message))}", err=True)
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -39,7 +45,10 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", DamagedRunWarning)
+                warnings.showwarning = _show_damage
+                return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except CasstoreError as e:

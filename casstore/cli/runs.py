@@ -20,7 +20,7 @@ from casstore.cli._common import (
     print_table,
     resolve_run_id,
 )
-from casstore.exceptions import InvalidInputError, LocalFileError, ObjectNotFoundError
+from casstore.exceptions import CorruptRecordError, IntegrityError, InvalidInputError, LocalFileError, ObjectNotFoundError
 
 __all__ = ["COMMANDS", "run_dict", "short"]
 
@@ -406,15 +406,19 @@ def delete_run_cmd(run: str, reason: str, as_json: bool, store: str | None) -> N
 
     runs = open_runs(store)
     run_id = resolve_run_id(runs, run)
-    view = runs.get_run(run_id)
-    if view.deleted:
+    if runs.is_deleted(run_id):
         if as_json:
             emit_json({"run_id": run_id, "deleted": True, "already_deleted": True, "reason": reason, "pinned_by": []})
         else:
             click.echo(f"run {run_id} was already deleted", err=True)
         return
+    try:
+        view = runs.get_run(run_id)
+    except (CorruptRecordError, IntegrityError) as e:  # a damaged run can be deleted all the same
+        click.echo(f"warning: run {run_id} cannot be read ({e}); deleting it", err=True)
+        view = None
     runs.delete_run(run_id, reason)
-    pinned = _pinned_versions(runs, view)
+    pinned = _pinned_versions(runs, view) if view is not None else []
     if as_json:
         emit_json({"run_id": run_id, "deleted": True, "already_deleted": False, "reason": reason,
                    "pinned_by": [{"name": name, "version": version} for name, version in pinned]})

@@ -13,13 +13,14 @@ deleted run keeps its records (deletion is recorded, not erased).
 from __future__ import annotations
 
 import time
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from casstore.exceptions import CasstoreError
+from casstore.exceptions import CasstoreError, DamagedRunWarning
 from casstore.maintenance.scan import read_many, recipe_chunks
 
 if TYPE_CHECKING:
@@ -120,7 +121,14 @@ def disk_usage(
 
     # list the stored chunks meanwhile (it waits on the disk or the network, not the CPU)
     lister = ThreadPoolExecutor(1, thread_name_prefix="casstore-du-list")
-    chunk_listing = lister.submit(lambda: list(layout.stored(backend, "chunks")))
+    objects = runs.objects
+    # every stored chunk: loose, and in a packs store in packs too
+    chunk_listing = lister.submit(lambda: list(objects.iter_chunks()))
+
+    def chunk_size(d: str) -> int:
+        loc = objects.packs.get(d) if objects.packs is not None else None
+        return loc.length if loc is not None else backend.info(layout.chunk_key(d)).size
+
     lister.shutdown(wait=False)
 
     # every live run's bindings: needed for exclusivity even when only some are shown
@@ -172,7 +180,7 @@ def disk_usage(
                 n = sizes.get(d)
                 if n is None:  # a file of a registered model only: its chunk says how long
                     try:
-                        n = backend.info(layout.chunk_key(d)).size
+                        n = chunk_size(d)
                     except CasstoreError:
                         continue
                 file_chunks[d] = [(d, n)]
@@ -249,7 +257,7 @@ def disk_usage(
         n = chunk_len.get(c)
         if n is None:
             try:
-                n = backend.info(layout.chunk_key(c)).size
+                n = chunk_size(c)
             except CasstoreError:
                 n = 0
         stored += n
@@ -272,14 +280,21 @@ def disk_usage(
 def _views(runs: RunStore, ids: Sequence[str]) -> Iterator[tuple[str, Any]]:
     """``(run_id, view or None)`` for each run, read by a few threads (reads release the GIL)."""
 
-    def one(run_id: str) -> tuple[str, Any]:
+    def one(run_id: str) -> tuple[str, Any, Exception | None]:
         try:
-            return run_id, runs.get_run(run_id)
-        except CasstoreError:
-            return run_id, None
+            return run_id, runs.get_run(run_id, warn=False), None
+        except CasstoreError as e:
+            return run_id, None, e
 
     with ThreadPoolExecutor(max(2, runs.backend.concurrency), thread_name_prefix="casstore-du") as pool:
-        yield from pool.map(one, ids)
+        for run_id, view, error in pool.map(one, ids):
+            if error is not None:
+                warnings.warn(DamagedRunWarning(f"run {run_id} is skipped: it cannot be read ({error})"), stacklevel=3)
+            elif view.damaged:
+                warnings.warn(DamagedRunWarning(
+                    f"run {run_id} is counted without {len(view.damaged)} record(s) that failed their checks: "
+                    + "; ".join(d.describe() for d in view.damaged[:3])), stacklevel=3)
+            yield run_id, view
 
 
 def _registry_files(runs: RunStore) -> set[str]:

@@ -38,20 +38,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from casstore.backend.base import Backend
-from casstore.exceptions import CasstoreError, CorruptRecordError, InvalidInputError, ObjectNotFoundError
+from casstore.exceptions import CasstoreError, CorruptRecordError, InvalidInputError, ObjectNotFoundError, RunStateError
 from casstore.maintenance.scan import (
     CONTENT_KINDS,
+    Blocker,
     closure,
     read_many,
+    read_roots,
     recipe_chunks,
     digests_in,
-    root_digests,
     scan_store,
 )
 from casstore.objects.codec import pack, unpack
 from casstore.objects.config import read_config
 from casstore.objects.digest import is_digest
-from casstore.objects.layout import ContentLayout
+from casstore.objects.layout import PACKS, ContentLayout
 
 __all__ = ["DEFAULT_GRACE", "CLOCK_SLACK", "GcReport", "collect_garbage", "parse_duration", "format_duration"]
 
@@ -127,7 +128,21 @@ class GcReport:
     pending_records: int = 0  # candidates records whose grace period is not over
     next_sweep: float | None = None  # when the earliest pending record becomes due
     tmp_removed: int = 0
+    #: packs (a store of the packs layout): present, live fraction, repacked, deleted
+    packs: int = 0
+    pack_live_fraction: float | None = None
+    repacked: int = 0
+    packs_deleted: int = 0
+    packs_kept_fresh: int = 0
+    indexes_rewritten: int = 0
     exact: bool = False  # the backend's stale delete is exact (no race window at all)
+    #: live references that could not be read or proven: while there is any, nothing is deleted or marked
+    blocked: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every live reference was proven (a blocked run deletes nothing)."""
+        return not self.blocked
 
     @property
     def deleted_total(self) -> int:
@@ -175,10 +190,10 @@ def _load_candidates(backend: Backend) -> list[_Candidates]:
         try:
             rec = unpack(data, key)
             marked = float(rec["marked_at"])
-            digests = {k: [d for d in rec["candidates"].get(k, []) if is_digest(d)] for k in CONTENT_KINDS}
+            digests = {k: [d for d in rec["candidates"].get(k, []) if is_digest(d)] for k in (*CONTENT_KINDS, PACKS)}
         except (CorruptRecordError, KeyError, TypeError, ValueError, AttributeError):
             # a damaged candidates record only delays collection: drop it, the next run re-marks
-            out.append(_Candidates(key, float("inf"), {k: [] for k in CONTENT_KINDS}))
+            out.append(_Candidates(key, float("inf"), {k: [] for k in (*CONTENT_KINDS, PACKS)}))
             continue
         out.append(_Candidates(key, marked, digests))
     return out
@@ -191,12 +206,19 @@ def collect_garbage(
     dry_run: bool = False,
     slack: float = CLOCK_SLACK,
     progress: Progress | None = None,
+    no_writers: bool = False,
 ) -> GcReport:
     """Run one gc pass over the store on ``backend`` (see the module docstring).
 
     With ``dry_run`` nothing is written or deleted: the report says what a real run
     would delete now and mark for later. ``slack`` widens the freshness check against
     timestamp granularity and clock steps.
+
+    ``no_writers`` is the caller's promise that no one writes to the store while this
+    runs: what is unreferenced now (and proven so) is deleted in this one run, without a
+    mark and a grace period; only objects touched in the last ``slack`` seconds stay. gc
+    refuses (:class:`RunStateError`) when it sees a writer: a live metric log of this
+    machine (a process logging to the store holds one).
     """
     if grace < 0 or slack < 0:
         raise InvalidInputError(f"the grace period and slack must not be negative, got {grace}s and {slack}s")
@@ -206,6 +228,8 @@ def collect_garbage(
             progress(stage, advance, total)
 
     layout = read_config(backend).layout
+    if no_writers:
+        _refuse_if_writing(backend)
     now = time.time() if dry_run else store_clock(backend)
     report = GcReport(dry_run=dry_run, grace=grace, started=now, exact=bool(getattr(backend, "exact_stale_delete", False)))
 
@@ -222,13 +246,45 @@ def collect_garbage(
     report.runs = len(scan.runs)
     report.deleted_runs = len(scan.deleted_runs())
 
-    pins = registry_pins(backend)
-    roots_keys = [k for k in scan.root_keys() if pins is None or not k.startswith("registry/")]
+    # registry records are read through the registry (a deleted version pins nothing)
+    roots_keys = [k for k in scan.root_keys() if not k.startswith("registry/")]
     tick("reading roots", 0, len(roots_keys))
-    roots = root_digests(backend, roots_keys, lambda n: tick("reading roots", n))
-    roots |= pins or set()
+    found = read_roots(backend, roots_keys, lambda n: tick("reading roots", n))
+    try:
+        found.models.update(registry_pins(backend))
+    except CasstoreError as e:
+        found.blockers.append(Blocker("registry/", str(e), "the registry"))
+    roots = found.digests | set(found.models)
+    pindex = None
+    packed_chunks: set[str] = set()
+    if layout.packed:
+        from casstore.maintenance import packgc
+
+        tick("reading pack indexes")
+        pindex = packgc.load_packs(backend, layout)
+        packed_chunks = set(pindex.chunks())
+        report.packs = len(scan.packs)
+    # references are traced (and proven) against every stored chunk, loose or in a pack
+    stored = {**present, "chunks": present["chunks"] | packed_chunks}
     tick("tracing references")
-    live = closure(backend, layout, present, roots)
+    live = closure(backend, layout, stored, roots, prove=found)
+    live["chunks"] &= present["chunks"]  # loose chunks go by the sweep below; packs whole, further down
+    report.blocked = [b.to_dict() for b in found.blockers]
+    if report.blocked:
+        # a reference that cannot be read may reach any object: delete nothing, mark nothing
+        if not dry_run:
+            backend.put_if_absent(LOG_PREFIX + _stamp(), pack({"v": RECORD_VERSION, **report.to_dict()}))
+        return report
+    pack_live: set[str] = set()
+    if pindex is not None:
+        # a chunk in a pack counts as live while any stored recipe or model entry names it
+        # (a recipe swept now frees its chunks at a later run)
+        pack_live = closure(
+            backend, layout, stored, roots, seed_objects={"models": present["models"], "files": present["files"]},
+        )["chunks"]
+
+    if no_writers:  # promised: nothing unreferenced now is about to be referenced
+        due = [*due, _Candidates("", now, {kind: sorted(present[kind] - live[kind]) for kind in CONTENT_KINDS})]
 
     # ---- sweep: candidates of earlier runs whose grace period is over --------------------
     threshold: dict[tuple[str, str], float] = {}
@@ -280,7 +336,8 @@ def collect_garbage(
             present[kind] -= gone[kind]
     if not dry_run:
         for rec in due:
-            backend.delete(rec.key)
+            if rec.key:
+                backend.delete(rec.key)
         # a similarity hint whose file is gone leads nowhere; hints are guesses, so one
         # dropped wrongly (its file stored since the listing) costs a later put only time
         for key in scan.hints:
@@ -288,11 +345,41 @@ def collect_garbage(
             if hint is None or hint[2] not in present["files"]:
                 backend.delete(key)
 
+    marked_packs: list[str] = []
+    if pindex is not None:
+        from casstore.maintenance import packgc
+
+        due_packs: dict[str, float] = {}
+        for rec in due:
+            for d in rec.digests.get(PACKS, []):
+                due_packs[d] = min(due_packs.get(d, rec.marked_at), rec.marked_at)
+        gone_packs: set[str] = set()
+        if due_packs:
+            tick("deleting packs")
+            gone_packs, freed, kept = packgc.sweep_packs(backend, layout, pindex, due_packs, pack_live, slack, dry_run)
+            report.packs_deleted, report.packs_kept_fresh = len(gone_packs), kept
+            report.deleted_bytes += freed
+            if not dry_run:
+                report.indexes_rewritten = packgc.rewrite_indexes(backend, pindex, gone_packs)
+                for p in gone_packs:
+                    pindex.forget_pack(p)
+        plan = packgc.plan_packs(pindex, pack_live, scan.packs - gone_packs)
+        report.pack_live_fraction = plan.live_bytes / plan.total_bytes if plan.total_bytes else None
+        marked_packs = list(plan.dead)
+        if plan.repack and not dry_run:
+            tick("repacking")
+            moved = packgc.repack(backend, layout, pindex, plan.repack, pack_live)
+            report.repacked = len(moved)
+            marked_packs += moved
+
     # ---- mark: everything unreachable now, for a later run --------------------------------
     marked = {kind: sorted(present[kind] - live[kind]) for kind in CONTENT_KINDS}
     report.marked = {k: len(v) for k, v in marked.items()}
+    if marked_packs:
+        marked[PACKS] = sorted(marked_packs)
+        report.marked[PACKS] = len(marked_packs)
     if any(marked.values()):
-        keys = [layout.key(kind, d) for kind in CONTENT_KINDS for d in marked[kind]]
+        keys = [layout.key(kind, d) for kind in marked for d in marked[kind]]
         tick("measuring garbage", 0, len(keys))
         for key in keys:
             tick("measuring garbage", 1)
@@ -315,16 +402,29 @@ def collect_garbage(
     return report
 
 
-def registry_pins(backend: Backend) -> set[str] | None:
-    """Model digests pinned by live registry versions, or ``None`` if the registry cannot be
-    read as such (then every digest in every registry record counts, to be safe)."""
-    try:
-        from casstore.registry import Registry
+def _refuse_if_writing(backend: Backend) -> None:
+    """For ``no_writers``: raise if a writer is seen (a live metric log of this machine)."""
+    from casstore.runs.wal import wal_dir_for
 
-        reg = Registry(backend)
-        return {mv.model_digest for m in reg.list_models() for mv in reg.list_versions(m.name)}
-    except (ImportError, CasstoreError):
-        return None
+    wal = wal_dir_for(backend)
+    live = wal.live() if wal is not None else []
+    if live:
+        raise RunStateError(
+            f"gc --no-writers: a writer is active on this store (it holds the metric log {live[0]}, run "
+            f"{live[0].split('/')[0]}{f' and {len(live) - 1} more' if len(live) > 1 else ''}); nothing was deleted. "
+            "Run gc without --no-writers (safe beside writers), or once they have ended."
+        )
+
+
+def registry_pins(backend: Backend) -> dict[str, str]:
+    """Model digests pinned by live registry versions, each with the version that pins it.
+    A registry that cannot be read raises (:class:`CasstoreError`): gc must then keep
+    everything, since any record it could not read may pin any model."""
+    from casstore.registry import Registry
+
+    reg = Registry(backend)
+    return {mv.model_digest: f"registered model {m.name!r} version {mv.version}"
+            for m in reg.list_models() for mv in reg.list_versions(m.name)}
 
 
 def _keep_references(

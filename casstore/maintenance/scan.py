@@ -20,15 +20,21 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
+
+from blake3 import blake3
 
 from casstore.backend.base import Backend
-from casstore.exceptions import CorruptRecordError, ObjectNotFoundError
-from casstore.objects.layout import CONTENT_KINDS, HINTS, ContentLayout
+from casstore.exceptions import CasstoreError, CorruptRecordError, ObjectNotFoundError
+from casstore.objects.layout import CONTENT_KINDS, HINTS, PACKS, ContentLayout
 from casstore.objects.recipes import Recipe
 
 __all__ = [
     "CONTENT_KINDS",
     "DIGEST_BYTES_RE",
+    "Blocker",
+    "Roots",
+    "read_roots",
     "RunKeys",
     "StoreScan",
     "closure",
@@ -44,7 +50,7 @@ __all__ = [
 DIGEST_BYTES_RE = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
 # top-level prefixes that hold no references to content
-_NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstore.json", "index")
+_NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstore.json", "wal", "packs", "index")
 # per-run record kinds that hold no references to content (values are user strings or numbers);
 # a seal of version 4 holds the run's manifest, so seals are read as roots
 _RUN_KINDS_WITHOUT_REFS = frozenset({"meta", "params", "tags", "metrics", "deleted", "dirs"})
@@ -112,6 +118,7 @@ class StoreScan:
     runs: dict[str, RunKeys]
     other_roots: list[str]  # registry records and unknown prefixes
     hints: list[str] = field(default_factory=list)  # similarity hints (not roots: they keep nothing)
+    packs: set[str] = field(default_factory=set)  # packs (a store of the packs layout)
 
     def live_runs(self) -> list[RunKeys]:
         return [r for r in self.runs.values() if not r.deleted]
@@ -132,6 +139,7 @@ def scan_store(backend: Backend, layout: ContentLayout) -> StoreScan:
     runs: dict[str, RunKeys] = {}
     other: list[str] = []
     hints: list[str] = []
+    packs: set[str] = set()
     for key in backend.list(""):
         if key.startswith(".") or "/." in key:
             continue  # not a casstore object (no key part may start with '.')
@@ -151,10 +159,15 @@ def scan_store(backend: Backend, layout: ContentLayout) -> StoreScan:
         if top == HINTS:
             hints.append(key)
             continue
+        if top == PACKS:
+            parsed = layout.parse(key)
+            if parsed is not None:
+                packs.add(parsed[1])
+            continue
         if top in _NON_ROOT_PREFIXES:
             continue
         other.append(key)
-    return StoreScan(content, runs, other, hints)
+    return StoreScan(content, runs, other, hints, packs)
 
 
 def list_content(backend: Backend, layout: ContentLayout) -> dict[str, set[str]]:
@@ -169,6 +182,98 @@ def root_digests(backend: Backend, keys: Sequence[str], progress: Progress | Non
         if data is not None:
             found |= digests_in(data)
     return found
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """A live reference gc could not prove: the object, what is wrong, what it belongs to."""
+
+    object: str
+    detail: str
+    affects: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"object": self.object, "detail": self.detail, "affects": self.affects}
+
+
+@dataclass
+class Roots:
+    """What the root records reference: every digest in their bytes (``digests``, an
+    over-count that keeps whatever they might name), the file and model digests they
+    reference for certain (each with who references it), which must be in the store,
+    and the roots that could not be read or proven (``blockers``)."""
+
+    digests: set[str] = field(default_factory=set)
+    files: dict[str, str] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
+    blockers: list[Blocker] = field(default_factory=list)
+
+
+def _who(key: str) -> str:
+    parts = key.split("/")
+    if parts[0] == "runs" and len(parts) > 1:
+        return f"run {parts[1]}"
+    return "the registry" if parts[0] == "registry" else f"record {key}"
+
+
+def _read_root(key: str, data: bytes, roots: Roots) -> None:
+    """Take what one root record references; a record of a kind this version knows must
+    decode (and check itself) and name well-formed digests, else it blocks."""
+    from casstore.runs.records import decode_record, field_of
+
+    parts = key.split("/")
+    kind = parts[2] if parts[0] == "runs" and len(parts) > 3 else ""
+    if parts[0] == "runs" and len(parts) in (3, 4) and parts[2] in ("seal", "seals"):
+        kind = "seal"
+    who = _who(key)
+    try:
+        man: dict[str, Any] | None = None
+        if kind == "manifests":
+            actual = blake3(data).hexdigest()
+            if actual != parts[3]:
+                raise CorruptRecordError(f"manifest {key} hashes to {actual}, not to the digest that names it")
+            man = decode_record(data, f"manifest {key}")
+        elif kind == "seal":  # checks itself; version 4's holds the manifest its digest names
+            seal = decode_record(data, f"record {key}")
+            held = seal.get("manifest")
+            if held is not None:
+                if not isinstance(held, bytes) or blake3(held).hexdigest() != seal.get("digest"):
+                    raise CorruptRecordError(f"record {key}: the manifest it holds does not hash to its digest")
+                man = decode_record(held, f"manifest in {key}")
+        if man is not None:
+            for path, a in field_of(man, "artifacts", "dict", key).items():
+                if not isinstance(a, dict) or not isinstance(a.get("digest"), str):
+                    raise CorruptRecordError(f"manifest {key}: artifact {path!r} is malformed")
+                if a.get("kind", "file") != "inline":
+                    roots.files[a["digest"]] = f"{who} artifact {path}"
+            for name, digest in field_of(man, "models", "dict", key).items():
+                roots.models[str(digest)] = f"{who} model {name}"
+        elif kind == "artifacts":
+            rec = decode_record(data, f"record {key}")
+            digest = field_of(rec, "digest", "str", key)
+            if rec.get("kind", "file") != "inline":
+                roots.files[digest] = f"{who} artifact {rec.get('path')}"
+        elif kind == "models":
+            rec = decode_record(data, f"record {key}")
+            roots.models[field_of(rec, "digest", "str", key)] = f"{who} model {rec.get('name')}"
+    except CasstoreError as e:
+        roots.blockers.append(Blocker(key, str(e), who))
+
+
+def read_roots(backend: Backend, keys: Sequence[str], progress: Progress | None = None) -> Roots:
+    """Read every root record: the digests each mentions, and the references of each kind
+    this version knows, proven (see :class:`Roots`). A root that vanished since it was
+    listed blocks too: records are never removed."""
+    roots = Roots()
+    for key, data in read_many(backend, keys, progress):
+        if data is None:
+            roots.blockers.append(Blocker(key, "the record was listed but could not be read", _who(key)))
+            continue
+        roots.digests |= digests_in(data)
+        _read_root(key, data, roots)
+    for d in [*roots.files, *roots.models]:
+        roots.digests.add(d)
+    return roots
 
 
 def recipe_chunks(data: bytes, where: str) -> list[tuple[str, int]]:
@@ -188,6 +293,7 @@ def closure(
     *,
     seed_objects: Mapping[str, Iterable[str]] | None = None,
     progress: Progress | None = None,
+    prove: Roots | None = None,
 ) -> dict[str, set[str]]:
     """The content objects reachable from ``seeds`` (digests named by root records) and from
     ``seed_objects`` (objects kept for another reason, whose references must stay too).
@@ -195,7 +301,15 @@ def closure(
     A digest keeps an object of that name of any kind: so a file stored as one chunk
     without a recipe keeps its chunk. Model entries are followed to the digests they
     mention, file recipes to their chunks. Returns kind -> live digests.
+
+    With ``prove`` (the roots read), every reference it holds for certain is checked on
+    the way, and what fails is added to its blockers: a referenced model entry or file
+    that is not stored, a model entry that does not hash to its digest, a recipe that
+    does not decode or lists a chunk that is not stored.
     """
+    blockers = prove.blockers if prove is not None else None
+    models_needed: dict[str, str] = dict(prove.models) if prove is not None else {}
+    files_needed: dict[str, str] = dict(prove.files) if prove is not None else {}
     live: dict[str, set[str]] = {kind: set() for kind in CONTENT_KINDS}
     pending = set(seeds)
     extra_models = set((seed_objects or {}).get("models", ()))
@@ -207,20 +321,73 @@ def closure(
         batch = sorted(todo_models - live["models"])
         live["models"] |= todo_models
         todo_models = set()
-        for _key, data in read_many(backend, [layout.model_key(d) for d in batch], progress):
+        for key, data in read_many(backend, [layout.model_key(d) for d in batch], progress):
             if data is None:
                 continue
             refs = digests_in(data)
+            if blockers is not None:
+                _prove_model(key, data, models_needed, files_needed, blockers)
             pending |= refs
             todo_models |= (refs & present["models"]) - live["models"]
     live["files"] = (pending & present["files"]) | (extra_files & present["files"])
     # a live file digest with no recipe is a file of one chunk: that chunk is the file
     chunks = (pending | extra_chunks) & present["chunks"]
+    # referenced objects the listing did not show: created since (a writer publishes a
+    # record after its content), or missing; asked again below
+    unlisted: list[tuple[list[str], Blocker]] = []
+    if blockers is not None:
+        for d, who in sorted(models_needed.items()):
+            if d not in present["models"]:
+                unlisted.append(([layout.model_key(d)], Blocker(layout.model_key(d), "the model entry is not in the store", who)))
+        for d, who in sorted(files_needed.items()):
+            if d not in present["files"] and d not in present["chunks"]:
+                unlisted.append(([layout.recipe_key(d), layout.chunk_key(d)], Blocker(
+                    layout.recipe_key(d), "the file's recipe is missing (and it is no stored chunk): which chunks "
+                    "it needs is unknown", who)))
     keys = [layout.recipe_key(d) for d in sorted(live["files"])]
     for key, data in read_many(backend, keys, progress):
         if data is None:
+            if blockers is not None:
+                blockers.append(Blocker(key, "the recipe vanished while gc read it", "a live file"))
             continue
-        for d, _n in recipe_chunks(data, f"recipe {key}"):
-            chunks.add(d)
+        listed = recipe_chunks(data, f"recipe {key}")
+        chunks.update(d for d, _n in listed)
+        if blockers is not None:
+            who = files_needed.get(key.rsplit("/", 1)[-1], "a live file")
+            try:
+                Recipe.decode(data, f"recipe {key}")
+            except CorruptRecordError as e:
+                blockers.append(Blocker(key, f"{e}: which chunks the file needs is not known for certain", who))
+                continue
+            for d, _n in listed:
+                if d not in present["chunks"]:
+                    unlisted.append(([layout.chunk_key(d)], Blocker(
+                        key, f"the recipe lists chunk {d}, which the store does not hold: it may be damaged", who)))
+    if blockers is not None and unlisted:
+        flat = [k for ks, _b in unlisted for k in ks]
+        there = dict(zip(flat, backend.exists_many(flat)))
+        blockers.extend(b for ks, b in unlisted if not any(there[k] for k in ks))
     live["chunks"] = chunks & present["chunks"]
     return live
+
+
+def _prove_model(key: str, data: bytes, models_needed: dict[str, str],
+                 files_needed: dict[str, str], blockers: list[Blocker]) -> None:
+    """A live model entry must hash to its digest; the files it lists must then be stored."""
+    digest = key.rsplit("/", 1)[-1]
+    who = models_needed.get(digest, f"model entry {digest}")
+    actual = blake3(data).hexdigest()
+    if actual != digest:
+        blockers.append(Blocker(key, f"the model entry hashes to {actual}, not to its digest: "
+                                "the files it lists are unknown", who))
+        return
+    from casstore.objects.codec import unpack
+
+    try:
+        entry = unpack(data, f"model entry {key}")
+        files = entry.get("files") if isinstance(entry, dict) else None
+        for rel, f in (files or {}).items():
+            if isinstance(f, dict) and isinstance(f.get("digest"), str):
+                files_needed.setdefault(f["digest"], f"{who} file {rel}")
+    except CorruptRecordError as e:
+        blockers.append(Blocker(key, str(e), who))

@@ -58,7 +58,10 @@ class Problem:
 
 
 #: the counters of a report's ``checked``, each present (zero when nothing of its kind was checked)
-CHECKED = ("chunks", "bytes", "files", "models", "runs", "manifests", "registry_versions", "deep_bytes")
+#: (``records``: run, experiment and registry records checked by ``--all``; ``records_unchecked``:
+#: those among them written before records carried their own check, which can only be decoded)
+CHECKED = ("chunks", "bytes", "files", "models", "runs", "manifests", "registry_versions", "deep_bytes",
+           "records", "records_unchecked")
 
 
 @dataclass
@@ -98,6 +101,10 @@ def describe_affected(a: dict[str, Any]) -> str:
         return f"registered model {a['registered_model']} version {a['version']}"
     if "run" in a:
         return f"run {a['run']}"
+    if "registry" in a:
+        return f"registered model records {a['registry']}"
+    if "experiment" in a:
+        return f"experiment {a['experiment']}"
     if "model_entry" in a:
         return f"model entry {a['model_entry']}"
     return ", ".join(f"{k} {v}" for k, v in a.items())
@@ -150,8 +157,7 @@ class _Checker:
         if p is None:
             p = self.problems[key] = Problem(key, kind, detail)
         for a in affects:
-            if a not in p.affects:
-                p.affects.append(a)
+            _add(p, a)
 
     # ---- content ---------------------------------------------------------------------
 
@@ -160,19 +166,50 @@ class _Checker:
         self.tick("hashing chunks", 0, len(digests))
         keys = [self.layout.chunk_key(d) for d in digests]
         with ThreadPoolExecutor(_workers(self.backend), thread_name_prefix="casstore-verify") as pool:
-            for d, key, res in zip(digests, keys, pool.map(lambda k: _hash_object(self.backend, k), keys)):
+            for d, key, res in zip(digests, keys, pool.map(self._hash_chunk, digests)):
                 self.tick("hashing chunks", 1)
                 self.checked["chunks"] += 1
                 if res is None:
                     self.bad["chunks"].add(d)
                     self.problem(key, "missing", "the chunk is missing")
                     continue
-                actual, size = res
+                actual, size, where = res
                 self.checked["bytes"] += size
                 self.chunk_size[d] = size
                 if actual != d:
                     self.bad["chunks"].add(d)
-                    self.problem(key, "corrupt", f"its bytes hash to {actual}, not to the digest that names it")
+                    self.problem(key, "corrupt", f"its bytes{where} hash to {actual}, not to the digest that names it")
+
+    def check_pack_indexes(self) -> None:
+        """Each index object of a packed store, as stored (not a local cache): its bytes
+        must hash to its name and decode; one that does not is named (readers skip it and
+        read the packs' own headers)."""
+        from casstore.objects.packs import INDEX_PREFIX, decode_index
+
+        keys = sorted(self.backend.list(INDEX_PREFIX))
+        for key, data in read_many(self.backend, keys):
+            if data is None:
+                continue
+            actual = blake3(data).hexdigest()
+            if actual != key[len(INDEX_PREFIX):]:
+                self.problem(key, "corrupt", f"its bytes hash to {actual}, not to the digest that names it")
+                continue
+            try:
+                decode_index(data, key)
+            except CorruptRecordError as e:
+                self.problem(key, "corrupt", str(e))
+
+    def _hash_chunk(self, digest: str) -> tuple[str, int, str] | None:
+        """``(BLAKE3, size, where)`` of the chunk as stored (loose, or in a pack: ``where``
+        names the pack and the bytes), None if missing."""
+        if self.runs.objects.packs is None:
+            found = _hash_object(self.backend, self.layout.chunk_key(digest))
+            return None if found is None else (*found, "")
+        try:
+            where, data = self.runs.objects.stored_chunk(digest)
+        except ObjectNotFoundError:
+            return None
+        return blake3(data).hexdigest(), len(data), "" if where.startswith("chunks/") else f" (in {where})"
 
     def _read_recipe(self, d: str, key: str, data: bytes | None) -> Recipe | None:
         self.checked["files"] += 1
@@ -243,14 +280,15 @@ class _Checker:
         for c, n in recipe.chunks:
             ckey = self.layout.chunk_key(c)
             try:
-                data = self.backend.get(ckey)
+                where, data = self.runs.objects.stored_chunk(c)
+                where = "" if where.startswith("chunks/") else f" (in {where})"
             except ObjectNotFoundError:
                 found.append((ckey, "missing", "the chunk is missing"))
                 return found, counts
             if c not in self.chunk_size:
                 actual = blake3(data).hexdigest()
                 if actual != c:
-                    found.append((ckey, "corrupt", f"its bytes hash to {actual}, not to the digest that names it"))
+                    found.append((ckey, "corrupt", f"its bytes{where} hash to {actual}, not to the digest that names it"))
                     return found, counts
                 self.chunk_size[c] = len(data)
                 counts["chunks"] += 1
@@ -334,7 +372,7 @@ class _Checker:
             self.checked["runs"] += 1
             who = {"run": run_id}
             try:
-                view = self.runs.get_run(run_id)
+                view = self.runs.get_run(run_id, warn=False)
             except IntegrityError as e:
                 self.problem(_seal_object(self.runs, run_id), "corrupt", str(e), [who])
                 continue
@@ -346,6 +384,8 @@ class _Checker:
                 continue
             if view.sealed:
                 self.checked["manifests"] += 1
+            for d in view.damaged:
+                self.problem(d.key, "corrupt", d.detail, [who])
             self.check_earlier_seals(run_id, who)
             for path, entry in view.artifacts.items():
                 if entry.inline:
@@ -363,17 +403,25 @@ class _Checker:
         check that each later manifest names the digest before it."""
         from casstore.runs import layout
 
-        seals = self.runs.seal_history(run_id)
-        for seal in seals:  # version 4: the seal holds its manifest; the object beside it is re-hashed too
-            if isinstance(seal.get("manifest"), bytes):
+        try:
+            seals = self.runs.seal_history(run_id)
+        except CorruptRecordError:
+            return  # a damaged seal: named by the check of the run's records
+        if self.runs.batched:  # the manifest objects beside the seals that hold them: what audits hash
+            for seal in seals:
                 key = layout.manifest_key(run_id, str(seal["digest"]))
                 try:
-                    self.runs._get_verified(key, str(seal["digest"]), f"manifest {key} of run {run_id}",
-                                            ObjectNotFoundError(f"manifest {key} of run {run_id} is missing"))
-                except IntegrityError as e:
-                    self.problem(key, "corrupt", str(e), [who])
+                    data = self.backend.get(key)
                 except ObjectNotFoundError as e:
-                    self.problem(key, "missing", str(e), [who])
+                    if "manifest" in seal:  # a version-4 end writes it before its seal
+                        self.problem(key, "missing", str(e), [who])
+                    continue
+                except CasstoreError as e:
+                    self.problem(key, "unreadable", str(e), [who])
+                    continue
+                if blake3(data).hexdigest() != seal["digest"]:
+                    self.problem(key, "corrupt", f"its bytes hash to {blake3(data).hexdigest()}, not to the digest "
+                                 "that names it (the seal's copy verifies)", [who])
         for before, seal in zip(seals, seals[1:]):
             key = layout.manifest_key(run_id, str(seal["digest"]))
             try:
@@ -395,12 +443,43 @@ class _Checker:
         who = [{"run": run_id, "artifact": entry.path}]
         try:
             self.runs.inline_data(run_id, entry)
-        except IntegrityError as e:
+        except (IntegrityError, CorruptRecordError) as e:
             self.problem(layout.artifact_key(run_id, entry.path), "corrupt", str(e), who)
         except ObjectNotFoundError as e:
             self.problem(layout.artifact_key(run_id, entry.path), "missing", str(e), who)
         except CasstoreError as e:
             self.problem(layout.artifact_key(run_id, entry.path), "unreadable", str(e), who)
+
+    def check_records(self) -> None:
+        """Check every record of the store's runs (live ones: loose records of sealed runs
+        too), experiments and registry: each decodes and its own check holds; a manifest
+        hashes to its name. Records written before records carried a check can only be
+        decoded: they are counted as ``records_unchecked``."""
+        from casstore.runs.records import record_is_checked
+
+        listed = [k for prefix in ("runs/", "experiments/", "registry/") for k in self.backend.list(prefix)]
+        deleted = {k.split("/")[1] for k in listed if k.startswith("runs/") and k.endswith("/deleted")}
+        keys = [k for k in listed if not (k.startswith("runs/") and k.split("/")[1] in deleted)
+                and k.split("/")[2:3] != ["wal"]]
+        self.tick("checking records", 0, len(keys))
+        for key, data in read_many(self.backend, keys):
+            self.tick("checking records", 1)
+            parts = key.split("/")
+            who = [{"run": parts[1]}] if parts[0] == "runs" else [{"registry": "/".join(parts[:2])}] \
+                if parts[0] == "registry" else [{"experiment": parts[1]}]
+            if data is None:
+                continue  # records are never removed; a listing raced nothing
+            self.checked["records"] += 1
+            if parts[0] == "runs" and len(parts) == 4 and parts[2] == "manifests":
+                actual = blake3(data).hexdigest()
+                if actual != parts[3]:
+                    self.problem(key, "corrupt", f"its bytes hash to {actual}, not to the digest that names it", who)
+                continue
+            try:
+                if not record_is_checked(data, f"record {key}"):
+                    self.checked["records_unchecked"] += 1
+            except CorruptRecordError as e:
+                self.problem(key, "corrupt", str(e), who)
 
     def check_registry(self, only_models: set[str] | None = None) -> set[str]:
         """Record which live registry versions pin which model; return the pinned digests."""
@@ -468,8 +547,15 @@ class _Checker:
 
 
 def _add(p: Problem, a: dict[str, Any]) -> None:
-    if a not in p.affects:
-        p.affects.append(a)
+    """Add ``a`` to what ``p`` affects; a whole run is not named again beside a part of it."""
+    if a in p.affects:
+        return
+    if list(a) == ["run"]:
+        if any(b.get("run") == a["run"] for b in p.affects):
+            return
+    elif "run" in a:
+        p.affects[:] = [b for b in p.affects if b != {"run": a["run"]}]
+    p.affects.append(a)
 
 
 def _seal_object(runs: RunStore, run_id: str) -> str:
@@ -499,6 +585,9 @@ def verify_store(
     if run_ids is None:
         c.tick("listing")
         content = list_content(runs.backend, layout)
+        if runs.objects.packs is not None:
+            content["chunks"] |= set(runs.objects.iter_chunks())
+            c.check_pack_indexes()
         if deep:
             c.check_files_deep(sorted(content["files"]))
             c.hash_chunks(sorted(content["chunks"] - set(c.chunk_size) - c.bad["chunks"]))
@@ -507,6 +596,7 @@ def verify_store(
             c.check_recipes(sorted(content["files"]))
         c.check_models(sorted(content["models"]))
         files, models, skipped = c.check_runs(runs.list_run_ids())
+        c.check_records()
         pinned = c.check_registry()
         report = VerifyReport("all", deep, skipped_deleted_runs=skipped)
         # referenced files without a recipe whose chunk is stored: their chunk is the file
@@ -524,7 +614,10 @@ def verify_store(
         with_recipe = {f for f, ok in zip(ordered, runs.backend.exists_many([layout.recipe_key(f) for f in ordered])) if ok}
         c.check_files_deep(sorted(with_recipe))
         rest = sorted(files - with_recipe)
-        one_chunk = {f for f, ok in zip(rest, runs.backend.exists_many([layout.chunk_key(f) for f in rest])) if ok}
+        if runs.objects.packs is not None:
+            one_chunk = set(rest) - set(runs.objects.missing_files(rest))
+        else:
+            one_chunk = {f for f, ok in zip(rest, runs.backend.exists_many([layout.chunk_key(f) for f in rest])) if ok}
         c.hash_chunks(sorted(one_chunk - set(c.chunk_size) - c.bad["chunks"]))
         c.check_one_chunk_files(sorted(one_chunk))
         present_files = with_recipe | one_chunk

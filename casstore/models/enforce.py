@@ -151,22 +151,26 @@ def _enforce_columns(data: Any, schema: Schema) -> Any:
     if not isinstance(data, pd.DataFrame):
         raise _fail(f"expected a pandas DataFrame with columns {_names(specs)}, got {type(data).__name__}")
     if named:
-        have = {str(c) for c in data.columns}
+        columns = list(data.columns)
+        have = {str(c) for c in columns}
         missing = [s.name for s in specs if s.name not in have and s.required]
         if missing:
             raise _fail(f"missing columns {missing}; expected {_names(specs)}, got {data.shape[1]} columns")
-        data = data.rename(columns={c: str(c) for c in data.columns})
         keep = [s.name for s in specs if s.name in have]
-        data = data[keep]
+        if columns != keep:  # extra, reordered or non-str column names
+            data = data.rename(columns={c: str(c) for c in columns})[keep]
     elif data.shape[1] != len(specs):
         raise _fail(f"expected {len(specs)} columns, got {data.shape[1]}")
-    out = {}
+    out, changed = {}, False
     for i, s in enumerate(specs):
         col = s.name if named else data.columns[i]
         if col not in data.columns:
             continue
-        out[col] = _enforce_column(data[col], s, col)
-    return pd.DataFrame(out, index=data.index)
+        given = data[col]
+        out[col] = _enforce_column(given, s, col)
+        changed = changed or out[col] is not given
+    # a frame whose every column already fits is passed on as it is
+    return pd.DataFrame(out, index=data.index) if changed else data
 
 
 def _names(specs: list[ColSpec]) -> str:

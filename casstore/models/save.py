@@ -76,6 +76,11 @@ class ModelInfo:
         return self.signature.to_dict() if self.signature else None
 
     @property
+    def model_id(self) -> str:
+        """MLflow 3's id of a logged model: here its model digest (``models:/<model_id>`` loads it)."""
+        return self.model_digest
+
+    @property
     def cas_uri(self) -> str:
         """``cas:<model_digest>``: this model, by digest alone."""
         return f"cas:{self.model_digest}"

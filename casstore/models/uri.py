@@ -6,6 +6,7 @@
 ``models:/<name>@<alias>``    the version an alias points at now
 ``models:/<name>/latest``     the highest live version
 ``cas:<model_digest>``        the model entry with that digest, nothing else
+``models:/<model_digest>``    the same (a logged model's ``model_id`` is its digest)
 ============================  =================================================
 
 >>> parse_model_uri("models:/fraud@champion")
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from casstore._paths import clean_artifact_path
 from casstore.exceptions import InvalidInputError, ObjectNotFoundError, UnsafePathError
-from casstore.objects.digest import check_digest
+from casstore.objects.digest import check_digest, is_digest
 from casstore.registry.layout import check_alias, check_model_name
 from casstore.runs.layout import is_run_id
 
@@ -98,6 +99,8 @@ def parse_model_uri(uri: object) -> ModelURI:
         if "@" in rest:
             name, _, alias = rest.rpartition("@")
             return ModelURI("models", name=check_model_name(name), alias=check_alias(alias))
+        if is_digest(rest):  # MLflow 3's models:/<model_id>: a logged model's id is its digest
+            return ModelURI("cas", digest=rest)
         raise _bad(uri, "a models:/ URI needs a version, 'latest' or an alias after the name")
     raise _bad(uri, "unknown scheme")
 

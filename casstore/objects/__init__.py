@@ -24,7 +24,11 @@ from casstore.objects.recipes import Recipe
 from casstore.objects.statcache import StatCache
 from casstore.objects.store import EMPTY_DIGEST, ObjectStore, Stored
 
+#: the content layout of new stores opened without one: ``loose`` (the default) or ``packs``
+LAYOUT_ENV = "CASSTORE_LAYOUT"
+
 __all__ = [
+    "LAYOUT_ENV",
     "open_store",
     "open_objects",
     "ObjectStore",
@@ -49,8 +53,13 @@ def open_objects(
     create: bool = True,
     max_in_flight: int | None = None,
     stat_cache: StatCache | bool = True,
+    layout: str | None = None,
 ) -> ObjectStore:
     """The object store on an open backend, creating its config if the store is new.
+
+    ``layout`` is the content layout: ``"loose"`` (one object per chunk) or ``"packs"``
+    (chunks in packs, see :mod:`casstore.objects.packs`); for an existing store it must be
+    the store's. Without it a new store gets ``CASSTORE_LAYOUT`` if that is set, else loose.
 
     ``max_in_flight`` bounds the chunks held at once by a remote upload or download
     (default: ``CASSTORE_MAX_IN_FLIGHT``, else twice the backend's concurrency).
@@ -69,7 +78,9 @@ def open_objects(
             )
     if not create and not backend.exists(CONFIG_KEY):
         raise StoreConfigError(f"no casstore store at {backend.url!r} (no {CONFIG_KEY})")
-    return ObjectStore(backend, load_or_create_config(backend, chunker), max_in_flight=max_in_flight, stat_cache=stat_cache)
+    new_layout = os.environ.get(LAYOUT_ENV, "").strip() or None
+    config = load_or_create_config(backend, chunker, layout, new_layout=new_layout)
+    return ObjectStore(backend, config, max_in_flight=max_in_flight, stat_cache=stat_cache)
 
 
 def open_store(
@@ -81,8 +92,11 @@ def open_store(
     durable: bool | None = None,
     max_in_flight: int | None = None,
     stat_cache: StatCache | bool = True,
+    layout: str | None = None,
 ) -> ObjectStore:
     """Open (or create) the object store at a URL or local path (the options as for
     :func:`open_objects`)."""
     backend = open_backend(url, storage_options, durable=durable)
-    return open_objects(backend, chunker=chunker, create=create, max_in_flight=max_in_flight, stat_cache=stat_cache)
+    return open_objects(
+        backend, chunker=chunker, create=create, max_in_flight=max_in_flight, stat_cache=stat_cache, layout=layout
+    )

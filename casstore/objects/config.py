@@ -5,9 +5,12 @@ chunker parameters. It is created with create-if-absent, so concurrent first
 writers agree on one config; a store whose config this code cannot honour is
 refused with :class:`StoreConfigError`.
 
-New stores get format version 4; stores of versions 1 to 3 are read and written in
-their own layout (see :mod:`casstore.objects.layout`, and :mod:`casstore.runs.batches` for
-the run records of version 4), so older casstore can still read them.
+A store may say ``"layout": "packs"``: its chunks live in packs (see
+:mod:`casstore.objects.packs`). Older casstore refuses that setting, as it refuses any
+it does not know. New stores get format version 4; stores of versions 1 to 3 are read and
+written in their own layout (see :mod:`casstore.objects.layout`, and
+:mod:`casstore.runs.batches` for the run records of version 4), so older casstore can
+still read them.
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ from casstore.exceptions import ObjectNotFoundError, StoreConfigError
 from casstore.objects.chunking import DEFAULT_CHUNKER, ChunkerParams
 from casstore.objects.layout import ContentLayout
 
-__all__ = ["CONFIG_KEY", "FORMAT_VERSION", "StoreConfig", "load_or_create_config", "read_config"]
+__all__ = ["CONFIG_KEY", "FORMAT_VERSION", "LAYOUTS", "StoreConfig", "load_or_create_config", "read_config"]
 
 CONFIG_KEY = "casstore.json"
 FORMAT_NAME = "casstore"
 #: the version of new stores, and the highest this casstore reads (it reads 1 to 3 too)
 FORMAT_VERSION = 4
+#: the content layouts: ``loose`` (one object per chunk, the default; not written into the
+#: config, so older casstore reads such stores) and ``packs``
+LAYOUTS = ("loose", "packs")
 
 
 @dataclass(frozen=True)
@@ -36,11 +42,13 @@ class StoreConfig:
     hash: str = "blake3"
     chunker: ChunkerParams = DEFAULT_CHUNKER
     created: float = field(default_factory=time.time)
+    #: ``"loose"`` or ``"packs"`` (see :data:`LAYOUTS`)
+    content_layout: str = "loose"
 
     @property
     def layout(self) -> ContentLayout:
-        """Where this store's content objects live (depends on the format version)."""
-        return ContentLayout(self.version)
+        """Where this store's content objects live (the format version and the layout)."""
+        return ContentLayout(self.version, packed=self.content_layout == "packs")
 
     def to_json(self) -> bytes:
         d: dict[str, Any] = {
@@ -50,6 +58,8 @@ class StoreConfig:
             "chunker": self.chunker.to_dict(),
             "created": self.created,
         }
+        if self.content_layout != "loose":
+            d["layout"] = self.content_layout
         return (json.dumps(d, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -80,11 +90,17 @@ class StoreConfig:
         created = d.get("created", 0.0)
         if isinstance(created, bool) or not isinstance(created, (int, float)):
             raise StoreConfigError(f"{where}: \"created\" is {created!r}, not a time in seconds; restore it from a backup")
-        return cls(version=version, hash="blake3", chunker=chunker, created=float(created))
+        layout = d.get("layout", "loose")
+        if layout not in LAYOUTS:
+            raise StoreConfigError(
+                f"{where}: content layout {layout!r} is not one this casstore knows ({', '.join(LAYOUTS)}). "
+                "Upgrade casstore (pip install -U casstore) to open the store."
+            )
+        return cls(version=version, hash="blake3", chunker=chunker, created=float(created), content_layout=layout)
 
 
 #: every key of ``casstore.json``; any other is a setting this casstore cannot honour
-_CONFIG_KEYS = frozenset({"format", "version", "hash", "chunker", "created"})
+_CONFIG_KEYS = frozenset({"format", "version", "hash", "chunker", "created", "layout"})
 
 
 def read_config(backend: Backend) -> StoreConfig:
@@ -96,18 +112,30 @@ def read_config(backend: Backend) -> StoreConfig:
         raise StoreConfigError(f"no casstore store at {backend.url!r} (no {CONFIG_KEY})") from e
 
 
-def load_or_create_config(backend: Backend, wanted: ChunkerParams | None = None) -> StoreConfig:
+def load_or_create_config(
+    backend: Backend, wanted: ChunkerParams | None = None, layout: str | None = None, *, new_layout: str | None = None
+) -> StoreConfig:
     """Read the store's config, creating it (once, atomically) for a new store.
 
     ``wanted`` is the chunker for a *new* store; for an existing store it must match
-    the stored one if given.
+    the stored one if given. ``layout`` likewise (``"loose"``, the default, or ``"packs"``,
+    whose default chunker is :data:`~casstore.objects.packs.PACK_CHUNKER`). ``new_layout``
+    is the layout of a new store only, never checked against an existing one.
     """
+    for given in (layout, new_layout):
+        if given is not None and given not in LAYOUTS:
+            raise StoreConfigError(f"content layout {given!r} is not one of {', '.join(LAYOUTS)}")
     where = f"{backend.url}/{CONFIG_KEY}"
     for _ in range(2):
         try:
             cfg = StoreConfig.from_json(backend.get(CONFIG_KEY), where)
         except ObjectNotFoundError:
-            new = StoreConfig(chunker=wanted or DEFAULT_CHUNKER)
+            if (layout or new_layout) == "packs":
+                from casstore.objects.packs import PACK_CHUNKER
+
+                new = StoreConfig(chunker=wanted or PACK_CHUNKER, content_layout="packs")
+            else:
+                new = StoreConfig(chunker=wanted or DEFAULT_CHUNKER)
             if backend.put_if_absent(CONFIG_KEY, new.to_json()):
                 backend.flush()
                 return new
@@ -116,6 +144,11 @@ def load_or_create_config(backend: Backend, wanted: ChunkerParams | None = None)
             raise StoreConfigError(
                 f"{where}: the store was created with chunker {cfg.chunker}, not {wanted}; "
                 "chunker settings are fixed when a store is created"
+            )
+        if layout is not None and layout != cfg.content_layout:
+            raise StoreConfigError(
+                f"{where}: the store has the {cfg.content_layout!r} content layout, not {layout!r}; "
+                + ("convert it with `casstore pack-store`" if layout == "packs" else "a packed store stays packed")
             )
         return cfg
     raise StoreConfigError(f"{where}: cannot read or create the store config")

@@ -33,10 +33,12 @@ from casstore.objects.digest import is_digest
 if TYPE_CHECKING:
     from casstore.backend.base import Backend
 
-__all__ = ["CONTENT_KINDS", "HINTS", "INLINE_MAX", "ContentLayout"]
+__all__ = ["CONTENT_KINDS", "HINTS", "INLINE_MAX", "PACKS", "ContentLayout"]
 
 #: object kinds named by their own digest, referrers first (the order gc sweeps them)
 CONTENT_KINDS = ("models", "files", "chunks")
+#: the kind of pack objects, in a store of the packs layout (see :mod:`casstore.objects.packs`)
+PACKS = "packs"
 #: in a version-3 store, artifacts up to this size are held in their binding record
 INLINE_MAX = 16 << 10
 #: the prefix of similarity hints: ``hints/<first chunk>/<size>-<file>``, an empty object
@@ -46,9 +48,12 @@ HINTS = "hints"
 
 @dataclass(frozen=True)
 class ContentLayout:
-    """The content key layout of a store of format ``version`` (1 to 4; 4 keeps 3's content layout)."""
+    """The content key layout of a store of format ``version`` (1 to 4; 4 keeps 3's content
+    layout); ``packed`` when its chunks live in packs (``"layout": "packs"`` in its config)
+    rather than one object each."""
 
     version: int
+    packed: bool = False
 
     @property
     def levels(self) -> int:
@@ -72,6 +77,10 @@ class ContentLayout:
         if self.levels == 1:
             return f"{kind}/{digest[0:2]}/{digest}"
         return f"{kind}/{digest[0:2]}/{digest[2:4]}/{digest}"
+
+    def pack_key(self, digest: str) -> str:
+        """The key of the pack ``digest`` (a store of the packs layout)."""
+        return self.key(PACKS, digest)
 
     def chunk_key(self, digest: str) -> str:
         return self.key("chunks", digest)
@@ -105,7 +114,7 @@ class ContentLayout:
         """``(kind, digest)`` of a listed key in this layout's fan-out, else ``None`` (another
         prefix, a foreign name, or an object at the other version's depth)."""
         parts = key.split("/")
-        if len(parts) != self.levels + 2 or parts[0] not in CONTENT_KINDS:
+        if len(parts) != self.levels + 2 or (parts[0] not in CONTENT_KINDS and not (self.packed and parts[0] == PACKS)):
             return None
         digest = parts[-1]
         if not is_digest(digest) or any(p != digest[2 * i : 2 * i + 2] for i, p in enumerate(parts[1:-1])):

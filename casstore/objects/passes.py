@@ -17,6 +17,7 @@ writer threads one by one; on a remote store in batches (:class:`_ChunkSink`).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import mmap
 import os
@@ -25,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, TypeVar
 
 from casstore.backend.base import Backend
 from casstore.objects import mapped as mapped_mod
@@ -34,6 +35,7 @@ from casstore.objects.digest import hash_bytes, new_hasher
 from casstore.objects.layout import ContentLayout
 from casstore.objects.localfiles import changed
 from casstore.objects.mapped import FileLease
+from casstore.objects.packs import PackWriter
 from casstore.objects.reading import Progress
 from casstore.objects.recipes import Recipe
 
@@ -149,6 +151,16 @@ class _HashBeside:
         return self.digest
 
 
+T = TypeVar("T")
+
+
+def _in_context(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> Future[T]:
+    """``pool.submit(fn, *args)`` run in a copy of the caller's context, so what the caller
+    records (the objects a log creates, :func:`~casstore.backend.base.recording_creations`)
+    sees the writes the pool makes for it."""
+    return pool.submit(contextvars.copy_context().run, fn, *args)
+
+
 class _ChunkSink:
     """Sends chunks to the backend: directly on a local disk; on remote stores in batches,
     each checked with one ``exists_many``, whose missing chunks are uploaded concurrently
@@ -169,6 +181,11 @@ class _ChunkSink:
         self.running: list[Future[None]] = []
 
     def add(self, digest: str, data: memoryview) -> None:
+        packs = self.passes.packs
+        if packs is not None:  # into the open pack, unless a stored pack has it (freshened)
+            if packs.add(digest, data):
+                self.passes.count(1, len(data))
+            return
         if not self.batched:
             if self.backend.put_blob(self.chunk_key(digest), data):
                 self.passes.count(1, len(data))
@@ -186,7 +203,7 @@ class _ChunkSink:
         if self.pool is None or self.checks is None:
             self.pool = ThreadPoolExecutor(self.backend.concurrency, thread_name_prefix="casstore-put")
             self.checks = ThreadPoolExecutor(2, thread_name_prefix="casstore-check")
-        self.running.append(self.checks.submit(self._send, batch, self.pool))
+        self.running.append(_in_context(self.checks, self._send, batch, self.pool))
 
     def _raise_failed(self) -> None:
         done = [f for f in self.running if f.done()]
@@ -209,7 +226,7 @@ class _ChunkSink:
             if held > len(missing):
                 self.slots.release(held - len(missing))
             held = len(missing)
-            futs = [pool.submit(self._put, k, data) for k, data in missing]
+            futs = [_in_context(pool, self._put, k, data) for k, data in missing]
             held = 0  # each put gives its slot back
             for f in futs:
                 f.result()
@@ -248,15 +265,19 @@ class StoringPasses:
     """The storing passes of one object store, with what they share: the read buffers kept
     from one put for the next, and the count of what they wrote."""
 
-    def __init__(self, backend: Backend, layout: ContentLayout, chunker: Chunker, max_in_flight: int) -> None:
+    def __init__(
+        self, backend: Backend, layout: ContentLayout, chunker: Chunker, max_in_flight: int, packs: PackWriter | None = None
+    ) -> None:
         self.backend = backend
+        #: where new chunks go in a store of the packs layout
+        self.packs = packs
         self.layout = layout
         self.chunker = chunker
         self.max_in_flight = max_in_flight
         #: chunks go to the backend in batches of concurrent requests (a remote store), rather
         #: than one by one from the writer threads (a local disk): then no storing pass over
         #: maps is taken
-        self.batched = backend.concurrency > 1
+        self.batched = backend.concurrency > 1 or packs is not None
         self._lock = threading.Lock()
         self._idle: list[bytearray] = []  # read buffers kept for the next put (see take_buffers)
         #: chunks and bytes written (not deduplicated away)
@@ -321,7 +342,7 @@ class StoringPasses:
                         sink.add(d, ch)  # copies what it keeps
                     else:
                         # a writer names the chunk, then stores it: this thread only cuts
-                        named = writer.submit(_name_and_add, sink, ch)
+                        named = _in_context(writer, _name_and_add, sink, ch)
                         users[i % nbufs].append(named)
                         chunks.append((named, len(ch)))
                     if progress:
@@ -377,7 +398,7 @@ class StoringPasses:
                 if window is None:
                     break
                 cut, used = self.chunker.cut_block(memoryview(window)[pos - base :], final=base + n == size)
-                named = [writer.submit(_name_and_add, sink, ch) for ch in cut]
+                named = [_in_context(writer, _name_and_add, sink, ch) for ch in cut]
                 chunks += zip(named, map(len, cut))
                 del cut  # the writers hold the chunks they have yet to write
                 users: list[Future[Any]] = list(named)
@@ -465,7 +486,7 @@ class StoringPasses:
                     d, n = old[k]
                     if p + n > end or not 0 < n <= max_size or (k == len(old) - 1 and p + n != size):
                         break  # past this window; no chunk this store cuts; cut by the end of ``like``
-                    guesses.append((d, n, pool.submit(_same_and_add, sink, view[p - base : p + n - base], d)))
+                    guesses.append((d, n, _in_context(pool, _same_and_add, sink, view[p - base : p + n - base], d)))
                     p += n
                     k += 1
                 hits = 0

@@ -26,6 +26,7 @@ from casstore.backend.base import Backend
 from casstore.exceptions import CasstoreError, IntegrityError, LocalFileError, ObjectNotFoundError
 from casstore.objects.digest import check_digest, hash_bytes, new_hasher
 from casstore.objects.layout import ContentLayout
+from casstore.objects.packs import Location, PackIndex, coalesce
 from casstore.objects.recipes import Recipe
 
 __all__ = ["ObjectReader", "Progress", "open_chunks", "write_chunks"]
@@ -50,19 +51,58 @@ class ObjectReader:
         self.layout = layout
         #: chunks a remote read holds ahead of the one it yields
         self.max_in_flight = max_in_flight
+        #: where each chunk is, in a store of the packs layout (loaded at first use)
+        self.packs: PackIndex | None = PackIndex(backend, layout) if layout.packed else None
+
+    def _publish_pending(self) -> None:
+        """Make what this process has stored visible before it is looked up (a writer
+        publishes its open pack and index, see ``ObjectStore``); nothing for a reader."""
+
+    def _locate(self, digest: str, *, reload: bool = False) -> Location | None:
+        """Where the chunk ``digest`` is in a pack, or None (a loose chunk, or none). With
+        ``reload`` a miss reads the store's new indexes (and new packs' headers) once."""
+        if self.packs is None:
+            return None
+        self._publish_pending()
+        loc = self.packs.get(digest)
+        if loc is None and reload:
+            self.packs.load()
+            loc = self.packs.get(digest)
+        return loc
+
+    def stored_chunk(self, digest: str) -> tuple[str, bytes]:
+        """Where the chunk is (its key, or its pack and byte range) and its bytes as stored,
+        *not* verified: for a checker that hashes them itself. :class:`ObjectNotFoundError`
+        if the store has no such chunk."""
+        loc = self._locate(digest, reload=True)
+        if loc is None:
+            key = self.layout.chunk_key(digest)
+            return key, self.backend.get(key)
+        key = self.layout.pack_key(loc.pack)
+        return f"{key} (bytes {loc.offset} to {loc.offset + loc.length})", self.backend.get_range(
+            key, loc.offset, loc.offset + loc.length)
+
+    def _has_chunk(self, digest: str) -> bool:
+        """Whether the store holds the chunk: in a pack, or as a loose object."""
+        return self._locate(digest) is not None or self.backend.exists(self.layout.chunk_key(digest))
 
     def _file_keys(self, digest: str) -> tuple[str, str]:
         """The keys a stored file is found under, the likelier first: its recipe, or its
         chunk (a file of one chunk, stored without a recipe in a version-2 store)."""
         recipe, chunk = self.layout.recipe_key(digest), self.layout.chunk_key(digest)
-        return (recipe, chunk) if self.layout.recipe_for_one_chunk else (chunk, recipe)
+        # in a packs store a loose chunk is rare (a store being converted): the recipe first
+        return (recipe, chunk) if self.layout.recipe_for_one_chunk or self.layout.packed else (chunk, recipe)
 
     def has_file(self, digest: str) -> bool:
         """Whether the store holds the file ``digest``: a recipe, or a chunk of that digest."""
-        return any(self.backend.exists(k) for k in self._file_keys(check_digest(digest)))
+        digest = check_digest(digest)
+        if self._locate(digest) is not None:
+            return True
+        return any(self.backend.exists(k) for k in self._file_keys(digest))
 
     def missing_files(self, digests: Sequence[str]) -> list[str]:
         """The digests in ``digests`` the store holds neither a recipe nor a chunk of."""
+        digests = [d for d in digests if self._locate(check_digest(d)) is None]
         keys = [self._file_keys(check_digest(d)) for d in digests]
         found = self.backend.exists_many([k[0] for k in keys])
         rest = [i for i, ok in enumerate(found) if not ok]
@@ -87,6 +127,9 @@ class ObjectReader:
                 raise IntegrityError(f"recipe {key}", pin, actual, "it is not the recipe pinned for this file")
             return Recipe.decode(data, f"recipe {key}")
         chunk = self.layout.chunk_key(digest)
+        loc = self._locate(digest)
+        if loc is not None and not self.backend.exists(self.layout.recipe_key(digest)):
+            return Recipe(loc.length, ((digest, loc.length),))
         for key in self._file_keys(digest):
             try:
                 if key == chunk:
@@ -105,8 +148,71 @@ class ObjectReader:
 
     def read_chunk(self, digest: str, length: int | None = None) -> bytes:
         """One chunk's bytes, verified against its digest."""
+        if self.packs is not None:
+            return next(iter(self._read_span([(digest, length or 0, None)])))
         data = self._get_chunk(digest)
         return self._checked_chunk(digest, length, data, hash_bytes(data, parallel=False))  # reads overlap in threads already
+
+    def _read_span(self, span: Sequence[tuple[str, int, Location | None]]) -> list[bytes]:
+        """The chunks of ``span`` (adjacent in one pack, or one loose chunk: ``location``
+        None), read with one request and each verified against its digest and length (a
+        length of 0: unknown). A pack found missing is dropped from the index, which is
+        read again, and the chunks looked up anew once."""
+        first = span[0][2]
+        if first is None:
+            digest, length, _ = span[0]
+            loc = self._locate(digest, reload=True)
+            if loc is None:
+                data = self._get_chunk(digest)
+                return [self._checked_chunk(digest, length or None, data, hash_bytes(data, parallel=False))]
+            span = [(digest, length, loc)]
+            first = loc
+        last = span[-1][2]
+        assert last is not None
+        key = self.layout.pack_key(first.pack)
+        try:
+            raw = self.backend.get_range(key, first.offset, last.offset + last.length)
+        except ObjectNotFoundError:
+            if self.packs is not None:
+                self.packs.forget_pack(first.pack)
+                self.packs.load()
+            return [c for d, n, _ in span for c in self._read_span([(d, n, self._locate(d))])]
+        out = []
+        view = memoryview(raw)
+        for d, n, loc in span:
+            assert loc is not None
+            piece = view[loc.offset - first.offset : loc.offset - first.offset + loc.length]
+            where = f"chunk {d} in pack {key} (bytes {loc.offset} to {loc.offset + loc.length})"
+            actual = hash_bytes(piece, parallel=False)
+            if actual != d:
+                raise IntegrityError(where, d, actual, f"read {len(piece)} of {loc.length} bytes" if len(piece) != loc.length else "")
+            if n and len(piece) != n:
+                raise IntegrityError(where, d, actual, f"it has {len(piece)} bytes, the recipe says {n}")
+            out.append(bytes(piece))
+        return out
+
+    def _fetch_packed(self, chunks: Sequence[tuple[str, int]]) -> Iterator[bytes]:
+        """The chunks, in order, each verified: runs of adjacent chunks in one pack are read
+        with one ranged request each, up to ``max_in_flight`` chunks' worth of requests ahead."""
+        spans = coalesce([(d, n, self._locate(d)) for d, n in chunks])
+        if len(spans) == 1:
+            yield from self._read_span(spans[0])
+            return
+        # runs of up to 16 MiB each: four at once on a remote store (64 MiB held at most)
+        window = 4 if self.backend.concurrency > 1 else 2
+        with ThreadPoolExecutor(max(2, min(self.backend.concurrency, window)), thread_name_prefix="casstore-get") as pool:
+            futs: deque[Future[list[bytes]]] = deque()
+            it = iter(spans)
+            for span in it:
+                futs.append(pool.submit(self._read_span, span))
+                if len(futs) >= window:
+                    break
+            while futs:
+                got = futs.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    futs.append(pool.submit(self._read_span, nxt))
+                yield from got
 
     @contextlib.contextmanager
     def _chunk_key(self, digest: str) -> Iterator[str]:
@@ -145,7 +251,7 @@ class ObjectReader:
         it is then of the caller's heap, so a caller that keeps many chunks and frees them
         as it allocates (a model being unpickled) reuses that memory rather than faulting
         in as much again, while the workers fault the pages in, reading, beside it."""
-        if self.backend.concurrency > 1 or len(chunks) <= 1:
+        if self.backend.concurrency > 1 or len(chunks) <= 1 or self.packs is not None:
             return self._fetch_chunks(chunks)
         return self._read_here(chunks)
 
@@ -214,6 +320,9 @@ class ObjectReader:
     def _fetch_chunks(self, chunks: Sequence[tuple[str, int]]) -> Iterator[bytes]:
         """The chunks, in order, each verified; read ahead by worker threads (on a local
         disk one, two chunks ahead, so reading and hashing overlap with their use)."""
+        if self.packs is not None:
+            yield from self._fetch_packed(chunks)
+            return
         if len(chunks) <= 1:
             for d, n in chunks:
                 yield self.read_chunk(d, n)
@@ -264,8 +373,13 @@ class ObjectReader:
         return self.layout.stored(self.backend, "files")
 
     def iter_chunks(self) -> Iterable[str]:
-        """Digests of every stored chunk."""
-        return self.layout.stored(self.backend, "chunks")
+        """Digests of every stored chunk (in packs, and loose)."""
+        loose = set(self.layout.stored(self.backend, "chunks"))
+        if self.packs is None:
+            return loose
+        self._publish_pending()
+        self.packs.load()
+        return loose | set(self.packs.chunks())
 
 
 def write_chunks(chunks: Iterable[bytes | bytearray], dest: str | os.PathLike[str]) -> None:

@@ -37,6 +37,7 @@ from casstore.objects.config import StoreConfig
 from casstore.objects.digest import check_digest, hash_bytes, new_hasher
 from casstore.objects.localfiles import changed, is_small, open_local, read_whole
 from casstore.objects.mapped import FileLease, hash_leased
+from casstore.objects.packs import PackWriter
 from casstore.objects.passes import READ_BLOCK, Stored, StoringPasses
 from casstore.objects.reading import ObjectReader, Progress, is_own_chunk, open_chunks, write_chunks
 from casstore.objects.recipes import Recipe
@@ -85,7 +86,14 @@ class ObjectStore(ObjectReader):
         )
         self.config = config
         self.chunker = Chunker(config.chunker)
-        self._passes = StoringPasses(backend, self.layout, self.chunker, max_in_flight)
+        #: the writer of new packs, in a store of the packs layout
+        self._packs = PackWriter(backend, self.layout, self.packs) if self.packs is not None else None
+        self._passes = StoringPasses(backend, self.layout, self.chunker, max_in_flight, self._packs)
+
+    def _publish_pending(self) -> None:
+        # docstring inherited
+        if self._packs is not None and self._packs.dirty:
+            self._packs.publish()
 
     @property
     def chunks_written(self) -> int:
@@ -111,7 +119,11 @@ class ObjectStore(ObjectReader):
         digest = hash_bytes(view)
         if not self.layout.recipe_for_one_chunk and 0 < len(view) <= self.config.chunker.min_size:
             # certainly one chunk, the file itself: one idempotent put (it freshens a stored one)
-            if self.backend.put_blob(self.layout.chunk_key(digest), view):
+            if self._packs is not None:
+                stored = self._packs.add(digest, view)
+            else:
+                stored = self.backend.put_blob(self.layout.chunk_key(digest), view)
+            if stored:
                 self._passes.count(1, len(view))
             return Stored(digest, len(view))
         if self._freshen_stored(digest, len(view)):
@@ -284,7 +296,7 @@ class ObjectStore(ObjectReader):
         if not head:
             return None
         first = hash_bytes(next(iter(self.chunker.cut_buffer(head))))
-        return first if self.backend.exists(self.layout.chunk_key(first)) else None
+        return first if self._has_chunk(first) else None
 
     def _hints(self, first: str, size: int) -> list[tuple[int, str]]:
         """The stored files that begin with chunk ``first``, as their hints name them
@@ -331,6 +343,7 @@ class ObjectStore(ObjectReader):
         that batches its chunks, where no one follows them."""
         if not self.layout.recipe_for_one_chunk and is_own_chunk(digest, recipe):
             return
+        self._publish_pending()  # a recipe is written after the packs and index of its chunks
         self.backend.put_blob(self.layout.recipe_key(digest), recipe.encode())
         if recipe.size > READ_BLOCK and len(recipe.chunks) > 1 and not self._batched:
             self.backend.put_blob(self.layout.hint_key(recipe.chunks[0][0], recipe.size, digest), b"")
@@ -343,6 +356,8 @@ class ObjectStore(ObjectReader):
         file of at most the minimum, certainly one chunk, never comes here: ``put_bytes``
         puts its chunk at once.)"""
         recipe = self.layout.recipe_key(digest)
+        if self._packs is not None and 0 < size <= self.config.chunker.max_size and self._packs.has(digest):
+            return True  # a chunk in a pack (freshened), whole once indexed, or pending here
         if not self.layout.recipe_for_one_chunk and 0 < size <= self.config.chunker.max_size:
             chunk = self.layout.chunk_key(digest)
             if self.backend.touch(chunk):
@@ -372,18 +387,29 @@ class ObjectStore(ObjectReader):
         if recipe is None or recipe.size != size:
             self.backend.delete(key)
             return False
-        sizes = self.backend.sizes_many([self.layout.chunk_key(d) for d, _ in recipe.chunks])
-        return all(got == n for got, (_, n) in zip(sizes, recipe.chunks))
+        packed = {d: loc.length for d, _ in recipe.chunks if (loc := self._locate(d)) is not None}
+        loose = [(d, n) for d, n in recipe.chunks if d not in packed]
+        sizes = self.backend.sizes_many([self.layout.chunk_key(d) for d, _ in loose])
+        return all(packed[d] == n for d, n in recipe.chunks if d in packed) and all(
+            got == n for got, (_, n) in zip(sizes, loose))
 
     def flush(self) -> None:
-        """Durability barrier: data written so far survives a power loss once this returns."""
+        """Durability barrier: data written so far survives a power loss once this returns
+        (in a store of the packs layout, the open pack is sealed and published with its
+        index first, with a barrier between the two)."""
+        self._publish_pending()
         self.backend.flush()
 
     def touch_file(self, digest: str) -> bool:
         """Freshen a stored file before a new reference to it is published (garbage
         collection keeps what was touched within its grace period): its recipe, which keeps
         its chunks, or the chunk that is the file. False if the store has no such file."""
-        return any(self.backend.touch(k) for k in self._file_keys(check_digest(digest)))
+        digest = check_digest(digest)
+        if self._packs is not None and self.backend.touch(self.layout.recipe_key(digest)):
+            return True
+        if self._packs is not None and self._packs.has(digest):
+            return True
+        return any(self.backend.touch(k) for k in self._file_keys(digest))
 
     def recipe_pin(self, digest: str, path: str | os.PathLike[str]) -> str | None:
         """The BLAKE3 of the stored recipe of ``digest``, once its chunks are checked to make
@@ -396,7 +422,7 @@ class ObjectStore(ObjectReader):
         try:
             data = self.backend.get(key)
         except ObjectNotFoundError:
-            if self.backend.exists(self.layout.chunk_key(digest)):
+            if self._has_chunk(digest):
                 return None
             raise ObjectNotFoundError(f"no file with digest {digest} in store {self.backend.url}") from None
         recipe = Recipe.decode(data, f"recipe {key}")

@@ -30,7 +30,7 @@ from casstore.exceptions import (
     ResourceAlreadyExistsError,
     StoreUnavailableError,
 )
-from casstore.objects.codec import pack, unpack
+from casstore.runs.records import decode_record, encode_record
 from casstore.objects.config import read_config
 from casstore.objects.digest import check_digest, is_digest
 from casstore.objects.layout import ContentLayout
@@ -116,8 +116,8 @@ class Registry:
     # ---- low-level records ------------------------------------------------------------
 
     def _get(self, key: str, what: str) -> dict[str, Any]:
-        rec = unpack(self.backend.get(key), what)
-        if not isinstance(rec, dict) or not isinstance(rec.get("v"), int):
+        rec = decode_record(self.backend.get(key), f"{what} ({key})")
+        if not isinstance(rec.get("v"), int):
             raise CorruptRecordError(f"{what} ({key}) is not a registry record; the store may be damaged")
         if rec["v"] > RECORD_VERSION:
             raise CorruptRecordError(f"{what} ({key}) has format version {rec['v']}; upgrade casstore to read it")
@@ -140,7 +140,7 @@ class Registry:
         for attempt in range(MAX_ATTEMPTS):
             seqs = self._seqs(prefix)
             n = (seqs[-1] if seqs else 0) + 1
-            if self.backend.put_if_absent(prefix + L.seq_name(n), pack(build(n))):
+            if self.backend.put_if_absent(prefix + L.seq_name(n), encode_record(build(n))):
                 return n
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
         raise StoreUnavailableError(
@@ -296,7 +296,7 @@ class Registry:
         if description is not None and not isinstance(description, str):
             raise InvalidInputError(f"description must be a string, got {type(description).__name__}")
         rec = {"v": RECORD_VERSION, "name": name, "created": _now_ms(), "user": _user()}
-        created = self.backend.put_if_absent(L.model_key(name), pack(rec))
+        created = self.backend.put_if_absent(L.model_key(name), encode_record(rec))
         if not created:
             st = self._state(name, include_deleted=True)
             if not st.deleted:

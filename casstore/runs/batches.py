@@ -1,9 +1,9 @@
 """A run's params, tags and metrics as numbered batch records (store format version 4).
 
 One logging call (``log_params``, ``set_tags``, ``log_batch``, a metrics flush, the end of
-a run) writes one record, ``runs/<run_id>/batch-<n>`` (10 digits: beside the run's other
-records, not in a directory of their own, which would cost a directory per run on a local
-disk), numbered gap-free as registry
+a run, the replay of a dead writer's metric log) writes one record, ``runs/<run_id>/batch-<n>``
+(10 digits: beside the run's other records, not in a directory of their own, which would
+cost a directory per run on a local disk), numbered gap-free as registry
 versions are: a writer lists the batches, creates ``n = max + 1`` with create-if-absent,
 and on losing the race lists again. Because every number is created only after a listing
 that showed the one below it, a writer that wins ``n`` has seen every batch below ``n``
@@ -14,7 +14,8 @@ batch binding it), and readers ignore a binding that an earlier batch made diffe
 A batch may *fence* the run: ``close`` (the run's end, with its status and end time) or
 ``deleted``. Nothing numbered after a fence counts, and a writer that finds one refuses to
 write; so a write that wins its number before the close is in the seal, with no check
-after the write. See docs/design.md ("Runs, version 4") for the argument in full.
+after the write. A batch carrying points from a writer's metric write-ahead log names the
+range of the log it carries (``"wal": [writer, first, last]``), as a metrics segment does. See docs/design.md ("Runs, version 4") for the argument in full.
 
 >>> b = Batch(1, params={"lr": "0.1"}, tags=[("team", "a")], points=[("loss", 0.5, 0, 7)])
 >>> decode_batch(b.to_bytes(), "runs/x/batch-0000000001", 1) == b
@@ -78,6 +79,8 @@ class Batch:
     time: int = 0
     #: the generation written for: 0, or the number of times the run was resumed after ending
     g: int = 0
+    #: the write-ahead log range the points carry, ``(writer, first, last)`` (casstore/runs/wal.py)
+    wal: tuple[str, int, int] | None = None
 
     @property
     def fence(self) -> bool:
@@ -92,6 +95,8 @@ class Batch:
             rec["close"] = self.close
         if self.deleted is not None:
             rec["deleted"] = self.deleted
+        if self.wal is not None:
+            rec["wal"] = list(self.wal)
         return pack_checked(rec)
 
 
@@ -120,8 +125,14 @@ def decode_batch(data: bytes, where: str, n: int) -> Batch:
         field_of(close, "status", "str", where)
         field_of(close, "end_time", "int", where)
     deleted = field_of(rec, "deleted", "dict", where, optional=True)
+    logged = rec.get("wal")
+    if logged is not None and not (
+            isinstance(logged, list) and len(logged) == 3 and isinstance(logged[0], str)
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in logged[1:])):
+        raise CorruptRecordError(f"{where}: malformed write-ahead log range {logged!r}")
     return Batch(n, dict(params), [(k, v) for k, v in tags], points, close, deleted,
-                 field_of(rec, "time", "int", where, optional=True) or 0, field_of(rec, "g", "int", where, optional=True) or 0)
+                 field_of(rec, "time", "int", where, optional=True) or 0, field_of(rec, "g", "int", where, optional=True) or 0,
+                 None if logged is None else (logged[0], logged[1], logged[2]))
 
 
 @dataclass

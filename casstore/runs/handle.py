@@ -19,14 +19,16 @@ path, no file bound at a directory it makes, whose marker it then creates.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import Any, Protocol, TypeVar
 
 from casstore._paths import clean_artifact_path
 from casstore.exceptions import (
@@ -38,9 +40,10 @@ from casstore.exceptions import (
     LocalFileError,
     ObjectNotFoundError,
     RunStateError,
+    StoreFullError,
     StoreUnavailableError,
 )
-from casstore.backend.base import Backend
+from casstore.backend.base import Backend, recording_creations
 from casstore.objects import ObjectStore, Stored
 from casstore.objects.codec import pack, pack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
@@ -49,8 +52,9 @@ from casstore.runs.batches import BATCHED_FROM, Batch, Folded, batch_key, batch_
 from casstore.runs.claims import PathClaims, directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
-from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, RunView, decode_record
+from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, RunView, decode_record, encode_record
 from casstore.runs.state import INPUT_FIELDS, RunState, check_input, get_many, manifest_of, read_live_state
+from casstore.runs.wal import WalDir, WalWriter
 
 __all__ = ["RunHandle", "RunOwner", "RUN_STATUSES"]
 
@@ -75,6 +79,54 @@ LIST_MARKERS_OVER = 16
 BATCH_ATTEMPTS = 200
 
 
+T = TypeVar("T")
+#: an object whose mtime is less than this past the mtime it was created with was not touched since
+_UNCHANGED = 0.0005
+
+
+def _all_or_none(futures: list[Future[T]]) -> list[T]:
+    """The results of ``futures``; at the first failure, those not started are cancelled and
+    the running ones awaited (so nothing is written after the caller cleans up), then the
+    first error is raised."""
+    _done, running = wait(futures, return_when=FIRST_EXCEPTION)
+    for f in running:
+        f.cancel()
+    wait(running)
+    for f in futures:
+        if not f.cancelled() and f.exception() is not None:
+            raise f.exception()  # type: ignore[misc]
+    return [f.result() for f in futures]
+
+
+def _local_sizes(paths: list[str]) -> int:
+    total = 0
+    for p in paths:
+        try:
+            total += os.stat(p).st_size
+        except OSError:
+            pass
+    return total
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def _full_store(url: str, e: StoreFullError, needed: int, files: int, freed: int, free: int | None) -> StoreFullError:
+    """The error of a log that found the store full: what was needed, what is free, what was
+    removed, and how to make room."""
+    have = f", and {_mib(free)} are free" if free is not None else ""
+    why = "its disk quota is used up" if "quota" in str(e) else "no space is left on its device"
+    return StoreFullError(
+        f"the store {url} is full ({why}): logging {files} file(s) needs up to {_mib(needed)} (less what the store "
+        f"already holds){have}. What this log had written ({_mib(freed)}) was removed again. To make room: delete "
+        "runs you no longer need (`casstore delete-run`) and run `casstore gc`, which frees their data after the "
+        "grace period, or at once with `casstore gc --no-writers` while no one writes to the store; or give the "
+        "store more space. Then log again.",
+        needed=needed, free=free,
+    )
+
+
 class RunOwner(Protocol):
     """What a handle needs of the store that opened it (:class:`~casstore.runs.store.RunStore`
     is one): the store below, its settings, and the reads and records a writer shares with
@@ -86,12 +138,16 @@ class RunOwner(Protocol):
     metric_flush_points: int
     metric_flush_seconds: float
     io_workers: int
+    #: where writers keep their metric write-ahead logs (None: none kept)
+    wal: WalDir | None
 
     def path_claims(self, run_id: str) -> PathClaims: ...
 
     def _seal_at(self, run_id: str, generation: int) -> dict[str, Any] | None: ...
 
-    def get_run(self, run_id: str, *, flush: bool = True) -> RunView: ...
+    def get_run(self, run_id: str, *, flush: bool = True, warn: bool = True) -> RunView: ...
+
+    def discard_dead_logs(self, run_id: str) -> None: ...
 
     def put_model_entry(self, entry: dict[str, Any]) -> str: ...
 
@@ -124,6 +180,7 @@ class RunHandle:
         self._batched = store.objects.config.version >= BATCHED_FROM
         self._batches: dict[int, Batch] = {}  # immutable: each read at most once
         self._batch_lock = threading.Lock()
+        self._wal: WalWriter | None = None  # this handle's metric log, opened at its first point
         register_flushable(self)
 
     def __repr__(self) -> str:
@@ -170,7 +227,7 @@ class RunHandle:
         (``names`` present under ``kind``; for tags, with the ``values`` written)."""
         if not self._backend.exists(self._seal_key):
             return
-        view = self.store.get_run(self.run_id, flush=False)
+        view = self.store.get_run(self.run_id, flush=False, warn=False)
         held: dict[str, dict[str, Any]] = {
             "artifacts": view.artifacts, "params": view.params, "models": view.models, "tags": view.tags,
         }
@@ -190,7 +247,7 @@ class RunHandle:
               payload: bytes | None = None) -> dict[str, Any]:
         """Create ``key`` holding ``rec`` (and ``payload`` as its ``data`` field) unless bound;
         return the bound record (ours or an equal one), without its data."""
-        if self._backend.put_if_absent(key, pack(rec if payload is None else {**rec, "data": payload})):
+        if self._backend.put_if_absent(key, encode_record(rec if payload is None else {**rec, "data": payload})):
             self._remember(key, rec)
             return rec
         existing = decode_record(self._backend.get(key), f"record {key}")
@@ -241,7 +298,7 @@ class RunHandle:
                 raise ArtifactPathConflictError(self.run_id, p, self._file_under(p))
         for d in dirs:
             rec = {"v": RECORD_VERSION, "path": d, "file": first[d]}
-            self._backend.put_if_absent(layout.dir_marker_key(self.run_id, d), pack(rec))
+            self._backend.put_if_absent(layout.dir_marker_key(self.run_id, d), encode_record(rec))
         self._claims.mark(dirs)
 
     def _marked_among(self, new: list[str]) -> list[str]:
@@ -308,8 +365,9 @@ class RunHandle:
                 content = bytes(data)
                 stored, inline = Stored(hash_bytes(content), len(content)), content
             else:
-                stored, inline = self._objects.put_bytes(data), None
-                self._objects.flush()
+                with self._storing(lambda: len(data), 1):
+                    stored, inline = self._objects.put_bytes(data), None
+                    self._objects.flush()
             self._settle_paths(new, [path], seen)
         except BaseException:
             self._claims.release(new)
@@ -383,18 +441,23 @@ class RunHandle:
         binding: set[str] = set()  # paths whose binding was tried: their claims stay
         pool = ThreadPoolExecutor(min(workers, n), thread_name_prefix="casstore-log") if n >= 8 and workers > 1 else None
         try:
-            results = pool.map(self._objects.put_or_read, locals_, [inline_max] * n, [progress] * n) if pool else (
-                self._objects.put_or_read(p, inline_max, progress) for p in locals_)
             stored: list[tuple[Stored, object]] = []
-            held = 0
-            for done, data in results:
-                kept: object = data
-                if data is not None:
-                    held += len(data)
-                    if held > INLINE_HELD_MAX:
-                        kept = _READ_AGAIN  # hashed already: read again when bound
-                stored.append((done, kept))
-            self._objects.flush()
+            with self._storing(lambda: _local_sizes(locals_), n):
+                if pool:  # each task in a copy of this context: the objects it creates are recorded
+                    results: Iterable[tuple[Stored, bytes | None]] = _all_or_none([
+                        pool.submit(contextvars.copy_context().run, self._objects.put_or_read, p, inline_max, progress)
+                        for p in locals_])
+                else:
+                    results = (self._objects.put_or_read(p, inline_max, progress) for p in locals_)
+                held = 0
+                for done, data in results:
+                    kept: object = data
+                    if data is not None:
+                        held += len(data)
+                        if held > INLINE_HELD_MAX:
+                            kept = _READ_AGAIN  # hashed already: read again when bound
+                    stored.append((done, kept))
+                self._objects.flush()
             self._settle_paths(new, paths)
             errors: list[CasstoreError] = []
 
@@ -426,6 +489,37 @@ class RunHandle:
         if n:
             self._check_in_seal("artifacts", paths)
         return [b for b in bound if b is not None]
+
+    @contextlib.contextmanager
+    def _storing(self, needed: Callable[[], int], files: int) -> Iterator[None]:
+        """Store content for a log: if it fails, remove the objects this call alone created
+        (nothing references them yet) and, for a full store, say how much was needed."""
+        with recording_creations() as created:
+            try:
+                yield
+            except BaseException as e:
+                freed = self._remove_created(created)
+                if isinstance(e, StoreFullError):
+                    raise _full_store(self.store.url, e, needed(), files, freed, self._backend.free_bytes()) from e
+                raise
+
+    def _remove_created(self, created: list[tuple[str, float]]) -> int:
+        """Remove the objects of ``created`` that no one reused since (their mtime unchanged:
+        a writer that deduplicates touches what it reuses, moving its mtime, see gc's protocol);
+        referrers (hints, recipes) before chunks. Only where the check and the delete are one
+        step (``exact_stale_delete``); elsewhere gc collects them. Returns the bytes freed."""
+        if not getattr(self._backend, "exact_stale_delete", False):
+            return 0
+        order = {"hints": 0, "files": 1, "models": 2}
+        freed = 0
+        for key, mtime in sorted(created, key=lambda c: order.get(c[0].split("/", 1)[0], 3)):
+            try:
+                size = self._backend.info(key).size
+                if self._backend.delete_if_stale(key, mtime + _UNCHANGED):
+                    freed += size
+            except CasstoreError:
+                continue  # gone, or unreadable: gc settles it
+        return freed
 
     # ---- models ------------------------------------------------------------------
 
@@ -489,7 +583,7 @@ class RunHandle:
         for key, value in ts.items():
             k = layout.tag_key(self.run_id, key)
             rec = {"v": RECORD_VERSION, "key": key, "value": value, "time": now_ms()}
-            self._backend.put_if_absent(k, pack(rec))
+            self._backend.put_if_absent(k, encode_record(rec))
             self._remember(k, rec)
         if ps:
             self._check_in_seal("params", list(ps))
@@ -521,12 +615,13 @@ class RunHandle:
         if folded.refuses(self.generation):
             raise self._sealed_error()
 
-    def _append(self, params: dict[str, str], tags: Mapping[str, str | None], points: list[MetricPoint]) -> None:
+    def _append(self, params: dict[str, str], tags: Mapping[str, str | None], points: list[MetricPoint],
+                logged: tuple[str, int, int] | None = None) -> None:
         """Write one batch record numbered after every batch there is (list, create
         ``max + 1``, on a lost race list again). Its params are checked against the batches
         below it first: a param bound there to another value raises, with nothing written;
         those bound to the same value are left out. A run fenced (ended or deleted) below
-        the number refuses the batch."""
+        the number refuses the batch. ``logged``: the write-ahead log range ``points`` are."""
         with self._batch_lock:
             for attempt in range(BATCH_ATTEMPTS):
                 folded = self._sync_batches(self._backend.list(batches_prefix(self.run_id)))
@@ -540,7 +635,8 @@ class RunHandle:
                         raise ImmutableArtifactError(f"param {key!r} of run {self.run_id}", bound, value, _PARAM_HINT)
                 if not fresh and not tags and not points:
                     return  # bound already, to the same values
-                batch = Batch(folded.top + 1, fresh, list(tags.items()), points, time=now_ms(), g=self.generation)
+                batch = Batch(folded.top + 1, fresh, list(tags.items()), points, time=now_ms(), g=self.generation,
+                              wal=logged)
                 if self._backend.put_if_absent(batch_key(self.run_id, batch.n), batch.to_bytes()):
                     self._batches[batch.n] = batch
                     return
@@ -575,10 +671,10 @@ class RunHandle:
         check_input(rec, "dataset input")
         self._check_open()
         k = layout.input_key(self.run_id, rec["digest"], rec["context"])
-        if self._backend.put_if_absent(k, pack(rec)):
+        if self._backend.put_if_absent(k, encode_record(rec)):
             self._remember(k, rec)
         if self._backend.exists(self._seal_key):
-            view = self.store.get_run(self.run_id, flush=False)
+            view = self.store.get_run(self.run_id, flush=False, warn=False)
             if not any(i["digest"] == rec["digest"] and i["context"] == rec["context"] for i in view.inputs):
                 raise RunStateError(
                     f"run {self.run_id} was ended by another writer while dataset {rec['name']!r} was being logged; "
@@ -590,18 +686,18 @@ class RunHandle:
         tag again brings it back). :class:`ObjectNotFoundError` if the run has no such tag."""
         key = check_name("tag", key)
         if self._batched:
-            if key not in self.store.get_run(self.run_id, flush=False).tags:
+            if key not in self.store.get_run(self.run_id, flush=False, warn=False).tags:
                 raise ObjectNotFoundError(f"run {self.run_id} has no tag {key!r} to delete")
             self._append({}, {key: None}, [])
             return
         self._check_open()
-        if key not in self.store.get_run(self.run_id, flush=False).tags:
+        if key not in self.store.get_run(self.run_id, flush=False, warn=False).tags:
             raise ObjectNotFoundError(f"run {self.run_id} has no tag {key!r} to delete")
         k = layout.tag_key(self.run_id, key)
         rec = {"v": RECORD_VERSION, "key": key, "value": "", "time": now_ms(), "deleted": True}
-        self._backend.put_if_absent(k, pack(rec))
+        self._backend.put_if_absent(k, encode_record(rec))
         self._remember(k, rec)
-        if self._backend.exists(self._seal_key) and key in self.store.get_run(self.run_id, flush=False).tags:
+        if self._backend.exists(self._seal_key) and key in self.store.get_run(self.run_id, flush=False, warn=False).tags:
             raise RunStateError(
                 f"run {self.run_id} was ended by another writer while tag {key!r} was being deleted; "
                 "its seal still holds the tag"
@@ -617,7 +713,8 @@ class RunHandle:
         self._buffer(point)
 
     def _buffer(self, point: MetricPoint) -> None:
-        due = self._metrics.add(point)
+        """Append the point to this handle's write-ahead log, then buffer it."""
+        due = self._metrics.add(point, self._wal_writer())
         hold(self)
         if due:
             self.flush_metrics()
@@ -638,24 +735,33 @@ class RunHandle:
         ts = now_ms() if timestamp_ms is None else check_whole(timestamp_ms, f"metric {key!r}: timestamp (ms)")
         return (key, value, at, ts)
 
+    def _wal_writer(self) -> WalWriter | None:
+        with self._known_lock:
+            if self._wal is None and self.store.wal is not None:
+                self._wal = self.store.wal.writer(self.run_id)
+            return self._wal
+
     def flush_metrics(self) -> None:
         """Write the buffered points as one metrics segment."""
         with self._write_lock:
-            points = self._metrics.take()
+            points, seqs = self._metrics.take()
             if not points:
                 release(self)
                 return
             if self._batched:
                 try:
-                    self._append({}, {}, points)
+                    self._append({}, {}, points, self._logged(seqs))
                 except RunStateError:
                     release(self)
+                    if self._backend.exists(self._seal_key):  # an end here may have taken them from the log
+                        self._check_points_sealed(points)
+                        return
                     raise RunStateError(
                         f"run {self.run_id} was ended or deleted while {len(points)} metric point(s) were "
                         "buffered; they were not recorded. Log them in a new run."
                     ) from None
                 except BaseException:
-                    self._metrics.put_back(points)
+                    self._metrics.put_back(points, seqs)
                     raise
                 if not len(self._metrics):
                     release(self)
@@ -667,23 +773,32 @@ class RunHandle:
                         "buffered; they were not recorded. Log them in a new run."
                     )
                 key = layout.metric_segment_key(self.run_id)
-                rec = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
-                self._backend.put_if_absent(key, pack(rec))
+                rec: dict[str, Any] = {"v": RECORD_VERSION, "points": [list(p) for p in points]}
+                logged = self._logged(seqs)
+                if logged is not None:
+                    rec["wal"] = list(logged)  # the logged points it carries
+                self._backend.put_if_absent(key, encode_record(rec))
                 if self._digest is None and self._backend.exists(self._seal_key):
                     self._check_points_sealed(points)
             except RunStateError:
                 release(self)
                 raise
             except BaseException:
-                self._metrics.put_back(points)
+                self._metrics.put_back(points, seqs)
                 raise
             self._remember(key, rec)
             if not len(self._metrics):
                 release(self)
 
+    def _logged(self, seqs: list[int]) -> tuple[str, int, int] | None:
+        """The range of this handle's write-ahead log that points numbered ``seqs`` are."""
+        if self._wal is None or not seqs or seqs[0] < 0:
+            return None
+        return (self._wal.name, seqs[0], seqs[-1])
+
     def _check_points_sealed(self, points: list[MetricPoint]) -> None:
         """The run was sealed while a segment was written: fail unless the seal holds its points."""
-        sealed = Counter(self.store.get_run(self.run_id, flush=False).points)
+        sealed = Counter(self.store.get_run(self.run_id, flush=False, warn=False).points)
         lost = sum(1 for p, n in Counter(points).items() if sealed[p] < n)
         if lost:
             raise RunStateError(
@@ -697,9 +812,20 @@ class RunHandle:
 
     def _flush_at_exit(self) -> None:
         self.flush_metrics()
+        self._close_wal()
+
+    def _close_wal(self) -> None:
+        """Close this handle's metric log, removing it: every point in it is in a segment."""
+        with self._known_lock:
+            if self._wal is not None and not len(self._metrics):
+                self._wal.close(remove=True)
+                self._wal = None
 
     def _forget_after_fork(self) -> None:
-        # points buffered by the parent are the parent's to write
+        # points buffered by the parent are the parent's to write, its log too
+        if self._wal is not None:
+            self._wal.forget()
+            self._wal = None
         self._metrics = MetricBuffer(self.store.metric_flush_points, self.store.metric_flush_seconds)
         self._write_lock = threading.Lock()
         self._known_lock = threading.Lock()
@@ -728,10 +854,11 @@ class RunHandle:
             seal = self.store._seal_at(self.run_id, self.generation)
             if seal is not None:
                 self._digest = str(seal["digest"])
+                self._close_wal()
                 return self._digest
             with self._known_lock:
                 known = dict(self._known)
-            state = read_live_state(self._backend, self.run_id, known)
+            state = read_live_state(self._backend, self.run_id, known, wal=self.store.wal)
             end_time = now_ms()
             manifest = manifest_of(state, status, end_time)
             if self.generation > 0:  # resumed after ending: chain to the seal it followed
@@ -747,15 +874,17 @@ class RunHandle:
             self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
             self._backend.flush()
             seal_rec = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time}
-            if self._backend.put_if_absent(self._seal_key, pack(seal_rec)):
+            if self._backend.put_if_absent(self._seal_key, encode_record(seal_rec)):
                 self._backend.flush()
                 self._digest = digest
+                self.store.discard_dead_logs(self.run_id)  # their points are in the manifest
             else:
                 won = self.store._seal_at(self.run_id, self.generation)
                 if won is None:
                     raise CorruptRecordError(f"run {self.run_id}: {self._seal_key} was refused as taken but cannot be read")
                 self._digest = str(won["digest"])
-            return self._digest
+        self._close_wal()
+        return self._digest
 
 
     def _end_batched(self, status: str) -> str:
@@ -765,7 +894,7 @@ class RunHandle:
         say. A closing batch already there (an end that stopped before its seal) is completed
         with its own status and end time; a seal already there is the run's."""
         with self._write_lock, self._batch_lock:
-            points = self._metrics.take()
+            points, seqs = self._metrics.take()
             release(self)
             for attempt in range(BATCH_ATTEMPTS):
                 keys = sorted(self._backend.list(layout.run_prefix(self.run_id)))
@@ -773,11 +902,9 @@ class RunHandle:
                     seal = self.store._seal_at(self.run_id, self.generation)
                     if seal is not None:
                         self._digest = str(seal["digest"])
-                        if points:
-                            raise RunStateError(
-                                f"run {self.run_id} was ended by another writer while {len(points)} metric point(s) "
-                                "were buffered; they were not recorded. Log them in a new run."
-                            )
+                        if points:  # an end on this machine may have taken them from the log
+                            self._check_points_sealed(points)
+                        self._close_wal()
                         return self._digest
                 folded = self._sync_batches(keys)
                 if folded.deleted is not None:
@@ -788,7 +915,7 @@ class RunHandle:
                 if close is None:
                     end_time = now_ms()
                     close = Batch(folded.top + 1, points=points, close={"status": status, "end_time": end_time},
-                                  time=end_time, g=self.generation)
+                                  time=end_time, g=self.generation, wal=self._logged(seqs))
                     if not self._backend.put_if_absent(batch_key(self.run_id, close.n), close.to_bytes()):
                         time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))
                         continue
@@ -797,11 +924,12 @@ class RunHandle:
                     # disk a power loss ends every writer, and no handle opens a sealed generation
                     keys.append(batch_key(self.run_id, close.n))
                 elif points:
-                    self._metrics.put_back(points)  # not in the close: refused below, after the seal
+                    self._metrics.put_back(points, seqs)  # not in the close: checked below, after the seal
                     points = []
                 status, end_time = str(close.close["status"]), int(close.close["end_time"])  # type: ignore[index]
+                # with the logged points no batch carries (dead writers' and live ones' on this machine)
                 state = read_live_state(self._backend, self.run_id, known, keys, batches=self._batches,
-                                        batches_upto=close.n)
+                                        batches_upto=close.n, wal=self.store.wal)
                 manifest = manifest_of(state, status, end_time)
                 if self.generation > 0:  # resumed after ending: chain to the seal it followed
                     previous = self.store._seal_at(self.run_id, self.generation - 1)
@@ -816,20 +944,19 @@ class RunHandle:
                 # the manifest as an object of its own too: what audits check with b3sum alone
                 self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
                 seal = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time, "manifest": data}
-                if self._backend.put_if_absent(self._seal_key, pack_checked(seal)):
+                if self._backend.put_if_absent(self._seal_key, encode_record(seal)):
                     self._backend.flush()
                     self._digest = digest
+                    self.store.discard_dead_logs(self.run_id)  # their points are in the manifest
                     self.store.publish_summary(self.run_id, state, status, end_time, digest, self.generation)
                 else:
                     won = self.store._seal_at(self.run_id, self.generation)
                     if won is None:
                         raise CorruptRecordError(f"run {self.run_id}: {self._seal_key} was refused as taken but cannot be read")
                     self._digest = str(won["digest"])
-                lost = self._metrics.take()
-                if lost:
-                    raise RunStateError(
-                        f"run {self.run_id} was ended by another writer while {len(lost)} metric point(s) were "
-                        "buffered; they were not recorded. Log them in a new run."
-                    )
+                lost, _ = self._metrics.take()
+                if lost:  # not in the close: in the seal only if an end here took them from the log
+                    self._check_points_sealed(lost)
+                self._close_wal()
                 return self._digest
         raise StoreUnavailableError(f"run {self.run_id}: could not number its closing batch record; try again")

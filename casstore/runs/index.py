@@ -39,6 +39,7 @@ import re
 import sqlite3
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -46,7 +47,13 @@ from typing import Any, Protocol
 from blake3 import blake3
 
 from casstore.backend.base import Backend
-from casstore.exceptions import CasstoreError, CorruptRecordError, InvalidInputError, ObjectNotFoundError
+from casstore.exceptions import (
+    CasstoreError,
+    CorruptRecordError,
+    DamagedRunWarning,
+    InvalidInputError,
+    ObjectNotFoundError,
+)
 from casstore.objects import ObjectStore
 from casstore.objects.codec import pack, pack_checked, unpack, unpack_checked
 from casstore.runs import layout
@@ -56,7 +63,8 @@ from casstore.runs.search import RUN_ATTRIBUTES, Comparison, OrderKey, like_to_r
 
 
 class RunStore(Protocol):
-    """What the index needs of the run store (:class:`casstore.runs.store.RunStore` is one)."""
+    """What the index needs of the run store (:class:`casstore.runs.store.RunStore` is one):
+    named here, not imported, so the runs layer has no import cycle."""
 
     backend: Backend
     objects: ObjectStore
@@ -455,6 +463,11 @@ class RunIndex:
                 return self.store.get_run(rid)
             except ObjectNotFoundError:
                 return None  # an index entry whose run meta never reached the disk
+            except CasstoreError as e:
+                warnings.warn(DamagedRunWarning(
+                    f"run {rid} is skipped: it cannot be read ({e}). Restore its damaged records from a backup "
+                    "(`casstore verify --all` lists them)"), stacklevel=2)
+                return None
 
         workers = self.store.backend.concurrency
         if workers <= 1 or len(run_ids) <= 1:

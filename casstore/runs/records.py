@@ -10,10 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from casstore.exceptions import CorruptRecordError
-from casstore.objects.codec import unpack
+from blake3 import blake3
 
-__all__ = ["Experiment", "ArtifactEntry", "INLINE", "ModelRef", "MetricPoint", "RunView", "decode_record", "field_of"]
+from casstore.exceptions import CorruptRecordError
+from casstore.objects.codec import CHECK_FIELD, pack, pack_checked, unpack, unpack_checked
+from casstore.runs.layout import artifact_key
+
+__all__ = ["Experiment", "ArtifactEntry", "DamagedRecord", "INLINE", "ModelRef", "MetricPoint", "RunView", "decode_record",
+           "encode_record", "record_is_checked", "field_of"]
 
 #: the kind of an artifact whose content its binding record holds
 INLINE = "inline"
@@ -70,6 +74,29 @@ class ModelRef:
 
 
 @dataclass(frozen=True)
+class DamagedRecord:
+    """A record of a run that failed its checks, so what it holds is left out of the run."""
+
+    key: str
+    detail: str
+
+    @property
+    def kind(self) -> str:
+        """The record kind: ``artifacts``, ``params``, ``tags``, ``metrics``, ``batches``, ``models``,
+        ``manifests``, ``seal``."""
+        parts = self.key.split("/")
+        kind = parts[2] if len(parts) > 2 else ""
+        return "batches" if kind.startswith("batch-") else kind  # version 4's runs/<id>/batch-<n>
+
+    def describe(self) -> str:
+        what = {"artifacts": "an artifact (its path is in the damaged record)", "params": "a param",
+                "tags": "a tag value", "metrics": "a batch of metric points", "models": "a logged model",
+                "batches": "the params, tags and metric points of one logging call (a batch record)",
+                "manifests": "the sealed manifest", "seal": "the seal"}.get(self.kind, "a record")
+        return f"{self.key} ({what}): {self.detail}"
+
+
+@dataclass(frozen=True)
 class RunView:
     """A read-only picture of a run: from its verified manifest if sealed, else from its live records."""
 
@@ -100,6 +127,13 @@ class RunView:
         return self.counts[1] if self.counts is not None else sum(a.size for a in self.artifacts.values())
     #: datasets the run used (``log_input``), as their records say
     inputs: tuple[dict[str, Any], ...] = ()
+    #: records that failed their checks: what they hold is not in this view
+    damaged: tuple[DamagedRecord, ...] = ()
+
+    def artifact_damage(self, path: str) -> DamagedRecord | None:
+        """The damaged binding record of the artifact at ``path``, if that is why it is missing."""
+        key = artifact_key(self.run_id, path)
+        return next((d for d in self.damaged if d.key == key), None)
 
     @property
     def artifact_uri(self) -> str:
@@ -124,9 +158,42 @@ def latest_metrics(points: tuple[MetricPoint, ...] | list[MetricPoint]) -> dict[
     return {k: c[3] for k, c in sorted(best.items())}
 
 
-def decode_record(data: bytes, where: str) -> dict[str, Any]:
-    """Decode a stored record and check it is a mapping with a supported version."""
+def encode_record(rec: dict[str, Any]) -> bytes:
+    """The stored bytes of a record of a run, an experiment or the registry: canonical
+    msgpack carrying its own BLAKE3 (``b3``), so any damage is found when it is read."""
+    return pack_checked(rec)
+
+
+def _renamed_check(rec: dict[str, Any]) -> str | None:
+    """The field of a record without ``b3`` that holds the BLAKE3 of the rest: a check field
+    whose name was damaged (a record written before checks has no such field)."""
+    for k, v in rec.items():
+        if len(k) == len(CHECK_FIELD) and isinstance(v, str) and len(v) == 64:
+            rest = {kk: vv for kk, vv in rec.items() if kk != k}
+            if blake3(pack(rest)).hexdigest() == v:
+                return k
+    return None
+
+
+def record_is_checked(data: bytes, where: str) -> bool:
+    """Check a stored record's bytes: ``True`` if it carries its own check (and it holds),
+    ``False`` for a record written before records checked themselves (it can only be
+    decoded); :class:`CorruptRecordError` if it is damaged."""
+    decode_record(data, where)
     rec = unpack(data, where)
+    return isinstance(rec, dict) and CHECK_FIELD in rec
+
+
+def decode_record(data: bytes, where: str) -> dict[str, Any]:
+    """Decode a stored record, check its own BLAKE3 (records written before checks existed
+    have none and are taken as decoded), and check it is a mapping with a supported version.
+    A damaged record is a :class:`CorruptRecordError` naming ``where``, never a value."""
+    rec = unpack_checked(data, where)
+    if isinstance(rec, dict) and CHECK_FIELD not in rec and (bad := _renamed_check(rec)) is not None:
+        raise CorruptRecordError(
+            f"{where} has a damaged check field ({bad!r} holds its BLAKE3): its bytes were changed after it was "
+            "written; run `casstore verify --all` to see what it affects"
+        )
     if not isinstance(rec, dict):
         raise CorruptRecordError(f"{where} is not a record (expected a map); the store may be corrupt")
     v = rec.get("v")

@@ -18,7 +18,8 @@ from casstore.exceptions import CorruptRecordError, InvalidInputError, ObjectNot
 from casstore.objects.digest import is_digest
 from casstore.runs.batches import Batch, batch_number, decode_batch, fold
 from casstore.runs.layout import RECORD_VERSION, name_key, run_prefix
-from casstore.runs.records import ArtifactEntry, MetricPoint, ModelRef, decode_record, field_of
+from casstore.runs.wal import Covered, WalDir
+from casstore.runs.records import ArtifactEntry, DamagedRecord, MetricPoint, ModelRef, decode_record, field_of
 
 __all__ = ["RunState", "read_live_state", "state_from_manifest", "manifest_of"]
 
@@ -34,6 +35,10 @@ class RunState:
     points: list[MetricPoint] = field(default_factory=list)
     artifacts: dict[str, ArtifactEntry] = field(default_factory=dict)
     models: dict[str, ModelRef] = field(default_factory=dict)
+    #: records that failed their checks, left out of the state
+    damaged: list[DamagedRecord] = field(default_factory=list)
+    #: the write-ahead log numbers the metric segments read carry, per log
+    covered: Covered = field(default_factory=dict)
     #: datasets the run used (``log_input``): records with name, digest, source, context, ...
     inputs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -113,12 +118,14 @@ def get_many(backend: Backend, keys: list[str]) -> list[bytes | None]:
 def read_live_state(
     backend: Backend, run_id: str, known: Mapping[str, dict[str, Any]] | None = None,
     keys: Iterable[str] | None = None, batches: Mapping[int, Batch] | None = None,
-    batches_upto: int | None = None,
+    batches_upto: int | None = None, wal: WalDir | None = None,
 ) -> RunState:
     """Read a run from its records. ``known`` maps keys to records already in hand, and
     ``batches`` batch records by number (they are immutable, so they need not be read again).
     The batch records of a version-4 store are folded over the per-key records (which such a
-    store has only for runs begun before it was upgraded)."""
+    store has only for runs begun before it was upgraded). A record or batch that fails its
+    checks is left out and named in ``damaged``. With ``wal``, the points of its metric logs
+    that no segment or batch carries yet are added (see :mod:`casstore.runs.wal`)."""
     prefix = run_prefix(run_id)
     all_keys = sorted(keys if keys is not None else backend.list(prefix))
     known = known or {}
@@ -127,12 +134,16 @@ def read_live_state(
     want = [k for k in all_keys if k not in known and _kind(k, prefix) in _DECODED]
     want += [k for n, k in batch_keys.items() if n not in batches]
     fetched = dict(zip(want, get_many(backend, want)))
+    damaged: list[DamagedRecord] = []
     for n, k in batch_keys.items():
         if n not in batches:
             data = fetched.get(k)
             if data is None:
                 raise CorruptRecordError(f"batch record {k} was listed and then vanished; batches are never removed")
-            batches[n] = decode_batch(data, k, n)
+            try:
+                batches[n] = decode_batch(data, k, n)
+            except CorruptRecordError as e:
+                damaged.append(DamagedRecord(k, str(e)))  # costs what it holds, not the run
 
     def rec(k: str) -> dict[str, Any] | None:
         if k in known:
@@ -145,52 +156,25 @@ def read_live_state(
     if meta is None:
         raise ObjectNotFoundError(f"no run {run_id} in this store (no {meta_key})")
     state = RunState(run_id, check_meta(meta, f"record {meta_key}"))
+    state.damaged.extend(damaged)
     state.tags.update(meta.get("tags") or {})
     tag_latest: dict[str, tuple[str, str | None]] = {}
     for k in all_keys:
         kind = _kind(k, prefix)
-        if kind not in _DECODED:
+        if kind not in _DECODED or k == meta_key:
             continue
-        r = rec(k)
-        if r is None:
-            continue
-        where = f"record {k}"
-        last = k.rsplit("/", 1)[-1]
-        if kind == "artifacts":
-            e = _artifact(r, where)
-            if name_key(e.path) != last:
-                raise CorruptRecordError(f"{where} names path {e.path!r}, which does not belong under this key")
-            state.artifacts[e.path] = e
-        elif kind == "params":
-            key = field_of(r, "key", "str", where)
-            if name_key(key) != last:
-                raise CorruptRecordError(f"{where} names param {key!r}, which does not belong under this key")
-            state.params[key] = field_of(r, "value", "str", where)
-        elif kind == "tags":
-            key = field_of(r, "key", "str", where)
-            value = field_of(r, "value", "str", where)
-            if name_key(key) != k.split("/")[-2]:
-                raise CorruptRecordError(f"{where} names tag {key!r}, which does not belong under this key")
-            cur = tag_latest.get(key)
-            if cur is None or last > cur[0]:
-                tag_latest[key] = (last, None if r.get("deleted") is True else value)
-        elif kind == "metrics":
-            state.points.extend(_points(r, where))
-        elif kind == "models":
-            name = _checked_path(field_of(r, "name", "str", where), where)
-            digest = field_of(r, "digest", "str", where)
-            if not is_digest(digest) or name_key(name) != last:
-                raise CorruptRecordError(f"{where} is not a valid model reference")
-            state.models[name] = ModelRef(name, digest, field_of(r, "logged_at", "int", where, optional=True) or 0)
-        elif kind == "inputs":
-            state.inputs.append(check_input(r, where))
+        try:
+            _take(state, tag_latest, k, kind, rec(k))
+        except CorruptRecordError as e:
+            # one damaged record costs what it holds, not the run
+            state.damaged.append(DamagedRecord(k, str(e)))
     state.inputs.sort(key=lambda i: (i["logged_at"], i["digest"], i["context"]))
     for key, (_, latest) in tag_latest.items():
         if latest is None:  # deleted (delete_tag)
             state.tags.pop(key, None)
         else:
             state.tags[key] = latest
-    folded = fold({n: batches[n] for n in batch_keys}, batches_upto)
+    folded = fold({n: batches[n] for n in batch_keys if n in batches}, batches_upto)
     for key, value in folded.params.items():
         state.params.setdefault(key, value)
     for key, latest in folded.tags.items():
@@ -199,7 +183,57 @@ def read_live_state(
         else:
             state.tags[key] = latest
     state.points.extend(folded.points)
+    for n in batch_keys:
+        logged = batches[n].wal if n in batches else None
+        if logged is not None:  # counted or not, a batch's logged points are not pending any more
+            state.covered.setdefault(logged[0], []).append((logged[1], logged[2]))
+    if wal is not None:
+        state.points.extend(wal.pending(run_id, state.covered))
     return state
+
+
+def _take(state: RunState, tag_latest: dict[str, tuple[str, str | None]], k: str, kind: str,
+          r: dict[str, Any] | None) -> None:
+    """Add what the record ``r`` under ``k`` holds to ``state`` (``CorruptRecordError`` if malformed)."""
+    if r is None:
+        return
+    where = f"record {k}"
+    last = k.rsplit("/", 1)[-1]
+    if kind == "artifacts":
+        e = _artifact(r, where)
+        if name_key(e.path) != last:
+            raise CorruptRecordError(f"{where} names path {e.path!r}, which does not belong under this key")
+        state.artifacts[e.path] = e
+    elif kind == "params":
+        key = field_of(r, "key", "str", where)
+        if name_key(key) != last:
+            raise CorruptRecordError(f"{where} names param {key!r}, which does not belong under this key")
+        state.params[key] = field_of(r, "value", "str", where)
+    elif kind == "tags":
+        key = field_of(r, "key", "str", where)
+        value = field_of(r, "value", "str", where)
+        if name_key(key) != k.split("/")[-2]:
+            raise CorruptRecordError(f"{where} names tag {key!r}, which does not belong under this key")
+        cur = tag_latest.get(key)
+        if cur is None or last > cur[0]:
+            tag_latest[key] = (last, None if r.get("deleted") is True else value)
+    elif kind == "metrics":
+        points = _points(r, where)
+        logged = r.get("wal")
+        if logged is not None:
+            if not (isinstance(logged, list) and len(logged) == 3 and isinstance(logged[0], str)
+                    and all(isinstance(n, int) and not isinstance(n, bool) for n in logged[1:])):
+                raise CorruptRecordError(f"{where}: malformed write-ahead log range {logged!r}")
+            state.covered.setdefault(logged[0], []).append((logged[1], logged[2]))
+        state.points.extend(points)
+    elif kind == "models":
+        name = _checked_path(field_of(r, "name", "str", where), where)
+        digest = field_of(r, "digest", "str", where)
+        if not is_digest(digest) or name_key(name) != last:
+            raise CorruptRecordError(f"{where} is not a valid model reference")
+        state.models[name] = ModelRef(name, digest, field_of(r, "logged_at", "int", where, optional=True) or 0)
+    elif kind == "inputs":
+        state.inputs.append(check_input(r, where))
 
 
 _DECODED = frozenset({"meta", "artifacts", "params", "tags", "metrics", "models", "inputs"})
@@ -240,6 +274,8 @@ def manifest_of(state: RunState, status: str, end_time: int) -> dict[str, Any]:
         },
         "models": {n: m.digest for n, m in state.models.items()},
         "model_times": {n: m.logged_at for n, m in state.models.items()},
+        # records that failed their checks when the run was sealed (left out above)
+        **({"damaged": {d.key: d.detail for d in state.damaged}} if state.damaged else {}),
         # absent without inputs, so manifests of runs without any keep their bytes
         **({"inputs": [dict(i) for i in state.inputs]} if state.inputs else {}),
     }
@@ -269,6 +305,8 @@ def state_from_manifest(man: dict[str, Any], run_id: str, where: str) -> tuple[R
         if not isinstance(rec, dict):
             raise CorruptRecordError(f"{where}: dataset input {i} is malformed")
         state.inputs.append(check_input(rec, f"{where} (input {i})"))
+    damaged = field_of(man, "damaged", "dict", where, optional=True) or {}
+    state.damaged = [DamagedRecord(str(k), str(v)) for k, v in damaged.items()]
     status = field_of(man, "status", "str", where)
     end_time = field_of(man, "end_time", "int", where)
     return state, status, end_time

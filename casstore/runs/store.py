@@ -17,6 +17,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 import time
+import warnings
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from casstore.exceptions import (
     CasstoreError,
     CorruptRecordError,
+    DamagedRunWarning,
     IntegrityError,
     InvalidInputError,
     ObjectNotFoundError,
@@ -49,8 +51,9 @@ from casstore.runs.layout import (
     now_ms,
 )
 from casstore.runs.metrics import FLUSH_POINTS, FLUSH_SECONDS
-from casstore.runs.records import ArtifactEntry, Experiment, RunView, decode_record, field_of, latest_metrics
+from casstore.runs.records import ArtifactEntry, DamagedRecord, Experiment, MetricPoint, RunView, decode_record, encode_record, field_of, latest_metrics
 from casstore.runs.state import RunState, read_live_state, state_from_manifest
+from casstore.runs.wal import WalDir, wal_dir_for
 
 __all__ = ["RunStore", "open_run_store", "ACTIVE_FOR"]
 
@@ -89,6 +92,8 @@ class RunStore:
         self._experiments_seen: set[str] = set()  # experiments are never removed: asked once
         self._active_seen: dict[str, float] = {}  # experiment -> when it was last seen active
         self._index: run_index.RunIndex | None = None
+        #: where writers keep their metric write-ahead logs (None: a memory store)
+        self.wal: WalDir | None = wal_dir_for(self.backend)
 
     def __repr__(self) -> str:
         return f"RunStore({self.url!r})"
@@ -132,10 +137,10 @@ class RunStore:
         else:
             exp_id, created = layout.new_experiment_id(), now_ms()
         meta = {"v": RECORD_VERSION, "experiment_id": exp_id, "name": name, "created": created, "tags": tags}
-        self.backend.put_if_absent(layout.experiment_meta_key(exp_id), pack(meta))
+        self.backend.put_if_absent(layout.experiment_meta_key(exp_id), encode_record(meta))
         self.backend.flush()
         rec = {"v": RECORD_VERSION, "name": name, "experiment_id": exp_id}
-        if self.backend.put_if_absent(layout.experiment_name_key(name), pack(rec)):
+        if self.backend.put_if_absent(layout.experiment_name_key(name), encode_record(rec)):
             self.backend.flush()
             self._experiments_seen.add(exp_id)
             self._active_seen[exp_id] = time.monotonic()
@@ -226,7 +231,7 @@ class RunStore:
         if op in ("delete", "restore") and (exp.lifecycle_stage == "deleted") == (op == "delete"):
             raise RunStateError(f"experiment {exp.experiment_id} is already {'deleted' if op == 'delete' else 'active'}")
         rec = {"v": RECORD_VERSION, "op": op, "time": now_ms(), **fields}
-        self.backend.put_if_absent(layout.experiment_event_key(exp.experiment_id), pack(rec))
+        self.backend.put_if_absent(layout.experiment_event_key(exp.experiment_id), encode_record(rec))
         self._active_seen.pop(exp.experiment_id, None)
         return self.get_experiment(exp.experiment_id)
 
@@ -236,7 +241,7 @@ class RunStore:
         holder = self._experiment_id_of(name)
         if holder is None and name != DEFAULT_EXPERIMENT_NAME:
             rec = {"v": RECORD_VERSION, "name": name, "experiment_id": exp_id}
-            if self.backend.put_if_absent(layout.experiment_name_key(name), pack(rec)):
+            if self.backend.put_if_absent(layout.experiment_name_key(name), encode_record(rec)):
                 self.backend.flush()
                 return
             holder = self._experiment_id_of(name)
@@ -319,10 +324,10 @@ class RunStore:
             "start_time": start,
             "tags": _check_tags(tags),
         }
-        if not self.backend.put_if_absent(layout.run_meta_key(run_id), pack(meta)):
+        if not self.backend.put_if_absent(layout.run_meta_key(run_id), encode_record(meta)):
             raise RunStateError(f"run id {run_id} is already taken (this should never happen); try again")
         self.backend.put_if_absent(
-            layout.experiment_run_key(exp_id, run_id), pack({"v": RECORD_VERSION, "run_id": run_id, "start_time": start})
+            layout.experiment_run_key(exp_id, run_id), encode_record({"v": RECORD_VERSION, "run_id": run_id, "start_time": start})
         )
         return self._track(RunHandle(self, run_id, meta))
 
@@ -339,6 +344,7 @@ class RunStore:
             )
         if self.is_deleted(run_id):
             raise RunStateError(f"run {run_id} is deleted; it cannot be resumed")
+        self.replay_dead_logs(run_id)
         return self._track(RunHandle(self, run_id, meta, generation))
 
     def reopen_run(self, run_id: str) -> RunHandle:
@@ -357,8 +363,9 @@ class RunStore:
         rec = {"v": RECORD_VERSION, "after": str(seal["digest"]), "time": now_ms()}
         # first beside the experiment's index entry: searches read the run again from then on
         meta = self._meta(run_id)
-        self.backend.put_if_absent(layout.experiment_reopen_key(str(meta["experiment_id"]), run_id, g), pack(rec))
-        self.backend.put_if_absent(layout.reopen_key(run_id, g), pack(rec))  # a concurrent resume made it: the same
+        self.backend.put_if_absent(layout.experiment_reopen_key(str(meta["experiment_id"]), run_id, g),
+                                   encode_record(rec))
+        self.backend.put_if_absent(layout.reopen_key(run_id, g), encode_record(rec))  # a concurrent resume made it: the same
         self.backend.flush()
         return self.open_run(run_id)
 
@@ -377,6 +384,38 @@ class RunStore:
             if rec is not None:
                 out.append(rec)
         return out
+
+    def replay_dead_logs(self, run_id: str) -> int:
+        """Write the points of the metric logs of dead writers of ``run_id`` that no segment
+        carries as segments, and remove those logs; return how many points were written."""
+        if self.wal is None or not self.wal.names(run_id):
+            return 0
+
+        def covered() -> dict[str, list[tuple[int, int]]]:
+            return read_live_state(self.backend, run_id).covered
+
+        handle = RunHandle(self, run_id, self._meta(run_id), self.generation(run_id)) if self.batched else None
+
+        def write(name: str, entries: list[tuple[int, MetricPoint]]) -> None:
+            seqs = [s for s, _p in entries]
+            points = [p for _s, p in entries]
+            if handle is not None:  # version 4: one batch record carrying the range
+                handle._append({}, {}, points, (name, min(seqs), max(seqs)))
+                return
+            rec = {"v": RECORD_VERSION, "points": [list(p) for p in points], "wal": [name, min(seqs), max(seqs)]}
+            self.backend.put_if_absent(layout.metric_segment_key(run_id), encode_record(rec))
+
+        try:
+            return self.wal.replay_dead(run_id, covered, write)
+        except RunStateError:
+            # version 4, a run fenced by a close whose seal is not written yet: the log stays,
+            # and the end that completes the seal takes its points
+            return 0
+
+    def discard_dead_logs(self, run_id: str) -> None:
+        """Remove the metric logs of dead writers of a sealed run (its manifest has their points)."""
+        if self.wal is not None and self.wal.names(run_id):
+            self.wal.replay_dead(run_id, dict, lambda name, entries: None)
 
     def _meta(self, run_id: str) -> dict[str, Any]:
         key = layout.run_meta_key(run_id)
@@ -420,12 +459,9 @@ class RunStore:
             data = self.backend.get(key)
         except ObjectNotFoundError:
             return None
-        # version 4's seal holds the manifest and checks itself; a seal from before has neither
-        rec = unpack(data, f"record {key}")
-        if isinstance(rec, dict) and ("manifest" in rec or CHECK_FIELD in rec):
-            rec = unpack_checked(data, f"record {key}", required=True)
-        if not isinstance(rec, dict):
-            raise CorruptRecordError(f"record {key} is not a record (expected a map); the store may be corrupt")
+        rec = decode_record(data, f"record {key}")
+        if "manifest" in rec:  # version 4's seal holds the manifest and must check itself
+            unpack_checked(data, f"record {key}", required=True)
         digest = field_of(rec, "digest", "str", key)
         if not is_digest(digest):
             raise CorruptRecordError(f"record {key}: {digest!r} is not a BLAKE3 digest")
@@ -440,9 +476,14 @@ class RunStore:
         in the ``seal`` record (version 4; read if not given), else ``manifests/<digest>``."""
         if seal is None and self.batched:  # the seal of the generation that has this digest
             for g in range(self.generation(run_id), -1, -1):
-                seal = self._seal_at(run_id, g)
+                try:
+                    seal = self._seal_at(run_id, g)
+                except CorruptRecordError:
+                    seal = None  # a damaged seal: the manifest object is read instead
                 if seal is not None and seal["digest"] == digest:
                     break
+            else:
+                seal = None
         if seal is not None and isinstance(seal.get("manifest"), bytes):
             data = seal["manifest"]
             actual = hash_bytes(data)
@@ -489,7 +530,16 @@ class RunStore:
                 f"artifact {entry.path!r} of run {run_id} is held in its record {key}, which is missing; "
                 "the store is damaged: run `casstore verify --all`"
             ) from e
-        rec = decode_record(raw, f"record {key}")
+        try:
+            rec = decode_record(raw, f"record {key}")
+        except CorruptRecordError as e:  # its content is not to be trusted: say what it hashes to now
+            try:
+                held = unpack(raw).get("data")
+                actual = hash_bytes(held) if isinstance(held, bytes) else "no content"
+            except (CorruptRecordError, AttributeError):
+                actual = "an unreadable record"
+            raise IntegrityError(f"artifact {entry.path!r} of run {run_id} (record {key})", entry.digest, actual,
+                                 str(e)) from e
         data = rec.get("data")
         if not isinstance(data, bytes):
             raise CorruptRecordError(f"record {key} of inline artifact {entry.path!r} holds no content")
@@ -510,25 +560,100 @@ class RunStore:
             raise IntegrityError(what, digest, actual)
         return data
 
-    def get_run(self, run_id: str, *, flush: bool = True) -> RunView:
+    def get_run(self, run_id: str, *, flush: bool = True, warn: bool = True) -> RunView:
         """A sealed run from its verified manifest; an open run from its live records (after
-        writing the metrics this process still buffers for it, unless ``flush`` is false)."""
+        writing the metrics this process still buffers for it, unless ``flush`` is false).
+
+        A damaged run gives what can be verified: a record that fails its checks is left out
+        and named in ``view.damaged``; a sealed run whose manifest does not verify is shown
+        from its own records (each checks itself), which the seal then does not vouch for.
+        With ``warn``, a :class:`DamagedRunWarning` names what was left out. A run whose
+        meta record is damaged cannot be shown at all (:class:`CorruptRecordError`)."""
         run_id = check_run_id(run_id)
         if flush:
             self._flush_local(run_id)
-        seal = self.seal_record(run_id)
+        view = self._read_run(run_id)
+        if warn and view.damaged:
+            warnings.warn(DamagedRunWarning(
+                f"run {run_id}: {len(view.damaged)} record(s) failed their checks and what they hold is not shown: "
+                + "; ".join(d.describe() for d in view.damaged[:3])
+                + ". Restore them from a backup (`casstore verify --all` lists every damaged object)."), stacklevel=2)
+        return view
+
+    def _read_run(self, run_id: str) -> RunView:
+        damaged: list[DamagedRecord] = []
+        try:
+            seal = self.seal_record(run_id)
+        except CorruptRecordError as e:
+            generation = self.generation(run_id)
+            seal = self._seal_from_manifests(run_id, generation)
+            damaged.append(DamagedRecord(layout.seal_key(run_id, generation), str(e)))
         end_time: int | None
+        digest: str | None = None
         if seal is not None:
-            digest: str | None = str(seal["digest"])
-            man = self.read_manifest(run_id, str(digest), seal)
-            state, status, end_time = state_from_manifest(man, run_id, f"manifest of run {run_id}")
-        else:
-            digest, status, end_time = None, "RUNNING", None
+            digest = str(seal["digest"])
             try:
-                state = read_live_state(self.backend, run_id)
-            except ObjectNotFoundError as e:
-                raise ObjectNotFoundError(f"no run {run_id} in store {self.url}") from e
-        return _view(state, status, end_time, digest, self.is_deleted(run_id))
+                man = self.read_manifest(run_id, digest, seal)
+                state, status, end_time = state_from_manifest(man, run_id, f"manifest of run {run_id}")
+            except (IntegrityError, CorruptRecordError) as e:
+                state = self._live_state(run_id)
+                status, end_time = str(seal.get("status", "FINISHED")), seal.get("end_time")
+                damaged.append(DamagedRecord(layout.manifest_key(run_id, digest), (
+                    f"{e}; the run is shown from its own records (each checks itself), which the seal does not "
+                    "vouch for")))
+        elif damaged:  # a damaged seal and no manifest that verifies
+            state = self._live_state(run_id)
+            status, end_time = "FINISHED", None
+        else:
+            status, end_time = "RUNNING", None
+            state = self._live_state(run_id)
+        return _view(state, status, end_time, digest, self.is_deleted(run_id), damaged)
+
+    def _live_state(self, run_id: str) -> RunState:
+        try:
+            return read_live_state(self.backend, run_id, wal=self.wal)
+        except ObjectNotFoundError as e:
+            raise ObjectNotFoundError(f"no run {run_id} in store {self.url}") from e
+        except CorruptRecordError as e:  # the meta record: rebuilt from the experiment's index, if it can be
+            meta = self._meta_from_index(run_id)
+            if meta is None:
+                raise
+            state = read_live_state(self.backend, run_id, {layout.run_meta_key(run_id): meta}, wal=self.wal)
+            state.damaged.insert(0, DamagedRecord(layout.run_meta_key(run_id), (
+                f"{e}; the run's experiment and start time are taken from the experiment's index, its name and "
+                "system tags are lost")))
+            return state
+
+    def _meta_from_index(self, run_id: str) -> dict[str, Any] | None:
+        """What the experiment index says of a run whose meta record is damaged: its
+        experiment and start time (``None`` if no index record of it reads)."""
+        for key in self.backend.list("experiments/"):
+            parts = key.split("/")
+            if len(parts) != 4 or parts[2] != "runs" or parts[3] != run_id:
+                continue
+            try:
+                rec = decode_record(self.backend.get(key), f"record {key}")
+                start = field_of(rec, "start_time", "int", key)
+            except (CorruptRecordError, ObjectNotFoundError):
+                continue
+            return {"v": RECORD_VERSION, "run_id": run_id, "experiment_id": parts[1], "run_name": "",
+                    "start_time": start, "tags": {}}
+        return None
+
+    def _seal_from_manifests(self, run_id: str, generation: int) -> dict[str, Any] | None:
+        """When the seal is damaged: the one manifest of the run's ``generation`` that hashes
+        to its name, as a seal (``None`` if there is not exactly one)."""
+        found = []
+        for key in self.backend.list(f"runs/{run_id}/manifests/"):
+            digest = key.rsplit("/", 1)[-1]
+            try:
+                man = self.read_manifest(run_id, digest)
+            except (IntegrityError, CorruptRecordError, ObjectNotFoundError):
+                continue
+            if man.get("generation", 0) != generation:
+                continue
+            found.append({"digest": digest, "status": man.get("status"), "end_time": man.get("end_time")})
+        return found[0] if len(found) == 1 else None
 
     def list_run_ids(self, experiment_id: str | None = None) -> list[str]:
         """Ids of the runs of one experiment, or of all experiments."""
@@ -626,13 +751,23 @@ class RunStore:
     def delete_run(self, run_id: str, reason: str = "") -> None:
         """Mark a run deleted (a record, never a silent removal); deleting twice is a no-op."""
         run_id = check_run_id(run_id)
-        meta = self._meta(run_id)
+        if not self.backend.exists(layout.run_meta_key(run_id)):  # a damaged run can be deleted too
+            raise ObjectNotFoundError(f"no run {run_id} in store {self.url}")
         if self.batched:
-            if self.seal_record(run_id) is None:
-                RunHandle(self, run_id, meta, self.generation(run_id)).fence_deleted(str(reason))  # no batch after it counts
+            self._fence_deleted(run_id, str(reason))
             run_index.publish(self, [run_index.deletion_summary(run_id)])  # before the marker: see runs/index.py
         rec = {"v": RECORD_VERSION, "time": now_ms(), "reason": str(reason)}
-        self.backend.put_if_absent(layout.deleted_key(run_id), pack(rec))
+        self.backend.put_if_absent(layout.deleted_key(run_id), encode_record(rec))
+
+    def _fence_deleted(self, run_id: str, reason: str) -> None:
+        """Version 4: the batch that fences an open run being deleted (no batch after it
+        counts). A run whose seal, meta or batches fail their checks gets none: writers
+        refuse such a run already, and the deletion marker is what readers go by."""
+        try:
+            if self.seal_record(run_id) is None:
+                RunHandle(self, run_id, self._meta(run_id), self.generation(run_id)).fence_deleted(reason)
+        except CorruptRecordError:
+            pass
 
     def is_deleted(self, run_id: str) -> bool:
         return self.backend.exists(layout.deleted_key(check_run_id(run_id)))
@@ -683,7 +818,8 @@ def _check_tags(tags: dict[str, str] | None) -> dict[str, str]:
     return {check_name("tag", k): str(v) for k, v in tags.items()}
 
 
-def _view(state: RunState, status: str, end_time: int | None, digest: str | None, deleted: bool) -> RunView:
+def _view(state: RunState, status: str, end_time: int | None, digest: str | None, deleted: bool,
+          damaged: list[DamagedRecord] | None = None) -> RunView:
     return RunView(
         run_id=state.run_id,
         run_name=state.run_name,
@@ -701,4 +837,5 @@ def _view(state: RunState, status: str, end_time: int | None, digest: str | None
         models=dict(state.models),
         points=tuple(state.points),
         inputs=tuple(dict(i) for i in state.inputs),
+        damaged=tuple([*(damaged or []), *state.damaged]),
     )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +35,6 @@ from casstore.serving.payload import ScoringError, bounded
 
 __all__ = ["create_app", "DEFAULT_MAX_BODY", "DEFAULT_TIMEOUT"]
 
-log = logging.getLogger("casstore.serving")
 #: the largest request body read (bytes); larger ones are answered 413
 DEFAULT_MAX_BODY = 64 << 20
 #: seconds a prediction may take before the request is answered 504

@@ -194,6 +194,7 @@ class AliasFollower(threading.Thread):
         from casstore.models.uri import resolve_model_uri
 
         store: RunStore | None = None
+        failure = ""
         while not self.stopped.wait(self.interval):
             current = self.slot.current
             try:
@@ -201,9 +202,12 @@ class AliasFollower(threading.Thread):
                 if resolve_model_uri(current.uri, opened).model_digest == current.digest:
                     continue
                 new = load_served(current.uri, lambda: opened)
-            except Exception as e:  # noqa: BLE001 - keep serving what is loaded, say why
-                log.warning("could not follow %s (still serving digest %s): %s", current.uri, current.digest[:12], e)
+            except Exception as e:  # noqa: BLE001 - keep serving what is loaded, say why (once per new reason)
+                if str(e) != failure:
+                    failure = str(e)
+                    log.warning("could not follow %s (still serving digest %s): %s", current.uri, current.digest[:12], e)
                 continue
+            failure = ""
             self.slot.current = new
             log.info(
                 "%s now serves %s (digest %s), was %s",

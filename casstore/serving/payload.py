@@ -67,13 +67,8 @@ class ScoringError(InvalidInputError):
     (bounded, and never holding the request's values)."""
 
     def __init__(self, message: str, *, status: int = 400, error_code: str = BAD_REQUEST) -> None:
-        super().__init__(bounded(message))
+        super().__init__(bounded(message), error_code=error_code)
         self.status = status
-        self.error_code = error_code
-
-    @property
-    def message(self) -> str:
-        return str(self)
 
 
 @dataclass(frozen=True)
@@ -149,9 +144,9 @@ def _json(text: str, schema: Schema | None) -> Parsed:
     form = forms[0]
     value = doc[form]
     if form == "dataframe_split":
-        data: Any = _typed_frame(_split(value), schema)
+        data: Any = _typed_frame(*_split(value), schema)
     elif form == "dataframe_records":
-        data = _typed_frame(_records(value, form), schema)
+        data = _typed_frame(_records(value, form), None, schema)
     elif form == "instances" and isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
         data = _typed_columns(_columns_of(value), schema, form)
     else:
@@ -173,8 +168,12 @@ def _pd() -> Any:
     return pd
 
 
-def _split(value: object) -> Any:
-    """``dataframe_split``: ``{"columns"?, "data", "index"?}`` as pandas' ``split`` orient."""
+Columns = dict[Any, Any]  # column name -> its values in row order
+
+
+def _split(value: object) -> tuple[Columns, list[Any] | None]:
+    """``dataframe_split``: ``{"columns"?, "data", "index"?}`` (pandas' ``split`` orient)
+    as its columns and index."""
     if not isinstance(value, dict):
         raise ScoringError(f"dataframe_split must be a JSON object with 'data' (and optionally 'columns', 'index'), got a JSON {_kind(value)}")
     extra = [k for k in value if k not in ("columns", "data", "index")]
@@ -199,18 +198,21 @@ def _split(value: object) -> Any:
                 f"dataframe_split row {i} has {len(r)} values, "
                 + (f"but there are {width} columns" if width is not None else "but the rows differ in length")
             )
-    pd = _pd()
-    return pd.DataFrame(rows, columns=columns, index=index)
+    names = columns if columns is not None else list(range(width or 0))
+    values = list(zip(*rows)) if rows else [() for _ in names]
+    return {n: list(v) for n, v in zip(names, values)}, index
 
 
-def _records(value: object, form: str) -> Any:
-    """``dataframe_records``: an array of ``{column: value}`` objects."""
+def _records(value: object, form: str) -> Columns:
+    """``dataframe_records``: an array of ``{column: value}`` objects, as columns (a key a
+    record lacks is null there, as pandas reads records)."""
     if not isinstance(value, list):
         raise ScoringError(f"{form} must be an array of records (JSON objects), got a JSON {_kind(value)}")
     for i, r in enumerate(value):
         if not isinstance(r, dict):
             raise ScoringError(f"{form} record {i} is a JSON {_kind(r)}, not an object of column values")
-    return _pd().DataFrame(value)
+    keys = dict.fromkeys(k for r in value for k in r)
+    return {k: [r.get(k) for r in value] for k in keys}
 
 
 def _columns_of(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -229,14 +231,14 @@ def _typed_value(value: Any, schema: Schema | None, form: str) -> Any:
         if isinstance(value, dict):
             return _typed_columns(value, schema, form)
         if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
-            return _typed_frame(_records(value, form), schema)
+            return _typed_frame(_records(value, form), None, schema)
         if schema.has_input_names():
             raise ScoringError(
                 f"this model takes named columns {schema.input_names()}; send {form} as an object of columns or a list "
                 "of records (or dataframe_split with its columns): rows without names are not matched to columns by position",
                 error_code=INVALID_PARAMETER_VALUE,
             )
-        return _typed_frame(_rows(value, schema, form), schema)
+        return _typed_frame(_rows(value, schema, form), None, schema)
     specs = [s for s in schema if isinstance(s, TensorSpec)] if schema is not None else []
     if isinstance(value, dict):
         if specs and not schema.has_input_names():  # type: ignore[union-attr]
@@ -248,7 +250,7 @@ def _typed_value(value: Any, schema: Schema | None, form: str) -> Any:
     return _tensor(value, specs[0] if specs else None, form)
 
 
-def _rows(value: Any, schema: Schema, form: str) -> Any:
+def _rows(value: Any, schema: Schema, form: str) -> Columns:
     """An array for a model of columns: its rows, the columns taken in the signature's order."""
     specs = [s for s in schema if isinstance(s, ColSpec)]
     arr = _array(value, form, dtype=object)
@@ -261,12 +263,11 @@ def _rows(value: Any, schema: Schema, form: str) -> Any:
             f"{form} must be rows of {len(specs)} values (the columns {[s.name for s in specs]}), got an array of shape {arr.shape}",
             error_code=INVALID_PARAMETER_VALUE,
         )
-    return _pd().DataFrame(arr.tolist(), columns=schema.input_names())
+    return {n: arr[:, i].tolist() for i, n in enumerate(schema.input_names())}
 
 
 def _typed_columns(columns: dict[str, Any], schema: Schema | None, form: str) -> Any:
     """An object of columns (``{name: [values]}`` or a scalar per column) as a frame."""
-    pd = _pd()
     cols = {k: v if isinstance(v, list) else [v] for k, v in columns.items()}
     lengths = {len(v) for v in cols.values()}
     if len(lengths) > 1:
@@ -274,7 +275,7 @@ def _typed_columns(columns: dict[str, Any], schema: Schema | None, form: str) ->
     if schema is None or schema.is_tensor_spec():
         specs = {s.name: s for s in schema or [] if isinstance(s, TensorSpec)}
         return {k: _tensor(v, specs.get(k), f"{form} {_name(k, 40)}") for k, v in cols.items()}
-    return _typed_frame(pd.DataFrame(cols), schema)
+    return _typed_frame(cols, None, schema)
 
 
 def _array(value: Any, where: str, dtype: Any = None) -> Any:
@@ -371,21 +372,20 @@ def _numbers(arr: Any, target: Any, where: str, type_name: str | None = None) ->
 # ---- columns ---------------------------------------------------------------------------
 
 
-def _typed_frame(df: Any, schema: Schema | None) -> Any:
-    """A frame's columns converted to the signature's types (the columns it names, by
-    name, or by position for an unnamed signature); other columns are left as they are."""
-    if schema is None or schema.is_tensor_spec():
-        return df
-    specs = [s for s in schema if isinstance(s, ColSpec)]
-    named = schema.has_input_names()
-    pairs = [(s.name, s) for s in specs] if named else list(zip(list(df.columns), specs))
-    for col, spec in pairs:
-        if col in df.columns:
-            df[col] = _column(df[col], spec, col)
-    return df
+def _typed_frame(columns: Columns, index: list[Any] | None, schema: Schema | None) -> Any:
+    """A frame of ``columns``, each converted to the signature's type for it (by name,
+    or by position for an unnamed signature); columns it does not name are left as
+    pandas reads them. The frame is built once, from typed arrays."""
+    specs: dict[Any, ColSpec] = {}
+    if schema is not None and not schema.is_tensor_spec():
+        col_specs = [s for s in schema if isinstance(s, ColSpec)]
+        specs = {s.name: s for s in col_specs} if schema.has_input_names() else dict(zip(columns, col_specs))
+    typed = {name: _column(values, specs[name], name) if name in specs else values for name, values in columns.items()}
+    return _pd().DataFrame(typed, index=index, columns=list(columns))
 
 
 def _column(series: Any, spec: ColSpec, name: object) -> Any:
+    """One column's values (a list, or an array from CSV) as the signature's type."""
     import numpy as np
 
     pd = _pd()
@@ -395,7 +395,7 @@ def _column(series: Any, spec: ColSpec, name: object) -> Any:
         return series
     if t == DataType.binary:
         try:
-            return series.map(lambda v: base64.b64decode(v, validate=True) if isinstance(v, str) else v)
+            return [base64.b64decode(v, validate=True) if isinstance(v, str) else v for v in series]
         except (binascii.Error, ValueError):
             raise ScoringError(f"{where} must hold base64 text (binary), and a value is not base64", error_code=INVALID_PARAMETER_VALUE) from None
     if t == DataType.datetime:
@@ -403,16 +403,20 @@ def _column(series: Any, spec: ColSpec, name: object) -> Any:
             out = pd.to_datetime(series)
         except (ValueError, TypeError, OverflowError):
             raise ScoringError(f"{where} must hold dates and times (ISO 8601 text)", error_code=INVALID_PARAMETER_VALUE) from None
-        return out.dt.as_unit("ns") if hasattr(out, "dt") and hasattr(out.dt, "as_unit") else out
-    values = series.to_numpy()
+        return out.as_unit("ns") if hasattr(out, "as_unit") else out
+    try:
+        values = np.asarray(series)
+    except (ValueError, TypeError):
+        values = np.asarray(series, dtype=object)
+    if values.ndim != 1:
+        raise ScoringError(f"{where} must hold one value per row, not arrays", error_code=INVALID_PARAMETER_VALUE)
     if values.dtype.kind == "O":  # JSON null among the numbers, or mixed types
         if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
             values = np.array([np.nan if v is None else v for v in values], dtype="float64")
         elif values.size and all(isinstance(v, bool) for v in values):
             values = values.astype(bool)
     target = np.dtype(DataType.NUMPY[t])
-    converted = _numbers(values, target, where, t)
-    return pd.Series(converted, index=series.index, name=series.name)
+    return _numbers(values, target, where, t)
 
 
 # ---- CSV -------------------------------------------------------------------------------
@@ -437,7 +441,7 @@ def _csv(text: str, schema: Schema | None) -> Any:
     if schema is not None and schema.is_tensor_spec() and len(schema) == 1:
         spec = next(s for s in schema if isinstance(s, TensorSpec))
         return _tensor(df.to_numpy().tolist(), spec, "the CSV rows") if spec.dtype not in ("str", "bytes", "object") else df
-    return _typed_frame(df, schema)
+    return _typed_frame({c: df[c].to_numpy() for c in df.columns}, None, schema)
 
 
 # ---- predictions -----------------------------------------------------------------------

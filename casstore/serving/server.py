@@ -44,9 +44,11 @@ class ServeOptions:
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` that worker processes can share."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, _, _, _, addr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, addr = infos[0]
+    # the protocol named, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP, and
+    # without it a keep-alive client waits out delayed ACKs (40 ms a request)
+    sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(addr)
@@ -113,15 +115,22 @@ def _run_worker(sock: socket.socket, slot: ModelSlot, open_store: StoreOpener | 
         timeout_graceful_shutdown=int(options.timeout) + 5,
         server_header=False,
     )
-    # uvicorn re-raises the signal that stopped it to the handler it found: a no-op here,
-    # so a graceful stop ends with exit status 0
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
+    # until uvicorn takes them over, SIGTERM and SIGINT end the worker (it has no requests
+    # yet); once it has stopped gracefully, uvicorn re-raises the signal here: exit status 0
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _exit_ok)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         if follower is not None:
             follower.stop()
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _exit_ok(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _supervise(sock: socket.socket, slot: ModelSlot, open_store: StoreOpener | None, options: ServeOptions) -> None:
@@ -132,17 +141,29 @@ def _supervise(sock: socket.socket, slot: ModelSlot, open_store: StoreOpener | N
     restarts: list[float] = []
 
     def spawn() -> None:
+        # a signal that arrives while forking waits: the child must not run the
+        # supervisor's handler, and the supervisor must know the child to pass it on
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        if stopping:  # a stop came after the decision to replace a worker: no new one
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            return
         pid = os.fork()
         if pid == 0:  # the worker
-            code = 1
+            code: int | str | None = 1
             try:
+                for sig in _STOP_SIGNALS:
+                    signal.signal(sig, _exit_ok)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
                 _run_worker(sock, slot, open_store, options)
                 code = 0
+            except SystemExit as e:
+                code = e.code
             except BaseException:  # noqa: BLE001 - a worker reports and exits, never returns to the supervisor's code
                 log.exception("worker failed")
             finally:
-                os._exit(code)
+                os._exit(code if isinstance(code, int) else 1)
         children.add(pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -153,10 +174,10 @@ def _supervise(sock: socket.socket, slot: ModelSlot, open_store: StoreOpener | N
             except ProcessLookupError:
                 pass
 
-    for _ in range(options.workers):
-        spawn()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    for _ in range(options.workers):
+        spawn()
     while children:
         try:
             pid, status = os.wait()

@@ -4,18 +4,21 @@ downloading a run's artifacts."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import re
+import stat
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from casstore._paths import clean_artifact_path, clean_optional_path, join_artifact_path, safe_destination
-from casstore.exceptions import InvalidInputError, LocalFileError, ObjectNotFoundError
+from casstore.exceptions import CorruptRecordError, InvalidInputError, LinkWarning, LocalFileError, ObjectNotFoundError
 from casstore.runs import ArtifactEntry, RunHandle, RunStore, RunView
 from casstore.tracking.entities import FileInfo
 
@@ -35,10 +38,19 @@ __all__ = [
 
 
 def walk_dir(local_dir: str, prefix: str) -> list[tuple[str, str]]:
-    """``(artifact_path, local_path)`` of every file under ``local_dir`` (symlinked files are
-    followed, symlinked directories are not), with paths under ``prefix`` (already clean).
-    The paths are checked when they are logged (``RunHandle.log_files``)."""
+    """``(artifact_path, local_path)`` of every file under ``local_dir``, with paths under
+    ``prefix`` (already clean). The paths are checked when they are logged
+    (``RunHandle.log_files``).
+
+    Symbolic links follow one rule: a link to a file is logged as that file's content,
+    wherever it points, and one that points outside ``local_dir`` is named in a
+    :class:`LinkWarning`; a link to a directory is not followed (it may lead anywhere, or
+    back to itself) and is named in the same warning. A link loop or a dangling link is a
+    :class:`LocalFileError` naming it, and nothing is logged."""
+    root = os.path.realpath(local_dir)
     items: list[tuple[str, str]] = []
+    outside: list[str] = []
+    dir_links: list[str] = []
     pending = [(local_dir, prefix)]
     while pending:
         directory, under = pending.pop()
@@ -47,12 +59,50 @@ def walk_dir(local_dir: str, prefix: str) -> list[tuple[str, str]]:
         subdirs = []
         for e in entries:
             rel = f"{under}/{e.name}" if under else e.name
+            if e.is_symlink():
+                st = _link_target(e.path, local_dir)
+                real = os.path.realpath(e.path)
+                if stat.S_ISDIR(st.st_mode):
+                    dir_links.append(f"{e.path} -> {real}")
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    items.append((rel, e.path))
+                    if not (real + os.sep).startswith(root + os.sep):
+                        outside.append(f"{e.path} -> {real}")
+                continue  # a link to a socket or a fifo: nothing to log
             if e.is_dir(follow_symlinks=False):
                 subdirs.append((e.path, rel))
-            elif e.is_file():  # not a dangling link, a socket or a fifo
+            elif e.is_file(follow_symlinks=False):  # not a socket or a fifo
                 items.append((rel, e.path))
         pending.extend(reversed(subdirs))  # depth first, in name order: as os.walk lists them
+    if outside or dir_links:
+        parts = []
+        if outside:
+            parts.append(f"{len(outside)} link(s) to files outside it were logged with their content: "
+                         + ", ".join(outside[:5]))
+        if dir_links:
+            parts.append(f"{len(dir_links)} link(s) to directories were not followed: " + ", ".join(dir_links[:5]))
+        warnings.warn(LinkWarning(f"logging {local_dir!r}: " + "; ".join(parts)
+                                  + " (log a linked directory by its own path to include it)"), stacklevel=4)
     return items
+
+
+def _link_target(path: str, local_dir: str) -> os.stat_result:
+    """The status of what the link at ``path`` points to; a loop or a dangling link is an error."""
+    try:
+        return os.stat(path)
+    except OSError as e:
+        target = os.readlink(path)
+        if e.errno == errno.ELOOP:
+            why = f"is a symbolic link loop (it points to {target!r}, which leads back to itself)"
+        elif e.errno in (errno.ENOENT, errno.ENOTDIR):
+            why = f"is a symbolic link to {target!r}, which does not exist"
+        else:
+            why = f"is a symbolic link to {target!r}, which cannot be read ({e.strerror})"
+        raise LocalFileError(
+            f"cannot log {local_dir!r}: {path!r} {why}. Remove or fix the link, then log the directory again; "
+            "nothing was logged"
+        ) from e
 
 
 def log_local_dir(handle: RunHandle, local_dir: str | os.PathLike[str], artifact_path: str | None) -> list[ArtifactEntry]:
@@ -77,6 +127,8 @@ def log_local(handle: RunHandle, local_path: str | os.PathLike[str], artifact_pa
     name = os.path.basename(local)
     if not name:
         raise LocalFileError(f"cannot log {local!r}: it names no file")
+    if os.path.islink(local):
+        _link_target(local, local)  # a loop or a dangling link: a clear error
     return [handle.log_file(join_artifact_path(artifact_path, name), local)]
 
 
@@ -247,10 +299,13 @@ def list_entries(view: RunView, path: str | None = None) -> list[FileInfo]:
 
 
 def _entry(view: RunView, path: str) -> ArtifactEntry:
-    try:
-        return view.artifacts[clean_artifact_path(path)]
-    except KeyError:
-        raise ObjectNotFoundError(f"run {view.run_id} has no artifact file {path!r}") from None
+    clean = clean_artifact_path(path)
+    if clean in view.artifacts:
+        return view.artifacts[clean]
+    damage = view.artifact_damage(clean)
+    if damage is not None:
+        raise CorruptRecordError(f"artifact {clean!r} of run {view.run_id} cannot be read: {damage.detail}")
+    raise ObjectNotFoundError(f"run {view.run_id} has no artifact file {path!r}")
 
 
 def read_bytes(store: RunStore, view: RunView, path: str) -> bytes:

@@ -23,7 +23,8 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from casstore.exceptions import InvalidInputError, ObjectNotFoundError
+from casstore.exceptions import InvalidInputError, ObjectNotFoundError, RunStateError
+from casstore.objects.digest import check_digest
 from casstore.registry.client import RegistryClient
 from casstore.runs import DEFAULT_EXPERIMENT_ID, Experiment, RunHandle, RunStore
 from casstore.runs.layout import check_name, check_run_id, check_whole, now_ms
@@ -34,6 +35,7 @@ from casstore.tracking.entities import (
     CONTEXT_TAG,
     DatasetInput,
     FileInfo,
+    LoggedModel,
     Metric,
     PagedList,
     Param,
@@ -200,6 +202,20 @@ class TrackingClient:
     def delete_run(self, run_id: str) -> None:
         """Mark a run deleted (recorded in the store, never silent; its data stays until gc)."""
         self.store.delete_run(run_id)
+
+    def restore_run(self, run_id: str) -> None:
+        """Refused: a deleted run stays deleted. Its deletion lets ``casstore gc`` (of this or
+        an earlier casstore, on any machine sharing the store) reclaim its content, so the
+        run may already have lost what it pinned; bringing it back could only show a run
+        whose files cannot be read."""
+        view = self.store.get_run(check_run_id(run_id))
+        if not view.deleted:
+            return  # as MLflow: restoring an active run changes nothing
+        raise RunStateError(
+            f"run {run_id} is deleted and cannot be restored: once deleted, a run's content may be reclaimed by "
+            "`casstore gc`. Its records stay readable (get_run, search_runs with ViewType.ALL); to keep working "
+            "from it, start a new run"
+        )
 
     def search_runs(
         self,
@@ -381,6 +397,47 @@ class TrackingClient:
             raise ObjectNotFoundError(f"no run of experiment {experiment_id} has a table {artifact_file!r}")
         return pd.concat(frames, ignore_index=True)
 
+    # ---- logged models (MLflow 3) ------------------------------------------------------
+
+    def get_logged_model(self, model_id: str) -> LoggedModel:
+        """The model with this id (its model digest), with the params and metrics of its run."""
+        from casstore.models.fetch import load_entry
+
+        entry = load_entry(self.store, check_digest(model_id, "model_id (a model digest)"))
+        if entry.run_id is None:
+            raise ObjectNotFoundError(f"model {model_id} was not logged in a run of store {self.store.url}")
+        return _logged_model(self.store.get_run(entry.run_id), entry.name, model_id, entry.tags)
+
+    def search_logged_models(
+        self, experiment_ids: list[str] | None = None, filter_string: str | None = None,
+        max_results: int | None = None, order_by: list[Any] | None = None,
+    ) -> list[LoggedModel]:
+        """Models logged by the runs of ``experiment_ids`` (all experiments without), newest
+        first, matching ``filter_string`` on ``name``, ``model_id``, ``source_run_id``,
+        ``creation_timestamp``, ``params.<key>`` or ``metrics.<key>`` (of the run)."""
+        from casstore.models.fetch import load_entry
+
+        if order_by:
+            raise InvalidInputError("search_logged_models: order_by is not supported; models come newest first")
+        comps = parse_filter(filter_string, LOGGED_MODEL_ATTRIBUTES)
+        found: list[LoggedModel] = []
+        for found_run in self.store.search_runs(None if experiment_ids is None else [str(i) for i in experiment_ids]):
+            view = self.store.get_run(found_run.run_id)  # a search result does not carry models or metric history
+            for name, ref in sorted(view.models.items()):
+                model = _logged_model(view, name, ref.digest, load_entry(self.store, ref.digest).tags, ref.logged_at)
+                if matches(comps, functools.partial(_logged_model_value, model)):
+                    found.append(model)
+        found.sort(key=lambda m: m.creation_timestamp, reverse=True)
+        return found if max_results is None else found[:max_results]
+
+    def set_logged_model_tags(self, model_id: str, tags: dict[str, Any]) -> None:
+        """Refused: a logged model's tags are part of its entry, which its digest pins."""
+        raise InvalidInputError(
+            f"cannot set tags of logged model {model_id}: its tags are part of its model entry, which the model "
+            "digest pins (registry versions and run digests name it). Give tags to log_model(tags=...), or tag "
+            "a registered version (set_model_version_tag)"
+        )
+
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
         """Files (with size and BLAKE3 digest) and directories directly under ``path``."""
         return _artifacts.list_entries(self.store.get_run(run_id), path)
@@ -388,6 +445,31 @@ class TrackingClient:
     def download_artifacts(self, run_id: str, path: str = "", dst_path: str | os.PathLike[str] | None = None) -> str:
         """Download an artifact file or directory (verified); return its local path."""
         return _artifacts.download(self.store, self.store.get_run(run_id), path, dst_path)
+
+
+#: what a logged-model search can name, and its type
+LOGGED_MODEL_ATTRIBUTES = {"name": "str", "model_id": "str", "source_run_id": "str", "creation_timestamp": "num"}
+
+
+def _logged_model(view: Any, name: str, digest: str, tags: dict[str, str], logged_at: int | None = None) -> LoggedModel:
+    if logged_at is None:
+        logged_at = view.models[name].logged_at if name in view.models else view.start_time
+    return LoggedModel(
+        model_id=digest, name=name, experiment_id=view.experiment_id, source_run_id=view.run_id,
+        creation_timestamp=int(logged_at or view.start_time), tags=dict(tags), params=dict(view.params),
+        metrics=[Metric(k, v, t, s) for k, v, s, t in view.points],
+    )
+
+
+def _logged_model_value(m: LoggedModel, entity: str, key: str) -> Any:
+    if entity == "params":
+        return m.params.get(key)
+    if entity == "metrics":
+        latest = [x for x in m.metrics if x.key == key]
+        return max(latest, key=lambda x: (x.step, x.timestamp)).value if latest else None
+    if entity == "tags":
+        return m.tags.get(key)
+    return getattr(m, key, None)
 
 
 def _exp_value(e: Experiment, entity: str, key: str) -> Any:

@@ -35,6 +35,7 @@ __all__ = [
     "InputTag",
     "DatasetInput",
     "RunInputs",
+    "LoggedModel",
 ]
 
 #: the input tag MLflow keeps a dataset's context in ("training", "eval", ...)
@@ -262,3 +263,36 @@ class Param:
 class RunTag:
     key: str
     value: str
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    """A model logged in a run, in the shape of MLflow 3's ``LoggedModel``: ``model_id`` is
+    its model digest (``models:/<model_id>`` and ``cas:<model_id>`` load it); ``params``
+    and ``metrics`` are those of the run that logged it."""
+
+    model_id: str
+    name: str
+    experiment_id: str
+    source_run_id: str
+    creation_timestamp: int
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: list[Metric] = field(default_factory=list)
+    status: str = "READY"
+    model_type: str | None = None
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_id}"
+
+    @property
+    def artifact_location(self) -> str:
+        return f"runs:/{self.source_run_id}/{self.name}"
+
+    @property
+    def last_updated_timestamp(self) -> int:
+        return self.creation_timestamp
+
+    def to_dictionary(self) -> dict[str, Any]:
+        return asdict(self)

@@ -55,6 +55,11 @@ __all__ = [
     "set_experiment_tag",
     "set_experiment_tags",
     "delete_experiment",
+    "restore_experiment",
+    "delete_experiment_tag",
+    "restore_run",
+    "flush_artifact_async_logging",
+    "set_model_version_tag",
     "delete_tag",
     "get_parent_run",
     "flush_async_logging",
@@ -65,6 +70,9 @@ __all__ = [
     "log_inputs",
     "search_registered_models",
     "search_model_versions",
+    "get_logged_model",
+    "search_logged_models",
+    "set_logged_model_tags",
 ]
 
 #: search_runs' default max_results (MLflow's, for its DataFrame output)
@@ -80,6 +88,12 @@ MLFLOW_RUN_ID_ENV = "MLFLOW_RUN_ID"
 
 EXPERIMENT_NAME_ENV = "CASSTORE_EXPERIMENT_NAME"
 EXPERIMENT_ID_ENV = "CASSTORE_EXPERIMENT_ID"
+#: MLflow's MLFLOW_EXPERIMENT_ID / _NAME as the process had them when casstore was imported
+#: (MLflow's own set_experiment writes them later, in a process that uses both)
+_MLFLOW_EXPERIMENT_ENV: tuple[str, str] | None = (
+    ("id", os.environ["MLFLOW_EXPERIMENT_ID"]) if os.environ.get("MLFLOW_EXPERIMENT_ID")
+    else ("name", os.environ["MLFLOW_EXPERIMENT_NAME"]) if os.environ.get("MLFLOW_EXPERIMENT_NAME") else None
+)
 
 
 class ActiveRun(Run):
@@ -170,20 +184,35 @@ def set_experiment_tags(tags: dict[str, Any]) -> None:
 
 
 def delete_experiment(experiment_id: str) -> None:
-    """Mark an experiment deleted (``Client().restore_experiment`` undoes it)."""
+    """Mark an experiment deleted (:func:`restore_experiment` undoes it)."""
     _client().delete_experiment(experiment_id)
+
+
+def restore_experiment(experiment_id: str) -> None:
+    """Make a deleted experiment active again."""
+    _client().restore_experiment(experiment_id)
+
+
+def delete_experiment_tag(key: str) -> None:
+    """Delete a tag of the active experiment."""
+    client = _client()
+    client.delete_experiment_tag(_active_experiment_id(client), key)
+
+
+def restore_run(run_id: str) -> None:
+    """Refused: see :meth:`Client.restore_run`."""
+    _client().restore_run(run_id)
 
 
 def _active_experiment_id(client: Client) -> str:
     chosen = _active_experiment
     if chosen is None:
-        for id_var, name_var in ((EXPERIMENT_ID_ENV, EXPERIMENT_NAME_ENV), ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")):
-            if os.environ.get(id_var):
-                chosen = ("id", os.environ[id_var])
-            elif os.environ.get(name_var):
-                chosen = ("name", os.environ[name_var])
-            if chosen is not None:
-                break
+        if os.environ.get(EXPERIMENT_ID_ENV):
+            chosen = ("id", os.environ[EXPERIMENT_ID_ENV])
+        elif os.environ.get(EXPERIMENT_NAME_ENV):
+            chosen = ("name", os.environ[EXPERIMENT_NAME_ENV])
+        elif _MLFLOW_EXPERIMENT_ENV is not None:
+            chosen = _MLFLOW_EXPERIMENT_ENV
     if chosen is None:
         return DEFAULT_EXPERIMENT_ID
     kind, value = chosen
@@ -438,6 +467,10 @@ def delete_tag(key: str) -> None:
     client.delete_tag(run_id, key)
 
 
+def flush_artifact_async_logging() -> None:
+    """Nothing to wait for: casstore stores an artifact before ``log_artifact`` returns."""
+
+
 def flush_async_logging() -> None:
     """Write every metric point this process has buffered, for every open run."""
     with _state_lock:
@@ -562,11 +595,47 @@ def get_artifact_uri(artifact_path: str | None = None) -> str:
 # ---- search ----------------------------------------------------------------------------------------
 
 
+def get_logged_model(model_id: str) -> Any:
+    """A logged model by its id (its model digest: ``info.model_id``)."""
+    return _client().get_logged_model(model_id)
+
+
+def search_logged_models(
+    experiment_ids: list[str] | None = None, filter_string: str | None = None, datasets: Any = None,
+    max_results: int | None = None, order_by: list[Any] | None = None, output_format: str = "pandas",
+) -> Any:
+    """Models logged by the runs of the active experiment (or ``experiment_ids``), as
+    MLflow 3: a DataFrame by default, ``output_format="list"`` for ``LoggedModel`` objects."""
+    if datasets:
+        raise InvalidInputError("search_logged_models: datasets= is not supported; filter on params or metrics")
+    if output_format not in ("list", "pandas"):
+        raise InvalidInputError(f"unsupported output_format {output_format!r}: use 'pandas' or 'list'")
+    client = _client()
+    ids = list(experiment_ids) if experiment_ids else [_active_experiment_id(client)]
+    models = client.search_logged_models(ids, filter_string, max_results, order_by)
+    if output_format == "list":
+        return models
+    pd = _pandas()
+    return pd.DataFrame([m.to_dictionary() for m in models],
+                        columns=["model_id", "name", "experiment_id", "source_run_id", "creation_timestamp",
+                                 "tags", "params", "metrics", "status", "model_type"])
+
+
+def set_logged_model_tags(model_id: str, tags: dict[str, Any]) -> None:
+    """Refused: see :meth:`Client.set_logged_model_tags`."""
+    _client().set_logged_model_tags(model_id, tags)
+
+
 def search_registered_models(
     max_results: int | None = None, filter_string: str | None = None, order_by: list[str] | None = None
 ) -> list[Any]:
     """Registered models matching ``filter_string`` (``name LIKE 'fraud%'``), as MLflow's fluent call."""
     return list(_client().search_registered_models(filter_string, max_results, order_by))
+
+
+def set_model_version_tag(name: str, version: int | str | None = None, key: str | None = None, value: Any = None) -> None:
+    """Set a tag of a registered model version."""
+    _client().set_model_version_tag(name, version, key, value)
 
 
 def search_model_versions(

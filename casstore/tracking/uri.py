@@ -1,7 +1,9 @@
 """Which store the tracking API talks to, and ``runs:/`` URIs.
 
 The tracking URI is, in order: what :func:`set_tracking_uri` set, the environment
-variable ``CASSTORE_TRACKING_URI``, MLflow's ``MLFLOW_TRACKING_URI``, or ``./casstore``.
+variable ``CASSTORE_TRACKING_URI``, MLflow's ``MLFLOW_TRACKING_URI`` (as the process had it
+when casstore was imported: MLflow's ``set_tracking_uri`` sets it later in a process that
+uses both), or ``./casstore``.
 A relative local path is resolved against the current directory when the store is
 used. Any fsspec URL works (``memory://x``, ``s3://bucket/prefix``, ``file:///abs/path``,
 ``file:./dir``). URIs of MLflow's servers and databases (``sqlite:``, ``postgresql:``,
@@ -41,6 +43,10 @@ DEFAULT_TRACKING_URI = "./casstore"
 TRACKING_URI_ENV = "CASSTORE_TRACKING_URI"
 #: MLflow's variable, honoured when ``CASSTORE_TRACKING_URI`` is unset
 MLFLOW_TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+#: ... as the process had it when casstore was imported: MLflow's own ``set_tracking_uri``
+#: writes that variable, and a script using both must not have casstore follow MLflow's
+#: database
+_MLFLOW_TRACKING_URI = os.environ.get(MLFLOW_TRACKING_URI_ENV) or None
 #: schemes of MLflow's tracking servers and databases: casstore cannot serve them
 _SERVER_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mssql", "http", "https", "databricks",
                    "databricks-uc", "uc")
@@ -103,12 +109,12 @@ def get_tracking_uri() -> str:
     """The current tracking URI, as set (relative paths are resolved when the store is used)."""
     if _tracking_uri is not None:
         return _tracking_uri
-    return os.environ.get(TRACKING_URI_ENV) or os.environ.get(MLFLOW_TRACKING_URI_ENV) or DEFAULT_TRACKING_URI
+    return os.environ.get(TRACKING_URI_ENV) or _MLFLOW_TRACKING_URI or DEFAULT_TRACKING_URI
 
 
 def is_tracking_uri_set() -> bool:
     """Whether a tracking URI was set (by :func:`set_tracking_uri` or the environment)."""
-    return _tracking_uri is not None or bool(os.environ.get(TRACKING_URI_ENV) or os.environ.get(MLFLOW_TRACKING_URI_ENV))
+    return _tracking_uri is not None or bool(os.environ.get(TRACKING_URI_ENV) or _MLFLOW_TRACKING_URI)
 
 
 def _reset_tracking_uri() -> None:

@@ -292,7 +292,7 @@ def create_app(
         from casstore.cli.audit import _tag_groups
 
         code, env_tags, other = _tag_groups(view.tags)
-        histories = {}
+        histories: dict[str, int] = {}
         for k, _v, _s, _t in view.points:
             histories[k] = histories.get(k, 0) + 1
         return render(request, "run.html", run=view, exp_name=data.experiment_name(view.experiment_id),
@@ -383,7 +383,7 @@ def create_app(
     def store(request: Request) -> Response:
         du, du_at = data.usage()
         gc, gc_at = data.gc_dry_run()
-        return render(request, "store.html", du=du, du_at=du_at, gc=gc, gc_at=gc_at, jobs=list(data._jobs.values())[::-1])
+        return render(request, "store.html", du=du, du_at=du_at, gc=gc, gc_at=gc_at, jobs=data.jobs())
 
     async def start_verify(request: Request) -> Response:
         _same_origin(request)

@@ -24,6 +24,7 @@ number of buckets, keeping each bucket's minimum and maximum, so a chart of a
 from __future__ import annotations
 
 import base64
+import bisect
 import binascii
 import dataclasses
 import functools
@@ -31,6 +32,7 @@ import json
 import threading
 import time
 import uuid
+import warnings
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from casstore._paths import clean_artifact_path, clean_optional_path
-from casstore.exceptions import CasstoreError, InvalidInputError, ObjectNotFoundError
+from casstore.exceptions import CasstoreError, DamagedRunWarning, InvalidInputError, ObjectNotFoundError
 from casstore.runs import RunStore, layout, search
 from casstore.runs.records import ArtifactEntry, Experiment, RunView
 from casstore.runs.store import run_value
@@ -72,6 +74,8 @@ class RunPage:
 @dataclass
 class _Experiment:
     summaries: dict[str, RunView] = field(default_factory=dict)
+    param_keys: list[str] = field(default_factory=list)  # of every run, the table's columns
+    metric_keys: list[str] = field(default_factory=list)
     refreshed: float = 0.0
     refreshing: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -120,6 +124,7 @@ class Series:
         point). At most ``2 * buckets + 2`` points: each bucket of equal x range keeps its
         lowest and its highest value, in x order, so peaks and dips stay visible."""
         xs: Sequence[float]
+        ys: Sequence[float]
         if x == "time":
             t0 = min(self.times) if self.times else 0.0
             pairs = sorted(zip(((t - t0) / 1000.0 for t in self.times), self.values))
@@ -129,25 +134,18 @@ class Series:
         else:
             raise InvalidInputError(f"x must be 'step' or 'time', got {x!r}")
         n = len(ys)
-        out_x: list[float] = []
-        out_y: list[float | None] = []
         if n <= 2 * buckets:
             out_x, out_y = list(xs), [_finite(v) for v in ys]
         else:
-            lo, hi = xs[0], xs[-1]
-            width = (hi - lo) / buckets or 1.0
+            out_x, out_y = [], []
+            lo, width = xs[0], ((xs[-1] - xs[0]) / buckets) or 1.0
             i = 0
             while i < n:
-                b = min(int((xs[i] - lo) / width), buckets - 1)
-                j = i
-                imin = imax = i
-                while j < n and min(int((xs[j] - lo) / width), buckets - 1) == b:
-                    if ys[j] < ys[imin]:
-                        imin = j
-                    if ys[j] > ys[imax]:
-                        imax = j
-                    j += 1
-                keep = {imin, imax} | ({0} if i == 0 else set()) | ({n - 1} if j == n else set())
+                b = int((xs[i] - lo) / width) + 1  # the bucket's end, in widths from the start
+                j = max(i + 1, bisect.bisect_left(xs, lo + b * width, i)) if b < buckets else n
+                span = range(i, j)
+                keep = {min(span, key=ys.__getitem__), max(span, key=ys.__getitem__)}
+                keep |= ({0} if i == 0 else set()) | ({n - 1} if j == n else set())
                 for k in sorted(keep):  # the ends stay too, so the chart spans the whole series
                     out_x.append(xs[k])
                     out_y.append(_finite(ys[k]))
@@ -166,9 +164,9 @@ def _series_of(view: RunView) -> dict[str, Series]:
         by_key.setdefault(k, []).append((s, t, v))
     out = {}
     for k, pts in by_key.items():
-        pts.sort(key=lambda p: (p[0], p[1]))
-        out[k] = Series(view.run_id, k, array("d", (p[0] for p in pts)), array("d", (p[1] for p in pts)),
-                        array("d", (p[2] for p in pts)))
+        pts.sort()  # by step, then time (tuples compare in C: no key function)
+        steps, times, values = zip(*pts)
+        out[k] = Series(view.run_id, k, array("d", steps), array("d", times), array("d", values))
     return out
 
 
@@ -328,16 +326,20 @@ class UIData:
         for run_id, is_deleted in zip(keep, deleted):
             v = old[run_id]
             new[run_id] = v if v.deleted == is_deleted else dataclasses.replace(v, deleted=is_deleted)
+        if fresh or len(new) != len(old):  # a run's params and metrics are fixed once it is sealed
+            ent.param_keys = sorted({k for v in new.values() for k in v.params})
+            ent.metric_keys = sorted({k for v in new.values() for k in v.metrics})
         ent.summaries = new
         ent.refreshed = started
 
     def _read_summary(self, run_id: str) -> RunView | None:
         try:
-            return _summary(self.runs.get_run(run_id, flush=False))
+            return _summary(self.runs.get_run(run_id, flush=False, warn=False))
         except ObjectNotFoundError:
             return None  # an index entry whose run meta never reached the store
-        except CasstoreError:
-            return None  # damaged: its own page says how (and `casstore verify` finds it)
+        except CasstoreError as e:  # damaged: skipped, said once per refresh in the server's log
+            warnings.warn(DamagedRunWarning(f"run {run_id} is skipped: it cannot be read ({e})"), stacklevel=2)
+            return None
 
     def search(
         self,
@@ -374,10 +376,8 @@ class UIData:
                     break
         page = views[start:start + page_size]
         more = start + page_size < len(views)
-        params = sorted({k for v in every for k in v.params})
-        metrics = sorted({k for v in every for k in v.metrics})
         return RunPage(page, len(views), _encode_token(start + len(page), page[-1].run_id) if more and page else None,
-                       params, metrics, ent.refreshed)
+                       ent.param_keys, ent.metric_keys, ent.refreshed)
 
     # ---- runs ------------------------------------------------------------------------
 
@@ -564,6 +564,10 @@ class UIData:
             job.error = f"{type(e).__name__}: {e}"
         job.stage = "done"
         job.finished = time.time()
+
+    def jobs(self) -> list[Job]:
+        """The verifications this server started, newest first."""
+        return list(self._jobs.values())[::-1]
 
     def job(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)

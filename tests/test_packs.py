@@ -1,0 +1,617 @@
+"""Stores of the packs layout: chunks in packs, an index beside them, every read verified.
+
+A pack's bytes, its header and its index are checked against what the format says; a
+flipped byte inside a pack or an index, and a truncated pack, are found and named and
+nothing wrong is served; a writer killed (SIGKILL, a real process) while packing loses
+nothing a record references, and storing the same files again sends only what is
+missing; the same runs on S3 (moto and SeaweedFS) with their request counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from blake3 import blake3
+
+from casstore.exceptions import CorruptRecordError, IntegrityError, ObjectNotFoundError, StoreConfigError
+from casstore.objects import ObjectStore, open_store
+from casstore.objects.codec import unpack_checked
+from casstore.objects.config import StoreConfig
+from casstore.objects.packs import INDEX_PREFIX, MAGIC, PACK_CHUNKER, PACK_TARGET, SPAN_MAX, coalesce, decode_index, parse_pack_tail, read_pack_header
+from casstore.runs import RunStore
+
+
+def _bytes(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+@pytest.fixture
+def packed(tmp_path: Path) -> ObjectStore:
+    return open_store(tmp_path / "store", layout="packs", stat_cache=False)
+
+
+def _keys(store: ObjectStore, prefix: str) -> list[str]:
+    return sorted(store.backend.list(prefix))
+
+
+def _raw_path(store: ObjectStore, key: str) -> Path:
+    return Path(store.backend.root) / key  # type: ignore[attr-defined]
+
+
+def test_a_packed_store_keeps_chunks_in_packs_named_by_their_bytes(packed: ObjectStore, tmp_path: Path) -> None:
+    big, small = _bytes(5 << 20, 1), _bytes(40_000, 2)
+    a, b = packed.put_bytes(big), packed.put_bytes(small)
+    packed.flush()
+    assert _keys(packed, "chunks/") == []  # no loose chunk
+    packs = _keys(packed, "packs/")
+    # two packs: the big file's, published before its recipe, and the small one's at the barrier
+    assert len(packs) == 2
+    entries = []
+    for key in packs:
+        data = _raw_path(packed, key).read_bytes()
+        assert blake3(data).hexdigest() == key.rsplit("/", 1)[1]
+        assert data.endswith(MAGIC)
+        got = parse_pack_tail(data, len(data), key)
+        assert not isinstance(got, int)
+        for d, off, n in got:
+            assert blake3(data[off : off + n]).hexdigest() == d
+        entries += got
+    assert b.digest in {d for d, _, _ in entries}
+    assert sum(n for _, _, n in entries) == len(big) + len(small)
+    # indexes are named by their BLAKE3 and self-checking; together they list every chunk
+    listed = {}
+    for key in _keys(packed, INDEX_PREFIX):
+        raw = _raw_path(packed, key).read_bytes()
+        assert blake3(raw).hexdigest() == key[len(INDEX_PREFIX) :]
+        unpack_checked(raw, key, required=True)
+        for p, size, es in decode_index(raw, key):
+            assert size == (_raw_path(packed, f"packs/{p[:2]}/{p}")).stat().st_size
+            listed.update({d: (p, off, n) for d, off, n in es})
+    assert set(listed) == {d for d, _, _ in entries}
+    # a new process (another ObjectStore) reads both, verified
+    again = open_store(tmp_path / "store", stat_cache=False)
+    assert again.get_bytes(a.digest) == big and again.get_bytes(b.digest) == small
+    assert again.config.chunker == PACK_CHUNKER
+
+
+def test_the_config_names_the_layout_and_older_casstore_refuses_it(packed: ObjectStore, tmp_path: Path) -> None:
+    raw = _raw_path(packed, "casstore.json").read_bytes()
+    assert b'"layout": "packs"' in raw
+    # casstore before the packs layout knew exactly these settings and refused any other
+    older_keys = {"format", "version", "hash", "chunker", "created"}
+    import json
+
+    assert set(json.loads(raw)) - older_keys == {"layout"}
+    with pytest.raises(StoreConfigError, match="layout 'zip'"):
+        StoreConfig.from_json(raw.replace(b'"packs"', b'"zip"'), "casstore.json")
+    # a loose store stays loose, and a packed one packed: a mismatch is refused, never mixed
+    loose = open_store(tmp_path / "loose", stat_cache=False)
+    assert b"layout" not in _raw_path(loose, "casstore.json").read_bytes()
+    with pytest.raises(StoreConfigError, match="pack-store"):
+        open_store(tmp_path / "loose", layout="packs")
+    with pytest.raises(StoreConfigError, match="packed store stays packed"):
+        open_store(tmp_path / "store", layout="loose")
+
+
+def test_a_new_version_of_a_file_writes_only_its_new_chunks(packed: ObjectStore) -> None:
+    v1 = bytearray(_bytes(24 << 20, 3))
+    packed.put_bytes(v1)
+    packed.flush()
+    before = packed.bytes_written
+    v1[10 << 20 : 11 << 20] = _bytes(1 << 20, 4)
+    d2 = packed.put_bytes(v1)
+    packed.flush()
+    assert (packed.bytes_written - before) < 3 << 20  # 1 MiB changed, plus the chunks it touches
+    assert packed.get_bytes(d2.digest) == bytes(v1)
+
+
+def test_a_flipped_byte_inside_a_pack_is_found_and_named(packed: ObjectStore, tmp_path: Path) -> None:
+    data = _bytes(3 << 20, 5)
+    stored = packed.put_bytes(data)
+    packed.flush()
+    key = _keys(packed, "packs/")[0]
+    path = _raw_path(packed, key)
+    raw = bytearray(path.read_bytes())
+    raw[1 << 20] ^= 0x01
+    path.write_bytes(bytes(raw))
+    reader = open_store(tmp_path / "store", stat_cache=False)
+    with pytest.raises(IntegrityError, match=key) as info:
+        reader.get_bytes(stored.digest)
+    assert "chunk" in str(info.value)
+    dest = tmp_path / "out.bin"
+    with pytest.raises(IntegrityError):
+        reader.get_file(stored.digest, dest)
+    assert not dest.exists()  # nothing wrong served, not even a partial file
+    assert os.listdir(tmp_path) == sorted(os.listdir(tmp_path))  # no temp file left either
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")]
+
+
+def test_a_flipped_byte_inside_an_index_is_named_and_the_packs_are_read_from_their_headers(
+    packed: ObjectStore, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _bytes(3 << 20, 6)
+    stored = packed.put_bytes(data)
+    packed.flush()
+    (index_key,) = _keys(packed, INDEX_PREFIX)
+    path = _raw_path(packed, index_key)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x20
+    path.write_bytes(bytes(raw))
+    monkeypatch.setenv("CASSTORE_CACHE_DIR", str(tmp_path / "another-machine"))  # the writer's cache is good
+    with caplog.at_level(logging.WARNING, logger="casstore.objects.packs"):
+        reader = open_store(tmp_path / "store", stat_cache=False)
+        assert reader.get_bytes(stored.digest) == data  # from the pack's own header, verified
+    assert index_key in caplog.text
+    assert reader.packs is not None and index_key[len(INDEX_PREFIX) :] in reader.packs.damaged
+    from casstore.maintenance.verify import verify_store
+
+    report = verify_store(RunStore(reader))
+    assert [(p.object, p.kind) for p in report.problems] == [(index_key, "corrupt")]
+
+
+def test_a_damaged_index_that_still_hashes_to_its_name_cannot_serve_wrong_bytes(packed: ObjectStore, tmp_path: Path) -> None:
+    """An index is never the source of truth: one that points a chunk at the wrong bytes
+    (a buggy writer) leads to an integrity error, not to those bytes."""
+    a = packed.put_bytes(_bytes(200_000, 7))
+    b = packed.put_bytes(_bytes(200_000, 8))
+    packed.flush()
+    (index_key,) = _keys(packed, INDEX_PREFIX)
+    packs = decode_index(_raw_path(packed, index_key).read_bytes(), index_key)
+    from casstore.objects.packs import encode_index
+
+    swapped = [(p, n, [(d, *next((o, m) for e, o, m in es if e != d)) for d, _, _ in es]) for p, n, es in packs]
+    lying = encode_index(swapped)
+    packed.backend.delete(index_key)
+    packed.backend.put_blob(INDEX_PREFIX + blake3(lying).hexdigest(), lying)
+    reader = open_store(tmp_path / "store", stat_cache=False)
+    for stored in (a, b):
+        with pytest.raises(IntegrityError):
+            reader.get_bytes(stored.digest)
+
+
+def test_a_truncated_pack_is_found_and_named(packed: ObjectStore, tmp_path: Path) -> None:
+    data = _bytes(6 << 20, 9)
+    stored = packed.put_bytes(data)
+    packed.flush()
+    key = _keys(packed, "packs/")[0]
+    path = _raw_path(packed, key)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    reader = open_store(tmp_path / "store", stat_cache=False)
+    with pytest.raises(IntegrityError, match=key):
+        reader.get_bytes(stored.digest)
+    # its header is gone with its tail: reading it says so, by name
+    with pytest.raises(CorruptRecordError, match="truncated"):
+        read_pack_header(reader.backend, key)
+
+
+def test_a_pack_without_its_index_is_described_by_its_header(packed: ObjectStore, tmp_path: Path) -> None:
+    """A writer killed between a pack and its index leaves a pack no index lists: readers
+    and writers still find its chunks (the index is rebuilt from the packs)."""
+    data = _bytes(2 << 20, 10)
+    stored = packed.put_bytes(data)
+    packed.flush()
+    for key in _keys(packed, INDEX_PREFIX):
+        packed.backend.delete(key)
+    writer = open_store(tmp_path / "store", stat_cache=False)
+    assert writer.get_bytes(stored.digest) == data
+    writer.put_bytes(data)
+    writer.flush()
+    assert writer.bytes_written == 0
+
+
+# ---- a writer killed while packing (real processes) -------------------------------------------------
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from casstore.objects import open_store
+    from casstore.runs import RunStore
+    store = RunStore(open_store(sys.argv[1], layout="packs", stat_cache=False))
+    run = store.create_run(store.get_or_create_experiment("kill"))
+    print(run.run_id, flush=True)
+    for path in sys.argv[2:]:
+        run.log_file(path.rsplit("/", 1)[1], path)
+        print("bound", path, flush=True)
+    run.end()
+    print("ended", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_writer_killed_while_packing_loses_nothing_referenced_and_resumes(tmp_path: Path, seed: int) -> None:
+    _kill_and_resume(str(tmp_path / "store"), tmp_path, seed)
+
+
+def test_a_writer_killed_while_packing_on_s3_loses_nothing_referenced_and_resumes(any_s3: str, tmp_path: Path) -> None:
+    _kill_and_resume(any_s3, tmp_path, 4)
+
+
+def _kill_and_resume(root: str, tmp_path: Path, seed: int) -> None:
+    """A writer logging six files (one run) is SIGKILLed at a random moment: every file its
+    run bound reads whole, and storing them all again sends exactly the chunks no published
+    pack holds."""
+    rng = random.Random(seed)
+    files = []
+    for i in range(6):
+        p = tmp_path / f"f{i}.bin"
+        p.write_bytes(_bytes(rng.randrange(1 << 20, 6 << 20), seed * 100 + i))
+        files.append(p)
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, root, *map(str, files)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    run_id = proc.stdout.readline().strip()
+    time.sleep(rng.uniform(0.05, 0.6))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    store = RunStore(open_store(root, layout="packs", stat_cache=False))
+    try:
+        bound = store.get_run(run_id).artifacts
+    except ObjectNotFoundError:
+        bound = {}  # killed before the run's first record (its meta goes out with the first write)
+    for path, entry in bound.items():
+        assert store.artifact_bytes(run_id, entry) == (tmp_path / path).read_bytes()  # every bound file, whole
+    # storing everything again sends only the chunks no published pack holds
+    objects = store.objects
+    assert objects.packs is not None
+    objects.packs.load()
+    missing = 0
+    for p in files:
+        data = p.read_bytes()
+        for ch in objects.chunker.cut_buffer(data):
+            d = blake3(ch).hexdigest()
+            if objects.packs.get(d) is None:
+                missing += len(ch)
+    run = store.create_run(store.get_or_create_experiment("kill"))
+    for p in files:
+        run.log_file(p.name, p)
+    run.end()
+    assert objects.bytes_written == missing
+    for p in files:
+        entry = store.get_run(run.run_id).artifacts[p.name]
+        assert store.artifact_bytes(run.run_id, entry) == p.read_bytes()
+
+
+# ---- S3: moto and SeaweedFS --------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["moto_s3", "seaweed_s3"])
+def any_s3(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    target = request.getfixturevalue(request.param)
+    for k, v in target.env.items():
+        monkeypatch.setenv(k, v)
+    yield target.fresh_url("packs")
+
+
+def _count_requests(store: ObjectStore) -> dict[str, int]:
+    counts: dict[str, int] = {}
+
+    def hook(request: object, **kwargs: object) -> None:
+        headers = getattr(request, "headers", {})
+        method = "COPY" if "x-amz-copy-source" in headers else str(getattr(request, "method", "?"))
+        counts[method] = counts.get(method, 0) + 1
+
+    fs = store.backend.fs  # type: ignore[attr-defined]
+    fs.connect()
+    fs.s3.meta.events.register("before-send.s3", hook)
+    return counts
+
+
+def test_s3_packed_store_logs_relogs_and_reads_in_few_requests(any_s3: str, tmp_path: Path) -> None:
+    src = tmp_path / "weights.bin"
+    data = bytearray(_bytes(5 * PACK_TARGET // 2, 11))
+    src.write_bytes(data)
+    objects = open_store(any_s3, layout="packs", stat_cache=False)
+    counts = _count_requests(objects)
+    store = RunStore(objects)
+    exp = store.get_or_create_experiment("s3")
+    first = store.create_run(exp)
+    counts.clear()
+    entry = first.log_file("weights.bin", src)
+    fresh = sum(counts.values())
+    first.end()
+    # 3 packs, one index, one recipe, and a few for the records and checks
+    assert len(list(objects.backend.list("packs/"))) == 3
+    assert fresh <= 3 + 1 + 1 + 8, counts
+    v1 = bytes(data)
+    data[PACK_TARGET + (4 << 20) : PACK_TARGET + (5 << 20)] = _bytes(1 << 20, 12)
+    src.write_bytes(data)
+    second = store.create_run(exp)
+    counts.clear()
+    again = second.log_file("weights.bin", src)
+    relog = dict(counts)
+    second.end()
+    # one new pack and its index, the recipe, a touch of each of the 3 old packs, records
+    assert sum(relog.values()) <= 1 + 1 + 1 + 3 + 8, relog
+    reader = open_store(any_s3, stat_cache=False)
+    counts = _count_requests(reader)
+    dest = tmp_path / "out.bin"
+    reader.get_file(again.digest, dest)
+    assert dest.read_bytes() == bytes(data)
+    # two listings (indexes, packs), the two index objects, the recipe, and one ranged read per
+    # run of adjacent chunks of a pack (up to 16 MiB): the 1 MiB changed, in a new pack, splits one
+    assert reader.packs is not None
+    recipe = reader.recipe(again.digest)
+    spans = coalesce([(d, n, reader.packs.get(d)) for d, n in recipe.chunks])
+    assert len(spans) <= (5 * PACK_TARGET // 2) // SPAN_MAX + 4 < len(recipe.chunks) // 10
+    assert counts.get("GET", 0) <= 2 + 2 + 1 + len(spans), counts  # index objects cached here are not read
+    assert blake3(reader.get_bytes(entry.digest)).hexdigest() == entry.digest == blake3(v1).hexdigest()
+
+
+# ---- garbage collection: live fraction, repacking, the grace protocol ---------------------------------
+
+
+def _logged(tmp_path: Path, names: list[str], seed: int) -> list[Path]:
+    out = []
+    for i, name in enumerate(names):
+        p = tmp_path / name
+        p.write_bytes(_bytes(60_000, seed + i))  # one chunk each (at most the chunker's minimum)
+        out.append(p)
+    return out
+
+
+def test_gc_repacks_a_mostly_dead_pack_and_a_writer_deduplicating_against_it_loses_nothing(tmp_path: Path) -> None:
+    from casstore.maintenance.gc import collect_garbage
+
+    a, b, c = _logged(tmp_path, ["a.bin", "b.bin", "c.bin"], 20)
+    store = RunStore(open_store(tmp_path / "store", layout="packs", stat_cache=False))
+    exp = store.get_or_create_experiment("gc")
+    first = store.create_run(exp)
+    entries = first.log_files([(p.name, str(p)) for p in (a, b, c)])
+    first.end()
+    (old_pack,) = _keys(store.objects, "packs/")  # one batch, one pack
+    keeper = store.create_run(exp)
+    keeper.bind_artifact("a.bin", entries[0].digest, entries[0].size)
+    keeper.end()
+    store.delete_run(first.run_id, "test")
+
+    r1 = collect_garbage(store.backend, grace=0, slack=0)
+    assert r1.repacked == 1 and r1.pack_live_fraction is not None and r1.pack_live_fraction < 0.5
+    assert len(_keys(store.objects, "packs/")) == 2  # the old one stays until a later run
+    # a writer deduplicates against b's chunk, in the pack gc has just marked: it freshens it
+    writer = RunStore(open_store(tmp_path / "store", stat_cache=False))
+    again = writer.create_run(writer.get_or_create_experiment("gc"))
+    again.log_file("b.bin", b)
+    again.end()
+    assert writer.objects.bytes_written == 0  # deduplicated, not written again
+
+    r2 = collect_garbage(store.backend, grace=0, slack=0)
+    assert r2.packs_deleted == 0 and r2.packs_kept_fresh == 1
+    assert old_pack in _keys(store.objects, "packs/")
+    reader = RunStore(open_store(tmp_path / "store", stat_cache=False))
+    for run_id, path in ((keeper.run_id, a), (again.run_id, b)):
+        entry = reader.get_run(run_id).artifacts[path.name]
+        assert reader.artifact_bytes(run_id, entry) == path.read_bytes()
+
+
+def test_gc_deletes_a_repacked_pack_and_readers_find_its_chunks_in_the_new_one(tmp_path: Path) -> None:
+    from casstore.maintenance.gc import collect_garbage
+    from casstore.maintenance.verify import verify_store
+
+    a, b, c = _logged(tmp_path, ["a.bin", "b.bin", "c.bin"], 30)
+    store = RunStore(open_store(tmp_path / "store", layout="packs", stat_cache=False))
+    exp = store.get_or_create_experiment("gc")
+    first = store.create_run(exp)
+    entries = first.log_files([(p.name, str(p)) for p in (a, b, c)])
+    first.end()
+    keeper = store.create_run(exp)
+    keeper.bind_artifact("a.bin", entries[0].digest, entries[0].size)
+    keeper.end()
+    stale_reader = open_store(tmp_path / "store", stat_cache=False)
+    assert stale_reader.get_bytes(entries[0].digest) == a.read_bytes()  # its index read now
+    store.delete_run(first.run_id, "test")
+    (old_pack,) = _keys(store.objects, "packs/")
+    before = sum(store.backend.info(k).size for k in _keys(store.objects, "packs/"))
+    assert collect_garbage(store.backend, grace=0, slack=0).repacked == 1
+    time.sleep(0.01)
+    r = collect_garbage(store.backend, grace=0, slack=0)
+    assert r.packs_deleted == 1 and r.indexes_rewritten >= 1
+    packs = _keys(store.objects, "packs/")
+    assert old_pack not in packs and len(packs) == 1
+    assert sum(store.backend.info(k).size for k in packs) < before / 2
+    # a reader that had the old index finds the pack gone, reads the indexes again, and goes on
+    assert stale_reader.get_bytes(entries[0].digest) == a.read_bytes()
+    assert open_store(tmp_path / "store", stat_cache=False).get_bytes(entries[0].digest) == a.read_bytes()
+    report = verify_store(RunStore(open_store(tmp_path / "store", stat_cache=False)))
+    assert report.ok, [p.to_dict() for p in report.problems]
+
+
+# ---- converting a store of loose chunks ---------------------------------------------------------------
+
+_CONVERT = textwrap.dedent(
+    """
+    import sys
+    from casstore.backend import open_backend
+    from casstore.maintenance import topacks
+    topacks._BATCH_BYTES = 256 << 10  # publish often, so a kill leaves some of the work done
+    print("start", flush=True)
+    topacks.convert_to_packs(open_backend(sys.argv[1]))
+    print("done", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_converting_a_store_killed_half_way_and_resumed_keeps_every_run(tmp_path: Path, seed: int) -> None:
+    from casstore.maintenance.topacks import convert_to_packs
+    from casstore.maintenance.verify import verify_store
+    from casstore.objects import ChunkerParams
+
+    small = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
+    root = tmp_path / "store"
+    store = RunStore(open_store(root, chunker=small, stat_cache=False))
+    exp = store.get_or_create_experiment("convert")
+    expected: dict[str, dict[str, bytes]] = {}
+    for r in range(4):
+        run = store.create_run(exp)
+        files = {f"f{i}.bin": _bytes(300_000 + 7_000 * i, seed * 50 + r * 10 + i) for i in range(3)}
+        for name, data in files.items():
+            run.log_bytes(name, data)
+        run.end()
+        expected[run.run_id] = files
+    loose_before = len(_keys(store.objects, "chunks/"))
+    assert loose_before > 500
+
+    proc = subprocess.Popen([sys.executable, "-c", _CONVERT, str(root)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    time.sleep(random.Random(seed).uniform(0.1, 0.4))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+
+    def check_runs() -> None:
+        reader = RunStore(open_store(root, stat_cache=False))
+        for run_id, files in expected.items():
+            view = reader.get_run(run_id)
+            for name, data in files.items():
+                assert reader.artifact_bytes(run_id, view.artifacts[name]) == data
+
+    check_runs()  # whole at the point it was killed
+    report = convert_to_packs(open_store(root, stat_cache=False).backend)
+    assert report.damaged == []
+    packed = open_store(root, stat_cache=False)
+    assert packed.config.content_layout == "packs" and packed.config.chunker == small
+    assert _keys(packed, "chunks/") == []
+    check_runs()
+    assert verify_store(RunStore(packed)).ok
+    # converting again finds nothing to do
+    again = convert_to_packs(packed.backend)
+    assert again.packed_chunks == 0 and again.loose_deleted == 0 and not again.config_switched
+
+
+def test_converting_names_a_damaged_loose_chunk_and_leaves_it(tmp_path: Path) -> None:
+    from casstore.maintenance.topacks import convert_to_packs
+
+    store = open_store(tmp_path / "store", stat_cache=False)
+    good, bad = store.put_bytes(_bytes(50_000, 1)), store.put_bytes(_bytes(50_000, 2))
+    key = store.layout.chunk_key(bad.digest)
+    path = _raw_path(store, key)
+    raw = bytearray(path.read_bytes())
+    raw[10] ^= 1
+    path.write_bytes(bytes(raw))
+    report = convert_to_packs(store.backend)
+    assert report.damaged == [key]
+    packed = open_store(tmp_path / "store", stat_cache=False)
+    assert packed.get_bytes(good.digest) == _bytes(50_000, 1)
+    with pytest.raises(IntegrityError, match=key):
+        packed.get_bytes(bad.digest)  # still there, still found damaged: nothing wrong served
+
+
+def test_gc_on_s3_repacks_and_deletes_packs_and_keeps_what_a_writer_reuses(any_s3: str, tmp_path: Path) -> None:
+    """On S3 (whole-second times): a dead pack is marked, then deleted by a later run; a
+    pack a writer reused after it was marked is kept; every live file reads whole."""
+    from casstore.maintenance.gc import collect_garbage
+
+    a, b, c = _logged(tmp_path, ["a.bin", "b.bin", "c.bin"], 40)
+    store = RunStore(open_store(any_s3, layout="packs", stat_cache=False))
+    exp = store.get_or_create_experiment("gc")
+    dead = store.create_run(exp)
+    dead.log_files([(c.name, str(c))])  # a pack of its own, all dead once the run is deleted
+    dead.end()
+    first = store.create_run(exp)
+    first.log_files([(p.name, str(p)) for p in (a, b)])
+    first.end()
+    store.delete_run(dead.run_id, "test")
+    store.delete_run(first.run_id, "test")
+    time.sleep(1.1)  # S3 keeps whole seconds: the mark must come after the packs' times
+    r1 = collect_garbage(store.backend, grace=0, slack=0)
+    assert r1.marked.get("packs") == 2
+    time.sleep(1.1)
+    writer = RunStore(open_store(any_s3, stat_cache=False))
+    kept = writer.create_run(writer.get_or_create_experiment("gc"))
+    kept.log_file("a.bin", a)  # deduplicated against a pack gc has marked: freshens it
+    kept.end()
+    assert writer.objects.bytes_written == 0
+    r2 = collect_garbage(store.backend, grace=0, slack=0)
+    assert r2.packs_deleted == 1 and r2.packs_kept_fresh == 1
+    reader = RunStore(open_store(any_s3, stat_cache=False))
+    entry = reader.get_run(kept.run_id).artifacts["a.bin"]
+    assert reader.artifact_bytes(kept.run_id, entry) == a.read_bytes()
+    assert len(list(reader.backend.list("packs/"))) == 1
+
+
+def test_gc_replaces_only_the_indexes_that_list_a_deleted_pack(packed: ObjectStore, tmp_path: Path) -> None:
+    """An index naming a deleted pack is replaced by one of its other packs (new first); an
+    index gc's listing did not know (a writer's, published meanwhile) is left alone."""
+    from casstore.maintenance.packgc import load_packs, rewrite_indexes
+
+    first = packed.put_bytes(_bytes(100_000, 50))
+    second = packed.put_bytes(_bytes(100_000, 51))
+    packed.flush()  # one pack, one index, both chunks
+    (shared,) = _keys(packed, INDEX_PREFIX)
+    third = packed.put_bytes(_bytes(100_000, 52))
+    packed.flush()  # a second pack and its own index
+    index = load_packs(packed.backend, packed.layout)
+    assert len(index.packs) == 2
+    doomed = next(p for p in index.packs if {d for d, _, _ in index.entries(p)} == {first.digest, second.digest})
+    other_index = next(k for k in _keys(packed, INDEX_PREFIX) if k != shared)
+    packed.backend.delete(packed.layout.pack_key(doomed))
+    assert rewrite_indexes(packed.backend, index, {doomed}) == 1
+    assert _keys(packed, INDEX_PREFIX) == [other_index]  # the shared one held only the doomed pack
+    reader = open_store(tmp_path / "store", stat_cache=False)
+    assert reader.get_bytes(third.digest) == _bytes(100_000, 52)
+
+
+def test_du_counts_the_chunks_in_packs(packed: ObjectStore) -> None:
+    from casstore.maintenance.du import disk_usage
+
+    runs = RunStore(packed)
+    run = runs.create_run(runs.get_or_create_experiment("du"))
+    run.log_bytes("a.bin", _bytes(3 << 20, 60))
+    run.log_bytes("b.bin", _bytes(100_000, 61))
+    run.end()
+    report = disk_usage(runs).to_dict()
+    assert report["store"]["stored_bytes"] == (3 << 20) + 100_000
+    assert report["store"]["unreferenced_bytes"] == 0
+
+
+def test_verify_finds_a_flipped_byte_inside_a_pack(packed: ObjectStore) -> None:
+    from casstore.maintenance.verify import verify_store
+
+    runs = RunStore(packed)
+    run = runs.create_run(runs.get_or_create_experiment("verify"))
+    run.log_bytes("a.bin", _bytes(2 << 20, 70))
+    run.end()
+    assert verify_store(runs).ok
+    key = _keys(packed, "packs/")[0]
+    path = _raw_path(packed, key)
+    raw = bytearray(path.read_bytes())
+    raw[(1 << 20) + 17] ^= 0x80
+    path.write_bytes(bytes(raw))
+    for deep in (False, True):
+        report = verify_store(RunStore(open_store(_raw_path(packed, ""), stat_cache=False)), deep=deep)
+        assert not report.ok
+        assert {p.kind for p in report.problems} == {"corrupt"}
+        assert any(key in p.detail for p in report.problems)  # the pack is named
+        assert any(a.get("run") == run.run_id for p in report.problems for a in p.affects)
+
+
+def test_stores_opened_under_different_endpoints_talk_to_their_own(moto_s3: object, seaweed_s3: object,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """s3fs caches file systems by their options, not by the environment: a store opened after
+    AWS_ENDPOINT_URL changed must not reuse a client of the old endpoint."""
+    from casstore.backend import open_backend
+
+    seen = []
+    for target in (moto_s3, seaweed_s3):
+        for k, v in target.env.items():  # type: ignore[attr-defined]
+            monkeypatch.setenv(k, v)
+        backend: Any = open_backend(target.fresh_url("endpoint"))  # type: ignore[attr-defined]
+        seen.append(backend.fs.s3.meta.endpoint_url)
+        backend.put_if_absent("k", target.server.encode())  # type: ignore[attr-defined]
+        assert backend.get("k") == target.server.encode()  # type: ignore[attr-defined]
+    assert seen == [moto_s3.endpoint_url, seaweed_s3.endpoint_url]  # type: ignore[attr-defined]
