@@ -253,7 +253,10 @@ def test_search_without_max_results_returns_every_run_and_pages_follow_tokens(tm
         with pytest.raises(InvalidInputError, match="page_token"):
             c.search_runs([exp], "params.i = '1'", page_token=pages[0].token)
     finally:
-        casstore.set_tracking_uri(str(tmp_path / "elsewhere"))
+        from casstore.tracking import fluent, uri
+
+        fluent._reset()
+        uri._reset_tracking_uri()  # as it was: later tests see no tracking URI of this one
 
 
 # ---- read-only ------------------------------------------------------------------------------------------------

@@ -42,10 +42,11 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from blake3 import blake3
 
+from casstore.backend.base import Backend
 from casstore.exceptions import (
     CasstoreError,
     CorruptRecordError,
@@ -53,13 +54,26 @@ from casstore.exceptions import (
     InvalidInputError,
     ObjectNotFoundError,
 )
+from casstore.objects import ObjectStore
 from casstore.objects.codec import pack, pack_checked, unpack, unpack_checked
 from casstore.runs import layout
 from casstore.runs.records import ModelRef, RunView
 from casstore.runs.search import RUN_ATTRIBUTES, Comparison, OrderKey, like_to_regex
 
-if TYPE_CHECKING:
-    from casstore.runs.store import RunStore
+
+
+class RunStore(Protocol):
+    """What the index needs of the run store (:class:`casstore.runs.store.RunStore` is one):
+    named here, not imported, so the runs layer has no import cycle."""
+
+    backend: Backend
+    objects: ObjectStore
+    url: str
+    batched: bool
+
+    def get_run(self, run_id: str, *, flush: bool = True) -> RunView: ...
+
+    def _seal_at(self, run_id: str, generation: int) -> dict[str, Any] | None: ...
 
 __all__ = ["INDEX_PREFIX", "FAN_IN", "COMPACT_EVERY", "RunIndex", "summary_of", "segment_key", "Page"]
 
