@@ -10,7 +10,7 @@ with create-if-absent::
 The header is a self-checking record (:func:`~casstore.objects.codec.pack_checked`),
 ``{"v": 1, "chunks": [[digest, offset, length], ...]}``, so one ranged read of a pack's
 tail describes it. Once its packs are stored, the writer publishes an **index** object,
-``index/<digest>`` (BLAKE3 of its bytes, also self-checking), listing every chunk of those
+``chunk-index/<digest>`` (BLAKE3 of its bytes, also self-checking), listing every chunk of those
 packs: ``{"v": 1, "packs": [[pack digest, pack size, [[chunk, offset, length], ...]], ...]}``.
 Readers merge every index into memory (:class:`PackIndex`), keeping the index objects
 they have checked in a local cache (:func:`~casstore.objects.statcache.cache_dir`) so a
@@ -73,7 +73,7 @@ _TRAILER = struct.Struct("<I8s")
 #: the bytes of a pack's tail read at once to find its header (one request for packs
 #: of up to about 800 chunks)
 TAIL_READ = 64 << 10
-INDEX_PREFIX = "index/"
+INDEX_PREFIX = "chunk-index/"
 #: reads of adjacent chunks of one pack are merged up to this many bytes
 SPAN_MAX = 16 << 20
 PACK_VERSION = 1
