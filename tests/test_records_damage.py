@@ -272,13 +272,13 @@ def test_a_run_that_cannot_be_read_can_still_be_deleted(pop: Populated) -> None:
     assert collect_garbage(pop.store.backend, grace=0).ok
 
 
-def test_verify_command_notes_records_without_their_own_check(pop: Populated) -> None:
-    r = CliRunner().invoke(cli, ["verify", "--all", "--store", str(pop.root)])
+def test_verify_command_notes_records_without_their_own_check(pop3: Populated) -> None:
+    r = CliRunner().invoke(cli, ["verify", "--all", "--store", str(pop3.root)])
     assert r.exit_code == 0 and r.stdout.startswith("OK: verified") and r.stderr == ""
-    key = pop.key_of["param"]
-    rec = unpack((pop.root / key).read_bytes())
+    key = pop3.key_of["param"]
+    rec = unpack((pop3.root / key).read_bytes())
     rec.pop(CHECK_FIELD)
-    (pop.root / key).write_bytes(pack(rec))
-    r = CliRunner().invoke(cli, ["verify", "--all", "--store", str(pop.root)])
+    (pop3.root / key).write_bytes(pack(rec))
+    r = CliRunner().invoke(cli, ["verify", "--all", "--store", str(pop3.root)])
     assert r.exit_code == 0 and r.stdout.startswith("OK: verified")
     assert "note: 1 record(s) were written by an older casstore" in r.stderr
