@@ -517,6 +517,25 @@ class RunIndex:
                     break  # a summary that failed its check was replaced from the run: ask again
             return [self._view(body, bool(d)) for body, _, d in rows], more
 
+    def count(self, run_ids: Sequence[str], comparisons: Sequence[Comparison], deleted: bool | None) -> int:
+        """How many runs among ``run_ids`` match (what :meth:`search` would return in all)."""
+        with self._lock:
+            db = self._connect()
+            where, args = self._where(db, run_ids, comparisons, deleted)
+            row = db.execute(f"SELECT count(*) FROM runs r WHERE {where}", args).fetchone()
+            return int(row[0])
+
+    def keys(self, run_ids: Sequence[str], deleted: bool | None) -> tuple[list[str], list[str]]:
+        """The param keys and the metric keys the runs among ``run_ids`` hold, sorted."""
+        with self._lock:
+            db = self._connect()
+            where, args = self._where(db, run_ids, (), deleted)
+            return tuple(  # type: ignore[return-value]
+                [k for (k,) in db.execute(
+                    f"SELECT DISTINCT v.key FROM {table} v JOIN runs r ON r.run_id = v.run_id WHERE {where} "
+                    "ORDER BY v.key", args)]
+                for table in ("params", "metrics"))
+
     def _verify(self, db: sqlite3.Connection, rows: list[tuple[bytes, int, int]]) -> bool:
         """Check summaries taken from segments against their runs' seals; replace any that
         do not match with the run as read. Return whether all matched."""
@@ -566,6 +585,28 @@ class RunIndex:
         self, db: sqlite3.Connection, run_ids: Sequence[str], comparisons: Sequence[Comparison],
         order: Sequence[OrderKey], deleted: bool | None, limit: int | None, offset: int,
     ) -> list[tuple[bytes, int, int]]:
+        where, args = self._where(db, run_ids, comparisons, deleted)
+        order_sql: list[str] = []
+        for k in order:
+            expr, a = _order_expr(k)
+            order_sql.append(f"({expr}) IS NULL, ({expr}) {'ASC' if k.ascending else 'DESC'}")
+            args.extend(a + a)
+        order_sql += ["r.start_time DESC", "r.run_id ASC"]
+        sql = (f"SELECT r.body, r.verified, r.deleted FROM runs r WHERE {where} "
+               f"ORDER BY {', '.join(order_sql)}")
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [limit + 1, offset]
+        elif offset:
+            sql += " LIMIT -1 OFFSET ?"
+            args.append(offset)
+        return [(bytes(b), int(v), int(d)) for b, v, d in db.execute(sql, args)]
+
+
+    def _where(
+        self, db: sqlite3.Connection, run_ids: Sequence[str], comparisons: Sequence[Comparison], deleted: bool | None,
+    ) -> tuple[str, list[Any]]:
+        """The WHERE clause (and its arguments) choosing the runs among ``run_ids`` that match."""
         db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (run_id TEXT PRIMARY KEY) WITHOUT ROWID")
         db.execute("DELETE FROM wanted")
         db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(r,) for r in run_ids])
@@ -578,21 +619,7 @@ class RunIndex:
             sql, a = _condition(c)
             where.append(sql)
             args.extend(a)
-        order_sql: list[str] = []
-        for k in order:
-            expr, a = _order_expr(k)
-            order_sql.append(f"({expr}) IS NULL, ({expr}) {'ASC' if k.ascending else 'DESC'}")
-            args.extend(a + a)
-        order_sql += ["r.start_time DESC", "r.run_id ASC"]
-        sql = (f"SELECT r.body, r.verified, r.deleted FROM runs r WHERE {' AND '.join(where)} "
-               f"ORDER BY {', '.join(order_sql)}")
-        if limit is not None:
-            sql += " LIMIT ? OFFSET ?"
-            args += [limit + 1, offset]
-        elif offset:
-            sql += " LIMIT -1 OFFSET ?"
-            args.append(offset)
-        return [(bytes(b), int(v), int(d)) for b, v, d in db.execute(sql, args)]
+        return " AND ".join(where), args
 
 
 def _attr_expr(key: str) -> str:

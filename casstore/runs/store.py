@@ -724,6 +724,17 @@ class RunStore:
             raise InvalidInputError(f"max_results must be a non-negative integer, got {max_results!r}")
         query = repr((experiment_ids, [str(c) for c in comparisons], [str(k) for k in keys], deleted))
         offset = run_index.token_offset(query, page_token)
+        idx, ids = self.indexed_runs(experiment_ids)
+        views, more = idx.search(ids, comparisons, keys, deleted, max_results, offset)
+        page = run_index.Page(views)
+        if more and max_results is not None:
+            page.token = run_index.page_token(query, offset + max_results)
+        return page
+
+    def indexed_runs(self, experiment_ids: list[str] | None = None) -> tuple[run_index.RunIndex, list[str]]:
+        """The search index brought up to date for the runs of the given experiments (all if
+        ``None``), and those runs' ids: what :meth:`search_runs` queries (the web UI's runs
+        table asks it for a page, the count of matches and the columns)."""
         ids: list[str] = []
         resumed: dict[str, int] = {}
         for exp in [None] if experiment_ids is None else experiment_ids:
@@ -735,11 +746,7 @@ class RunStore:
         run_index.flush_pending(self)  # this process's searches see what it has just ended
         idx = self.index
         idx.refresh(ids, resumed)
-        views, more = idx.search(ids, comparisons, keys, deleted, max_results, offset)
-        page = run_index.Page(views)
-        if more and max_results is not None:
-            page.token = run_index.page_token(query, offset + max_results)
-        return page
+        return idx, ids
 
     def _flush_local_all(self) -> None:
         """Write the metrics every handle of this process buffers (a search sees them)."""
