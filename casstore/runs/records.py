@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from blake3 import blake3
@@ -149,13 +150,9 @@ class RunView:
 
 def latest_metrics(points: tuple[MetricPoint, ...] | list[MetricPoint]) -> dict[str, float]:
     """The latest value of each metric: greatest step, then greatest timestamp, then last logged."""
-    best: dict[str, tuple[int, int, int, float]] = {}
-    for i, (k, v, s, t) in enumerate(points):
-        cand = (s, t, i, v)
-        cur = best.get(k)
-        if cur is None or cand[:3] > cur[:3]:
-            best[k] = cand
-    return {k: c[3] for k, c in sorted(best.items())}
+    # a stable sort by (step, time) keeps logging order among ties: the last one of a key wins
+    latest = {k: v for k, v, _, _ in sorted(points, key=itemgetter(2, 3))}
+    return dict(sorted(latest.items()))
 
 
 def encode_record(rec: dict[str, Any]) -> bytes:

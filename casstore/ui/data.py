@@ -26,6 +26,7 @@ import base64
 import bisect
 import binascii
 import functools
+import itertools
 import json
 import threading
 import time
@@ -34,6 +35,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from casstore._paths import clean_artifact_path, clean_optional_path
@@ -139,13 +141,10 @@ def _finite(v: float) -> float | None:
 
 
 def _series_of(view: RunView) -> dict[str, Series]:
-    by_key: dict[str, list[tuple[int, int, float]]] = {}
-    for k, v, s, t in view.points:
-        by_key.setdefault(k, []).append((s, t, v))
     out = {}
-    for k, pts in by_key.items():
-        pts.sort()  # by step, then time (tuples compare in C: no key function)
-        steps, times, values = zip(*pts)
+    # by key, then step, then time; a stable sort keeps logging order among equal steps and times
+    for k, pts in itertools.groupby(sorted(view.points, key=itemgetter(0, 2, 3)), key=itemgetter(0)):
+        _, values, steps, times = zip(*pts)
         out[k] = Series(view.run_id, k, array("d", steps), array("d", times), array("d", values))
     return out
 
