@@ -181,11 +181,12 @@ def record_is_checked(data: bytes, where: str) -> bool:
     return isinstance(rec, dict) and CHECK_FIELD in rec
 
 
-def decode_record(data: bytes, where: str) -> dict[str, Any]:
+def decode_record(data: bytes, where: str, *, use_list: bool = True) -> dict[str, Any]:
     """Decode a stored record, check its own BLAKE3 (records written before checks existed
     have none and are taken as decoded), and check it is a mapping with a supported version.
-    A damaged record is a :class:`CorruptRecordError` naming ``where``, never a value."""
-    rec = unpack_checked(data, where)
+    A damaged record is a :class:`CorruptRecordError` naming ``where``, never a value.
+    ``use_list=False``: its arrays as tuples (see :func:`casstore.objects.codec.unpack`)."""
+    rec = unpack_checked(data, where, use_list=use_list)
     if isinstance(rec, dict) and CHECK_FIELD not in rec and (bad := _renamed_check(rec)) is not None:
         raise CorruptRecordError(
             f"{where} has a damaged check field ({bad!r} holds its BLAKE3): its bytes were changed after it was "
@@ -204,7 +205,7 @@ _TYPES: Mapping[str, type | tuple[type, ...]] = {
     "int": int,
     "float": (int, float),
     "dict": dict,
-    "list": list,
+    "list": (list, tuple),  # tuples: a record decoded with use_list=False
 }
 
 

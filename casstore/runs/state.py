@@ -97,8 +97,8 @@ def _points(rec: Mapping[str, Any], where: str) -> list[MetricPoint]:
     pts = field_of(rec, "points", "list", where)
     if not pts:
         return []
-    if set(map(type, pts)) != {list} or set(map(len, pts)) != {4}:
-        bad = next(p for p in pts if not isinstance(p, list) or len(p) != 4)
+    if not set(map(type, pts)) <= {list, tuple} or set(map(len, pts)) != {4}:
+        bad = next(p for p in pts if not isinstance(p, (list, tuple)) or len(p) != 4)
         raise CorruptRecordError(f"{where}: malformed metric point {bad!r}")
     keys, values, steps, times = zip(*pts)
     if (not set(map(type, keys)) <= {str} or not set(map(type, values)) <= _NUMBER

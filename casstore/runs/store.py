@@ -489,13 +489,14 @@ class RunStore:
             actual = hash_bytes(data)
             if actual != digest:
                 raise IntegrityError(f"manifest in the seal of run {run_id}", digest, actual)
-            return decode_record(data, f"manifest in the seal of run {run_id}")
+            # tuples: a manifest's metric points are its bulk (see codec.unpack)
+            return decode_record(data, f"manifest in the seal of run {run_id}", use_list=False)
         key = layout.manifest_key(run_id, digest)
         missing = CorruptRecordError(
             f"run {run_id} is sealed with digest {digest} but its manifest {key} is missing; the store is damaged"
         )
         data = self._get_verified(key, digest, f"manifest {key} of run {run_id}", missing)
-        return decode_record(data, f"manifest {key}")
+        return decode_record(data, f"manifest {key}", use_list=False)
 
     # ---- artifact content ------------------------------------------------------------
 
