@@ -521,7 +521,7 @@ class RunIndex:
         """How many runs among ``run_ids`` match (what :meth:`search` would return in all)."""
         with self._lock:
             db = self._connect()
-            where, args = self._where(db, run_ids, comparisons, deleted)
+            where, args = self._where(run_ids, comparisons, deleted)
             row = db.execute(f"SELECT count(*) FROM runs r WHERE {where}", args).fetchone()
             return int(row[0])
 
@@ -529,7 +529,7 @@ class RunIndex:
         """The param keys and the metric keys the runs among ``run_ids`` hold, sorted."""
         with self._lock:
             db = self._connect()
-            where, args = self._where(db, run_ids, (), deleted)
+            where, args = self._where(run_ids, (), deleted)
             # each key the cache holds (walked on the (key, value) index, one step a key), kept if
             # one of these runs has it: a few index lookups a key, not a scan of every value
             def of(table: str) -> list[str]:
@@ -590,7 +590,7 @@ class RunIndex:
         self, db: sqlite3.Connection, run_ids: Sequence[str], comparisons: Sequence[Comparison],
         order: Sequence[OrderKey], deleted: bool | None, limit: int | None, offset: int,
     ) -> list[tuple[bytes, int, int]]:
-        where, args = self._where(db, run_ids, comparisons, deleted)
+        where, args = self._where(run_ids, comparisons, deleted)
         order_sql: list[str] = []
         for k in order:
             expr, a = _order_expr(k)
@@ -607,10 +607,8 @@ class RunIndex:
             args.append(offset)
         return [(bytes(b), int(v), int(d)) for b, v, d in db.execute(sql, args)]
 
-
-    def _where(
-        self, db: sqlite3.Connection, run_ids: Sequence[str], comparisons: Sequence[Comparison], deleted: bool | None,
-    ) -> tuple[str, list[Any]]:
+    @staticmethod
+    def _where(run_ids: Sequence[str], comparisons: Sequence[Comparison], deleted: bool | None) -> tuple[str, list[Any]]:
         """The WHERE clause (and its arguments) choosing the runs among ``run_ids`` that match."""
         where = ["r.run_id IN (SELECT value FROM json_each(?))"]  # one argument, however many runs
         args: list[Any] = [json.dumps(list(run_ids))]

@@ -65,7 +65,7 @@ class RunPage:
     next_token: str | None
     param_keys: list[str]
     metric_keys: list[str]
-    as_of: float  # when the summaries were read from the store (epoch seconds)
+    as_of: float  # when the page was asked of the store (epoch seconds)
 
 
 def _encode_token(offset: int, last_run: str) -> str:
