@@ -514,3 +514,36 @@ def test_data_module_doctest() -> None:
     import casstore.ui.data
 
     assert doctest.testmod(casstore.ui.data).failed == 0
+
+
+def test_the_table_shows_runs_as_they_are_sealed_and_deleted(tmp_path: Path) -> None:
+    """The table is a query of the search index: a run sealed or deleted while the server
+    runs shows at the next request, and the count and columns are the experiment's own."""
+    store = open_run_store(str(tmp_path / "s"))
+    exp, other = store.get_or_create_experiment("table"), store.get_or_create_experiment("other")
+    h = store.create_run(other, run_name="elsewhere")
+    h.log_param("only_elsewhere", "1")
+    h.end()
+    made = []
+    for i in range(3):
+        h = store.create_run(exp, run_name=f"r{i}", start_time=1_000 + i)
+        h.log_param("p", str(i))
+        h.log_metric("m", float(i), 0, 0)
+        h.end()
+        made.append(h.run_id)
+    reader = open_run_store(str(tmp_path / "s"))  # another process's view: nothing shared in memory
+    data = UIData(reader)
+    page = data.search(exp, "metrics.m >= 1")
+    assert [v.run_name for v in page.runs] == ["r2", "r1"] and page.total == 2
+    assert page.param_keys == ["p"] and page.metric_keys == ["m"]
+    late = store.create_run(exp, run_name="late", start_time=2_000)
+    late.log_metric("m", 5.0, 0, 0)
+    late.log_param("lr", "0.1")
+    late.end()
+    store.delete_run(made[2])
+    page = data.search(exp, "metrics.m >= 1")
+    assert [v.run_name for v in page.runs] == ["late", "r1"] and page.total == 2
+    assert page.param_keys == ["lr", "p"]
+    both = data.search(exp, "metrics.m >= 1", deleted=True)
+    assert [(v.run_name, v.deleted) for v in both.runs] == [("late", False), ("r2", True), ("r1", False)]
+    assert both.total == 3

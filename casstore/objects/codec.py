@@ -54,10 +54,12 @@ def pack(obj: Any) -> bytes:
     return msgpack.packb(canonical(obj), use_bin_type=True)  # type: ignore[no-any-return]
 
 
-def unpack(data: bytes, what: str = "record") -> Any:
-    """Decode a record; :class:`~casstore.exceptions.CorruptRecordError` names ``what`` if it is not valid msgpack."""
+def unpack(data: bytes, what: str = "record", *, use_list: bool = True) -> Any:
+    """Decode a record; :class:`~casstore.exceptions.CorruptRecordError` names ``what`` if it is not valid msgpack.
+    ``use_list=False``: arrays as tuples (a tuple of numbers and strings costs the garbage
+    collector nothing once seen, a list is traced at every full collection)."""
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=use_list)
     except (ValueError, msgpack.UnpackException, TypeError) as e:
         reason = str(e) or type(e).__name__
         raise CorruptRecordError(
@@ -78,14 +80,14 @@ def pack_checked(obj: dict[str, Any]) -> bytes:
     return pack({**body, CHECK_FIELD: blake3(pack(body)).hexdigest()})
 
 
-def unpack_checked(data: bytes, what: str = "record", *, required: bool = False) -> Any:
+def unpack_checked(data: bytes, what: str = "record", *, required: bool = False, use_list: bool = True) -> Any:
     """Decode a record written by :func:`pack_checked` and check its ``b3`` field.
 
     A record without the field (written before records checked themselves) is returned
     as it is unless ``required``; a wrong or malformed check is a
     :class:`~casstore.exceptions.CorruptRecordError` naming ``what``.
     """
-    rec = unpack(data, what)
+    rec = unpack(data, what, use_list=use_list)
     if not isinstance(rec, dict):
         return rec  # the caller's type check names it
     check = rec.pop(CHECK_FIELD, None)

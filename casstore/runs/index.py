@@ -531,6 +531,30 @@ class RunIndex:
                     break  # a summary that failed its check was replaced from the run: ask again
             return [self._view(body, bool(d)) for body, _, d in rows], more
 
+    def count(self, run_ids: Sequence[str], comparisons: Sequence[Comparison], deleted: bool | None) -> int:
+        """How many runs among ``run_ids`` match (what :meth:`search` would return in all)."""
+        with self._lock:
+            db = self._connect()
+            where, args = self._where(run_ids, comparisons, deleted)
+            row = db.execute(f"SELECT count(*) FROM runs r WHERE {where}", args).fetchone()
+            return int(row[0])
+
+    def keys(self, run_ids: Sequence[str], deleted: bool | None) -> tuple[list[str], list[str]]:
+        """The param keys and the metric keys the runs among ``run_ids`` hold, sorted."""
+        with self._lock:
+            db = self._connect()
+            where, args = self._where(run_ids, (), deleted)
+            # each key the cache holds (walked on the (key, value) index, one step a key), kept if
+            # one of these runs has it: a few index lookups a key, not a scan of every value
+            def of(table: str) -> list[str]:
+                return [k for (k,) in db.execute(
+                    f"WITH RECURSIVE k(key) AS (SELECT min(key) FROM {table} UNION ALL "
+                    f"SELECT (SELECT min(key) FROM {table} WHERE key > k.key) FROM k WHERE k.key IS NOT NULL) "
+                    f"SELECT key FROM k WHERE key IS NOT NULL AND EXISTS (SELECT 1 FROM {table} v JOIN runs r "
+                    f"ON r.run_id = v.run_id WHERE v.key = k.key AND {where})", args)]
+
+            return of("params"), of("metrics")
+
     def _verify(self, db: sqlite3.Connection, rows: list[tuple[bytes, int, int]]) -> bool:
         """Check summaries taken from segments against their runs' seals; replace any that
         do not match with the run as read. Return whether all matched."""
@@ -580,25 +604,14 @@ class RunIndex:
         self, db: sqlite3.Connection, run_ids: Sequence[str], comparisons: Sequence[Comparison],
         order: Sequence[OrderKey], deleted: bool | None, limit: int | None, offset: int,
     ) -> list[tuple[bytes, int, int]]:
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (run_id TEXT PRIMARY KEY) WITHOUT ROWID")
-        db.execute("DELETE FROM wanted")
-        db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(r,) for r in run_ids])
-        where = ["r.run_id IN (SELECT run_id FROM wanted)"]
-        args: list[Any] = []
-        if deleted is not None:
-            where.append("r.deleted = ?")
-            args.append(int(deleted))
-        for c in comparisons:
-            sql, a = _condition(c)
-            where.append(sql)
-            args.extend(a)
+        where, args = self._where(run_ids, comparisons, deleted)
         order_sql: list[str] = []
         for k in order:
             expr, a = _order_expr(k)
             order_sql.append(f"({expr}) IS NULL, ({expr}) {'ASC' if k.ascending else 'DESC'}")
             args.extend(a + a)
         order_sql += ["r.start_time DESC", "r.run_id ASC"]
-        sql = (f"SELECT r.body, r.verified, r.deleted FROM runs r WHERE {' AND '.join(where)} "
+        sql = (f"SELECT r.body, r.verified, r.deleted FROM runs r WHERE {where} "
                f"ORDER BY {', '.join(order_sql)}")
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
@@ -607,6 +620,20 @@ class RunIndex:
             sql += " LIMIT -1 OFFSET ?"
             args.append(offset)
         return [(bytes(b), int(v), int(d)) for b, v, d in db.execute(sql, args)]
+
+    @staticmethod
+    def _where(run_ids: Sequence[str], comparisons: Sequence[Comparison], deleted: bool | None) -> tuple[str, list[Any]]:
+        """The WHERE clause (and its arguments) choosing the runs among ``run_ids`` that match."""
+        where = ["r.run_id IN (SELECT value FROM json_each(?))"]  # one argument, however many runs
+        args: list[Any] = [json.dumps(list(run_ids))]
+        if deleted is not None:
+            where.append("r.deleted = ?")
+            args.append(int(deleted))
+        for c in comparisons:
+            sql, a = _condition(c)
+            where.append(sql)
+            args.extend(a)
+        return " AND ".join(where), args
 
 
 def _attr_expr(key: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from blake3 import blake3
@@ -149,13 +150,9 @@ class RunView:
 
 def latest_metrics(points: tuple[MetricPoint, ...] | list[MetricPoint]) -> dict[str, float]:
     """The latest value of each metric: greatest step, then greatest timestamp, then last logged."""
-    best: dict[str, tuple[int, int, int, float]] = {}
-    for i, (k, v, s, t) in enumerate(points):
-        cand = (s, t, i, v)
-        cur = best.get(k)
-        if cur is None or cand[:3] > cur[:3]:
-            best[k] = cand
-    return {k: c[3] for k, c in sorted(best.items())}
+    # a stable sort by (step, time) keeps logging order among ties: the last one of a key wins
+    latest = {k: v for k, v, _, _ in sorted(points, key=itemgetter(2, 3))}
+    return dict(sorted(latest.items()))
 
 
 def encode_record(rec: dict[str, Any]) -> bytes:
@@ -184,11 +181,12 @@ def record_is_checked(data: bytes, where: str) -> bool:
     return isinstance(rec, dict) and CHECK_FIELD in rec
 
 
-def decode_record(data: bytes, where: str) -> dict[str, Any]:
+def decode_record(data: bytes, where: str, *, use_list: bool = True) -> dict[str, Any]:
     """Decode a stored record, check its own BLAKE3 (records written before checks existed
     have none and are taken as decoded), and check it is a mapping with a supported version.
-    A damaged record is a :class:`CorruptRecordError` naming ``where``, never a value."""
-    rec = unpack_checked(data, where)
+    A damaged record is a :class:`CorruptRecordError` naming ``where``, never a value.
+    ``use_list=False``: its arrays as tuples (see :func:`casstore.objects.codec.unpack`)."""
+    rec = unpack_checked(data, where, use_list=use_list)
     if isinstance(rec, dict) and CHECK_FIELD not in rec and (bad := _renamed_check(rec)) is not None:
         raise CorruptRecordError(
             f"{where} has a damaged check field ({bad!r} holds its BLAKE3): its bytes were changed after it was "
@@ -207,7 +205,7 @@ _TYPES: Mapping[str, type | tuple[type, ...]] = {
     "int": int,
     "float": (int, float),
     "dict": dict,
-    "list": list,
+    "list": (list, tuple),  # tuples: a record decoded with use_list=False
 }
 
 

@@ -489,13 +489,14 @@ class RunStore:
             actual = hash_bytes(data)
             if actual != digest:
                 raise IntegrityError(f"manifest in the seal of run {run_id}", digest, actual)
-            return decode_record(data, f"manifest in the seal of run {run_id}")
+            # tuples: a manifest's metric points are its bulk (see codec.unpack)
+            return decode_record(data, f"manifest in the seal of run {run_id}", use_list=False)
         key = layout.manifest_key(run_id, digest)
         missing = CorruptRecordError(
             f"run {run_id} is sealed with digest {digest} but its manifest {key} is missing; the store is damaged"
         )
         data = self._get_verified(key, digest, f"manifest {key} of run {run_id}", missing)
-        return decode_record(data, f"manifest {key}")
+        return decode_record(data, f"manifest {key}", use_list=False)
 
     # ---- artifact content ------------------------------------------------------------
 
@@ -724,6 +725,17 @@ class RunStore:
             raise InvalidInputError(f"max_results must be a non-negative integer, got {max_results!r}")
         query = repr((experiment_ids, [str(c) for c in comparisons], [str(k) for k in keys], deleted))
         offset = run_index.token_offset(query, page_token)
+        idx, ids = self.indexed_runs(experiment_ids)
+        views, more = idx.search(ids, comparisons, keys, deleted, max_results, offset)
+        page = run_index.Page(views)
+        if more and max_results is not None:
+            page.token = run_index.page_token(query, offset + max_results)
+        return page
+
+    def indexed_runs(self, experiment_ids: list[str] | None = None) -> tuple[run_index.RunIndex, list[str]]:
+        """The search index brought up to date for the runs of the given experiments (all if
+        ``None``), and those runs' ids: what :meth:`search_runs` queries (the web UI's runs
+        table asks it for a page, the count of matches and the columns)."""
         ids: list[str] = []
         resumed: dict[str, int] = {}
         for exp in [None] if experiment_ids is None else experiment_ids:
@@ -735,11 +747,7 @@ class RunStore:
         run_index.flush_pending(self)  # this process's searches see what it has just ended
         idx = self.index
         idx.refresh(ids, resumed)
-        views, more = idx.search(ids, comparisons, keys, deleted, max_results, offset)
-        page = run_index.Page(views)
-        if more and max_results is not None:
-            page.token = run_index.page_token(query, offset + max_results)
-        return page
+        return idx, ids
 
     def _flush_local_all(self) -> None:
         """Write the metrics every handle of this process buffers (a search sees them)."""

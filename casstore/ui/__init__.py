@@ -20,7 +20,7 @@ INSTALL_HINT = 'the web UI needs starlette, uvicorn and jinja2: pip install "cas
 
 
 def create_app(
-    runs: RunStore, *, allowed_hosts: list[str] | None = None, refresh_seconds: float = 5.0, warm: bool = False
+    runs: RunStore, *, allowed_hosts: list[str] | None = None, warm: bool = False
 ) -> Starlette:
     """The UI's ASGI app over ``runs`` (see :func:`casstore.ui.app.create_app`)."""
     try:
@@ -29,4 +29,4 @@ def create_app(
         from casstore.exceptions import InvalidInputError
 
         raise InvalidInputError(f"{INSTALL_HINT} ({e})") from e
-    return _create(runs, allowed_hosts=allowed_hosts, refresh_seconds=refresh_seconds, warm=warm)
+    return _create(runs, allowed_hosts=allowed_hosts, warm=warm)

@@ -204,13 +204,12 @@ def create_app(
     runs: RunStore,
     *,
     allowed_hosts: list[str] | None = None,
-    refresh_seconds: float = 5.0,
     warm: bool = False,
 ) -> Starlette:
     """The UI over ``runs``. ``allowed_hosts``: the Host names to answer (loopback names when
     bound to loopback, so a page elsewhere cannot reach it through DNS rebinding); ``warm``:
-    read every experiment's run summaries in the background as the server starts."""
-    data = UIData(runs, refresh_seconds=refresh_seconds)
+    bring the search index up to date in the background as the server starts."""
+    data = UIData(runs)
     hashes = _asset_hashes()
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
@@ -475,7 +474,7 @@ def create_app(
 def _warm(data: UIData) -> None:
     try:
         data.warm()
-        log.info("run summaries read")
+        log.info("search index up to date")
     except CasstoreError as e:
         log.warning("could not read every experiment's runs ahead: %s", e)
 

@@ -4,16 +4,15 @@ The pages never touch the store themselves: they ask a :class:`UIData`. It only
 reads (runs, the registry, space accounting, a gc dry run, verification), so the
 UI cannot change a store.
 
-Speed: the runs table of a large experiment is served from a cache of run
-*summaries* (each run without its metric history and artifact list), held in this
-process and rebuilt from the store, never the source of truth. An experiment's
-summaries are read once, the first time it is shown (or when the server starts);
-after that a request older than ``refresh_seconds`` starts a refresh in the
-background and is answered from what is cached, so no page waits on the store.
-A refresh lists the experiment's run index once, reads the runs it has not seen
-and the runs still open, and asks which runs carry a deletion marker. Filters and
-sorting are casstore's own search grammar and order (``casstore.runs.search``),
-applied to the cached summaries as ``RunStore.search_runs`` applies them.
+The runs table is a query of the search index (``RunStore.indexed_runs``, see
+``casstore/runs/index.py``): run summaries published beside the store as immutable
+segments, merged into a SQLite cache on this machine and checked against each run
+before it is first shown. Each page lists the experiment's runs (the source of truth),
+merges the segments it has not seen, reads the runs no segment covers (open ones, every
+time) and asks SQLite for the page, the count of matches and the table's columns.
+Filters and sorting are casstore's own search grammar and order, as in
+``RunStore.search_runs``. The cache lives on the user's machine: the UI sends no write
+to the store.
 
 Metric charts: a run's metric points are read once per run digest (a sealed run
 never changes) and kept as arrays of doubles in a small LRU, then cut to a fixed
@@ -26,25 +25,23 @@ from __future__ import annotations
 import base64
 import bisect
 import binascii
-import dataclasses
 import functools
+import itertools
 import json
 import threading
 import time
 import uuid
-import warnings
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from casstore._paths import clean_artifact_path, clean_optional_path
-from casstore.exceptions import CasstoreError, DamagedRunWarning, InvalidInputError, ObjectNotFoundError
+from casstore.exceptions import CasstoreError, InvalidInputError, ObjectNotFoundError
 from casstore.runs import RunStore, layout, search
 from casstore.runs.records import ArtifactEntry, Experiment, RunView
-from casstore.runs.store import run_value
 
 __all__ = ["UIData", "RunPage", "Series", "Job", "ArtifactNode", "artifact_tree", "PAGE_SIZE", "MAX_PAGE_SIZE"]
 
@@ -68,22 +65,7 @@ class RunPage:
     next_token: str | None
     param_keys: list[str]
     metric_keys: list[str]
-    as_of: float  # when the summaries were read from the store (epoch seconds)
-
-
-@dataclass
-class _Experiment:
-    summaries: dict[str, RunView] = field(default_factory=dict)
-    param_keys: list[str] = field(default_factory=list)  # of every run, the table's columns
-    metric_keys: list[str] = field(default_factory=list)
-    refreshed: float = 0.0
-    refreshing: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _summary(view: RunView) -> RunView:
-    """A run without what the table does not show (its metric points, artifact records)."""
-    return dataclasses.replace(view, points=(), artifacts={})
+    as_of: float  # when the page was asked of the store (epoch seconds)
 
 
 def _encode_token(offset: int, last_run: str) -> str:
@@ -159,13 +141,10 @@ def _finite(v: float) -> float | None:
 
 
 def _series_of(view: RunView) -> dict[str, Series]:
-    by_key: dict[str, list[tuple[int, int, float]]] = {}
-    for k, v, s, t in view.points:
-        by_key.setdefault(k, []).append((s, t, v))
     out = {}
-    for k, pts in by_key.items():
-        pts.sort()  # by step, then time (tuples compare in C: no key function)
-        steps, times, values = zip(*pts)
+    # by key, then step, then time; a stable sort keeps logging order among equal steps and times
+    for k, pts in itertools.groupby(sorted(view.points, key=itemgetter(0, 2, 3)), key=itemgetter(0)):
+        _, values, steps, times = zip(*pts)
         out[k] = Series(view.run_id, k, array("d", steps), array("d", times), array("d", values))
     return out
 
@@ -249,12 +228,9 @@ class UIData:
     ['first']
     """
 
-    def __init__(self, runs: RunStore, *, refresh_seconds: float = 5.0, workers: int | None = None) -> None:
+    def __init__(self, runs: RunStore) -> None:
         self.runs = runs
         self.url = runs.url
-        self.refresh_seconds = refresh_seconds
-        self._workers = workers or (runs.backend.concurrency if runs.backend.concurrency > 1 else 4)
-        self._experiments: dict[str, _Experiment] = {}
         self._lock = threading.Lock()
         self._series: OrderedDict[tuple[str, str | None], dict[str, Series]] = OrderedDict()
         self._series_points = 0
@@ -279,67 +255,9 @@ class UIData:
             raise ObjectNotFoundError(f"no experiment with id {experiment_id!r} in store {self.url}") from e
 
     def warm(self) -> None:
-        """Read every experiment's run summaries (the server does this when it starts)."""
-        for exp in self.runs.list_experiments():
-            self._summaries(exp.experiment_id)
-
-    def _entry(self, exp_id: str) -> _Experiment:
-        with self._lock:
-            return self._experiments.setdefault(exp_id, _Experiment())
-
-    def _summaries(self, exp_id: str) -> _Experiment:
-        """The experiment's cached summaries: read now if never read, else refreshed in the
-        background once older than ``refresh_seconds``."""
-        ent = self._entry(exp_id)
-        with ent.lock:
-            if ent.refreshed == 0.0:
-                self._refresh(exp_id, ent)
-                return ent
-            stale = time.time() - ent.refreshed > self.refresh_seconds
-            if stale and not ent.refreshing:
-                ent.refreshing = True
-                threading.Thread(target=self._refresh_in_background, args=(exp_id, ent),
-                                 name="casstore-ui-refresh", daemon=True).start()
-        return ent
-
-    def _refresh_in_background(self, exp_id: str, ent: _Experiment) -> None:
-        try:
-            self._refresh(exp_id, ent)
-        except CasstoreError:  # the next request tries again; pages keep what they had
-            pass
-        finally:
-            ent.refreshing = False
-
-    def _refresh(self, exp_id: str, ent: _Experiment) -> None:
-        started = time.time()
-        ids = self.runs.list_run_ids(exp_id)
-        old = ent.summaries
-        todo = [r for r in ids if r not in old or not old[r].sealed]
-        fresh: dict[str, RunView] = {}
-        with ThreadPoolExecutor(self._workers, thread_name_prefix="casstore-ui-read") as pool:
-            for run_id, view in zip(todo, pool.map(self._read_summary, todo)):
-                if view is not None:
-                    fresh[run_id] = view
-            keep = [r for r in ids if r not in fresh and r in old]
-            deleted = self.runs.backend.exists_many([layout.deleted_key(r) for r in keep])
-        new = dict(fresh)
-        for run_id, is_deleted in zip(keep, deleted):
-            v = old[run_id]
-            new[run_id] = v if v.deleted == is_deleted else dataclasses.replace(v, deleted=is_deleted)
-        if fresh or len(new) != len(old):  # a run's params and metrics are fixed once it is sealed
-            ent.param_keys = sorted({k for v in new.values() for k in v.params})
-            ent.metric_keys = sorted({k for v in new.values() for k in v.metrics})
-        ent.summaries = new
-        ent.refreshed = started
-
-    def _read_summary(self, run_id: str) -> RunView | None:
-        try:
-            return _summary(self.runs.get_run(run_id, flush=False, warn=False))
-        except ObjectNotFoundError:
-            return None  # an index entry whose run meta never reached the store
-        except CasstoreError as e:  # damaged: skipped, said once per refresh in the server's log
-            warnings.warn(DamagedRunWarning(f"run {run_id} is skipped: it cannot be read ({e})"), stacklevel=2)
-            return None
+        """Bring the search index up to date for every run (the server does this as it starts,
+        so the first page it shows does not wait for segments to be merged)."""
+        self.runs.indexed_runs(None)
 
     def search(
         self,
@@ -359,25 +277,22 @@ class UIData:
         keys = search.parse_order_by([order_by] if order_by else None)
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise InvalidInputError(f"page size must be from 1 to {MAX_PAGE_SIZE}, got {page_size}")
-        ent = self._summaries(experiment_id)
-        every = list(ent.summaries.values())
-        views = [v for v in every
-                 if (deleted or not v.deleted) and search.matches(comparisons, functools.partial(run_value, v))]
-        views.sort(key=lambda v: v.run_id)
-        views.sort(key=lambda v: v.start_time, reverse=True)
-        views = search.sort_items(views, keys, run_value)
+        as_of = time.time()
+        idx, ids = self.runs.indexed_runs([experiment_id])
+        which = None if deleted else False
+        total = idx.count(ids, comparisons, which)
         start = 0
         if token:
             offset, last = _decode_token(token)
-            start = offset
-            for i in range(max(0, offset - page_size), min(len(views), offset + page_size)):
-                if views[i].run_id == last:  # keyset: go on after the last run shown, wherever it is now
-                    start = i + 1
-                    break
-        page = views[start:start + page_size]
-        more = start + page_size < len(views)
-        return RunPage(page, len(views), _encode_token(start + len(page), page[-1].run_id) if more and page else None,
-                       ent.param_keys, ent.metric_keys, ent.refreshed)
+            # keyset: go on after the last run shown, wherever it is now (runs started or
+            # deleted since move it); looked for within a page of where it was
+            lo = max(0, offset - page_size)
+            near, _ = idx.search(ids, comparisons, keys, which, 2 * page_size, lo)
+            start = next((lo + i + 1 for i, v in enumerate(near) if v.run_id == last), offset)
+        page, more = idx.search(ids, comparisons, keys, which, page_size, start)
+        param_keys, metric_keys = idx.keys(ids, which)
+        return RunPage(page, total, _encode_token(start + len(page), page[-1].run_id) if more and page else None,
+                       param_keys, metric_keys, as_of)
 
     # ---- runs ------------------------------------------------------------------------
 
