@@ -860,16 +860,7 @@ class RunHandle:
                 known = dict(self._known)
             state = read_live_state(self._backend, self.run_id, known, wal=self.store.wal)
             end_time = now_ms()
-            manifest = manifest_of(state, status, end_time)
-            if self.generation > 0:  # resumed after ending: chain to the seal it followed
-                previous = self.store._seal_at(self.run_id, self.generation - 1)
-                if previous is None:
-                    raise CorruptRecordError(
-                        f"run {self.run_id} was resumed into generation {self.generation} but its seal "
-                        f"{layout.seal_key(self.run_id, self.generation - 1)} is missing; the store is damaged"
-                    )
-                manifest.update(generation=self.generation, previous=str(previous["digest"]))
-            data = pack(manifest)
+            data = pack(self._manifest(state, status, end_time))
             digest = hash_bytes(data)
             self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
             self._backend.flush()
@@ -886,6 +877,20 @@ class RunHandle:
         self._close_wal()
         return self._digest
 
+
+    def _manifest(self, state: RunState, status: str, end_time: int) -> dict[str, Any]:
+        """The manifest an end of this handle's generation seals; a resumed run's names the
+        digest of the seal it followed, so every earlier run digest stays verifiable."""
+        manifest = manifest_of(state, status, end_time)
+        if self.generation > 0:
+            previous = self.store._seal_at(self.run_id, self.generation - 1)
+            if previous is None:
+                raise CorruptRecordError(
+                    f"run {self.run_id} was resumed into generation {self.generation} but its seal "
+                    f"{layout.seal_key(self.run_id, self.generation - 1)} is missing; the store is damaged"
+                )
+            manifest.update(generation=self.generation, previous=str(previous["digest"]))
+        return manifest
 
     def _end_batched(self, status: str) -> str:
         """Version 4: list the run once, append the closing batch of this generation (with
@@ -930,16 +935,7 @@ class RunHandle:
                 # with the logged points no batch carries (dead writers' and live ones' on this machine)
                 state = read_live_state(self._backend, self.run_id, known, keys, batches=self._batches,
                                         batches_upto=close.n, wal=self.store.wal)
-                manifest = manifest_of(state, status, end_time)
-                if self.generation > 0:  # resumed after ending: chain to the seal it followed
-                    previous = self.store._seal_at(self.run_id, self.generation - 1)
-                    if previous is None:
-                        raise CorruptRecordError(
-                            f"run {self.run_id} was resumed into generation {self.generation} but its seal "
-                            f"{layout.seal_key(self.run_id, self.generation - 1)} is missing; the store is damaged"
-                        )
-                    manifest.update(generation=self.generation, previous=str(previous["digest"]))
-                data = pack(manifest)
+                data = pack(self._manifest(state, status, end_time))
                 digest = hash_bytes(data)
                 # the manifest as an object of its own too: what audits check with b3sum alone
                 self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
