@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ from casstore.models.mlmodel import python_version
 from casstore.models.pyfunc import FLAVOR_NAME, ModelMetadata, PyFuncModel, pyfunc_from_fetched
 from casstore.models.python_model import FunctionModel, PythonModel, PythonModelContext, PythonModelPredictor
 from casstore.models.requirements import pickle_modules, pin_requirements, resolve_requirements
+from casstore.models.save import model_name as save_model_name
 from casstore.models.save import (
     ModelInfo,
     PreparedModel,
@@ -61,7 +61,6 @@ __all__ = [
 PYTHON_MODEL_FILE = "python_model.pkl"
 #: where a custom model's artifacts go inside the model directory (MLflow's name)
 ARTIFACTS_DIR = "artifacts"
-_DEFAULT_NAME = "model"
 
 
 def _check_python_model(python_model: object, loader_module: object, data_path: object) -> PythonModel:
@@ -176,19 +175,6 @@ def _prepare(
     return PreparedModel(model_dir, flavors, ml_flavors, requirements, signature, example_info)
 
 
-def _model_name(name: str | None, artifact_path: str | None) -> str:
-    if artifact_path is not None:
-        warnings.warn(
-            "log_model(artifact_path=...) is deprecated; pass the model's name as `name`",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        if name is not None and name != artifact_path:
-            raise InvalidInputError(f"log_model got name={name!r} and artifact_path={artifact_path!r}; pass only name")
-        return artifact_path
-    return name if name is not None else _DEFAULT_NAME
-
-
 def log_model(
     artifact_path: str | None = None,
     loader_module: str | None = None,
@@ -213,7 +199,7 @@ def log_model(
     ``artifacts`` maps names to local paths or artifact URIs; each is copied into the
     model and reaches ``load_context`` as ``context.artifacts[name]``, a local path.
     ``code_paths`` are put on ``sys.path`` when the model is loaded."""
-    model_name = _model_name(name, artifact_path)
+    model_name = save_model_name(name, artifact_path)
     model = _check_python_model(python_model, loader_module, data_path)
     if registered_model_name is not None:
         check_model_name(registered_model_name)

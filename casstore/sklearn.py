@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from casstore.models.fetch import FetchedModel
 from casstore.models.mlmodel import python_version
 from casstore.models.requirements import pickle_modules, pin_requirements, resolve_requirements, skops_modules
 from casstore.models.local import add_code_to_path, fetch_model_or_dir
+from casstore.models.save import model_name as save_model_name
 from casstore.models.save import (
     ModelInfo,
     PreparedModel,
@@ -68,7 +68,6 @@ SERIALIZATION_FORMAT_CLOUDPICKLE = CLOUDPICKLE
 SERIALIZATION_FORMAT_PICKLE = PICKLE
 SERIALIZATION_FORMAT_SKOPS = SKOPS
 SUPPORTED_SERIALIZATION_FORMATS = list(FORMATS)
-_DEFAULT_NAME = "model"
 
 
 def _sklearn() -> Any:
@@ -77,19 +76,6 @@ def _sklearn() -> Any:
     except ImportError as e:
         raise InvalidInputError("the sklearn flavor needs scikit-learn: pip install 'casstore[sklearn]'") from e
     return sklearn
-
-
-def _model_name(name: str | None, artifact_path: str | None) -> str:
-    if artifact_path is not None:
-        warnings.warn(
-            "log_model(artifact_path=...) is deprecated; pass the model's name as `name` (or as the second argument)",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        if name is not None and name != artifact_path:
-            raise InvalidInputError(f"log_model got name={name!r} and artifact_path={artifact_path!r}; pass only name")
-        return artifact_path
-    return name if name is not None else _DEFAULT_NAME
 
 
 def _prepare(
@@ -166,7 +152,7 @@ def log_model(
     ``skops_trusted_types`` is only written to ``MLmodel`` for MLflow's loader; casstore
     asks for the trusted types when the model is loaded.
     """
-    model_name = _model_name(name, artifact_path)
+    model_name = save_model_name(name, artifact_path, how="as `name` (or as the second argument)")
     if registered_model_name is not None:
         check_model_name(registered_model_name)  # refuse a bad name before anything is logged
     with tempfile.TemporaryDirectory(prefix="casstore-model-") as d:

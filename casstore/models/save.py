@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import shutil
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,8 +31,26 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ModelInfo", "PreparedModel", "ENTRY_FILE", "prepare_example_and_signature", "copy_code_paths",
-    "write_model_metadata", "save_prepared_model", "log_prepared_model", "new_model_dir",
+    "write_model_metadata", "save_prepared_model", "log_prepared_model", "new_model_dir", "model_name",
 ]
+
+#: the name (directory in the run) of a model logged without one, as MLflow's
+DEFAULT_MODEL_NAME = "model"
+
+
+def model_name(name: str | None, artifact_path: str | None, *, how: str = "as `name`") -> str:
+    """The name a flavor's ``log_model`` logs under: ``name``, else MLflow's deprecated
+    ``artifact_path`` (with a warning), else ``"model"``; both, differing, are refused."""
+    if artifact_path is not None:
+        warnings.warn(
+            f"log_model(artifact_path=...) is deprecated; pass the model's name {how}",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if name is not None and name != artifact_path:
+            raise InvalidInputError(f"log_model got name={name!r} and artifact_path={artifact_path!r}; pass only name")
+        return artifact_path
+    return name if name is not None else DEFAULT_MODEL_NAME
 
 CODE_DIR = "code"
 #: where ``save_model`` puts the model entry in a local model directory (not one of its files)
