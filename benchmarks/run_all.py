@@ -600,6 +600,12 @@ def render_page(res: Results, images: list[tuple[str, str]], img_rel: str) -> st
         "Each script also runs alone, with the command given in its section below. Without MLflow the "
         "MLflow columns and the scripts that need it are skipped, and the page says so.",
         "",
+        "Full-size figures with what they mean also stand beside the features they measure: "
+        "[serving](serving.md#performance) (`bench_serving.py`, against `mlflow models serve`), "
+        "[the web UI](ui.md) (`bench_ui.py`, against `mlflow server`), "
+        "[the search index and batch records](design.md) (`bench_search.py`, section \"Runs, version 4\"), "
+        "[packs on S3](remote-stores.md) and [reliability](reliability.md) (`reliability.py`).",
+        "",
         "## Goals",
         "",
     ]
