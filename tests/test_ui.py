@@ -248,9 +248,25 @@ def test_metric_charts_are_downsampled_keeping_the_shape(tmp_path: Path) -> None
 def test_series_of_few_points_is_not_sampled() -> None:
     from array import array
 
-    s = Series("r", "k", array("d", [0, 1, 2]), array("d", [5, 6, 7]), array("d", [1.0, float("nan"), 3.0]))
+    s = Series("r", "k", array("q", [0, 1, 2]), array("q", [5, 6, 7]), array("d", [1.0, float("nan"), 3.0]))
     d = s.downsampled()
     assert d["ys"] == [1.0, None, 3.0] and not d["sampled"]
+
+
+def test_a_long_series_with_gaps_and_infinities_is_downsampled() -> None:
+    from array import array
+
+    n = 10_000
+    values = [float("nan") if i % 2 == 0 else (float("inf") if i == 5_001 else (i % 50) / 100) for i in range(n)]
+    dips = [-1.0 - i / 100 for i in range(1, 10_000, 99)]  # one in most buckets, many start with a NaN
+    for i in range(1, n, 99):
+        values[i] = -1.0 - i / 100
+    for x in ("step", "time"):
+        d = Series("r", "k", array("q", range(n)), array("q", range(0, 10 * n, 10)), array("d", values)).downsampled(x)
+        assert d["sampled"] and len(d["xs"]) <= 2 * 600 + 2 and d["xs"] == sorted(d["xs"])
+        finite = [y for y in d["ys"] if y is not None]
+        assert set(dips) <= set(finite) and max(finite) == 0.49  # every dip survives; infinity and NaN are gaps
+        assert d["xs"][0] == 0 and d["xs"][-1] == (n - 1 if x == "step" else (n - 1) / 100)
 
 
 def _corrupt_chunk_of(ui_store: UIStore, digest: str, which: int) -> bytes:
@@ -547,3 +563,22 @@ def test_the_table_shows_runs_as_they_are_sealed_and_deleted(tmp_path: Path) -> 
     both = data.search(exp, "metrics.m >= 1", deleted=True)
     assert [(v.run_name, v.deleted) for v in both.runs] == [("late", False), ("r2", True), ("r1", False)]
     assert both.total == 3
+
+
+def test_a_chart_of_a_run_with_a_damaged_seal_shows_the_points_that_verify(tmp_path: Path) -> None:
+    from casstore.exceptions import DamagedRunWarning
+    from casstore.runs import layout
+
+    store = open_run_store(str(tmp_path / "s"))
+    h = store.create_run(store.get_or_create_experiment("e"))
+    for s in range(20):
+        h.log_metric("loss", s / 10, s, 1000 + s)
+    h.end()
+    seal = tmp_path / "s" / layout.seal_key(h.run_id)
+    data = bytearray(seal.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    seal.write_bytes(bytes(data))
+    with TestClient(create_app(store)) as c, pytest.warns(DamagedRunWarning):
+        for _ in range(2):  # nothing cached under a seal that does not verify
+            d = c.get("/api/metrics", params={"run": h.run_id, "key": "loss"}).json()["series"][0]
+            assert d["xs"] == list(range(20)) and d["ys"] == [s / 10 for s in range(20)]

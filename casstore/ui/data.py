@@ -14,9 +14,9 @@ Filters and sorting are casstore's own search grammar and order, as in
 ``RunStore.search_runs``. The cache lives on the user's machine: the UI sends no write
 to the store.
 
-Metric charts: a run's metric points are read once per run digest (a sealed run
-never changes) and kept as arrays of doubles in a small LRU, then cut to a fixed
-number of buckets, keeping each bucket's minimum and maximum, so a chart of a
+Metric charts: a sealed run's histories are read once per run digest (a sealed run never
+changes) as columns (``casstore.runs.columns``) and kept in a small LRU, then cut to a
+fixed number of buckets, keeping each bucket's minimum and maximum, so a chart of a
 100,000-point history keeps its shape in a thousand points.
 """
 
@@ -26,7 +26,6 @@ import base64
 import bisect
 import binascii
 import functools
-import itertools
 import json
 import threading
 import time
@@ -35,12 +34,12 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 from casstore._paths import clean_artifact_path, clean_optional_path
-from casstore.exceptions import CasstoreError, InvalidInputError, ObjectNotFoundError
+from casstore.exceptions import CasstoreError, CorruptRecordError, InvalidInputError, ObjectNotFoundError
 from casstore.runs import RunStore, layout, search
+from casstore.runs.columns import metric_columns
 from casstore.runs.records import ArtifactEntry, Experiment, RunView
 
 __all__ = ["UIData", "RunPage", "Series", "Job", "ArtifactNode", "artifact_tree", "PAGE_SIZE", "MAX_PAGE_SIZE"]
@@ -94,8 +93,8 @@ class Series:
 
     run_id: str
     key: str
-    steps: array[float]
-    times: array[float]
+    steps: array[int]
+    times: array[int]
     values: array[float]
 
     def __len__(self) -> int:
@@ -108,7 +107,7 @@ class Series:
         xs: Sequence[float]
         ys: Sequence[float]
         if x == "time":
-            t0 = min(self.times) if self.times else 0.0
+            t0 = min(self.times) if self.times else 0
             pairs = sorted(zip(((t - t0) / 1000.0 for t in self.times), self.values))
             xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
         elif x == "step":
@@ -125,8 +124,7 @@ class Series:
             while i < n:
                 b = int((xs[i] - lo) / width) + 1  # the bucket's end, in widths from the start
                 j = max(i + 1, bisect.bisect_left(xs, lo + b * width, i)) if b < buckets else n
-                span = range(i, j)
-                keep = {min(span, key=ys.__getitem__), max(span, key=ys.__getitem__)}
+                keep = {i + k for k in _extremes(ys[i:j])}
                 keep |= ({0} if i == 0 else set()) | ({n - 1} if j == n else set())
                 for k in sorted(keep):  # the ends stay too, so the chart spans the whole series
                     out_x.append(xs[k])
@@ -136,17 +134,19 @@ class Series:
                 "xs": out_x, "ys": out_y}
 
 
+def _extremes(seg: Sequence[float]) -> tuple[int, int]:
+    """Where the lowest and the highest value of ``seg`` are (NaN, a gap, only if all are)."""
+    lo, hi = min(seg), max(seg)
+    if lo != lo or hi != hi:  # the first is NaN, which compares with nothing: look among the numbers
+        numbers = [v for v in seg if v == v]
+        if not numbers:
+            return 0, 0
+        lo, hi = min(numbers), max(numbers)
+    return seg.index(lo), seg.index(hi)
+
+
 def _finite(v: float) -> float | None:
     return v if v == v and v not in (float("inf"), float("-inf")) else None
-
-
-def _series_of(view: RunView) -> dict[str, Series]:
-    out = {}
-    # by key, then step, then time; a stable sort keeps logging order among equal steps and times
-    for k, pts in itertools.groupby(sorted(view.points, key=itemgetter(0, 2, 3)), key=itemgetter(0)):
-        _, values, steps, times = zip(*pts)
-        out[k] = Series(view.run_id, k, array("d", steps), array("d", times), array("d", values))
-    return out
 
 
 # ---- artifacts -----------------------------------------------------------------------------
@@ -318,19 +318,26 @@ class UIData:
         return s
 
     def _run_series(self, run_id: str) -> dict[str, Series]:
-        seal = self.runs.seal_record(layout.check_run_id(run_id)) if layout.is_run_id(run_id) else None
-        cache_key = (run_id, str(seal["digest"]) if seal else None)
-        with self._series_lock:
-            hit = self._series.get(cache_key)
-            if hit is not None:
-                self._series.move_to_end(cache_key)
-                return hit
-        built = _series_of(self.run(run_id))
-        if seal is None:
+        try:
+            seal = self.runs.seal_record(run_id) if layout.is_run_id(run_id) else None
+        except CorruptRecordError:
+            seal = None
+        if seal is not None:
+            with self._series_lock:
+                hit = self._series.get((run_id, str(seal["digest"])))
+                if hit is not None:
+                    self._series.move_to_end((run_id, str(seal["digest"])))
+                    return hit
+        try:
+            digest, columns = metric_columns(self.runs, run_id, seal)
+        except InvalidInputError as e:
+            raise ObjectNotFoundError(f"no run {run_id!r} in store {self.url} (a run id is 32 hex digits)") from e
+        built = {k: Series(run_id, k, c.steps, c.times, c.values) for k, c in columns.items()}
+        if digest is None:
             return built  # an open run changes: read it each time
         points = sum(len(s) for s in built.values())
         with self._series_lock:
-            self._series[cache_key] = built
+            self._series[(run_id, digest)] = built
             self._series_points += points
             while self._series_points > SERIES_CACHE_POINTS and len(self._series) > 1:
                 _, dropped = self._series.popitem(last=False)
