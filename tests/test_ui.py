@@ -582,3 +582,11 @@ def test_a_chart_of_a_run_with_a_damaged_seal_shows_the_points_that_verify(tmp_p
         for _ in range(2):  # nothing cached under a seal that does not verify
             d = c.get("/api/metrics", params={"run": h.run_id, "key": "loss"}).json()["series"][0]
             assert d["xs"] == list(range(20)) and d["ys"] == [s / 10 for s in range(20)]
+
+
+def test_artifact_and_audit_pages_lead_back_to_the_runs_experiment(client: TestClient, ui_store: UIStore) -> None:
+    r0 = ui_store.runs[0]
+    back = f'<a href="/experiments/{ui_store.experiment_id}">fraud</a> / <a href="/runs/{r0}">run-0</a>'
+    for url in (f"/runs/{r0}", f"/runs/{r0}/artifacts/notes.txt", f"/runs/{r0}/audit"):
+        crumbs = client.get(url).text.split('class="crumbs')[1].split("</p>")[0]
+        assert back in crumbs or f'<a href="/experiments/{ui_store.experiment_id}">fraud</a> / run-0' in crumbs, (url, crumbs)

@@ -302,7 +302,8 @@ def create_app(
         view = data.run(request.path_params["run_id"])
         entry = data.artifact(view, request.path_params["path"])
         kind = preview_kind(entry.path)
-        ctx: dict[str, Any] = {"run": view, "entry": entry, "kind": kind, "too_large": entry.size > PREVIEW_MAX}
+        ctx: dict[str, Any] = {"run": view, "exp_name": data.experiment_name(view.experiment_id), "entry": entry,
+                               "kind": kind, "too_large": entry.size > PREVIEW_MAX}
         if kind in ("text", "json", "yaml", "csv", "unknown") and not ctx["too_large"]:
             content = data.read_artifact(view, entry, PREVIEW_MAX)
             if kind == "unknown":
