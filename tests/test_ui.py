@@ -590,3 +590,26 @@ def test_artifact_and_audit_pages_lead_back_to_the_runs_experiment(client: TestC
     for url in (f"/runs/{r0}", f"/runs/{r0}/artifacts/notes.txt", f"/runs/{r0}/audit"):
         crumbs = client.get(url).text.split('class="crumbs')[1].split("</p>")[0]
         assert back in crumbs or f'<a href="/experiments/{ui_store.experiment_id}">fraud</a> / run-0' in crumbs, (url, crumbs)
+
+
+def test_a_run_page_follows_the_run_as_it_is_resumed_and_deleted(tmp_path: Path) -> None:
+    store = open_run_store(str(tmp_path / "s"))
+    h = store.create_run(store.get_or_create_experiment("e"), run_name="kept")
+    h.log_param("first", "1")
+    for s in range(3):
+        h.log_metric("loss", 1.0 / (s + 1), s, 1000 + s)
+    first = h.end()
+    with TestClient(create_app(store)) as c:
+        page = c.get(f"/runs/{h.run_id}").text
+        assert first in page and "first" in page and "DELETED" not in page
+        assert re.search(r"<th>loss</th><td[^>]*>0.333333</td><td[^>]*>3</td>", page)  # latest value, 3 points
+        h2 = store.reopen_run(h.run_id)
+        h2.log_param("second", "2")
+        h2.log_metric("loss", 0.1, 3, 1003)
+        second = h2.end()
+        page = c.get(f"/runs/{h.run_id}").text
+        assert second in page and first not in page and "second" in page
+        assert re.search(r"<th>loss</th><td[^>]*>0.1</td><td[^>]*>4</td>", page)
+        assert c.get("/api/metrics", params={"run": h.run_id, "key": "loss"}).json()["series"][0]["ys"][-1] == 0.1
+        store.delete_run(h.run_id)
+        assert "DELETED" in c.get(f"/runs/{h.run_id}").text

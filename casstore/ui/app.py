@@ -291,9 +291,7 @@ def create_app(
         from casstore.cli.audit import _tag_groups
 
         code, env_tags, other = _tag_groups(view.tags)
-        histories: dict[str, int] = {}
-        for k, _v, _s, _t in view.points:
-            histories[k] = histories.get(k, 0) + 1
+        histories = {k: len(s) for k, s in sorted(data.run_series(view.run_id).items())}
         return render(request, "run.html", run=view, exp_name=data.experiment_name(view.experiment_id),
                       root=artifact_tree(view.artifacts), code=code, env_tags=env_tags, other=other,
                       histories=histories, total_size=sum(a.size for a in view.artifacts.values()))

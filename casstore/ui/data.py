@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import bisect
 import binascii
+import dataclasses
 import functools
 import json
 import threading
@@ -48,8 +49,10 @@ PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 #: buckets a chart is cut into (each gives at most its minimum and its maximum)
 CHART_BUCKETS = 600
-#: metric points kept in memory across runs (three doubles each)
+#: metric points kept in memory across runs (three numbers each)
 SERIES_CACHE_POINTS = 4_000_000
+#: sealed runs whose views (without their points) are kept in memory
+VIEW_CACHE_RUNS = 256
 
 
 # ---- the runs table ------------------------------------------------------------------------
@@ -235,6 +238,7 @@ class UIData:
         self._series: OrderedDict[tuple[str, str | None], dict[str, Series]] = OrderedDict()
         self._series_points = 0
         self._series_lock = threading.Lock()
+        self._views: OrderedDict[tuple[str, str], RunView] = OrderedDict()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._cached: dict[str, tuple[float, Any]] = {}
 
@@ -297,11 +301,34 @@ class UIData:
     # ---- runs ------------------------------------------------------------------------
 
     def run(self, run_id: str) -> RunView:
-        """A whole run (verified manifest if sealed); 404-style error naming it if absent."""
+        """A run (verified manifest if sealed) without its metric points (:meth:`series` has
+        them); 404-style error naming it if absent. A sealed run's view is kept per digest."""
+        seal = self._seal(run_id)
+        key = (run_id, str(seal["digest"])) if seal is not None else None
+        with self._lock:
+            hit = self._views.get(key) if key else None
+            if hit is not None and key:
+                self._views.move_to_end(key)
+        if hit is not None:
+            deleted = self.runs.is_deleted(run_id)  # a sealed run can still be deleted
+            return hit if hit.deleted == deleted else dataclasses.replace(hit, deleted=deleted)
         try:
-            return self.runs.get_run(run_id, flush=False)
+            view = dataclasses.replace(self.runs.get_run(run_id, flush=False), points=())
         except InvalidInputError as e:
             raise ObjectNotFoundError(f"no run {run_id!r} in store {self.url} (a run id is 32 hex digits)") from e
+        if key and view.digest == key[1] and not view.damaged:
+            with self._lock:
+                self._views[key] = view
+                while len(self._views) > VIEW_CACHE_RUNS:
+                    self._views.popitem(last=False)
+        return view
+
+    def _seal(self, run_id: str) -> dict[str, Any] | None:
+        """The run's seal record, ``None`` if it is open or its seal does not verify."""
+        try:
+            return self.runs.seal_record(run_id) if layout.is_run_id(run_id) else None
+        except CorruptRecordError:
+            return None
 
     def experiment_name(self, experiment_id: str) -> str:
         try:
@@ -311,17 +338,15 @@ class UIData:
 
     def series(self, run_id: str, key: str) -> Series:
         """One metric's history of a run (cached per run digest)."""
-        run_series = self._run_series(run_id)
+        run_series = self.run_series(run_id)
         s = run_series.get(key)
         if s is None:
             raise ObjectNotFoundError(f"run {run_id} has no metric {key!r}")
         return s
 
-    def _run_series(self, run_id: str) -> dict[str, Series]:
-        try:
-            seal = self.runs.seal_record(run_id) if layout.is_run_id(run_id) else None
-        except CorruptRecordError:
-            seal = None
+    def run_series(self, run_id: str) -> dict[str, Series]:
+        """Every metric history of a run, by key (a sealed run's kept per run digest)."""
+        seal = self._seal(run_id)
         if seal is not None:
             with self._series_lock:
                 hit = self._series.get((run_id, str(seal["digest"])))
@@ -383,8 +408,8 @@ class UIData:
         """What differs between two runs (``casstore diff``), plus the artifacts both hold alike."""
         from casstore.cli.audit import build_diff
 
-        d = build_diff(self.runs, run_a, run_b)
         va, vb = self.run(run_a), self.run(run_b)
+        d = build_diff(self.runs, run_a, run_b, (va, vb))
         d["same"] = {p: {"digest": e.digest, "size": e.size} for p, e in sorted(va.artifacts.items())
                      if p in vb.artifacts and vb.artifacts[p].digest == e.digest}
         return d
