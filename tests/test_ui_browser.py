@@ -223,6 +223,8 @@ def test_download_is_the_stored_file(page: Any, ui_store: UIStore, tmp_path: Pat
 
 def test_registered_model_and_its_source_run(page: Any, ui_store: UIStore) -> None:
     page.goto("/")
+    assert page.locator("a", has_text=ui_store.model_name).count() == 1  # the registered models, under the experiments
+    shot(page, "experiments")
     _navigate(page, page.get_by_role("link", name="Models", exact=True))
     _navigate(page, page.get_by_role("link", name=ui_store.model_name))
     assert page.locator("section#v2 .chip", has_text="@champion").count() == 1
@@ -272,6 +274,7 @@ def test_hostile_content_stays_text(page: Any, ui_store: UIStore) -> None:
     page.goto(f"/runs/{ui_store.hostile_run}/artifacts/report.html")
     frame = page.frame_locator("iframe.sandboxed")
     assert frame.locator("p").inner_text() == "report"
+    shot(page, "artifact-html")
     time.sleep(0.2)
     assert page.title() != "pwned" and not re.search("pwned", page.title())
     assert title
