@@ -399,7 +399,14 @@ def test_verify_from_the_page_reports_as_the_cli(client: TestClient, ui_store: U
     d = _wait_for(client, job)
     assert d["result"]["ok"] and d["result"]["scope"] == "runs"
     page = client.get(r.headers["location"]).text
-    assert "OK: verified" in page
+    from click.testing import CliRunner
+
+    from casstore.cli import cli
+
+    cli_line = CliRunner().invoke(cli, ["verify", ui_store.runs[0], "--store", str(ui_store.path)]).output.splitlines()[-1]
+    shown = re.search(r'id="verify-result"[^>]*>([^<]*)<', page)
+    assert shown and cli_line.startswith("OK: verified")
+    assert re.sub(r" in [0-9.]+s$", "", shown.group(1)) == re.sub(r" in [0-9.]+s$", "", cli_line)  # the CLI's words
     # a post from another site starts nothing
     assert client.post("/store/verify", data={"run": ""}, headers={"origin": "https://evil.example"}).status_code == 403
     assert "no run" in client.post("/store/verify", data={"run": "0" * 32}).text

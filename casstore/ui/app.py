@@ -394,9 +394,11 @@ def create_app(
 
     def verify_job(request: Request) -> Response:
         job = data.job(request.path_params["job_id"])
+        from casstore.cli.maintenance import unchecked_note, verify_outcome
         from casstore.maintenance.verify import describe_affected
 
-        return render(request, "verify.html", job=job, describe=describe_affected)
+        return render(request, "verify.html", job=job, describe=describe_affected, outcome=verify_outcome,
+                      unchecked_note=unchecked_note)
 
     # ---- JSON ---------------------------------------------------------------------------
 
