@@ -80,7 +80,7 @@ def point_columns(points: Sequence[Any], where: str) -> dict[str, MetricColumns]
         return {}
     if not set(map(type, points)) <= {list, tuple} or set(map(len, points)) != {4}:
         raise CorruptRecordError(f"{where}: a metric point is not [key, value, step, time]")
-    # columns as lists of the decoded objects: no object is made per point (each would
+    # columns as lists of the decoded objects: no tuple or list is made per point (each would
     # be one more for the garbage collector to trace)
     keys, values, steps, times = (list(map(itemgetter(i), points)) for i in range(4))
     if not set(map(type, keys)) <= {str}:
