@@ -110,9 +110,9 @@ class Series:
         xs: Sequence[float]
         ys: Sequence[float]
         if x == "time":
-            t0 = min(self.times) if self.times else 0
-            pairs = sorted(zip(((t - t0) / 1000.0 for t in self.times), self.values))
-            xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+            order = sorted(range(len(self.times)), key=self.times.__getitem__)  # stable: by step among equal times
+            t0 = self.times[order[0]] if order else 0
+            xs, ys = [(self.times[i] - t0) / 1000.0 for i in order], [self.values[i] for i in order]
         elif x == "step":
             xs, ys = self.steps, self.values
         else:
