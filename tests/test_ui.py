@@ -248,9 +248,25 @@ def test_metric_charts_are_downsampled_keeping_the_shape(tmp_path: Path) -> None
 def test_series_of_few_points_is_not_sampled() -> None:
     from array import array
 
-    s = Series("r", "k", array("d", [0, 1, 2]), array("d", [5, 6, 7]), array("d", [1.0, float("nan"), 3.0]))
+    s = Series("r", "k", array("q", [0, 1, 2]), array("q", [5, 6, 7]), array("d", [1.0, float("nan"), 3.0]))
     d = s.downsampled()
     assert d["ys"] == [1.0, None, 3.0] and not d["sampled"]
+
+
+def test_a_long_series_with_gaps_and_infinities_is_downsampled() -> None:
+    from array import array
+
+    n = 10_000
+    values = [float("nan") if i % 2 == 0 else (float("inf") if i == 5_001 else (i % 50) / 100) for i in range(n)]
+    dips = [-1.0 - i / 100 for i in range(1, 10_000, 99)]  # one in most buckets, many start with a NaN
+    for i in range(1, n, 99):
+        values[i] = -1.0 - i / 100
+    for x in ("step", "time"):
+        d = Series("r", "k", array("q", range(n)), array("q", range(0, 10 * n, 10)), array("d", values)).downsampled(x)
+        assert d["sampled"] and len(d["xs"]) <= 2 * 600 + 2 and d["xs"] == sorted(d["xs"])
+        finite = [y for y in d["ys"] if y is not None]
+        assert set(dips) <= set(finite) and max(finite) == 0.49  # every dip survives; infinity and NaN are gaps
+        assert d["xs"][0] == 0 and d["xs"][-1] == (n - 1 if x == "step" else (n - 1) / 100)
 
 
 def _corrupt_chunk_of(ui_store: UIStore, digest: str, which: int) -> bytes:
@@ -383,7 +399,14 @@ def test_verify_from_the_page_reports_as_the_cli(client: TestClient, ui_store: U
     d = _wait_for(client, job)
     assert d["result"]["ok"] and d["result"]["scope"] == "runs"
     page = client.get(r.headers["location"]).text
-    assert "OK: verified" in page
+    from click.testing import CliRunner
+
+    from casstore.cli import cli
+
+    cli_line = CliRunner().invoke(cli, ["verify", ui_store.runs[0], "--store", str(ui_store.path)]).output.splitlines()[-1]
+    shown = re.search(r'id="verify-result"[^>]*>([^<]*)<', page)
+    assert shown and cli_line.startswith("OK: verified")
+    assert re.sub(r" in [0-9.]+s$", "", shown.group(1)) == re.sub(r" in [0-9.]+s$", "", cli_line)  # the CLI's words
     # a post from another site starts nothing
     assert client.post("/store/verify", data={"run": ""}, headers={"origin": "https://evil.example"}).status_code == 403
     assert "no run" in client.post("/store/verify", data={"run": "0" * 32}).text
@@ -547,3 +570,53 @@ def test_the_table_shows_runs_as_they_are_sealed_and_deleted(tmp_path: Path) -> 
     both = data.search(exp, "metrics.m >= 1", deleted=True)
     assert [(v.run_name, v.deleted) for v in both.runs] == [("late", False), ("r2", True), ("r1", False)]
     assert both.total == 3
+
+
+def test_a_chart_of_a_run_with_a_damaged_seal_shows_the_points_that_verify(tmp_path: Path) -> None:
+    from casstore.exceptions import DamagedRunWarning
+    from casstore.runs import layout
+
+    store = open_run_store(str(tmp_path / "s"))
+    h = store.create_run(store.get_or_create_experiment("e"))
+    for s in range(20):
+        h.log_metric("loss", s / 10, s, 1000 + s)
+    h.end()
+    seal = tmp_path / "s" / layout.seal_key(h.run_id)
+    data = bytearray(seal.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    seal.write_bytes(bytes(data))
+    with TestClient(create_app(store)) as c, pytest.warns(DamagedRunWarning):
+        for _ in range(2):  # nothing cached under a seal that does not verify
+            d = c.get("/api/metrics", params={"run": h.run_id, "key": "loss"}).json()["series"][0]
+            assert d["xs"] == list(range(20)) and d["ys"] == [s / 10 for s in range(20)]
+
+
+def test_artifact_and_audit_pages_lead_back_to_the_runs_experiment(client: TestClient, ui_store: UIStore) -> None:
+    r0 = ui_store.runs[0]
+    back = f'<a href="/experiments/{ui_store.experiment_id}">fraud</a> / <a href="/runs/{r0}">run-0</a>'
+    for url in (f"/runs/{r0}", f"/runs/{r0}/artifacts/notes.txt", f"/runs/{r0}/audit"):
+        crumbs = client.get(url).text.split('class="crumbs')[1].split("</p>")[0]
+        assert back in crumbs or f'<a href="/experiments/{ui_store.experiment_id}">fraud</a> / run-0' in crumbs, (url, crumbs)
+
+
+def test_a_run_page_follows_the_run_as_it_is_resumed_and_deleted(tmp_path: Path) -> None:
+    store = open_run_store(str(tmp_path / "s"))
+    h = store.create_run(store.get_or_create_experiment("e"), run_name="kept")
+    h.log_param("first", "1")
+    for s in range(3):
+        h.log_metric("loss", 1.0 / (s + 1), s, 1000 + s)
+    first = h.end()
+    with TestClient(create_app(store)) as c:
+        page = c.get(f"/runs/{h.run_id}").text
+        assert first in page and "first" in page and "DELETED" not in page
+        assert re.search(r"<th>loss</th><td[^>]*>0.333333</td><td[^>]*>3</td>", page)  # latest value, 3 points
+        h2 = store.reopen_run(h.run_id)
+        h2.log_param("second", "2")
+        h2.log_metric("loss", 0.1, 3, 1003)
+        second = h2.end()
+        page = c.get(f"/runs/{h.run_id}").text
+        assert second in page and first not in page and "second" in page
+        assert re.search(r"<th>loss</th><td[^>]*>0.1</td><td[^>]*>4</td>", page)
+        assert c.get("/api/metrics", params={"run": h.run_id, "key": "loss"}).json()["series"][0]["ys"][-1] == 0.1
+        store.delete_run(h.run_id)
+        assert "DELETED" in c.get(f"/runs/{h.run_id}").text

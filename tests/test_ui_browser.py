@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,16 +82,22 @@ def browser() -> Iterator[Any]:
 EXPECTED: list[str] = []
 
 
+def watch(pg: Any) -> list[str]:
+    """What goes wrong on a page: console errors, uncaught script errors, dialogs."""
+    problems: list[str] = []
+    pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    pg.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    return problems
+
+
 @pytest.fixture
 def page(browser: Any, server: str) -> Iterator[Any]:
     """A page that records console errors, page errors and dialogs: any of them fails the test,
     except those the test put in EXPECTED (which must then appear)."""
     context = browser.new_context(base_url=server, accept_downloads=True, viewport={"width": 1280, "height": 900})
     pg = context.new_page()
-    problems: list[str] = []
-    pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    pg.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    problems = watch(pg)
     EXPECTED.clear()
     yield pg
     context.close()
@@ -216,6 +223,8 @@ def test_download_is_the_stored_file(page: Any, ui_store: UIStore, tmp_path: Pat
 
 def test_registered_model_and_its_source_run(page: Any, ui_store: UIStore) -> None:
     page.goto("/")
+    assert page.locator("a", has_text=ui_store.model_name).count() == 1  # the registered models, under the experiments
+    shot(page, "experiments")
     _navigate(page, page.get_by_role("link", name="Models", exact=True))
     _navigate(page, page.get_by_role("link", name=ui_store.model_name))
     assert page.locator("section#v2 .chip", has_text="@champion").count() == 1
@@ -265,6 +274,70 @@ def test_hostile_content_stays_text(page: Any, ui_store: UIStore) -> None:
     page.goto(f"/runs/{ui_store.hostile_run}/artifacts/report.html")
     frame = page.frame_locator("iframe.sandboxed")
     assert frame.locator("p").inner_text() == "report"
+    shot(page, "artifact-html")
     time.sleep(0.2)
     assert page.title() != "pwned" and not re.search("pwned", page.title())
     assert title
+
+
+def test_what_fails_a_browser_test_is_seen(browser: Any, server: str) -> None:
+    """The watch every test runs under sees a console error, a resource that failed to load,
+    an uncaught script error and a dialog."""
+    context = browser.new_context(base_url=server)
+    try:
+        pg = context.new_page()
+        problems = watch(pg)
+        pg.goto("/")
+        pg.evaluate("console.error('logged')")
+        pg.evaluate("() => { const i = document.createElement('img'); i.src = '/static/missing.png'; document.body.append(i); }")
+        pg.evaluate("setTimeout(() => { throw new Error('thrown') }, 0)")
+        pg.evaluate("setTimeout(() => alert('asked'), 0)")
+        pg.wait_for_timeout(500)
+    finally:
+        context.close()
+    assert "console error: logged" in problems
+    assert any(p.startswith("console error: Failed to load resource") and "404" in p for p in problems), problems
+    assert "page error: thrown" in problems or any("Error: thrown" in p for p in problems), problems
+    assert "dialog: asked" in problems
+
+
+def test_runs_table_pages(page: Any, ui_store: UIStore) -> None:
+    page.goto(f"/experiments/{ui_store.experiment_id}?size=2")
+    seen = _rows(page)
+    assert len(seen) == 2 and "5 runs" in page.locator(".table-tools, body").first.inner_text()
+    while page.locator("a[rel=next]").count():
+        _navigate(page, page.locator("a[rel=next]"))
+        assert "size=2" in page.url and 1 <= len(_rows(page)) <= 2
+        seen += _rows(page)
+    assert seen == ["train-1", "train-0", "run-2", "run-1", "run-0"]  # every run once, in order
+    _navigate(page, page.get_by_role("link", name="first page"))
+    assert _rows(page) == seen[:2]
+
+
+def test_run_page_json_preview_and_a_directory_as_a_zip(page: Any, ui_store: UIStore, tmp_path: Path) -> None:
+    page.goto(f"/runs/{ui_store.runs[0]}")
+    _navigate(page, page.get_by_role("link", name="config.json"))
+    assert '"solver": "lbfgs"' in page.locator("pre").first.inner_text()
+    page.go_back()
+    page.goto(f"/runs/{ui_store.runs[0]}/artifacts/data/curve.csv")
+    digest = page.locator("#artifact-digest").inner_text().strip()
+    page.goto(f"/runs/{ui_store.runs[0]}")
+    with page.expect_download() as info:
+        page.locator("li.dir", has_text="data").locator("a", has_text="zip").click()
+    target = tmp_path / "data.zip"
+    info.value.save_as(target)
+    assert info.value.suggested_filename.endswith(".zip")
+    with zipfile.ZipFile(target) as z:
+        assert z.namelist() == ["curve.csv"]  # paths inside the directory
+        assert blake3(z.read("curve.csv")).hexdigest() == digest
+
+
+def test_verify_one_run_from_its_page(page: Any, ui_store: UIStore) -> None:
+    page.goto(f"/runs/{ui_store.runs[1]}")
+    _navigate(page, page.get_by_role("button", name="Verify this run"))
+    page.wait_for_selector("#verify-result", timeout=30_000)
+    assert page.locator("#verify-result").inner_text().startswith("OK: verified")
+    assert ui_store.runs[1] in page.locator("h1").inner_text()
+    page.goto("/store")
+    assert "would delete now" in page.locator("#gc-dry-run").inner_text()  # what gc would reclaim, written nothing
+    assert page.locator("a", has_text=f"run {ui_store.runs[1]}").count() == 1  # the verify it started, listed

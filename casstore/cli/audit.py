@@ -231,9 +231,9 @@ def _diff_maps(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_diff(runs: Any, run_a: str, run_b: str) -> dict[str, Any]:
-    """What differs between two runs, as a JSON-ready dict."""
-    va, vb = runs.get_run(run_a), runs.get_run(run_b)
+def build_diff(runs: Any, run_a: str, run_b: str, views: tuple[Any, Any] | None = None) -> dict[str, Any]:
+    """What differs between two runs, as a JSON-ready dict (``views``: the two runs, if read already)."""
+    va, vb = views if views is not None else (runs.get_run(run_a), runs.get_run(run_b))
     arts_a = {p: {"digest": e.digest, "size": e.size} for p, e in va.artifacts.items()}
     arts_b = {p: {"digest": e.digest, "size": e.size} for p, e in vb.artifacts.items()}
     arts = _diff_maps(arts_a, arts_b)

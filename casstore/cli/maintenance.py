@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -59,20 +60,31 @@ def verify_cmd(run_ids: tuple[str, ...], all_: bool, deep: bool, as_json: bool, 
         emit_json(report.to_dict())
     else:
         print_problems(report)
-        c = report.checked
-        summary = (f"{c.get('chunks', 0)} chunks ({human_size(c.get('bytes', 0))}), {c.get('files', 0)} files, "
-                   f"{c.get('models', 0)} models, {c.get('runs', 0)} runs, {c.get('registry_versions', 0)} registry versions"
-                   + (f", {c['records']} records" if c.get("records") else ""))
-        if report.ok:
-            click.echo(f"OK: verified {summary} in {report.seconds:.1f}s")
-        else:
-            click.echo(f"FAILED: {len(report.problems)} problem(s) in {summary}", err=True)
-        if c.get("records_unchecked"):
-            click.echo(f"note: {c['records_unchecked']} record(s) were written by an older casstore without their own "
-                       "check: they were decoded and type-checked, but a changed byte in them can only be found where "
-                       "another digest covers it (a sealed run's manifest)", err=True)
+        click.echo(verify_outcome(report.to_dict()), err=not report.ok)
+        if note := unchecked_note(report.checked):
+            click.echo(note, err=True)
     if not report.ok:
         raise click.exceptions.Exit(1)
+
+
+def verify_outcome(report: Mapping[str, Any]) -> str:
+    """The line ``casstore verify`` ends with, from a report's :meth:`to_dict` (the UI shows it too)."""
+    c = report["checked"]
+    summary = (f"{c.get('chunks', 0)} chunks ({human_size(c.get('bytes', 0))}), {c.get('files', 0)} files, "
+               f"{c.get('models', 0)} models, {c.get('runs', 0)} runs, {c.get('registry_versions', 0)} registry versions"
+               + (f", {c['records']} records" if c.get("records") else ""))
+    if report["ok"]:
+        return f"OK: verified {summary} in {report['seconds']:.1f}s"
+    return f"FAILED: {len(report['problems'])} problem(s) in {summary}"
+
+
+def unchecked_note(checked: Mapping[str, Any]) -> str | None:
+    """What ``casstore verify`` says of records written without their own check, if any."""
+    if not checked.get("records_unchecked"):
+        return None
+    return (f"note: {checked['records_unchecked']} record(s) were written by an older casstore without their own "
+            "check: they were decoded and type-checked, but a changed byte in them can only be found where "
+            "another digest covers it (a sealed run's manifest)")
 
 
 @click.command("du", epilog="""\b

@@ -291,9 +291,7 @@ def create_app(
         from casstore.cli.audit import _tag_groups
 
         code, env_tags, other = _tag_groups(view.tags)
-        histories: dict[str, int] = {}
-        for k, _v, _s, _t in view.points:
-            histories[k] = histories.get(k, 0) + 1
+        histories = {k: len(s) for k, s in sorted(data.run_series(view.run_id).items())}
         return render(request, "run.html", run=view, exp_name=data.experiment_name(view.experiment_id),
                       root=artifact_tree(view.artifacts), code=code, env_tags=env_tags, other=other,
                       histories=histories, total_size=sum(a.size for a in view.artifacts.values()))
@@ -302,7 +300,8 @@ def create_app(
         view = data.run(request.path_params["run_id"])
         entry = data.artifact(view, request.path_params["path"])
         kind = preview_kind(entry.path)
-        ctx: dict[str, Any] = {"run": view, "entry": entry, "kind": kind, "too_large": entry.size > PREVIEW_MAX}
+        ctx: dict[str, Any] = {"run": view, "exp_name": data.experiment_name(view.experiment_id), "entry": entry,
+                               "kind": kind, "too_large": entry.size > PREVIEW_MAX}
         if kind in ("text", "json", "yaml", "csv", "unknown") and not ctx["too_large"]:
             content = data.read_artifact(view, entry, PREVIEW_MAX)
             if kind == "unknown":
@@ -395,9 +394,11 @@ def create_app(
 
     def verify_job(request: Request) -> Response:
         job = data.job(request.path_params["job_id"])
+        from casstore.cli.maintenance import unchecked_note, verify_outcome
         from casstore.maintenance.verify import describe_affected
 
-        return render(request, "verify.html", job=job, describe=describe_affected)
+        return render(request, "verify.html", job=job, describe=describe_affected, outcome=verify_outcome,
+                      unchecked_note=unchecked_note)
 
     # ---- JSON ---------------------------------------------------------------------------
 

@@ -14,9 +14,9 @@ Filters and sorting are casstore's own search grammar and order, as in
 ``RunStore.search_runs``. The cache lives on the user's machine: the UI sends no write
 to the store.
 
-Metric charts: a run's metric points are read once per run digest (a sealed run
-never changes) and kept as arrays of doubles in a small LRU, then cut to a fixed
-number of buckets, keeping each bucket's minimum and maximum, so a chart of a
+Metric charts: a sealed run's histories are read once per run digest (a sealed run never
+changes) as columns (``casstore.runs.columns``) and kept in a small LRU, then cut to a
+fixed number of buckets, keeping each bucket's minimum and maximum, so a chart of a
 100,000-point history keeps its shape in a thousand points.
 """
 
@@ -25,8 +25,8 @@ from __future__ import annotations
 import base64
 import bisect
 import binascii
+import dataclasses
 import functools
-import itertools
 import json
 import threading
 import time
@@ -35,12 +35,12 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 from casstore._paths import clean_artifact_path, clean_optional_path
-from casstore.exceptions import CasstoreError, InvalidInputError, ObjectNotFoundError
+from casstore.exceptions import CasstoreError, CorruptRecordError, InvalidInputError, ObjectNotFoundError
 from casstore.runs import RunStore, layout, search
+from casstore.runs.columns import metric_columns
 from casstore.runs.records import ArtifactEntry, Experiment, RunView
 
 __all__ = ["UIData", "RunPage", "Series", "Job", "ArtifactNode", "artifact_tree", "PAGE_SIZE", "MAX_PAGE_SIZE"]
@@ -49,8 +49,10 @@ PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 #: buckets a chart is cut into (each gives at most its minimum and its maximum)
 CHART_BUCKETS = 600
-#: metric points kept in memory across runs (three doubles each)
+#: metric points kept in memory across runs (three numbers each)
 SERIES_CACHE_POINTS = 4_000_000
+#: sealed runs whose views (without their points) are kept in memory
+VIEW_CACHE_RUNS = 256
 
 
 # ---- the runs table ------------------------------------------------------------------------
@@ -94,8 +96,8 @@ class Series:
 
     run_id: str
     key: str
-    steps: array[float]
-    times: array[float]
+    steps: array[int]
+    times: array[int]
     values: array[float]
 
     def __len__(self) -> int:
@@ -108,9 +110,9 @@ class Series:
         xs: Sequence[float]
         ys: Sequence[float]
         if x == "time":
-            t0 = min(self.times) if self.times else 0.0
-            pairs = sorted(zip(((t - t0) / 1000.0 for t in self.times), self.values))
-            xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+            order = sorted(range(len(self.times)), key=self.times.__getitem__)  # stable: by step among equal times
+            t0 = self.times[order[0]] if order else 0
+            xs, ys = [(self.times[i] - t0) / 1000.0 for i in order], [self.values[i] for i in order]
         elif x == "step":
             xs, ys = self.steps, self.values
         else:
@@ -125,8 +127,7 @@ class Series:
             while i < n:
                 b = int((xs[i] - lo) / width) + 1  # the bucket's end, in widths from the start
                 j = max(i + 1, bisect.bisect_left(xs, lo + b * width, i)) if b < buckets else n
-                span = range(i, j)
-                keep = {min(span, key=ys.__getitem__), max(span, key=ys.__getitem__)}
+                keep = {i + k for k in _extremes(ys[i:j])}
                 keep |= ({0} if i == 0 else set()) | ({n - 1} if j == n else set())
                 for k in sorted(keep):  # the ends stay too, so the chart spans the whole series
                     out_x.append(xs[k])
@@ -136,17 +137,19 @@ class Series:
                 "xs": out_x, "ys": out_y}
 
 
+def _extremes(seg: Sequence[float]) -> tuple[int, int]:
+    """Where the lowest and the highest value of ``seg`` are (NaN, a gap, only if all are)."""
+    lo, hi = min(seg), max(seg)
+    if lo != lo or hi != hi:  # the first is NaN, which compares with nothing: look among the numbers
+        numbers = [v for v in seg if v == v]
+        if not numbers:
+            return 0, 0
+        lo, hi = min(numbers), max(numbers)
+    return seg.index(lo), seg.index(hi)
+
+
 def _finite(v: float) -> float | None:
     return v if v == v and v not in (float("inf"), float("-inf")) else None
-
-
-def _series_of(view: RunView) -> dict[str, Series]:
-    out = {}
-    # by key, then step, then time; a stable sort keeps logging order among equal steps and times
-    for k, pts in itertools.groupby(sorted(view.points, key=itemgetter(0, 2, 3)), key=itemgetter(0)):
-        _, values, steps, times = zip(*pts)
-        out[k] = Series(view.run_id, k, array("d", steps), array("d", times), array("d", values))
-    return out
 
 
 # ---- artifacts -----------------------------------------------------------------------------
@@ -235,6 +238,7 @@ class UIData:
         self._series: OrderedDict[tuple[str, str | None], dict[str, Series]] = OrderedDict()
         self._series_points = 0
         self._series_lock = threading.Lock()
+        self._views: OrderedDict[tuple[str, str], RunView] = OrderedDict()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._cached: dict[str, tuple[float, Any]] = {}
 
@@ -297,11 +301,34 @@ class UIData:
     # ---- runs ------------------------------------------------------------------------
 
     def run(self, run_id: str) -> RunView:
-        """A whole run (verified manifest if sealed); 404-style error naming it if absent."""
+        """A run (verified manifest if sealed) without its metric points (:meth:`series` has
+        them); 404-style error naming it if absent. A sealed run's view is kept per digest."""
+        seal = self._seal(run_id)
+        key = (run_id, str(seal["digest"])) if seal is not None else None
+        with self._lock:
+            hit = self._views.get(key) if key else None
+            if hit is not None and key:
+                self._views.move_to_end(key)
+        if hit is not None:
+            deleted = self.runs.is_deleted(run_id)  # a sealed run can still be deleted
+            return hit if hit.deleted == deleted else dataclasses.replace(hit, deleted=deleted)
         try:
-            return self.runs.get_run(run_id, flush=False)
+            view = dataclasses.replace(self.runs.get_run(run_id, flush=False), points=())
         except InvalidInputError as e:
             raise ObjectNotFoundError(f"no run {run_id!r} in store {self.url} (a run id is 32 hex digits)") from e
+        if key and view.digest == key[1] and not view.damaged:
+            with self._lock:
+                self._views[key] = view
+                while len(self._views) > VIEW_CACHE_RUNS:
+                    self._views.popitem(last=False)
+        return view
+
+    def _seal(self, run_id: str) -> dict[str, Any] | None:
+        """The run's seal record, ``None`` if it is open or its seal does not verify."""
+        try:
+            return self.runs.seal_record(run_id) if layout.is_run_id(run_id) else None
+        except CorruptRecordError:
+            return None
 
     def experiment_name(self, experiment_id: str) -> str:
         try:
@@ -311,26 +338,31 @@ class UIData:
 
     def series(self, run_id: str, key: str) -> Series:
         """One metric's history of a run (cached per run digest)."""
-        run_series = self._run_series(run_id)
+        run_series = self.run_series(run_id)
         s = run_series.get(key)
         if s is None:
             raise ObjectNotFoundError(f"run {run_id} has no metric {key!r}")
         return s
 
-    def _run_series(self, run_id: str) -> dict[str, Series]:
-        seal = self.runs.seal_record(layout.check_run_id(run_id)) if layout.is_run_id(run_id) else None
-        cache_key = (run_id, str(seal["digest"]) if seal else None)
-        with self._series_lock:
-            hit = self._series.get(cache_key)
-            if hit is not None:
-                self._series.move_to_end(cache_key)
-                return hit
-        built = _series_of(self.run(run_id))
-        if seal is None:
+    def run_series(self, run_id: str) -> dict[str, Series]:
+        """Every metric history of a run, by key (a sealed run's kept per run digest)."""
+        seal = self._seal(run_id)
+        if seal is not None:
+            with self._series_lock:
+                hit = self._series.get((run_id, str(seal["digest"])))
+                if hit is not None:
+                    self._series.move_to_end((run_id, str(seal["digest"])))
+                    return hit
+        try:
+            digest, columns = metric_columns(self.runs, run_id, seal)
+        except InvalidInputError as e:
+            raise ObjectNotFoundError(f"no run {run_id!r} in store {self.url} (a run id is 32 hex digits)") from e
+        built = {k: Series(run_id, k, c.steps, c.times, c.values) for k, c in columns.items()}
+        if digest is None:
             return built  # an open run changes: read it each time
         points = sum(len(s) for s in built.values())
         with self._series_lock:
-            self._series[cache_key] = built
+            self._series[(run_id, digest)] = built
             self._series_points += points
             while self._series_points > SERIES_CACHE_POINTS and len(self._series) > 1:
                 _, dropped = self._series.popitem(last=False)
@@ -376,8 +408,8 @@ class UIData:
         """What differs between two runs (``casstore diff``), plus the artifacts both hold alike."""
         from casstore.cli.audit import build_diff
 
-        d = build_diff(self.runs, run_a, run_b)
         va, vb = self.run(run_a), self.run(run_b)
+        d = build_diff(self.runs, run_a, run_b, (va, vb))
         d["same"] = {p: {"digest": e.digest, "size": e.size} for p, e in sorted(va.artifacts.items())
                      if p in vb.artifacts and vb.artifacts[p].digest == e.digest}
         return d
