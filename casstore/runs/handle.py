@@ -48,7 +48,18 @@ from casstore.objects import ObjectStore, Stored
 from casstore.objects.codec import pack, pack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout
-from casstore.runs.batches import BATCHED_FROM, Batch, Folded, batch_key, batch_number, batches_prefix, decode_batch, fold
+from casstore.runs.batches import (
+    BATCHED_FROM,
+    Batch,
+    Folded,
+    batch_key,
+    batch_number,
+    batches_prefix,
+    decode_batch,
+    fold,
+    witness_key,
+    witness_record,
+)
 from casstore.runs.claims import PathClaims, directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
@@ -181,6 +192,7 @@ class RunHandle:
         self._batches: dict[int, Batch] = {}  # immutable: each read at most once
         self._batch_lock = threading.Lock()
         self._wal: WalWriter | None = None  # this handle's metric log, opened at its first point
+        self._witnessed: int | None = None  # the batch this handle's witness record names
         register_flushable(self)
 
     def __repr__(self) -> str:
@@ -373,6 +385,7 @@ class RunHandle:
             self._claims.release(new)
             raise
         entry = self._bind_entry(path, stored, inline)
+        self._list_bound([(layout.artifact_key(self.run_id, path), entry.digest)])
         self._check_in_seal("artifacts", [path])
         return entry
 
@@ -399,6 +412,7 @@ class RunHandle:
             self._claims.release(new)
             raise
         entry = self._bind_entry(path, Stored(digest, size))
+        self._list_bound([(layout.artifact_key(self.run_id, path), entry.digest)])
         self._check_in_seal("artifacts", [path])
         return entry
 
@@ -484,11 +498,13 @@ class RunHandle:
         finally:
             if pool:
                 pool.shutdown(wait=True)
+        entries = [b for b in bound if b is not None]
+        self._list_bound((layout.artifact_key(self.run_id, b.path), b.digest) for b in entries)
         if errors:
             raise errors[0]
         if n:
             self._check_in_seal("artifacts", paths)
-        return [b for b in bound if b is not None]
+        return entries
 
     @contextlib.contextmanager
     def _storing(self, needed: Callable[[], int], files: int) -> Iterator[None]:
@@ -521,6 +537,13 @@ class RunHandle:
                 continue  # gone, or unreadable: gc settles it
         return freed
 
+    def _list_bound(self, bound: Iterable[tuple[str, str]]) -> None:
+        """Version 4: list records just bound (``(key, digest)``) in a batch, so their removal
+        is found (see casstore/runs/batches.py)."""
+        refs = {key.removeprefix(layout.run_prefix(self.run_id)): digest for key, digest in bound}
+        if self._batched and refs:
+            self._append({}, {}, [], refs=refs)
+
     # ---- models ------------------------------------------------------------------
 
     def add_model(self, name: str, entry: dict[str, Any]) -> str:
@@ -539,12 +562,13 @@ class RunHandle:
                 )
         digest = self.store.put_model_entry(entry)
         self._objects.flush()
-        self._bind(
+        bound = self._bind(
             layout.model_ref_key(self.run_id, name),
             {"v": RECORD_VERSION, "name": name, "digest": digest, "logged_at": now_ms()},
             "digest", f"model {name!r} of run {self.run_id}",
             "A logged model is immutable: log the new model under another name, or in a new run.",
         )
+        self._list_bound([(layout.model_ref_key(self.run_id, name), str(bound["digest"]))])
         self._check_in_seal("models", [name])
         return digest
 
@@ -616,15 +640,20 @@ class RunHandle:
             raise self._sealed_error()
 
     def _append(self, params: dict[str, str], tags: Mapping[str, str | None], points: list[MetricPoint],
-                logged: tuple[str, int, int] | None = None) -> None:
+                logged: tuple[str, int, int] | None = None, refs: Mapping[str, str] | None = None) -> None:
         """Write one batch record numbered after every batch there is (list, create
         ``max + 1``, on a lost race list again). Its params are checked against the batches
         below it first: a param bound there to another value raises, with nothing written;
         those bound to the same value are left out. A run fenced (ended or deleted) below
-        the number refuses the batch. ``logged``: the write-ahead log range ``points`` are."""
+        the number refuses the batch. ``logged``: the write-ahead log range ``points`` are.
+        ``refs``: records just bound (key under the run -> digest) that the batch lists; the
+        run's witness record then holds its number. A fenced run needs no list (its seal
+        or deletion decides), so a batch of ``refs`` alone is then not written."""
         with self._batch_lock:
             for attempt in range(BATCH_ATTEMPTS):
                 folded = self._sync_batches(self._backend.list(batches_prefix(self.run_id)))
+                if refs and not (params or tags or points) and folded.refuses(self.generation):
+                    return
                 self._refuse_fenced(folded)
                 fresh = {}
                 for key, value in params.items():
@@ -633,18 +662,29 @@ class RunHandle:
                         fresh[key] = value
                     elif bound != value:
                         raise ImmutableArtifactError(f"param {key!r} of run {self.run_id}", bound, value, _PARAM_HINT)
-                if not fresh and not tags and not points:
+                if not fresh and not tags and not points and not refs:
                     return  # bound already, to the same values
                 batch = Batch(folded.top + 1, fresh, list(tags.items()), points, time=now_ms(), g=self.generation,
-                              wal=logged)
+                              wal=logged, refs=dict(refs or {}))
                 if self._backend.put_if_absent(batch_key(self.run_id, batch.n), batch.to_bytes()):
                     self._batches[batch.n] = batch
+                    if refs:
+                        self._witness(batch.n)
                     return
                 time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))  # another writer's batch took it
         raise StoreUnavailableError(
             f"run {self.run_id}: could not number a batch record in {BATCH_ATTEMPTS} tries, as many other "
             "writers logged to the run at once; try again"
         )
+
+    def _witness(self, n: int) -> None:
+        """Create the witness of batch ``n`` (one that lists bound records); remove the one this
+        handle created before (a lower number: the highest witness stays)."""
+        self._backend.put_if_absent(witness_key(self.run_id, n), witness_record(n))
+        before, self._witnessed = self._witnessed, n
+        if before is not None and before < n:
+            with contextlib.suppress(CasstoreError):
+                self._backend.delete(witness_key(self.run_id, before))
 
     def fence_deleted(self, reason: str) -> None:
         """Version 4: append the batch that marks the run deleted (nothing numbered after it
