@@ -50,6 +50,7 @@ from casstore.maintenance.verify import verify_store  # noqa: E402
 from casstore.objects import ChunkerParams, open_store  # noqa: E402
 from casstore.registry import Registry  # noqa: E402
 from casstore.runs import RunStore, layout, open_run_store  # noqa: E402
+from casstore.runs.batches import batch_key, batch_number, batches_prefix  # noqa: E402
 
 SMALL = ChunkerParams(min_size=16 << 10, avg_size=64 << 10, max_size=256 << 10)
 
@@ -283,8 +284,8 @@ def gc_trials(work: Path) -> list[tuple[str, str, int, int, int]]:
         "digest changed": lambda d: _change_digest(d),
         "byte flipped": lambda d: d[:7] + bytes([d[7] ^ 0x10]) + d[8:],
     }
-    for what in ("recipe", "artifact record", "model reference", "manifest", "model entry", "registry version",
-                 "registry model"):
+    for what in ("recipe", "artifact record", "model reference", "batch record", "last batch record", "manifest",
+                 "model entry", "registry version", "registry model"):
         for how, damage in damages.items():
             root = work / f"gc-{what}-{how}".replace(" ", "_")
             store, _truth = populate(root)
@@ -308,6 +309,9 @@ def gc_trials(work: Path) -> list[tuple[str, str, int, int, int]]:
                 "recipe": lay.recipe_key(view.artifacts["data/own.bin"].digest),
                 "artifact record": layout.artifact_key(open_, "data/own.bin"),
                 "model reference": layout.model_ref_key(open_, "model"),
+                "batch record": batch_key(open_, 1),
+                "last batch record": batch_key(open_, max(
+                    n for k in store.backend.list(batches_prefix(open_)) if (n := batch_number(k)) is not None)),
                 "manifest": layout.manifest_key(sealed, str(store.seal_record(sealed)["digest"])),  # type: ignore[index]
                 "model entry": lay.model_key(store.get_run(sealed).models["model"].digest),
                 "registry version": f"registry/{layout.name_key('fraud')}/versions/{1:010d}",
