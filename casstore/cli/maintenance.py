@@ -258,6 +258,9 @@ def upgrade_cmd(store: str | None) -> None:
     from casstore.maintenance.upgrade import upgrade_store
 
     report = upgrade_store(open_runs(store))
+    if report.from_version == report.to_version:
+        click.echo(f"format version {report.to_version} already; casstore.json now carries its own check")
+        return
     click.echo(f"upgraded from format version {report.from_version} to {report.to_version}: "
                f"{report.open_runs} open run(s) given their batch record, {report.summaries} run(s) in the search index")
 
