@@ -81,11 +81,15 @@ def upgrade_store(runs: RunStore) -> UpgradeReport:
 
 
 def _write_config(runs: RunStore, new: StoreConfig) -> None:
-    """Replace the store's config with ``new`` (which carries its check, so its length differs
-    from a config without one: :meth:`Backend.put_blob` replaces it in one step)."""
+    """Replace the store's config with ``new``: in one step where the lengths differ (a config
+    gaining its check; :meth:`Backend.put_blob` replaces an object of another length), else
+    removed and created again at once (there is no overwrite primitive)."""
     backend = runs.backend
-    backend.put_blob(CONFIG_KEY, new.to_json())
-    if read_config(backend) != new or not read_config(backend).checked:
+    data = new.to_json()
+    if len(backend.get(CONFIG_KEY)) == len(data):
+        backend.delete(CONFIG_KEY)
+    backend.put_blob(CONFIG_KEY, data)
+    if backend.get(CONFIG_KEY) != data:
         raise StoreConfigError(f"store {runs.url}: another process wrote {CONFIG_KEY} during the upgrade; check it")
     backend.flush()
 
