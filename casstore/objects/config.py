@@ -48,7 +48,9 @@ class StoreConfig:
     version: int = FORMAT_VERSION
     hash: str = "blake3"
     chunker: ChunkerParams = DEFAULT_CHUNKER
-    created: float = field(default_factory=time.time)
+    #: when the store was created, in seconds to the millisecond (so that every digit the
+    #: config shows is one its check covers: a float of more digits has some that change nothing)
+    created: float = field(default_factory=lambda: round(time.time(), 3))
     #: ``"loose"`` or ``"packs"`` (see :data:`LAYOUTS`)
     content_layout: str = "loose"
     #: whether the stored config carries its own check (``b3``); one written before does not
