@@ -123,14 +123,25 @@ def _mib(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
 
 
-def _full_store(url: str, e: StoreFullError, needed: int, files: int, freed: int, free: int | None) -> StoreFullError:
+def _full_store(url: str, e: StoreFullError, needed: int, files: int, freed: int | None,
+                free: int | None) -> StoreFullError:
     """The error of a log that found the store full: what was needed, what is free, what was
-    removed, and how to make room."""
+    removed (``None``: nothing could be, on a store without exact stale deletes), and how to
+    make room."""
     have = f", and {_mib(free)} are free" if free is not None else ""
-    why = "its disk quota is used up" if "quota" in str(e) else "no space is left on its device"
+    why = ("its quota is used up" if "quota" in str(e).lower() else "no space is left on its device"
+           if free is not None else "the service is out of space")
+    if freed is not None:
+        left = f"What this log had written ({_mib(freed)}) was removed again."
+    else:
+        left = ("What this log had written before it failed stays in the store: on this store it cannot be removed "
+                "at once without risking content another writer is storing at the same time (see the reliability "
+                "page); `casstore gc --no-writers`, run while no one writes to the store, frees it together with the "
+                "data of runs you delete, and a plain `casstore gc` does after its grace period. Logging the same "
+                "files again sends only what is missing.")
     return StoreFullError(
         f"the store {url} is full ({why}): logging {files} file(s) needs up to {_mib(needed)} (less what the store "
-        f"already holds){have}. What this log had written ({_mib(freed)}) was removed again. To make room: delete "
+        f"already holds){have}. {left} To make room: delete "
         "runs you no longer need (`casstore delete-run`) and run `casstore gc`, which frees their data after the "
         "grace period, or at once with `casstore gc --no-writers` while no one writes to the store; or give the "
         "store more space. Then log again.",
@@ -514,7 +525,7 @@ class RunHandle:
             try:
                 yield
             except BaseException as e:
-                freed = self._remove_created(created)
+                freed = self._remove_created(created) if getattr(self._backend, "exact_stale_delete", False) else None
                 if isinstance(e, StoreFullError):
                     raise _full_store(self.store.url, e, needed(), files, freed, self._backend.free_bytes()) from e
                 raise
@@ -523,9 +534,9 @@ class RunHandle:
         """Remove the objects of ``created`` that no one reused since (their mtime unchanged:
         a writer that deduplicates touches what it reuses, moving its mtime, see gc's protocol);
         referrers (hints, recipes) before chunks. Only where the check and the delete are one
-        step (``exact_stale_delete``); elsewhere gc collects them. Returns the bytes freed."""
-        if not getattr(self._backend, "exact_stale_delete", False):
-            return 0
+        step (``exact_stale_delete``, which the caller checks); elsewhere gc collects them (on
+        S3 a delete cannot be made conditional on the object being untouched: see
+        docs/reliability.md). Returns the bytes freed."""
         order = {"hints": 0, "files": 1, "models": 2}
         freed = 0
         for key, mtime in sorted(created, key=lambda c: order.get(c[0].split("/", 1)[0], 3)):
