@@ -313,3 +313,17 @@ def test_a_record_the_listing_missed_is_asked_for_again(tmp_path: Path, monkeypa
     d.store.backend.delete(record)
     r = collect_garbage(d.store.backend, grace=0, slack=0)
     assert not r.ok and [b["object"] for b in r.blocked] == [record]
+
+
+@pytest.mark.parametrize("what", ["artifact record", "model reference", "last batch record"])
+def test_verify_all_names_a_record_removed_from_an_open_run(tmp_path: Path, what: str) -> None:
+    from casstore.maintenance.verify import verify_store
+
+    d = populated(str(tmp_path / "s"), random.Random(10))
+    assert verify_store(d.store).ok
+    key = d.keys[what]
+    d.store.backend.delete(key)
+    report = verify_store(d.store)
+    assert not report.ok
+    assert [(p.object, p.kind) for p in report.problems] == [(key, "missing")]
+    assert report.problems[0].affects == [{"run": key.split("/")[1]}]

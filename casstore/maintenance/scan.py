@@ -44,6 +44,7 @@ __all__ = [
     "read_many",
     "recipe_chunks",
     "root_digests",
+    "runs_of",
     "scan_store",
 ]
 
@@ -180,11 +181,7 @@ def scan_store(backend: Backend, layout: ContentLayout) -> StoreScan:
                 content[top].add(parsed[1])
             continue
         if top == "runs":
-            run_id, _, sub = rest.partition("/")
-            if not run_id or not sub:
-                continue
-            kind = sub.partition("/")[0]
-            runs.setdefault(run_id, RunKeys(run_id)).by_kind[kind].append(key)
+            _add_run_key(runs, key)
             continue
         if top == HINTS:
             hints.append(key)
@@ -198,6 +195,21 @@ def scan_store(backend: Backend, layout: ContentLayout) -> StoreScan:
             continue
         other.append(key)
     return StoreScan(content, runs, other, hints, packs)
+
+
+def _add_run_key(runs: dict[str, RunKeys], key: str) -> None:
+    run_id, _, sub = key.removeprefix("runs/").partition("/")
+    if run_id and sub:
+        runs.setdefault(run_id, RunKeys(run_id)).by_kind[sub.partition("/")[0]].append(key)
+
+
+def runs_of(keys: Iterable[str]) -> StoreScan:
+    """A scan of the runs alone, from a listing of ``runs/``."""
+    runs: dict[str, RunKeys] = {}
+    for key in keys:
+        if key.startswith("runs/"):
+            _add_run_key(runs, key)
+    return StoreScan({kind: set() for kind in CONTENT_KINDS}, runs, [])
 
 
 def list_content(backend: Backend, layout: ContentLayout) -> dict[str, set[str]]:
