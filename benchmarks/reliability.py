@@ -42,7 +42,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the loopback S3 server of the tests
 
-from casstore.backend.base import recording_creations  # noqa: E402
 from casstore.exceptions import CasstoreError  # noqa: E402
 from casstore.maintenance.gc import collect_garbage  # noqa: E402
 from casstore.maintenance.scan import scan_store  # noqa: E402
@@ -110,9 +109,9 @@ def kill_trials(url_of: Any, trials: int, rng: random.Random, env: dict[str, str
         # resume: the same files again; count writes of objects that were already there
         before = set(reader.backend.list("chunks/")) | set(reader.backend.list("files/"))
         h = reader.open_run(run_id)
-        with recording_creations() as created:
-            h.log_files([(f.name, str(f)) for f in sorted(folder.iterdir())])
-        resent_total += sum(1 for k, _m in created if k in before)
+        created = _writes_of(reader)
+        h.log_files([(f.name, str(f)) for f in sorted(folder.iterdir())])
+        resent_total += sum(1 for k in created if k in before)
         sent_total += len(created)
         h.end()
         out["runs not whole after resume"] += not verify_store(reader, [run_id]).ok
@@ -122,6 +121,23 @@ def kill_trials(url_of: Any, trials: int, rng: random.Random, env: dict[str, str
     res["of them already stored (resent)"] = resent_total
     res["where"] = where
     return res
+
+
+def _writes_of(store: RunStore) -> list[str]:
+    """From now on, the keys of the objects ``store`` writes content to (a ``put_blob`` that
+    wrote; one that found the object there only freshens it), on every backend."""
+    backend = store.backend
+    written: list[str] = []
+    put = backend.put_blob
+
+    def recording(key: str, data: bytes | memoryview) -> bool:
+        wrote = put(key, data)
+        if wrote:
+            written.append(key)
+        return wrote
+
+    backend.put_blob = recording  # type: ignore[method-assign]
+    return written
 
 
 # ---- a populated store -------------------------------------------------------------------------
@@ -204,7 +220,10 @@ def snapshot(store: RunStore) -> dict[str, Any]:
 def kind_of(key: str) -> str:
     parts = key.split("/")
     if parts[0] == "runs":
-        return f"run record: {parts[2]}"
+        kind = parts[2]
+        if kind.startswith(("batch-", "last-")):  # numbered: batch-<n>, and the witness last-<n>
+            kind = "batches" if kind.startswith("batch-") else "batch witness"
+        return f"run record: {kind}"
     if parts[0] == "registry":
         return f"registry: {parts[2]}"
     if parts[0] == "experiments":
