@@ -42,7 +42,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the loopback S3 server of the tests
 
-from casstore.backend.base import recording_creations  # noqa: E402
 from casstore.exceptions import CasstoreError  # noqa: E402
 from casstore.maintenance.gc import collect_garbage  # noqa: E402
 from casstore.maintenance.scan import scan_store  # noqa: E402
@@ -50,6 +49,7 @@ from casstore.maintenance.verify import verify_store  # noqa: E402
 from casstore.objects import ChunkerParams, open_store  # noqa: E402
 from casstore.registry import Registry  # noqa: E402
 from casstore.runs import RunStore, layout, open_run_store  # noqa: E402
+from casstore.runs.batches import batch_key, batch_number, batches_prefix  # noqa: E402
 
 SMALL = ChunkerParams(min_size=16 << 10, avg_size=64 << 10, max_size=256 << 10)
 
@@ -109,9 +109,9 @@ def kill_trials(url_of: Any, trials: int, rng: random.Random, env: dict[str, str
         # resume: the same files again; count writes of objects that were already there
         before = set(reader.backend.list("chunks/")) | set(reader.backend.list("files/"))
         h = reader.open_run(run_id)
-        with recording_creations() as created:
-            h.log_files([(f.name, str(f)) for f in sorted(folder.iterdir())])
-        resent_total += sum(1 for k, _m in created if k in before)
+        created = _writes_of(reader)
+        h.log_files([(f.name, str(f)) for f in sorted(folder.iterdir())])
+        resent_total += sum(1 for k in created if k in before)
         sent_total += len(created)
         h.end()
         out["runs not whole after resume"] += not verify_store(reader, [run_id]).ok
@@ -121,6 +121,23 @@ def kill_trials(url_of: Any, trials: int, rng: random.Random, env: dict[str, str
     res["of them already stored (resent)"] = resent_total
     res["where"] = where
     return res
+
+
+def _writes_of(store: RunStore) -> list[str]:
+    """From now on, the keys of the objects ``store`` writes content to (a ``put_blob`` that
+    wrote; one that found the object there only freshens it), on every backend."""
+    backend = store.backend
+    written: list[str] = []
+    put = backend.put_blob
+
+    def recording(key: str, data: bytes | memoryview) -> bool:
+        wrote = put(key, data)
+        if wrote:
+            written.append(key)
+        return wrote
+
+    backend.put_blob = recording  # type: ignore[method-assign]
+    return written
 
 
 # ---- a populated store -------------------------------------------------------------------------
@@ -203,7 +220,10 @@ def snapshot(store: RunStore) -> dict[str, Any]:
 def kind_of(key: str) -> str:
     parts = key.split("/")
     if parts[0] == "runs":
-        return f"run record: {parts[2]}"
+        kind = parts[2]
+        if kind.startswith(("batch-", "last-")):  # numbered: batch-<n>, and the witness last-<n>
+            kind = "batches" if kind.startswith("batch-") else "batch witness"
+        return f"run record: {kind}"
     if parts[0] == "registry":
         return f"registry: {parts[2]}"
     if parts[0] == "experiments":
@@ -283,8 +303,8 @@ def gc_trials(work: Path) -> list[tuple[str, str, int, int, int]]:
         "digest changed": lambda d: _change_digest(d),
         "byte flipped": lambda d: d[:7] + bytes([d[7] ^ 0x10]) + d[8:],
     }
-    for what in ("recipe", "artifact record", "model reference", "manifest", "model entry", "registry version",
-                 "registry model"):
+    for what in ("recipe", "artifact record", "model reference", "batch record", "last batch record", "manifest",
+                 "model entry", "registry version", "registry model"):
         for how, damage in damages.items():
             root = work / f"gc-{what}-{how}".replace(" ", "_")
             store, _truth = populate(root)
@@ -308,6 +328,9 @@ def gc_trials(work: Path) -> list[tuple[str, str, int, int, int]]:
                 "recipe": lay.recipe_key(view.artifacts["data/own.bin"].digest),
                 "artifact record": layout.artifact_key(open_, "data/own.bin"),
                 "model reference": layout.model_ref_key(open_, "model"),
+                "batch record": batch_key(open_, 1),
+                "last batch record": batch_key(open_, max(
+                    n for k in store.backend.list(batches_prefix(open_)) if (n := batch_number(k)) is not None)),
                 "manifest": layout.manifest_key(sealed, str(store.seal_record(sealed)["digest"])),  # type: ignore[index]
                 "model entry": lay.model_key(store.get_run(sealed).models["model"].digest),
                 "registry version": f"registry/{layout.name_key('fraud')}/versions/{1:010d}",

@@ -207,6 +207,8 @@ class FaultProxy:
         self.conditions = "honour"
         #: answer every PUT with 403 AccessDenied (read-only credentials)
         self.deny_puts = False
+        #: let this many more PUTs through, then answer every PUT with 507 XMinioStorageFull (a full service)
+        self.full_after: int | None = None
         #: the most PUTs in flight at once, and the largest PUT body seen
         self.max_concurrent_puts = 0
         self.max_put_body = 0
@@ -339,6 +341,13 @@ class FaultProxy:
         if self.deny_puts and method == "PUT":
             self._reply_error(h, 403, "AccessDenied")
             return
+        if self.full_after is not None and method == "PUT" and "x-amz-copy-source" not in h.headers:
+            with self._lock:
+                full = self.full_after <= 0
+                self.full_after -= 1
+            if full:
+                self._reply_error(h, 507, "XMinioStorageFull")
+                return
         if "If-None-Match" in h.headers and method == "PUT":
             if self.conditions == "ignore":
                 del h.headers["If-None-Match"]

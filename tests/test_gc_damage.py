@@ -22,6 +22,7 @@ from casstore.maintenance.scan import scan_store
 from casstore.objects import ChunkerParams, open_store
 from casstore.registry import Registry
 from casstore.runs import RunStore, layout
+from casstore.runs.batches import batch_key, batch_number, batches_prefix
 
 SMALL = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
 
@@ -76,11 +77,18 @@ def populated(url: str, rng: random.Random) -> Damaged:
         "manifest": layout.manifest_key(b.run_id, b_digest),
         "model entry": lay.model_key(m_r),
         "registry version": f"registry/{layout.name_key('pinned')}/versions/{1:010d}",
+        # the open run's batch records: the first, and the last (the one its witness names)
+        "batch record": batch_key(a.run_id, 1),
+        "last batch record": batch_key(a.run_id, max(_batch_numbers(store, a.run_id))),
     }
     make_old(store)
     first = collect_garbage(store.backend, grace=0, slack=0)
     assert first.ok and first.marked["files"] == 1
     return Damaged(store, keys, live, f_g.digest)
+
+
+def _batch_numbers(store: RunStore, run_id: str) -> list[int]:
+    return [n for k in store.backend.list(batches_prefix(run_id)) if (n := batch_number(k)) is not None]
 
 
 def make_old(store: RunStore) -> None:
@@ -124,8 +132,10 @@ CASES = [
     ("recipe", "truncated"),
     ("recipe", "digest changed"),
     ("recipe of a model's file", "deleted"),
+    ("artifact record", "deleted"),
     ("artifact record", "truncated"),
     ("artifact record", "digest changed"),
+    ("model reference", "deleted"),
     ("model reference", "truncated"),
     ("model reference", "digest changed"),
     ("manifest", "truncated"),
@@ -134,6 +144,9 @@ CASES = [
     ("model entry", "digest changed"),
     ("registry version", "truncated"),
     ("registry version", "digest changed"),
+    ("batch record", "deleted"),
+    ("batch record", "truncated"),
+    ("last batch record", "deleted"),
 ]
 
 
@@ -172,7 +185,8 @@ def test_damage_to_a_live_reference_blocks_gc_local(tmp_path: Path, what: str, h
     check_blocked_then_repaired(d, what, how)
 
 
-S3_CASES = [("recipe", "deleted"), ("artifact record", "truncated"), ("manifest", "digest changed"),
+S3_CASES = [("recipe", "deleted"), ("artifact record", "deleted"), ("last batch record", "deleted"),
+            ("artifact record", "truncated"), ("manifest", "digest changed"),
             ("model entry", "digest changed"), ("registry version", "truncated")]
 
 
@@ -228,3 +242,88 @@ def test_content_the_listing_missed_is_asked_for_again_not_called_missing(tmp_pa
     # the same gone for real blocks
     d.store.backend.delete(d.keys["recipe"])
     assert not collect_garbage(d.store.backend, grace=0, slack=0).ok
+
+
+def test_each_logging_call_of_an_open_run_keeps_one_witness(tmp_path: Path) -> None:
+    """A batch lists the records each call bound; one witness per writer stays, naming the last."""
+    store = RunStore(open_store(str(tmp_path / "s"), chunker=SMALL))
+    h = store.create_run(store.get_or_create_experiment("x"))
+    rng = random.Random(2)
+    for i in range(3):
+        h.log_bytes(f"f{i}.bin", rng.randbytes(20_000))
+    h.log_param("lr", "0.1")
+    prefix = layout.run_prefix(h.run_id)
+    witnesses = [k for k in store.backend.list(prefix) if k.removeprefix(prefix).startswith("last-")]
+    top = max(_batch_numbers(store, h.run_id))
+    assert witnesses == [prefix + f"last-{top - 1:010d}"]  # the param's batch lists no record
+    make_old(store)
+    assert collect_garbage(store.backend, grace=0, slack=0).ok
+
+
+def test_records_written_before_batches_listed_them_are_still_roots(tmp_path: Path) -> None:
+    """An open run written by an older casstore (records no batch lists, no witness): gc reads
+    its records as before and keeps what they reference."""
+    from casstore.runs.records import ArtifactEntry, encode_record
+
+    store = RunStore(open_store(str(tmp_path / "s"), chunker=SMALL))
+    h = store.create_run(store.get_or_create_experiment("x"))
+    f = store.objects.put_bytes(random.Random(3).randbytes(40_000))
+    key = layout.artifact_key(h.run_id, "old.bin")
+    store.backend.put_if_absent(key, encode_record(ArtifactEntry("old.bin", f.digest, f.size).to_record()))
+    h.log_param("lr", "0.1")  # a batch without a list of records
+    assert store.get_run(h.run_id).artifacts["old.bin"].digest == f.digest
+    make_old(store)
+    for _ in range(2):
+        r = collect_garbage(store.backend, grace=0, slack=0)
+        assert r.ok and r.deleted_total == 0 and r.marked_total == 0
+
+
+def test_a_removed_record_of_a_resumed_run_blocks_gc(tmp_path: Path) -> None:
+    store = RunStore(open_store(str(tmp_path / "s"), chunker=SMALL))
+    h = store.create_run(store.get_or_create_experiment("x"))
+    h.log_bytes("before.bin", random.Random(4).randbytes(30_000))
+    h.end()
+    h = store.reopen_run(h.run_id)
+    h.log_bytes("after.bin", random.Random(5).randbytes(30_000))
+    make_old(store)
+    assert collect_garbage(store.backend, grace=0, slack=0).ok
+    store.backend.delete(batch_key(h.run_id, max(_batch_numbers(store, h.run_id))))
+    r = collect_garbage(store.backend, grace=0, slack=0)
+    assert not r.ok and r.marked_total == 0
+    assert any(b["object"] == batch_key(h.run_id, max(_batch_numbers(store, h.run_id)) + 1) for b in r.blocked)
+
+
+def test_a_record_the_listing_missed_is_asked_for_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record bound while gc's listing went by can be missed by the listing and its batch
+    seen: gc asks for it again before it calls it removed."""
+    import casstore.maintenance.gc as gc_mod
+
+    d = populated(str(tmp_path / "s"), random.Random(9))
+    record = d.keys["artifact record"]
+    real = gc_mod.scan_store
+
+    def listing_that_missed_it(backend: Backend, lay: object) -> object:
+        scan = real(backend, lay)  # type: ignore[arg-type]
+        listed = scan.runs[record.split("/")[1]].by_kind["artifacts"]  # type: ignore[attr-defined]
+        listed[:] = [k for k in listed if k != record]
+        return scan
+
+    monkeypatch.setattr(gc_mod, "scan_store", listing_that_missed_it)
+    assert collect_garbage(d.store.backend, grace=0, slack=0).ok
+    d.store.backend.delete(record)
+    r = collect_garbage(d.store.backend, grace=0, slack=0)
+    assert not r.ok and [b["object"] for b in r.blocked] == [record]
+
+
+@pytest.mark.parametrize("what", ["artifact record", "model reference", "last batch record"])
+def test_verify_all_names_a_record_removed_from_an_open_run(tmp_path: Path, what: str) -> None:
+    from casstore.maintenance.verify import verify_store
+
+    d = populated(str(tmp_path / "s"), random.Random(10))
+    assert verify_store(d.store).ok
+    key = d.keys[what]
+    d.store.backend.delete(key)
+    report = verify_store(d.store)
+    assert not report.ok
+    assert [(p.object, p.kind) for p in report.problems] == [(key, "missing")]
+    assert report.problems[0].affects == [{"run": key.split("/")[1]}]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from blake3 import blake3
 
 from casstore.exceptions import StoreConfigError
 from casstore.objects import DEFAULT_CHUNKER, ChunkerParams, StoreConfig, open_store
@@ -16,10 +17,14 @@ from casstore.testing.processes import run_racers
 
 
 def good_config() -> dict[str, Any]:
-    return json.loads(StoreConfig(created=1700000000.0).to_json())
+    d = json.loads(StoreConfig(created=1700000000.0).to_json())
+    del d["b3"]
+    return dict(d)
 
 
-def with_changes(**changes: Any) -> bytes:
+def with_changes(checked: bool = True, **changes: Any) -> bytes:
+    """The good config with ``changes`` (``chunker__seed``: a chunker setting), carrying its check
+    (as a casstore that wrote these settings would) unless ``checked`` is false."""
     d = good_config()
     for dotted, value in changes.items():
         target = d
@@ -30,6 +35,8 @@ def with_changes(**changes: Any) -> bytes:
             del target[last]
         else:
             target[last] = value
+    if checked:
+        d["b3"] = blake3(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     return json.dumps(d).encode()
 
 
@@ -169,3 +176,60 @@ def test_processes_creating_one_store_agree_on_its_config(tmp_path: Path) -> Non
     root = tmp_path / "store"
     reports = run_racers(_open_and_report, [(str(root),)] * 4)
     assert reports == [(root / CONFIG_KEY).read_bytes()] * 4
+
+
+def test_every_single_bit_flip_of_a_new_config_is_refused_and_named(tmp_path: Path) -> None:
+    """The config carries its own BLAKE3: no flipped bit opens the store, and what is wrong is said."""
+    root = tmp_path / "store"
+    open_store(root)
+    path = root / CONFIG_KEY
+    original = path.read_bytes()
+    assert "b3" in json.loads(original)
+    opened = []
+    for i in range(len(original)):
+        for bit in range(8):
+            data = bytearray(original)
+            data[i] ^= 1 << bit
+            path.write_bytes(bytes(data))
+            try:
+                open_store(root, create=False)
+            except StoreConfigError as e:
+                assert CONFIG_KEY in str(e)
+                continue
+            opened.append((i, bit))
+    assert opened == []
+    path.write_bytes(original)
+    assert open_store(root).config.checked
+
+
+@pytest.mark.parametrize("change", ["a setting", "the check", "the check's name"])
+def test_a_damaged_config_says_it_is_damaged_and_how_to_restore_it(tmp_path: Path, change: str) -> None:
+    root = tmp_path / "store"
+    open_store(root)
+    d = json.loads((root / CONFIG_KEY).read_bytes())
+    if change == "a setting":
+        d["chunker"]["avg_size"] *= 2
+    elif change == "the check":
+        d["b3"] = "0" * 64
+    else:
+        d["b4"] = d.pop("b3")
+    (root / CONFIG_KEY).write_text(json.dumps(d))
+    with pytest.raises(StoreConfigError, match=r"casstore.json is damaged: .* Restore casstore.json from a backup"):
+        open_store(root)
+
+
+def test_a_config_written_before_checks_opens_and_upgrade_adds_its_check(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from casstore.cli import cli
+
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / CONFIG_KEY).write_bytes(with_changes(checked=False))
+    config = open_store(root).config
+    assert not config.checked and config == StoreConfig(created=1700000000.0)
+    r = CliRunner().invoke(cli, ["upgrade", "--store", str(root)])
+    assert r.exit_code == 0 and "now carries its own check" in r.output, r.output
+    again = open_store(root).config
+    assert again.checked and again == config
+    assert CliRunner().invoke(cli, ["upgrade", "--store", str(root)]).exit_code != 0  # nothing left to do

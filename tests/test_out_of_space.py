@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from s3_server import FaultProxy, S3Target
+
 from casstore.backend import LocalBackend
 from casstore.cli import cli
 from casstore.exceptions import RunStateError, StoreFullError
@@ -213,3 +215,29 @@ def test_recordings_of_what_a_log_creates_nest(tmp_path: Path) -> None:
     made = content(store)
     keys = {store.objects.layout.key(kind, d) for kind, ds in made.items() for d in ds}
     assert {k for k, _m in outer} == keys and 0 < len(inner) < len(outer)
+
+
+def test_a_full_s3_service_says_what_stays_and_how_to_reclaim_it(s3_env: S3Target, s3_proxy: FaultProxy) -> None:
+    """On S3 a failed log's objects cannot be removed at once without risking a concurrent
+    writer's deduplication (docs/reliability.md): the error says they stay and what frees
+    them; a log again, once there is room, sends only what is missing, and gc frees the rest."""
+    from casstore.runs import open_run_store
+
+    url = s3_env.fresh_url()
+    store = open_run_store(url, {"endpoint_url": s3_proxy.endpoint_url})
+    h = store.create_run(store.get_or_create_experiment("full"))
+    data = random.Random(4).randbytes(3 * MiB)
+    s3_proxy.full_after = 1
+    with pytest.raises(StoreFullError) as caught:
+        h.log_bytes("big.bin", data)
+    msg = str(caught.value)
+    assert f"the store {url} is full (the service is out of space)" in msg
+    assert "XMinioStorageFull" in str(caught.value.__cause__)
+    assert "stays in the store" in msg and "casstore gc --no-writers" in msg and "sends only what is missing" in msg
+    left = content(store)["chunks"]
+    assert left, "the chunks stored before the service filled up stay (for the next log or for gc)"
+    s3_proxy.full_after = None
+    s3_proxy.reset_counts()
+    h.log_bytes("big.bin", data)
+    assert s3_proxy.count("PUT", "chunks") <= len(content(store)["chunks"]) - len(left) + 1  # only what was missing
+    assert store.artifact_bytes(h.run_id, store.get_run(h.run_id).artifacts["big.bin"]) == data

@@ -282,3 +282,22 @@ def test_verify_command_notes_records_without_their_own_check(pop3: Populated) -
     r = CliRunner().invoke(cli, ["verify", "--all", "--store", str(pop3.root)])
     assert r.exit_code == 0 and r.stdout.startswith("OK: verified")
     assert "note: 1 record(s) were written by an older casstore" in r.stderr
+
+
+def test_the_ui_runs_page_names_a_run_it_cannot_read(pop: Populated) -> None:
+    """The runs table leaves an unreadable run out and says so on the page: which run, what is damaged."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from casstore.ui import create_app
+
+    exp = pop.store.get_run(pop.sealed).experiment_id
+    pop.flip(pop.key_of["run meta"], 20)
+    pop.flip(pop.key_of["experiment index"], 20)
+    with pytest.warns(DamagedRunWarning), TestClient(create_app(pop.store)) as c:
+        page = c.get(f"/experiments/{exp}").text
+    notice = page[page.index('class="error skipped-runs"'):]
+    notice = notice[:notice.index("</div>")]
+    assert "1 run of this experiment cannot be read" in notice and pop.open in notice
+    assert "casstore verify --all" in notice and "meta" in notice  # what is damaged
+    assert pop.sealed in page  # the readable run is in the table

@@ -52,6 +52,7 @@ from casstore.exceptions import (
     InvalidInputError,
     ObjectNotFoundError,
     StoreConfigError,
+    StoreFullError,
     StoreUnavailableError,
 )
 
@@ -110,6 +111,8 @@ _DENIED_CODES = frozenset(
     }
 )
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+#: the service is out of space or the bucket over its quota (MinIO, Ceph RGW; HTTP 507)
+_FULL_CODES = frozenset({"507", "XMinioStorageFull", "QuotaExceeded", "InsufficientStorage"})
 _UNSUPPORTED_CODES = frozenset({"501", "NotImplemented", "InvalidArgument", "InvalidRequest"})
 
 #: user metadata naming the writer of a created object (resolves lost replies exactly)
@@ -436,6 +439,9 @@ class S3Backend(Backend):
                     f"{where}: bucket {self.bucket!r} does not exist. Create it first "
                     f"(aws s3 mb s3://{self.bucket}), or check the bucket name and AWS_ENDPOINT_URL."
                 )
+            if code in _FULL_CODES or status == 507:
+                why = "the bucket is over its quota" if "quota" in code.lower() else "the service is out of space"
+                return StoreFullError(f"{where}: {what} failed ({code}): {msg}: {why}")
             if code in _DENIED_CODES:
                 return StoreUnavailableError(
                     f"{where}: {what} was refused ({code}): {msg}. The credentials were rejected or lack "

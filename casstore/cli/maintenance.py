@@ -262,7 +262,8 @@ Upgrades a store of format version 3 to version 4: a run's params, tags and metr
 one record per logging call, the manifest in the seal, and a search index beside the
 store. No content is rewritten. Run it while no other process writes to the store; an
 interrupted upgrade is run again. casstore releases before version 4 cannot open the
-store afterwards.
+store afterwards. On a version-4 store whose casstore.json has no check of its own
+(b3), it adds the check.
 """)
 @common_options
 def upgrade_cmd(store: str | None) -> None:
@@ -270,6 +271,9 @@ def upgrade_cmd(store: str | None) -> None:
     from casstore.maintenance.upgrade import upgrade_store
 
     report = upgrade_store(open_runs(store))
+    if report.from_version == report.to_version:
+        click.echo(f"format version {report.to_version} already; casstore.json now carries its own check")
+        return
     click.echo(f"upgraded from format version {report.from_version} to {report.to_version}: "
                f"{report.open_runs} open run(s) given their batch record, {report.summaries} run(s) in the search index")
 

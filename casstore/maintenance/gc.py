@@ -47,6 +47,7 @@ from casstore.maintenance.scan import (
     read_roots,
     recipe_chunks,
     digests_in,
+    prove_open_runs,
     scan_store,
 )
 from casstore.objects.codec import pack, unpack
@@ -250,6 +251,7 @@ def collect_garbage(
     roots_keys = [k for k in scan.root_keys() if not k.startswith("registry/")]
     tick("reading roots", 0, len(roots_keys))
     found = read_roots(backend, roots_keys, lambda n: tick("reading roots", n))
+    prove_open_runs(backend, scan, found)
     try:
         found.models.update(registry_pins(backend))
     except CasstoreError as e:

@@ -35,6 +35,7 @@ __all__ = [
     "Blocker",
     "Roots",
     "read_roots",
+    "prove_open_runs",
     "RunKeys",
     "StoreScan",
     "closure",
@@ -43,6 +44,7 @@ __all__ = [
     "read_many",
     "recipe_chunks",
     "root_digests",
+    "runs_of",
     "scan_store",
 ]
 
@@ -54,8 +56,10 @@ _NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstor
 # per-run record kinds that hold no references to content (values are user strings or numbers);
 # a seal of version 4 holds the run's manifest, so seals are read as roots
 _RUN_KINDS_WITHOUT_REFS = frozenset({"meta", "params", "tags", "metrics", "deleted", "dirs"})
-#: version 4's batch records (``batch-<n>``): params, tags and metric points, no references
+#: version 4's batch records (``batch-<n>``): params, tags, metric points and digests of records
+#: they list (proven for open runs by :func:`prove_open_runs`), and their witnesses (``last-<n>``)
 _BATCH_KIND = "batch-"
+_WITNESS_KIND = "last-"
 
 Progress = Callable[[int], None]
 
@@ -104,10 +108,37 @@ class RunKeys:
     def sealed(self) -> bool:
         return "seal" in self.by_kind
 
+    def _generations(self, kind: str) -> list[int]:
+        return [int(g) for k in self.by_kind.get(kind, ()) if (g := k.rsplit("/", 1)[-1]).isdigit()]
+
+    @property
+    def generation(self) -> int:
+        """The generation being written: 0, or how many times the run was resumed after ending."""
+        return max(self._generations("reopened"), default=0)
+
+    @property
+    def open(self) -> bool:
+        """Whether the run is live and open: not deleted, and not sealed since it was last resumed."""
+        if self.deleted:
+            return False
+        sealed = ([0] if self.sealed else []) + self._generations("seals")
+        return not sealed or self.generation > max(sealed)
+
+    def batch_keys(self, kind: str = _BATCH_KIND) -> dict[int, str]:
+        """This run's batch records (version 4) by number (their witnesses: ``kind="last-"``)."""
+        from casstore.runs.batches import batch_number
+
+        out: dict[int, str] = {}
+        for k in (k for name, keys in self.by_kind.items() if name.startswith(kind) for k in keys):
+            n = batch_number(k, kind)
+            if n is not None:
+                out[n] = k
+        return out
+
     def reference_keys(self) -> list[str]:
         """Keys of this run's records that may reference content."""
-        return [k for kind, keys in self.by_kind.items()
-                if kind not in _RUN_KINDS_WITHOUT_REFS and not kind.startswith(_BATCH_KIND) for k in keys]
+        return [k for kind, keys in self.by_kind.items() if kind not in _RUN_KINDS_WITHOUT_REFS
+                and not kind.startswith((_BATCH_KIND, _WITNESS_KIND)) for k in keys]
 
 
 @dataclass
@@ -150,11 +181,7 @@ def scan_store(backend: Backend, layout: ContentLayout) -> StoreScan:
                 content[top].add(parsed[1])
             continue
         if top == "runs":
-            run_id, _, sub = rest.partition("/")
-            if not run_id or not sub:
-                continue
-            kind = sub.partition("/")[0]
-            runs.setdefault(run_id, RunKeys(run_id)).by_kind[kind].append(key)
+            _add_run_key(runs, key)
             continue
         if top == HINTS:
             hints.append(key)
@@ -168,6 +195,21 @@ def scan_store(backend: Backend, layout: ContentLayout) -> StoreScan:
             continue
         other.append(key)
     return StoreScan(content, runs, other, hints, packs)
+
+
+def _add_run_key(runs: dict[str, RunKeys], key: str) -> None:
+    run_id, _, sub = key.removeprefix("runs/").partition("/")
+    if run_id and sub:
+        runs.setdefault(run_id, RunKeys(run_id)).by_kind[sub.partition("/")[0]].append(key)
+
+
+def runs_of(keys: Iterable[str]) -> StoreScan:
+    """A scan of the runs alone, from a listing of ``runs/``."""
+    runs: dict[str, RunKeys] = {}
+    for key in keys:
+        if key.startswith("runs/"):
+            _add_run_key(runs, key)
+    return StoreScan({kind: set() for kind in CONTENT_KINDS}, runs, [])
 
 
 def list_content(backend: Backend, layout: ContentLayout) -> dict[str, set[str]]:
@@ -274,6 +316,64 @@ def read_roots(backend: Backend, keys: Sequence[str], progress: Progress | None 
     for d in [*roots.files, *roots.models]:
         roots.digests.add(d)
     return roots
+
+
+def prove_open_runs(backend: Backend, scan: StoreScan, roots: Roots, progress: Progress | None = None) -> None:
+    """Prove that no record of an open run was removed (see casstore/runs/batches.py): its
+    batch records are numbered without a gap up to at least the number its witness record
+    holds, and every record a batch lists is there. What a batch lists is a reference too
+    (its digests join ``roots``). What fails is added to the blockers, after the store is
+    asked again (a record or batch written while the listing went by is no damage, nor is
+    a run sealed or deleted meanwhile). Runs without batches (stores before version 4) and
+    records written before batches listed them are proven as before: by reading them."""
+    from casstore.runs.batches import batch_key, decode_batch, witness_key
+    from casstore.runs.layout import deleted_key, seal_key
+
+    runs = [r for r in scan.live_runs() if r.open]
+    batches = {k: (r, n) for r in runs for n, k in r.batch_keys().items()}
+    missing: dict[str, list[tuple[str, Blocker]]] = defaultdict(list)  # run id -> (key, blocker if absent)
+    listed = {r.run_id: {k for keys in r.by_kind.values() for k in keys} for r in runs}
+    for key, data in read_many(backend, list(batches), progress):
+        run, n = batches[key]
+        who = f"run {run.run_id}"
+        if data is None:
+            roots.blockers.append(Blocker(key, "the record was listed but could not be read", who))
+            continue
+        try:
+            batch = decode_batch(data, key, n)
+        except CasstoreError as e:
+            roots.blockers.append(Blocker(key, f"{e}: which records of the open run it lists is unknown", who))
+            continue
+        for rel, digest in batch.refs.items():
+            roots.digests.add(digest)  # the record itself, if there, is proven as a root
+            record = f"runs/{run.run_id}/{rel}"
+            if record not in listed[run.run_id]:
+                missing[run.run_id].append((record, Blocker(
+                    record, f"the record is missing: batch record {key} lists it as bound (to {digest}); "
+                    "it was removed from the open run", who)))
+    for run in runs:
+        numbers = run.batch_keys()
+        top = max([*run.batch_keys(_WITNESS_KIND), *numbers], default=0)
+        # a run resumed after a seal: its sealed generations' records are the seal's business
+        low = 1 if not run.sealed else min(numbers, default=top + 1)
+        for n in range(low, top + 1):
+            if n not in numbers:
+                k = batch_key(run.run_id, n)
+                why = (f"batch records number 1 to {top}" if n != top else
+                       f"its witness record {witness_key(run.run_id, top)} says it was written")
+                missing[run.run_id].append((k, Blocker(
+                    k, f"the record is missing ({why}): it was removed from the open run, and what it "
+                    "listed is unknown", f"run {run.run_id}")))
+    if not missing:
+        return
+    generation = {r.run_id: r.generation for r in runs}
+    ask = [k for rid, items in missing.items()
+           for k in (seal_key(rid, generation[rid]), deleted_key(rid), *(k for k, _b in items))]
+    there = dict(zip(ask, backend.exists_many(ask)))
+    for rid, items in missing.items():
+        if there[seal_key(rid, generation[rid])] or there[deleted_key(rid)]:
+            continue  # sealed or deleted meanwhile: its seal or deletion decides
+        roots.blockers.extend(b for k, b in items if not there[k])
 
 
 def recipe_chunks(data: bytes, where: str) -> list[tuple[str, int]]:

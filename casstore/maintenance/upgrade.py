@@ -42,7 +42,10 @@ def upgrade_store(runs: RunStore) -> UpgradeReport:
     backend = runs.backend
     config = read_config(backend)
     if config.version >= BATCHED_FROM:
-        raise InvalidInputError(f"store {runs.url} already has format version {config.version}; nothing to upgrade")
+        if config.checked:
+            raise InvalidInputError(f"store {runs.url} already has format version {config.version}; nothing to upgrade")
+        _write_config(runs, config)  # written before configs checked themselves: the same, with its check
+        return UpgradeReport(config.version, config.version, 0, 0)
     if config.version < 3:
         raise StoreConfigError(
             f"store {runs.url} has format version {config.version}: casstore reads and writes it as it is, but "
@@ -72,10 +75,21 @@ def upgrade_store(runs: RunStore) -> UpgradeReport:
     if summaries:
         backend.put_if_absent(index.segment_key(level), pack_checked({"v": 1, "level": level, "runs": summaries}))
     backend.flush()
-    new = StoreConfig(version=BATCHED_FROM, hash=config.hash, chunker=config.chunker, created=config.created)
-    backend.delete(CONFIG_KEY)  # no overwrite primitive: removed, then created again at once
-    if not backend.put_if_absent(CONFIG_KEY, new.to_json()) or read_config(backend) != new:
+    _write_config(runs, StoreConfig(version=BATCHED_FROM, hash=config.hash, chunker=config.chunker,
+                                    created=config.created, content_layout=config.content_layout))
+    return UpgradeReport(config.version, BATCHED_FROM, opened, len(summaries))
+
+
+def _write_config(runs: RunStore, new: StoreConfig) -> None:
+    """Replace the store's config with ``new``: in one step where the lengths differ (a config
+    gaining its check; :meth:`Backend.put_blob` replaces an object of another length), else
+    removed and created again at once (there is no overwrite primitive)."""
+    backend = runs.backend
+    data = new.to_json()
+    if len(backend.get(CONFIG_KEY)) == len(data):
+        backend.delete(CONFIG_KEY)
+    backend.put_blob(CONFIG_KEY, data)
+    if backend.get(CONFIG_KEY) != data:
         raise StoreConfigError(f"store {runs.url}: another process wrote {CONFIG_KEY} during the upgrade; check it")
     backend.flush()
-    return UpgradeReport(config.version, BATCHED_FROM, opened, len(summaries))
 

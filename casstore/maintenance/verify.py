@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from blake3 import blake3
 
 from casstore.exceptions import CasstoreError, CorruptRecordError, IntegrityError, ObjectNotFoundError
-from casstore.maintenance.scan import list_content, read_many
+from casstore.maintenance.scan import Roots, list_content, prove_open_runs, read_many, runs_of
 from casstore.objects.codec import unpack
 from casstore.objects.recipes import Recipe
 
@@ -480,6 +480,13 @@ class _Checker:
                     self.checked["records_unchecked"] += 1
             except CorruptRecordError as e:
                 self.problem(key, "corrupt", str(e), who)
+        # a record removed from an open run: missed by the batch that lists it, or by the
+        # gap or witness in the batch numbers (a damaged batch is reported above)
+        proof = Roots()
+        prove_open_runs(self.backend, runs_of(keys), proof)
+        for b in proof.blockers:
+            if not self.backend.exists(b.object):
+                self.problem(b.object, "missing", b.detail, [{"run": b.affects.removeprefix("run ")}])
 
     def check_registry(self, only_models: set[str] | None = None) -> set[str]:
         """Record which live registry versions pin which model; return the pinned digests."""

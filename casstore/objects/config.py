@@ -5,6 +5,11 @@ chunker parameters. It is created with create-if-absent, so concurrent first
 writers agree on one config; a store whose config this code cannot honour is
 refused with :class:`StoreConfigError`.
 
+The config checks itself: ``"b3"`` is the BLAKE3 of its other settings (as compact JSON
+with sorted keys), checked whenever it is read, so a changed byte is a
+:class:`StoreConfigError` that says so, never a setting silently taken. A config written
+before it carried ``b3`` is read as it is; ``casstore upgrade`` adds it.
+
 A store may say ``"layout": "packs"``: its chunks live in packs (see
 :mod:`casstore.objects.packs`). Older casstore refuses that setting, as it refuses any
 it does not know. New stores get format version 4; stores of versions 1 to 3 are read and
@@ -19,6 +24,8 @@ import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from blake3 import blake3
 
 from casstore.backend.base import Backend
 from casstore.exceptions import ObjectNotFoundError, StoreConfigError
@@ -41,9 +48,13 @@ class StoreConfig:
     version: int = FORMAT_VERSION
     hash: str = "blake3"
     chunker: ChunkerParams = DEFAULT_CHUNKER
-    created: float = field(default_factory=time.time)
+    #: when the store was created, in seconds to the millisecond (so that every digit the
+    #: config shows is one its check covers: a float of more digits has some that change nothing)
+    created: float = field(default_factory=lambda: round(time.time(), 3))
     #: ``"loose"`` or ``"packs"`` (see :data:`LAYOUTS`)
     content_layout: str = "loose"
+    #: whether the stored config carries its own check (``b3``); one written before does not
+    checked: bool = field(default=True, compare=False)
 
     @property
     def layout(self) -> ContentLayout:
@@ -60,6 +71,7 @@ class StoreConfig:
         }
         if self.content_layout != "loose":
             d["layout"] = self.content_layout
+        d["b3"] = _check_of(d)
         return (json.dumps(d, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -68,7 +80,16 @@ class StoreConfig:
             d = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise StoreConfigError(f"{where} is not valid JSON ({e}); restore it from a backup") from e
-        if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
+        if not isinstance(d, dict):
+            raise StoreConfigError(f"{where} is not a casstore config (not a JSON object)")
+        check = d.pop(CHECK_KEY, None)
+        if check is None:  # written before configs checked themselves, or its check's name damaged
+            renamed = [k for k, v in d.items() if k not in _CONFIG_KEYS and isinstance(v, str) and len(v) == 64]
+            if renamed:
+                raise StoreConfigError(_damaged(where, f"its check field is damaged (named {renamed[0]!r})"))
+        elif check != _check_of(d):
+            raise StoreConfigError(_damaged(where, "its settings do not hash to the BLAKE3 it carries (\"b3\")"))
+        if d.get("format") != FORMAT_NAME:
             raise StoreConfigError(f"{where} is not a casstore config (no \"format\": \"casstore\")")
         unknown = sorted(set(d) - _CONFIG_KEYS)
         if unknown:
@@ -96,11 +117,26 @@ class StoreConfig:
                 f"{where}: content layout {layout!r} is not one this casstore knows ({', '.join(LAYOUTS)}). "
                 "Upgrade casstore (pip install -U casstore) to open the store."
             )
-        return cls(version=version, hash="blake3", chunker=chunker, created=float(created), content_layout=layout)
+        return cls(version=version, hash="blake3", chunker=chunker, created=float(created), content_layout=layout,
+                   checked=check is not None)
 
 
-#: every key of ``casstore.json``; any other is a setting this casstore cannot honour
+#: every key of ``casstore.json`` but its check; any other is a setting this casstore cannot honour
 _CONFIG_KEYS = frozenset({"format", "version", "hash", "chunker", "created", "layout"})
+#: the config's own check: the BLAKE3 of its other settings
+CHECK_KEY = "b3"
+
+
+def _check_of(settings: dict[str, Any]) -> str:
+    """The BLAKE3 (hex) of ``settings`` as compact JSON with sorted keys."""
+    return blake3(json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _damaged(where: str, why: str) -> str:
+    return (f"{where} is damaged: {why}, so some setting of the store may have changed. Nothing was read or "
+            f"written. Restore {CONFIG_KEY} from a backup of the store, or copy it from another copy of the "
+            "store (it is written when the store is created and stays the same); `casstore verify --all` then "
+            "checks the rest")
 
 
 def read_config(backend: Backend) -> StoreConfig:

@@ -15,7 +15,17 @@ A batch may *fence* the run: ``close`` (the run's end, with its status and end t
 ``deleted``. Nothing numbered after a fence counts, and a writer that finds one refuses to
 write; so a write that wins its number before the close is in the seal, with no check
 after the write. A batch carrying points from a writer's metric write-ahead log names the
-range of the log it carries (``"wal": [writer, first, last]``), as a metrics segment does. See docs/design.md ("Runs, version 4") for the argument in full.
+range of the log it carries (``"wal": [writer, first, last]``), as a metrics segment does.
+
+The records that bind artifacts and models (``artifacts/<k>``, ``models/<k>``) are created
+outside the sequence (each once, by create-if-absent), so a batch written after them
+*lists* them (``"refs"``: record key under the run -> the digest it binds), and the writer
+then creates the witness record ``runs/<run_id>/last-<n>`` of that batch (and removes the
+witness it wrote before, which the new one outnumbers). A record removed from an open run
+is thus always missed by someone: a listed record by its batch, a batch below the last by
+the gap, the last batch by its witness (garbage collection proves all three before it
+deletes anything). See docs/design.md ("Runs, version 4") for the
+argument in full.
 
 >>> b = Batch(1, params={"lr": "0.1"}, tags=[("team", "a")], points=[("loss", 0.5, 0, 7)])
 >>> decode_batch(b.to_bytes(), "runs/x/batch-0000000001", 1) == b
@@ -38,6 +48,9 @@ __all__ = [
     "Folded",
     "batches_prefix",
     "batch_key",
+    "witness_key",
+    "witness_prefix",
+    "witness_record",
     "batch_number",
     "decode_batch",
     "fold",
@@ -56,9 +69,23 @@ def batch_key(run_id: str, n: int) -> str:
     return f"runs/{run_id}/batch-{n:0{_DIGITS}d}"
 
 
-def batch_number(key: str) -> int | None:
-    """The number of a batch key, ``None`` for anything else under the prefix."""
-    last = key.rsplit("/", 1)[-1].removeprefix("batch-")
+def witness_prefix(run_id: str) -> str:
+    return f"runs/{run_id}/last-"
+
+
+def witness_key(run_id: str, n: int) -> str:
+    """The record that witnesses batch ``n``, a batch that lists bound records (``refs``)."""
+    return f"runs/{run_id}/last-{n:0{_DIGITS}d}"
+
+
+def witness_record(n: int) -> bytes:
+    return pack_checked({"v": 1, "n": n})
+
+
+def batch_number(key: str, kind: str = "batch-") -> int | None:
+    """The number of a batch key (or of a witness key, ``kind="last-"``), ``None`` for anything
+    else under the prefix."""
+    last = key.rsplit("/", 1)[-1].removeprefix(kind)
     if len(last) != _DIGITS or not last.isdigit():
         return None
     return int(last)
@@ -81,6 +108,8 @@ class Batch:
     g: int = 0
     #: the write-ahead log range the points carry, ``(writer, first, last)`` (casstore/runs/wal.py)
     wal: tuple[str, int, int] | None = None
+    #: records bound before this batch that it lists: key under ``runs/<run_id>/`` -> digest
+    refs: dict[str, str] = field(default_factory=dict)
 
     @property
     def fence(self) -> bool:
@@ -97,6 +126,8 @@ class Batch:
             rec["deleted"] = self.deleted
         if self.wal is not None:
             rec["wal"] = list(self.wal)
+        if self.refs:
+            rec["refs"] = self.refs
         return pack_checked(rec)
 
 
@@ -130,9 +161,12 @@ def decode_batch(data: bytes, where: str, n: int) -> Batch:
             isinstance(logged, list) and len(logged) == 3 and isinstance(logged[0], str)
             and all(isinstance(i, int) and not isinstance(i, bool) for i in logged[1:])):
         raise CorruptRecordError(f"{where}: malformed write-ahead log range {logged!r}")
+    refs = field_of(rec, "refs", "dict", where, optional=True) or {}
+    if not all(isinstance(k, str) and k.count("/") == 1 and isinstance(v, str) for k, v in refs.items()):
+        raise CorruptRecordError(f"{where}: malformed list of bound records")
     return Batch(n, dict(params), [(k, v) for k, v in tags], points, close, deleted,
                  field_of(rec, "time", "int", where, optional=True) or 0, field_of(rec, "g", "int", where, optional=True) or 0,
-                 None if logged is None else (logged[0], logged[1], logged[2]))
+                 None if logged is None else (logged[0], logged[1], logged[2]), dict(refs))
 
 
 @dataclass

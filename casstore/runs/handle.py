@@ -48,7 +48,18 @@ from casstore.objects import ObjectStore, Stored
 from casstore.objects.codec import pack, pack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout
-from casstore.runs.batches import BATCHED_FROM, Batch, Folded, batch_key, batch_number, batches_prefix, decode_batch, fold
+from casstore.runs.batches import (
+    BATCHED_FROM,
+    Batch,
+    Folded,
+    batch_key,
+    batch_number,
+    batches_prefix,
+    decode_batch,
+    fold,
+    witness_key,
+    witness_record,
+)
 from casstore.runs.claims import PathClaims, directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
@@ -112,14 +123,25 @@ def _mib(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
 
 
-def _full_store(url: str, e: StoreFullError, needed: int, files: int, freed: int, free: int | None) -> StoreFullError:
+def _full_store(url: str, e: StoreFullError, needed: int, files: int, freed: int | None,
+                free: int | None) -> StoreFullError:
     """The error of a log that found the store full: what was needed, what is free, what was
-    removed, and how to make room."""
+    removed (``None``: nothing could be, on a store without exact stale deletes), and how to
+    make room."""
     have = f", and {_mib(free)} are free" if free is not None else ""
-    why = "its disk quota is used up" if "quota" in str(e) else "no space is left on its device"
+    why = ("its quota is used up" if "quota" in str(e).lower() else "no space is left on its device"
+           if free is not None else "the service is out of space")
+    if freed is not None:
+        left = f"What this log had written ({_mib(freed)}) was removed again."
+    else:
+        left = ("What this log had written before it failed stays in the store: on this store it cannot be removed "
+                "at once without risking content another writer is storing at the same time (see the reliability "
+                "page); `casstore gc --no-writers`, run while no one writes to the store, frees it together with the "
+                "data of runs you delete, and a plain `casstore gc` does after its grace period. Logging the same "
+                "files again sends only what is missing.")
     return StoreFullError(
         f"the store {url} is full ({why}): logging {files} file(s) needs up to {_mib(needed)} (less what the store "
-        f"already holds){have}. What this log had written ({_mib(freed)}) was removed again. To make room: delete "
+        f"already holds){have}. {left} To make room: delete "
         "runs you no longer need (`casstore delete-run`) and run `casstore gc`, which frees their data after the "
         "grace period, or at once with `casstore gc --no-writers` while no one writes to the store; or give the "
         "store more space. Then log again.",
@@ -181,6 +203,7 @@ class RunHandle:
         self._batches: dict[int, Batch] = {}  # immutable: each read at most once
         self._batch_lock = threading.Lock()
         self._wal: WalWriter | None = None  # this handle's metric log, opened at its first point
+        self._witnessed: int | None = None  # the batch this handle's witness record names
         register_flushable(self)
 
     def __repr__(self) -> str:
@@ -373,6 +396,7 @@ class RunHandle:
             self._claims.release(new)
             raise
         entry = self._bind_entry(path, stored, inline)
+        self._list_bound([(layout.artifact_key(self.run_id, path), entry.digest)])
         self._check_in_seal("artifacts", [path])
         return entry
 
@@ -399,6 +423,7 @@ class RunHandle:
             self._claims.release(new)
             raise
         entry = self._bind_entry(path, Stored(digest, size))
+        self._list_bound([(layout.artifact_key(self.run_id, path), entry.digest)])
         self._check_in_seal("artifacts", [path])
         return entry
 
@@ -484,11 +509,13 @@ class RunHandle:
         finally:
             if pool:
                 pool.shutdown(wait=True)
+        entries = [b for b in bound if b is not None]
+        self._list_bound((layout.artifact_key(self.run_id, b.path), b.digest) for b in entries)
         if errors:
             raise errors[0]
         if n:
             self._check_in_seal("artifacts", paths)
-        return [b for b in bound if b is not None]
+        return entries
 
     @contextlib.contextmanager
     def _storing(self, needed: Callable[[], int], files: int) -> Iterator[None]:
@@ -498,7 +525,7 @@ class RunHandle:
             try:
                 yield
             except BaseException as e:
-                freed = self._remove_created(created)
+                freed = self._remove_created(created) if getattr(self._backend, "exact_stale_delete", False) else None
                 if isinstance(e, StoreFullError):
                     raise _full_store(self.store.url, e, needed(), files, freed, self._backend.free_bytes()) from e
                 raise
@@ -507,9 +534,9 @@ class RunHandle:
         """Remove the objects of ``created`` that no one reused since (their mtime unchanged:
         a writer that deduplicates touches what it reuses, moving its mtime, see gc's protocol);
         referrers (hints, recipes) before chunks. Only where the check and the delete are one
-        step (``exact_stale_delete``); elsewhere gc collects them. Returns the bytes freed."""
-        if not getattr(self._backend, "exact_stale_delete", False):
-            return 0
+        step (``exact_stale_delete``, which the caller checks); elsewhere gc collects them (on
+        S3 a delete cannot be made conditional on the object being untouched: see
+        docs/reliability.md). Returns the bytes freed."""
         order = {"hints": 0, "files": 1, "models": 2}
         freed = 0
         for key, mtime in sorted(created, key=lambda c: order.get(c[0].split("/", 1)[0], 3)):
@@ -520,6 +547,13 @@ class RunHandle:
             except CasstoreError:
                 continue  # gone, or unreadable: gc settles it
         return freed
+
+    def _list_bound(self, bound: Iterable[tuple[str, str]]) -> None:
+        """Version 4: list records just bound (``(key, digest)``) in a batch, so their removal
+        is found (see casstore/runs/batches.py)."""
+        refs = {key.removeprefix(layout.run_prefix(self.run_id)): digest for key, digest in bound}
+        if self._batched and refs:
+            self._append({}, {}, [], refs=refs)
 
     # ---- models ------------------------------------------------------------------
 
@@ -539,12 +573,13 @@ class RunHandle:
                 )
         digest = self.store.put_model_entry(entry)
         self._objects.flush()
-        self._bind(
+        bound = self._bind(
             layout.model_ref_key(self.run_id, name),
             {"v": RECORD_VERSION, "name": name, "digest": digest, "logged_at": now_ms()},
             "digest", f"model {name!r} of run {self.run_id}",
             "A logged model is immutable: log the new model under another name, or in a new run.",
         )
+        self._list_bound([(layout.model_ref_key(self.run_id, name), str(bound["digest"]))])
         self._check_in_seal("models", [name])
         return digest
 
@@ -616,15 +651,20 @@ class RunHandle:
             raise self._sealed_error()
 
     def _append(self, params: dict[str, str], tags: Mapping[str, str | None], points: list[MetricPoint],
-                logged: tuple[str, int, int] | None = None) -> None:
+                logged: tuple[str, int, int] | None = None, refs: Mapping[str, str] | None = None) -> None:
         """Write one batch record numbered after every batch there is (list, create
         ``max + 1``, on a lost race list again). Its params are checked against the batches
         below it first: a param bound there to another value raises, with nothing written;
         those bound to the same value are left out. A run fenced (ended or deleted) below
-        the number refuses the batch. ``logged``: the write-ahead log range ``points`` are."""
+        the number refuses the batch. ``logged``: the write-ahead log range ``points`` are.
+        ``refs``: records just bound (key under the run -> digest) that the batch lists; the
+        run's witness record then holds its number. A fenced run needs no list (its seal
+        or deletion decides), so a batch of ``refs`` alone is then not written."""
         with self._batch_lock:
             for attempt in range(BATCH_ATTEMPTS):
                 folded = self._sync_batches(self._backend.list(batches_prefix(self.run_id)))
+                if refs and not (params or tags or points) and folded.refuses(self.generation):
+                    return
                 self._refuse_fenced(folded)
                 fresh = {}
                 for key, value in params.items():
@@ -633,18 +673,29 @@ class RunHandle:
                         fresh[key] = value
                     elif bound != value:
                         raise ImmutableArtifactError(f"param {key!r} of run {self.run_id}", bound, value, _PARAM_HINT)
-                if not fresh and not tags and not points:
+                if not fresh and not tags and not points and not refs:
                     return  # bound already, to the same values
                 batch = Batch(folded.top + 1, fresh, list(tags.items()), points, time=now_ms(), g=self.generation,
-                              wal=logged)
+                              wal=logged, refs=dict(refs or {}))
                 if self._backend.put_if_absent(batch_key(self.run_id, batch.n), batch.to_bytes()):
                     self._batches[batch.n] = batch
+                    if refs:
+                        self._witness(batch.n)
                     return
                 time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))  # another writer's batch took it
         raise StoreUnavailableError(
             f"run {self.run_id}: could not number a batch record in {BATCH_ATTEMPTS} tries, as many other "
             "writers logged to the run at once; try again"
         )
+
+    def _witness(self, n: int) -> None:
+        """Create the witness of batch ``n`` (one that lists bound records); remove the one this
+        handle created before (a lower number: the highest witness stays)."""
+        self._backend.put_if_absent(witness_key(self.run_id, n), witness_record(n))
+        before, self._witnessed = self._witnessed, n
+        if before is not None and before < n:
+            with contextlib.suppress(CasstoreError):
+                self._backend.delete(witness_key(self.run_id, before))
 
     def fence_deleted(self, reason: str) -> None:
         """Version 4: append the batch that marks the run deleted (nothing numbered after it

@@ -334,6 +334,8 @@ class RunIndex:
         self._pid = os.getpid()
         #: what the last refresh cost, for benchmarks and tests
         self.last: dict[str, int] = {}
+        #: the runs the last refresh could not read (left out of every answer): run id -> why
+        self.skipped: dict[str, str] = {}
 
     # ---- the database ------------------------------------------------------------------
 
@@ -444,6 +446,7 @@ class RunIndex:
                         db.execute("UPDATE runs SET deleted = 1 WHERE run_id = ?", (r,))
                         db.execute("DELETE FROM claims WHERE run_id = ?", (r,))
                 db.execute("COMMIT")
+            self.skipped = {}
             if to_read:
                 stats["runs_read"] = len(to_read)
                 views = self._read_runs(to_read)
@@ -464,6 +467,7 @@ class RunIndex:
             except ObjectNotFoundError:
                 return None  # an index entry whose run meta never reached the disk
             except CasstoreError as e:
+                self.skipped[rid] = str(e)
                 warnings.warn(DamagedRunWarning(
                     f"run {rid} is skipped: it cannot be read ({e}). Restore its damaged records from a backup "
                     "(`casstore verify --all` lists them)"), stacklevel=2)

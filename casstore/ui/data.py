@@ -68,6 +68,8 @@ class RunPage:
     param_keys: list[str]
     metric_keys: list[str]
     as_of: float  # when the page was asked of the store (epoch seconds)
+    #: the experiment's runs that could not be read and are left out: run id -> why
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def _encode_token(offset: int, last_run: str) -> str:
@@ -295,8 +297,9 @@ class UIData:
             start = next((lo + i + 1 for i, v in enumerate(near) if v.run_id == last), offset)
         page, more = idx.search(ids, comparisons, keys, which, page_size, start)
         param_keys, metric_keys = idx.keys(ids, which)
+        skipped = {r: why for r, why in sorted(idx.skipped.items()) if r in set(ids)}
         return RunPage(page, total, _encode_token(start + len(page), page[-1].run_id) if more and page else None,
-                       param_keys, metric_keys, as_of)
+                       param_keys, metric_keys, as_of, skipped)
 
     # ---- runs ------------------------------------------------------------------------
 
