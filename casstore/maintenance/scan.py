@@ -54,7 +54,8 @@ _NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstor
 # per-run record kinds that hold no references to content (values are user strings or numbers);
 # a seal of version 4 holds the run's manifest, so seals are read as roots
 _RUN_KINDS_WITHOUT_REFS = frozenset({"meta", "params", "tags", "metrics", "deleted", "dirs"})
-#: version 4's batch records (``batch-<n>``): params, tags and metric points, no references
+#: version 4's batch records (``batch-<n>``): params, tags and metric points, and in a run
+#: whose artifacts are bound in batches, its bindings (read while the run is open)
 _BATCH_KIND = "batch-"
 
 Progress = Callable[[int], None]
@@ -104,10 +105,19 @@ class RunKeys:
     def sealed(self) -> bool:
         return "seal" in self.by_kind
 
+    @property
+    def open(self) -> bool:
+        """Whether the run's latest generation is not sealed (resumed runs are reopened once
+        per seal before the last)."""
+        sealed = len(self.by_kind.get("seal", ())) + len(self.by_kind.get("seals", ()))
+        return len(self.by_kind.get("reopened", ())) >= sealed
+
     def reference_keys(self) -> list[str]:
-        """Keys of this run's records that may reference content."""
+        """Keys of this run's records that may reference content: batch records only while
+        the run is open (they may bind artifacts; a seal's manifest lists what counted)."""
+        batches = self.open
         return [k for kind, keys in self.by_kind.items()
-                if kind not in _RUN_KINDS_WITHOUT_REFS and not kind.startswith(_BATCH_KIND) for k in keys]
+                if kind not in _RUN_KINDS_WITHOUT_REFS and (batches or not kind.startswith(_BATCH_KIND)) for k in keys]
 
 
 @dataclass
@@ -253,6 +263,14 @@ def _read_root(key: str, data: bytes, roots: Roots) -> None:
             digest = field_of(rec, "digest", "str", key)
             if rec.get("kind", "file") != "inline":
                 roots.files[digest] = f"{who} artifact {rec.get('path')}"
+        elif kind.startswith(_BATCH_KIND):  # an open run's batch: the artifacts it binds
+            from casstore.runs.batches import batch_number, decode_batch
+
+            n = batch_number(key)
+            if n is not None:
+                for a in decode_batch(data, key, n).artifacts:
+                    if a[3] != "inline":
+                        roots.files[a[1]] = f"{who} artifact {a[0]}"
         elif kind == "models":
             rec = decode_record(data, f"record {key}")
             roots.models[field_of(rec, "digest", "str", key)] = f"{who} model {rec.get('name')}"

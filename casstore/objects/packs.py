@@ -12,9 +12,10 @@ The header is a self-checking record (:func:`~casstore.objects.codec.pack_checke
 tail describes it. Once its packs are stored, the writer publishes an **index** object,
 ``chunk-index/<digest>`` (BLAKE3 of its bytes, also self-checking), listing every chunk of those
 packs: ``{"v": 1, "packs": [[pack digest, pack size, [[chunk, offset, length], ...]], ...]}``.
-Readers merge every index into memory (:class:`PackIndex`), keeping the index objects
-they have checked in a local cache (:func:`~casstore.objects.statcache.cache_dir`) so a
-store is listed, not downloaded, at the next open. The index is never the source of
+Readers and writers merge every index (:class:`PackIndex`) into sorted arrays kept in
+local cache files they map (:mod:`casstore.objects.chunkindex`, under
+:func:`~casstore.objects.statcache.cache_dir`), so a store is listed, not downloaded, at
+the next open, and only new index objects are read. The index is never the source of
 truth: a pack no valid index describes (a writer killed between the pack and its index,
 a damaged index) is described by its own header instead, and every chunk read is
 checked against its digest.
