@@ -190,10 +190,12 @@ class Folded:
         return self.deleted is not None or self.closed_through >= generation
 
 
-def fold(batches: Mapping[int, Batch] | Iterable[Batch], upto: int | None = None) -> Folded:
-    """Fold batches (numbered at most ``upto``) in number order."""
+def fold(batches: Mapping[int, Batch] | Iterable[Batch], upto: int | None = None, into: Folded | None = None) -> Folded:
+    """Fold batches (numbered at most ``upto``) in number order; with ``into``, fold batches
+    numbered after those ``into`` holds into it (the same as folding them all again)."""
     items = sorted(batches.values() if isinstance(batches, Mapping) else batches, key=lambda b: b.n)
-    out = Folded(top=items[-1].n if items else 0)
+    out = into if into is not None else Folded()
+    out.top = max(out.top, items[-1].n if items else 0)
     for b in items:
         if (upto is not None and b.n > upto) or out.deleted is not None:
             break
@@ -217,8 +219,12 @@ def fold(batches: Mapping[int, Batch] | Iterable[Batch], upto: int | None = None
 
 def parents(path: str) -> list[str]:
     """The directories ``path`` makes: ``a/b/c`` -> ``a``, ``a/b``."""
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+    out = []
+    i = path.find("/")
+    while i != -1:
+        out.append(path[:i])
+        i = path.find("/", i + 1)
+    return out
 
 
 def path_conflict(path: str, files: Mapping[str, object], dirs: set[str]) -> str | None:

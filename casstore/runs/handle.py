@@ -197,6 +197,7 @@ class RunHandle:
         #: artifact bindings in the batch records too (a run created in a packs store)
         self._batch_bindings = self._batched and meta.get("bindings") == BATCH_BINDINGS
         self._batch_lock = threading.Lock()
+        self._folded: Folded | None = None  # the batches read so far, folded (extended as more are read)
         self._wal: WalWriter | None = None  # this handle's metric log, opened at its first point
         register_flushable(self)
 
@@ -695,7 +696,12 @@ class RunHandle:
             if data is None:
                 raise CorruptRecordError(f"batch record {listed[n]} was listed and then vanished; batches are never removed")
             self._batches[n] = decode_batch(data, listed[n], n)
-        return fold({n: self._batches[n] for n in listed})
+        folded = self._folded
+        if folded is None or not set(range(1, folded.top + 1)) <= listed.keys():
+            folded = self._folded = fold({n: self._batches[n] for n in listed})
+        else:  # numbered gap-free: the batches after those folded already
+            fold({n: self._batches[n] for n in listed if n > folded.top}, into=folded)
+        return folded
 
     def _refuse_fenced(self, folded: Folded) -> None:
         if folded.deleted is not None:
