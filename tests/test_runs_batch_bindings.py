@@ -148,7 +148,7 @@ def test_a_damaged_batch_record_is_detected_and_named(tmp_path: Path) -> None:
     from casstore.maintenance.verify import verify_store
 
     report = verify_store(reader)
-    assert any(p.object == key or key in p.detail for p in report.problems)
+    assert key in [p.object for p in report.problems]
 
 
 def test_s3_a_log_of_many_small_files_costs_a_handful_of_requests(s3_proxy: object, s3_url: str, tmp_path: Path) -> None:
