@@ -59,8 +59,10 @@ __all__ = [
     "DamagedSegment",
     "Segment",
     "build_segment",
+    "digests_of",
     "merge_segments",
     "open_segment",
+    "rows_of_packs",
     "save_segment",
 ]
 

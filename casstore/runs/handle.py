@@ -285,10 +285,10 @@ class RunHandle:
         its first path), those this process has not seen marked, the keys of the directory
         markers at the ``new`` paths (none for a batch large enough to list the markers
         instead) and the keys of the file bindings at the unmarked directories."""
-        first = directories(paths)
-        dirs = self._claims.unmarked(first)
         if self._batch_bindings:  # checked against the batches below the one that binds them
             return {}, [], [], []
+        first = directories(paths)
+        dirs = self._claims.unmarked(first)
         markers = [] if len(new) > LIST_MARKERS_OVER else [layout.dir_marker_key(self.run_id, p) for p in new]
         return first, dirs, markers, [layout.artifact_key(self.run_id, d) for d in dirs]
 
@@ -363,10 +363,10 @@ class RunHandle:
     def _bind_entry(self, path: str, stored: Stored, inline: bytes | None = None) -> ArtifactEntry:
         """Bind ``path`` to stored content, or to ``inline`` content held in the record itself."""
         if self._batch_bindings:
-            entries, errors = self._bind_entries([(path, stored, inline)])
-            if errors:
+            (bound_entry,), errors = self._bind_entries([(path, stored, inline)])
+            if bound_entry is None:
                 raise errors[0]
-            return entries[0]  # type: ignore[return-value]
+            return bound_entry
         entry = ArtifactEntry(path, stored.digest, stored.size, "file" if inline is None else INLINE, now_ms())
         rec = entry.to_record()
         bound = self._bind(
