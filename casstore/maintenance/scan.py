@@ -56,8 +56,9 @@ _NON_ROOT_PREFIXES = ("chunks", "files", "models", "gc", "experiments", "casstor
 # per-run record kinds that hold no references to content (values are user strings or numbers);
 # a seal of version 4 holds the run's manifest, so seals are read as roots
 _RUN_KINDS_WITHOUT_REFS = frozenset({"meta", "params", "tags", "metrics", "deleted", "dirs"})
-#: version 4's batch records (``batch-<n>``): params, tags, metric points and digests of records
-#: they list (proven for open runs by :func:`prove_open_runs`), and their witnesses (``last-<n>``)
+#: version 4's batch records (``batch-<n>``): params, tags, metric points, the artifacts bound
+#: in a run whose bindings are in its batches, and digests of records they list (an open run's
+#: are read and proven by :func:`prove_open_runs`), and their witnesses (``last-<n>``)
 _BATCH_KIND = "batch-"
 _WITNESS_KIND = "last-"
 
@@ -328,6 +329,7 @@ def prove_open_runs(backend: Backend, scan: StoreScan, roots: Roots, progress: P
     records written before batches listed them are proven as before: by reading them."""
     from casstore.runs.batches import batch_key, decode_batch, witness_key
     from casstore.runs.layout import deleted_key, seal_key
+    from casstore.runs.records import INLINE
 
     runs = [r for r in scan.live_runs() if r.open]
     batches = {k: (r, n) for r in runs for n, k in r.batch_keys().items()}
@@ -344,6 +346,10 @@ def prove_open_runs(backend: Backend, scan: StoreScan, roots: Roots, progress: P
         except CasstoreError as e:
             roots.blockers.append(Blocker(key, f"{e}: which records of the open run it lists is unknown", who))
             continue
+        for a in batch.artifacts:  # artifacts bound in the batch itself
+            if a[3] != INLINE:
+                roots.digests.add(a[1])
+                roots.files[a[1]] = f"{who} artifact {a[0]}"
         for rel, digest in batch.refs.items():
             roots.digests.add(digest)  # the record itself, if there, is proven as a root
             record = f"runs/{run.run_id}/{rel}"

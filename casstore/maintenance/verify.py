@@ -435,20 +435,23 @@ class _Checker:
                 self.problem(layout.manifest_key(run_id, str(before["digest"])), "unreadable", str(e), [who])
 
     def check_inline(self, run_id: str, entry: ArtifactEntry) -> None:
-        """Check an artifact held in its binding record against the run's entry for it."""
+        """Check an artifact held in its binding record (or its batch record) against the
+        run's entry for it."""
         from casstore.runs import layout
+        from casstore.runs.batches import batch_key
 
+        key = batch_key(run_id, entry.batch) if entry.batch else layout.artifact_key(run_id, entry.path)
         self.checked["files"] += 1
         self.checked["bytes"] += entry.size
         who = [{"run": run_id, "artifact": entry.path}]
         try:
             self.runs.inline_data(run_id, entry)
         except (IntegrityError, CorruptRecordError) as e:
-            self.problem(layout.artifact_key(run_id, entry.path), "corrupt", str(e), who)
+            self.problem(key, "corrupt", str(e), who)
         except ObjectNotFoundError as e:
-            self.problem(layout.artifact_key(run_id, entry.path), "missing", str(e), who)
+            self.problem(key, "missing", str(e), who)
         except CasstoreError as e:
-            self.problem(layout.artifact_key(run_id, entry.path), "unreadable", str(e), who)
+            self.problem(key, "unreadable", str(e), who)
 
     def check_records(self) -> None:
         """Check every record of the store's runs (live ones: loose records of sealed runs

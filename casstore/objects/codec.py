@@ -21,6 +21,10 @@ __all__ = ["pack", "unpack", "canonical", "pack_checked", "unpack_checked", "CHE
 CHECK_FIELD = "b3"
 
 
+#: values that are their own canonical form (bool included, floats are not: NaN is normalised)
+_FLAT = frozenset({str, int, bytes, bool})
+
+
 def canonical(obj: Any) -> Any:
     """Normalise ``obj`` to the canonical form: dicts with sorted str keys, lists for tuples."""
     t = type(obj)
@@ -39,7 +43,7 @@ def canonical(obj: Any) -> Any:
             out[k] = v if t is str or t is int or t is bytes or v is None or t is bool else canonical(v)
         return out
     if isinstance(obj, (list, tuple)):
-        return [canonical(x) for x in obj]
+        return [x if type(x) in _FLAT or x is None else canonical(x) for x in obj]
     if isinstance(obj, bool) or isinstance(obj, (str, bytes, int)):
         return obj
     if isinstance(obj, float):
@@ -76,8 +80,9 @@ def pack_checked(obj: dict[str, Any]) -> bytes:
     """
     if CHECK_FIELD in obj:
         raise InvalidInputError(f"a self-checking record cannot have its own {CHECK_FIELD!r} field")
-    body = canonical(obj)
-    return pack({**body, CHECK_FIELD: blake3(pack(body)).hexdigest()})
+    body = canonical(obj)  # once: below, only the top level is sorted again, with the check in it
+    check = blake3(msgpack.packb(body, use_bin_type=True)).hexdigest()
+    return msgpack.packb(dict(sorted({**body, CHECK_FIELD: check}.items())), use_bin_type=True)  # type: ignore[no-any-return]
 
 
 def unpack_checked(data: bytes, what: str = "record", *, required: bool = False, use_list: bool = True) -> Any:

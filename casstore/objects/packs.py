@@ -12,9 +12,10 @@ The header is a self-checking record (:func:`~casstore.objects.codec.pack_checke
 tail describes it. Once its packs are stored, the writer publishes an **index** object,
 ``chunk-index/<digest>`` (BLAKE3 of its bytes, also self-checking), listing every chunk of those
 packs: ``{"v": 1, "packs": [[pack digest, pack size, [[chunk, offset, length], ...]], ...]}``.
-Readers merge every index into memory (:class:`PackIndex`), keeping the index objects
-they have checked in a local cache (:func:`~casstore.objects.statcache.cache_dir`) so a
-store is listed, not downloaded, at the next open. The index is never the source of
+Readers and writers merge every index (:class:`PackIndex`) into sorted arrays kept in
+local cache files they map (:mod:`casstore.objects.chunkindex`, under
+:func:`~casstore.objects.statcache.cache_dir`), so a store is listed, not downloaded, at
+the next open, and only new index objects are read. The index is never the source of
 truth: a pack no valid index describes (a writer killed between the pack and its index,
 a damaged index) is described by its own header instead, and every chunk read is
 checked against its digest.
@@ -28,6 +29,7 @@ collection's grace period counts from a pack's modification time (see
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -38,8 +40,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from casstore.backend.base import Backend
 from casstore.exceptions import CasstoreError, CorruptRecordError, IntegrityError, ObjectNotFoundError
+from casstore.objects.chunkindex import (
+    DamagedSegment,
+    Segment,
+    build_segment,
+    digests_of,
+    merge_segments,
+    open_segment,
+    rows_of_packs,
+    save_segment,
+)
 from casstore.objects.chunking import ChunkerParams
 from casstore.objects.codec import CHECK_FIELD, pack_checked, unpack, unpack_checked
 from casstore.objects.digest import hash_bytes, is_digest
@@ -190,77 +205,202 @@ def _cache_root(backend: Backend) -> str | None:
     return os.path.join(cache_dir(), "pack-index", hash_bytes(backend.url.encode())[:32])
 
 
+#: the cache files of the merged index: a large one rewritten seldom, a small one beside it
+_SEGMENT_FILES = ("segment-base", "segment-delta")
+#: the small segment is folded into the large one once it holds this share of its entries
+_DELTA_SHARE = 8
+
+
 class PackIndex:
     """Chunk digest -> :class:`Location`, merged from a store's index objects (and the
-    headers of packs no index describes), for readers and writers of one store."""
+    headers of packs no index describes), for readers and writers of one store.
+
+    The entries of the index objects are held in two :class:`~casstore.objects.chunkindex.Segment`
+    (sorted arrays, 48 bytes per chunk), cached as files this process maps
+    (``$CASSTORE_CACHE_DIR/pack-index/<store>/segment-base`` and ``segment-delta``): a
+    new index object is merged into the small one, which is folded into the large one
+    once it holds an eighth of its entries, so opening a store costs a listing of
+    ``chunk-index/``, the new index objects, and a BLAKE3 check of the cache files.
+    Packs described by their headers and packs this process wrote are held beside them
+    in a dict until an index object that lists them is merged."""
 
     def __init__(self, backend: Backend, layout: ContentLayout) -> None:
         self.backend = backend
         self.layout = layout
-        self._lock = threading.Lock()
-        self._chunks: dict[str, Location] = {}
-        self._entries: dict[str, Entries] = {}  # pack -> its chunks, to find another home for a chunk
-        #: pack digest -> size, of every pack known
-        self.packs: dict[str, int] = {}
-        #: index digest -> the packs it lists, of every valid index loaded
-        self.indexes: dict[str, list[str]] = {}
+        self._lock = threading.RLock()
+        #: the large segment and the small one (see the class docstring)
+        self._segments: list[Segment] = []
+        self._seg_indexes: list[list[str]] = []
+        #: per segment, whether each pack row counts: its index is listed, the pack not gone
+        self._live: list[npt.NDArray[np.bool_]] = []
+        self._opened = False
+        # packs held outside the segments: described by their headers, written here, repacked
+        self._extra: dict[str, Location] = {}
+        self._extra_entries: dict[str, Entries] = {}
+        self._extra_sizes: dict[str, int] = {}
+        #: index objects this process published and has not merged into a segment yet
+        self._own: dict[str, list[tuple[str, int, Entries]]] = {}
+        #: packs found missing (removed by gc since an index listing them was read)
+        self._gone: set[str] = set()
+        self._listed: set[str] = set()
+        self._views: tuple[dict[str, int], dict[str, list[str]]] | None = None
+        self._by_pack: dict[str, list[tuple[int, npt.NDArray[np.int64]]]] | None = None
         #: index objects found damaged (named in the log; their packs described by their headers)
         self.damaged: dict[str, str] = {}
         self._loaded = False
+        #: whether the packs no index lists have been described (:meth:`describe_unindexed`)
+        self.described = False
 
     def __len__(self) -> int:
-        return len(self._chunks)
+        """Chunk entries held (a chunk in two packs counts twice)."""
+        with self._lock:
+            return len(self._extra) + sum(int(live[seg.pack].sum()) for seg, live in zip(self._segments, self._live))
+
+    # ---- lookups ------------------------------------------------------------------------
 
     def get(self, digest: str) -> Location | None:
         if not self._loaded:
-            self.load()
-        return self._chunks.get(digest)
+            self.load_indexes()
+        with self._lock:
+            loc = self._extra.get(digest)
+            if loc is not None:
+                return loc
+            segments = list(zip(self._segments, self._live))
+        raw = bytes.fromhex(digest)
+        for seg, live in segments:
+            row = seg.find(raw, live)
+            if row is not None:
+                return Location(seg.pack_digest[seg.pack[row]].tobytes().hex(), int(seg.offset[row]), int(seg.length[row]))
+        return None
 
     def chunks(self) -> dict[str, Location]:
+        """Every chunk held, with one of its locations."""
         if not self._loaded:
             self.load()
         with self._lock:
-            return dict(self._chunks)
+            out: dict[str, Location] = {}
+            for seg, live in zip(self._segments, self._live):
+                rows = np.nonzero(live[seg.pack])[0].astype(np.int64)
+                names = seg.pack_names()
+                packs, offsets, lengths = seg.pack[rows].tolist(), seg.offset[rows].tolist(), seg.length[rows].tolist()
+                for d, p, off, n in zip(digests_of(seg, rows), packs, offsets, lengths):
+                    out.setdefault(d, Location(names[p], off, n))
+            for d, loc in self._extra.items():
+                out.setdefault(d, loc)
+            return out
 
-    def add(self, pack: str, size: int, entries: Entries) -> None:
-        with self._lock:
-            self.packs[pack] = size
-            self._entries[pack] = list(entries)
-            for d, off, n in entries:
-                self._chunks.setdefault(d, Location(pack, off, n))
+    @property
+    def packs(self) -> dict[str, int]:
+        """Pack digest -> size, of every pack known (a mapping built when first asked)."""
+        return self._mappings()[0]
 
-    def forget_pack(self, pack: str) -> None:
-        """Drop a pack found missing (garbage collection removed it): its chunks are found
-        elsewhere at the next :meth:`load`, or written anew."""
+    @property
+    def indexes(self) -> dict[str, list[str]]:
+        """Index digest -> the packs it lists, of every valid index loaded."""
+        return self._mappings()[1]
+
+    def _mappings(self) -> tuple[dict[str, int], dict[str, list[str]]]:
         with self._lock:
-            self.packs.pop(pack, None)
-            lost = {d for d, _, _ in self._entries.pop(pack, [])}
-            for d in lost:
-                if d in self._chunks and self._chunks[d].pack == pack:
-                    del self._chunks[d]
-            for other, entries in self._entries.items():  # another pack that holds the chunk
-                for d, off, n in entries:
-                    if d in lost and d not in self._chunks:
-                        self._chunks[d] = Location(other, off, n)
+            if self._views is None:
+                packs: dict[str, int] = {}
+                indexes: dict[str, list[str]] = {}
+                for seg, names, live in zip(self._segments, self._seg_indexes, self._live):
+                    sizes = seg.pack_size.tolist()
+                    owners = seg.pack_index.tolist()
+                    for row, p in enumerate(seg.pack_names()):
+                        if live[row]:
+                            packs[p] = sizes[row]
+                            indexes.setdefault(names[owners[row]], []).append(p)
+                for d, listed in self._own.items():
+                    indexes[d] = [p for p, _, _ in listed]
+                packs.update(self._extra_sizes)
+                self._views = packs, indexes
+            return self._views
 
     def entries(self, pack: str) -> Entries:
         """The chunks of a known pack, as its index (or header) lists them."""
         with self._lock:
-            return list(self._entries.get(pack, []))
+            if pack in self._extra_entries:
+                return list(self._extra_entries[pack])
+            if self._by_pack is None:
+                by_pack: dict[str, list[tuple[int, npt.NDArray[np.int64]]]] = {}
+                for i, (seg, live) in enumerate(zip(self._segments, self._live)):
+                    order, starts = rows_of_packs(seg)
+                    for row, p in enumerate(seg.pack_names()):
+                        if live[row]:
+                            by_pack.setdefault(p, []).append((i, order[starts[row] : starts[row + 1]]))
+                self._by_pack = by_pack
+            found = self._by_pack.get(pack)
+            if not found:
+                return []
+            i, rows = found[0]
+            seg = self._segments[i]
+            rows = rows[np.argsort(seg.offset[rows], kind="stable")]
+            return list(zip(digests_of(seg, rows), seg.offset[rows].tolist(), seg.length[rows].tolist()))
+
+    # ---- changes ------------------------------------------------------------------------
+
+    def add(self, pack: str, size: int, entries: Entries) -> None:
+        """Hold the chunks of a pack described by its header or written by this process."""
+        with self._lock:
+            self._gone.discard(pack)
+            self._extra_sizes[pack] = size
+            self._extra_entries[pack] = list(entries)
+            for d, off, n in entries:
+                self._extra.setdefault(d, Location(pack, off, n))
+            self._views = None
+
+    def published(self, digest: str, packs: list[tuple[str, int, Entries]]) -> None:
+        """Hold the packs of an index object this process has just published."""
+        with self._lock:
+            for p, n, es in packs:
+                self.add(p, n, es)
+            self._own[digest] = packs
+            self._views = None
+
+    def forget_pack(self, pack: str) -> None:
+        """Drop a pack found missing (garbage collection removed it): its chunks are found
+        elsewhere, at the next :meth:`load`, or written anew."""
+        with self._lock:
+            self._gone.add(pack)
+            self._extra_sizes.pop(pack, None)
+            lost = {d for d, _, _ in self._extra_entries.pop(pack, [])}
+            for d in lost:
+                if d in self._extra and self._extra[d].pack == pack:
+                    del self._extra[d]
+            for other, entries in self._extra_entries.items():  # another pack that holds the chunk
+                for d, off, n in entries:
+                    if d in lost and d not in self._extra:
+                        self._extra[d] = Location(other, off, n)
+            raw = np.frombuffer(bytes.fromhex(pack), dtype=np.uint8)
+            for seg, live in zip(self._segments, self._live):
+                live[np.all(seg.pack_digest == raw, axis=1)] = False
+            self._views = self._by_pack = None
+
+    # ---- loading ------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Merge every index object in the store (those cached locally are not fetched),
-        then describe the packs no valid index lists by their headers."""
-        listed = [k for k in self.backend.list(INDEX_PREFIX)]
-        new = [k[len(INDEX_PREFIX) :] for k in listed if is_digest(k[len(INDEX_PREFIX) :])]
-        new = [d for d in new if d not in self.indexes and d not in self.damaged]
+        """Merge every index object in the store (those merged before, in the local cache,
+        are not fetched), then describe the packs no valid index lists by their headers."""
+        self.load_indexes()
+        self.describe_unindexed()
+
+    def load_indexes(self) -> None:
+        """Merge the store's index objects: one listing of ``chunk-index/``, and a read of
+        each index object neither the cache files nor this process hold."""
+        listed = {d for k in self.backend.list(INDEX_PREFIX) if is_digest(d := k[len(INDEX_PREFIX) :])}
         cache = _cache_root(self.backend)
-        loaded: list[tuple[str, list[tuple[str, int, Entries]]]] = []
+        with self._lock:
+            if not self._opened:
+                self._open_cached(cache)
+            covered = {d for names in self._seg_indexes for d in names}
+            new = sorted(listed - covered - set(self.damaged))
+        fresh: list[tuple[str, list[tuple[str, int, Entries]]]] = []
         fetch = []
         for d in new:
-            got = _read_cached(cache, d)
+            got = self._own.get(d) or _read_cached(cache, d)
             if got is not None:
-                loaded.append((d, got))
+                fresh.append((d, got))
             else:
                 fetch.append(d)
         for d, data in _read_many(self.backend, [INDEX_PREFIX + d for d in fetch]):
@@ -271,24 +411,90 @@ class PackIndex:
             try:
                 if actual != d:
                     raise IntegrityError(where, d, actual, "its bytes are not those its name was made from")
-                packs = decode_index(data, where, named=True)
+                fresh.append((d, decode_index(data, where, named=True)))
             except (IntegrityError, CorruptRecordError) as e:
                 self.damaged[d] = str(e)
                 log.warning("%s; the packs it describes are read from their own headers instead", e)
-                continue
-            _write_cached(cache, d, data)
-            loaded.append((d, packs))
-        for d, packs in loaded:
-            self.indexes[d] = [p for p, _, _ in packs]
-            for p, n, es in packs:
-                self.add(p, n, es)
-        self._loaded = True
-        self.describe_unindexed()
+        with self._lock:
+            self._merge(fresh, listed, cache)
+            self._loaded = True
+
+    def _open_cached(self, cache: str | None) -> None:
+        self._opened = True
+        if cache is None:
+            return
+        for name in _SEGMENT_FILES:
+            path = os.path.join(cache, name)
+            try:
+                seg = open_segment(path)
+            except FileNotFoundError:
+                seg = build_segment([])
+            except (OSError, DamagedSegment) as e:
+                log.warning("the local cache of the chunk index is damaged (%s); it is rebuilt from the store", e)
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                seg = build_segment([])
+            self._set_segment(len(self._segments), seg)
+
+    def _set_segment(self, i: int, seg: Segment) -> None:
+        names = seg.indexes()
+        live = np.ones(seg.packs, dtype=bool)
+        if i < len(self._segments):
+            self._segments[i], self._seg_indexes[i], self._live[i] = seg, names, live
+        else:
+            self._segments.append(seg)
+            self._seg_indexes.append(names)
+            self._live.append(live)
+
+    def _merge(self, fresh: list[tuple[str, list[tuple[str, int, Entries]]]], listed: set[str], cache: str | None) -> None:
+        """Merge the index objects of ``fresh`` into the small segment (and that into the
+        large one when it has grown), keeping only the index objects ``listed``; save
+        what changed, and mark the packs that count."""
+        while len(self._segments) < 2:
+            self._set_segment(len(self._segments), build_segment([]))
+        base, delta = self._segments
+        stale = sum(len(set(names) - listed) for names in self._seg_indexes)
+        if fresh or stale:
+            delta = merge_segments([delta, build_segment(fresh)], keep=listed)
+            changed = [1]
+            if stale or len(delta) * _DELTA_SHARE > len(base):
+                base, delta = merge_segments([base, delta], keep=listed), build_segment([])
+                changed = [0, 1]
+            for i, seg in ((0, base), (1, delta)):
+                if i in changed:
+                    self._set_segment(i, seg)
+                    if cache is not None:
+                        try:
+                            save_segment(seg, os.path.join(cache, _SEGMENT_FILES[i]))
+                        except OSError as e:  # a cache that cannot be written costs a fetch next time
+                            log.debug("cannot save the chunk index cache %s: %s", cache, e)
+            for d, _ in fresh:
+                self._own.pop(d, None)
+                if cache is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(cache, d))
+        for i, (seg, names) in enumerate(zip(self._segments, self._seg_indexes)):
+            counts = np.array([d in listed for d in names], dtype=bool)
+            live = counts[seg.pack_index] if seg.packs else np.zeros(0, dtype=bool)
+            for p in self._gone:
+                live[np.all(seg.pack_digest == np.frombuffer(bytes.fromhex(p), dtype=np.uint8), axis=1)] = False
+            self._live[i] = live
+        self._listed = listed
+        self._views = self._by_pack = None
+
+    def describe_once(self) -> None:
+        """:meth:`describe_unindexed` unless done (a writer's first lookup: a reader needs it
+        only when a chunk is not found)."""
+        if not self.described:
+            if not self._loaded:
+                self.load_indexes()
+            self.describe_unindexed()
 
     def describe_unindexed(self) -> list[str]:
         """Read the header of each stored pack that no loaded index lists; return them."""
         stored = {d: k for k in self.backend.list(PACKS + "/") if (d := _parsed(self.layout, k)) is not None}
-        unindexed = [k for d, k in stored.items() if d not in self.packs]
+        known = self.packs
+        unindexed = [k for d, k in stored.items() if d not in known]
         for key in unindexed:
             try:
                 size, entries = read_pack_header(self.backend, key)
@@ -298,6 +504,7 @@ class PackIndex:
                 log.warning("%s", e)
                 continue
             self.add(key.rsplit("/", 1)[1], size, entries)
+        self.described = True
         return unindexed
 
 
@@ -388,6 +595,7 @@ class PackWriter:
         return self._freshen(digest)
 
     def _freshen(self, digest: str) -> bool:
+        self.index.describe_once()  # a killed writer's packs, which no index lists, are reused
         for _ in range(3):
             loc = self.index.get(digest)
             if loc is None:
@@ -475,9 +683,7 @@ class PackWriter:
             digest = hash_bytes(data)
             self.backend.put_blob(INDEX_PREFIX + digest, data)
             _write_cached(_cache_root(self.backend), digest, data)
-            for p, n, es in done:
-                self.index.add(p, n, es)
-            self.index.indexes[digest] = [p for p, _, _ in done]
+            self.index.published(digest, done)
             self._pending.clear()
             return digest
 

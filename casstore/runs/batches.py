@@ -27,6 +27,14 @@ the gap, the last batch by its witness (garbage collection proves all three befo
 deletes anything). See docs/design.md ("Runs, version 4") for the
 argument in full.
 
+In a run whose meta says ``"bindings": "batch"`` (runs created in a store of the packs
+layout) a logging call's artifact bindings are in its batch record too (``"artifacts":
+[[path, digest, size, kind, logged_at, data], ...]``, ``data`` the content of an inline
+artifact, else nil): a log of 10,000 small files is one record, not 10,000. As for params,
+the lowest batch binding a path wins, and a binding that makes a path both a file and a
+directory of an earlier one does not count; writers check before they write. A batch that
+binds artifacts is witnessed as one that lists records is, so removing it is found too.
+
 >>> b = Batch(1, params={"lr": "0.1"}, tags=[("team", "a")], points=[("loss", 0.5, 0, 7)])
 >>> decode_batch(b.to_bytes(), "runs/x/batch-0000000001", 1) == b
 True
@@ -40,11 +48,14 @@ from typing import Any
 
 from casstore.exceptions import CorruptRecordError
 from casstore.objects.codec import pack_checked, unpack_checked
-from casstore.runs.records import MetricPoint, field_of
+from casstore.objects.digest import is_digest
+from casstore.runs.records import INLINE, MetricPoint, checked_path, field_of
 
 __all__ = [
+    "BATCH_BINDINGS",
     "BATCHED_FROM",
     "Batch",
+    "BatchArtifact",
     "Folded",
     "batches_prefix",
     "batch_key",
@@ -58,6 +69,8 @@ __all__ = [
 
 #: the store format version from which runs write batch records
 BATCHED_FROM = 4
+#: a run meta's ``bindings`` when its artifact bindings are in its batch records
+BATCH_BINDINGS = "batch"
 _DIGITS = 10
 
 
@@ -91,6 +104,11 @@ def batch_number(key: str, kind: str = "batch-") -> int | None:
     return int(last)
 
 
+#: an artifact bound in a batch: ``(path, digest, size, kind, logged_at, data)``; ``data`` is
+#: the content of an inline artifact (checked against ``digest`` when read), else None
+BatchArtifact = tuple[str, str, int, str, int, bytes | None]
+
+
 @dataclass(frozen=True)
 class Batch:
     """One batch record: params to bind, tags to set (in order), metric points, and
@@ -110,6 +128,7 @@ class Batch:
     wal: tuple[str, int, int] | None = None
     #: records bound before this batch that it lists: key under ``runs/<run_id>/`` -> digest
     refs: dict[str, str] = field(default_factory=dict)
+    artifacts: list[BatchArtifact] = field(default_factory=list)
 
     @property
     def fence(self) -> bool:
@@ -128,6 +147,8 @@ class Batch:
             rec["wal"] = list(self.wal)
         if self.refs:
             rec["refs"] = self.refs
+        if self.artifacts:
+            rec["artifacts"] = [list(a) for a in self.artifacts]
         return pack_checked(rec)
 
 
@@ -164,9 +185,16 @@ def decode_batch(data: bytes, where: str, n: int) -> Batch:
     refs = field_of(rec, "refs", "dict", where, optional=True) or {}
     if not all(isinstance(k, str) and k.count("/") == 1 and isinstance(v, str) for k, v in refs.items()):
         raise CorruptRecordError(f"{where}: malformed list of bound records")
+    artifacts: list[BatchArtifact] = []
+    for a in field_of(rec, "artifacts", "list", where, optional=True) or []:
+        if not (isinstance(a, list) and len(a) == 6 and isinstance(a[0], str) and is_digest(a[1])
+                and isinstance(a[2], int) and not isinstance(a[2], bool) and a[2] >= 0 and a[3] in ("file", INLINE)
+                and isinstance(a[4], int) and (a[5] is None if a[3] == "file" else isinstance(a[5], bytes))):
+            raise CorruptRecordError(f"{where}: malformed artifact binding {a[:5] if isinstance(a, list) else a!r}")
+        artifacts.append((checked_path(a[0], where), a[1], a[2], a[3], a[4], a[5]))
     return Batch(n, dict(params), [(k, v) for k, v in tags], points, close, deleted,
                  field_of(rec, "time", "int", where, optional=True) or 0, field_of(rec, "g", "int", where, optional=True) or 0,
-                 None if logged is None else (logged[0], logged[1], logged[2]), dict(refs))
+                 None if logged is None else (logged[0], logged[1], logged[2]), dict(refs), artifacts)
 
 
 @dataclass
@@ -182,6 +210,10 @@ class Folded:
     closes: dict[int, Batch] = field(default_factory=dict)
     deleted: Batch | None = None
     top: int = 0
+    #: path -> the binding that counts and the number of the batch holding it
+    artifacts: dict[str, tuple[BatchArtifact, int]] = field(default_factory=dict)
+    #: every directory the counted artifact paths make
+    dirs: set[str] = field(default_factory=set)
 
     @property
     def closed_through(self) -> int:
@@ -193,10 +225,12 @@ class Folded:
         return self.deleted is not None or self.closed_through >= generation
 
 
-def fold(batches: Mapping[int, Batch] | Iterable[Batch], upto: int | None = None) -> Folded:
-    """Fold batches (numbered at most ``upto``) in number order."""
+def fold(batches: Mapping[int, Batch] | Iterable[Batch], upto: int | None = None, into: Folded | None = None) -> Folded:
+    """Fold batches (numbered at most ``upto``) in number order; with ``into``, fold batches
+    numbered after those ``into`` holds into it (the same as folding them all again)."""
     items = sorted(batches.values() if isinstance(batches, Mapping) else batches, key=lambda b: b.n)
-    out = Folded(top=items[-1].n if items else 0)
+    out = into if into is not None else Folded()
+    out.top = max(out.top, items[-1].n if items else 0)
     for b in items:
         if (upto is not None and b.n > upto) or out.deleted is not None:
             break
@@ -207,8 +241,30 @@ def fold(batches: Mapping[int, Batch] | Iterable[Batch], upto: int | None = None
         for k, t in b.tags:
             out.tags[k] = t
         out.points.extend(b.points)
+        for a in b.artifacts:
+            if path_conflict(a[0], out.artifacts, out.dirs) is None:
+                out.artifacts[a[0]] = (a, b.n)
+                out.dirs.update(parents(a[0]))
         if b.close is not None:
             out.closes[b.g] = b
         if b.deleted is not None:
             out.deleted = b
     return out
+
+
+def parents(path: str) -> list[str]:
+    """The directories ``path`` makes: ``a/b/c`` -> ``a``, ``a/b``."""
+    out = []
+    i = path.find("/")
+    while i != -1:
+        out.append(path[:i])
+        i = path.find("/", i + 1)
+    return out
+
+
+def path_conflict(path: str, files: Mapping[str, object], dirs: set[str]) -> str | None:
+    """The bound path ``path`` clashes with, if binding it would make a bound file a directory
+    or a directory a file; None if it does not (bound to the same path is no clash)."""
+    if path in dirs:
+        return path
+    return next((d for d in parents(path) if d in files), None)

@@ -49,14 +49,18 @@ from casstore.objects.codec import pack, pack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout
 from casstore.runs.batches import (
+    BATCH_BINDINGS,
     BATCHED_FROM,
     Batch,
+    BatchArtifact,
     Folded,
     batch_key,
     batch_number,
     batches_prefix,
     decode_batch,
     fold,
+    parents,
+    path_conflict,
     witness_key,
     witness_record,
 )
@@ -81,6 +85,8 @@ POOL_MIN_AVERAGE_SIZE = 256 << 10
 #: small files' content held in memory between reading them and binding them in their
 #: records; past this, a file's content is read again when it is bound (and checked)
 INLINE_HELD_MAX = 64 << 20
+#: artifacts bound in one batch record: a new batch once their inline content reaches this
+BINDINGS_PER_BATCH = 8 << 20
 _READ_AGAIN = object()  # stands for content let go after hashing, to be read again
 #: a batch of more new paths than this lists the run's directory markers once instead of
 #: asking for the marker at each path
@@ -201,7 +207,10 @@ class RunHandle:
         #: version 4: params, tags and metrics go in numbered batch records (runs/batches.py)
         self._batched = store.objects.config.version >= BATCHED_FROM
         self._batches: dict[int, Batch] = {}  # immutable: each read at most once
+        #: artifact bindings in the batch records too (a run created in a packs store)
+        self._batch_bindings = self._batched and meta.get("bindings") == BATCH_BINDINGS
         self._batch_lock = threading.Lock()
+        self._folded: Folded | None = None  # the batches read so far, folded (extended as more are read)
         self._wal: WalWriter | None = None  # this handle's metric log, opened at its first point
         self._witnessed: int | None = None  # the batch this handle's witness record names
         register_flushable(self)
@@ -247,7 +256,10 @@ class RunHandle:
 
     def _check_in_seal(self, kind: str, names: list[str], values: dict[str, str] | None = None) -> None:
         """After a write: if the run was sealed meanwhile, the write counts only if the seal has it
-        (``names`` present under ``kind``; for tags, with the ``values`` written)."""
+        (``names`` present under ``kind``; for tags, with the ``values`` written). Not for
+        artifacts bound in a batch record: one numbered below the close is in the seal."""
+        if kind == "artifacts" and self._batch_bindings:
+            return
         if not self._backend.exists(self._seal_key):
             return
         view = self.store.get_run(self.run_id, flush=False, warn=False)
@@ -287,6 +299,8 @@ class RunHandle:
         its first path), those this process has not seen marked, the keys of the directory
         markers at the ``new`` paths (none for a batch large enough to list the markers
         instead) and the keys of the file bindings at the unmarked directories."""
+        if self._batch_bindings:  # checked against the batches below the one that binds them
+            return {}, [], [], []
         first = directories(paths)
         dirs = self._claims.unmarked(first)
         markers = [] if len(new) > LIST_MARKERS_OVER else [layout.dir_marker_key(self.run_id, p) for p in new]
@@ -303,7 +317,10 @@ class RunHandle:
         them if the store's records make one a directory (a marker at it) or put one under a
         file (a binding at a directory it makes); then create the marker of each directory
         they make, outermost first. ``seen``: existence already asked (:meth:`_check_open`).
-        Raises :class:`ArtifactPathConflictError` with nothing written."""
+        Raises :class:`ArtifactPathConflictError` with nothing written. Nothing to do where
+        artifacts are bound in batch records (:meth:`_bind_entries` checks them)."""
+        if self._batch_bindings:
+            return
         seen = dict(seen or {})
         first, dirs, markers, files = self._path_questions(new, paths)
         ask = [k for k in markers + files if k not in seen]
@@ -359,6 +376,11 @@ class RunHandle:
 
     def _bind_entry(self, path: str, stored: Stored, inline: bytes | None = None) -> ArtifactEntry:
         """Bind ``path`` to stored content, or to ``inline`` content held in the record itself."""
+        if self._batch_bindings:
+            (bound_entry,), errors = self._bind_entries([(path, stored, inline)])
+            if bound_entry is None:
+                raise errors[0]
+            return bound_entry
         entry = ArtifactEntry(path, stored.digest, stored.size, "file" if inline is None else INLINE, now_ms())
         rec = entry.to_record()
         bound = self._bind(
@@ -371,6 +393,47 @@ class RunHandle:
             return entry
         return ArtifactEntry(path, bound["digest"], int(bound["size"]), str(bound.get("kind", "file")),
                              int(bound.get("logged_at", 0)))
+
+    def _bind_entries(self, items: Iterable[tuple[str, Stored, bytes | None]]
+                      ) -> tuple[list[ArtifactEntry | None], list[CasstoreError]]:
+        """Bind ``(path, stored, inline content or None)`` in batch records (a run whose
+        artifacts are bound there), a batch per :data:`BINDINGS_PER_BATCH` bytes of inline
+        content: the entries bound (None for a path bound before to other content) and the
+        :class:`ImmutableArtifactError` of each such path. A path that would make a bound
+        file a directory, or the reverse, raises :class:`ArtifactPathConflictError` before
+        its batch is written."""
+        entries: list[ArtifactEntry | None] = []
+        errors: list[CasstoreError] = []
+        group: list[tuple[str, Stored, bytes | None]] = []
+        held = 0
+
+        def write() -> None:
+            now = now_ms()
+            arts: list[BatchArtifact] = [(p, st.digest, st.size, "file" if data is None else INLINE, now, data)
+                                         for p, st, data in group]
+            folded, n = self._append({}, {}, [], artifacts=arts)
+            for p, st, data in group:
+                bound = folded.artifacts.get(p)
+                if bound is None:
+                    entries.append(ArtifactEntry(p, st.digest, st.size, "file" if data is None else INLINE, now, n))
+                elif bound[0][1] == st.digest:
+                    a, m = bound
+                    entries.append(ArtifactEntry(p, a[1], a[2], a[3], a[4], m))
+                else:
+                    entries.append(None)
+                    errors.append(ImmutableArtifactError(
+                        f"artifact {p!r} of run {self.run_id}", bound[0][1], st.digest,
+                        "A run's artifacts are immutable: log the new content under another path, or in a new run."))
+
+        for item in items:
+            group.append(item)
+            held += len(item[2] or b"") + 200
+            if held >= BINDINGS_PER_BATCH:
+                write()
+                group, held = [], 0
+        if group:
+            write()
+        return entries, errors
 
     def log_file(self, artifact_path: str, local_path: str | os.PathLike[str]) -> ArtifactEntry:
         """Store a local file and bind it at ``artifact_path``."""
@@ -489,12 +552,7 @@ class RunHandle:
             def bind(i: int) -> ArtifactEntry | None:
                 done, data = stored[i]
                 if data is _READ_AGAIN:
-                    data = self._objects.read_small_file(locals_[i], inline_max)
-                    if data is None or hash_bytes(data) != done.digest:
-                        raise LocalFileError(
-                            f"{locals_[i]!r} changed while it was being logged (its content is no longer what was "
-                            f"hashed, {done.digest}); it was not bound. Log it again once it is no longer being written."
-                        )
+                    data = self._read_again(locals_[i], inline_max, done)
                 binding.add(paths[i])
                 try:
                     return self._bind_entry(paths[i], done, data if isinstance(data, bytes) else None)
@@ -502,7 +560,19 @@ class RunHandle:
                     errors.append(e)
                     return None
 
-            bound = list(pool.map(bind, range(n))) if pool else [bind(i) for i in range(n)]
+            if self._batch_bindings:
+                def to_bind() -> Iterator[tuple[str, Stored, bytes | None]]:
+                    for i in range(n):
+                        done, data = stored[i]
+                        if data is _READ_AGAIN:
+                            data = self._read_again(locals_[i], inline_max, done)
+                        binding.add(paths[i])
+                        yield paths[i], done, data if isinstance(data, bytes) else None
+
+                bound, batch_errors = self._bind_entries(to_bind())
+                errors.extend(batch_errors)
+            else:
+                bound = list(pool.map(bind, range(n))) if pool else [bind(i) for i in range(n)]
         except BaseException:
             self._claims.release(p for p in new if p not in binding)
             raise
@@ -516,6 +586,16 @@ class RunHandle:
         if n:
             self._check_in_seal("artifacts", paths)
         return entries
+
+    def _read_again(self, local: str, inline_max: int, done: Stored) -> bytes:
+        """A small file's content read again to be bound, once it is checked to be what was hashed."""
+        data = self._objects.read_small_file(local, inline_max)
+        if data is None or hash_bytes(data) != done.digest:
+            raise LocalFileError(
+                f"{local!r} changed while it was being logged (its content is no longer what was "
+                f"hashed, {done.digest}); it was not bound. Log it again once it is no longer being written."
+            )
+        return data
 
     @contextlib.contextmanager
     def _storing(self, needed: Callable[[], int], files: int) -> Iterator[None]:
@@ -550,8 +630,11 @@ class RunHandle:
 
     def _list_bound(self, bound: Iterable[tuple[str, str]]) -> None:
         """Version 4: list records just bound (``(key, digest)``) in a batch, so their removal
-        is found (see casstore/runs/batches.py)."""
+        is found (see casstore/runs/batches.py). A run whose artifacts are bound in its batches
+        has no artifact records to list."""
         refs = {key.removeprefix(layout.run_prefix(self.run_id)): digest for key, digest in bound}
+        if self._batch_bindings:
+            refs = {rel: digest for rel, digest in refs.items() if not rel.startswith("artifacts/")}
         if self._batched and refs:
             self._append({}, {}, [], refs=refs)
 
@@ -642,7 +725,12 @@ class RunHandle:
             if data is None:
                 raise CorruptRecordError(f"batch record {listed[n]} was listed and then vanished; batches are never removed")
             self._batches[n] = decode_batch(data, listed[n], n)
-        return fold({n: self._batches[n] for n in listed})
+        folded = self._folded
+        if folded is None or not set(range(1, folded.top + 1)) <= listed.keys():
+            folded = self._folded = fold({n: self._batches[n] for n in listed})
+        else:  # numbered gap-free: the batches after those folded already
+            fold({n: self._batches[n] for n in listed if n > folded.top}, into=folded)
+        return folded
 
     def _refuse_fenced(self, folded: Folded) -> None:
         if folded.deleted is not None:
@@ -651,20 +739,26 @@ class RunHandle:
             raise self._sealed_error()
 
     def _append(self, params: dict[str, str], tags: Mapping[str, str | None], points: list[MetricPoint],
-                logged: tuple[str, int, int] | None = None, refs: Mapping[str, str] | None = None) -> None:
+                logged: tuple[str, int, int] | None = None, refs: Mapping[str, str] | None = None,
+                artifacts: Sequence[BatchArtifact] = ()) -> tuple[Folded, int]:
         """Write one batch record numbered after every batch there is (list, create
         ``max + 1``, on a lost race list again). Its params are checked against the batches
         below it first: a param bound there to another value raises, with nothing written;
         those bound to the same value are left out. A run fenced (ended or deleted) below
         the number refuses the batch. ``logged``: the write-ahead log range ``points`` are.
-        ``refs``: records just bound (key under the run -> digest) that the batch lists; the
-        run's witness record then holds its number. A fenced run needs no list (its seal
-        or deletion decides), so a batch of ``refs`` alone is then not written."""
+        ``refs``: records just bound (key under the run -> digest) that the batch lists.
+        ``artifacts`` bound below the number are left out (the caller compares them with
+        the batches below, returned with the batch's number, 0 if none was written); one
+        that would make a bound file a directory or the reverse raises
+        :class:`ArtifactPathConflictError`, with nothing written. A batch that lists records
+        or binds artifacts is witnessed: the run's witness record then holds its number. A
+        fenced run needs no list (its seal or deletion decides), so a batch of ``refs`` alone
+        is then not written."""
         with self._batch_lock:
             for attempt in range(BATCH_ATTEMPTS):
                 folded = self._sync_batches(self._backend.list(batches_prefix(self.run_id)))
-                if refs and not (params or tags or points) and folded.refuses(self.generation):
-                    return
+                if refs and not (params or tags or points or artifacts) and folded.refuses(self.generation):
+                    return folded, 0
                 self._refuse_fenced(folded)
                 fresh = {}
                 for key, value in params.items():
@@ -673,15 +767,27 @@ class RunHandle:
                         fresh[key] = value
                     elif bound != value:
                         raise ImmutableArtifactError(f"param {key!r} of run {self.run_id}", bound, value, _PARAM_HINT)
-                if not fresh and not tags and not points and not refs:
-                    return  # bound already, to the same values
+                arts: list[BatchArtifact] = []
+                files: dict[str, object] = dict(folded.artifacts)
+                dirs = set(folded.dirs)
+                for a in artifacts:
+                    if a[0] in folded.artifacts:
+                        continue
+                    clash = path_conflict(a[0], files, dirs)
+                    if clash is not None:
+                        raise ArtifactPathConflictError(self.run_id, a[0], clash)
+                    arts.append(a)
+                    files[a[0]] = a
+                    dirs.update(parents(a[0]))
+                if not fresh and not tags and not points and not refs and not arts:
+                    return folded, 0  # bound already, to the same values
                 batch = Batch(folded.top + 1, fresh, list(tags.items()), points, time=now_ms(), g=self.generation,
-                              wal=logged, refs=dict(refs or {}))
+                              wal=logged, refs=dict(refs or {}), artifacts=arts)
                 if self._backend.put_if_absent(batch_key(self.run_id, batch.n), batch.to_bytes()):
                     self._batches[batch.n] = batch
-                    if refs:
+                    if refs or arts:
                         self._witness(batch.n)
-                    return
+                    return folded, batch.n
                 time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))  # another writer's batch took it
         raise StoreUnavailableError(
             f"run {self.run_id}: could not number a batch record in {BATCH_ATTEMPTS} tries, as many other "

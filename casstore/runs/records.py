@@ -13,7 +13,8 @@ from typing import Any
 
 from blake3 import blake3
 
-from casstore.exceptions import CorruptRecordError
+from casstore._paths import clean_artifact_path
+from casstore.exceptions import CorruptRecordError, InvalidInputError
 from casstore.objects.codec import CHECK_FIELD, pack, pack_checked, unpack, unpack_checked
 from casstore.runs.layout import artifact_key
 
@@ -54,6 +55,9 @@ class ArtifactEntry:
     size: int
     kind: str = "file"
     logged_at: int = 0
+    #: the number of the batch record holding the binding (and an inline artifact's
+    #: content); 0 for an artifact with a binding record of its own
+    batch: int = 0
 
     @property
     def inline(self) -> bool:
@@ -207,6 +211,17 @@ _TYPES: Mapping[str, type | tuple[type, ...]] = {
     "dict": dict,
     "list": (list, tuple),  # tuples: a record decoded with use_list=False
 }
+
+
+def checked_path(path: str, where: str) -> str:
+    """``path`` if it is a safe, canonical artifact path, else :class:`CorruptRecordError`."""
+    try:
+        clean = clean_artifact_path(path)
+    except InvalidInputError as e:
+        raise CorruptRecordError(f"{where} holds an unsafe path ({e}); the record was tampered with") from e
+    if clean != path:
+        raise CorruptRecordError(f"{where} holds a non-canonical path {path!r}; the record was tampered with")
+    return path
 
 
 def field_of(rec: Mapping[str, Any], name: str, kind: str, where: str, *, optional: bool = False) -> Any:

@@ -12,14 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from casstore._paths import clean_artifact_path
 from casstore.backend import Backend
-from casstore.exceptions import CorruptRecordError, InvalidInputError, ObjectNotFoundError
+from casstore.exceptions import CorruptRecordError, ObjectNotFoundError
 from casstore.objects.digest import is_digest
 from casstore.runs.batches import Batch, batch_number, decode_batch, fold
 from casstore.runs.layout import RECORD_VERSION, name_key, run_prefix
 from casstore.runs.wal import Covered, WalDir
-from casstore.runs.records import ArtifactEntry, DamagedRecord, MetricPoint, ModelRef, decode_record, field_of
+from casstore.runs.records import ArtifactEntry, DamagedRecord, MetricPoint, ModelRef, checked_path, decode_record, field_of
 
 __all__ = ["RunState", "read_live_state", "state_from_manifest", "manifest_of"]
 
@@ -67,25 +66,16 @@ def check_meta(meta: dict[str, Any], where: str) -> dict[str, Any]:
     return meta
 
 
-def _checked_path(path: str, where: str) -> str:
-    try:
-        clean = clean_artifact_path(path)
-    except InvalidInputError as e:
-        raise CorruptRecordError(f"{where} holds an unsafe path ({e}); the record was tampered with") from e
-    if clean != path:
-        raise CorruptRecordError(f"{where} holds a non-canonical path {path!r}; the record was tampered with")
-    return path
-
-
 def _artifact(rec: Mapping[str, Any], where: str) -> ArtifactEntry:
-    path = _checked_path(field_of(rec, "path", "str", where), where)
+    path = checked_path(field_of(rec, "path", "str", where), where)
     digest = field_of(rec, "digest", "str", where)
     if not is_digest(digest):
         raise CorruptRecordError(f"{where}: {digest!r} is not a BLAKE3 digest")
     size = field_of(rec, "size", "int", where)
     kind = field_of(rec, "kind", "str", where, optional=True) or "file"
     logged = field_of(rec, "logged_at", "int", where, optional=True) or 0
-    return ArtifactEntry(path, digest, size, kind, logged)
+    batch = field_of(rec, "batch", "int", where, optional=True) or 0
+    return ArtifactEntry(path, digest, size, kind, logged, batch)
 
 
 _NUMBER = {int, float, bool}
@@ -192,6 +182,8 @@ def read_live_state(
         else:
             state.tags[key] = latest
     state.points.extend(folded.points)
+    for path, (a, n) in folded.artifacts.items():
+        state.artifacts.setdefault(path, ArtifactEntry(path, a[1], a[2], a[3], a[4], n))
     for n in batch_keys:
         logged = batches[n].wal if n in batches else None
         if logged is not None:  # counted or not, a batch's logged points are not pending any more
@@ -236,7 +228,7 @@ def _take(state: RunState, tag_latest: dict[str, tuple[str, str | None]], k: str
             state.covered.setdefault(logged[0], []).append((logged[1], logged[2]))
         state.points.extend(points)
     elif kind == "models":
-        name = _checked_path(field_of(r, "name", "str", where), where)
+        name = checked_path(field_of(r, "name", "str", where), where)
         digest = field_of(r, "digest", "str", where)
         if not is_digest(digest) or name_key(name) != last:
             raise CorruptRecordError(f"{where} is not a valid model reference")
@@ -278,7 +270,8 @@ def manifest_of(state: RunState, status: str, end_time: int) -> dict[str, Any]:
         "tags": dict(state.tags),
         "metrics": [list(p) for p in state.points],
         "artifacts": {
-            p: {"digest": e.digest, "size": e.size, "kind": e.kind, "logged_at": e.logged_at}
+            p: {"digest": e.digest, "size": e.size, "kind": e.kind, "logged_at": e.logged_at,
+                **({"batch": e.batch} if e.batch else {})}
             for p, e in state.artifacts.items()
         },
         "models": {n: m.digest for n, m in state.models.items()},
@@ -305,7 +298,7 @@ def state_from_manifest(man: dict[str, Any], run_id: str, where: str) -> tuple[R
         state.artifacts[path] = _artifact({**a, "path": path}, f"{where} (artifact {path!r})")
     times = field_of(man, "model_times", "dict", where, optional=True) or {}
     for name, digest in field_of(man, "models", "dict", where).items():
-        _checked_path(name, where)
+        checked_path(name, where)
         if not is_digest(digest):
             raise CorruptRecordError(f"{where}: model {name!r} has no valid digest")
         t = times.get(name, 0)

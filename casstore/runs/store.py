@@ -38,7 +38,7 @@ from casstore.objects.codec import CHECK_FIELD, pack, unpack, unpack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout, search
 from casstore.runs import index as run_index
-from casstore.runs.batches import BATCHED_FROM
+from casstore.runs.batches import BATCH_BINDINGS, BATCHED_FROM, batch_key, decode_batch
 from casstore.runs.claims import PathClaims
 from casstore.runs.handle import RunHandle
 from casstore.runs.layout import (
@@ -94,6 +94,9 @@ class RunStore:
         self._index: run_index.RunIndex | None = None
         #: where writers keep their metric write-ahead logs (None: a memory store)
         self.wal: WalDir | None = wal_dir_for(self.backend)
+        #: the batch record read last for its inline artifacts: (key, path -> content)
+        self._inline_batch: tuple[str, dict[str, bytes]] = ("", {})
+        self._inline_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"RunStore({self.url!r})"
@@ -324,6 +327,8 @@ class RunStore:
             "start_time": start,
             "tags": _check_tags(tags),
         }
+        if self.batched and self.objects.layout.packed:  # a log of many files: one record, not one each
+            meta["bindings"] = BATCH_BINDINGS
         if not self.backend.put_if_absent(layout.run_meta_key(run_id), encode_record(meta)):
             raise RunStateError(f"run id {run_id} is already taken (this should never happen); try again")
         self.backend.put_if_absent(
@@ -523,6 +528,8 @@ class RunStore:
     def inline_data(self, run_id: str, entry: ArtifactEntry) -> bytes:
         """The content an inline artifact's binding record holds, checked against the
         entry (its digest and size): :class:`IntegrityError` on any difference."""
+        if entry.batch:
+            return self._batched_inline(run_id, entry)
         key = layout.artifact_key(run_id, entry.path)
         try:
             raw = self.backend.get(key)
@@ -548,6 +555,36 @@ class RunStore:
         if actual != entry.digest or len(data) != entry.size or rec.get("path") != entry.path:
             detail = f"{len(data)} bytes, {entry.size} recorded" if len(data) != entry.size else ""
             raise IntegrityError(f"artifact {entry.path!r} of run {run_id} (record {key})", entry.digest, actual, detail)
+        return data
+
+    def _batched_inline(self, run_id: str, entry: ArtifactEntry) -> bytes:
+        """The content of an inline artifact bound in a batch record, checked against the
+        entry; the batch read last is kept, so reading a log's files one by one reads it once."""
+        key = batch_key(run_id, entry.batch)
+        with self._inline_lock:
+            held = self._inline_batch if self._inline_batch[0] == key else None
+        if held is None:
+            try:
+                raw = self.backend.get(key)
+            except ObjectNotFoundError as e:
+                raise ObjectNotFoundError(
+                    f"artifact {entry.path!r} of run {run_id} is held in batch record {key}, which is missing; "
+                    "the store is damaged: run `casstore verify --all`") from e
+            try:
+                batch = decode_batch(raw, key, entry.batch)
+            except CorruptRecordError as e:
+                raise IntegrityError(f"artifact {entry.path!r} of run {run_id} (batch record {key})", entry.digest,
+                                     "an unreadable record", str(e)) from e
+            held = (key, {a[0]: a[5] for a in batch.artifacts if a[5] is not None})
+            with self._inline_lock:
+                self._inline_batch = held
+        data = held[1].get(entry.path)
+        if data is None:
+            raise CorruptRecordError(f"batch record {key} holds no content for inline artifact {entry.path!r}")
+        actual = hash_bytes(data)
+        if actual != entry.digest or len(data) != entry.size:
+            detail = f"{len(data)} bytes, {entry.size} recorded" if len(data) != entry.size else ""
+            raise IntegrityError(f"artifact {entry.path!r} of run {run_id} (batch record {key})", entry.digest, actual, detail)
         return data
 
     def _get_verified(self, key: str, digest: str, what: str, missing: Exception) -> bytes:
