@@ -73,7 +73,8 @@ def populated(url: str, rng: random.Random) -> Damaged:
         "recipe of a model's file": lay.recipe_key(w_r.digest),
         "artifact record": layout.artifact_key(a.run_id, "a.bin"),
         "model reference": layout.model_ref_key(a.run_id, "m"),
-        "manifest": layout.manifest_key(b.run_id, b_digest),
+        # version 5 keeps a sealed run's manifest in its seal only
+        "manifest": layout.manifest_key(b.run_id, b_digest) if store.manifest_objects else layout.seal_key(b.run_id),
         "model entry": lay.model_key(m_r),
         "registry version": f"registry/{layout.name_key('pinned')}/versions/{1:010d}",
     }

@@ -322,14 +322,21 @@ def test_tampered_manifest_is_detected(store: RunStore) -> None:
     digest = h.end()
     if store.batched:  # the manifest is in the seal, which checks itself
         seal = store.backend.get(layout.seal_key(h.run_id))
-        _replace(store, layout.seal_key(h.run_id), seal.replace(b"FINISHED", b"FINISHEX"))
+        # the seal's own status, after the manifest (keys are sorted): the manifest's bytes are intact
+        at = seal.rindex(b"FINISHED")
+        _replace(store, layout.seal_key(h.run_id), seal[:at] + b"FINISHEX" + seal[at + 8:])
         with pytest.raises(CorruptRecordError, match="does not match its own BLAKE3"):
             store.seal_record(h.run_id)
-        # the run is shown from the manifest object beside the seal, which verifies, and says the seal failed
+        # the run is shown from the manifest the seal holds, which still hashes to the digest beside it (a
+        # version-4 store has the manifest object beside the seal too), and says the seal failed
         with pytest.warns(DamagedRunWarning, match="does not match its own BLAKE3"):
             view = store.get_run(h.run_id)
         assert view.params == {"p": "1"} and view.status == "FINISHED" and view.digest == digest
         assert [d.key for d in view.damaged] == [layout.seal_key(h.run_id)]
+        if not store.manifest_objects:  # damage in the manifest itself: the run cannot be shown, and says why
+            _replace(store, layout.seal_key(h.run_id), seal.replace(b"FINISHED", b"FINISHEX"))
+            with pytest.raises(CorruptRecordError, match="only record.*Restore"):
+                store.get_run(h.run_id)
         return
     key = layout.manifest_key(h.run_id, digest)
     data = bytearray(store.backend.get(key))

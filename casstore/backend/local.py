@@ -146,6 +146,7 @@ class LocalBackend(Backend):
 
     supports_atomic_create = True
     exact_stale_delete = True
+    compact_sealed_runs = True
     concurrency = 1
 
     def __init__(self, root: str | os.PathLike[str], *, durable: bool = True) -> None:
@@ -509,6 +510,16 @@ class LocalBackend(Backend):
         except OSError as e:
             with self._lock:  # not flushed: the next barrier tries these again
                 self._pending[:0], self._dirty = pending, True
+            raise StoreUnavailableError(f"local store {self.root!r}: the durability barrier failed: {e}") from e
+
+    def flush_only(self, keys: Sequence[str]) -> None:
+        # docstring inherited
+        if not self.durable:
+            return
+        paths = [self._path(validate_key(k)) for k in keys]
+        try:
+            self._fsync_each(paths)
+        except OSError as e:
             raise StoreUnavailableError(f"local store {self.root!r}: the durability barrier failed: {e}") from e
 
     def _syncfs(self) -> None:

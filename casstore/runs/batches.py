@@ -25,8 +25,10 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from blake3 import blake3
 
 from casstore.exceptions import CorruptRecordError
 from casstore.objects.codec import pack_checked, unpack_checked
@@ -34,6 +36,7 @@ from casstore.runs.records import MetricPoint, field_of
 
 __all__ = [
     "BATCHED_FROM",
+    "COMPACTED_FROM",
     "Batch",
     "Folded",
     "batches_prefix",
@@ -45,6 +48,8 @@ __all__ = [
 
 #: the store format version from which runs write batch records
 BATCHED_FROM = 4
+#: the store format version from which a sealed run's seal is all it keeps (see :mod:`casstore.runs.compact`)
+COMPACTED_FROM = 5
 _DIGITS = 10
 
 
@@ -81,6 +86,8 @@ class Batch:
     g: int = 0
     #: the write-ahead log range the points carry, ``(writer, first, last)`` (casstore/runs/wal.py)
     wal: tuple[str, int, int] | None = None
+    #: the BLAKE3 (first 16 hex) of the stored bytes: how a seal names the batches it folded
+    sum: str = field(default="", compare=False)
 
     @property
     def fence(self) -> bool:
@@ -98,6 +105,16 @@ class Batch:
         if self.wal is not None:
             rec["wal"] = list(self.wal)
         return pack_checked(rec)
+
+    def stored(self) -> tuple[Batch, bytes]:
+        """The bytes to store, and this batch with their :attr:`sum`."""
+        data = self.to_bytes()
+        return replace(self, sum=stored_sum(data)), data
+
+
+def stored_sum(data: bytes) -> str:
+    """What a seal names a batch by: the first 16 hex of the BLAKE3 of its stored bytes."""
+    return blake3(data).hexdigest()[:16]
 
 
 def decode_batch(data: bytes, where: str, n: int) -> Batch:
@@ -132,7 +149,7 @@ def decode_batch(data: bytes, where: str, n: int) -> Batch:
         raise CorruptRecordError(f"{where}: malformed write-ahead log range {logged!r}")
     return Batch(n, dict(params), [(k, v) for k, v in tags], points, close, deleted,
                  field_of(rec, "time", "int", where, optional=True) or 0, field_of(rec, "g", "int", where, optional=True) or 0,
-                 None if logged is None else (logged[0], logged[1], logged[2]))
+                 None if logged is None else (logged[0], logged[1], logged[2]), stored_sum(data))
 
 
 @dataclass
@@ -159,14 +176,16 @@ class Folded:
         return self.deleted is not None or self.closed_through >= generation
 
 
-def fold(batches: Mapping[int, Batch] | Iterable[Batch], upto: int | None = None) -> Folded:
-    """Fold batches (numbered at most ``upto``) in number order."""
+def fold(batches: Mapping[int, Batch] | Iterable[Batch], upto: int | None = None, since: int = 0) -> Folded:
+    """Fold batches (numbered at most ``upto``) in number order. ``since``: the generation
+    folded for; batches of earlier generations do not count (what counts of them is in the
+    seal of the generation before, which the fold goes on from)."""
     items = sorted(batches.values() if isinstance(batches, Mapping) else batches, key=lambda b: b.n)
     out = Folded(top=items[-1].n if items else 0)
     for b in items:
         if (upto is not None and b.n > upto) or out.deleted is not None:
             break
-        if b.g <= out.closed_through:
+        if b.g < since or b.g <= out.closed_through:
             continue  # written for a generation already ended
         for k, v in b.params.items():
             out.params.setdefault(k, v)
