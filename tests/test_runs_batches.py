@@ -14,6 +14,7 @@ from s3_server import FaultProxy, S3Target
 from tracking_helpers import REPO, old_store
 
 from casstore.exceptions import ImmutableArtifactError, InvalidInputError, RunStateError
+from casstore.maintenance.verify import verify_store
 from casstore.runs import index, layout, open_run_store
 from casstore.runs.batches import Batch, batch_key, batches_prefix
 from casstore.runs.store import RunStore
@@ -222,9 +223,11 @@ def test_upgrade_converts_a_version_3_store_and_its_runs_keep_their_rules(tmp_pa
     old.delete_run(gone.run_id)
     r = CliRunner().invoke(cli, ["upgrade", "--store", url])
     assert r.exit_code == 0, r.output
-    assert "from format version 3 to 4: 1 open run(s) given their batch record, 2 run(s) in the search index" in r.output
+    # the sealed run's seal does not hold its manifest (version 3): it keeps its records
+    assert ("from format version 3 to 5: 1 open run(s) given their batch record, 2 run(s) in the search index, "
+            "0 sealed run(s) compacted") in r.output
     store = open_run_store(url)
-    assert read_config(store.backend).version == 4 and store.batched
+    assert read_config(store.backend).version == 5 and store.batched and store.compacts
     assert store.get_run(sealed.run_id).digest == digest  # a sealed run is as it was
     h = store.open_run(still_open.run_id)
     with pytest.raises(ImmutableArtifactError, match="lr"):
@@ -236,4 +239,6 @@ def test_upgrade_converts_a_version_3_store_and_its_runs_keep_their_rules(tmp_pa
     assert [p[1] for p in view.points] == [2.0]  # its metric segment is read once, not twice
     got = {v.run_name for v in store.search_runs()}
     assert got == {"sealed", "open"} and store.index.last["runs_read"] == 1  # the index had the sealed run
-    assert CliRunner().invoke(cli, ["upgrade", "--store", url]).exit_code != 0  # already version 4
+    assert "meta" not in _run_keys(store, still_open.run_id)  # ended in the new format: its seal only
+    assert verify_store(store).ok
+    assert CliRunner().invoke(cli, ["upgrade", "--store", url]).exit_code != 0  # already version 5

@@ -420,7 +420,7 @@ class _Checker:
                 try:
                     data = self.backend.get(key)
                 except ObjectNotFoundError as e:
-                    if "manifest" in seal and "top" not in seal:  # a version-4 end writes it before its seal
+                    if "manifest" in seal and self.runs.manifest_objects:  # a version-4 end writes it before its seal
                         self.problem(key, "missing", str(e), [who])
                     continue
                 except CasstoreError as e:

@@ -2,8 +2,9 @@
 
 A run's seal holds its whole manifest (meta, params, tags, metric points, artifacts,
 models, inputs), so once the seal is durable the records it was made from are
-redundant: the meta record, the batch records numbered up to the closing one, and the
-manifest objects of stores older than version 5. The writer that seals a run removes
+redundant: the meta record and the batch records numbered up to the closing one (and the
+per-key records of a run begun before version 4; ``casstore upgrade`` also removes the
+manifest objects version 4 wrote beside its seals). The writer that seals a run removes
 them, and a sealed run is then one directory holding its ``seal`` (and the binding
 records of its artifacts, models and inputs, if it has any) where it was a directory
 and half a dozen files, each taking at least one block of the file system.
@@ -31,33 +32,37 @@ writers' check would cost requests.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from casstore.backend.base import Backend
 from casstore.runs.batches import batch_number, batches_prefix
-from casstore.runs.layout import run_meta_key, run_prefix
+from casstore.runs.layout import manifest_key, run_meta_key, run_prefix
 
 __all__ = ["redundant_keys", "remove_redundant"]
 
 
-def redundant_keys(run_id: str, keys: Iterable[str], top: int) -> list[str]:
+def redundant_keys(run_id: str, keys: Iterable[str], top: int, manifests: Collection[str] = ()) -> list[str]:
     """Those of a sealed run's ``keys`` that its seal (folding batches up to ``top``) makes
-    redundant: the meta record, the batches numbered up to ``top``, manifest objects."""
-    meta, batches, manifests = run_meta_key(run_id), batches_prefix(run_id), run_prefix(run_id) + "manifests/"
+    redundant: the meta record, the batches numbered up to ``top``, the per-key params, tags
+    and metric segments of a run begun before version 4, and the manifest objects of the
+    digests ``manifests`` (those a seal holds: a seal written before version 4 does not)."""
+    meta, batches = run_meta_key(run_id), batches_prefix(run_id)
+    per_key = tuple(run_prefix(run_id) + kind for kind in ("params/", "tags/", "metrics/"))
+    held = {manifest_key(run_id, d) for d in manifests}
     out = []
     for k in keys:
-        if k == meta or k.startswith(manifests):
+        if k == meta or k in held or k.startswith(per_key):
             out.append(k)
         elif k.startswith(batches) and (n := batch_number(k)) is not None and n <= top:
             out.append(k)
     return out
 
 
-def remove_redundant(backend: Backend, run_id: str, keys: Iterable[str], top: int) -> int:
+def remove_redundant(backend: Backend, run_id: str, keys: Iterable[str], top: int, manifests: Collection[str] = ()) -> int:
     """Remove the records of a sealed run that its seal makes redundant (the seal must be
     durable first); return how many were removed. The meta record goes last: until it
     goes, the run looks as it did to tools that do not read seals."""
-    doomed = redundant_keys(run_id, keys, top)
+    doomed = redundant_keys(run_id, keys, top, manifests)
     doomed.sort(key=lambda k: k == run_meta_key(run_id))
     for k in doomed:
         backend.delete(k)
