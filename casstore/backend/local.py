@@ -155,6 +155,9 @@ class LocalBackend(Backend):
         self.root = root
         self.durable = durable
         self._made_dirs: set[str] = set()
+        #: directories this backend made since the last barrier that flushed them: their entries
+        #: in their parents are flushed with them
+        self._new_dirs: set[str] = set()
         self._lock = threading.Lock()
         self._pending: list[str] = []  # written since the last flush (the first FSYNC_MAX + 1 only, with syncfs)
         self._dirty = False
@@ -181,7 +184,16 @@ class LocalBackend(Backend):
     def _ensure_dir(self, d: str) -> None:
         if d in self._made_dirs:
             return
-        os.makedirs(d, exist_ok=True)
+        missing = []
+        p = d
+        while len(p) > len(self.root) and not os.path.isdir(p):
+            missing.append(p)
+            p = os.path.dirname(p)
+        if missing:
+            os.makedirs(d, exist_ok=True)
+            if self.durable:
+                with self._lock:
+                    self._new_dirs.update(missing)
         self._made_dirs.add(d)
 
     def _create_tmp(self, final: str, flags: int = 0) -> tuple[str, int]:
@@ -534,15 +546,24 @@ class LocalBackend(Backend):
             os.close(fd)
 
     def _fsync_each(self, pending: list[str]) -> None:
+        """``fsync`` each file, its directory, and the parent of each directory this backend
+        made since it was last flushed (up to one that existed: a directory another process
+        made is that process's to flush, before it writes anything that names it)."""
+        with self._lock:
+            made = set(self._new_dirs)
         dirs = set()
         for p in pending:
             _fsync_path(p)
             d = os.path.dirname(p)
-            while d not in dirs and len(d) >= len(self.root):  # its directory, made anew maybe, up to the root
+            while d not in dirs and len(d) >= len(self.root):
                 dirs.add(d)
+                if d not in made:
+                    break
                 d = os.path.dirname(d)
         for d in sorted(dirs, key=len, reverse=True):
             _fsync_path(d)
+        with self._lock:
+            self._new_dirs -= dirs
 
 
 def _unlink_quietly(path: str) -> None:
