@@ -39,7 +39,6 @@ from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout, search
 from casstore.runs import index as run_index
 from casstore.runs.batches import BATCHED_FROM, COMPACTED_FROM
-from casstore.runs.compact import remove_redundant
 from casstore.runs.claims import PathClaims
 from casstore.runs.handle import RunHandle
 from casstore.runs.layout import (
@@ -468,18 +467,6 @@ class RunStore:
         state = state_from_manifest(man, run_id, f"manifest of run {run_id}")[0]
         top = seal.get("top")
         return state, top if isinstance(top, int) and not isinstance(top, bool) else 0
-
-    def compact(self, run_id: str) -> int:
-        """Remove the records of a sealed run that its seal makes redundant (version 5 on a
-        backend that compacts; see runs/compact.py); return how many. An open run, or a
-        generation sealed without ``top`` (before version 5) while writers may be active,
-        is left as it is: see :func:`casstore.maintenance.upgrade.upgrade_store`."""
-        if not self.compacts:
-            return 0
-        seal = self.seal_record(run_id)
-        if seal is None or not isinstance(seal.get("top"), int):
-            return 0
-        return remove_redundant(self.backend, run_id, self.backend.list(layout.run_prefix(run_id)), int(seal["top"]))
 
     def path_claims(self, run_id: str) -> PathClaims:
         """The artifact paths of ``run_id`` claimed by this process's writers, shared by all
