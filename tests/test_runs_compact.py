@@ -234,3 +234,21 @@ def test_upgrade_compacts_a_version_4_store_and_its_runs_read_as_before(tmp_path
     assert verify_store(store).ok and collect_garbage(store.backend, grace=0, slack=0).ok
     with pytest.raises(Exception, match="nothing to upgrade"):
         upgrade_store(store)
+
+
+def test_the_end_makes_the_seal_and_the_experiment_entry_durable_and_nothing_it_removes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from casstore.backend import local
+
+    store = open_run_store(tmp_path / "s")
+    exp = store.get_or_create_experiment("durable")
+    store.create_run(exp).end()  # the experiment's runs directory is made and flushed
+    h = store.create_run(exp)
+    h.log_batch(params={"a": "1"}, tags={"t": "x"}, metrics=[("m", 1.0, 0, 5)])
+    synced: list[str] = []
+    monkeypatch.setattr(local, "_fsync_path", lambda p: synced.append(os.path.relpath(p, tmp_path / "s")))
+    h.end()
+    # the seal and its directory, runs/ (which gained the run's new directory), the run's entry in its
+    # experiment and that directory: not the meta or the batches, which the seal holds and which go
+    assert sorted(synced) == sorted([f"runs/{h.run_id}/seal", f"runs/{h.run_id}", "runs",
+                                     f"experiments/{exp}/runs/{h.run_id}", f"experiments/{exp}/runs"])
