@@ -24,7 +24,7 @@ from casstore.exceptions import CorruptRecordError, DamagedRunWarning
 from casstore.maintenance.du import disk_usage
 from casstore.maintenance.verify import verify_store
 from casstore.objects import ChunkerParams, open_store
-from casstore.objects.config import CONFIG_KEY, StoreConfig
+from casstore.objects.config import CONFIG_KEY, FORMAT_VERSION, StoreConfig
 from casstore.objects.codec import CHECK_FIELD, pack, unpack
 from casstore.registry import Registry
 from casstore.runs import RunStore, layout
@@ -40,7 +40,7 @@ class Populated:
     def __init__(self, root: Path, version: int) -> None:
         self.root = root
         self.version = version
-        if version < BATCHED_FROM:  # as an older casstore made it
+        if version < FORMAT_VERSION:  # as an older casstore made it
             root.mkdir(parents=True)
             (root / CONFIG_KEY).write_bytes(StoreConfig(version=version, chunker=SMALL).to_json())
         self.store = store = RunStore(open_store(str(root), chunker=SMALL), metric_flush_points=2)
@@ -60,6 +60,7 @@ class Populated:
         self.sealed = h.run_id
         o = store.create_run(exp, run_name="open")
         o.log_param("p", "1")
+        o.set_tag("stage", "x")
         o.log_metric("acc", 1.0, step=0)
         o.log_metric("acc", 1.0, step=1)
         o.log_bytes("a.txt", b"a")
@@ -74,7 +75,9 @@ class Populated:
         reg.set_alias("fraud", "champion", 1)
         if store.batched:  # params, tags and points are in batch records
             param, tag, segment = (self._batch_with(self.open, lambda b: "p" in b.params),
-                                   self._batch_with(self.sealed, lambda b: ("team", "a") in b.tags),
+                                   # a sealed run of version 5 keeps its seal only: the open run's tag
+                                   self._batch_with(self.open if store.compacts else self.sealed,
+                                                    lambda b: ("team", "a") in b.tags or ("stage", "x") in b.tags),
                                    self._batch_with(self.open, lambda b: bool(b.points)))
         else:
             param = layout.param_key(self.open, "p")
@@ -114,9 +117,10 @@ class Populated:
         path.write_bytes(bytes(data))
 
 
-@pytest.fixture(params=[3, 4], ids=["v3", "v4"])
+@pytest.fixture(params=[3, 4, 5], ids=["v3", "v4", "v5"])
 def pop(tmp_path: Path, request: pytest.FixtureRequest) -> Populated:
-    """Both layouts: per-key records (version 3) and batch records (version 4)."""
+    """Every layout: per-key records (version 3), batch records (version 4), sealed runs that
+    keep their seal only (version 5)."""
     return Populated(tmp_path / "s", request.param)
 
 

@@ -14,6 +14,7 @@ from s3_server import FaultProxy, S3Target
 from tracking_helpers import REPO, old_store
 
 from casstore.exceptions import ImmutableArtifactError, InvalidInputError, RunStateError
+from casstore.maintenance.verify import verify_store
 from casstore.runs import index, layout, open_run_store
 from casstore.runs.batches import Batch, batch_key, batches_prefix
 from casstore.runs.store import RunStore
@@ -35,13 +36,12 @@ def test_a_logging_call_is_one_batch_record_and_the_run_reads_back(tmp_path: Pat
                 tags=[RunTag("team", "a"), RunTag("stage", "dev")])
     c.log_batch(run_id, params=[Param("p0", "0")], tags=[RunTag("stage", "prod")])  # p0 again: the same value
     c.log_metric(run_id, "loss", 0.5, step=3)
+    # meta and two batches (the second holds only the tag); the point is buffered
+    assert _run_keys(c.store, run_id) == ["batch-0000000001", "batch-0000000002", "meta"]
     c.set_terminated(run_id)
-    keys = _run_keys(c.store, run_id)
-    # meta, two batches (the second holds only the tag), the closing batch with the buffered point, the
-    # manifest (also held in the seal, for b3sum) and the seal
-    digest = c.get_run(run_id).info.digest
-    assert keys == ["batch-0000000001", "batch-0000000002", "batch-0000000003", f"manifests/{digest}", "meta",
-                    "seal"]
+    # the closing batch (with the buffered point) and the seal were written; the seal holds everything,
+    # so the rest is removed
+    assert _run_keys(c.store, run_id) == ["seal"]
     run = c.get_run(run_id)
     assert run.data.params == PARAMS and run.data.tags["stage"] == "prod" and run.data.tags["team"] == "a"
     assert run.data.metrics == {**{m.key: m.value for m in METRICS}, "loss": 0.5}
@@ -223,9 +223,11 @@ def test_upgrade_converts_a_version_3_store_and_its_runs_keep_their_rules(tmp_pa
     old.delete_run(gone.run_id)
     r = CliRunner().invoke(cli, ["upgrade", "--store", url])
     assert r.exit_code == 0, r.output
-    assert "from format version 3 to 4: 1 open run(s) given their batch record, 2 run(s) in the search index" in r.output
+    # the sealed run's seal does not hold its manifest (version 3): it keeps its records
+    assert ("from format version 3 to 5: 1 open run(s) given their batch record, 2 run(s) in the search index, "
+            "0 sealed run(s) compacted") in r.output
     store = open_run_store(url)
-    assert read_config(store.backend).version == 4 and store.batched
+    assert read_config(store.backend).version == 5 and store.batched and store.compacts
     assert store.get_run(sealed.run_id).digest == digest  # a sealed run is as it was
     h = store.open_run(still_open.run_id)
     with pytest.raises(ImmutableArtifactError, match="lr"):
@@ -237,4 +239,6 @@ def test_upgrade_converts_a_version_3_store_and_its_runs_keep_their_rules(tmp_pa
     assert [p[1] for p in view.points] == [2.0]  # its metric segment is read once, not twice
     got = {v.run_name for v in store.search_runs()}
     assert got == {"sealed", "open"} and store.index.last["runs_read"] == 1  # the index had the sealed run
-    assert CliRunner().invoke(cli, ["upgrade", "--store", url]).exit_code != 0  # already version 4
+    assert "meta" not in _run_keys(store, still_open.run_id)  # ended in the new format: its seal only
+    assert verify_store(store).ok
+    assert CliRunner().invoke(cli, ["upgrade", "--store", url]).exit_code != 0  # already version 5

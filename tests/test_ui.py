@@ -577,18 +577,27 @@ def test_a_chart_of_a_run_with_a_damaged_seal_shows_the_points_that_verify(tmp_p
     from casstore.runs import layout
 
     store = open_run_store(str(tmp_path / "s"))
-    h = store.create_run(store.get_or_create_experiment("e"))
-    for s in range(20):
-        h.log_metric("loss", s / 10, s, 1000 + s)
-    h.end()
-    seal = tmp_path / "s" / layout.seal_key(h.run_id)
-    data = bytearray(seal.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    seal.write_bytes(bytes(data))
+    store.compacts = False  # the end stops after the seal (a writer killed there): the batches stay
+    runs = []
+    for compacted in (False, True):
+        h = store.create_run(store.get_or_create_experiment("e"))
+        for s in range(20):
+            h.log_metric("loss", s / 10, s, 1000 + s)
+        store.compacts = compacted
+        h.end()
+        seal = tmp_path / "s" / layout.seal_key(h.run_id)
+        data = bytearray(seal.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        seal.write_bytes(bytes(data))
+        runs.append(h.run_id)
     with TestClient(create_app(store)) as c, pytest.warns(DamagedRunWarning):
         for _ in range(2):  # nothing cached under a seal that does not verify
-            d = c.get("/api/metrics", params={"run": h.run_id, "key": "loss"}).json()["series"][0]
+            d = c.get("/api/metrics", params={"run": runs[0], "key": "loss"}).json()["series"][0]
             assert d["xs"] == list(range(20)) and d["ys"] == [s / 10 for s in range(20)]
+        # a run that keeps its seal only: the damage is named, no value is served, the server goes on
+        r = c.get("/api/metrics", params={"run": runs[1], "key": "loss"})
+        assert r.status_code >= 400 and layout.seal_key(runs[1]) in r.text and "series" not in r.text
+        assert c.get("/api/metrics", params={"run": runs[0], "key": "loss"}).status_code == 200
 
 
 def test_artifact_and_audit_pages_lead_back_to_the_runs_experiment(client: TestClient, ui_store: UIStore) -> None:

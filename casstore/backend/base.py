@@ -102,6 +102,9 @@ class Backend(abc.ABC):
     #: ``delete_if_stale`` is exact: no ``touch`` that returned True is ever followed by the
     #: loss of the object it touched (otherwise a window of one round trip remains).
     exact_stale_delete: bool = False
+    #: a sealed run keeps its seal only, its other records removed (store format 5; see
+    #: casstore/runs/compact.py): where each object costs a block and a removal is cheap
+    compact_sealed_runs: bool = False
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -277,6 +280,12 @@ class Backend(abc.ABC):
         """Durability barrier: everything written before the call survives a power loss
         once it returns (on backends where ``durable`` is true). Callers flush data
         before publishing a record that references it."""
+
+    def flush_only(self, keys: Sequence[str]) -> None:
+        """A barrier for ``keys`` alone: they survive a power loss once it returns; what
+        else was written waits for the next :meth:`flush` (a sealed run's records that
+        its seal makes redundant need none). The default flushes everything."""
+        self.flush()
 
     def close(self) -> None:
         """Release resources (thread pools, sessions)."""

@@ -146,6 +146,7 @@ class LocalBackend(Backend):
 
     supports_atomic_create = True
     exact_stale_delete = True
+    compact_sealed_runs = True
     concurrency = 1
 
     def __init__(self, root: str | os.PathLike[str], *, durable: bool = True) -> None:
@@ -154,6 +155,9 @@ class LocalBackend(Backend):
         self.root = root
         self.durable = durable
         self._made_dirs: set[str] = set()
+        #: directories this backend made since the last barrier that flushed them: their entries
+        #: in their parents are flushed with them
+        self._new_dirs: set[str] = set()
         self._lock = threading.Lock()
         self._pending: list[str] = []  # written since the last flush (the first FSYNC_MAX + 1 only, with syncfs)
         self._dirty = False
@@ -180,7 +184,16 @@ class LocalBackend(Backend):
     def _ensure_dir(self, d: str) -> None:
         if d in self._made_dirs:
             return
-        os.makedirs(d, exist_ok=True)
+        missing = []
+        p = d
+        while len(p) > len(self.root) and not os.path.isdir(p):
+            missing.append(p)
+            p = os.path.dirname(p)
+        if missing:
+            os.makedirs(d, exist_ok=True)
+            if self.durable:
+                with self._lock:
+                    self._new_dirs.update(missing)
         self._made_dirs.add(d)
 
     def _create_tmp(self, final: str, flags: int = 0) -> tuple[str, int]:
@@ -511,6 +524,16 @@ class LocalBackend(Backend):
                 self._pending[:0], self._dirty = pending, True
             raise StoreUnavailableError(f"local store {self.root!r}: the durability barrier failed: {e}") from e
 
+    def flush_only(self, keys: Sequence[str]) -> None:
+        # docstring inherited
+        if not self.durable:
+            return
+        paths = [self._path(validate_key(k)) for k in keys]
+        try:
+            self._fsync_each(paths)
+        except OSError as e:
+            raise StoreUnavailableError(f"local store {self.root!r}: the durability barrier failed: {e}") from e
+
     def _syncfs(self) -> None:
         """One ``syncfs`` of the store's file system. Where that call fails, ``sync`` of every
         file system (an ``fsync`` of the root alone would not flush the files' data, and
@@ -523,15 +546,24 @@ class LocalBackend(Backend):
             os.close(fd)
 
     def _fsync_each(self, pending: list[str]) -> None:
+        """``fsync`` each file, its directory, and the parent of each directory this backend
+        made since it was last flushed (up to one that existed: a directory another process
+        made is that process's to flush, before it writes anything that names it)."""
+        with self._lock:
+            made = set(self._new_dirs)
         dirs = set()
         for p in pending:
             _fsync_path(p)
             d = os.path.dirname(p)
-            while d not in dirs and len(d) >= len(self.root):  # its directory, made anew maybe, up to the root
+            while d not in dirs and len(d) >= len(self.root):
                 dirs.add(d)
+                if d not in made:
+                    break
                 d = os.path.dirname(d)
         for d in sorted(dirs, key=len, reverse=True):
             _fsync_path(d)
+        with self._lock:
+            self._new_dirs -= dirs
 
 
 def _unlink_quietly(path: str) -> None:

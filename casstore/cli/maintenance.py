@@ -258,16 +258,17 @@ def pack_store_cmd(as_json: bool, store: str | None) -> None:
 Examples:
   casstore upgrade --store s3://team-bucket/ml
 \b
-Upgrades a store of format version 3 to version 4: a run's params, tags and metrics in
-one record per logging call, the manifest in the seal, and a search index beside the
-store. No content is rewritten. Run it while no other process writes to the store; an
-interrupted upgrade is run again. casstore releases before version 4 cannot open the
-store afterwards. On a version-4 store whose casstore.json has no check of its own
-(b3), it adds the check.
+Upgrades a store of format version 3 or 4 to version 5. From version 3: a run's params,
+tags and metrics in one record per logging call, the manifest in the seal, and a search
+index beside the store. On a local disk, a sealed run then keeps its seal only (the
+records it holds are removed). No content is rewritten. Run it while no other process
+writes to the store; an interrupted upgrade is run again. casstore releases before
+version 5 cannot open the store afterwards. On a version-5 store whose casstore.json has
+no check of its own (b3), it adds the check.
 """)
 @common_options
 def upgrade_cmd(store: str | None) -> None:
-    """Upgrade the store to the current format version (4)."""
+    """Upgrade the store to the current format version (5)."""
     from casstore.maintenance.upgrade import upgrade_store
 
     report = upgrade_store(open_runs(store))
@@ -275,7 +276,8 @@ def upgrade_cmd(store: str | None) -> None:
         click.echo(f"format version {report.to_version} already; casstore.json now carries its own check")
         return
     click.echo(f"upgraded from format version {report.from_version} to {report.to_version}: "
-               f"{report.open_runs} open run(s) given their batch record, {report.summaries} run(s) in the search index")
+               f"{report.open_runs} open run(s) given their batch record, {report.summaries} run(s) in the search "
+               f"index, {report.compacted} sealed run(s) compacted")
 
 
 COMMANDS = [verify_cmd, du_cmd, gc_cmd, pack_store_cmd, upgrade_cmd]

@@ -334,6 +334,7 @@ def prove_open_runs(backend: Backend, scan: StoreScan, roots: Roots, progress: P
     runs = [r for r in scan.live_runs() if r.open]
     batches = {k: (r, n) for r in runs for n, k in r.batch_keys().items()}
     missing: dict[str, list[tuple[str, Blocker]]] = defaultdict(list)  # run id -> (key, blocker if absent)
+    earlier: dict[str, int] = defaultdict(int)  # run id -> greatest number of a batch of a sealed generation
     listed = {r.run_id: {k for keys in r.by_kind.values() for k in keys} for r in runs}
     for key, data in read_many(backend, list(batches), progress):
         run, n = batches[key]
@@ -346,6 +347,8 @@ def prove_open_runs(backend: Backend, scan: StoreScan, roots: Roots, progress: P
         except CasstoreError as e:
             roots.blockers.append(Blocker(key, f"{e}: which records of the open run it lists is unknown", who))
             continue
+        if batch.g < run.generation:
+            earlier[run.run_id] = max(earlier[run.run_id], n)
         for a in batch.artifacts:  # artifacts bound in the batch itself
             if a[3] != INLINE:
                 roots.digests.add(a[1])
@@ -361,7 +364,8 @@ def prove_open_runs(backend: Backend, scan: StoreScan, roots: Roots, progress: P
         numbers = run.batch_keys()
         top = max([*run.batch_keys(_WITNESS_KIND), *numbers], default=0)
         # a run resumed after a seal: its sealed generations' records are the seal's business
-        low = 1 if not run.sealed else min(numbers, default=top + 1)
+        # (on a local disk the seal removed most of them); the open one numbers from after them
+        low = 1 if not run.sealed else max(earlier[run.run_id], _sealed_top(backend, run)) + 1
         for n in range(low, top + 1):
             if n not in numbers:
                 k = batch_key(run.run_id, n)
@@ -380,6 +384,19 @@ def prove_open_runs(backend: Backend, scan: StoreScan, roots: Roots, progress: P
         if there[seal_key(rid, generation[rid])] or there[deleted_key(rid)]:
             continue  # sealed or deleted meanwhile: its seal or deletion decides
         roots.blockers.extend(b for k, b in items if not there[k])
+
+
+def _sealed_top(backend: Backend, run: RunKeys) -> int:
+    """The greatest batch number the seal before a resumed run's open generation folded
+    (``top``, version 5), 0 if it does not say or cannot be read (then the batches decide)."""
+    from casstore.runs.layout import seal_key
+    from casstore.runs.records import decode_record
+
+    try:
+        top = decode_record(backend.get(seal_key(run.run_id, run.generation - 1)), "seal").get("top")
+    except CasstoreError:
+        return 0
+    return top if isinstance(top, int) and not isinstance(top, bool) else 0
 
 
 def recipe_chunks(data: bytes, where: str) -> list[tuple[str, int]]:

@@ -1,27 +1,36 @@
-"""Upgrading a store of format version 3 to version 4 (``casstore upgrade``).
+"""Upgrading a store of format version 3 or 4 to version 5 (``casstore upgrade``).
 
-Version 4 changes where a run's params, tags and metrics go (numbered batch records) and
-holds a sealed run's manifest in its seal; content objects are laid out as in version 3.
-So an upgrade rewrites no content and no sealed run: every run still open gets one batch
-record holding its params and tags (the params a version-4 writer checks new ones against;
-its metric segments stay where they are and are still read), the search index is published
-with a summary of every run, and ``casstore.json`` is written again with version 4, last.
+Version 4 changed where a run's params, tags and metrics go (numbered batch records) and
+holds a sealed run's manifest in its seal; version 5 keeps a sealed run's seal only (see
+:mod:`casstore.runs.compact`); content objects are laid out as in version 3. So an
+upgrade rewrites no content and no seal:
+
+- from version 3, every run still open gets one batch record holding its params and tags
+  (the params a newer writer checks new ones against; its metric segments stay where they
+  are and are still read), and the search index is published with a summary of every run;
+- on a local disk, every run whose seals all hold their manifests (sealed by version 4)
+  is compacted: its meta record, batch records and manifest objects are removed, once its
+  manifests are checked against their digests. Runs sealed by version 3 keep their records
+  (their seals name a manifest object, which stays);
+- ``casstore.json`` is written again with version 5 and its own check, last. A version-5
+  store whose config has no check yet only gains the check.
 
 Run it while no other process writes to the store: a writer of an older casstore that
-keeps writing per-key records after the upgrade would not have its params checked by the
-writers of the new format. An upgrade stopped halfway is run again: each step is
-idempotent, and the store keeps its old version until the last one.
+keeps writing after the upgrade would not follow the new format's rules. An upgrade
+stopped halfway is run again: each step is idempotent, and the store keeps its old
+version until the last one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from casstore.exceptions import InvalidInputError, ObjectNotFoundError, StoreConfigError
-from casstore.objects.config import CONFIG_KEY, StoreConfig, read_config
+from casstore.exceptions import CasstoreError, InvalidInputError, ObjectNotFoundError, StoreConfigError
+from casstore.objects.config import CONFIG_KEY, FORMAT_VERSION, StoreConfig, read_config
 from casstore.objects.codec import pack_checked
-from casstore.runs import index
-from casstore.runs.batches import BATCHED_FROM, Batch, batch_key, batches_prefix
+from casstore.runs import index, layout
+from casstore.runs.batches import BATCHED_FROM, Batch, batch_key, batch_number, batches_prefix, decode_batch
+from casstore.runs.compact import holding_inline, remove_redundant
 from casstore.runs.layout import now_ms
 from casstore.runs.state import read_live_state
 from casstore.runs.store import RunStore
@@ -35,13 +44,15 @@ class UpgradeReport:
     to_version: int
     open_runs: int
     summaries: int
+    #: sealed runs whose redundant records were removed (version 5 on a local disk)
+    compacted: int = 0
 
 
 def upgrade_store(runs: RunStore) -> UpgradeReport:
-    """Upgrade ``runs``' store from format version 3 to 4 (see the module's docstring)."""
+    """Upgrade ``runs``' store from format version 3 or 4 to 5 (see the module's docstring)."""
     backend = runs.backend
     config = read_config(backend)
-    if config.version >= BATCHED_FROM:
+    if config.version >= FORMAT_VERSION:
         if config.checked:
             raise InvalidInputError(f"store {runs.url} already has format version {config.version}; nothing to upgrade")
         _write_config(runs, config)  # written before configs checked themselves: the same, with its check
@@ -49,8 +60,49 @@ def upgrade_store(runs: RunStore) -> UpgradeReport:
     if config.version < 3:
         raise StoreConfigError(
             f"store {runs.url} has format version {config.version}: casstore reads and writes it as it is, but "
-            "upgrades only version 3 (whose content layout version 4 keeps). Keep using it as it is."
+            f"upgrades only versions 3 and 4 (whose content layout version {FORMAT_VERSION} keeps). Keep using it "
+            "as it is."
         )
+    opened, summaries = _batch_records(runs) if config.version < BATCHED_FROM else (0, 0)
+    compacted = 0
+    if backend.compact_sealed_runs:
+        compacted = sum(_compact(runs, run_id) for run_id in runs.list_run_ids())
+    backend.flush()
+    _write_config(runs, StoreConfig(version=FORMAT_VERSION, hash=config.hash, chunker=config.chunker,
+                                     created=config.created, content_layout=config.content_layout))
+    return UpgradeReport(config.version, FORMAT_VERSION, opened, summaries, compacted)
+
+
+def _compact(runs: RunStore, run_id: str) -> int:
+    """Remove what the seals of a run sealed at its current generation make redundant, if
+    every seal holds its manifest and each manifest verifies; 1 if removed, else 0."""
+    try:
+        history = runs.seal_history(run_id)
+        if not history or history[-1]["generation"] != runs.generation(run_id):
+            return 0  # open
+        if not all(isinstance(s.get("manifest"), bytes) for s in history):
+            return 0  # sealed before version 4: its manifest object is its manifest
+        for s in history:
+            runs.read_manifest(run_id, str(s["digest"]), s)  # verified before anything goes
+    except CasstoreError:
+        return 0  # damaged: left as it is for `casstore verify` to name
+    keys = list(runs.backend.list(layout.run_prefix(run_id)))
+    top = max((n for k in keys if (n := batch_number(k)) is not None and k.startswith(batches_prefix(run_id))),
+              default=0)
+    holding = set()  # batches that hold inline content (or cannot be read) are kept
+    for k in keys:
+        n = batch_number(k) if k.startswith(batches_prefix(run_id)) else None
+        if n is not None:
+            try:
+                holding |= holding_inline([decode_batch(runs.backend.get(k), k, n)])
+            except CasstoreError:
+                holding.add(n)
+    return int(remove_redundant(runs.backend, run_id, keys, top, {str(s["digest"]) for s in history}, holding) > 0)
+
+
+def _batch_records(runs: RunStore) -> tuple[int, int]:
+    """Version 3 to 4: each open run's batch record, the index's first segment."""
+    backend = runs.backend
     opened = 0
     summaries = []
     for run_id in runs.list_run_ids():
@@ -74,10 +126,7 @@ def upgrade_store(runs: RunStore) -> UpgradeReport:
         level += 1
     if summaries:
         backend.put_if_absent(index.segment_key(level), pack_checked({"v": 1, "level": level, "runs": summaries}))
-    backend.flush()
-    _write_config(runs, StoreConfig(version=BATCHED_FROM, hash=config.hash, chunker=config.chunker,
-                                    created=config.created, content_layout=config.content_layout))
-    return UpgradeReport(config.version, BATCHED_FROM, opened, len(summaries))
+    return opened, len(summaries)
 
 
 def _write_config(runs: RunStore, new: StoreConfig) -> None:

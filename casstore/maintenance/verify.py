@@ -373,7 +373,7 @@ class _Checker:
             who = {"run": run_id}
             try:
                 view = self.runs.get_run(run_id, warn=False)
-            except IntegrityError as e:
+            except (IntegrityError, CorruptRecordError) as e:  # version 5: a seal that was all its run kept
                 self.problem(_seal_object(self.runs, run_id), "corrupt", str(e), [who])
                 continue
             except ObjectNotFoundError as e:
@@ -403,17 +403,24 @@ class _Checker:
         check that each later manifest names the digest before it."""
         from casstore.runs import layout
 
-        try:
-            seals = self.runs.seal_history(run_id)
-        except CorruptRecordError:
-            return  # a damaged seal: named by the check of the run's records
+        latest = self.runs.generation(run_id)
+        seals = []
+        for g in range(latest + 1):
+            try:
+                seal = self.runs._seal_at(run_id, g)
+            except CorruptRecordError as e:
+                if g < latest:  # the current one's damage is named by the check of the run
+                    self.problem(layout.seal_key(run_id, g), "corrupt", str(e), [who])
+                return
+            if seal is not None:
+                seals.append(seal)
         if self.runs.batched:  # the manifest objects beside the seals that hold them: what audits hash
             for seal in seals:
                 key = layout.manifest_key(run_id, str(seal["digest"]))
                 try:
                     data = self.backend.get(key)
                 except ObjectNotFoundError as e:
-                    if "manifest" in seal:  # a version-4 end writes it before its seal
+                    if "manifest" in seal and self.runs.manifest_objects:  # a version-4 end writes it before its seal
                         self.problem(key, "missing", str(e), [who])
                     continue
                 except CasstoreError as e:
@@ -471,7 +478,7 @@ class _Checker:
             who = [{"run": parts[1]}] if parts[0] == "runs" else [{"registry": "/".join(parts[:2])}] \
                 if parts[0] == "registry" else [{"experiment": parts[1]}]
             if data is None:
-                continue  # records are never removed; a listing raced nothing
+                continue  # removed since listed: a sealed run's redundant records (runs/compact.py)
             self.checked["records"] += 1
             if parts[0] == "runs" and len(parts) == 4 and parts[2] == "manifests":
                 actual = blake3(data).hexdigest()

@@ -43,8 +43,10 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from blake3 import blake3
 
 from casstore.exceptions import CorruptRecordError
 from casstore.objects.codec import pack_checked, unpack_checked
@@ -54,6 +56,7 @@ from casstore.runs.records import INLINE, MetricPoint, checked_path, field_of
 __all__ = [
     "BATCH_BINDINGS",
     "BATCHED_FROM",
+    "COMPACTED_FROM",
     "Batch",
     "BatchArtifact",
     "Folded",
@@ -71,6 +74,8 @@ __all__ = [
 BATCHED_FROM = 4
 #: a run meta's ``bindings`` when its artifact bindings are in its batch records
 BATCH_BINDINGS = "batch"
+#: the store format version from which a sealed run's seal is all it keeps (see :mod:`casstore.runs.compact`)
+COMPACTED_FROM = 5
 _DIGITS = 10
 
 
@@ -129,6 +134,8 @@ class Batch:
     #: records bound before this batch that it lists: key under ``runs/<run_id>/`` -> digest
     refs: dict[str, str] = field(default_factory=dict)
     artifacts: list[BatchArtifact] = field(default_factory=list)
+    #: the BLAKE3 (first 16 hex) of the stored bytes: how a seal names the batches it folded
+    sum: str = field(default="", compare=False)
 
     @property
     def fence(self) -> bool:
@@ -150,6 +157,16 @@ class Batch:
         if self.artifacts:
             rec["artifacts"] = [list(a) for a in self.artifacts]
         return pack_checked(rec)
+
+    def stored(self) -> tuple[Batch, bytes]:
+        """The bytes to store, and this batch with their :attr:`sum`."""
+        data = self.to_bytes()
+        return replace(self, sum=stored_sum(data)), data
+
+
+def stored_sum(data: bytes) -> str:
+    """What a seal names a batch by: the first 16 hex of the BLAKE3 of its stored bytes."""
+    return blake3(data).hexdigest()[:16]
 
 
 def decode_batch(data: bytes, where: str, n: int) -> Batch:
@@ -194,7 +211,7 @@ def decode_batch(data: bytes, where: str, n: int) -> Batch:
         artifacts.append((checked_path(a[0], where), a[1], a[2], a[3], a[4], a[5]))
     return Batch(n, dict(params), [(k, v) for k, v in tags], points, close, deleted,
                  field_of(rec, "time", "int", where, optional=True) or 0, field_of(rec, "g", "int", where, optional=True) or 0,
-                 None if logged is None else (logged[0], logged[1], logged[2]), dict(refs), artifacts)
+                 None if logged is None else (logged[0], logged[1], logged[2]), dict(refs), artifacts, stored_sum(data))
 
 
 @dataclass
@@ -225,8 +242,11 @@ class Folded:
         return self.deleted is not None or self.closed_through >= generation
 
 
-def fold(batches: Mapping[int, Batch] | Iterable[Batch], upto: int | None = None, into: Folded | None = None) -> Folded:
-    """Fold batches (numbered at most ``upto``) in number order; with ``into``, fold batches
+def fold(batches: Mapping[int, Batch] | Iterable[Batch], upto: int | None = None, since: int = 0,
+         into: Folded | None = None) -> Folded:
+    """Fold batches (numbered at most ``upto``) in number order. ``since``: the generation
+    folded for; batches of earlier generations do not count (what counts of them is in the
+    seal of the generation before, which the fold goes on from). With ``into``, fold batches
     numbered after those ``into`` holds into it (the same as folding them all again)."""
     items = sorted(batches.values() if isinstance(batches, Mapping) else batches, key=lambda b: b.n)
     out = into if into is not None else Folded()
@@ -234,7 +254,7 @@ def fold(batches: Mapping[int, Batch] | Iterable[Batch], upto: int | None = None
     for b in items:
         if (upto is not None and b.n > upto) or out.deleted is not None:
             break
-        if b.g <= out.closed_through:
+        if b.g < since or b.g <= out.closed_through:
             continue  # written for a generation already ended
         for k, v in b.params.items():
             out.params.setdefault(k, v)

@@ -64,11 +64,13 @@ from casstore.runs.batches import (
     witness_key,
     witness_record,
 )
+from casstore.runs.compact import holding_inline, remove_redundant
 from casstore.runs.claims import PathClaims, directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
 from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, RunView, decode_record, encode_record
-from casstore.runs.state import INPUT_FIELDS, RunState, check_input, get_many, manifest_of, read_live_state
+from casstore.runs.state import (INPUT_FIELDS, BatchVanished, RunState, check_input, get_many, manifest_of,
+                                 read_live_state)
 from casstore.runs.wal import WalDir, WalWriter
 
 __all__ = ["RunHandle", "RunOwner", "RUN_STATUSES"]
@@ -168,6 +170,12 @@ class RunOwner(Protocol):
     io_workers: int
     #: where writers keep their metric write-ahead logs (None: none kept)
     wal: WalDir | None
+    #: version 5: no manifest objects beside the seals
+    manifest_objects: bool
+    #: version 5 on a backend that compacts: a sealed run keeps its seal only (runs/compact.py)
+    compacts: bool
+
+    def base_of(self, run_id: str, generation: int) -> tuple[RunState, int] | None: ...
 
     def path_claims(self, run_id: str) -> PathClaims: ...
 
@@ -211,6 +219,7 @@ class RunHandle:
         self._batch_bindings = self._batched and meta.get("bindings") == BATCH_BINDINGS
         self._batch_lock = threading.Lock()
         self._folded: Folded | None = None  # the batches read so far, folded (extended as more are read)
+        self._folded_numbers: set[int] = set()  # the numbers of the batches in it
         self._wal: WalWriter | None = None  # this handle's metric log, opened at its first point
         self._witnessed: int | None = None  # the batch this handle's witness record names
         register_flushable(self)
@@ -722,15 +731,49 @@ class RunHandle:
                 listed[n] = k
         want = [n for n in sorted(listed) if n not in self._batches]
         for n, data in zip(want, get_many(self._backend, [listed[n] for n in want])):
-            if data is None:
-                raise CorruptRecordError(f"batch record {listed[n]} was listed and then vanished; batches are never removed")
+            if data is None:  # removed by the end that sealed the run (runs/compact.py)
+                if self._backend.exists(self._seal_key):
+                    raise self._sealed_error()
+                raise BatchVanished(f"batch record {listed[n]} was listed and then removed: the run was sealed meanwhile")
             self._batches[n] = decode_batch(data, listed[n], n)
+        since = self.generation if self._base() else 0
         folded = self._folded
-        if folded is None or not set(range(1, folded.top + 1)) <= listed.keys():
-            folded = self._folded = fold({n: self._batches[n] for n in listed})
-        else:  # numbered gap-free: the batches after those folded already
-            fold({n: self._batches[n] for n in listed if n > folded.top}, into=folded)
+        if folded is None or {n for n in listed if n <= folded.top} != self._folded_numbers:
+            folded = self._folded = fold({n: self._batches[n] for n in listed}, since=since)
+            self._folded_numbers = set(listed)
+        else:  # the batches after those folded already
+            new = {n: self._batches[n] for n in listed if n > folded.top}
+            fold(new, since=since, into=folded)
+            self._folded_numbers |= new.keys()
         return folded
+
+    def _base(self) -> tuple[RunState, int] | None:
+        """The state of the seal this generation follows and the last batch number it folded."""
+        return self.store.base_of(self.run_id, self.generation) if self._batched else None
+
+    def _next_number(self, folded: Folded) -> int:
+        """The number of a new batch: after every batch listed, and after those the seal this
+        generation follows folded (numbers a compacted run gave back stay unused)."""
+        base = self._base()
+        return max(folded.top, base[1] if base else 0) + 1
+
+    def _create_batch(self, batch: Batch) -> bool:
+        """Create ``batch`` under its number; ``False`` if the number is taken. On a store
+        that compacts sealed runs, a batch created once the seal of this generation exists
+        counts only if the seal names it; else it is refused (:class:`RunStateError`)."""
+        batch, data = batch.stored()
+        if not self._backend.put_if_absent(batch_key(self.run_id, batch.n), data):
+            return False
+        if self.store.compacts and self._backend.exists(self._seal_key):
+            seal = self.store._seal_at(self.run_id, self.generation)
+            folded = seal.get("folded") if seal is not None else None
+            if not (isinstance(folded, (list, tuple)) and [batch.n, batch.sum] in [list(f) for f in folded]):
+                top = seal.get("top") if seal is not None else None
+                if isinstance(top, int) and batch.n <= top:  # a number the end gave back: given back again
+                    self._backend.delete(batch_key(self.run_id, batch.n))
+                raise self._sealed_error()
+        self._batches[batch.n] = batch
+        return True
 
     def _refuse_fenced(self, folded: Folded) -> None:
         if folded.deleted is not None:
@@ -760,9 +803,10 @@ class RunHandle:
                 if refs and not (params or tags or points or artifacts) and folded.refuses(self.generation):
                     return folded, 0
                 self._refuse_fenced(folded)
+                base = self._base()
                 fresh = {}
                 for key, value in params.items():
-                    bound = folded.params.get(key)
+                    bound = base[0].params.get(key) if base and key in base[0].params else folded.params.get(key)
                     if bound is None:
                         fresh[key] = value
                     elif bound != value:
@@ -781,10 +825,9 @@ class RunHandle:
                     dirs.update(parents(a[0]))
                 if not fresh and not tags and not points and not refs and not arts:
                     return folded, 0  # bound already, to the same values
-                batch = Batch(folded.top + 1, fresh, list(tags.items()), points, time=now_ms(), g=self.generation,
-                              wal=logged, refs=dict(refs or {}), artifacts=arts)
-                if self._backend.put_if_absent(batch_key(self.run_id, batch.n), batch.to_bytes()):
-                    self._batches[batch.n] = batch
+                batch = Batch(self._next_number(folded), fresh, list(tags.items()), points, time=now_ms(),
+                              g=self.generation, wal=logged, refs=dict(refs or {}), artifacts=arts)
+                if self._create_batch(batch):
                     if refs or arts:
                         self._witness(batch.n)
                     return folded, batch.n
@@ -811,11 +854,13 @@ class RunHandle:
                 folded = self._sync_batches(self._backend.list(batches_prefix(self.run_id)))
                 if folded.deleted is not None or folded.refuses(self.generation):
                     return
-                batch = Batch(folded.top + 1, deleted={"time": now_ms(), "reason": reason}, time=now_ms(),
+                batch = Batch(self._next_number(folded), deleted={"time": now_ms(), "reason": reason}, time=now_ms(),
                               g=self.generation)
-                if self._backend.put_if_absent(batch_key(self.run_id, batch.n), batch.to_bytes()):
-                    self._batches[batch.n] = batch
-                    return
+                try:
+                    if self._create_batch(batch):
+                        return
+                except RunStateError:
+                    return  # sealed meanwhile: the deletion marker is what readers go by
                 time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))
         raise StoreUnavailableError(f"run {self.run_id}: could not number the deletion's batch record; try again")
 
@@ -1068,7 +1113,10 @@ class RunHandle:
                             self._check_points_sealed(points)
                         self._close_wal()
                         return self._digest
-                folded = self._sync_batches(keys)
+                try:
+                    folded = self._sync_batches(keys)
+                except BatchVanished:
+                    continue  # sealed by another end meanwhile: the next listing has the seal
                 if folded.deleted is not None:
                     raise RunStateError(f"run {self.run_id} is deleted; it cannot be ended")
                 close = folded.closes.get(self.generation)
@@ -1076,9 +1124,10 @@ class RunHandle:
                     known = dict(self._known)
                 if close is None:
                     end_time = now_ms()
-                    close = Batch(folded.top + 1, points=points, close={"status": status, "end_time": end_time},
-                                  time=end_time, g=self.generation, wal=self._logged(seqs))
-                    if not self._backend.put_if_absent(batch_key(self.run_id, close.n), close.to_bytes()):
+                    close, data = Batch(self._next_number(folded), points=points,
+                                        close={"status": status, "end_time": end_time}, time=end_time,
+                                        g=self.generation, wal=self._logged(seqs)).stored()
+                    if not self._backend.put_if_absent(batch_key(self.run_id, close.n), data):
                         time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))
                         continue
                     self._batches[close.n] = close
@@ -1090,16 +1139,31 @@ class RunHandle:
                     points = []
                 status, end_time = str(close.close["status"]), int(close.close["end_time"])  # type: ignore[index]
                 # with the logged points no batch carries (dead writers' and live ones' on this machine)
-                state = read_live_state(self._backend, self.run_id, known, keys, batches=self._batches,
-                                        batches_upto=close.n, wal=self.store.wal)
+                base = self._base()
+                try:
+                    state = read_live_state(self._backend, self.run_id, known, keys, batches=self._batches,
+                                            batches_upto=close.n, wal=self.store.wal,
+                                            base=base[0] if base else None, generation=self.generation)
+                except BatchVanished:
+                    continue  # sealed by another end meanwhile
                 data = pack(self._manifest(state, status, end_time))
                 digest = hash_bytes(data)
-                # the manifest as an object of its own too: what audits check with b3sum alone
-                self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
+                if self.store.manifest_objects:  # before version 5, the manifest as an object of its own too
+                    self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
                 seal = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time, "manifest": data}
+                if not self.store.manifest_objects:  # what the seal folded, so compacting gives numbers back safely
+                    upto = sorted(n for n in self._batches if n <= close.n and batch_key(self.run_id, n) in keys)
+                    seal.update(top=close.n, folded=[[n, self._batches[n].sum] for n in upto])
                 if self._backend.put_if_absent(self._seal_key, encode_record(seal)):
-                    self._backend.flush()
+                    # the seal, and the run's entry in its experiment, are what must survive a power
+                    # loss: the seal holds the rest, which compacting removes
+                    self._backend.flush_only([self._seal_key, layout.experiment_run_key(self.experiment_id, self.run_id)])
                     self._digest = digest
+                    if self.store.compacts:  # batches not read here are kept: they may hold inline content
+                        unread = {n for k in keys if k.startswith(batches_prefix(self.run_id))
+                                  and (n := batch_number(k)) is not None and n not in self._batches}
+                        remove_redundant(self._backend, self.run_id, keys, close.n,
+                                         holding=holding_inline(self._batches.values()) | unread)
                     self.store.discard_dead_logs(self.run_id)  # their points are in the manifest
                     self.store.publish_summary(self.run_id, state, status, end_time, digest, self.generation)
                 else:

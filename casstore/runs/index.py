@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+import msgpack
 from blake3 import blake3
 
 from casstore.backend.base import Backend
@@ -84,7 +85,7 @@ INDEX_PREFIX = "index/runs/"
 FAN_IN = 16
 #: a writer looks for segments to merge after one publication in this many (on average)
 COMPACT_EVERY = 2
-_SCHEMA = 2
+_SCHEMA = 3
 _SEGMENT = re.compile(r"^(\d{1,2})-([0-9]{20}-\d+-[0-9a-f]{8})$")
 
 
@@ -290,14 +291,14 @@ def _cache_path(store: RunStore) -> str | None:
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS runs (
-  run_id TEXT PRIMARY KEY, experiment_id TEXT, run_name TEXT, status TEXT, start_time INTEGER,
-  end_time INTEGER, digest TEXT, user_id TEXT, deleted INTEGER NOT NULL DEFAULT 0,
+  rid INTEGER PRIMARY KEY, run_id TEXT NOT NULL UNIQUE, experiment_id TEXT, run_name TEXT, status TEXT,
+  start_time INTEGER, end_time INTEGER, digest TEXT, user_id TEXT, deleted INTEGER NOT NULL DEFAULT 0,
   sealed INTEGER NOT NULL DEFAULT 0, verified INTEGER NOT NULL DEFAULT 0, body BLOB,
   generation INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS claims (run_id TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS params (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS tags (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS metrics (run_id TEXT, key TEXT, value REAL, PRIMARY KEY (run_id, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS params (rid INTEGER, key TEXT, value TEXT, PRIMARY KEY (rid, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tags (rid INTEGER, key TEXT, value TEXT, PRIMARY KEY (rid, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS metrics (rid INTEGER, key TEXT, value REAL, PRIMARY KEY (rid, key)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS params_kv ON params (key, value);
 CREATE INDEX IF NOT EXISTS tags_kv ON tags (key, value);
 CREATE INDEX IF NOT EXISTS metrics_kv ON metrics (key, value);
@@ -305,6 +306,24 @@ CREATE INDEX IF NOT EXISTS runs_start ON runs (start_time DESC, run_id);
 CREATE TABLE IF NOT EXISTS segments (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS info (k TEXT PRIMARY KEY, v TEXT);
 """
+
+
+_RUN_COLUMNS = ("run_id, experiment_id, run_name, status, start_time, end_time, digest, user_id, deleted, sealed, "
+                "verified, body, generation")
+
+
+def _drop_values(db: sqlite3.Connection, run_ids: Sequence[str]) -> None:
+    """Remove the cached params, tags and metrics of ``run_ids``."""
+    ids = json.dumps(list(run_ids))
+    for table in ("params", "tags", "metrics"):
+        db.execute(f"DELETE FROM {table} WHERE rid IN (SELECT rid FROM runs WHERE run_id IN "
+                   "(SELECT value FROM json_each(?)))", (ids,))
+
+
+def _body(s: Mapping[str, Any]) -> bytes:
+    """A summary as the cache keeps it: msgpack (not canonical: the cache is local, and
+    canonical packing cost more than the rest of a load)."""
+    return msgpack.packb(s, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 def _like(pattern: str, value: str | None, ci: int) -> int:
@@ -370,6 +389,7 @@ class RunIndex:
         if path != ":memory:":
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA cache_size=-65536")  # 64 MiB: a large merge inserts into six indexes at once
         db.executescript(_DDL)
         row = db.execute("SELECT v FROM info WHERE k = 'schema'").fetchone()
         if row is None:
@@ -392,25 +412,31 @@ class RunIndex:
         self._put_many(db, [(s, sealed, verified, deleted)])
 
     @staticmethod
-    def _put_many(db: sqlite3.Connection, items: Sequence[tuple[Mapping[str, Any], bool, bool, bool]]) -> None:
+    def _put_many(db: sqlite3.Connection, items: Sequence[tuple[Mapping[str, Any], bool, bool, bool]],
+                  cached: Iterable[str] | None = None) -> None:
         """Store summaries ``(summary, sealed, verified, deleted)``, replacing what the cache had
-        of their runs, in a few statements."""
-        ids = [(s["run_id"],) for s, _, _, _ in items]
-        for table in ("params", "tags", "metrics"):
-            db.executemany(f"DELETE FROM {table} WHERE run_id = ?", ids)
+        of their runs, in a few statements. ``cached``: those of their runs the cache has (all
+        of them if not said), whose rows go first."""
+        replaced = list(cached if cached is not None else (s["run_id"] for s, _, _, _ in items))
+        if replaced:
+            _drop_values(db, replaced)
+        # an upsert keeps a cached run's row number, which its params, tags and metrics are keyed by
         db.executemany(
-            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run_id) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in _RUN_COLUMNS.split(", ")[1:]),
             [(s["run_id"], s["experiment_id"], s["run_name"], s["status"], s["start_time"], s.get("end_time"),
-              s.get("digest"), s["tags"].get("mlflow.user", ""), int(deleted), int(sealed), int(verified), pack(s),
-              int(s.get("generation") or 0)) for s, sealed, verified, deleted in items],
+              s.get("digest"), s["tags"].get("mlflow.user", ""), int(deleted), int(sealed), int(verified),
+              _body(s), int(s.get("generation") or 0)) for s, sealed, verified, deleted in items],
         )
+        rid = dict(db.execute("SELECT run_id, rid FROM runs WHERE run_id IN (SELECT value FROM json_each(?))",
+                              (json.dumps([s["run_id"] for s, _, _, _ in items]),)).fetchall())
         db.executemany("INSERT INTO params VALUES (?,?,?)",
-                       [(s["run_id"], k, v) for s, _, _, _ in items for k, v in s["params"].items()])
+                       [(rid[s["run_id"]], k, v) for s, _, _, _ in items for k, v in s["params"].items()])
         db.executemany("INSERT INTO tags VALUES (?,?,?)",
-                       [(s["run_id"], k, v) for s, _, _, _ in items for k, v in s["tags"].items()])
+                       [(rid[s["run_id"]], k, v) for s, _, _, _ in items for k, v in s["tags"].items()])
         db.executemany(
             "INSERT INTO metrics VALUES (?,?,?)",
-            [(s["run_id"], k, None if isinstance(v, float) and math.isnan(v) else v)
+            [(rid[s["run_id"]], k, None if isinstance(v, float) and math.isnan(v) else v)
              for s, _, _, _ in items for k, v in s["metrics"].items()],
         )
 
@@ -510,7 +536,8 @@ class RunIndex:
                         fresh[x["run_id"]] = x  # the latest generation of a run's summaries in the segment
                     if x.get("deleted") and not (row is not None and row[1]):
                         db.execute("INSERT OR IGNORE INTO claims VALUES (?)", (x["run_id"],))
-                self._put_many(db, [(x, True, False, False) for x in fresh.values()])
+                self._put_many(db, [(x, True, False, False) for x in fresh.values()],
+                               cached=[r for r in fresh if r in rows])
                 db.execute("INSERT OR IGNORE INTO segments VALUES (?)", (key,))
             db.execute("DELETE FROM segments WHERE name NOT IN (SELECT value FROM json_each(?))", (json.dumps(listed),))
             db.execute("COMMIT")
@@ -555,7 +582,7 @@ class RunIndex:
                     f"WITH RECURSIVE k(key) AS (SELECT min(key) FROM {table} UNION ALL "
                     f"SELECT (SELECT min(key) FROM {table} WHERE key > k.key) FROM k WHERE k.key IS NOT NULL) "
                     f"SELECT key FROM k WHERE key IS NOT NULL AND EXISTS (SELECT 1 FROM {table} v JOIN runs r "
-                    f"ON r.run_id = v.run_id WHERE v.key = k.key AND {where})", args)]
+                    f"ON r.rid = v.rid WHERE v.key = k.key AND {where})", args)]
 
             return of("params"), of("metrics")
 
@@ -585,6 +612,7 @@ class RunIndex:
             try:
                 v = self.store.get_run(s["run_id"])
             except ObjectNotFoundError:
+                _drop_values(db, [s["run_id"]])
                 db.execute("DELETE FROM runs WHERE run_id = ?", (s["run_id"],))
                 continue
             self._put(db, summary_of(v, int(s.get("generation") or 0)), sealed=v.sealed, verified=v.sealed,
@@ -650,7 +678,8 @@ def _condition(c: Comparison) -> tuple[str, list[Any]]:
     """SQL for one comparison, with the semantics of :func:`casstore.runs.search.matches`."""
     if c.entity in ("params", "tags", "metrics"):
         col, a = _value_cond("v.value", c)
-        return (f"EXISTS (SELECT 1 FROM {c.entity} v WHERE v.run_id = r.run_id AND v.key = ? AND {col})", [c.key, *a])
+        # the runs whose value matches, through the (key, value) index: the cheapest filter drives the query
+        return (f"r.rid IN (SELECT v.rid FROM {c.entity} v WHERE v.key = ? AND {col})", [c.key, *a])
     expr = _attr_expr(c.key)
     if RUN_ATTRIBUTES[c.key] == "num":
         return _value_cond(expr, c)
@@ -675,7 +704,7 @@ def _value_cond(expr: str, c: Comparison) -> tuple[str, list[Any]]:
 
 def _order_expr(k: OrderKey) -> tuple[str, list[Any]]:
     if k.entity in ("params", "tags", "metrics"):
-        return f"SELECT v.value FROM {k.entity} v WHERE v.run_id = r.run_id AND v.key = ?", [k.key]
+        return f"SELECT v.value FROM {k.entity} v WHERE v.rid = r.rid AND v.key = ?", [k.key]
     return _attr_expr(k.key), []
 
 

@@ -20,7 +20,7 @@ from casstore.runs.layout import RECORD_VERSION, name_key, run_prefix
 from casstore.runs.wal import Covered, WalDir
 from casstore.runs.records import ArtifactEntry, DamagedRecord, MetricPoint, ModelRef, checked_path, decode_record, field_of
 
-__all__ = ["RunState", "read_live_state", "state_from_manifest", "manifest_of"]
+__all__ = ["BatchVanished", "RunState", "read_live_state", "state_from_manifest", "manifest_of"]
 
 
 @dataclass
@@ -117,14 +117,20 @@ def get_many(backend: Backend, keys: list[str]) -> list[bytes | None]:
 def read_live_state(
     backend: Backend, run_id: str, known: Mapping[str, dict[str, Any]] | None = None,
     keys: Iterable[str] | None = None, batches: Mapping[int, Batch] | None = None,
-    batches_upto: int | None = None, wal: WalDir | None = None,
+    batches_upto: int | None = None, wal: WalDir | None = None, base: RunState | None = None,
+    generation: int = 0,
 ) -> RunState:
     """Read a run from its records. ``known`` maps keys to records already in hand, and
     ``batches`` batch records by number (they are immutable, so they need not be read again).
     The batch records of a version-4 store are folded over the per-key records (which such a
     store has only for runs begun before it was upgraded). A record or batch that fails its
     checks is left out and named in ``damaged``. With ``wal``, the points of its metric logs
-    that no segment or batch carries yet are added (see :mod:`casstore.runs.wal`)."""
+    that no segment or batch carries yet are added (see :mod:`casstore.runs.wal`).
+
+    ``base``: for a run resumed into ``generation`` (``>= 1``), the state its previous seal
+    holds; the batches of that generation are folded over it (those of earlier generations
+    are in it, and may be gone: see :mod:`casstore.runs.compact`). A batch listed and then
+    gone raises :class:`BatchVanished`: the run was sealed meanwhile and its seal is to be read."""
     prefix = run_prefix(run_id)
     all_keys = sorted(keys if keys is not None else backend.list(prefix))
     known = known or {}
@@ -138,7 +144,7 @@ def read_live_state(
         if n not in batches:
             data = fetched.get(k)
             if data is None:
-                raise CorruptRecordError(f"batch record {k} was listed and then vanished; batches are never removed")
+                raise BatchVanished(f"batch record {k} was listed and then removed: the run was sealed meanwhile")
             try:
                 batches[n] = decode_batch(data, k, n)
             except CorruptRecordError as e:
@@ -152,28 +158,41 @@ def read_live_state(
 
     meta_key = prefix + "meta"
     meta = rec(meta_key) if meta_key in all_keys else None
+    if meta is None and base is not None:
+        meta = base.meta
     if meta is None:
         raise ObjectNotFoundError(f"no run {run_id} in this store (no {meta_key})")
     state = RunState(run_id, check_meta(meta, f"record {meta_key}"))
+    if base is not None:  # what the previous seal holds: its per-key params, tags and metrics too
+        state.params.update(base.params)
+        state.tags.update(base.tags)
+        state.points.extend(base.points)
+        state.artifacts.update(base.artifacts)
+        state.models.update(base.models)
+        state.inputs.extend(base.inputs)
+        state.damaged.extend(base.damaged)
+    else:
+        state.tags.update(meta.get("tags") or {})
     state.damaged.extend(damaged)
-    state.tags.update(meta.get("tags") or {})
     tag_latest: dict[str, tuple[str, str | None]] = {}
+    skip = _PER_KEY if base is not None else frozenset()
     for k in all_keys:
         kind = _kind(k, prefix)
-        if kind not in _DECODED or k == meta_key:
+        if kind not in _DECODED or k == meta_key or kind in skip:
             continue
         try:
             _take(state, tag_latest, k, kind, rec(k))
         except CorruptRecordError as e:
             # one damaged record costs what it holds, not the run
             state.damaged.append(DamagedRecord(k, str(e)))
+    state.inputs = list({(i["digest"], i["context"]): i for i in state.inputs}.values())
     state.inputs.sort(key=lambda i: (i["logged_at"], i["digest"], i["context"]))
     for key, (_, latest) in tag_latest.items():
         if latest is None:  # deleted (delete_tag)
             state.tags.pop(key, None)
         else:
             state.tags[key] = latest
-    folded = fold({n: batches[n] for n in batch_keys if n in batches}, batches_upto)
+    folded = fold({n: batches[n] for n in batch_keys if n in batches}, batches_upto, generation if base else 0)
     for key, value in folded.params.items():
         state.params.setdefault(key, value)
     for key, latest in folded.tags.items():
@@ -238,6 +257,13 @@ def _take(state: RunState, tag_latest: dict[str, tuple[str, str | None]], k: str
 
 
 _DECODED = frozenset({"meta", "artifacts", "params", "tags", "metrics", "models", "inputs"})
+#: the per-key records of params, tags and metrics (before version 4): a resumed run's are
+#: all older than its previous seal, which holds them
+_PER_KEY = frozenset({"params", "tags", "metrics"})
+
+
+class BatchVanished(CorruptRecordError):
+    """A batch record listed and then removed: its run was sealed meanwhile (the seal holds it)."""
 
 #: the fields of a dataset input record, all strings but ``logged_at``
 INPUT_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile", "context")

@@ -38,7 +38,7 @@ from casstore.objects.codec import CHECK_FIELD, pack, unpack, unpack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout, search
 from casstore.runs import index as run_index
-from casstore.runs.batches import BATCH_BINDINGS, BATCHED_FROM, batch_key, decode_batch
+from casstore.runs.batches import BATCH_BINDINGS, BATCHED_FROM, COMPACTED_FROM, batch_key, decode_batch
 from casstore.runs.claims import PathClaims
 from casstore.runs.handle import RunHandle
 from casstore.runs.layout import (
@@ -52,7 +52,7 @@ from casstore.runs.layout import (
 )
 from casstore.runs.metrics import FLUSH_POINTS, FLUSH_SECONDS
 from casstore.runs.records import ArtifactEntry, DamagedRecord, Experiment, MetricPoint, RunView, decode_record, encode_record, field_of, latest_metrics
-from casstore.runs.state import RunState, read_live_state, state_from_manifest
+from casstore.runs.state import BatchVanished, RunState, read_live_state, state_from_manifest
 from casstore.runs.wal import WalDir, wal_dir_for
 
 __all__ = ["RunStore", "open_run_store", "ACTIVE_FOR"]
@@ -89,6 +89,11 @@ class RunStore:
         self._lock = threading.Lock()
         #: version 4: params, tags and metrics in numbered batch records, the manifest in the seal
         self.batched = objects.config.version >= BATCHED_FROM
+        #: version 5: the seal is a sealed run's only copy of its manifest (no manifests/<digest>)
+        self.manifest_objects = objects.config.version < COMPACTED_FROM
+        #: version 5 on a local disk: a sealed run keeps its seal only (see runs/compact.py)
+        self.compacts = not self.manifest_objects and self.backend.compact_sealed_runs
+        self._bases: dict[tuple[str, int], tuple[RunState, int]] = {}  # sealed generations: immutable
         self._experiments_seen: set[str] = set()  # experiments are never removed: asked once
         self._active_seen: dict[str, float] = {}  # experiment -> when it was last seen active
         self._index: run_index.RunIndex | None = None
@@ -397,7 +402,8 @@ class RunStore:
             return 0
 
         def covered() -> dict[str, list[tuple[int, int]]]:
-            return read_live_state(self.backend, run_id).covered
+            g = self.generation(run_id)
+            return read_live_state(self.backend, run_id, base=self.base_state(run_id, g), generation=g).covered
 
         handle = RunHandle(self, run_id, self._meta(run_id), self.generation(run_id)) if self.batched else None
 
@@ -423,11 +429,49 @@ class RunStore:
             self.wal.replay_dead(run_id, dict, lambda name, entries: None)
 
     def _meta(self, run_id: str) -> dict[str, Any]:
+        """The run's meta record; once the run is sealed (and the record removed, see
+        runs/compact.py), the meta its first seal holds."""
         key = layout.run_meta_key(run_id)
         try:
             return decode_record(self.backend.get(key), f"record {key}")
         except ObjectNotFoundError as e:
-            raise ObjectNotFoundError(f"no run {run_id} in store {self.url}") from e
+            seal = self._seal_at(run_id, 0)
+            if seal is None:
+                raise ObjectNotFoundError(f"no run {run_id} in store {self.url}") from e
+            return self.base_of_seal(run_id, seal)[0].meta
+
+    def base_state(self, run_id: str, generation: int) -> RunState | None:
+        """For a run of a version-4 store resumed into ``generation`` (``>= 1``): the state
+        the seal of the generation before holds, which its batches are folded over."""
+        base = self.base_of(run_id, generation)
+        return None if base is None else base[0]
+
+    def base_of(self, run_id: str, generation: int) -> tuple[RunState, int] | None:
+        """:meth:`base_state` and the number of the last batch that seal folded (the resumed
+        generation numbers its batches after it)."""
+        if not self.batched or generation < 1:
+            return None
+        with self._lock:
+            got = self._bases.get((run_id, generation))
+        if got is not None:
+            return got
+        seal = self._seal_at(run_id, generation - 1)
+        if seal is None:
+            raise CorruptRecordError(
+                f"run {run_id} was resumed into generation {generation} but its seal "
+                f"{layout.seal_key(run_id, generation - 1)} is missing; the store is damaged"
+            )
+        got = self.base_of_seal(run_id, seal)
+        with self._lock:
+            self._bases[(run_id, generation)] = got
+        return got
+
+    def base_of_seal(self, run_id: str, seal: dict[str, Any]) -> tuple[RunState, int]:
+        """The state a seal holds (its manifest, verified) and its ``top`` (0 if it has none)."""
+        man = self.read_manifest(run_id, str(seal["digest"]), seal)
+        state = state_from_manifest(man, run_id, f"manifest of run {run_id}")[0]
+        top = seal.get("top")
+        return state, top if isinstance(top, int) and not isinstance(top, bool) else 0
 
     def path_claims(self, run_id: str) -> PathClaims:
         """The artifact paths of ``run_id`` claimed by this process's writers, shared by all
@@ -624,7 +668,7 @@ class RunStore:
             seal = self.seal_record(run_id)
         except CorruptRecordError as e:
             generation = self.generation(run_id)
-            seal = self._seal_from_manifests(run_id, generation)
+            seal = self._seal_from_manifests(run_id, generation) or self._salvaged_seal(run_id, generation)
             damaged.append(DamagedRecord(layout.seal_key(run_id, generation), str(e)))
         end_time: int | None
         digest: str | None = None
@@ -640,16 +684,30 @@ class RunStore:
                     f"{e}; the run is shown from its own records (each checks itself), which the seal does not "
                     "vouch for")))
         elif damaged:  # a damaged seal and no manifest that verifies
-            state = self._live_state(run_id)
+            try:
+                state = self._live_state(run_id)
+            except ObjectNotFoundError as e:  # version 5: the seal was all the run kept
+                raise CorruptRecordError(
+                    f"run {run_id} cannot be read: {damaged[0].detail}, and it was the run's only record (a sealed "
+                    f"run keeps its seal only). Restore {damaged[0].key} from a backup"
+                ) from e
             status, end_time = "FINISHED", None
         else:
             status, end_time = "RUNNING", None
-            state = self._live_state(run_id)
+            try:
+                state = self._live_state(run_id)
+            except (BatchVanished, ObjectNotFoundError):
+                if self.seal_record(run_id) is None:
+                    raise
+                return self._read_run(run_id)  # sealed while read, its records removed: the seal has it
         return _view(state, status, end_time, digest, self.is_deleted(run_id), damaged)
 
     def _live_state(self, run_id: str) -> RunState:
+        g = self.generation(run_id)
         try:
-            return read_live_state(self.backend, run_id, wal=self.wal)
+            return read_live_state(self.backend, run_id, wal=self.wal, base=self.base_state(run_id, g), generation=g)
+        except BatchVanished:
+            raise
         except ObjectNotFoundError as e:
             raise ObjectNotFoundError(f"no run {run_id} in store {self.url}") from e
         except CorruptRecordError as e:  # the meta record: rebuilt from the experiment's index, if it can be
@@ -677,6 +735,23 @@ class RunStore:
             return {"v": RECORD_VERSION, "run_id": run_id, "experiment_id": parts[1], "run_name": "",
                     "start_time": start, "tags": {}}
         return None
+
+    def _salvaged_seal(self, run_id: str, generation: int) -> dict[str, Any] | None:
+        """When the seal fails its own check: its manifest if that still hashes to the digest
+        beside it (the damage is elsewhere in the seal), as a seal; else ``None``."""
+        try:
+            rec = unpack(self.backend.get(layout.seal_key(run_id, generation)))
+        except (CasstoreError, ValueError):
+            return None
+        man, digest = (rec.get("manifest"), rec.get("digest")) if isinstance(rec, dict) else (None, None)
+        if not isinstance(man, bytes) or not isinstance(digest, str) or hash_bytes(man) != digest:
+            return None
+        try:
+            held = decode_record(man, f"manifest in the seal of run {run_id}")
+        except CorruptRecordError:
+            return None
+        return {"digest": digest, "status": held.get("status"), "end_time": held.get("end_time"), "manifest": man,
+                "generation": generation}
 
     def _seal_from_manifests(self, run_id: str, generation: int) -> dict[str, Any] | None:
         """When the seal is damaged: the one manifest of the run's ``generation`` that hashes
@@ -796,8 +871,8 @@ class RunStore:
     def delete_run(self, run_id: str, reason: str = "") -> None:
         """Mark a run deleted (a record, never a silent removal); deleting twice is a no-op."""
         run_id = check_run_id(run_id)
-        if not self.backend.exists(layout.run_meta_key(run_id)):  # a damaged run can be deleted too
-            raise ObjectNotFoundError(f"no run {run_id} in store {self.url}")
+        if not any(self.backend.exists_many([layout.run_meta_key(run_id), layout.seal_key(run_id)])):
+            raise ObjectNotFoundError(f"no run {run_id} in store {self.url}")  # a damaged run can be deleted too
         if self.batched:
             self._fence_deleted(run_id, str(reason))
             run_index.publish(self, [run_index.deletion_summary(run_id)])  # before the marker: see runs/index.py

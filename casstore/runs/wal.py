@@ -80,9 +80,16 @@ class WalWriter:
     def __init__(self, path: str) -> None:
         self.path = path
         self.name = os.path.basename(path)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        for attempt in range(3):  # the run's directory may be removed by a writer closing its last log
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        self._fd: int | None = fd
+        fcntl.flock(fd, fcntl.LOCK_EX)
         self._seq = 0
 
     def append(self, point: MetricPoint) -> int:
@@ -115,6 +122,11 @@ class WalWriter:
                 pass
         os.close(self._fd)
         self._fd = None
+        if remove:
+            try:  # the run's directory too, once its last log is gone (each costs a block on disk)
+                os.rmdir(os.path.dirname(self.path))
+            except OSError:
+                pass  # another writer's log is in it
 
     def forget(self) -> None:
         """In a forked child: drop the inherited descriptor (the parent keeps file and lock)."""
