@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,6 @@ from blake3 import blake3
 from casstore.exceptions import CasstoreError, CorruptRecordError, IntegrityError, ObjectNotFoundError
 from casstore.maintenance.scan import list_content, read_many
 from casstore.objects.codec import unpack
-from casstore.objects.packs import Location, coalesce
 from casstore.objects.recipes import Recipe
 
 if TYPE_CHECKING:
@@ -163,60 +162,23 @@ class _Checker:
     # ---- content ---------------------------------------------------------------------
 
     def hash_chunks(self, digests: Sequence[str]) -> None:
-        """Re-hash chunks (each read once), concurrently. In a store of the packs layout the
-        chunks of a pack are read in runs of adjacent chunks, one read each (in the pack's
-        order), and hashed from it."""
+        """Re-hash chunks (each read once), concurrently."""
         self.tick("hashing chunks", 0, len(digests))
+        keys = [self.layout.chunk_key(d) for d in digests]
         with ThreadPoolExecutor(_workers(self.backend), thread_name_prefix="casstore-verify") as pool:
-            for d, res in self._hashed(digests, pool):
+            for d, key, res in zip(digests, keys, pool.map(self._hash_chunk, digests)):
                 self.tick("hashing chunks", 1)
                 self.checked["chunks"] += 1
                 if res is None:
                     self.bad["chunks"].add(d)
-                    self.problem(self.layout.chunk_key(d), "missing", "the chunk is missing")
+                    self.problem(key, "missing", "the chunk is missing")
                     continue
                 actual, size, where = res
                 self.checked["bytes"] += size
                 self.chunk_size[d] = size
                 if actual != d:
                     self.bad["chunks"].add(d)
-                    self.problem(self.layout.chunk_key(d), "corrupt", f"its bytes{where} hash to {actual}, not to the digest that names it")
-
-    def _hashed(self, digests: Sequence[str], pool: ThreadPoolExecutor) -> Iterator[tuple[str, tuple[str, int, str] | None]]:
-        """``(digest, (BLAKE3, size, where) or None)`` of each chunk, as :meth:`_hash_chunk`
-        says, in no set order."""
-        objects = self.runs.objects
-        if objects.packs is None:
-            yield from zip(digests, pool.map(self._hash_chunk, digests))
-            return
-        located = [(d, loc.length, loc) for d in digests if (loc := objects.packs.get(d)) is not None]
-        located.sort(key=lambda c: (c[2].pack, c[2].offset))
-        spans = coalesce(located)
-        loose = [d for d in digests if objects.packs.get(d) is None]
-        for hashed in pool.map(self._hash_span, spans):
-            yield from hashed
-        yield from zip(loose, pool.map(self._hash_chunk, loose))
-
-    def _hash_span(self, span: Sequence[tuple[str, int, Location | None]]) -> list[tuple[str, tuple[str, int, str] | None]]:
-        """The chunks of ``span`` (adjacent in one pack) from one read of their bytes, each
-        hashed; a chunk the read does not give whole (a pack truncated or gone) is looked
-        at alone (:meth:`_hash_chunk`)."""
-        first, last = span[0][2], span[-1][2]
-        assert first is not None and last is not None
-        key = self.layout.pack_key(first.pack)
-        try:
-            raw = memoryview(self.backend.get_range(key, first.offset, last.offset + last.length))
-        except ObjectNotFoundError:
-            raw = memoryview(b"")
-        out: list[tuple[str, tuple[str, int, str] | None]] = []
-        for d, n, loc in span:
-            assert loc is not None
-            piece = raw[loc.offset - first.offset : loc.offset - first.offset + n]
-            if len(piece) != n:
-                out.append((d, self._hash_chunk(d)))
-                continue
-            out.append((d, (blake3(piece).hexdigest(), n, f" (in {key} (bytes {loc.offset} to {loc.offset + n}))")))
-        return out
+                    self.problem(key, "corrupt", f"its bytes{where} hash to {actual}, not to the digest that names it")
 
     def check_pack_indexes(self) -> None:
         """Each index object of a packed store, as stored (not a local cache): its bytes
