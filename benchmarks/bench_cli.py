@@ -1,4 +1,4 @@
-"""The `casstore` command on large stores: verify against one-pass BLAKE3, runs and du on many runs.
+"""The `casstore` command on large stores: verify against b3sum, runs and du on many runs.
 
 1. ``casstore verify --all`` over a store of 2 GiB of chunks (``--quick``: 256 MiB),
    one of each layout (loose chunks, packs), side by side with ``b3sum`` over the
