@@ -136,29 +136,6 @@ def test_cutting_block_by_block_gives_the_chunks_of_the_whole(data: bytes, piece
     assert got == expected
 
 
-@settings(max_examples=80, deadline=None)
-@given(data=cst.file_contents(max_size=24 * 1024), step=st.integers(1, 12).map(lambda n: n * 512))
-def test_windows_cut_ahead_and_stitched_give_the_chunks_of_the_whole(data: bytes, step: int) -> None:
-    """The storing pass over maps cuts windows ahead in threads, each as if a chunk began
-    at its start, and lays the true cuts through them: the chunks are those of one cut."""
-    from casstore.objects.passes import _cut_ahead, _stitch
-
-    chunker = Chunker(cst.SMALL_CHUNKER)
-    expected = [bytes(ch) for ch in chunker.cut_buffer(data)]
-    span = step + chunker.params.max_size
-    got: list[bytes] = []
-    pos = 0
-    for base in range(0, len(data), step):
-        window = data[base : base + span]
-        ends = _cut_ahead(chunker, window, base, step, len(data))  # type: ignore[arg-type]
-        assert all(base < e <= base + step for e in ends)
-        taken = _stitch(chunker, memoryview(window), base, pos, ends, min(base + step, len(data)), len(data))
-        got.extend(bytes(ch) for ch in taken)
-        pos += sum(len(ch) for ch in taken)
-    assert pos == len(data)
-    assert got == expected
-
-
 def test_a_file_of_many_read_blocks_has_the_chunks_of_the_whole(objects: ObjectStore, tmp_path: Path) -> None:
     data = random_bytes(20 << 20, 8)  # several read blocks, so chunks straddle block edges
     src = tmp_path / "big.bin"

@@ -19,8 +19,7 @@ change nor shrink while it is mapped. The holder is told of a waiting writer by 
 signal, chosen here among those ignored by default (SIGURG, SIGWINCH) and only if the
 program handles neither, so the notice changes nothing for the program. After each
 window the lease is looked at; when a writer waits, it is given up at once and the
-caller reads the rest as usual, so a writer waits for one window at most (two for the
-storing pass, which cuts a window ahead: ``StoringPasses.store_leased``). Windows are
+caller reads the rest as usual, so a writer waits for one window at most. Windows are
 small (4 MiB, then 16 MiB: as fast as larger ones here), which bounds the memory the maps add to the resident set,
 and a window that comes slowly (a cold, slow disk) ends the mapping.
 

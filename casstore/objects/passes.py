@@ -59,9 +59,6 @@ _MAP_WINDOW = 16 << 20
 # 5 blocks stored 1 GiB 20% faster than 2 and 3; 6 writers 8% faster again than 4, with
 # a chunk's wait on the disk about ten times the CPU its writer spends on it; 8 no faster)
 _WRITERS = 6
-# threads cutting windows of a mapped file ahead of the thread that lays the true cuts
-# through them (``store_leased``)
-_CUTTERS = 2
 # threads hashing the chunks of a file stored by following a similar file's recipe
 _HASHERS = 2
 # chunks in a row that are not where a similar file's recipe says before it is no longer followed
@@ -264,36 +261,6 @@ class _ChunkSink:
 
 
 
-def _cut_ahead(chunker: Chunker, window: mmap.mmap, base: int, step: int, size: int) -> list[int]:
-    """Where the chunks of a window cut from its start end (file offsets): the first
-    ``step`` bytes of ``window``, the file from ``base``, cut as if a chunk began at
-    ``base``; a cutting thread's job, done ahead of :func:`_stitch`."""
-    n = min(step, len(window))
-    cut, _ = chunker.cut_block(memoryview(window)[:n], final=base + n == size)
-    ends = list(itertools.accumulate(map(len, cut), initial=base))
-    return ends[1:]
-
-
-def _stitch(chunker: Chunker, view: memoryview, base: int, pos: int, ends: list[int], limit: int, size: int) -> list[memoryview]:
-    """The file's chunks that begin in ``[pos, limit)``, ``pos`` being a true cut: views
-    into ``view`` (the file from ``base``, with a maximum chunk past ``limit``). Where a
-    chunk begins at a cut of ``ends`` (:func:`_cut_ahead`), the chunks that follow are
-    those; elsewhere a chunk is cut here, from its start."""
-    follows = {e: i + 1 for i, e in enumerate(ends)}  # the cut at ends[i] begins chunk i + 1
-    follows[base] = 0
-    max_size = chunker.params.max_size
-    out: list[memoryview] = []
-    while pos < limit:
-        i = follows.get(pos)
-        if i is not None and i < len(ends):
-            end = ends[i]
-        else:  # a chunk of its own: the bytes from its start decide its cut
-            end = pos + len(next(iter(chunker.cut_buffer(view[pos - base : min(pos + max_size, size) - base]))))
-        out.append(view[pos - base : end - base])
-        pos = end
-    return out
-
-
 class StoringPasses:
     """The storing passes of one object store, with what they share: the read buffers kept
     from one put for the next, and the count of what they wrote."""
@@ -407,51 +374,33 @@ class StoringPasses:
         whole again, since the lease kept it as it was hashed; with ``digest`` None (new
         content) a thread hashes the whole from the same maps.
 
-        Cutting, the one step that must go in order, is spread over threads too: the file
-        is mapped in windows of :data:`_MAP_WINDOW` bytes, and :data:`_CUTTERS` threads
-        each cut a window ahead as if a chunk began at its start (:func:`_cut_ahead`). This
-        thread then lays the file's true cuts through each window (:func:`_stitch`): a cut
-        decided by the bytes from the chunk's start alone, the true chunks follow the
-        window's own from the first cut both share (a chunk or two in), and only the
-        chunks before it, and the one running past the window's end, are cut here. The
-        chunks, and so the recipe, are those that cutting the file in one go gives.
-
         Returns the file's ``(digest, size)`` and recipe, as :meth:`store_stream` does (the
         caller checks the file and writes the recipe), or None when this pass cannot be
         used or must stop (a remote store, which batches its chunks; a writer waiting for
         the lease; a slow window; a file that cannot be mapped): the caller then stores
-        the file by reading it. Reads of maps in flight (cuts ahead, writes) are waited for
-        before a map is let go, so a writer waits for a window or two and those writes."""
+        the file by reading it. Writes in flight are waited for before a map is let go,
+        so a writer waits for one window and those writes."""
         size = lease.size
         sink = self._mapped_sink(lease, before)
         if sink is None:
             return None
-        step = max(mmap.ALLOCATIONGRANULARITY, _MAP_WINDOW - _MAP_WINDOW % mmap.ALLOCATIONGRANULARITY)
-        span = step + self.chunker.params.max_size  # a chunk that begins in a window ends in its map
         chunks: list[tuple[Future[str], int]] = []
         live: deque[tuple[list[Future[Any]], mmap.mmap]] = deque()  # maps the writers may still read
-        ahead: deque[tuple[int, mmap.mmap | None, Future[list[int]] | None]] = deque()  # windows being cut
         pos = 0
-        bases = iter(range(0, size, step))
         writer = ThreadPoolExecutor(_WRITERS, thread_name_prefix="casstore-write")
-        cutter = ThreadPoolExecutor(_CUTTERS, thread_name_prefix="casstore-cut")
         whole = _HashBeside(digest)
         try:
             while pos < size:
                 start = time.monotonic()
-                for base in itertools.islice(bases, _CUTTERS - len(ahead)):
-                    window = lease.map(base, min(base + span, size) - base, ahead=2 * step)
-                    cut = None if window is None else cutter.submit(_cut_ahead, self.chunker, window, base, step, size)
-                    ahead.append((base, window, cut))
-                base, window, cut = ahead.popleft()
-                if window is None or cut is None:
+                base = pos - pos % mmap.ALLOCATIONGRANULARITY
+                n = min(base + _MAP_WINDOW, size) - base
+                window = lease.map(base, n, ahead=_MAP_WINDOW)
+                if window is None:
                     break
-                view = memoryview(window)
-                taken = _stitch(self.chunker, view, base, pos, cut.result(), min(base + step, size), size)
-                named = [_in_context(writer, _name_and_add, sink, ch) for ch in taken]
-                chunks += zip(named, map(len, taken))
-                pos += sum(map(len, taken))
-                del taken, view  # the writers hold the chunks they have yet to write
+                cut, used = self.chunker.cut_block(memoryview(window)[pos - base :], final=base + n == size)
+                named = [_in_context(writer, _name_and_add, sink, ch) for ch in cut]
+                chunks += zip(named, map(len, cut))
+                del cut  # the writers hold the chunks they have yet to write
                 users: list[Future[Any]] = list(named)
                 hashing = whole.add(memoryview(window), base)
                 if hashing is not None:
@@ -459,17 +408,16 @@ class StoringPasses:
                 live.append((users, window))
                 if len(live) > 2:
                     _wait_all(live.popleft()[0])  # and its map goes with its last view
+                pos += used
                 if not lease.intact() or time.monotonic() - start > mapped_mod.SLOW:
                     break
             if pos == size:  # all of it cut while the lease held
                 for users, _ in live:
                     _wait_all(users)
         finally:
-            cutter.shutdown(wait=True, cancel_futures=True)
             writer.shutdown(wait=True)  # no thread reads a map once this returns
             whole.close()
             live.clear()
-            ahead.clear()
             sink.close()
         if pos != size:
             return None
