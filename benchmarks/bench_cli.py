@@ -1,11 +1,12 @@
-"""The `casstore` command on large stores: verify against one-pass BLAKE3, runs and du on many runs.
+"""The `casstore` command on large stores: verify against b3sum, runs and du on many runs.
 
 1. ``casstore verify --all`` over a store of 2 GiB of chunks (``--quick``: 256 MiB),
-   side by side with the floor: one BLAKE3 pass (all cores) over the same bytes, read
-   from the same files. Goal: verify within 1.5x of the floor. Everything reads from
-   a warm page cache (each is run once before timing). The command is timed as a real
-   process against the floor run as a process (interpreter start included, as b3sum's
-   start would be), and ``verify_store()`` as a library call against the floor in process.
+   one of each layout (loose chunks, packs), side by side with ``b3sum`` over the
+   files that hold the same bytes (the chunk files, the packs). Goal: verify within
+   1.5x of ``b3sum``. Everything reads from a warm page cache (each is run once before
+   timing), and the peers take turns in a rotating order. Beside them,
+   ``verify_store()`` as a library call against one BLAKE3 pass over the same files
+   in process.
 2. ``casstore runs`` and ``casstore du`` (table and ``--json``) over a store of 10,000
    runs (``--quick``: 1,000), each with params, metrics and two artifacts (one shared by
    the runs of its experiment). Goal: each under 5 s on a local store.
@@ -22,6 +23,7 @@ import argparse
 import multiprocessing as mp
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -67,13 +69,18 @@ def _met(ok: bool) -> str:
 # ---- verify ----------------------------------------------------------------------------------
 
 
-def build_verify_store(root: Path, size: int) -> None:
+B3SUM = shutil.which("b3sum")
+
+
+def build_verify_store(root: Path, size: int, layout: str = "loose") -> None:
+    from casstore.objects import LAYOUT_ENV
     from casstore.runs import open_run_store
 
     marker = root.with_name(root.name + ".complete")  # beside the store, not in it
     if marker.exists():
         return
     os.environ["CASSTORE_DURABLE"] = "0"
+    os.environ[LAYOUT_ENV] = layout  # the layout of the new store
     store = open_run_store(str(root))
     exp = store.get_or_create_experiment("bench-verify")
     rng = random.Random(42)
@@ -81,13 +88,16 @@ def build_verify_store(root: Path, size: int) -> None:
     for i in range(max(1, size // FILE_SIZE)):
         h.log_bytes(f"part-{i:04d}.bin", rng.randbytes(FILE_SIZE))
     h.end()
+    store.objects.flush()
     marker.write_text("ok\n")
 
 
-def chunk_paths(root: Path) -> list[str]:
+def content_paths(root: Path) -> list[str]:
+    """The files that hold a store's chunks: chunk objects (loose) or packs."""
     out = []
-    for dirpath, _dirs, files in os.walk(root / "chunks"):
-        out.extend(os.path.join(dirpath, f) for f in files if not f.startswith("."))
+    for top in ("chunks", "packs"):
+        for dirpath, _dirs, files in os.walk(root / top):
+            out.extend(os.path.join(dirpath, f) for f in files if not f.startswith("."))
     return sorted(out)
 
 
@@ -104,51 +114,72 @@ def one_pass_blake3(paths: list[str]) -> Callable[[], str]:
     return go
 
 
-def one_pass_process(paths_file: Path) -> Callable[[], None]:
-    """The floor as a process too, as ``b3sum`` would be: interpreter start, then one pass."""
-    code = ("import sys\nfrom blake3 import blake3\nh = blake3(max_threads=blake3.AUTO)\n"
-            "for p in open(sys.argv[1]).read().split():\n    h.update(open(p, 'rb').read())\nprint(h.hexdigest())")
-
+def b3sum(paths: list[str]) -> Callable[[], None]:
+    """``b3sum`` over the files, as a user would check them: one process, every core."""
     def go() -> None:
-        subprocess.run([sys.executable, "-c", code, str(paths_file)], check=True, stdout=subprocess.DEVNULL)
+        assert B3SUM is not None
+        subprocess.run([B3SUM, "--no-names", *paths], check=True, stdout=subprocess.DEVNULL)
 
     return go
 
 
+def interleaved(peers: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median seconds of each peer, run once untimed (page cache, imports), then ``repeat``
+    times in a rotating order."""
+    names = list(peers)
+    for fn in peers.values():
+        fn()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeat):
+        for n in names[r % len(names):] + names[: r % len(names)]:
+            t = time.perf_counter()
+            peers[n]()
+            times[n].append(time.perf_counter() - t)
+    return {n: statistics.median(v) for n, v in times.items()}
+
+
 def bench_verify(work: Path, quick: bool, repeat: int) -> list[tuple[str, float, str]]:
+    from casstore.maintenance.verify import verify_store
+    from casstore.objects import open_store
+    from casstore.runs import RunStore
+
     size = (256 << 20) if quick else 2 * GIB
-    root = work / f"verify-{size >> 20}MiB"
-    t = time.perf_counter()
-    build_verify_store(root, size)
-    print(f"verify store: {size >> 20} MiB at {root} (ready in {time.perf_counter() - t:.1f}s)", flush=True)
-    paths = chunk_paths(root)
-    stored = sum(os.path.getsize(p) for p in paths)
-    floor = median_time(one_pass_blake3(paths), repeat)
-    listing = work / f"{root.name}.paths"
-    listing.write_text("\n".join(paths))
-    floor_process = median_time(one_pass_process(listing), repeat)
+    peers: dict[str, Callable[[], object]] = {}
+    stored: dict[str, int] = {}
+    roots = {layout: work / f"verify-{size >> 20}MiB{'' if layout == 'loose' else '-' + layout}" for layout in ("loose", "packs")}
+    for layout, root in roots.items():
+        t = time.perf_counter()
+        build_verify_store(root, size, layout)
+        print(f"verify store ({layout}): {size >> 20} MiB at {root} (ready in {time.perf_counter() - t:.1f}s)", flush=True)
+        paths = content_paths(root)
+        stored[layout] = sum(os.path.getsize(p) for p in paths)
+        if B3SUM is not None:
+            peers[f"b3sum ({layout})"] = b3sum(paths)
+        peers[f"verify --all ({layout})"] = cli("verify", "--all", "--store", str(root))
+        if layout == "loose":
+            peers["floor in process (loose)"] = one_pass_blake3(paths)
 
-    def library() -> None:
-        from casstore.maintenance.verify import verify_store
-        from casstore.objects import open_store
-        from casstore.runs import RunStore
+            def library(root: Path = root) -> None:
+                if not verify_store(RunStore(open_store(str(root), create=False))).ok:
+                    raise SystemExit("the benchmark store does not verify")
 
-        report = verify_store(RunStore(open_store(str(root), create=False)))
-        if not report.ok:
-            raise SystemExit("the benchmark store does not verify")
-
-    command = median_time(cli("verify", "--all", "--store", str(root)), repeat)
-    lib = median_time(library, repeat)
-    gbs = stored / GIB
-    return [
-        (f"one-pass BLAKE3 over {len(paths)} chunk files ({gbs:.2f} GiB), in process", floor, f"{gbs / floor:.2f} GiB/s"),
-        ("one-pass BLAKE3, as a process (like b3sum)", floor_process, f"{gbs / floor_process:.2f} GiB/s"),
-        ("casstore verify --all (process)", command,
-         f"{command / floor_process:.2f}x the process floor (goal <= 1.5x at 2 GiB: "
-         f"{'not judged at the quick size, where start-up dominates' if quick else _met(command <= 1.5 * floor_process)}); "
-         f"{command / floor:.2f}x in-process"),
-        ("verify_store() (library call)", lib, f"{lib / floor:.2f}x the in-process floor"),
-    ]
+            peers["verify_store() (loose)"] = library
+    med = interleaved(peers, repeat)
+    rows = []
+    for layout in roots:
+        gbs = stored[layout] / GIB
+        cmd = med[f"verify --all ({layout})"]
+        floor = med.get(f"b3sum ({layout})")
+        if floor is not None:
+            rows.append((f"b3sum over the {layout} store's files ({gbs:.2f} GiB)", floor, f"{gbs / floor:.2f} GiB/s"))
+        note = "b3sum is not installed" if floor is None else (
+            f"{cmd / floor:.2f}x b3sum (goal <= 1.5x at 2 GiB: "
+            f"{'not judged at the quick size, where start-up dominates' if quick else _met(cmd <= 1.5 * floor)})")
+        rows.append((f"casstore verify --all, {layout} layout (process)", cmd, note))
+    lib, inproc = med["verify_store() (loose)"], med["floor in process (loose)"]
+    rows.append(("one-pass BLAKE3 over the loose files, in process", inproc, f"{stored['loose'] / GIB / inproc:.2f} GiB/s"))
+    rows.append(("verify_store() (library call, loose)", lib, f"{lib / inproc:.2f}x the in-process pass"))
+    return rows
 
 
 # ---- runs and du ----------------------------------------------------------------------------

@@ -605,7 +605,9 @@ def render_page(res: Results, images: list[tuple[str, str]], img_rel: str) -> st
         "[serving](serving.md#performance) (`bench_serving.py`, against `mlflow models serve`), "
         "[the web UI](ui.md) (`bench_ui.py`, against `mlflow server`), "
         "[the search index and batch records](design.md) (`bench_search.py`, section \"Runs, version 4\"), "
-        "[packs on S3](remote-stores.md) and [reliability](reliability.md) (`reliability.py`).",
+        "[packs on S3](remote-stores.md), [the layout of local stores](design.md) (`bench_core.py`, `bench_tracking.py` "
+        "and `bench_cli.py` at full size, loose and packs side by side: section \"Packs\") "
+        "and [reliability](reliability.md) (`reliability.py`).",
         "",
         "## Goals",
         "",

@@ -603,6 +603,30 @@ def test_verify_finds_a_flipped_byte_inside_a_pack(packed: ObjectStore) -> None:
         assert any(a.get("run") == run.run_id for p in report.problems for a in p.affects)
 
 
+def test_verify_of_a_truncated_pack_names_the_chunks_it_lost_and_checks_the_rest(packed: ObjectStore) -> None:
+    """verify reads a pack's chunks in runs of adjacent ones: a pack cut short in the middle
+    of a run loses the chunks past the cut (named, with the run that uses them), and the
+    chunks before it are still checked and found good."""
+    from casstore.maintenance.verify import verify_store
+
+    runs = RunStore(packed)
+    run = runs.create_run(runs.get_or_create_experiment("verify"))
+    run.log_bytes("a.bin", _bytes(6 << 20, 71))
+    run.end()
+    (key,) = _keys(packed, "packs/")
+    entries = packed.packs.entries(key.rsplit("/", 1)[1]) if packed.packs is not None else []
+    assert len(entries) > 4
+    path = _raw_path(packed, key)
+    cut = entries[len(entries) // 2][1] + 10  # inside a chunk, half way through the pack
+    path.write_bytes(path.read_bytes()[:cut])
+    report = verify_store(RunStore(open_store(_raw_path(packed, ""), stat_cache=False)))
+    lost = {d for d, off, n in entries if off + n > cut}
+    named = {p.object for p in report.problems if p.kind in ("corrupt", "missing") and p.object.startswith("chunks/")}
+    assert named == {packed.layout.chunk_key(d) for d in lost}
+    assert all(any(a.get("run") == run.run_id for a in p.affects) for p in report.problems if p.object in named)
+    assert report.checked["chunks"] == len(entries)
+
+
 def test_stores_opened_under_different_endpoints_talk_to_their_own(moto_s3: object, seaweed_s3: object,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """s3fs caches file systems by their options, not by the environment: a store opened after
