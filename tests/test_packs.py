@@ -96,7 +96,7 @@ def test_the_config_names_the_layout_and_older_casstore_refuses_it(packed: Objec
     with pytest.raises(StoreConfigError, match="layout 'zip'"):
         StoreConfig.from_json(raw.replace(b'"packs"', b'"zip"'), "casstore.json")
     # a loose store stays loose, and a packed one packed: a mismatch is refused, never mixed
-    loose = open_store(tmp_path / "loose", stat_cache=False)
+    loose = open_store(tmp_path / "loose", stat_cache=False, layout="loose")
     assert b"layout" not in _raw_path(loose, "casstore.json").read_bytes()
     with pytest.raises(StoreConfigError, match="pack-store"):
         open_store(tmp_path / "loose", layout="packs")
@@ -310,6 +310,41 @@ def _count_requests(store: ObjectStore) -> dict[str, int]:
     return counts
 
 
+def test_a_new_remote_store_has_packs_and_an_explicit_choice_or_an_existing_store_wins(
+    any_s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from casstore.objects.config import LOCAL_LAYOUT
+
+    monkeypatch.delenv("CASSTORE_LAYOUT", raising=False)
+    assert open_store(any_s3, stat_cache=False).config.content_layout == "packs"
+    assert open_store(tmp_path / "local", stat_cache=False).config.content_layout == LOCAL_LAYOUT
+    assert open_store(f"memory://default-{tmp_path.name}", stat_cache=False).config.content_layout == LOCAL_LAYOUT
+    # asked for: the option, else CASSTORE_LAYOUT; the option wins over the variable
+    loose_url, env_url = any_s3 + "-loose", any_s3 + "-env"
+    loose = RunStore(open_store(loose_url, layout="loose", stat_cache=False))
+    monkeypatch.setenv("CASSTORE_LAYOUT", "loose")
+    assert open_store(env_url, stat_cache=False).config.content_layout == "loose"
+    assert open_store(any_s3 + "-option", layout="packs", stat_cache=False).config.content_layout == "packs"
+    monkeypatch.setenv("CASSTORE_LAYOUT", "packs")
+    assert open_store(tmp_path / "local-env", stat_cache=False).config.content_layout == "packs"
+    monkeypatch.setenv("CASSTORE_LAYOUT", "zip")
+    with pytest.raises(StoreConfigError, match="'zip' is not one of loose, packs"):
+        open_store(any_s3 + "-zip", stat_cache=False)
+    # an existing store keeps its layout whatever the default or the variable: read and written
+    monkeypatch.setenv("CASSTORE_LAYOUT", "packs")
+    run = loose.create_run(loose.get_or_create_experiment("old"))
+    first = run.log_bytes("a.bin", _bytes(300_000, 1))
+    run.end()
+    again = RunStore(open_store(loose_url, stat_cache=False))
+    assert again.objects.config.content_layout == "loose"
+    run = again.create_run(again.get_or_create_experiment("old"))
+    second = run.log_bytes("b.bin", _bytes(300_000, 2))
+    run.end()
+    assert list(again.backend.list("packs/")) == [] and list(again.backend.list("chunks/"))
+    assert again.objects.get_bytes(first.digest) == _bytes(300_000, 1)
+    assert again.objects.get_bytes(second.digest) == _bytes(300_000, 2)
+
+
 def test_s3_packed_store_logs_relogs_and_reads_in_few_requests(any_s3: str, tmp_path: Path) -> None:
     src = tmp_path / "weights.bin"
     data = bytearray(_bytes(5 * PACK_TARGET // 2, 11))
@@ -452,7 +487,7 @@ def test_converting_a_store_killed_half_way_and_resumed_keeps_every_run(tmp_path
 
     small = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
     root = tmp_path / "store"
-    store = RunStore(open_store(root, chunker=small, stat_cache=False))
+    store = RunStore(open_store(root, chunker=small, stat_cache=False, layout="loose"))
     exp = store.get_or_create_experiment("convert")
     expected: dict[str, dict[str, bytes]] = {}
     for r in range(4):
@@ -496,7 +531,7 @@ def test_converting_a_store_killed_half_way_and_resumed_keeps_every_run(tmp_path
 def test_converting_names_a_damaged_loose_chunk_and_leaves_it(tmp_path: Path) -> None:
     from casstore.maintenance.topacks import convert_to_packs
 
-    store = open_store(tmp_path / "store", stat_cache=False)
+    store = open_store(tmp_path / "store", stat_cache=False, layout="loose")
     good, bad = store.put_bytes(_bytes(50_000, 1)), store.put_bytes(_bytes(50_000, 2))
     key = store.layout.chunk_key(bad.digest)
     path = _raw_path(store, key)

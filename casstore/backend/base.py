@@ -102,6 +102,10 @@ class Backend(abc.ABC):
     #: ``delete_if_stale`` is exact: no ``touch`` that returned True is ever followed by the
     #: loss of the object it touched (otherwise a window of one round trip remains).
     exact_stale_delete: bool = False
+    #: The objects are on this machine (a local directory, memory), so a request costs a
+    #: system call rather than a round trip. New stores choose their content layout by it
+    #: (:func:`casstore.objects.config.default_layout`).
+    local: bool = False
 
     def __init__(self, url: str) -> None:
         self.url = url

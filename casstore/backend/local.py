@@ -147,6 +147,7 @@ class LocalBackend(Backend):
     supports_atomic_create = True
     exact_stale_delete = True
     concurrency = 1
+    local = True
 
     def __init__(self, root: str | os.PathLike[str], *, durable: bool = True) -> None:
         root = os.path.abspath(os.fspath(root))
