@@ -41,18 +41,21 @@ def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
-@pytest.fixture(scope="module", params=["local", "memory", "fsspec"])
+@pytest.fixture(scope="module", params=[(kind, layout) for kind in ("local", "memory", "fsspec") for layout in LAYOUTS],
+                ids=lambda p: "-".join(p))
 def shared_objects(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
-    """One store per backend kind, small chunks; fsspec (concurrency 8) takes the batched paths."""
-    if request.param == "local":
-        objects = open_store(tmp_path_factory.mktemp("local") / "store", chunker=cst.SMALL_CHUNKER)
-    elif request.param == "memory":
-        objects = open_store(f"memory://objects-{os.getpid()}-{id(request)}", chunker=cst.SMALL_CHUNKER)
+    """One store per backend kind and content layout, small chunks; fsspec (concurrency 8)
+    takes the batched paths."""
+    kind, layout = request.param
+    if kind == "local":
+        objects = open_store(tmp_path_factory.mktemp("local") / "store", chunker=cst.SMALL_CHUNKER, layout=layout)
+    elif kind == "memory":
+        objects = open_store(f"memory://objects-{os.getpid()}-{id(request)}", chunker=cst.SMALL_CHUNKER, layout=layout)
     else:
         backend = FsspecBackend(fsspec.filesystem("file"), str(tmp_path_factory.mktemp("fsspec") / "store"))
-        objects = open_objects(backend, chunker=cst.SMALL_CHUNKER)
+        objects = open_objects(backend, chunker=cst.SMALL_CHUNKER, layout=layout)
     yield objects
-    if request.param == "memory":
+    if kind == "memory":
         for key in list(objects.backend.list()):
             objects.backend.delete(key)
 
@@ -63,7 +66,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def objects(tmp_path: Path) -> ObjectStore:
+def objects(tmp_path: Path, store_layout: str) -> ObjectStore:
     return open_store(tmp_path / "store", chunker=MID_CHUNKER)
 
 

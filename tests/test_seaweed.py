@@ -145,7 +145,7 @@ def test_a_server_dies_with_the_process_that_started_it() -> None:
 
 
 def test_a_write_with_the_read_only_identity_is_refused(
-    s3_read_only: ReadOnlyBucket, seaweed_server: SeaweedS3, tmp_path: Path
+    s3_read_only: ReadOnlyBucket, seaweed_server: SeaweedS3, tmp_path: Path, store_layout: str
 ) -> None:
     writer = open_run_store(s3_read_only.url, s3_read_only.storage_options(s3_read_only.writer))
     handle = writer.create_run(writer.get_or_create_experiment("filled by the writer"))
