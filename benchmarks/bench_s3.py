@@ -12,7 +12,8 @@ a fresh random file (256 MiB; ``--quick``: 16 MiB), per repetition:
 * casstore re-log: ``log_file`` of the same file into a new run of that store (only
   existence checks and the records travel).
 
-Then, for information, downloads: s3fs ``get_file`` against casstore's verified
+``+MiB`` is how far the client's resident set rose above where it was while the step ran
+(its peak, Linux only). Then, for information, downloads: s3fs ``get_file`` against casstore's verified
 ``get_file``; and a directory of small files (200 of 4 KiB; ``--quick``: 50): s3fs
 ``put(recursive=True)`` against casstore's ``log_files`` of the same tree into a run
 (a small artifact is one object, its run record, in a version-3 store). Prints medians (wall time, and the CPU time of the client and server
@@ -42,6 +43,7 @@ import argparse
 import collections
 import contextlib
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -121,6 +123,7 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
     results: dict[str, list[float]] = collections.defaultdict(list)
     cpu: dict[str, list[float]] = collections.defaultdict(list)
     requests: dict[str, collections.Counter[str]] = {}
+    peaks: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="casstore-bench-s3-") as tmp, loopback_server(server) as (endpoint, pid):
         os.environ.update(DUMMY_CREDENTIALS)
         os.environ["AWS_ENDPOINT_URL"] = endpoint
@@ -128,8 +131,8 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
         _write_random(src, size)
         changed = Path(tmp) / "changed" / "weights.bin"
         changed.parent.mkdir()
-        with open(src, "rb") as f_in, open(changed, "wb") as f_out:
-            f_out.write(f_in.read())
+        shutil.copyfile(src, changed)
+        with open(changed, "r+b") as f_out:
             f_out.seek(size // 2)
             f_out.write(os.urandom(min(1 << 20, size // 4)))
         small = Path(tmp) / "small"
@@ -140,11 +143,15 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
         me, srv = psutil.Process(), psutil.Process(pid)
 
         def timed(name: str, fn: Any) -> Any:
-            """Run ``fn``; record its wall time and the CPU time of both processes."""
+            """Run ``fn``; record its wall time, the CPU time of both processes and the peak
+            resident set of this one while it ran."""
+            base = _reset_peak()
             c0, s0 = me.cpu_times(), srv.cpu_times()
             t0 = time.perf_counter()
             out = fn()
             results[name].append(time.perf_counter() - t0)
+            if base is not None:
+                peaks[name] = max(peaks.get(name, 0), _peak_mib() - base)
             c1, s1 = me.cpu_times(), srv.cpu_times()
             cpu[name].append((c1.user + c1.system - c0.user - c0.system) + (s1.user + s1.system - s0.user - s0.system))
             return out
@@ -244,11 +251,23 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
                 peer.rm(f"{BUCKET}/store-{rep}", recursive=True)
             line = ", ".join(f"{name} {results[name][-1]:.2f} s" for name in results if len(results[name]) == rep + 1)
             print(f"  rep {rep + 1}/{repeat}: {line}", flush=True)
-    import resource
+    return {"times": results, "cpu": cpu, "requests": requests, "peaks": peaks}
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
-    print(f"  peak resident set of this process: {peak} MiB (file: {size >> 20} MiB)", flush=True)
-    return {"times": results, "cpu": cpu, "requests": requests}
+
+def _peak_mib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) >> 10 for line in f if line.startswith("VmHWM"))
+
+
+def _reset_peak() -> int | None:
+    """Reset this process's peak resident set (Linux); return the resident set now in MiB,
+    or None where the peak cannot be reset."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _peak_mib()
+    except OSError:
+        return None
 
 
 def report(size: int, repeat: int, out: dict[str, Any], server: str = "moto") -> dict[str, float]:
@@ -258,7 +277,7 @@ def report(size: int, repeat: int, out: dict[str, Any], server: str = "moto") ->
     gib = size / (1 << 30)
     mib = size / (1 << 20)
     print(f"\n{server}: file of {mib:.0f} MiB of random bytes; median of {repeat} repetitions")
-    print(f"{'':18} {'seconds':>9} {'MiB/s':>8} {'CPU s':>7} {'requests':>9} {'req/GiB':>9}   by method")
+    print(f"{'':18} {'seconds':>9} {'MiB/s':>8} {'CPU s':>7} {'+MiB':>6} {'requests':>9} {'req/GiB':>9}   by method")
     for name in ("peer put_file", "casstore fresh", "packs fresh", "casstore re-log", "casstore changed", "packs changed",
                  "peer get_file", "casstore get_file", "packs get_file"):
         if name not in out["requests"]:
@@ -266,8 +285,10 @@ def report(size: int, repeat: int, out: dict[str, Any], server: str = "moto") ->
         req = out["requests"][name]
         total = sum(req.values())
         methods = ", ".join(f"{m} {n}" for m, n in sorted(req.items()))
+        peak = out["peaks"].get(name)
         print(
-            f"{name:18} {times[name]:9.3f} {mib / times[name]:8.1f} {cpu[name]:7.2f} {total:9d} {total / gib:9.0f}   {methods}"
+            f"{name:18} {times[name]:9.3f} {mib / times[name]:8.1f} {cpu[name]:7.2f} "
+            f"{'' if peak is None else peak:>6} {total:9d} {total / gib:9.0f}   {methods}"
         )
     if size < 256 << 20:
         print(f"\n(quick run: the goals below are set for a 256 MiB file; at {mib:.0f} MiB the fixed cost of each request dominates)")
