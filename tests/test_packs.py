@@ -116,6 +116,67 @@ def test_a_new_version_of_a_file_writes_only_its_new_chunks(packed: ObjectStore)
     assert packed.get_bytes(d2.digest) == bytes(v1)
 
 
+def test_a_writer_touches_reused_packs_in_the_background_and_rewrites_the_chunks_of_one_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Touches of the packs a new version reuses overlap one another (and the cutting of the
+    file); every pack is freshened before the recipe is published; the chunks of a pack
+    deleted since the index was read are written anew, and the chunks held meanwhile stay
+    within ``HELD_MAX``."""
+    import threading
+
+    from casstore.objects import packs as packs_mod
+
+    target = 1 << 20
+    v1 = bytearray(_bytes(8 * target, 21))
+    first = open_store(tmp_path / "store", layout="packs", stat_cache=False)
+    first._packs.target = target  # type: ignore[union-attr]  # eight packs of the first version
+    first.put_bytes(v1)
+    first.flush()
+    old_packs = _keys(first, "packs/")
+    assert len(old_packs) >= 6
+    writer = open_store(tmp_path / "store", stat_cache=False)
+    assert writer.packs is not None and len(writer.packs.chunks()) > 0  # the index, read before the pack goes
+    gone = old_packs[len(old_packs) // 2]
+    _raw_path(writer, gone).unlink()  # as gc deletes a pack: this writer's index still lists it
+    monkeypatch.setattr(packs_mod, "HELD_MAX", 2 * target)
+    lock, running, most, touched, published = threading.Lock(), [0], [0], [], []
+    real_touch, real_put = writer.backend.touch, writer.backend.put_blob
+
+    held = [0]
+
+    def slow_touch(key: str) -> bool:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            held[0] = max(held[0], writer._packs._held_bytes)  # type: ignore[union-attr]
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+            touched.append(key)
+        return real_touch(key)
+
+    def put_blob(key: str, data: bytes | memoryview) -> bool:
+        if key.startswith("files/"):
+            published.append(sorted(k for k in touched if k.startswith("packs/")))  # freshened by then
+        return real_put(key, data)
+
+    monkeypatch.setattr(writer.backend, "touch", slow_touch)
+    monkeypatch.setattr(writer.backend, "put_blob", put_blob)
+    v1[3 * target : 3 * target + 100] = _bytes(100, 22)
+    d2 = writer.put_bytes(v1)
+    writer.flush()
+    assert most[0] > 1, "the touches did not overlap"
+    touched_packs = sorted({k for k in touched if k.startswith("packs/")})
+    assert touched_packs == old_packs  # each reused pack freshened once, the gone one tried
+    assert published and published[0] == old_packs, "a recipe was published before its packs were freshened"
+    assert 0 < held[0] <= 2 * target + writer.config.chunker.max_size  # HELD_MAX, and the chunk that passed it
+    assert writer._packs is not None and writer._packs._held_bytes == 0
+    reader = open_store(tmp_path / "store", stat_cache=False)
+    assert reader.get_bytes(d2.digest) == bytes(v1)
+    assert gone not in _keys(reader, "packs/")
+
+
 def test_a_flipped_byte_inside_a_pack_is_found_and_named(packed: ObjectStore, tmp_path: Path) -> None:
     data = _bytes(3 << 20, 5)
     stored = packed.put_bytes(data)
