@@ -156,7 +156,9 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
             cpu[name].append((c1.user + c1.system - c0.user - c0.system) + (s1.user + s1.system - s0.user - s0.system))
             return out
 
-        peer = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
+        # moto assembles a multipart upload in Python: a GiB takes it longer than botocore's
+        # default minute to answer, and a retried completion then fails
+        peer = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True, config_kwargs={"read_timeout": 900})
         peer_counter = RequestCounter()
         peer_counter.attach(peer)
         cas_counter = RequestCounter()
