@@ -18,7 +18,7 @@ from seaweed import READER, ReadOnlyBucket, SeaweedS3, WeedMissingError, find_we
 
 from casstore.backend import open_backend
 from casstore.exceptions import StoreUnavailableError
-from casstore.runs import open_run_store
+from casstore.runs import index, open_run_store
 
 HERE = Path(__file__).resolve().parent
 
@@ -153,6 +153,7 @@ def test_a_write_with_the_read_only_identity_is_refused(
     handle.log_param("lr", "0.1")
     run_id = handle.run_id
     handle.end()
+    index.flush_pending(writer)  # the run's summary, which the writer publishes within a second
     before = sorted(open_backend(s3_read_only.url, s3_read_only.storage_options(s3_read_only.writer)).list())
 
     # the reader reads everything...
