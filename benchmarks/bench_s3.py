@@ -7,11 +7,13 @@ a fresh random file (256 MiB; ``--quick``: 16 MiB), per repetition:
 
 * peer: ``s3fs.S3FileSystem.put_file`` of the file (s3fs defaults: multipart, 10 parts
   at once) to a new key;
-* casstore fresh: ``log_file`` of the file into a run of a new, empty store;
+* casstore fresh: ``log_file`` of the file into a run of a new, empty store of the loose
+  layout (one object per chunk);
 * casstore re-log: ``log_file`` of the same file into a new run of that store (only
   existence checks and the records travel).
 
-Then, for information, downloads: s3fs ``get_file`` against casstore's verified
+``+MiB`` is how far the client's resident set rose above where it was while the step ran
+(its peak, Linux only). Then, for information, downloads: s3fs ``get_file`` against casstore's verified
 ``get_file``; and a directory of small files (200 of 4 KiB; ``--quick``: 50): s3fs
 ``put(recursive=True)`` against casstore's ``log_files`` of the same tree into a run
 (a small artifact is one object, its run record, in a version-3 store). Prints medians (wall time, and the CPU time of the client and server
@@ -21,14 +23,18 @@ retries count too).
 
 Goals: fresh / put_file <= 1.0; put_file / re-log >= 5.
 
-Each repetition also logs the file into a store of the packs layout (``packs fresh``),
-then a copy with 1 MiB overwritten in the middle into a new run of it (``packs
-changed``), and downloads it verified (``packs get_file``); the loose store gets the
-same changed copy (``casstore changed``), so the two layouts are side by side.
+Each repetition also logs the file into a new store opened without a layout, which on
+S3 is the packs layout (``packs fresh``), then a copy with 1 MiB overwritten in the
+middle into a new run of it (``packs changed``), and downloads it verified (``packs
+get_file``); the loose store gets the same changed copy (``casstore changed``), so the
+two layouts are side by side. ``--no-loose`` leaves the loose store out (for large
+files: its requests grow with the file). The peak resident set of the process is
+printed at the end (the file never is in memory whole).
 
     python benchmarks/bench_s3.py                       # 256 MiB, 5 repetitions, both servers
     python benchmarks/bench_s3.py --quick               # 16 MiB, 2 repetitions
     python benchmarks/bench_s3.py --server seaweedfs    # one server only
+    python benchmarks/bench_s3.py --size-mib 1024 --repeat 3 --no-loose --small-files 0
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import argparse
 import collections
 import contextlib
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -51,7 +58,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from s3_server import DUMMY_CREDENTIALS, LoopbackS3, make_bucket  # noqa: E402
 from seaweed import ADMIN, SeaweedS3  # noqa: E402
 
-from casstore.runs import open_run_store  # noqa: E402
+from casstore.objects import open_store  # noqa: E402
+from casstore.runs import RunStore  # noqa: E402
 
 BUCKET = "casstore-bench"
 SERVERS = ("seaweedfs", "moto")
@@ -104,7 +112,7 @@ def _write_random(path: Path, size: int) -> None:
 
 
 def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, server: str = "moto",
-        packs: bool = True) -> dict[str, Any]:
+        packs: bool = True, loose: bool = True) -> dict[str, Any]:
     """Measure on S3 server ``server``; ``{"times": {name: [s]}, "cpu": {name: [s]}, "requests":
     {name: Counter}}``. With ``small_files``, also log a directory of that many 4 KiB files each
     repetition; with ``packs``, a store of the packs layout beside the loose one."""
@@ -115,6 +123,7 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
     results: dict[str, list[float]] = collections.defaultdict(list)
     cpu: dict[str, list[float]] = collections.defaultdict(list)
     requests: dict[str, collections.Counter[str]] = {}
+    peaks: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="casstore-bench-s3-") as tmp, loopback_server(server) as (endpoint, pid):
         os.environ.update(DUMMY_CREDENTIALS)
         os.environ["AWS_ENDPOINT_URL"] = endpoint
@@ -122,8 +131,8 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
         _write_random(src, size)
         changed = Path(tmp) / "changed" / "weights.bin"
         changed.parent.mkdir()
-        with open(src, "rb") as f_in, open(changed, "wb") as f_out:
-            f_out.write(f_in.read())
+        shutil.copyfile(src, changed)
+        with open(changed, "r+b") as f_out:
             f_out.seek(size // 2)
             f_out.write(os.urandom(min(1 << 20, size // 4)))
         small = Path(tmp) / "small"
@@ -134,16 +143,22 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
         me, srv = psutil.Process(), psutil.Process(pid)
 
         def timed(name: str, fn: Any) -> Any:
-            """Run ``fn``; record its wall time and the CPU time of both processes."""
+            """Run ``fn``; record its wall time, the CPU time of both processes and the peak
+            resident set of this one while it ran."""
+            base = _reset_peak()
             c0, s0 = me.cpu_times(), srv.cpu_times()
             t0 = time.perf_counter()
             out = fn()
             results[name].append(time.perf_counter() - t0)
+            if base is not None:
+                peaks[name] = max(peaks.get(name, 0), _peak_mib() - base)
             c1, s1 = me.cpu_times(), srv.cpu_times()
             cpu[name].append((c1.user + c1.system - c0.user - c0.system) + (s1.user + s1.system - s0.user - s0.system))
             return out
 
-        peer = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
+        # moto assembles a multipart upload in Python: a GiB takes it longer than botocore's
+        # default minute to answer, and a retried completion then fails
+        peer = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True, config_kwargs={"read_timeout": 900})
         peer_counter = RequestCounter()
         peer_counter.attach(peer)
         cas_counter = RequestCounter()
@@ -162,39 +177,39 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
             timed("peer put_file", lambda: peer.put_file(str(src), key))
             requests["peer put_file"] = peer_counter.take()
 
-            store = open_run_store(f"s3://{BUCKET}/store-{rep}")
-            if rep == 0:
+            if loose:
+                store = RunStore(open_store(f"s3://{BUCKET}/store-{rep}", layout="loose"))
                 cas_counter.attach(store.backend.fs)  # type: ignore[attr-defined]
-            experiment = store.get_or_create_experiment("bench")
-            first = store.create_run(experiment)
-            cas_counter.take()
-            entry = timed("casstore fresh", lambda: first.log_file("weights.bin", src))
-            requests["casstore fresh"] = cas_counter.take()
-            first.end()
+                experiment = store.get_or_create_experiment("bench")
+                first = store.create_run(experiment)
+                cas_counter.take()
+                entry = timed("casstore fresh", lambda: first.log_file("weights.bin", src))
+                requests["casstore fresh"] = cas_counter.take()
+                first.end()
 
-            second = store.create_run(experiment)
-            cas_counter.take()
-            again = timed("casstore re-log", lambda: second.log_file("weights.bin", src))
-            requests["casstore re-log"] = cas_counter.take()
-            second.end()
-            if again.digest != entry.digest:
-                raise SystemExit("re-logged digest differs: the benchmark is broken")
+                second = store.create_run(experiment)
+                cas_counter.take()
+                again = timed("casstore re-log", lambda: second.log_file("weights.bin", src))
+                requests["casstore re-log"] = cas_counter.take()
+                second.end()
+                if again.digest != entry.digest:
+                    raise SystemExit("re-logged digest differs: the benchmark is broken")
 
-            third = store.create_run(experiment)
-            cas_counter.take()
-            timed("casstore changed", lambda: third.log_file("weights.bin", changed))
-            requests["casstore changed"] = cas_counter.take()
-            third.end()
+                third = store.create_run(experiment)
+                cas_counter.take()
+                timed("casstore changed", lambda: third.log_file("weights.bin", changed))
+                requests["casstore changed"] = cas_counter.take()
+                third.end()
 
-            # downloads, for information: s3fs get_file, and casstore's verified get_file
-            if downloads:
-                download(key, entry.digest, store)
+                # downloads: s3fs get_file, and casstore's verified get_file
+                if downloads:
+                    download(key, entry.digest, store)
 
             if packs:
-                from casstore.objects import open_store
-                from casstore.runs import RunStore
-
-                pstore = RunStore(open_store(f"s3://{BUCKET}/packs-{rep}", layout="packs", stat_cache=False))
+                # a new store on S3 opened without a layout: the packs layout
+                pstore = RunStore(open_store(f"s3://{BUCKET}/packs-{rep}", stat_cache=False))
+                if pstore.objects.config.content_layout != "packs":
+                    raise SystemExit("a new store on S3 did not get the packs layout: the benchmark is broken")
                 cas_counter.attach(pstore.backend.fs)  # type: ignore[attr-defined]
                 pexp = pstore.get_or_create_experiment("bench")
                 prun = pstore.create_run(pexp)
@@ -208,6 +223,10 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
                 requests["packs changed"] = cas_counter.take()
                 prun.end()
                 if downloads:
+                    if not loose:
+                        timed("peer get_file", lambda: peer.get_file(key, str(Path(tmp) / "peer.out")))
+                        requests["peer get_file"] = peer_counter.take()
+                        (Path(tmp) / "peer.out").unlink()
                     reader = open_store(f"s3://{BUCKET}/packs-{rep}", stat_cache=False)
                     cas_counter.attach(reader.backend.fs)  # type: ignore[attr-defined]
                     cas_counter.take()
@@ -216,7 +235,7 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
                     (Path(tmp) / "packs.out").unlink()
                 peer.rm(f"{BUCKET}/packs-{rep}", recursive=True)
 
-            if small_files:
+            if small_files and loose:
                 from casstore.tracking._artifacts import walk_dir
 
                 timed("peer put small files", lambda: peer.put(str(small), f"{BUCKET}/peer-{rep}/small", recursive=True))
@@ -230,18 +249,27 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
 
             if peer.exists(key):
                 peer.rm(key)
-            peer.rm(f"{BUCKET}/store-{rep}", recursive=True)
-            gets = (
-                f"; get: peer {results['peer get_file'][-1]:.2f} s, casstore {results['casstore get_file'][-1]:.2f} s"
-                if downloads
-                else ""
-            )
-            print(
-                f"  rep {rep + 1}/{repeat}: peer {results['peer put_file'][-1]:.2f} s, "
-                f"fresh {results['casstore fresh'][-1]:.2f} s, re-log {results['casstore re-log'][-1]:.3f} s{gets}",
-                flush=True,
-            )
-    return {"times": results, "cpu": cpu, "requests": requests}
+            if loose:
+                peer.rm(f"{BUCKET}/store-{rep}", recursive=True)
+            line = ", ".join(f"{name} {results[name][-1]:.2f} s" for name in results if len(results[name]) == rep + 1)
+            print(f"  rep {rep + 1}/{repeat}: {line}", flush=True)
+    return {"times": results, "cpu": cpu, "requests": requests, "peaks": peaks}
+
+
+def _peak_mib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) >> 10 for line in f if line.startswith("VmHWM"))
+
+
+def _reset_peak() -> int | None:
+    """Reset this process's peak resident set (Linux); return the resident set now in MiB,
+    or None where the peak cannot be reset."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _peak_mib()
+    except OSError:
+        return None
 
 
 def report(size: int, repeat: int, out: dict[str, Any], server: str = "moto") -> dict[str, float]:
@@ -251,7 +279,7 @@ def report(size: int, repeat: int, out: dict[str, Any], server: str = "moto") ->
     gib = size / (1 << 30)
     mib = size / (1 << 20)
     print(f"\n{server}: file of {mib:.0f} MiB of random bytes; median of {repeat} repetitions")
-    print(f"{'':18} {'seconds':>9} {'MiB/s':>8} {'CPU s':>7} {'requests':>9} {'req/GiB':>9}   by method")
+    print(f"{'':18} {'seconds':>9} {'MiB/s':>8} {'CPU s':>7} {'+MiB':>6} {'requests':>9} {'req/GiB':>9}   by method")
     for name in ("peer put_file", "casstore fresh", "packs fresh", "casstore re-log", "casstore changed", "packs changed",
                  "peer get_file", "casstore get_file", "packs get_file"):
         if name not in out["requests"]:
@@ -259,18 +287,21 @@ def report(size: int, repeat: int, out: dict[str, Any], server: str = "moto") ->
         req = out["requests"][name]
         total = sum(req.values())
         methods = ", ".join(f"{m} {n}" for m, n in sorted(req.items()))
+        peak = out["peaks"].get(name)
         print(
-            f"{name:18} {times[name]:9.3f} {mib / times[name]:8.1f} {cpu[name]:7.2f} {total:9d} {total / gib:9.0f}   {methods}"
+            f"{name:18} {times[name]:9.3f} {mib / times[name]:8.1f} {cpu[name]:7.2f} "
+            f"{'' if peak is None else peak:>6} {total:9d} {total / gib:9.0f}   {methods}"
         )
     if size < 256 << 20:
         print(f"\n(quick run: the goals below are set for a 256 MiB file; at {mib:.0f} MiB the fixed cost of each request dominates)")
-    fresh = times["casstore fresh"] / times["peer put_file"]
-    relog = times["peer put_file"] / times["casstore re-log"]
-    ratios = {"fresh / put_file": fresh, "put_file / re-log": relog}
-    print(f"\nfresh / put_file   = {fresh:.2f}  (goal <= 1.0: {'met' if fresh <= 1.0 else 'NOT met'})")
-    print(f"put_file / re-log  = {relog:.1f}x (goal >= 5x: {'met' if relog >= 5 else 'NOT met'})")
-    print(f"CPU, fresh / put_file = {cpu['casstore fresh'] / cpu['peer put_file']:.2f} (client and server processes)")
-    if "peer get_file" in times:
+    ratios: dict[str, float] = {}
+    if "casstore fresh" in times:
+        fresh = ratios["fresh / put_file"] = times["casstore fresh"] / times["peer put_file"]
+        relog = ratios["put_file / re-log"] = times["peer put_file"] / times["casstore re-log"]
+        print(f"\nfresh / put_file   = {fresh:.2f}  (goal <= 1.0: {'met' if fresh <= 1.0 else 'NOT met'})")
+        print(f"put_file / re-log  = {relog:.1f}x (goal >= 5x: {'met' if relog >= 5 else 'NOT met'})")
+        print(f"CPU, fresh / put_file = {cpu['casstore fresh'] / cpu['peer put_file']:.2f} (client and server processes)")
+    if "casstore get_file" in times:
         get = ratios["get_file / s3fs get_file"] = times["casstore get_file"] / times["peer get_file"]
         print(f"get_file / s3fs    = {get:.2f}  (for information: casstore verifies every chunk)")
     if "packs fresh" in times:
@@ -291,7 +322,8 @@ def report(size: int, repeat: int, out: dict[str, Any], server: str = "moto") ->
         print(f"packs fresh requests            = {reqs('packs fresh')} against put_file's {peer_req} "
               f"{judged(reqs('packs fresh') <= 2 * peer_req + 12, '<= 2x + 12')}")
         print(f"put_file / packs changed        = {changed_p:.1f}x {judged(changed_p >= 10, '>= 10x')}")
-        print(f"packs changed requests          = {reqs('packs changed')} (loose: {reqs('casstore changed')}) "
+        loose_changed = f" (loose: {reqs('casstore changed')})" if "casstore changed" in out["requests"] else ""
+        print(f"packs changed requests          = {reqs('packs changed')}{loose_changed} "
               f"{judged(reqs('packs changed') <= 20, '<= 20')}")
         if "packs get_file" in times:
             get_p = ratios["packs get_file / s3fs get_file"] = times["packs get_file"] / times["peer get_file"]
@@ -326,6 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size-mib", type=int, default=None, help="file size in MiB (default 256)")
     parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 5)")
     parser.add_argument("--no-packs", action="store_true", help="skip the store of the packs layout")
+    parser.add_argument("--no-loose", action="store_true", help="skip the store of the loose layout")
     parser.add_argument("--no-downloads", action="store_true", help="skip the download comparison")
     parser.add_argument("--small-files", type=int, default=None,
                         help="how many 4 KiB files to log as a directory (default 200, --quick 50; 0: skip)")
@@ -339,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     for server in SERVERS if args.server == "both" else (args.server,):
         print(f"{server}:", flush=True)
         out = run(size, repeat, downloads=not args.no_downloads, small_files=small, server=server,
-                  packs=not args.no_packs)
+                  packs=not args.no_packs, loose=not args.no_loose)
         out["small_files"] = small
         ratios[server] = report(size, repeat, out, server)
     if len(ratios) > 1:

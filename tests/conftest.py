@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from layouts import LAYOUTS
 from s3_server import FaultProxy, S3Target
 from seaweed import ReadOnlyBucket, SeaweedS3
 
@@ -34,6 +35,24 @@ def _tracking_environment_restored() -> Iterator[None]:
     os.environ.update(saved)
 
 
+# ---- content layouts ---------------------------------------------------------------------
+#
+# A suite that says ``pytestmark = pytest.mark.usefixtures("store_layout")`` runs each of its
+# tests once per content layout (tests/layouts.py): the stores its tests create without
+# naming a layout get that one (through ``CASSTORE_LAYOUT``, which child processes inherit).
+# ``@pytest.mark.layout("loose")`` keeps a test of one layout's own mechanics to that layout.
+
+
+@pytest.fixture
+def store_layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The content layout of the stores this test creates (see above)."""
+    from casstore.objects import LAYOUT_ENV
+
+    layout: str = request.param
+    monkeypatch.setenv(LAYOUT_ENV, layout)
+    return layout
+
+
 # ---- S3: real S3 HTTP servers on loopback, or the endpoint the user names ---------------
 #
 # Every test that takes ``s3_url``, ``s3_env`` or ``s3_target`` runs twice: against moto's
@@ -46,7 +65,16 @@ S3_SERVERS = ("moto", "seaweedfs")
 _S3_FIXTURES = {"moto": "moto_s3", "seaweedfs": "seaweed_s3", "external": "external_s3"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "layout(*names): run a test of a layout-aware suite on these content layouts only"
+    )
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_layout" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("layout")
+        metafunc.parametrize("store_layout", marker.args if marker else LAYOUTS, indirect=True)
     if "s3_target" not in metafunc.fixturenames:
         return
     from s3_server import TARGET_ENV

@@ -28,6 +28,9 @@ from casstore.tracking.uri import get_store
 
 from tracking_helpers import corrupt_artifact, run_python, tracking, write  # noqa: F401  (fixture)
 
+#: every test here stores content: it runs on each content layout (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("store_layout")
+
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:

@@ -189,10 +189,11 @@ def test_prefetch_never_fails_and_leaves_objects_as_they_are(tmp_path: Path) -> 
 
 def test_a_local_read_of_many_chunks_asks_for_each_ahead_of_reading_it(tmp_path: Path) -> None:
     """Cold chunks are read ahead (posix_fadvise WILLNEED) a window in advance: each is
-    prefetched before it is read, never more than the window ahead, in order."""
+    prefetched before it is read, never more than the window ahead, in order (chunks of
+    their own: a loose store)."""
     from casstore.objects import reading as reading_mod
 
-    objects = open_store(tmp_path / "s")
+    objects = open_store(tmp_path / "s", layout="loose")
     data = random.Random(12).randbytes(12 << 20)  # fixed bytes: a fixed number of chunks (random ones gave 8 once)
     digest = objects.put_bytes(data).digest
     chunks = objects.recipe(digest).chunks

@@ -37,7 +37,8 @@ _CHILD = textwrap.dedent(
     import sys
     from casstore.objects import ChunkerParams, open_store
     print("ready", flush=True)
-    objects = open_store(sys.argv[1], chunker=ChunkerParams(min_size=16384, avg_size=65536, max_size=262144))
+    # chunks as objects of their own, checked file by file below (packs: tests/test_packs.py)
+    objects = open_store(sys.argv[1], chunker=ChunkerParams(min_size=16384, avg_size=65536, max_size=262144), layout="loose")
     done = 0
 
     def report(n):

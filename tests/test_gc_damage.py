@@ -42,8 +42,9 @@ def _model_entry(run_id: str, digest: str, size: int) -> dict[str, object]:
 
 def populated(url: str, rng: random.Random) -> Damaged:
     """An open run (a file, a model whose file only its entry names), a sealed run, a model
-    pinned by a registry version only, and a deleted run's garbage, marked by a first gc."""
-    store = RunStore(open_store(url, chunker=SMALL))
+    pinned by a registry version only, and a deleted run's garbage, marked by a first gc.
+    Loose chunks, whose objects the checks below count (on S3 too, where new stores get packs)."""
+    store = RunStore(open_store(url, chunker=SMALL, layout="loose"))
     objects, lay = store.objects, store.objects.layout
     exp = store.get_or_create_experiment("damage")
     a = store.create_run(exp)

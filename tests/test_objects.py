@@ -19,6 +19,7 @@ from casstore.exceptions import CorruptRecordError, IntegrityError, LocalFileErr
 from casstore.objects import EMPTY_DIGEST, Chunker, ChunkerParams, ObjectStore, open_objects, open_store
 from casstore.objects.codec import pack
 from casstore.testing import strategies as cst
+from layouts import LAYOUTS, chunk_site
 
 # hypothesis examples share a module-scoped store: content addressing makes that safe
 SHARED = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -40,18 +41,21 @@ def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
-@pytest.fixture(scope="module", params=["local", "memory", "fsspec"])
+@pytest.fixture(scope="module", params=[(kind, layout) for kind in ("local", "memory", "fsspec") for layout in LAYOUTS],
+                ids=lambda p: "-".join(p))
 def shared_objects(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
-    """One store per backend kind, small chunks; fsspec (concurrency 8) takes the batched paths."""
-    if request.param == "local":
-        objects = open_store(tmp_path_factory.mktemp("local") / "store", chunker=cst.SMALL_CHUNKER)
-    elif request.param == "memory":
-        objects = open_store(f"memory://objects-{os.getpid()}-{id(request)}", chunker=cst.SMALL_CHUNKER)
+    """One store per backend kind and content layout, small chunks; fsspec (concurrency 8)
+    takes the batched paths."""
+    kind, layout = request.param
+    if kind == "local":
+        objects = open_store(tmp_path_factory.mktemp("local") / "store", chunker=cst.SMALL_CHUNKER, layout=layout)
+    elif kind == "memory":
+        objects = open_store(f"memory://objects-{os.getpid()}-{id(request)}", chunker=cst.SMALL_CHUNKER, layout=layout)
     else:
         backend = FsspecBackend(fsspec.filesystem("file"), str(tmp_path_factory.mktemp("fsspec") / "store"))
-        objects = open_objects(backend, chunker=cst.SMALL_CHUNKER)
+        objects = open_objects(backend, chunker=cst.SMALL_CHUNKER, layout=layout)
     yield objects
-    if request.param == "memory":
+    if kind == "memory":
         for key in list(objects.backend.list()):
             objects.backend.delete(key)
 
@@ -62,7 +66,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def objects(tmp_path: Path) -> ObjectStore:
+def objects(tmp_path: Path, store_layout: str) -> ObjectStore:
     return open_store(tmp_path / "store", chunker=MID_CHUNKER)
 
 
@@ -251,10 +255,10 @@ def test_inserting_a_few_bytes_anywhere_leaves_most_chunks_shared(
 # ---- verification on read -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def corruptible(tmp_path_factory: pytest.TempPathFactory) -> tuple[ObjectStore, str, bytes, Path]:
+@pytest.fixture(scope="module", params=LAYOUTS)
+def corruptible(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> tuple[ObjectStore, str, bytes, Path]:
     root = tmp_path_factory.mktemp("corrupt") / "store"
-    objects = open_store(root, chunker=cst.SMALL_CHUNKER)
+    objects = open_store(root, chunker=cst.SMALL_CHUNKER, layout=request.param)
     data = random_bytes(20_000, 7)
     digest, _ = objects.put_bytes(data)
     return objects, digest, data, root
@@ -294,13 +298,13 @@ def test_any_flipped_byte_in_a_chunk_is_detected(
     objects, digest, data, root = corruptible
     chunks = objects.recipe(digest).chunks
     chunk, length = chunks[which % len(chunks)]
-    path = _object_path(root, objects.layout.chunk_key(chunk))
-    original = path.read_bytes()
+    site = chunk_site(objects, root, chunk)
+    original = site.read()
     assert len(original) == length
     pos = offset % length
     damaged = bytearray(original)
     damaged[pos] ^= mask
-    path.write_bytes(bytes(damaged))
+    site.write(bytes(damaged))
     try:
         err = _assert_every_read_fails(objects, digest, tmp_path / f"dl-{which}-{offset}-{mask}", IntegrityError)
         _assert_reading_the_chunks_fails(objects, digest, IntegrityError)
@@ -310,7 +314,7 @@ def test_any_flipped_byte_in_a_chunk_is_detected(
         assert err.actual == blake3(bytes(damaged)).hexdigest()
         assert chunk in str(err) and err.actual in str(err)
     finally:
-        path.write_bytes(original)
+        site.write(original)
     assert objects.get_bytes(digest) == data
 
 
@@ -318,21 +322,28 @@ def test_any_flipped_byte_in_a_chunk_is_detected(
 def test_a_damaged_or_missing_chunk_is_detected(
     corruptible: tuple[ObjectStore, str, bytes, Path], tmp_path: Path, damage: str
 ) -> None:
+    """In a pack, a chunk's bytes cut short, grown by a byte inside or removed shift what
+    its byte range holds; the pack deleted takes every chunk in it (the first the file
+    reads is the one named)."""
     objects, digest, data, root = corruptible
-    chunk, _ = objects.recipe(digest).chunks[1]
-    path = _object_path(root, objects.layout.chunk_key(chunk))
-    original = path.read_bytes()
+    chunks = [c for c, _ in objects.recipe(digest).chunks]
+    site = chunk_site(objects, root, chunks[1])
+    whole = site.path.read_bytes()
+    original = site.read()
+    named = chunks[1]
     if damage == "delete":
-        path.unlink()
+        site.path.unlink()
+        named = next(c for c in chunks if chunk_site(objects, root, c).key == site.key) if site.packed else named
     else:
-        path.write_bytes({"truncate": original[:-1], "extend": original + b"\0", "empty": b""}[damage])
+        grown = original[:1] + b"\0" + original[1:] if site.packed else original + b"\0"
+        site.write({"truncate": original[:-1], "extend": grown, "empty": b""}[damage])
     try:
         error = ObjectNotFoundError if damage == "delete" else IntegrityError
         err = _assert_every_read_fails(objects, digest, tmp_path / "dl", error)
         _assert_reading_the_chunks_fails(objects, digest, error)
-        assert chunk in str(err)
+        assert named in str(err)
     finally:
-        path.write_bytes(original)
+        site.path.write_bytes(whole)
     assert objects.get_bytes(digest) == data
 
 

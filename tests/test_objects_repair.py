@@ -7,6 +7,10 @@ no chunk at all under a recipe that survived. A writer that deduplicated against
 object would publish a record pointing at data that cannot be read. So a writer takes an
 object for stored only when it is whole (its length; a recipe that decodes, names the
 file's size and whose chunks are whole), and otherwise writes it again.
+
+These are the loose layout's objects (a chunk under its own name), so the stores here are
+loose whatever ``CASSTORE_LAYOUT`` says; a pack that is gone or damaged is tested in
+tests/test_packs.py.
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ SIZE = 200_000  # several chunks of the small chunker
 
 
 def _local(root: Path) -> ObjectStore:
-    return open_store(root, chunker=cst.SMALL_CHUNKER)
+    return open_store(root, chunker=cst.SMALL_CHUNKER, layout="loose")
 
 
 def _fsspec(root: Path) -> ObjectStore:  # concurrency 8: the batched chunk path
-    return open_objects(FsspecBackend(fsspec.filesystem("file"), str(root)), chunker=cst.SMALL_CHUNKER)
+    return open_objects(FsspecBackend(fsspec.filesystem("file"), str(root)), chunker=cst.SMALL_CHUNKER, layout="loose")
 
 
 OPENERS = {"local": _local, "fsspec": _fsspec}

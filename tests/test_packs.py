@@ -97,7 +97,7 @@ def test_the_config_names_the_layout_and_older_casstore_refuses_it(packed: Objec
     with pytest.raises(StoreConfigError, match="layout 'zip'"):
         StoreConfig.from_json(json.dumps(unknown).encode(), "casstore.json")
     # a loose store stays loose, and a packed one packed: a mismatch is refused, never mixed
-    loose = open_store(tmp_path / "loose", stat_cache=False)
+    loose = open_store(tmp_path / "loose", stat_cache=False, layout="loose")
     assert b"layout" not in _raw_path(loose, "casstore.json").read_bytes()
     with pytest.raises(StoreConfigError, match="pack-store"):
         open_store(tmp_path / "loose", layout="packs")
@@ -115,6 +115,67 @@ def test_a_new_version_of_a_file_writes_only_its_new_chunks(packed: ObjectStore)
     packed.flush()
     assert (packed.bytes_written - before) < 3 << 20  # 1 MiB changed, plus the chunks it touches
     assert packed.get_bytes(d2.digest) == bytes(v1)
+
+
+def test_a_writer_touches_reused_packs_in_the_background_and_rewrites_the_chunks_of_one_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Touches of the packs a new version reuses overlap one another (and the cutting of the
+    file); every pack is freshened before the recipe is published; the chunks of a pack
+    deleted since the index was read are written anew, and the chunks held meanwhile stay
+    within ``HELD_MAX``."""
+    import threading
+
+    from casstore.objects import packs as packs_mod
+
+    target = 1 << 20
+    v1 = bytearray(_bytes(8 * target, 21))
+    first = open_store(tmp_path / "store", layout="packs", stat_cache=False)
+    first._packs.target = target  # type: ignore[union-attr]  # eight packs of the first version
+    first.put_bytes(v1)
+    first.flush()
+    old_packs = _keys(first, "packs/")
+    assert len(old_packs) >= 6
+    writer = open_store(tmp_path / "store", stat_cache=False)
+    assert writer.packs is not None and len(writer.packs.chunks()) > 0  # the index, read before the pack goes
+    gone = old_packs[len(old_packs) // 2]
+    _raw_path(writer, gone).unlink()  # as gc deletes a pack: this writer's index still lists it
+    monkeypatch.setattr(packs_mod, "HELD_MAX", 2 * target)
+    lock, running, most, touched, published = threading.Lock(), [0], [0], [], []
+    real_touch, real_put = writer.backend.touch, writer.backend.put_blob
+
+    held = [0]
+
+    def slow_touch(key: str) -> bool:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            held[0] = max(held[0], writer._packs._held_bytes)  # type: ignore[union-attr]
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+            touched.append(key)
+        return real_touch(key)
+
+    def put_blob(key: str, data: bytes | memoryview) -> bool:
+        if key.startswith("files/"):
+            published.append(sorted(k for k in touched if k.startswith("packs/")))  # freshened by then
+        return real_put(key, data)
+
+    monkeypatch.setattr(writer.backend, "touch", slow_touch)
+    monkeypatch.setattr(writer.backend, "put_blob", put_blob)
+    v1[3 * target : 3 * target + 100] = _bytes(100, 22)
+    d2 = writer.put_bytes(v1)
+    writer.flush()
+    assert most[0] > 1, "the touches did not overlap"
+    touched_packs = sorted({k for k in touched if k.startswith("packs/")})
+    assert touched_packs == old_packs  # each reused pack freshened once, the gone one tried
+    assert published and published[0] == old_packs, "a recipe was published before its packs were freshened"
+    assert 0 < held[0] <= 2 * target + writer.config.chunker.max_size  # HELD_MAX, and the chunk that passed it
+    assert writer._packs is not None and writer._packs._held_bytes == 0
+    reader = open_store(tmp_path / "store", stat_cache=False)
+    assert reader.get_bytes(d2.digest) == bytes(v1)
+    assert gone not in _keys(reader, "packs/")
 
 
 def test_a_flipped_byte_inside_a_pack_is_found_and_named(packed: ObjectStore, tmp_path: Path) -> None:
@@ -311,6 +372,41 @@ def _count_requests(store: ObjectStore) -> dict[str, int]:
     return counts
 
 
+def test_a_new_remote_store_has_packs_and_an_explicit_choice_or_an_existing_store_wins(
+    any_s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from casstore.objects.config import LOCAL_LAYOUT
+
+    monkeypatch.delenv("CASSTORE_LAYOUT", raising=False)
+    assert open_store(any_s3, stat_cache=False).config.content_layout == "packs"
+    assert open_store(tmp_path / "local", stat_cache=False).config.content_layout == LOCAL_LAYOUT
+    assert open_store(f"memory://default-{tmp_path.name}", stat_cache=False).config.content_layout == LOCAL_LAYOUT
+    # asked for: the option, else CASSTORE_LAYOUT; the option wins over the variable
+    loose_url, env_url = any_s3 + "-loose", any_s3 + "-env"
+    loose = RunStore(open_store(loose_url, layout="loose", stat_cache=False))
+    monkeypatch.setenv("CASSTORE_LAYOUT", "loose")
+    assert open_store(env_url, stat_cache=False).config.content_layout == "loose"
+    assert open_store(any_s3 + "-option", layout="packs", stat_cache=False).config.content_layout == "packs"
+    monkeypatch.setenv("CASSTORE_LAYOUT", "packs")
+    assert open_store(tmp_path / "local-env", stat_cache=False).config.content_layout == "packs"
+    monkeypatch.setenv("CASSTORE_LAYOUT", "zip")
+    with pytest.raises(StoreConfigError, match="'zip' is not one of loose, packs"):
+        open_store(any_s3 + "-zip", stat_cache=False)
+    # an existing store keeps its layout whatever the default or the variable: read and written
+    monkeypatch.setenv("CASSTORE_LAYOUT", "packs")
+    run = loose.create_run(loose.get_or_create_experiment("old"))
+    first = run.log_bytes("a.bin", _bytes(300_000, 1))
+    run.end()
+    again = RunStore(open_store(loose_url, stat_cache=False))
+    assert again.objects.config.content_layout == "loose"
+    run = again.create_run(again.get_or_create_experiment("old"))
+    second = run.log_bytes("b.bin", _bytes(300_000, 2))
+    run.end()
+    assert list(again.backend.list("packs/")) == [] and list(again.backend.list("chunks/"))
+    assert again.objects.get_bytes(first.digest) == _bytes(300_000, 1)
+    assert again.objects.get_bytes(second.digest) == _bytes(300_000, 2)
+
+
 def test_s3_packed_store_logs_relogs_and_reads_in_few_requests(any_s3: str, tmp_path: Path) -> None:
     src = tmp_path / "weights.bin"
     data = bytearray(_bytes(5 * PACK_TARGET // 2, 11))
@@ -455,7 +551,7 @@ def test_converting_a_store_killed_half_way_and_resumed_keeps_every_run(tmp_path
 
     small = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
     root = tmp_path / "store"
-    store = RunStore(open_store(root, chunker=small, stat_cache=False))
+    store = RunStore(open_store(root, chunker=small, stat_cache=False, layout="loose"))
     exp = store.get_or_create_experiment("convert")
     expected: dict[str, dict[str, bytes]] = {}
     for r in range(4):
@@ -499,7 +595,7 @@ def test_converting_a_store_killed_half_way_and_resumed_keeps_every_run(tmp_path
 def test_converting_names_a_damaged_loose_chunk_and_leaves_it(tmp_path: Path) -> None:
     from casstore.maintenance.topacks import convert_to_packs
 
-    store = open_store(tmp_path / "store", stat_cache=False)
+    store = open_store(tmp_path / "store", stat_cache=False, layout="loose")
     good, bad = store.put_bytes(_bytes(50_000, 1)), store.put_bytes(_bytes(50_000, 2))
     key = store.layout.chunk_key(bad.digest)
     path = _raw_path(store, key)

@@ -22,24 +22,28 @@ from casstore.exceptions import (
     RunStateError,
     UnsafePathError,
 )
+from casstore.objects import open_store
 from casstore.objects.codec import pack
 from casstore.runs import RunStore, open_run_store
 from casstore.runs import layout
 from casstore.runs.store import RunStore as _RunStore
 
+from layouts import LAYOUTS
 from tracking_helpers import old_store, write
 
 
-@pytest.fixture(params=["local", "memory", "local-v3"])
+@pytest.fixture(params=[f"{kind}-{layout}" for kind in ("local", "memory") for layout in LAYOUTS] + ["local-v3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
-    """A new store; ``local-v3``: of format version 3 (one record per param and tag)."""
-    if request.param == "local":
-        yield open_run_store(tmp_path / "store")
-    elif request.param == "local-v3":
+    """A new store of each content layout; ``local-v3``: of format version 3 (one record per
+    param and tag, loose chunks)."""
+    kind, _, layout = request.param.partition("-")
+    if request.param == "local-v3":
         yield open_run_store(old_store(tmp_path / "store"))
+    elif kind == "local":
+        yield RunStore(open_store(tmp_path / "store", layout=layout))
     else:
         url = f"memory://runs-test-{os.getpid()}-{id(request)}"
-        s = open_run_store(url)
+        s = RunStore(open_store(url, layout=layout))
         yield s
         for k in list(s.backend.list()):
             s.backend.delete(k)

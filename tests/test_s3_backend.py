@@ -263,7 +263,8 @@ def test_a_store_opened_before_a_fork_works_in_the_child(s3_url: str) -> None:
 def test_files_round_trip_verified_and_only_missing_chunks_travel(
     s3_env: S3Target, s3_proxy: FaultProxy, tmp_path: os.PathLike[str]
 ) -> None:
-    objects = open_store(s3_env.fresh_url(), {"endpoint_url": s3_proxy.endpoint_url}, max_in_flight=8)
+    """A loose store's chunk objects (a packed store's requests: tests/test_packs.py)."""
+    objects = open_store(s3_env.fresh_url(), {"endpoint_url": s3_proxy.endpoint_url}, max_in_flight=8, layout="loose")
     data = bytearray(os.urandom(6 << 20))
     src = os.path.join(tmp_path, "weights.bin")
     with open(src, "wb") as f:
@@ -327,7 +328,7 @@ def peak_mib():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmHWM"))
 
-objects = open_store(sys.argv[1], max_in_flight=4)
+objects = open_store(sys.argv[1], max_in_flight=4, layout="loose")  # a packed store holds whole packs
 objects.put_bytes(os.urandom(1 << 20))  # clients, pools and buffers exist from here on
 base = peak_mib()
 digest, _ = objects.put_file(sys.argv[2])

@@ -20,8 +20,9 @@ from s3_server import FaultProxy, S3Target
 from casstore.backend import Backend, open_backend
 from casstore.exceptions import StoreUnavailableError
 from casstore.objects import ObjectStore, open_store
+from casstore.objects.packs import parse_pack_tail
 from casstore.objects.recipes import Recipe
-from casstore.runs import open_run_store
+from casstore.runs import RunStore, open_run_store
 from casstore.testing.conformance import BackendConformance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,12 +37,21 @@ def _random_file(path: Path, size: int, seed: int) -> bytes:
 
 
 def _assert_only_whole_objects(direct: Backend) -> set[str]:
-    """Every chunk hashes to its name; every recipe's chunks are all there. Returns the chunk digests."""
+    """Every chunk and every pack hashes to its name; every recipe's chunks are all there (as
+    objects, or in a pack that its header says holds them). Returns the chunk digests."""
     chunks = set()
     for key in direct.list("chunks/"):
         name = key.rsplit("/", 1)[-1]
         assert blake3(direct.get(key)).hexdigest() == name, f"{key} is not whole"
         chunks.add(name)
+    for key in direct.list("packs/"):
+        data = direct.get(key)
+        assert blake3(data).hexdigest() == key.rsplit("/", 1)[-1], f"{key} is not whole"
+        entries = parse_pack_tail(data, len(data), key)
+        assert not isinstance(entries, int)
+        for digest, offset, length in entries:
+            assert blake3(data[offset : offset + length]).hexdigest() == digest
+            chunks.add(digest)
     for key in direct.list("files/"):
         recipe = Recipe.decode(direct.get(key), key)
         missing = [d for d, _ in recipe.chunks if d not in chunks]
@@ -49,7 +59,9 @@ def _assert_only_whole_objects(direct: Backend) -> set[str]:
     return chunks
 
 
-def test_puts_and_gets_succeed_through_injected_faults(s3_env: S3Target, s3_proxy: FaultProxy, tmp_path: Path) -> None:
+def test_puts_and_gets_succeed_through_injected_faults(
+    s3_env: S3Target, s3_proxy: FaultProxy, tmp_path: Path, store_layout: str
+) -> None:
     url = s3_env.fresh_url()
     store = open_run_store(url, {"endpoint_url": s3_proxy.endpoint_url, "max_attempts": 12})
     s3_proxy.fail_rate, s3_proxy.drop_rate, s3_proxy.lose_reply_rate = 0.15, 0.05, 0.05
@@ -99,7 +111,8 @@ def test_an_upload_cut_off_by_the_network_completes_when_run_again(
     s3_env: S3Target, s3_proxy: FaultProxy, tmp_path: Path
 ) -> None:
     url = s3_env.fresh_url()
-    objects = open_store(url, {"endpoint_url": s3_proxy.endpoint_url, "max_attempts": 2}, max_in_flight=4)
+    """Counted in chunk objects: a loose store (a packed one: tests/test_packs.py)."""
+    objects = open_store(url, {"endpoint_url": s3_proxy.endpoint_url, "max_attempts": 2}, max_in_flight=4, layout="loose")
     data = _random_file(tmp_path / "w.bin", 10 << 20, seed=2)
     s3_proxy.forward_limit = 3  # then the network goes away
     with pytest.raises(StoreUnavailableError, match="after 2 attempts"):
@@ -121,8 +134,9 @@ print("finished", flush=True)
 def test_a_writer_killed_midway_leaves_whole_objects_and_a_rerun_completes(
     s3_env: S3Target, s3_proxy: FaultProxy, tmp_path: Path
 ) -> None:
+    """Counted in chunk objects: a loose store (a packed one: tests/test_packs.py)."""
     url = s3_env.fresh_url()
-    store = open_run_store(url, {"endpoint_url": s3_proxy.endpoint_url})
+    store = RunStore(open_store(url, {"endpoint_url": s3_proxy.endpoint_url}, layout="loose"))
     run_id = store.create_run(store.get_or_create_experiment("killed")).run_id
     data = _random_file(tmp_path / "weights.bin", 10 << 20, seed=3)
     s3_proxy.reset_counts()

@@ -16,6 +16,9 @@ import casstore
 from casstore.cli import cli
 from casstore.tracking import fluent, uri
 
+#: every test here stores content: it runs on each content layout (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("store_layout")
+
 
 @pytest.fixture
 def s3_tracking(s3_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:

@@ -14,6 +14,9 @@ from blake3 import blake3
 from casstore.exceptions import ImmutableArtifactError
 from casstore.runs import open_run_store
 
+#: every test here stores content: it runs on each content layout (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("store_layout")
+
 N_WRITERS = 4
 N_PATHS = 6
 

@@ -145,7 +145,7 @@ def test_a_server_dies_with_the_process_that_started_it() -> None:
 
 
 def test_a_write_with_the_read_only_identity_is_refused(
-    s3_read_only: ReadOnlyBucket, seaweed_server: SeaweedS3, tmp_path: Path
+    s3_read_only: ReadOnlyBucket, seaweed_server: SeaweedS3, tmp_path: Path, store_layout: str
 ) -> None:
     writer = open_run_store(s3_read_only.url, s3_read_only.storage_options(s3_read_only.writer))
     handle = writer.create_run(writer.get_or_create_experiment("filled by the writer"))
@@ -153,7 +153,7 @@ def test_a_write_with_the_read_only_identity_is_refused(
     handle.log_param("lr", "0.1")
     run_id = handle.run_id
     handle.end()
-    index.flush_pending()  # the writer's summary, which it publishes soon after the end
+    index.flush_pending(writer)  # the run's summary, which the writer publishes within a second
     before = sorted(open_backend(s3_read_only.url, s3_read_only.storage_options(s3_read_only.writer)).list())
 
     # the reader reads everything...

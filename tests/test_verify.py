@@ -251,15 +251,26 @@ def test_verify_needs_runs_or_all(fx: Fixture) -> None:
     assert code == 2 and "--all" in err
 
 
-def test_verify_on_s3_finds_a_deleted_chunk(s3_url: str) -> None:
+def test_verify_on_s3_finds_a_deleted_chunk(s3_url: str, store_layout: str) -> None:
+    """A chunk deleted: its object in a loose store, the pack that holds it (and so every
+    chunk in that pack) in a packed one."""
     store = RunStore(open_store(s3_url, chunker=SMALL))
     h = store.create_run(store.get_or_create_experiment("s3"))
     entry = h.log_bytes("data.bin", random.Random(1).randbytes(30_000))
     h.end()
     assert verify_store(store).ok
-    chunk = store.objects.chunk_digests(entry.digest)[0]
-    store.backend.delete(store.objects.layout.chunk_key(chunk))
+    chunks = store.objects.chunk_digests(entry.digest)
+    loc = store.objects.packs.get(chunks[0]) if store.objects.packs is not None else None
+    if loc is None:
+        store.backend.delete(store.objects.layout.chunk_key(chunks[0]))
+        gone = [chunks[0]]
+    else:
+        store.backend.delete(store.objects.layout.pack_key(loc.pack))
+        packs = store.objects.packs
+        gone = sorted({d for d in chunks if (where := packs.get(d)) is not None and where.pack == loc.pack})
     r = CliRunner().invoke(cli, ["verify", "--all", "--json", "--store", s3_url])
     report = json.loads(r.stdout)
-    assert r.exit_code == 1 and report["problems"][0]["object"] == store.objects.layout.chunk_key(chunk)
-    assert {"run": h.run_id, "artifact": "data.bin"} in report["problems"][0]["affects"]
+    assert r.exit_code == 1
+    assert sorted(p["object"] for p in report["problems"]) == sorted(store.objects.layout.chunk_key(d) for d in gone)
+    for problem in report["problems"]:
+        assert problem["kind"] == "missing" and {"run": h.run_id, "artifact": "data.bin"} in problem["affects"]

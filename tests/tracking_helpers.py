@@ -53,7 +53,8 @@ def write(path: Path, data: bytes | str) -> Path:
 
 def corrupt_artifact(store: object, run_id: str, path: str, at: int = 0) -> None:
     """Flip one byte of a run's artifact where its content is stored: in its binding record
-    for an inline artifact (the record stays valid msgpack), else in its first chunk."""
+    for an inline artifact (the record stays valid msgpack), else in its first chunk (a chunk
+    object, or its bytes in a pack)."""
     from casstore.objects.codec import pack, unpack
     from casstore.runs import layout
 
@@ -66,11 +67,13 @@ def corrupt_artifact(store: object, run_id: str, path: str, at: int = 0) -> None
         data[at] ^= 0x01
         target.write_bytes(pack({**rec, "data": bytes(data)}))
         return
+    from layouts import chunk_site
+
     chunk = store.objects.chunk_digests(entry.digest)[0]  # type: ignore[attr-defined]
-    target = root / store.objects.layout.chunk_key(chunk)  # type: ignore[attr-defined]
-    data = bytearray(target.read_bytes())
+    site = chunk_site(store.objects, root, chunk)  # type: ignore[attr-defined]
+    data = bytearray(site.read())
     data[at] ^= 0x01
-    target.write_bytes(bytes(data))
+    site.write(bytes(data))
 
 
 def old_store(path: Path, version: int = 3) -> str:

@@ -102,9 +102,12 @@ class Backend(abc.ABC):
     #: ``delete_if_stale`` is exact: no ``touch`` that returned True is ever followed by the
     #: loss of the object it touched (otherwise a window of one round trip remains).
     exact_stale_delete: bool = False
-    #: a sealed run keeps its seal only, its other records removed (store format 5; see
-    #: casstore/runs/compact.py): where each object costs a block and a removal is cheap
-    compact_sealed_runs: bool = False
+    #: The objects are on this machine (a local directory, memory), so a request costs a
+    #: system call rather than a round trip, and each object takes at least a block. New
+    #: stores choose their content layout by it (:func:`casstore.objects.config.default_layout`),
+    #: and a sealed run keeps its seal only, its other records removed (store format 5;
+    #: see casstore/runs/compact.py).
+    local: bool = False
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -168,8 +168,8 @@ class MemoryBackend(FsspecBackend):
     supports_atomic_create = True
     whole_objects = True  # written under one lock, in memory
     exact_stale_delete = True  # check and delete under the one lock that touch also takes
-    compact_sealed_runs = True  # as a local disk: exercises the same path in tests
     concurrency = 1
+    local = True  # in this process
     _lock = threading.Lock()  # one for all: the memory file system is shared by the process
     _touched: dict[str, float] = {}  # full path -> last touch, shared like the file system
 

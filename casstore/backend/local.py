@@ -146,8 +146,8 @@ class LocalBackend(Backend):
 
     supports_atomic_create = True
     exact_stale_delete = True
-    compact_sealed_runs = True
     concurrency = 1
+    local = True
 
     def __init__(self, root: str | os.PathLike[str], *, durable: bool = True) -> None:
         root = os.path.abspath(os.fspath(root))

@@ -65,7 +65,7 @@ def upgrade_store(runs: RunStore) -> UpgradeReport:
         )
     opened, summaries = _batch_records(runs) if config.version < BATCHED_FROM else (0, 0)
     compacted = 0
-    if backend.compact_sealed_runs:
+    if backend.local:
         compacted = sum(_compact(runs, run_id) for run_id in runs.list_run_ids())
     backend.flush()
     _write_config(runs, StoreConfig(version=FORMAT_VERSION, hash=config.hash, chunker=config.chunker,

@@ -24,7 +24,8 @@ from casstore.objects.recipes import Recipe
 from casstore.objects.statcache import StatCache
 from casstore.objects.store import EMPTY_DIGEST, ObjectStore, Stored
 
-#: the content layout of new stores opened without one: ``loose`` (the default) or ``packs``
+#: the content layout of new stores opened without one: ``loose`` or ``packs`` (unset: the
+#: backend's default, :func:`~casstore.objects.config.default_layout`)
 LAYOUT_ENV = "CASSTORE_LAYOUT"
 
 __all__ = [
@@ -59,7 +60,9 @@ def open_objects(
 
     ``layout`` is the content layout: ``"loose"`` (one object per chunk) or ``"packs"``
     (chunks in packs, see :mod:`casstore.objects.packs`); for an existing store it must be
-    the store's. Without it a new store gets ``CASSTORE_LAYOUT`` if that is set, else loose.
+    the store's. Without it a new store gets ``CASSTORE_LAYOUT`` if that is set, else its
+    backend's default (:func:`~casstore.objects.config.default_layout`: packs on remote
+    stores, :data:`~casstore.objects.config.LOCAL_LAYOUT` on a local disk and in memory).
 
     ``max_in_flight`` bounds the chunks held at once by a remote upload or download
     (default: ``CASSTORE_MAX_IN_FLIGHT``, else twice the backend's concurrency).

@@ -33,7 +33,16 @@ from casstore.exceptions import ObjectNotFoundError, StoreConfigError
 from casstore.objects.chunking import DEFAULT_CHUNKER, ChunkerParams
 from casstore.objects.layout import ContentLayout
 
-__all__ = ["CONFIG_KEY", "FORMAT_VERSION", "LAYOUTS", "StoreConfig", "load_or_create_config", "read_config"]
+__all__ = [
+    "CONFIG_KEY",
+    "FORMAT_VERSION",
+    "LAYOUTS",
+    "LOCAL_LAYOUT",
+    "StoreConfig",
+    "default_layout",
+    "load_or_create_config",
+    "read_config",
+]
 
 CONFIG_KEY = "casstore.json"
 FORMAT_NAME = "casstore"
@@ -42,6 +51,17 @@ FORMAT_VERSION = 5
 #: the content layouts: ``loose`` (one object per chunk, the default; not written into the
 #: config, so older casstore reads such stores) and ``packs``
 LAYOUTS = ("loose", "packs")
+#: the content layout of a new store on this machine (a local directory, memory) when none
+#: is asked for; remote stores get packs (see :func:`default_layout`)
+LOCAL_LAYOUT = "loose"
+
+
+def default_layout(backend: Backend) -> str:
+    """The content layout a new store on ``backend`` gets when none is asked for (neither
+    ``layout=`` nor ``CASSTORE_LAYOUT``): ``packs`` on a remote object store (S3, any remote
+    fsspec file system), where every object costs a request, and :data:`LOCAL_LAYOUT` on a
+    local disk and in memory. See docs/design.md ("Packs") for the figures behind it."""
+    return LOCAL_LAYOUT if backend.local else "packs"
 
 
 @dataclass(frozen=True)
@@ -155,9 +175,10 @@ def load_or_create_config(
     """Read the store's config, creating it (once, atomically) for a new store.
 
     ``wanted`` is the chunker for a *new* store; for an existing store it must match
-    the stored one if given. ``layout`` likewise (``"loose"``, the default, or ``"packs"``,
-    whose default chunker is :data:`~casstore.objects.packs.PACK_CHUNKER`). ``new_layout``
-    is the layout of a new store only, never checked against an existing one.
+    the stored one if given. ``layout`` likewise (``"loose"`` or ``"packs"``, whose default
+    chunker is :data:`~casstore.objects.packs.PACK_CHUNKER`). ``new_layout`` is the layout
+    of a new store only, never checked against an existing one. A new store with neither
+    gets :func:`default_layout`.
     """
     for given in (layout, new_layout):
         if given is not None and given not in LAYOUTS:
@@ -167,7 +188,7 @@ def load_or_create_config(
         try:
             cfg = StoreConfig.from_json(backend.get(CONFIG_KEY), where)
         except ObjectNotFoundError:
-            if (layout or new_layout) == "packs":
+            if (layout or new_layout or default_layout(backend)) == "packs":
                 from casstore.objects.packs import PACK_CHUNKER
 
                 new = StoreConfig(chunker=wanted or PACK_CHUNKER, content_layout="packs")

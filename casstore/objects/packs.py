@@ -82,6 +82,12 @@ PACK_CHUNKER = ChunkerParams(min_size=64 << 10, avg_size=256 << 10, max_size=1 <
 PACK_TARGET = 32 << 20
 #: packs uploaded at once by one writer (each held in memory until stored)
 PACKS_IN_FLIGHT = 3
+#: freshening touches of reused packs sent at once by one writer (a touch is a self-copy
+#: on S3, whose time grows with the pack's size: they run while the file is still cut)
+TOUCHES_IN_FLIGHT = 4
+#: bytes of deduplicated chunks a writer holds while the touches of their packs are under
+#: way (a pack found gone gets them written anew)
+HELD_MAX = 2 * PACK_TARGET
 #: the last bytes of every pack
 MAGIC = b"casspack"
 _TRAILER = struct.Struct("<I8s")
@@ -578,6 +584,11 @@ class PackWriter:
         self._open_bytes = 0
         self._pending: set[str] = set()  # chunks in the open pack or in packs not indexed yet
         self._touched: set[str] = set()  # packs freshened since the last publish
+        # packs whose touch is under way, and the chunks deduplicated against each meanwhile
+        self._touching: dict[str, Future[bool]] = {}
+        self._held: dict[str, list[tuple[str, bytes]]] = {}
+        self._held_bytes = 0
+        self._touch_pool: ThreadPoolExecutor | None = None
         self._uploads: list[Future[tuple[str, int, Entries]]] = []
         self._slots = threading.Semaphore(max(1, in_flight))
         self._pool: ThreadPoolExecutor | None = None
@@ -613,9 +624,73 @@ class PackWriter:
     def add(self, digest: str, data: bytes | bytearray | memoryview, *, copy: bool = False) -> bool:
         """Store a chunk unless the store has it; return whether it went into a new pack.
         With ``copy`` (garbage collection repacking a pack) it goes into a new pack anyway,
-        and the pack it is copied from is not freshened."""
-        if not copy and self.has(digest):
+        and the pack it is copied from is not freshened.
+
+        A chunk found in a stored pack is not waited for: the pack's touch is sent in the
+        background and the chunk held until it answers (:data:`HELD_MAX` bytes at most);
+        if the pack is gone, the chunk goes into a new pack. :meth:`publish` waits for
+        every touch, so the guarantee of :meth:`has` holds before anything references it."""
+        if not copy:
+            with self._lock:
+                if digest in self._pending:
+                    return False
+            if self._reuse(digest, data):
+                return False
+        return self._append(digest, data)
+
+    def _reuse(self, digest: str, data: bytes | bytearray | memoryview) -> bool:
+        """Whether a stored pack has the chunk: freshened already, or its touch started (the
+        chunk held meanwhile)."""
+        loc = self.index.get(digest)
+        if loc is None:
             return False
+        with self._lock:
+            if loc.pack in self._touched:
+                return True
+            if loc.pack not in self._touching:
+                if self._touch_pool is None:
+                    self._touch_pool = ThreadPoolExecutor(TOUCHES_IN_FLIGHT, thread_name_prefix="casstore-touch")
+                self._touching[loc.pack] = self._touch_pool.submit(
+                    self.backend.touch, self.layout.pack_key(loc.pack)
+                )
+            self._held.setdefault(loc.pack, []).append((digest, bytes(data)))
+            self._held_bytes += len(data)
+            over = self._held_bytes > HELD_MAX
+        if over:
+            self._settle(wait_all=False)
+        return True
+
+    def _settle(self, *, wait_all: bool) -> None:
+        """Take the answers of the touches under way (all of them, or the oldest until the
+        held chunks are within :data:`HELD_MAX`): a freshened pack's chunks are dropped, a
+        gone pack's chunks stored anew (in another pack that has them, or a new one)."""
+        while True:
+            with self._lock:
+                if not self._touching or (not wait_all and self._held_bytes <= HELD_MAX):
+                    return
+                pack, touch = next(iter(self._touching.items()))
+            try:
+                fresh = touch.result()
+            except BaseException:
+                with self._lock:
+                    self._drop_touch(pack)
+                raise
+            with self._lock:
+                held = self._drop_touch(pack)
+                if fresh:
+                    self._touched.add(pack)
+                    continue
+            self.index.forget_pack(pack)  # removed by gc since the index was read
+            for d, data in held:
+                self.add(d, data)
+
+    def _drop_touch(self, pack: str) -> list[tuple[str, bytes]]:
+        self._touching.pop(pack, None)
+        held = self._held.pop(pack, [])
+        self._held_bytes -= sum(len(data) for _, data in held)
+        return held
+
+    def _append(self, digest: str, data: bytes | bytearray | memoryview) -> bool:
         with self._lock:
             if digest in self._pending:
                 return False
@@ -659,12 +734,13 @@ class PackWriter:
     @property
     def dirty(self) -> bool:
         with self._lock:
-            return bool(self._open or self._uploads)
+            return bool(self._open or self._uploads or self._touching)
 
     def publish(self) -> str | None:
         """Seal the open pack, wait for every upload, write their index; return its digest
         (None if there was nothing to publish). Writers call this before any object or
         record that references the chunks (a recipe, the durability barrier)."""
+        self._settle(wait_all=True)
         with self._lock:
             self._seal()
             uploads, self._uploads = self._uploads, []
@@ -689,9 +765,10 @@ class PackWriter:
 
     def close(self) -> None:
         with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
+            pools, self._pool, self._touch_pool = (self._pool, self._touch_pool), None, None
+        for pool in pools:
+            if pool is not None:
+                pool.shutdown(wait=True)
 
 
 def coalesce(

@@ -26,7 +26,7 @@ yet, and the numbering argument of version 4 holds as it is (docs/design.md, "Ru
 A resumed run numbers its batches after the seal it follows (``top``), never into the
 freed numbers, and its fold starts from that seal's state.
 
-Only backends whose objects cost a block each compact (``Backend.compact_sealed_runs``:
+Only backends whose objects cost a block each compact (``Backend.local``:
 the local disk and memory): on S3 an object costs no block, and the removal and the
 writers' check would cost requests.
 """

@@ -92,7 +92,7 @@ class RunStore:
         #: version 5: the seal is a sealed run's only copy of its manifest (no manifests/<digest>)
         self.manifest_objects = objects.config.version < COMPACTED_FROM
         #: version 5 on a local disk: a sealed run keeps its seal only (see runs/compact.py)
-        self.compacts = not self.manifest_objects and self.backend.compact_sealed_runs
+        self.compacts = not self.manifest_objects and self.backend.local
         self._bases: dict[tuple[str, int], tuple[RunState, int]] = {}  # sealed generations: immutable
         self._experiments_seen: set[str] = set()  # experiments are never removed: asked once
         self._active_seen: dict[str, float] = {}  # experiment -> when it was last seen active
