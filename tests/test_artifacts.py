@@ -353,7 +353,10 @@ def test_directory_markers_stay_out_of_the_seal(tracking: str) -> None:
     store = get_store()
     rid = run.info.run_id
     markers = sorted(store.backend.list(layout.dirs_prefix(rid)))
-    assert markers == sorted(layout.dir_marker_key(rid, d) for d in ("model", "model/sub"))
+    if store.get_run(rid).artifacts["model/sub/weights.txt"].batch:
+        assert markers == []  # bound in a batch record, which checks paths against the batches below
+    else:
+        assert markers == sorted(layout.dir_marker_key(rid, d) for d in ("model", "model/sub"))
     seal = store.seal_record(rid)
     manifest = store.read_manifest(rid, seal["digest"])  # type: ignore[index]
     assert list(manifest["artifacts"]) == ["model/sub/weights.txt"]

@@ -221,10 +221,12 @@ def test_a_full_s3_service_says_what_stays_and_how_to_reclaim_it(s3_env: S3Targe
     """On S3 a failed log's objects cannot be removed at once without risking a concurrent
     writer's deduplication (docs/reliability.md): the error says they stay and what frees
     them; a log again, once there is room, sends only what is missing, and gc frees the rest."""
-    from casstore.runs import open_run_store
+    from casstore.objects import open_store
+    from casstore.runs import RunStore
 
     url = s3_env.fresh_url()
-    store = open_run_store(url, {"endpoint_url": s3_proxy.endpoint_url})
+    # loose chunks: what stays is counted per chunk (a pack that fails is one object, sent again whole)
+    store = RunStore(open_store(url, {"endpoint_url": s3_proxy.endpoint_url}, layout="loose"))
     h = store.create_run(store.get_or_create_experiment("full"))
     data = random.Random(4).randbytes(3 * MiB)
     s3_proxy.full_after = 1

@@ -196,6 +196,7 @@ def test_a_run_on_s3_costs_at_most_ten_requests_and_reading_it_three(
         c.log_metric(run_id, m.key, m.value)
     c.log_batch(run_id, tags=[RunTag("t2", "b"), RunTag("t3", "c")])
     c.set_terminated(run_id)
+    index.flush_pending()  # the run's summary, published within a second of its end, is part of its cost
     assert s3_proxy.count() <= 10, dict(s3_proxy.requests)
     s3_proxy.reset_counts()
     run = c.store.get_run(run_id)

@@ -53,13 +53,26 @@ def write(path: Path, data: bytes | str) -> Path:
 
 def corrupt_artifact(store: object, run_id: str, path: str, at: int = 0) -> None:
     """Flip one byte of a run's artifact where its content is stored: in its binding record
-    for an inline artifact (the record stays valid msgpack), else in its first chunk (a chunk
+    (or the batch record that bound it) for an inline artifact (the record stays valid
+    msgpack), else in its first chunk (a chunk
     object, or its bytes in a pack)."""
     from casstore.objects.codec import pack, unpack
     from casstore.runs import layout
 
     entry = store.get_run(run_id).artifacts[path]  # type: ignore[attr-defined]
     root = Path(store.backend.root)  # type: ignore[attr-defined]
+    if entry.inline and entry.batch:  # held in the batch record that bound it
+        from casstore.runs.batches import batch_key
+
+        target = root / batch_key(run_id, entry.batch)
+        rec = unpack(target.read_bytes())
+        for a in rec["artifacts"]:
+            if a[0] == path:
+                data = bytearray(a[5])
+                data[at] ^= 0x01
+                a[5] = bytes(data)
+        target.write_bytes(pack(rec))
+        return
     if entry.inline:
         target = root / layout.artifact_key(run_id, path)
         rec = unpack(target.read_bytes())

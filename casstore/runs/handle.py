@@ -467,7 +467,11 @@ class RunHandle:
         except BaseException:
             self._claims.release(new)
             raise
-        entry = self._bind_entry(path, stored, inline)
+        try:
+            entry = self._bind_entry(path, stored, inline)
+        except ArtifactPathConflictError:
+            self._claims.release(new)  # refused with nothing written (a run binding in its batches)
+            raise
         self._list_bound([(layout.artifact_key(self.run_id, path), entry.digest)])
         self._check_in_seal("artifacts", [path])
         return entry
@@ -582,6 +586,10 @@ class RunHandle:
                 errors.extend(batch_errors)
             else:
                 bound = list(pool.map(bind, range(n))) if pool else [bind(i) for i in range(n)]
+        except ArtifactPathConflictError:
+            # a run binding in its batches refuses the batch whole: nothing of it was written
+            self._claims.release(new if self._batch_bindings else [p for p in new if p not in binding])
+            raise
         except BaseException:
             self._claims.release(p for p in new if p not in binding)
             raise
@@ -818,8 +826,9 @@ class RunHandle:
                     if a[0] in folded.artifacts:
                         continue
                     clash = path_conflict(a[0], files, dirs)
-                    if clash is not None:
-                        raise ArtifactPathConflictError(self.run_id, a[0], clash)
+                    if clash is not None:  # a bound file it would lie under, or itself a directory: a file in it
+                        held = clash if clash in files else next((f for f in files if f.startswith(clash + "/")), clash)
+                        raise ArtifactPathConflictError(self.run_id, a[0], held)
                     arts.append(a)
                     files[a[0]] = a
                     dirs.update(parents(a[0]))
