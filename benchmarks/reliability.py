@@ -303,7 +303,7 @@ def gc_trials(work: Path) -> list[tuple[str, str, int, int, int]]:
         "digest changed": lambda d: _change_digest(d),
         "byte flipped": lambda d: d[:7] + bytes([d[7] ^ 0x10]) + d[8:],
     }
-    for what in ("recipe", "artifact record", "model reference", "batch record", "last batch record", "manifest",
+    for what in ("recipe", "artifact record", "model reference", "batch record", "last batch record", "seal",
                  "model entry", "registry version", "registry model"):
         for how, damage in damages.items():
             root = work / f"gc-{what}-{how}".replace(" ", "_")
@@ -331,7 +331,7 @@ def gc_trials(work: Path) -> list[tuple[str, str, int, int, int]]:
                 "batch record": batch_key(open_, 1),
                 "last batch record": batch_key(open_, max(
                     n for k in store.backend.list(batches_prefix(open_)) if (n := batch_number(k)) is not None)),
-                "manifest": layout.manifest_key(sealed, str(store.seal_record(sealed)["digest"])),  # type: ignore[index]
+                "seal": layout.seal_key(sealed),  # it holds the run's manifest
                 "model entry": lay.model_key(store.get_run(sealed).models["model"].digest),
                 "registry version": f"registry/{layout.name_key('fraud')}/versions/{1:010d}",
                 "registry model": f"registry/{layout.name_key('fraud')}/model",
