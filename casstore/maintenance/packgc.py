@@ -55,7 +55,9 @@ class PackPlan:
 def load_packs(backend: Backend, layout: ContentLayout) -> PackIndex:
     """The merged index of the store's packs (every index read, and the header of each pack
     none lists). It may know packs written after the store was listed: gc plans only for
-    the packs of its listing, and keeps every pack it did not list."""
+    the packs of its listing, and keeps every pack it did not list. A pack an index still
+    lists but the store no longer holds (a gc killed before it replaced that index) is
+    forgotten, so it never counts as another home of a live chunk."""
     index = PackIndex(backend, layout)
     index.load()
     return index
