@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from casstore.backend.base import Backend
 from casstore.exceptions import CasstoreError, ObjectNotFoundError
 from casstore.objects.digest import hash_bytes
-from casstore.objects.layout import ContentLayout
+from casstore.objects.layout import PACKS, ContentLayout
 from casstore.objects.packs import INDEX_PREFIX, Location, PackIndex, PackWriter, coalesce, encode_index, read_pack_header
 
 __all__ = ["REPACK_BELOW", "PackPlan", "load_packs", "plan_packs", "repack", "sweep_packs", "rewrite_indexes"]
@@ -60,6 +60,9 @@ def load_packs(backend: Backend, layout: ContentLayout) -> PackIndex:
     forgotten, so it never counts as another home of a live chunk."""
     index = PackIndex(backend, layout)
     index.load()
+    stored = {parsed[1] for k in backend.list(PACKS + "/") if (parsed := layout.parse(k)) is not None and parsed[0] == PACKS}
+    for p in sorted(set(index.packs) - stored):
+        index.forget_pack(p)
     return index
 
 
