@@ -528,6 +528,105 @@ def test_gc_deletes_a_repacked_pack_and_readers_find_its_chunks_in_the_new_one(t
     assert report.ok, [p.to_dict() for p in report.problems]
 
 
+def test_a_verifier_opened_before_gc_repacked_finds_the_live_chunks_in_their_new_pack(tmp_path: Path) -> None:
+    """A long-lived store object (a session, the UI) verifies a run after gc moved its
+    chunks out of a pack and deleted the pack: the chunks are found where they are now,
+    not reported missing."""
+    from casstore.maintenance.gc import collect_garbage
+    from casstore.maintenance.verify import verify_store
+
+    a, b, c = _logged(tmp_path, ["a.bin", "b.bin", "c.bin"], 40)
+    store = RunStore(open_store(tmp_path / "store", layout="packs", stat_cache=False))
+    exp = store.get_or_create_experiment("gc")
+    first = store.create_run(exp)
+    entries = first.log_files([(p.name, str(p)) for p in (a, b, c)])
+    first.end()
+    keeper = store.create_run(exp)
+    keeper.bind_artifact("a.bin", entries[0].digest, entries[0].size)
+    keeper.end()
+    verifier = RunStore(open_store(tmp_path / "store", stat_cache=False))
+    assert verify_store(verifier, [keeper.run_id]).ok  # its index read now
+    store.delete_run(first.run_id, "test")
+    (old_pack,) = _keys(store.objects, "packs/")
+    assert collect_garbage(store.backend, grace=0, slack=0).repacked == 1
+    time.sleep(0.01)
+    assert collect_garbage(store.backend, grace=0, slack=0).packs_deleted == 1
+    assert old_pack not in _keys(store.objects, "packs/")
+    for report in (verify_store(verifier, [keeper.run_id]), verify_store(verifier)):
+        assert report.ok, [p.to_dict() for p in report.problems]
+        assert report.checked["chunks"] >= 1
+
+
+def test_a_verifier_that_described_an_unindexed_pack_forgets_it_once_gc_deleted_it(tmp_path: Path) -> None:
+    """A pack no index lists (a writer killed before its index) is read from its header;
+    once gc has deleted it, a verifier that described it does not report its chunks as
+    missing."""
+    from casstore.maintenance.gc import collect_garbage
+    from casstore.maintenance.verify import verify_store
+    from casstore.objects.digest import hash_bytes
+    from casstore.objects.packs import encode_pack
+
+    store = RunStore(open_store(tmp_path / "store", layout="packs", stat_cache=False))
+    run = store.create_run(store.get_or_create_experiment("gc"))
+    run.log_bytes("kept.bin", _bytes(50_000, 41))
+    run.end()
+    orphan = _bytes(30_000, 42)
+    data, _ = encode_pack([(hash_bytes(orphan), orphan)])
+    pack = hash_bytes(data)
+    store.backend.put_blob(store.objects.layout.pack_key(pack), data)
+    verifier = RunStore(open_store(tmp_path / "store", stat_cache=False))
+    first = verify_store(verifier)  # describes the pack by its header
+    assert first.ok and first.checked["chunks"] == 2
+    collect_garbage(store.backend, grace=0, slack=0)
+    time.sleep(0.01)
+    assert collect_garbage(store.backend, grace=0, slack=0).packs_deleted == 1
+    report = verify_store(verifier)
+    assert report.ok, [p.to_dict() for p in report.problems]
+    assert report.checked["chunks"] == 1
+    # its index no longer names the deleted pack as a home of the chunk
+    assert verifier.objects.packs is not None and pack not in verifier.objects.packs.packs
+
+
+def test_gc_does_not_count_a_deleted_pack_that_an_index_still_lists_as_another_home(tmp_path: Path) -> None:
+    """A gc killed between deleting packs and replacing the indexes that list them leaves an
+    index naming a pack that is gone. The next gc must not take that pack as another home of
+    a live chunk and delete the chunk's last pack."""
+    from casstore.maintenance.gc import collect_garbage
+    from casstore.maintenance.verify import verify_store
+    from casstore.objects.digest import hash_bytes
+    from casstore.objects.packs import encode_index, encode_pack
+
+    store = RunStore(open_store(tmp_path / "store", layout="packs", stat_cache=False))
+    objects, exp = store.objects, store.get_or_create_experiment("gc")
+    x, y = _bytes(20_000, 50), _bytes(30_000, 51)  # one chunk each
+    first = store.create_run(exp)
+    entry = first.log_bytes("x.bin", x)  # x's chunk in a pack of its own, indexed
+    first.end()
+    (lingering,) = _keys(objects, "packs/")
+    # a second pack holding x's chunk (and another), with its own index
+    data, entries = encode_pack([(entry.digest, x), (hash_bytes(y), y)])
+    second = hash_bytes(data)
+    objects.backend.put_blob(objects.layout.pack_key(second), data)
+    index = encode_index([(second, len(data), entries)])
+    objects.backend.put_blob(INDEX_PREFIX + hash_bytes(index), index)
+    store.delete_run(first.run_id, "test")
+    time.sleep(0.01)
+    assert collect_garbage(objects.backend, grace=0, slack=0).marked.get("packs") == 2  # both dead
+    old = objects.backend.info(objects.layout.pack_key(second)).mtime
+    # a writer that freshened the second pack before that mark publishes a run of x after it
+    keeper = store.create_run(exp)
+    keeper.bind_artifact("x.bin", entry.digest, entry.size)
+    keeper.end()
+    os.utime(_raw_path(objects, objects.layout.pack_key(second)), (old, old))
+    # the killed gc: the first pack deleted, the index that lists it not replaced
+    _raw_path(objects, lingering).unlink()
+    time.sleep(0.01)
+    r = collect_garbage(objects.backend, grace=0, slack=0)
+    assert objects.layout.pack_key(second) in _keys(objects, "packs/"), r.to_dict()
+    report = verify_store(RunStore(open_store(tmp_path / "store", stat_cache=False)), [keeper.run_id])
+    assert report.ok, [p.to_dict() for p in report.problems]
+
+
 # ---- converting a store of loose chunks ---------------------------------------------------------------
 
 _CONVERT = textwrap.dedent(

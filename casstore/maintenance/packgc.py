@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from casstore.backend.base import Backend
 from casstore.exceptions import CasstoreError, ObjectNotFoundError
 from casstore.objects.digest import hash_bytes
-from casstore.objects.layout import ContentLayout
+from casstore.objects.layout import PACKS, ContentLayout
 from casstore.objects.packs import INDEX_PREFIX, Location, PackIndex, PackWriter, coalesce, encode_index, read_pack_header
 
 __all__ = ["REPACK_BELOW", "PackPlan", "load_packs", "plan_packs", "repack", "sweep_packs", "rewrite_indexes"]
@@ -55,9 +55,14 @@ class PackPlan:
 def load_packs(backend: Backend, layout: ContentLayout) -> PackIndex:
     """The merged index of the store's packs (every index read, and the header of each pack
     none lists). It may know packs written after the store was listed: gc plans only for
-    the packs of its listing, and keeps every pack it did not list."""
+    the packs of its listing, and keeps every pack it did not list. A pack an index still
+    lists but the store no longer holds (a gc killed before it replaced that index) is
+    forgotten, so it never counts as another home of a live chunk."""
     index = PackIndex(backend, layout)
     index.load()
+    stored = {parsed[1] for k in backend.list(PACKS + "/") if (parsed := layout.parse(k)) is not None and parsed[0] == PACKS}
+    for p in sorted(set(index.packs) - stored):
+        index.forget_pack(p)
     return index
 
 

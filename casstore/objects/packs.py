@@ -497,8 +497,15 @@ class PackIndex:
             self.describe_unindexed()
 
     def describe_unindexed(self) -> list[str]:
-        """Read the header of each stored pack that no loaded index lists; return them."""
+        """Read the header of each stored pack that no loaded index lists; return them.
+        A pack held from its header (or written here) before the listing that the listing
+        does not show was removed by gc since: it is forgotten, so its chunks are not
+        looked for there."""
+        with self._lock:
+            held = set(self._extra_sizes)
         stored = {d: k for k in self.backend.list(PACKS + "/") if (d := _parsed(self.layout, k)) is not None}
+        for p in sorted(held - stored.keys()):
+            self.forget_pack(p)
         known = self.packs
         unindexed = [k for d, k in stored.items() if d not in known]
         for key in unindexed:

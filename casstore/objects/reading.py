@@ -74,13 +74,21 @@ class ObjectReader:
         """Where the chunk is (its key, or its pack and byte range) and its bytes as stored,
         *not* verified: for a checker that hashes them itself. :class:`ObjectNotFoundError`
         if the store has no such chunk."""
-        loc = self._locate(digest, reload=True)
-        if loc is None:
-            key = self.layout.chunk_key(digest)
-            return key, self.backend.get(key)
-        key = self.layout.pack_key(loc.pack)
-        return f"{key} (bytes {loc.offset} to {loc.offset + loc.length})", self.backend.get_range(
-            key, loc.offset, loc.offset + loc.length)
+        for _ in range(3):
+            loc = self._locate(digest, reload=True)
+            if loc is None or self.packs is None:
+                break
+            key = self.layout.pack_key(loc.pack)
+            try:
+                return f"{key} (bytes {loc.offset} to {loc.offset + loc.length})", self.backend.get_range(
+                    key, loc.offset, loc.offset + loc.length)
+            except ObjectNotFoundError:
+                # the pack was removed by gc since the index was read (repacked, or garbage):
+                # drop it, read the indexes again and look the chunk up anew, as a reader does
+                self.packs.forget_pack(loc.pack)
+                self.packs.load()
+        key = self.layout.chunk_key(digest)
+        return key, self.backend.get(key)
 
     def _has_chunk(self, digest: str) -> bool:
         """Whether the store holds the chunk: in a pack, or as a loose object."""
