@@ -586,12 +586,10 @@ class RunHandle:
                 errors.extend(batch_errors)
             else:
                 bound = list(pool.map(bind, range(n))) if pool else [bind(i) for i in range(n)]
-        except ArtifactPathConflictError:
-            # a run binding in its batches refuses the batch whole: nothing of it was written
-            self._claims.release(new if self._batch_bindings else [p for p in new if p not in binding])
-            raise
-        except BaseException:
-            self._claims.release(p for p in new if p not in binding)
+        except BaseException as e:
+            # a run binding in its batches refuses a conflicting batch whole: nothing of it was written
+            whole = self._batch_bindings and isinstance(e, ArtifactPathConflictError)
+            self._claims.release(new if whole else [p for p in new if p not in binding])
             raise
         finally:
             if pool:
