@@ -392,16 +392,24 @@ def test_workers_are_processes_that_share_the_port_and_stop_together(models: Mod
             time.sleep(0.1)
         assert len(workers) == 2
         # two requests that each sleep 2.5 s are answered side by side by the two processes:
-        # one after the other would take at least 5 s
-        results: list[Any] = []
-        threads = [threading.Thread(target=lambda: results.append(post(server.port, {"inputs": [[2.5]]}))) for _ in range(2)]
-        started = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        assert [r.status for r in results] == [200, 200]
-        assert time.monotonic() - started < 4.5
+        # one after the other would take at least 5 s. A second process that exists may still
+        # be loading the model, so the pair is tried up to three times; a server that answers
+        # one request at a time fails every try.
+        took = []
+        for _ in range(3):
+            results: list[Any] = []
+            threads = [threading.Thread(target=lambda: results.append(post(server.port, {"inputs": [[2.5]]})))
+                       for _ in range(2)]
+            started = time.monotonic()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert [r.status for r in results] == [200, 200]
+            took.append(time.monotonic() - started)
+            if took[-1] < 4.5:
+                break
+        assert min(took) < 4.5, took
         # a worker that dies is replaced
         workers[0].kill()
 
