@@ -197,9 +197,11 @@ FILTERS = [
     "attributes.status = 'FINISHED'", "attributes.status IN ('KILLED', 'RUNNING')", "attributes.run_name NOT IN ('r1')",
     "attributes.start_time >= 1005", "attributes.end_time > 0", "tags.note LIKE '%_x%'", "params.i = '3'",
     "attributes.run_name LIKE 'r1%'", "attributes.digest != 'x'", "attributes.user_id = ''",
+    "attributes.duration > 0",
 ]
 ORDERS = [[], ["metrics.acc DESC"], ["metrics.loss ASC", "params.i DESC"], ["params.solver", "attributes.start_time ASC"],
-          ["tags.note DESC"], ["attributes.end_time DESC"], ["attributes.run_name"]]
+          ["tags.note DESC"], ["attributes.end_time DESC"], ["attributes.run_name"],
+          ["attributes.duration ASC"]]
 
 
 def test_filters_and_ordering_agree_with_the_reference_evaluator(tmp_path: Path) -> None:

@@ -78,6 +78,11 @@ def test_order_by_parsing() -> None:
     ]
     with pytest.raises(InvalidInputError, match="ASC|DESC"):
         parse_order_by(["metrics.a DESC extra"])
+    # a bad order names itself as the order, not as a filter
+    for bad, why in [("bogus", "unknown attribute 'bogus'"), ("nonsense.x", "unknown entity"), ("metrics.a ~", "unexpected")]:
+        with pytest.raises(InvalidInputError) as e:
+            parse_order_by([bad])
+        assert str(e.value).startswith(f"invalid order_by {bad!r}: ") and why in str(e.value)
 
 
 def _getter(run: dict[str, Any]) -> Any:

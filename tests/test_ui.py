@@ -7,6 +7,7 @@ import io
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,7 +178,7 @@ def test_a_malformed_filter_shows_the_parser_message_inline(client: TestClient, 
     assert "invalid search filter &#39;metrics.acc &gt;&gt; 1&#39;" in r.text
     assert 'value="metrics.acc &gt;&gt; 1"' in r.text  # kept in the box to correct
     r = client.get(f"/experiments/{ui_store.experiment_id}", params={"order": "nonsense.x DESC"})
-    assert "unknown entity" in r.text
+    assert "invalid order_by &#39;nonsense.x DESC&#39;: unknown entity" in r.text
 
 
 def test_deleted_runs_are_hidden_unless_asked(client: TestClient, ui_store: UIStore) -> None:
@@ -193,6 +194,26 @@ def test_filter_and_sort_follow_mlflow_search(client: TestClient, ui_store: UISt
     names = re.findall(r'<td data-col="run_name" class=""><a href="[^"]+">([^<]+)</a>', r.text)
     assert names == ["run-1", "run-0"]
     assert "2 runs match" in r.text
+
+
+def test_the_runs_table_sorts_by_duration(tmp_path: Path) -> None:
+    store = open_run_store(str(tmp_path / "s"))
+    exp = store.get_or_create_experiment("timed")
+    now = int(time.time() * 1000)
+    for name, started in (("long", now - 60_000), ("short", now - 1_000), ("running", now - 30_000)):
+        h = store.create_run(exp, run_name=name, start_time=started)
+        if name != "running":
+            h.end()
+    with TestClient(create_app(store)) as c:
+        page = c.get(f"/experiments/{exp}").text
+        link = re.search(r'<a class="sort" href="([^"]+)" title="sort by attributes.duration">duration', page)
+        assert link, "the duration header is a sort link"
+        r = c.get(link.group(1).replace("&amp;", "&"))
+        names = re.findall(r'<td data-col="run_name" class=""><a href="[^"]+">([^<]+)</a>', r.text)
+        assert names == ["long", "short", "running"]  # longest first; a running run has no duration yet
+        r = c.get(f"/experiments/{exp}", params={"order": "attributes.duration ASC"})
+        assert re.findall(r'<td data-col="run_name" class=""><a href="[^"]+">([^<]+)</a>', r.text) == [
+            "short", "long", "running"]
 
 
 def test_keyset_paging_covers_every_run_once(tmp_path: Path) -> None:

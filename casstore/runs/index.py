@@ -671,6 +671,8 @@ class RunIndex:
 def _attr_expr(key: str) -> str:
     if key == "artifact_uri":
         return "'runs:/' || r.run_id"
+    if key == "duration":
+        return "(r.end_time - r.start_time)"
     return f"r.{key}"
 
 

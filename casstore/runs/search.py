@@ -56,6 +56,7 @@ RUN_ATTRIBUTES: Mapping[str, str] = {
     "digest": "str",
     "start_time": "num",
     "end_time": "num",
+    "duration": "num",  # end_time - start_time in ms; none while the run is running
 }
 EXPERIMENT_ATTRIBUTES: Mapping[str, str] = {
     "name": "str",
@@ -133,17 +134,17 @@ def _quote(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _err(text: str, why: str) -> InvalidInputError:
-    return InvalidInputError(f"invalid search filter {text!r}: {why}")
+def _err(text: str, why: str, what: str = "search filter") -> InvalidInputError:
+    return InvalidInputError(f"invalid {what} {text!r}: {why}")
 
 
-def _tokenize(text: str) -> list[tuple[str, str]]:
+def _tokenize(text: str, what: str = "search filter") -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     pos = 0
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise _err(text, f"unexpected character {text[pos]!r} at position {pos}")
+            raise _err(text, f"unexpected character {text[pos]!r} at position {pos}", what)
         kind = m.lastgroup or ""
         if kind != "ws":
             out.append((kind, m.group()))
@@ -157,19 +158,20 @@ def _unquote(tok: str) -> str:
     return body.replace(q + q, q) if q in "'\"" else body
 
 
-def _identifier(text: str, toks: list[tuple[str, str]], i: int, attributes: Mapping[str, str]) -> tuple[str, str, int]:
+def _identifier(text: str, toks: list[tuple[str, str]], i: int, attributes: Mapping[str, str],
+                what: str = "search filter") -> tuple[str, str, int]:
     """Parse ``entity.key`` at ``toks[i]``; return entity, key and the next index."""
     if i >= len(toks):
-        raise _err(text, "expected an identifier such as metrics.accuracy at the end")
+        raise _err(text, "expected an identifier such as metrics.accuracy at the end", what)
     kind, tok = toks[i]
     if kind == "word" and "." in tok:
         head, key = tok.split(".", 1)
         if head.lower() not in _ENTITIES:
-            raise _err(text, f"unknown entity {head!r} in {tok!r}; use metrics., params., tags. or attributes.")
+            raise _err(text, f"unknown entity {head!r} in {tok!r}; use metrics., params., tags. or attributes.", what)
         entity = _ENTITIES[head.lower()]
         if key == "":  # quoted key follows: metrics.`my key` / metrics."my key"
             if i + 1 >= len(toks) or toks[i + 1][0] not in ("btick", "str"):
-                raise _err(text, f"{tok!r} needs a key after the dot")
+                raise _err(text, f"{tok!r} needs a key after the dot", what)
             key = _unquote(toks[i + 1][1])
             i += 1
         i += 1
@@ -177,13 +179,13 @@ def _identifier(text: str, toks: list[tuple[str, str]], i: int, attributes: Mapp
         entity, key = "attributes", _unquote(tok) if kind != "word" else tok
         i += 1
     else:
-        raise _err(text, f"expected an identifier such as metrics.accuracy, got {tok!r}")
+        raise _err(text, f"expected an identifier such as metrics.accuracy, got {tok!r}", what)
     if not key:
-        raise _err(text, "an identifier has an empty key")
+        raise _err(text, "an identifier has an empty key", what)
     if entity == "attributes":
         key = _ATTR_ALIASES.get(key, key)
         if key not in attributes:
-            raise _err(text, f"unknown attribute {key!r}; valid attributes: {sorted(attributes)}")
+            raise _err(text, f"unknown attribute {key!r}; valid attributes: {sorted(attributes)}", what)
     return entity, key, i
 
 
@@ -330,8 +332,8 @@ def parse_order_by(
     for item in order_by:
         if not isinstance(item, str):
             raise InvalidInputError(f"order_by items must be strings, got {item!r}")
-        toks = _tokenize(item)
-        entity, key, i = _identifier(item, toks, 0, attributes)
+        toks = _tokenize(item, "order_by")
+        entity, key, i = _identifier(item, toks, 0, attributes, "order_by")
         ascending = True
         if i < len(toks) and toks[i][0] == "word" and toks[i][1].upper() in ("ASC", "DESC"):
             ascending = toks[i][1].upper() == "ASC"

@@ -927,6 +927,8 @@ def run_value(view: RunView, entity: str, key: str) -> Any:
         return view.tags.get("mlflow.user", "")
     if key == "artifact_uri":
         return view.artifact_uri
+    if key == "duration":
+        return view.end_time - view.start_time if view.end_time and view.start_time else None
     return getattr(view, key, None)
 
 
