@@ -379,6 +379,17 @@ def test_client_mirrors_mlflow_client(tracking: str) -> None:
     assert "client-exp" in [e.name for e in c.search_experiments()]
 
 
+def test_set_terminated_keeps_the_end_time_it_is_given(tracking: str) -> None:
+    c = casstore.Client()
+    run = c.create_run("0", start_time=1_000)
+    with pytest.raises(InvalidInputError, match="end_time='soon'"):
+        c.set_terminated(run.info.run_id, end_time="soon")  # type: ignore[arg-type]
+    c.set_terminated(run.info.run_id, "KILLED", end_time=61_000)
+    info = c.get_run(run.info.run_id).info
+    assert (info.status, info.start_time, info.end_time) == ("KILLED", 1_000, 61_000)
+    assert [r.info.run_id for r in c.search_runs(["0"], "attributes.duration = 60000")] == [run.info.run_id]
+
+
 def test_client_on_another_store(tracking: str, tmp_path: Path) -> None:
     c = casstore.Client(tmp_path / "elsewhere")
     run = c.create_run("0")

@@ -1041,19 +1041,23 @@ class RunHandle:
 
     # ---- the seal ----------------------------------------------------------------
 
-    def end(self, status: str = "FINISHED") -> str:
-        """Seal the run with ``status``; return the run digest.
+    def end(self, status: str = "FINISHED", end_time: int | None = None) -> str:
+        """Seal the run with ``status``; return the run digest. ``end_time`` (ms since the
+        epoch) defaults to now.
 
         Idempotent: if the run is already sealed (by this or another writer), its existing
         digest is returned. The first seal wins.
         """
         if status not in RUN_STATUSES:
             raise InvalidInputError(f"cannot end run {self.run_id} with status {status!r}: use one of {RUN_STATUSES}")
+        if end_time is not None and (isinstance(end_time, bool) or not isinstance(end_time, int) or end_time < 0):
+            raise InvalidInputError(f"cannot end run {self.run_id} at end_time={end_time!r}: give milliseconds since "
+                                    "the epoch as a non-negative int, or nothing for now")
         if self._digest is not None:
             return self._digest
         if self._batched:  # this handle's points go in the closing batch
             self.store._flush_local(self.run_id, but=self)
-            return self._end_batched(status)
+            return self._end_batched(status, end_time)
         try:
             self.flush_metrics()
         except RunStateError:
@@ -1068,7 +1072,7 @@ class RunHandle:
             with self._known_lock:
                 known = dict(self._known)
             state = read_live_state(self._backend, self.run_id, known, wal=self.store.wal)
-            end_time = now_ms()
+            end_time = now_ms() if end_time is None else end_time
             data = pack(self._manifest(state, status, end_time))
             digest = hash_bytes(data)
             self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
@@ -1101,7 +1105,7 @@ class RunHandle:
             manifest.update(generation=self.generation, previous=str(previous["digest"]))
         return manifest
 
-    def _end_batched(self, status: str) -> str:
+    def _end_batched(self, status: str, at: int | None) -> str:
         """Version 4: list the run once, append the closing batch of this generation (with
         the points still buffered) numbered after every batch, then create the seal, which
         holds the manifest of what the batches up to the close and the run's other records
@@ -1130,7 +1134,7 @@ class RunHandle:
                 with self._known_lock:
                     known = dict(self._known)
                 if close is None:
-                    end_time = now_ms()
+                    end_time = now_ms() if at is None else at
                     close, data = Batch(self._next_number(folded), points=points,
                                         close={"status": status, "end_time": end_time}, time=end_time,
                                         g=self.generation, wal=self._logged(seqs)).stored()

@@ -184,7 +184,7 @@ class TrackingClient:
             if self.store.seal_record(run_id) is not None:
                 return  # already sealed: ending again is a no-op (resume it first to log more)
             h = self.store.open_run(run_id)
-        h.end(status)
+        h.end(status, end_time)
         uri.forget_handle(self.store, run_id)
 
     def get_run_seals(self, run_id: str) -> list[dict[str, Any]]:
