@@ -15,8 +15,12 @@ medians are printed with the ratio casstore / MLflow:
    casstore's store grows by < 5% of the file (MLflow's by 100%).
 3. 10,000 ``log_metric`` calls (``--quick``: 1,000), then ``end_run``.
    Goal: no slower than MLflow.
+4. 1,500 ``log_param`` calls into one run (``--quick``: 300), each a batch record. A
+   logging call folds only the batches it has not folded yet; shown beside the same
+   calls refolding every batch of the run each time, which is what the incremental
+   fold must beat to be kept.
 
-    python benchmarks/bench_tracking.py [--quick] [--repeat 3] [--only artifacts,relog,metrics]
+    python benchmarks/bench_tracking.py [--quick] [--repeat 3] [--only artifacts,relog,metrics,params]
 """
 
 from __future__ import annotations
@@ -76,6 +80,13 @@ class Casstore(Side):
 
     def store_size(self) -> int:
         return dir_size(self.root / "store")
+
+
+def Refolding(root: Path) -> Casstore:
+    """casstore made to refold every batch of the run on each logging call."""
+    side = Casstore(root)
+    side.name = "casstore (refold each call)"
+    return side
 
 
 def Packed(root: Path) -> Casstore:
@@ -182,6 +193,28 @@ def bench_metrics(work: Path, n: int, repeat: int) -> list[dict[str, Any]]:
     return alternate(work, repeat, [Casstore, Mlflow], measure)
 
 
+def bench_params(work: Path, n: int, repeat: int) -> list[dict[str, Any]]:
+    from casstore.runs.handle import RunHandle
+
+    incremental = RunHandle._sync_batches
+
+    def refolding(self: RunHandle, keys: Any) -> Any:
+        self._folded = None  # forget the fold: every batch listed is folded again
+        return incremental(self, keys)
+
+    def measure(side: Side) -> dict[str, float]:
+        m = side.m
+        m.start_run()
+        RunHandle._sync_batches = refolding if side.name.endswith("(refold each call)") else incremental  # type: ignore[method-assign]
+        try:
+            t_log = timed(lambda: [m.log_param(f"p{i}", i) for i in range(n)])
+        finally:
+            RunHandle._sync_batches = incremental  # type: ignore[method-assign]
+        return {"log": t_log, "end": timed(m.end_run)}
+
+    return alternate(work, repeat, [Casstore, Refolding, Mlflow], measure)
+
+
 def ratio(rows: list[dict[str, Any]], tool: str, field: str, base: str = "mlflow") -> float:
     by = {r["tool"]: r for r in rows}
     return float(by[tool][field] / by[base][field])
@@ -191,13 +224,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes (CI)")
     ap.add_argument("--repeat", type=int, default=None, help="repetitions per measurement (default 3, quick 1)")
-    ap.add_argument("--only", default="artifacts,relog,metrics")
+    ap.add_argument("--only", default="artifacts,relog,metrics,params")
     ap.add_argument("--workdir", default=None, help="where to create the stores (default: a temp dir)")
     args = ap.parse_args()
     repeat = args.repeat or (1 if args.quick else 3)
     files = 1000 if args.quick else 10_000
     size = (32 if args.quick else 256) << 20
     points = 1000 if args.quick else 10_000
+    params = 300 if args.quick else 1500
     quiet_mlflow()
     only = set(args.only.split(","))
     with scratch("bench-tracking-", args.workdir) as work:
@@ -234,6 +268,14 @@ def main() -> None:
                 print(f"   {r['tool']:<24} log_metric x{points} {r['log']:7.3f} s   end_run {r['end']:6.3f} s")
             r = ratio(rows, 'casstore', 'log')
             print(f"   ratio casstore/mlflow: {r:.4f}x for the calls (goal <= 1x: {verdict(r <= 1)})")
+        if "params" in only:
+            rows = bench_params(work, params, repeat)
+            print(f"\n4. {params:,} log_param calls into one run, then end_run")
+            for r in rows:
+                print(f"   {r['tool']:<28} log_param x{params} {r['log']:7.3f} s   end_run {r['end']:6.3f} s")
+            gain = ratio(rows, 'casstore (refold each call)', 'log', 'casstore')
+            print(f"   ratio casstore/mlflow: {ratio(rows, 'casstore', 'log'):.2f}x; the incremental fold is "
+                  f"{gain:.2f}x faster than refolding each call (kept only while > 1x: {verdict(gain > 1)})")
 
 
 def verdict(met: bool) -> str:
