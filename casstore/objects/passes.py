@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, Any, NamedTuple, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from casstore.backend.base import Backend
 from casstore.objects import mapped as mapped_mod
@@ -35,9 +35,11 @@ from casstore.objects.digest import hash_bytes, new_hasher
 from casstore.objects.layout import ContentLayout
 from casstore.objects.localfiles import changed
 from casstore.objects.mapped import FileLease
-from casstore.objects.packs import PackWriter
 from casstore.objects.reading import Progress
 from casstore.objects.recipes import Recipe
+
+if TYPE_CHECKING:
+    from casstore.objects.packs import PackWriter
 
 __all__ = ["StoringPasses", "Stored", "READ_BLOCK"]
 
