@@ -343,6 +343,28 @@ class LocalBackend(Backend):
         except OSError as e:
             raise self._wrap(key, e) from e
 
+    @contextlib.contextmanager
+    def mapped(self, key: str) -> Iterator[bytes | memoryview]:
+        # docstring inherited. Objects are published by rename and never written in place,
+        # so a map holds the bytes of the file as it was opened (a later replacement or gc's
+        # unlink does not touch them); only a file truncated in place by another program
+        # while it is mapped would fault the reader (SIGBUS).
+        with self._reading(validate_key(key)) as f:
+            size = os.fstat(f.fileno()).st_size
+            try:
+                m = mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) if size else None
+            except OSError:  # a file system that cannot map files
+                m = None
+            data = f.read() if m is None and size else b""
+        if m is None:
+            yield data
+            return
+        try:
+            with memoryview(m) as view:
+                yield view
+        finally:
+            m.close()
+
     def _get(self, key: str, start: int | None, end: int | None) -> bytes:
         with self._reading(key) as f:
             if start is None:
