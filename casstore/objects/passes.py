@@ -468,6 +468,10 @@ class StoringPasses:
         span = max(_MAP_WINDOW, 2 * max_size)  # a window holds a whole chunk from any cut in its first half
         start = time.monotonic()
         pool = ThreadPoolExecutor(_HASHERS, thread_name_prefix="casstore-hash")
+        # a new chunk is written while the chunks after it are checked: the disk's time
+        # for it is not added to the pass (each holds its window's map until written)
+        writer = ThreadPoolExecutor(1, thread_name_prefix="casstore-write")
+        writes: list[Future[None]] = []
         whole = _HashBeside(digest)
         try:
             while pos < size:
@@ -512,7 +516,8 @@ class StoringPasses:
                     if pos + min(max_size, size - pos) > end:
                         continue  # the chunk to cut runs past this window
                     chunk = next(iter(self.chunker.cut_buffer(view[pos - base : min(pos + max_size, size) - base])))
-                    d = _name_and_add(sink, chunk)
+                    d = hash_bytes(chunk, parallel=False)
+                    writes.append(_in_context(writer, sink.add, d, chunk))
                     out.append((d, len(chunk)))
                     pos += len(chunk)
                     if d in after:  # found in ``like`` again: go on from there
@@ -522,8 +527,10 @@ class StoringPasses:
                         nxt, misses = starts.get(pos + shift), misses + 1
                 if not lease.intact() or time.monotonic() - start > mapped_mod.SLOW:
                     return None
+            _wait_all(writes)
         finally:
             pool.shutdown(wait=True)  # no thread reads a map once this returns
+            writer.shutdown(wait=True)
             whole.close()
             view = None
             sink.close()
