@@ -364,3 +364,24 @@ def test_an_unfilled_buffer_has_the_size_asked_and_is_writable(n: int) -> None:
     assert buf.count(1) == n
     with pytest.raises(ValueError):
         unfilled(-1)
+
+
+def test_a_barrier_at_interpreter_exit_syncs_its_files_one_by_one(tmp_path: Path) -> None:
+    """At exit (a run left open is ended then) no new threads may be started: the barrier
+    makes its calls one after another instead of failing."""
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit, sys\n"
+        "from casstore.backend.local import LocalBackend\n"
+        "backend = LocalBackend(sys.argv[1])\n"
+        "def end():\n"
+        "    for i in range(5):\n"
+        "        backend.put_blob(f'chunks/{i:02x}/obj{i}', b'data')\n"
+        "    backend.flush()\n"
+        "    print('flushed', flush=True)\n"
+        "atexit.register(end)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "store")], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "flushed", out.stderr

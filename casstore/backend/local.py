@@ -46,7 +46,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from casstore._env import env_on
 from casstore.backend.base import Backend, ObjectInfo, nbytes, validate_key
@@ -589,12 +589,16 @@ class LocalBackend(Backend):
                     break
                 d = os.path.dirname(d)
         paths = [*pending, *sorted(dirs, key=len, reverse=True)]
-        if len(paths) == 1:
-            _fsync_path(paths[0])
-        else:
-            with ThreadPoolExecutor(min(_FSYNC_THREADS, len(paths)), thread_name_prefix="casstore-fsync") as pool:
-                for f in [pool.submit(_fsync_path, p) for p in paths]:
-                    f.result()  # every call is waited for (the pool's exit); the first error is raised
+        with ThreadPoolExecutor(min(_FSYNC_THREADS, len(paths)) or 1, thread_name_prefix="casstore-fsync") as pool:
+            together: list[Future[None]] = []
+            if len(paths) > 1:
+                with contextlib.suppress(RuntimeError):  # the interpreter is exiting (a run ended at exit): no new threads
+                    for p in paths:
+                        together.append(pool.submit(_fsync_path, p))
+            for p in paths[len(together):]:
+                _fsync_path(p)
+            for f in together:
+                f.result()  # every call is waited for (the pool's exit); the first error is raised
         with self._lock:
             self._new_dirs -= dirs
 
