@@ -11,10 +11,13 @@
    runs (``--quick``: 1,000), each with params, metrics and two artifacts (one shared by
    the runs of its experiment). Goal: each under 5 s on a local store.
 
+Beside them, the start-up of a new process: the bare interpreter, ``import casstore``,
+``casstore --help``, and ``import casstore`` with one name of the tracking API loaded.
+
 Stores are generated through the runs layer into ``--workdir`` (kept, and reused by
 later invocations with the same sizes). Medians of ``--repeat`` timings are printed.
 
-    python benchmarks/bench_cli.py [--quick] [--repeat 5] [--only verify,runs] [--workdir DIR]
+    python benchmarks/bench_cli.py [--quick] [--repeat 5] [--only startup,verify,runs] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -182,6 +185,30 @@ def bench_verify(work: Path, quick: bool, repeat: int) -> list[tuple[str, float,
     return rows
 
 
+# ---- start-up --------------------------------------------------------------------------------
+
+
+def bench_startup(repeat: int) -> list[tuple[str, float, str]]:
+    """What a command pays before it works: the interpreter alone, ``import casstore``
+    (its public names load on first use) and ``casstore --help`` (the command's own
+    modules), each a new process, taking turns."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def process(*argv: str) -> Callable[[], None]:
+        return lambda: subprocess.run([sys.executable, *argv], check=True, stdout=subprocess.DEVNULL, env=env)
+
+    med = interleaved({
+        "python": process("-c", "pass"),
+        "import casstore": process("-c", "import casstore"),
+        "casstore --help": process("-c", "from casstore.cli import main; main(['--help'])"),
+        "import casstore; casstore.start_run": process("-c", "import casstore; casstore.start_run"),
+    }, repeat)
+    bare = med.pop("python")
+    rows = [("a new python process (-c pass)", bare, "")]
+    rows += [(f"{name} (process)", secs, f"{secs - bare:.3f}s above the bare interpreter") for name, secs in med.items()]
+    return rows
+
+
 # ---- runs and du ----------------------------------------------------------------------------
 
 
@@ -242,13 +269,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes (256 MiB, 1,000 runs)")
     ap.add_argument("--repeat", type=int, default=5, help="timed repetitions (median printed)")
-    ap.add_argument("--only", default="verify,runs", help="comma-separated: verify, runs")
+    ap.add_argument("--only", default="startup,verify,runs", help="comma-separated: startup, verify, runs")
     ap.add_argument("--workdir", default=None, help="where to build (and keep) the benchmark stores")
     args = ap.parse_args()
     work = Path(args.workdir or os.path.join(tempfile.gettempdir(), "casstore-bench-cli"))
     work.mkdir(parents=True, exist_ok=True)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     rows: list[tuple[str, float, str]] = []
+    if "startup" in only:
+        rows += bench_startup(args.repeat)
     if "verify" in only:
         rows += bench_verify(work, args.quick, args.repeat)
     if "runs" in only:

@@ -2,82 +2,89 @@
 
 ``import casstore as mlflow`` gives MLflow's tracking API over a store where every
 artifact is named by its BLAKE3 digest, bound once, and verified on every read.
+
+The public names are loaded on first use (PEP 562): ``import casstore`` costs a few
+milliseconds, and ``casstore.start_run`` imports the tracking API when it is first
+asked for, so the ``casstore`` command and the layers below pay only for what they use.
 """
 
 from __future__ import annotations
 
+import typing
+
+from casstore import _lazy
+
 __version__ = "0.1.0"
 
-from casstore import exceptions
-from casstore.exceptions import MlflowException
-from casstore.runs import Experiment
-from casstore.tracking.client import Client, MlflowClient
-from casstore.tracking.entities import (
-    FileInfo,
-    Metric,
-    Param,
-    Run,
-    RunData,
-    RunInfo,
-    RunStatus,
-    RunTag,
-    ViewType,
-)
-from casstore.tracking.fluent import (
-    ActiveRun,
-    RunOperations,
-    active_run,
-    create_experiment,
-    delete_experiment,
-    delete_experiment_tag,
-    delete_run,
-    delete_tag,
-    end_run,
-    flush_artifact_async_logging,
-    flush_async_logging,
-    get_logged_model,
-    get_parent_run,
-    load_table,
-    log_input,
-    log_inputs,
-    log_table,
-    restore_experiment,
-    restore_run,
-    search_logged_models,
-    search_model_versions,
-    search_registered_models,
-    set_experiment_tag,
-    set_experiment_tags,
-    set_logged_model_tags,
-    get_artifact_uri,
-    get_experiment,
-    get_experiment_by_name,
-    get_metric_history,
-    get_run,
-    last_active_run,
-    list_artifacts,
-    log_artifact,
-    log_artifacts,
-    log_dict,
-    log_figure,
-    log_image,
-    log_metric,
-    log_metrics,
-    log_param,
-    log_params,
-    log_text,
-    search_experiments,
-    search_runs,
-    set_experiment,
-    set_model_version_tag,
-    set_tag,
-    set_tags,
-    start_run,
-)
-from casstore.tracking.uri import get_registry_uri, get_tracking_uri, is_tracking_uri_set, set_registry_uri, set_tracking_uri
-
-from casstore import artifacts, data, entities  # noqa: E402  (need the tracking API above)
-
+if typing.TYPE_CHECKING:  # what each public name is, for type checkers; loaded lazily at run time
+    from casstore import artifacts, data, entities, exceptions, models, pyfunc, sklearn
+    from casstore.exceptions import MlflowException
+    from casstore.registry.fluent import register_model
+    from casstore.runs import Experiment
+    from casstore.tracking.client import Client, MlflowClient
+    from casstore.tracking.entities import (
+        FileInfo,
+        Metric,
+        Param,
+        Run,
+        RunData,
+        RunInfo,
+        RunStatus,
+        RunTag,
+        ViewType,
+    )
+    from casstore.tracking.fluent import (
+        ActiveRun,
+        RunOperations,
+        active_run,
+        create_experiment,
+        delete_experiment,
+        delete_experiment_tag,
+        delete_run,
+        delete_tag,
+        end_run,
+        flush_artifact_async_logging,
+        flush_async_logging,
+        get_artifact_uri,
+        get_experiment,
+        get_experiment_by_name,
+        get_logged_model,
+        get_metric_history,
+        get_parent_run,
+        get_run,
+        last_active_run,
+        list_artifacts,
+        load_table,
+        log_artifact,
+        log_artifacts,
+        log_dict,
+        log_figure,
+        log_image,
+        log_input,
+        log_inputs,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        log_table,
+        log_text,
+        restore_experiment,
+        restore_run,
+        search_experiments,
+        search_logged_models,
+        search_model_versions,
+        search_registered_models,
+        search_runs,
+        set_experiment,
+        set_experiment_tag,
+        set_experiment_tags,
+        set_logged_model_tags,
+        set_model_version_tag,
+        set_tag,
+        set_tags,
+        start_run,
+    )
+    from casstore.tracking.uri import get_registry_uri, get_tracking_uri, is_tracking_uri_set, set_registry_uri, set_tracking_uri
 __all__ = [
     "__version__",
     # modules
@@ -153,13 +160,31 @@ __all__ = [
     "Client",
     "MlflowClient",
 ]
-
-# ---- models and registry (casstore.models, casstore.registry) --------------------------------
-from casstore import models, pyfunc, sklearn  # noqa: E402
-from casstore.registry.fluent import register_model  # noqa: E402
-
 __all__ += ["models", "pyfunc", "sklearn", "register_model", "search_registered_models", "search_model_versions", "set_model_version_tag",
             "get_logged_model", "search_logged_models", "set_logged_model_tags", "autolog"]
+
+# where each public name lives at run time: a submodule, or a module of the tracking API
+if not typing.TYPE_CHECKING:  # hidden from type checkers, so a misspelt name stays an error there
+    __getattr__ = _lazy.lazy_getattr(globals(), {
+        **dict.fromkeys((n for n in __all__ if n not in ("__version__", "autolog")), "casstore.tracking.fluent"),
+        **{name: f"casstore.{name}" for name in ("artifacts", "data", "entities", "exceptions", "models", "pyfunc", "sklearn")},
+        "MlflowException": "casstore.exceptions",
+        "register_model": "casstore.registry.fluent",
+        "Experiment": "casstore.runs",
+        **dict.fromkeys(("Client", "MlflowClient"), "casstore.tracking.client"),
+        **dict.fromkeys(
+            ("FileInfo", "Metric", "Param", "Run", "RunData", "RunInfo", "RunStatus", "RunTag", "ViewType"),
+            "casstore.tracking.entities",
+        ),
+        **dict.fromkeys(
+            ("get_registry_uri", "get_tracking_uri", "is_tracking_uri_set", "set_registry_uri", "set_tracking_uri"),
+            "casstore.tracking.uri",
+        ),
+    })
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def autolog(
@@ -180,9 +205,10 @@ def autolog(
 
     if (exclude_flavors and "sklearn" in exclude_flavors) or importlib.util.find_spec("sklearn") is None:
         return  # as MLflow: a library that is not installed is not autologged
-    sklearn.autolog(
+    from casstore import sklearn as flavor
+
+    flavor.autolog(
         log_input_examples=log_input_examples, log_model_signatures=log_model_signatures, log_models=log_models,
         log_datasets=log_datasets, disable=disable, exclusive=exclusive,
         disable_for_unsupported_versions=disable_for_unsupported_versions, silent=silent, extra_tags=extra_tags,
     )
-# ---- end of models and registry ----------------------------------------------------------------

@@ -259,6 +259,48 @@ def test_a_barrier_syncs_its_own_few_files_and_the_file_system_for_many(
     assert not synced and len(whole) <= 1
 
 
+def test_a_barrier_waits_for_every_fsync_it_makes_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fsync calls of a barrier are made together (one journal commit for all that
+    wait at once), and the barrier returns only once each has returned; one that fails
+    fails the barrier, and the next barrier syncs those files again."""
+    import threading
+    import time as time_mod
+
+    real_fsync = os.fsync
+    lock = threading.Lock()
+    running, most, done = [0], [0], []
+    fail = [True]
+
+    def slow_fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time_mod.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        if fail[0] and path.endswith("obj3"):
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+        done.append(path)
+
+    monkeypatch.setattr(local_mod.os, "fsync", slow_fsync)
+    root = tmp_path / "store"
+    backend = LocalBackend(root)
+    keys = [f"chunks/{i:02x}/obj{i}" for i in range(6)]
+    for k in keys:
+        backend.put_blob(k, b"data")
+    with pytest.raises(StoreUnavailableError, match="durability barrier failed"):
+        backend.flush()
+    assert running[0] == 0, "no fsync still running once the barrier has returned"
+    fail[0] = False
+    done.clear()
+    backend.flush()
+    assert running[0] == 0
+    assert {str(root / k) for k in keys} <= set(done), "the files of the failed barrier are synced by the next"
+    assert most[0] > 1, "the calls were made together"
+
+
 @pytest.mark.skipif(local_mod._SYNCFS is None, reason="no syncfs on this system")
 def test_a_barrier_whose_syncfs_fails_syncs_every_file_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failed syncfs is not taken for a flush: the barrier falls back to sync()."""
@@ -322,3 +364,24 @@ def test_an_unfilled_buffer_has_the_size_asked_and_is_writable(n: int) -> None:
     assert buf.count(1) == n
     with pytest.raises(ValueError):
         unfilled(-1)
+
+
+def test_a_barrier_at_interpreter_exit_syncs_its_files_one_by_one(tmp_path: Path) -> None:
+    """At exit (a run left open is ended then) no new threads may be started: the barrier
+    makes its calls one after another instead of failing."""
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit, sys\n"
+        "from casstore.backend.local import LocalBackend\n"
+        "backend = LocalBackend(sys.argv[1])\n"
+        "def end():\n"
+        "    for i in range(5):\n"
+        "        backend.put_blob(f'chunks/{i:02x}/obj{i}', b'data')\n"
+        "    backend.flush()\n"
+        "    print('flushed', flush=True)\n"
+        "atexit.register(end)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "store")], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "flushed", out.stderr

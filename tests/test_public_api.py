@@ -19,6 +19,9 @@ TRACKING = {
 
 
 def test_all_is_exactly_the_public_surface() -> None:
+    for name in casstore.__all__:  # loaded on first use: each one loads
+        assert hasattr(casstore, name), name
+    assert set(casstore.__all__) <= set(dir(casstore))
     public = {
         name for name, value in vars(casstore).items()
         if not name.startswith("_")
@@ -28,8 +31,6 @@ def test_all_is_exactly_the_public_surface() -> None:
     public.add("__version__")
     assert len(casstore.__all__) == len(set(casstore.__all__)), "duplicates in __all__"
     assert set(casstore.__all__) == public
-    for name in casstore.__all__:
-        assert hasattr(casstore, name), name
 
 
 def test_tracking_names_are_exported() -> None:
@@ -41,3 +42,12 @@ def test_mlflow_import_pattern_works() -> None:
 
     assert callable(mlflow.start_run) and callable(mlflow.artifacts.download_artifacts)
     assert issubclass(mlflow.exceptions.ImmutableArtifactError, mlflow.exceptions.MlflowException)
+
+
+def test_a_misspelt_name_is_an_attribute_error() -> None:
+    import pytest
+
+    with pytest.raises(AttributeError, match="has no attribute 'start_runn'"):
+        casstore.start_runn  # noqa: B018
+    with pytest.raises(ImportError):
+        from casstore import no_such_name  # noqa: F401

@@ -187,6 +187,17 @@ class Backend(abc.ABC):
     def _get_into(self, key: str, buf: bytearray) -> bytes | bytearray:
         return self._get(key, None, None)
 
+    @contextlib.contextmanager
+    def mapped(self, key: str) -> Iterator[bytes | memoryview]:
+        """The whole object as a read-only buffer, for a reader that only scans it (hashing):
+        on a local backend a memory map of its file, read without a copy; the object's bytes
+        elsewhere (as :meth:`get`). The buffer is valid inside the ``with`` block only:
+
+            with backend.mapped(key) as data:
+                digest = blake3(data).hexdigest()
+        """
+        yield self.get(key)
+
     def get_range(self, key: str, start: int, end: int) -> bytes:
         """Return bytes ``[start, end)`` of the object."""
         if start < 0 or end < start:

@@ -46,6 +46,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from casstore._env import env_on
 from casstore.backend.base import Backend, ObjectInfo, nbytes, validate_key
@@ -74,6 +75,8 @@ _SYNCFS = _libc_function("syncfs", ctypes.c_int)
 #: a barrier over at most this many files written since the last one flushes each of
 #: them (and the directories on their paths); over more, the whole file system at once
 FSYNC_MAX = 16
+# threads making the fsync calls of one barrier together
+_FSYNC_THREADS = 8
 #: ``sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)``: start writing a file's dirty pages
 #: out without waiting (Linux)
 _SYNC_FILE_RANGE = _libc_function("sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
@@ -343,6 +346,28 @@ class LocalBackend(Backend):
         except OSError as e:
             raise self._wrap(key, e) from e
 
+    @contextlib.contextmanager
+    def mapped(self, key: str) -> Iterator[bytes | memoryview]:
+        # docstring inherited. Objects are published by rename and never written in place,
+        # so a map holds the bytes of the file as it was opened (a later replacement or gc's
+        # unlink does not touch them); only a file truncated in place by another program
+        # while it is mapped would fault the reader (SIGBUS).
+        with self._reading(validate_key(key)) as f:
+            size = os.fstat(f.fileno()).st_size
+            try:
+                m = mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) if size else None
+            except OSError:  # a file system that cannot map files
+                m = None
+            data = f.read() if m is None and size else b""
+        if m is None:
+            yield data
+            return
+        try:
+            with memoryview(m) as view:
+                yield view
+        finally:
+            m.close()
+
     def _get(self, key: str, start: int | None, end: int | None) -> bytes:
         with self._reading(key) as f:
             if start is None:
@@ -548,20 +573,32 @@ class LocalBackend(Backend):
     def _fsync_each(self, pending: list[str]) -> None:
         """``fsync`` each file, its directory, and the parent of each directory this backend
         made since it was last flushed (up to one that existed: a directory another process
-        made is that process's to flush, before it writes anything that names it)."""
+        made is that process's to flush, before it writes anything that names it).
+
+        The calls are made at once from a few threads and all of them are waited for: the
+        file system commits the journal once for the calls that wait together (ext4, xfs)
+        instead of once per call, and no call's durability depends on another's order."""
         with self._lock:
             made = set(self._new_dirs)
         dirs = set()
         for p in pending:
-            _fsync_path(p)
             d = os.path.dirname(p)
             while d not in dirs and len(d) >= len(self.root):
                 dirs.add(d)
                 if d not in made:
                     break
                 d = os.path.dirname(d)
-        for d in sorted(dirs, key=len, reverse=True):
-            _fsync_path(d)
+        paths = [*pending, *sorted(dirs, key=len, reverse=True)]
+        with ThreadPoolExecutor(min(_FSYNC_THREADS, len(paths)) or 1, thread_name_prefix="casstore-fsync") as pool:
+            together: list[Future[None]] = []
+            if len(paths) > 1:
+                with contextlib.suppress(RuntimeError):  # the interpreter is exiting (a run ended at exit): no new threads
+                    for p in paths:
+                        together.append(pool.submit(_fsync_path, p))
+            for p in paths[len(together):]:
+                _fsync_path(p)
+            for f in together:
+                f.result()  # every call is waited for (the pool's exit); the first error is raised
         with self._lock:
             self._new_dirs -= dirs
 

@@ -113,12 +113,12 @@ def describe_affected(a: dict[str, Any]) -> str:
 def _hash_object(backend: Any, key: str) -> tuple[str, int] | None:
     """``(digest, size)`` of a stored object, or ``None`` if it is missing."""
     try:
-        data = backend.get(key)
+        with backend.mapped(key) as data:  # a local store's file is hashed where it lies, not copied
+            if len(data) >= 1 << 22:
+                return blake3(data, max_threads=blake3.AUTO).hexdigest(), len(data)
+            return blake3(data).hexdigest(), len(data)
     except ObjectNotFoundError:
         return None
-    if len(data) >= 1 << 22:
-        return blake3(data, max_threads=blake3.AUTO).hexdigest(), len(data)
-    return blake3(data).hexdigest(), len(data)
 
 
 def _workers(backend: Any) -> int:

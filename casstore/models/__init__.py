@@ -1,15 +1,21 @@
 """Models: signatures, model entries, URIs, verified fetching and the pyfunc interface.
 
 Flavors live beside this package (``casstore.sklearn``); ``casstore.pyfunc`` loads any
-of them. See ``entry.py`` for what a logged model is on the store.
+of them. See ``entry.py`` for what a logged model is on the store. The names below are
+loaded on first use, so ``casstore.models.entry`` alone does not load saving or pandas.
 """
 
 from __future__ import annotations
 
-from casstore.models.entry import ModelEntry, entry_digest
-from casstore.models.save import ModelInfo
-from casstore.models.signature import ColSpec, DataType, ModelSignature, Schema, TensorSpec, infer_signature
-from casstore.models.uri import ModelURI, parse_model_uri
+from typing import TYPE_CHECKING
+
+from casstore._lazy import lazy_getattr
+
+if TYPE_CHECKING:
+    from casstore.models.entry import ModelEntry, entry_digest
+    from casstore.models.save import ModelInfo
+    from casstore.models.signature import ColSpec, DataType, ModelSignature, Schema, TensorSpec, infer_signature
+    from casstore.models.uri import ModelURI, parse_model_uri
 
 __all__ = [
     "infer_signature",
@@ -24,3 +30,12 @@ __all__ = [
     "ModelURI",
     "parse_model_uri",
 ]
+
+if not TYPE_CHECKING:
+    __getattr__ = lazy_getattr(globals(), {
+        **dict.fromkeys(("ModelEntry", "entry_digest"), "casstore.models.entry"),
+        "ModelInfo": "casstore.models.save",
+        **dict.fromkeys(("ColSpec", "DataType", "ModelSignature", "Schema", "TensorSpec", "infer_signature"),
+                        "casstore.models.signature"),
+        **dict.fromkeys(("ModelURI", "parse_model_uri"), "casstore.models.uri"),
+    })

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, Any, NamedTuple, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from casstore.backend.base import Backend
 from casstore.objects import mapped as mapped_mod
@@ -35,9 +35,11 @@ from casstore.objects.digest import hash_bytes, new_hasher
 from casstore.objects.layout import ContentLayout
 from casstore.objects.localfiles import changed
 from casstore.objects.mapped import FileLease
-from casstore.objects.packs import PackWriter
 from casstore.objects.reading import Progress
 from casstore.objects.recipes import Recipe
+
+if TYPE_CHECKING:
+    from casstore.objects.packs import PackWriter
 
 __all__ = ["StoringPasses", "Stored", "READ_BLOCK"]
 
@@ -466,6 +468,10 @@ class StoringPasses:
         span = max(_MAP_WINDOW, 2 * max_size)  # a window holds a whole chunk from any cut in its first half
         start = time.monotonic()
         pool = ThreadPoolExecutor(_HASHERS, thread_name_prefix="casstore-hash")
+        # a new chunk is written while the chunks after it are checked: the disk's time
+        # for it is not added to the pass (each holds its window's map until written)
+        writer = ThreadPoolExecutor(1, thread_name_prefix="casstore-write")
+        writes: list[Future[None]] = []
         whole = _HashBeside(digest)
         try:
             while pos < size:
@@ -510,7 +516,8 @@ class StoringPasses:
                     if pos + min(max_size, size - pos) > end:
                         continue  # the chunk to cut runs past this window
                     chunk = next(iter(self.chunker.cut_buffer(view[pos - base : min(pos + max_size, size) - base])))
-                    d = _name_and_add(sink, chunk)
+                    d = hash_bytes(chunk, parallel=False)
+                    writes.append(_in_context(writer, sink.add, d, chunk))
                     out.append((d, len(chunk)))
                     pos += len(chunk)
                     if d in after:  # found in ``like`` again: go on from there
@@ -520,8 +527,10 @@ class StoringPasses:
                         nxt, misses = starts.get(pos + shift), misses + 1
                 if not lease.intact() or time.monotonic() - start > mapped_mod.SLOW:
                     return None
+            _wait_all(writes)
         finally:
             pool.shutdown(wait=True)  # no thread reads a map once this returns
+            writer.shutdown(wait=True)
             whole.close()
             view = None
             sink.close()

@@ -19,15 +19,17 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from casstore._buffers import heap_up_to, unfilled
 from casstore.backend.base import Backend
 from casstore.exceptions import CasstoreError, IntegrityError, LocalFileError, ObjectNotFoundError
 from casstore.objects.digest import check_digest, hash_bytes, new_hasher
 from casstore.objects.layout import ContentLayout
-from casstore.objects.packs import Location, PackIndex, coalesce
 from casstore.objects.recipes import Recipe
+
+if TYPE_CHECKING:
+    from casstore.objects.packs import Location, PackIndex
 
 __all__ = ["ObjectReader", "Progress", "open_chunks", "write_chunks"]
 
@@ -52,7 +54,11 @@ class ObjectReader:
         #: chunks a remote read holds ahead of the one it yields
         self.max_in_flight = max_in_flight
         #: where each chunk is, in a store of the packs layout (loaded at first use)
-        self.packs: PackIndex | None = PackIndex(backend, layout) if layout.packed else None
+        self.packs: PackIndex | None = None
+        if layout.packed:  # the packs module (and numpy) only where a store has packs
+            from casstore.objects.packs import PackIndex
+
+            self.packs = PackIndex(backend, layout)
 
     def _publish_pending(self) -> None:
         """Make what this process has stored visible before it is looked up (a writer
@@ -202,6 +208,8 @@ class ObjectReader:
     def _fetch_packed(self, chunks: Sequence[tuple[str, int]]) -> Iterator[bytes]:
         """The chunks, in order, each verified: runs of adjacent chunks in one pack are read
         with one ranged request each, up to ``max_in_flight`` chunks' worth of requests ahead."""
+        from casstore.objects.packs import coalesce
+
         spans = coalesce([(d, n, self._locate(d)) for d, n in chunks])
         if len(spans) == 1:
             yield from self._read_span(spans[0])

@@ -21,7 +21,7 @@ import os
 import stat as stat_mod
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from casstore.backend.base import Backend
 from casstore.exceptions import (
@@ -37,11 +37,13 @@ from casstore.objects.config import StoreConfig
 from casstore.objects.digest import check_digest, hash_bytes, new_hasher
 from casstore.objects.localfiles import changed, is_small, open_local, read_whole
 from casstore.objects.mapped import FileLease, hash_leased
-from casstore.objects.packs import PackWriter
 from casstore.objects.passes import READ_BLOCK, Stored, StoringPasses
 from casstore.objects.reading import ObjectReader, Progress, is_own_chunk, open_chunks, write_chunks
 from casstore.objects.recipes import Recipe
 from casstore.objects.statcache import StatCache, default_stat_cache
+
+if TYPE_CHECKING:
+    from casstore.objects.packs import PackWriter
 
 __all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST", "open_chunks", "write_chunks", "Progress"]
 
@@ -87,7 +89,11 @@ class ObjectStore(ObjectReader):
         self.config = config
         self.chunker = Chunker(config.chunker)
         #: the writer of new packs, in a store of the packs layout
-        self._packs = PackWriter(backend, self.layout, self.packs) if self.packs is not None else None
+        self._packs: PackWriter | None = None
+        if self.packs is not None:
+            from casstore.objects.packs import PackWriter
+
+            self._packs = PackWriter(backend, self.layout, self.packs)
         self._passes = StoringPasses(backend, self.layout, self.chunker, max_in_flight, self._packs)
 
     def _publish_pending(self) -> None:

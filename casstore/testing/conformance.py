@@ -228,6 +228,23 @@ class BackendConformance:
         with pytest.raises(ObjectNotFoundError):
             backend.get_into("absent/into", bytearray(1000))
 
+    def test_mapped_gives_the_whole_object_and_keeps_it_while_replaced(self, backend: Backend) -> None:
+        data = os.urandom(3000)
+        backend.put_blob("r/mapped", data)
+        backend.put_blob("r/empty", b"")
+        with backend.mapped("r/mapped") as view:
+            backend.put_blob("r/mapped", b"shorter")  # a replacement while mapped: the map keeps the bytes it had
+            assert bytes(view) == data
+        with backend.mapped("r/empty") as view:
+            assert bytes(view) == b""
+        with pytest.raises(ObjectNotFoundError):
+            with backend.mapped("absent/mapped"):
+                pass
+        backend.put_blob("dir2/leaf", b"x")
+        with pytest.raises(ObjectNotFoundError):
+            with backend.mapped("dir2"):
+                pass
+
     def test_a_directory_prefix_is_not_an_object(self, backend: Backend) -> None:
         backend.put_blob("dir/sub/leaf", b"x")
         assert backend.exists_many(["dir", "dir/sub", "dir/sub/leaf"]) == [False, False, True]

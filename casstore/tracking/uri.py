@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
+from collections import OrderedDict
 from typing import Any
 
 from casstore._paths import clean_optional_path
@@ -54,7 +56,13 @@ _SERVER_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mssql", "http",
 _registry_uri: str | None = None
 
 _tracking_uri: str | None = None
-_stores: dict[str, RunStore] = {}
+#: the stores used last are held open, the tracking and registry stores among them; one used
+#: before them stays open only while something holds it (a run, a client) and is otherwise let
+#: go with its threads and caches, so a process that goes through many stores (a test suite, a
+#: sweep over stores) holds a few, not every one it ever opened
+_RECENT_STORES = 4
+_stores: OrderedDict[str, RunStore] = OrderedDict()
+_open_stores: weakref.WeakValueDictionary[str, RunStore] = weakref.WeakValueDictionary()
 _handles: dict[tuple[str, str], RunHandle] = {}
 _lock = threading.RLock()
 
@@ -141,13 +149,17 @@ def resolve_store_uri(uri: str | os.PathLike[str] | None = None) -> str:
 
 
 def get_store(uri: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None) -> RunStore:
-    """The run store at ``uri`` (default: the tracking URI), opened once per process."""
+    """The run store at ``uri`` (default: the tracking URI), opened once per process while
+    it is in use."""
     key = resolve_store_uri(uri)
     with _lock:
-        store = _stores.get(key)
+        store = _stores.get(key) or _open_stores.get(key)
         if store is None:
-            store = open_run_store(key, storage_options)
-            _stores[key] = store
+            store = _open_stores[key] = open_run_store(key, storage_options)
+        _stores[key] = store
+        _stores.move_to_end(key)
+        while len(_stores) > _RECENT_STORES:
+            _stores.popitem(last=False)
         return store
 
 
