@@ -165,9 +165,12 @@ def test_buffered_metrics_survive_the_end_of_the_process(tracking: str, body: st
     ) + body
     out = run_python(code, tracking)
     assert out.returncode == exit_code, out.stderr
+    assert "could not end run" not in out.stderr
     run = casstore.get_run(out.stdout.strip())
     assert run.info.status == status  # an open run is ended at exit, as MLflow does
     assert len(casstore.get_metric_history(run.info.run_id, "m")) == 7
+    # its summary reached the search index too, although the run ended as the interpreter exited
+    assert list((Path(tracking) / "index" / "runs").iterdir())
 
 
 def test_tags_and_reproducibility_context(tracking: str) -> None:

@@ -179,18 +179,30 @@ def publish_soon(store: RunStore, summary: dict[str, Any]) -> None:
     summaries this process has by then (a process ending many runs writes a segment a
     second, not one a run). A process killed before loses them: its runs are then read
     from the store by searches, as runs no segment covers are."""
-    global _timer, _at_exit
+    global _timer, _at_exit, _shut
     with _pending_lock:
-        if not _at_exit:
+        _pending.setdefault(id(store), (store, []))[1].append(summary)
+        if not _at_exit and not _shut:
             # registered now, after the store's file system and its thread pools were set up, and
             # with the hooks that run before those pools are shut down (latest registered first)
-            getattr(threading, "_register_atexit", atexit.register)(flush_pending)
-            _at_exit = True
-        _pending.setdefault(id(store), (store, []))[1].append(summary)
-        if _timer is None:
+            try:
+                getattr(threading, "_register_atexit", atexit.register)(_at_shutdown)
+                _at_exit = True
+            except RuntimeError:  # the interpreter is exiting already
+                _shut = True
+        if not _shut and _timer is None:
             _timer = threading.Timer(PUBLISH_DELAY, flush_pending)
             _timer.daemon = True
             _timer.start()
+        now = _shut
+    if now:  # a run ended as the interpreter exits: no later hook or timer would publish it
+        flush_pending(store)
+
+
+def _at_shutdown() -> None:
+    global _shut
+    _shut = True
+    flush_pending()
 
 
 def flush_pending(store: RunStore | None = None) -> None:
@@ -214,6 +226,7 @@ def flush_pending(store: RunStore | None = None) -> None:
 
 
 _at_exit = False
+_shut = False  # the interpreter is exiting: summaries are published as they come
 
 
 def _forget_pending_after_fork() -> None:
