@@ -319,6 +319,8 @@ def report(size: int, repeat: int, out: dict[str, Any], server: str = "moto") ->
         ratios["packs fresh / put_file"] = fresh_p
         ratios["put_file / packs changed"] = changed_p
         print(f"\npacks fresh / put_file          = {fresh_p:.2f} {judged(fresh_p <= 1.2, '<= 1.2')}")
+        print(f"CPU, packs fresh / put_file     = {cpu['packs fresh'] / cpu['peer put_file']:.2f} "
+              "(client and server processes: on a busy machine the time follows it)")
         print(f"packs fresh requests            = {reqs('packs fresh')} against put_file's {peer_req} "
               f"{judged(reqs('packs fresh') <= 2 * peer_req + 12, '<= 2x + 12')}")
         print(f"put_file / packs changed        = {changed_p:.1f}x {judged(changed_p >= 10, '>= 10x')}")
