@@ -29,7 +29,10 @@ middle into a new run of it (``packs changed``), and downloads it verified (``pa
 get_file``); the loose store gets the same changed copy (``casstore changed``), so the
 two layouts are side by side. ``--no-loose`` leaves the loose store out (for large
 files: its requests grow with the file). The peak resident set of the process is
-printed at the end (the file never is in memory whole).
+printed at the end (the file never is in memory whole). ``--put-sizes 8,16,32,64`` also
+sends the file's bytes from memory as single PUTs of each size (``PUTs of 32 MiB``), as
+many at once as a pack writer sends packs: the floor of the packs upload without the
+cutting and hashing, and how the server takes each object size.
 
     python benchmarks/bench_s3.py                       # 256 MiB, 5 repetitions, both servers
     python benchmarks/bench_s3.py --quick               # 16 MiB, 2 repetitions
@@ -112,10 +115,12 @@ def _write_random(path: Path, size: int) -> None:
 
 
 def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, server: str = "moto",
-        packs: bool = True, loose: bool = True) -> dict[str, Any]:
+        packs: bool = True, loose: bool = True, put_sizes: tuple[int, ...] = ()) -> dict[str, Any]:
     """Measure on S3 server ``server``; ``{"times": {name: [s]}, "cpu": {name: [s]}, "requests":
     {name: Counter}}``. With ``small_files``, also log a directory of that many 4 KiB files each
-    repetition; with ``packs``, a store of the packs layout beside the loose one."""
+    repetition; with ``packs``, a store of the packs layout beside the loose one; with
+    ``put_sizes`` (MiB, packs only), the file's bytes sent from memory as single PUTs of each
+    size, as many at once as a pack writer sends packs."""
     import s3fs
 
     import psutil
@@ -171,6 +176,20 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
             requests["casstore get_file"] = cas_counter.take()
             for name in ("peer.out", "cas.out"):
                 (Path(tmp) / name).unlink()
+
+        def put_from_memory(backend: Any, name: str, part: int) -> None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from casstore.objects.packs import PACKS_IN_FLIGHT
+
+            data = src.read_bytes()
+            parts = [data[i : i + part] for i in range(0, len(data), part)]
+            del data
+            cas_counter.take()
+            with ThreadPoolExecutor(PACKS_IN_FLIGHT) as pool:
+                timed(name, lambda: list(pool.map(lambda ip: backend.put_blob(f"raw-{part}/{ip[0]}", ip[1]),
+                                                  enumerate(parts))))
+            requests[name] = cas_counter.take()
 
         for rep in range(repeat):
             key = f"{BUCKET}/peer-{rep}/weights.bin"
@@ -233,6 +252,8 @@ def run(size: int, repeat: int, downloads: bool = False, small_files: int = 0, s
                     timed("packs get_file", lambda: reader.get_file(pentry.digest, Path(tmp) / "packs.out"))
                     requests["packs get_file"] = cas_counter.take()
                     (Path(tmp) / "packs.out").unlink()
+                for mib in put_sizes:
+                    put_from_memory(pstore.backend, f"PUTs of {mib} MiB", mib << 20)
                 peer.rm(f"{BUCKET}/packs-{rep}", recursive=True)
 
             if small_files and loose:
@@ -280,8 +301,9 @@ def report(size: int, repeat: int, out: dict[str, Any], server: str = "moto") ->
     mib = size / (1 << 20)
     print(f"\n{server}: file of {mib:.0f} MiB of random bytes; median of {repeat} repetitions")
     print(f"{'':18} {'seconds':>9} {'MiB/s':>8} {'CPU s':>7} {'+MiB':>6} {'requests':>9} {'req/GiB':>9}   by method")
-    for name in ("peer put_file", "casstore fresh", "packs fresh", "casstore re-log", "casstore changed", "packs changed",
-                 "peer get_file", "casstore get_file", "packs get_file"):
+    raw = tuple(k for k in out["times"] if k.startswith("PUTs of "))
+    for name in ("peer put_file", "casstore fresh", "packs fresh", *raw, "casstore re-log", "casstore changed",
+                 "packs changed", "peer get_file", "casstore get_file", "packs get_file"):
         if name not in out["requests"]:
             continue
         req = out["requests"][name]
@@ -319,6 +341,8 @@ def report(size: int, repeat: int, out: dict[str, Any], server: str = "moto") ->
         ratios["packs fresh / put_file"] = fresh_p
         ratios["put_file / packs changed"] = changed_p
         print(f"\npacks fresh / put_file          = {fresh_p:.2f} {judged(fresh_p <= 1.2, '<= 1.2')}")
+        print(f"CPU, packs fresh / put_file     = {cpu['packs fresh'] / cpu['peer put_file']:.2f} "
+              "(client and server processes: on a busy machine the time follows it)")
         print(f"packs fresh requests            = {reqs('packs fresh')} against put_file's {peer_req} "
               f"{judged(reqs('packs fresh') <= 2 * peer_req + 12, '<= 2x + 12')}")
         print(f"put_file / packs changed        = {changed_p:.1f}x {judged(changed_p >= 10, '>= 10x')}")
@@ -362,6 +386,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-downloads", action="store_true", help="skip the download comparison")
     parser.add_argument("--small-files", type=int, default=None,
                         help="how many 4 KiB files to log as a directory (default 200, --quick 50; 0: skip)")
+    parser.add_argument("--put-sizes", default="",
+                        help="for information: also send the file from memory as single PUTs of these sizes, "
+                             "comma-separated MiB (e.g. 8,16,32,64), as many at once as packs are sent")
     parser.add_argument("--server", choices=(*SERVERS, "both"), default="both",
                         help="the S3 server on loopback (default: both, SeaweedFS first)")
     args = parser.parse_args(argv)
@@ -372,7 +399,8 @@ def main(argv: list[str] | None = None) -> None:
     for server in SERVERS if args.server == "both" else (args.server,):
         print(f"{server}:", flush=True)
         out = run(size, repeat, downloads=not args.no_downloads, small_files=small, server=server,
-                  packs=not args.no_packs, loose=not args.no_loose)
+                  packs=not args.no_packs, loose=not args.no_loose,
+                  put_sizes=tuple(int(x) for x in args.put_sizes.split(",") if x.strip()))
         out["small_files"] = small
         ratios[server] = report(size, repeat, out, server)
     if len(ratios) > 1:

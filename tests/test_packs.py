@@ -178,6 +178,30 @@ def test_a_writer_touches_reused_packs_in_the_background_and_rewrites_the_chunks
     assert gone not in _keys(reader, "packs/")
 
 
+def test_the_packs_a_writer_uploads_are_what_the_format_encodes_from_their_chunks(packed: ObjectStore) -> None:
+    """The writer copies each chunk once into the open pack and sends those bytes: every pack
+    of a put, those sealed while the file is cut and the last one at publish, is byte for
+    byte ``encode_pack`` of its chunks, in order."""
+    from casstore.objects.packs import encode_pack
+
+    assert packed._packs is not None
+    packed._packs.target = 1 << 20
+    data = _bytes(5 << 20, 31)
+    stored = packed.put_bytes(data)
+    packed.flush()
+    keys = _keys(packed, "packs/")
+    assert len(keys) >= 4
+    chunks: dict[str, bytes] = {}
+    for key in keys:
+        raw = _raw_path(packed, key).read_bytes()
+        entries = parse_pack_tail(raw, len(raw), key)
+        assert not isinstance(entries, int)
+        again, again_entries = encode_pack([(d, raw[off : off + n]) for d, off, n in entries])
+        assert again == raw and again_entries == entries
+        chunks.update({d: raw[off : off + n] for d, off, n in entries})
+    assert b"".join(chunks[d] for d, _ in packed.recipe(stored.digest).chunks) == data
+
+
 def test_a_flipped_byte_inside_a_pack_is_found_and_named(packed: ObjectStore, tmp_path: Path) -> None:
     data = _bytes(3 << 20, 5)
     stored = packed.put_bytes(data)

@@ -30,6 +30,7 @@ collection's grace period counts from a pack's modification time (see
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import struct
@@ -119,10 +120,14 @@ def encode_pack(chunks: Sequence[tuple[str, bytes | bytearray | memoryview]]) ->
     for digest, data in chunks:
         entries.append((digest, len(out), len(data)))
         out += data
-    header = pack_checked({"v": PACK_VERSION, "chunks": [list(e) for e in entries]})
-    out += header
-    out += _TRAILER.pack(len(header), MAGIC)
+    out += _pack_tail(entries)
     return bytes(out), entries
+
+
+def _pack_tail(entries: Entries) -> bytes:
+    """What ends a pack of ``entries``: its header and trailer."""
+    header = pack_checked({"v": PACK_VERSION, "chunks": [list(e) for e in entries]})
+    return header + _TRAILER.pack(len(header), MAGIC)
 
 
 def _entries(raw: Any, where: str, limit: int) -> Entries:
@@ -587,7 +592,9 @@ class PackWriter:
         self.index = index
         self.target = target
         self._lock = threading.RLock()
-        self._open: list[tuple[str, bytes]] = []
+        # the open pack: its bytes so far (each chunk copied in once), and its chunks
+        self._buf: io.BytesIO | None = None
+        self._entries: Entries = []
         self._open_bytes = 0
         self._pending: set[str] = set()  # chunks in the open pack or in packs not indexed yet
         self._touched: set[str] = set()  # packs freshened since the last publish
@@ -702,7 +709,10 @@ class PackWriter:
             if digest in self._pending:
                 return False
             self._pending.add(digest)
-            self._open.append((digest, bytes(data)))
+            if self._buf is None:
+                self._buf = io.BytesIO()
+            self._buf.write(data)
+            self._entries.append((digest, self._open_bytes, len(data)))
             self._open_bytes += len(data)
             self.chunks_written += 1
             self.bytes_written += len(data)
@@ -712,19 +722,20 @@ class PackWriter:
 
     def _seal(self) -> None:
         """Upload the open pack in the background (holding the lock)."""
-        if not self._open:
+        if self._buf is None or not self._entries:
             return
-        chunks, self._open, self._open_bytes = self._open, [], 0
+        buf, entries = self._buf, self._entries
+        self._buf, self._entries, self._open_bytes = None, [], 0
+        buf.write(_pack_tail(entries))
+        data = buf.getvalue()  # the buffer itself, not a copy
         self._raise_failed()
         self._slots.acquire()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix="casstore-pack")
-        self._uploads.append(self._pool.submit(self._upload, chunks))
+        self._uploads.append(self._pool.submit(self._upload, data, entries))
 
-    def _upload(self, chunks: list[tuple[str, bytes]]) -> tuple[str, int, Entries]:
+    def _upload(self, data: bytes, entries: Entries) -> tuple[str, int, Entries]:
         try:
-            data, entries = encode_pack(chunks)
-            del chunks
             digest = hash_bytes(data)
             # create-if-absent; an identical pack stored already is freshened instead (a
             # re-created pack counts as a new reference for gc), or written anew if it vanished
@@ -741,7 +752,7 @@ class PackWriter:
     @property
     def dirty(self) -> bool:
         with self._lock:
-            return bool(self._open or self._uploads or self._touching)
+            return bool(self._entries or self._uploads or self._touching)
 
     def publish(self) -> str | None:
         """Seal the open pack, wait for every upload, write their index; return its digest
