@@ -7,13 +7,18 @@ A gc run does, in order (see docs/design.md, "Garbage collection", for the argum
 2. lists the store and reads every root record: the reference records and manifests
    of every run without a ``deleted`` marker, every registry record, and records under
    prefixes it does not know;
-3. **sweeps** the candidates of earlier runs whose grace period is over: an object
-   listed in a candidates record marked at ``T`` is deleted only if it is still
-   unreachable now, nothing kept refers to it, and it was neither created nor
-   freshened since ``T`` (mtime before ``T - CLOCK_SLACK``). Deletion goes through
+3. **sweeps** the candidates of earlier runs whose grace period is over, counted from
+   when each record was written (its mtime, the store's clock): an object listed in a
+   candidates record marked at ``T`` is deleted only if it is still unreachable now,
+   nothing kept refers to it, and it was neither created nor freshened since ``T``
+   (mtime before ``T - CLOCK_SLACK``). Deletion goes through
    :meth:`Backend.delete_if_stale`, which re-checks the mtime at the last moment
    (exactly, on backends with ``exact_stale_delete``); referrers go first (models,
    then file recipes, then chunks) so a recipe kept at the last moment keeps its chunks;
+   in a packs store the packs follow, then the index objects naming a deleted pack are
+   replaced, and only then are the swept candidates records removed (a writer of a packs
+   store checks the marks it can list instead of freshening every pack it reuses, see
+   :class:`~casstore.objects.packs.PackWriter`);
 4. **marks** everything unreachable now in a new candidates record
    ``gc/candidates/<stamp>`` with the time of step 1;
 5. removes temporary files of killed writers older than the grace period (at least an

@@ -13,13 +13,15 @@ gc run (see :mod:`casstore.maintenance.gc`) then:
   pack holds nothing that is not elsewhere;
 - **marks** the packs with no live chunk and the packs just repacked, in the candidates
   record, as for any content object;
-- **sweeps** the packs marked by a run at least ``grace`` ago: a pack goes only if its
-  modification time is still before the mark (a writer that deduplicated against one of
-  its chunks since freshened it, and a writer that stored the very same pack again
-  freshened it too), and if each of its chunks live now is in another pack that stays.
+- **sweeps** the packs of candidates records written at least ``grace`` ago: a pack goes
+  only if its modification time is still before the mark (a writer that deduplicated
+  against one of its chunks after seeing the mark freshened it, and a writer that stored
+  the very same pack again freshened it too), and if each of its chunks live now is in
+  another pack that stays.
   Deletion is :meth:`Backend.delete_if_stale`, exact on local and memory stores;
-- rewrites the index objects that list a deleted pack (the new index first, then the old
-  one goes), so readers stop looking for it. A reader that still does (an index read
+- rewrites the index objects that list a deleted pack, this run's or one a stopped run
+  deleted (the new index first, then the old one goes), so readers stop looking for it
+  and writers stop reusing it; only then are the swept candidates records removed. A reader that still does (an index read
   before) finds the pack missing, reads the indexes again and finds the chunk's new place.
 """
 
