@@ -10,7 +10,6 @@ removes the records that marked them. The argument: docs/design.md, "Garbage col
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from pathlib import Path
@@ -23,14 +22,7 @@ from casstore.maintenance.gc import collect_garbage
 from casstore.objects import ObjectStore, open_store
 from casstore.objects.packs import CANDIDATES_PREFIX, INDEX_PREFIX
 from casstore.runs import RunStore
-
-
-def _bytes(n: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
-def _keys(store: ObjectStore, prefix: str) -> list[str]:
-    return sorted(store.backend.list(prefix))
+from test_packs import _bytes, _count_requests, _keys, any_s3  # noqa: F401  (any_s3: a fixture)
 
 
 def _garbage_pack(root: Path, data: bytes) -> tuple[ObjectStore, str, str]:
@@ -145,28 +137,6 @@ def test_gc_replaces_an_index_of_a_pack_a_stopped_gc_deleted_before_dropping_its
     assert open_store(tmp_path / "store", stat_cache=False).get_bytes(digest) == data
 
 
-@pytest.fixture(params=["moto_s3", "seaweed_s3"])
-def any_s3(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
-    target = request.getfixturevalue(request.param)
-    for k, v in target.env.items():
-        monkeypatch.setenv(k, v)
-    yield target.fresh_url("packs")
-
-
-def _count_requests(store: ObjectStore) -> dict[str, int]:
-    counts: dict[str, int] = {}
-
-    def hook(request: object, **kwargs: object) -> None:
-        headers = getattr(request, "headers", {})
-        method = "COPY" if "x-amz-copy-source" in headers else str(getattr(request, "method", "?"))
-        counts[method] = counts.get(method, 0) + 1
-
-    fs = store.backend.fs  # type: ignore[attr-defined]
-    fs.connect()
-    fs.s3.meta.events.register("before-send.s3", hook)
-    return counts
-
-
 def test_on_s3_a_writer_touches_the_pack_gc_marked_and_the_sweep_keeps_it(any_s3: str, tmp_path: Path) -> None:
     """On S3 (whole-second times, a touch is a self-copy): gc marks a dead pack; a writer that
     reuses its chunk copies that pack onto itself and no other; the next sweep keeps it and
@@ -199,3 +169,4 @@ def test_on_s3_a_writer_touches_the_pack_gc_marked_and_the_sweep_keeps_it(any_s3
     assert reader.artifact_bytes(run.run_id, view.artifacts["dead.bin"]) == dead
     assert view.artifacts["dead.bin"].digest == entry.digest
     assert reader.artifact_bytes(run.run_id, view.artifacts["kept.bin"]) == kept
+
