@@ -251,7 +251,7 @@ class PackIndex:
         #: packs found missing (removed by gc since an index listing them was read)
         self._gone: set[str] = set()
         self._listed: set[str] = set()
-        self._views: tuple[dict[str, int], dict[str, list[str]], set[str]] | None = None
+        self._views: tuple[dict[str, int], dict[str, list[str]]] | None = None
         self._by_pack: dict[str, list[tuple[int, npt.NDArray[np.int64]]]] | None = None
         #: index objects found damaged (named in the log; their packs described by their headers)
         self.damaged: dict[str, str] = {}
@@ -273,6 +273,24 @@ class PackIndex:
             loc = self._extra.get(digest)
             if loc is not None:
                 return loc
+        return self._find(digest)
+
+    def locate(self, digest: str) -> tuple[Location, bool] | None:
+        """Where a chunk is, and whether an index object of the last listing of
+        ``chunk-index/`` lists that pack (False: only its header, or this process,
+        describes it)."""
+        if not self._loaded:
+            self.load_indexes()
+        loc = self._find(digest)
+        if loc is not None:
+            return loc, True
+        with self._lock:
+            loc = self._extra.get(digest)
+        return (loc, False) if loc is not None else None
+
+    def _find(self, digest: str) -> Location | None:
+        """The chunk's place in a pack an index object of the last listing lists."""
+        with self._lock:
             segments = list(zip(self._segments, self._live))
         raw = bytes.fromhex(digest)
         for seg, live in segments:
@@ -307,12 +325,7 @@ class PackIndex:
         """Index digest -> the packs it lists, of every valid index loaded."""
         return self._mappings()[1]
 
-    def indexed(self, pack: str) -> bool:
-        """Whether an index object of the last listing of ``chunk-index/`` lists the pack
-        (not only its header, or this process, describes it)."""
-        return pack in self._mappings()[2]
-
-    def _mappings(self) -> tuple[dict[str, int], dict[str, list[str]], set[str]]:
+    def _mappings(self) -> tuple[dict[str, int], dict[str, list[str]]]:
         with self._lock:
             if self._views is None:
                 packs: dict[str, int] = {}
@@ -324,11 +337,10 @@ class PackIndex:
                         if live[row]:
                             packs[p] = sizes[row]
                             indexes.setdefault(names[owners[row]], []).append(p)
-                listed = set(packs)
                 for d, own in self._own.items():
                     indexes[d] = [p for p, _, _ in own]
                 packs.update(self._extra_sizes)
-                self._views = packs, indexes, listed
+                self._views = packs, indexes
             return self._views
 
     def entries(self, pack: str) -> Entries:
@@ -665,25 +677,26 @@ class PackWriter:
     def _reuse(self, digest: str) -> bool:
         """Whether a stored pack has the chunk and a record may reference it: gc's marks
         checked for this put, and the pack freshened if it is marked or no index lists it."""
-        loc = self.index.get(digest)
-        if loc is None:
+        found = self.index.locate(digest)
+        if found is None:
             return False
         with self._check_lock:
             if self._checked_at is None:
                 self._check()
-                loc = self.index.get(digest)  # the check refreshed the index
+                found = self.index.locate(digest)  # the check refreshed the index
         for _ in range(3):
-            if loc is None:
+            if found is None:
                 return False
+            loc, indexed = found
             with self._lock:
-                if loc.pack in self._touched or (loc.pack not in self._marked and self.index.indexed(loc.pack)):
+                if loc.pack in self._touched or (indexed and loc.pack not in self._marked):
                     return True
             if self.backend.touch(self.layout.pack_key(loc.pack)):
                 with self._lock:
                     self._touched.add(loc.pack)
                 return True
             self.index.forget_pack(loc.pack)  # removed by gc since the index was read
-            loc = self.index.get(digest)
+            found = self.index.locate(digest)
         return False
 
     def _check(self) -> None:
