@@ -21,8 +21,9 @@ gc run (see :mod:`casstore.maintenance.gc`) then:
   Deletion is :meth:`Backend.delete_if_stale`, exact on local and memory stores;
 - rewrites the index objects that list a deleted pack, this run's or one a stopped run
   deleted (the new index first, then the old one goes), so readers stop looking for it
-  and writers stop reusing it; only then are the swept candidates records removed. A reader that still does (an index read
-  before) finds the pack missing, reads the indexes again and finds the chunk's new place.
+  and writers stop reusing it; only then are the swept candidates records removed. A
+  reader that still looks for it (an index read before) finds the pack missing, reads the
+  indexes again and finds the chunk's new place.
 """
 
 from __future__ import annotations
