@@ -117,64 +117,51 @@ def test_a_new_version_of_a_file_writes_only_its_new_chunks(packed: ObjectStore)
     assert packed.get_bytes(d2.digest) == bytes(v1)
 
 
-def test_a_writer_touches_reused_packs_in_the_background_and_rewrites_the_chunks_of_one_gone(
+def test_a_writer_touches_only_the_reused_packs_gc_has_marked_and_rewrites_the_chunks_of_one_gone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Touches of the packs a new version reuses overlap one another (and the cutting of the
-    file); every pack is freshened before the recipe is published; the chunks of a pack
-    deleted since the index was read are written anew, and the chunks held meanwhile stay
-    within ``HELD_MAX``."""
-    import threading
-
-    from casstore.objects import packs as packs_mod
+    """A new version reuses chunks of many packs. It freshens none that gc has not marked
+    (no request per pack), touches each marked one once, and writes anew the chunks of a
+    marked pack that is gone (gc stopped after deleting it, its record and index left)."""
+    from casstore.maintenance.gc import collect_garbage
 
     target = 1 << 20
-    v1 = bytearray(_bytes(8 * target, 21))
-    first = open_store(tmp_path / "store", layout="packs", stat_cache=False)
-    first._packs.target = target  # type: ignore[union-attr]  # eight packs of the first version
-    first.put_bytes(v1)
-    first.flush()
-    old_packs = _keys(first, "packs/")
-    assert len(old_packs) >= 6
+    kept_data, dead_data = _bytes(4 * target, 21), _bytes(4 * target, 23)
+    store = RunStore(open_store(tmp_path / "store", layout="packs", stat_cache=False))
+    store.objects._packs.target = target  # type: ignore[union-attr]  # several packs per file
+    run = store.create_run(store.get_or_create_experiment("marks"))
+    run.log_bytes("kept.bin", kept_data)
+    run.end()
+    live_packs = _keys(store.objects, "packs/")
+    store.objects.put_bytes(dead_data)  # stored, referenced by nothing: garbage
+    store.objects.flush()
+    dead_packs = sorted(set(_keys(store.objects, "packs/")) - set(live_packs))
+    assert len(live_packs) >= 3 and len(dead_packs) >= 3
+    for _ in range(2):  # the garbage recipe goes first (its chunks count as live while it is stored)
+        time.sleep(0.01)
+        collect_garbage(store.backend, grace=0, slack=0)
+    report = collect_garbage(store.backend, grace=3600)
+    assert report.marked.get("packs") == len(dead_packs)
+    gone = dead_packs[1]
+    _raw_path(store.objects, gone).unlink()  # as a gc stopped after its sweep leaves it
+
     writer = open_store(tmp_path / "store", stat_cache=False)
-    assert writer.packs is not None and len(writer.packs.chunks()) > 0  # the index, read before the pack goes
-    gone = old_packs[len(old_packs) // 2]
-    _raw_path(writer, gone).unlink()  # as gc deletes a pack: this writer's index still lists it
-    monkeypatch.setattr(packs_mod, "HELD_MAX", 2 * target)
-    lock, running, most, touched, published = threading.Lock(), [0], [0], [], []
-    real_touch, real_put = writer.backend.touch, writer.backend.put_blob
+    touched: list[str] = []
+    real_touch = writer.backend.touch
 
-    held = [0]
-
-    def slow_touch(key: str) -> bool:
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-            held[0] = max(held[0], writer._packs._held_bytes)  # type: ignore[union-attr]
-        time.sleep(0.05)
-        with lock:
-            running[0] -= 1
-            touched.append(key)
+    def touch(key: str) -> bool:
+        touched.append(key)
         return real_touch(key)
 
-    def put_blob(key: str, data: bytes | memoryview) -> bool:
-        if key.startswith("files/"):
-            published.append(sorted(k for k in touched if k.startswith("packs/")))  # freshened by then
-        return real_put(key, data)
-
-    monkeypatch.setattr(writer.backend, "touch", slow_touch)
-    monkeypatch.setattr(writer.backend, "put_blob", put_blob)
-    v1[3 * target : 3 * target + 100] = _bytes(100, 22)
-    d2 = writer.put_bytes(v1)
+    monkeypatch.setattr(writer.backend, "touch", touch)
+    both = bytearray(kept_data + dead_data)
+    both[100:200] = _bytes(100, 22)
+    stored = writer.put_bytes(both)
     writer.flush()
-    assert most[0] > 1, "the touches did not overlap"
-    touched_packs = sorted({k for k in touched if k.startswith("packs/")})
-    assert touched_packs == old_packs  # each reused pack freshened once, the gone one tried
-    assert published and published[0] == old_packs, "a recipe was published before its packs were freshened"
-    assert 0 < held[0] <= 2 * target + writer.config.chunker.max_size  # HELD_MAX, and the chunk that passed it
-    assert writer._packs is not None and writer._packs._held_bytes == 0
+    assert sorted(k for k in touched if k.startswith("packs/")) == dead_packs  # each marked pack once
+    assert writer.bytes_written < 3 * target  # the changed chunks and the gone pack's (a pack is target + a chunk)
     reader = open_store(tmp_path / "store", stat_cache=False)
-    assert reader.get_bytes(d2.digest) == bytes(v1)
+    assert reader.get_bytes(stored.digest) == bytes(both)
     assert gone not in _keys(reader, "packs/")
 
 
@@ -452,13 +439,19 @@ def test_s3_packed_store_logs_relogs_and_reads_in_few_requests(any_s3: str, tmp_
     data[PACK_TARGET + (4 << 20) : PACK_TARGET + (5 << 20)] = _bytes(1 << 20, 12)
     src.write_bytes(data)
     second = store.create_run(exp)
+    touched: list[str] = []
+    real_touch = objects.backend.touch
+    objects.backend.touch = lambda key: touched.append(key) or real_touch(key)  # type: ignore[method-assign]
     counts.clear()
     again = second.log_file("weights.bin", src)
     relog = dict(counts)
     second.end()
-    # one new pack and its index, the recipe, a touch of each of the 3 old packs, records,
-    # the binding's batch listing
-    assert sum(relog.values()) <= 1 + 1 + 1 + 3 + 8 + 3, relog
+    # one new pack and its index, the recipe, the check of gc's marks (a listing of its
+    # candidates records and one of the index objects), the freshening of the whole file's
+    # recipe (a copy that finds none), records, the binding's batch listing; no pack is
+    # copied onto itself to freshen it
+    assert [k for k in touched if k.startswith("packs/")] == [] and relog.get("COPY", 0) <= 1, relog
+    assert sum(relog.values()) <= 1 + 1 + 1 + 2 + 1 + 8 + 3, relog
     reader = open_store(any_s3, stat_cache=False)
     counts = _count_requests(reader)
     dest = tmp_path / "out.bin"
@@ -777,8 +770,8 @@ def test_gc_replaces_only_the_indexes_that_list_a_deleted_pack(packed: ObjectSto
     (shared,) = _keys(packed, INDEX_PREFIX)
     third = packed.put_bytes(_bytes(100_000, 52))
     packed.flush()  # a second pack and its own index
-    index = load_packs(packed.backend, packed.layout)
-    assert len(index.packs) == 2
+    index, stale = load_packs(packed.backend, packed.layout)
+    assert len(index.packs) == 2 and stale == set()
     doomed = next(p for p in index.packs if {d for d, _, _ in index.entries(p)} == {first.digest, second.digest})
     other_index = next(k for k in _keys(packed, INDEX_PREFIX) if k != shared)
     packed.backend.delete(packed.layout.pack_key(doomed))

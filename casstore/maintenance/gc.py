@@ -7,13 +7,18 @@ A gc run does, in order (see docs/design.md, "Garbage collection", for the argum
 2. lists the store and reads every root record: the reference records and manifests
    of every run without a ``deleted`` marker, every registry record, and records under
    prefixes it does not know;
-3. **sweeps** the candidates of earlier runs whose grace period is over: an object
-   listed in a candidates record marked at ``T`` is deleted only if it is still
-   unreachable now, nothing kept refers to it, and it was neither created nor
-   freshened since ``T`` (mtime before ``T - CLOCK_SLACK``). Deletion goes through
+3. **sweeps** the candidates of earlier runs whose grace period is over, counted from
+   when each record was written (its mtime, the store's clock): an object listed in a
+   candidates record marked at ``T`` is deleted only if it is still unreachable now,
+   nothing kept refers to it, and it was neither created nor freshened since ``T``
+   (mtime before ``T - CLOCK_SLACK``). Deletion goes through
    :meth:`Backend.delete_if_stale`, which re-checks the mtime at the last moment
    (exactly, on backends with ``exact_stale_delete``); referrers go first (models,
    then file recipes, then chunks) so a recipe kept at the last moment keeps its chunks;
+   in a packs store the packs follow, then the index objects naming a deleted pack are
+   replaced, and only then are the swept candidates records removed (a writer of a packs
+   store checks the marks it can list instead of freshening every pack it reuses, see
+   :class:`~casstore.objects.packs.PackWriter`);
 4. **marks** everything unreachable now in a new candidates record
    ``gc/candidates/<stamp>`` with the time of step 1;
 5. removes temporary files of killed writers older than the grace period (at least an
@@ -54,6 +59,7 @@ from casstore.objects.codec import pack, unpack
 from casstore.objects.config import read_config
 from casstore.objects.digest import is_digest
 from casstore.objects.layout import PACKS, ContentLayout
+from casstore.objects.packs import CANDIDATES_PREFIX
 
 __all__ = ["DEFAULT_GRACE", "CLOCK_SLACK", "GcReport", "collect_garbage", "parse_duration", "format_duration"]
 
@@ -64,7 +70,6 @@ CLOCK_SLACK = 1.0
 #: temporary files younger than this are never removed, whatever the grace period
 MIN_TMP_AGE = 3600.0
 
-CANDIDATES_PREFIX = "gc/candidates/"
 LOG_PREFIX = "gc/log/"
 CLOCK_PREFIX = "gc/clock/"
 RECORD_VERSION = 1
@@ -165,6 +170,8 @@ class _Candidates:
     key: str
     marked_at: float
     digests: dict[str, list[str]]
+    #: when the record was written, by the store's clock (its mtime): its grace counts from then
+    written_at: float
 
 
 def _stamp() -> str:
@@ -189,14 +196,18 @@ def _load_candidates(backend: Backend) -> list[_Candidates]:
         if data is None:
             continue
         try:
+            written = backend.info(key).mtime
+        except ObjectNotFoundError:
+            continue
+        try:
             rec = unpack(data, key)
             marked = float(rec["marked_at"])
             digests = {k: [d for d in rec["candidates"].get(k, []) if is_digest(d)] for k in (*CONTENT_KINDS, PACKS)}
         except (CorruptRecordError, KeyError, TypeError, ValueError, AttributeError):
             # a damaged candidates record only delays collection: drop it, the next run re-marks
-            out.append(_Candidates(key, float("inf"), {k: [] for k in (*CONTENT_KINDS, PACKS)}))
+            out.append(_Candidates(key, float("inf"), {k: [] for k in (*CONTENT_KINDS, PACKS)}, float("inf")))
             continue
-        out.append(_Candidates(key, marked, digests))
+        out.append(_Candidates(key, marked, digests, written))
     return out
 
 
@@ -236,11 +247,13 @@ def collect_garbage(
 
     tick("listing")
     records = _load_candidates(backend)
-    due = [r for r in records if r.marked_at + grace <= now]
+    # a record's grace counts from when it was written (not from its mark time, which is
+    # before the scan): a writer checks the marks it can list (docs/design.md, "Garbage collection")
+    due = [r for r in records if r.written_at + grace <= now]
     pending = [r for r in records if r not in due]
     report.pending_records = len(pending)
     if pending:
-        report.next_sweep = min(r.marked_at for r in pending) + grace
+        report.next_sweep = min(r.written_at for r in pending) + grace
     scan = scan_store(backend, layout)
     present = scan.content
     report.objects = {k: len(v) for k, v in present.items()}
@@ -258,12 +271,13 @@ def collect_garbage(
         found.blockers.append(Blocker("registry/", str(e), "the registry"))
     roots = found.digests | set(found.models)
     pindex = None
+    stale_indexes: set[str] = set()
     packed_chunks: set[str] = set()
     if layout.packed:
         from casstore.maintenance import packgc
 
         tick("reading pack indexes")
-        pindex = packgc.load_packs(backend, layout)
+        pindex, stale_indexes = packgc.load_packs(backend, layout)
         packed_chunks = set(pindex.chunks())
         report.packs = len(scan.packs)
     # references are traced (and proven) against every stored chunk, loose or in a pack
@@ -286,7 +300,7 @@ def collect_garbage(
         )["chunks"]
 
     if no_writers:  # promised: nothing unreferenced now is about to be referenced
-        due = [*due, _Candidates("", now, {kind: sorted(present[kind] - live[kind]) for kind in CONTENT_KINDS})]
+        due = [*due, _Candidates("", now, {kind: sorted(present[kind] - live[kind]) for kind in CONTENT_KINDS}, now)]
 
     # ---- sweep: candidates of earlier runs whose grace period is over --------------------
     threshold: dict[tuple[str, str], float] = {}
@@ -337,9 +351,6 @@ def collect_garbage(
         for kind in CONTENT_KINDS:
             present[kind] -= gone[kind]
     if not dry_run:
-        for rec in due:
-            if rec.key:
-                backend.delete(rec.key)
         # a similarity hint whose file is gone leads nowhere; hints are guesses, so one
         # dropped wrongly (its file stored since the listing) costs a later put only time
         for key in scan.hints:
@@ -361,10 +372,13 @@ def collect_garbage(
             gone_packs, freed, kept = packgc.sweep_packs(backend, layout, pindex, due_packs, pack_live, slack, dry_run)
             report.packs_deleted, report.packs_kept_fresh = len(gone_packs), kept
             report.deleted_bytes += freed
-            if not dry_run:
-                report.indexes_rewritten = packgc.rewrite_indexes(backend, pindex, gone_packs)
-                for p in gone_packs:
-                    pindex.forget_pack(p)
+        if not dry_run and (gone_packs or stale_indexes):
+            # every index object that lists a pack gone (deleted now, or by a gc stopped before
+            # this step) is replaced before the records that marked the packs go: a writer that
+            # lists neither the mark nor the index does not reuse the pack
+            report.indexes_rewritten = packgc.rewrite_indexes(backend, pindex, gone_packs, stale_indexes)
+            for p in gone_packs:
+                pindex.forget_pack(p)
         plan = packgc.plan_packs(pindex, pack_live, scan.packs - gone_packs)
         report.pack_live_fraction = plan.live_bytes / plan.total_bytes if plan.total_bytes else None
         marked_packs = list(plan.dead)
@@ -373,6 +387,11 @@ def collect_garbage(
             moved = packgc.repack(backend, layout, pindex, plan.repack, pack_live)
             report.repacked = len(moved)
             marked_packs += moved
+
+    if not dry_run:
+        for rec in due:
+            if rec.key:
+                backend.delete(rec.key)
 
     # ---- mark: everything unreachable now, for a later run --------------------------------
     marked = {kind: sorted(present[kind] - live[kind]) for kind in CONTENT_KINDS}

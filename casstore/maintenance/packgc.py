@@ -13,14 +13,17 @@ gc run (see :mod:`casstore.maintenance.gc`) then:
   pack holds nothing that is not elsewhere;
 - **marks** the packs with no live chunk and the packs just repacked, in the candidates
   record, as for any content object;
-- **sweeps** the packs marked by a run at least ``grace`` ago: a pack goes only if its
-  modification time is still before the mark (a writer that deduplicated against one of
-  its chunks since freshened it, and a writer that stored the very same pack again
-  freshened it too), and if each of its chunks live now is in another pack that stays.
+- **sweeps** the packs of candidates records written at least ``grace`` ago: a pack goes
+  only if its modification time is still before the mark (a writer that deduplicated
+  against one of its chunks after seeing the mark freshened it, and a writer that stored
+  the very same pack again freshened it too), and if each of its chunks live now is in
+  another pack that stays.
   Deletion is :meth:`Backend.delete_if_stale`, exact on local and memory stores;
-- rewrites the index objects that list a deleted pack (the new index first, then the old
-  one goes), so readers stop looking for it. A reader that still does (an index read
-  before) finds the pack missing, reads the indexes again and finds the chunk's new place.
+- rewrites the index objects that list a deleted pack, this run's or one a stopped run
+  deleted (the new index first, then the old one goes), so readers stop looking for it
+  and writers stop reusing it; only then are the swept candidates records removed. A
+  reader that still looks for it (an index read before) finds the pack missing, reads the
+  indexes again and finds the chunk's new place.
 """
 
 from __future__ import annotations
@@ -52,18 +55,22 @@ class PackPlan:
     total_bytes: int = 0
 
 
-def load_packs(backend: Backend, layout: ContentLayout) -> PackIndex:
+def load_packs(backend: Backend, layout: ContentLayout) -> tuple[PackIndex, set[str]]:
     """The merged index of the store's packs (every index read, and the header of each pack
-    none lists). It may know packs written after the store was listed: gc plans only for
-    the packs of its listing, and keeps every pack it did not list. A pack an index still
-    lists but the store no longer holds (a gc killed before it replaced that index) is
-    forgotten, so it never counts as another home of a live chunk."""
+    none lists), and the index objects that list a pack the store no longer holds. The
+    index may know packs written after the store was listed: gc plans only for the packs of
+    its listing, and keeps every pack it did not list. A pack an index still lists but the
+    store no longer holds (a gc stopped before it replaced that index) is forgotten, so it
+    never counts as another home of a live chunk, and its index objects are to be replaced
+    (:func:`rewrite_indexes`)."""
     index = PackIndex(backend, layout)
     index.load()
     stored = {parsed[1] for k in backend.list(PACKS + "/") if (parsed := layout.parse(k)) is not None and parsed[0] == PACKS}
-    for p in sorted(set(index.packs) - stored):
+    missing = set(index.packs) - stored
+    stale = {d for d, packs in index.indexes.items() if missing.intersection(packs)}
+    for p in sorted(missing):
         index.forget_pack(p)
-    return index
+    return index, stale
 
 
 def plan_packs(index: PackIndex, live: set[str], listed: set[str]) -> PackPlan:
@@ -154,14 +161,17 @@ def sweep_packs(
     return gone, freed, kept
 
 
-def rewrite_indexes(backend: Backend, index: PackIndex, gone: set[str]) -> int:
-    """Replace each index object that lists a pack this gc run deleted (``gone``): the new
-    index (of the other packs it lists) first, then the old one is deleted. An index that
-    lists no deleted pack is left alone, whatever it lists (a writer's new packs). Returns
-    how many were replaced."""
+def rewrite_indexes(backend: Backend, index: PackIndex, gone: set[str], stale: set[str] | None = None) -> int:
+    """Replace each index object that lists a pack this gc run deleted (``gone``), and each
+    of ``stale`` (listing a pack deleted before, see :func:`load_packs`): the new index (of
+    the other packs it lists) first, then the old one is deleted. An index that lists no
+    deleted pack is left alone, whatever it lists (a writer's new packs). Returns how many
+    were replaced."""
     replaced = 0
-    for digest, packs in sorted(index.indexes.items()):
-        if not any(p in gone for p in packs):
+    listed, stale = index.indexes, stale or set()
+    for digest in sorted(set(listed) | stale):
+        packs = listed.get(digest, [])
+        if digest not in stale and not any(p in gone for p in packs):
             continue
         remaining = [(p, index.packs[p], index.entries(p)) for p in packs if p not in gone and p in index.packs]
         if remaining:

@@ -21,10 +21,11 @@ a damaged index) is described by its own header instead, and every chunk read is
 checked against its digest.
 
 Order: pack, then its index, then the records that reference its chunks. A writer
-deduplicating against a chunk in a stored pack freshens that pack (``Backend.touch``)
-once per batch of puts, and writes the chunk anew if the pack is gone: garbage
-collection's grace period counts from a pack's modification time (see
-:mod:`casstore.maintenance.gc`).
+deduplicating against a chunk in a stored pack sends no request for it: it checks garbage
+collection's marks (a listing of ``gc/candidates/``, then of ``chunk-index/``) at the first
+reuse of each put, and freshens (``Backend.touch``) only a reused pack that gc has marked or
+that no index object lists, writing the chunk anew if that pack is gone (see
+:mod:`casstore.maintenance.gc` and docs/design.md, "Garbage collection").
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import os
 import struct
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -62,6 +64,7 @@ from casstore.objects.digest import hash_bytes, is_digest
 from casstore.objects.layout import PACKS, ContentLayout
 
 __all__ = [
+    "CANDIDATES_PREFIX",
     "INDEX_PREFIX",
     "MAGIC",
     "PACK_CHUNKER",
@@ -83,12 +86,11 @@ PACK_CHUNKER = ChunkerParams(min_size=64 << 10, avg_size=256 << 10, max_size=1 <
 PACK_TARGET = 32 << 20
 #: packs uploaded at once by one writer (each held in memory until stored)
 PACKS_IN_FLIGHT = 3
-#: freshening touches of reused packs sent at once by one writer (a touch is a self-copy
-#: on S3, whose time grows with the pack's size: they run while the file is still cut)
-TOUCHES_IN_FLIGHT = 4
-#: bytes of deduplicated chunks a writer holds while the touches of their packs are under
-#: way (a pack found gone gets them written anew)
-HELD_MAX = 2 * PACK_TARGET
+#: where garbage collection writes its candidates records (the packs and objects it has marked)
+CANDIDATES_PREFIX = "gc/candidates/"
+#: a put that begins within this many seconds of a writer's last check of gc's marks reuses
+#: that check (a publish ends its use at once): many small files cost a check per second
+CHECK_REUSE = 1.0
 #: the last bytes of every pack
 MAGIC = b"casspack"
 _TRAILER = struct.Struct("<I8s")
@@ -276,6 +278,24 @@ class PackIndex:
             loc = self._extra.get(digest)
             if loc is not None:
                 return loc
+        return self._find(digest)
+
+    def locate(self, digest: str) -> tuple[Location, bool] | None:
+        """Where a chunk is, and whether an index object of the last listing of
+        ``chunk-index/`` lists that pack (False: only its header, or this process,
+        describes it)."""
+        if not self._loaded:
+            self.load_indexes()
+        loc = self._find(digest)
+        if loc is not None:
+            return loc, True
+        with self._lock:
+            loc = self._extra.get(digest)
+        return (loc, False) if loc is not None else None
+
+    def _find(self, digest: str) -> Location | None:
+        """The chunk's place in a pack an index object of the last listing lists."""
+        with self._lock:
             segments = list(zip(self._segments, self._live))
         raw = bytes.fromhex(digest)
         for seg, live in segments:
@@ -322,8 +342,8 @@ class PackIndex:
                         if live[row]:
                             packs[p] = sizes[row]
                             indexes.setdefault(names[owners[row]], []).append(p)
-                for d, listed in self._own.items():
-                    indexes[d] = [p for p, _, _ in listed]
+                for d, own in self._own.items():
+                    indexes[d] = [p for p, _, _ in own]
                 packs.update(self._extra_sizes)
                 self._views = packs, indexes
             return self._views
@@ -560,12 +580,13 @@ def _write_cached(cache: str | None, digest: str, data: bytes) -> None:
         log.debug("cannot cache pack index %s: %s", digest, e)
 
 
-def _read_many(backend: Backend, keys: list[str]) -> list[tuple[str, bytes | None]]:
+def _read_many(backend: Backend, keys: list[str], prefix: str = INDEX_PREFIX) -> list[tuple[str, bytes | None]]:
+    """``(name after prefix, bytes)`` of each key, None for one gone, several at once."""
     def one(key: str) -> tuple[str, bytes | None]:
         try:
-            return key[len(INDEX_PREFIX) :], backend.get(key)
+            return key[len(prefix) :], backend.get(key)
         except ObjectNotFoundError:
-            return key[len(INDEX_PREFIX) :], None
+            return key[len(prefix) :], None
 
     if backend.concurrency <= 1 or len(keys) <= 1:
         return [one(k) for k in keys]
@@ -573,16 +594,34 @@ def _read_many(backend: Backend, keys: list[str]) -> list[tuple[str, bytes | Non
         return list(pool.map(one, keys))
 
 
+def _marked_packs(data: bytes | None, where: str) -> frozenset[str]:
+    """The packs a gc candidates record marks (none for a record gone or damaged: gc
+    sweeps nothing by a record it cannot read)."""
+    if data is None:
+        return frozenset()
+    try:
+        rec = unpack(data, where)
+        return frozenset(d for d in rec["candidates"].get(PACKS, []) if is_digest(d))
+    except (CorruptRecordError, KeyError, TypeError, AttributeError):
+        return frozenset()
+
+
 class PackWriter:
     """Gathers a writer's new chunks into packs and publishes them with their index.
 
-    :meth:`add` takes a chunk: one the store has in a pack freshens that pack (once until
-    the next :meth:`publish`); a new one goes into the open pack, which is sealed and
-    uploaded (up to ``in_flight`` at once, in the background) once it reaches ``target``
-    bytes. :meth:`publish` seals the open pack, waits for every upload and writes one
-    index object for the packs uploaded since the last one. Nothing a pack holds is
-    visible to other processes (or referenced by a recipe this process writes) before
-    its index is published.
+    :meth:`add` takes a chunk: one the store has in a pack is reused (see :meth:`has`); a
+    new one goes into the open pack, which is sealed and uploaded (up to ``in_flight`` at
+    once, in the background) once it reaches ``target`` bytes. :meth:`publish` seals the
+    open pack, waits for every upload and writes one index object for the packs uploaded
+    since the last one. Nothing a pack holds is visible to other processes (or referenced
+    by a recipe this process writes) before its index is published.
+
+    Reusing a stored chunk costs no request in the usual case. At the first reuse of a put
+    (:meth:`begin`) the writer checks garbage collection's marks: it lists
+    ``gc/candidates/`` (reading each record once) and then ``chunk-index/``. A reused pack
+    that a candidates record marks, or that no listed index object lists, is freshened
+    (``Backend.touch``) once per check; one found gone has the chunk written anew. Why
+    that keeps every published reference: docs/design.md, "Garbage collection".
     """
 
     def __init__(self, backend: Backend, layout: ContentLayout, index: PackIndex, *,
@@ -597,12 +636,14 @@ class PackWriter:
         self._entries: Entries = []
         self._open_bytes = 0
         self._pending: set[str] = set()  # chunks in the open pack or in packs not indexed yet
-        self._touched: set[str] = set()  # packs freshened since the last publish
-        # packs whose touch is under way, and the chunks deduplicated against each meanwhile
-        self._touching: dict[str, Future[bool]] = {}
-        self._held: dict[str, list[tuple[str, bytes]]] = {}
-        self._held_bytes = 0
-        self._touch_pool: ThreadPoolExecutor | None = None
+        # gc's marks: the check in use (monotonic time; None: check at the next reuse), the
+        # packs marked by the records it listed, the candidates records read (by name), and
+        # the marked or unindexed packs freshened since it
+        self._check_lock = threading.Lock()
+        self._checked_at: float | None = None
+        self._marked: frozenset[str] = frozenset()
+        self._records: dict[str, frozenset[str]] = {}
+        self._touched: set[str] = set()
         self._uploads: list[Future[tuple[str, int, Entries]]] = []
         self._slots = threading.Semaphore(max(1, in_flight))
         self._pool: ThreadPoolExecutor | None = None
@@ -612,97 +653,72 @@ class PackWriter:
         self.bytes_written = 0
         self.packs_written = 0
 
+    def begin(self) -> None:
+        """A put begins: its first reuse of a stored chunk checks gc's marks again, unless
+        the last check is under :data:`CHECK_REUSE` seconds old."""
+        with self._lock:
+            if self._checked_at is not None and time.monotonic() - self._checked_at > CHECK_REUSE:
+                self._checked_at = None
+
     def has(self, digest: str) -> bool:
-        """Whether the chunk is in a stored pack (freshened) or pending in this writer."""
+        """Whether the chunk is in a stored pack a record may reference (see :meth:`add`)
+        or pending in this writer."""
         with self._lock:
             if digest in self._pending:
                 return True
-        return self._freshen(digest)
-
-    def _freshen(self, digest: str) -> bool:
         self.index.describe_once()  # a killed writer's packs, which no index lists, are reused
-        for _ in range(3):
-            loc = self.index.get(digest)
-            if loc is None:
-                return False
+        return self._reuse(digest)
+
+    def add(self, digest: str, data: bytes | bytearray | memoryview, *, copy: bool = False) -> bool:
+        """Store a chunk unless the store has it; return whether it went into a new pack.
+        With ``copy`` (garbage collection repacking a pack) it goes into a new pack anyway,
+        and the pack it is copied from is not freshened."""
+        if not copy:
             with self._lock:
-                if loc.pack in self._touched:
+                if digest in self._pending:
+                    return False
+            if self._reuse(digest):
+                return False
+        return self._append(digest, data)
+
+    def _reuse(self, digest: str) -> bool:
+        """Whether a stored pack has the chunk and a record may reference it: gc's marks
+        checked for this put, and the pack freshened if it is marked or no index lists it."""
+        found = self.index.locate(digest)
+        if found is None:
+            return False
+        with self._check_lock:
+            if self._checked_at is None:
+                self._check()
+                found = self.index.locate(digest)  # the check refreshed the index
+        for _ in range(3):
+            if found is None:
+                return False
+            loc, indexed = found
+            with self._lock:
+                if loc.pack in self._touched or (indexed and loc.pack not in self._marked):
                     return True
             if self.backend.touch(self.layout.pack_key(loc.pack)):
                 with self._lock:
                     self._touched.add(loc.pack)
                 return True
             self.index.forget_pack(loc.pack)  # removed by gc since the index was read
+            found = self.index.locate(digest)
         return False
 
-    def add(self, digest: str, data: bytes | bytearray | memoryview, *, copy: bool = False) -> bool:
-        """Store a chunk unless the store has it; return whether it went into a new pack.
-        With ``copy`` (garbage collection repacking a pack) it goes into a new pack anyway,
-        and the pack it is copied from is not freshened.
-
-        A chunk found in a stored pack is not waited for: the pack's touch is sent in the
-        background and the chunk held until it answers (:data:`HELD_MAX` bytes at most);
-        if the pack is gone, the chunk goes into a new pack. :meth:`publish` waits for
-        every touch, so the guarantee of :meth:`has` holds before anything references it."""
-        if not copy:
-            with self._lock:
-                if digest in self._pending:
-                    return False
-            if self._reuse(digest, data):
-                return False
-        return self._append(digest, data)
-
-    def _reuse(self, digest: str, data: bytes | bytearray | memoryview) -> bool:
-        """Whether a stored pack has the chunk: freshened already, or its touch started (the
-        chunk held meanwhile)."""
-        loc = self.index.get(digest)
-        if loc is None:
-            return False
+    def _check(self) -> None:
+        """List gc's candidates records (reading the ones not read before), then refresh the
+        index from a listing of ``chunk-index/``, in this order (holding ``_check_lock``)."""
+        listed = sorted(self.backend.list(CANDIDATES_PREFIX))
+        new = [k for k in listed if k not in self._records]
+        for key, data in _read_many(self.backend, new, CANDIDATES_PREFIX):
+            self._records[CANDIDATES_PREFIX + key] = _marked_packs(data, CANDIDATES_PREFIX + key)
+        marked = frozenset().union(*(self._records[k] for k in listed if k in self._records))
+        self.index.load_indexes()
         with self._lock:
-            if loc.pack in self._touched:
-                return True
-            if loc.pack not in self._touching:
-                if self._touch_pool is None:
-                    self._touch_pool = ThreadPoolExecutor(TOUCHES_IN_FLIGHT, thread_name_prefix="casstore-touch")
-                self._touching[loc.pack] = self._touch_pool.submit(
-                    self.backend.touch, self.layout.pack_key(loc.pack)
-                )
-            self._held.setdefault(loc.pack, []).append((digest, bytes(data)))
-            self._held_bytes += len(data)
-            over = self._held_bytes > HELD_MAX
-        if over:
-            self._settle(wait_all=False)
-        return True
-
-    def _settle(self, *, wait_all: bool) -> None:
-        """Take the answers of the touches under way (all of them, or the oldest until the
-        held chunks are within :data:`HELD_MAX`): a freshened pack's chunks are dropped, a
-        gone pack's chunks stored anew (in another pack that has them, or a new one)."""
-        while True:
-            with self._lock:
-                if not self._touching or (not wait_all and self._held_bytes <= HELD_MAX):
-                    return
-                pack, touch = next(iter(self._touching.items()))
-            try:
-                fresh = touch.result()
-            except BaseException:
-                with self._lock:
-                    self._drop_touch(pack)
-                raise
-            with self._lock:
-                held = self._drop_touch(pack)
-                if fresh:
-                    self._touched.add(pack)
-                    continue
-            self.index.forget_pack(pack)  # removed by gc since the index was read
-            for d, data in held:
-                self.add(d, data)
-
-    def _drop_touch(self, pack: str) -> list[tuple[str, bytes]]:
-        self._touching.pop(pack, None)
-        held = self._held.pop(pack, [])
-        self._held_bytes -= sum(len(data) for _, data in held)
-        return held
+            self._marked = marked
+            self._touched.clear()
+            self._checked_at = time.monotonic()
 
     def _append(self, digest: str, data: bytes | bytearray | memoryview) -> bool:
         with self._lock:
@@ -751,18 +767,18 @@ class PackWriter:
 
     @property
     def dirty(self) -> bool:
+        """Whether there is anything to publish, or a check of gc's marks to end."""
         with self._lock:
-            return bool(self._entries or self._uploads or self._touching)
+            return bool(self._entries or self._uploads or self._checked_at is not None)
 
     def publish(self) -> str | None:
         """Seal the open pack, wait for every upload, write their index; return its digest
         (None if there was nothing to publish). Writers call this before any object or
         record that references the chunks (a recipe, the durability barrier)."""
-        self._settle(wait_all=True)
         with self._lock:
+            self._checked_at = None  # the records published next rely on no earlier check
             self._seal()
             uploads, self._uploads = self._uploads, []
-            self._touched.clear()
             if not uploads:
                 return None
             try:
@@ -783,10 +799,9 @@ class PackWriter:
 
     def close(self) -> None:
         with self._lock:
-            pools, self._pool, self._touch_pool = (self._pool, self._touch_pool), None, None
-        for pool in pools:
-            if pool is not None:
-                pool.shutdown(wait=True)
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def coalesce(

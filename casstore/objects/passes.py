@@ -184,7 +184,7 @@ class _ChunkSink:
 
     def add(self, digest: str, data: memoryview) -> None:
         packs = self.passes.packs
-        if packs is not None:  # into the open pack, unless a stored pack has it (freshened)
+        if packs is not None:  # into the open pack, unless a stored pack has it (checked against gc's marks)
             if packs.add(digest, data):
                 self.passes.count(1, len(data))
             return

@@ -119,8 +119,14 @@ class ObjectStore(ObjectReader):
 
     # ---- writing -----------------------------------------------------------------
 
+    def _begin(self) -> None:
+        """A put (or a new reference to a stored file) begins: see :meth:`PackWriter.begin`."""
+        if self._packs is not None:
+            self._packs.begin()
+
     def put_bytes(self, data: bytes | bytearray | memoryview) -> Stored:
         """Store ``data``; return its ``(digest, size)``."""
+        self._begin()
         view = memoryview(data).cast("B")
         digest = hash_bytes(view)
         if not self.layout.recipe_for_one_chunk and 0 < len(view) <= self.config.chunker.min_size:
@@ -149,6 +155,7 @@ class ObjectStore(ObjectReader):
 
     def put_stream(self, stream: IO[bytes], progress: Progress | None = None) -> Stored:
         """Store everything read from a binary stream, in one pass."""
+        self._begin()
         stored, recipe = self._passes.store_stream(stream, progress)
         self._put_recipe(stored.digest, recipe)  # or freshen the existing one
         return stored
@@ -191,6 +198,7 @@ class ObjectStore(ObjectReader):
 
     def _put_open(self, fd: int, path: str, before: os.stat_result, progress: Progress | None) -> Stored:
         """:meth:`put_file` of the file open as ``fd`` (status ``before``), which this closes."""
+        self._begin()
         owned = True  # until a file object takes the descriptor over
         try:
             if stat_mod.S_ISREG(before.st_mode) and before.st_size <= READ_BLOCK:
@@ -363,7 +371,7 @@ class ObjectStore(ObjectReader):
         puts its chunk at once.)"""
         recipe = self.layout.recipe_key(digest)
         if self._packs is not None and 0 < size <= self.config.chunker.max_size and self._packs.has(digest):
-            return True  # a chunk in a pack (freshened), whole once indexed, or pending here
+            return True  # a chunk in a pack (checked against gc's marks), whole once indexed, or pending here
         if not self.layout.recipe_for_one_chunk and 0 < size <= self.config.chunker.max_size:
             chunk = self.layout.chunk_key(digest)
             if self.backend.touch(chunk):
@@ -411,6 +419,7 @@ class ObjectStore(ObjectReader):
         collection keeps what was touched within its grace period): its recipe, which keeps
         its chunks, or the chunk that is the file. False if the store has no such file."""
         digest = check_digest(digest)
+        self._begin()
         if self._packs is not None and self.backend.touch(self.layout.recipe_key(digest)):
             return True
         if self._packs is not None and self._packs.has(digest):
