@@ -43,6 +43,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -209,6 +210,33 @@ def _positive_int(value: object, name: str) -> int:
     return n
 
 
+def parse_timestamp(value: Any) -> datetime:
+    """botocore's timestamp parser, faster on S3's ISO 8601 times (a listing's
+    ``LastModified``): ``datetime.fromisoformat`` where botocore goes through dateutil,
+    which took three quarters of the time of parsing a listing page. Anything else (the
+    RFC 1123 dates of headers, epoch seconds) goes to botocore's parser; the result is
+    the same instant, timezone-aware, either way."""
+    if isinstance(value, str) and len(value) > 19 and value[10:11] == "T":
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    from botocore.utils import parse_timestamp as botocore_parse
+
+    return botocore_parse(value)  # type: ignore[no-any-return]
+
+
+def fast_timestamps(session: Any) -> None:
+    """Have the responses of ``session`` (an aiobotocore session; s3fs makes one per file
+    system) parse their timestamps with :func:`parse_timestamp` (botocore's documented
+    ``set_parser_defaults``; parsers are made per response, so it holds from now on)."""
+    factory = session.get_component("response_parser_factory") if session is not None else None
+    if factory is not None:
+        factory.set_parser_defaults(timestamp_parser=parse_timestamp)
+
+
 class S3Backend(Backend):
     """Objects under ``s3://bucket/prefix``; create-if-absent is ``If-None-Match: *``.
 
@@ -313,6 +341,7 @@ class S3Backend(Backend):
             raise InvalidInputError(f"bad storage_options for {self.url}: {e}") from e
         except Exception as e:
             raise self._translate(e, "opening the store", 1) from e
+        fast_timestamps(fs.session)
         if reuse:
             with _FS_LOCK:
                 for stale in [k for k in _FILESYSTEMS if k[0] != key[0]]:  # a parent's, before a fork
