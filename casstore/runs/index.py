@@ -23,6 +23,16 @@ truth: a missing, stale or damaged segment costs reads, never a wrong answer. A 
 segment (its check fails) is left out, said once, and its runs are read from the store; the
 next compaction drops it. Filters and ordering run as SQL over the cached summaries.
 
+On S3, in a store of version 6, a reader lists an experiment's entries in full once, then
+only those named after a point (:meth:`RunIndex.experiment_runs`): run ids are ordered by
+time (:func:`casstore.runs.layout.new_run_id`, on the service's clock), an entry the last
+listing missed was written after it began, hence after the greatest ``LastModified`` it
+saw less its duration, and its writer named it no more than :data:`NOTE_AFTER` seconds
+before the service's clock, or wrote a note that is (``RunStore._note_entry``; a resumption
+always does). The point is that greatest time less the listing's duration, NOTE_AFTER and
+a margin; stores of older versions, whose writers may name runs at random, and local
+stores list every entry.
+
 Reading sends no write to the store: listing, searching, showing and verifying work with
 read-only credentials.
 """
@@ -89,7 +99,7 @@ COMPACT_EVERY = 2
 _SCHEMA = 4
 #: a writer notes a run whose entry is named more than this many seconds before the service's
 #: clock when written (see ``RunStore._note_entry``); readers list back this far and more
-NOTE_AFTER = 300.0
+NOTE_AFTER = 60.0
 _SEGMENT = re.compile(r"^(\d{1,2})-([0-9]{20}-\d+-[0-9a-f]{8})$")
 
 

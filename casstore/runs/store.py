@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import time
 import warnings
 import weakref
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from casstore.exceptions import (
     CasstoreError,
@@ -808,9 +808,7 @@ class RunStore:
         time of one listing page, not ten."""
         if not split or self.backend.concurrency <= 1:
             return list(self.backend.list(prefix))
-        with ThreadPoolExecutor(16, thread_name_prefix="casstore-list") as pool:
-            parts = pool.map(lambda h: list(self.backend.list(prefix + h)), "0123456789abcdef")
-            return [k for part in parts for k in part]
+        return _by_first_digit(lambda h: list(self.backend.list(prefix + h)))
 
     def _list_entries(self, prefix: str, after: str | None) -> list[tuple[str, float]]:
         """An experiment's run entries under ``prefix`` with their modification times: those
@@ -820,9 +818,7 @@ class RunStore:
         b = self.backend
         if after is not None:
             return list(b.list_after(prefix, prefix + after, prefix + "1"))
-        with ThreadPoolExecutor(16, thread_name_prefix="casstore-list") as pool:
-            parts = pool.map(lambda h: list(b.list_after(prefix + h)), "0123456789abcdef")
-            return [x for part in parts for x in part]
+        return _by_first_digit(lambda h: list(b.list_after(prefix + h)))
 
     @property
     def index(self) -> run_index.RunIndex:
@@ -944,6 +940,15 @@ class RunStore:
         if not isinstance(entry, dict):
             raise CorruptRecordError(f"model entry {key} is not a map")
         return entry
+
+
+_T = TypeVar("_T")
+
+
+def _by_first_digit(list_part: Callable[[str], list[_T]]) -> list[_T]:
+    """``list_part(h)`` for each hex digit ``h``, as 16 listings at once, concatenated."""
+    with ThreadPoolExecutor(16, thread_name_prefix="casstore-list") as pool:
+        return [x for part in pool.map(list_part, "0123456789abcdef") for x in part]
 
 
 def entries_of(keys: Iterator[str] | list[str]) -> tuple[list[str], dict[str, int]]:
