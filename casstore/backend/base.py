@@ -244,7 +244,8 @@ class Backend(abc.ABC):
     def list_after(self, prefix: str, start_after: str = "", stop_at: str | None = None) -> Iterator[tuple[str, float]]:
         """Yield ``(key, modification time)`` for the keys that start with ``prefix`` and sort
         after ``start_after``, in key order; after a key that sorts at or after ``stop_at``,
-        stop (a few keys past it may come first).
+        stop (a few keys past it may come first). ``start_after`` is a key, or a name that is
+        no key's directory (SeaweedFS's S3 skips the keys under a directory so named).
 
         >>> [k for k, _ in backend.list_after("runs/", "runs/a", "runs/c")]  # doctest: +SKIP
         ['runs/b1', 'runs/b2']
