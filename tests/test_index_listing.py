@@ -59,6 +59,7 @@ def test_run_ids_are_time_ordered_uuids_and_entries_parse() -> None:
     early, late = layout.new_run_id(1_700_000_000.0), layout.new_run_id(1_700_000_000.002)
     assert early < late and uuid.UUID(early).version == 7 and layout.is_run_id(early)
     assert layout.run_id_time(early) == 1_700_000_000.0 and layout.run_id_time(uuid.uuid4().hex) is None
+    assert layout.time_prefix(1_700_000_000.0) == early[:12] < late
     note = layout.experiment_note_key("0", early, 3, at=1_800_000_000.0).rsplit("/", 1)[-1]
     assert note > late and layout.run_id_time(note) == 1_800_000_000.0
     assert layout.parse_entry(early) == (early, 0)

@@ -488,7 +488,7 @@ class RunIndex:
                 # every entry this listing missed was written after it began, so named at most
                 # NOTE_AFTER seconds before then: no earlier than the newest entry seen (stamped by
                 # the service before the listing ended) less the listing's time and NOTE_AFTER
-                after = layout.new_run_id(mark - elapsed - NOTE_AFTER - 5)[:12]
+                after = layout.time_prefix(mark - elapsed - NOTE_AFTER - 5)
                 db.execute("INSERT INTO listings VALUES (?, ?, ?) ON CONFLICT(experiment_id) DO UPDATE SET "
                            "after = max(after, excluded.after), mark = max(mark, excluded.mark)",
                            (experiment_id, after, mark))

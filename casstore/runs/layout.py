@@ -54,6 +54,7 @@ __all__ = [
     "experiment_note_key",
     "parse_entry",
     "run_id_time",
+    "time_prefix",
     "check_name",
     "check_whole",
     "MAX_NAME_LEN",
@@ -82,10 +83,16 @@ def new_run_id(at: float | None = None) -> str:
 
 
 def _time_id(at: float | None) -> str:
-    ms = int((time.time() if at is None else at) * 1000) & ((1 << 48) - 1)
+    ms = int(time_prefix(time.time() if at is None else at), 16)
     rand = int.from_bytes(os.urandom(10), "big")
     value = (ms << 80) | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64 | (0b10 << 62) | (rand & ((1 << 62) - 1))
     return f"{value:032x}"
+
+
+def time_prefix(at: float) -> str:
+    """The first 12 characters of the time-ordered ids made at ``at`` (seconds since the
+    epoch): every id made later sorts after it."""
+    return f"{int(at * 1000) & ((1 << 48) - 1):012x}"
 
 
 def run_id_time(name: str) -> float | None:
