@@ -55,18 +55,26 @@ def _entry_lists(proxy: FaultProxy, search: Callable[[], Any]) -> int:
     return proxy.count("GET", "") - before - 1
 
 
-def test_run_ids_are_time_ordered_uuids_and_entries_parse() -> None:
-    early, late = layout.new_run_id(1_700_000_000.0), layout.new_run_id(1_700_000_000.002)
-    assert early < late and uuid.UUID(early).version == 7 and layout.is_run_id(early)
-    assert layout.run_id_time(early) == 1_700_000_000.0 and layout.run_id_time(uuid.uuid4().hex) is None
+def test_entries_are_named_by_time_and_parse() -> None:
+    run_id = layout.new_run_id()
+    assert uuid.UUID(run_id).version == 4  # run ids stay random: short prefixes tell runs apart
+    early = layout.experiment_entry_key("7", run_id, at=1_700_000_000.0).rsplit("/", 1)[-1]
+    late = layout.experiment_entry_key("7", run_id, at=1_700_000_000.002).rsplit("/", 1)[-1]
+    assert early < late and uuid.UUID(early[:32]).version == 7
+    assert layout.entry_time(early) == 1_700_000_000.0 and layout.entry_time(run_id) is None
     assert layout.time_prefix(1_700_000_000.0) == early[:12] < late
-    note = layout.experiment_note_key("0", early, 3, at=1_800_000_000.0).rsplit("/", 1)[-1]
-    assert note > late and layout.run_id_time(note) == 1_800_000_000.0
-    assert layout.parse_entry(early) == (early, 0)
-    assert layout.parse_entry(f"{early}.g00000002") == (early, 2)  # what every version writes when resumed
-    assert layout.parse_entry(note) == (early, 3)
-    assert layout.parse_entry(layout.experiment_note_key("0", early).rsplit("/", 1)[-1]) == (early, 0)
-    assert layout.parse_entry("meta") is None and layout.parse_entry(early + ".x") is None
+    resumed = layout.experiment_entry_key("7", run_id, 3, at=1_800_000_000.0).rsplit("/", 1)[-1]
+    assert resumed > late and layout.entry_time(resumed) == 1_800_000_000.0
+    assert layout.parse_entry(run_id) == (run_id, 0)  # the entry before version 6
+    assert layout.parse_entry(f"{run_id}.g00000002") == (run_id, 2)  # every version writes it when resumed
+    assert layout.parse_entry(early) == (run_id, 0) and layout.parse_entry(resumed) == (run_id, 3)
+    assert layout.parse_entry("meta") is None and layout.parse_entry(run_id + ".x") is None
+
+
+def _entries(store: RunStore, exp: str, run_id: str) -> list[str]:
+    """The keys of the entries in ``exp`` that name ``run_id`` as added (not resumed)."""
+    return [k for k in store.backend.list(layout.experiment_runs_prefix(exp))
+            if layout.parse_entry(k.rsplit("/", 1)[-1]) == (run_id, 0)]
 
 
 def test_a_warm_search_lists_only_new_entries_in_one_request_and_sees_every_new_run(
@@ -88,21 +96,25 @@ def test_a_warm_search_lists_only_new_entries_in_one_request_and_sees_every_new_
     assert _entry_lists(s3_proxy, lambda: _names(reader, exp)) == 1
     assert _names(reader, exp) == sorted([f"a{i}" for i in range(20)] + ["b0", "b1", "b2"])
     assert sorted(v.run_id for v in reader.search_runs([exp])) == sorted(first + more)
-    assert _cutoff(reader, exp) < min(first)[:12]  # the newest entries: named within the note window of the newest
+    oldest = min(k.rsplit("/", 1)[-1] for r in first for k in _entries(writer, exp, r))
+    assert _cutoff(reader, exp) < oldest  # the newest entries: named within the note window of the newest
 
 
 def _an_hour_behind(monkeypatch: pytest.MonkeyPatch, make: Callable[[], str]) -> str:
-    """What ``make`` returns, with run ids named by a clock an hour behind the service's."""
-    real = layout.new_run_id
-    monkeypatch.setattr(layout, "new_run_id", lambda at=None: real((at or time.time()) - 3600))
+    """What ``make`` returns, with the first entry it names named an hour before the service's
+    clock (a writer that named it by its own clock, an hour behind)."""
+    real = layout.experiment_entry_key
+    calls: list[str] = []
+
+    def behind(exp: str, run_id: str, generation: int = 0, at: float | None = None) -> str:
+        calls.append(run_id)
+        return real(exp, run_id, generation, (at or time.time()) - (3600 if len(calls) == 1 else 0))
+
+    monkeypatch.setattr(layout, "experiment_entry_key", behind)
     try:
         return make()
     finally:
-        monkeypatch.setattr(layout, "new_run_id", real)
-
-
-def _notes(store: RunStore, exp: str, run_id: str) -> list[str]:
-    return [k for k in store.backend.list(layout.experiment_runs_prefix(exp)) if f".{run_id}" in k.rsplit("/", 1)[-1][32:]]
+        monkeypatch.setattr(layout, "experiment_entry_key", real)
 
 
 def test_a_run_named_by_a_clock_behind_is_noted_and_a_warm_reader_sees_it(
@@ -115,12 +127,12 @@ def test_a_run_named_by_a_clock_behind_is_noted_and_a_warm_reader_sees_it(
     reader = _reader(url)
     assert _names(reader, exp) == ["before"]
     late = _an_hour_behind(monkeypatch, lambda: _run(writer, exp, "late"))
-    assert late[:12] < _cutoff(reader, exp)  # its entry is where the reader no longer lists,
-    assert _names(reader, exp) == ["before", "late"]  # yet it sees the run:
-    assert len(_notes(writer, exp, late)) == 1  # its writer noted it, named by the service's clock
+    first, note = sorted(k.rsplit("/", 1)[-1] for k in _entries(writer, exp, late))
+    assert first < _cutoff(reader, exp) < note  # its entry is where the reader no longer lists,
+    assert _names(reader, exp) == ["before", "late"]  # yet it sees the run: its writer noted it
     assert _names(_reader(url), exp) == ["before", "late"]  # and a cold reader counts it once
-    _run(writer, exp, "on time")
-    assert len(_notes(writer, exp, late)) == 1  # a run named in time gets no note
+    on_time = _run(writer, exp, "on time")
+    assert len(_entries(writer, exp, on_time)) == 1  # a run named in time gets no note
 
 
 def test_a_run_resumed_after_its_summary_was_cached_is_read_again_by_a_warm_reader(
@@ -129,12 +141,14 @@ def test_a_run_resumed_after_its_summary_was_cached_is_read_again_by_a_warm_read
     url = s3_env.fresh_url("resume")
     writer = open_run_store(url)
     exp = writer.get_or_create_experiment("e")
+    real = layout.new_run_id
+    monkeypatch.setattr(layout, "new_run_id", lambda: "f" + real()[1:])  # its `.g` entry sorts past every time name
     run_id = _an_hour_behind(monkeypatch, lambda: _run(writer, exp, "r"))  # an old run
+    monkeypatch.setattr(layout, "new_run_id", real)
     index.flush_pending(writer)
     reader = _reader(url)
     assert [v.status for v in reader.search_runs([exp])] == ["FINISHED"]
     h = writer.reopen_run(run_id)
-    assert f"{run_id}.g00000001" < layout.experiment_runs_prefix(exp) + _cutoff(reader, exp)  # where the reader no longer lists
     h.log_param("later", "1")
     assert [(v.status, v.params.get("later")) for v in reader.search_runs([exp])] == [("RUNNING", "1")]
     h.end("KILLED")
@@ -148,14 +162,12 @@ def test_runs_of_an_older_version_are_all_listed_and_after_the_upgrade_listed_on
     url = s3_env.fresh_url("v5")
     # an older casstore's store: version 5, run ids at random
     assert open_backend(url).put_if_absent(CONFIG_KEY, StoreConfig(version=5).to_json())
-    real = layout.new_run_id
-    monkeypatch.setattr(layout, "new_run_id", lambda at=None: uuid.uuid4().hex)
     old = open_run_store(url)
     assert read_config(old.backend).version == 5
     exp = old.get_or_create_experiment("e")
     old_ids = [_run(old, exp, f"old{i}") for i in range(12)]
     index.flush_pending(old)
-    monkeypatch.setattr(layout, "new_run_id", real)
+    assert all(_entries(old, exp, r) == [layout.experiment_run_key(exp, r)] for r in old_ids)  # named by id
     reader = _reader(url, s3_proxy)
     for _ in range(2):  # a version-5 store may have older writers: every search lists every entry
         assert _entry_lists(s3_proxy, lambda: _names(reader, exp)) == 16

@@ -24,8 +24,8 @@ segment (its check fails) is left out, said once, and its runs are read from the
 next compaction drops it. Filters and ordering run as SQL over the cached summaries.
 
 On S3, in a store of version 6, a reader lists an experiment's entries in full once, then
-only those named after a point (:meth:`RunIndex.experiment_runs`): run ids are ordered by
-time (:func:`casstore.runs.layout.new_run_id`, on the service's clock), an entry the last
+only those named after a point (:meth:`RunIndex.experiment_runs`): entries are named by
+time (:func:`casstore.runs.layout.experiment_entry_key`, on the service's clock), an entry the last
 listing missed was written after it began, hence after the greatest ``LastModified`` it
 saw less its duration, and its writer named it no more than :data:`NOTE_AFTER` seconds
 before the service's clock, or wrote a note that is (``RunStore._note_entry``; a resumption

@@ -51,9 +51,9 @@ __all__ = [
     "experiment_name_key",
     "experiment_runs_prefix",
     "experiment_run_key",
-    "experiment_note_key",
     "parse_entry",
-    "run_id_time",
+    "entry_time",
+    "experiment_entry_key",
     "time_prefix",
     "check_name",
     "check_whole",
@@ -73,16 +73,14 @@ def name_key(name: str) -> str:
     return blake3(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def new_run_id(at: float | None = None) -> str:
-    """A new run id, ordered by time: a UUID version 7 (RFC 9562) in hex, 32 characters whose
-    first 12 are the milliseconds since the epoch at ``at`` (seconds; now if ``None``) and
-    whose last 74 bits are random. Ids of runs made later sort after (so an experiment's
-    newest entries are the end of its listing); MLflow's run ids (UUID version 4) are read
-    as before."""
-    return _time_id(at)
+def new_run_id() -> str:
+    return uuid.uuid4().hex
 
 
 def _time_id(at: float | None) -> str:
+    """A UUID version 7 (RFC 9562) in hex: 32 characters whose first 12 are the milliseconds
+    since the epoch at ``at`` (seconds; now if ``None``), the rest random, so that names
+    made later sort after."""
     ms = int(time_prefix(time.time() if at is None else at), 16)
     rand = int.from_bytes(os.urandom(10), "big")
     value = (ms << 80) | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64 | (0b10 << 62) | (rand & ((1 << 62) - 1))
@@ -95,10 +93,10 @@ def time_prefix(at: float) -> str:
     return f"{int(at * 1000) & ((1 << 48) - 1):012x}"
 
 
-def run_id_time(name: str) -> float | None:
-    """The time (seconds since the epoch) a time-ordered id (:func:`new_run_id`) was made
-    at, or ``None`` for any other id."""
-    if len(name) >= 32 and name[12] == "7" and name[16] in "89ab" and _RUN_ID.match(name[:32]):
+def entry_time(name: str) -> float | None:
+    """The time (seconds since the epoch) an experiment's entry named by time was named at
+    (:func:`experiment_entry_key`), or ``None`` for an entry named by its run id."""
+    if len(name) > 32 and name[12] == "7" and name[16] in "89ab" and _RUN_ID.match(name[:32]):
         return int(name[:12], 16) / 1000
     return None
 
@@ -246,12 +244,13 @@ def experiment_reopen_key(experiment_id: str, run_id: str, generation: int) -> s
     return f"experiments/{experiment_id}/runs/{run_id}.g{generation:08d}"
 
 
-def experiment_note_key(experiment_id: str, run_id: str, generation: int = 0, at: float | None = None) -> str:
-    """A note beside the experiment's index entries, named by the time ``at`` (the service's
-    clock): run ``run_id`` was added (``generation`` 0) or resumed into ``generation``. A run
-    whose entry's name is older than the service's clock allows (a writer's clock behind),
-    and every resumption, get one, so that a reader listing only the entries named after a
-    point it has passed still sees them (see casstore/runs/index.py)."""
+def experiment_entry_key(experiment_id: str, run_id: str, generation: int = 0, at: float | None = None) -> str:
+    """A run's entry in its experiment named by the time ``at`` (the service's clock; from store
+    format 6): ``<time id>.<run_id>``, written when the run is created, and again (a **note**)
+    when the first one's name is older than the service's clock allows; with ``generation``,
+    ``<time id>.<run_id>.g<generation>``, the note that the run was resumed into it. A search
+    that lists only the entries named after a point it has passed sees them all (see
+    casstore/runs/index.py)."""
     suffix = f".g{generation:08d}" if generation else ""
     return f"experiments/{experiment_id}/runs/{_time_id(at)}.{run_id}{suffix}"
 
@@ -262,8 +261,8 @@ _REOPEN = re.compile(r"^([0-9a-f]{32})\.g(\d{8})$")
 
 def parse_entry(name: str) -> tuple[str, int] | None:
     """What an entry of ``experiments/<id>/runs/`` says: ``(run_id, generation)``, generation
-    0 for the run's entry (or a note of it), ``g`` for a resumption into ``g``; ``None``
-    for a name that is none of these."""
+    0 for the run's entry (named by its id, or by time), ``g`` for a resumption into ``g``;
+    ``None`` for a name that is none of these."""
     if _RUN_ID.match(name):
         return name, 0
     m = _REOPEN.match(name) or _NOTE.match(name)

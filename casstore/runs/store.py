@@ -91,6 +91,8 @@ class RunStore:
         self._lock = threading.Lock()
         #: version 4: params, tags and metrics in numbered batch records, the manifest in the seal
         self.batched = objects.config.version >= BATCHED_FROM
+        #: version 6: experiments' entries are named by time (see casstore/runs/index.py)
+        self.ordered = objects.config.version >= ORDERED_FROM
         #: version 5: the seal is a sealed run's only copy of its manifest (no manifests/<digest>)
         self.manifest_objects = objects.config.version < COMPACTED_FROM
         #: version 5 on a local disk: a sealed run keeps its seal only (see runs/compact.py)
@@ -325,7 +327,7 @@ class RunStore:
         start = now_ms() if start_time is None else start_time
         if isinstance(start, bool) or not isinstance(start, int):
             raise InvalidInputError(f"start_time must be integer milliseconds since the epoch, got {start!r}")
-        run_id = layout.new_run_id(self.backend.server_time())  # named by the service's clock where it has one
+        run_id = layout.new_run_id()
         meta = {
             "v": RECORD_VERSION,
             "run_id": run_id,
@@ -338,31 +340,44 @@ class RunStore:
             meta["bindings"] = BATCH_BINDINGS
         if not self.backend.put_if_absent(layout.run_meta_key(run_id), encode_record(meta)):
             raise RunStateError(f"run id {run_id} is already taken (this should never happen); try again")
-        self.backend.put_if_absent(
-            layout.experiment_run_key(exp_id, run_id), encode_record({"v": RECORD_VERSION, "run_id": run_id, "start_time": start})
-        )
-        self._note_entry(exp_id, run_id, 0, layout.run_id_time(run_id))
-        return self._track(RunHandle(self, run_id, meta))
+        entry = {"v": RECORD_VERSION, "run_id": run_id, "start_time": start}
+        if self.ordered:  # named by time, on the service's clock where its responses tell it
+            key = layout.experiment_entry_key(exp_id, run_id, 0, self.backend.server_time())
+        else:
+            key = layout.experiment_run_key(exp_id, run_id)
+        self.backend.put_if_absent(key, encode_record(entry))
+        if self.ordered:
+            self._note_entry(exp_id, run_id, 0, layout.entry_time(key.rsplit("/", 1)[-1]), entry)
+        return self._track(RunHandle(self, run_id, meta, entry_key=key))
 
-    def _note_entry(self, exp_id: str, run_id: str, generation: int, named_at: float | None) -> None:
-        """Make sure a search that lists only the experiment's entries named after a point
-        sees this run (added, or resumed into ``generation``): if the entry just written is
-        named more than :data:`~casstore.runs.index.NOTE_AFTER` seconds before the service's
-        clock now (this machine's clock is behind, or the write took that long), or ``named_at``
-        is ``None``, write a note named by the service's clock, and check it the same way.
-        Nothing on a store without a clock of its own (every search lists every entry there)."""
+    def _note_entry(self, exp_id: str, run_id: str, generation: int, named_at: float | None,
+                    record: dict[str, Any]) -> None:
+        """Version 6: make sure a search that lists only the experiment's entries named after a
+        point sees this run (added, or resumed into ``generation``): if the entry just written
+        is named more than :data:`~casstore.runs.index.NOTE_AFTER` seconds before the service's
+        clock now (this machine's clock was used, and is behind, or the write took that long),
+        or ``named_at`` is ``None``, write a note (``record`` under an entry named by the
+        service's clock), and check it the same way. Nothing on a store without a clock of its
+        own (every search lists every entry there)."""
         for _ in range(5):
             now = self.backend.server_time()
             if now is None or (named_at is not None and named_at >= now - run_index.NOTE_AFTER):
                 return
-            key = layout.experiment_note_key(exp_id, run_id, generation, now)
-            self.backend.put_if_absent(key, encode_record({"v": RECORD_VERSION, "run_id": run_id,
-                                                           "generation": generation, "time": now_ms()}))
-            named_at = layout.run_id_time(key.rsplit("/", 1)[-1])
+            key = layout.experiment_entry_key(exp_id, run_id, generation, now)
+            self.backend.put_if_absent(key, encode_record(record))
+            named_at = layout.entry_time(key.rsplit("/", 1)[-1])
         raise StoreUnavailableError(
             f"store {self.url}: the entry of run {run_id} could not be written within "
             f"{run_index.NOTE_AFTER:.0f} seconds of the service's clock five times; check the network and try again"
         )
+
+    def entry_key(self, experiment_id: str, run_id: str) -> str:
+        """The key of a run's entry in its experiment: ``runs/<run_id>`` (before version 6,
+        and runs made before an upgrade) or ``runs/<time id>.<run_id>``, found by listing."""
+        for key in self.backend.list(layout.experiment_runs_prefix(experiment_id)):
+            if layout.parse_entry(key.rsplit("/", 1)[-1]) == (run_id, 0):
+                return key
+        return layout.experiment_run_key(experiment_id, run_id)
 
     def open_run(self, run_id: str) -> RunHandle:
         """A handle to resume writing an unsealed run."""
@@ -398,7 +413,8 @@ class RunStore:
         meta = self._meta(run_id)
         self.backend.put_if_absent(layout.experiment_reopen_key(str(meta["experiment_id"]), run_id, g),
                                    encode_record(rec))
-        self._note_entry(str(meta["experiment_id"]), run_id, g, None)  # the entry above is named by the run's id: old
+        if self.ordered:  # the entry above is named by the run's id, which says nothing of when
+            self._note_entry(str(meta["experiment_id"]), run_id, g, None, rec)
         self.backend.put_if_absent(layout.reopen_key(run_id, g), encode_record(rec))  # a concurrent resume made it: the same
         self.backend.flush()
         return self.open_run(run_id)
@@ -749,7 +765,7 @@ class RunStore:
         experiment and start time (``None`` if no index record of it reads)."""
         for key in self.backend.list("experiments/"):
             parts = key.split("/")
-            if len(parts) != 4 or parts[2] != "runs" or parts[3] != run_id:
+            if len(parts) != 4 or parts[2] != "runs" or layout.parse_entry(parts[3]) != (run_id, 0):
                 continue
             try:
                 rec = decode_record(self.backend.get(key), f"record {key}")
@@ -816,8 +832,8 @@ class RunStore:
         year 2527; the runs of older versions, named at random, were all listed before), or
         with ``after`` ``None``, every entry, as 16 listings at once (one per first hex digit)."""
         b = self.backend
-        if after is not None:
-            return list(b.list_after(prefix, prefix + after, prefix + "1"))
+        if after is not None:  # (keys past the stop that its last page holds are left out: the same at any page size)
+            return [x for x in b.list_after(prefix, prefix + after, prefix + "1") if x[0] < prefix + "1"]
         return _by_first_digit(lambda h: list(b.list_after(prefix + h)))
 
     @property
@@ -871,7 +887,7 @@ class RunStore:
         table asks it for a page, the count of matches and the columns)."""
         ids: list[str] = []
         resumed: dict[str, int] = {}
-        ordered = self.backend.listing_times and self.objects.config.version >= ORDERED_FROM
+        ordered = self.backend.listing_times and self.ordered
         for exp in [None] if experiment_ids is None else experiment_ids:
             if exp is not None and ordered:
                 eid = check_experiment_id(exp)
