@@ -99,7 +99,7 @@ def test_the_good_config_used_above_opens(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("version", [1, 2, 3])
 def test_a_new_store_has_the_current_version_and_an_older_store_keeps_its_version(tmp_path: Path, version: int) -> None:
-    assert json.loads((open_store(tmp_path / "new").backend.get(CONFIG_KEY)))["version"] == FORMAT_VERSION == 5
+    assert json.loads((open_store(tmp_path / "new").backend.get(CONFIG_KEY)))["version"] == FORMAT_VERSION == 6
     old = tmp_path / "old"
     old.mkdir()
     (old / CONFIG_KEY).write_bytes(with_changes(version=version))

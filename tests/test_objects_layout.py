@@ -68,7 +68,7 @@ def test_the_layout_of_each_version() -> None:
 
 def test_a_new_store_uses_the_one_level_fan_out(tmp_path: Path) -> None:
     objects = open_store(tmp_path / "s", chunker=SMALL)
-    assert objects.config.version == FORMAT_VERSION == 5 and objects.layout == ContentLayout(5)
+    assert objects.config.version == FORMAT_VERSION == 6 and objects.layout == ContentLayout(6)
     assert objects.layout.levels == 1 and not objects.layout.recipe_for_one_chunk
     big = objects.put_bytes(random_bytes(60_000, 1))
     keys = on_disk(tmp_path / "s")

@@ -225,10 +225,10 @@ def test_upgrade_converts_a_version_3_store_and_its_runs_keep_their_rules(tmp_pa
     r = CliRunner().invoke(cli, ["upgrade", "--store", url])
     assert r.exit_code == 0, r.output
     # the sealed run's seal does not hold its manifest (version 3): it keeps its records
-    assert ("from format version 3 to 5: 1 open run(s) given their batch record, 2 run(s) in the search index, "
+    assert ("from format version 3 to 6: 1 open run(s) given their batch record, 2 run(s) in the search index, "
             "0 sealed run(s) compacted") in r.output
     store = open_run_store(url)
-    assert read_config(store.backend).version == 5 and store.batched and store.compacts
+    assert read_config(store.backend).version == 6 and store.batched and store.compacts
     assert store.get_run(sealed.run_id).digest == digest  # a sealed run is as it was
     h = store.open_run(still_open.run_id)
     with pytest.raises(ImmutableArtifactError, match="lr"):
@@ -242,4 +242,4 @@ def test_upgrade_converts_a_version_3_store_and_its_runs_keep_their_rules(tmp_pa
     assert got == {"sealed", "open"} and store.index.last["runs_read"] == 1  # the index had the sealed run
     assert "meta" not in _run_keys(store, still_open.run_id)  # ended in the new format: its seal only
     assert verify_store(store).ok
-    assert CliRunner().invoke(cli, ["upgrade", "--store", url]).exit_code != 0  # already version 5
+    assert CliRunner().invoke(cli, ["upgrade", "--store", url]).exit_code != 0  # already version 6

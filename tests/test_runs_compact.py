@@ -261,5 +261,11 @@ def test_the_end_makes_the_seal_and_the_experiment_entry_durable_and_nothing_it_
     h.end()
     # the seal and its directory, runs/ (which gained the run's new directory), the run's entry in its
     # experiment and that directory: not the meta or the batches, which the seal holds and which go
+    entry = store.entry_key(exp, h.run_id)  # (from version 6 named by time: <time id>.<run id>)
+    assert layout.parse_entry(entry.rsplit("/", 1)[-1]) == (h.run_id, 0)
     assert sorted(synced) == sorted([f"runs/{h.run_id}/seal", f"runs/{h.run_id}", "runs",
-                                     f"experiments/{exp}/runs/{h.run_id}", f"experiments/{exp}/runs"])
+                                     entry, f"experiments/{exp}/runs"])
+    resumed = store.create_run(exp)  # ended by another process, which finds the entry by listing
+    synced.clear()
+    open_run_store(tmp_path / "s").open_run(resumed.run_id).end()
+    assert store.entry_key(exp, resumed.run_id) in synced

@@ -360,3 +360,38 @@ def test_upload_and_download_memory_is_bounded_by_chunks_in_flight_not_file_size
     assert after_get - base < 80, f"downloading 128 MiB raised the peak resident set by {after_get - base} MiB"
     with open(src, "rb") as a, open(src + ".back", "rb") as b:
         assert a.read() == b.read()
+
+
+# ---- timestamps ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "2026-12-06T12:04:09.000Z", "2026-12-06T12:04:09Z", "2026-12-06T12:04:09.123456+00:00",
+    "2026-12-06T12:04:09.5-05:00", "2026-12-06T23:59:59.999+02:30", "Sun, 06 Dec 2026 12:04:09 GMT",
+    "1765000000", "2026-12-06T12:04:09",
+])
+def test_timestamps_parse_to_the_instant_botocore_gives(text: str) -> None:
+    from botocore.utils import parse_timestamp as botocore_parse
+
+    from casstore.backend.s3 import parse_timestamp
+
+    ours, theirs = parse_timestamp(text), botocore_parse(text)
+    assert ours == theirs
+    assert (ours.tzinfo is None) == (theirs.tzinfo is None)
+
+
+def test_listings_and_info_give_modification_times_as_instants(s3_url: str) -> None:
+    import time
+
+    b = open_backend(s3_url)
+    try:
+        before = time.time()
+        b.put_if_absent("t/stamped", b"x")
+        mtime = b.info("t/stamped").mtime
+        assert before - 5 <= mtime <= time.time() + 5
+        parser = b.fs.session.get_component("response_parser_factory").create_parser("rest-xml")
+        from casstore.backend.s3 import parse_timestamp
+
+        assert parser._timestamp_parser is parse_timestamp  # what parses every listing's LastModified
+    finally:
+        b.close()

@@ -108,6 +108,10 @@ class Backend(abc.ABC):
     #: and a sealed run keeps its seal only, its other records removed (store format 5;
     #: see casstore/runs/compact.py).
     local: bool = False
+    #: ``list_after`` takes each key's modification time from the listing itself, as the
+    #: service stamped it (S3), and ``server_time`` tells the service's clock: a search can
+    #: then list only an experiment's newest entries (casstore/runs/index.py).
+    listing_times: bool = False
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -247,6 +251,33 @@ class Backend(abc.ABC):
         if prefix:
             validate_key(prefix[:-1] if prefix.endswith("/") else prefix)
         return self._list(prefix)
+
+    def list_after(self, prefix: str, start_after: str = "", stop_at: str | None = None) -> Iterator[tuple[str, float]]:
+        """Yield ``(key, modification time)`` for the keys that start with ``prefix`` and sort
+        after ``start_after``, in key order; after a key that sorts at or after ``stop_at``,
+        stop (a few keys past it may come first). ``start_after`` is a key, or a name that is
+        no key's directory (SeaweedFS's S3 skips the keys under a directory so named).
+
+        >>> [k for k, _ in backend.list_after("runs/", "runs/a", "runs/c")]  # doctest: +SKIP
+        ['runs/b1', 'runs/b2']
+        """
+        from casstore.exceptions import ObjectNotFoundError
+
+        for key in sorted(self.list(prefix)):
+            if key <= start_after:
+                continue
+            if stop_at is not None and key >= stop_at:
+                return
+            try:
+                yield key, self.info(key).mtime
+            except ObjectNotFoundError:
+                continue  # deleted since the listing
+
+    def server_time(self) -> float | None:
+        """The service's clock now (seconds since the epoch), as its latest response said;
+        ``None`` where the store has no clock of its own (a local directory, memory: the
+        machine's clock is the store's)."""
+        return None
 
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""

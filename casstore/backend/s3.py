@@ -43,6 +43,8 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -209,6 +211,38 @@ def _positive_int(value: object, name: str) -> int:
     return n
 
 
+def parse_timestamp(value: Any) -> datetime:
+    """botocore's timestamp parser, faster on S3's ISO 8601 times (a listing's
+    ``LastModified``): ``datetime.fromisoformat`` where botocore goes through dateutil,
+    which took three quarters of the time of parsing a listing page. Anything else (the
+    RFC 1123 dates of headers, epoch seconds) goes to botocore's parser; the result is
+    the same instant, timezone-aware, either way."""
+    if isinstance(value, str) and len(value) > 19 and value[10:11] == "T":
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    from botocore.utils import parse_timestamp as botocore_parse
+
+    return botocore_parse(value)  # type: ignore[no-any-return]
+
+
+def _seconds(value: Any) -> float:
+    """A listing's ``LastModified`` as seconds since the epoch."""
+    return float(value.timestamp()) if hasattr(value, "timestamp") else 0.0
+
+
+def fast_timestamps(session: Any) -> None:
+    """Have the responses of ``session`` (an aiobotocore session; s3fs makes one per file
+    system) parse their timestamps with :func:`parse_timestamp` (botocore's documented
+    ``set_parser_defaults``; parsers are made per response, so it holds from now on)."""
+    factory = session.get_component("response_parser_factory") if session is not None else None
+    if factory is not None:
+        factory.set_parser_defaults(timestamp_parser=parse_timestamp)
+
+
 class S3Backend(Backend):
     """Objects under ``s3://bucket/prefix``; create-if-absent is ``If-None-Match: *``.
 
@@ -221,6 +255,7 @@ class S3Backend(Backend):
     #: a PUT is atomic: an object is seen whole or not at all
     whole_objects = True
     concurrency = DEFAULT_CONCURRENCY
+    listing_times = True
 
     def __init__(self, location: str, storage_options: dict[str, Any] | None = None) -> None:
         path, _, query = location.partition("?")
@@ -259,6 +294,8 @@ class S3Backend(Backend):
         #: probed before the first write, never at open: a reader sends no write
         self._probe_pending = True
         self._probe_lock = threading.Lock()
+        #: the service's clock minus this machine's, from the ``Date`` of the latest response
+        self._clock_offset: float | None = None
 
     @property
     def supports_atomic_create(self) -> bool:
@@ -313,6 +350,7 @@ class S3Backend(Backend):
             raise InvalidInputError(f"bad storage_options for {self.url}: {e}") from e
         except Exception as e:
             raise self._translate(e, "opening the store", 1) from e
+        fast_timestamps(fs.session)
         if reuse:
             with _FS_LOCK:
                 for stale in [k for k in _FILESYSTEMS if k[0] != key[0]]:  # a parent's, before a fork
@@ -389,7 +427,12 @@ class S3Backend(Backend):
         await self.fs.set_session()
         s3 = await self.fs.get_s3(self.bucket)
         fn = getattr(s3, method)
-        return await fn(**self.fs._get_s3_method_kwargs(fn, Bucket=self.bucket, **kwargs))
+        response = await fn(**self.fs._get_s3_method_kwargs(fn, Bucket=self.bucket, **kwargs))
+        date = ((response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}).get("date")
+        if date:  # the service's clock, to the second (the middle of that second, as good a guess as any)
+            with contextlib.suppress(TypeError, ValueError):
+                self._clock_offset = parsedate_to_datetime(date).timestamp() + 0.5 - time.time()
+        return response
 
     async def _retrying(
         self, what: str, attempt: Callable[[], Awaitable[T]], on_retry: Callable[[bool], None] | None = None
@@ -579,16 +622,17 @@ class S3Backend(Backend):
 
         return await self._retrying(f"touch {key!r}", attempt)
 
-    async def _list_page(self, prefix: str, token: str | None) -> tuple[list[str], str | None]:
-        extra = {"ContinuationToken": token} if token else {}
+    async def _list_page(self, prefix: str, token: str | None,
+                         start_after: str = "") -> tuple[list[tuple[str, float]], str | None]:
+        extra = {"ContinuationToken": token} if token else {"StartAfter": start_after} if start_after else {}
 
         async def attempt() -> Any:
             return await self._call("list_objects_v2", Prefix=prefix, **extra)
 
         page = await self._retrying(f"LIST {prefix!r}", attempt)
-        keys = [str(o["Key"]) for o in page.get("Contents") or ()]
+        items = [(str(o["Key"]), _seconds(o.get("LastModified"))) for o in page.get("Contents") or ()]
         nxt = page.get("NextContinuationToken") if page.get("IsTruncated") else None
-        return keys, nxt
+        return items, nxt
 
     # ---- primitives --------------------------------------------------------------
 
@@ -632,17 +676,32 @@ class S3Backend(Backend):
         return self._sync(self._get_async, key, start, end)
 
     def _list(self, prefix: str) -> Iterator[str]:
+        return (key for key, _ in self._list_pages(prefix))
+
+    def _list_pages(self, prefix: str, start_after: str = "", stop_at: str | None = None) -> Iterator[tuple[str, float]]:
         base = f"{self.prefix}/" if self.prefix else ""
         probe = f"{base}{PROBE_DIR}/"
         token: str | None = None
         while True:
-            keys, token = self._sync(self._list_page, base + prefix, token)
-            for full in keys:
+            items, token = self._sync(self._list_page, base + prefix, token, base + start_after if start_after else "")
+            for full, mtime in items:
                 if full.endswith("/") or full.startswith(probe):
                     continue
-                yield full[len(base) :]
-            if token is None:
+                yield full[len(base) :], mtime
+            if token is None or (stop_at is not None and items and items[-1][0] >= base + stop_at):
                 return
+
+    def list_after(self, prefix: str, start_after: str = "", stop_at: str | None = None) -> Iterator[tuple[str, float]]:
+        # docstring inherited
+        for k in (prefix, start_after, stop_at or ""):
+            if k:
+                validate_key(k[:-1] if k.endswith("/") else k)
+        return self._list_pages(prefix, start_after, stop_at)
+
+    def server_time(self) -> float | None:
+        # docstring inherited
+        offset = self._clock_offset
+        return None if offset is None else time.time() + offset
 
     def _delete(self, key: str) -> None:
         self._sync(self._retrying, f"delete {key!r}", lambda: self._delete_async(key))

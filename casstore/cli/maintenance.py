@@ -258,17 +258,19 @@ def pack_store_cmd(as_json: bool, store: str | None) -> None:
 Examples:
   casstore upgrade --store s3://team-bucket/ml
 \b
-Upgrades a store of format version 3 or 4 to version 5. From version 3: a run's params,
+Upgrades a store of format version 3, 4 or 5 to version 6. From version 3: a run's params,
 tags and metrics in one record per logging call, the manifest in the seal, and a search
 index beside the store. On a local disk, a sealed run then keeps its seal only (the
-records it holds are removed). No content is rewritten. Run it while no other process
-writes to the store; an interrupted upgrade is run again. casstore releases before
-version 5 cannot open the store afterwards. On a version-5 store whose casstore.json has
-no check of its own (b3), it adds the check.
+records it holds are removed). Version 6 names run entries in time order (searches on S3
+list only an experiment's newest entries): a version-5 store gets its casstore.json
+written again. No content is rewritten. Run it while no other process writes to the
+store; an interrupted upgrade is run again. casstore releases before version 6 cannot
+open the store afterwards. On a version-6 store whose casstore.json has no check of its
+own (b3), it adds the check.
 """)
 @common_options
 def upgrade_cmd(store: str | None) -> None:
-    """Upgrade the store to the current format version (5)."""
+    """Upgrade the store to the current format version (6)."""
     from casstore.maintenance.upgrade import upgrade_store
 
     report = upgrade_store(open_runs(store))

@@ -1,4 +1,4 @@
-"""Upgrading a store of format version 3 or 4 to version 5 (``casstore upgrade``).
+"""Upgrading a store of format version 3, 4 or 5 to version 6 (``casstore upgrade``).
 
 Version 4 changed where a run's params, tags and metrics go (numbered batch records) and
 holds a sealed run's manifest in its seal; version 5 keeps a sealed run's seal only (see
@@ -12,8 +12,12 @@ upgrade rewrites no content and no seal:
   is compacted: its meta record, batch records and manifest objects are removed, once its
   manifests are checked against their digests. Runs sealed by version 3 keep their records
   (their seals name a manifest object, which stays);
-- ``casstore.json`` is written again with version 5 and its own check, last. A version-5
+- ``casstore.json`` is written again with version 6 and its own check, last. A version-6
   store whose config has no check yet only gains the check.
+
+Version 6 changes no record: it says that every writer names new run entries in time order
+and notes a late one (see :mod:`casstore.runs.index`), which older casstore does not, so a
+version-5 store is upgraded by writing its config again.
 
 Run it while no other process writes to the store: a writer of an older casstore that
 keeps writing after the upgrade would not follow the new format's rules. An upgrade
@@ -29,7 +33,7 @@ from casstore.exceptions import CasstoreError, InvalidInputError, ObjectNotFound
 from casstore.objects.config import CONFIG_KEY, FORMAT_VERSION, StoreConfig, read_config
 from casstore.objects.codec import pack_checked
 from casstore.runs import index, layout
-from casstore.runs.batches import BATCHED_FROM, Batch, batch_key, batch_number, batches_prefix, decode_batch
+from casstore.runs.batches import BATCHED_FROM, COMPACTED_FROM, Batch, batch_key, batch_number, batches_prefix, decode_batch
 from casstore.runs.compact import holding_inline, remove_redundant
 from casstore.runs.layout import now_ms
 from casstore.runs.state import read_live_state
@@ -49,7 +53,7 @@ class UpgradeReport:
 
 
 def upgrade_store(runs: RunStore) -> UpgradeReport:
-    """Upgrade ``runs``' store from format version 3 or 4 to 5 (see the module's docstring)."""
+    """Upgrade ``runs``' store from format version 3, 4 or 5 to 6 (see the module's docstring)."""
     backend = runs.backend
     config = read_config(backend)
     if config.version >= FORMAT_VERSION:
@@ -60,12 +64,12 @@ def upgrade_store(runs: RunStore) -> UpgradeReport:
     if config.version < 3:
         raise StoreConfigError(
             f"store {runs.url} has format version {config.version}: casstore reads and writes it as it is, but "
-            f"upgrades only versions 3 and 4 (whose content layout version {FORMAT_VERSION} keeps). Keep using it "
+            f"upgrades only versions 3 to 5 (whose content layout version {FORMAT_VERSION} keeps). Keep using it "
             "as it is."
         )
     opened, summaries = _batch_records(runs) if config.version < BATCHED_FROM else (0, 0)
     compacted = 0
-    if backend.local:
+    if backend.local and config.version < COMPACTED_FROM:
         compacted = sum(_compact(runs, run_id) for run_id in runs.list_run_ids())
     backend.flush()
     _write_config(runs, StoreConfig(version=FORMAT_VERSION, hash=config.hash, chunker=config.chunker,

@@ -12,11 +12,12 @@ before it carried ``b3`` is read as it is; ``casstore upgrade`` adds it.
 
 A store may say ``"layout": "packs"``: its chunks live in packs (see
 :mod:`casstore.objects.packs`). Older casstore refuses that setting, as it refuses any
-it does not know. New stores get format version 5; stores of versions 1 to 4 are read and
+it does not know. New stores get format version 6; stores of versions 1 to 5 are read and
 written in their own layout (see :mod:`casstore.objects.layout`,
-:mod:`casstore.runs.batches` for the run records of version 4 and
-:mod:`casstore.runs.compact` for the sealed runs of version 5), so older casstore can
-still read them.
+:mod:`casstore.runs.batches` for the run records of version 4,
+:mod:`casstore.runs.compact` for the sealed runs of version 5 and
+:mod:`casstore.runs.index` for the time-ordered run entries of version 6), so older
+casstore can still read them.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ __all__ = [
 
 CONFIG_KEY = "casstore.json"
 FORMAT_NAME = "casstore"
-#: the version of new stores, and the highest this casstore reads (it reads 1 to 4 too)
-FORMAT_VERSION = 5
+#: the version of new stores, and the highest this casstore reads (it reads 1 to 5 too)
+FORMAT_VERSION = 6
 #: the content layouts: ``loose`` (one object per chunk, the default; not written into the
 #: config, so older casstore reads such stores) and ``packs``
 LAYOUTS = ("loose", "packs")

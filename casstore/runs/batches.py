@@ -57,6 +57,7 @@ __all__ = [
     "BATCH_BINDINGS",
     "BATCHED_FROM",
     "COMPACTED_FROM",
+    "ORDERED_FROM",
     "Batch",
     "BatchArtifact",
     "Folded",
@@ -76,6 +77,9 @@ BATCHED_FROM = 4
 BATCH_BINDINGS = "batch"
 #: the store format version from which a sealed run's seal is all it keeps (see :mod:`casstore.runs.compact`)
 COMPACTED_FROM = 5
+#: the store format version from which every writer names run entries in time order and notes
+#: a late one, so a search may list only an experiment's newest entries (see :mod:`casstore.runs.index`)
+ORDERED_FROM = 6
 _DIGITS = 10
 
 

@@ -189,6 +189,8 @@ class RunOwner(Protocol):
 
     def _flush_local(self, run_id: str, but: RunHandle | None = None) -> None: ...
 
+    def entry_key(self, experiment_id: str, run_id: str) -> str: ...
+
     def publish_summary(self, run_id: str, state: RunState, status: str, end_time: int, digest: str,
                         generation: int = 0) -> None: ...
 
@@ -196,9 +198,12 @@ class RunOwner(Protocol):
 class RunHandle:
     """A writer on one unsealed run. Thread-safe."""
 
-    def __init__(self, store: RunOwner, run_id: str, meta: dict[str, Any], generation: int = 0) -> None:
+    def __init__(self, store: RunOwner, run_id: str, meta: dict[str, Any], generation: int = 0,
+                 entry_key: str | None = None) -> None:
         self.store = store
         self.run_id = run_id
+        #: the run's entry in its experiment, when this handle made it (else found when needed)
+        self._entry_key = entry_key
         #: which end of the run this handle writes towards (0 unless it was resumed after ending)
         self.generation = generation
         self._seal_key = layout.seal_key(run_id, generation)
@@ -1168,7 +1173,10 @@ class RunHandle:
                 if self._backend.put_if_absent(self._seal_key, encode_record(seal)):
                     # the seal, and the run's entry in its experiment, are what must survive a power
                     # loss: the seal holds the rest, which compacting removes
-                    self._backend.flush_only([self._seal_key, layout.experiment_run_key(self.experiment_id, self.run_id)])
+                    entry = self._entry_key
+                    if entry is None and self._backend.local:  # only a local disk's barrier names keys
+                        entry = self._entry_key = self.store.entry_key(self.experiment_id, self.run_id)
+                    self._backend.flush_only([self._seal_key] + ([entry] if entry else []))
                     self._digest = digest
                     if self.store.compacts:  # batches not read here are kept: they may hold inline content
                         unread = {n for k in keys if k.startswith(batches_prefix(self.run_id))

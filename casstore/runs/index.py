@@ -23,6 +23,16 @@ truth: a missing, stale or damaged segment costs reads, never a wrong answer. A 
 segment (its check fails) is left out, said once, and its runs are read from the store; the
 next compaction drops it. Filters and ordering run as SQL over the cached summaries.
 
+On S3, in a store of version 6, a reader lists an experiment's entries in full once, then
+only those named after a point (:meth:`RunIndex.experiment_runs`): entries are named by
+time (:func:`casstore.runs.layout.experiment_entry_key`, on the service's clock), an entry the last
+listing missed was written after it began, hence after the greatest ``LastModified`` it
+saw less its duration, and its writer named it no more than :data:`NOTE_AFTER` seconds
+before the service's clock, or wrote a note that is (``RunStore._note_entry``; a resumption
+always does). The point is that greatest time less the listing's duration, NOTE_AFTER and
+a margin; stores of older versions, whose writers may name runs at random, and local
+stores list every entry.
+
 Reading sends no write to the store: listing, searching, showing and verifying work with
 read-only credentials.
 """
@@ -38,6 +48,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -76,7 +87,7 @@ class RunStore(Protocol):
 
     def _seal_at(self, run_id: str, generation: int) -> dict[str, Any] | None: ...
 
-__all__ = ["INDEX_PREFIX", "FAN_IN", "COMPACT_EVERY", "RunIndex", "summary_of", "segment_key", "Page"]
+__all__ = ["INDEX_PREFIX", "FAN_IN", "COMPACT_EVERY", "NOTE_AFTER", "RunIndex", "summary_of", "segment_key", "Page"]
 
 log = logging.getLogger("casstore.index")
 
@@ -85,7 +96,10 @@ INDEX_PREFIX = "index/runs/"
 FAN_IN = 16
 #: a writer looks for segments to merge after one publication in this many (on average)
 COMPACT_EVERY = 2
-_SCHEMA = 3
+_SCHEMA = 4
+#: a writer notes a run whose entry is named more than this many seconds before the service's
+#: clock when written (see ``RunStore._note_entry``); readers list back this far and more
+NOTE_AFTER = 60.0
 _SEGMENT = re.compile(r"^(\d{1,2})-([0-9]{20}-\d+-[0-9a-f]{8})$")
 
 
@@ -317,6 +331,9 @@ CREATE INDEX IF NOT EXISTS tags_kv ON tags (key, value);
 CREATE INDEX IF NOT EXISTS metrics_kv ON metrics (key, value);
 CREATE INDEX IF NOT EXISTS runs_start ON runs (start_time DESC, run_id);
 CREATE TABLE IF NOT EXISTS segments (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS listed (experiment_id TEXT, run_id TEXT, PRIMARY KEY (experiment_id, run_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS resumed (run_id TEXT PRIMARY KEY, generation INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS listings (experiment_id TEXT PRIMARY KEY, after TEXT NOT NULL, mark REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS info (k TEXT PRIMARY KEY, v TEXT);
 """
 
@@ -418,7 +435,8 @@ class RunIndex:
         with self._lock:
             db = self._connect()
             db.executescript("DELETE FROM runs; DELETE FROM params; DELETE FROM tags; DELETE FROM metrics; "
-                             "DELETE FROM segments; DELETE FROM claims;")
+                             "DELETE FROM segments; DELETE FROM claims; DELETE FROM listed; DELETE FROM resumed; "
+                             "DELETE FROM listings;")
 
     def _put(self, db: sqlite3.Connection, s: Mapping[str, Any], *, sealed: bool, verified: bool,
              deleted: bool) -> None:
@@ -452,6 +470,47 @@ class RunIndex:
             [(rid[s["run_id"]], k, None if isinstance(v, float) and math.isnan(v) else v)
              for s, _, _, _ in items for k, v in s["metrics"].items()],
         )
+
+    # ---- the runs of an experiment -------------------------------------------------------
+
+    def experiment_runs(
+        self, experiment_id: str, lister: Callable[[str | None], list[tuple[str, float]]],
+        entries: Callable[[list[str]], tuple[list[str], dict[str, int]]],
+    ) -> tuple[list[str], dict[str, int]]:
+        """The runs of an experiment and the generation each resumed one was resumed into, as
+        its entries say, listing only the entries named after the point this cache has
+        passed (``lister(after)``: the entries ``(key, modification time)`` named after
+        ``after``, or all if ``None``; ``entries``: what keys say). For stores of version 6
+        and more on a service that stamps its listings (see the module's docstring)."""
+        prefix = layout.experiment_runs_prefix(experiment_id)
+        with self._lock:
+            db = self._connect()
+            row = db.execute("SELECT after, mark FROM listings WHERE experiment_id = ?", (experiment_id,)).fetchone()
+        t0 = time.monotonic()
+        found = lister(None if row is None else str(row[0]))
+        elapsed = time.monotonic() - t0
+        ids, gens = entries([k for k, _ in found])
+        mark = max([m for _, m in found] + ([float(row[1])] if row else []), default=None)
+        with self._lock:
+            db = self._connect()
+            db.execute("BEGIN")
+            db.executemany("INSERT OR IGNORE INTO listed VALUES (?, ?)", [(experiment_id, r) for r in ids])
+            db.executemany("INSERT INTO resumed VALUES (?, ?) ON CONFLICT(run_id) DO UPDATE SET "
+                           "generation = max(generation, excluded.generation)", list(gens.items()))
+            if mark is not None and self.store.backend.server_time() is not None:
+                # every entry this listing missed was written after it began, so named at most
+                # NOTE_AFTER seconds before then: no earlier than the newest entry seen (stamped by
+                # the service before the listing ended) less the listing's time and NOTE_AFTER
+                after = layout.time_prefix(mark - elapsed - NOTE_AFTER - 5)
+                db.execute("INSERT INTO listings VALUES (?, ?, ?) ON CONFLICT(experiment_id) DO UPDATE SET "
+                           "after = max(after, excluded.after), mark = max(mark, excluded.mark)",
+                           (experiment_id, after, mark))
+            db.execute("COMMIT")
+            out = [r for (r,) in db.execute("SELECT run_id FROM listed WHERE experiment_id = ? ORDER BY run_id",
+                                            (experiment_id,))]
+            resumed = dict(db.execute("SELECT r.run_id, r.generation FROM resumed r JOIN listed l ON l.run_id = r.run_id "
+                                      "WHERE l.experiment_id = ?", (experiment_id,)).fetchall())
+        return out, resumed
 
     # ---- bringing the cache up to date ----------------------------------------------------
 

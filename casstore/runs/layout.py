@@ -51,6 +51,10 @@ __all__ = [
     "experiment_name_key",
     "experiment_runs_prefix",
     "experiment_run_key",
+    "parse_entry",
+    "entry_time",
+    "experiment_entry_key",
+    "time_prefix",
     "check_name",
     "check_whole",
     "MAX_NAME_LEN",
@@ -71,6 +75,30 @@ def name_key(name: str) -> str:
 
 def new_run_id() -> str:
     return uuid.uuid4().hex
+
+
+def _time_id(at: float | None) -> str:
+    """A UUID version 7 (RFC 9562) in hex: 32 characters whose first 12 are the milliseconds
+    since the epoch at ``at`` (seconds; now if ``None``), the rest random, so that names
+    made later sort after."""
+    ms = int(time_prefix(time.time() if at is None else at), 16)
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms << 80) | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64 | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return f"{value:032x}"
+
+
+def time_prefix(at: float) -> str:
+    """The first 12 characters of the time-ordered ids made at ``at`` (seconds since the
+    epoch): every id made later sorts after it."""
+    return f"{int(at * 1000) & ((1 << 48) - 1):012x}"
+
+
+def entry_time(name: str) -> float | None:
+    """The time (seconds since the epoch) an experiment's entry named by time was named at
+    (:func:`experiment_entry_key`), or ``None`` for an entry named by its run id."""
+    if len(name) > 32 and name[12] == "7" and name[16] in "89ab" and _RUN_ID.match(name[:32]):
+        return int(name[:12], 16) / 1000
+    return None
 
 
 def new_experiment_id() -> str:
@@ -214,6 +242,33 @@ def experiment_reopen_key(experiment_id: str, run_id: str, generation: int) -> s
     """Beside a run's index entry: the run was resumed into ``generation`` (so a search's one
     listing of the experiment's runs tells which cached summaries a resumption made stale)."""
     return f"experiments/{experiment_id}/runs/{run_id}.g{generation:08d}"
+
+
+def experiment_entry_key(experiment_id: str, run_id: str, generation: int = 0, at: float | None = None) -> str:
+    """A run's entry in its experiment named by the time ``at`` (the service's clock; from store
+    format 6): ``<time id>.<run_id>``, written when the run is created, and again (a **note**)
+    when the first one's name is older than the service's clock allows; with ``generation``,
+    ``<time id>.<run_id>.g<generation>``, the note that the run was resumed into it. A search
+    that lists only the entries named after a point it has passed sees them all (see
+    casstore/runs/index.py)."""
+    suffix = f".g{generation:08d}" if generation else ""
+    return f"experiments/{experiment_id}/runs/{_time_id(at)}.{run_id}{suffix}"
+
+
+_NOTE = re.compile(r"^[0-9a-f]{32}\.([0-9a-f]{32})(?:\.g(\d{8}))?$")
+_REOPEN = re.compile(r"^([0-9a-f]{32})\.g(\d{8})$")
+
+
+def parse_entry(name: str) -> tuple[str, int] | None:
+    """What an entry of ``experiments/<id>/runs/`` says: ``(run_id, generation)``, generation
+    0 for the run's entry (named by its id, or by time), ``g`` for a resumption into ``g``;
+    ``None`` for a name that is none of these."""
+    if _RUN_ID.match(name):
+        return name, 0
+    m = _REOPEN.match(name) or _NOTE.match(name)
+    if m is None:
+        return None
+    return m.group(1), int(m.group(2) or 0)
 
 
 _NAME = re.compile(r"^[/\w.\- :]+$")

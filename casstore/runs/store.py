@@ -13,14 +13,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 import time
 import warnings
 import weakref
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from casstore.exceptions import (
     CasstoreError,
@@ -31,6 +32,7 @@ from casstore.exceptions import (
     ObjectNotFoundError,
     ResourceAlreadyExistsError,
     RunStateError,
+    StoreUnavailableError,
 )
 from casstore.objects import ObjectStore, open_store
 from casstore.objects.reading import Progress, write_chunks
@@ -38,7 +40,7 @@ from casstore.objects.codec import CHECK_FIELD, pack, unpack, unpack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout, search
 from casstore.runs import index as run_index
-from casstore.runs.batches import BATCH_BINDINGS, BATCHED_FROM, COMPACTED_FROM, batch_key, decode_batch
+from casstore.runs.batches import BATCH_BINDINGS, BATCHED_FROM, COMPACTED_FROM, ORDERED_FROM, batch_key, decode_batch
 from casstore.runs.claims import PathClaims
 from casstore.runs.handle import RunHandle
 from casstore.runs.layout import (
@@ -89,6 +91,8 @@ class RunStore:
         self._lock = threading.Lock()
         #: version 4: params, tags and metrics in numbered batch records, the manifest in the seal
         self.batched = objects.config.version >= BATCHED_FROM
+        #: version 6: experiments' entries are named by time (see casstore/runs/index.py)
+        self.ordered = objects.config.version >= ORDERED_FROM
         #: version 5: the seal is a sealed run's only copy of its manifest (no manifests/<digest>)
         self.manifest_objects = objects.config.version < COMPACTED_FROM
         #: version 5 on a local disk: a sealed run keeps its seal only (see runs/compact.py)
@@ -336,10 +340,44 @@ class RunStore:
             meta["bindings"] = BATCH_BINDINGS
         if not self.backend.put_if_absent(layout.run_meta_key(run_id), encode_record(meta)):
             raise RunStateError(f"run id {run_id} is already taken (this should never happen); try again")
-        self.backend.put_if_absent(
-            layout.experiment_run_key(exp_id, run_id), encode_record({"v": RECORD_VERSION, "run_id": run_id, "start_time": start})
+        entry = {"v": RECORD_VERSION, "run_id": run_id, "start_time": start}
+        if self.ordered:  # named by time, on the service's clock where its responses tell it
+            key = layout.experiment_entry_key(exp_id, run_id, 0, self.backend.server_time())
+        else:
+            key = layout.experiment_run_key(exp_id, run_id)
+        self.backend.put_if_absent(key, encode_record(entry))
+        if self.ordered:
+            self._note_entry(exp_id, run_id, 0, layout.entry_time(key.rsplit("/", 1)[-1]), entry)
+        return self._track(RunHandle(self, run_id, meta, entry_key=key))
+
+    def _note_entry(self, exp_id: str, run_id: str, generation: int, named_at: float | None,
+                    record: dict[str, Any]) -> None:
+        """Version 6: make sure a search that lists only the experiment's entries named after a
+        point sees this run (added, or resumed into ``generation``): if the entry just written
+        is named more than :data:`~casstore.runs.index.NOTE_AFTER` seconds before the service's
+        clock now (this machine's clock was used, and is behind, or the write took that long),
+        or ``named_at`` is ``None``, write a note (``record`` under an entry named by the
+        service's clock), and check it the same way. Nothing on a store without a clock of its
+        own (every search lists every entry there)."""
+        for _ in range(5):
+            now = self.backend.server_time()
+            if now is None or (named_at is not None and named_at >= now - run_index.NOTE_AFTER):
+                return
+            key = layout.experiment_entry_key(exp_id, run_id, generation, now)
+            self.backend.put_if_absent(key, encode_record(record))
+            named_at = layout.entry_time(key.rsplit("/", 1)[-1])
+        raise StoreUnavailableError(
+            f"store {self.url}: the entry of run {run_id} could not be written within "
+            f"{run_index.NOTE_AFTER:.0f} seconds of the service's clock five times; check the network and try again"
         )
-        return self._track(RunHandle(self, run_id, meta))
+
+    def entry_key(self, experiment_id: str, run_id: str) -> str:
+        """The key of a run's entry in its experiment: ``runs/<run_id>`` (before version 6,
+        and runs made before an upgrade) or ``runs/<time id>.<run_id>``, found by listing."""
+        for key in self.backend.list(layout.experiment_runs_prefix(experiment_id)):
+            if layout.parse_entry(key.rsplit("/", 1)[-1]) == (run_id, 0):
+                return key
+        return layout.experiment_run_key(experiment_id, run_id)
 
     def open_run(self, run_id: str) -> RunHandle:
         """A handle to resume writing an unsealed run."""
@@ -375,6 +413,8 @@ class RunStore:
         meta = self._meta(run_id)
         self.backend.put_if_absent(layout.experiment_reopen_key(str(meta["experiment_id"]), run_id, g),
                                    encode_record(rec))
+        if self.ordered:  # the entry above is named by the run's id, which says nothing of when
+            self._note_entry(str(meta["experiment_id"]), run_id, g, None, rec)
         self.backend.put_if_absent(layout.reopen_key(run_id, g), encode_record(rec))  # a concurrent resume made it: the same
         self.backend.flush()
         return self.open_run(run_id)
@@ -725,7 +765,7 @@ class RunStore:
         experiment and start time (``None`` if no index record of it reads)."""
         for key in self.backend.list("experiments/"):
             parts = key.split("/")
-            if len(parts) != 4 or parts[2] != "runs" or parts[3] != run_id:
+            if len(parts) != 4 or parts[2] != "runs" or layout.parse_entry(parts[3]) != (run_id, 0):
                 continue
             try:
                 rec = decode_record(self.backend.get(key), f"record {key}")
@@ -776,18 +816,7 @@ class RunStore:
         """The run ids of one experiment (or all), and the latest generation each resumed
         run was resumed into, from one listing."""
         prefix = "experiments/" if experiment_id is None else layout.experiment_runs_prefix(check_experiment_id(experiment_id))
-        out = set()
-        resumed: dict[str, int] = {}
-        for key in self._list_keys(prefix, split=experiment_id is not None):
-            parts = key.split("/")
-            if len(parts) != 4 or parts[2] != "runs":
-                continue
-            if layout.is_run_id(parts[3]):
-                out.add(parts[3])
-            elif len(parts[3]) == 42 and parts[3][32:34] == ".g" and parts[3][34:].isdigit():
-                rid, g = parts[3][:32], int(parts[3][34:])
-                resumed[rid] = max(g, resumed.get(rid, 0))
-        return sorted(out), resumed
+        return entries_of(self._list_keys(prefix, split=experiment_id is not None))
 
     def _list_keys(self, prefix: str, split: bool) -> list[str]:
         """The keys under ``prefix``; on a remote store, with ``split`` (the keys go on with a
@@ -795,9 +824,17 @@ class RunStore:
         time of one listing page, not ten."""
         if not split or self.backend.concurrency <= 1:
             return list(self.backend.list(prefix))
-        with ThreadPoolExecutor(16, thread_name_prefix="casstore-list") as pool:
-            parts = pool.map(lambda h: list(self.backend.list(prefix + h)), "0123456789abcdef")
-            return [k for part in parts for k in part]
+        return _by_first_digit(lambda h: list(self.backend.list(prefix + h)))
+
+    def _list_entries(self, prefix: str, after: str | None) -> list[tuple[str, float]]:
+        """An experiment's run entries under ``prefix`` with their modification times: those
+        named after ``after`` and before ``1`` (time-ordered names begin with ``0`` until the
+        year 2527; the runs of older versions, named at random, were all listed before), or
+        with ``after`` ``None``, every entry, as 16 listings at once (one per first hex digit)."""
+        b = self.backend
+        if after is not None:  # (keys past the stop that its last page holds are left out: the same at any page size)
+            return [x for x in b.list_after(prefix, prefix + after, prefix + "1") if x[0] < prefix + "1"]
+        return _by_first_digit(lambda h: list(b.list_after(prefix + h)))
 
     @property
     def index(self) -> run_index.RunIndex:
@@ -850,8 +887,14 @@ class RunStore:
         table asks it for a page, the count of matches and the columns)."""
         ids: list[str] = []
         resumed: dict[str, int] = {}
+        ordered = self.backend.listing_times and self.ordered
         for exp in [None] if experiment_ids is None else experiment_ids:
-            some, gens = self._list_runs(exp)
+            if exp is not None and ordered:
+                eid = check_experiment_id(exp)
+                some, gens = self.index.experiment_runs(
+                    eid, functools.partial(self._list_entries, layout.experiment_runs_prefix(eid)), entries_of)
+            else:
+                some, gens = self._list_runs(exp)
             ids.extend(some)
             resumed.update(gens)
         ids = list(dict.fromkeys(ids))
@@ -913,6 +956,30 @@ class RunStore:
         if not isinstance(entry, dict):
             raise CorruptRecordError(f"model entry {key} is not a map")
         return entry
+
+
+_T = TypeVar("_T")
+
+
+def _by_first_digit(list_part: Callable[[str], list[_T]]) -> list[_T]:
+    """``list_part(h)`` for each hex digit ``h``, as 16 listings at once, concatenated."""
+    with ThreadPoolExecutor(16, thread_name_prefix="casstore-list") as pool:
+        return [x for part in pool.map(list_part, "0123456789abcdef") for x in part]
+
+
+def entries_of(keys: Iterator[str] | list[str]) -> tuple[list[str], dict[str, int]]:
+    """The run ids that the keys of experiments' run entries name, sorted, and the latest
+    generation each resumed run was resumed into."""
+    out = set()
+    resumed: dict[str, int] = {}
+    for key in keys:
+        parts = key.split("/")
+        entry = layout.parse_entry(parts[3]) if len(parts) == 4 and parts[2] == "runs" else None
+        if entry is not None:
+            out.add(entry[0])
+            if entry[1]:
+                resumed[entry[0]] = max(entry[1], resumed.get(entry[0], 0))
+    return sorted(out), resumed
 
 
 def run_value(view: RunView, entity: str, key: str) -> Any:

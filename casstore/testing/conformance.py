@@ -361,6 +361,28 @@ class BackendConformance:
         assert len(got) == len(set(got)), "list yielded a key twice"
         assert sorted(got) == sorted(k for k in self._LIST_KEYS if k.startswith(prefix))
 
+    @pytest.mark.parametrize(("prefix", "after", "stop", "want"), [
+        ("runs/", "", None, ["runs/a/meta", "runs/ab/artifacts/k1", "runs/ab/meta", "runs/abc/meta", "runs/b/meta"]),
+        ("runs/", "runs/ab/meta", None, ["runs/abc/meta", "runs/b/meta"]),
+        ("runs/", "runs/a/meta", "runs/abc", ["runs/ab/artifacts/k1", "runs/ab/meta"]),
+        ("", "runs/b/meta", None, ["runsx/meta"]),
+    ])
+    def test_list_after_gives_the_keys_after_a_key_in_order_with_their_times(
+        self, backend: Backend, prefix: str, after: str, stop: str | None, want: list[str]
+    ) -> None:
+        before = time.time()
+        for k in self._LIST_KEYS:
+            backend.put_if_absent(k, k.encode())
+        got = list(backend.list_after(prefix, after, stop))
+        keys = [k for k, _ in got]
+        assert keys == sorted(keys) and len(keys) == len(set(keys))
+        # a few keys at or past ``stop`` may come (the rest of a listing page), none before ``after``
+        assert [k for k in keys if stop is None or k < stop] == want
+        for _, mtime in got:  # generous, as for info: remote clocks drift and some stores keep whole seconds
+            assert before - 60 <= mtime <= time.time() + 60, f"mtime {mtime} is not a current epoch time"
+        clock = backend.server_time()  # the service's clock, from its responses (None: the machine's is the store's)
+        assert clock is None or abs(clock - time.time()) < 60
+
     def test_list_never_shows_an_unfinished_object(self, backend: Backend) -> None:
         if not backend.supports_atomic_create:
             pytest.skip("backend does not claim atomic publication of objects")
