@@ -59,7 +59,7 @@ from casstore.objects.codec import pack, unpack
 from casstore.objects.config import read_config
 from casstore.objects.digest import is_digest
 from casstore.objects.layout import PACKS, ContentLayout
-from casstore.objects.packs import CANDIDATES_PREFIX
+from casstore.objects.layout import CANDIDATES_PREFIX
 
 __all__ = ["DEFAULT_GRACE", "CLOCK_SLACK", "GcReport", "collect_garbage", "parse_duration", "format_duration"]
 

@@ -33,12 +33,14 @@ from casstore.objects.digest import is_digest
 if TYPE_CHECKING:
     from casstore.backend.base import Backend
 
-__all__ = ["CONTENT_KINDS", "HINTS", "INLINE_MAX", "PACKS", "ContentLayout"]
+__all__ = ["CANDIDATES_PREFIX", "CONTENT_KINDS", "HINTS", "INLINE_MAX", "PACKS", "ContentLayout"]
 
 #: object kinds named by their own digest, referrers first (the order gc sweeps them)
 CONTENT_KINDS = ("models", "files", "chunks")
 #: the kind of pack objects, in a store of the packs layout (see :mod:`casstore.objects.packs`)
 PACKS = "packs"
+#: where garbage collection writes its candidates records (the packs and objects it has marked)
+CANDIDATES_PREFIX = "gc/candidates/"
 #: in a version-3 store, artifacts up to this size are held in their binding record
 INLINE_MAX = 16 << 10
 #: the prefix of similarity hints: ``hints/<first chunk>/<size>-<file>``, an empty object

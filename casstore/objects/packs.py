@@ -61,7 +61,7 @@ from casstore.objects.chunkindex import (
 from casstore.objects.chunking import ChunkerParams
 from casstore.objects.codec import CHECK_FIELD, pack_checked, unpack, unpack_checked
 from casstore.objects.digest import hash_bytes, is_digest
-from casstore.objects.layout import PACKS, ContentLayout
+from casstore.objects.layout import CANDIDATES_PREFIX, PACKS, ContentLayout
 
 __all__ = [
     "CANDIDATES_PREFIX",
@@ -86,8 +86,6 @@ PACK_CHUNKER = ChunkerParams(min_size=64 << 10, avg_size=256 << 10, max_size=1 <
 PACK_TARGET = 32 << 20
 #: packs uploaded at once by one writer (each held in memory until stored)
 PACKS_IN_FLIGHT = 3
-#: where garbage collection writes its candidates records (the packs and objects it has marked)
-CANDIDATES_PREFIX = "gc/candidates/"
 #: a put that begins within this many seconds of a writer's last check of gc's marks reuses
 #: that check (a publish ends its use at once): many small files cost a check per second
 CHECK_REUSE = 1.0
