@@ -72,6 +72,7 @@ def make_store(root: Path) -> dict[str, str]:
         casstore.log_text("tuned with a lower learning rate\n", "notes/summary.txt")
         casstore.sklearn.log_model(model, name="model", input_example=x[:2], registered_model_name="fraud")
         ids["tuned"] = run.info.run_id
+    casstore.flush_async_logging()  # the runs' search summaries in the store now, not as it is removed
     return ids
 
 

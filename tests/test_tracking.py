@@ -382,6 +382,13 @@ def test_client_mirrors_mlflow_client(tracking: str) -> None:
     assert "client-exp" in [e.name for e in c.search_experiments()]
 
 
+def test_flush_async_logging_publishes_the_ended_runs_summaries_at_once(tracking: str) -> None:
+    with casstore.start_run():
+        casstore.log_param("p", 1)
+    casstore.flush_async_logging()  # what a script calls before it removes the store it used
+    assert list((Path(tracking) / "index" / "runs").iterdir())  # not a second later, in the background
+
+
 def test_set_terminated_keeps_the_end_time_it_is_given(tracking: str) -> None:
     c = casstore.Client()
     run = c.create_run("0", start_time=1_000)

@@ -230,13 +230,13 @@ def flush_pending(store: RunStore | None = None) -> None:
         else:
             entry = _pending.pop(id(store), None)
             todo = [entry] if entry else []
-    for st, summaries in todo:
-        try:
-            with _publish_lock:  # one publication (and merge) at a time in a process
+    with _publish_lock:  # one publication (and merge) at a time in a process; waits for one under way
+        for st, summaries in todo:
+            try:
                 publish(st, summaries)
-        except CasstoreError as e:
-            log.warning("casstore: %d run summaries were not published to the search index (%s); searches "
-                        "read those runs from the store", len(summaries), e)
+            except CasstoreError as e:
+                log.warning("casstore: %d run summaries were not published to the search index (%s); searches "
+                            "read those runs from the store", len(summaries), e)
 
 
 _at_exit = False

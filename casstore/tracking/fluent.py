@@ -472,13 +472,18 @@ def flush_artifact_async_logging() -> None:
 
 
 def flush_async_logging() -> None:
-    """Write every metric point this process has buffered, for every open run."""
+    """Write every metric point this process has buffered, for every open run, and publish
+    to the search index the summaries of the runs it has ended (otherwise published within
+    a second, in the background): call it before removing a store a process has just used."""
     with _state_lock:
         pending = list(_open_runs.items())
     for run_id, (_, client) in pending:
         h = uri.cached_handle(client.store, run_id)
         if h is not None:
             h.flush_metrics()
+    from casstore.runs import index
+
+    index.flush_pending()
 
 
 class RunOperations:
