@@ -10,11 +10,20 @@ asked for, so the ``casstore`` command and the layers below pay only for what th
 
 from __future__ import annotations
 
+import os
 import typing
 
 from casstore import _lazy
 
 __version__ = "0.1.0"
+
+#: MLflow's MLFLOW_EXPERIMENT_ID / _NAME as the process had them when casstore was imported
+#: (MLflow's own set_experiment writes them later, in a process that uses both); taken here,
+#: not when the tracking API is first used
+_MLFLOW_EXPERIMENT_ENV: tuple[str, str] | None = (
+    ("id", os.environ["MLFLOW_EXPERIMENT_ID"]) if os.environ.get("MLFLOW_EXPERIMENT_ID")
+    else ("name", os.environ["MLFLOW_EXPERIMENT_NAME"]) if os.environ.get("MLFLOW_EXPERIMENT_NAME") else None
+)
 
 if typing.TYPE_CHECKING:  # what each public name is, for type checkers; loaded lazily at run time
     from casstore import artifacts, data, entities, exceptions, models, pyfunc, sklearn

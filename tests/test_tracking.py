@@ -263,6 +263,19 @@ def test_experiment_from_the_environment(tracking: str, monkeypatch: pytest.Monk
     assert casstore.get_experiment(run.info.experiment_id).name == "from-env"
 
 
+def test_mlflow_setting_its_experiment_after_import_does_not_move_casstores(tracking: str) -> None:
+    # a process that uses both: MLflow's set_experiment writes MLFLOW_EXPERIMENT_ID after
+    # casstore was imported, and before casstore's tracking API is first used
+    code = ("import os, sys, casstore\n"
+            "os.environ['MLFLOW_EXPERIMENT_ID'] = '1'\n"
+            "casstore.set_tracking_uri(sys.argv[1])\n"
+            "with casstore.start_run() as run:\n"
+            "    print(run.info.experiment_id)\n")
+    out = run_python(code, tracking)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0"  # the Default experiment, not MLflow's '1'
+
+
 def test_search_runs_filters_orders_and_frames(tracking: str) -> None:
     ids = {}
     for c, acc in (("0.1", 0.8), ("1.0", 0.95), ("10", 0.9)):

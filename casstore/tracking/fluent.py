@@ -88,12 +88,7 @@ MLFLOW_RUN_ID_ENV = "MLFLOW_RUN_ID"
 
 EXPERIMENT_NAME_ENV = "CASSTORE_EXPERIMENT_NAME"
 EXPERIMENT_ID_ENV = "CASSTORE_EXPERIMENT_ID"
-#: MLflow's MLFLOW_EXPERIMENT_ID / _NAME as the process had them when casstore was imported
-#: (MLflow's own set_experiment writes them later, in a process that uses both)
-_MLFLOW_EXPERIMENT_ENV: tuple[str, str] | None = (
-    ("id", os.environ["MLFLOW_EXPERIMENT_ID"]) if os.environ.get("MLFLOW_EXPERIMENT_ID")
-    else ("name", os.environ["MLFLOW_EXPERIMENT_NAME"]) if os.environ.get("MLFLOW_EXPERIMENT_NAME") else None
-)
+from casstore import _MLFLOW_EXPERIMENT_ENV  # noqa: E402  (taken when casstore was imported)
 
 
 class ActiveRun(Run):
