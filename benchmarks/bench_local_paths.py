@@ -1,4 +1,4 @@
-"""Two paths of the local store beside the plain way they replace, taking turns in one process.
+"""Four paths of casstore's client beside the plain way each replaces, taking turns in one process.
 
     python benchmarks/bench_local_paths.py            # 100 barriers, 1 GiB verified, 256 MiB re-logged, 5 rounds
     python benchmarks/bench_local_paths.py --quick    # small sizes: checks that it runs
@@ -12,6 +12,9 @@
 3. **A re-log** (a file stored before, 1 MiB of it changed, stored again): the new chunks
    written by a thread of their own while the chunks after them are checked, against
    writing each where it is found (the writer thread replaced by an inline one).
+4. **Parsing an S3 listing page** of 1,000 keys (the XML a ``ListObjectsV2`` answers):
+   ``LastModified`` read with ``datetime.fromisoformat`` (``casstore.backend.s3.parse_timestamp``,
+   installed through botocore's ``set_parser_defaults``), against botocore's own parser.
 
 Each path is kept only while it is faster than its plain twin here; the ratios say so.
 """
@@ -108,6 +111,28 @@ def relog(root: Path, src: Path, beside: bool) -> float:
         passes.ThreadPoolExecutor = POOL  # type: ignore[misc]
 
 
+def parse_listing(fast: bool) -> float:
+    """Seconds to parse a listing page of 1,000 keys with botocore's XML parser."""
+    import botocore.parsers
+    import botocore.session
+    from botocore.utils import parse_timestamp as botocore_timestamp
+
+    from casstore.backend.s3 import parse_timestamp
+
+    shape = botocore.session.get_session().get_service_model("s3").operation_model("ListObjectsV2").output_shape
+    keys = "".join(f"<Contents><Key>experiments/e/runs/{i:032x}</Key><LastModified>2026-12-06T10:{i % 60:02d}:"
+                   f"00.000Z</LastModified><ETag>&quot;x&quot;</ETag><Size>10</Size></Contents>" for i in range(1000))
+    body = ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<Name>b</Name><KeyCount>1000</KeyCount><IsTruncated>false</IsTruncated>{keys}</ListBucketResult>").encode()
+    parser = botocore.parsers.RestXMLParser(timestamp_parser=parse_timestamp if fast else botocore_timestamp)
+    t = time.perf_counter()
+    page = parser.parse({"body": body, "headers": {}, "status_code": 200}, shape)
+    took = time.perf_counter() - t
+    if len(page["Contents"]) != 1000 or page["Contents"][0]["LastModified"].isoformat() != "2026-12-06T10:00:00+00:00":
+        raise SystemExit("the listing page did not parse to what it holds")
+    return took
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="10 barriers, 64 MiB verified, 32 MiB re-logged, 2 rounds")
@@ -117,7 +142,7 @@ def main() -> None:
     rounds = a.rounds or rounds
     with tempfile.TemporaryDirectory(prefix="bench-local-paths-") as tmp:
         work = Path(tmp)
-        times: dict[str, list[float]] = {k: [] for k in ("together", "one by one", "mapped", "read", "beside", "inline")}
+        times: dict[str, list[float]] = {k: [] for k in ("together", "one by one", "mapped", "read", "beside", "inline", "iso", "botocore")}
         src = work / "model.bin"
         src.write_bytes(os.urandom(relog_mib * MIB))
         filled = work / "filled"
@@ -133,6 +158,8 @@ def main() -> None:
                 times[name].append(verify(filled, on))
             for name, on in [("beside", True), ("inline", False)] if r % 2 == 0 else [("inline", False), ("beside", True)]:
                 times[name].append(relog(work / f"r-{r}-{name}", src, on))
+            for name, on in [("iso", True), ("botocore", False)] if r % 2 == 0 else [("botocore", False), ("iso", True)]:
+                times[name].append(statistics.median(parse_listing(on) for _ in range(5)))
         local._FSYNC_THREADS = 8
         med = {k: statistics.median(v) for k, v in times.items()}
         load = os.getloadavg()[0]
@@ -152,6 +179,11 @@ def main() -> None:
         print(f"   new chunks written inline   {med['inline']:8.3f} s")
         gain = med["inline"] / med["beside"]
         print(f"   beside is {gain:.2f}x faster (kept only while > 1x: {'met' if gain > 1 else 'MISSED'})")
+        print("4. parsing an S3 listing page of 1,000 keys (median of 5 each round)")
+        print(f"   fromisoformat timestamps    {med['iso'] * 1000:8.2f} ms")
+        print(f"   botocore's parser           {med['botocore'] * 1000:8.2f} ms")
+        gain = med["botocore"] / med["iso"]
+        print(f"   fromisoformat is {gain:.2f}x faster (kept only while > 1x: {'met' if gain > 1 else 'MISSED'})")
 
 
 if __name__ == "__main__":
