@@ -1055,9 +1055,11 @@ class RunHandle:
         """
         if status not in RUN_STATUSES:
             raise InvalidInputError(f"cannot end run {self.run_id} with status {status!r}: use one of {RUN_STATUSES}")
-        if end_time is not None and (isinstance(end_time, bool) or not isinstance(end_time, int) or end_time < 0):
-            raise InvalidInputError(f"cannot end run {self.run_id} at end_time={end_time!r}: give milliseconds since "
-                                    "the epoch as a non-negative int, or nothing for now")
+        if end_time is not None:  # milliseconds since the epoch, checked as metric timestamps are
+            end_time = check_whole(end_time, f"end_time={end_time!r} of run {self.run_id}")
+            if end_time < 0:
+                raise InvalidInputError(f"cannot end run {self.run_id} at end_time={end_time}: give milliseconds "
+                                        "since the epoch, or nothing for now")
         if self._digest is not None:
             return self._digest
         if self._batched:  # this handle's points go in the closing batch
