@@ -239,10 +239,12 @@ def _forget_hints(objects: ObjectStore) -> None:
         objects.backend.delete(key)
 
 
-def _store_both(root: Path, old: bytes, new: bytes, name: str, hints: bool = False) -> tuple[ObjectStore, Stored]:
+def _store_both(
+    root: Path, old: bytes, new: bytes, name: str, hints: bool = False, layout: str = "loose"
+) -> tuple[ObjectStore, Stored]:
     """Store ``old``, then ``new`` from a file; return the store and what put_file returned.
     Without ``hints``, the store forgets that ``new`` may be a version of ``old``."""
-    objects = open_store(root / name, chunker=SMALL)
+    objects = open_store(root / name, chunker=SMALL, layout=layout)
     objects.put_bytes(old)
     if not hints:
         _forget_hints(objects)
@@ -399,13 +401,15 @@ def _like_passes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1), edits=st.integers(1, 4), kind=st.sampled_from(["resized", "same size", "appended"]),
        window=st.sampled_from([3, 5, 16]))
+@pytest.mark.parametrize("layout", ["loose", "packs"])
 def test_a_new_version_that_follows_the_recipe_before_is_stored_as_by_reads(
-    patient: Path, monkeypatch: pytest.MonkeyPatch, seed: int, edits: int, kind: str, window: int
+    patient: Path, monkeypatch: pytest.MonkeyPatch, layout: str, seed: int, edits: int, kind: str, window: int
 ) -> None:
     """Chunks laid where the version before had them and checked by their hash give the
     recipe cutting gives: for an edit that keeps the size (the whole is hashed first, as
     it may be stored), one that does not (one pass, the whole hashed beside it), and
-    bytes appended (the last chunk before, cut by the end of the file, is cut again)."""
+    bytes appended (the last chunk before, cut by the end of the file, is cut again). In
+    both layouts: a packs store (the default on S3) follows recipes too."""
     old, new = _versions(seed, edits)
     rng = random.Random(seed)
     if kind == "same size":
@@ -420,11 +424,11 @@ def test_a_new_version_that_follows_the_recipe_before_is_stored_as_by_reads(
     read_passes = _count_read_passes(monkeypatch)
     like_passes = _like_passes(monkeypatch)
     root = patient / uuid.uuid4().hex
-    like_store, like = _store_both(root, old, new, "like", hints=True)
+    like_store, like = _store_both(root, old, new, "like", hints=True, layout=layout)
     assert like_passes == [True] and read_passes == []
     with monkeypatch.context() as within:
         within.setenv("CASSTORE_MAP_FILES", "0")
-        read_store, read = _store_both(root, old, new, "read", hints=True)
+        read_store, read = _store_both(root, old, new, "read", hints=True, layout=layout)
     assert like_passes == [True] and read_passes == [1]
     assert like == read and like.digest == blake3(new).hexdigest()
     assert like_store.recipe(like.digest) == read_store.recipe(read.digest)

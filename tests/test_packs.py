@@ -26,6 +26,7 @@ from blake3 import blake3
 
 from casstore.exceptions import CorruptRecordError, IntegrityError, ObjectNotFoundError, StoreConfigError
 from casstore.objects import ObjectStore, open_store
+from casstore.objects.passes import StoringPasses
 from casstore.objects.codec import unpack_checked
 from casstore.objects.config import StoreConfig
 from casstore.objects.packs import INDEX_PREFIX, MAGIC, PACK_CHUNKER, PACK_TARGET, SPAN_MAX, coalesce, decode_index, parse_pack_tail, read_pack_header
@@ -418,7 +419,18 @@ def test_a_new_remote_store_has_packs_and_an_explicit_choice_or_an_existing_stor
     assert again.objects.get_bytes(second.digest) == _bytes(300_000, 2)
 
 
-def test_s3_packed_store_logs_relogs_and_reads_in_few_requests(any_s3: str, tmp_path: Path) -> None:
+def test_s3_packed_store_logs_relogs_and_reads_in_few_requests(
+    any_s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    followed: list[bool] = []  # each pass that stored a new version by following the old recipe
+    real_like = StoringPasses.store_like
+
+    def store_like(self: StoringPasses, *a: Any) -> Any:
+        result = real_like(self, *a)
+        followed.append(result is not None)
+        return result
+
+    monkeypatch.setattr(StoringPasses, "store_like", store_like)
     src = tmp_path / "weights.bin"
     data = bytearray(_bytes(5 * PACK_TARGET // 2, 11))
     src.write_bytes(data)
@@ -451,6 +463,9 @@ def test_s3_packed_store_logs_relogs_and_reads_in_few_requests(any_s3: str, tmp_
     # recipe (a copy that finds none), records, the binding's batch listing; no pack is
     # copied onto itself to freshen it
     assert [k for k in touched if k.startswith("packs/")] == [] and relog.get("COPY", 0) <= 1, relog
+    # found by the hint the first version left (one listing, one recipe read, a new hint),
+    # and stored by checking the old chunks where they lie rather than cutting them
+    assert followed == [True]
     assert sum(relog.values()) <= 1 + 1 + 1 + 2 + 1 + 8 + 3, relog
     reader = open_store(any_s3, stat_cache=False)
     counts = _count_requests(reader)

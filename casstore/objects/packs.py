@@ -682,13 +682,13 @@ class PackWriter:
     def _reuse(self, digest: str) -> bool:
         """Whether a stored pack has the chunk and a record may reference it: gc's marks
         checked for this put, and the pack freshened if it is marked or no index lists it."""
-        found = self.index.locate(digest)
-        if found is None:
+        if self.index.locate(digest) is None:
             return False
         with self._check_lock:
             if self._checked_at is None:
                 self._check()
-                found = self.index.locate(digest)  # the check refreshed the index
+        # looked up again after the check, which refreshes the index, whichever thread made it
+        found = self.index.locate(digest)
         for _ in range(3):
             if found is None:
                 return False

@@ -65,6 +65,9 @@ _WRITERS = 6
 _HASHERS = 2
 # chunks in a row that are not where a similar file's recipe says before it is no longer followed
 _MISSES_MAX = 8
+# the chunks a similar file's recipe puts in a window are checked by the hashing threads
+# in runs of about this many bytes, one task each
+_GUESS_RUN = 2 << 20
 
 
 class Stored(NamedTuple):
@@ -103,13 +106,15 @@ def _name_and_add(sink: _ChunkSink, chunk: memoryview) -> str:
     return digest
 
 
-def _same_and_add(sink: _ChunkSink, chunk: memoryview, digest: str) -> bool:
-    """Whether ``chunk`` hashes to ``digest``; if so it is handed to ``sink`` (which freshens
-    the stored chunk, or writes it again if gc took it)."""
-    if hash_bytes(chunk, parallel=False) != digest:
-        return False
-    sink.add(digest, chunk)
-    return True
+def _same_and_add(sink: _ChunkSink, chunks: list[tuple[memoryview, str]]) -> int:
+    """How many of ``chunks`` (in order, each with the digest it is guessed to have) hash to
+    their digest, up to the first that does not; those are handed to ``sink`` (which
+    freshens each stored chunk, or writes it again if gc took it)."""
+    for i, (chunk, digest) in enumerate(chunks):
+        if hash_bytes(chunk, parallel=False) != digest:
+            return i
+        sink.add(digest, chunk)
+    return len(chunks)
 
 
 def _wait_all(futures: list[Future[Any]]) -> None:
@@ -425,11 +430,20 @@ class StoringPasses:
             return None
         return Stored(whole.result(), size), Recipe(size, tuple((d.result(), n) for d, n in chunks))
 
-    def _mapped_sink(self, lease: FileLease, before: os.stat_result) -> _ChunkSink | None:
+    @property
+    def follows_recipes(self) -> bool:
+        """Whether a new version of a stored file may be stored by following the old one's
+        recipe (:meth:`store_like`): where each chunk handed to the sink is written, or
+        copied into the open pack, before the call returns, so no thread reads a map
+        once it is let go. Not a loose remote store, whose batches hold chunks on."""
+        return not self.batched or self.packs is not None
+
+    def _mapped_sink(self, lease: FileLease, before: os.stat_result, like: bool = False) -> _ChunkSink | None:
         """The chunk sink of a storing pass over maps of the file under ``lease``, or None
-        where no such pass may be taken: a store that batches its chunks, the lease lost,
+        where no such pass may be taken: a store that batches its chunks (unless ``like``,
+        a pass following a recipe, and the store :attr:`follows_recipes`), the lease lost,
         the file changed since ``before``."""
-        if self.batched or not lease.intact() or changed(before, os.fstat(lease.fd)):
+        if (not self.follows_recipes if like else self.batched) or not lease.intact() or changed(before, os.fstat(lease.fd)):
             return None
         return self.sink()
 
@@ -451,7 +465,7 @@ class StoringPasses:
 
         Returns as :meth:`store_leased`, and None where it cannot be used or must stop."""
         size = lease.size
-        sink = self._mapped_sink(lease, before)
+        sink = self._mapped_sink(lease, before, like=True)
         if sink is None:
             return None
         max_size = self.chunker.params.max_size
@@ -485,31 +499,45 @@ class StoringPasses:
                     del window  # the map goes with the last view of it
                     whole.add(view, base)
                 end = base + len(view)
-                guesses: list[tuple[str, int, Future[bool]]] = []
+                guessed: list[tuple[memoryview, str]] = []
                 k = nxt if misses < _MISSES_MAX else None
                 p = pos
                 while k is not None and k < len(old):
                     d, n = old[k]
                     if p + n > end or not 0 < n <= max_size or (k == len(old) - 1 and p + n != size):
                         break  # past this window; no chunk this store cuts; cut by the end of ``like``
-                    guesses.append((d, n, _in_context(pool, _same_and_add, sink, view[p - base : p + n - base], d)))
+                    guessed.append((view[p - base : p + n - base], d))
                     p += n
                     k += 1
+                # checked in runs of a few MiB, one task each: per chunk, a task costs as much
+                # as hashing it
+                runs: list[tuple[list[tuple[memoryview, str]], Future[int]]] = []
+                run: list[tuple[memoryview, str]] = []
+                held = 0
+                for i, guess in enumerate(guessed):
+                    run.append(guess)
+                    held += len(guess[0])
+                    if held >= _GUESS_RUN or i == len(guessed) - 1:
+                        runs.append((run, _in_context(pool, _same_and_add, sink, run)))
+                        run, held = [], 0
                 hits = 0
-                for d, n, same in guesses:  # in order, up to the first miss
-                    if not same.result():
-                        break
-                    out.append((d, n))
-                    pos += n
-                    hits += 1
-                for _, _, same in guesses[hits:]:
-                    if not same.cancel():
-                        same.result()  # no thread reads this window once it is let go
+                missed = False
+                for run, same in runs:  # in order, up to the first miss
+                    if missed:
+                        if not same.cancel():
+                            same.result()  # no thread reads this window once it is let go
+                        continue
+                    found = same.result()
+                    for chunk, d in run[:found]:
+                        out.append((d, len(chunk)))
+                        pos += len(chunk)
+                    hits += found
+                    missed = found < len(run)
+                del guessed, run, runs
                 if hits:
                     misses = 0
                     assert nxt is not None
                     nxt += hits
-                missed = hits < len(guesses)
                 if not missed and nxt is not None and nxt < len(old) and max_size >= old[nxt][1] > end - pos and end < size:
                     continue  # the next guess runs past this window: map the next one
                 if pos < size:

@@ -111,12 +111,6 @@ class ObjectStore(ObjectReader):
         """Bytes of the chunks this store object has written."""
         return self._passes.bytes_written
 
-    @property
-    def _batched(self) -> bool:
-        """Whether chunks go to the backend in batches (a remote store): then no storing
-        pass over maps is taken, and no hint is written or followed."""
-        return self._passes.batched
-
     # ---- writing -----------------------------------------------------------------
 
     def _begin(self) -> None:
@@ -315,9 +309,9 @@ class ObjectStore(ObjectReader):
     def _hints(self, first: str, size: int) -> list[tuple[int, str]]:
         """The stored files that begin with chunk ``first``, as their hints name them
         (:meth:`_put_recipe`): ``(size, digest)``, the closest in size to ``size`` first.
-        None looked for where they would not be followed (a store that batches its chunks,
-        such as S3, where no pass over maps is taken)."""
-        if self._batched:
+        None looked for where they would not be followed (a loose store that batches its
+        chunks: see :attr:`StoringPasses.follows_recipes`)."""
+        if not self._passes.follows_recipes:
             return []
         found = []
         for key in self.backend.list(self.layout.hint_prefix(first)):
@@ -353,13 +347,13 @@ class ObjectStore(ObjectReader):
 
         A file larger than a read block gets a hint as well (an empty object named by its
         first chunk, its size and its digest), by which a later version of it, which
-        begins with the same chunk, finds this recipe (:meth:`_hints`); not in a store
-        that batches its chunks, where no one follows them."""
+        begins with the same chunk, finds this recipe (:meth:`_hints`); not in a loose
+        store that batches its chunks, where no one follows them."""
         if not self.layout.recipe_for_one_chunk and is_own_chunk(digest, recipe):
             return
         self._publish_pending()  # a recipe is written after the packs and index of its chunks
         self.backend.put_blob(self.layout.recipe_key(digest), recipe.encode())
-        if recipe.size > READ_BLOCK and len(recipe.chunks) > 1 and not self._batched:
+        if recipe.size > READ_BLOCK and len(recipe.chunks) > 1 and self._passes.follows_recipes:
             self.backend.put_blob(self.layout.hint_key(recipe.chunks[0][0], recipe.size, digest), b"")
 
     def _freshen_stored(self, digest: str, size: int) -> bool:
