@@ -134,6 +134,7 @@ class LoopbackS3:
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        publish_pending_summaries()
         if self.proc.poll() is None:
             assert self.proc.stdin is not None
             self.proc.stdin.close()
@@ -150,6 +151,14 @@ class LoopbackS3:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def publish_pending_summaries() -> None:
+    """Publish the run summaries this process still holds (published in the background
+    within a second of a run's end) while the server is up: a process that stopped it
+    first would try them at exit against nothing and warn that they were not published."""
+    if "casstore.runs.index" in sys.modules:
+        sys.modules["casstore.runs.index"].flush_pending()
 
 
 def make_bucket(endpoint_url: str, bucket: str) -> None:

