@@ -467,13 +467,14 @@ def test_a_hint_whose_file_is_gone_is_passed_over(patient: Path, monkeypatch: py
     assert stored.digest == blake3(new).hexdigest() and objects.get_bytes(stored.digest) == new
 
 
+@pytest.mark.parametrize("layout", ["loose", "packs"])
 def test_a_pass_that_follows_a_recipe_and_loses_its_lease_is_finished_by_reading(
-    patient: Path, monkeypatch: pytest.MonkeyPatch
+    patient: Path, monkeypatch: pytest.MonkeyPatch, layout: str
 ) -> None:
     old, new = _versions(13, 2)
     new += b"longer"  # a new size: one pass, the whole hashed beside it
     monkeypatch.setattr(passes_mod, "_MAP_WINDOW", 256 << 10)
-    objects = open_store(patient / "store", chunker=SMALL)
+    objects = open_store(patient / "store", chunker=SMALL, layout=layout)
     objects.put_bytes(old)
     path = patient / "new.bin"
     path.write_bytes(new)
