@@ -1,6 +1,6 @@
-"""Four paths of casstore's client beside the plain way each replaces, taking turns in one process.
+"""Five paths of casstore's client beside the plain way each replaces, taking turns in one process.
 
-    python benchmarks/bench_local_paths.py            # 100 barriers, 1 GiB verified, 256 MiB re-logged, 5 rounds
+    python benchmarks/bench_local_paths.py            # 100 barriers, 1 GiB verified and stored fresh, 256 MiB re-logged, 5 rounds
     python benchmarks/bench_local_paths.py --quick    # small sizes: checks that it runs
 
 1. **The durability barrier after a small put** (3 MiB, a few chunk files): the ``fsync``
@@ -15,6 +15,10 @@
 4. **Parsing an S3 listing page** of 1,000 keys (the XML a ``ListObjectsV2`` answers):
    ``LastModified`` read with ``datetime.fromisoformat`` (``casstore.backend.s3.parse_timestamp``,
    installed through botocore's ``set_parser_defaults``), against botocore's own parser.
+5. **A new file into a new local store** (``put_file`` + barrier): chunks copied for their
+   ``O_DIRECT`` writes into buffers of huge pages (private memory, ``MADV_HUGEPAGE``),
+   against buffers of small pages (shared anonymous memory, as ``mmap.mmap(-1, n)`` gives).
+   Wall time and the process's CPU time are both compared.
 
 Each path is kept only while it is faster than its plain twin here; the ratios say so.
 """
@@ -22,7 +26,9 @@ Each path is kept only while it is faster than its plain twin here; the ratios s
 from __future__ import annotations
 
 import argparse
+import mmap
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -32,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import discard  # noqa: E402
 
 import casstore.backend.local as local  # noqa: E402
 import casstore.objects.passes as passes  # noqa: E402
@@ -71,6 +79,34 @@ def verify(root: Path, mapped: bool) -> float:
 
 
 MAPPED = LocalBackend.mapped
+HUGE_BUFFERS = local._AlignedBuffers.get
+
+
+def _small_page_buffer(self: Any, size: int) -> mmap.mmap:
+    """The plain way: a shared anonymous map of small pages, grown to the largest object."""
+    buf: mmap.mmap | None = getattr(self, "buf", None)
+    if buf is None or len(buf) < size:
+        if buf is not None:
+            buf.close()
+        buf = self.buf = mmap.mmap(-1, max(size, 1 << 20))
+    return buf
+
+
+def fresh(root: Path, src: Path, huge: bool) -> tuple[float, float]:
+    """Wall and CPU seconds to store ``src``, cached and not yet stored, into a new store."""
+    os.sync()  # nobody pays for another's write-back
+    src.read_bytes()
+    local._AlignedBuffers.get = HUGE_BUFFERS if huge else _small_page_buffer  # type: ignore[method-assign]
+    try:
+        store = open_run_store(str(root)).objects
+        r0, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        store.put_file(str(src))
+        store.flush()
+        took, r1 = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        local._AlignedBuffers.get = HUGE_BUFFERS  # type: ignore[method-assign]
+    discard(root)
+    return took, r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
 POOL = passes.ThreadPoolExecutor
 
 
@@ -133,58 +169,87 @@ def parse_listing(fast: bool) -> float:
     return took
 
 
+PARTS = ("barrier", "verify", "relog", "listing", "fresh")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="10 barriers, 64 MiB verified, 32 MiB re-logged, 2 rounds")
+    ap.add_argument("--quick", action="store_true", help="10 barriers, 64 MiB verified and stored fresh, 32 MiB re-logged, 2 rounds")
     ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {','.join(PARTS)}")
     a = ap.parse_args()
     n, size, relog_mib, rounds = (10, 64, 32, 2) if a.quick else (100, 1024, 256, 5)
     rounds = a.rounds or rounds
+    only = set(a.only.split(","))
+    if only - set(PARTS):
+        raise SystemExit(f"--only: unknown parts {sorted(only - set(PARTS))}; choose among {','.join(PARTS)}")
     with tempfile.TemporaryDirectory(prefix="bench-local-paths-") as tmp:
         work = Path(tmp)
-        times: dict[str, list[float]] = {k: [] for k in ("together", "one by one", "mapped", "read", "beside", "inline", "iso", "botocore")}
-        src = work / "model.bin"
-        src.write_bytes(os.urandom(relog_mib * MIB))
-        filled = work / "filled"
-        objects = open_run_store(str(filled)).objects
-        for _ in range(size // 16):
-            objects.put_bytes(os.urandom(16 * MIB))
-        objects.flush()
-        for r in range(rounds):  # taking turns: each goes first in every other round
-            order = [("together", 8), ("one by one", 1)]
-            for name, threads in order if r % 2 == 0 else order[::-1]:
-                times[name].append(barriers(work / f"b-{r}-{threads}", n, threads))
-            for name, on in [("mapped", True), ("read", False)] if r % 2 == 0 else [("read", False), ("mapped", True)]:
-                times[name].append(verify(filled, on))
-            for name, on in [("beside", True), ("inline", False)] if r % 2 == 0 else [("inline", False), ("beside", True)]:
-                times[name].append(relog(work / f"r-{r}-{name}", src, on))
-            for name, on in [("iso", True), ("botocore", False)] if r % 2 == 0 else [("botocore", False), ("iso", True)]:
-                times[name].append(statistics.median(parse_listing(on) for _ in range(5)))
+        times: dict[str, list[Any]] = {}
+
+        def turns(r: int, pairs: list[tuple[str, Any]], run: Any) -> None:
+            """Run both of a pair, taking turns: each goes first in every other round."""
+            for name, arg in pairs if r % 2 == 0 else pairs[::-1]:
+                times.setdefault(name, []).append(run(name, arg))
+
+        src, filled, new = work / "model.bin", work / "filled", work / "new.bin"
+        if "relog" in only:
+            src.write_bytes(os.urandom(relog_mib * MIB))
+        if "verify" in only:
+            objects = open_run_store(str(filled)).objects
+            for _ in range(size // 16):
+                objects.put_bytes(os.urandom(16 * MIB))
+            objects.flush()
+        if "fresh" in only:
+            new.write_bytes(os.urandom(size * MIB))
+        for r in range(rounds):
+            if "barrier" in only:
+                turns(r, [("together", 8), ("one by one", 1)], lambda name, threads: barriers(work / f"b-{r}-{threads}", n, threads))
+            if "verify" in only:
+                turns(r, [("mapped", True), ("read", False)], lambda name, on: verify(filled, on))
+            if "relog" in only:
+                turns(r, [("beside", True), ("inline", False)], lambda name, on: relog(work / f"r-{r}-{name}", src, on))
+            if "listing" in only:
+                turns(r, [("iso", True), ("botocore", False)], lambda name, on: statistics.median(parse_listing(on) for _ in range(5)))
+            if "fresh" in only:
+                turns(r, [("huge", True), ("small", False)], lambda name, on: fresh(work / f"f-{r}-{name}", new, on))
         local._FSYNC_THREADS = 8
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = {k: statistics.median(v) for k, v in times.items() if not isinstance(v[0], tuple)}
+        for k in ("huge", "small"):
+            if k in times:
+                med[k] = statistics.median(t for t, _ in times[k])
+                med[f"{k} cpu"] = statistics.median(c for _, c in times[k])
         load = os.getloadavg()[0]
         print(f"bench_local_paths: medians of {rounds} rounds, load {load:.1f}")
-        print(f"1. put of 3 MiB + barrier (median of {n} each round)")
-        print(f"   fsync calls together        {med['together'] * 1000:8.2f} ms")
-        print(f"   fsync calls one by one      {med['one by one'] * 1000:8.2f} ms")
-        gain = med["one by one"] / med["together"]
-        print(f"   together is {gain:.2f}x faster (kept only while > 1x: {'met' if gain > 1 else 'MISSED'})")
-        print(f"2. verify_store of a store of {size} MiB of chunks")
-        print(f"   hashed through memory maps  {med['mapped']:8.3f} s")
-        print(f"   hashed from bytes read      {med['read']:8.3f} s")
-        gain = med["read"] / med["mapped"]
-        print(f"   maps are {gain:.2f}x faster (kept only while > 1x: {'met' if gain > 1 else 'MISSED'})")
-        print(f"3. re-log of a {relog_mib} MiB file with 1 MiB changed (put_file + barrier)")
-        print(f"   new chunks written beside   {med['beside']:8.3f} s")
-        print(f"   new chunks written inline   {med['inline']:8.3f} s")
-        gain = med["inline"] / med["beside"]
-        print(f"   beside is {gain:.2f}x faster (kept only while > 1x: {'met' if gain > 1 else 'MISSED'})")
-        print("4. parsing an S3 listing page of 1,000 keys (median of 5 each round)")
-        print(f"   fromisoformat timestamps    {med['iso'] * 1000:8.2f} ms")
-        print(f"   botocore's parser           {med['botocore'] * 1000:8.2f} ms")
-        gain = med["botocore"] / med["iso"]
-        print(f"   fromisoformat is {gain:.2f}x faster (kept only while > 1x: {'met' if gain > 1 else 'MISSED'})")
 
+        def verdict(what: str, gain: float) -> str:
+            return f"   {what} is {gain:.2f}x faster (kept only while > 1x: {'met' if gain > 1 else 'MISSED'})"
+
+        if "barrier" in only:
+            print(f"1. put of 3 MiB + barrier (median of {n} each round)")
+            print(f"   fsync calls together        {med['together'] * 1000:8.2f} ms")
+            print(f"   fsync calls one by one      {med['one by one'] * 1000:8.2f} ms")
+            print(verdict("together", med["one by one"] / med["together"]))
+        if "verify" in only:
+            print(f"2. verify_store of a store of {size} MiB of chunks")
+            print(f"   hashed through memory maps  {med['mapped']:8.3f} s")
+            print(f"   hashed from bytes read      {med['read']:8.3f} s")
+            print(verdict("maps", med["read"] / med["mapped"]))
+        if "relog" in only:
+            print(f"3. re-log of a {relog_mib} MiB file with 1 MiB changed (put_file + barrier)")
+            print(f"   new chunks written beside   {med['beside']:8.3f} s")
+            print(f"   new chunks written inline   {med['inline']:8.3f} s")
+            print(verdict("beside", med["inline"] / med["beside"]))
+        if "listing" in only:
+            print("4. parsing an S3 listing page of 1,000 keys (median of 5 each round)")
+            print(f"   fromisoformat timestamps    {med['iso'] * 1000:8.2f} ms")
+            print(f"   botocore's parser           {med['botocore'] * 1000:8.2f} ms")
+            print(verdict("fromisoformat", med["botocore"] / med["iso"]))
+        if "fresh" in only:
+            print(f"5. a new {size} MiB file into a new store (put_file + barrier)")
+            print(f"   buffers of huge pages       {med['huge']:8.3f} s   cpu {med['huge cpu']:6.3f} s")
+            print(f"   buffers of small pages      {med['small']:8.3f} s   cpu {med['small cpu']:6.3f} s")
+            print(verdict("huge pages", med["small"] / med["huge"]) + f"; {med['small cpu'] / med['huge cpu']:.2f}x less CPU")
 
 if __name__ == "__main__":
     main()
