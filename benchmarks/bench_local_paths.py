@@ -1,4 +1,4 @@
-"""Five paths of casstore's client beside the plain way each replaces, taking turns in one process.
+"""Six paths of casstore's client beside the plain way each replaces, taking turns in one process.
 
     python benchmarks/bench_local_paths.py            # 100 barriers, 1 GiB verified and stored fresh, 256 MiB re-logged, 5 rounds
     python benchmarks/bench_local_paths.py --quick    # small sizes: checks that it runs
@@ -21,6 +21,10 @@
    rather than of huge pages (private memory, ``MADV_HUGEPAGE``); each chunk written
    padded to a whole block and its file truncated, rather than its last part block
    written through the page cache. Wall time and the process's CPU time are compared.
+6. **Cutting a file in windows** of 16 MiB (``Chunker.cut_block``, as the storing passes
+   do): cutting stopped a maximum chunk before each window's end, against cutting on to
+   the end and cutting the last chunk, cut short there, again in the next window. CPU
+   time of the cutting thread.
 
 Each path is kept only while it is faster than its plain twin here; the ratios say so.
 """
@@ -28,6 +32,7 @@ Each path is kept only while it is faster than its plain twin here; the ratios s
 from __future__ import annotations
 
 import argparse
+import functools
 import mmap
 import os
 import resource
@@ -48,6 +53,7 @@ import casstore.objects.passes as passes  # noqa: E402
 from casstore.backend.base import Backend  # noqa: E402
 from casstore.backend.local import LocalBackend  # noqa: E402
 from casstore.maintenance.verify import verify_store  # noqa: E402
+from casstore.objects.chunking import Chunker  # noqa: E402
 from casstore.runs import open_run_store  # noqa: E402
 
 MIB = 1 << 20
@@ -112,6 +118,28 @@ def _padded_then_truncated(self: LocalBackend, final: str, data: bytes | memoryv
     finally:
         os.close(fd)
     return tmp
+
+
+def _cut_to_the_end(self: Chunker, block: memoryview, final: bool) -> tuple[list[memoryview], int]:
+    """The plain way: every chunk of the block cut, the last one held back if it reaches
+    the block's end (it is cut again at the start of the next block)."""
+    chunks: list[memoryview] = []
+    for ch in self._cdc.cut_buf(block):
+        if not final and ch.offset + len(ch.data) >= len(block):
+            return chunks, ch.offset
+        chunks.append(ch.data)
+    return chunks, len(block)
+
+
+def cut_windows(data: memoryview, stop_early: bool) -> float:
+    """CPU seconds of this thread to cut ``data`` in windows of 16 MiB."""
+    chunker = Chunker()
+    cut = chunker.cut_block if stop_early else functools.partial(_cut_to_the_end, chunker)
+    pos, t = 0, time.thread_time()
+    while pos < len(data):
+        end = min(pos + (16 << 20), len(data))
+        pos += cut(data[pos:end], end == len(data))[1]
+    return time.thread_time() - t
 
 
 def fresh(root: Path, src: Path, way: str) -> tuple[float, float]:
@@ -196,7 +224,7 @@ def parse_listing(fast: bool) -> float:
     return took
 
 
-PARTS = ("barrier", "verify", "relog", "listing", "fresh")
+PARTS = ("barrier", "verify", "relog", "listing", "fresh", "cut")
 
 
 def main() -> None:
@@ -227,7 +255,7 @@ def main() -> None:
             for _ in range(size // 16):
                 objects.put_bytes(os.urandom(16 * MIB))
             objects.flush()
-        if "fresh" in only:
+        if "fresh" in only or "cut" in only:
             new.write_bytes(os.urandom(size * MIB))
         for r in range(rounds):
             if "barrier" in only:
@@ -240,6 +268,9 @@ def main() -> None:
                 turns(r, [("iso", True), ("botocore", False)], lambda name, on: statistics.median(parse_listing(on) for _ in range(5)))
             if "fresh" in only:
                 turns(r, [("now", 0), ("small pages", 0), ("truncated", 0)], lambda name, _: fresh(work / f"f-{r}-{name}", new, name))
+            if "cut" in only:
+                with new.open("rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m, memoryview(m) as view:
+                    turns(r, [("stop early", True), ("to the end", False)], lambda name, early: cut_windows(view, early))
         local._FSYNC_THREADS = 8
         med = {k: statistics.median(v) for k, v in times.items() if not isinstance(v[0], tuple)}
         for k in ("now", "small pages", "truncated"):
@@ -279,6 +310,11 @@ def main() -> None:
             print(f"   padded, then truncated      {med['truncated']:8.3f} s   cpu {med['truncated cpu']:6.3f} s")
             for what, plain in (("huge pages", "small pages"), ("the last block through the page cache", "truncated")):
                 print(verdict(what, med[plain] / med["now"]) + f"; {med[plain + ' cpu'] / med['now cpu']:.2f}x less CPU")
+        if "cut" in only:
+            print(f"6. cutting {size} MiB in windows of 16 MiB (CPU time)")
+            print(f"   stopped before the end      {med['stop early']:8.3f} s")
+            print(f"   cut to the end, then again  {med['to the end']:8.3f} s")
+            print(verdict("stopping early", med["to the end"] / med["stop early"]))
 
 if __name__ == "__main__":
     main()
