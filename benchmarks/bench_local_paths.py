@@ -1,6 +1,6 @@
-"""Four paths of casstore's client beside the plain way each replaces, taking turns in one process.
+"""Six paths of casstore's client beside the plain way each replaces, taking turns in one process.
 
-    python benchmarks/bench_local_paths.py            # 100 barriers, 1 GiB verified, 256 MiB re-logged, 5 rounds
+    python benchmarks/bench_local_paths.py            # 100 barriers, 1 GiB verified and stored fresh, 256 MiB re-logged, 5 rounds
     python benchmarks/bench_local_paths.py --quick    # small sizes: checks that it runs
 
 1. **The durability barrier after a small put** (3 MiB, a few chunk files): the ``fsync``
@@ -15,6 +15,18 @@
 4. **Parsing an S3 listing page** of 1,000 keys (the XML a ``ListObjectsV2`` answers):
    ``LastModified`` read with ``datetime.fromisoformat`` (``casstore.backend.s3.parse_timestamp``,
    installed through botocore's ``set_parser_defaults``), against botocore's own parser.
+5. **A new file into a new local store** (``put_file`` + barrier), its chunks written with
+   ``O_DIRECT`` as casstore writes them, against each of two plain ways: the chunks copied
+   into buffers of small pages (shared anonymous memory, as ``mmap.mmap(-1, n)`` gives)
+   rather than of huge pages (private memory, ``MADV_HUGEPAGE``); each chunk written
+   padded to a whole block and its file truncated, rather than its last part block
+   written through the page cache. The process's CPU time decides (what a put takes
+   from other work on the machine, and what holds the put back when the cores are
+   shared); wall time is printed beside it.
+6. **Cutting a file in windows** of 16 MiB (``Chunker.cut_block``, as the storing passes
+   do): cutting stopped a maximum chunk before each window's end, against cutting on to
+   the end and cutting the last chunk, cut short there, again in the next window. CPU
+   time of the cutting thread.
 
 Each path is kept only while it is faster than its plain twin here; the ratios say so.
 """
@@ -22,7 +34,10 @@ Each path is kept only while it is faster than its plain twin here; the ratios s
 from __future__ import annotations
 
 import argparse
+import functools
+import mmap
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -33,11 +48,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import discard  # noqa: E402
+
 import casstore.backend.local as local  # noqa: E402
 import casstore.objects.passes as passes  # noqa: E402
 from casstore.backend.base import Backend  # noqa: E402
 from casstore.backend.local import LocalBackend  # noqa: E402
 from casstore.maintenance.verify import verify_store  # noqa: E402
+from casstore.objects.chunking import Chunker  # noqa: E402
 from casstore.runs import open_run_store  # noqa: E402
 
 MIB = 1 << 20
@@ -71,6 +89,83 @@ def verify(root: Path, mapped: bool) -> float:
 
 
 MAPPED = LocalBackend.mapped
+BUFFERS = local._AlignedBuffers.get
+DIRECT = LocalBackend._write_tmp_direct
+
+
+def _small_page_buffer(self: Any, size: int) -> mmap.mmap:
+    """The plain way: a shared anonymous map of small pages, grown to the largest object."""
+    buf: mmap.mmap | None = getattr(self, "buf", None)
+    if buf is None or len(buf) < size:
+        if buf is not None:
+            buf.close()
+        buf = self.buf = mmap.mmap(-1, max(size, 1 << 20))
+    return buf
+
+
+def _padded_then_truncated(self: LocalBackend, final: str, data: bytes | memoryview) -> str:
+    """The plain way: the whole object written directly, padded with zeros to a whole block,
+    then the file truncated to its length."""
+    n = len(data)
+    padded = -(-n // 4096) * 4096
+    view = memoryview(self._aligned.get(padded))
+    view[:n] = data
+    view[n:padded] = bytes(padded - n)
+    tmp, fd = self._create_tmp(final, os.O_DIRECT)
+    done = 0
+    try:
+        while done < padded:
+            done += os.write(fd, view[done:padded])
+        os.ftruncate(fd, n)
+    finally:
+        os.close(fd)
+    return tmp
+
+
+def _cut_to_the_end(self: Chunker, block: memoryview, final: bool) -> tuple[list[memoryview], int]:
+    """The plain way: every chunk of the block cut, the last one held back if it reaches
+    the block's end (it is cut again at the start of the next block)."""
+    chunks: list[memoryview] = []
+    for ch in self._cdc.cut_buf(block):
+        if not final and ch.offset + len(ch.data) >= len(block):
+            return chunks, ch.offset
+        chunks.append(ch.data)
+    return chunks, len(block)
+
+
+def cut_windows(data: memoryview, stop_early: bool) -> float:
+    """CPU seconds of this thread to cut ``data`` in windows of 16 MiB."""
+    chunker = Chunker()
+    cut = chunker.cut_block if stop_early else functools.partial(_cut_to_the_end, chunker)
+    pos, t = 0, time.thread_time()
+    while pos < len(data):
+        end = min(pos + (16 << 20), len(data))
+        pos += cut(data[pos:end], end == len(data))[1]
+    return time.thread_time() - t
+
+
+def fresh(root: Path, src: Path, way: str) -> tuple[float, float]:
+    """Wall and CPU seconds to store ``src``, cached and not yet stored, into a new store,
+    ``way`` being "now" (as casstore does), "small pages" or "truncated" (the plain ways)."""
+    os.sync()  # nobody pays for another's write-back
+    with src.open("rb", buffering=0) as f:  # in the page cache, read through a small buffer
+        while f.read(16 * MIB):
+            pass
+    local._AlignedBuffers.get = _small_page_buffer if way == "small pages" else BUFFERS  # type: ignore[method-assign]
+    LocalBackend._write_tmp_direct = _padded_then_truncated if way == "truncated" else DIRECT  # type: ignore[method-assign]
+    try:
+        store = open_run_store(str(root)).objects
+        r0, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        store.put_file(str(src))
+        store.flush()
+        took, r1 = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        local._AlignedBuffers.get = BUFFERS  # type: ignore[method-assign]
+        LocalBackend._write_tmp_direct = DIRECT  # type: ignore[method-assign]
+    discard(root)
+    return took, r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+
+
 POOL = passes.ThreadPoolExecutor
 
 
@@ -133,58 +228,99 @@ def parse_listing(fast: bool) -> float:
     return took
 
 
+PARTS = ("barrier", "verify", "relog", "listing", "fresh", "cut")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="10 barriers, 64 MiB verified, 32 MiB re-logged, 2 rounds")
+    ap.add_argument("--quick", action="store_true", help="10 barriers, 64 MiB verified and stored fresh, 32 MiB re-logged, 2 rounds")
     ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {','.join(PARTS)}")
     a = ap.parse_args()
     n, size, relog_mib, rounds = (10, 64, 32, 2) if a.quick else (100, 1024, 256, 5)
     rounds = a.rounds or rounds
+    only = set(a.only.split(","))
+    if only - set(PARTS):
+        raise SystemExit(f"--only: unknown parts {sorted(only - set(PARTS))}; choose among {','.join(PARTS)}")
     with tempfile.TemporaryDirectory(prefix="bench-local-paths-") as tmp:
         work = Path(tmp)
-        times: dict[str, list[float]] = {k: [] for k in ("together", "one by one", "mapped", "read", "beside", "inline", "iso", "botocore")}
-        src = work / "model.bin"
-        src.write_bytes(os.urandom(relog_mib * MIB))
-        filled = work / "filled"
-        objects = open_run_store(str(filled)).objects
-        for _ in range(size // 16):
-            objects.put_bytes(os.urandom(16 * MIB))
-        objects.flush()
-        for r in range(rounds):  # taking turns: each goes first in every other round
-            order = [("together", 8), ("one by one", 1)]
-            for name, threads in order if r % 2 == 0 else order[::-1]:
-                times[name].append(barriers(work / f"b-{r}-{threads}", n, threads))
-            for name, on in [("mapped", True), ("read", False)] if r % 2 == 0 else [("read", False), ("mapped", True)]:
-                times[name].append(verify(filled, on))
-            for name, on in [("beside", True), ("inline", False)] if r % 2 == 0 else [("inline", False), ("beside", True)]:
-                times[name].append(relog(work / f"r-{r}-{name}", src, on))
-            for name, on in [("iso", True), ("botocore", False)] if r % 2 == 0 else [("botocore", False), ("iso", True)]:
-                times[name].append(statistics.median(parse_listing(on) for _ in range(5)))
+        times: dict[str, list[Any]] = {}
+
+        def turns(r: int, pairs: list[tuple[str, Any]], run: Any) -> None:
+            """Run both of a pair, taking turns: each goes first in every other round."""
+            for name, arg in pairs if r % 2 == 0 else pairs[::-1]:
+                times.setdefault(name, []).append(run(name, arg))
+
+        src, filled, new = work / "model.bin", work / "filled", work / "new.bin"
+        if "relog" in only:
+            src.write_bytes(os.urandom(relog_mib * MIB))
+        if "verify" in only:
+            objects = open_run_store(str(filled)).objects
+            for _ in range(size // 16):
+                objects.put_bytes(os.urandom(16 * MIB))
+            objects.flush()
+        if "fresh" in only or "cut" in only:
+            new.write_bytes(os.urandom(size * MIB))
+        for r in range(rounds):
+            if "barrier" in only:
+                turns(r, [("together", 8), ("one by one", 1)], lambda name, threads: barriers(work / f"b-{r}-{threads}", n, threads))
+            if "verify" in only:
+                turns(r, [("mapped", True), ("read", False)], lambda name, on: verify(filled, on))
+            if "relog" in only:
+                turns(r, [("beside", True), ("inline", False)], lambda name, on: relog(work / f"r-{r}-{name}", src, on))
+            if "listing" in only:
+                turns(r, [("iso", True), ("botocore", False)], lambda name, on: statistics.median(parse_listing(on) for _ in range(5)))
+            if "fresh" in only:
+                turns(r, [("now", 0), ("small pages", 0), ("truncated", 0)], lambda name, _: fresh(work / f"f-{r}-{name}", new, name))
+            if "cut" in only:
+                with new.open("rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m, memoryview(m) as view:
+                    turns(r, [("stop early", True), ("to the end", False)], lambda name, early: cut_windows(view, early))
         local._FSYNC_THREADS = 8
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = {k: statistics.median(v) for k, v in times.items() if not isinstance(v[0], tuple)}
+        for k in ("now", "small pages", "truncated"):
+            if k in times:
+                med[k] = statistics.median(t for t, _ in times[k])
+                med[f"{k} cpu"] = statistics.median(c for _, c in times[k])
         load = os.getloadavg()[0]
         print(f"bench_local_paths: medians of {rounds} rounds, load {load:.1f}")
-        print(f"1. put of 3 MiB + barrier (median of {n} each round)")
-        print(f"   fsync calls together        {med['together'] * 1000:8.2f} ms")
-        print(f"   fsync calls one by one      {med['one by one'] * 1000:8.2f} ms")
-        gain = med["one by one"] / med["together"]
-        print(f"   together is {gain:.2f}x faster (kept only while > 1x: {'met' if gain > 1 else 'MISSED'})")
-        print(f"2. verify_store of a store of {size} MiB of chunks")
-        print(f"   hashed through memory maps  {med['mapped']:8.3f} s")
-        print(f"   hashed from bytes read      {med['read']:8.3f} s")
-        gain = med["read"] / med["mapped"]
-        print(f"   maps are {gain:.2f}x faster (kept only while > 1x: {'met' if gain > 1 else 'MISSED'})")
-        print(f"3. re-log of a {relog_mib} MiB file with 1 MiB changed (put_file + barrier)")
-        print(f"   new chunks written beside   {med['beside']:8.3f} s")
-        print(f"   new chunks written inline   {med['inline']:8.3f} s")
-        gain = med["inline"] / med["beside"]
-        print(f"   beside is {gain:.2f}x faster (kept only while > 1x: {'met' if gain > 1 else 'MISSED'})")
-        print("4. parsing an S3 listing page of 1,000 keys (median of 5 each round)")
-        print(f"   fromisoformat timestamps    {med['iso'] * 1000:8.2f} ms")
-        print(f"   botocore's parser           {med['botocore'] * 1000:8.2f} ms")
-        gain = med["botocore"] / med["iso"]
-        print(f"   fromisoformat is {gain:.2f}x faster (kept only while > 1x: {'met' if gain > 1 else 'MISSED'})")
 
+        def verdict(what: str, gain: float) -> str:
+            return f"   {what} is {gain:.2f}x faster (kept only while > 1x: {'met' if gain > 1 else 'MISSED'})"
+
+        if "barrier" in only:
+            print(f"1. put of 3 MiB + barrier (median of {n} each round)")
+            print(f"   fsync calls together        {med['together'] * 1000:8.2f} ms")
+            print(f"   fsync calls one by one      {med['one by one'] * 1000:8.2f} ms")
+            print(verdict("together", med["one by one"] / med["together"]))
+        if "verify" in only:
+            print(f"2. verify_store of a store of {size} MiB of chunks")
+            print(f"   hashed through memory maps  {med['mapped']:8.3f} s")
+            print(f"   hashed from bytes read      {med['read']:8.3f} s")
+            print(verdict("maps", med["read"] / med["mapped"]))
+        if "relog" in only:
+            print(f"3. re-log of a {relog_mib} MiB file with 1 MiB changed (put_file + barrier)")
+            print(f"   new chunks written beside   {med['beside']:8.3f} s")
+            print(f"   new chunks written inline   {med['inline']:8.3f} s")
+            print(verdict("beside", med["inline"] / med["beside"]))
+        if "listing" in only:
+            print("4. parsing an S3 listing page of 1,000 keys (median of 5 each round)")
+            print(f"   fromisoformat timestamps    {med['iso'] * 1000:8.2f} ms")
+            print(f"   botocore's parser           {med['botocore'] * 1000:8.2f} ms")
+            print(verdict("fromisoformat", med["botocore"] / med["iso"]))
+        if "fresh" in only:
+            print(f"5. a new {size} MiB file into a new store (put_file + barrier)")
+            print(f"   as casstore writes chunks   {med['now']:8.3f} s   cpu {med['now cpu']:6.3f} s")
+            print(f"   buffers of small pages      {med['small pages']:8.3f} s   cpu {med['small pages cpu']:6.3f} s")
+            print(f"   padded, then truncated      {med['truncated']:8.3f} s   cpu {med['truncated cpu']:6.3f} s")
+            for what, plain in (("huge pages", "small pages"), ("the last block through the page cache", "truncated")):
+                less = med[plain + " cpu"] / med["now cpu"]
+                print(f"   {what}: {less:.2f}x less CPU, {med[plain] / med['now']:.2f}x faster "
+                      f"(kept only while less CPU: {'met' if less > 1 else 'MISSED'})")
+        if "cut" in only:
+            print(f"6. cutting {size} MiB in windows of 16 MiB (CPU time)")
+            print(f"   stopped before the end      {med['stop early']:8.3f} s")
+            print(f"   cut to the end, then again  {med['to the end']:8.3f} s")
+            print(verdict("stopping early", med["to the end"] / med["stop early"]))
 
 if __name__ == "__main__":
     main()

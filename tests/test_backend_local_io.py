@@ -112,12 +112,20 @@ def test_a_failed_direct_write_leaves_no_object_and_no_temporary_file(tmp_path: 
     if not backend._direct:
         pytest.skip("no O_DIRECT here")
 
-    def full(fd: int, length: int) -> None:
-        raise OSError(28, "No space left on device")
+    real_write = os.write
+    writes = []
 
-    monkeypatch.setattr(local_mod.os, "ftruncate", full)
+    def full_at_the_last_block(fd: int, data: memoryview) -> int:
+        """The whole blocks are written directly; the disk fills up at the last part block."""
+        writes.append(len(data))
+        if len(writes) > 1:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(local_mod.os, "write", full_at_the_last_block)
     with pytest.raises(Exception, match="no space left"):
-        backend.put_blob("chunks/ab/cd/y", os.urandom(DIRECT_MIN * 2))
+        backend.put_blob("chunks/ab/cd/y", os.urandom(DIRECT_MIN * 2 + 100))
+    assert writes == [DIRECT_MIN * 2, 100]
     d = tmp_path / "store" / "chunks" / "ab" / "cd"
     assert list(d.iterdir()) == []
 

@@ -356,6 +356,31 @@ def test_a_new_file_stored_through_maps_is_stored_as_by_reads(
     assert mapped_store.get_bytes(mapped.digest) == data
 
 
+def test_chunks_as_large_as_a_window_are_cut_window_after_window(patient: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store whose largest chunk is 16 MiB (the most allowed, as large as a mapped window)
+    stores a file with no cut point but that size (zeros) in the mapped pass, each window
+    going on from where the last one stopped, never cutting the same window again."""
+    objects = open_store(patient / "store", chunker=ChunkerParams(min_size=1 << 20, avg_size=4 << 20, max_size=16 << 20))
+    read_passes = _count_read_passes(monkeypatch)
+    blocks: list[int] = []
+    real_cut = objects.chunker.cut_block
+
+    def cut(block: memoryview, final: bool) -> tuple[list[memoryview], int]:
+        blocks.append(len(block))
+        assert len(blocks) <= 4, "the mapped pass cut the same window again"
+        return real_cut(block, final)
+
+    monkeypatch.setattr(objects.chunker, "cut_block", cut)
+    data = bytes(40 << 20)
+    path = patient / "zeros.bin"
+    path.write_bytes(data)
+    stored = objects.put_file(path)
+    assert read_passes == []
+    assert stored.digest == blake3(data).hexdigest()
+    assert [n for _, n in objects.recipe(stored.digest).chunks] == [16 << 20, 16 << 20, 8 << 20]
+    assert objects.get_bytes(stored.digest) == data
+
+
 def test_a_progress_callback_never_runs_under_a_lease(patient: Path) -> None:
     """A callback may open the file for writing (here: it does); under this process's own
     lease that open would wait for the lease to time out (45 s). With a callback, files

@@ -114,9 +114,9 @@ class Chunker:
         ``max_size`` bytes) must come again at the start of the next block. With ``final``
         (nothing follows) the whole block is cut. A cut point is decided by the bytes
         between the chunk's start and the cut alone (a hash match, or ``max_size``), so
-        every chunk that ends before the block does is a chunk of :meth:`cut_buffer` over
-        the whole stream; only the last, cut short by the block's end, is held back (and
-        cut again, whole, at the start of the next block).
+        every chunk that starts at least ``max_size`` bytes before the block's end is a
+        chunk of :meth:`cut_buffer` over the whole stream; cutting stops before the first
+        chunk that starts later, so no byte is looked at twice.
 
         >>> c = Chunker(ChunkerParams(min_size=64, avg_size=256, max_size=1024))
         >>> data = bytes(range(256)) * 20
@@ -125,12 +125,15 @@ class Chunker:
         True
         """
         chunks: list[memoryview] = []
-        end = len(block)
-        for ch in self._cdc.cut_buf(block):
-            if not final and ch.offset + len(ch.data) >= end:
-                return chunks, ch.offset
+        used = 0
+        cuts = self._cdc.cut_buf(block)
+        while final or len(block) - used >= self.params.max_size:
+            ch = next(cuts, None)
+            if ch is None:
+                break
             chunks.append(ch.data)
-        return chunks, end
+            used += len(ch.data)
+        return chunks, used
 
     def cut_stream(self, stream: IO[bytes]) -> Iterator[memoryview]:
         """Yield chunks of a binary stream. Each memoryview is valid only until the next

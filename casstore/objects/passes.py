@@ -394,14 +394,15 @@ class StoringPasses:
         chunks: list[tuple[Future[str], int]] = []
         live: deque[tuple[list[Future[Any]], mmap.mmap]] = deque()  # maps the writers may still read
         pos = 0
+        span = max(_MAP_WINDOW, 2 * self.chunker.params.max_size)  # cutting gets to a maximum chunk before its end
         writer = ThreadPoolExecutor(_WRITERS, thread_name_prefix="casstore-write")
         whole = _HashBeside(digest)
         try:
             while pos < size:
                 start = time.monotonic()
                 base = pos - pos % mmap.ALLOCATIONGRANULARITY
-                n = min(base + _MAP_WINDOW, size) - base
-                window = lease.map(base, n, ahead=_MAP_WINDOW)
+                n = min(base + span, size) - base
+                window = lease.map(base, n, ahead=span)
                 if window is None:
                     break
                 cut, used = self.chunker.cut_block(memoryview(window)[pos - base :], final=base + n == size)
