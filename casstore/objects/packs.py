@@ -684,9 +684,7 @@ class PackWriter:
         checked for this put, and the pack freshened if it is marked or no index lists it."""
         if self.index.locate(digest) is None:
             return False
-        with self._check_lock:
-            if self._checked_at is None:
-                self._check()
+        self.check_marks()
         # looked up again after the check, which refreshes the index, whichever thread made it
         found = self.index.locate(digest)
         for _ in range(3):
@@ -703,6 +701,13 @@ class PackWriter:
             self.index.forget_pack(loc.pack)  # removed by gc since the index was read
             found = self.index.locate(digest)
         return False
+
+    def check_marks(self) -> None:
+        """Check gc's marks for this put unless that is done (see :meth:`begin`): what the
+        first reuse of a put does, for a caller that knows a reuse comes."""
+        with self._check_lock:
+            if self._checked_at is None:
+                self._check()
 
     def _check(self) -> None:
         """List gc's candidates records (reading the ones not read before), then refresh the

@@ -481,6 +481,10 @@ class StoringPasses:
         misses = 0  # chunks cut in a row without finding ``like`` again
         view: memoryview | None = None
         span = max(_MAP_WINDOW, 2 * max_size)  # a window holds a whole chunk from any cut in its first half
+        if self.packs is not None:
+            # the chunks of ``like`` are reused: gc's marks are checked now, so the requests
+            # of that check (a remote store's round trips) do not count against a window
+            self.packs.check_marks()
         start = time.monotonic()
         pool = ThreadPoolExecutor(_HASHERS, thread_name_prefix="casstore-hash")
         # a new chunk is written while the chunks after it are checked: the disk's time
