@@ -65,6 +65,9 @@ _WRITERS = 6
 _HASHERS = 2
 # chunks in a row that are not where a similar file's recipe says before it is no longer followed
 _MISSES_MAX = 8
+# new chunks waiting for the thread that writes them while a similar file's recipe is
+# followed, at most (each holds its window's map)
+_WRITES_AHEAD = 16
 # the chunks a similar file's recipe puts in a window are checked by the hashing threads
 # in runs of about this many bytes, one task each
 _GUESS_RUN = 2 << 20
@@ -551,6 +554,8 @@ class StoringPasses:
                     chunk = next(iter(self.chunker.cut_buffer(view[pos - base : min(pos + max_size, size) - base])))
                     d = hash_bytes(chunk, parallel=False)
                     writes.append(_in_context(writer, sink.add, d, chunk))
+                    if len(writes) > _WRITES_AHEAD:  # a slow store: the maps held for it stay few
+                        writes.pop(0).result()
                     out.append((d, len(chunk)))
                     pos += len(chunk)
                     if d in after:  # found in ``like`` again: go on from there
