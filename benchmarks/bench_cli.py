@@ -12,7 +12,8 @@
    the runs of its experiment). Goal: each under 5 s on a local store.
 
 Beside them, the start-up of a new process: the bare interpreter, ``import casstore``,
-``casstore --help``, and ``import casstore`` with one name of the tracking API loaded.
+``casstore --help``, ``casstore verify --all`` of an empty store, and ``import casstore``
+with one name of the tracking API loaded.
 
 Each process runs this checkout's casstore with its compiled bytecode kept between runs
 (in ``--workdir``), as an installed casstore has it: pip compiles a package's modules when
@@ -202,9 +203,14 @@ def bench_verify(work: Path, quick: bool, repeat: int) -> list[tuple[str, float,
 
 def bench_startup(work: Path, repeat: int) -> list[tuple[str, float, str]]:
     """What a command pays before it works: the interpreter alone, ``import casstore``
-    (its public names load on first use) and ``casstore --help`` (the command's own
-    modules), each a new process, taking turns."""
+    (its public names load on first use), ``casstore --help`` (the command's own
+    modules) and ``casstore verify --all`` of an empty store (the layers verifying
+    loads), each a new process, taking turns."""
+    from casstore.objects import open_store
+
     env = process_env(work)
+    empty = work / "empty-store"
+    open_store(str(empty))  # creates it (a local store: the loose layout)
 
     def process(*argv: str) -> Callable[[], None]:
         return lambda: subprocess.run([sys.executable, *argv], check=True, stdout=subprocess.DEVNULL, env=env)
@@ -213,6 +219,8 @@ def bench_startup(work: Path, repeat: int) -> list[tuple[str, float, str]]:
         "python": process("-c", "pass"),
         "import casstore": process("-c", "import casstore"),
         "casstore --help": process("-c", "from casstore.cli import main; main(['--help'])"),
+        "casstore verify --all, empty store": process("-c", "from casstore.cli import main; main()", "verify", "--all",
+                                                      "--store", str(empty)),
         "import casstore; casstore.start_run": process("-c", "import casstore; casstore.start_run"),
     }, repeat)
     bare = med.pop("python")

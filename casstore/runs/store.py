@@ -386,6 +386,8 @@ class RunStore:
 
     def open_run(self, run_id: str) -> RunHandle:
         """A handle to resume writing an unsealed run."""
+        from casstore.runs.handle import RunHandle
+
         run_id = check_run_id(run_id)
         meta = self._meta(run_id)
         generation = self.generation(run_id)
@@ -398,8 +400,6 @@ class RunStore:
         if self.is_deleted(run_id):
             raise RunStateError(f"run {run_id} is deleted; it cannot be resumed")
         self.replay_dead_logs(run_id)
-        from casstore.runs.handle import RunHandle
-
         return self._track(RunHandle(self, run_id, meta, generation))
 
     def reopen_run(self, run_id: str) -> RunHandle:
