@@ -87,11 +87,57 @@ def all_commands() -> list[list[str]]:
     import click
 
     out = []
-    for name, cmd in cli.commands.items():
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        cmd = cli.get_command(ctx, name)
         if isinstance(cmd, click.Group):
             out += [[name, sub] for sub in cmd.commands]
         out.append([name])
     return out
+
+
+def command_modules() -> list[Any]:
+    """Every module of ``casstore.cli`` that defines commands (its ``COMMANDS``)."""
+    import importlib
+    import pkgutil
+
+    import casstore.cli
+
+    modules = [importlib.import_module(f"casstore.cli.{m.name}")
+               for m in pkgutil.iter_modules(casstore.cli.__path__) if not m.name.startswith("_")]
+    return [m for m in modules if hasattr(m, "COMMANDS")]
+
+
+def test_the_command_table_lists_every_command_of_every_module() -> None:
+    """``casstore --help`` lists commands from a table without loading their modules: the
+    table must name each command of each module, in its module, with its own help."""
+    from casstore.cli import COMMANDS
+
+    defined = {cmd.name: (mod.__name__.rsplit(".", 1)[1], cmd.get_short_help_str(10**6))
+               for mod in command_modules() for cmd in mod.COMMANDS}
+    assert len(defined) == sum(len(mod.COMMANDS) for mod in command_modules())  # no name defined twice
+    assert COMMANDS == defined
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 200])
+def test_help_lists_the_commands_as_the_loaded_commands_would(width: int) -> None:
+    """The listing made from the table is the one click makes from the commands themselves."""
+    import click
+
+    loaded = click.Group("casstore", commands=[cmd for mod in command_modules() for cmd in mod.COMMANDS])
+    listings = []
+    for group in (cli, loaded):
+        ctx = click.Context(group, terminal_width=width)
+        formatter = ctx.make_formatter()
+        group.format_commands(ctx, formatter)
+        listings.append(formatter.getvalue())
+    assert listings[0] == listings[1]
+    assert [line.split()[0] for line in listings[0].splitlines()[1:]] == sorted(loaded.commands)
+
+
+def test_a_mistyped_command_is_refused_with_a_suggestion() -> None:
+    r = run("verfy")
+    assert r.exit_code == 2 and "No such command 'verfy'. Did you mean 'verify'?" in r.stderr
 
 
 @pytest.mark.parametrize("argv", all_commands(), ids=" ".join)

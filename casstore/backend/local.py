@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import io
 import itertools
@@ -66,13 +65,24 @@ TMP_PREFIX = ".tmp-"
 _QUARANTINE_PREFIX = TMP_PREFIX + "gcq-"  # an object renamed aside by delete_if_stale
 
 
+def _loaded_libc() -> ctypes.CDLL | None:
+    """The C library this process already runs on, reached through the process's own symbols
+    (no search of the file system for it), or None where that cannot be done."""
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except (OSError, TypeError):  # TypeError: a platform without dlopen(NULL)
+        return None
+
+
+_LIBC = _loaded_libc()
+
+
 def _libc_function(name: str, *argtypes: type) -> object | None:
     """The C library's function ``name`` (returning an int, setting errno), or None where
     this platform's C library lacks it."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = getattr(libc, name)
-    except (OSError, AttributeError):
+        fn = getattr(_LIBC, name)
+    except AttributeError:  # no such function, or no C library
         return None
     fn.argtypes = list(argtypes)
     fn.restype = ctypes.c_int

@@ -8,12 +8,14 @@ line on stderr and a non-zero exit status; ``--debug`` shows the traceback inste
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import warnings
 from typing import Any
 
 import click
+from click.utils import make_default_short_help
 
 from casstore.cli._common import DEBUG_KEY, STORE_KEY
 from casstore import __version__
@@ -40,8 +42,57 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+#: Every command: its name, the module of ``casstore.cli`` that defines it (in that module's
+#: ``COMMANDS``), and the first sentence of its help, which ``casstore --help`` lists. A
+#: command's module is imported only when that command runs (tests/test_cli.py checks this
+#: table against the modules).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "runs": ("runs", "List runs as a table: id, name, status, start, params, metrics, digest."),
+    "show": ("runs", "Show one run: its header, digest, params, metrics, tags, artifacts and models."),
+    "ls": ("runs", "List a run's artifacts under PATH (the run's root by default)."),
+    "cat": ("runs", "Write one artifact's content to stdout, verifying every chunk before it is written."),
+    "get": ("runs", "Download an artifact file, a directory of artifacts, or all of a run's artifacts."),
+    "log": ("runs", "Log local files (and directories, recursively) as artifacts of a run."),
+    "delete-run": ("runs", "Mark a run deleted (a record with time and reason; nothing is removed yet)."),
+    "audit": ("audit", "A report an auditor can archive: everything a run recorded, and proof it is intact."),
+    "diff": ("audit", "Show the params, metrics, tags, artifacts and models that differ between two runs."),
+    "verify": ("maintenance", "Re-hash stored data and check every record that points at it."),
+    "du": ("maintenance", "Space used: logical bytes (what runs reference) against physical (what is stored)."),
+    "gc": ("maintenance", "Collect garbage: delete data no live run and no registered model version references."),
+    "pack-store": ("maintenance", "Convert a store of loose chunks to the packs layout, in place, verifying each chunk."),
+    "upgrade": ("maintenance", "Upgrade the store to the current format version (6)."),
+    "models": ("models", "Registered models: list them, their versions, show one, move an alias, serve and score them."),
+    "import-mlflow": ("migrate", "Copy MLflow runs (params, tags, metric history, artifacts, models) into casstore."),
+    "ui": ("ui", "Serve a read-only web UI over the store: runs, compare, artifacts, models, audit."),
+}
+
+
 class _Group(click.Group):
-    """Turns every error from the layers below into one clear line (unless ``--debug``)."""
+    """The commands of :data:`COMMANDS`, each loaded when it runs (click's lazy group); turns
+    every error from the layers below into one clear line (unless ``--debug``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"casstore.cli.{COMMANDS[cmd_name][0]}")
+        command: click.Command = next(c for c in module.COMMANDS if c.name == cmd_name)
+        return command
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand as e:  # "Did you mean ...?" from the table, not the loaded commands
+            raise click.exceptions.NoSuchCommand(e.command_name, possibilities=COMMANDS, ctx=ctx) from None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The list ``casstore --help`` shows, from the table: no command's module is loaded."""
+        limit = formatter.width - 6 - max(map(len, COMMANDS))
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, make_default_short_help(COMMANDS[name][1], limit))
+                                for name in self.list_commands(ctx)])
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -100,17 +151,6 @@ def cli() -> None:
     Every command takes --store URI (a local path or any fsspec URL); the default is
     $CASSTORE_TRACKING_URI, else ./casstore, as for the Python API.
     """
-
-
-def _register() -> None:
-    from casstore.cli import audit, maintenance, migrate, models, runs, ui
-
-    for mod in (runs, audit, maintenance, models, migrate, ui):
-        for command in mod.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,11 +5,15 @@ Pure: the chunker cuts buffers and streams; it does no storage I/O.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from casstore.exceptions import StoreConfigError
+
+if TYPE_CHECKING:
+    from pyfastcdc.cy import FastCDC
 
 __all__ = ["ChunkerParams", "DEFAULT_CHUNKER", "Chunker"]
 
@@ -87,6 +91,10 @@ class Chunker:
     def __init__(self, params: ChunkerParams = DEFAULT_CHUNKER) -> None:
         params.validate()
         self.params = params
+
+    @functools.cached_property
+    def _cdc(self) -> FastCDC:
+        """The FastCDC cutter, made at the first cut (a store opened only to read never cuts)."""
         try:
             from pyfastcdc.cy import FastCDC
         except ImportError as e:  # pragma: no cover - depends on the wheel
@@ -94,13 +102,9 @@ class Chunker:
                 "the compiled FastCDC extension (pyfastcdc.cy) is missing; reinstall pyfastcdc "
                 "with `pip install --force-reinstall pyfastcdc`"
             ) from e
-        self._cdc = FastCDC(
-            params.avg_size,
-            min_size=params.min_size,
-            max_size=params.max_size,
-            normalized_chunking=params.normalization,
-            seed=params.seed,
-        )
+        p = self.params
+        return FastCDC(p.avg_size, min_size=p.min_size, max_size=p.max_size, normalized_chunking=p.normalization,
+                       seed=p.seed)
 
     def cut_buffer(self, buf: bytes | bytearray | memoryview) -> Iterator[memoryview]:
         """Yield chunks of an in-memory buffer as memoryviews into it."""

@@ -27,15 +27,12 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Protocol
 
-from casstore.runs.records import MetricPoint
+from casstore.runs.records import FLUSH_POINTS, FLUSH_SECONDS, MetricPoint
 
 if TYPE_CHECKING:
     from casstore.runs.wal import WalWriter
 
 __all__ = ["MetricBuffer", "register_flushable", "hold", "release", "FLUSH_POINTS", "FLUSH_SECONDS"]
-
-FLUSH_POINTS = 1000
-FLUSH_SECONDS = 5.0
 
 
 class MetricBuffer:

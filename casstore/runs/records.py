@@ -18,14 +18,18 @@ from casstore.exceptions import CorruptRecordError, InvalidInputError
 from casstore.objects.codec import CHECK_FIELD, pack, pack_checked, unpack, unpack_checked
 from casstore.runs.layout import artifact_key
 
-__all__ = ["Experiment", "ArtifactEntry", "DamagedRecord", "INLINE", "ModelRef", "MetricPoint", "RunView", "decode_record",
-           "encode_record", "record_is_checked", "field_of"]
+__all__ = ["Experiment", "ArtifactEntry", "DamagedRecord", "FLUSH_POINTS", "FLUSH_SECONDS", "INLINE", "ModelRef", "MetricPoint",
+           "RunView", "decode_record", "encode_record", "record_is_checked", "field_of"]
 
 #: the kind of an artifact whose content its binding record holds
 INLINE = "inline"
 
 #: one logged metric value: ``(key, value, step, timestamp_ms)``
 MetricPoint = tuple[str, float, int, int]
+#: a run handle writes the metric points it buffers once this many wait, or once the oldest
+#: has waited this many seconds (see :mod:`casstore.runs.metrics`; a run store's defaults)
+FLUSH_POINTS = 1000
+FLUSH_SECONDS = 5.0
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from casstore.exceptions import (
     CasstoreError,
@@ -38,11 +38,9 @@ from casstore.objects import ObjectStore, open_store
 from casstore.objects.reading import Progress, write_chunks
 from casstore.objects.codec import CHECK_FIELD, pack, unpack, unpack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
-from casstore.runs import layout, search
-from casstore.runs import index as run_index
+from casstore.runs import layout
 from casstore.runs.batches import BATCH_BINDINGS, BATCHED_FROM, COMPACTED_FROM, ORDERED_FROM, batch_key, decode_batch
 from casstore.runs.claims import PathClaims
-from casstore.runs.handle import RunHandle
 from casstore.runs.layout import (
     DEFAULT_EXPERIMENT_ID,
     DEFAULT_EXPERIMENT_NAME,
@@ -52,10 +50,13 @@ from casstore.runs.layout import (
     check_run_id,
     now_ms,
 )
-from casstore.runs.metrics import FLUSH_POINTS, FLUSH_SECONDS
-from casstore.runs.records import ArtifactEntry, DamagedRecord, Experiment, MetricPoint, RunView, decode_record, encode_record, field_of, latest_metrics
+from casstore.runs.records import FLUSH_POINTS, FLUSH_SECONDS, ArtifactEntry, DamagedRecord, Experiment, MetricPoint, RunView, decode_record, encode_record, field_of, latest_metrics
 from casstore.runs.state import BatchVanished, RunState, read_live_state, state_from_manifest
 from casstore.runs.wal import WalDir, wal_dir_for
+
+if TYPE_CHECKING:  # writing and searching are loaded when first used: reading a store needs neither
+    from casstore.runs import index as run_index
+    from casstore.runs.handle import RunHandle
 
 __all__ = ["RunStore", "open_run_store", "ACTIVE_FOR"]
 
@@ -315,6 +316,8 @@ class RunStore:
         start_time: int | None = None,
     ) -> RunHandle:
         """Start a new run in an experiment; return a handle to write to it."""
+        from casstore.runs.handle import RunHandle
+
         exp_id = check_experiment_id(experiment_id)
         if exp_id not in self._experiments_seen:
             if exp_id == DEFAULT_EXPERIMENT_ID:
@@ -359,6 +362,8 @@ class RunStore:
         or ``named_at`` is ``None``, write a note (``record`` under an entry named by the
         service's clock), and check it the same way. Nothing on a store without a clock of its
         own (every search lists every entry there)."""
+        from casstore.runs import index as run_index
+
         for _ in range(5):
             now = self.backend.server_time()
             if now is None or (named_at is not None and named_at >= now - run_index.NOTE_AFTER):
@@ -381,6 +386,8 @@ class RunStore:
 
     def open_run(self, run_id: str) -> RunHandle:
         """A handle to resume writing an unsealed run."""
+        from casstore.runs.handle import RunHandle
+
         run_id = check_run_id(run_id)
         meta = self._meta(run_id)
         generation = self.generation(run_id)
@@ -444,6 +451,8 @@ class RunStore:
         def covered() -> dict[str, list[tuple[int, int]]]:
             g = self.generation(run_id)
             return read_live_state(self.backend, run_id, base=self.base_state(run_id, g), generation=g).covered
+
+        from casstore.runs.handle import RunHandle
 
         handle = RunHandle(self, run_id, self._meta(run_id), self.generation(run_id)) if self.batched else None
 
@@ -839,6 +848,8 @@ class RunStore:
     @property
     def index(self) -> run_index.RunIndex:
         """The local cache of run summaries that searches run on (see :mod:`casstore.runs.index`)."""
+        from casstore.runs import index as run_index
+
         with self._lock:
             if self._index is None:
                 self._index = run_index.RunIndex(self)
@@ -849,6 +860,8 @@ class RunStore:
         """Version 4: publish the summary of a run just sealed to the search index, soon (a
         failure costs later searches a read of the run, never a wrong answer: it is said
         and passed over)."""
+        from casstore.runs import index as run_index
+
         view = _view(state, status, end_time, digest, False)
         run_index.publish_soon(self, run_index.summary_of(view, generation))
 
@@ -868,6 +881,9 @@ class RunStore:
         is the ``page_token`` of the next. Results carry each run's info, params, tags and
         latest metrics (as MLflow's do); :meth:`get_run` has its artifacts and history.
         Answered from the search index, checked against the runs (see ``runs/index.py``)."""
+        from casstore.runs import index as run_index
+        from casstore.runs import search
+
         comparisons = search.parse_filter(filter_string)
         keys = search.parse_order_by(order_by)
         if max_results is not None and (isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 0):
@@ -885,6 +901,8 @@ class RunStore:
         """The search index brought up to date for the runs of the given experiments (all if
         ``None``), and those runs' ids: what :meth:`search_runs` queries (the web UI's runs
         table asks it for a page, the count of matches and the columns)."""
+        from casstore.runs import index as run_index
+
         ids: list[str] = []
         resumed: dict[str, int] = {}
         ordered = self.backend.listing_times and self.ordered
@@ -917,6 +935,8 @@ class RunStore:
         if not any(self.backend.exists_many([layout.run_meta_key(run_id), layout.seal_key(run_id)])):
             raise ObjectNotFoundError(f"no run {run_id} in store {self.url}")  # a damaged run can be deleted too
         if self.batched:
+            from casstore.runs import index as run_index
+
             self._fence_deleted(run_id, str(reason))
             run_index.publish(self, [run_index.deletion_summary(run_id)])  # before the marker: see runs/index.py
         rec = {"v": RECORD_VERSION, "time": now_ms(), "reason": str(reason)}
@@ -926,6 +946,8 @@ class RunStore:
         """Version 4: the batch that fences an open run being deleted (no batch after it
         counts). A run whose seal, meta or batches fail their checks gets none: writers
         refuse such a run already, and the deletion marker is what readers go by."""
+        from casstore.runs.handle import RunHandle
+
         try:
             if self.seal_record(run_id) is None:
                 RunHandle(self, run_id, self._meta(run_id), self.generation(run_id)).fence_deleted(reason)

@@ -20,12 +20,15 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from casstore._paths import clean_optional_path
 from casstore.exceptions import InvalidInputError
-from casstore.runs import RunHandle, RunStore, open_run_store
+from casstore.runs import RunStore, open_run_store
 from casstore.runs.layout import check_run_id
+
+if TYPE_CHECKING:
+    from casstore.runs import RunHandle
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
