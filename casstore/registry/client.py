@@ -142,6 +142,17 @@ class RegistryClient:
         self.registry.set_model_description(name, description)
         return self.registry.get_model(name)
 
+    def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
+        """Refused: a registered model's name is the key its append-only history is kept
+        under, so it cannot change."""
+        self.registry.get_model(name)  # a missing model is reported as missing
+        raise InvalidInputError(
+            f"rename_registered_model: casstore does not rename registered models ({name!r} keeps its name, "
+            f"its history is kept under it). Register the versions under {new_name!r} instead: "
+            f"create_model_version({new_name!r}, source=version.source) for each version, then delete {name!r} if "
+            "it is no longer wanted"
+        )
+
     def delete_registered_model(self, name: str, reason: str = "") -> None:
         """Delete a registered model and its versions; recorded in its history."""
         self.registry.delete_model(name, reason)
