@@ -45,6 +45,11 @@ class DatasetSource:
         else:
             self.source_type = "local"
 
+    @property
+    def url(self) -> str | None:
+        """The URI of a source read over HTTP (MLflow's ``HTTPDatasetSource.url``)."""
+        return self.uri if self.source_type == "http" else None
+
     def to_dict(self) -> dict[str, Any]:
         if self.uri is None:
             from casstore.tracking.context import context_tags

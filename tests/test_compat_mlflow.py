@@ -9,6 +9,7 @@ branch (see docs/coming-from-mlflow.md, "Compatibility suite").
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 import types
@@ -586,3 +587,153 @@ def test_autolog_disable_stops_logging(ml: types.ModuleType) -> None:
     with ml.start_run() as run:
         LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0])
     assert ml.get_run(run.info.run_id).data.params == {}
+
+
+# ---- what MLflow's examples and tutorials call (examples/, docs tutorials) --------------------------------
+
+
+def _eval_frame(kind: str) -> tuple[object, pd.DataFrame, str]:
+    """A fitted scikit-learn model and a held-out frame holding its label column."""
+    from sklearn import datasets
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    load = {"binary": datasets.load_breast_cancer, "multiclass": datasets.load_iris, "regressor": datasets.load_diabetes}[kind]
+    X, y = load(return_X_y=True, as_frame=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    model = LinearRegression() if kind == "regressor" else LogisticRegression(max_iter=5000)
+    return model.fit(X_train, y_train), X_test.assign(label=y_test), "label"
+
+
+def _rounded(metrics: dict[str, object]) -> dict[str, float]:
+    return {k: round(float(v), 9) for k, v in metrics.items()}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regressor"])
+def test_evaluate_logs_the_default_evaluators_metrics(ml: types.ModuleType, kind: str) -> None:
+    model, frame, label = _eval_frame(kind)
+    model_type = "regressor" if kind == "regressor" else "classifier"
+    with ml.start_run() as run:
+        info = ml.sklearn.log_model(model, name="model", serialization_format="cloudpickle", pip_requirements=REQS)
+        result = ml.evaluate(info.model_uri, frame, targets=label, model_type=model_type, evaluators=["default"])
+    expected = {
+        "binary": {"true_negatives", "false_positives", "false_negatives", "true_positives", "example_count",
+                   "accuracy_score", "recall_score", "precision_score", "f1_score", "log_loss", "roc_auc",
+                   "precision_recall_auc", "score"},
+        "multiclass": {"example_count", "accuracy_score", "recall_score", "precision_score", "f1_score", "log_loss",
+                       "roc_auc", "score"},
+        "regressor": {"example_count", "mean_absolute_error", "mean_squared_error", "root_mean_squared_error",
+                      "sum_on_target", "mean_on_target", "r2_score", "max_error", "mean_absolute_percentage_error",
+                      "score"},
+    }[kind]
+    assert set(result.metrics) == expected and result.run_id == run.info.run_id
+    logged = ml.get_run(run.info.run_id).data.metrics
+    assert _rounded(logged) == _rounded(result.metrics)
+    assert {m.step for m in ml.MlflowClient().get_metric_history(run.info.run_id, "example_count")} == {0}
+    assert result.metrics["example_count"] == len(frame)
+    from sklearn import metrics as skm
+
+    X, y = frame.drop(columns=[label]), frame[label]
+    if kind == "regressor":
+        assert result.metrics["r2_score"] == pytest.approx(skm.r2_score(y, model.predict(X)))  # type: ignore[attr-defined]
+    else:
+        assert result.metrics["accuracy_score"] == pytest.approx(skm.accuracy_score(y, model.predict(X)))  # type: ignore[attr-defined]
+    [di] = ml.get_run(run.info.run_id).inputs.dataset_inputs  # the evaluation data, recorded
+    assert json.loads(di.dataset.profile)["num_rows"] == len(frame)
+    if kind == "binary":  # MLflow also draws its plots; casstore logs the metrics alone
+        assert (result.artifacts == {}) if ml.IS_CASSTORE else "roc_curve_plot" in result.artifacts
+
+
+def test_evaluate_static_predictions_prefix_and_a_run_of_its_own(ml: types.ModuleType) -> None:
+    model, frame, label = _eval_frame("multiclass")
+    frame = frame.assign(preds=model.predict(frame.drop(columns=[label])))  # type: ignore[attr-defined]
+    result = ml.evaluate(data=frame, predictions="preds", targets=label, model_type="classifier",
+                         evaluator_config={"metric_prefix": "val_", "average": "macro"})
+    assert set(result.metrics) == {"val_example_count", "val_accuracy_score", "val_recall_score",
+                                   "val_precision_score", "val_f1_score"}
+    from sklearn import metrics as skm
+
+    assert result.metrics["val_f1_score"] == pytest.approx(skm.f1_score(frame[label], frame["preds"], average="macro"))
+    run = ml.get_run(result.run_id)  # no run was active: evaluate made one, and ended it
+    assert ml.active_run() is None and run.info.status == "FINISHED"
+    assert _rounded(run.data.metrics) == _rounded(result.metrics)
+    assert [(t.key, t.value) for t in run.inputs.dataset_inputs[0].tags] == [("mlflow.data.context", "val_")]
+
+
+def test_evaluate_a_loaded_model_with_a_positive_label(ml: types.ModuleType) -> None:
+    model, frame, label = _eval_frame("binary")
+    with ml.start_run():
+        info = ml.sklearn.log_model(model, name="model", serialization_format="cloudpickle", pip_requirements=REQS)
+        loaded = ml.pyfunc.load_model(info.model_uri)
+        result = ml.models.evaluate(loaded, frame, targets=label, model_type="classifier",
+                                    evaluator_config={"pos_label": 0})
+    from sklearn import metrics as skm
+
+    X, y = frame.drop(columns=[label]), frame[label]
+    assert result.metrics["recall_score"] == pytest.approx(skm.recall_score(y, model.predict(X), pos_label=0))  # type: ignore[attr-defined]
+    assert result.metrics["true_positives"] == ((y == 0) & (model.predict(X) == 0)).sum()  # type: ignore[attr-defined]
+
+
+def test_get_model_info_and_a_signature_built_from_types(ml: types.ModuleType) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.0, 1.0, 0.0]})
+    lr = LinearRegression().fit(frame, [1.0, 2.0, 3.0])
+    schema = importlib.import_module(f"{ml.__name__}.types.schema")
+    signature = ml.models.ModelSignature(inputs=schema.Schema([schema.ColSpec("double", "a"), schema.ColSpec("double", "b")]),
+                                         outputs=schema.Schema([schema.ColSpec("double")]))
+    assert ml.types.Schema is schema.Schema
+    with ml.start_run() as run:
+        info = ml.sklearn.log_model(lr, name="model", signature=signature, serialization_format="cloudpickle",
+                                    pip_requirements=REQS)
+    got = ml.models.get_model_info(f"runs:/{run.info.run_id}/model")
+    assert got.signature == signature and got.run_id == run.info.run_id and got.model_uuid == info.model_uuid
+    assert "python_function" in got.flavors and got.utc_time_created == info.utc_time_created
+    assert ml.pyfunc.load_model(info.model_uri).metadata.get_input_schema().input_names() == ["a", "b"]
+    with pytest.raises(ml.exceptions.MlflowException):
+        ml.models.get_model_info(f"runs:/{run.info.run_id}/no-such-model")
+
+
+def test_dataset_schema_source_and_get_source(ml: types.ModuleType) -> None:
+    df = pd.DataFrame({"x": [1.0, 2.0], "label": [0, 1]})
+    url = "https://example.com/data/train.csv"
+    dataset = ml.data.from_pandas(df, source=url, targets="label", name="train")
+    assert dataset.schema.input_names() == ["x", "label"] and dataset.source.to_dict() == {"url": url}
+    assert list(dataset.to_dict()) == ["name", "digest", "source", "source_type", "schema", "profile"]
+    with ml.start_run() as run:
+        ml.log_input(dataset, context="training", tags={"split": "a"})
+    [di] = ml.get_run(run.info.run_id).inputs.dataset_inputs
+    assert di.dataset.source_type == "http"
+    assert [(t.key, t.value) for t in di.tags] == [("mlflow.data.context", "training"), ("split", "a")]
+    assert ml.data.get_source(di).url == url and ml.data.get_source(di.dataset).url == url
+    assert ml.data.get_source(dataset).url == url
+
+
+def test_renaming_a_registered_model(ml: types.ModuleType) -> None:
+    client = ml.MlflowClient()
+    name = f"to-rename-{_exp_id(ml)}"
+    client.create_registered_model(name)
+    if ml.IS_CASSTORE:  # a registered model's name keys its history: refused, saying what to do
+        with pytest.raises(ml.exceptions.MlflowException, match="create_model_version"):
+            client.rename_registered_model(name, name + "-new")
+        assert client.get_registered_model(name).name == name
+    else:
+        client.rename_registered_model(name, name + "-new")
+        assert client.get_registered_model(name + "-new").name == name + "-new"
+    with pytest.raises(ml.exceptions.MlflowException) as e:
+        client.rename_registered_model(name + "-missing", name + "-other")
+    assert error_code(e.value) == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_client_writes_to_an_ended_run(ml: types.ModuleType) -> None:
+    with ml.start_run() as run:
+        ml.log_metric("m", 1.0)
+    client = ml.MlflowClient()
+    if ml.IS_CASSTORE:  # the run is sealed: refused, saying how to resume it
+        with pytest.raises(ml.exceptions.MlflowException, match=r"start_run\(run_id=\.\.\.\)"):
+            client.log_metric(run.info.run_id, "late", 2.0)
+        with ml.start_run(run_id=run.info.run_id):
+            client.log_metric(run.info.run_id, "late", 2.0)
+    else:
+        client.log_metric(run.info.run_id, "late", 2.0)
+    assert ml.get_run(run.info.run_id).data.metrics == {"m": 1.0, "late": 2.0}

@@ -179,7 +179,7 @@ def _classifier_metrics(y: Any, y_pred: Any, proba: Any, config: dict[str, Any])
         f1_score=skm.f1_score(y, y_pred, average=average, pos_label=pos_label),
     )
     if proba is not None:
-        out["log_loss"] = _ignoring_value_errors(lambda: skm.log_loss(y, proba, labels=labels))
+        out["log_loss"] = _ignoring_value_errors(lambda: skm.log_loss(y, proba, labels=np.sort(labels)))  # proba's columns
         if len(labels) == 2:
             positive = proba[:, pos_index]
             out["roc_auc"] = _ignoring_value_errors(lambda: skm.roc_auc_score(np.asarray(y) == pos_label, positive))
