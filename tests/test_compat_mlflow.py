@@ -660,6 +660,17 @@ def test_evaluate_static_predictions_prefix_and_a_run_of_its_own(ml: types.Modul
     assert [(t.key, t.value) for t in run.inputs.dataset_inputs[0].tags] == [("mlflow.data.context", "val_")]
 
 
+def test_evaluate_a_function_on_a_named_dataset(ml: types.ModuleType) -> None:
+    model, frame, label = _eval_frame("binary")
+    dataset = ml.data.from_pandas(frame, targets=label, name="cancer-eval")
+    with ml.start_run() as run:
+        result = ml.evaluate(model.predict, dataset, model_type="classifier")  # type: ignore[attr-defined]
+    # a bare function: no estimator to score, no probabilities
+    assert set(result.metrics) == {"true_negatives", "false_positives", "false_negatives", "true_positives",
+                                   "example_count", "accuracy_score", "recall_score", "precision_score", "f1_score"}
+    assert [d.dataset.name for d in ml.get_run(run.info.run_id).inputs.dataset_inputs] == ["cancer-eval"]
+
+
 def test_evaluate_a_loaded_model_with_a_positive_label(ml: types.ModuleType) -> None:
     model, frame, label = _eval_frame("binary")
     with ml.start_run():

@@ -39,7 +39,7 @@ def _frame() -> tuple[LinearRegression, pd.DataFrame]:
     ({"extra_metrics": [object()]}, "extra_metrics= is not supported"),
     ({"custom_artifacts": [object()]}, "custom_artifacts= is not supported"),
     ({"evaluators": ["shap"]}, "evaluators="),
-    ({"evaluator_config": {"log_explainer": True}}, r"evaluator_config key\(s\) \['log_explainer'\]"),
+    ({"evaluator_config": {"sample_weights": [1.0]}}, r"evaluator_config\['sample_weights'\] is not supported"),
     ({"env_manager": "virtualenv"}, "env_manager"),
     ({"targets": "no-such"}, "targets= must name the label column"),
     ({"predictions": "no-such"}, "predictions='no-such' is not a column"),

@@ -31,9 +31,16 @@ from casstore.exceptions import InvalidInputError
 
 __all__ = ["EvaluationResult", "evaluate"]
 
-#: the ``evaluator_config`` keys of MLflow's default evaluator that casstore honours
-#: (``log_model_explainability``: explanations need SHAP and are never computed here)
-_CONFIG_KEYS = ("pos_label", "label_list", "average", "metric_prefix", "log_model_explainability")
+#: ``evaluator_config`` keys of MLflow's default evaluator that would change what it computes
+#: or writes, beyond what casstore does (the keys casstore honours are pos_label, label_list,
+#: average and metric_prefix; those for explanations and plots change nothing here, as in
+#: MLflow without SHAP, and like MLflow, casstore ignores keys it does not know)
+_REFUSED_CONFIG = {
+    "sample_weights": "compute weighted metrics with scikit-learn and log them with log_metric",
+    "col_mapping": "custom metrics are not supported; log your own with log_metric",
+    "eval_results_path": "write the predictions yourself and log them with log_table or log_artifact",
+    "eval_results_mode": "write the predictions yourself and log them with log_table or log_artifact",
+}
 _SKLEARN_LOADERS = ("casstore.sklearn", "mlflow.sklearn")
 
 
@@ -71,9 +78,8 @@ def _check_arguments(
             _refuse(f"{name}=", "compute such results from result.metrics or the model's predictions and log them "
                     "with log_metric / log_artifact in the same run")
     config = dict(evaluator_config or {})
-    unknown = sorted(set(config) - set(_CONFIG_KEYS))
-    if unknown:
-        _refuse(f"evaluator_config key(s) {unknown}", f"casstore honours {', '.join(_CONFIG_KEYS)}")
+    for key in sorted(set(config) & set(_REFUSED_CONFIG)):
+        _refuse(f"evaluator_config[{key!r}]", _REFUSED_CONFIG[key])
     return config
 
 
@@ -84,6 +90,7 @@ def _split(data: Any, targets: Any, predictions: str | None, feature_names: list
 
     from casstore import data as datasets
 
+    given_dataset = data if isinstance(data, datasets.PandasDataset) else None
     if isinstance(data, datasets.PandasDataset):
         targets = targets if targets is not None else data.targets
         predictions = predictions if predictions is not None else data.predictions
@@ -101,7 +108,8 @@ def _split(data: Any, targets: Any, predictions: str | None, feature_names: list
         if feature_names is not None:
             features = features[list(feature_names)]
         given = data[predictions].to_numpy() if predictions is not None else None
-        return features, data[targets].to_numpy(), given, datasets.from_pandas(data, targets=targets)
+        recorded = given_dataset or datasets.from_pandas(data, targets=targets)
+        return features, data[targets].to_numpy(), given, recorded
     if isinstance(data, (np.ndarray, list)):
         if targets is None or isinstance(targets, str):
             raise InvalidInputError("evaluate: with an array as data, targets= must be the array of labels")
