@@ -748,3 +748,25 @@ def test_client_writes_to_an_ended_run(ml: types.ModuleType) -> None:
     else:
         client.log_metric(run.info.run_id, "late", 2.0)
     assert ml.get_run(run.info.run_id).data.metrics == {"m": 1.0, "late": 2.0}
+
+
+@pytest.mark.parametrize(("load", "expected"), [
+    ("load_breast_cancer", ["estimator.html", "training_confusion_matrix.png", "training_precision_recall_curve.png",
+                            "training_roc_curve.png"]),
+    ("load_iris", ["estimator.html", "training_confusion_matrix.png"]),
+])
+def test_autolog_training_artifacts(autologging: types.ModuleType, load: str, expected: list[str]) -> None:
+    ml = autologging
+    from sklearn import datasets
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    X, y = getattr(datasets, load)(return_X_y=True)
+    LogisticRegression(max_iter=5000).fit(X, y)
+    rid = ml.last_active_run().info.run_id
+    assert sorted(f.path for f in ml.MlflowClient().list_artifacts(rid)) == expected
+    png = ml.artifacts.download_artifacts(run_id=rid, artifact_path="training_confusion_matrix.png")
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = ml.artifacts.load_text(f"runs:/{rid}/estimator.html")
+    assert html.lstrip().startswith("<!DOCTYPE html>") and "LogisticRegression" in html
+    Ridge().fit(X, y)  # a regressor: the diagram alone
+    assert [f.path for f in ml.MlflowClient().list_artifacts(ml.last_active_run().info.run_id)] == ["estimator.html"]
