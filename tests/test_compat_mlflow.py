@@ -471,10 +471,27 @@ def test_custom_python_model_round_trip(ml: types.ModuleType) -> None:
     loaded = ml.pyfunc.load_model(info.model_uri)
     assert loaded.predict(frame)["a"].tolist() == [6.0, 7.0]
     assert info.signature.inputs.input_names() == ["a"]
-    # casstore hands inference params to predict; MLflow drops those its signature does not
-    # declare (here: all; it infers a signature from the type hints), with a warning
-    got = ml.pyfunc.load_model(bare.model_uri).predict(frame, params={"extra": 10})["a"].tolist()
-    assert got == ([12.0, 13.0] if ml.IS_CASSTORE else [2.0, 3.0])
+    # params a signature does not declare (here: none; MLflow infers its signature from the
+    # type hints) are dropped, with a warning
+    assert ml.pyfunc.load_model(bare.model_uri).predict(frame, params={"extra": 10})["a"].tolist() == [2.0, 3.0]
+
+
+def test_inference_params_declared_in_the_signature(ml: types.ModuleType) -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    signature = ml.models.infer_signature(frame, frame, params={"extra": 0.5, "tags": ["x"], "name": "m"})
+    assert [(p.name, p.dtype if ml.IS_CASSTORE else p.dtype.name, p.default, p.shape) for p in signature.params] == [
+        ("extra", "double", 0.5, None), ("tags", "string", ["x"], (-1,)), ("name", "string", "m", None)]
+    assert repr(signature.params) == "['extra': double (default: 0.5), 'tags': string (default: ['x']) (shape: (-1,)), 'name': string (default: m)]"
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), signature=signature, pip_requirements=REQS)
+    assert info.signature.params == signature.params
+    model = ml.pyfunc.load_model(info.model_uri)
+    assert model.metadata.signature.params == signature.params
+    assert model.predict(frame)["a"].tolist() == [2.5, 3.5]  # the default
+    assert model.predict(frame, params={"extra": 2})["a"].tolist() == [4.0, 5.0]  # an int taken as a double
+    assert model.predict(frame, params={"extra": 1.0, "other": 5})["a"].tolist() == [3.0, 4.0]  # "other": dropped
+    with pytest.raises(ml.exceptions.MlflowException):
+        model.predict(frame, params={"extra": "a lot"})
 
 
 def test_sklearn_model_logged_registered_and_loaded_by_alias(ml: types.ModuleType) -> None:

@@ -15,7 +15,16 @@ if TYPE_CHECKING:
     from casstore.models.entry import ModelEntry, entry_digest
     from casstore.models.evaluation import EvaluationResult, evaluate
     from casstore.models.save import ModelInfo, get_model_info
-    from casstore.models.signature import ColSpec, DataType, ModelSignature, Schema, TensorSpec, infer_signature
+    from casstore.models.signature import (
+        ColSpec,
+        DataType,
+        ModelSignature,
+        ParamSchema,
+        ParamSpec,
+        Schema,
+        TensorSpec,
+        infer_signature,
+    )
     from casstore.models.uri import ModelURI, parse_model_uri
 
 __all__ = [
@@ -24,6 +33,8 @@ __all__ = [
     "Schema",
     "ColSpec",
     "TensorSpec",
+    "ParamSchema",
+    "ParamSpec",
     "DataType",
     "ModelInfo",
     "get_model_info",
@@ -40,7 +51,8 @@ if not TYPE_CHECKING:
         **dict.fromkeys(("ModelEntry", "entry_digest"), "casstore.models.entry"),
         **dict.fromkeys(("ModelInfo", "get_model_info"), "casstore.models.save"),
         **dict.fromkeys(("evaluate", "EvaluationResult"), "casstore.models.evaluation"),
-        **dict.fromkeys(("ColSpec", "DataType", "ModelSignature", "Schema", "TensorSpec", "infer_signature"),
+        **dict.fromkeys(("ColSpec", "DataType", "ModelSignature", "ParamSchema", "ParamSpec", "Schema", "TensorSpec",
+                         "infer_signature"),
                         "casstore.models.signature"),
         **dict.fromkeys(("ModelURI", "parse_model_uri"), "casstore.models.uri"),
     })

@@ -2,6 +2,6 @@
 keeps them (``from casstore.types import Schema, ColSpec``); the same classes as
 ``casstore.models``."""
 
-from casstore.models.signature import ColSpec, DataType, Schema, TensorSpec
+from casstore.models.signature import ColSpec, DataType, ParamSchema, ParamSpec, Schema, TensorSpec
 
-__all__ = ["ColSpec", "DataType", "Schema", "TensorSpec"]
+__all__ = ["ColSpec", "DataType", "ParamSchema", "ParamSpec", "Schema", "TensorSpec"]
