@@ -24,6 +24,7 @@ not supported.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -251,14 +252,11 @@ def evaluate(
         raise InvalidInputError("evaluate: give a model, or predictions= naming the column that holds them")
     predict, raw = _predictors(model) if model is not None else (None, None)
 
-    from casstore.tracking import fluent
+    from casstore.models import _context
 
-    started = fluent.active_run() is None
-    run = fluent.start_run() if started else fluent.active_run()
-    assert run is not None
-    try:
-        prefix = config.get("metric_prefix") or ""
-        fluent.log_input(dataset, context=prefix or None)
+    prefix = config.get("metric_prefix") or ""
+    with _context.logging_run() as run:  # the active run, or one of its own (FAILED if this raises)
+        run.log_input({**dataset.to_dict(), "context": prefix, "tags": {}})
         y_pred = given if predict is None else predict(features)
         y_pred = y_pred.to_numpy() if hasattr(y_pred, "to_numpy") else y_pred
         metrics: dict[str, Any] = {}
@@ -270,11 +268,6 @@ def evaluate(
         else:
             metrics.update(_regressor_metrics(y, y_pred))
         metrics = {f"{prefix}{k}": v for k, v in metrics.items()}
-        fluent.log_metrics({k: float(v) for k, v in metrics.items()}, step=0)
-    except BaseException:
-        if started:
-            fluent.end_run("FAILED")
-        raise
-    if started:
-        fluent.end_run()
-    return EvaluationResult(metrics, {}, run.info.run_id)
+        now = int(time.time() * 1000)
+        run.log_batch(metrics=[(k, float(v), 0, now) for k, v in metrics.items()])  # MLflow's: step 0, one time
+    return EvaluationResult(metrics, {}, run.run_id)
