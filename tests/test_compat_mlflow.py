@@ -722,6 +722,28 @@ def test_get_model_info_and_a_signature_built_from_types(ml: types.ModuleType) -
         ml.models.get_model_info(f"runs:/{run.info.run_id}/no-such-model")
 
 
+def test_model_load_reads_the_mlmodel_file(ml: types.ModuleType, tmp_path: Path) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    lr = LinearRegression().fit(frame, [1.0, 2.0])
+    signature = ml.models.infer_signature(frame, lr.predict(frame), params={"k": 1})
+    with ml.start_run() as run:
+        info = ml.sklearn.log_model(lr, name="model", signature=signature, serialization_format="cloudpickle",
+                                    pip_requirements=REQS)
+    ml.sklearn.save_model(lr, str(tmp_path / "saved"), signature=signature, serialization_format="cloudpickle",
+                          pip_requirements=REQS)
+    for source in (info.model_uri, str(tmp_path / "saved")):
+        model = ml.models.Model.load(source)
+        assert model.signature == signature and model.get_params_schema() == signature.params
+        assert model.get_input_schema().input_names() == ["a"]
+        assert model.flavors["python_function"]["loader_module"] == "mlflow.sklearn"
+        assert model.flavors["sklearn"]["serialization_format"] == "cloudpickle"
+    assert ml.models.Model.load(info.model_uri).run_id == run.info.run_id
+    with pytest.raises(ml.exceptions.MlflowException):
+        ml.models.Model.load(str(tmp_path / "no-such-dir"))
+
+
 def test_dataset_schema_source_and_get_source(ml: types.ModuleType) -> None:
     df = pd.DataFrame({"x": [1.0, 2.0], "label": [0, 1]})
     url = "https://example.com/data/train.csv"
