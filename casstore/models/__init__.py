@@ -14,7 +14,8 @@ from casstore._lazy import lazy_getattr
 if TYPE_CHECKING:
     from casstore.models.entry import ModelEntry, entry_digest
     from casstore.models.evaluation import EvaluationResult, evaluate
-    from casstore.models.save import Model, ModelInfo, get_model_info
+    from casstore.models.model import Model
+    from casstore.models.save import ModelInfo, get_model_info
     from casstore.models.signature import (
         ColSpec,
         DataType,
@@ -50,7 +51,8 @@ __all__ = [
 if not TYPE_CHECKING:
     __getattr__ = lazy_getattr(globals(), {
         **dict.fromkeys(("ModelEntry", "entry_digest"), "casstore.models.entry"),
-        **dict.fromkeys(("ModelInfo", "Model", "get_model_info"), "casstore.models.save"),
+        **dict.fromkeys(("ModelInfo", "get_model_info"), "casstore.models.save"),
+        "Model": "casstore.models.model",
         **dict.fromkeys(("evaluate", "EvaluationResult"), "casstore.models.evaluation"),
         **dict.fromkeys(("ColSpec", "DataType", "ModelSignature", "ParamSchema", "ParamSpec", "Schema", "TensorSpec",
                          "infer_signature"),

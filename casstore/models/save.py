@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from casstore.runs import RunHandle, RunStore
 
 __all__ = [
-    "ModelInfo", "Model", "get_model_info", "PreparedModel", "ENTRY_FILE", "prepare_example_and_signature", "copy_code_paths",
+    "ModelInfo", "get_model_info", "PreparedModel", "ENTRY_FILE", "prepare_example_and_signature", "copy_code_paths",
     "write_model_metadata", "save_prepared_model", "log_prepared_model", "new_model_dir", "model_name",
 ]
 
@@ -341,7 +341,7 @@ def log_prepared_model(
     )
 
 
-def _written_mlmodel(model_uri: str, store: RunStore | None) -> tuple[str, ModelEntry, dict[str, Any]]:
+def written_mlmodel(model_uri: str, store: RunStore | None) -> tuple[str, ModelEntry, dict[str, Any]]:
     """(model digest, entry, its ``MLmodel`` file as read) of a logged model, verified."""
     import yaml
 
@@ -360,7 +360,7 @@ def _written_mlmodel(model_uri: str, store: RunStore | None) -> tuple[str, Model
 def get_model_info(model_uri: str, *, store: RunStore | None = None) -> ModelInfo:
     """The ``ModelInfo`` of a logged model (``runs:/``, ``models:/``, ``cas:`` URI), read from
     its verified entry without loading the model, as MLflow's ``mlflow.models.get_model_info``."""
-    digest, entry, written = _written_mlmodel(model_uri, store)
+    digest, entry, written = written_mlmodel(model_uri, store)
     return ModelInfo(
         model_uri=f"runs:/{entry.run_id}/{entry.name}" if entry.run_id else f"cas:{digest}",
         model_digest=digest,
@@ -375,51 +375,3 @@ def get_model_info(model_uri: str, *, store: RunStore | None = None) -> ModelInf
         saved_input_example_info=entry.input_example,
         tags=dict(entry.tags),
     )
-
-
-class Model:
-    """A model's ``MLmodel`` file, as MLflow's ``mlflow.models.Model``: ``Model.load`` reads it
-    from a logged model (``runs:/``, ``models:/``, ``cas:``; verified) or a local model
-    directory, without loading the model itself."""
-
-    def __init__(self, fields: dict[str, Any]) -> None:
-        self.artifact_path = fields.get("artifact_path")
-        self.flavors: dict[str, Any] = dict(fields.get("flavors") or {})
-        self.run_id = fields.get("run_id")
-        self.model_uuid = fields.get("model_uuid")
-        self.utc_time_created = fields.get("utc_time_created")
-        self.saved_input_example_info = fields.get("saved_input_example_info")
-        self.metadata = fields.get("metadata")
-        self.mlflow_version = fields.get("mlflow_version")
-        signature = fields.get("signature")
-        self.signature = ModelSignature.from_dict(signature) if isinstance(signature, dict) else None
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Model:
-        from casstore.models.local import is_model_uri, local_model_dir
-
-        if is_model_uri(path):
-            return cls(_written_mlmodel(str(path), None)[2])
-        import yaml
-
-        file = os.path.join(local_model_dir(path), mlmodel.MLMODEL)
-        try:
-            with open(file, encoding="utf-8") as f:
-                fields = yaml.safe_load(f)
-        except OSError as e:
-            raise LocalFileError(f"no MLmodel file at {file!r} ({e.strerror}): give a model directory or a model URI") from e
-        if not isinstance(fields, dict):
-            raise InvalidInputError(f"{file!r} is not an MLmodel file (a YAML mapping)")
-        return cls(fields)
-
-    def get_input_schema(self) -> Any:
-        return self.signature.inputs if self.signature else None
-
-    def get_output_schema(self) -> Any:
-        return self.signature.outputs if self.signature else None
-
-    def get_params_schema(self) -> Any:
-        return self.signature.params if self.signature else None
-
-    def __repr__(self) -> str:
-        return f"<Model {self.artifact_path!r} run_id={self.run_id!r} flavors={sorted(self.flavors)}>"
