@@ -26,7 +26,8 @@ _MLFLOW_EXPERIMENT_ENV: tuple[str, str] | None = (
 )
 
 if typing.TYPE_CHECKING:  # what each public name is, for type checkers; loaded lazily at run time
-    from casstore import artifacts, data, entities, exceptions, models, pyfunc, sklearn
+    from casstore import artifacts, data, entities, exceptions, models, pyfunc, sklearn, types
+    from casstore.models.evaluation import evaluate
     from casstore.exceptions import MlflowException
     from casstore.registry.fluent import register_model
     from casstore.runs import Experiment
@@ -170,13 +171,16 @@ __all__ = [
     "MlflowClient",
 ]
 __all__ += ["models", "pyfunc", "sklearn", "register_model", "search_registered_models", "search_model_versions", "set_model_version_tag",
-            "get_logged_model", "search_logged_models", "set_logged_model_tags", "autolog"]
+            "get_logged_model", "search_logged_models", "set_logged_model_tags", "autolog",
+            "types", "evaluate"]
 
 # where each public name lives at run time: a submodule, or a module of the tracking API
 if not typing.TYPE_CHECKING:  # hidden from type checkers, so a misspelt name stays an error there
     __getattr__ = _lazy.lazy_getattr(globals(), {
         **dict.fromkeys((n for n in __all__ if n not in ("__version__", "autolog")), "casstore.tracking.fluent"),
-        **{name: f"casstore.{name}" for name in ("artifacts", "data", "entities", "exceptions", "models", "pyfunc", "sklearn")},
+        **{name: f"casstore.{name}" for name in ("artifacts", "data", "entities", "exceptions", "models", "pyfunc", "sklearn",
+                                                 "types")},
+        "evaluate": "casstore.models.evaluation",
         "MlflowException": "casstore.exceptions",
         "register_model": "casstore.registry.fluent",
         "Experiment": "casstore.runs",

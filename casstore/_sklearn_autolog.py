@@ -11,6 +11,8 @@ records, in the active run or in a run of its own that ends with the fit (as MLf
 - the fitted model as ``model`` (signature inferred from the first rows unless
   ``log_model_signatures=False``; the input example with ``log_input_examples=True``);
 - the training data as a dataset input (context ``train``) with ``log_datasets``;
+- ``estimator.html`` and, for classifiers (with matplotlib), ``training_confusion_matrix.png``
+  and, for two classes, ``training_roc_curve.png`` and ``training_precision_recall_curve.png``;
 - for a search (``GridSearchCV``, ``RandomizedSearchCV``): ``best_<param>`` params,
   ``best_cv_score``, the best estimator as ``best_estimator``, ``cv_results.csv``, and one
   child run per candidate for the ``max_tuning_runs`` best (all with ``None``).
@@ -164,6 +166,7 @@ def _logged_fit(config: _Config, original: Callable[..., Any], estimator: Any, a
     def after() -> None:
         for k, v in _training_metrics(estimator, X, y).items():
             client.log_metric(rid, k, v)
+        _log_training_artifacts(client, rid, estimator, X, y)
         if _is_search(estimator):
             _log_search(config, client, run, estimator, X)
         if config.log_models:
@@ -267,6 +270,40 @@ def _training_metrics(estimator: Any, X: Any, y: Any) -> dict[str, float]:
     if hasattr(estimator, "score"):
         put("score", lambda: estimator.score(X, y))
     return out
+
+
+def _log_training_artifacts(client: Any, rid: str, estimator: Any, X: Any, y: Any) -> None:
+    """MLflow's training artifacts: ``estimator.html`` (scikit-learn's diagram of the
+    estimator) and, for a classifier with matplotlib installed, ``training_confusion_matrix.png``
+    (normalized) and, for two classes, ``training_roc_curve.png`` and
+    ``training_precision_recall_curve.png``, drawn on the data it was fit on."""
+    from sklearn.base import is_classifier
+    from sklearn.utils import estimator_html_repr
+
+    page = f'<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="UTF-8"/></head>\n<body>\n{estimator_html_repr(estimator)}\n</body>\n</html>\n'
+    client.log_text(rid, page, "estimator.html")
+    if X is None or y is None or not is_classifier(estimator) or not hasattr(estimator, "predict"):
+        return
+    try:
+        from matplotlib.figure import Figure
+        from sklearn import metrics
+    except ImportError:
+        return  # as MLflow: no plots without matplotlib
+    plots: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
+        ("confusion_matrix", metrics.ConfusionMatrixDisplay.from_estimator, {"normalize": "true", "cmap": "Blues"})]
+    if len(set(getattr(y, "tolist", lambda: list(y))())) == 2:
+        plots += [("roc_curve", metrics.RocCurveDisplay.from_estimator, {}),
+                  ("precision_recall_curve", metrics.PrecisionRecallDisplay.from_estimator, {})]
+    with tempfile.TemporaryDirectory(prefix="casstore-autolog-") as d:
+        for name, draw, options in plots:
+            fig = Figure(figsize=(6.0, 4.0), dpi=175)
+            try:
+                draw(estimator, X, y, ax=fig.subplots(), **options)
+            except Exception:  # noqa: BLE001 - a plot that does not apply to this model is left out, as in MLflow
+                continue
+            path = os.path.join(d, f"training_{name}.png")
+            fig.savefig(path, bbox_inches="tight")
+            client.log_artifact(rid, path)
 
 
 def _log_model(config: _Config, estimator: Any, X: Any, name: str, registered_model_name: str | None) -> None:

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from casstore.exceptions import InvalidInputError
 from casstore.objects.digest import new_hasher
 
-__all__ = ["Dataset", "DatasetSource", "PandasDataset", "NumpyDataset", "from_pandas", "from_numpy", "content_digest"]
+if TYPE_CHECKING:
+    from casstore.models.signature import Schema
+    from casstore.tracking.entities import DatasetEntity, DatasetInput
+
+__all__ = ["Dataset", "DatasetSource", "PandasDataset", "NumpyDataset", "from_pandas", "from_numpy", "get_source", "content_digest"]
 
 
 class DatasetSource:
@@ -36,16 +40,28 @@ class DatasetSource:
         if uri is None:
             self.source_type = "code"
         elif "://" in uri:
-            self.source_type = uri.split("://", 1)[0].lower()
+            scheme = uri.split("://", 1)[0].lower()
+            self.source_type = "http" if scheme in ("http", "https") else scheme  # MLflow's HTTPDatasetSource
         else:
             self.source_type = "local"
+
+    @property
+    def url(self) -> str | None:
+        """The URI of a source read over HTTP (MLflow's ``HTTPDatasetSource.url``)."""
+        return self.uri if self.source_type == "http" else None
 
     def to_dict(self) -> dict[str, Any]:
         if self.uri is None:
             from casstore.tracking.context import context_tags
 
             return {"tags": {"mlflow.source.name": context_tags()["mlflow.source.name"]}}
-        return {"uri": self.uri}
+        return {"url" if self.source_type == "http" else "uri": self.uri}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DatasetSource:
+        """The source a dataset record holds (``to_dict``'s output)."""
+        uri = d.get("url", d.get("uri"))
+        return cls(uri if isinstance(uri, str) else None)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -118,8 +134,8 @@ class Dataset:
         return {
             "name": self.name,
             "digest": self.digest,
-            "source_type": self.source.source_type,
             "source": self.source.to_json(),
+            "source_type": self.source.source_type,
             "schema": self._schema,
             "profile": json.dumps(self.profile, sort_keys=True),
         }
@@ -129,7 +145,8 @@ class Dataset:
 
 
 class PandasDataset(Dataset):
-    """A DataFrame as a dataset (``df``; ``targets`` names its target column)."""
+    """A DataFrame as a dataset (``df``; ``targets`` names its target column); its ``schema``
+    is a ``casstore.models.Schema``, as MLflow's is."""
 
     def __init__(self, df: Any, source: DatasetSource, name: str, targets: str | None, predictions: str | None) -> None:
         for col, what in ((targets, "targets"), (predictions, "predictions")):
@@ -140,6 +157,12 @@ class PandasDataset(Dataset):
         self.predictions = predictions
         super().__init__(name, content_digest(df), source, _schema_json(df),
                          {"num_rows": int(len(df)), "num_elements": int(df.size)})
+
+    @property
+    def schema(self) -> Schema | None:  # type: ignore[override]  # MLflow's PandasDataset.schema is a Schema
+        from casstore.models.signature import Schema
+
+        return Schema.from_json(json.loads(self._schema)["mlflow_colspec"]) if self._schema else None
 
 
 class NumpyDataset(Dataset):
@@ -200,6 +223,23 @@ def from_pandas(
         raise InvalidInputError(f"from_pandas takes a pandas DataFrame, got {type(df).__name__}")
     _no_digest(digest)
     return PandasDataset(df, _source(source), name or "dataset", targets, predictions)
+
+
+def get_source(dataset: Dataset | DatasetEntity | DatasetInput) -> DatasetSource:
+    """Where a dataset came from, given the dataset, or a run's record of it
+    (``run.inputs.dataset_inputs[i]`` or its ``.dataset``), as MLflow's ``get_source``."""
+    from casstore.tracking.entities import DatasetEntity, DatasetInput
+
+    if isinstance(dataset, Dataset):
+        return dataset.source
+    entity = dataset.dataset if isinstance(dataset, DatasetInput) else dataset
+    if not isinstance(entity, DatasetEntity):
+        raise InvalidInputError(f"get_source takes a dataset or a run's dataset input, got {type(dataset).__name__}")
+    try:
+        recorded = json.loads(entity.source) if entity.source else {}
+    except ValueError:
+        recorded = {"uri": entity.source}
+    return DatasetSource.from_dict(recorded if isinstance(recorded, dict) else {})
 
 
 def from_numpy(

@@ -9,6 +9,7 @@ branch (see docs/coming-from-mlflow.md, "Compatibility suite").
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 import types
@@ -470,10 +471,27 @@ def test_custom_python_model_round_trip(ml: types.ModuleType) -> None:
     loaded = ml.pyfunc.load_model(info.model_uri)
     assert loaded.predict(frame)["a"].tolist() == [6.0, 7.0]
     assert info.signature.inputs.input_names() == ["a"]
-    # casstore hands inference params to predict; MLflow drops those its signature does not
-    # declare (here: all; it infers a signature from the type hints), with a warning
-    got = ml.pyfunc.load_model(bare.model_uri).predict(frame, params={"extra": 10})["a"].tolist()
-    assert got == ([12.0, 13.0] if ml.IS_CASSTORE else [2.0, 3.0])
+    # params a signature does not declare (here: none; MLflow infers its signature from the
+    # type hints) are dropped, with a warning
+    assert ml.pyfunc.load_model(bare.model_uri).predict(frame, params={"extra": 10})["a"].tolist() == [2.0, 3.0]
+
+
+def test_inference_params_declared_in_the_signature(ml: types.ModuleType) -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    signature = ml.models.infer_signature(frame, frame, params={"extra": 0.5, "tags": ["x"], "name": "m"})
+    assert [(p.name, p.dtype if ml.IS_CASSTORE else p.dtype.name, p.default, p.shape) for p in signature.params] == [
+        ("extra", "double", 0.5, None), ("tags", "string", ["x"], (-1,)), ("name", "string", "m", None)]
+    assert repr(signature.params) == "['extra': double (default: 0.5), 'tags': string (default: ['x']) (shape: (-1,)), 'name': string (default: m)]"
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), signature=signature, pip_requirements=REQS)
+    assert info.signature.params == signature.params
+    model = ml.pyfunc.load_model(info.model_uri)
+    assert model.metadata.signature.params == signature.params
+    assert model.predict(frame)["a"].tolist() == [2.5, 3.5]  # the default
+    assert model.predict(frame, params={"extra": 2})["a"].tolist() == [4.0, 5.0]  # an int taken as a double
+    assert model.predict(frame, params={"extra": 1.0, "other": 5})["a"].tolist() == [3.0, 4.0]  # "other": dropped
+    with pytest.raises(ml.exceptions.MlflowException):
+        model.predict(frame, params={"extra": "a lot"})
 
 
 def test_sklearn_model_logged_registered_and_loaded_by_alias(ml: types.ModuleType) -> None:
@@ -586,3 +604,230 @@ def test_autolog_disable_stops_logging(ml: types.ModuleType) -> None:
     with ml.start_run() as run:
         LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0])
     assert ml.get_run(run.info.run_id).data.params == {}
+
+
+# ---- what MLflow's examples and tutorials call (examples/, docs tutorials) --------------------------------
+
+
+def _eval_frame(kind: str) -> tuple[object, pd.DataFrame, str]:
+    """A fitted scikit-learn model and a held-out frame holding its label column."""
+    from sklearn import datasets
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    load = {"binary": datasets.load_breast_cancer, "multiclass": datasets.load_iris, "regressor": datasets.load_diabetes}[kind]
+    X, y = load(return_X_y=True, as_frame=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    model = LinearRegression() if kind == "regressor" else LogisticRegression(max_iter=5000)
+    return model.fit(X_train, y_train), X_test.assign(label=y_test), "label"
+
+
+def _rounded(metrics: dict[str, object]) -> dict[str, float]:
+    return {k: round(float(v), 9) for k, v in metrics.items()}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regressor"])
+def test_evaluate_logs_the_default_evaluators_metrics(ml: types.ModuleType, kind: str) -> None:
+    model, frame, label = _eval_frame(kind)
+    model_type = "regressor" if kind == "regressor" else "classifier"
+    with ml.start_run() as run:
+        info = ml.sklearn.log_model(model, name="model", serialization_format="cloudpickle", pip_requirements=REQS)
+        result = ml.evaluate(info.model_uri, frame, targets=label, model_type=model_type, evaluators=["default"])
+    expected = {
+        "binary": {"true_negatives", "false_positives", "false_negatives", "true_positives", "example_count",
+                   "accuracy_score", "recall_score", "precision_score", "f1_score", "log_loss", "roc_auc",
+                   "precision_recall_auc", "score"},
+        "multiclass": {"example_count", "accuracy_score", "recall_score", "precision_score", "f1_score", "log_loss",
+                       "roc_auc", "score"},
+        "regressor": {"example_count", "mean_absolute_error", "mean_squared_error", "root_mean_squared_error",
+                      "sum_on_target", "mean_on_target", "r2_score", "max_error", "mean_absolute_percentage_error",
+                      "score"},
+    }[kind]
+    assert set(result.metrics) == expected and result.run_id == run.info.run_id
+    logged = ml.get_run(run.info.run_id).data.metrics
+    assert _rounded(logged) == _rounded(result.metrics)
+    assert {m.step for m in ml.MlflowClient().get_metric_history(run.info.run_id, "example_count")} == {0}
+    assert result.metrics["example_count"] == len(frame)
+    from sklearn import metrics as skm
+
+    X, y = frame.drop(columns=[label]), frame[label]
+    if kind == "regressor":
+        assert result.metrics["r2_score"] == pytest.approx(skm.r2_score(y, model.predict(X)))  # type: ignore[attr-defined]
+    else:
+        assert result.metrics["accuracy_score"] == pytest.approx(skm.accuracy_score(y, model.predict(X)))  # type: ignore[attr-defined]
+    [di] = ml.get_run(run.info.run_id).inputs.dataset_inputs  # the evaluation data, recorded
+    assert json.loads(di.dataset.profile)["num_rows"] == len(frame)
+    if kind == "binary":  # MLflow also draws its plots; casstore logs the metrics alone
+        assert (result.artifacts == {}) if ml.IS_CASSTORE else "roc_curve_plot" in result.artifacts
+
+
+def test_evaluate_static_predictions_prefix_and_a_run_of_its_own(ml: types.ModuleType) -> None:
+    model, frame, label = _eval_frame("multiclass")
+    frame = frame.assign(preds=model.predict(frame.drop(columns=[label])))  # type: ignore[attr-defined]
+    result = ml.evaluate(data=frame, predictions="preds", targets=label, model_type="classifier",
+                         evaluator_config={"metric_prefix": "val_", "average": "macro"})
+    assert set(result.metrics) == {"val_example_count", "val_accuracy_score", "val_recall_score",
+                                   "val_precision_score", "val_f1_score"}
+    from sklearn import metrics as skm
+
+    assert result.metrics["val_f1_score"] == pytest.approx(skm.f1_score(frame[label], frame["preds"], average="macro"))
+    run = ml.get_run(result.run_id)  # no run was active: evaluate made one, and ended it
+    assert ml.active_run() is None and run.info.status == "FINISHED"
+    assert _rounded(run.data.metrics) == _rounded(result.metrics)
+    assert [(t.key, t.value) for t in run.inputs.dataset_inputs[0].tags] == [("mlflow.data.context", "val_")]
+
+
+def test_evaluate_a_function_on_a_named_dataset(ml: types.ModuleType) -> None:
+    model, frame, label = _eval_frame("binary")
+    dataset = ml.data.from_pandas(frame, targets=label, name="cancer-eval")
+    with ml.start_run() as run:
+        result = ml.evaluate(model.predict, dataset, model_type="classifier")  # type: ignore[attr-defined]
+    # a bare function: no estimator to score, no probabilities
+    assert set(result.metrics) == {"true_negatives", "false_positives", "false_negatives", "true_positives",
+                                   "example_count", "accuracy_score", "recall_score", "precision_score", "f1_score"}
+    assert [d.dataset.name for d in ml.get_run(run.info.run_id).inputs.dataset_inputs] == ["cancer-eval"]
+
+
+def test_evaluate_a_loaded_model_with_a_positive_label(ml: types.ModuleType) -> None:
+    model, frame, label = _eval_frame("binary")
+    with ml.start_run():
+        info = ml.sklearn.log_model(model, name="model", serialization_format="cloudpickle", pip_requirements=REQS)
+        loaded = ml.pyfunc.load_model(info.model_uri)
+        result = ml.models.evaluate(loaded, frame, targets=label, model_type="classifier",
+                                    evaluator_config={"pos_label": 0})
+    from sklearn import metrics as skm
+
+    X, y = frame.drop(columns=[label]), frame[label]
+    assert result.metrics["recall_score"] == pytest.approx(skm.recall_score(y, model.predict(X), pos_label=0))  # type: ignore[attr-defined]
+    assert result.metrics["true_positives"] == ((y == 0) & (model.predict(X) == 0)).sum()  # type: ignore[attr-defined]
+
+
+def test_get_model_info_and_a_signature_built_from_types(ml: types.ModuleType) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.0, 1.0, 0.0]})
+    lr = LinearRegression().fit(frame, [1.0, 2.0, 3.0])
+    schema = importlib.import_module(f"{ml.__name__}.types.schema")
+    signature = ml.models.ModelSignature(inputs=schema.Schema([schema.ColSpec("double", "a"), schema.ColSpec("double", "b")]),
+                                         outputs=schema.Schema([schema.ColSpec("double")]))
+    assert ml.types.Schema is schema.Schema
+    with ml.start_run() as run:
+        info = ml.sklearn.log_model(lr, name="model", signature=signature, serialization_format="cloudpickle",
+                                    pip_requirements=REQS)
+    got = ml.models.get_model_info(f"runs:/{run.info.run_id}/model")
+    assert got.signature == signature and got.run_id == run.info.run_id and got.model_uuid == info.model_uuid
+    assert "python_function" in got.flavors and got.utc_time_created == info.utc_time_created
+    assert ml.pyfunc.load_model(info.model_uri).metadata.get_input_schema().input_names() == ["a", "b"]
+    with pytest.raises(ml.exceptions.MlflowException):
+        ml.models.get_model_info(f"runs:/{run.info.run_id}/no-such-model")
+
+
+def test_model_load_reads_the_mlmodel_file(ml: types.ModuleType, tmp_path: Path) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    lr = LinearRegression().fit(frame, [1.0, 2.0])
+    signature = ml.models.infer_signature(frame, lr.predict(frame), params={"k": 1})
+    with ml.start_run() as run:
+        info = ml.sklearn.log_model(lr, name="model", signature=signature, serialization_format="cloudpickle",
+                                    pip_requirements=REQS)
+    ml.sklearn.save_model(lr, str(tmp_path / "saved"), signature=signature, serialization_format="cloudpickle",
+                          pip_requirements=REQS)
+    for source in (info.model_uri, str(tmp_path / "saved")):
+        model = ml.models.Model.load(source)
+        assert model.signature == signature and model.get_params_schema() == signature.params
+        assert model.get_input_schema().input_names() == ["a"]
+        assert model.flavors["python_function"]["loader_module"] == "mlflow.sklearn"
+        assert model.flavors["sklearn"]["serialization_format"] == "cloudpickle"
+    assert ml.models.Model.load(info.model_uri).run_id == run.info.run_id
+    with pytest.raises(ml.exceptions.MlflowException):
+        ml.models.Model.load(str(tmp_path / "no-such-dir"))
+
+
+def test_dataset_schema_source_and_get_source(ml: types.ModuleType) -> None:
+    df = pd.DataFrame({"x": [1.0, 2.0], "label": [0, 1]})
+    url = "https://example.com/data/train.csv"
+    dataset = ml.data.from_pandas(df, source=url, targets="label", name="train")
+    assert dataset.schema.input_names() == ["x", "label"] and dataset.source.to_dict() == {"url": url}
+    assert list(dataset.to_dict()) == ["name", "digest", "source", "source_type", "schema", "profile"]
+    with ml.start_run() as run:
+        ml.log_input(dataset, context="training", tags={"split": "a"})
+    [di] = ml.get_run(run.info.run_id).inputs.dataset_inputs
+    assert di.dataset.source_type == "http"
+    assert [(t.key, t.value) for t in di.tags] == [("mlflow.data.context", "training"), ("split", "a")]
+    assert ml.data.get_source(di).url == url and ml.data.get_source(di.dataset).url == url
+    assert ml.data.get_source(dataset).url == url
+
+
+def test_renaming_a_registered_model(ml: types.ModuleType) -> None:
+    client = ml.MlflowClient()
+    name = f"to-rename-{_exp_id(ml)}"
+    client.create_registered_model(name)
+    if ml.IS_CASSTORE:  # a registered model's name keys its history: refused, saying what to do
+        with pytest.raises(ml.exceptions.MlflowException, match="create_model_version"):
+            client.rename_registered_model(name, name + "-new")
+        assert client.get_registered_model(name).name == name
+    else:
+        client.rename_registered_model(name, name + "-new")
+        assert client.get_registered_model(name + "-new").name == name + "-new"
+    with pytest.raises(ml.exceptions.MlflowException) as e:
+        client.rename_registered_model(name + "-missing", name + "-other")
+    assert error_code(e.value) == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_model_stages(ml: types.ModuleType) -> None:
+    client = ml.MlflowClient()
+    name = f"staged-{_exp_id(ml)}"
+    client.create_registered_model(name)
+    from sklearn.linear_model import LinearRegression
+
+    with ml.start_run() as run:
+        ml.sklearn.log_model(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), name="model",
+                             serialization_format="cloudpickle", pip_requirements=REQS)
+    client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id)
+    assert [v.version for v in client.get_latest_versions(name, stages=["None"])] in ([1], ["1"])
+    if ml.IS_CASSTORE:  # no stages: refused, naming aliases, never answered with another version
+        with pytest.raises(ml.exceptions.MlflowException, match="set_registered_model_alias"):
+            client.transition_model_version_stage(name, 1, "Production")
+        with pytest.raises(ml.exceptions.MlflowException, match="get_model_version_by_alias"):
+            client.get_latest_versions(name, stages=["Production"])
+    else:
+        assert client.get_latest_versions(name, stages=["Production"]) == []
+        client.transition_model_version_stage(name, 1, "Production")
+        assert [v.current_stage for v in client.get_latest_versions(name, stages=["Production"])] == ["Production"]
+
+
+def test_client_writes_to_an_ended_run(ml: types.ModuleType) -> None:
+    with ml.start_run() as run:
+        ml.log_metric("m", 1.0)
+    client = ml.MlflowClient()
+    if ml.IS_CASSTORE:  # the run is sealed: refused, saying how to resume it
+        with pytest.raises(ml.exceptions.MlflowException, match=r"start_run\(run_id=\.\.\.\)"):
+            client.log_metric(run.info.run_id, "late", 2.0)
+        with ml.start_run(run_id=run.info.run_id):
+            client.log_metric(run.info.run_id, "late", 2.0)
+    else:
+        client.log_metric(run.info.run_id, "late", 2.0)
+    assert ml.get_run(run.info.run_id).data.metrics == {"m": 1.0, "late": 2.0}
+
+
+@pytest.mark.parametrize(("load", "expected"), [
+    ("load_breast_cancer", ["estimator.html", "training_confusion_matrix.png", "training_precision_recall_curve.png",
+                            "training_roc_curve.png"]),
+    ("load_iris", ["estimator.html", "training_confusion_matrix.png"]),
+])
+def test_autolog_training_artifacts(autologging: types.ModuleType, load: str, expected: list[str]) -> None:
+    ml = autologging
+    from sklearn import datasets
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    X, y = getattr(datasets, load)(return_X_y=True)
+    LogisticRegression(max_iter=5000).fit(X, y)
+    rid = ml.last_active_run().info.run_id
+    assert sorted(f.path for f in ml.MlflowClient().list_artifacts(rid)) == expected
+    png = ml.artifacts.download_artifacts(run_id=rid, artifact_path="training_confusion_matrix.png")
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = ml.artifacts.load_text(f"runs:/{rid}/estimator.html")
+    assert html.lstrip().startswith("<!DOCTYPE html>") and "LogisticRegression" in html
+    Ridge().fit(X, y)  # a regressor: the diagram alone
+    assert [f.path for f in ml.MlflowClient().list_artifacts(ml.last_active_run().info.run_id)] == ["estimator.html"]

@@ -41,6 +41,7 @@ def test_log_and_load_custom_model_with_artifacts_code_and_params(tracking: str,
         info = casstore.pyfunc.log_model(
             name="add_n", python_model=AddN(5), artifacts={"offset": str(tmp_path / "offset.txt")},
             code_paths=[str(tmp_path / "helpers" / "scaling_helper.py")], input_example=frame, registered_model_name="adder",
+            signature=casstore.models.infer_signature(frame, frame, params={"bonus": 0.0}),
             pip_requirements=["pandas"],
         )
     assert info.model_uri == f"runs:/{run.info.run_id}/add_n" and info.registered_model_version == 1

@@ -13,8 +13,19 @@ from casstore._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from casstore.models.entry import ModelEntry, entry_digest
-    from casstore.models.save import ModelInfo
-    from casstore.models.signature import ColSpec, DataType, ModelSignature, Schema, TensorSpec, infer_signature
+    from casstore.models.evaluation import EvaluationResult, evaluate
+    from casstore.models.model import Model
+    from casstore.models.save import ModelInfo, get_model_info
+    from casstore.models.signature import (
+        ColSpec,
+        DataType,
+        ModelSignature,
+        ParamSchema,
+        ParamSpec,
+        Schema,
+        TensorSpec,
+        infer_signature,
+    )
     from casstore.models.uri import ModelURI, parse_model_uri
 
 __all__ = [
@@ -23,19 +34,28 @@ __all__ = [
     "Schema",
     "ColSpec",
     "TensorSpec",
+    "ParamSchema",
+    "ParamSpec",
     "DataType",
     "ModelInfo",
+    "get_model_info",
+    "Model",
     "ModelEntry",
     "entry_digest",
     "ModelURI",
     "parse_model_uri",
+    "evaluate",
+    "EvaluationResult",
 ]
 
 if not TYPE_CHECKING:
     __getattr__ = lazy_getattr(globals(), {
         **dict.fromkeys(("ModelEntry", "entry_digest"), "casstore.models.entry"),
-        "ModelInfo": "casstore.models.save",
-        **dict.fromkeys(("ColSpec", "DataType", "ModelSignature", "Schema", "TensorSpec", "infer_signature"),
+        **dict.fromkeys(("ModelInfo", "get_model_info"), "casstore.models.save"),
+        "Model": "casstore.models.model",
+        **dict.fromkeys(("evaluate", "EvaluationResult"), "casstore.models.evaluation"),
+        **dict.fromkeys(("ColSpec", "DataType", "ModelSignature", "ParamSchema", "ParamSpec", "Schema", "TensorSpec",
+                         "infer_signature"),
                         "casstore.models.signature"),
         **dict.fromkeys(("ModelURI", "parse_model_uri"), "casstore.models.uri"),
     })

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from casstore.exceptions import CorruptRecordError, InvalidInputError
 from casstore.models.enforce import enforce_schema
 from casstore.models.entry import ModelEntry
-from casstore.models.signature import ModelSignature, Schema
+from casstore.models.signature import ModelSignature, Schema, enforce_params
 
 if TYPE_CHECKING:
     from casstore.models.fetch import FetchedModel
@@ -69,6 +69,8 @@ class PyFuncModel:
         """Check ``data`` against the input schema (converting only where no value can
         change), then call the model. A mismatch is an :class:`InvalidInputError`."""
         takes_params = getattr(self._impl, "takes_params", False) is True
+        signature = self.metadata.signature
+        params = enforce_params(params, signature.params if signature is not None else None)
         if params and not takes_params:
             raise InvalidInputError(
                 "this model takes no inference params: only a python_model's predict is given params"

@@ -27,10 +27,10 @@ from casstore.models.signature import ModelSignature, infer_schema
 
 if TYPE_CHECKING:
     from casstore.registry.store import Registry
-    from casstore.runs import RunHandle
+    from casstore.runs import RunHandle, RunStore
 
 __all__ = [
-    "ModelInfo", "PreparedModel", "ENTRY_FILE", "prepare_example_and_signature", "copy_code_paths",
+    "ModelInfo", "get_model_info", "PreparedModel", "ENTRY_FILE", "prepare_example_and_signature", "copy_code_paths",
     "write_model_metadata", "save_prepared_model", "log_prepared_model", "new_model_dir", "model_name",
 ]
 
@@ -338,4 +338,40 @@ def log_prepared_model(
         metadata=metadata,
         saved_input_example_info=prepared.input_example_info,
         tags=dict(tags),
+    )
+
+
+def written_mlmodel(model_uri: str, store: RunStore | None) -> tuple[str, ModelEntry, dict[str, Any]]:
+    """(model digest, entry, its ``MLmodel`` file as read) of a logged model, verified."""
+    import yaml
+
+    from casstore.models import _context
+    from casstore.models.fetch import _verified_chunks, load_entry
+    from casstore.models.uri import resolve_model_uri
+
+    s = store or _context.current_store()
+    digest = resolve_model_uri(str(model_uri).strip(), s).model_digest
+    entry = load_entry(s, digest)
+    ref = entry.files.get(mlmodel.MLMODEL)
+    written = yaml.safe_load(b"".join(_verified_chunks(s.objects, ref))) if ref is not None else None
+    return digest, entry, written if isinstance(written, dict) else {}
+
+
+def get_model_info(model_uri: str, *, store: RunStore | None = None) -> ModelInfo:
+    """The ``ModelInfo`` of a logged model (``runs:/``, ``models:/``, ``cas:`` URI), read from
+    its verified entry without loading the model, as MLflow's ``mlflow.models.get_model_info``."""
+    digest, entry, written = written_mlmodel(model_uri, store)
+    return ModelInfo(
+        model_uri=f"runs:/{entry.run_id}/{entry.name}" if entry.run_id else f"cas:{digest}",
+        model_digest=digest,
+        run_id=entry.run_id or "",
+        artifact_path=entry.name,
+        flavors=entry.flavors,
+        signature=ModelSignature.from_dict(entry.signature) if entry.signature else None,
+        utc_time_created=entry.created,
+        model_uuid=str(written.get("model_uuid", "")),
+        requirements=list(entry.requirements),
+        metadata=entry.metadata,
+        saved_input_example_info=entry.input_example,
+        tags=dict(entry.tags),
     )

@@ -2,7 +2,8 @@
 
 A :class:`Schema` is a list of :class:`ColSpec` (named, typed columns, inferred from
 pandas) or of :class:`TensorSpec` (dtype and shape, inferred from numpy). A
-:class:`ModelSignature` pairs an input and an output schema. ``to_dict`` gives
+:class:`ModelSignature` pairs an input and an output schema, and the inference params a
+model takes (a :class:`ParamSchema`). ``to_dict`` gives
 exactly MLflow's ``MLmodel`` form, so a signature written here is read by MLflow.
 
 >>> import numpy as np
@@ -14,13 +15,17 @@ exactly MLflow's ``MLmodel`` form, so a signature written here is read by MLflow
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from casstore.exceptions import CorruptRecordError, InvalidInputError
 
-__all__ = ["DataType", "ColSpec", "TensorSpec", "Schema", "ModelSignature", "infer_signature", "infer_schema"]
+__all__ = ["DataType", "ColSpec", "TensorSpec", "Schema", "ParamSpec", "ParamSchema", "ModelSignature",
+           "infer_signature", "infer_schema", "infer_param_schema", "enforce_params"]
+
+log = logging.getLogger(__name__)
 
 
 class DataType:
@@ -210,28 +215,203 @@ class Schema:
             raise CorruptRecordError(f"bad schema {text!r}: {e}") from e
 
 
-class ModelSignature:
-    """A model's input and output schemas (``params`` are not supported yet)."""
+# ---- inference params ----------------------------------------------------------
 
-    def __init__(self, inputs: Schema | None = None, outputs: Schema | None = None, params: None = None) -> None:
+#: a param's value of each type, in Python (what ``predict`` is given)
+_PARAM_TYPES: dict[str, tuple[type, ...]] = {
+    DataType.boolean: (bool,), DataType.integer: (int,), DataType.long: (int,), DataType.float: (float,),
+    DataType.double: (float,), DataType.string: (str,), DataType.binary: (bytes,),
+}
+
+
+def _param_value(value: Any, dtype: str, where: str) -> Any:
+    """``value`` as a param of type ``dtype``, in a built-in Python type, converting only as
+    MLflow does (an integer to a long or a floating type, a float to a double, anything
+    numpy reads as a date to a datetime); anything else is refused."""
+    import numpy as np
+
+    if value is None:
+        return None
+    if dtype == DataType.datetime:
+        try:
+            converted = np.datetime64(value).item()
+        except (TypeError, ValueError) as e:
+            raise InvalidInputError(f"{where}: cannot read {value!r} as a datetime") from e
+        if isinstance(converted, int):
+            raise InvalidInputError(f"{where}: cannot read {value!r} as a datetime")
+        return converted
+    if isinstance(value, np.generic):
+        value = value.item()
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if dtype == DataType.boolean and isinstance(value, bool):
+        return value
+    if dtype in (DataType.integer, DataType.long) and is_int:
+        return int(value)
+    if dtype in (DataType.float, DataType.double) and (is_int or isinstance(value, float)):
+        return float(value)
+    if dtype in (DataType.string, DataType.binary) and isinstance(value, _PARAM_TYPES[dtype]):
+        return value
+    raise InvalidInputError(f"{where}: expected a {dtype}, got {type(value).__name__} {value!r}")
+
+
+class ParamSpec:
+    """One inference param a model takes: its ``name``, type, ``default`` and ``shape``
+    (``None`` for a scalar, ``(-1,)`` for a list)."""
+
+    def __init__(self, name: str, dtype: str, default: Any, shape: tuple[int, ...] | list[int] | None = None) -> None:
+        self.name = str(name)
+        self.dtype = _check_type(dtype)
+        self.shape = tuple(shape) if shape is not None else None
+        if self.shape not in (None, (-1,)):
+            raise InvalidInputError(f"param {self.name!r}: shape must be None or (-1,), got {shape!r}")
+        self.default = self.validate(default)
+
+    def validate(self, value: Any) -> Any:
+        """``value`` as this param takes it (see ``_param_value``); a mismatch is refused."""
+        where = f"param {self.name!r} ({self.dtype}{' list' if self.shape else ''})"
+        if self.shape is None:
+            return _param_value(value, self.dtype, where)
+        if value is None:
+            return None
+        if not isinstance(value, (list, tuple)) and not (hasattr(value, "ndim") and value.ndim == 1):
+            raise InvalidInputError(f"{where}: expected a list (shape (-1,)), got {type(value).__name__}")
+        return [_param_value(v, self.dtype, where) for v in value]
+
+    def to_dict(self) -> dict[str, Any]:
+        default = self.default
+        if self.dtype == DataType.datetime and default is not None:
+            default = [v.isoformat() for v in default] if self.shape else default.isoformat()
+        return {"name": self.name, "type": self.dtype, "default": default, "shape": list(self.shape) if self.shape else None}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ParamSpec) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
+
+    def __repr__(self) -> str:
+        shape = f" (shape: {self.shape})" if self.shape is not None else ""
+        return f"{self.name!r}: {self.dtype} (default: {self.default}){shape}"
+
+
+class ParamSchema:
+    """The inference params a model takes (MLflow's ``ParamSchema``): a list of ``ParamSpec``."""
+
+    def __init__(self, params: Sequence[ParamSpec]) -> None:
+        if not all(isinstance(p, ParamSpec) for p in params):
+            raise InvalidInputError("a ParamSchema is a list of ParamSpec")
+        names = [p.name for p in params]
+        if len(set(names)) != len(names):
+            raise InvalidInputError(f"a ParamSchema names each param once, got {names}")
+        self.params = list(params)
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [p.to_dict() for p in self.params]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str | list[Any]) -> ParamSchema:
+        try:
+            items = json.loads(text) if isinstance(text, str) else text
+            return cls([ParamSpec(d["name"], d.get("type", d.get("dtype")), d.get("default"), d.get("shape"))
+                        for d in items])
+        except (ValueError, TypeError, KeyError, InvalidInputError) as e:
+            raise CorruptRecordError(f"bad params schema {text!r}: {e}") from e
+
+    def validate(self, params: dict[str, Any] | None) -> dict[str, Any]:
+        """The params ``predict`` is given: each declared one, as given (converted to its
+        type) or its default; undeclared ones are dropped with a warning, as MLflow does."""
+        if params is not None and not isinstance(params, dict):
+            raise InvalidInputError(f"inference params must be a dict, got {type(params).__name__}")
+        given = {str(k): v for k, v in (params or {}).items()}
+        declared = {p.name for p in self.params}
+        ignored = sorted(set(given) - declared)
+        if ignored:
+            log.warning("inference params %s are not in the model's signature and are ignored; it takes %s",
+                        ignored, sorted(declared))
+        return {p.name: p.validate(given[p.name]) if p.name in given else p.default for p in self.params}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ParamSchema) and self.params == other.params
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.params))
+
+    def __iter__(self) -> Iterator[ParamSpec]:
+        return iter(self.params)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def __repr__(self) -> str:
+        return repr(self.params)
+
+
+def enforce_params(params: dict[str, Any] | None, schema: ParamSchema | None) -> dict[str, Any] | None:
+    """The params a model's ``predict`` gets: checked against its params schema; without
+    one, none (given ones are dropped with a warning, as MLflow drops them)."""
+    if schema is not None:
+        return schema.validate(params)
+    if params:
+        log.warning("inference params %s are ignored: the model's signature declares no params "
+                    "(give infer_signature(..., params={...}) when logging it)", sorted(map(str, params)))
+        return {}
+    return params
+
+
+def infer_param_schema(params: dict[str, Any]) -> ParamSchema:
+    """The params schema of example params: each value's type, a list as shape ``(-1,)``,
+    the value as the default."""
+    import datetime as dt
+
+    import numpy as np
+
+    if not isinstance(params, dict):
+        raise InvalidInputError(f"inference params must be a dict, got {type(params).__name__}")
+    specs = []
+    for name, value in params.items():
+        shape: tuple[int, ...] | None = None
+        if isinstance(value, (list, np.ndarray)):
+            arr = np.asarray(value)
+            if arr.ndim != 1:
+                raise InvalidInputError(f"param {name!r}: a list param is one-dimensional, got {arr.ndim} dimensions")
+            shape, sample = (-1,), arr
+        else:
+            sample = np.asarray(value)
+        if all(isinstance(v, (dt.date, dt.datetime)) for v in (value if shape else [value])):
+            dtype = DataType.datetime
+        elif isinstance(value, dict) or (not shape and not np.isscalar(value)):
+            raise InvalidInputError(f"param {name!r}: expected a scalar or a list, got {type(value).__name__}")
+        else:
+            dtype = _numpy_type(sample.dtype, sample.ravel() if sample.dtype.kind == "O" else None, f"param {name!r}")
+        specs.append(ParamSpec(name, dtype, value.tolist() if isinstance(value, np.ndarray) else value, shape))
+    return ParamSchema(specs)
+
+
+class ModelSignature:
+    """A model's input and output schemas, and the inference params it takes (``params``)."""
+
+    def __init__(self, inputs: Schema | None = None, outputs: Schema | None = None, params: ParamSchema | None = None) -> None:
         if inputs is not None and not isinstance(inputs, Schema):
             raise InvalidInputError(f"ModelSignature inputs must be a Schema, got {type(inputs).__name__}")
         if outputs is not None and not isinstance(outputs, Schema):
             raise InvalidInputError(f"ModelSignature outputs must be a Schema, got {type(outputs).__name__}")
-        if params is not None:
-            raise InvalidInputError("inference params in a signature are not supported by casstore; pass params=None")
+        if params is not None and not isinstance(params, ParamSchema):
+            raise InvalidInputError(f"ModelSignature params must be a ParamSchema, got {type(params).__name__}")
         if inputs is None and outputs is None:
             raise InvalidInputError("a ModelSignature needs inputs, outputs or both")
         self.inputs = inputs
         self.outputs = outputs
-        self.params = None
+        self.params = params
 
     def to_dict(self) -> dict[str, str | None]:
         """MLflow's form: each schema as a JSON string."""
         return {
             "inputs": self.inputs.to_json() if self.inputs is not None else None,
             "outputs": self.outputs.to_json() if self.outputs is not None else None,
-            "params": None,
+            "params": self.params.to_json() if self.params is not None else None,
         }
 
     @classmethod
@@ -240,16 +420,19 @@ class ModelSignature:
             raise CorruptRecordError(f"a signature is an object with 'inputs' and 'outputs', got {d!r}")
         ins = d.get("inputs")
         outs = d.get("outputs")
-        return cls(Schema.from_json(ins) if ins else None, Schema.from_json(outs) if outs else None)
+        params = d.get("params")
+        return cls(Schema.from_json(ins) if ins else None, Schema.from_json(outs) if outs else None,
+                   ParamSchema.from_json(params) if params else None)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ModelSignature) and self.inputs == other.inputs and self.outputs == other.outputs
+        return (isinstance(other, ModelSignature) and self.inputs == other.inputs and self.outputs == other.outputs
+                and self.params == other.params)
 
     def __hash__(self) -> int:
-        return hash((self.inputs, self.outputs))
+        return hash((self.inputs, self.outputs, self.params))
 
     def __repr__(self) -> str:
-        return f"inputs:\n  {self.inputs!r}\noutputs:\n  {self.outputs!r}\nparams:\n  None\n"
+        return f"inputs:\n  {self.inputs!r}\noutputs:\n  {self.outputs!r}\nparams:\n  {self.params!r}\n"
 
 
 # ---- inference ---------------------------------------------------------------
@@ -353,12 +536,11 @@ def _tensor_spec(arr: Any, name: str | None = None) -> TensorSpec:
     return TensorSpec(_dtype_name(arr.dtype), (-1, *arr.shape[1:]), name)
 
 
-def infer_signature(model_input: Any = None, model_output: Any = None, params: None = None) -> ModelSignature:
-    """Infer a :class:`ModelSignature` from example input and output (numpy or pandas)."""
-    if params is not None:
-        raise InvalidInputError("inference params in a signature are not supported by casstore; pass params=None")
+def infer_signature(model_input: Any = None, model_output: Any = None, params: dict[str, Any] | None = None) -> ModelSignature:
+    """Infer a :class:`ModelSignature` from example input and output (numpy or pandas) and
+    example inference ``params`` (each value's type, the value as the default)."""
     if model_input is None and model_output is None:
         raise InvalidInputError("infer_signature needs a model input, a model output, or both")
     ins = infer_schema(model_input) if model_input is not None else None
     outs = infer_schema(model_output) if model_output is not None else None
-    return ModelSignature(ins, outs)
+    return ModelSignature(ins, outs, infer_param_schema(params) if params else None)

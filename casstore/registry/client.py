@@ -142,6 +142,17 @@ class RegistryClient:
         self.registry.set_model_description(name, description)
         return self.registry.get_model(name)
 
+    def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
+        """Refused: a registered model's name is the key its append-only history is kept
+        under, so it cannot change."""
+        self.registry.get_model(name)  # a missing model is reported as missing
+        raise InvalidInputError(
+            f"rename_registered_model: casstore does not rename registered models ({name!r} keeps its name, "
+            f"its history is kept under it). Register the versions under {new_name!r} instead: "
+            f"create_model_version({new_name!r}, source=version.source) for each version, then delete {name!r} if "
+            "it is no longer wanted"
+        )
+
     def delete_registered_model(self, name: str, reason: str = "") -> None:
         """Delete a registered model and its versions; recorded in its history."""
         self.registry.delete_model(name, reason)
@@ -176,7 +187,16 @@ class RegistryClient:
         return self.registry.get_version(name, version)
 
     def get_latest_versions(self, name: str, stages: list[str] | None = None) -> list[ModelVersion]:
-        """The highest live version (stages are not kept; use aliases)."""
+        """The highest live version. Every version is in stage ``"None"`` (stages are not kept;
+        aliases do their work), so asking for another stage is refused rather than answered
+        with a version that was never put there."""
+        others = sorted({str(s) for s in stages or []} - {"None", "none"})
+        if others:
+            raise InvalidInputError(
+                f"get_latest_versions: casstore has no model stages (MLflow deprecated them), so no version is in "
+                f"{others}. Load the version an alias points at instead: get_model_version_by_alias({name!r}, "
+                "'<alias>') or 'models:/<name>@<alias>'"
+            )
         return self.registry.get_model(name).latest_versions
 
     def search_model_versions(
@@ -202,6 +222,17 @@ class RegistryClient:
         found = sort_items(found, keys, _version_value, VERSION_ATTRIBUTES)
         n = _limit(max_results)
         return found[:n] if n else found
+
+    def transition_model_version_stage(
+        self, name: str, version: int | str, stage: str, archive_existing_versions: bool = False
+    ) -> ModelVersion:
+        """Refused: model stages (deprecated in MLflow) are not supported; aliases do their work."""
+        self.registry.get_version(name, version)  # a missing version is reported as missing
+        raise InvalidInputError(
+            f"transition_model_version_stage: casstore has no model stages (MLflow deprecated them). Point an alias "
+            f"at the version instead: set_registered_model_alias({name!r}, {stage.lower()!r}, {version!r}), then "
+            f"load it as 'models:/{name}@{stage.lower()}'"
+        )
 
     def update_model_version(self, name: str, version: int | str, description: str | None = None) -> ModelVersion:
         self.registry.set_version_description(name, version, description)

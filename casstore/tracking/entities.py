@@ -80,9 +80,8 @@ class RunInputs:
 def dataset_input(rec: dict[str, Any]) -> DatasetInput:
     """A dataset input record of the runs layer as MLflow's entity."""
     ds = DatasetEntity(rec["name"], rec["digest"], rec["source_type"], rec["source"], rec["schema"], rec["profile"])
-    tags = [InputTag(k, v) for k, v in sorted(rec.get("tags", {}).items())]
-    if rec.get("context"):
-        tags.append(InputTag(CONTEXT_TAG, rec["context"]))
+    tags = [InputTag(CONTEXT_TAG, rec["context"])] if rec.get("context") else []  # first, as MLflow lists it
+    tags += [InputTag(k, v) for k, v in sorted(rec.get("tags", {}).items())]
     return DatasetInput(ds, tags)
 
 T = TypeVar("T")
