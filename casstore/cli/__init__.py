@@ -15,7 +15,6 @@ import warnings
 from typing import Any
 
 import click
-from click.utils import make_default_short_help
 
 from casstore.cli._common import DEBUG_KEY, STORE_KEY
 from casstore import __version__
@@ -91,7 +90,8 @@ class _Group(click.Group):
         """The list ``casstore --help`` shows, from the table: no command's module is loaded."""
         limit = formatter.width - 6 - max(map(len, COMMANDS))
         with formatter.section("Commands"):
-            formatter.write_dl([(name, make_default_short_help(COMMANDS[name][1], limit))
+            # click shortens each line as it would the loaded command's own help
+            formatter.write_dl([(name, click.Command(name, help=COMMANDS[name][1]).get_short_help_str(limit))
                                 for name in self.list_commands(ctx)])
 
     def invoke(self, ctx: click.Context) -> Any:
