@@ -16,11 +16,9 @@
    ``LastModified`` read with ``datetime.fromisoformat`` (``casstore.backend.s3.parse_timestamp``,
    installed through botocore's ``set_parser_defaults``), against botocore's own parser.
 5. **A new file into a new local store** (``put_file`` + barrier), its chunks written with
-   ``O_DIRECT`` as casstore writes them, against each of two plain ways: the chunks copied
-   into buffers of small pages (shared anonymous memory, as ``mmap.mmap(-1, n)`` gives)
-   rather than of huge pages (private memory, ``MADV_HUGEPAGE``); each chunk written
-   padded to a whole block and its file truncated, rather than its last part block
-   written through the page cache. The process's CPU time decides (what a put takes
+   ``O_DIRECT`` as casstore writes them (the last part block of each chunk written through
+   the page cache), against each chunk written padded to a whole block and its file
+   truncated. The process's CPU time decides (what a put takes
    from other work on the machine, and what holds the put back when the cores are
    shared); wall time is printed beside it.
 6. **Cutting a file in windows** of 16 MiB (``Chunker.cut_block``, as the storing passes
@@ -89,18 +87,7 @@ def verify(root: Path, mapped: bool) -> float:
 
 
 MAPPED = LocalBackend.mapped
-BUFFERS = local._AlignedBuffers.get
 DIRECT = LocalBackend._write_tmp_direct
-
-
-def _small_page_buffer(self: Any, size: int) -> mmap.mmap:
-    """The plain way: a shared anonymous map of small pages, grown to the largest object."""
-    buf: mmap.mmap | None = getattr(self, "buf", None)
-    if buf is None or len(buf) < size:
-        if buf is not None:
-            buf.close()
-        buf = self.buf = mmap.mmap(-1, max(size, 1 << 20))
-    return buf
 
 
 def _padded_then_truncated(self: LocalBackend, final: str, data: bytes | memoryview) -> str:
@@ -146,12 +133,11 @@ def cut_windows(data: memoryview, stop_early: bool) -> float:
 
 def fresh(root: Path, src: Path, way: str) -> tuple[float, float]:
     """Wall and CPU seconds to store ``src``, cached and not yet stored, into a new store,
-    ``way`` being "now" (as casstore does), "small pages" or "truncated" (the plain ways)."""
+    ``way`` being "now" (as casstore does) or "truncated" (the plain way)."""
     os.sync()  # nobody pays for another's write-back
     with src.open("rb", buffering=0) as f:  # in the page cache, read through a small buffer
         while f.read(16 * MIB):
             pass
-    local._AlignedBuffers.get = _small_page_buffer if way == "small pages" else BUFFERS  # type: ignore[method-assign]
     LocalBackend._write_tmp_direct = _padded_then_truncated if way == "truncated" else DIRECT  # type: ignore[method-assign]
     try:
         store = open_run_store(str(root)).objects
@@ -160,7 +146,6 @@ def fresh(root: Path, src: Path, way: str) -> tuple[float, float]:
         store.flush()
         took, r1 = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)
     finally:
-        local._AlignedBuffers.get = BUFFERS  # type: ignore[method-assign]
         LocalBackend._write_tmp_direct = DIRECT  # type: ignore[method-assign]
     discard(root)
     return took, r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
@@ -271,13 +256,13 @@ def main() -> None:
             if "listing" in only:
                 turns(r, [("iso", True), ("botocore", False)], lambda name, on: statistics.median(parse_listing(on) for _ in range(5)))
             if "fresh" in only:
-                turns(r, [("now", 0), ("small pages", 0), ("truncated", 0)], lambda name, _: fresh(work / f"f-{r}-{name}", new, name))
+                turns(r, [("now", 0), ("truncated", 0)], lambda name, _: fresh(work / f"f-{r}-{name}", new, name))
             if "cut" in only:
                 with new.open("rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m, memoryview(m) as view:
                     turns(r, [("stop early", True), ("to the end", False)], lambda name, early: cut_windows(view, early))
         local._FSYNC_THREADS = 8
         med = {k: statistics.median(v) for k, v in times.items() if not isinstance(v[0], tuple)}
-        for k in ("now", "small pages", "truncated"):
+        for k in ("now", "truncated"):
             if k in times:
                 med[k] = statistics.median(t for t, _ in times[k])
                 med[f"{k} cpu"] = statistics.median(c for _, c in times[k])
@@ -310,12 +295,10 @@ def main() -> None:
         if "fresh" in only:
             print(f"5. a new {size} MiB file into a new store (put_file + barrier)")
             print(f"   as casstore writes chunks   {med['now']:8.3f} s   cpu {med['now cpu']:6.3f} s")
-            print(f"   buffers of small pages      {med['small pages']:8.3f} s   cpu {med['small pages cpu']:6.3f} s")
             print(f"   padded, then truncated      {med['truncated']:8.3f} s   cpu {med['truncated cpu']:6.3f} s")
-            for what, plain in (("huge pages", "small pages"), ("the last block through the page cache", "truncated")):
-                less = med[plain + " cpu"] / med["now cpu"]
-                print(f"   {what}: {less:.2f}x less CPU, {med[plain] / med['now']:.2f}x faster "
-                      f"(kept only while less CPU: {'met' if less > 1 else 'MISSED'})")
+            less = med["truncated cpu"] / med["now cpu"]
+            print(f"   the last block through the page cache: {less:.2f}x less CPU, {med['truncated'] / med['now']:.2f}x "
+                  f"faster (kept only while less CPU: {'met' if less > 1 else 'MISSED'})")
         if "cut" in only:
             print(f"6. cutting {size} MiB in windows of 16 MiB (CPU time)")
             print(f"   stopped before the end      {med['stop early']:8.3f} s")

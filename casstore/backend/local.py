@@ -51,13 +51,13 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from casstore._env import env_on
+from casstore.backend.base import Backend, ObjectInfo, nbytes, validate_key
+from casstore.exceptions import ObjectNotFoundError, StoreFullError, StoreUnavailableError
 
 try:
     import fcntl
 except ImportError:  # not POSIX, and without O_DIRECT either
     fcntl = None  # type: ignore[assignment]
-from casstore.backend.base import Backend, ObjectInfo, nbytes, validate_key
-from casstore.exceptions import ObjectNotFoundError, StoreFullError, StoreUnavailableError
 
 __all__ = ["LocalBackend"]
 
@@ -115,9 +115,6 @@ _FRESHEN_STEP_NS = 1_000_000
 #: objects at least this large are written with O_DIRECT where the file system allows
 DIRECT_MIN = 256 << 10
 _ALIGN = 4096  # buffer address and write length: a multiple of any disk's logical block
-_HUGE_PAGE = 2 << 20  # the aligned buffers' sizes are multiples of this (x86-64's and arm64's huge page)
-_PRIVATE_ANONYMOUS = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
-_MADV_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 _FADV_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", 0) if hasattr(os, "posix_fadvise") else 0
 
@@ -144,22 +141,14 @@ if hasattr(os, "register_at_fork"):
 
 
 class _AlignedBuffers(threading.local):
-    """One page-aligned buffer per writing thread, grown to the largest object seen: private
-    anonymous memory in whole huge pages, asked for with ``MADV_HUGEPAGE``. A chunk written
-    from a huge page is one segment for the disk, not one per 4 KiB page: the kernel pins it
-    in one step and sends it as one request (a virtual disk takes at most a few hundred
-    segments per request, so a 1 MiB chunk in small pages went as two). Where the kernel
-    gives no huge pages, the buffer is made of small ones, as before."""
+    """One page-aligned buffer per writing thread, grown to the largest object seen."""
 
     def get(self, size: int) -> mmap.mmap:
         buf: mmap.mmap | None = getattr(self, "buf", None)
         if buf is None or len(buf) < size:
             if buf is not None:
                 buf.close()
-            buf = self.buf = mmap.mmap(-1, -(-size // _HUGE_PAGE) * _HUGE_PAGE, flags=_PRIVATE_ANONYMOUS)
-            if _MADV_HUGEPAGE is not None:
-                with contextlib.suppress(OSError):
-                    buf.madvise(_MADV_HUGEPAGE)
+            buf = self.buf = mmap.mmap(-1, max(size, 1 << 20))  # anonymous maps are page-aligned
         return buf
 
 
