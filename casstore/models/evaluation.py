@@ -204,11 +204,12 @@ def _regressor_metrics(y: Any, y_pred: Any) -> dict[str, Any]:
     from sklearn import metrics as skm
 
     total = sum(y)
+    mse = skm.mean_squared_error(y, y_pred)
     return {
         "example_count": len(y),
         "mean_absolute_error": skm.mean_absolute_error(y, y_pred),
-        "mean_squared_error": skm.mean_squared_error(y, y_pred),
-        "root_mean_squared_error": float(np.sqrt(skm.mean_squared_error(y, y_pred))),
+        "mean_squared_error": mse,
+        "root_mean_squared_error": float(np.sqrt(mse)),
         "sum_on_target": total,
         "mean_on_target": total / len(y),
         "r2_score": skm.r2_score(y, y_pred),

@@ -391,7 +391,7 @@ class StoringPasses:
         the file by reading it. Writes in flight are waited for before a map is let go,
         so a writer waits for one window and those writes."""
         size = lease.size
-        sink = self._mapped_sink(lease, before)
+        sink = self._mapped_sink(lease, before, usable=not self.batched)  # a batching sink holds chunks on
         if sink is None:
             return None
         chunks: list[tuple[Future[str], int]] = []
@@ -442,12 +442,11 @@ class StoringPasses:
         once it is let go. Not a loose remote store, whose batches hold chunks on."""
         return not self.batched or self.packs is not None
 
-    def _mapped_sink(self, lease: FileLease, before: os.stat_result, like: bool = False) -> _ChunkSink | None:
+    def _mapped_sink(self, lease: FileLease, before: os.stat_result, usable: bool) -> _ChunkSink | None:
         """The chunk sink of a storing pass over maps of the file under ``lease``, or None
-        where no such pass may be taken: a store that batches its chunks (unless ``like``,
-        a pass following a recipe, and the store :attr:`follows_recipes`), the lease lost,
-        the file changed since ``before``."""
-        if (not self.follows_recipes if like else self.batched) or not lease.intact() or changed(before, os.fstat(lease.fd)):
+        where no such pass may be taken: not ``usable`` in this store, the lease lost, the
+        file changed since ``before``."""
+        if not usable or not lease.intact() or changed(before, os.fstat(lease.fd)):
             return None
         return self.sink()
 
@@ -469,7 +468,7 @@ class StoringPasses:
 
         Returns as :meth:`store_leased`, and None where it cannot be used or must stop."""
         size = lease.size
-        sink = self._mapped_sink(lease, before, like=True)
+        sink = self._mapped_sink(lease, before, usable=self.follows_recipes)
         if sink is None:
             return None
         max_size = self.chunker.params.max_size
