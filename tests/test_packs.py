@@ -439,10 +439,15 @@ def test_s3_packed_store_logs_relogs_and_reads_in_few_requests(
     store = RunStore(objects)
     exp = store.get_or_create_experiment("s3")
     first = store.create_run(exp)
+    asked: list[str] = []
+    real_exists = objects.backend.exists
+    objects.backend.exists = lambda key: asked.append(key) or real_exists(key)  # type: ignore[method-assign]
     counts.clear()
     entry = first.log_file("weights.bin", src)
     fresh = sum(counts.values())
+    objects.backend.exists = real_exists  # type: ignore[method-assign]
     first.end()
+    assert [k for k in asked if k.startswith("chunks/")] == []  # its writers pack every chunk
     # 3 packs, one index, one recipe, a few for the records and checks, and 3 to list the
     # binding in a batch record (a listing of the batches, the batch, its witness)
     assert len(list(objects.backend.list("packs/"))) == 3

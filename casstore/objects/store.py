@@ -304,6 +304,8 @@ class ObjectStore(ObjectReader):
         if not head:
             return None
         first = hash_bytes(next(iter(self.chunker.cut_buffer(head))))
+        if self.layout.packed:  # its writers pack every chunk: a loose one is not asked for
+            return first if self._locate(first) is not None else None
         return first if self._has_chunk(first) else None
 
     def _hints(self, first: str, size: int) -> list[tuple[int, str]]:
