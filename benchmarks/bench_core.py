@@ -5,7 +5,8 @@
 
 1. A fresh file into a new local store (``put_file`` then the durability barrier
    ``flush``), against ``shutil.copyfile`` + ``os.fsync`` of the copy (a durable copy)
-   and against plain ``copyfile``. Goal: casstore / durable copy <= 1.25. The same put
+   and against plain ``copyfile``. Goal: casstore / durable copy <= 1.25 (judged at 1 GiB
+   and above). The same put
    into a new store of the packs layout runs beside it (the measurement behind the
    layout local stores are created with). Beside them,
    the disk's own time for the same bytes as 1 MiB files written with ``O_DIRECT``
@@ -62,6 +63,7 @@ from casstore.objects import ObjectStore, open_store  # noqa: E402
 from casstore.objects.statcache import StatCache  # noqa: E402
 
 MIB = 1 << 20
+GIB = 1 << 30
 
 
 # ---- measuring --------------------------------------------------------------------------
@@ -316,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         durable_ratio = fresh["casstore put_file + flush"].median() / fresh["copyfile + fsync"].median()
         plain_ratio = fresh["casstore put_file (durable=False)"].median() / fresh["copyfile"].median()
         packed_ratio = fresh[PACKED].median() / fresh["copyfile + fsync"].median()
-        print(f"  casstore / durable copy = {durable_ratio:.2f}   (goal <= 1.25: {'met' if durable_ratio <= 1.25 else 'MISSED'})")
+        judged = ('met' if durable_ratio <= 1.25 else 'MISSED') if size >= GIB else \
+            f"not judged at {size // MIB} MiB; the goal is set for a GiB"
+        print(f"  casstore / durable copy = {durable_ratio:.2f}   (goal <= 1.25: {judged})")
         print(f"  casstore, packs layout / durable copy = {packed_ratio:.2f}")
         print(f"  casstore (durable=False) / copyfile = {plain_ratio:.2f}")
         disk_ratio = fresh["casstore put_file + flush"].median() / fresh[DISK_FLOOR].median() if DISK_FLOOR in fresh else None
