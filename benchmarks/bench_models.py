@@ -231,10 +231,12 @@ def main() -> int:
     print("| measure | casstore vs MLflow | ratio | goal | met |")
     print("|---|---|---|---|---|")
     ok = True
+    judged = size_mb >= 100  # the goals are set for a 200 MB model (below)
     for what, figures, ratio, goal in checks:
         met = ratio <= goal
         ok &= met
-        print(f"| {what} | {figures} | {ratio:.2f} | <= {goal:.2f} | {'yes' if met else 'NO'} |")
+        verdict = ("yes" if met else "NO") if judged else f"not judged at {size_mb:g} MB"
+        print(f"| {what} | {figures} | {ratio:.2f} | <= {goal:.2f} | {verdict} |")
     print(f"\nload times: casstore {', '.join(f'{t:.2f}' for t in loads['casstore'])} s; "
           f"MLflow {', '.join(f'{t:.2f}' for t in loads['mlflow'])} s")
     if args.fresh:
@@ -244,7 +246,8 @@ def main() -> int:
         # a small model pays a fixed cost per run (the chunk holding the changed header, the
         # chunk at the old end) that a 200 MB model does not notice
         print(f"(the goals are set for a 200 MB model; at {size_mb:g} MB the fixed cost per run weighs more)")
-    print("all goals met" if ok else "some goals NOT met (see the table)")
+    if judged:
+        print("all goals met" if ok else "some goals NOT met (see the table)")
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -88,7 +88,7 @@ SCRIPTS = (
     Script("bench_core.py", ("--size-mib", "1024", "--rss-size-mib", "512", "--repeats", "3")),
     Script("bench_chunk_size.py", ("--quick", "--repeats", "3")),
     Script("bench_tracking.py", ("--repeat", "3"), needs="mlflow"),
-    Script("bench_models.py", ("--size-mb", "25", "--runs", "5", "--repeat", "3", "--fresh", "3"),
+    Script("bench_models.py", ("--size-mb", "200", "--runs", "5", "--repeat", "3", "--fresh", "3"),
            ("--quick", "--runs", "3", "--repeat", "1", "--fresh", "1"), needs="mlflow"),
     Script("bench_s3.py", ("--size-mib", "128", "--repeat", "3")),
     Script("bench_cli.py", ("--quick", "--repeat", "3"), ("--quick", "--repeat", "1")),
