@@ -745,11 +745,29 @@ class RunStore:
             status, end_time = "RUNNING", None
             try:
                 state = self._live_state(run_id)
-            except (BatchVanished, ObjectNotFoundError):
+            except (BatchVanished, ObjectNotFoundError) as e:
                 if self.seal_record(run_id) is None:
+                    if isinstance(e, ObjectNotFoundError):
+                        self._refuse_if_lost(run_id)
                     raise
                 return self._read_run(run_id)  # sealed while read, its records removed: the seal has it
         return _view(state, status, end_time, digest, self.is_deleted(run_id), damaged)
+
+    def _refuse_if_lost(self, run_id: str) -> None:
+        """A run with neither a seal nor a meta record: a run whose creation never reached
+        the disk holds nothing else, but one that still holds records (its artifacts, models,
+        a deletion) lost what said what it is: :class:`CorruptRecordError` naming it, so no
+        listing takes it for a run that never was."""
+        held = sorted(self.backend.list(layout.run_prefix(run_id)))
+        if not held:
+            return
+        seal = layout.seal_key(run_id, self.generation(run_id))
+        raise CorruptRecordError(
+            f"run {run_id} cannot be read: its seal ({seal}) and its meta record ({layout.run_meta_key(run_id)}) "
+            f"are missing, though it still holds {len(held)} record(s) such as {held[0]}. Restore {seal} from a "
+            f"backup (a sealed run on a local disk keeps its seal only; a run still open needs its meta record); "
+            "`casstore verify --all` lists everything missing"
+        )
 
     def _live_state(self, run_id: str) -> RunState:
         g = self.generation(run_id)
