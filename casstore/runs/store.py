@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from casstore.exceptions import (
     CasstoreError,
     CorruptRecordError,
+    DamagedRecordWarning,
     DamagedRunWarning,
     IntegrityError,
     InvalidInputError,
@@ -293,15 +294,36 @@ class RunStore:
     def list_experiments(self) -> list[Experiment]:
         """Every experiment (deleted ones too), oldest first (``Default`` among them, written or not)."""
         out: dict[str, Experiment] = {}
+        damaged: list[str] = []
         for key in sorted(self.backend.list("experiments/names/")):
-            rec = decode_record(self.backend.get(key), f"record {key}")
-            exp_id = field_of(rec, "experiment_id", "str", key)
+            try:
+                rec = decode_record(self.backend.get(key), f"record {key}")
+                exp_id = field_of(rec, "experiment_id", "str", key)
+            except CorruptRecordError as e:
+                damaged.append(f"{key}: {e}")
+                continue
+            except ObjectNotFoundError:
+                continue
             if exp_id in out:
                 continue  # a name it had before a rename
             try:
                 out[exp_id] = self.get_experiment(exp_id)
             except ObjectNotFoundError:
                 continue
+        if damaged:
+            # a name record only leads to its experiment, whose own records say what it is:
+            # every experiment is found from those, and the damaged record is named
+            warnings.warn(DamagedRecordWarning(
+                f"{len(damaged)} experiment name record(s) cannot be read ({'; '.join(damaged[:3])}); every "
+                "experiment is listed from its own records, but its name may not lead to it until the record is "
+                "restored from a backup (`casstore verify --all` lists it)"), stacklevel=2)
+            for key in self.backend.list("experiments/"):
+                parts = key.split("/")
+                if len(parts) == 3 and parts[2] == "meta" and parts[1] not in out:
+                    try:
+                        out[parts[1]] = self.get_experiment(parts[1])
+                    except ObjectNotFoundError:
+                        continue
         if DEFAULT_EXPERIMENT_ID not in out:
             out[DEFAULT_EXPERIMENT_ID] = self.get_experiment(DEFAULT_EXPERIMENT_ID)
         return sorted(out.values(), key=lambda e: (e.creation_time, e.experiment_id))
