@@ -64,3 +64,26 @@ def test_the_ui_lists_every_experiment(damaged: tuple[Path, dict[str, str], str]
     with pytest.warns(DamagedRecordWarning), TestClient(create_app(RunStore(open_store(str(root))))) as c:
         page = c.get("/")
     assert page.status_code == 200 and "fraud" in page.text and "churn" in page.text
+
+
+def test_a_damaged_experiment_costs_its_place_in_the_list_not_its_runs_or_the_others(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    store = RunStore(open_store(str(root), create=True))
+    runs, ids = {}, {}
+    for name in ("fraud", "churn"):
+        ids[name] = store.get_or_create_experiment(name)
+        h = store.create_run(ids[name])
+        h.end()
+        runs[name] = h.run_id
+    key = layout.experiment_meta_key(ids["fraud"])
+    raw = bytearray((root / key).read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    (root / key).write_bytes(bytes(raw))
+    cli = [sys.executable, "-m", "casstore.cli", "--store", str(root), "runs", "--json"]
+    r = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert sorted(x["run_id"] for x in json.loads(r.stdout)) == sorted(runs.values())  # its runs too
+    assert key in r.stderr
+    r = subprocess.run([*cli, "--experiment", "churn"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert [x["run_id"] for x in json.loads(r.stdout)] == [runs["churn"]]

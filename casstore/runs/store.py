@@ -291,6 +291,19 @@ class RunStore:
         exp = self.get_experiment(exp_id)
         return exp if exp.name == name else None  # renamed since
 
+    def _list_experiment(self, exp_id: str, out: dict[str, Experiment]) -> None:
+        """Add experiment ``exp_id`` to a listing; one whose records fail their checks is left
+        out with a :class:`DamagedRecordWarning` naming it (its runs are still listed)."""
+        try:
+            out[exp_id] = self.get_experiment(exp_id)
+        except ObjectNotFoundError:
+            pass
+        except CorruptRecordError as e:
+            warnings.warn(DamagedRecordWarning(
+                f"experiment {exp_id} is left out of the list of experiments: it cannot be read ({e}). Its runs are "
+                "still listed; restore its damaged records from a backup (`casstore verify --all` lists them)"),
+                stacklevel=3)
+
     def list_experiments(self) -> list[Experiment]:
         """Every experiment (deleted ones too), oldest first (``Default`` among them, written or not)."""
         out: dict[str, Experiment] = {}
@@ -304,12 +317,8 @@ class RunStore:
                 continue
             except ObjectNotFoundError:
                 continue
-            if exp_id in out:
-                continue  # a name it had before a rename
-            try:
-                out[exp_id] = self.get_experiment(exp_id)
-            except ObjectNotFoundError:
-                continue
+            if exp_id not in out:  # else a name it had before a rename
+                self._list_experiment(exp_id, out)
         if damaged:
             # a name record only leads to its experiment, whose own records say what it is:
             # every experiment is found from those, and the damaged record is named
@@ -320,10 +329,7 @@ class RunStore:
             for key in self.backend.list("experiments/"):
                 parts = key.split("/")
                 if len(parts) == 3 and parts[2] == "meta" and parts[1] not in out:
-                    try:
-                        out[parts[1]] = self.get_experiment(parts[1])
-                    except ObjectNotFoundError:
-                        continue
+                    self._list_experiment(parts[1], out)
         if DEFAULT_EXPERIMENT_ID not in out:
             out[DEFAULT_EXPERIMENT_ID] = self.get_experiment(DEFAULT_EXPERIMENT_ID)
         return sorted(out.values(), key=lambda e: (e.creation_time, e.experiment_id))
