@@ -18,7 +18,9 @@
     │   └── ArtifactPathConflictError  an artifact path that would be both a file and a directory
     └── RunStateError             the run is sealed, not active, or in the wrong state
 
-    DamagedRunWarning (UserWarning)  a run was skipped, or shown without the records that
+    DamagedRecordWarning (UserWarning)  something was skipped by a listing, or shown without
+    │                                the records that failed their checks (each one named)
+    └── DamagedRunWarning            a run was skipped, or shown without the records that
                                      failed their checks (each one named)
     LinkWarning (UserWarning)        a logged directory's symbolic links that point outside it
                                      (logged) or to directories (not followed), each one named
@@ -53,6 +55,7 @@ __all__ = [
     "RunStateError",
     "ResourceAlreadyExistsError",
     "MlflowException",
+    "DamagedRecordWarning",
     "DamagedRunWarning",
     "LinkWarning",
 ]
@@ -249,7 +252,13 @@ MlflowException = CasstoreError
 """MLflow's name for :class:`CasstoreError`: ``except MlflowException`` catches every casstore error."""
 
 
-class DamagedRunWarning(UserWarning):
+class DamagedRecordWarning(UserWarning):
+    """A listing left out something whose records failed their checks (a run, a registered
+    model), or showed it without them; the message names each and what it affects
+    (``casstore verify --all`` lists them all)."""
+
+
+class DamagedRunWarning(DamagedRecordWarning):
     """A run was skipped by a listing, or read without the records that failed their checks;
     the message names each and what it affects (``casstore verify --all`` lists them all)."""
 

@@ -496,11 +496,19 @@ class LocalBackend(Backend):
         aside = os.path.join(d, f"{_QUARANTINE_PREFIX}{int(older_than * 1e9)}-{uuid.uuid4().hex[:8]}-{name}")
         try:
             os.rename(final, aside)
-        except (FileNotFoundError, NotADirectoryError):
+            return self._settle(aside, final, older_than)
+        except (FileNotFoundError, NotADirectoryError):  # from the rename: _settle handles its own
             return False
+        except StoreUnavailableError:
+            raise
         except OSError as e:
             raise self._wrap(key, e) from e
-        return self._settle(aside, final, older_than)
+        except BaseException:
+            # interrupted (Ctrl-C) between the rename and the decision: decide before giving up,
+            # so an object a writer reused is not left aside, missing, until the next gc
+            with contextlib.suppress(OSError):
+                self._settle(aside, final, older_than)
+            raise
 
     def _settle(self, aside: str, final: str, older_than: float) -> bool:
         """Finish a stale delete: put the object back if it was touched at or after

@@ -18,7 +18,7 @@ import click
 
 from casstore.cli._common import DEBUG_KEY, STORE_KEY
 from casstore import __version__
-from casstore.exceptions import CasstoreError, DamagedRunWarning
+from casstore.exceptions import CasstoreError, DamagedRecordWarning
 
 __all__ = ["cli", "main"]
 
@@ -97,7 +97,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("always", DamagedRunWarning)
+                warnings.simplefilter("always", DamagedRecordWarning)
                 warnings.showwarning = _show_damage
                 return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):

@@ -52,7 +52,9 @@ def models_group() -> None:
 def list_cmd(as_json: bool, store: str | None) -> None:
     """List registered models with their latest version and aliases."""
     runs = open_runs(store)
-    models = _registry(runs).list_models()
+    from casstore.registry.store import warn_damaged
+
+    models = _registry(runs).list_models(on_damaged=warn_damaged)
     if as_json:
         emit_json([{"name": m.name, "latest_version": m.latest_versions[0].version if m.latest_versions else None,
                     "aliases": dict(m.aliases), "tags": dict(m.tags), "description": m.description,

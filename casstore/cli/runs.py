@@ -270,14 +270,18 @@ Examples:
 @click.option("-o", "--output", "dest", metavar="DEST", default=None,
               help="Where to write: a file path for a file, a directory otherwise "
                    "(default: the artifact's name, or the run id, in the current directory).")
+@click.option("--force", is_flag=True,
+              help="Replace local files that exist with other content (default: refuse, writing nothing).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON: each file written (artifact path, file written, size, digest).")
 @common_options
-def get_cmd(run: str, path: str, dest: str | None, as_json: bool, store: str | None) -> None:
+def get_cmd(run: str, path: str, dest: str | None, force: bool, as_json: bool, store: str | None) -> None:
     """Download an artifact file, a directory of artifacts, or all of a run's artifacts.
 
     Every file is verified before it appears at its destination; none is written
-    outside DEST.
+    outside DEST. A local file that exists with other content is never replaced
+    without --force (nothing is written then); one that already holds the artifact's
+    content is left as it is.
     """
     from casstore._paths import clean_optional_path, safe_destination
     from casstore.cli._common import open_runs
@@ -303,14 +307,38 @@ def get_cmd(run: str, path: str, dest: str | None, as_json: bool, store: str | N
         if os.path.exists(root) and not os.path.isdir(root):
             raise LocalFileError(f"destination {root!r} exists and is not a directory")
         items = [(a, safe_destination(root, a.path[len(prefix):])) for a in chosen]  # all checked first
-    total = sum(a.size for a, _ in items)
-    with Progress() as progress, progress.task(f"downloading {len(items)} file(s)", total) as advance:
-        for entry, target in items:
+    todo = [(e, t) for e, t in items if not _holds(t, e.size, e.digest)]
+    in_the_way = [t for _, t in todo if os.path.lexists(t)]
+    if in_the_way and not force:
+        raise LocalFileError(
+            f"{len(in_the_way)} local file(s) exist with other content and would be replaced: "
+            f"{', '.join(in_the_way[:3])}{' ...' if len(in_the_way) > 3 else ''}; nothing was written. "
+            "Choose another destination with -o, or pass --force to replace them"
+        )
+    total = sum(a.size for a, _ in todo)
+    with Progress() as progress, progress.task(f"downloading {len(todo)} file(s)", total) as advance:
+        for entry, target in todo:
             runs.artifact_to_file(view.run_id, entry, target, advance)
     if as_json:
         emit_json([{"path": e.path, "file": target, "size": e.size, "digest": e.digest} for e, target in items])
         return
     echo_files(((target, e.size, e.digest) for e, target in items), indent="")
+
+
+def _holds(path: str, size: int, digest: str) -> bool:
+    """Whether the local file ``path`` exists with exactly this content (its size, then its BLAKE3)."""
+    from casstore.objects.digest import new_hasher
+
+    try:
+        if not os.path.isfile(path) or os.path.getsize(path) != size:
+            return False
+        h = new_hasher()
+        with open(path, "rb") as f:
+            while block := f.read(1 << 22):
+                h.update(block)
+    except OSError:
+        return False
+    return bool(h.hexdigest() == digest)
 
 
 # ---- log -----------------------------------------------------------------------------------

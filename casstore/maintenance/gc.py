@@ -4,10 +4,13 @@ A gc run does, in order (see docs/design.md, "Garbage collection", for the argum
 
 1. reads the store's clock (the mtime of a probe object), so every time below is
    compared with object times in one clock;
-2. lists the store and reads every root record: the reference records and manifests
+2. finishes what stopped gc runs left undecided (an object renamed aside for deletion:
+   put back if a writer reused it since, else removed) and removes temporary files of
+   killed writers older than the grace period (at least an hour);
+3. lists the store and reads every root record: the reference records and manifests
    of every run without a ``deleted`` marker, every registry record, and records under
    prefixes it does not know;
-3. **sweeps** the candidates of earlier runs whose grace period is over, counted from
+4. **sweeps** the candidates of earlier runs whose grace period is over, counted from
    when each record was written (its mtime, the store's clock): an object listed in a
    candidates record marked at ``T`` is deleted only if it is still unreachable now,
    nothing kept refers to it, and it was neither created nor freshened since ``T``
@@ -19,10 +22,9 @@ A gc run does, in order (see docs/design.md, "Garbage collection", for the argum
    replaced, and only then are the swept candidates records removed (a writer of a packs
    store checks the marks it can list instead of freshening every pack it reuses, see
    :class:`~casstore.objects.packs.PackWriter`);
-4. **marks** everything unreachable now in a new candidates record
+5. **marks** everything unreachable now in a new candidates record
    ``gc/candidates/<stamp>`` with the time of step 1;
-5. removes temporary files of killed writers older than the grace period (at least an
-   hour), and records the run in ``gc/log/<stamp>``.
+6. records the run in ``gc/log/<stamp>``.
 
 So an object is removed only by a second gc run, at least ``grace`` after the first
 saw it unreferenced, and only if no writer touched it in between.
@@ -244,6 +246,11 @@ def collect_garbage(
         _refuse_if_writing(backend)
     now = time.time() if dry_run else store_clock(backend)
     report = GcReport(dry_run=dry_run, grace=grace, started=now, exact=bool(getattr(backend, "exact_stale_delete", False)))
+    if not dry_run:
+        # first: a delete a stopped gc left undecided is finished (an object a writer reused
+        # since is put back) before the listing, which would take it for missing
+        tick("cleaning temporary files")
+        report.tmp_removed = backend.clean_tmp(now - max(grace, MIN_TMP_AGE))
 
     tick("listing")
     records = _load_candidates(backend)
@@ -417,8 +424,6 @@ def collect_garbage(
                 report.next_sweep = now + grace
 
     if not dry_run:
-        tick("cleaning temporary files")
-        report.tmp_removed = backend.clean_tmp(now - max(grace, MIN_TMP_AGE))
         backend.put_if_absent(LOG_PREFIX + _stamp(), pack({"v": RECORD_VERSION, **report.to_dict()}))
     return report
 

@@ -374,10 +374,17 @@ class _Checker:
             try:
                 view = self.runs.get_run(run_id, warn=False)
             except (IntegrityError, CorruptRecordError) as e:  # version 5: a seal that was all its run kept
-                self.problem(_seal_object(self.runs, run_id), "corrupt", str(e), [who])
+                key, kind = _seal_object(self.runs, run_id), "corrupt"
+                if key == layout.run_prefix(run_id):  # no seal, no meta, other records: what said what it is is gone
+                    key, kind = layout.seal_key(run_id, self.runs.generation(run_id)), "missing"
+                self.problem(key, kind, str(e), [who])
                 continue
             except ObjectNotFoundError as e:
-                self.problem(layout.run_meta_key(run_id), "missing", str(e), [who])
+                detail = str(e)
+                if self.runs.compacts:  # a sealed run here keeps its seal only
+                    detail += (f": it has neither its meta record nor a seal; if it was sealed, restore "
+                               f"{layout.seal_key(run_id, self.runs.generation(run_id))} from a backup")
+                self.problem(layout.run_meta_key(run_id), "missing", detail, [who])
                 continue
             except CasstoreError as e:
                 self.problem(_seal_object(self.runs, run_id), "unreadable", str(e), [who])

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from casstore.exceptions import InvalidInputError
 from casstore.registry.entities import AliasEvent, ModelVersion, RegisteredModel, RegistryEvent
-from casstore.registry.store import Registry
+from casstore.registry.store import Registry, warn_damaged
 from casstore.runs.search import matches, parse_filter, parse_order_by, sort_items
 
 if TYPE_CHECKING:
@@ -130,7 +130,8 @@ class RegistryClient:
     ) -> list[RegisteredModel]:
         """Registered models matching ``filter_string`` (``name LIKE 'fraud%' AND tags.team = 'risk'``)."""
         comps = parse_filter(filter_string, MODEL_ATTRIBUTES)
-        found = [m for m in self.registry.list_models() if matches(comps, functools.partial(_model_value, m))]
+        found = [m for m in self.registry.list_models(on_damaged=warn_damaged)
+                 if matches(comps, functools.partial(_model_value, m))]
         keys = parse_order_by(order_by or ["name ASC"], MODEL_ATTRIBUTES)
         found = sort_items(found, keys, _model_value, MODEL_ATTRIBUTES)
         n = _limit(max_results)
@@ -210,7 +211,7 @@ class RegistryClient:
         ``model_digest = '...'``, ``tags.validated = 'yes'``); newest first within a name."""
         comps = parse_filter(filter_string, VERSION_ATTRIBUTES)
         names = [c.value for c in comps if c.entity == "attributes" and c.key == "name" and c.op == "="]
-        models = [str(names[0])] if names else [m.name for m in self.registry.list_models()]
+        models = [str(names[0])] if names else [m.name for m in self.registry.list_models(on_damaged=warn_damaged)]
         found: list[ModelVersion] = []
         for name in models:
             try:

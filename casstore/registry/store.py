@@ -18,12 +18,14 @@ from __future__ import annotations
 import getpass
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from casstore.backend.base import Backend
 from casstore.exceptions import (
+    DamagedRecordWarning,
     CorruptRecordError,
     InvalidInputError,
     ObjectNotFoundError,
@@ -330,21 +332,39 @@ class Registry:
             deleted=st.deleted,
         )
 
-    def model_names(self) -> list[str]:
-        """Names of every registered model ever created (deleted ones included)."""
+    def model_names(self, *, on_damaged: Callable[[str], None] | None = None) -> list[str]:
+        """Names of every registered model ever created (deleted ones included). A model
+        record that fails its check raises, or with ``on_damaged`` is left out and named to it."""
         names = []
         for k in self.backend.list(L.REGISTRY_PREFIX):
             parts = k.split("/")
             if len(parts) == 3 and parts[2] == "model":
-                rec = self._get(k, "registered model record")
+                try:
+                    rec = self._get(k, f"registered model record {k}")
+                except CorruptRecordError as e:
+                    if on_damaged is None:
+                        raise
+                    on_damaged(_skipped(f"a registered model (its record {k})", e))
+                    continue
                 if isinstance(rec.get("name"), str):
                     names.append(rec["name"])
         return sorted(names)
 
-    def list_models(self, *, include_deleted: bool = False) -> list[RegisteredModel]:
+    def list_models(self, *, include_deleted: bool = False,
+                    on_damaged: Callable[[str], None] | None = None) -> list[RegisteredModel]:
+        """Every registered model. One whose records fail their checks raises
+        :class:`CorruptRecordError`; with ``on_damaged`` (listings, searches: e.g.
+        :func:`warn_damaged`) it is left out and named to it (a sentence saying what is
+        damaged and what to do), and the others are listed."""
         out = []
-        for name in self.model_names():
-            st = self._state(name, include_deleted=True)
+        for name in self.model_names(on_damaged=on_damaged):
+            try:
+                st = self._state(name, include_deleted=True)
+            except CorruptRecordError as e:
+                if on_damaged is None:
+                    raise
+                on_damaged(_skipped(f"registered model {name!r}", e))
+                continue
             if include_deleted or not st.deleted:
                 out.append(self._model_view(st))
         return out
@@ -534,3 +554,14 @@ class Registry:
         for rm in self.list_models():
             out.extend(v for v in self.list_versions(rm.name) if v.model_digest == model_digest)
         return out
+
+
+
+def _skipped(what: str, e: CorruptRecordError) -> str:
+    return (f"{what} is skipped: it cannot be read ({e}). Restore its damaged records from a backup "
+            "(`casstore verify --all` lists them)")
+
+
+def warn_damaged(why: str) -> None:
+    """Say, as a :class:`DamagedRecordWarning`, that a listing left out what ``why`` names."""
+    warnings.warn(DamagedRecordWarning(why), stacklevel=4)

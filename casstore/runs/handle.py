@@ -274,7 +274,7 @@ class RunHandle:
         artifacts bound in a batch record: one numbered below the close is in the seal."""
         if kind == "artifacts" and self._batch_bindings:
             return
-        if not self._backend.exists(self._seal_key):
+        if not self._sealed_or_closed():
             return
         view = self.store.get_run(self.run_id, flush=False, warn=False)
         held: dict[str, dict[str, Any]] = {
@@ -287,6 +287,24 @@ class RunHandle:
                 f"{'were' if len(missing) > 1 else 'was'} being logged; the run's seal does not include "
                 f"{len(missing)} of them. Log them in a new run."
             )
+
+    def _sealed_or_closed(self, *, listed: bool = True) -> bool:
+        """After binding a record: whether the run is sealed (then its seal says whether it
+        holds the record). A run another writer's end has closed but not sealed yet is sealed
+        here first, completing that end (the first seal wins; the closing batch gives its
+        status): which records that end's seal holds is known only once it exists, and a
+        writer that returned before would never learn that its record was left out.
+        ``listed``: the batches were just listed (by the binding), else they are listed now."""
+        if self._backend.exists(self._seal_key):
+            return True
+        if not self._batched:
+            return False
+        with self._batch_lock:
+            folded = self._folded if listed else self._sync_batches(self._backend.list(batches_prefix(self.run_id)))
+        if folded is None or folded.deleted is not None or self.generation not in folded.closes:
+            return False
+        self.end()
+        return True
 
     def _remember(self, key: str, rec: dict[str, Any]) -> None:
         with self._known_lock:
@@ -887,7 +905,7 @@ class RunHandle:
         k = layout.input_key(self.run_id, rec["digest"], rec["context"])
         if self._backend.put_if_absent(k, encode_record(rec)):
             self._remember(k, rec)
-        if self._backend.exists(self._seal_key):
+        if self._sealed_or_closed(listed=False):
             view = self.store.get_run(self.run_id, flush=False, warn=False)
             if not any(i["digest"] == rec["digest"] and i["context"] == rec["context"] for i in view.inputs):
                 raise RunStateError(

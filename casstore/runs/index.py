@@ -335,6 +335,7 @@ CREATE TABLE IF NOT EXISTS listed (experiment_id TEXT, run_id TEXT, PRIMARY KEY 
 CREATE TABLE IF NOT EXISTS resumed (run_id TEXT PRIMARY KEY, generation INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS listings (experiment_id TEXT PRIMARY KEY, after TEXT NOT NULL, mark REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS info (k TEXT PRIMARY KEY, v TEXT);
+CREATE TABLE IF NOT EXISTS lost (run_id TEXT PRIMARY KEY, why TEXT NOT NULL);
 """
 
 
@@ -436,7 +437,7 @@ class RunIndex:
             db = self._connect()
             db.executescript("DELETE FROM runs; DELETE FROM params; DELETE FROM tags; DELETE FROM metrics; "
                              "DELETE FROM segments; DELETE FROM claims; DELETE FROM listed; DELETE FROM resumed; "
-                             "DELETE FROM listings;")
+                             "DELETE FROM listings; DELETE FROM lost;")
 
     def _put(self, db: sqlite3.Connection, s: Mapping[str, Any], *, sealed: bool, verified: bool,
              deleted: bool) -> None:
@@ -547,7 +548,8 @@ class RunIndex:
             self.skipped = {}
             if to_read:
                 stats["runs_read"] = len(to_read)
-                views = self._read_runs(to_read)
+                lost = dict(db.execute("SELECT run_id, why FROM lost").fetchall())
+                views = self._read_runs(to_read, lost)
                 db.execute("BEGIN")
                 for v in views:
                     if v is not None:
@@ -555,20 +557,30 @@ class RunIndex:
                                   deleted=v.deleted)
                         if v.deleted:
                             db.execute("DELETE FROM claims WHERE run_id = ?", (v.run_id,))
+                        if v.run_id in lost:  # restored
+                            db.execute("DELETE FROM lost WHERE run_id = ?", (v.run_id,))
                 db.execute("COMMIT")
             self.last = stats
 
-    def _read_runs(self, run_ids: Sequence[str]) -> list[RunView | None]:
+    def _skip(self, run_id: str, why: str) -> None:
+        """Leave a run that cannot be read out of every answer, and say so (a warning naming it)."""
+        self.skipped[run_id] = why
+        warnings.warn(DamagedRunWarning(
+            f"run {run_id} is skipped: it cannot be read ({why}). Restore its damaged records from a backup "
+            "(`casstore verify --all` lists them)"), stacklevel=3)
+
+    def _read_runs(self, run_ids: Sequence[str], lost: Mapping[str, str]) -> list[RunView | None]:
+        """The runs as read (``None`` for one that cannot be); ``lost``: the runs this cache
+        once held sealed that have nothing left to read, and why."""
         def one(rid: str) -> RunView | None:
             try:
                 return self.store.get_run(rid)
             except ObjectNotFoundError:
+                if rid in lost:
+                    self._skip(rid, lost[rid])
                 return None  # an index entry whose run meta never reached the disk
             except CasstoreError as e:
-                self.skipped[rid] = str(e)
-                warnings.warn(DamagedRunWarning(
-                    f"run {rid} is skipped: it cannot be read ({e}). Restore its damaged records from a backup "
-                    "(`casstore verify --all` lists them)"), stacklevel=2)
+                self._skip(rid, str(e))
                 return None
 
         workers = self.store.backend.concurrency
@@ -667,30 +679,44 @@ class RunIndex:
 
         def digest_of(s: dict[str, Any]) -> str | None:
             # the seal of the summary's generation (a later one is known from the listing of runs)
-            seal = self.store._seal_at(s["run_id"], int(s.get("generation") or 0))
+            try:
+                seal = self.store._seal_at(s["run_id"], int(s.get("generation") or 0))
+            except CorruptRecordError:
+                return None  # a damaged seal: the run is read below, which shows what verifies or names it
             return None if seal is None else str(seal["digest"])
 
         workers = max(1, min(self.store.backend.concurrency, len(summaries)))
         with ThreadPoolExecutor(workers, thread_name_prefix="casstore-index") as pool:
             digests = list(pool.map(digest_of, summaries))
-        ok = True
-        db.execute("BEGIN")
+        read: list[tuple[dict[str, Any], RunView | None, str | None]] = []
         for s, digest in zip(summaries, digests):
             if digest == s["digest"]:
-                db.execute("UPDATE runs SET verified = 1 WHERE run_id = ?", (s["run_id"],))
+                read.append((s, None, None))
                 continue
-            ok = False
             log.warning("casstore: the index's summary of run %s does not match the run; it is read again", s["run_id"])
+            generation = int(s.get("generation") or 0)
             try:
-                v = self.store.get_run(s["run_id"])
-            except ObjectNotFoundError:
-                _drop_values(db, [s["run_id"]])
-                db.execute("DELETE FROM runs WHERE run_id = ?", (s["run_id"],))
-                continue
-            self._put(db, summary_of(v, int(s.get("generation") or 0)), sealed=v.sealed, verified=v.sealed,
-                      deleted=v.deleted)
+                read.append((s, self.store.get_run(s["run_id"]), None))
+            except ObjectNotFoundError:  # nothing of the run is left to read, yet it was sealed
+                read.append((s, None, f"the search index holds it sealed (digest {s['digest']}), but its seal "
+                                      f"{layout.seal_key(s['run_id'], generation)} is missing"))
+            except CasstoreError as e:
+                read.append((s, None, str(e)))
+        db.execute("BEGIN")
+        for s, v, why in read:
+            rid = s["run_id"]
+            if v is None and why is None:
+                db.execute("UPDATE runs SET verified = 1 WHERE run_id = ?", (rid,))
+            elif v is not None:
+                self._put(db, summary_of(v, int(s.get("generation") or 0)), sealed=v.sealed, verified=v.sealed,
+                          deleted=v.deleted)
+            else:
+                self._skip(rid, str(why))
+                _drop_values(db, [rid])
+                db.execute("DELETE FROM runs WHERE run_id = ?", (rid,))
+                db.execute("INSERT OR REPLACE INTO lost VALUES (?, ?)", (rid, why))
         db.execute("COMMIT")
-        return ok
+        return all(v is None and why is None for _, v, why in read)
 
     @staticmethod
     def _view(body: bytes, deleted: bool) -> RunView:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from casstore.exceptions import (
     CasstoreError,
     CorruptRecordError,
+    DamagedRecordWarning,
     DamagedRunWarning,
     IntegrityError,
     InvalidInputError,
@@ -290,18 +291,45 @@ class RunStore:
         exp = self.get_experiment(exp_id)
         return exp if exp.name == name else None  # renamed since
 
+    def _list_experiment(self, exp_id: str, out: dict[str, Experiment]) -> None:
+        """Add experiment ``exp_id`` to a listing; one whose records fail their checks is left
+        out with a :class:`DamagedRecordWarning` naming it (its runs are still listed)."""
+        try:
+            out[exp_id] = self.get_experiment(exp_id)
+        except ObjectNotFoundError:
+            pass
+        except CorruptRecordError as e:
+            warnings.warn(DamagedRecordWarning(
+                f"experiment {exp_id} is left out of the list of experiments: it cannot be read ({e}). Its runs are "
+                "still listed; restore its damaged records from a backup (`casstore verify --all` lists them)"),
+                stacklevel=3)
+
     def list_experiments(self) -> list[Experiment]:
         """Every experiment (deleted ones too), oldest first (``Default`` among them, written or not)."""
         out: dict[str, Experiment] = {}
+        damaged: list[str] = []
         for key in sorted(self.backend.list("experiments/names/")):
-            rec = decode_record(self.backend.get(key), f"record {key}")
-            exp_id = field_of(rec, "experiment_id", "str", key)
-            if exp_id in out:
-                continue  # a name it had before a rename
             try:
-                out[exp_id] = self.get_experiment(exp_id)
+                rec = decode_record(self.backend.get(key), f"record {key}")
+                exp_id = field_of(rec, "experiment_id", "str", key)
+            except CorruptRecordError as e:
+                damaged.append(f"{key}: {e}")
+                continue
             except ObjectNotFoundError:
                 continue
+            if exp_id not in out:  # else a name it had before a rename
+                self._list_experiment(exp_id, out)
+        if damaged:
+            # a name record only leads to its experiment, whose own records say what it is:
+            # every experiment is found from those, and the damaged record is named
+            warnings.warn(DamagedRecordWarning(
+                f"{len(damaged)} experiment name record(s) cannot be read ({'; '.join(damaged[:3])}); every "
+                "experiment is listed from its own records, but its name may not lead to it until the record is "
+                "restored from a backup (`casstore verify --all` lists it)"), stacklevel=2)
+            for key in self.backend.list("experiments/"):
+                parts = key.split("/")
+                if len(parts) == 3 and parts[2] == "meta" and parts[1] not in out:
+                    self._list_experiment(parts[1], out)
         if DEFAULT_EXPERIMENT_ID not in out:
             out[DEFAULT_EXPERIMENT_ID] = self.get_experiment(DEFAULT_EXPERIMENT_ID)
         return sorted(out.values(), key=lambda e: (e.creation_time, e.experiment_id))
@@ -745,11 +773,29 @@ class RunStore:
             status, end_time = "RUNNING", None
             try:
                 state = self._live_state(run_id)
-            except (BatchVanished, ObjectNotFoundError):
+            except (BatchVanished, ObjectNotFoundError) as e:
                 if self.seal_record(run_id) is None:
+                    if isinstance(e, ObjectNotFoundError):
+                        self._refuse_if_lost(run_id)
                     raise
                 return self._read_run(run_id)  # sealed while read, its records removed: the seal has it
         return _view(state, status, end_time, digest, self.is_deleted(run_id), damaged)
+
+    def _refuse_if_lost(self, run_id: str) -> None:
+        """A run with neither a seal nor a meta record: a run whose creation never reached
+        the disk holds nothing else, but one that still holds records (its artifacts, models,
+        a deletion) lost what said what it is: :class:`CorruptRecordError` naming it, so no
+        listing takes it for a run that never was."""
+        held = sorted(self.backend.list(layout.run_prefix(run_id)))
+        if not held:
+            return
+        seal = layout.seal_key(run_id, self.generation(run_id))
+        raise CorruptRecordError(
+            f"run {run_id} cannot be read: its seal ({seal}) and its meta record ({layout.run_meta_key(run_id)}) "
+            f"are missing, though it still holds {len(held)} record(s) such as {held[0]}. Restore {seal} from a "
+            f"backup (a sealed run on a local disk keeps its seal only; a run still open needs its meta record); "
+            "`casstore verify --all` lists everything missing"
+        )
 
     def _live_state(self, run_id: str) -> RunState:
         g = self.generation(run_id)

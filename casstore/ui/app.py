@@ -260,7 +260,9 @@ def create_app(
     # ---- pages --------------------------------------------------------------------------
 
     def index(request: Request) -> Response:
-        return render(request, "index.html", experiments=data.experiments(), models=data.models())
+        models, skipped_models = data.models()
+        return render(request, "index.html", experiments=data.experiments(), models=models,
+                      skipped_models=skipped_models)
 
     def experiment(request: Request) -> Response:
         exp = data.experiment(request.path_params["exp_id"])
@@ -372,7 +374,8 @@ def create_app(
                       diff=diff, a=a, b=b, scatter=scatter, ids=ids)
 
     def models(request: Request) -> Response:
-        return render(request, "models.html", models=data.models())
+        models, skipped_models = data.models()
+        return render(request, "models.html", models=models, skipped_models=skipped_models)
 
     def model(request: Request) -> Response:
         info = data.model(request.path_params["name"])

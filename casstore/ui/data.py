@@ -432,9 +432,11 @@ class UIData:
 
         return Registry(self.runs.backend, self.runs.objects.layout)
 
-    def models(self) -> list[Any]:
-        """Every live registered model."""
-        return list(self.registry.list_models())
+    def models(self) -> tuple[list[Any], list[str]]:
+        """Every live registered model, and a sentence for each one left out because its
+        records cannot be read."""
+        skipped: list[str] = []
+        return list(self.registry.list_models(on_damaged=skipped.append)), skipped
 
     def model(self, name: str) -> dict[str, Any]:
         """A registered model with its versions (deleted ones marked), alias history and

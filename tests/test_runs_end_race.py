@@ -1,0 +1,81 @@
+"""A write that returned is in the run's seal, even when another process ends the run at
+that moment.
+
+One process logs artifacts and models into an open run as fast as it can, printing each
+call that returned; another ends the run. The end lists the run, writes its closing batch,
+then its seal from that listing: a binding made after the listing is not in the seal, and
+the writer that made it must hear so (`RunStateError`), never return as if it were kept.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from casstore.objects import open_store
+from casstore.runs import RunStore
+
+_WRITER = textwrap.dedent("""
+    import os, sys
+    from casstore.exceptions import RunStateError
+    from casstore.objects import open_store
+    from casstore.runs import RunStore
+
+    store = RunStore(open_store(sys.argv[1]))
+    h = store.open_run(sys.argv[2])
+    out = open(sys.argv[3], "w", buffering=1)
+    weights = store.objects.put_bytes(os.urandom(5_000))
+    out.write("ready\\n")
+    i = 0
+    try:
+        while True:
+            if sys.argv[4] != "models":
+                h.log_bytes(f"a{i}.bin", os.urandom(20_000 + i)); out.write(f"artifact a{i}.bin\\n")
+            if i % 4 == 0 or sys.argv[4] == "models":
+                h.add_model(f"m{i}", {"v": 1, "kind": "model", "name": f"m{i}", "run_id": h.run_id, "created": "",
+                                      "flavors": {"x": {}}, "files": {"w": {"digest": weights.digest, "size": 5_000}}})
+                out.write(f"model m{i}\\n")
+            i += 1
+    except RunStateError as e:
+        out.write("refused " + " ".join(str(e).split()) + "\\n")
+""")
+
+
+def _race(root: Path | str, acks: Path, pause: float, what: str = "both") -> None:
+    store = RunStore(open_store(str(root), create=True))
+    run_id = store.create_run(store.get_or_create_experiment("race")).run_id
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(root), run_id, str(acks), what])
+    while not acks.exists() or not acks.read_text().startswith("ready"):
+        time.sleep(0.01)
+    time.sleep(pause)
+    RunStore(open_store(str(root))).open_run(run_id).end()
+    assert writer.wait(timeout=60) == 0
+    lines = acks.read_text().splitlines()
+    assert lines[-1].startswith("refused"), lines[-1]  # the writer was told the run ended
+    view = RunStore(open_store(str(root))).get_run(run_id)
+    assert view.sealed
+    returned = {line.split()[1] for line in lines if line.startswith("artifact")}
+    models = {line.split()[1] for line in lines if line.startswith("model")}
+    assert returned or what == "models"
+    assert returned <= set(view.artifacts), sorted(returned - set(view.artifacts))
+    assert models <= set(view.models), sorted(models - set(view.models))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_binding_that_returned_is_in_the_seal_of_a_run_ended_meanwhile(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    for i in range(3):
+        _race(tmp_path / f"store{i}", tmp_path / f"acks{i}", rng.uniform(0.1, 0.5))
+
+
+@pytest.mark.slow
+def test_every_binding_that_returned_is_in_the_seal_on_s3(s3_url: str, tmp_path: Path) -> None:
+    """On S3 (a packs store: artifacts are bound in batch records, models in records of their own)."""
+    for i in range(3):
+        _race(f"{s3_url}/r{i}", tmp_path / f"acks{i}", 1.0 + 0.5 * i, "models")
