@@ -97,7 +97,10 @@ def test_parse_and_format_durations() -> None:
     assert parse_duration("24h") == 86400
     assert parse_duration("1h30m") == 5400
     assert parse_duration("0s") == 0
-    assert parse_duration("90") == 90
+    assert parse_duration("0") == 0
+    # a bare number could mean hours as well as seconds: refused, with the units to choose from
+    with pytest.raises(InvalidInputError, match=r"'24' has no unit: write 24h for hours.* or 24s for seconds"):
+        parse_duration("24")
     assert parse_duration("2d") == 2 * 86400
     assert parse_duration("500ms") == 0.5
     for bad in ("", "soon", "1x", "h1", "-1h"):

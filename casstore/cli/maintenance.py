@@ -164,7 +164,7 @@ or registry record) cannot be read or proven; gc then deletes and marks nothing.
 """)
 @click.option("--dry-run", is_flag=True, help="Change nothing; say what would be deleted and marked.")
 @click.option("--grace", default="24h", show_default=True, metavar="DURATION",
-              help="Objects created or reused within this time are never removed (e.g. 24h, 30m, 7d, 0s).")
+              help="Objects created or reused within this time are never removed: a number with its unit (24h, 30m, 7d, 0s).")
 @click.option("--no-writers", is_flag=True,
               help="Promise that no one writes to the store while gc runs: delete what is unreferenced now, in "
                    "this one run, without waiting for a grace period. Refused while a writer is seen.")

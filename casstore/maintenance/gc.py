@@ -84,14 +84,20 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``24h``, ``30m``, ``1h30m``, ``2d``, ``0s`` or ``90`` (seconds).
+    """Seconds in a duration such as ``24h``, ``30m``, ``1h30m``, ``2d`` or ``0s``. A number
+    needs its unit (``0`` alone excepted): ``24`` could mean hours as well as seconds, and
+    taken for seconds it would let gc delete what a day's grace protects.
 
     >>> parse_duration("1h30m")
     5400.0
     """
     s = str(text).strip().lower().replace(" ", "")
     if re.fullmatch(r"\d+(?:\.\d+)?", s):
-        return float(s)
+        if float(s) == 0:
+            return 0.0
+        raise InvalidInputError(
+            f"{text!r} has no unit: write {s}h for hours, {s}m for minutes, {s}d for days or {s}s for seconds"
+        )
     pos, total = 0, 0.0
     for m in _DURATION_PART.finditer(s):
         if m.start() != pos:
