@@ -557,6 +557,7 @@ def test_autolog_records_params_metrics_and_tags(autologging: types.ModuleType) 
     assert got.data.tags["estimator_name"] == "LogisticRegression"
     assert got.data.tags["estimator_class"] == "sklearn.linear_model._logistic.LogisticRegression"
     assert got.data.metrics["training_score"] == pytest.approx(got.data.metrics["training_accuracy_score"])
+    assert "mlflow.autologging" not in got.data.tags, "only a run autologging starts carries the tag"
 
 
 def test_autolog_regressor_metrics_and_a_run_of_its_own(autologging: types.ModuleType) -> None:
@@ -569,6 +570,7 @@ def test_autolog_regressor_metrics_and_a_run_of_its_own(autologging: types.Modul
     assert ml.active_run() is None
     [run] = ml.search_runs(output_format="list")
     assert run.info.status == "FINISHED" and run.data.params["alpha"] == "0.1"
+    assert run.data.tags["mlflow.autologging"] == "sklearn"  # what users filter autologged runs by
     assert {"training_mean_squared_error", "training_root_mean_squared_error", "training_mean_absolute_error",
             "training_r2_score", "training_score"} <= set(run.data.metrics)
 
@@ -593,6 +595,8 @@ def test_autolog_grid_search_makes_child_runs(autologging: types.ModuleType) -> 
     assert len(children) == 3
     assert {c.data.params["svc__C"] for c in children} == {"0.1", "1.0", "10.0"}
     assert all("mean_test_score" in c.data.metrics for c in children)
+    assert "mlflow.autologging" not in got.data.tags
+    assert {c.data.tags["mlflow.autologging"] for c in children} == {"sklearn"}
     assert "cv_results.csv" in [f.path for f in ml.MlflowClient().list_artifacts(parent.info.run_id)]
 
 
