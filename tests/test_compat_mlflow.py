@@ -445,6 +445,28 @@ def test_log_input_records_the_dataset(ml: types.ModuleType) -> None:
     assert json.loads(di.dataset.profile)["num_rows"] == 3
 
 
+def test_run_to_dictionary_and_entities_as_dicts(ml: types.ModuleType) -> None:
+    """What scripts build reports and frames from: ``run.to_dictionary()``, ``dict(run.info)``."""
+    dataset = ml.data.from_pandas(pd.DataFrame({"x": [1.0, 2.0]}), name="train")
+    with ml.start_run(run_name="as-dict") as run:
+        ml.log_param("p", 1)
+        ml.log_metric("m", 0.5)
+        ml.log_input(dataset, context="training")
+    got = ml.get_run(run.info.run_id)
+    d = got.to_dictionary()
+    assert {"info", "data", "inputs"} <= set(d)
+    assert d["info"]["run_id"] == run.info.run_id and d["info"]["run_name"] == "as-dict"
+    assert d["data"]["params"] == {"p": "1"} and d["data"]["metrics"] == {"m": 0.5}
+    [di] = d["inputs"]["dataset_inputs"]
+    assert di["dataset"]["name"] == "train" and di["dataset"]["digest"] == dataset.digest
+    assert di["tags"] == {"mlflow.data.context": "training"} and d["inputs"]["model_inputs"] == []
+    info = dict(got.info)
+    assert info["run_id"] == run.info.run_id and info["status"] == "FINISHED" and info["lifecycle_stage"] == "active"
+    assert dict(got.data)["params"] == {"p": "1"}
+    frame = pd.DataFrame([dict(r.info) for r in ml.search_runs(output_format="list")])
+    assert frame["run_id"].tolist() == [run.info.run_id]
+
+
 # ---- models and registry (test_client.py: registered models, versions, aliases) ---------------------------
 
 
