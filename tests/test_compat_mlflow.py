@@ -498,6 +498,33 @@ def test_custom_python_model_round_trip(ml: types.ModuleType) -> None:
     assert ml.pyfunc.load_model(bare.model_uri).predict(frame, params={"extra": 10})["a"].tolist() == [2.0, 3.0]
 
 
+def test_models_predict_scores_as_the_server_would(ml: types.ModuleType, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``mlflow.models.predict`` with the current environment: data, a JSON file with params,
+    or CSV, and the predictions as ``{"predictions": ...}`` in a file or on stdout."""
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    signature = ml.models.infer_signature(frame, frame, params={"extra": 0})
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), signature=signature,
+                                   pip_requirements=REQS)
+    out = tmp_path / "out.json"
+    ml.models.predict(info.model_uri, input_data=frame, env_manager="local", output_path=str(out))
+    assert json.loads(out.read_text()) == {"predictions": [{"a": 2.0}, {"a": 3.0}]}
+    request = tmp_path / "in.json"
+    request.write_text(json.dumps({"dataframe_split": {"columns": ["a"], "data": [[1.0]]}, "params": {"extra": 10}}))
+    ml.models.predict(info.model_uri, input_path=str(request), env_manager="local", output_path=str(out))
+    assert json.loads(out.read_text()) == {"predictions": [{"a": 12.0}]}
+    capsys.readouterr()
+    ml.models.predict(info.model_uri, input_data=frame, content_type="csv", env_manager="local")
+    assert json.loads(capsys.readouterr().out.strip()) == {"predictions": [{"a": 2.0}, {"a": 3.0}]}
+    with pytest.raises(Exception, match="input_data") as e:
+        ml.models.predict(info.model_uri, input_data=frame, input_path=str(request), env_manager="local")
+    assert error_code(e.value) == "INVALID_PARAMETER_VALUE"
+    if ml.IS_CASSTORE:  # casstore scores in this environment and builds no other (docs/coming-from-mlflow.md)
+        with pytest.raises(ml.MlflowException, match="env_manager='local'"):
+            ml.models.predict(info.model_uri, input_data=frame, env_manager="uv")
+
+
 def test_inference_params_declared_in_the_signature(ml: types.ModuleType) -> None:
     frame = pd.DataFrame({"a": [1.0, 2.0]})
     signature = ml.models.infer_signature(frame, frame, params={"extra": 0.5, "tags": ["x"], "name": "m"})

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         infer_signature,
     )
     from casstore.models.uri import ModelURI, parse_model_uri
+    from casstore.serving.batch import predict
 
 __all__ = [
     "infer_signature",
@@ -46,6 +47,7 @@ __all__ = [
     "parse_model_uri",
     "evaluate",
     "EvaluationResult",
+    "predict",
 ]
 
 if not TYPE_CHECKING:
@@ -58,4 +60,5 @@ if not TYPE_CHECKING:
                          "infer_signature"),
                         "casstore.models.signature"),
         **dict.fromkeys(("ModelURI", "parse_model_uri"), "casstore.models.uri"),
+        "predict": "casstore.serving.batch",
     })
