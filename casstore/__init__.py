@@ -63,6 +63,7 @@ if typing.TYPE_CHECKING:  # what each public name is, for type checkers; loaded 
         get_parent_run,
         get_run,
         last_active_run,
+        last_logged_model,
         list_artifacts,
         load_table,
         log_artifact,
@@ -171,7 +172,7 @@ __all__ = [
     "MlflowClient",
 ]
 __all__ += ["models", "pyfunc", "sklearn", "register_model", "search_registered_models", "search_model_versions", "set_model_version_tag",
-            "get_logged_model", "search_logged_models", "set_logged_model_tags", "autolog",
+            "get_logged_model", "last_logged_model", "search_logged_models", "set_logged_model_tags", "autolog",
             "types", "evaluate"]
 
 # where each public name lives at run time: a submodule, or a module of the tracking API

@@ -192,6 +192,7 @@ def log_model(
     *,
     name: str | None = None,
     tags: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> ModelInfo:
     """Log a custom model (``python_model``: a :class:`PythonModel` or a function) as
     ``name`` in the active run (or a run of its own) and return its :class:`ModelInfo`.
@@ -210,7 +211,8 @@ def log_model(
         )
         with _context.logging_run() as handle:
             return log_prepared_model(
-                handle, prepared, model_name, metadata=metadata, tags=tags, registered_model_name=registered_model_name
+                handle, prepared, model_name, metadata=metadata, tags=tags, params=params,
+                registered_model_name=registered_model_name,
             )
 
 

@@ -12,7 +12,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from casstore.runs import RunHandle, RunStore
 
-__all__ = ["current_store", "logging_run"]
+__all__ = ["current_store", "last_logged_model_id", "logging_run", "note_logged_model"]
+
+#: the model id (model digest) this process logged last (MLflow's ``last_logged_model``)
+_last_logged: str | None = None
+
+
+def note_logged_model(model_id: str) -> None:
+    global _last_logged
+    _last_logged = model_id
+
+
+def last_logged_model_id() -> str | None:
+    return _last_logged
 
 
 def current_store() -> RunStore:

@@ -71,6 +71,7 @@ __all__ = [
     "search_registered_models",
     "search_model_versions",
     "get_logged_model",
+    "last_logged_model",
     "search_logged_models",
     "set_logged_model_tags",
 ]
@@ -598,6 +599,14 @@ def get_artifact_uri(artifact_path: str | None = None) -> str:
 def get_logged_model(model_id: str) -> Any:
     """A logged model by its id (its model digest: ``info.model_id``)."""
     return _client().get_logged_model(model_id)
+
+
+def last_logged_model() -> Any:
+    """The model this process logged last (``None`` before any), as :func:`get_logged_model` gives it."""
+    from casstore.models._context import last_logged_model_id
+
+    model_id = last_logged_model_id()
+    return None if model_id is None else get_logged_model(model_id)
 
 
 def search_logged_models(
