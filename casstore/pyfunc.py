@@ -27,7 +27,13 @@ from casstore.models.fetch import FetchedModel, fetch_model, load_entry
 from casstore.models.local import add_code_to_path, fetch_local_dir, is_model_uri, kept_dir
 from casstore.models.mlmodel import python_version
 from casstore.models.pyfunc import FLAVOR_NAME, ModelMetadata, PyFuncModel, pyfunc_from_fetched
-from casstore.models.python_model import FunctionModel, PythonModel, PythonModelContext, PythonModelPredictor
+from casstore.models.python_model import (
+    FunctionModel,
+    PythonModel,
+    PythonModelContext,
+    PythonModelPredictor,
+    model_from_code,
+)
 from casstore.models.requirements import pickle_modules, pin_requirements, resolve_requirements
 from casstore.models.save import model_name as save_model_name
 from casstore.models.save import (
@@ -71,6 +77,8 @@ def _check_python_model(python_model: object, loader_module: object, data_path: 
         )
     if python_model is None:
         raise InvalidInputError("give python_model: an instance of casstore.pyfunc.PythonModel, or a function")
+    if isinstance(python_model, (str, os.PathLike)):
+        return _CodeFile(os.fspath(python_model))
     if isinstance(python_model, PythonModel) or callable(getattr(python_model, "predict", None)):
         return python_model  # type: ignore[return-value]
     if callable(python_model):
@@ -78,6 +86,17 @@ def _check_python_model(python_model: object, loader_module: object, data_path: 
     raise InvalidInputError(
         f"python_model must be a PythonModel instance or a function, got {type(python_model).__name__}"
     )
+
+
+class _CodeFile(PythonModel):
+    """A model from code: the file that defines it, and the model it sets once run."""
+
+    def __init__(self, path: str) -> None:
+        if not (os.path.isfile(path) and path.endswith(".py")):
+            raise InvalidInputError(f"python_model {path!r}: a model from code is a Python file (.py) that calls "
+                                    "casstore.models.set_model(model), and there is no such file")
+        self.path = path
+        self.model = model_from_code(path)
 
 
 def _copy_artifacts(model_dir: str, artifacts: dict[str, str] | None) -> dict[str, dict[str, str]]:
@@ -137,15 +156,21 @@ def _prepare(
 ) -> PreparedModel:
     import cloudpickle
 
-    data_path = os.path.join(model_dir, PYTHON_MODEL_FILE)
-    try:
-        dump_model(python_model, data_path, CLOUDPICKLE)
-    except InvalidInputError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any pickling failure means the model cannot be stored
-        raise InvalidInputError(f"cannot serialize python_model with cloudpickle: {type(e).__name__}: {e}") from e
-    with open(data_path, "rb") as f:
-        modules = pickle_modules(f)
+    if isinstance(python_model, _CodeFile):  # the file itself, run again at load time: no pickle
+        model_file = {"model_code_path": os.path.basename(python_model.path)}
+        shutil.copy2(python_model.path, os.path.join(model_dir, model_file["model_code_path"]))
+        python_model, modules = python_model.model, set()
+    else:
+        model_file = {"python_model": PYTHON_MODEL_FILE}
+        data_path = os.path.join(model_dir, PYTHON_MODEL_FILE)
+        try:
+            dump_model(python_model, data_path, CLOUDPICKLE)
+        except InvalidInputError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any pickling failure means the model cannot be stored
+            raise InvalidInputError(f"cannot serialize python_model with cloudpickle: {type(e).__name__}: {e}") from e
+        with open(data_path, "rb") as f:
+            modules = pickle_modules(f)
     artifacts_conf = _copy_artifacts(model_dir, artifacts)
     code = copy_code_paths(model_dir, code_paths)
     predictor: Callable[[Any], Any] | None = None
@@ -161,7 +186,7 @@ def _prepare(
     signature, example_info = prepare_example_and_signature(model_dir, input_example, signature, predictor)
     requirements = resolve_requirements(pin_requirements(modules, ["cloudpickle"]), pip_requirements, extra_pip_requirements)
     conf: dict[str, Any] = {
-        "python_model": PYTHON_MODEL_FILE,
+        **model_file,
         "cloudpickle_version": cloudpickle.__version__,
         "python_version": python_version(),
         "code": code,
@@ -253,7 +278,8 @@ def _load_pyfunc_from_fetched(fetched: FetchedModel, **kwargs: Any) -> PythonMod
     model's ``code/`` on ``sys.path``) and call its ``load_context``."""
     entry = fetched.entry
     conf = entry.flavor(FLAVOR_NAME)
-    data_file = conf.get("python_model")
+    code_file = conf.get("model_code_path")
+    data_file = conf.get("python_model") if code_file is None else code_file
     if not isinstance(data_file, str) or data_file not in entry.files:
         raise CorruptRecordError(f"model {entry.name!r} names python model {data_file!r}, which is not one of its verified files")
     add_code_to_path(fetched, conf.get("code"))
@@ -263,8 +289,14 @@ def _load_pyfunc_from_fetched(fetched: FetchedModel, **kwargs: Any) -> PythonMod
         if not isinstance(rel, str) or not any(p == rel or p.startswith(rel + "/") for p in entry.files):
             raise CorruptRecordError(f"model {entry.name!r}: artifact {art_name!r} names {rel!r}, which it does not hold")
         artifacts[str(art_name)] = os.path.join(fetched.path, *rel.split("/"))
-    with fetched.take(data_file) as f:
-        python_model = load_model_file(f, CLOUDPICKLE)
+    if code_file is not None:  # run from a copy of the verified bytes, as the model's code is
+        target = os.path.join(kept_dir("casstore-code-"), os.path.basename(data_file))
+        with fetched.take(data_file) as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out)
+        python_model = model_from_code(target)
+    else:
+        with fetched.take(data_file) as f:
+            python_model = load_model_file(f, CLOUDPICKLE)
     context = PythonModelContext(artifacts, conf.get("model_config"))
     python_model.load_context(context)
     return PythonModelPredictor(python_model, context)

@@ -544,6 +544,27 @@ def test_logged_model_params_metrics_and_the_last_logged_model(ml: types.ModuleT
     assert run_params == ({"n": "1", "kind": "add"} if ml.IS_CASSTORE else {})
 
 
+def test_a_model_from_code(ml: types.ModuleType, tmp_path: Path) -> None:
+    """MLflow 3's models from code: ``python_model`` is a file that ends with ``set_model``."""
+    code = tmp_path / "doubler.py"
+    code.write_text(f"import {ml.__name__} as mlflow\n\n\n"
+                    "class Doubler(mlflow.pyfunc.PythonModel):\n"
+                    "    def predict(self, context, model_input, params=None):\n"
+                    "        return model_input * 2\n\n\n"
+                    "mlflow.models.set_model(Doubler())\n")
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="doubler", python_model=str(code), input_example=frame, pip_requirements=REQS)
+    code.write_text("raise SystemExit('the model runs from the copy it was logged with')\n")
+    assert ml.pyfunc.load_model(info.model_uri).predict(frame)["a"].tolist() == [2.0, 4.0]
+    assert info.signature.inputs.input_names() == ["a"]
+    assert "doubler.py" in [f.path.rsplit("/", 1)[-1] for f in ml.MlflowClient().list_artifacts(info.run_id, "doubler")]
+    if ml.IS_CASSTORE:  # a file that sets no model is refused when it is logged, not when it is loaded
+        (tmp_path / "empty.py").write_text("x = 1\n")
+        with pytest.raises(ml.MlflowException, match=r"did not call set_model\(model\)"), ml.start_run():
+            ml.pyfunc.log_model(name="empty", python_model=str(tmp_path / "empty.py"), pip_requirements=REQS)
+
+
 def test_inference_params_declared_in_the_signature(ml: types.ModuleType) -> None:
     frame = pd.DataFrame({"a": [1.0, 2.0]})
     signature = ml.models.infer_signature(frame, frame, params={"extra": 0.5, "tags": ["x"], "name": "m"})

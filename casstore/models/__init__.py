@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from casstore.models.entry import ModelEntry, entry_digest
     from casstore.models.evaluation import EvaluationResult, evaluate
     from casstore.models.model import Model
+    from casstore.models.python_model import set_model
     from casstore.models.save import ModelInfo, get_model_info
     from casstore.models.signature import (
         ColSpec,
@@ -48,6 +49,7 @@ __all__ = [
     "evaluate",
     "EvaluationResult",
     "predict",
+    "set_model",
 ]
 
 if not TYPE_CHECKING:
@@ -61,4 +63,5 @@ if not TYPE_CHECKING:
                         "casstore.models.signature"),
         **dict.fromkeys(("ModelURI", "parse_model_uri"), "casstore.models.uri"),
         "predict": "casstore.serving.batch",
+        "set_model": "casstore.models.python_model",
     })
