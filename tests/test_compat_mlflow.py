@@ -852,6 +852,20 @@ def test_dataset_schema_source_and_get_source(ml: types.ModuleType) -> None:
     assert ml.data.get_source(dataset).url == url
 
 
+def test_search_model_versions_lists_the_most_recently_updated_first(ml: types.ModuleType) -> None:
+    name = f"ordered-{ml.__name__}-{time.time_ns()}"
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), pip_requirements=REQS)
+    client = _client(ml)
+    for _ in range(2):
+        ml.register_model(info.model_uri, name)
+    time.sleep(0.01)
+    client.update_model_version(name, "1", description="checked by hand")
+    assert [int(v.version) for v in client.search_model_versions(f"name = '{name}'")] == [1, 2]  # v1 updated last
+    ordered = client.search_model_versions(f"name = '{name}'", order_by=["version_number DESC"])
+    assert [int(v.version) for v in ordered] == [2, 1]
+
+
 def test_renaming_a_registered_model(ml: types.ModuleType) -> None:
     client = ml.MlflowClient()
     name = f"to-rename-{_exp_id(ml)}"
