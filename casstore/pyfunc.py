@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from casstore.exceptions import CorruptRecordError, InvalidInputError
+from casstore.exceptions import CorruptRecordError, InvalidInputError, ObjectNotFoundError
 from casstore.models import _context
 from casstore.models.fetch import FetchedModel, fetch_model, load_entry
 from casstore.models.local import add_code_to_path, fetch_local_dir, is_model_uri, kept_dir
@@ -324,7 +324,13 @@ def load_model(
         from casstore.models.uri import resolve_model_uri
 
         s = store or _context.current_store()
-        resolved = resolve_model_uri(str(model_uri).strip(), s)
+        try:
+            resolved = resolve_model_uri(str(model_uri).strip(), s)
+        except ObjectNotFoundError:
+            local = _context.artifacts_model_dir(str(model_uri).strip(), s)
+            if local is None:
+                raise
+            return load_model(local, suppress_warnings, dst_path, model_config, skops_trusted_types=skops_trusted_types)
         if dest is None and _is_python_model(load_entry(s, resolved.model_digest).flavors):
             dest, keep = kept_dir("casstore-pyfunc-"), True
         fetched = fetch_model(s, resolved.model_digest, dest)

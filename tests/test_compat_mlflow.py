@@ -619,6 +619,22 @@ def test_save_model_and_load_the_directory(ml: types.ModuleType, tmp_path: Path)
         ml.sklearn.save_model(lr, str(tmp_path / "saved"), pip_requirements=REQS)  # the directory exists
 
 
+def test_a_saved_model_logged_as_artifacts_loads_from_the_run(ml: types.ModuleType, tmp_path: Path) -> None:
+    """An MLflow habit: ``save_model`` to a directory, ``log_artifacts`` it, load ``runs:/<id>/<dir>``."""
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(10.0).reshape(-1, 1)
+    ml.sklearn.save_model(LinearRegression().fit(X, 2 * X.ravel()), str(tmp_path / "saved"), pip_requirements=REQS,
+                          serialization_format="cloudpickle")
+    with ml.start_run() as run:
+        ml.log_artifacts(str(tmp_path / "saved"), artifact_path="exported")
+    uri = f"runs:/{run.info.run_id}/exported"
+    assert ml.pyfunc.load_model(uri).predict(np.array([[3.0]])).tolist() == pytest.approx([6.0])
+    assert ml.sklearn.load_model(uri).predict([[4.0]]).tolist() == pytest.approx([8.0])
+    with pytest.raises(ml.exceptions.MlflowException):
+        ml.pyfunc.load_model(f"runs:/{run.info.run_id}/nothing-here")
+
+
 # ---- autologging (tests/sklearn/test_sklearn_autolog.py: params, training metrics, searches) -------------
 
 

@@ -188,5 +188,11 @@ def fetch_model_or_dir(model_uri: str | os.PathLike[str], store: RunStore | None
         from casstore.models import _context
         from casstore.models.fetch import fetch_model_uri
 
-        return fetch_model_uri(str(model_uri).strip(), store or _context.current_store(), dest=dest)
+        s = store or _context.current_store()
+        try:
+            return fetch_model_uri(str(model_uri).strip(), s, dest=dest)
+        except ObjectNotFoundError:
+            model_uri = _context.artifacts_model_dir(str(model_uri).strip(), s) or ""
+            if not model_uri:
+                raise
     return fetch_local_dir(model_uri, dest)
