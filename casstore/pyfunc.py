@@ -41,6 +41,7 @@ from casstore.models.save import (
     PreparedModel,
     copy_code_paths,
     log_prepared_model,
+    model_file,
     new_model_dir,
     prepare_example_and_signature,
     save_prepared_model,
@@ -61,6 +62,7 @@ __all__ = [
     "log_model",
     "save_model",
     "load_model",
+    "get_model_dependencies",
 ]
 
 #: the cloudpickled ``PythonModel`` inside the model directory (MLflow's name)
@@ -348,6 +350,27 @@ def load_model(
     finally:
         if not keep:
             fetched.cleanup()
+
+
+def get_model_dependencies(model_uri: str, format: str = "pip") -> str:  # noqa: A002 - MLflow's name
+    """The path of a local copy of a model's requirements, as MLflow's: ``format="pip"``
+    gives its ``requirements.txt``, ``"conda"`` its ``conda.yaml`` (verified, written to a
+    private directory; a local model directory's own file is returned as it is)."""
+    name = {"pip": "requirements.txt", "conda": "conda.yaml"}.get(format)
+    if name is None:
+        raise InvalidInputError(f"format must be 'pip' or 'conda', not {format!r}")
+    if not is_model_uri(model_uri):
+        path = os.path.join(os.fspath(model_uri), name)
+        if not os.path.isfile(path):
+            raise ObjectNotFoundError(f"the model directory {os.fspath(model_uri)!r} has no {name}")
+        return path
+    _, entry, data = model_file(model_uri, name, None)
+    if data is None:
+        raise ObjectNotFoundError(f"model {entry.name!r} ({model_uri}) has no {name}")
+    path = os.path.join(kept_dir("casstore-deps-"), name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
 
 
 def _is_python_model(flavors: dict[str, dict[str, Any]]) -> bool:

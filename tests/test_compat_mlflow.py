@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import time
 import types
 from pathlib import Path
@@ -563,6 +564,16 @@ def test_a_model_from_code(ml: types.ModuleType, tmp_path: Path) -> None:
         (tmp_path / "empty.py").write_text("x = 1\n")
         with pytest.raises(ml.MlflowException, match=r"did not call set_model\(model\)"), ml.start_run():
             ml.pyfunc.log_model(name="empty", python_model=str(tmp_path / "empty.py"), pip_requirements=REQS)
+
+
+def test_get_model_dependencies_gives_the_requirements_file(ml: types.ModuleType) -> None:
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), pip_requirements=REQS)
+    pip = ml.pyfunc.get_model_dependencies(info.model_uri)
+    assert os.path.basename(pip) == "requirements.txt"
+    assert {"scikit-learn", "pandas"} <= set(Path(pip).read_text().split())
+    conda = ml.pyfunc.get_model_dependencies(info.model_uri, format="conda")
+    assert os.path.basename(conda) == "conda.yaml" and "dependencies" in Path(conda).read_text()
 
 
 def test_inference_params_declared_in_the_signature(ml: types.ModuleType) -> None:

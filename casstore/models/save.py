@@ -349,18 +349,25 @@ def log_prepared_model(
     )
 
 
-def written_mlmodel(model_uri: str, store: RunStore | None) -> tuple[str, ModelEntry, dict[str, Any]]:
-    """(model digest, entry, its ``MLmodel`` file as read) of a logged model, verified."""
-    import yaml
-
+def model_file(model_uri: str, rel: str, store: RunStore | None) -> tuple[str, ModelEntry, bytes | None]:
+    """(model digest, entry, the bytes of its file ``rel``, verified; None if it has none)
+    of a logged model, without fetching its other files."""
     from casstore.models.fetch import _verified_chunks, load_entry
     from casstore.models.uri import resolve_model_uri
 
     s = store or _context.current_store()
     digest = resolve_model_uri(str(model_uri).strip(), s).model_digest
     entry = load_entry(s, digest)
-    ref = entry.files.get(mlmodel.MLMODEL)
-    written = yaml.safe_load(b"".join(_verified_chunks(s.objects, ref))) if ref is not None else None
+    ref = entry.files.get(rel)
+    return digest, entry, b"".join(_verified_chunks(s.objects, ref)) if ref is not None else None
+
+
+def written_mlmodel(model_uri: str, store: RunStore | None) -> tuple[str, ModelEntry, dict[str, Any]]:
+    """(model digest, entry, its ``MLmodel`` file as read) of a logged model, verified."""
+    import yaml
+
+    digest, entry, data = model_file(model_uri, mlmodel.MLMODEL, store)
+    written = yaml.safe_load(data) if data is not None else None
     return digest, entry, written if isinstance(written, dict) else {}
 
 
