@@ -290,6 +290,21 @@ def test_predict_reads_csv_and_stdin_and_refuses_bad_input_in_one_line(models: M
     assert res.exit_code != 0 and "absent.json" in res.output
 
 
+def test_mlflows_env_manager_option_takes_local_and_says_why_not_another(models: Models, tmp_path: Path) -> None:
+    """``mlflow models predict/serve ... --env-manager local`` command lines work as they are."""
+    from click.testing import CliRunner
+
+    from casstore.cli import cli
+
+    csv = tmp_path / "in.csv"
+    csv.write_text(pd.DataFrame(ROWS, columns=COLS).to_csv(index=False))
+    res = CliRunner().invoke(cli, ["models", "predict", "-m", str(models.local_dir), "-i", str(csv), "--env-manager", "local"])
+    assert res.exit_code == 0 and "predictions" in json.loads(res.stdout), res.output
+    for command in (["predict", "-i", str(csv)], ["serve"]):
+        res = CliRunner().invoke(cli, ["models", *command, "-m", str(models.local_dir), "--env-manager", "conda"])
+        assert res.exit_code == 2 and "uses the current Python environment" in res.stderr, res.output
+
+
 # ---- integrity ---------------------------------------------------------------------------
 
 

@@ -202,6 +202,20 @@ def _opener(store: str | None, uri: str) -> Any:
     return lambda: open_runs(location)
 
 
+def _local_env_only(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if value != "local":
+        raise click.BadParameter(
+            f"{value!r}: casstore uses the current Python environment and builds no other; install the model's "
+            "requirements here and pass --env-manager local (or leave the option out)", ctx, param)
+    return value
+
+
+#: MLflow's --env-manager, so its command lines work: only ``local``, what casstore does
+_env_manager = click.option(
+    "--env-manager", default="local", show_default=True, metavar="local", callback=_local_env_only, expose_value=False,
+    help="As MLflow's; casstore uses the current environment, so only 'local' is taken.")
+
+
 @models_group.command("serve", context_settings={"help_option_names": ["--help"]})
 @click.option("-m", "--model-uri", "model_uri", required=True, metavar="MODEL_URI", help=_URI_HELP)
 @click.option("-h", "--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
@@ -216,6 +230,7 @@ def _opener(store: str | None, uri: str) -> Any:
               help="Seconds a prediction may take; a request that takes longer gets 504.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True, help="What the server logs on stderr (info logs every request).")
+@_env_manager
 @common_options
 def serve_cmd(model_uri: str, host: str, port: int, workers: int, follow_alias: float | None, max_body_mb: float,
               timeout: float, log_level: str, store: str | None) -> None:
@@ -249,6 +264,7 @@ def serve_cmd(model_uri: str, host: str, port: int, workers: int, follow_alias: 
               help="Where to write the predictions as JSON (default: stdout).")
 @click.option("-t", "--content-type", type=click.Choice(["json", "csv"]), default=None,
               help="The input's format (default: csv for a .csv file, else json).")
+@_env_manager
 @common_options
 def predict_cmd(model_uri: str, input_path: str, output_path: str | None, content_type: str | None,
                 store: str | None) -> None:
