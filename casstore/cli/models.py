@@ -277,6 +277,7 @@ def predict_cmd(model_uri: str, input_path: str, output_path: str | None, conten
     from casstore.serving import require_serving
 
     require_serving()
+    from casstore.serving.batch import write_predictions
     from casstore.serving.model import load_served
     from casstore.serving.payload import CSV, JSON
 
@@ -287,16 +288,9 @@ def predict_cmd(model_uri: str, input_path: str, output_path: str | None, conten
     except OSError as e:
         raise LocalFileError(f"cannot read the input {input_path!r}: {e.strerror or e}") from e
     model = load_served(model_uri, _opener(store, model_uri))
-    out = model.invoke(body, CSV if kind == "csv" else JSON)
-    if output_path is None:
-        click.echo(out.decode("utf-8"))
-        return
-    try:
-        with open(output_path, "wb") as f:
-            f.write(out + b"\n")
-    except OSError as e:
-        raise LocalFileError(f"cannot write the predictions to {output_path!r}: {e.strerror or e}") from e
-    click.echo(f"wrote predictions for {model_uri} (digest {model.digest}) to {output_path}", err=True)
+    write_predictions(model.invoke(body, CSV if kind == "csv" else JSON), output_path)
+    if output_path is not None:
+        click.echo(f"wrote predictions for {model_uri} (digest {model.digest}) to {output_path}", err=True)
 
 
 COMMANDS = [models_group]

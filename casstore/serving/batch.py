@@ -18,7 +18,7 @@ from typing import Any
 from casstore.exceptions import InvalidInputError, LocalFileError
 from casstore.serving.payload import CSV, JSON, parse_request, predictions_body
 
-__all__ = ["predict"]
+__all__ = ["predict", "write_predictions"]
 
 _CONTENT_TYPES = {"json": JSON, "csv": CSV}
 
@@ -59,13 +59,17 @@ def predict(
         body = _csv(input_data) if input_data is not None else _read(input_path)
         parsed = parse_request(body, _CONTENT_TYPES[content_type], model.metadata.get_input_schema())
         data, params = parsed.data, parsed.params
-    out = predictions_body(model.predict(data, params=params))
+    write_predictions(predictions_body(model.predict(data, params=params)), output_path)
+
+
+def write_predictions(body: bytes, output_path: str | None) -> None:
+    """A predictions body, and a newline, to ``output_path`` (stdout if ``None``)."""
     if output_path is None:
-        sys.stdout.write(out.decode("utf-8") + "\n")
+        sys.stdout.write(body.decode("utf-8") + "\n")
         return
     try:
         with open(output_path, "wb") as f:
-            f.write(out + b"\n")
+            f.write(body + b"\n")
     except OSError as e:
         raise LocalFileError(f"cannot write the predictions to {output_path!r}: {e.strerror or e}") from e
 
