@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from casstore.exceptions import CorruptRecordError, InvalidInputError, ObjectNotFoundError
 from casstore.models import _context
 from casstore.models.fetch import FetchedModel, fetch_model, load_entry
-from casstore.models.local import add_code_to_path, fetch_local_dir, is_model_uri, kept_dir
+from casstore.models.local import add_code_to_path, artifacts_model_dir, fetch_local_dir, is_model_uri, kept_dir
 from casstore.models.mlmodel import python_version
 from casstore.models.pyfunc import FLAVOR_NAME, ModelMetadata, PyFuncModel, pyfunc_from_fetched
 from casstore.models.python_model import (
@@ -329,7 +329,7 @@ def load_model(
         try:
             resolved = resolve_model_uri(str(model_uri).strip(), s)
         except ObjectNotFoundError:
-            local = _context.artifacts_model_dir(str(model_uri).strip(), s)
+            local = artifacts_model_dir(str(model_uri).strip(), s)
             if local is None:
                 raise
             return load_model(local, suppress_warnings, dst_path, model_config, skops_trusted_types=skops_trusted_types)

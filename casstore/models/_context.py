@@ -12,19 +12,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from casstore.runs import RunHandle, RunStore
 
-__all__ = ["artifacts_model_dir", "current_store", "last_logged_model_id", "logging_run", "note_logged_model"]
-
-#: the model id (model digest) this process logged last (MLflow's ``last_logged_model``)
-_last_logged: str | None = None
+__all__ = ["current_store", "logging_run", "note_logged_model"]
 
 
 def note_logged_model(model_id: str) -> None:
-    global _last_logged
-    _last_logged = model_id
+    """Tell the tracking API the model this process logged last (``last_logged_model``)."""
+    from casstore.tracking import fluent
 
-
-def last_logged_model_id() -> str | None:
-    return _last_logged
+    fluent._note_logged_model(model_id)
 
 
 def current_store() -> RunStore:
@@ -47,20 +42,3 @@ def logging_run() -> Iterator[RunHandle]:
     with fluent.start_run() as own:
         yield fluent.active_client()._handle(own.info.run_id)
 
-
-def artifacts_model_dir(model_uri: str, store: RunStore) -> str | None:
-    """For a ``runs:/<run_id>/<path>`` whose path is no logged model but a directory of the
-    run's artifacts holding an ``MLmodel`` (a model written with ``save_model`` and logged
-    with ``log_artifacts``, as MLflow scripts do): those files, each verified, downloaded to
-    a private directory, to be loaded as a local model directory. Else ``None``."""
-    from casstore.models.local import kept_dir
-    from casstore.models.uri import parse_model_uri
-    from casstore.tracking import _artifacts
-
-    p = parse_model_uri(model_uri)
-    if p.kind != "runs" or p.run_id is None or not p.path:
-        return None
-    view = store.get_run(p.run_id)
-    if f"{p.path}/MLmodel" not in view.artifacts:
-        return None
-    return _artifacts.download(store, view, p.path, kept_dir("casstore-model-"))
