@@ -63,6 +63,7 @@ if typing.TYPE_CHECKING:  # what each public name is, for type checkers; loaded 
         get_parent_run,
         get_run,
         last_active_run,
+        last_logged_model,
         list_artifacts,
         load_table,
         log_artifact,
@@ -171,12 +172,12 @@ __all__ = [
     "MlflowClient",
 ]
 __all__ += ["models", "pyfunc", "sklearn", "register_model", "search_registered_models", "search_model_versions", "set_model_version_tag",
-            "get_logged_model", "search_logged_models", "set_logged_model_tags", "autolog",
+            "get_logged_model", "last_logged_model", "search_logged_models", "set_logged_model_tags", "autolog",
             "types", "evaluate"]
 
 # where each public name lives at run time: a submodule, or a module of the tracking API
 if not typing.TYPE_CHECKING:  # hidden from type checkers, so a misspelt name stays an error there
-    __getattr__ = _lazy.lazy_getattr(globals(), {
+    _public = _lazy.lazy_getattr(globals(), {
         **dict.fromkeys((n for n in __all__ if n not in ("__version__", "autolog")), "casstore.tracking.fluent"),
         **{name: f"casstore.{name}" for name in ("artifacts", "data", "entities", "exceptions", "models", "pyfunc", "sklearn",
                                                  "types")},
@@ -194,6 +195,36 @@ if not typing.TYPE_CHECKING:  # hidden from type checkers, so a misspelt name st
             "casstore.tracking.uri",
         ),
     })
+
+    def __getattr__(name: str) -> typing.Any:
+        try:
+            return _public(name)
+        except AttributeError:
+            what = _NOT_PROVIDED.get(name) or (f"MLflow's {name} flavor" if name in _FLAVORS else None)
+            if what is None:
+                raise
+            raise AttributeError(
+                f"module 'casstore' has no attribute {name!r}: casstore does not provide {what}; it keeps MLflow's "
+                "tracking, models (sklearn, pyfunc) and registry (see 'What differs' in docs/coming-from-mlflow.md)"
+            ) from None
+
+#: MLflow's names for what casstore leaves out, and what each is
+_TRACING = "tracing"
+_NOT_PROVIDED = {
+    **dict.fromkeys(("trace", "get_trace", "search_traces", "start_span", "get_current_active_span",
+                     "update_current_trace", "get_last_active_trace_id", "tracing"), _TRACING),
+    "genai": "GenAI evaluation (mlflow.genai)",
+    **dict.fromkeys(("projects", "run"), "MLflow projects"),
+    **dict.fromkeys(("enable_system_metrics_logging", "disable_system_metrics_logging"), "system metrics"),
+    **dict.fromkeys(("register_prompt", "load_prompt", "search_prompts"), "prompts"),
+    **dict.fromkeys(("deployments", "gateway"), "deployments"),
+    **dict.fromkeys(("set_active_model", "get_active_model_id", "clear_active_model"), "active models"),
+}
+_FLAVORS = {
+    "pytorch", "tensorflow", "keras", "xgboost", "lightgbm", "catboost", "transformers", "sentence_transformers",
+    "openai", "langchain", "llama_index", "spark", "statsmodels", "prophet", "onnx", "h2o", "spacy", "fastai",
+    "paddle", "pmdarima", "diviner", "johnsnowlabs", "mleap", "dspy", "anthropic", "gemini", "bedrock",
+}
 
 
 def __dir__() -> list[str]:

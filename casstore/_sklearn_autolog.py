@@ -3,7 +3,8 @@
 While it is on, the outermost ``fit`` of any scikit-learn estimator (a pipeline, a search)
 records, in the active run or in a run of its own that ends with the fit (as MLflow):
 
-- params: ``get_params(deep=True)``; tags ``estimator_name`` and ``estimator_class``;
+- params: ``get_params(deep=True)``; tags ``estimator_name`` and ``estimator_class`` (and
+  ``mlflow.autologging`` ``sklearn`` on the runs autologging starts);
 - training metrics on the data it was fit on: ``training_score`` and, for classifiers,
   ``training_{accuracy,precision,recall,f1}_score``, ``training_log_loss``,
   ``training_roc_auc``; for regressors ``training_{mean_squared_error,
@@ -151,7 +152,7 @@ def _logged_fit(config: _Config, original: Callable[..., Any], estimator: Any, a
     y = args[1] if len(args) > 1 else kwargs.get("y")
     current = fluent.active_run()
     own = current is None
-    run = current or fluent.start_run()
+    run = current or fluent.start_run(tags={AUTOLOGGING_TAG: "sklearn"})
     client = fluent.active_client()
     rid = run.info.run_id
 
@@ -192,6 +193,10 @@ def _safely(step: Callable[[], None]) -> None:
         step()
     except CasstoreError as e:
         warnings.warn(f"casstore autologging could not record everything: {e}", UserWarning, stacklevel=4)
+
+
+#: MLflow's tag on the runs autologging starts (a fit's own run, a search's child runs)
+AUTOLOGGING_TAG = "mlflow.autologging"
 
 
 def _tags(estimator: Any) -> dict[str, str]:
@@ -355,7 +360,7 @@ def _log_search(config: _Config, client: Any, run: Any, estimator: Any, X: Any) 
     base = _params(estimator.estimator) if hasattr(estimator, "estimator") else {}
     for _, row in best.iterrows():
         tags = {**_tags(estimator.estimator if hasattr(estimator, "estimator") else estimator), **config.extra_tags,
-                "mlflow.parentRunId": rid}
+                "mlflow.parentRunId": rid, AUTOLOGGING_TAG: "sklearn"}
         child = client.create_run(run.info.experiment_id, tags=tags)
         cid = child.info.run_id
         for k, v in {**base, **{str(k): str(v) for k, v in row.get("params", {}).items()}}.items():

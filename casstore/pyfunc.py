@@ -21,13 +21,19 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from casstore.exceptions import CorruptRecordError, InvalidInputError
+from casstore.exceptions import CorruptRecordError, InvalidInputError, ObjectNotFoundError
 from casstore.models import _context
 from casstore.models.fetch import FetchedModel, fetch_model, load_entry
-from casstore.models.local import add_code_to_path, fetch_local_dir, is_model_uri, kept_dir
+from casstore.models.local import add_code_to_path, artifacts_model_dir, fetch_local_dir, is_model_uri, kept_dir
 from casstore.models.mlmodel import python_version
 from casstore.models.pyfunc import FLAVOR_NAME, ModelMetadata, PyFuncModel, pyfunc_from_fetched
-from casstore.models.python_model import FunctionModel, PythonModel, PythonModelContext, PythonModelPredictor
+from casstore.models.python_model import (
+    FunctionModel,
+    PythonModel,
+    PythonModelContext,
+    PythonModelPredictor,
+    model_from_code,
+)
 from casstore.models.requirements import pickle_modules, pin_requirements, resolve_requirements
 from casstore.models.save import model_name as save_model_name
 from casstore.models.save import (
@@ -35,6 +41,7 @@ from casstore.models.save import (
     PreparedModel,
     copy_code_paths,
     log_prepared_model,
+    model_file,
     new_model_dir,
     prepare_example_and_signature,
     save_prepared_model,
@@ -55,6 +62,7 @@ __all__ = [
     "log_model",
     "save_model",
     "load_model",
+    "get_model_dependencies",
 ]
 
 #: the cloudpickled ``PythonModel`` inside the model directory (MLflow's name)
@@ -71,6 +79,8 @@ def _check_python_model(python_model: object, loader_module: object, data_path: 
         )
     if python_model is None:
         raise InvalidInputError("give python_model: an instance of casstore.pyfunc.PythonModel, or a function")
+    if isinstance(python_model, (str, os.PathLike)):
+        return _CodeFile(os.fspath(python_model))
     if isinstance(python_model, PythonModel) or callable(getattr(python_model, "predict", None)):
         return python_model  # type: ignore[return-value]
     if callable(python_model):
@@ -78,6 +88,17 @@ def _check_python_model(python_model: object, loader_module: object, data_path: 
     raise InvalidInputError(
         f"python_model must be a PythonModel instance or a function, got {type(python_model).__name__}"
     )
+
+
+class _CodeFile(PythonModel):
+    """A model from code: the file that defines it, and the model it sets once run."""
+
+    def __init__(self, path: str) -> None:
+        if not (os.path.isfile(path) and path.endswith(".py")):
+            raise InvalidInputError(f"python_model {path!r}: a model from code is a Python file (.py) that calls "
+                                    "casstore.models.set_model(model), and there is no such file")
+        self.path = path
+        self.model = model_from_code(path)
 
 
 def _copy_artifacts(model_dir: str, artifacts: dict[str, str] | None) -> dict[str, dict[str, str]]:
@@ -137,15 +158,21 @@ def _prepare(
 ) -> PreparedModel:
     import cloudpickle
 
-    data_path = os.path.join(model_dir, PYTHON_MODEL_FILE)
-    try:
-        dump_model(python_model, data_path, CLOUDPICKLE)
-    except InvalidInputError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any pickling failure means the model cannot be stored
-        raise InvalidInputError(f"cannot serialize python_model with cloudpickle: {type(e).__name__}: {e}") from e
-    with open(data_path, "rb") as f:
-        modules = pickle_modules(f)
+    if isinstance(python_model, _CodeFile):  # the file itself, run again at load time: no pickle
+        model_file = {"model_code_path": os.path.basename(python_model.path)}
+        shutil.copy2(python_model.path, os.path.join(model_dir, model_file["model_code_path"]))
+        python_model, modules = python_model.model, set()
+    else:
+        model_file = {"python_model": PYTHON_MODEL_FILE}
+        data_path = os.path.join(model_dir, PYTHON_MODEL_FILE)
+        try:
+            dump_model(python_model, data_path, CLOUDPICKLE)
+        except InvalidInputError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any pickling failure means the model cannot be stored
+            raise InvalidInputError(f"cannot serialize python_model with cloudpickle: {type(e).__name__}: {e}") from e
+        with open(data_path, "rb") as f:
+            modules = pickle_modules(f)
     artifacts_conf = _copy_artifacts(model_dir, artifacts)
     code = copy_code_paths(model_dir, code_paths)
     predictor: Callable[[Any], Any] | None = None
@@ -161,7 +188,7 @@ def _prepare(
     signature, example_info = prepare_example_and_signature(model_dir, input_example, signature, predictor)
     requirements = resolve_requirements(pin_requirements(modules, ["cloudpickle"]), pip_requirements, extra_pip_requirements)
     conf: dict[str, Any] = {
-        "python_model": PYTHON_MODEL_FILE,
+        **model_file,
         "cloudpickle_version": cloudpickle.__version__,
         "python_version": python_version(),
         "code": code,
@@ -192,6 +219,7 @@ def log_model(
     *,
     name: str | None = None,
     tags: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> ModelInfo:
     """Log a custom model (``python_model``: a :class:`PythonModel` or a function) as
     ``name`` in the active run (or a run of its own) and return its :class:`ModelInfo`.
@@ -210,7 +238,8 @@ def log_model(
         )
         with _context.logging_run() as handle:
             return log_prepared_model(
-                handle, prepared, model_name, metadata=metadata, tags=tags, registered_model_name=registered_model_name
+                handle, prepared, model_name, metadata=metadata, tags=tags, params=params,
+                registered_model_name=registered_model_name,
             )
 
 
@@ -251,7 +280,8 @@ def _load_pyfunc_from_fetched(fetched: FetchedModel, **kwargs: Any) -> PythonMod
     model's ``code/`` on ``sys.path``) and call its ``load_context``."""
     entry = fetched.entry
     conf = entry.flavor(FLAVOR_NAME)
-    data_file = conf.get("python_model")
+    code_file = conf.get("model_code_path")
+    data_file = conf.get("python_model") if code_file is None else code_file
     if not isinstance(data_file, str) or data_file not in entry.files:
         raise CorruptRecordError(f"model {entry.name!r} names python model {data_file!r}, which is not one of its verified files")
     add_code_to_path(fetched, conf.get("code"))
@@ -261,8 +291,14 @@ def _load_pyfunc_from_fetched(fetched: FetchedModel, **kwargs: Any) -> PythonMod
         if not isinstance(rel, str) or not any(p == rel or p.startswith(rel + "/") for p in entry.files):
             raise CorruptRecordError(f"model {entry.name!r}: artifact {art_name!r} names {rel!r}, which it does not hold")
         artifacts[str(art_name)] = os.path.join(fetched.path, *rel.split("/"))
-    with fetched.take(data_file) as f:
-        python_model = load_model_file(f, CLOUDPICKLE)
+    if code_file is not None:  # run from a copy of the verified bytes, as the model's code is
+        target = os.path.join(kept_dir("casstore-code-"), os.path.basename(data_file))
+        with fetched.take(data_file) as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out)
+        python_model = model_from_code(target)
+    else:
+        with fetched.take(data_file) as f:
+            python_model = load_model_file(f, CLOUDPICKLE)
     context = PythonModelContext(artifacts, conf.get("model_config"))
     python_model.load_context(context)
     return PythonModelPredictor(python_model, context)
@@ -290,7 +326,13 @@ def load_model(
         from casstore.models.uri import resolve_model_uri
 
         s = store or _context.current_store()
-        resolved = resolve_model_uri(str(model_uri).strip(), s)
+        try:
+            resolved = resolve_model_uri(str(model_uri).strip(), s)
+        except ObjectNotFoundError:
+            local = artifacts_model_dir(str(model_uri).strip(), s)
+            if local is None:
+                raise
+            return load_model(local, suppress_warnings, dst_path, model_config, skops_trusted_types=skops_trusted_types)
         if dest is None and _is_python_model(load_entry(s, resolved.model_digest).flavors):
             dest, keep = kept_dir("casstore-pyfunc-"), True
         fetched = fetch_model(s, resolved.model_digest, dest)
@@ -308,6 +350,27 @@ def load_model(
     finally:
         if not keep:
             fetched.cleanup()
+
+
+def get_model_dependencies(model_uri: str, format: str = "pip") -> str:  # noqa: A002 - MLflow's name
+    """The path of a local copy of a model's requirements, as MLflow's: ``format="pip"``
+    gives its ``requirements.txt``, ``"conda"`` its ``conda.yaml`` (verified, written to a
+    private directory; a local model directory's own file is returned as it is)."""
+    name = {"pip": "requirements.txt", "conda": "conda.yaml"}.get(format)
+    if name is None:
+        raise InvalidInputError(f"format must be 'pip' or 'conda', not {format!r}")
+    if not is_model_uri(model_uri):
+        path = os.path.join(os.fspath(model_uri), name)
+        if not os.path.isfile(path):
+            raise ObjectNotFoundError(f"the model directory {os.fspath(model_uri)!r} has no {name}")
+        return path
+    _, entry, data = model_file(model_uri, name, None)
+    if data is None:
+        raise ObjectNotFoundError(f"model {entry.name!r} ({model_uri}) has no {name}")
+    path = os.path.join(kept_dir("casstore-deps-"), name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
 
 
 def _is_python_model(flavors: dict[str, dict[str, Any]]) -> bool:

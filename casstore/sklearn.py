@@ -143,6 +143,7 @@ def log_model(
     tags: dict[str, str] | None = None,
     skops_trusted_types: Sequence[str] | None = None,
     pyfunc_predict_fn: str = "predict",
+    params: dict[str, Any] | None = None,
 ) -> ModelInfo:
     """Log a scikit-learn model as ``name`` in the active run (or in a run of its own
     when none is active) and return its :class:`ModelInfo`.
@@ -170,7 +171,8 @@ def log_model(
         )
         with _context.logging_run() as handle:
             return log_prepared_model(
-                handle, prepared, model_name, metadata=metadata, tags=tags, registered_model_name=registered_model_name
+                handle, prepared, model_name, metadata=metadata, tags=tags, params=params,
+                registered_model_name=registered_model_name,
             )
 
 

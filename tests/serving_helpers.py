@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+import casstore.pyfunc
+
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 MARK_ENV = "CASSTORE_TEST_UNPICKLE_MARK"
@@ -44,6 +46,13 @@ class MarkingModel:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         Path(os.environ[MARK_ENV]).write_text("unpickled")
+
+
+class ScalingModel(casstore.pyfunc.PythonModel):
+    """A custom model with an inference param: predicts ``x * k``."""
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        return (model_input["x"] * (params or {}).get("k", 1.0)).tolist()
 
 
 @dataclass

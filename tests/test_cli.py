@@ -165,6 +165,17 @@ def test_errors_are_one_line_and_debug_shows_the_traceback(tmp_path: Path, st: S
     assert r.exit_code == 2
 
 
+@pytest.mark.parametrize("uri", ["sqlite:///mlflow.db", "http://127.0.0.1:5000", "databricks"])
+def test_an_mlflow_tracking_uri_as_store_says_what_to_do(uri: str, tmp_path: Path) -> None:
+    """An MLflow user's habit, ``--store`` set to the tracking server or database: one line
+    saying casstore has no server, what a store is, and how to import the MLflow runs."""
+    for argv in (["runs", "--store", uri], ["--store", uri, "ui"]):
+        r = CliRunner().invoke(cli, argv)
+        assert r.exit_code == 1 and r.stderr.count("\n") == 1, r.stderr
+        assert "names an MLflow tracking server or database" in r.stderr
+        assert "Pass --store with one" in r.stderr and f"casstore import-mlflow --mlflow-uri {uri}" in r.stderr
+
+
 def test_the_console_entry_point_in_a_subprocess(st: Store, tmp_path: Path) -> None:
     """The real process: exit codes, one-line errors, no progress bars in a pipe."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "CI": ""}

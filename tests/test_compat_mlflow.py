@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import time
 import types
 from pathlib import Path
@@ -445,6 +446,28 @@ def test_log_input_records_the_dataset(ml: types.ModuleType) -> None:
     assert json.loads(di.dataset.profile)["num_rows"] == 3
 
 
+def test_run_to_dictionary_and_entities_as_dicts(ml: types.ModuleType) -> None:
+    """What scripts build reports and frames from: ``run.to_dictionary()``, ``dict(run.info)``."""
+    dataset = ml.data.from_pandas(pd.DataFrame({"x": [1.0, 2.0]}), name="train")
+    with ml.start_run(run_name="as-dict") as run:
+        ml.log_param("p", 1)
+        ml.log_metric("m", 0.5)
+        ml.log_input(dataset, context="training")
+    got = ml.get_run(run.info.run_id)
+    d = got.to_dictionary()
+    assert {"info", "data", "inputs"} <= set(d)
+    assert d["info"]["run_id"] == run.info.run_id and d["info"]["run_name"] == "as-dict"
+    assert d["data"]["params"] == {"p": "1"} and d["data"]["metrics"] == {"m": 0.5}
+    [di] = d["inputs"]["dataset_inputs"]
+    assert di["dataset"]["name"] == "train" and di["dataset"]["digest"] == dataset.digest
+    assert di["tags"] == {"mlflow.data.context": "training"} and d["inputs"]["model_inputs"] == []
+    info = dict(got.info)
+    assert info["run_id"] == run.info.run_id and info["status"] == "FINISHED" and info["lifecycle_stage"] == "active"
+    assert dict(got.data)["params"] == {"p": "1"}
+    frame = pd.DataFrame([dict(r.info) for r in ml.search_runs(output_format="list")])
+    assert frame["run_id"].tolist() == [run.info.run_id]
+
+
 # ---- models and registry (test_client.py: registered models, versions, aliases) ---------------------------
 
 
@@ -474,6 +497,83 @@ def test_custom_python_model_round_trip(ml: types.ModuleType) -> None:
     # params a signature does not declare (here: none; MLflow infers its signature from the
     # type hints) are dropped, with a warning
     assert ml.pyfunc.load_model(bare.model_uri).predict(frame, params={"extra": 10})["a"].tolist() == [2.0, 3.0]
+
+
+def test_models_predict_scores_as_the_server_would(ml: types.ModuleType, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``mlflow.models.predict`` with the current environment: data, a JSON file with params,
+    or CSV, and the predictions as ``{"predictions": ...}`` in a file or on stdout."""
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    signature = ml.models.infer_signature(frame, frame, params={"extra": 0})
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), signature=signature,
+                                   pip_requirements=REQS)
+    out = tmp_path / "out.json"
+    ml.models.predict(info.model_uri, input_data=frame, env_manager="local", output_path=str(out))
+    assert json.loads(out.read_text()) == {"predictions": [{"a": 2.0}, {"a": 3.0}]}
+    request = tmp_path / "in.json"
+    request.write_text(json.dumps({"dataframe_split": {"columns": ["a"], "data": [[1.0]]}, "params": {"extra": 10}}))
+    ml.models.predict(info.model_uri, input_path=str(request), env_manager="local", output_path=str(out))
+    assert json.loads(out.read_text()) == {"predictions": [{"a": 12.0}]}
+    capsys.readouterr()
+    ml.models.predict(info.model_uri, input_data=frame, content_type="csv", env_manager="local")
+    assert json.loads(capsys.readouterr().out.strip()) == {"predictions": [{"a": 2.0}, {"a": 3.0}]}
+    with pytest.raises(Exception, match="input_data") as e:
+        ml.models.predict(info.model_uri, input_data=frame, input_path=str(request), env_manager="local")
+    assert error_code(e.value) == "INVALID_PARAMETER_VALUE"
+    if ml.IS_CASSTORE:  # casstore scores in this environment and builds no other (docs/coming-from-mlflow.md)
+        with pytest.raises(ml.MlflowException, match="env_manager='local'"):
+            ml.models.predict(info.model_uri, input_data=frame, env_manager="uv")
+
+
+def test_logged_model_params_metrics_and_the_last_logged_model(ml: types.ModuleType) -> None:
+    """MLflow 3's model-centric calls: ``log_model(params=...)``, ``log_metric(model_id=...)``,
+    ``get_logged_model``, ``last_logged_model``, ``models:/<model_id>``."""
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    with ml.start_run() as run:
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), params={"n": 1, "kind": "add"},
+                                   pip_requirements=REQS)
+        ml.log_metric("rmse", 0.25, model_id=info.model_id)
+    model = ml.get_logged_model(info.model_id)
+    assert model.name == "add_n" and model.source_run_id == run.info.run_id
+    assert model.params == {"n": "1", "kind": "add"}
+    assert "rmse" in {m.key for m in model.metrics}
+    assert ml.last_logged_model().model_id == info.model_id
+    assert ml.pyfunc.load_model(f"models:/{info.model_id}").predict(frame)["a"].tolist() == [2.0, 3.0]
+    run_params = ml.get_run(run.info.run_id).data.params
+    # casstore: a logged model's params are its run's (docs/coming-from-mlflow.md); MLflow keeps them apart
+    assert run_params == ({"n": "1", "kind": "add"} if ml.IS_CASSTORE else {})
+
+
+def test_a_model_from_code(ml: types.ModuleType, tmp_path: Path) -> None:
+    """MLflow 3's models from code: ``python_model`` is a file that ends with ``set_model``."""
+    code = tmp_path / "doubler.py"
+    code.write_text(f"import {ml.__name__} as mlflow\n\n\n"
+                    "class Doubler(mlflow.pyfunc.PythonModel):\n"
+                    "    def predict(self, context, model_input, params=None):\n"
+                    "        return model_input * 2\n\n\n"
+                    "mlflow.models.set_model(Doubler())\n")
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="doubler", python_model=str(code), input_example=frame, pip_requirements=REQS)
+    code.write_text("raise SystemExit('the model runs from the copy it was logged with')\n")
+    assert ml.pyfunc.load_model(info.model_uri).predict(frame)["a"].tolist() == [2.0, 4.0]
+    assert info.signature.inputs.input_names() == ["a"]
+    assert "doubler.py" in [f.path.rsplit("/", 1)[-1] for f in ml.MlflowClient().list_artifacts(info.run_id, "doubler")]
+    if ml.IS_CASSTORE:  # a file that sets no model is refused when it is logged, not when it is loaded
+        (tmp_path / "empty.py").write_text("x = 1\n")
+        with pytest.raises(ml.MlflowException, match=r"did not call set_model\(model\)"), ml.start_run():
+            ml.pyfunc.log_model(name="empty", python_model=str(tmp_path / "empty.py"), pip_requirements=REQS)
+
+
+def test_get_model_dependencies_gives_the_requirements_file(ml: types.ModuleType) -> None:
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), pip_requirements=REQS)
+    pip = ml.pyfunc.get_model_dependencies(info.model_uri)
+    assert os.path.basename(pip) == "requirements.txt"
+    assert {"scikit-learn", "pandas"} <= set(Path(pip).read_text().split())
+    conda = ml.pyfunc.get_model_dependencies(info.model_uri, format="conda")
+    assert os.path.basename(conda) == "conda.yaml" and "dependencies" in Path(conda).read_text()
 
 
 def test_inference_params_declared_in_the_signature(ml: types.ModuleType) -> None:
@@ -530,6 +630,22 @@ def test_save_model_and_load_the_directory(ml: types.ModuleType, tmp_path: Path)
         ml.sklearn.save_model(lr, str(tmp_path / "saved"), pip_requirements=REQS)  # the directory exists
 
 
+def test_a_saved_model_logged_as_artifacts_loads_from_the_run(ml: types.ModuleType, tmp_path: Path) -> None:
+    """An MLflow habit: ``save_model`` to a directory, ``log_artifacts`` it, load ``runs:/<id>/<dir>``."""
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(10.0).reshape(-1, 1)
+    ml.sklearn.save_model(LinearRegression().fit(X, 2 * X.ravel()), str(tmp_path / "saved"), pip_requirements=REQS,
+                          serialization_format="cloudpickle")
+    with ml.start_run() as run:
+        ml.log_artifacts(str(tmp_path / "saved"), artifact_path="exported")
+    uri = f"runs:/{run.info.run_id}/exported"
+    assert ml.pyfunc.load_model(uri).predict(np.array([[3.0]])).tolist() == pytest.approx([6.0])
+    assert ml.sklearn.load_model(uri).predict([[4.0]]).tolist() == pytest.approx([8.0])
+    with pytest.raises(ml.exceptions.MlflowException):
+        ml.pyfunc.load_model(f"runs:/{run.info.run_id}/nothing-here")
+
+
 # ---- autologging (tests/sklearn/test_sklearn_autolog.py: params, training metrics, searches) -------------
 
 
@@ -557,6 +673,7 @@ def test_autolog_records_params_metrics_and_tags(autologging: types.ModuleType) 
     assert got.data.tags["estimator_name"] == "LogisticRegression"
     assert got.data.tags["estimator_class"] == "sklearn.linear_model._logistic.LogisticRegression"
     assert got.data.metrics["training_score"] == pytest.approx(got.data.metrics["training_accuracy_score"])
+    assert "mlflow.autologging" not in got.data.tags, "only a run autologging starts carries the tag"
 
 
 def test_autolog_regressor_metrics_and_a_run_of_its_own(autologging: types.ModuleType) -> None:
@@ -569,6 +686,7 @@ def test_autolog_regressor_metrics_and_a_run_of_its_own(autologging: types.Modul
     assert ml.active_run() is None
     [run] = ml.search_runs(output_format="list")
     assert run.info.status == "FINISHED" and run.data.params["alpha"] == "0.1"
+    assert run.data.tags["mlflow.autologging"] == "sklearn"  # what users filter autologged runs by
     assert {"training_mean_squared_error", "training_root_mean_squared_error", "training_mean_absolute_error",
             "training_r2_score", "training_score"} <= set(run.data.metrics)
 
@@ -593,6 +711,8 @@ def test_autolog_grid_search_makes_child_runs(autologging: types.ModuleType) -> 
     assert len(children) == 3
     assert {c.data.params["svc__C"] for c in children} == {"0.1", "1.0", "10.0"}
     assert all("mean_test_score" in c.data.metrics for c in children)
+    assert "mlflow.autologging" not in got.data.tags
+    assert {c.data.tags["mlflow.autologging"] for c in children} == {"sklearn"}
     assert "cv_results.csv" in [f.path for f in ml.MlflowClient().list_artifacts(parent.info.run_id)]
 
 
@@ -757,6 +877,20 @@ def test_dataset_schema_source_and_get_source(ml: types.ModuleType) -> None:
     assert [(t.key, t.value) for t in di.tags] == [("mlflow.data.context", "training"), ("split", "a")]
     assert ml.data.get_source(di).url == url and ml.data.get_source(di.dataset).url == url
     assert ml.data.get_source(dataset).url == url
+
+
+def test_search_model_versions_lists_the_most_recently_updated_first(ml: types.ModuleType) -> None:
+    name = f"ordered-{ml.__name__}-{time.time_ns()}"
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), pip_requirements=REQS)
+    client = _client(ml)
+    for _ in range(2):
+        ml.register_model(info.model_uri, name)
+    time.sleep(0.01)
+    client.update_model_version(name, "1", description="checked by hand")
+    assert [int(v.version) for v in client.search_model_versions(f"name = '{name}'")] == [1, 2]  # v1 updated last
+    ordered = client.search_model_versions(f"name = '{name}'", order_by=["version_number DESC"])
+    assert [int(v.version) for v in ordered] == [2, 1]
 
 
 def test_renaming_a_registered_model(ml: types.ModuleType) -> None:

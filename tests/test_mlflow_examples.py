@@ -73,6 +73,7 @@ def test_examples_run_under_casstore(casstore_side: tuple[Path, dict[str, str]])
     assert "loaded by alias predicts the same: True" in outputs["model_registry.py"]
     assert "from the run: [12.5, 22.5]" in outputs["custom_pyfunc.py"]
     assert "logged to the run: True" in outputs["evaluate_classifier.py"]
+    assert "from a request with params: {'predictions': [{'x': 40.0}]}" in outputs["models_from_code.py"]
 
 
 def test_the_only_lines_changed_are_imports() -> None:

@@ -37,6 +37,19 @@ def test_tracking_names_are_exported() -> None:
     assert TRACKING <= set(casstore.__all__)
 
 
+def test_mlflows_names_for_what_casstore_leaves_out_say_so() -> None:
+    """``mlflow.trace`` or ``mlflow.pytorch`` in a script whose import changed: an
+    AttributeError (so ``hasattr`` stays False) that names what is not provided."""
+    import pytest
+
+    for name, what in [("trace", "tracing"), ("genai", "GenAI evaluation"), ("pytorch", "MLflow's pytorch flavor")]:
+        assert not hasattr(casstore, name)
+        with pytest.raises(AttributeError, match=f"casstore does not provide {what}.*coming-from-mlflow"):
+            getattr(casstore, name)
+    with pytest.raises(AttributeError, match=r"^module 'casstore' has no attribute 'no_such_name'$"):
+        casstore.no_such_name  # noqa: B018
+
+
 def test_mlflow_import_pattern_works() -> None:
     import casstore as mlflow
 

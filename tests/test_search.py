@@ -53,6 +53,7 @@ def test_entity_aliases_quotes_and_escapes() -> None:
         ("params.C > '1'", "takes one of"),
         ("tags.t IN ('a')", "takes one of"),
         ("foo.x = 1", "unknown entity"),
+        ("datasets.name = 'train'", "does not filter by dataset inputs.*get_run\\(id\\).inputs"),
         ("bogus = 'x'", "unknown attribute"),
         ("metrics.a > 1 OR metrics.b > 2", "OR is not supported"),
         ("metrics.a > 1 metrics.b > 2", "expected AND"),

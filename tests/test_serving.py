@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from serving_helpers import MARK_ENV, MarkingModel, Server, SleepyModel, post, request
+from serving_helpers import MARK_ENV, MarkingModel, ScalingModel, Server, SleepyModel, post, request
 from sklearn.datasets import load_iris
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -50,7 +50,8 @@ class Models:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Models]:
     """A store with registered models: iris (columns, versions 1 and 2, champion -> 1),
-    irisnp (one tensor), text (str tensor), sleepy (sleeps as asked); and iris v1 downloaded
+    irisnp (one tensor), text (str tensor), sleepy (sleeps as asked), scaled (a custom model
+    with an inference param); and iris v1 downloaded
     as a local MLflow model directory."""
     root = tmp_path_factory.mktemp("serving")
     store = str(root / "store")
@@ -68,6 +69,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Models]:
             casstore.sklearn.log_model(np_model, "irisnp", input_example=X[:3], registered_model_name="irisnp")
             casstore.sklearn.log_model(text, "text", input_example=np.array(TEXTS[:2]), registered_model_name="text")
             casstore.sklearn.log_model(SleepyModel(), "sleepy", registered_model_name="sleepy", serialization_format="pickle")
+            scaled = pd.DataFrame({"x": [1.0, 2.0]})
+            signature = casstore.models.infer_signature(scaled, [1.0, 2.0], params={"k": 1.0})
+            casstore.pyfunc.log_model(name="scaled", python_model=ScalingModel(), signature=signature,
+                                      registered_model_name="scaled", pip_requirements=["pandas"])
         casstore.Client().set_registered_model_alias("iris", "champion", 1)
         local_dir = root / "local-iris"
         casstore.sklearn.load_model(v1.model_uri, dst_path=local_dir)
@@ -109,6 +114,18 @@ def test_every_json_form_mlflow_accepts_is_answered_with_the_models_predictions(
     assert r.status == 200, r.body
     assert r.headers["content-type"] == "application/json"
     assert r.json() == {"predictions": models.model_v1.predict(pd.DataFrame(ROWS, columns=COLS)).tolist()}
+
+
+def test_params_reach_a_model_whose_signature_declares_them(models: Models) -> None:
+    """MLflow's ``params``: given to a custom model that declares them (its default when left
+    out), checked against their type; a model that declares none ignores them (above)."""
+    with Server("models:/scaled/1", models.store, "--log-level", "warning", log=models.root / "scaled.log") as server:
+        rows = {"dataframe_split": {"columns": ["x"], "data": [[1.0], [2.0]]}}
+        assert post(server.port, {**rows, "params": {"k": 3}}).json() == {"predictions": [3.0, 6.0]}
+        assert post(server.port, rows).json() == {"predictions": [1.0, 2.0]}
+        bad = post(server.port, {**rows, "params": {"k": "three"}})
+        assert bad.status == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert "'k'" in bad.json()["message"]
 
 
 def test_csv_with_a_header_row_is_answered_like_json(iris: Server, models: Models) -> None:
@@ -271,6 +288,21 @@ def test_predict_reads_csv_and_stdin_and_refuses_bad_input_in_one_line(models: M
     assert res.stderr.count("\n") == 1
     res = CliRunner().invoke(cli, ["models", "predict", "-m", str(models.local_dir), "-i", str(tmp_path / "absent.json")])
     assert res.exit_code != 0 and "absent.json" in res.output
+
+
+def test_mlflows_env_manager_option_takes_local_and_says_why_not_another(models: Models, tmp_path: Path) -> None:
+    """``mlflow models predict/serve ... --env-manager local`` command lines work as they are."""
+    from click.testing import CliRunner
+
+    from casstore.cli import cli
+
+    csv = tmp_path / "in.csv"
+    csv.write_text(pd.DataFrame(ROWS, columns=COLS).to_csv(index=False))
+    res = CliRunner().invoke(cli, ["models", "predict", "-m", str(models.local_dir), "-i", str(csv), "--env-manager", "local"])
+    assert res.exit_code == 0 and "predictions" in json.loads(res.stdout), res.output
+    for command in (["predict", "-i", str(csv)], ["serve"]):
+        res = CliRunner().invoke(cli, ["models", *command, "-m", str(models.local_dir), "--env-manager", "conda"])
+        assert res.exit_code == 2 and "uses the current Python environment" in res.stderr, res.output
 
 
 # ---- integrity ---------------------------------------------------------------------------

@@ -106,6 +106,27 @@ def test_csv_json_and_image_previews(client: TestClient, ui_store: UIStore) -> N
     assert "no preview" in client.get(f"/runs/{r0}/artifacts/model/weights.bin").text.lower()
 
 
+def test_a_logged_table_is_previewed_as_a_table(tmp_path: Path) -> None:
+    """What ``log_table`` wrote (MLflow's evaluation tables) reads as rows and columns."""
+    import casstore
+    from casstore.tracking import fluent, uri
+
+    fluent._reset()
+    casstore.set_tracking_uri(str(tmp_path / "s"))
+    try:
+        with casstore.start_run() as run:
+            casstore.log_table({"inputs": ["What is MLflow?"], "score": [0.5]}, "eval/results.json")
+            casstore.log_dict({"columns": "not a table"}, "config.json")
+    finally:
+        fluent._reset()
+        uri._reset_tracking_uri()
+    with TestClient(create_app(open_run_store(str(tmp_path / "s")))) as c:
+        page = c.get(f"/runs/{run.info.run_id}/artifacts/eval/results.json").text
+        assert '<table class="grid csv-preview">' in page
+        assert "<th>inputs</th><th>score</th>" in page and "<td>What is MLflow?</td><td>0.5</td>" in page
+        assert "csv-preview" not in c.get(f"/runs/{run.info.run_id}/artifacts/config.json").text
+
+
 def test_download_of_a_file_streams_the_verified_bytes(client: TestClient, ui_store: UIStore) -> None:
     r = client.get(f"/runs/{ui_store.runs[0]}/download/model/weights.bin")
     assert r.status_code == 200

@@ -59,10 +59,13 @@ def common_options(fn: F) -> F:
 
 def store_uri(store: str | None) -> str:
     """The store to use: the command's ``--store``, the group's, the environment, ``./casstore``."""
-    from casstore.tracking.uri import get_tracking_uri
+    from casstore.tracking.uri import check_servable, get_tracking_uri
 
     ctx = click.get_current_context(silent=True)
-    return store or (ctx.meta.get(STORE_KEY) if ctx else None) or get_tracking_uri()
+    given = store or (ctx.meta.get(STORE_KEY) if ctx else None)
+    if given:
+        check_servable(given, "--store", "Pass --store with one")
+    return given or get_tracking_uri()
 
 
 def open_runs(store: str | None, *, create: bool = False) -> Any:

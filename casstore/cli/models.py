@@ -204,6 +204,20 @@ def _opener(store: str | None, uri: str) -> Any:
     return lambda: open_runs(location)
 
 
+def _local_env_only(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if value != "local":
+        raise click.BadParameter(
+            f"{value!r}: casstore uses the current Python environment and builds no other; install the model's "
+            "requirements here and pass --env-manager local (or leave the option out)", ctx, param)
+    return value
+
+
+#: MLflow's --env-manager, so its command lines work: only ``local``, what casstore does
+_env_manager = click.option(
+    "--env-manager", default="local", show_default=True, metavar="local", callback=_local_env_only, expose_value=False,
+    help="As MLflow's; casstore uses the current environment, so only 'local' is taken.")
+
+
 @models_group.command("serve", context_settings={"help_option_names": ["--help"]})
 @click.option("-m", "--model-uri", "model_uri", required=True, metavar="MODEL_URI", help=_URI_HELP)
 @click.option("-h", "--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
@@ -218,6 +232,7 @@ def _opener(store: str | None, uri: str) -> Any:
               help="Seconds a prediction may take; a request that takes longer gets 504.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True, help="What the server logs on stderr (info logs every request).")
+@_env_manager
 @common_options
 def serve_cmd(model_uri: str, host: str, port: int, workers: int, follow_alias: float | None, max_body_mb: float,
               timeout: float, log_level: str, store: str | None) -> None:
@@ -251,6 +266,7 @@ def serve_cmd(model_uri: str, host: str, port: int, workers: int, follow_alias: 
               help="Where to write the predictions as JSON (default: stdout).")
 @click.option("-t", "--content-type", type=click.Choice(["json", "csv"]), default=None,
               help="The input's format (default: csv for a .csv file, else json).")
+@_env_manager
 @common_options
 def predict_cmd(model_uri: str, input_path: str, output_path: str | None, content_type: str | None,
                 store: str | None) -> None:
@@ -263,6 +279,7 @@ def predict_cmd(model_uri: str, input_path: str, output_path: str | None, conten
     from casstore.serving import require_serving
 
     require_serving()
+    from casstore.serving.batch import write_predictions
     from casstore.serving.model import load_served
     from casstore.serving.payload import CSV, JSON
 
@@ -273,16 +290,9 @@ def predict_cmd(model_uri: str, input_path: str, output_path: str | None, conten
     except OSError as e:
         raise LocalFileError(f"cannot read the input {input_path!r}: {e.strerror or e}") from e
     model = load_served(model_uri, _opener(store, model_uri))
-    out = model.invoke(body, CSV if kind == "csv" else JSON)
-    if output_path is None:
-        click.echo(out.decode("utf-8"))
-        return
-    try:
-        with open(output_path, "wb") as f:
-            f.write(out + b"\n")
-    except OSError as e:
-        raise LocalFileError(f"cannot write the predictions to {output_path!r}: {e.strerror or e}") from e
-    click.echo(f"wrote predictions for {model_uri} (digest {model.digest}) to {output_path}", err=True)
+    write_predictions(model.invoke(body, CSV if kind == "csv" else JSON), output_path)
+    if output_path is not None:
+        click.echo(f"wrote predictions for {model_uri} (digest {model.digest}) to {output_path}", err=True)
 
 
 COMMANDS = [models_group]

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from casstore.models.entry import ModelEntry, entry_digest
     from casstore.models.evaluation import EvaluationResult, evaluate
     from casstore.models.model import Model
+    from casstore.models.python_model import set_model
     from casstore.models.save import ModelInfo, get_model_info
     from casstore.models.signature import (
         ColSpec,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
         infer_signature,
     )
     from casstore.models.uri import ModelURI, parse_model_uri
+    from casstore.serving.batch import predict
 
 __all__ = [
     "infer_signature",
@@ -46,6 +48,8 @@ __all__ = [
     "parse_model_uri",
     "evaluate",
     "EvaluationResult",
+    "predict",
+    "set_model",
 ]
 
 if not TYPE_CHECKING:
@@ -58,4 +62,6 @@ if not TYPE_CHECKING:
                          "infer_signature"),
                         "casstore.models.signature"),
         **dict.fromkeys(("ModelURI", "parse_model_uri"), "casstore.models.uri"),
+        "predict": "casstore.serving.batch",
+        "set_model": "casstore.models.python_model",
     })

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from casstore.runs import RunHandle, RunStore
 
-__all__ = ["current_store", "logging_run"]
+__all__ = ["current_store", "logging_run", "note_logged_model"]
+
+
+def note_logged_model(model_id: str) -> None:
+    """Tell the tracking API the model this process logged last (``last_logged_model``)."""
+    from casstore.tracking import fluent
+
+    fluent._note_logged_model(model_id)
 
 
 def current_store() -> RunStore:
@@ -34,3 +41,4 @@ def logging_run() -> Iterator[RunHandle]:
         return
     with fluent.start_run() as own:
         yield fluent.active_client()._handle(own.info.run_id)
+

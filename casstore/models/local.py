@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_FILE", "is_model_uri", "local_model_dir", "fetch_local_dir", "fetch_model_or_dir", "kept_dir", "add_code_to_path",
+    "artifacts_model_dir",
 ]
 
 #: schemes whose URIs name a model in a store
@@ -188,5 +189,34 @@ def fetch_model_or_dir(model_uri: str | os.PathLike[str], store: RunStore | None
         from casstore.models import _context
         from casstore.models.fetch import fetch_model_uri
 
-        return fetch_model_uri(str(model_uri).strip(), store or _context.current_store(), dest=dest)
+        s = store or _context.current_store()
+        try:
+            return fetch_model_uri(str(model_uri).strip(), s, dest=dest)
+        except ObjectNotFoundError:
+            model_uri = artifacts_model_dir(str(model_uri).strip(), s) or ""
+            if not model_uri:
+                raise
     return fetch_local_dir(model_uri, dest)
+
+
+def artifacts_model_dir(model_uri: str, store: RunStore) -> str | None:
+    """For a ``runs:/<run_id>/<path>`` whose path is no logged model but a directory of the
+    run's artifacts holding an ``MLmodel`` (a model written with ``save_model`` and logged
+    with ``log_artifacts``, as MLflow scripts do): those files, each verified, downloaded to
+    a private directory, to be loaded as a local model directory. Else ``None``."""
+    from casstore.models.uri import parse_model_uri
+
+    p = parse_model_uri(model_uri)
+    if p.kind != "runs" or p.run_id is None or not p.path:
+        return None
+    view = store.get_run(p.run_id)
+    prefix = p.path + "/"
+    if prefix + MLMODEL not in view.artifacts:
+        return None
+    local = kept_dir("casstore-model-")
+    for path, entry in sorted(view.artifacts.items()):
+        if path.startswith(prefix):
+            target = safe_destination(local, path[len(prefix):])
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            store.artifact_to_file(p.run_id, entry, target)
+    return local

@@ -6,6 +6,10 @@ Subclass :class:`PythonModel`, give it a ``predict`` (and, if it needs files, a
 is stored with cloudpickle like any model file: pinned by the model digest and verified
 before it is unpickled. A plain function ``predict(model_input)`` works as a model too.
 
+A model from code (MLflow 3's recommended form) is a Python file that defines the model
+and calls :func:`set_model` with it; ``log_model(python_model="model.py")`` stores the
+file itself, not a pickle, and loading runs it (after verifying it) to get the model.
+
 >>> class AddN(PythonModel):
 ...     def __init__(self, n):
 ...         self.n = n
@@ -18,10 +22,14 @@ before it is unpickled. A plain function ``predict(model_input)`` works as a mod
 from __future__ import annotations
 
 import inspect
+import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["PythonModel", "PythonModelContext", "PythonModelPredictor", "FunctionModel"]
+from casstore.exceptions import InvalidInputError
+
+__all__ = ["PythonModel", "PythonModelContext", "PythonModelPredictor", "FunctionModel", "model_from_code", "set_model"]
 
 
 class PythonModel:
@@ -89,3 +97,33 @@ class PythonModelPredictor:
         args: list[Any] = [self.context] if self._with_context else []
         kwargs = {"params": params} if self._with_params else {}
         return self.python_model.predict(*args, model_input, **kwargs)
+
+
+_code_model = threading.local()
+
+
+def set_model(model: Any) -> None:
+    """Name the model a model-from-code file defines (MLflow's ``mlflow.models.set_model``):
+    a :class:`PythonModel` instance or a function."""
+    _code_model.value = model
+
+
+def model_from_code(path: str | os.PathLike[str]) -> PythonModel:
+    """Run the Python file ``path`` and return the model it passed to :func:`set_model`."""
+    import runpy
+
+    path = os.fspath(path)
+    _code_model.value = None
+    try:
+        runpy.run_path(path)
+        model = _code_model.value
+    finally:
+        _code_model.value = None
+    if model is None:
+        raise InvalidInputError(f"the model code {path!r} did not call set_model(model): end it with "
+                                "casstore.models.set_model(<your PythonModel instance or function>)")
+    if isinstance(model, PythonModel) or callable(getattr(model, "predict", None)):
+        return model  # type: ignore[no-any-return]
+    if callable(model):
+        return FunctionModel(model)
+    raise InvalidInputError(f"the model code {path!r} set a {type(model).__name__}: set_model takes a PythonModel or a function")

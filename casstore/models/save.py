@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from casstore._paths import clean_artifact_path
 from casstore.exceptions import InvalidInputError, LocalFileError, ResourceAlreadyExistsError
-from casstore.models import mlmodel
+from casstore.models import _context, mlmodel
 from casstore.models.entry import FileRef, ModelEntry, check_metadata, entry_digest
 from casstore.models.signature import ModelSignature, infer_schema
 
@@ -295,14 +295,21 @@ def log_prepared_model(
     tags: dict[str, str] | None = None,
     registry: Registry | None = None,
     registered_model_name: str | None = None,
+    params: dict[str, Any] | None = None,
 ) -> ModelInfo:
     """Write the environment files and ``MLmodel``, log every file of the model directory
-    under ``<name>/`` in the run, then the model entry; register it if asked."""
+    under ``<name>/`` in the run, then the model entry; register it if asked. ``params``
+    (MLflow 3's params of a logged model) are logged as params of the run, whose params
+    are its models' params."""
     name = clean_artifact_path(name, "model name")
     metadata = check_metadata(metadata)
     if tags is not None and (not isinstance(tags, dict) or not all(isinstance(k, str) for k in tags)):
         raise InvalidInputError(f"model tags must be a dict of str to str, got {tags!r}")
     tags = {k: str(v) for k, v in (tags or {}).items()}
+    if params is not None and not isinstance(params, dict):
+        raise InvalidInputError(f"model params must be a dict, got {type(params).__name__}")
+    if params:
+        handle.log_batch(params=params)
     d = prepared.model_dir
     created, model_uuid = write_model_metadata(prepared, name, handle.run_id, metadata)
 
@@ -324,6 +331,7 @@ def log_prepared_model(
             registered_model_name, digest, source=f"runs:/{handle.run_id}/{name}", run_id=handle.run_id
         )
         version = mv.version
+    _context.note_logged_model(digest)
     return ModelInfo(
         model_uri=f"runs:/{handle.run_id}/{name}",
         model_digest=digest,
@@ -341,19 +349,25 @@ def log_prepared_model(
     )
 
 
-def written_mlmodel(model_uri: str, store: RunStore | None) -> tuple[str, ModelEntry, dict[str, Any]]:
-    """(model digest, entry, its ``MLmodel`` file as read) of a logged model, verified."""
-    import yaml
-
-    from casstore.models import _context
+def model_file(model_uri: str, rel: str, store: RunStore | None) -> tuple[str, ModelEntry, bytes | None]:
+    """(model digest, entry, the bytes of its file ``rel``, verified; None if it has none)
+    of a logged model, without fetching its other files."""
     from casstore.models.fetch import _verified_chunks, load_entry
     from casstore.models.uri import resolve_model_uri
 
     s = store or _context.current_store()
     digest = resolve_model_uri(str(model_uri).strip(), s).model_digest
     entry = load_entry(s, digest)
-    ref = entry.files.get(mlmodel.MLMODEL)
-    written = yaml.safe_load(b"".join(_verified_chunks(s.objects, ref))) if ref is not None else None
+    ref = entry.files.get(rel)
+    return digest, entry, b"".join(_verified_chunks(s.objects, ref)) if ref is not None else None
+
+
+def written_mlmodel(model_uri: str, store: RunStore | None) -> tuple[str, ModelEntry, dict[str, Any]]:
+    """(model digest, entry, its ``MLmodel`` file as read) of a logged model, verified."""
+    import yaml
+
+    digest, entry, data = model_file(model_uri, mlmodel.MLMODEL, store)
+    written = yaml.safe_load(data) if data is not None else None
     return digest, entry, written if isinstance(written, dict) else {}
 
 

@@ -117,7 +117,7 @@ class StoreConfig:
         if unknown:
             raise StoreConfigError(
                 f"{where}: unknown setting(s) {', '.join(map(repr, unknown))}: this casstore "
-                "cannot honour them. Upgrade casstore (pip install -U casstore) to open the store."
+                f"cannot honour them. {UPGRADE} to open the store."
             )
         version = d.get("version")
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -125,7 +125,7 @@ class StoreConfig:
         if version > FORMAT_VERSION:
             raise StoreConfigError(
                 f"{where}: the store has format version {version}, this casstore reads up to "
-                f"{FORMAT_VERSION}. Upgrade casstore (pip install -U casstore) to open it."
+                f"{FORMAT_VERSION}. {UPGRADE} to open it."
             )
         if d.get("hash") != "blake3":
             raise StoreConfigError(f"{where}: hash {d.get('hash')!r} is not supported (only 'blake3')")
@@ -137,13 +137,15 @@ class StoreConfig:
         if layout not in LAYOUTS:
             raise StoreConfigError(
                 f"{where}: content layout {layout!r} is not one this casstore knows ({', '.join(LAYOUTS)}). "
-                "Upgrade casstore (pip install -U casstore) to open the store."
+                f"{UPGRADE} to open the store."
             )
         return cls(version=version, hash="blake3", chunker=chunker, created=float(created), content_layout=layout,
                    checked=check is not None)
 
 
 #: every key of ``casstore.json`` but its check; any other is a setting this casstore cannot honour
+#: what to do with a store a newer casstore wrote (casstore installs from its repository)
+UPGRADE = "Upgrade casstore (in its repository: update the checkout, then `pip install .`)"
 _CONFIG_KEYS = frozenset({"format", "version", "hash", "chunker", "created", "layout"})
 #: the config's own check: the BLAKE3 of its other settings
 CHECK_KEY = "b3"

@@ -208,7 +208,9 @@ class RegistryClient:
         page_token: str | None = None,
     ) -> list[ModelVersion]:
         """Versions matching ``filter_string`` (``name = 'fraud' AND run_id = '...'``,
-        ``model_digest = '...'``, ``tags.validated = 'yes'``); newest first within a name."""
+        ``model_digest = '...'``, ``tags.validated = 'yes'``); as MLflow orders them unless
+        ``order_by`` says otherwise: the most recently updated first, then by name, then the
+        newest version first."""
         comps = parse_filter(filter_string, VERSION_ATTRIBUTES)
         names = [c.value for c in comps if c.entity == "attributes" and c.key == "name" and c.op == "="]
         models = [str(names[0])] if names else [m.name for m in self.registry.list_models(on_damaged=warn_damaged)]
@@ -219,7 +221,7 @@ class RegistryClient:
             except FileNotFoundError:
                 continue
             found.extend(v for v in versions if matches(comps, functools.partial(_version_value, v)))
-        keys = parse_order_by(order_by or ["name ASC", "version_number DESC"], VERSION_ATTRIBUTES)
+        keys = parse_order_by(order_by or ["last_updated_timestamp DESC", "name ASC", "version_number DESC"], VERSION_ATTRIBUTES)
         found = sort_items(found, keys, _version_value, VERSION_ATTRIBUTES)
         n = _limit(max_results)
         return found[:n] if n else found

@@ -166,6 +166,9 @@ def _identifier(text: str, toks: list[tuple[str, str]], i: int, attributes: Mapp
     kind, tok = toks[i]
     if kind == "word" and "." in tok:
         head, key = tok.split(".", 1)
+        if head.lower() in ("dataset", "datasets"):  # MLflow's, which the search index does not hold
+            raise _err(text, f"{tok!r}: casstore's run search does not filter by dataset inputs; filter by "
+                             "metrics., params., tags. or attributes., then read each run's get_run(id).inputs", what)
         if head.lower() not in _ENTITIES:
             raise _err(text, f"unknown entity {head!r} in {tok!r}; use metrics., params., tags. or attributes.", what)
         entity = _ENTITIES[head.lower()]

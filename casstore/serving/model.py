@@ -78,12 +78,12 @@ class ServedModel:
     def output_schema(self) -> Schema | None:
         return self.model.metadata.get_output_schema()
 
-    def predict(self, data: Any) -> Any:
-        """The model's predictions for ``data``: its signature's refusal is a 400 that
-        says what; any other failure a 400 that names only the exception's type (the
-        server's log has the traceback)."""
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        """The model's predictions for ``data`` (and ``params``): its signature's refusal is
+        a 400 that says what; any other failure a 400 that names only the exception's type
+        (the server's log has the traceback)."""
         try:
-            return self.model.predict(data)
+            return self.model.predict(data, params=params)
         except InvalidInputError as e:
             raise ScoringError(str(e), error_code=INVALID_PARAMETER_VALUE) from None
         except Exception as e:  # noqa: BLE001 - the model's own failure on this input
@@ -96,9 +96,12 @@ class ServedModel:
     def invoke(self, body: bytes, content_type: str | None) -> bytes:
         """An ``/invocations`` request's answer: parse, check, predict, write as JSON."""
         parsed = parse_request(body, content_type, self.input_schema)
-        if parsed.params:
+        params = parsed.params
+        signature = self.model.metadata.signature
+        if params and (signature is None or signature.params is None):
             _warn_params()
-        return predictions_body(self.predict(parsed.data))
+            params = None
+        return predictions_body(self.predict(parsed.data, params))
 
     def describe(self) -> dict[str, Any]:
         """What ``/version`` reports."""
@@ -122,7 +125,7 @@ _params_warned = threading.Event()
 def _warn_params() -> None:
     if not _params_warned.is_set():
         _params_warned.set()
-        log.warning("requests carry params, which casstore's models do not take: they are ignored, as MLflow does")
+        log.warning("requests carry params, which the model's signature does not declare: they are ignored, as MLflow does")
 
 
 class ModelSlot:

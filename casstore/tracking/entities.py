@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -159,8 +159,15 @@ class ViewType:
     ALL = 3
 
 
+class _Iterable:
+    """``dict(run.info)``, ``dict(run.data)``: (name, value) pairs, as MLflow's entities give."""
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return iter(asdict(self).items())  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
-class RunInfo:
+class RunInfo(_Iterable):
     run_id: str
     run_name: str
     experiment_id: str
@@ -179,7 +186,7 @@ class RunInfo:
 
 
 @dataclass(frozen=True)
-class RunData:
+class RunData(_Iterable):
     params: dict[str, str] = field(default_factory=dict)
     #: latest value of each metric
     metrics: dict[str, float] = field(default_factory=dict)
@@ -208,7 +215,11 @@ class Run:
         return self._data
 
     def to_dictionary(self) -> dict[str, Any]:
-        return {"info": asdict(self._info), "data": asdict(self._data)}
+        """MLflow's shape: ``info``, ``data`` and ``inputs`` (a dataset input's tags as a dict)."""
+        datasets = [{"dataset": asdict(i.dataset), "tags": {t.key: t.value for t in i.tags}}
+                    for i in self._inputs.dataset_inputs]
+        inputs = {"model_inputs": list(self._inputs.model_inputs), "dataset_inputs": datasets}
+        return {"info": asdict(self._info), "data": asdict(self._data), "inputs": inputs}
 
     def __repr__(self) -> str:
         return f"<Run: run_id={self._info.run_id!r}, status={self._info.status!r}, digest={self._info.digest!r}>"

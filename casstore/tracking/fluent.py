@@ -71,6 +71,7 @@ __all__ = [
     "search_registered_models",
     "search_model_versions",
     "get_logged_model",
+    "last_logged_model",
     "search_logged_models",
     "set_logged_model_tags",
 ]
@@ -120,6 +121,8 @@ _state_lock = threading.Lock()
 _open_runs: dict[str, tuple[ActiveRun, Client]] = {}
 #: the run this process ended last (by end_run or leaving its ``with`` block)
 _last_active: tuple[str, Client] | None = None
+#: the model id (model digest) this process logged last
+_last_logged_model: str | None = None
 #: ("name", name) or ("id", experiment_id), as set by set_experiment
 _active_experiment: tuple[str, str] | None = None
 
@@ -600,6 +603,17 @@ def get_logged_model(model_id: str) -> Any:
     return _client().get_logged_model(model_id)
 
 
+def last_logged_model() -> Any:
+    """The model this process logged last (``None`` before any), as :func:`get_logged_model` gives it."""
+    model_id = _last_logged_model
+    return None if model_id is None else get_logged_model(model_id)
+
+
+def _note_logged_model(model_id: str) -> None:
+    global _last_logged_model
+    _last_logged_model = model_id
+
+
 def search_logged_models(
     experiment_ids: list[str] | None = None, filter_string: str | None = None, datasets: Any = None,
     max_results: int | None = None, order_by: list[Any] | None = None, output_format: str = "pandas",
@@ -754,12 +768,13 @@ def _end_runs_at_exit() -> None:
 
 def _reset() -> None:
     """Forget active runs and the active experiment without ending anything (tests)."""
-    global _last_active, _active_experiment
+    global _last_active, _active_experiment, _last_logged_model
     _local.stack = []
     with _state_lock:
         _open_runs.clear()
     _last_active = None
     _active_experiment = None
+    _last_logged_model = None
 
 
 def _after_fork_in_child() -> None:

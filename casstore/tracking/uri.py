@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
+    "check_servable",
     "TRACKING_URI_ENV",
     "set_tracking_uri",
     "get_tracking_uri",
@@ -70,15 +71,15 @@ _handles: dict[tuple[str, str], RunHandle] = {}
 _lock = threading.RLock()
 
 
-def _check_servable(uri: str, where: str) -> None:
+def check_servable(uri: str, where: str,
+                   fix: str = "Set CASSTORE_TRACKING_URI or call set_tracking_uri with one") -> None:
     """Refuse the URI of an MLflow server or database, saying what to use instead."""
     scheme = uri.strip().partition(":")[0].lower().split("+", 1)[0]
     if scheme in _SERVER_SCHEMES and (":" in uri or scheme.startswith("databricks")):
         raise InvalidInputError(
             f"{where} {uri!r} names an MLflow tracking server or database, which casstore does not talk to: "
             "a casstore store is a directory or an object-store URL, with no server "
-            "(for example ./casstore, /data/store, s3://bucket/prefix). Set CASSTORE_TRACKING_URI or call "
-            "set_tracking_uri with one; to bring runs over from MLflow, run "
+            f"(for example ./casstore, /data/store, s3://bucket/prefix). {fix}; to bring runs over from MLflow, run "
             f"`casstore import-mlflow --mlflow-uri {uri}`"
         )
 
@@ -90,7 +91,7 @@ def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
         uri = os.fspath(uri)
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidInputError(f"tracking URI must be a non-empty string or path, got {uri!r}")
-    _check_servable(uri, "tracking URI")
+    check_servable(uri, "tracking URI")
     _tracking_uri = uri
 
 
@@ -101,7 +102,7 @@ def set_registry_uri(uri: str | os.PathLike[str]) -> None:
     text = os.fspath(uri) if isinstance(uri, os.PathLike) else uri
     if not isinstance(text, str) or not text.strip():
         raise InvalidInputError(f"registry URI must be a non-empty string or path, got {uri!r}")
-    _check_servable(text, "registry URI")
+    check_servable(text, "registry URI")
     if resolve_store_uri(text) != resolve_store_uri(get_tracking_uri()):
         raise InvalidInputError(
             f"registry URI {text!r} is not the tracking store {get_tracking_uri()!r}: casstore keeps registered "
@@ -140,7 +141,7 @@ def resolve_store_uri(uri: str | os.PathLike[str] | None = None) -> str:
     uri = os.fspath(uri) if uri is not None else get_tracking_uri()
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidInputError(f"tracking URI must be a non-empty string or path, got {uri!r}")
-    _check_servable(uri, "tracking URI")
+    check_servable(uri, "tracking URI")
     if uri.startswith("file:") and not uri.startswith("file://"):
         return os.path.abspath(os.path.expanduser(uri[len("file:"):] or "."))
     if "://" not in uri:

@@ -314,9 +314,14 @@ def create_app(
                 ctx["truncated"] = len(text) > TEXT_SHOWN
                 if kind == "json":
                     try:
-                        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+                        parsed = json.loads(text)
+                        text = json.dumps(parsed, indent=2, ensure_ascii=False)
                     except ValueError:
                         ctx["kind"] = "text"
+                    else:
+                        table = _table_rows(parsed)
+                        if table is not None:  # what log_table writes: shown as a table, as MLflow's UI does
+                            ctx["kind"], (ctx["rows"], ctx["more_rows"]) = "csv", table
                 if kind == "csv":
                     ctx["rows"], ctx["more_rows"] = _csv_rows(text, "\t" if entry.path.endswith(".tsv") else ",")
                 ctx["text"] = text[:TEXT_SHOWN]
@@ -496,6 +501,20 @@ def _is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError as e:
         return e.start > len(data) - 4  # a character cut at the end of the sample
     return True
+
+
+def _table_rows(parsed: Any) -> tuple[list[list[str]], bool] | None:
+    """The header and rows of a table ``log_table`` wrote (``{"columns": [...], "data": [[...], ...]}``),
+    as the CSV preview shows them; None for any other JSON."""
+    if not (isinstance(parsed, dict) and set(parsed) == {"columns", "data"} and isinstance(parsed["columns"], list)
+            and isinstance(parsed["data"], list) and all(isinstance(r, list) for r in parsed["data"])):
+        return None
+
+    def cell(v: Any) -> str:
+        return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+
+    rows = [[cell(c) for c in parsed["columns"]]] + [[cell(v) for v in r] for r in parsed["data"][:CSV_ROWS]]
+    return rows, len(parsed["data"]) > CSV_ROWS
 
 
 def _csv_rows(text: str, delimiter: str) -> tuple[list[list[str]], bool]:
