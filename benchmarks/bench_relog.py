@@ -56,6 +56,7 @@ STEPS: list[tuple[str, Any, str]] = [
     ("recipe and hint written", ObjectStore, "_put_recipe"),
     ("durability barrier (fsync)", ObjectStore, "flush"),
 ]
+LABELS = list(dict.fromkeys(label for label, _, _ in STEPS))
 FRESHEN = "  of which freshening reused chunks (per thread of two)"
 FLOOR = "one BLAKE3 pass, every core (floor)"
 COPY = "a copy of the version before, log_artifact"
@@ -169,11 +170,10 @@ def main() -> None:
                     note(COPY if turn == "copy" else AGAIN, took)
                     continue
                 note("re-log, log_artifact", took)
-                for label, _, _ in STEPS:
+                for label in LABELS:
                     note(label, timers.spent.get(label, 0.0))
                 note(FRESHEN, timers.spent.get(FRESHEN, 0.0) / 2)
-                note("the run's records and the rest", took - sum(timers.spent.get(s, 0.0) for s in dict.fromkeys(
-                    label for label, _, _ in STEPS)))
+                note("the run's records and the rest", took - sum(timers.spent.get(label, 0.0) for label in LABELS))
             lengths = [n for _, n in casstore_recipe(root, new)]
             note("the chunks alone: hashed in two threads, nothing stored", chunks_alone(new, lengths))
             discard(root)
@@ -181,7 +181,7 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in rows.items()}
         floor = med[FLOOR]
         print(f"bench_relog: {size // MIB} MiB, 1 MiB changed; medians of {rounds} rounds, load {load:.1f}")
-        order = ["re-log, log_artifact", *dict.fromkeys(label for label, _, _ in STEPS)]
+        order = ["re-log, log_artifact", *LABELS]
         order.insert(order.index("old recipe followed: chunks checked, new ones written") + 1, FRESHEN)
         order += ["the run's records and the rest", "the chunks alone: hashed in two threads, nothing stored",
                   COPY, AGAIN, FLOOR]
