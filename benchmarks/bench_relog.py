@@ -42,6 +42,7 @@ from casstore.objects import store as store_mod  # noqa: E402
 from casstore.objects.digest import hash_bytes  # noqa: E402
 from casstore.objects.passes import StoringPasses  # noqa: E402
 from casstore.objects.store import ObjectStore  # noqa: E402
+from casstore.runs.index import flush_pending  # noqa: E402
 from casstore.tracking import fluent  # noqa: E402
 
 MIB = 1 << 20
@@ -177,6 +178,7 @@ def main() -> None:
             lengths = [n for _, n in casstore_recipe(root, new)]
             note("the chunks alone: hashed in two threads, nothing stored", chunks_alone(new, lengths))
             discard(root)
+        flush_pending()  # the search index's summaries of the runs ended, before the stores go
         load = os.getloadavg()[0]
         med = {k: statistics.median(v) for k, v in rows.items()}
         floor = med[FLOOR]
