@@ -1,6 +1,6 @@
-"""Six paths of casstore's client beside the plain way each replaces, taking turns in one process.
+"""Seven paths of casstore's client beside the plain way each replaces, taking turns in one process.
 
-    python benchmarks/bench_local_paths.py            # 100 barriers, 1 GiB verified and stored fresh, 256 MiB re-logged, 5 rounds
+    python benchmarks/bench_local_paths.py            # 100 barriers, 1 GiB verified and stored fresh, 256 MiB re-logged and hashed, 5 rounds
     python benchmarks/bench_local_paths.py --quick    # small sizes: checks that it runs
 
 1. **The durability barrier after a small put** (3 MiB, a few chunk files): the ``fsync``
@@ -25,6 +25,10 @@
    do): cutting stopped a maximum chunk before each window's end, against cutting on to
    the end and cutting the last chunk, cut short there, again in the next window. CPU
    time of the cutting thread.
+7. **Hashing a cached file whole under a read lease** (``hash_leased``, as a put of a file
+   whose first chunk is stored does), 256 MiB: in windows of 4 MiB, then 64 MiB, against
+   windows of 4, then 16 MiB; beside both, one BLAKE3 pass over a single map of the whole
+   file with every core (``b3sum``'s way, the floor).
 
 Each path is kept only while it is faster than its plain twin here; the ratios say so.
 """
@@ -53,6 +57,8 @@ import casstore.objects.passes as passes  # noqa: E402
 from casstore.backend.base import Backend  # noqa: E402
 from casstore.backend.local import LocalBackend  # noqa: E402
 from casstore.maintenance.verify import verify_store  # noqa: E402
+from casstore.objects.digest import new_hasher  # noqa: E402
+from casstore.objects.mapped import FileLease, hash_leased  # noqa: E402
 from casstore.objects.chunking import Chunker  # noqa: E402
 from casstore.runs import open_run_store  # noqa: E402
 
@@ -191,6 +197,24 @@ def relog(root: Path, src: Path, beside: bool) -> float:
         passes.ThreadPoolExecutor = POOL  # type: ignore[misc]
 
 
+def hash_whole(src: Path, window: int) -> float:
+    """Seconds to hash ``src`` under a read lease in windows of ``window`` bytes after the
+    first 4 MiB, or (``window`` 0) through one map of the whole file, as ``b3sum`` does."""
+    from blake3 import blake3
+
+    t = time.perf_counter()
+    if not window:
+        h = blake3(max_threads=blake3.AUTO)
+        h.update_mmap(src)
+    else:
+        with src.open("rb") as f, FileLease(f.fileno()) as lease:
+            h = new_hasher()
+            if hash_leased(lease, h, window=window) != src.stat().st_size:
+                raise SystemExit("no read lease on the benchmark's file: nothing to compare")
+    h.hexdigest()
+    return time.perf_counter() - t
+
+
 def parse_listing(fast: bool) -> float:
     """Seconds to parse a listing page of 1,000 keys with botocore's XML parser."""
     import botocore.parsers
@@ -213,7 +237,7 @@ def parse_listing(fast: bool) -> float:
     return took
 
 
-PARTS = ("barrier", "verify", "relog", "listing", "fresh", "cut")
+PARTS = ("barrier", "verify", "relog", "listing", "fresh", "cut", "hash")
 
 
 def main() -> None:
@@ -237,7 +261,7 @@ def main() -> None:
                 times.setdefault(name, []).append(run(name, arg))
 
         src, filled, new = work / "model.bin", work / "filled", work / "new.bin"
-        if "relog" in only:
+        if "relog" in only or "hash" in only:
             src.write_bytes(os.urandom(relog_mib * MIB))
         if "verify" in only:
             objects = open_run_store(str(filled)).objects
@@ -260,6 +284,9 @@ def main() -> None:
             if "cut" in only:
                 with new.open("rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m, memoryview(m) as view:
                     turns(r, [("stop early", True), ("to the end", False)], lambda name, early: cut_windows(view, early))
+            if "hash" in only:
+                turns(r, [("64 MiB windows", 64 * MIB), ("16 MiB windows", 16 * MIB), ("one map", 0)],
+                      lambda name, window: hash_whole(src, window))
         local._FSYNC_THREADS = 8
         med = {k: statistics.median(v) for k, v in times.items() if not isinstance(v[0], tuple)}
         for k in ("now", "truncated"):
@@ -304,6 +331,12 @@ def main() -> None:
             print(f"   stopped before the end      {med['stop early']:8.3f} s")
             print(f"   cut to the end, then again  {med['to the end']:8.3f} s")
             print(verdict("stopping early", med["to the end"] / med["stop early"]))
+        if "hash" in only:
+            floor = med["one map"]
+            print(f"7. hashing {relog_mib} MiB of a cached file whole under a read lease, against one map (b3sum's way)")
+            for k in ("64 MiB windows", "16 MiB windows", "one map"):
+                print(f"   {k:<27} {med[k] * 1000:8.2f} ms   {med[k] / floor:5.2f}x one map")
+            print(verdict("64 MiB windows", med["16 MiB windows"] / med["64 MiB windows"]))
 
 if __name__ == "__main__":
     main()

@@ -98,6 +98,7 @@ SCRIPTS = (
     Script("bench_packs_local.py", ("--repeat", "3")),
     Script("bench_packs_index.py", ()),
     Script("bench_small_files.py", ("--repeat", "1")),
+    Script("bench_relog.py", ("--rounds", "7")),
     Script("bench_search.py", ("--runs", "1000", "--s3-runs", "1000", "--synthetic", "100000"),
            ("--quick", "--repeat", "1"), needs="mlflow"),
 )

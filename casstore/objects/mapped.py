@@ -20,8 +20,13 @@ signal, chosen here among those ignored by default (SIGURG, SIGWINCH) and only i
 program handles neither, so the notice changes nothing for the program. After each
 window the lease is looked at; when a writer waits, it is given up at once and the
 caller reads the rest as usual, so a writer waits for one window at most. Windows are
-small (4 MiB, then 16 MiB: as fast as larger ones here), which bounds the memory the maps add to the resident set,
-and a window that comes slowly (a cold, slow disk) ends the mapping.
+of 4 MiB, then 64 MiB, which bounds the memory the maps add to the resident set,
+and a window that comes slowly (a cold, slow disk) ends the mapping: the small first one
+tells a cold file early. The windows after it are large because each costs a little (the
+map, the threads of the hash started and joined again, its last stretch hashed by one
+thread while the other waits): one pass over 256 MiB of cached file took 1.25x the time of
+one map of the whole file in windows of 16 MiB, 1.06x in windows of 64 MiB
+(``benchmarks/bench_local_paths.py --only hash``).
 
 Where no lease can be had (another platform, a file system without leases, a file
 open for writing or owned by another user, both signals handled), or with
@@ -50,7 +55,7 @@ __all__ = ["FileLease", "hash_leased", "leases_supported"]
 #: the first window
 FIRST_WINDOW = 4 << 20
 #: the windows that follow while each comes in less than ``_SLOW`` seconds
-WINDOW = 16 << 20
+WINDOW = 64 << 20
 # a window that took longer ends the mapping, so a writer never waits long (a window
 # after one that came in time comes in a few seconds even from a slow disk)
 SLOW = 0.25
