@@ -192,8 +192,8 @@ def main() -> None:
         print(f"   the version before logged again: a copy {med[COPY] / floor:.2f}x one BLAKE3 pass, "
               f"the file itself {med[AGAIN] / floor:.2f}x")
         ratio = med["re-log, log_artifact"] / floor
-        judged = ("met" if ratio <= 2 else "MISSED") if size == 256 * MIB else f"not judged at {size // MIB} MiB, set for 256 MiB"
-        print(f"   re-log: {ratio:.2f}x one BLAKE3 pass (goal <= 2x: {judged})")
+        # the goal (at most 2x one pass) is judged by bench_tracking.py alone, on the same re-log
+        print(f"   re-log: {ratio:.2f}x one BLAKE3 pass, with every step timed where it runs")
 
 def casstore_recipe(root: Path, path: Path) -> list[tuple[str, int]]:
     """The chunks of the file ``path`` as the store at ``root`` holds it."""
