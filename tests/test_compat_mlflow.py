@@ -967,6 +967,26 @@ def test_dataset_schema_source_and_get_source(ml: types.ModuleType) -> None:
     assert ml.data.get_source(dataset).url == url
 
 
+def test_names_at_mlflows_import_paths(ml: types.ModuleType) -> None:
+    """Where scripts import the client, the registry's entities, ``ModelInfo`` and the system
+    tag names from; a sweep filters its child runs by the parent tag."""
+    def name(module: str, attr: str) -> object:
+        return getattr(importlib.import_module(f"{ml.__name__}.{module}"), attr)
+
+    assert name("client", "MlflowClient") is ml.MlflowClient
+    registered = f"paths-{_exp_id(ml)}"
+    with ml.start_run() as parent:
+        with ml.start_run(nested=True, run_name="child"):
+            info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), pip_requirements=REQS,
+                                       registered_model_name=registered)
+    assert isinstance(info, name("models.model", "ModelInfo"))  # type: ignore[arg-type]
+    assert isinstance(ml.MlflowClient().get_model_version(registered, "1"), name("entities.model_registry", "ModelVersion"))  # type: ignore[arg-type]
+    assert isinstance(ml.MlflowClient().get_registered_model(registered), name("entities.model_registry", "RegisteredModel"))  # type: ignore[arg-type]
+    tags = importlib.import_module(f"{ml.__name__}.utils.mlflow_tags")
+    children = ml.search_runs(filter_string=f"tags.{tags.MLFLOW_PARENT_RUN_ID} = '{parent.info.run_id}'")
+    assert children[f"tags.{tags.MLFLOW_RUN_NAME}"].tolist() == ["child"]
+
+
 def test_dataset_classes_at_mlflows_import_paths(ml: types.ModuleType) -> None:
     """Scripts import the dataset classes for type hints and checks from MLflow's modules."""
     def module(name: str) -> types.ModuleType:
