@@ -212,6 +212,29 @@ def test_log_batch(ml: types.ModuleType) -> None:
     assert {k: finished.data.tags[k] for k in ("tag-key0", "tag-key1")} == {"tag-key0": "tag-val0", "tag-key1": "tag-val1"}
 
 
+def test_client_run_with_batches_and_the_metric_history_page(ml: types.ModuleType) -> None:
+    """A run driven by the client alone: ``create_run``, ``log_batch``, ``set_terminated``; the
+    history is one page of ``Metric`` entities that know their run and turn into dicts."""
+    Metric, Param, RunTag = ml.entities.Metric, ml.entities.Param, ml.entities.RunTag
+    client = ml.MlflowClient()
+    run = client.create_run(_exp_id(ml), run_name="batched", tags={"team": "a"})
+    rid = run.info.run_id
+    t = int(time.time() * 1000)
+    client.log_batch(rid, metrics=[Metric("loss", 0.5, t, 0), Metric("loss", 0.3, t + 1, 1)],
+                     params=[Param("lr", "0.01")], tags=[RunTag("stage", "dev")])
+    client.log_batch(rid, metrics=[Metric(key="loss", value=0.2, timestamp=t + 2, step=2)])
+    client.set_terminated(rid)
+    got = client.get_run(rid)
+    assert (got.info.status, got.info.run_name, got.data.metrics) == ("FINISHED", "batched", {"loss": 0.2})
+    history = client.get_metric_history(rid, "loss")
+    assert history.token is None and [(m.value, m.step) for m in history] == [(0.5, 0), (0.3, 1), (0.2, 2)]
+    d = history[2].to_dictionary()
+    assert {k: d[k] for k in ("key", "value", "timestamp", "step")} == {"key": "loss", "value": 0.2, "timestamp": t + 2, "step": 2}
+    assert d["run_id"] in (None, rid)  # MLflow's sqlite store leaves it unset; casstore says which run
+    frame = pd.DataFrame([m.to_dictionary() for m in history])
+    assert frame["value"].tolist() == [0.5, 0.3, 0.2]
+
+
 def test_set_tags_are_strings(ml: types.ModuleType) -> None:
     with ml.start_run() as active_run:
         ml.set_tags({"name_1": "c", "name_2": "b", "nested/nested/name": 5})
@@ -619,6 +642,71 @@ def test_sklearn_model_logged_registered_and_loaded_by_alias(ml: types.ModuleTyp
     assert (pyfunc.predict(X) == clf.predict(X)).all()
 
 
+def test_copy_model_version_and_register_a_registered_version(ml: types.ModuleType) -> None:
+    tag = _exp_id(ml)
+    src, dst, other = f"src-{tag}", f"dst-{tag}", f"other-{tag}"
+    with ml.start_run():
+        ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), pip_requirements=REQS, registered_model_name=src)
+    client = ml.MlflowClient()
+    client.set_registered_model_alias(src, "champion", "1")
+    client.set_model_version_tag(src, "1", "validated", "yes")
+    client.update_model_version(src, "1", description="checked")
+    mv = client.copy_model_version(src_model_uri=f"models:/{src}/1", dst_name=dst)
+    assert (mv.name, int(mv.version), mv.source) == (dst, 1, f"models:/{src}/1")
+    assert mv.tags == {"validated": "yes"} and mv.description == "checked"
+    assert int(client.copy_model_version(f"models:/{src}@champion", dst).version) == 2
+    frame = pd.DataFrame({"a": [1.0]})
+    assert ml.pyfunc.load_model(f"models:/{dst}/2").predict(frame)["a"].tolist() == [2.0]
+    assert int(ml.register_model(f"models:/{src}/1", other).version) == 1
+    assert ml.pyfunc.load_model(f"models:/{other}/1").predict(frame)["a"].tolist() == [2.0]
+    with pytest.raises(ml.exceptions.MlflowException, match="models:/"):
+        client.copy_model_version(f"runs:/{'0' * 32}/add_n", dst)
+
+
+def test_registry_tags_set_and_deleted(ml: types.ModuleType) -> None:
+    """Deleting a registered model's or a version's tag that is not there does nothing (cleanup
+    code runs such deletes again)."""
+    name = f"tagged-{_exp_id(ml)}"
+    with ml.start_run():
+        ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), pip_requirements=REQS, registered_model_name=name)
+    client = ml.MlflowClient()
+    client.set_registered_model_tag(name, "task", "clf")
+    client.set_registered_model_tag(name, "owner", "ana")
+    client.delete_registered_model_tag(name, "owner")
+    client.delete_registered_model_tag(name, "owner")
+    assert client.get_registered_model(name).tags == {"task": "clf"}
+    client.set_model_version_tag(name, "1", "tmp", "x")
+    client.delete_model_version_tag(name, "1", "tmp")
+    client.delete_model_version_tag(name, "1", "never-set")
+    assert client.get_model_version(name, "1").tags == {}
+    assert [m.name for m in client.search_registered_models(filter_string="tags.task = 'clf'") if m.name == name] == [name]
+    with pytest.raises(ml.exceptions.MlflowException) as e:
+        client.set_registered_model_tag(f"no-such-model-{name}", "a", "b")
+    assert error_code(e.value) == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_python_model_with_load_context_artifacts_and_a_params_schema(ml: types.ModuleType, tmp_path: Path) -> None:
+    class Scaler(ml.pyfunc.PythonModel):  # type: ignore[name-defined,misc]
+        def load_context(self, context: object) -> None:
+            self.factor = json.loads(Path(context.artifacts["cfg"]).read_text())["factor"]  # type: ignore[attr-defined]
+
+        def predict(self, context: object, model_input: pd.DataFrame, params: dict[str, int] | None = None) -> pd.Series:
+            return model_input["x"] * self.factor * (params or {}).get("mult", 1)
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"factor": 3}))
+    frame = pd.DataFrame({"x": [1.0, 2.0]})
+    signature = ml.models.infer_signature(frame, pd.Series([3.0, 6.0]), params={"mult": 1})
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="scaler", python_model=Scaler(), artifacts={"cfg": str(cfg)},
+                                   signature=signature, pip_requirements=REQS)
+    model = ml.pyfunc.load_model(info.model_uri)
+    assert list(model.predict(frame, params={"mult": 2})) == [6.0, 12.0]
+    assert model.unwrap_python_model().factor == 3
+    assert model.metadata.get_params_schema() == signature.params
+    assert [p["name"] for p in model.metadata.get_params_schema().to_dict()] == ["mult"]
+
+
 def test_save_model_and_load_the_directory(ml: types.ModuleType, tmp_path: Path) -> None:
     from sklearn.linear_model import LinearRegression
 
@@ -877,6 +965,38 @@ def test_dataset_schema_source_and_get_source(ml: types.ModuleType) -> None:
     assert [(t.key, t.value) for t in di.tags] == [("mlflow.data.context", "training"), ("split", "a")]
     assert ml.data.get_source(di).url == url and ml.data.get_source(di.dataset).url == url
     assert ml.data.get_source(dataset).url == url
+
+
+def test_names_at_mlflows_import_paths(ml: types.ModuleType) -> None:
+    """Where scripts import the client, the registry's entities, ``ModelInfo`` and the system
+    tag names from; a sweep filters its child runs by the parent tag."""
+    def name(module: str, attr: str) -> object:
+        return getattr(importlib.import_module(f"{ml.__name__}.{module}"), attr)
+
+    assert name("client", "MlflowClient") is ml.MlflowClient
+    registered = f"paths-{_exp_id(ml)}"
+    with ml.start_run() as parent:
+        with ml.start_run(nested=True, run_name="child"):
+            info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), pip_requirements=REQS,
+                                       registered_model_name=registered)
+    assert isinstance(info, name("models.model", "ModelInfo"))  # type: ignore[arg-type]
+    assert isinstance(ml.MlflowClient().get_model_version(registered, "1"), name("entities.model_registry", "ModelVersion"))  # type: ignore[arg-type]
+    assert isinstance(ml.MlflowClient().get_registered_model(registered), name("entities.model_registry", "RegisteredModel"))  # type: ignore[arg-type]
+    tags = importlib.import_module(f"{ml.__name__}.utils.mlflow_tags")
+    children = ml.search_runs(filter_string=f"tags.{tags.MLFLOW_PARENT_RUN_ID} = '{parent.info.run_id}'")
+    assert children[f"tags.{tags.MLFLOW_RUN_NAME}"].tolist() == ["child"]
+
+
+def test_dataset_classes_at_mlflows_import_paths(ml: types.ModuleType) -> None:
+    """Scripts import the dataset classes for type hints and checks from MLflow's modules."""
+    def module(name: str) -> types.ModuleType:
+        return importlib.import_module(f"{ml.__name__}.data.{name}")
+
+    df = pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]})
+    assert isinstance(module("pandas_dataset").from_pandas(df, targets="y"), module("pandas_dataset").PandasDataset)
+    dataset = module("numpy_dataset").from_numpy(np.zeros((2, 2)), targets=np.array([0, 1]))
+    assert isinstance(dataset, module("numpy_dataset").NumpyDataset) and isinstance(dataset, module("dataset").Dataset)
+    assert isinstance(dataset.source, module("dataset_source").DatasetSource)
 
 
 def test_search_model_versions_lists_the_most_recently_updated_first(ml: types.ModuleType) -> None:

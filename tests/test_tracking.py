@@ -121,6 +121,25 @@ def test_get_run_without_any_run_is_a_clear_error(tracking: str) -> None:
         casstore.get_run()
 
 
+@pytest.mark.parametrize(("call", "log"), [
+    ("log_params", lambda: casstore.log_params([("lr", 0.1)])),
+    ("log_metrics", lambda: casstore.log_metrics([("loss", 0.5)])),
+    ("set_tags", lambda: casstore.set_tags(["a"])),
+    ("set_experiment_tags", lambda: casstore.set_experiment_tags("team=a")),
+])
+def test_logging_a_list_where_a_dict_is_taken_is_a_clear_error(tracking: str, call: str, log: object) -> None:
+    with casstore.start_run() as run:
+        with pytest.raises(InvalidInputError, match=rf"{call} takes a dict of names to values.*not a (list|str)"):
+            log()  # type: ignore[operator]
+    assert casstore.get_run(run.info.run_id).data.params == {}
+
+
+def test_start_run_tags_must_be_a_dict(tracking: str) -> None:
+    with pytest.raises(InvalidInputError, match=r"start_run\(tags=...\) takes a dict"):
+        casstore.start_run(tags=["a"])  # type: ignore[arg-type]
+    assert casstore.active_run() is None
+
+
 def test_params_are_immutable(tracking: str) -> None:
     with casstore.start_run():
         casstore.log_param("solver", "lbfgs")

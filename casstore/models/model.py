@@ -7,10 +7,10 @@ from typing import Any
 
 from casstore.exceptions import InvalidInputError, LocalFileError
 from casstore.models import mlmodel
-from casstore.models.save import written_mlmodel
+from casstore.models.save import ModelInfo, written_mlmodel
 from casstore.models.signature import ModelSignature
 
-__all__ = ["Model"]
+__all__ = ["Model", "ModelInfo"]
 
 
 class Model:

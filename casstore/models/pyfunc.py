@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from casstore.exceptions import CorruptRecordError, InvalidInputError
 from casstore.models.enforce import enforce_schema
 from casstore.models.entry import ModelEntry
-from casstore.models.signature import ModelSignature, Schema, enforce_params
+from casstore.models.signature import ModelSignature, ParamSchema, Schema, enforce_params
 
 if TYPE_CHECKING:
     from casstore.models.fetch import FetchedModel
@@ -46,6 +46,9 @@ class ModelMetadata:
 
     def get_output_schema(self) -> Schema | None:
         return self.signature.outputs if self.signature else None
+
+    def get_params_schema(self) -> ParamSchema | None:
+        return self.signature.params if self.signature else None
 
     def __repr__(self) -> str:
         return f"<ModelMetadata {self.artifact_path!r} digest={self.model_digest[:12]}… flavors={sorted(self.flavors)}>"

@@ -184,6 +184,25 @@ class RegistryClient:
         """Register the model at ``source`` (a model URI) as the next version of ``name``."""
         return register_model_version(self.store, self.registry, source, name, run_id=run_id, tags=tags, description=description)
 
+    def copy_model_version(self, src_model_uri: str, dst_name: str) -> ModelVersion:
+        """Register the version ``src_model_uri`` names (``models:/<name>/<version>`` or
+        ``models:/<name>@<alias>``) as the next version of ``dst_name`` (created if needed),
+        with its tags and description; the copy pins the same model digest and its source is
+        ``models:/<name>/<version>``."""
+        from casstore.models.uri import resolve_model_uri
+
+        if not isinstance(src_model_uri, str) or not src_model_uri.startswith("models:/"):
+            raise InvalidInputError(
+                f"copy_model_version copies a registered version, named by a models:/ URI "
+                f"('models:/<name>/<version>' or 'models:/<name>@<alias>'), not {src_model_uri!r}: register a "
+                "logged model with create_model_version or register_model instead")
+        src = resolve_model_uri(src_model_uri, self.store, self.registry).version
+        if src is None:  # models:/<model_id> names a logged model, not a registered version
+            raise InvalidInputError(f"{src_model_uri!r} names a logged model, not a registered version: "
+                                    "register it with register_model instead")
+        return self.registry.create_version(dst_name, src.model_digest, source=src.model_uri, run_id=src.run_id,
+                                            tags=dict(src.tags), description=src.description)
+
     def get_model_version(self, name: str, version: int | str) -> ModelVersion:
         return self.registry.get_version(name, version)
 

@@ -387,10 +387,8 @@ class Registry:
 
     def delete_model_tag(self, name: str, key: str) -> None:
         key, _ = _check_tag(key)
-        st = self._state(name)
-        if key not in st.tags:
-            raise ObjectNotFoundError(f"registered model {name!r} has no tag {key!r}")
-        self._append_event(name, "delete_tag", key=key)
+        if key in self._state(name).tags:  # as MLflow: deleting a tag that is not there does nothing
+            self._append_event(name, "delete_tag", key=key)
 
     def set_model_description(self, name: str, description: str | None) -> None:
         if description is not None and not isinstance(description, str):
@@ -487,9 +485,8 @@ class Registry:
     def delete_version_tag(self, name: str, version: int | str, key: str) -> None:
         key, _ = _check_tag(key)
         mv = self.get_version(name, version)
-        if key not in mv.tags:
-            raise ObjectNotFoundError(f"version {mv.version} of registered model {name!r} has no tag {key!r}")
-        self._append_event(name, "delete_version_tag", version=mv.version, key=key)
+        if key in mv.tags:  # as MLflow: deleting a tag that is not there does nothing
+            self._append_event(name, "delete_version_tag", version=mv.version, key=key)
 
     def set_version_description(self, name: str, version: int | str, description: str | None) -> None:
         if description is not None and not isinstance(description, str):

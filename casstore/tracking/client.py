@@ -299,10 +299,10 @@ class TrackingClient:
             h.log_input({"name": d.name, "digest": d.digest, "source_type": d.source_type, "source": d.source,
                          "schema": d.schema, "profile": d.profile, "context": context, "tags": tags})
 
-    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
-        """Every value logged for a metric, by step then time."""
+    def get_metric_history(self, run_id: str, key: str) -> PagedList[Metric]:
+        """Every value logged for a metric, by step then time (one page, as MLflow's)."""
         view = self.store.get_run(run_id)
-        return [Metric(key, v, t, s) for v, s, t in view.metric_history(key)]
+        return PagedList([Metric(key, v, t, s, run_id=view.run_id) for v, s, t in view.metric_history(key)], None)
 
     # ---- artifacts ---------------------------------------------------------------------
 

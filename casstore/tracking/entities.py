@@ -257,10 +257,16 @@ class FileInfo:
 
 @dataclass(frozen=True)
 class Metric:
+    """One logged value of a metric; ``run_id`` is set on what ``get_metric_history`` gives."""
+
     key: str
     value: float
     timestamp: int
     step: int
+    run_id: str | None = None
+
+    def to_dictionary(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import atexit
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -177,7 +177,7 @@ def set_experiment_tags(tags: dict[str, Any]) -> None:
     """Set tags of the active experiment."""
     client = _client()
     exp_id = _active_experiment_id(client)
-    for k, v in tags.items():
+    for k, v in _mapping(tags, "set_experiment_tags").items():
         client.set_experiment_tag(exp_id, k, v)
 
 
@@ -266,7 +266,7 @@ def start_run(
             "or start a nested run with start_run(nested=True)."
         )
     client = _client()
-    tags = {k: str(v) for k, v in (tags or {}).items()}
+    tags = {k: str(v) for k, v in _mapping(tags or {}, "start_run(tags=...)").items()}
     if description:
         if RUN_NOTE_TAG in tags:
             raise InvalidInputError(
@@ -405,6 +405,14 @@ def _run_for_write(run_id: str | None = None) -> tuple[str, Client]:
 # ---- params, metrics, tags --------------------------------------------------------------------
 
 
+def _mapping(value: object, call: str) -> Mapping[str, Any]:
+    """``value`` if it is a mapping of names to values (what ``log_params`` and the like take)."""
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"{call} takes a dict of names to values, such as {{'lr': 0.1}}, "
+                                f"not a {type(value).__name__}")
+    return value
+
+
 def _done(synchronous: bool | None, value: Any = None) -> Any:
     """What a logging call returns: with ``synchronous=False``, a :class:`RunOperations`
     (its ``wait()`` returns at once: the write is done when the call returns, as casstore
@@ -421,7 +429,7 @@ def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
 
 def log_params(params: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None) -> Any:
     rid, client = _run_for_write(run_id)
-    client.log_batch(rid, params=[Param(k, str(v)) for k, v in params.items()])
+    client.log_batch(rid, params=[Param(k, str(v)) for k, v in _mapping(params, "log_params").items()])
     return _done(synchronous)
 
 
@@ -442,7 +450,7 @@ def log_metrics(
     dataset: Any = None,
 ) -> Any:
     rid, client = _run_for_write(run_id)
-    for k, v in metrics.items():
+    for k, v in _mapping(metrics, "log_metrics").items():
         client.log_metric(rid, k, v, timestamp, step)
     return _done(synchronous)
 
@@ -455,7 +463,7 @@ def set_tag(key: str, value: Any, synchronous: bool | None = None) -> Any:
 
 def set_tags(tags: dict[str, Any], synchronous: bool | None = None) -> Any:
     run_id, client = _run_for_write()
-    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in _mapping(tags, "set_tags").items()])
     return _done(synchronous)
 
 

@@ -1,0 +1,1 @@
+"""Modules at MLflow's ``mlflow.utils`` import paths that scripts use."""
