@@ -1085,3 +1085,25 @@ def test_autolog_training_artifacts(autologging: types.ModuleType, load: str, ex
     assert html.lstrip().startswith("<!DOCTYPE html>") and "LogisticRegression" in html
     Ridge().fit(X, y)  # a regressor: the diagram alone
     assert [f.path for f in ml.MlflowClient().list_artifacts(ml.last_active_run().info.run_id)] == ["estimator.html"]
+
+
+def test_names_scripts_import_for_server_errors_pages_and_serving_checks(ml: types.ModuleType) -> None:
+    """``mlflow.exceptions.RestException`` (scripts catch it), ``PagedList`` at its module, and
+    ``mlflow.models.validate_serving_input``: a request body checked and scored as the
+    scoring server would."""
+    paged_list = importlib.import_module(f"{ml.__name__}.store.entities.paged_list")
+    assert isinstance(ml.MlflowClient().search_experiments(max_results=1), paged_list.PagedList)
+    e = ml.exceptions.RestException({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no run 'x'"})
+    assert isinstance(e, ml.exceptions.MlflowException) and error_code(e) == "RESOURCE_DOES_NOT_EXIST"
+    assert str(e) == "RESOURCE_DOES_NOT_EXIST: no run 'x'" and e.json["message"] == "no run 'x'"
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), pip_requirements=REQS,
+                                   signature=ml.models.infer_signature(frame, frame, params={"extra": 0}))
+    body = {"dataframe_split": {"columns": ["a"], "data": [[1.0], [2.0]]}, "params": {"extra": 10}}
+    assert ml.models.validate_serving_input(info.model_uri, body)["a"].tolist() == [12.0, 13.0]
+    body_text = json.dumps({"dataframe_records": [{"a": 5.0}]})
+    assert ml.models.validate_serving_input(info.model_uri, body_text)["a"].tolist() == [6.0]
+    with pytest.raises(ml.MlflowException) as bad:
+        ml.models.validate_serving_input(info.model_uri, {"rows": [[1.0]]})
+    assert error_code(bad.value) == "BAD_REQUEST"
