@@ -266,6 +266,25 @@ def test_log_param_and_params(ml: types.ModuleType) -> None:
         "name_1": "a", "name_2": "b", "nested/nested/name": "5"}
 
 
+def test_the_order_of_a_runs_params(ml: types.ModuleType) -> None:
+    """MLflow on sqlite gives params in the order they were logged (no MLflow store promises an
+    order; its ``search_runs`` columns come in none); casstore gives them by name, the same
+    while the run is active, once it ended, and in searches (docs/coming-from-mlflow.md)."""
+    logged = ["zeta", "alpha", "Mid", "a10", "a2", "yy", "bb"]
+    with ml.start_run() as run:
+        for name in logged[:5]:
+            ml.log_param(name, 1)
+        ml.log_params({"yy": 2, "bb": 3})
+        during = list(ml.get_run(run.info.run_id).data.params)
+    after = list(ml.get_run(run.info.run_id).data.params)
+    [found] = ml.search_runs(output_format="list")
+    assert sorted(after) == sorted(logged) and set(found.data.params) == set(logged)
+    if ml.IS_CASSTORE:
+        assert during == after == list(found.data.params) == sorted(logged)
+    else:
+        assert during == after == logged
+
+
 def test_changing_a_param_is_refused(ml: types.ModuleType) -> None:
     with ml.start_run():
         ml.log_param("lr", 0.1)
