@@ -986,6 +986,26 @@ def test_dataset_schema_source_and_get_source(ml: types.ModuleType) -> None:
     assert ml.data.get_source(dataset).url == url
 
 
+def test_log_model_with_a_model_type_and_a_step(ml: types.ModuleType) -> None:
+    """MLflow 3's ``log_model(model_type=..., step=...)``, in both flavors: the logged model
+    has that ``model_type``, and its metrics are the run's at that step."""
+    from sklearn.linear_model import LinearRegression
+
+    X, y = np.array([[0.0], [1.0], [2.0]]), np.array([0.0, 2.0, 4.0])
+    with ml.start_run():
+        ml.log_metric("loss", 0.9, step=0)
+        ml.log_metrics({"loss": 0.5, "acc": 0.7}, step=1)
+        custom = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), pip_requirements=REQS,
+                                     model_type="regressor", step=1)
+        linear = ml.sklearn.log_model(LinearRegression().fit(X, y), name="linear", pip_requirements=REQS,
+                                      model_type="linear", serialization_format="cloudpickle")
+    custom_model, linear_model = ml.get_logged_model(custom.model_id), ml.get_logged_model(linear.model_id)
+    assert (custom_model.model_type, linear_model.model_type) == ("regressor", "linear")
+    assert sorted((m.key, m.step, m.value) for m in custom_model.metrics) == [("acc", 1, 0.7), ("loss", 1, 0.5)]
+    assert [(m.key, m.step, m.value) for m in linear_model.metrics] == [("loss", 0, 0.9)]
+    assert ml.sklearn.load_model(f"models:/{linear.model_id}").predict(X).round(6).tolist() == [0.0, 2.0, 4.0]
+
+
 def test_names_at_mlflows_import_paths(ml: types.ModuleType) -> None:
     """Where scripts import the client, the registry's entities, ``ModelInfo`` and the system
     tag names from; a sweep filters its child runs by the parent tag."""
