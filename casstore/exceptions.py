@@ -16,7 +16,8 @@
     │   └── LocalFileError        a local file that is missing, a directory, or unreadable
     ├── ImmutableArtifactError    a different value at a name that is already bound
     │   └── ArtifactPathConflictError  an artifact path that would be both a file and a directory
-    └── RunStateError             the run is sealed, not active, or in the wrong state
+    ├── RunStateError             the run is sealed, not active, or in the wrong state
+    └── RestException             MLflow's tracking-server error (never raised: no server)
 
     DamagedRecordWarning (UserWarning)  something was skipped by a listing, or shown without
     │                                the records that failed their checks (each one named)
@@ -55,6 +56,7 @@ __all__ = [
     "RunStateError",
     "ResourceAlreadyExistsError",
     "MlflowException",
+    "RestException",
     "DamagedRecordWarning",
     "DamagedRunWarning",
     "LinkWarning",
@@ -110,6 +112,22 @@ class CasstoreError(Exception):
     def invalid_parameter_value(cls, message: object, **kwargs: object) -> CasstoreError:
         """An error with code ``INVALID_PARAMETER_VALUE`` (MLflow's constructor of that name)."""
         return cls(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+class RestException(CasstoreError):
+    """MLflow's error for a tracking server's error answer, built from its JSON body
+    (``error_code``, ``message``). casstore talks to no tracking server, so none of its
+    calls raises this: it is here so that scripts which catch it keep working (their
+    ``except MlflowException`` clauses catch what casstore raises)."""
+
+    def __init__(self, json: dict[str, object]) -> None:
+        self.json = json
+        code = str(json.get("error_code") or INTERNAL_ERROR)
+        message = json["message"] if "message" in json else f"Response: {json}"
+        super().__init__(f"{code}: {message}", error_code=code)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.json,))
 
 
 class StoreConfigError(CasstoreError):

@@ -220,13 +220,18 @@ def log_model(
     name: str | None = None,
     tags: dict[str, str] | None = None,
     params: dict[str, Any] | None = None,
+    model_type: str | None = None,
+    step: int = 0,
 ) -> ModelInfo:
     """Log a custom model (``python_model``: a :class:`PythonModel` or a function) as
     ``name`` in the active run (or a run of its own) and return its :class:`ModelInfo`.
 
     ``artifacts`` maps names to local paths or artifact URIs; each is copied into the
     model and reaches ``load_context`` as ``context.artifacts[name]``, a local path.
-    ``code_paths`` are put on ``sys.path`` when the model is loaded."""
+    ``code_paths`` are put on ``sys.path`` when the model is loaded.
+    ``model_type`` (a label such as ``"regressor"``) and ``step`` are MLflow 3's: kept in the
+    model entry, they are the logged model's ``model_type`` and the step of the run's metrics
+    that are the logged model's metrics."""
     model_name = save_model_name(name, artifact_path)
     model = _check_python_model(python_model, loader_module, data_path)
     if registered_model_name is not None:
@@ -239,7 +244,7 @@ def log_model(
         with _context.logging_run() as handle:
             return log_prepared_model(
                 handle, prepared, model_name, metadata=metadata, tags=tags, params=params,
-                registered_model_name=registered_model_name,
+                registered_model_name=registered_model_name, model_type=model_type, step=step,
             )
 
 

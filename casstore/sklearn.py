@@ -144,6 +144,8 @@ def log_model(
     skops_trusted_types: Sequence[str] | None = None,
     pyfunc_predict_fn: str = "predict",
     params: dict[str, Any] | None = None,
+    model_type: str | None = None,
+    step: int = 0,
 ) -> ModelInfo:
     """Log a scikit-learn model as ``name`` in the active run (or in a run of its own
     when none is active) and return its :class:`ModelInfo`.
@@ -152,6 +154,9 @@ def log_model(
     ``registered_model_name`` also registers the model as the next version of that name.
     ``skops_trusted_types`` is only written to ``MLmodel`` for MLflow's loader; casstore
     asks for the trusted types when the model is loaded.
+    ``model_type`` (a label such as ``"regressor"``) and ``step`` are MLflow 3's: kept in the
+    model entry, they are the logged model's ``model_type`` and the step of the run's metrics
+    that are the logged model's metrics.
     """
     model_name = save_model_name(name, artifact_path, how="as `name` (or as the second argument)")
     if registered_model_name is not None:
@@ -172,7 +177,7 @@ def log_model(
         with _context.logging_run() as handle:
             return log_prepared_model(
                 handle, prepared, model_name, metadata=metadata, tags=tags, params=params,
-                registered_model_name=registered_model_name,
+                registered_model_name=registered_model_name, model_type=model_type, step=step,
             )
 
 

@@ -266,6 +266,25 @@ def test_log_param_and_params(ml: types.ModuleType) -> None:
         "name_1": "a", "name_2": "b", "nested/nested/name": "5"}
 
 
+def test_the_order_of_a_runs_params(ml: types.ModuleType) -> None:
+    """MLflow on sqlite gives params in the order they were logged (no MLflow store promises an
+    order; its ``search_runs`` columns come in none); casstore gives them by name, the same
+    while the run is active, once it ended, and in searches (docs/coming-from-mlflow.md)."""
+    logged = ["zeta", "alpha", "Mid", "a10", "a2", "yy", "bb"]
+    with ml.start_run() as run:
+        for name in logged[:5]:
+            ml.log_param(name, 1)
+        ml.log_params({"yy": 2, "bb": 3})
+        during = list(ml.get_run(run.info.run_id).data.params)
+    after = list(ml.get_run(run.info.run_id).data.params)
+    [found] = ml.search_runs(output_format="list")
+    assert sorted(after) == sorted(logged) and set(found.data.params) == set(logged)
+    if ml.IS_CASSTORE:
+        assert during == after == list(found.data.params) == sorted(logged)
+    else:
+        assert during == after == logged
+
+
 def test_changing_a_param_is_refused(ml: types.ModuleType) -> None:
     with ml.start_run():
         ml.log_param("lr", 0.1)
@@ -967,6 +986,26 @@ def test_dataset_schema_source_and_get_source(ml: types.ModuleType) -> None:
     assert ml.data.get_source(dataset).url == url
 
 
+def test_log_model_with_a_model_type_and_a_step(ml: types.ModuleType) -> None:
+    """MLflow 3's ``log_model(model_type=..., step=...)``, in both flavors: the logged model
+    has that ``model_type``, and its metrics are the run's at that step."""
+    from sklearn.linear_model import LinearRegression
+
+    X, y = np.array([[0.0], [1.0], [2.0]]), np.array([0.0, 2.0, 4.0])
+    with ml.start_run():
+        ml.log_metric("loss", 0.9, step=0)
+        ml.log_metrics({"loss": 0.5, "acc": 0.7}, step=1)
+        custom = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), pip_requirements=REQS,
+                                     model_type="regressor", step=1)
+        linear = ml.sklearn.log_model(LinearRegression().fit(X, y), name="linear", pip_requirements=REQS,
+                                      model_type="linear", serialization_format="cloudpickle")
+    custom_model, linear_model = ml.get_logged_model(custom.model_id), ml.get_logged_model(linear.model_id)
+    assert (custom_model.model_type, linear_model.model_type) == ("regressor", "linear")
+    assert sorted((m.key, m.step, m.value) for m in custom_model.metrics) == [("acc", 1, 0.7), ("loss", 1, 0.5)]
+    assert [(m.key, m.step, m.value) for m in linear_model.metrics] == [("loss", 0, 0.9)]
+    assert ml.sklearn.load_model(f"models:/{linear.model_id}").predict(X).round(6).tolist() == [0.0, 2.0, 4.0]
+
+
 def test_names_at_mlflows_import_paths(ml: types.ModuleType) -> None:
     """Where scripts import the client, the registry's entities, ``ModelInfo`` and the system
     tag names from; a sweep filters its child runs by the parent tag."""
@@ -1085,3 +1124,25 @@ def test_autolog_training_artifacts(autologging: types.ModuleType, load: str, ex
     assert html.lstrip().startswith("<!DOCTYPE html>") and "LogisticRegression" in html
     Ridge().fit(X, y)  # a regressor: the diagram alone
     assert [f.path for f in ml.MlflowClient().list_artifacts(ml.last_active_run().info.run_id)] == ["estimator.html"]
+
+
+def test_names_scripts_import_for_server_errors_pages_and_serving_checks(ml: types.ModuleType) -> None:
+    """``mlflow.exceptions.RestException`` (scripts catch it), ``PagedList`` at its module, and
+    ``mlflow.models.validate_serving_input``: a request body checked and scored as the
+    scoring server would."""
+    paged_list = importlib.import_module(f"{ml.__name__}.store.entities.paged_list")
+    assert isinstance(ml.MlflowClient().search_experiments(max_results=1), paged_list.PagedList)
+    e = ml.exceptions.RestException({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no run 'x'"})
+    assert isinstance(e, ml.exceptions.MlflowException) and error_code(e) == "RESOURCE_DOES_NOT_EXIST"
+    assert str(e) == "RESOURCE_DOES_NOT_EXIST: no run 'x'" and e.json["message"] == "no run 'x'"
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), pip_requirements=REQS,
+                                   signature=ml.models.infer_signature(frame, frame, params={"extra": 0}))
+    body = {"dataframe_split": {"columns": ["a"], "data": [[1.0], [2.0]]}, "params": {"extra": 10}}
+    assert ml.models.validate_serving_input(info.model_uri, body)["a"].tolist() == [12.0, 13.0]
+    body_text = json.dumps({"dataframe_records": [{"a": 5.0}]})
+    assert ml.models.validate_serving_input(info.model_uri, body_text)["a"].tolist() == [6.0]
+    with pytest.raises(ml.MlflowException) as bad:
+        ml.models.validate_serving_input(info.model_uri, {"rows": [[1.0]]})
+    assert error_code(bad.value) == "BAD_REQUEST"

@@ -277,3 +277,28 @@ def test_logged_models_as_mlflow_3_names_them(tracking: str) -> None:
     assert casstore.search_logged_models(filter_string="params.C = '2'", output_format="list") == []
     with pytest.raises(InvalidInputError, match="digest pins"):
         casstore.set_logged_model_tags(info.model_id, {"x": "y"})
+
+
+def test_log_model_model_type_and_step_are_checked_and_kept_in_the_entry(tracking: str) -> None:
+    """A bad ``model_type`` or ``step`` is refused before anything is logged; both are in the
+    model entry (pinned by the model digest), which leaves them out when not given."""
+    from sklearn.linear_model import LinearRegression
+
+    from casstore.models.fetch import load_entry
+
+    X, y = np.arange(6.0).reshape(-1, 1), np.arange(6.0)
+    fitted = LinearRegression().fit(X, y)
+    with casstore.start_run() as run:
+        with pytest.raises(InvalidInputError, match=r"log_model: step must be an integer, got str 'x'"):
+            casstore.sklearn.log_model(fitted, name="bad", step="x")  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match=r"model_type must be a string .*got int 3"):
+            casstore.sklearn.log_model(fitted, name="bad", model_type=3)  # type: ignore[arg-type]
+        plain = casstore.sklearn.log_model(fitted, name="plain")
+        typed = casstore.sklearn.log_model(fitted, name="typed", model_type="regressor", step=2)
+    store = casstore.MlflowClient().store
+    assert "bad" not in store.get_run(run.info.run_id).models
+    assert not {"model_type", "step"} & set(load_entry(store, plain.model_id).to_dict())
+    entry = load_entry(store, typed.model_id)
+    assert (entry.model_type, entry.step) == ("regressor", 2) and entry.digest == typed.model_id
+    found = casstore.search_logged_models(filter_string="model_type = 'regressor'", output_format="list")
+    assert [m.model_id for m in found] == [typed.model_id]

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         infer_signature,
     )
     from casstore.models.uri import ModelURI, parse_model_uri
-    from casstore.serving.batch import predict
+    from casstore.serving.batch import predict, validate_serving_input
 
 __all__ = [
     "infer_signature",
@@ -49,6 +49,7 @@ __all__ = [
     "evaluate",
     "EvaluationResult",
     "predict",
+    "validate_serving_input",
     "set_model",
 ]
 
@@ -62,6 +63,6 @@ if not TYPE_CHECKING:
                          "infer_signature"),
                         "casstore.models.signature"),
         **dict.fromkeys(("ModelURI", "parse_model_uri"), "casstore.models.uri"),
-        "predict": "casstore.serving.batch",
+        **dict.fromkeys(("predict", "validate_serving_input"), "casstore.serving.batch"),
         "set_model": "casstore.models.python_model",
     })

@@ -9,6 +9,7 @@ this entry, which lists every file with its digest and says how to load it::
      input_example: {artifact_path, type, ...} | None,
      requirements: ["scikit-learn==1.5.2", ...],
      metadata: {...} | None, tags: {str: str},
+     model_type: str, step: int,        (only when given: MLflow 3's ``log_model``)
      files: {"model.pkl": {digest, size, recipe}, "MLmodel": {...}, ...}}
 
 The entry is stored as canonical msgpack (``objects/codec.py``); the BLAKE3 of those
@@ -69,10 +70,17 @@ class ModelEntry:
     requirements: list[str] = field(default_factory=list)
     metadata: dict[str, Any] | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    #: MLflow 3's ``log_model(model_type=...)``, a free-form label such as ``"classifier"``
+    model_type: str | None = None
+    #: MLflow 3's ``log_model(step=...)``: the step of the run's metrics that are the model's
+    step: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """The entry as stored (before canonical encoding)."""
+        """The entry as stored (before canonical encoding); ``model_type`` and ``step`` only
+        when given, so an entry without them keeps the digest it always had."""
+        optional = {k: v for k, v in (("model_type", self.model_type), ("step", self.step)) if v not in (None, 0)}
         return {
+            **optional,
             "v": ENTRY_VERSION,
             "kind": "model",
             "name": self.name,
@@ -142,6 +150,9 @@ class ModelEntry:
         tags = d.get("tags") or {}
         if not isinstance(reqs, list) or not isinstance(tags, dict):
             raise CorruptRecordError(f"{where} has malformed requirements or tags")
+        model_type, step = d.get("model_type"), d.get("step", 0)
+        if not (model_type is None or isinstance(model_type, str)) or type(step) is not int:
+            raise CorruptRecordError(f"{where} has a malformed model_type or step")
         return cls(
             name=name,
             flavors=flavors,
@@ -153,6 +164,8 @@ class ModelEntry:
             requirements=[str(r) for r in reqs],
             metadata=d.get("metadata"),
             tags={str(k): str(t) for k, t in tags.items()},
+            model_type=model_type,
+            step=step,
         )
 
 

@@ -24,6 +24,7 @@ from casstore.exceptions import InvalidInputError, LocalFileError, ResourceAlrea
 from casstore.models import _context, mlmodel
 from casstore.models.entry import FileRef, ModelEntry, check_metadata, entry_digest
 from casstore.models.signature import ModelSignature, infer_schema
+from casstore.runs.layout import check_whole
 
 if TYPE_CHECKING:
     from casstore.registry.store import Registry
@@ -220,7 +221,7 @@ def write_model_metadata(
 
 def _entry(
     prepared: PreparedModel, name: str, refs: dict[str, FileRef], run_id: str | None, created: str,
-    metadata: dict[str, Any] | None, tags: dict[str, str],
+    metadata: dict[str, Any] | None, tags: dict[str, str], model_type: str | None = None, step: int = 0,
 ) -> ModelEntry:
     return ModelEntry(
         name=name,
@@ -233,6 +234,8 @@ def _entry(
         requirements=prepared.requirements,
         metadata=metadata,
         tags=tags,
+        model_type=model_type,
+        step=step,
     )
 
 
@@ -296,12 +299,19 @@ def log_prepared_model(
     registry: Registry | None = None,
     registered_model_name: str | None = None,
     params: dict[str, Any] | None = None,
+    model_type: str | None = None,
+    step: object = 0,
 ) -> ModelInfo:
     """Write the environment files and ``MLmodel``, log every file of the model directory
     under ``<name>/`` in the run, then the model entry; register it if asked. ``params``
     (MLflow 3's params of a logged model) are logged as params of the run, whose params
-    are its models' params."""
+    are its models' params. ``model_type`` and ``step`` (MLflow 3's) are kept in the
+    entry: the logged model's metrics are the run's at ``step``."""
     name = clean_artifact_path(name, "model name")
+    if model_type is not None and not isinstance(model_type, str):
+        raise InvalidInputError(f"log_model: model_type must be a string (such as 'classifier'), got "
+                                f"{type(model_type).__name__} {model_type!r}")
+    model_step = check_whole(step, "log_model: step")
     metadata = check_metadata(metadata)
     if tags is not None and (not isinstance(tags, dict) or not all(isinstance(k, str) for k in tags)):
         raise InvalidInputError(f"model tags must be a dict of str to str, got {tags!r}")
@@ -319,7 +329,7 @@ def log_prepared_model(
     # pin each file's recipe, checked against the local file, so loads need not hash files whole
     objects = handle.store.objects
     refs = {rel: FileRef(rel, b.digest, b.size, objects.recipe_pin(b.digest, full)) for (rel, full), b in zip(files, bound)}
-    entry = _entry(prepared, name, refs, handle.run_id, created, metadata, tags)
+    entry = _entry(prepared, name, refs, handle.run_id, created, metadata, tags, model_type, model_step)
     digest = handle.add_model(name, entry.to_dict())
     version = None
     if registered_model_name is not None:

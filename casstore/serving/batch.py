@@ -18,7 +18,7 @@ from typing import Any
 from casstore.exceptions import InvalidInputError, LocalFileError
 from casstore.serving.payload import CSV, JSON, parse_request, predictions_body
 
-__all__ = ["predict", "write_predictions"]
+__all__ = ["predict", "validate_serving_input", "write_predictions"]
 
 _CONTENT_TYPES = {"json": JSON, "csv": CSV}
 
@@ -60,6 +60,28 @@ def predict(
         parsed = parse_request(body, _CONTENT_TYPES[content_type], model.metadata.get_input_schema())
         data, params = parsed.data, parsed.params
     write_predictions(predictions_body(model.predict(data, params=params)), output_path)
+
+
+def validate_serving_input(model_uri: str, serving_input: str | dict[str, Any]) -> Any:
+    """Check that the model at ``model_uri`` can score ``serving_input`` (an ``/invocations``
+    JSON body, as a string or a dict) as the scoring server would: the body is parsed and
+    typed by the model's input schema, then scored here; return the model's predictions.
+    A body the server would refuse raises the server's error (``BAD_REQUEST``)."""
+    import json
+
+    from casstore.pyfunc import load_model
+
+    if isinstance(serving_input, dict):
+        try:
+            serving_input = json.dumps(serving_input)
+        except (TypeError, ValueError) as e:
+            raise InvalidInputError(f"serving_input is not JSON a request can carry: {e}") from e
+    if not isinstance(serving_input, str):
+        raise InvalidInputError(
+            f"serving_input must be a JSON string or a dict (a request body), got {type(serving_input).__name__}")
+    model = load_model(model_uri)
+    parsed = parse_request(serving_input.encode("utf-8"), JSON, model.metadata.get_input_schema())
+    return model.predict(parsed.data, params=parsed.params)
 
 
 def write_predictions(body: bytes, output_path: str | None) -> None:

@@ -21,7 +21,7 @@ import functools
 import json
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from casstore.exceptions import InvalidInputError, ObjectNotFoundError, RunStateError
 from casstore.objects.digest import check_digest
@@ -44,6 +44,9 @@ from casstore.tracking.entities import (
     RunTag,
     ViewType,
 )
+
+if TYPE_CHECKING:
+    from casstore.models.entry import ModelEntry
 
 __all__ = ["TrackingClient", "Client", "MlflowClient", "LOGGED_IMAGES_TAG", "new_run_tags"]
 
@@ -400,13 +403,14 @@ class TrackingClient:
     # ---- logged models (MLflow 3) ------------------------------------------------------
 
     def get_logged_model(self, model_id: str) -> LoggedModel:
-        """The model with this id (its model digest), with the params and metrics of its run."""
+        """The model with this id (its model digest), with the params of its run and the
+        run's metrics at the model's step (``log_model(step=...)``, 0 by default)."""
         from casstore.models.fetch import load_entry
 
         entry = load_entry(self.store, check_digest(model_id, "model_id (a model digest)"))
         if entry.run_id is None:
             raise ObjectNotFoundError(f"model {model_id} was not logged in a run of store {self.store.url}")
-        return _logged_model(self.store.get_run(entry.run_id), entry.name, model_id, entry.tags)
+        return _logged_model(self.store.get_run(entry.run_id), entry.name, model_id, entry)
 
     def search_logged_models(
         self, experiment_ids: list[str] | None = None, filter_string: str | None = None,
@@ -414,7 +418,8 @@ class TrackingClient:
     ) -> list[LoggedModel]:
         """Models logged by the runs of ``experiment_ids`` (all experiments without), newest
         first, matching ``filter_string`` on ``name``, ``model_id``, ``source_run_id``,
-        ``creation_timestamp``, ``params.<key>`` or ``metrics.<key>`` (of the run)."""
+        ``creation_timestamp``, ``model_type``, ``params.<key>`` or ``metrics.<key>`` (the
+        run's, at the model's step)."""
         from casstore.models.fetch import load_entry
 
         if order_by:
@@ -424,7 +429,7 @@ class TrackingClient:
         for found_run in self.store.search_runs(None if experiment_ids is None else [str(i) for i in experiment_ids]):
             view = self.store.get_run(found_run.run_id)  # a search result does not carry models or metric history
             for name, ref in sorted(view.models.items()):
-                model = _logged_model(view, name, ref.digest, load_entry(self.store, ref.digest).tags, ref.logged_at)
+                model = _logged_model(view, name, ref.digest, load_entry(self.store, ref.digest), ref.logged_at)
                 if matches(comps, functools.partial(_logged_model_value, model)):
                     found.append(model)
         found.sort(key=lambda m: m.creation_timestamp, reverse=True)
@@ -448,16 +453,18 @@ class TrackingClient:
 
 
 #: what a logged-model search can name, and its type
-LOGGED_MODEL_ATTRIBUTES = {"name": "str", "model_id": "str", "source_run_id": "str", "creation_timestamp": "num"}
+LOGGED_MODEL_ATTRIBUTES = {
+    "name": "str", "model_id": "str", "source_run_id": "str", "creation_timestamp": "num", "model_type": "str",
+}
 
 
-def _logged_model(view: Any, name: str, digest: str, tags: dict[str, str], logged_at: int | None = None) -> LoggedModel:
+def _logged_model(view: Any, name: str, digest: str, entry: ModelEntry, logged_at: int | None = None) -> LoggedModel:
     if logged_at is None:
         logged_at = view.models[name].logged_at if name in view.models else view.start_time
     return LoggedModel(
         model_id=digest, name=name, experiment_id=view.experiment_id, source_run_id=view.run_id,
-        creation_timestamp=int(logged_at or view.start_time), tags=dict(tags), params=dict(view.params),
-        metrics=[Metric(k, v, t, s) for k, v, s, t in view.points],
+        creation_timestamp=int(logged_at or view.start_time), tags=dict(entry.tags), params=dict(view.params),
+        metrics=[Metric(k, v, t, s) for k, v, s, t in view.points if s == entry.step], model_type=entry.model_type,
     )
 
 

@@ -187,6 +187,7 @@ class RunInfo(_Iterable):
 
 @dataclass(frozen=True)
 class RunData(_Iterable):
+    #: by name, the same order while the run is active and once it is sealed
     params: dict[str, str] = field(default_factory=dict)
     #: latest value of each metric
     metrics: dict[str, float] = field(default_factory=dict)
@@ -227,7 +228,7 @@ class Run:
     @classmethod
     def from_view(cls, view: RunView) -> Run:
         inputs = RunInputs([dataset_input(i) for i in view.inputs])
-        return cls(run_info(view), RunData(dict(view.params), dict(view.metrics), dict(view.tags)), inputs)
+        return cls(run_info(view), RunData(dict(sorted(view.params.items())), dict(view.metrics), dict(view.tags)), inputs)
 
 
 def run_info(view: RunView) -> RunInfo:

@@ -1,0 +1,1 @@
+"""Modules at MLflow's ``mlflow.store`` import paths that scripts use."""
