@@ -7,6 +7,7 @@ experiments, their runs and the UI's pages are all still listed.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -60,10 +61,12 @@ def test_the_ui_lists_every_experiment(damaged: tuple[Path, dict[str, str], str]
 
     from casstore.ui import create_app
 
-    root, _runs, _key = damaged
-    with pytest.warns(DamagedRecordWarning), TestClient(create_app(RunStore(open_store(str(root))))) as c:
+    root, _runs, key = damaged
+    with TestClient(create_app(RunStore(open_store(str(root))))) as c:
         page = c.get("/")
     assert page.status_code == 200 and "fraud" in page.text and "churn" in page.text
+    notice = page.text[page.text.index('class="error damaged-experiments"'):]
+    assert key in notice.split("</div>")[0]  # the damaged record is named on the page, not only in the log
 
 
 def test_a_damaged_experiment_costs_its_place_in_the_list_not_its_runs_or_the_others(tmp_path: Path) -> None:
@@ -87,3 +90,13 @@ def test_a_damaged_experiment_costs_its_place_in_the_list_not_its_runs_or_the_ot
     r = subprocess.run([*cli, "--experiment", "churn"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert [x["run_id"] for x in json.loads(r.stdout)] == [runs["churn"]]
+    if importlib.util.find_spec("starlette") is not None:  # the UI's home page names what it left out
+        from starlette.testclient import TestClient
+
+        from casstore.ui import create_app
+
+        with TestClient(create_app(RunStore(open_store(str(root))))) as c:
+            page = c.get("/")
+        assert page.status_code == 200 and "churn" in page.text
+        notice = page.text[page.text.index('class="error damaged-experiments"'):].split("</div>")[0]
+        assert f"experiment {ids['fraud']} is left out" in notice and key in notice

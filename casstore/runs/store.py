@@ -291,21 +291,26 @@ class RunStore:
         exp = self.get_experiment(exp_id)
         return exp if exp.name == name else None  # renamed since
 
-    def _list_experiment(self, exp_id: str, out: dict[str, Experiment]) -> None:
+    def _list_experiment(self, exp_id: str, out: dict[str, Experiment], damaged: Callable[[str], None]) -> None:
         """Add experiment ``exp_id`` to a listing; one whose records fail their checks is left
-        out with a :class:`DamagedRecordWarning` naming it (its runs are still listed)."""
+        out and named to ``damaged`` (its runs are still listed)."""
         try:
             out[exp_id] = self.get_experiment(exp_id)
         except ObjectNotFoundError:
             pass
         except CorruptRecordError as e:
-            warnings.warn(DamagedRecordWarning(
-                f"experiment {exp_id} is left out of the list of experiments: it cannot be read ({e}). Its runs are "
-                "still listed; restore its damaged records from a backup (`casstore verify --all` lists them)"),
-                stacklevel=3)
+            damaged(f"experiment {exp_id} is left out of the list of experiments: it cannot be read ({e}). Its runs "
+                    "are still listed; restore its damaged records from a backup (`casstore verify --all` lists them)")
 
-    def list_experiments(self) -> list[Experiment]:
-        """Every experiment (deleted ones too), oldest first (``Default`` among them, written or not)."""
+    def list_experiments(self, on_damaged: Callable[[str], None] | None = None) -> list[Experiment]:
+        """Every experiment (deleted ones too), oldest first (``Default`` among them, written or not).
+        What damage leaves out, or costs, is named in a :class:`DamagedRecordWarning`, or to
+        ``on_damaged`` (a page that shows it)."""
+
+        def warn(message: str) -> None:
+            warnings.warn(DamagedRecordWarning(message), stacklevel=3)
+
+        report = on_damaged or warn
         out: dict[str, Experiment] = {}
         damaged: list[str] = []
         for key in sorted(self.backend.list("experiments/names/")):
@@ -318,18 +323,17 @@ class RunStore:
             except ObjectNotFoundError:
                 continue
             if exp_id not in out:  # else a name it had before a rename
-                self._list_experiment(exp_id, out)
+                self._list_experiment(exp_id, out, report)
         if damaged:
             # a name record only leads to its experiment, whose own records say what it is:
             # every experiment is found from those, and the damaged record is named
-            warnings.warn(DamagedRecordWarning(
-                f"{len(damaged)} experiment name record(s) cannot be read ({'; '.join(damaged[:3])}); every "
-                "experiment is listed from its own records, but its name may not lead to it until the record is "
-                "restored from a backup (`casstore verify --all` lists it)"), stacklevel=2)
+            report(f"{len(damaged)} experiment name record(s) cannot be read ({'; '.join(damaged[:3])}); every "
+                   "experiment is listed from its own records, but its name may not lead to it until the record is "
+                   "restored from a backup (`casstore verify --all` lists it)")
             for key in self.backend.list("experiments/"):
                 parts = key.split("/")
                 if len(parts) == 3 and parts[2] == "meta" and parts[1] not in out:
-                    self._list_experiment(parts[1], out)
+                    self._list_experiment(parts[1], out, report)
         if DEFAULT_EXPERIMENT_ID not in out:
             out[DEFAULT_EXPERIMENT_ID] = self.get_experiment(DEFAULT_EXPERIMENT_ID)
         return sorted(out.values(), key=lambda e: (e.creation_time, e.experiment_id))

@@ -261,8 +261,9 @@ def create_app(
 
     def index(request: Request) -> Response:
         models, skipped_models = data.models()
-        return render(request, "index.html", experiments=data.experiments(), models=models,
-                      skipped_models=skipped_models)
+        experiments, damaged_experiments = data.experiments()
+        return render(request, "index.html", experiments=experiments, damaged_experiments=damaged_experiments,
+                      models=models, skipped_models=skipped_models)
 
     def experiment(request: Request) -> Response:
         exp = data.experiment(request.path_params["exp_id"])

@@ -246,12 +246,14 @@ class UIData:
 
     # ---- experiments ------------------------------------------------------------------
 
-    def experiments(self) -> list[tuple[Experiment, int]]:
-        """Every experiment with its number of runs (deleted ones included), newest first."""
+    def experiments(self) -> tuple[list[tuple[Experiment, int]], list[str]]:
+        """Every experiment with its number of runs (deleted ones included), newest first; and
+        a sentence for each damaged record the listing met (an experiment it left out)."""
+        damaged: list[str] = []
         out = []
-        for exp in reversed(self.runs.list_experiments()):
+        for exp in reversed(self.runs.list_experiments(on_damaged=damaged.append)):
             out.append((exp, len(self.runs.list_run_ids(exp.experiment_id))))
-        return out
+        return out, damaged
 
     def experiment(self, experiment_id: str) -> Experiment:
         """The experiment; :class:`ObjectNotFoundError` naming it if the store has none."""
