@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{n:,} files of 1 to 8 KiB ({total / 2**20:.1f} MiB) in 100 directories; medians of {repeat}")
         s3_times, s3_requests = s3_side_by_side(tree, work, repeat, mlflow)
         local = local_side_by_side(tree, work, repeat, mlflow)
+        from casstore.runs.index import flush_pending
+
+        flush_pending()  # the search index's summaries of the runs ended, before the stores go
     print("\nS3 (moto on loopback, requests counted at a proxy in front of it): the log and the run's end")
     print(f"{'':18} {'seconds':>8} {'requests':>9} {'per file':>9}   by method")
     for name in ("casstore loose", "casstore packs", "mlflow", "s3fs put"):
