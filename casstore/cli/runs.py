@@ -327,18 +327,12 @@ def get_cmd(run: str, path: str, dest: str | None, force: bool, as_json: bool, s
 
 def _holds(path: str, size: int, digest: str) -> bool:
     """Whether the local file ``path`` exists with exactly this content (its size, then its BLAKE3)."""
-    from casstore.objects.digest import new_hasher
+    from casstore.objects.digest import hash_file
 
     try:
-        if not os.path.isfile(path) or os.path.getsize(path) != size:
-            return False
-        h = new_hasher()
-        with open(path, "rb") as f:
-            while block := f.read(1 << 22):
-                h.update(block)
+        return os.path.isfile(path) and os.path.getsize(path) == size and hash_file(path) == (digest, size)
     except OSError:
         return False
-    return bool(h.hexdigest() == digest)
 
 
 # ---- log -----------------------------------------------------------------------------------

@@ -244,11 +244,12 @@ def save_prepared_model(prepared: PreparedModel, metadata: dict[str, Any] | None
     environment files, and the model entry in :data:`ENTRY_FILE`, which lists every file
     with its BLAKE3 digest so a load verifies them; return the model digest."""
     from casstore.objects.codec import pack
+    from casstore.objects.digest import hash_file
 
     metadata = check_metadata(metadata)
     name = os.path.basename(os.path.normpath(prepared.model_dir)) or "model"
     created, _ = write_model_metadata(prepared, name, None, metadata)
-    refs = {rel: FileRef(rel, *_hash_file(full)) for rel, full in _model_files(prepared.model_dir)}
+    refs = {rel: FileRef(rel, *hash_file(full)) for rel, full in _model_files(prepared.model_dir)}
     entry = _entry(prepared, name, refs, None, created, metadata, {})
     raw = entry.to_dict()
     with open(os.path.join(prepared.model_dir, ENTRY_FILE), "wb") as f:
@@ -275,18 +276,6 @@ def new_model_dir(path: str | os.PathLike[str]) -> Iterator[str]:
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
-
-
-def _hash_file(path: str) -> tuple[str, int]:
-    from casstore.objects.digest import new_hasher
-
-    h = new_hasher()
-    size = 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-            size += len(block)
-    return h.hexdigest(), size
 
 
 def log_prepared_model(

@@ -31,6 +31,18 @@ def new_hasher(*, parallel: bool = True) -> blake3:
     return blake3(max_threads=blake3.AUTO) if parallel else blake3()
 
 
+def hash_file(path: str) -> tuple[str, int]:
+    """The BLAKE3 digest and the size of the local file ``path``, read in blocks
+    (:class:`OSError` as reading raises it)."""
+    h = new_hasher()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+            size += len(block)
+    return str(h.hexdigest()), size
+
+
 def is_digest(s: object) -> bool:
     """Whether ``s`` is a 64-character lowercase hex string."""
     return isinstance(s, str) and bool(_DIGEST_RE.match(s))
