@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from casstore.cli._common import DEBUG_KEY, STORE_KEY
+from casstore.cli._common import DEBUG_KEY, INTERRUPTED, STORE_KEY
 from casstore import __version__
 from casstore.exceptions import CasstoreError, DamagedRecordWarning
 
@@ -107,7 +107,9 @@ class _Group(click.Group):
                 raise
             raise CommandFailed(_one_line(str(e))) from e
         except KeyboardInterrupt:
-            raise click.exceptions.Abort() from None
+            # Ctrl-C: one line and the shell's status for SIGINT (128 + 2), as git and restic do
+            click.echo("casstore: interrupted", err=True)
+            raise click.exceptions.Exit(INTERRUPTED) from None
         except BrokenPipeError:
             # the reader went away (`casstore cat ... | head`): not an error of ours
             try:

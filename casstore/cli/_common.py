@@ -30,12 +30,15 @@ __all__ = [
     "is_interactive",
     "DEBUG_KEY",
     "STORE_KEY",
+    "INTERRUPTED",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEBUG_KEY = "casstore.debug"
 STORE_KEY = "casstore.store"
 STORE_ENV = "CASSTORE_TRACKING_URI"
+#: the exit status of a command stopped by Ctrl-C (SIGINT): 128 + 2, as a shell reports it
+INTERRUPTED = 130
 
 
 def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:

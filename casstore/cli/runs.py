@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from casstore.cli._common import (
+    INTERRUPTED,
     Progress,
     columns,
     common_options,
@@ -392,9 +393,15 @@ def log_cmd(files: tuple[str, ...], run: str | None, artifact_path: str | None, 
     try:
         with Progress() as progress, progress.task(f"logging {len(items)} file(s)", total) as advance:
             entries = handle.log_files(items, progress=advance)
-    except BaseException:
+    except BaseException as e:
         if new:
             handle.end("FAILED")
+        if isinstance(e, KeyboardInterrupt):
+            state = ("ended as FAILED; log the files again into a new run" if new else
+                     "stays open; log the files into it again")
+            click.echo(f"casstore: interrupted: run {handle.run_id} {state} (chunks already stored are not "
+                       "written again)", err=True)
+            raise click.exceptions.Exit(INTERRUPTED) from None
         raise
     digest = handle.end() if new and not keep_open else None
     if as_json:

@@ -1,0 +1,68 @@
+"""What a new user meets on the command line besides the documented steps: Ctrl-C in the
+middle of a command, a port that is taken, a bucket that does not exist, a store another
+user made, shell completion. Each answer is one line that says what happened and what to do."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from casstore.cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+CMD = [sys.executable, "-c", "from casstore.cli import main; main()"]
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "CI": ""}
+
+
+def casstore(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CMD, *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=timeout)
+
+
+def interrupt_a_log(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``casstore log`` of a named pipe, interrupted (SIGINT, as Ctrl-C sends it) while it
+    waits for the pipe's next bytes: the interrupt surely lands in the middle of the log."""
+    fifo = tmp_path / "stream.bin"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([*CMD, "log", str(fifo), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV, cwd=tmp_path)
+    # opening the pipe waits for the log to open it, and the write returns once it has read
+    # all but a pipe's buffer: the log is under way, and waits for more
+    with open(fifo, "wb") as w:
+        w.write(os.urandom(3 << 20))
+        w.flush()
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_ctrl_c_in_a_log_ends_the_new_run_as_failed_and_exits_130(tmp_path: Path) -> None:
+    p = interrupt_a_log(tmp_path, "--name", "stream")
+    assert p.returncode == 130, (p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr and "Aborted" not in p.stderr
+    [line] = p.stderr.splitlines()
+    assert line.startswith("casstore: interrupted: run ") and "ended as FAILED" in line
+    runs = json.loads(casstore("runs", "--json", cwd=tmp_path).stdout)
+    assert [(r["run_name"], r["status"], r["artifacts"]) for r in runs] == [("stream", "FAILED", 0)]
+    assert runs[0]["run_id"] in line
+
+
+def test_ctrl_c_in_a_log_into_an_open_run_leaves_it_open(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a")
+    opened = casstore("log", "a.txt", "--keep-open", "--json", cwd=tmp_path)
+    run_id = json.loads(opened.stdout)["run_id"]
+    p = interrupt_a_log(tmp_path, "--run", run_id)
+    assert p.returncode == 130, (p.stdout, p.stderr)
+    assert p.stderr.strip() == (f"casstore: interrupted: run {run_id} stays open; log the files into it again "
+                                "(chunks already stored are not written again)")
+    [run] = json.loads(casstore("runs", "--json", cwd=tmp_path).stdout)
+    assert run["status"] == "RUNNING" and run["artifacts"] == 1
