@@ -66,3 +66,18 @@ def test_ctrl_c_in_a_log_into_an_open_run_leaves_it_open(tmp_path: Path) -> None
                                 "(chunks already stored are not written again)")
     [run] = json.loads(casstore("runs", "--json", cwd=tmp_path).stdout)
     assert run["status"] == "RUNNING" and run["artifacts"] == 1
+
+
+def test_ui_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    import socket
+
+    (tmp_path / "a.txt").write_text("a")
+    assert casstore("log", "a.txt", cwd=tmp_path).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = casstore("ui", "--port", str(port), cwd=tmp_path, timeout=60)
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert p.stderr == f"casstore: error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port or --host\n"
+    assert "serving" not in p.stdout + p.stderr

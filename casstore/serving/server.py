@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from casstore._net import bind
 from casstore.serving.app import DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, create_app
 from casstore.serving.model import AliasFollower, ModelSlot, StoreOpener, check_followable, is_local_dir, load_served
 
@@ -40,26 +41,6 @@ class ServeOptions:
     max_body: int = DEFAULT_MAX_BODY
     timeout: float = DEFAULT_TIMEOUT
     log_level: str = "info"
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` that worker processes can share."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, addr = infos[0]
-    # the protocol named, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP, and
-    # without it a keep-alive client waits out delayed ACKs (40 ms a request)
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(addr)
-    except OSError as e:
-        sock.close()
-        from casstore.exceptions import InvalidInputError
-
-        raise InvalidInputError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port or --host") from e
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _setup_logging(level: str) -> None:
