@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -81,3 +82,16 @@ def test_ui_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
     assert p.returncode == 1, (p.stdout, p.stderr)
     assert p.stderr == f"casstore: error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port or --host\n"
     assert "serving" not in p.stdout + p.stderr
+
+
+def test_a_store_in_a_bucket_that_does_not_exist_is_named_as_such(moto_s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`casstore runs` on a mistyped bucket says the bucket is missing, not that the store is."""
+    for k, v in moto_s3.env.items():
+        monkeypatch.setenv(k, v)
+    r = CliRunner().invoke(cli, ["runs", "--store", "s3://no-such-bucket-typo/team-a"])
+    assert r.exit_code == 1, r.output
+    assert r.stderr.startswith("casstore: error: S3 store s3://no-such-bucket-typo/team-a")
+    assert "bucket 'no-such-bucket-typo' does not exist" in r.stderr and r.stderr.count("\n") == 1
+    # an existing bucket without a store: no store there, and how to get one
+    r = CliRunner().invoke(cli, ["runs", "--store", moto_s3.fresh_url()])
+    assert r.exit_code == 1 and "no casstore store at" in r.stderr and "first run logged to it" in r.stderr
