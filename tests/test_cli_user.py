@@ -95,3 +95,41 @@ def test_a_store_in_a_bucket_that_does_not_exist_is_named_as_such(moto_s3: Any, 
     # an existing bucket without a store: no store there, and how to get one
     r = CliRunner().invoke(cli, ["runs", "--store", moto_s3.fresh_url()])
     assert r.exit_code == 1 and "no casstore store at" in r.stderr and "first run logged to it" in r.stderr
+
+
+# ---- a store another user made ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775)])
+def test_objects_take_the_umask_so_a_group_can_share_a_store(umask: int, file_mode: int, dir_mode: int,
+                                                            tmp_path: Path) -> None:
+    """Under umask 002 (docs/operations.md, 'A store shared by several users') every object
+    and directory a log creates is group-writable, so the group's other users can freshen
+    what they reuse (which gc's grace period relies on); under 022 others only read."""
+    (tmp_path / "w.bin").write_bytes(os.urandom(3 << 20))
+    old = os.umask(umask)
+    try:
+        r = CliRunner().invoke(cli, ["log", str(tmp_path / "w.bin"), "--store", str(tmp_path / "store")])
+    finally:
+        os.umask(old)
+    assert r.exit_code == 0, r.output
+    made = [p for p in (tmp_path / "store").rglob("*") if "wal" not in p.parts]
+    files = {oct(p.stat().st_mode & 0o777) for p in made if p.is_file()}
+    dirs = {oct(p.stat().st_mode & 0o777) for p in made if p.is_dir()}
+    assert files == {oct(file_mode)} and dirs == {oct(dir_mode)}
+
+
+def test_a_refused_write_says_whose_the_directory_is_and_how_to_share(tmp_path: Path) -> None:
+    import errno
+    import pwd
+
+    from casstore.backend.local import LocalBackend
+
+    backend = LocalBackend(str(tmp_path))
+    refused = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "runs" / "abc"))
+    message = str(backend._wrap("runs/abc/meta", refused))
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    assert message.startswith(f"local store {str(tmp_path)!r}: cannot access 'runs/abc/meta': [Errno 13] Permission denied")
+    assert f"You ({me}) lack the permission for {str(tmp_path)!r} (it belongs to {me})" in message
+    assert "'A store shared by several users'" in message
+    assert "A store shared by several users" in (REPO / "docs" / "operations.md").read_text()
