@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from casstore.cli import cli
+from casstore.cli._common import human_size
 
 REPO = Path(__file__).resolve().parents[1]
 CMD = [sys.executable, "-c", "from casstore.cli import main; main()"]
@@ -133,3 +134,99 @@ def test_a_refused_write_says_whose_the_directory_is_and_how_to_share(tmp_path: 
     assert f"You ({me}) lack the permission for {str(tmp_path)!r} (it belongs to {me})" in message
     assert "'A store shared by several users'" in message
     assert "A store shared by several users" in (REPO / "docs" / "operations.md").read_text()
+
+
+# ---- gc's words ------------------------------------------------------------------------------
+
+
+def packs_store_with_a_deleted_run(tmp_path: Path) -> str:
+    """A store of the packs layout whose only run, of a 1 MiB file, is deleted."""
+    store = str(tmp_path / "store")
+    (tmp_path / "w.bin").write_bytes(os.urandom(1 << 20))
+    os.environ["CASSTORE_LAYOUT"] = "packs"
+    try:
+        logged = CliRunner().invoke(cli, ["log", str(tmp_path / "w.bin"), "--json", "--store", store])
+    finally:
+        del os.environ["CASSTORE_LAYOUT"]
+    assert json.loads((tmp_path / "store" / "casstore.json").read_text())["layout"] == "packs"
+    assert len(list((tmp_path / "store" / "packs").rglob("*/*"))) == 1
+    run_id = json.loads(logged.stdout)["run_id"]
+    assert CliRunner().invoke(cli, ["delete-run", run_id, "--store", store]).exit_code == 0
+    return store
+
+
+def test_gc_counts_packs_in_its_summary_as_in_its_json(tmp_path: Path) -> None:
+    """In a store of packs, what gc marks and deletes is packs: the summary counts them, and
+    its totals are the sums of their parts, as in the JSON report."""
+    store = packs_store_with_a_deleted_run(tmp_path)
+
+    def words(counts: dict[str, int], size: int) -> str:
+        total = sum(counts.get(k, 0) for k in ("chunks", "files", "models", "packs"))
+        return (f"{total} objects ({human_size(size)}): {counts.get('chunks', 0)} chunks, {counts.get('files', 0)} "
+                f"files, {counts.get('models', 0)} model entries, {counts.get('packs', 0)} packs")
+
+    seen = []
+    for _ in range(4):  # marks the run's file; deletes it; marks the pack it freed; deletes the pack
+        time.sleep(1.1)  # gc's clock slack: a grace of 0 s is over a second after a mark
+        dry = ["gc", "--dry-run", "--grace", "0s", "--store", store]
+        report = json.loads(CliRunner().invoke(cli, [*dry, "--json"]).stdout)
+        text = CliRunner().invoke(cli, dry).stdout.splitlines()
+        deleted = {**report["deleted"], "packs": report["packs_deleted"]}
+        assert text[0] == "would delete " + words(deleted, report["deleted_bytes"])
+        assert text[1] == "would mark " + words(report["marked"], report["marked_bytes"]).replace(
+            " objects", " unreferenced objects", 1)
+        seen.append((deleted["packs"], report["marked"].get("packs", 0)))
+        assert CliRunner().invoke(cli, ["gc", "--grace", "0s", "--store", store]).exit_code == 0
+    assert seen == [(0, 0), (0, 0), (0, 1), (1, 0)]
+    assert not list((tmp_path / "store" / "packs").rglob("*/*"))
+
+
+def test_gc_no_writers_reclaims_a_dead_pack_in_one_run(tmp_path: Path) -> None:
+    """``gc --no-writers`` deletes what is unreferenced now in this one run: the deleted
+    run's file, and the pack that held its chunks (it marked the pack for a day's grace)."""
+    store = packs_store_with_a_deleted_run(tmp_path)
+    time.sleep(1.1)  # older than gc's clock slack, as anything is that a writer left a while ago
+    r = CliRunner().invoke(cli, ["gc", "--no-writers", "--store", store])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0].startswith("deleted 2 objects (")
+    assert r.stdout.splitlines()[0].endswith("): 0 chunks, 1 files, 0 model entries, 1 packs")
+    assert not list((tmp_path / "store" / "packs").rglob("*/*"))
+    assert not list((tmp_path / "store" / "chunk-index").rglob("*"))
+    assert CliRunner().invoke(cli, ["verify", "--all", "--store", store]).exit_code == 0
+
+
+# ---- shell completion -------------------------------------------------------------------------
+
+
+def complete(words: str, cwd: Path, shell: str = "bash") -> list[str]:
+    """What the shell's completion function gets for the command line ``words`` (the last
+    word being completed), from the real command."""
+    env = {**ENV, "_CASSTORE_COMPLETE": f"{shell}_complete", "COMP_WORDS": words,
+           "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1))}
+    p = subprocess.run(CMD, capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    return [line for line in p.stdout.splitlines() if line]
+
+
+def test_run_ids_complete_in_the_shell_with_their_names(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a")
+    ids = {}
+    for name in ("baseline", "tuned"):
+        ids[name] = json.loads(casstore("log", "a.txt", "--name", name, "--json", cwd=tmp_path).stdout)["run_id"]
+    both = {f"plain,{ids['baseline']}", f"plain,{ids['tuned']}"}
+    assert set(complete("casstore show ", tmp_path)) == both
+    shared = len(os.path.commonprefix([ids["baseline"], ids["tuned"]]))  # ids begin with their time
+    assert complete(f"casstore show {ids['tuned'][:shared + 1]}", tmp_path) == [f"plain,{ids['tuned']}"]
+    assert set(complete(f"casstore diff {ids['tuned']} ", tmp_path)) == both
+    assert set(complete("casstore log a.txt --run ", tmp_path)) == both
+    # the group's --store names the store, and zsh shows each run's name
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    zsh = complete(f"casstore --store {tmp_path / 'casstore'} verify {ids['baseline']}", elsewhere, "zsh")
+    assert zsh == ["plain", ids["baseline"], "baseline"]
+    # a store that cannot be read completes nothing, and says nothing
+    assert complete("casstore --store /nonexistent/store show ", tmp_path) == []
+    assert "complete -o nosort -F _casstore_completion casstore" in subprocess.run(
+        ["bash", "-c", 'eval "$(_CASSTORE_COMPLETE=bash_source casstore)" && complete -p casstore'],
+        capture_output=True, text=True, env={**ENV, "PATH": f"{Path(sys.executable).parent}:{ENV['PATH']}"},
+        timeout=120).stdout

@@ -20,6 +20,7 @@ __all__ = [
     "common_options",
     "open_runs",
     "resolve_run_id",
+    "complete_run_id",
     "emit_json",
     "print_table",
     "columns",
@@ -102,6 +103,21 @@ def _check_local_store(path: str, create: bool) -> None:
         raise ObjectNotFoundError(
             f"no casstore store at {path!r} (the directory does not exist); pass --store URI or set ${STORE_ENV}"
         )
+
+
+def complete_run_id(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of a RUN argument: the ids of the store's runs that begin with what
+    is typed, newest first, each with its name (which zsh and fish show). Nothing on any
+    error: completion never prints one."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        runs = open_runs(ctx.params.get("store") or ctx.meta.get(STORE_KEY))  # the command's --store, or the group's
+        views = runs.search_runs(None, "", max_results=None)
+    except Exception:  # noqa: BLE001 - a store that cannot be read completes nothing
+        return []
+    typed = incomplete.lower()
+    return [CompletionItem(v.run_id, help=v.run_name) for v in views if v.run_id.startswith(typed)][:200]
 
 
 def resolve_run_id(runs: Any, text: str) -> str:

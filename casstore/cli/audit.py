@@ -7,7 +7,16 @@ from typing import Any
 
 import click
 
-from casstore.cli._common import columns, common_options, emit_json, fmt_time, human_size, open_runs, resolve_run_id
+from casstore.cli._common import (
+    columns,
+    common_options,
+    complete_run_id,
+    emit_json,
+    fmt_time,
+    human_size,
+    open_runs,
+    resolve_run_id,
+)
 from casstore.cli.runs import run_dict
 from casstore.exceptions import CasstoreError
 
@@ -196,7 +205,7 @@ Examples:
 \b
 Exit status: 0 when the run verifies, 1 otherwise (the report is printed either way).
 """)
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run_id)
 @click.option("--json", "fmt", flag_value="json", help="Print the report as JSON.")
 @click.option("--markdown", "fmt", flag_value="markdown", help="Print the report as Markdown.")
 @common_options
@@ -277,8 +286,8 @@ Examples:
 \b
 Exit status: 0 whether or not the runs differ (like `git diff --no-exit`).
 """)
-@click.argument("run_a")
-@click.argument("run_b")
+@click.argument("run_a", shell_complete=complete_run_id)
+@click.argument("run_b", shell_complete=complete_run_id)
 @click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
 @common_options
 def diff_cmd(run_a: str, run_b: str, as_json: bool, store: str | None) -> None:

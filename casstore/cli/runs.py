@@ -13,6 +13,7 @@ from casstore.cli._common import (
     Progress,
     columns,
     common_options,
+    complete_run_id,
     echo_files,
     emit_json,
     fmt_time,
@@ -133,7 +134,7 @@ Examples:
   casstore show 3f2a9c
   casstore show 3f2a9c0e5d4b4c1e8f7a6b5c4d3e2f1a --json
 """)
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run_id)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @common_options
 def show_cmd(run: str, as_json: bool, store: str | None) -> None:
@@ -193,7 +194,7 @@ Examples:
   casstore ls 3f2a9c model -l
   casstore ls 3f2a9c -R --json
 """)
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run_id)
 @click.argument("path", required=False, default="")
 @click.option("-l", "long", is_flag=True, help="Show sizes and BLAKE3 digests.")
 @click.option("-R", "--recursive", is_flag=True, help="List every file below PATH, not only its direct entries.")
@@ -236,7 +237,7 @@ Examples:
   casstore cat 3f2a9c metrics/summary.json
   casstore cat 3f2a9c model/weights.bin | b3sum
 """)
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run_id)
 @click.argument("path")
 @common_options
 def cat_cmd(run: str, path: str, store: str | None) -> None:
@@ -266,7 +267,7 @@ Examples:
   casstore get 3f2a9c -o ./run-files                  # every artifact
   casstore get 3f2a9c model --json | jq -r '.[].file'  # the paths written
 """)
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run_id)
 @click.argument("path", required=False, default="")
 @click.option("-o", "--output", "dest", metavar="DEST", default=None,
               help="Where to write: a file path for a file, a directory otherwise "
@@ -346,7 +347,8 @@ Examples:
   casstore log data.csv --run 3f2a9c --path inputs    # into an open run
 """)
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=True))
-@click.option("--run", "run", default=None, metavar="RUN", help="Log into this open run (default: a new run).")
+@click.option("--run", "run", default=None, metavar="RUN", shell_complete=complete_run_id,
+              help="Log into this open run (default: a new run).")
 @click.option("--path", "artifact_path", default=None, metavar="ARTIFACT_PATH",
               help="Directory inside the run to log under (default: the run's root).")
 @click.option("--experiment", "-e", default=None, metavar="NAME",
@@ -420,7 +422,7 @@ Examples:
   casstore delete-run 3f2a9c --reason "trained on the wrong split"
   casstore gc        # later: reclaims what no live run or registered version needs
 """)
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run_id)
 @click.option("--reason", default="", help="Why the run is deleted (kept in the deletion record).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON: the run, whether it was deleted now, and the registry versions that keep its model.")
