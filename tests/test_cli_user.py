@@ -230,3 +230,24 @@ def test_run_ids_complete_in_the_shell_with_their_names(tmp_path: Path) -> None:
         ["bash", "-c", 'eval "$(_CASSTORE_COMPLETE=bash_source casstore)" && complete -p casstore'],
         capture_output=True, text=True, env={**ENV, "PATH": f"{Path(sys.executable).parent}:{ENV['PATH']}"},
         timeout=120).stdout
+
+
+# ---- experiments --------------------------------------------------------------------------------
+
+
+def test_experiments_are_listed_with_their_live_runs(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    (tmp_path / "a.txt").write_text("a")
+    for exp in ("fraud", "fraud", "churn"):
+        assert CliRunner().invoke(cli, ["log", str(tmp_path / "a.txt"), "-e", exp, "--store", store]).exit_code == 0
+    listed = json.loads(CliRunner().invoke(cli, ["experiments", "--json", "--store", store]).stdout)
+    assert [(e["name"], e["runs"], e["lifecycle_stage"]) for e in listed] == [
+        ("Default", 0, "active"), ("fraud", 2, "active"), ("churn", 1, "active")]
+    fraud = listed[1]["experiment_id"]
+    [run] = json.loads(CliRunner().invoke(cli, ["runs", "-e", "churn", "--json", "--store", store]).stdout)
+    assert CliRunner().invoke(cli, ["delete-run", run["run_id"], "--store", store]).exit_code == 0
+    table = CliRunner().invoke(cli, ["experiments", "--store", store]).stdout.splitlines()
+    assert table[0].split() == ["id", "name", "runs", "created", "state"]
+    assert table[2].split()[:3] == [fraud, "fraud", "2"] and table[3].split()[1:3] == ["churn", "0"]
+    missing = CliRunner().invoke(cli, ["runs", "-e", "frauds", "--store", store])
+    assert missing.exit_code == 1 and "(see `casstore experiments`)" in missing.stderr

@@ -108,7 +108,7 @@ def runs_cmd(experiments: tuple[str, ...], filter_string: str, deleted: bool, li
             elif e in names:
                 exp_ids.append(e)
             else:
-                raise ObjectNotFoundError(f"no experiment named {e!r} in store {runs.url} (see `casstore runs`)")
+                raise ObjectNotFoundError(f"no experiment named {e!r} in store {runs.url} (see `casstore experiments`)")
     with Progress() as progress:
         progress.callback("reading runs")
         views = runs.search_runs(exp_ids, filter_string or "", max_results=limit, deleted=deleted)
@@ -124,6 +124,39 @@ def runs_cmd(experiments: tuple[str, ...], filter_string: str, deleted: bool, li
         for v in views
     ]
     print_table(["id", "name", "status", "start", "params", "metrics", "digest"], rows)
+
+
+# ---- experiments ---------------------------------------------------------------------------
+
+
+@click.command("experiments", epilog="""\b
+Examples:
+  casstore experiments
+  casstore experiments --json | jq -r '.[].name'
+  casstore runs --experiment fraud             # the runs of one of them
+""")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of experiments) instead of a table.")
+@common_options
+def experiments_cmd(as_json: bool, store: str | None) -> None:
+    """List experiments: id, name, live runs, created; deleted ones are marked.
+
+    Oldest first; `casstore runs --experiment NAME` lists an experiment's runs.
+    """
+    from casstore.cli._common import open_runs
+
+    runs = open_runs(store)
+    experiments = runs.list_experiments()
+    counts: dict[str, int] = {}
+    for v in runs.search_runs(None, "", deleted=False):
+        counts[v.experiment_id] = counts.get(v.experiment_id, 0) + 1
+    if as_json:
+        emit_json([{"experiment_id": e.experiment_id, "name": e.name, "lifecycle_stage": e.lifecycle_stage,
+                    "runs": counts.get(e.experiment_id, 0), "creation_time": e.creation_time,
+                    "last_update_time": e.last_update_time, "tags": dict(e.tags)} for e in experiments])
+        return
+    print_table(["id", "name", "runs", "created", "state"],
+                [(e.experiment_id, e.name, counts.get(e.experiment_id, 0), fmt_time(e.creation_time) if e.creation_time
+                  else "-", e.lifecycle_stage) for e in experiments], right=("runs",))
 
 
 # ---- show ----------------------------------------------------------------------------------
@@ -471,4 +504,4 @@ def _pinned_versions(runs: Any, view: Any) -> list[tuple[str, int]]:
             if mv.model_digest in digests]
 
 
-COMMANDS = [runs_cmd, show_cmd, ls_cmd, cat_cmd, get_cmd, log_cmd, delete_run_cmd]
+COMMANDS = [runs_cmd, experiments_cmd, show_cmd, ls_cmd, cat_cmd, get_cmd, log_cmd, delete_run_cmd]
