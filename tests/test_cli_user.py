@@ -251,3 +251,14 @@ def test_experiments_are_listed_with_their_live_runs(tmp_path: Path) -> None:
     assert table[2].split()[:3] == [fraud, "fraud", "2"] and table[3].split()[1:3] == ["churn", "0"]
     missing = CliRunner().invoke(cli, ["runs", "-e", "frauds", "--store", store])
     assert missing.exit_code == 1 and "(see `casstore experiments`)" in missing.stderr
+
+
+def test_audit_refuses_two_forms_at_once(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a")
+    run_id = json.loads(CliRunner().invoke(cli, ["log", str(tmp_path / "a.txt"), "--json",
+                                                 "--store", str(tmp_path / "s")]).stdout)["run_id"]
+    r = CliRunner().invoke(cli, ["audit", run_id, "--json", "--markdown", "--store", str(tmp_path / "s")])
+    assert r.exit_code == 2 and "--json and --markdown are two forms of the report: give one of them" in r.stderr
+    assert r.stdout == ""
+    r = CliRunner().invoke(cli, ["audit", run_id, "--markdown", "--store", str(tmp_path / "s")])
+    assert r.exit_code == 0 and r.stdout.startswith(f"# Audit of run {run_id}")

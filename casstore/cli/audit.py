@@ -206,10 +206,10 @@ Examples:
 Exit status: 0 when the run verifies, 1 otherwise (the report is printed either way).
 """)
 @click.argument("run", shell_complete=complete_run_id)
-@click.option("--json", "fmt", flag_value="json", help="Print the report as JSON.")
-@click.option("--markdown", "fmt", flag_value="markdown", help="Print the report as Markdown.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--markdown", is_flag=True, help="Print the report as Markdown.")
 @common_options
-def audit_cmd(run: str, fmt: str | None, store: str | None) -> None:
+def audit_cmd(run: str, as_json: bool, markdown: bool, store: str | None) -> None:
     """A report an auditor can archive: everything a run recorded, and proof it is intact.
 
     Run digest, params, metrics, tags (code version, environment), every artifact with
@@ -217,6 +217,9 @@ def audit_cmd(run: str, fmt: str | None, store: str | None) -> None:
     flavors, requirements and the registry versions pinning them, and the result of
     reading back and re-hashing every file of the run.
     """
+    if as_json and markdown:
+        raise click.UsageError("--json and --markdown are two forms of the report: give one of them")
+    fmt = "json" if as_json else "markdown" if markdown else None
     runs = open_runs(store)
     report = build_audit(runs, resolve_run_id(runs, run))
     if fmt == "json":
