@@ -262,3 +262,16 @@ def test_audit_refuses_two_forms_at_once(tmp_path: Path) -> None:
     assert r.stdout == ""
     r = CliRunner().invoke(cli, ["audit", run_id, "--markdown", "--store", str(tmp_path / "s")])
     assert r.exit_code == 0 and r.stdout.startswith(f"# Audit of run {run_id}")
+
+
+def test_experiment_and_model_names_complete_in_the_shell(tmp_path: Path) -> None:
+    from test_cli import Store
+
+    st = Store(tmp_path / "s")  # experiment "fraud", registered model "fraud-model"
+    store = str(st.root)
+    assert complete(f"casstore --store {store} runs -e fr", tmp_path, "zsh")[:2] == ["plain", "fraud"]
+    assert "Default" in complete(f"casstore --store {store} runs --experiment ", tmp_path, "zsh")
+    assert complete(f"casstore log a.txt --store {store} --experiment fr", tmp_path)[0] == "plain,fraud"
+    assert complete(f"casstore --store {store} models versions ", tmp_path) == ["plain,fraud-model"]
+    assert complete(f"casstore --store {store} models alias fraud-", tmp_path, "zsh") == ["plain", "fraud-model",
+                                                                                        "latest 1"]

@@ -6,7 +6,17 @@ from typing import Any
 
 import click
 
-from casstore.cli._common import columns, common_options, echo_files, emit_json, fmt_time, human_size, open_runs, print_table
+from casstore.cli._common import (
+    columns,
+    common_options,
+    complete_model_name,
+    echo_files,
+    emit_json,
+    fmt_time,
+    human_size,
+    open_runs,
+    print_table,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -78,7 +88,7 @@ Examples:
   casstore models versions fraud
   casstore models versions fraud --json | jq -r '.[] | "\\(.version) \\(.model_digest)"'
 """)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_model_name)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @common_options
 def versions_cmd(name: str, as_json: bool, store: str | None) -> None:
@@ -184,7 +194,7 @@ Examples:
   casstore models alias fraud champion 3
   casstore models alias fraud champion 4 --json
 """)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_model_name)
 @click.argument("alias")
 @click.argument("version")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: the alias and the version it now points at.")

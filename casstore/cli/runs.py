@@ -13,6 +13,7 @@ from casstore.cli._common import (
     Progress,
     columns,
     common_options,
+    complete_experiment,
     complete_run_id,
     echo_files,
     emit_json,
@@ -79,7 +80,7 @@ Examples:
   casstore runs --experiment fraud --filter "metrics.auc > 0.9 and params.model = 'rf'"
   casstore runs --json | jq '.[].digest'
 """)
-@click.option("--experiment", "-e", "experiments", multiple=True, metavar="NAME",
+@click.option("--experiment", "-e", "experiments", multiple=True, metavar="NAME", shell_complete=complete_experiment,
               help="Only runs of this experiment (repeatable).")
 @click.option("--filter", "filter_string", default="", metavar="EXPR",
               help="An MLflow search filter, e.g. \"metrics.loss < 0.1 and tags.stage = 'prod'\".")
@@ -384,7 +385,7 @@ Examples:
               help="Log into this open run (default: a new run).")
 @click.option("--path", "artifact_path", default=None, metavar="ARTIFACT_PATH",
               help="Directory inside the run to log under (default: the run's root).")
-@click.option("--experiment", "-e", default=None, metavar="NAME",
+@click.option("--experiment", "-e", default=None, metavar="NAME", shell_complete=complete_experiment,
               help="Experiment of a new run (created if missing; default: Default).")
 @click.option("--name", "run_name", default=None, help="Name of a new run.")
 @click.option("--keep-open", is_flag=True, help="Leave a new run open (unsealed) to log more into it later.")
