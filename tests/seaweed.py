@@ -21,8 +21,9 @@ volumes (``-volume.max``) and one volume per new bucket; deleted bytes are not
 reclaimed until SeaweedFS vacuums, which is fine for a server that lives for one
 test session.
 
-Run as a script, it serves until interrupted and prints the endpoint and both
-identities: ``python tests/seaweed.py``.
+Run as a script, it serves until interrupted, with a bucket made (``ml-artifacts``, or
+the name given), and prints the endpoint, both identities and the ``export`` lines that
+point casstore at it: ``python tests/seaweed.py [BUCKET]``.
 """
 
 from __future__ import annotations
@@ -346,10 +347,21 @@ def _identities() -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":
+def _serve(bucket: str) -> None:
+    """Serve until interrupted, with ``bucket`` made, and print what a shell needs to use it."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Ctrl-C: the server is stopped, not orphaned
     with SeaweedS3() as server:
-        print(f"S3 endpoint {server.endpoint_url} (data in {server.data_dir})")
+        server.make_bucket(bucket)
+        print(f"S3 endpoint {server.endpoint_url} (data in {server.data_dir}), bucket {bucket}")
         for label, creds in (("admin", ADMIN), ("read-only", READER)):
             print(f"  {label}: AWS_ACCESS_KEY_ID={creds.access_key} AWS_SECRET_ACCESS_KEY={creds.secret_key}")
+        print("In another shell (Ctrl-C here stops the server and removes its data):")
+        print(f"  export AWS_ENDPOINT_URL={server.endpoint_url} AWS_ACCESS_KEY_ID={ADMIN.access_key} "
+              f"AWS_SECRET_ACCESS_KEY={ADMIN.secret_key}")
+        print(f"  export CASSTORE_TRACKING_URI=s3://{bucket}/team-a", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1] if len(sys.argv) > 1 else "ml-artifacts")

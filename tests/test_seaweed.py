@@ -180,3 +180,38 @@ def test_a_write_with_the_read_only_identity_is_refused(
     finally:
         client.close()
     assert sorted(open_backend(s3_read_only.url, s3_read_only.storage_options(s3_read_only.writer)).list()) == before
+
+
+@pytest.mark.slow
+def test_the_script_serves_a_bucket_a_user_can_log_to_at_once(tmp_path: Path) -> None:
+    """``python tests/seaweed.py`` (docs/remote-stores.md): the bucket is made, the printed
+    ``export`` lines point casstore at a store in it, and SIGTERM stops the server and
+    removes its data, as Ctrl-C does."""
+    script = subprocess.Popen([sys.executable, str(HERE / "seaweed.py"), "try-bucket"], stdout=subprocess.PIPE,
+                              text=True, cwd=tmp_path)
+    try:
+        assert script.stdout is not None
+        lines = []
+        while not (lines and lines[-1].startswith("  export CASSTORE_TRACKING_URI=")):
+            line = script.stdout.readline()
+            assert line, f"the script ended: {lines}"
+            lines.append(line)
+        data_dir = Path(lines[0].split("(data in ")[1].split(")")[0])
+        env = dict(os.environ)
+        for line in lines:
+            if line.startswith("  export "):
+                env.update(kv.split("=", 1) for kv in line.split()[1:])
+        assert env["CASSTORE_TRACKING_URI"] == "s3://try-bucket/team-a"
+        (tmp_path / "a.txt").write_text("hello")
+        logged = subprocess.run([sys.executable, "-m", "casstore.cli", "log", "a.txt"], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        assert logged.returncode == 0, logged.stderr
+        listed = subprocess.run([sys.executable, "-m", "casstore.cli", "runs", "--json"], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        assert listed.returncode == 0 and '"status": "FINISHED"' in listed.stdout, listed.stderr
+        script.send_signal(signal.SIGTERM)
+        assert script.wait(30) == 0
+        assert not data_dir.exists()
+    finally:
+        script.kill()
+        script.communicate()

@@ -462,6 +462,56 @@ def test_workers_are_processes_that_share_the_port_and_stop_together(models: Mod
         assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
 
 
+#: put first on a server's PYTHONPATH, this ``sitecustomize`` makes the supervisor's forks
+#: fail as a loaded system's do (EAGAIN), those numbered in ``CASSTORE_TEST_FAIL_FORKS``
+_FAILING_FORKS = """\
+import errno, os
+_fork, _calls = os.fork, [0]
+_fail = {int(n) for n in os.environ.get("CASSTORE_TEST_FAIL_FORKS", "").split(",") if n}
+def _failing_fork():
+    _calls[0] += 1
+    if _calls[0] in _fail:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+    return _fork()
+os.fork = _failing_fork
+"""
+
+
+def test_a_refused_fork_is_tried_again_while_the_other_worker_serves(models: Models, tmp_path: Path) -> None:
+    """The system refuses the fork of the second worker once, and of a dead worker's
+    replacement twice: the supervisor logs it, serves with the worker it has, and tries
+    again until all workers run; SIGTERM still stops them all."""
+    import psutil
+    from serving_helpers import REPO, TESTS
+
+    (tmp_path / "sitecustomize.py").write_text(_FAILING_FORKS)
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO), str(TESTS)]), "CASSTORE_TEST_FAIL_FORKS": "2,4,5"}
+
+    def alive() -> list[psutil.Process]:
+        return [p for p in psutil.Process(server.proc.pid).children() if p.status() != psutil.STATUS_ZOMBIE]
+
+    def wait_for_two(without: int | None = None) -> list[psutil.Process]:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (len(alive()) < 2 or without in {p.pid for p in alive()}):
+            time.sleep(0.1)
+        now = alive()
+        assert len(now) == 2 and without not in {p.pid for p in now}, server.output()[-4000:]
+        return now
+
+    with Server("models:/sleepy/1", models.store, "--workers", "2", "--log-level", "warning",
+                log=tmp_path / "forks.log", env=env) as server:
+        workers = wait_for_two()
+        assert server.output().count("cannot start a worker process ([Errno 11] Resource temporarily unavailable)") == 1
+        workers[0].kill()
+        replaced = wait_for_two(without=workers[0].pid)
+        assert server.output().count("cannot start a worker process") == 3
+        assert f"worker {workers[0].pid} was killed by SIGKILL; starting another" in server.output()
+        assert post(server.port, {"inputs": [[0]]}).status == 200
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(30) == 0, server.output()
+        assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers + replaced)
+
+
 # ---- the Open Inference Protocol -------------------------------------------------------------
 
 

@@ -558,15 +558,24 @@ def test_cli_binds_loopback_and_warns_loudly_otherwise(ui_store: UIStore, monkey
     from casstore.cli import cli
     from casstore.cli.ui import is_loopback
 
+    from casstore.cli.ui import ui_cmd
+
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
-    r = CliRunner().invoke(cli, ["ui", "--store", str(ui_store.path)])
+
+    def run(server: uvicorn.Server, sockets: list[Any]) -> None:  # the socket the server would serve
+        calls.append({"host": sockets[0].getsockname()[0], "port": sockets[0].getsockname()[1]})
+        sockets[0].close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    assert {p.name: p.default for p in ui_cmd.params}["host"] == "127.0.0.1"
+    assert {p.name: p.default for p in ui_cmd.params}["port"] == 5000
+    r = CliRunner().invoke(cli, ["ui", "--store", str(ui_store.path), "--port", "0"])
     assert r.exit_code == 0, r.output
-    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 5000
+    assert calls[-1]["host"] == "127.0.0.1" and f"http://127.0.0.1:{calls[-1]['port']}/" in r.output
     assert "WARNING" not in r.output
-    r = CliRunner().invoke(cli, ["ui", "--store", str(ui_store.path), "--host", "0.0.0.0", "--port", "8080"])
+    r = CliRunner().invoke(cli, ["ui", "--store", str(ui_store.path), "--host", "0.0.0.0", "--port", "0"])
     assert r.exit_code == 0 and calls[-1]["host"] == "0.0.0.0"
-    assert "WARNING: serving on 0.0.0.0:8080" in r.output and "no login" in r.output
+    assert "WARNING: serving on 0.0.0.0:" in r.output and "no login" in r.output
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.5") and not is_loopback("example.org")
     r = CliRunner().invoke(cli, ["ui", "--store", str(ui_store.path / "nope")])

@@ -112,6 +112,8 @@ _EARLY_WRITEBACK_MIN = 256 << 10
 
 #: a touch moves an object's mtime at least this far past its old one
 _FRESHEN_STEP_NS = 1_000_000
+#: the mode objects are created with, less the umask (0o644 under umask 022, 0o664 under 002)
+_MODE = 0o666
 #: objects at least this large are written with O_DIRECT where the file system allows
 DIRECT_MIN = 256 << 10
 _ALIGN = 4096  # buffer address and write length: a multiple of any disk's logical block
@@ -218,19 +220,22 @@ class LocalBackend(Backend):
         self._made_dirs.add(d)
 
     def _create_tmp(self, final: str, flags: int = 0) -> tuple[str, int]:
+        # mode 0o666 less the umask, as every tool creates files: with umask 002 in a
+        # directory of a shared group (see docs/operations.md), the group's other users may
+        # freshen this object (utime), which gc's grace period relies on
         d = os.path.dirname(final)
         self._ensure_dir(d)
         tmp = os.path.join(d, _TMP_NAMES.next())
         flags |= os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
-            return tmp, os.open(tmp, flags, 0o644)
+            return tmp, os.open(tmp, flags, _MODE)
         except FileNotFoundError:
             # the directory vanished (e.g. removed by gc after our cache saw it)
             self._made_dirs.discard(d)
             self._ensure_dir(d)
         except FileExistsError:
             tmp = os.path.join(d, f"{TMP_PREFIX}{uuid.uuid4().hex}")  # a left-over of a killed writer
-        return tmp, os.open(tmp, flags, 0o644)
+        return tmp, os.open(tmp, flags, _MODE)
 
     def _write_tmp_direct(self, final: str, data: bytes | memoryview) -> str | None:
         """Write ``data`` to a new temporary file with O_DIRECT (see the module docstring);
@@ -295,6 +300,9 @@ class LocalBackend(Backend):
             free = self.free_bytes()
             what = "no space left on the device" if e.errno == errno.ENOSPC else "the disk quota is used up"
             return StoreFullError(f"{what} of store {self.root!r} writing {key!r} ({free} bytes free)", free=free)
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return StoreUnavailableError(
+                f"local store {self.root!r}: cannot access {key!r}: {e}. {_permission_hint(e.filename or self.root)}")
         return StoreUnavailableError(f"local store {self.root!r}: cannot access {key!r}: {e}")
 
     # ---- primitives --------------------------------------------------------------
@@ -621,6 +629,30 @@ class LocalBackend(Backend):
                 f.result()  # every call is waited for (the pool's exit); the first error is raised
         with self._lock:
             self._new_dirs -= dirs
+
+
+def _user(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _permission_hint(path: str) -> str:
+    """What to do when the store refuses this user: whose the path is, and how a store is
+    shared by several users."""
+    probe = path
+    while probe and not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    try:
+        owner = f" (it belongs to {_user(os.stat(probe).st_uid)})"
+    except OSError:
+        owner = ""
+    return (f"You ({_user(os.geteuid())}) lack the permission for {probe!r}{owner}. A store that several users "
+            "write needs a group they all belong to, with group write permission on its directories (see "
+            "docs/operations.md, 'A store shared by several users')")
 
 
 def _write_all(fd: int, view: memoryview) -> None:

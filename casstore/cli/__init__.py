@@ -1,7 +1,7 @@
 """The ``casstore`` command: inspect, verify, audit, diff, account and collect garbage.
 
 Thin wiring of the layers below, one module per command group:
-``runs.py`` (runs, show, ls, cat, get, log, delete-run), ``audit.py`` (audit, diff),
+``runs.py`` (runs, experiments, show, ls, cat, get, log, delete-run), ``audit.py`` (audit, diff),
 ``maintenance.py`` (verify, du, gc), ``models.py`` (models ...) and ``ui.py`` (ui). An error is one
 line on stderr and a non-zero exit status; ``--debug`` shows the traceback instead.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from casstore.cli._common import DEBUG_KEY, STORE_KEY
+from casstore.cli._common import DEBUG_KEY, INTERRUPTED, STORE_KEY
 from casstore import __version__
 from casstore.exceptions import CasstoreError, DamagedRecordWarning
 
@@ -47,6 +47,7 @@ def _one_line(text: str) -> str:
 #: table against the modules).
 COMMANDS: dict[str, tuple[str, str]] = {
     "runs": ("runs", "List runs as a table: id, name, status, start, params, metrics, digest."),
+    "experiments": ("runs", "List experiments: id, name, live runs, created; deleted ones are marked."),
     "show": ("runs", "Show one run: its header, digest, params, metrics, tags, artifacts and models."),
     "ls": ("runs", "List a run's artifacts under PATH (the run's root by default)."),
     "cat": ("runs", "Write one artifact's content to stdout, verifying every chunk before it is written."),
@@ -107,7 +108,9 @@ class _Group(click.Group):
                 raise
             raise CommandFailed(_one_line(str(e))) from e
         except KeyboardInterrupt:
-            raise click.exceptions.Abort() from None
+            # Ctrl-C: one line and the shell's status for SIGINT (128 + 2), as git and restic do
+            click.echo("casstore: interrupted", err=True)
+            raise click.exceptions.Exit(INTERRUPTED) from None
         except BrokenPipeError:
             # the reader went away (`casstore cat ... | head`): not an error of ours
             try:

@@ -20,6 +20,9 @@ __all__ = [
     "common_options",
     "open_runs",
     "resolve_run_id",
+    "complete_run_id",
+    "complete_experiment",
+    "complete_model_name",
     "emit_json",
     "print_table",
     "columns",
@@ -30,12 +33,15 @@ __all__ = [
     "is_interactive",
     "DEBUG_KEY",
     "STORE_KEY",
+    "INTERRUPTED",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEBUG_KEY = "casstore.debug"
 STORE_KEY = "casstore.store"
 STORE_ENV = "CASSTORE_TRACKING_URI"
+#: the exit status of a command stopped by Ctrl-C (SIGINT): 128 + 2, as a shell reports it
+INTERRUPTED = 130
 
 
 def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
@@ -99,6 +105,43 @@ def _check_local_store(path: str, create: bool) -> None:
         raise ObjectNotFoundError(
             f"no casstore store at {path!r} (the directory does not exist); pass --store URI or set ${STORE_ENV}"
         )
+
+
+def _completions(ctx: click.Context, incomplete: str, items: Callable[[Any], Iterable[tuple[str, str]]]) -> list[Any]:
+    """Shell completion from the store the command line names (the command's --store, or
+    the group's, or the default): the ``(value, help)`` pairs of ``items(runs)`` whose value
+    begins with what is typed. Nothing on any error: completion never prints one."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        runs = open_runs(ctx.params.get("store") or ctx.meta.get(STORE_KEY))
+        found = [CompletionItem(value, help=help) for value, help in items(runs) if value.startswith(incomplete)]
+    except Exception:  # noqa: BLE001 - a store that cannot be read completes nothing
+        return []
+    return found[:200]
+
+
+def complete_run_id(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of a RUN: the store's run ids, newest first, each with its name
+    (which zsh and fish show)."""
+    return _completions(ctx, incomplete.lower(),
+                        lambda runs: ((v.run_id, v.run_name) for v in runs.search_runs(None, "", max_results=None)))
+
+
+def complete_experiment(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of an experiment's NAME: the store's live experiments."""
+    return _completions(ctx, incomplete, lambda runs: (
+        (e.name, e.experiment_id) for e in runs.list_experiments(on_damaged=lambda _m: None)
+        if e.lifecycle_stage == "active"))
+
+
+def complete_model_name(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of a registered model's NAME."""
+    from casstore.registry import Registry
+
+    return _completions(ctx, incomplete, lambda runs: (
+        (m.name, f"latest {m.latest_versions[0].version}" if m.latest_versions else "")
+        for m in Registry(runs.backend, runs.objects.layout).list_models(on_damaged=lambda _m: None)))
 
 
 def resolve_run_id(runs: Any, text: str) -> str:

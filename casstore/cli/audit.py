@@ -7,7 +7,16 @@ from typing import Any
 
 import click
 
-from casstore.cli._common import columns, common_options, emit_json, fmt_time, human_size, open_runs, resolve_run_id
+from casstore.cli._common import (
+    columns,
+    common_options,
+    complete_run_id,
+    emit_json,
+    fmt_time,
+    human_size,
+    open_runs,
+    resolve_run_id,
+)
 from casstore.cli.runs import run_dict
 from casstore.exceptions import CasstoreError
 
@@ -196,11 +205,11 @@ Examples:
 \b
 Exit status: 0 when the run verifies, 1 otherwise (the report is printed either way).
 """)
-@click.argument("run")
-@click.option("--json", "fmt", flag_value="json", help="Print the report as JSON.")
-@click.option("--markdown", "fmt", flag_value="markdown", help="Print the report as Markdown.")
+@click.argument("run", shell_complete=complete_run_id)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--markdown", is_flag=True, help="Print the report as Markdown.")
 @common_options
-def audit_cmd(run: str, fmt: str | None, store: str | None) -> None:
+def audit_cmd(run: str, as_json: bool, markdown: bool, store: str | None) -> None:
     """A report an auditor can archive: everything a run recorded, and proof it is intact.
 
     Run digest, params, metrics, tags (code version, environment), every artifact with
@@ -208,6 +217,9 @@ def audit_cmd(run: str, fmt: str | None, store: str | None) -> None:
     flavors, requirements and the registry versions pinning them, and the result of
     reading back and re-hashing every file of the run.
     """
+    if as_json and markdown:
+        raise click.UsageError("--json and --markdown are two forms of the report: give one of them")
+    fmt = "json" if as_json else "markdown" if markdown else None
     runs = open_runs(store)
     report = build_audit(runs, resolve_run_id(runs, run))
     if fmt == "json":
@@ -277,8 +289,8 @@ Examples:
 \b
 Exit status: 0 whether or not the runs differ (like `git diff --no-exit`).
 """)
-@click.argument("run_a")
-@click.argument("run_b")
+@click.argument("run_a", shell_complete=complete_run_id)
+@click.argument("run_b", shell_complete=complete_run_id)
 @click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
 @common_options
 def diff_cmd(run_a: str, run_b: str, as_json: bool, store: str | None) -> None:

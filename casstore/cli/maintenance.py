@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from casstore.cli._common import Progress, common_options, emit_json, human_size, open_runs, print_table, resolve_run_id
+from casstore.cli._common import (
+    Progress,
+    common_options,
+    complete_run_id,
+    emit_json,
+    human_size,
+    open_runs,
+    print_table,
+    resolve_run_id,
+)
 
 __all__ = ["COMMANDS", "print_problems"]
 
@@ -31,7 +40,7 @@ Examples:
 \b
 Exit status: 0 when everything verifies, 1 when anything is corrupt or missing.
 """)
-@click.argument("run_ids", nargs=-1, metavar="[RUN...]")
+@click.argument("run_ids", nargs=-1, metavar="[RUN...]", shell_complete=complete_run_id)
 @click.option("--all", "all_", is_flag=True, help="Verify the whole store.")
 @click.option("--deep", is_flag=True,
               help="With --all, also re-hash every file's whole content against its digest (reads shared chunks again).")
@@ -92,7 +101,7 @@ Examples:
   casstore du                       # every live run, per experiment and per run
   casstore du 3f2a9c 8e1d07 --json
 """)
-@click.argument("run_ids", nargs=-1, metavar="[RUN...]")
+@click.argument("run_ids", nargs=-1, metavar="[RUN...]", shell_complete=complete_run_id)
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
               help="How many of the most shared files and chunks to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -197,16 +206,17 @@ def gc_cmd(dry_run: bool, grace: str, no_writers: bool, as_json: bool, store: st
             "(`casstore verify --all` lists them), or delete the runs they belong to (`casstore delete-run`), "
             "then run gc again.", err=True)
         raise click.exceptions.Exit(1)
-    verb = "would delete" if dry_run else "deleted"
-    d = report.deleted
-    click.echo(f"{verb} {report.deleted_total} objects ({human_size(report.deleted_bytes)}): "
-               f"{d['chunks']} chunks, {d['files']} files, {d['models']} model entries")
-    if report.kept_fresh:
-        click.echo(f"kept {report.kept_fresh} marked objects that were reused or referenced since they were marked")
-    m = report.marked
-    mverb = "would mark" if dry_run else "marked"
-    click.echo(f"{mverb} {report.marked_total} unreferenced objects ({human_size(report.marked_bytes)}): "
-               f"{m['chunks']} chunks, {m['files']} files, {m['models']} model entries")
+    packed = runs.objects.layout.packed  # a store of packs: gc deletes and marks whole packs
+    total, kinds = _objects({**report.deleted, "packs": report.packs_deleted}, packed)
+    click.echo(f"{'would delete' if dry_run else 'deleted'} {total} objects ({human_size(report.deleted_bytes)}): {kinds}")
+    if report.repacked:
+        click.echo(f"repacked {report.repacked} packs whose chunks were mostly garbage (their live chunks copied)")
+    if report.kept_fresh or report.packs_kept_fresh:
+        click.echo(f"kept {report.kept_fresh + report.packs_kept_fresh} marked objects that were reused or referenced "
+                   "since they were marked")
+    total, kinds = _objects(report.marked, packed)
+    click.echo(f"{'would mark' if dry_run else 'marked'} {total} unreferenced objects "
+               f"({human_size(report.marked_bytes)}): {kinds}")
     if report.next_sweep is not None and report.marked_total:
         when = _dt.datetime.fromtimestamp(report.next_sweep).astimezone().strftime("%Y-%m-%d %H:%M:%S")
         click.echo(f"a gc run after {when} (grace {format_duration(report.grace)}) deletes those still unreferenced")
@@ -217,6 +227,14 @@ def gc_cmd(dry_run: bool, grace: str, no_writers: bool, as_json: bool, store: st
                    "see docs/design.md", err=True)
 
 
+
+
+def _objects(counts: dict[str, int], packs: bool) -> tuple[int, str]:
+    """How many objects, and of which kinds: chunks, files, model entries (and packs, in a
+    store of packs)."""
+    kinds = [("chunks", "chunks"), ("files", "files"), ("models", "model entries")] + ([("packs", "packs")] if packs else [])
+    return (sum(counts.get(k, 0) for k, _ in kinds),
+            ", ".join(f"{counts.get(k, 0)} {name}" for k, name in kinds))
 
 
 @click.command("pack-store", epilog="""\b

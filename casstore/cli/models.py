@@ -6,7 +6,17 @@ from typing import Any
 
 import click
 
-from casstore.cli._common import columns, common_options, echo_files, emit_json, fmt_time, human_size, open_runs, print_table
+from casstore.cli._common import (
+    columns,
+    common_options,
+    complete_model_name,
+    echo_files,
+    emit_json,
+    fmt_time,
+    human_size,
+    open_runs,
+    print_table,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -46,7 +56,11 @@ def models_group() -> None:
     score them."""
 
 
-@models_group.command("list")
+@models_group.command("list", epilog="""\b
+Examples:
+  casstore models list
+  casstore models list --json | jq -r '.[].name'
+""")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @common_options
 def list_cmd(as_json: bool, store: str | None) -> None:
@@ -69,8 +83,12 @@ def list_cmd(as_json: bool, store: str | None) -> None:
                  for m in models])
 
 
-@models_group.command("versions")
-@click.argument("name")
+@models_group.command("versions", epilog="""\b
+Examples:
+  casstore models versions fraud
+  casstore models versions fraud --json | jq -r '.[] | "\\(.version) \\(.model_digest)"'
+""")
+@click.argument("name", shell_complete=complete_model_name)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @common_options
 def versions_cmd(name: str, as_json: bool, store: str | None) -> None:
@@ -85,7 +103,12 @@ def versions_cmd(name: str, as_json: bool, store: str | None) -> None:
                  for mv in versions], right=("version",))
 
 
-@models_group.command("show")
+@models_group.command("show", epilog="""\b
+Examples:
+  casstore models show models:/fraud@champion
+  casstore models show models:/fraud/3 --json > version.json
+  casstore models show runs:/3f2a9c0e5d4b4c1e8f7a6b5c4d3e2f1a/model
+""")
 @click.argument("model_uri")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @common_options
@@ -166,8 +189,12 @@ def _mlmodel_flavors(runs: Any, entry: Any) -> Any:
     return flavors if isinstance(flavors, dict) else entry.flavors
 
 
-@models_group.command("alias")
-@click.argument("name")
+@models_group.command("alias", epilog="""\b
+Examples:
+  casstore models alias fraud champion 3
+  casstore models alias fraud champion 4 --json
+""")
+@click.argument("name", shell_complete=complete_model_name)
 @click.argument("alias")
 @click.argument("version")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: the alias and the version it now points at.")
@@ -218,7 +245,13 @@ _env_manager = click.option(
     help="As MLflow's; casstore uses the current environment, so only 'local' is taken.")
 
 
-@models_group.command("serve", context_settings={"help_option_names": ["--help"]})
+@models_group.command("serve", context_settings={"help_option_names": ["--help"]}, epilog="""\b
+Examples:
+  casstore models serve -m models:/fraud@champion --port 5001
+  casstore models serve -m models:/fraud@champion --workers 4 --follow-alias 30
+  curl -s localhost:5001/invocations -H 'Content-Type: application/json' \\
+       -d '{"dataframe_records": [{"amount": 700.0, "age_days": 2.0}]}'
+""")
 @click.option("-m", "--model-uri", "model_uri", required=True, metavar="MODEL_URI", help=_URI_HELP)
 @click.option("-h", "--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
 @click.option("-p", "--port", default=5001, show_default=True, type=click.IntRange(0, 65535), help="The port to listen on.")
@@ -258,7 +291,12 @@ def serve_cmd(model_uri: str, host: str, port: int, workers: int, follow_alias: 
     serve(model_uri, _opener(store, model_uri), options)
 
 
-@models_group.command("predict")
+@models_group.command("predict", epilog="""\b
+Examples:
+  casstore models predict -m models:/fraud/3 -i batch.csv -o predictions.json
+  casstore models predict -m models:/fraud@champion -i batch.json
+  printf 'amount,age_days\\n700.0,2.0\\n' | casstore models predict -m models:/fraud/1 -i - -t csv
+""")
 @click.option("-m", "--model-uri", "model_uri", required=True, metavar="MODEL_URI", help=_URI_HELP)
 @click.option("-i", "--input-path", "input_path", required=True, type=click.Path(dir_okay=False, allow_dash=True),
               help="The input: a JSON file in a form /invocations takes, or a CSV file with a header row ('-': stdin).")

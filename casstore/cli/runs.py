@@ -9,9 +9,12 @@ from typing import Any
 import click
 
 from casstore.cli._common import (
+    INTERRUPTED,
     Progress,
     columns,
     common_options,
+    complete_experiment,
+    complete_run_id,
     echo_files,
     emit_json,
     fmt_time,
@@ -77,7 +80,7 @@ Examples:
   casstore runs --experiment fraud --filter "metrics.auc > 0.9 and params.model = 'rf'"
   casstore runs --json | jq '.[].digest'
 """)
-@click.option("--experiment", "-e", "experiments", multiple=True, metavar="NAME",
+@click.option("--experiment", "-e", "experiments", multiple=True, metavar="NAME", shell_complete=complete_experiment,
               help="Only runs of this experiment (repeatable).")
 @click.option("--filter", "filter_string", default="", metavar="EXPR",
               help="An MLflow search filter, e.g. \"metrics.loss < 0.1 and tags.stage = 'prod'\".")
@@ -106,7 +109,7 @@ def runs_cmd(experiments: tuple[str, ...], filter_string: str, deleted: bool, li
             elif e in names:
                 exp_ids.append(e)
             else:
-                raise ObjectNotFoundError(f"no experiment named {e!r} in store {runs.url} (see `casstore runs`)")
+                raise ObjectNotFoundError(f"no experiment named {e!r} in store {runs.url} (see `casstore experiments`)")
     with Progress() as progress:
         progress.callback("reading runs")
         views = runs.search_runs(exp_ids, filter_string or "", max_results=limit, deleted=deleted)
@@ -124,6 +127,39 @@ def runs_cmd(experiments: tuple[str, ...], filter_string: str, deleted: bool, li
     print_table(["id", "name", "status", "start", "params", "metrics", "digest"], rows)
 
 
+# ---- experiments ---------------------------------------------------------------------------
+
+
+@click.command("experiments", epilog="""\b
+Examples:
+  casstore experiments
+  casstore experiments --json | jq -r '.[].name'
+  casstore runs --experiment fraud             # the runs of one of them
+""")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of experiments) instead of a table.")
+@common_options
+def experiments_cmd(as_json: bool, store: str | None) -> None:
+    """List experiments: id, name, live runs, created; deleted ones are marked.
+
+    Oldest first; `casstore runs --experiment NAME` lists an experiment's runs.
+    """
+    from casstore.cli._common import open_runs
+
+    runs = open_runs(store)
+    experiments = runs.list_experiments()
+    counts: dict[str, int] = {}
+    for v in runs.search_runs(None, "", deleted=False):
+        counts[v.experiment_id] = counts.get(v.experiment_id, 0) + 1
+    if as_json:
+        emit_json([{"experiment_id": e.experiment_id, "name": e.name, "lifecycle_stage": e.lifecycle_stage,
+                    "runs": counts.get(e.experiment_id, 0), "creation_time": e.creation_time,
+                    "last_update_time": e.last_update_time, "tags": dict(e.tags)} for e in experiments])
+        return
+    print_table(["id", "name", "runs", "created", "state"],
+                [(e.experiment_id, e.name, counts.get(e.experiment_id, 0), fmt_time(e.creation_time) if e.creation_time
+                  else "-", e.lifecycle_stage) for e in experiments], right=("runs",))
+
+
 # ---- show ----------------------------------------------------------------------------------
 
 
@@ -132,7 +168,7 @@ Examples:
   casstore show 3f2a9c
   casstore show 3f2a9c0e5d4b4c1e8f7a6b5c4d3e2f1a --json
 """)
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run_id)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @common_options
 def show_cmd(run: str, as_json: bool, store: str | None) -> None:
@@ -192,7 +228,7 @@ Examples:
   casstore ls 3f2a9c model -l
   casstore ls 3f2a9c -R --json
 """)
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run_id)
 @click.argument("path", required=False, default="")
 @click.option("-l", "long", is_flag=True, help="Show sizes and BLAKE3 digests.")
 @click.option("-R", "--recursive", is_flag=True, help="List every file below PATH, not only its direct entries.")
@@ -235,7 +271,7 @@ Examples:
   casstore cat 3f2a9c metrics/summary.json
   casstore cat 3f2a9c model/weights.bin | b3sum
 """)
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run_id)
 @click.argument("path")
 @common_options
 def cat_cmd(run: str, path: str, store: str | None) -> None:
@@ -265,7 +301,7 @@ Examples:
   casstore get 3f2a9c -o ./run-files                  # every artifact
   casstore get 3f2a9c model --json | jq -r '.[].file'  # the paths written
 """)
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run_id)
 @click.argument("path", required=False, default="")
 @click.option("-o", "--output", "dest", metavar="DEST", default=None,
               help="Where to write: a file path for a file, a directory otherwise "
@@ -345,10 +381,11 @@ Examples:
   casstore log data.csv --run 3f2a9c --path inputs    # into an open run
 """)
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=True))
-@click.option("--run", "run", default=None, metavar="RUN", help="Log into this open run (default: a new run).")
+@click.option("--run", "run", default=None, metavar="RUN", shell_complete=complete_run_id,
+              help="Log into this open run (default: a new run).")
 @click.option("--path", "artifact_path", default=None, metavar="ARTIFACT_PATH",
               help="Directory inside the run to log under (default: the run's root).")
-@click.option("--experiment", "-e", default=None, metavar="NAME",
+@click.option("--experiment", "-e", default=None, metavar="NAME", shell_complete=complete_experiment,
               help="Experiment of a new run (created if missing; default: Default).")
 @click.option("--name", "run_name", default=None, help="Name of a new run.")
 @click.option("--keep-open", is_flag=True, help="Leave a new run open (unsealed) to log more into it later.")
@@ -392,9 +429,15 @@ def log_cmd(files: tuple[str, ...], run: str | None, artifact_path: str | None, 
     try:
         with Progress() as progress, progress.task(f"logging {len(items)} file(s)", total) as advance:
             entries = handle.log_files(items, progress=advance)
-    except BaseException:
+    except BaseException as e:
         if new:
             handle.end("FAILED")
+        if isinstance(e, KeyboardInterrupt):
+            state = ("ended as FAILED; log the files again into a new run" if new else
+                     "stays open; log the files into it again")
+            click.echo(f"casstore: interrupted: run {handle.run_id} {state} (chunks already stored are not "
+                       "written again)", err=True)
+            raise click.exceptions.Exit(INTERRUPTED) from None
         raise
     digest = handle.end() if new and not keep_open else None
     if as_json:
@@ -413,7 +456,7 @@ Examples:
   casstore delete-run 3f2a9c --reason "trained on the wrong split"
   casstore gc        # later: reclaims what no live run or registered version needs
 """)
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run_id)
 @click.option("--reason", default="", help="Why the run is deleted (kept in the deletion record).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON: the run, whether it was deleted now, and the registry versions that keep its model.")
@@ -462,4 +505,4 @@ def _pinned_versions(runs: Any, view: Any) -> list[tuple[str, int]]:
             if mv.model_digest in digests]
 
 
-COMMANDS = [runs_cmd, show_cmd, ls_cmd, cat_cmd, get_cmd, log_cmd, delete_run_cmd]
+COMMANDS = [runs_cmd, experiments_cmd, show_cmd, ls_cmd, cat_cmd, get_cmd, log_cmd, delete_run_cmd]

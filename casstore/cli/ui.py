@@ -6,6 +6,7 @@ import ipaddress
 
 import click
 
+from casstore._net import bind
 from casstore.cli._common import common_options, open_runs
 
 __all__ = ["COMMANDS", "is_loopback", "exposure_warning"]
@@ -41,7 +42,7 @@ Examples:
 """)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. Anything but loopback exposes the whole store to the network.")
-@click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True, help="Port to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True, help="Port to listen on (0: any free port, said at start).")
 @click.option("--root-path", default="", metavar="PATH", help="URL prefix when served behind a proxy under a path.")
 @common_options
 def ui_cmd(host: str, port: int, root_path: str, store: str | None) -> None:
@@ -58,14 +59,16 @@ def ui_cmd(host: str, port: int, root_path: str, store: str | None) -> None:
     except ImportError as e:
         raise click.ClickException(f"{INSTALL_HINT} ({e})") from e
     runs = open_runs(store)
+    sock = bind(host.strip("[]"), port)  # a port in use is said here, before anything starts
+    port = sock.getsockname()[1]  # --port 0: the port the system chose
     loopback = is_loopback(host)
     if not loopback:
         click.secho(exposure_warning(host, port, runs.url), fg="red", bold=True, err=True)
     app = create_app(runs, allowed_hosts=LOOPBACK_NAMES if loopback else None, warm=True)
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
     click.echo(f"casstore ui: serving {runs.url} read-only at http://{shown}:{port}{root_path}/ (Ctrl-C stops)", err=True)
-    uvicorn.run(app, host=host.strip("[]"), port=port, root_path=root_path, log_level="warning",
-                proxy_headers=False, server_header=False)
+    config = uvicorn.Config(app, root_path=root_path, log_level="warning", proxy_headers=False, server_header=False)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 COMMANDS = [ui_cmd]

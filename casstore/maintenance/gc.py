@@ -379,6 +379,13 @@ def collect_garbage(
         for rec in due:
             for d in rec.digests.get(PACKS, []):
                 due_packs[d] = min(due_packs.get(d, rec.marked_at), rec.marked_at)
+        if no_writers:
+            # promised: the recipes and model entries swept above free their chunks now, and a
+            # pack none of whose chunks anything stored still names goes in this run too
+            pack_live = closure(backend, layout, {**present, "chunks": present["chunks"] | packed_chunks}, roots,
+                                seed_objects={"models": present["models"], "files": present["files"]})["chunks"]
+            for p in packgc.plan_packs(pindex, pack_live, scan.packs).dead:
+                due_packs[p] = now
         gone_packs: set[str] = set()
         if due_packs:
             tick("deleting packs")

@@ -17,7 +17,7 @@ from typing import Any
 from casstore.backend import Backend, LocalBackend, open_backend
 from casstore.exceptions import StoreConfigError
 from casstore.objects.chunking import DEFAULT_CHUNKER, Chunker, ChunkerParams
-from casstore.objects.config import CONFIG_KEY, StoreConfig, load_or_create_config
+from casstore.objects.config import CONFIG_KEY, StoreConfig, load_or_create_config, read_config
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.objects.layout import ContentLayout
 from casstore.objects.recipes import Recipe
@@ -80,7 +80,9 @@ def open_objects(
                 "refusing to write into it. Point the store at a new or empty directory."
             )
     if not create and not backend.exists(CONFIG_KEY):
-        raise StoreConfigError(f"no casstore store at {backend.url!r} (no {CONFIG_KEY})")
+        # a read says why there is none: a missing bucket or a refused read is the backend's
+        # own error, which an existence check cannot tell from an empty prefix
+        read_config(backend)
     new_layout = os.environ.get(LAYOUT_ENV, "").strip() or None
     config = load_or_create_config(backend, chunker, layout, new_layout=new_layout)
     return ObjectStore(backend, config, max_in_flight=max_in_flight, stat_cache=stat_cache)

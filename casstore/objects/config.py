@@ -169,7 +169,10 @@ def read_config(backend: Backend) -> StoreConfig:
     try:
         return StoreConfig.from_json(backend.get(CONFIG_KEY), where)
     except ObjectNotFoundError as e:
-        raise StoreConfigError(f"no casstore store at {backend.url!r} (no {CONFIG_KEY})") from e
+        raise StoreConfigError(
+            f"no casstore store at {backend.url!r} (no {CONFIG_KEY}); check the store's URL or path (a store is "
+            "created by the first run logged to it)"
+        ) from e
 
 
 def load_or_create_config(

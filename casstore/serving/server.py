@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from casstore._net import bind
 from casstore.serving.app import DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, create_app
 from casstore.serving.model import AliasFollower, ModelSlot, StoreOpener, check_followable, is_local_dir, load_served
 
@@ -29,6 +30,8 @@ __all__ = ["ServeOptions", "serve", "bind"]
 log = logging.getLogger("casstore.serving")
 #: a worker that keeps dying is not restarted more often than this many times a minute
 _MAX_RESTARTS_PER_MINUTE = 5
+#: seconds between tries to start a worker when the system refuses a fork
+_FORK_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -40,26 +43,6 @@ class ServeOptions:
     max_body: int = DEFAULT_MAX_BODY
     timeout: float = DEFAULT_TIMEOUT
     log_level: str = "info"
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` that worker processes can share."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, addr = infos[0]
-    # the protocol named, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP, and
-    # without it a keep-alive client waits out delayed ACKs (40 ms a request)
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(addr)
-    except OSError as e:
-        sock.close()
-        from casstore.exceptions import InvalidInputError
-
-        raise InvalidInputError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port or --host") from e
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _setup_logging(level: str) -> None:
@@ -135,35 +118,47 @@ def _exit_ok(signum: int, _frame: object) -> None:
 
 def _supervise(sock: socket.socket, slot: ModelSlot, open_store: StoreOpener | None, options: ServeOptions) -> None:
     """Fork ``options.workers`` workers; replace one that dies; on SIGTERM/SIGINT, pass
-    SIGTERM on and wait for every worker to finish its requests."""
+    SIGTERM on and wait for every worker to finish its requests.
+
+    A dead worker is found by ``wait``, which reports every child that has exited until it
+    is reaped, so no exit can be missed between two waits. A fork the system refuses (no
+    memory, a process limit) is logged and tried again every :data:`_FORK_RETRY_SECONDS`
+    while the other workers serve."""
     children: set[int] = set()
     stopping = False
     restarts: list[float] = []
 
-    def spawn() -> None:
+    def spawn() -> bool:
+        """Fork one worker; False if none was started (stopping, or the fork was refused)."""
         # a signal that arrives while forking waits: the child must not run the
         # supervisor's handler, and the supervisor must know the child to pass it on
         signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-        if stopping:  # a stop came after the decision to replace a worker: no new one
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-            return
-        pid = os.fork()
-        if pid == 0:  # the worker
-            code: int | str | None = 1
+        try:
+            if stopping:  # a stop came after the decision to start a worker: no new one
+                return False
             try:
-                for sig in _STOP_SIGNALS:
-                    signal.signal(sig, _exit_ok)
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-                _run_worker(sock, slot, open_store, options)
-                code = 0
-            except SystemExit as e:
-                code = e.code
-            except BaseException:  # noqa: BLE001 - a worker reports and exits, never returns to the supervisor's code
-                log.exception("worker failed")
-            finally:
-                os._exit(code if isinstance(code, int) else 1)
-        children.add(pid)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+                pid = os.fork()
+            except OSError as e:
+                log.error("cannot start a worker process (%s); trying again in %g s", e, _FORK_RETRY_SECONDS)
+                return False
+            if pid == 0:  # the worker
+                code: int | str | None = 1
+                try:
+                    for sig in _STOP_SIGNALS:
+                        signal.signal(sig, _exit_ok)
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+                    _run_worker(sock, slot, open_store, options)
+                    code = 0
+                except SystemExit as e:
+                    code = e.code
+                except BaseException:  # noqa: BLE001 - a worker reports and exits, never returns to the supervisor's code
+                    log.exception("worker failed")
+                finally:
+                    os._exit(code if isinstance(code, int) else 1)
+            children.add(pid)
+            return True
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -176,22 +171,39 @@ def _supervise(sock: socket.socket, slot: ModelSlot, open_store: StoreOpener | N
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for _ in range(options.workers):
-        spawn()
-    while children:
+    while children or not stopping:
+        while not stopping and len(children) < options.workers and spawn():
+            pass
         try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
+            if not stopping and len(children) < options.workers:
+                time.sleep(_FORK_RETRY_SECONDS)  # a fork was refused: the others serve meanwhile
+                pid, status = os.waitpid(-1, os.WNOHANG) if children else (0, 0)
+            else:
+                pid, status = os.wait()
+        except ChildProcessError:  # no child is left (or another part of the process reaped them)
+            children.clear()
+            continue
+        if pid == 0:
+            continue
         children.discard(pid)
         if stopping:
             continue
         now = time.monotonic()
         restarts[:] = [t for t in restarts if now - t < 60] + [now]
         if len(restarts) > _MAX_RESTARTS_PER_MINUTE:
-            log.error("workers keep exiting (last status %d); stopping the server", status)
+            log.error("workers keep exiting (worker %d %s); stopping the server", pid, _how_it_ended(status))
             stop(signal.SIGTERM, None)
             continue
-        log.warning("worker %d exited (status %d); starting another", pid, status)
-        spawn()
+        log.warning("worker %d %s; starting another", pid, _how_it_ended(status))
     sock.close()
+
+
+def _how_it_ended(status: int) -> str:
+    """A wait status in words: "exited with status 1", "was killed by SIGKILL"."""
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return f"exited with status {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"was killed by signal {-code}"
