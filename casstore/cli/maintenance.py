@@ -198,15 +198,21 @@ def gc_cmd(dry_run: bool, grace: str, no_writers: bool, as_json: bool, store: st
             "then run gc again.", err=True)
         raise click.exceptions.Exit(1)
     verb = "would delete" if dry_run else "deleted"
-    d = report.deleted
+    packed = report.packs > 0 or report.packs_deleted > 0 or "packs" in report.marked
+
+    def kinds(counts: dict[str, int], packs: int) -> str:
+        out = f"{counts['chunks']} chunks, {counts['files']} files, {counts['models']} model entries"
+        return out + (f", {packs} packs" if packed else "")
+
     click.echo(f"{verb} {report.deleted_total} objects ({human_size(report.deleted_bytes)}): "
-               f"{d['chunks']} chunks, {d['files']} files, {d['models']} model entries")
-    if report.kept_fresh:
-        click.echo(f"kept {report.kept_fresh} marked objects that were reused or referenced since they were marked")
-    m = report.marked
+               f"{kinds(report.deleted, report.packs_deleted)}")
+    if report.kept_total:
+        click.echo(f"kept {report.kept_total} marked objects that were reused or referenced since they were marked")
+    if report.repacked:
+        click.echo(f"repacked {report.repacked} packs mostly garbage: their live chunks were copied into new packs")
     mverb = "would mark" if dry_run else "marked"
     click.echo(f"{mverb} {report.marked_total} unreferenced objects ({human_size(report.marked_bytes)}): "
-               f"{m['chunks']} chunks, {m['files']} files, {m['models']} model entries")
+               f"{kinds(report.marked, report.marked.get('packs', 0))}")
     if report.next_sweep is not None and report.marked_total:
         when = _dt.datetime.fromtimestamp(report.next_sweep).astimezone().strftime("%Y-%m-%d %H:%M:%S")
         click.echo(f"a gc run after {when} (grace {format_duration(report.grace)}) deletes those still unreferenced")

@@ -160,16 +160,24 @@ class GcReport:
 
     @property
     def deleted_total(self) -> int:
-        return sum(self.deleted.values())
+        """Objects deleted: chunks, files, model entries and (a store of the packs layout) packs."""
+        return sum(self.deleted.values()) + self.packs_deleted
+
+    @property
+    def kept_total(self) -> int:
+        """Marked objects kept because a writer reused or referenced them since (packs included)."""
+        return self.kept_fresh + self.packs_kept_fresh
 
     @property
     def marked_total(self) -> int:
+        """Objects marked, packs included (``marked["packs"]``, a store of the packs layout)."""
         return sum(self.marked.values())
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["deleted_total"] = self.deleted_total
         d["marked_total"] = self.marked_total
+        d["kept_total"] = self.kept_total
         return d
 
 
