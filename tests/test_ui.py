@@ -671,3 +671,28 @@ def test_a_run_page_follows_the_run_as_it_is_resumed_and_deleted(tmp_path: Path)
         assert c.get("/api/metrics", params={"run": h.run_id, "key": "loss"}).json()["series"][0]["ys"][-1] == 0.1
         store.delete_run(h.run_id)
         assert "DELETED" in c.get(f"/runs/{h.run_id}").text
+
+
+def test_the_home_page_on_s3_lists_each_experiment_with_one_request_once_warm(s3_env: Any, s3_proxy: Any) -> None:
+    """The home page counts each experiment's runs as a search lists them: once a machine's
+    cache has listed an experiment, a view costs one LIST per experiment (the entries named
+    since), not 16 (every entry, again), whatever the number of runs; the Default experiment,
+    empty, included."""
+    url = s3_env.fresh_url("home")
+    writer = open_run_store(url)
+    exps = [writer.get_or_create_experiment(name) for name in ("a", "b")]
+    for i in range(6):
+        h = writer.create_run(exps[i % 2], run_name=f"r{i}")
+        h.end()
+    reader = open_run_store(url, {"endpoint_url": s3_proxy.endpoint_url})
+    reader.index.clear()
+    with TestClient(create_app(reader)) as c:
+        assert c.get("/").status_code == 200
+        s3_proxy.reset_counts()
+        page = c.get("/")
+    assert page.status_code == 200
+    counts = {m.group(1): m.group(2) for m in re.finditer(r'href="/experiments/([0-9a-f]+)".*?<td[^>]*>(\d+)</td>', page.text, re.S)}
+    assert sorted(counts.values()) == ["0", "3", "3"], counts
+    lists = s3_proxy.count("GET", "")  # LISTs name their prefix in the query: the proxy counts them under no area
+    # the experiments' names and records (3), the registry (1), then one per experiment (3)
+    assert lists <= 4 + 3, dict(s3_proxy.requests)

@@ -252,7 +252,7 @@ class UIData:
         damaged: list[str] = []
         out = []
         for exp in reversed(self.runs.list_experiments(on_damaged=damaged.append)):
-            out.append((exp, len(self.runs.list_run_ids(exp.experiment_id))))
+            out.append((exp, len(self.runs.listed_run_ids(exp.experiment_id))))
         return out, damaged
 
     def experiment(self, experiment_id: str) -> Experiment:
