@@ -208,6 +208,8 @@ def gc_cmd(dry_run: bool, grace: str, no_writers: bool, as_json: bool, store: st
                f"{kinds(report.deleted, report.packs_deleted)}")
     if report.kept_total:
         click.echo(f"kept {report.kept_total} marked objects that were reused or referenced since they were marked")
+    if report.indexes_folded:
+        click.echo(f"folded {report.indexes_folded} small index objects of packs into {report.indexes_written}")
     if report.repacked:
         click.echo(f"repacked {report.repacked} packs mostly garbage: their live chunks were copied into new packs")
     mverb = "would mark" if dry_run else "marked"

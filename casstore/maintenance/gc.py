@@ -149,6 +149,9 @@ class GcReport:
     packs_deleted: int = 0
     packs_kept_fresh: int = 0
     indexes_rewritten: int = 0
+    #: small index objects folded into fewer (``packgc.fold_indexes``), and how many those are
+    indexes_folded: int = 0
+    indexes_written: int = 0
     exact: bool = False  # the backend's stale delete is exact (no race window at all)
     #: live references that could not be read or proven: while there is any, nothing is deleted or marked
     blocked: list[dict[str, str]] = field(default_factory=list)
@@ -400,6 +403,8 @@ def collect_garbage(
             report.indexes_rewritten = packgc.rewrite_indexes(backend, pindex, gone_packs, stale_indexes)
             for p in gone_packs:
                 pindex.forget_pack(p)
+        if not dry_run and not report.indexes_rewritten:
+            report.indexes_folded, report.indexes_written = packgc.fold_indexes(backend, pindex)
         plan = packgc.plan_packs(pindex, pack_live, scan.packs - gone_packs)
         report.pack_live_fraction = plan.live_bytes / plan.total_bytes if plan.total_bytes else None
         marked_packs = list(plan.dead)
