@@ -918,3 +918,37 @@ def test_gc_folds_the_small_index_objects_and_every_reader_still_finds_every_chu
     assert _keys(writer.objects, "packs/") == packs
     assert verify_store(writer).ok
     assert packgc.FOLD_ENTRIES > 1000
+
+
+def test_a_deleted_runs_pack_is_reclaimed_by_the_third_gc_run(tmp_path: Path) -> None:
+    """The first run marks the file, the second deletes it and marks the pack only it used
+    (its chunks are named by no recipe left), the third deletes the pack: a nightly gc gives
+    the space back on the third night. A pack another live file still uses stays."""
+    from casstore.maintenance.gc import collect_garbage
+
+    gone_file, kept_file = tmp_path / "gone.bin", tmp_path / "kept.bin"
+    for seed, p in enumerate((gone_file, kept_file)):
+        p.write_bytes(_bytes(700_000, 60 + seed))  # a few chunks: a file with a recipe
+    store = RunStore(open_store(tmp_path / "store", layout="packs", stat_cache=False))
+    exp = store.get_or_create_experiment("gc")
+    runs = []
+    for p in (gone_file, kept_file):
+        h = store.create_run(exp)
+        h.log_file(p.name, p)
+        h.end()
+        runs.append(h.run_id)
+    packs = _keys(store.objects, "packs/")
+    assert len(packs) == 2
+    store.delete_run(runs[0], "test")
+    reports = []
+    for _ in range(3):
+        time.sleep(0.01)
+        reports.append(collect_garbage(store.backend, grace=0, slack=0))
+    first, second, third = reports
+    assert first.marked["files"] == 1 and first.marked.get("packs", 0) == 0
+    assert second.deleted["files"] == 1 and second.marked.get("packs") == 1
+    assert third.packs_deleted == 1 and third.deleted_total == 1
+    (left,) = _keys(store.objects, "packs/")
+    assert left in packs
+    view = store.get_run(runs[1])
+    assert store.artifact_bytes(runs[1], view.artifacts["kept.bin"]) == kept_file.read_bytes()

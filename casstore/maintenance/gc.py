@@ -315,14 +315,6 @@ def collect_garbage(
         if not dry_run:
             backend.put_if_absent(LOG_PREFIX + _stamp(), pack({"v": RECORD_VERSION, **report.to_dict()}))
         return report
-    pack_live: set[str] = set()
-    if pindex is not None:
-        # a chunk in a pack counts as live while any stored recipe or model entry names it
-        # (a recipe swept now frees its chunks at a later run)
-        pack_live = closure(
-            backend, layout, stored, roots, seed_objects={"models": present["models"], "files": present["files"]},
-        )["chunks"]
-
     if no_writers:  # promised: nothing unreferenced now is about to be referenced
         due = [*due, _Candidates("", now, {kind: sorted(present[kind] - live[kind]) for kind in CONTENT_KINDS}, now)]
 
@@ -381,6 +373,15 @@ def collect_garbage(
             hint = layout.parse_hint(key)
             if hint is None or hint[2] not in present["files"]:
                 backend.delete(key)
+
+    pack_live: set[str] = set()
+    if pindex is not None:
+        # a chunk in a pack counts as live while any stored recipe or model entry names it:
+        # those this run swept no longer do, so the packs only they used are marked now
+        pack_live = closure(
+            backend, layout, {**present, "chunks": present["chunks"] | packed_chunks}, roots,
+            seed_objects={"models": present["models"], "files": present["files"]},
+        )["chunks"]
 
     marked_packs: list[str] = []
     if pindex is not None:
