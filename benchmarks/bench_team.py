@@ -18,6 +18,8 @@ times, the peers taking turns:
 - **verify --all, re-hashing the chunks**: one GET per chunk (old) against one ranged GET
   per run of adjacent chunks in a pack, up to 16 MiB (new, ``casstore verify``). Goal: at
   most 2 GETs per pack.
+- **verify, checking runs** (200 of them): one run after the other (old) against several
+  at once (new), the same requests.
 - **a new machine's first model load** (the newest model, 64 MiB) reads every index object
   of the packs once: a writer publishes one per run that logs a file (one sweep run in
   four logs a plot of 40 kB), until ``casstore gc`` folds the small ones into few. Before
@@ -57,6 +59,8 @@ from s3_server import DUMMY_CREDENTIALS, FaultProxy, LoopbackS3, make_bucket  # 
 from casstore.runs import RunStore, open_run_store  # noqa: E402
 
 BUCKET = "casstore-team"
+#: runs whose check by verify is timed (each step is repeated: the whole store would take minutes)
+VERIFY_RUNS = 200
 
 
 @contextlib.contextmanager
@@ -133,6 +137,26 @@ def verify_old(store: RunStore, digests: list[str]) -> None:
         raise SystemExit(f"{len(bad)} chunks did not verify: the benchmark is broken")
 
 
+def verify_runs_old(store: RunStore, run_ids: list[str]) -> None:
+    """verify's check of runs as it was: one run after the other."""
+    from casstore.maintenance.verify import _Checker
+
+    c = _Checker(store, None)
+    for run_id in run_ids:
+        c._check_run(run_id)
+    if c.problems:
+        raise SystemExit(f"{len(c.problems)} problems: the benchmark is broken")
+
+
+def verify_runs_new(store: RunStore, run_ids: list[str]) -> None:
+    from casstore.maintenance.verify import _Checker
+
+    c = _Checker(store, None)
+    c.check_runs(run_ids)
+    if c.problems:
+        raise SystemExit(f"{len(c.problems)} problems: the benchmark is broken")
+
+
 def verify_new(store: RunStore, digests: list[str]) -> None:
     from casstore.maintenance.verify import _Checker
 
@@ -185,12 +209,15 @@ def main() -> None:
         admin.objects.packs.load()  # type: ignore[union-attr]
         digests = sorted(set(admin.objects.iter_chunks()))
         packs = sum(1 for _ in admin.backend.list("packs/"))
+        some_runs = admin.list_run_ids()[:VERIFY_RUNS]
         for _ in range(args.repeat):
             for name, fn in (
                 ("home listing, old: every entry", lambda: [len(home.list_run_ids(e.experiment_id)) for e in exps]),
                 ("home listing, new: entries since", lambda: [len(home.listed_run_ids(e.experiment_id)) for e in exps]),
                 ("verify chunks, old: GET per chunk", lambda: verify_old(admin, digests)),
                 ("verify chunks, new: ranged runs", lambda: verify_new(admin, digests)),
+                (f"verify {len(some_runs)} runs, old: one by one", lambda: verify_runs_old(admin, some_runs)),
+                (f"verify {len(some_runs)} runs, new: at once", lambda: verify_runs_new(admin, some_runs)),
             ):
                 s, r, _ = measured(proxy, fn)
                 rows[name].append((s, r))
@@ -250,6 +277,8 @@ def main() -> None:
         print(f"{k:36} {s:9.3f} {r:9.0f}")
     for what, old, new_ in (("home listing", "home listing, old: every entry", "home listing, new: entries since"),
                             ("verify chunks", "verify chunks, old: GET per chunk", "verify chunks, new: ranged runs"),
+                            ("verify runs", f"verify {len(some_runs)} runs, old: one by one",
+                             f"verify {len(some_runs)} runs, new: at once"),
                             ("model load, new machine", "model load, new machine, before gc",
                              "model load, new machine, after gc")):
         print(f"{what}: new / old time = {med[new_][0] / med[old][0]:.2f}, requests {med[new_][1]:.0f} against {med[old][1]:.0f}")

@@ -21,6 +21,7 @@ artifact paths, the logged models and the registry versions that depend on it.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -147,17 +148,24 @@ class _Checker:
         self.recipe_digest: dict[str, str] = {}
         self.model_pins: dict[str, list[tuple[str, str, str]]] = {}  # model -> [(path, file, pin)]
         self.checked: dict[str, int] = defaultdict(int)
+        #: the checks of runs run in threads: what they record goes through problem() and count()
+        self._lock = threading.RLock()
 
     def tick(self, stage: str, advance: int = 0, total: int | None = None) -> None:
         if self.progress:
             self.progress(stage, advance, total)
 
     def problem(self, key: str, kind: str, detail: str, affects: Iterable[dict[str, Any]] = ()) -> None:
-        p = self.problems.get(key)
-        if p is None:
-            p = self.problems[key] = Problem(key, kind, detail)
-        for a in affects:
-            _add(p, a)
+        with self._lock:
+            p = self.problems.get(key)
+            if p is None:
+                p = self.problems[key] = Problem(key, kind, detail)
+            for a in affects:
+                _add(p, a)
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.checked[name] += n
 
     # ---- content ---------------------------------------------------------------------
 
@@ -405,53 +413,66 @@ class _Checker:
 
     def check_runs(self, run_ids: Sequence[str]) -> tuple[set[str], set[str], int]:
         """Check each run's seal, manifest and records; return the file and model digests
-        they bind and how many were skipped as deleted."""
-        from casstore.runs import layout
-
+        they bind and how many were skipped as deleted. Runs are read several at once (on S3
+        each takes a few round trips); what they bind is taken in the order of ``run_ids``."""
         files: set[str] = set()
         models: set[str] = set()
         skipped = 0
         self.tick("checking runs", 0, len(run_ids))
-        for run_id in run_ids:
-            self.tick("checking runs", 1)
-            if self.runs.is_deleted(run_id):
-                skipped += 1
-                continue
-            self.checked["runs"] += 1
-            who = {"run": run_id}
-            try:
-                view = self.runs.get_run(run_id, warn=False)
-            except (IntegrityError, CorruptRecordError) as e:  # version 5: a seal that was all its run kept
-                key, kind = _seal_object(self.runs, run_id), "corrupt"
-                if key == layout.run_prefix(run_id):  # no seal, no meta, other records: what said what it is is gone
-                    key, kind = layout.seal_key(run_id, self.runs.generation(run_id)), "missing"
-                self.problem(key, kind, str(e), [who])
-                continue
-            except ObjectNotFoundError as e:
-                detail = str(e)
-                if self.runs.compacts:  # a sealed run here keeps its seal only
-                    detail += (f": it has neither its meta record nor a seal; if it was sealed, restore "
-                               f"{layout.seal_key(run_id, self.runs.generation(run_id))} from a backup")
-                self.problem(layout.run_meta_key(run_id), "missing", detail, [who])
-                continue
-            except CasstoreError as e:
-                self.problem(_seal_object(self.runs, run_id), "unreadable", str(e), [who])
-                continue
-            if view.sealed:
-                self.checked["manifests"] += 1
-            for d in view.damaged:
-                self.problem(d.key, "corrupt", d.detail, [who])
-            self.check_earlier_seals(run_id, who)
-            for path, entry in view.artifacts.items():
-                if entry.inline:
-                    self.check_inline(run_id, entry)
+        with ThreadPoolExecutor(_workers(self.backend), thread_name_prefix="casstore-verify") as pool:
+            for run_id, got in zip(run_ids, pool.map(self._check_run, run_ids)):
+                self.tick("checking runs", 1)
+                if got is None:
+                    skipped += 1
                     continue
-                self.file_users[entry.digest].append({"run": run_id, "artifact": path})
-                files.add(entry.digest)
-            for name, ref in view.models.items():
-                self.model_users[ref.digest].append({"run": run_id, "model": name})
-                models.add(ref.digest)
+                arts, mods = got
+                for digest, path in arts:
+                    self.file_users[digest].append({"run": run_id, "artifact": path})
+                    files.add(digest)
+                for digest, name in mods:
+                    self.model_users[digest].append({"run": run_id, "model": name})
+                    models.add(digest)
         return files, models, skipped
+
+    def _check_run(self, run_id: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]] | None:
+        """Check one run; None if it is deleted, else the ``(file digest, path)`` of the
+        artifacts and the ``(model digest, name)`` of the models it binds."""
+        from casstore.runs import layout
+
+        if self.runs.is_deleted(run_id):
+            return None
+        self.count("runs")
+        who = {"run": run_id}
+        try:
+            view = self.runs.get_run(run_id, warn=False)
+        except (IntegrityError, CorruptRecordError) as e:  # version 5: a seal that was all its run kept
+            key, kind = _seal_object(self.runs, run_id), "corrupt"
+            if key == layout.run_prefix(run_id):  # no seal, no meta, other records: what said what it is is gone
+                key, kind = layout.seal_key(run_id, self.runs.generation(run_id)), "missing"
+            self.problem(key, kind, str(e), [who])
+            return [], []
+        except ObjectNotFoundError as e:
+            detail = str(e)
+            if self.runs.compacts:  # a sealed run here keeps its seal only
+                detail += (f": it has neither its meta record nor a seal; if it was sealed, restore "
+                           f"{layout.seal_key(run_id, self.runs.generation(run_id))} from a backup")
+            self.problem(layout.run_meta_key(run_id), "missing", detail, [who])
+            return [], []
+        except CasstoreError as e:
+            self.problem(_seal_object(self.runs, run_id), "unreadable", str(e), [who])
+            return [], []
+        if view.sealed:
+            self.count("manifests")
+        for d in view.damaged:
+            self.problem(d.key, "corrupt", d.detail, [who])
+        self.check_earlier_seals(run_id, who)
+        arts = []
+        for path, entry in view.artifacts.items():
+            if entry.inline:
+                self.check_inline(run_id, entry)
+            else:
+                arts.append((entry.digest, path))
+        return arts, [(ref.digest, name) for name, ref in view.models.items()]
 
     def check_earlier_seals(self, run_id: str, who: dict[str, Any]) -> None:
         """A run resumed after it ended: re-hash the manifest of every earlier seal too, and
@@ -488,7 +509,7 @@ class _Checker:
             key = layout.manifest_key(run_id, str(seal["digest"]))
             try:
                 self.runs.read_manifest(run_id, str(before["digest"]))
-                self.checked["manifests"] += 1
+                self.count("manifests")
                 if self.runs.read_manifest(run_id, str(seal["digest"])).get("previous") != before["digest"]:
                     self.problem(key, "corrupt", f"manifest {key} does not name the seal before it ({before['digest']})", [who])
             except IntegrityError as e:
@@ -503,8 +524,8 @@ class _Checker:
         from casstore.runs.batches import batch_key
 
         key = batch_key(run_id, entry.batch) if entry.batch else layout.artifact_key(run_id, entry.path)
-        self.checked["files"] += 1
-        self.checked["bytes"] += entry.size
+        self.count("files")
+        self.count("bytes", entry.size)
         who = [{"run": run_id, "artifact": entry.path}]
         try:
             self.runs.inline_data(run_id, entry)
