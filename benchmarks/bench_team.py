@@ -177,6 +177,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.runs, args.models, args.model_mib, args.repeat = 100, 3, 8, 2
+    with contextlib.suppress(OSError):
+        print(f"load average at the start: {open('/proc/loadavg').read().split()[0]} on {os.cpu_count()} cores", flush=True)
     os.environ.update(DUMMY_CREDENTIALS)
     saved_cache = os.environ.get("CASSTORE_CACHE_DIR")
     with tempfile.TemporaryDirectory(prefix="casstore-bench-team-") as tmp, server(args.server) as endpoint, \
