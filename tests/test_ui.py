@@ -696,3 +696,42 @@ def test_the_home_page_on_s3_lists_each_experiment_with_one_request_once_warm(s3
     lists = s3_proxy.count("GET", "")  # LISTs name their prefix in the query: the proxy counts them under no area
     # the experiments' names and records (3), the registry (1), then one per experiment (3)
     assert lists <= 4 + 3, dict(s3_proxy.requests)
+
+
+def test_the_store_page_does_not_wait_minutes_for_a_scan_of_every_run(
+    ui_store: UIStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Space accounting and the gc dry run each read every run: minutes on a large store on
+    S3. The page waits a bounded time, then says they are being computed and refreshes; the
+    scans go on in the background, once however many views ask, and the next view shows them."""
+    import threading
+
+    from casstore.maintenance import du as du_module
+    from casstore.ui import data as data_module
+
+    release = threading.Event()
+    calls = []
+    real = du_module.disk_usage
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(du_module, "disk_usage", slow)
+    monkeypatch.setattr(data_module, "STORE_WAIT", 0.2)
+    with TestClient(create_app(open_run_store(str(ui_store.path)))) as c:
+        t0 = time.monotonic()
+        first = c.get("/store")
+        again = c.get("/store")
+        assert time.monotonic() - t0 < 10
+        for page in (first, again):
+            assert page.status_code == 200 and 'id="store-pending"' in page.text
+            assert '<meta http-equiv="refresh"' in page.text and 'id="store-usage"' not in page.text
+        assert len(calls) == 1  # one scan, however many views
+        release.set()
+        deadline = time.monotonic() + 30
+        while 'id="store-usage"' not in (done := c.get("/store")).text and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert 'id="store-usage"' in done.text and 'id="gc-dry-run"' in done.text
+    assert 'id="store-pending"' not in done.text and "refresh" not in done.text
