@@ -25,9 +25,17 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+#: characters of a refused path an error message shows (a path given by mistake may be megabytes of data)
+_SHOWN = 120
+
+
 def _refuse(path: object, what: str, why: str) -> UnsafePathError:
+    shown = repr(path)
+    if len(shown) > _SHOWN:
+        size = f"{len(path)} {'bytes' if isinstance(path, (bytes, bytearray)) else 'characters'}" if hasattr(path, "__len__") else "long"
+        shown = f"{shown[:_SHOWN]}... ({size})"
     return UnsafePathError(
-        f"{what} {path!r} is refused: {why}. Use a relative path with '/' separators "
+        f"{what} {shown} is refused: {why}. Use a relative path with '/' separators "
         "inside the run, such as 'models/weights.bin'."
     )
 

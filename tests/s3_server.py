@@ -297,7 +297,8 @@ class FaultProxy:
         # recognised by name
         parts = urllib.parse.urlsplit(path).path.strip("/").split("/")
         for p in parts[1:]:
-            if p in ("chunks", "files", "runs", "models", "registry", "experiments", "casstore.json", ".casstore-probe"):
+            if p in ("chunks", "files", "runs", "models", "registry", "experiments", "casstore.json", ".casstore-probe",
+                     "packs", "chunk-index"):
                 return p
         return ""
 

@@ -494,3 +494,34 @@ def test_progress_bars_only_on_a_terminal_outside_ci(monkeypatch: pytest.MonkeyP
         with p.task("bytes", 100) as advance:
             assert advance is None
     assert not p.enabled
+
+
+def test_gc_reports_the_packs_it_marks_and_deletes(tmp_path: Path) -> None:
+    """In a store of the packs layout, the packs gc marks and deletes are counted in its totals
+    and named in its report, as chunks, files and model entries are: a run that deleted a
+    pack of 200 kB says so instead of "deleted 0 objects"."""
+    root = tmp_path / "store"
+    store = RunStore(open_store(str(root), layout="packs", stat_cache=False))
+    exp = store.get_or_create_experiment("gc")
+    runs = []
+    for seed in (1, 2):
+        h = store.create_run(exp)
+        h.log_bytes(f"model-{seed}.bin", random.Random(seed).randbytes(200_000))
+        h.end()
+        runs.append(h.run_id)
+    ok(run("delete-run", runs[0], store=root))
+
+    def passes() -> Result:
+        for p in root.rglob("*"):  # every stored object looks an hour old: the grace period is over
+            if p.is_file() and p.parts[len(root.parts)] in ("packs", "files", "chunk-index"):
+                os.utime(p, (p.stat().st_mtime - 3600,) * 2)
+        return ok(run("gc", "--grace", "0s", store=root))
+
+    reports = [passes().stdout for _ in range(4)]
+    marked = [r for r in reports if re.search(r"^marked 1 unreferenced objects .*, 1 packs$", r, re.M)]
+    deleted = [r for r in reports if re.search(r"^deleted 1 objects \(\d+(\.\d+)? KiB\): 0 chunks, 0 files, 0 model entries, 1 packs$", r, re.M)]
+    assert len(marked) == 1 and len(deleted) == 1, reports
+    assert reports.index(marked[0]) < reports.index(deleted[0])
+    g = json.loads(ok(run("gc", "--grace", "0s", "--dry-run", "--json", store=root)).stdout)
+    assert g["packs"] == 1 and g["marked_total"] == 0 and g["kept_total"] == 0
+    assert ok(run("verify", "--all", store=root)).stdout.startswith("OK")

@@ -80,7 +80,7 @@ def collector(url: str, seconds: float, results: Any) -> None:
     """Collect garbage in a loop with a short grace period for ``seconds``."""
     try:
         store = _store(url)
-        deleted = kept = passes = packs_deleted = repacked = 0
+        deleted = kept = passes = packs_deleted = repacked = folded = 0
         stop = time.monotonic() + seconds
         while time.monotonic() < stop:
             r = collect_garbage(store.backend, grace=GRACE, slack=0.0)
@@ -88,9 +88,10 @@ def collector(url: str, seconds: float, results: Any) -> None:
             kept += r.kept_fresh + r.packs_kept_fresh
             packs_deleted += r.packs_deleted
             repacked += r.repacked
+            folded += r.indexes_folded
             passes += 1
         results.put(("gc", {"deleted": deleted, "kept": kept, "passes": passes, "packs_deleted": packs_deleted,
-                            "repacked": repacked}, None))
+                            "repacked": repacked, "folded": folded}, None))
     except BaseException as e:
         results.put(("gc", {}, f"{type(e).__name__}: {e}"))
 
@@ -126,6 +127,7 @@ def test_a_writer_racing_gc_loses_nothing(tmp_path: Path, round_: int, layout: s
     assert got["gc"]["deleted"] > 0, "gc deleted nothing: the race was not exercised"
     if layout == "packs":
         assert got["gc"]["packs_deleted"] > 0, got["gc"]
+        assert got["gc"]["folded"] > 0, got["gc"]  # index objects folded while the writer published new ones
     lost: list[str] = []
     for run_id, deleted, files, slowest in logged:
         if deleted:

@@ -247,3 +247,21 @@ def test_a_local_store_lists_every_entry_and_keeps_no_point(tmp_path: Any) -> No
     _run(store, exp, "a")
     assert _names(store, exp) == ["a"] and store.backend.server_time() is None
     assert store.index._connect().execute("SELECT count(*) FROM listings").fetchone()[0] == 0
+
+
+def test_an_empty_experiment_is_listed_in_full_once_and_its_first_run_is_still_seen(
+    s3_env: S3Target, s3_proxy: FaultProxy
+) -> None:
+    """An experiment with no run yet (``Default``, often) has no entry whose time could mark
+    a point: the listing's own start on the service's clock does, so a warm reader lists it
+    with one request, not 16 at every search and at every view of the UI's home page."""
+    url = s3_env.fresh_url("empty")
+    writer = open_run_store(url)
+    exp = writer.get_or_create_experiment("e")
+    reader = _reader(url, s3_proxy)
+    assert _entry_lists(s3_proxy, lambda: _names(reader, exp)) == 16  # cold: every entry, 16 listings at once
+    assert _entry_lists(s3_proxy, lambda: _names(reader, exp)) == 1
+    first = _run(writer, exp, "first")
+    index.flush_pending(writer)
+    assert _entry_lists(s3_proxy, lambda: _names(reader, exp)) == 1
+    assert _names(reader, exp) == ["first"] and reader.listed_run_ids(exp) == [first]

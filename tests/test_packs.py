@@ -874,3 +874,81 @@ def test_stores_opened_under_different_endpoints_talk_to_their_own(moto_s3: obje
         backend.put_if_absent("k", target.server.encode())  # type: ignore[attr-defined]
         assert backend.get("k") == target.server.encode()  # type: ignore[attr-defined]
     assert seen == [moto_s3.endpoint_url, seaweed_s3.endpoint_url]  # type: ignore[attr-defined]
+
+
+def test_gc_folds_the_small_index_objects_and_every_reader_still_finds_every_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer publishes an index object per run that logs a file, so a team's store holds
+    one per run, and a new machine reads them all, a GET each: gc folds them into few. A
+    reader whose cache merged the old ones and a reader with no cache both read every file
+    afterwards, and a writer stores nothing again."""
+    from casstore.maintenance import packgc
+    from casstore.maintenance.gc import collect_garbage
+    from casstore.maintenance.verify import verify_store
+
+    files = _logged(tmp_path, [f"f{i}.bin" for i in range(6)], 40)
+    writer = RunStore(open_store(tmp_path / "store", layout="packs", stat_cache=False))
+    exp = writer.get_or_create_experiment("fold")
+    entries = []
+    for p in files:
+        h = writer.create_run(exp)
+        entries.append(h.log_file(p.name, p))
+        h.end()
+    before = _keys(writer.objects, INDEX_PREFIX)
+    assert len(before) >= len(files)
+    warm = open_store(tmp_path / "store", stat_cache=False)
+    assert warm.get_bytes(entries[0].digest) == files[0].read_bytes()  # its cache merged the small ones
+
+    r = collect_garbage(writer.backend, grace=0)
+    assert (r.indexes_folded, r.indexes_written) == (len(before), 1)
+    (after,) = _keys(writer.objects, INDEX_PREFIX)
+    assert len(decode_index(writer.backend.get(after), after)) == len(before)  # every pack, listed once
+    assert collect_garbage(writer.backend, grace=0).indexes_folded == 0  # one object: nothing to fold
+
+    monkeypatch.setenv("CASSTORE_CACHE_DIR", str(tmp_path / "a-new-machine"))
+    cold = open_store(tmp_path / "store", stat_cache=False)
+    for reader in (warm, cold):
+        assert [reader.get_bytes(e.digest) for e in entries] == [p.read_bytes() for p in files]
+    assert len(cold.packs.indexes) == 1  # type: ignore[union-attr]
+    again = writer.create_run(exp)
+    packs = _keys(writer.objects, "packs/")
+    again.log_file(files[0].name, files[0])
+    again.end()
+    assert _keys(writer.objects, "packs/") == packs
+    assert verify_store(writer).ok
+    assert packgc.FOLD_ENTRIES > 1000
+
+
+def test_a_deleted_runs_pack_is_reclaimed_by_the_third_gc_run(tmp_path: Path) -> None:
+    """The first run marks the file, the second deletes it and marks the pack only it used
+    (its chunks are named by no recipe left), the third deletes the pack: a nightly gc gives
+    the space back on the third night. A pack another live file still uses stays."""
+    from casstore.maintenance.gc import collect_garbage
+
+    gone_file, kept_file = tmp_path / "gone.bin", tmp_path / "kept.bin"
+    for seed, p in enumerate((gone_file, kept_file)):
+        p.write_bytes(_bytes(700_000, 60 + seed))  # a few chunks: a file with a recipe
+    store = RunStore(open_store(tmp_path / "store", layout="packs", stat_cache=False))
+    exp = store.get_or_create_experiment("gc")
+    runs = []
+    for p in (gone_file, kept_file):
+        h = store.create_run(exp)
+        h.log_file(p.name, p)
+        h.end()
+        runs.append(h.run_id)
+    packs = _keys(store.objects, "packs/")
+    assert len(packs) == 2
+    store.delete_run(runs[0], "test")
+    reports = []
+    for _ in range(3):
+        time.sleep(0.01)
+        reports.append(collect_garbage(store.backend, grace=0, slack=0))
+    first, second, third = reports
+    assert first.marked["files"] == 1 and first.marked.get("packs", 0) == 0
+    assert second.deleted["files"] == 1 and second.marked.get("packs") == 1
+    assert third.packs_deleted == 1 and third.deleted_total == 1
+    (left,) = _keys(store.objects, "packs/")
+    assert left in packs
+    view = store.get_run(runs[1])
+    assert store.artifact_bytes(runs[1], view.artifacts["kept.bin"]) == kept_file.read_bytes()

@@ -133,3 +133,14 @@ def test_safe_destination_never_points_outside(raw: str) -> None:
     except UnsafePathError:
         return
     assert os.path.commonpath([root, target]) == root and target != root
+
+
+def test_a_refused_path_that_is_really_data_is_not_echoed_whole() -> None:
+    """Arguments swapped by mistake (``log_bytes(data, path)``) put megabytes where the path
+    goes: the error names the value's start and its size, not all of it."""
+    for data in (b"\x00\xff" * 500_000, "x" * 1_000_000):
+        with pytest.raises(UnsafePathError) as e:
+            clean_artifact_path(data)  # type: ignore[arg-type]
+        message = str(e.value)
+        assert len(message) < 400 and "relative path" in message
+        assert "1000000 bytes" in message or isinstance(data, str)

@@ -680,3 +680,67 @@ def test_a_run_page_follows_the_run_as_it_is_resumed_and_deleted(tmp_path: Path)
         assert c.get("/api/metrics", params={"run": h.run_id, "key": "loss"}).json()["series"][0]["ys"][-1] == 0.1
         store.delete_run(h.run_id)
         assert "DELETED" in c.get(f"/runs/{h.run_id}").text
+
+
+def test_the_home_page_on_s3_lists_each_experiment_with_one_request_once_warm(s3_env: Any, s3_proxy: Any) -> None:
+    """The home page counts each experiment's runs as a search lists them: once a machine's
+    cache has listed an experiment, a view costs one LIST per experiment (the entries named
+    since), not 16 (every entry, again), whatever the number of runs; the Default experiment,
+    empty, included."""
+    url = s3_env.fresh_url("home")
+    writer = open_run_store(url)
+    exps = [writer.get_or_create_experiment(name) for name in ("a", "b")]
+    for i in range(6):
+        h = writer.create_run(exps[i % 2], run_name=f"r{i}")
+        h.end()
+    reader = open_run_store(url, {"endpoint_url": s3_proxy.endpoint_url})
+    reader.index.clear()
+    with TestClient(create_app(reader)) as c:
+        assert c.get("/").status_code == 200
+        s3_proxy.reset_counts()
+        page = c.get("/")
+    assert page.status_code == 200
+    counts = {m.group(1): m.group(2) for m in re.finditer(r'href="/experiments/([0-9a-f]+)".*?<td[^>]*>(\d+)</td>', page.text, re.S)}
+    assert sorted(counts.values()) == ["0", "3", "3"], counts
+    lists = s3_proxy.count("GET", "")  # LISTs name their prefix in the query: the proxy counts them under no area
+    # the experiments' names and records (3), the registry (1), then one per experiment (3)
+    assert lists <= 4 + 3, dict(s3_proxy.requests)
+
+
+def test_the_store_page_does_not_wait_minutes_for_a_scan_of_every_run(
+    ui_store: UIStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Space accounting and the gc dry run each read every run: minutes on a large store on
+    S3. The page waits a bounded time, then says they are being computed and refreshes; the
+    scans go on in the background, once however many views ask, and the next view shows them."""
+    import threading
+
+    from casstore.maintenance import du as du_module
+    from casstore.ui import data as data_module
+
+    release = threading.Event()
+    calls = []
+    real = du_module.disk_usage
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(du_module, "disk_usage", slow)
+    monkeypatch.setattr(data_module, "STORE_WAIT", 0.2)
+    with TestClient(create_app(open_run_store(str(ui_store.path)))) as c:
+        t0 = time.monotonic()
+        first = c.get("/store")
+        again = c.get("/store")
+        assert time.monotonic() - t0 < 10
+        for page in (first, again):
+            assert page.status_code == 200 and 'id="store-pending"' in page.text
+            assert '<meta http-equiv="refresh"' in page.text and 'id="store-usage"' not in page.text
+        assert len(calls) == 1  # one scan, however many views
+        release.set()
+        deadline = time.monotonic() + 30
+        while 'id="store-usage"' not in (done := c.get("/store")).text and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert 'id="store-usage"' in done.text and 'id="gc-dry-run"' in done.text
+    assert 'id="store-pending"' not in done.text and "refresh" not in done.text

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -274,3 +275,28 @@ def test_verify_on_s3_finds_a_deleted_chunk(s3_url: str, store_layout: str) -> N
     assert sorted(p["object"] for p in report["problems"]) == sorted(store.objects.layout.chunk_key(d) for d in gone)
     for problem in report["problems"]:
         assert problem["kind"] == "missing" and {"run": h.run_id, "artifact": "data.bin"} in problem["affects"]
+
+
+def test_verify_all_of_a_packs_store_on_s3_reads_each_pack_in_few_ranged_requests(
+    s3_env: Any, s3_proxy: Any, tmp_path: Path
+) -> None:
+    """``verify --all`` re-hashes every chunk of a packs store, reading the chunks that lie side
+    by side in a pack with one ranged GET per 16 MiB: 24 MiB in about a hundred chunks of 256 KiB
+    cost a few GETs of the packs, not one per chunk."""
+    from casstore.runs import open_run_store
+
+    url = s3_env.fresh_url("verify")
+    writer = open_run_store(url)
+    h = writer.create_run(writer.get_or_create_experiment("verify"))
+    data = random.Random(7).randbytes(24 << 20)
+    (tmp_path / "model.bin").write_bytes(data)
+    h.log_file("model.bin", tmp_path / "model.bin")
+    h.end()
+    packs = [k for k in writer.backend.list("packs/")]
+    reader = open_run_store(url, {"endpoint_url": s3_proxy.endpoint_url})
+    report = verify_store(reader)
+    assert report.ok and report.checked["bytes"] == len(data), report.to_dict()
+    chunks = report.checked["chunks"]
+    assert chunks > 60, chunks  # the 256 KiB chunker of packs stores
+    gets = s3_proxy.count("GET", "packs")
+    assert gets <= 2 * len(packs) + 2, (gets, len(packs), dict(s3_proxy.requests))

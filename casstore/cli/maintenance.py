@@ -209,11 +209,12 @@ def gc_cmd(dry_run: bool, grace: str, no_writers: bool, as_json: bool, store: st
     packed = runs.objects.layout.packed  # a store of packs: gc deletes and marks whole packs
     total, kinds = _objects({**report.deleted, "packs": report.packs_deleted}, packed)
     click.echo(f"{'would delete' if dry_run else 'deleted'} {total} objects ({human_size(report.deleted_bytes)}): {kinds}")
+    if report.kept_total:
+        click.echo(f"kept {report.kept_total} marked objects that were reused or referenced since they were marked")
+    if report.indexes_folded:
+        click.echo(f"folded {report.indexes_folded} small index objects of packs into {report.indexes_written}")
     if report.repacked:
         click.echo(f"repacked {report.repacked} packs whose chunks were mostly garbage (their live chunks copied)")
-    if report.kept_fresh or report.packs_kept_fresh:
-        click.echo(f"kept {report.kept_fresh + report.packs_kept_fresh} marked objects that were reused or referenced "
-                   "since they were marked")
     total, kinds = _objects(report.marked, packed)
     click.echo(f"{'would mark' if dry_run else 'marked'} {total} unreferenced objects "
                f"({human_size(report.marked_bytes)}): {kinds}")
@@ -225,8 +226,6 @@ def gc_cmd(dry_run: bool, grace: str, no_writers: bool, as_json: bool, store: st
     if not report.exact and not dry_run:
         click.echo("note: this backend re-checks each object just before deleting it, not atomically with it; "
                    "see docs/design.md", err=True)
-
-
 
 
 def _objects(counts: dict[str, int], packs: bool) -> tuple[int, str]:

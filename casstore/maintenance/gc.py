@@ -149,6 +149,9 @@ class GcReport:
     packs_deleted: int = 0
     packs_kept_fresh: int = 0
     indexes_rewritten: int = 0
+    #: small index objects folded into fewer (``packgc.fold_indexes``), and how many those are
+    indexes_folded: int = 0
+    indexes_written: int = 0
     exact: bool = False  # the backend's stale delete is exact (no race window at all)
     #: live references that could not be read or proven: while there is any, nothing is deleted or marked
     blocked: list[dict[str, str]] = field(default_factory=list)
@@ -160,16 +163,24 @@ class GcReport:
 
     @property
     def deleted_total(self) -> int:
-        return sum(self.deleted.values())
+        """Objects deleted: chunks, files, model entries and (a store of the packs layout) packs."""
+        return sum(self.deleted.values()) + self.packs_deleted
+
+    @property
+    def kept_total(self) -> int:
+        """Marked objects kept because a writer reused or referenced them since (packs included)."""
+        return self.kept_fresh + self.packs_kept_fresh
 
     @property
     def marked_total(self) -> int:
+        """Objects marked, packs included (``marked["packs"]``, a store of the packs layout)."""
         return sum(self.marked.values())
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["deleted_total"] = self.deleted_total
         d["marked_total"] = self.marked_total
+        d["kept_total"] = self.kept_total
         return d
 
 
@@ -304,14 +315,6 @@ def collect_garbage(
         if not dry_run:
             backend.put_if_absent(LOG_PREFIX + _stamp(), pack({"v": RECORD_VERSION, **report.to_dict()}))
         return report
-    pack_live: set[str] = set()
-    if pindex is not None:
-        # a chunk in a pack counts as live while any stored recipe or model entry names it
-        # (a recipe swept now frees its chunks at a later run)
-        pack_live = closure(
-            backend, layout, stored, roots, seed_objects={"models": present["models"], "files": present["files"]},
-        )["chunks"]
-
     if no_writers:  # promised: nothing unreferenced now is about to be referenced
         due = [*due, _Candidates("", now, {kind: sorted(present[kind] - live[kind]) for kind in CONTENT_KINDS}, now)]
 
@@ -371,6 +374,15 @@ def collect_garbage(
             if hint is None or hint[2] not in present["files"]:
                 backend.delete(key)
 
+    pack_live: set[str] = set()
+    if pindex is not None:
+        # a chunk in a pack counts as live while any stored recipe or model entry names it:
+        # those this run swept no longer do, so the packs only they used are marked now
+        pack_live = closure(
+            backend, layout, {**present, "chunks": present["chunks"] | packed_chunks}, roots,
+            seed_objects={"models": present["models"], "files": present["files"]},
+        )["chunks"]
+
     marked_packs: list[str] = []
     if pindex is not None:
         from casstore.maintenance import packgc
@@ -399,6 +411,8 @@ def collect_garbage(
             report.indexes_rewritten = packgc.rewrite_indexes(backend, pindex, gone_packs, stale_indexes)
             for p in gone_packs:
                 pindex.forget_pack(p)
+        if not dry_run and not report.indexes_rewritten:
+            report.indexes_folded, report.indexes_written = packgc.fold_indexes(backend, pindex)
         plan = packgc.plan_packs(pindex, pack_live, scan.packs - gone_packs)
         report.pack_live_fraction = plan.live_bytes / plan.total_bytes if plan.total_bytes else None
         marked_packs = list(plan.dead)

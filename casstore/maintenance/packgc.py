@@ -23,7 +23,10 @@ gc run (see :mod:`casstore.maintenance.gc`) then:
   deleted (the new index first, then the old one goes), so readers stop looking for it
   and writers stop reusing it; only then are the swept candidates records removed. A
   reader that still looks for it (an index read before) finds the pack missing, reads the
-  indexes again and finds the chunk's new place.
+  indexes again and finds the chunk's new place;
+- **folds** the small index objects (a writer publishes one per run that logs a file) into
+  few of up to :data:`FOLD_ENTRIES` entries, new ones first, in a run that replaced none,
+  so a new machine reads a handful of index objects, not one per run ever logged.
 """
 
 from __future__ import annotations
@@ -35,9 +38,12 @@ from casstore.backend.base import Backend
 from casstore.exceptions import CasstoreError, ObjectNotFoundError
 from casstore.objects.digest import hash_bytes
 from casstore.objects.layout import PACKS, ContentLayout
-from casstore.objects.packs import INDEX_PREFIX, Location, PackIndex, PackWriter, coalesce, encode_index, read_pack_header
+from casstore.objects.packs import (
+    INDEX_PREFIX, Entries, Location, PackIndex, PackWriter, coalesce, encode_index, read_pack_header,
+)
 
-__all__ = ["REPACK_BELOW", "PackPlan", "load_packs", "plan_packs", "repack", "sweep_packs", "rewrite_indexes"]
+__all__ = ["REPACK_BELOW", "FOLD_ENTRIES", "PackPlan", "load_packs", "plan_packs", "repack", "sweep_packs", "rewrite_indexes",
+           "fold_indexes"]
 
 log = logging.getLogger(__name__)
 
@@ -181,3 +187,45 @@ def rewrite_indexes(backend: Backend, index: PackIndex, gone: set[str], stale: s
         backend.delete(INDEX_PREFIX + digest)
         replaced += 1
     return replaced
+
+
+#: gc folds the index objects of fewer entries than this into new ones of up to this many
+#: (restic writes an index at 50,000 entries): a writer publishes one index object per
+#: publish (a run that logs a file makes one), and a new machine reads each once, one GET each
+FOLD_ENTRIES = 50_000
+
+
+def fold_indexes(backend: Backend, index: PackIndex) -> tuple[int, int]:
+    """Replace the small index objects ``index`` loaded (fewer than :data:`FOLD_ENTRIES`
+    entries each) by as few as hold their packs: the new ones first, then the old ones are
+    deleted, as :func:`rewrite_indexes` does. A reader that listed an old one just before it
+    went finds it missing and describes its packs from their headers. Returns how many
+    index objects went and how many were written (0, 0 when folding would not make fewer)."""
+    small: list[str] = []
+    batches: list[list[tuple[str, int, Entries]]] = [[]]
+    seen: set[str] = set()
+    filled = 0
+    for digest, packs in sorted(index.indexes.items()):
+        entries = [(p, index.entries(p)) for p in packs if p in index.packs]
+        if sum(len(es) for _, es in entries) >= FOLD_ENTRIES:
+            continue
+        small.append(digest)
+        for p, es in entries:
+            if p in seen:
+                continue
+            seen.add(p)
+            if batches[-1] and filled + len(es) > FOLD_ENTRIES:
+                batches.append([])
+                filled = 0
+            batches[-1].append((p, index.packs[p], es))
+            filled += len(es)
+    written = [b for b in batches if b]
+    if len(written) >= len(small):
+        return 0, 0
+    for batch in written:
+        data = encode_index(batch)
+        backend.put_blob(INDEX_PREFIX + hash_bytes(data), data)
+    backend.flush()
+    for digest in small:
+        backend.delete(INDEX_PREFIX + digest)
+    return len(small), len(written)

@@ -21,6 +21,7 @@ artifact paths, the logged models and the registry versions that depend on it.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -147,38 +148,93 @@ class _Checker:
         self.recipe_digest: dict[str, str] = {}
         self.model_pins: dict[str, list[tuple[str, str, str]]] = {}  # model -> [(path, file, pin)]
         self.checked: dict[str, int] = defaultdict(int)
+        #: the checks of runs run in threads: what they record goes through problem() and count()
+        self._lock = threading.RLock()
 
     def tick(self, stage: str, advance: int = 0, total: int | None = None) -> None:
         if self.progress:
             self.progress(stage, advance, total)
 
     def problem(self, key: str, kind: str, detail: str, affects: Iterable[dict[str, Any]] = ()) -> None:
-        p = self.problems.get(key)
-        if p is None:
-            p = self.problems[key] = Problem(key, kind, detail)
-        for a in affects:
-            _add(p, a)
+        with self._lock:
+            p = self.problems.get(key)
+            if p is None:
+                p = self.problems[key] = Problem(key, kind, detail)
+            for a in affects:
+                _add(p, a)
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.checked[name] += n
 
     # ---- content ---------------------------------------------------------------------
 
     def hash_chunks(self, digests: Sequence[str]) -> None:
-        """Re-hash chunks (each read once), concurrently."""
+        """Re-hash chunks (each read once), concurrently: in a store of the packs layout, the
+        chunks that lie side by side in a pack with one ranged read per run of them."""
         self.tick("hashing chunks", 0, len(digests))
         keys = [self.layout.chunk_key(d) for d in digests]
-        with ThreadPoolExecutor(_workers(self.backend), thread_name_prefix="casstore-verify") as pool:
-            for d, key, res in zip(digests, keys, pool.map(self._hash_chunk, digests)):
-                self.tick("hashing chunks", 1)
-                self.checked["chunks"] += 1
-                if res is None:
-                    self.bad["chunks"].add(d)
-                    self.problem(key, "missing", "the chunk is missing")
-                    continue
-                actual, size, where = res
-                self.checked["bytes"] += size
-                self.chunk_size[d] = size
-                if actual != d:
-                    self.bad["chunks"].add(d)
-                    self.problem(key, "corrupt", f"its bytes{where} hash to {actual}, not to the digest that names it")
+        results = self._hash_packed(digests) if self.runs.objects.packs is not None else None
+        if results is None:
+            with ThreadPoolExecutor(_workers(self.backend), thread_name_prefix="casstore-verify") as pool:
+                results = dict(zip(digests, pool.map(self._hash_chunk, digests)))
+        for d, key in zip(digests, keys):
+            res = results[d]
+            self.tick("hashing chunks", 1)
+            self.checked["chunks"] += 1
+            if res is None:
+                self.bad["chunks"].add(d)
+                self.problem(key, "missing", "the chunk is missing")
+                continue
+            actual, size, where = res
+            self.checked["bytes"] += size
+            self.chunk_size[d] = size
+            if actual != d:
+                self.bad["chunks"].add(d)
+                self.problem(key, "corrupt", f"its bytes{where} hash to {actual}, not to the digest that names it")
+
+    def _hash_packed(self, digests: Sequence[str]) -> dict[str, tuple[str, int, str] | None]:
+        """``_hash_chunk`` of each chunk of a packs store, reading the chunks an index places
+        side by side in one pack with one ranged request per run of up to 16 MiB (a few runs
+        at once): a pack costs a request or two, not one per chunk. A chunk no index places,
+        or whose pack is gone since the index was read, is read on its own."""
+        from casstore.objects.packs import Location, coalesce
+
+        packs = self.runs.objects.packs
+        assert packs is not None
+        placed: list[tuple[str, int, Location | None]] = []
+        alone: list[str] = []
+        for d in digests:
+            loc = packs.get(d)
+            if loc is None:
+                alone.append(d)
+            else:
+                placed.append((d, loc.length, loc))
+        placed.sort(key=lambda item: (item[2].pack, item[2].offset) if item[2] else ("", 0))
+        out: dict[str, tuple[str, int, str] | None] = {}
+
+        def run_of(span: list[tuple[str, int, Location | None]]) -> list[tuple[str, tuple[str, int, str] | None]]:
+            first, last = span[0][2], span[-1][2]
+            assert first is not None and last is not None
+            key = self.layout.pack_key(first.pack)
+            try:
+                raw = memoryview(self.backend.get_range(key, first.offset, last.offset + last.length))
+            except ObjectNotFoundError:  # gc removed the pack since: look each chunk up anew
+                return [(d, self._hash_chunk(d)) for d, _, _ in span]
+            got: list[tuple[str, tuple[str, int, str] | None]] = []
+            for d, n, loc in span:
+                assert loc is not None
+                piece = raw[loc.offset - first.offset : loc.offset - first.offset + n]
+                where = f" (in {key} (bytes {loc.offset} to {loc.offset + n}))"
+                got.append((d, (blake3(piece).hexdigest(), len(piece), where)))
+            return got
+
+        # runs of up to 16 MiB: four at once hold 64 MiB at most, as a download does
+        with ThreadPoolExecutor(max(2, min(_workers(self.backend), 4)), thread_name_prefix="casstore-verify") as pool:
+            for got in pool.map(run_of, coalesce(placed)):
+                out.update(got)
+            out.update(zip(alone, pool.map(self._hash_chunk, alone)))
+        return out
 
     def check_pack_indexes(self) -> None:
         """Each index object of a packed store, as stored (not a local cache): its bytes
@@ -357,53 +413,66 @@ class _Checker:
 
     def check_runs(self, run_ids: Sequence[str]) -> tuple[set[str], set[str], int]:
         """Check each run's seal, manifest and records; return the file and model digests
-        they bind and how many were skipped as deleted."""
-        from casstore.runs import layout
-
+        they bind and how many were skipped as deleted. Runs are read several at once (on S3
+        each takes a few round trips); what they bind is taken in the order of ``run_ids``."""
         files: set[str] = set()
         models: set[str] = set()
         skipped = 0
         self.tick("checking runs", 0, len(run_ids))
-        for run_id in run_ids:
-            self.tick("checking runs", 1)
-            if self.runs.is_deleted(run_id):
-                skipped += 1
-                continue
-            self.checked["runs"] += 1
-            who = {"run": run_id}
-            try:
-                view = self.runs.get_run(run_id, warn=False)
-            except (IntegrityError, CorruptRecordError) as e:  # version 5: a seal that was all its run kept
-                key, kind = _seal_object(self.runs, run_id), "corrupt"
-                if key == layout.run_prefix(run_id):  # no seal, no meta, other records: what said what it is is gone
-                    key, kind = layout.seal_key(run_id, self.runs.generation(run_id)), "missing"
-                self.problem(key, kind, str(e), [who])
-                continue
-            except ObjectNotFoundError as e:
-                detail = str(e)
-                if self.runs.compacts:  # a sealed run here keeps its seal only
-                    detail += (f": it has neither its meta record nor a seal; if it was sealed, restore "
-                               f"{layout.seal_key(run_id, self.runs.generation(run_id))} from a backup")
-                self.problem(layout.run_meta_key(run_id), "missing", detail, [who])
-                continue
-            except CasstoreError as e:
-                self.problem(_seal_object(self.runs, run_id), "unreadable", str(e), [who])
-                continue
-            if view.sealed:
-                self.checked["manifests"] += 1
-            for d in view.damaged:
-                self.problem(d.key, "corrupt", d.detail, [who])
-            self.check_earlier_seals(run_id, who)
-            for path, entry in view.artifacts.items():
-                if entry.inline:
-                    self.check_inline(run_id, entry)
+        with ThreadPoolExecutor(_workers(self.backend), thread_name_prefix="casstore-verify") as pool:
+            for run_id, got in zip(run_ids, pool.map(self._check_run, run_ids)):
+                self.tick("checking runs", 1)
+                if got is None:
+                    skipped += 1
                     continue
-                self.file_users[entry.digest].append({"run": run_id, "artifact": path})
-                files.add(entry.digest)
-            for name, ref in view.models.items():
-                self.model_users[ref.digest].append({"run": run_id, "model": name})
-                models.add(ref.digest)
+                arts, mods = got
+                for digest, path in arts:
+                    self.file_users[digest].append({"run": run_id, "artifact": path})
+                    files.add(digest)
+                for digest, name in mods:
+                    self.model_users[digest].append({"run": run_id, "model": name})
+                    models.add(digest)
         return files, models, skipped
+
+    def _check_run(self, run_id: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]] | None:
+        """Check one run; None if it is deleted, else the ``(file digest, path)`` of the
+        artifacts and the ``(model digest, name)`` of the models it binds."""
+        from casstore.runs import layout
+
+        if self.runs.is_deleted(run_id):
+            return None
+        self.count("runs")
+        who = {"run": run_id}
+        try:
+            view = self.runs.get_run(run_id, warn=False)
+        except (IntegrityError, CorruptRecordError) as e:  # version 5: a seal that was all its run kept
+            key, kind = _seal_object(self.runs, run_id), "corrupt"
+            if key == layout.run_prefix(run_id):  # no seal, no meta, other records: what said what it is is gone
+                key, kind = layout.seal_key(run_id, self.runs.generation(run_id)), "missing"
+            self.problem(key, kind, str(e), [who])
+            return [], []
+        except ObjectNotFoundError as e:
+            detail = str(e)
+            if self.runs.compacts:  # a sealed run here keeps its seal only
+                detail += (f": it has neither its meta record nor a seal; if it was sealed, restore "
+                           f"{layout.seal_key(run_id, self.runs.generation(run_id))} from a backup")
+            self.problem(layout.run_meta_key(run_id), "missing", detail, [who])
+            return [], []
+        except CasstoreError as e:
+            self.problem(_seal_object(self.runs, run_id), "unreadable", str(e), [who])
+            return [], []
+        if view.sealed:
+            self.count("manifests")
+        for d in view.damaged:
+            self.problem(d.key, "corrupt", d.detail, [who])
+        self.check_earlier_seals(run_id, who)
+        arts = []
+        for path, entry in view.artifacts.items():
+            if entry.inline:
+                self.check_inline(run_id, entry)
+            else:
+                arts.append((entry.digest, path))
+        return arts, [(ref.digest, name) for name, ref in view.models.items()]
 
     def check_earlier_seals(self, run_id: str, who: dict[str, Any]) -> None:
         """A run resumed after it ended: re-hash the manifest of every earlier seal too, and
@@ -440,7 +509,7 @@ class _Checker:
             key = layout.manifest_key(run_id, str(seal["digest"]))
             try:
                 self.runs.read_manifest(run_id, str(before["digest"]))
-                self.checked["manifests"] += 1
+                self.count("manifests")
                 if self.runs.read_manifest(run_id, str(seal["digest"])).get("previous") != before["digest"]:
                     self.problem(key, "corrupt", f"manifest {key} does not name the seal before it ({before['digest']})", [who])
             except IntegrityError as e:
@@ -455,8 +524,8 @@ class _Checker:
         from casstore.runs.batches import batch_key
 
         key = batch_key(run_id, entry.batch) if entry.batch else layout.artifact_key(run_id, entry.path)
-        self.checked["files"] += 1
-        self.checked["bytes"] += entry.size
+        self.count("files")
+        self.count("bytes", entry.size)
         who = [{"run": run_id, "artifact": entry.path}]
         try:
             self.runs.inline_data(run_id, entry)

@@ -487,11 +487,17 @@ class RunIndex:
         with self._lock:
             db = self._connect()
             row = db.execute("SELECT after, mark FROM listings WHERE experiment_id = ?", (experiment_id,)).fetchone()
+        began = self.store.backend.server_time()
         t0 = time.monotonic()
         found = lister(None if row is None else str(row[0]))
         elapsed = time.monotonic() - t0
         ids, gens = entries([k for k, _ in found])
         mark = max([m for _, m in found] + ([float(row[1])] if row else []), default=None)
+        if mark is None and began is not None:
+            # an empty experiment: the listing began at ``began`` on the service's clock (a
+            # clock learnt from its replies' Date, which can only be behind), so an entry it
+            # missed is named no earlier than that less NOTE_AFTER, as below with elapsed 0
+            mark, elapsed = began, 0.0
         with self._lock:
             db = self._connect()
             db.execute("BEGIN")

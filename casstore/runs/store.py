@@ -955,14 +955,8 @@ class RunStore:
 
         ids: list[str] = []
         resumed: dict[str, int] = {}
-        ordered = self.backend.listing_times and self.ordered
         for exp in [None] if experiment_ids is None else experiment_ids:
-            if exp is not None and ordered:
-                eid = check_experiment_id(exp)
-                some, gens = self.index.experiment_runs(
-                    eid, functools.partial(self._list_entries, layout.experiment_runs_prefix(eid)), entries_of)
-            else:
-                some, gens = self._list_runs(exp)
+            some, gens = self._listed_runs(exp)
             ids.extend(some)
             resumed.update(gens)
         ids = list(dict.fromkeys(ids))
@@ -971,6 +965,20 @@ class RunStore:
         idx = self.index
         idx.refresh(ids, resumed)
         return idx, ids
+
+    def listed_run_ids(self, experiment_id: str) -> list[str]:
+        """Ids of the runs of one experiment (deleted ones too), listed as a search lists
+        them: on a store of version 6 on S3, only the entries named since this machine's
+        cache last listed the experiment (one LIST, instead of the whole experiment's)."""
+        return self._listed_runs(experiment_id)[0]
+
+    def _listed_runs(self, experiment_id: str | None) -> tuple[list[str], dict[str, int]]:
+        """``_list_runs``, through the search index's cache of listings where the store allows."""
+        if experiment_id is not None and self.backend.listing_times and self.ordered:
+            eid = check_experiment_id(experiment_id)
+            return self.index.experiment_runs(
+                eid, functools.partial(self._list_entries, layout.experiment_runs_prefix(eid)), entries_of)
+        return self._list_runs(experiment_id)
 
     def _flush_local_all(self) -> None:
         """Write the metrics every handle of this process buffers (a search sees them)."""

@@ -388,9 +388,9 @@ def create_app(
         return render(request, "model.html", **info)
 
     def store(request: Request) -> Response:
-        du, du_at = data.usage()
-        gc, gc_at = data.gc_dry_run()
-        return render(request, "store.html", du=du, du_at=du_at, gc=gc, gc_at=gc_at, jobs=data.jobs())
+        du, gc = data.store_figures()
+        return render(request, "store.html", du=du.value, du_at=du.at, gc=gc.value, gc_at=gc.at,
+                      pending=du.pending or gc.pending, jobs=data.jobs())
 
     async def start_verify(request: Request) -> Response:
         _same_origin(request)

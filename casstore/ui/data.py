@@ -43,7 +43,7 @@ from casstore.runs import RunStore, layout, search
 from casstore.runs.columns import metric_columns
 from casstore.runs.records import ArtifactEntry, Experiment, RunView
 
-__all__ = ["UIData", "RunPage", "Series", "Job", "ArtifactNode", "artifact_tree", "PAGE_SIZE", "MAX_PAGE_SIZE"]
+__all__ = ["UIData", "RunPage", "Series", "Job", "Computed", "ArtifactNode", "artifact_tree", "PAGE_SIZE", "MAX_PAGE_SIZE"]
 
 PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -53,6 +53,21 @@ CHART_BUCKETS = 600
 SERIES_CACHE_POINTS = 4_000_000
 #: sealed runs whose views (without their points) are kept in memory
 VIEW_CACHE_RUNS = 256
+#: seconds the store page waits for space accounting and the gc dry run (each a scan of
+#: every run: minutes on a large remote store) before it shows what it has and refreshes
+STORE_WAIT = 5.0
+#: a store figure older than this is computed again (in the background, the old one shown meanwhile)
+STORE_FRESH = 60.0
+
+
+@dataclass
+class Computed:
+    """A figure of the store page: its value (None until first computed), when its
+    computation began (epoch seconds), and whether a newer one is being computed."""
+
+    value: Any
+    at: float | None
+    pending: bool
 
 
 # ---- the runs table ------------------------------------------------------------------------
@@ -243,6 +258,8 @@ class UIData:
         self._views: OrderedDict[tuple[str, str], RunView] = OrderedDict()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._cached: dict[str, tuple[float, Any]] = {}
+        self._computing: dict[str, threading.Thread] = {}
+        self._failed: dict[str, BaseException] = {}
 
     # ---- experiments ------------------------------------------------------------------
 
@@ -252,7 +269,7 @@ class UIData:
         damaged: list[str] = []
         out = []
         for exp in reversed(self.runs.list_experiments(on_damaged=damaged.append)):
-            out.append((exp, len(self.runs.list_run_ids(exp.experiment_id))))
+            out.append((exp, len(self.runs.listed_run_ids(exp.experiment_id))))
         return out, damaged
 
     def experiment(self, experiment_id: str) -> Experiment:
@@ -464,26 +481,63 @@ class UIData:
 
     # ---- store -----------------------------------------------------------------------
 
-    def _memo(self, key: str, seconds: float, compute: Callable[[], Any]) -> tuple[Any, float]:
-        hit = self._cached.get(key)
-        now = time.time()
-        if hit is not None and now - hit[0] < seconds:
-            return hit[1], hit[0]
-        value = compute()
-        self._cached[key] = (now, value)
-        return value, now
+    def _memo(self, key: str, compute: Callable[[], Any], wait: float) -> Computed:
+        """The value of ``compute``, computed at most :data:`STORE_FRESH` seconds ago. One
+        missing or older is computed again in a thread of its own (one at a time per
+        ``key``, however many pages ask), waited for up to ``wait`` seconds: what is there
+        then is returned (the older value meanwhile, or none yet). A computation that failed
+        raises its error to the page that waited for it, if there is no value to show."""
+        with self._lock:
+            hit = self._cached.get(key)
+            fresh = hit is not None and time.time() - hit[0] < STORE_FRESH
+            running = self._computing.get(key)
+            if not fresh and running is None:
+                self._failed.pop(key, None)
+                running = self._computing[key] = threading.Thread(
+                    target=self._compute, args=(key, compute), name=f"casstore-ui-{key}", daemon=True)
+                running.start()
+        if running is not None:
+            running.join(wait)
+        with self._lock:
+            hit = self._cached.get(key)
+            pending = key in self._computing
+            failed = self._failed.get(key)
+        if hit is None and failed is not None:
+            raise failed
+        return Computed(hit[1] if hit else None, hit[0] if hit else None, pending)
 
-    def usage(self) -> tuple[dict[str, Any], float]:
-        """``casstore du`` of the store (computed at most once a minute) and when it was."""
+    def _compute(self, key: str, compute: Callable[[], Any]) -> None:
+        started = time.time()
+        try:
+            value = compute()
+        except BaseException as e:  # shown by the next page that asks (see _memo)
+            with self._lock:
+                self._failed[key] = e
+                del self._computing[key]
+            return
+        with self._lock:
+            self._cached[key] = (started, value)
+            del self._computing[key]
+
+    def store_figures(self, wait: float | None = None) -> tuple[Computed, Computed]:
+        """:meth:`usage` and :meth:`gc_dry_run`, computed side by side, waited for up to
+        ``wait`` seconds in all (:data:`STORE_WAIT` unless given)."""
+        deadline = time.monotonic() + (STORE_WAIT if wait is None else wait)
+        self.usage(0.0)
+        self.gc_dry_run(0.0)
+        return self.usage(max(0.0, deadline - time.monotonic())), self.gc_dry_run(max(0.0, deadline - time.monotonic()))
+
+    def usage(self, wait: float = 0.0) -> Computed:
+        """``casstore du`` of the store (see :meth:`_memo`)."""
         from casstore.maintenance.du import disk_usage
 
-        return self._memo("du", 60.0, lambda: disk_usage(self.runs, top=10).to_dict())
+        return self._memo("du", lambda: disk_usage(self.runs, top=10).to_dict(), wait)
 
-    def gc_dry_run(self) -> tuple[dict[str, Any], float]:
-        """What ``casstore gc --dry-run`` reports (computed at most once a minute); writes nothing."""
+    def gc_dry_run(self, wait: float = 0.0) -> Computed:
+        """What ``casstore gc --dry-run`` reports (see :meth:`_memo`); writes nothing."""
         from casstore.maintenance.gc import collect_garbage
 
-        return self._memo("gc", 60.0, lambda: collect_garbage(self.runs.backend, dry_run=True).to_dict())
+        return self._memo("gc", lambda: collect_garbage(self.runs.backend, dry_run=True).to_dict(), wait)
 
     def start_verify(self, run_id: str | None) -> Job:
         """Start verifying the store (``run_id`` None) or one run, in a thread; a verify of
