@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from casstore.exceptions import InvalidInputError, LocalFileError
-from casstore.models.signature import optional_pandas
+from casstore.exceptions import CorruptRecordError, InvalidInputError, LocalFileError
+from casstore.models.signature import DataType, optional_pandas
 
 if TYPE_CHECKING:
     from casstore.models.entry import FileRef, ModelEntry
@@ -33,6 +33,7 @@ __all__ = [
     "write_env_files",
     "input_example_data",
     "save_input_example",
+    "parse_input_example",
     "python_version",
     "entry_from_mlmodel",
 ]
@@ -150,6 +151,33 @@ def save_input_example(model_dir: str, example: Any) -> dict[str, Any]:
     except (TypeError, ValueError) as e:
         raise InvalidInputError(f"the input example cannot be written as JSON: {e}") from e
     return info
+
+
+def parse_input_example(data: bytes, info: dict[str, Any], schema: Any) -> Any:
+    """An input example read back from the JSON ``save_input_example`` (or MLflow) wrote, by
+    its ``type``: a DataFrame (its numeric columns typed by ``schema``), an array or a dict."""
+    import numpy as np
+
+    try:
+        body = json.loads(data)
+    except ValueError as e:
+        raise CorruptRecordError(f"the model's input example is not JSON: {e}") from e
+    kind = info.get("type")
+    if kind == "json_object":
+        return body
+    if kind == "ndarray":
+        return np.asarray(body)
+    if kind == "dataframe" and isinstance(body, dict):
+        pd = optional_pandas()
+        if pd is None:
+            raise InvalidInputError("reading a DataFrame input example needs pandas: pip install pandas")
+        frame = pd.DataFrame(body.get("data", []), columns=body.get("columns"))
+        for spec in schema or []:
+            numpy_type = DataType.NUMPY.get(getattr(spec, "type", ""), "object")
+            if spec.name in frame.columns and numpy_type not in ("object", "datetime64[ns]"):
+                frame[spec.name] = frame[spec.name].astype(numpy_type)
+        return frame
+    raise CorruptRecordError(f"the model's input example has type {kind!r}; expected dataframe, ndarray or json_object")
 
 
 def _requirements(model_dir: str) -> list[str]:

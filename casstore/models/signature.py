@@ -137,6 +137,14 @@ def _dtype_name(dtype: Any) -> str:
 Spec = ColSpec | TensorSpec
 
 
+def _spec_type(spec: Spec) -> Any:
+    if isinstance(spec, TensorSpec):
+        import numpy as np
+
+        return np.dtype(spec.dtype)
+    return spec.type
+
+
 def _spec_from_dict(d: object) -> Spec:
     if not isinstance(d, dict) or "type" not in d:
         raise CorruptRecordError(f"a schema entry must be an object with a 'type', got {d!r}")
@@ -194,6 +202,39 @@ class Schema:
 
     def input_names(self) -> list[str | int]:
         return [s.name if s.name is not None else i for i, s in enumerate(self.inputs)]
+
+    def required_input_names(self) -> list[str | int]:
+        return [n for n, s in zip(self.input_names(), self.inputs) if getattr(s, "required", True)]
+
+    def optional_input_names(self) -> list[str | int]:
+        return [n for n, s in zip(self.input_names(), self.inputs) if not getattr(s, "required", True)]
+
+    def input_types(self) -> list[Any]:
+        """Each entry's type: a column's type name (``"long"``, ``"double"``...), a tensor's
+        numpy dtype."""
+        return [_spec_type(s) for s in self.inputs]
+
+    def input_types_dict(self) -> dict[str, Any]:
+        """Names to types; a schema without names is refused."""
+        return {str(s.name): _spec_type(s) for s in self._named("input types as a dict")}
+
+    def input_dict(self) -> dict[str, Spec]:
+        """Names to their specs; a schema without names is refused."""
+        return {str(s.name): s for s in self._named("an input dict")}
+
+    def numpy_types(self) -> list[Any]:
+        """Each entry's numpy dtype."""
+        import numpy as np
+
+        # MLflow's: text columns are numpy's str and bytes (their frames hold them as objects)
+        text = {"string": "str", "binary": "bytes"}
+        return [np.dtype(s.dtype if isinstance(s, TensorSpec) else text.get(s.type, DataType.NUMPY[s.type]))
+                for s in self.inputs]
+
+    def _named(self, what: str) -> list[Spec]:
+        if not self.has_input_names():
+            raise InvalidInputError(f"cannot get {what} for a schema without names: {self!r}")
+        return self.inputs
 
     def to_dict(self) -> list[dict[str, Any]]:
         return [s.to_dict() for s in self.inputs]

@@ -448,7 +448,8 @@ class TrackingClient:
         return _artifacts.list_entries(self.store.get_run(run_id), path)
 
     def download_artifacts(self, run_id: str, path: str = "", dst_path: str | os.PathLike[str] | None = None) -> str:
-        """Download an artifact file or directory (verified); return its local path."""
+        """Download an artifact file or directory (verified) into ``dst_path`` under its last
+        name, as MLflow does; return its local path."""
         return _artifacts.download(self.store, self.store.get_run(run_id), path, dst_path)
 
 

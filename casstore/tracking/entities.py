@@ -157,6 +157,22 @@ class ViewType:
     ACTIVE_ONLY = 1
     DELETED_ONLY = 2
     ALL = 3
+    _NAMES = {1: "active_only", 2: "deleted_only", 3: "all"}
+
+    @classmethod
+    def to_string(cls, view_type: int) -> str:
+        """MLflow's name of a view type: ``"active_only"``, ``"deleted_only"`` or ``"all"``."""
+        if view_type not in cls._NAMES:
+            raise InvalidInputError(f"unknown view type {view_type!r}; it is one of {sorted(cls._NAMES)} (ViewType.ACTIVE_ONLY ...)")
+        return cls._NAMES[view_type]
+
+    @classmethod
+    def from_string(cls, view_str: str) -> int:
+        """The view type named ``view_str`` (``"active_only"``, ``"deleted_only"``, ``"all"``)."""
+        for number, name in cls._NAMES.items():
+            if name == view_str:
+                return number
+        raise InvalidInputError(f"unknown view type {view_str!r}; it is one of {sorted(cls._NAMES.values())}")
 
 
 class _Iterable:
