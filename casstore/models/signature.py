@@ -322,7 +322,8 @@ class ParamSpec:
         default = self.default
         if self.dtype == DataType.datetime and default is not None:
             default = [v.isoformat() for v in default] if self.shape else default.isoformat()
-        return {"name": self.name, "type": self.dtype, "default": default, "shape": list(self.shape) if self.shape else None}
+        # MLflow's keys, in its order (they are written so into the MLmodel file)
+        return {"name": self.name, "default": default, "shape": self.shape, "type": self.dtype}
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ParamSpec) and self.to_dict() == other.to_dict()
