@@ -1512,16 +1512,24 @@ def test_client_searches_paged_to_the_end(ml: types.ModuleType) -> None:
 
 
 def test_the_runs_of_a_deleted_experiment(ml: types.ModuleType) -> None:
-    """A deleted experiment cannot take new runs, nor be set active; restoring it brings it
-    back with its runs."""
+    """A deleted experiment's runs count as deleted (searches by view type, ``get_run``'s
+    lifecycle stage) until it is restored; it takes no new runs and cannot be set active.
+    Restoring it brings back the runs deleted with it; a run deleted on its own stays deleted
+    in casstore (MLflow restores it too; casstore refuses ``restore_run``)."""
+    ViewType = ml.entities.ViewType
     exp_id = ml.create_experiment(f"to-delete-{_exp_id(ml)}")
-    with ml.start_run(experiment_id=exp_id):
+    with ml.start_run(experiment_id=exp_id, run_name="kept") as kept:
         ml.log_metric("m", 1)
+    with ml.start_run(experiment_id=exp_id, run_name="dropped") as dropped:
+        pass
+    ml.delete_run(dropped.info.run_id)
     ml.delete_experiment(exp_id)
     assert ml.get_experiment(exp_id).lifecycle_stage == "deleted"
-    assert len(ml.search_runs([exp_id], run_view_type=ml.entities.ViewType.ALL)) == 1
-    # MLflow marks the runs deleted with their experiment; casstore leaves them as they are
-    assert len(ml.search_runs([exp_id])) == (1 if ml.IS_CASSTORE else 0)
+    assert len(ml.search_runs([exp_id])) == 0
+    assert sorted(ml.search_runs([exp_id], run_view_type=ViewType.DELETED_ONLY)["tags.mlflow.runName"]) == ["dropped", "kept"]
+    assert len(ml.search_runs([exp_id], run_view_type=ViewType.ALL)) == 2
+    assert kept.info.run_id not in set(ml.search_runs(search_all_experiments=True)["run_id"])
+    assert ml.get_run(kept.info.run_id).info.lifecycle_stage == "deleted"
     with pytest.raises(ml.exceptions.MlflowException) as e:
         ml.set_experiment(ml.get_experiment(exp_id).name)
     assert error_code(e.value) == "INVALID_PARAMETER_VALUE"
@@ -1529,4 +1537,7 @@ def test_the_runs_of_a_deleted_experiment(ml: types.ModuleType) -> None:
         with ml.start_run(experiment_id=exp_id):
             pass
     ml.restore_experiment(exp_id)
-    assert ml.get_experiment(exp_id).lifecycle_stage == "active" and len(ml.search_runs([exp_id])) == 1
+    assert ml.get_experiment(exp_id).lifecycle_stage == "active"
+    assert ml.get_run(kept.info.run_id).info.lifecycle_stage == "active"
+    restored = sorted(ml.search_runs([exp_id])["tags.mlflow.runName"])
+    assert restored == (["kept"] if ml.IS_CASSTORE else ["dropped", "kept"])
