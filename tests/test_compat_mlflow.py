@@ -1472,7 +1472,16 @@ def test_schema_accessors_and_the_saved_input_example(ml: types.ModuleType) -> N
     assert error_code(e.value) == "INVALID_PARAMETER_VALUE"
 
 
-def test_a_params_schema_as_a_dict(ml: types.ModuleType) -> None:
+def test_signatures_as_dicts(ml: types.ModuleType) -> None:
+    """What scripts print and compare: a signature's schemas and params as MLflow's dicts."""
+    X = np.array([[1.0, 3.0], [2.0, 2.0]])
+    tensors = ml.models.infer_signature(X, X)
+    assert tensors.inputs.is_tensor_spec() and [str(t) for t in tensors.inputs.numpy_types()] == ["float64"]
+    assert tensors.inputs.to_dict() == [{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": (-1, 2)}}]
+    named = ml.models.infer_signature({"a": np.array([1.0]), "b": np.array([2])}).inputs.to_dict()
+    assert named == [{"name": "a", "type": "tensor", "tensor-spec": {"dtype": "float64", "shape": (-1,)}},
+                     {"name": "b", "type": "tensor", "tensor-spec": {"dtype": "int64", "shape": (-1,)}}]
+    assert list(named[0]) == ["name", "type", "tensor-spec"]
     signature = ml.models.infer_signature(pd.DataFrame({"p": [0.2]}), [0],
                                           params={"threshold": 0.5, "invert": False, "labels": ["neg", "pos"]})
     assert signature.params.to_dict() == [

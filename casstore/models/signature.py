@@ -114,10 +114,9 @@ class TensorSpec:
         object.__setattr__(self, "shape", shape)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"type": "tensor", "tensor-spec": {"dtype": self.dtype, "shape": list(self.shape)}}
-        if self.name is not None:
-            d["name"] = self.name
-        return d
+        # MLflow's keys, in its order, the shape a tuple (JSON writes it as a list)
+        spec: dict[str, Any] = {"type": "tensor", "tensor-spec": {"dtype": self.dtype, "shape": self.shape}}
+        return spec if self.name is None else {"name": self.name, **spec}
 
     def __repr__(self) -> str:
         head = f"{self.name!r}: " if self.name is not None else ""
