@@ -1482,6 +1482,9 @@ def test_signatures_as_dicts(ml: types.ModuleType) -> None:
     assert named == [{"name": "a", "type": "tensor", "tensor-spec": {"dtype": "float64", "shape": (-1,)}},
                      {"name": "b", "type": "tensor", "tensor-spec": {"dtype": "int64", "shape": (-1,)}}]
     assert list(named[0]) == ["name", "type", "tensor-spec"]
+    assert str(tensors) == "inputs: \n  [Tensor('float64', (-1, 2))]\noutputs: \n  [Tensor('float64', (-1, 2))]\nparams: \n  None\n"
+    columns = ml.models.infer_signature(pd.DataFrame({"a": [1.0], "s": ["x"]})).inputs
+    assert repr(columns) == "['a': double (required), 's': string (required)]"
     signature = ml.models.infer_signature(pd.DataFrame({"p": [0.2]}), [0],
                                           params={"threshold": 0.5, "invert": False, "labels": ["neg", "pos"]})
     assert signature.params.to_dict() == [

@@ -9,7 +9,7 @@ exactly MLflow's ``MLmodel`` form, so a signature written here is read by MLflow
 >>> import numpy as np
 >>> sig = infer_signature(np.zeros((3, 4)), np.zeros(3, dtype="int64"))
 >>> sig.inputs
-[TensorSpec(dtype=float64, shape=(-1, 4))]
+[Tensor('float64', (-1, 4))]
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ class ColSpec:
         return d
 
     def __repr__(self) -> str:
-        opt = "" if self.required else " (optional)"
-        return f"{self.name!r}: {self.type}{opt}" if self.name is not None else f"{self.type}{opt}"
+        required = "required" if self.required else "optional"  # as MLflow prints it
+        return f"{self.name!r}: {self.type} ({required})" if self.name is not None else f"{self.type} ({required})"
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class TensorSpec:
 
     def __repr__(self) -> str:
         head = f"{self.name!r}: " if self.name is not None else ""
-        return f"{head}TensorSpec(dtype={self.dtype}, shape={self.shape})"
+        return f"{head}Tensor({self.dtype!r}, {self.shape})"  # as MLflow prints it
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -473,7 +473,7 @@ class ModelSignature:
         return hash((self.inputs, self.outputs, self.params))
 
     def __repr__(self) -> str:
-        return f"inputs:\n  {self.inputs!r}\noutputs:\n  {self.outputs!r}\nparams:\n  {self.params!r}\n"
+        return f"inputs: \n  {self.inputs!r}\noutputs: \n  {self.outputs!r}\nparams: \n  {self.params!r}\n"  # MLflow's
 
 
 # ---- inference ---------------------------------------------------------------
