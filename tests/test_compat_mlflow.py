@@ -1181,6 +1181,8 @@ def test_search_runs_filter_strings_users_write(ml: types.ModuleType) -> None:
             ml.log_params({"model": model, "lr": lr})
             ml.log_metric("accuracy", acc)
             ml.set_tag("team", "vision" if model == "cnn" else "tabular")
+            if lr == 0.001:
+                ml.set_tag("best", "maybe")
         ids[run.info.run_name] = run.info.run_id
     names = {v: k for k, v in ids.items()}
 
@@ -1195,12 +1197,15 @@ def test_search_runs_filter_strings_users_write(ml: types.ModuleType) -> None:
     assert found("tags.team ILIKE 'VIS%'") == ["cnn-0.01", "cnn-0.1"]
     assert found(f"attributes.run_id IN ('{ids['cnn-0.01']}', '{ids['mlp-0.001']}')") == ["cnn-0.01", "mlp-0.001"]
     assert found("tags.`team` = 'vision'") == found('params."model" = "cnn"') == ["cnn-0.01", "cnn-0.1"]
+    assert found("tags.best IS NULL") == ["cnn-0.01", "cnn-0.1", "mlp-0.01"]
+    assert found("tags.best IS NOT NULL and params.model = 'mlp'") == found("params.model is not null and tags.best = 'maybe'")
+    assert found("params.nothing IS NULL") == sorted(ids) and found("params.lr IS NULL") == []
     since = ml.get_run(ids["mlp-0.01"]).info.start_time
     assert found(f"attributes.start_time >= {since}") == ["mlp-0.001", "mlp-0.01"]
     ordered = ml.search_runs(order_by=["params.model ASC", "metrics.accuracy DESC"])
     assert [names[r] for r in ordered["run_id"]] == ["cnn-0.01", "cnn-0.1", "mlp-0.001", "mlp-0.01"]
     assert [names[r] for r in ml.search_runs(order_by=["run_name"])["run_id"]] == sorted(ids)
-    for bad in ("metrics.accuracy >>> 1", "foo.bar = 1"):
+    for bad in ("metrics.accuracy >>> 1", "foo.bar = 1", "metrics.accuracy IS NULL"):
         with pytest.raises(ml.exceptions.MlflowException) as e:
             ml.search_runs(filter_string=bad)
         assert error_code(e.value) == "INVALID_PARAMETER_VALUE"

@@ -70,7 +70,7 @@ from casstore.objects import ObjectStore
 from casstore.objects.codec import pack, pack_checked, unpack, unpack_checked
 from casstore.runs import layout
 from casstore.runs.records import ModelRef, RunView
-from casstore.runs.search import RUN_ATTRIBUTES, Comparison, OrderKey, like_to_regex
+from casstore.runs.search import NULL_OPS, RUN_ATTRIBUTES, Comparison, OrderKey, like_to_regex
 
 
 
@@ -798,6 +798,9 @@ def _attr_expr(key: str) -> str:
 
 def _condition(c: Comparison) -> tuple[str, list[Any]]:
     """SQL for one comparison, with the semantics of :func:`casstore.runs.search.matches`."""
+    if c.op in NULL_OPS:  # params and tags alone take them
+        held = f"r.rid IN (SELECT v.rid FROM {c.entity} v WHERE v.key = ?)"
+        return (held if c.op == "IS NOT NULL" else f"NOT {held}"), [c.key]
     if c.entity in ("params", "tags", "metrics"):
         col, a = _value_cond("v.value", c)
         # the runs whose value matches, through the (key, value) index: the cheapest filter drives the query

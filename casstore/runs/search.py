@@ -8,9 +8,10 @@ A filter is comparisons joined by ``AND``::
 Identifiers are ``metrics.<key>``, ``params.<key>``, ``tags.<key>`` or
 ``attributes.<name>`` (a bare name is an attribute); a key with other characters
 is quoted with backticks or double quotes. Metrics compare with numbers
-(``= != < <= > >=``); params and tags with quoted strings (``= != LIKE ILIKE``);
-string attributes also take ``IN``/``NOT IN``; time attributes compare as numbers.
-A run that lacks the metric, param or tag a comparison names does not match it.
+(``= != < <= > >=``); params and tags with quoted strings (``= != LIKE ILIKE``), or
+``IS NULL`` / ``IS NOT NULL`` (whether a run lacks it); string attributes also take
+``IN``/``NOT IN``; time attributes compare as numbers. A run that lacks the metric,
+param or tag a comparison names does not match it (but for ``IS NULL``).
 
 ``order_by`` items are ``<identifier> [ASC|DESC]``; runs missing the value sort last.
 
@@ -29,6 +30,7 @@ from typing import Any, TypeVar, Union
 from casstore.exceptions import InvalidInputError
 
 __all__ = [
+    "NULL_OPS",
     "Comparison",
     "OrderKey",
     "parse_filter",
@@ -76,6 +78,8 @@ _ENTITIES = {
 _NUM_OPS = ("=", "!=", "<", "<=", ">", ">=")
 _STR_OPS = ("=", "!=", "LIKE", "ILIKE")
 _SET_OPS = ("IN", "NOT IN")
+#: whether an item lacks a param or tag (no value follows them)
+NULL_OPS = ("IS NULL", "IS NOT NULL")
 
 _TOKEN = re.compile(
     r"""
@@ -103,6 +107,8 @@ class Comparison:
     value: Value
 
     def __str__(self) -> str:
+        if self.op in NULL_OPS:
+            return f"{_render_ident(self.entity, self.key)} {self.op}"
         return f"{_render_ident(self.entity, self.key)} {self.op} {_render_value(self.value)}"
 
 
@@ -211,7 +217,7 @@ def parse_filter(text: str | None, attributes: Mapping[str, str] = RUN_ATTRIBUTE
                 raise _err(text, f"expected AND between comparisons, got {toks[i][1]!r}")
         entity, key, i = _identifier(text, toks, i, attributes)
         op, i = _operator(text, toks, i)
-        value, i = _value(text, toks, i)
+        value, i = ("", i) if op in NULL_OPS else _value(text, toks, i)
         out.append(_check(text, Comparison(entity, key, op, value), attributes))
     return out
 
@@ -227,7 +233,14 @@ def _operator(text: str, toks: list[tuple[str, str]], i: int) -> tuple[str, int]
         return up, i + 1
     if up == "NOT" and i + 1 < len(toks) and toks[i + 1][1].upper() == "IN":
         return "NOT IN", i + 2
-    raise _err(text, f"expected a comparison operator (=, !=, <, <=, >, >=, LIKE, ILIKE, IN), got {tok!r}")
+    if up == "IS":
+        words = [t.upper() for _, t in toks[i + 1:i + 3]]
+        if words[:1] == ["NULL"]:
+            return "IS NULL", i + 2
+        if words == ["NOT", "NULL"]:
+            return "IS NOT NULL", i + 3
+        raise _err(text, "IS is followed by NULL or NOT NULL")
+    raise _err(text, f"expected a comparison operator (=, !=, <, <=, >, >=, LIKE, ILIKE, IN, IS NULL), got {tok!r}")
 
 
 def _value(text: str, toks: list[tuple[str, str]], i: int) -> tuple[Value, int]:
@@ -256,6 +269,10 @@ def _value(text: str, toks: list[tuple[str, str]], i: int) -> tuple[Value, int]:
 
 
 def _check(text: str, c: Comparison, attributes: Mapping[str, str]) -> Comparison:
+    if c.op in NULL_OPS:
+        if c.entity not in ("params", "tags"):
+            raise _err(text, f"{c.op} is supported for params and tags, not {c.entity}.{c.key}")
+        return c
     numeric = c.entity == "metrics" or (c.entity == "attributes" and attributes[c.key] == "num")
     if numeric:
         if c.op not in _NUM_OPS:
@@ -291,6 +308,8 @@ def like_to_regex(pattern: str, case_insensitive: bool = False) -> re.Pattern[st
 
 
 def _compare(actual: Any, op: str, value: Value) -> bool:
+    if op in NULL_OPS:
+        return (actual is None) == (op == "IS NULL")
     if actual is None:
         return False
     if isinstance(value, float):
