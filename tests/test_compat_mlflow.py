@@ -1558,3 +1558,30 @@ def test_the_runs_of_a_deleted_experiment(ml: types.ModuleType) -> None:
     assert ml.get_run(kept.info.run_id).info.lifecycle_stage == "active"
     restored = sorted(ml.search_runs([exp_id])["tags.mlflow.runName"])
     assert restored == (["kept"] if ml.IS_CASSTORE else ["dropped", "kept"])
+
+
+def test_the_serving_input_example_checked_before_deployment(ml: types.ModuleType, tmp_path: Path) -> None:
+    """MLflow's deployment check: the input example in the server's request form
+    (``convert_input_example_to_serving_input``, ``load_serving_example``) scored by
+    ``validate_serving_input``; the loaded model names its loader (each its own module);
+    experiments turn into dicts."""
+    from sklearn.linear_model import LinearRegression
+
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.0, 1.0, 0.0]})
+    with ml.start_run() as run:
+        info = ml.sklearn.log_model(LinearRegression().fit(X, [1.0, 2.0, 3.0]), name="model", input_example=X.head(2),
+                                    pip_requirements=REQS, serialization_format="cloudpickle")
+    serving_input = ml.models.convert_input_example_to_serving_input(X.head(2))
+    assert json.loads(serving_input) == {"dataframe_split": {"columns": ["a", "b"], "data": [[1.0, 0.0], [2.0, 1.0]]}}
+    assert serving_input.startswith('{\n  "dataframe_split": {\n    "columns": [')
+    assert ml.models.validate_serving_input(info.model_uri, serving_input).round(6).tolist() == [1.0, 2.0]
+    assert json.loads(ml.models.convert_input_example_to_serving_input(np.array([[1.0, 2.0]]))) == {"inputs": [[1.0, 2.0]]}
+    assert ml.models.convert_input_example_to_serving_input(None) is None
+    utils = importlib.import_module(f"{ml.__name__}.models.utils")
+    assert utils.load_serving_example(info.model_uri) == serving_input
+    local = ml.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / "model"))
+    assert utils.load_serving_example(local) == serving_input
+    assert ml.pyfunc.load_model(info.model_uri).loader_module == f"{ml.__name__}.sklearn"
+    exp = dict(ml.get_experiment(run.info.experiment_id))
+    assert exp["experiment_id"] == run.info.experiment_id and exp["lifecycle_stage"] == "active"
+    assert {"name", "tags", "creation_time", "last_update_time", "artifact_location"} <= set(exp)

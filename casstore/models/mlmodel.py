@@ -34,6 +34,7 @@ __all__ = [
     "input_example_data",
     "save_input_example",
     "parse_input_example",
+    "serving_input_json",
     "python_version",
     "entry_from_mlmodel",
 ]
@@ -120,6 +121,32 @@ def input_example_data(example: Any) -> Any:
 
 def save_input_example(model_dir: str, example: Any) -> dict[str, Any]:
     """Write the input example as MLflow does; return MLflow's ``saved_input_example_info``."""
+    body, serving, info = _example_forms(example)
+    try:
+        with open(os.path.join(model_dir, INPUT_EXAMPLE), "w", encoding="utf-8") as f:
+            json.dump(body, f, default=_jsonable)
+        with open(os.path.join(model_dir, SERVING_INPUT_EXAMPLE), "w", encoding="utf-8") as f:
+            f.write(_serving_json(serving))
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"the input example cannot be written as JSON: {e}") from e
+    return info
+
+
+def serving_input_json(example: Any) -> str:
+    """The scoring server's request body for an input example, as MLflow's
+    ``convert_input_example_to_serving_input`` gives it (what ``serving_input_example.json`` holds)."""
+    try:
+        return _serving_json(_example_forms(example)[1])
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"the input example cannot be written as JSON: {e}") from e
+
+
+def _serving_json(serving: Any) -> str:
+    return json.dumps(serving, default=_jsonable, indent=2)
+
+
+def _example_forms(example: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """An input example's saved body, its serving request body, and MLflow's ``saved_input_example_info``."""
     import numpy as np
 
     pd = optional_pandas()
@@ -143,14 +170,7 @@ def save_input_example(model_dir: str, example: Any) -> dict[str, Any]:
             f"cannot save an input example of type {type(example).__name__}; "
             "give a numpy array, a pandas DataFrame, a list or a dict"
         )
-    try:
-        with open(os.path.join(model_dir, INPUT_EXAMPLE), "w", encoding="utf-8") as f:
-            json.dump(body, f, default=_jsonable)
-        with open(os.path.join(model_dir, SERVING_INPUT_EXAMPLE), "w", encoding="utf-8") as f:
-            json.dump(serving, f, default=_jsonable, indent=2)
-    except (TypeError, ValueError) as e:
-        raise InvalidInputError(f"the input example cannot be written as JSON: {e}") from e
-    return info
+    return body, serving, info
 
 
 def parse_input_example(data: bytes, info: dict[str, Any], schema: Any) -> Any:
