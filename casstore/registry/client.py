@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 from casstore.exceptions import InvalidInputError
 from casstore.registry.entities import AliasEvent, ModelVersion, RegisteredModel, RegistryEvent
 from casstore.registry.store import Registry, warn_damaged
-from casstore.runs.search import matches, parse_filter, parse_order_by, sort_items
-from casstore.tracking.entities import PagedList
+from casstore.runs.search import PagedList, matches, parse_filter, parse_order_by, sort_items
 
 if TYPE_CHECKING:
     from casstore.runs import RunStore

@@ -14,6 +14,7 @@ is quoted with backticks or double quotes. Metrics compare with numbers
 param or tag a comparison names does not match it (but for ``IS NULL``).
 
 ``order_by`` items are ``<identifier> [ASC|DESC]``; runs missing the value sort last.
+A client search answers one page at a time: a :class:`PagedList` and its ``token``.
 
 >>> [str(c) for c in parse_filter("metrics.acc >= 0.9 and params.C = '0.1'")]
 ['metrics.acc >= 0.9', "params.C = '0.1'"]
@@ -21,6 +22,8 @@ param or tag a comparison names does not match it (but for ``IS NULL``).
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,6 +34,7 @@ from casstore.exceptions import InvalidInputError
 
 __all__ = [
     "NULL_OPS",
+    "PagedList",
     "Comparison",
     "OrderKey",
     "parse_filter",
@@ -393,3 +397,33 @@ def sort_items(
         present.sort(key=lambda x: _sort_value(get(x, k.entity, k.key), numeric)[1], reverse=not k.ascending)
         out = present + missing
     return out
+
+
+class PagedList(list[T]):
+    """One page of a client search (MLflow's ``PagedList``): a list, and ``token``, which
+    asks for the next page (``None`` on the last)."""
+
+    def __init__(self, items: Iterable[T], token: str | None) -> None:
+        super().__init__(items)
+        self.token = token
+
+    @staticmethod
+    def offset_of(page_token: str | None) -> int:
+        """Where the page a token asks for starts (0 without one)."""
+        if not page_token:
+            return 0
+        try:
+            offset = json.loads(base64.urlsafe_b64decode(page_token.encode()))["offset"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise InvalidInputError(f"invalid page_token {page_token!r}: pass the token of the previous page") from e
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidInputError(f"invalid page_token {page_token!r}: pass the token of the previous page")
+        return offset
+
+    @classmethod
+    def page(cls, found: list[T], offset: int, max_results: int | None) -> PagedList[T]:
+        """The page of ``found`` (which may hold one item beyond it) from ``offset`` on."""
+        if max_results is None or len(found) <= offset + max_results:
+            return cls(found[offset:], None)
+        token = base64.urlsafe_b64encode(json.dumps({"offset": offset + max_results}).encode()).decode()
+        return cls(found[offset : offset + max_results], token)
