@@ -53,8 +53,9 @@ def download_artifacts(
     dst_path: str | os.PathLike[str] | None = None,
     tracking_uri: str | None = None,
 ) -> str:
-    """Download an artifact file or directory, verified, to ``dst_path`` (a new temp dir if
-    ``None``), keeping its artifact path; return the local path."""
+    """Download an artifact file or directory, verified, into ``dst_path`` (a new temp dir if
+    ``None``) under its last name, as MLflow does (``runs:/<id>/plots/roc.png`` lands at
+    ``<dst_path>/roc.png``); return the local path."""
     client, view, path = _locate(artifact_uri, run_id, artifact_path, tracking_uri)
     return _artifacts.download(client.store, view, path, dst_path)
 

@@ -218,21 +218,24 @@ def test_list_artifacts_entries(tracking: str, tree: Path) -> None:
     assert [f.path for f in casstore.Client().list_artifacts(rid, "sub/")] == ["sub/b.txt", "sub/deeper"]
 
 
-def test_download_keeps_paths_and_verifies(tracking: str, tree: Path, tmp_path: Path) -> None:
+def test_download_lands_under_the_last_name_and_verifies(tracking: str, tree: Path, tmp_path: Path) -> None:
+    """As MLflow's: a file or directory lands in ``dst_path`` under its last name, so scripts
+    that open ``<dst>/b.txt`` after downloading ``out/sub/b.txt`` find it."""
     with casstore.start_run() as run:
         casstore.log_artifacts(tree, "out")
     rid = run.info.run_id
     dst = tmp_path / "dl"
     one = casstore.artifacts.download_artifacts(run_id=rid, artifact_path="out/sub/b.txt", dst_path=dst)
-    assert one == str(dst / "out" / "sub" / "b.txt") and Path(one).read_text() == "B"
+    assert one == str(dst / "b.txt") and Path(one).read_text() == "B"
     d = casstore.artifacts.download_artifacts(f"runs:/{rid}/out/sub", dst_path=dst / "x")
+    assert d == str(dst / "x" / "sub")
     assert sorted(str(p.relative_to(d)) for p in Path(d).rglob("*") if p.is_file()) == ["b.txt", "deeper/c.bin"]
     whole = casstore.artifacts.download_artifacts(f"runs:/{rid}", dst_path=dst / "all")
     assert (Path(whole) / "out" / "sub" / "deeper" / "c.bin").read_bytes() == (tree / "sub/deeper/c.bin").read_bytes()
     tmp = Path(casstore.artifacts.download_artifacts(run_id=rid, artifact_path="out/a.txt"))  # a fresh temp dir
     assert tmp.read_text() == "A"
-    shutil.rmtree(tmp.parent.parent)
-    assert casstore.Client().download_artifacts(rid, "out/a.txt", dst / "c") == str(dst / "c" / "out" / "a.txt")
+    shutil.rmtree(tmp.parent)
+    assert casstore.Client().download_artifacts(rid, "out/a.txt", dst / "c") == str(dst / "c" / "a.txt")
     with pytest.raises(ObjectNotFoundError, match="no artifacts"):
         casstore.artifacts.download_artifacts(run_id=rid, artifact_path="nothing", dst_path=dst)
     with pytest.raises(InvalidInputError, match="not supported"):

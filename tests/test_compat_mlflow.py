@@ -1146,3 +1146,442 @@ def test_names_scripts_import_for_server_errors_pages_and_serving_checks(ml: typ
     with pytest.raises(ml.MlflowException) as bad:
         ml.models.validate_serving_input(info.model_uri, {"rows": [[1.0]]})
     assert error_code(bad.value) == "BAD_REQUEST"
+
+
+# ---- scripts as users write them (MLflow's docs and tutorials): sweeps, searches, artifacts, the client ----
+
+
+def test_a_sweep_of_nested_runs_read_back_as_a_frame(ml: types.ModuleType) -> None:
+    """MLflow's hyperparameter-tuning pattern: a parent run, a nested run per candidate, then
+    pandas on ``search_runs``: the parent's children, the best by a metric, group summaries."""
+    with ml.start_run(run_name="sweep") as parent:
+        for alpha, rmse in ((0.01, 3.0), (0.1, 2.5), (1.0, 2.0), (10.0, 4.0)):
+            with ml.start_run(run_name=f"alpha_{alpha}", nested=True):
+                ml.log_params({"alpha": alpha, "solver": "auto"})
+                ml.log_metric("rmse", rmse)
+                ml.set_tag("stage", "candidate")
+    runs = ml.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", order_by=["metrics.rmse ASC"])
+    assert runs["tags.mlflow.runName"].tolist() == ["alpha_1.0", "alpha_0.1", "alpha_0.01", "alpha_10.0"]
+    runs["alpha"] = runs["params.alpha"].astype(float)
+    assert runs.loc[runs["metrics.rmse"].idxmin(), "alpha"] == 1.0
+    top2 = ml.search_runs(filter_string="tags.stage = 'candidate'", order_by=["metrics.rmse ASC"], max_results=2)
+    assert top2["params.alpha"].tolist() == ["1.0", "0.1"]
+    everything = ml.search_runs()
+    assert len(everything) == 5 and int(everything["tags.mlflow.parentRunId"].isna().sum()) == 1
+    summary = runs.groupby("params.solver")["metrics.rmse"].agg(["min", "max", "count"])
+    assert summary.loc["auto"].tolist() == [2.0, 4.0, 4]
+
+
+def test_search_runs_filter_strings_users_write(ml: types.ModuleType) -> None:
+    """Filters on params, metrics, tags and attributes as MLflow's search documentation writes
+    them: ``!=``, ``LIKE``/``ILIKE``, ``IN``, quoted keys, ``run_name``, ``status``, times."""
+    ids = {}
+    for model, lr, acc in (("cnn", 0.01, 0.91), ("cnn", 0.1, 0.85), ("mlp", 0.01, 0.78), ("mlp", 0.001, 0.82)):
+        with ml.start_run(run_name=f"{model}-{lr}") as run:
+            ml.log_params({"model": model, "lr": lr})
+            ml.log_metric("accuracy", acc)
+            ml.set_tag("team", "vision" if model == "cnn" else "tabular")
+            if lr == 0.001:
+                ml.set_tag("best", "maybe")
+        ids[run.info.run_name] = run.info.run_id
+    names = {v: k for k, v in ids.items()}
+
+    def found(filter_string: str) -> list[str]:
+        return sorted(names[r] for r in ml.search_runs(filter_string=filter_string)["run_id"])
+
+    assert found("params.model != 'cnn'") == ["mlp-0.001", "mlp-0.01"]
+    assert found("metrics.accuracy >= 0.85 AND params.model = 'cnn'") == ["cnn-0.01", "cnn-0.1"]
+    assert found("attributes.run_name = 'mlp-0.01'") == found("run_name = 'mlp-0.01'") == ["mlp-0.01"]
+    assert len(found("attributes.status = 'FINISHED'")) == 4
+    assert found("params.lr LIKE '0.0%'") == ["cnn-0.01", "mlp-0.001", "mlp-0.01"]
+    assert found("tags.team ILIKE 'VIS%'") == ["cnn-0.01", "cnn-0.1"]
+    assert found(f"attributes.run_id IN ('{ids['cnn-0.01']}', '{ids['mlp-0.001']}')") == ["cnn-0.01", "mlp-0.001"]
+    assert found("tags.`team` = 'vision'") == found('params."model" = "cnn"') == ["cnn-0.01", "cnn-0.1"]
+    assert found("tags.best IS NULL") == ["cnn-0.01", "cnn-0.1", "mlp-0.01"]
+    assert found("tags.best IS NOT NULL and params.model = 'mlp'") == found("params.model is not null and tags.best = 'maybe'")
+    assert found("params.nothing IS NULL") == sorted(ids) and found("params.lr IS NULL") == []
+    since = ml.get_run(ids["mlp-0.01"]).info.start_time
+    assert found(f"attributes.start_time >= {since}") == ["mlp-0.001", "mlp-0.01"]
+    ordered = ml.search_runs(order_by=["params.model ASC", "metrics.accuracy DESC"])
+    assert [names[r] for r in ordered["run_id"]] == ["cnn-0.01", "cnn-0.1", "mlp-0.001", "mlp-0.01"]
+    assert [names[r] for r in ml.search_runs(order_by=["run_name"])["run_id"]] == sorted(ids)
+    for bad in ("metrics.accuracy >>> 1", "foo.bar = 1", "metrics.accuracy IS NULL"):
+        with pytest.raises(ml.exceptions.MlflowException) as e:
+            ml.search_runs(filter_string=bad)
+        assert error_code(e.value) == "INVALID_PARAMETER_VALUE"
+
+
+def test_view_types_by_name_and_searches_of_deleted_runs(ml: types.ModuleType) -> None:
+    ViewType = ml.entities.ViewType
+    exp_id = _exp_id(ml)
+    ids = []
+    for i in range(3):
+        with ml.start_run(run_name=f"r{i}") as run:
+            ml.log_metric("score", i)
+        ids.append(run.info.run_id)
+    ml.MlflowClient().delete_run(ids[0])
+    got = {ViewType.to_string(vt): sorted(ml.search_runs([exp_id], filter_string="run_name LIKE 'r_'", run_view_type=vt)[
+        "tags.mlflow.runName"]) for vt in (ViewType.ACTIVE_ONLY, ViewType.DELETED_ONLY, ViewType.ALL)}
+    assert got == {"active_only": ["r1", "r2"], "deleted_only": ["r0"], "all": ["r0", "r1", "r2"]}
+    assert ViewType.from_string("all") == ViewType.ALL and ViewType.from_string("deleted_only") == ViewType.DELETED_ONLY
+    assert ml.MlflowClient().get_run(ids[0]).info.lifecycle_stage == "deleted"
+
+
+def test_figures_and_images_read_back_as_images(ml: types.ModuleType) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    image = np.zeros((20, 30, 3), dtype=np.uint8)
+    image[:, :15] = [255, 0, 0]
+    with ml.start_run() as run:
+        fig, ax = plt.subplots()
+        ax.plot([0, 1, 2], [2, 3, 1])
+        ml.log_figure(fig, "figures/loss.png")
+        ml.log_figure(fig, "figures/loss.svg")
+        plt.close(fig)
+        ml.log_image(image, "images/red_half.png")
+        ml.log_image(Image.fromarray(image).convert("L"), artifact_file="images/gray.png")
+        ml.log_image(np.linspace(0, 1, 100, dtype=np.float32).reshape(10, 10), "images/ramp.png")
+    rid = run.info.run_id
+    assert [(f.path, f.is_dir) for f in ml.MlflowClient().list_artifacts(rid)] == [("figures", True), ("images", True)]
+    img = ml.artifacts.load_image(f"runs:/{rid}/images/red_half.png")
+    assert (img.size, img.mode, img.getpixel((0, 0)), img.getpixel((29, 0))) == ((30, 20), "RGB", (255, 0, 0), (0, 0, 0))
+    assert ml.artifacts.load_image(f"runs:/{rid}/images/gray.png").mode == "L"
+    ramp = np.asarray(ml.artifacts.load_image(f"runs:/{rid}/images/ramp.png"))
+    assert ramp.shape == (10, 10) and (ramp[0, 0], ramp[-1, -1]) == (0, 255)
+    assert "<svg" in ml.artifacts.load_text(f"runs:/{rid}/figures/loss.svg")
+    assert all(f.file_size > 0 for f in ml.MlflowClient().list_artifacts(rid, "figures"))
+
+
+def test_log_dict_writes_mlflows_bytes(ml: types.ModuleType, tmp_path: Path) -> None:
+    """What ``log_dict`` writes is what MLflow writes: YAML with sorted keys, indented JSON
+    with ``str`` for a value JSON has no type for (a date, a numpy integer)."""
+    import datetime
+
+    import yaml
+
+    config = {"model": {"layers": [64, 32], "dropout": 0.2}, "optimizer": "adam", "epochs": 10}
+    with ml.start_run() as run:
+        ml.log_dict(config, "config.json")
+        ml.log_dict(config, "conf/config.yaml")
+        ml.log_dict({"when": datetime.date(2024, 5, 1), "n": np.int64(3)}, "odd.json")
+    rid = run.info.run_id
+    yaml_path = ml.artifacts.download_artifacts(run_id=rid, artifact_path="conf/config.yaml", dst_path=str(tmp_path / "d"))
+    assert yaml_path == str(tmp_path / "d" / "config.yaml")
+    text = Path(yaml_path).read_text()
+    assert text.splitlines()[0] == "epochs: 10" and yaml.safe_load(text) == config
+    json_path = ml.artifacts.download_artifacts(artifact_uri=f"runs:/{rid}/config.json")
+    assert Path(json_path).read_text() == json.dumps(config, indent=2)
+    assert ml.artifacts.load_dict(f"runs:/{rid}/odd.json") == {"when": "2024-05-01", "n": "3"}
+
+
+def test_downloads_land_under_their_last_name(ml: types.ModuleType, tmp_path: Path) -> None:
+    """``download_artifacts`` puts a file or directory into ``dst_path`` under its last name
+    (scripts open ``<dst>/summary.txt`` after downloading ``a/b/summary.txt``); the client's
+    ``download_artifacts`` and a whole run's download keep the run's tree."""
+    src = tmp_path / "report"
+    for rel, text in {"summary.txt": "ok", "plots/a.txt": "A", "plots/deep/b.txt": "B"}.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(text)
+    with ml.start_run() as run:
+        ml.log_artifacts(str(src), artifact_path="outputs")
+        ml.log_artifact(str(src / "summary.txt"), artifact_path="a/b/c")
+    rid = run.info.run_id
+    one = ml.artifacts.download_artifacts(run_id=rid, artifact_path="a/b/c/summary.txt", dst_path=str(tmp_path / "one"))
+    assert sorted(os.listdir(tmp_path / "one")) == ["summary.txt"] and Path(one).read_text() == "ok"
+    plots = ml.artifacts.download_artifacts(artifact_uri=f"runs:/{rid}/outputs/plots", dst_path=str(tmp_path / "two"))
+    assert Path(plots) == tmp_path / "two" / "plots" and sorted(os.listdir(plots)) == ["a.txt", "deep"]
+    by_client = ml.MlflowClient().download_artifacts(rid, "outputs/plots/deep", str(tmp_path / "three"))
+    assert (Path(by_client) / "b.txt").read_text() == "B" and os.listdir(tmp_path / "three") == ["deep"]
+    whole = ml.artifacts.download_artifacts(run_id=rid, dst_path=str(tmp_path / "all"))
+    files = sorted(str(p.relative_to(whole)) for p in Path(whole).rglob("*") if p.is_file())
+    assert files == ["a/b/c/summary.txt", "outputs/plots/a.txt", "outputs/plots/deep/b.txt", "outputs/summary.txt"]
+    assert sorted(f.path for f in ml.artifacts.list_artifacts(artifact_uri=f"runs:/{rid}/outputs")) == [
+        "outputs/plots", "outputs/summary.txt"]
+    assert ml.MlflowClient().list_artifacts(rid, "outputs/summary.txt") == []
+
+
+def test_log_table_of_frames_loaded_across_runs(ml: types.ModuleType) -> None:
+    ids = []
+    for i in range(2):
+        with ml.start_run() as run:
+            frame = pd.DataFrame({"question": ["q1", "q2"], "answer": [f"a{i}1", f"a{i}2"], "score": [0.5 + i, 0.25]})
+            ml.log_table(data=frame, artifact_file="eval/results.json")
+        ids.append(run.info.run_id)
+    both = ml.load_table("eval/results.json", run_ids=ids, extra_columns=["run_id"])
+    assert both.shape == (4, 4) and sorted(both.columns) == ["answer", "question", "run_id", "score"]
+    assert both.groupby("run_id")["score"].sum().to_dict() == {ids[0]: 0.75, ids[1]: 1.75}
+    assert len(ml.load_table("eval/results.json")) == 4  # every run of the active experiment
+
+
+def test_client_experiment_management(ml: types.ModuleType) -> None:
+    client = ml.MlflowClient()
+    suffix = _exp_id(ml)
+    churn = client.create_experiment(f"churn-{suffix}", tags={"team": "growth", "priority": "high"})
+    fraud = client.create_experiment(f"fraud-{suffix}", tags={"team": "risk"})
+    scratch = ml.create_experiment(f"scratch-{suffix}", tags={"team": "growth"})
+    client.set_experiment_tag(churn, "owner", "ana")
+    exp = client.get_experiment(churn)
+    assert (exp.lifecycle_stage, exp.tags["team"], exp.tags["owner"]) == ("active", "growth", "ana")
+    assert isinstance(exp.creation_time, int) and exp.last_update_time >= exp.creation_time
+
+    def names(**kw: object) -> list[str]:
+        return [e.name for e in client.search_experiments(**kw) if e.name.endswith(suffix)]
+
+    assert names(filter_string="tags.team = 'growth'", order_by=["name ASC"]) == [f"churn-{suffix}", f"scratch-{suffix}"]
+    assert names(filter_string=f"name LIKE 'f%-{suffix}'") == [f"fraud-{suffix}"]
+    assert names(filter_string="attribute.name != 'Default'", order_by=["name DESC"]) == [
+        f"scratch-{suffix}", f"fraud-{suffix}", f"churn-{suffix}"]
+    client.rename_experiment(churn, f"churn-v2-{suffix}")
+    assert client.get_experiment_by_name(f"churn-v2-{suffix}").experiment_id == churn
+    client.delete_experiment(scratch)
+    assert names(view_type=ml.entities.ViewType.DELETED_ONLY) == [f"scratch-{suffix}"]
+    client.restore_experiment(scratch)
+    assert ml.set_experiment(experiment_id=fraud).name == f"fraud-{suffix}"
+    with ml.start_run() as run:
+        pass
+    assert run.info.experiment_id == fraud
+
+
+def test_a_run_driven_by_the_client_with_statuses(ml: types.ModuleType) -> None:
+    Metric, Param, RunTag = ml.entities.Metric, ml.entities.Param, ml.entities.RunTag
+    client = ml.MlflowClient()
+    exp_id = _exp_id(ml)
+    run = client.create_run(exp_id, run_name="manual", tags={"source": "script"})
+    rid = run.info.run_id
+    assert (run.info.status, run.info.run_name, run.data.tags["source"]) == ("RUNNING", "manual", "script")
+    client.log_param(rid, "lr", 0.01)
+    client.log_metric(rid, "loss", 0.9, step=0)
+    client.log_metric(rid, "loss", 0.5, step=1)
+    now = int(time.time() * 1000)
+    client.log_batch(rid, metrics=[Metric("acc", 0.1 * i, now + i, i) for i in range(5)],
+                     params=[Param("batch_size", "32")], tags=[RunTag("dataset", "mnist")])
+    client.log_dict(rid, {"a": 1}, "cfg.json")
+    client.log_text(rid, "hello", "hello.txt")
+    client.set_terminated(rid, status="KILLED")
+    got = client.get_run(rid)
+    assert (got.info.status, got.data.params, got.data.tags["dataset"]) == ("KILLED", {"batch_size": "32", "lr": "0.01"}, "mnist")
+    assert got.info.end_time is not None and [m.step for m in client.get_metric_history(rid, "acc")] == [0, 1, 2, 3, 4]
+    assert sorted(f.path for f in client.list_artifacts(rid)) == ["cfg.json", "hello.txt"]
+    failing = client.create_run(exp_id, run_name="failing")
+    client.set_terminated(failing.info.run_id, "FAILED", end_time=int(time.time() * 1000))
+    statuses = sorted(r.info.status for r in client.search_runs([exp_id], filter_string="attributes.status != 'FINISHED'"))
+    assert statuses == ["FAILED", "KILLED"]
+
+
+def test_aliases_moved_deleted_and_looked_up(ml: types.ModuleType) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    client = ml.MlflowClient()
+    name = f"aliased-{_exp_id(ml)}"
+    X = np.arange(6.0).reshape(-1, 1)
+    for slope in (1.0, 2.0, 3.0):
+        with ml.start_run():
+            ml.sklearn.log_model(LinearRegression().fit(X, slope * X.ravel()), name="model", registered_model_name=name,
+                                 serialization_format="cloudpickle", pip_requirements=REQS)
+    client.set_registered_model_alias(name, "champion", 1)
+    client.set_registered_model_alias(name, "challenger", "2")
+    assert dict(client.get_registered_model(name).aliases) == {"champion": 1, "challenger": 2} or \
+        dict(client.get_registered_model(name).aliases) == {"champion": "1", "challenger": "2"}
+    client.set_registered_model_alias(name, "champion", 2)
+    assert sorted(client.get_model_version(name, "2").aliases) == ["challenger", "champion"]
+    assert client.get_model_version(name, "1").aliases == []
+    client.delete_registered_model_alias(name, "challenger")
+    client.delete_registered_model_alias(name, "challenger")  # not set any more: nothing happens
+    with pytest.raises(ml.exceptions.MlflowException) as e:
+        client.get_model_version_by_alias(name, "challenger")
+    assert error_code(e.value) == "INVALID_PARAMETER_VALUE"
+    assert ml.sklearn.load_model(f"models:/{name}@champion").coef_.round(6).tolist() == [2.0]
+    assert ml.sklearn.load_model(f"models:/{name}/latest").coef_.round(6).tolist() == [3.0]
+    assert [int(v.version) for v in client.get_latest_versions(name)] == [3]
+
+
+def test_registry_searches_come_in_pages(ml: types.ModuleType) -> None:
+    client = ml.MlflowClient()
+    suffix = _exp_id(ml)
+    with ml.start_run() as run:
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), pip_requirements=REQS)
+    for kind in ("sales-forecast", "sales-anomaly", "churn"):
+        ml.register_model(info.model_uri, f"{kind}-{suffix}")
+    ml.register_model(info.model_uri, f"churn-{suffix}")
+    client.update_registered_model(f"churn-{suffix}", description="predicts churn")
+    client.update_model_version(f"churn-{suffix}", "2", description="retrained")
+    client.set_model_version_tag(f"churn-{suffix}", "2", "validated", "true")
+    names, token = [], None
+    while True:
+        page = client.search_registered_models(filter_string=f"name LIKE '%-{suffix}'", max_results=2, page_token=token)
+        names += [m.name for m in page]
+        token = page.token
+        if not token:
+            break
+    assert names == sorted(f"{k}-{suffix}" for k in ("sales-forecast", "sales-anomaly", "churn"))
+    first = client.search_model_versions(f"name = 'churn-{suffix}'", max_results=1, order_by=["version_number ASC"])
+    assert [v.version for v in first] in ([1], ["1"]) and first.token
+    rest = client.search_model_versions(f"name = 'churn-{suffix}'", max_results=1, order_by=["version_number ASC"],
+                                        page_token=first.token)
+    assert [(int(v.version), v.description) for v in rest] == [(2, "retrained")] and not rest.token
+    tagged = client.search_model_versions(f"name = 'churn-{suffix}' and tags.validated = 'true'")
+    assert [int(v.version) for v in tagged] == [2]
+    assert client.get_registered_model(f"churn-{suffix}").description == "predicts churn"
+    assert sorted(int(v.version) for v in client.search_model_versions(f"run_id = '{run.info.run_id}'")
+                  if v.name.endswith(suffix)) == [1, 1, 1, 2]
+    assert [m.name for m in ml.search_registered_models(filter_string=f"name = 'churn-{suffix}'")] == [f"churn-{suffix}"]
+
+
+def test_deleting_versions_and_registered_models(ml: types.ModuleType) -> None:
+    client = ml.MlflowClient()
+    name = f"temp-{_exp_id(ml)}"
+    with ml.start_run() as run:
+        ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), pip_requirements=REQS)
+    uri = f"runs:/{run.info.run_id}/add_n"
+    rm = client.create_registered_model(name, tags={"purpose": "test"}, description="scratch")
+    assert (rm.tags, rm.description) == ({"purpose": "test"}, "scratch")
+    for _ in range(3):
+        mv = client.create_model_version(name, uri, run.info.run_id, description="v")
+    assert int(mv.version) == 3
+    client.set_registered_model_alias(name, "prod", "2")
+    client.delete_model_version(name, "2")
+    assert [int(v.version) for v in client.search_model_versions(f"name = '{name}'", order_by=["version_number"])] == [1, 3]
+    assert dict(client.get_registered_model(name).aliases) == {}
+    with pytest.raises(ml.exceptions.MlflowException) as e:
+        client.get_model_version(name, "2")
+    assert error_code(e.value) == "RESOURCE_DOES_NOT_EXIST"
+    assert int(client.create_model_version(name, uri, run.info.run_id).version) == 4  # numbers are never reused
+    client.delete_registered_model(name)
+    with pytest.raises(ml.exceptions.MlflowException) as e:
+        client.get_registered_model(name)
+    assert error_code(e.value) == "RESOURCE_DOES_NOT_EXIST"
+    assert list(client.search_registered_models(filter_string=f"name = '{name}'")) == []
+
+
+def test_schema_accessors_and_the_saved_input_example(ml: types.ModuleType) -> None:
+    train = pd.DataFrame({"age": [25, 40, 60], "income": [30000.0, 50000.0, 80000.0], "city": ["a", "b", "c"]})
+    signature = ml.models.infer_signature(train, pd.DataFrame({"score": [1.0, 2.0, 3.0]}))
+    schema = signature.inputs
+    assert [str(t) for t in schema.numpy_types()] == ["int64", "float64", "<U0"]
+    assert len(schema.input_types()) == 3 and list(schema.input_types_dict()) == ["age", "income", "city"]
+    assert list(schema.input_dict()) == ["age", "income", "city"] and schema.required_input_names() == ["age", "income", "city"]
+    assert schema.optional_input_names() == []
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), signature=signature,
+                                   input_example=train.head(2), pip_requirements=REQS)
+    model = ml.models.Model.load(info.model_uri)
+    example = model.load_input_example(ml.artifacts.download_artifacts(info.model_uri))
+    assert example.to_dict(orient="list") == {"age": [25, 40], "income": [30000.0, 50000.0], "city": ["a", "b"]}
+    assert str(example["age"].dtype) == "int64"
+    with pytest.raises(ml.exceptions.MlflowException) as e:
+        ml.pyfunc.load_model(info.model_uri).predict(train.drop(columns=["income"]))
+    assert error_code(e.value) == "INVALID_PARAMETER_VALUE"
+
+
+def test_signatures_as_dicts(ml: types.ModuleType) -> None:
+    """What scripts print and compare: a signature's schemas and params as MLflow's dicts."""
+    X = np.array([[1.0, 3.0], [2.0, 2.0]])
+    tensors = ml.models.infer_signature(X, X)
+    assert tensors.inputs.is_tensor_spec() and [str(t) for t in tensors.inputs.numpy_types()] == ["float64"]
+    assert tensors.inputs.to_dict() == [{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": (-1, 2)}}]
+    named = ml.models.infer_signature({"a": np.array([1.0]), "b": np.array([2])}).inputs.to_dict()
+    assert named == [{"name": "a", "type": "tensor", "tensor-spec": {"dtype": "float64", "shape": (-1,)}},
+                     {"name": "b", "type": "tensor", "tensor-spec": {"dtype": "int64", "shape": (-1,)}}]
+    assert list(named[0]) == ["name", "type", "tensor-spec"]
+    assert str(tensors) == "inputs: \n  [Tensor('float64', (-1, 2))]\noutputs: \n  [Tensor('float64', (-1, 2))]\nparams: \n  None\n"
+    columns = ml.models.infer_signature(pd.DataFrame({"a": [1.0], "s": ["x"]})).inputs
+    assert repr(columns) == "['a': double (required), 's': string (required)]"
+    signature = ml.models.infer_signature(pd.DataFrame({"p": [0.2]}), [0],
+                                          params={"threshold": 0.5, "invert": False, "labels": ["neg", "pos"]})
+    assert signature.params.to_dict() == [
+        {"name": "threshold", "default": 0.5, "shape": None, "type": "double"},
+        {"name": "invert", "default": False, "shape": None, "type": "boolean"},
+        {"name": "labels", "default": ["neg", "pos"], "shape": (-1,), "type": "string"}]
+    assert list(signature.params.to_dict()[0]) == ["name", "default", "shape", "type"]
+    assert list(signature.to_dict()) == ["inputs", "outputs", "params"]
+
+
+def test_client_searches_paged_to_the_end(ml: types.ModuleType) -> None:
+    client = ml.MlflowClient()
+    suffix = _exp_id(ml)
+    exp_id = ml.create_experiment(f"many-{suffix}")
+    for i in range(7):
+        with ml.start_run(experiment_id=exp_id, run_name=f"r{i}"):
+            ml.log_metric("i", i)
+    seen, token, pages = [], None, 0
+    while True:
+        page = client.search_runs([exp_id], order_by=["metrics.i ASC"], max_results=3, page_token=token)
+        seen += [r.info.run_name for r in page]
+        pages, token = pages + 1, page.token
+        if not token:
+            break
+    assert (pages, seen) == (3, [f"r{i}" for i in range(7)])
+    for i in range(5):
+        client.create_experiment(f"paged-{i}-{suffix}")
+    names, token = [], None
+    while True:
+        page = client.search_experiments(max_results=2, page_token=token, filter_string=f"name LIKE 'paged-%-{suffix}'",
+                                         order_by=["name"])
+        names += [e.name for e in page]
+        token = page.token
+        if not token:
+            break
+    assert names == [f"paged-{i}-{suffix}" for i in range(5)]
+
+
+def test_the_runs_of_a_deleted_experiment(ml: types.ModuleType) -> None:
+    """A deleted experiment's runs count as deleted (searches by view type, ``get_run``'s
+    lifecycle stage) until it is restored; it takes no new runs and cannot be set active.
+    Restoring it brings back the runs deleted with it; a run deleted on its own stays deleted
+    in casstore (MLflow restores it too; casstore refuses ``restore_run``)."""
+    ViewType = ml.entities.ViewType
+    exp_id = ml.create_experiment(f"to-delete-{_exp_id(ml)}")
+    with ml.start_run(experiment_id=exp_id, run_name="kept") as kept:
+        ml.log_metric("m", 1)
+    with ml.start_run(experiment_id=exp_id, run_name="dropped") as dropped:
+        pass
+    ml.delete_run(dropped.info.run_id)
+    ml.delete_experiment(exp_id)
+    assert ml.get_experiment(exp_id).lifecycle_stage == "deleted"
+    assert len(ml.search_runs([exp_id])) == 0
+    assert sorted(ml.search_runs([exp_id], run_view_type=ViewType.DELETED_ONLY)["tags.mlflow.runName"]) == ["dropped", "kept"]
+    assert len(ml.search_runs([exp_id], run_view_type=ViewType.ALL)) == 2
+    assert kept.info.run_id not in set(ml.search_runs(search_all_experiments=True)["run_id"])
+    assert ml.get_run(kept.info.run_id).info.lifecycle_stage == "deleted"
+    with pytest.raises(ml.exceptions.MlflowException) as e:
+        ml.set_experiment(ml.get_experiment(exp_id).name)
+    assert error_code(e.value) == "INVALID_PARAMETER_VALUE"
+    with pytest.raises(ml.exceptions.MlflowException):
+        with ml.start_run(experiment_id=exp_id):
+            pass
+    ml.restore_experiment(exp_id)
+    assert ml.get_experiment(exp_id).lifecycle_stage == "active"
+    assert ml.get_run(kept.info.run_id).info.lifecycle_stage == "active"
+    restored = sorted(ml.search_runs([exp_id])["tags.mlflow.runName"])
+    assert restored == (["kept"] if ml.IS_CASSTORE else ["dropped", "kept"])
+
+
+def test_the_serving_input_example_checked_before_deployment(ml: types.ModuleType, tmp_path: Path) -> None:
+    """MLflow's deployment check: the input example in the server's request form
+    (``convert_input_example_to_serving_input``, ``load_serving_example``) scored by
+    ``validate_serving_input``; the loaded model names its loader (each its own module);
+    experiments turn into dicts."""
+    from sklearn.linear_model import LinearRegression
+
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.0, 1.0, 0.0]})
+    with ml.start_run() as run:
+        info = ml.sklearn.log_model(LinearRegression().fit(X, [1.0, 2.0, 3.0]), name="model", input_example=X.head(2),
+                                    pip_requirements=REQS, serialization_format="cloudpickle")
+    serving_input = ml.models.convert_input_example_to_serving_input(X.head(2))
+    assert json.loads(serving_input) == {"dataframe_split": {"columns": ["a", "b"], "data": [[1.0, 0.0], [2.0, 1.0]]}}
+    assert serving_input.startswith('{\n  "dataframe_split": {\n    "columns": [')
+    assert ml.models.validate_serving_input(info.model_uri, serving_input).round(6).tolist() == [1.0, 2.0]
+    assert json.loads(ml.models.convert_input_example_to_serving_input(np.array([[1.0, 2.0]]))) == {"inputs": [[1.0, 2.0]]}
+    assert ml.models.convert_input_example_to_serving_input(None) is None
+    utils = importlib.import_module(f"{ml.__name__}.models.utils")
+    assert utils.load_serving_example(info.model_uri) == serving_input
+    local = ml.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / "model"))
+    assert utils.load_serving_example(local) == serving_input
+    assert ml.pyfunc.load_model(info.model_uri).loader_module == f"{ml.__name__}.sklearn"
+    exp = dict(ml.get_experiment(run.info.experiment_id))
+    assert exp["experiment_id"] == run.info.experiment_id and exp["lifecycle_stage"] == "active"
+    assert {"name", "tags", "creation_time", "last_update_time", "artifact_location"} <= set(exp)

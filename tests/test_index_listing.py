@@ -19,6 +19,7 @@ from tracking_helpers import REPO
 from casstore.backend import open_backend
 from casstore.objects.config import CONFIG_KEY, StoreConfig, read_config
 from casstore.runs import index, layout, open_run_store
+from casstore.runs import store as run_store_module
 from casstore.runs.store import RunStore
 
 
@@ -46,12 +47,20 @@ def _cutoff(reader: RunStore, exp: str) -> str:
     return str(row[0])
 
 
-def _entry_lists(proxy: FaultProxy, search: Callable[[], Any]) -> int:
-    """How many LISTs of the experiments' run entries ``search`` sends (every LIST but the
-    one of the index's segments: the proxy counts LISTs under no area, as they name a prefix
-    in their query)."""
+@pytest.fixture(autouse=True)
+def _experiment_state_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search asks whether its experiment is deleted (a LIST), and keeps an answer of active
+    for ACTIVE_FOR seconds: kept here for the whole test, so that a slow test counts the same."""
+    monkeypatch.setattr(run_store_module, "ACTIVE_FOR", 3600.0)
+
+
+def _entry_lists(proxy: FaultProxy, reader: RunStore, exp: str) -> int:
+    """How many LISTs of the experiment's run entries a search sends (every LIST but the one
+    of the index's segments: the proxy counts LISTs under no area, as they name a prefix in
+    their query). Whether the experiment is deleted is asked before, and not counted."""
+    assert reader.experiment_is_active(exp)
     before = proxy.count("GET", "")
-    search()
+    _names(reader, exp)
     return proxy.count("GET", "") - before - 1
 
 
@@ -87,13 +96,13 @@ def test_a_warm_search_lists_only_new_entries_in_one_request_and_sees_every_new_
     first = [_run(writer, exp, f"a{i}") for i in range(20)]
     index.flush_pending(writer)  # (a search reads a run no segment summarises: LISTs of its own)
     reader = _reader(url, s3_proxy)
-    assert _entry_lists(s3_proxy, lambda: _names(reader, exp)) == 16  # cold: every entry, 16 listings at once
+    assert _entry_lists(s3_proxy, reader, exp) == 16  # cold: every entry, 16 listings at once
     s3_proxy.reset_counts()
     assert _names(reader, exp) == sorted(f"a{i}" for i in range(20))
     assert s3_proxy.count() == s3_proxy.count("GET", "") == 2  # warm, nothing new: the newest entries, the segments
     more = [_run(writer, exp, f"b{i}") for i in range(3)]
     index.flush_pending(writer)
-    assert _entry_lists(s3_proxy, lambda: _names(reader, exp)) == 1
+    assert _entry_lists(s3_proxy, reader, exp) == 1
     assert _names(reader, exp) == sorted([f"a{i}" for i in range(20)] + ["b0", "b1", "b2"])
     assert sorted(v.run_id for v in reader.search_runs([exp])) == sorted(first + more)
     oldest = min(k.rsplit("/", 1)[-1] for r in first for k in _entries(writer, exp, r))
@@ -170,7 +179,7 @@ def test_runs_of_an_older_version_are_all_listed_and_after_the_upgrade_listed_on
     assert all(_entries(old, exp, r) == [layout.experiment_run_key(exp, r)] for r in old_ids)  # named by id
     reader = _reader(url, s3_proxy)
     for _ in range(2):  # a version-5 store may have older writers: every search lists every entry
-        assert _entry_lists(s3_proxy, lambda: _names(reader, exp)) == 16
+        assert _entry_lists(s3_proxy, reader, exp) == 16
     from casstore.maintenance.upgrade import upgrade_store
 
     assert upgrade_store(open_run_store(url)).to_version == 6
@@ -178,8 +187,8 @@ def test_runs_of_an_older_version_are_all_listed_and_after_the_upgrade_listed_on
     new_id = _run(new, exp, "new")
     index.flush_pending(new)
     reader = _reader(url, s3_proxy)
-    assert _entry_lists(s3_proxy, lambda: _names(reader, exp)) == 16
-    assert _entry_lists(s3_proxy, lambda: _names(reader, exp)) == 1
+    assert _entry_lists(s3_proxy, reader, exp) == 16
+    assert _entry_lists(s3_proxy, reader, exp) == 1
     assert sorted(v.run_id for v in reader.search_runs([exp])) == sorted([*old_ids, new_id])
 
 

@@ -74,6 +74,9 @@ def test_examples_run_under_casstore(casstore_side: tuple[Path, dict[str, str]])
     assert "from the run: [12.5, 22.5]" in outputs["custom_pyfunc.py"]
     assert "logged to the run: True" in outputs["evaluate_classifier.py"]
     assert "from a request with params: {'predictions': [{'x': 40.0}]}" in outputs["models_from_code.py"]
+    assert "downloaded: ['config.yaml', 'plots'] ['notes.txt']" in outputs["artifacts_roundtrip.py"]
+    assert "4 runs in 2 pages: ['extra-3', 'extra-2', 'extra-1', 'extra-0']" in outputs["client_tracking.py"]
+    assert "deeper forests: ['forest-max_depth5']" in outputs["search_runs_analysis.py"]
 
 
 def test_the_only_lines_changed_are_imports() -> None:

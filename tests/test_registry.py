@@ -82,8 +82,10 @@ def test_aliases_move_and_keep_an_append_only_history(registry: Registry) -> Non
     assert registry.get_model("m").aliases == {"champion": 3, "challenger": 2}
     assert registry.get_version("m", 3).aliases == ["champion"]
     registry.delete_alias("m", "champion")
-    with pytest.raises(ObjectNotFoundError, match="no alias 'champion'"):
+    with pytest.raises(ObjectNotFoundError, match="no alias 'champion'") as e:
         registry.get_version_by_alias("m", "champion")
+    assert e.value.error_code == "INVALID_PARAMETER_VALUE"  # MLflow's code for a missing alias
+    registry.delete_alias("m", "champion")  # not set: nothing happens, nothing is recorded (as MLflow)
     hist = registry.alias_history("m", "champion")
     assert [e.version for e in hist] == [1, 3, None]
     assert [e.seq for e in hist] == [1, 2, 3]

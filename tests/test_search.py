@@ -97,6 +97,19 @@ def test_missing_values_do_not_match_even_with_not_equal() -> None:
     assert not matches(parse_filter("params.p != 'x'"), _getter(run))
 
 
+def test_is_null_asks_whether_a_param_or_tag_is_missing() -> None:
+    got = parse_filter("tags.best IS NULL and params.`a b` is not null")
+    assert got == [Comparison("tags", "best", "IS NULL", ""), Comparison("params", "a b", "IS NOT NULL", "")]
+    assert [str(c) for c in got] == ["tags.best IS NULL", "params.`a b` IS NOT NULL"]
+    assert parse_filter(" AND ".join(str(c) for c in got)) == got
+    run = {"params": {"a b": "1"}, "tags": {}}
+    assert matches(got, _getter(run)) and not matches(parse_filter("params.`a b` IS NULL"), _getter(run))
+    for bad, why in [("metrics.m IS NULL", "params and tags"), ("run_name IS NULL", "params and tags"),
+                     ("tags.t IS 'x'", "NULL or NOT NULL")]:
+        with pytest.raises(InvalidInputError, match=why):
+            parse_filter(bad)
+
+
 def test_like_is_case_sensitive_and_ilike_is_not() -> None:
     run = {"tags": {"t": "Iris-Model"}}
     assert matches(parse_filter("tags.t LIKE 'Iris%'"), _getter(run))

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         infer_signature,
     )
     from casstore.models.uri import ModelURI, parse_model_uri
+    from casstore.models.utils import convert_input_example_to_serving_input
     from casstore.serving.batch import predict, validate_serving_input
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "EvaluationResult",
     "predict",
     "validate_serving_input",
+    "convert_input_example_to_serving_input",
     "set_model",
 ]
 
@@ -65,4 +67,5 @@ if not TYPE_CHECKING:
         **dict.fromkeys(("ModelURI", "parse_model_uri"), "casstore.models.uri"),
         **dict.fromkeys(("predict", "validate_serving_input"), "casstore.serving.batch"),
         "set_model": "casstore.models.python_model",
+        "convert_input_example_to_serving_input": "casstore.models.utils",
     })

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from casstore.exceptions import InvalidInputError, LocalFileError
-from casstore.models.signature import optional_pandas
+from casstore.exceptions import CorruptRecordError, InvalidInputError, LocalFileError
+from casstore.models.signature import DataType, optional_pandas
 
 if TYPE_CHECKING:
     from casstore.models.entry import FileRef, ModelEntry
@@ -33,6 +33,8 @@ __all__ = [
     "write_env_files",
     "input_example_data",
     "save_input_example",
+    "parse_input_example",
+    "serving_input_json",
     "python_version",
     "entry_from_mlmodel",
 ]
@@ -119,6 +121,32 @@ def input_example_data(example: Any) -> Any:
 
 def save_input_example(model_dir: str, example: Any) -> dict[str, Any]:
     """Write the input example as MLflow does; return MLflow's ``saved_input_example_info``."""
+    body, serving, info = _example_forms(example)
+    try:
+        with open(os.path.join(model_dir, INPUT_EXAMPLE), "w", encoding="utf-8") as f:
+            json.dump(body, f, default=_jsonable)
+        with open(os.path.join(model_dir, SERVING_INPUT_EXAMPLE), "w", encoding="utf-8") as f:
+            f.write(_serving_json(serving))
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"the input example cannot be written as JSON: {e}") from e
+    return info
+
+
+def serving_input_json(example: Any) -> str:
+    """The scoring server's request body for an input example, as MLflow's
+    ``convert_input_example_to_serving_input`` gives it (what ``serving_input_example.json`` holds)."""
+    try:
+        return _serving_json(_example_forms(example)[1])
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"the input example cannot be written as JSON: {e}") from e
+
+
+def _serving_json(serving: Any) -> str:
+    return json.dumps(serving, default=_jsonable, indent=2)
+
+
+def _example_forms(example: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """An input example's saved body, its serving request body, and MLflow's ``saved_input_example_info``."""
     import numpy as np
 
     pd = optional_pandas()
@@ -142,14 +170,34 @@ def save_input_example(model_dir: str, example: Any) -> dict[str, Any]:
             f"cannot save an input example of type {type(example).__name__}; "
             "give a numpy array, a pandas DataFrame, a list or a dict"
         )
+    return body, serving, info
+
+
+def parse_input_example(data: bytes, info: dict[str, Any], schema: Any) -> Any:
+    """An input example read back from the JSON ``save_input_example`` (or MLflow) wrote, by
+    its ``type``: a DataFrame (its numeric columns typed by ``schema``), an array or a dict."""
+    import numpy as np
+
     try:
-        with open(os.path.join(model_dir, INPUT_EXAMPLE), "w", encoding="utf-8") as f:
-            json.dump(body, f, default=_jsonable)
-        with open(os.path.join(model_dir, SERVING_INPUT_EXAMPLE), "w", encoding="utf-8") as f:
-            json.dump(serving, f, default=_jsonable, indent=2)
-    except (TypeError, ValueError) as e:
-        raise InvalidInputError(f"the input example cannot be written as JSON: {e}") from e
-    return info
+        body = json.loads(data)
+    except ValueError as e:
+        raise CorruptRecordError(f"the model's input example is not JSON: {e}") from e
+    kind = info.get("type")
+    if kind == "json_object":
+        return body
+    if kind == "ndarray":
+        return np.asarray(body)
+    if kind == "dataframe" and isinstance(body, dict):
+        pd = optional_pandas()
+        if pd is None:
+            raise InvalidInputError("reading a DataFrame input example needs pandas: pip install pandas")
+        frame = pd.DataFrame(body.get("data", []), columns=body.get("columns"))
+        for spec in schema or []:
+            numpy_type = DataType.NUMPY.get(getattr(spec, "type", ""), "object")
+            if spec.name in frame.columns and numpy_type not in ("object", "datetime64[ns]"):
+                frame[spec.name] = frame[spec.name].astype(numpy_type)
+        return frame
+    raise CorruptRecordError(f"the model's input example has type {kind!r}; expected dataframe, ndarray or json_object")
 
 
 def _requirements(model_dir: str) -> list[str]:

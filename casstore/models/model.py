@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from casstore.exceptions import InvalidInputError, LocalFileError
+from casstore.exceptions import InvalidInputError, LocalFileError, ObjectNotFoundError
 from casstore.models import mlmodel
 from casstore.models.save import ModelInfo, written_mlmodel
 from casstore.models.signature import ModelSignature
@@ -27,6 +27,8 @@ class Model:
         self.saved_input_example_info = fields.get("saved_input_example_info")
         self.metadata = fields.get("metadata")
         self.mlflow_version = fields.get("mlflow_version")
+        #: the URI or directory it was loaded from
+        self._source: str | None = None
         signature = fields.get("signature")
         self.signature = ModelSignature.from_dict(signature) if isinstance(signature, dict) else None
 
@@ -35,7 +37,9 @@ class Model:
         from casstore.models.local import is_model_uri, local_model_dir
 
         if is_model_uri(path):
-            return cls(written_mlmodel(str(path), None)[2])
+            model = cls(written_mlmodel(str(path), None)[2])
+            model._source = str(path)
+            return model
         import yaml
 
         file = os.path.join(local_model_dir(path), mlmodel.MLMODEL)
@@ -46,7 +50,35 @@ class Model:
             raise LocalFileError(f"no MLmodel file at {file!r} ({e.strerror}): give a model directory or a model URI") from e
         if not isinstance(fields, dict):
             raise InvalidInputError(f"{file!r} is not an MLmodel file (a YAML mapping)")
-        return cls(fields)
+        model = cls(fields)
+        model._source = os.fspath(path)
+        return model
+
+    def load_input_example(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """The input example saved with the model (a DataFrame, an array or a dict, as it was
+        given), or ``None`` if it has none. ``path`` is the model's URI or directory; by
+        default the one this ``Model`` was loaded from."""
+        info = self.saved_input_example_info
+        if not isinstance(info, dict):
+            return None
+        source = os.fspath(path) if path is not None else self._source
+        if source is None:
+            raise InvalidInputError("give the model's URI or directory: load_input_example(path)")
+        from casstore.models.local import is_model_uri, local_model_dir
+        from casstore.models.save import model_file
+
+        name = str(info.get("artifact_path") or mlmodel.INPUT_EXAMPLE)
+        if is_model_uri(source):
+            data = model_file(source, name, None)[2]
+            if data is None:
+                raise ObjectNotFoundError(f"model {source!r} names an input example {name!r} but has no such file")
+        else:
+            try:
+                with open(os.path.join(local_model_dir(source), name), "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise LocalFileError(f"no input example {name!r} in model directory {source!r} ({e.strerror})") from e
+        return mlmodel.parse_input_example(data, info, self.get_input_schema())
 
     def get_input_schema(self) -> Any:
         return self.signature.inputs if self.signature else None

@@ -68,6 +68,13 @@ class PyFuncModel:
     def model_digest(self) -> str:
         return self.metadata.model_digest
 
+    @property
+    def loader_module(self) -> str | None:
+        """The module that loads the model: casstore's (``casstore.sklearn``,
+        ``casstore.pyfunc``), where MLflow names its own (``mlflow.sklearn``)."""
+        flavor = self.metadata.flavors.get("python_function")
+        return flavor.get("loader_module") if isinstance(flavor, dict) else None
+
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         """Check ``data`` against the input schema (converting only where no value can
         change), then call the model. A mismatch is an :class:`InvalidInputError`."""

@@ -9,7 +9,7 @@ exactly MLflow's ``MLmodel`` form, so a signature written here is read by MLflow
 >>> import numpy as np
 >>> sig = infer_signature(np.zeros((3, 4)), np.zeros(3, dtype="int64"))
 >>> sig.inputs
-[TensorSpec(dtype=float64, shape=(-1, 4))]
+[Tensor('float64', (-1, 4))]
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ class ColSpec:
         return d
 
     def __repr__(self) -> str:
-        opt = "" if self.required else " (optional)"
-        return f"{self.name!r}: {self.type}{opt}" if self.name is not None else f"{self.type}{opt}"
+        required = "required" if self.required else "optional"  # as MLflow prints it
+        return f"{self.name!r}: {self.type} ({required})" if self.name is not None else f"{self.type} ({required})"
 
 
 @dataclass(frozen=True)
@@ -114,14 +114,13 @@ class TensorSpec:
         object.__setattr__(self, "shape", shape)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"type": "tensor", "tensor-spec": {"dtype": self.dtype, "shape": list(self.shape)}}
-        if self.name is not None:
-            d["name"] = self.name
-        return d
+        # MLflow's keys, in its order, the shape a tuple (JSON writes it as a list)
+        spec: dict[str, Any] = {"type": "tensor", "tensor-spec": {"dtype": self.dtype, "shape": self.shape}}
+        return spec if self.name is None else {"name": self.name, **spec}
 
     def __repr__(self) -> str:
         head = f"{self.name!r}: " if self.name is not None else ""
-        return f"{head}TensorSpec(dtype={self.dtype}, shape={self.shape})"
+        return f"{head}Tensor({self.dtype!r}, {self.shape})"  # as MLflow prints it
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -135,6 +134,14 @@ def _dtype_name(dtype: Any) -> str:
 
 
 Spec = ColSpec | TensorSpec
+
+
+def _spec_type(spec: Spec) -> Any:
+    if isinstance(spec, TensorSpec):
+        import numpy as np
+
+        return np.dtype(spec.dtype)
+    return spec.type
 
 
 def _spec_from_dict(d: object) -> Spec:
@@ -194,6 +201,39 @@ class Schema:
 
     def input_names(self) -> list[str | int]:
         return [s.name if s.name is not None else i for i, s in enumerate(self.inputs)]
+
+    def required_input_names(self) -> list[str | int]:
+        return [n for n, s in zip(self.input_names(), self.inputs) if getattr(s, "required", True)]
+
+    def optional_input_names(self) -> list[str | int]:
+        return [n for n, s in zip(self.input_names(), self.inputs) if not getattr(s, "required", True)]
+
+    def input_types(self) -> list[Any]:
+        """Each entry's type: a column's type name (``"long"``, ``"double"``...), a tensor's
+        numpy dtype."""
+        return [_spec_type(s) for s in self.inputs]
+
+    def input_types_dict(self) -> dict[str, Any]:
+        """Names to types; a schema without names is refused."""
+        return {str(s.name): _spec_type(s) for s in self._named("input types as a dict")}
+
+    def input_dict(self) -> dict[str, Spec]:
+        """Names to their specs; a schema without names is refused."""
+        return {str(s.name): s for s in self._named("an input dict")}
+
+    def numpy_types(self) -> list[Any]:
+        """Each entry's numpy dtype."""
+        import numpy as np
+
+        # MLflow's: text columns are numpy's str and bytes (their frames hold them as objects)
+        text = {"string": "str", "binary": "bytes"}
+        return [np.dtype(s.dtype if isinstance(s, TensorSpec) else text.get(s.type, DataType.NUMPY[s.type]))
+                for s in self.inputs]
+
+    def _named(self, what: str) -> list[Spec]:
+        if not self.has_input_names():
+            raise InvalidInputError(f"cannot get {what} for a schema without names: {self!r}")
+        return self.inputs
 
     def to_dict(self) -> list[dict[str, Any]]:
         return [s.to_dict() for s in self.inputs]
@@ -281,7 +321,8 @@ class ParamSpec:
         default = self.default
         if self.dtype == DataType.datetime and default is not None:
             default = [v.isoformat() for v in default] if self.shape else default.isoformat()
-        return {"name": self.name, "type": self.dtype, "default": default, "shape": list(self.shape) if self.shape else None}
+        # MLflow's keys, in its order (they are written so into the MLmodel file)
+        return {"name": self.name, "default": default, "shape": self.shape, "type": self.dtype}
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ParamSpec) and self.to_dict() == other.to_dict()
@@ -432,7 +473,7 @@ class ModelSignature:
         return hash((self.inputs, self.outputs, self.params))
 
     def __repr__(self) -> str:
-        return f"inputs:\n  {self.inputs!r}\noutputs:\n  {self.outputs!r}\nparams:\n  {self.params!r}\n"
+        return f"inputs: \n  {self.inputs!r}\noutputs: \n  {self.outputs!r}\nparams: \n  {self.params!r}\n"  # MLflow's
 
 
 # ---- inference ---------------------------------------------------------------

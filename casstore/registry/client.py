@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from casstore.exceptions import InvalidInputError
 from casstore.registry.entities import AliasEvent, ModelVersion, RegisteredModel, RegistryEvent
 from casstore.registry.store import Registry, warn_damaged
-from casstore.runs.search import matches, parse_filter, parse_order_by, sort_items
+from casstore.runs.search import PagedList, matches, parse_filter, parse_order_by, sort_items
 
 if TYPE_CHECKING:
     from casstore.runs import RunStore
@@ -127,15 +127,15 @@ class RegistryClient:
         max_results: int | None = 100,
         order_by: list[str] | None = None,
         page_token: str | None = None,
-    ) -> list[RegisteredModel]:
-        """Registered models matching ``filter_string`` (``name LIKE 'fraud%' AND tags.team = 'risk'``)."""
+    ) -> PagedList[RegisteredModel]:
+        """One page of the registered models matching ``filter_string`` (``name LIKE 'fraud%'
+        AND tags.team = 'risk'``); its ``token`` asks for the next page (``None`` on the last)."""
         comps = parse_filter(filter_string, MODEL_ATTRIBUTES)
         found = [m for m in self.registry.list_models(on_damaged=warn_damaged)
                  if matches(comps, functools.partial(_model_value, m))]
         keys = parse_order_by(order_by or ["name ASC"], MODEL_ATTRIBUTES)
         found = sort_items(found, keys, _model_value, MODEL_ATTRIBUTES)
-        n = _limit(max_results)
-        return found[:n] if n else found
+        return PagedList.page(found, PagedList.offset_of(page_token), _limit(max_results))
 
     def update_registered_model(
         self, name: str, description: str | None = None, deployment_job_id: str | None = None
@@ -225,8 +225,8 @@ class RegistryClient:
         max_results: int | None = 10000,
         order_by: list[str] | None = None,
         page_token: str | None = None,
-    ) -> list[ModelVersion]:
-        """Versions matching ``filter_string`` (``name = 'fraud' AND run_id = '...'``,
+    ) -> PagedList[ModelVersion]:
+        """One page (``token`` asks for the next) of the versions matching ``filter_string`` (``name = 'fraud' AND run_id = '...'``,
         ``model_digest = '...'``, ``tags.validated = 'yes'``); as MLflow orders them unless
         ``order_by`` says otherwise: the most recently updated first, then by name, then the
         newest version first."""
@@ -242,8 +242,7 @@ class RegistryClient:
             found.extend(v for v in versions if matches(comps, functools.partial(_version_value, v)))
         keys = parse_order_by(order_by or ["last_updated_timestamp DESC", "name ASC", "version_number DESC"], VERSION_ATTRIBUTES)
         found = sort_items(found, keys, _version_value, VERSION_ATTRIBUTES)
-        n = _limit(max_results)
-        return found[:n] if n else found
+        return PagedList.page(found, PagedList.offset_of(page_token), _limit(max_results))
 
     def transition_model_version_stage(
         self, name: str, version: int | str, stage: str, archive_existing_versions: bool = False

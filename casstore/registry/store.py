@@ -25,6 +25,7 @@ from typing import Any
 
 from casstore.backend.base import Backend
 from casstore.exceptions import (
+    INVALID_PARAMETER_VALUE,
     DamagedRecordWarning,
     CorruptRecordError,
     InvalidInputError,
@@ -506,7 +507,7 @@ class Registry:
         alias = L.check_alias(alias)
         st = self._state(name)
         if alias not in self._aliases(st):
-            raise ObjectNotFoundError(f"registered model {name!r} has no alias {alias!r}")
+            return  # as MLflow: deleting an alias that is not set does nothing (cleanup code runs it again)
         self._append_alias(name, alias, None)
 
     def _append_alias(self, name: str, alias: str, version: int | None, reason: str | None = None) -> None:
@@ -532,7 +533,9 @@ class Registry:
         st = self._state(name)
         aliases = self._aliases(st)
         if alias not in aliases:
-            raise ObjectNotFoundError(f"registered model {name!r} has no alias {alias!r} (set one with set_registered_model_alias)")
+            # MLflow's code for a missing alias (a missing model or version is RESOURCE_DOES_NOT_EXIST)
+            raise ObjectNotFoundError(f"registered model {name!r} has no alias {alias!r} (set one with set_registered_model_alias)",
+                                      error_code=INVALID_PARAMETER_VALUE)
         return self._version(st, self._version_record(name, aliases[alias]), aliases)
 
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:

@@ -70,7 +70,7 @@ from casstore.objects import ObjectStore
 from casstore.objects.codec import pack, pack_checked, unpack, unpack_checked
 from casstore.runs import layout
 from casstore.runs.records import ModelRef, RunView
-from casstore.runs.search import RUN_ATTRIBUTES, Comparison, OrderKey, like_to_regex
+from casstore.runs.search import NULL_OPS, RUN_ATTRIBUTES, Comparison, OrderKey, like_to_regex
 
 
 
@@ -639,18 +639,27 @@ class RunIndex:
 
     def search(
         self, run_ids: Sequence[str], comparisons: Sequence[Comparison], order: Sequence[OrderKey],
-        deleted: bool | None, limit: int | None, offset: int,
+        deleted: bool | None, limit: int | None, offset: int, deleted_experiments: Sequence[str] = (),
     ) -> tuple[list[RunView], bool]:
-        """The runs among ``run_ids`` that match, ordered; and whether more follow."""
+        """The runs among ``run_ids`` that match, ordered; and whether more follow. A run of one
+        of ``deleted_experiments`` counts as deleted (as MLflow marks them)."""
         with self._lock:
             db = self._connect()
             while True:
-                rows = self._query(db, run_ids, comparisons, order, deleted, limit, offset)
+                rows = self._query(db, run_ids, comparisons, order, deleted, limit, offset, deleted_experiments)
                 more = limit is not None and len(rows) > limit
                 rows = rows[:limit] if limit is not None else rows
                 if self._verify(db, [r for r in rows if not r[1]]):
                     break  # a summary that failed its check was replaced from the run: ask again
             return [self._view(body, bool(d)) for body, _, d in rows], more
+
+    def experiments_of(self, run_ids: Sequence[str]) -> list[str]:
+        """The experiments the runs among ``run_ids`` belong to."""
+        with self._lock:
+            db = self._connect()
+            rows = db.execute("SELECT DISTINCT experiment_id FROM runs WHERE run_id IN (SELECT value FROM json_each(?))",
+                              (json.dumps(list(run_ids)),))
+            return sorted(str(e) for (e,) in rows)
 
     def count(self, run_ids: Sequence[str], comparisons: Sequence[Comparison], deleted: bool | None) -> int:
         """How many runs among ``run_ids`` match (what :meth:`search` would return in all)."""
@@ -739,15 +748,18 @@ class RunIndex:
     def _query(
         self, db: sqlite3.Connection, run_ids: Sequence[str], comparisons: Sequence[Comparison],
         order: Sequence[OrderKey], deleted: bool | None, limit: int | None, offset: int,
+        deleted_experiments: Sequence[str] = (),
     ) -> list[tuple[bytes, int, int]]:
-        where, args = self._where(run_ids, comparisons, deleted)
+        is_deleted, d_args = _deleted_sql(deleted_experiments)
+        where, where_args = self._where(run_ids, comparisons, deleted, deleted_experiments)
+        args = d_args + where_args
         order_sql: list[str] = []
         for k in order:
             expr, a = _order_expr(k)
             order_sql.append(f"({expr}) IS NULL, ({expr}) {'ASC' if k.ascending else 'DESC'}")
             args.extend(a + a)
         order_sql += ["r.start_time DESC", "r.run_id ASC"]
-        sql = (f"SELECT r.body, r.verified, r.deleted FROM runs r WHERE {where} "
+        sql = (f"SELECT r.body, r.verified, {is_deleted} FROM runs r WHERE {where} "
                f"ORDER BY {', '.join(order_sql)}")
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
@@ -758,18 +770,28 @@ class RunIndex:
         return [(bytes(b), int(v), int(d)) for b, v, d in db.execute(sql, args)]
 
     @staticmethod
-    def _where(run_ids: Sequence[str], comparisons: Sequence[Comparison], deleted: bool | None) -> tuple[str, list[Any]]:
+    def _where(run_ids: Sequence[str], comparisons: Sequence[Comparison], deleted: bool | None,
+               deleted_experiments: Sequence[str] = ()) -> tuple[str, list[Any]]:
         """The WHERE clause (and its arguments) choosing the runs among ``run_ids`` that match."""
         where = ["r.run_id IN (SELECT value FROM json_each(?))"]  # one argument, however many runs
         args: list[Any] = [json.dumps(list(run_ids))]
         if deleted is not None:
-            where.append("r.deleted = ?")
-            args.append(int(deleted))
+            is_deleted, d_args = _deleted_sql(deleted_experiments)
+            where.append(f"{is_deleted} = ?")
+            args += [*d_args, int(deleted)]
         for c in comparisons:
             sql, a = _condition(c)
             where.append(sql)
             args.extend(a)
         return " AND ".join(where), args
+
+
+def _deleted_sql(deleted_experiments: Sequence[str]) -> tuple[str, list[Any]]:
+    """SQL that is 1 for a deleted run, or a run of one of ``deleted_experiments``, else 0."""
+    if not deleted_experiments:
+        return "r.deleted", []
+    return ("(r.deleted = 1 OR r.experiment_id IN (SELECT value FROM json_each(?)))",
+            [json.dumps(list(deleted_experiments))])
 
 
 def _attr_expr(key: str) -> str:
@@ -782,6 +804,9 @@ def _attr_expr(key: str) -> str:
 
 def _condition(c: Comparison) -> tuple[str, list[Any]]:
     """SQL for one comparison, with the semantics of :func:`casstore.runs.search.matches`."""
+    if c.op in NULL_OPS:  # params and tags alone take them
+        held = f"r.rid IN (SELECT v.rid FROM {c.entity} v WHERE v.key = ?)"
+        return (held if c.op == "IS NOT NULL" else f"NOT {held}"), [c.key]
     if c.entity in ("params", "tags", "metrics"):
         col, a = _value_cond("v.value", c)
         # the runs whose value matches, through the (key, value) index: the cheapest filter drives the query

@@ -6,8 +6,8 @@ damaged or forged record is a :class:`CorruptRecordError`, never a crash.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from operator import itemgetter
 from typing import Any
 
@@ -44,6 +44,10 @@ class Experiment:
     artifact_location: str = ""
     #: when it last changed (a tag, its name, deletion); its creation time if never
     last_update_time: int = 0
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        """``dict(experiment)``: (name, value) pairs, as MLflow's entities give."""
+        return iter(asdict(self).items())
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,13 @@ A filter is comparisons joined by ``AND``::
 Identifiers are ``metrics.<key>``, ``params.<key>``, ``tags.<key>`` or
 ``attributes.<name>`` (a bare name is an attribute); a key with other characters
 is quoted with backticks or double quotes. Metrics compare with numbers
-(``= != < <= > >=``); params and tags with quoted strings (``= != LIKE ILIKE``);
-string attributes also take ``IN``/``NOT IN``; time attributes compare as numbers.
-A run that lacks the metric, param or tag a comparison names does not match it.
+(``= != < <= > >=``); params and tags with quoted strings (``= != LIKE ILIKE``), or
+``IS NULL`` / ``IS NOT NULL`` (whether a run lacks it); string attributes also take
+``IN``/``NOT IN``; time attributes compare as numbers. A run that lacks the metric,
+param or tag a comparison names does not match it (but for ``IS NULL``).
 
 ``order_by`` items are ``<identifier> [ASC|DESC]``; runs missing the value sort last.
+A client search answers one page at a time: a :class:`PagedList` and its ``token``.
 
 >>> [str(c) for c in parse_filter("metrics.acc >= 0.9 and params.C = '0.1'")]
 ['metrics.acc >= 0.9', "params.C = '0.1'"]
@@ -20,6 +22,8 @@ A run that lacks the metric, param or tag a comparison names does not match it.
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,6 +33,8 @@ from typing import Any, TypeVar, Union
 from casstore.exceptions import InvalidInputError
 
 __all__ = [
+    "NULL_OPS",
+    "PagedList",
     "Comparison",
     "OrderKey",
     "parse_filter",
@@ -76,6 +82,8 @@ _ENTITIES = {
 _NUM_OPS = ("=", "!=", "<", "<=", ">", ">=")
 _STR_OPS = ("=", "!=", "LIKE", "ILIKE")
 _SET_OPS = ("IN", "NOT IN")
+#: whether an item lacks a param or tag (no value follows them)
+NULL_OPS = ("IS NULL", "IS NOT NULL")
 
 _TOKEN = re.compile(
     r"""
@@ -103,6 +111,8 @@ class Comparison:
     value: Value
 
     def __str__(self) -> str:
+        if self.op in NULL_OPS:
+            return f"{_render_ident(self.entity, self.key)} {self.op}"
         return f"{_render_ident(self.entity, self.key)} {self.op} {_render_value(self.value)}"
 
 
@@ -211,7 +221,7 @@ def parse_filter(text: str | None, attributes: Mapping[str, str] = RUN_ATTRIBUTE
                 raise _err(text, f"expected AND between comparisons, got {toks[i][1]!r}")
         entity, key, i = _identifier(text, toks, i, attributes)
         op, i = _operator(text, toks, i)
-        value, i = _value(text, toks, i)
+        value, i = ("", i) if op in NULL_OPS else _value(text, toks, i)
         out.append(_check(text, Comparison(entity, key, op, value), attributes))
     return out
 
@@ -227,7 +237,14 @@ def _operator(text: str, toks: list[tuple[str, str]], i: int) -> tuple[str, int]
         return up, i + 1
     if up == "NOT" and i + 1 < len(toks) and toks[i + 1][1].upper() == "IN":
         return "NOT IN", i + 2
-    raise _err(text, f"expected a comparison operator (=, !=, <, <=, >, >=, LIKE, ILIKE, IN), got {tok!r}")
+    if up == "IS":
+        words = [t.upper() for _, t in toks[i + 1:i + 3]]
+        if words[:1] == ["NULL"]:
+            return "IS NULL", i + 2
+        if words == ["NOT", "NULL"]:
+            return "IS NOT NULL", i + 3
+        raise _err(text, "IS is followed by NULL or NOT NULL")
+    raise _err(text, f"expected a comparison operator (=, !=, <, <=, >, >=, LIKE, ILIKE, IN, IS NULL), got {tok!r}")
 
 
 def _value(text: str, toks: list[tuple[str, str]], i: int) -> tuple[Value, int]:
@@ -256,6 +273,10 @@ def _value(text: str, toks: list[tuple[str, str]], i: int) -> tuple[Value, int]:
 
 
 def _check(text: str, c: Comparison, attributes: Mapping[str, str]) -> Comparison:
+    if c.op in NULL_OPS:
+        if c.entity not in ("params", "tags"):
+            raise _err(text, f"{c.op} is supported for params and tags, not {c.entity}.{c.key}")
+        return c
     numeric = c.entity == "metrics" or (c.entity == "attributes" and attributes[c.key] == "num")
     if numeric:
         if c.op not in _NUM_OPS:
@@ -291,6 +312,8 @@ def like_to_regex(pattern: str, case_insensitive: bool = False) -> re.Pattern[st
 
 
 def _compare(actual: Any, op: str, value: Value) -> bool:
+    if op in NULL_OPS:
+        return (actual is None) == (op == "IS NULL")
     if actual is None:
         return False
     if isinstance(value, float):
@@ -374,3 +397,33 @@ def sort_items(
         present.sort(key=lambda x: _sort_value(get(x, k.entity, k.key), numeric)[1], reverse=not k.ascending)
         out = present + missing
     return out
+
+
+class PagedList(list[T]):
+    """One page of a client search (MLflow's ``PagedList``): a list, and ``token``, which
+    asks for the next page (``None`` on the last)."""
+
+    def __init__(self, items: Iterable[T], token: str | None) -> None:
+        super().__init__(items)
+        self.token = token
+
+    @staticmethod
+    def offset_of(page_token: str | None) -> int:
+        """Where the page a token asks for starts (0 without one)."""
+        if not page_token:
+            return 0
+        try:
+            offset = json.loads(base64.urlsafe_b64decode(page_token.encode()))["offset"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise InvalidInputError(f"invalid page_token {page_token!r}: pass the token of the previous page") from e
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidInputError(f"invalid page_token {page_token!r}: pass the token of the previous page")
+        return offset
+
+    @classmethod
+    def page(cls, found: list[T], offset: int, max_results: int | None) -> PagedList[T]:
+        """The page of ``found`` (which may hold one item beyond it) from ``offset`` on."""
+        if max_results is None or len(found) <= offset + max_results:
+            return cls(found[offset:], None)
+        token = base64.urlsafe_b64encode(json.dumps({"offset": offset + max_results}).encode()).decode()
+        return cls(found[offset : offset + max_results], token)

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from casstore.exceptions import (
@@ -280,6 +280,20 @@ class RunStore:
         else:
             self._active_seen.pop(exp_id, None)
         return active
+
+    def deleted_experiment_ids(self, experiment_ids: Iterable[str]) -> list[str]:
+        """Which of the experiments are deleted: their runs count as deleted while they are
+        (MLflow marks a deleted experiment's runs deleted; restoring it brings them back). An
+        experiment that is missing or cannot be read counts as active; an answer of active is
+        kept for :data:`ACTIVE_FOR` seconds."""
+        dead = []
+        for exp_id in dict.fromkeys(experiment_ids):
+            try:
+                if not self.experiment_is_active(exp_id):
+                    dead.append(exp_id)
+            except (ObjectNotFoundError, CorruptRecordError, InvalidInputError):
+                pass
+        return dead
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         """The experiment named ``name`` now, or ``None`` (never for ``Default``)."""
@@ -941,7 +955,8 @@ class RunStore:
         query = repr((experiment_ids, [str(c) for c in comparisons], [str(k) for k in keys], deleted))
         offset = run_index.token_offset(query, page_token)
         idx, ids = self.indexed_runs(experiment_ids)
-        views, more = idx.search(ids, comparisons, keys, deleted, max_results, offset)
+        dead = self.deleted_experiment_ids(idx.experiments_of(ids) if experiment_ids is None else experiment_ids)
+        views, more = idx.search(ids, comparisons, keys, deleted, max_results, offset, dead)
         page = run_index.Page(views)
         if more and max_results is not None:
             page.token = run_index.page_token(query, offset + max_results)

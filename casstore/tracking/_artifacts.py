@@ -140,13 +140,19 @@ def _suffix(artifact_file: str) -> str:
 
 
 def dict_bytes(dictionary: Any, artifact_file: str) -> bytes:
-    """JSON (indented) by default, YAML for ``.yaml``/``.yml`` (as MLflow's ``log_dict``)."""
+    """The bytes MLflow's ``log_dict`` writes: JSON (indented; a value JSON has no type for,
+    such as a date or a numpy integer, as its ``str``) by default, YAML with sorted keys for
+    ``.yaml``/``.yml``."""
     if _suffix(artifact_file) in (".yaml", ".yml"):
         import yaml
 
-        return str(yaml.safe_dump(dictionary, indent=2, default_flow_style=False, sort_keys=False)).encode()
+        try:
+            return str(yaml.safe_dump(dictionary, indent=2, default_flow_style=False)).encode()
+        except yaml.YAMLError as e:
+            raise InvalidInputError(f"log_dict cannot write {artifact_file!r} as YAML: {e}; "
+                                    "convert the values to plain str, int, float, list and dict") from e
     try:
-        return json.dumps(dictionary, indent=2).encode()
+        return json.dumps(dictionary, indent=2, default=str).encode()
     except (TypeError, ValueError) as e:
         raise InvalidInputError(f"log_dict cannot write {artifact_file!r} as JSON: {e}") from e
 
@@ -334,9 +340,10 @@ def _selected(view: RunView, path: str) -> list[ArtifactEntry]:
 
 
 def download(store: RunStore, view: RunView, artifact_path: str | None, dst_path: str | os.PathLike[str] | None) -> str:
-    """Download a file or a directory of a run under ``dst_path`` (a new temp dir if ``None``),
-    keeping its artifact path; return the local path. Every file is verified; none is
-    written outside ``dst_path``."""
+    """Download a file or a directory of a run into ``dst_path`` (a new temp dir if ``None``)
+    under its last name, as MLflow does (``plots/roc.png`` lands at ``<dst>/roc.png``, the
+    directory ``out/sub`` at ``<dst>/sub/...``, the whole run at ``<dst>/...``); return the
+    local path. Every file is verified; none is written outside ``dst_path``."""
     path = clean_optional_path(artifact_path)
     chosen = _selected(view, path)
     if dst_path is None:
@@ -346,7 +353,9 @@ def download(store: RunStore, view: RunView, artifact_path: str | None, dst_path
         if os.path.exists(dst) and not os.path.isdir(dst):
             raise LocalFileError(f"download destination {dst!r} exists and is not a directory")
         os.makedirs(dst, exist_ok=True)
-    targets = [(e, safe_destination(dst, e.path)) for e in chosen]  # all checked before any write
+    parent = path.rpartition("/")[0]
+    skip = len(parent) + 1 if parent else 0
+    targets = [(e, safe_destination(dst, e.path[skip:])) for e in chosen]  # all checked before any write
 
     def fetch(item: tuple[ArtifactEntry, str]) -> None:
         entry, target = item
@@ -354,7 +363,7 @@ def download(store: RunStore, view: RunView, artifact_path: str | None, dst_path
         store.artifact_to_file(view.run_id, entry, target)
 
     _run_all(fetch, targets, store.io_workers if len(targets) > 8 else 1)
-    return os.path.join(dst, *path.split("/")) if path else dst
+    return os.path.join(dst, path.rpartition("/")[2]) if path else dst
 
 
 def _run_all(fn: Any, items: Iterable[Any], workers: int) -> None:

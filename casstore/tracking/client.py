@@ -17,6 +17,7 @@ mixin from ``casstore.registry``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -168,8 +169,12 @@ class TrackingClient:
         return Run.from_view(handle.initial_view())  # what it holds: no need to read it back
 
     def get_run(self, run_id: str) -> Run:
-        """The run: from its verified manifest if sealed, else from its live records."""
-        return Run.from_view(self.store.get_run(run_id))
+        """The run: from its verified manifest if sealed, else from its live records. A run
+        of a deleted experiment is ``deleted`` while the experiment is (as MLflow's)."""
+        view = self.store.get_run(run_id)
+        if not view.deleted and self.store.deleted_experiment_ids([view.experiment_id]):
+            view = dataclasses.replace(view, deleted=True)
+        return Run.from_view(view)
 
     def _handle(self, run_id: str) -> RunHandle:
         run_id = check_run_id(run_id)
@@ -448,7 +453,8 @@ class TrackingClient:
         return _artifacts.list_entries(self.store.get_run(run_id), path)
 
     def download_artifacts(self, run_id: str, path: str = "", dst_path: str | os.PathLike[str] | None = None) -> str:
-        """Download an artifact file or directory (verified); return its local path."""
+        """Download an artifact file or directory (verified) into ``dst_path`` under its last
+        name, as MLflow does; return its local path."""
         return _artifacts.download(self.store, self.store.get_run(run_id), path, dst_path)
 
 

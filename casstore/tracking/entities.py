@@ -9,15 +9,14 @@ returns, is the fluent API's (:mod:`casstore.tracking.fluent`).
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from casstore.exceptions import InvalidInputError
 
 from casstore.runs import Experiment, RunView
+from casstore.runs.search import PagedList
 
 __all__ = [
     "Run",
@@ -84,39 +83,6 @@ def dataset_input(rec: dict[str, Any]) -> DatasetInput:
     tags += [InputTag(k, v) for k, v in sorted(rec.get("tags", {}).items())]
     return DatasetInput(ds, tags)
 
-T = TypeVar("T")
-
-
-class PagedList(list[T]):
-    """One page of a client search (MLflow's ``PagedList``): a list, and ``token``, which
-    asks for the next page (``None`` on the last)."""
-
-    def __init__(self, items: Iterable[T], token: str | None) -> None:
-        super().__init__(items)
-        self.token = token
-
-    @staticmethod
-    def offset_of(page_token: str | None) -> int:
-        """Where the page a token asks for starts (0 without one)."""
-        if not page_token:
-            return 0
-        try:
-            offset = json.loads(base64.urlsafe_b64decode(page_token.encode()))["offset"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise InvalidInputError(f"invalid page_token {page_token!r}: pass the token of the previous page") from e
-        if not isinstance(offset, int) or offset < 0:
-            raise InvalidInputError(f"invalid page_token {page_token!r}: pass the token of the previous page")
-        return offset
-
-    @classmethod
-    def page(cls, found: list[T], offset: int, max_results: int | None) -> PagedList[T]:
-        """The page of ``found`` (which may hold one item beyond it) from ``offset`` on."""
-        if max_results is None or len(found) <= offset + max_results:
-            return cls(found[offset:], None)
-        token = base64.urlsafe_b64encode(json.dumps({"offset": offset + max_results}).encode()).decode()
-        return cls(found[offset : offset + max_results], token)
-
-
 class RunStatus:
     """Run statuses (MLflow's names)."""
 
@@ -157,6 +123,22 @@ class ViewType:
     ACTIVE_ONLY = 1
     DELETED_ONLY = 2
     ALL = 3
+    _NAMES = {1: "active_only", 2: "deleted_only", 3: "all"}
+
+    @classmethod
+    def to_string(cls, view_type: int) -> str:
+        """MLflow's name of a view type: ``"active_only"``, ``"deleted_only"`` or ``"all"``."""
+        if view_type not in cls._NAMES:
+            raise InvalidInputError(f"unknown view type {view_type!r}; it is one of {sorted(cls._NAMES)} (ViewType.ACTIVE_ONLY ...)")
+        return cls._NAMES[view_type]
+
+    @classmethod
+    def from_string(cls, view_str: str) -> int:
+        """The view type named ``view_str`` (``"active_only"``, ``"deleted_only"``, ``"all"``)."""
+        for number, name in cls._NAMES.items():
+            if name == view_str:
+                return number
+        raise InvalidInputError(f"unknown view type {view_str!r}; it is one of {sorted(cls._NAMES.values())}")
 
 
 class _Iterable:
