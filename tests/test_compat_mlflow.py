@@ -1319,7 +1319,7 @@ def test_log_table_of_frames_loaded_across_runs(ml: types.ModuleType) -> None:
 
 def test_client_experiment_management(ml: types.ModuleType) -> None:
     client = ml.MlflowClient()
-    suffix = _exp_id(ml)
+    suffix = f"x{_exp_id(ml)}"  # no other experiment's name ends with it (MLflow's ids are numbers)
     churn = client.create_experiment(f"churn-{suffix}", tags={"team": "growth", "priority": "high"})
     fraud = client.create_experiment(f"fraud-{suffix}", tags={"team": "risk"})
     scratch = ml.create_experiment(f"scratch-{suffix}", tags={"team": "growth"})

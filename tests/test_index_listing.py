@@ -268,9 +268,9 @@ def test_an_empty_experiment_is_listed_in_full_once_and_its_first_run_is_still_s
     writer = open_run_store(url)
     exp = writer.get_or_create_experiment("e")
     reader = _reader(url, s3_proxy)
-    assert _entry_lists(s3_proxy, lambda: _names(reader, exp)) == 16  # cold: every entry, 16 listings at once
-    assert _entry_lists(s3_proxy, lambda: _names(reader, exp)) == 1
+    assert _entry_lists(s3_proxy, reader, exp) == 16  # cold: every entry, 16 listings at once
+    assert _entry_lists(s3_proxy, reader, exp) == 1
     first = _run(writer, exp, "first")
     index.flush_pending(writer)
-    assert _entry_lists(s3_proxy, lambda: _names(reader, exp)) == 1
+    assert _entry_lists(s3_proxy, reader, exp) == 1
     assert _names(reader, exp) == ["first"] and reader.listed_run_ids(exp) == [first]
