@@ -646,9 +646,10 @@ class RunStore:
         return b"".join(self.artifact_chunks(run_id, entry))
 
     def artifact_to_file(self, run_id: str, entry: ArtifactEntry, dest: str | os.PathLike[str],
-                         progress: Progress | None = None) -> None:
-        """Write an artifact to ``dest``, renamed into place only once verified."""
-        write_chunks(self.artifact_chunks(run_id, entry, progress), dest)
+                         progress: Progress | None = None, *, durable: bool | None = None) -> None:
+        """Write an artifact to ``dest``, renamed into place only once verified, and synced
+        unless ``durable`` is False (see :func:`casstore._files.write_file`)."""
+        write_chunks(self.artifact_chunks(run_id, entry, progress), dest, durable=durable)
 
     def inline_data(self, run_id: str, entry: ArtifactEntry) -> bytes:
         """The content an inline artifact's binding record holds, checked against the

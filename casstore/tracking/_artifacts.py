@@ -339,19 +339,18 @@ def download(store: RunStore, view: RunView, artifact_path: str | None, dst_path
     written outside ``dst_path``."""
     path = clean_optional_path(artifact_path)
     chosen = _selected(view, path)
+    private = dst_path is None
     if dst_path is None:
         dst = tempfile.mkdtemp(prefix="casstore-download-")
     else:
         dst = os.path.abspath(os.fspath(dst_path))
         if os.path.exists(dst) and not os.path.isdir(dst):
             raise LocalFileError(f"download destination {dst!r} exists and is not a directory")
-        os.makedirs(dst, exist_ok=True)
     targets = [(e, safe_destination(dst, e.path)) for e in chosen]  # all checked before any write
 
     def fetch(item: tuple[ArtifactEntry, str]) -> None:
-        entry, target = item
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        store.artifact_to_file(view.run_id, entry, target)
+        entry, target = item  # its directories are made (and synced) by the write
+        store.artifact_to_file(view.run_id, entry, target, durable=False if private else None)
 
     _run_all(fetch, targets, store.io_workers if len(targets) > 8 else 1)
     return os.path.join(dst, *path.split("/")) if path else dst

@@ -1,0 +1,93 @@
+"""Writing a user's files: whole or not at all, and on the disk once reported written.
+
+Every file casstore writes outside a store (a download, ``casstore get``, a model loaded
+into ``dst_path``, predictions written to a file) goes through :func:`write_file`: the
+content goes to a temp file beside the destination, which is ``fsync``-ed, renamed into
+place, and then the directory is ``fsync``-ed (and the parent of each directory the write
+created, first), so that after a power loss the destination holds either what it held before or
+the whole new file, never an empty or partial one. ``CASSTORE_DURABLE=0`` leaves the
+``fsync`` calls out (a crash of the process is still safe; a power loss may not be), as it
+does for a store; private temp directories pass ``durable=False``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+
+from casstore._env import env_on
+from casstore.exceptions import CasstoreError, LocalFileError
+
+__all__ = ["write_file", "sync_dir", "make_dirs"]
+
+
+def make_dirs(path: str | os.PathLike[str], *, durable: bool | None = None) -> None:
+    """Make directory ``path`` and its missing parents; when ``durable`` (default: unless
+    ``CASSTORE_DURABLE=0``), sync the parent of each directory made, which holds its name."""
+    missing: list[str] = []
+    d = os.path.abspath(os.fspath(path))
+    while not os.path.isdir(d):
+        missing.append(d)
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    os.makedirs(path, exist_ok=True)
+    if missing and (env_on("CASSTORE_DURABLE") if durable is None else durable):
+        for new in missing:
+            sync_dir(os.path.dirname(new))
+
+
+def sync_dir(path: str) -> None:
+    """``fsync`` a directory, so the names it holds survive a power loss."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file(chunks: Iterable[bytes | bytearray | memoryview], dest: str | os.PathLike[str], *,
+               durable: bool | None = None) -> None:
+    """Write ``chunks`` (an iterator that may raise, e.g. a verifying one) to ``dest``.
+
+    The content goes to ``.<name>.casstore-<random>.part`` beside ``dest`` and is renamed
+    into place only once the iterator is exhausted without error, so ``dest`` is never
+    left partly written; when ``durable`` (default: unless ``CASSTORE_DURABLE=0``) the
+    temp file is synced before the rename and the directory after it. Any failure
+    removes the temp file and leaves ``dest`` as it was; a failure of the local disk is
+    a :class:`LocalFileError` naming ``dest``."""
+    dest = os.path.abspath(os.fspath(dest))
+    if durable is None:
+        durable = env_on("CASSTORE_DURABLE")
+    d = os.path.dirname(dest)
+    tmp = os.path.join(d, f".{os.path.basename(dest)}.casstore-{uuid.uuid4().hex[:12]}.part")
+    try:
+        make_dirs(d, durable=durable)
+        with open(tmp, "wb") as out:
+            for data in chunks:
+                out.write(data)
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError) and not isinstance(e, CasstoreError):
+            raise LocalFileError(
+                f"cannot write {dest!r}: {e.strerror or e}; nothing was written there (a file already there is "
+                "as it was). Free space or fix the disk, then run the command again"
+            ) from e
+        raise
+    if durable:
+        try:
+            sync_dir(d)
+        except OSError as e:
+            raise LocalFileError(
+                f"{dest!r} was written but its directory could not be synced ({e.strerror or e}): it may not "
+                "survive a power loss. Fix the disk, then run the command again"
+            ) from e
