@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from casstore.objects import open_store
+from casstore.objects import StoreConfig, open_store
+from casstore.objects.config import CONFIG_KEY
 from casstore.runs import RunStore
 
 _WRITER = textwrap.dedent("""
@@ -47,7 +48,10 @@ _WRITER = textwrap.dedent("""
 """)
 
 
-def _race(root: Path | str, acks: Path, pause: float, what: str = "both") -> None:
+def _race(root: Path | str, acks: Path, pause: float, what: str = "both", version: int | None = None) -> None:
+    if version is not None:  # as an older casstore made it
+        Path(root).mkdir(parents=True)
+        (Path(root) / CONFIG_KEY).write_bytes(StoreConfig(version=version).to_json())
     store = RunStore(open_store(str(root), create=True))
     run_id = store.create_run(store.get_or_create_experiment("race")).run_id
     writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(root), run_id, str(acks), what])
@@ -79,3 +83,13 @@ def test_every_binding_that_returned_is_in_the_seal_on_s3(s3_url: str, tmp_path:
     """On S3 (a packs store: artifacts are bound in batch records, models in records of their own)."""
     for i in range(3):
         _race(f"{s3_url}/r{i}", tmp_path / f"acks{i}", 1.0 + 0.5 * i, "models")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_every_binding_that_returned_is_in_the_seal_in_a_version_3_store(tmp_path: Path, seed: int) -> None:
+    """A version-3 store (records of their own, no batch records): the end writes its closing
+    marker before it lists the run, and a writer that finds the marker after binding waits
+    for the seal (or completes the end) and checks it."""
+    rng = random.Random(seed)
+    for i in range(3):
+        _race(tmp_path / f"store{i}", tmp_path / f"acks{i}", rng.uniform(0.1, 0.5), version=3)
