@@ -169,3 +169,33 @@ def test_a_failed_sync_reports_the_file_and_leaves_the_old_one(
         MlflowClient(str(root)).download_artifacts(run_id, "model.bin", str(dst))
     assert (dst / "model.bin").read_bytes() == b"old"
     assert sorted(p.name for p in dst.iterdir()) == ["model.bin"]
+
+
+def test_a_download_onto_a_full_disk_names_the_file_and_leaves_the_old_one(tmp_path: Path) -> None:
+    """A real 8 MiB file system (a tmpfs) too small for the artifact: `casstore get --force`
+    fails with an error naming the file and the lack of space, the file it would have
+    replaced keeps its content, and no temp file is left to fill the disk."""
+    import subprocess
+    import sys
+    import uuid
+
+    mnt = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); the failing-fsync test covers the logic")
+    try:
+        root = tmp_path / "store"
+        store = RunStore(open_store(str(root), create=True))
+        h = store.create_run(store.get_or_create_experiment("full"))
+        h.log_bytes("big.bin", os.urandom(12 << 20))
+        h.end()
+        (mnt / "big.bin").write_bytes(b"the previous file")
+        r = subprocess.run([sys.executable, "-m", "casstore.cli", "--store", str(root), "get", h.run_id, "big.bin",
+                            "-o", str(mnt / "big.bin"), "--force"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert str(mnt / "big.bin") in r.stderr and "No space left on device" in r.stderr
+        assert (mnt / "big.bin").read_bytes() == b"the previous file"
+        assert sorted(p.name for p in mnt.iterdir()) == ["big.bin"]
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
