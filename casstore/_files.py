@@ -13,13 +13,18 @@ does for a store; private temp directories pass ``durable=False``.
 from __future__ import annotations
 
 import os
+import unicodedata
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from casstore._env import env_on
 from casstore.exceptions import CasstoreError, LocalFileError
 
-__all__ = ["write_file", "sync_dir", "make_dirs"]
+__all__ = ["write_file", "write_files", "sync_dir", "make_dirs"]
+
+T = TypeVar("T")
 
 
 def make_dirs(path: str | os.PathLike[str], *, durable: bool | None = None) -> None:
@@ -91,3 +96,47 @@ def write_file(chunks: Iterable[bytes | bytearray | memoryview], dest: str | os.
                 f"{dest!r} was written but its directory could not be synced ({e.strerror or e}): it may not "
                 "survive a power loss. Fix the disk, then run the command again"
             ) from e
+
+
+def _fold(path: str) -> str:
+    """``path`` as a file system that ignores letter case and Unicode normalization sees it."""
+    return unicodedata.normalize("NFC", path).casefold()
+
+
+def write_files(items: Sequence[tuple[T, str]], write: Callable[[T, str], None], name: Callable[[T], str], *,
+                workers: int = 1) -> None:
+    """Call ``write(item, target)`` for each item (``workers`` at a time), never letting one
+    replace another on a file system that takes two names as one.
+
+    Targets that differ only in letter case or Unicode normalization (``Model.pkl`` and
+    ``model.pkl``; ``café`` in NFC and in NFD) are one file on macOS's default volumes and
+    on Windows. The first of each such set is written with the others; each other one
+    after, alone, and only if its name does not lead to a file written here: if it does,
+    a :class:`LocalFileError` names both (``name(item)``) and says what to do, and the
+    file written first stays whole."""
+    firsts: dict[str, int] = {}
+    later: list[int] = []
+    for i, (_, target) in enumerate(items):
+        if firsts.setdefault(_fold(target), i) != i:
+            later.append(i)
+    first = [items[i] for i in sorted(set(firsts.values()))]
+    if workers > 1 and len(first) > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="casstore-get") as pool:
+            for _ in pool.map(lambda it: write(*it), first):
+                pass
+    else:
+        for it in first:
+            write(*it)
+    for i in later:
+        item, target = items[i]
+        earlier = items[firsts[_fold(target)]]
+        written = [earlier] + [items[j] for j in later if j < i and _fold(items[j][1]) == _fold(target)]
+        for other, path in written:
+            if os.path.lexists(target) and os.path.lexists(path) and os.path.samefile(target, path):
+                raise LocalFileError(
+                    f"cannot write {name(item)!r} to {target!r}: its name differs from {name(other)!r} only in letter "
+                    f"case or Unicode normalization, and the file system there takes the two as one name, so it would "
+                    f"replace {path!r}, written from {name(other)!r}, which is kept. Download the two separately, each "
+                    "to a name of its own (casstore get RUN PATH -o NEW_NAME)"
+                )
+        write(item, target)

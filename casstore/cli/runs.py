@@ -283,6 +283,7 @@ def get_cmd(run: str, path: str, dest: str | None, force: bool, as_json: bool, s
     without --force (nothing is written then); one that already holds the artifact's
     content is left as it is.
     """
+    from casstore._files import write_files
     from casstore._paths import clean_optional_path, safe_destination
     from casstore.cli._common import open_runs
 
@@ -317,8 +318,13 @@ def get_cmd(run: str, path: str, dest: str | None, force: bool, as_json: bool, s
         )
     total = sum(a.size for a, _ in todo)
     with Progress() as progress, progress.task(f"downloading {len(todo)} file(s)", total) as advance:
-        for entry, target in todo:
-            runs.artifact_to_file(view.run_id, entry, target, advance)
+        needed = {t for _, t in todo}  # the others hold their content already: left as they are
+
+        def fetch(entry: Any, target: str) -> None:
+            if target in needed:
+                runs.artifact_to_file(view.run_id, entry, target, advance)
+
+        write_files(items, fetch, lambda e: e.path)  # all of them: a name may lead to another's file
     if as_json:
         emit_json([{"path": e.path, "file": target, "size": e.size, "digest": e.digest} for e, target in items])
         return
