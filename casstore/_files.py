@@ -22,7 +22,7 @@ from typing import TypeVar
 from casstore._env import env_on
 from casstore.exceptions import CasstoreError, LocalFileError
 
-__all__ = ["write_file", "write_files", "sync_dir", "make_dirs"]
+__all__ = ["write_file", "write_files", "sync_dir", "sync_tree", "make_dirs"]
 
 T = TypeVar("T")
 
@@ -51,6 +51,33 @@ def sync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sync_tree(root: str, *, durable: bool | None = None) -> None:
+    """``fsync`` every file and directory under ``root``, and the directory that holds
+    ``root``'s name, unless ``durable`` is False (default: unless ``CASSTORE_DURABLE=0``):
+    for a directory written in place (``save_model``'s), before it is reported written."""
+    if not (env_on("CASSTORE_DURABLE") if durable is None else durable):
+        return
+    root = os.path.abspath(root)
+    try:
+        for dirpath, _dirnames, filenames in os.walk(root):
+            for fn in filenames:
+                path = os.path.join(dirpath, fn)
+                if os.path.islink(path):
+                    continue
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            sync_dir(dirpath)
+        sync_dir(os.path.dirname(root))
+    except OSError as e:
+        raise LocalFileError(
+            f"{root!r} was written but could not be synced to the disk ({e.strerror or e}): it may not survive a "
+            "power loss. Fix the disk, then write it again"
+        ) from e
 
 
 def write_file(chunks: Iterable[bytes | bytearray | memoryview], dest: str | os.PathLike[str], *,

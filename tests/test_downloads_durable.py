@@ -199,3 +199,21 @@ def test_a_download_onto_a_full_disk_names_the_file_and_leaves_the_old_one(tmp_p
         assert sorted(p.name for p in mnt.iterdir()) == ["big.bin"]
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_saved_model_directory_is_synced(tmp_path: Path, syscalls: list[Event]) -> None:
+    """`save_model` writes its directory in place: every file and directory in it, and the
+    directory that holds its name, is synced before it returns."""
+    pytest.importorskip("sklearn")
+    from sklearn.linear_model import LinearRegression
+
+    import casstore.sklearn
+
+    target = tmp_path / "models" / "saved"
+    (tmp_path / "models").mkdir()
+    casstore.sklearn.save_model(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), str(target))
+    synced = {e[1] for e in syscalls if e[0] == "fsync"}
+    files = [p for p in target.rglob("*")]
+    assert len(files) >= 3
+    for p in [*files, target, target.parent]:
+        assert str(p) in synced, f"{p} was not synced: {sorted(synced)}"
