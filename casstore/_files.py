@@ -12,6 +12,8 @@ does for a store; private temp directories pass ``durable=False``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import unicodedata
 import uuid
@@ -25,6 +27,9 @@ from casstore.exceptions import CasstoreError, LocalFileError
 __all__ = ["write_file", "write_files", "sync_dir", "sync_tree", "make_dirs"]
 
 T = TypeVar("T")
+
+#: inside :func:`write_files`: the directories whose ``fsync`` waits for the last file
+_DEFERRED: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("casstore_deferred_syncs", default=None)
 
 
 def make_dirs(path: str | os.PathLike[str], *, durable: bool | None = None) -> None:
@@ -116,6 +121,10 @@ def write_file(chunks: Iterable[bytes | bytearray | memoryview], dest: str | os.
             ) from e
         raise
     if durable:
+        deferred = _DEFERRED.get()
+        if deferred is not None:  # write_files syncs each directory once, after its files
+            deferred.add(d)
+            return
         try:
             sync_dir(d)
         except OSError as e:
@@ -141,6 +150,33 @@ def write_files(items: Sequence[tuple[T, str]], write: Callable[[T, str], None],
     after, alone, and only if its name does not lead to a file written here: if it does,
     a :class:`LocalFileError` names both (``name(item)``) and says what to do, and the
     file written first stays whole."""
+    dirs: set[str] = set()
+    token = _DEFERRED.set(dirs)
+    try:
+        _write_files(items, write, name, workers)
+    except BaseException:
+        _DEFERRED.reset(token)
+        with contextlib.suppress(LocalFileError):  # what was written stays; the first error is the one told
+            _sync_dirs(dirs)
+        raise
+    _DEFERRED.reset(token)
+    _sync_dirs(dirs)
+
+
+def _sync_dirs(dirs: set[str]) -> None:
+    """Sync each directory that holds a file written by :func:`write_files` (once each)."""
+    for d in sorted(dirs):
+        try:
+            sync_dir(d)
+        except OSError as e:
+            raise LocalFileError(
+                f"the files written in {d!r} may not survive a power loss: the directory could not be synced "
+                f"({e.strerror or e}). Fix the disk, then run the command again"
+            ) from e
+
+
+def _write_files(items: Sequence[tuple[T, str]], write: Callable[[T, str], None], name: Callable[[T], str],
+                 workers: int) -> None:
     firsts: dict[str, int] = {}
     later: list[int] = []
     for i, (_, target) in enumerate(items):
@@ -149,7 +185,9 @@ def write_files(items: Sequence[tuple[T, str]], write: Callable[[T, str], None],
     first = [items[i] for i in sorted(set(firsts.values()))]
     if workers > 1 and len(first) > 1:
         with ThreadPoolExecutor(workers, thread_name_prefix="casstore-get") as pool:
-            for _ in pool.map(lambda it: write(*it), first):
+            # each task runs in a copy of this thread's context, which holds the directories to sync
+            tasks = [(contextvars.copy_context(), it) for it in first]
+            for _ in pool.map(lambda task: task[0].run(write, *task[1]), tasks):
                 pass
     else:
         for it in first:

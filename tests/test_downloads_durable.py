@@ -95,6 +95,31 @@ def test_download_artifacts_syncs_each_file_and_its_directories(
     _assert_durable(syscalls, dst / "conf/a.yaml", made=dst / "conf")
 
 
+def test_a_download_of_many_files_by_several_threads_syncs_each_directory_after_its_files(
+        tmp_path: Path, syscalls: list[Event]) -> None:
+    from casstore.tracking.client import MlflowClient
+
+    root = tmp_path / "store"
+    store = RunStore(open_store(str(root), create=True))
+    h = store.create_run(store.get_or_create_experiment("many"))
+    files = {f"{d}/f{i:02d}.txt": os.urandom(100 + i) for d in ("a", "b/c") for i in range(10)}
+    h.log_files([(p, _write(tmp_path / "src" / p, data)) for p, data in files.items()])
+    h.end()
+    syscalls.clear()
+    dst = Path(MlflowClient(str(root)).download_artifacts(h.run_id, "", str(tmp_path / "out")))
+    for p, data in files.items():
+        assert (dst / p).read_bytes() == data
+        _assert_durable(syscalls, dst / p)
+    dir_syncs = [e[1] for e in syscalls if e[0] == "fsync" and os.path.isdir(e[1])]
+    assert dir_syncs.count(str(dst / "a")) == 1  # once for its ten files, after the last of them
+
+
+def _write(path: Path, data: bytes) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return str(path)
+
+
 def test_casstore_get_syncs_the_file_and_its_directory(
         logged: tuple[Path, str, dict[str, bytes]], tmp_path: Path, syscalls: list[Event],
         monkeypatch: pytest.MonkeyPatch) -> None:

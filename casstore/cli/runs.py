@@ -324,7 +324,8 @@ def get_cmd(run: str, path: str, dest: str | None, force: bool, as_json: bool, s
             if target in needed:
                 runs.artifact_to_file(view.run_id, entry, target, advance)
 
-        write_files(items, fetch, lambda e: e.path)  # all of them: a name may lead to another's file
+        write_files(items, fetch, lambda e: e.path,  # all of them: a name may lead to another's file
+                    workers=runs.io_workers if len(todo) > 8 else 1)
     if as_json:
         emit_json([{"path": e.path, "file": target, "size": e.size, "digest": e.digest} for e, target in items])
         return
