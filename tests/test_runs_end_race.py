@@ -36,6 +36,9 @@ _WRITER = textwrap.dedent("""
     i = 0
     try:
         while True:
+            if sys.argv[4] == "metrics":  # a point is acknowledged once its flush returned
+                h.log_metric("m", float(i), step=i); h.flush_metrics(); out.write(f"metric {i}\\n"); i += 1
+                continue
             if sys.argv[4] != "models":
                 h.log_bytes(f"a{i}.bin", os.urandom(20_000 + i)); out.write(f"artifact a{i}.bin\\n")
             if i % 4 == 0 or sys.argv[4] == "models":
@@ -56,6 +59,7 @@ def _race(root: Path | str, acks: Path, pause: float, what: str = "both", versio
     run_id = store.create_run(store.get_or_create_experiment("race")).run_id
     writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(root), run_id, str(acks), what])
     while not acks.exists() or not acks.read_text().startswith("ready"):
+        assert writer.poll() is None, "the writer exited before it was ready"
         time.sleep(0.01)
     time.sleep(pause)
     RunStore(open_store(str(root))).open_run(run_id).end()
@@ -66,6 +70,11 @@ def _race(root: Path | str, acks: Path, pause: float, what: str = "both", versio
     assert view.sealed
     returned = {line.split()[1] for line in lines if line.startswith("artifact")}
     models = {line.split()[1] for line in lines if line.startswith("model")}
+    if what == "metrics":
+        flushed = {int(line.split()[1]) for line in lines if line.startswith("metric ")}
+        sealed = {int(p[2]) for p in view.points if p[0] == "m"}
+        assert flushed and flushed <= sealed, sorted(flushed - sealed)
+        return
     assert returned or what == "models"
     assert returned <= set(view.artifacts), sorted(returned - set(view.artifacts))
     assert models <= set(view.models), sorted(models - set(view.models))
@@ -93,3 +102,13 @@ def test_every_binding_that_returned_is_in_the_seal_in_a_version_3_store(tmp_pat
     rng = random.Random(seed)
     for i in range(3):
         _race(tmp_path / f"store{i}", tmp_path / f"acks{i}", rng.uniform(0.1, 0.5), version=3)
+
+
+@pytest.mark.parametrize("version", [None, 3], ids=["current", "version-3"])
+def test_every_metric_flush_that_returned_is_in_the_seal(tmp_path: Path, version: int | None) -> None:
+    """A writer flushing metric points one by one while another process ends the run: each
+    point whose flush returned is in the seal (in a version-3 store, a metric segment
+    written after the end listed the run is found by its closing marker)."""
+    rng = random.Random(7)
+    for i in range(3):
+        _race(tmp_path / f"store{i}", tmp_path / f"acks{i}", rng.uniform(0.1, 0.4), "metrics", version=version)
