@@ -104,6 +104,7 @@ SCRIPTS = (
     Script("bench_search.py", ("--runs", "1000", "--s3-runs", "1000", "--synthetic", "100000"),
            ("--quick", "--repeat", "1"), needs="mlflow"),
     Script("bench_team.py", ("--runs", "1000", "--models", "6", "--model-mib", "64", "--repeat", "5")),
+    Script("bench_downloads.py", ("--repeat", "3"), needs="mlflow"),
 )
 VERSIONS = {"full": 10, "quick": 3}
 MODEL_MIB = {"full": 64, "quick": 8}

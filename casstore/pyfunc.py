@@ -338,12 +338,13 @@ def load_model(
             if local is None:
                 raise
             return load_model(local, suppress_warnings, dst_path, model_config, skops_trusted_types=skops_trusted_types)
-        if dest is None and _is_python_model(load_entry(s, resolved.model_digest).flavors):
+        scratch = dest is None and _is_python_model(load_entry(s, resolved.model_digest).flavors)
+        if scratch:
             dest, keep = kept_dir("casstore-pyfunc-"), True
-        fetched = fetch_model(s, resolved.model_digest, dest)
+        fetched = fetch_model(s, resolved.model_digest, dest, scratch=scratch)
         fetched.resolved = resolved
     else:
-        fetched = fetch_local_dir(model_uri, dest if dest is not None else kept_dir("casstore-pyfunc-"))
+        fetched = fetch_local_dir(model_uri, dest if dest is not None else kept_dir("casstore-pyfunc-"), scratch=dest is None)
         keep = keep or _is_python_model(fetched.entry.flavors)
     try:
         kwargs: dict[str, Any] = {}

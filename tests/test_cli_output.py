@@ -137,7 +137,7 @@ def test_a_run_made_by_log_has_the_run_name_tag_the_api_sets(tmp_path: Path, fil
 def test_delete_run_json_says_what_was_done(tmp_path: Path, files: Path) -> None:
     store = str(tmp_path / "store")
     run_id = json.loads(ok(cli("log", str(files / "a.txt"), "--store", store, "--json")).stdout)["run_id"]
-    first = json.loads(ok(cli("delete-run", run_id[:8], "--reason", "wrong split", "--store", store, "--json")).stdout)
+    first = json.loads(ok(cli("delete-run", run_id[:8], "--reason", "wrong split", "--yes", "--store", store, "--json")).stdout)
     assert first == {"run_id": run_id, "deleted": True, "already_deleted": False, "reason": "wrong split", "pinned_by": []}
     again = json.loads(ok(cli("delete-run", run_id, "--store", store, "--json")).stdout)
     assert again["already_deleted"] is True and again["run_id"] == run_id

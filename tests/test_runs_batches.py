@@ -117,7 +117,7 @@ def test_an_older_store_keeps_one_record_per_param_and_tag(tmp_path: Path) -> No
     digest = h.end()
     kinds = sorted({k.split("/")[0] for k in _run_keys(store, h.run_id)})
     assert not any(k.startswith("batch-") for k in kinds)
-    assert kinds == ["manifests", "meta", "metrics", "params", "seal", "tags"]
+    assert kinds == ["closing", "manifests", "meta", "metrics", "params", "seal", "tags"]  # closing: see format.md
     assert store.backend.get(layout.manifest_key(h.run_id, digest))
     assert store.get_run(h.run_id).params == {"a": "1", "b": "2"}
     assert not list(store.backend.list("index/"))  # older stores publish no search index
@@ -222,6 +222,11 @@ def test_upgrade_converts_a_version_3_store_and_its_runs_keep_their_rules(tmp_pa
     still_open.flush_metrics()
     gone = old.create_run("0", run_name="gone")
     old.delete_run(gone.run_id)
+    # the old writer is still alive (it holds its metric log): the upgrade refuses, changing nothing
+    r = CliRunner().invoke(cli, ["upgrade", "--store", url])
+    assert r.exit_code == 1 and "a writer is active" in r.output and "nothing was changed" in r.output, r.output
+    assert read_config(old.backend).version == 3 and not list(old.backend.list(batches_prefix(still_open.run_id)))
+    still_open._flush_at_exit()  # its process exits, leaving the run open: its metric log is closed
     r = CliRunner().invoke(cli, ["upgrade", "--store", url])
     assert r.exit_code == 0, r.output
     # the sealed run's seal does not hold its manifest (version 3): it keeps its records

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from casstore.objects import open_store
+from casstore.objects import StoreConfig, open_store
+from casstore.objects.config import CONFIG_KEY
 from casstore.runs import RunStore
 
 _WRITER = textwrap.dedent("""
@@ -35,6 +36,9 @@ _WRITER = textwrap.dedent("""
     i = 0
     try:
         while True:
+            if sys.argv[4] == "metrics":  # a point is acknowledged once its flush returned
+                h.log_metric("m", float(i), step=i); h.flush_metrics(); out.write(f"metric {i}\\n"); i += 1
+                continue
             if sys.argv[4] != "models":
                 h.log_bytes(f"a{i}.bin", os.urandom(20_000 + i)); out.write(f"artifact a{i}.bin\\n")
             if i % 4 == 0 or sys.argv[4] == "models":
@@ -47,11 +51,15 @@ _WRITER = textwrap.dedent("""
 """)
 
 
-def _race(root: Path | str, acks: Path, pause: float, what: str = "both") -> None:
+def _race(root: Path | str, acks: Path, pause: float, what: str = "both", version: int | None = None) -> None:
+    if version is not None:  # as an older casstore made it
+        Path(root).mkdir(parents=True)
+        (Path(root) / CONFIG_KEY).write_bytes(StoreConfig(version=version).to_json())
     store = RunStore(open_store(str(root), create=True))
     run_id = store.create_run(store.get_or_create_experiment("race")).run_id
     writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(root), run_id, str(acks), what])
     while not acks.exists() or not acks.read_text().startswith("ready"):
+        assert writer.poll() is None, "the writer exited before it was ready"
         time.sleep(0.01)
     time.sleep(pause)
     RunStore(open_store(str(root))).open_run(run_id).end()
@@ -62,6 +70,11 @@ def _race(root: Path | str, acks: Path, pause: float, what: str = "both") -> Non
     assert view.sealed
     returned = {line.split()[1] for line in lines if line.startswith("artifact")}
     models = {line.split()[1] for line in lines if line.startswith("model")}
+    if what == "metrics":
+        flushed = {int(line.split()[1]) for line in lines if line.startswith("metric ")}
+        sealed = {int(p[2]) for p in view.points if p[0] == "m"}
+        assert flushed and flushed <= sealed, sorted(flushed - sealed)
+        return
     assert returned or what == "models"
     assert returned <= set(view.artifacts), sorted(returned - set(view.artifacts))
     assert models <= set(view.models), sorted(models - set(view.models))
@@ -79,3 +92,23 @@ def test_every_binding_that_returned_is_in_the_seal_on_s3(s3_url: str, tmp_path:
     """On S3 (a packs store: artifacts are bound in batch records, models in records of their own)."""
     for i in range(3):
         _race(f"{s3_url}/r{i}", tmp_path / f"acks{i}", 1.0 + 0.5 * i, "models")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_every_binding_that_returned_is_in_the_seal_in_a_version_3_store(tmp_path: Path, seed: int) -> None:
+    """A version-3 store (records of their own, no batch records): the end writes its closing
+    marker before it lists the run, and a writer that finds the marker after binding waits
+    for the seal (or completes the end) and checks it."""
+    rng = random.Random(seed)
+    for i in range(3):
+        _race(tmp_path / f"store{i}", tmp_path / f"acks{i}", rng.uniform(0.1, 0.5), version=3)
+
+
+@pytest.mark.parametrize("version", [None, 3], ids=["current", "version-3"])
+def test_every_metric_flush_that_returned_is_in_the_seal(tmp_path: Path, version: int | None) -> None:
+    """A writer flushing metric points one by one while another process ends the run: each
+    point whose flush returned is in the seal (in a version-3 store, a metric segment
+    written after the end listed the run is found by its closing marker)."""
+    rng = random.Random(7)
+    for i in range(3):
+        _race(tmp_path / f"store{i}", tmp_path / f"acks{i}", rng.uniform(0.1, 0.4), "metrics", version=version)

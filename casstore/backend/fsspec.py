@@ -16,13 +16,14 @@ file system is private to the process.
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from casstore.backend.base import Backend, ObjectInfo, nbytes, validate_key
-from casstore.exceptions import ObjectNotFoundError, StoreUnavailableError
+from casstore.exceptions import ObjectNotFoundError, StoreFullError, StoreUnavailableError
 
 __all__ = ["FsspecBackend", "MemoryBackend"]
 
@@ -45,15 +46,29 @@ class FsspecBackend(Backend):
         return f"{self.root}/{key}" if self.root else key
 
     def _unavailable(self, key: str, e: Exception) -> StoreUnavailableError:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StoreFullError(f"store {self.url!r} is full writing {key!r}: {e.strerror or e}; what the write "
+                                  "left was removed. Free space (`casstore gc`), then log again")
         return StoreUnavailableError(f"store {self.url!r}: cannot access {key!r}: {type(e).__name__}: {e}")
 
     def _pipe(self, path: str, data: bytes, mode: str) -> None:
+        """Write ``data`` at ``path``. A write that fails may have written part of it in
+        place (these file systems have no atomic publication): what it left is removed,
+        so no half-written object stays under a name a reader trusts."""
         try:
-            self.fs.pipe_file(path, data, mode=mode)
-        except FileNotFoundError:
-            # file systems with real directories (local, sftp) want the parent made first
-            self.fs.makedirs(path.rpartition("/")[0], exist_ok=True)
-            self.fs.pipe_file(path, data, mode=mode)
+            try:
+                self.fs.pipe_file(path, data, mode=mode)
+            except FileNotFoundError:
+                # file systems with real directories (local, sftp) want the parent made first
+                self.fs.makedirs(path.rpartition("/")[0], exist_ok=True)
+                self.fs.pipe_file(path, data, mode=mode)
+        except OSError:
+            try:
+                if self.fs.exists(path):
+                    self.fs.rm_file(path)
+            except OSError:
+                pass  # left for the size checks (blobs) and `verify` (records) to find
+            raise
 
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)

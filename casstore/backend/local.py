@@ -45,7 +45,6 @@ import mmap
 import os
 import stat
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -466,13 +465,17 @@ class LocalBackend(Backend):
         """Freshen ``path``; whether it exists (with ``size``, of that many bytes)."""
         try:
             st = os.stat(path)
-            # strictly later than before, even within one tick of the file system's clock, so
-            # a writer that removes what it alone created (a failed log) sees any reuse
-            t = max(time.time_ns(), st.st_mtime_ns + _FRESHEN_STEP_NS)
-            try:
-                os.utime(path, ns=(t, t))
-            except PermissionError:  # another user's file: only "now" may be set
-                os.utime(path)
+            # "now" of the file system's clock (the kernel's; on NFS the server's), which gc
+            # reads too (its probe's mtime): never this process's clock, which may be behind
+            os.utime(path)
+            # and strictly later than before, even within one tick of that clock, so a writer
+            # that removes what it alone created (a failed log) sees any reuse
+            if os.stat(path).st_mtime_ns <= st.st_mtime_ns:
+                t = st.st_mtime_ns + _FRESHEN_STEP_NS
+                try:
+                    os.utime(path, ns=(t, t))
+                except PermissionError:  # another user's file: only "now" may be set
+                    pass
             return size is None or st.st_size == size
         except FileNotFoundError:
             return False  # removed by gc since it was seen: the caller writes it anew

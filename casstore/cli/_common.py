@@ -31,6 +31,7 @@ __all__ = [
     "fmt_time",
     "Progress",
     "is_interactive",
+    "confirm",
     "DEBUG_KEY",
     "STORE_KEY",
     "INTERRUPTED",
@@ -178,6 +179,25 @@ def is_interactive(stream: Any = None) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+def confirm(question: str, *, exact: bool, refusal: str) -> None:
+    """Ask ``question`` before something that cannot be undone; raise ``Abort`` on no.
+
+    Without a terminal to ask on, an ``exact`` target (the full id a script holds) is taken
+    as meant, and any other (an id prefix) is refused with ``refusal``: an
+    :class:`InvalidInputError` that says what to give instead."""
+    try:
+        terminal = sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    if not terminal:
+        if exact:
+            return
+        raise InvalidInputError(refusal)
+    if not click.confirm(question, default=False, err=True):
+        click.echo("nothing was changed", err=True)
+        raise click.exceptions.Exit(1)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None,

@@ -281,7 +281,8 @@ index beside the store. On a local disk, a sealed run then keeps its seal only (
 records it holds are removed). Version 6 names run entries in time order (searches on S3
 list only an experiment's newest entries): a version-5 store gets its casstore.json
 written again. No content is rewritten. Run it while no other process writes to the
-store; an interrupted upgrade is run again. casstore releases before version 6 cannot
+store (it refuses while it sees a writer's metric log on this machine); an interrupted
+upgrade is run again. casstore releases before version 6 cannot
 open the store afterwards. On a version-6 store whose casstore.json has no check of its
 own (b3), it adds the check.
 """)

@@ -23,7 +23,7 @@ from casstore.cli._common import (
     print_table,
     resolve_run_id,
 )
-from casstore.exceptions import CorruptRecordError, IntegrityError, InvalidInputError, LocalFileError, ObjectNotFoundError
+from casstore.exceptions import CasstoreError, CorruptRecordError, IntegrityError, InvalidInputError, LocalFileError, ObjectNotFoundError
 
 __all__ = ["COMMANDS", "run_dict", "short"]
 
@@ -319,6 +319,7 @@ def get_cmd(run: str, path: str, dest: str | None, force: bool, as_json: bool, s
     without --force (nothing is written then); one that already holds the artifact's
     content is left as it is.
     """
+    from casstore._files import write_files
     from casstore._paths import clean_optional_path, safe_destination
     from casstore.cli._common import open_runs
 
@@ -353,8 +354,14 @@ def get_cmd(run: str, path: str, dest: str | None, force: bool, as_json: bool, s
         )
     total = sum(a.size for a, _ in todo)
     with Progress() as progress, progress.task(f"downloading {len(todo)} file(s)", total) as advance:
-        for entry, target in todo:
-            runs.artifact_to_file(view.run_id, entry, target, advance)
+        needed = {t for _, t in todo}  # the others hold their content already: left as they are
+
+        def fetch(entry: Any, target: str) -> None:
+            if target in needed:
+                runs.artifact_to_file(view.run_id, entry, target, advance)
+
+        write_files(items, fetch, lambda e: e.path,  # all of them: a name may lead to another's file
+                    workers=runs.io_workers if len(todo) > 8 else 1)
     if as_json:
         emit_json([{"path": e.path, "file": target, "size": e.size, "digest": e.digest} for e, target in items])
         return
@@ -453,24 +460,38 @@ def log_cmd(files: tuple[str, ...], run: str | None, artifact_path: str | None, 
 
 @click.command("delete-run", epilog="""\b
 Examples:
-  casstore delete-run 3f2a9c --reason "trained on the wrong split"
+  casstore delete-run 3f2a9c --reason "trained on the wrong split"   # shows the run, asks
+  casstore delete-run 3f2a9c0d41b8e7a65c2f9d0e1b3a4c5d --yes          # a script: no question
   casstore gc        # later: reclaims what no live run or registered version needs
+\b
+A deletion cannot be undone. On a terminal the run is shown and you are asked
+first (--yes skips the question). Without a terminal, a run named by a prefix of
+its id is refused unless --yes: give the full 32-character id (`casstore runs
+--json`) in scripts.
 """)
 @click.argument("run", shell_complete=complete_run_id)
 @click.option("--reason", default="", help="Why the run is deleted (kept in the deletion record).")
+@click.option("--yes", "-y", "yes", is_flag=True, help="Delete without asking (also a run named by an id prefix).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON: the run, whether it was deleted now, and the registry versions that keep its model.")
 @common_options
-def delete_run_cmd(run: str, reason: str, as_json: bool, store: str | None) -> None:
+def delete_run_cmd(run: str, reason: str, yes: bool, as_json: bool, store: str | None) -> None:
     """Mark a run deleted (a record with time and reason; nothing is removed yet).
 
     `casstore gc` later reclaims the space of data that no live run and no registered
     model version references; a registered version keeps its model's files alive.
+    The deletion cannot be undone: the run is shown and confirmed first (see below).
     """
-    from casstore.cli._common import open_runs
+    from casstore.cli._common import confirm, open_runs
+    from casstore.runs.layout import is_run_id
 
     runs = open_runs(store)
     run_id = resolve_run_id(runs, run)
+    if not runs.is_deleted(run_id) and not yes:
+        confirm(f"delete {_describe_run(runs, run_id)}? This cannot be undone", exact=is_run_id(run.strip().lower()),
+                refusal=f"{run!r} is a prefix of run id {run_id}; nothing was deleted. Deleting by a prefix needs "
+                        f"a confirmation, and there is no terminal to ask on: give the full id ({run_id}), "
+                        "or pass --yes")
     if runs.is_deleted(run_id):
         if as_json:
             emit_json({"run_id": run_id, "deleted": True, "already_deleted": True, "reason": reason, "pinned_by": []})
@@ -492,6 +513,17 @@ def delete_run_cmd(run: str, reason: str, as_json: bool, store: str | None) -> N
     for name, version in pinned:
         click.echo(f"  its model is pinned by registered model {name} version {version}: those files stay")
     click.echo("space is reclaimed by `casstore gc` once the grace period has passed", err=True)
+
+
+def _describe_run(runs: Any, run_id: str) -> str:
+    """The run as a question shows it: id, name, experiment, status, start and artifacts."""
+    try:
+        view = runs.get_run(run_id, warn=False)
+    except CasstoreError as e:
+        return f"run {run_id} (it cannot be read: {e})"
+    started = fmt_time(view.start_time) if view.start_time else "?"
+    return (f"run {run_id} {view.run_name!r} (experiment {view.experiment_id}, {view.status}, started {started}, "
+            f"{len(view.artifacts)} artifact(s), {len(view.models)} model(s))")
 
 
 def _pinned_versions(runs: Any, view: Any) -> list[tuple[str, int]]:

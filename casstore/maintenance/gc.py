@@ -260,7 +260,8 @@ def collect_garbage(
 
     layout = read_config(backend).layout
     if no_writers:
-        _refuse_if_writing(backend)
+        refuse_if_writing(backend, "gc --no-writers", "nothing was deleted. Run gc without --no-writers (safe beside "
+                          "writers), or once they have ended.")
     now = time.time() if dry_run else store_clock(backend)
     report = GcReport(dry_run=dry_run, grace=grace, started=now, exact=bool(getattr(backend, "exact_stale_delete", False)))
     if not dry_run:
@@ -455,17 +456,18 @@ def collect_garbage(
     return report
 
 
-def _refuse_if_writing(backend: Backend) -> None:
-    """For ``no_writers``: raise if a writer is seen (a live metric log of this machine)."""
+def refuse_if_writing(backend: Backend, what: str, then: str) -> None:
+    """For what must run with no writer (``gc --no-writers``, ``upgrade``): raise
+    :class:`RunStateError` (``what``: the writer seen; ``then``) if a writer is seen: a
+    live metric log (of this machine, for a remote store)."""
     from casstore.runs.wal import wal_dir_for
 
     wal = wal_dir_for(backend)
     live = wal.live() if wal is not None else []
     if live:
         raise RunStateError(
-            f"gc --no-writers: a writer is active on this store (it holds the metric log {live[0]}, run "
-            f"{live[0].split('/')[0]}{f' and {len(live) - 1} more' if len(live) > 1 else ''}); nothing was deleted. "
-            "Run gc without --no-writers (safe beside writers), or once they have ended."
+            f"{what}: a writer is active on this store (it holds the metric log {live[0]}, run "
+            f"{live[0].split('/')[0]}{f' and {len(live) - 1} more' if len(live) > 1 else ''}); {then}"
         )
 
 

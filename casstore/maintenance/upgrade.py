@@ -20,7 +20,8 @@ and notes a late one (see :mod:`casstore.runs.index`), which older casstore does
 version-5 store is upgraded by writing its config again.
 
 Run it while no other process writes to the store: a writer of an older casstore that
-keeps writing after the upgrade would not follow the new format's rules. An upgrade
+keeps writing after the upgrade would not follow the new format's rules. It refuses,
+changing nothing, while it sees a writer (a live metric log, as ``gc --no-writers``). An upgrade
 stopped halfway is run again: each step is idempotent, and the store keeps its old
 version until the last one.
 """
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 from casstore.exceptions import CasstoreError, InvalidInputError, ObjectNotFoundError, StoreConfigError
 from casstore.objects.config import CONFIG_KEY, FORMAT_VERSION, StoreConfig, read_config
+from casstore.maintenance.gc import refuse_if_writing
 from casstore.objects.codec import pack_checked
 from casstore.runs import index, layout
 from casstore.runs.batches import BATCHED_FROM, COMPACTED_FROM, Batch, batch_key, batch_number, batches_prefix, decode_batch
@@ -61,6 +63,8 @@ def upgrade_store(runs: RunStore) -> UpgradeReport:
             raise InvalidInputError(f"store {runs.url} already has format version {config.version}; nothing to upgrade")
         _write_config(runs, config)  # written before configs checked themselves: the same, with its check
         return UpgradeReport(config.version, config.version, 0, 0)
+    refuse_if_writing(backend, "casstore upgrade", "nothing was changed. Upgrade once every writer has ended: a "
+                      "writer that keeps the old format's rules after the upgrade can leave a record out of a seal.")
     if config.version < 3:
         raise StoreConfigError(
             f"store {runs.url} has format version {config.version}: casstore reads and writes it as it is, but "

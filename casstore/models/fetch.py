@@ -42,6 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
+from casstore._files import make_dirs
 from casstore._paths import safe_destination
 from casstore.exceptions import IntegrityError, InvalidInputError, LocalFileError
 from casstore.models.entry import FileRef, ModelEntry
@@ -117,23 +118,26 @@ def load_entry(store: RunStore, model_digest: str) -> ModelEntry:
     return ModelEntry.from_dict(raw, f"model entry {model_digest}")
 
 
-def fetch_model(store: RunStore, model_digest: str, dest: str | None = None) -> FetchedModel:
+def fetch_model(store: RunStore, model_digest: str, dest: str | None = None, *, scratch: bool = False) -> FetchedModel:
     """Fetch every file of the model, verified: the large ones held in memory when
     ``dest`` is None, the others written into ``dest`` (default: a new private temp
-    directory, removed again if anything fails)."""
+    directory, removed again if anything fails). Files written into a ``dest`` are synced
+    (:func:`casstore._files.write_file`) unless it is ``scratch`` (a private directory)."""
     entry = load_entry(store, model_digest)
     private = dest is None
+    durable = False if private or scratch else None
     path = tempfile.mkdtemp(prefix="casstore-model-") if dest is None else os.fspath(dest)
     fetched = FetchedModel(path, entry, model_digest)
     hold = _to_hold(entry, memory_budget()) if private else set()
     try:
-        os.makedirs(path, exist_ok=True)
+        if not private:
+            make_dirs(path, durable=durable)
         for rel, ref in sorted(entry.files.items()):
             target = safe_destination(path, rel)
             if rel in hold:
                 fetched.held[rel] = list(_verified_chunks(store.objects, ref))
             else:
-                write_chunks(_verified_chunks(store.objects, ref), target)
+                write_chunks(_verified_chunks(store.objects, ref), target, durable=durable)
     except BaseException:
         fetched.held.clear()
         if private:

@@ -19,10 +19,12 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from casstore._files import make_dirs, write_file
 from casstore._paths import safe_destination
 from casstore.exceptions import CorruptRecordError, IntegrityError, InvalidInputError, ObjectNotFoundError
 from casstore.models.entry import FileRef, ModelEntry, entry_digest
@@ -88,15 +90,20 @@ def local_model_dir(uri: str | os.PathLike[str]) -> str:
     return path
 
 
-def _copy_hashed(src: str, dst: str) -> tuple[str, int]:
+def _copy_hashed(src: str, dst: str, durable: bool | None) -> tuple[str, int]:
+    """Copy ``src`` to ``dst`` (:func:`casstore._files.write_file`); its BLAKE3 and size."""
     h = new_hasher()
     size = 0
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    with open(src, "rb") as f, open(dst, "wb") as out:
-        while block := f.read(1 << 20):
-            h.update(block)
-            out.write(block)
-            size += len(block)
+
+    def blocks() -> Iterator[bytes]:
+        nonlocal size
+        with open(src, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+                size += len(block)
+                yield block
+
+    write_file(blocks(), dst, durable=durable)
     return h.hexdigest(), size
 
 
@@ -127,13 +134,16 @@ def _entry_of_mlflow_dir(path: str, files: dict[str, FileRef]) -> dict[str, Any]
     ).to_dict()
 
 
-def fetch_local_dir(uri: str | os.PathLike[str], dest: str | None = None) -> FetchedModel:
+def fetch_local_dir(uri: str | os.PathLike[str], dest: str | None = None, *, scratch: bool = False) -> FetchedModel:
     """Copy a local model directory into ``dest`` (default: a new private directory),
-    checking every file against the directory's model entry where it has one."""
+    checking every file against the directory's model entry where it has one. Files
+    copied into a ``dest`` are synced unless it is ``scratch`` (a private directory)."""
     path = local_model_dir(uri)
     private = dest is None
     target = tempfile.mkdtemp(prefix="casstore-model-") if dest is None else os.fspath(dest)
+    durable = False if private or scratch else None
     try:
+        make_dirs(target, durable=durable)
         entry_path = os.path.join(path, ENTRY_FILE)
         if os.path.isfile(entry_path):
             with open(entry_path, "rb") as f:
@@ -143,7 +153,7 @@ def fetch_local_dir(uri: str | os.PathLike[str], dest: str | None = None) -> Fet
                 src = os.path.join(path, *rel.split("/"))
                 if not os.path.isfile(src):
                     raise IntegrityError(f"model file {rel!r} of {path!r}", ref.digest, "(missing)", "the file is gone")
-                digest, size = _copy_hashed(src, safe_destination(target, rel))
+                digest, size = _copy_hashed(src, safe_destination(target, rel), durable)
                 if digest != ref.digest or size != ref.size:
                     raise IntegrityError(
                         f"model file {rel!r} of {path!r}", ref.digest, digest, "changed since save_model wrote it"
@@ -155,7 +165,7 @@ def fetch_local_dir(uri: str | os.PathLike[str], dest: str | None = None) -> Fet
                 dirnames.sort()
                 for fn in sorted(filenames):
                     rel = os.path.relpath(os.path.join(dirpath, fn), path).replace(os.sep, "/")
-                    refs[rel] = FileRef(rel, *_copy_hashed(os.path.join(dirpath, fn), safe_destination(target, rel)))
+                    refs[rel] = FileRef(rel, *_copy_hashed(os.path.join(dirpath, fn), safe_destination(target, rel), durable))
             raw = _entry_of_mlflow_dir(path, refs)
             entry = ModelEntry.from_dict(raw, f"model directory {path}")
             model_digest = entry_digest(raw)
@@ -216,7 +226,5 @@ def artifacts_model_dir(model_uri: str, store: RunStore) -> str | None:
     local = kept_dir("casstore-model-")
     for path, entry in sorted(view.artifacts.items()):
         if path.startswith(prefix):
-            target = safe_destination(local, path[len(prefix):])
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            store.artifact_to_file(p.run_id, entry, target)
+            store.artifact_to_file(p.run_id, entry, safe_destination(local, path[len(prefix):]), durable=False)
     return local

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from casstore._files import sync_tree
 from casstore._paths import clean_artifact_path
 from casstore.exceptions import InvalidInputError, LocalFileError, ResourceAlreadyExistsError
 from casstore.models import _context, mlmodel
@@ -260,7 +261,8 @@ def save_prepared_model(prepared: PreparedModel, metadata: dict[str, Any] | None
 @contextmanager
 def new_model_dir(path: str | os.PathLike[str]) -> Iterator[str]:
     """The directory ``save_model`` writes into: created, and refused if it exists and is
-    not empty (as MLflow refuses it); removed again if saving fails."""
+    not empty (as MLflow refuses it); removed again if saving fails; synced, every file
+    and directory, once saved."""
     target = os.path.abspath(os.fspath(path))
     if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
         raise ResourceAlreadyExistsError(
@@ -276,6 +278,7 @@ def new_model_dir(path: str | os.PathLike[str]) -> Iterator[str]:
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
+    sync_tree(target)  # on the disk before save_model returns (casstore._files)
 
 
 def log_prepared_model(

@@ -15,15 +15,15 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, TypeVar
 
 from casstore._buffers import heap_up_to, unfilled
+from casstore._files import write_file
 from casstore.backend.base import Backend
-from casstore.exceptions import CasstoreError, IntegrityError, LocalFileError, ObjectNotFoundError
+from casstore.exceptions import IntegrityError, ObjectNotFoundError
 from casstore.objects.digest import check_digest, hash_bytes, new_hasher
 from casstore.objects.layout import ContentLayout
 from casstore.objects.recipes import Recipe
@@ -398,27 +398,12 @@ class ObjectReader:
         return loose | set(self.packs.chunks())
 
 
-def write_chunks(chunks: Iterable[bytes | bytearray], dest: str | os.PathLike[str]) -> None:
-    """Write ``chunks`` (a verifying iterator) to ``dest``: into a temp file beside it,
+def write_chunks(chunks: Iterable[bytes | bytearray], dest: str | os.PathLike[str], *,
+                 durable: bool | None = None) -> None:
+    """Write ``chunks`` (a verifying iterator) to ``dest`` with :func:`casstore._files.write_file`:
     renamed into place only once the iterator is exhausted without error, so ``dest`` is
-    never left partly written."""
-    dest = os.fspath(dest)
-    d = os.path.dirname(os.path.abspath(dest))
-    tmp = os.path.join(d, f".{os.path.basename(dest)}.casstore-{uuid.uuid4().hex[:12]}.part")
-    try:
-        os.makedirs(d, exist_ok=True)
-        with open(tmp, "wb") as out:
-            for data in chunks:
-                out.write(data)
-        os.replace(tmp, dest)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError) and not isinstance(e, CasstoreError):
-            raise LocalFileError(f"cannot write {dest!r}: {e.strerror or e}") from e
-        raise
+    never left partly written, and synced (unless ``durable`` is False)."""
+    write_file(chunks, dest, durable=durable)
 
 
 def is_own_chunk(digest: str, recipe: Recipe) -> bool:

@@ -498,10 +498,21 @@ class Registry:
     # ---- aliases ----------------------------------------------------------------------
 
     def set_alias(self, name: str, alias: str, version: int | str) -> None:
-        """Point ``alias`` at ``version`` (appends to the alias's history)."""
+        """Point ``alias`` at ``version`` (appends to the alias's history).
+
+        A deletion of the version by another writer meanwhile is an
+        :class:`ObjectNotFoundError`, the alias's removal recorded: the deletion removes the
+        aliases it finds after its event, and this finds an event that came first."""
         alias = L.check_alias(alias)
         mv = self.get_version(name, version)
         self._append_alias(name, alias, mv.version)
+        if mv.version in self._state(name, include_deleted=True).deleted_versions:
+            self._unset_aliases(name, {mv.version}, f"version {mv.version} was deleted while the alias was set")
+            raise ObjectNotFoundError(
+                f"version {mv.version} of registered model {name!r} was deleted by another writer while alias "
+                f"{alias!r} was being set; the alias was not set (its history records the removal). "
+                f"Choose a live version: `casstore models versions {name}`"
+            )
 
     def delete_alias(self, name: str, alias: str) -> None:
         alias = L.check_alias(alias)

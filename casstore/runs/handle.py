@@ -207,6 +207,7 @@ class RunHandle:
         #: which end of the run this handle writes towards (0 unless it was resumed after ending)
         self.generation = generation
         self._seal_key = layout.seal_key(run_id, generation)
+        self._closing_key = layout.closing_key(run_id, generation)
         self.experiment_id: str = meta["experiment_id"]
         self.meta = meta
         self._backend = store.backend
@@ -294,11 +295,16 @@ class RunHandle:
         here first, completing that end (the first seal wins; the closing batch gives its
         status): which records that end's seal holds is known only once it exists, and a
         writer that returned before would never learn that its record was left out.
-        ``listed``: the batches were just listed (by the binding), else they are listed now."""
+        ``listed``: the batches were just listed (by the binding), else they are listed now.
+        Before version 4 the end's closing marker (:func:`layout.closing_key`, created before
+        the end lists the run) plays the closing batch's part."""
+        if not self._batched:
+            sealed, closing = self._backend.exists_many([self._seal_key, self._closing_key])
+            if closing and not sealed:
+                self.end()
+            return sealed or closing
         if self._backend.exists(self._seal_key):
             return True
-        if not self._batched:
-            return False
         with self._batch_lock:
             folded = self._folded if listed else self._sync_batches(self._backend.list(batches_prefix(self.run_id)))
         if folded is None or folded.deleted is not None or self.generation not in folded.closes:
@@ -929,7 +935,7 @@ class RunHandle:
         rec = {"v": RECORD_VERSION, "key": key, "value": "", "time": now_ms(), "deleted": True}
         self._backend.put_if_absent(k, encode_record(rec))
         self._remember(k, rec)
-        if self._backend.exists(self._seal_key) and key in self.store.get_run(self.run_id, flush=False, warn=False).tags:
+        if self._sealed_or_closed(listed=False) and key in self.store.get_run(self.run_id, flush=False, warn=False).tags:
             raise RunStateError(
                 f"run {self.run_id} was ended by another writer while tag {key!r} was being deleted; "
                 "its seal still holds the tag"
@@ -1010,8 +1016,6 @@ class RunHandle:
                 if logged is not None:
                     rec["wal"] = list(logged)  # the logged points it carries
                 self._backend.put_if_absent(key, encode_record(rec))
-                if self._digest is None and self._backend.exists(self._seal_key):
-                    self._check_points_sealed(points)
             except RunStateError:
                 release(self)
                 raise
@@ -1021,6 +1025,9 @@ class RunHandle:
             self._remember(key, rec)
             if not len(self._metrics):
                 release(self)
+            check = self._digest is None
+        if check and self._sealed_or_closed():  # outside the lock: it may complete another writer's end
+            self._check_points_sealed(points)
 
     def _logged(self, seqs: list[int]) -> tuple[str, int, int] | None:
         """The range of this handle's write-ahead log that points numbered ``seqs`` are."""
@@ -1094,10 +1101,10 @@ class RunHandle:
                 self._digest = str(seal["digest"])
                 self._close_wal()
                 return self._digest
+            status, end_time = self._close(status, now_ms() if end_time is None else end_time)
             with self._known_lock:
                 known = dict(self._known)
             state = read_live_state(self._backend, self.run_id, known, wal=self.store.wal)
-            end_time = now_ms() if end_time is None else end_time
             data = pack(self._manifest(state, status, end_time))
             digest = hash_bytes(data)
             self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
@@ -1115,6 +1122,22 @@ class RunHandle:
         self._close_wal()
         return self._digest
 
+
+    def _close(self, status: str, end_time: int) -> tuple[str, int]:
+        """Before version 4: create the closing marker before the run is listed, so a writer
+        whose record comes after the listing finds it and checks the seal (or seals the run
+        itself, with the marker's status and end time); return the status and end time of
+        the end (an earlier or concurrent end's, if its marker is there)."""
+        marker = {"v": RECORD_VERSION, "status": status, "end_time": end_time}
+        if self._backend.put_if_absent(self._closing_key, encode_record(marker)):
+            return status, end_time
+        try:
+            held = decode_record(self._backend.get(self._closing_key), f"record {self._closing_key}")
+        except (CorruptRecordError, ObjectNotFoundError):
+            return status, end_time  # a damaged marker only gives the status; the first seal wins
+        if held.get("status") in RUN_STATUSES and isinstance(held.get("end_time"), int):
+            return str(held["status"]), int(held["end_time"])
+        return status, end_time
 
     def _manifest(self, state: RunState, status: str, end_time: int) -> dict[str, Any]:
         """The manifest an end of this handle's generation seals; a resumed run's names the

@@ -198,6 +198,13 @@ def seal_key(run_id: str, generation: int = 0) -> str:
     return f"runs/{run_id}/seal" if generation == 0 else f"runs/{run_id}/seals/{generation:08d}"
 
 
+def closing_key(run_id: str, generation: int = 0) -> str:
+    """Before version 4: the marker an end of ``generation`` creates before it lists the run
+    (status and end time), so a writer that binds a record after that listing finds it and
+    checks the seal (see ``RunHandle._sealed_or_closed``)."""
+    return f"runs/{run_id}/closing" if generation == 0 else f"runs/{run_id}/closings/{generation:08d}"
+
+
 def reopen_prefix(run_id: str) -> str:
     return f"runs/{run_id}/reopened/"
 

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import time
 import warnings
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -660,9 +661,10 @@ class RunStore:
         return b"".join(self.artifact_chunks(run_id, entry))
 
     def artifact_to_file(self, run_id: str, entry: ArtifactEntry, dest: str | os.PathLike[str],
-                         progress: Progress | None = None) -> None:
-        """Write an artifact to ``dest``, renamed into place only once verified."""
-        write_chunks(self.artifact_chunks(run_id, entry, progress), dest)
+                         progress: Progress | None = None, *, durable: bool | None = None) -> None:
+        """Write an artifact to ``dest``, renamed into place only once verified, and synced
+        unless ``durable`` is False (see :func:`casstore._files.write_file`)."""
+        write_chunks(self.artifact_chunks(run_id, entry, progress), dest, durable=durable)
 
     def inline_data(self, run_id: str, entry: ArtifactEntry) -> bytes:
         """The content an inline artifact's binding record holds, checked against the
@@ -755,7 +757,28 @@ class RunStore:
                 f"run {run_id}: {len(view.damaged)} record(s) failed their checks and what they hold is not shown: "
                 + "; ".join(d.describe() for d in view.damaged[:3])
                 + ". Restore them from a backup (`casstore verify --all` lists every damaged object)."), stacklevel=2)
+        if warn and view.sealed:
+            self._warn_stranded(view)
         return view
+
+    def _warn_stranded(self, view: RunView) -> None:
+        """Warn if this machine's metric logs of a sealed run hold points its seal lacks: a
+        writer here was stopped before it wrote them to the store, and the run was ended
+        elsewhere (on a remote store each machine keeps its own logs). Resuming the run
+        here writes them into its next generation (:meth:`replay_dead_logs`)."""
+        if self.wal is None:
+            return
+        names = self.wal.names(view.run_id)
+        if not names:
+            return
+        logged = Counter(p for name in names for _s, p in self.wal.read(view.run_id, name))
+        missing = sum((logged - Counter(view.points)).values())
+        if missing:
+            warnings.warn(DamagedRunWarning(
+                f"run {view.run_id}: {missing} metric point(s) logged on this machine by a writer that was stopped "
+                f"are in its metric log here ({self.wal.path}) but not in its seal: the run was ended elsewhere "
+                "before they reached the store. Resume the run on this machine (start_run(run_id=...), or "
+                "RunStore.reopen_run) to add them; they are kept until then."), stacklevel=3)
 
     def _read_run(self, run_id: str) -> RunView:
         damaged: list[DamagedRecord] = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from casstore._files import write_file
 from casstore.exceptions import InvalidInputError, LocalFileError
 from casstore.serving.payload import CSV, JSON, parse_request, predictions_body
 
@@ -89,11 +90,7 @@ def write_predictions(body: bytes, output_path: str | None) -> None:
     if output_path is None:
         sys.stdout.write(body.decode("utf-8") + "\n")
         return
-    try:
-        with open(output_path, "wb") as f:
-            f.write(body + b"\n")
-    except OSError as e:
-        raise LocalFileError(f"cannot write the predictions to {output_path!r}: {e.strerror or e}") from e
+    write_file([body, b"\n"], output_path)  # whole, synced, or a LocalFileError naming it
 
 
 def _csv(input_data: Any) -> bytes:

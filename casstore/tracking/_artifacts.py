@@ -13,10 +13,9 @@ import stat
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from casstore._files import write_files
 from casstore._paths import clean_artifact_path, clean_optional_path, join_artifact_path, safe_destination
 from casstore.exceptions import CorruptRecordError, InvalidInputError, LinkWarning, LocalFileError, ObjectNotFoundError
 from casstore.runs import ArtifactEntry, RunHandle, RunStore, RunView
@@ -346,35 +345,22 @@ def download(store: RunStore, view: RunView, artifact_path: str | None, dst_path
     local path. Every file is verified; none is written outside ``dst_path``."""
     path = clean_optional_path(artifact_path)
     chosen = _selected(view, path)
+    private = dst_path is None
     if dst_path is None:
         dst = tempfile.mkdtemp(prefix="casstore-download-")
     else:
         dst = os.path.abspath(os.fspath(dst_path))
         if os.path.exists(dst) and not os.path.isdir(dst):
             raise LocalFileError(f"download destination {dst!r} exists and is not a directory")
-        os.makedirs(dst, exist_ok=True)
     parent = path.rpartition("/")[0]
     skip = len(parent) + 1 if parent else 0
     targets = [(e, safe_destination(dst, e.path[skip:])) for e in chosen]  # all checked before any write
 
-    def fetch(item: tuple[ArtifactEntry, str]) -> None:
-        entry, target = item
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        store.artifact_to_file(view.run_id, entry, target)
+    def fetch(entry: ArtifactEntry, target: str) -> None:  # its directories are made (and synced) by the write
+        store.artifact_to_file(view.run_id, entry, target, durable=False if private else None)
 
-    _run_all(fetch, targets, store.io_workers if len(targets) > 8 else 1)
+    write_files(targets, fetch, lambda e: e.path, workers=store.io_workers if len(targets) > 8 else 1)
     return os.path.join(dst, path.rpartition("/")[2]) if path else dst
-
-
-def _run_all(fn: Any, items: Iterable[Any], workers: int) -> None:
-    items = list(items)
-    if workers <= 1:
-        for it in items:
-            fn(it)
-        return
-    with ThreadPoolExecutor(workers, thread_name_prefix="casstore-get") as pool:
-        for _ in pool.map(fn, items):
-            pass
 
 
 def pandas_for(what: str) -> Any:
