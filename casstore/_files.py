@@ -24,7 +24,7 @@ from typing import TypeVar
 from casstore._env import env_on
 from casstore.exceptions import CasstoreError, LocalFileError
 
-__all__ = ["write_file", "write_files", "sync_dir", "sync_tree", "make_dirs"]
+__all__ = ["write_file", "write_files", "sync_path", "sync_tree", "make_dirs"]
 
 T = TypeVar("T")
 
@@ -46,12 +46,13 @@ def make_dirs(path: str | os.PathLike[str], *, durable: bool | None = None) -> N
     os.makedirs(path, exist_ok=True)
     if missing and (env_on("CASSTORE_DURABLE") if durable is None else durable):
         for new in missing:
-            sync_dir(os.path.dirname(new))
+            sync_path(os.path.dirname(new))
 
 
-def sync_dir(path: str) -> None:
-    """``fsync`` a directory, so the names it holds survive a power loss."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+def sync_path(path: str) -> None:
+    """``fsync`` a file (its data) or a directory (the names it holds), so that it survives
+    a power loss."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -71,13 +72,9 @@ def sync_tree(root: str, *, durable: bool | None = None) -> None:
                 path = os.path.join(dirpath, fn)
                 if os.path.islink(path):
                     continue
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            sync_dir(dirpath)
-        sync_dir(os.path.dirname(root))
+                sync_path(path)
+            sync_path(dirpath)
+        sync_path(os.path.dirname(root))
     except OSError as e:
         raise LocalFileError(
             f"{root!r} was written but could not be synced to the disk ({e.strerror or e}): it may not survive a "
@@ -126,7 +123,7 @@ def write_file(chunks: Iterable[bytes | bytearray | memoryview], dest: str | os.
             deferred.add(d)
             return
         try:
-            sync_dir(d)
+            sync_path(d)
         except OSError as e:
             raise LocalFileError(
                 f"{dest!r} was written but its directory could not be synced ({e.strerror or e}): it may not "
@@ -167,7 +164,7 @@ def _sync_dirs(dirs: set[str]) -> None:
     """Sync each directory that holds a file written by :func:`write_files` (once each)."""
     for d in sorted(dirs):
         try:
-            sync_dir(d)
+            sync_path(d)
         except OSError as e:
             raise LocalFileError(
                 f"the files written in {d!r} may not survive a power loss: the directory could not be synced "

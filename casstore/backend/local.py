@@ -50,6 +50,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from casstore._env import env_on
+from casstore._files import sync_path
 from casstore.backend.base import Backend, ObjectInfo, nbytes, validate_key
 from casstore.exceptions import ObjectNotFoundError, StoreFullError, StoreUnavailableError
 
@@ -671,13 +672,7 @@ def _unlink_quietly(path: str) -> None:
 
 
 def _fsync_path(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        sync_path(path)
 
 
