@@ -16,6 +16,7 @@ from typing import Any, Callable
 import pytest
 
 from casstore.exceptions import RunStateError
+from casstore.maintenance.verify import verify_store
 from casstore.runs import open_run_store
 from casstore.runs.batches import batches_prefix
 from casstore.runs.handle import BATCH_ATTEMPTS, RunHandle
@@ -94,6 +95,13 @@ def test_an_end_beaten_by_another_end_seals_the_first_close(tmp_path: Path) -> N
     assert (view.digest, view.status, view.end_time) == (digest, "KILLED", 7)
     assert view.params == {"a": "1"} and [p[0] for p in view.points] == ["late_point"]
     assert other.end() == digest
+    # the close that did not count stays beside the seal, as a batch after a fence does: no damage
+    reader = open_run_store(tmp_path / "s")
+    assert verify_store(reader).ok and verify_store(reader, deep=True).ok
+    resumed = reader.reopen_run(first.run_id)  # a resumed generation numbers after it
+    resumed.log_param("b", "2")
+    resumed.end()
+    assert reader.get_run(first.run_id).params == {"a": "1", "b": "2"}
 
 
 def test_a_deletion_lands_although_every_number_it_tries_is_taken_first(tmp_path: Path) -> None:
