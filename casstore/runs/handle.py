@@ -1164,94 +1164,107 @@ class RunHandle:
         with self._write_lock, self._batch_lock:
             points, seqs = self._metrics.take()
             release(self)
-            mine: Batch | None = None  # the closing batch this end created
-            # a listing again only after the close landed past the listing (probes lost to other
-            # writers' batches), or when a batch listed was removed (sealed meanwhile): a few times
-            for _ in range(BATCH_ATTEMPTS):
-                keys = sorted(self._backend.list(layout.run_prefix(self.run_id)))
-                if self._seal_key in keys and (done := self._end_sealed(points)) is not None:
-                    return done
+            taken = [points]  # emptied once a close holds them or they are back in the buffer
+            try:
+                return self._end_taking(status, at, points, seqs, taken)
+            except BaseException:
+                if taken[0]:  # the store failed, or Ctrl-C, before a close held them: back in the
+                    self._metrics.put_back(points, seqs)  # buffer, for the next end or the flush at exit
+                    hold(self)
+                raise
+
+    def _end_taking(self, status: str, at: int | None, points: list[MetricPoint], seqs: list[int],
+                    taken: list[list[MetricPoint]]) -> str:
+        """The end of :meth:`_end_batched`, with the buffered ``points`` it took."""
+        mine: Batch | None = None  # the closing batch this end created
+        # a listing again only after the close landed past the listing (probes lost to other
+        # writers' batches), or when a batch listed was removed (sealed meanwhile): a few times
+        for _ in range(BATCH_ATTEMPTS):
+            keys = sorted(self._backend.list(layout.run_prefix(self.run_id)))
+            if self._seal_key in keys and (done := self._end_sealed(points)) is not None:
+                return done
+            try:
+                folded = self._sync_batches(keys)
+            except BatchVanished:
+                continue  # sealed by another end meanwhile: the next listing has the seal
+            except RunStateError:  # a batch listed was removed by the end that sealed the run meanwhile
+                if (done := self._end_sealed(points)) is None:
+                    raise
+                return done
+            if folded.deleted is not None:
+                raise RunStateError(f"run {self.run_id} is deleted; it cannot be ended")
+            close = folded.closes.get(self.generation)
+            with self._known_lock:
+                known = dict(self._known)
+            if close is None:
+                end_time = now_ms() if at is None else at
+                first = self._next_number(folded)
                 try:
-                    folded = self._sync_batches(keys)
-                except BatchVanished:
-                    continue  # sealed by another end meanwhile: the next listing has the seal
-                except RunStateError:  # a batch listed was removed by the end that sealed the run meanwhile
+                    mine = self._create_fence(Batch(first, points=points, close={"status": status, "end_time": end_time},
+                                                    time=end_time, g=self.generation, wal=self._logged(seqs)))
+                    taken[0] = []
+                except RunStateError:  # sealed meanwhile, by an end that gave numbers back (compacting)
                     if (done := self._end_sealed(points)) is None:
                         raise
                     return done
-                if folded.deleted is not None:
-                    raise RunStateError(f"run {self.run_id} is deleted; it cannot be ended")
-                close = folded.closes.get(self.generation)
-                with self._known_lock:
-                    known = dict(self._known)
-                if close is None:
-                    end_time = now_ms() if at is None else at
-                    first = self._next_number(folded)
-                    try:
-                        mine = self._create_fence(Batch(first, points=points, close={"status": status, "end_time": end_time},
-                                                        time=end_time, g=self.generation, wal=self._logged(seqs)))
-                    except RunStateError:  # sealed meanwhile, by an end that gave numbers back (compacting)
-                        if (done := self._end_sealed(points)) is None:
-                            raise
-                        return done
-                    # no barrier here: on S3 the close is stored before the seal is sent; on a local
-                    # disk a power loss ends every writer, and no handle opens a sealed generation
-                    if mine.n != first:
-                        continue  # batches landed between the listing and the close: list them (and what they list)
-                    keys.append(batch_key(self.run_id, mine.n))
-                    close = mine
-                elif mine is None and points:
-                    self._metrics.put_back(points, seqs)  # not in the close: checked below, after the seal
-                    points = []
-                status, end_time = str(close.close["status"]), int(close.close["end_time"])  # type: ignore[index]
-                if mine is not None and mine.n != close.n:
-                    # another end's close came first, and this one's points are in a batch that does not
-                    # count: not covered by it, they are still pending in this handle's log
-                    keys = [k for k in keys if k != batch_key(self.run_id, mine.n)]
-                keys += self._listed_not_seen(keys, close.n)
-                # with the logged points no batch carries (dead writers' and live ones' on this machine)
-                base = self._base()
-                try:
-                    state = read_live_state(self._backend, self.run_id, known, keys, batches=self._batches,
-                                            batches_upto=close.n, wal=self.store.wal,
-                                            base=base[0] if base else None, generation=self.generation)
-                except BatchVanished:
-                    continue  # sealed by another end meanwhile
-                data = pack(self._manifest(state, status, end_time))
-                digest = hash_bytes(data)
-                if self.store.manifest_objects:  # before version 5, the manifest as an object of its own too
-                    self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
-                seal = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time, "manifest": data}
-                if not self.store.manifest_objects:  # what the seal folded, so compacting gives numbers back safely
-                    upto = sorted(n for n in self._batches if n <= close.n and batch_key(self.run_id, n) in keys)
-                    seal.update(top=close.n, folded=[[n, self._batches[n].sum] for n in upto])
-                if self._backend.put_if_absent(self._seal_key, encode_record(seal)):
-                    # the seal, and the run's entry in its experiment, are what must survive a power
-                    # loss: the seal holds the rest, which compacting removes
-                    entry = self._entry_key
-                    if entry is None and self._backend.local:  # only a local disk's barrier names keys
-                        entry = self._entry_key = self.store.entry_key(self.experiment_id, self.run_id)
-                    self._backend.flush_only([self._seal_key] + ([entry] if entry else []))
-                    self._digest = digest
-                    if self.store.compacts:  # batches not read here are kept: they may hold inline content
-                        unread = {n for k in keys if k.startswith(batches_prefix(self.run_id))
-                                  and (n := batch_number(k)) is not None and n not in self._batches}
-                        remove_redundant(self._backend, self.run_id, keys, close.n,
-                                         holding=holding_inline(self._batches.values()) | unread)
-                    self.store.discard_dead_logs(self.run_id)  # their points are in the manifest
-                    self.store.publish_summary(self.run_id, state, status, end_time, digest, self.generation)
-                else:
-                    won = self.store._seal_at(self.run_id, self.generation)
-                    if won is None:
-                        raise CorruptRecordError(f"run {self.run_id}: {self._seal_key} was refused as taken but cannot be read")
-                    self._digest = str(won["digest"])
-                lost, _ = self._metrics.take()
-                if mine is not None and mine.n != close.n:
-                    lost = points + lost
-                if lost:  # not in the close: in the seal only if an end here took them from the log
-                    self._check_points_sealed(lost)
-                self._close_wal()
-                return self._digest
+                # no barrier here: on S3 the close is stored before the seal is sent; on a local
+                # disk a power loss ends every writer, and no handle opens a sealed generation
+                if mine.n != first:
+                    continue  # batches landed between the listing and the close: list them (and what they list)
+                keys.append(batch_key(self.run_id, mine.n))
+                close = mine
+            elif mine is None and points:
+                self._metrics.put_back(points, seqs)  # not in the close: checked below, after the seal
+                points = taken[0] = []
+            status, end_time = str(close.close["status"]), int(close.close["end_time"])  # type: ignore[index]
+            if mine is not None and mine.n != close.n:
+                # another end's close came first, and this one's points are in a batch that does not
+                # count: not covered by it, they are still pending in this handle's log
+                keys = [k for k in keys if k != batch_key(self.run_id, mine.n)]
+            keys += self._listed_not_seen(keys, close.n)
+            # with the logged points no batch carries (dead writers' and live ones' on this machine)
+            base = self._base()
+            try:
+                state = read_live_state(self._backend, self.run_id, known, keys, batches=self._batches,
+                                        batches_upto=close.n, wal=self.store.wal,
+                                        base=base[0] if base else None, generation=self.generation)
+            except BatchVanished:
+                continue  # sealed by another end meanwhile
+            data = pack(self._manifest(state, status, end_time))
+            digest = hash_bytes(data)
+            if self.store.manifest_objects:  # before version 5, the manifest as an object of its own too
+                self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
+            seal = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time, "manifest": data}
+            if not self.store.manifest_objects:  # what the seal folded, so compacting gives numbers back safely
+                upto = sorted(n for n in self._batches if n <= close.n and batch_key(self.run_id, n) in keys)
+                seal.update(top=close.n, folded=[[n, self._batches[n].sum] for n in upto])
+            if self._backend.put_if_absent(self._seal_key, encode_record(seal)):
+                # the seal, and the run's entry in its experiment, are what must survive a power
+                # loss: the seal holds the rest, which compacting removes
+                entry = self._entry_key
+                if entry is None and self._backend.local:  # only a local disk's barrier names keys
+                    entry = self._entry_key = self.store.entry_key(self.experiment_id, self.run_id)
+                self._backend.flush_only([self._seal_key] + ([entry] if entry else []))
+                self._digest = digest
+                if self.store.compacts:  # batches not read here are kept: they may hold inline content
+                    unread = {n for k in keys if k.startswith(batches_prefix(self.run_id))
+                              and (n := batch_number(k)) is not None and n not in self._batches}
+                    remove_redundant(self._backend, self.run_id, keys, close.n,
+                                     holding=holding_inline(self._batches.values()) | unread)
+                self.store.discard_dead_logs(self.run_id)  # their points are in the manifest
+                self.store.publish_summary(self.run_id, state, status, end_time, digest, self.generation)
+            else:
+                won = self.store._seal_at(self.run_id, self.generation)
+                if won is None:
+                    raise CorruptRecordError(f"run {self.run_id}: {self._seal_key} was refused as taken but cannot be read")
+                self._digest = str(won["digest"])
+            lost, _ = self._metrics.take()
+            if mine is not None and mine.n != close.n:
+                lost = points + lost
+            if lost:  # not in the close: in the seal only if an end here took them from the log
+                self._check_points_sealed(lost)
+            self._close_wal()
+            return self._digest
         raise StoreUnavailableError(f"run {self.run_id}: could not read its batch records to seal it; try again")
 
     def _listed_not_seen(self, keys: list[str], upto: int) -> list[str]:
