@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import os
 import unicodedata
 import uuid
@@ -82,11 +83,28 @@ def sync_tree(root: str, *, durable: bool | None = None) -> None:
         ) from e
 
 
+#: the longest file name most file systems take (ext4, xfs, btrfs, APFS, NTFS: 255 bytes or UTF-16 units)
+NAME_MAX = 255
+
+
+def _temp_name(name: str) -> str:
+    """The name of the temp file beside ``name``: ``.<name>.casstore-<random>.part``, or, where
+    that would be longer than a file name may be (``name`` itself may be up to the limit),
+    ``name`` cut short to fit."""
+    tail = f".casstore-{uuid.uuid4().hex[:12]}.part"
+    room = NAME_MAX - 1 - len(tail.encode())
+    raw = os.fsencode(name)
+    if len(raw) > room:  # cut, and not inside a character
+        raw = raw[:room].decode("utf-8", "ignore").encode()
+    return "." + os.fsdecode(raw) + tail
+
+
 def write_file(chunks: Iterable[bytes | bytearray | memoryview], dest: str | os.PathLike[str], *,
                durable: bool | None = None) -> None:
     """Write ``chunks`` (an iterator that may raise, e.g. a verifying one) to ``dest``.
 
-    The content goes to ``.<name>.casstore-<random>.part`` beside ``dest`` and is renamed
+    The content goes to ``.<name>.casstore-<random>.part`` beside ``dest`` (``<name>`` cut
+    short where a name that long would pass the file system's limit) and is renamed
     into place only once the iterator is exhausted without error, so ``dest`` is never
     left partly written; when ``durable`` (default: unless ``CASSTORE_DURABLE=0``) the
     temp file is synced before the rename and the directory after it. Any failure
@@ -96,7 +114,7 @@ def write_file(chunks: Iterable[bytes | bytearray | memoryview], dest: str | os.
     if durable is None:
         durable = env_on("CASSTORE_DURABLE")
     d = os.path.dirname(dest)
-    tmp = os.path.join(d, f".{os.path.basename(dest)}.casstore-{uuid.uuid4().hex[:12]}.part")
+    tmp = os.path.join(d, _temp_name(os.path.basename(dest)))
     try:
         make_dirs(d, durable=durable)
         with open(tmp, "wb") as out:
@@ -112,9 +130,11 @@ def write_file(chunks: Iterable[bytes | bytearray | memoryview], dest: str | os.
         except OSError:
             pass
         if isinstance(e, OSError) and not isinstance(e, CasstoreError):
+            todo = ("Download that file alone, to a shorter name (`casstore get RUN PATH -o NAME`)"
+                    if e.errno == errno.ENAMETOOLONG else "Free space or fix the disk, then run the command again")
             raise LocalFileError(
                 f"cannot write {dest!r}: {e.strerror or e}; nothing was written there (a file already there is "
-                "as it was). Free space or fix the disk, then run the command again"
+                f"as it was). {todo}"
             ) from e
         raise
     if durable:

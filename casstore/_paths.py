@@ -53,6 +53,13 @@ def clean_artifact_path(path: str | os.PathLike[str], what: str = "artifact path
         raise _refuse(path[:40] + "...", what, f"it is longer than {MAX_PATH_LEN} characters")
     if _CONTROL.search(path):
         raise _refuse(path, what, "it contains a control character")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # a file name of bytes that are not UTF-8, as os.fsdecode gives it
+        raise _refuse(path, what, f"it is not valid UTF-8 (a local file name of bytes {os.fsencode(path)!r}, "
+                                  "from a system that wrote names in another encoding); rename the file to a UTF-8 "
+                                  "name (for example with `convmv -f latin1 -t utf8 --notest`) and log it again, "
+                                  "or log it alone under a name of your choice") from None
     if "\\" in path:
         raise _refuse(path, what, "it contains a backslash")
     if path.startswith("/") or _DRIVE.match(path):

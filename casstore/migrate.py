@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from casstore.exceptions import InvalidInputError, LocalFileError, RunStateError
 from casstore.runs import DEFAULT_EXPERIMENT_NAME, RunHandle, RunStore
-from casstore.runs.records import ArtifactEntry
+from casstore.runs.records import ArtifactEntry, point_key
 
 if TYPE_CHECKING:
     from casstore.objects import ObjectStore
@@ -132,9 +133,10 @@ def _find_imported(store: RunStore, experiment_id: str, source: str) -> str | No
     return None
 
 
-def _finish(store: RunStore, handle: RunHandle, source: str, root: str, status: str) -> ImportedRun:
+def _finish(store: RunStore, handle: RunHandle, source: str, root: str, status: str,
+            end_time: int | None = None) -> ImportedRun:
     entries, models = _log_tree(handle, root)  # on failure the run stays open: a new import resumes it
-    digest = handle.end(status)
+    digest = handle.end(status, end_time)
     view = store.get_run(handle.run_id)
     return ImportedRun(source, handle.run_id, digest, len(view.artifacts),
                        sum(a.size for a in view.artifacts.values()), models)
@@ -255,30 +257,40 @@ def import_mlflow_run(
     exp_id = store.get_or_create_experiment(exp_name)
     source = f"mlflow:{mlflow_run_id}"
     found = _find_imported(store, exp_id, source)
+    have: Counter[tuple[str, str, int, int]] = Counter()
     if found is not None:
         view = store.get_run(found)
         if view.sealed:
             return _summary(store, source, found)
-        handle = store.open_run(found)  # an interrupted import: bindings are idempotent
+        # an interrupted import (its tags came with the run): it may have stopped anywhere, so what
+        # it did not copy is copied now; params bind again as they are, and only the metric points
+        # the run lacks are logged
+        handle = store.open_run(found)
+        have.update(point_key(p) for p in store.get_run(found).points)
     else:
         tags = {k: str(v) for k, v in run.data.tags.items()}
         if tags.get(PARENT_TAG):
             tags[PARENT_TAG] = _imported_parent(tags[PARENT_TAG], mlflow_run_id, mlflow_tracking_uri, experiment, tracking_uri)
         tags.update({SOURCE_TAG: source, _MLFLOW_URI_TAG: str(client.tracking_uri)})
         handle = store.create_run(exp_id, run_name=run.info.run_name, tags=tags, start_time=int(run.info.start_time))
-        for k, v in run.data.params.items():
-            handle.log_param(k, str(v))
-        for key in sorted(run.data.metrics):
-            for m in client.get_metric_history(mlflow_run_id, key):
-                handle.log_metric(m.key, float(m.value), int(m.step or 0), int(m.timestamp))
-        handle.flush_metrics()
+    if run.data.params:
+        handle.log_batch(params={k: str(v) for k, v in run.data.params.items()})
+    for key in sorted(run.data.metrics):
+        for m in client.get_metric_history(mlflow_run_id, key):
+            point = (m.key, float(m.value), int(m.step or 0), int(m.timestamp))
+            if have[point_key(point)] > 0:  # copied by the interrupted import
+                have[point_key(point)] -= 1
+                continue
+            handle.log_metric(*point)
+    handle.flush_metrics()
     with tempfile.TemporaryDirectory(prefix="casstore-import-") as tmp:
         root = os.path.join(tmp, "artifacts")
         os.makedirs(root)
         if client.list_artifacts(mlflow_run_id):
             client.download_artifacts(mlflow_run_id, "", root)
         _download_logged_models(client, run, root)
-        return _finish(store, handle, source, root, status)
+        end_time = run.info.end_time
+        return _finish(store, handle, source, root, status, int(end_time) if end_time is not None else None)
 
 
 def _imported_parent(parent: str, child: str, mlflow_tracking_uri: str | None, experiment: str | None,

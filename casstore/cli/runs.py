@@ -406,7 +406,7 @@ def log_cmd(files: tuple[str, ...], run: str | None, artifact_path: str | None, 
     --keep-open; its id and digest are printed. Files are chunked, deduplicated and
     bound immutably: logging other content at a path already bound fails.
     """
-    from casstore._paths import join_artifact_path
+    from casstore._paths import clean_artifact_path, join_artifact_path
     from casstore.cli._common import open_runs
     from casstore.runs import DEFAULT_EXPERIMENT_NAME
     from casstore.tracking._artifacts import walk_dir
@@ -421,6 +421,8 @@ def log_cmd(files: tuple[str, ...], run: str | None, artifact_path: str | None, 
             items.append((join_artifact_path(artifact_path, os.path.basename(f)), f))
     if not items:
         raise LocalFileError(f"nothing to log: {', '.join(files)} hold(s) no files")
+    for p, _ in items:  # a name that cannot be an artifact path is refused before a run is made for it
+        clean_artifact_path(p)
     runs = open_runs(store, create=True)
     if run is not None:
         if experiment or run_name:

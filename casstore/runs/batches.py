@@ -5,16 +5,19 @@ a run, the replay of a dead writer's metric log) writes one record, ``runs/<run_
 (10 digits: beside the run's other records, not in a directory of their own, which would
 cost a directory per run on a local disk), numbered gap-free as registry
 versions are: a writer lists the batches, creates ``n = max + 1`` with create-if-absent,
-and on losing the race lists again. Because every number is created only after a listing
-that showed the one below it, a writer that wins ``n`` has seen every batch below ``n``
-in the listing it numbered from; it checks its params against them before writing, so a
+and on losing the race lists again. Because every number is created only once the one
+below it exists (a writer saw it in its listing; a fence, below, found it taken), a writer
+that wins ``n`` has seen every batch below ``n`` in the listing it numbered from; it checks its params against them before writing, so a
 param bound twice with different values is refused with exactly one winner (the lowest
 batch binding it), and readers ignore a binding that an earlier batch made differently.
 
 A batch may *fence* the run: ``close`` (the run's end, with its status and end time) or
 ``deleted``. Nothing numbered after a fence counts, and a writer that finds one refuses to
 write; so a write that wins its number before the close is in the seal, with no check
-after the write. A batch carrying points from a writer's metric write-ahead log names the
+after the write. A fence checks nothing against the batches below it, so it takes the
+first free number after those listed by trying the next one each time one is taken, with
+no listing between: it catches up with writers appending back to back, who need a listing
+per number. A batch carrying points from a writer's metric write-ahead log names the
 range of the log it carries (``"wal": [writer, first, last]``), as a metrics segment does.
 
 The records that bind artifacts and models (``artifacts/<k>``, ``models/<k>``) are created

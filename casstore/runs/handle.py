@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 from casstore._paths import clean_artifact_path
@@ -68,7 +69,8 @@ from casstore.runs.compact import holding_inline, remove_redundant
 from casstore.runs.claims import PathClaims, directories
 from casstore.runs.layout import RECORD_VERSION, check_name, check_whole, name_key, now_ms
 from casstore.runs.metrics import MetricBuffer, hold, register_flushable, release
-from casstore.runs.records import INLINE, ArtifactEntry, MetricPoint, RunView, decode_record, encode_record
+from casstore.runs.records import (INLINE, ArtifactEntry, MetricPoint, RunView, decode_record, encode_record,
+                                   point_key)
 from casstore.runs.state import (INPUT_FIELDS, BatchVanished, RunState, check_input, get_many, manifest_of,
                                  read_live_state)
 from casstore.runs.wal import WalDir, WalWriter
@@ -96,6 +98,10 @@ LIST_MARKERS_OVER = 16
 #: tries at numbering a batch before giving up (each lost race means another writer's
 #: batch landed first; the registry's numbering allows as many)
 BATCH_ATTEMPTS = 200
+#: numbers a fence (a closing or deleting batch) tries in a row, each taken by another writer's
+#: batch meanwhile; writers need a listing per number, the fence a create, so it catches up
+#: long before this (a bound against a store that misreports every create as taken)
+FENCE_PROBES = 10_000
 
 
 T = TypeVar("T")
@@ -884,21 +890,16 @@ class RunHandle:
 
     def fence_deleted(self, reason: str) -> None:
         """Version 4: append the batch that marks the run deleted (nothing numbered after it
-        counts), unless the run is fenced already."""
+        counts), unless the run is fenced already; at the first free number after the
+        batches listed, as a close is (:meth:`_create_fence`)."""
         with self._batch_lock:
-            for attempt in range(BATCH_ATTEMPTS):
-                folded = self._sync_batches(self._backend.list(batches_prefix(self.run_id)))
-                if folded.deleted is not None or folded.refuses(self.generation):
-                    return
-                batch = Batch(self._next_number(folded), deleted={"time": now_ms(), "reason": reason}, time=now_ms(),
-                              g=self.generation)
-                try:
-                    if self._create_batch(batch):
-                        return
-                except RunStateError:
-                    return  # sealed meanwhile: the deletion marker is what readers go by
-                time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))
-        raise StoreUnavailableError(f"run {self.run_id}: could not number the deletion's batch record; try again")
+            folded = self._sync_batches(self._backend.list(batches_prefix(self.run_id)))
+            if folded.deleted is not None or folded.refuses(self.generation):
+                return
+            batch = Batch(self._next_number(folded), deleted={"time": now_ms(), "reason": reason}, time=now_ms(),
+                          g=self.generation)
+            with contextlib.suppress(RunStateError):  # sealed meanwhile: the deletion marker is what readers go by
+                self._create_fence(batch)
 
     def log_input(self, record: dict[str, Any]) -> None:
         """Record a dataset the run used: ``name``, ``digest``, ``source_type``, ``source``,
@@ -1037,8 +1038,8 @@ class RunHandle:
 
     def _check_points_sealed(self, points: list[MetricPoint]) -> None:
         """The run was sealed while a segment was written: fail unless the seal holds its points."""
-        sealed = Counter(self.store.get_run(self.run_id, flush=False, warn=False).points)
-        lost = sum(1 for p, n in Counter(points).items() if sealed[p] < n)
+        sealed = Counter(map(point_key, self.store.get_run(self.run_id, flush=False, warn=False).points))
+        lost = sum((Counter(map(point_key, points)) - sealed).values())
         if lost:
             raise RunStateError(
                 f"run {self.run_id} was ended by another writer while {len(points)} metric point(s) were being "
@@ -1154,88 +1155,157 @@ class RunHandle:
         return manifest
 
     def _end_batched(self, status: str, at: int | None) -> str:
-        """Version 4: list the run once, append the closing batch of this generation (with
-        the points still buffered) numbered after every batch, then create the seal, which
-        holds the manifest of what the batches up to the close and the run's other records
-        say. A closing batch already there (an end that stopped before its seal) is completed
-        with its own status and end time; a seal already there is the run's."""
+        """Version 4: list the run once, create the closing batch of this generation (with
+        the points still buffered) at the first free number after every batch listed (see
+        :meth:`_create_fence`), then create the seal, which holds the manifest of what the
+        batches up to the close and the run's other records say. A closing batch already
+        there (an end that stopped before its seal) is completed with its own status and end
+        time; a seal already there is the run's."""
         with self._write_lock, self._batch_lock:
             points, seqs = self._metrics.take()
             release(self)
-            for attempt in range(BATCH_ATTEMPTS):
-                keys = sorted(self._backend.list(layout.run_prefix(self.run_id)))
-                if self._seal_key in keys:
-                    seal = self.store._seal_at(self.run_id, self.generation)
-                    if seal is not None:
-                        self._digest = str(seal["digest"])
-                        if points:  # an end on this machine may have taken them from the log
-                            self._check_points_sealed(points)
-                        self._close_wal()
-                        return self._digest
+            taken = [points]  # emptied once a close holds them or they are back in the buffer
+            try:
+                return self._end_taking(status, at, points, seqs, taken)
+            except BaseException:
+                if taken[0]:  # the store failed, or Ctrl-C, before a close held them: back in the
+                    self._metrics.put_back(points, seqs)  # buffer, for the next end or the flush at exit
+                    hold(self)
+                raise
+
+    def _end_taking(self, status: str, at: int | None, points: list[MetricPoint], seqs: list[int],
+                    taken: list[list[MetricPoint]]) -> str:
+        """The end of :meth:`_end_batched`, with the buffered ``points`` it took."""
+        mine: Batch | None = None  # the closing batch this end created
+        # a listing again only after the close landed past the listing (probes lost to other
+        # writers' batches), or when a batch listed was removed (sealed meanwhile): a few times
+        for _ in range(BATCH_ATTEMPTS):
+            keys = sorted(self._backend.list(layout.run_prefix(self.run_id)))
+            if self._seal_key in keys and (done := self._end_sealed(points)) is not None:
+                return done
+            try:
+                folded = self._sync_batches(keys)
+            except BatchVanished:
+                continue  # sealed by another end meanwhile: the next listing has the seal
+            except RunStateError:  # a batch listed was removed by the end that sealed the run meanwhile
+                if (done := self._end_sealed(points)) is None:
+                    raise
+                return done
+            if folded.deleted is not None:
+                raise RunStateError(f"run {self.run_id} is deleted; it cannot be ended")
+            close = folded.closes.get(self.generation)
+            with self._known_lock:
+                known = dict(self._known)
+            if close is None:
+                end_time = now_ms() if at is None else at
+                first = self._next_number(folded)
                 try:
-                    folded = self._sync_batches(keys)
-                except BatchVanished:
-                    continue  # sealed by another end meanwhile: the next listing has the seal
-                if folded.deleted is not None:
-                    raise RunStateError(f"run {self.run_id} is deleted; it cannot be ended")
-                close = folded.closes.get(self.generation)
-                with self._known_lock:
-                    known = dict(self._known)
-                if close is None:
-                    end_time = now_ms() if at is None else at
-                    close, data = Batch(self._next_number(folded), points=points,
-                                        close={"status": status, "end_time": end_time}, time=end_time,
-                                        g=self.generation, wal=self._logged(seqs)).stored()
-                    if not self._backend.put_if_absent(batch_key(self.run_id, close.n), data):
-                        time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 50)))
-                        continue
-                    self._batches[close.n] = close
-                    # no barrier here: on S3 the close is stored before the seal is sent; on a local
-                    # disk a power loss ends every writer, and no handle opens a sealed generation
-                    keys.append(batch_key(self.run_id, close.n))
-                elif points:
-                    self._metrics.put_back(points, seqs)  # not in the close: checked below, after the seal
-                    points = []
-                status, end_time = str(close.close["status"]), int(close.close["end_time"])  # type: ignore[index]
-                # with the logged points no batch carries (dead writers' and live ones' on this machine)
-                base = self._base()
-                try:
-                    state = read_live_state(self._backend, self.run_id, known, keys, batches=self._batches,
-                                            batches_upto=close.n, wal=self.store.wal,
-                                            base=base[0] if base else None, generation=self.generation)
-                except BatchVanished:
-                    continue  # sealed by another end meanwhile
-                data = pack(self._manifest(state, status, end_time))
-                digest = hash_bytes(data)
-                if self.store.manifest_objects:  # before version 5, the manifest as an object of its own too
-                    self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
-                seal = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time, "manifest": data}
-                if not self.store.manifest_objects:  # what the seal folded, so compacting gives numbers back safely
-                    upto = sorted(n for n in self._batches if n <= close.n and batch_key(self.run_id, n) in keys)
-                    seal.update(top=close.n, folded=[[n, self._batches[n].sum] for n in upto])
-                if self._backend.put_if_absent(self._seal_key, encode_record(seal)):
-                    # the seal, and the run's entry in its experiment, are what must survive a power
-                    # loss: the seal holds the rest, which compacting removes
-                    entry = self._entry_key
-                    if entry is None and self._backend.local:  # only a local disk's barrier names keys
-                        entry = self._entry_key = self.store.entry_key(self.experiment_id, self.run_id)
-                    self._backend.flush_only([self._seal_key] + ([entry] if entry else []))
-                    self._digest = digest
-                    if self.store.compacts:  # batches not read here are kept: they may hold inline content
-                        unread = {n for k in keys if k.startswith(batches_prefix(self.run_id))
-                                  and (n := batch_number(k)) is not None and n not in self._batches}
-                        remove_redundant(self._backend, self.run_id, keys, close.n,
-                                         holding=holding_inline(self._batches.values()) | unread)
-                    self.store.discard_dead_logs(self.run_id)  # their points are in the manifest
-                    self.store.publish_summary(self.run_id, state, status, end_time, digest, self.generation)
-                else:
-                    won = self.store._seal_at(self.run_id, self.generation)
-                    if won is None:
-                        raise CorruptRecordError(f"run {self.run_id}: {self._seal_key} was refused as taken but cannot be read")
-                    self._digest = str(won["digest"])
-                lost, _ = self._metrics.take()
-                if lost:  # not in the close: in the seal only if an end here took them from the log
-                    self._check_points_sealed(lost)
-                self._close_wal()
-                return self._digest
-        raise StoreUnavailableError(f"run {self.run_id}: could not number its closing batch record; try again")
+                    mine = self._create_fence(Batch(first, points=points, close={"status": status, "end_time": end_time},
+                                                    time=end_time, g=self.generation, wal=self._logged(seqs)))
+                    taken[0] = []
+                except RunStateError:  # sealed meanwhile, by an end that gave numbers back (compacting)
+                    if (done := self._end_sealed(points)) is None:
+                        raise
+                    return done
+                # no barrier here: on S3 the close is stored before the seal is sent; on a local
+                # disk a power loss ends every writer, and no handle opens a sealed generation
+                if mine.n != first:
+                    continue  # batches landed between the listing and the close: list them (and what they list)
+                keys.append(batch_key(self.run_id, mine.n))
+                close = mine
+            elif mine is None and points:
+                self._metrics.put_back(points, seqs)  # not in the close: checked below, after the seal
+                points = taken[0] = []
+            status, end_time = str(close.close["status"]), int(close.close["end_time"])  # type: ignore[index]
+            if mine is not None and mine.n != close.n:
+                # another end's close came first, and this one's points are in a batch that does not
+                # count: not covered by it, they are still pending in this handle's log
+                keys = [k for k in keys if k != batch_key(self.run_id, mine.n)]
+            keys += self._listed_not_seen(keys, close.n)
+            # with the logged points no batch carries (dead writers' and live ones' on this machine)
+            base = self._base()
+            try:
+                state = read_live_state(self._backend, self.run_id, known, keys, batches=self._batches,
+                                        batches_upto=close.n, wal=self.store.wal,
+                                        base=base[0] if base else None, generation=self.generation)
+            except BatchVanished:
+                continue  # sealed by another end meanwhile
+            data = pack(self._manifest(state, status, end_time))
+            digest = hash_bytes(data)
+            if self.store.manifest_objects:  # before version 5, the manifest as an object of its own too
+                self._backend.put_blob(layout.manifest_key(self.run_id, digest), data)
+            seal = {"v": RECORD_VERSION, "digest": digest, "status": status, "end_time": end_time, "manifest": data}
+            if not self.store.manifest_objects:  # what the seal folded, so compacting gives numbers back safely
+                upto = sorted(n for n in self._batches if n <= close.n and batch_key(self.run_id, n) in keys)
+                seal.update(top=close.n, folded=[[n, self._batches[n].sum] for n in upto])
+            if self._backend.put_if_absent(self._seal_key, encode_record(seal)):
+                # the seal, and the run's entry in its experiment, are what must survive a power
+                # loss: the seal holds the rest, which compacting removes
+                entry = self._entry_key
+                if entry is None and self._backend.local:  # only a local disk's barrier names keys
+                    entry = self._entry_key = self.store.entry_key(self.experiment_id, self.run_id)
+                self._backend.flush_only([self._seal_key] + ([entry] if entry else []))
+                self._digest = digest
+                if self.store.compacts:  # batches not read here are kept: they may hold inline content
+                    unread = {n for k in keys if k.startswith(batches_prefix(self.run_id))
+                              and (n := batch_number(k)) is not None and n not in self._batches}
+                    remove_redundant(self._backend, self.run_id, keys, close.n,
+                                     holding=holding_inline(self._batches.values()) | unread)
+                self.store.discard_dead_logs(self.run_id)  # their points are in the manifest
+                self.store.publish_summary(self.run_id, state, status, end_time, digest, self.generation)
+            else:
+                won = self.store._seal_at(self.run_id, self.generation)
+                if won is None:
+                    raise CorruptRecordError(f"run {self.run_id}: {self._seal_key} was refused as taken but cannot be read")
+                self._digest = str(won["digest"])
+            lost, _ = self._metrics.take()
+            if mine is not None and mine.n != close.n:
+                lost = points + lost
+            if lost:  # not in the close: in the seal only if an end here took them from the log
+                self._check_points_sealed(lost)
+            self._close_wal()
+            return self._digest
+        raise StoreUnavailableError(f"run {self.run_id}: could not read its batch records to seal it; try again")
+
+    def _listed_not_seen(self, keys: list[str], upto: int) -> list[str]:
+        """The records that the batches among ``keys`` numbered up to ``upto`` list (``refs``)
+        but that ``keys`` lacks. A listing is no snapshot (a directory read, S3's pages): it can
+        show a batch without a record its writer bound before it, and that writer, whose batch
+        is below the close, counts on the seal holding the record."""
+        seen = set(keys)
+        prefix = layout.run_prefix(self.run_id)
+        missed = {prefix + rel for k in keys if (n := batch_number(k)) is not None and n <= upto
+                  and k.startswith(batches_prefix(self.run_id)) and n in self._batches
+                  for rel in self._batches[n].refs}
+        return sorted(missed - seen)
+
+    def _end_sealed(self, points: list[MetricPoint]) -> str | None:
+        """The run's seal of this generation was found: take its digest (None if it cannot be
+        read) and check that it holds ``points`` (this end's, taken from the buffer)."""
+        seal = self.store._seal_at(self.run_id, self.generation)
+        if seal is None:
+            return None
+        self._digest = str(seal["digest"])
+        lost = points + self._metrics.take()[0]
+        if lost:  # an end on this machine may have taken them from the log
+            self._check_points_sealed(lost)
+        self._close_wal()
+        return self._digest
+
+    def _create_fence(self, batch: Batch) -> Batch:
+        """Create the fence ``batch`` (a close or a deletion, which no writer checks anything
+        against) at its number or, each time that is taken, at the next one, with no listing
+        between tries; return the batch created. A number is tried only once the one below it
+        is taken, so every batch below the fence exists when it is created, as for any batch
+        (docs/design.md, "Numbering"); a writer needs a listing and a create for each number,
+        this a create, so it catches up with any number of writers appending back to back.
+        :class:`RunStateError` when the seal of this generation came first (``_create_batch``)."""
+        n = batch.n
+        for _ in range(FENCE_PROBES):
+            if self._create_batch(replace(batch, n=n)):
+                return self._batches[n]
+            n += 1
+        raise StoreUnavailableError(
+            f"run {self.run_id}: other writers took {FENCE_PROBES} batch numbers in a row before its "
+            f"{'closing' if batch.close is not None else 'deleting'} batch could take one; try again"
+        )

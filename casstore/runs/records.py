@@ -19,13 +19,24 @@ from casstore.objects.codec import CHECK_FIELD, pack, pack_checked, unpack, unpa
 from casstore.runs.layout import artifact_key
 
 __all__ = ["Experiment", "ArtifactEntry", "DamagedRecord", "FLUSH_POINTS", "FLUSH_SECONDS", "INLINE", "ModelRef", "MetricPoint",
-           "RunView", "decode_record", "encode_record", "record_is_checked", "field_of"]
+           "RunView", "point_key", "decode_record", "encode_record", "record_is_checked", "field_of"]
 
 #: the kind of an artifact whose content its binding record holds
 INLINE = "inline"
 
 #: one logged metric value: ``(key, value, step, timestamp_ms)``
 MetricPoint = tuple[str, float, int, int]
+
+
+def point_key(point: MetricPoint) -> tuple[str, str, int, int]:
+    """A metric point as a key equal to every copy of it, to count points with (a NaN value,
+    as a diverging loss logs, equals nothing, not even itself read back).
+
+    >>> point_key(("loss", float("nan"), 3, 7)) == point_key(("loss", float("nan"), 3, 7))
+    True
+    """
+    return point[0], float(point[1]).hex(), point[2], point[3]
+
 #: a run handle writes the metric points it buffers once this many wait, or once the oldest
 #: has waited this many seconds (see :mod:`casstore.runs.metrics`; a run store's defaults)
 FLUSH_POINTS = 1000

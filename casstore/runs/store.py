@@ -52,7 +52,7 @@ from casstore.runs.layout import (
     check_run_id,
     now_ms,
 )
-from casstore.runs.records import FLUSH_POINTS, FLUSH_SECONDS, ArtifactEntry, DamagedRecord, Experiment, MetricPoint, RunView, decode_record, encode_record, field_of, latest_metrics
+from casstore.runs.records import FLUSH_POINTS, FLUSH_SECONDS, ArtifactEntry, DamagedRecord, Experiment, MetricPoint, RunView, decode_record, encode_record, field_of, latest_metrics, point_key
 from casstore.runs.state import BatchVanished, RunState, read_live_state, state_from_manifest
 from casstore.runs.wal import WalDir, wal_dir_for
 
@@ -771,8 +771,8 @@ class RunStore:
         names = self.wal.names(view.run_id)
         if not names:
             return
-        logged = Counter(p for name in names for _s, p in self.wal.read(view.run_id, name))
-        missing = sum((logged - Counter(view.points)).values())
+        logged = Counter(point_key(p) for name in names for _s, p in self.wal.read(view.run_id, name))
+        missing = sum((logged - Counter(map(point_key, view.points))).values())
         if missing:
             warnings.warn(DamagedRunWarning(
                 f"run {view.run_id}: {missing} metric point(s) logged on this machine by a writer that was stopped "
