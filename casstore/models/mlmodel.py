@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from casstore.exceptions import CorruptRecordError, InvalidInputError, LocalFileError
-from casstore.models.signature import DataType, optional_pandas
+from casstore.models.signature import NUMPY_DTYPES, optional_pandas
 
 if TYPE_CHECKING:
     from casstore.models.entry import FileRef, ModelEntry
@@ -193,7 +193,7 @@ def parse_input_example(data: bytes, info: dict[str, Any], schema: Any) -> Any:
             raise InvalidInputError("reading a DataFrame input example needs pandas: pip install pandas")
         frame = pd.DataFrame(body.get("data", []), columns=body.get("columns"))
         for spec in schema or []:
-            numpy_type = DataType.NUMPY.get(getattr(spec, "type", ""), "object")
+            numpy_type = NUMPY_DTYPES.get(getattr(spec, "type", ""), "object")
             if spec.name in frame.columns and numpy_type not in ("object", "datetime64[ns]"):
                 frame[spec.name] = frame[spec.name].astype(numpy_type)
         return frame

@@ -27,6 +27,13 @@ class Model:
         self.saved_input_example_info = fields.get("saved_input_example_info")
         self.metadata = fields.get("metadata")
         self.mlflow_version = fields.get("mlflow_version")
+        self.model_size_bytes = fields.get("model_size_bytes")
+        self.env_vars = fields.get("env_vars")
+        self.prompts = fields.get("prompts")
+        self.resources = fields.get("resources")
+        #: MLflow 3's id of the logged model (its model digest) when loaded by a model URI; a
+        #: model directory does not know it (its ``MLmodel`` is one of the files the digest covers)
+        self.model_id: str | None = fields.get("model_id")
         #: the URI or directory it was loaded from
         self._source: str | None = None
         signature = fields.get("signature")
@@ -37,7 +44,9 @@ class Model:
         from casstore.models.local import is_model_uri, local_model_dir
 
         if is_model_uri(path):
-            model = cls(written_mlmodel(str(path), None)[2])
+            digest, _, fields = written_mlmodel(str(path), None)
+            model = cls(fields)
+            model.model_id = digest
             model._source = str(path)
             return model
         import yaml

@@ -24,7 +24,7 @@ from casstore._paths import clean_artifact_path
 from casstore.exceptions import InvalidInputError, LocalFileError, ResourceAlreadyExistsError
 from casstore.models import _context, mlmodel
 from casstore.models.entry import FileRef, ModelEntry, check_metadata, entry_digest
-from casstore.models.signature import ModelSignature, infer_schema
+from casstore.models.signature import ModelSignature, infer_schema, optional_pandas
 from casstore.runs.layout import check_whole
 
 if TYPE_CHECKING:
@@ -134,14 +134,27 @@ def prepare_example_and_signature(
         return None, info
     if signature is None and input_example is not None:
         example = mlmodel.input_example_data(input_example)
+        inputs = infer_schema(example)
         outputs = None
         if predict is not None:
             try:
-                outputs = infer_schema(predict(example))
+                outputs = infer_schema(_rows_as_column(predict(example), inputs))
             except Exception:  # noqa: BLE001 - the output schema is optional; inputs still describe the model
                 outputs = None
-        return ModelSignature(infer_schema(example), outputs), info
+        return ModelSignature(inputs, outputs), info
     return (signature if isinstance(signature, ModelSignature) else None), info
+
+
+def _rows_as_column(prediction: Any, inputs: Any) -> Any:
+    """A 1-D array predicted from named columns is one value per row: a column (a Series),
+    as MLflow infers it, rather than a tensor."""
+    import numpy as np
+
+    if not inputs.is_tensor_spec() and isinstance(prediction, np.ndarray) and prediction.ndim == 1:
+        pd = optional_pandas()
+        if pd is not None:
+            return pd.Series(prediction)
+    return prediction
 
 
 def copy_code_paths(model_dir: str, code_paths: Sequence[str | os.PathLike[str]] | None) -> str | None:
@@ -212,6 +225,8 @@ def write_model_metadata(
         fields["run_id"] = run_id
     if prepared.signature is not None:
         fields["signature"] = prepared.signature.to_dict()
+        # MLflow 3's: whether the signature came from type hints (casstore infers it from examples)
+        fields["is_signature_from_type_hint"] = fields["type_hint_from_example"] = False
     if prepared.input_example_info is not None:
         fields["saved_input_example_info"] = prepared.input_example_info
     if metadata is not None:

@@ -35,16 +35,23 @@ from casstore.tracking.context import context_tags
 from casstore.tracking.entities import (
     CONTEXT_TAG,
     DatasetInput,
+    MODEL_METRICS_TAG,
     FileInfo,
     LoggedModel,
+    LoggedModelOutput,
     Metric,
     PagedList,
     Param,
     Run,
+    RunOutputs,
     RunStatus,
     RunTag,
     ViewType,
+    add_linked_step,
+    linked_model_ids,
+    linked_steps,
 )
+from casstore.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS, MLFLOW_LOGGED_IMAGES, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 if TYPE_CHECKING:
     from casstore.models.entry import ModelEntry
@@ -55,9 +62,9 @@ __all__ = ["TrackingClient", "Client", "MlflowClient", "LOGGED_IMAGES_TAG", "new
 SEARCH_MAX_RESULTS_DEFAULT = 1000
 
 #: the tag MLflow sets on a run that has logged an image series (``log_image(key=...)``)
-LOGGED_IMAGES_TAG = "mlflow.loggedImages"
+LOGGED_IMAGES_TAG = MLFLOW_LOGGED_IMAGES
 #: the tag listing a run's tables (``log_table``), as MLflow writes it
-LOGGED_ARTIFACTS_TAG = "mlflow.loggedArtifacts"
+LOGGED_ARTIFACTS_TAG = MLFLOW_LOGGED_ARTIFACTS
 
 
 class TrackingClient:
@@ -75,6 +82,8 @@ class TrackingClient:
         self._registry_uri = registry_uri or self._tracking_uri
         self._storage_options = storage_options
         self._store: RunStore | None = None
+        #: the metric links of ``link_model_metrics``, by run and tag, as this client last wrote them
+        self._model_links: dict[tuple[str, str], dict[str, list[list[int]]]] = {}
 
     @property
     def tracking_uri(self) -> str:
@@ -174,7 +183,14 @@ class TrackingClient:
         view = self.store.get_run(run_id)
         if not view.deleted and self.store.deleted_experiment_ids([view.experiment_id]):
             view = dataclasses.replace(view, deleted=True)
-        return Run.from_view(view)
+        return Run.from_view(view, functools.partial(self._outputs, view))
+
+    def _outputs(self, view: Any) -> RunOutputs:
+        """The models a run logged, with their steps, in the order they were logged."""
+        from casstore.models.fetch import load_entry
+
+        refs = sorted(view.models.values(), key=lambda r: (r.logged_at, r.name))
+        return RunOutputs([LoggedModelOutput(r.digest, load_entry(self.store, r.digest).step) for r in refs])
 
     def _handle(self, run_id: str) -> RunHandle:
         run_id = check_run_id(run_id)
@@ -203,7 +219,7 @@ class TrackingClient:
 
     def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
         if name is not None:
-            self.set_tag(run_id, "mlflow.runName", name)
+            self.set_tag(run_id, MLFLOW_RUN_NAME, name)
         if status is not None and RunStatus.is_terminated(status):
             self.set_terminated(run_id, status)
 
@@ -243,7 +259,14 @@ class TrackingClient:
             None if ids is None else [str(i) for i in ids], filter_string, order_by, max_results, deleted,
             page_token=page_token,
         )
-        return PagedList([Run.from_view(v) for v in page], page.token)
+        # a search result lists no models: a run that linked metrics to models is read whole, to
+        # tell the models it used from those it logged
+        views = [dataclasses.replace(self.store.get_run(v.run_id), deleted=v.deleted) if linked_model_ids(v.tags) else v
+                 for v in page]
+        return PagedList([Run.from_view(v, functools.partial(self._outputs_of, v.run_id)) for v in views], page.token)
+
+    def _outputs_of(self, run_id: str) -> RunOutputs:
+        return self._outputs(self.store.get_run(run_id))
 
     # ---- params, metrics, tags --------------------------------------------------------
 
@@ -254,9 +277,34 @@ class TrackingClient:
 
     def log_metric(
         self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int | None = None,
-        synchronous: bool | None = None,
+        synchronous: bool | None = None, dataset_name: str | None = None, dataset_digest: str | None = None,
+        model_id: str | None = None,
     ) -> None:
-        self._handle(run_id).log_metric(key, value, 0 if step is None else step, timestamp)
+        """Record a metric value; with ``model_id``, also one of that logged model's
+        metrics (``get_logged_model(model_id).metrics``), as MLflow 3 links them."""
+        step = 0 if step is None else step
+        self._handle(run_id).log_metric(key, value, step, timestamp)
+        if model_id is not None:
+            self.link_model_metrics(run_id, model_id, [(key, step)])
+
+    def link_model_metrics(self, run_id: str, model_id: str, points: Iterable[tuple[str, int]]) -> None:
+        """Link metric values the run logged (``(key, step)``) to the logged model
+        ``model_id`` (none: the run used the model, MLflow's model input): recorded in the
+        run's ``casstore.model_metrics.<model_id>`` tag."""
+        from casstore.models.fetch import load_entry
+
+        model_id = check_digest(str(model_id), "model_id (a logged model's id, as log_model's info.model_id gives it)")
+        tag = MODEL_METRICS_TAG + model_id
+        links = self._model_links.get((run_id, tag))
+        changed = links is None
+        if links is None:
+            load_entry(self.store, model_id)  # a model the store holds: refused otherwise
+            tags = self.store.get_run(run_id, flush=False, warn=False).tags
+            links, changed = linked_steps(tags, model_id), tag not in tags
+        changed = any([add_linked_step(links, key, step) for key, step in points]) or changed
+        if changed:
+            self._handle(run_id).set_tag(tag, json.dumps(links, sort_keys=True, separators=(",", ":")))
+        self._model_links[(run_id, tag)] = links
 
     def log_batch(
         self, run_id: str, metrics: Iterable[Metric] = (), params: Iterable[Param] = (), tags: Iterable[RunTag] = (),
@@ -271,7 +319,14 @@ class TrackingClient:
                     f"log_batch got param {p.key!r} twice, with values {ps[p.key]!r} and {value!r}; a param has one value"
                 )
         ts = {t.key: str(t.value) for t in tags}
+        metrics = list(metrics)
         self._handle(run_id).log_batch(ps, ts, [(m.key, m.value, m.step, m.timestamp) for m in metrics])
+        by_model: dict[str, list[tuple[str, int]]] = {}
+        for m in metrics:
+            if getattr(m, "model_id", None) is not None:
+                by_model.setdefault(str(m.model_id), []).append((m.key, m.step))
+        for model_id, points in by_model.items():
+            self.link_model_metrics(run_id, model_id, points)
 
     def set_tag(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> None:
         self._handle(run_id).set_tag(key, str(value))
@@ -282,7 +337,7 @@ class TrackingClient:
 
     def get_parent_run(self, run_id: str) -> Run | None:
         """The run named by the run's ``mlflow.parentRunId`` tag (``None`` without one)."""
-        parent = self.get_run(run_id).data.tags.get("mlflow.parentRunId")
+        parent = self.get_run(run_id).data.tags.get(MLFLOW_PARENT_RUN_ID)
         return None if parent is None else self.get_run(parent)
 
     def log_input(self, run_id: str, dataset: Any, context: str | None = None, tags: dict[str, str] | None = None) -> None:
@@ -296,9 +351,10 @@ class TrackingClient:
         self._handle(run_id).log_input({**to_dict(), "context": context or "", "tags": dict(tags or {})})
 
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput] | None = None, models: Sequence[Any] | None = None) -> None:
-        """Record dataset inputs given as MLflow's ``DatasetInput`` entities."""
-        if models:
-            raise InvalidInputError("log_inputs: model inputs are not recorded by casstore; log datasets only")
+        """Record dataset inputs given as MLflow's ``DatasetInput`` entities, and logged models
+        the run used (``LoggedModelInput``: ``run.inputs.model_inputs``)."""
+        for m in models or []:
+            self.link_model_metrics(run_id, getattr(m, "model_id", m), [])
         h = self._handle(run_id)
         for di in datasets or []:
             tags = {t.key: t.value for t in di.tags}
@@ -415,7 +471,9 @@ class TrackingClient:
         entry = load_entry(self.store, check_digest(model_id, "model_id (a model digest)"))
         if entry.run_id is None:
             raise ObjectNotFoundError(f"model {model_id} was not logged in a run of store {self.store.url}")
-        return _logged_model(self.store.get_run(entry.run_id), entry.name, model_id, entry)
+        linking = self.store.search_runs(None, f"tags.`{MODEL_METRICS_TAG}{model_id}` IS NOT NULL", deleted=None)
+        others = [self.store.get_run(r.run_id) for r in linking if r.run_id != entry.run_id]
+        return _logged_model(self.store.get_run(entry.run_id), entry.name, model_id, entry, others=others)
 
     def search_logged_models(
         self, experiment_ids: list[str] | None = None, filter_string: str | None = None,
@@ -464,13 +522,23 @@ LOGGED_MODEL_ATTRIBUTES = {
 }
 
 
-def _logged_model(view: Any, name: str, digest: str, entry: ModelEntry, logged_at: int | None = None) -> LoggedModel:
+def _logged_model(view: Any, name: str, digest: str, entry: ModelEntry, logged_at: int | None = None,
+                  others: Sequence[Any] = ()) -> LoggedModel:
+    """The logged model; its metrics are its run's at its step, and those any run linked to
+    it (``log_metric(..., model_id=...)``)."""
     if logged_at is None:
         logged_at = view.models[name].logged_at if name in view.models else view.start_time
+    metrics: list[Metric] = []
+    for run in (view, *others):
+        links = linked_steps(run.tags, digest)
+        for k, v, s, t in run.points:
+            at_step = run is view and s == entry.step
+            if at_step or any(lo <= s <= hi for lo, hi in links.get(k, ())):
+                metrics.append(Metric(k, v, t, s, model_id=digest, run_id=run.run_id))
     return LoggedModel(
         model_id=digest, name=name, experiment_id=view.experiment_id, source_run_id=view.run_id,
         creation_timestamp=int(logged_at or view.start_time), tags=dict(entry.tags), params=dict(view.params),
-        metrics=[Metric(k, v, t, s) for k, v, s, t in view.points if s == entry.step], model_type=entry.model_type,
+        metrics=metrics, model_type=entry.model_type,
     )
 
 
@@ -505,8 +573,8 @@ def new_run_tags(tags: dict[str, Any] | None, run_name: str | None) -> tuple[str
     one ``tags`` give, else a random name as MLflow picks one."""
     all_tags = context_tags()
     all_tags.update({k: str(v) for k, v in (tags or {}).items()})
-    name = run_name or all_tags.get("mlflow.runName") or _random_name()
-    all_tags["mlflow.runName"] = name
+    name = run_name or all_tags.get(MLFLOW_RUN_NAME) or _random_name()
+    all_tags[MLFLOW_RUN_NAME] = name
     return name, all_tags
 
 
