@@ -1700,3 +1700,97 @@ def test_dataset_sources_of_each_kind(ml: types.ModuleType, tmp_path: Path) -> N
     assert isinstance(http, importlib.import_module(f"{ml.__name__}.data.http_dataset_source").HTTPDatasetSource)
     code = ml.data.from_pandas(df).source
     assert (type(code).__name__, code._get_source_type(), list(code.to_dict())) == ("CodeDatasetSource", "code", ["tags"])
+
+
+def test_the_mlmodel_file_and_the_model_it_describes(ml: types.ModuleType, tmp_path: Path) -> None:
+    """The ``MLmodel`` fields MLflow 3 writes for a scikit-learn and a custom model, and what
+    ``Model.load`` gives of them: ``metadata``, ``model_id``, ``model_size_bytes``, the
+    signature inferred from an input example (one value per row: a column output)."""
+    import yaml
+    from sklearn.linear_model import LinearRegression
+
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0]})
+    with ml.start_run() as run:
+        skl = ml.sklearn.log_model(LinearRegression().fit(X, [1.0, 2.0, 3.0]), name="skl", pip_requirements=REQS,
+                                   metadata={"author": "ana"}, input_example=X.head(1), serialization_format="cloudpickle")
+        pyf = ml.pyfunc.log_model(name="pyf", python_model=_python_model(ml, 1), pip_requirements=REQS, metadata={"k": 1})
+    files = {}
+    for info, meta in ((skl, {"author": "ana"}), (pyf, {"k": 1})):
+        local = ml.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / info.name))
+        written = files[info.name] = yaml.safe_load((Path(local) / "MLmodel").read_text())
+        assert {"artifact_path", "flavors", "metadata", "model_size_bytes", "model_uuid", "run_id", "utc_time_created"} <= set(written)
+        assert (written["metadata"], written["run_id"], info.metadata) == (meta, run.info.run_id, meta)
+        model = ml.models.Model.load(info.model_uri)
+        assert (model.metadata, model.model_id, model.run_id) == (meta, info.model_id, run.info.run_id)
+        assert isinstance(model.model_size_bytes, int) and model.model_size_bytes > 0
+        assert (model.env_vars, model.prompts, model.resources) == (None, None, None)
+    written = files["skl"]
+    assert (written["is_signature_from_type_hint"], written["type_hint_from_example"]) == (False, False)
+    assert json.loads(written["signature"]["outputs"]) == [{"type": "double", "required": True}]
+    assert skl.signature.outputs.input_types() == [ml.types.DataType.double]
+
+
+def test_an_input_example_with_params(ml: types.ModuleType) -> None:
+    """``input_example=(data, params)``: the signature gets the params, the example is saved
+    with them beside it (``load_input_example_params``) and in the serving example."""
+    class Scaled(ml.pyfunc.PythonModel):  # type: ignore[name-defined,misc]
+        def predict(self, context: object, model_input: pd.DataFrame, params: dict[str, int] | None = None) -> list[int]:
+            return [len(s) * (params or {}).get("k", 1) for s in model_input["text"]]
+
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="m", python_model=Scaled(), pip_requirements=REQS,
+                                   input_example=(pd.DataFrame({"text": ["ab", "c"]}), {"k": 2}))
+    model = ml.pyfunc.load_model(info.model_uri)
+    assert list(model.predict(pd.DataFrame({"text": ["abc"]}))) == [6]  # the example's k is the default
+    assert list(model.predict(pd.DataFrame({"text": ["abc"]}), params={"k": 3})) == [9]
+    assert model.metadata.get_params_schema().to_dict() == [{"name": "k", "default": 2, "shape": None, "type": "long"}]
+    described = ml.models.Model.load(info.model_uri)
+    local = ml.artifacts.download_artifacts(info.model_uri)
+    assert described.load_input_example(local)["text"].tolist() == ["ab", "c"]
+    assert described.load_input_example_params(local) == {"k": 2} and described.saved_input_example_info["params"] == "true"
+    assert json.loads((Path(local) / "serving_input_example.json").read_text()) == {
+        "dataframe_split": {"columns": ["text"], "data": [["ab"], ["c"]]}, "params": {"k": 2}}
+    serving = ml.models.convert_input_example_to_serving_input((pd.DataFrame({"t": ["a"]}), {"k": 2}))
+    assert json.loads(serving)["params"] == {"k": 2}
+
+
+def test_model_info_names_the_mlmodels_flavors(ml: types.ModuleType) -> None:
+    """``log_model``'s ``ModelInfo``: the flavors as ``MLmodel`` writes them (MLflow's loader
+    modules), the metadata, the registered version."""
+    registered = f"info-{_exp_id(ml)}"
+    with ml.start_run() as run:
+        info = ml.pyfunc.log_model(name="m", python_model=_python_model(ml, 1), pip_requirements=REQS,
+                                   metadata={"owner": "ana"}, registered_model_name=registered)
+    assert (info.run_id, info.name, info.metadata, info.registered_model_version) == (run.info.run_id, "m", {"owner": "ana"}, 1)
+    assert info.flavors["python_function"]["loader_module"] == "mlflow.pyfunc.model"
+    assert info.flavors == ml.models.Model.load(info.model_uri).flavors == ml.models.get_model_info(info.model_uri).flavors
+
+
+def test_search_logged_models_ordered(ml: types.ModuleType) -> None:
+    """MLflow 3's ``search_logged_models(order_by=[{"field_name": ..., "ascending": ...}])``."""
+    with ml.start_run() as run:
+        ids = {}
+        for step, (name, rmse) in enumerate((("b", 0.3), ("a", 0.5), ("c", 0.1))):  # a step each: metrics apart
+            ids[name] = ml.pyfunc.log_model(name=name, python_model=_python_model(ml, 1), pip_requirements=REQS,
+                                            step=step).model_id
+            ml.log_metric("rmse", rmse, step=step, model_id=ids[name])
+    exp = [run.info.experiment_id]
+
+    def names(order_by: list[dict[str, object]]) -> list[str]:
+        return [m.name for m in ml.search_logged_models(experiment_ids=exp, order_by=order_by, output_format="list")]
+
+    assert names([{"field_name": "name", "ascending": True}]) == ["a", "b", "c"]
+    assert names([{"field_name": "name", "ascending": False}]) == ["c", "b", "a"]
+    assert names([{"field_name": "metrics.rmse", "ascending": True}]) == ["c", "b", "a"]
+    frame = ml.search_logged_models(experiment_ids=exp, order_by=[{"field_name": "creation_timestamp", "ascending": True}])
+    assert frame["name"].tolist() == ["b", "a", "c"] and frame["model_id"].tolist() == [ids["b"], ids["a"], ids["c"]]
+
+
+def test_a_numpy_datasets_profile(ml: types.ModuleType) -> None:
+    dataset = ml.data.from_numpy(np.zeros((4, 2)), targets=np.ones(4), name="n")
+    assert dataset.profile == {"features_shape": (4, 2), "features_size": 8, "features_nbytes": 64,
+                               "targets_shape": (4,), "targets_size": 4, "targets_nbytes": 32}
+    with ml.start_run() as run:
+        ml.log_input(dataset, context="training")
+    [di] = ml.get_run(run.info.run_id).inputs.dataset_inputs
+    assert json.loads(di.dataset.profile)["features_shape"] == [4, 2]

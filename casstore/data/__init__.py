@@ -7,7 +7,7 @@ itself is not stored: the run records the dataset's name, digest, source, schema
 >>> import numpy as np
 >>> ds = from_numpy(np.arange(6).reshape(3, 2), source="data/train.npy", name="train")
 >>> ds.name, len(ds.digest), ds.profile
-('train', 64, {'features_shape': [3, 2], 'features_size': 6, 'features_nbytes': 48})
+('train', 64, {'features_shape': (3, 2), 'features_size': 6, 'features_nbytes': 48})
 
 What the digest covers (so it can be recomputed): for an array, a header naming its dtype
 and shape, then its bytes in C order (an object array: its values as JSON); for a DataFrame,
@@ -250,10 +250,10 @@ class NumpyDataset(Dataset):
         for key, value in arrays.items():
             a = np.asarray(value)
             prefix = "features" if not isinstance(features, dict) else f"features_{key}"
-            profile.update({f"{prefix}_shape": list(a.shape), f"{prefix}_size": int(a.size), f"{prefix}_nbytes": int(a.nbytes)})
+            profile.update({f"{prefix}_shape": tuple(a.shape), f"{prefix}_size": int(a.size), f"{prefix}_nbytes": int(a.nbytes)})
         if targets is not None:
             t = np.asarray(targets)
-            profile.update({"targets_shape": list(t.shape), "targets_size": int(t.size), "targets_nbytes": int(t.nbytes)})
+            profile.update({"targets_shape": tuple(t.shape), "targets_size": int(t.size), "targets_nbytes": int(t.nbytes)})
         super().__init__(name, content_digest(features, targets), source, _schema_json(features), profile)
 
 

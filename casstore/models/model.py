@@ -70,6 +70,16 @@ class Model:
         info = self.saved_input_example_info
         if not isinstance(info, dict):
             return None
+        return mlmodel.parse_input_example(self._example_bytes(info, path), info, self.get_input_schema())
+
+    def load_input_example_params(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
+        """The params saved with the input example (``input_example=(data, params)``), or ``None``."""
+        info = self.saved_input_example_info
+        if not isinstance(info, dict) or not info.get("params"):
+            return None
+        return mlmodel.parse_example_params(self._example_bytes(info, path), info)
+
+    def _example_bytes(self, info: dict[str, Any], path: str | os.PathLike[str] | None) -> bytes:
         source = os.fspath(path) if path is not None else self._source
         if source is None:
             raise InvalidInputError("give the model's URI or directory: load_input_example(path)")
@@ -87,7 +97,7 @@ class Model:
                     data = f.read()
             except OSError as e:
                 raise LocalFileError(f"no input example {name!r} in model directory {source!r} ({e.strerror})") from e
-        return mlmodel.parse_input_example(data, info, self.get_input_schema())
+        return data
 
     def get_input_schema(self) -> Any:
         return self.signature.inputs if self.signature else None

@@ -479,14 +479,14 @@ class TrackingClient:
         self, experiment_ids: list[str] | None = None, filter_string: str | None = None,
         max_results: int | None = None, order_by: list[Any] | None = None,
     ) -> list[LoggedModel]:
-        """Models logged by the runs of ``experiment_ids`` (all experiments without), newest
-        first, matching ``filter_string`` on ``name``, ``model_id``, ``source_run_id``,
+        """Models logged by the runs of ``experiment_ids`` (all experiments without), in the
+        order ``order_by`` gives (MLflow's ``{"field_name": "metrics.rmse", "ascending": True}``
+        entries), else newest first, matching ``filter_string`` on ``name``, ``model_id``, ``source_run_id``,
         ``creation_timestamp``, ``model_type``, ``params.<key>`` or ``metrics.<key>`` (the
         run's, at the model's step)."""
         from casstore.models.fetch import load_entry
 
-        if order_by:
-            raise InvalidInputError("search_logged_models: order_by is not supported; models come newest first")
+        keys = [_logged_model_order_key(o) for o in order_by or []]
         comps = parse_filter(filter_string, LOGGED_MODEL_ATTRIBUTES)
         found: list[LoggedModel] = []
         for found_run in self.store.search_runs(None if experiment_ids is None else [str(i) for i in experiment_ids]):
@@ -496,6 +496,10 @@ class TrackingClient:
                 if matches(comps, functools.partial(_logged_model_value, model)):
                     found.append(model)
         found.sort(key=lambda m: m.creation_timestamp, reverse=True)
+        for entity, key, ascending in reversed(keys):  # a stable sort per key, the first key last
+            present = [m for m in found if _logged_model_value(m, entity, key) is not None]
+            present.sort(key=lambda m: _logged_model_value(m, entity, key), reverse=not ascending)
+            found = present + [m for m in found if _logged_model_value(m, entity, key) is None]  # missing last
         return found if max_results is None else found[:max_results]
 
     def set_logged_model_tags(self, model_id: str, tags: dict[str, Any]) -> None:
@@ -540,6 +544,30 @@ def _logged_model(view: Any, name: str, digest: str, entry: ModelEntry, logged_a
         creation_timestamp=int(logged_at or view.start_time), tags=dict(entry.tags), params=dict(view.params),
         metrics=metrics, model_type=entry.model_type,
     )
+
+
+def _logged_model_order_key(order: Any) -> tuple[str, str, bool]:
+    """An ``order_by`` entry of ``search_logged_models``: MLflow's ``{"field_name": ...,
+    "ascending": ...}`` or a string such as ``"metrics.rmse ASC"``; (entity, key, ascending)."""
+    if isinstance(order, dict):
+        field_name, ascending = order.get("field_name"), order.get("ascending", True)
+    elif isinstance(order, str) and order.strip():
+        field_name, _, direction = order.strip().partition(" ")
+        ascending = direction.strip().upper() != "DESC"
+    else:
+        field_name, ascending = None, True
+    if not isinstance(field_name, str) or not isinstance(ascending, bool):
+        raise InvalidInputError(
+            f"search_logged_models: bad order_by entry {order!r}; give {{'field_name': 'creation_timestamp', "
+            "'ascending': False}} or 'metrics.<key> DESC'"
+        )
+    entity, dot, key = field_name.partition(".")
+    if dot and entity in ("metrics", "params", "tags"):
+        return entity, key, ascending
+    if field_name not in LOGGED_MODEL_ATTRIBUTES:
+        raise InvalidInputError(f"search_logged_models: cannot order by {field_name!r}; order by "
+                                f"{', '.join(LOGGED_MODEL_ATTRIBUTES)} or metrics.<key>, params.<key>, tags.<key>")
+    return "attributes", field_name, ascending
 
 
 def _logged_model_value(m: LoggedModel, entity: str, key: str) -> Any:

@@ -31,11 +31,11 @@ if __name__ == "__main__":
             checkpoints.append(info.model_id)
 
     outputs = mlflow.get_run(training.info.run_id).outputs.model_outputs
-    print("checkpoints logged at steps:", [o.step for o in outputs])
-    print("the same models:", [o.model_id for o in outputs] == checkpoints)
+    print("checkpoints logged at steps:", sorted(o.step for o in outputs))
+    print("the same models:", sorted(o.model_id for o in outputs) == sorted(checkpoints))
 
-    best = mlflow.search_logged_models(filter_string="metrics.val_mse < 1", output_format="list")
-    best.sort(key=lambda m: [x.value for x in m.metrics if x.key == "val_mse"][0])
+    best = mlflow.search_logged_models(filter_string="metrics.val_mse < 1", output_format="list",
+                                       order_by=[{"field_name": "metrics.val_mse", "ascending": True}])
     print("checkpoints with val_mse < 1, best first:", [m.name for m in best])
 
     with mlflow.start_run(run_name="holdout") as holdout:
