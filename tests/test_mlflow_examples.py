@@ -80,6 +80,9 @@ def test_examples_run_under_casstore(casstore_side: tuple[Path, dict[str, str]])
     assert "checkpoints logged at steps: [0, 1, 2]" in outputs["logged_models.py"]
     assert "the holdout run used the best checkpoint: True" in outputs["logged_models.py"]
     assert "the best checkpoint's metrics: ['holdout_mse', 'val_mse']" in outputs["logged_models.py"]
+    assert "with threshold 0.8: [0, 0, 1]" in outputs["signatures_and_datasets.py"]
+    assert "scores s3 S3ArtifactDatasetSource True" in outputs["signatures_and_datasets.py"]
+    assert "the holdout file loads back: True" in outputs["signatures_and_datasets.py"]
 
 
 def test_the_only_lines_changed_are_imports() -> None:
