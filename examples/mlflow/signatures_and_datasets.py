@@ -52,7 +52,7 @@ if __name__ == "__main__":
     described = mlflow.models.Model.load(info.model_uri)
     print("example params:", described.load_input_example_params(mlflow.artifacts.download_artifacts(info.model_uri)))
 
-    for dataset_input in mlflow.get_run(run.info.run_id).inputs.dataset_inputs:
+    for dataset_input in sorted(mlflow.get_run(run.info.run_id).inputs.dataset_inputs, key=lambda d: d.dataset.name):
         source = mlflow.data.get_source(dataset_input)
         print(dataset_input.dataset.name, dataset_input.dataset.source_type, type(source).__name__,
               source.uri == (remote.source.uri if dataset_input.dataset.name == "scores" else local_file))
