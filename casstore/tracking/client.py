@@ -84,6 +84,8 @@ class TrackingClient:
         self._store: RunStore | None = None
         #: the metric links of ``link_model_metrics``, by run and tag, as this client last wrote them
         self._model_links: dict[tuple[str, str], dict[str, list[list[int]]]] = {}
+        #: logged models this client found in the store (their ids are digests: what they name stays)
+        self._models_seen: set[str] = set()
 
     @property
     def tracking_uri(self) -> str:
@@ -283,22 +285,31 @@ class TrackingClient:
         """Record a metric value; with ``model_id``, also one of that logged model's
         metrics (``get_logged_model(model_id).metrics``), as MLflow 3 links them."""
         step = 0 if step is None else step
+        if model_id is not None:
+            model_id = self.check_model_id(model_id)  # before the value is logged: a bad id logs nothing
         self._handle(run_id).log_metric(key, value, step, timestamp)
         if model_id is not None:
             self.link_model_metrics(run_id, model_id, [(key, step)])
+
+    def check_model_id(self, model_id: str) -> str:
+        """``model_id`` if it names a logged model of the store; refused otherwise."""
+        from casstore.models.fetch import load_entry
+
+        model_id = check_digest(str(model_id), "model_id (a logged model's id, as log_model's info.model_id gives it)")
+        if model_id not in self._models_seen:
+            load_entry(self.store, model_id)
+            self._models_seen.add(model_id)
+        return model_id
 
     def link_model_metrics(self, run_id: str, model_id: str, points: Iterable[tuple[str, int]]) -> None:
         """Link metric values the run logged (``(key, step)``) to the logged model
         ``model_id`` (none: the run used the model, MLflow's model input): recorded in the
         run's ``casstore.model_metrics.<model_id>`` tag."""
-        from casstore.models.fetch import load_entry
-
-        model_id = check_digest(str(model_id), "model_id (a logged model's id, as log_model's info.model_id gives it)")
+        model_id = self.check_model_id(model_id)
         tag = MODEL_METRICS_TAG + model_id
         links = self._model_links.get((run_id, tag))
         changed = links is None
         if links is None:
-            load_entry(self.store, model_id)  # a model the store holds: refused otherwise
             tags = self.store.get_run(run_id, flush=False, warn=False).tags
             links, changed = linked_steps(tags, model_id), tag not in tags
         changed = any([add_linked_step(links, key, step) for key, step in points]) or changed
@@ -320,11 +331,11 @@ class TrackingClient:
                 )
         ts = {t.key: str(t.value) for t in tags}
         metrics = list(metrics)
-        self._handle(run_id).log_batch(ps, ts, [(m.key, m.value, m.step, m.timestamp) for m in metrics])
         by_model: dict[str, list[tuple[str, int]]] = {}
         for m in metrics:
             if getattr(m, "model_id", None) is not None:
-                by_model.setdefault(str(m.model_id), []).append((m.key, m.step))
+                by_model.setdefault(self.check_model_id(str(m.model_id)), []).append((m.key, m.step))
+        self._handle(run_id).log_batch(ps, ts, [(m.key, m.value, m.step, m.timestamp) for m in metrics])
         for model_id, points in by_model.items():
             self.link_model_metrics(run_id, model_id, points)
 

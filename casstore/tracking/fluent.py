@@ -455,6 +455,8 @@ def log_metrics(
 ) -> Any:
     rid, client = _run_for_write(run_id)
     given = _mapping(metrics, "log_metrics")
+    if model_id is not None:
+        model_id = client.check_model_id(model_id)  # before the values are logged: a bad id logs nothing
     for k, v in given.items():
         client.log_metric(rid, k, v, timestamp, step)
     if model_id is not None:
