@@ -35,6 +35,7 @@ from numbers import Number
 from typing import Any
 
 from casstore.exceptions import CasstoreError, InvalidInputError
+from casstore.utils.mlflow_tags import MLFLOW_AUTOLOGGING, MLFLOW_PARENT_RUN_ID
 
 __all__ = ["autolog"]
 
@@ -196,7 +197,7 @@ def _safely(step: Callable[[], None]) -> None:
 
 
 #: MLflow's tag on the runs autologging starts (a fit's own run, a search's child runs)
-AUTOLOGGING_TAG = "mlflow.autologging"
+AUTOLOGGING_TAG = MLFLOW_AUTOLOGGING
 
 
 def _tags(estimator: Any) -> dict[str, str]:
@@ -360,7 +361,7 @@ def _log_search(config: _Config, client: Any, run: Any, estimator: Any, X: Any) 
     base = _params(estimator.estimator) if hasattr(estimator, "estimator") else {}
     for _, row in best.iterrows():
         tags = {**_tags(estimator.estimator if hasattr(estimator, "estimator") else estimator), **config.extra_tags,
-                "mlflow.parentRunId": rid, AUTOLOGGING_TAG: "sklearn"}
+                MLFLOW_PARENT_RUN_ID: rid, AUTOLOGGING_TAG: "sklearn"}
         child = client.create_run(run.info.experiment_id, tags=tags)
         cid = child.info.run_id
         for k, v in {**base, **{str(k): str(v) for k, v in row.get("params", {}).items()}}.items():

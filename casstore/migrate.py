@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from casstore.exceptions import InvalidInputError, LocalFileError, RunStateError
 from casstore.runs import DEFAULT_EXPERIMENT_NAME, RunHandle, RunStore
 from casstore.runs.records import ArtifactEntry, point_key
+from casstore.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 if TYPE_CHECKING:
     from casstore.objects import ObjectStore
@@ -44,7 +45,7 @@ __all__ = ["ImportedRun", "SOURCE_TAG", "import_artifact_dir", "import_mlflow_ru
 
 #: the tag naming where an imported run came from: ``mlflow:<run id>`` or ``dir:<path>``
 #: the tag by which MLflow names a nested run's parent
-PARENT_TAG = "mlflow.parentRunId"
+PARENT_TAG = MLFLOW_PARENT_RUN_ID
 SOURCE_TAG = "casstore.import.source"
 _MLFLOW_URI_TAG = "casstore.import.mlflow_tracking_uri"
 _ENDED = ("FINISHED", "FAILED", "KILLED")

@@ -1585,3 +1585,212 @@ def test_the_serving_input_example_checked_before_deployment(ml: types.ModuleTyp
     exp = dict(ml.get_experiment(run.info.experiment_id))
     assert exp["experiment_id"] == run.info.experiment_id and exp["lifecycle_stage"] == "active"
     assert {"name", "tags", "creation_time", "last_update_time", "artifact_location"} <= set(exp)
+
+
+# ---- MLflow 3's types, a run's model outputs and inputs, metrics linked to a logged model ------------------
+
+
+def test_datatype_is_mlflows_enum(ml: types.ModuleType) -> None:
+    """``mlflow.types.DataType`` is an enum: its members, their numbers and the types they
+    hold; a signature's columns and params carry members, and a type name is taken for one."""
+    import datetime
+    import enum
+
+    DataType = ml.types.DataType
+    assert issubclass(DataType, enum.Enum) and DataType.all_types() == list(DataType)
+    assert [(t.name, t.value) for t in DataType] == [("boolean", 1), ("integer", 2), ("long", 3), ("float", 4),
+                                                      ("double", 5), ("string", 6), ("binary", 7), ("datetime", 8)]
+    assert DataType["long"] is DataType.long and DataType(5) is DataType.double
+    assert (repr(DataType.long), str(DataType.long)) == ("long", "DataType.long")
+    assert [t.to_numpy() for t in (DataType.boolean, DataType.integer, DataType.long, DataType.float, DataType.double)] == [
+        np.dtype("bool"), np.dtype("int32"), np.dtype("int64"), np.dtype("float32"), np.dtype("float64")]
+    assert (DataType.string.to_numpy(), DataType.binary.to_numpy()) == (np.dtype("str"), np.dtype("bytes"))
+    assert DataType.string.to_pandas() is object and DataType.double.to_pandas() == np.dtype("float64")
+    assert [t.to_python() for t in DataType] == [bool, int, int, float, float, str, bytes, datetime.date]
+    assert DataType.from_numpy_type(np.dtype("int32")) is DataType.integer
+    frame = pd.DataFrame({"n": [1, 2], "x": [0.5, 1.5], "s": ["a", "b"], "ok": [True, False]})
+    signature = ml.models.infer_signature(frame, params={"threshold": 0.5, "k": 3})
+    assert signature.inputs.input_types() == [DataType.long, DataType.double, DataType.string, DataType.boolean]
+    assert signature.inputs.input_types_dict()["x"] is DataType.double and signature.inputs.inputs[0].type is DataType.long
+    assert [p.dtype for p in signature.params] == [DataType.double, DataType.long]
+    ColSpec = ml.types.ColSpec
+    assert ColSpec("double", "x") == ColSpec(DataType.double, "x") and ColSpec("double", "x").type is DataType.double
+    assert ColSpec(DataType.long, "n").to_dict() == {"type": "long", "name": "n", "required": True}
+    by_type = {DataType.long: "int", DataType.double: "float"}  # what scripts key dicts by
+    assert [by_type.get(t, "other") for t in signature.inputs.input_types()] == ["int", "float", "other", "other"]
+
+
+def test_run_outputs_and_model_inputs(ml: types.ModuleType) -> None:
+    """MLflow 3: ``run.outputs.model_outputs`` lists the models a run logged (with their
+    step); a run that logs metrics of another run's model has it in ``inputs.model_inputs``."""
+    with ml.start_run() as producer:
+        first = ml.pyfunc.log_model(name="add_1", python_model=_python_model(ml, 1), pip_requirements=REQS)
+        second = ml.pyfunc.log_model(name="add_2", python_model=_python_model(ml, 2), pip_requirements=REQS, step=3)
+    got = ml.get_run(producer.info.run_id)
+    # (MLflow lists them in no set order)
+    assert sorted((o.model_id, o.step) for o in got.outputs.model_outputs) == sorted([(first.model_id, 0), (second.model_id, 3)])
+    assert got.inputs.model_inputs == []
+    assert sorted(got.to_dictionary()["outputs"]["model_outputs"], key=lambda o: o["step"]) == [
+        {"model_id": first.model_id, "step": 0}, {"model_id": second.model_id, "step": 3}]
+    with ml.start_run() as evaluator:
+        ml.log_metric("holdout_rmse", 0.4, model_id=second.model_id)
+    used = ml.get_run(evaluator.info.run_id)
+    assert [m.model_id for m in used.inputs.model_inputs] == [second.model_id]
+    assert used.outputs.model_outputs == [] and used.data.metrics == {"holdout_rmse": 0.4}
+    [found] = ml.search_runs([producer.info.experiment_id], filter_string=f"attributes.run_id = '{producer.info.run_id}'",
+                             output_format="list")
+    assert sorted(o.model_id for o in found.outputs.model_outputs) == sorted([first.model_id, second.model_id])
+    metrics = ml.get_logged_model(second.model_id).metrics
+    assert [(m.key, m.value, m.run_id) for m in metrics] == [("holdout_rmse", 0.4, evaluator.info.run_id)]
+    with ml.start_run() as reader:
+        ml.log_input(model=ml.entities.LoggedModelInput(first.model_id))
+    assert [m.model_id for m in ml.get_run(reader.info.run_id).inputs.model_inputs] == [first.model_id]
+
+
+def test_metrics_logged_for_a_model_are_the_models(ml: types.ModuleType) -> None:
+    """``log_metric(..., model_id=...)`` and ``log_metrics(..., model_id=...)`` at any step make
+    the values the logged model's (``get_logged_model``, ``search_logged_models``); the run
+    has them too. A metric logged without ``model_id`` at another step is the run's alone."""
+    with ml.start_run() as run:
+        info = ml.pyfunc.log_model(name="add_n", python_model=_python_model(ml, 1), pip_requirements=REQS)
+        for epoch, loss in enumerate([0.9, 0.5, 0.3], start=1):
+            ml.log_metric("val_loss", loss, step=epoch, model_id=info.model_id)
+            ml.log_metric("train_loss", loss / 2, step=epoch)
+        ml.log_metrics({"f1": 0.8, "auc": 0.9}, step=7, model_id=info.model_id)
+    model = ml.get_logged_model(info.model_id)
+    assert sorted((m.key, m.step, m.value) for m in model.metrics) == [
+        ("auc", 7, 0.9), ("f1", 7, 0.8), ("val_loss", 1, 0.9), ("val_loss", 2, 0.5), ("val_loss", 3, 0.3)]
+    assert {m.model_id for m in model.metrics} == {info.model_id} and {m.run_id for m in model.metrics} == {run.info.run_id}
+    assert ml.get_run(run.info.run_id).data.metrics == {"val_loss": 0.3, "train_loss": 0.15, "f1": 0.8, "auc": 0.9}
+    assert [m.model_id for m in ml.search_logged_models(filter_string="metrics.f1 > 0.5", output_format="list")] == [
+        info.model_id]
+    assert ml.search_logged_models(filter_string="metrics.train_loss > 0", output_format="list") == []
+    dataset = ml.data.from_pandas(pd.DataFrame({"x": [1.0]}), name="holdout")
+    with ml.start_run() as scored:
+        ml.log_metric("acc", 0.7, model_id=info.model_id, dataset=dataset)
+        ml.log_metric("acc_again", 0.7, dataset=dataset)
+    [di] = ml.get_run(scored.info.run_id).inputs.dataset_inputs
+    assert (di.dataset.name, di.dataset.digest, di.tags) == ("holdout", dataset.digest, [])
+
+
+def test_dataset_sources_of_each_kind(ml: types.ModuleType, tmp_path: Path) -> None:
+    """``from_pandas(source=...)`` gives MLflow's source class for S3, a local file, HTTP or
+    code; what the run records and ``get_source`` gives back is the same kind of source."""
+    df = pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]})
+    uri = "s3://my-bucket/data/train.csv"
+    s3 = ml.data.from_pandas(df, source=uri, targets="y", name="train")
+    assert (type(s3.source).__name__, s3.source.uri, s3.source._get_source_type()) == ("S3ArtifactDatasetSource", uri, "s3")
+    assert s3.source.to_dict() == {"uri": uri} and json.loads(s3.source.to_json()) == {"uri": uri}
+    assert (s3.to_dict()["source_type"], json.loads(s3.to_dict()["source"])) == ("s3", {"uri": uri})
+    with ml.start_run() as run:
+        ml.log_input(s3, context="training")
+    [di] = ml.get_run(run.info.run_id).inputs.dataset_inputs
+    assert (di.dataset.source_type, json.loads(di.dataset.source)) == ("s3", {"uri": uri})
+    source = ml.data.get_source(di)
+    assert (type(source).__name__, source.uri) == ("S3ArtifactDatasetSource", uri)
+    assert isinstance(source, importlib.import_module(f"{ml.__name__}.data.dataset_source").DatasetSource)
+    assert type(source).from_json(source.to_json()).uri == uri
+    (tmp_path / "train.csv").write_text(df.to_csv(index=False))
+    local = ml.data.from_pandas(df, source=str(tmp_path / "train.csv")).source
+    assert (type(local).__name__, local._get_source_type(), local.to_dict()) == (
+        "LocalArtifactDatasetSource", "local", {"uri": str(tmp_path / "train.csv")})
+    assert pd.read_csv(local.load(dst_path=str(tmp_path / "copy"))).equals(df)
+    http = ml.data.from_pandas(df, source="https://example.com/train.csv").source
+    assert (type(http).__name__, http._get_source_type(), http.url) == ("HTTPDatasetSource", "http", "https://example.com/train.csv")
+    assert isinstance(http, importlib.import_module(f"{ml.__name__}.data.http_dataset_source").HTTPDatasetSource)
+    code = ml.data.from_pandas(df).source
+    assert (type(code).__name__, code._get_source_type(), list(code.to_dict())) == ("CodeDatasetSource", "code", ["tags"])
+
+
+def test_the_mlmodel_file_and_the_model_it_describes(ml: types.ModuleType, tmp_path: Path) -> None:
+    """The ``MLmodel`` fields MLflow 3 writes for a scikit-learn and a custom model, and what
+    ``Model.load`` gives of them: ``metadata``, ``model_id``, ``model_size_bytes``, the
+    signature inferred from an input example (one value per row: a column output)."""
+    import yaml
+    from sklearn.linear_model import LinearRegression
+
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0]})
+    with ml.start_run() as run:
+        skl = ml.sklearn.log_model(LinearRegression().fit(X, [1.0, 2.0, 3.0]), name="skl", pip_requirements=REQS,
+                                   metadata={"author": "ana"}, input_example=X.head(1), serialization_format="cloudpickle")
+        pyf = ml.pyfunc.log_model(name="pyf", python_model=_python_model(ml, 1), pip_requirements=REQS, metadata={"k": 1})
+    files = {}
+    for info, meta in ((skl, {"author": "ana"}), (pyf, {"k": 1})):
+        local = ml.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / info.name))
+        written = files[info.name] = yaml.safe_load((Path(local) / "MLmodel").read_text())
+        assert {"artifact_path", "flavors", "metadata", "model_size_bytes", "model_uuid", "run_id", "utc_time_created"} <= set(written)
+        assert (written["metadata"], written["run_id"], info.metadata) == (meta, run.info.run_id, meta)
+        model = ml.models.Model.load(info.model_uri)
+        assert (model.metadata, model.model_id, model.run_id) == (meta, info.model_id, run.info.run_id)
+        assert isinstance(model.model_size_bytes, int) and model.model_size_bytes > 0
+        assert (model.env_vars, model.prompts, model.resources) == (None, None, None)
+    written = files["skl"]
+    assert (written["is_signature_from_type_hint"], written["type_hint_from_example"]) == (False, False)
+    assert json.loads(written["signature"]["outputs"]) == [{"type": "double", "required": True}]
+    assert skl.signature.outputs.input_types() == [ml.types.DataType.double]
+
+
+def test_an_input_example_with_params(ml: types.ModuleType) -> None:
+    """``input_example=(data, params)``: the signature gets the params, the example is saved
+    with them beside it (``load_input_example_params``) and in the serving example."""
+    class Scaled(ml.pyfunc.PythonModel):  # type: ignore[name-defined,misc]
+        def predict(self, context: object, model_input: pd.DataFrame, params: dict[str, int] | None = None) -> list[int]:
+            return [len(s) * (params or {}).get("k", 1) for s in model_input["text"]]
+
+    with ml.start_run():
+        info = ml.pyfunc.log_model(name="m", python_model=Scaled(), pip_requirements=REQS,
+                                   input_example=(pd.DataFrame({"text": ["ab", "c"]}), {"k": 2}))
+    model = ml.pyfunc.load_model(info.model_uri)
+    assert list(model.predict(pd.DataFrame({"text": ["abc"]}))) == [6]  # the example's k is the default
+    assert list(model.predict(pd.DataFrame({"text": ["abc"]}), params={"k": 3})) == [9]
+    assert model.metadata.get_params_schema().to_dict() == [{"name": "k", "default": 2, "shape": None, "type": "long"}]
+    described = ml.models.Model.load(info.model_uri)
+    local = ml.artifacts.download_artifacts(info.model_uri)
+    assert described.load_input_example(local)["text"].tolist() == ["ab", "c"]
+    assert described.load_input_example_params(local) == {"k": 2} and described.saved_input_example_info["params"] == "true"
+    assert json.loads((Path(local) / "serving_input_example.json").read_text()) == {
+        "dataframe_split": {"columns": ["text"], "data": [["ab"], ["c"]]}, "params": {"k": 2}}
+    serving = ml.models.convert_input_example_to_serving_input((pd.DataFrame({"t": ["a"]}), {"k": 2}))
+    assert json.loads(serving)["params"] == {"k": 2}
+
+
+def test_model_info_names_the_mlmodels_flavors(ml: types.ModuleType) -> None:
+    """``log_model``'s ``ModelInfo``: the flavors as ``MLmodel`` writes them (MLflow's loader
+    modules), the metadata, the registered version."""
+    registered = f"info-{_exp_id(ml)}"
+    with ml.start_run() as run:
+        info = ml.pyfunc.log_model(name="m", python_model=_python_model(ml, 1), pip_requirements=REQS,
+                                   metadata={"owner": "ana"}, registered_model_name=registered)
+    assert (info.run_id, info.name, info.metadata, info.registered_model_version) == (run.info.run_id, "m", {"owner": "ana"}, 1)
+    assert info.flavors["python_function"]["loader_module"] == "mlflow.pyfunc.model"
+    assert info.flavors == ml.models.Model.load(info.model_uri).flavors == ml.models.get_model_info(info.model_uri).flavors
+
+
+def test_search_logged_models_ordered(ml: types.ModuleType) -> None:
+    """MLflow 3's ``search_logged_models(order_by=[{"field_name": ..., "ascending": ...}])``."""
+    with ml.start_run() as run:
+        ids = {}
+        for step, (name, rmse) in enumerate((("b", 0.3), ("a", 0.5), ("c", 0.1))):  # a step each: metrics apart
+            ids[name] = ml.pyfunc.log_model(name=name, python_model=_python_model(ml, 1), pip_requirements=REQS,
+                                            step=step).model_id
+            ml.log_metric("rmse", rmse, step=step, model_id=ids[name])
+    exp = [run.info.experiment_id]
+
+    def names(order_by: list[dict[str, object]]) -> list[str]:
+        return [m.name for m in ml.search_logged_models(experiment_ids=exp, order_by=order_by, output_format="list")]
+
+    assert names([{"field_name": "name", "ascending": True}]) == ["a", "b", "c"]
+    assert names([{"field_name": "name", "ascending": False}]) == ["c", "b", "a"]
+    assert names([{"field_name": "metrics.rmse", "ascending": True}]) == ["c", "b", "a"]
+    frame = ml.search_logged_models(experiment_ids=exp, order_by=[{"field_name": "creation_timestamp", "ascending": True}])
+    assert frame["name"].tolist() == ["b", "a", "c"] and frame["model_id"].tolist() == [ids["b"], ids["a"], ids["c"]]
+
+
+def test_a_numpy_datasets_profile(ml: types.ModuleType) -> None:
+    dataset = ml.data.from_numpy(np.zeros((4, 2)), targets=np.ones(4), name="n")
+    assert dataset.profile == {"features_shape": (4, 2), "features_size": 8, "features_nbytes": 64,
+                               "targets_shape": (4,), "targets_size": 4, "targets_nbytes": 32}
+    with ml.start_run() as run:
+        ml.log_input(dataset, context="training")
+    [di] = ml.get_run(run.info.run_id).inputs.dataset_inputs
+    assert json.loads(di.dataset.profile)["features_shape"] == [4, 2]

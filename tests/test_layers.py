@@ -98,3 +98,19 @@ def test_no_layer_imports_a_layer_above_it() -> None:
             if any(mod == p or mod.startswith(p + ".") for p in layer):
                 wrong += [(mod, d) for d in deps if any(d == p or d.startswith(p + ".") for p in above)]
     assert set(wrong) == BRIDGES
+
+
+def test_system_tag_names_are_named_in_one_module() -> None:
+    """MLflow's system tag names (``mlflow.runName``, ``mlflow.user`` ...) are written once, in
+    ``casstore/utils/mlflow_tags.py``; every other module uses its constants."""
+    from casstore.utils import mlflow_tags
+
+    names = {getattr(mlflow_tags, n) for n in mlflow_tags.__all__}
+    home = ROOT / "utils" / "mlflow_tags.py"
+    literals = sorted(
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}"
+        for path in ROOT.rglob("*.py") if path != home
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Constant) and node.value in names
+    )
+    assert literals == []

@@ -77,6 +77,12 @@ def test_examples_run_under_casstore(casstore_side: tuple[Path, dict[str, str]])
     assert "downloaded: ['config.yaml', 'plots'] ['notes.txt']" in outputs["artifacts_roundtrip.py"]
     assert "4 runs in 2 pages: ['extra-3', 'extra-2', 'extra-1', 'extra-0']" in outputs["client_tracking.py"]
     assert "deeper forests: ['forest-max_depth5']" in outputs["search_runs_analysis.py"]
+    assert "checkpoints logged at steps: [0, 1, 2]" in outputs["logged_models.py"]
+    assert "the holdout run used the best checkpoint: True" in outputs["logged_models.py"]
+    assert "the best checkpoint's metrics: ['holdout_mse', 'val_mse']" in outputs["logged_models.py"]
+    assert "with threshold 0.8: [0, 0, 1]" in outputs["signatures_and_datasets.py"]
+    assert "scores s3 S3ArtifactDatasetSource True" in outputs["signatures_and_datasets.py"]
+    assert "the holdout file loads back: True" in outputs["signatures_and_datasets.py"]
 
 
 def test_the_only_lines_changed_are_imports() -> None:

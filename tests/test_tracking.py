@@ -450,3 +450,30 @@ def test_end_run_with_an_unknown_status_is_refused_and_the_run_stays_active(trac
     casstore.log_param("still", "open")
     casstore.end_run()
     assert casstore.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_metrics_linked_to_a_model_keep_one_step_range(tracking: str) -> None:
+    """``log_metric(..., model_id=...)`` in a training loop: the run's link tag holds one range
+    of steps per metric, whatever the number of steps, and sealing keeps it; a model id the
+    store does not hold is refused, saying what a model id is."""
+    import json
+
+    import pandas as pd
+
+    class Same(casstore.pyfunc.PythonModel):
+        def predict(self, context: object, model_input: pd.DataFrame, params: object = None) -> pd.DataFrame:
+            return model_input
+
+    with casstore.start_run() as run:
+        info = casstore.pyfunc.log_model(name="m", python_model=Same(), pip_requirements=["pandas"])
+        for step in range(200):
+            casstore.log_metric("loss", 1.0 / (step + 1), step=step, model_id=info.model_id)
+        casstore.log_metric("loss", 0.001, step=500, model_id=info.model_id)
+        with pytest.raises(InvalidInputError, match="model_id"):
+            casstore.log_metric("loss", 0.1, model_id="m-0123")
+        with pytest.raises(ObjectNotFoundError):
+            casstore.log_metric("loss", 0.1, model_id="f" * 64)
+    tags = casstore.get_run(run.info.run_id).data.tags
+    assert json.loads(tags[f"casstore.model_metrics.{info.model_id}"]) == {"loss": [[0, 199], [500, 500]]}
+    steps = sorted(m.step for m in casstore.get_logged_model(info.model_id).metrics)
+    assert steps == [*range(200), 500]

@@ -19,11 +19,12 @@ from casstore.cli._common import (
 )
 from casstore.cli.runs import run_dict
 from casstore.exceptions import CasstoreError
+from casstore.utils.mlflow_tags import MLFLOW_USER
 
 __all__ = ["COMMANDS", "build_audit", "build_diff"]
 
 _CODE_PREFIXES = ("mlflow.source.", "casstore.git.")
-_ENV_PREFIXES = ("casstore.python", "casstore.platform", "casstore.host", "casstore.version", "casstore.lib.", "mlflow.user")
+_ENV_PREFIXES = ("casstore.python", "casstore.platform", "casstore.host", "casstore.version", "casstore.lib.", MLFLOW_USER)
 
 
 def _tag_groups(tags: dict[str, str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:

@@ -24,6 +24,7 @@ from casstore.cli._common import (
     resolve_run_id,
 )
 from casstore.exceptions import CasstoreError, CorruptRecordError, IntegrityError, InvalidInputError, LocalFileError, ObjectNotFoundError
+from casstore.utils.mlflow_tags import MLFLOW_SOURCE_NAME
 
 __all__ = ["COMMANDS", "run_dict", "short"]
 
@@ -431,7 +432,7 @@ def log_cmd(files: tuple[str, ...], run: str | None, artifact_path: str | None, 
         new = False
     else:
         exp_id = runs.get_or_create_experiment(experiment or DEFAULT_EXPERIMENT_NAME)
-        name, tags = new_run_tags({"mlflow.source.name": "casstore log"}, run_name)
+        name, tags = new_run_tags({MLFLOW_SOURCE_NAME: "casstore log"}, run_name)
         handle = runs.create_run(exp_id, run_name=name, tags=tags)
         new = True
     total = sum(os.path.getsize(lp) for _, lp in items)

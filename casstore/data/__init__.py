@@ -7,7 +7,7 @@ itself is not stored: the run records the dataset's name, digest, source, schema
 >>> import numpy as np
 >>> ds = from_numpy(np.arange(6).reshape(3, 2), source="data/train.npy", name="train")
 >>> ds.name, len(ds.digest), ds.profile
-('train', 64, {'features_shape': [3, 2], 'features_size': 6, 'features_nbytes': 48})
+('train', 64, {'features_shape': (3, 2), 'features_size': 6, 'features_nbytes': 48})
 
 What the digest covers (so it can be recomputed): for an array, a header naming its dtype
 and shape, then its bytes in C order (an object array: its values as JSON); for a DataFrame,
@@ -23,17 +23,21 @@ from typing import TYPE_CHECKING, Any
 
 from casstore.exceptions import InvalidInputError
 from casstore.objects.digest import new_hasher
+from casstore.utils.mlflow_tags import MLFLOW_SOURCE_NAME
 
 if TYPE_CHECKING:
     from casstore.models.signature import Schema
     from casstore.tracking.entities import DatasetEntity, DatasetInput
 
-__all__ = ["Dataset", "DatasetSource", "PandasDataset", "NumpyDataset", "from_pandas", "from_numpy", "get_source", "content_digest"]
+__all__ = ["Dataset", "DatasetSource", "FileSystemDatasetSource", "LocalArtifactDatasetSource", "S3ArtifactDatasetSource",
+           "HTTPDatasetSource", "CodeDatasetSource", "PandasDataset", "NumpyDataset", "from_pandas", "from_numpy", "get_source", "content_digest"]
 
 
 class DatasetSource:
     """Where a dataset came from: a URI or path (``source_type`` its scheme, ``local`` for a
-    path), or, given none, the code that built it (``source_type`` ``code``)."""
+    path), or, given none, the code that built it (``source_type`` ``code``). ``from_pandas``
+    and ``from_numpy`` give MLflow's class for each: :class:`S3ArtifactDatasetSource`,
+    :class:`LocalArtifactDatasetSource`, :class:`HTTPDatasetSource`, :class:`CodeDatasetSource`."""
 
     def __init__(self, uri: str | None) -> None:
         self.uri = uri
@@ -41,9 +45,14 @@ class DatasetSource:
             self.source_type = "code"
         elif "://" in uri:
             scheme = uri.split("://", 1)[0].lower()
-            self.source_type = "http" if scheme in ("http", "https") else scheme  # MLflow's HTTPDatasetSource
+            # MLflow's names: HTTPDatasetSource's "http", LocalArtifactDatasetSource's "local"
+            self.source_type = {"http": "http", "https": "http", "file": "local"}.get(scheme, scheme)
         else:
             self.source_type = "local"
+
+    def _get_source_type(self) -> str:
+        """MLflow's name for the source's type (``"s3"``, ``"local"``, ``"http"``, ``"code"``...)."""
+        return self.source_type
 
     @property
     def url(self) -> str | None:
@@ -54,17 +63,78 @@ class DatasetSource:
         if self.uri is None:
             from casstore.tracking.context import context_tags
 
-            return {"tags": {"mlflow.source.name": context_tags()["mlflow.source.name"]}}
+            return {"tags": {MLFLOW_SOURCE_NAME: context_tags()[MLFLOW_SOURCE_NAME]}}
         return {"url" if self.source_type == "http" else "uri": self.uri}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DatasetSource:
-        """The source a dataset record holds (``to_dict``'s output)."""
+        """The source a dataset record holds (``to_dict``'s output), as its class."""
         uri = d.get("url", d.get("uri"))
-        return cls(uri if isinstance(uri, str) else None)
+        return make_source(uri if isinstance(uri, str) else None)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, source_json: str) -> DatasetSource:
+        return cls.from_dict(json.loads(source_json))
+
+    def load(self, dst_path: str | os.PathLike[str] | None = None) -> str:
+        """Fetch the source's file into ``dst_path`` (a new temporary directory without one)
+        and return its local path; a local path is returned as it is unless ``dst_path`` is
+        given. Remote URIs are read through fsspec (``s3://`` needs ``s3fs``)."""
+        import shutil
+        import tempfile
+
+        if self.uri is None:
+            raise InvalidInputError("a dataset built in code has no source to load; load its data where it was built")
+        if self.source_type == "local":
+            local = self.uri[len("file://"):] if self.uri.startswith("file://") else self.uri
+            if dst_path is None:
+                return os.path.abspath(local)
+            os.makedirs(dst_path, exist_ok=True)
+            return shutil.copy(local, os.path.join(dst_path, os.path.basename(local)))
+        import fsspec
+
+        target_dir = os.fspath(dst_path) if dst_path is not None else tempfile.mkdtemp(prefix="casstore-dataset-")
+        os.makedirs(target_dir, exist_ok=True)
+        target = os.path.join(target_dir, os.path.basename(self.uri.rstrip("/")) or "dataset")
+        try:
+            with fsspec.open(self.uri, "rb") as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+        except ImportError as e:
+            raise InvalidInputError(f"loading {self.uri} needs the fsspec filesystem for its scheme: {e}") from e
+        return target
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} uri={self.uri!r}>"
+
+
+class FileSystemDatasetSource(DatasetSource):
+    """A source named by a path or a filesystem URI (MLflow's ``FileSystemDatasetSource``)."""
+
+
+class LocalArtifactDatasetSource(FileSystemDatasetSource):
+    """A dataset source on the local filesystem."""
+
+
+class S3ArtifactDatasetSource(FileSystemDatasetSource):
+    """A dataset source in S3 (``s3://bucket/key``)."""
+
+
+class HTTPDatasetSource(DatasetSource):
+    """A dataset source read over HTTP(S); ``url`` is its address."""
+
+
+class CodeDatasetSource(DatasetSource):
+    """A dataset built in code: its record names the script (``mlflow.source.name``)."""
+
+
+def make_source(uri: str | None) -> DatasetSource:
+    """The source of ``uri`` as MLflow's class for its kind (``DatasetSource`` for other schemes)."""
+    kind = DatasetSource(uri).source_type
+    cls = {"code": CodeDatasetSource, "local": LocalArtifactDatasetSource, "http": HTTPDatasetSource, "s3": S3ArtifactDatasetSource}.get(kind, FileSystemDatasetSource)
+    return cls(uri)
 
 
 def _array_stream(h: Any, a: Any) -> None:
@@ -180,10 +250,10 @@ class NumpyDataset(Dataset):
         for key, value in arrays.items():
             a = np.asarray(value)
             prefix = "features" if not isinstance(features, dict) else f"features_{key}"
-            profile.update({f"{prefix}_shape": list(a.shape), f"{prefix}_size": int(a.size), f"{prefix}_nbytes": int(a.nbytes)})
+            profile.update({f"{prefix}_shape": tuple(a.shape), f"{prefix}_size": int(a.size), f"{prefix}_nbytes": int(a.nbytes)})
         if targets is not None:
             t = np.asarray(targets)
-            profile.update({"targets_shape": list(t.shape), "targets_size": int(t.size), "targets_nbytes": int(t.nbytes)})
+            profile.update({"targets_shape": tuple(t.shape), "targets_size": int(t.size), "targets_nbytes": int(t.nbytes)})
         super().__init__(name, content_digest(features, targets), source, _schema_json(features), profile)
 
 
@@ -198,11 +268,11 @@ def _schema_json(data: Any) -> str:
 
 def _source(source: object) -> DatasetSource:
     if source is None:
-        return DatasetSource(None)
+        return make_source(None)
     if isinstance(source, DatasetSource):
         return source
     if isinstance(source, (str, os.PathLike)):
-        return DatasetSource(os.fspath(source))
+        return make_source(os.fspath(source))
     raise InvalidInputError(f"dataset source must be a path or URI, got {type(source).__name__}")
 
 

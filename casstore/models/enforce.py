@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from casstore.exceptions import InvalidInputError
-from casstore.models.signature import ColSpec, DataType, Schema, TensorSpec, optional_pandas
+from casstore.models.signature import NUMPY_DTYPES, ColSpec, DataType, Schema, TensorSpec, optional_pandas
 
 __all__ = ["enforce_schema"]
 
@@ -200,7 +200,7 @@ def _enforce_column(col: Any, spec: ColSpec, name: object) -> Any:
         if bad:
             raise _fail(f"column {name!r} must hold {t} values, got {type(bad[0][1]).__name__} (in row {bad[0][0]} of its values)")
         return col
-    target = np.dtype(DataType.NUMPY[t])
+    target = np.dtype(NUMPY_DTYPES[t])
     if dtype == target:
         return col
     if dtype.kind in _SAFE_KINDS[t] and np.can_cast(dtype, target, casting="safe"):

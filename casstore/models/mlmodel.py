@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from casstore.exceptions import CorruptRecordError, InvalidInputError, LocalFileError
-from casstore.models.signature import DataType, optional_pandas
+from casstore.models.signature import NUMPY_DTYPES, optional_pandas
 
 if TYPE_CHECKING:
     from casstore.models.entry import FileRef, ModelEntry
@@ -34,6 +34,8 @@ __all__ = [
     "input_example_data",
     "save_input_example",
     "parse_input_example",
+    "parse_example_params",
+    "split_example_params",
     "serving_input_json",
     "python_version",
     "entry_from_mlmodel",
@@ -105,12 +107,22 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
+def split_example_params(example: Any) -> tuple[Any, dict[str, Any] | None]:
+    """An input example and its inference params: MLflow's ``(data, {"param": value})`` form
+    gives both, anything else is data alone."""
+    if isinstance(example, tuple) and len(example) == 2 and isinstance(example[1], dict):
+        return example[0], example[1]
+    return example, None
+
+
 def input_example_data(example: Any) -> Any:
     """The input example as it is saved and as a signature is inferred from: a dict of
     columns or a Series becomes a DataFrame; anything else is kept as given (so a numpy
-    example keeps its dtype, which its JSON form does not record)."""
+    example keeps its dtype, which its JSON form does not record). Params given with it
+    (``(data, params)``) are left out."""
     import numpy as np
 
+    example = split_example_params(example)[0]
     pd = optional_pandas()
     if isinstance(example, dict) and not all(isinstance(v, np.ndarray) for v in example.values()) and pd is not None:
         return pd.DataFrame({k: v if isinstance(v, (list, tuple, np.ndarray)) else [v] for k, v in example.items()})
@@ -151,6 +163,7 @@ def _example_forms(example: Any) -> tuple[Any, Any, dict[str, Any]]:
 
     pd = optional_pandas()
     info: dict[str, Any] = {"artifact_path": INPUT_EXAMPLE, "serving_input_path": SERVING_INPUT_EXAMPLE}
+    params = split_example_params(example)[1]
     example = input_example_data(example)
     if pd is not None and isinstance(example, pd.DataFrame):
         split = json.loads(example.to_json(orient="split", index=False, date_format="iso"))
@@ -170,7 +183,22 @@ def _example_forms(example: Any) -> tuple[Any, Any, dict[str, Any]]:
             f"cannot save an input example of type {type(example).__name__}; "
             "give a numpy array, a pandas DataFrame, a list or a dict"
         )
+    if params is not None:  # as MLflow saves them: beside the data, and in the request's "params"
+        body, serving = {"inputs": body, "params": params}, {**serving, "params": params}
+        info["params"] = "true"
     return body, serving, info
+
+
+def parse_example_params(data: bytes, info: dict[str, Any]) -> dict[str, Any] | None:
+    """The params saved with an input example (``None`` without any)."""
+    if not info.get("params"):
+        return None
+    try:
+        body = json.loads(data)
+    except ValueError as e:
+        raise CorruptRecordError(f"the model's input example is not JSON: {e}") from e
+    params = body.get("params") if isinstance(body, dict) else None
+    return params if isinstance(params, dict) else None
 
 
 def parse_input_example(data: bytes, info: dict[str, Any], schema: Any) -> Any:
@@ -182,6 +210,8 @@ def parse_input_example(data: bytes, info: dict[str, Any], schema: Any) -> Any:
         body = json.loads(data)
     except ValueError as e:
         raise CorruptRecordError(f"the model's input example is not JSON: {e}") from e
+    if info.get("params") and isinstance(body, dict) and "inputs" in body:
+        body = body["inputs"]  # saved with its params beside it
     kind = info.get("type")
     if kind == "json_object":
         return body
@@ -193,7 +223,7 @@ def parse_input_example(data: bytes, info: dict[str, Any], schema: Any) -> Any:
             raise InvalidInputError("reading a DataFrame input example needs pandas: pip install pandas")
         frame = pd.DataFrame(body.get("data", []), columns=body.get("columns"))
         for spec in schema or []:
-            numpy_type = DataType.NUMPY.get(getattr(spec, "type", ""), "object")
+            numpy_type = NUMPY_DTYPES.get(getattr(spec, "type", ""), "object")
             if spec.name in frame.columns and numpy_type not in ("object", "datetime64[ns]"):
                 frame[spec.name] = frame[spec.name].astype(numpy_type)
         return frame

@@ -27,6 +27,13 @@ class Model:
         self.saved_input_example_info = fields.get("saved_input_example_info")
         self.metadata = fields.get("metadata")
         self.mlflow_version = fields.get("mlflow_version")
+        self.model_size_bytes = fields.get("model_size_bytes")
+        self.env_vars = fields.get("env_vars")
+        self.prompts = fields.get("prompts")
+        self.resources = fields.get("resources")
+        #: MLflow 3's id of the logged model (its model digest) when loaded by a model URI; a
+        #: model directory does not know it (its ``MLmodel`` is one of the files the digest covers)
+        self.model_id: str | None = fields.get("model_id")
         #: the URI or directory it was loaded from
         self._source: str | None = None
         signature = fields.get("signature")
@@ -37,7 +44,9 @@ class Model:
         from casstore.models.local import is_model_uri, local_model_dir
 
         if is_model_uri(path):
-            model = cls(written_mlmodel(str(path), None)[2])
+            digest, _, fields = written_mlmodel(str(path), None)
+            model = cls(fields)
+            model.model_id = digest
             model._source = str(path)
             return model
         import yaml
@@ -61,6 +70,16 @@ class Model:
         info = self.saved_input_example_info
         if not isinstance(info, dict):
             return None
+        return mlmodel.parse_input_example(self._example_bytes(info, path), info, self.get_input_schema())
+
+    def load_input_example_params(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
+        """The params saved with the input example (``input_example=(data, params)``), or ``None``."""
+        info = self.saved_input_example_info
+        if not isinstance(info, dict) or not info.get("params"):
+            return None
+        return mlmodel.parse_example_params(self._example_bytes(info, path), info)
+
+    def _example_bytes(self, info: dict[str, Any], path: str | os.PathLike[str] | None) -> bytes:
         source = os.fspath(path) if path is not None else self._source
         if source is None:
             raise InvalidInputError("give the model's URI or directory: load_input_example(path)")
@@ -78,7 +97,7 @@ class Model:
                     data = f.read()
             except OSError as e:
                 raise LocalFileError(f"no input example {name!r} in model directory {source!r} ({e.strerror})") from e
-        return mlmodel.parse_input_example(data, info, self.get_input_schema())
+        return data
 
     def get_input_schema(self) -> Any:
         return self.signature.inputs if self.signature else None

@@ -24,7 +24,7 @@ from casstore._paths import clean_artifact_path
 from casstore.exceptions import InvalidInputError, LocalFileError, ResourceAlreadyExistsError
 from casstore.models import _context, mlmodel
 from casstore.models.entry import FileRef, ModelEntry, check_metadata, entry_digest
-from casstore.models.signature import ModelSignature, infer_schema
+from casstore.models.signature import ModelSignature, infer_param_schema, infer_schema, optional_pandas
 from casstore.runs.layout import check_whole
 
 if TYPE_CHECKING:
@@ -134,14 +134,28 @@ def prepare_example_and_signature(
         return None, info
     if signature is None and input_example is not None:
         example = mlmodel.input_example_data(input_example)
+        params = mlmodel.split_example_params(input_example)[1]
+        inputs = infer_schema(example)
         outputs = None
         if predict is not None:
             try:
-                outputs = infer_schema(predict(example))
+                outputs = infer_schema(_rows_as_column(predict(example), inputs))
             except Exception:  # noqa: BLE001 - the output schema is optional; inputs still describe the model
                 outputs = None
-        return ModelSignature(infer_schema(example), outputs), info
+        return ModelSignature(inputs, outputs, infer_param_schema(params) if params else None), info
     return (signature if isinstance(signature, ModelSignature) else None), info
+
+
+def _rows_as_column(prediction: Any, inputs: Any) -> Any:
+    """A 1-D array predicted from named columns is one value per row: a column (a Series),
+    as MLflow infers it, rather than a tensor."""
+    import numpy as np
+
+    if not inputs.is_tensor_spec() and isinstance(prediction, np.ndarray) and prediction.ndim == 1:
+        pd = optional_pandas()
+        if pd is not None:
+            return pd.Series(prediction)
+    return prediction
 
 
 def copy_code_paths(model_dir: str, code_paths: Sequence[str | os.PathLike[str]] | None) -> str | None:
@@ -189,9 +203,9 @@ def _utc_now() -> str:
 
 def write_model_metadata(
     prepared: PreparedModel, name: str, run_id: str | None, metadata: dict[str, Any] | None
-) -> tuple[str, str]:
+) -> tuple[str, str, dict[str, dict[str, Any]]]:
     """Write the environment files and ``MLmodel`` into the model directory; return the
-    creation time and the model's uuid, as ``MLmodel`` records them."""
+    creation time, the model's uuid and its flavors, as ``MLmodel`` records them."""
     d = prepared.model_dir
     created = _utc_now()
     model_uuid = uuid.uuid4().hex
@@ -212,12 +226,14 @@ def write_model_metadata(
         fields["run_id"] = run_id
     if prepared.signature is not None:
         fields["signature"] = prepared.signature.to_dict()
+        # MLflow 3's: whether the signature came from type hints (casstore infers it from examples)
+        fields["is_signature_from_type_hint"] = fields["type_hint_from_example"] = False
     if prepared.input_example_info is not None:
         fields["saved_input_example_info"] = prepared.input_example_info
     if metadata is not None:
         fields["metadata"] = metadata
     mlmodel.write_mlmodel(d, fields)
-    return created, model_uuid
+    return created, model_uuid, ml_flavors
 
 
 def _entry(
@@ -249,7 +265,7 @@ def save_prepared_model(prepared: PreparedModel, metadata: dict[str, Any] | None
 
     metadata = check_metadata(metadata)
     name = os.path.basename(os.path.normpath(prepared.model_dir)) or "model"
-    created, _ = write_model_metadata(prepared, name, None, metadata)
+    created, _, _ = write_model_metadata(prepared, name, None, metadata)
     refs = {rel: FileRef(rel, *hash_file(full)) for rel, full in _model_files(prepared.model_dir)}
     entry = _entry(prepared, name, refs, None, created, metadata, {})
     raw = entry.to_dict()
@@ -313,7 +329,7 @@ def log_prepared_model(
     if params:
         handle.log_batch(params=params)
     d = prepared.model_dir
-    created, model_uuid = write_model_metadata(prepared, name, handle.run_id, metadata)
+    created, model_uuid, ml_flavors = write_model_metadata(prepared, name, handle.run_id, metadata)
 
     files = _model_files(d)
     # files of the object store, never inline: the model entry names each by its digest alone
@@ -339,7 +355,7 @@ def log_prepared_model(
         model_digest=digest,
         run_id=handle.run_id,
         artifact_path=name,
-        flavors=prepared.flavors,
+        flavors=ml_flavors,
         signature=prepared.signature,
         utc_time_created=created,
         model_uuid=model_uuid,
@@ -382,7 +398,7 @@ def get_model_info(model_uri: str, *, store: RunStore | None = None) -> ModelInf
         model_digest=digest,
         run_id=entry.run_id or "",
         artifact_path=entry.name,
-        flavors=entry.flavors,
+        flavors=written.get("flavors") or entry.flavors,
         signature=ModelSignature.from_dict(entry.signature) if entry.signature else None,
         utc_time_created=entry.created,
         model_uuid=str(written.get("model_uuid", "")),

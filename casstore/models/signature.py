@@ -14,6 +14,9 @@ exactly MLflow's ``MLmodel`` form, so a signature written here is read by MLflow
 
 from __future__ import annotations
 
+import builtins
+import datetime as _dt
+import enum
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -28,42 +31,90 @@ __all__ = ["DataType", "ColSpec", "TensorSpec", "Schema", "ParamSpec", "ParamSch
 log = logging.getLogger(__name__)
 
 
-class DataType:
-    """MLflow's column types, with the numpy dtype each one holds."""
+class DataType(str, enum.Enum):
+    """MLflow's column types, an enum as ``mlflow.types.DataType`` is: ``DataType.long``,
+    ``DataType["long"]``, iteration, ``.name``, ``.value`` (MLflow's numbers), and the types
+    each one holds (``to_numpy()``, ``to_pandas()``, ``to_python()``). A member also equals
+    its name (``DataType.long == "long"``), the form a signature's JSON writes."""
 
-    boolean = "boolean"
-    integer = "integer"
-    long = "long"
-    float = "float"
-    double = "double"
-    string = "string"
-    binary = "binary"
-    datetime = "datetime"
+    def __new__(cls, value: int, name: str, numpy: str, python: type) -> DataType:
+        member = str.__new__(cls, name)
+        member._value_ = value
+        member._numpy = numpy  # type: ignore[attr-defined]
+        member._python = python  # type: ignore[attr-defined]
+        return member
 
-    ALL = ("boolean", "integer", "long", "float", "double", "string", "binary", "datetime")
-    NUMPY = {
-        "boolean": "bool",
-        "integer": "int32",
-        "long": "int64",
-        "float": "float32",
-        "double": "float64",
-        "string": "object",
-        "binary": "object",
-        "datetime": "datetime64[ns]",
-    }
+    boolean = (1, "boolean", "bool", bool)
+    integer = (2, "integer", "int32", int)
+    long = (3, "long", "int64", int)
+    float = (4, "float", "float32", builtins.float)
+    double = (5, "double", "float64", builtins.float)
+    string = (6, "string", "str", str)
+    binary = (7, "binary", "bytes", bytes)
+    datetime = (8, "datetime", "datetime64[ns]", _dt.date)
+
+    def __repr__(self) -> str:
+        return self.name  # as MLflow prints it
+
+    def __str__(self) -> str:
+        return f"DataType.{self.name}"
+
+    def __format__(self, spec: str) -> str:
+        return format(self.name, spec)  # the name in messages: "must be long"
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def to_numpy(self) -> Any:
+        """The numpy dtype (MLflow's: ``str`` and ``bytes`` for text)."""
+        import numpy as np
+
+        return np.dtype(self._numpy)  # type: ignore[attr-defined]
+
+    def to_pandas(self) -> Any:
+        """The pandas dtype (``object`` for text, as MLflow's)."""
+        return object if self in (DataType.string, DataType.binary) else self.to_numpy()
+
+    def to_python(self) -> type:
+        """The Python type a value of it is (``datetime.date`` for a datetime)."""
+        return self._python  # type: ignore[attr-defined, no-any-return]
+
+    @classmethod
+    def all_types(cls) -> list[DataType]:
+        return list(cls)
+
+    @classmethod
+    def from_numpy_type(cls, np_type: Any) -> DataType | None:
+        """The type whose ``to_numpy()`` is ``np_type``, ``None`` without one."""
+        return next((t for t in cls if t.to_numpy() == np_type), None)
 
 
-def _check_type(t: object) -> str:
-    if isinstance(t, str) and t in DataType.ALL:
+#: the numpy dtype a frame column of each type is held in (text as objects)
+NUMPY_DTYPES = {
+    "boolean": "bool",
+    "integer": "int32",
+    "long": "int64",
+    "float": "float32",
+    "double": "float64",
+    "string": "object",
+    "binary": "object",
+    "datetime": "datetime64[ns]",
+}
+
+
+def _check_type(t: object) -> DataType:
+    if isinstance(t, DataType):
         return t
-    raise InvalidInputError(f"unknown column type {t!r}; expected one of {', '.join(DataType.ALL)}")
+    if isinstance(t, str) and t in DataType.__members__:
+        return DataType[t]
+    raise InvalidInputError(f"unknown column type {t!r}; expected one of {', '.join(DataType.__members__)}")
 
 
 @dataclass(frozen=True)
 class ColSpec:
-    """A column: its MLflow type (``"double"``, ``"long"``, ``"string"``...), optional name."""
+    """A column: its MLflow type (a :class:`DataType`; its name, ``"double"``, is taken too), optional name."""
 
-    type: str
+    type: DataType
     name: str | None = None
     required: bool = True
 
@@ -71,7 +122,7 @@ class ColSpec:
         object.__setattr__(self, "type", _check_type(getattr(self.type, "name", self.type)))
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"type": self.type}
+        d: dict[str, Any] = {"type": self.type.name}
         if self.name is not None:
             d["name"] = self.name
         d["required"] = self.required
@@ -209,8 +260,7 @@ class Schema:
         return [n for n, s in zip(self.input_names(), self.inputs) if not getattr(s, "required", True)]
 
     def input_types(self) -> list[Any]:
-        """Each entry's type: a column's type name (``"long"``, ``"double"``...), a tensor's
-        numpy dtype."""
+        """Each entry's type: a column's :class:`DataType`, a tensor's numpy dtype."""
         return [_spec_type(s) for s in self.inputs]
 
     def input_types_dict(self) -> dict[str, Any]:
@@ -227,7 +277,7 @@ class Schema:
 
         # MLflow's: text columns are numpy's str and bytes (their frames hold them as objects)
         text = {"string": "str", "binary": "bytes"}
-        return [np.dtype(s.dtype if isinstance(s, TensorSpec) else text.get(s.type, DataType.NUMPY[s.type]))
+        return [np.dtype(s.dtype if isinstance(s, TensorSpec) else text.get(s.type, NUMPY_DTYPES[s.type]))
                 for s in self.inputs]
 
     def _named(self, what: str) -> list[Spec]:
@@ -258,13 +308,13 @@ class Schema:
 # ---- inference params ----------------------------------------------------------
 
 #: a param's value of each type, in Python (what ``predict`` is given)
-_PARAM_TYPES: dict[str, tuple[type, ...]] = {
+_PARAM_TYPES: dict[DataType, tuple[type, ...]] = {
     DataType.boolean: (bool,), DataType.integer: (int,), DataType.long: (int,), DataType.float: (float,),
     DataType.double: (float,), DataType.string: (str,), DataType.binary: (bytes,),
 }
 
 
-def _param_value(value: Any, dtype: str, where: str) -> Any:
+def _param_value(value: Any, dtype: DataType, where: str) -> Any:
     """``value`` as a param of type ``dtype``, in a built-in Python type, converting only as
     MLflow does (an integer to a long or a floating type, a float to a double, anything
     numpy reads as a date to a datetime); anything else is refused."""
@@ -298,7 +348,7 @@ class ParamSpec:
     """One inference param a model takes: its ``name``, type, ``default`` and ``shape``
     (``None`` for a scalar, ``(-1,)`` for a list)."""
 
-    def __init__(self, name: str, dtype: str, default: Any, shape: tuple[int, ...] | list[int] | None = None) -> None:
+    def __init__(self, name: str, dtype: DataType | str, default: Any, shape: tuple[int, ...] | list[int] | None = None) -> None:
         self.name = str(name)
         self.dtype = _check_type(dtype)
         self.shape = tuple(shape) if shape is not None else None
@@ -322,7 +372,7 @@ class ParamSpec:
         if self.dtype == DataType.datetime and default is not None:
             default = [v.isoformat() for v in default] if self.shape else default.isoformat()
         # MLflow's keys, in its order (they are written so into the MLmodel file)
-        return {"name": self.name, "default": default, "shape": self.shape, "type": self.dtype}
+        return {"name": self.name, "default": default, "shape": self.shape, "type": self.dtype.name}
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ParamSpec) and self.to_dict() == other.to_dict()
@@ -479,7 +529,7 @@ class ModelSignature:
 # ---- inference ---------------------------------------------------------------
 
 
-def _numpy_type(dtype: Any, values: Any = None, where: str = "input") -> str:
+def _numpy_type(dtype: Any, values: Any = None, where: str = "input") -> DataType:
     """MLflow column type for a numpy dtype (object dtype: from the values)."""
     kind, size = dtype.kind, dtype.itemsize
     if kind == "b":
@@ -520,7 +570,7 @@ def optional_pandas() -> Any:
     return pd
 
 
-def _col_type(series: Any, name: str) -> str:
+def _col_type(series: Any, name: str) -> DataType:
     import numpy as np
 
     dtype = series.dtype

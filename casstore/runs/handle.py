@@ -74,6 +74,7 @@ from casstore.runs.records import (INLINE, ArtifactEntry, MetricPoint, RunView, 
 from casstore.runs.state import (INPUT_FIELDS, BatchVanished, RunState, check_input, get_many, manifest_of,
                                  read_live_state)
 from casstore.runs.wal import WalDir, WalWriter
+from casstore.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 __all__ = ["RunHandle", "RunOwner", "RUN_STATUSES"]
 
@@ -242,7 +243,7 @@ class RunHandle:
     def initial_view(self) -> RunView:
         """The run as it was created (its meta and tags), without reading the store."""
         tags = dict(self.meta.get("tags") or {})
-        name = tags.get("mlflow.runName") or str(self.meta.get("run_name") or "")
+        name = tags.get(MLFLOW_RUN_NAME) or str(self.meta.get("run_name") or "")
         return RunView(self.run_id, name, self.experiment_id, "RUNNING", int(self.meta["start_time"]), None, None,
                        False, False, {}, tags, {}, {}, {})
 

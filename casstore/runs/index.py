@@ -71,6 +71,7 @@ from casstore.objects.codec import pack, pack_checked, unpack, unpack_checked
 from casstore.runs import layout
 from casstore.runs.records import ModelRef, RunView
 from casstore.runs.search import NULL_OPS, RUN_ATTRIBUTES, Comparison, OrderKey, like_to_regex
+from casstore.utils.mlflow_tags import MLFLOW_USER
 
 
 
@@ -457,7 +458,7 @@ class RunIndex:
             f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run_id) DO UPDATE SET "
             + ", ".join(f"{c} = excluded.{c}" for c in _RUN_COLUMNS.split(", ")[1:]),
             [(s["run_id"], s["experiment_id"], s["run_name"], s["status"], s["start_time"], s.get("end_time"),
-              s.get("digest"), s["tags"].get("mlflow.user", ""), int(deleted), int(sealed), int(verified),
+              s.get("digest"), s["tags"].get(MLFLOW_USER, ""), int(deleted), int(sealed), int(verified),
               _body(s), int(s.get("generation") or 0)) for s, sealed, verified, deleted in items],
         )
         rid = dict(db.execute("SELECT run_id, rid FROM runs WHERE run_id IN (SELECT value FROM json_each(?))",

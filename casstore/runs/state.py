@@ -19,6 +19,7 @@ from casstore.runs.batches import Batch, batch_number, decode_batch, fold
 from casstore.runs.layout import RECORD_VERSION, name_key, run_prefix
 from casstore.runs.wal import Covered, WalDir
 from casstore.runs.records import ArtifactEntry, DamagedRecord, MetricPoint, ModelRef, checked_path, decode_record, field_of
+from casstore.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 __all__ = ["BatchVanished", "RunState", "read_live_state", "state_from_manifest", "manifest_of"]
 
@@ -51,7 +52,7 @@ class RunState:
 
     @property
     def run_name(self) -> str:
-        return self.tags.get("mlflow.runName") or str(self.meta.get("run_name") or "")
+        return self.tags.get(MLFLOW_RUN_NAME) or str(self.meta.get("run_name") or "")
 
 
 def check_meta(meta: dict[str, Any], where: str) -> dict[str, Any]:

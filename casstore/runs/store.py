@@ -55,6 +55,7 @@ from casstore.runs.layout import (
 from casstore.runs.records import FLUSH_POINTS, FLUSH_SECONDS, ArtifactEntry, DamagedRecord, Experiment, MetricPoint, RunView, decode_record, encode_record, field_of, latest_metrics, point_key
 from casstore.runs.state import BatchVanished, RunState, read_live_state, state_from_manifest
 from casstore.runs.wal import WalDir, wal_dir_for
+from casstore.utils.mlflow_tags import MLFLOW_USER
 
 if TYPE_CHECKING:  # writing and searching are loaded when first used: reading a store needs neither
     from casstore.runs import index as run_index
@@ -1109,7 +1110,7 @@ def run_value(view: RunView, entity: str, key: str) -> Any:
     if entity == "tags":
         return view.tags.get(key)
     if key == "user_id":
-        return view.tags.get("mlflow.user", "")
+        return view.tags.get(MLFLOW_USER, "")
     if key == "artifact_uri":
         return view.artifact_uri
     if key == "duration":

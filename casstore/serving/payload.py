@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from casstore.exceptions import InvalidInputError
-from casstore.models.signature import ColSpec, DataType, Schema, TensorSpec
+from casstore.models.signature import NUMPY_DTYPES, ColSpec, DataType, Schema, TensorSpec
 
 __all__ = [
     "CSV",
@@ -415,7 +415,7 @@ def _column(series: Any, spec: ColSpec, name: object) -> Any:
             values = np.array([np.nan if v is None else v for v in values], dtype="float64")
         elif values.size and all(isinstance(v, bool) for v in values):
             values = values.astype(bool)
-    target = np.dtype(DataType.NUMPY[t])
+    target = np.dtype(NUMPY_DTYPES[t])
     return _numbers(values, target, where, t)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from casstore.models.signature import ColSpec, DataType, Schema, TensorSpec
+from casstore.models.signature import NUMPY_DTYPES, ColSpec, DataType, Schema, TensorSpec
 from casstore.serving.payload import INVALID_PARAMETER_VALUE, ScoringError, _name, _numbers, _pd
 
 __all__ = [
@@ -254,7 +254,7 @@ def schema_tensors(schema: Schema | None, default_name: str) -> list[MetadataTen
             dt = "BYTES" if s.dtype in ("str", "bytes", "object") else _datatype(np.dtype(s.dtype))
             out.append(MetadataTensor(name=name, datatype=dt, shape=list(s.shape)))  # type: ignore[arg-type]
         else:
-            numpy = DataType.NUMPY[s.type]
+            numpy = NUMPY_DTYPES[s.type]
             dt = "BYTES" if numpy == "object" or s.type == DataType.datetime else _datatype(np.dtype(numpy))
             out.append(MetadataTensor(name=name, datatype=dt, shape=[-1]))  # type: ignore[arg-type]
     return out

@@ -35,16 +35,23 @@ from casstore.tracking.context import context_tags
 from casstore.tracking.entities import (
     CONTEXT_TAG,
     DatasetInput,
+    MODEL_METRICS_TAG,
     FileInfo,
     LoggedModel,
+    LoggedModelOutput,
     Metric,
     PagedList,
     Param,
     Run,
+    RunOutputs,
     RunStatus,
     RunTag,
     ViewType,
+    add_linked_step,
+    linked_model_ids,
+    linked_steps,
 )
+from casstore.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS, MLFLOW_LOGGED_IMAGES, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 if TYPE_CHECKING:
     from casstore.models.entry import ModelEntry
@@ -55,9 +62,9 @@ __all__ = ["TrackingClient", "Client", "MlflowClient", "LOGGED_IMAGES_TAG", "new
 SEARCH_MAX_RESULTS_DEFAULT = 1000
 
 #: the tag MLflow sets on a run that has logged an image series (``log_image(key=...)``)
-LOGGED_IMAGES_TAG = "mlflow.loggedImages"
+LOGGED_IMAGES_TAG = MLFLOW_LOGGED_IMAGES
 #: the tag listing a run's tables (``log_table``), as MLflow writes it
-LOGGED_ARTIFACTS_TAG = "mlflow.loggedArtifacts"
+LOGGED_ARTIFACTS_TAG = MLFLOW_LOGGED_ARTIFACTS
 
 
 class TrackingClient:
@@ -75,6 +82,10 @@ class TrackingClient:
         self._registry_uri = registry_uri or self._tracking_uri
         self._storage_options = storage_options
         self._store: RunStore | None = None
+        #: the metric links of ``link_model_metrics``, by run and tag, as this client last wrote them
+        self._model_links: dict[tuple[str, str], dict[str, list[list[int]]]] = {}
+        #: logged models this client found in the store (their ids are digests: what they name stays)
+        self._models_seen: set[str] = set()
 
     @property
     def tracking_uri(self) -> str:
@@ -174,7 +185,14 @@ class TrackingClient:
         view = self.store.get_run(run_id)
         if not view.deleted and self.store.deleted_experiment_ids([view.experiment_id]):
             view = dataclasses.replace(view, deleted=True)
-        return Run.from_view(view)
+        return Run.from_view(view, functools.partial(self._outputs, view))
+
+    def _outputs(self, view: Any) -> RunOutputs:
+        """The models a run logged, with their steps, in the order they were logged."""
+        from casstore.models.fetch import load_entry
+
+        refs = sorted(view.models.values(), key=lambda r: (r.logged_at, r.name))
+        return RunOutputs([LoggedModelOutput(r.digest, load_entry(self.store, r.digest).step) for r in refs])
 
     def _handle(self, run_id: str) -> RunHandle:
         run_id = check_run_id(run_id)
@@ -203,7 +221,7 @@ class TrackingClient:
 
     def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
         if name is not None:
-            self.set_tag(run_id, "mlflow.runName", name)
+            self.set_tag(run_id, MLFLOW_RUN_NAME, name)
         if status is not None and RunStatus.is_terminated(status):
             self.set_terminated(run_id, status)
 
@@ -243,7 +261,14 @@ class TrackingClient:
             None if ids is None else [str(i) for i in ids], filter_string, order_by, max_results, deleted,
             page_token=page_token,
         )
-        return PagedList([Run.from_view(v) for v in page], page.token)
+        # a search result lists no models: a run that linked metrics to models is read whole, to
+        # tell the models it used from those it logged
+        views = [dataclasses.replace(self.store.get_run(v.run_id), deleted=v.deleted) if linked_model_ids(v.tags) else v
+                 for v in page]
+        return PagedList([Run.from_view(v, functools.partial(self._outputs_of, v.run_id)) for v in views], page.token)
+
+    def _outputs_of(self, run_id: str) -> RunOutputs:
+        return self._outputs(self.store.get_run(run_id))
 
     # ---- params, metrics, tags --------------------------------------------------------
 
@@ -254,9 +279,43 @@ class TrackingClient:
 
     def log_metric(
         self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int | None = None,
-        synchronous: bool | None = None,
+        synchronous: bool | None = None, dataset_name: str | None = None, dataset_digest: str | None = None,
+        model_id: str | None = None,
     ) -> None:
-        self._handle(run_id).log_metric(key, value, 0 if step is None else step, timestamp)
+        """Record a metric value; with ``model_id``, also one of that logged model's
+        metrics (``get_logged_model(model_id).metrics``), as MLflow 3 links them."""
+        step = 0 if step is None else step
+        if model_id is not None:
+            model_id = self.check_model_id(model_id)  # before the value is logged: a bad id logs nothing
+        self._handle(run_id).log_metric(key, value, step, timestamp)
+        if model_id is not None:
+            self.link_model_metrics(run_id, model_id, [(key, step)])
+
+    def check_model_id(self, model_id: str) -> str:
+        """``model_id`` if it names a logged model of the store; refused otherwise."""
+        from casstore.models.fetch import load_entry
+
+        model_id = check_digest(str(model_id), "model_id (a logged model's id, as log_model's info.model_id gives it)")
+        if model_id not in self._models_seen:
+            load_entry(self.store, model_id)
+            self._models_seen.add(model_id)
+        return model_id
+
+    def link_model_metrics(self, run_id: str, model_id: str, points: Iterable[tuple[str, int]]) -> None:
+        """Link metric values the run logged (``(key, step)``) to the logged model
+        ``model_id`` (none: the run used the model, MLflow's model input): recorded in the
+        run's ``casstore.model_metrics.<model_id>`` tag."""
+        model_id = self.check_model_id(model_id)
+        tag = MODEL_METRICS_TAG + model_id
+        links = self._model_links.get((run_id, tag))
+        changed = links is None
+        if links is None:
+            tags = self.store.get_run(run_id, flush=False, warn=False).tags
+            links, changed = linked_steps(tags, model_id), tag not in tags
+        changed = any([add_linked_step(links, key, step) for key, step in points]) or changed
+        if changed:
+            self._handle(run_id).set_tag(tag, json.dumps(links, sort_keys=True, separators=(",", ":")))
+        self._model_links[(run_id, tag)] = links
 
     def log_batch(
         self, run_id: str, metrics: Iterable[Metric] = (), params: Iterable[Param] = (), tags: Iterable[RunTag] = (),
@@ -271,7 +330,14 @@ class TrackingClient:
                     f"log_batch got param {p.key!r} twice, with values {ps[p.key]!r} and {value!r}; a param has one value"
                 )
         ts = {t.key: str(t.value) for t in tags}
+        metrics = list(metrics)
+        by_model: dict[str, list[tuple[str, int]]] = {}
+        for m in metrics:
+            if getattr(m, "model_id", None) is not None:
+                by_model.setdefault(self.check_model_id(str(m.model_id)), []).append((m.key, m.step))
         self._handle(run_id).log_batch(ps, ts, [(m.key, m.value, m.step, m.timestamp) for m in metrics])
+        for model_id, points in by_model.items():
+            self.link_model_metrics(run_id, model_id, points)
 
     def set_tag(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> None:
         self._handle(run_id).set_tag(key, str(value))
@@ -282,7 +348,7 @@ class TrackingClient:
 
     def get_parent_run(self, run_id: str) -> Run | None:
         """The run named by the run's ``mlflow.parentRunId`` tag (``None`` without one)."""
-        parent = self.get_run(run_id).data.tags.get("mlflow.parentRunId")
+        parent = self.get_run(run_id).data.tags.get(MLFLOW_PARENT_RUN_ID)
         return None if parent is None else self.get_run(parent)
 
     def log_input(self, run_id: str, dataset: Any, context: str | None = None, tags: dict[str, str] | None = None) -> None:
@@ -296,9 +362,10 @@ class TrackingClient:
         self._handle(run_id).log_input({**to_dict(), "context": context or "", "tags": dict(tags or {})})
 
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput] | None = None, models: Sequence[Any] | None = None) -> None:
-        """Record dataset inputs given as MLflow's ``DatasetInput`` entities."""
-        if models:
-            raise InvalidInputError("log_inputs: model inputs are not recorded by casstore; log datasets only")
+        """Record dataset inputs given as MLflow's ``DatasetInput`` entities, and logged models
+        the run used (``LoggedModelInput``: ``run.inputs.model_inputs``)."""
+        for m in models or []:
+            self.link_model_metrics(run_id, getattr(m, "model_id", m), [])
         h = self._handle(run_id)
         for di in datasets or []:
             tags = {t.key: t.value for t in di.tags}
@@ -415,20 +482,22 @@ class TrackingClient:
         entry = load_entry(self.store, check_digest(model_id, "model_id (a model digest)"))
         if entry.run_id is None:
             raise ObjectNotFoundError(f"model {model_id} was not logged in a run of store {self.store.url}")
-        return _logged_model(self.store.get_run(entry.run_id), entry.name, model_id, entry)
+        linking = self.store.search_runs(None, f"tags.`{MODEL_METRICS_TAG}{model_id}` IS NOT NULL", deleted=None)
+        others = [self.store.get_run(r.run_id) for r in linking if r.run_id != entry.run_id]
+        return _logged_model(self.store.get_run(entry.run_id), entry.name, model_id, entry, others=others)
 
     def search_logged_models(
         self, experiment_ids: list[str] | None = None, filter_string: str | None = None,
         max_results: int | None = None, order_by: list[Any] | None = None,
     ) -> list[LoggedModel]:
-        """Models logged by the runs of ``experiment_ids`` (all experiments without), newest
-        first, matching ``filter_string`` on ``name``, ``model_id``, ``source_run_id``,
+        """Models logged by the runs of ``experiment_ids`` (all experiments without), in the
+        order ``order_by`` gives (MLflow's ``{"field_name": "metrics.rmse", "ascending": True}``
+        entries), else newest first, matching ``filter_string`` on ``name``, ``model_id``, ``source_run_id``,
         ``creation_timestamp``, ``model_type``, ``params.<key>`` or ``metrics.<key>`` (the
         run's, at the model's step)."""
         from casstore.models.fetch import load_entry
 
-        if order_by:
-            raise InvalidInputError("search_logged_models: order_by is not supported; models come newest first")
+        keys = [_logged_model_order_key(o) for o in order_by or []]
         comps = parse_filter(filter_string, LOGGED_MODEL_ATTRIBUTES)
         found: list[LoggedModel] = []
         for found_run in self.store.search_runs(None if experiment_ids is None else [str(i) for i in experiment_ids]):
@@ -438,6 +507,10 @@ class TrackingClient:
                 if matches(comps, functools.partial(_logged_model_value, model)):
                     found.append(model)
         found.sort(key=lambda m: m.creation_timestamp, reverse=True)
+        for entity, key, ascending in reversed(keys):  # a stable sort per key, the first key last
+            present = [m for m in found if _logged_model_value(m, entity, key) is not None]
+            present.sort(key=lambda m: _logged_model_value(m, entity, key), reverse=not ascending)
+            found = present + [m for m in found if _logged_model_value(m, entity, key) is None]  # missing last
         return found if max_results is None else found[:max_results]
 
     def set_logged_model_tags(self, model_id: str, tags: dict[str, Any]) -> None:
@@ -464,14 +537,48 @@ LOGGED_MODEL_ATTRIBUTES = {
 }
 
 
-def _logged_model(view: Any, name: str, digest: str, entry: ModelEntry, logged_at: int | None = None) -> LoggedModel:
+def _logged_model(view: Any, name: str, digest: str, entry: ModelEntry, logged_at: int | None = None,
+                  others: Sequence[Any] = ()) -> LoggedModel:
+    """The logged model; its metrics are its run's at its step, and those any run linked to
+    it (``log_metric(..., model_id=...)``)."""
     if logged_at is None:
         logged_at = view.models[name].logged_at if name in view.models else view.start_time
+    metrics: list[Metric] = []
+    for run in (view, *others):
+        links = linked_steps(run.tags, digest)
+        for k, v, s, t in run.points:
+            at_step = run is view and s == entry.step
+            if at_step or any(lo <= s <= hi for lo, hi in links.get(k, ())):
+                metrics.append(Metric(k, v, t, s, model_id=digest, run_id=run.run_id))
     return LoggedModel(
         model_id=digest, name=name, experiment_id=view.experiment_id, source_run_id=view.run_id,
         creation_timestamp=int(logged_at or view.start_time), tags=dict(entry.tags), params=dict(view.params),
-        metrics=[Metric(k, v, t, s) for k, v, s, t in view.points if s == entry.step], model_type=entry.model_type,
+        metrics=metrics, model_type=entry.model_type,
     )
+
+
+def _logged_model_order_key(order: Any) -> tuple[str, str, bool]:
+    """An ``order_by`` entry of ``search_logged_models``: MLflow's ``{"field_name": ...,
+    "ascending": ...}`` or a string such as ``"metrics.rmse ASC"``; (entity, key, ascending)."""
+    if isinstance(order, dict):
+        field_name, ascending = order.get("field_name"), order.get("ascending", True)
+    elif isinstance(order, str) and order.strip():
+        field_name, _, direction = order.strip().partition(" ")
+        ascending = direction.strip().upper() != "DESC"
+    else:
+        field_name, ascending = None, True
+    if not isinstance(field_name, str) or not isinstance(ascending, bool):
+        raise InvalidInputError(
+            f"search_logged_models: bad order_by entry {order!r}; give {{'field_name': 'creation_timestamp', "
+            "'ascending': False}} or 'metrics.<key> DESC'"
+        )
+    entity, dot, key = field_name.partition(".")
+    if dot and entity in ("metrics", "params", "tags"):
+        return entity, key, ascending
+    if field_name not in LOGGED_MODEL_ATTRIBUTES:
+        raise InvalidInputError(f"search_logged_models: cannot order by {field_name!r}; order by "
+                                f"{', '.join(LOGGED_MODEL_ATTRIBUTES)} or metrics.<key>, params.<key>, tags.<key>")
+    return "attributes", field_name, ascending
 
 
 def _logged_model_value(m: LoggedModel, entity: str, key: str) -> Any:
@@ -505,8 +612,8 @@ def new_run_tags(tags: dict[str, Any] | None, run_name: str | None) -> tuple[str
     one ``tags`` give, else a random name as MLflow picks one."""
     all_tags = context_tags()
     all_tags.update({k: str(v) for k, v in (tags or {}).items()})
-    name = run_name or all_tags.get("mlflow.runName") or _random_name()
-    all_tags["mlflow.runName"] = name
+    name = run_name or all_tags.get(MLFLOW_RUN_NAME) or _random_name()
+    all_tags[MLFLOW_RUN_NAME] = name
     return name, all_tags
 
 

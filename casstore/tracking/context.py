@@ -19,6 +19,8 @@ import subprocess
 import sys
 from importlib import metadata
 
+from casstore.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
+
 __all__ = ["context_tags", "KEY_LIBRARIES"]
 
 #: tag suffix -> distribution name
@@ -91,10 +93,10 @@ def _user() -> str:
 def context_tags() -> dict[str, str]:
     """Tags describing where and with what a run is being made."""
     source = _source()
-    tags = {"mlflow.source.name": source, "mlflow.source.type": "LOCAL", "mlflow.user": _user()}
+    tags = {MLFLOW_SOURCE_NAME: source, MLFLOW_SOURCE_TYPE: "LOCAL", MLFLOW_USER: _user()}
     tags.update(_static_tags())
     directory = os.path.dirname(source) if os.path.isabs(source) else os.getcwd()
     git = _git(directory)
     if git is not None:
-        tags["mlflow.source.git.commit"], tags["casstore.git.dirty"] = git
+        tags[MLFLOW_GIT_COMMIT], tags["casstore.git.dirty"] = git
     return tags

@@ -9,7 +9,8 @@ returns, is the fluent API's (:mod:`casstore.tracking.fluent`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from casstore.exceptions import InvalidInputError
 
 from casstore.runs import Experiment, RunView
 from casstore.runs.search import PagedList
+from casstore.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_USER
 
 __all__ = [
     "Run",
@@ -34,11 +36,53 @@ __all__ = [
     "InputTag",
     "DatasetInput",
     "RunInputs",
+    "RunOutputs",
     "LoggedModel",
+    "LoggedModelInput",
+    "LoggedModelOutput",
 ]
 
 #: the input tag MLflow keeps a dataset's context in ("training", "eval", ...)
-CONTEXT_TAG = "mlflow.data.context"
+CONTEXT_TAG = MLFLOW_DATASET_CONTEXT
+
+#: the run tag (``casstore.model_metrics.<model_id>``) linking the metrics the run logged with
+#: ``model_id=`` to that logged model; its value maps each metric key to the ranges of steps
+#: linked, ``{"rmse": [[0, 0]], "loss": [[1, 99]]}``
+MODEL_METRICS_TAG = "casstore.model_metrics."
+
+
+def linked_model_ids(tags: dict[str, str]) -> list[str]:
+    """The models a run's tags link metrics to, in order of their ids."""
+    return sorted(k[len(MODEL_METRICS_TAG):] for k in tags if k.startswith(MODEL_METRICS_TAG))
+
+
+def linked_steps(tags: dict[str, str], model_id: str) -> dict[str, list[list[int]]]:
+    """The metric keys a run linked to ``model_id``, each with its step ranges."""
+    raw = tags.get(MODEL_METRICS_TAG + model_id)
+    if not raw:
+        return {}
+    try:
+        links = json.loads(raw)
+    except json.JSONDecodeError:
+        return {}
+    return links if isinstance(links, dict) else {}
+
+
+def add_linked_step(links: dict[str, list[list[int]]], key: str, step: int) -> bool:
+    """Link ``step`` of ``key`` (merging ranges); whether anything changed."""
+    ranges = links.setdefault(key, [])
+    if any(lo <= step <= hi for lo, hi in ranges):
+        return False
+    ranges.append([step, step])
+    ranges.sort()
+    merged: list[list[int]] = []
+    for lo, hi in ranges:
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    links[key] = merged
+    return True
 
 
 @dataclass(frozen=True)
@@ -69,11 +113,44 @@ class DatasetInput:
 
 
 @dataclass(frozen=True)
+class LoggedModelInput:
+    """A logged model a run used: one of another run whose metrics it logged
+    (``log_metric(..., model_id=...)``)."""
+
+    model_id: str
+
+    def to_dictionary(self) -> dict[str, Any]:
+        return {"model_id": self.model_id}
+
+
+@dataclass(frozen=True)
+class LoggedModelOutput:
+    """A model the run logged (``log_model``), and the step it was logged at."""
+
+    model_id: str
+    step: int
+
+    def to_dictionary(self) -> dict[str, Any]:
+        return {"model_id": self.model_id, "step": self.step}
+
+
+@dataclass(frozen=True)
 class RunInputs:
-    """What a run used: ``dataset_inputs`` (``log_input``)."""
+    """What a run used: ``dataset_inputs`` (``log_input``) and ``model_inputs`` (models of
+    other runs it logged metrics of)."""
 
     dataset_inputs: list[DatasetInput] = field(default_factory=list)
-    model_inputs: list[Any] = field(default_factory=list)
+    model_inputs: list[LoggedModelInput] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """What a run made: ``model_outputs``, the models it logged (MLflow 3's)."""
+
+    model_outputs: list[LoggedModelOutput] = field(default_factory=list)
+
+    def to_dictionary(self) -> dict[str, Any]:
+        return {"model_outputs": [o.to_dictionary() for o in self.model_outputs]}
 
 
 def dataset_input(rec: dict[str, Any]) -> DatasetInput:
@@ -177,17 +254,26 @@ class RunData(_Iterable):
 
 
 class Run:
-    """A run: ``info`` (identity, status, times, digest), ``data`` (params, metrics, tags)
-    and ``inputs`` (the datasets it used)."""
+    """A run: ``info`` (identity, status, times, digest), ``data`` (params, metrics, tags),
+    ``inputs`` (the datasets and other runs' models it used) and ``outputs`` (the models it
+    logged; read when first asked for)."""
 
-    def __init__(self, run_info: RunInfo, run_data: RunData, run_inputs: RunInputs | None = None) -> None:
+    def __init__(self, run_info: RunInfo, run_data: RunData, run_inputs: RunInputs | None = None,
+                 run_outputs: RunOutputs | Callable[[], RunOutputs] | None = None) -> None:
         self._info = run_info
         self._data = run_data
         self._inputs = run_inputs or RunInputs()
+        self._outputs = run_outputs or RunOutputs()
 
     @property
     def inputs(self) -> RunInputs:
         return self._inputs
+
+    @property
+    def outputs(self) -> RunOutputs:
+        if callable(self._outputs):
+            self._outputs = self._outputs()
+        return self._outputs
 
     @property
     def info(self) -> RunInfo:
@@ -202,15 +288,20 @@ class Run:
         datasets = [{"dataset": asdict(i.dataset), "tags": {t.key: t.value for t in i.tags}}
                     for i in self._inputs.dataset_inputs]
         inputs = {"model_inputs": list(self._inputs.model_inputs), "dataset_inputs": datasets}
-        return {"info": asdict(self._info), "data": asdict(self._data), "inputs": inputs}
+        return {"info": asdict(self._info), "data": asdict(self._data), "inputs": inputs,
+                "outputs": self.outputs.to_dictionary()}
 
     def __repr__(self) -> str:
         return f"<Run: run_id={self._info.run_id!r}, status={self._info.status!r}, digest={self._info.digest!r}>"
 
     @classmethod
-    def from_view(cls, view: RunView) -> Run:
-        inputs = RunInputs([dataset_input(i) for i in view.inputs])
-        return cls(run_info(view), RunData(dict(sorted(view.params.items())), dict(view.metrics), dict(view.tags)), inputs)
+    def from_view(cls, view: RunView, outputs: Callable[[], RunOutputs] | None = None) -> Run:
+        """The run a view holds; ``outputs`` reads its models' outputs when asked for."""
+        own = {ref.digest for ref in view.models.values()}
+        used = [LoggedModelInput(m) for m in linked_model_ids(view.tags) if m not in own]
+        inputs = RunInputs([dataset_input(i) for i in view.inputs], used)
+        data = RunData(dict(sorted(view.params.items())), dict(view.metrics), dict(view.tags))
+        return cls(run_info(view), data, inputs, outputs)
 
 
 def run_info(view: RunView) -> RunInfo:
@@ -218,7 +309,7 @@ def run_info(view: RunView) -> RunInfo:
         run_id=view.run_id,
         run_name=view.run_name,
         experiment_id=view.experiment_id,
-        user_id=view.tags.get("mlflow.user", ""),
+        user_id=view.tags.get(MLFLOW_USER, ""),
         status=view.status,
         start_time=view.start_time,
         end_time=view.end_time,
@@ -246,6 +337,10 @@ class Metric:
     value: float
     timestamp: int
     step: int
+    #: the logged model the value is linked to (``log_metric(..., model_id=...)``)
+    model_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
     run_id: str | None = None
 
     def to_dictionary(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from casstore.runs.layout import check_run_id
 from casstore.tracking import uri
 from casstore.tracking.client import Client
 from casstore.tracking.entities import FileInfo, Metric, Param, Run, RunStatus, RunTag, ViewType
+from casstore.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
 __all__ = [
     "set_experiment",
@@ -80,8 +81,8 @@ __all__ = [
 SEARCH_MAX_RESULTS_PANDAS = 100_000
 
 #: the tags MLflow keeps a run's description and its parent in
-RUN_NOTE_TAG = "mlflow.note.content"
-PARENT_RUN_TAG = "mlflow.parentRunId"
+RUN_NOTE_TAG = MLFLOW_RUN_NOTE
+PARENT_RUN_TAG = MLFLOW_PARENT_RUN_ID
 
 #: a run to resume by the next start_run() without a run id (then unset), casstore's and MLflow's
 RUN_ID_ENV = "CASSTORE_RUN_ID"
@@ -315,7 +316,7 @@ def _resume(client: Client, run_id: str, experiment_id: str | None, run_name: st
     else:
         client._handle(run_id)
     if run_name is not None:
-        tags["mlflow.runName"] = run_name
+        tags[MLFLOW_RUN_NAME] = run_name
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     return client.get_run(run_id)
 
@@ -438,9 +439,12 @@ def log_metric(
     timestamp: int | None = None, run_id: str | None = None, model_id: str | None = None,
     dataset: Any = None,
 ) -> Any:
-    """Record a metric value (buffered and written in batches; nothing is lost at the run's end or exit)."""
+    """Record a metric value (buffered and written in batches; nothing is lost at the run's end or exit).
+    With ``model_id``, it is also one of that logged model's metrics; a ``dataset`` is recorded
+    as an input of the run unless it is one already."""
     rid, client = _run_for_write(run_id)
-    client.log_metric(rid, key, value, timestamp, step)
+    client.log_metric(rid, key, value, timestamp, step, model_id=model_id)
+    _log_metric_dataset(client, rid, dataset)
     return _done(synchronous)
 
 
@@ -450,9 +454,25 @@ def log_metrics(
     dataset: Any = None,
 ) -> Any:
     rid, client = _run_for_write(run_id)
-    for k, v in _mapping(metrics, "log_metrics").items():
+    given = _mapping(metrics, "log_metrics")
+    if model_id is not None:
+        model_id = client.check_model_id(model_id)  # before the values are logged: a bad id logs nothing
+    for k, v in given.items():
         client.log_metric(rid, k, v, timestamp, step)
+    if model_id is not None:
+        client.link_model_metrics(rid, model_id, [(k, 0 if step is None else step) for k in given])
+    _log_metric_dataset(client, rid, dataset)
     return _done(synchronous)
+
+
+def _log_metric_dataset(client: Client, run_id: str, dataset: Any) -> None:
+    """The dataset a metric was computed on, recorded as MLflow does: an input of the run
+    (without a context) unless the run has one of that name and digest."""
+    if dataset is None:
+        return
+    inputs = client.store.get_run(run_id, flush=False, warn=False).inputs
+    if not any(i["name"] == dataset.name and i["digest"] == dataset.digest for i in inputs):
+        client.log_input(run_id, dataset)
 
 
 def set_tag(key: str, value: Any, synchronous: bool | None = None) -> Any:
@@ -553,12 +573,17 @@ def log_image(
     client.log_image(rid, image, artifact_file, key, step, timestamp, synchronous)
 
 
-def log_input(dataset: Any, context: str | None = None, tags: dict[str, str] | None = None, model: Any = None) -> None:
-    """Record a dataset (``casstore.data.from_pandas``/``from_numpy``) the active run used."""
-    if model is not None:
-        raise InvalidInputError("log_input: model inputs are not recorded by casstore; log the dataset alone")
+def log_input(dataset: Any = None, context: str | None = None, tags: dict[str, str] | None = None,
+              model: Any = None) -> None:
+    """Record a dataset (``casstore.data.from_pandas``/``from_numpy``) the active run used,
+    and, with ``model`` (a ``LoggedModelInput``), a logged model it used."""
+    if dataset is None and model is None:
+        raise InvalidInputError("log_input takes a dataset, a model (LoggedModelInput), or both")
     rid, client = _run_for_write()
-    client.log_input(rid, dataset, context, tags)
+    if dataset is not None:
+        client.log_input(rid, dataset, context, tags)
+    if model is not None:
+        client.log_inputs(rid, models=[model])
 
 
 def log_inputs(
@@ -574,7 +599,8 @@ def log_inputs(
     for ds, ctx, tg in zip(datasets, contexts, tags_list):
         log_input(ds, ctx, tg, None)
     if models:
-        raise InvalidInputError("log_inputs: model inputs are not recorded by casstore; log datasets only")
+        rid, client = _run_for_write()
+        client.log_inputs(rid, models=list(models))
 
 
 def log_table(data: Any, artifact_file: str, run_id: str | None = None) -> None:
