@@ -240,7 +240,9 @@ def test_a_body_over_the_limit_is_413(models: Models) -> None:
 
 
 def test_a_local_mlflow_model_directory_is_served_with_its_files_digests(models: Models) -> None:
-    with Server(str(models.local_dir), None, "--log-level", "warning", log=models.root / "local.log") as server:
+    # MLflow's command line as its users write it: -h, -t, --no-conda and --install-mlflow work as they are
+    with Server(str(models.local_dir), None, "-h", "127.0.0.1", "-t", "30", "--no-conda", "--install-mlflow",
+                "--log-level", "warning", log=models.root / "local.log") as server:
         r = post(server.port, PAYLOADS["dataframe_records"])
         assert r.status == 200 and r.json()["predictions"] == models.model_v1.predict(pd.DataFrame(ROWS, columns=COLS)).tolist()
         assert r.headers["x-casstore-model-version"] == "none"
@@ -298,7 +300,8 @@ def test_mlflows_env_manager_option_takes_local_and_says_why_not_another(models:
 
     csv = tmp_path / "in.csv"
     csv.write_text(pd.DataFrame(ROWS, columns=COLS).to_csv(index=False))
-    res = CliRunner().invoke(cli, ["models", "predict", "-m", str(models.local_dir), "-i", str(csv), "--env-manager", "local"])
+    res = CliRunner().invoke(cli, ["models", "predict", "-m", str(models.local_dir), "-i", str(csv), "--env-manager", "local",
+                                   "--install-mlflow"])
     assert res.exit_code == 0 and "predictions" in json.loads(res.stdout), res.output
     for command in (["predict", "-i", str(csv)], ["serve"]):
         res = CliRunner().invoke(cli, ["models", *command, "-m", str(models.local_dir), "--env-manager", "conda"])

@@ -81,6 +81,7 @@ function drawChart(container, series, opts) {
     const tt = el("title", {}, p); tt.textContent = s.name;
     if (s.xs.length === 1) el("circle", {cx: sx(s.xs[0]), cy: sy(s.ys[0]), r: 3, fill: s.color}, svg);
   }
+  if (opts.mode !== "scatter") addReadout(container, svg, series, {W, L, R, T, B, H, xmin, xmax, sx, xlabel: opts.xlabel});
   if (series.length > 1 || opts.legend) {
     const legend = document.createElement("div");
     legend.className = "legend";
@@ -92,6 +93,39 @@ function drawChart(container, series, opts) {
     }
     container.appendChild(legend);
   }
+}
+
+/* the index of the point of sorted xs nearest to x */
+function nearest(xs, x) {
+  let lo = 0, hi = xs.length - 1;
+  while (hi - lo > 1) { const mid = (lo + hi) >> 1; if (xs[mid] < x) lo = mid; else hi = mid; }
+  return Math.abs(xs[lo] - x) <= Math.abs(xs[hi] - x) ? lo : hi;
+}
+
+/* hovering a line chart: a cursor line and, under the chart, each run's value at the nearest x */
+function addReadout(container, svg, series, g) {
+  const readout = document.createElement("div");
+  readout.className = "readout small";
+  readout.textContent = "\u00a0";
+  container.appendChild(readout);
+  const cursor = el("line", {y1: g.T, y2: g.H - g.B, class: "cursor", visibility: "hidden"}, svg);
+  svg.addEventListener("mousemove", ev => {
+    const box = svg.getBoundingClientRect();
+    const vx = (ev.clientX - box.left) / box.width * g.W;
+    const x = g.xmin + (vx - g.L) / (g.W - g.L - g.R) * (g.xmax - g.xmin);
+    const parts = [];
+    let at = null;
+    for (const s of series) {
+      if (!s.xs.length) continue;
+      const i = nearest(s.xs, x);
+      if (at === null || Math.abs(s.xs[i] - x) < Math.abs(at - x)) at = s.xs[i];
+      parts.push(`${s.name}: ${s.ys[i] === null ? "-" : fmt(s.ys[i])}`);
+    }
+    if (at === null) return;
+    cursor.setAttribute("x1", g.sx(at)); cursor.setAttribute("x2", g.sx(at)); cursor.setAttribute("visibility", "visible");
+    readout.textContent = `${(g.xlabel || "x").split(" ")[0]} ${Number.isInteger(at) ? String(at) : fmt(at)} · ` + parts.join(" · ");
+  });
+  svg.addEventListener("mouseleave", () => { cursor.setAttribute("visibility", "hidden"); readout.textContent = "\u00a0"; });
 }
 
 function runNames() {
