@@ -859,6 +859,32 @@ def test_a_logged_model_has_a_page_from_its_run(client: TestClient, ui_store: UI
     assert v2.model_digest in r.text and f"runs:/{v2.run_id}/model" in r.text
     registered = r.text.split('id="registered-as"')[1].split("</dd>")[0]
     assert f"{ui_store.model_name} v2" in registered and "@champion" in registered and "v1" not in registered
-    assert "sklearn" in r.text and "scikit-learn" in r.text and "inputs" in r.text  # flavors, requirements, signature
+    assert "sklearn" in r.text and "scikit-learn" in r.text  # flavors, requirements
+    # the signature as a table of names and types, as MLflow's UI shows it
+    inputs = r.text.split('class="kv sig sig-inputs"')[1].split("</table>")[0]
+    assert "<td>tensor of float64</td>" in inputs and "shape [-1, 2]" in inputs
+    # a registry version's source leads to the same page
+    model_page = client.get(f"/models/{ui_store.model_name}").text.split('id="v2"')[1]
+    assert f'<a class="logged-model" href="{link}">' in model_page
     missing = client.get(f"/runs/{v2.run_id}/models/nope")
     assert missing.status_code == 404 and "logged no model named &#39;nope&#39;" in missing.text
+
+
+def test_schema_rows_name_every_column_tensor_and_param() -> None:
+    from casstore.ui.app import schema_rows
+
+    cols = '[{"type": "double", "name": "age", "required": true}, {"type": "string", "name": "city", "required": false}]'
+    assert schema_rows(cols) == [("age", "double", ""), ("city", "string", "optional")]
+    assert schema_rows('[{"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}]') == \
+        [("-", "tensor of int64", "shape [-1]")]
+    assert schema_rows('[{"name": "k", "type": "double", "default": 1.0, "shape": null}]') == [("k", "double", "default 1.0")]
+    assert schema_rows("not json") is None and schema_rows('{"a": 1}') is None
+
+
+def test_a_metric_logged_once_is_a_value_not_a_chart(client: TestClient, ui_store: UIStore) -> None:
+    """A metric with a history gets a chart; one logged once (a final score) is its value in
+    the metrics table, without an empty chart of one point."""
+    many = client.get(f"/runs/{ui_store.runs[0]}").text
+    assert 'data-key="loss"' in many and 'data-key="acc"' in many and 'id="single-values"' not in many
+    once = client.get(f"/runs/{ui_store.hostile_run}").text  # acc logged once
+    assert 'class="chart"' not in once and 'id="single-values"' in once and "0.5" in once

@@ -381,3 +381,29 @@ def test_a_deleted_experiment_and_its_runs(page: Any, ui_store: UIStore) -> None
         client.restore_experiment(exp)
     page.goto(f"/experiments/{exp}")
     assert _rows(page) == ["old-run"] and page.locator(".experiment-deleted").count() == 0
+
+
+def test_scores_logged_once_are_compared_as_bars(page: Any, ui_store: UIStore) -> None:
+    """Runs that each logged a metric once (a final score) are compared as one bar a run with
+    its value on it, as MLflow's charts compare them; their run page shows the value, no chart."""
+    import casstore
+
+    client = casstore.Client(str(ui_store.path))
+    exp = client.create_experiment("scores-browser")
+    ids = []
+    for name, score in (("model-a", 0.91), ("model-b", 0.87)):
+        run = client.create_run(exp, run_name=name)
+        client.log_metric(run.info.run_id, "f1", score)
+        client.set_terminated(run.info.run_id)
+        ids.append(run.info.run_id)
+    page.goto(f"/experiments/{exp}")
+    for name in ("model-a", "model-b"):
+        page.locator("#runs-table tbody tr", has_text=name).locator("input[name=run]").check()
+    _navigate(page, page.get_by_role("button", name="Compare 2 runs"))
+    page.wait_for_selector("figure.chart[data-key=f1] svg.bars rect")
+    assert page.locator("figure.chart[data-key=f1] svg.bars rect").count() == 2
+    assert sorted(page.locator("figure.chart[data-key=f1] svg text.value").all_text_contents()) == ["0.87", "0.91"]
+    assert sorted(page.locator("figure.chart[data-key=f1] svg.bars rect title").all_text_contents()) == \
+        ["model-a: 0.91", "model-b: 0.87"]
+    page.goto(f"/runs/{ids[0]}")
+    assert page.locator("figure.chart").count() == 0 and page.locator("#single-values").is_visible()

@@ -154,6 +154,29 @@ def linkify(value: str) -> Markup:
     return Markup(escape(text))
 
 
+def schema_rows(text: Any) -> list[tuple[str, str, str]] | None:
+    """A signature's schema (MLflow's JSON string) as rows of name, type and a note (shape,
+    optional, default), as MLflow's UI tables it; None if it is not such a schema."""
+    try:
+        items = json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        return None
+    rows = []
+    for i, item in enumerate(items):
+        name = str(item.get("name", "")) or ("-" if len(items) == 1 else f"({i})")
+        if isinstance(item.get("tensor-spec"), dict):
+            spec = item["tensor-spec"]
+            rows.append((name, f"tensor of {spec.get('dtype')}", f"shape {spec.get('shape')}"))
+        elif "default" in item:  # a param
+            note = f"default {json.dumps(item.get('default'))}" + (f", shape {item['shape']}" if item.get("shape") else "")
+            rows.append((name, str(item.get("type", item.get("dtype", ""))), note))
+        else:
+            rows.append((name, str(item.get("type", "")), "" if item.get("required", True) else "optional"))
+    return rows
+
+
 def _asset_hashes() -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12] for p in STATIC.iterdir() if p.is_file()}
 
@@ -219,7 +242,8 @@ def create_app(
     hashes = _asset_hashes()
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(time=fmt_time, size=human_size, num=fmt_num, linkify=linkify, duration=fmt_duration)
+    env.filters.update(time=fmt_time, size=human_size, num=fmt_num, linkify=linkify, duration=fmt_duration,
+                       schema_rows=schema_rows)
     env.globals.update(preview_kind=preview_kind, store_url=data.url, ident=ident)
 
     def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -314,7 +338,8 @@ def create_app(
         return render(request, "run.html", run=view, exp_name=data.experiment_name(view.experiment_id),
                       parent=parent, parent_id=parent_id, children=children, parent_tag=PARENT_TAG,
                       root=artifact_tree(view.artifacts), code=code, env_tags=env_tags, other=other,
-                      histories=histories, total_size=sum(a.size for a in view.artifacts.values()))
+                      histories=histories, total_size=sum(a.size for a in view.artifacts.values()),
+                      charted=[k for k in sorted(view.metrics) if histories.get(k, 0) > 1])
 
     def artifact_page(request: Request) -> Response:
         view = data.run(request.path_params["run_id"])
