@@ -820,6 +820,7 @@ def test_nested_runs_link_parent_and_children(tmp_path: Path) -> None:
     casstore.set_tracking_uri(uri)
     try:
         with casstore.start_run(experiment_id=exp, run_name="parent", description="A sweep over C <b>") as parent:
+            casstore.log_metric("best_acc", 1.0)
             for c in (0.1, 1.0):
                 with casstore.start_run(experiment_id=exp, run_name=f"C={c}", nested=True):
                     casstore.log_metric("acc", c)
@@ -833,6 +834,7 @@ def test_nested_runs_link_parent_and_children(tmp_path: Path) -> None:
         assert '<p class="description" id="run-description">A sweep over C &lt;b&gt;</p>' in page  # MLflow's run description
         children = page.split('id="child-runs"')[1].split("</table>")[0]
         assert re.findall(r">(C=[^<]+)</a>", children) == ["C=1.0", "C=0.1"]
+        assert re.findall(r'<th class="num">([^<]+)</th>', children) == ["acc"]  # the children's metrics only
         link = re.search(r'href="(/experiments/[^"]+)">the child runs in the runs table', page).group(1)
         listed = c.get(link.replace("&amp;", "&")).text
         assert re.findall(r'<td data-col="run_name" class=""><a href="[^"]+">([^<]+)</a>', listed) == ["C=1.0", "C=0.1"]

@@ -337,6 +337,7 @@ def create_app(
         parent, parent_id, children = data.family(view)
         return render(request, "run.html", run=view, exp_name=data.experiment_name(view.experiment_id),
                       parent=parent, parent_id=parent_id, children=children, parent_tag=PARENT_TAG,
+                      child_metrics=sorted({k for c in children.runs for k in c.metrics})[:6],
                       root=artifact_tree(view.artifacts), code=code, env_tags=env_tags, other=other,
                       histories=histories, total_size=sum(a.size for a in view.artifacts.values()),
                       charted=[k for k in sorted(view.metrics) if histories.get(k, 0) > 1])
