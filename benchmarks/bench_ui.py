@@ -16,12 +16,15 @@ times each:
 - **chart data**: the 5 histories of ``loss`` as a chart takes them: casstore's
   ``/api/metrics`` (downsampled, min/max per bucket) against the endpoint MLflow's UI
   charts from (``/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval``, sampled);
+- **run page**: one run of the big experiment (the first of the table's page): casstore's
+  HTML page (its header, params, metrics, tags, artifacts, and its child runs, looked for
+  among the experiment's runs) against MLflow's ``GET /api/2.0/mlflow/runs/get`` (JSON);
 - **peak memory** of each server (VmHWM; MLflow's summed over its processes).
 
 casstore's first page right after the server starts (its local search index is filled from
 the segments the writers published) and its first chart request (the 5 runs are read then)
 are reported on their own.
-Goals: the table at most 0.5 s and no slower than MLflow; chart data at most 1 s, the
+Goals: the table and the run page at most 0.5 s, the table no slower than MLflow; chart data at most 1 s, the
 first request for runs not read yet included; peak memory under 500 MiB.
 """
 
@@ -31,6 +34,7 @@ import argparse
 import json
 import os
 import random
+import re
 import socket
 import statistics
 import subprocess
@@ -283,14 +287,19 @@ def main() -> None:
             search_body = {"experiment_ids": [ml_exp], "filter": FILTER, "order_by": [ORDER], "max_results": PAGE}
             _, ml_page = fetch(f"{ml_base}/api/2.0/mlflow/runs/search", search_body)
             ml_shown = len(json.loads(ml_page).get("runs", []))
+            run_url = cas_base + re.search(rb'href="(/runs/[0-9a-f]{32})"', page).group(1).decode()
+            ml_run_url = f"{ml_base}/api/2.0/mlflow/runs/get?run_id={json.loads(ml_page)['runs'][0]['info']['run_id']}"
             chart_url = f"{cas_base}/api/metrics?" + urlencode([("run", r) for r in cas_curves] + [("key", "loss")])
             ml_chart_url = (f"{ml_base}/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval?"
                             + urlencode([("run_ids", r) for r in ml_curves] + [("metric_key", "loss"), ("max_results", "1000")]))
             cold_chart, chart = fetch(chart_url)
             sizes = [len(s["xs"]) for s in json.loads(chart)["series"]]
             fetch(ml_chart_url)
-            times: dict[str, list[float]] = {k: [] for k in ("cas_table", "ml_table", "cas_chart", "ml_chart")}
+            times: dict[str, list[float]] = {k: [] for k in ("cas_table", "ml_table", "cas_chart", "ml_chart",
+                                                              "cas_run", "ml_run")}
             for _ in range(a.repeat):
+                times["cas_run"].append(fetch(run_url)[0])
+                times["ml_run"].append(fetch(ml_run_url)[0])
                 times["cas_table"].append(fetch(table_url)[0])
                 times["ml_table"].append(fetch(f"{ml_base}/api/2.0/mlflow/runs/search", search_body)[0])
                 times["cas_chart"].append(fetch(chart_url)[0])
@@ -323,6 +332,11 @@ def main() -> None:
         print(f"  casstore / mlflow                {med['cas_chart'] / med['ml_chart']:8.2f}x")
         print(f"  casstore's first request for them (reads the 5 runs): {cold_chart * 1000:8.1f} ms   (goal <= 1000 ms: "
               f"{'met' if cold_chart <= 1.0 else 'MISSED'})")
+        print("run page, one run of the big experiment:")
+        print(f"  casstore ui /runs/<id> (HTML)    {med['cas_run'] * 1000:8.1f} ms   (goal <= 500 ms: "
+              f"{'met' if med['cas_run'] <= 0.5 else 'MISSED'})")
+        print(f"  mlflow server runs/get (JSON)    {med['ml_run'] * 1000:8.1f} ms")
+        print(f"  casstore / mlflow                {med['cas_run'] / med['ml_run']:8.2f}x")
         print("peak memory (VmHWM):")
         print(f"  casstore ui                      {cas_mem / MIB:8.0f} MiB   (goal < 500 MiB: {'met' if cas_mem < 500 * MIB else 'MISSED'})")
         print(f"  mlflow server --workers 1        {ml_mem / MIB:8.0f} MiB (all its processes)")

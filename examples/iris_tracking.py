@@ -13,7 +13,7 @@ with mlflow.start_run(run_name="Iris Logistic Regression"):
     mlflow.log_param("solver", "lbfgs")
     model = LogisticRegression(C=0.1, solver="lbfgs", random_state=42).fit(X_train, y_train)
     mlflow.log_metric("accuracy", accuracy_score(y_test, model.predict(X_test)))
-    mlflow.sklearn.log_model(model, "iris_model")   # the models issue makes this line work
+    mlflow.sklearn.log_model(model, "iris_model")
     print(f"MLflow Run ID: {mlflow.active_run().info.run_id}")
     print(f"Logged Parameter C: {mlflow.get_run().data.params['C']}")
     print(f"Logged Metric Accuracy: {mlflow.get_run().data.metrics['accuracy']}")

@@ -240,7 +240,9 @@ def test_a_body_over_the_limit_is_413(models: Models) -> None:
 
 
 def test_a_local_mlflow_model_directory_is_served_with_its_files_digests(models: Models) -> None:
-    with Server(str(models.local_dir), None, "--log-level", "warning", log=models.root / "local.log") as server:
+    # MLflow's command line as its users write it: -h, -t, --no-conda and --install-mlflow work as they are
+    with Server(str(models.local_dir), None, "-h", "127.0.0.1", "-t", "30", "--no-conda", "--install-mlflow",
+                "--log-level", "warning", log=models.root / "local.log") as server:
         r = post(server.port, PAYLOADS["dataframe_records"])
         assert r.status == 200 and r.json()["predictions"] == models.model_v1.predict(pd.DataFrame(ROWS, columns=COLS)).tolist()
         assert r.headers["x-casstore-model-version"] == "none"
@@ -298,7 +300,8 @@ def test_mlflows_env_manager_option_takes_local_and_says_why_not_another(models:
 
     csv = tmp_path / "in.csv"
     csv.write_text(pd.DataFrame(ROWS, columns=COLS).to_csv(index=False))
-    res = CliRunner().invoke(cli, ["models", "predict", "-m", str(models.local_dir), "-i", str(csv), "--env-manager", "local"])
+    res = CliRunner().invoke(cli, ["models", "predict", "-m", str(models.local_dir), "-i", str(csv), "--env-manager", "local",
+                                   "--install-mlflow"])
     assert res.exit_code == 0 and "predictions" in json.loads(res.stdout), res.output
     for command in (["predict", "-i", str(csv)], ["serve"]):
         res = CliRunner().invoke(cli, ["models", *command, "-m", str(models.local_dir), "--env-manager", "conda"])
@@ -413,16 +416,43 @@ def test_a_prediction_over_the_timeout_is_504(models: Models) -> None:
         assert post(server.port, {"inputs": [[0]]}).json() == {"predictions": [0.0]}
 
 
-def test_workers_are_processes_that_share_the_port_and_stop_together(models: Models) -> None:
+def _running(processes: list[Any]) -> list[Any]:
+    """Those of ``processes`` still running (neither gone nor a zombie)."""
     import psutil
 
+    out = []
+    for p in processes:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def _wait_for_workers(server: Server, n: int, without: int | None = None, timeout: float = 60) -> list[Any]:
+    """Wait until one look at the server's children finds ``n`` live workers, none of them the
+    process ``without``. Both must hold in the same look: a worker killed a moment ago can
+    still be running (a loaded machine delivers the signal when it next schedules it), and
+    its replacement is forked only once the supervisor has reaped it."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        now = _running(psutil.Process(server.proc.pid).children())
+        if len(now) == n and without not in {p.pid for p in now}:
+            return now
+        if time.monotonic() > deadline:
+            raise AssertionError(f"wanted {n} workers, none of them {without}; alive {[p.pid for p in now]}:\n"
+                                 f"{server.output()[-4000:]}")
+        time.sleep(0.1)
+
+
+def test_workers_are_processes_that_share_the_port_and_stop_together(models: Models) -> None:
     with Server("models:/sleepy/1", models.store, "--workers", "2", "--log-level", "warning",
                 log=models.root / "workers.log") as server:
         # the server answers once its first worker is up; the second may still be starting
-        deadline = time.monotonic() + 20
-        while len(workers := psutil.Process(server.proc.pid).children()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(workers) == 2
+        workers = _wait_for_workers(server, 2, timeout=20)
         # two requests that each sleep 2.5 s are answered side by side by the two processes:
         # one after the other would take at least 5 s. A second process that exists may still
         # be loading the model, so the pair is tried up to three times; a server that answers
@@ -444,22 +474,12 @@ def test_workers_are_processes_that_share_the_port_and_stop_together(models: Mod
         assert min(took) < 4.5, took
         # a worker that dies is replaced
         workers[0].kill()
-
-        def alive() -> list[psutil.Process]:
-            return [p for p in psutil.Process(server.proc.pid).children() if p.status() != psutil.STATUS_ZOMBIE]
-
-        # (the replacement is forked at once; the bound is generous for a busy machine, and a
-        # failure shows the server's log, which says when the supervisor saw the worker exit)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (len(alive()) < 2 or workers[0].pid in {p.pid for p in alive()}):
-            time.sleep(0.1)
-        now = alive()
-        assert len(now) == 2 and workers[0].pid not in {p.pid for p in now}, \
-            f"killed {workers[0].pid}, alive {[(p.pid, p.status()) for p in now]}:\n{server.output()[-4000:]}"
+        _wait_for_workers(server, 2, without=workers[0].pid)
+        assert f"worker {workers[0].pid} was killed by SIGKILL; starting another" in server.output()
         assert post(server.port, {"inputs": [[0]]}).status == 200
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(30) == 0, server.output()
-        assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+        assert not _running(workers)
 
 
 #: put first on a server's PYTHONPATH, this ``sitecustomize`` makes the supervisor's forks
@@ -481,35 +501,23 @@ def test_a_refused_fork_is_tried_again_while_the_other_worker_serves(models: Mod
     """The system refuses the fork of the second worker once, and of a dead worker's
     replacement twice: the supervisor logs it, serves with the worker it has, and tries
     again until all workers run; SIGTERM still stops them all."""
-    import psutil
     from serving_helpers import REPO, TESTS
 
     (tmp_path / "sitecustomize.py").write_text(_FAILING_FORKS)
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO), str(TESTS)]), "CASSTORE_TEST_FAIL_FORKS": "2,4,5"}
 
-    def alive() -> list[psutil.Process]:
-        return [p for p in psutil.Process(server.proc.pid).children() if p.status() != psutil.STATUS_ZOMBIE]
-
-    def wait_for_two(without: int | None = None) -> list[psutil.Process]:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (len(alive()) < 2 or without in {p.pid for p in alive()}):
-            time.sleep(0.1)
-        now = alive()
-        assert len(now) == 2 and without not in {p.pid for p in now}, server.output()[-4000:]
-        return now
-
     with Server("models:/sleepy/1", models.store, "--workers", "2", "--log-level", "warning",
                 log=tmp_path / "forks.log", env=env) as server:
-        workers = wait_for_two()
+        workers = _wait_for_workers(server, 2)
         assert server.output().count("cannot start a worker process ([Errno 11] Resource temporarily unavailable)") == 1
         workers[0].kill()
-        replaced = wait_for_two(without=workers[0].pid)
+        replaced = _wait_for_workers(server, 2, without=workers[0].pid)
         assert server.output().count("cannot start a worker process") == 3
         assert f"worker {workers[0].pid} was killed by SIGKILL; starting another" in server.output()
         assert post(server.port, {"inputs": [[0]]}).status == 200
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(30) == 0, server.output()
-        assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers + replaced)
+        assert not _running(workers + replaced)
 
 
 # ---- the Open Inference Protocol -------------------------------------------------------------

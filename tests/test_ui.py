@@ -744,3 +744,149 @@ def test_the_store_page_does_not_wait_minutes_for_a_scan_of_every_run(
             time.sleep(0.1)
     assert 'id="store-usage"' in done.text and 'id="gc-dry-run"' in done.text
     assert 'id="store-pending"' not in done.text and "refresh" not in done.text
+
+
+def test_a_deleted_experiments_runs_count_as_deleted_until_it_is_restored(tmp_path: Path) -> None:
+    """As in MLflow: deleting an experiment hides it from the home page and marks its runs
+    deleted (hidden from its table unless asked for, DELETED on their pages and in compare);
+    restoring it brings them back. A deletion by another process shows at the next page."""
+    import casstore
+
+    client = casstore.Client(str(tmp_path / "s"))
+    exp = client.create_experiment("retired")
+    kept = client.create_experiment("kept")
+    ids = []
+    for i in range(2):
+        run = client.create_run(exp, run_name=f"old-{i}")
+        client.log_param(run.info.run_id, "p", str(i))
+        client.log_metric(run.info.run_id, "m", float(i))
+        client.set_terminated(run.info.run_id)
+        ids.append(run.info.run_id)
+    other = client.create_run(kept, run_name="live")
+    client.set_terminated(other.info.run_id)
+    with TestClient(create_app(open_run_store(str(tmp_path / "s")))) as c:
+        def table(deleted: bool = False) -> str:
+            return c.get(f"/experiments/{exp}", params={"deleted": "1"} if deleted else {}).text
+
+        assert "old-0" in table() and "2 runs" in table() and "DELETED" not in table()
+        casstore.Client(str(tmp_path / "s")).delete_experiment(exp)  # as another process would
+        home = c.get("/").text
+        assert "retired" not in home and "kept" in home and "1 deleted experiment hidden" in home
+        assert "retired" in c.get("/", params={"deleted": "1"}).text
+        page = table()
+        assert "old-0" not in page and "0 runs" in page and "This experiment is deleted" in page
+        assert 'data-col="params.p"' not in page  # no columns for the runs hidden
+        shown = table(deleted=True)
+        assert "old-0" in shown and "old-1" in shown and shown.count("status-deleted\">DELETED") >= 3
+        assert "DELETED" in c.get(f"/runs/{ids[0]}").text
+        assert "DELETED" in c.get("/compare", params={"run": ids}).text
+        assert "DELETED" not in c.get(f"/runs/{other.info.run_id}").text
+        # the search a script makes agrees with the table
+        assert len(casstore.Client(str(tmp_path / "s")).search_runs([exp])) == 0
+        casstore.Client(str(tmp_path / "s")).restore_experiment(exp)
+        assert "old-0" in table() and "DELETED" not in table() and "DELETED" not in c.get(f"/runs/{ids[0]}").text
+        assert "retired" in c.get("/").text
+
+
+def test_words_in_the_search_box_find_runs_by_name(client: TestClient, ui_store: UIStore) -> None:
+    """As in MLflow's runs search box: text that is not a filter finds the runs whose name
+    contains it (any case); a filter is still a filter, and a broken one still says why."""
+    url = f"/experiments/{ui_store.experiment_id}"
+
+    def names(text: str) -> list[str]:
+        page = client.get(url, params={"filter": text}).text
+        return re.findall(r'<td data-col="run_name" class=""><a href="[^"]+">([^<]+)</a>', page)
+
+    assert names("run-1") == ["run-1"]
+    assert names("RUN") == ["run-2", "run-1", "run-0"]
+    assert names("train") == ["train-1", "train-0"]
+    assert names("no such run") == []
+    page = client.get(url, params={"filter": "train"}).text
+    assert "Runs whose name contains “train”" in page and 'value="train"' in page
+    assert names("params.solver = 'saga'") == ["run-2"]
+    broken = client.get(url, params={"filter": "metrics.acc >> 1"}).text
+    assert "invalid search filter" in broken and "Runs whose name contains" not in broken
+
+
+def test_nested_runs_link_parent_and_children(tmp_path: Path) -> None:
+    """A sweep's parent run lists its child runs (as MLflow nests them), each child names its
+    parent, and the runs table gets a parent column only when a run has a parent."""
+    import casstore
+
+    uri = str(tmp_path / "s")
+    client = casstore.Client(uri)
+    exp, flat = client.create_experiment("sweep"), client.create_experiment("flat")
+    old = casstore.get_tracking_uri()
+    casstore.set_tracking_uri(uri)
+    try:
+        with casstore.start_run(experiment_id=exp, run_name="parent", description="A sweep over C <b>") as parent:
+            casstore.log_metric("best_acc", 1.0)
+            for c in (0.1, 1.0):
+                with casstore.start_run(experiment_id=exp, run_name=f"C={c}", nested=True):
+                    casstore.log_metric("acc", c)
+        with casstore.start_run(experiment_id=flat, run_name="alone"):
+            pass
+    finally:
+        casstore.set_tracking_uri(old)
+    pid = parent.info.run_id
+    with TestClient(create_app(open_run_store(uri))) as c:
+        page = c.get(f"/runs/{pid}").text
+        assert '<p class="description" id="run-description">A sweep over C &lt;b&gt;</p>' in page  # MLflow's run description
+        children = page.split('id="child-runs"')[1].split("</table>")[0]
+        assert re.findall(r">(C=[^<]+)</a>", children) == ["C=1.0", "C=0.1"]
+        assert re.findall(r'<th class="num">([^<]+)</th>', children) == ["acc"]  # the children's metrics only
+        link = re.search(r'href="(/experiments/[^"]+)">the child runs in the runs table', page).group(1)
+        listed = c.get(link.replace("&amp;", "&")).text
+        assert re.findall(r'<td data-col="run_name" class=""><a href="[^"]+">([^<]+)</a>', listed) == ["C=1.0", "C=0.1"]
+        child = re.search(r'href="/runs/([0-9a-f]{32})">C=0.1', children).group(1)
+        assert f'<a href="/runs/{pid}">parent</a>' in c.get(f"/runs/{child}").text.split('id="parent-run"')[1][:200]
+        table = c.get(f"/experiments/{exp}").text
+        assert 'data-col="parent"' in table and table.count(f'<a href="/runs/{pid}">parent</a>') == 3  # its row, and each child's
+        assert 'data-col="parent"' not in c.get(f"/experiments/{flat}").text
+        assert "Child runs" not in c.get(f"/runs/{child}").text
+
+
+def test_a_logged_model_has_a_page_from_its_run(client: TestClient, ui_store: UIStore) -> None:
+    """A run's logged model links to a page with its digest, URI, the registry versions that
+    pin it (with their aliases), flavors, signature, requirements and files."""
+    from casstore.registry import Registry
+
+    store = open_run_store(str(ui_store.path))
+    v2 = Registry(store.backend, store.objects.layout).get_version(ui_store.model_name, 2)
+    run_page = client.get(f"/runs/{v2.run_id}").text
+    link = re.search(r'<a class="logged-model" href="([^"]+)">model</a>', run_page).group(1)
+    assert link == f"/runs/{v2.run_id}/models/model"
+    r = client.get(link)
+    assert r.status_code == 200
+    assert v2.model_digest in r.text and f"runs:/{v2.run_id}/model" in r.text
+    registered = r.text.split('id="registered-as"')[1].split("</dd>")[0]
+    assert f"{ui_store.model_name} v2" in registered and "@champion" in registered and "v1" not in registered
+    assert "sklearn" in r.text and "scikit-learn" in r.text  # flavors, requirements
+    # the signature as a table of names and types, as MLflow's UI shows it
+    inputs = r.text.split('class="kv sig sig-inputs"')[1].split("</table>")[0]
+    assert "<td>tensor of float64</td>" in inputs and "shape [-1, 2]" in inputs
+    # a registry version's source leads to the same page
+    model_page = client.get(f"/models/{ui_store.model_name}").text.split('id="v2"')[1]
+    assert f'<a class="logged-model" href="{link}">' in model_page
+    missing = client.get(f"/runs/{v2.run_id}/models/nope")
+    assert missing.status_code == 404 and "logged no model named &#39;nope&#39;" in missing.text
+
+
+def test_schema_rows_name_every_column_tensor_and_param() -> None:
+    from casstore.ui.app import schema_rows
+
+    cols = '[{"type": "double", "name": "age", "required": true}, {"type": "string", "name": "city", "required": false}]'
+    assert schema_rows(cols) == [("age", "double", ""), ("city", "string", "optional")]
+    assert schema_rows('[{"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}]') == \
+        [("-", "tensor of int64", "shape [-1]")]
+    assert schema_rows('[{"name": "k", "type": "double", "default": 1.0, "shape": null}]') == [("k", "double", "default 1.0")]
+    assert schema_rows("not json") is None and schema_rows('{"a": 1}') is None
+
+
+def test_a_metric_logged_once_is_a_value_not_a_chart(client: TestClient, ui_store: UIStore) -> None:
+    """A metric with a history gets a chart; one logged once (a final score) is its value in
+    the metrics table, without an empty chart of one point."""
+    many = client.get(f"/runs/{ui_store.runs[0]}").text
+    assert 'data-key="loss"' in many and 'data-key="acc"' in many and 'id="single-values"' not in many
+    once = client.get(f"/runs/{ui_store.hostile_run}").text  # acc logged once
+    assert 'class="chart"' not in once and 'id="single-values"' in once and "0.5" in once

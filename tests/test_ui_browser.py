@@ -130,6 +130,9 @@ def test_runs_table_filters_sorts_and_hides_columns(page: Any, ui_store: UIStore
     page.goto("/")
     _navigate(page, page.get_by_role("link", name="fraud", exact=True))
     assert _rows(page) == ["train-1", "train-0", "run-2", "run-1", "run-0"]  # newest first; the deleted run hidden
+    page.fill("input[name=filter]", "Train")  # words, not a filter: runs by name, as in MLflow's search box
+    _navigate(page, page.get_by_role("button", name="Search"))
+    assert _rows(page) == ["train-1", "train-0"] and page.locator("#name-search").is_visible()
     page.fill("input[name=filter]", "metrics.acc > 0.5 and params.solver = 'lbfgs'")
     _navigate(page, page.get_by_role("button", name="Search"))
     assert sorted(_rows(page)) == ["run-0", "run-1"]
@@ -169,6 +172,9 @@ def test_compare_three_runs(page: Any, ui_store: UIStore) -> None:
     # one chart per metric, one line per run
     page.wait_for_selector("figure.chart[data-key=loss] svg path")
     assert page.locator("figure.chart[data-key=loss] svg path").count() == 3
+    page.locator("figure.chart[data-key=loss] svg").hover()  # each run's value where the pointer is
+    readout = page.locator("figure.chart[data-key=loss] .readout").inner_text()
+    assert readout.startswith("step ") and all(f"run-{i}: " in readout for i in range(3)), readout
     page.check("input[name=xaxis][value=time]")
     page.wait_for_selector("figure.chart[data-key=loss][data-loaded=time] svg path")
     assert (page.locator("figure.chart[data-key=loss] text.label").text_content() or "").startswith("seconds")
@@ -341,3 +347,63 @@ def test_verify_one_run_from_its_page(page: Any, ui_store: UIStore) -> None:
     page.goto("/store")
     assert "would delete now" in page.locator("#gc-dry-run").inner_text()  # what gc would reclaim, written nothing
     assert page.locator("a", has_text=f"run {ui_store.runs[1]}").count() == 1  # the verify it started, listed
+
+
+def test_a_deleted_experiment_and_its_runs(page: Any, ui_store: UIStore) -> None:
+    """An experiment deleted while the UI runs: hidden from the home page (a link shows it),
+    its runs listed only with 'deleted runs too', each marked DELETED, as MLflow shows them;
+    restored, it is back with its runs."""
+    import casstore
+
+    client = casstore.Client(str(ui_store.path))
+    exp = client.create_experiment("retired-browser")
+    run = client.create_run(exp, run_name="old-run")
+    client.log_metric(run.info.run_id, "acc", 0.7)
+    client.set_terminated(run.info.run_id)
+    page.goto("/")
+    _navigate(page, page.get_by_role("link", name="retired-browser", exact=True))
+    assert _rows(page) == ["old-run"]
+    client.delete_experiment(exp)
+    try:
+        page.goto("/")
+        assert page.get_by_role("link", name="retired-browser", exact=True).count() == 0
+        _navigate(page, page.locator("#deleted-experiments a", has_text="show them"))
+        _navigate(page, page.get_by_role("link", name="retired-browser", exact=True))
+        assert page.locator(".experiment-deleted").is_visible()
+        assert _rows(page) == [] and "No runs" in page.locator("#runs-table tbody").inner_text()
+        page.check("input[name=deleted]")
+        _navigate(page, page.get_by_role("button", name="Search"))
+        assert _rows(page) == ["old-run"]
+        assert page.locator("#runs-table tbody tr.deleted .status-deleted").count() == 1
+        _navigate(page, page.get_by_role("link", name="old-run", exact=True))
+        assert page.locator("h1 .status-deleted").inner_text() == "DELETED"
+    finally:
+        client.restore_experiment(exp)
+    page.goto(f"/experiments/{exp}")
+    assert _rows(page) == ["old-run"] and page.locator(".experiment-deleted").count() == 0
+
+
+def test_scores_logged_once_are_compared_as_bars(page: Any, ui_store: UIStore) -> None:
+    """Runs that each logged a metric once (a final score) are compared as one bar a run with
+    its value on it, as MLflow's charts compare them; their run page shows the value, no chart."""
+    import casstore
+
+    client = casstore.Client(str(ui_store.path))
+    exp = client.create_experiment("scores-browser")
+    ids = []
+    for name, score in (("model-a", 0.91), ("model-b", 0.87)):
+        run = client.create_run(exp, run_name=name)
+        client.log_metric(run.info.run_id, "f1", score)
+        client.set_terminated(run.info.run_id)
+        ids.append(run.info.run_id)
+    page.goto(f"/experiments/{exp}")
+    for name in ("model-a", "model-b"):
+        page.locator("#runs-table tbody tr", has_text=name).locator("input[name=run]").check()
+    _navigate(page, page.get_by_role("button", name="Compare 2 runs"))
+    page.wait_for_selector("figure.chart[data-key=f1] svg.bars rect")
+    assert page.locator("figure.chart[data-key=f1] svg.bars rect").count() == 2
+    assert sorted(page.locator("figure.chart[data-key=f1] svg text.value").all_text_contents()) == ["0.87", "0.91"]
+    assert sorted(page.locator("figure.chart[data-key=f1] svg.bars rect title").all_text_contents()) == \
+        ["model-a: 0.91", "model-b: 0.87"]
+    page.goto(f"/runs/{ids[0]}")
+    assert page.locator("figure.chart").count() == 0 and page.locator("#single-values").is_visible()

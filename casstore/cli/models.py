@@ -245,6 +245,16 @@ _env_manager = click.option(
     help="As MLflow's; casstore uses the current environment, so only 'local' is taken.")
 
 
+#: MLflow's flags that choose or fill an environment: taken so its command lines work, with
+#: nothing to do in the current environment (``--no-conda`` is MLflow's old ``--env-manager local``)
+_install_mlflow = click.option(
+    "--install-mlflow", is_flag=True, expose_value=False,
+    help="As MLflow's; casstore builds no environment to install MLflow into, so it changes nothing.")
+_no_conda = click.option(
+    "--no-conda", is_flag=True, expose_value=False,
+    help="As MLflow's: use the current environment, which casstore always does.")
+
+
 @models_group.command("serve", context_settings={"help_option_names": ["--help"]}, epilog="""\b
 Examples:
   casstore models serve -m models:/fraud@champion --port 5001
@@ -261,11 +271,13 @@ Examples:
               help="Re-resolve an alias (or latest) every SECONDS; swap in a new version once it is fetched and verified.")
 @click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=64, show_default=True,
               help="The largest request body read, in MiB; larger requests get 413.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60, show_default=True,
+@click.option("-t", "--timeout", type=click.FloatRange(min=0, min_open=True), default=60, show_default=True,
               help="Seconds a prediction may take; a request that takes longer gets 504.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True, help="What the server logs on stderr (info logs every request).")
 @_env_manager
+@_no_conda
+@_install_mlflow
 @common_options
 def serve_cmd(model_uri: str, host: str, port: int, workers: int, follow_alias: float | None, max_body_mb: float,
               timeout: float, log_level: str, store: str | None) -> None:
@@ -305,6 +317,7 @@ Examples:
 @click.option("-t", "--content-type", type=click.Choice(["json", "csv"]), default=None,
               help="The input's format (default: csv for a .csv file, else json).")
 @_env_manager
+@_install_mlflow
 @common_options
 def predict_cmd(model_uri: str, input_path: str, output_path: str | None, content_type: str | None,
                 store: str | None) -> None:

@@ -662,19 +662,21 @@ class RunIndex:
                               (json.dumps(list(run_ids)),))
             return sorted(str(e) for (e,) in rows)
 
-    def count(self, run_ids: Sequence[str], comparisons: Sequence[Comparison], deleted: bool | None) -> int:
+    def count(self, run_ids: Sequence[str], comparisons: Sequence[Comparison], deleted: bool | None,
+              deleted_experiments: Sequence[str] = ()) -> int:
         """How many runs among ``run_ids`` match (what :meth:`search` would return in all)."""
         with self._lock:
             db = self._connect()
-            where, args = self._where(run_ids, comparisons, deleted)
+            where, args = self._where(run_ids, comparisons, deleted, deleted_experiments)
             row = db.execute(f"SELECT count(*) FROM runs r WHERE {where}", args).fetchone()
             return int(row[0])
 
-    def keys(self, run_ids: Sequence[str], deleted: bool | None) -> tuple[list[str], list[str]]:
+    def keys(self, run_ids: Sequence[str], deleted: bool | None,
+             deleted_experiments: Sequence[str] = ()) -> tuple[list[str], list[str]]:
         """The param keys and the metric keys the runs among ``run_ids`` hold, sorted."""
         with self._lock:
             db = self._connect()
-            where, args = self._where(run_ids, (), deleted)
+            where, args = self._where(run_ids, (), deleted, deleted_experiments)
             # each key the cache holds (walked on the (key, value) index, one step a key), kept if
             # one of these runs has it: a few index lookups a key, not a scan of every value
             def of(table: str) -> list[str]:

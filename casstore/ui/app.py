@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import threading
 import time
 import zipfile
@@ -45,7 +46,7 @@ from casstore.exceptions import (
 )
 from casstore.runs import RunStore, search
 from casstore.runs.records import ArtifactEntry, RunView
-from casstore.ui.data import PAGE_SIZE, UIData, artifact_tree
+from casstore.ui.data import PAGE_SIZE, PARENT_TAG, UIData, artifact_tree
 
 __all__ = ["create_app", "TEMPLATES", "STATIC"]
 
@@ -66,6 +67,11 @@ PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 's
 #: artifact bytes: a sandbox (an opaque origin, no script), nothing loaded from anywhere
 ARTIFACT_CSP = ("sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; "
                 "frame-ancestors 'self'")
+
+#: what makes the runs search box's text a filter (``metrics.acc > 0.9``) rather than words
+#: to look for in run names: an entity, a key and a comparison, as MLflow's UI tells them apart
+FILTER_SYNTAX = re.compile(r"\b(attributes?|attr|run|metrics?|params?|parameters?|tags?|datasets?)\.\S+\s*"
+                           r"(>|<|=|!=|\blike\b|\bilike\b|\bin\b|\bnot\s+in\b|\bis\b)", re.IGNORECASE)
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".webp": "image/webp", ".bmp": "image/bmp"}
@@ -148,6 +154,29 @@ def linkify(value: str) -> Markup:
     return Markup(escape(text))
 
 
+def schema_rows(text: Any) -> list[tuple[str, str, str]] | None:
+    """A signature's schema (MLflow's JSON string) as rows of name, type and a note (shape,
+    optional, default), as MLflow's UI tables it; None if it is not such a schema."""
+    try:
+        items = json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        return None
+    rows = []
+    for i, item in enumerate(items):
+        name = str(item.get("name", "")) or ("-" if len(items) == 1 else f"({i})")
+        if isinstance(item.get("tensor-spec"), dict):
+            spec = item["tensor-spec"]
+            rows.append((name, f"tensor of {spec.get('dtype')}", f"shape {spec.get('shape')}"))
+        elif "default" in item:  # a param
+            note = f"default {json.dumps(item.get('default'))}" + (f", shape {item['shape']}" if item.get("shape") else "")
+            rows.append((name, str(item.get("type", item.get("dtype", ""))), note))
+        else:
+            rows.append((name, str(item.get("type", "")), "" if item.get("required", True) else "optional"))
+    return rows
+
+
 def _asset_hashes() -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12] for p in STATIC.iterdir() if p.is_file()}
 
@@ -213,7 +242,8 @@ def create_app(
     hashes = _asset_hashes()
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(time=fmt_time, size=human_size, num=fmt_num, linkify=linkify, duration=fmt_duration)
+    env.filters.update(time=fmt_time, size=human_size, num=fmt_num, linkify=linkify, duration=fmt_duration,
+                       schema_rows=schema_rows)
     env.globals.update(preview_kind=preview_kind, store_url=data.url, ident=ident)
 
     def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -262,8 +292,13 @@ def create_app(
     def index(request: Request) -> Response:
         models, skipped_models = data.models()
         experiments, damaged_experiments = data.experiments()
+        # deleted experiments are hidden, as MLflow's UI hides them, unless asked for
+        show_deleted = request.query_params.get("deleted") == "1"
+        n_deleted = sum(1 for exp, _ in experiments if exp.lifecycle_stage == "deleted")
+        if not show_deleted:
+            experiments = [(exp, n) for exp, n in experiments if exp.lifecycle_stage != "deleted"]
         return render(request, "index.html", experiments=experiments, damaged_experiments=damaged_experiments,
-                      models=models, skipped_models=skipped_models)
+                      models=models, skipped_models=skipped_models, show_deleted=show_deleted, n_deleted=n_deleted)
 
     def experiment(request: Request) -> Response:
         exp = data.experiment(request.path_params["exp_id"])
@@ -277,8 +312,10 @@ def create_app(
         except ValueError:
             size = PAGE_SIZE
         error = None
+        name_search = _name_search(filter_string)
+        query = str(search.Comparison("attributes", "run_name", "ILIKE", f"%{name_search}%")) if name_search else filter_string
         try:
-            page = data.search(exp.experiment_id, filter_string, order or None, deleted=show_deleted,
+            page = data.search(exp.experiment_id, query, order or None, deleted=show_deleted,
                                page_size=size, token=q.get("page") or None)
         except InvalidInputError as e:
             error = str(e)
@@ -286,8 +323,10 @@ def create_app(
             page.runs, page.total, page.next_token = [], 0, None
         state = {"filter": filter_string, "order": order, "deleted": "1" if show_deleted else "",
                  "hide": ",".join(hidden), "size": "" if size == PAGE_SIZE else str(size)}
+        parents = data.run_names([r.tags[PARENT_TAG] for r in page.runs if r.tags.get(PARENT_TAG)])
         return render(request, "experiment.html", exp=exp, page=page, error=error, state=state, hidden=set(hidden),
-                      first_page=not q.get("page"))
+                      first_page=not q.get("page"), name_search=name_search, parents=parents,
+                      has_parents=any(r.tags.get(PARENT_TAG) for r in page.runs))
 
     def run_page(request: Request) -> Response:
         view = data.run(request.path_params["run_id"])
@@ -295,9 +334,13 @@ def create_app(
 
         code, env_tags, other = _tag_groups(view.tags)
         histories = {k: len(s) for k, s in sorted(data.run_series(view.run_id).items())}
+        parent, parent_id, children = data.family(view)
         return render(request, "run.html", run=view, exp_name=data.experiment_name(view.experiment_id),
+                      parent=parent, parent_id=parent_id, children=children, parent_tag=PARENT_TAG,
+                      child_metrics=sorted({k for c in children.runs for k in c.metrics})[:6],
                       root=artifact_tree(view.artifacts), code=code, env_tags=env_tags, other=other,
-                      histories=histories, total_size=sum(a.size for a in view.artifacts.values()))
+                      histories=histories, total_size=sum(a.size for a in view.artifacts.values()),
+                      charted=[k for k in sorted(view.metrics) if histories.get(k, 0) > 1])
 
     def artifact_page(request: Request) -> Response:
         view = data.run(request.path_params["run_id"])
@@ -327,6 +370,11 @@ def create_app(
                     ctx["rows"], ctx["more_rows"] = _csv_rows(text, "\t" if entry.path.endswith(".tsv") else ",")
                 ctx["text"] = text[:TEXT_SHOWN]
         return render(request, "artifact.html", **ctx)
+
+    def logged_model(request: Request) -> Response:
+        view = data.run(request.path_params["run_id"])
+        info = data.logged_model(view, request.path_params["name"])
+        return render(request, "logged_model.html", run=view, exp_name=data.experiment_name(view.experiment_id), **info)
 
     def raw(request: Request) -> Response:
         """An artifact's bytes for display in a page (an image, or HTML/SVG in a sandboxed frame):
@@ -447,6 +495,7 @@ def create_app(
         Route("/runs/{run_id}", run_page, name="run"),
         Route("/runs/{run_id}/artifacts/{path:path}", artifact_page, name="artifact"),
         Route("/runs/{run_id}/raw/{path:path}", raw, name="raw"),
+        Route("/runs/{run_id}/models/{name:path}", logged_model, name="logged_model"),
         Route("/runs/{run_id}/download", download, name="download_all"),
         Route("/runs/{run_id}/download/{path:path}", download, name="download"),
         Route("/runs/{run_id}/audit", audit, name="audit"),
@@ -487,6 +536,21 @@ def _warm(data: UIData) -> None:
         log.info("search index up to date")
     except CasstoreError as e:
         log.warning("could not read every experiment's runs ahead: %s", e)
+
+
+def _name_search(text: str) -> str | None:
+    """The words to look for in run names when the runs search box holds words rather than a
+    filter (as MLflow's runs search box takes them): text that does not parse as a filter
+    and has no ``<entity>.<key> <op>`` in it. None for a filter, valid or not (a filter
+    that does not parse gets the parser's message)."""
+    words = text.strip()
+    if not words or FILTER_SYNTAX.search(words):
+        return None
+    try:
+        search.parse_filter(words)
+    except InvalidInputError:
+        return words
+    return None
 
 
 def _same_origin(request: Request) -> None:

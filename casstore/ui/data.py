@@ -46,6 +46,8 @@ from casstore.runs.records import ArtifactEntry, Experiment, RunView
 __all__ = ["UIData", "RunPage", "Series", "Job", "Computed", "ArtifactNode", "artifact_tree", "PAGE_SIZE", "MAX_PAGE_SIZE"]
 
 PAGE_SIZE = 100
+#: the tag naming a nested run's parent (MLflow's)
+PARENT_TAG = "mlflow.parentRunId"
 MAX_PAGE_SIZE = 1000
 #: buckets a chart is cut into (each gives at most its minimum and its maximum)
 CHART_BUCKETS = 600
@@ -264,8 +266,9 @@ class UIData:
     # ---- experiments ------------------------------------------------------------------
 
     def experiments(self) -> tuple[list[tuple[Experiment, int]], list[str]]:
-        """Every experiment with its number of runs (deleted ones included), newest first; and
-        a sentence for each damaged record the listing met (an experiment it left out)."""
+        """Every experiment (deleted ones too) with its number of runs (deleted ones included),
+        newest first; and a sentence for each damaged record the listing met (an experiment
+        it left out)."""
         damaged: list[str] = []
         out = []
         for exp in reversed(self.runs.list_experiments(on_damaged=damaged.append)):
@@ -297,7 +300,9 @@ class UIData:
         """One page of an experiment's runs that match an MLflow filter, in ``order_by``
         order then newest first (as ``RunStore.search_runs``). ``deleted``: deleted runs
         too. :class:`InvalidInputError` with the parser's message for a bad filter."""
-        self.experiment(experiment_id)
+        exp = self.experiment(experiment_id)
+        # the runs of a deleted experiment count as deleted while it is (as MLflow marks them)
+        dead = [exp.experiment_id] if exp.lifecycle_stage == "deleted" else []
         comparisons = search.parse_filter(filter_string or "")
         keys = search.parse_order_by([order_by] if order_by else None)
         if not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -305,17 +310,17 @@ class UIData:
         as_of = time.time()
         idx, ids = self.runs.indexed_runs([experiment_id])
         which = None if deleted else False
-        total = idx.count(ids, comparisons, which)
+        total = idx.count(ids, comparisons, which, dead)
         start = 0
         if token:
             offset, last = _decode_token(token)
             # keyset: go on after the last run shown, wherever it is now (runs started or
             # deleted since move it); looked for within a page of where it was
             lo = max(0, offset - page_size)
-            near, _ = idx.search(ids, comparisons, keys, which, 2 * page_size, lo)
+            near, _ = idx.search(ids, comparisons, keys, which, 2 * page_size, lo, dead)
             start = next((lo + i + 1 for i, v in enumerate(near) if v.run_id == last), offset)
-        page, more = idx.search(ids, comparisons, keys, which, page_size, start)
-        param_keys, metric_keys = idx.keys(ids, which)
+        page, more = idx.search(ids, comparisons, keys, which, page_size, start, dead)
+        param_keys, metric_keys = idx.keys(ids, which, dead)
         skipped = {r: why for r, why in sorted(idx.skipped.items()) if r in set(ids)}
         return RunPage(page, total, _encode_token(start + len(page), page[-1].run_id) if more and page else None,
                        param_keys, metric_keys, as_of, skipped)
@@ -332,7 +337,8 @@ class UIData:
             if hit is not None and key:
                 self._views.move_to_end(key)
         if hit is not None:
-            deleted = self.runs.is_deleted(run_id)  # a sealed run can still be deleted
+            # a sealed run can still be deleted, or its experiment
+            deleted = self.runs.is_deleted(run_id) or self.experiment_deleted(hit.experiment_id)
             return hit if hit.deleted == deleted else dataclasses.replace(hit, deleted=deleted)
         try:
             view = dataclasses.replace(self.runs.get_run(run_id, flush=False), points=())
@@ -343,7 +349,42 @@ class UIData:
                 self._views[key] = view
                 while len(self._views) > VIEW_CACHE_RUNS:
                     self._views.popitem(last=False)
+        if not view.deleted and self.experiment_deleted(view.experiment_id):
+            view = dataclasses.replace(view, deleted=True)
         return view
+
+    def family(self, view: RunView) -> tuple[RunView | None, str | None, RunPage]:
+        """A run's parent (its ``mlflow.parentRunId`` tag) and its child runs, as MLflow nests
+        them: the parent's view (None if it cannot be read), the parent's id, and the first
+        page of the children (deleted ones too, newest first)."""
+        parent_id = view.tags.get(PARENT_TAG) or None
+        parent = None
+        if parent_id:
+            try:
+                parent = self.run(parent_id)
+            except CasstoreError:
+                parent = None
+        children = self.search(view.experiment_id, str(search.Comparison("tags", PARENT_TAG, "=", view.run_id)),
+                               deleted=True)
+        return parent, parent_id, children
+
+    def run_names(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """The names of the runs (a run that cannot be read is left out)."""
+        names = {}
+        for rid in dict.fromkeys(run_ids):
+            try:
+                names[rid] = self.run(rid).run_name
+            except CasstoreError:
+                continue
+        return names
+
+    def experiment_deleted(self, experiment_id: str) -> bool:
+        """Whether the experiment is deleted now (read each time: a page shows a deletion
+        made by another process at once). One that cannot be read counts as active."""
+        try:
+            return self.runs.get_experiment(experiment_id).lifecycle_stage == "deleted"
+        except CasstoreError:
+            return False
 
     def _seal(self, run_id: str) -> dict[str, Any] | None:
         """The run's seal record, ``None`` if it is open or its seal does not verify."""
@@ -450,6 +491,25 @@ class UIData:
         from casstore.registry import Registry
 
         return Registry(self.runs.backend, self.runs.objects.layout)
+
+    def logged_model(self, view: RunView, name: str) -> dict[str, Any]:
+        """A model logged in a run: its reference, its model entry (flavors, signature,
+        requirements, files) or the error reading it gave, and the registry versions that
+        pin it."""
+        from casstore.models.entry import ModelEntry
+
+        ref = view.models.get(name)
+        if ref is None:
+            raise ObjectNotFoundError(f"run {view.run_id} logged no model named {name!r}")
+        entry, error = None, None
+        try:
+            entry = ModelEntry.from_dict(self.runs.load_model_entry(ref.digest), f"model entry {ref.digest}")
+        except CasstoreError as e:
+            error = str(e)
+        skipped: list[str] = []
+        versions = [mv for m in self.registry.list_models(on_damaged=skipped.append)
+                    for mv in self.registry.list_versions(m.name) if mv.model_digest == ref.digest]
+        return {"ref": ref, "entry": entry, "error": error, "versions": versions, "skipped_models": skipped}
 
     def models(self) -> tuple[list[Any], list[str]]:
         """Every live registered model, and a sentence for each one left out because its

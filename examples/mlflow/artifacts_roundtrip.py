@@ -3,7 +3,8 @@ figure, an image, a config as JSON and YAML, a text report and a directory tree;
 listed, downloaded (each into the destination under its last name, as MLflow does) and
 loaded with `mlflow.artifacts`.
 
-Only the imports differ from the MLflow script (`import casstore as mlflow`).
+Only the imports differ from the MLflow script (`import casstore as mlflow`). Like
+MLflow's, it draws its figure with matplotlib: `pip install matplotlib` first.
 """
 
 import os

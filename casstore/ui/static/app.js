@@ -81,17 +81,82 @@ function drawChart(container, series, opts) {
     const tt = el("title", {}, p); tt.textContent = s.name;
     if (s.xs.length === 1) el("circle", {cx: sx(s.xs[0]), cy: sy(s.ys[0]), r: 3, fill: s.color}, svg);
   }
-  if (series.length > 1 || opts.legend) {
-    const legend = document.createElement("div");
-    legend.className = "legend";
-    for (const s of series) {
-      const item = document.createElement("span");
-      const sw = document.createElement("span"); sw.className = "swatch"; sw.style.background = s.color;
-      item.appendChild(sw); item.appendChild(document.createTextNode(" " + s.name + (s.note ? " " + s.note : "")));
-      legend.appendChild(item);
-    }
-    container.appendChild(legend);
+  if (opts.mode !== "scatter") addReadout(container, svg, series, {W, L, R, T, B, H, xmin, xmax, sx, xlabel: opts.xlabel});
+  if (series.length > 1 || opts.legend) addLegend(container, series);
+}
+
+function addLegend(container, series) {
+  const legend = document.createElement("div");
+  legend.className = "legend";
+  for (const s of series) {
+    const item = document.createElement("span");
+    const sw = document.createElement("span"); sw.className = "swatch"; sw.style.background = s.color;
+    item.appendChild(sw); item.appendChild(document.createTextNode(" " + s.name + (s.note ? " " + s.note : "")));
+    legend.appendChild(item);
   }
+  container.appendChild(legend);
+}
+
+/* one bar a run, for a metric each run logged once; its value written on it */
+function drawBars(container, series) {
+  container.textContent = "";
+  const W = 560, L = 64, R = 12, T = 18, B = 40, H = 300;
+  const vals = series.map(s => (s.ys.length && s.ys[0] !== null) ? s.ys[0] : null);
+  const known = vals.filter(v => v !== null);
+  if (!known.length) { container.textContent = "no data"; return; }
+  let lo = Math.min(0, ...known), hi = Math.max(0, ...known);
+  if (lo === hi) hi = lo + 1;
+  const sy = y => T + (1 - (y - lo) / (hi - lo)) * (H - T - B);
+  const svg = el("svg", {viewBox: `0 0 ${W} ${H}`, class: "plot-svg bars", role: "img"}, container);
+  const axes = el("g", {class: "axes"}, svg);
+  for (const t of ticks(lo, hi, 5)) {
+    el("line", {x1: L, x2: W - R, y1: sy(t), y2: sy(t), class: "grid"}, axes);
+    const lab = el("text", {x: L - 6, y: sy(t) + 4, "text-anchor": "end"}, axes); lab.textContent = fmt(t);
+  }
+  el("line", {x1: L, x2: W - R, y1: sy(0), y2: sy(0), class: "axis"}, axes);
+  const slot = (W - L - R) / series.length, bw = Math.min(60, slot * 0.7);
+  series.forEach((s, i) => {
+    const v = vals[i], cx = L + slot * (i + 0.5);
+    if (v === null) return;
+    const rect = el("rect", {x: cx - bw / 2, width: bw, y: Math.min(sy(v), sy(0)), height: Math.max(1, Math.abs(sy(0) - sy(v))), fill: s.color}, svg);
+    const tt = el("title", {}, rect); tt.textContent = `${s.name}: ${fmt(v)}`;
+    const lab = el("text", {x: cx, y: (v >= 0 ? sy(v) - 4 : sy(v) + 12), "text-anchor": "middle", class: "value"}, svg);
+    lab.textContent = fmt(v);
+  });
+  addLegend(container, series);
+}
+
+/* the index of the point of sorted xs nearest to x */
+function nearest(xs, x) {
+  let lo = 0, hi = xs.length - 1;
+  while (hi - lo > 1) { const mid = (lo + hi) >> 1; if (xs[mid] < x) lo = mid; else hi = mid; }
+  return Math.abs(xs[lo] - x) <= Math.abs(xs[hi] - x) ? lo : hi;
+}
+
+/* hovering a line chart: a cursor line and, under the chart, each run's value at the nearest x */
+function addReadout(container, svg, series, g) {
+  const readout = document.createElement("div");
+  readout.className = "readout small";
+  readout.textContent = "\u00a0";
+  container.appendChild(readout);
+  const cursor = el("line", {y1: g.T, y2: g.H - g.B, class: "cursor", visibility: "hidden"}, svg);
+  svg.addEventListener("mousemove", ev => {
+    const box = svg.getBoundingClientRect();
+    const vx = (ev.clientX - box.left) / box.width * g.W;
+    const x = g.xmin + (vx - g.L) / (g.W - g.L - g.R) * (g.xmax - g.xmin);
+    const parts = [];
+    let at = null;
+    for (const s of series) {
+      if (!s.xs.length) continue;
+      const i = nearest(s.xs, x);
+      if (at === null || Math.abs(s.xs[i] - x) < Math.abs(at - x)) at = s.xs[i];
+      parts.push(`${s.name}: ${s.ys[i] === null ? "-" : fmt(s.ys[i])}`);
+    }
+    if (at === null) return;
+    cursor.setAttribute("x1", g.sx(at)); cursor.setAttribute("x2", g.sx(at)); cursor.setAttribute("visibility", "visible");
+    readout.textContent = `${(g.xlabel || "x").split(" ")[0]} ${Number.isInteger(at) ? String(at) : fmt(at)} · ` + parts.join(" · ");
+  });
+  svg.addEventListener("mouseleave", () => { cursor.setAttribute("visibility", "hidden"); readout.textContent = "\u00a0"; });
 }
 
 function runNames() {
@@ -117,7 +182,11 @@ async function loadChart(fig, x) {
     return {name: names[i] || s.run_id.slice(0, 8), color: PALETTE[i % PALETTE.length], xs: s.xs, ys: s.ys,
             note: s.sampled ? `(${s.points} points, shown as ${s.xs.length})` : ""};
   });
-  drawChart(plot, series, {xlabel: x === "time" ? "seconds since the first point" : "step", legend: series.some(s => s.note)});
+  if (series.length > 1 && series.every(s => s.xs.length <= 1)) {
+    drawBars(plot, series);  // one value a run (a final score): bars compare them, as MLflow's charts do
+  } else {
+    drawChart(plot, series, {xlabel: x === "time" ? "seconds since the first point" : "step", legend: series.some(s => s.note)});
+  }
   fig.dataset.loaded = x;
 }
 
