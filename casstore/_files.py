@@ -8,12 +8,19 @@ created, first), so that after a power loss the destination holds either what it
 the whole new file, never an empty or partial one. ``CASSTORE_DURABLE=0`` leaves the
 ``fsync`` calls out (a crash of the process is still safe; a power loss may not be), as it
 does for a store; private temp directories pass ``durable=False``.
+
+A durable write of a large file starts the write-back of every :data:`WRITEBACK_STEP`
+bytes as soon as they are written (:func:`start_writeback`), so the disk writes while the
+rest is read and verified and the ``fsync`` at the end waits for the last few MiB only
+(a verified download of 256 MiB: 0.49 s synced at the end, 0.31 s so, 0.27 s unsynced;
+``benchmarks/bench_downloads.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
 import os
 import unicodedata
 import uuid
@@ -22,11 +29,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from casstore._env import env_on
+from casstore._libc import libc_function
 from casstore.exceptions import CasstoreError, LocalFileError
 
-__all__ = ["write_file", "write_files", "sync_path", "sync_tree", "make_dirs"]
+__all__ = ["write_file", "write_files", "sync_path", "sync_tree", "make_dirs", "start_writeback"]
 
 T = TypeVar("T")
+
+#: a durable :func:`write_file` starts the write-back of each this many bytes once written
+WRITEBACK_STEP = 8 << 20
+#: ``sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE)`` (Linux)
+_SYNC_FILE_RANGE = libc_function("sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+_SYNC_FILE_RANGE_WRITE = 2
 
 #: inside :func:`write_files`: the directories whose ``fsync`` waits for the last file
 _DEFERRED: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("casstore_deferred_syncs", default=None)
@@ -59,6 +73,15 @@ def sync_path(path: str) -> None:
         os.close(fd)
 
 
+def start_writeback(fd: int, offset: int = 0, nbytes: int = 0) -> None:
+    """Start writing the dirty pages of the open file ``fd`` from ``offset`` (``nbytes`` of
+    them; 0: to its end) out to the disk, without waiting for them (Linux's
+    ``sync_file_range``; elsewhere nothing is done). Not a barrier: the ``fsync`` that
+    follows finds less to write, and reports any error of these writes."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
+
+
 def sync_tree(root: str, *, durable: bool | None = None) -> None:
     """``fsync`` every file and directory under ``root``, and the directory that holds
     ``root``'s name, unless ``durable`` is False (default: unless ``CASSTORE_DURABLE=0``):
@@ -89,7 +112,8 @@ def write_file(chunks: Iterable[bytes | bytearray | memoryview], dest: str | os.
     The content goes to ``.<name>.casstore-<random>.part`` beside ``dest`` and is renamed
     into place only once the iterator is exhausted without error, so ``dest`` is never
     left partly written; when ``durable`` (default: unless ``CASSTORE_DURABLE=0``) the
-    temp file is synced before the rename and the directory after it. Any failure
+    temp file is synced before the rename and the directory after it, and its write-back
+    starts as it is written (:data:`WRITEBACK_STEP`). Any failure
     removes the temp file and leaves ``dest`` as it was; a failure of the local disk is
     a :class:`LocalFileError` naming ``dest``."""
     dest = os.path.abspath(os.fspath(dest))
@@ -100,8 +124,14 @@ def write_file(chunks: Iterable[bytes | bytearray | memoryview], dest: str | os.
     try:
         make_dirs(d, durable=durable)
         with open(tmp, "wb") as out:
+            written = started = 0
             for data in chunks:
                 out.write(data)
+                written += len(data)
+                if durable and written - started >= WRITEBACK_STEP:
+                    out.flush()
+                    start_writeback(out.fileno(), started, written - started)
+                    started = written
             if durable:
                 out.flush()
                 os.fsync(out.fileno())
