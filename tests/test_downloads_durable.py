@@ -287,3 +287,18 @@ def test_a_saved_model_directory_is_synced(tmp_path: Path, syscalls: list[Event]
     assert len(files) >= 3
     for p in [*files, target, target.parent]:
         assert str(p) in synced, f"{p} was not synced: {sorted(synced)}"
+
+
+def test_many_synced_files_are_written_by_more_threads_than_unsynced_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads writing synced files mostly wait for their ``fsync``: a synced download of
+    many files gets at least ``SYNCING_WORKERS`` of them; an unsynced one (or a private
+    directory's) the store's I/O workers; a few files, one."""
+    from casstore._files import SYNCING_WORKERS, writer_count
+
+    monkeypatch.delenv("CASSTORE_DURABLE", raising=False)
+    assert writer_count(8, 4) == 1
+    assert writer_count(9, 4) == SYNCING_WORKERS > 4
+    assert writer_count(9, 32) == 32
+    assert writer_count(9, 4, durable=False) == 4
+    monkeypatch.setenv("CASSTORE_DURABLE", "0")
+    assert writer_count(2000, 4) == 4
