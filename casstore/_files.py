@@ -12,8 +12,8 @@ does for a store; private temp directories pass ``durable=False``.
 A durable write of a large file starts the write-back of every :data:`WRITEBACK_STEP`
 bytes as soon as they are written (:func:`start_writeback`), so the disk writes while the
 rest is read and verified and the ``fsync`` at the end waits for the last few MiB only
-(a verified download of 256 MiB synced: 0.48 s with the write-back left to the ``fsync``,
-0.37 s so, 0.34 s unsynced; ``benchmarks/bench_downloads.py``).
+(a verified download of 256 MiB synced, taking turns on 2 busy cores: 0.37 s so, 0.48 s
+with the write-back left to the ``fsync``, 0.34 s unsynced; ``benchmarks/bench_downloads.py``).
 """
 
 from __future__ import annotations
