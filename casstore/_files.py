@@ -8,12 +8,19 @@ created, first), so that after a power loss the destination holds either what it
 the whole new file, never an empty or partial one. ``CASSTORE_DURABLE=0`` leaves the
 ``fsync`` calls out (a crash of the process is still safe; a power loss may not be), as it
 does for a store; private temp directories pass ``durable=False``.
+
+A durable write of a large file starts the write-back of every :data:`WRITEBACK_STEP`
+bytes as soon as they are written (:func:`start_writeback`), so the disk writes while the
+rest is read and verified and the ``fsync`` at the end waits for the last few MiB only
+(a verified download of 256 MiB synced, taking turns on 2 busy cores: 0.37 s so, 0.48 s
+with the write-back left to the ``fsync``, 0.34 s unsynced; ``benchmarks/bench_downloads.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
 import errno
 import os
 import unicodedata
@@ -23,11 +30,24 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from casstore._env import env_on
+from casstore._libc import libc_function
 from casstore.exceptions import CasstoreError, LocalFileError
 
-__all__ = ["write_file", "write_files", "sync_path", "sync_tree", "make_dirs"]
+__all__ = ["write_file", "write_files", "writer_count", "sync_path", "sync_tree", "make_dirs", "start_writeback"]
 
 T = TypeVar("T")
+
+#: a durable :func:`write_file` starts the write-back of each this many bytes once written
+WRITEBACK_STEP = 8 << 20
+#: ``sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE)`` (Linux)
+_SYNC_FILE_RANGE = libc_function("sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+_SYNC_FILE_RANGE_WRITE = 2
+
+#: threads at least that :func:`write_files` writes many synced files with: each spends
+#: most of its time waiting for its file's ``fsync``, so more threads than cores keep the
+#: disk busy (2,000 files of 1 to 8 KiB downloaded synced on 2 cores, taking turns: 0.72 s
+#: and 1.20 s with 16 threads, 1.22 s and 1.73 s with 4; unsynced, more threads only add work)
+SYNCING_WORKERS = 16
 
 #: inside :func:`write_files`: the directories whose ``fsync`` waits for the last file
 _DEFERRED: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("casstore_deferred_syncs", default=None)
@@ -58,6 +78,15 @@ def sync_path(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def start_writeback(fd: int, offset: int = 0, nbytes: int = 0) -> None:
+    """Start writing the dirty pages of the open file ``fd`` from ``offset`` (``nbytes`` of
+    them; 0: to its end) out to the disk, without waiting for them (Linux's
+    ``sync_file_range``; elsewhere nothing is done). Not a barrier: the ``fsync`` that
+    follows finds less to write, and reports any error of these writes."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
 
 
 def sync_tree(root: str, *, durable: bool | None = None) -> None:
@@ -107,7 +136,8 @@ def write_file(chunks: Iterable[bytes | bytearray | memoryview], dest: str | os.
     short where a name that long would pass the file system's limit) and is renamed
     into place only once the iterator is exhausted without error, so ``dest`` is never
     left partly written; when ``durable`` (default: unless ``CASSTORE_DURABLE=0``) the
-    temp file is synced before the rename and the directory after it. Any failure
+    temp file is synced before the rename and the directory after it, and its write-back
+    starts as it is written (:data:`WRITEBACK_STEP`). Any failure
     removes the temp file and leaves ``dest`` as it was; a failure of the local disk is
     a :class:`LocalFileError` naming ``dest``."""
     dest = os.path.abspath(os.fspath(dest))
@@ -118,8 +148,14 @@ def write_file(chunks: Iterable[bytes | bytearray | memoryview], dest: str | os.
     try:
         make_dirs(d, durable=durable)
         with open(tmp, "wb") as out:
+            written = started = 0
             for data in chunks:
                 out.write(data)
+                written += len(data)
+                if durable and written - started >= WRITEBACK_STEP:
+                    out.flush()
+                    start_writeback(out.fileno(), started, written - started)
+                    started = written
             if durable:
                 out.flush()
                 os.fsync(out.fileno())
@@ -154,6 +190,17 @@ def write_file(chunks: Iterable[bytes | bytearray | memoryview], dest: str | os.
 def _fold(path: str) -> str:
     """``path`` as a file system that ignores letter case and Unicode normalization sees it."""
     return unicodedata.normalize("NFC", path).casefold()
+
+
+def writer_count(files: int, workers: int, *, durable: bool | None = None) -> int:
+    """The threads for :func:`write_files` to write ``files`` files with: one for a few (up
+    to 8); else ``workers``, and at least :data:`SYNCING_WORKERS` when the files are synced
+    (``durable``; default: unless ``CASSTORE_DURABLE=0``)."""
+    if files <= 8:
+        return 1
+    if env_on("CASSTORE_DURABLE") if durable is None else durable:
+        return max(workers, SYNCING_WORKERS)
+    return workers
 
 
 def write_files(items: Sequence[tuple[T, str]], write: Callable[[T, str], None], name: Callable[[T], str], *,

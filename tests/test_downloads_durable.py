@@ -12,6 +12,7 @@ test; the order of the calls the kernel is asked for is what these tests check.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,6 +94,50 @@ def test_download_artifacts_syncs_each_file_and_its_directories(
         _assert_durable(syscalls, Path(local) / path)
     _assert_durable(syscalls, dst / "conf/deep/b.yaml", made=dst / "conf/deep")
     _assert_durable(syscalls, dst / "conf/a.yaml", made=dst / "conf")
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_large_download_starts_its_write_back_as_it_is_written_and_is_synced_before_its_rename(
+        tmp_path: Path, syscalls: list[Event], monkeypatch: pytest.MonkeyPatch, durable: bool) -> None:
+    """The write-back of each step of a large file is started as soon as it is written (the
+    disk works while the rest is read and verified), in order and covering the file; the
+    ``fsync`` before the rename still comes after the last. Unsynced, none is started."""
+    from casstore import _files
+    from casstore.tracking.client import MlflowClient
+
+    root = tmp_path / "store"
+    store = RunStore(open_store(str(root), create=True))
+    h = store.create_run(store.get_or_create_experiment("durable"))
+    data = os.urandom(3 << 20)  # a few chunks of about 1 MiB
+    h.log_bytes("big.bin", data)
+    h.end()
+    monkeypatch.setattr(_files, "WRITEBACK_STEP", 256 << 10)
+    started: list[tuple[str, int, int]] = []
+    real = _files.start_writeback
+
+    def start_writeback(fd: int, offset: int = 0, nbytes: int = 0) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        assert os.path.getsize(path) >= offset + nbytes, "write-back asked for bytes not written yet"
+        started.append((path, offset, nbytes))
+        syscalls.append(("writeback", path, f"{offset}+{nbytes}"))
+        real(fd, offset, nbytes)
+
+    monkeypatch.setattr(_files, "start_writeback", start_writeback)
+    if not durable:
+        monkeypatch.setenv("CASSTORE_DURABLE", "0")
+    local = MlflowClient(str(root)).download_artifacts(run_id=h.run_id, path="", dst_path=str(tmp_path / "out"))
+    assert (Path(local) / "big.bin").read_bytes() == data
+    if not durable:
+        assert started == []
+        return
+    _assert_durable(syscalls, Path(local) / "big.bin")
+    assert len({path for path, _, _ in started}) == 1 and len(started) >= 2
+    assert [offset for _, offset, _ in started] == list(itertools.accumulate([n for _, _, n in started[:-1]], initial=0))
+    assert all(n >= 256 << 10 for _, _, n in started)
+    tail = len(data) - sum(n for _, _, n in started)
+    assert 0 <= tail < (256 << 10), "the write-back was not started for all but the last step of the file"
+    sync = syscalls.index(("fsync", started[0][0], ""))
+    assert max(i for i, e in enumerate(syscalls) if e[0] == "writeback") < sync
 
 
 def test_a_download_of_many_files_by_several_threads_syncs_each_directory_after_its_files(
@@ -242,3 +287,18 @@ def test_a_saved_model_directory_is_synced(tmp_path: Path, syscalls: list[Event]
     assert len(files) >= 3
     for p in [*files, target, target.parent]:
         assert str(p) in synced, f"{p} was not synced: {sorted(synced)}"
+
+
+def test_many_synced_files_are_written_by_more_threads_than_unsynced_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads writing synced files mostly wait for their ``fsync``: a synced download of
+    many files gets at least ``SYNCING_WORKERS`` of them; an unsynced one (or a private
+    directory's) the store's I/O workers; a few files, one."""
+    from casstore._files import SYNCING_WORKERS, writer_count
+
+    monkeypatch.delenv("CASSTORE_DURABLE", raising=False)
+    assert writer_count(8, 4) == 1
+    assert writer_count(9, 4) == SYNCING_WORKERS > 4
+    assert writer_count(9, 32) == 32
+    assert writer_count(9, 4, durable=False) == 4
+    monkeypatch.setenv("CASSTORE_DURABLE", "0")
+    assert writer_count(2000, 4) == 4

@@ -50,7 +50,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from casstore._env import env_on
-from casstore._files import sync_path
+from casstore._files import start_writeback, sync_path
+from casstore._libc import libc_function
 from casstore.backend.base import Backend, ObjectInfo, nbytes, validate_key
 from casstore.exceptions import ObjectNotFoundError, StoreFullError, StoreUnavailableError
 
@@ -65,45 +66,17 @@ TMP_PREFIX = ".tmp-"
 _QUARANTINE_PREFIX = TMP_PREFIX + "gcq-"  # an object renamed aside by delete_if_stale
 
 
-def _loaded_libc() -> ctypes.CDLL | None:
-    """The C library this process already runs on, reached through the process's own symbols
-    (no search of the file system for it), or None where that cannot be done."""
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except (OSError, TypeError):  # TypeError: a platform without dlopen(NULL)
-        return None
-
-
-_LIBC = _loaded_libc()
-
-
-def _libc_function(name: str, *argtypes: type) -> object | None:
-    """The C library's function ``name`` (returning an int, setting errno), or None where
-    this platform's C library lacks it."""
-    try:
-        fn = getattr(_LIBC, name)
-    except AttributeError:  # no such function, or no C library
-        return None
-    fn.argtypes = list(argtypes)
-    fn.restype = ctypes.c_int
-    return fn  # type: ignore[no-any-return]
-
-
-_SYNCFS = _libc_function("syncfs", ctypes.c_int)
+_SYNCFS = libc_function("syncfs", ctypes.c_int)
 #: a barrier over at most this many files written since the last one flushes each of
 #: them (and the directories on their paths); over more, the whole file system at once
 FSYNC_MAX = 16
 # threads making the fsync calls of one barrier together
 _FSYNC_THREADS = 8
-#: ``sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)``: start writing a file's dirty pages
-#: out without waiting (Linux)
-_SYNC_FILE_RANGE = _libc_function("sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
 #: ``renameat2(AT_FDCWD, old, AT_FDCWD, new, RENAME_NOREPLACE)``: publish a file under a name
 #: only if the name is free, in one call (Linux 3.15+, glibc 2.28+)
-_RENAMEAT2 = _libc_function("renameat2", ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+_RENAMEAT2 = libc_function("renameat2", ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
-_SYNC_FILE_RANGE_WRITE = 2
 # smaller objects are left to the barrier: starting the write-back of each one is an I/O
 # request of its own (on a virtual disk, an exit to the host), which costs more than
 # the few pages it would save the barrier from writing
@@ -276,10 +249,10 @@ class LocalBackend(Backend):
         tmp, fd = self._create_tmp(final)
         try:
             _write_all(fd, memoryview(data))
-            if self.durable and _SYNC_FILE_RANGE is not None and len(data) >= _EARLY_WRITEBACK_MIN:
+            if self.durable and len(data) >= _EARLY_WRITEBACK_MIN:
                 # start the write-back now, so the disk works while the caller goes on and
                 # the barrier (flush) finds little left to do; an error shows at the barrier
-                _SYNC_FILE_RANGE(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
+                start_writeback(fd)
         except BaseException:
             os.close(fd)
             _unlink_quietly(tmp)

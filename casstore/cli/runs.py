@@ -320,7 +320,7 @@ def get_cmd(run: str, path: str, dest: str | None, force: bool, as_json: bool, s
     without --force (nothing is written then); one that already holds the artifact's
     content is left as it is.
     """
-    from casstore._files import write_files
+    from casstore._files import write_files, writer_count
     from casstore._paths import clean_optional_path, safe_destination
     from casstore.cli._common import open_runs
 
@@ -362,7 +362,7 @@ def get_cmd(run: str, path: str, dest: str | None, force: bool, as_json: bool, s
                 runs.artifact_to_file(view.run_id, entry, target, advance)
 
         write_files(items, fetch, lambda e: e.path,  # all of them: a name may lead to another's file
-                    workers=runs.io_workers if len(todo) > 8 else 1)
+                    workers=writer_count(len(todo), runs.io_workers))
     if as_json:
         emit_json([{"path": e.path, "file": target, "size": e.size, "digest": e.digest} for e, target in items])
         return

@@ -15,7 +15,7 @@ import uuid
 import warnings
 from typing import Any
 
-from casstore._files import write_files
+from casstore._files import write_files, writer_count
 from casstore._paths import clean_artifact_path, clean_optional_path, join_artifact_path, safe_destination
 from casstore.exceptions import CorruptRecordError, InvalidInputError, LinkWarning, LocalFileError, ObjectNotFoundError
 from casstore.runs import ArtifactEntry, RunHandle, RunStore, RunView
@@ -359,7 +359,8 @@ def download(store: RunStore, view: RunView, artifact_path: str | None, dst_path
     def fetch(entry: ArtifactEntry, target: str) -> None:  # its directories are made (and synced) by the write
         store.artifact_to_file(view.run_id, entry, target, durable=False if private else None)
 
-    write_files(targets, fetch, lambda e: e.path, workers=store.io_workers if len(targets) > 8 else 1)
+    workers = writer_count(len(targets), store.io_workers, durable=False if private else None)
+    write_files(targets, fetch, lambda e: e.path, workers=workers)
     return os.path.join(dst, path.rpartition("/")[2]) if path else dst
 
 
