@@ -34,7 +34,13 @@ MiB = 1 << 20
 
 
 def used(root: str) -> int:
-    return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
+    total = 0
+    for p in Path(root).rglob("*"):
+        try:
+            total += p.stat().st_size if p.is_file() else 0
+        except FileNotFoundError:
+            continue  # another thread's temp file, renamed into place since it was listed
+    return total
 
 
 class Quota(LocalBackend):
