@@ -33,8 +33,10 @@ def interrupt_a_log(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[s
     waits for the pipe's next bytes: the interrupt surely lands in the middle of the log."""
     fifo = tmp_path / "stream.bin"
     os.mkfifo(fifo)
+    # Ctrl-C as at a terminal, even where this test was started with SIGINT ignored (a shell's background job)
     proc = subprocess.Popen([*CMD, "log", str(fifo), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV, cwd=tmp_path)
+                            text=True, env=ENV, cwd=tmp_path,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # opening the pipe waits for the log to open it, and the write returns once it has read
     # all but a pipe's buffer: the log is under way, and waits for more
     with open(fifo, "wb") as w:

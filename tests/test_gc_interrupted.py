@@ -11,6 +11,7 @@ the store, so an object a writer reused is back before anything could take it fo
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -89,7 +90,9 @@ def test_ctrl_c_during_a_delete_leaves_a_reused_object_in_place(tmp_path: Path) 
         os.utime(p, (past, past))
     r = _cli(root, "gc", "--grace", "0s")  # marks the deleted run's objects
     assert r.returncode == 0, r.stderr
+    # Ctrl-C as at a terminal, even where this test was started with SIGINT ignored (a shell's background job)
     child = subprocess.run([sys.executable, "-c", _INTERRUPTED_GC, str(root)], capture_output=True, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                            timeout=120)
     assert "KeyboardInterrupt" in child.stderr, child.stderr
     reused = Path(child.stdout.strip())

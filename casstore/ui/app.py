@@ -46,7 +46,8 @@ from casstore.exceptions import (
 )
 from casstore.runs import RunStore, search
 from casstore.runs.records import ArtifactEntry, RunView
-from casstore.ui.data import PAGE_SIZE, PARENT_TAG, UIData, artifact_tree
+from casstore.ui.data import PAGE_SIZE, UIData, artifact_tree
+from casstore.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 __all__ = ["create_app", "TEMPLATES", "STATIC"]
 
@@ -323,10 +324,10 @@ def create_app(
             page.runs, page.total, page.next_token = [], 0, None
         state = {"filter": filter_string, "order": order, "deleted": "1" if show_deleted else "",
                  "hide": ",".join(hidden), "size": "" if size == PAGE_SIZE else str(size)}
-        parents = data.run_names([r.tags[PARENT_TAG] for r in page.runs if r.tags.get(PARENT_TAG)])
+        parents = data.run_names([r.tags[MLFLOW_PARENT_RUN_ID] for r in page.runs if r.tags.get(MLFLOW_PARENT_RUN_ID)])
         return render(request, "experiment.html", exp=exp, page=page, error=error, state=state, hidden=set(hidden),
                       first_page=not q.get("page"), name_search=name_search, parents=parents,
-                      has_parents=any(r.tags.get(PARENT_TAG) for r in page.runs))
+                      has_parents=any(r.tags.get(MLFLOW_PARENT_RUN_ID) for r in page.runs))
 
     def run_page(request: Request) -> Response:
         view = data.run(request.path_params["run_id"])
@@ -336,7 +337,7 @@ def create_app(
         histories = {k: len(s) for k, s in sorted(data.run_series(view.run_id).items())}
         parent, parent_id, children = data.family(view)
         return render(request, "run.html", run=view, exp_name=data.experiment_name(view.experiment_id),
-                      parent=parent, parent_id=parent_id, children=children, parent_tag=PARENT_TAG,
+                      parent=parent, parent_id=parent_id, children=children, parent_tag=MLFLOW_PARENT_RUN_ID,
                       child_metrics=sorted({k for c in children.runs for k in c.metrics})[:6],
                       root=artifact_tree(view.artifacts), code=code, env_tags=env_tags, other=other,
                       histories=histories, total_size=sum(a.size for a in view.artifacts.values()),

@@ -42,12 +42,11 @@ from casstore.exceptions import CasstoreError, CorruptRecordError, InvalidInputE
 from casstore.runs import RunStore, layout, search
 from casstore.runs.columns import metric_columns
 from casstore.runs.records import ArtifactEntry, Experiment, RunView
+from casstore.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 __all__ = ["UIData", "RunPage", "Series", "Job", "Computed", "ArtifactNode", "artifact_tree", "PAGE_SIZE", "MAX_PAGE_SIZE"]
 
 PAGE_SIZE = 100
-#: the tag naming a nested run's parent (MLflow's)
-PARENT_TAG = "mlflow.parentRunId"
 MAX_PAGE_SIZE = 1000
 #: buckets a chart is cut into (each gives at most its minimum and its maximum)
 CHART_BUCKETS = 600
@@ -357,14 +356,14 @@ class UIData:
         """A run's parent (its ``mlflow.parentRunId`` tag) and its child runs, as MLflow nests
         them: the parent's view (None if it cannot be read), the parent's id, and the first
         page of the children (deleted ones too, newest first)."""
-        parent_id = view.tags.get(PARENT_TAG) or None
+        parent_id = view.tags.get(MLFLOW_PARENT_RUN_ID) or None
         parent = None
         if parent_id:
             try:
                 parent = self.run(parent_id)
             except CasstoreError:
                 parent = None
-        children = self.search(view.experiment_id, str(search.Comparison("tags", PARENT_TAG, "=", view.run_id)),
+        children = self.search(view.experiment_id, str(search.Comparison("tags", MLFLOW_PARENT_RUN_ID, "=", view.run_id)),
                                deleted=True)
         return parent, parent_id, children
 
