@@ -49,7 +49,8 @@ from casstore.models.entry import FileRef, ModelEntry
 from casstore.models.uri import Resolved, resolve_model_uri
 from casstore.objects import ObjectStore
 from casstore.objects.recipes import Recipe
-from casstore.objects.reading import open_chunks, write_chunks
+from casstore._files import write_file
+from casstore.objects.reading import open_chunks
 
 if TYPE_CHECKING:
     from casstore.registry.store import Registry
@@ -137,7 +138,7 @@ def fetch_model(store: RunStore, model_digest: str, dest: str | None = None, *, 
             if rel in hold:
                 fetched.held[rel] = list(_verified_chunks(store.objects, ref))
             else:
-                write_chunks(_verified_chunks(store.objects, ref), target, durable=durable)
+                write_file(_verified_chunks(store.objects, ref), target, durable=durable)
     except BaseException:
         fetched.held.clear()
         if private:

@@ -31,7 +31,7 @@ from casstore.objects.recipes import Recipe
 if TYPE_CHECKING:
     from casstore.objects.packs import Location, PackIndex
 
-__all__ = ["ObjectReader", "Progress", "open_chunks", "write_chunks"]
+__all__ = ["ObjectReader", "Progress", "open_chunks"]
 
 # threads reading and hashing chunks into memory the caller allocates (read_chunks on a
 # local store); measured on 2 cores, a 290 MB model's chunks were fetched in 0.15 s this
@@ -373,7 +373,7 @@ class ObjectReader:
         """Write a stored file to ``dest``: into a temp file beside it, renamed into place only
         after the whole content verified. ``dest`` is never left partly written."""
         chunks = self.iter_file(digest, progress)  # a bad or unknown digest fails before any write
-        write_chunks(chunks, dest)
+        write_file(chunks, dest)
 
     def verify_file(self, digest: str) -> None:
         """Re-hash every chunk of a stored file and the whole; raise on any mismatch."""
@@ -396,14 +396,6 @@ class ObjectReader:
         self._publish_pending()
         self.packs.load()
         return loose | set(self.packs.chunks())
-
-
-def write_chunks(chunks: Iterable[bytes | bytearray], dest: str | os.PathLike[str], *,
-                 durable: bool | None = None) -> None:
-    """Write ``chunks`` (a verifying iterator) to ``dest`` with :func:`casstore._files.write_file`:
-    renamed into place only once the iterator is exhausted without error, so ``dest`` is
-    never left partly written, and synced (unless ``durable`` is False)."""
-    write_file(chunks, dest, durable=durable)
 
 
 def is_own_chunk(digest: str, recipe: Recipe) -> bool:

@@ -38,14 +38,14 @@ from casstore.objects.digest import check_digest, hash_bytes, new_hasher
 from casstore.objects.localfiles import changed, is_small, open_local, read_whole
 from casstore.objects.mapped import FileLease, hash_leased
 from casstore.objects.passes import READ_BLOCK, Stored, StoringPasses
-from casstore.objects.reading import ObjectReader, Progress, is_own_chunk, open_chunks, write_chunks
+from casstore.objects.reading import ObjectReader, Progress, is_own_chunk, open_chunks
 from casstore.objects.recipes import Recipe
 from casstore.objects.statcache import StatCache, default_stat_cache
 
 if TYPE_CHECKING:
     from casstore.objects.packs import PackWriter
 
-__all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST", "open_chunks", "write_chunks", "Progress"]
+__all__ = ["ObjectStore", "Stored", "EMPTY_DIGEST", "open_chunks", "Progress"]
 
 EMPTY_DIGEST = hash_bytes(b"")
 

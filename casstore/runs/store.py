@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from casstore._files import write_file
 from casstore.exceptions import (
     CasstoreError,
     CorruptRecordError,
@@ -37,7 +38,7 @@ from casstore.exceptions import (
     StoreUnavailableError,
 )
 from casstore.objects import ObjectStore, open_store
-from casstore.objects.reading import Progress, write_chunks
+from casstore.objects.reading import Progress
 from casstore.objects.codec import CHECK_FIELD, pack, unpack, unpack_checked
 from casstore.objects.digest import check_digest, hash_bytes, is_digest
 from casstore.runs import layout
@@ -665,7 +666,7 @@ class RunStore:
                          progress: Progress | None = None, *, durable: bool | None = None) -> None:
         """Write an artifact to ``dest``, renamed into place only once verified, and synced
         unless ``durable`` is False (see :func:`casstore._files.write_file`)."""
-        write_chunks(self.artifact_chunks(run_id, entry, progress), dest, durable=durable)
+        write_file(self.artifact_chunks(run_id, entry, progress), dest, durable=durable)
 
     def inline_data(self, run_id: str, entry: ArtifactEntry) -> bytes:
         """The content an inline artifact's binding record holds, checked against the
